@@ -1,0 +1,104 @@
+"""HTTP routes of /api/auth."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from services.common.errors import not_found
+from services.common.security import Principal
+
+from . import service, store
+from .schemas import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    Invite,
+    InviteCreate,
+    LoginRequest,
+    RegisterRequest,
+    TokenResponse,
+    User,
+    UserPage,
+    to,
+)
+
+PUBLIC = {"public": True}
+ADMIN = {"admin": True}
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the gateway appends the real peer to X-Forwarded-For."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return request.client.host if request.client else "unknown"
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+
+    @post("/register", opt=PUBLIC, status_code=201, summary="Open an account with an invite code")
+    async def register(self, state: State, data: RegisterRequest) -> User:
+        return await service.register(state.pool, state.settings, data)
+
+    @post("/login", opt=PUBLIC, status_code=200, summary="Exchange a username and password for an access token")
+    async def login(self, request: Request, state: State, data: LoginRequest) -> TokenResponse:
+        return await service.login(state.pool, state.settings, username=data.username, password=data.password,
+                                   address=client_address(request))
+
+    @post("/logout", status_code=204, summary="Revoke the access token used for this call")
+    async def logout(self, state: State, principal: Principal) -> None:
+        await service.logout(state.pool, state.nc, state.revoked_sessions, principal)
+
+    @get("/me", summary="Who the caller is")
+    async def me(self, state: State, principal: Principal) -> User:
+        return await service.me(state.pool, principal)
+
+    @post("/api-keys", status_code=201, summary="Create a personal API key (shown once)")
+    async def create_api_key(self, state: State, principal: Principal, data: ApiKeyCreate) -> ApiKeyCreated:
+        return await service.create_api_key(state.pool, principal, data.name)
+
+    @get("/api-keys", summary="List the caller's API keys (without the keys)")
+    async def list_api_keys(self, state: State, principal: Principal) -> list[ApiKey]:
+        return await service.list_api_keys(state.pool, principal)
+
+    @delete("/api-keys/{key_id:str}", status_code=204, summary="Revoke one of the caller's API keys")
+    async def revoke_api_key(self, state: State, principal: Principal, key_id: str) -> None:
+        await service.revoke_api_key(state.pool, principal, key_id)
+
+
+class AdminController(Controller):
+    """Routes for admins only."""
+
+    path = "/api/auth"
+    tags = ["auth: admin"]
+    opt = ADMIN
+
+    @post("/invites", status_code=201, summary="Create an invite code")
+    async def create_invite(self, state: State, principal: Principal, data: InviteCreate) -> Invite:
+        return await service.create_invite(state.pool, principal, data)
+
+    @get("/invites", summary="List invite codes")
+    async def list_invites(self, state: State) -> list[Invite]:
+        return [to(Invite, row) for row in await store.list_invites(state.pool)]
+
+    @delete("/invites/{code:str}", status_code=204, summary="Revoke an invite code")
+    async def revoke_invite(self, state: State, code: str) -> None:
+        if not await store.revoke_invite(state.pool, code):
+            raise not_found("invite code")
+
+    @get("/users", summary="List accounts, by username")
+    async def list_users(
+        self,
+        state: State,
+        cursor: Annotated[str | None, Parameter(description="username to continue after")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> UserPage:
+        rows = await store.list_users(state.pool, after=cursor, limit=limit + 1)
+        items = [to(User, row) for row in rows[:limit]]
+        return UserPage(items=items, next_cursor=items[-1].username if len(rows) > limit else None)

@@ -1,0 +1,81 @@
+"""Request and response shapes of /api/auth."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+Username = Annotated[
+    str,
+    Meta(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+         description="3-32 characters: lowercase letters, digits, '.', '_' or '-'"),
+]
+Password = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class RegisterRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    username: Username
+    password: Password
+    invite_code: str = ""
+
+
+class LoginRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    username: Annotated[str, Meta(min_length=1, max_length=64)]
+    password: Password
+
+
+class TokenResponse(msgspec.Struct, kw_only=True):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class User(msgspec.Struct, kw_only=True):
+    id: str
+    username: str
+    role: str
+    created_at: datetime
+
+
+class UserPage(msgspec.Struct, kw_only=True):
+    items: list[User]
+    next_cursor: str | None
+
+
+class ApiKeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ApiKey(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKey, kw_only=True):
+    key: str
+    """Shown once; only its hash is stored."""
+
+
+class InviteCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_uses: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    expires_in_hours: Annotated[int, Meta(ge=1, le=24 * 365)] | None = 24 * 7
+
+
+class Invite(msgspec.Struct, kw_only=True):
+    code: str
+    max_uses: int
+    uses: int
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+def to(struct: type, record) -> msgspec.Struct:
+    """A response struct from a database row, taking only the fields it declares."""
+    return struct(**{name: record[name] for name in struct.__struct_fields__})

@@ -1,0 +1,157 @@
+"""Logic of the auth service: accounts, logins, sessions, API keys and invites."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from nats.aio.client import Client
+
+from services.common import contracts
+from services.common.errors import ApiError, not_found
+from services.common.security import (
+    DUMMY_PASSWORD_HASH,
+    Principal,
+    RevokedSessions,
+    hash_password,
+    issue_token,
+    new_api_key,
+    new_id,
+    verify_password,
+)
+from services.common.settings import Settings
+
+from . import store
+from .schemas import ApiKey, ApiKeyCreated, Invite, InviteCreate, RegisterRequest, TokenResponse, User, to
+
+COMMON_PASSWORDS = frozenset({"password12", "password123", "1234567890", "qwertyuiop", "letmein123",
+                              "iloveyou12", "admin12345", "welcome123", "passw0rd12"})
+
+
+def check_password_strength(username: str, password: str) -> None:
+    """Refuse passwords that are easy to guess, naming the field."""
+    problem = None
+    if len(password) < 10:
+        problem = "must be at least 10 characters"
+    elif len(set(password)) < 5:
+        problem = "must use at least 5 different characters"
+    elif password.lower() in COMMON_PASSWORDS or username.lower() in password.lower():
+        problem = "is too easy to guess (common, or contains the username)"
+    if problem:
+        raise ApiError(422, "weak_password", f"password {problem}", "password")
+
+
+async def hash_in_thread(password: str) -> str:
+    # Argon2 is deliberately slow: keep it off the event loop.
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def create_user(pool: asyncpg.Pool, *, username: str, password: str, role: str) -> User:
+    """Store a new account; 409 when the name is taken."""
+    check_password_strength(username, password)
+    password_hash = await hash_in_thread(password)
+    try:
+        row = await store.insert_user(pool, user_id=new_id("usr"), username=username,
+                                      password_hash=password_hash, role=role)
+    except asyncpg.UniqueViolationError as exc:
+        raise ApiError(409, "username_taken", f"username {username!r} is taken", "username") from exc
+    return to(User, row)
+
+
+async def register(pool: asyncpg.Pool, settings: Settings, data: RegisterRequest) -> User:
+    """Open an account with the standing invite code or an admin-made one."""
+    check_password_strength(data.username, data.password)
+    password_hash = await hash_in_thread(data.password)
+    standing = settings.invite_code and hmac.compare_digest(data.invite_code, settings.invite_code)
+    async with pool.acquire() as conn, conn.transaction():
+        if not standing and not (data.invite_code and await store.claim_invite(conn, data.invite_code)):
+            raise ApiError(403, "invalid_invite_code", "the invite code is missing, wrong, spent or expired",
+                           "invite_code")
+        try:
+            row = await store.insert_user(conn, user_id=new_id("usr"), username=data.username,
+                                          password_hash=password_hash, role="user")
+        except asyncpg.UniqueViolationError as exc:
+            raise ApiError(409, "username_taken", f"username {data.username!r} is taken", "username") from exc
+    return to(User, row)
+
+
+async def ensure_admin(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Create the first admin from the environment if it does not exist yet."""
+    if not (settings.admin_username and settings.admin_password):
+        return
+    if await store.user_by_name(pool, settings.admin_username) is None:
+        try:
+            await create_user(pool, username=settings.admin_username, password=settings.admin_password,
+                              role="admin")
+        except ApiError as exc:
+            if exc.code != "username_taken":  # another replica made it first
+                raise
+
+
+def _too_many(oldest: datetime, window_s: int) -> ApiError:
+    wait = max(1, int((oldest + timedelta(seconds=window_s) - datetime.now(UTC)).total_seconds()))
+    return ApiError(429, "too_many_attempts", f"too many failed logins: try again in {wait} s",
+                    headers={"Retry-After": str(wait)})
+
+
+async def login(pool: asyncpg.Pool, settings: Settings, *, username: str, password: str, address: str):
+    """Check a password, rate-limited per account and per address; returns a token."""
+    limits = {f"user:{username}": settings.login_max_failures, f"addr:{address}": settings.login_max_failures * 4}
+    for key, limit in limits.items():
+        count, oldest = await store.recent_failures(pool, key, settings.login_window_s)
+        if count >= limit:
+            raise _too_many(oldest, settings.login_window_s)
+    user = await store.user_by_name(pool, username)
+    ok = await asyncio.to_thread(verify_password, user["password_hash"] if user else DUMMY_PASSWORD_HASH, password)
+    if not ok or user is None or user["disabled"]:
+        await store.record_failures(pool, list(limits))
+        raise ApiError(401, "invalid_credentials", "wrong username or password")
+    await store.clear_failures(pool, f"user:{username}")
+    token, _, _ = issue_token(settings.secret_key, user_id=user["id"], username=user["username"],
+                              role=user["role"], ttl_s=settings.token_ttl_s)
+    return TokenResponse(access_token=token, token_type="bearer", expires_in=settings.token_ttl_s)
+
+
+async def logout(pool: asyncpg.Pool, nc: Client, revoked: RevokedSessions, principal: Principal) -> None:
+    """End the caller's session: stored first, then announced to every service."""
+    session_id, expires_at = principal.session_id, principal.expires_at
+    if session_id is None or expires_at is None:
+        raise ApiError(400, "not_a_session", "API keys are revoked with DELETE /api/auth/api-keys/{id}")
+    await store.insert_revoked_session(pool, session_id=session_id, user_id=principal.user_id,
+                                       expires_at=expires_at)
+    revoked.add(session_id, expires_at)
+    event = contracts.SessionRevoked(session_id=session_id, expires_at=expires_at)
+    await nc.publish(contracts.Subjects.SESSION_REVOKED, contracts.encode(event))
+
+
+async def me(pool: asyncpg.Pool, principal: Principal) -> User:
+    row = await store.user_by_id(pool, principal.user_id)
+    if row is None:
+        raise ApiError(401, "unauthorized", "this account no longer exists")
+    return to(User, row)
+
+
+async def create_api_key(pool: asyncpg.Pool, principal: Principal, name: str) -> ApiKeyCreated:
+    key, prefix, key_hash = new_api_key()
+    row = await store.insert_api_key(pool, key_id=new_id("key"), user_id=principal.user_id, name=name,
+                                     prefix=prefix, key_hash=key_hash)
+    return ApiKeyCreated(**{f: row[f] for f in ApiKey.__struct_fields__}, key=key)
+
+
+async def list_api_keys(pool: asyncpg.Pool, principal: Principal) -> list[ApiKey]:
+    return [to(ApiKey, row) for row in await store.list_api_keys(pool, principal.user_id)]
+
+
+async def revoke_api_key(pool: asyncpg.Pool, principal: Principal, key_id: str) -> None:
+    if not await store.revoke_api_key(pool, key_id=key_id, user_id=principal.user_id):
+        raise not_found("API key")
+
+
+async def create_invite(pool: asyncpg.Pool, principal: Principal, data: InviteCreate) -> Invite:
+    expires_at = datetime.now(UTC) + timedelta(hours=data.expires_in_hours) if data.expires_in_hours else None
+    row = await store.insert_invite(pool, code=secrets.token_urlsafe(12), created_by=principal.user_id,
+                                    max_uses=data.max_uses, expires_at=expires_at)
+    return to(Invite, row)

@@ -1,0 +1,65 @@
+"""The NATS connection every service owns, and idempotent stream set-up."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError, NotFoundError
+
+from .contracts import STREAMS
+
+log = logging.getLogger(__name__)
+
+
+async def connect_bus(url: str, name: str) -> Client:
+    """Connect to NATS and keep reconnecting forever; publishes are buffered meanwhile."""
+
+    async def on_disconnect() -> None:
+        log.warning("%s: NATS disconnected", name)
+
+    async def on_reconnect() -> None:
+        log.info("%s: NATS reconnected", name)
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("%s: NATS error: %s", name, exc)
+
+    return await nats.connect(
+        url,
+        name=f"llmct-{name}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        allow_reconnect=True,
+        pending_size=64 * 1024 * 1024,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        error_cb=on_error,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create every stream, or bring an existing one up to date with its definition."""
+    for config in STREAMS:
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+                continue
+            except BadRequestError:
+                pass  # another service created it first
+        await js.update_stream(config)
+
+
+async def bus_is_healthy(nc: Client | None) -> str | None:
+    """None when NATS answers, else what is wrong."""
+    if nc is None or not nc.is_connected:
+        return "not connected"
+    try:
+        await nc.flush(timeout=1)
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        return f"flush failed: {exc.__class__.__name__}"
+    return None

@@ -1,0 +1,185 @@
+"""Every NATS subject, stream and message type of the platform, in one place.
+
+Subjects are lowercase, dot-separated, general to specific, ids last. Streams are UPPERCASE,
+one purpose each. Messages are msgspec Structs (frozen, keyword-only); a family is a tagged
+union decoded by one decoder built once. New fields always get defaults; old fields never
+change type.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+
+class Subjects:
+    """Subject names and builders. Never write a subject string anywhere else."""
+
+    JOB_SUBMITTED = "job.submitted"
+    JOB_DISPATCH_ALL = "job.dispatch.>"
+    JOB_STATUS_ALL = "job.status.>"
+    JOB_CANCEL_ALL = "job.cancel.>"
+    AGENT_HEARTBEAT_ALL = "agent.heartbeat.>"
+    LOGS_ALL = "logs.>"
+    SESSION_REVOKED = "auth.session.revoked"
+
+    @staticmethod
+    def job_dispatch(agent_id: str) -> str:
+        return f"job.dispatch.{agent_id}"
+
+    @staticmethod
+    def job_status(job_id: str) -> str:
+        return f"job.status.{job_id}"
+
+    @staticmethod
+    def job_cancel(job_id: str) -> str:
+        return f"job.cancel.{job_id}"
+
+    @staticmethod
+    def agent_heartbeat(agent_id: str) -> str:
+        return f"agent.heartbeat.{agent_id}"
+
+    @staticmethod
+    def logs(job_id: str) -> str:
+        return f"logs.{job_id}"
+
+    @staticmethod
+    def inference_chat(deployment_id: str) -> str:
+        return f"inference.{deployment_id}.chat"
+
+
+# The job queue lives alone in its own stream: a work-queue stream that also held subjects
+# nobody consumes would never free them.
+STREAMS: tuple[StreamConfig, ...] = (
+    StreamConfig(
+        name="JOBS",
+        subjects=[Subjects.JOB_SUBMITTED],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120.0,
+        description="accepted jobs waiting for the dispatcher (dedup on job id)",
+    ),
+    StreamConfig(
+        name="DISPATCH",
+        subjects=[Subjects.JOB_DISPATCH_ALL],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120.0,
+        description="jobs placed on one agent",
+    ),
+    StreamConfig(
+        name="JOB_EVENTS",
+        subjects=[Subjects.JOB_STATUS_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=7 * 24 * 3600.0,
+        max_msgs_per_subject=10_000,
+        description="job state changes and progress reported by agents",
+    ),
+    StreamConfig(
+        name="LOGS",
+        subjects=[Subjects.LOGS_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=3 * 24 * 3600.0,
+        max_bytes=2 * 1024**3,
+        discard=DiscardPolicy.OLD,
+        description="batched job log lines, replayed to viewers",
+    ),
+)
+
+# Durable consumer names, one shared constant per queue.
+DISPATCHER_CONSUMER = "dispatcher"
+JOB_EVENTS_CONSUMER = "scheduler-job-events"
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every bus message; `type` names the concrete message."""
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+class JobSubmitted(Message, kw_only=True, tag="job_submitted"):
+    """A job was accepted and stored; the dispatcher should place it."""
+
+    job_id: str
+    kind: str
+    owner_id: str
+    priority: int = 0
+    submitted_at: datetime
+
+
+# --- agents ------------------------------------------------------------------------------------
+
+
+class GpuStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One GPU as an agent sees it."""
+
+    index: int
+    name: str
+    memory_total_mb: int
+    memory_used_mb: int = 0
+    utilization_pct: float = 0.0
+    temperature_c: float | None = None
+
+
+class AgentHeartbeat(Message, kw_only=True, tag="agent_heartbeat"):
+    """An agent is alive; its resources and what it runs."""
+
+    agent_id: str
+    hostname: str
+    sent_at: datetime
+    gpus: tuple[GpuStatus, ...] = ()
+    cpu_slots: int = 0
+    cpu_pct: float = 0.0
+    memory_total_mb: int = 0
+    memory_used_mb: int = 0
+    running_jobs: tuple[str, ...] = ()
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+
+class LogLine(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One line of a job's output."""
+
+    seq: int
+    stream: str  # stdout | stderr | system
+    at: datetime
+    text: str
+
+
+class LogBatch(Message, kw_only=True, tag="log_batch"):
+    """Several log lines of one job, one frame per batch."""
+
+    job_id: str
+    lines: tuple[LogLine, ...]
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+
+class SessionRevoked(Message, kw_only=True, tag="session_revoked"):
+    """An access token's session was ended (logout); every service forgets it."""
+
+    session_id: str
+    expires_at: datetime
+
+
+BusMessage = JobSubmitted | AgentHeartbeat | LogBatch | SessionRevoked
+
+_decoder = msgspec.json.Decoder(BusMessage)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a bus message."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes) -> BusMessage:
+    """Deserialise any bus message by its `type` tag."""
+    return _decoder.decode(data)

