@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -22,7 +22,7 @@ from .bus import bus_is_healthy, connect_bus, ensure_streams
 from .errors import EXCEPTION_HANDLERS
 from .security import RevokedSessions, provide_principal, require_principal
 from .settings import Settings, get_settings
-from .store import check_migrated, create_pool, store_is_healthy
+from .store import StoreNotMigrated, check_migrated, create_pool, store_is_healthy
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,12 @@ def _lifespan(spec: ServiceSpec):
         settings: Settings = app.state.settings
         if spec.uses_store:
             app.state.pool = await create_pool(settings.database_url)
-            await check_migrated(app.state.pool)
+            try:
+                await check_migrated(app.state.pool)
+            except StoreNotMigrated as exc:
+                log.error("%s refuses to start: %s", spec.name, exc)
+                await app.state.pool.close()
+                raise
         app.state.nc = await connect_bus(settings.nats_url, spec.name)
         app.state.js = app.state.nc.jetstream()
         await ensure_streams(app.state.js)
@@ -131,6 +136,8 @@ def _lifespan(spec: ServiceSpec):
 def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> Litestar:
     """Build the Litestar app of one service."""
     settings = settings or get_settings()
+    if spec.uses_store and len(settings.secret_key) < 32:
+        raise RuntimeError("LLMCT_SECRET_KEY must be set (32+ characters) and shared by every service")
     return Litestar(
         route_handlers=[_health_route(spec), MetricsController, *spec.route_handlers],
         lifespan=[_lifespan(spec)],
@@ -146,6 +153,8 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> L
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
             security=[{"bearer": []}],
+            # Internal schema for the gateway to merge; the public docs live at /api/docs.
+            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
         ),
         debug=False,
     )

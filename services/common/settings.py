@@ -74,7 +74,7 @@ class Settings:
     nats_url: str
     """NATS_URL: nats://host:port."""
     secret_key: str
-    """LLMCT_SECRET_KEY: signs access tokens; every service must share it."""
+    """LLMCT_SECRET_KEY: signs access tokens; every service that checks callers must share it."""
     token_ttl_s: int = 12 * 3600
     """LLMCT_TOKEN_TTL_S: lifetime of an access token in seconds."""
     invite_code: str | None = None
@@ -114,14 +114,11 @@ def storage_from_env() -> StoragePaths:
 
 def settings_from_env() -> Settings:
     """Build settings from the environment (uncached; tests use this)."""
-    secret = _env("LLMCT_SECRET_KEY")
-    if not secret:
-        raise RuntimeError("LLMCT_SECRET_KEY is not set: `llmct up` creates one; services need the same key")
     ports = {name: int(_env(f"LLMCT_{name.upper()}_PORT", str(port))) for name, port in DEFAULT_PORTS.items()}
     return Settings(
         database_url=_env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llmct"),
         nats_url=_env("NATS_URL", "nats://127.0.0.1:4222"),
-        secret_key=secret,
+        secret_key=_env("LLMCT_SECRET_KEY", ""),
         token_ttl_s=int(_env("LLMCT_TOKEN_TTL_S", str(12 * 3600))),
         invite_code=_env("INVITE_CODE"),
         admin_username=_env("LLMCT_ADMIN_USERNAME"),

@@ -1,0 +1,72 @@
+"""The GPU agent: dials out to NATS, runs jobs on its host, reports heartbeats.
+
+It owns nothing in Postgres; its HTTP port only answers /health and /metrics on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+
+from litestar import Litestar
+
+from services.common import contracts
+from services.common.app import ServiceSpec, create_service_app
+from services.common.settings import Settings
+
+from .resources import read_gpus, read_host
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = float(os.environ.get("LLMCT_HEARTBEAT_S", "5"))
+
+
+def agent_id() -> str:
+    """LLMCT_AGENT_ID, else the host name."""
+    return os.environ.get("LLMCT_AGENT_ID") or socket.gethostname()
+
+
+async def heartbeat(app: Litestar) -> contracts.AgentHeartbeat:
+    """Read this host's resources and publish them once."""
+    gpus, host = await asyncio.gather(asyncio.to_thread(read_gpus), asyncio.to_thread(read_host))
+    beat = contracts.AgentHeartbeat(
+        agent_id=app.state.agent_id, hostname=socket.gethostname(), sent_at=datetime.now(UTC), gpus=gpus,
+        cpu_slots=int(os.environ.get("LLMCT_CPU_SLOTS", "0" if gpus else "1")), **host,
+    )
+    await app.state.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
+    return beat
+
+
+async def _beat_forever(app: Litestar) -> None:
+    while True:
+        try:
+            await heartbeat(app)
+        except Exception:  # noqa: BLE001 - a missed beat must not stop the next one
+            log.exception("heartbeat failed")
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+async def _start(app: Litestar) -> None:
+    app.state.agent_id = agent_id()
+    app.state.beater = asyncio.create_task(_beat_forever(app))
+
+
+async def _stop(app: Litestar) -> None:
+    app.state.beater.cancel()
+
+
+SPEC = ServiceSpec(
+    name="agent",
+    description="runs jobs on a GPU host and reports its resources",
+    uses_store=False,
+    on_startup=[_start],
+    on_shutdown=[_stop],
+)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """App factory for `llmct service agent`."""
+    return create_service_app(SPEC, settings)

@@ -1,0 +1,100 @@
+"""`llmct`: bring the platform up, run one service, migrate, manage admins."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import importlib
+import logging
+import sys
+
+from .settings import SERVICE_NAMES, get_settings
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    """Run one service in this process until SIGTERM."""
+    import uvicorn
+
+    settings = get_settings()
+    module = importlib.import_module(f"services.{args.name}.app")
+    host = settings.public_host if args.name == "gateway" else settings.bind_host
+    uvicorn.run(module.create_app(settings), host=host, port=settings.ports[args.name],
+                log_level=args.log_level, timeout_graceful_shutdown=10, proxy_headers=False)
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from .store import head_revision, migrate
+
+    migrate(get_settings().database_url)
+    print(f"database is at {head_revision()}")
+    return 0
+
+
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    from services.auth.service import create_user
+    from services.common.errors import ApiError
+
+    from .store import check_migrated, create_pool
+
+    password = args.password or getpass.getpass("password for the new admin: ")
+
+    async def create() -> None:
+        pool = await create_pool(get_settings().database_url, attempts=1)
+        try:
+            await check_migrated(pool)
+            await create_user(pool, username=args.username, password=password, role="admin")
+        finally:
+            await pool.close()
+
+    try:
+        asyncio.run(create())
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"admin {args.username} created")
+    return 0
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    from .launcher import run_up
+
+    return run_up()
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="llmct", description="LLM-Cloud-Trainer")
+    commands = root.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start NATS, Postgres, every service and a local agent")
+    up.set_defaults(func=cmd_up)
+    service = commands.add_parser("service", help="run one service")
+    service.add_argument("name", choices=SERVICE_NAMES)
+    service.add_argument("--log-level", default="info")
+    service.set_defaults(func=cmd_service)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    admin = commands.add_parser("admin", help="manage admins")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    create = admin_commands.add_parser("create", help="create an admin account")
+    create.add_argument("--username", required=True)
+    create.add_argument("--password", help="prompted for when omitted")
+    create.set_defaults(func=cmd_admin_create)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:  # the store refusing to start, a port taken...: say it plainly
+        from .store import StoreNotMigrated
+
+        if isinstance(exc, (StoreNotMigrated, RuntimeError)):
+            print(f"llmct {args.command}: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""`llmct up`: the whole platform on one machine, every service its own process."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .embedded import NatsServer, PostgresServer, postgres_bindir, wait_until
+from .settings import DEFAULT_PORTS, StoragePaths, storage_from_env
+from .store import migrate
+
+# Start order: the gateway last, so it only opens its port once everything behind it answers.
+START_ORDER = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
+
+
+@dataclass
+class ServiceProcess:
+    """One service running as a child process."""
+
+    name: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    def start(self, env: dict[str, str]) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.common.cli", "service", self.name],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    def healthy(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self, grace_s: float = 15) -> None:
+        """SIGTERM (the service drains NATS and closes its pool), then kill after the grace period."""
+        if not self.process or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_services(env: dict[str, str], log_dir: Path, names=START_ORDER, timeout: float = 60) -> list[ServiceProcess]:
+    """Start services in order, each healthy before the next; returns them for stopping."""
+    started: list[ServiceProcess] = []
+    try:
+        for name in names:
+            port = int(env.get(f"LLMCT_{name.upper()}_PORT", DEFAULT_PORTS[name]))
+            service = ServiceProcess(name=name, port=port, log_path=log_dir / f"{name}.log").start(env)
+            started.append(service)
+            wait_until(service.healthy, timeout=timeout, what=f"service {name}", interval=0.1)
+    except BaseException:
+        stop_services(started)
+        raise
+    return started
+
+
+def stop_services(services: list[ServiceProcess]) -> None:
+    for service in reversed(services):
+        service.stop()
+
+
+def _kept_secret(path: Path, make) -> str:
+    """A value kept in the state folder so a second `make up` finds the same one."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+@dataclass
+class LocalStack:
+    """Servers and services `llmct up` started, stopped in reverse by PID."""
+
+    storage: StoragePaths
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    nats: NatsServer | None = None
+    postgres: PostgresServer | None = None
+    services: list[ServiceProcess] = field(default_factory=list)
+
+    def prepare_env(self) -> None:
+        state = self.storage.state
+        env = self.env
+        env.setdefault("LLMCT_SECRET_KEY", _kept_secret(state / "secret_key", lambda: secrets.token_hex(32)))
+        env.setdefault("INVITE_CODE", _kept_secret(state / "invite_code", lambda: secrets.token_urlsafe(9)))
+        env.setdefault("LLMCT_ADMIN_USERNAME", "admin")
+        env.setdefault("LLMCT_ADMIN_PASSWORD", _kept_secret(state / "admin_password", lambda: secrets.token_urlsafe(12)))
+        env["HOST_BASE_PATH"] = str(self.storage.base)
+
+    def start_servers(self) -> None:
+        state, logs = self.storage.state, self.storage.logs / "platform"
+        logs.mkdir(parents=True, exist_ok=True)
+        if not self.env.get("NATS_URL"):
+            port = int(self.env.get("LLMCT_NATS_PORT", "4222"))
+            self.nats = NatsServer(port=port, monitor_port=port + 4000, store_dir=state / "nats")
+            self.nats.start(log_file=logs / "nats.log")
+            self.env["NATS_URL"] = self.nats.url
+        if not self.env.get("DATABASE_URL"):
+            self.env["DATABASE_URL"] = self._start_postgres(state / "postgres")
+
+    def _start_postgres(self, data_dir: Path) -> str:
+        port = int(self.env.get("LLMCT_PG_PORT", "5433"))
+        if postgres_bindir() is not None:
+            self.postgres = PostgresServer(data_dir=data_dir, port=port).start()
+            return self.postgres.url
+        try:
+            import pgserver  # a pip-installed embedded Postgres for machines without one
+        except ImportError as exc:
+            raise RuntimeError("no Postgres found: install postgresql, `pip install pgserver`, "
+                               "or set DATABASE_URL") from exc
+        return pgserver.get_server(str(data_dir), cleanup_mode=None).get_uri()
+
+    def start(self) -> None:
+        self.storage.ensure()
+        self.prepare_env()
+        self.start_servers()
+        migrate(self.env["DATABASE_URL"])
+        self.services = start_services(self.env, self.storage.logs / "platform")
+
+    def stop(self) -> None:
+        stop_services(self.services)
+        if self.postgres:
+            self.postgres.stop()
+        if self.nats:
+            self.nats.stop()
+
+
+def banner(stack: LocalStack) -> str:
+    env = stack.env
+    url = f"http://{env.get('LLMCT_PUBLIC_HOST', '127.0.0.1')}:{env.get('LLMCT_GATEWAY_PORT', DEFAULT_PORTS['gateway'])}"
+    return "\n".join([
+        "",
+        f"LLM-Cloud-Trainer is up: {url}",
+        f"  API docs:     {url}/api/docs",
+        f"  admin login:  {env['LLMCT_ADMIN_USERNAME']} / {env['LLMCT_ADMIN_PASSWORD']}",
+        f"  invite code:  {env['INVITE_CODE']}   (new users register with it)",
+        f"  logs:         {stack.storage.logs / 'platform'}",
+        "Ctrl-C stops everything this command started.",
+        "",
+    ])
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def run_up() -> int:
+    """Bring the platform up and keep it up until Ctrl-C or SIGTERM."""
+    stack = LocalStack(storage=storage_from_env())
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stack.start()
+        print(banner(stack), flush=True)
+        while True:
+            for service in stack.services:
+                if service.process and service.process.poll() is not None:
+                    print(f"service {service.name} exited ({service.process.returncode}); "
+                          f"see {service.log_path}", file=sys.stderr, flush=True)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"llmct up failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()

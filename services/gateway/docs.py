@@ -1,0 +1,75 @@
+"""One OpenAPI document for the whole public API, merged from the services, and a browsable page."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from litestar import MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
+
+from services.common.app import VERSION
+
+from .proxy import ROUTES
+
+CACHE_S = 30.0
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>LLM-Cloud-Trainer API</title>
+<link rel="stylesheet" href="/api/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/api/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#ui", persistAuthorization: true});</script>
+</body></html>"""
+
+
+async def _service_schema(client: httpx.AsyncClient, base_url: str) -> dict:
+    try:
+        response = await client.get(f"{base_url}/schema/openapi.json", timeout=5)
+        response.raise_for_status()
+        return response.json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+def merge_schemas(schemas: list[dict]) -> dict:
+    """Public paths and components of every service in one document."""
+    merged = {
+        "openapi": "3.1.0",
+        "info": {"title": "LLM-Cloud-Trainer API", "version": VERSION,
+                 "description": "Public REST API. Authenticate with `Authorization: Bearer <token or API key>`."},
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+    }
+    for schema in schemas:
+        for path, item in schema.get("paths", {}).items():
+            if path.startswith("/api/"):
+                merged["paths"][path] = item
+        merged["components"]["schemas"].update(schema.get("components", {}).get("schemas", {}))
+    return merged
+
+
+@get("/api/openapi.json", opt={"public": True}, include_in_schema=False)
+async def openapi_document(state: State) -> Response:
+    cached = state.get("openapi_cache")
+    if not cached or time.monotonic() - cached[0] > CACHE_S:
+        services = sorted(set(ROUTES.values()))
+        schemas = await asyncio.gather(*(_service_schema(state.http, state.settings.service_url(s)) for s in services))
+        cached = (time.monotonic(), merge_schemas(list(schemas)))
+        if all(schemas):  # never cache a document with a service missing
+            state.openapi_cache = cached
+    return Response(cached[1], media_type=MediaType.JSON)
+
+
+@get("/api/docs", opt={"public": True}, include_in_schema=False, media_type=MediaType.HTML)
+async def docs_page(request: Request) -> str:
+    return DOCS_PAGE
+
+
+DOCS_STATIC = create_static_files_router(
+    path="/api/docs/static", directories=[swagger_ui_path], opt={"public": True}, include_in_schema=False
+)

@@ -1,0 +1,95 @@
+"""Forward each public /api prefix to the service that owns it, bodies streamed both ways."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import httpx
+from litestar import HttpMethod, Request, Response, route
+from litestar.background_tasks import BackgroundTask
+from litestar.response import Stream
+
+from services.common.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+# Public route prefix -> owning service (DESIGN.md, "Who owns what").
+ROUTES = {
+    "auth": "auth",
+    "jobs": "scheduler",
+    "evals": "scheduler",
+    "agents": "scheduler",
+    "deployments": "scheduler",
+    "webhooks": "scheduler",
+    "datasets": "datasets",
+    "models": "registry",
+}
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length",
+})
+METHODS = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
+
+
+def new_client() -> httpx.AsyncClient:
+    """One pooled client for all upstream calls; no read timeout, since bodies may stream for long."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=3.0, read=None, write=None, pool=10.0),
+        limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
+        follow_redirects=False,
+    )
+
+
+def upstream_headers(request: Request) -> dict[str, str]:
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    peer = request.client.host if request.client else "unknown"
+    prior = request.headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = f"{prior}, {peer}" if prior else peer
+    headers["x-forwarded-proto"] = request.url.scheme
+    headers.setdefault("x-request-id", uuid.uuid4().hex)
+    return headers
+
+
+def _has_body(request: Request) -> bool:
+    return "content-length" in request.headers or "transfer-encoding" in request.headers
+
+
+async def forward(request: Request, service: str) -> Response:
+    """Send the request on to `service` and stream its answer back."""
+    state = request.app.state
+    url = state.settings.service_url(service) + request.url.path
+    client: httpx.AsyncClient = state.http
+    upstream_request = client.build_request(
+        request.method, url, params=request.url.query or None, headers=upstream_headers(request),
+        content=request.stream() if _has_body(request) else None,
+    )
+    try:
+        upstream = await client.send(upstream_request, stream=True)
+    except httpx.LocalProtocolError as exc:
+        raise ApiError(400, "bad_request", f"the request cannot be forwarded: {exc}") from exc
+    except httpx.TransportError as exc:
+        log.warning("%s unreachable: %s", service, exc)
+        raise ApiError(503, "service_unavailable", f"the {service} service is not reachable; retry shortly") from exc
+    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+    media_type = headers.pop("content-type", "application/octet-stream")
+    return Stream(
+        upstream.aiter_raw(), status_code=upstream.status_code, headers=headers,
+        media_type=media_type, background=BackgroundTask(upstream.aclose),
+    )
+
+
+def proxy_route(prefix: str, service: str):
+    """A route handler forwarding /api/<prefix> and everything under it."""
+
+    @route(path=[f"/api/{prefix}", f"/api/{prefix}/{{rest:path}}"], http_method=METHODS,
+           opt={"public": True}, include_in_schema=False, name=f"proxy-{prefix}")
+    async def handler(request: Request) -> Response:
+        # The owning service authenticates the caller itself (one shared guard).
+        return await forward(request, service)
+
+    return handler
+
+
+PROXY_HANDLERS = [proxy_route(prefix, service) for prefix, service in ROUTES.items()]

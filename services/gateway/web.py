@@ -1,0 +1,34 @@
+"""The built web client at /, with client-side routes falling back to index.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import MediaType, Response, get
+from litestar.datastructures import State
+from litestar.response import File
+
+PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LLM-Cloud-Trainer</title></head>
+<body><h1>LLM-Cloud-Trainer</h1><p>The web client is not built yet: run <code>make web</code>.
+The API is up: see <a href="/api/docs">/api/docs</a>.</p></body></html>"""
+
+
+def _resolve(dist: Path, path: str) -> Path | None:
+    """The file under dist for a URL path, never escaping dist."""
+    candidate = (dist / path.lstrip("/")).resolve()
+    if candidate.is_file() and candidate.is_relative_to(dist.resolve()):
+        return candidate
+    return None
+
+
+@get(["/", "/{path:path}"], opt={"public": True}, include_in_schema=False)
+async def web_client(state: State, path: str = "/") -> Response:
+    dist: Path = state.settings.web_dist
+    if path.startswith("/api/"):
+        return Response({"error": {"code": "not_found", "message": f"no API route {path}", "field": None}},
+                        status_code=404, media_type=MediaType.JSON)
+    found = _resolve(dist, path) or _resolve(dist, "index.html")
+    if found is None:
+        return Response(PLACEHOLDER, media_type=MediaType.HTML)
+    cache = "public, max-age=31536000, immutable" if "/assets/" in str(found) else "no-cache"
+    return File(found, headers={"cache-control": cache})

@@ -1,0 +1,15 @@
+"""The registry service: models: presets, job outputs, lineage and who may use which."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from services.common.app import ServiceSpec, create_service_app
+from services.common.settings import Settings
+
+SPEC = ServiceSpec(name="registry", description="models: presets, job outputs, lineage and who may use which")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """App factory for `llmct service registry`."""
+    return create_service_app(SPEC, settings)

@@ -1,0 +1,15 @@
+"""The scheduler service: jobs of every kind, the queue, placement, agents, cancellation and artifacts."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from services.common.app import ServiceSpec, create_service_app
+from services.common.settings import Settings
+
+SPEC = ServiceSpec(name="scheduler", description="jobs of every kind, the queue, placement, agents, cancellation and artifacts")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """App factory for `llmct service scheduler`."""
+    return create_service_app(SPEC, settings)

@@ -1,0 +1,50 @@
+"""The whole platform as processes: every service on its own port, through the gateway."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from services.common.embedded import free_port
+from services.common.launcher import ServiceProcess, start_services, stop_services
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    services: dict[str, ServiceProcess]
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.services['gateway'].port}"
+
+    @property
+    def invite_code(self) -> str:
+        return self.env["INVITE_CODE"]
+
+    @property
+    def admin_username(self) -> str:
+        return self.env["LLMCT_ADMIN_USERNAME"]
+
+    @property
+    def admin_password(self) -> str:
+        return self.env["LLMCT_ADMIN_PASSWORD"]
+
+    def restart(self, name: str) -> None:
+        """Stop one service (SIGTERM) and start it again, healthy."""
+        self.services[name].stop()
+        self.services[name] = start_services(self.env, self.services[name].log_path.parent, names=(name,))[0]
+
+
+@pytest.fixture(scope="session")
+def stack(stack_env, tmp_path_factory):
+    env = {**os.environ, **stack_env, "LLMCT_HEARTBEAT_S": "1"}
+    for name in ("gateway", "auth", "scheduler", "datasets", "registry", "agent"):
+        env[f"LLMCT_{name.upper()}_PORT"] = str(free_port())
+    log_dir = tmp_path_factory.mktemp("service-logs")
+    services = start_services(env, log_dir)
+    stack = Stack(env=env, services={s.name: s for s in services})
+    yield stack
+    stop_services(list(stack.services.values()))
