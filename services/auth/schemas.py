@@ -8,22 +8,25 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+# msgspec matches with re.search, where `$` also matches before a final newline: (?!\n) stops "alice\n".
 Username = Annotated[
     str,
-    Meta(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+    Meta(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$(?!\n)",
          description="3-32 characters: lowercase letters, digits, '.', '_' or '-'"),
 ]
 Password = Annotated[str, Meta(min_length=1, max_length=256)]
+# Postgres text cannot hold NUL: refusing it here names the field instead of failing in the store.
+NO_NUL = r"^[^\x00]*$"
 
 
 class RegisterRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     username: Username
     password: Password
-    invite_code: str = ""
+    invite_code: Annotated[str, Meta(max_length=256, pattern=NO_NUL)] = ""
 
 
 class LoginRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    username: Annotated[str, Meta(min_length=1, max_length=64)]
+    username: Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
     password: Password
 
 
@@ -46,7 +49,7 @@ class UserPage(msgspec.Struct, kw_only=True):
 
 
 class ApiKeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 class ApiKey(msgspec.Struct, kw_only=True):

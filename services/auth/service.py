@@ -61,15 +61,27 @@ async def create_user(pool: asyncpg.Pool, *, username: str, password: str, role:
     return to(User, row)
 
 
+def _bad_invite() -> ApiError:
+    return ApiError(403, "invalid_invite_code", "the invite code is missing, wrong, spent or expired", "invite_code")
+
+
+def _is_standing_invite(settings: Settings, code: str) -> bool:
+    # Compare bytes: compare_digest raises on non-ASCII str, which turned a stray character into a 500.
+    return bool(settings.invite_code) and hmac.compare_digest(code.encode(), settings.invite_code.encode())
+
+
 async def register(pool: asyncpg.Pool, settings: Settings, data: RegisterRequest) -> User:
     """Open an account with the standing invite code or an admin-made one."""
     check_password_strength(data.username, data.password)
+    standing = _is_standing_invite(settings, data.invite_code)
+    # Refuse a wrong code before paying for an Argon2 hash, so anonymous callers cannot make us burn CPU and memory.
+    if not standing and not (data.invite_code and await store.invite_usable(pool, data.invite_code)):
+        raise _bad_invite()
     password_hash = await hash_in_thread(data.password)
-    standing = settings.invite_code and hmac.compare_digest(data.invite_code, settings.invite_code)
     async with pool.acquire() as conn, conn.transaction():
-        if not standing and not (data.invite_code and await store.claim_invite(conn, data.invite_code)):
-            raise ApiError(403, "invalid_invite_code", "the invite code is missing, wrong, spent or expired",
-                           "invite_code")
+        # Claimed in the insert's transaction, so a taken username gives the seat back.
+        if not standing and not await store.claim_invite(conn, data.invite_code):
+            raise _bad_invite()
         try:
             row = await store.insert_user(conn, user_id=new_id("usr"), username=data.username,
                                           password_hash=password_hash, role="user")
@@ -97,18 +109,29 @@ def _too_many(oldest: datetime, window_s: int) -> ApiError:
                     headers={"Retry-After": str(wait)})
 
 
-async def login(pool: asyncpg.Pool, settings: Settings, *, username: str, password: str, address: str):
+async def _check_limits(pool: asyncpg.Pool, limits: dict[str, int], window_s: int) -> None:
+    for key, limit in limits.items():
+        count, oldest = await store.recent_failures(pool, key, window_s)
+        if count > limit:  # the attempt being checked is already counted
+            raise _too_many(oldest, window_s)
+
+
+async def login(pool: asyncpg.Pool, settings: Settings, *, username: str, password: str,
+                address: str) -> TokenResponse:
     """Check a password, rate-limited per account and per address; returns a token."""
     limits = {f"user:{username}": settings.login_max_failures, f"addr:{address}": settings.login_max_failures * 4}
-    for key, limit in limits.items():
-        count, oldest = await store.recent_failures(pool, key, settings.login_window_s)
-        if count >= limit:
-            raise _too_many(oldest, settings.login_window_s)
+    # Count the attempt before checking the limits: checking first let parallel guesses all pass at once.
+    attempt = await store.record_failures(pool, list(limits))
+    try:
+        await _check_limits(pool, limits, settings.login_window_s)
+    except ApiError:
+        await store.forget_failures(pool, attempt)  # a refused attempt guessed nothing: it must not prolong the pause
+        raise
     user = await store.user_by_name(pool, username)
     ok = await asyncio.to_thread(verify_password, user["password_hash"] if user else DUMMY_PASSWORD_HASH, password)
     if not ok or user is None or user["disabled"]:
-        await store.record_failures(pool, list(limits))
-        raise ApiError(401, "invalid_credentials", "wrong username or password")
+        raise ApiError(401, "invalid_credentials", "wrong username or password")  # the attempt stays counted
+    await store.forget_failures(pool, attempt)
     await store.clear_failures(pool, f"user:{username}")
     token, _, _ = issue_token(settings.secret_key, user_id=user["id"], username=user["username"],
                               role=user["role"], ttl_s=settings.token_ttl_s)
@@ -130,7 +153,7 @@ async def logout(pool: asyncpg.Pool, nc: Client, revoked: RevokedSessions, princ
 async def me(pool: asyncpg.Pool, principal: Principal) -> User:
     row = await store.user_by_id(pool, principal.user_id)
     if row is None:
-        raise ApiError(401, "unauthorized", "this account no longer exists")
+        raise ApiError(401, "unauthorized", "this account no longer exists", headers={"WWW-Authenticate": "Bearer"})
     return to(User, row)
 
 

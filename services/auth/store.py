@@ -31,15 +31,20 @@ async def list_users(conn, *, after: str | None, limit: int) -> list[asyncpg.Rec
     )
 
 
+# An admin-made invite code that still has a seat: not revoked, spent or expired.
+_INVITE_USABLE = "revoked_at IS NULL AND uses < max_uses AND (expires_at IS NULL OR expires_at > now())"
+
+
+async def invite_usable(conn, code: str) -> bool:
+    """Whether an admin-made invite code could be claimed now (a cheap check; claim_invite decides)."""
+    return await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM invite_codes WHERE code = $1 AND {_INVITE_USABLE})",
+                               code)
+
+
 async def claim_invite(conn, code: str) -> bool:
     """Use one seat of an admin-made invite code; False when it is unknown, spent, expired or revoked."""
     row = await conn.fetchrow(
-        """
-        UPDATE invite_codes SET uses = uses + 1
-        WHERE code = $1 AND revoked_at IS NULL AND uses < max_uses AND (expires_at IS NULL OR expires_at > now())
-        RETURNING code
-        """,
-        code,
+        f"UPDATE invite_codes SET uses = uses + 1 WHERE code = $1 AND {_INVITE_USABLE} RETURNING code", code
     )
     return row is not None
 
@@ -110,8 +115,14 @@ async def recent_failures(conn, key: str, window_s: int) -> tuple[int, datetime 
     return row["n"], row["oldest"]
 
 
-async def record_failures(conn, keys: list[str]) -> None:
-    await conn.executemany("INSERT INTO login_failures (key) VALUES ($1)", [(k,) for k in keys])
+async def record_failures(conn, keys: list[str]) -> list[int]:
+    """Count one failed login under each key; returns the rows' ids so the caller can take them back."""
+    rows = await conn.fetch("INSERT INTO login_failures (key) SELECT unnest($1::text[]) RETURNING id", keys)
+    return [row["id"] for row in rows]
+
+
+async def forget_failures(conn, ids: list[int]) -> None:
+    await conn.execute("DELETE FROM login_failures WHERE id = ANY($1::bigint[])", ids)
 
 
 async def clear_failures(conn, key: str) -> None:

@@ -18,7 +18,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from nats.micro import add_service
 
 from . import contracts
-from .bus import bus_is_healthy, connect_bus, ensure_streams
+from .bus import bus_is_healthy, close_bus, connect_bus, ensure_streams
 from .errors import EXCEPTION_HANDLERS
 from .security import RevokedSessions, provide_principal, require_principal
 from .settings import Settings, get_settings
@@ -97,6 +97,8 @@ async def _follow_revocations(app: Litestar) -> None:
             revoked.add(event.session_id, event.expires_at)
 
     await app.state.nc.subscribe(contracts.Subjects.SESSION_REVOKED, cb=on_revoked)
+    # Core NATS drops what is published while we are away: catch up from Postgres on reconnect.
+    app.state.bus_reconnected.append(lambda: revoked.load(app.state.pool))
 
 
 def _lifespan(spec: ServiceSpec):
@@ -111,7 +113,8 @@ def _lifespan(spec: ServiceSpec):
                 log.error("%s refuses to start: %s", spec.name, exc)
                 await app.state.pool.close()
                 raise
-        app.state.nc = await connect_bus(settings.nats_url, spec.name)
+        app.state.bus_reconnected = []
+        app.state.nc = await connect_bus(settings.nats_url, spec.name, app.state.bus_reconnected)
         app.state.js = app.state.nc.jetstream()
         await ensure_streams(app.state.js)
         if spec.uses_store:
@@ -126,7 +129,7 @@ def _lifespan(spec: ServiceSpec):
             for hook in reversed(spec.on_shutdown):
                 await hook(app)
             await discovery.stop()
-            await app.state.nc.drain()
+            await close_bus(app.state.nc)
             if spec.uses_store:
                 await app.state.pool.close()
 

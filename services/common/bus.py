@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.errors import ConnectionClosedError, ConnectionReconnectingError
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .contracts import STREAMS
@@ -14,14 +16,20 @@ from .contracts import STREAMS
 log = logging.getLogger(__name__)
 
 
-async def connect_bus(url: str, name: str) -> Client:
-    """Connect to NATS and keep reconnecting forever; publishes are buffered meanwhile."""
+async def connect_bus(url: str, name: str, on_reconnect: list | None = None) -> Client:
+    """Connect to NATS and keep reconnecting forever; publishes are buffered meanwhile.
+
+    `on_reconnect` holds coroutine functions run after each reconnect (the list may grow later).
+    """
+    hooks = on_reconnect if on_reconnect is not None else []
 
     async def on_disconnect() -> None:
         log.warning("%s: NATS disconnected", name)
 
-    async def on_reconnect() -> None:
+    async def reconnected() -> None:
         log.info("%s: NATS reconnected", name)
+        for hook in hooks:
+            await hook()
 
     async def on_error(exc: Exception) -> None:
         log.warning("%s: NATS error: %s", name, exc)
@@ -35,7 +43,7 @@ async def connect_bus(url: str, name: str) -> Client:
         allow_reconnect=True,
         pending_size=64 * 1024 * 1024,
         disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+        reconnected_cb=reconnected,
         error_cb=on_error,
     )
 
@@ -63,3 +71,12 @@ async def bus_is_healthy(nc: Client | None) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
         return f"flush failed: {exc.__class__.__name__}"
     return None
+
+
+async def close_bus(nc: Client) -> None:
+    """Drain (deliver what is buffered, finish handlers), or just close when NATS is away."""
+    try:
+        await nc.drain()
+    except (ConnectionReconnectingError, ConnectionClosedError):
+        with contextlib.suppress(OSError):
+            await nc.close()

@@ -11,6 +11,7 @@ from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     PermissionDeniedException,
+    SerializationException,
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -49,39 +50,53 @@ def handle_api_error(_: Request, exc: ApiError) -> Response:
     return _respond(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
 
-_AT_PATH = re.compile(r"at `\$\.?([^`]*)`")
+# msgspec names a missing or unexpected key only in its message, not in the error's path.
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
+# Litestar's name for the request body in its validation errors; callers know no such field.
+_BODY_KEY = "data"
 
 
-def _field_from(message: str) -> str | None:
-    match = _AT_PATH.search(message)
-    return match.group(1) or None if match else None
+def _field_of(detail: dict) -> str | None:
+    """The caller's name for the bad value: a dotted path in the body, or the parameter's name."""
+    key = str(detail.get("key") or "")
+    field = key if key and key != _BODY_KEY else None
+    named = _NAMED_FIELD.search(str(detail.get("message") or ""))
+    if named:
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
+    return field
 
 
 def handle_validation(_: Request, exc: ValidationException) -> Response:
-    """Litestar's body/parameter validation: malformed JSON is 400, a bad field 422."""
+    """Litestar's body/parameter validation: a missing body is 400, a bad field 422 naming it."""
     extra = exc.extra if isinstance(exc.extra, list) else []
     detail = extra[0] if extra and isinstance(extra[0], dict) else {}
     message = str(detail.get("message") or exc.detail)
-    if "malformed" in message.lower() or "JSON is malformed" in message or "invalid json" in message.lower():
-        return _respond(400, "malformed_json", "the request body is not valid JSON")
-    field = detail.get("key") or _field_from(message)
-    if detail.get("source") in ("query", "path", "header", "cookie") and detail.get("key"):
-        field = detail["key"]
-    if field == "body":
-        field = _field_from(message)
-    return _respond(422, "invalid_field", message, field)
+    if detail.get("key") == _BODY_KEY and message == repr(_BODY_KEY):
+        # Litestar drops an empty or `null` body, then reports the handler's missing `data` argument.
+        return _respond(400, "malformed_json", "the request body is missing: send a JSON object")
+    return _respond(422, "invalid_field", message, _field_of(detail))
 
 
-def handle_http(_: Request, exc: HTTPException) -> Response:
+def handle_http(request: Request, exc: HTTPException) -> Response:
+    headers = dict(exc.headers or {})  # keep what Litestar adds, e.g. Allow on a 405
     if isinstance(exc, NotAuthorizedException):
-        return _respond(401, "unauthorized", exc.detail, headers={"WWW-Authenticate": "Bearer"})
+        return _respond(401, "unauthorized", exc.detail, headers={**headers, "WWW-Authenticate": "Bearer"})
     if isinstance(exc, PermissionDeniedException):
-        return _respond(403, "forbidden", exc.detail)
+        return _respond(403, "forbidden", exc.detail, headers=headers)
+    if isinstance(exc.__cause__, SerializationException):
+        # Litestar turns a body it cannot decode into a bare 400; say what it was.
+        return _respond(400, "malformed_json", f"the request body is not valid JSON: {exc.detail}")
     status = exc.status_code
     if status >= 500:
-        return _respond(status, "internal_error", "internal error; it has been logged")
+        log.error("%s on %s %s: %s", status, request.method, request.url.path, exc.detail, exc_info=exc)
+        return _respond(status, "internal_error", "internal error; it has been logged", headers=headers)
     code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(status, "bad_request")
-    return _respond(status, code, exc.detail)
+    return _respond(status, code, exc.detail, headers=headers)
+
+
+def handle_nul_text(_: Request, exc: Exception) -> Response:
+    # Postgres text cannot hold U+0000; only caller input puts it there, so it is their error, not a 500.
+    return _respond(422, "invalid_field", "text must not contain NUL (\\u0000) characters")
 
 
 def handle_unavailable(request: Request, exc: Exception) -> Response:
@@ -99,6 +114,7 @@ EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
     ValidationException: handle_validation,
     HTTPException: handle_http,
+    asyncpg.exceptions.CharacterNotInRepertoireError: handle_nul_text,
     asyncpg.exceptions.ConnectionDoesNotExistError: handle_unavailable,
     asyncpg.exceptions.CannotConnectNowError: handle_unavailable,
     asyncpg.exceptions.InterfaceError: handle_unavailable,

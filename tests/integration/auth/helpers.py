@@ -1,0 +1,71 @@
+"""Helpers for the auth service tests: fresh names and addresses per test, and the one error shape."""
+
+from __future__ import annotations
+
+import secrets
+
+from litestar.testing import AsyncTestClient
+
+PASSWORD = "correct-horse-9"
+ADMIN = ("root-admin", "admin-pass-1234")
+
+
+def unique(prefix: str = "u") -> str:
+    """A username no other test uses (the database lives for the whole session)."""
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+def assert_error(response, status: int, code: str | None = None, field: str | None = ...) -> dict:
+    """The one error shape: {"error": {"code", "message", "field"}} and nothing else."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "field"}, error
+    assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    if field is not ...:
+        assert error["field"] == field, error
+    return error
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Api:
+    """The auth API as one caller sees it, from one address of its own.
+
+    Every in-process request comes from the same peer, and the per-address login limit is shared by
+    the whole session, so each test logs in through its own X-Forwarded-For address.
+    """
+
+    def __init__(self, client: AsyncTestClient, settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.address = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+
+    async def register(self, username: str | None = None, password: str = PASSWORD, invite_code: str = "test-invite"):
+        username = username or unique()
+        return username, await self.client.post(
+            "/api/auth/register", json={"username": username, "password": password, "invite_code": invite_code}
+        )
+
+    async def login(self, username: str, password: str = PASSWORD, address: str | None = None):
+        return await self.client.post("/api/auth/login", json={"username": username, "password": password},
+                                      headers={"X-Forwarded-For": address or self.address})
+
+    async def token(self, username: str, password: str = PASSWORD) -> str:
+        response = await self.login(username, password)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    async def new_user(self) -> tuple[str, dict]:
+        """A registered, logged-in user: (username, auth headers)."""
+        username, response = await self.register()
+        assert response.status_code == 201, response.text
+        return username, bearer(await self.token(username))
+
+    async def admin(self) -> dict:
+        return bearer(await self.token(*ADMIN))

@@ -1,0 +1,45 @@
+import type { ReactNode } from "react";
+import { Redirect, useLocation, useSearch } from "wouter";
+
+import { Alert } from "../components/Alert";
+import { Button } from "../components/Button";
+import { useI18n } from "../i18n";
+import { loginPath } from "./paths";
+import { useSession } from "./session";
+
+/** Renders its children only for a signed-in user; anyone else goes to login and comes back. */
+export function RequireAuth({ children }: { children: ReactNode }) {
+  const { state, reload } = useSession();
+  const { t } = useI18n();
+  const [location] = useLocation();
+  const search = useSearch();
+
+  switch (state.status) {
+    case "signed-in":
+      return <>{children}</>;
+    case "signed-out":
+      return <Redirect to={loginPath({ next: search ? `${location}?${search}` : location })} replace />;
+    case "loading":
+      return (
+        <p className="page-status" role="status">
+          {t("app.loading")}
+        </p>
+      );
+    case "error":
+      return (
+        <div className="page-status">
+          <Alert tone="error">
+            {state.error.status === 0 ? t("app.unreachable") : state.error.message}
+          </Alert>
+          <Button onClick={reload}>{t("app.retry")}</Button>
+        </div>
+      );
+  }
+}
+
+/** Signed-in people have no business on login or register: send them on. */
+export function RedirectIfSignedIn({ to, children }: { to: string; children: ReactNode }) {
+  const { state } = useSession();
+  if (state.status === "signed-in") return <Redirect to={to} replace />;
+  return <>{children}</>;
+}

@@ -1,0 +1,21 @@
+import { useUser } from "../auth/session";
+import { PageHeading } from "../components/PageHeading";
+import { useI18n } from "../i18n";
+import { ApiKeysSection } from "./account/ApiKeysSection";
+import { InvitesSection } from "./account/InvitesSection";
+import { ProfileSection } from "./account/ProfileSection";
+
+export function AccountPage() {
+  const { t } = useI18n();
+  const user = useUser();
+  return (
+    <>
+      <PageHeading title={t("account.title")} />
+      <div className="stack">
+        <ProfileSection user={user} />
+        <ApiKeysSection />
+        {user.role === "admin" && <InvitesSection />}
+      </div>
+    </>
+  );
+}
