@@ -132,6 +132,7 @@ def _lifespan(spec: ServiceSpec):
             await close_bus(app.state.nc)
             if spec.uses_store:
                 await app.state.pool.close()
+            log.info("%s stopped: bus drained, pool closed", spec.name)
 
     return lifespan
 

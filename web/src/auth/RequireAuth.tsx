@@ -1,10 +1,10 @@
 import type { ReactNode } from "react";
-import { Redirect, useLocation, useSearch } from "wouter";
+import { Redirect, useLocation, useSearch, useSearchParams } from "wouter";
 
 import { Alert } from "../components/Alert";
 import { Button } from "../components/Button";
 import { useI18n } from "../i18n";
-import { loginPath } from "./paths";
+import { loginPath, nextOrHome } from "./paths";
 import { useSession } from "./session";
 
 /** Renders its children only for a signed-in user; anyone else goes to login and comes back. */
@@ -37,9 +37,10 @@ export function RequireAuth({ children }: { children: ReactNode }) {
   }
 }
 
-/** Signed-in people have no business on login or register: send them on. */
-export function RedirectIfSignedIn({ to, children }: { to: string; children: ReactNode }) {
+/** Signed-in people have no business on login or register: send them where they were going. */
+export function RedirectIfSignedIn({ children }: { children: ReactNode }) {
   const { state } = useSession();
-  if (state.status === "signed-in") return <Redirect to={to} replace />;
+  const [params] = useSearchParams();
+  if (state.status === "signed-in") return <Redirect to={nextOrHome(params.get("next"))} replace />;
   return <>{children}</>;
 }

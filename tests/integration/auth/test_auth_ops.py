@@ -1,0 +1,31 @@
+"""What operators and tools read: /health, /metrics and the OpenAPI schema."""
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+async def test_health_checks_postgres_and_nats(client):
+    r = await client.get("/health")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok" and body["service"] == "auth"
+    assert body["checks"] == {"postgres": "ok", "nats": "ok"}
+
+
+async def test_metrics_are_prometheus_text(client):
+    await client.get("/health")
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    assert "# HELP" in r.text and "# TYPE" in r.text
+    assert "llmct_auth" in r.text
+
+
+async def test_openapi_schema_lists_the_auth_routes(api):
+    # Sent with a token: the app-wide guard also covers Litestar's schema route, so anonymous callers get 401.
+    r = await api.client.get("/schema/openapi.json", headers=await api.admin())
+    assert r.status_code == 200, r.text
+    paths = r.json()["paths"]
+    assert "post" in paths["/api/auth/login"]
+    assert {"/api/auth/register", "/api/auth/me", "/api/auth/api-keys", "/api/auth/users"} <= set(paths)
