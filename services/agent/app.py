@@ -9,19 +9,23 @@ import asyncio
 import logging
 import os
 import socket
+from pathlib import Path
 from datetime import UTC, datetime
 
 from litestar import Litestar
 
 from services.common import contracts
 from services.common.app import ServiceSpec, create_service_app
-from services.common.settings import Settings
+from services.common.settings import REPO_ROOT, Settings
 
 from .resources import read_gpus, read_host
+from .runner import Runner
+from .runtimes import make_runtime
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_S = float(os.environ.get("LLMCT_HEARTBEAT_S", "5"))
+ENGINE_BIN = REPO_ROOT / ".venv-engine" / "bin"
 
 
 def agent_id() -> str:
@@ -35,6 +39,7 @@ async def heartbeat(app: Litestar) -> contracts.AgentHeartbeat:
     beat = contracts.AgentHeartbeat(
         agent_id=app.state.agent_id, hostname=socket.gethostname(), sent_at=datetime.now(UTC), gpus=gpus,
         cpu_slots=int(os.environ.get("LLMCT_CPU_SLOTS", "0" if gpus else "1")), **host,
+        running_jobs=tuple(app.state.runner.jobs),
     )
     await app.state.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
     return beat
@@ -49,13 +54,28 @@ async def _beat_forever(app: Litestar) -> None:
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
+def runtime_from_env():
+    """LLMCT_RUNTIME: `process` (default; engine from LLMCT_ENGINE_BIN) or `docker`."""
+    name = os.environ.get("LLMCT_RUNTIME", "process")
+    if name == "process":
+        return make_runtime("process", engine_bin=Path(os.environ.get("LLMCT_ENGINE_BIN", ENGINE_BIN)))
+    return make_runtime(name)
+
+
 async def _start(app: Litestar) -> None:
+    settings = app.state.settings
+    settings.storage.ensure()
     app.state.agent_id = agent_id()
+    app.state.runner = Runner(nc=app.state.nc, js=app.state.js, agent_id=app.state.agent_id,
+                              runtime=runtime_from_env(), storage=settings.storage,
+                              engine_env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))})
+    await app.state.runner.start()
     app.state.beater = asyncio.create_task(_beat_forever(app))
 
 
 async def _stop(app: Litestar) -> None:
     app.state.beater.cancel()
+    await app.state.runner.stop()
 
 
 SPEC = ServiceSpec(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.errors import ConnectionClosedError, ConnectionReconnectingError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .contracts import STREAMS
@@ -80,3 +84,27 @@ async def close_bus(nc: Client) -> None:
     except (ConnectionReconnectingError, ConnectionClosedError):
         with contextlib.suppress(OSError):
             await nc.close()
+
+
+async def consume(js: JetStreamContext, *, subject: str, durable: str, stream: str,
+                  handle: Callable[[object], Awaitable[None]], batch: int = 256) -> None:
+    """Fetch from a durable pull consumer forever; `handle(msg)` acks or naks each message.
+
+    Survives NATS going away: the loop waits and subscribes again.
+    """
+    config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10_000,
+                            ack_wait=30.0, max_deliver=-1, filter_subject=subject)
+    sub = None
+    while True:
+        try:
+            if sub is None:
+                sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+            for msg in await sub.fetch(batch=batch, timeout=1.0):
+                await handle(msg)
+        except (NatsTimeout, asyncio.TimeoutError):
+            continue
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - NATS away or a handler bug: log, wait, go on
+            log.exception("consumer %s failed; retrying", durable)
+            await asyncio.sleep(1)

@@ -34,6 +34,14 @@ class Subjects:
         return f"job.status.{job_id}"
 
     @staticmethod
+    def job_changed(owner_id: str, job_id: str) -> str:
+        return f"job.changed.{owner_id}.{job_id}"
+
+    @staticmethod
+    def job_changes_of(owner_id: str) -> str:
+        return f"job.changed.{owner_id}.>"
+
+    @staticmethod
     def job_cancel(job_id: str) -> str:
         return f"job.cancel.{job_id}"
 
@@ -112,6 +120,73 @@ class JobSubmitted(Message, kw_only=True, tag="job_submitted"):
     submitted_at: datetime
 
 
+class JobDispatched(Message, kw_only=True, tag="job_dispatched"):
+    """Run this job on the receiving agent."""
+
+    job_id: str
+    kind: str
+    config_yaml: str
+    output_dir: str
+    gpu_ids: tuple[int, ...] = ()
+    attempt: int = 1
+    dispatched_at: datetime
+
+
+class JobStarted(Message, kw_only=True, tag="job_started"):
+    """The agent took the job and its engine is starting (the dispatch acknowledgement)."""
+
+    job_id: str
+    agent_id: str
+    runtime: str
+    at: datetime
+
+
+class JobProgressed(Message, kw_only=True, tag="job_progressed"):
+    """A training step was logged by the engine (trainer_log.jsonl)."""
+
+    job_id: str
+    step: int
+    total_steps: int
+    loss: float | None = None
+    learning_rate: float | None = None
+    epoch: float | None = None
+    elapsed_s: float | None = None
+    remaining_s: float | None = None
+    at: datetime
+
+
+class JobFinished(Message, kw_only=True, tag="job_finished"):
+    """The engine exited: succeeded, failed (with a reason) or cancelled."""
+
+    job_id: str
+    agent_id: str
+    state: str  # succeeded | failed | cancelled
+    reason: str | None = None  # out_of_memory | image_missing | bad_config | exit_code | agent_error
+    message: str | None = None
+    exit_code: int | None = None
+    last_lines: tuple[str, ...] = ()
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
+    at: datetime
+
+
+class JobChanged(Message, kw_only=True, tag="job_changed"):
+    """A committed state change, for live feeds (core NATS, per owner)."""
+
+    job_id: str
+    state: str
+    at: datetime
+
+
+class JobCancelRequested(Message, kw_only=True, tag="job_cancel_requested"):
+    """Stop this job if you run it."""
+
+    job_id: str
+    grace_s: float = 10.0
+
+
+JobEvent = JobStarted | JobProgressed | JobFinished
+
+
 # --- agents ------------------------------------------------------------------------------------
 
 
@@ -169,7 +244,10 @@ class SessionRevoked(Message, kw_only=True, tag="session_revoked"):
     expires_at: datetime
 
 
-BusMessage = JobSubmitted | AgentHeartbeat | LogBatch | SessionRevoked
+BusMessage = (
+    JobSubmitted | JobDispatched | JobStarted | JobProgressed | JobFinished | JobChanged | JobCancelRequested
+    | AgentHeartbeat | LogBatch | SessionRevoked
+)
 
 _decoder = msgspec.json.Decoder(BusMessage)
 _encoder = msgspec.json.Encoder()

@@ -1,4 +1,4 @@
-"""The scheduler service: jobs of every kind, the queue, placement, agents, cancellation and artifacts."""
+"""The scheduler: jobs of every kind, the queue, placement, agents, cancellation and artifacts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from litestar import Litestar
 from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
-SPEC = ServiceSpec(name="scheduler", description="jobs of every kind, the queue, placement, agents, cancellation and artifacts")
+from . import handlers
+from .routes import JobController
+
+SPEC = ServiceSpec(
+    name="scheduler",
+    description="jobs of every kind, the queue, placement, agents, cancellation and artifacts",
+    route_handlers=[JobController],
+    on_startup=[handlers.start],
+    on_shutdown=[handlers.stop],
+)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -61,9 +61,9 @@ async def test_revoking_an_unknown_invite_is_404(api):
     assert_error(r, 404, "not_found")
 
 
-async def test_expired_invite_is_403(api, client):
+async def test_expired_invite_is_403(api, pool):
     invite = await _invite(api, max_uses=5)
-    await client.app.state.pool.execute(
+    await pool.execute(
         "UPDATE invite_codes SET expires_at = now() - interval '1 minute' WHERE code = $1", invite["code"])
     assert_error((await api.register(invite_code=invite["code"]))[1], 403, "invalid_invite_code")
 
@@ -122,7 +122,7 @@ async def test_users_paginate_by_username(api):
     assert all(set(u) == {"id", "username", "role", "created_at"} for u in first["items"] + second["items"])
 
 
-async def test_walking_every_page_sees_each_user_once(api, client):
+async def test_walking_every_page_sees_each_user_once(api, pool):
     admin, seen, cursor = await api.admin(), [], None
     while True:
         page = await _page(api, admin, limit=3, **({"cursor": cursor} if cursor else {}))
@@ -133,11 +133,11 @@ async def test_walking_every_page_sees_each_user_once(api, client):
             break
         assert cursor == seen[-1]
     # Postgres's collation decides the order, not Python's.
-    rows = await client.app.state.pool.fetch("SELECT username FROM users ORDER BY username")
+    rows = await pool.fetch("SELECT username FROM users ORDER BY username")
     assert seen == [row["username"] for row in rows] and "root-admin" in seen
 
 
-async def test_after_the_last_user_the_page_is_empty(api, client):
-    last = await client.app.state.pool.fetchval("SELECT username FROM users ORDER BY username DESC LIMIT 1")
+async def test_after_the_last_user_the_page_is_empty(api, pool):
+    last = await pool.fetchval("SELECT username FROM users ORDER BY username DESC LIMIT 1")
     page = await _page(api, await api.admin(), cursor=last, limit=5)
     assert page == {"items": [], "next_cursor": None}

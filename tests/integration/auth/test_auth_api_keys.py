@@ -65,12 +65,12 @@ async def test_revoking_an_unknown_key_is_404(api):
     assert_error(await api.client.delete(f"{KEYS}/key_0000000000000000", headers=headers), 404, "not_found")
 
 
-async def test_a_key_can_manage_keys_but_a_disabled_owner_cannot_use_it(api, client):
+async def test_a_key_can_manage_keys_but_a_disabled_owner_cannot_use_it(api, pool):
     username, headers = await api.new_user()
     key = (await _create(api, headers))["key"]
     second = await _create(api, bearer(key), "made-by-key")
     assert {k["id"] for k in await _list(api, headers)} >= {second["id"]}
-    await client.app.state.pool.execute("UPDATE users SET disabled = true WHERE username = $1", username)
+    await pool.execute("UPDATE users SET disabled = true WHERE username = $1", username)
     assert_error(await api.client.get("/api/auth/me", headers=bearer(key)), 401, "unauthorized")
 
 

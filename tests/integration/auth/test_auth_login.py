@@ -32,9 +32,9 @@ async def test_unknown_user_reads_like_a_wrong_password(api):
     assert wrong == unknown
 
 
-async def test_disabled_account_cannot_log_in(api, client):
+async def test_disabled_account_cannot_log_in(api, pool):
     username, _ = await api.register()
-    await client.app.state.pool.execute("UPDATE users SET disabled = true WHERE username = $1", username)
+    await pool.execute("UPDATE users SET disabled = true WHERE username = $1", username)
     assert_error(await api.login(username), 401, "invalid_credentials")
 
 
@@ -64,12 +64,12 @@ async def test_success_resets_the_account_count(api):
     assert (await api.login(username)).status_code == 200
 
 
-async def test_refused_attempts_do_not_extend_the_pause(api, client):
+async def test_refused_attempts_do_not_extend_the_pause(api, pool):
     username, _ = await api.register()
     await _fail(api, username, api.settings.login_max_failures)
     for _ in range(3):
         _assert_paused(api, await api.login(username))
-    count = await client.app.state.pool.fetchval(
+    count = await pool.fetchval(
         "SELECT count(*) FROM login_failures WHERE key = $1", f"user:{username}")
     assert count == api.settings.login_max_failures
 
@@ -83,13 +83,13 @@ async def test_address_pauses_after_four_times_max_failures(api):
     assert (await api.login(username, address="10.253.253.253")).status_code == 200
 
 
-async def test_parallel_guesses_cannot_slip_past_the_limit(client, settings):
+async def test_parallel_guesses_cannot_slip_past_the_limit(pool, settings):
     """Checked before counted, a burst of guesses all passed the check; now at most the limit are tried."""
     username = unique("burst")
 
     async def guess() -> int:
         try:
-            await service.login(client.app.state.pool, settings, username=username, password="guess-guess-1",
+            await service.login(pool, settings, username=username, password="guess-guess-1",
                                 address="198.51.100.7")
         except ApiError as exc:
             return exc.status

@@ -73,15 +73,16 @@ async def test_structurally_wrong_body_is_422_naming_the_field(api, body, field)
     assert_error(r, 422, "invalid_field", field)
 
 
-@pytest.mark.parametrize("body", [[], ["username"], "a string", 42])
+@pytest.mark.parametrize("body", [[], ["username"], "a string", 42, None])
 async def test_body_that_is_not_an_object_is_422(api, body):
-    r = await api.client.post("/api/auth/register", json=body)
+    content = b"null" if body is None else None  # httpx sends no body at all for json=None
+    r = await api.client.post("/api/auth/register", json=body, content=content,
+                              headers={"Content-Type": "application/json"})
     assert_error(r, 422, "invalid_field", None)
 
 
-@pytest.mark.parametrize("content", [b"", b"null"])
-async def test_missing_body_is_400(api, content):
-    r = await api.client.post("/api/auth/register", content=content, headers={"Content-Type": "application/json"})
+async def test_missing_body_is_400(api):
+    r = await api.client.post("/api/auth/register", content=b"", headers={"Content-Type": "application/json"})
     assert_error(r, 400, "malformed_json", None)
 
 

@@ -6,7 +6,7 @@ let firstPage = true;
 
 /**
  * The page's h1. It names the tab, and after a client-side navigation it takes focus so
- * screen readers announce the new page (on the first load the browser's own start is kept).
+ * screen readers announce the new page (not on the first load, and not from a focused field).
  */
 export function PageHeading({ title, children }: { title: string; children?: ReactNode }) {
   const { t } = useI18n();
@@ -17,8 +17,14 @@ export function PageHeading({ title, children }: { title: string; children?: Rea
   }, [title, t]);
 
   useEffect(() => {
-    if (firstPage) firstPage = false;
-    else ref.current?.focus();
+    if (firstPage) {
+      firstPage = false;
+      return;
+    }
+    // A field that asked for focus (autoFocus) already tells the reader where they are.
+    const focused = document.activeElement;
+    if (focused && focused !== document.body && focused.closest("main")) return;
+    ref.current?.focus();
   }, []);
 
   return (

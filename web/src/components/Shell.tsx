@@ -45,7 +45,7 @@ export function Shell({ children }: { children: ReactNode }) {
           ))}
         </nav>
         <div className="topbar__user">
-          <LanguageSelect />
+          <LanguageSelect compact />
           <NavLink path="/account" ariaLabel={t("nav.accountOf", { username: user.username })}>
             <span className="avatar" aria-hidden="true">
               {user.username.slice(0, 1).toUpperCase()}

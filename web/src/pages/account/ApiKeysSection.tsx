@@ -121,7 +121,7 @@ function NewKey({ created, onDone }: { created: ApiKeyCreated; onDone: () => voi
 
 function KeyTable({ keys, onRevoke }: { keys: ApiKey[]; onRevoke: (key: ApiKey) => Promise<void> }) {
   const { t, formatDateTime } = useI18n();
-  if (keys.length === 0) return <p className="muted">{t("keys.empty")}</p>;
+  if (keys.length === 0) return <p className="empty">{t("keys.empty")}</p>;
   return (
     <div className="table-scroll" role="region" aria-labelledby="keys-title" tabIndex={0}>
       <table>

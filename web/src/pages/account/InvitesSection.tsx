@@ -58,7 +58,14 @@ export function InvitesSection() {
         <div className="secret secret--plain" role="status">
           <h3>{t("invites.created")}</h3>
           <div className="secret__value">
-            <code className="mono secret__code">{created.code}</code>
+            <input
+              aria-label={t("invites.created")}
+              readOnly
+              value={created.code}
+              className="mono"
+              spellCheck={false}
+              onFocus={(event) => event.target.select()}
+            />
             <CopyButton text={created.code} />
             <CopyButton text={signUpLink(created.code)} label={t("invites.copyLink")} />
           </div>
@@ -148,7 +155,7 @@ const STATUS_LABELS: Record<InviteStatus, MessageKey> = {
 
 function InviteTable({ invites, onRevoke }: { invites: Invite[]; onRevoke: (code: string) => Promise<void> }) {
   const { t, formatDateTime } = useI18n();
-  if (invites.length === 0) return <p className="muted">{t("invites.empty")}</p>;
+  if (invites.length === 0) return <p className="empty">{t("invites.empty")}</p>;
   return (
     <div className="table-scroll" role="region" aria-labelledby="invites-title" tabIndex={0}>
       <table>

@@ -1,0 +1,194 @@
+"""The agent's loops around a runtime: take dispatched jobs, ship logs and progress, stop on cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from services.common import contracts
+from services.common.bus import consume
+from services.common.contracts import Subjects
+from services.common.settings import StoragePaths
+
+from . import failures, progress
+from .logs import LogShipper
+from .runtimes import EngineRun, JobSpec, Runtime
+from .runtimes.base import ExitInfo, RuntimeStartError
+
+log = logging.getLogger(__name__)
+
+ENGINE_COMMANDS = {"train": "train", "eval": "train", "export": "export", "deploy": "api"}
+CLEANUP_EVERY_S = 30.0
+
+
+@dataclass
+class RunningJob:
+    job_id: str
+    task: asyncio.Task | None = None
+    engine: EngineRun | None = None
+    cancelled: bool = False
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def consumer_name(agent_id: str) -> str:
+    """A durable name NATS accepts (no dots, spaces or wildcards)."""
+    return "agent-" + re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
+
+
+def read_metrics(output_dir: Path) -> dict[str, float]:
+    """The engine's all_results.json (train/eval metrics), numbers only."""
+    path = output_dir / "all_results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
+
+
+class Runner:
+    """Runs the jobs dispatched to one agent."""
+
+    def __init__(self, *, nc: Client, js: JetStreamContext, agent_id: str, runtime: Runtime,
+                 storage: StoragePaths, engine_env: dict[str, str]):
+        self.nc, self.js = nc, js
+        self.agent_id = agent_id
+        self.runtime = runtime
+        self.storage = storage
+        self.engine_env = engine_env
+        self.jobs: dict[str, RunningJob] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        await self.nc.subscribe(Subjects.JOB_CANCEL_ALL, cb=self._on_cancel)
+        self._tasks = [
+            asyncio.create_task(consume(self.js, subject=Subjects.job_dispatch(self.agent_id), stream="DISPATCH",
+                                        durable=consumer_name(self.agent_id), handle=self._on_dispatch, batch=16)),
+            asyncio.create_task(self._cleanup_forever()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for job in list(self.jobs.values()):
+            if job.engine:
+                await job.engine.stop(5)
+        await asyncio.gather(*self._tasks, *(j.task for j in self.jobs.values() if j.task), return_exceptions=True)
+
+    async def _on_dispatch(self, msg) -> None:
+        try:
+            order = contracts.decode(msg.data)
+        except Exception:  # noqa: BLE001 - not ours to retry
+            await msg.term()
+            return
+        if not isinstance(order, contracts.JobDispatched):
+            await msg.term()
+            return
+        if order.job_id not in self.jobs:  # a redelivery of a job we already run is only acked
+            job = RunningJob(order.job_id)
+            self.jobs[order.job_id] = job
+            job.task = asyncio.create_task(self._run(order, job))
+            await job.started.wait()
+        await msg.ack()
+
+    async def _on_cancel(self, msg) -> None:
+        request = contracts.decode(msg.data)
+        job = self.jobs.get(getattr(request, "job_id", ""))
+        if job is None:
+            return
+        job.cancelled = True
+        if job.engine:
+            await job.engine.stop(request.grace_s)
+
+    async def _publish(self, event: contracts.Message, *, must_arrive: bool = False) -> None:
+        """Publish a job event to JOB_EVENTS; a final state is retried until NATS takes it."""
+        subject = Subjects.job_status(event.job_id)
+        delay = 0.5
+        while True:
+            try:
+                await self.js.publish(subject, contracts.encode(event), timeout=5)
+                return
+            except Exception:  # noqa: BLE001
+                if not must_arrive:
+                    log.warning("progress event for %s not published", event.job_id)
+                    return
+                log.warning("final event for %s not published yet; retrying", event.job_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    def _spec(self, order: contracts.JobDispatched) -> JobSpec:
+        config_path = self.storage.temp / f"{order.job_id}.yaml"
+        config_path.write_text(order.config_yaml)
+        output_dir = Path(order.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        command = ("llamafactory-cli", ENGINE_COMMANDS[order.kind], str(config_path))
+        env = {**self.engine_env, "HF_HOME": str(self.storage.hf_cache), "PYTHONUNBUFFERED": "1",
+               "DISABLE_VERSION_CHECK": "1"}
+        return JobSpec(job_id=order.job_id, kind=order.kind, command=command, config_path=config_path,
+                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env)
+
+    async def _run(self, order: contracts.JobDispatched, job: RunningJob) -> None:
+        shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log")
+        try:
+            exit_info = await self._run_engine(order, job, shipper)
+        except Exception as exc:  # noqa: BLE001 - report, never leave the job hanging
+            log.exception("job %s failed in the agent", order.job_id)
+            exit_info = ExitInfo(exit_code=-1, error=f"agent error: {exc}", error_reason="agent_error")
+        finally:
+            job.started.set()
+        await self._finish(order, job, exit_info, shipper)
+
+    async def _run_engine(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo:
+        spec = self._spec(order)
+        shipper.add("system", f"{order.kind} job {order.job_id} on {self.agent_id} ({self.runtime.name} runtime)")
+        try:
+            job.engine = await self.runtime.start(spec)
+        except RuntimeStartError as exc:
+            return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        await self._publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
+                                                 runtime=self.runtime.name, at=datetime.now(UTC)), must_arrive=True)
+        job.started.set()
+        if job.cancelled:  # a cancel that arrived while the engine was starting
+            await job.engine.stop(5)
+        stopped = asyncio.Event()
+        follower = asyncio.create_task(progress.follow(
+            order.job_id, spec.output_dir / "trainer_log.jsonl", self._publish, stopped))
+        async for stream, text in job.engine.lines():
+            shipper.add(stream, text)
+        exit_info = await job.engine.wait()
+        stopped.set()
+        await follower
+        return exit_info
+
+    async def _finish(self, order, job: RunningJob, exit_info: ExitInfo, shipper: LogShipper) -> None:
+        if job.cancelled:
+            state, reason, message = "cancelled", "cancelled", "stopped on request"
+        elif exit_info.exit_code == 0 and not exit_info.error:
+            state, reason, message = "succeeded", None, None
+        else:
+            state = "failed"
+            reason, message = failures.classify(exit_info, shipper.tail)
+        shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
+        tail = tuple(shipper.tail)
+        await shipper.close()
+        event = contracts.JobFinished(
+            job_id=order.job_id, agent_id=self.agent_id, state=state, reason=reason, message=message,
+            exit_code=exit_info.exit_code, last_lines=tail if state == "failed" else (),
+            metrics=read_metrics(Path(order.output_dir)), at=datetime.now(UTC),
+        )
+        await self._publish(event, must_arrive=True)
+        self.jobs.pop(order.job_id, None)
+
+    async def _cleanup_forever(self) -> None:
+        while True:
+            await asyncio.sleep(CLEANUP_EVERY_S)
+            with contextlib.suppress(Exception):
+                await self.runtime.cleanup()

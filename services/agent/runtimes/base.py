@@ -1,0 +1,61 @@
+"""What every runtime provides; the agent owns the loops around it (logs, progress, cancel)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """One engine command to run for a job."""
+
+    job_id: str
+    kind: str  # train | eval | export | deploy
+    command: tuple[str, ...]  # e.g. ("llamafactory-cli", "train", "/…/temp/job_x.yaml")
+    config_path: Path
+    output_dir: Path
+    gpu_ids: tuple[int, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitInfo:
+    exit_code: int
+    oom_killed: bool = False
+    error: str | None = None  # the runtime could not start the engine (image missing, bad device...)
+    error_reason: str | None = None
+
+
+class EngineRun(Protocol):
+    """A started engine."""
+
+    def lines(self) -> AsyncIterator[tuple[str, str]]:
+        """(stream, text) for every line the engine prints, stdout and stderr, until it exits."""
+
+    async def wait(self) -> ExitInfo:
+        """Wait for the engine to exit."""
+
+    async def stop(self, grace_s: float) -> None:
+        """SIGTERM, then kill after `grace_s`."""
+
+
+class Runtime(Protocol):
+    name: str
+
+    async def start(self, spec: JobSpec) -> EngineRun:
+        """Start the engine; raises RuntimeStartError when it cannot."""
+
+    async def cleanup(self) -> None:
+        """Remove what this runtime started and no longer needs (exited containers)."""
+
+
+class RuntimeStartError(Exception):
+    """The engine could not be started; `reason` is a stable code (image_missing, bad_config...)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

@@ -1,0 +1,96 @@
+"""NATS side of the scheduler: thin loops that decode, call the service, commit, then ack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from litestar import Litestar
+
+from services.common import contracts
+from services.common.bus import consume
+from services.common.contracts import Subjects
+
+from . import service
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 10.0
+IDLE_PASS_S = 2.0
+
+_job_events = msgspec.json.Decoder(contracts.JobEvent)
+
+
+async def _on_submitted(app: Litestar, msg) -> None:
+    app.state.wake.set()  # Postgres holds the queue; the message only says "look now"
+    await msg.ack()
+
+
+async def _on_job_event(app: Litestar, msg) -> None:
+    try:
+        event = _job_events.decode(msg.data)
+    except msgspec.ValidationError:
+        log.warning("dropping undecodable job event on %s", msg.subject)
+        await msg.term()
+        return
+    try:
+        await service.record_job_event(app.state.pool, app.state.nc, event)
+    except Exception:  # noqa: BLE001 - Postgres away: let NATS redeliver it later
+        log.exception("could not record %s", type(event).__name__)
+        await msg.nak(delay=2)
+        return
+    await msg.ack()
+    if isinstance(event, contracts.JobFinished):
+        app.state.wake.set()
+
+
+async def _dispatch_forever(app: Litestar) -> None:
+    wake: asyncio.Event = app.state.wake
+    loop = asyncio.get_running_loop()
+    next_sweep = 0.0
+    while True:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), IDLE_PASS_S)
+        wake.clear()
+        try:
+            if loop.time() >= next_sweep:
+                await service.sweep(app.state.pool, app.state.nc)
+                next_sweep = loop.time() + SWEEP_EVERY_S
+            while await service.dispatch_pending(app.state.pool, app.state.js):
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next pass retries
+            log.exception("dispatch pass failed")
+
+
+async def start(app: Litestar) -> None:
+    """Start the dispatcher and the consumers; on start-up the first pass re-examines every job."""
+    app.state.wake = asyncio.Event()
+    app.state.wake.set()
+
+    async def on_heartbeat(msg) -> None:
+        try:
+            beat = contracts.decode(msg.data)
+            if isinstance(beat, contracts.AgentHeartbeat):
+                await service.record_heartbeat(app.state.pool, beat)
+                app.state.wake.set()
+        except Exception:  # noqa: BLE001 - the next beat comes soon
+            log.exception("heartbeat not recorded")
+
+    await app.state.nc.subscribe(Subjects.AGENT_HEARTBEAT_ALL, queue="scheduler", cb=on_heartbeat)
+    app.state.tasks = [
+        asyncio.create_task(_dispatch_forever(app)),
+        asyncio.create_task(consume(app.state.js, subject=Subjects.JOB_SUBMITTED, stream="JOBS",
+                                    durable=contracts.DISPATCHER_CONSUMER, handle=lambda m: _on_submitted(app, m))),
+        asyncio.create_task(consume(app.state.js, subject=Subjects.JOB_STATUS_ALL, stream="JOB_EVENTS",
+                                    durable=contracts.JOB_EVENTS_CONSUMER, handle=lambda m: _on_job_event(app, m))),
+    ]
+
+
+async def stop(app: Litestar) -> None:
+    for task in app.state.tasks:
+        task.cancel()
+    await asyncio.gather(*app.state.tasks, return_exceptions=True)

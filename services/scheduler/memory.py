@@ -1,0 +1,80 @@
+"""Estimate the GPU memory a training job needs, so a job no agent could hold is refused at submit.
+
+The per-parameter costs start from LLaMA-Factory's published hardware table (7B: full AMP 120 GB,
+full pure bf16 60 GB, freeze/LoRA 16 GB, QLoRA 8-bit 10 GB, 4-bit 6 GB, 2-bit 4 GB), i.e. bytes per
+parameter for weights, gradients and optimizer state; activations are added from batch and cutoff.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+GIB = 1024**3
+
+# Bytes per parameter, from the table above (GB for 7B / 7e9).
+BYTES_PER_PARAM = {
+    "full": 120 / 7,
+    "full_pure_bf16": 60 / 7,
+    "freeze": 16 / 7,
+    "lora": 16 / 7,
+    "qlora8": 10 / 7,
+    "qlora4": 6 / 7,
+    "qlora2": 4 / 7,
+}
+OVERHEAD_BYTES = int(0.75 * GIB)  # CUDA context, allocator slack
+
+
+class MemoryEstimate(msgspec.Struct, kw_only=True):
+    parameters: int
+    method: str
+    weights_and_optimizer_mb: int
+    activations_mb: int
+    total_mb: int
+    per_gpu_mb: int
+
+
+def _hidden_and_layers(parameters: int) -> tuple[int, int]:
+    """A Llama-shaped guess when the model's config is unknown: params ≈ 12·layers·hidden²."""
+    hidden = max(64, int((parameters / (12 * 32)) ** 0.5))
+    layers = max(2, round(parameters / (12 * hidden * hidden)))
+    return hidden, layers
+
+
+def method_key(finetuning_type: str, quantization_bit: int | None, pure_bf16: bool = False) -> str:
+    if finetuning_type == "qlora":
+        bits = quantization_bit or 4
+        return "qlora8" if bits >= 8 else "qlora4" if bits >= 4 else "qlora2"
+    if finetuning_type == "full":
+        return "full_pure_bf16" if pure_bf16 else "full"
+    return finetuning_type
+
+
+def estimate(*, parameters: int, finetuning_type: str, quantization_bit: int | None, batch_size: int,
+             cutoff_len: int, gradient_checkpointing: bool, gpu_count: int,
+             hidden: int | None = None, layers: int | None = None) -> MemoryEstimate:
+    """GPU memory for one training job, total and per GPU (data parallel)."""
+    method = method_key(finetuning_type, quantization_bit)
+    states = int(parameters * BYTES_PER_PARAM[method])
+    if hidden is None or layers is None:
+        hidden, layers = _hidden_and_layers(parameters)
+    # bf16 activations per token per layer: ~34·hidden without checkpointing, ~2·hidden with it.
+    per_token_layer = (2 if gradient_checkpointing else 34) * hidden
+    activations = batch_size * cutoff_len * layers * per_token_layer
+    total = states + activations + OVERHEAD_BYTES
+    gpus = max(gpu_count, 1)
+    # With several GPUs a full fine-tune shards its states (ZeRO); adapters are replicated.
+    states_per_gpu = states // gpus if method.startswith("full") else states
+    per_gpu = states_per_gpu + activations + OVERHEAD_BYTES
+    mb = 1024 * 1024
+    return MemoryEstimate(parameters=parameters, method=method, weights_and_optimizer_mb=states // mb,
+                          activations_mb=activations // mb, total_mb=total // mb, per_gpu_mb=per_gpu // mb)
+
+
+def advice(est: MemoryEstimate) -> str:
+    """What to change when no agent can hold the job."""
+    tips = []
+    if not est.method.startswith("qlora"):
+        tips.append("use finetuning_type 'qlora' (4-bit)")
+    tips.append("lower per_device_train_batch_size or cutoff_len (raise gradient_accumulation_steps to keep the effective batch)")
+    tips.append("keep gradient_checkpointing on")
+    return "; ".join(tips)

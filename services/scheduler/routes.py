@@ -1,0 +1,98 @@
+"""HTTP routes of /api/jobs and /api/agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import File, Stream
+from zipstream import ZipStream
+
+from services.common.errors import ApiError, not_found
+from services.common.security import Principal
+
+from . import service, store
+from .schemas import JobDetail, JobEventOut, JobPage, JobSummary, ProgressPoint, TrainRequest
+
+State_ = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
+Kind = Literal["train", "eval", "export", "deploy"]
+
+
+def _summary(row) -> JobSummary:
+    return JobSummary(**{f: row[f] for f in JobSummary.__struct_fields__})
+
+
+async def load_detail(state: State, principal: Principal, job_id: str) -> JobDetail:
+    """The caller's job (any job for admins); 404 otherwise."""
+    async with state.pool.acquire() as conn:
+        row = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
+        if row is None:
+            raise not_found("job")
+        history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
+        series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
+    fields = {f: row[f] for f in JobDetail.__struct_fields__ if f not in ("history", "progress_series")}
+    return JobDetail(**fields, history=history, progress_series=series)
+
+
+def _cursor(value: str | None) -> tuple[datetime, str] | None:
+    if not value:
+        return None
+    try:
+        at, _, job_id = value.partition("|")
+        return datetime.fromisoformat(at), job_id
+    except ValueError as exc:
+        raise ApiError(422, "invalid_field", "cursor is not one this API returned", "cursor") from exc
+
+
+class JobController(Controller):
+    path = "/api/jobs"
+    tags = ["jobs"]
+
+    @post("/", status_code=201, summary="Submit a job (kind 'train' today)")
+    async def submit(self, state: State, principal: Principal, data: TrainRequest) -> JobDetail:
+        job_id = await service.submit_train(state.pool, state.js, state.settings, principal, data)
+        return await load_detail(state, principal, job_id)
+
+    @get("/", summary="List the caller's jobs (admins: everyone's), newest first")
+    async def list_jobs(
+        self, state: State, principal: Principal,
+        job_state: Annotated[State_ | None, Parameter(query="state")] = None,
+        kind: Kind | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> JobPage:
+        rows = await store.list_jobs(state.pool, owner_id=None if principal.is_admin else principal.user_id,
+                                     state=job_state, kind=kind, before=_cursor(cursor), limit=limit + 1)
+        items = [_summary(r) for r in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        return JobPage(items=items, next_cursor=f"{last['created_at'].isoformat()}|{last['id']}" if last else None)
+
+    @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")
+    async def detail(self, state: State, principal: Principal, job_id: str) -> JobDetail:
+        return await load_detail(state, principal, job_id)
+
+    @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job")
+    async def cancel(self, state: State, principal: Principal, job_id: str) -> dict[str, str]:
+        return {"id": job_id, "state": await service.cancel(state.pool, state.nc, principal, job_id)}
+
+    @get("/{job_id:str}/artifacts", summary="The job's output folder as a zip, streamed")
+    async def artifacts(self, state: State, principal: Principal, job_id: str) -> Response:
+        job = await load_detail(state, principal, job_id)
+        folder = Path(job.config["output_dir"])
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise ApiError(404, "no_artifacts", "the job has not written any output yet")
+        archive = ZipStream.from_path(str(folder), arcname=job_id)
+        return Stream(archive, media_type="application/zip",
+                      headers={"content-disposition": f'attachment; filename="{job_id}.zip"'})
+
+    @get("/{job_id:str}/log", summary="The job's full log as text")
+    async def log_file(self, state: State, principal: Principal, job_id: str) -> File:
+        await load_detail(state, principal, job_id)
+        path = state.settings.storage.logs / f"{job_id}.log"
+        if not path.is_file():
+            raise ApiError(404, "no_log", "the job has not logged anything yet")
+        return File(path, filename=f"{job_id}.log", media_type="text/plain; charset=utf-8")

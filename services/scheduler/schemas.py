@@ -1,0 +1,100 @@
+"""Request and response shapes of /api/jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
+
+
+class TrainRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The fields of the seed's training form."""
+
+    kind: Literal["train"] = "train"
+    base_model: Name
+    datasets: Annotated[list[Name], Meta(min_length=1, max_length=16)]
+    stage: Literal["pt", "sft", "rm", "dpo", "kto"] = "sft"
+    finetuning_type: Literal["lora", "qlora", "full", "freeze"] = "lora"
+    learning_rate: Annotated[float, Meta(gt=0, le=1)] = 1e-4
+    num_train_epochs: Annotated[float, Meta(gt=0, le=1000)] = 3.0
+    max_steps: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
+    lora_rank: Annotated[int, Meta(ge=1, le=1024)] = 8
+    lora_alpha: Annotated[int, Meta(ge=1, le=4096)] | None = None
+    lora_dropout: Annotated[float, Meta(ge=0, lt=1)] = 0.0
+    lora_target: Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_,.\-]+$")] = "all"
+    per_device_train_batch_size: Annotated[int, Meta(ge=1, le=64)] = 2
+    gradient_accumulation_steps: Annotated[int, Meta(ge=1, le=512)] = 4
+    cutoff_len: Annotated[int, Meta(ge=8, le=131_072)] = 1024
+    warmup_ratio: Annotated[float, Meta(ge=0, le=0.5)] = 0.0
+    warmup_steps: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
+    val_size: Annotated[float, Meta(ge=0, lt=1)] = 0.0
+    eval_steps: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    evaluation_strategy: Literal["no", "steps", "epoch"] | None = None
+    logging_steps: Annotated[int, Meta(ge=1, le=100_000)] = 5
+    save_steps: Annotated[int, Meta(ge=1, le=1_000_000)] = 500
+    quantization_bit: Literal[2, 3, 4, 5, 6, 8] | None = None
+    quantization_method: Literal["bitsandbytes", "hqq", "eetq"] = "bitsandbytes"
+    quantization_type: Literal["nf4", "fp4"] = "nf4"
+    double_quantization: bool = True
+    train_from_scratch: bool = False
+    gradient_checkpointing: bool = True
+    template: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
+    priority: Annotated[int, Meta(ge=-100, le=100)] = 0
+    gpu_count: Annotated[int, Meta(ge=0, le=16)] = 1
+    config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class JobEventOut(msgspec.Struct, kw_only=True):
+    state: str
+    reason: str | None
+    message: str | None
+    at: datetime
+
+
+class ProgressPoint(msgspec.Struct, kw_only=True):
+    step: int
+    total_steps: int
+    loss: float | None
+    learning_rate: float | None
+    epoch: float | None
+    elapsed_s: float | None
+    remaining_s: float | None
+    at: datetime
+
+
+class JobSummary(msgspec.Struct, kw_only=True):
+    id: str
+    kind: str
+    state: str
+    priority: int
+    gpu_count: int
+    base_model: str | None
+    agent_id: str | None
+    reason: str | None
+    progress: dict | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetail(JobSummary, kw_only=True):
+    owner_id: str
+    message: str | None
+    request: dict
+    config: dict
+    config_yaml: str
+    estimate: dict
+    gpu_ids: list[int]
+    metrics: dict | None
+    cancel_requested: bool
+    history: list[JobEventOut]
+    progress_series: list[ProgressPoint]
+
+
+class JobPage(msgspec.Struct, kw_only=True):
+    items: list[JobSummary]
+    next_cursor: str | None

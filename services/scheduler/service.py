@@ -1,0 +1,178 @@
+"""Logic of the scheduler: accept jobs, place them on agents, follow what agents report, cancel."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from services.common import contracts
+from services.common.contracts import Subjects
+from services.common.errors import ApiError, not_found
+from services.common.security import Principal, new_id
+from services.common.settings import Settings
+
+from . import access, configs, memory, placement, store
+from .schemas import TrainRequest
+
+log = logging.getLogger(__name__)
+
+AGENT_ALIVE_S = 30.0
+DISPATCH_TIMEOUT_S = 60.0
+DISPATCH_LOCK = 7_001  # advisory lock: one dispatch pass at a time across scheduler replicas
+
+
+async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.MemoryEstimate) -> None:
+    """Refuse a job that no registered agent could ever hold; with no agents yet, let it wait."""
+    agents = placement.capacities(await store.any_agents(pool), [])
+    if not agents or any(placement.could_ever_hold(a, gpu_count, estimate.per_gpu_mb) for a in agents):
+        return
+    if gpu_count == 0:
+        raise ApiError(422, "no_capacity", "no registered agent offers CPU slots: ask for gpu_count >= 1",
+                       "gpu_count")
+    largest = max((mb for a in agents for mb in a.gpu_memory_mb.values()), default=0)
+    if largest == 0:
+        raise ApiError(422, "no_capacity", "no registered agent has a GPU: ask for gpu_count 0 to run on CPU slots",
+                       "gpu_count")
+    raise ApiError(422, "insufficient_gpu_memory",
+                   f"the job needs about {estimate.per_gpu_mb} MB per GPU on {gpu_count} GPU(s); the largest GPU "
+                   f"registered has {largest} MB and no agent has enough of them. Try: {memory.advice(estimate)}",
+                   "per_device_train_batch_size")
+
+
+async def submit_train(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
+                       req: TrainRequest) -> str:
+    """Validate, render and freeze a training job, store it, then announce it."""
+    model = await access.usable_base_model(pool, principal, req.base_model)
+    access.check_datasets(settings.storage.data, req.datasets)
+    job_id = new_id("job")
+    config = configs.render_train(req, model_path=model.path, default_template=model.template,
+                                  data_dir=settings.storage.data, output_dir=settings.storage.output / job_id)
+    est = memory.estimate(
+        parameters=model.parameter_count or 7_000_000_000, finetuning_type=req.finetuning_type,
+        quantization_bit=req.quantization_bit, batch_size=req.per_device_train_batch_size,
+        cutoff_len=req.cutoff_len, gradient_checkpointing=req.gradient_checkpointing, gpu_count=req.gpu_count,
+    )
+    await check_capacity(pool, req.gpu_count, est)
+    await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind="train", priority=req.priority,
+                           gpu_count=req.gpu_count, request=configs.request_dict(req), config=config,
+                           config_yaml=configs.to_yaml(config), estimate=msgspec.to_builtins(est))
+    await announce_submitted(js, job_id, "train", principal.user_id, req.priority)
+    return job_id
+
+
+async def announce_submitted(js: JetStreamContext, job_id: str, kind: str, owner_id: str, priority: int) -> None:
+    """Wake the dispatcher; deduplicated on the job id. The job is already committed."""
+    event = contracts.JobSubmitted(job_id=job_id, kind=kind, owner_id=owner_id, priority=priority,
+                                   submitted_at=datetime.now(UTC))
+    await js.publish(Subjects.JOB_SUBMITTED, contracts.encode(event), headers={"Nats-Msg-Id": job_id})
+
+
+async def dispatch_pending(pool: asyncpg.Pool, js: JetStreamContext) -> int:
+    """One pass over the queue: place every pending job that fits somewhere now. Returns how many."""
+    sent: list[tuple[str, contracts.JobDispatched]] = []
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", DISPATCH_LOCK):
+            return 0  # another replica is dispatching
+        jobs = await store.pending_jobs(conn)
+        if not jobs:
+            return 0
+        agents = placement.capacities(await store.live_agents(conn, AGENT_ALIVE_S), await store.busy_slots(conn))
+        for job in jobs:
+            spot = placement.place(agents, job["gpu_count"], job["estimate"].get("per_gpu_mb", 0))
+            if spot is None:
+                continue  # backfill: a smaller job behind it may still fit
+            attempt = job["attempt"] + 1
+            await store.transition(conn, job["id"], "dispatched", from_states=("pending",), reason="placed",
+                                   message=f"on {spot.agent_id}", agent_id=spot.agent_id, gpu_ids=list(spot.gpu_ids),
+                                   attempt=attempt, dispatched_at=datetime.now(UTC))
+            sent.append((spot.agent_id, contracts.JobDispatched(
+                job_id=job["id"], kind=job["kind"], config_yaml=job["config_yaml"], output_dir=job["output_dir"],
+                gpu_ids=spot.gpu_ids, attempt=attempt, dispatched_at=datetime.now(UTC),
+            )))
+    # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep.
+    for agent_id, message in sent:
+        await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(message),
+                         headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"})
+    return len(sent)
+
+
+async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobEvent) -> None:
+    """Apply what an agent reported; repeated or late events change nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        match event:
+            case contracts.JobStarted():
+                row = await store.transition(conn, event.job_id, "running", from_states=("dispatched",),
+                                             reason="started", message=f"{event.runtime} on {event.agent_id}",
+                                             started_at=event.at)
+            case contracts.JobProgressed():
+                point = {k: getattr(event, k) for k in ("step", "total_steps", "loss", "learning_rate", "epoch",
+                                                        "elapsed_s", "remaining_s")}
+                await store.insert_progress(conn, event.job_id, point)
+                row = None
+            case contracts.JobFinished():
+                message = event.message
+                if event.last_lines:
+                    message = f"{message}\n--- last log lines ---\n" + "\n".join(event.last_lines)
+                row = await store.transition(conn, event.job_id, event.state, from_states=store.ACTIVE,
+                                             reason=event.reason or event.state, message=message,
+                                             metrics=event.metrics or None)
+    if row is not None:
+        await publish_change(nc, row)
+
+
+async def publish_change(nc: Client, row) -> None:
+    """Tell live feeds (the gateway) about a committed state change."""
+    await nc.publish(Subjects.job_changed(row["owner_id"], row["id"]),
+                     contracts.encode(contracts.JobChanged(job_id=row["id"], state=row["state"],
+                                                           at=datetime.now(UTC))))
+
+
+async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str) -> str:
+    """Pending jobs end at once; dispatched and running ones are stopped by their agent."""
+    owner = None if principal.is_admin else principal.user_id
+    async with pool.acquire() as conn, conn.transaction():
+        job = await store.job_detail(conn, job_id, owner)
+        if job is None:
+            raise not_found("job")
+        if job["state"] in store.TERMINAL:
+            raise ApiError(409, "job_finished", f"the job already ended ({job['state']})")
+        row = await store.transition(conn, job_id, "cancelled", from_states=("pending",), reason="cancelled",
+                                     message=f"cancelled by {principal.username} before it started")
+        if row is None:
+            await conn.execute("UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1", job_id)
+            await store.add_event(conn, job_id, job["state"], "cancel_requested", f"by {principal.username}")
+    if row is not None:
+        await publish_change(nc, row)
+        return "cancelled"
+    await request_stop(nc, job_id)
+    return "cancelling"
+
+
+async def request_stop(nc: Client, job_id: str) -> None:
+    await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
+
+
+async def sweep(pool: asyncpg.Pool, nc: Client) -> None:
+    """Repair what a crash or a lost agent left: re-queue stale dispatches, resend pending cancels."""
+    async with pool.acquire() as conn, conn.transaction():
+        for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, AGENT_ALIVE_S):
+            await store.transition(conn, job["id"], "pending", from_states=("dispatched",), reason="requeued",
+                                   message="the agent never took the job", agent_id=None, gpu_ids=[])
+        to_stop = await store.cancel_pending_running(conn)
+    for job in to_stop:
+        await request_stop(nc, job["id"])
+
+
+async def record_heartbeat(pool: asyncpg.Pool, beat: contracts.AgentHeartbeat) -> None:
+    await store.upsert_agent(
+        pool, agent_id=beat.agent_id, hostname=beat.hostname,
+        gpus=[{"index": g.index, "name": g.name, "memory_total_mb": g.memory_total_mb} for g in beat.gpus],
+        cpu_slots=beat.cpu_slots,
+        resources={"cpu_pct": beat.cpu_pct, "memory_total_mb": beat.memory_total_mb,
+                   "memory_used_mb": beat.memory_used_mb, "running_jobs": list(beat.running_jobs)},
+    )

@@ -1,0 +1,158 @@
+"""SQL of the scheduler: the only writer of jobs, their history and progress, and agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+ACTIVE = ("dispatched", "running")
+
+SUMMARY_COLUMNS = (
+    "id, kind, state, priority, gpu_count, request->>'base_model' AS base_model, agent_id, reason, progress, "
+    "created_at, started_at, finished_at"
+)
+DETAIL_COLUMNS = SUMMARY_COLUMNS + (
+    ", owner_id, message, request, config, config_yaml, estimate, gpu_ids, metrics, cancel_requested, attempt"
+)
+
+
+async def insert_job(conn, *, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int,
+                     request: dict, config: dict, config_yaml: str, estimate: dict) -> None:
+    await conn.execute(
+        "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate,
+    )
+    await add_event(conn, job_id, "pending", "submitted", None)
+
+
+async def add_event(conn, job_id: str, state: str, reason: str | None, message: str | None) -> None:
+    await conn.execute("INSERT INTO job_events (job_id, state, reason, message) VALUES ($1, $2, $3, $4)",
+                       job_id, state, reason, message)
+
+
+async def job_detail(conn, job_id: str, owner_id: str | None) -> asyncpg.Record | None:
+    """A job, only when `owner_id` owns it (None: any owner, for admins)."""
+    return await conn.fetchrow(
+        f"SELECT {DETAIL_COLUMNS} FROM jobs WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)",
+        job_id, owner_id,
+    )
+
+
+async def job_history(conn, job_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT state, reason, message, at FROM job_events WHERE job_id = $1 ORDER BY id",
+                            job_id)
+
+
+async def progress_series(conn, job_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s, at "
+        "FROM job_progress WHERE job_id = $1 ORDER BY step", job_id)
+
+
+async def list_jobs(conn, *, owner_id: str | None, state: str | None, kind: str | None,
+                    before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    return await conn.fetch(
+        f"""
+        SELECT {SUMMARY_COLUMNS} FROM jobs
+        WHERE ($1::text IS NULL OR owner_id = $1) AND ($2::text IS NULL OR state = $2)
+          AND ($3::text IS NULL OR kind = $3)
+          AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+        ORDER BY created_at DESC, id DESC LIMIT $6
+        """,
+        owner_id, state, kind, before[0] if before else None, before[1] if before else None, limit,
+    )
+
+
+async def transition(conn, job_id: str, to_state: str, *, from_states: tuple[str, ...], reason: str | None = None,
+                     message: str | None = None, **columns) -> asyncpg.Record | None:
+    """Move a job between states if it is in one of `from_states`; None when it is not (idempotent)."""
+    sets = ["state = $2", "reason = coalesce($4, reason)", "message = coalesce($5, message)", "updated_at = now()"]
+    values = [job_id, to_state, list(from_states), reason, message]
+    for name, value in columns.items():
+        values.append(value)
+        sets.append(f"{name} = ${len(values)}")
+    if to_state in TERMINAL:
+        sets.append("finished_at = now()")
+    row = await conn.fetchrow(
+        f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1 AND state = ANY($3::text[]) "
+        f"RETURNING id, owner_id, state, agent_id, attempt",
+        *values,
+    )
+    if row is not None:
+        await add_event(conn, job_id, to_state, reason, message)
+    return row
+
+
+async def pending_jobs(conn, limit: int = 200) -> list[asyncpg.Record]:
+    """The queue: by priority, then age; rows locked for this dispatch pass."""
+    return await conn.fetch(
+        "SELECT id, kind, gpu_count, config_yaml, config->>'output_dir' AS output_dir, attempt, estimate "
+        "FROM jobs WHERE state = 'pending' ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+
+
+async def live_agents(conn, within_s: float) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, gpus, cpu_slots, last_seen FROM agents WHERE last_seen > now() - make_interval(secs => $1) "
+        "ORDER BY id", within_s)
+
+
+async def any_agents(conn) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT id, gpus, cpu_slots FROM agents")
+
+
+async def busy_slots(conn) -> list[asyncpg.Record]:
+    """What the dispatched and running jobs hold on each agent."""
+    return await conn.fetch(
+        "SELECT agent_id, gpu_count, gpu_ids FROM jobs WHERE state IN ('dispatched', 'running') "
+        "AND agent_id IS NOT NULL")
+
+
+async def upsert_agent(conn, *, agent_id: str, hostname: str, gpus: list, cpu_slots: int, resources: dict) -> None:
+    await conn.execute(
+        """
+        INSERT INTO agents (id, hostname, gpus, cpu_slots, resources) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (id) DO UPDATE SET hostname = $2, gpus = $3, cpu_slots = $4, resources = $5, last_seen = now()
+        """,
+        agent_id, hostname, gpus, cpu_slots, resources,
+    )
+
+
+async def insert_progress(conn, job_id: str, point: dict) -> None:
+    await conn.execute(
+        """
+        INSERT INTO job_progress (job_id, step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id, step) DO NOTHING
+        """,
+        job_id, point["step"], point["total_steps"], point.get("loss"), point.get("learning_rate"),
+        point.get("epoch"), point.get("elapsed_s"), point.get("remaining_s"),
+    )
+    await conn.execute("UPDATE jobs SET progress = $2, updated_at = now() WHERE id = $1 AND state = 'running'",
+                       job_id, point)
+
+
+async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> list[asyncpg.Record]:
+    """Dispatched jobs whose agent never took them and is no longer heard from."""
+    return await conn.fetch(
+        """
+        SELECT j.id FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id
+        WHERE j.state = 'dispatched' AND j.dispatched_at < now() - make_interval(secs => $1)
+          AND (a.id IS NULL OR a.last_seen < now() - make_interval(secs => $2))
+        """,
+        older_than_s, agent_alive_s,
+    )
+
+
+async def cancel_pending_running(conn) -> list[asyncpg.Record]:
+    """Jobs asked to stop that an agent still runs: the cancel is sent again."""
+    return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state IN ('dispatched', 'running')")
+
+
+async def model_by_name(conn, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, source, path, owner_id, parameter_count, template FROM models WHERE name = $1", name)
