@@ -161,4 +161,6 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> L
             openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
         ),
         debug=False,
+        # Plain stderr logging set up by `llmct`: Litestar's queue handler loses the last lines at exit.
+        logging_config=None,
     )

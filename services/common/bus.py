@@ -95,16 +95,25 @@ async def consume(js: JetStreamContext, *, subject: str, durable: str, stream: s
     config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10_000,
                             ack_wait=30.0, max_deliver=-1, filter_subject=subject)
     sub = None
-    while True:
-        try:
-            if sub is None:
-                sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-            for msg in await sub.fetch(batch=batch, timeout=1.0):
-                await handle(msg)
-        except (NatsTimeout, asyncio.TimeoutError):
-            continue
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - NATS away or a handler bug: log, wait, go on
-            log.exception("consumer %s failed; retrying", durable)
-            await asyncio.sleep(1)
+    this = asyncio.current_task()
+    # nats-py's fetch can turn a cancellation into a timeout: check for one on every turn.
+    try:
+        while not this.cancelling():
+            try:
+                if sub is None:
+                    sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+                for msg in await sub.fetch(batch=batch, timeout=1.0):
+                    await handle(msg)
+            except (NatsTimeout, asyncio.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - NATS away or a handler bug: log, wait, go on
+                log.exception("consumer %s failed; retrying", durable)
+                await asyncio.sleep(1)
+        raise asyncio.CancelledError
+    finally:
+        # Unacked fetched messages are redelivered; a drain must not wait on this inbox.
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()

@@ -57,6 +57,29 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_tiny(args: argparse.Namespace) -> int:
+    """Build the tiny model and datasets locally and register the model as a preset."""
+    from services.registry.presets import count_parameters, make_tiny_model, register_preset
+
+    from .store import check_migrated, create_pool
+
+    settings = get_settings()
+    settings.storage.ensure()
+    path = make_tiny_model(settings.storage, args.name)
+
+    async def register() -> None:
+        pool = await create_pool(settings.database_url, attempts=1)
+        try:
+            await check_migrated(pool)
+            await register_preset(pool, name=args.name, path=str(path), parameter_count=count_parameters(path))
+        finally:
+            await pool.close()
+
+    asyncio.run(register())
+    print(f"preset {args.name} registered: {path}; datasets tiny_sft and tiny_pt in {settings.storage.data}")
+    return 0
+
+
 def cmd_up(_: argparse.Namespace) -> int:
     from .launcher import run_up
 
@@ -79,6 +102,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--username", required=True)
     create.add_argument("--password", help="prompted for when omitted")
     create.set_defaults(func=cmd_admin_create)
+    models = commands.add_parser("models", help="manage base models")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    tiny = models_commands.add_parser("make-tiny", help="build a tiny Llama locally and register it as a preset")
+    tiny.add_argument("--name", default="tiny-llama")
+    tiny.set_defaults(func=cmd_make_tiny)
     return root
 
 

@@ -101,9 +101,16 @@ class RevokedSessions:
 
     def __init__(self) -> None:
         self._expiry: dict[str, float] = {}
+        self._prune_at = 1024
 
     def add(self, session_id: str, expires_at: datetime) -> None:
         self._expiry[session_id] = expires_at.timestamp()
+        # A revoked token nobody presents again is never looked up, so expired entries are swept here
+        # (amortised: only when the map has doubled) or a long-running service would keep them all.
+        if len(self._expiry) >= self._prune_at:
+            now = time.time()
+            self._expiry = {sid: expiry for sid, expiry in self._expiry.items() if expiry >= now}
+            self._prune_at = max(1024, 2 * len(self._expiry))
 
     def __contains__(self, session_id: str) -> bool:
         expiry = self._expiry.get(session_id)

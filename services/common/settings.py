@@ -51,6 +51,11 @@ class StoragePaths:
         return self.base / "checkpoints"
 
     @property
+    def models(self) -> Path:
+        """Models made or copied locally (presets such as the tiny test model)."""
+        return self.base / "models"
+
+    @property
     def temp(self) -> Path:
         return self.base / "temp"
 
@@ -61,7 +66,7 @@ class StoragePaths:
 
     def ensure(self) -> None:
         """Create every folder of the layout."""
-        for path in (self.data, self.output, self.checkpoints, self.temp, self.logs, self.hf_cache):
+        for path in (self.data, self.output, self.checkpoints, self.models, self.temp, self.logs, self.hf_cache):
             path.mkdir(parents=True, exist_ok=True)
 
 

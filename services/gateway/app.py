@@ -9,12 +9,14 @@ from services.common.settings import Settings
 
 from .docs import DOCS_STATIC, docs_page, openapi_document
 from .proxy import PROXY_HANDLERS, new_client
-from .sockets import echo
+from .logs import LogHub
+from .sockets import echo, job_sockets
 from .web import web_client
 
 
 async def _open_client(app: Litestar) -> None:
     app.state.http = new_client()
+    app.state.log_hub = LogHub(app.state.nc, app.state.js)
 
 
 async def _close_client(app: Litestar) -> None:
@@ -24,7 +26,7 @@ async def _close_client(app: Litestar) -> None:
 SPEC = ServiceSpec(
     name="gateway",
     description="public HTTP and WebSocket entry point",
-    route_handlers=[*PROXY_HANDLERS, echo, openapi_document, docs_page, DOCS_STATIC, web_client],
+    route_handlers=[*PROXY_HANDLERS, echo, job_sockets, openapi_document, docs_page, DOCS_STATIC, web_client],
     on_startup=[_open_client],
     on_shutdown=[_close_client],
 )

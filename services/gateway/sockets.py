@@ -1,11 +1,21 @@
-"""WebSockets the gateway hosts itself."""
+"""WebSockets the gateway hosts itself: echo, job logs, and the caller's live job feed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from litestar import WebSocket, websocket
+from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
+from services.common import contracts
+from services.common.contracts import Subjects
 from services.common.security import Principal
+
+from .logs import LogHub, lines_after
+
+NOT_FOUND = 4404
 
 
 @websocket("/api/ws/echo")
@@ -16,5 +26,88 @@ async def echo(socket: WebSocket, principal: Principal) -> None:
         while True:
             text = await socket.receive_text()
             await socket.send_json({"echo": text, "user": principal.username})
+    except WebSocketDisconnect:
+        return
+
+
+async def owns_job(state: State, principal: Principal, job_id: str) -> bool:
+    """Whether the caller may watch the job (its owner, or an admin). Read-only on the scheduler's table."""
+    owner = await state.pool.fetchval("SELECT owner_id FROM jobs WHERE id = $1", job_id)
+    return owner is not None and (principal.is_admin or owner == principal.user_id)
+
+
+async def stream_logs(socket: WebSocket, state: State, job_id: str, after: int) -> None:
+    """Replay from the line after `after`, then follow live; a viewer that falls behind is closed."""
+    hub: LogHub = state.log_hub
+    viewer = await hub.attach(job_id)  # live lines buffer while the replay runs
+    try:
+        async for batch in hub.replay(job_id):
+            if lines := lines_after(batch, after):
+                await socket.send_json({"job_id": job_id, "lines": lines})
+                after = lines[-1]["seq"]
+        while True:
+            get = asyncio.ensure_future(viewer.queue.get())
+            dropped = asyncio.ensure_future(viewer.dropped.wait())
+            done, _ = await asyncio.wait({get, dropped}, return_when=asyncio.FIRST_COMPLETED)
+            if dropped in done:
+                get.cancel()
+                await socket.close(code=4408, reason="too slow: reconnect with ?after=<last seq>")
+                return
+            dropped.cancel()
+            if lines := lines_after(get.result(), after):
+                await socket.send_json({"job_id": job_id, "lines": lines})
+                after = lines[-1]["seq"]
+    finally:
+        await hub.detach(job_id, viewer)
+
+
+async def stream_feed(socket: WebSocket, state: State, principal: Principal) -> None:
+    """Every committed state change of the caller's jobs."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+
+    async def on_change(msg) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(contracts.decode(msg.data))
+
+    sub = await state.nc.subscribe(Subjects.job_changes_of(principal.user_id), cb=on_change)
+    try:
+        while True:
+            change = await queue.get()
+            await socket.send_json({"job_id": change.job_id, "state": change.state, "at": change.at.isoformat()})
+    finally:
+        await sub.unsubscribe()
+
+
+async def until_disconnect(socket: WebSocket, work) -> None:
+    """Run `work` until it ends or the client goes away, whichever comes first."""
+
+    async def drain_client() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await socket.receive_data(mode="text")
+
+    tasks = [asyncio.ensure_future(work), asyncio.ensure_future(drain_client())]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() and not isinstance(task.exception(), WebSocketDisconnect):
+            raise task.exception()
+
+
+@websocket("/api/jobs/{rest:path}")
+async def job_sockets(socket: WebSocket, state: State, principal: Principal, rest: str) -> None:
+    """`/api/jobs/feed` and `/api/jobs/{id}/logs?after=<seq>`; another user's job is a 404 (close 4404)."""
+    parts = rest.strip("/").split("/")
+    await socket.accept()
+    try:
+        if parts == ["feed"]:
+            await until_disconnect(socket, stream_feed(socket, state, principal))
+        elif len(parts) == 2 and parts[1] == "logs" and await owns_job(state, principal, parts[0]):
+            after = socket.query_params.get("after", "0")
+            await until_disconnect(socket, stream_logs(socket, state, parts[0], int(after) if after.isdigit() else 0))
+        else:
+            await socket.close(code=NOT_FOUND, reason="not found")
     except WebSocketDisconnect:
         return

@@ -1,0 +1,104 @@
+"""Job logs to browsers: one NATS subscription per job, fanned out in memory to its viewers.
+
+A viewer first gets the stored lines (JetStream replay, after the last sequence it saw), then the live
+ones. Each viewer has a bounded queue: a viewer that falls behind is dropped, nobody else slows down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from services.common import contracts
+from services.common.contracts import Subjects
+
+log = logging.getLogger(__name__)
+
+VIEWER_QUEUE = 256  # batches
+REPLAY_IDLE_S = 2.0
+
+_batch_decoder = msgspec.json.Decoder(contracts.LogBatch)
+
+
+class Viewer:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[contracts.LogBatch] = asyncio.Queue(maxsize=VIEWER_QUEUE)
+        self.dropped = asyncio.Event()
+
+    def offer(self, batch: contracts.LogBatch) -> None:
+        try:
+            self.queue.put_nowait(batch)
+        except asyncio.QueueFull:
+            self.dropped.set()
+
+
+class Topic:
+    """The live lines of one job and who watches them."""
+
+    def __init__(self) -> None:
+        self.viewers: set[Viewer] = set()
+        self.subscription = None
+
+    async def on_message(self, msg) -> None:
+        try:
+            batch = _batch_decoder.decode(msg.data)
+        except msgspec.ValidationError:
+            return
+        for viewer in list(self.viewers):
+            viewer.offer(batch)
+
+
+class LogHub:
+    def __init__(self, nc: Client, js: JetStreamContext):
+        self.nc, self.js = nc, js
+        self.topics: dict[str, Topic] = {}
+
+    async def attach(self, job_id: str) -> Viewer:
+        topic = self.topics.get(job_id)
+        if topic is None:
+            topic = self.topics[job_id] = Topic()
+            topic.subscription = await self.nc.subscribe(Subjects.logs(job_id), cb=topic.on_message)
+        viewer = Viewer()
+        topic.viewers.add(viewer)
+        return viewer
+
+    async def detach(self, job_id: str, viewer: Viewer) -> None:
+        topic = self.topics.get(job_id)
+        if topic is None:
+            return
+        topic.viewers.discard(viewer)
+        if not topic.viewers:
+            del self.topics[job_id]
+            with contextlib.suppress(Exception):
+                await topic.subscription.unsubscribe()
+
+    async def replay(self, job_id: str):
+        """Stored batches of a job, oldest first, up to what was stored when asked."""
+        subject = Subjects.logs(job_id)
+        try:
+            last = (await self.js.get_last_msg("LOGS", subject)).seq
+        except NotFoundError:
+            return
+        sub = await self.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=REPLAY_IDLE_S)
+                with contextlib.suppress(msgspec.ValidationError):
+                    yield _batch_decoder.decode(msg.data)
+                if msg.metadata.sequence.stream >= last:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+def lines_after(batch: contracts.LogBatch, after: int) -> list[dict]:
+    return [{"seq": line.seq, "stream": line.stream, "at": line.at.isoformat(), "text": line.text}
+            for line in batch.lines if line.seq > after]
