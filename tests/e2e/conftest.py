@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
+
+import asyncpg
 
 import pytest
 
 from services.common.embedded import free_port
 from services.common.launcher import ServiceProcess, start_services, stop_services
+from services.registry.presets import ENGINE_PYTHON, count_parameters, make_tiny_model, register_preset
 
 
 @dataclass
@@ -40,7 +44,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(stack_env, tmp_path_factory):
-    env = {**os.environ, **stack_env, "LLMCT_HEARTBEAT_S": "1"}
+    env = {**os.environ, **stack_env, "LLMCT_HEARTBEAT_S": "1", "LLMCT_CPU_SLOTS": "2", "LLMCT_RUNTIME": "process"}
     for name in ("gateway", "auth", "scheduler", "datasets", "registry", "agent"):
         env[f"LLMCT_{name.upper()}_PORT"] = str(free_port())
     log_dir = tmp_path_factory.mktemp("service-logs")
@@ -48,3 +52,21 @@ def stack(stack_env, tmp_path_factory):
     stack = Stack(env=env, services={s.name: s for s in services})
     yield stack
     stop_services(list(stack.services.values()))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(stack, settings, postgres_server):
+    """The tiny Llama built with the engine's interpreter and registered as a preset, plus tiny datasets."""
+    if not ENGINE_PYTHON.exists():
+        pytest.fail(f"{ENGINE_PYTHON} is missing: run engine/install.sh (make test does)")
+    path = make_tiny_model(settings.storage, "tiny-llama")
+
+    async def register() -> None:
+        conn = await asyncpg.connect(postgres_server.url)
+        try:
+            await register_preset(conn, name="tiny-llama", path=str(path), parameter_count=count_parameters(path))
+        finally:
+            await conn.close()
+
+    asyncio.run(register())
+    return "tiny-llama"

@@ -29,14 +29,20 @@ CHROMIUM_ARGS = [
 TOKEN_KEY = "llmct.access_token"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    # Checked before `stack` so a machine that cannot run this test does not start the platform.
+@pytest.fixture(scope="session")
+def web_prerequisites() -> None:
+    """A browser and a built client, checked before `stack` so a machine without them starts nothing."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} does not exist: install it with `apt-get install -y chromium`")
     if not WEB_INDEX.exists():
         pytest.fail(f"{WEB_INDEX.relative_to(ROOT)} does not exist: build the web client first "
                     "(`cd web && npm ci && npm run build`)")
+
+
+@pytest.fixture(scope="module")
+def browser(web_prerequisites) -> Browser:
+    # Module scope: the sync API's event loop lives only while these tests run, never beside
+    # the async tests' loop.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -44,17 +50,16 @@ def browser() -> Browser:
 
 
 @pytest.fixture
-def page(browser, stack) -> Page:
+def page(web_prerequisites, browser, stack) -> Page:
     context = browser.new_context(base_url=stack.gateway_url, viewport={"width": 1280, "height": 860})
     page = context.new_page()
-    def _fix(route):  # TEMP-WORKAROUND
-        resp = route.fetch(); h = dict(resp.headers); h.pop("content-disposition", None)
-        if h.get("content-type") == "application/octet-stream":
-            u = route.request.url.split("?")[0]
-            h["content-type"] = "text/css" if u.endswith(".css") else "text/javascript" if u.endswith(".js") else "image/svg+xml" if u.endswith(".svg") else "text/html"
-        route.fulfill(response=resp, headers=h)
-    context.route(re.compile(r"^(?!.*/api/).*$"), _fix)  # TEMP-WORKAROUND
     page.set_default_timeout(15_000)
+    index = page.request.get("/login")
+    content_type = index.headers.get("content-type", "")
+    assert index.ok and content_type.startswith("text/html"), (
+        f"the gateway must serve index.html for client routes as text/html, inline; it answered {index.status} "
+        f"{content_type!r} {index.headers.get('content-disposition', '')!r}, which a browser downloads instead of showing"
+    )
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page

@@ -1,0 +1,76 @@
+"""A real LoRA SFT on the tiny model through the whole platform, with the process runtime."""
+
+import io
+import zipfile
+
+import httpx
+import pytest
+import websockets
+
+from .helpers import login, read_logs, wait_for_state
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TRAIN = {
+    "kind": "train", "base_model": "tiny-llama", "datasets": ["tiny_sft"], "stage": "sft",
+    "finetuning_type": "lora", "gpu_count": 0, "max_steps": 12, "logging_steps": 1, "save_steps": 6,
+    "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "cutoff_len": 128, "lora_rank": 4,
+}
+
+
+@pytest.fixture
+async def gw(stack):
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
+        yield client
+
+
+async def test_lora_sft_end_to_end(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "trainer")
+    r = await gw.post("/api/jobs", json=TRAIN, headers=headers)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["state"] in ("pending", "dispatched", "running")
+    assert "finetuning_type: lora" in job["config_yaml"] and job["config"]["output_dir"].endswith(job["id"])
+    assert job["estimate"]["total_mb"] > 0
+
+    token = headers["Authorization"].split()[1]
+    ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
+    lines = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    seqs = [l["seq"] for l in lines]
+    assert seqs == sorted(seqs) and seqs[0] == 1, "replay starts at the first line, in order"
+
+    done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "succeeded", done["message"]
+    assert [h["state"] for h in done["history"]][:1] == ["pending"]
+    assert {"dispatched", "running", "succeeded"} <= {h["state"] for h in done["history"]}
+    series = done["progress_series"]
+    assert series and series[-1]["step"] == 12 and series[-1]["total_steps"] == 12
+    assert all(p["loss"] is not None for p in series)
+
+    # A viewer arriving after the end still gets everything, and can resume after a sequence number.
+    everything = await read_logs(ws_url, token, until=lambda ls: any("job succeeded" in l["text"] for l in ls))
+    resumed = await read_logs(ws_url, token, after=5, until=lambda ls: any("job succeeded" in l["text"] for l in ls))
+    assert resumed[0]["seq"] == 6 and resumed[-1]["seq"] == everything[-1]["seq"]
+
+    r = await gw.get(f"/api/jobs/{job['id']}/artifacts", headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+    assert any(n.endswith("adapter_model.safetensors") for n in names)
+    assert any(n.endswith("adapter_config.json") for n in names)
+    log = await gw.get(f"/api/jobs/{job['id']}/log", headers=headers)
+    assert log.status_code == 200 and "'loss'" in log.text
+
+    listing = (await gw.get("/api/jobs", headers=headers, params={"state": "succeeded"})).json()
+    assert job["id"] in [j["id"] for j in listing["items"]]
+
+    # Another user's job is a 404 on every route, WebSockets included.
+    other = await login(gw, stack.invite_code, "not-the-trainer")
+    for method, path in (("GET", ""), ("POST", "/cancel"), ("GET", "/artifacts"), ("GET", "/log")):
+        r = await gw.request(method, f"/api/jobs/{job['id']}{path}", headers=other)
+        assert r.status_code == 404, (path, r.status_code)
+    assert job["id"] not in [j["id"] for j in (await gw.get("/api/jobs", headers=other)).json()["items"]]
+    other_token = other["Authorization"].split()[1]
+    async with websockets.connect(f"{ws_url}?token={other_token}") as ws:
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd.code == 4404

@@ -1,0 +1,204 @@
+"""Passwords, access tokens, API keys and revoked sessions, without any server."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import msgspec
+import pytest
+from litestar.exceptions import NotAuthorizedException
+
+from services.auth.schemas import LoginRequest, RegisterRequest
+from services.auth.service import _is_standing_invite, _too_many, check_password_strength
+from services.common.errors import ApiError
+from services.common.security import (
+    API_KEY_PREFIX,
+    TOKEN_AUDIENCE,
+    RevokedSessions,
+    hash_api_key,
+    hash_password,
+    issue_token,
+    new_api_key,
+    new_id,
+    read_token,
+    verify_password,
+)
+from services.common.settings import Settings, StoragePaths
+
+pytestmark = pytest.mark.unit
+
+SECRET = "unit-test-secret-" + "s" * 32
+
+
+# --- password strength -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password", ["correct-horse-9", "Zq8!vB2#mK", "a-long passphrase with spaces"])
+def test_strong_passwords_pass(password):
+    check_password_strength("alice", password)
+
+
+@pytest.mark.parametrize(("username", "password", "why"), [
+    ("alice", "Ab1!xyz", "at least 10"),
+    ("alice", "abababababab", "5 different"),
+    ("alice", "password123", "easy to guess"),
+    ("alice", "QWERTYUIOP", "easy to guess"),
+    ("alice", "xx-ALICE-2024", "easy to guess"),
+])
+def test_weak_passwords_name_the_password_field(username, password, why):
+    with pytest.raises(ApiError) as caught:
+        check_password_strength(username, password)
+    assert (caught.value.status, caught.value.code, caught.value.field) == (422, "weak_password", "password")
+    assert why in caught.value.message
+
+
+def test_password_hashes_verify_and_never_raise():
+    stored = hash_password("correct-horse-9")
+    assert stored != "correct-horse-9"
+    assert verify_password(stored, "correct-horse-9")
+    assert not verify_password(stored, "correct-horse-8")
+    assert not verify_password("not-a-hash", "correct-horse-9")
+
+
+# --- access tokens -----------------------------------------------------------------------------
+
+
+def _issue(secret: str = SECRET, ttl_s: int = 600) -> tuple[str, str, int]:
+    return issue_token(secret, user_id="usr_1", username="alice", role="user", ttl_s=ttl_s)
+
+
+def test_token_round_trip():
+    token, session_id, expires = _issue()
+    claims = read_token(SECRET, token)
+    assert (claims["sub"], claims["name"], claims["role"], claims["sid"]) == ("usr_1", "alice", "user", session_id)
+    assert claims["exp"] == expires and abs(expires - (time.time() + 600)) < 5
+
+
+def test_every_token_is_its_own_session():
+    assert _issue()[1] != _issue()[1]
+
+
+def test_expired_token_is_refused():
+    with pytest.raises(NotAuthorizedException, match="expired"):
+        read_token(SECRET, _issue(ttl_s=-10)[0])
+
+
+def test_token_from_another_secret_is_refused():
+    with pytest.raises(NotAuthorizedException, match="not valid"):
+        read_token(SECRET, _issue(secret="another-secret-" + "x" * 32)[0])
+
+
+def test_tampered_token_is_refused():
+    header, payload, signature = _issue()[0].split(".")
+    with pytest.raises(NotAuthorizedException):
+        read_token(SECRET, f"{header}.{payload}x.{signature}")
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "usr_1", "sid": "s", "role": "admin", "exp": 4_000_000_000, "aud": "someone-else"},
+    {"sub": "usr_1", "role": "admin", "exp": 4_000_000_000, "aud": TOKEN_AUDIENCE},  # no session id
+    {"sub": "usr_1", "sid": "s", "role": "admin", "aud": TOKEN_AUDIENCE},  # never expires
+])
+def test_tokens_missing_what_we_need_are_refused(claims):
+    with pytest.raises(NotAuthorizedException):
+        read_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+def test_unsigned_token_is_refused():
+    claims = {"sub": "usr_1", "sid": "s", "role": "admin", "exp": 4_000_000_000, "aud": TOKEN_AUDIENCE}
+    with pytest.raises(NotAuthorizedException):
+        read_token(SECRET, jwt.encode(claims, None, algorithm="none"))
+
+
+@pytest.mark.parametrize("garbage", ["", "garbage", "a.b.c", "llmct_abc"])
+def test_garbage_is_refused(garbage):
+    with pytest.raises(NotAuthorizedException):
+        read_token(SECRET, garbage)
+
+
+# --- API keys and ids --------------------------------------------------------------------------
+
+
+def test_api_key_shape_and_hash():
+    key, prefix, key_hash = new_api_key()
+    assert key.startswith(API_KEY_PREFIX) and len(key) > 40
+    assert key.startswith(prefix) and len(prefix) == len(API_KEY_PREFIX) + 6
+    assert key_hash == hash_api_key(key) != hash_api_key(key + "x")
+    assert new_api_key()[0] != key
+
+
+def test_ids_carry_their_prefix():
+    assert new_id("usr").startswith("usr_") and new_id("usr") != new_id("usr")
+
+
+# --- revoked sessions --------------------------------------------------------------------------
+
+
+def test_revoked_session_is_known_until_its_token_would_expire():
+    revoked = RevokedSessions()
+    revoked.add("live", datetime.now(UTC) + timedelta(minutes=5))
+    assert "live" in revoked
+    assert "other" not in revoked
+
+
+def test_expired_revocation_is_forgotten():
+    revoked = RevokedSessions()
+    revoked.add("old", datetime.now(UTC) - timedelta(seconds=1))
+    assert "old" not in revoked
+    assert "old" not in revoked._expiry  # dropped, so the set does not grow forever
+
+
+# --- invites, rate limits and request shapes ---------------------------------------------------
+
+
+def _settings(invite_code: str | None) -> Settings:
+    storage = StoragePaths(base=Path("/tmp"), logs=Path("/tmp"), hf_cache=Path("/tmp"))
+    return Settings(database_url="postgresql://x", nats_url="nats://x", secret_key=SECRET,
+                    invite_code=invite_code, storage=storage)
+
+
+@pytest.mark.parametrize(("configured", "given", "ok"), [
+    ("test-invite", "test-invite", True), ("test-invite", "test-invitE", False), ("test-invite", "", False),
+    ("test-invite", "été", False), ("clé-été", "clé-été", True), (None, "", False), (None, "anything", False),
+])
+def test_standing_invite_compares_any_text(configured, given, ok):
+    assert _is_standing_invite(_settings(configured), given) is ok
+
+
+def test_too_many_says_when_to_come_back():
+    error = _too_many(datetime.now(UTC) - timedelta(seconds=100), 300)
+    assert (error.status, error.code) == (429, "too_many_attempts")
+    assert 195 <= int(error.headers["Retry-After"]) <= 200
+
+
+def test_too_many_never_says_zero():
+    assert _too_many(datetime.now(UTC) - timedelta(seconds=400), 300).headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("username", ["alice\n", "Alice", "al", "-alice", "al ice", "a" * 33, "ålice"])
+def test_register_refuses_bad_usernames(username):
+    body = msgspec.json.encode({"username": username, "password": "x", "invite_code": "i"})
+    with pytest.raises(msgspec.ValidationError, match="username"):
+        msgspec.json.decode(body, type=RegisterRequest)
+
+
+@pytest.mark.parametrize("username", ["alice", "a.b_c-d", "007", "a" * 32])
+def test_register_accepts_good_usernames(username):
+    body = msgspec.json.encode({"username": username, "password": "x"})
+    assert msgspec.json.decode(body, type=RegisterRequest).username == username
+
+
+def test_login_refuses_nul_in_the_username():
+    with pytest.raises(msgspec.ValidationError, match="username"):
+        msgspec.json.decode(b'{"username": "a\\u0000", "password": "x"}', type=LoginRequest)
+
+
+def test_expired_revocations_are_swept_even_if_never_looked_up():
+    revoked = RevokedSessions()
+    past, future = datetime.now(UTC) - timedelta(seconds=1), datetime.now(UTC) + timedelta(minutes=5)
+    for n in range(5000):
+        revoked.add(f"old-{n}", past)
+    revoked.add("live", future)
+    assert len(revoked._expiry) < 1100
+    assert "live" in revoked
