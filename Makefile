@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
-WEB_SOURCES := $(shell find web/src web/index.html web/vite.config.* web/tsconfig*.json web/package.json -type f 2>/dev/null)
+WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.* web/tsconfig*.json web/package.json -type f 2>/dev/null)
 HAVE_NPM := $(shell command -v npm 2>/dev/null)
 
 .PHONY: up test install web web-install test-python test-web bench clean

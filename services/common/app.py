@@ -89,14 +89,15 @@ async def _start_discovery(app: Litestar, spec: ServiceSpec):
 
 async def _follow_revocations(app: Litestar) -> None:
     revoked: RevokedSessions = app.state.revoked_sessions
-    await revoked.load(app.state.pool)
 
     async def on_revoked(msg) -> None:
         event = contracts.decode(msg.data)
         if isinstance(event, contracts.SessionRevoked):
             revoked.add(event.session_id, event.expires_at)
 
+    # Subscribe before loading, so a logout between the two is not missed.
     await app.state.nc.subscribe(contracts.Subjects.SESSION_REVOKED, cb=on_revoked)
+    await revoked.load(app.state.pool)
     # Core NATS drops what is published while we are away: catch up from Postgres on reconnect.
     app.state.bus_reconnected.append(lambda: revoked.load(app.state.pool))
 

@@ -132,7 +132,8 @@ class PostgresServer:
             for path in (self.data_dir, self.data_dir.parent):
                 os.chown(path, user.pw_uid, user.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+            self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "-E", "UTF8",
+                      "--no-locale")
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.data_dir / "server.log"),
                   "-w", "-t", "30", "start")

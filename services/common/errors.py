@@ -119,7 +119,6 @@ EXCEPTION_HANDLERS = {
     asyncpg.exceptions.CannotConnectNowError: handle_unavailable,
     asyncpg.exceptions.InterfaceError: handle_unavailable,
     ConnectionError: handle_unavailable,
-    OSError: handle_unavailable,
     TimeoutError: handle_unavailable,
     Exception: handle_internal,
 }

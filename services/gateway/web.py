@@ -31,4 +31,4 @@ async def web_client(state: State, path: str = "/") -> Response:
     if found is None:
         return Response(PLACEHOLDER, media_type=MediaType.HTML)
     cache = "public, max-age=31536000, immutable" if "/assets/" in str(found) else "no-cache"
-    return File(found, headers={"cache-control": cache})
+    return File(found, filename=found.name, content_disposition_type="inline", headers={"cache-control": cache})

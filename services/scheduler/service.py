@@ -72,7 +72,7 @@ async def announce_submitted(js: JetStreamContext, job_id: str, kind: str, owner
     await js.publish(Subjects.JOB_SUBMITTED, contracts.encode(event), headers={"Nats-Msg-Id": job_id})
 
 
-async def dispatch_pending(pool: asyncpg.Pool, js: JetStreamContext) -> int:
+async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext) -> int:
     """One pass over the queue: place every pending job that fits somewhere now. Returns how many."""
     sent: list[tuple[str, contracts.JobDispatched]] = []
     async with pool.acquire() as conn, conn.transaction():
@@ -87,17 +87,18 @@ async def dispatch_pending(pool: asyncpg.Pool, js: JetStreamContext) -> int:
             if spot is None:
                 continue  # backfill: a smaller job behind it may still fit
             attempt = job["attempt"] + 1
-            await store.transition(conn, job["id"], "dispatched", from_states=("pending",), reason="placed",
+            row = await store.transition(conn, job["id"], "dispatched", from_states=("pending",), reason="placed",
                                    message=f"on {spot.agent_id}", agent_id=spot.agent_id, gpu_ids=list(spot.gpu_ids),
                                    attempt=attempt, dispatched_at=datetime.now(UTC))
-            sent.append((spot.agent_id, contracts.JobDispatched(
+            sent.append((row, contracts.JobDispatched(
                 job_id=job["id"], kind=job["kind"], config_yaml=job["config_yaml"], output_dir=job["output_dir"],
                 gpu_ids=spot.gpu_ids, attempt=attempt, dispatched_at=datetime.now(UTC),
             )))
     # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep.
-    for agent_id, message in sent:
-        await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(message),
+    for row, message in sent:
+        await js.publish(Subjects.job_dispatch(row["agent_id"]), contracts.encode(message),
                          headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"})
+        await publish_change(nc, row)
     return len(sent)
 
 
@@ -159,11 +160,20 @@ async def request_stop(nc: Client, job_id: str) -> None:
 
 async def sweep(pool: asyncpg.Pool, nc: Client) -> None:
     """Repair what a crash or a lost agent left: re-queue stale dispatches, resend pending cancels."""
+    changed = []
     async with pool.acquire() as conn, conn.transaction():
         for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, AGENT_ALIVE_S):
-            await store.transition(conn, job["id"], "pending", from_states=("dispatched",), reason="requeued",
-                                   message="the agent never took the job", agent_id=None, gpu_ids=[])
+            if job["cancel_requested"]:
+                row = await store.transition(conn, job["id"], "cancelled", from_states=("dispatched",),
+                                             reason="cancelled", message="cancelled; the agent never took the job")
+            else:
+                row = await store.transition(conn, job["id"], "pending", from_states=("dispatched",),
+                                             reason="requeued", message="the agent never took the job",
+                                             agent_id=None, gpu_ids=[])
+            changed.append(row)
         to_stop = await store.cancel_pending_running(conn)
+    for row in filter(None, changed):
+        await publish_change(nc, row)
     for job in to_stop:
         await request_stop(nc, job["id"])
 

@@ -140,7 +140,7 @@ async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> l
     """Dispatched jobs whose agent never took them and is no longer heard from."""
     return await conn.fetch(
         """
-        SELECT j.id FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id
+        SELECT j.id, j.cancel_requested FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id
         WHERE j.state = 'dispatched' AND j.dispatched_at < now() - make_interval(secs => $1)
           AND (a.id IS NULL OR a.last_seen < now() - make_interval(secs => $2))
         """,

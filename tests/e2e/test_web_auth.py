@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def web_prerequisites() -> None:
 
 
 @pytest.fixture(scope="module")
-def browser(web_prerequisites) -> Browser:
+def browser(web_prerequisites) -> Iterator[Browser]:
     # Module scope: the sync API's event loop lives only while these tests run, never beside
     # the async tests' loop.
     with sync_playwright() as playwright:
@@ -50,7 +51,7 @@ def browser(web_prerequisites) -> Browser:
 
 
 @pytest.fixture
-def page(web_prerequisites, browser, stack) -> Page:
+def page(web_prerequisites, browser, stack) -> Iterator[Page]:
     context = browser.new_context(base_url=stack.gateway_url, viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(15_000)

@@ -65,3 +65,15 @@ describe("routing", () => {
     expect(await screen.findByRole("heading", { level: 1, name: "Page not found" })).toBeInTheDocument();
   });
 });
+
+describe("language", () => {
+  it("switches the whole page to Chinese and remembers the choice", async () => {
+    mockFetch({});
+    const { user } = renderApp("/login");
+    await user.selectOptions(screen.getByLabelText("Language"), "zh");
+    expect(screen.getByRole("heading", { level: 1, name: "登录" })).toBeInTheDocument();
+    expect(screen.getByLabelText("用户名")).toBeInTheDocument();
+    expect(document.documentElement.lang).toBe("zh-CN");
+    expect(window.localStorage.getItem("llmct.lang")).toBe("zh");
+  });
+});

@@ -1,0 +1,63 @@
+"""Cancel, restarts and the live feed, on real jobs with the real engine."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import websockets
+
+from .helpers import login, read_logs, wait_for_state
+from .test_training import TRAIN
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+async def gw(stack):
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
+        yield client
+
+
+async def test_cancel_a_running_job(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "canceller")
+    job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 5000}, headers=headers)).json()
+    token = headers["Authorization"].split()[1]
+    ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
+    await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    r = await gw.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
+    assert r.status_code == 202 and r.json()["state"] == "cancelling"
+    done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"}, timeout=60)
+    assert done["state"] == "cancelled"
+    assert "cancel_requested" in [h["reason"] for h in done["history"]]
+    r = await gw.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "job_finished"
+
+
+async def test_scheduler_restart_mid_job_loses_nothing(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "restarter")
+    job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 30}, headers=headers)).json()
+    await wait_for_state(gw, headers, job["id"], {"running"}, timeout=60)
+    await asyncio.to_thread(stack.restart, "scheduler")
+    done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "succeeded", done["message"]
+    assert [p["step"] for p in done["progress_series"]] == list(range(1, 31))
+
+
+async def test_live_feed_of_own_jobs(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "feed-watcher")
+    other = await login(gw, stack.invite_code, "feed-other")
+    token = headers["Authorization"].split()[1]
+    feed_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/feed?token={token}"
+    async with websockets.connect(feed_url) as feed:
+        await asyncio.sleep(0.3)
+        theirs = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 2}, headers=other)).json()
+        mine = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 2}, headers=headers)).json()
+        seen = []
+        async with asyncio.timeout(180):
+            while "succeeded" not in seen:
+                change = json.loads(await feed.recv())
+                assert change["job_id"] == mine["id"], "another user's job leaked into the feed"
+                seen.append(change["state"])
+    assert seen[:2] == ["dispatched", "running"] and seen[-1] == "succeeded"
+    await wait_for_state(gw, other, theirs["id"], {"succeeded", "failed"})
