@@ -36,9 +36,14 @@ up_to_date() {
   [[ $FORCE == 0 && -f $STAMP && "$(cat "$STAMP")" == "$HASH" && -x $VENV/bin/llamafactory-cli ]]
 }
 
+# Where the CPU torch wheel lies on machines of this kind; pip's user config names it too, but an
+# install run with another HOME or a scrubbed environment would not see that.
+FIND_LINKS=()
+[[ -d /opt/wheels ]] && FIND_LINKS=(--find-links /opt/wheels)
+
 pip_install() {
   # This machine's pip config lists local indexes that lack most packages; their warnings are noise.
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${FIND_LINKS[@]}" "$@" 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 
@@ -64,7 +69,10 @@ echo '*' > "$VENV/.gitignore"  # keeps the venv out of git without touching the 
 
 # 1. torch first, from the CPU wheel on disk. The constraint pins 2.13.0+cpu, so should that wheel be
 #    missing pip fails here instead of downloading a multi-GB CUDA build.
-pip_install -c "$ENGINE_DIR/constraints.txt" "torch==$TORCH_VERSION"
+pip_install -c "$ENGINE_DIR/constraints.txt" "torch==$TORCH_VERSION" || {
+  echo "engine: no torch==$TORCH_VERSION+cpu wheel found (looked in pip's indexes and find-links); see docs/engine.md" >&2
+  exit 1
+}
 
 # 2. The text-only torchaudio placeholder, built from a copy so no build/ or egg-info lands in the repo.
 stub_copy=$(mktemp -d)

@@ -59,23 +59,11 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     """Build the tiny model and datasets locally and register the model as a preset."""
-    from services.registry.presets import count_parameters, make_tiny_model, register_preset
-
-    from .store import check_migrated, create_pool
+    from services.registry.presets import ensure_tiny_preset
 
     settings = get_settings()
     settings.storage.ensure()
-    path = make_tiny_model(settings.storage, args.name)
-
-    async def register() -> None:
-        pool = await create_pool(settings.database_url, attempts=1)
-        try:
-            await check_migrated(pool)
-            await register_preset(pool, name=args.name, path=str(path), parameter_count=count_parameters(path))
-        finally:
-            await pool.close()
-
-    asyncio.run(register())
+    path = ensure_tiny_preset(settings.storage, settings.database_url, args.name, rebuild=True)
     print(f"preset {args.name} registered: {path}; datasets tiny_sft and tiny_pt in {settings.storage.data}")
     return 0
 

@@ -16,6 +16,8 @@ from .embedded import NatsServer, PostgresServer, postgres_bindir, wait_until
 from .settings import DEFAULT_PORTS, StoragePaths, storage_from_env
 from .store import migrate
 
+TINY_MODEL = "tiny-llama"
+
 # Start order: the gateway last, so it only opens its port once everything behind it answers.
 START_ORDER = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
 
@@ -104,6 +106,7 @@ class LocalStack:
     nats: NatsServer | None = None
     postgres: PostgresServer | None = None
     services: list[ServiceProcess] = field(default_factory=list)
+    tiny_model: str | None = None
 
     def prepare_env(self) -> None:
         state = self.storage.state
@@ -142,6 +145,11 @@ class LocalStack:
         self.prepare_env()
         self.start_servers()
         migrate(self.env["DATABASE_URL"])
+        from services.registry.presets import ENGINE_PYTHON, ensure_tiny_preset
+
+        if ENGINE_PYTHON.exists():  # a fresh stack can train right away on the CPU
+            ensure_tiny_preset(self.storage, self.env["DATABASE_URL"], TINY_MODEL)
+            self.tiny_model = TINY_MODEL
         self.services = start_services(self.env, self.storage.logs / "platform")
 
     def stop(self) -> None:
@@ -162,6 +170,8 @@ def banner(stack: LocalStack) -> str:
         f"  admin login:  {env['LLMCT_ADMIN_USERNAME']} / {env['LLMCT_ADMIN_PASSWORD']}",
         f"  invite code:  {env['INVITE_CODE']}   (new users register with it)",
         f"  logs:         {stack.storage.logs / 'platform'}",
+        *([f"  tiny model:   preset {stack.tiny_model!r} with datasets tiny_sft / tiny_pt (train on CPU: gpu_count 0)"]
+          if stack.tiny_model else []),
         "Ctrl-C stops everything this command started.",
         "",
     ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import subprocess
@@ -56,3 +57,20 @@ def make_tiny_model(storage: StoragePaths, name: str, engine_python: Path = ENGI
                    cwd=REPO_ROOT, check=True, capture_output=True, text=True)
     write_tiny_datasets(storage.data)
     return out
+
+
+def ensure_tiny_preset(storage: StoragePaths, database_url: str, name: str, rebuild: bool = False) -> Path:
+    """Build the tiny model (unless it is there) and register it as a preset."""
+    path = storage.models / name
+    if rebuild or not (path / "config.json").exists():
+        path = make_tiny_model(storage, name)
+
+    async def register() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await register_preset(conn, name=name, path=str(path), parameter_count=count_parameters(path))
+        finally:
+            await conn.close()
+
+    asyncio.run(register())
+    return path

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass
-
-import asyncpg
 
 import pytest
 
 from services.common.embedded import free_port
-from services.common.launcher import ServiceProcess, start_services, stop_services
-from services.registry.presets import ENGINE_PYTHON, count_parameters, make_tiny_model, register_preset
+from services.common.launcher import TINY_MODEL, ServiceProcess, start_services, stop_services
+from services.registry.presets import ENGINE_PYTHON, ensure_tiny_preset
 
 
 @dataclass
@@ -59,14 +56,5 @@ def tiny_model(stack, settings, postgres_server):
     """The tiny Llama built with the engine's interpreter and registered as a preset, plus tiny datasets."""
     if not ENGINE_PYTHON.exists():
         pytest.fail(f"{ENGINE_PYTHON} is missing: run engine/install.sh (make test does)")
-    path = make_tiny_model(settings.storage, "tiny-llama")
-
-    async def register() -> None:
-        conn = await asyncpg.connect(postgres_server.url)
-        try:
-            await register_preset(conn, name="tiny-llama", path=str(path), parameter_count=count_parameters(path))
-        finally:
-            await conn.close()
-
-    asyncio.run(register())
-    return "tiny-llama"
+    ensure_tiny_preset(settings.storage, postgres_server.url, TINY_MODEL)
+    return TINY_MODEL

@@ -40,3 +40,8 @@ async def read_logs(ws_url: str, token: str, until, after: int = 0, timeout: flo
                 frame = json.loads(await ws.recv())
                 lines.extend(frame["lines"])
     return lines
+
+
+async def admin_token(gw: httpx.AsyncClient, stack) -> str:
+    r = await gw.post("/api/auth/login", json={"username": stack.admin_username, "password": stack.admin_password})
+    return r.json()["access_token"]

@@ -61,3 +61,12 @@ async def test_live_feed_of_own_jobs(gw, stack, tiny_model):
                 seen.append(change["state"])
     assert seen[:2] == ["dispatched", "running"] and seen[-1] == "succeeded"
     await wait_for_state(gw, other, theirs["id"], {"succeeded", "failed"})
+
+
+async def test_engine_refusing_the_config_says_why(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "bad-config")
+    body = {**TRAIN, "max_steps": 2, "config_overrides": {"no_such_engine_option": 3}}
+    job = (await gw.post("/api/jobs", json=body, headers=headers)).json()
+    done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "failed" and done["reason"] == "bad_config", (done["reason"], done["message"])
+    assert "last log lines" in done["message"] and "no_such_engine_option" in done["message"]

@@ -7,7 +7,7 @@ import httpx
 import pytest
 import websockets
 
-from .helpers import login, read_logs, wait_for_state
+from .helpers import admin_token, login, read_logs, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,7 +35,13 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
 
     token = headers["Authorization"].split()[1]
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
-    lines = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    try:
+        lines = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    except TimeoutError:
+        detail = (await gw.get(f"/api/jobs/{job['id']}", headers=headers)).json()
+        busy = (await gw.get("/api/jobs", headers={"Authorization": f"Bearer {await admin_token(gw, stack)}"},
+                             params={"state": "running"})).json()
+        raise AssertionError(f"no loss line: job {detail['state']} {detail['history']}; running: {busy}")
     seqs = [l["seq"] for l in lines]
     assert seqs == sorted(seqs) and seqs[0] == 1, "replay starts at the first line, in order"
 

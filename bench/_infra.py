@@ -1,0 +1,222 @@
+"""What every benchmark starts for itself: real NATS, real Postgres (migrated), storage, a user, results.
+
+Nothing here is a fake: the servers are the same embedded ones `llmct up` and the tests use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.common.embedded import NatsServer, PostgresServer, free_port
+from services.common.launcher import ServiceProcess, start_services, stop_services
+from services.common.settings import Settings, settings_from_env
+from services.common.store import migrate
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+REPO_ROOT = BENCH_DIR.parent
+
+
+@dataclass
+class Infra:
+    """NATS + Postgres + a storage folder + the environment services read, all throwaway."""
+
+    name: str
+    keep: bool = False
+    base: Path = field(init=False)
+    nats: NatsServer | None = None
+    postgres: PostgresServer | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    services: list[ServiceProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix=f"llmct-bench-{self.name}-"))
+        os.chmod(self.base, 0o755)  # Postgres runs as its own user and must reach its folder
+
+    def start(self) -> Infra:
+        self.nats = NatsServer(port=free_port(), monitor_port=free_port(), store_dir=self.base / "nats")
+        self.nats.start(log_file=self.base / "nats.log")
+        (self.base / "pg").mkdir()
+        os.chmod(self.base / "pg", 0o755)
+        self.postgres = PostgresServer(data_dir=self.base / "pg" / "data", port=free_port(), database="llmct_bench")
+        self.postgres.start()
+        migrate(self.postgres.url)
+        storage = self.base / "cloud-llm"
+        self.env = {
+            "NATS_URL": self.nats.url,
+            "DATABASE_URL": self.postgres.url,
+            "LLMCT_SECRET_KEY": secrets.token_hex(32),
+            "INVITE_CODE": "bench-invite",
+            "LLMCT_ADMIN_USERNAME": "bench-admin",
+            "LLMCT_ADMIN_PASSWORD": "bench-admin-pass-1234",
+            "HOST_BASE_PATH": str(storage),
+            "HF_HUB_OFFLINE": "1",
+        }
+        os.environ.update(self.env)
+        self.settings.storage.ensure()
+        return self
+
+    @property
+    def settings(self) -> Settings:
+        return settings_from_env()
+
+    def start_services(self, names: Sequence[str], **extra_env: str) -> dict[str, ServiceProcess]:
+        """Services as child processes (`llmct service <name>`), each healthy before the next."""
+        env = {**os.environ, **self.env, **extra_env}
+        for name in ("gateway", "auth", "scheduler", "datasets", "registry", "agent"):
+            key = f"LLMCT_{name.upper()}_PORT"
+            if key not in self.env:
+                self.env[key] = env[key] = str(free_port())
+            env[key] = self.env[key]
+        os.environ.update({k: v for k, v in self.env.items() if k.endswith("_PORT")})
+        started = start_services(env, self.base / "service-logs", names=tuple(names), timeout=90)
+        self.services.extend(started)
+        return {s.name: s for s in started}
+
+    def stop(self) -> None:
+        stop_services(self.services)
+        self.services = []
+        if self.postgres:
+            self.postgres.stop("immediate")
+        if self.nats:
+            self.nats.stop()
+        if not self.keep:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> Infra:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+async def make_user(pool, username: str, role: str = "user") -> str:
+    """A user row (no password hashing: the benchmarks log in with tokens they sign themselves)."""
+    from services.auth.store import insert_user
+    from services.common.security import new_id
+
+    row = await insert_user(pool, user_id=new_id("usr"), username=username, password_hash="!bench", role=role)
+    return row["id"]
+
+
+def token_for(settings: Settings, user_id: str, username: str, role: str = "user") -> str:
+    """A signed access token, as auth would issue it at login (skips the argon2 login on purpose)."""
+    from services.common.security import issue_token
+
+    token, _, _ = issue_token(settings.secret_key, user_id=user_id, username=username, role=role, ttl_s=6 * 3600)
+    return token
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Linear-interpolated percentile (p in 0..100) of unsorted values; nan when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean in milliseconds of latencies given in seconds."""
+    ms = [v * 1000 for v in values_s]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p90_ms": round(percentile(ms, 90), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "max_ms": round(max(ms), 3) if ms else math.nan,
+        "mean_ms": round(sum(ms) / len(ms), 3) if ms else math.nan,
+    }
+
+
+def ratio(value: float, baseline: float) -> float:
+    return round(value / baseline, 2) if baseline else math.nan
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (math.nan,) * 3
+    return {
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": [round(x, 2) for x in load],
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--", "services")),
+    }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  " + "  ".join(c.ljust(w) for c, w in zip(cells[0], widths)))
+    print("  " + "  ".join("-" * w for w in widths))
+    for row in cells[1:]:
+        print("  " + "  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths)))
+    sys.stdout.flush()
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def _numeric(text: str) -> bool:
+    return text.replace(",", "").replace(".", "").replace("-", "").replace("x", "").isdigit()
+
+
+def write_results(name: str, results: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    payload = {"benchmark": name, "finished_at": datetime.now(UTC).isoformat(), "machine": machine(), **results}
+    path = RESULTS_DIR / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (RESULTS_DIR / f"{name}-latest.json").write_text(path.read_text())
+    print(f"\nresults written to {path.relative_to(REPO_ROOT)}")
+    return path
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start

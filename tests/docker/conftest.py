@@ -1,0 +1,88 @@
+"""Fixtures of the docker tier: a private dockerd, a registry-free engine image, the tiny model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.agent.engine_tools.tiny_data import write_tiny_datasets
+from services.agent.runtimes.docker import DockerRuntime
+from services.common.settings import StoragePaths
+from tests.fixtures_docker import DockerEngine, build_test_image, engine_mounts
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A real Docker engine of our own; the docker tier is skipped, with the reason, where none can run."""
+    reason = DockerEngine.unavailable()
+    if reason:
+        pytest.skip(reason)
+    engine = DockerEngine()
+    try:
+        engine.start()
+    except RuntimeError as exc:  # installed but broken: that is a failure, not a skip
+        pytest.fail(str(exc), pytrace=False)
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_engine):
+    return docker_engine.client
+
+
+@pytest.fixture(scope="session")
+def engine_venv() -> Path:
+    """The engine's own venv (engine/install.sh); missing, it fails like tests/integration/engine."""
+    venv = Path(os.environ.get("LLMCT_ENGINE_VENV", ROOT / ".venv-engine"))
+    if not (venv / "bin" / "llamafactory-cli").exists():
+        pytest.fail(f"the engine environment is missing ({venv}/bin/llamafactory-cli): run engine/install.sh",
+                    pytrace=False)
+    return venv
+
+
+@pytest.fixture(scope="session")
+def test_image(docker_client, engine_venv) -> str:
+    return build_test_image(docker_client, engine_venv)
+
+
+@pytest.fixture(scope="session")
+def mounts(engine_venv) -> dict[str, str]:
+    return engine_mounts(engine_venv)
+
+
+@pytest.fixture(scope="session")
+def storage(tmp_path_factory, engine_venv) -> StoragePaths:
+    """The seed's layout under a temp dir, with the tiny datasets in data/ and the tiny model in models/."""
+    base = tmp_path_factory.mktemp("cloud-llm")
+    paths = StoragePaths(base=base, logs=base / "logs", hf_cache=base / "hf-cache")
+    paths.ensure()
+    write_tiny_datasets(paths.data)
+    done = subprocess.run([str(engine_venv / "bin" / "python"), "-m", "services.agent.engine_tools.make_tiny",
+                           "--out", str(paths.models / "tiny")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return paths
+
+
+@pytest.fixture(scope="session")
+def agent_id() -> str:
+    return f"test-agent-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def make_runtime(docker_engine, test_image, mounts, storage, agent_id):
+    """DockerRuntime against the private engine, with the test image and its read-only mounts."""
+
+    def make(**options) -> DockerRuntime:
+        defaults = dict(storage=storage, image=test_image, agent_id=agent_id, extra_mounts=mounts,
+                        base_url=docker_engine.base_url, cleanup_delay_s=0)
+        return DockerRuntime(**{**defaults, **options})
+
+    return make

@@ -1,0 +1,137 @@
+"""What the docker runtime asks Docker for (mounts, environment, devices), without a Docker engine.
+
+These run everywhere; the tests that need a real engine are in test_docker_runtime.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker.types
+import pytest
+import yaml
+
+from services.agent.runtimes import make_runtime
+from services.agent.runtimes.base import JobSpec
+from services.agent.runtimes.docker import (DEFAULT_IMAGE, LABEL_AGENT, DockerRuntime, _parse_time, _split_mounts,
+                                            container_name)
+from services.common.settings import StoragePaths
+
+pytestmark = [pytest.mark.unit]
+
+
+@pytest.fixture
+def storage(tmp_path) -> StoragePaths:
+    paths = StoragePaths(base=tmp_path / "cloud-llm", logs=tmp_path / "cloud-llm" / "logs",
+                         hf_cache=tmp_path / "hf")
+    paths.ensure()
+    return paths
+
+
+def spec_for(storage: StoragePaths, config: dict, **fields) -> JobSpec:
+    path = storage.temp / "job_1.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return JobSpec(job_id="job_1", kind=fields.pop("kind", "train"), command=("llamafactory-cli", "train", str(path)),
+                   config_path=path, output_dir=storage.output / "job_1", **fields)
+
+
+def plan(runtime: DockerRuntime, spec: JobSpec) -> dict[str, bool]:
+    """container path -> read-only; every mount is at the same path as on the host unless extra."""
+    mounts = runtime.mount_plan(spec)
+    return {m["Target"]: m["ReadOnly"] for m in mounts}
+
+
+def test_every_host_path_is_mounted_at_the_same_path(storage):
+    model = storage.models / "tiny"
+    model.mkdir()
+    adapters = [storage.output / "job_0", storage.checkpoints / "other"]
+    for path in adapters:
+        path.mkdir(parents=True)
+    spec = spec_for(storage, {"model_name_or_path": str(model), "dataset_dir": str(storage.data),
+                              "adapter_name_or_path": ",".join(map(str, adapters)),
+                              "output_dir": str(storage.output / "job_1")})
+    runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={"/opt/engine": "/opt/engine"})
+    mounts = runtime.mount_plan(spec)
+    assert all(m["Source"] == m["Target"] and m["Type"] == "bind" for m in mounts)
+    assert plan(runtime, spec) == {
+        str(storage.data): True, str(storage.temp): True, str(storage.output / "job_1"): False,
+        str(storage.hf_cache): False, str(model): True, str(adapters[0]): True, str(adapters[1]): True,
+        "/opt/engine": True,
+    }
+
+
+def test_hub_ids_and_missing_paths_are_not_mounted(storage):
+    spec = spec_for(storage, {"model_name_or_path": "Qwen/Qwen2.5-0.5B", "adapter_name_or_path": "/nowhere/x",
+                              "deepspeed": "ds_z2_config.json"})
+    targets = plan(DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}), spec)
+    assert set(targets) == {str(storage.data), str(storage.temp), str(storage.output / "job_1"),
+                            str(storage.hf_cache)}
+
+
+def test_paths_inside_a_mount_are_not_mounted_twice_but_writable_ones_are(storage):
+    model = storage.hf_cache / "hub" / "models--x" / "snapshots" / "abc"
+    model.mkdir(parents=True)
+    export = storage.data / "exports" / "job_1"  # a writable path under a read-only mount
+    spec = spec_for(storage, {"model_name_or_path": str(model), "export_dir": str(export),
+                              "deepspeed": str(storage.temp / "job_1.yaml")})
+    targets = plan(DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}), spec)
+    assert str(model) not in targets and str(storage.temp / "job_1.yaml") not in targets
+    assert targets[str(storage.data)] is True and targets[str(export)] is False
+
+
+def test_a_broken_yaml_only_loses_the_yaml_paths(storage):
+    spec = spec_for(storage, {})
+    spec.config_path.write_text("model_name_or_path: [unclosed\n")
+    targets = plan(DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}), spec)
+    assert str(storage.output / "job_1") in targets and str(storage.temp) in targets
+
+
+def test_create_options_follow_the_seed(storage):
+    runtime = DockerRuntime(storage=storage, agent_id="gpu-7", memory="500m", extra_mounts={})
+    spec = spec_for(storage, {}, env={"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": "/elsewhere"},
+                    gpu_ids=(2, 5))
+    options = runtime.create_options(spec)
+    assert options["image"] == DEFAULT_IMAGE == "lf-with-optimum:v1.0"
+    assert options["name"] == "llm-train-job_1" and options["shm_size"] == "2g" and options["init"] is True
+    assert options["labels"] == {LABEL_AGENT: "gpu-7", "llmct.job": "job_1", "llmct.kind": "train"}
+    assert options["command"] == list(spec.command) and options["working_dir"] == str(spec.output_dir)
+    assert options["mem_limit"] == options["memswap_limit"] == "500m"
+    assert options["environment"] == {"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": str(storage.hf_cache),
+                                      "NVIDIA_VISIBLE_DEVICES": "2,5", "CUDA_VISIBLE_DEVICES": "0,1"}
+    [request] = options["device_requests"]
+    assert isinstance(request, docker.types.DeviceRequest)
+    assert request["DeviceIDs"] == ["2", "5"] and request["Capabilities"] == [["gpu"]]
+
+
+def test_a_cpu_job_asks_for_no_device_and_sees_no_gpu(storage):
+    options = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}).create_options(spec_for(storage, {}))
+    assert "device_requests" not in options and "mem_limit" not in options and "network_mode" not in options
+    assert options["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert options["environment"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_settings_come_from_the_environment(storage, monkeypatch):
+    monkeypatch.setenv("LLMCT_DOCKER_IMAGE", "engine:2")
+    monkeypatch.setenv("LLMCT_DOCKER_MEMORY", "8g")
+    monkeypatch.setenv("LLMCT_AGENT_ID", "host-a")
+    monkeypatch.setenv("LLMCT_DOCKER_EXTRA_MOUNTS", "/usr, /opt/venv:/venv")
+    monkeypatch.setenv("LLMCT_DOCKER_CLEANUP_DELAY_S", "5")
+    monkeypatch.setenv("LLMCT_DOCKER_NETWORK", "host")
+    runtime = make_runtime("docker", storage=storage)
+    assert (runtime.name, runtime.image, runtime.memory, runtime.agent_id) == ("docker", "engine:2", "8g", "host-a")
+    assert runtime.extra_mounts == {"/usr": "/usr", "/opt/venv": "/venv"}
+    assert runtime.cleanup_delay_s == 5.0 and runtime.network == "host"
+    assert DockerRuntime(storage=storage, image="x:1", cleanup_delay_s=0).image == "x:1"
+    assert DockerRuntime(storage=storage, cleanup_delay_s=0).cleanup_delay_s == 0
+
+
+def test_names_and_times():
+    spec = JobSpec(job_id="job 1/ü", kind="eval", command=("x",), config_path=Path("/t/x.yaml"),
+                   output_dir=Path("/o"))
+    assert container_name(spec) == "llm-eval-job_1__"
+    assert _split_mounts("") == {} and _split_mounts("/a:/b,/c") == {"/a": "/b", "/c": "/c"}
+    assert _parse_time("0001-01-01T00:00:00Z") is None and _parse_time("") is None
+    parsed = _parse_time("2026-11-26T11:02:52.730015693Z")
+    assert parsed is not None and parsed.microsecond == 730015 and parsed.utcoffset().total_seconds() == 0
+    assert _parse_time("2026-11-26T11:02:52Z").second == 52
+    assert _parse_time("2026-11-26T11:02:52.5+02:00").utcoffset().total_seconds() == 7200
