@@ -2,18 +2,19 @@
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+ENGINE_VENV := .venv-engine
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.* web/tsconfig*.json web/package.json -type f 2>/dev/null)
 HAVE_NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: up test install web web-install test-python test-web bench clean
+.PHONY: up test install engine web web-install test-web bench clean
 
-up: install web ## start NATS, Postgres, every service and a local agent
+up: install web engine ## start NATS, Postgres, every service and a local agent
 	$(BIN)/llmct up
 
-test: install web ## every test tier: unit, integration, e2e, docker, browser, web
+test: install web engine ## every test tier: unit, integration, e2e, docker, browser, web
 	$(BIN)/pytest tests
 	$(MAKE) test-web
 
@@ -26,6 +27,9 @@ $(STAMP): pyproject.toml
 	@# No system Postgres: fall back to a pip-installed embedded one.
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(BIN)/pip install -q pgserver==0.1.4
 	@touch $@
+
+engine: ## LLaMA-Factory's own venv (.venv-engine), apart from the platform's; a no-op when up to date
+	engine/install.sh
 
 web-install: $(if $(HAVE_NPM),$(WEB_STAMP))
 
@@ -46,4 +50,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) web/node_modules web/dist
+	rm -rf $(VENV) $(ENGINE_VENV) web/node_modules web/dist

@@ -165,7 +165,7 @@ def machine() -> dict:
         load = (math.nan,) * 3
     return {
         "cpus": os.cpu_count(),
-        "load_avg_at_start": [round(x, 2) for x in load],
+        "load_avg": [round(x, 2) for x in load],
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "git_commit": _git("rev-parse", "--short", "HEAD"),
@@ -206,7 +206,7 @@ def _numeric(text: str) -> bool:
 def write_results(name: str, results: dict) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    payload = {"benchmark": name, "finished_at": datetime.now(UTC).isoformat(), "machine": machine(), **results}
+    payload = {"benchmark": name, "finished_at": datetime.now(UTC).isoformat(), **results}
     path = RESULTS_DIR / f"{name}-{stamp}.json"
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     (RESULTS_DIR / f"{name}-latest.json").write_text(path.read_text())
@@ -220,3 +220,46 @@ class Stopwatch:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.start
+
+
+class CpuMeter:
+    """CPU seconds used by the processes a benchmark started (and by itself), to see who is busy."""
+
+    def __init__(self, infra: Infra) -> None:
+        self.infra = infra
+
+    def _pids(self) -> dict[str, list[int]]:
+        import psutil
+
+        pids: dict[str, list[int]] = {"bench (this process)": [os.getpid()]}
+        if self.infra.nats and self.infra.nats.process:
+            pids["nats-server"] = [self.infra.nats.process.pid]
+        if self.infra.postgres:
+            try:
+                master = int((self.infra.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+                pids["postgres (all backends)"] = [master] + [c.pid for c in psutil.Process(master).children(True)]
+            except (OSError, ValueError, psutil.Error):
+                pass
+        for service in self.infra.services:
+            if service.process and service.process.poll() is None:
+                pids[f"service {service.name}"] = [service.process.pid]
+        return pids
+
+    def snapshot(self) -> dict[str, float]:
+        import psutil
+
+        out: dict[str, float] = {}
+        for name, pids in self._pids().items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    times = psutil.Process(pid).cpu_times()
+                    total += times.user + times.system + times.children_user + times.children_system
+                except psutil.Error:
+                    pass
+            out[name] = total
+        return out
+
+    @staticmethod
+    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: round(after[name] - before.get(name, 0.0), 2) for name in after}

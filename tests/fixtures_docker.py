@@ -47,7 +47,7 @@ class DockerEngine:
     def unavailable() -> str | None:
         """Why this machine cannot run the engine (a reason to skip), or None."""
         if not shutil.which("dockerd"):
-            return "dockerd is not installed (apt-get install docker.io busybox-static)"
+            return "dockerd is not installed (apt-get install docker.io)"
         if os.geteuid() != 0:
             return "dockerd needs root to start (run the docker tests as root)"
         return None

@@ -38,7 +38,7 @@ async def heartbeat(app: Litestar) -> contracts.AgentHeartbeat:
     gpus, host = await asyncio.gather(asyncio.to_thread(read_gpus), asyncio.to_thread(read_host))
     beat = contracts.AgentHeartbeat(
         agent_id=app.state.agent_id, hostname=socket.gethostname(), sent_at=datetime.now(UTC), gpus=gpus,
-        cpu_slots=int(os.environ.get("LLMCT_CPU_SLOTS", "0" if gpus else "1")), **host,
+        cpu_slots=cpu_slots(bool(gpus)), **host,
         running_jobs=tuple(app.state.runner.jobs),
     )
     await app.state.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
@@ -52,6 +52,11 @@ async def _beat_forever(app: Litestar) -> None:
         except Exception:  # noqa: BLE001 - a missed beat must not stop the next one
             log.exception("heartbeat failed")
         await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+def cpu_slots(has_gpus: bool) -> int:
+    """LLMCT_CPU_SLOTS: CPU jobs this agent runs at once (default: 1 without GPUs, 0 with them)."""
+    return int(os.environ.get("LLMCT_CPU_SLOTS", "0" if has_gpus else "1"))
 
 
 def runtime_from_env():
@@ -68,7 +73,8 @@ async def _start(app: Litestar) -> None:
     app.state.agent_id = agent_id()
     app.state.runner = Runner(nc=app.state.nc, js=app.state.js, agent_id=app.state.agent_id,
                               runtime=runtime_from_env(), storage=settings.storage,
-                              engine_env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))})
+                              engine_env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))},
+                              cpu_threads=max(1, (os.cpu_count() or 1) // max(1, cpu_slots(False))))
     await app.state.runner.start()
     app.state.beater = asyncio.create_task(_beat_forever(app))
 

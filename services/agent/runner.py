@@ -58,12 +58,13 @@ class Runner:
     """Runs the jobs dispatched to one agent."""
 
     def __init__(self, *, nc: Client, js: JetStreamContext, agent_id: str, runtime: Runtime,
-                 storage: StoragePaths, engine_env: dict[str, str]):
+                 storage: StoragePaths, engine_env: dict[str, str], cpu_threads: int = 1):
         self.nc, self.js = nc, js
         self.agent_id = agent_id
         self.runtime = runtime
         self.storage = storage
         self.engine_env = engine_env
+        self.cpu_threads = cpu_threads
         self.jobs: dict[str, RunningJob] = {}
         self._tasks: list[asyncio.Task] = []
 
@@ -132,6 +133,8 @@ class Runner:
         command = ("llamafactory-cli", ENGINE_COMMANDS[order.kind], str(config_path))
         env = {**self.engine_env, "HF_HOME": str(self.storage.hf_cache), "PYTHONUNBUFFERED": "1",
                "DISABLE_VERSION_CHECK": "1"}
+        if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
+            env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         return JobSpec(job_id=order.job_id, kind=order.kind, command=command, config_path=config_path,
                        output_dir=output_dir, gpu_ids=order.gpu_ids, env=env)
 

@@ -94,13 +94,16 @@ def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, A
         "num_train_epochs": req.num_train_epochs,
         "per_device_train_batch_size": req.per_device_train_batch_size,
         "gradient_accumulation_steps": req.gradient_accumulation_steps,
-        "warmup_ratio": req.warmup_ratio,
-        "warmup_steps": req.warmup_steps,
         "logging_steps": req.logging_steps,
         "save_steps": req.save_steps,
         "bf16": on_gpu,
         "disable_gradient_checkpointing": not req.gradient_checkpointing,
     }
+    # transformers lets any warmup_ratio, even 0.0, override warmup_steps: render only the one asked for.
+    if req.warmup_ratio > 0:
+        fields["warmup_ratio"] = req.warmup_ratio
+    elif req.warmup_steps > 0:
+        fields["warmup_steps"] = req.warmup_steps
     if req.max_steps:
         fields["max_steps"] = req.max_steps
     if finetuning in ("lora", "qlora"):
@@ -127,6 +130,8 @@ def check_train_request(req: TrainRequest) -> None:
         raise ApiError(422, "invalid_field", "eval_steps needs evaluation_strategy 'steps'", "evaluation_strategy")
     if (req.eval_steps or req.evaluation_strategy not in (None, "no")) and req.val_size <= 0:
         raise ApiError(422, "invalid_field", "evaluation needs a validation split: set val_size > 0", "val_size")
+    if req.warmup_ratio > 0 and req.warmup_steps > 0:
+        raise ApiError(422, "invalid_field", "set warmup_ratio or warmup_steps, not both", "warmup_steps")
     if req.quantization_bit and req.finetuning_type != "qlora":
         raise ApiError(422, "invalid_field", "quantization_bit applies to finetuning_type 'qlora' only",
                        "quantization_bit")

@@ -135,3 +135,24 @@ def test_names_and_times():
     assert parsed is not None and parsed.microsecond == 730015 and parsed.utcoffset().total_seconds() == 0
     assert _parse_time("2026-11-26T11:02:52Z").second == 52
     assert _parse_time("2026-11-26T11:02:52.5+02:00").utcoffset().total_seconds() == 7200
+
+
+def test_log_messages_become_lines_and_a_catch_up_read_adds_only_what_was_missed():
+    from services.agent.runtimes.docker import _LineReader
+
+    t1, t2, t3 = "2026-11-26T11:14:24.761683214Z ", "2026-11-26T11:14:24.761683999Z ", "2026-11-26T11:14:25Z "
+    messages = [t1 + "one\n", t2 + "a long line split by Docker, ", t2 + "piece two, ", t2 + "piece three\n",
+                t3 + "tail without newline"]
+    frames = [m.encode() for m in messages]
+    reader = _LineReader("stdout")
+    # Following delivered everything up to the second piece of the split line, then ended.
+    got = [line for frame in frames[:3] for line in reader.feed(frame)]
+    assert got == [("stdout", "one")]
+    # The catch-up read starts a second earlier: it repeats messages, and the repeats are dropped.
+    got += [line for frame in frames for line in reader.feed(frame, catching_up=True)]
+    got += reader.close()
+    assert got == [("stdout", "one"), ("stdout", "a long line split by Docker, piece two, piece three"),
+                   ("stdout", "tail without newline")]
+    assert reader.close() == []
+    crlf = _LineReader("stderr")
+    assert crlf.feed(b"progress\r\n\xff bad byte\n") == [("stderr", "progress"), ("stderr", "\ufffd bad byte")]

@@ -50,6 +50,7 @@ async def user(gw, stack, tiny_model):
     ({"config_overrides": {"bf16": True}}, "config_overrides", "invalid_override"),
     ({"gpu_count": 1}, "gpu_count", "no_capacity"),
     ({"finetuning_type": "qlora"}, "finetuning_type", "invalid_field"),
+    ({"warmup_ratio": 0.1, "warmup_steps": 5}, "warmup_steps", "invalid_field"),
 ])
 async def test_refused_with_the_field_named(gw, user, change, field, code):
     body = {k: v for k, v in {**TRAIN, **change}.items() if v is not None}

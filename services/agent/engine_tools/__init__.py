@@ -1,0 +1,1 @@
+"""Tools the engine's own interpreter (.venv-engine) runs: keep them free of platform imports."""

@@ -137,6 +137,47 @@ def _is_under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
+_TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z ")
+
+
+def _frame_ns(stamp: bytes, fraction: bytes | None) -> int:
+    whole = datetime.fromisoformat(stamp.decode()).replace(tzinfo=UTC)
+    return int(whole.timestamp()) * 1_000_000_000 + int((fraction or b"0").ljust(9, b"0"))
+
+
+class _LineReader:
+    """Turns one stream's log messages ("<RFC 3339 nano timestamp> <bytes>") into whole lines."""
+
+    def __init__(self, stream: str):
+        self.stream = stream
+        self.buffer = b""
+        self.last_ns = 0  # the timestamp of the last message taken
+        self.at_last = 0  # how many messages carried that timestamp
+
+    def feed(self, frame: bytes, catching_up: bool = False) -> list[tuple[str, str]]:
+        match = _TIMESTAMP.match(frame)
+        if match:
+            ns = _frame_ns(match.group(1), match.group(2))
+            if not catching_up:
+                self.last_ns, self.at_last = ns, (self.at_last + 1 if ns == self.last_ns else 1)
+            elif ns < self.last_ns:
+                return []  # taken while following
+            elif ns == self.last_ns and self.at_last > 0:
+                self.at_last -= 1  # one of the pieces with the last timestamp, taken while following
+                return []
+            frame = frame[match.end():]
+        self.buffer += frame
+        *complete, self.buffer = self.buffer.split(b"\n")
+        if len(self.buffer) > MAX_LINE_BYTES:
+            complete.append(self.buffer)
+            self.buffer = b""
+        return [(self.stream, line.decode(errors="replace").rstrip("\r")) for line in complete]
+
+    def close(self) -> list[tuple[str, str]]:
+        rest, self.buffer = self.buffer, b""
+        return [(self.stream, rest.decode(errors="replace").rstrip("\r"))] if rest else []
+
+
 class DockerRun:
     """A started container: its log lines, its exit, a stop."""
 
@@ -159,6 +200,8 @@ class DockerRun:
     # -- logs ---------------------------------------------------------------------------------------
     def _put(self, item: list[tuple[str, str]] | None) -> bool:
         """Hand one batch to the loop, blocking while the queue is full; False when the loop is gone."""
+        if item == []:
+            return True
         put = self._queue.put(item)
         try:
             asyncio.run_coroutine_threadsafe(put, self._loop).result()
@@ -178,28 +221,30 @@ class DockerRun:
                 self._loop.call_soon_threadsafe(self._readers_finished.set)
 
     def _follow(self, stream: str) -> None:
-        """Thread: follow one of the container's streams from its first byte, line by line."""
-        buffer = b""
+        """Thread: follow one of the container's streams from its first byte, line by line.
+
+        Docker's follow mode can end at the exit before the last message (a final line without a
+        newline, seen with 20.10) is sent, so once it ends the stream is read again, without
+        following, from the last message seen on: every message carries its timestamp, and the
+        pieces of a long line that Docker split share one, so they are counted.
+        """
+        reader = _LineReader(stream)
+        follow = dict(stdout=stream == "stdout", stderr=stream == "stderr", stream=True, timestamps=True)
         try:
-            logs = self.client.api.logs(self.container_id, stdout=stream == "stdout", stderr=stream == "stderr",
-                                        stream=True, follow=True)
-            self._streams.append(logs)
-            for chunk in logs:
-                buffer += chunk
-                *complete, buffer = buffer.split(b"\n")
-                if len(buffer) > MAX_LINE_BYTES:
-                    complete.append(buffer)
-                    buffer = b""
-                if complete and not self._put([(stream, line.decode(errors="replace").rstrip("\r"))
-                                               for line in complete]):
-                    self._reader_finished()
-                    return
-        except Exception as exc:  # noqa: BLE001 - the engine went away; the exit says why
-            log.warning("log stream %s of %s ended: %s", stream, self.name, exc)
-        try:
-            if buffer:
-                self._put([(stream, buffer.decode(errors="replace").rstrip("\r"))])
-            self._put(None)
+            try:
+                logs = self.client.api.logs(self.container_id, follow=True, **follow)
+                self._streams.append(logs)
+                for frame in logs:
+                    if not self._put(reader.feed(frame)):
+                        return
+                since = reader.last_ns / 1e9 - 1 if reader.last_ns else None
+                for frame in self.client.api.logs(self.container_id, follow=False, since=since, **follow):
+                    if not self._put(reader.feed(frame, catching_up=True)):
+                        return
+            except Exception as exc:  # noqa: BLE001 - the engine went away; the exit says why
+                log.warning("log stream %s of %s ended: %s", stream, self.name, exc)
+            if self._put(reader.close()):
+                self._put(None)
         finally:
             self._reader_finished()
 

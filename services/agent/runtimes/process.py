@@ -65,7 +65,9 @@ class ProcessRuntime:
         executable = self.engine_bin / spec.command[0]
         if not executable.exists():
             raise RuntimeStartError("engine_missing", f"{executable} not found: run engine/install.sh on this agent")
-        env = {**os.environ, **spec.env, "PATH": f"{self.engine_bin}:{os.environ.get('PATH', '')}"}
+        # The engine has its own environment: nothing of the platform's interpreter may leak into it.
+        inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        env = {**inherited, **spec.env, "PATH": f"{self.engine_bin}:{os.environ.get('PATH', '')}"}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpu_ids))
         try:
             process = await asyncio.create_subprocess_exec(

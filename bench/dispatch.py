@@ -1,0 +1,510 @@
+"""dispatch: submit → agent-ack latency and jobs/s through the real scheduler and the real agent Runner.
+
+The engine is replaced by `InstantRuntime` (below), which implements the runtime protocol of
+`services/agent/runtimes/base.py` and exits at once, so what is measured is the platform only:
+
+    submit (job committed + job.submitted published)
+      → JOBS consumer wakes the dispatcher → dispatch_pending (Postgres) → job.dispatch.<agent>
+      → the agent's DISPATCH consumer → Runner._run → JobStarted on job.status.<id>   ("agent-ack")
+
+Everything is real: nats-server, Postgres (migrated), the scheduler's handlers/service, the agent's
+Runner registered by the agent's own heartbeat function, a preset model row and a dataset entry.
+
+Modes (each runs a short unloaded probe, one job in flight, then the load phase):
+  inproc   scheduler dispatcher (services.scheduler.handlers.start) in this process, submit by calling
+           services.scheduler.service.submit_train directly
+  gateway  scheduler and gateway as processes (launcher.start_services); submit = HTTP POST /api/jobs
+           through the gateway with a bearer token (JWT check only, no argon2) - includes validation,
+           config rendering and the proxy hop
+  direct   as gateway, but POST straight to the scheduler's port
+
+The baseline, measured in the same run: a raw nats-py request/reply round trip (and, for context,
+a JetStream publish-ack and one `services.common.bus.consume` hop, the building blocks of the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import httpx
+import nats
+from nats.js.api import StreamConfig
+
+from services.common import contracts
+from services.common.bus import connect_bus, consume, ensure_streams
+from services.common.contracts import Subjects
+from services.common.security import Principal
+from services.common.store import create_pool
+
+from ._infra import CpuMeter, Infra, make_user, machine, print_table, ratio, summary_ms, token_for, write_results
+
+AIM_P99_MS = 50.0
+AIM_JOBS_PER_S = 500.0
+AGENT_ID = "bench-agent"
+MODEL = "bench-instant-model"
+
+REQUEST = {
+    "kind": "train", "base_model": MODEL, "datasets": ["tiny_sft"], "stage": "sft", "finetuning_type": "lora",
+    "gpu_count": 0, "max_steps": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
+    "cutoff_len": 64, "lora_rank": 4,
+}
+
+
+# --- the instant engine ---------------------------------------------------------------------------
+
+
+class InstantRun:
+    """An engine that has already exited, successfully, without printing anything."""
+
+    async def lines(self):
+        return
+        yield  # an async generator that yields nothing
+
+    async def wait(self):
+        from services.agent.runtimes.base import ExitInfo
+
+        return ExitInfo(exit_code=0)
+
+    async def stop(self, grace_s: float) -> None:
+        return None
+
+
+class InstantRuntime:
+    """Same protocol as services.agent.runtimes.base.Runtime; start() never fails."""
+
+    name = "instant"
+
+    async def start(self, spec) -> InstantRun:
+        return InstantRun()
+
+    async def cleanup(self) -> None:
+        return None
+
+
+# --- watching the bus -----------------------------------------------------------------------------
+
+
+@dataclass
+class Observer:
+    """Timestamps (perf_counter, this process) of each job's dispatch, agent-ack and finish, seen on NATS."""
+
+    dispatched: dict[str, float] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)
+    waiters: dict[str, asyncio.Future] = field(default_factory=dict)
+
+    async def attach(self, nc) -> None:
+        await nc.subscribe(Subjects.JOB_STATUS_ALL, cb=self._on_status)
+        await nc.subscribe("job.changed.>", cb=self._on_change)
+        await nc.flush()
+
+    async def _on_status(self, msg) -> None:
+        now = time.perf_counter()
+        event = contracts.decode(msg.data)
+        if isinstance(event, contracts.JobStarted):
+            self.started.setdefault(event.job_id, now)
+            waiter = self.waiters.pop(event.job_id, None)
+            if waiter and not waiter.done():
+                waiter.set_result(now)
+        elif isinstance(event, contracts.JobFinished):
+            self.finished.setdefault(event.job_id, now)
+
+    async def _on_change(self, msg) -> None:
+        now = time.perf_counter()
+        change = contracts.decode(msg.data)
+        if isinstance(change, contracts.JobChanged) and change.state == "dispatched":
+            self.dispatched.setdefault(change.job_id, now)
+
+    async def wait_started(self, job_id: str, timeout: float) -> float:
+        if job_id in self.started:
+            return self.started[job_id]
+        waiter = self.waiters.setdefault(job_id, asyncio.get_running_loop().create_future())
+        return await asyncio.wait_for(waiter, timeout)
+
+
+# --- baseline -------------------------------------------------------------------------------------
+
+
+async def nats_baseline(url: str, n: int, concurrency: int) -> dict:
+    """Raw nats-py request/reply (a second connection answers), sequential and `concurrency` in flight."""
+    payload = contracts.encode(contracts.JobSubmitted(job_id="job_0123456789abcdef", kind="train", owner_id="usr_x",
+                                                      submitted_at=datetime.now(UTC)))
+    responder, requester = await nats.connect(url), await nats.connect(url)
+    try:
+        async def echo(msg) -> None:
+            await msg.respond(msg.data)
+
+        await responder.subscribe("bench.echo", cb=echo)
+        await responder.flush()
+        for _ in range(50):
+            await requester.request("bench.echo", payload, timeout=5)
+        sequential = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await requester.request("bench.echo", payload, timeout=5)
+            sequential.append(time.perf_counter() - t0)
+        loaded, gate = [], asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with gate:
+                t0 = time.perf_counter()
+                await requester.request("bench.echo", payload, timeout=10)
+                loaded.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        wall = time.perf_counter() - t0
+        return {"sequential": summary_ms(sequential), "loaded": {**summary_ms(loaded), "per_s": round(n / wall, 1),
+                                                                  "concurrency": concurrency}}
+    finally:
+        await requester.close()
+        await responder.close()
+
+
+async def building_blocks(url: str, n: int) -> dict:
+    """JetStream publish-ack round trip, and one hop through services.common.bus.consume (the pull loop the
+    scheduler and the agent use) when the consumer is idle, with the batch sizes the platform passes."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    out: dict = {}
+    try:
+        await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.js.>"]))
+        payload = b"x" * 200
+        for _ in range(20):
+            await js.publish("bench.js.warm", payload)
+        acks = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await js.publish("bench.js.ack", payload)
+            acks.append(time.perf_counter() - t0)
+        out["jetstream_publish_ack"] = summary_ms(acks)
+
+        for batch in (1, 16, 256):
+            subject = f"bench.js.hop{batch}"
+            seen: dict[int, float] = {}
+            got = asyncio.Event()
+
+            async def handle(msg, seen=seen, got=got) -> None:
+                seen[int(msg.data)] = time.perf_counter()
+                await msg.ack()
+                got.set()
+
+            task = asyncio.create_task(consume(js, subject=subject, durable=f"bench-hop-{batch}", stream="BENCH",
+                                               handle=handle, batch=batch))
+            await asyncio.sleep(0.3)  # the consumer is created and idle in its fetch
+            hops = []
+            for i in range(15):  # one message at a time, at random points of the consumer's fetch cycle
+                got.clear()
+                await asyncio.sleep(0.05 + (i * 0.137) % 0.9)
+                t0 = time.perf_counter()
+                await js.publish(subject, str(i).encode())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(got.wait(), 5)
+                if i in seen:
+                    hops.append(seen[i] - t0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            out[f"consume_hop_batch_{batch}"] = summary_ms(hops)
+    finally:
+        with contextlib.suppress(Exception):
+            await js.delete_stream("BENCH")
+        await nc.close()
+    return out
+
+
+# --- the platform ---------------------------------------------------------------------------------
+
+
+class Platform:
+    """The agent side (real Runner + heartbeat) and whichever submitter a mode uses."""
+
+    def __init__(self, infra: Infra, slots: int):
+        self.infra = infra
+        self.settings = infra.settings
+        self.slots = slots
+        self.observer = Observer()
+
+    async def setup(self) -> None:
+        from services.agent.app import heartbeat
+        from services.agent.engine_tools.tiny_data import write_tiny_datasets
+        from services.agent.runner import Runner
+        from services.registry.presets import register_preset
+
+        self.pool = await create_pool(self.settings.database_url)
+        model_dir = self.settings.storage.models / MODEL
+        model_dir.mkdir(parents=True, exist_ok=True)
+        await register_preset(self.pool, name=MODEL, path=str(model_dir), parameter_count=1_000_000)
+        write_tiny_datasets(self.settings.storage.data)
+        self.user_id = await make_user(self.pool, "bench-dispatch")
+        self.principal = Principal(user_id=self.user_id, username="bench-dispatch", role="user", via="token")
+        self.token = token_for(self.settings, self.user_id, "bench-dispatch")
+
+        self.watch_nc = await nats.connect(self.settings.nats_url)
+        await self.observer.attach(self.watch_nc)
+
+        self.agent_nc = await connect_bus(self.settings.nats_url, "bench-agent")
+        agent_js = self.agent_nc.jetstream()
+        await ensure_streams(agent_js)
+        self.runner = Runner(nc=self.agent_nc, js=agent_js, agent_id=AGENT_ID, runtime=InstantRuntime(),
+                             storage=self.settings.storage, engine_env={})
+        await self.runner.start()
+        self.agent_app = SimpleNamespace(state=SimpleNamespace(agent_id=AGENT_ID, nc=self.agent_nc,
+                                                               runner=self.runner))
+        self._heartbeat = heartbeat
+        self.beater = asyncio.create_task(self._beat_forever())
+
+    async def set_slots(self, slots: int) -> None:
+        """Announce a new CPU-slot count with a real heartbeat and wait until the scheduler stored it."""
+        self.slots = slots
+        os.environ["LLMCT_CPU_SLOTS"] = str(slots)
+        for _ in range(200):
+            await self._heartbeat(self.agent_app)
+            await asyncio.sleep(0.1)
+            if await self.pool.fetchval("SELECT cpu_slots FROM agents WHERE id = $1", AGENT_ID) == slots:
+                return
+        raise RuntimeError("the scheduler never recorded the agent's heartbeat (is a scheduler running?)")
+
+    async def _beat_forever(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self._heartbeat(self.agent_app)
+            await asyncio.sleep(5)
+
+    async def wait_idle(self, timeout: float = 120) -> None:
+        """Until no job is pending, dispatched or running."""
+        deadline = time.monotonic() + timeout
+        while await self.pool.fetchval("SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("jobs are still active after the phase")
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        self.beater.cancel()
+        await self.runner.stop()
+        await self.agent_nc.drain()
+        await self.watch_nc.close()
+        await self.pool.close()
+
+
+class InprocScheduler:
+    """The scheduler's NATS side (handlers.start: dispatcher loop + consumers) on this event loop."""
+
+    async def start(self, settings) -> None:
+        from services.scheduler import handlers
+
+        self.handlers = handlers
+        nc = await connect_bus(settings.nats_url, "bench-scheduler")
+        js = nc.jetstream()
+        await ensure_streams(js)
+        self.app = SimpleNamespace(state=SimpleNamespace(pool=await create_pool(settings.database_url), nc=nc, js=js))
+        await handlers.start(self.app)
+
+    async def stop(self) -> None:
+        await self.handlers.stop(self.app)
+        await self.app.state.nc.drain()
+        await self.app.state.pool.close()
+
+
+def submitter(mode: str, platform: Platform, sched: InprocScheduler | None):
+    """An async function that submits one job and returns its id."""
+    if mode == "inproc":
+        import msgspec
+
+        from services.scheduler import service
+        from services.scheduler.schemas import TrainRequest
+
+        request = msgspec.convert(REQUEST, TrainRequest)
+        state = sched.app.state
+
+        async def submit() -> str:
+            return await service.submit_train(state.pool, state.js, platform.settings, platform.principal, request)
+
+        return submit, None
+    port = platform.infra.env["LLMCT_GATEWAY_PORT" if mode == "gateway" else "LLMCT_SCHEDULER_PORT"]
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                               headers={"Authorization": f"Bearer {platform.token}"},
+                               limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
+
+    async def submit() -> str:
+        r = await client.post("/api/jobs", json=REQUEST)
+        if r.status_code != 201:
+            raise RuntimeError(f"POST /api/jobs: {r.status_code} {r.text[:300]}")
+        return r.json()["id"]
+
+    return submit, client
+
+
+async def run_phase(platform: Platform, submit, n: int, concurrency: int, time_cap_s: float) -> dict:
+    """`n` jobs, at most `concurrency` in flight (closed loop); stops submitting after `time_cap_s`."""
+    obs = platform.observer
+    records: list[dict] = []
+    errors: list[str] = []
+    gate = asyncio.Semaphore(concurrency)
+    t_begin = time.perf_counter()
+
+    async def one() -> None:
+        async with gate:
+            if time.perf_counter() - t_begin > time_cap_s:
+                return
+            t0 = time.perf_counter()
+            try:
+                job_id = await submit()
+                t_committed = time.perf_counter()
+                t_ack = await obs.wait_started(job_id, timeout=60)
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                return
+            records.append({"id": job_id, "t0": t0, "committed": t_committed, "ack": t_ack})
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    wall = (max(r["ack"] for r in records) - t_begin) if records else float("nan")
+    await platform.wait_idle()
+    t_all_finished = max((obs.finished.get(r["id"], 0.0) for r in records), default=0.0)
+    lat = [r["ack"] - r["t0"] for r in records]
+    breakdown = {
+        "submit_call": summary_ms([r["committed"] - r["t0"] for r in records]),
+        "committed_to_dispatched": summary_ms([obs.dispatched[r["id"]] - r["committed"] for r in records
+                                               if r["id"] in obs.dispatched]),
+        "dispatched_to_ack": summary_ms([r["ack"] - obs.dispatched[r["id"]] for r in records if r["id"] in obs.dispatched]),
+    }
+    return {
+        "jobs": len(records), "requested": n, "concurrency": concurrency, "errors": len(errors),
+        "error_samples": errors[:5], "wall_s": round(wall, 3),
+        "jobs_per_s": round(len(records) / wall, 1) if records else 0.0,
+        "submit_to_ack": summary_ms(lat), "breakdown": breakdown,
+        "all_finished_s": round(t_all_finished - t_begin, 3) if t_all_finished else None,
+    }
+
+
+async def run(args: argparse.Namespace, infra: Infra) -> dict:
+    results: dict = {"machine": machine(), "params": vars(args).copy(), "aim": {"p99_ms": AIM_P99_MS,
+                                                                                "jobs_per_s": AIM_JOBS_PER_S}}
+    print(f"baseline: raw nats-py request/reply x{args.jobs} ...", flush=True)
+    results["baseline_nats_request_reply"] = await nats_baseline(infra.env["NATS_URL"], args.jobs, args.concurrency)
+    print("building blocks: JetStream publish-ack, bus.consume hop ...", flush=True)
+    results["building_blocks"] = await building_blocks(infra.env["NATS_URL"], 200)
+
+    os.environ["LLMCT_CPU_SLOTS"] = str(args.slots)
+    platform = Platform(infra, args.slots)
+    await platform.setup()
+    meter = CpuMeter(infra)
+    results["modes"] = {}
+    try:
+        for mode in args.modes:
+            sched = None
+            if mode == "inproc":
+                sched = InprocScheduler()
+                await sched.start(platform.settings)
+            elif not infra.services:
+                print("starting scheduler and gateway as processes ...", flush=True)
+                await asyncio.to_thread(infra.start_services, ("scheduler", "gateway"))
+            await platform.set_slots(args.slots)
+            submit, client = submitter(mode, platform, sched)
+            try:
+                print(f"[{mode}] warm-up ...", flush=True)
+                await run_phase(platform, submit, 20, 4, 60)
+                print(f"[{mode}] unloaded probe: {args.probe} jobs, 1 in flight ...", flush=True)
+                probe = await run_phase(platform, submit, args.probe, 1, args.probe_cap_s)
+                print(f"[{mode}] load: {args.jobs} jobs, {args.concurrency} in flight ...", flush=True)
+                cpu0 = meter.snapshot()
+                load = await run_phase(platform, submit, args.jobs, args.concurrency, args.cap_s)
+                load["cpu_s"] = CpuMeter.delta(cpu0, meter.snapshot())
+                entry = {"probe": probe, "load": load}
+                if mode == args.modes[-1] and args.real_slots:
+                    await platform.set_slots(args.real_slots)
+                    print(f"[{mode}] realistic slots: {args.real_jobs} jobs, cpu_slots={args.real_slots}, "
+                          f"{args.concurrency} in flight ...", flush=True)
+                    entry["realistic_slots"] = await run_phase(platform, submit, args.real_jobs, args.concurrency,
+                                                               args.cap_s)
+                    entry["realistic_slots"]["cpu_slots"] = args.real_slots
+                    await platform.set_slots(args.slots)
+                results["modes"][mode] = entry
+                _print_mode(mode, entry)
+            finally:
+                if client:
+                    await client.aclose()
+                if sched:
+                    await sched.stop()
+    finally:
+        await platform.close()
+    return results
+
+
+def _print_mode(mode: str, entry: dict) -> None:
+    rows = []
+    for name in ("probe", "load", "realistic_slots"):
+        if name not in entry:
+            continue
+        e = entry[name]
+        s = e["submit_to_ack"]
+        rows.append([name, e["jobs"], e["concurrency"], s["p50_ms"], s["p99_ms"], e["jobs_per_s"], e["errors"]])
+    print_table(f"[{mode}] submit → agent-ack", ["phase", "jobs", "in flight", "p50 ms", "p99 ms", "jobs/s", "errors"],
+                rows)
+
+
+def report(results: dict) -> None:
+    base = results["baseline_nats_request_reply"]
+    bb = results["building_blocks"]
+    rows = [["raw NATS request/reply", "1", base["sequential"]["p50_ms"], base["sequential"]["p99_ms"], "-", "-", "-"],
+            ["raw NATS request/reply", str(base["loaded"]["concurrency"]), base["loaded"]["p50_ms"],
+             base["loaded"]["p99_ms"], base["loaded"]["per_s"], "-", "-"],
+            ["JetStream publish-ack", "1", bb["jetstream_publish_ack"]["p50_ms"], bb["jetstream_publish_ack"]["p99_ms"],
+             "-", "-", "-"]]
+    for batch in (1, 16, 256):
+        hop = bb[f"consume_hop_batch_{batch}"]
+        rows.append([f"bus.consume hop, batch={batch} (idle)", "1", hop["p50_ms"], hop["p99_ms"], "-", "-", "-"])
+    for mode, entry in results["modes"].items():
+        for phase in ("probe", "load", "realistic_slots"):
+            if phase not in entry:
+                continue
+            e = entry[phase]
+            s = e["submit_to_ack"]
+            ref = base["sequential"] if e["concurrency"] == 1 else base["loaded"]
+            label = f"{mode} {phase}" + (f" (cpu_slots={e['cpu_slots']})" if phase == "realistic_slots" else "")
+            rows.append([label, str(e["concurrency"]), s["p50_ms"], s["p99_ms"], e["jobs_per_s"],
+                         f"{ratio(s['p99_ms'], ref['p99_ms'])}x", f"{ratio(base['loaded']['per_s'], e['jobs_per_s'])}x"])
+    print_table("dispatch: submit → agent-ack (JobStarted), vs raw NATS in the same run",
+                ["path", "in flight", "p50 ms", "p99 ms", "per s", "p99 / NATS", "NATS rate / rate"], rows)
+    verdict = []
+    for mode, entry in results["modes"].items():
+        load = entry["load"]
+        p99_ok = entry["probe"]["submit_to_ack"]["p99_ms"] < AIM_P99_MS
+        rate_ok = load["jobs_per_s"] >= AIM_JOBS_PER_S
+        verdict.append([mode, entry["probe"]["submit_to_ack"]["p99_ms"], "met" if p99_ok else "NOT met",
+                        load["submit_to_ack"]["p99_ms"], load["jobs_per_s"], "met" if rate_ok else "NOT met"])
+    print_table(f"aim: p99 < {AIM_P99_MS:.0f} ms, >= {AIM_JOBS_PER_S:.0f} jobs/s",
+                ["mode", "probe p99 ms", "p99 aim", "load p99 ms", "jobs/s", "rate aim"], verdict)
+    for mode, entry in results["modes"].items():
+        b = entry["load"]["breakdown"]
+        print_table(f"[{mode}] where the time goes under load (p50 / p99 ms)", ["segment", "p50", "p99"],
+                    [[k, v["p50_ms"], v["p99_ms"]] for k, v in b.items()])
+        print_table(f"[{mode}] CPU seconds during the load phase", ["process", "cpu s"],
+                    list(entry["load"]["cpu_s"].items()))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs in the load phase (default 1000)")
+    parser.add_argument("--concurrency", type=int, default=32, help="jobs in flight in the load phase")
+    parser.add_argument("--probe", type=int, default=100, help="jobs in the unloaded probe (1 in flight)")
+    parser.add_argument("--probe-cap-s", type=float, default=40, help="stop submitting probe jobs after this")
+    parser.add_argument("--cap-s", type=float, default=75, help="stop submitting load jobs after this")
+    parser.add_argument("--slots", type=int, default=100_000, help="CPU slots the agent announces")
+    parser.add_argument("--real-slots", type=int, default=2, help="also run a phase with this many slots (0: skip)")
+    parser.add_argument("--real-jobs", type=int, default=100, help="jobs in the realistic-slots phase")
+    parser.add_argument("--modes", nargs="+", default=["inproc", "gateway"], choices=["inproc", "gateway", "direct"])
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
+
+
+def main(args: argparse.Namespace) -> dict:
+    with Infra("dispatch", keep=args.keep) as infra:
+        results = asyncio.run(run(args, infra))
+    report(results)
+    write_results("dispatch", results)
+    return results

@@ -1,0 +1,7 @@
+"""fanout: TODO"""
+
+def add_arguments(p):
+    pass
+
+def main(a):
+    raise SystemExit("todo")
