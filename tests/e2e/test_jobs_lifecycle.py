@@ -70,3 +70,35 @@ async def test_engine_refusing_the_config_says_why(gw, stack, tiny_model):
     done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"})
     assert done["state"] == "failed" and done["reason"] == "bad_config", (done["reason"], done["message"])
     assert "last log lines" in done["message"] and "no_such_engine_option" in done["message"]
+
+
+async def test_log_viewer_resumes_across_a_gateway_restart(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "resumer")
+    job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 40}, headers=headers)).json()
+    token = headers["Authorization"].split()[1]
+    ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
+    before = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    await asyncio.to_thread(stack.restart, "gateway")
+    after = await read_logs(ws_url, token, after=before[-1]["seq"],
+                            until=lambda ls: any("job succeeded" in l["text"] for l in ls))
+    seqs = [l["seq"] for l in before + after]
+    assert seqs == list(range(1, len(seqs) + 1)), "no line lost or repeated across the restart"
+
+
+async def test_job_list_pages_and_filters(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "pager")
+    ids = [(await gw.post("/api/jobs", json={**TRAIN, "max_steps": 1}, headers=headers)).json()["id"] for _ in range(3)]
+    seen, cursor = [], None
+    while True:
+        page = (await gw.get("/api/jobs", headers=headers, params={"limit": 2, **({"cursor": cursor} if cursor else {})})).json()
+        seen += [j["id"] for j in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == list(reversed(ids)), "newest first, every job once"
+    r = await gw.get("/api/jobs", headers=headers, params={"kind": "export"})
+    assert r.status_code == 200 and r.json()["items"] == []
+    assert (await gw.get("/api/jobs", headers=headers, params={"state": "weird"})).status_code == 422
+    assert (await gw.get("/api/jobs", headers=headers, params={"cursor": "garbage"})).status_code == 422
+    for job_id in ids:
+        await wait_for_state(gw, headers, job_id, {"succeeded", "failed"})
