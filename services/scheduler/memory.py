@@ -3,6 +3,9 @@
 The per-parameter costs start from LLaMA-Factory's published hardware table (7B: full AMP 120 GB,
 full pure bf16 60 GB, freeze/LoRA 16 GB, QLoRA 8-bit 10 GB, 4-bit 6 GB, 2-bit 4 GB), i.e. bytes per
 parameter for weights, gradients and optimizer state; activations are added from batch and cutoff.
+The activation and overhead constants were fitted on an H100 (bench/gpu_check.py, docs/benchmarks.md):
+per token, ~5 bytes per hidden unit per layer with gradient checkpointing, ~10 bytes per vocabulary
+entry for the logits and loss, and 1.5 GiB fixed; they land 0-25% above the measured peaks.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ BYTES_PER_PARAM = {
     "qlora4": 6 / 7,
     "qlora2": 4 / 7,
 }
-OVERHEAD_BYTES = int(0.75 * GIB)  # CUDA context, allocator slack
+OVERHEAD_BYTES = int(1.5 * GIB)  # CUDA context, allocator slack
+BYTES_PER_HIDDEN_LAYER_TOKEN = {True: 5, False: 36}  # with / without gradient checkpointing
+BYTES_PER_VOCAB_TOKEN = 10  # logits in bf16, their fp32 upcast for the loss, and its gradient
+DEFAULT_VOCAB = 32_000
 
 
 class MemoryEstimate(msgspec.Struct, kw_only=True):
@@ -51,15 +57,15 @@ def method_key(finetuning_type: str, quantization_bit: int | None, pure_bf16: bo
 
 def estimate(*, parameters: int, finetuning_type: str, quantization_bit: int | None, batch_size: int,
              cutoff_len: int, gradient_checkpointing: bool, gpu_count: int,
-             hidden: int | None = None, layers: int | None = None) -> MemoryEstimate:
+             hidden: int | None = None, layers: int | None = None, vocab: int | None = None) -> MemoryEstimate:
     """GPU memory for one training job, total and per GPU (data parallel)."""
     method = method_key(finetuning_type, quantization_bit)
     states = int(parameters * BYTES_PER_PARAM[method])
     if hidden is None or layers is None:
         hidden, layers = _hidden_and_layers(parameters)
-    # bf16 activations per token per layer: ~34·hidden without checkpointing, ~2·hidden with it.
-    per_token_layer = (2 if gradient_checkpointing else 34) * hidden
-    activations = batch_size * cutoff_len * layers * per_token_layer
+    per_token = (BYTES_PER_HIDDEN_LAYER_TOKEN[gradient_checkpointing] * hidden * layers
+                 + BYTES_PER_VOCAB_TOKEN * (vocab or DEFAULT_VOCAB))
+    activations = batch_size * cutoff_len * per_token
     total = states + activations + OVERHEAD_BYTES
     gpus = max(gpu_count, 1)
     # With several GPUs a full fine-tune shards its states (ZeRO); adapters are replicated.
@@ -78,3 +84,17 @@ def advice(est: MemoryEstimate) -> str:
     tips.append("lower per_device_train_batch_size or cutoff_len (raise gradient_accumulation_steps to keep the effective batch)")
     tips.append("keep gradient_checkpointing on")
     return "; ".join(tips)
+
+
+def model_shape(model_dir: str) -> dict[str, int]:
+    """hidden, layers and vocab from a local model's config.json; empty when unknown (a hub id)."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    shape = {"hidden": config.get("hidden_size"), "layers": config.get("num_hidden_layers"),
+             "vocab": config.get("vocab_size")}
+    return shape if all(isinstance(v, int) for v in shape.values()) else {}

@@ -56,6 +56,7 @@ async def submit_train(pool: asyncpg.Pool, js: JetStreamContext, settings: Setti
         parameters=model.parameter_count or 7_000_000_000, finetuning_type=req.finetuning_type,
         quantization_bit=req.quantization_bit, batch_size=req.per_device_train_batch_size,
         cutoff_len=req.cutoff_len, gradient_checkpointing=req.gradient_checkpointing, gpu_count=req.gpu_count,
+        **memory.model_shape(model.path),
     )
     await check_capacity(pool, req.gpu_count, est)
     await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind="train", priority=req.priority,

@@ -104,3 +104,13 @@ def test_placement_respects_memory_and_count():
     assert placement.place(agents, 1, 30_000) is None
     assert placement.place(agents, 2, 1_000) is None  # one of the two GPUs is taken
     assert placement.could_ever_hold(agents[0], 2, 20_000) and not placement.could_ever_hold(agents[0], 3, 1)
+
+
+@pytest.mark.parametrize("case", __import__("json").loads(
+    (Path(__file__).parents[2] / "bench" / "gpu_check_h100.json").read_text())["cases"])
+def test_estimate_covers_peaks_measured_on_an_h100(case):
+    """The estimate may be generous (jobs wait for a bigger GPU) but never below a measured peak."""
+    est = memory.estimate(parameters=case["parameters"], finetuning_type=case["method"], quantization_bit=None,
+                          batch_size=case["batch"], cutoff_len=case["cutoff"], gradient_checkpointing=True,
+                          gpu_count=1, hidden=case["hidden"], layers=case["layers"], vocab=case["vocab"])
+    assert case["peak_reserved_mb"] <= est.per_gpu_mb <= 1.35 * case["peak_reserved_mb"]
