@@ -132,8 +132,11 @@ async def insert_progress(conn, job_id: str, point: dict) -> None:
         job_id, point["step"], point["total_steps"], point.get("loss"), point.get("learning_rate"),
         point.get("epoch"), point.get("elapsed_s"), point.get("remaining_s"),
     )
-    await conn.execute("UPDATE jobs SET progress = $2, updated_at = now() WHERE id = $1 AND state = 'running'",
-                       job_id, point)
+    # The engine repeats the last step in its closing summary, without a loss: keep the first.
+    await conn.execute(
+        "UPDATE jobs SET progress = $2, updated_at = now() WHERE id = $1 AND state = 'running' "
+        "AND (progress IS NULL OR (progress->>'step')::int < $3)",
+        job_id, point, point["step"])
 
 
 async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> list[asyncpg.Record]:
