@@ -20,6 +20,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import docker
@@ -40,6 +41,7 @@ class DockerEngine:
         self.pidfile = self.base / "dockerd.pid"
         self.log_path = self.base / "dockerd.log"
         self.base_url = f"unix://{self.socket}"
+        self.namespace_id = uuid.uuid4().hex[:12]
         self.process: subprocess.Popen | None = None
         self.client: docker.DockerClient | None = None
 
@@ -53,7 +55,9 @@ class DockerEngine:
         return None
 
     def command(self) -> list[str]:
-        namespace = f"llmct-test-{self.base.name}"
+        # containerd namespaces allow only [A-Za-z0-9] runs joined by single [._-] (mkdtemp's
+        # suffix may hold "_"), hence a hex id rather than the folder's name.
+        namespace = f"llmct-test-{self.namespace_id}"
         return [
             shutil.which("dockerd") or "dockerd",
             "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),

@@ -59,12 +59,12 @@ def cpu_slots(has_gpus: bool) -> int:
     return int(os.environ.get("LLMCT_CPU_SLOTS", "0" if has_gpus else "1"))
 
 
-def runtime_from_env():
-    """LLMCT_RUNTIME: `process` (default; engine from LLMCT_ENGINE_BIN) or `docker`."""
+def runtime_from_env(storage, agent: str):
+    """LLMCT_RUNTIME: `process` (default; engine from LLMCT_ENGINE_BIN) or `docker` (docs/docker.md)."""
     name = os.environ.get("LLMCT_RUNTIME", "process")
     if name == "process":
         return make_runtime("process", engine_bin=Path(os.environ.get("LLMCT_ENGINE_BIN", ENGINE_BIN)))
-    return make_runtime(name)
+    return make_runtime(name, storage=storage, agent_id=agent)
 
 
 async def _start(app: Litestar) -> None:
@@ -72,7 +72,8 @@ async def _start(app: Litestar) -> None:
     settings.storage.ensure()
     app.state.agent_id = agent_id()
     app.state.runner = Runner(nc=app.state.nc, js=app.state.js, agent_id=app.state.agent_id,
-                              runtime=runtime_from_env(), storage=settings.storage,
+                              runtime=runtime_from_env(settings.storage, app.state.agent_id),
+                              storage=settings.storage,
                               engine_env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))},
                               cpu_threads=max(1, (os.cpu_count() or 1) // max(1, cpu_slots(False))))
     await app.state.runner.start()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
+import docker.errors
+import docker.types
 import pytest
 
 from services.agent.engine_tools.tiny_data import write_tiny_datasets
@@ -49,7 +53,14 @@ def engine_venv() -> Path:
 
 @pytest.fixture(scope="session")
 def test_image(docker_client, engine_venv) -> str:
-    return build_test_image(docker_client, engine_venv)
+    """The registry-free engine image; one container is run first, so a broken engine fails here, once."""
+    image = build_test_image(docker_client, engine_venv)
+    usr = docker.types.Mount("/usr", "/usr", type="bind", read_only=True)
+    try:
+        docker_client.containers.run(image, ["true"], mounts=[usr], init=True, remove=True)
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"the test Docker engine cannot run a container: {exc}", pytrace=False)
+    return image
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +69,13 @@ def mounts(engine_venv) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def storage(tmp_path_factory, engine_venv) -> StoragePaths:
-    """The seed's layout under a temp dir, with the tiny datasets in data/ and the tiny model in models/."""
-    base = tmp_path_factory.mktemp("cloud-llm")
+def storage(engine_venv):
+    """The seed's layout under a temp dir, with the tiny datasets in data/ and the tiny model in models/.
+
+    Its own folder rather than pytest's basetemp: a second pytest session started on the machine
+    meanwhile prunes old basetemps, and containers would lose their mounts under them.
+    """
+    base = Path(tempfile.mkdtemp(prefix="llmct-docker-tests-"))
     paths = StoragePaths(base=base, logs=base / "logs", hf_cache=base / "hf-cache")
     paths.ensure()
     write_tiny_datasets(paths.data)
@@ -68,7 +83,8 @@ def storage(tmp_path_factory, engine_venv) -> StoragePaths:
                            "--out", str(paths.models / "tiny")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
-    return paths
+    yield paths
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

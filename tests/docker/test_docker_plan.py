@@ -156,3 +156,13 @@ def test_log_messages_become_lines_and_a_catch_up_read_adds_only_what_was_missed
     assert reader.close() == []
     crlf = _LineReader("stderr")
     assert crlf.feed(b"progress\r\n\xff bad byte\n") == [("stderr", "progress"), ("stderr", "\ufffd bad byte")]
+
+
+async def test_an_unreachable_docker_engine_is_docker_unavailable(storage, tmp_path):
+    from services.agent.runtimes.base import RuntimeStartError
+
+    runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={},
+                            base_url=f"unix://{tmp_path / 'no-docker.sock'}")
+    with pytest.raises(RuntimeStartError) as caught:
+        await runtime.start(spec_for(storage, {}))
+    assert caught.value.reason == "docker_unavailable" and "cannot reach the Docker engine" in caught.value.message

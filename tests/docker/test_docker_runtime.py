@@ -18,50 +18,16 @@ import docker
 import docker.errors
 import docker.types
 import pytest
-import yaml
 
 from services.agent import failures
-from services.agent.runtimes.base import ExitInfo, JobSpec, RuntimeStartError
+from services.agent.runtimes.base import ExitInfo, RuntimeStartError
 from services.agent.runtimes.docker import LABEL_AGENT, LABEL_JOB, LABEL_KIND, DockerRun
+
+from .helpers import lora_spec, new_job, python_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 300
-ENGINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-              "PYTHONUNBUFFERED": "1", "DISABLE_VERSION_CHECK": "1"}
-
-
-def new_job() -> str:
-    return f"job_{uuid.uuid4().hex[:10]}"
-
-
-def lora_spec(storage, job_id: str, **extra) -> JobSpec:
-    """A 10-step LoRA SFT of the tiny model (the config of docs/engine.md), as the runner would give it."""
-    output = storage.output / job_id
-    config = {
-        "model_name_or_path": str(storage.models / "tiny"), "trust_remote_code": False,
-        "stage": "sft", "do_train": True, "finetuning_type": "lora",
-        "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0, "lora_target": "all",
-        "dataset_dir": str(storage.data), "dataset": "tiny_sft", "template": "default", "cutoff_len": 256,
-        "overwrite_cache": True, "preprocessing_num_workers": 1, "dataloader_num_workers": 0,
-        "output_dir": str(output), "overwrite_output_dir": True, "logging_steps": 1, "save_steps": 5,
-        "plot_loss": False, "report_to": "none",
-        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 1.0e-3,
-        "max_steps": 10, "lr_scheduler_type": "cosine", "warmup_steps": 1, "bf16": False, "fp16": False,
-        **extra,
-    }
-    path = storage.temp / f"{job_id}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return JobSpec(job_id=job_id, kind="train", command=("llamafactory-cli", "train", str(path)), config_path=path,
-                   output_dir=output, env={**ENGINE_ENV, "HF_HOME": str(storage.hf_cache)})
-
-
-def python_spec(storage, job_id: str, code: str, **fields) -> JobSpec:
-    """A short Python program in the engine image (the engine venv's interpreter)."""
-    path = storage.temp / f"{job_id}.yaml"
-    path.write_text("{}\n")
-    return JobSpec(job_id=job_id, kind=fields.pop("kind", "eval"), command=("python", "-c", code),
-                   config_path=path, output_dir=storage.output / job_id, env=dict(ENGINE_ENV), **fields)
 
 
 async def run_to_end(run: DockerRun, timeout: float = RUN_TIMEOUT_S) -> tuple[list[tuple[str, str]], ExitInfo]:
@@ -232,3 +198,16 @@ async def test_a_gpu_request_on_a_host_without_gpus_is_gpu_unavailable(make_runt
     reason, _ = failures.classify(ExitInfo(exit_code=-1, error=caught.value.message,
                                            error_reason=caught.value.reason), [])
     assert reason == "gpu_unavailable"
+
+
+
+
+async def test_an_image_without_the_engine_is_engine_missing(make_runtime, storage):
+    # With init=True the container starts (tini is there) and tini fails to exec the engine: 127.
+    spec = python_spec(storage, new_job(), "")
+    spec = type(spec)(**{**spec.__dict__, "command": ("llamafactory-cli-nowhere", "train", str(spec.config_path))})
+    lines, exit_info = await run_to_end(await make_runtime().start(spec), 60)
+    assert exit_info.exit_code == 127 and exit_info.error_reason == "engine_missing", (lines, exit_info)
+    assert "no llamafactory-cli-nowhere" in exit_info.error
+    reason, message = failures.classify(exit_info, [line for _, line in lines])
+    assert reason == "engine_missing" and "LLMCT_DOCKER_IMAGE" in message

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import docker.types
+import requests.exceptions
 import yaml
 
 from services.common.settings import StoragePaths, storage_from_env
@@ -192,7 +193,6 @@ class DockerRun:
         self._readers_left = 2  # reader threads still running
         self._readers_lock = threading.Lock()
         self._readers_finished = asyncio.Event()
-        self._streams: list[Any] = []
         self._exit: asyncio.Future[ExitInfo] | None = None
         for stream in ("stdout", "stderr"):
             threading.Thread(target=self._follow, args=(stream,), name=f"{name}-{stream}", daemon=True).start()
@@ -233,7 +233,6 @@ class DockerRun:
         try:
             try:
                 logs = self.client.api.logs(self.container_id, follow=True, **follow)
-                self._streams.append(logs)
                 for frame in logs:
                     if not self._put(reader.feed(frame)):
                         return
@@ -275,7 +274,20 @@ class DockerRun:
         error = state.get("Error") or None
         if error and code == 0:
             return ExitInfo(exit_code=-1, error=error, error_reason="start_failed")
+        if code == 127 and (missing := self._missing_command()):
+            return ExitInfo(exit_code=code, error_reason="engine_missing",
+                            error=f"the image {self.runtime.image} has no {missing}: use an engine image with "
+                                  "llamafactory-cli on its PATH (docs/docker.md), or set LLMCT_DOCKER_IMAGE")
         return ExitInfo(exit_code=code, oom_killed=oom)
+
+    def _missing_command(self) -> str | None:
+        """The command init could not exec (tini says so on stderr and exits 127), if that was it."""
+        try:
+            tail = self.client.api.logs(self.container_id, stdout=False, stderr=True, tail=5)
+        except Exception:  # noqa: BLE001
+            return None
+        found = re.search(rb"\[FATAL tini \(\d+\)\] exec (\S+) failed", tail)
+        return found.group(1).decode(errors="replace") if found else None
 
     async def wait(self) -> ExitInfo:
         if self._exit is None:
@@ -297,12 +309,6 @@ class DockerRun:
                 self.client.api.stop(self.container_id, timeout=seconds)
 
         await _in_thread(stop, f"{self.name}-stop")
-
-    def close_streams(self) -> None:
-        """Stop following the logs (the container is not touched)."""
-        for stream in self._streams:
-            with contextlib.suppress(Exception):
-                stream.close()
 
 
 class DockerRuntime:
@@ -425,9 +431,16 @@ class DockerRuntime:
     # -- start ------------------------------------------------------------------------------------------
     def _start_blocking(self, spec: JobSpec) -> tuple[str, str]:
         try:
-            client = self._client
-        except docker.errors.DockerException as exc:
+            return self._create_and_start(spec)
+        except RuntimeStartError:
+            raise
+        except docker.errors.APIError as exc:
+            raise RuntimeStartError("start_failed", f"Docker refused the job's container: {exc}") from exc
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             raise RuntimeStartError("docker_unavailable", f"cannot reach the Docker engine: {exc}") from exc
+
+    def _create_and_start(self, spec: JobSpec) -> tuple[str, str]:
+        client = self._client
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         self.storage.hf_cache.mkdir(parents=True, exist_ok=True)
         for path in _yaml_paths(spec.config_path)[1]:
