@@ -101,6 +101,7 @@ STREAMS: tuple[StreamConfig, ...] = (
 # Durable consumer names, one shared constant per queue.
 DISPATCHER_CONSUMER = "dispatcher"
 JOB_EVENTS_CONSUMER = "scheduler-job-events"
+REGISTRY_JOB_EVENTS_CONSUMER = "registry-job-events"  # JOB_EVENTS, registry: registers job outputs
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

@@ -1,15 +1,45 @@
-"""The datasets service: public and private datasets and their files."""
+"""The datasets service: public and private datasets, their files and dataset_info.json."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
-from services.common.settings import Settings
+from services.common.settings import Settings, get_settings
 
-SPEC = ServiceSpec(name="datasets", description="public and private datasets and their files")
+from .catalog import sync_public_datasets
+from .layout import DataLayout
+from .routes import DatasetController
+from .settings import DatasetSettings, get_dataset_settings
+
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def _starter(dataset_settings: DatasetSettings | None):
+    async def start(app: Litestar) -> None:
+        """Sync the public list into the table, rewrite dataset_info.json, sweep abandoned uploads."""
+        layout = DataLayout(app.state.settings.storage.data)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        app.state.dataset_layout = layout
+        app.state.dataset_settings = dataset_settings or get_dataset_settings()
+        async with app.state.pool.acquire() as conn:
+            await sync_public_datasets(conn, layout.root)
+        swept = await asyncio.to_thread(layout.sweep_incoming)
+        if swept:
+            log.info("removed %d abandoned uploads", swept)
+
+    return start
+
+
+def create_app(settings: Settings | None = None, dataset_settings: DatasetSettings | None = None) -> Litestar:
     """App factory for `llmct service datasets`."""
-    return create_service_app(SPEC, settings)
+    spec = ServiceSpec(
+        name="datasets",
+        description="public and private datasets, their files and dataset_info.json",
+        route_handlers=[DatasetController],
+        on_startup=[_starter(dataset_settings)],
+    )
+    return create_service_app(spec, settings or get_settings())

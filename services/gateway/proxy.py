@@ -83,8 +83,9 @@ async def forward(request: Request, service: str) -> Response:
 def proxy_route(prefix: str, service: str):
     """A route handler forwarding /api/<prefix> and everything under it."""
 
+    # No body cap here (Litestar's default is 10 MB): the owning service sets its own, e.g. dataset uploads.
     @route(path=[f"/api/{prefix}", f"/api/{prefix}/{{rest:path}}"], http_method=METHODS,
-           opt={"public": True}, include_in_schema=False, name=f"proxy-{prefix}")
+           opt={"public": True}, include_in_schema=False, name=f"proxy-{prefix}", request_max_body_size=None)
     async def handler(request: Request) -> Response:
         # The owning service authenticates the caller itself (one shared guard).
         return await forward(request, service)

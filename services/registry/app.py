@@ -7,7 +7,16 @@ from litestar import Litestar
 from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
-SPEC = ServiceSpec(name="registry", description="models: presets, job outputs, lineage and who may use which")
+from . import handlers
+from .routes import ModelController
+
+SPEC = ServiceSpec(
+    name="registry",
+    description="models: presets, job outputs, lineage and who may use which",
+    route_handlers=[ModelController],
+    on_startup=[handlers.start],
+    on_shutdown=[handlers.stop],
+)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

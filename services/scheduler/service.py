@@ -48,10 +48,11 @@ async def submit_train(pool: asyncpg.Pool, js: JetStreamContext, settings: Setti
                        req: TrainRequest) -> str:
     """Validate, render and freeze a training job, store it, then announce it."""
     model = await access.usable_base_model(pool, principal, req.base_model)
-    access.check_datasets(settings.storage.data, req.datasets)
+    dataset_keys = await access.usable_datasets(pool, principal, req.datasets, req.stage)
     job_id = new_id("job")
-    config = configs.render_train(req, model_path=model.path, default_template=model.template,
-                                  data_dir=settings.storage.data, output_dir=settings.storage.output / job_id)
+    config = configs.render_train(msgspec.structs.replace(req, datasets=dataset_keys), model_path=model.path,
+                                  default_template=model.template, data_dir=settings.storage.data,
+                                  output_dir=settings.storage.output / job_id)
     est = memory.estimate(
         parameters=model.parameter_count or 7_000_000_000, finetuning_type=req.finetuning_type,
         quantization_bit=req.quantization_bit, batch_size=req.per_device_train_batch_size,

@@ -154,8 +154,3 @@ async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> l
 async def cancel_pending_running(conn) -> list[asyncpg.Record]:
     """Jobs asked to stop that an agent still runs: the cancel is sent again."""
     return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state IN ('dispatched', 'running')")
-
-
-async def model_by_name(conn, name: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT id, name, source, path, owner_id, parameter_count, template FROM models WHERE name = $1", name)

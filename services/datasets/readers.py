@@ -1,0 +1,236 @@
+"""Read dataset files row by row, whatever their size: JSON arrays, JSON lines, CSV and Parquet.
+
+Nothing here loads a whole file: JSON arrays are split with the C decoder over a sliding buffer, JSON
+lines and CSV are read line by line, Parquet batch by batch. Blocking; callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+CHUNK_CHARS = 1 << 20
+MAX_ROW_CHARS = 64 << 20
+# A truncated value fails a few characters before the end of the buffer (`tr` of `true`, `\u12`).
+_TRUNCATION_MARGIN = 16
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+csv.field_size_limit(MAX_ROW_CHARS)
+
+
+class DatasetProblem(Exception):
+    """The file as a whole cannot be used; the message says what and where."""
+
+
+class BadRow(msgspec.Struct, frozen=True):
+    """A row that could not even be decoded (a broken JSON line)."""
+
+    problem: str
+
+
+def file_type(name: str) -> str | None:
+    """json, jsonl, csv or parquet from a file name's extension; None for anything else."""
+    return FILE_TYPES.get(Path(name).suffix.lower())
+
+
+def iter_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, row) for every row of a data file; `where` is "row N" or "line N" for messages."""
+    kind = file_type(path.name)
+    if kind == "parquet":
+        yield from _parquet_rows(path)
+    elif kind == "csv":
+        yield from _csv_rows(path)
+    elif kind in ("json", "jsonl"):
+        yield from _json_rows(path)
+    else:
+        raise DatasetProblem(f"{path.name}: not a dataset file (use .json, .jsonl, .csv or .parquet)")
+
+
+def _open_text(path: Path):
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _first_char(path: Path) -> str:
+    with _open_text(path) as handle:
+        while chunk := handle.read(4096):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[0]
+    return ""
+
+
+def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        first = _first_char(path)
+        if first == "[":
+            yield from _json_array_rows(path)
+        elif first == "{" or file_type(path.name) == "jsonl":
+            yield from _json_lines_rows(path)
+        elif first:
+            raise DatasetProblem("a JSON dataset must be an array of objects, or one object per line (JSON lines)")
+    except UnicodeDecodeError as exc:
+        raise DatasetProblem(f"the file is not UTF-8 text (byte {exc.start} of a chunk: {exc.reason})") from exc
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) for every non-blank line of a JSON-lines file."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            if line.strip():
+                yield number, line
+
+
+def _json_lines_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    for number, line in json_lines(path):
+        try:
+            yield f"line {number}", msgspec.json.decode(line)
+        except msgspec.DecodeError as exc:
+            yield f"line {number}", BadRow(f"not valid JSON ({exc})")
+
+
+def is_json_lines(path: Path) -> bool:
+    """JSON lines: by extension, or a .json file whose first value is an object rather than an array."""
+    kind = file_type(path.name)
+    try:
+        return kind == "jsonl" or (kind == "json" and _first_char(path) == "{")
+    except UnicodeDecodeError as exc:
+        raise DatasetProblem(f"the file is not UTF-8 text ({exc.reason})") from exc
+
+
+class _Window:
+    """A sliding window over a text file, for the JSON array reader."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.text, self.pos, self.eof = handle, "", 0, False
+        self.decode = json.JSONDecoder().raw_decode
+
+    def more(self) -> bool:
+        chunk = self.handle.read(CHUNK_CHARS)
+        self.text, self.pos, self.eof = self.text[self.pos:] + chunk, 0, not chunk
+        return bool(chunk)
+
+    def peek(self) -> str:
+        """The next character that is not white space ("" at the end of the file)."""
+        while True:
+            self.pos = _SPACE.match(self.text, self.pos).end()
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.more():
+                return ""
+
+    def value(self, number: int) -> Any:
+        """One JSON value, reading more of the file while the window may have cut it."""
+        while True:
+            try:
+                value, self.pos = self.decode(self.text, self.pos)
+                return value
+            except json.JSONDecodeError as exc:
+                cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(self.text) - _TRUNCATION_MARGIN
+                if self.eof or not cut:
+                    raise DatasetProblem(f"row {number}: not valid JSON ({exc.msg})") from exc
+                if len(self.text) - self.pos > MAX_ROW_CHARS:
+                    raise DatasetProblem(f"row {number} is larger than {MAX_ROW_CHARS >> 20} MiB") from exc
+                self.more()
+
+
+def _json_array_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    with _open_text(path) as handle:
+        window = _Window(handle)
+        window.peek()
+        window.pos += 1  # the opening '['
+        number, done = 0, window.peek() == "]"
+        if done:
+            window.pos += 1
+        while not done:
+            number += 1
+            yield f"row {number}", window.value(number)
+            nxt = window.peek()
+            window.pos += 1
+            if nxt == ",":
+                if window.peek() == "]":
+                    raise DatasetProblem(f"row {number}: a trailing comma before `]` is not valid JSON")
+            elif nxt == "]":
+                done = True
+            elif not nxt:
+                raise DatasetProblem(f"the JSON array ends early, after row {number} (the file is truncated)")
+            else:
+                raise DatasetProblem(f"after row {number}: expected `,` or `]`, found {nxt!r}")
+        if window.peek():
+            raise DatasetProblem("there is data after the end of the JSON array")
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        with _open_text(path) as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None:
+                return
+            for number, row in enumerate(reader, start=1):
+                row.pop(None, None)  # cells beyond the header
+                yield f"row {number}", row
+    except csv.Error as exc:
+        raise DatasetProblem(f"not a readable CSV file: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetProblem(f"the file is not UTF-8 text ({exc.reason})") from exc
+
+
+def csv_header(path: Path) -> list[str]:
+    with _open_text(path) as handle:
+        try:
+            return next(csv.reader(handle), [])
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DatasetProblem(f"not a readable CSV file: {exc}") from exc
+
+
+def _parquet_file(path: Path):
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise DatasetProblem(f"not a readable Parquet file: {exc}") from exc
+
+
+def parquet_columns(path: Path) -> list[str]:
+    return list(_parquet_file(path).schema_arrow.names)
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow
+
+    number = 0
+    try:
+        for batch in _parquet_file(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                yield f"row {number}", row
+    except pyarrow.ArrowException as exc:
+        raise DatasetProblem(f"not a readable Parquet file after row {number}: {exc}") from exc
+
+
+def first_rows(paths: Sequence[Path], limit: int) -> list[tuple[str, Any]]:
+    """The first `limit` rows across the files, in order."""
+    rows: list[tuple[str, Any]] = []
+    for path in paths:
+        for where, row in iter_rows(path):
+            if len(rows) >= limit:
+                return rows
+            rows.append((f"{path.name} {where}" if len(paths) > 1 else where, row))
+    return rows
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

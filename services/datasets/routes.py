@@ -1,0 +1,91 @@
+"""HTTP routes of /api/datasets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import File, Stream
+from zipstream import ZipStream
+
+from services.common.security import Principal, authenticate, bearer_from
+
+from . import ingest, register, service
+from .formats import Format
+from .schemas import Dataset, DatasetPage, DatasetPatch, Preview, RegisterRequest, Visibility
+from .service import Context
+
+PUBLIC = {"public": True}
+UPLOAD_HELP = """multipart/form-data, streamed to disk. Parts: `file` (one or more: .json, .jsonl, .csv, .parquet,
+or a .zip / .tar / .tar.gz of them), `name`, `format` (alpaca | sharegpt | text | pairwise), and optionally
+`visibility` (private; public for admins), `remark`, `columns` (JSON: role -> column) and `tags` (JSON, sharegpt).
+Send the text parts before the file to hear about a bad name before the file is sent."""
+
+
+def context(state: State) -> Context:
+    return Context(pool=state.pool, layout=state.dataset_layout, settings=state.dataset_settings)
+
+
+async def optional_caller(request: Request) -> Principal | None:
+    """The caller when a credential is sent (a bad one is still a 401), else None for anonymous browsing."""
+    if bearer_from(request) is None:
+        return None
+    return await authenticate(request)
+
+
+class DatasetController(Controller):
+    path = "/api/datasets"
+    tags = ["datasets"]
+
+    @get("/", opt=PUBLIC, summary="List datasets: public ones, plus the caller's own when logged in")
+    async def list_datasets(
+        self, request: Request, state: State,
+        q: Annotated[str | None, Parameter(max_length=64, description="part of the name")] = None,
+        format: Format | None = None,  # noqa: A002 - the query parameter's public name
+        visibility: Visibility | None = None,
+        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> DatasetPage:
+        return await service.list_datasets(state.pool, await optional_caller(request), search=q, fmt=format,
+                                           visibility=visibility, cursor=cursor, limit=limit)
+
+    @get("/{dataset_id:str}", opt=PUBLIC, summary="A dataset: format, columns, files, rows, dataset_info entry")
+    async def detail(self, request: Request, state: State, dataset_id: str) -> Dataset:
+        return await service.get_dataset(state.pool, await optional_caller(request), dataset_id)
+
+    @get("/{dataset_id:str}/preview", opt=PUBLIC,
+         summary="The first rows, raw and as the chat template will see them")
+    async def preview(self, request: Request, state: State, dataset_id: str,
+                      rows: Annotated[int | None, Parameter(ge=1, le=50)] = None) -> Preview:
+        return await service.preview(context(state), await optional_caller(request), dataset_id, rows)
+
+    @get("/{dataset_id:str}/download", summary="The dataset's file (a zip when it has several), streamed")
+    async def download(self, state: State, principal: Principal, dataset_id: str) -> Response:
+        path, filename = await service.download_path(context(state), principal, dataset_id)
+        if path.is_dir():
+            archive = ZipStream.from_path(str(path), arcname=filename.removesuffix(".zip"))
+            return Stream(archive, media_type="application/zip",
+                          headers={"content-disposition": f'attachment; filename="{filename}"'})
+        return File(path, filename=filename, media_type="application/octet-stream")
+
+    @post("/upload", status_code=201, request_max_body_size=None, summary="Upload a dataset",
+          description=UPLOAD_HELP)
+    async def upload(self, request: Request, state: State, principal: Principal) -> Dataset:
+        length = request.headers.get("content-length")
+        return await ingest.upload(context(state), principal, request.stream(), request.headers.get("content-type"),
+                                   int(length) if length and length.isdigit() else None)
+
+    @post("/register", status_code=201,
+          summary="Register a file already in the data folder (admins) or a hub dataset")
+    async def register(self, state: State, principal: Principal, data: RegisterRequest) -> Dataset:
+        return await register.register(context(state), principal, data)
+
+    @patch("/{dataset_id:str}", summary="Rename a dataset or change its remark")
+    async def change(self, state: State, principal: Principal, dataset_id: str, data: DatasetPatch) -> Dataset:
+        return await service.patch_dataset(context(state), principal, dataset_id, data)
+
+    @delete("/{dataset_id:str}", status_code=204, summary="Delete a dataset no pending or running job uses")
+    async def remove(self, state: State, principal: Principal, dataset_id: str) -> None:
+        await service.delete_dataset(context(state), principal, dataset_id)

@@ -1,0 +1,161 @@
+"""Receive a multipart upload straight to disk: never more than one network chunk of a file in memory.
+
+The body is fed chunk by chunk to a push parser (the `multipart` package); file parts go to files in
+the upload's private incoming folder, hashed and counted as they arrive, so the size cap is enforced
+on bytes really received, whatever Content-Length said.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
+
+from services.common.errors import ApiError
+
+FILE_FIELD = "file"
+TEXT_FIELDS = frozenset({"name", "format", "visibility", "remark", "columns", "tags"})
+MAX_TEXT_FIELD = 64 * 1024
+MAX_PARTS = 64
+MAX_FILE_PARTS = 32
+WRITE_BUFFER = 1 << 20
+
+
+def too_large(max_bytes: int, what: str = "the upload") -> ApiError:
+    return ApiError(413, "payload_too_large",
+                    f"{what} is larger than this platform's dataset cap of {max_bytes:,} bytes "
+                    "(LLMCT_DATASET_MAX_BYTES)", "file")
+
+
+@dataclass
+class ReceivedFile:
+    original: str
+    """The client's file name: metadata only, never used as a path."""
+    path: Path
+    size: int = 0
+    sha256: str = ""
+
+
+@dataclass
+class Received:
+    fields: dict[str, str] = field(default_factory=dict)
+    files: list[ReceivedFile] = field(default_factory=list)
+
+
+def safe_client_name(filename: str) -> str:
+    """The client's file name if it is a plain name; 422 for anything with a path in it."""
+    if not filename or "/" in filename or "\\" in filename or "\x00" in filename or filename in (".", ".."):
+        raise ApiError(422, "unsafe_file_name",
+                       f"the file name {filename[:100]!r} must be a plain name, without folders", "file")
+    if len(filename) > 255:
+        raise ApiError(422, "unsafe_file_name", "the file name is longer than 255 characters", "file")
+    return filename
+
+
+def boundary_of(content_type: str | None) -> str:
+    kind, options = parse_options_header(content_type or "")
+    if kind != "multipart/form-data" or not options.get("boundary"):
+        raise ApiError(415, "unsupported_media_type",
+                       "send the upload as multipart/form-data with a `file` part and the dataset's fields")
+    return options["boundary"]
+
+
+class _Receiver:
+    """State of one multipart body being received."""
+
+    def __init__(self, folder: Path, max_bytes: int, on_field: Callable[[str, str], Awaitable[None]]):
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.on_field = on_field
+        self.received = Received()
+        self.total = 0
+        self.segment: MultipartSegment | None = None
+        self.text: bytearray | None = None
+        self.handle: BinaryIO | None = None
+        self.hasher = None
+
+    def start(self, segment: MultipartSegment) -> None:
+        self.segment = segment
+        if segment.filename is not None or segment.name == FILE_FIELD:
+            if segment.name != FILE_FIELD:
+                raise ApiError(422, "invalid_field", f"file parts must be named `{FILE_FIELD}`", segment.name)
+            if len(self.received.files) >= MAX_FILE_PARTS:
+                raise ApiError(422, "invalid_field", f"at most {MAX_FILE_PARTS} files per upload", FILE_FIELD)
+            original = safe_client_name(segment.filename or "")
+            path = self.folder / f"received-{len(self.received.files):05d}"
+            self.received.files.append(ReceivedFile(original=original, path=path))
+            self.handle = open(path, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 - closed in end()/close()
+            self.hasher = hashlib.sha256()
+        elif segment.name in TEXT_FIELDS:
+            if segment.name in self.received.fields:
+                raise ApiError(422, "invalid_field", f"`{segment.name}` is given twice", segment.name)
+            self.text = bytearray()
+        else:
+            raise ApiError(422, "invalid_field", f"unknown field `{segment.name}`; the fields are `file`, "
+                           + ", ".join(f"`{n}`" for n in sorted(TEXT_FIELDS)), segment.name or None)
+
+    def data(self, chunk: bytes) -> None:
+        if self.handle is not None:
+            self.total += len(chunk)
+            if self.total > self.max_bytes:
+                raise too_large(self.max_bytes)
+            self.hasher.update(chunk)
+            self.handle.write(chunk)
+        elif self.text is not None:
+            self.text += chunk
+            if len(self.text) > MAX_TEXT_FIELD:
+                raise ApiError(422, "invalid_field", f"`{self.segment.name}` is longer than {MAX_TEXT_FIELD} bytes",
+                               self.segment.name)
+
+    async def end(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+            done = self.received.files[-1]
+            done.size, done.sha256 = self.segment.size, self.hasher.hexdigest()
+        elif self.text is not None:
+            name = self.segment.name
+            try:
+                value = self.text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ApiError(422, "invalid_field", f"`{name}` is not UTF-8 text", name) from exc
+            self.received.fields[name] = value
+            self.text = None
+            await self.on_field(name, value)  # refuse a bad name before gigabytes follow it
+        self.segment = None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+async def receive(stream: AsyncIterator[bytes], content_type: str | None, folder: Path, max_bytes: int,
+                  on_field: Callable[[str, str], Awaitable[None]]) -> Received:
+    """Parse a multipart body into text fields and files written under `folder`."""
+    receiver = _Receiver(folder, max_bytes, on_field)
+    parser = PushMultipartParser(boundary_of(content_type), max_segment_count=MAX_PARTS, strict=False)
+    try:
+        async for chunk in stream:
+            for event in parser.parse(chunk):
+                if isinstance(event, MultipartSegment):
+                    receiver.start(event)
+                elif event:
+                    receiver.data(event)
+                else:
+                    await receiver.end()
+            if parser.closed:
+                break
+        if not parser.closed:
+            raise ApiError(400, "bad_request", "the multipart body ended early (the upload was cut off)")
+    except MultipartError as exc:
+        raise ApiError(400, "bad_request", f"the multipart body is malformed: {exc}") from exc
+    finally:
+        receiver.close()
+    if not receiver.received.files:
+        raise ApiError(422, "invalid_field", "attach the dataset as a `file` part", FILE_FIELD)
+    return receiver.received
