@@ -11,6 +11,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.common.embedded import NatsServer, PostgresServer, free_port
+from services.common.embedded import NatsServer, PostgresServer, free_port, wait_until
 from services.common.launcher import ServiceProcess, start_services, stop_services
 from services.common.settings import Settings, settings_from_env
 from services.common.store import migrate
@@ -61,7 +62,7 @@ class Infra:
             "LLMCT_SECRET_KEY": secrets.token_hex(32),
             "INVITE_CODE": "bench-invite",
             "LLMCT_ADMIN_USERNAME": "bench-admin",
-            "LLMCT_ADMIN_PASSWORD": "bench-admin-pass-1234",
+            "LLMCT_ADMIN_PASSWORD": secrets.token_urlsafe(16),
             "HOST_BASE_PATH": str(storage),
             "HF_HUB_OFFLINE": "1",
         }
@@ -73,8 +74,11 @@ class Infra:
     def settings(self) -> Settings:
         return settings_from_env()
 
-    def start_services(self, names: Sequence[str], **extra_env: str) -> dict[str, ServiceProcess]:
-        """Services as child processes (`llmct service <name>`), each healthy before the next."""
+    def start_services(self, names: Sequence[str], profile: str | None = None,
+                       **extra_env: str) -> dict[str, ServiceProcess]:
+        """Services as child processes (`llmct service <name>`), each healthy before the next.
+
+        `profile` names one of them to run under cProfile instead (stats written when it stops)."""
         env = {**os.environ, **self.env, **extra_env}
         for name in ("gateway", "auth", "scheduler", "datasets", "registry", "agent"):
             key = f"LLMCT_{name.upper()}_PORT"
@@ -82,8 +86,21 @@ class Infra:
                 self.env[key] = env[key] = str(free_port())
             env[key] = self.env[key]
         os.environ.update({k: v for k, v in self.env.items() if k.endswith("_PORT")})
-        started = start_services(env, self.base / "service-logs", names=tuple(names), timeout=90)
-        self.services.extend(started)
+        log_dir = self.base / "service-logs"
+        started: list[ServiceProcess] = []
+        for name in names:
+            if name == profile:
+                RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+                service = ProfiledService(name=name, port=int(env[f"LLMCT_{name.upper()}_PORT"]),
+                                          log_path=log_dir / f"{name}.log",
+                                          stats_path=RESULTS_DIR / f"{self.name}-{name}.prof").start(env)
+                self.services.append(service)
+                wait_until(service.healthy, timeout=90, what=f"service {name}", interval=0.1)
+                started.append(service)
+            else:
+                more = start_services(env, log_dir, names=(name,), timeout=90)
+                self.services.extend(more)
+                started.extend(more)
         return {s.name: s for s in started}
 
     def stop(self) -> None:
@@ -107,6 +124,48 @@ class Infra:
         self.stop()
 
 
+@dataclass
+class ProfiledService(ServiceProcess):
+    """A service under cProfile. Stopped with SIGINT: uvicorn re-raises SIGTERM after its shutdown, which
+    would kill the interpreter before cProfile writes its stats; SIGINT ends in KeyboardInterrupt instead."""
+
+    stats_path: Path | None = None
+
+    def start(self, env: dict[str, str]) -> ProfiledService:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cProfile", "-o", str(self.stats_path), "-m", "services.common.cli",
+                 "service", self.name], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self, grace_s: float = 30) -> None:
+        if not self.process or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.print_top()
+
+    def print_top(self, n: int = 15) -> None:
+        import io
+        import pstats
+
+        if not self.stats_path or not self.stats_path.exists():
+            print(f"no profile written for {self.name}")
+            return
+        out = io.StringIO()
+        pstats.Stats(str(self.stats_path), stream=out).sort_stats("tottime").print_stats(n)
+        text = out.getvalue()
+        self.stats_path.with_suffix(".txt").write_text(text)
+        print(f"\n{self.name} under cProfile (top {n} by own time; the profiler slows it down, so compare shares, "
+              f"not times): {self.stats_path.relative_to(REPO_ROOT)}")
+        print(text[text.find("ncalls") - 3:] if "ncalls" in text else text)
+
+
 async def make_user(pool, username: str, role: str = "user") -> str:
     """A user row (no password hashing: the benchmarks log in with tokens they sign themselves)."""
     from services.auth.store import insert_user
@@ -114,6 +173,19 @@ async def make_user(pool, username: str, role: str = "user") -> str:
 
     row = await insert_user(pool, user_id=new_id("usr"), username=username, password_hash="!bench", role=role)
     return row["id"]
+
+
+async def public_tiny_datasets(conn, data_dir: Path) -> None:
+    """The tiny datasets (tiny_sft, tiny_pt), public, listed the way `llmct make-tiny` and the tests list them."""
+    from services.agent.engine_tools.tiny_data import write_tiny_datasets
+
+    write_tiny_datasets(data_dir)
+    try:
+        from services.datasets.catalog import mark_tiny_public, sync_public_datasets
+    except ImportError:  # a tree from before the datasets service: dataset_info.json is the catalog
+        return
+    mark_tiny_public(data_dir)
+    await sync_public_datasets(conn, data_dir)
 
 
 def token_for(settings: Settings, user_id: str, username: str, role: str = "user") -> str:

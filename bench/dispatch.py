@@ -43,7 +43,8 @@ from services.common.contracts import Subjects
 from services.common.security import Principal
 from services.common.store import create_pool
 
-from ._infra import CpuMeter, Infra, make_user, machine, print_table, ratio, summary_ms, token_for, write_results
+from ._infra import (CpuMeter, Infra, make_user, machine, print_table, public_tiny_datasets, ratio, summary_ms,
+                     token_for, write_results)
 
 AIM_P99_MS = 50.0
 AIM_JOBS_PER_S = 500.0
@@ -216,6 +217,36 @@ async def building_blocks(url: str, n: int) -> dict:
         with contextlib.suppress(Exception):
             await js.delete_stream("BENCH")
         await nc.close()
+    out.update(freeze_config_cost())
+    return out
+
+
+def freeze_config_cost(n: int = 300) -> dict:
+    """CPU of freezing one job's config as YAML (services.scheduler.configs.to_yaml, pure-Python SafeDumper) vs
+    the same call with libyaml's CSafeDumper, which gives byte-identical text; a what-if for the report."""
+    import msgspec
+    import yaml
+    from pathlib import Path
+
+    from services.scheduler import configs
+    from services.scheduler.schemas import TrainRequest
+
+    req = msgspec.convert(REQUEST, TrainRequest)
+    config = configs.render_train(req, model_path="/models/m", default_template="default", data_dir=Path("/data"),
+                                  output_dir=Path("/output/job_0123456789abcdef"))
+
+    def c_dump() -> str:
+        return yaml.dump(config, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
+
+    out = {}
+    for name, fn in (("to_yaml_pure_python", lambda: configs.to_yaml(config)), ("to_yaml_libyaml_what_if", c_dump)):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        out[name] = summary_ms(times[20:])
+    out["to_yaml_identical_with_libyaml"] = configs.to_yaml(config) == c_dump()
     return out
 
 
@@ -233,15 +264,17 @@ class Platform:
 
     async def setup(self) -> None:
         from services.agent.app import heartbeat
-        from services.agent.engine_tools.tiny_data import write_tiny_datasets
         from services.agent.runner import Runner
         from services.registry.presets import register_preset
 
         self.pool = await create_pool(self.settings.database_url)
         model_dir = self.settings.storage.models / MODEL
         model_dir.mkdir(parents=True, exist_ok=True)
+        # The scheduler reads a local model's shape from its config.json on every submit (memory estimate).
+        (model_dir / "config.json").write_text('{"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 2048}')
         await register_preset(self.pool, name=MODEL, path=str(model_dir), parameter_count=1_000_000)
-        write_tiny_datasets(self.settings.storage.data)
+        async with self.pool.acquire() as conn:
+            await public_tiny_datasets(conn, self.settings.storage.data)
         self.user_id = await make_user(self.pool, "bench-dispatch")
         self.principal = Principal(user_id=self.user_id, username="bench-dispatch", role="user", via="token")
         self.token = token_for(self.settings, self.user_id, "bench-dispatch")
@@ -280,7 +313,8 @@ class Platform:
     async def wait_idle(self, timeout: float = 120) -> None:
         """Until no job is pending, dispatched or running."""
         deadline = time.monotonic() + timeout
-        while await self.pool.fetchval("SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')"):
+        active = "SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')"
+        while await self.pool.fetchval(active):
             if time.monotonic() > deadline:
                 raise RuntimeError("jobs are still active after the phase")
             await asyncio.sleep(0.2)
@@ -367,12 +401,15 @@ async def run_phase(platform: Platform, submit, n: int, concurrency: int, time_c
     wall = (max(r["ack"] for r in records) - t_begin) if records else float("nan")
     await platform.wait_idle()
     t_all_finished = max((obs.finished.get(r["id"], 0.0) for r in records), default=0.0)
+    states = dict(await platform.pool.fetch("SELECT state, count(*) FROM jobs WHERE id = ANY($1) GROUP BY state",
+                                            [r["id"] for r in records]))
     lat = [r["ack"] - r["t0"] for r in records]
     breakdown = {
         "submit_call": summary_ms([r["committed"] - r["t0"] for r in records]),
         "committed_to_dispatched": summary_ms([obs.dispatched[r["id"]] - r["committed"] for r in records
                                                if r["id"] in obs.dispatched]),
-        "dispatched_to_ack": summary_ms([r["ack"] - obs.dispatched[r["id"]] for r in records if r["id"] in obs.dispatched]),
+        "dispatched_to_ack": summary_ms([r["ack"] - obs.dispatched[r["id"]] for r in records
+                                         if r["id"] in obs.dispatched]),
     }
     return {
         "jobs": len(records), "requested": n, "concurrency": concurrency, "errors": len(errors),
@@ -380,6 +417,7 @@ async def run_phase(platform: Platform, submit, n: int, concurrency: int, time_c
         "jobs_per_s": round(len(records) / wall, 1) if records else 0.0,
         "submit_to_ack": summary_ms(lat), "breakdown": breakdown,
         "all_finished_s": round(t_all_finished - t_begin, 3) if t_all_finished else None,
+        "final_states": states,
     }
 
 
@@ -404,18 +442,22 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
                 await sched.start(platform.settings)
             elif not infra.services:
                 print("starting scheduler and gateway as processes ...", flush=True)
-                await asyncio.to_thread(infra.start_services, ("scheduler", "gateway"))
+                await asyncio.to_thread(infra.start_services, ("scheduler", "gateway"), args.profile)
             await platform.set_slots(args.slots)
             submit, client = submitter(mode, platform, sched)
             try:
                 print(f"[{mode}] warm-up ...", flush=True)
-                await run_phase(platform, submit, 20, 4, 60)
+                warm = await run_phase(platform, submit, 20, 4, 60)
+                if warm["errors"]:
+                    raise RuntimeError(f"[{mode}] warm-up jobs failed: {warm['error_samples']}")
                 print(f"[{mode}] unloaded probe: {args.probe} jobs, 1 in flight ...", flush=True)
                 probe = await run_phase(platform, submit, args.probe, 1, args.probe_cap_s)
                 print(f"[{mode}] load: {args.jobs} jobs, {args.concurrency} in flight ...", flush=True)
-                cpu0 = meter.snapshot()
+                cpu0, load0 = meter.snapshot(), os.getloadavg()[0]
                 load = await run_phase(platform, submit, args.jobs, args.concurrency, args.cap_s)
                 load["cpu_s"] = CpuMeter.delta(cpu0, meter.snapshot())
+                load["load_avg_1m_before_after"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+                load["cpu_ms_per_job"] = cpu_per_job(load)
                 entry = {"probe": probe, "load": load}
                 if mode == args.modes[-1] and args.real_slots:
                     await platform.set_slots(args.real_slots)
@@ -437,6 +479,20 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
     return results
 
 
+def cpu_per_job(load: dict) -> dict:
+    """CPU milliseconds per job by process, and the rates that CPU alone allows: on 2 cores shared by
+    every process, and with a core of its own for each process (then the busiest one sets the pace).
+    Unlike jobs/s, these hardly depend on what else the shared machine runs."""
+    jobs = max(1, load["jobs"])
+    per = {name: round(seconds * 1000 / jobs, 2) for name, seconds in load["cpu_s"].items()}
+    total = sum(per.values())
+    busiest = max(per, key=per.get)
+    return {"by_process": per, "total": round(total, 2),
+            "ceiling_jobs_per_s_on_2_cores": round(2000 / total, 1) if total else None,
+            "busiest_process": busiest,
+            "ceiling_jobs_per_s_one_core_each": round(1000 / per[busiest], 1) if per[busiest] else None}
+
+
 def _print_mode(mode: str, entry: dict) -> None:
     rows = []
     for name in ("probe", "load", "realistic_slots"):
@@ -444,9 +500,10 @@ def _print_mode(mode: str, entry: dict) -> None:
             continue
         e = entry[name]
         s = e["submit_to_ack"]
-        rows.append([name, e["jobs"], e["concurrency"], s["p50_ms"], s["p99_ms"], e["jobs_per_s"], e["errors"]])
-    print_table(f"[{mode}] submit → agent-ack", ["phase", "jobs", "in flight", "p50 ms", "p99 ms", "jobs/s", "errors"],
-                rows)
+        rows.append([name, e["jobs"], e["concurrency"], s["p50_ms"], s["p99_ms"], e["jobs_per_s"], e["errors"],
+                     " ".join(f"{k}={v}" for k, v in sorted(e["final_states"].items()))])
+    print_table(f"[{mode}] submit → agent-ack", ["phase", "jobs", "in flight", "p50 ms", "p99 ms", "jobs/s", "errors",
+                                                 "final states"], rows)
 
 
 def report(results: dict) -> None:
@@ -460,6 +517,8 @@ def report(results: dict) -> None:
     for batch in (1, 16, 256):
         hop = bb[f"consume_hop_batch_{batch}"]
         rows.append([f"bus.consume hop, batch={batch} (idle)", "1", hop["p50_ms"], hop["p99_ms"], "-", "-", "-"])
+    for name in ("to_yaml_pure_python", "to_yaml_libyaml_what_if"):
+        rows.append([f"configs.{name} (CPU)", "1", bb[name]["p50_ms"], bb[name]["p99_ms"], "-", "-", "-"])
     for mode, entry in results["modes"].items():
         for phase in ("probe", "load", "realistic_slots"):
             if phase not in entry:
@@ -469,7 +528,8 @@ def report(results: dict) -> None:
             ref = base["sequential"] if e["concurrency"] == 1 else base["loaded"]
             label = f"{mode} {phase}" + (f" (cpu_slots={e['cpu_slots']})" if phase == "realistic_slots" else "")
             rows.append([label, str(e["concurrency"]), s["p50_ms"], s["p99_ms"], e["jobs_per_s"],
-                         f"{ratio(s['p99_ms'], ref['p99_ms'])}x", f"{ratio(base['loaded']['per_s'], e['jobs_per_s'])}x"])
+                         f"{ratio(s['p99_ms'], ref['p99_ms'])}x",
+                         f"{ratio(base['loaded']['per_s'], e['jobs_per_s'])}x"])
     print_table("dispatch: submit → agent-ack (JobStarted), vs raw NATS in the same run",
                 ["path", "in flight", "p50 ms", "p99 ms", "per s", "p99 / NATS", "NATS rate / rate"], rows)
     verdict = []
@@ -485,20 +545,28 @@ def report(results: dict) -> None:
         b = entry["load"]["breakdown"]
         print_table(f"[{mode}] where the time goes under load (p50 / p99 ms)", ["segment", "p50", "p99"],
                     [[k, v["p50_ms"], v["p99_ms"]] for k, v in b.items()])
-        print_table(f"[{mode}] CPU seconds during the load phase", ["process", "cpu s"],
-                    list(entry["load"]["cpu_s"].items()))
+        c = entry["load"]["cpu_ms_per_job"]
+        print_table(f"[{mode}] CPU per job during the load phase (load avg before/after: "
+                    f"{entry['load']['load_avg_1m_before_after']})", ["process", "cpu s", "cpu ms / job"],
+                    [[k, entry["load"]["cpu_s"][k], v] for k, v in c["by_process"].items()]
+                    + [["total", round(sum(entry["load"]["cpu_s"].values()), 2), c["total"]]])
+        print(f"  CPU alone allows ~{c['ceiling_jobs_per_s_on_2_cores']} jobs/s on 2 cores; "
+              f"~{c['ceiling_jobs_per_s_one_core_each']} jobs/s with a core per process "
+              f"(busiest: {c['busiest_process']})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1000, help="jobs in the load phase (default 1000)")
     parser.add_argument("--concurrency", type=int, default=32, help="jobs in flight in the load phase")
-    parser.add_argument("--probe", type=int, default=100, help="jobs in the unloaded probe (1 in flight)")
+    parser.add_argument("--probe", type=int, default=200, help="jobs in the unloaded probe (1 in flight)")
     parser.add_argument("--probe-cap-s", type=float, default=40, help="stop submitting probe jobs after this")
     parser.add_argument("--cap-s", type=float, default=75, help="stop submitting load jobs after this")
     parser.add_argument("--slots", type=int, default=100_000, help="CPU slots the agent announces")
     parser.add_argument("--real-slots", type=int, default=2, help="also run a phase with this many slots (0: skip)")
     parser.add_argument("--real-jobs", type=int, default=100, help="jobs in the realistic-slots phase")
     parser.add_argument("--modes", nargs="+", default=["inproc", "gateway"], choices=["inproc", "gateway", "direct"])
+    parser.add_argument("--profile", choices=["scheduler", "gateway"],
+                        help="run this service under cProfile; stats in bench/results/dispatch-<service>.prof")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
 
 

@@ -46,8 +46,10 @@ class LogShipper:
 
     async def _flush_forever(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY_S)
+            # Not wait_for: on 3.11 it swallows a cancel that lands as the event fires, and close() hangs.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_EVERY_S):
+                    await self._wake.wait()
             self._wake.clear()
             await self.flush()
 

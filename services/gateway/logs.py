@@ -27,14 +27,21 @@ REPLAY_IDLE_S = 2.0
 _batch_decoder = msgspec.json.Decoder(contracts.LogBatch)
 
 
+class Frame(msgspec.Struct, frozen=True):
+    """A batch as received, and the text every viewer that saw none of it is sent (encoded once)."""
+
+    batch: contracts.LogBatch
+    text: str
+
+
 class Viewer:
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[contracts.LogBatch] = asyncio.Queue(maxsize=VIEWER_QUEUE)
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=VIEWER_QUEUE)
         self.dropped = asyncio.Event()
 
-    def offer(self, batch: contracts.LogBatch) -> None:
+    def offer(self, frame: Frame) -> None:
         try:
-            self.queue.put_nowait(batch)
+            self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.dropped.set()
 
@@ -51,8 +58,9 @@ class Topic:
             batch = _batch_decoder.decode(msg.data)
         except msgspec.ValidationError:
             return
+        frame = Frame(batch, frame_text(batch.job_id, lines_after(batch, 0)))
         for viewer in list(self.viewers):
-            viewer.offer(batch)
+            viewer.offer(frame)
 
 
 class LogHub:
@@ -102,3 +110,11 @@ class LogHub:
 def lines_after(batch: contracts.LogBatch, after: int) -> list[dict]:
     return [{"seq": line.seq, "stream": line.stream, "at": line.at.isoformat(), "text": line.text}
             for line in batch.lines if line.seq > after]
+
+
+_frame_encoder = msgspec.json.Encoder()
+
+
+def frame_text(job_id: str, lines: list[dict]) -> str:
+    """The WebSocket frame viewers receive: {"job_id", "lines": [{seq, stream, at, text}]}."""
+    return _frame_encoder.encode({"job_id": job_id, "lines": lines}).decode()

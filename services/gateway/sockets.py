@@ -13,7 +13,7 @@ from services.common import contracts
 from services.common.contracts import Subjects
 from services.common.security import Principal
 
-from .logs import LogHub, lines_after
+from .logs import LogHub, frame_text, lines_after
 
 NOT_FOUND = 4404
 
@@ -43,7 +43,7 @@ async def stream_logs(socket: WebSocket, state: State, job_id: str, after: int) 
     try:
         async for batch in hub.replay(job_id):
             if lines := lines_after(batch, after):
-                await socket.send_json({"job_id": job_id, "lines": lines})
+                await socket.send_data(frame_text(job_id, lines), mode="text")
                 after = lines[-1]["seq"]
         while True:
             get = asyncio.ensure_future(viewer.queue.get())
@@ -54,8 +54,12 @@ async def stream_logs(socket: WebSocket, state: State, job_id: str, after: int) 
                 await socket.close(code=4408, reason="too slow: reconnect with ?after=<last seq>")
                 return
             dropped.cancel()
-            if lines := lines_after(get.result(), after):
-                await socket.send_json({"job_id": job_id, "lines": lines})
+            frame = get.result()
+            if frame.batch.lines and frame.batch.lines[0].seq > after:  # the usual case: all new, send as encoded
+                await socket.send_data(frame.text, mode="text")
+                after = frame.batch.lines[-1].seq
+            elif lines := lines_after(frame.batch, after):  # overlaps the replay: only the unseen lines
+                await socket.send_data(frame_text(job_id, lines), mode="text")
                 after = lines[-1]["seq"]
     finally:
         await hub.detach(job_id, viewer)

@@ -162,7 +162,8 @@ def render_train(req: TrainRequest, *, model_path: str, default_template: str, d
 
 def to_yaml(config: dict[str, Any]) -> str:
     """The frozen text the engine runs with."""
-    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: same text, 5x faster
+    return yaml.dump(config, Dumper=dumper, sort_keys=False, allow_unicode=True)
 
 
 def request_dict(req: TrainRequest) -> dict[str, Any]:

@@ -51,8 +51,9 @@ async def _dispatch_forever(app: Litestar) -> None:
     loop = asyncio.get_running_loop()
     next_sweep = 0.0
     while True:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), IDLE_PASS_S)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: a cancel must not be lost
+            async with asyncio.timeout(IDLE_PASS_S):
+                await wake.wait()
         wake.clear()
         try:
             if loop.time() >= next_sweep:

@@ -18,14 +18,15 @@ DETAIL_COLUMNS = SUMMARY_COLUMNS + (
 )
 
 
-async def insert_job(conn, *, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int,
+async def insert_job(pool: asyncpg.Pool, *, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int,
                      request: dict, config: dict, config_yaml: str, estimate: dict) -> None:
-    await conn.execute(
-        "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate,
-    )
-    await add_event(conn, job_id, "pending", "submitted", None)
+    async with pool.acquire() as conn, conn.transaction():  # the job and its first history row, or neither
+        await conn.execute(
+            "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate,
+        )
+        await add_event(conn, job_id, "pending", "submitted", None)
 
 
 async def add_event(conn, job_id: str, state: str, reason: str | None, message: str | None) -> None:
