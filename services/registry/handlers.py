@@ -9,7 +9,7 @@ import msgspec
 from litestar import Litestar
 
 from services.common import contracts
-from services.common.bus import consume
+from services.common.bus import consume, decode_or_term
 from services.common.contracts import Subjects
 
 from . import presets, service
@@ -24,11 +24,8 @@ _job_events = msgspec.json.Decoder(contracts.JobEvent)
 
 
 async def _on_job_event(app: Litestar, msg) -> None:
-    try:
-        event = _job_events.decode(msg.data)
-    except msgspec.ValidationError:
-        log.warning("dropping undecodable job event on %s", msg.subject)
-        await msg.term()
+    event = await decode_or_term(msg, _job_events)
+    if event is None:
         return
     if not (isinstance(event, contracts.JobFinished) and event.state == "succeeded"):
         await msg.ack()

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Litestar
 
 from services.common import contracts
-from services.common.bus import consume
+from services.common.bus import consume, decode_or_term
 from services.common.contracts import Subjects
 
 from . import service
@@ -29,11 +29,8 @@ async def _on_submitted(app: Litestar, msg) -> None:
 
 
 async def _on_job_event(app: Litestar, msg) -> None:
-    try:
-        event = _job_events.decode(msg.data)
-    except msgspec.ValidationError:
-        log.warning("dropping undecodable job event on %s", msg.subject)
-        await msg.term()
+    event = await decode_or_term(msg, _job_events)
+    if event is None:
         return
     try:
         await service.record_job_event(app.state.pool, app.state.nc, event)

@@ -18,19 +18,9 @@ from services.common.security import read_token
 from services.scheduler.app import create_app as create_scheduler
 from services.common.embedded import NatsServer, PostgresServer, free_port
 from services.common.store import migrate
+from tests.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-async def eventually(check, timeout=20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import struct
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from services.common.security import issue_token, new_id
 from services.registry.presets import register_preset
+from tests.helpers import eventually
 
 
 def unique(prefix: str) -> str:
@@ -74,13 +74,3 @@ def assert_error(response, status: int, code: str, field: str | None = ...) -> d
     return error
 
 
-async def eventually(check, timeout: float = 20.0):
-    """Poll `check()` until it returns something true."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
