@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from services.common.embedded import free_port
@@ -58,3 +59,10 @@ def tiny_model(stack, settings, postgres_server):
         pytest.fail(f"{ENGINE_PYTHON} is missing: run engine/install.sh (make test does)")
     ensure_tiny_preset(settings.storage, postgres_server.url, TINY_MODEL)
     return TINY_MODEL
+
+
+@pytest.fixture
+async def gw(stack):
+    """An HTTP client on the gateway."""
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
+        yield client

@@ -4,7 +4,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.agent.engine_tools.tiny_data import sft_examples
@@ -13,12 +12,6 @@ from .helpers import login, read_logs, wait_for_state
 from .test_training import TRAIN
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def gw(stack):
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
 
 
 def data_dir(stack) -> Path:

@@ -1,15 +1,8 @@
 """Through the gateway to the services and Postgres, all as real processes."""
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def gw(stack):
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=10) as client:
-        yield client
 
 
 async def test_register_login_me_through_gateway(gw, stack):

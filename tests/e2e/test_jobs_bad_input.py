@@ -4,7 +4,6 @@ import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 import nats
 import pytest
 
@@ -15,12 +14,6 @@ from .helpers import login
 from .test_training import TRAIN
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def gw(stack):
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

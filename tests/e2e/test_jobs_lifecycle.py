@@ -3,7 +3,6 @@
 import asyncio
 import json
 
-import httpx
 import pytest
 import websockets
 
@@ -11,12 +10,6 @@ from .helpers import login, read_logs, wait_for_state
 from .test_training import TRAIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture
-async def gw(stack):
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
-        yield client
 
 
 async def test_cancel_a_running_job(gw, stack, tiny_model):

@@ -13,12 +13,6 @@ pytestmark = pytest.mark.e2e
 SERVICES = {"auth", "scheduler", "datasets", "registry", "agent", "gateway"}
 
 
-@pytest.fixture
-async def gw(stack):
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=10) as client:
-        yield client
-
-
 async def user_token(gw, stack, name: str) -> str:
     creds = {"username": name, "password": "platform-pass-31"}
     r = await gw.post("/api/auth/register", json={**creds, "invite_code": stack.invite_code})

@@ -2,19 +2,12 @@
 
 import asyncio
 
-import httpx
 import pytest
 
 from .helpers import admin_token, login, wait_for_state
 from .test_training import TRAIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture
-async def gw(stack):
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
-        yield client
 
 
 async def registered(gw, headers, job_id: str, timeout: float = 30) -> dict:

@@ -3,7 +3,6 @@
 import io
 import zipfile
 
-import httpx
 import pytest
 import websockets
 
@@ -16,12 +15,6 @@ TRAIN = {
     "finetuning_type": "lora", "gpu_count": 0, "max_steps": 12, "logging_steps": 1, "save_steps": 6,
     "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "cutoff_len": 128, "lora_rank": 4,
 }
-
-
-@pytest.fixture
-async def gw(stack):
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
-        yield client
 
 
 async def test_lora_sft_end_to_end(gw, stack, tiny_model):
