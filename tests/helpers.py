@@ -15,3 +15,18 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+def assert_error(response, status: int, code: str | None = None, field: str | None = ...) -> dict:
+    """The one error shape: {"error": {"code", "message", "field"}} and nothing else."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "field"}, error
+    assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    if field is not ...:
+        assert error["field"] == field, error
+    return error

@@ -6,7 +6,6 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from services.auth.app import create_app
-from services.common.store import create_pool
 from tests.integration.auth.helpers import Api
 
 
@@ -19,11 +18,3 @@ async def client(settings):
 @pytest.fixture
 def api(client, settings) -> Api:
     return Api(client, settings)
-
-
-@pytest.fixture(scope="module")
-async def pool(settings):
-    """Our own pool, for arranging state: the app's pool lives on the test client's event loop."""
-    pool = await create_pool(settings.database_url)
-    yield pool
-    await pool.close()

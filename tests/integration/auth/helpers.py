@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from litestar.testing import AsyncTestClient
+from tests.helpers import assert_error  # noqa: F401 - re-exported for the tests here
 
 PASSWORD = "correct-horse-9"
 ADMIN = ("root-admin", "admin-pass-1234")
@@ -13,21 +14,6 @@ ADMIN = ("root-admin", "admin-pass-1234")
 def unique(prefix: str = "u") -> str:
     """A username no other test uses (the database lives for the whole session)."""
     return f"{prefix}-{secrets.token_hex(5)}"
-
-
-def assert_error(response, status: int, code: str | None = None, field: str | None = ...) -> dict:
-    """The one error shape: {"error": {"code", "message", "field"}} and nothing else."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "field"}, error
-    assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    if field is not ...:
-        assert error["field"] == field, error
-    return error
 
 
 def bearer(token: str) -> dict:

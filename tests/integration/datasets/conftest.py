@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from litestar.testing import AsyncTestClient
 
-from services.common.store import create_pool
 from services.datasets.app import create_app
 from services.datasets.settings import DatasetSettings
 from tests.integration.datasets.helpers import Api, make_user
@@ -18,14 +17,6 @@ MAX_BYTES = 256 * 1024
 async def client(settings):
     async with AsyncTestClient(app=create_app(settings, DatasetSettings(max_bytes=MAX_BYTES))) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-async def pool(settings):
-    """Our own pool, for arranging state: the app's pool lives on the test client's event loop."""
-    pool = await create_pool(settings.database_url)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from services.auth.store import insert_user
 from services.common.security import issue_token, new_id
+from tests.helpers import assert_error  # noqa: F401 - re-exported for the tests here
 
 ALPACA = [{"instruction": f"Say {i}", "input": "" if i % 2 else "please", "output": f"{i}"} for i in range(1, 9)]
 SHAREGPT = [{"conversations": [{"from": "human", "value": f"hi {i}"}, {"from": "gpt", "value": f"hello {i}"}]}
@@ -75,21 +76,6 @@ def as_tar(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
             info.linkname = "/etc/passwd"
             archive.addfile(info)
     return sink.getvalue()
-
-
-def assert_error(response, status: int, code: str | None = None, field: str | None = ...) -> dict:
-    """The one error shape: {"error": {"code", "message", "field"}} and nothing else."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "field"}, error
-    assert isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    if field is not ...:
-        assert error["field"] == field, error
-    return error
 
 
 async def make_user(pool, settings, role: str = "user") -> tuple[str, dict]:

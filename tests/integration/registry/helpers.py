@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.common.security import issue_token, new_id
 from services.registry.presets import register_preset
-from tests.helpers import eventually
+from tests.helpers import assert_error, eventually
 
 
 def unique(prefix: str) -> str:
@@ -61,16 +61,3 @@ def write_adapter(folder: Path, parameters: int = 64) -> None:
     (folder / "adapter_model.safetensors").write_bytes(
         struct.pack("<Q", len(header)) + header.encode() + b"\0" * (4 * parameters))
     (folder / "adapter_config.json").write_text("{}")
-
-
-def assert_error(response, status: int, code: str, field: str | None = ...) -> dict:
-    """The one error shape: {"error": {"code", "message", "field"}}."""
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "field"} and error["message"], error
-    assert error["code"] == code, error
-    if field is not ...:
-        assert error["field"] == field, error
-    return error
-
-
