@@ -12,7 +12,7 @@ Runner registered by the agent's own heartbeat function, a preset model row and 
 
 Modes (each runs a short unloaded probe, one job in flight, then the load phase):
   inproc   scheduler dispatcher (services.scheduler.handlers.start) in this process, submit by calling
-           services.scheduler.service.submit_train directly
+           services.scheduler.service.submit directly
   gateway  scheduler and gateway as processes (launcher.start_services); submit = HTTP POST /api/jobs
            through the gateway with a bearer token (JWT check only, no argon2) - includes validation,
            config rendering and the proxy hop
@@ -358,7 +358,7 @@ def submitter(mode: str, platform: Platform, sched: InprocScheduler | None):
         state = sched.app.state
 
         async def submit() -> str:
-            return await service.submit_train(state.pool, state.js, platform.settings, platform.principal, request)
+            return await service.submit(state.pool, state.js, platform.settings, platform.principal, request)
 
         return submit, None
     port = platform.infra.env["LLMCT_GATEWAY_PORT" if mode == "gateway" else "LLMCT_SCHEDULER_PORT"]

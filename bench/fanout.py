@@ -200,7 +200,7 @@ async def insert_job(conn, owner_id: str) -> str:
     job_id = new_id("job")
     await store_insert(conn, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=0,
                        request={"bench": "fanout"}, config={"output_dir": "/dev/null"}, config_yaml="bench: fanout\n",
-                       estimate={})
+                       stages=[], output_dir="/dev/null", estimate={})
     return job_id
 
 

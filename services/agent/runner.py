@@ -19,14 +19,13 @@ from services.common.bus import consume
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
 
-from . import failures, progress
+from . import failures, progress, results
 from .logs import LogShipper
 from .runtimes import EngineRun, JobSpec, Runtime
 from .runtimes.base import ExitInfo, RuntimeStartError
 
 log = logging.getLogger(__name__)
 
-ENGINE_COMMANDS = {"train": "train", "eval": "train", "export": "export", "deploy": "api"}
 CLEANUP_EVERY_S = 30.0
 
 
@@ -42,16 +41,6 @@ class RunningJob:
 def consumer_name(agent_id: str) -> str:
     """A durable name NATS accepts (no dots, spaces or wildcards)."""
     return "agent-" + re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
-
-
-def read_metrics(output_dir: Path) -> dict[str, float]:
-    """The engine's all_results.json (train/eval metrics), numbers only."""
-    path = output_dir / "all_results.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
 
 
 class Runner:
@@ -125,12 +114,14 @@ class Runner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    def _spec(self, order: contracts.JobDispatched) -> JobSpec:
-        config_path = self.storage.temp / f"{order.job_id}.yaml"
-        config_path.write_text(order.config_yaml)
+    def _spec(self, order: contracts.JobDispatched, index: int) -> JobSpec:
+        stage = order.stages[index]
+        suffix = "" if len(order.stages) == 1 else f".{index + 1}-{stage.name}"
+        config_path = self.storage.temp / f"{order.job_id}{suffix}.yaml"
+        config_path.write_text(stage.config_yaml)
         output_dir = Path(order.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        command = ("llamafactory-cli", ENGINE_COMMANDS[order.kind], str(config_path))
+        command = (*stage.command, str(config_path))
         env = {**self.engine_env, "HF_HOME": str(self.storage.hf_cache), "PYTHONUNBUFFERED": "1",
                "DISABLE_VERSION_CHECK": "1"}
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
@@ -150,26 +141,42 @@ class Runner:
         await self._finish(order, job, exit_info, shipper)
 
     async def _run_engine(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo:
-        spec = self._spec(order)
+        """Run the job's stages in order; the first that fails or is cancelled ends the job."""
         shipper.add("system", f"{order.kind} job {order.job_id} on {self.agent_id} ({self.runtime.name} runtime)")
+        stopped = asyncio.Event()
+        follower = asyncio.create_task(progress.follow(
+            order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self._publish, stopped))
+        try:
+            exit_info = ExitInfo(exit_code=0)
+            for index, stage in enumerate(order.stages):
+                if len(order.stages) > 1:
+                    shipper.add("system", f"stage {index + 1} of {len(order.stages)}: {stage.name}")
+                exit_info = await self._run_stage(order, index, job, shipper)
+                if job.cancelled or exit_info.exit_code != 0 or exit_info.error:
+                    if len(order.stages) > 1 and not job.cancelled:
+                        shipper.add("system", f"stage {index + 1} ({stage.name}) failed; later stages skipped")
+                    break
+            return exit_info
+        finally:
+            stopped.set()
+            await follower
+
+    async def _run_stage(self, order, index: int, job: RunningJob, shipper: LogShipper) -> ExitInfo:
+        spec = self._spec(order, index)
         try:
             job.engine = await self.runtime.start(spec)
         except RuntimeStartError as exc:
             return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
-        await self._publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
-                                                 runtime=self.runtime.name, at=datetime.now(UTC)), must_arrive=True)
-        job.started.set()
+        if index == 0:
+            await self._publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
+                                                     runtime=self.runtime.name, at=datetime.now(UTC)),
+                                must_arrive=True)
+            job.started.set()
         if job.cancelled:  # a cancel that arrived while the engine was starting
             await job.engine.stop(5)
-        stopped = asyncio.Event()
-        follower = asyncio.create_task(progress.follow(
-            order.job_id, spec.output_dir / "trainer_log.jsonl", self._publish, stopped))
         async for stream, text in job.engine.lines():
             shipper.add(stream, text)
-        exit_info = await job.engine.wait()
-        stopped.set()
-        await follower
-        return exit_info
+        return await job.engine.wait()
 
     async def _finish(self, order, job: RunningJob, exit_info: ExitInfo, shipper: LogShipper) -> None:
         if job.cancelled:
@@ -185,7 +192,7 @@ class Runner:
         event = contracts.JobFinished(
             job_id=order.job_id, agent_id=self.agent_id, state=state, reason=reason, message=message,
             exit_code=exit_info.exit_code, last_lines=tail if state == "failed" else (),
-            metrics=read_metrics(Path(order.output_dir)), at=datetime.now(UTC),
+            metrics=results.read(order.kind, Path(order.output_dir)), at=datetime.now(UTC),
         )
         await self._publish(event, must_arrive=True)
         self.jobs.pop(order.job_id, None)

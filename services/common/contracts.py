@@ -121,12 +121,20 @@ class JobSubmitted(Message, kw_only=True, tag="job_submitted"):
     submitted_at: datetime
 
 
+class EngineStage(msgspec.Struct, kw_only=True, frozen=True):
+    """One engine run of a job: `command` followed by the path of `config_yaml` written to temp/."""
+
+    name: str  # train | loss | generation | benchmark | merge | quantize | ...
+    command: tuple[str, ...]
+    config_yaml: str
+
+
 class JobDispatched(Message, kw_only=True, tag="job_dispatched"):
-    """Run this job on the receiving agent."""
+    """Run this job on the receiving agent: its stages in order, each only if the one before succeeded."""
 
     job_id: str
     kind: str
-    config_yaml: str
+    stages: tuple[EngineStage, ...]
     output_dir: str
     gpu_ids: tuple[int, ...] = ()
     attempt: int = 1

@@ -56,6 +56,11 @@ class StoragePaths:
         return self.base / "models"
 
     @property
+    def evaluation(self) -> Path:
+        """Benchmark task data (MMLU / C-Eval / CMMLU layout: <task>/mapping.json + data), LLaMA-Factory's task_dir."""
+        return self.base / "evaluation"
+
+    @property
     def temp(self) -> Path:
         return self.base / "temp"
 
@@ -66,7 +71,7 @@ class StoragePaths:
 
     def ensure(self) -> None:
         """Create every folder of the layout."""
-        for path in (self.data, self.output, self.checkpoints, self.models, self.temp, self.logs, self.hf_cache):
+        for path in (self.data, self.output, self.checkpoints, self.models, self.evaluation, self.temp, self.logs, self.hf_cache):
             path.mkdir(parents=True, exist_ok=True)
 
 

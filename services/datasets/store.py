@@ -97,10 +97,10 @@ async def jobs_using(conn, info_key: str) -> list[str]:
 
 
 async def usable_keys(conn, owner_id: str, names: list[str]) -> list[asyncpg.Record]:
-    """For each requested name the owner may use: its dataset_info key, format and columns (theirs first)."""
+    """For each requested name the owner may use: its dataset_info key and entry, format and columns (theirs first)."""
     return await conn.fetch(
         """
-        SELECT DISTINCT ON (name) name, info_key, format, columns::text AS columns
+        SELECT DISTINCT ON (name) name, info_key, format, columns::text AS columns, info::text AS info
         FROM datasets WHERE name = ANY($1::text[]) AND (visibility = 'public' OR owner_id = $2)
         ORDER BY name, (visibility = 'private') DESC
         """,

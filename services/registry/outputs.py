@@ -49,9 +49,11 @@ def train_output(request: Mapping, config: Mapping) -> Output:
 def export_output(request: Mapping, config: Mapping) -> Output:
     """An export merges an adapter into its base, or quantises a model, into `export_dir` (the seed's
     `output/<export_id>/export`); its parent is the model it exported (the adapter when there is one)."""
-    bits = config.get("export_quantization_bit")
+    gptq_bits = config.get("export_quantization_bit")
+    bits = gptq_bits or config.get("quantization_bit")
     path = config.get("export_dir") or str(Path(config["output_dir"]) / "export")
-    details = {"quantization_bit": bits, "quantization_method": "gptq" if bits else None}
+    method = "gptq" if gptq_bits else config.get("quantization_method", "bitsandbytes") if bits else None
+    details = {"quantization_bit": bits, "quantization_method": method}
     return Output(
         kind="quantized" if bits else "full", source="export", path=path,
         parent_name=request.get("model") or request.get("base_model"),

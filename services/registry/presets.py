@@ -100,9 +100,13 @@ def make_tiny_model(storage: StoragePaths, name: str, engine_python: Path = ENGI
 
 def ensure_tiny_preset(storage: StoragePaths, database_url: str, name: str, rebuild: bool = False) -> Path:
     """Build the tiny model (unless it is there) and register it as a preset."""
+    from services.agent.engine_tools.tiny_data import BENCHMARK_NAME, write_tiny_benchmark
+
     path = storage.models / name
     if rebuild or not (path / "config.json").exists():
         path = make_tiny_model(storage, name)
+    if rebuild or not (storage.evaluation / BENCHMARK_NAME / "mapping.json").exists():
+        write_tiny_benchmark(storage.evaluation)  # a benchmark task to try evaluation with
 
     from services.datasets.catalog import sync_public_datasets
 

@@ -8,12 +8,13 @@ from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
 from . import handlers
+from .evals import EvalController
 from .routes import JobController
 
 SPEC = ServiceSpec(
     name="scheduler",
     description="jobs of every kind, the queue, placement, agents, cancellation and artifacts",
-    route_handlers=[JobController],
+    route_handlers=[JobController, EvalController],
     on_startup=[handlers.start],
     on_shutdown=[handlers.stop],
 )

@@ -1,5 +1,9 @@
 """Render a job's LLaMA-Factory YAML: a base template per kind, the form's fields, then the
-user's `config_overrides` deep-merged last, then the platform's paths, which nobody overrides."""
+user's `config_overrides` deep-merged last, then the platform's paths, which nobody overrides.
+
+A job runs as one or more engine stages (`Stage`: a command and its YAML); all but a LoRA export
+with quantisation have one. That one is two: merge the adapter into its base, then quantise the merge.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import yaml
 
 from services.common.errors import ApiError
 
-from .schemas import TrainRequest
+from .schemas import EvalRequest, ExportRequest, TrainRequest
 
 BASE_TEMPLATES: dict[str, dict[str, Any]] = {
     "train": {
@@ -28,7 +32,52 @@ BASE_TEMPLATES: dict[str, dict[str, Any]] = {
         "save_only_model": False,
         "ddp_timeout": 180000000,
     },
+    "eval": {
+        "do_train": False,
+        "trust_remote_code": False,
+        "overwrite_cache": True,
+        "overwrite_output_dir": True,
+        "preprocessing_num_workers": 1,
+        "dataloader_num_workers": 0,
+        "report_to": "none",
+    },
+    "export": {"trust_remote_code": False},
 }
+
+# The engine command of each stage, before the YAML's path. LLaMA-Factory 0.9.5 dropped the `eval`
+# subcommand, but its multiple-choice evaluator still works when called directly.
+TRAIN_COMMAND = ("llamafactory-cli", "train")
+EXPORT_COMMAND = ("llamafactory-cli", "export")
+BENCHMARK_COMMAND = ("python", "-c", "from llamafactory.eval.evaluator import run_eval; run_eval()")
+
+
+class Stage(msgspec.Struct, kw_only=True):
+    """One engine run of a job: `command` + the path of this stage's YAML."""
+
+    name: str
+    command: tuple[str, ...]
+    config: dict[str, Any]
+
+
+class Rendered(msgspec.Struct, kw_only=True):
+    """What a job runs: its stages, in order. `config` (the last stage's) is what the job produced."""
+
+    stages: list[Stage]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.stages[-1].config
+
+    def stage_rows(self) -> list[dict[str, Any]]:
+        """The stages as stored with the job (and sent to the agent)."""
+        return [{"name": s.name, "command": list(s.command), "config_yaml": to_yaml(s.config)} for s in self.stages]
+
+    def yaml_text(self) -> str:
+        """Every stage's YAML, one document each, for people to read."""
+        if len(self.stages) == 1:
+            return to_yaml(self.stages[0].config)
+        return "".join(f"# stage {i} of {len(self.stages)}: {s.name}\n{to_yaml(s.config)}" + ("---\n" if i < len(self.stages) else "")
+                       for i, s in enumerate(self.stages, 1))
 
 # Set by the platform from the job; an override of any of these is refused.
 PLATFORM_KEYS = frozenset({
@@ -37,6 +86,7 @@ PLATFORM_KEYS = frozenset({
     "audio_dir", "resume_from_checkpoint", "hf_hub_token", "ms_hub_token", "om_hub_token", "push_to_hub",
     "hub_model_id", "hub_token", "hub_strategy", "export_hub_model_id", "run_name", "save_safetensors",
     "trust_remote_code", "use_ray", "ray_storage_path", "ray_run_name", "swanlab_logdir", "mlflow_tracking_uri",
+    "task_dir", "save_dir", "export_quantization_dataset", "do_train", "do_eval", "do_predict",
 })
 
 # Engine configs a user may name in `deepspeed`; each maps to a file the platform ships.
@@ -142,6 +192,14 @@ def check_train_request(req: TrainRequest) -> None:
         raise ApiError(422, "invalid_field", "train_from_scratch needs finetuning_type 'full'", "train_from_scratch")
 
 
+def _merge_overrides(base: dict[str, Any], overrides: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
+    config = deep_merge(base, overrides)
+    if not on_gpu and (config.get("bf16") or config.get("fp16") or config.get("pure_bf16")):
+        raise ApiError(422, "invalid_override", "bf16/fp16 need a GPU: this job asks for gpu_count 0",
+                       "config_overrides")
+    return config
+
+
 def render_train(req: TrainRequest, *, model_path: str, default_template: str, data_dir: Path,
                  output_dir: Path) -> dict[str, Any]:
     """The final config of a training job (a dict; `to_yaml` freezes it)."""
@@ -149,15 +207,142 @@ def render_train(req: TrainRequest, *, model_path: str, default_template: str, d
     check_overrides(req.config_overrides)
     on_gpu = req.gpu_count > 0
     config = deep_merge(BASE_TEMPLATES["train"], _train_fields(req, req.template or default_template, on_gpu))
-    config = deep_merge(config, req.config_overrides)
-    if not on_gpu and (config.get("bf16") or config.get("fp16") or config.get("pure_bf16")):
-        raise ApiError(422, "invalid_override", "bf16/fp16 need a GPU: this job asks for gpu_count 0",
-                       "config_overrides")
+    config = _merge_overrides(config, req.config_overrides, on_gpu)
     if "deepspeed" in config:
         config["deepspeed"] = str(DEEPSPEED_CONFIGS / ALLOWED_DEEPSPEED[config["deepspeed"]])
     config.update(model_name_or_path=model_path, dataset=",".join(req.datasets), dataset_dir=str(data_dir),
                   output_dir=str(output_dir), trust_remote_code=False)
     return config
+
+
+class ModelPaths(msgspec.Struct, kw_only=True, frozen=True):
+    """Where a job finds the model it uses: a full model, or a LoRA adapter and the base it sits on."""
+
+    model_path: str
+    adapter_path: str | None = None
+    template: str = "default"
+
+
+def _model_keys(model: ModelPaths) -> dict[str, Any]:
+    keys: dict[str, Any] = {"model_name_or_path": model.model_path}
+    if model.adapter_path:
+        keys.update(adapter_name_or_path=model.adapter_path, finetuning_type="lora")
+    return keys
+
+
+def check_eval_request(req: EvalRequest, installed_tasks: list[str]) -> None:
+    """Fields each evaluation needs, and those it would silently ignore."""
+    if req.evaluation == "benchmark":
+        if req.task is None:
+            raise ApiError(422, "invalid_field", "a benchmark evaluation needs a task "
+                           f"(installed: {', '.join(installed_tasks) or 'none'})", "task")
+        if req.task not in installed_tasks:
+            raise ApiError(422, "unknown_task", f"benchmark task {req.task!r} is not installed on this platform "
+                           f"(installed: {', '.join(installed_tasks) or 'none'}); an admin adds tasks under "
+                           "cloud-llm/evaluation/<task>/", "task")
+        if req.datasets:
+            raise ApiError(422, "invalid_field", "a benchmark brings its own questions: leave datasets empty",
+                           "datasets")
+    else:
+        if not req.datasets:
+            raise ApiError(422, "invalid_field", f"a {req.evaluation} evaluation needs at least one dataset",
+                           "datasets")
+        if req.task is not None:
+            raise ApiError(422, "invalid_field", "task applies to evaluation 'benchmark' only", "task")
+
+
+def render_eval(req: EvalRequest, *, model: ModelPaths, stage: str, data_dir: Path, task_dir: Path,
+                output_dir: Path) -> Rendered:
+    """One stage: `do_eval` (loss, perplexity), `do_predict` with generation (BLEU, ROUGE), or the
+    multiple-choice evaluator (accuracy per category)."""
+    check_overrides(req.config_overrides)
+    on_gpu = req.gpu_count > 0
+    template = req.template or model.template
+    if req.evaluation == "benchmark":
+        fields = {"template": template, "task": f"{req.task}_{req.split}", "lang": req.lang, "n_shot": req.n_shot,
+                  "batch_size": req.per_device_eval_batch_size}
+        config = _merge_overrides({"trust_remote_code": False, **fields}, req.config_overrides, on_gpu)
+        config.update(_model_keys(model), task_dir=str(task_dir), save_dir=str(output_dir / "results"),
+                      trust_remote_code=False)
+        return Rendered(stages=[Stage(name="benchmark", command=BENCHMARK_COMMAND, config=config)])
+    fields: dict[str, Any] = {"stage": stage, "finetuning_type": "lora", "template": template,
+                              "cutoff_len": req.cutoff_len, "per_device_eval_batch_size": req.per_device_eval_batch_size,
+                              "bf16": on_gpu}
+    if req.max_samples:
+        fields["max_samples"] = req.max_samples
+    if req.evaluation == "generation":
+        fields.update(max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p,
+                      do_sample=req.do_sample)
+    config = _merge_overrides(deep_merge(BASE_TEMPLATES["eval"], fields), req.config_overrides, on_gpu)
+    if req.evaluation == "generation":
+        config.update(do_eval=False, do_predict=True, predict_with_generate=True)
+    else:
+        config.update(do_eval=True, do_predict=False)
+    config.update(_model_keys(model), eval_dataset=",".join(req.datasets), dataset_dir=str(data_dir),
+                  output_dir=str(output_dir), do_train=False, trust_remote_code=False)
+    return Rendered(stages=[Stage(name=req.evaluation, command=TRAIN_COMMAND, config=config)])
+
+
+def check_export_request(req: ExportRequest, is_adapter: bool) -> None:
+    q = req.quantization
+    if req.export_device == "auto" and req.gpu_count == 0:
+        raise ApiError(422, "invalid_field", "export_device 'auto' loads the model on GPUs: set gpu_count >= 1",
+                       "export_device")
+    if q is None:
+        if not is_adapter:
+            raise ApiError(422, "nothing_to_export", "this model is already a full model: exporting it without "
+                           "quantization would only copy it. Ask for quantization, or pick a LoRA adapter to merge",
+                           "quantization")
+        return
+    if q.method == "bitsandbytes":
+        if q.bits not in (4, 8):
+            raise ApiError(422, "invalid_field", "bitsandbytes quantises to 4 or 8 bits", "quantization.bits")
+        if req.gpu_count == 0:
+            raise ApiError(422, "invalid_field", "bitsandbytes quantisation needs a GPU: set gpu_count >= 1",
+                           "gpu_count")
+        if q.calibration_dataset:
+            raise ApiError(422, "invalid_field", "calibration_dataset applies to method 'gptq' only",
+                           "quantization.calibration_dataset")
+    elif not q.calibration_dataset:
+        raise ApiError(422, "invalid_field", "GPTQ needs a calibration dataset: a plain-text dataset with a "
+                       "'text' column", "quantization.calibration_dataset")
+
+
+def render_export(req: ExportRequest, *, model: ModelPaths, output_dir: Path,
+                  calibration_file: str | None = None) -> Rendered:
+    """Merge (a LoRA adapter), quantise (a full model), or both: merge into `output_dir/merged`, then
+    quantise that. `export_quantization_*` keys appear only for GPTQ (the seed's rule)."""
+    check_export_request(req, model.adapter_path is not None)
+    check_overrides(req.config_overrides)
+    on_gpu = req.gpu_count > 0
+    common = {"template": req.template or model.template, "export_size": req.export_size,
+              "export_device": "auto" if on_gpu and req.export_device == "auto" else req.export_device,
+              "export_legacy_format": req.export_legacy_format}
+    export_dir = output_dir / "export"
+    q = req.quantization
+
+    def stage(name: str, source: ModelPaths, target: Path, quantise: bool) -> Stage:
+        fields = dict(common)
+        if quantise and q is not None and q.method == "bitsandbytes":
+            fields.update(quantization_bit=q.bits, quantization_method="bitsandbytes", export_device="auto")
+        elif quantise and q is not None:
+            fields.update(export_quantization_bit=q.bits, export_quantization_nsamples=q.calibration_samples,
+                          export_quantization_maxlen=q.calibration_maxlen)
+        config = _merge_overrides(deep_merge(BASE_TEMPLATES["export"], fields), req.config_overrides, on_gpu)
+        config.update(_model_keys(source), export_dir=str(target), trust_remote_code=False)
+        if quantise and q is not None and q.method == "gptq":
+            config["export_quantization_dataset"] = calibration_file
+        return Stage(name=name, command=EXPORT_COMMAND, config=config)
+
+    if q is None:
+        return Rendered(stages=[stage("merge", model, export_dir, quantise=False)])
+    if model.adapter_path is None:
+        return Rendered(stages=[stage("quantize", model, export_dir, quantise=True)])
+    merged = output_dir / "merged"
+    return Rendered(stages=[
+        stage("merge", model, merged, quantise=False),
+        stage("quantize", ModelPaths(model_path=str(merged), template=model.template), export_dir, quantise=True),
+    ])
 
 
 def to_yaml(config: dict[str, Any]) -> str:
@@ -166,5 +351,5 @@ def to_yaml(config: dict[str, Any]) -> str:
     return yaml.dump(config, Dumper=dumper, sort_keys=False, allow_unicode=True)
 
 
-def request_dict(req: TrainRequest) -> dict[str, Any]:
+def request_dict(req: TrainRequest | EvalRequest | ExportRequest) -> dict[str, Any]:
     return msgspec.to_builtins(req)

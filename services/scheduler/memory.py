@@ -76,8 +76,30 @@ def estimate(*, parameters: int, finetuning_type: str, quantization_bit: int | N
                           activations_mb=activations // mb, total_mb=total // mb, per_gpu_mb=per_gpu // mb)
 
 
+INFERENCE_BYTES_PER_PARAM = 2  # bf16 weights, no gradients or optimizer state
+
+
+def estimate_inference(*, parameters: int, batch_size: int, cutoff_len: int, gpu_count: int,
+                       hidden: int | None = None, layers: int | None = None,
+                       vocab: int | None = None) -> MemoryEstimate:
+    """GPU memory to load a model and run forward passes (evaluation, export, serving), per GPU when the
+    weights are spread over `gpu_count` GPUs."""
+    weights = parameters * INFERENCE_BYTES_PER_PARAM
+    if hidden is None or layers is None:
+        hidden, layers = _hidden_and_layers(parameters)
+    per_token = 2 * hidden * layers + BYTES_PER_VOCAB_TOKEN * (vocab or DEFAULT_VOCAB)  # no activations kept
+    activations = batch_size * cutoff_len * per_token
+    per_gpu = weights // max(gpu_count, 1) + activations + OVERHEAD_BYTES
+    mb = 1024 * 1024
+    return MemoryEstimate(parameters=parameters, method="inference", weights_and_optimizer_mb=weights // mb,
+                          activations_mb=activations // mb, total_mb=(weights + activations + OVERHEAD_BYTES) // mb,
+                          per_gpu_mb=per_gpu // mb)
+
+
 def advice(est: MemoryEstimate) -> str:
     """What to change when no agent can hold the job."""
+    if est.method == "inference":
+        return "spread the model over more GPUs (gpu_count), lower the batch size, or use a quantised export"
     tips = []
     if not est.method.startswith("qlora"):
         tips.append("use finetuning_type 'qlora' (4-bit)")

@@ -16,9 +16,9 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from . import service, store
-from .schemas import JobDetail, JobEventOut, JobPage, JobSummary, ProgressPoint, TrainRequest
+from .schemas import JobDetail, JobEventOut, JobPage, JobRequest, JobSummary, ProgressPoint
 
-State_ = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
+JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
 Kind = Literal["train", "eval", "export", "deploy"]
 
 
@@ -26,19 +26,25 @@ def _summary(row) -> JobSummary:
     return JobSummary(**{f: row[f] for f in JobSummary.__struct_fields__})
 
 
+async def owned_job(conn, principal: Principal, job_id: str):
+    """The caller's job row (any job for admins); 404 otherwise."""
+    row = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
+    if row is None:
+        raise not_found("job")
+    return row
+
+
 async def load_detail(state: State, principal: Principal, job_id: str) -> JobDetail:
     """The caller's job (any job for admins); 404 otherwise."""
     async with state.pool.acquire() as conn:
-        row = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
-        if row is None:
-            raise not_found("job")
+        row = await owned_job(conn, principal, job_id)
         history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
         series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
     fields = {f: row[f] for f in JobDetail.__struct_fields__ if f not in ("history", "progress_series")}
     return JobDetail(**fields, history=history, progress_series=series)
 
 
-def _cursor(value: str | None) -> tuple[datetime, str] | None:
+def cursor_after(value: str | None) -> tuple[datetime, str] | None:
     if not value:
         return None
     try:
@@ -48,28 +54,34 @@ def _cursor(value: str | None) -> tuple[datetime, str] | None:
         raise ApiError(422, "invalid_field", "cursor is not one this API returned", "cursor") from exc
 
 
+def next_cursor(rows: list, limit: int) -> str | None:
+    """The cursor of the next page when a query for `limit + 1` rows got more than `limit`."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return f"{last['created_at'].isoformat()}|{last['id']}"
+
+
 class JobController(Controller):
     path = "/api/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=201, summary="Submit a job (kind 'train' today)")
-    async def submit(self, state: State, principal: Principal, data: TrainRequest) -> JobDetail:
-        job_id = await service.submit_train(state.pool, state.js, state.settings, principal, data)
+    @post("/", status_code=201, summary="Submit a job: kind 'train', 'eval' or 'export'")
+    async def submit(self, state: State, principal: Principal, data: JobRequest) -> JobDetail:
+        job_id = await service.submit(state.pool, state.js, state.settings, principal, data)
         return await load_detail(state, principal, job_id)
 
     @get("/", summary="List the caller's jobs (admins: everyone's), newest first")
     async def list_jobs(
         self, state: State, principal: Principal,
-        job_state: Annotated[State_ | None, Parameter(query="state")] = None,
+        job_state: Annotated[JobState | None, Parameter(query="state")] = None,
         kind: Kind | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> JobPage:
         rows = await store.list_jobs(state.pool, owner_id=None if principal.is_admin else principal.user_id,
-                                     state=job_state, kind=kind, before=_cursor(cursor), limit=limit + 1)
-        items = [_summary(r) for r in rows[:limit]]
-        last = rows[limit - 1] if len(rows) > limit else None
-        return JobPage(items=items, next_cursor=f"{last['created_at'].isoformat()}|{last['id']}" if last else None)
+                                     state=job_state, kind=kind, before=cursor_after(cursor), limit=limit + 1)
+        return JobPage(items=[_summary(r) for r in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
     @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")
     async def detail(self, state: State, principal: Principal, job_id: str) -> JobDetail:
@@ -81,9 +93,11 @@ class JobController(Controller):
 
     @get("/{job_id:str}/artifacts", summary="The job's output folder as a zip, streamed")
     async def artifacts(self, state: State, principal: Principal, job_id: str) -> Response:
-        job = await load_detail(state, principal, job_id)
-        folder = Path(job.config["output_dir"])
-        if not folder.is_dir() or not any(folder.iterdir()):
+        async with state.pool.acquire() as conn:
+            job = await owned_job(conn, principal, job_id)
+        where = job["output_dir"] or job["config"].get("output_dir")
+        folder = Path(where) if where else None
+        if folder is None or not folder.is_dir() or not any(folder.iterdir()):
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")
         archive = ZipStream.from_path(str(folder), arcname=job_id)
         return Stream(archive, media_type="application/zip",

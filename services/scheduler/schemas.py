@@ -9,12 +9,23 @@ import msgspec
 from msgspec import Meta
 
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
+Template = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Priority = Annotated[int, Meta(ge=-100, le=100)]
+GpuCount = Annotated[int, Meta(ge=0, le=16)]
+Datasets = Annotated[list[Name], Meta(min_length=1, max_length=16)]
 
 
-class TrainRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class JobRequestBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    """What every kind of job has: a queue priority, the GPUs it holds, and engine keys set last."""
+
+    priority: Priority = 0
+    gpu_count: GpuCount = 1
+    config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TrainRequest(JobRequestBase, kw_only=True, tag="train"):
     """The fields of the seed's training form."""
 
-    kind: Literal["train"] = "train"
     base_model: Name
     datasets: Annotated[list[Name], Meta(min_length=1, max_length=16)]
     stage: Literal["pt", "sft", "rm", "dpo", "kto"] = "sft"
@@ -42,10 +53,55 @@ class TrainRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     double_quantization: bool = True
     train_from_scratch: bool = False
     gradient_checkpointing: bool = True
-    template: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
-    priority: Annotated[int, Meta(ge=-100, le=100)] = 0
-    gpu_count: Annotated[int, Meta(ge=0, le=16)] = 1
-    config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+    template: Template | None = None
+
+
+class EvalRequest(JobRequestBase, kw_only=True, tag="eval"):
+    """Score a model: loss and perplexity on datasets, generation scored with BLEU/ROUGE, or a
+    multiple-choice benchmark (MMLU / C-Eval / CMMLU style) whose task data is installed locally."""
+
+    model: Name
+    evaluation: Literal["loss", "generation", "benchmark"] = "loss"
+    datasets: Annotated[list[Name], Meta(max_length=16)] = msgspec.field(default_factory=list)
+    template: Template | None = None
+    per_device_eval_batch_size: Annotated[int, Meta(ge=1, le=256)] = 4
+    max_samples: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
+    cutoff_len: Annotated[int, Meta(ge=8, le=131_072)] = 1024
+    # generation
+    max_new_tokens: Annotated[int, Meta(ge=1, le=32_768)] = 128
+    temperature: Annotated[float, Meta(ge=0, le=2)] = 0.95
+    top_p: Annotated[float, Meta(gt=0, le=1)] = 0.7
+    do_sample: bool = False
+    # benchmark
+    task: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9]+$")] | None = None
+    split: Literal["test", "validation", "train"] = "test"
+    n_shot: Annotated[int, Meta(ge=0, le=25)] = 5
+    lang: Literal["en", "zh"] = "en"
+
+
+class Quantization(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How an export is quantised: bitsandbytes on load (GPU), or GPTQ with a calibration dataset."""
+
+    method: Literal["bitsandbytes", "gptq"] = "bitsandbytes"
+    bits: Literal[2, 3, 4, 8] = 4
+    calibration_dataset: Name | None = None
+    calibration_samples: Annotated[int, Meta(ge=1, le=4096)] = 128
+    calibration_maxlen: Annotated[int, Meta(ge=16, le=32_768)] = 1024
+
+
+class ExportRequest(JobRequestBase, kw_only=True, tag="export"):
+    """Merge a LoRA adapter into its base and/or quantise a model into a new registered model."""
+
+    model: Name
+    template: Template | None = None
+    export_size: Annotated[int, Meta(ge=1, le=100)] = 5
+    export_device: Literal["cpu", "auto"] = "cpu"
+    export_legacy_format: bool = False
+    quantization: Quantization | None = None
+    gpu_count: GpuCount = 0
+
+
+JobRequest = TrainRequest | EvalRequest | ExportRequest
 
 
 class JobEventOut(msgspec.Struct, kw_only=True):

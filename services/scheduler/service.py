@@ -17,7 +17,7 @@ from services.common.security import Principal, new_id
 from services.common.settings import Settings
 
 from . import access, configs, memory, placement, store
-from .schemas import TrainRequest
+from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +38,85 @@ async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.Me
     if largest == 0:
         raise ApiError(422, "no_capacity", "no registered agent has a GPU: ask for gpu_count 0 to run on CPU slots",
                        "gpu_count")
+    training = estimate.method != "inference"
     raise ApiError(422, "insufficient_gpu_memory",
                    f"the job needs about {estimate.per_gpu_mb} MB per GPU on {gpu_count} GPU(s); the largest GPU "
                    f"registered has {largest} MB and no agent has enough of them. Try: {memory.advice(estimate)}",
-                   "per_device_train_batch_size")
+                   "per_device_train_batch_size" if training else "gpu_count")
 
 
-async def submit_train(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
-                       req: TrainRequest) -> str:
-    """Validate, render and freeze a training job, store it, then announce it."""
+async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
+                 req: JobRequest) -> str:
+    """Validate, render and freeze a job of any kind, store it, then announce it."""
+    job_id = new_id("job")
+    output_dir = settings.storage.output / job_id
+    match req:
+        case TrainRequest():
+            rendered, est = await _prepare_train(pool, settings, principal, req, output_dir)
+        case EvalRequest():
+            rendered, est = await _prepare_eval(pool, settings, principal, req, output_dir)
+        case ExportRequest():
+            rendered, est = await _prepare_export(pool, settings, principal, req, output_dir)
+    await check_capacity(pool, req.gpu_count, est)
+    kind = type(req).__struct_config__.tag
+    await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind=kind, priority=req.priority,
+                           gpu_count=req.gpu_count, request=configs.request_dict(req), config=rendered.config,
+                           config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(), output_dir=str(output_dir),
+                           estimate=msgspec.to_builtins(est))
+    await announce_submitted(js, job_id, kind, principal.user_id, req.priority)
+    return job_id
+
+
+async def _prepare_train(pool, settings: Settings, principal: Principal, req: TrainRequest,
+                         output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
     model = await access.usable_base_model(pool, principal, req.base_model)
     dataset_keys = await access.usable_datasets(pool, principal, req.datasets, req.stage)
-    job_id = new_id("job")
     config = configs.render_train(msgspec.structs.replace(req, datasets=dataset_keys), model_path=model.path,
                                   default_template=model.template, data_dir=settings.storage.data,
-                                  output_dir=settings.storage.output / job_id)
+                                  output_dir=output_dir)
     est = memory.estimate(
         parameters=model.parameter_count or 7_000_000_000, finetuning_type=req.finetuning_type,
         quantization_bit=req.quantization_bit, batch_size=req.per_device_train_batch_size,
         cutoff_len=req.cutoff_len, gradient_checkpointing=req.gradient_checkpointing, gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
-    await check_capacity(pool, req.gpu_count, est)
-    await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind="train", priority=req.priority,
-                           gpu_count=req.gpu_count, request=configs.request_dict(req), config=config,
-                           config_yaml=configs.to_yaml(config), estimate=msgspec.to_builtins(est))
-    await announce_submitted(js, job_id, "train", principal.user_id, req.priority)
-    return job_id
+    return configs.Rendered(stages=[configs.Stage(name="train", command=configs.TRAIN_COMMAND, config=config)]), est
+
+
+def installed_tasks(settings: Settings) -> list[str]:
+    """Benchmark tasks whose data is installed under cloud-llm/evaluation (a folder with mapping.json)."""
+    root = settings.storage.evaluation
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob("*/mapping.json") if "_" not in p.parent.name)
+
+
+async def _prepare_eval(pool, settings: Settings, principal: Principal, req: EvalRequest,
+                        output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
+    configs.check_eval_request(req, installed_tasks(settings))
+    model = await access.usable_model(pool, principal, req.model, "eval")
+    keys, stage = (await access.eval_datasets(pool, principal, req.datasets)) if req.datasets else ([], "sft")
+    rendered = configs.render_eval(msgspec.structs.replace(req, datasets=keys), model=model.paths, stage=stage,
+                                   data_dir=settings.storage.data, task_dir=settings.storage.evaluation,
+                                   output_dir=output_dir)
+    est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000,
+                                    batch_size=req.per_device_eval_batch_size, cutoff_len=req.cutoff_len,
+                                    gpu_count=req.gpu_count, **memory.model_shape(model.paths.model_path))
+    return rendered, est
+
+
+async def _prepare_export(pool, settings: Settings, principal: Principal, req: ExportRequest,
+                          output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
+    model = await access.usable_model(pool, principal, req.model, "export")
+    q = req.quantization
+    calibration = None
+    if q is not None and q.method == "gptq" and q.calibration_dataset:
+        calibration = await access.calibration_file(pool, principal, q.calibration_dataset, settings.storage.data)
+    rendered = configs.render_export(req, model=model.paths, output_dir=output_dir, calibration_file=calibration)
+    est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000, batch_size=1,
+                                    cutoff_len=q.calibration_maxlen if q else 1, gpu_count=req.gpu_count,
+                                    **memory.model_shape(model.paths.model_path))
+    return rendered, est
 
 
 async def announce_submitted(js: JetStreamContext, job_id: str, kind: str, owner_id: str, priority: int) -> None:
@@ -93,7 +145,8 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext)
                                    message=f"on {spot.agent_id}", agent_id=spot.agent_id, gpu_ids=list(spot.gpu_ids),
                                    attempt=attempt, dispatched_at=datetime.now(UTC))
             sent.append((row, contracts.JobDispatched(
-                job_id=job["id"], kind=job["kind"], config_yaml=job["config_yaml"], output_dir=job["output_dir"],
+                job_id=job["id"], kind=job["kind"], output_dir=job["output_dir"],
+                stages=tuple(contracts.EngineStage(**stage) for stage in job["stages"]),
                 gpu_ids=spot.gpu_ids, attempt=attempt, dispatched_at=datetime.now(UTC),
             )))
     # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep.

@@ -10,21 +10,23 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("dispatched", "running")
 
 SUMMARY_COLUMNS = (
-    "id, kind, state, priority, gpu_count, request->>'base_model' AS base_model, agent_id, reason, progress, "
-    "created_at, started_at, finished_at"
+    "id, kind, state, priority, gpu_count, coalesce(request->>'base_model', request->>'model') AS base_model, "
+    "agent_id, reason, progress, created_at, started_at, finished_at"
 )
 DETAIL_COLUMNS = SUMMARY_COLUMNS + (
-    ", owner_id, message, request, config, config_yaml, estimate, gpu_ids, metrics, cancel_requested, attempt"
+    ", owner_id, message, request, config, config_yaml, stages, output_dir, estimate, gpu_ids, metrics, "
+    "cancel_requested, attempt"
 )
 
 
 async def insert_job(pool: asyncpg.Pool, *, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int,
-                     request: dict, config: dict, config_yaml: str, estimate: dict) -> None:
+                     request: dict, config: dict, config_yaml: str, stages: list[dict], output_dir: str,
+                     estimate: dict) -> None:
     async with pool.acquire() as conn, conn.transaction():  # the job and its first history row, or neither
         await conn.execute(
-            "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, estimate,
+            "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
+            "output_dir, estimate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate,
         )
         await add_event(conn, job_id, "pending", "submitted", None)
 
@@ -68,6 +70,21 @@ async def list_jobs(conn, *, owner_id: str | None, state: str | None, kind: str 
     )
 
 
+async def list_evals(conn, *, owner_id: str | None, state: str | None, evaluation: str | None,
+                     before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+    """Evaluation jobs, newest first, keyset-paginated like list_jobs, with what their views show."""
+    return await conn.fetch(
+        """
+        SELECT id, state, request, metrics, reason, created_at, finished_at FROM jobs
+        WHERE kind = 'eval' AND ($1::text IS NULL OR owner_id = $1) AND ($2::text IS NULL OR state = $2)
+          AND ($3::text IS NULL OR coalesce(request->>'evaluation', 'loss') = $3)
+          AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+        ORDER BY created_at DESC, id DESC LIMIT $6
+        """,
+        owner_id, state, evaluation, before[0] if before else None, before[1] if before else None, limit,
+    )
+
+
 async def transition(conn, job_id: str, to_state: str, *, from_states: tuple[str, ...], reason: str | None = None,
                      message: str | None = None, **columns) -> asyncpg.Record | None:
     """Move a job between states if it is in one of `from_states`; None when it is not (idempotent)."""
@@ -91,7 +108,7 @@ async def transition(conn, job_id: str, to_state: str, *, from_states: tuple[str
 async def pending_jobs(conn, limit: int = 200) -> list[asyncpg.Record]:
     """The queue: by priority, then age; rows locked for this dispatch pass."""
     return await conn.fetch(
-        "SELECT id, kind, gpu_count, config_yaml, config->>'output_dir' AS output_dir, attempt, estimate "
+        "SELECT id, kind, gpu_count, stages, output_dir, attempt, estimate "
         "FROM jobs WHERE state = 'pending' ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )

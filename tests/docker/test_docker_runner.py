@@ -35,8 +35,10 @@ async def agent(nats_server, make_runtime, storage, agent_id):
 
 
 async def dispatch(js, agent_id: str, job_id: str, config: dict, output_dir) -> None:
-    order = contracts.JobDispatched(job_id=job_id, kind="train", config_yaml=yaml.safe_dump(config),
-                                    output_dir=str(output_dir), dispatched_at=datetime.now(UTC))
+    stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"),
+                                  config_yaml=yaml.safe_dump(config))
+    order = contracts.JobDispatched(job_id=job_id, kind="train", stages=(stage,), output_dir=str(output_dir),
+                                    dispatched_at=datetime.now(UTC))
     await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(order))
 
 

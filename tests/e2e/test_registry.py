@@ -10,11 +10,11 @@ from .test_training import TRAIN
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-async def registered(gw, headers, job_id: str, timeout: float = 30) -> dict:
+async def registered(gw, headers, job_id: str, timeout: float = 30, source: str = "train") -> dict:
     """The model a job produced, once the registry has it."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        page = (await gw.get("/api/models", headers=headers, params={"source": "train", "q": job_id[-8:]})).json()
+        page = (await gw.get("/api/models", headers=headers, params={"source": source, "q": job_id[-8:]})).json()
         found = [m for m in page["items"] if m["job_id"] == job_id]
         if found:
             return found[0]

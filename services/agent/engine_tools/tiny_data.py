@@ -8,6 +8,12 @@ Standard library only, so both the platform's interpreter and the engine's can r
 It writes ``tiny_sft.json`` (alpaca: instruction/input/output), ``tiny_pt.json`` (``{"text": ...}``)
 and merges their entries into ``DATA_DIR/dataset_info.json`` without touching other entries, so a
 LLaMA-Factory config can say ``dataset_dir: DATA_DIR`` and ``dataset: tiny_sft`` (or ``tiny_pt``).
+
+``write_tiny_benchmark`` writes ``tinymc``, a multiple-choice task in the layout LLaMA-Factory's
+``llamafactory-cli eval`` reads (MMLU / C-Eval / CMMLU): ``mapping.json`` (subject -> name, category),
+a ``README.md`` whose YAML front matter declares one config per subject (so the ``datasets`` library
+loads it from plain CSV, no loading script), and ``<subject>/{train,validation,test}.csv`` with the
+columns question, A, B, C, D, answer.
 """
 
 from __future__ import annotations
@@ -104,14 +110,60 @@ def write_tiny_datasets(data_dir: str | Path, n: int = DEFAULT_EXAMPLES, seed: i
     })
 
 
+BENCHMARK_NAME = "tinymc"
+_BENCH_SUBJECTS = {"arithmetic": ("arithmetic", "STEM"), "geography": ("geography", "Social Sciences"),
+                   "words": ("words", "Humanities")}
+
+
+def _choice_row(rng: random.Random, subject: str) -> list[str]:
+    if subject == "arithmetic":
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        question, right, wrong = f"What is {a} plus {b}?", str(a + b), [str(a + b + d) for d in (1, 2, -1)]
+    elif subject == "geography":
+        country = rng.choice(sorted(_CAPITALS))
+        others = [c for k, c in sorted(_CAPITALS.items()) if k != country]
+        question, right, wrong = f"What is the capital of {country}?", _CAPITALS[country], rng.sample(others, 3)
+    else:
+        word = rng.choice(sorted(_OPPOSITES))
+        others = [o for k, o in sorted(_OPPOSITES.items()) if k != word]
+        question, right, wrong = f"What is the opposite of {word}?", _OPPOSITES[word], rng.sample(others, 3)
+    answer = rng.randrange(4)
+    options = wrong[:answer] + [right] + wrong[answer:]
+    return [question, *options, "ABCD"[answer]]
+
+
+def write_tiny_benchmark(task_dir: str | Path, per_split: int = 4, seed: int = DEFAULT_SEED) -> Path:
+    """Write the ``tinymc`` task under ``task_dir`` (LLaMA-Factory's ``task_dir``); return its folder."""
+    import csv
+
+    root = Path(task_dir) / BENCHMARK_NAME
+    rng = random.Random(seed)
+    front = ["---", "configs:"]
+    for subject in _BENCH_SUBJECTS:
+        (root / subject).mkdir(parents=True, exist_ok=True)
+        front += [f"- config_name: {subject}", "  data_files:"]
+        for split in ("train", "validation", "test"):
+            with open(root / subject / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["question", "A", "B", "C", "D", "answer"])
+                writer.writerows(_choice_row(rng, subject) for _ in range(per_split))
+            front += [f"  - split: {split}", f"    path: {subject}/{split}.csv"]
+    (root / "README.md").write_text("\n".join([*front, "---", "", "A tiny multiple-choice benchmark for tests."]) + "\n")
+    _write_json(root / "mapping.json", {s: {"name": n, "category": c} for s, (n, c) in _BENCH_SUBJECTS.items()})
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="dataset dir (LLaMA-Factory's dataset_dir)")
     parser.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--benchmark-dir", type=Path, help="also write the tinymc benchmark task here")
     args = parser.parse_args(argv)
     info = write_tiny_datasets(args.out, args.examples, args.seed)
     print(f"wrote {SFT_NAME} and {PT_NAME} ({args.examples} examples each) and {info}")
+    if args.benchmark_dir:
+        print(f"wrote the {BENCHMARK_NAME} benchmark in {write_tiny_benchmark(args.benchmark_dir)}")
     return 0
 
 

@@ -46,8 +46,9 @@ LABEL_JOB = "llmct.job"
 LABEL_KIND = "llmct.kind"
 
 # Path-valued keys of a LLaMA-Factory YAML the container must see: read-only inputs and outputs.
-READ_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "deepspeed", "resume_from_checkpoint")
-WRITE_KEYS = ("export_dir",)
+READ_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "deepspeed", "resume_from_checkpoint",
+             "task_dir", "export_quantization_dataset")
+WRITE_KEYS = ("export_dir", "save_dir")
 
 MAX_LINE_BYTES = 1024 * 1024  # a longer line without a newline is cut, like the process runtime's limit
 READERS_GRACE_S = 10.0  # how long wait() lets the log readers drain after the exit
