@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from litestar import Litestar
 
 from services.common import contracts
-from services.common.app import ServiceSpec, create_service_app
+from services.common.app import VERSION, ServiceSpec, create_service_app
+from services.common.nats_auth import agent_inbox_prefix, check_agent_id, default_agent_id
 from services.common.settings import REPO_ROOT, Settings
 
 from .resources import read_gpus, read_host
@@ -29,20 +30,34 @@ ENGINE_BIN = REPO_ROOT / ".venv-engine" / "bin"
 
 
 def agent_id() -> str:
-    """LLMCT_AGENT_ID, else the host name."""
-    return os.environ.get("LLMCT_AGENT_ID") or socket.gethostname()
+    """LLMCT_AGENT_ID, else the host name (made a valid subject token); refused unless NATS can carry it."""
+    return check_agent_id(os.environ.get("LLMCT_AGENT_ID") or default_agent_id())
 
 
 async def heartbeat(app: Litestar) -> contracts.AgentHeartbeat:
     """Read this host's resources and publish them once."""
     gpus, host = await asyncio.gather(asyncio.to_thread(read_gpus), asyncio.to_thread(read_host))
+    runner = app.state.runner
+    jobs = list(runner.jobs.values())
+    slots = cpu_slots(bool(gpus))
+    free_gpus, free_cpu = free_slots(jobs, gpus, slots)
     beat = contracts.AgentHeartbeat(
         agent_id=app.state.agent_id, hostname=socket.gethostname(), sent_at=datetime.now(UTC), gpus=gpus,
-        cpu_slots=cpu_slots(bool(gpus)), **host,
-        running_jobs=tuple(app.state.runner.jobs),
+        cpu_slots=slots, **host,
+        running_jobs=tuple(j.job_id for j in jobs if j.kind != "deploy"),
+        running_deployments=tuple(j.job_id for j in jobs if j.kind == "deploy"),
+        free_gpu_slots=free_gpus, free_cpu_slots=free_cpu,
+        version=VERSION, runtime=getattr(runner.runtime, "name", type(runner.runtime).__name__),
     )
     await app.state.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
     return beat
+
+
+def free_slots(jobs: list, gpus: tuple[contracts.GpuStatus, ...], cpu_slot_count: int) -> tuple[int, int]:
+    """GPUs no running job holds, and CPU slots left (a job without GPUs takes one CPU slot)."""
+    held = {i for job in jobs for i in (getattr(job, "gpu_ids", None) or ())}
+    cpu_jobs = sum(1 for job in jobs if not getattr(job, "gpu_ids", None))
+    return sum(1 for g in gpus if g.index not in held), max(0, cpu_slot_count - cpu_jobs)
 
 
 async def _beat_forever(app: Litestar) -> None:
@@ -71,6 +86,9 @@ async def _start(app: Litestar) -> None:
     settings = app.state.settings
     settings.storage.ensure()
     app.state.agent_id = agent_id()
+    if os.environ.get("LLMCT_SIMULATED_GPUS"):
+        log.warning("LLMCT_SIMULATED_GPUS is set: reporting %s simulated GPUs (a test setting; never on a real host)",
+                    os.environ["LLMCT_SIMULATED_GPUS"])
     app.state.runner = Runner(nc=app.state.nc, js=app.state.js, agent_id=app.state.agent_id,
                               runtime=runtime_from_env(settings.storage, app.state.agent_id),
                               storage=settings.storage,
@@ -89,6 +107,8 @@ SPEC = ServiceSpec(
     name="agent",
     description="runs jobs on a GPU host and reports its resources",
     uses_store=False,
+    manages_streams=False,  # its NATS user may only use its own consumer (docs/fleet.md)
+    bus_options=lambda: {"inbox_prefix": agent_inbox_prefix(agent_id())},
     on_startup=[_start],
     on_shutdown=[_stop],
 )
@@ -96,4 +116,5 @@ SPEC = ServiceSpec(
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """App factory for `llmct service agent`."""
+    agent_id()  # a bad LLMCT_AGENT_ID stops the agent here, before it connects anywhere
     return create_service_app(SPEC, settings)

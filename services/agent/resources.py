@@ -1,6 +1,13 @@
-"""What this host has: GPUs through NVML, CPU and memory through psutil (blocking: run in a thread)."""
+"""What this host has: GPUs through NVML, CPU and memory through psutil (blocking: run in a thread).
+
+LLMCT_SIMULATED_GPUS is a test and development setting only: the agent then reports that many fake GPUs
+instead of asking NVML, so placement of GPU jobs can be exercised on machines without one. Never set it on a
+real GPU host: the scheduler would place work on GPUs that do not exist.
+"""
 
 from __future__ import annotations
+
+import os
 
 import psutil
 import pynvml
@@ -10,14 +17,26 @@ from services.common.contracts import GpuStatus
 MB = 1024 * 1024
 
 
+def simulated_gpus() -> tuple[GpuStatus, ...]:
+    """LLMCT_SIMULATED_GPUS fake GPUs (TEST/DEV ONLY), each LLMCT_SIMULATED_GPU_MEMORY_MB (default 24576) large."""
+    count = int(os.environ.get("LLMCT_SIMULATED_GPUS") or 0)
+    total = int(os.environ.get("LLMCT_SIMULATED_GPU_MEMORY_MB") or 24576)
+    return tuple(GpuStatus(index=i, name="Simulated GPU", memory_total_mb=total, memory_used_mb=0,
+                           utilization_pct=0.0, temperature_c=30.0, power_w=0.0) for i in range(count))
+
+
 def read_gpus() -> tuple[GpuStatus, ...]:
-    """Every GPU NVML sees; none on a host without the driver."""
+    """Every GPU NVML sees; none on a host without the driver (or the simulated ones, in tests)."""
+    if os.environ.get("LLMCT_SIMULATED_GPUS"):
+        return simulated_gpus()
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
         return ()
     try:
         return tuple(_read_gpu(i) for i in range(pynvml.nvmlDeviceGetCount()))
+    except pynvml.NVMLError:
+        return ()  # the driver went away between init and the reads: report no GPUs rather than no heartbeat
     finally:
         pynvml.nvmlShutdown()
 
@@ -26,14 +45,25 @@ def _read_gpu(index: int) -> GpuStatus:
     handle = pynvml.nvmlDeviceGetHandleByIndex(index)
     memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
     name = pynvml.nvmlDeviceGetName(handle)
+    utilization = _optional(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+    power_mw = _optional(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
     return GpuStatus(
         index=index,
         name=name.decode() if isinstance(name, bytes) else name,
         memory_total_mb=memory.total // MB,
         memory_used_mb=memory.used // MB,
-        utilization_pct=float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
-        temperature_c=float(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)),
+        utilization_pct=float(utilization or 0),
+        temperature_c=_optional(lambda: float(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU))),
+        power_w=None if power_mw is None else round(power_mw / 1000, 1),
     )
+
+
+def _optional(read):
+    """A reading some GPUs do not support (power, temperature on some boards, vGPUs): None then."""
+    try:
+        return read()
+    except pynvml.NVMLError:
+        return None
 
 
 def read_host() -> dict:

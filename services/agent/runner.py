@@ -20,6 +20,7 @@ from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
 
 from . import failures, progress, results
+from .serving import ModelServer
 from .logs import LogShipper
 from .runtimes import EngineRun, JobSpec, Runtime
 from .runtimes.base import ExitInfo, RuntimeStartError
@@ -32,10 +33,13 @@ CLEANUP_EVERY_S = 30.0
 @dataclass
 class RunningJob:
     job_id: str
+    kind: str = "train"
+    gpu_ids: tuple[int, ...] = ()
     task: asyncio.Task | None = None
     engine: EngineRun | None = None
     cancelled: bool = False
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    server: ModelServer | None = None  # a deployment's model server
 
 
 def consumer_name(agent_id: str) -> str:
@@ -83,7 +87,7 @@ class Runner:
             await msg.term()
             return
         if order.job_id not in self.jobs:  # a redelivery of a job we already run is only acked
-            job = RunningJob(order.job_id)
+            job = RunningJob(order.job_id, order.kind, order.gpu_ids)
             self.jobs[order.job_id] = job
             job.task = asyncio.create_task(self._run(order, job))
             await job.started.wait()
@@ -114,7 +118,8 @@ class Runner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    def _spec(self, order: contracts.JobDispatched, index: int) -> JobSpec:
+    def _spec(self, order: contracts.JobDispatched, index: int, extra_env: dict[str, str] | None = None,
+              ports: tuple[int, ...] = ()) -> JobSpec:
         stage = order.stages[index]
         suffix = "" if len(order.stages) == 1 else f".{index + 1}-{stage.name}"
         config_path = self.storage.temp / f"{order.job_id}{suffix}.yaml"
@@ -123,11 +128,11 @@ class Runner:
         output_dir.mkdir(parents=True, exist_ok=True)
         command = (*stage.command, str(config_path))
         env = {**self.engine_env, "HF_HOME": str(self.storage.hf_cache), "PYTHONUNBUFFERED": "1",
-               "DISABLE_VERSION_CHECK": "1"}
+               "DISABLE_VERSION_CHECK": "1", **(extra_env or {})}
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
             env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         return JobSpec(job_id=order.job_id, kind=order.kind, command=command, config_path=config_path,
-                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env)
+                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env, ports=ports)
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob) -> None:
         shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log")
@@ -162,7 +167,13 @@ class Runner:
             await follower
 
     async def _run_stage(self, order, index: int, job: RunningJob, shipper: LogShipper) -> ExitInfo:
-        spec = self._spec(order, index)
+        serve = order.stages[index].serve
+        if serve is not None:
+            job.server = ModelServer(nc=self.nc, deployment_id=order.job_id, agent_id=self.agent_id, options=serve,
+                                     publish=self._publish, note=lambda text: shipper.add("system", text))
+            spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
+        else:
+            spec = self._spec(order, index)
         try:
             job.engine = await self.runtime.start(spec)
         except RuntimeStartError as exc:
@@ -174,13 +185,27 @@ class Runner:
             job.started.set()
         if job.cancelled:  # a cancel that arrived while the engine was starting
             await job.engine.stop(5)
-        async for stream, text in job.engine.lines():
-            shipper.add(stream, text)
-        return await job.engine.wait()
+        serving = asyncio.create_task(job.server.run(job.engine.stop)) if job.server else None
+        try:
+            async for stream, text in job.engine.lines():
+                shipper.add(stream, text)
+            return await job.engine.wait()
+        finally:
+            if serving is not None:
+                serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
+                await job.server.close()
 
     async def _finish(self, order, job: RunningJob, exit_info: ExitInfo, shipper: LogShipper) -> None:
+        server = job.server
         if job.cancelled:
             state, reason, message = "cancelled", "cancelled", "stopped on request"
+        elif server is not None and server.idle_stopped:
+            state, reason = "succeeded", "idle_timeout"
+            message = f"stopped after {server.options.idle_timeout_s:.0f} s without a request"
+        elif server is not None and server.start_timed_out:
+            state, reason = "failed", "start_timeout"
+            message = f"the model server did not answer within {server.options.startup_timeout_s:.0f} s"
         elif exit_info.exit_code == 0 and not exit_info.error:
             state, reason, message = "succeeded", None, None
         else:

@@ -42,6 +42,10 @@ class ServiceSpec:
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
     dependencies: dict[str, Provide] = field(default_factory=dict)
+    manages_streams: bool = True
+    """Creates and updates the JetStream streams at start-up (agents may not: their NATS user cannot)."""
+    bus_options: Callable[[], dict] | None = None
+    """More keyword arguments for `connect_bus` (an agent's own inbox prefix)."""
 
 
 async def health_report(state: State, spec: ServiceSpec) -> tuple[bool, dict]:
@@ -115,9 +119,12 @@ def _lifespan(spec: ServiceSpec):
                 await app.state.pool.close()
                 raise
         app.state.bus_reconnected = []
-        app.state.nc = await connect_bus(settings.nats_url, spec.name, app.state.bus_reconnected)
+        app.state.nc = await connect_bus(settings.nats_url, spec.name, app.state.bus_reconnected,
+                                         user=settings.nats_user, password=settings.nats_password,
+                                         creds=settings.nats_creds, **(spec.bus_options() if spec.bus_options else {}))
         app.state.js = app.state.nc.jetstream()
-        await ensure_streams(app.state.js)
+        if spec.manages_streams:
+            await ensure_streams(app.state.js)
         if spec.uses_store:
             await _follow_revocations(app)
         discovery = await _start_discovery(app, spec)

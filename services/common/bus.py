@@ -20,11 +20,19 @@ from .contracts import STREAMS
 log = logging.getLogger(__name__)
 
 
-async def connect_bus(url: str, name: str, on_reconnect: list | None = None) -> Client:
+async def connect_bus(url: str, name: str, on_reconnect: list | None = None, *, user: str | None = None,
+                      password: str | None = None, creds: str | None = None, inbox_prefix: str | None = None) -> Client:
     """Connect to NATS and keep reconnecting forever; publishes are buffered meanwhile.
 
-    `on_reconnect` holds coroutine functions run after each reconnect (the list may grow later).
+    `on_reconnect` holds coroutine functions run after each reconnect (the list may grow later). `user` and
+    `password` (or a `creds` file) authenticate; an agent passes its own `inbox_prefix`, the only inboxes
+    its NATS user may read (services/common/nats_auth.py).
     """
+    auth: dict = {"user": user, "password": password} if user else {}
+    if creds:
+        auth["user_credentials"] = creds
+    if inbox_prefix:
+        auth["inbox_prefix"] = inbox_prefix
     hooks = on_reconnect if on_reconnect is not None else []
 
     async def on_disconnect() -> None:
@@ -49,6 +57,7 @@ async def connect_bus(url: str, name: str, on_reconnect: list | None = None) -> 
         disconnected_cb=on_disconnect,
         reconnected_cb=reconnected,
         error_cb=on_error,
+        **auth,
     )
 
 

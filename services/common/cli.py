@@ -68,6 +68,23 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nats_users(args: argparse.Namespace) -> int:
+    """Print a nats-server authorization block: the services' user and one restricted user per agent."""
+    import json
+    import secrets
+
+    from .nats_auth import BadAgentId, authorization
+
+    try:
+        block = authorization(args.service_password or secrets.token_urlsafe(18),
+                              {agent: secrets.token_urlsafe(18) for agent in args.agent})
+    except BadAgentId as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(block, indent=2))
+    return 0
+
+
 def cmd_up(_: argparse.Namespace) -> int:
     from .launcher import run_up
 
@@ -95,6 +112,12 @@ def parser() -> argparse.ArgumentParser:
     tiny = models_commands.add_parser("make-tiny", help="build a tiny Llama locally and register it as a preset")
     tiny.add_argument("--name", default="tiny-llama")
     tiny.set_defaults(func=cmd_make_tiny)
+    nats_cmd = commands.add_parser("nats", help="NATS users and permissions (docs/fleet.md)")
+    nats_commands = nats_cmd.add_subparsers(dest="nats_command", required=True)
+    users = nats_commands.add_parser("users", help="print an authorization block for nats-server, new passwords")
+    users.add_argument("--agent", action="append", default=[], help="an agent id (repeat for each agent)")
+    users.add_argument("--service-password", help="the services' password (generated when omitted)")
+    users.set_defaults(func=cmd_nats_users)
     return root
 
 

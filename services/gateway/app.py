@@ -7,6 +7,7 @@ from litestar import Litestar
 from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
+from .chat import CHAT_HANDLERS, Deployments
 from .docs import DOCS_STATIC, docs_page, openapi_document
 from .proxy import PROXY_HANDLERS, new_client
 from .logs import LogHub
@@ -17,6 +18,7 @@ from .web import web_client
 async def _open_client(app: Litestar) -> None:
     app.state.http = new_client()
     app.state.log_hub = LogHub(app.state.nc, app.state.js)
+    app.state.deployments = Deployments()
 
 
 async def _close_client(app: Litestar) -> None:
@@ -26,7 +28,7 @@ async def _close_client(app: Litestar) -> None:
 SPEC = ServiceSpec(
     name="gateway",
     description="public HTTP and WebSocket entry point",
-    route_handlers=[*PROXY_HANDLERS, echo, job_sockets, openapi_document, docs_page, DOCS_STATIC, web_client],
+    route_handlers=[*CHAT_HANDLERS, *PROXY_HANDLERS, echo, job_sockets, openapi_document, docs_page, DOCS_STATIC, web_client],
     on_startup=[_open_client],
     on_shutdown=[_close_client],
 )

@@ -47,19 +47,20 @@ def merge_schemas(schemas: list[dict]) -> dict:
     }
     for schema in schemas:
         for path, item in schema.get("paths", {}).items():
-            if path.startswith("/api/"):
+            if path.startswith(("/api/", "/v1/")):
                 merged["paths"][path] = item
         merged["components"]["schemas"].update(schema.get("components", {}).get("schemas", {}))
     return merged
 
 
 @get("/api/openapi.json", opt={"public": True}, include_in_schema=False)
-async def openapi_document(state: State) -> Response:
+async def openapi_document(request: Request, state: State) -> Response:
     cached = state.get("openapi_cache")
     if not cached or time.monotonic() - cached[0] > CACHE_S:
         services = sorted(set(ROUTES.values()))
         schemas = await asyncio.gather(*(_service_schema(state.http, state.settings.service_url(s)) for s in services))
-        cached = (time.monotonic(), merge_schemas(list(schemas)))
+        own = request.app.openapi_schema.to_schema()  # the gateway's own routes: chat and the OpenAI surface
+        cached = (time.monotonic(), merge_schemas([*schemas, own]))
         if all(schemas):  # never cache a document with a service missing
             state.openapi_cache = cached
     return Response(cached[1], media_type=MediaType.JSON)

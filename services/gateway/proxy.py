@@ -21,6 +21,7 @@ ROUTES = {
     "evals": "scheduler",
     "agents": "scheduler",
     "deployments": "scheduler",
+    "quotas": "scheduler",
     "webhooks": "scheduler",
     "datasets": "datasets",
     "models": "registry",
@@ -84,7 +85,13 @@ def proxy_route(prefix: str, service: str):
     """A route handler forwarding /api/<prefix> and everything under it."""
 
     # No body cap here (Litestar's default is 10 MB): the owning service sets its own, e.g. dataset uploads.
-    @route(path=[f"/api/{prefix}", f"/api/{prefix}/{{rest:path}}"], http_method=METHODS,
+    # The first two levels are plain segments, not one catch-all, so that a gateway route of its own under
+    # a prefix (POST /api/deployments/{id}/chat) wins: Litestar prefers a literal segment to a parameter,
+    # but a `path` parameter to anything.
+    base = f"/api/{prefix}"
+    paths = [base, base + "/{a:str}", base + "/{a:str}/{b:str}", base + "/{a:str}/{b:str}/{rest:path}"]
+
+    @route(path=paths, http_method=METHODS,
            opt={"public": True}, include_in_schema=False, name=f"proxy-{prefix}", request_max_body_size=None)
     async def handler(request: Request) -> Response:
         # The owning service authenticates the caller itself (one shared guard).

@@ -77,7 +77,10 @@ async def stream_feed(socket: WebSocket, state: State, principal: Principal) -> 
     try:
         while True:
             change = await queue.get()
-            await socket.send_json({"job_id": change.job_id, "state": change.state, "at": change.at.isoformat()})
+            frame = {"job_id": change.job_id, "state": change.state, "at": change.at.isoformat()}
+            if change.progress is not None:
+                frame["progress"] = change.progress
+            await socket.send_json(frame)
     finally:
         await sub.unsubscribe()
 

@@ -8,13 +8,16 @@ from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
 from . import handlers
+from .agents import AgentController, JobGpuController
+from .deployments import DeploymentController, QuotaController
 from .evals import EvalController
 from .routes import JobController
 
 SPEC = ServiceSpec(
     name="scheduler",
     description="jobs of every kind, the queue, placement, agents, cancellation and artifacts",
-    route_handlers=[JobController, EvalController],
+    route_handlers=[JobController, EvalController, DeploymentController, QuotaController, AgentController,
+                    JobGpuController],
     on_startup=[handlers.start],
     on_shutdown=[handlers.stop],
 )

@@ -16,7 +16,7 @@ import yaml
 
 from services.common.errors import ApiError
 
-from .schemas import EvalRequest, ExportRequest, TrainRequest
+from .schemas import DeployRequest, EvalRequest, ExportRequest, TrainRequest
 
 BASE_TEMPLATES: dict[str, dict[str, Any]] = {
     "train": {
@@ -42,12 +42,14 @@ BASE_TEMPLATES: dict[str, dict[str, Any]] = {
         "report_to": "none",
     },
     "export": {"trust_remote_code": False},
+    "deploy": {"trust_remote_code": False, "infer_backend": "huggingface"},
 }
 
 # The engine command of each stage, before the YAML's path. LLaMA-Factory 0.9.5 dropped the `eval`
 # subcommand, but its multiple-choice evaluator still works when called directly.
 TRAIN_COMMAND = ("llamafactory-cli", "train")
 EXPORT_COMMAND = ("llamafactory-cli", "export")
+SERVE_COMMAND = ("llamafactory-cli", "api")
 BENCHMARK_COMMAND = ("python", "-c", "from llamafactory.eval.evaluator import run_eval; run_eval()")
 
 
@@ -57,6 +59,7 @@ class Stage(msgspec.Struct, kw_only=True):
     name: str
     command: tuple[str, ...]
     config: dict[str, Any]
+    serve: dict[str, float] | None = None  # startup_timeout_s, idle_timeout_s: a stage that serves
 
 
 class Rendered(msgspec.Struct, kw_only=True):
@@ -70,7 +73,8 @@ class Rendered(msgspec.Struct, kw_only=True):
 
     def stage_rows(self) -> list[dict[str, Any]]:
         """The stages as stored with the job (and sent to the agent)."""
-        return [{"name": s.name, "command": list(s.command), "config_yaml": to_yaml(s.config)} for s in self.stages]
+        return [{"name": s.name, "command": list(s.command), "config_yaml": to_yaml(s.config),
+                 **({"serve": s.serve} if s.serve else {})} for s in self.stages]
 
     def yaml_text(self) -> str:
         """Every stage's YAML, one document each, for people to read."""
@@ -345,11 +349,24 @@ def render_export(req: ExportRequest, *, model: ModelPaths, output_dir: Path,
     ])
 
 
+def render_deploy(req: DeployRequest, *, model: ModelPaths, startup_timeout_s: float,
+                  idle_timeout_s: float) -> Rendered:
+    """The inference YAML of `llamafactory-cli api`: model (an adapter on its base), template, generation
+    defaults, then overrides; served as one stage that runs until stopped or idle."""
+    check_overrides(req.config_overrides)
+    on_gpu = req.gpu_count > 0
+    fields = {"template": req.template or model.template, **msgspec.to_builtins(req.generation)}
+    config = _merge_overrides(deep_merge(BASE_TEMPLATES["deploy"], fields), req.config_overrides, on_gpu)
+    config.update(_model_keys(model), trust_remote_code=False)
+    return Rendered(stages=[Stage(name="serve", command=SERVE_COMMAND, config=config,
+                                  serve={"startup_timeout_s": startup_timeout_s, "idle_timeout_s": idle_timeout_s})])
+
+
 def to_yaml(config: dict[str, Any]) -> str:
     """The frozen text the engine runs with."""
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: same text, 5x faster
     return yaml.dump(config, Dumper=dumper, sort_keys=False, allow_unicode=True)
 
 
-def request_dict(req: TrainRequest | EvalRequest | ExportRequest) -> dict[str, Any]:
+def request_dict(req: TrainRequest | EvalRequest | ExportRequest | DeployRequest) -> dict[str, Any]:
     return msgspec.to_builtins(req)

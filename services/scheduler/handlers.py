@@ -13,7 +13,7 @@ from services.common import contracts
 from services.common.bus import consume, decode_or_term
 from services.common.contracts import Subjects
 
-from . import service
+from . import fleet, service
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,7 @@ async def start(app: Litestar) -> None:
     app.state.wake = asyncio.Event()
     app.state.wake.set()
 
-    async def on_heartbeat(msg) -> None:
-        try:
-            beat = contracts.decode(msg.data)
-            if isinstance(beat, contracts.AgentHeartbeat):
-                await service.record_heartbeat(app.state.pool, beat)
-                app.state.wake.set()
-        except Exception:  # noqa: BLE001 - the next beat comes soon
-            log.exception("heartbeat not recorded")
-
-    await app.state.nc.subscribe(Subjects.AGENT_HEARTBEAT_ALL, queue="scheduler", cb=on_heartbeat)
+    await fleet.start(app)  # heartbeats, offline agents, metrics retention
     app.state.tasks = [
         asyncio.create_task(_dispatch_forever(app)),
         asyncio.create_task(consume(app.state.js, subject=Subjects.JOB_SUBMITTED, stream="JOBS",
@@ -92,3 +83,4 @@ async def stop(app: Litestar) -> None:
     for task in app.state.tasks:
         task.cancel()
     await asyncio.gather(*app.state.tasks, return_exceptions=True)
+    await fleet.stop(app)

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
@@ -16,7 +17,7 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from . import service, store
-from .schemas import JobDetail, JobEventOut, JobPage, JobRequest, JobSummary, ProgressPoint
+from .schemas import JobDetail, JobEventOut, JobPage, JobPreview, JobRequest, JobSummary, ProgressPoint
 
 JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
 Kind = Literal["train", "eval", "export", "deploy"]
@@ -66,21 +67,31 @@ class JobController(Controller):
     path = "/api/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=201, summary="Submit a job: kind 'train', 'eval' or 'export'")
-    async def submit(self, state: State, principal: Principal, data: JobRequest) -> JobDetail:
+    @post("/", status_code=201, summary="Submit a job: kind 'train', 'eval' or 'export' (dry_run: preview only)")
+    async def submit(
+        self, state: State, principal: Principal, data: JobRequest,
+        dry_run: Annotated[bool, Parameter(description="validate and render, return the YAML, queue nothing")] = False,
+    ) -> Response[JobDetail | JobPreview]:
+        if dry_run:
+            rendered, est = await service.prepare(state.pool, state.settings, principal, data, "job_preview")
+            return Response(JobPreview(kind=type(data).__struct_config__.tag, config=rendered.config,
+                                       config_yaml=rendered.yaml_text(), stages=[s.name for s in rendered.stages],
+                                       estimate=msgspec.to_builtins(est)), status_code=200)
         job_id = await service.submit(state.pool, state.js, state.settings, principal, data)
-        return await load_detail(state, principal, job_id)
+        return Response(await load_detail(state, principal, job_id), status_code=201)
 
     @get("/", summary="List the caller's jobs (admins: everyone's), newest first")
     async def list_jobs(
         self, state: State, principal: Principal,
         job_state: Annotated[JobState | None, Parameter(query="state")] = None,
         kind: Kind | None = None,
+        q: Annotated[str | None, Parameter(max_length=128, description="part of a job id or model name")] = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> JobPage:
         rows = await store.list_jobs(state.pool, owner_id=None if principal.is_admin else principal.user_id,
-                                     state=job_state, kind=kind, before=cursor_after(cursor), limit=limit + 1)
+                                     state=job_state, kind=kind, search=q, before=cursor_after(cursor),
+                                     limit=limit + 1)
         return JobPage(items=[_summary(r) for r in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
     @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")

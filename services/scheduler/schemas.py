@@ -104,6 +104,29 @@ class ExportRequest(JobRequestBase, kw_only=True, tag="export"):
 JobRequest = TrainRequest | EvalRequest | ExportRequest
 
 
+class Generation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Generation defaults of a deployment; a chat request's own values win."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] = 0.95
+    top_p: Annotated[float, Meta(gt=0, le=1)] = 0.7
+    top_k: Annotated[int, Meta(ge=1, le=1000)] = 50
+    max_new_tokens: Annotated[int, Meta(ge=1, le=32_768)] = 512
+    repetition_penalty: Annotated[float, Meta(ge=1, le=2)] = 1.0
+    do_sample: bool = True
+
+
+class DeployRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Serve a model with LLaMA-Factory's OpenAI-style API server on an agent."""
+
+    model: Name
+    template: Template | None = None
+    generation: Generation = msgspec.field(default_factory=Generation)
+    idle_timeout_s: Annotated[int, Meta(ge=10, le=86_400)] | None = None
+    gpu_count: GpuCount = 1
+    priority: Priority = 0
+    config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class JobEventOut(msgspec.Struct, kw_only=True):
     state: str
     reason: str | None
@@ -131,7 +154,7 @@ class JobSummary(msgspec.Struct, kw_only=True):
     base_model: str | None
     agent_id: str | None
     reason: str | None
-    progress: dict | None
+    progress: dict[str, Any] | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -140,15 +163,25 @@ class JobSummary(msgspec.Struct, kw_only=True):
 class JobDetail(JobSummary, kw_only=True):
     owner_id: str
     message: str | None
-    request: dict
-    config: dict
+    request: dict[str, Any]
+    config: dict[str, Any]
     config_yaml: str
-    estimate: dict
+    estimate: dict[str, Any]
     gpu_ids: list[int]
-    metrics: dict | None
+    metrics: dict[str, float] | None
     cancel_requested: bool
     history: list[JobEventOut]
     progress_series: list[ProgressPoint]
+
+
+class JobPreview(msgspec.Struct, kw_only=True):
+    """What a job would run, without queuing it (`POST /api/jobs?dry_run=true`). Paths name a placeholder job."""
+
+    kind: str
+    config: dict[str, Any]
+    config_yaml: str
+    stages: list[str]
+    estimate: dict[str, Any]
 
 
 class JobPage(msgspec.Struct, kw_only=True):

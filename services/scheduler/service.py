@@ -16,7 +16,7 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 from services.common.settings import Settings
 
-from . import access, configs, memory, placement, store
+from . import access, configs, deployments_store, memory, placement, store
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,9 @@ async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.Me
                    "per_device_train_batch_size" if training else "gpu_count")
 
 
-async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
-                 req: JobRequest) -> str:
-    """Validate, render and freeze a job of any kind, store it, then announce it."""
-    job_id = new_id("job")
+async def prepare(pool: asyncpg.Pool, settings: Settings, principal: Principal, req: JobRequest,
+                  job_id: str) -> tuple[configs.Rendered, memory.MemoryEstimate]:
+    """Validate and render a job of any kind, and check that some agent could hold it."""
     output_dir = settings.storage.output / job_id
     match req:
         case TrainRequest():
@@ -58,11 +57,19 @@ async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
         case ExportRequest():
             rendered, est = await _prepare_export(pool, settings, principal, req, output_dir)
     await check_capacity(pool, req.gpu_count, est)
+    return rendered, est
+
+
+async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
+                 req: JobRequest) -> str:
+    """Validate, render and freeze a job of any kind, store it, then announce it."""
+    job_id = new_id("job")
+    rendered, est = await prepare(pool, settings, principal, req, job_id)
     kind = type(req).__struct_config__.tag
     await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind=kind, priority=req.priority,
                            gpu_count=req.gpu_count, request=configs.request_dict(req), config=rendered.config,
-                           config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(), output_dir=str(output_dir),
-                           estimate=msgspec.to_builtins(est))
+                           config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(),
+                           output_dir=str(settings.storage.output / job_id), estimate=msgspec.to_builtins(est))
     await announce_submitted(js, job_id, kind, principal.user_id, req.priority)
     return job_id
 
@@ -146,7 +153,7 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext)
                                    attempt=attempt, dispatched_at=datetime.now(UTC))
             sent.append((row, contracts.JobDispatched(
                 job_id=job["id"], kind=job["kind"], output_dir=job["output_dir"],
-                stages=tuple(contracts.EngineStage(**stage) for stage in job["stages"]),
+                stages=tuple(msgspec.convert(stage, contracts.EngineStage) for stage in job["stages"]),
                 gpu_ids=spot.gpu_ids, attempt=attempt, dispatched_at=datetime.now(UTC),
             )))
     # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep.
@@ -159,6 +166,7 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext)
 
 async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobEvent) -> None:
     """Apply what an agent reported; repeated or late events change nothing."""
+    progressed = None
     async with pool.acquire() as conn, conn.transaction():
         match event:
             case contracts.JobStarted():
@@ -170,6 +178,9 @@ async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobE
                                                         "elapsed_s", "remaining_s")}
                 await store.insert_progress(conn, event.job_id, point)
                 row = None
+                owner = await conn.fetchval("SELECT owner_id FROM jobs WHERE id = $1", event.job_id)
+                if owner:
+                    progressed = (owner, point)
             case contracts.JobFinished():
                 message = event.message
                 if event.last_lines:
@@ -177,8 +188,21 @@ async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobE
                 row = await store.transition(conn, event.job_id, event.state, from_states=store.ACTIVE,
                                              reason=event.reason or event.state, message=message,
                                              metrics=event.metrics or None)
+            case contracts.DeploymentReady():
+                row = None
+                if await deployments_store.mark_ready(conn, event.job_id, event.at):
+                    await store.add_event(conn, event.job_id, "running", "ready", "the model server answers")
+                    row = await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id)
+            case contracts.DeploymentUsage():
+                await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens,
+                                                  event.last_request_at)
+                row = None
     if row is not None:
         await publish_change(nc, row)
+    if progressed is not None:  # live charts: the point, once committed
+        owner, point = progressed
+        await nc.publish(Subjects.job_changed(owner, event.job_id), contracts.encode(contracts.JobChanged(
+            job_id=event.job_id, state="running", at=datetime.now(UTC), progress=point)))
 
 
 async def publish_change(nc: Client, row) -> None:
@@ -231,13 +255,3 @@ async def sweep(pool: asyncpg.Pool, nc: Client) -> None:
         await publish_change(nc, row)
     for job in to_stop:
         await request_stop(nc, job["id"])
-
-
-async def record_heartbeat(pool: asyncpg.Pool, beat: contracts.AgentHeartbeat) -> None:
-    await store.upsert_agent(
-        pool, agent_id=beat.agent_id, hostname=beat.hostname,
-        gpus=[{"index": g.index, "name": g.name, "memory_total_mb": g.memory_total_mb} for g in beat.gpus],
-        cpu_slots=beat.cpu_slots,
-        resources={"cpu_pct": beat.cpu_pct, "memory_total_mb": beat.memory_total_mb,
-                   "memory_used_mb": beat.memory_used_mb, "running_jobs": list(beat.running_jobs)},
-    )

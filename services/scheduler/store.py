@@ -19,16 +19,24 @@ DETAIL_COLUMNS = SUMMARY_COLUMNS + (
 )
 
 
-async def insert_job(pool: asyncpg.Pool, *, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int,
+async def insert_job(db, *, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int,
                      request: dict, config: dict, config_yaml: str, stages: list[dict], output_dir: str,
                      estimate: dict) -> None:
-    async with pool.acquire() as conn, conn.transaction():  # the job and its first history row, or neither
-        await conn.execute(
-            "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
-            "output_dir, estimate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate,
-        )
-        await add_event(conn, job_id, "pending", "submitted", None)
+    """The job and its first history row, or neither; `db` is a pool or a connection already in a transaction."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            await _insert_job(conn, job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml,
+                              stages, output_dir, estimate)
+    else:
+        await _insert_job(db, job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml,
+                          stages, output_dir, estimate)
+
+
+async def _insert_job(conn, *values) -> None:
+    await conn.execute(
+        "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
+        "output_dir, estimate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", *values)
+    await add_event(conn, values[0], "pending", "submitted", None)
 
 
 async def add_event(conn, job_id: str, state: str, reason: str | None, message: str | None) -> None:
@@ -56,17 +64,21 @@ async def progress_series(conn, job_id: str) -> list[asyncpg.Record]:
 
 
 async def list_jobs(conn, *, owner_id: str | None, state: str | None, kind: str | None,
-                    before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
-    """Newest first, keyset-paginated on (created_at, id)."""
+                    before: tuple[datetime, str] | None, limit: int, search: str | None = None) -> list[asyncpg.Record]:
+    """Newest first, keyset-paginated on (created_at, id); `search` matches part of the id or the model."""
+    pattern = None
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return await conn.fetch(
         f"""
         SELECT {SUMMARY_COLUMNS} FROM jobs
         WHERE ($1::text IS NULL OR owner_id = $1) AND ($2::text IS NULL OR state = $2)
           AND ($3::text IS NULL OR kind = $3)
           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+          AND ($7::text IS NULL OR id ILIKE $7 OR coalesce(request->>'base_model', request->>'model') ILIKE $7)
         ORDER BY created_at DESC, id DESC LIMIT $6
         """,
-        owner_id, state, kind, before[0] if before else None, before[1] if before else None, limit,
+        owner_id, state, kind, before[0] if before else None, before[1] if before else None, limit, pattern,
     )
 
 
@@ -115,9 +127,10 @@ async def pending_jobs(conn, limit: int = 200) -> list[asyncpg.Record]:
 
 
 async def live_agents(conn, within_s: float) -> list[asyncpg.Record]:
+    """Agents that may take new work: heard from lately, not offline, not draining."""
     return await conn.fetch(
         "SELECT id, gpus, cpu_slots, last_seen FROM agents WHERE last_seen > now() - make_interval(secs => $1) "
-        "ORDER BY id", within_s)
+        "AND offline_since IS NULL AND NOT draining ORDER BY id", within_s)
 
 
 async def any_agents(conn) -> list[asyncpg.Record]:
@@ -129,16 +142,6 @@ async def busy_slots(conn) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT agent_id, gpu_count, gpu_ids FROM jobs WHERE state IN ('dispatched', 'running') "
         "AND agent_id IS NOT NULL")
-
-
-async def upsert_agent(conn, *, agent_id: str, hostname: str, gpus: list, cpu_slots: int, resources: dict) -> None:
-    await conn.execute(
-        """
-        INSERT INTO agents (id, hostname, gpus, cpu_slots, resources) VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (id) DO UPDATE SET hostname = $2, gpus = $3, cpu_slots = $4, resources = $5, last_seen = now()
-        """,
-        agent_id, hostname, gpus, cpu_slots, resources,
-    )
 
 
 async def insert_progress(conn, job_id: str, point: dict) -> None:

@@ -95,3 +95,61 @@ async def test_a_cancel_stops_the_container_at_once(agent, storage, agent_id):
     took = asyncio.get_running_loop().time() - asked
     assert (finished.state, finished.reason, finished.exit_code) == ("cancelled", "cancelled", 143)
     assert took < 10, f"a cancel took {took:.1f}s"
+
+
+@pytest.fixture
+async def serving_agent(nats_server, make_runtime, storage, agent_id):
+    """The runner with a docker runtime on the host's network (the test engine has no bridge): a model
+    server's loopback port is the agent's, as in production with LLMCT_DOCKER_NETWORK=host."""
+    nc = await connect_bus(nats_server.url, "docker-serving-test")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    runner = Runner(nc=nc, js=js, agent_id=agent_id, runtime=make_runtime(network="host"), storage=storage,
+                    engine_env=ENGINE_ENV)
+    await runner.start()
+    yield nc, js, runner
+    await runner.stop()
+    await close_bus(nc)
+
+
+async def chat(nc, agent_id: str, deployment_id: str, body: dict, timeout: float = 60) -> tuple[int, bytes]:
+    """A chat request over NATS as the gateway sends it; (status, body) from the agent's frames."""
+    import json
+
+    frames: asyncio.Queue = asyncio.Queue()
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=frames.put)
+    await nc.publish(Subjects.deploy_chat(agent_id, deployment_id), json.dumps(body).encode(), reply=inbox)
+    status, data = None, b""
+    while True:
+        msg = await asyncio.wait_for(frames.get(), timeout)
+        headers = msg.headers or {}
+        status = status or int(headers.get(contracts.ChatFrames.STATUS, 0)) or None
+        if headers.get(contracts.ChatFrames.END):
+            break
+        data += msg.data
+    await sub.unsubscribe()
+    return status, data
+
+
+async def test_a_deployment_serves_chat_from_a_container(serving_agent, storage, agent_id, docker_client):
+    nc, js, _ = serving_agent
+    job_id = new_job().replace("job_", "dep_")
+    config = {"model_name_or_path": str(storage.models / "tiny"), "template": "default", "trust_remote_code": False,
+              "infer_backend": "huggingface", "max_new_tokens": 4}
+    stage = contracts.EngineStage(name="serve", command=("llamafactory-cli", "api"),
+                                  config_yaml=yaml.safe_dump(config),
+                                  serve=contracts.ServeOptions(startup_timeout_s=120, idle_timeout_s=600))
+    queue = await events_of(nc, job_id)
+    order = contracts.JobDispatched(job_id=job_id, kind="deploy", stages=(stage,),
+                                    output_dir=str(storage.output / job_id), dispatched_at=datetime.now(UTC))
+    await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(order))
+    while not isinstance(event := await asyncio.wait_for(queue.get(), 180), contracts.DeploymentReady):
+        assert not isinstance(event, contracts.JobFinished), (event.message, event.last_lines)
+    containers = docker_client.containers.list(filters={"label": f"llmct.job={job_id}"})
+    assert len(containers) == 1 and containers[0].status == "running"
+    status, body = await chat(nc, agent_id, job_id, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+    assert status == 200 and b'"assistant"' in body, body
+    await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
+    finished = (await until_finished(queue, 60))[-1]
+    assert (finished.state, finished.reason) == ("cancelled", "cancelled")

@@ -40,9 +40,16 @@ class Stack:
         self.services[name] = start_services(self.env, self.services[name].log_path.parent, names=(name,))[0]
 
 
+E2E_AGENT = "e2e-agent"
+
+
 @pytest.fixture(scope="session")
-def stack(stack_env, tmp_path_factory):
+def stack(stack_env, nats_server, tmp_path_factory):
     env = {**os.environ, **stack_env, "LLMCT_HEARTBEAT_S": "1", "LLMCT_CPU_SLOTS": "2", "LLMCT_RUNTIME": "process"}
+    # The agent runs as its own NATS user, limited to its own subjects, as in production (docs/fleet.md).
+    agent = nats_server.add_agent(E2E_AGENT)
+    env.update({"LLMCT_AGENT_ID": E2E_AGENT, "LLMCT_AGENT_NATS_USER": agent["NATS_USER"],
+                "LLMCT_AGENT_NATS_PASSWORD": agent["NATS_PASSWORD"]})
     for name in ("gateway", "auth", "scheduler", "datasets", "registry", "agent"):
         env[f"LLMCT_{name.upper()}_PORT"] = str(free_port())
     log_dir = tmp_path_factory.mktemp("service-logs")

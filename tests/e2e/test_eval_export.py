@@ -209,3 +209,27 @@ async def test_another_users_model_is_refused_for_every_kind(gw, stack, adapter)
     assert (await gw.get(f"/api/evals/{adapter['job']['id']}", headers=other)).status_code == 404
     mine = await gw.get("/api/evals", headers=other)
     assert mine.status_code == 200 and mine.json()["items"] == []
+
+
+async def test_a_dry_run_previews_the_yaml_and_queues_nothing(gw, stack, tiny_model):
+    user = await login(gw, stack.invite_code, "dry-runner")
+    r = await gw.post("/api/jobs", params={"dry_run": "true"}, json={**EVAL, "evaluation": "generation"}, headers=user)
+    assert r.status_code == 200, r.text
+    preview = r.json()
+    assert preview["kind"] == "eval" and preview["stages"] == ["generation"]
+    assert "predict_with_generate: true" in preview["config_yaml"] and preview["estimate"]["per_gpu_mb"] > 0
+    assert (await gw.get("/api/jobs", headers=user)).json()["items"] == [], "nothing was queued"
+    r = await gw.post("/api/jobs", params={"dry_run": "true"}, json={**EVAL, "datasets": ["nope"]}, headers=user)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "datasets[0]", "a preview validates like a submit"
+
+
+async def test_jobs_can_be_searched_by_id_or_model(gw, stack, adapter):
+    owner = adapter["owner"]
+    job_id = adapter["job"]["id"]
+    found = (await gw.get("/api/jobs", headers=owner, params={"q": job_id[-6:]})).json()["items"]
+    assert job_id in [j["id"] for j in found]
+    # Others match through their model: the adapter's name carries the job id's end.
+    assert all(j["id"] == job_id or job_id[-6:] in (j["base_model"] or "") for j in found), found
+    by_model = (await gw.get("/api/jobs", headers=owner, params={"q": "TINY-LL", "kind": "train"})).json()["items"]
+    assert job_id in [j["id"] for j in by_model]
+    assert (await gw.get("/api/jobs", headers=owner, params={"q": "%"})).json()["items"] == []

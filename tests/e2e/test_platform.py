@@ -56,7 +56,9 @@ async def test_agent_heartbeats_reach_nats(stack):
 async def test_one_openapi_document_and_docs_page(gw):
     doc = (await gw.get("/api/openapi.json")).json()
     assert "/api/auth/login" in doc["paths"] and "/api/auth/me" in doc["paths"]
-    assert all(path.startswith("/api/") for path in doc["paths"])
+    assert all(path.startswith(("/api/", "/v1/")) for path in doc["paths"]), "no internal routes (/health...)"
+    assert "/v1/chat/completions" in doc["paths"] and "/api/deployments/{deployment_id}/chat" in doc["paths"]
+    assert "/api/openapi.json" not in doc["paths"]
     page = await gw.get("/api/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text
     assert (await gw.get("/api/docs/static/swagger-ui-bundle.js")).status_code == 200

@@ -188,3 +188,51 @@ def test_export_outputs_name_their_quantisation():
     assert bnb.kind == "quantized" and bnb.details["quantization_method"] == "bitsandbytes"
     merged = outputs.export_output({"model": "m"}, {"export_dir": "/o/export", "adapter_name_or_path": "/o/a"})
     assert merged.kind == "full" and merged.parent_name == "m" and merged.parent_location == "/o/a"
+
+
+def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():
+    from services.scheduler.schemas import DeployRequest
+
+    req = msgspec.convert({"model": "m", "generation": {"temperature": 0.3, "max_new_tokens": 64}, "gpu_count": 0},
+                          DeployRequest)
+    rendered = configs.render_deploy(req, model=ADAPTER, startup_timeout_s=180, idle_timeout_s=300)
+    (stage,) = rendered.stages
+    c = stage.config
+    assert stage.command == configs.SERVE_COMMAND and stage.serve == {"startup_timeout_s": 180, "idle_timeout_s": 300}
+    assert c["adapter_name_or_path"] == ADAPTER.adapter_path and c["model_name_or_path"] == "/models/base"
+    assert (c["temperature"], c["max_new_tokens"], c["template"]) == (0.3, 64, "qwen")
+    assert c["infer_backend"] == "huggingface" and c["trust_remote_code"] is False
+    assert rendered.stage_rows()[0]["serve"] == {"startup_timeout_s": 180, "idle_timeout_s": 300}
+    with pytest.raises(ApiError) as error:
+        configs.render_deploy(msgspec.structs.replace(req, config_overrides={"adapter_name_or_path": "x"}),
+                              model=BASE, startup_timeout_s=1, idle_timeout_s=1)
+    assert error.value.field == "config_overrides.adapter_name_or_path"
+
+
+@pytest.mark.parametrize("job_state, ready, cancel, expected", [
+    ("pending", False, False, "queued"), ("dispatched", False, False, "starting"),
+    ("running", False, False, "starting"), ("running", True, False, "ready"), ("running", True, True, "stopping"),
+    ("succeeded", True, False, "stopped"), ("cancelled", True, False, "stopped"), ("failed", False, False, "failed"),
+])
+def test_deployment_states_people_see(job_state, ready, cancel, expected):
+    from datetime import UTC, datetime
+
+    from services.scheduler.deployments import public_state, to_out
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    row = {"id": "dep_1", "owner": "ann", "model": "m", "generation": {}, "idle_timeout_s": 300,
+           "ready_at": datetime(2026, 11, 26, 11, 58, tzinfo=UTC) if ready else None,
+           "last_request_at": datetime(2026, 11, 26, 11, 59, tzinfo=UTC) if ready else None,
+           "requests_served": 3, "tokens_generated": 9, "created_at": now, "job_state": job_state, "reason": None,
+           "message": "the/server/path", "agent_id": "gpu-1", "gpu_count": 1, "gpu_ids": [0],
+           "estimate": {"per_gpu_mb": 1000}, "cancel_requested": cancel, "started_at": None, "finished_at": None,
+           "priority": 0}
+    assert public_state(row) == expected
+    seen = to_out(row, admin_view=False, now=now)
+    assert seen.agent_id == "gpu-1" and seen.owner is None and seen.gpu_memory_mb is None
+    if expected == "ready":
+        assert seen.idle_seconds_left == 240.0 and seen.uptime_s == 120.0
+    if expected not in ("failed", "stopped"):
+        assert seen.message is None
+    admin = to_out(row, admin_view=True, now=now)
+    assert (admin.owner, admin.agent_id, admin.gpu_memory_mb) == ("ann", "gpu-1", 1000)

@@ -19,6 +19,7 @@ class JobSpec:
     output_dir: Path
     gpu_ids: tuple[int, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    ports: tuple[int, ...] = ()  # loopback ports the engine listens on (a deployment's model server)
 
 
 @dataclass(frozen=True, kw_only=True)

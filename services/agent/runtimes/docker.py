@@ -425,6 +425,10 @@ class DockerRuntime:
             options.update(mem_limit=self.memory, memswap_limit=self.memory)  # no swap: an OOM is an OOM
         if self.network:
             options["network_mode"] = self.network
+        if spec.ports and self.network != "host":
+            # Published on the agent's loopback only; inside, the server listens on every interface.
+            options["ports"] = {f"{port}/tcp": ("127.0.0.1", port) for port in spec.ports}
+            options["environment"] = {**options["environment"], "API_HOST": "0.0.0.0"}
         if self.user:
             options["user"] = self.user
         return options

@@ -1,0 +1,103 @@
+"""Who may do what on NATS: one user for the services, one per agent, limited to that agent's own subjects.
+
+The permissions are rendered as a nats-server `authorization` block (config-file users). The embedded server
+(`embedded.NatsServer`, used by `llmct up` and the tests) writes it; `deploy/nats/` shows the same for
+production, and `llmct nats agent-user <id>` prints one agent's entry to add there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+from .contracts import Subjects
+
+SERVICE_USER = "llmct-services"
+AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DISPATCH_STREAM = "DISPATCH"
+# How many reply messages an agent may send to one request (chat streams many chunks), and for how long.
+RESPONSE_MAX_MSGS = 1_000_000
+RESPONSE_EXPIRES = "15m"
+
+
+class BadAgentId(RuntimeError):
+    """An agent id that cannot be one NATS subject token or a consumer name."""
+
+
+def check_agent_id(agent_id: str) -> str:
+    """The id itself when it is usable in subjects and consumer names (letters, digits, '-', '_')."""
+    if not AGENT_ID.match(agent_id):
+        raise BadAgentId(f"agent id {agent_id!r} must be 1-64 letters, digits, '-' or '_' (it is a NATS subject token)")
+    return agent_id
+
+
+def default_agent_id() -> str:
+    """The host name, with what a subject token cannot hold replaced by '-'."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64] or "agent"
+
+
+def agent_user(agent_id: str) -> str:
+    """The NATS user name of an agent."""
+    return f"agent-{agent_id}"
+
+
+def agent_consumer(agent_id: str) -> str:
+    """The agent's durable pull consumer on DISPATCH (the Runner's `consumer_name` for a valid id)."""
+    return f"agent-{agent_id}"
+
+
+def agent_inbox_prefix(agent_id: str) -> str:
+    """The agent's own reply inboxes: it may not read anybody else's."""
+    return f"_INBOX.{agent_user(agent_id)}"
+
+
+def agent_permissions(agent_id: str) -> dict:
+    """Publish only its own heartbeats, job events, logs and its own DISPATCH consumer's API; read cancels,
+    its deployments' requests, its own inboxes and service discovery; answer requests it received."""
+    check_agent_id(agent_id)
+    consumer = agent_consumer(agent_id)
+    api = f"$JS.API.CONSUMER.%s.{DISPATCH_STREAM}.{consumer}"
+    return {
+        "publish": {"allow": [
+            Subjects.agent_heartbeat(agent_id),
+            Subjects.JOB_STATUS_ALL,
+            Subjects.LOGS_ALL,
+            # The filtered create form: the server checks the filter in the body equals this subject.
+            (api % "CREATE") + "." + Subjects.job_dispatch(agent_id),
+            api % "INFO",
+            api % "MSG.NEXT",
+            f"$JS.ACK.{DISPATCH_STREAM}.{consumer}.>",
+        ]},
+        "subscribe": {"allow": [
+            Subjects.JOB_CANCEL_ALL,
+            Subjects.agent_deploy_all(agent_id),
+            agent_inbox_prefix(agent_id) + ".>",
+            "$SRV.>",  # `nats micro` discovery
+            "llmct.agent.>",
+        ]},
+        "allow_responses": {"max": RESPONSE_MAX_MSGS, "expires": RESPONSE_EXPIRES},
+    }
+
+
+def agent_entry(agent_id: str, password: str) -> dict:
+    """One agent's entry in the `users` list of an authorization block."""
+    return {"user": agent_user(agent_id), "password": password, "permissions": agent_permissions(agent_id)}
+
+
+def authorization(service_password: str, agents: dict[str, str]) -> dict:
+    """The authorization block: the services' user (every subject) and one restricted user per agent."""
+    users = [{"user": SERVICE_USER, "password": service_password}]
+    users += [agent_entry(agent_id, password) for agent_id, password in sorted(agents.items())]
+    return {"authorization": {"users": users}}
+
+
+def write_config(path: Path, service_password: str, agents: dict[str, str]) -> Path:
+    """Write a nats-server config file (JSON is valid nats-server syntax; quoted `$JS` is not a variable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(authorization(service_password, agents), indent=2) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,210 @@
+"""Deployments: a model served by `llamafactory-cli api` on an agent, scheduled as a job of kind 'deploy'.
+
+It holds its GPU (or CPU) slot while it lives. States people see, derived from the job's:
+`queued` (pending) → `starting` (dispatched, or running before the server answered) → `ready` → `stopping`
+(a stop was asked) → `stopped` (on request, or idle) | `failed` (with the reason and the server's last lines).
+Chat never passes through here: the gateway sends it over NATS to the agent that hosts the deployment.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import asyncpg
+import msgspec
+from litestar import Controller, get, post, put
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import File
+
+from services.common.errors import ApiError, not_found
+from services.common.security import Principal, new_id
+from services.common.settings import Settings
+from nats.js import JetStreamContext
+
+from . import access, configs, deployments_store as dstore, memory, service, store
+from .routes import cursor_after, next_cursor
+from .schemas import DeployRequest
+
+
+class DeploymentOut(msgspec.Struct, kw_only=True):
+    """A deployment as its owner sees it: never the server's host, port or the model's files."""
+
+    id: str
+    model: str
+    state: str  # queued | starting | ready | stopping | stopped | failed
+    reason: str | None
+    message: str | None
+    generation: dict
+    gpu_count: int
+    idle_timeout_s: int
+    idle_seconds_left: float | None
+    requests_served: int
+    tokens_generated: int
+    created_at: datetime
+    ready_at: datetime | None
+    last_request_at: datetime | None
+    finished_at: datetime | None
+    uptime_s: float | None
+    agent_id: str | None  # the agent's name (as on jobs), never its address
+    # admins only
+    owner: str | None = None
+    gpu_memory_mb: int | None = None
+
+
+class DeploymentPage(msgspec.Struct, kw_only=True):
+    items: list[DeploymentOut]
+    next_cursor: str | None
+
+
+class Quota(msgspec.Struct, kw_only=True):
+    user_id: str
+    max_deployments: int
+
+
+class QuotaUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_deployments: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+
+
+def public_state(row) -> str:
+    job_state = row["job_state"]
+    if job_state == "pending":
+        return "queued"
+    if job_state in ("dispatched", "running"):
+        if row["cancel_requested"]:
+            return "stopping"
+        return "ready" if row["ready_at"] else "starting"
+    return "failed" if job_state == "failed" else "stopped"
+
+
+def to_out(row, admin_view: bool, now: datetime | None = None) -> DeploymentOut:
+    now = now or datetime.now(UTC)
+    state = public_state(row)
+    left = None
+    if state == "ready":
+        since = row["last_request_at"] or row["ready_at"]
+        left = round(max(0.0, row["idle_timeout_s"] - (now - since).total_seconds()), 1)
+    end = row["finished_at"] or now
+    uptime = round((end - row["ready_at"]).total_seconds(), 1) if row["ready_at"] else None
+    extra = {}
+    if admin_view:
+        extra = {"owner": row["owner"],
+                 "gpu_memory_mb": (row["estimate"] or {}).get("per_gpu_mb", 0) * max(row["gpu_count"], 1)
+                 if row["gpu_count"] else 0}
+    return DeploymentOut(
+        id=row["id"], model=row["model"], state=state, reason=row["reason"],
+        message=row["message"] if state in ("failed", "stopped") else None, generation=row["generation"],
+        gpu_count=row["gpu_count"], idle_timeout_s=row["idle_timeout_s"], idle_seconds_left=left,
+        requests_served=row["requests_served"], tokens_generated=row["tokens_generated"], created_at=row["created_at"],
+        ready_at=row["ready_at"], last_request_at=row["last_request_at"], finished_at=row["finished_at"],
+        uptime_s=uptime, agent_id=row["agent_id"], **extra)
+
+
+async def deploy(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
+                 req: DeployRequest) -> str:
+    """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row."""
+    model = await access.usable_model(pool, principal, req.model, "deploy")
+    idle = req.idle_timeout_s or settings.deploy_idle_s
+    rendered = configs.render_deploy(req, model=model.paths, startup_timeout_s=settings.deploy_startup_s,
+                                     idle_timeout_s=idle)
+    est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000, batch_size=1,
+                                    cutoff_len=req.generation.max_new_tokens, gpu_count=req.gpu_count,
+                                    **memory.model_shape(model.paths.model_path))
+    await service.check_capacity(pool, req.gpu_count, est)
+    job_id = new_id("dep")
+    async with pool.acquire() as conn, conn.transaction():
+        await dstore.lock_owner(conn, principal.user_id)
+        active = await dstore.active_of(conn, principal.user_id)
+        limit = await dstore.limit_of(conn, principal.user_id)
+        limit = settings.max_deployments if limit is None else limit
+        if len(active) >= limit:
+            names = ", ".join(f"{row['id']} ({row['model']}, {public_state(row)})" for row in active) or "none"
+            raise ApiError(409, "deployment_limit",
+                           f"you may have {limit} active deployment(s) and have: {names}. Stop one first "
+                           "(POST /api/deployments/{id}/stop), or ask an admin to raise your limit")
+        await store.insert_job(conn, job_id=job_id, owner_id=principal.user_id, kind="deploy",
+                               priority=req.priority, gpu_count=req.gpu_count,
+                               request=configs.request_dict(req), config=rendered.config,
+                               config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(),
+                               output_dir=str(settings.storage.output / job_id), estimate=msgspec.to_builtins(est))
+        await dstore.insert(conn, deployment_id=job_id, owner_id=principal.user_id, model=model.name,
+                            generation=msgspec.to_builtins(req.generation), idle_timeout_s=idle)
+    await service.announce_submitted(js, job_id, "deploy", principal.user_id, req.priority)
+    return job_id
+
+
+async def _owned(state: State, principal: Principal, deployment_id: str):
+    async with state.pool.acquire() as conn:
+        row = await dstore.get(conn, deployment_id, None if principal.is_admin else principal.user_id)
+    if row is None:
+        raise not_found("deployment")
+    return row
+
+
+class DeploymentController(Controller):
+    path = "/api/deployments"
+    tags = ["deployments"]
+
+    @post("/", status_code=201, summary="Deploy a model (one active deployment per user unless raised)")
+    async def create(self, state: State, principal: Principal, data: DeployRequest) -> DeploymentOut:
+        deployment_id = await deploy(state.pool, state.js, state.settings, principal, data)
+        return to_out(await _owned(state, principal, deployment_id), principal.is_admin)
+
+    @get("/", summary="The caller's deployments (admins: everyone's, with owner, agent and GPU memory)")
+    async def list_deployments(
+        self, state: State, principal: Principal,
+        active: Annotated[bool, Parameter(description="only queued, starting, ready or stopping ones")] = False,
+        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> DeploymentPage:
+        async with state.pool.acquire() as conn:
+            rows = await dstore.list_for(conn, owner_id=None if principal.is_admin else principal.user_id,
+                                         active_only=active, before=cursor_after(cursor), limit=limit + 1)
+        now = datetime.now(UTC)
+        return DeploymentPage(items=[to_out(r, principal.is_admin, now) for r in rows[:limit]],
+                              next_cursor=next_cursor(rows, limit))
+
+    @get("/{deployment_id:str}", summary="A deployment: state, idle time left, usage")
+    async def detail(self, state: State, principal: Principal, deployment_id: str) -> DeploymentOut:
+        return to_out(await _owned(state, principal, deployment_id), principal.is_admin)
+
+    @post("/{deployment_id:str}/stop", status_code=202, summary="Stop a deployment (owner or admin)")
+    async def stop(self, state: State, principal: Principal, deployment_id: str) -> DeploymentOut:
+        row = await _owned(state, principal, deployment_id)
+        if row["job_state"] in store.TERMINAL:
+            raise ApiError(409, "deployment_stopped", f"the deployment already ended ({public_state(row)})")
+        await service.cancel(state.pool, state.nc, principal, deployment_id)
+        return to_out(await _owned(state, principal, deployment_id), principal.is_admin)
+
+    @get("/{deployment_id:str}/log", summary="The deployment's inference log as text")
+    async def log_file(self, state: State, principal: Principal, deployment_id: str) -> File:
+        await _owned(state, principal, deployment_id)
+        path = state.settings.storage.logs / f"{deployment_id}.log"
+        if not path.is_file():
+            raise ApiError(404, "no_log", "the deployment has not logged anything yet")
+        return File(path, filename=f"{deployment_id}.log", media_type="text/plain; charset=utf-8")
+
+
+class QuotaController(Controller):
+    path = "/api/quotas"
+    tags = ["quotas"]
+
+    @get("/me", summary="The caller's limits")
+    async def mine(self, state: State, principal: Principal) -> Quota:
+        async with state.pool.acquire() as conn:
+            limit = await dstore.limit_of(conn, principal.user_id)
+        return Quota(user_id=principal.user_id,
+                     max_deployments=state.settings.max_deployments if limit is None else limit)
+
+    @put("/{user_id:str}", opt={"admin": True}, summary="Set a user's limits (admins; null: the default)")
+    async def set_quota(self, state: State, principal: Principal, user_id: str, data: QuotaUpdate) -> Quota:
+        async with state.pool.acquire() as conn:
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id):
+                raise not_found("user")
+            await conn.execute(
+                "INSERT INTO user_quotas (user_id, max_deployments, updated_by) VALUES ($1, $2, $3) "
+                "ON CONFLICT (user_id) DO UPDATE SET max_deployments = $2, updated_by = $3, updated_at = now()",
+                user_id, data.max_deployments, principal.user_id)
+        limit = data.max_deployments
+        return Quota(user_id=user_id, max_deployments=state.settings.max_deployments if limit is None else limit)

@@ -1,0 +1,129 @@
+"""The scheduler's side of the fleet: follow heartbeats, mark silent agents offline, forget long-gone ones,
+and keep the resource history within its retention (raw → 1-minute → 1-hour averages → deleted)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+
+from services.common.contracts import Subjects
+
+from . import agents_store
+from .heartbeats import HeartbeatRecorder
+
+log = logging.getLogger(__name__)
+
+RETENTION_LOCK = 7_002  # advisory lock: one retention pass at a time across scheduler replicas
+DAY = 86_400.0
+
+
+def _seconds(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetSettings:
+    """How the scheduler treats agents and their history (docs/fleet.md)."""
+
+    offline_after_s: float = 60.0
+    """LLMCT_AGENT_OFFLINE_S: silence after which an agent is offline (no new work goes to it)."""
+    remove_after_s: float = DAY
+    """LLMCT_AGENT_REMOVE_S: time offline after which an agent's registration is removed."""
+    flush_s: float = 1.0
+    """LLMCT_HEARTBEAT_FLUSH_S: how often buffered heartbeats are written (one batch for all agents)."""
+    sweep_s: float = 5.0
+    """LLMCT_FLEET_SWEEP_S: how often silent agents are looked for."""
+    sample_s: float = 10.0
+    """LLMCT_METRICS_SAMPLE_S: one raw history row per agent (and GPU) per this period, the mean of its beats."""
+    raw_keep_s: float = DAY
+    """LLMCT_METRICS_RAW_S: raw samples are kept this long, then averaged into 1-minute rows."""
+    minute_keep_s: float = 7 * DAY
+    """LLMCT_METRICS_MINUTE_S: 1-minute averages are kept this long, then averaged into 1-hour rows."""
+    max_age_s: float = 90 * DAY
+    """LLMCT_METRICS_MAX_AGE_S: history older than this is deleted."""
+    retention_every_s: float = 300.0
+    """LLMCT_METRICS_RETENTION_EVERY_S: how often the retention pass runs."""
+
+    @classmethod
+    def from_env(cls) -> FleetSettings:
+        names = {"offline_after_s": "LLMCT_AGENT_OFFLINE_S", "remove_after_s": "LLMCT_AGENT_REMOVE_S",
+                 "flush_s": "LLMCT_HEARTBEAT_FLUSH_S", "sweep_s": "LLMCT_FLEET_SWEEP_S",
+                 "sample_s": "LLMCT_METRICS_SAMPLE_S", "raw_keep_s": "LLMCT_METRICS_RAW_S",
+                 "minute_keep_s": "LLMCT_METRICS_MINUTE_S", "max_age_s": "LLMCT_METRICS_MAX_AGE_S",
+                 "retention_every_s": "LLMCT_METRICS_RETENTION_EVERY_S"}
+        return cls(**{field: _seconds(env, getattr(cls, field)) for field, env in names.items()})
+
+
+async def sweep_agents(pool, settings: FleetSettings) -> None:
+    """Mark silent agents offline and forget those offline for too long."""
+    async with pool.acquire() as conn:
+        for row in await agents_store.mark_offline(conn, settings.offline_after_s):
+            log.warning("agent %s offline: no heartbeat since %s", row["id"], row["last_seen"].isoformat())
+        for agent_id in await agents_store.remove_long_offline(conn, settings.remove_after_s):
+            log.info("agent %s removed after %.0f s offline", agent_id, settings.remove_after_s)
+
+
+async def apply_retention(pool, settings: FleetSettings) -> bool:
+    """Roll raw samples into 1-minute rows and those into 1-hour rows, delete the oldest. False: another replica
+    is doing it."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK):
+            return False
+        for table in ("agent_metrics", "agent_gpu_metrics"):
+            await agents_store.roll_up(conn, table, 0, 60, settings.raw_keep_s)
+            await agents_store.roll_up(conn, table, 60, 3600, settings.minute_keep_s)
+            await agents_store.expire(conn, table, settings.max_age_s)
+    return True
+
+
+async def _flush_forever(app, recorder: HeartbeatRecorder, settings: FleetSettings) -> None:
+    while True:
+        await asyncio.sleep(settings.flush_s)
+        try:
+            if await recorder.flush(app.state.pool) and hasattr(app.state, "wake"):
+                app.state.wake.set()
+        except Exception:  # noqa: BLE001 - Postgres away: the beats wait for the next flush
+            log.exception("heartbeats not written")
+
+
+async def _maintain_forever(app, settings: FleetSettings) -> None:
+    loop = asyncio.get_running_loop()
+    next_retention = loop.time()
+    while True:
+        try:
+            await sweep_agents(app.state.pool, settings)
+            if loop.time() >= next_retention:
+                await apply_retention(app.state.pool, settings)
+                next_retention = loop.time() + settings.retention_every_s
+        except Exception:  # noqa: BLE001 - the next pass retries
+            log.exception("fleet maintenance failed")
+        await asyncio.sleep(settings.sweep_s)
+
+
+async def start(app) -> None:
+    """Follow every agent's heartbeats (queue group: one replica records each) and start the fleet loops."""
+    settings = FleetSettings.from_env()
+    recorder = HeartbeatRecorder(settings.sample_s)
+    app.state.fleet_settings, app.state.heartbeats = settings, recorder
+
+    async def on_heartbeat(msg) -> None:
+        recorder.add(msg.subject, msg.data)
+
+    # A burst of a thousand beats must not cut the subscription as a slow consumer.
+    app.state.fleet_sub = await app.state.nc.subscribe(Subjects.AGENT_HEARTBEAT_ALL, queue="scheduler",
+                                                       cb=on_heartbeat, pending_msgs_limit=200_000)
+    app.state.fleet_tasks = [asyncio.create_task(_flush_forever(app, recorder, settings)),
+                             asyncio.create_task(_maintain_forever(app, settings))]
+
+
+async def stop(app) -> None:
+    with contextlib.suppress(Exception):
+        await app.state.fleet_sub.unsubscribe()
+    for task in app.state.fleet_tasks:
+        task.cancel()
+    await asyncio.gather(*app.state.fleet_tasks, return_exceptions=True)
+    with contextlib.suppress(Exception):  # what arrived last is still worth writing
+        await app.state.heartbeats.flush(app.state.pool, final=True)

@@ -1,0 +1,83 @@
+"""Agents authenticate to NATS as themselves and may only speak for themselves (services/common/nats_auth.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from nats.js.api import ConsumerConfig
+
+from services.common import contracts
+from services.common.contracts import Subjects
+from services.common.nats_auth import agent_inbox_prefix
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def connect_as(nats_server, agent_id: str, errors: list[str]):
+    creds = nats_server.add_agent(agent_id)
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    return await nats.connect(creds["NATS_URL"], user=creds["NATS_USER"], password=creds["NATS_PASSWORD"],
+                              inbox_prefix=agent_inbox_prefix(agent_id), error_cb=on_error)
+
+
+def beat(agent_id: str, hostname: str) -> bytes:
+    return contracts.encode(contracts.AgentHeartbeat(agent_id=agent_id, hostname=hostname, sent_at=datetime.now(UTC),
+                                                     memory_total_mb=1024))
+
+
+async def test_a_forged_heartbeat_is_refused_by_nats_and_not_recorded(scheduler, nats_server, pool):
+    errors: list[str] = []
+    forger = await connect_as(nats_server, "fleet-forger", errors)
+    nats_server.add_agent("fleet-victim")  # a real agent's user exists; it is just not this one
+    try:
+        await forger.publish(Subjects.agent_heartbeat("fleet-victim"), beat("fleet-victim", "forged-host"))
+        # Its own subject with another agent's id in the body: NATS lets it through, the scheduler drops it.
+        await forger.publish(Subjects.agent_heartbeat("fleet-forger"), beat("fleet-victim", "forged-host"))
+        await forger.publish(Subjects.agent_heartbeat("fleet-forger"), beat("fleet-forger", "honest-host"))
+        await forger.flush()
+        await eventually(lambda: _async(any('publish to "agent.heartbeat.fleet-victim"' in e for e in errors)))
+
+        async def honest_recorded():
+            return await pool.fetchval("SELECT hostname FROM agents WHERE id = 'fleet-forger'")
+
+        assert await eventually(honest_recorded) == "honest-host"
+        await asyncio.sleep(0.5)  # a flush later still
+        assert await pool.fetchval("SELECT count(*) FROM agents WHERE id = 'fleet-victim' OR "
+                                   "hostname = 'forged-host'") == 0
+        assert forger.is_connected, "a refused publish does not cost the agent its connection"
+    finally:
+        await forger.close()
+
+
+async def test_an_agent_cannot_take_another_agents_work(nats_server):
+    errors: list[str] = []
+    thief = await connect_as(nats_server, "fleet-thief", errors)
+    nats_server.add_agent("fleet-worker")
+    js = thief.jetstream()
+    try:
+        await thief.subscribe(Subjects.JOB_DISPATCH_ALL)
+        await thief.flush()
+        await eventually(lambda: _async(any('subscription to "job.dispatch.>"' in e for e in errors)))
+        with pytest.raises(Exception):  # its own consumer name, filtered on the other agent's queue
+            await js.add_consumer("DISPATCH", ConsumerConfig(name="agent-fleet-thief", durable_name="agent-fleet-thief",
+                                                             filter_subject=Subjects.job_dispatch("fleet-worker")),
+                                  timeout=1)
+        with pytest.raises(Exception):  # the other agent's consumer
+            await js.consumer_info("DISPATCH", "agent-fleet-worker", timeout=1)
+        # Its own consumer works.
+        sub = await js.pull_subscribe(Subjects.job_dispatch("fleet-thief"), durable="agent-fleet-thief",
+                                      stream="DISPATCH")
+        await sub.unsubscribe()
+    finally:
+        await thief.close()
+
+
+async def _async(value):
+    return value
