@@ -23,9 +23,9 @@ describe("routing", () => {
     expect(nav).toBeInTheDocument();
     expect(screen.getByRole("link", { name: "Jobs" })).toHaveAttribute("aria-current", "page");
 
-    await user.click(screen.getByRole("link", { name: "Datasets" }));
-    expect(await screen.findByRole("heading", { level: 1, name: "Datasets" })).toHaveFocus();
-    expect(screen.getByText("Coming soon")).toBeInTheDocument();
+    await user.click(screen.getByRole("link", { name: "Deployments" }));
+    expect(await screen.findByRole("heading", { level: 1, name: "Deployments" })).toHaveFocus();
+    expect(screen.getByRole("link", { name: "Deployments" })).toHaveAttribute("aria-current", "page");
 
     await user.click(screen.getByRole("link", { name: "Account (ada)" }));
     expect(await screen.findByRole("heading", { level: 1, name: "Account" })).toBeInTheDocument();

@@ -119,6 +119,82 @@ export const api = {
     request<T>(path, { ...options, method: "GET" }),
   post: <T>(path: string, body?: unknown, options?: Omit<RequestOptions, "method" | "body">) =>
     request<T>(path, { ...options, method: "POST", body }),
+  patch: <T>(path: string, body?: unknown, options?: Omit<RequestOptions, "method" | "body">) =>
+    request<T>(path, { ...options, method: "PATCH", body }),
   delete: <T = void>(path: string, options?: Omit<RequestOptions, "method" | "body">) =>
     request<T>(path, { ...options, method: "DELETE" }),
 };
+
+type QueryValue = string | number | boolean | null | undefined;
+
+/** `path?a=1&b=x`, leaving out empty values. */
+export function withQuery(path: string, params: Record<string, QueryValue>): string {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
+  }
+  const text = query.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+/**
+ * A raw `fetch` of an API path with the Bearer header, for answers read as a stream (chat). A failure is an
+ * ApiError like `request`'s, and a 401 on a call that carried a token ends the session the same way.
+ */
+export async function authorizedFetch(path: string, init: RequestInit = {}): Promise<Response> {
+  const token = tokenStore.get();
+  const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response: Response;
+  try {
+    response = await fetch(path, { ...init, headers });
+  } catch (cause) {
+    if (cause instanceof DOMException && cause.name === "AbortError") throw cause;
+    throw new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again.");
+  }
+  if (response.ok) return response;
+  const error = await toApiError(response);
+  if (response.status === 401 && token) {
+    tokenStore.clear();
+    onUnauthorized();
+  }
+  throw error;
+}
+
+/** The file from the name in Content-Disposition, else `fallback`. */
+export function filenameFrom(response: Response, fallback: string): string {
+  const header = response.headers.get("content-disposition") ?? "";
+  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(header);
+  return match?.[1] ? decodeURIComponent(match[1]) : fallback;
+}
+
+/**
+ * Save an authenticated download (a link cannot carry the Bearer header): fetched as a blob, then handed
+ * to the browser through an object URL. Fine for logs and job outputs of the sizes people download here.
+ */
+export async function download(path: string, fallbackName: string): Promise<void> {
+  const token = tokenStore.get();
+  let response: Response;
+  try {
+    response = await fetch(path, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  } catch {
+    throw new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again.");
+  }
+  if (!response.ok) throw await toApiError(response);
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filenameFrom(response, fallbackName);
+  document.body.append(link);
+  link.click();
+  link.remove();
+  window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** The WebSocket URL of an API path on this site, with the access token (browsers cannot set headers). */
+export function socketUrl(path: string, params: Record<string, QueryValue> = {}): string {
+  const { protocol, host } = window.location;
+  const scheme = protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${host}${withQuery(path, { ...params, token: tokenStore.get() })}`;
+}

@@ -6,16 +6,21 @@ import { useI18n } from "../i18n";
 import type { MessageKey } from "../i18n/en";
 import { LanguageSelect } from "./LanguageSelect";
 
-export const SECTIONS: { path: string; label: MessageKey }[] = [
+export const SECTIONS: { path: string; label: MessageKey; also?: string }[] = [
   { path: "/jobs", label: "nav.jobs" },
+  { path: "/evals", label: "nav.evals" },
+  { path: "/exports", label: "nav.exports" },
   { path: "/datasets", label: "nav.datasets" },
   { path: "/models", label: "nav.models" },
-  { path: "/deployments", label: "nav.deployments" },
+  { path: "/deployments", label: "nav.deployments", also: "/playground" },
   { path: "/agents", label: "nav.agents" },
 ];
 
-function NavLink({ path, children, ariaLabel }: { path: string; children: ReactNode; ariaLabel?: string }) {
-  const [active] = useRoute(`${path}/*?`);
+function NavLink({ path, also, children, ariaLabel }: { path: string; also?: string; children: ReactNode; ariaLabel?: string }) {
+  const [here] = useRoute(`${path}/*?`);
+  // A section may own a second address (Deployments holds the playground).
+  const [there] = useRoute(`${also ?? path}/*?`);
+  const active = here || there;
   return (
     <Link href={path} className="nav-link" aria-current={active ? "page" : undefined} aria-label={ariaLabel}>
       {children}
@@ -38,8 +43,8 @@ export function Shell({ children }: { children: ReactNode }) {
           <span>{t("app.name")}</span>
         </Link>
         <nav aria-label={t("nav.main")} className="topbar__nav">
-          {SECTIONS.map(({ path, label }) => (
-            <NavLink key={path} path={path}>
+          {SECTIONS.map(({ path, label, also }) => (
+            <NavLink key={path} path={path} also={also}>
               {t(label)}
             </NavLink>
           ))}

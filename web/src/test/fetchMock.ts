@@ -7,7 +7,8 @@ export interface RecordedCall {
   body: unknown;
 }
 
-type Reply = { status: number; body?: unknown } | ((call: RecordedCall) => { status: number; body?: unknown });
+type Answer = { status: number; body?: unknown } | Response;
+type Reply = Answer | ((call: RecordedCall) => Answer);
 
 /**
  * Replace fetch with a table of answers keyed by "METHOD /path"; unknown routes answer 404
@@ -27,7 +28,7 @@ export function mockFetch(routes: Record<string, Reply>) {
     const route = routes[`${call.method} ${call.path}`];
     const reply = typeof route === "function" ? route(call) : route;
     if (!reply) return json(404, { error: { code: "not_found", message: `no mock for ${call.method} ${call.path}`, field: null } });
-    return json(reply.status, reply.body);
+    return reply instanceof Response ? reply : json(reply.status, reply.body);
   });
   vi.stubGlobal("fetch", fetchMock);
   return { calls, fetchMock };
@@ -40,4 +41,16 @@ export function json(status: number, body?: unknown): Response {
 
 export function apiError(status: number, code: string, message: string, field: string | null = null) {
   return { status, body: { error: { code, message, field } } };
+}
+
+/** A server-sent events answer that arrives in the given pieces (split anywhere, as a network would). */
+export function eventStream(pieces: string[], status = 200): Response {
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const piece of pieces) controller.enqueue(encoder.encode(piece));
+      controller.close();
+    },
+  });
+  return new Response(body, { status, headers: { "Content-Type": "text/event-stream" } });
 }

@@ -1,0 +1,55 @@
+import { describe, expect, it, vi } from "vitest";
+
+import { apiError, eventStream, json, mockFetch } from "../test/fetchMock";
+import { ApiError } from "./client";
+import { streamChat } from "./deployments";
+
+const chunk = (content: string, finish: string | null = null) =>
+  `data: ${JSON.stringify({ object: "chat.completion.chunk", choices: [{ index: 0, delta: { content }, finish_reason: finish }] })}\n\n`;
+const MESSAGES = [{ role: "user" as const, content: "hi" }];
+
+describe("streamChat", () => {
+  it("posts the conversation with the Bearer token and hands each piece over as it arrives", async () => {
+    window.localStorage.setItem("llmct.access_token", "tok-1");
+    const text = chunk("Ott") + chunk("awa") + chunk("", "stop") + "data: [DONE]\n\n";
+    const { calls } = mockFetch({ "POST /api/deployments/dep_1/chat": () => eventStream([text.slice(0, 30), text.slice(30, 95), text.slice(95)]) });
+    const pieces: string[] = [];
+    const answer = await streamChat("dep_1", MESSAGES, { temperature: 0.2, max_tokens: 8 }, (p) => pieces.push(p));
+    expect(pieces).toEqual(["Ott", "awa"]);
+    expect(answer).toEqual({ content: "Ottawa", finishReason: "stop" });
+    expect(calls[0]!.headers.Authorization).toBe("Bearer tok-1");
+    expect(calls[0]!.body).toEqual({ messages: MESSAGES, temperature: 0.2, max_tokens: 8, stream: true });
+  });
+
+  it("rejects on an error event, after handing over what came before it", async () => {
+    mockFetch({ "POST /api/deployments/dep_1/chat": () => eventStream([chunk("Half"), '{"error": {"message": "the model server failed: reset"}}\n']) });
+    const pieces: string[] = [];
+    const failure = streamChat("dep_1", MESSAGES, {}, (p) => pieces.push(p));
+    await expect(failure).rejects.toMatchObject({ code: "upstream_error", message: "the model server failed: reset" });
+    expect(pieces).toEqual(["Half"]);
+  });
+
+  it("reads a whole JSON answer when the server did not stream", async () => {
+    mockFetch({ "POST /api/deployments/dep_1/chat": { status: 200, body: { choices: [{ message: { role: "assistant", content: "Ottawa." }, finish_reason: "stop" }] } } });
+    const onDelta = vi.fn();
+    expect(await streamChat("dep_1", MESSAGES, {}, onDelta)).toEqual({ content: "Ottawa.", finishReason: "stop" });
+    expect(onDelta).toHaveBeenCalledWith("Ottawa.");
+  });
+
+  it("turns a refusal into an ApiError with the API's code", async () => {
+    mockFetch({ "POST /api/deployments/dep_1/chat": apiError(409, "model_not_running", "deployment dep_1 is stopped: deploy the model again") });
+    const failure = streamChat("dep_1", MESSAGES, {}, () => undefined);
+    await expect(failure).rejects.toBeInstanceOf(ApiError);
+    await expect(streamChat("dep_1", MESSAGES, {}, () => undefined)).rejects.toMatchObject({ status: 409, code: "model_not_running" });
+  });
+
+  it("stops reading when aborted", async () => {
+    const controller = new AbortController();
+    vi.stubGlobal("fetch", vi.fn(async (_url: string, init: RequestInit) => {
+      if (init.signal?.aborted) throw new DOMException("aborted", "AbortError");
+      return json(200, {});
+    }));
+    controller.abort();
+    await expect(streamChat("dep_1", MESSAGES, {}, () => undefined, controller.signal)).rejects.toMatchObject({ name: "AbortError" });
+  });
+});

@@ -1,0 +1,105 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+import { followLog, newLines, ReconnectingSocket } from "./socket";
+
+/** A WebSocket double the test drives by hand. */
+class FakeSocket {
+  static made: FakeSocket[] = [];
+  readyState = 0;
+  onopen: (() => void) | null = null;
+  onmessage: ((event: { data: string }) => void) | null = null;
+  onclose: ((event: { code: number }) => void) | null = null;
+  closed: number | null = null;
+  constructor(readonly url: string) {
+    FakeSocket.made.push(this);
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  send(frame: unknown) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code });
+  }
+  close(code: number) {
+    this.closed = code;
+    this.readyState = 3;
+  }
+}
+
+const create = (url: string) => new FakeSocket(url) as unknown as WebSocket;
+const frame = (...seqs: number[]) => ({ job_id: "j", lines: seqs.map((seq) => ({ seq, stream: "stdout", text: `line ${seq}` })) });
+
+beforeEach(() => {
+  FakeSocket.made = [];
+  vi.useFakeTimers();
+});
+afterEach(() => vi.useRealTimers());
+
+describe("newLines", () => {
+  it("keeps lines after the last one seen, in order, and skips junk", () => {
+    const text = JSON.stringify({ lines: [{ seq: 3, text: "c" }, { seq: 1, text: "a" }, { seq: 2, text: "b" }, { nope: true }] });
+    expect(newLines(text, 1).map((l) => l.seq)).toEqual([2, 3]);
+    expect(newLines("not json", 0)).toEqual([]);
+  });
+});
+
+describe("followLog", () => {
+  it("replays, follows, and after a drop resumes after the last line it showed", () => {
+    const seen: number[] = [];
+    const statuses: string[] = [];
+    const follower = followLog({
+      url: (after) => `ws://x/logs?after=${after}`,
+      onLines: (lines) => seen.push(...lines.map((l) => l.seq)),
+      onStatus: (s) => statuses.push(s),
+      createSocket: create,
+      retryDelaysMs: [100],
+    });
+    const first = FakeSocket.made[0]!;
+    expect(first.url).toBe("ws://x/logs?after=0");
+    first.open();
+    first.send(frame(1, 2, 3));
+    first.send(frame(3, 4)); // an overlap is shown once
+    first.drop();
+    expect(statuses.at(-1)).toBe("reconnecting");
+    vi.advanceTimersByTime(100);
+    const second = FakeSocket.made[1]!;
+    expect(second.url).toBe("ws://x/logs?after=4");
+    second.open();
+    second.send(frame(5));
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+    expect(follower.lastSeq()).toBe(5);
+    follower.stop();
+    expect(second.closed).toBe(1000);
+  });
+
+  it("stops for good when the job is not the caller's (4404)", () => {
+    const statuses: string[] = [];
+    followLog({ url: () => "ws://x", onLines: () => {}, onStatus: (s, code) => statuses.push(`${s}:${code ?? ""}`), createSocket: create });
+    FakeSocket.made[0]!.drop(4404);
+    vi.advanceTimersByTime(60_000);
+    expect(FakeSocket.made).toHaveLength(1);
+    expect(statuses.at(-1)).toBe("ended:4404");
+  });
+});
+
+describe("ReconnectingSocket", () => {
+  it("waits longer after each failure, and starts over once connected", () => {
+    const socket = new ReconnectingSocket({ url: () => "ws://x", onMessage: () => {}, createSocket: create, retryDelaysMs: [10, 50] });
+    socket.start();
+    FakeSocket.made[0]!.drop();
+    vi.advanceTimersByTime(10);
+    FakeSocket.made[1]!.drop();
+    vi.advanceTimersByTime(10);
+    expect(FakeSocket.made).toHaveLength(2);
+    vi.advanceTimersByTime(40);
+    expect(FakeSocket.made).toHaveLength(3);
+    socket.stop();
+    FakeSocket.made[2]!.drop();
+    vi.advanceTimersByTime(1000);
+    expect(FakeSocket.made).toHaveLength(3);
+  });
+});

@@ -1,0 +1,53 @@
+import { Link, useLocation, useSearchParams } from "wouter";
+
+import type { JobDetail, JobKind } from "../../api/jobs";
+import { PageHeading } from "../../components/PageHeading";
+import { useI18n } from "../../i18n";
+import type { MessageKey } from "../../i18n/en";
+import { EvalJobForm } from "./EvalJobForm";
+import { ExportJobForm } from "./ExportJobForm";
+import { TrainJobForm } from "./TrainJobForm";
+
+const KINDS: JobKind[] = ["train", "eval", "export"];
+
+/** One page for every kind of job; `?kind=eval&model=x` preselects (links from models and jobs). */
+export function NewJobPage() {
+  const { t } = useI18n();
+  const [, navigate] = useLocation();
+  const [params, setParams] = useSearchParams();
+  const kind = (KINDS.find((k) => k === params.get("kind")) ?? "train") as JobKind;
+  const model = params.get("model") ?? undefined;
+  const done = (job: JobDetail) => navigate(`/jobs/${job.id}`);
+
+  return (
+    <>
+      <p className="breadcrumb">
+        <Link href="/jobs">{t("nav.jobs")}</Link> / {t("newJob.title")}
+      </p>
+      <PageHeading title={t(`newJob.title.${kind}` as MessageKey)} />
+      <nav className="tabs" aria-label={t("newJob.kind")}>
+        {KINDS.map((k) => (
+          <Link
+            key={k}
+            href={`/jobs/new?kind=${k}${model ? `&model=${encodeURIComponent(model)}` : ""}`}
+            className="tab"
+            aria-current={k === kind ? "page" : undefined}
+            onClick={(event) => {
+              event.preventDefault();
+              setParams((p) => {
+                const next = new URLSearchParams(p);
+                next.set("kind", k);
+                return next;
+              }, { replace: true });
+            }}
+          >
+            {t(`kind.${k}` as MessageKey)}
+          </Link>
+        ))}
+      </nav>
+      {kind === "train" && <TrainJobForm key="train" onSubmitted={done} initialModel={model} />}
+      {kind === "eval" && <EvalJobForm key="eval" onSubmitted={done} initialModel={model} />}
+      {kind === "export" && <ExportJobForm key="export" onSubmitted={done} initialModel={model} />}
+    </>
+  );
+}
