@@ -82,6 +82,13 @@ def runtime_from_env(storage, agent: str):
     return make_runtime(name, storage=storage, agent_id=agent)
 
 
+def state_dir() -> Path | None:
+    """LLMCT_AGENT_STATE_PATH: where jobs in containers are saved for the next agent (a local disk is best:
+    a cursor is rewritten after every batch of log lines); default <HOST_BASE_PATH>/state/agents/<agent id>."""
+    value = os.environ.get("LLMCT_AGENT_STATE_PATH")
+    return Path(value) if value else None
+
+
 async def _start(app: Litestar) -> None:
     settings = app.state.settings
     settings.storage.ensure()
@@ -93,12 +100,14 @@ async def _start(app: Litestar) -> None:
                               runtime=runtime_from_env(settings.storage, app.state.agent_id),
                               storage=settings.storage,
                               engine_env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))},
-                              cpu_threads=max(1, (os.cpu_count() or 1) // max(1, cpu_slots(False))))
+                              cpu_threads=max(1, (os.cpu_count() or 1) // max(1, cpu_slots(False))),
+                              state_dir=state_dir())
     await app.state.runner.start()
     app.state.beater = asyncio.create_task(_beat_forever(app))
 
 
 async def _stop(app: Litestar) -> None:
+    # Containers (docker runtime) keep running and the next agent re-attaches; processes are stopped.
     app.state.beater.cancel()
     await app.state.runner.stop()
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from nats.js import JetStreamContext
 
@@ -20,33 +23,54 @@ MAX_BATCH = 500
 TAIL_LINES = 30
 
 
-class LogShipper:
-    """One per running job. `add()` never blocks on NATS; a flusher task publishes batches."""
+Shipped = Callable[[int, int, Any], None]
 
-    def __init__(self, js: JetStreamContext, job_id: str, log_path: Path):
+
+class LogShipper:
+    """One per running job. `add()` never blocks on NATS; a flusher task publishes batches.
+
+    A job picked up again after an agent restart gets a shipper that goes on where the last one
+    stopped: `seq` is the last line number shipped, and `keep_bytes` the log file's length after
+    that line (what an agent wrote to the file but never published is cut off, and read again).
+    `on_shipped(seq, file_bytes, mark)` is told after every batch how far the lines reach; `mark` is
+    the last non-None mark given to `add()` (the runtime's position in the engine's output).
+    """
+
+    def __init__(self, js: JetStreamContext, job_id: str, log_path: Path, *, seq: int = 0,
+                 keep_bytes: int | None = None, on_shipped: Shipped | None = None):
         self.js = js
         self.job_id = job_id
         self.subject = contracts.Subjects.logs(job_id)
-        self.seq = 0
+        self.seq = seq
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self._pending: list[contracts.LogLine] = []
-        self._file = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in close()
+        self.on_shipped = on_shipped
+        self._pending: list[tuple[contracts.LogLine, Any, int]] = []  # (line, mark, file bytes after it)
+        self._mark: Any = None
+        self._file = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in close(); a write per line
+        size = self._file.seek(0, os.SEEK_END)
+        if keep_bytes is not None and keep_bytes < size:
+            self._file.truncate(keep_bytes)
+            size = keep_bytes
+        self.bytes = size
         self._wake = asyncio.Event()
+        self._closing = False
         self._flusher = asyncio.create_task(self._flush_forever())
 
-    def add(self, stream: str, text: str) -> None:
+    def add(self, stream: str, text: str, mark: Any = None) -> None:
         self.seq += 1
         now = datetime.now(UTC)
-        self._pending.append(contracts.LogLine(seq=self.seq, stream=stream, at=now, text=text))
-        self._file.write(f"{text}\n" if stream != "system" else f"[platform] {text}\n")
+        data = (f"{text}\n" if stream != "system" else f"[platform] {text}\n").encode(errors="replace")
+        self._file.write(data)
+        self.bytes += len(data)
+        self._pending.append((contracts.LogLine(seq=self.seq, stream=stream, at=now, text=text), mark, self.bytes))
         if stream != "system":
             self.tail.append(text)
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
 
     async def _flush_forever(self) -> None:
-        while True:
-            # Not wait_for: on 3.11 it swallows a cancel that lands as the event fires, and close() hangs.
+        while not self._closing:
+            # Not wait_for: on 3.11 it swallows a cancel that lands as the event fires.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_EVERY_S):
                     await self._wake.wait()
@@ -55,16 +79,26 @@ class LogShipper:
 
     async def flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            message = contracts.LogBatch(job_id=self.job_id, lines=tuple(batch))
+            # A batch leaves the queue only once sent: a cancel mid-publish must not skip it, or leave the
+            # line number ahead of the mark `on_shipped` reports (an agent restart would repeat lines).
+            batch = self._pending[:MAX_BATCH]
+            message = contracts.LogBatch(job_id=self.job_id, lines=tuple(line for line, _, _ in batch))
             try:
                 await self.js.publish(self.subject, contracts.encode(message))
             except Exception:  # noqa: BLE001 - the file keeps every line; viewers miss this batch
                 log.exception("log batch for %s not published", self.job_id)
+            del self._pending[:len(batch)]
+            for _, mark, _ in batch:
+                if mark is not None:
+                    self._mark = mark
+            if self.on_shipped is not None:
+                last, _, size = batch[-1]
+                self.on_shipped(last.seq, size, self._mark)
 
     async def close(self) -> None:
-        self._flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._flusher
+        """Ship what is left and close the file; a batch being sent is let finish, never cancelled."""
+        self._closing = True
+        self._wake.set()
+        await self._flusher
         await self.flush()
         self._file.close()

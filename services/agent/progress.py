@@ -45,23 +45,31 @@ def parse_line(job_id: str, line: str) -> contracts.JobProgressed | None:
 
 
 async def follow(job_id: str, path: Path, publish: Callable[[contracts.JobProgressed], Awaitable[None]],
-                 stopped: asyncio.Event) -> None:
-    """Publish every new step until `stopped` is set, then read what is left once more."""
-    offset = 0
-    buffer = ""
+                 stopped: asyncio.Event, *, start: int = 0, moved: Callable[[int], None] | None = None) -> None:
+    """Publish every new step until `stopped` is set, then read what is left once more.
+
+    Reading begins at byte `start` (where an earlier agent got to); `moved(offset)` is told the end of
+    every whole line read, so the agent can remember how far it got.
+    """
+    offset = start
+    buffer = b""
     while True:
         done = stopped.is_set()
         if path.exists():
-            with open(path, encoding="utf-8") as handle:
+            with open(path, "rb") as handle:
+                if handle.seek(0, 2) < offset:  # written anew since that offset was taken: start over
+                    offset, buffer = 0, b""
                 handle.seek(offset)
                 chunk = handle.read()
-                offset = handle.tell()
+            offset += len(chunk)
             buffer += chunk
-            *complete, buffer = buffer.split("\n")
+            *complete, buffer = buffer.split(b"\n")
             for line in complete:
-                event = parse_line(job_id, line)
+                event = parse_line(job_id, line.decode(errors="replace"))
                 if event is not None:
                     await publish(event)
+            if complete and moved is not None:
+                moved(offset - len(buffer))
         if done:
             return
         try:

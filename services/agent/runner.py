@@ -19,11 +19,13 @@ from services.common.bus import consume
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
 
-from . import failures, progress, results
-from .serving import ModelServer
+from . import failures, progress, reattach, results
+from .jobstate import JobState
 from .logs import LogShipper
+from .reattach import Resume
 from .runtimes import EngineRun, JobSpec, Runtime
 from .runtimes.base import ExitInfo, RuntimeStartError
+from .serving import ModelServer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ class RunningJob:
     cancelled: bool = False
     started: asyncio.Event = field(default_factory=asyncio.Event)
     server: ModelServer | None = None  # a deployment's model server
+    state: JobState | None = None  # order and cursor, on disk when the engine outlives the agent
+    detached: bool = False  # the agent stops and leaves the engine running for the next agent
+    agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
 
 
 def consumer_name(agent_id: str) -> str:
@@ -48,21 +53,34 @@ def consumer_name(agent_id: str) -> str:
 
 
 class Runner:
-    """Runs the jobs dispatched to one agent."""
+    """Runs the jobs dispatched to one agent.
+
+    With a runtime whose engines outlive the agent (docker), stopping the runner leaves them running
+    and starting it picks them up again (services/agent/reattach.py); with the process runtime, stop()
+    ends them, as their pipes to the agent would (docs/docker.md, "Agent restarts").
+    """
 
     def __init__(self, *, nc: Client, js: JetStreamContext, agent_id: str, runtime: Runtime,
-                 storage: StoragePaths, engine_env: dict[str, str], cpu_threads: int = 1):
+                 storage: StoragePaths, engine_env: dict[str, str], cpu_threads: int = 1,
+                 state_dir: Path | None = None):
         self.nc, self.js = nc, js
         self.agent_id = agent_id
         self.runtime = runtime
         self.storage = storage
         self.engine_env = engine_env
         self.cpu_threads = cpu_threads
+        self.keeps_engines = bool(getattr(runtime, "survives_agent", False))
+        # Where jobs are saved for the next agent (jobstate.py); none when engines die with the agent.
+        self.state_dir = (state_dir or storage.state / "agents" / re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
+                          if self.keeps_engines else None)
         self.jobs: dict[str, RunningJob] = {}
         self._tasks: list[asyncio.Task] = []
+        self._cancels = None
 
     async def start(self) -> None:
-        await self.nc.subscribe(Subjects.JOB_CANCEL_ALL, cb=self._on_cancel)
+        self._cancels = await self.nc.subscribe(Subjects.JOB_CANCEL_ALL, cb=self._on_cancel)
+        # Before the dispatch consumer: a redelivered dispatch of a job found running is then only acked.
+        await reattach.pick_up(self)
         self._tasks = [
             asyncio.create_task(consume(self.js, subject=Subjects.job_dispatch(self.agent_id), stream="DISPATCH",
                                         durable=consumer_name(self.agent_id), handle=self._on_dispatch, batch=16)),
@@ -70,12 +88,29 @@ class Runner:
         ]
 
     async def stop(self) -> None:
+        """Stop taking work; leave surviving engines running (their state saved), stop the others."""
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._cancels is not None and self.keeps_engines:  # a cancel now is for the next agent
+            with contextlib.suppress(Exception):
+                await self._cancels.unsubscribe()
         for job in list(self.jobs.values()):
-            if job.engine:
+            if self.keeps_engines and job.kind != "deploy":
+                job.detached = True
+                if job.task:
+                    job.task.cancel()
+            elif job.engine:
+                job.agent_stopped = self.keeps_engines  # a deployment's server can't be reached again
                 await job.engine.stop(5)
-        await asyncio.gather(*self._tasks, *(j.task for j in self.jobs.values() if j.task), return_exceptions=True)
+        await asyncio.gather(*(j.task for j in self.jobs.values() if j.task), return_exceptions=True)
+
+    def go_on(self, state: JobState, resume: Resume) -> None:
+        """Follow a job found again after an agent restart, as if this agent had started it."""
+        job = RunningJob(state.order.job_id, state.order.kind, state.order.gpu_ids, state=state)
+        job.started.set()
+        self.jobs[job.job_id] = job
+        job.task = asyncio.create_task(self._run(state.order, job, resume))
 
     async def _on_dispatch(self, msg) -> None:
         try:
@@ -87,7 +122,7 @@ class Runner:
             await msg.term()
             return
         if order.job_id not in self.jobs:  # a redelivery of a job we already run is only acked
-            job = RunningJob(order.job_id, order.kind, order.gpu_ids)
+            job = RunningJob(order.job_id, order.kind, order.gpu_ids, state=JobState.begin(self.state_dir, order))
             self.jobs[order.job_id] = job
             job.task = asyncio.create_task(self._run(order, job))
             await job.started.wait()
@@ -132,12 +167,20 @@ class Runner:
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
             env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         return JobSpec(job_id=order.job_id, kind=order.kind, command=command, config_path=config_path,
-                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env, ports=ports)
+                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env, ports=ports, stage=index)
 
-    async def _run(self, order: contracts.JobDispatched, job: RunningJob) -> None:
-        shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log")
+    async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
+        state = job.state or JobState(None, order)
+        job.state = state
+        shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log", seq=state.cursor.seq,
+                             keep_bytes=state.cursor.log_bytes if resume else None, on_shipped=state.shipped)
         try:
-            exit_info = await self._run_engine(order, job, shipper)
+            exit_info = await self._run_engine(order, job, shipper, resume)
+        except asyncio.CancelledError:
+            if not job.detached:
+                raise
+            await self._leave_running(job, shipper)
+            return
         except Exception as exc:  # noqa: BLE001 - report, never leave the job hanging
             log.exception("job %s failed in the agent", order.job_id)
             exit_info = ExitInfo(exit_code=-1, error=f"agent error: {exc}", error_reason="agent_error")
@@ -145,18 +188,25 @@ class Runner:
             job.started.set()
         await self._finish(order, job, exit_info, shipper)
 
-    async def _run_engine(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo:
+    async def _run_engine(self, order, job: RunningJob, shipper: LogShipper, resume: Resume | None) -> ExitInfo:
         """Run the job's stages in order; the first that fails or is cancelled ends the job."""
-        shipper.add("system", f"{order.kind} job {order.job_id} on {self.agent_id} ({self.runtime.name} runtime)")
+        if resume is None:
+            shipper.add("system", f"{order.kind} job {order.job_id} on {self.agent_id} ({self.runtime.name} runtime)")
+        else:
+            shipper.add("system", resume.note)
         stopped = asyncio.Event()
         follower = asyncio.create_task(progress.follow(
-            order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self._publish, stopped))
+            order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self._publish, stopped,
+            start=job.state.cursor.progress_bytes if resume else 0, moved=job.state.progress_read))
         try:
             exit_info = ExitInfo(exit_code=0)
-            for index, stage in enumerate(order.stages):
-                if len(order.stages) > 1:
+            first = resume.stage if resume else 0
+            for index in range(first, len(order.stages)):
+                stage = order.stages[index]
+                found = resume.engine if resume and index == first else None
+                if len(order.stages) > 1 and found is None:
                     shipper.add("system", f"stage {index + 1} of {len(order.stages)}: {stage.name}")
-                exit_info = await self._run_stage(order, index, job, shipper)
+                exit_info = await self._run_stage(order, index, job, shipper, found)
                 if job.cancelled or exit_info.exit_code != 0 or exit_info.error:
                     if len(order.stages) > 1 and not job.cancelled:
                         shipper.add("system", f"stage {index + 1} ({stage.name}) failed; later stages skipped")
@@ -166,40 +216,61 @@ class Runner:
             stopped.set()
             await follower
 
-    async def _run_stage(self, order, index: int, job: RunningJob, shipper: LogShipper) -> ExitInfo:
+    async def _run_stage(self, order, index: int, job: RunningJob, shipper: LogShipper,
+                         found: EngineRun | None = None) -> ExitInfo:
+        """Start stage `index` (or follow `found`, its engine from before an agent restart) to its exit."""
         serve = order.stages[index].serve
-        if serve is not None:
+        if found is not None:
+            job.engine = found
+        elif serve is not None:
             job.server = ModelServer(nc=self.nc, deployment_id=order.job_id, agent_id=self.agent_id, options=serve,
                                      publish=self._publish, note=lambda text: shipper.add("system", text))
             spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
         else:
             spec = self._spec(order, index)
-        try:
-            job.engine = await self.runtime.start(spec)
-        except RuntimeStartError as exc:
-            return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
-        if index == 0:
+        if found is None:
+            try:
+                job.engine = await self.runtime.start(spec)
+            except RuntimeStartError as exc:
+                return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        if not job.state.cursor.started:
             await self._publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
                                                      runtime=self.runtime.name, at=datetime.now(UTC)),
                                 must_arrive=True)
-            job.started.set()
+            job.state.mark_started()
+        job.started.set()
         if job.cancelled:  # a cancel that arrived while the engine was starting
             await job.engine.stop(5)
         serving = asyncio.create_task(job.server.run(job.engine.stop)) if job.server else None
+        engine = job.engine
         try:
-            async for stream, text in job.engine.lines():
-                shipper.add(stream, text)
-            return await job.engine.wait()
+            async for stream, text in engine.lines():
+                shipper.add(stream, text, getattr(engine, "position", None))
+            return await engine.wait()
         finally:
             if serving is not None:
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
                 await job.server.close()
 
+    async def _leave_running(self, job: RunningJob, shipper: LogShipper) -> None:
+        """The agent stops: ship what was read, save where the next agent goes on, leave the engine be."""
+        detach = getattr(job.engine, "detach", None)
+        if detach is not None:
+            detach()
+        shipper.add("system", f"agent {self.agent_id} stopped; the job goes on in its container")
+        await shipper.close()
+        job.state.save()
+        self.jobs.pop(job.job_id, None)
+        log.info("job %s left running for the next agent", job.job_id)
+
     async def _finish(self, order, job: RunningJob, exit_info: ExitInfo, shipper: LogShipper) -> None:
         server = job.server
         if job.cancelled:
             state, reason, message = "cancelled", "cancelled", "stopped on request"
+        elif job.agent_stopped:
+            state, reason = "failed", "agent_stopped"
+            message = "the agent stopped, and a deployment ends with its agent"
         elif server is not None and server.idle_stopped:
             state, reason = "succeeded", "idle_timeout"
             message = f"stopped after {server.options.idle_timeout_s:.0f} s without a request"
@@ -220,6 +291,7 @@ class Runner:
             metrics=results.read(order.kind, Path(order.output_dir)), at=datetime.now(UTC),
         )
         await self._publish(event, must_arrive=True)
+        job.state.forget()
         self.jobs.pop(order.job_id, None)
 
     async def _cleanup_forever(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 STATUS_HEADER = contracts.ChatFrames.STATUS
 END_HEADER = contracts.ChatFrames.END
+_CONTENT = re.compile(r'"content":\s*"[^"]')  # a chunk that carries generated text
 PROBE_EVERY_S = 0.5
 IDLE_CHECK_S = 1.0
 USAGE_EVERY_S = 1.0
@@ -152,27 +154,25 @@ class ModelServer:
             self._last_request_at = datetime.now(UTC)
 
     async def _relay_events(self, reply: str, response: httpx.Response, headers: dict, include_usage: bool) -> int:
-        """Server-sent events, one NATS frame each; counts generated pieces and adds a usage event if asked."""
-        tokens, last_id, first = 0, None, True
+        """Server-sent events, one NATS frame each; counts generated pieces and adds a usage event if asked.
+
+        Per token, so kept to string work: the engine's chunks lack OpenAI's constant `object` and `created`
+        fields, which are spliced in front rather than parsed and re-encoded."""
+        tokens, first = 0, True
+        prefix = f'data: {{"object":"chat.completion.chunk","created":{int(time.time())},'
         async for line in response.aiter_lines():
             if not line:
                 continue
-            payload = line[5:].strip() if line.startswith("data:") else None
-            if payload == "[DONE]" and include_usage:
-                usage = {"id": last_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                         "model": self.deployment_id, "choices": [],
-                         "usage": {"prompt_tokens": None, "completion_tokens": tokens, "total_tokens": None}}
+            if line.startswith("data: {"):
+                if _CONTENT.search(line):
+                    tokens += 1
+                if '"object"' not in line:
+                    line = prefix + line[7:]
+            elif line.startswith("data: [DONE]") and include_usage:
+                usage = {"object": "chat.completion.chunk", "created": int(time.time()), "model": self.deployment_id,
+                         "choices": [], "usage": {"prompt_tokens": None, "completion_tokens": tokens,
+                                                  "total_tokens": None}}
                 await self.nc.publish(reply, f"data: {json.dumps(usage)}\n\n".encode())
-            elif payload and payload != "[DONE]":
-                try:
-                    chunk = json.loads(payload)
-                    last_id = chunk.get("id", last_id)
-                    tokens += sum(1 for c in chunk.get("choices", ()) if (c.get("delta") or {}).get("content"))
-                    if "object" not in chunk:  # the engine leaves OpenAI's constant fields out of its chunks
-                        chunk = {"object": "chat.completion.chunk", "created": int(time.time()), **chunk}
-                        line = "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
-                except (ValueError, AttributeError):
-                    pass
             await self.nc.publish(reply, f"{line}\n\n".encode(), headers=headers if first else None)
             first = False
         return tokens

@@ -117,6 +117,12 @@ class Settings:
     """LLMCT_DEPLOY_STARTUP_S: how long an agent waits for a model server to answer before failing it."""
     max_deployments: int = 1
     """LLMCT_MAX_DEPLOYMENTS: active deployments per user unless an admin set the user's own limit."""
+    max_gpus_per_user: int | None = None
+    """LLMCT_MAX_GPUS_PER_USER: GPUs one user's running jobs may hold at once (unset: no limit)."""
+    max_queued_per_user: int = 100
+    """LLMCT_MAX_QUEUED_PER_USER: pending jobs one user may have; more are refused at submit."""
+    fair_share_window_h: float = 24.0
+    """LLMCT_FAIR_SHARE_WINDOW_H: the window of GPU-hours fair sharing counts (fewest goes first)."""
     storage: StoragePaths
 
     def service_url(self, name: str) -> str:
@@ -157,6 +163,9 @@ def settings_from_env() -> Settings:
         deploy_idle_s=int(_env("LLMCT_DEPLOY_IDLE_S", "300")),
         deploy_startup_s=int(_env("LLMCT_DEPLOY_STARTUP_S", "180")),
         max_deployments=int(_env("LLMCT_MAX_DEPLOYMENTS", "1")),
+        max_gpus_per_user=int(_env("LLMCT_MAX_GPUS_PER_USER")) if _env("LLMCT_MAX_GPUS_PER_USER") else None,
+        max_queued_per_user=int(_env("LLMCT_MAX_QUEUED_PER_USER", "100")),
+        fair_share_window_h=float(_env("LLMCT_FAIR_SHARE_WINDOW_H", "24")),
         storage=storage_from_env(),
     )
 

@@ -127,7 +127,8 @@ async def relay(request: Request, deployment: dict, body: bytes, stream: bool) -
     sub = await nc.subscribe(inbox, cb=frames.put)
     try:
         await nc.publish(Subjects.deploy_chat(deployment["agent_id"], deployment_id), body, reply=inbox)
-        first = await asyncio.wait_for(frames.get(), FIRST_FRAME_TIMEOUT_S)
+        async with asyncio.timeout(FIRST_FRAME_TIMEOUT_S):
+            first = await frames.get()
     except TimeoutError:
         await sub.unsubscribe()
         raise OpenAIError(504, "the model server did not answer in time", "timeout", kind="server_error") from None
@@ -149,7 +150,8 @@ async def relay(request: Request, deployment: dict, body: bytes, stream: bool) -
             while not (message.headers or {}).get(ChatFrames.END):
                 if message.data:
                     yield message.data
-                message = await asyncio.wait_for(frames.get(), NEXT_FRAME_TIMEOUT_S)
+                async with asyncio.timeout(NEXT_FRAME_TIMEOUT_S):  # no task per frame, unlike wait_for
+                    message = await frames.get()
         finally:
             await sub.unsubscribe()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from services.common.contracts import Subjects
 
-from . import agents_store
+from . import agents_store, recovery
 from .heartbeats import HeartbeatRecorder
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,17 @@ class FleetSettings:
         return cls(**{field: _seconds(env, getattr(cls, field)) for field, env in names.items()})
 
 
-async def sweep_agents(pool, settings: FleetSettings) -> None:
-    """Mark silent agents offline and forget those offline for too long."""
+async def sweep_agents(pool, settings: FleetSettings, nc=None) -> None:
+    """Mark silent agents offline (their jobs re-queued or failed: recovery.py) and forget those offline for
+    too long."""
     async with pool.acquire() as conn:
-        for row in await agents_store.mark_offline(conn, settings.offline_after_s):
+        gone = await agents_store.mark_offline(conn, settings.offline_after_s)
+        for row in gone:
             log.warning("agent %s offline: no heartbeat since %s", row["id"], row["last_seen"].isoformat())
         for agent_id in await agents_store.remove_long_offline(conn, settings.remove_after_s):
             log.info("agent %s removed after %.0f s offline", agent_id, settings.remove_after_s)
+    if nc is not None:
+        await recovery.requeue_lost(pool, nc)
 
 
 async def apply_retention(pool, settings: FleetSettings) -> bool:
@@ -94,7 +98,7 @@ async def _maintain_forever(app, settings: FleetSettings) -> None:
     next_retention = loop.time()
     while True:
         try:
-            await sweep_agents(app.state.pool, settings)
+            await sweep_agents(app.state.pool, settings, app.state.nc)
             if loop.time() >= next_retention:
                 await apply_retention(app.state.pool, settings)
                 next_retention = loop.time() + settings.retention_every_s

@@ -56,7 +56,7 @@ async def _dispatch_forever(app: Litestar) -> None:
             if loop.time() >= next_sweep:
                 await service.sweep(app.state.pool, app.state.nc)
                 next_sweep = loop.time() + SWEEP_EVERY_S
-            while await service.dispatch_pending(app.state.pool, app.state.nc, app.state.js):
+            while await service.dispatch_pending(app.state.pool, app.state.nc, app.state.js, app.state.settings):
                 pass
         except asyncio.CancelledError:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,13 +11,13 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
-from litestar.response import File, Stream
+from litestar.response import Stream
 from zipstream import ZipStream
 
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
-from . import service, store
+from . import queue, recovery, service, store
 from .schemas import JobDetail, JobEventOut, JobPage, JobPreview, JobRequest, JobSummary, ProgressPoint
 
 JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
@@ -41,8 +42,11 @@ async def load_detail(state: State, principal: Principal, job_id: str) -> JobDet
         row = await owned_job(conn, principal, job_id)
         history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
         series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
-    fields = {f: row[f] for f in JobDetail.__struct_fields__ if f not in ("history", "progress_series")}
-    return JobDetail(**fields, history=history, progress_series=series)
+        position = (await queue.position(conn, job_id, state.settings.fair_share_window_h)
+                    if row["state"] == "pending" else None)
+    fields = {f: row[f] for f in JobDetail.__struct_fields__
+              if f not in ("history", "progress_series", "queue_position")}
+    return JobDetail(**fields, history=history, progress_series=series, queue_position=position)
 
 
 def cursor_after(value: str | None) -> tuple[datetime, str] | None:
@@ -53,6 +57,30 @@ def cursor_after(value: str | None) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(at), job_id
     except ValueError as exc:
         raise ApiError(422, "invalid_field", "cursor is not one this API returned", "cursor") from exc
+
+
+LOG_CHUNK = 256 * 1024
+
+
+def log_download(path: Path, name: str) -> Stream:
+    """A log file as it is now: a running job keeps appending, so only the bytes there at the start are sent
+    (a plain file response would announce one length and then send more)."""
+    if not path.is_file():
+        raise ApiError(404, "no_log", "nothing has been logged yet")
+    size = path.stat().st_size
+
+    async def chunks():
+        with open(path, "rb") as handle:
+            left = size
+            while left > 0:
+                data = await asyncio.to_thread(handle.read, min(LOG_CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+                yield data
+
+    return Stream(chunks(), media_type="text/plain; charset=utf-8",
+                  headers={"content-disposition": f'attachment; filename="{name}.log"', "content-length": str(size)})
 
 
 def next_cursor(rows: list, limit: int) -> str | None:
@@ -102,6 +130,18 @@ class JobController(Controller):
     async def cancel(self, state: State, principal: Principal, job_id: str) -> dict[str, str]:
         return {"id": job_id, "state": await service.cancel(state.pool, state.nc, principal, job_id)}
 
+    @post("/{job_id:str}/retry", status_code=202,
+          summary="Run a failed or cancelled job again, from the start, with the same frozen config")
+    async def retry(self, state: State, principal: Principal, job_id: str) -> JobDetail:
+        await recovery.retry(state.pool, state.js, state.nc, state.settings, principal, job_id, resume=False)
+        return await load_detail(state, principal, job_id)
+
+    @post("/{job_id:str}/resume", status_code=202,
+          summary="Continue a failed or cancelled training job from its last checkpoint")
+    async def resume(self, state: State, principal: Principal, job_id: str) -> JobDetail:
+        await recovery.retry(state.pool, state.js, state.nc, state.settings, principal, job_id, resume=True)
+        return await load_detail(state, principal, job_id)
+
     @get("/{job_id:str}/artifacts", summary="The job's output folder as a zip, streamed")
     async def artifacts(self, state: State, principal: Principal, job_id: str) -> Response:
         async with state.pool.acquire() as conn:
@@ -114,10 +154,8 @@ class JobController(Controller):
         return Stream(archive, media_type="application/zip",
                       headers={"content-disposition": f'attachment; filename="{job_id}.zip"'})
 
-    @get("/{job_id:str}/log", summary="The job's full log as text")
-    async def log_file(self, state: State, principal: Principal, job_id: str) -> File:
-        await load_detail(state, principal, job_id)
-        path = state.settings.storage.logs / f"{job_id}.log"
-        if not path.is_file():
-            raise ApiError(404, "no_log", "the job has not logged anything yet")
-        return File(path, filename=f"{job_id}.log", media_type="text/plain; charset=utf-8")
+    @get("/{job_id:str}/log", summary="The job's full log as text (so far, for a job still running)")
+    async def log_file(self, state: State, principal: Principal, job_id: str) -> Stream:
+        async with state.pool.acquire() as conn:
+            await owned_job(conn, principal, job_id)
+        return log_download(state.settings.storage.logs / f"{job_id}.log", job_id)

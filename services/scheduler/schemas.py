@@ -20,6 +20,7 @@ class JobRequestBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, t
 
     priority: Priority = 0
     gpu_count: GpuCount = 1
+    retries: Annotated[int, Meta(ge=0, le=10)] = 1  # re-queues when its agent goes offline mid-run
     config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -154,6 +155,7 @@ class JobSummary(msgspec.Struct, kw_only=True):
     base_model: str | None
     agent_id: str | None
     reason: str | None
+    wait_reason: str | None  # a pending job: why it has not started yet
     progress: dict[str, Any] | None
     created_at: datetime
     started_at: datetime | None
@@ -170,6 +172,8 @@ class JobDetail(JobSummary, kw_only=True):
     gpu_ids: list[int]
     metrics: dict[str, float] | None
     cancel_requested: bool
+    requeues: int  # times it went back to the queue after losing its agent
+    queue_position: int | None  # a pending job: 1 goes next
     history: list[JobEventOut]
     progress_series: list[ProgressPoint]
 

@@ -14,9 +14,9 @@ from services.common import contracts
 from services.common.contracts import Subjects
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
-from services.common.settings import Settings
+from services.common.settings import Settings, get_settings
 
-from . import access, configs, deployments_store, memory, placement, store
+from . import access, configs, deployments_store, memory, placement, queue, store
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
     """Validate, render and freeze a job of any kind, store it, then announce it."""
     job_id = new_id("job")
     rendered, est = await prepare(pool, settings, principal, req, job_id)
+    async with pool.acquire() as conn:
+        await queue.check_queue_quota(conn, principal.user_id, settings)
     kind = type(req).__struct_config__.tag
     await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind=kind, priority=req.priority,
                            gpu_count=req.gpu_count, request=configs.request_dict(req), config=rendered.config,
@@ -126,31 +128,43 @@ async def _prepare_export(pool, settings: Settings, principal: Principal, req: E
     return rendered, est
 
 
-async def announce_submitted(js: JetStreamContext, job_id: str, kind: str, owner_id: str, priority: int) -> None:
-    """Wake the dispatcher; deduplicated on the job id. The job is already committed."""
+async def announce_submitted(js: JetStreamContext, job_id: str, kind: str, owner_id: str, priority: int,
+                             run: int = 0) -> None:
+    """Wake the dispatcher; deduplicated on the job id (and `run`, for a retry). The job is already committed."""
     event = contracts.JobSubmitted(job_id=job_id, kind=kind, owner_id=owner_id, priority=priority,
                                    submitted_at=datetime.now(UTC))
-    await js.publish(Subjects.JOB_SUBMITTED, contracts.encode(event), headers={"Nats-Msg-Id": job_id})
+    await js.publish(Subjects.JOB_SUBMITTED, contracts.encode(event),
+                     headers={"Nats-Msg-Id": f"{job_id}.{run}" if run else job_id})
 
 
-async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext) -> int:
-    """One pass over the queue: place every pending job that fits somewhere now. Returns how many."""
+async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
+                           settings: Settings | None = None) -> int:
+    """One pass over the queue (queue.py's order: priority, fair share, age): place every pending job that fits
+    somewhere now and the owner's GPU quota allows; the others keep why they wait. Returns how many went."""
+    settings = settings or get_settings()
     sent: list[tuple[str, contracts.JobDispatched]] = []
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", DISPATCH_LOCK):
             return 0  # another replica is dispatching
-        jobs = await store.pending_jobs(conn)
+        jobs = await queue.pending(conn, settings.fair_share_window_h)
         if not jobs:
             return 0
         agents = placement.capacities(await store.live_agents(conn, AGENT_ALIVE_S), await store.busy_slots(conn))
+        held = await queue.held_gpus(conn)
+        limits = await queue.quotas(conn, list({job["owner_id"] for job in jobs}), settings)
         for job in jobs:
-            spot = placement.place(agents, job["gpu_count"], job["estimate"].get("per_gpu_mb", 0))
-            if spot is None:
-                continue  # backfill: a smaller job behind it may still fit
+            per_gpu_mb = job["estimate"].get("per_gpu_mb", 0)
+            wait = queue.over_gpu_quota(limits[job["owner_id"]], held[job["owner_id"]], job["gpu_count"])
+            spot = None if wait else placement.place(agents, job["gpu_count"], per_gpu_mb)
+            if spot is None:  # backfill: a smaller job behind it may still fit
+                await queue.set_wait_reason(conn, job["id"], wait or queue.no_room(job["gpu_count"], per_gpu_mb),
+                                            job["wait_reason"])
+                continue
+            held[job["owner_id"]] += job["gpu_count"]
             attempt = job["attempt"] + 1
             row = await store.transition(conn, job["id"], "dispatched", from_states=("pending",), reason="placed",
                                    message=f"on {spot.agent_id}", agent_id=spot.agent_id, gpu_ids=list(spot.gpu_ids),
-                                   attempt=attempt, dispatched_at=datetime.now(UTC))
+                                   attempt=attempt, dispatched_at=datetime.now(UTC), wait_reason=None)
             sent.append((row, contracts.JobDispatched(
                 job_id=job["id"], kind=job["kind"], output_dir=job["output_dir"],
                 stages=tuple(msgspec.convert(stage, contracts.EngineStage) for stage in job["stages"]),

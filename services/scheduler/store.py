@@ -11,11 +11,11 @@ ACTIVE = ("dispatched", "running")
 
 SUMMARY_COLUMNS = (
     "id, kind, state, priority, gpu_count, coalesce(request->>'base_model', request->>'model') AS base_model, "
-    "agent_id, reason, progress, created_at, started_at, finished_at"
+    "agent_id, reason, wait_reason, progress, created_at, started_at, finished_at"
 )
 DETAIL_COLUMNS = SUMMARY_COLUMNS + (
     ", owner_id, message, request, config, config_yaml, stages, output_dir, estimate, gpu_ids, metrics, "
-    "cancel_requested, attempt"
+    "cancel_requested, attempt, requeues"
 )
 
 

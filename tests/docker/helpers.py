@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import yaml
 
 from services.agent.runtimes.base import JobSpec
+from services.common import contracts
+from services.common.contracts import Subjects
 
 ENGINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
               "PYTHONUNBUFFERED": "1", "DISABLE_VERSION_CHECK": "1"}
@@ -43,3 +47,34 @@ def python_spec(storage, job_id: str, code: str, **fields) -> JobSpec:
     path.write_text("{}\n")
     return JobSpec(job_id=job_id, kind=fields.pop("kind", "eval"), command=("python", "-c", code),
                    config_path=path, output_dir=storage.output / job_id, env=dict(ENGINE_ENV), **fields)
+
+
+async def dispatch(js, agent_id: str, job_id: str, config: dict, output_dir, *, kind: str = "train",
+                   commands: tuple[tuple[str, ...], ...] = (("llamafactory-cli", "train"),)) -> None:
+    """Publish a JobDispatched to the agent's queue as the scheduler does: one stage per command."""
+    stages = tuple(contracts.EngineStage(name=f"stage{i + 1}" if len(commands) > 1 else kind, command=command,
+                                         config_yaml=yaml.safe_dump(config)) for i, command in enumerate(commands))
+    order = contracts.JobDispatched(job_id=job_id, kind=kind, stages=stages, output_dir=str(output_dir),
+                                    dispatched_at=datetime.now(UTC))
+    await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(order))
+
+
+async def events_of(nc, job_id: str) -> asyncio.Queue:
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def on_event(msg):
+        await queue.put(contracts.decode(msg.data))
+
+    await nc.subscribe(Subjects.job_status(job_id), cb=on_event)
+    return queue
+
+
+async def until_finished(queue: asyncio.Queue, timeout: float = 300) -> list:
+    seen = []
+    while not seen or not isinstance(seen[-1], contracts.JobFinished):
+        seen.append(await asyncio.wait_for(queue.get(), timeout))
+    return seen
+
+
+def config_of(spec) -> dict:
+    return yaml.safe_load(spec.config_path.read_text())

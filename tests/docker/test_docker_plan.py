@@ -93,7 +93,7 @@ def test_create_options_follow_the_seed(storage):
     options = runtime.create_options(spec)
     assert options["image"] == DEFAULT_IMAGE == "lf-with-optimum:v1.0"
     assert options["name"] == "llm-train-job_1" and options["shm_size"] == "2g" and options["init"] is True
-    assert options["labels"] == {LABEL_AGENT: "gpu-7", "llmct.job": "job_1", "llmct.kind": "train"}
+    assert options["labels"] == {LABEL_AGENT: "gpu-7", "llmct.job": "job_1", "llmct.kind": "train", "llmct.stage": "0"}
     assert options["command"] == list(spec.command) and options["working_dir"] == str(spec.output_dir)
     assert options["mem_limit"] == options["memswap_limit"] == "500m"
     assert options["environment"] == {"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": str(storage.hf_cache),
@@ -138,7 +138,7 @@ def test_names_and_times():
 
 
 def test_log_messages_become_lines_and_a_catch_up_read_adds_only_what_was_missed():
-    from services.agent.runtimes.docker import _LineReader
+    from services.agent.runtimes.docker_run import _LineReader
 
     t1, t2, t3 = "2026-11-26T11:14:24.761683214Z ", "2026-11-26T11:14:24.761683999Z ", "2026-11-26T11:14:25Z "
     messages = [t1 + "one\n", t2 + "a long line split by Docker, ", t2 + "piece two, ", t2 + "piece three\n",
@@ -149,13 +149,42 @@ def test_log_messages_become_lines_and_a_catch_up_read_adds_only_what_was_missed
     got = [line for frame in frames[:3] for line in reader.feed(frame)]
     assert got == [("stdout", "one")]
     # The catch-up read starts a second earlier: it repeats messages, and the repeats are dropped.
-    got += [line for frame in frames for line in reader.feed(frame, catching_up=True)]
+    reader.resume_after(reader.last_ns, reader.at_last)
+    got += [line for frame in frames for line in reader.feed(frame)]
     got += reader.close()
     assert got == [("stdout", "one"), ("stdout", "a long line split by Docker, piece two, piece three"),
                    ("stdout", "tail without newline")]
     assert reader.close() == []
     crlf = _LineReader("stderr")
     assert crlf.feed(b"progress\r\n\xff bad byte\n") == [("stderr", "progress"), ("stderr", "\ufffd bad byte")]
+
+
+def test_a_second_reader_resumes_exactly_after_the_lines_the_first_handed_out():
+    """Cut the log anywhere: a reader resumed from the first one's `settled` position (an agent restart)
+    gives exactly the lines the first did not, even when the cut falls inside a line Docker split."""
+    from services.agent.runtimes.docker_run import _LineReader
+
+    t = ["2026-11-26T11:14:24.100000000Z ", "2026-11-26T11:14:24.200000000Z ", "2026-11-26T11:14:25Z "]
+    messages = [t[0] + "zero\n", t[0] + "one\n", t[1] + "a split line, ", t[1] + "its end\n", t[1] + "two\n",
+                t[2] + "three\n", t[2] + "last"]
+    frames = [m.encode() for m in messages]
+    every = ["zero", "one", "a split line, its end", "two", "three", "last"]
+    for cut in range(len(frames) + 1):
+        first = _LineReader("stdout")
+        seen = [text for frame in frames[:cut] for _, text in first.feed(frame)]
+        second = _LineReader("stdout")
+        second.resume_after(*first.settled)
+        rest = [text for frame in frames for _, text in second.feed(frame)] + [text for _, text in second.close()]
+        assert seen + rest == every, cut
+    nothing_yet = _LineReader("stderr")
+    assert nothing_yet.settled == (0, 0)
+
+
+def test_a_found_container_is_followed_from_its_own_position_only():
+    from services.agent.runtimes.docker import DockerRuntime as Runtime
+
+    since = Runtime.position_since("abc", 1.5)
+    assert since == {"container": "abc", "stdout": [1_500_000_000, 0], "stderr": [1_500_000_000, 0]}
 
 
 async def test_an_unreachable_docker_engine_is_docker_unavailable(storage, tmp_path):

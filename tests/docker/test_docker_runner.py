@@ -14,7 +14,7 @@ from services.common import contracts
 from services.common.bus import close_bus, connect_bus, ensure_streams
 from services.common.contracts import Subjects
 
-from .helpers import lora_spec, new_job
+from .helpers import config_of, dispatch, events_of, lora_spec, new_job, until_finished
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
 
@@ -32,35 +32,6 @@ async def agent(nats_server, make_runtime, storage, agent_id):
     yield nc, js, runner
     await runner.stop()
     await close_bus(nc)
-
-
-async def dispatch(js, agent_id: str, job_id: str, config: dict, output_dir) -> None:
-    stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"),
-                                  config_yaml=yaml.safe_dump(config))
-    order = contracts.JobDispatched(job_id=job_id, kind="train", stages=(stage,), output_dir=str(output_dir),
-                                    dispatched_at=datetime.now(UTC))
-    await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(order))
-
-
-async def events_of(nc, job_id: str) -> asyncio.Queue:
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def on_event(msg):
-        await queue.put(contracts.decode(msg.data))
-
-    await nc.subscribe(Subjects.job_status(job_id), cb=on_event)
-    return queue
-
-
-async def until_finished(queue: asyncio.Queue, timeout: float = 300) -> list:
-    seen = []
-    while not seen or not isinstance(seen[-1], contracts.JobFinished):
-        seen.append(await asyncio.wait_for(queue.get(), timeout))
-    return seen
-
-
-def config_of(spec) -> dict:
-    return yaml.safe_load(spec.config_path.read_text())
 
 
 async def test_a_dispatched_job_runs_in_docker_and_reports_progress_and_logs(agent, storage, agent_id):

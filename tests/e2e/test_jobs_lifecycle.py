@@ -95,3 +95,66 @@ async def test_job_list_pages_and_filters(gw, stack, tiny_model):
     assert (await gw.get("/api/jobs", headers=headers, params={"cursor": "garbage"})).status_code == 422
     for job_id in ids:
         await wait_for_state(gw, headers, job_id, {"succeeded", "failed"})
+
+
+RESUMED = "to resume from the exact training state"  # transformers' Trainer, skipping the batches already done
+
+
+async def test_resume_a_cancelled_job_from_its_checkpoint_then_retry_it(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "resumer")
+    body = {**TRAIN, "max_steps": 5000, "save_steps": 3, "logging_steps": 1}
+    job = (await gw.post("/api/jobs", json=body, headers=headers)).json()
+    r = await gw.post(f"/api/jobs/{job['id']}/retry", headers=headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_rerunnable", "not while it is queued or runs"
+
+    async def checkpointed() -> bool:
+        detail = (await gw.get(f"/api/jobs/{job['id']}", headers=headers)).json()
+        return (detail["progress"] or {}).get("step", 0) >= 4  # checkpoint-3 is written by then
+
+    for _ in range(240):
+        if await checkpointed():
+            break
+        await asyncio.sleep(0.5)
+    await gw.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
+    await wait_for_state(gw, headers, job["id"], {"cancelled"}, timeout=60)
+
+    r = await gw.post(f"/api/jobs/{job['id']}/resume", headers=headers)
+    assert r.status_code == 202, r.text
+    resumed = r.json()
+    assert resumed["state"] in ("pending", "dispatched", "running") and resumed["reason"] in ("resumed", "placed",
+                                                                                              "started")
+    assert "resume_from_checkpoint:" in resumed["config_yaml"] and "checkpoint-" in resumed["config"][
+        "resume_from_checkpoint"]
+    running = await wait_for_state(gw, headers, job["id"], {"running", "failed", "succeeded"}, timeout=120)
+    assert running["state"] != "failed", running["message"]
+    for _ in range(180):  # the trainer picks up from the checkpoint, not from step 0
+        log = (await gw.get(f"/api/jobs/{job['id']}/log", headers=headers)).text
+        if RESUMED in log:
+            break
+        await asyncio.sleep(0.5)
+    assert RESUMED in log, log[-3000:]
+    await gw.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
+    await wait_for_state(gw, headers, job["id"], {"cancelled"}, timeout=60)
+
+    r = await gw.post(f"/api/jobs/{job['id']}/retry", headers=headers)
+    assert r.status_code == 202 and "resume_from_checkpoint" not in r.json()["config"], r.text
+    assert [h["reason"] for h in r.json()["history"]][-1] in ("retried", "placed", "started")
+    await gw.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
+    await wait_for_state(gw, headers, job["id"], {"cancelled"}, timeout=60)
+    other = await login(gw, stack.invite_code, "resume-outsider")
+    assert (await gw.post(f"/api/jobs/{job['id']}/retry", headers=other)).status_code == 404
+
+
+async def test_a_pending_job_shows_its_position_and_why_it_waits(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, "waiter")
+    r = await gw.post("/api/jobs", json={**TRAIN, "gpu_count": 1, "per_device_train_batch_size": 1}, headers=headers)
+    assert r.status_code == 201, r.text  # no agent has a GPU, but one with none registered may: it waits
+    job_id = r.json()["id"]
+    for _ in range(40):
+        detail = (await gw.get(f"/api/jobs/{job_id}", headers=headers)).json()
+        if detail["wait_reason"]:
+            break
+        await asyncio.sleep(0.25)
+    assert detail["state"] == "pending" and detail["queue_position"] >= 1
+    assert "GPU" in detail["wait_reason"], detail["wait_reason"]
+    await gw.post(f"/api/jobs/{job_id}/cancel", headers=headers)

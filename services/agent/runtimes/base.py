@@ -20,6 +20,7 @@ class JobSpec:
     gpu_ids: tuple[int, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     ports: tuple[int, ...] = ()  # loopback ports the engine listens on (a deployment's model server)
+    stage: int = 0  # which of the job's stages this is (0-based); a restarted agent goes on after it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +44,26 @@ class EngineRun(Protocol):
         """SIGTERM, then kill after `grace_s`."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class FoundEngine:
+    """An engine this agent started before it restarted, found again (docker: a labelled container)."""
+
+    job_id: str
+    kind: str
+    stage: int
+    running: bool  # False: it exited while no agent followed it
+    ref: str  # the runtime's handle (a container id)
+    name: str
+    output_dir: str = ""
+    gpu_ids: tuple[int, ...] = ()
+
+
 class Runtime(Protocol):
+    """Runs engines. A runtime whose engines outlive the agent (docker) also has `survives_agent = True`,
+    `find_own()` (its engines still there, running or exited), `attach(found, position)` (an EngineRun
+    that follows one of them from `position`) and `stop_found(found)`; the runner then leaves engines
+    running when it stops and picks them up when it starts (services/agent/reattach.py)."""
+
     name: str
 
     async def start(self, spec: JobSpec) -> EngineRun:

@@ -20,10 +20,10 @@ import os
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
@@ -33,7 +33,8 @@ import yaml
 
 from services.common.settings import StoragePaths, storage_from_env
 
-from .base import ExitInfo, JobSpec, RuntimeStartError
+from .base import FoundEngine, JobSpec, RuntimeStartError
+from .docker_run import DockerRun, _in_thread
 
 log = logging.getLogger(__name__)
 
@@ -44,41 +45,12 @@ SHM_SIZE = "2g"
 LABEL_AGENT = "llmct.agent"
 LABEL_JOB = "llmct.job"
 LABEL_KIND = "llmct.kind"
+LABEL_STAGE = "llmct.stage"
 
 # Path-valued keys of a LLaMA-Factory YAML the container must see: read-only inputs and outputs.
 READ_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "deepspeed", "resume_from_checkpoint",
              "task_dir", "export_quantization_dataset")
 WRITE_KEYS = ("export_dir", "save_dir")
-
-MAX_LINE_BYTES = 1024 * 1024  # a longer line without a newline is cut, like the process runtime's limit
-READERS_GRACE_S = 10.0  # how long wait() lets the log readers drain after the exit
-
-T = TypeVar("T")
-
-
-def _in_thread(fn: Callable[[], T], name: str) -> asyncio.Future[T]:
-    """Run a long blocking call in its own daemon thread; its result as a future of the running loop."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: Any, exc: BaseException | None) -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    def run() -> None:
-        try:
-            result, exc = fn(), None
-        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
-            result, exc = None, error
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -139,183 +111,11 @@ def _is_under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-_TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z ")
-
-
-def _frame_ns(stamp: bytes, fraction: bytes | None) -> int:
-    whole = datetime.fromisoformat(stamp.decode()).replace(tzinfo=UTC)
-    return int(whole.timestamp()) * 1_000_000_000 + int((fraction or b"0").ljust(9, b"0"))
-
-
-class _LineReader:
-    """Turns one stream's log messages ("<RFC 3339 nano timestamp> <bytes>") into whole lines."""
-
-    def __init__(self, stream: str):
-        self.stream = stream
-        self.buffer = b""
-        self.last_ns = 0  # the timestamp of the last message taken
-        self.at_last = 0  # how many messages carried that timestamp
-
-    def feed(self, frame: bytes, catching_up: bool = False) -> list[tuple[str, str]]:
-        match = _TIMESTAMP.match(frame)
-        if match:
-            ns = _frame_ns(match.group(1), match.group(2))
-            if not catching_up:
-                self.last_ns, self.at_last = ns, (self.at_last + 1 if ns == self.last_ns else 1)
-            elif ns < self.last_ns:
-                return []  # taken while following
-            elif ns == self.last_ns and self.at_last > 0:
-                self.at_last -= 1  # one of the pieces with the last timestamp, taken while following
-                return []
-            frame = frame[match.end():]
-        self.buffer += frame
-        *complete, self.buffer = self.buffer.split(b"\n")
-        if len(self.buffer) > MAX_LINE_BYTES:
-            complete.append(self.buffer)
-            self.buffer = b""
-        return [(self.stream, line.decode(errors="replace").rstrip("\r")) for line in complete]
-
-    def close(self) -> list[tuple[str, str]]:
-        rest, self.buffer = self.buffer, b""
-        return [(self.stream, rest.decode(errors="replace").rstrip("\r"))] if rest else []
-
-
-class DockerRun:
-    """A started container: its log lines, its exit, a stop."""
-
-    def __init__(self, runtime: DockerRuntime, container_id: str, name: str):
-        self.runtime = runtime
-        self.client = runtime._client
-        self.container_id = container_id
-        self.name = name
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[list[tuple[str, str]] | None] = asyncio.Queue(maxsize=1000)
-        self._readers_done = 0  # end markers seen by lines()
-        self._readers_left = 2  # reader threads still running
-        self._readers_lock = threading.Lock()
-        self._readers_finished = asyncio.Event()
-        self._exit: asyncio.Future[ExitInfo] | None = None
-        for stream in ("stdout", "stderr"):
-            threading.Thread(target=self._follow, args=(stream,), name=f"{name}-{stream}", daemon=True).start()
-
-    # -- logs ---------------------------------------------------------------------------------------
-    def _put(self, item: list[tuple[str, str]] | None) -> bool:
-        """Hand one batch to the loop, blocking while the queue is full; False when the loop is gone."""
-        if item == []:
-            return True
-        put = self._queue.put(item)
-        try:
-            asyncio.run_coroutine_threadsafe(put, self._loop).result()
-        except RuntimeError:  # the loop is closed: nobody reads these lines any more
-            put.close()
-            return False
-        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - cancelled as the loop shut down
-            return False
-        return True
-
-    def _reader_finished(self) -> None:
-        with self._readers_lock:
-            self._readers_left -= 1
-            last = self._readers_left == 0
-        if last:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._readers_finished.set)
-
-    def _follow(self, stream: str) -> None:
-        """Thread: follow one of the container's streams from its first byte, line by line.
-
-        Docker's follow mode can end at the exit before the last message (a final line without a
-        newline, seen with 20.10) is sent, so once it ends the stream is read again, without
-        following, from the last message seen on: every message carries its timestamp, and the
-        pieces of a long line that Docker split share one, so they are counted.
-        """
-        reader = _LineReader(stream)
-        follow = dict(stdout=stream == "stdout", stderr=stream == "stderr", stream=True, timestamps=True)
-        try:
-            try:
-                logs = self.client.api.logs(self.container_id, follow=True, **follow)
-                for frame in logs:
-                    if not self._put(reader.feed(frame)):
-                        return
-                since = reader.last_ns / 1e9 - 1 if reader.last_ns else None
-                for frame in self.client.api.logs(self.container_id, follow=False, since=since, **follow):
-                    if not self._put(reader.feed(frame, catching_up=True)):
-                        return
-            except Exception as exc:  # noqa: BLE001 - the engine went away; the exit says why
-                log.warning("log stream %s of %s ended: %s", stream, self.name, exc)
-            if self._put(reader.close()):
-                self._put(None)
-        finally:
-            self._reader_finished()
-
-    async def lines(self) -> AsyncIterator[tuple[str, str]]:
-        while self._readers_done < 2:
-            batch = await self._queue.get()
-            if batch is None:
-                self._readers_done += 1
-                continue
-            for item in batch:
-                yield item
-
-    # -- exit ---------------------------------------------------------------------------------------
-    def _wait_blocking(self) -> ExitInfo:
-        try:
-            code = self.client.api.wait(self.container_id, timeout=None)["StatusCode"]
-        except docker.errors.NotFound:
-            return ExitInfo(exit_code=-1, error=f"container {self.name} disappeared while it ran",
-                            error_reason="container_lost")
-        except Exception as exc:  # noqa: BLE001 - the Docker engine went away (restart, crash)
-            return ExitInfo(exit_code=-1, error=f"lost the Docker engine while {self.name} ran: {exc}",
-                            error_reason="docker_unavailable")
-        try:
-            state = self.client.api.inspect_container(self.container_id)["State"]
-        except Exception:  # noqa: BLE001 - removed already: the code is all we know
-            return ExitInfo(exit_code=code)
-        oom = bool(state.get("OOMKilled"))
-        error = state.get("Error") or None
-        if error and code == 0:
-            return ExitInfo(exit_code=-1, error=error, error_reason="start_failed")
-        if code == 127 and (missing := self._missing_command()):
-            return ExitInfo(exit_code=code, error_reason="engine_missing",
-                            error=f"the image {self.runtime.image} has no {missing}: use an engine image with "
-                                  "llamafactory-cli on its PATH (docs/docker.md), or set LLMCT_DOCKER_IMAGE")
-        return ExitInfo(exit_code=code, oom_killed=oom)
-
-    def _missing_command(self) -> str | None:
-        """The command init could not exec (tini says so on stderr and exits 127), if that was it."""
-        try:
-            tail = self.client.api.logs(self.container_id, stdout=False, stderr=True, tail=5)
-        except Exception:  # noqa: BLE001
-            return None
-        found = re.search(rb"\[FATAL tini \(\d+\)\] exec (\S+) failed", tail)
-        return found.group(1).decode(errors="replace") if found else None
-
-    async def wait(self) -> ExitInfo:
-        if self._exit is None:
-            self._exit = _in_thread(self._wait_blocking, f"{self.name}-wait")
-        info = await asyncio.shield(self._exit)
-        # Let the log readers reach the end of the output; never hang on a stuck stream (or on a
-        # caller that does not read lines() and so leaves the readers blocked on a full queue).
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._readers_finished.wait(), READERS_GRACE_S)
-        self.runtime._active.discard(self.container_id)
-        return info
-
-    async def stop(self, grace_s: float) -> None:
-        """SIGTERM (to the init process, which hands it to the engine), then a kill after `grace_s`."""
-        seconds = max(0, math.ceil(grace_s))  # the API takes whole seconds
-
-        def stop() -> None:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.api.stop(self.container_id, timeout=seconds)
-
-        await _in_thread(stop, f"{self.name}-stop")
-
-
 class DockerRuntime:
     """Runs the engine command in a container of `image`, one per job, labelled with this agent's id."""
 
     name = "docker"
+    survives_agent = True  # a container keeps running when the agent stops; the next agent re-attaches
 
     def __init__(self, *, storage: StoragePaths | None = None, image: str | None = None,
                  agent_id: str | None = None, memory: str | None = None,
@@ -363,7 +163,7 @@ class DockerRuntime:
             return self._client_obj
 
     def labels(self, spec: JobSpec) -> dict[str, str]:
-        return {LABEL_AGENT: self.agent_id, LABEL_JOB: spec.job_id, LABEL_KIND: spec.kind}
+        return {LABEL_AGENT: self.agent_id, LABEL_JOB: spec.job_id, LABEL_KIND: spec.kind, LABEL_STAGE: str(spec.stage)}
 
     # -- what the container sees ----------------------------------------------------------------------
     def mount_plan(self, spec: JobSpec) -> list[docker.types.Mount]:
@@ -507,6 +307,60 @@ class DockerRuntime:
     async def start(self, spec: JobSpec) -> DockerRun:
         container_id, name = await asyncio.to_thread(self._start_blocking, spec)
         return DockerRun(self, container_id, name)
+
+    # -- after an agent restart ------------------------------------------------------------------------
+    def _find_blocking(self) -> list[FoundEngine]:
+        api = self._client.api
+        found: dict[str, FoundEngine] = {}
+        for summary in api.containers(all=True, filters={"label": [f"{LABEL_AGENT}={self.agent_id}"]}):
+            try:
+                info = api.inspect_container(summary["Id"])
+            except docker.errors.NotFound:
+                continue
+            labels = info.get("Config", {}).get("Labels") or {}
+            state = info.get("State", {})
+            running = bool(state.get("Running") or state.get("Restarting") or state.get("Paused"))
+            if labels.get(LABEL_AGENT) != self.agent_id or not labels.get(LABEL_JOB):
+                continue
+            if not running and not _parse_time(state.get("StartedAt")):
+                continue  # created, never started: no run to follow
+            env = dict(item.partition("=")[::2] for item in info.get("Config", {}).get("Env") or [])
+            gpus = env.get("NVIDIA_VISIBLE_DEVICES", "")
+            engine = FoundEngine(
+                job_id=labels[LABEL_JOB], kind=labels.get(LABEL_KIND, "train"),
+                stage=int(labels.get(LABEL_STAGE) or 0), running=running, ref=info["Id"],
+                name=info.get("Name", "").lstrip("/"), output_dir=info.get("Config", {}).get("WorkingDir", ""),
+                gpu_ids=tuple(int(i) for i in gpus.split(",") if i.isdigit()),
+            )
+            # One container per job (every stage has the job's name): keep the running one, else the latest stage.
+            other = found.get(engine.job_id)
+            if other is None or (engine.running, engine.stage) > (other.running, other.stage):
+                found[engine.job_id] = engine
+        return list(found.values())
+
+    async def find_own(self) -> list[FoundEngine]:
+        """This agent's containers that ran a job: running ones, and exited ones not removed yet."""
+        return await asyncio.to_thread(self._find_blocking)
+
+    async def attach(self, found: FoundEngine, position: Mapping[str, Any] | None = None) -> DockerRun:
+        """Follow a found container again, from `position` (an earlier DockerRun's) or from its first line."""
+        self._active.add(found.ref)  # cleanup must not remove it before its exit is collected
+        return DockerRun(self, found.ref, found.name, resume=position)
+
+    async def stop_found(self, found: FoundEngine, grace_s: float = 5) -> None:
+        """Stop a found container without following it (a deployment whose server can't be reached again)."""
+
+        def stop() -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                self._client.api.stop(found.ref, timeout=max(0, math.ceil(grace_s)))
+
+        await _in_thread(stop, f"{found.name}-stop")
+
+    @staticmethod
+    def position_since(ref: str, seconds: float) -> dict[str, Any]:
+        """A position that skips the messages Docker stamped before `seconds` (an epoch time)."""
+        ns = int(seconds * 1e9)
+        return {"container": ref, "stdout": [ns, 0], "stderr": [ns, 0]}
 
     # -- cleanup ----------------------------------------------------------------------------------------
     def _cleanup_blocking(self) -> list[str]:

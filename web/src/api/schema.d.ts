@@ -413,7 +413,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The deployment's inference log as text */
+        /** The deployment's inference log as text (so far) */
         get: operations["ApiDeploymentsDeploymentIdLogLogFile"];
         put?: never;
         post?: never;
@@ -602,10 +602,44 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The job's full log as text */
+        /** The job's full log as text (so far, for a job still running) */
         get: operations["ApiJobsJobIdLogLogFile"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Continue a failed or cancelled training job from its last checkpoint */
+        post: operations["ApiJobsJobIdResumeResume"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run a failed or cancelled job again, from the start, with the same frozen config */
+        post: operations["ApiJobsJobIdRetryRetry"];
         delete?: never;
         options?: never;
         head?: never;
@@ -673,7 +707,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's limits */
+        /** The caller's limits and use */
         get: operations["ApiQuotasMeMine"];
         put?: never;
         post?: never;
@@ -690,7 +724,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** A user's limits and use (admins) */
+        get: operations["ApiQuotasUserIdOfUser"];
         /** Set a user's limits (admins; null: the default) */
         put: operations["ApiQuotasUserIdSetQuota"];
         post?: never;
@@ -956,6 +991,8 @@ export interface components {
             per_device_eval_batch_size: number;
             /** @default 0 */
             priority: number;
+            /** @default 1 */
+            retries: number;
             /**
              * @default test
              * @enum {string}
@@ -1006,6 +1043,8 @@ export interface components {
             /** @default 0 */
             priority: number;
             quantization?: components["schemas"]["Quantization"] | null;
+            /** @default 1 */
+            retries: number;
             template?: string | null;
         };
         /** FleetSummary */
@@ -1129,12 +1168,15 @@ export interface components {
                 [key: string]: unknown;
             } | null;
             progress_series: components["schemas"]["ProgressPoint"][];
+            queue_position: number | null;
             reason: string | null;
             request: {
                 [key: string]: unknown;
             };
+            requeues: number;
             started_at: string | null;
             state: string;
+            wait_reason: string | null;
         };
         /** JobEventOut */
         JobEventOut: {
@@ -1188,6 +1230,7 @@ export interface components {
             reason: string | null;
             started_at: string | null;
             state: string;
+            wait_reason: string | null;
         };
         /** Lineage */
         Lineage: {
@@ -1358,12 +1401,19 @@ export interface components {
         };
         /** Quota */
         Quota: {
+            gpu_hours_recent: number;
+            gpus_held: number;
+            jobs_queued: number;
             max_deployments: number;
+            max_gpus: number | null;
+            max_queued: number;
             user_id: string;
         };
         /** QuotaUpdate */
         QuotaUpdate: {
             max_deployments?: number | null;
+            max_gpus?: number | null;
+            max_queued?: number | null;
         };
         /** RegisterRequest */
         RegisterRequest: {
@@ -1475,6 +1525,8 @@ export interface components {
              * @enum {string}
              */
             quantization_type: "nf4" | "fp4";
+            /** @default 1 */
+            retries: number;
             /** @default 500 */
             save_steps: number;
             /**
@@ -2490,19 +2542,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description File Download */
+            /** @description Stream Response */
             200: {
                 headers: {
-                    /** @description File size in bytes */
-                    "content-length"?: string;
-                    /** @description Entity tag */
-                    etag?: string;
-                    /** @description Last modified data-time in RFC 2822 format */
-                    "last-modified"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "": string;
+                    "application/json": unknown;
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -3002,19 +3048,87 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description File Download */
+            /** @description Stream Response */
             200: {
                 headers: {
-                    /** @description File size in bytes */
-                    "content-length"?: string;
-                    /** @description Entity tag */
-                    etag?: string;
-                    /** @description Last modified data-time in RFC 2822 format */
-                    "last-modified"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "": string;
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiJobsJobIdResumeResume: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobDetail"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiJobsJobIdRetryRetry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobDetail"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -3285,6 +3399,43 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Quota"];
+                };
+            };
+        };
+    };
+    ApiQuotasUserIdOfUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quota"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
                 };
             };
         };

@@ -1,0 +1,129 @@
+"""Jobs that go round again: a retry from the start, a resume from the last checkpoint, and the jobs of an
+agent that went offline (re-queued while they have retries left, resuming where a checkpoint exists)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import asyncpg
+import yaml
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from services.common.errors import ApiError, not_found
+from services.common.security import Principal
+from services.common.settings import Settings
+
+from . import configs, queue, service, store
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+RERUNNABLE = ("failed", "cancelled")
+
+
+def latest_checkpoint(output_dir: str | None) -> tuple[Path, int] | None:
+    """The newest `checkpoint-<step>` folder the trainer finished writing (it has trainer_state.json)."""
+    if not output_dir or not Path(output_dir).is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in Path(output_dir).iterdir()
+             if (m := CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()]
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def with_checkpoint(stages: list[dict], checkpoint: Path | None) -> tuple[list[dict], dict, str]:
+    """The job's stages with its training stage resuming from `checkpoint` (or from the start when None);
+    returns (stages, final config, YAML text)."""
+    rendered = []
+    for stage in stages:
+        config = yaml.safe_load(stage["config_yaml"])
+        if stage["name"] == "train":
+            config.pop("resume_from_checkpoint", None)
+            config["overwrite_output_dir"] = checkpoint is None
+            if checkpoint is not None:
+                config["resume_from_checkpoint"] = str(checkpoint)
+        rendered.append(configs.Stage(name=stage["name"], command=tuple(stage["command"]), config=config,
+                                      serve=stage.get("serve")))
+    result = configs.Rendered(stages=rendered)
+    return result.stage_rows(), result.config, result.yaml_text()
+
+
+async def retry(pool: asyncpg.Pool, js: JetStreamContext, nc: Client, settings: Settings, principal: Principal,
+                job_id: str, *, resume: bool) -> None:
+    """Put a failed or cancelled job back in the queue: from the start, or (`resume`) from its last checkpoint."""
+    async with pool.acquire() as conn, conn.transaction():
+        job = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
+        if job is None:
+            raise not_found("job")
+        if job["kind"] == "deploy":
+            raise ApiError(409, "not_rerunnable", "a deployment is not retried: deploy the model again")
+        if job["state"] not in RERUNNABLE:
+            raise ApiError(409, "not_rerunnable", f"only failed or cancelled jobs run again; this one is {job['state']}")
+        checkpoint = None
+        if resume:
+            if job["kind"] != "train":
+                raise ApiError(409, "not_resumable", "only training jobs resume from a checkpoint: retry it instead")
+            checkpoint = latest_checkpoint(job["output_dir"])
+            if checkpoint is None:
+                raise ApiError(409, "no_checkpoint", "the job saved no checkpoint to resume from (see save_steps): "
+                               "retry it from the start instead")
+        await queue.check_queue_quota(conn, job["owner_id"], settings)
+        stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
+        how = f"resumed from {checkpoint[0].name}" if checkpoint else "retried from the start"
+        row = await store.transition(
+            conn, job_id, "pending", from_states=RERUNNABLE, reason="resumed" if resume else "retried",
+            message=f"{how} by {principal.username}", agent_id=None, gpu_ids=[], cancel_requested=False,
+            metrics=None, started_at=None, finished_at=None, dispatched_at=None, wait_reason=None, requeues=0,
+            stages=stages, config=config, config_yaml=text, **({} if resume else {"progress": None}))
+        if row is None:
+            raise ApiError(409, "not_rerunnable", "the job changed meanwhile: look again")
+        # The chart shows this run: all of it after a retry, what follows the checkpoint after a resume.
+        await conn.execute("DELETE FROM job_progress WHERE job_id = $1 AND step > $2", job_id,
+                           checkpoint[1] if checkpoint else -1)
+    await service.publish_change(nc, row)
+    await service.announce_submitted(js, job_id, job["kind"], job["owner_id"], job["priority"], run=row["attempt"] + 1)
+
+
+async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
+    """The dispatched and running jobs of agents that are offline (or gone): back to the queue while they have
+    retries left (a training job resumes from its last checkpoint), else failed with reason `agent_lost`; a
+    deployment ends failed. Every sweep looks again, so nothing is missed after a crash. Returns how many
+    were re-queued."""
+    changed, requeued = [], 0
+    async with pool.acquire() as conn, conn.transaction():
+        jobs = await conn.fetch(
+            "SELECT j.id, j.kind, j.agent_id, j.stages, j.output_dir, j.requeues, j.cancel_requested, "
+            "coalesce((j.request->>'retries')::int, 1) AS retries "
+            "FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
+            "WHERE j.state IN ('dispatched', 'running') AND j.agent_id IS NOT NULL "
+            "AND (a.id IS NULL OR a.offline_since IS NOT NULL) FOR UPDATE OF j SKIP LOCKED")
+        for job in jobs:
+            lost = f"agent {job['agent_id']} went offline"
+            if job["cancel_requested"]:
+                row = await store.transition(conn, job["id"], "cancelled", from_states=store.ACTIVE,
+                                             reason="cancelled", message=f"cancelled; {lost}")
+            elif job["kind"] == "deploy" or job["requeues"] >= job["retries"]:
+                why = "a deployment is not moved" if job["kind"] == "deploy" else \
+                    f"no retries left ({job['retries']} allowed)"
+                row = await store.transition(conn, job["id"], "failed", from_states=store.ACTIVE, reason="agent_lost",
+                                             message=f"{lost} while it ran; {why}")
+            else:
+                checkpoint = latest_checkpoint(job["output_dir"]) if job["kind"] == "train" else None
+                stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
+                where = f"resumes from {checkpoint[0].name}" if checkpoint else "starts over"
+                row = await store.transition(
+                    conn, job["id"], "pending", from_states=store.ACTIVE, reason="requeued",
+                    message=f"{lost}; re-queued ({job['requeues'] + 1} of {job['retries']}), {where}",
+                    agent_id=None, gpu_ids=[], started_at=None, dispatched_at=None, requeues=job["requeues"] + 1,
+                    stages=stages, config=config, config_yaml=text)
+                requeued += row is not None
+            changed.append(row)
+    for row in filter(None, changed):
+        log.warning("job %s: %s after its agent went offline", row["id"], row["state"])
+        await service.publish_change(nc, row)
+    return requeued
