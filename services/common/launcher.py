@@ -150,6 +150,8 @@ class LocalStack:
             self.provision_local_agent()
             self.nats.start(log_file=logs / "nats.log")
             self.env["NATS_URL"] = self.nats.url
+        if not self.env.get("DATABASE_URL"):
+            self.env["DATABASE_URL"] = self._start_postgres(state / "postgres")
 
     def provision_local_agent(self) -> None:
         """The local agent's own NATS user (LLMCT_AGENT_ID, else the host name), its password kept in state/."""
@@ -157,8 +159,6 @@ class LocalStack:
         self.nats.add_agent(agent, _kept_secret(self.storage.state / "nats_agent_password", _password))
         self.env.update({"LLMCT_AGENT_ID": agent, "LLMCT_AGENT_NATS_USER": agent_user(agent),
                          "LLMCT_AGENT_NATS_PASSWORD": self.nats.agents[agent]})
-        if not self.env.get("DATABASE_URL"):
-            self.env["DATABASE_URL"] = self._start_postgres(state / "postgres")
 
     def _start_postgres(self, data_dir: Path) -> str:
         port = int(self.env.get("LLMCT_PG_PORT", "5433"))
