@@ -49,8 +49,8 @@ def test_local_stack_starts_nats_and_postgres_and_keeps_its_secrets(open_folder)
            "PATH": os.environ.get("PATH", "")}
     stack = LocalStack(storage=storage, env=env)
     stack.prepare_env()
-    stack.start_servers()
     try:
+        stack.start_servers()  # inside: whatever started is stopped even when the rest fails
         assert stack.env["NATS_URL"] and stack.env["DATABASE_URL"], "both embedded servers started"
         asyncio.run(reachable(stack.env))
         assert stack.env["LLMCT_AGENT_NATS_USER"] and stack.env["LLMCT_AGENT_NATS_PASSWORD"]
