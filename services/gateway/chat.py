@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -230,8 +231,6 @@ async def playground_chat(request: Request, deployment_id: str, data: Playground
 
 
 def _timestamp(value: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(value).timestamp()
 
 

@@ -135,8 +135,7 @@ async def deploy(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
     async with pool.acquire() as conn, conn.transaction():
         await dstore.lock_owner(conn, principal.user_id)
         active = await dstore.active_of(conn, principal.user_id)
-        limit = await dstore.limit_of(conn, principal.user_id)
-        limit = settings.max_deployments if limit is None else limit
+        limit = (await queue.quotas(conn, [principal.user_id], settings))[principal.user_id].max_deployments
         if len(active) >= limit:
             names = ", ".join(f"{row['id']} ({row['model']}, {public_state(row)})" for row in active) or "none"
             raise ApiError(409, "deployment_limit",

@@ -32,11 +32,6 @@ async def active_of(conn, owner_id: str) -> list[asyncpg.Record]:
                             "ORDER BY d.created_at", owner_id, list(ACTIVE))
 
 
-async def limit_of(conn, owner_id: str) -> int | None:
-    """The owner's own deployment limit set by an admin, None for the platform's default."""
-    return await conn.fetchval("SELECT max_deployments FROM user_quotas WHERE user_id = $1", owner_id)
-
-
 async def get(conn, deployment_id: str, owner_id: str | None) -> asyncpg.Record | None:
     """A deployment, only when `owner_id` owns it (None: any, for admins)."""
     return await conn.fetchrow(f"SELECT {COLUMNS} FROM {FROM} WHERE d.id = $1 AND ($2::text IS NULL OR d.owner_id = $2)",

@@ -190,9 +190,8 @@ async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobE
             case contracts.JobProgressed():
                 point = {k: getattr(event, k) for k in ("step", "total_steps", "loss", "learning_rate", "epoch",
                                                         "elapsed_s", "remaining_s")}
-                await store.insert_progress(conn, event.job_id, point)
+                owner = await store.insert_progress(conn, event.job_id, point)
                 row = None
-                owner = await conn.fetchval("SELECT owner_id FROM jobs WHERE id = $1", event.job_id)
                 if owner:
                     progressed = (owner, point)
             case contracts.JobFinished():

@@ -144,7 +144,8 @@ async def busy_slots(conn) -> list[asyncpg.Record]:
         "AND agent_id IS NOT NULL")
 
 
-async def insert_progress(conn, job_id: str, point: dict) -> None:
+async def insert_progress(conn, job_id: str, point: dict) -> str | None:
+    """Store a progress point; the job's owner when it is the job's newest (for live charts), else None."""
     await conn.execute(
         """
         INSERT INTO job_progress (job_id, step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s)
@@ -154,9 +155,9 @@ async def insert_progress(conn, job_id: str, point: dict) -> None:
         point.get("epoch"), point.get("elapsed_s"), point.get("remaining_s"),
     )
     # The engine repeats the last step in its closing summary, without a loss: keep the first.
-    await conn.execute(
+    return await conn.fetchval(
         "UPDATE jobs SET progress = $2, updated_at = now() WHERE id = $1 AND state = 'running' "
-        "AND (progress IS NULL OR (progress->>'step')::int < $3)",
+        "AND (progress IS NULL OR (progress->>'step')::int < $3) RETURNING owner_id",
         job_id, point, point["step"])
 
 
