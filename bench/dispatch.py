@@ -5,7 +5,7 @@ The engine is replaced by `InstantRuntime` (below), which implements the runtime
 
     submit (job committed + job.submitted published)
       → JOBS consumer wakes the dispatcher → dispatch_pending (Postgres) → job.dispatch.<agent>
-      → the agent's DISPATCH consumer → Runner._run → JobStarted on job.status.<id>   ("agent-ack")
+      → the agent's DISPATCH consumer → Runner._run → JobStarted on job.status.<agent>.<id>   ("agent-ack")
 
 Everything is real: nats-server, Postgres (migrated), the scheduler's handlers/service, the agent's
 Runner registered by the agent's own heartbeat function, a preset model row and a dataset entry.

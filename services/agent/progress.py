@@ -28,8 +28,8 @@ def _seconds(value) -> float | None:
     return total
 
 
-def parse_line(job_id: str, line: str) -> contracts.JobProgressed | None:
-    """One trainer_log.jsonl line as an event; None for lines without a step."""
+def parse_line(job_id: str, line: str, attempt: int = 0) -> contracts.JobProgressed | None:
+    """One trainer_log.jsonl line as an event of the job's `attempt`; None for lines without a step."""
     try:
         row = json.loads(line)
     except ValueError:
@@ -40,12 +40,13 @@ def parse_line(job_id: str, line: str) -> contracts.JobProgressed | None:
         job_id=job_id, step=int(row["current_steps"]), total_steps=int(row.get("total_steps") or 0),
         loss=row.get("loss"), learning_rate=row.get("lr", row.get("learning_rate")), epoch=row.get("epoch"),
         elapsed_s=_seconds(row.get("elapsed_time")), remaining_s=_seconds(row.get("remaining_time")),
-        at=datetime.now(UTC),
+        attempt=attempt, at=datetime.now(UTC),
     )
 
 
 async def follow(job_id: str, path: Path, publish: Callable[[contracts.JobProgressed], Awaitable[None]],
-                 stopped: asyncio.Event, *, start: int = 0, moved: Callable[[int], None] | None = None) -> None:
+                 stopped: asyncio.Event, *, start: int = 0, moved: Callable[[int], None] | None = None,
+                 attempt: int = 0) -> None:
     """Publish every new step until `stopped` is set, then read what is left once more.
 
     Reading begins at byte `start` (where an earlier agent got to); `moved(offset)` is told the end of
@@ -65,7 +66,7 @@ async def follow(job_id: str, path: Path, publish: Callable[[contracts.JobProgre
             buffer += chunk
             *complete, buffer = buffer.split(b"\n")
             for line in complete:
-                event = parse_line(job_id, line.decode(errors="replace"))
+                event = parse_line(job_id, line.decode(errors="replace"), attempt)
                 if event is not None:
                     await publish(event)
             if complete and moved is not None:

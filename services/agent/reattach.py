@@ -81,11 +81,13 @@ async def _pick_up_one(runner: Runner, found: FoundEngine) -> None:
 
 def guess_state(runner: Runner, found: FoundEngine) -> JobState:
     """The state of a job found running without one (started by an agent before saved states):
-    one stage, the log numbered on from the log file's line count, progress read from the start."""
+    one stage, the log numbered on from the log file's line count, progress read from the start, the attempt
+    from the container's label."""
     lines, size = count_lines(runner.storage.logs / f"{found.job_id}.log")
     stage = contracts.EngineStage(name=found.kind, command=(), config_yaml="")
     order = contracts.JobDispatched(job_id=found.job_id, kind=found.kind, stages=(stage,) * (found.stage + 1),
-                                    output_dir=found.output_dir, gpu_ids=found.gpu_ids, dispatched_at=datetime.now(UTC))
+                                    output_dir=found.output_dir, gpu_ids=found.gpu_ids, attempt=found.attempt,
+                                    dispatched_at=datetime.now(UTC))
     return JobState(runner.state_dir, order, Cursor(seq=lines, log_bytes=size, started=True))
 
 
@@ -103,7 +105,7 @@ async def _end_deployment(runner: Runner, found: FoundEngine, state: JobState | 
         return
     message = ("the agent restarted while this deployment ran; its model server (port and key) could not be "
                "reached again, so it was stopped: deploy the model again")
-    await _report(runner, found.job_id, state, "agent_restarted", message)
+    await _report(runner, found.job_id, state, "agent_restarted", message, attempt=found.attempt)
     log.info("stopped deployment %s after the agent restarted", found.job_id)
 
 
@@ -122,14 +124,17 @@ async def _report_lost(runner: Runner, found_jobs: set[str]) -> None:
             state.forget()  # its dispatch was never acknowledged: NATS delivers it again
 
 
-async def _report(runner: Runner, job_id: str, state: JobState | None, reason: str, message: str) -> None:
-    """Publish a job's failure with a last system line in its log, and forget its state."""
+async def _report(runner: Runner, job_id: str, state: JobState | None, reason: str, message: str,
+                  attempt: int = 0) -> None:
+    """Publish a job's failure with a last system line in its log, and forget its state; the attempt is the saved
+    order's, else `attempt` (the container's label)."""
     path = runner.storage.logs / f"{job_id}.log"
     seq, size = (state.cursor.seq, state.cursor.log_bytes) if state else (count_lines(path)[0], None)
     shipper = LogShipper(runner.js, job_id, path, seq=seq, keep_bytes=size)
     shipper.add("system", f"job failed: {message}")
     await shipper.close()
     await runner._publish(contracts.JobFinished(job_id=job_id, agent_id=runner.agent_id, state="failed", reason=reason,
-                                                message=message, at=datetime.now(UTC)), must_arrive=True)
+                                                message=message, attempt=state.order.attempt if state else attempt,
+                                                at=datetime.now(UTC)), must_arrive=True)
     if state is not None:
         state.forget()

@@ -45,6 +45,7 @@ class RunningJob:
     state: JobState | None = None  # order and cursor, on disk when the engine outlives the agent
     detached: bool = False  # the agent stops and leaves the engine running for the next agent
     agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
+    superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported
 
 
 def consumer_name(agent_id: str) -> str:
@@ -121,12 +122,26 @@ class Runner:
         if not isinstance(order, contracts.JobDispatched):
             await msg.term()
             return
-        if order.job_id not in self.jobs:  # a redelivery of a job we already run is only acked
+        running = self.jobs.get(order.job_id)
+        if running is not None and running.state.order.attempt < order.attempt:
+            await self._supersede(running, order.attempt)
+            running = None
+        if running is None:  # a redelivery of a job we already run is only acked
             job = RunningJob(order.job_id, order.kind, order.gpu_ids, state=JobState.begin(self.state_dir, order))
             self.jobs[order.job_id] = job
             job.task = asyncio.create_task(self._run(order, job))
             await job.started.wait()
         await msg.ack()
+
+    async def _supersede(self, job: RunningJob, attempt: int) -> None:
+        """The scheduler dispatched the job again (it had lost track of this agent): it hears only the newest
+        attempt, so the old run is stopped, unreported, before the new one starts."""
+        log.warning("job %s: attempt %d replaces the run of attempt %d", job.job_id, attempt, job.state.order.attempt)
+        job.superseded = job.cancelled = True  # cancelled: a run still starting stops as soon as its engine is up
+        if job.engine:
+            await job.engine.stop(5)
+        if job.task:
+            await asyncio.gather(job.task, return_exceptions=True)
 
     async def _on_cancel(self, msg) -> None:
         request = contracts.decode(msg.data)
@@ -138,8 +153,9 @@ class Runner:
             await job.engine.stop(request.grace_s)
 
     async def _publish(self, event: contracts.Message, *, must_arrive: bool = False) -> None:
-        """Publish a job event to JOB_EVENTS; a final state is retried until NATS takes it."""
-        subject = Subjects.job_status(event.job_id)
+        """Publish a job event to JOB_EVENTS, on this agent's own subject (the only one its NATS user may use);
+        a final state is retried until NATS takes it."""
+        subject = Subjects.job_status(self.agent_id, event.job_id)
         delay = 0.5
         while True:
             try:
@@ -167,7 +183,8 @@ class Runner:
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
             env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         return JobSpec(job_id=order.job_id, kind=order.kind, command=command, config_path=config_path,
-                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env, ports=ports, stage=index)
+                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env, ports=ports, stage=index,
+                       attempt=order.attempt)
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
         state = job.state or JobState(None, order)
@@ -197,7 +214,8 @@ class Runner:
         stopped = asyncio.Event()
         follower = asyncio.create_task(progress.follow(
             order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self._publish, stopped,
-            start=job.state.cursor.progress_bytes if resume else 0, moved=job.state.progress_read))
+            start=job.state.cursor.progress_bytes if resume else 0, moved=job.state.progress_read,
+            attempt=order.attempt))
         try:
             exit_info = ExitInfo(exit_code=0)
             first = resume.stage if resume else 0
@@ -224,7 +242,8 @@ class Runner:
             job.engine = found
         elif serve is not None:
             job.server = ModelServer(nc=self.nc, deployment_id=order.job_id, agent_id=self.agent_id, options=serve,
-                                     publish=self._publish, note=lambda text: shipper.add("system", text))
+                                     publish=self._publish, note=lambda text: shipper.add("system", text),
+                                     attempt=order.attempt)
             spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
         else:
             spec = self._spec(order, index)
@@ -235,7 +254,8 @@ class Runner:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
         if not job.state.cursor.started:
             await self._publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
-                                                     runtime=self.runtime.name, at=datetime.now(UTC)),
+                                                     runtime=self.runtime.name, attempt=order.attempt,
+                                                     at=datetime.now(UTC)),
                                 must_arrive=True)
             job.state.mark_started()
         job.started.set()
@@ -266,6 +286,12 @@ class Runner:
 
     async def _finish(self, order, job: RunningJob, exit_info: ExitInfo, shipper: LogShipper) -> None:
         server = job.server
+        if job.superseded:  # the scheduler drops events of an attempt it replaced
+            shipper.add("system", f"attempt {order.attempt} stopped: the job was dispatched here again")
+            await shipper.close()
+            job.state.forget()
+            self.jobs.pop(order.job_id, None)
+            return
         if job.cancelled:
             state, reason, message = "cancelled", "cancelled", "stopped on request"
         elif job.agent_stopped:
@@ -288,7 +314,7 @@ class Runner:
         event = contracts.JobFinished(
             job_id=order.job_id, agent_id=self.agent_id, state=state, reason=reason, message=message,
             exit_code=exit_info.exit_code, last_lines=tail if state == "failed" else (),
-            metrics=results.read(order.kind, Path(order.output_dir)), at=datetime.now(UTC),
+            metrics=results.read(order.kind, Path(order.output_dir)), attempt=order.attempt, at=datetime.now(UTC),
         )
         await self._publish(event, must_arrive=True)
         job.state.forget()

@@ -40,11 +40,12 @@ class ModelServer:
     """One deployment's server and the loops around it."""
 
     def __init__(self, *, nc: Client, deployment_id: str, agent_id: str, options: contracts.ServeOptions,
-                 publish: Callable[..., Awaitable[None]], note: Callable[[str], None]):
+                 publish: Callable[..., Awaitable[None]], note: Callable[[str], None], attempt: int = 0):
         self.nc = nc
         self.deployment_id = deployment_id
         self.agent_id = agent_id
         self.options = options
+        self.attempt = attempt  # of the dispatch: every event this server reports carries it
         self.port = free_port()
         self.api_key = secrets.token_urlsafe(24)
         self.publish = publish  # the runner's JOB_EVENTS publisher
@@ -82,7 +83,7 @@ class ModelServer:
         self.last_activity = time.monotonic()
         self.note(f"ready: the model server answers (idle stop after {self.options.idle_timeout_s:.0f} s)")
         await self.publish(contracts.DeploymentReady(job_id=self.deployment_id, agent_id=self.agent_id,
-                                                     at=datetime.now(UTC)), must_arrive=True)
+                                                     attempt=self.attempt, at=datetime.now(UTC)), must_arrive=True)
         while True:
             await asyncio.sleep(IDLE_CHECK_S)
             await self._report_usage()
@@ -186,7 +187,8 @@ class ModelServer:
         if not self._requests:
             return
         event = contracts.DeploymentUsage(job_id=self.deployment_id, requests=self._requests, tokens=self._tokens,
-                                          last_request_at=self._last_request_at or datetime.now(UTC))
+                                          last_request_at=self._last_request_at or datetime.now(UTC),
+                                          attempt=self.attempt)
         self._requests = self._tokens = 0
         await self.publish(event)
 

@@ -30,8 +30,30 @@ class Subjects:
         return f"job.dispatch.{agent_id}"
 
     @staticmethod
-    def job_status(job_id: str) -> str:
-        return f"job.status.{job_id}"
+    def job_status(agent_id: str, job_id: str) -> str:
+        """A job's event, published by the agent it was dispatched to: the subject names the sender, and an
+        agent's NATS user may publish only its own (`agent_job_status_all`)."""
+        return f"job.status.{agent_id}.{job_id}"
+
+    @staticmethod
+    def agent_job_status_all(agent_id: str) -> str:
+        """Every job event one agent may publish: job.status.<agent_id>.<job_id>."""
+        return f"job.status.{agent_id}.>"
+
+    @staticmethod
+    def job_status_of(job_id: str) -> str:
+        """One job's events, whichever agent sends them (a watcher's filter)."""
+        return f"job.status.*.{job_id}"
+
+    @staticmethod
+    def job_status_sender(subject: str, job_id: str) -> str | None:
+        """The agent a job event's subject names, when the subject is job.status.<agent_id>.<job_id> for `job_id`;
+        else None."""
+        head, tail = "job.status.", f".{job_id}"
+        if not (subject.startswith(head) and subject.endswith(tail)) or len(subject) <= len(head) + len(tail):
+            return None
+        agent_id = subject[len(head):-len(tail)]
+        return None if "." in agent_id else agent_id
 
     @staticmethod
     def job_changed(owner_id: str, job_id: str) -> str:
@@ -97,7 +119,7 @@ STREAMS: tuple[StreamConfig, ...] = (
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=7 * 24 * 3600.0,
-        max_msgs_per_subject=10_000,
+        max_msgs_per_subject=10_000,  # per agent and job
         description="job state changes and progress reported by agents",
     ),
     StreamConfig(
@@ -163,6 +185,10 @@ class JobDispatched(Message, kw_only=True, tag="job_dispatched"):
     dispatched_at: datetime
 
 
+# Every job event carries the attempt of the JobDispatched it answers (jobs.attempt): the scheduler applies it only
+# from the job's agent for the job's current attempt (services/scheduler/events.py). 0: not known.
+
+
 class JobStarted(Message, kw_only=True, tag="job_started"):
     """The agent took the job and its engine is starting (the dispatch acknowledgement)."""
 
@@ -170,6 +196,7 @@ class JobStarted(Message, kw_only=True, tag="job_started"):
     agent_id: str
     runtime: str
     at: datetime
+    attempt: int = 0
 
 
 class JobProgressed(Message, kw_only=True, tag="job_progressed"):
@@ -184,6 +211,7 @@ class JobProgressed(Message, kw_only=True, tag="job_progressed"):
     elapsed_s: float | None = None
     remaining_s: float | None = None
     at: datetime
+    attempt: int = 0
 
 
 class JobFinished(Message, kw_only=True, tag="job_finished"):
@@ -198,6 +226,7 @@ class JobFinished(Message, kw_only=True, tag="job_finished"):
     last_lines: tuple[str, ...] = ()
     metrics: dict[str, float] = msgspec.field(default_factory=dict)
     at: datetime
+    attempt: int = 0
 
 
 class JobChanged(Message, kw_only=True, tag="job_changed"):
@@ -222,6 +251,7 @@ class DeploymentReady(Message, kw_only=True, tag="deployment_ready"):
     job_id: str
     agent_id: str
     at: datetime
+    attempt: int = 0
 
 
 class DeploymentUsage(Message, kw_only=True, tag="deployment_usage"):
@@ -231,6 +261,7 @@ class DeploymentUsage(Message, kw_only=True, tag="deployment_usage"):
     requests: int
     tokens: int
     last_request_at: datetime
+    attempt: int = 0
 
 
 JobEvent = JobStarted | JobProgressed | JobFinished | DeploymentReady | DeploymentUsage

@@ -62,7 +62,7 @@ def agent_permissions(agent_id: str) -> dict:
     return {
         "publish": {"allow": [
             Subjects.agent_heartbeat(agent_id),
-            Subjects.JOB_STATUS_ALL,
+            Subjects.agent_job_status_all(agent_id),  # the subject names the sender of a job event
             Subjects.LOGS_ALL,
             # The filtered create form: the server checks the filter in the body equals this subject.
             (api % "CREATE") + "." + Subjects.job_dispatch(agent_id),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -36,7 +37,9 @@ async def _service_schema(client: httpx.AsyncClient, base_url: str) -> dict:
 
 
 def merge_schemas(schemas: list[dict]) -> dict:
-    """Public paths and components of every service in one document."""
+    """Public paths and components of every service in one document. A component name two services define
+    differently (each its own `RegisterRequest`) is given to neither: each takes its service's name in front
+    (`AuthRegisterRequest`, `DatasetsRegisterRequest`), whatever order the services come in."""
     merged = {
         "openapi": "3.1.0",
         "info": {"title": "LLM-Cloud-Trainer API", "version": VERSION,
@@ -45,12 +48,45 @@ def merge_schemas(schemas: list[dict]) -> dict:
         "components": {"schemas": {}, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     }
+    clashing = _clashing_names(schemas)
     for schema in schemas:
+        schema = _prefixed(schema, clashing)
         for path, item in schema.get("paths", {}).items():
             if path.startswith(("/api/", "/v1/")):
                 merged["paths"][path] = item
         merged["components"]["schemas"].update(schema.get("components", {}).get("schemas", {}))
     return merged
+
+
+def _components(schema: dict) -> dict:
+    return schema.get("components", {}).get("schemas", {})
+
+
+def _clashing_names(schemas: list[dict]) -> set[str]:
+    seen: dict[str, str] = {}
+    clashing = set()
+    for schema in schemas:
+        for name, definition in _components(schema).items():
+            text = json.dumps(definition, sort_keys=True)
+            if seen.setdefault(name, text) != text:
+                clashing.add(name)
+    return clashing
+
+
+def _prefixed(schema: dict, clashing: set[str]) -> dict:
+    """The service's document with its clashing components (and every reference to them) renamed."""
+    names = clashing & set(_components(schema))
+    if not names:
+        return schema
+    service = schema.get("info", {}).get("title", "").rsplit(" ", 1)[-1].capitalize()
+    text = json.dumps(schema)
+    for name in names:
+        text = text.replace(f'"#/components/schemas/{name}"', f'"#/components/schemas/{service}{name}"')
+    renamed = json.loads(text)
+    components = _components(renamed)
+    for name in names:
+        components[f"{service}{name}"] = components.pop(name)
+    return renamed
 
 
 @get("/api/openapi.json", opt={"public": True}, include_in_schema=False)

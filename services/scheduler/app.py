@@ -9,8 +9,9 @@ from services.common.settings import Settings
 
 from . import handlers
 from .agents import AgentController, JobGpuController
-from .deployments import DeploymentController, QuotaController
+from .deployments import DeploymentController
 from .evals import EvalController
+from .quotas import QuotaController
 from .routes import JobController
 
 SPEC = ServiceSpec(

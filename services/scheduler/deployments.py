@@ -13,7 +13,7 @@ from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, get, post, put
+from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
@@ -56,34 +56,6 @@ class DeploymentOut(msgspec.Struct, kw_only=True):
 class DeploymentPage(msgspec.Struct, kw_only=True):
     items: list[DeploymentOut]
     next_cursor: str | None
-
-
-class Quota(msgspec.Struct, kw_only=True):
-    """A user's limits in force (an admin's setting, else the platform's default) and what they use now."""
-
-    user_id: str
-    max_deployments: int
-    max_gpus: int | None  # None: no limit
-    max_queued: int
-    gpus_held: int
-    jobs_queued: int
-    gpu_hours_recent: float  # in the fair-share window: fewer goes first
-
-
-class QuotaUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Every limit at once; null puts one back to the platform's default."""
-
-    max_deployments: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
-    max_gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
-    max_queued: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
-
-
-async def quota_of(conn, settings: Settings, user_id: str) -> Quota:
-    limits = (await queue.quotas(conn, [user_id], settings))[user_id]
-    queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1 AND state = 'pending'", user_id)
-    return Quota(user_id=user_id, max_deployments=limits.max_deployments, max_gpus=limits.max_gpus,
-                 max_queued=limits.max_queued, gpus_held=(await queue.held_gpus(conn))[user_id], jobs_queued=queued,
-                 gpu_hours_recent=round(await queue.gpu_hours(conn, user_id, settings.fair_share_window_h), 3))
 
 
 def public_state(row) -> str:
@@ -199,34 +171,3 @@ class DeploymentController(Controller):
     async def log_file(self, state: State, principal: Principal, deployment_id: str) -> Stream:
         await _owned(state, principal, deployment_id)
         return log_download(state.settings.storage.logs / f"{deployment_id}.log", deployment_id)
-
-
-class QuotaController(Controller):
-    path = "/api/quotas"
-    tags = ["quotas"]
-
-    @get("/me", summary="The caller's limits and use")
-    async def mine(self, state: State, principal: Principal) -> Quota:
-        async with state.pool.acquire() as conn:
-            return await quota_of(conn, state.settings, principal.user_id)
-
-    @get("/{user_id:str}", opt={"admin": True}, summary="A user's limits and use (admins)")
-    async def of_user(self, state: State, user_id: str) -> Quota:
-        async with state.pool.acquire() as conn:
-            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id):
-                raise not_found("user")
-            return await quota_of(conn, state.settings, user_id)
-
-    @put("/{user_id:str}", opt={"admin": True}, summary="Set a user's limits (admins; null: the default)")
-    async def set_quota(self, state: State, principal: Principal, user_id: str, data: QuotaUpdate) -> Quota:
-        async with state.pool.acquire() as conn:
-            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id):
-                raise not_found("user")
-            await conn.execute(
-                "INSERT INTO user_quotas (user_id, max_deployments, max_gpus, max_queued, updated_by) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET max_deployments = $2, "
-                "max_gpus = $3, max_queued = $4, updated_by = $5, updated_at = now()",
-                user_id, data.max_deployments, data.max_gpus, data.max_queued, principal.user_id)
-            quota = await quota_of(conn, state.settings, user_id)
-        state.wake.set()  # a raised GPU quota may free queued jobs now
-        return quota

@@ -13,7 +13,7 @@ from services.common import contracts
 from services.common.bus import consume, decode_or_term
 from services.common.contracts import Subjects
 
-from . import fleet, service
+from . import events, fleet, service
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,13 @@ async def _on_job_event(app: Litestar, msg) -> None:
     if event is None:
         return
     try:
-        await service.record_job_event(app.state.pool, app.state.nc, event)
+        applied = await events.record_job_event(app.state.pool, app.state.nc, event, msg.subject)
     except Exception:  # noqa: BLE001 - Postgres away: let NATS redeliver it later
         log.exception("could not record %s", type(event).__name__)
         await msg.nak(delay=2)
         return
-    await msg.ack()
-    if isinstance(event, contracts.JobFinished):
+    await msg.ack()  # a dropped event too: delivering it again would change nothing
+    if applied and isinstance(event, contracts.JobFinished):
         app.state.wake.set()
 
 

@@ -46,17 +46,23 @@ async def pending(conn, window_h: float, limit: int = 200) -> list[asyncpg.Recor
         window_h, limit)
 
 
-async def position(conn, job_id: str, window_h: float) -> int | None:
-    """1 for the job that goes next, None when the job is not pending."""
-    return await conn.fetchval(
+async def positions(conn, job_ids: list[str], window_h: float) -> dict[str, int]:
+    """Where each of these jobs stands in the queue (1 goes next); jobs not pending are left out."""
+    rows = await conn.fetch(
         f"""
         WITH {USAGE}, ranked AS (
             SELECT j.id, row_number() OVER (ORDER BY {ORDER}) AS position
             FROM jobs j LEFT JOIN usage u ON u.owner_id = j.owner_id WHERE j.state = 'pending'
         )
-        SELECT position FROM ranked WHERE id = $2
+        SELECT id, position FROM ranked WHERE id = ANY($2::text[])
         """,
-        window_h, job_id)
+        window_h, job_ids)
+    return {row["id"]: row["position"] for row in rows}
+
+
+async def position(conn, job_id: str, window_h: float) -> int | None:
+    """1 for the job that goes next, None when the job is not pending."""
+    return (await positions(conn, [job_id], window_h)).get(job_id)
 
 
 async def gpu_hours(conn, owner_id: str, window_h: float) -> float:

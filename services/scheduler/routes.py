@@ -24,8 +24,9 @@ JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "c
 Kind = Literal["train", "eval", "export", "deploy"]
 
 
-def _summary(row) -> JobSummary:
-    return JobSummary(**{f: row[f] for f in JobSummary.__struct_fields__})
+def _summary(row, position: int | None) -> JobSummary:
+    return JobSummary(**{f: row[f] for f in JobSummary.__struct_fields__ if f != "queue_position"},
+                      queue_position=position)
 
 
 async def owned_job(conn, principal: Principal, job_id: str):
@@ -44,9 +45,12 @@ async def load_detail(state: State, principal: Principal, job_id: str) -> JobDet
         series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
         position = (await queue.position(conn, job_id, state.settings.fair_share_window_h)
                     if row["state"] == "pending" else None)
+    checkpoint = (recovery.latest_checkpoint(row["output_dir"])
+                  if row["kind"] == "train" and row["state"] in recovery.RERUNNABLE else None)
     fields = {f: row[f] for f in JobDetail.__struct_fields__
-              if f not in ("history", "progress_series", "queue_position")}
-    return JobDetail(**fields, history=history, progress_series=series, queue_position=position)
+              if f not in ("history", "progress_series", "queue_position", "resume_step")}
+    return JobDetail(**fields, history=history, progress_series=series, queue_position=position,
+                     resume_step=checkpoint[1] if checkpoint else None)
 
 
 def cursor_after(value: str | None) -> tuple[datetime, str] | None:
@@ -120,7 +124,13 @@ class JobController(Controller):
         rows = await store.list_jobs(state.pool, owner_id=None if principal.is_admin else principal.user_id,
                                      state=job_state, kind=kind, search=q, before=cursor_after(cursor),
                                      limit=limit + 1)
-        return JobPage(items=[_summary(r) for r in rows[:limit]], next_cursor=next_cursor(rows, limit))
+        page = rows[:limit]
+        waiting = [r["id"] for r in page if r["state"] == "pending"]
+        places = {}
+        if waiting:
+            async with state.pool.acquire() as conn:
+                places = await queue.positions(conn, waiting, state.settings.fair_share_window_h)
+        return JobPage(items=[_summary(r, places.get(r["id"])) for r in page], next_cursor=next_cursor(rows, limit))
 
     @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")
     async def detail(self, state: State, principal: Principal, job_id: str) -> JobDetail:

@@ -156,6 +156,7 @@ class JobSummary(msgspec.Struct, kw_only=True):
     agent_id: str | None
     reason: str | None
     wait_reason: str | None  # a pending job: why it has not started yet
+    queue_position: int | None  # a pending job: 1 goes next
     progress: dict[str, Any] | None
     created_at: datetime
     started_at: datetime | None
@@ -173,7 +174,7 @@ class JobDetail(JobSummary, kw_only=True):
     metrics: dict[str, float] | None
     cancel_requested: bool
     requeues: int  # times it went back to the queue after losing its agent
-    queue_position: int | None  # a pending job: 1 goes next
+    resume_step: int | None  # a failed or cancelled training job: the step of the newest checkpoint to resume from
     history: list[JobEventOut]
     progress_series: list[ProgressPoint]
 

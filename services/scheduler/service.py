@@ -16,7 +16,7 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 from services.common.settings import Settings, get_settings
 
-from . import access, configs, deployments_store, memory, placement, queue, store
+from . import access, configs, memory, placement, queue, store
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest
 
 log = logging.getLogger(__name__)
@@ -176,46 +176,6 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
                          headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"})
         await publish_change(nc, row)
     return len(sent)
-
-
-async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobEvent) -> None:
-    """Apply what an agent reported; repeated or late events change nothing."""
-    progressed = None
-    async with pool.acquire() as conn, conn.transaction():
-        match event:
-            case contracts.JobStarted():
-                row = await store.transition(conn, event.job_id, "running", from_states=("dispatched",),
-                                             reason="started", message=f"{event.runtime} on {event.agent_id}",
-                                             started_at=event.at)
-            case contracts.JobProgressed():
-                point = {k: getattr(event, k) for k in ("step", "total_steps", "loss", "learning_rate", "epoch",
-                                                        "elapsed_s", "remaining_s")}
-                owner = await store.insert_progress(conn, event.job_id, point)
-                row = None
-                if owner:
-                    progressed = (owner, point)
-            case contracts.JobFinished():
-                message = event.message
-                if event.last_lines:
-                    message = f"{message}\n--- last log lines ---\n" + "\n".join(event.last_lines)
-                row = await store.transition(conn, event.job_id, event.state, from_states=store.ACTIVE,
-                                             reason=event.reason or event.state, message=message,
-                                             metrics=event.metrics or None)
-            case contracts.DeploymentReady():
-                row = None
-                if await deployments_store.mark_ready(conn, event.job_id, event.at):
-                    await store.add_event(conn, event.job_id, "running", "ready", "the model server answers")
-                    row = await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id)
-            case contracts.DeploymentUsage():
-                await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens,
-                                                  event.last_request_at)
-                row = None
-    if row is not None:
-        await publish_change(nc, row)
-    if progressed is not None:  # live charts: the point, once committed
-        owner, point = progressed
-        await nc.publish(Subjects.job_changed(owner, event.job_id), contracts.encode(contracts.JobChanged(
-            job_id=event.job_id, state="running", at=datetime.now(UTC), progress=point)))
 
 
 async def publish_change(nc: Client, row) -> None:

@@ -117,6 +117,12 @@ async def transition(conn, job_id: str, to_state: str, *, from_states: tuple[str
     return row
 
 
+async def job_assignment(conn, job_id: str) -> asyncpg.Record | None:
+    """The agent and attempt a job was last dispatched as, its row locked until the transaction ends (no
+    re-queue or dispatch moves it meanwhile); None when there is no such job."""
+    return await conn.fetchrow("SELECT agent_id, attempt FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+
+
 async def pending_jobs(conn, limit: int = 200) -> list[asyncpg.Record]:
     """The queue: by priority, then age; rows locked for this dispatch pass."""
     return await conn.fetch(

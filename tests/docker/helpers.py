@@ -65,7 +65,7 @@ async def events_of(nc, job_id: str) -> asyncio.Queue:
     async def on_event(msg):
         await queue.put(contracts.decode(msg.data))
 
-    await nc.subscribe(Subjects.job_status(job_id), cb=on_event)
+    await nc.subscribe(Subjects.job_status_of(job_id), cb=on_event)
     return queue
 
 

@@ -89,11 +89,12 @@ def test_a_broken_yaml_only_loses_the_yaml_paths(storage):
 def test_create_options_follow_the_seed(storage):
     runtime = DockerRuntime(storage=storage, agent_id="gpu-7", memory="500m", extra_mounts={})
     spec = spec_for(storage, {}, env={"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": "/elsewhere"},
-                    gpu_ids=(2, 5))
+                    gpu_ids=(2, 5), attempt=3)
     options = runtime.create_options(spec)
     assert options["image"] == DEFAULT_IMAGE == "lf-with-optimum:v1.0"
     assert options["name"] == "llm-train-job_1" and options["shm_size"] == "2g" and options["init"] is True
-    assert options["labels"] == {LABEL_AGENT: "gpu-7", "llmct.job": "job_1", "llmct.kind": "train", "llmct.stage": "0"}
+    assert options["labels"] == {LABEL_AGENT: "gpu-7", "llmct.job": "job_1", "llmct.kind": "train", "llmct.stage": "0",
+                                 "llmct.attempt": "3"}
     assert options["command"] == list(spec.command) and options["working_dir"] == str(spec.output_dir)
     assert options["mem_limit"] == options["memswap_limit"] == "500m"
     assert options["environment"] == {"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": str(storage.hf_cache),

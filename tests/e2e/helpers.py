@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import httpx
+import nats
 import websockets
+
+from services.common import contracts
 
 
 async def login(gw: httpx.AsyncClient, invite_code: str, username: str, password: str = "train-pass-2026") -> dict:
@@ -45,3 +49,15 @@ async def read_logs(ws_url: str, token: str, until, after: int = 0, timeout: flo
 async def admin_token(gw: httpx.AsyncClient, stack) -> str:
     r = await gw.post("/api/auth/login", json={"username": stack.admin_username, "password": stack.admin_password})
     return r.json()["access_token"]
+
+
+async def register_gpu_agent(stack, agent_id: str, memory_mb: int = 24_576) -> None:
+    """One heartbeat from a stand-in agent with one GPU: it registers (and goes offline a minute later, staying
+    registered), so GPU jobs are accepted and wait for room instead of being refused."""
+    nc = await nats.connect(stack.env["NATS_URL"])
+    beat = contracts.AgentHeartbeat(agent_id=agent_id, hostname=agent_id, sent_at=datetime.now(UTC),
+                                    gpus=(contracts.GpuStatus(index=0, name="NVIDIA A10", memory_total_mb=memory_mb),))
+    await nc.publish(contracts.Subjects.agent_heartbeat(agent_id), contracts.encode(beat))
+    await nc.flush()
+    await nc.close()
+    await asyncio.sleep(1)  # written in the scheduler's next batch

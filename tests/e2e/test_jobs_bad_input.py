@@ -1,16 +1,11 @@
 """Every refusal at submit is a 4xx naming the field and the reason."""
 
-import asyncio
-from datetime import UTC, datetime
-
 import asyncpg
-import nats
 import pytest
 
-from services.common import contracts
 from services.registry.presets import register_preset
 
-from .helpers import login
+from .helpers import login, register_gpu_agent
 from .test_training import TRAIN
 
 pytestmark = pytest.mark.e2e
@@ -85,13 +80,7 @@ async def test_memory_check_against_the_fleet(gw, user, stack, postgres_server):
     conn = await asyncpg.connect(postgres_server.url)
     await register_preset(conn, name="big-7b", path="/models/big-7b", parameter_count=7_000_000_000)
     await conn.close()
-    nc = await nats.connect(stack.env["NATS_URL"])
-    beat = contracts.AgentHeartbeat(agent_id="a10-box", hostname="a10-box", sent_at=datetime.now(UTC),
-                                    gpus=(contracts.GpuStatus(index=0, name="NVIDIA A10", memory_total_mb=24_576),))
-    await nc.publish(contracts.Subjects.agent_heartbeat("a10-box"), contracts.encode(beat))
-    await nc.flush()
-    await nc.close()
-    await asyncio.sleep(1)
+    await register_gpu_agent(stack, "a10-box")
     big = {**TRAIN, "base_model": "big-7b", "gpu_count": 1, "finetuning_type": "full", "cutoff_len": 2048}
     r = await gw.post("/api/jobs", json=big, headers=user)
     assert r.status_code == 422, r.text

@@ -165,6 +165,36 @@ def test_admin_creates_an_invite(page: Page, stack, tmp_path):
     expect(invites.get_by_role("row", name=re.compile(re.escape(code)))).to_contain_text("0 / 2")
     keep_screenshot(page, tmp_path, "account-admin.png")
 
+    # Limits: the admin raises one user's GPU limit and puts it back; accounts are listed by name, so a name
+    # starting with 0 is on the first page however many the other tests made.
+    name = f"0-limits-{secrets.token_hex(3)}"
+    made = page.request.post("/api/auth/register", data={"username": name, "password": "bright-meadow-4821",
+                                                         "invite_code": code})
+    assert made.status == 201, made.text()
+    page.reload()
+    users = page.get_by_role("region", name="Users and limits")
+    users.get_by_role("button", name=f"Limits of {name}").click()
+    limits = page.get_by_role("form", name=f"Limits of {name}")
+    gpus = limits.get_by_label("GPUs at once")
+    expect(gpus).to_have_value("")
+    gpus.fill("-1")
+    limits.get_by_role("button", name="Save limits").click()
+    expect(gpus).to_have_attribute("aria-invalid", "true")
+    gpus.fill("3")
+    limits.get_by_role("button", name="Save limits").click()
+    expect(limits.get_by_role("status")).to_have_text(f"Saved the limits of {name}.")
+    expect(gpus).to_have_accessible_description("In force: 3.")
+    keep_screenshot(page, tmp_path, "account-admin-limits.png")
+    token = page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')")
+    user_id = made.json()["id"]
+    stored = page.request.get(f"/api/quotas/{user_id}", headers={"Authorization": f"Bearer {token}"}).json()
+    assert stored["max_gpus"] == 3 and stored["custom"]["max_gpus"] == 3, stored
+    gpus.fill("")
+    limits.get_by_role("button", name="Save limits").click()
+    expect(gpus).to_have_accessible_description(re.compile(r"^In force: (\d+|no limit)\.$"))
+    stored = page.request.get(f"/api/quotas/{user_id}", headers={"Authorization": f"Bearer {token}"}).json()
+    assert stored["custom"]["max_gpus"] is None, "an empty field puts the default back"
+
     page.set_viewport_size({"width": 390, "height": 844})
     expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     keep_screenshot(page, tmp_path, "account-admin-narrow.png")

@@ -1,7 +1,8 @@
-"""The web client in a real browser, against the whole stack: a LoRA job on the tiny model submitted through
-the staged form, its log arriving in the terminal, its loss curve drawn, its outputs downloaded, the adapter
-evaluated through the form, deployed in the playground, chatted with (streamed) and stopped; a second user
-sees none of it. Screenshots of every page go to the test's tmp folder."""
+"""The web client in a real browser, against the whole stack: a dataset uploaded through its page, a LoRA job
+on the tiny model trained on it through the staged form (its YAML previewed by the scheduler), its log arriving
+in the terminal, its loss curve drawn, its outputs downloaded, the adapter evaluated through the form, deployed in
+the playground, chatted with (streamed) and stopped; a second user sees none of it. A cancelled job run again from
+its page. Screenshots of every page go to the test's tmp folder."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PASSWORD = "bright-meadow-4821"
 TABLET = {"width": 820, "height": 1180}
+
+
+SFT_ROWS = "".join(f'{{"instruction": "Add {n} and {n}.", "output": "{n} plus {n} is {2 * n}."}}\n'
+                   for n in range(16)).encode()
 
 
 def signed_in_page(browser: Browser, stack, username: str) -> tuple[Page, list[str]]:
@@ -57,19 +62,33 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
     expect(page.get_by_text("No jobs yet")).to_be_visible()
     keep_screenshot(page, tmp_path, "jobs-empty.png")
 
+    # The user's own data: uploaded through the page, then trained on.
+    dataset = f"web-sft-{secrets.token_hex(3)}"
+    page.get_by_role("link", name="Datasets", exact=True).click()
+    page.get_by_role("button", name="Upload a dataset").click()
+    form = page.get_by_role("region", name="Upload a dataset")
+    form.get_by_label("Name").fill(dataset)
+    form.get_by_label("Files").set_input_files(files=[{
+        "name": "mine.jsonl", "mimeType": "application/json", "buffer": SFT_ROWS}])
+    form.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.get_by_role("status").filter(has_text=dataset)).to_contain_text("16 rows")
+
+    page.get_by_role("link", name="Jobs", exact=True).first.click()
     page.get_by_role("link", name="New job").click()
     expect(page.get_by_role("heading", level=1, name="New training job")).to_be_visible()
     page.get_by_label("Base model").select_option("tiny-llama")
-    page.get_by_role("checkbox", name=re.compile("tiny_sft")).check()
+    page.get_by_role("checkbox", name=re.compile(dataset)).check()
     expect(page.get_by_role("checkbox", name=re.compile("tiny_pt"))).to_be_enabled()  # text fits sft too
     for label, value in (("Max steps", "12"), ("Gradient accumulation", "1"), ("Cutoff length (tokens)", "128"),
                          ("LoRA rank", "4"), ("Log every (steps)", "1"), ("Checkpoint every (steps)", "6"),
                          ("GPUs", "0")):
         fill(page, label, value)
+    # The preview is the scheduler's own rendering of the form (a dry run), paths included.
     preview = page.get_by_test_id("yaml-preview")
     expect(preview).to_contain_text("max_steps: 12")
     expect(preview).to_contain_text("lora_alpha: 8")
-    expect(preview).to_contain_text("dataset: tiny_sft")
+    expect(preview).to_contain_text(re.compile(rf"dataset: usr_\w+__{dataset}\n"))  # the engine's name for it
+    expect(preview).to_contain_text(re.compile(r"output_dir: /\S+/job_preview\n"))
 
     # A client-side check: a rank out of range is refused before anything is sent.
     fill(page, "LoRA rank", "0")
@@ -85,6 +104,7 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
     page.get_by_role("button", name="Start training").click()
     expect(overrides).to_have_attribute("aria-invalid", "true")
     expect(overrides).to_have_accessible_description(re.compile("output_dir|platform", re.I))
+    expect(page.locator(".preview")).to_contain_text("The scheduler refuses config_overrides")
     keep_screenshot(page, tmp_path, "new-job-refused.png")
     overrides.fill('{"max_grad_norm": 0.5}')
     expect(preview).to_contain_text("max_grad_norm: 0.5")
@@ -197,6 +217,9 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
     other, errors = signed_in_page(browser, stack, f"web-other-{secrets.token_hex(3)}")
     try:
         expect(other.get_by_text("No jobs yet")).to_be_visible()
+        other.get_by_role("link", name="Datasets", exact=True).click()
+        other.get_by_label("Search by name").fill(dataset)
+        expect(other.get_by_text("No dataset matches.")).to_be_visible()
         other.goto(f"/jobs/{job_id}")
         expect(other.get_by_role("alert")).to_contain_text("Could not load this job")
         keep_screenshot(other, tmp_path, "other-user-job.png")
@@ -252,6 +275,47 @@ def stop_quietly(page: Page, deployment_id: str) -> None:
     """Stop a deployment through the API whatever happened (it holds one of the stack's two CPU slots)."""
     token = page.evaluate("window.localStorage.getItem('llmct.access_token')")
     page.request.post(f"/api/deployments/{deployment_id}/stop", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_cancel_then_run_again_from_the_job_page(trainer: Page, tmp_path):
+    page = trainer
+    token = page.evaluate("window.localStorage.getItem('llmct.access_token')")
+    auth = {"Authorization": f"Bearer {token}"}
+    from .test_training import TRAIN
+
+    answer = page.request.post("/api/jobs", data={**TRAIN, "max_steps": 5000, "save_steps": 3}, headers=auth)
+    assert answer.status == 201, answer.text()
+    job_id = answer.json()["id"]
+    try:
+        page.goto(f"/jobs/{job_id}")
+        badge = page.locator(".job-head .pill")
+        # Past step 3: checkpoint-3 is written.
+        expect(page.get_by_role("status").filter(has_text=re.compile(r"^Step ([4-9]|\d\d+): loss"))).to_be_visible(
+            timeout=240_000)
+        page.get_by_role("button", name="Cancel job").click()
+        page.get_by_role("button", name="Yes, stop it").click()
+        expect(badge).to_have_text("Cancelled", timeout=60_000)
+        resume = page.get_by_role("button", name=re.compile(r"^Resume from step \d+$"))
+        expect(resume).to_be_enabled()
+        keep_screenshot(page, tmp_path, "job-cancelled.png")
+
+        resume.click()
+        expect(page.get_by_text("Back in the queue: training continues from its newest checkpoint.")).to_be_visible()
+        expect(badge).to_have_text(re.compile("Queued|Starting|Running"))
+        expect(page.get_by_role("region", name="State history")).to_contain_text("resumed")
+        expect(page.get_by_role("region", name="Frozen configuration (YAML)")).to_contain_text("resume_from_checkpoint:")
+        expect(badge).to_have_text("Running", timeout=120_000)
+        page.get_by_role("button", name="Cancel job").click()
+        page.get_by_role("button", name="Yes, stop it").click()
+        expect(badge).to_have_text("Cancelled", timeout=60_000)
+
+        page.get_by_role("button", name="Retry from the start").click()
+        expect(page.get_by_text("Back in the queue: it runs again from the start")).to_be_visible()
+        expect(page.get_by_role("region", name="State history")).to_contain_text("retried")
+        expect(page.get_by_role("region", name="Frozen configuration (YAML)")).not_to_contain_text("resume_from_checkpoint")
+        keep_screenshot(page, tmp_path, "job-retried.png")
+    finally:
+        page.request.post(f"/api/jobs/{job_id}/cancel", headers=auth)
 
 
 def test_catalog_pages(trainer: Page, tmp_path):

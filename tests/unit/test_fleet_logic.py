@@ -80,6 +80,8 @@ def test_an_agent_may_publish_only_on_its_own_subjects():
     publish, subscribe = perms["publish"]["allow"], perms["subscribe"]["allow"]
     assert "agent.heartbeat.gpu-1" in publish and not any(s.startswith("agent.heartbeat.") and s.endswith(">")
                                                           for s in publish)
+    assert "job.status.gpu-1.>" in publish and not any(s.startswith("job.status.") and s != "job.status.gpu-1.>"
+                                                       for s in publish), "job events only as itself"
     assert "$JS.API.CONSUMER.CREATE.DISPATCH.agent-gpu-1.job.dispatch.gpu-1" in publish
     assert not any("STREAM" in s for s in publish), "an agent never creates or changes a stream"
     assert "deploy.gpu-1.>" in subscribe and "_INBOX.agent-gpu-1.>" in subscribe and "_INBOX.>" not in subscribe

@@ -21,6 +21,7 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     ports: tuple[int, ...] = ()  # loopback ports the engine listens on (a deployment's model server)
     stage: int = 0  # which of the job's stages this is (0-based); a restarted agent goes on after it
+    attempt: int = 1  # the dispatch's (JobDispatched.attempt): every event of the run carries it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +57,7 @@ class FoundEngine:
     name: str
     output_dir: str = ""
     gpu_ids: tuple[int, ...] = ()
+    attempt: int = 0  # of the dispatch it ran (docker: its label); 0: not known
 
 
 class Runtime(Protocol):

@@ -46,6 +46,7 @@ LABEL_AGENT = "llmct.agent"
 LABEL_JOB = "llmct.job"
 LABEL_KIND = "llmct.kind"
 LABEL_STAGE = "llmct.stage"
+LABEL_ATTEMPT = "llmct.attempt"  # the dispatch's attempt, for the events of a job picked up after a restart
 
 # Path-valued keys of a LLaMA-Factory YAML the container must see: read-only inputs and outputs.
 READ_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "deepspeed", "resume_from_checkpoint",
@@ -163,7 +164,8 @@ class DockerRuntime:
             return self._client_obj
 
     def labels(self, spec: JobSpec) -> dict[str, str]:
-        return {LABEL_AGENT: self.agent_id, LABEL_JOB: spec.job_id, LABEL_KIND: spec.kind, LABEL_STAGE: str(spec.stage)}
+        return {LABEL_AGENT: self.agent_id, LABEL_JOB: spec.job_id, LABEL_KIND: spec.kind,
+                LABEL_STAGE: str(spec.stage), LABEL_ATTEMPT: str(spec.attempt)}
 
     # -- what the container sees ----------------------------------------------------------------------
     def mount_plan(self, spec: JobSpec) -> list[docker.types.Mount]:
@@ -331,6 +333,7 @@ class DockerRuntime:
                 stage=int(labels.get(LABEL_STAGE) or 0), running=running, ref=info["Id"],
                 name=info.get("Name", "").lstrip("/"), output_dir=info.get("Config", {}).get("WorkingDir", ""),
                 gpu_ids=tuple(int(i) for i in gpus.split(",") if i.isdigit()),
+                attempt=int(labels.get(LABEL_ATTEMPT) or 0),  # none on containers from before attempts
             )
             # One container per job (every stage has the job's name): keep the running one, else the latest stage.
             other = found.get(engine.job_id)

@@ -23,7 +23,7 @@ async def js(nats_server, client):
 
 async def finished(js, job_id: str, state: str = "succeeded") -> None:
     event = contracts.JobFinished(job_id=job_id, agent_id="agent-x", state=state, at=datetime.now(UTC))
-    await js.publish(contracts.Subjects.job_status(job_id), contracts.encode(event))
+    await js.publish(contracts.Subjects.job_status(event.agent_id, job_id), contracts.encode(event))
 
 
 async def model_of(pool, job_id: str):

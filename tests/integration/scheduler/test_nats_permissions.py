@@ -14,6 +14,8 @@ from services.common.contracts import Subjects
 from services.common.nats_auth import agent_inbox_prefix
 from tests.helpers import eventually
 
+from .test_job_events import finished, job_on, progressed, until_progress
+
 pytestmark = pytest.mark.integration
 
 
@@ -77,6 +79,51 @@ async def test_an_agent_cannot_take_another_agents_work(nats_server):
         await sub.unsubscribe()
     finally:
         await thief.close()
+
+
+async def test_an_agent_cannot_report_on_a_job_dispatched_to_another(scheduler, nats_server, pool, people, tmp_path):
+    owner_errors: list[str] = []
+    intruder_errors: list[str] = []
+    owner = await connect_as(nats_server, "events-owner", owner_errors)
+    intruder = await connect_as(nats_server, "events-intruder", intruder_errors)
+    beating = asyncio.create_task(_beat_forever(owner, "events-owner"))  # a silent agent's jobs are re-queued
+    await eventually(lambda: pool.fetchval("SELECT offline_since IS NULL FROM agents WHERE id = 'events-owner'"))
+    job_id = await job_on(pool, people["fleet-owner"][0], tmp_path, "events-owner", attempt=1)
+    forged = contracts.encode(finished(job_id, "events-owner", 1))
+    try:
+        with pytest.raises(nats.errors.TimeoutError):  # JetStream never sees it, so never acknowledges it
+            await intruder.jetstream().publish(Subjects.job_status("events-owner", job_id), forged, timeout=1)
+        await intruder.publish(Subjects.job_status("events-owner", job_id), forged)
+        await intruder.flush()
+        refused = f'publish to "{Subjects.job_status("events-owner", job_id)}"'
+        await eventually(lambda: _async(sum(refused in e and "permissions violation" in e
+                                            for e in intruder_errors) == 2))
+        # On its own subject NATS takes it, and the scheduler drops it: the job is not the intruder's.
+        await intruder.jetstream().publish(Subjects.job_status("events-intruder", job_id),
+                                           contracts.encode(finished(job_id, "events-intruder", 1)), timeout=5)
+        await owner.jetstream().publish(Subjects.job_status("events-owner", job_id),
+                                        contracts.encode(progressed(job_id, 1, 1)), timeout=5)
+        await until_progress(pool, job_id, 1)  # handled in order: the intruder's event was handled before it
+        assert await pool.fetchval("SELECT state FROM jobs WHERE id = $1", job_id) == "running"
+
+        await owner.jetstream().publish(Subjects.job_status("events-owner", job_id), forged, timeout=5)
+
+        async def succeeded():
+            return await pool.fetchval("SELECT state FROM jobs WHERE id = $1", job_id) == "succeeded"
+
+        await eventually(succeeded)
+        assert intruder.is_connected and not owner_errors
+    finally:
+        beating.cancel()
+        await pool.execute("UPDATE jobs SET state = 'cancelled' WHERE id = $1 AND state <> 'succeeded'", job_id)
+        await owner.close()
+        await intruder.close()
+
+
+async def _beat_forever(nc, agent_id: str) -> None:
+    while True:
+        await nc.publish(Subjects.agent_heartbeat(agent_id), beat(agent_id, "events-host"))
+        await asyncio.sleep(0.3)
 
 
 async def _async(value):

@@ -27,7 +27,6 @@ export type DeployRequest = Partial<Omit<Schemas["DeployRequest"], "generation">
   model: string;
   generation?: Partial<Generation>;
 };
-export type Quota = Schemas["Quota"];
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -54,7 +53,6 @@ export const deploymentsApi = {
   get: (deploymentId: string, signal?: AbortSignal) => api.get<Deployment>(`${DEPLOYMENTS}/${id(deploymentId)}`, { signal }),
   create: (body: DeployRequest) => api.post<Deployment>(DEPLOYMENTS, body),
   stop: (deploymentId: string) => api.post<Deployment>(`${DEPLOYMENTS}/${id(deploymentId)}/stop`),
-  quota: (signal?: AbortSignal) => api.get<Quota>("/api/quotas/me", { signal }),
   logPath: (deploymentId: string) => `${DEPLOYMENTS}/${id(deploymentId)}/log`,
   chat: streamChat,
 };

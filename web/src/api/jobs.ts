@@ -43,6 +43,7 @@ export type EvalRequest = Body<Schemas["EvalRequest"]> & Pick<Schemas["EvalReque
 export type ExportRequest = Body<Schemas["ExportRequest"]> & Pick<Schemas["ExportRequest"], "model">;
 export type Quantization = Schemas["Quantization"];
 export type JobRequest = TrainRequest | EvalRequest | ExportRequest;
+export type JobPreview = Omit<Schemas["JobPreview"], "config" | "estimate"> & { config: Loose; estimate: Loose };
 
 export type EvalSummary = Schemas["EvalSummary"];
 export type EvalDetail = Omit<Schemas["EvalDetail"], "request"> & { request: Loose };
@@ -65,7 +66,12 @@ export const jobsApi = {
   list: (filters: JobFilters, signal?: AbortSignal) => api.get<JobPage>(withQuery(JOBS, { ...filters }), { signal }),
   get: (jobId: string, signal?: AbortSignal) => api.get<JobDetail>(`${JOBS}/${id(jobId)}`, { signal }),
   submit: (body: JobRequest) => api.post<JobDetail>(JOBS, body),
+  /** The exact config the job would run with, validated by the server; nothing is queued. */
+  preview: (body: JobRequest, signal?: AbortSignal) =>
+    api.post<JobPreview>(withQuery(JOBS, { dry_run: true }), body, { signal }),
   cancel: (jobId: string) => api.post<{ id: string; state: string }>(`${JOBS}/${id(jobId)}/cancel`),
+  /** Run a failed or cancelled job again from the start (`retry`) or from its newest checkpoint (`resume`). */
+  rerun: (jobId: string, how: "retry" | "resume") => api.post<JobDetail>(`${JOBS}/${id(jobId)}/${how}`),
   artifactsPath: (jobId: string) => `${JOBS}/${id(jobId)}/artifacts`,
   logPath: (jobId: string) => `${JOBS}/${id(jobId)}/log`,
   logsSocketPath: (jobId: string) => `${JOBS}/${id(jobId)}/logs`,

@@ -831,6 +831,14 @@ export interface components {
             name: string;
             prefix: string;
         };
+        /** RegisterRequest */
+        AuthRegisterRequest: {
+            /** @default  */
+            invite_code: string;
+            password: string;
+            /** @description 3-32 characters: lowercase letters, digits, '.', '_' or '-' */
+            username: string;
+        };
         /** ComparedSample */
         ComparedSample: {
             index: number;
@@ -888,6 +896,34 @@ export interface components {
             /** @description 1-64 characters: letters, digits, '.', '-' or single '_', starting with a letter or digit */
             name?: string | null;
             remark?: string | null;
+        };
+        /** RegisterRequest */
+        DatasetsRegisterRequest: {
+            columns?: {
+                [key: string]: string;
+            };
+            /** @enum {string} */
+            format: "alpaca" | "sharegpt" | "text" | "pairwise";
+            /** @enum {null|string} */
+            hub?: "huggingface" | "modelscope" | null;
+            /** @description owner/name on the hub */
+            hub_id?: string | null;
+            /** @description 1-64 characters: letters, digits, '.', '-' or single '_', starting with a letter or digit */
+            name: string;
+            path?: string | null;
+            /** @default  */
+            remark: string;
+            /** @default train */
+            split: string;
+            subset?: string | null;
+            tags?: {
+                [key: string]: string;
+            };
+            /**
+             * @default private
+             * @enum {string}
+             */
+            visibility: "public" | "private";
         };
         /** DeployRequest */
         DeployRequest: {
@@ -1174,6 +1210,7 @@ export interface components {
                 [key: string]: unknown;
             };
             requeues: number;
+            resume_step: number | null;
             started_at: string | null;
             state: string;
             wait_reason: string | null;
@@ -1227,6 +1264,7 @@ export interface components {
             progress: {
                 [key: string]: unknown;
             } | null;
+            queue_position: number | null;
             reason: string | null;
             started_at: string | null;
             state: string;
@@ -1401,6 +1439,7 @@ export interface components {
         };
         /** Quota */
         Quota: {
+            custom: components["schemas"]["QuotaSettings"];
             gpu_hours_recent: number;
             gpus_held: number;
             jobs_queued: number;
@@ -1409,39 +1448,11 @@ export interface components {
             max_queued: number;
             user_id: string;
         };
-        /** QuotaUpdate */
-        QuotaUpdate: {
+        /** QuotaSettings */
+        QuotaSettings: {
             max_deployments?: number | null;
             max_gpus?: number | null;
             max_queued?: number | null;
-        };
-        /** RegisterRequest */
-        RegisterRequest: {
-            columns?: {
-                [key: string]: string;
-            };
-            /** @enum {string} */
-            format: "alpaca" | "sharegpt" | "text" | "pairwise";
-            /** @enum {null|string} */
-            hub?: "huggingface" | "modelscope" | null;
-            /** @description owner/name on the hub */
-            hub_id?: string | null;
-            /** @description 1-64 characters: letters, digits, '.', '-' or single '_', starting with a letter or digit */
-            name: string;
-            path?: string | null;
-            /** @default  */
-            remark: string;
-            /** @default train */
-            split: string;
-            subset?: string | null;
-            tags?: {
-                [key: string]: string;
-            };
-            /**
-             * @default private
-             * @enum {string}
-             */
-            visibility: "public" | "private";
         };
         /** Sample */
         Sample: {
@@ -2015,7 +2026,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RegisterRequest"];
+                "application/json": components["schemas"]["AuthRegisterRequest"];
             };
         };
         responses: {
@@ -2135,7 +2146,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RegisterRequest"];
+                "application/json": components["schemas"]["DatasetsRegisterRequest"];
             };
         };
         responses: {
@@ -3451,7 +3462,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["QuotaUpdate"];
+                "application/json": components["schemas"]["QuotaSettings"];
             };
         };
         responses: {

@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import openapi from "../../openapi.json";
-import { buildTrainRequest, checkNumber, datasetFits, defaultTrainForm, parseNumber, previewTrainConfig, TRAIN_LIMITS, type TrainForm } from "./trainForm";
-import { toYaml } from "./yaml";
+import { buildTrainRequest, checkNumber, datasetFits, defaultTrainForm, parseNumber, TRAIN_LIMITS, type TrainForm } from "./trainForm";
 
 const READY: TrainForm = { ...defaultTrainForm(0), base_model: "tiny-llama", datasets: ["tiny_sft"] };
 
@@ -92,25 +91,6 @@ describe("buildTrainRequest", () => {
   it("reports JSON that does not parse", () => {
     const built = buildTrainRequest({ ...READY, config_overrides: "{max_grad_norm: 1}" });
     expect(!built.ok && built.problems.config_overrides?.key).toBe("train.overridesJson");
-  });
-});
-
-describe("previewTrainConfig", () => {
-  it("renders what configs.render_train renders, paths left to the platform", () => {
-    const built = buildTrainRequest({ ...READY, max_steps: "12", lora_rank: "4", warmup: "ratio", warmup_ratio: "0.1", config_overrides: '{"lr_scheduler_type": "linear"}' });
-    if (!built.ok) throw new Error("not built");
-    const config = previewTrainConfig(built.body, "default");
-    expect(config).toMatchObject({ stage: "sft", finetuning_type: "lora", lora_alpha: 8, warmup_ratio: 0.1, bf16: false, lr_scheduler_type: "linear", dataset: "tiny_sft", output_dir: "<set by the platform>" });
-    const yaml = toYaml(config);
-    expect(yaml).toContain("learning_rate: 0.0001\n");
-    expect(yaml).toContain("num_train_epochs: 3\n");
-    expect(yaml).toContain("model_name_or_path: <set by the platform>\n".replace("<", "'<").replace(">\n", ">'\n"));
-  });
-
-  it("quantises QLoRA and evaluates with a validation share", () => {
-    const built = buildTrainRequest({ ...READY, finetuning_type: "qlora", gpu_count: "1", val_size: "0.2", evaluation_strategy: "steps", eval_steps: "10" });
-    if (!built.ok) throw new Error("not built");
-    expect(previewTrainConfig(built.body, "qwen")).toMatchObject({ quantization_bit: 4, bf16: true, eval_strategy: "steps", eval_steps: 10, template: "qwen", per_device_eval_batch_size: 2 });
   });
 });
 

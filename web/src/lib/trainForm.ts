@@ -1,6 +1,6 @@
 /**
  * The training form: its state (text as typed), the server's limits, the checks the scheduler makes,
- * the request body, and a preview of the YAML the scheduler will freeze (services/scheduler/configs.py).
+ * and the request body. The YAML preview is the scheduler's own (pages/jobs/ConfigPreview.tsx).
  */
 
 import type { TrainRequest } from "../api/jobs";
@@ -263,94 +263,6 @@ export function buildTrainRequest(form: TrainForm): Built {
   if (form.template) body.template = form.template;
   if (Object.keys(overrides).length > 0) body.config_overrides = overrides;
   return { ok: true, body };
-}
-
-const BASE_TRAIN: Record<string, unknown> = {
-  do_train: true,
-  trust_remote_code: false,
-  overwrite_cache: true,
-  overwrite_output_dir: true,
-  preprocessing_num_workers: 1,
-  dataloader_num_workers: 0,
-  lr_scheduler_type: "cosine",
-  plot_loss: false,
-  report_to: "none",
-  save_only_model: false,
-  ddp_timeout: 180000000,
-};
-
-export const PLATFORM_PLACEHOLDER = "<set by the platform>";
-
-function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(extra)) {
-    const current = out[key];
-    const bothObjects =
-      typeof current === "object" && current !== null && !Array.isArray(current) &&
-      typeof value === "object" && value !== null && !Array.isArray(value);
-    out[key] = bothObjects ? deepMerge(current as Record<string, unknown>, value as Record<string, unknown>) : value;
-  }
-  return out;
-}
-
-/**
- * The config the scheduler will render for this body (configs.render_train), with the platform's paths
- * as placeholders. `template` is the chosen model's when the form leaves it empty.
- */
-export function previewTrainConfig(body: TrainRequest, modelTemplate: string): Record<string, unknown> {
-  const stage = body.stage ?? "sft";
-  const method = stage === "pt" ? "full" : (body.finetuning_type ?? "lora");
-  const onGpu = (body.gpu_count ?? 1) > 0;
-  const rank = body.lora_rank ?? 8;
-  const fields: Record<string, unknown> = {
-    stage,
-    finetuning_type: method === "qlora" ? "lora" : method,
-    template: body.template ?? modelTemplate,
-    cutoff_len: body.cutoff_len ?? 1024,
-    learning_rate: body.learning_rate ?? 1e-4,
-    num_train_epochs: body.num_train_epochs ?? 3,
-    per_device_train_batch_size: body.per_device_train_batch_size ?? 2,
-    gradient_accumulation_steps: body.gradient_accumulation_steps ?? 4,
-    logging_steps: body.logging_steps ?? 5,
-    save_steps: body.save_steps ?? 500,
-    bf16: onGpu,
-    disable_gradient_checkpointing: !(body.gradient_checkpointing ?? true),
-  };
-  if ((body.warmup_ratio ?? 0) > 0) fields.warmup_ratio = body.warmup_ratio;
-  else if ((body.warmup_steps ?? 0) > 0) fields.warmup_steps = body.warmup_steps;
-  if (body.max_steps) fields.max_steps = body.max_steps;
-  if (method === "lora" || method === "qlora") {
-    Object.assign(fields, {
-      lora_rank: rank,
-      lora_alpha: body.lora_alpha ?? 2 * rank,
-      lora_dropout: body.lora_dropout ?? 0,
-      lora_target: body.lora_target ?? "all",
-    });
-  }
-  if (method === "qlora") {
-    Object.assign(fields, {
-      quantization_bit: body.quantization_bit ?? 4,
-      quantization_method: body.quantization_method ?? "bitsandbytes",
-      quantization_type: body.quantization_type ?? "nf4",
-      double_quantization: body.double_quantization ?? true,
-    });
-  }
-  if (stage === "pt" || body.train_from_scratch) fields.train_from_scratch = Boolean(body.train_from_scratch) || stage === "pt";
-  if ((body.val_size ?? 0) > 0) {
-    fields.val_size = body.val_size;
-    fields.per_device_eval_batch_size = body.per_device_train_batch_size ?? 2;
-    fields.eval_strategy = body.evaluation_strategy ?? (body.eval_steps ? "steps" : "epoch");
-    if (body.eval_steps) fields.eval_steps = body.eval_steps;
-  }
-  const config = deepMerge(deepMerge(BASE_TRAIN, fields), body.config_overrides ?? {});
-  return {
-    ...config,
-    model_name_or_path: PLATFORM_PLACEHOLDER,
-    dataset: body.datasets.join(","),
-    dataset_dir: PLATFORM_PLACEHOLDER,
-    output_dir: PLATFORM_PLACEHOLDER,
-    trust_remote_code: false,
-  };
 }
 
 /** The example shown in the extra-parameters box. */

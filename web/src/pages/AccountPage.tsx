@@ -4,6 +4,8 @@ import { useI18n } from "../i18n";
 import { ApiKeysSection } from "./account/ApiKeysSection";
 import { InvitesSection } from "./account/InvitesSection";
 import { ProfileSection } from "./account/ProfileSection";
+import { MyLimitsSection } from "./account/QuotaUse";
+import { UsersSection } from "./account/UsersSection";
 
 export function AccountPage() {
   const { t } = useI18n();
@@ -13,8 +15,10 @@ export function AccountPage() {
       <PageHeading title={t("account.title")} />
       <div className="stack">
         <ProfileSection user={user} />
+        <MyLimitsSection />
         <ApiKeysSection />
         {user.role === "admin" && <InvitesSection />}
+        {user.role === "admin" && <UsersSection />}
       </div>
     </>
   );

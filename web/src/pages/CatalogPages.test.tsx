@@ -143,6 +143,28 @@ describe("models", () => {
     expect(screen.getByRole("link", { name: "Export" })).toHaveAttribute("href", "/jobs/new?kind=export&model=my-adapter");
   });
 
+  it("pages through the models by page number, with the total", async () => {
+    signIn();
+    const model = (id: string) => ({ id, name: id, kind: "base", source: "preset", base_model: null, parameter_count: 1000, size_bytes: 10, retired_at: null, created_at: "2026-01-02T03:04:05Z" });
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/models": (call) =>
+        call.query.get("page") === "2"
+          ? { status: 200, body: { items: [model("second")], page: 2, limit: 25, total: 26, next_page: null } }
+          : { status: 200, body: { items: [model("first")], page: 1, limit: 25, total: 26, next_page: 2 } },
+    });
+    const { user } = renderApp("/models?kind=base");
+    expect(await screen.findByRole("row", { name: /first/ })).toHaveTextContent("Preset");
+    expect(screen.getByText("Page 1 · 26 in all")).toBeInTheDocument();
+    expect(screen.getByLabelText("Kind")).toHaveValue("base");
+    await user.click(screen.getByRole("button", { name: "Next" }));
+    expect(await screen.findByRole("row", { name: /second/ })).toBeInTheDocument();
+    expect(calls.at(-1)?.query.get("kind")).toBe("base");
+    expect(screen.getByRole("button", { name: "Next" })).toBeDisabled();
+    await user.click(screen.getByRole("button", { name: "Previous" }));
+    expect(await screen.findByRole("row", { name: /first/ })).toBeInTheDocument();
+  });
+
   it("says when the models cannot be loaded", async () => {
     signIn();
     mockFetch({ "GET /api/auth/me": { status: 200, body: USER }, "GET /api/models": apiError(503, "service_unavailable", "registry is down") });

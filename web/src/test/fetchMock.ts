@@ -3,6 +3,7 @@ import { vi } from "vitest";
 export interface RecordedCall {
   method: string;
   path: string;
+  query: URLSearchParams;
   headers: Record<string, string>;
   body: unknown;
 }
@@ -21,6 +22,7 @@ export function mockFetch(routes: Record<string, Reply>) {
     const call: RecordedCall = {
       method: (init.method ?? "GET").toUpperCase(),
       path: url.pathname,
+      query: url.searchParams,
       headers: { ...(init.headers as Record<string, string>) },
       body: typeof init.body === "string" ? JSON.parse(init.body) : undefined,
     };

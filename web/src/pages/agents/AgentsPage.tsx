@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { Link, useSearchParams } from "wouter";
+import { Link } from "wouter";
 
 import { AGENT_STATES, fleetApi, type Agent, type FleetSummary, type Gpu } from "../../api/fleet";
 import { useUser } from "../../auth/session";
@@ -14,6 +14,7 @@ import type { MessageKey } from "../../i18n/en";
 import { agentState, filterAgents, heartbeatAge, offlineAgents, useNow } from "../../lib/fleet";
 import { formatDuration } from "../../lib/format";
 import { useInterval } from "../../lib/live";
+import { useUrlFilters } from "../../lib/usePagedList";
 import { useQuery } from "../../lib/useQuery";
 
 /** The fleet: admins see every agent (state, GPUs, heartbeat, drain); everyone else the capacity summary. */
@@ -92,22 +93,11 @@ export function gib(mb: number | null | undefined): string {
 
 function AgentList({ agents, onChanged }: { agents: Agent[]; onChanged: () => void }) {
   const { t, formatDateTime } = useI18n();
-  const [params, setParams] = useSearchParams();
-  const state = params.get("state") ?? "";
-  const search = params.get("q") ?? "";
+  const { filters, setFilter } = useUrlFilters(["state", "q"] as const);
+  const { state, q: search } = filters;
   const now = useNow();
   const shown = filterAgents(agents, state, search);
   const offline = offlineAgents(agents);
-  const setFilter = (name: string, value: string) =>
-    setParams(
-      (current) => {
-        const next = new URLSearchParams(current);
-        if (value) next.set(name, value);
-        else next.delete(name);
-        return next;
-      },
-      { replace: true },
-    );
 
   return (
     <section className="card" aria-labelledby="fleet-agents">

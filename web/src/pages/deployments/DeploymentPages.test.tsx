@@ -168,6 +168,20 @@ describe("DeploymentsPage", () => {
     await waitFor(() => expect(calls.some((c) => c.path === "/api/deployments/dep_aaa/stop")).toBe(true));
   });
 
+  it("shows a user's own deployments, and only the running ones when asked (kept in the URL)", async () => {
+    signIn();
+    const { calls } = mockFetch({ "GET /api/auth/me": { status: 200, body: USER }, "GET /api/deployments": page(dep({ requests_served: 7 })) });
+    const { user, current } = renderApp("/deployments");
+    const row = await screen.findByRole("row", { name: /dep_aaa/ });
+    // The browser tests read "requests served" as the second number cell of a user's row.
+    expect(row.querySelectorAll("td.num")[1]).toHaveTextContent("7");
+    expect(screen.queryByRole("columnheader", { name: "Owner" })).not.toBeInTheDocument();
+
+    await user.selectOptions(screen.getByLabelText("Show"), "active");
+    expect(current()).toBe("/deployments?show=active");
+    await waitFor(() => expect(calls.at(-1)?.query.get("active")).toBe("true"));
+  });
+
   it("invites a first deployment", async () => {
     signIn();
     mockFetch({ "GET /api/auth/me": { status: 200, body: USER }, "GET /api/deployments": page() });

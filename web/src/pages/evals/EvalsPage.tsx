@@ -1,21 +1,23 @@
 import { useState } from "react";
-import { Link, useLocation, useSearchParams } from "wouter";
+import { Link, useLocation } from "wouter";
 
-import { ACTIVE_STATES, evalsApi, type EvalSummary } from "../../api/jobs";
+import { ACTIVE_STATES, evalsApi, type EvalPage, type EvalSummary } from "../../api/jobs";
 import { Button } from "../../components/Button";
-import { SelectField } from "../../components/Fields";
-import { LoadState } from "../../components/LoadState";
-import { PageHeading } from "../../components/PageHeading";
+import type { Column } from "../../components/DataTable";
+import { JobLink } from "../../components/JobCells";
+import { choices, Empty, FilterBar, ListSection, PagedTable, PageTop, type Filter } from "../../components/ListPage";
 import { StateBadge } from "../../components/StateBadge";
-import { useI18n } from "../../i18n";
+import { Timestamp } from "../../components/Timestamp";
+import { useI18n, type Translate } from "../../i18n";
+import type { MessageKey } from "../../i18n/en";
 import { formatMetric } from "../../lib/format";
 import { useInterval, useJobFeed } from "../../lib/live";
-import { useQuery } from "../../lib/useQuery";
+import { PAGE_SIZE, usePagedList } from "../../lib/usePagedList";
 
-const PAGE_SIZE = 25;
 /** Metrics worth a column first; the rest follow by name. */
 const PREFERRED = ["eval_loss", "perplexity", "bleu_4", "rouge_1", "rouge_2", "rouge_l", "accuracy", "latency_ms", "samples_per_second"];
 const MAX_METRIC_COLUMNS = 6;
+const EVALUATIONS = ["loss", "generation", "benchmark"];
 
 /** The metric columns of a page of evaluations: the ones people look at first, at most six. */
 export function metricColumns(runs: Pick<EvalSummary, "metrics">[]): string[] {
@@ -25,133 +27,78 @@ export function metricColumns(runs: Pick<EvalSummary, "metrics">[]): string[] {
 }
 
 export function EvalsPage() {
-  const { t, formatDateTime } = useI18n();
+  const { t } = useI18n();
   const [, navigate] = useLocation();
-  const [params, setParams] = useSearchParams();
-  const evaluation = params.get("evaluation") ?? "";
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const cursor = cursors[cursors.length - 1] ?? null;
-  const evals = useQuery((signal) => evalsApi.list({ evaluation, cursor, limit: PAGE_SIZE }, signal), [evaluation, cursor]);
+  const evals = usePagedList({
+    filters: ["evaluation"],
+    load: ({ evaluation }, cursor, signal) => evalsApi.list({ evaluation, cursor, limit: PAGE_SIZE }, signal),
+    next: (page: EvalPage) => page.next_cursor,
+  });
   const [selected, setSelected] = useState<string[]>([]);
-  const items = evals.data?.items ?? [];
-  const columns = metricColumns(items);
 
-  useJobFeed(evals.refresh);
-  useInterval(evals.refresh, 5000, items.some((e) => ACTIVE_STATES.has(e.state)));
+  useJobFeed(evals.query.refresh);
+  useInterval(evals.query.refresh, 5000, evals.items.some((e) => ACTIVE_STATES.has(e.state)));
 
   const toggle = (id: string, on: boolean) => setSelected((s) => (on ? [...s, id].slice(-10) : s.filter((x) => x !== id)));
+  const selection = { selected, toggle };
+  const evaluationFilter: Filter<"evaluation"> = {
+    name: "evaluation",
+    label: t("eval.evaluation"),
+    options: choices(t("evals.anyKind"), EVALUATIONS, (kind) => t(`eval.kind.${kind}` as MessageKey)),
+  };
 
   return (
     <>
-      <div className="page-top">
-        <PageHeading title={t("evals.title")} />
-        <div className="page-top__actions">
-          <Button variant="primary" disabled={selected.length < 2} onClick={() => navigate(`/evals/compare?ids=${selected.join(",")}`)}>
-            {t("evals.compare", { count: selected.length })}
-          </Button>
-          <Link href="/jobs/new?kind=eval" className="button">
-            {t("evals.new")}
-          </Link>
-        </div>
-      </div>
-      <section className="card" aria-labelledby="evals-title">
-        <h2 id="evals-title" className="visually-hidden">
-          {t("evals.title")}
-        </h2>
-        <p className="muted">{t("evals.intro")}</p>
-        <div className="filters">
-          <SelectField
-            label={t("eval.evaluation")}
-            value={evaluation}
-            options={[
-              { value: "", label: t("evals.anyKind") },
-              { value: "loss", label: t("eval.kind.loss") },
-              { value: "generation", label: t("eval.kind.generation") },
-              { value: "benchmark", label: t("eval.kind.benchmark") },
-            ]}
-            onChange={(e) => {
-              setCursors([null]);
-              setParams(e.target.value ? { evaluation: e.target.value } : {}, { replace: true });
-            }}
-          />
-        </div>
-        <LoadState loading={evals.loading && !evals.data} error={evals.error} reload={evals.reload} failed={t("evals.loadFailed")}>
-          {items.length === 0 ? (
-            <div className="empty">
-              <p>{t("evals.empty")}</p>
-              <Link href="/jobs/new?kind=eval" className="button button--primary">
-                {t("evals.new")}
-              </Link>
-            </div>
-          ) : (
-            <div className="table-scroll" role="region" aria-labelledby="evals-title" tabIndex={0}>
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">
-                      <span className="visually-hidden">{t("evals.select")}</span>
-                    </th>
-                    <th scope="col">{t("jobs.colJob")}</th>
-                    <th scope="col">{t("jobs.colModel")}</th>
-                    <th scope="col">{t("eval.evaluation")}</th>
-                    <th scope="col">{t("evals.data")}</th>
-                    <th scope="col">{t("jobs.colState")}</th>
-                    {columns.map((name) => (
-                      <th key={name} scope="col" className="num">
-                        {name}
-                      </th>
-                    ))}
-                    <th scope="col">{t("jobs.colCreated")}</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {items.map((run) => (
-                    <tr key={run.id}>
-                      <td>
-                        <input
-                          type="checkbox"
-                          aria-label={t("evals.selectRun", { id: run.id })}
-                          checked={selected.includes(run.id)}
-                          disabled={run.state !== "succeeded"}
-                          onChange={(e) => toggle(run.id, e.target.checked)}
-                        />
-                      </td>
-                      <th scope="row">
-                        <Link href={`/jobs/${run.id}`} className="mono">
-                          {run.id}
-                        </Link>
-                      </th>
-                      <td>{run.model}</td>
-                      <td>{t(`eval.kind.${run.evaluation}` as "eval.kind.loss")}</td>
-                      <td className="cell--wrap">{run.task ?? run.datasets.join(", ")}</td>
-                      <td>
-                        <StateBadge state={run.state} />
-                      </td>
-                      {columns.map((name) => (
-                        <td key={name} className="num">
-                          {formatMetric(run.metrics[name])}
-                        </td>
-                      ))}
-                      <td>
-                        <time dateTime={run.created_at}>{formatDateTime(run.created_at)}</time>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )}
-          <div className="pager">
-            <Button disabled={cursors.length === 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
-              {t("pager.newer")}
-            </Button>
-            <span className="muted">{t("pager.page", { page: cursors.length })}</span>
-            <Button disabled={!evals.data?.next_cursor} onClick={() => evals.data?.next_cursor && setCursors((c) => [...c, evals.data!.next_cursor])}>
-              {t("pager.older")}
-            </Button>
-          </div>
-        </LoadState>
-      </section>
+      <PageTop title={t("evals.title")}>
+        <Button variant="primary" disabled={selected.length < 2} onClick={() => navigate(`/evals/compare?ids=${selected.join(",")}`)}>
+          {t("evals.compare", { count: selected.length })}
+        </Button>
+        <Link href="/jobs/new?kind=eval" className="button">
+          {t("evals.new")}
+        </Link>
+      </PageTop>
+      <ListSection titleId="evals-title" title={t("evals.title")} intro={t("evals.intro")}>
+        <FilterBar list={evals} fields={[evaluationFilter]} />
+        <PagedTable
+          list={evals}
+          failed={t("evals.loadFailed")}
+          empty={<Empty text={t("evals.empty")} link={{ href: "/jobs/new?kind=eval", label: t("evals.new") }} />}
+          labelledBy="evals-title"
+          columns={evalColumns(t, metricColumns(evals.items), selection)}
+          items={evals.items}
+          rowKey={(run) => run.id}
+        />
+      </ListSection>
     </>
   );
+}
+
+interface Selection {
+  selected: string[];
+  toggle: (id: string, on: boolean) => void;
+}
+
+function evalColumns(t: Translate, metrics: string[], { selected, toggle }: Selection): Column<EvalSummary>[] {
+  return [
+    {
+      key: "select",
+      header: <span className="visually-hidden">{t("evals.select")}</span>,
+      cell: (run) => (
+        <input
+          type="checkbox"
+          aria-label={t("evals.selectRun", { id: run.id })}
+          checked={selected.includes(run.id)}
+          disabled={run.state !== "succeeded"}
+          onChange={(e) => toggle(run.id, e.target.checked)}
+        />
+      ),
+    },
+    { key: "id", header: t("jobs.colJob"), rowHeader: true, cell: (run) => <JobLink id={run.id} /> },
+    { key: "model", header: t("jobs.colModel"), cell: (run) => run.model },
+    { key: "evaluation", header: t("eval.evaluation"), cell: (run) => t(`eval.kind.${run.evaluation}` as "eval.kind.loss") },
+    { key: "data", header: t("evals.data"), className: "cell--wrap", cell: (run) => run.task ?? run.datasets.join(", ") },
+    { key: "state", header: t("jobs.colState"), cell: (run) => <StateBadge state={run.state} /> },
+    ...metrics.map((name): Column<EvalSummary> => ({ key: `metric:${name}`, header: name, numeric: true, cell: (run) => formatMetric(run.metrics[name]) })),
+    { key: "created", header: t("jobs.colCreated"), cell: (run) => <Timestamp iso={run.created_at} /> },
+  ];
 }

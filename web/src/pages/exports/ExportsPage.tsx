@@ -1,19 +1,20 @@
-import { useMemo, useState } from "react";
+import { useMemo } from "react";
 import { Link } from "wouter";
 
 import { modelsApi, type Model } from "../../api/catalog";
 import { download } from "../../api/client";
-import { ACTIVE_STATES, jobsApi, type JobSummary } from "../../api/jobs";
+import { ACTIVE_STATES, jobsApi, type JobPage, type JobSummary } from "../../api/jobs";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
-import { LoadState } from "../../components/LoadState";
-import { PageHeading } from "../../components/PageHeading";
-import { StateBadge } from "../../components/StateBadge";
-import { useI18n } from "../../i18n";
+import type { Column } from "../../components/DataTable";
+import { JobLink, JobStateCell } from "../../components/JobCells";
+import { Empty, ListSection, PagedTable, PageTop } from "../../components/ListPage";
+import { Timestamp } from "../../components/Timestamp";
+import { useI18n, type Translate } from "../../i18n";
 import { useInterval, useJobFeed } from "../../lib/live";
+import { useFailure } from "../../lib/useFailure";
+import { PAGE_SIZE, usePagedList } from "../../lib/usePagedList";
 import { useQuery } from "../../lib/useQuery";
-
-const PAGE_SIZE = 25;
 
 /** The model each export job produced (the registry links it to the job), by job id. */
 export function modelsByJob(models: Model[] | undefined): Map<string, Model> {
@@ -25,124 +26,83 @@ export function modelsByJob(models: Model[] | undefined): Map<string, Model> {
 /** Export jobs with what they made: download the files, or deploy the model in the playground. */
 export function ExportsPage() {
   const { t } = useI18n();
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const cursor = cursors[cursors.length - 1] ?? null;
-  const jobs = useQuery((signal) => jobsApi.list({ kind: "export", cursor, limit: PAGE_SIZE }, signal), [cursor]);
+  const jobs = usePagedList({
+    filters: [],
+    load: (_, cursor, signal) => jobsApi.list({ kind: "export", cursor, limit: PAGE_SIZE }, signal),
+    next: (page: JobPage) => page.next_cursor,
+  });
   const models = useQuery((signal) => modelsApi.list({ source: "export", limit: 200 }, signal), []);
   const byJob = useMemo(() => modelsByJob(models.data?.items), [models.data]);
-  const [notice, setNotice] = useState<string | null>(null);
-  const items = jobs.data?.items ?? [];
+  const { failure, fail } = useFailure();
   const refresh = () => {
-    jobs.refresh();
+    jobs.query.refresh();
     models.refresh();
   };
   useJobFeed(refresh);
-  useInterval(refresh, 3000, items.some((j) => ACTIVE_STATES.has(j.state)));
+  useInterval(refresh, 3000, jobs.items.some((j) => ACTIVE_STATES.has(j.state)));
 
-  const save = (job: JobSummary) =>
-    download(jobsApi.artifactsPath(job.id), `${job.id}.zip`).catch((error: unknown) =>
-      setNotice(error instanceof Error ? error.message : String(error)),
-    );
+  const save = (job: JobSummary) => download(jobsApi.artifactsPath(job.id), `${job.id}.zip`).catch(fail);
 
   return (
     <>
-      <div className="page-top">
-        <PageHeading title={t("exports.title")} />
-        <div className="page-top__actions">
-          <Link href="/jobs/new?kind=export" className="button button--primary">
-            {t("exports.new")}
-          </Link>
-        </div>
-      </div>
-      <section className="card" aria-labelledby="exports-list">
-        <h2 id="exports-list" className="visually-hidden">
-          {t("exports.listTitle")}
-        </h2>
-        <p className="muted">{t("exports.intro")}</p>
-        {notice && <Alert tone="error">{notice}</Alert>}
-        <LoadState loading={jobs.loading && !jobs.data} error={jobs.error} reload={jobs.reload} failed={t("exports.loadFailed")}>
-          {items.length === 0 ? (
-            <div className="empty">
-              <p>{t("exports.none")}</p>
-              <Link href="/jobs/new?kind=export" className="button button--primary">
-                {t("exports.first")}
-              </Link>
-            </div>
-          ) : (
-            <ExportTable items={items} byJob={byJob} onDownload={save} />
-          )}
-          <div className="pager">
-            <Button disabled={cursors.length === 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
-              {t("pager.newer")}
-            </Button>
-            <span className="muted">{t("pager.page", { page: cursors.length })}</span>
-            <Button disabled={!jobs.data?.next_cursor} onClick={() => jobs.data?.next_cursor && setCursors((c) => [...c, jobs.data!.next_cursor])}>
-              {t("pager.older")}
-            </Button>
-          </div>
-        </LoadState>
-      </section>
+      <PageTop title={t("exports.title")}>
+        <Link href="/jobs/new?kind=export" className="button button--primary">
+          {t("exports.new")}
+        </Link>
+      </PageTop>
+      <ListSection titleId="exports-list" title={t("exports.listTitle")} intro={t("exports.intro")}>
+        {failure && <Alert tone="error">{failure}</Alert>}
+        <PagedTable
+          list={jobs}
+          failed={t("exports.loadFailed")}
+          empty={<Empty text={t("exports.none")} link={{ href: "/jobs/new?kind=export", label: t("exports.first") }} />}
+          labelledBy="exports-list"
+          className="table--rows"
+          columns={exportColumns(t, byJob, save)}
+          items={jobs.items}
+          rowKey={(job) => job.id}
+        />
+      </ListSection>
     </>
   );
 }
 
-function ExportTable({ items, byJob, onDownload }: { items: JobSummary[]; byJob: Map<string, Model>; onDownload: (job: JobSummary) => void }) {
-  const { t, formatDateTime } = useI18n();
+function exportColumns(t: Translate, byJob: Map<string, Model>, onDownload: (job: JobSummary) => void): Column<JobSummary>[] {
+  return [
+    { key: "id", header: t("jobs.colJob"), rowHeader: true, cell: (job) => <JobLink id={job.id} /> },
+    { key: "from", header: t("exports.colFrom"), className: "cell--wrap", cell: (job) => job.base_model ?? "—" },
+    { key: "state", header: t("jobs.colState"), cell: (job) => <JobStateCell job={job} /> },
+    {
+      key: "model",
+      header: t("exports.colModel"),
+      className: "cell--wrap",
+      cell: (job) => {
+        const made = byJob.get(job.id);
+        return made ? <Link href={`/models/${made.id}`}>{made.name}</Link> : "—";
+      },
+    },
+    { key: "created", header: t("jobs.colCreated"), cell: (job) => <Timestamp iso={job.created_at} /> },
+    { key: "actions", header: t("deployments.colActions"), cell: (job) => <ExportActions job={job} made={byJob.get(job.id)} onDownload={onDownload} /> },
+  ];
+}
+
+function ExportActions({ job, made, onDownload }: { job: JobSummary; made: Model | undefined; onDownload: (job: JobSummary) => void }) {
+  const { t } = useI18n();
+  if (job.state !== "succeeded") return null;
   return (
-    <div className="table-scroll" role="region" aria-labelledby="exports-list" tabIndex={0}>
-      <table className="table--rows">
-        <thead>
-          <tr>
-            <th scope="col">{t("jobs.colJob")}</th>
-            <th scope="col">{t("exports.colFrom")}</th>
-            <th scope="col">{t("jobs.colState")}</th>
-            <th scope="col">{t("exports.colModel")}</th>
-            <th scope="col">{t("jobs.colCreated")}</th>
-            <th scope="col">{t("deployments.colActions")}</th>
-          </tr>
-        </thead>
-        <tbody>
-          {items.map((job) => {
-            const made = byJob.get(job.id);
-            return (
-              <tr key={job.id}>
-                <th scope="row">
-                  <Link href={`/jobs/${job.id}`} className="mono">
-                    {job.id}
-                  </Link>
-                </th>
-                <td className="cell--wrap">{job.base_model ?? "—"}</td>
-                <td>
-                  <StateBadge state={job.state} />
-                  {job.reason && job.state === "failed" && <span className="muted cell-note">{job.reason}</span>}
-                </td>
-                <td className="cell--wrap">{made ? <Link href={`/models/${made.id}`}>{made.name}</Link> : "—"}</td>
-                <td>
-                  <time dateTime={job.created_at}>{formatDateTime(job.created_at)}</time>
-                </td>
-                <td>
-                  {job.state === "succeeded" && (
-                    <div className="row-actions">
-                      <Button onClick={() => onDownload(job)} aria-label={t("exports.downloadNamed", { id: job.id })}>
-                        {t("exports.download")}
-                      </Button>
-                      {made && made.usable_for.includes("deploy") && (
-                        <Link
-                          href={`/playground?model=${encodeURIComponent(made.name)}`}
-                          className="button button--primary"
-                          aria-label={t("exports.deployNamed", { model: made.name })}
-                        >
-                          {t("exports.deploy")}
-                        </Link>
-                      )}
-                    </div>
-                  )}
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+    <div className="row-actions">
+      <Button onClick={() => onDownload(job)} aria-label={t("exports.downloadNamed", { id: job.id })}>
+        {t("exports.download")}
+      </Button>
+      {made && made.usable_for.includes("deploy") && (
+        <Link
+          href={`/playground?model=${encodeURIComponent(made.name)}`}
+          className="button button--primary"
+          aria-label={t("exports.deployNamed", { model: made.name })}
+        >
+          {t("exports.deploy")}
+        </Link>
+      )}
     </div>
   );
 }

@@ -64,6 +64,16 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
       setNotice({ tone: "error", text: error instanceof Error ? error.message : String(error) });
     }
   };
+  const rerun = async (how: "retry" | "resume") => {
+    try {
+      await jobsApi.rerun(job.id, how);
+      setNotice({ tone: "success", text: t(how === "retry" ? "job.retried" : "job.resumed") });
+      onChanged();
+    } catch (error) {
+      setNotice({ tone: "error", text: error instanceof Error ? error.message : String(error) });
+    }
+  };
+  const rerunnable = (job.state === "failed" || job.state === "cancelled") && job.kind !== "deploy";
   const save = (path: string, name: string) =>
     download(path, name).catch((error: unknown) =>
       setNotice({ tone: "error", text: error instanceof Error ? error.message : String(error) }),
@@ -90,6 +100,16 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
                 onConfirm={cancel}
               />
             )}
+            {rerunnable && job.kind === "train" && (
+              <Button
+                onClick={() => rerun("resume")}
+                disabled={job.resume_step === null}
+                title={job.resume_step === null ? t("job.noCheckpoint") : undefined}
+              >
+                {job.resume_step === null ? t("job.resume") : t("job.resumeFrom", { step: job.resume_step })}
+              </Button>
+            )}
+            {rerunnable && <Button onClick={() => rerun("retry")}>{t("job.retry")}</Button>}
             <Button onClick={() => save(jobsApi.artifactsPath(job.id), `${job.id}.zip`)}>{t("job.downloadOutputs")}</Button>
             <Button onClick={() => save(jobsApi.logPath(job.id), `${job.id}.log`)}>{t("job.downloadLog")}</Button>
           </div>
@@ -104,7 +124,15 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
           </p>
         )}
         {job.cancel_requested && active && <Alert tone="info">{t("job.cancelPending")}</Alert>}
-        {job.state === "pending" && <Alert tone="info">{t("job.waiting", { gpus: job.gpu_count })}</Alert>}
+        {job.state === "pending" && (
+          <Alert tone="info">
+            {job.queue_position !== null && <strong>{t("job.queuePosition", { position: job.queue_position })} </strong>}
+            {job.wait_reason ?? t("job.waiting", { gpus: job.gpu_count })}
+          </Alert>
+        )}
+        {rerunnable && job.kind === "train" && job.resume_step === null && (
+          <p className="muted">{t("job.noCheckpoint")}</p>
+        )}
         {job.state === "failed" && (
           <Alert tone="error">
             <strong>{t("job.failedBecause", { reason: job.reason ?? "?" })}</strong>

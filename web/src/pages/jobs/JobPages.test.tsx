@@ -152,7 +152,10 @@ describe("NewJobPage", () => {
       "GET /api/auth/me": { status: 200, body: USER },
       "GET /api/models": { status: 200, body: MODELS },
       "GET /api/datasets": { status: 200, body: DATASETS },
-      "POST /api/jobs": { status: 201, body: DETAIL },
+      "POST /api/jobs": (call) =>
+        call.query.get("dry_run") === "true"
+          ? { status: 200, body: { kind: "train", config: {}, config_yaml: `stage: sft\nmax_steps: ${(call.body as { max_steps?: number }).max_steps}\n`, stages: ["train"], estimate: {} } }
+          : { status: 201, body: DETAIL },
       "GET /api/jobs/job_aaa111": { status: 200, body: DETAIL },
     });
     const { user, current } = renderApp("/jobs/new");
@@ -165,11 +168,14 @@ describe("NewJobPage", () => {
     await user.click(screen.getByRole("checkbox", { name: /tiny_sft/ }));
     await user.clear(screen.getByLabelText("Max steps"));
     await user.type(screen.getByLabelText("Max steps"), "12");
-    expect(screen.getByTestId("yaml-preview")).toHaveTextContent("max_steps: 12");
+    // The scheduler's own rendering, asked once the form has been still for a moment.
+    await waitFor(() => expect(screen.getByTestId("yaml-preview")).toHaveTextContent("max_steps: 12"));
+    const previews = calls.filter((c) => c.method === "POST" && c.query.get("dry_run") === "true");
+    expect(previews.at(-1)?.body).toMatchObject({ kind: "train", max_steps: 12 });
 
     await user.click(screen.getByRole("button", { name: "Start training" }));
     await waitFor(() => expect(current()).toBe("/jobs/job_aaa111"));
-    const sent = calls.find((c) => c.method === "POST")?.body;
+    const sent = calls.find((c) => c.method === "POST" && !c.query.has("dry_run"))?.body;
     expect(sent).toMatchObject({ kind: "train", base_model: "tiny-llama", datasets: ["tiny_sft"], max_steps: 12, finetuning_type: "lora" });
   });
 

@@ -1,21 +1,17 @@
-import { useMemo, useRef, useState } from "react";
-import { Link, useSearchParams } from "wouter";
+import { useMemo, useRef } from "react";
+import { Link } from "wouter";
 
-import { ACTIVE_STATES, JOB_KINDS, JOB_STATES, jobsApi, type JobSummary } from "../../api/jobs";
-import { Button } from "../../components/Button";
-import { Field } from "../../components/Field";
-import { SelectField } from "../../components/Fields";
-import { LoadState } from "../../components/LoadState";
-import { PageHeading } from "../../components/PageHeading";
+import { ACTIVE_STATES, JOB_KINDS, JOB_STATES, jobsApi, type JobPage, type JobSummary } from "../../api/jobs";
+import type { Column } from "../../components/DataTable";
+import { JobLink, JobStateCell } from "../../components/JobCells";
+import { choices, Empty, FilterBar, ListSection, PagedTable, PageTop, type Filter } from "../../components/ListPage";
 import { ProgressBar } from "../../components/ProgressBar";
-import { StateBadge } from "../../components/StateBadge";
-import { useI18n } from "../../i18n";
+import { Timestamp } from "../../components/Timestamp";
+import { useI18n, type Translate } from "../../i18n";
 import type { MessageKey } from "../../i18n/en";
 import { formatDuration } from "../../lib/format";
 import { useInterval, useJobFeed } from "../../lib/live";
-import { useQuery } from "../../lib/useQuery";
-
-const PAGE_SIZE = 25;
+import { PAGE_SIZE, usePagedList } from "../../lib/usePagedList";
 
 /** Whether a job matches the search box: part of its id or its model's name. */
 export function matchesSearch(job: JobSummary, search: string): boolean {
@@ -32,141 +28,76 @@ export function runSeconds(job: Pick<JobSummary, "started_at" | "finished_at">, 
 }
 
 export function JobsPage() {
-  const { t, formatDateTime } = useI18n();
-  const [params, setParams] = useSearchParams();
-  const state = params.get("state") ?? "";
-  const kind = params.get("kind") ?? "";
-  const search = params.get("q") ?? "";
-  // Cursors of the pages before this one, so "Newer" can go back (the API pages one way).
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const cursor = cursors[cursors.length - 1] ?? null;
-  const jobs = useQuery((signal) => jobsApi.list({ state, kind, cursor, limit: PAGE_SIZE }, signal), [state, kind, cursor]);
-
-  const setFilter = (name: string, value: string) => {
-    setCursors([null]);
-    setParams(
-      (current) => {
-        const next = new URLSearchParams(current);
-        if (value) next.set(name, value);
-        else next.delete(name);
-        return next;
-      },
-      { replace: true },
-    );
-  };
-
-  const items = jobs.data?.items ?? [];
-  const shown = useMemo(() => items.filter((job) => matchesSearch(job, search)), [items, search]);
-  const anyActive = items.some((job) => ACTIVE_STATES.has(job.state));
+  const { t } = useI18n();
+  const jobs = usePagedList({
+    filters: ["state", "kind", "q"],
+    // The search box filters the page shown here: the API has no search of jobs.
+    load: ({ state, kind }, cursor, signal) => jobsApi.list({ state, kind, cursor, limit: PAGE_SIZE }, signal),
+    next: (page: JobPage) => page.next_cursor,
+  });
+  const { state, kind, q: search } = jobs.filters;
+  const shown = useMemo(() => jobs.items.filter((job) => matchesSearch(job, search)), [jobs.items, search]);
+  const anyActive = jobs.items.some((job) => ACTIVE_STATES.has(job.state));
 
   // A state change of any of my jobs (feed), or progress of the running ones (polled: the feed has no progress).
   const pendingRefresh = useRef<number | null>(null);
   useJobFeed(() => {
     if (pendingRefresh.current) window.clearTimeout(pendingRefresh.current);
-    pendingRefresh.current = window.setTimeout(jobs.refresh, 300);
+    pendingRefresh.current = window.setTimeout(jobs.query.refresh, 300);
   });
-  useInterval(jobs.refresh, 3000, anyActive);
+  useInterval(jobs.query.refresh, 3000, anyActive);
 
-  const stateOptions = [{ value: "", label: t("jobs.anyState") }, ...JOB_STATES.map((s) => ({ value: s, label: t(`state.${s}` as MessageKey) }))];
-  const kindOptions = [{ value: "", label: t("jobs.anyKind") }, ...JOB_KINDS.map((k) => ({ value: k, label: t(`kind.${k}` as MessageKey) }))];
-
+  const firstEver = jobs.items.length === 0 && !state && !kind;
   return (
     <>
-      <div className="page-top">
-        <PageHeading title={t("jobs.title")} />
-        <div className="page-top__actions">
-          <Link href="/jobs/new" className="button button--primary">
-            {t("jobs.new")}
-          </Link>
-        </div>
-      </div>
-      <section className="card" aria-labelledby="jobs-list-title">
-        <h2 id="jobs-list-title" className="visually-hidden">
-          {t("jobs.listTitle")}
-        </h2>
-        <div className="filters" role="search" aria-label={t("jobs.filters")}>
-          <SelectField label={t("jobs.state")} value={state} options={stateOptions} onChange={(e) => setFilter("state", e.target.value)} />
-          <SelectField label={t("jobs.kind")} value={kind} options={kindOptions} onChange={(e) => setFilter("kind", e.target.value)} />
-          <Field
-            label={t("jobs.search")}
-            type="search"
-            value={search}
-            placeholder={t("jobs.searchPlaceholder")}
-            onChange={(e) => setFilter("q", e.target.value)}
-          />
-        </div>
-        <LoadState loading={jobs.loading && !jobs.data} error={jobs.error} reload={jobs.reload} failed={t("jobs.loadFailed")}>
-          {shown.length === 0 ? (
-            <div className="empty">
-              <p>{items.length === 0 && !state && !kind && cursors.length === 1 ? t("jobs.emptyFirst") : t("jobs.emptyFiltered")}</p>
-              {items.length === 0 && !state && !kind && (
-                <Link href="/jobs/new" className="button button--primary">
-                  {t("jobs.startFirst")}
-                </Link>
-              )}
-            </div>
-          ) : (
-            <JobTable jobs={shown} formatDateTime={formatDateTime} />
-          )}
-          <div className="pager">
-            <Button disabled={cursors.length === 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
-              {t("pager.newer")}
-            </Button>
-            <span className="muted">{t("pager.page", { page: cursors.length })}</span>
-            <Button
-              disabled={!jobs.data?.next_cursor}
-              onClick={() => jobs.data?.next_cursor && setCursors((c) => [...c, jobs.data!.next_cursor])}
-            >
-              {t("pager.older")}
-            </Button>
-          </div>
-        </LoadState>
-      </section>
+      <PageTop title={t("jobs.title")}>
+        <Link href="/jobs/new" className="button button--primary">
+          {t("jobs.new")}
+        </Link>
+      </PageTop>
+      <ListSection titleId="jobs-list-title" title={t("jobs.listTitle")}>
+        <FilterBar label={t("jobs.filters")} list={jobs} fields={jobFilters(t)} />
+        <PagedTable
+          list={jobs}
+          failed={t("jobs.loadFailed")}
+          empty={
+            <Empty
+              text={firstEver && jobs.pages.number === 1 ? t("jobs.emptyFirst") : t("jobs.emptyFiltered")}
+              link={firstEver ? { href: "/jobs/new", label: t("jobs.startFirst") } : null}
+            />
+          }
+          labelledBy="jobs-list-title"
+          className="table--rows"
+          columns={jobColumns(t)}
+          items={shown}
+          rowKey={(job) => job.id}
+        />
+      </ListSection>
     </>
   );
 }
 
-function JobTable({ jobs, formatDateTime }: { jobs: JobSummary[]; formatDateTime: (iso: string) => string }) {
-  const { t } = useI18n();
-  return (
-    <div className="table-scroll" role="region" aria-labelledby="jobs-list-title" tabIndex={0}>
-      <table className="table--rows">
-        <thead>
-          <tr>
-            <th scope="col">{t("jobs.colJob")}</th>
-            <th scope="col">{t("jobs.colKind")}</th>
-            <th scope="col">{t("jobs.colModel")}</th>
-            <th scope="col">{t("jobs.colState")}</th>
-            <th scope="col">{t("jobs.colProgress")}</th>
-            <th scope="col">{t("jobs.colCreated")}</th>
-            <th scope="col">{t("jobs.colDuration")}</th>
-          </tr>
-        </thead>
-        <tbody>
-          {jobs.map((job) => (
-            <tr key={job.id}>
-              <th scope="row">
-                <Link href={`/jobs/${job.id}`} className="mono">
-                  {job.id}
-                </Link>
-              </th>
-              <td>{t(`kind.${job.kind}` as MessageKey)}</td>
-              <td className="cell--wrap">{job.base_model ?? "—"}</td>
-              <td>
-                <StateBadge state={job.state} />
-                {job.reason && job.state === "failed" && <span className="muted cell-note">{job.reason}</span>}
-              </td>
-              <td className="cell--progress">
-                {job.state === "running" ? <ProgressBar progress={job.progress} compact /> : job.state === "succeeded" ? "100%" : "—"}
-              </td>
-              <td>
-                <time dateTime={job.created_at}>{formatDateTime(job.created_at)}</time>
-              </td>
-              <td>{formatDuration(runSeconds(job)) ?? "—"}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
-  );
+function jobFilters(t: Translate): Filter<"state" | "kind" | "q">[] {
+  return [
+    { name: "state", label: t("jobs.state"), options: choices(t("jobs.anyState"), JOB_STATES, (s) => t(`state.${s}` as MessageKey)) },
+    { name: "kind", label: t("jobs.kind"), options: choices(t("jobs.anyKind"), JOB_KINDS, (k) => t(`kind.${k}` as MessageKey)) },
+    { name: "q", label: t("jobs.search"), search: true, placeholder: t("jobs.searchPlaceholder") },
+  ];
+}
+
+function jobColumns(t: Translate): Column<JobSummary>[] {
+  return [
+    { key: "id", header: t("jobs.colJob"), rowHeader: true, cell: (job) => <JobLink id={job.id} /> },
+    { key: "kind", header: t("jobs.colKind"), cell: (job) => t(`kind.${job.kind}` as MessageKey) },
+    { key: "model", header: t("jobs.colModel"), className: "cell--wrap", cell: (job) => job.base_model ?? "—" },
+    { key: "state", header: t("jobs.colState"), cell: (job) => <JobStateCell job={job} /> },
+    {
+      key: "progress",
+      header: t("jobs.colProgress"),
+      className: "cell--progress",
+      cell: (job) => (job.state === "running" ? <ProgressBar progress={job.progress} compact /> : job.state === "succeeded" ? "100%" : "—"),
+    },
+    { key: "created", header: t("jobs.colCreated"), cell: (job) => <Timestamp iso={job.created_at} /> },
+    { key: "duration", header: t("jobs.colDuration"), cell: (job) => formatDuration(runSeconds(job)) ?? "—" },
+  ];
 }

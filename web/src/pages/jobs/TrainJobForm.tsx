@@ -19,7 +19,6 @@ import {
   defaultTrainForm,
   FINETUNING,
   OVERRIDES_EXAMPLE,
-  previewTrainConfig,
   STAGES,
   TRAIN_LIMITS,
   type NumberField,
@@ -27,7 +26,7 @@ import {
   type TrainField,
   type TrainForm,
 } from "../../lib/trainForm";
-import { toYaml } from "../../lib/yaml";
+import { ConfigPreview } from "./ConfigPreview";
 
 /** The seed's staged training form: model and data, method, training, evaluation, resources, extras. */
 export function TrainJobForm({ onSubmitted, initialModel }: { onSubmitted: (job: JobDetail) => void; initialModel?: string }) {
@@ -59,7 +58,6 @@ export function TrainJobForm({ onSubmitted, initialModel }: { onSubmitted: (job:
   const say = (problem: Problem) => t(problem.key, problem.values);
 
   const built = useMemo(() => buildTrainRequest(form), [form]);
-  const preview = built.ok ? toYaml(previewTrainConfig(built.body, chosen?.template ?? "default")) : null;
 
   const focusField = (field: string) => {
     const element = formRef.current?.querySelector<HTMLElement>(`[name="${field}"], [data-field="${field}"] input`);
@@ -329,17 +327,7 @@ export function TrainJobForm({ onSubmitted, initialModel }: { onSubmitted: (job:
           </Button>
         </div>
       </form>
-      <aside className="preview" aria-labelledby="yaml-preview">
-        <h2 id="yaml-preview">{t("train.previewTitle")}</h2>
-        <p className="muted">{t("train.previewNote")}</p>
-        {preview ? (
-          <pre className="code" tabIndex={0} aria-label={t("train.previewTitle")} data-testid="yaml-preview">
-            {preview}
-          </pre>
-        ) : (
-          <p className="muted">{t("train.previewIncomplete")}</p>
-        )}
-      </aside>
+      <ConfigPreview body={built.ok ? built.body : null} />
     </div>
   );
 }

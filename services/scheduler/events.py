@@ -1,0 +1,95 @@
+"""What agents report about their jobs: applied only when it comes from the job's agent, for its attempt.
+
+The subject `job.status.<agent_id>.<job_id>` names the sender, and NATS vouches for it: an agent's user may
+publish only its own (services/common/nats_auth.py). Each event also carries the attempt of the dispatch it
+answers. A job re-queued after its agent was lost, retried, or dispatched again (to another agent or the same
+one) has a new agent or attempt, so what the old run still sends is dropped, as is anything from an agent the
+job was never given. The job's row stays locked while an event is checked and applied, so no re-queue or
+dispatch slips in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+from nats.aio.client import Client
+
+from services.common import contracts
+from services.common.contracts import Subjects
+
+from . import deployments_store, store
+from .service import publish_change
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FIELDS = ("step", "total_steps", "loss", "learning_rate", "epoch", "elapsed_s", "remaining_s")
+
+
+def refusal(event: contracts.JobEvent, sender: str | None, job) -> str | None:
+    """Why `event`, published by agent `sender` (None: its subject names none), may not touch `job` (its
+    `agent_id` and `attempt`; None: no such job); None when it may."""
+    if sender is None:
+        return "its subject is not job.status.<agent_id>.<job_id> for this job"
+    if job is None:
+        return "no such job"
+    if job["agent_id"] != sender:
+        return f"the job is not on this agent (it is on {job['agent_id'] or 'none'})"
+    claimed = getattr(event, "agent_id", sender)  # JobProgressed and DeploymentUsage name no agent
+    if claimed != sender:
+        return f"the event claims to come from agent {claimed}"
+    if event.attempt != job["attempt"]:
+        return f"it is about attempt {event.attempt}; the job's current attempt is {job['attempt']}"
+    return None
+
+
+async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobEvent, subject: str) -> bool:
+    """Apply what an agent reported on `subject` if the job is that agent's, for this attempt; repeated or late
+    events change nothing. False when the event was dropped (and a warning logged)."""
+    sender = Subjects.job_status_sender(subject, event.job_id)
+    async with pool.acquire() as conn, conn.transaction():
+        job = await store.job_assignment(conn, event.job_id)
+        why = refusal(event, sender, job)
+        if why is None:
+            row, point = await _apply(conn, event)
+    if why is not None:
+        log.warning("dropped %s from agent %s for job %s (on %s): %s", type(event).__name__, sender or "?",
+                    event.job_id, subject, why)
+        return False
+    if row is not None:
+        await publish_change(nc, row)
+    if point is not None:  # live charts: the point, once committed
+        owner, progress = point
+        await nc.publish(Subjects.job_changed(owner, event.job_id), contracts.encode(contracts.JobChanged(
+            job_id=event.job_id, state="running", at=datetime.now(UTC), progress=progress)))
+    return True
+
+
+async def _apply(conn, event: contracts.JobEvent) -> tuple[asyncpg.Record | None, tuple[str, dict] | None]:
+    """The event's change, in the caller's transaction: (the job row for live feeds, a new progress point)."""
+    match event:
+        case contracts.JobStarted():
+            return await store.transition(conn, event.job_id, "running", from_states=("dispatched",),
+                                          reason="started", message=f"{event.runtime} on {event.agent_id}",
+                                          started_at=event.at), None
+        case contracts.JobProgressed():
+            progress = {name: getattr(event, name) for name in PROGRESS_FIELDS}
+            owner = await store.insert_progress(conn, event.job_id, progress)
+            return None, (owner, progress) if owner else None
+        case contracts.JobFinished():
+            message = event.message
+            if event.last_lines:
+                message = f"{message}\n--- last log lines ---\n" + "\n".join(event.last_lines)
+            return await store.transition(conn, event.job_id, event.state, from_states=store.ACTIVE,
+                                          reason=event.reason or event.state, message=message,
+                                          metrics=event.metrics or None), None
+        case contracts.DeploymentReady():
+            if not await deployments_store.mark_ready(conn, event.job_id, event.at):
+                return None, None
+            await store.add_event(conn, event.job_id, "running", "ready", "the model server answers")
+            return await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id), None
+        case contracts.DeploymentUsage():
+            await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens,
+                                              event.last_request_at)
+            return None, None

@@ -1,0 +1,86 @@
+"""Per-user limits (`/api/quotas`): concurrent GPUs, queued jobs and active deployments.
+
+An admin's setting wins; a limit left unset (null) is the platform's default from settings. The queue
+(queue.py) is the one reader of limits; this module shows them with what the user holds now and lets admins
+set them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get, put
+from litestar.datastructures import State
+
+from services.common.errors import not_found
+from services.common.security import Principal
+from services.common.settings import Settings
+
+from . import queue
+
+
+class QuotaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an admin set for one user, every limit at once; null is the platform's default."""
+
+    max_deployments: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    max_gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+    max_queued: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+
+
+class Quota(msgspec.Struct, kw_only=True):
+    """A user's limits in force (an admin's setting, else the platform's default) and what they use now."""
+
+    user_id: str
+    max_deployments: int
+    max_gpus: int | None  # None: no limit
+    max_queued: int
+    custom: QuotaSettings  # what an admin set; a null here means the limit in force is the default
+    gpus_held: int
+    jobs_queued: int
+    gpu_hours_recent: float  # in the fair-share window: fewer goes first
+
+
+async def quota_of(conn, settings: Settings, user_id: str) -> Quota:
+    limits = (await queue.quotas(conn, [user_id], settings))[user_id]
+    row = await conn.fetchrow("SELECT max_deployments, max_gpus, max_queued FROM user_quotas WHERE user_id = $1",
+                              user_id)
+    queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1 AND state = 'pending'", user_id)
+    return Quota(user_id=user_id, max_deployments=limits.max_deployments, max_gpus=limits.max_gpus,
+                 max_queued=limits.max_queued, custom=QuotaSettings(**dict(row)) if row else QuotaSettings(),
+                 gpus_held=(await queue.held_gpus(conn))[user_id], jobs_queued=queued,
+                 gpu_hours_recent=round(await queue.gpu_hours(conn, user_id, settings.fair_share_window_h), 3))
+
+
+async def _existing_user(conn, user_id: str) -> None:
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id):
+        raise not_found("user")
+
+
+class QuotaController(Controller):
+    path = "/api/quotas"
+    tags = ["quotas"]
+
+    @get("/me", summary="The caller's limits and use")
+    async def mine(self, state: State, principal: Principal) -> Quota:
+        async with state.pool.acquire() as conn:
+            return await quota_of(conn, state.settings, principal.user_id)
+
+    @get("/{user_id:str}", opt={"admin": True}, summary="A user's limits and use (admins)")
+    async def of_user(self, state: State, user_id: str) -> Quota:
+        async with state.pool.acquire() as conn:
+            await _existing_user(conn, user_id)
+            return await quota_of(conn, state.settings, user_id)
+
+    @put("/{user_id:str}", opt={"admin": True}, summary="Set a user's limits (admins; null: the default)")
+    async def set_quota(self, state: State, principal: Principal, user_id: str, data: QuotaSettings) -> Quota:
+        async with state.pool.acquire() as conn:
+            await _existing_user(conn, user_id)
+            await conn.execute(
+                "INSERT INTO user_quotas (user_id, max_deployments, max_gpus, max_queued, updated_by) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET max_deployments = $2, "
+                "max_gpus = $3, max_queued = $4, updated_by = $5, updated_at = now()",
+                user_id, data.max_deployments, data.max_gpus, data.max_queued, principal.user_id)
+            quota = await quota_of(conn, state.settings, user_id)
+        state.wake.set()  # a raised GPU quota may free queued jobs now
+        return quota

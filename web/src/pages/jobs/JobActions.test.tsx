@@ -1,0 +1,122 @@
+import { screen, waitFor, within } from "@testing-library/react";
+import { describe, expect, it, vi } from "vitest";
+
+import { apiError, mockFetch } from "../../test/fetchMock";
+import { renderApp, signIn, USER } from "../../test/render";
+
+vi.mock("../../components/LogTerminal", () => ({ default: ({ label }: { label: string }) => <div role="log" aria-label={label} /> }));
+vi.mock("../../components/LineChart", () => ({ default: ({ title }: { title: string }) => <figure aria-label={title} /> }));
+
+const JOB = {
+  id: "job_ccc333", kind: "train", state: "failed", priority: 0, gpu_count: 1, base_model: "tiny-llama", agent_id: "vm",
+  reason: "agent_lost", wait_reason: null, progress: null, created_at: "2026-01-02T03:04:05Z", started_at: null,
+  finished_at: "2026-01-02T03:05:05Z", owner_id: "usr_1", message: "the agent stopped answering", request: { kind: "train" },
+  config: {}, config_yaml: "stage: sft\n", estimate: {}, gpu_ids: [], metrics: null, cancel_requested: false, requeues: 1,
+  queue_position: null, resume_step: 30, history: [], progress_series: [],
+};
+const JOB_URL = "/api/jobs/job_ccc333";
+
+describe("a job that ended badly", () => {
+  it("resumes a training job from its newest checkpoint", async () => {
+    signIn();
+    let state: Record<string, unknown> = JOB;
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: () => ({ status: 200, body: state }),
+      [`POST ${JOB_URL}/resume`]: () => {
+        state = { ...JOB, state: "pending", reason: "resumed", resume_step: null, queue_position: 2, wait_reason: "waiting for 1 free GPU(s) with 900 MB each on an online agent" };
+        return { status: 202, body: state };
+      },
+    });
+    const { user } = renderApp("/jobs/job_ccc333");
+
+    await user.click(await screen.findByRole("button", { name: "Resume from step 30" }));
+    expect(await screen.findByText("Back in the queue: training continues from its newest checkpoint.")).toBeInTheDocument();
+    expect(calls.filter((c) => c.method === "POST").map((c) => c.path)).toEqual([`${JOB_URL}/resume`]);
+    // Back in the queue: where it stands and why it waits, no more rerun buttons.
+    const waiting = await screen.findByText(/#2 in the queue/);
+    expect(waiting.parentElement).toHaveTextContent("waiting for 1 free GPU(s) with 900 MB each on an online agent");
+    expect(screen.queryByRole("button", { name: "Retry from the start" })).not.toBeInTheDocument();
+  });
+
+  it("retries from the start when no checkpoint was saved, and says why resuming is not offered", async () => {
+    signIn();
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...JOB, state: "cancelled", resume_step: null } },
+      [`POST ${JOB_URL}/retry`]: { status: 202, body: { ...JOB, state: "pending" } },
+    });
+    const { user } = renderApp("/jobs/job_ccc333");
+
+    const resume = await screen.findByRole("button", { name: "Resume" });
+    expect(resume).toBeDisabled();
+    expect(screen.getByText(/No checkpoint was saved/)).toBeInTheDocument();
+    await user.click(screen.getByRole("button", { name: "Retry from the start" }));
+    expect(await screen.findByText(/Back in the queue: it runs again from the start/)).toBeInTheDocument();
+    expect(calls.some((c) => c.method === "POST" && c.path === `${JOB_URL}/retry`)).toBe(true);
+  });
+
+  it("shows the server's refusal to rerun, and offers no resume for an evaluation", async () => {
+    signIn();
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...JOB, kind: "eval", resume_step: null } },
+      [`POST ${JOB_URL}/retry`]: apiError(429, "queue_quota", "you have 5 jobs waiting and may queue 5"),
+    });
+    const { user } = renderApp("/jobs/job_ccc333");
+
+    await user.click(await screen.findByRole("button", { name: "Retry from the start" }));
+    expect(await screen.findByText("you have 5 jobs waiting and may queue 5")).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: /Resume/ })).not.toBeInTheDocument();
+  });
+
+  it("offers neither to a job that succeeded or a deployment", async () => {
+    signIn();
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...JOB, kind: "deploy", state: "failed" } },
+    });
+    renderApp("/jobs/job_ccc333");
+    const summary = await screen.findByRole("region", { name: "Summary" });
+    expect(within(summary).queryByRole("button", { name: /Retry|Resume/ })).not.toBeInTheDocument();
+  });
+});
+
+const MODELS = {
+  items: [{ id: "m1", name: "tiny-llama", kind: "base", source: "preset", usable_for: ["train"], retired_at: null, template: "default", parameter_count: 1000 }],
+  page: 1, limit: 200, total: 1, next_page: null,
+};
+const DATASETS = { items: [{ id: "d1", name: "tiny_sft", format: "alpaca", rows: 64, visibility: "public", owner: null }], total: 1, next_cursor: null };
+
+describe("the YAML preview of the training form", () => {
+  it("shows what the scheduler renders, then its refusal with the old YAML dimmed", async () => {
+    signIn();
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/models": { status: 200, body: MODELS },
+      "GET /api/datasets": { status: 200, body: DATASETS },
+      "POST /api/jobs": (call) => {
+        const body = call.body as { config_overrides?: Record<string, unknown> };
+        if (body.config_overrides) return apiError(422, "forbidden_override", "output_dir is set by the platform", "config_overrides.output_dir");
+        return { status: 200, body: { kind: "train", config: {}, config_yaml: "output_dir: /data/output/job_preview\n", stages: ["train"], estimate: {} } };
+      },
+    });
+    const { user } = renderApp("/jobs/new");
+    const model = await screen.findByLabelText("Base model");
+    expect(screen.getByText(/Choose a model and a dataset/)).toBeInTheDocument();
+    await waitFor(() => expect(within(model).getByRole("option", { name: /tiny-llama/ })).toBeInTheDocument());
+    await user.selectOptions(model, "tiny-llama");
+    await user.click(screen.getByRole("checkbox", { name: /tiny_sft/ }));
+
+    const preview = await screen.findByTestId("yaml-preview", {}, { timeout: 3000 });
+    await waitFor(() => expect(preview).toHaveTextContent("output_dir: /data/output/job_preview"));
+    expect(calls.every((c) => c.method !== "POST" || c.query.get("dry_run") === "true")).toBe(true);
+
+    const overrides = screen.getByLabelText("Extra engine parameters (JSON)");
+    await user.clear(overrides);
+    await user.click(overrides);
+    await user.paste('{"output_dir": "/etc"}');
+    expect(await screen.findByText("The scheduler refuses config_overrides.output_dir: output_dir is set by the platform", {}, { timeout: 3000 })).toBeInTheDocument();
+    expect(screen.getByTestId("yaml-preview")).toHaveClass("code--stale");
+  });
+});
