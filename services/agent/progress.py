@@ -29,7 +29,8 @@ def _seconds(value) -> float | None:
 
 
 def parse_line(job_id: str, line: str, attempt: int = 0) -> contracts.JobProgressed | None:
-    """One trainer_log.jsonl line as an event of the job's `attempt`; None for lines without a step."""
+    """One trainer_log.jsonl line as an event of the job's `attempt`; None for lines without a step. A validation
+    pass is a line of its own at the step it ran (`eval_loss`, no `loss`)."""
     try:
         row = json.loads(line)
     except ValueError:
@@ -38,7 +39,7 @@ def parse_line(job_id: str, line: str, attempt: int = 0) -> contracts.JobProgres
         return None
     return contracts.JobProgressed(
         job_id=job_id, step=int(row["current_steps"]), total_steps=int(row.get("total_steps") or 0),
-        loss=row.get("loss"), learning_rate=row.get("lr", row.get("learning_rate")), epoch=row.get("epoch"),
+        loss=row.get("loss"), eval_loss=row.get("eval_loss"), learning_rate=row.get("lr", row.get("learning_rate")), epoch=row.get("epoch"),
         elapsed_s=_seconds(row.get("elapsed_time")), remaining_s=_seconds(row.get("remaining_time")),
         attempt=attempt, at=datetime.now(UTC),
     )

@@ -206,6 +206,7 @@ class JobProgressed(Message, kw_only=True, tag="job_progressed"):
     step: int
     total_steps: int
     loss: float | None = None
+    eval_loss: float | None = None  # a validation pass at this step (val_size with eval_steps or epochs)
     learning_rate: float | None = None
     epoch: float | None = None
     elapsed_s: float | None = None

@@ -24,7 +24,8 @@ from .service import publish_change
 
 log = logging.getLogger(__name__)
 
-PROGRESS_FIELDS = ("step", "total_steps", "loss", "learning_rate", "epoch", "elapsed_s", "remaining_s")
+PROGRESS_FIELDS = ("step", "total_steps", "loss", "eval_loss", "learning_rate", "epoch", "elapsed_s",
+                   "remaining_s")
 
 
 def refusal(event: contracts.JobEvent, sender: str | None, job) -> str | None:

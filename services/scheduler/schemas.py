@@ -139,6 +139,7 @@ class ProgressPoint(msgspec.Struct, kw_only=True):
     step: int
     total_steps: int
     loss: float | None
+    eval_loss: float | None  # the validation loss, at the steps a validation pass ran
     learning_rate: float | None
     epoch: float | None
     elapsed_s: float | None

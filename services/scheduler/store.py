@@ -59,7 +59,7 @@ async def job_history(conn, job_id: str) -> list[asyncpg.Record]:
 
 async def progress_series(conn, job_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s, at "
+        "SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, at "
         "FROM job_progress WHERE job_id = $1 ORDER BY step", job_id)
 
 
@@ -154,11 +154,16 @@ async def insert_progress(conn, job_id: str, point: dict) -> str | None:
     """Store a progress point; the job's owner when it is the job's newest (for live charts), else None."""
     await conn.execute(
         """
-        INSERT INTO job_progress (job_id, step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id, step) DO NOTHING
+        INSERT INTO job_progress (job_id, step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s,
+                                  remaining_s)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (job_id, step) DO UPDATE SET  -- a validation pass logged at a step already logged: merge
+            loss = coalesce(job_progress.loss, EXCLUDED.loss),
+            eval_loss = coalesce(job_progress.eval_loss, EXCLUDED.eval_loss),
+            learning_rate = coalesce(job_progress.learning_rate, EXCLUDED.learning_rate)
         """,
-        job_id, point["step"], point["total_steps"], point.get("loss"), point.get("learning_rate"),
-        point.get("epoch"), point.get("elapsed_s"), point.get("remaining_s"),
+        job_id, point["step"], point["total_steps"], point.get("loss"), point.get("eval_loss"),
+        point.get("learning_rate"), point.get("epoch"), point.get("elapsed_s"), point.get("remaining_s"),
     )
     # The engine repeats the last step in its closing summary, without a loss: keep the first.
     return await conn.fetchval(

@@ -73,3 +73,19 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
         with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd.code == 4404
+
+
+async def test_validation_passes_draw_an_eval_curve(gw, stack, tiny_model):
+    """With a validation share and eval_steps, each validation pass is a point of the progress series, merged
+    into the training point of the same step (the trainer logs them as separate lines)."""
+    headers = await login(gw, stack.invite_code, "evaluator-curve")
+    body = {**TRAIN, "val_size": 0.25, "evaluation_strategy": "steps", "eval_steps": 4}
+    r = await gw.post("/api/jobs", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    done = await wait_for_state(gw, headers, r.json()["id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "succeeded", done["message"]
+    series = {p["step"]: p for p in done["progress_series"]}
+    assert sorted(series) == list(range(1, 13)), "one point per step, validation passes merged in"
+    evaluated = sorted(step for step, p in series.items() if p["eval_loss"] is not None)
+    assert evaluated == [4, 8, 12], evaluated
+    assert all(series[step]["loss"] is not None and series[step]["eval_loss"] > 0 for step in evaluated)

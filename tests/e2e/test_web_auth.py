@@ -195,6 +195,44 @@ def test_admin_creates_an_invite(page: Page, stack, tmp_path):
     stored = page.request.get(f"/api/quotas/{user_id}", headers={"Authorization": f"Bearer {token}"}).json()
     assert stored["custom"]["max_gpus"] is None, "an empty field puts the default back"
 
+
+def test_admin_registers_and_retires_a_modelscope_preset(page: Page, stack, tmp_path):
+    page.goto("/login?next=/models")
+    page.get_by_label("Username").fill(stack.admin_username)
+    page.get_by_label("Password").fill(stack.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    expect(heading(page, "Models")).to_be_visible()
+
+    name = f"e2e-ms-{secrets.token_hex(3)}"
+    page.get_by_role("button", name="Add a preset").click()
+    form = page.get_by_role("form", name="Add a preset model")
+    form.get_by_label("Name").fill(name)
+    form.get_by_role("button", name="Add preset").click()  # no source at all: the server names the field
+    expect(form.get_by_label("Hugging Face id")).to_have_attribute("aria-invalid", "true")
+    form.get_by_label("ModelScope id").fill("qwen/Qwen2.5-0.5B-Instruct")
+    form.get_by_label("Parameters").fill("494000000")
+    form.get_by_label("Chat template").fill("qwen")
+    keep_screenshot(page, tmp_path, "models-add-preset.png")
+    form.get_by_role("button", name="Add preset").click()
+    expect(heading(page, name)).to_be_visible()
+    about = page.get_by_role("region", name="About")
+    expect(about).to_contain_text("qwen/Qwen2.5-0.5B-Instruct")
+    expect(about).to_contain_text("494")
+
+    page.get_by_role("button", name="Edit").click()
+    edit = page.get_by_role("form", name=f"Edit {name}")
+    edit.get_by_label("Remark").fill("registered from the browser test")
+    edit.get_by_role("checkbox", name="Retired").check()
+    edit.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    expect(about).to_contain_text("registered from the browser test")
+    expect(about).to_contain_text("Retired")
+    keep_screenshot(page, tmp_path, "model-preset-retired.png")
+    token = page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')")
+    listed = page.request.get("/api/models", params={"q": name}, headers={"Authorization": f"Bearer {token}"}).json()
+    [model] = listed["items"]
+    assert model["ms_path"] == "qwen/Qwen2.5-0.5B-Instruct" and model["retired_at"] and model["usable_for"] == []
+
     page.set_viewport_size({"width": 390, "height": 844})
     expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     keep_screenshot(page, tmp_path, "account-admin-narrow.png")

@@ -16,6 +16,12 @@ def test_trainer_log_line_becomes_progress():
     assert event.elapsed_s == 3 and event.remaining_s == 69
 
 
+def test_a_validation_pass_is_a_point_of_its_own():
+    line = '{"current_steps": 4, "total_steps": 12, "eval_loss": 2.25, "epoch": 0.5, "percentage": 33.3}'
+    event = progress.parse_line("job_1", line, attempt=2)
+    assert (event.step, event.eval_loss, event.loss, event.attempt) == (4, 2.25, None, 2)
+
+
 @pytest.mark.parametrize("line", ["", "not json", '{"eval_loss": 1.0}'])
 def test_other_lines_are_skipped(line):
     assert progress.parse_line("job_1", line) is None

@@ -16,6 +16,8 @@ export const DATASET_FORMATS: DatasetFormat[] = ["alpaca", "sharegpt", "text", "
 export type Model = Omit<Schemas["Model"], "details"> & { details: Record<string, unknown> };
 export type ModelPage = Omit<Schemas["ModelPage"], "items"> & { items: Model[] };
 export type LineageEntry = Model & { depth: number };
+/** A preset to register, or what changes in a model (owners: name and remark; admins: a preset's sources too). */
+export type ModelChange = Schemas["ModelPatch"];
 export type Lineage = { model: Model; ancestors: LineageEntry[]; descendants: LineageEntry[]; descendants_truncated: boolean };
 
 const DATASETS = "/api/datasets";
@@ -103,7 +105,8 @@ export const modelsApi = {
   list: (filters: ModelFilters, signal?: AbortSignal) => api.get<ModelPage>(withQuery(MODELS, { ...filters }), { signal }),
   get: (modelId: string, signal?: AbortSignal) => api.get<Model>(`${MODELS}/${id(modelId)}`, { signal }),
   lineage: (modelId: string, signal?: AbortSignal) => api.get<Lineage>(`${MODELS}/${id(modelId)}/lineage`, { signal }),
-  patch: (modelId: string, change: { name?: string; remark?: string | null }) =>
-    api.patch<Model>(`${MODELS}/${id(modelId)}`, change),
+  /** Register a preset base model (admins). */
+  create: (preset: ModelChange) => api.post<Model>(MODELS, preset),
+  patch: (modelId: string, change: ModelChange) => api.patch<Model>(`${MODELS}/${id(modelId)}`, change),
   remove: (modelId: string) => api.delete(`${MODELS}/${id(modelId)}`),
 };

@@ -1413,6 +1413,7 @@ export interface components {
             at: string;
             elapsed_s: number | null;
             epoch: number | null;
+            eval_loss: number | null;
             learning_rate: number | null;
             loss: number | null;
             remaining_s: number | null;

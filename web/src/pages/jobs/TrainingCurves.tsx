@@ -6,23 +6,33 @@ import { formatMetric } from "../../lib/format";
 
 const LineChart = lazy(() => import("../../components/LineChart"));
 
-/** The curves of a progress series: x = step; loss and learning rate (null where not logged). */
+/** The curves of a progress series: x = step; loss, validation loss and learning rate (null where not logged). */
 export function curves(series: ProgressPoint[]) {
   const points = [...series].sort((a, b) => a.step - b.step);
   return {
     steps: points.map((p) => p.step),
     loss: points.map((p) => p.loss ?? null),
+    evalLoss: points.map((p) => p.eval_loss ?? null),
+    evaluated: points.some((p) => p.eval_loss !== null && p.eval_loss !== undefined),
     learningRate: points.map((p) => p.learning_rate ?? null),
+    /** The newest point with a training loss (a validation pass may come after it at a new step). */
+    latest: points.filter((p) => p.loss !== null && p.loss !== undefined).at(-1),
   };
 }
 
-/** Loss and learning-rate charts of a training job, drawn as points arrive. */
+/** Loss (with the validation loss when the job evaluates) and learning-rate charts, drawn as points arrive. */
 export function TrainingCurves({ series }: { series: ProgressPoint[] }) {
   const { t } = useI18n();
   const data = useMemo(() => curves(series), [series]);
-  const loss = useMemo(() => [{ label: t("curves.loss"), values: data.loss, color: "#2f5bd3" }], [data, t]);
+  const loss = useMemo(
+    () => [
+      { label: t("curves.loss"), values: data.loss, color: "#2f5bd3" },
+      ...(data.evaluated ? [{ label: t("curves.evalLoss"), values: data.evalLoss, color: "#15803d" }] : []),
+    ],
+    [data, t],
+  );
   const lr = useMemo(() => [{ label: t("curves.learningRate"), values: data.learningRate, color: "#c2410c" }], [data, t]);
-  const last = series.length ? [...series].sort((a, b) => a.step - b.step)[series.length - 1] : undefined;
+  const last = data.latest;
 
   return (
     <section className="card" aria-labelledby="job-curves">
@@ -50,6 +60,7 @@ export function TrainingCurves({ series }: { series: ProgressPoint[] }) {
                   <tr>
                     <th scope="col">{t("curves.step")}</th>
                     <th scope="col">{t("curves.loss")}</th>
+                    {data.evaluated && <th scope="col">{t("curves.evalLoss")}</th>}
                     <th scope="col">{t("curves.learningRate")}</th>
                     <th scope="col">{t("curves.epoch")}</th>
                   </tr>
@@ -59,6 +70,7 @@ export function TrainingCurves({ series }: { series: ProgressPoint[] }) {
                     <tr key={p.step}>
                       <td>{p.step}</td>
                       <td>{formatMetric(p.loss)}</td>
+                      {data.evaluated && <td>{formatMetric(p.eval_loss)}</td>}
                       <td>{formatMetric(p.learning_rate)}</td>
                       <td>{formatMetric(p.epoch)}</td>
                     </tr>

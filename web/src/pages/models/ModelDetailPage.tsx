@@ -3,6 +3,7 @@ import { Link, useLocation } from "wouter";
 
 import { modelsApi, type Lineage, type LineageEntry, type Model } from "../../api/catalog";
 import { Alert } from "../../components/Alert";
+import { Button } from "../../components/Button";
 import { ConfirmButton } from "../../components/ConfirmButton";
 import { LoadState } from "../../components/LoadState";
 import { PageHeading } from "../../components/PageHeading";
@@ -11,6 +12,7 @@ import { useI18n } from "../../i18n";
 import type { MessageKey } from "../../i18n/en";
 import { formatBytes, formatCount } from "../../lib/format";
 import { useQuery } from "../../lib/useQuery";
+import { ModelForm } from "./ModelForm";
 
 export interface TreeNode {
   model: LineageEntry;
@@ -42,19 +44,22 @@ export function ModelDetailPage({ id }: { id: string }) {
       </p>
       <PageHeading title={model ? model.name : t("models.title")} />
       <LoadState loading={lineage.loading && !lineage.data} error={lineage.error} reload={lineage.reload} failed={t("model.loadFailed")}>
-        {lineage.data && <ModelBody lineage={lineage.data} />}
+        {lineage.data && <ModelBody lineage={lineage.data} onChanged={lineage.refresh} />}
       </LoadState>
     </>
   );
 }
 
-function ModelBody({ lineage }: { lineage: Lineage }) {
+function ModelBody({ lineage, onChanged }: { lineage: Lineage; onChanged: () => void }) {
   const { t, formatDateTime } = useI18n();
   const user = useUser();
   const [, navigate] = useLocation();
   const [error, setError] = useState<string | null>(null);
+  const [editing, setEditing] = useState(false);
+  const [saved, setSaved] = useState(false);
   const { model } = lineage;
   const mine = model.owner_id === user.id;
+  const admin = user.role === "admin";
   const remove = async () => {
     try {
       await modelsApi.remove(model.id);
@@ -91,11 +96,28 @@ function ModelBody({ lineage }: { lineage: Lineage }) {
                 {t("model.deploy")}
               </Link>
             )}
+            {(mine || admin) && !editing && (
+              <Button onClick={() => { setEditing(true); setSaved(false); }}>{t("model.editButton")}</Button>
+            )}
             {mine && <ConfirmButton label={t("model.delete")} question={t("model.confirmDelete", { name: model.name })} confirmLabel={t("model.confirmDeleteYes")} onConfirm={remove} />}
           </div>
         </div>
         {error && <Alert tone="error">{error}</Alert>}
-        <ModelFacts model={model} formatDateTime={formatDateTime} />
+        {saved && <p role="status" className="muted">{t("modelForm.saved")}</p>}
+        {editing ? (
+          <ModelForm
+            model={model}
+            admin={admin}
+            onCancel={() => setEditing(false)}
+            onDone={() => {
+              setEditing(false);
+              setSaved(true);
+              onChanged();
+            }}
+          />
+        ) : (
+          <ModelFacts model={model} formatDateTime={formatDateTime} />
+        )}
       </section>
       <section className="card" aria-labelledby="model-lineage">
         <h2 id="model-lineage">{t("model.lineage")}</h2>
@@ -151,6 +173,8 @@ function ModelFacts({ model, formatDateTime }: { model: Model; formatDateTime: (
     [t("model.usableFor"), model.usable_for.map((u) => t(`kind.${u}` as MessageKey)).join(", ") || "—"],
     [t("jobs.colCreated"), formatDateTime(model.created_at)],
   ];
+  if (model.retired_at) facts.push([t("models.retired"), formatDateTime(model.retired_at)]);
+  if (model.remark) facts.push([t("modelForm.remark"), model.remark]);
   return (
     <dl className="details">
       {facts.map(([label, value]) => (

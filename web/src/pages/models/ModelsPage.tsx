@@ -1,14 +1,17 @@
-import { Link } from "wouter";
+import { useState } from "react";
+import { Link, useLocation } from "wouter";
 
 import { modelsApi, type Model, type ModelPage } from "../../api/catalog";
 import type { Column } from "../../components/DataTable";
-import { choices, FilterBar, ListSection, PagedTable, type Filter } from "../../components/ListPage";
-import { PageHeading } from "../../components/PageHeading";
+import { useUser } from "../../auth/session";
+import { Button } from "../../components/Button";
+import { choices, FilterBar, ListSection, PagedTable, PageTop, type Filter } from "../../components/ListPage";
 import { Timestamp } from "../../components/Timestamp";
 import { useI18n, type Translate } from "../../i18n";
 import type { MessageKey } from "../../i18n/en";
 import { formatBytes, formatCount } from "../../lib/format";
 import { PAGE_SIZE, usePagedList } from "../../lib/usePagedList";
+import { ModelForm } from "./ModelForm";
 
 const SOURCES = ["preset", "train", "export"];
 const KINDS = ["base", "lora", "full", "quantized"];
@@ -21,9 +24,21 @@ export function ModelsPage() {
     next: (answer: ModelPage) => answer.next_page,
   });
 
+  const admin = useUser().role === "admin";
+  const [adding, setAdding] = useState(false);
+  const [, navigate] = useLocation();
+
   return (
     <>
-      <PageHeading title={t("models.title")} />
+      <PageTop title={t("models.title")}>
+        {admin && !adding && <Button onClick={() => setAdding(true)}>{t("models.addPreset")}</Button>}
+      </PageTop>
+      {adding && (
+        <section className="card" aria-labelledby="add-preset">
+          <h2 id="add-preset">{t("modelForm.create")}</h2>
+          <ModelForm admin onCancel={() => setAdding(false)} onDone={(model) => navigate(`/models/${model.id}`)} />
+        </section>
+      )}
       <ListSection titleId="models-title" title={t("models.title")} intro={t("models.intro")}>
         <FilterBar label={t("models.filters")} list={list} fields={modelFilters(t)} />
         <PagedTable
