@@ -153,6 +153,13 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
     keep_screenshot(page, tmp_path, "job-succeeded-tablet.png")
     page.set_viewport_size({"width": 1280, "height": 900})
 
+    # Its settings start a new job: the form comes filled in, the scheduler previews it.
+    page.get_by_role("link", name="New job from this one").click()
+    expect(page.get_by_text("Every setting is copied from job")).to_be_visible()
+    expect(page.get_by_label("Max steps", exact=True)).to_have_value("12")
+    expect(page.get_by_role("checkbox", name=re.compile(dataset))).to_be_checked()
+    expect(page.get_by_test_id("yaml-preview")).to_contain_text("max_grad_norm: 0.5")
+
     page.get_by_role("link", name="Jobs", exact=True).first.click()
     row = page.get_by_role("row", name=re.compile(job_id))
     expect(row).to_contain_text("Succeeded")

@@ -105,31 +105,34 @@ interface PagedTableProps<T> extends DataTableProps<T> {
   empty: ReactNode;
   /** How many items all pages hold, for catalogues counted by the server (their pager says Previous/Next). */
   total?: number;
+  /** The list is not newest first (say, by name): its pager says Previous/Next even without a total. */
+  unordered?: boolean;
 }
 
 /** One page of a list as a table, with its loading, error and empty states and the pager under it. */
-export function PagedTable<T>({ list, failed, empty, total, ...table }: PagedTableProps<T>) {
+export function PagedTable<T>({ list, failed, empty, total, unordered, ...table }: PagedTableProps<T>) {
   const { query } = list;
   return (
     <LoadState loading={query.loading && !query.data} error={query.error} reload={query.reload} failed={failed}>
       {table.items.length === 0 ? empty : <DataTable {...table} />}
-      <Pager pages={list.pages} total={total} />
+      <Pager pages={list.pages} total={total} unordered={unordered} />
     </LoadState>
   );
 }
 
 /** Back and on through a list's pages: "Newer"/"Older" for a feed (newest first), "Previous"/"Next" with a total. */
-export function Pager({ pages, total }: { pages: Pages; total?: number }) {
+export function Pager({ pages, total, unordered = false }: { pages: Pages; total?: number; unordered?: boolean }) {
   const { t } = useI18n();
   const counted = total !== undefined;
+  const plain = counted || unordered;
   return (
     <div className="pager">
       <Button disabled={!pages.back} onClick={() => pages.back?.()}>
-        {counted ? t("pager.previous") : t("pager.newer")}
+        {plain ? t("pager.previous") : t("pager.newer")}
       </Button>
       <span className="muted">{counted ? t("pager.total", { page: pages.number, total }) : t("pager.page", { page: pages.number })}</span>
       <Button disabled={!pages.forward} onClick={() => pages.forward?.()}>
-        {counted ? t("pager.next") : t("pager.older")}
+        {plain ? t("pager.next") : t("pager.older")}
       </Button>
     </div>
   );

@@ -220,6 +220,8 @@ export const en = {
   "job.retried": "Back in the queue: it runs again from the start with the same configuration.",
   "job.resumed": "Back in the queue: training continues from its newest checkpoint.",
   "job.queuePosition": "#{position} in the queue.",
+  "job.copy": "New job from this one",
+  "newJob.copiedFrom": "Every setting is copied from job",
   "job.failedBecause": "Failed: {reason}",
   "job.created": "Created",
   "job.started": "Started",

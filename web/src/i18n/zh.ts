@@ -222,6 +222,8 @@ export const zh: Record<MessageKey, string> = {
   "job.retried": "已重新排队：将以相同配置从头运行。",
   "job.resumed": "已重新排队：训练将从最新的检查点继续。",
   "job.queuePosition": "排队第 {position} 位。",
+  "job.copy": "以此为模板新建",
+  "newJob.copiedFrom": "所有设置复制自任务",
   "job.failedBecause": "失败：{reason}",
   "job.created": "创建",
   "job.started": "开始",

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import openapi from "../../openapi.json";
-import { buildTrainRequest, checkNumber, datasetFits, defaultTrainForm, parseNumber, TRAIN_LIMITS, type TrainForm } from "./trainForm";
+import { buildTrainRequest, checkNumber, datasetFits, defaultTrainForm, formFromRequest, parseNumber, TRAIN_LIMITS, type TrainForm } from "./trainForm";
 
 const READY: TrainForm = { ...defaultTrainForm(0), base_model: "tiny-llama", datasets: ["tiny_sft"] };
 
@@ -100,5 +100,26 @@ describe("datasetFits", () => {
     expect(datasetFits("dpo", "alpaca")).toBe(false);
     expect(datasetFits("sft", "pairwise")).toBe(false);
     expect(datasetFits("pt", "text")).toBe(true);
+  });
+});
+
+describe("formFromRequest", () => {
+  it("fills the form so that it builds the same request again", () => {
+    const variants: Partial<TrainForm>[] = [
+      { max_steps: "12", lora_rank: "4", lora_alpha: "16", warmup: "ratio", warmup_ratio: "0.05", config_overrides: '{"max_grad_norm": 0.5}' },
+      { finetuning_type: "qlora", gpu_count: "1", quantization_bit: "8", double_quantization: false, val_size: "0.2", evaluation_strategy: "steps", eval_steps: "10" },
+      { stage: "pt", finetuning_type: "full", train_from_scratch: true, warmup: "steps", warmup_steps: "30", template: "qwen", gradient_checkpointing: false },
+    ];
+    for (const variant of variants) {
+      const built = buildTrainRequest({ ...READY, ...variant });
+      if (!built.ok) throw new Error(JSON.stringify(built.problems));
+      const again = buildTrainRequest(formFromRequest(built.body as unknown as Record<string, unknown>, 0));
+      expect(again).toEqual(built);
+    }
+  });
+
+  it("keeps the form's defaults for what the request leaves out, and the default warm-up values unused", () => {
+    const form = formFromRequest({ kind: "train", base_model: "m", datasets: ["d"], warmup_ratio: 0, lora_alpha: null }, 0);
+    expect(form).toEqual({ ...defaultTrainForm(0), base_model: "m", datasets: ["d"] });
   });
 });

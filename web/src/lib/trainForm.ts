@@ -87,6 +87,30 @@ export function defaultTrainForm(gpuCount = 1): TrainForm {
   };
 }
 
+/**
+ * The form filled in from a job's request as submitted (`JobDetail.request`), to start a new job from it:
+ * what the request leaves out keeps the form's default.
+ */
+export function formFromRequest(request: Record<string, unknown>, gpuCount = 1): TrainForm {
+  const form = defaultTrainForm(gpuCount);
+  const text = (value: unknown) => (value === null || value === undefined ? undefined : String(value));
+  for (const field of Object.keys(form) as TrainField[]) {
+    const value = request[field];
+    if (value === undefined || value === null) continue;
+    if (field === "datasets" && Array.isArray(value)) form.datasets = value.map(String);
+    else if (typeof form[field] === "boolean") (form as unknown as Record<string, boolean>)[field] = Boolean(value);
+    else if (field === "config_overrides") {
+      if (typeof value === "object" && Object.keys(value).length > 0) form.config_overrides = JSON.stringify(value, null, 2);
+    } else (form as unknown as Record<string, string>)[field] = text(value) ?? "";
+  }
+  const defaults = defaultTrainForm(gpuCount);
+  if (Number(request.warmup_ratio ?? 0) > 0) form.warmup = "ratio";
+  else if (Number(request.warmup_steps ?? 0) > 0) form.warmup = "steps";
+  if (form.warmup !== "ratio") form.warmup_ratio = defaults.warmup_ratio;
+  if (form.warmup !== "steps") form.warmup_steps = defaults.warmup_steps;
+  return form;
+}
+
 export interface Limit {
   min: number;
   max: number;

@@ -48,6 +48,8 @@ describe("limits on the account page", () => {
     const { user } = renderApp("/account");
 
     const open = await screen.findByRole("button", { name: "Limits of bob" });
+    // Accounts are listed by name, not newest first.
+    expect(screen.getByRole("button", { name: "Next" })).toBeDisabled();
     expect(open).toHaveAttribute("aria-expanded", "false");
     await user.click(open);
     const form = await screen.findByRole("form", { name: "Limits of bob" });

@@ -35,6 +35,7 @@ export function UsersSection() {
         list={list}
         failed={t("users.loadFailed")}
         empty={null}
+        unordered
         items={list.items}
         rowKey={(user) => user.id}
         labelledBy="users-title"

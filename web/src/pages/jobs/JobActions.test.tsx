@@ -120,3 +120,36 @@ describe("the YAML preview of the training form", () => {
     expect(screen.getByTestId("yaml-preview")).toHaveClass("code--stale");
   });
 });
+
+describe("a new job from an earlier one", () => {
+  it("copies every setting into the training form, ready to change and submit", async () => {
+    signIn();
+    const request = { kind: "train", base_model: "tiny-llama", datasets: ["tiny_sft"], stage: "sft", finetuning_type: "lora", max_steps: 30, lora_rank: 16, learning_rate: 0.0002, gpu_count: 0 };
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...JOB, state: "succeeded", request } },
+      "GET /api/models": { status: 200, body: MODELS },
+      "GET /api/datasets": { status: 200, body: DATASETS },
+      "POST /api/jobs": (call) =>
+        call.query.has("dry_run")
+          ? { status: 200, body: { kind: "train", config: {}, config_yaml: "max_steps: 60\n", stages: ["train"], estimate: {} } }
+          : { status: 201, body: { ...JOB, id: "job_ddd444", state: "pending" } },
+      "GET /api/jobs/job_ddd444": { status: 200, body: { ...JOB, id: "job_ddd444", state: "pending" } },
+    });
+    const { user, current } = renderApp("/jobs/job_ccc333");
+
+    await user.click(await screen.findByRole("link", { name: "New job from this one" }));
+    expect(current()).toBe("/jobs/new?kind=train&from=job_ccc333");
+    expect(await screen.findByText(/Every setting is copied from job/)).toBeInTheDocument();
+    await waitFor(() => expect(screen.getByLabelText("Base model")).toHaveValue("tiny-llama"));
+    expect(screen.getByRole("checkbox", { name: /tiny_sft/ })).toBeChecked();
+    expect(screen.getByLabelText("LoRA rank")).toHaveValue("16");
+    expect(screen.getByLabelText("GPUs")).toHaveValue("0");
+    await user.clear(screen.getByLabelText("Max steps"));
+    await user.type(screen.getByLabelText("Max steps"), "60");
+    await user.click(screen.getByRole("button", { name: "Start training" }));
+    await waitFor(() => expect(current()).toBe("/jobs/job_ddd444"));
+    const sent = calls.find((c) => c.method === "POST" && !c.query.has("dry_run"))?.body;
+    expect(sent).toMatchObject({ ...request, max_steps: 60 });
+  });
+});

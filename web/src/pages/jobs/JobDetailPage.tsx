@@ -110,6 +110,11 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
               </Button>
             )}
             {rerunnable && <Button onClick={() => rerun("retry")}>{t("job.retry")}</Button>}
+            {job.kind === "train" && (
+              <Link href={`/jobs/new?kind=train&from=${encodeURIComponent(job.id)}`} className="button">
+                {t("job.copy")}
+              </Link>
+            )}
             <Button onClick={() => save(jobsApi.artifactsPath(job.id), `${job.id}.zip`)}>{t("job.downloadOutputs")}</Button>
             <Button onClick={() => save(jobsApi.logPath(job.id), `${job.id}.log`)}>{t("job.downloadLog")}</Button>
           </div>

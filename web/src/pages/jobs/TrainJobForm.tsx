@@ -29,16 +29,25 @@ import {
 import { ConfigPreview } from "./ConfigPreview";
 
 /** The seed's staged training form: model and data, method, training, evaluation, resources, extras. */
-export function TrainJobForm({ onSubmitted, initialModel }: { onSubmitted: (job: JobDetail) => void; initialModel?: string }) {
+export function TrainJobForm({
+  onSubmitted,
+  initialModel,
+  initialForm,
+}: {
+  onSubmitted: (job: JobDetail) => void;
+  initialModel?: string;
+  /** A job's settings to start from (a copy of an earlier job): every field counts as chosen. */
+  initialForm?: TrainForm;
+}) {
   const { t } = useI18n();
   const { models, datasets } = useCatalog();
-  const [form, setForm] = useState<TrainForm>(() => ({ ...defaultTrainForm(), base_model: initialModel ?? "" }));
+  const [form, setForm] = useState<TrainForm>(() => initialForm ?? { ...defaultTrainForm(), base_model: initialModel ?? "" });
   const [problems, setProblems] = useState<Partial<Record<TrainField, string>>>({});
   const [formError, setFormError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const formRef = useRef<HTMLFormElement>(null);
   const fleetGpus = useFleetGpus();
-  const touched = useRef(new Set<TrainField>());
+  const touched = useRef(new Set<TrainField>(initialForm ? (Object.keys(initialForm) as TrainField[]) : []));
 
   // Default to what the fleet can run: no GPU anywhere means a CPU slot, unless the user chose otherwise.
   useEffect(() => {
