@@ -1,16 +1,21 @@
 """fanout: one job's 50,000 log lines to 100 WebSocket viewers on the gateway, vs raw NATS pub→sub.
 
 The lines are produced the way an agent ships them: services.agent.logs.LogShipper (500-line LogBatch
-messages on `logs.<job_id>`, flushed every 0.1 s), in a separate process (bench/_producer.py), for a real
-job row owned by the viewers' user so the gateway's ownership check passes. The gateway runs as a
-process (launcher.start_services); the 100 viewers are WebSocket clients on /api/jobs/{id}/logs in this
-process (the `websockets` client, which like browsers negotiates permessage-deflate). One extra plain NATS
-subscriber watches the same subject, to split the latency into "to NATS subscribers" and "through the
-gateway".
+messages on `job.logs.<agent>.<job_id>`, flushed every 0.1 s), in a separate process (bench/_producer.py), for
+a real job row owned by the viewers' user (so the gateway's ownership check passes) and placed on the
+producer's agent id (so the scheduler's log relay copies the batches to `logs.<job_id>`). The gateway and the
+scheduler (for its relay) run as processes (launcher.start_services); the 100 viewers are WebSocket clients on
+/api/jobs/{id}/logs in this process (the `websockets` client, which like browsers negotiates
+permessage-deflate). One extra plain NATS subscriber watches `logs.<job_id>`, to split the latency into "to
+NATS subscribers" and "through the gateway".
 
-Baseline, same run: the same producer with the shipper's publish swapped for a plain core-NATS publish
-(same lines, batches and timestamps), received by 100 nats-py subscribers (one connection each) that
-decode every batch.
+Three paths, each run with the same producer:
+  nats     baseline: the shipper's publish swapped for a plain core-NATS publish to `logs.<job_id>` (same
+           lines, batches and timestamps), received by 100 nats-py subscribers that decode every batch
+  direct   the gateway, with the shipper publishing to LOGS itself (JetStream, `logs.<job_id>`): the path before
+           the relay, kept as this run's "before"
+  gateway  the gateway, with the lines shipped to LOG_INGEST and copied to LOGS by the scheduler's relay: the
+           path agents take now
 
 Two producer paces, each run for both paths:
   burst   lines added as fast as possible: throughput (lines/s delivered over all viewers)
@@ -34,7 +39,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -186,27 +191,35 @@ async def nats_viewer(url: str, subject: str, watcher: Watcher) -> nats.NATS:
     return nc
 
 
-def start_producer(infra: Infra, job_id: str, lines: int, rate: float, raw: bool) -> subprocess.Popen:
+BENCH_AGENT = "bench-agent"
+PRODUCER_FLAGS = {"nats": ["--raw"], "direct": ["--direct"], "gateway": []}
+
+
+def start_producer(infra: Infra, job_id: str, lines: int, rate: float, path: str) -> subprocess.Popen:
     log = infra.settings.storage.logs / f"{job_id}.log"
     command = [sys.executable, "-m", "bench._producer", "--nats", infra.env["NATS_URL"], "--job", job_id,
-               "--lines", str(lines), "--rate", str(rate), "--log", str(log)] + (["--raw"] if raw else [])
+               "--lines", str(lines), "--rate", str(rate), "--log", str(log), "--agent", BENCH_AGENT,
+               "--attempt", "1", *PRODUCER_FLAGS[path]]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
 
 
 async def insert_job(conn, owner_id: str) -> str:
-    """A real job row (as the scheduler stores one) so the gateway lets the owner watch its logs."""
+    """A real job row (as the scheduler stores one) so the gateway lets the owner watch its logs, running on the
+    producer's agent as attempt 1, so the relay lets its lines through."""
     from services.scheduler.store import insert_job as store_insert
 
     job_id = new_id("job")
     await store_insert(conn, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=0,
                        request={"bench": "fanout"}, config={"output_dir": "/dev/null"}, config_yaml="bench: fanout\n",
                        stages=[], output_dir="/dev/null", estimate={})
+    await conn.execute("UPDATE jobs SET state = 'running', agent_id = $2, attempt = 1 WHERE id = $1", job_id,
+                       BENCH_AGENT)
     return job_id
 
 
 async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: argparse.Namespace,
                   conn, owner_id: str, token: str) -> dict:
-    """One producer run (`pace`) watched through `path` ("gateway" or "nats")."""
+    """One producer run (`pace`) watched through `path` ("gateway", "direct" or "nats")."""
     total = args.lines
     rate = args.rate if pace == "paced" else 0.0
     timeout = args.timeout
@@ -216,7 +229,7 @@ async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: arg
     conns = [await nats_viewer(infra.env["NATS_URL"], contracts.Subjects.logs(job_id), probe)]
     tasks = []
     deadline = time.time() + timeout
-    if path == "gateway":
+    if path != "nats":
         url = f"ws://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}/api/jobs/{job_id}/logs?token={token}"
         connected = [asyncio.Event() for _ in watchers]
         tasks = [asyncio.create_task(ws_viewer(url, w, c, deadline)) for w, c in zip(watchers, connected)]
@@ -227,7 +240,7 @@ async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: arg
                                         for w in watchers))
     cpu0, bench_cpu0 = meter.snapshot(), time.process_time()
     t_start = time.time()
-    producer = start_producer(infra, job_id, total, rate, raw=(path == "nats"))
+    producer = start_producer(infra, job_id, total, rate, path)
     try:
         await asyncio.wait_for(asyncio.gather(*(w.done.wait() for w in watchers), probe.done.wait()),
                                max(1.0, deadline - time.time()))
@@ -265,7 +278,7 @@ async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: arg
         "cpu_s": {**cpu, "bench viewers (this process)": round(time.process_time() - bench_cpu0, 2)},
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
     }
-    if path == "gateway" and delivered:
+    if path != "nats" and delivered:
         # Load-independent: the gateway's CPU per line per viewer, and the delivery rate one core allows.
         result["gateway_cpu_us_per_line_delivery"] = round(cpu.get("service gateway", 0.0) * 1e6 / delivered, 2)
         result["gateway_one_core_ceiling_lines_per_s"] = (
@@ -326,14 +339,35 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
         token = token_for(infra.settings, owner, "bench-fanout")
         meter = CpuMeter(infra)
         runs = []
-        for pace in args.paces:
-            for path in ("nats", "gateway"):
-                print(f"[{pace}] {path}: {args.lines:,} lines to {args.viewers} viewers ...", flush=True)
-                runs.append(await one_run(infra, meter, path, pace, args, conn, owner, token))
+        beating = asyncio.create_task(beat_forever(infra.env["NATS_URL"]))
+        try:
+            for pace in args.paces:
+                for path in ("nats", "direct", "gateway"):
+                    print(f"[{pace}] {path}: {args.lines:,} lines to {args.viewers} viewers ...", flush=True)
+                    runs.append(await one_run(infra, meter, path, pace, args, conn, owner, token))
+        finally:
+            beating.cancel()
         results["runs"] = runs
     finally:
         await conn.close()
     return results
+
+
+async def beat_forever(url: str) -> None:
+    """The producer's agent is alive (no GPUs, no CPU slots: nothing is placed on it), so the scheduler does not
+    re-queue its running jobs as a lost agent's."""
+    nc = await nats.connect(url)
+    try:
+        while True:
+            beat = contracts.AgentHeartbeat(agent_id=BENCH_AGENT, hostname="bench", sent_at=datetime.now(UTC))
+            await nc.publish(contracts.Subjects.agent_heartbeat(BENCH_AGENT), contracts.encode(beat))
+            await asyncio.sleep(2)
+    finally:
+        await nc.close()
+
+
+PATH_NAMES = {"nats": "raw NATS pub→sub", "direct": "gateway WebSocket, agent → LOGS (before)",
+              "gateway": "gateway WebSocket, via the relay"}
 
 
 def report(results: dict) -> None:
@@ -342,30 +376,39 @@ def report(results: dict) -> None:
     for (pace, path), r in runs.items():
         base = runs.get((pace, "nats"))
         lat = r["latency"]
-        rows.append([pace, "raw NATS pub→sub" if path == "nats" else "gateway WebSocket",
+        before = runs.get((pace, "direct"))
+        rows.append([pace, PATH_NAMES[path],
                      f"{r['viewers_complete']}/{r['viewers']}", f"{r['lines_delivered']:,}", r["elapsed_s"],
                      f"{r['lines_per_s_all_viewers']:,}", lat["p50_ms"], lat["p99_ms"], lat["max_ms"],
                      f"{ratio(base['lines_per_s_all_viewers'], r['lines_per_s_all_viewers'])}x" if base else "-",
-                     f"{ratio(lat['p99_ms'], base['latency']['p99_ms'])}x" if base else "-"])
+                     f"{ratio(lat['p99_ms'], base['latency']['p99_ms'])}x" if base else "-",
+                     f"{ratio(lat['p50_ms'], before['latency']['p50_ms'])}x / "
+                     f"{ratio(lat['p99_ms'], before['latency']['p99_ms'])}x"
+                     if before and path == "gateway" else "-"])
     any_run = next(iter(runs.values()))
     print_table(f"fanout: {any_run['lines']:,} lines x {any_run['viewers']} viewers "
                 "(latency = receive - line `at`, includes the shipper's batching)",
                 ["pace", "path", "complete", "lines delivered", "s", "lines/s (all viewers)", "p50 ms", "p99 ms",
-                 "max ms", "NATS rate / rate", "p99 / NATS p99"], rows)
+                 "max ms", "NATS rate / rate", "p99 / NATS p99", "p50, p99 / direct"], rows)
     print_table("latency split: a plain NATS subscriber on the same subject during each run (p50 / p99 ms)",
                 ["pace", "path", "NATS sub p50", "NATS sub p99", "viewer p50", "viewer p99"],
                 [[p, path, r["nats_probe_latency"]["p50_ms"], r["nats_probe_latency"]["p99_ms"], r["latency"]["p50_ms"],
                   r["latency"]["p99_ms"]] for (p, path), r in runs.items()])
-    names = ["service gateway", "nats-server", "bench viewers (this process)"]
+    names = ["service gateway", "service scheduler", "nats-server", "bench viewers (this process)"]
     print_table("CPU seconds during each run",
-                ["pace", "path", "gateway", "nats-server", "viewers (bench)", "producer"],
+                ["pace", "path", "gateway", "scheduler (relay)", "nats-server", "viewers (bench)", "producer"],
                 [[p, path, *[r["cpu_s"].get(n, "-") for n in names], r["producer"].get("cpu_s", "-")]
                  for (p, path), r in runs.items()])
-    print_table("gateway CPU per delivered line (per viewer): load-independent", ["pace", "µs / line / viewer",
-                "lines/s one gateway core allows (all viewers)"],
-                [[p, r.get("gateway_cpu_us_per_line_delivery"),
+    print_table("gateway CPU per delivered line (per viewer): load-independent", ["pace", "path",
+                "µs / line / viewer", "lines/s one gateway core allows (all viewers)"],
+                [[p, path, r.get("gateway_cpu_us_per_line_delivery"),
                   f"{r.get('gateway_one_core_ceiling_lines_per_s') or 0:,}"]
-                 for (p, path), r in runs.items() if path == "gateway"])
+                 for (p, path), r in runs.items() if path != "nats"])
+    print_table("the relay's CPU (the scheduler process; idle otherwise), per line it copied", ["pace", "path",
+                "scheduler CPU s", "µs / line"],
+                [[p, path, r["cpu_s"].get("service scheduler"),
+                  round(r["cpu_s"].get("service scheduler", 0.0) * 1e6 / r["lines"], 2)]
+                 for (p, path), r in runs.items()])
     fc = results["frame_cost"]
     print_table(f"gateway work per 500-line batch, per viewer, measured here outside the gateway "
                 f"(frame {fc['frame_bytes']:,} bytes)", ["step", "µs / line / viewer"],
@@ -390,8 +433,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> dict:
     with Infra("fanout", keep=args.keep) as infra:
-        print("starting the gateway as a process ...", flush=True)
-        infra.start_services(("gateway",), profile="gateway" if args.profile else None)
+        print("starting the scheduler (log relay) and the gateway as processes ...", flush=True)
+        infra.start_services(("scheduler", "gateway"), profile="gateway" if args.profile else None)
         results = asyncio.run(run(args, infra))
     report(results)
     write_results("fanout", results)

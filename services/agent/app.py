@@ -89,6 +89,12 @@ def state_dir() -> Path | None:
     return Path(value) if value else None
 
 
+def engine_env() -> dict[str, str]:
+    """The agent's settings for the hubs' clients that every engine gets, in a container too (HF_ENDPOINT,
+    MODELSCOPE_ENDPOINT, tokens...); the hub itself is the stage's (hubs.py)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "MODELSCOPE_"))}
+
+
 async def _start(app: Litestar) -> None:
     settings = app.state.settings
     settings.storage.ensure()
@@ -99,7 +105,7 @@ async def _start(app: Litestar) -> None:
     app.state.runner = Runner(nc=app.state.nc, js=app.state.js, agent_id=app.state.agent_id,
                               runtime=runtime_from_env(settings.storage, app.state.agent_id),
                               storage=settings.storage,
-                              engine_env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))},
+                              engine_env=engine_env(),
                               cpu_threads=max(1, (os.cpu_count() or 1) // max(1, cpu_slots(False))),
                               state_dir=state_dir())
     await app.state.runner.start()

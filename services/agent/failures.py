@@ -17,6 +17,9 @@ MISSING_PACKAGE = (
     re.compile(r"No module named '([^']+)'"),
     re.compile(r"(?:ImportError|PackageNotFoundError).*?pip install (?:-U |--upgrade )?([A-Za-z0-9_.\-]+(?:[<>=]=?[0-9.]+)?)"),
 )
+# A package whose missing part the engine reports by another name: ModelScope datasets need the `datasets` extra
+# of `modelscope` (addict, oss2...), and "No module named 'addict'" would not say what to install.
+MISSING_EXTRA = ((re.compile(r"Failed to import modelscope\.msdatasets\b"), "modelscope[datasets]"),)
 OOM_HINT = ("out of memory: lower per_device_train_batch_size or cutoff_len, use finetuning_type 'qlora', "
             "or keep gradient_checkpointing on")
 
@@ -42,6 +45,9 @@ def classify(exit_info: ExitInfo, tail: Iterable[str]) -> tuple[str, str]:
 
 def missing_package(text: str) -> str | None:
     """The package an engine run said it could not import, if any."""
+    for pattern, package in MISSING_EXTRA:
+        if pattern.search(text):
+            return package
     for pattern in MISSING_PACKAGE:
         found = pattern.search(text)
         if found:

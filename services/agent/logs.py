@@ -1,4 +1,6 @@
-"""Ship a job's output: numbered lines, batched to `logs.<job_id>` and appended to its log file."""
+"""Ship a job's output: numbered lines appended to its log file and batched to `job.logs.<agent_id>.<job_id>`, from
+where the scheduler's relay copies them to `logs.<job_id>` (the LOGS stream viewers read) once it has checked that
+the job's current attempt runs on this agent (services/scheduler/log_relay.py)."""
 
 from __future__ import annotations
 
@@ -29,18 +31,20 @@ Shipped = Callable[[int, int, Any], None]
 class LogShipper:
     """One per running job. `add()` never blocks on NATS; a flusher task publishes batches.
 
-    A job picked up again after an agent restart gets a shipper that goes on where the last one
+    Every batch carries `attempt`, the dispatch's (the relay drops batches of an attempt the job no longer
+    runs). A job picked up again after an agent restart gets a shipper that goes on where the last one
     stopped: `seq` is the last line number shipped, and `keep_bytes` the log file's length after
     that line (what an agent wrote to the file but never published is cut off, and read again).
     `on_shipped(seq, file_bytes, mark)` is told after every batch how far the lines reach; `mark` is
     the last non-None mark given to `add()` (the runtime's position in the engine's output).
     """
 
-    def __init__(self, js: JetStreamContext, job_id: str, log_path: Path, *, seq: int = 0,
-                 keep_bytes: int | None = None, on_shipped: Shipped | None = None):
+    def __init__(self, js: JetStreamContext, job_id: str, log_path: Path, *, agent_id: str, attempt: int = 0,
+                 seq: int = 0, keep_bytes: int | None = None, on_shipped: Shipped | None = None):
         self.js = js
         self.job_id = job_id
-        self.subject = contracts.Subjects.logs(job_id)
+        self.attempt = attempt
+        self.subject = contracts.Subjects.job_logs(agent_id, job_id)  # its own: the only one its NATS user may use
         self.seq = seq
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.on_shipped = on_shipped
@@ -82,7 +86,8 @@ class LogShipper:
             # A batch leaves the queue only once sent: a cancel mid-publish must not skip it, or leave the
             # line number ahead of the mark `on_shipped` reports (an agent restart would repeat lines).
             batch = self._pending[:MAX_BATCH]
-            message = contracts.LogBatch(job_id=self.job_id, lines=tuple(line for line, _, _ in batch))
+            message = contracts.LogBatch(job_id=self.job_id, attempt=self.attempt,
+                                         lines=tuple(line for line, _, _ in batch))
             try:
                 await self.js.publish(self.subject, contracts.encode(message))
             except Exception:  # noqa: BLE001 - the file keeps every line; viewers miss this batch

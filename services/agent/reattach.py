@@ -130,11 +130,12 @@ async def _report(runner: Runner, job_id: str, state: JobState | None, reason: s
     order's, else `attempt` (the container's label)."""
     path = runner.storage.logs / f"{job_id}.log"
     seq, size = (state.cursor.seq, state.cursor.log_bytes) if state else (count_lines(path)[0], None)
-    shipper = LogShipper(runner.js, job_id, path, seq=seq, keep_bytes=size)
+    attempt = state.order.attempt if state else attempt
+    shipper = LogShipper(runner.js, job_id, path, agent_id=runner.agent_id, attempt=attempt, seq=seq, keep_bytes=size)
     shipper.add("system", f"job failed: {message}")
     await shipper.close()
     await runner._publish(contracts.JobFinished(job_id=job_id, agent_id=runner.agent_id, state="failed", reason=reason,
-                                                message=message, attempt=state.order.attempt if state else attempt,
-                                                at=datetime.now(UTC)), must_arrive=True)
+                                                message=message, attempt=attempt, at=datetime.now(UTC)),
+                          must_arrive=True)
     if state is not None:
         state.forget()

@@ -20,6 +20,7 @@ from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
 
 from . import failures, progress, reattach, results
+from .hubs import hub_environment
 from .jobstate import JobState
 from .logs import LogShipper
 from .reattach import Resume
@@ -179,7 +180,7 @@ class Runner:
         output_dir.mkdir(parents=True, exist_ok=True)
         command = (*stage.command, str(config_path))
         env = {**self.engine_env, "HF_HOME": str(self.storage.hf_cache), "PYTHONUNBUFFERED": "1",
-               "DISABLE_VERSION_CHECK": "1", **(extra_env or {})}
+               "DISABLE_VERSION_CHECK": "1", **hub_environment(stage.hub, self.storage.hf_cache), **(extra_env or {})}
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
             env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         return JobSpec(job_id=order.job_id, kind=order.kind, command=command, config_path=config_path,
@@ -189,7 +190,8 @@ class Runner:
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
         state = job.state or JobState(None, order)
         job.state = state
-        shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log", seq=state.cursor.seq,
+        shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log", agent_id=self.agent_id,
+                             attempt=order.attempt, seq=state.cursor.seq,
                              keep_bytes=state.cursor.log_bytes if resume else None, on_shipped=state.shipped)
         try:
             exit_info = await self._run_engine(order, job, shipper, resume)

@@ -19,6 +19,8 @@ from .contracts import STREAMS
 
 log = logging.getLogger(__name__)
 
+DRAIN_S = 0.005  # how long a consumer's turn waits for more messages once it has one
+
 
 async def connect_bus(url: str, name: str, on_reconnect: list | None = None, *, user: str | None = None,
                       password: str | None = None, creds: str | None = None, inbox_prefix: str | None = None) -> Client:
@@ -96,13 +98,19 @@ async def close_bus(nc: Client) -> None:
 
 
 async def consume(js: JetStreamContext, *, subject: str, durable: str, stream: str,
-                  handle: Callable[[object], Awaitable[None]], batch: int = 256) -> None:
-    """Fetch from a durable pull consumer forever; `handle(msg)` acks or naks each message.
+                  handle: Callable[[object], Awaitable[None]], batch: int = 256, ack_wait: float = 30.0,
+                  max_ack_pending: int = 10_000) -> None:
+    """Fetch from a durable pull consumer forever; `handle(msg)` acks or naks each message (or hands it on to
+    something that will, within `ack_wait` or with `in_progress()`).
 
+    Each turn waits for one message, handles it at once, then takes what else is waiting (up to `batch - 1`, within
+    DRAIN_S). Not one `fetch(batch)`: nats-py's fetch of several, once it has a first message, waits for the rest
+    until its pull request expires, so a message arriving near a turn's end sat there for up to the whole 1 s
+    (measured: 90-470 ms for a few in 60 lone messages; 18 ms at most this way, at the same ~11k messages/s).
     Survives NATS going away: the loop waits and subscribes again.
     """
-    config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10_000,
-                            ack_wait=30.0, max_deliver=-1, filter_subject=subject)
+    config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=max_ack_pending,
+                            ack_wait=ack_wait, max_deliver=-1, filter_subject=subject)
     sub = None
     this = asyncio.current_task()
     # nats-py's fetch can turn a cancellation into a timeout: check for one on every turn.
@@ -111,8 +119,11 @@ async def consume(js: JetStreamContext, *, subject: str, durable: str, stream: s
             try:
                 if sub is None:
                     sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-                for msg in await sub.fetch(batch=batch, timeout=1.0):
+                for msg in await sub.fetch(batch=1, timeout=1.0):
                     await handle(msg)
+                while batch > 1:  # ends with the timeout of a drain that found nothing
+                    for msg in await sub.fetch(batch=batch - 1, timeout=DRAIN_S):
+                        await handle(msg)
             except (NatsTimeout, asyncio.TimeoutError):
                 continue
             except asyncio.CancelledError:

@@ -23,6 +23,8 @@ class Subjects:
     JOB_CANCEL_ALL = "job.cancel.>"
     AGENT_HEARTBEAT_ALL = "agent.heartbeat.>"
     LOGS_ALL = "logs.>"
+    JOB_LOGS_ALL = "job.logs.>"
+    JOB_CHANGED_ALL = "job.changed.>"
     SESSION_REVOKED = "auth.session.revoked"
 
     @staticmethod
@@ -83,7 +85,27 @@ class Subjects:
 
     @staticmethod
     def logs(job_id: str) -> str:
+        """A job's log, as viewers and the LOGS stream know it; only the scheduler's relay publishes here."""
         return f"logs.{job_id}"
+
+    @staticmethod
+    def job_logs(agent_id: str, job_id: str) -> str:
+        """A job's log batches as the agent running it ships them, to the scheduler's relay (LOG_INGEST): the
+        subject names the sender, and an agent's NATS user may publish only its own (`agent_job_logs_all`)."""
+        return f"job.logs.{agent_id}.{job_id}"
+
+    @staticmethod
+    def agent_job_logs_all(agent_id: str) -> str:
+        """Every log batch one agent may ship: job.logs.<agent_id>.<job_id>."""
+        return f"job.logs.{agent_id}.>"
+
+    @staticmethod
+    def job_logs_sender(subject: str) -> tuple[str, str] | None:
+        """(agent_id, job_id) of a job.logs.<agent_id>.<job_id> subject; None for any other subject."""
+        parts = subject.split(".")
+        if len(parts) != 4 or parts[:2] != ["job", "logs"] or not parts[2] or not parts[3]:
+            return None
+        return parts[2], parts[3]
 
 
 
@@ -122,6 +144,21 @@ STREAMS: tuple[StreamConfig, ...] = (
         max_msgs_per_subject=10_000,  # per agent and job
         description="job state changes and progress reported by agents",
     ),
+    # What agents ship waits here for the scheduler's relay (services/scheduler/log_relay.py), which copies a batch
+    # to LOGS only when its agent runs the job's current attempt, then acks it (a work queue: acked batches go).
+    # The caps are per agent and job (discard new): one agent flooding cannot push out another's backlog.
+    StreamConfig(
+        name="LOG_INGEST",
+        subjects=[Subjects.JOB_LOGS_ALL],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_age=24 * 3600.0,
+        max_bytes=1024**3,
+        max_msgs_per_subject=20_000,  # batches of one agent and job not relayed yet (each up to 500 lines)
+        discard=DiscardPolicy.NEW,
+        discard_new_per_subject=True,
+        description="log batches shipped by agents, waiting for the scheduler's relay to check and copy them to LOGS",
+    ),
     StreamConfig(
         name="LOGS",
         subjects=[Subjects.LOGS_ALL],
@@ -138,6 +175,7 @@ STREAMS: tuple[StreamConfig, ...] = (
 DISPATCHER_CONSUMER = "dispatcher"
 JOB_EVENTS_CONSUMER = "scheduler-job-events"
 REGISTRY_JOB_EVENTS_CONSUMER = "registry-job-events"  # JOB_EVENTS, registry: registers job outputs
+LOG_RELAY_CONSUMER = "scheduler-log-relay"  # LOG_INGEST, scheduler: checks agents' log batches, copies them to LOGS
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -171,6 +209,12 @@ class EngineStage(msgspec.Struct, kw_only=True, frozen=True):
     command: tuple[str, ...]
     config_yaml: str
     serve: ServeOptions | None = None
+    # Where the stage's model_name_or_path is downloaded from: "modelscope" (the agent runs the engine with
+    # USE_MODELSCOPE_HUB=1), "huggingface", or None for a local copy. The scheduler decides; never user input.
+    hub: str | None = None
+
+
+MODEL_HUBS = ("huggingface", "modelscope")  # the values of EngineStage.hub (a plain str there: see agent/hubs.py)
 
 
 class JobDispatched(Message, kw_only=True, tag="job_dispatched"):
@@ -319,6 +363,7 @@ class LogBatch(Message, kw_only=True, tag="log_batch"):
 
     job_id: str
     lines: tuple[LogLine, ...]
+    attempt: int = 0  # of the JobDispatched whose run printed them (jobs.attempt); 0: not known
 
 
 # --- auth --------------------------------------------------------------------------------------

@@ -54,8 +54,9 @@ def agent_inbox_prefix(agent_id: str) -> str:
 
 
 def agent_permissions(agent_id: str) -> dict:
-    """Publish only its own heartbeats, job events, logs and its own DISPATCH consumer's API; read cancels,
-    its deployments' requests, its own inboxes and service discovery; answer requests it received."""
+    """Publish only its own heartbeats, job events, log batches and its own DISPATCH consumer's API; read cancels,
+    its deployments' requests, its own inboxes and service discovery; answer requests it received. Never `logs.>`:
+    only the scheduler's relay writes a job's log, after checking that the job is the shipping agent's."""
     check_agent_id(agent_id)
     consumer = agent_consumer(agent_id)
     api = f"$JS.API.CONSUMER.%s.{DISPATCH_STREAM}.{consumer}"
@@ -63,7 +64,7 @@ def agent_permissions(agent_id: str) -> dict:
         "publish": {"allow": [
             Subjects.agent_heartbeat(agent_id),
             Subjects.agent_job_status_all(agent_id),  # the subject names the sender of a job event
-            Subjects.LOGS_ALL,
+            Subjects.agent_job_logs_all(agent_id),  # log batches too, for the scheduler's relay to check
             # The filtered create form: the server checks the filter in the body equals this subject.
             (api % "CREATE") + "." + Subjects.job_dispatch(agent_id),
             api % "INFO",

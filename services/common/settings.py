@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from services.common.contracts import MODEL_HUBS
+
 SERVICE_NAMES = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
 
 # Default ports for the local stack; each can be overridden with LLMCT_<NAME>_PORT.
@@ -123,6 +125,8 @@ class Settings:
     """LLMCT_MAX_QUEUED_PER_USER: pending jobs one user may have; more are refused at submit."""
     fair_share_window_h: float = 24.0
     """LLMCT_FAIR_SHARE_WINDOW_H: the window of GPU-hours fair sharing counts (fewest goes first)."""
+    model_hub: str = "huggingface"
+    """LLMCT_MODEL_HUB: where a model registered on both hubs is downloaded from (huggingface | modelscope)."""
     storage: StoragePaths
 
     def service_url(self, name: str) -> str:
@@ -138,6 +142,12 @@ def storage_from_env() -> StoragePaths:
         logs=Path(_env("LOG_BASE_PATH", str(base / "logs"))).resolve(),
         hf_cache=Path(_env("HF_CACHE_PATH", str(base / "hf-cache"))).resolve(),
     )
+
+
+def _model_hub(value: str) -> str:
+    if value not in MODEL_HUBS:
+        raise ValueError(f"LLMCT_MODEL_HUB must be one of {', '.join(MODEL_HUBS)}, not {value!r}")
+    return value
 
 
 def settings_from_env() -> Settings:
@@ -166,6 +176,7 @@ def settings_from_env() -> Settings:
         max_gpus_per_user=int(_env("LLMCT_MAX_GPUS_PER_USER")) if _env("LLMCT_MAX_GPUS_PER_USER") else None,
         max_queued_per_user=int(_env("LLMCT_MAX_QUEUED_PER_USER", "100")),
         fair_share_window_h=float(_env("LLMCT_FAIR_SHARE_WINDOW_H", "24")),
+        model_hub=_model_hub(_env("LLMCT_MODEL_HUB", "huggingface")),
         storage=storage_from_env(),
     )
 

@@ -41,8 +41,19 @@ class ModelRef(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def location(self) -> str:
-        """What a job's YAML names as model_name_or_path: the local copy, else the hub id."""
+        """A name for the model's files: the local copy, else the Hugging Face id, else the ModelScope id."""
         return self.path or self.hf_path or self.ms_path or ""
+
+    def loaded_from(self, prefer_hub: str = "huggingface") -> tuple[str, str | None]:
+        """(model_name_or_path, hub) a job loads the model from: the local copy (no hub), else its id on
+        `prefer_hub` (the platform's LLMCT_MODEL_HUB), else its id on the other hub."""
+        if self.path:
+            return self.path, None
+        ids = {"huggingface": self.hf_path, "modelscope": self.ms_path}
+        for hub in sorted(ids, key=lambda h: h != prefer_hub):
+            if ids[hub]:
+                return ids[hub], hub
+        return "", None
 
     @classmethod
     def from_row(cls, row) -> ModelRef:

@@ -27,16 +27,20 @@ class BaseModel(msgspec.Struct, kw_only=True, frozen=True):
     path: str
     parameter_count: int | None
     template: str
+    hub: str | None = None  # where `path` is downloaded from (huggingface | modelscope); None: a local copy
 
 
-async def usable_base_model(pool: asyncpg.Pool, principal: Principal, name: str) -> BaseModel:
+async def usable_base_model(pool: asyncpg.Pool, principal: Principal, name: str,
+                            prefer_hub: str = "huggingface") -> BaseModel:
     """The model `name` if the caller may train from it (the registry's rule); 422 on `base_model` otherwise.
 
-    Someone else's model looks unknown; the name maps to the model's local copy, else its hub path.
+    Someone else's model looks unknown; the name maps to the model's local copy, else its id on a hub
+    (`prefer_hub` first when it is on both).
     """
     model = await rules.model_for_use(pool, principal.user_id, name, use="train", field="base_model")
-    return BaseModel(name=model.name, path=model.location, parameter_count=model.parameter_count,
-                     template=model.template)
+    path, hub = model.loaded_from(prefer_hub)
+    return BaseModel(name=model.name, path=path, parameter_count=model.parameter_count, template=model.template,
+                     hub=hub)
 
 
 class UsableModel(msgspec.Struct, kw_only=True, frozen=True):
@@ -49,20 +53,29 @@ class UsableModel(msgspec.Struct, kw_only=True, frozen=True):
 
 
 async def usable_model(pool: asyncpg.Pool, principal: Principal, name: str, use: rules.Use,
-                       field: str = "model") -> UsableModel:
+                       field: str = "model", prefer_hub: str = "huggingface") -> UsableModel:
     """The model `name` for `use` (the registry's rule); a LoRA adapter comes with the base it was trained on."""
     model = await rules.model_for_use(pool, principal.user_id, name, use=use, field=field)
     if model.kind != "lora":
         return UsableModel(name=model.name, kind=model.kind, parameter_count=model.parameter_count,
-                           paths=ModelPaths(model_path=model.location, template=model.template))
+                           paths=model_paths(model, None, prefer_hub))
     base_row = await registry_store.get(pool, model.base_model_id) if model.base_model_id else None
     if base_row is None:
         raise ApiError(422, "base_model_missing", f"the base model of adapter {name!r} was deleted: "
                        "the adapter cannot be loaded without it", field)
     base = rules.ModelRef.from_row(base_row)
     return UsableModel(name=model.name, kind=model.kind, parameter_count=base.parameter_count,
-                       paths=ModelPaths(model_path=base.location, adapter_path=model.location,
-                                        template=model.template or base.template))
+                       paths=model_paths(model, base, prefer_hub))
+
+
+def model_paths(model: rules.ModelRef, base: rules.ModelRef | None, prefer_hub: str) -> ModelPaths:
+    """Where a job loads `model` from; a LoRA adapter (a local folder) is loaded on `base`, whose hub is the job's."""
+    if base is None:
+        path, hub = model.loaded_from(prefer_hub)
+        return ModelPaths(model_path=path, template=model.template, hub=hub)
+    path, hub = base.loaded_from(prefer_hub)
+    return ModelPaths(model_path=path, adapter_path=model.location, template=model.template or base.template,
+                      hub=hub)
 
 
 async def _dataset_rows(pool: asyncpg.Pool, principal: Principal, names: list[str], field: str) -> list:

@@ -60,6 +60,18 @@ class Stage(msgspec.Struct, kw_only=True):
     command: tuple[str, ...]
     config: dict[str, Any]
     serve: dict[str, float] | None = None  # startup_timeout_s, idle_timeout_s: a stage that serves
+    hub: str | None = None  # where model_name_or_path is downloaded from (contracts.EngineStage.hub)
+
+    def yaml(self) -> str:
+        """The stage's frozen YAML; a ModelScope model says so, since the YAML alone would run it from Hugging Face."""
+        return hub_note(self.hub) + to_yaml(self.config)
+
+
+def hub_note(hub: str | None) -> str:
+    """The comment heading a stage's YAML whose model needs the engine told its hub."""
+    if hub == "modelscope":
+        return "# model hub: modelscope (the engine runs with USE_MODELSCOPE_HUB=1)\n"
+    return ""
 
 
 class Rendered(msgspec.Struct, kw_only=True):
@@ -71,17 +83,30 @@ class Rendered(msgspec.Struct, kw_only=True):
     def config(self) -> dict[str, Any]:
         return self.stages[-1].config
 
+    @property
+    def model_hub(self) -> str | None:
+        """The hub the job's model comes from (its first stage that downloads one); None: all local."""
+        return next((s.hub for s in self.stages if s.hub), None)
+
     def stage_rows(self) -> list[dict[str, Any]]:
         """The stages as stored with the job (and sent to the agent)."""
-        return [{"name": s.name, "command": list(s.command), "config_yaml": to_yaml(s.config),
-                 **({"serve": s.serve} if s.serve else {})} for s in self.stages]
+        return [{"name": s.name, "command": list(s.command), "config_yaml": s.yaml(),
+                 **({"serve": s.serve} if s.serve else {}), **({"hub": s.hub} if s.hub else {})}
+                for s in self.stages]
 
     def yaml_text(self) -> str:
         """Every stage's YAML, one document each, for people to read."""
         if len(self.stages) == 1:
-            return to_yaml(self.stages[0].config)
-        return "".join(f"# stage {i} of {len(self.stages)}: {s.name}\n{to_yaml(s.config)}" + ("---\n" if i < len(self.stages) else "")
+            return self.stages[0].yaml()
+        last = len(self.stages)
+        return "".join(f"# stage {i} of {last}: {s.name}\n{s.yaml()}" + ("---\n" if i < last else "")
                        for i, s in enumerate(self.stages, 1))
+
+
+def model_hub(stage_rows: list[dict[str, Any]] | None) -> str | None:
+    """The hub of a job's stored stages (`jobs.stages`): the first that names one."""
+    return next((row["hub"] for row in stage_rows or () if row.get("hub")), None)
+
 
 # Set by the platform from the job; an override of any of these is refused.
 PLATFORM_KEYS = frozenset({
@@ -219,12 +244,18 @@ def render_train(req: TrainRequest, *, model_path: str, default_template: str, d
     return config
 
 
+def train_stages(config: dict[str, Any], hub: str | None) -> Rendered:
+    """A training job: one stage, its model from `hub` (None: a local copy)."""
+    return Rendered(stages=[Stage(name="train", command=TRAIN_COMMAND, config=config, hub=hub)])
+
+
 class ModelPaths(msgspec.Struct, kw_only=True, frozen=True):
     """Where a job finds the model it uses: a full model, or a LoRA adapter and the base it sits on."""
 
     model_path: str
     adapter_path: str | None = None
     template: str = "default"
+    hub: str | None = None  # where model_path is downloaded from (huggingface | modelscope); None: a local copy
 
 
 def _model_keys(model: ModelPaths) -> dict[str, Any]:
@@ -268,7 +299,7 @@ def render_eval(req: EvalRequest, *, model: ModelPaths, stage: str, data_dir: Pa
         config = _merge_overrides({"trust_remote_code": False, **fields}, req.config_overrides, on_gpu)
         config.update(_model_keys(model), task_dir=str(task_dir), save_dir=str(output_dir / "results"),
                       trust_remote_code=False)
-        return Rendered(stages=[Stage(name="benchmark", command=BENCHMARK_COMMAND, config=config)])
+        return Rendered(stages=[Stage(name="benchmark", command=BENCHMARK_COMMAND, config=config, hub=model.hub)])
     fields: dict[str, Any] = {"stage": stage, "finetuning_type": "lora", "template": template,
                               "cutoff_len": req.cutoff_len, "per_device_eval_batch_size": req.per_device_eval_batch_size,
                               "bf16": on_gpu}
@@ -284,7 +315,7 @@ def render_eval(req: EvalRequest, *, model: ModelPaths, stage: str, data_dir: Pa
         config.update(do_eval=True, do_predict=False)
     config.update(_model_keys(model), eval_dataset=",".join(req.datasets), dataset_dir=str(data_dir),
                   output_dir=str(output_dir), do_train=False, trust_remote_code=False)
-    return Rendered(stages=[Stage(name=req.evaluation, command=TRAIN_COMMAND, config=config)])
+    return Rendered(stages=[Stage(name=req.evaluation, command=TRAIN_COMMAND, config=config, hub=model.hub)])
 
 
 def check_export_request(req: ExportRequest, is_adapter: bool) -> None:
@@ -336,7 +367,7 @@ def render_export(req: ExportRequest, *, model: ModelPaths, output_dir: Path,
         config.update(_model_keys(source), export_dir=str(target), trust_remote_code=False)
         if quantise and q is not None and q.method == "gptq":
             config["export_quantization_dataset"] = calibration_file
-        return Stage(name=name, command=EXPORT_COMMAND, config=config)
+        return Stage(name=name, command=EXPORT_COMMAND, config=config, hub=source.hub)
 
     if q is None:
         return Rendered(stages=[stage("merge", model, export_dir, quantise=False)])
@@ -358,7 +389,7 @@ def render_deploy(req: DeployRequest, *, model: ModelPaths, startup_timeout_s: f
     fields = {"template": req.template or model.template, **msgspec.to_builtins(req.generation)}
     config = _merge_overrides(deep_merge(BASE_TEMPLATES["deploy"], fields), req.config_overrides, on_gpu)
     config.update(_model_keys(model), trust_remote_code=False)
-    return Rendered(stages=[Stage(name="serve", command=SERVE_COMMAND, config=config,
+    return Rendered(stages=[Stage(name="serve", command=SERVE_COMMAND, config=config, hub=model.hub,
                                   serve={"startup_timeout_s": startup_timeout_s, "idle_timeout_s": idle_timeout_s})])
 
 

@@ -95,7 +95,7 @@ def to_out(row, admin_view: bool, now: datetime | None = None) -> DeploymentOut:
 async def deploy(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
                  req: DeployRequest) -> str:
     """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row."""
-    model = await access.usable_model(pool, principal, req.model, "deploy")
+    model = await access.usable_model(pool, principal, req.model, "deploy", prefer_hub=settings.model_hub)
     idle = req.idle_timeout_s or settings.deploy_idle_s
     rendered = configs.render_deploy(req, model=model.paths, startup_timeout_s=settings.deploy_startup_s,
                                      idle_timeout_s=idle)

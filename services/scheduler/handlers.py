@@ -14,6 +14,8 @@ from services.common.bus import consume, decode_or_term
 from services.common.contracts import Subjects
 
 from . import events, fleet, service
+from .log_gate import Assignments, read_assignment
+from .log_relay import LogRelay
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,15 @@ async def _dispatch_forever(app: Litestar) -> None:
 
 
 async def start(app: Litestar) -> None:
-    """Start the dispatcher and the consumers; on start-up the first pass re-examines every job."""
+    """Start the dispatcher, the consumers and the log relay; on start-up the first pass re-examines every job."""
     app.state.wake = asyncio.Event()
     app.state.wake.set()
 
     await fleet.start(app)  # heartbeats, offline agents, metrics retention
+    relay = app.state.log_relay = LogRelay(app.state.nc, app.state.js,
+                                           Assignments(lambda job_id: read_assignment(app.state.pool, job_id)))
+    await relay.start()
+    app.state.bus_reconnected.append(relay.reconnected)
     app.state.tasks = [
         asyncio.create_task(_dispatch_forever(app)),
         asyncio.create_task(consume(app.state.js, subject=Subjects.JOB_SUBMITTED, stream="JOBS",
@@ -83,4 +89,5 @@ async def stop(app: Litestar) -> None:
     for task in app.state.tasks:
         task.cancel()
     await asyncio.gather(*app.state.tasks, return_exceptions=True)
+    await app.state.log_relay.stop()
     await fleet.stop(app)

@@ -48,7 +48,7 @@ def with_checkpoint(stages: list[dict], checkpoint: Path | None) -> tuple[list[d
             if checkpoint is not None:
                 config["resume_from_checkpoint"] = str(checkpoint)
         rendered.append(configs.Stage(name=stage["name"], command=tuple(stage["command"]), config=config,
-                                      serve=stage.get("serve")))
+                                      serve=stage.get("serve"), hub=stage.get("hub")))
     result = configs.Rendered(stages=rendered)
     return result.stage_rows(), result.config, result.yaml_text()
 

@@ -17,7 +17,7 @@ from zipstream import ZipStream
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
-from . import queue, recovery, service, store
+from . import configs, queue, recovery, service, store
 from .schemas import JobDetail, JobEventOut, JobPage, JobPreview, JobRequest, JobSummary, ProgressPoint
 
 JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
@@ -48,9 +48,9 @@ async def load_detail(state: State, principal: Principal, job_id: str) -> JobDet
     checkpoint = (recovery.latest_checkpoint(row["output_dir"])
                   if row["kind"] == "train" and row["state"] in recovery.RERUNNABLE else None)
     fields = {f: row[f] for f in JobDetail.__struct_fields__
-              if f not in ("history", "progress_series", "queue_position", "resume_step")}
+              if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub")}
     return JobDetail(**fields, history=history, progress_series=series, queue_position=position,
-                     resume_step=checkpoint[1] if checkpoint else None)
+                     resume_step=checkpoint[1] if checkpoint else None, model_hub=configs.model_hub(row["stages"]))
 
 
 def cursor_after(value: str | None) -> tuple[datetime, str] | None:
@@ -108,7 +108,8 @@ class JobController(Controller):
             rendered, est = await service.prepare(state.pool, state.settings, principal, data, "job_preview")
             return Response(JobPreview(kind=type(data).__struct_config__.tag, config=rendered.config,
                                        config_yaml=rendered.yaml_text(), stages=[s.name for s in rendered.stages],
-                                       estimate=msgspec.to_builtins(est)), status_code=200)
+                                       estimate=msgspec.to_builtins(est), model_hub=rendered.model_hub),
+                            status_code=200)
         job_id = await service.submit(state.pool, state.js, state.settings, principal, data)
         return Response(await load_detail(state, principal, job_id), status_code=201)
 

@@ -128,6 +128,9 @@ class DeployRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+ModelHub = Literal["huggingface", "modelscope"]  # contracts.MODEL_HUBS
+
+
 class JobEventOut(msgspec.Struct, kw_only=True):
     state: str
     reason: str | None
@@ -178,6 +181,7 @@ class JobDetail(JobSummary, kw_only=True):
     resume_step: int | None  # a failed or cancelled training job: the step of the newest checkpoint to resume from
     history: list[JobEventOut]
     progress_series: list[ProgressPoint]
+    model_hub: ModelHub | None = None  # where the model is downloaded from; null: a local copy
 
 
 class JobPreview(msgspec.Struct, kw_only=True):
@@ -188,6 +192,7 @@ class JobPreview(msgspec.Struct, kw_only=True):
     config_yaml: str
     stages: list[str]
     estimate: dict[str, Any]
+    model_hub: ModelHub | None = None  # where the model is downloaded from; null: a local copy
 
 
 class JobPage(msgspec.Struct, kw_only=True):

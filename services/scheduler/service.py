@@ -78,7 +78,7 @@ async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
 
 async def _prepare_train(pool, settings: Settings, principal: Principal, req: TrainRequest,
                          output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
-    model = await access.usable_base_model(pool, principal, req.base_model)
+    model = await access.usable_base_model(pool, principal, req.base_model, settings.model_hub)
     dataset_keys = await access.usable_datasets(pool, principal, req.datasets, req.stage)
     config = configs.render_train(msgspec.structs.replace(req, datasets=dataset_keys), model_path=model.path,
                                   default_template=model.template, data_dir=settings.storage.data,
@@ -89,7 +89,7 @@ async def _prepare_train(pool, settings: Settings, principal: Principal, req: Tr
         cutoff_len=req.cutoff_len, gradient_checkpointing=req.gradient_checkpointing, gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
-    return configs.Rendered(stages=[configs.Stage(name="train", command=configs.TRAIN_COMMAND, config=config)]), est
+    return configs.train_stages(config, model.hub), est
 
 
 def installed_tasks(settings: Settings) -> list[str]:
@@ -103,7 +103,7 @@ def installed_tasks(settings: Settings) -> list[str]:
 async def _prepare_eval(pool, settings: Settings, principal: Principal, req: EvalRequest,
                         output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
     configs.check_eval_request(req, installed_tasks(settings))
-    model = await access.usable_model(pool, principal, req.model, "eval")
+    model = await access.usable_model(pool, principal, req.model, "eval", prefer_hub=settings.model_hub)
     keys, stage = (await access.eval_datasets(pool, principal, req.datasets)) if req.datasets else ([], "sft")
     rendered = configs.render_eval(msgspec.structs.replace(req, datasets=keys), model=model.paths, stage=stage,
                                    data_dir=settings.storage.data, task_dir=settings.storage.evaluation,
@@ -116,7 +116,7 @@ async def _prepare_eval(pool, settings: Settings, principal: Principal, req: Eva
 
 async def _prepare_export(pool, settings: Settings, principal: Principal, req: ExportRequest,
                           output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
-    model = await access.usable_model(pool, principal, req.model, "export")
+    model = await access.usable_model(pool, principal, req.model, "export", prefer_hub=settings.model_hub)
     q = req.quantization
     calibration = None
     if q is not None and q.method == "gptq" and q.calibration_dataset:

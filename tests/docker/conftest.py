@@ -15,7 +15,10 @@ import pytest
 
 from services.agent.engine_tools.tiny_data import write_tiny_datasets
 from services.agent.runtimes.docker import DockerRuntime
+from services.common.bus import close_bus, connect_bus, ensure_streams
+from services.common.security import new_id
 from services.common.settings import StoragePaths
+from services.common.store import create_pool
 from tests.fixtures_docker import DockerEngine, build_test_image, engine_mounts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,3 +105,34 @@ def make_runtime(docker_engine, test_image, mounts, storage, agent_id):
         return DockerRuntime(**{**defaults, **options})
 
     return make
+
+
+@pytest.fixture
+async def log_relay(nats_server, postgres_server):
+    """The scheduler's log relay (services/scheduler/log_relay.py), which copies an agent's log batches to LOGS only
+    for jobs on that agent: `assign(job_id, agent_id, attempt=1)` stores such a job, as a dispatch would."""
+    from services.auth.store import insert_user
+    from services.scheduler import store
+    from services.scheduler.log_gate import Assignments, read_assignment
+    from services.scheduler.log_relay import LogRelay
+
+    pool = await create_pool(postgres_server.url)
+    owner_id = new_id("usr")
+    await insert_user(pool, user_id=owner_id, username=f"docker-{owner_id[-8:]}", password_hash="!test", role="user")
+    nc = await connect_bus(nats_server.url, "docker-log-relay")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    relay = LogRelay(nc, js, Assignments(lambda job_id: read_assignment(pool, job_id)))
+    await relay.start()
+
+    async def assign(job_id: str, agent_id: str, attempt: int = 1) -> None:
+        await store.insert_job(pool, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=0,
+                               request={}, config={}, config_yaml="", stages=[], output_dir="/nonexistent",
+                               estimate={})
+        await pool.execute("UPDATE jobs SET state = 'running', agent_id = $2, attempt = $3 WHERE id = $1",
+                           job_id, agent_id, attempt)
+
+    yield assign
+    await relay.stop()
+    await close_bus(nc)
+    await pool.close()

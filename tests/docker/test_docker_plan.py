@@ -5,16 +5,19 @@ These run everywhere; the tests that need a real engine are in test_docker_runti
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker.types
 import pytest
 import yaml
 
+from services.agent.runner import Runner
 from services.agent.runtimes import make_runtime
 from services.agent.runtimes.base import JobSpec
 from services.agent.runtimes.docker import (DEFAULT_IMAGE, LABEL_AGENT, DockerRuntime, _parse_time, _split_mounts,
                                             container_name)
+from services.common import contracts
 from services.common.settings import StoragePaths
 
 pytestmark = [pytest.mark.unit]
@@ -109,6 +112,41 @@ def test_a_cpu_job_asks_for_no_device_and_sees_no_gpu(storage):
     assert "device_requests" not in options and "mem_limit" not in options and "network_mode" not in options
     assert options["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert options["environment"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def hub_stage_spec(storage: StoragePaths, hub: str | None, *, serve: bool = False) -> tuple[Runner, JobSpec]:
+    """The spec the runner gives the runtime for a dispatched stage whose model comes from `hub`."""
+    options = contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1) if serve else None
+    stage = contracts.EngineStage(name="serve" if serve else "train", config_yaml="model_name_or_path: Qwen/Qwen3\n",
+                                  command=("llamafactory-cli", "api" if serve else "train"), hub=hub, serve=options)
+    order = contracts.JobDispatched(job_id="job_1", kind="deploy" if serve else "train", stages=(stage,),
+                                    output_dir=str(storage.output / "job_1"), dispatched_at=datetime.now(UTC))
+    runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={})
+    runner = Runner(nc=None, js=None, agent_id="a1", runtime=runtime, storage=storage,
+                    engine_env={"HF_ENDPOINT": "https://hf-mirror.com", "MODELSCOPE_ENDPOINT": "https://ms.example"})
+    extra = {"API_PORT": "8000", "API_KEY": "k"} if serve else None
+    return runner, runner._spec(order, 0, extra, ports=(8000,) if serve else ())
+
+
+def test_a_modelscope_stage_runs_in_a_container_told_its_hub(storage, monkeypatch):
+    monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")  # the agent's own: a container never inherits it
+    runner, spec = hub_stage_spec(storage, "modelscope")
+    env = runner.runtime.create_options(spec)["environment"]
+    assert env["USE_MODELSCOPE_HUB"] == "1" and env["MODELSCOPE_ENDPOINT"] == "https://ms.example"
+    cache = env["MODELSCOPE_CACHE"]
+    assert cache == str(storage.hf_cache / "modelscope") and env["HF_HOME"] == str(storage.hf_cache)
+    assert plan(runner.runtime, spec)[str(storage.hf_cache)] is False, "the download cache is the shared, writable one"
+    for hub in (None, "huggingface"):
+        runner, spec = hub_stage_spec(storage, hub)
+        other = runner.runtime.create_options(spec)["environment"]
+        assert "USE_MODELSCOPE_HUB" not in other and other["MODELSCOPE_CACHE"] == cache
+        assert {k: v for k, v in env.items() if k != "USE_MODELSCOPE_HUB"} == other, "nothing else changes"
+
+
+def test_a_modelscope_model_served_from_a_container_is_told_its_hub_too(storage):
+    runner, spec = hub_stage_spec(storage, "modelscope", serve=True)
+    env = runner.runtime.create_options(spec)["environment"]
+    assert env["USE_MODELSCOPE_HUB"] == "1" and env["API_HOST"] == "0.0.0.0" and env["API_PORT"] == "8000"
 
 
 def test_settings_come_from_the_environment(storage, monkeypatch):

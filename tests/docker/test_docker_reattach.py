@@ -1,6 +1,7 @@
 """An agent restart with the docker runtime: the stopped runner leaves its containers running, the next
 runner with the same agent id re-attaches to them (logs, progress, cancel, the final event), over a real
-NATS and a real Docker engine."""
+NATS and a real Docker engine; the log lines reach LOGS through the scheduler's relay (with a real Postgres), as
+in production, so "without a gap or a repeat" is checked where viewers read."""
 
 from __future__ import annotations
 
@@ -71,8 +72,18 @@ def containers_of(docker_client, job_id: str) -> list:
     return docker_client.containers.list(all=True, filters={"label": f"llmct.job={job_id}"})
 
 
-async def shipped_lines(js, job_id: str) -> list[contracts.LogLine]:
-    """Every log line of the job in the LOGS stream, as a viewer replaying it gets them."""
+async def shipped_lines(js, job_id: str, log_file) -> list[contracts.LogLine]:
+    """Every log line of the job in the LOGS stream, as a viewer replaying it gets them, once the relay has copied
+    as many as the log file holds (or 30 s have passed)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        lines = await _stored_lines(js, job_id)
+        if len(lines) >= log_file.read_bytes().count(b"\n") or asyncio.get_running_loop().time() > deadline:
+            return lines
+        await asyncio.sleep(0.2)
+
+
+async def _stored_lines(js, job_id: str) -> list[contracts.LogLine]:
     sub = await js.subscribe(Subjects.logs(job_id), ordered_consumer=True)
     lines: list[contracts.LogLine] = []
     try:
@@ -101,9 +112,10 @@ async def wait_for(predicate, timeout: float = 60, every: float = 0.1):
     return result
 
 
-async def test_a_restarted_agent_goes_on_with_its_running_training(agents, bus, storage, docker_client):
+async def test_a_restarted_agent_goes_on_with_its_running_training(agents, bus, storage, docker_client, log_relay):
     nc, js = bus
     job_id = new_job()
+    await log_relay(job_id, agents.agent_id)
     steps = 600
     spec = lora_spec(storage, job_id, max_steps=steps, save_steps=100_000)
     queue = await events_of(nc, job_id)
@@ -138,7 +150,7 @@ async def test_a_restarted_agent_goes_on_with_its_running_training(agents, bus, 
     assert len(reported) <= steps + 1  # the engine repeats its last step in its summary; nothing else twice
     assert [c.id for c in containers_of(docker_client, job_id)] in ([container.id], [])  # never a second one
 
-    lines = await shipped_lines(js, job_id)
+    lines = await shipped_lines(js, job_id, storage.logs / f"{job_id}.log")
     assert_one_unbroken_log(lines, storage.logs / f"{job_id}.log")
     texts = [line.text for line in lines]
     assert any("re-attached to container" in t for t in texts) and texts[-1] == "job succeeded"
@@ -147,9 +159,11 @@ async def test_a_restarted_agent_goes_on_with_its_running_training(agents, bus, 
     assert len(logged) == steps, len(logged)
 
 
-async def test_a_re_attached_job_can_be_cancelled_and_its_output_is_unbroken(agents, bus, storage, docker_client):
+async def test_a_re_attached_job_can_be_cancelled_and_its_output_is_unbroken(agents, bus, storage, docker_client,
+                                                                            log_relay):
     nc, js = bus
     job_id = new_job()
+    await log_relay(job_id, agents.agent_id)
     queue = await events_of(nc, job_id)
     first = await agents()
     await dispatch(js, agents.agent_id, job_id, {}, storage.output / job_id, kind="eval",
@@ -173,16 +187,17 @@ async def test_a_re_attached_job_can_be_cancelled_and_its_output_is_unbroken(age
     await wait_for(lambda: job_id not in second.jobs, 5)  # it forgets the job once JobFinished is out
     assert all(c.status == "exited" for c in containers_of(docker_client, job_id))
 
-    lines = await shipped_lines(js, job_id)
+    lines = await shipped_lines(js, job_id, log_file)
     assert_one_unbroken_log(lines, log_file)
     counted = [int(line.text) for line in lines if line.stream == "stdout"]
     assert counted == list(range(len(counted))) and len(counted) > 100  # 0, 1, 2, ...: none lost, none twice
 
 
 async def test_a_job_that_ended_while_no_agent_ran_is_reported_and_its_next_stage_runs(agents, bus, storage,
-                                                                                      docker_client):
+                                                                                      docker_client, log_relay):
     nc, js = bus
     job_id = new_job()
+    await log_relay(job_id, agents.agent_id)
     queue = await events_of(nc, job_id)
     first = await agents()
     count = "import time\nfor i in range(300):\n    print(i, flush=True)\n    time.sleep(0.01)"
@@ -199,7 +214,7 @@ async def test_a_job_that_ended_while_no_agent_ran_is_reported_and_its_next_stag
     assert (finished.state, finished.exit_code) == ("succeeded", 0), (finished.message, finished.last_lines)
     await asyncio.sleep(0.5)
     assert queue.empty()
-    lines = await shipped_lines(js, job_id)
+    lines = await shipped_lines(js, job_id, storage.logs / f"{job_id}.log")
     assert_one_unbroken_log(lines, storage.logs / f"{job_id}.log")
     output = [line.text for line in lines if line.stream == "stdout"]
     assert output == [str(i) for i in range(300)] + ["stage two"]

@@ -124,3 +124,38 @@ async def test_a_deployment_serves_chat_from_a_container(serving_agent, storage,
     await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
     finished = (await until_finished(queue, 60))[-1]
     assert (finished.state, finished.reason) == ("cancelled", "cancelled")
+
+
+@pytest.fixture
+async def hub_agent(nats_server, make_runtime, storage, agent_id):
+    """The runner as `agent`, with ModelScope's client told to try once (nothing is reachable here)."""
+    nc = await connect_bus(nats_server.url, "docker-hub-test")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    runner = Runner(nc=nc, js=js, agent_id=agent_id, runtime=make_runtime(), storage=storage,
+                    engine_env={**ENGINE_ENV, "MODELSCOPE_API_MAX_RETRIES": "1",
+                                "MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS": "1"})
+    await runner.start()
+    yield nc, js, runner
+    await runner.stop()
+    await close_bus(nc)
+
+
+async def test_a_modelscope_model_is_asked_of_modelscope_from_the_container(hub_agent, storage, agent_id):
+    """The real engine in a container, for a stage whose model the scheduler said is on ModelScope: it asks
+    modelscope.cn (unreachable here, so the job fails there), never Hugging Face, and its download cache is the
+    host's shared one."""
+    nc, js, _ = hub_agent
+    job_id = new_job()
+    config = {**config_of(lora_spec(storage, job_id)), "model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}
+    stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), hub="modelscope",
+                                  config_yaml=yaml.safe_dump(config))
+    queue = await events_of(nc, job_id)
+    order = contracts.JobDispatched(job_id=job_id, kind="train", stages=(stage,),
+                                    output_dir=str(storage.output / job_id), dispatched_at=datetime.now(UTC))
+    await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(order))
+    finished = (await until_finished(queue))[-1]
+    log_text = (storage.logs / f"{job_id}.log").read_text()
+    assert finished.state == "failed" and "modelscope.cn" in log_text, (finished.message, finished.last_lines)
+    assert "huggingface.co" not in log_text
+    assert (storage.hf_cache / "modelscope" / "models").is_dir(), "the container downloads into the shared cache"

@@ -151,12 +151,17 @@ def test_register_login_api_key_logout(page: Page, stack, tmp_path):
     assert page.url.endswith("/login?next=%2Faccount")
 
 
-def test_admin_creates_an_invite(page: Page, stack, tmp_path):
-    page.goto("/login?next=/account")
+def log_in_as_admin(page: Page, stack, then: str, title: str) -> None:
+    """Through the login form, landing on `then` (whose heading is `title`)."""
+    page.goto(f"/login?next={then}")
     page.get_by_label("Username").fill(stack.admin_username)
     page.get_by_label("Password").fill(stack.admin_password)
     page.get_by_role("button", name="Log in").click()
-    expect(heading(page, "Account")).to_be_visible()
+    expect(heading(page, title)).to_be_visible()
+
+
+def test_admin_creates_an_invite(page: Page, stack, tmp_path):
+    log_in_as_admin(page, stack, "/account", "Account")
 
     invites = page.get_by_role("region", name="Invite codes")
     invites.get_by_label("Uses").fill("2")
@@ -197,11 +202,7 @@ def test_admin_creates_an_invite(page: Page, stack, tmp_path):
 
 
 def test_admin_registers_and_retires_a_modelscope_preset(page: Page, stack, tmp_path):
-    page.goto("/login?next=/models")
-    page.get_by_label("Username").fill(stack.admin_username)
-    page.get_by_label("Password").fill(stack.admin_password)
-    page.get_by_role("button", name="Log in").click()
-    expect(heading(page, "Models")).to_be_visible()
+    log_in_as_admin(page, stack, "/models", "Models")
 
     name = f"e2e-ms-{secrets.token_hex(3)}"
     page.get_by_role("button", name="Add a preset").click()

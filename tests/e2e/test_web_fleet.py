@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import E2E_AGENT
-from .test_web_auth import browser, keep_screenshot, web_prerequisites  # noqa: F401 - fixtures
+from .test_web_auth import browser, keep_screenshot, log_in_as_admin, web_prerequisites  # noqa: F401 - fixtures
 from .test_web_jobs import TABLET, signed_in_page
 
 pytestmark = [pytest.mark.e2e]
@@ -24,11 +24,7 @@ def admin_page(web_prerequisites, browser, stack) -> Iterator[Page]:  # noqa: F8
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto("/login")
-    page.get_by_label("Username").fill(stack.admin_username)
-    page.get_by_label("Password").fill(stack.admin_password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", level=1, name="Jobs")).to_be_visible()
+    log_in_as_admin(page, stack, "/jobs", "Jobs")
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"

@@ -39,14 +39,16 @@ async def test_a_shipper_numbers_on_and_cuts_what_was_never_shipped(tmp_path):
     log_file.write_bytes(b"[platform] start\none\ntwo, written but never shipped\n")
     shipped = []
     js = FakeJetStream()
-    shipper = LogShipper(js, "job_1", log_file, seq=2, keep_bytes=len(b"[platform] start\none\n"),
-                         on_shipped=lambda *args: shipped.append(args))
+    shipper = LogShipper(js, "job_1", log_file, agent_id="gpu-1", attempt=3, seq=2,
+                         keep_bytes=len(b"[platform] start\none\n"), on_shipped=lambda *args: shipped.append(args))
     shipper.add("stdout", "two", {"at": 2})
     shipper.add("system", "a note")  # no mark: the last mark stands
     await shipper.close()
     assert log_file.read_bytes() == b"[platform] start\none\ntwo\n[platform] a note\n"
     [(subject, batch)] = js.published
-    assert subject == "logs.job_1" and [(line.seq, line.text) for line in batch.lines] == [(3, "two"), (4, "a note")]
+    assert subject == "job.logs.gpu-1.job_1", "its own ingest subject, never logs.<job>"
+    assert [(line.seq, line.text) for line in batch.lines] == [(3, "two"), (4, "a note")]
+    assert batch.attempt == 3, "the relay copies only the job's current attempt"
     assert shipped == [(4, log_file.stat().st_size, {"at": 2})]
 
 
@@ -58,7 +60,8 @@ async def test_closing_lets_a_batch_being_sent_finish_so_the_mark_keeps_up_with_
 
     shipped = []
     js = SlowJetStream()
-    shipper = LogShipper(js, "job_1", tmp_path / "job_1.log", on_shipped=lambda *args: shipped.append(args))
+    shipper = LogShipper(js, "job_1", tmp_path / "job_1.log", agent_id="gpu-1",
+                         on_shipped=lambda *args: shipped.append(args))
     for i in range(5):
         shipper.add("stdout", str(i), {"line": i})
     await asyncio.sleep(0.12)  # the flusher is sending them now
@@ -73,7 +76,7 @@ async def test_a_fresh_shipper_appends_and_starts_at_one(tmp_path):
     log_file = tmp_path / "job_1.log"
     log_file.write_bytes(b"an earlier attempt\n")
     js = FakeJetStream()
-    shipper = LogShipper(js, "job_1", log_file)
+    shipper = LogShipper(js, "job_1", log_file, agent_id="gpu-1")
     shipper.add("stderr", "ü\r")
     await shipper.close()
     assert log_file.read_bytes() == "an earlier attempt\nü\r\n".encode()

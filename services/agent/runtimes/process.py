@@ -9,6 +9,7 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from ..hubs import HUB_SELECTORS
 from .base import ExitInfo, JobSpec, RuntimeStartError
 
 
@@ -65,8 +66,10 @@ class ProcessRuntime:
         executable = self.engine_bin / spec.command[0]
         if not executable.exists():
             raise RuntimeStartError("engine_missing", f"{executable} not found: run engine/install.sh on this agent")
-        # The engine has its own environment: nothing of the platform's interpreter may leak into it.
-        inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        # The engine has its own environment: nothing of the platform's interpreter may leak into it, and its
+        # model hub is the stage's (spec.env), never one the agent was started with.
+        inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+                     and k not in HUB_SELECTORS}
         env = {**inherited, **spec.env, "PATH": f"{self.engine_bin}:{os.environ.get('PATH', '')}"}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpu_ids))
         try:

@@ -87,3 +87,22 @@ async def test_own_models_shadow_a_preset_of_the_same_name(pool, settings):
     mine, _ = await make_output(pool, me, preset_id, name=preset)
     assert (await rules.model_for_use(pool, me, preset, "eval", "model")).id == mine
     assert (await rules.model_for_use(pool, other, preset, "eval", "model")).id == preset_id
+
+
+async def test_a_model_without_a_local_copy_is_loaded_from_its_hub(pool, world):
+    """The hub a job's stages name (docs/registry.md): the platform's choice when a model is on both, the only one
+    it is on otherwise, none for a local copy; an adapter is loaded on its base, from the base's hub."""
+    me, names = world
+    caller = Principal(user_id=me, username="me", role="user", via="token")
+    both = await access.usable_base_model(pool, caller, names["hub"])
+    assert (both.path, both.hub) == ("org/hub-only", "huggingface")
+    both = await access.usable_base_model(pool, caller, names["hub"], prefer_hub="modelscope")
+    assert (both.path, both.hub) == ("org-ms/hub-only", "modelscope")
+    assert (await access.usable_base_model(pool, caller, names["preset"], prefer_hub="modelscope")).hub is None
+    ms_only = unique("Ms-Only")
+    await pool.execute("INSERT INTO models (id, name, source, kind, visibility, ms_path, parameter_count) "
+                       "VALUES ($1, $2, 'preset', 'base', 'public', 'org-ms/ms-only', 1000)", f"mdl_{ms_only}", ms_only)
+    adapter_id, adapter = await make_output(pool, me, f"mdl_{ms_only}", kind="lora")
+    used = await access.usable_model(pool, caller, adapter, "deploy")
+    assert (used.paths.model_path, used.paths.hub) == ("org-ms/ms-only", "modelscope")
+    assert used.paths.adapter_path == f"/out/{adapter_id}"

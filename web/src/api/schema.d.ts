@@ -1198,6 +1198,8 @@ export interface components {
             metrics: {
                 [key: string]: number;
             } | null;
+            /** @enum {null|string} */
+            model_hub?: "huggingface" | "modelscope" | null;
             owner_id: string;
             priority: number;
             progress: {
@@ -1248,6 +1250,8 @@ export interface components {
                 [key: string]: unknown;
             };
             kind: string;
+            /** @enum {null|string} */
+            model_hub?: "huggingface" | "modelscope" | null;
             stages: string[];
         };
         /** JobSummary */

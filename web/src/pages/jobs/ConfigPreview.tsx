@@ -38,6 +38,7 @@ export function ConfigPreview({ body }: { body: JobRequest | null }) {
         </Alert>
       )}
       {last && last.stages.length > 1 && <p className="muted">{t("train.previewStages", { stages: last.stages.join(" → ") })}</p>}
+      {last?.model_hub && <p className="muted">{t(last.model_hub === "modelscope" ? "hub.modelscope" : "hub.huggingface")}</p>}
       {last ? (
         <pre
           className={preview.state === "ready" ? "code" : "code code--stale"}

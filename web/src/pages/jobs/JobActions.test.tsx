@@ -82,6 +82,19 @@ describe("a job that ended badly", () => {
   });
 });
 
+describe("where a job's model comes from", () => {
+  it("names the hub a model is downloaded from", async () => {
+    signIn();
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...JOB, model_hub: "modelscope" } },
+    });
+    renderApp("/jobs/job_ccc333");
+    const summary = await screen.findByRole("region", { name: "Summary" });
+    expect(within(summary).getByText("Model downloaded from").nextSibling).toHaveTextContent("ModelScope");
+  });
+});
+
 const MODELS = {
   items: [{ id: "m1", name: "tiny-llama", kind: "base", source: "preset", usable_for: ["train"], retired_at: null, template: "default", parameter_count: 1000 }],
   page: 1, limit: 200, total: 1, next_page: null,

@@ -165,6 +165,12 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
               {job.agent_id ? ` · ${job.agent_id}` : ""}
             </dd>
           </div>
+          {job.model_hub && (
+            <div>
+              <dt>{t("hub.title")}</dt>
+              <dd>{job.model_hub === "modelscope" ? "ModelScope" : "Hugging Face"}</dd>
+            </div>
+          )}
         </dl>
       </section>
 

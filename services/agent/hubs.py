@@ -1,0 +1,36 @@
+"""Which model hub an engine stage downloads from, as the environment LLaMA-Factory reads.
+
+LLaMA-Factory looks a model id up on Hugging Face unless `USE_MODELSCOPE_HUB=1`; with it, it downloads the id
+from ModelScope (and needs the `modelscope` package: without it the engine stops with "The 'modelscope>=…'
+distribution was not found", which failures.py reports as `missing_dependency`). The scheduler decides the hub
+per stage (`EngineStage.hub`); an agent's own environment never does (runtimes/process.py drops these from
+what the engine inherits), so a job runs from the same hub on every agent and in both runtimes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.common.contracts import MODEL_HUBS
+
+# The variables by which LLaMA-Factory picks a hub for model ids (and for datasets that name several hubs).
+HUB_SELECTORS = ("USE_MODELSCOPE_HUB", "USE_OPENMIND_HUB")
+
+
+class UnknownHub(ValueError):
+    """A stage names a hub this agent cannot set the engine up for (a newer scheduler): never run it elsewhere."""
+
+
+def hub_environment(hub: str | None, hf_cache: Path) -> dict[str, str]:
+    """The engine's hub variables for a stage whose model comes from `hub` (None: a local copy).
+
+    ModelScope's cache sits in the shared cache beside Hugging Face's (the Docker runtime mounts it writable), for
+    every stage: a dataset registered from ModelScope is downloaded from there whatever the model's hub.
+    """
+    if hub is not None and hub not in MODEL_HUBS:
+        raise UnknownHub(f"this agent cannot download models from hub {hub!r} (it knows {', '.join(MODEL_HUBS)}): "
+                         "upgrade the agent")
+    env = {"MODELSCOPE_CACHE": str(hf_cache / "modelscope")}
+    if hub == "modelscope":
+        env["USE_MODELSCOPE_HUB"] = "1"
+    return env
