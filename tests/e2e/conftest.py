@@ -43,7 +43,9 @@ class Stack:
 E2E_AGENT = "e2e-agent"
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack's scheduler and agent share the session's NATS and Postgres, so they stop when the e2e
+# tests end, before tests that need to be the only scheduler (durable consumers) or agent (placement) run.
+@pytest.fixture(scope="package")
 def stack(stack_env, nats_server, tmp_path_factory):
     env = {**os.environ, **stack_env, "LLMCT_HEARTBEAT_S": "1", "LLMCT_CPU_SLOTS": "2", "LLMCT_RUNTIME": "process"}
     # The agent runs as its own NATS user, limited to its own subjects, as in production (docs/fleet.md).
@@ -59,7 +61,7 @@ def stack(stack_env, nats_server, tmp_path_factory):
     stop_services(list(stack.services.values()))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tiny_model(stack, settings, postgres_server):
     """The tiny Llama built with the engine's interpreter and registered as a preset, plus tiny datasets."""
     if not ENGINE_PYTHON.exists():
