@@ -12,7 +12,7 @@ Runner registered by the agent's own heartbeat function, a preset model row and 
 
 Modes (each runs a short unloaded probe, one job in flight, then the load phase):
   inproc   scheduler dispatcher (services.scheduler.handlers.start) in this process, submit by calling
-           services.scheduler.service.submit directly
+           services.scheduler.jobs.service.submit directly
   gateway  scheduler and gateway as processes (launcher.start_services); submit = HTTP POST /api/jobs
            through the gateway with a bearer token (JWT check only, no argon2) - includes validation,
            config rendering and the proxy hop
@@ -222,31 +222,31 @@ async def building_blocks(url: str, n: int) -> dict:
 
 
 def freeze_config_cost(n: int = 300) -> dict:
-    """CPU of freezing one job's config as YAML (services.scheduler.configs.to_yaml, pure-Python SafeDumper) vs
+    """CPU of freezing one job's config as YAML (services.scheduler.rendering.to_yaml, pure-Python SafeDumper) vs
     the same call with libyaml's CSafeDumper, which gives byte-identical text; a what-if for the report."""
     import msgspec
     import yaml
     from pathlib import Path
 
-    from services.scheduler import configs
-    from services.scheduler.schemas import TrainRequest
+    from services.scheduler import rendering
+    from services.scheduler.jobs.schemas import TrainRequest
 
     req = msgspec.convert(REQUEST, TrainRequest)
-    config = configs.render_train(req, model_path="/models/m", default_template="default", data_dir=Path("/data"),
-                                  output_dir=Path("/output/job_0123456789abcdef"))
+    config = rendering.render_train(req, model_path="/models/m", default_template="default", data_dir=Path("/data"),
+                                    output_dir=Path("/output/job_0123456789abcdef"))
 
     def c_dump() -> str:
         return yaml.dump(config, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
 
     out = {}
-    for name, fn in (("to_yaml_pure_python", lambda: configs.to_yaml(config)), ("to_yaml_libyaml_what_if", c_dump)):
+    for name, fn in (("to_yaml_pure_python", lambda: rendering.to_yaml(config)), ("to_yaml_libyaml_what_if", c_dump)):
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
         out[name] = summary_ms(times[20:])
-    out["to_yaml_identical_with_libyaml"] = configs.to_yaml(config) == c_dump()
+    out["to_yaml_identical_with_libyaml"] = rendering.to_yaml(config) == c_dump()
     return out
 
 
@@ -351,8 +351,8 @@ def submitter(mode: str, platform: Platform, sched: InprocScheduler | None):
     if mode == "inproc":
         import msgspec
 
-        from services.scheduler import service
-        from services.scheduler.schemas import TrainRequest
+        from services.scheduler.jobs import service
+        from services.scheduler.jobs.schemas import TrainRequest
 
         request = msgspec.convert(REQUEST, TrainRequest)
         state = sched.app.state
@@ -518,7 +518,7 @@ def report(results: dict) -> None:
         hop = bb[f"consume_hop_batch_{batch}"]
         rows.append([f"bus.consume hop, batch={batch} (idle)", "1", hop["p50_ms"], hop["p99_ms"], "-", "-", "-"])
     for name in ("to_yaml_pure_python", "to_yaml_libyaml_what_if"):
-        rows.append([f"configs.{name} (CPU)", "1", bb[name]["p50_ms"], bb[name]["p99_ms"], "-", "-", "-"])
+        rows.append([f"rendering.{name} (CPU)", "1", bb[name]["p50_ms"], bb[name]["p99_ms"], "-", "-", "-"])
     for mode, entry in results["modes"].items():
         for phase in ("probe", "load", "realistic_slots"):
             if phase not in entry:

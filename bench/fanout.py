@@ -206,7 +206,7 @@ def start_producer(infra: Infra, job_id: str, lines: int, rate: float, path: str
 async def insert_job(conn, owner_id: str) -> str:
     """A real job row (as the scheduler stores one) so the gateway lets the owner watch its logs, running on the
     producer's agent as attempt 1, so the relay lets its lines through."""
-    from services.scheduler.store import insert_job as store_insert
+    from services.scheduler.jobs.store import insert_job as store_insert
 
     job_id = new_id("job")
     await store_insert(conn, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=0,

@@ -3,7 +3,7 @@
 1. Measures the real peak GPU memory of training steps (forward, backward, AdamW step, gradient
    checkpointing on, bf16 weights for adapters, fp32 master weights for full fine-tuning) on
    Llama-shaped models made locally with random weights, and compares it with the scheduler's
-   estimate (services/scheduler/memory.py) that decides whether a job is refused at submit.
+   estimate (services/scheduler/jobs/memory.py) that decides whether a job is refused at submit.
 2. Reads the agent's heartbeat view of the GPU (services/agent/resources.read_gpus, NVML) while a
    run is in progress, to show real memory, utilisation and temperature.
 
@@ -21,7 +21,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from services.agent.resources import read_gpus
-from services.scheduler.memory import estimate
+from services.scheduler.jobs.memory import estimate
 
 SHAPES = {
     "llama-1.1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,

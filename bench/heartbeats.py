@@ -9,9 +9,9 @@ Phases, one run, real NATS (with its users) and Postgres:
    (now − newest recorded `sent_at`) over time (keeping up = flat, not growing); beats recorded vs sent;
    NATS slow consumers;
 3. simulated history: raw samples for `--sim-agents` agents × `--gpus` GPUs over `--sim-hours` hours (the rows
-   the scheduler writes, generated in SQL), then one retention pass (services.scheduler.fleet.apply_retention):
-   its time, the rows per resolution, the tables' size, extrapolated to 1,000 agents and to a 90-day steady
-   state.
+   the scheduler writes, generated in SQL), then one retention pass
+   (services.scheduler.fleet.maintenance.apply_retention): its time, the rows per resolution, the tables' size,
+   extrapolated to 1,000 agents and to a 90-day steady state.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import nats
 
 from services.common import contracts
 from services.common.store import create_pool
-from services.scheduler import agents_store
-from services.scheduler.fleet import FleetSettings, apply_retention
+from services.scheduler.fleet import store as agents_store
+from services.scheduler.fleet.maintenance import FleetSettings, apply_retention
 
 from ._infra import CpuMeter, Infra, machine, print_table, ratio, write_results
 

@@ -8,11 +8,11 @@ from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
 from . import handlers
-from .agents import AgentController, JobGpuController
-from .deployments import DeploymentController
-from .evals import EvalController
-from .quotas import QuotaController
-from .routes import JobController
+from .deployments.routes import DeploymentController
+from .evaluations.routes import EvalController
+from .fleet.routes import AgentController, JobGpuController
+from .jobs.routes import JobController
+from .quotas.routes import QuotaController
 
 SPEC = ServiceSpec(
     name="scheduler",

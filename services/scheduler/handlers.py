@@ -13,9 +13,10 @@ from services.common import contracts
 from services.common.bus import consume, decode_or_term
 from services.common.contracts import Subjects
 
-from . import events, fleet, service
-from .log_gate import Assignments, read_assignment
-from .log_relay import LogRelay
+from .fleet import maintenance
+from .jobs import events, service
+from .logs.gate import Assignments, read_assignment
+from .logs.relay import LogRelay
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ async def start(app: Litestar) -> None:
     app.state.wake = asyncio.Event()
     app.state.wake.set()
 
-    await fleet.start(app)  # heartbeats, offline agents, metrics retention
+    await maintenance.start(app)  # heartbeats, offline agents, metrics retention
     relay = app.state.log_relay = LogRelay(app.state.nc, app.state.js,
                                            Assignments(lambda job_id: read_assignment(app.state.pool, job_id)))
     await relay.start()
@@ -90,4 +91,4 @@ async def stop(app: Litestar) -> None:
         task.cancel()
     await asyncio.gather(*app.state.tasks, return_exceptions=True)
     await app.state.log_relay.stop()
-    await fleet.stop(app)
+    await maintenance.stop(app)

@@ -109,12 +109,12 @@ def make_runtime(docker_engine, test_image, mounts, storage, agent_id):
 
 @pytest.fixture
 async def log_relay(nats_server, postgres_server):
-    """The scheduler's log relay (services/scheduler/log_relay.py), which copies an agent's log batches to LOGS only
+    """The scheduler's log relay (services/scheduler/logs/relay.py), which copies an agent's log batches to LOGS only
     for jobs on that agent: `assign(job_id, agent_id, attempt=1)` stores such a job, as a dispatch would."""
     from services.auth.store import insert_user
-    from services.scheduler import store
-    from services.scheduler.log_gate import Assignments, read_assignment
-    from services.scheduler.log_relay import LogRelay
+    from services.scheduler.jobs import store
+    from services.scheduler.logs.gate import Assignments, read_assignment
+    from services.scheduler.logs.relay import LogRelay
 
     pool = await create_pool(postgres_server.url)
     owner_id = new_id("usr")

@@ -12,28 +12,28 @@ from services.agent import failures, results
 from services.agent.runtimes.base import ExitInfo
 from services.common.errors import ApiError
 from services.registry import outputs
-from services.scheduler import configs
-from services.scheduler.schemas import EvalRequest, ExportRequest, JobRequest
+from services.scheduler import rendering
+from services.scheduler.jobs.schemas import EvalRequest, ExportRequest, JobRequest
 
 OUT = Path("/srv/cloud-llm/output/job_x")
-BASE = configs.ModelPaths(model_path="/models/base", template="qwen")
-ADAPTER = configs.ModelPaths(model_path="/models/base", adapter_path="/srv/cloud-llm/output/job_a", template="qwen")
+BASE = rendering.ModelPaths(model_path="/models/base", template="qwen")
+ADAPTER = rendering.ModelPaths(model_path="/models/base", adapter_path="/srv/cloud-llm/output/job_a", template="qwen")
 
 
 def decode(body: dict):
     return msgspec.convert(body, JobRequest)
 
 
-def render_eval(body: dict, model=BASE, stage="sft", tasks=("tinymc",)) -> configs.Rendered:
+def render_eval(body: dict, model=BASE, stage="sft", tasks=("tinymc",)) -> rendering.Rendered:
     req = decode({"kind": "eval", "model": "m", **body})
-    configs.check_eval_request(req, list(tasks))
-    return configs.render_eval(req, model=model, stage=stage, data_dir=Path("/data"), task_dir=Path("/tasks"),
-                               output_dir=OUT)
+    rendering.check_eval_request(req, list(tasks))
+    return rendering.render_eval(req, model=model, stage=stage, data_dir=Path("/data"), task_dir=Path("/tasks"),
+                                 output_dir=OUT)
 
 
-def render_export(body: dict, model=ADAPTER, calibration="/data/corpus.json") -> configs.Rendered:
+def render_export(body: dict, model=ADAPTER, calibration="/data/corpus.json") -> rendering.Rendered:
     req = decode({"kind": "export", "model": "m", **body})
-    return configs.render_export(req, model=model, output_dir=OUT, calibration_file=calibration)
+    return rendering.render_export(req, model=model, output_dir=OUT, calibration_file=calibration)
 
 
 def test_a_request_is_a_union_tagged_on_kind():
@@ -41,14 +41,14 @@ def test_a_request_is_a_union_tagged_on_kind():
     assert isinstance(decode({"kind": "export", "model": "m"}), ExportRequest)
     with pytest.raises(msgspec.ValidationError, match="kind"):
         decode({"model": "m"})
-    assert configs.request_dict(decode({"kind": "eval", "model": "m"}))["kind"] == "eval"
+    assert rendering.request_dict(decode({"kind": "eval", "model": "m"}))["kind"] == "eval"
 
 
 def test_loss_eval_renders_do_eval_on_the_adapter_and_its_base():
     rendered = render_eval({"datasets": ["d1", "d2"], "max_samples": 10}, model=ADAPTER)
     (stage,) = rendered.stages
     c = stage.config
-    assert stage.command == configs.TRAIN_COMMAND and stage.name == "loss"
+    assert stage.command == rendering.TRAIN_COMMAND and stage.name == "loss"
     assert c["do_eval"] is True and c["do_train"] is False and c["do_predict"] is False
     assert c["eval_dataset"] == "d1,d2" and "dataset" not in c and c["max_samples"] == 10
     assert c["model_name_or_path"] == "/models/base" and c["adapter_name_or_path"] == "/srv/cloud-llm/output/job_a"
@@ -68,7 +68,7 @@ def test_generation_eval_passes_the_generation_settings():
 def test_benchmark_eval_runs_the_evaluator_on_an_installed_task():
     rendered = render_eval({"evaluation": "benchmark", "task": "tinymc", "split": "validation", "n_shot": 2})
     (stage,) = rendered.stages
-    assert stage.command == configs.BENCHMARK_COMMAND
+    assert stage.command == rendering.BENCHMARK_COMMAND
     c = stage.config
     assert c["task"] == "tinymc_validation" and c["task_dir"] == "/tasks" and c["n_shot"] == 2
     assert c["save_dir"] == str(OUT / "results") and "output_dir" not in c and "eval_dataset" not in c
@@ -92,7 +92,7 @@ def test_bad_evals_name_the_field(body, field, code):
 def test_merging_an_adapter_is_one_stage_without_quantisation_keys():
     (stage,) = render_export({"export_size": 2}).stages
     c = stage.config
-    assert stage.name == "merge" and stage.command == configs.EXPORT_COMMAND
+    assert stage.name == "merge" and stage.command == rendering.EXPORT_COMMAND
     assert c["adapter_name_or_path"] == ADAPTER.adapter_path and c["export_dir"] == str(OUT / "export")
     assert c["export_size"] == 2 and c["export_device"] == "cpu" and "output_dir" not in c
     assert not [key for key in c if key.startswith("export_quantization") or key.startswith("quantization")]
@@ -191,21 +191,21 @@ def test_export_outputs_name_their_quantisation():
 
 
 def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():
-    from services.scheduler.schemas import DeployRequest
+    from services.scheduler.jobs.schemas import DeployRequest
 
     req = msgspec.convert({"model": "m", "generation": {"temperature": 0.3, "max_new_tokens": 64}, "gpu_count": 0},
                           DeployRequest)
-    rendered = configs.render_deploy(req, model=ADAPTER, startup_timeout_s=180, idle_timeout_s=300)
+    rendered = rendering.render_deploy(req, model=ADAPTER, startup_timeout_s=180, idle_timeout_s=300)
     (stage,) = rendered.stages
     c = stage.config
-    assert stage.command == configs.SERVE_COMMAND and stage.serve == {"startup_timeout_s": 180, "idle_timeout_s": 300}
+    assert stage.command == rendering.SERVE_COMMAND and stage.serve == {"startup_timeout_s": 180, "idle_timeout_s": 300}
     assert c["adapter_name_or_path"] == ADAPTER.adapter_path and c["model_name_or_path"] == "/models/base"
     assert (c["temperature"], c["max_new_tokens"], c["template"]) == (0.3, 64, "qwen")
     assert c["infer_backend"] == "huggingface" and c["trust_remote_code"] is False
     assert rendered.stage_rows()[0]["serve"] == {"startup_timeout_s": 180, "idle_timeout_s": 300}
     with pytest.raises(ApiError) as error:
-        configs.render_deploy(msgspec.structs.replace(req, config_overrides={"adapter_name_or_path": "x"}),
-                              model=BASE, startup_timeout_s=1, idle_timeout_s=1)
+        rendering.render_deploy(msgspec.structs.replace(req, config_overrides={"adapter_name_or_path": "x"}),
+                                model=BASE, startup_timeout_s=1, idle_timeout_s=1)
     assert error.value.field == "config_overrides.adapter_name_or_path"
 
 
@@ -217,7 +217,7 @@ def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():
 def test_deployment_states_people_see(job_state, ready, cancel, expected):
     from datetime import UTC, datetime
 
-    from services.scheduler.deployments import public_state, to_out
+    from services.scheduler.deployments.routes import public_state, to_out
 
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     row = {"id": "dep_1", "owner": "ann", "model": "m", "generation": {}, "idle_timeout_s": 300,

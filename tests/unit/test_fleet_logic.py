@@ -13,9 +13,9 @@ from services.agent.runner import consumer_name
 from services.common import contracts, nats_auth
 from services.common.errors import ApiError
 from services.common.launcher import process_env
-from services.scheduler.agents import AgentOut, GpuOut, choose_step, summarise
-from services.scheduler.fleet import FleetSettings
-from services.scheduler.heartbeats import HeartbeatRecorder, beat_from
+from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from
+from services.scheduler.fleet.maintenance import FleetSettings
+from services.scheduler.fleet.routes import AgentOut, GpuOut, choose_step, summarise
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """Job events name their sender and attempt: the subject an agent publishes on, what its NATS user may publish, what
-the scheduler accepts (services/scheduler/events.py), and that the agent stamps every event with the dispatch's
+the scheduler accepts (services/scheduler/jobs/events.py), and that the agent stamps every event with the dispatch's
 attempt. No servers; the same rules against real NATS and Postgres are in tests/integration/scheduler."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from services.agent.serving import ModelServer
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
 from services.common.settings import StoragePaths
-from services.scheduler.events import refusal
+from services.scheduler.jobs.events import refusal
 
 from .test_agent_reattach import FakeJetStream, FakeRuntime, found
 

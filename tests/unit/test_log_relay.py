@@ -1,6 +1,6 @@
 """Job logs go through the scheduler's checked relay: the subjects and permissions, the agent's batches (its own
-subject, the dispatch's attempt), the gate and its cache (services/scheduler/log_gate.py), and the relay's lanes
-(services/scheduler/log_relay.py: order, duplicates, gaps, LOGS' expected last sequence) against a stand-in for
+subject, the dispatch's attempt), the gate and its cache (services/scheduler/logs/gate.py), and the relay's lanes
+(services/scheduler/logs/relay.py: order, duplicates, gaps, LOGS' expected last sequence) against a stand-in for
 JetStream. The same against real NATS and Postgres is tests/integration/scheduler/test_log_relay.py."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from services.agent.jobstate import JobState
 from services.agent.runner import Runner, RunningJob
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
-from services.scheduler.log_gate import Assignments
-from services.scheduler.log_order import DUPLICATE, GAP, NEXT, Tip, placement, tip_of
-from services.scheduler.log_relay import EXPECT_LAST, LogRelay
+from services.scheduler.logs.gate import Assignments
+from services.scheduler.logs.order import DUPLICATE, GAP, NEXT, Tip, placement, tip_of
+from services.scheduler.logs.relay import EXPECT_LAST, LogRelay
 
 from .test_agent_reattach import FakeJetStream, FakeRuntime, found
 from .test_job_events import OneRunRuntime, matches, storage_in
@@ -331,7 +331,7 @@ async def test_another_agents_an_old_attempts_and_malformed_batches_are_dropped_
     assert relay.logs.lines("job_1") == list(range(1, 11)) and relay.logs.lines("job_2") == []
     assert all(m.acked for m in bad) and wrong_job.termed
     assert relay.counts["refused"] == 4
-    warnings = [r.getMessage() for r in caplog.records if r.name == "services.scheduler.log_relay"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "services.scheduler.logs.relay"]
     assert any("from agent b for job job_1" in w and "not on this agent" in w for w in warnings), warnings
 
 
@@ -340,7 +340,7 @@ async def test_warnings_about_one_agent_are_limited(relay, caplog):
     for msg in msgs:
         await relay.take(msg)
     await settled(relay, *msgs)
-    warnings = [r for r in caplog.records if r.name == "services.scheduler.log_relay"]
+    warnings = [r for r in caplog.records if r.name == "services.scheduler.logs.relay"]
     assert len(warnings) == 1 and relay.counts["refused"] == 50
 
 

@@ -21,8 +21,9 @@ from services.agent.serving import ModelServer
 from services.common import contracts
 from services.common.settings import StoragePaths, settings_from_env
 from services.registry.rules import ModelRef
-from services.scheduler import access, configs, recovery
-from services.scheduler.schemas import DeployRequest, JobRequest
+from services.scheduler import rendering
+from services.scheduler.jobs import access, recovery
+from services.scheduler.jobs.schemas import DeployRequest, JobRequest
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +62,7 @@ def test_an_adapter_on_a_modelscope_base_is_loaded_on_it_from_modelscope():
     assert paths.hub == "modelscope" and paths.model_path == MS_ONLY.ms_path
     assert paths.adapter_path == "/srv/cloud-llm/output/job_a"
     assert access.model_paths(adapter, LOCAL, "modelscope").hub is None
-    assert access.model_paths(MS_ONLY, None, "huggingface") == configs.ModelPaths(
+    assert access.model_paths(MS_ONLY, None, "huggingface") == rendering.ModelPaths(
         model_path=MS_ONLY.ms_path, hub="modelscope")
 
 
@@ -77,32 +78,32 @@ def test_the_platforms_hub_setting_is_checked(monkeypatch):
 
 # --- every kind renders it -------------------------------------------------------------------------------------------
 
-MS = configs.ModelPaths(model_path="Qwen/Qwen2.5-0.5B-Instruct", template="qwen", hub="modelscope")
-MS_ADAPTER = configs.ModelPaths(model_path="Qwen/Qwen2.5-0.5B-Instruct", adapter_path="/srv/cloud-llm/output/job_a",
-                                template="qwen", hub="modelscope")
-LOCAL_PATHS = configs.ModelPaths(model_path="/srv/cloud-llm/models/tiny", template="default")
+MS = rendering.ModelPaths(model_path="Qwen/Qwen2.5-0.5B-Instruct", template="qwen", hub="modelscope")
+MS_ADAPTER = rendering.ModelPaths(model_path="Qwen/Qwen2.5-0.5B-Instruct", adapter_path="/srv/cloud-llm/output/job_a",
+                                  template="qwen", hub="modelscope")
+LOCAL_PATHS = rendering.ModelPaths(model_path="/srv/cloud-llm/models/tiny", template="default")
 
 
-def rendered_for(kind: str, model: configs.ModelPaths) -> configs.Rendered:
+def rendered_for(kind: str, model: rendering.ModelPaths) -> rendering.Rendered:
     if kind == "train":
         req = msgspec.convert({"kind": "train", "base_model": "m", "datasets": ["d"]}, JobRequest)
-        config = configs.render_train(req, model_path=model.model_path, default_template=model.template,
-                                      data_dir=Path("/data"), output_dir=OUT)
-        return configs.train_stages(config, model.hub)
+        config = rendering.render_train(req, model_path=model.model_path, default_template=model.template,
+                                        data_dir=Path("/data"), output_dir=OUT)
+        return rendering.train_stages(config, model.hub)
     if kind in ("loss", "generation", "benchmark"):
         body = {"kind": "eval", "model": "m", "evaluation": kind, **({"task": "tinymc"} if kind == "benchmark"
                                                                       else {"datasets": ["d"]})}
-        return configs.render_eval(msgspec.convert(body, JobRequest), model=model, stage="sft", data_dir=Path("/data"),
-                                   task_dir=Path("/tasks"), output_dir=OUT)
+        return rendering.render_eval(msgspec.convert(body, JobRequest), model=model, stage="sft",
+                                     data_dir=Path("/data"), task_dir=Path("/tasks"), output_dir=OUT)
     if kind == "export":
         quantization = {"method": "gptq", "bits": 4, "calibration_dataset": "c"}
         req = msgspec.convert({"kind": "export", "model": "m", "quantization": quantization}, JobRequest)
-        return configs.render_export(req, model=model, output_dir=OUT, calibration_file="/data/c.json")
+        return rendering.render_export(req, model=model, output_dir=OUT, calibration_file="/data/c.json")
     req = msgspec.convert({"model": "m", "gpu_count": 0}, DeployRequest)
-    return configs.render_deploy(req, model=model, startup_timeout_s=1, idle_timeout_s=1)
+    return rendering.render_deploy(req, model=model, startup_timeout_s=1, idle_timeout_s=1)
 
 
-def dispatched(rendered: configs.Rendered) -> tuple[contracts.EngineStage, ...]:
+def dispatched(rendered: rendering.Rendered) -> tuple[contracts.EngineStage, ...]:
     """The stages as the dispatcher sends them (stored rows, converted to the contract, over the wire)."""
     stages = tuple(msgspec.convert(row, contracts.EngineStage) for row in rendered.stage_rows())
     order = contracts.JobDispatched(job_id="job_x", kind="train", stages=stages, output_dir=str(OUT),
@@ -118,13 +119,13 @@ def test_every_kind_that_loads_a_modelscope_model_says_so(kind):
     assert first.config_yaml.startswith(NOTE), "the frozen YAML says how to run it again"
     assert yaml.safe_load(first.config_yaml)["model_name_or_path"] == "Qwen/Qwen2.5-0.5B-Instruct"
     assert NOTE in rendered.yaml_text()
-    assert configs.model_hub(rendered.stage_rows()) == "modelscope"
+    assert rendering.model_hub(rendered.stage_rows()) == "modelscope"
 
 
 @pytest.mark.parametrize("kind", ["train", "loss", "generation", "benchmark", "export", "deploy"])
 def test_a_local_model_uses_no_hub(kind):
     rendered = rendered_for(kind, LOCAL_PATHS if kind != "export" else
-                            configs.ModelPaths(model_path="/m", adapter_path="/srv/cloud-llm/output/job_a"))
+                            rendering.ModelPaths(model_path="/m", adapter_path="/srv/cloud-llm/output/job_a"))
     assert {stage.hub for stage in dispatched(rendered)} == {None} and rendered.model_hub is None
     assert all("hub" not in row for row in rendered.stage_rows())
     assert "model hub" not in rendered.yaml_text()
@@ -147,7 +148,7 @@ def test_a_retry_or_resume_keeps_the_hub_the_job_was_frozen_with():
 def test_a_stage_from_before_hubs_decodes_as_local():
     old = b'{"name":"train","command":["llamafactory-cli","train"],"config_yaml":"a: 1\\n"}'
     assert msgspec.json.decode(old, type=contracts.EngineStage).hub is None
-    assert configs.model_hub([{"name": "train"}]) is None and configs.model_hub(None) is None
+    assert rendering.model_hub([{"name": "train"}]) is None and rendering.model_hub(None) is None
 
 
 # --- the agent's environment ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from services.scheduler import queue, recovery
+from services.scheduler.jobs import queue, recovery
 
 TRAIN = {"name": "train", "command": ["llamafactory-cli", "train"],
          "config_yaml": yaml.safe_dump({"stage": "sft", "overwrite_output_dir": True, "output_dir": "/o/job"})}

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import ApiError
-from services.scheduler import configs, memory, placement
-from services.scheduler.schemas import TrainRequest
+from services.scheduler import rendering
+from services.scheduler.jobs import memory, placement
+from services.scheduler.jobs.schemas import TrainRequest
 
 pytestmark = pytest.mark.unit
 
@@ -15,8 +16,8 @@ DATA, OUT = Path("/srv/cloud-llm/data"), Path("/srv/cloud-llm/output/job_1")
 
 def render(**fields):
     req = TrainRequest(base_model="m", datasets=["d1", "d2"], **fields)
-    return configs.render_train(req, model_path="/models/m", default_template="default", data_dir=DATA,
-                                output_dir=OUT)
+    return rendering.render_train(req, model_path="/models/m", default_template="default", data_dir=DATA,
+                                  output_dir=OUT)
 
 
 def test_platform_paths_win_and_overrides_merge_last():
@@ -29,7 +30,7 @@ def test_platform_paths_win_and_overrides_merge_last():
 
 def test_deep_merge_recurses_and_copies():
     base = {"a": {"b": 1, "c": 2}, "x": [1]}
-    merged = configs.deep_merge(base, {"a": {"c": 3}})
+    merged = rendering.deep_merge(base, {"a": {"c": 3}})
     assert merged == {"a": {"b": 1, "c": 3}, "x": [1]} and base["a"]["c"] == 2
 
 

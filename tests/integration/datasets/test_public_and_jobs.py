@@ -13,7 +13,7 @@ from services.common.security import Principal
 from services.datasets.app import create_app
 from services.datasets.catalog import mark_public, sync_public_datasets
 from services.datasets.settings import DatasetSettings
-from services.scheduler.access import usable_datasets
+from services.scheduler.jobs.access import usable_datasets
 from tests.integration.datasets.helpers import (
     ALPACA, PAIRWISE, TEXT, Api, as_json, as_jsonl, assert_error, info_json, make_user, unique,
 )

@@ -5,7 +5,7 @@ import pytest
 from services.common.errors import ApiError
 from services.common.security import Principal
 from services.registry import rules
-from services.scheduler import access
+from services.scheduler.jobs import access
 
 from .helpers import make_output, make_preset, make_user, unique
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.common.security import new_id
-from services.scheduler import store
+from services.scheduler.jobs import store
 from tests.helpers import assert_error, eventually
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
-"""Job events count only from the job's agent, for the attempt it runs (services/scheduler/events.py): the scheduler
-in-process, real NATS and Postgres. Published here on the services' user, which NATS lets publish anything: an
-event naming another agent, an old attempt or the wrong job is dropped (and acked), the right agent's is applied.
+"""Job events count only from the job's agent, for the attempt it runs (services/scheduler/jobs/events.py): the
+scheduler in-process, real NATS and Postgres. Published here on the services' user, which NATS lets publish anything:
+an event naming another agent, an old attempt or the wrong job is dropped (and acked), the right agent's is applied.
 That an agent cannot even publish as another is test_nats_permissions.py's."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from services.common import contracts
 from services.common.contracts import Subjects
 from services.common.security import new_id
-from services.scheduler import store
+from services.scheduler.jobs import store
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ async def test_only_the_jobs_agent_moves_it_whatever_the_others_claim(bus, pool,
     owner_id, _ = people["fleet-owner"]
     job_id = await job_on(pool, owner_id, tmp_path, A, attempt=1)
     other_job = await job_on(pool, owner_id, tmp_path, B, attempt=1)
-    caplog.set_level(logging.WARNING, logger="services.scheduler.events")
+    caplog.set_level(logging.WARNING, logger="services.scheduler.jobs.events")
     try:
         await send(js, B, finished(job_id, B, 1))  # another agent, honest about who it is
         await send(js, B, finished(job_id, A, 1))  # another agent's subject, the job's agent in the body
@@ -147,7 +147,7 @@ async def test_only_the_jobs_agent_moves_it_whatever_the_others_claim(bus, pool,
         assert await history(pool, job_id) == [("pending", "submitted")], "nothing added to the job's history"
         assert (await row(pool, other_job))["state"] == "running", "the other job is untouched too"
         await all_acked(js, last)
-        dropped = [r.getMessage() for r in caplog.records if r.name == "services.scheduler.events"]
+        dropped = [r.getMessage() for r in caplog.records if r.name == "services.scheduler.jobs.events"]
         assert sum(f"for job {job_id}" in m for m in dropped) == 7, dropped
         assert any(f"from agent {B} for job {job_id}" in m and "not on this agent" in m for m in dropped)
         assert any("claims to come from agent" in m for m in dropped)

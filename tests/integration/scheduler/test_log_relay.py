@@ -1,6 +1,6 @@
 """Only the job's agent, for the job's current attempt, gets lines into a job's log: agents on their own NATS users
 (NATS refuses another agent's ingest subject and `logs.<job>` itself), the scheduler in-process with its relay
-(services/scheduler/log_relay.py), real NATS and Postgres. What a restarted relay or two relays at once do is
+(services/scheduler/logs/relay.py), real NATS and Postgres. What a restarted relay or two relays at once do is
 test_log_relay_restart.py's."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from nats.js.errors import NotFoundError
 from services.agent.logs import LogShipper
 from services.common import contracts
 from services.common.contracts import Subjects
-from services.scheduler.service import publish_change
+from services.scheduler.jobs.service import publish_change
 from tests.helpers import eventually
 
 from .test_job_events import job_on, move
@@ -104,7 +104,7 @@ async def until_relayed(js) -> None:
 
 
 def relay_warnings(caplog, job_id: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "services.scheduler.log_relay" and job_id in
+    return [r.getMessage() for r in caplog.records if r.name == "services.scheduler.logs.relay" and job_id in
             r.getMessage()]
 
 
@@ -150,7 +150,7 @@ async def test_only_the_jobs_agent_for_its_attempt_gets_lines_in_and_they_arrive
     b = await connect_as(nats_server, "logs-b", [])
     await online("logs-a", "logs-b")
     job_id = await job_on(pool, people["fleet-owner"][0], tmp_path, "logs-a", attempt=2)
-    caplog.set_level(logging.WARNING, logger="services.scheduler.log_relay")
+    caplog.set_level(logging.WARNING, logger="services.scheduler.logs.relay")
     try:
         # On their own subjects NATS takes them all; the relay copies only the job's agent's current attempt.
         await ship(b.jetstream(), "logs-b", job_id, 2, ["from b"] * 3, tmp_path / "b.log")

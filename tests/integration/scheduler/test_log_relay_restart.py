@@ -10,8 +10,8 @@ import pytest
 
 from services.agent.logs import LogShipper
 from services.common.bus import close_bus, connect_bus, ensure_streams
-from services.scheduler.log_gate import Assignments, read_assignment
-from services.scheduler.log_relay import LogRelay
+from services.scheduler.logs.gate import Assignments, read_assignment
+from services.scheduler.logs.relay import LogRelay
 from tests.helpers import eventually
 
 from .test_job_events import job_on

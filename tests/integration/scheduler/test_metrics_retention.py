@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.scheduler import agents_store
-from services.scheduler.fleet import FleetSettings, apply_retention
+from services.scheduler.fleet import store as agents_store
+from services.scheduler.fleet.maintenance import FleetSettings, apply_retention
 
 pytestmark = pytest.mark.integration
 

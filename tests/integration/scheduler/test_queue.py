@@ -12,7 +12,7 @@ import yaml
 
 from services.common.bus import close_bus, connect_bus, ensure_streams
 from services.common.security import new_id
-from services.scheduler import queue, recovery, service, store
+from services.scheduler.jobs import queue, recovery, service, store
 from tests.helpers import assert_error, eventually
 
 from .test_fleet import insert_gpu_job, job_row

@@ -16,7 +16,8 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 from services.common.settings import Settings, get_settings
 
-from . import access, configs, memory, placement, queue, store
+from .. import rendering
+from . import access, memory, placement, queue, store
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.Me
 
 
 async def prepare(pool: asyncpg.Pool, settings: Settings, principal: Principal, req: JobRequest,
-                  job_id: str) -> tuple[configs.Rendered, memory.MemoryEstimate]:
+                  job_id: str) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     """Validate and render a job of any kind, and check that some agent could hold it."""
     output_dir = settings.storage.output / job_id
     match req:
@@ -69,7 +70,7 @@ async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
         await queue.check_queue_quota(conn, principal.user_id, settings)
     kind = type(req).__struct_config__.tag
     await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind=kind, priority=req.priority,
-                           gpu_count=req.gpu_count, request=configs.request_dict(req), config=rendered.config,
+                           gpu_count=req.gpu_count, request=rendering.request_dict(req), config=rendered.config,
                            config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(),
                            output_dir=str(settings.storage.output / job_id), estimate=msgspec.to_builtins(est))
     await announce_submitted(js, job_id, kind, principal.user_id, req.priority)
@@ -77,19 +78,19 @@ async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
 
 
 async def _prepare_train(pool, settings: Settings, principal: Principal, req: TrainRequest,
-                         output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
+                         output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     model = await access.usable_base_model(pool, principal, req.base_model, settings.model_hub)
     dataset_keys = await access.usable_datasets(pool, principal, req.datasets, req.stage)
-    config = configs.render_train(msgspec.structs.replace(req, datasets=dataset_keys), model_path=model.path,
-                                  default_template=model.template, data_dir=settings.storage.data,
-                                  output_dir=output_dir)
+    config = rendering.render_train(msgspec.structs.replace(req, datasets=dataset_keys), model_path=model.path,
+                                    default_template=model.template, data_dir=settings.storage.data,
+                                    output_dir=output_dir)
     est = memory.estimate(
         parameters=model.parameter_count or 7_000_000_000, finetuning_type=req.finetuning_type,
         quantization_bit=req.quantization_bit, batch_size=req.per_device_train_batch_size,
         cutoff_len=req.cutoff_len, gradient_checkpointing=req.gradient_checkpointing, gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
-    return configs.train_stages(config, model.hub), est
+    return rendering.train_stages(config, model.hub), est
 
 
 def installed_tasks(settings: Settings) -> list[str]:
@@ -101,13 +102,13 @@ def installed_tasks(settings: Settings) -> list[str]:
 
 
 async def _prepare_eval(pool, settings: Settings, principal: Principal, req: EvalRequest,
-                        output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
-    configs.check_eval_request(req, installed_tasks(settings))
+                        output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+    rendering.check_eval_request(req, installed_tasks(settings))
     model = await access.usable_model(pool, principal, req.model, "eval", prefer_hub=settings.model_hub)
     keys, stage = (await access.eval_datasets(pool, principal, req.datasets)) if req.datasets else ([], "sft")
-    rendered = configs.render_eval(msgspec.structs.replace(req, datasets=keys), model=model.paths, stage=stage,
-                                   data_dir=settings.storage.data, task_dir=settings.storage.evaluation,
-                                   output_dir=output_dir)
+    rendered = rendering.render_eval(msgspec.structs.replace(req, datasets=keys), model=model.paths, stage=stage,
+                                     data_dir=settings.storage.data, task_dir=settings.storage.evaluation,
+                                     output_dir=output_dir)
     est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000,
                                     batch_size=req.per_device_eval_batch_size, cutoff_len=req.cutoff_len,
                                     gpu_count=req.gpu_count, **memory.model_shape(model.paths.model_path))
@@ -115,13 +116,13 @@ async def _prepare_eval(pool, settings: Settings, principal: Principal, req: Eva
 
 
 async def _prepare_export(pool, settings: Settings, principal: Principal, req: ExportRequest,
-                          output_dir) -> tuple[configs.Rendered, memory.MemoryEstimate]:
+                          output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     model = await access.usable_model(pool, principal, req.model, "export", prefer_hub=settings.model_hub)
     q = req.quantization
     calibration = None
     if q is not None and q.method == "gptq" and q.calibration_dataset:
         calibration = await access.calibration_file(pool, principal, q.calibration_dataset, settings.storage.data)
-    rendered = configs.render_export(req, model=model.paths, output_dir=output_dir, calibration_file=calibration)
+    rendered = rendering.render_export(req, model=model.paths, output_dir=output_dir, calibration_file=calibration)
     est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000, batch_size=1,
                                     cutoff_len=q.calibration_maxlen if q else 1, gpu_count=req.gpu_count,
                                     **memory.model_shape(model.paths.model_path))

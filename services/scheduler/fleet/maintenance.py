@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from services.common.contracts import Subjects
 
-from . import agents_store, recovery
+from ..jobs import recovery
+from . import store
 from .heartbeats import HeartbeatRecorder
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,13 @@ class FleetSettings:
 
 
 async def sweep_agents(pool, settings: FleetSettings, nc=None) -> None:
-    """Mark silent agents offline (their jobs re-queued or failed: recovery.py) and forget those offline for
+    """Mark silent agents offline (their jobs re-queued or failed: jobs/recovery.py) and forget those offline for
     too long."""
     async with pool.acquire() as conn:
-        gone = await agents_store.mark_offline(conn, settings.offline_after_s)
+        gone = await store.mark_offline(conn, settings.offline_after_s)
         for row in gone:
             log.warning("agent %s offline: no heartbeat since %s", row["id"], row["last_seen"].isoformat())
-        for agent_id in await agents_store.remove_long_offline(conn, settings.remove_after_s):
+        for agent_id in await store.remove_long_offline(conn, settings.remove_after_s):
             log.info("agent %s removed after %.0f s offline", agent_id, settings.remove_after_s)
     if nc is not None:
         await recovery.requeue_lost(pool, nc)
@@ -77,9 +78,9 @@ async def apply_retention(pool, settings: FleetSettings) -> bool:
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK):
             return False
         for table in ("agent_metrics", "agent_gpu_metrics"):
-            await agents_store.roll_up(conn, table, 0, 60, settings.raw_keep_s)
-            await agents_store.roll_up(conn, table, 60, 3600, settings.minute_keep_s)
-            await agents_store.expire(conn, table, settings.max_age_s)
+            await store.roll_up(conn, table, 0, 60, settings.raw_keep_s)
+            await store.roll_up(conn, table, 60, 3600, settings.minute_keep_s)
+            await store.expire(conn, table, settings.max_age_s)
     return True
 
 

@@ -16,7 +16,7 @@ import msgspec
 from services.common import contracts
 from services.common.nats_auth import AGENT_ID
 
-from . import agents_store
+from . import store
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def beat_from(subject: str, data: bytes) -> contracts.AgentHeartbeat | None:
 
 
 def beat_row(beat: contracts.AgentHeartbeat) -> tuple:
-    """The agents row of a heartbeat, in agents_store.record_beats' column order."""
+    """The agents row of a heartbeat, in store.record_beats' column order."""
     gpus = [msgspec.to_builtins(g) for g in beat.gpus]
     resources = {"cpu_pct": beat.cpu_pct, "memory_total_mb": beat.memory_total_mb,
                  "memory_used_mb": beat.memory_used_mb, "running_jobs": list(beat.running_jobs),
@@ -98,8 +98,8 @@ class HeartbeatRecorder:
 
     def take_samples(self, now: datetime) -> tuple[list[tuple], list[tuple]]:
         """The averages of this sample period as raw metrics rows; starts the next period."""
-        host = [(agent, now, s.n, *(s.mean(c) for c in agents_store.HOST_COLUMNS)) for agent, s in self.host.items()]
-        gpus = [(agent, now, index, s.n, *(s.mean(c) for c in agents_store.GPU_COLUMNS))
+        host = [(agent, now, s.n, *(s.mean(c) for c in store.HOST_COLUMNS)) for agent, s in self.host.items()]
+        gpus = [(agent, now, index, s.n, *(s.mean(c) for c in store.GPU_COLUMNS))
                 for (agent, index), s in self.gpus.items()]
         self.host, self.gpus, self.last_sample = {}, {}, now
         return host, gpus
@@ -112,7 +112,7 @@ class HeartbeatRecorder:
         if beats:
             try:
                 async with pool.acquire() as conn:
-                    rows = await agents_store.record_beats(conn, [beat_row(b) for b in beats.values()])
+                    rows = await store.record_beats(conn, [beat_row(b) for b in beats.values()])
             except Exception:
                 for agent, beat in beats.items():  # keep them for the next flush unless a newer one came
                     self.latest.setdefault(agent, beat)
@@ -125,7 +125,7 @@ class HeartbeatRecorder:
         if (final or (now - self.last_sample).total_seconds() >= self.sample_s) and self.host:
             host, gpus = self.take_samples(now)
             async with pool.acquire() as conn, conn.transaction():
-                await agents_store.insert_samples(conn, host, gpus)
+                await store.insert_samples(conn, host, gpus)
         return changed
 
     def _placement_changed(self, beats) -> bool:

@@ -19,7 +19,7 @@ from services.datasets.formats import stage_problem
 from services.registry import rules
 from services.registry import store as registry_store
 
-from .configs import ModelPaths
+from ..rendering import ModelPaths
 
 
 class BaseModel(msgspec.Struct, kw_only=True, frozen=True):

@@ -1,7 +1,7 @@
 """Per-user limits (`/api/quotas`): concurrent GPUs, queued jobs and active deployments.
 
 An admin's setting wins; a limit left unset (null) is the platform's default from settings. The queue
-(queue.py) is the one reader of limits; this module shows them with what the user holds now and lets admins
+(jobs/queue.py) is the one reader of limits; this module shows them with what the user holds now and lets admins
 set them.
 """
 
@@ -17,7 +17,7 @@ from services.common.errors import not_found
 from services.common.security import Principal
 from services.common.settings import Settings
 
-from . import queue
+from ..jobs import queue
 
 
 class QuotaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

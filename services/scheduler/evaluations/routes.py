@@ -17,9 +17,9 @@ from litestar.params import Parameter
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
-from . import service, store
-from .routes import JobState, cursor_after, next_cursor
-from .schemas import EvalRequest
+from ..jobs import service, store
+from ..jobs.routes import JobState, cursor_after, next_cursor
+from ..jobs.schemas import EvalRequest
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 DETAIL_SAMPLES = 20

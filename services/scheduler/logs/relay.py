@@ -1,17 +1,17 @@
 """The checked relay of job logs: from what agents ship (LOG_INGEST, `job.logs.<agent_id>.<job_id>`) to what viewers
 and replays read (LOGS, `logs.<job_id>`), batch by batch and unchanged, when the shipping agent runs the job's
-current attempt (log_gate.py); any other batch is dropped with a warning (at most one per agent every WARN_EVERY_S).
+current attempt (gate.py); any other batch is dropped with a warning (at most one per agent every WARN_EVERY_S).
 
 It runs in the scheduler because the check is about `jobs.agent_id` and `jobs.attempt`, which only the scheduler
 writes, and the scheduler announces every change of them (JobChanged), which keeps the check's cache true; job
-events get the same check next door (events.py).
+events get the same check (jobs/events.py).
 
 Nothing shipped for a job's current attempt is lost: LOG_INGEST is a work queue read through one durable consumer,
 and a batch is acked only once LOGS has stored it (or refused it for good, or holds it already). A relay that stops
 or dies leaves what it had not acked to the next one (a restarted or another scheduler), which gets it again after
 ACK_WAIT_S; a relay that waits on LOGS keeps its batches with `in_progress()`.
 
-Each job's batches are published one at a time and in line order (log_order.py), by one lane per job (lanes of
+Each job's batches are published one at a time and in line order (order.py), by one lane per job (lanes of
 different jobs run side by side). A lane knows the job's last batch in LOGS, its tip: stream sequence, attempt and last line number,
 read from LOGS when the lane starts and then taken from its own publishes. It publishes with
 Nats-Expected-Last-Subject-Sequence = the tip, so a batch lands only right after the one it was placed after, even
@@ -44,8 +44,8 @@ from services.common import contracts
 from services.common.bus import consume
 from services.common.contracts import Subjects
 
-from .log_gate import Assignments
-from .log_order import DUPLICATE, GAP, Tip, heads, placement, tip_of
+from .gate import Assignments
+from .order import DUPLICATE, GAP, Tip, heads, placement, tip_of
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import yaml
 
 from services.common.errors import ApiError
 
-from .schemas import DeployRequest, EvalRequest, ExportRequest, TrainRequest
+from ..jobs.schemas import DeployRequest, EvalRequest, ExportRequest, TrainRequest
 
 BASE_TEMPLATES: dict[str, dict[str, Any]] = {
     "train": {

@@ -23,9 +23,11 @@ from services.common.security import Principal, new_id
 from services.common.settings import Settings
 from nats.js import JetStreamContext
 
-from . import access, configs, deployments_store as dstore, memory, queue, service, store
-from .routes import cursor_after, log_download, next_cursor
-from .schemas import DeployRequest
+from .. import rendering
+from ..jobs import access, memory, queue, service, store
+from ..jobs.routes import cursor_after, log_download, next_cursor
+from ..jobs.schemas import DeployRequest
+from . import store as dstore
 
 
 class DeploymentOut(msgspec.Struct, kw_only=True):
@@ -97,8 +99,8 @@ async def deploy(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
     """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row."""
     model = await access.usable_model(pool, principal, req.model, "deploy", prefer_hub=settings.model_hub)
     idle = req.idle_timeout_s or settings.deploy_idle_s
-    rendered = configs.render_deploy(req, model=model.paths, startup_timeout_s=settings.deploy_startup_s,
-                                     idle_timeout_s=idle)
+    rendered = rendering.render_deploy(req, model=model.paths, startup_timeout_s=settings.deploy_startup_s,
+                                       idle_timeout_s=idle)
     est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000, batch_size=1,
                                     cutoff_len=req.generation.max_new_tokens, gpu_count=req.gpu_count,
                                     **memory.model_shape(model.paths.model_path))
@@ -115,7 +117,7 @@ async def deploy(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
                            "(POST /api/deployments/{id}/stop), or ask an admin to raise your limit")
         await store.insert_job(conn, job_id=job_id, owner_id=principal.user_id, kind="deploy",
                                priority=req.priority, gpu_count=req.gpu_count,
-                               request=configs.request_dict(req), config=rendered.config,
+                               request=rendering.request_dict(req), config=rendered.config,
                                config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(),
                                output_dir=str(settings.storage.output / job_id), estimate=msgspec.to_builtins(est))
         await dstore.insert(conn, deployment_id=job_id, owner_id=principal.user_id, model=model.name,

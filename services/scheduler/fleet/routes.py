@@ -15,7 +15,7 @@ from litestar.params import Parameter
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
-from . import agents_store
+from . import store
 
 NICE_STEPS = (10, 30, 60, 300, 900, 3600, 6 * 3600, 86_400)
 TARGET_POINTS = 300
@@ -195,8 +195,8 @@ def gpu_series(rows) -> list[GpuSeries]:
 async def load_agents(state: State) -> list[AgentOut]:
     held: dict[str, list] = defaultdict(list)
     async with state.pool.acquire() as conn:
-        rows = await agents_store.list_agents(conn, state.fleet_settings.offline_after_s)
-        for job in await agents_store.held_slots(conn):
+        rows = await store.list_agents(conn, state.fleet_settings.offline_after_s)
+        for job in await store.held_slots(conn):
             held[job["agent_id"]].append(job)
     return [agent_out(row, held[row["id"]]) for row in rows]
 
@@ -205,7 +205,7 @@ async def _one_agent(state: State, agent_id: str, row) -> AgentOut:
     if row is None:
         raise not_found("agent")
     async with state.pool.acquire() as conn:
-        held = [job for job in await agents_store.held_slots(conn) if job["agent_id"] == agent_id]
+        held = [job for job in await store.held_slots(conn) if job["agent_id"] == agent_id]
     return agent_out(row, held)
 
 
@@ -221,7 +221,7 @@ class AgentController(Controller):
     @get("/{agent_id:str}", summary="One agent (admins)", opt={"admin": True})
     async def detail(self, state: State, agent_id: str) -> AgentOut:
         async with state.pool.acquire() as conn:
-            row = await agents_store.get_agent(conn, agent_id, state.fleet_settings.offline_after_s)
+            row = await store.get_agent(conn, agent_id, state.fleet_settings.offline_after_s)
         return await _one_agent(state, agent_id, row)
 
     @post("/{agent_id:str}/drain", status_code=200, summary="Drain an agent: no new work, running work finishes",
@@ -238,7 +238,7 @@ class AgentController(Controller):
 
     async def _set_draining(self, state: State, agent_id: str, draining: bool) -> AgentOut:
         async with state.pool.acquire() as conn:
-            row = await agents_store.set_draining(conn, agent_id, draining, state.fleet_settings.offline_after_s)
+            row = await store.set_draining(conn, agent_id, draining, state.fleet_settings.offline_after_s)
         return await _one_agent(state, agent_id, row)
 
     @get("/{agent_id:str}/metrics", summary="An agent's resource history: host and per-GPU averages per step",
@@ -252,9 +252,9 @@ class AgentController(Controller):
         start, end = time_range(start, end)
         step_s = choose_step((end - start).total_seconds(), state.fleet_settings.sample_s, step)
         async with state.pool.acquire() as conn:
-            known = await agents_store.get_agent(conn, agent_id, state.fleet_settings.offline_after_s)
-            host = await agents_store.host_series(conn, agent_id, start, end, step_s)
-            gpus = await agents_store.gpu_series(conn, agent_id, start, end, step_s)
+            known = await store.get_agent(conn, agent_id, state.fleet_settings.offline_after_s)
+            host = await store.host_series(conn, agent_id, start, end, step_s)
+            gpus = await store.gpu_series(conn, agent_id, start, end, step_s)
         if known is None and not host:
             raise not_found("agent")
         return AgentMetrics(agent_id=agent_id, start=start, end=end, step_s=step_s,
@@ -269,7 +269,7 @@ class JobGpuController(Controller):
     async def job_gpu(self, state: State, principal: Principal, job_id: str,
                       step: Annotated[int | None, Parameter(description="bucket width in seconds")] = None) -> JobGpu:
         async with state.pool.acquire() as conn:
-            job = await agents_store.job_placement(conn, job_id, None if principal.is_admin else principal.user_id)
+            job = await store.job_placement(conn, job_id, None if principal.is_admin else principal.user_id)
             if job is None:
                 raise not_found("job")
             start, end = job["started_at"], job["finished_at"] or datetime.now(UTC)
@@ -278,6 +278,6 @@ class JobGpuController(Controller):
                 return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start,
                               end=job["finished_at"], step_s=0, gpus=[])
             step_s = choose_step((end - start).total_seconds(), state.fleet_settings.sample_s, step)
-            rows = await agents_store.gpu_series(conn, job["agent_id"], start, end, step_s, gpu_ids)
+            rows = await store.gpu_series(conn, job["agent_id"], start, end, step_s, gpu_ids)
         return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start, end=end, step_s=step_s,
                       gpus=gpu_series(rows))

@@ -16,7 +16,8 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 from services.common.settings import Settings
 
-from . import configs, queue, service, store
+from .. import rendering
+from . import queue, service, store
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,9 @@ def with_checkpoint(stages: list[dict], checkpoint: Path | None) -> tuple[list[d
             config["overwrite_output_dir"] = checkpoint is None
             if checkpoint is not None:
                 config["resume_from_checkpoint"] = str(checkpoint)
-        rendered.append(configs.Stage(name=stage["name"], command=tuple(stage["command"]), config=config,
-                                      serve=stage.get("serve"), hub=stage.get("hub")))
-    result = configs.Rendered(stages=rendered)
+        rendered.append(rendering.Stage(name=stage["name"], command=tuple(stage["command"]), config=config,
+                                        serve=stage.get("serve"), hub=stage.get("hub")))
+    result = rendering.Rendered(stages=rendered)
     return result.stage_rows(), result.config, result.yaml_text()
 
 

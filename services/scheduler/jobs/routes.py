@@ -1,4 +1,4 @@
-"""HTTP routes of /api/jobs and /api/agents."""
+"""HTTP routes of /api/jobs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from zipstream import ZipStream
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
-from . import configs, queue, recovery, service, store
+from .. import rendering
+from . import queue, recovery, service, store
 from .schemas import JobDetail, JobEventOut, JobPage, JobPreview, JobRequest, JobSummary, ProgressPoint
 
 JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
@@ -50,7 +51,7 @@ async def load_detail(state: State, principal: Principal, job_id: str) -> JobDet
     fields = {f: row[f] for f in JobDetail.__struct_fields__
               if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub")}
     return JobDetail(**fields, history=history, progress_series=series, queue_position=position,
-                     resume_step=checkpoint[1] if checkpoint else None, model_hub=configs.model_hub(row["stages"]))
+                     resume_step=checkpoint[1] if checkpoint else None, model_hub=rendering.model_hub(row["stages"]))
 
 
 def cursor_after(value: str | None) -> tuple[datetime, str] | None:

@@ -19,7 +19,8 @@ from nats.aio.client import Client
 from services.common import contracts
 from services.common.contracts import Subjects
 
-from . import deployments_store, store
+from ..deployments import store as deployments_store
+from . import store
 from .service import publish_change
 
 log = logging.getLogger(__name__)

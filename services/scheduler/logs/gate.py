@@ -1,11 +1,11 @@
-"""Who may write a job's log, decided for every batch the relay copies (log_relay.py) without a query per batch.
+"""Who may write a job's log, decided for every batch the relay copies (relay.py) without a query per batch.
 
-The rule is the one job events follow (`events.refusal`): the agent the batch's subject names (NATS vouches for it)
-must be the job's agent (`jobs.agent_id`), and the batch's attempt the job's attempt (`jobs.attempt`). Each job's
-pair is read once and cached. The cache forgets a job when the scheduler announces a committed change of it
-(`JobChanged` on `job.changed.<owner>.<job>`, published after every dispatch, re-queue, retry, cancel and finish),
-forgets everything after a NATS reconnect (what was announced meanwhile is lost), and reads an entry again once it
-is ENTRY_TTL_S old whatever happens.
+The rule is the one job events follow (`refusal` in jobs/events.py): the agent the batch's subject names (NATS
+vouches for it) must be the job's agent (`jobs.agent_id`), and the batch's attempt the job's attempt
+(`jobs.attempt`). Each job's pair is read once and cached. The cache forgets a job when the scheduler announces a
+committed change of it (`JobChanged` on `job.changed.<owner>.<job>`, published after every dispatch, re-queue,
+retry, cancel and finish), forgets everything after a NATS reconnect (what was announced meanwhile is lost), and
+reads an entry again once it is ENTRY_TTL_S old whatever happens.
 
 A batch that the cached pair refuses is judged again on a fresh read when it names a newer attempt than the cached
 one: attempts only grow, one per dispatch, so that is a dispatch whose announcement has not arrived yet, and the
@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .events import refusal
+from ..jobs.events import refusal
 
 ENTRY_TTL_S = 30.0
 MAX_ENTRIES = 20_000
@@ -34,7 +34,7 @@ Reader = Callable[[str], Awaitable[Mapping[str, Any] | None]]
 
 async def read_assignment(pool, job_id: str) -> Mapping[str, Any] | None:
     """The agent and attempt a job was last dispatched as; None when there is no such job. No lock: this only reads
-    (the scheduler's writers are in store.py)."""
+    (the scheduler's writers are in jobs/store.py)."""
     return await pool.fetchrow("SELECT agent_id, attempt FROM jobs WHERE id = $1", job_id)
 
 

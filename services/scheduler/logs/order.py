@@ -1,4 +1,4 @@
-"""Where a batch of log lines goes in a job's log: the order rules of the log relay (log_relay.py).
+"""Where a batch of log lines goes in a job's log: the order rules of the log relay (relay.py).
 
 A job's lines are numbered by the agent from 1 for each run (attempt), on without a gap or a repeat across agent
 restarts (docs/docker.md). So, against the job's last batch in LOGS (its tip), a shipped batch is the next one, one

@@ -1,0 +1,1 @@
+"""Evaluations: views over evaluation jobs, their samples and side-by-side comparisons (/api/evals)."""

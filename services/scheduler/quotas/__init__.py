@@ -1,0 +1,1 @@
+"""Quotas: per-user limits on GPUs, queued jobs and deployments (/api/quotas)."""
