@@ -1,4 +1,10 @@
-"""Rendering: a job's LLaMA-Factory YAML (common.py). Callers use the names below (`rendering.render_train`, …)."""
+"""Rendering: a job's LLaMA-Factory YAML, one module per job kind (train, evaluate, export, deploy) on a common base.
+
+Each kind starts from its base template, adds the form's fields, then the user's `config_overrides` deep-merged
+last, then the platform's paths, which nobody overrides. A job runs as one or more engine stages (`Stage`: a command
+and its YAML); all but a LoRA export with quantisation have one. That one is two: merge the adapter into its base,
+then quantise the merge. Callers use the names below (`rendering.render_train`, …), not the modules.
+"""
 
 from .common import (
     BENCHMARK_COMMAND,
@@ -8,20 +14,16 @@ from .common import (
     ModelPaths,
     Rendered,
     Stage,
-    check_eval_request,
-    check_export_request,
     check_overrides,
-    check_train_request,
     deep_merge,
     model_hub,
-    render_deploy,
-    render_eval,
-    render_export,
-    render_train,
     request_dict,
     to_yaml,
-    train_stages,
 )
+from .deploy import render_deploy
+from .evaluate import check_eval_request, render_eval
+from .export import check_export_request, render_export
+from .train import check_train_request, render_train, train_stages
 
 __all__ = [
     "BENCHMARK_COMMAND", "EXPORT_COMMAND", "SERVE_COMMAND", "TRAIN_COMMAND", "ModelPaths", "Rendered", "Stage",

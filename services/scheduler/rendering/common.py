@@ -1,9 +1,6 @@
-"""Render a job's LLaMA-Factory YAML: a base template per kind, the form's fields, then the
-user's `config_overrides` deep-merged last, then the platform's paths, which nobody overrides.
-
-A job runs as one or more engine stages (`Stage`: a command and its YAML); all but a LoRA export
-with quantisation have one. That one is two: merge the adapter into its base, then quantise the merge.
-"""
+"""What rendering a job of any kind shares: the base templates and engine commands, the checks of
+`config_overrides` and their merge, where a job finds its model (`ModelPaths`), the stages a job runs (`Stage`,
+`Rendered`) and the frozen YAML text."""
 
 from __future__ import annotations
 
@@ -161,92 +158,13 @@ def check_overrides(overrides: dict, path: str = "config_overrides", depth: int 
             raise ApiError(422, "forbidden_override", "override values cannot be paths or URLs", field)
 
 
-def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, Any]:
-    """The form's fields as LLaMA-Factory keys."""
-    finetuning = "full" if req.stage == "pt" else req.finetuning_type
-    fields: dict[str, Any] = {
-        "stage": req.stage,
-        "finetuning_type": "lora" if finetuning == "qlora" else finetuning,
-        "template": template,
-        "cutoff_len": req.cutoff_len,
-        "learning_rate": req.learning_rate,
-        "num_train_epochs": req.num_train_epochs,
-        "per_device_train_batch_size": req.per_device_train_batch_size,
-        "gradient_accumulation_steps": req.gradient_accumulation_steps,
-        "logging_steps": req.logging_steps,
-        "save_steps": req.save_steps,
-        "bf16": on_gpu,
-        "disable_gradient_checkpointing": not req.gradient_checkpointing,
-    }
-    # transformers lets any warmup_ratio, even 0.0, override warmup_steps: render only the one asked for.
-    if req.warmup_ratio > 0:
-        fields["warmup_ratio"] = req.warmup_ratio
-    elif req.warmup_steps > 0:
-        fields["warmup_steps"] = req.warmup_steps
-    if req.max_steps:
-        fields["max_steps"] = req.max_steps
-    if finetuning in ("lora", "qlora"):
-        fields.update(lora_rank=req.lora_rank, lora_alpha=req.lora_alpha or 2 * req.lora_rank,
-                      lora_dropout=req.lora_dropout, lora_target=req.lora_target)
-    if finetuning == "qlora":
-        fields.update(quantization_bit=req.quantization_bit or 4, quantization_method=req.quantization_method,
-                      quantization_type=req.quantization_type, double_quantization=req.double_quantization)
-    if req.stage == "pt" or req.train_from_scratch:
-        fields["train_from_scratch"] = req.train_from_scratch or req.stage == "pt"
-    if req.val_size > 0:
-        fields["val_size"] = req.val_size
-        fields["per_device_eval_batch_size"] = req.per_device_train_batch_size
-        strategy = req.evaluation_strategy or ("steps" if req.eval_steps else "epoch")
-        fields["eval_strategy"] = strategy
-        if req.eval_steps:
-            fields["eval_steps"] = req.eval_steps
-    return fields
-
-
-def check_train_request(req: TrainRequest) -> None:
-    """Combinations of fields the engine would refuse or silently ignore."""
-    if req.eval_steps and req.evaluation_strategy not in (None, "steps"):
-        raise ApiError(422, "invalid_field", "eval_steps needs evaluation_strategy 'steps'", "evaluation_strategy")
-    if (req.eval_steps or req.evaluation_strategy not in (None, "no")) and req.val_size <= 0:
-        raise ApiError(422, "invalid_field", "evaluation needs a validation split: set val_size > 0", "val_size")
-    if req.warmup_ratio > 0 and req.warmup_steps > 0:
-        raise ApiError(422, "invalid_field", "set warmup_ratio or warmup_steps, not both", "warmup_steps")
-    if req.quantization_bit and req.finetuning_type != "qlora":
-        raise ApiError(422, "invalid_field", "quantization_bit applies to finetuning_type 'qlora' only",
-                       "quantization_bit")
-    if req.finetuning_type == "qlora" and req.gpu_count == 0:
-        raise ApiError(422, "invalid_field", "QLoRA needs a GPU (bitsandbytes): set gpu_count >= 1",
-                       "finetuning_type")
-    if req.train_from_scratch and req.stage != "pt" and req.finetuning_type != "full":
-        raise ApiError(422, "invalid_field", "train_from_scratch needs finetuning_type 'full'", "train_from_scratch")
-
-
-def _merge_overrides(base: dict[str, Any], overrides: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
+    """`overrides` over `base`; bf16/fp16 are refused for a job without a GPU."""
     config = deep_merge(base, overrides)
     if not on_gpu and (config.get("bf16") or config.get("fp16") or config.get("pure_bf16")):
         raise ApiError(422, "invalid_override", "bf16/fp16 need a GPU: this job asks for gpu_count 0",
                        "config_overrides")
     return config
-
-
-def render_train(req: TrainRequest, *, model_path: str, default_template: str, data_dir: Path,
-                 output_dir: Path) -> dict[str, Any]:
-    """The final config of a training job (a dict; `to_yaml` freezes it)."""
-    check_train_request(req)
-    check_overrides(req.config_overrides)
-    on_gpu = req.gpu_count > 0
-    config = deep_merge(BASE_TEMPLATES["train"], _train_fields(req, req.template or default_template, on_gpu))
-    config = _merge_overrides(config, req.config_overrides, on_gpu)
-    if "deepspeed" in config:
-        config["deepspeed"] = str(DEEPSPEED_CONFIGS / ALLOWED_DEEPSPEED[config["deepspeed"]])
-    config.update(model_name_or_path=model_path, dataset=",".join(req.datasets), dataset_dir=str(data_dir),
-                  output_dir=str(output_dir), trust_remote_code=False)
-    return config
-
-
-def train_stages(config: dict[str, Any], hub: str | None) -> Rendered:
-    """A training job: one stage, its model from `hub` (None: a local copy)."""
-    return Rendered(stages=[Stage(name="train", command=TRAIN_COMMAND, config=config, hub=hub)])
 
 
 class ModelPaths(msgspec.Struct, kw_only=True, frozen=True):
@@ -258,139 +176,12 @@ class ModelPaths(msgspec.Struct, kw_only=True, frozen=True):
     hub: str | None = None  # where model_path is downloaded from (huggingface | modelscope); None: a local copy
 
 
-def _model_keys(model: ModelPaths) -> dict[str, Any]:
+def model_keys(model: ModelPaths) -> dict[str, Any]:
+    """The engine keys that name the model (and its adapter)."""
     keys: dict[str, Any] = {"model_name_or_path": model.model_path}
     if model.adapter_path:
         keys.update(adapter_name_or_path=model.adapter_path, finetuning_type="lora")
     return keys
-
-
-def check_eval_request(req: EvalRequest, installed_tasks: list[str]) -> None:
-    """Fields each evaluation needs, and those it would silently ignore."""
-    if req.evaluation == "benchmark":
-        if req.task is None:
-            raise ApiError(422, "invalid_field", "a benchmark evaluation needs a task "
-                           f"(installed: {', '.join(installed_tasks) or 'none'})", "task")
-        if req.task not in installed_tasks:
-            raise ApiError(422, "unknown_task", f"benchmark task {req.task!r} is not installed on this platform "
-                           f"(installed: {', '.join(installed_tasks) or 'none'}); an admin adds tasks under "
-                           "cloud-llm/evaluation/<task>/", "task")
-        if req.datasets:
-            raise ApiError(422, "invalid_field", "a benchmark brings its own questions: leave datasets empty",
-                           "datasets")
-    else:
-        if not req.datasets:
-            raise ApiError(422, "invalid_field", f"a {req.evaluation} evaluation needs at least one dataset",
-                           "datasets")
-        if req.task is not None:
-            raise ApiError(422, "invalid_field", "task applies to evaluation 'benchmark' only", "task")
-
-
-def render_eval(req: EvalRequest, *, model: ModelPaths, stage: str, data_dir: Path, task_dir: Path,
-                output_dir: Path) -> Rendered:
-    """One stage: `do_eval` (loss, perplexity), `do_predict` with generation (BLEU, ROUGE), or the
-    multiple-choice evaluator (accuracy per category)."""
-    check_overrides(req.config_overrides)
-    on_gpu = req.gpu_count > 0
-    template = req.template or model.template
-    if req.evaluation == "benchmark":
-        fields = {"template": template, "task": f"{req.task}_{req.split}", "lang": req.lang, "n_shot": req.n_shot,
-                  "batch_size": req.per_device_eval_batch_size}
-        config = _merge_overrides({"trust_remote_code": False, **fields}, req.config_overrides, on_gpu)
-        config.update(_model_keys(model), task_dir=str(task_dir), save_dir=str(output_dir / "results"),
-                      trust_remote_code=False)
-        return Rendered(stages=[Stage(name="benchmark", command=BENCHMARK_COMMAND, config=config, hub=model.hub)])
-    fields: dict[str, Any] = {"stage": stage, "finetuning_type": "lora", "template": template,
-                              "cutoff_len": req.cutoff_len, "per_device_eval_batch_size": req.per_device_eval_batch_size,
-                              "bf16": on_gpu}
-    if req.max_samples:
-        fields["max_samples"] = req.max_samples
-    if req.evaluation == "generation":
-        fields.update(max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p,
-                      do_sample=req.do_sample)
-    config = _merge_overrides(deep_merge(BASE_TEMPLATES["eval"], fields), req.config_overrides, on_gpu)
-    if req.evaluation == "generation":
-        config.update(do_eval=False, do_predict=True, predict_with_generate=True)
-    else:
-        config.update(do_eval=True, do_predict=False)
-    config.update(_model_keys(model), eval_dataset=",".join(req.datasets), dataset_dir=str(data_dir),
-                  output_dir=str(output_dir), do_train=False, trust_remote_code=False)
-    return Rendered(stages=[Stage(name=req.evaluation, command=TRAIN_COMMAND, config=config, hub=model.hub)])
-
-
-def check_export_request(req: ExportRequest, is_adapter: bool) -> None:
-    q = req.quantization
-    if req.export_device == "auto" and req.gpu_count == 0:
-        raise ApiError(422, "invalid_field", "export_device 'auto' loads the model on GPUs: set gpu_count >= 1",
-                       "export_device")
-    if q is None:
-        if not is_adapter:
-            raise ApiError(422, "nothing_to_export", "this model is already a full model: exporting it without "
-                           "quantization would only copy it. Ask for quantization, or pick a LoRA adapter to merge",
-                           "quantization")
-        return
-    if q.method == "bitsandbytes":
-        if q.bits not in (4, 8):
-            raise ApiError(422, "invalid_field", "bitsandbytes quantises to 4 or 8 bits", "quantization.bits")
-        if req.gpu_count == 0:
-            raise ApiError(422, "invalid_field", "bitsandbytes quantisation needs a GPU: set gpu_count >= 1",
-                           "gpu_count")
-        if q.calibration_dataset:
-            raise ApiError(422, "invalid_field", "calibration_dataset applies to method 'gptq' only",
-                           "quantization.calibration_dataset")
-    elif not q.calibration_dataset:
-        raise ApiError(422, "invalid_field", "GPTQ needs a calibration dataset: a plain-text dataset with a "
-                       "'text' column", "quantization.calibration_dataset")
-
-
-def render_export(req: ExportRequest, *, model: ModelPaths, output_dir: Path,
-                  calibration_file: str | None = None) -> Rendered:
-    """Merge (a LoRA adapter), quantise (a full model), or both: merge into `output_dir/merged`, then
-    quantise that. `export_quantization_*` keys appear only for GPTQ (the seed's rule)."""
-    check_export_request(req, model.adapter_path is not None)
-    check_overrides(req.config_overrides)
-    on_gpu = req.gpu_count > 0
-    common = {"template": req.template or model.template, "export_size": req.export_size,
-              "export_device": "auto" if on_gpu and req.export_device == "auto" else req.export_device,
-              "export_legacy_format": req.export_legacy_format}
-    export_dir = output_dir / "export"
-    q = req.quantization
-
-    def stage(name: str, source: ModelPaths, target: Path, quantise: bool) -> Stage:
-        fields = dict(common)
-        if quantise and q is not None and q.method == "bitsandbytes":
-            fields.update(quantization_bit=q.bits, quantization_method="bitsandbytes", export_device="auto")
-        elif quantise and q is not None:
-            fields.update(export_quantization_bit=q.bits, export_quantization_nsamples=q.calibration_samples,
-                          export_quantization_maxlen=q.calibration_maxlen)
-        config = _merge_overrides(deep_merge(BASE_TEMPLATES["export"], fields), req.config_overrides, on_gpu)
-        config.update(_model_keys(source), export_dir=str(target), trust_remote_code=False)
-        if quantise and q is not None and q.method == "gptq":
-            config["export_quantization_dataset"] = calibration_file
-        return Stage(name=name, command=EXPORT_COMMAND, config=config, hub=source.hub)
-
-    if q is None:
-        return Rendered(stages=[stage("merge", model, export_dir, quantise=False)])
-    if model.adapter_path is None:
-        return Rendered(stages=[stage("quantize", model, export_dir, quantise=True)])
-    merged = output_dir / "merged"
-    return Rendered(stages=[
-        stage("merge", model, merged, quantise=False),
-        stage("quantize", ModelPaths(model_path=str(merged), template=model.template), export_dir, quantise=True),
-    ])
-
-
-def render_deploy(req: DeployRequest, *, model: ModelPaths, startup_timeout_s: float,
-                  idle_timeout_s: float) -> Rendered:
-    """The inference YAML of `llamafactory-cli api`: model (an adapter on its base), template, generation
-    defaults, then overrides; served as one stage that runs until stopped or idle."""
-    check_overrides(req.config_overrides)
-    on_gpu = req.gpu_count > 0
-    fields = {"template": req.template or model.template, **msgspec.to_builtins(req.generation)}
-    config = _merge_overrides(deep_merge(BASE_TEMPLATES["deploy"], fields), req.config_overrides, on_gpu)
-    config.update(_model_keys(model), trust_remote_code=False)
-    return Rendered(stages=[Stage(name="serve", command=SERVE_COMMAND, config=config, hub=model.hub,
-                                  serve={"startup_timeout_s": startup_timeout_s, "idle_timeout_s": idle_timeout_s})])
 
 
 def to_yaml(config: dict[str, Any]) -> str:
