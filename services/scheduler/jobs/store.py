@@ -123,15 +123,6 @@ async def job_assignment(conn, job_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT agent_id, attempt FROM jobs WHERE id = $1 FOR UPDATE", job_id)
 
 
-async def pending_jobs(conn, limit: int = 200) -> list[asyncpg.Record]:
-    """The queue: by priority, then age; rows locked for this dispatch pass."""
-    return await conn.fetch(
-        "SELECT id, kind, gpu_count, stages, output_dir, attempt, estimate "
-        "FROM jobs WHERE state = 'pending' ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
-    )
-
-
 async def live_agents(conn, within_s: float) -> list[asyncpg.Record]:
     """Agents that may take new work: heard from lately, not offline, not draining."""
     return await conn.fetch(
