@@ -45,8 +45,8 @@ describe("streamChat", () => {
 
   it("stops reading when aborted", async () => {
     const controller = new AbortController();
-    vi.stubGlobal("fetch", vi.fn(async (_url: string, init: RequestInit) => {
-      if (init.signal?.aborted) throw new DOMException("aborted", "AbortError");
+    vi.stubGlobal("fetch", vi.fn(async (request: Request) => {
+      if (request.signal.aborted) throw new DOMException("aborted", "AbortError");
       return json(200, {});
     }));
     controller.abort();
