@@ -11,18 +11,13 @@ export const DEPLOYMENT_STATES: DeploymentState[] = ["queued", "starting", "read
 /** States that hold a slot (and count against the caller's limit). */
 export const LIVE_DEPLOYMENT_STATES: ReadonlySet<string> = new Set(["queued", "starting", "ready", "stopping"]);
 
-export interface Generation {
-  temperature: number;
-  top_p: number;
-  top_k: number;
-  max_new_tokens: number;
-  repetition_penalty: number;
-  do_sample: boolean;
-}
+/** Generation defaults of a deployment (the deploy request's `generation`). */
+export type Generation = Schemas["Generation"];
 
-// The scheduler declares `generation` as a bare dict: say what it holds (older rows may lack a key).
+// The answer declares `generation` as a bare dict: it holds the request's (older rows may lack a key).
 export type Deployment = Omit<Schemas["DeploymentOut"], "generation"> & { generation: Partial<Generation> };
 export type DeploymentPage = Omit<Schemas["DeploymentPage"], "items"> & { items: Deployment[] };
+/** A deploy request: fields with a server default (gpu_count, priority, each generation setting) may be left out. */
 export type DeployRequest = Partial<Omit<Schemas["DeployRequest"], "generation">> & {
   model: string;
   generation?: Partial<Generation>;

@@ -15,16 +15,12 @@ export const JOB_STATES: JobState[] = ["pending", "dispatched", "running", "succ
 export const JOB_KINDS: JobKind[] = ["train", "eval", "export"];
 export const ACTIVE_STATES: ReadonlySet<string> = new Set(["pending", "dispatched", "running"]);
 
-/** The last progress report of a running job (the scheduler stores it as a plain object). */
-export interface Progress {
-  step: number;
-  total_steps: number;
-  loss?: number | null;
-  learning_rate?: number | null;
-  epoch?: number | null;
-  elapsed_s?: number | null;
-  remaining_s?: number | null;
-}
+/**
+ * The last progress report of a running job, on a job and on the live feed: a progress point's fields (the
+ * scheduler stores it as a plain object, so all but the step may be missing).
+ */
+export type Progress = Pick<Schemas["ProgressPoint"], "step" | "total_steps"> &
+  Partial<Omit<Schemas["ProgressPoint"], "step" | "total_steps" | "at">>;
 
 // The scheduler declares these as bare `dict`, which the generator reads as empty objects: say what they hold.
 type Loose = Record<string, unknown>;
