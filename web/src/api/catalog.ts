@@ -1,6 +1,6 @@
 /** Calls to /api/datasets and /api/models: what jobs are made from. */
 
-import { api, download, failure, networkError, ok } from "./client";
+import { AS_FILE, api, download, failure, networkError, ok } from "./client";
 import type { components, paths } from "./schema";
 import { tokenStore } from "./token";
 
@@ -50,7 +50,7 @@ export const datasetsApi = {
     ok(api.PATCH("/api/datasets/{dataset_id}", { ...datasetPath(datasetId), body: change })),
   remove: (datasetId: string) => ok(api.DELETE("/api/datasets/{dataset_id}", datasetPath(datasetId))),
   download: (datasetId: string, fallbackName: string) =>
-    download(api.GET("/api/datasets/{dataset_id}/download", { ...datasetPath(datasetId), parseAs: "blob" }), fallbackName),
+    download(api.GET("/api/datasets/{dataset_id}/download", { ...datasetPath(datasetId), ...AS_FILE }), fallbackName),
   upload: uploadDataset,
 };
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { apiError, json, mockFetch } from "../test/fetchMock";
-import { ApiError, anonymousApi, api, ok, oneOf, setUnauthorizedHandler, toApiError } from "./client";
+import { AS_FILE, ApiError, anonymousApi, api, download, ok, oneOf, setUnauthorizedHandler, toApiError } from "./client";
 import { tokenStore } from "./token";
 
 describe("the fetch core", () => {
@@ -116,6 +116,26 @@ describe("the fetch core", () => {
       code: "invalid_credentials",
     });
     expect(handler).not.toHaveBeenCalled();
+  });
+
+  it("downloads a file with the token, named as the server says", async () => {
+    tokenStore.set("tok-abc", 3600);
+    const { calls } = mockFetch({
+      "GET /api/jobs/job_1/log": new Response("line\n", { status: 200, headers: { "Content-Disposition": 'attachment; filename="job_1-train.log"' } }),
+    });
+    // jsdom has no object URLs.
+    URL.createObjectURL = vi.fn(() => "blob:x");
+    URL.revokeObjectURL = vi.fn();
+    const names: string[] = [];
+    vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
+      names.push(this.download);
+    });
+
+    await download(api.GET("/api/jobs/{job_id}/log", { params: { path: { job_id: "job_1" } }, ...AS_FILE }), "job_1.log");
+
+    expect(calls[0]?.headers.Authorization).toBe("Bearer tok-abc");
+    expect(calls[0]?.headers.Accept).toBe("*/*");
+    expect(names).toEqual(["job_1-train.log"]);
   });
 
   it("takes a URL's filter as the API's enum only when it is one", () => {

@@ -161,6 +161,9 @@ export async function ok<T>(call: Promise<{ data?: T }>): Promise<T> {
   return data as T;
 }
 
+/** Options of a call whose answer is a file to save: read as a blob, any type accepted (as a link would). */
+export const AS_FILE = { parseAs: "blob", headers: { Accept: "*/*" } } as const;
+
 /** The file from the name in Content-Disposition, else `fallback`. */
 export function filenameFrom(response: Response, fallback: string): string {
   const header = response.headers.get("content-disposition") ?? "";
@@ -170,7 +173,7 @@ export function filenameFrom(response: Response, fallback: string): string {
 
 /**
  * Save an authenticated download (a link cannot carry the Bearer header): the blob of a call through `api`
- * (`parseAs: "blob"`), handed to the browser through an object URL. Fine for logs and job outputs of the
+ * (with `AS_FILE`), handed to the browser through an object URL. Fine for logs and job outputs of the
  * sizes people download here.
  */
 export async function download(call: Promise<{ data?: Blob; response: Response }>, fallbackName: string): Promise<void> {

@@ -1,7 +1,7 @@
 /** Calls to /api/deployments (deploy, watch, stop, log) and the playground's streamed chat. */
 
 import { SseParser, chatEvent } from "../lib/sse";
-import { ApiError, api, download, ok } from "./client";
+import { AS_FILE, ApiError, api, download, ok } from "./client";
 import type { components, paths } from "./schema";
 
 type Schemas = components["schemas"];
@@ -51,7 +51,7 @@ export const deploymentsApi = {
     ok(api.POST("/api/deployments", { body: body as Schemas["DeployRequest"] })) as Promise<Deployment>,
   stop: (deploymentId: string) => ok(api.POST("/api/deployments/{deployment_id}/stop", deploymentPath(deploymentId))) as Promise<Deployment>,
   downloadLog: (deploymentId: string, fallbackName: string) =>
-    download(api.GET("/api/deployments/{deployment_id}/log", { ...deploymentPath(deploymentId), parseAs: "blob" }), fallbackName),
+    download(api.GET("/api/deployments/{deployment_id}/log", { ...deploymentPath(deploymentId), ...AS_FILE }), fallbackName),
   chat: streamChat,
 };
 

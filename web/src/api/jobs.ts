@@ -1,6 +1,6 @@
 /** Calls to /api/jobs and /api/evals; shapes come from the generated OpenAPI types. */
 
-import { api, download, ok } from "./client";
+import { AS_FILE, api, download, ok } from "./client";
 import type { components, paths } from "./schema";
 
 type Schemas = components["schemas"];
@@ -67,9 +67,9 @@ export const jobsApi = {
   rerun: (jobId: string, how: "retry" | "resume") =>
     ok(how === "retry" ? api.POST("/api/jobs/{job_id}/retry", jobPath(jobId)) : api.POST("/api/jobs/{job_id}/resume", jobPath(jobId))) as Promise<JobDetail>,
   downloadArtifacts: (jobId: string, fallbackName: string) =>
-    download(api.GET("/api/jobs/{job_id}/artifacts", { ...jobPath(jobId), parseAs: "blob" }), fallbackName),
+    download(api.GET("/api/jobs/{job_id}/artifacts", { ...jobPath(jobId), ...AS_FILE }), fallbackName),
   downloadLog: (jobId: string, fallbackName: string) =>
-    download(api.GET("/api/jobs/{job_id}/log", { ...jobPath(jobId), parseAs: "blob" }), fallbackName),
+    download(api.GET("/api/jobs/{job_id}/log", { ...jobPath(jobId), ...AS_FILE }), fallbackName),
   /** WebSockets (outside the typed client: browsers cannot send the header, the token goes in the query). */
   logsSocketPath: (jobId: string) => `/api/jobs/${encodeURIComponent(jobId)}/logs`,
   feedSocketPath: () => "/api/jobs/feed",
