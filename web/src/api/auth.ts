@@ -1,22 +1,20 @@
 /** Calls to /api/auth. */
 
-import { api } from "./client";
+import { anonymousApi, api, ok } from "./client";
 import type { ApiKey, ApiKeyCreated, Invite, InviteCreate, RegisterRequest, TokenResponse, User } from "./types";
 
-const BASE = "/api/auth";
-
 export const authApi = {
-  login: (username: string, password: string) =>
-    api.post<TokenResponse>(`${BASE}/login`, { username, password }, { auth: false }),
-  register: (data: RegisterRequest) => api.post<User>(`${BASE}/register`, data, { auth: false }),
-  logout: () => api.post<void>(`${BASE}/logout`),
-  me: (signal?: AbortSignal) => api.get<User>(`${BASE}/me`, { signal }),
+  login: (username: string, password: string): Promise<TokenResponse> =>
+    ok(anonymousApi.POST("/api/auth/login", { body: { username, password } })),
+  register: (data: RegisterRequest): Promise<User> => ok(anonymousApi.POST("/api/auth/register", { body: data })),
+  logout: () => ok(api.POST("/api/auth/logout")),
+  me: (signal?: AbortSignal): Promise<User> => ok(api.GET("/api/auth/me", { signal })),
 
-  listApiKeys: (signal?: AbortSignal) => api.get<ApiKey[]>(`${BASE}/api-keys`, { signal }),
-  createApiKey: (name: string) => api.post<ApiKeyCreated>(`${BASE}/api-keys`, { name }),
-  revokeApiKey: (id: string) => api.delete(`${BASE}/api-keys/${encodeURIComponent(id)}`),
+  listApiKeys: (signal?: AbortSignal): Promise<ApiKey[]> => ok(api.GET("/api/auth/api-keys", { signal })),
+  createApiKey: (name: string): Promise<ApiKeyCreated> => ok(api.POST("/api/auth/api-keys", { body: { name } })),
+  revokeApiKey: (key_id: string) => ok(api.DELETE("/api/auth/api-keys/{key_id}", { params: { path: { key_id } } })),
 
-  listInvites: (signal?: AbortSignal) => api.get<Invite[]>(`${BASE}/invites`, { signal }),
-  createInvite: (data: InviteCreate) => api.post<Invite>(`${BASE}/invites`, data),
-  revokeInvite: (code: string) => api.delete(`${BASE}/invites/${encodeURIComponent(code)}`),
+  listInvites: (signal?: AbortSignal): Promise<Invite[]> => ok(api.GET("/api/auth/invites", { signal })),
+  createInvite: (data: InviteCreate): Promise<Invite> => ok(api.POST("/api/auth/invites", { body: data })),
+  revokeInvite: (code: string) => ok(api.DELETE("/api/auth/invites/{code}", { params: { path: { code } } })),
 };

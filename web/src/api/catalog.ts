@@ -1,7 +1,7 @@
 /** Calls to /api/datasets and /api/models: what jobs are made from. */
 
-import { ApiError, api, toApiError, withQuery } from "./client";
-import type { components } from "./schema";
+import { AS_FILE, api, download, failure, networkError, ok } from "./client";
+import type { components, paths } from "./schema";
 import { tokenStore } from "./token";
 
 type Schemas = components["schemas"];
@@ -12,25 +12,27 @@ export type Preview = Schemas["Preview"];
 export type PreviewRow = Schemas["PreviewRow"];
 export type DatasetFormat = Dataset["format"];
 export const DATASET_FORMATS: DatasetFormat[] = ["alpaca", "sharegpt", "text", "pairwise"];
+export type Visibility = Dataset["visibility"];
+export const VISIBILITIES: Visibility[] = ["public", "private"];
 
 export type Model = Omit<Schemas["Model"], "details"> & { details: Record<string, unknown> };
 export type ModelPage = Omit<Schemas["ModelPage"], "items"> & { items: Model[] };
 export type LineageEntry = Model & { depth: number };
 /** A preset to register, or what changes in a model (owners: name and remark; admins: a preset's sources too). */
 export type ModelChange = Schemas["ModelPatch"];
-export type Lineage = { model: Model; ancestors: LineageEntry[]; descendants: LineageEntry[]; descendants_truncated: boolean };
+/** A preset to register (admins); `template` may be left out (the server's default). */
+export type PresetCreate = Omit<Schemas["PresetCreate"], "template"> & Partial<Pick<Schemas["PresetCreate"], "template">>;
+export type Lineage = Omit<Schemas["Lineage"], "model" | "ancestors" | "descendants"> & {
+  model: Model;
+  ancestors: LineageEntry[];
+  descendants: LineageEntry[];
+};
 
-const DATASETS = "/api/datasets";
-const MODELS = "/api/models";
-const id = encodeURIComponent;
+export type DatasetFilters = NonNullable<paths["/api/datasets"]["get"]["parameters"]["query"]>;
+export type DatasetChange = Schemas["DatasetPatch"];
 
-export interface DatasetFilters {
-  q?: string;
-  format?: string;
-  visibility?: string;
-  cursor?: string | null;
-  limit?: number;
-}
+const datasetPath = (dataset_id: string) => ({ params: { path: { dataset_id } } });
+const modelPath = (model_id: string) => ({ params: { path: { model_id } } });
 
 export interface UploadForm {
   name: string;
@@ -40,15 +42,15 @@ export interface UploadForm {
 }
 
 export const datasetsApi = {
-  list: (filters: DatasetFilters, signal?: AbortSignal) =>
-    api.get<DatasetPage>(withQuery(DATASETS, { ...filters }), { signal }),
-  get: (datasetId: string, signal?: AbortSignal) => api.get<Dataset>(`${DATASETS}/${id(datasetId)}`, { signal }),
+  list: (query: DatasetFilters, signal?: AbortSignal) => ok(api.GET("/api/datasets", { params: { query }, signal })),
+  get: (datasetId: string, signal?: AbortSignal) => ok(api.GET("/api/datasets/{dataset_id}", { ...datasetPath(datasetId), signal })),
   preview: (datasetId: string, rows = 5, signal?: AbortSignal) =>
-    api.get<Preview>(withQuery(`${DATASETS}/${id(datasetId)}/preview`, { rows }), { signal }),
-  patch: (datasetId: string, change: { name?: string; remark?: string }) =>
-    api.patch<Dataset>(`${DATASETS}/${id(datasetId)}`, change),
-  remove: (datasetId: string) => api.delete(`${DATASETS}/${id(datasetId)}`),
-  downloadPath: (datasetId: string) => `${DATASETS}/${id(datasetId)}/download`,
+    ok(api.GET("/api/datasets/{dataset_id}/preview", { params: { path: { dataset_id: datasetId }, query: { rows } }, signal })),
+  patch: (datasetId: string, change: DatasetChange) =>
+    ok(api.PATCH("/api/datasets/{dataset_id}", { ...datasetPath(datasetId), body: change })),
+  remove: (datasetId: string) => ok(api.DELETE("/api/datasets/{dataset_id}", datasetPath(datasetId))),
+  download: (datasetId: string, fallbackName: string) =>
+    download(api.GET("/api/datasets/{dataset_id}/download", { ...datasetPath(datasetId), ...AS_FILE }), fallbackName),
   upload: uploadDataset,
 };
 
@@ -56,7 +58,10 @@ export const datasetsApi = {
  * Multipart upload with progress (fetch reports none). Text parts go first, so the server refuses a bad
  * name before the file is sent.
  */
-export function uploadDataset(form: UploadForm, onProgress: (fraction: number) => void, signal?: AbortSignal): Promise<Dataset> {
+const UPLOAD = "/api/datasets/upload" satisfies keyof paths;
+type Uploaded = paths[typeof UPLOAD]["post"]["responses"][201]["content"]["application/json"];
+
+export function uploadDataset(form: UploadForm, onProgress: (fraction: number) => void, signal?: AbortSignal): Promise<Uploaded> {
   const body = new FormData();
   body.append("name", form.name);
   body.append("format", form.format);
@@ -65,7 +70,7 @@ export function uploadDataset(form: UploadForm, onProgress: (fraction: number) =
 
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `${DATASETS}/upload`);
+    xhr.open("POST", UPLOAD);
     xhr.setRequestHeader("Accept", "application/json");
     const token = tokenStore.get();
     if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
@@ -81,32 +86,27 @@ export function uploadDataset(form: UploadForm, onProgress: (fraction: number) =
       if (xhr.status >= 200 && xhr.status < 300) {
         response.json().then(resolve, reject);
       } else {
-        toApiError(response).then(reject, reject);
+        failure(response, token !== null).then(reject, reject);
       }
     };
-    xhr.onerror = () => reject(new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again."));
+    xhr.onerror = () => reject(networkError());
     xhr.onabort = () => reject(new DOMException("upload cancelled", "AbortError"));
     signal?.addEventListener("abort", () => xhr.abort());
     xhr.send(body);
   });
 }
 
-export interface ModelFilters {
-  q?: string;
-  kind?: string;
-  source?: string;
-  page?: number;
-  limit?: number;
-  sort?: string;
-  order?: string;
-}
+export type ModelFilters = NonNullable<paths["/api/models"]["get"]["parameters"]["query"]>;
 
 export const modelsApi = {
-  list: (filters: ModelFilters, signal?: AbortSignal) => api.get<ModelPage>(withQuery(MODELS, { ...filters }), { signal }),
-  get: (modelId: string, signal?: AbortSignal) => api.get<Model>(`${MODELS}/${id(modelId)}`, { signal }),
-  lineage: (modelId: string, signal?: AbortSignal) => api.get<Lineage>(`${MODELS}/${id(modelId)}/lineage`, { signal }),
+  list: (query: ModelFilters, signal?: AbortSignal) =>
+    ok(api.GET("/api/models", { params: { query }, signal })) as Promise<ModelPage>,
+  get: (modelId: string, signal?: AbortSignal) => ok(api.GET("/api/models/{model_id}", { ...modelPath(modelId), signal })) as Promise<Model>,
+  lineage: (modelId: string, signal?: AbortSignal) =>
+    ok(api.GET("/api/models/{model_id}/lineage", { ...modelPath(modelId), signal })) as Promise<Lineage>,
   /** Register a preset base model (admins). */
-  create: (preset: ModelChange) => api.post<Model>(MODELS, preset),
-  patch: (modelId: string, change: ModelChange) => api.patch<Model>(`${MODELS}/${id(modelId)}`, change),
-  remove: (modelId: string) => api.delete(`${MODELS}/${id(modelId)}`),
+  create: (preset: PresetCreate) => ok(api.POST("/api/models", { body: preset as Schemas["PresetCreate"] })) as Promise<Model>,
+  patch: (modelId: string, change: ModelChange) =>
+    ok(api.PATCH("/api/models/{model_id}", { ...modelPath(modelId), body: change })) as Promise<Model>,
+  remove: (modelId: string) => ok(api.DELETE("/api/models/{model_id}", modelPath(modelId))),
 };

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { apiError, json, mockFetch } from "../test/fetchMock";
-import { ApiError, request, setUnauthorizedHandler, toApiError } from "./client";
+import { AS_FILE, ApiError, anonymousApi, api, download, ok, oneOf, setUnauthorizedHandler, toApiError } from "./client";
 import { tokenStore } from "./token";
 
-describe("request", () => {
+describe("the fetch core", () => {
   let restoreHandler: (() => void) | undefined;
   afterEach(() => restoreHandler?.());
 
@@ -12,36 +12,49 @@ describe("request", () => {
     tokenStore.set("tok-abc", 3600);
     const { calls } = mockFetch({ "GET /api/auth/me": { status: 200, body: { id: "usr_1" } } });
 
-    await expect(request("/api/auth/me")).resolves.toEqual({ id: "usr_1" });
+    await expect(ok(api.GET("/api/auth/me"))).resolves.toEqual({ id: "usr_1" });
 
     expect(calls[0]?.headers.Authorization).toBe("Bearer tok-abc");
     expect(calls[0]?.headers.Accept).toBe("application/json");
   });
 
-  it("sends no token when auth is off, and JSON when there is a body", async () => {
+  it("sends no token without a session (login), and JSON when there is a body", async () => {
     tokenStore.set("tok-abc", 3600);
     const { calls } = mockFetch({ "POST /api/auth/login": { status: 200, body: {} } });
 
-    await request("/api/auth/login", { method: "POST", body: { username: "ada" }, auth: false });
+    await ok(anonymousApi.POST("/api/auth/login", { body: { username: "ada", password: "correct horse" } }));
 
     expect(calls[0]?.headers.Authorization).toBeUndefined();
     expect(calls[0]?.headers["Content-Type"]).toBe("application/json");
-    expect(calls[0]?.body).toEqual({ username: "ada" });
+    expect(calls[0]?.body).toEqual({ username: "ada", password: "correct horse" });
   });
 
   it("sends no token once it has expired", async () => {
     tokenStore.set("tok-old", 1);
     vi.spyOn(Date, "now").mockReturnValue(Date.now() + 5000);
-    const { calls } = mockFetch({ "GET /api/x": { status: 200, body: {} } });
+    const { calls } = mockFetch({ "GET /api/auth/me": { status: 200, body: {} } });
 
-    await request("/api/x");
+    await ok(api.GET("/api/auth/me"));
 
     expect(calls[0]?.headers.Authorization).toBeUndefined();
   });
 
+  it("fills in path parameters (encoded) and leaves empty query values out", async () => {
+    const { calls } = mockFetch({
+      "GET /api/jobs": { status: 200, body: { items: [], next_cursor: null } },
+      "GET /api/evals/job%201/samples": { status: 200, body: { items: [], total: 0 } },
+    });
+
+    await ok(api.GET("/api/jobs", { params: { query: { state: "running", kind: undefined, q: "", cursor: null, limit: 25 } } }));
+    await ok(api.GET("/api/evals/{job_id}/samples", { params: { path: { job_id: "job 1" }, query: { offset: 0, limit: 5 } } }));
+
+    expect(calls[0]?.query.toString()).toBe("state=running&limit=25");
+    expect(calls[1]?.query.toString()).toBe("offset=0&limit=5");
+  });
+
   it("returns undefined for 204 No Content", async () => {
     mockFetch({ "DELETE /api/auth/api-keys/key_1": { status: 204 } });
-    await expect(request("/api/auth/api-keys/key_1", { method: "DELETE" })).resolves.toBeUndefined();
+    await expect(ok(api.DELETE("/api/auth/api-keys/{key_id}", { params: { path: { key_id: "key_1" } } }))).resolves.toBeUndefined();
   });
 
   it("turns the API's error envelope into an ApiError with message and field", async () => {
@@ -49,7 +62,9 @@ describe("request", () => {
       "POST /api/auth/register": apiError(422, "weak_password", "password must be at least 10 characters", "password"),
     });
 
-    const error = await request("/api/auth/register", { method: "POST", body: {} }).catch((e: unknown) => e);
+    const error = await ok(anonymousApi.POST("/api/auth/register", { body: { username: "ada", password: "short", invite_code: "inv_1" } })).catch(
+      (e: unknown) => e,
+    );
 
     expect(error).toBeInstanceOf(ApiError);
     expect(error).toMatchObject({
@@ -72,7 +87,12 @@ describe("request", () => {
 
   it("reports an unreachable server as a network error", async () => {
     vi.stubGlobal("fetch", vi.fn().mockRejectedValue(new TypeError("Failed to fetch")));
-    await expect(request("/api/x")).rejects.toMatchObject({ status: 0, code: "network_error" });
+    await expect(ok(api.GET("/api/auth/me"))).rejects.toMatchObject({ status: 0, code: "network_error" });
+  });
+
+  it("lets the caller's abort through as an AbortError", async () => {
+    vi.stubGlobal("fetch", vi.fn().mockRejectedValue(new DOMException("aborted", "AbortError")));
+    await expect(ok(api.GET("/api/auth/me"))).rejects.toMatchObject({ name: "AbortError" });
   });
 
   it("on a 401 with a token: drops the token and calls the handler", async () => {
@@ -81,7 +101,7 @@ describe("request", () => {
     restoreHandler = setUnauthorizedHandler(handler);
     mockFetch({ "GET /api/auth/me": apiError(401, "unauthorized", "token expired") });
 
-    await expect(request("/api/auth/me")).rejects.toMatchObject({ status: 401, message: "token expired" });
+    await expect(ok(api.GET("/api/auth/me"))).rejects.toMatchObject({ status: 401, message: "token expired" });
 
     expect(tokenStore.get()).toBeNull();
     expect(handler).toHaveBeenCalledOnce();
@@ -92,9 +112,56 @@ describe("request", () => {
     restoreHandler = setUnauthorizedHandler(handler);
     mockFetch({ "POST /api/auth/login": apiError(401, "invalid_credentials", "wrong username or password") });
 
-    await expect(request("/api/auth/login", { method: "POST", body: {}, auth: false })).rejects.toMatchObject({
+    await expect(ok(anonymousApi.POST("/api/auth/login", { body: { username: "ada", password: "nope" } }))).rejects.toMatchObject({
       code: "invalid_credentials",
     });
     expect(handler).not.toHaveBeenCalled();
   });
+
+  it("downloads a file with the token, named as the server says", async () => {
+    tokenStore.set("tok-abc", 3600);
+    const { calls } = mockFetch({
+      "GET /api/jobs/job_1/log": new Response("line\n", { status: 200, headers: { "Content-Disposition": 'attachment; filename="job_1-train.log"' } }),
+    });
+    // jsdom has no object URLs.
+    URL.createObjectURL = vi.fn(() => "blob:x");
+    URL.revokeObjectURL = vi.fn();
+    const names: string[] = [];
+    vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
+      names.push(this.download);
+    });
+
+    await download(api.GET("/api/jobs/{job_id}/log", { params: { path: { job_id: "job_1" } }, ...AS_FILE }), "job_1.log");
+
+    expect(calls[0]?.headers.Authorization).toBe("Bearer tok-abc");
+    expect(calls[0]?.headers.Accept).toBe("*/*");
+    expect(names).toEqual(["job_1-train.log"]);
+  });
+
+  it("takes a URL's filter as the API's enum only when it is one", () => {
+    expect(oneOf("running", ["running", "failed"] as const)).toBe("running");
+    expect(oneOf("", ["running", "failed"] as const)).toBeUndefined();
+    expect(oneOf("bogus", ["running", "failed"] as const)).toBeUndefined();
+  });
 });
+
+/**
+ * Never run: `npm run typecheck` proves that the schema types every call. Each line below must fail to
+ * compile; should one start compiling, tsc reports the unused @ts-expect-error.
+ */
+export function drift(): void {
+  // @ts-expect-error a path the API does not have
+  void api.GET("/api/job");
+  // @ts-expect-error a method the path does not have
+  void api.DELETE("/api/jobs");
+  // @ts-expect-error a path parameter left out
+  void api.GET("/api/jobs/{job_id}", {});
+  // @ts-expect-error a query parameter the route does not read
+  void api.GET("/api/jobs", { params: { query: { search: "x" } } });
+  // @ts-expect-error a state the API does not know
+  void api.GET("/api/jobs", { params: { query: { state: "paused" } } });
+  // @ts-expect-error a body field of the wrong type
+  void api.PUT("/api/quotas/{user_id}", { params: { path: { user_id: "u" } }, body: { max_gpus: "2" } });
+  // @ts-expect-error login needs a password
+  void anonymousApi.POST("/api/auth/login", { body: { username: "ada" } });
+}

@@ -1,9 +1,13 @@
 /**
- * The one way the web client talks to the gateway: JSON over fetch, the access token as a
- * Bearer header, and every failure turned into an ApiError carrying the API's
- * `{"error": {"code", "message", "field"}}` shape.
+ * The one way the web client talks to the gateway: an openapi-fetch client typed by the generated
+ * `schema.d.ts`, so a wrong path, path parameter, query parameter or body is a type error. Its middleware
+ * sends the access token as a Bearer header and turns every failure into an ApiError carrying the API's
+ * `{"error": {"code", "message", "field"}}` shape; a 401 on a call that carried a token ends the session.
  */
 
+import createClient, { type Middleware } from "openapi-fetch";
+
+import type { paths } from "./schema";
 import { tokenStore } from "./token";
 
 export class ApiError extends Error {
@@ -23,15 +27,8 @@ export class ApiError extends Error {
   }
 }
 
-type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
-
-export interface RequestOptions {
-  method?: Method;
-  /** Sent as JSON. */
-  body?: unknown;
-  /** Send the stored access token (default true). Login and register turn it off. */
-  auth?: boolean;
-  signal?: AbortSignal;
+export function networkError(): ApiError {
+  return new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again.");
 }
 
 type UnauthorizedHandler = () => void;
@@ -49,35 +46,14 @@ export function setUnauthorizedHandler(handler: UnauthorizedHandler): () => void
   };
 }
 
-/** Call the API and return its decoded JSON (undefined for an empty answer such as 204). */
-export async function request<T>(path: string, options: RequestOptions = {}): Promise<T> {
-  const { method = "GET", body, auth = true, signal } = options;
-  const headers: Record<string, string> = { Accept: "application/json" };
-  const token = auth ? tokenStore.get() : null;
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-
-  let response: Response;
-  try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal,
-    });
-  } catch (cause) {
-    if (cause instanceof DOMException && cause.name === "AbortError") throw cause;
-    throw new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again.");
-  }
-
-  if (response.ok) return (await readJson(response)) as T;
-
+/** A refused answer: an ApiError, and the end of the session when a call that carried a token got a 401. */
+export async function failure(response: Response, sentToken: boolean): Promise<ApiError> {
   const error = await toApiError(response);
-  if (response.status === 401 && token) {
+  if (response.status === 401 && sentToken) {
     tokenStore.clear();
     onUnauthorized();
   }
-  throw error;
+  return error;
 }
 
 async function readJson(response: Response): Promise<unknown> {
@@ -114,54 +90,79 @@ function isErrorEnvelope(value: unknown): value is ErrorEnvelope {
   );
 }
 
-export const api = {
-  get: <T>(path: string, options?: Omit<RequestOptions, "method" | "body">) =>
-    request<T>(path, { ...options, method: "GET" }),
-  post: <T>(path: string, body?: unknown, options?: Omit<RequestOptions, "method" | "body">) =>
-    request<T>(path, { ...options, method: "POST", body }),
-  patch: <T>(path: string, body?: unknown, options?: Omit<RequestOptions, "method" | "body">) =>
-    request<T>(path, { ...options, method: "PATCH", body }),
-  put: <T>(path: string, body?: unknown, options?: Omit<RequestOptions, "method" | "body">) =>
-    request<T>(path, { ...options, method: "PUT", body }),
-  delete: <T = void>(path: string, options?: Omit<RequestOptions, "method" | "body">) =>
-    request<T>(path, { ...options, method: "DELETE" }),
-};
+function isAbort(cause: unknown): boolean {
+  return typeof cause === "object" && cause !== null && (cause as { name?: unknown }).name === "AbortError";
+}
 
-type QueryValue = string | number | boolean | null | undefined;
-
-/** `path?a=1&b=x`, leaving out empty values. */
-export function withQuery(path: string, params: Record<string, QueryValue>): string {
+/** `a=1&b=x`, leaving out empty values (undefined, null, ""): an unset filter is not sent at all. */
+export function queryString(params: Record<string, unknown>): string {
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
   }
-  const text = query.toString();
-  return text ? `${path}?${text}` : path;
+  return query.toString();
 }
 
 /**
- * A raw `fetch` of an API path with the Bearer header, for answers read as a stream (chat). A failure is an
- * ApiError like `request`'s, and a 401 on a call that carried a token ends the session the same way.
+ * A filter from the URL as the API's enum: the value when it is one of `allowed`, else undefined (not sent).
+ * `allowed` comes from the schema's types, so a list that drifts from the API is a type error.
  */
-export async function authorizedFetch(path: string, init: RequestInit = {}): Promise<Response> {
-  const token = tokenStore.get();
-  const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined) };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  let response: Response;
-  try {
-    response = await fetch(path, { ...init, headers });
-  } catch (cause) {
-    if (cause instanceof DOMException && cause.name === "AbortError") throw cause;
-    throw new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again.");
-  }
-  if (response.ok) return response;
-  const error = await toApiError(response);
-  if (response.status === 401 && token) {
-    tokenStore.clear();
-    onUnauthorized();
-  }
-  throw error;
+export function oneOf<T extends string>(value: string | null | undefined, allowed: readonly T[]): T | undefined {
+  return allowed.find((choice) => choice === value);
 }
+
+/** The stored access token as a Bearer header. */
+const bearer: Middleware = {
+  onRequest({ request }) {
+    const token = tokenStore.get();
+    if (token) request.headers.set("Authorization", `Bearer ${token}`);
+    return request;
+  },
+};
+
+/** Every failure as an ApiError: a refusal in the API's envelope, an unreachable server as status 0. */
+const failures: Middleware = {
+  async onResponse({ request, response }) {
+    if (!response.ok) throw await failure(response, request.headers.has("Authorization"));
+    return undefined;
+  },
+  onError({ error }) {
+    if (isAbort(error)) return undefined; // the caller's own abort goes through as it is
+    return networkError();
+  },
+};
+
+function makeClient(sendToken: boolean) {
+  const client = createClient<paths>({
+    // Absolute, so a Request can be built outside a page too (tests); the gateway serves the client itself.
+    baseUrl: window.location.origin,
+    headers: { Accept: "application/json" },
+    querySerializer: queryString,
+    // Looked up on each call rather than captured once.
+    fetch: (request) => globalThis.fetch(request),
+  });
+  if (sendToken) client.use(bearer);
+  client.use(failures);
+  return client;
+}
+
+/** The typed client: `api.GET("/api/jobs/{job_id}", { params: { path: { job_id } } })`. */
+export const api = makeClient(true);
+
+/** The same, without the token: calls made to get a session (login, register), where a 401 is just an answer. */
+export const anonymousApi = makeClient(false);
+
+/**
+ * The decoded body of a call through `api` (undefined for an empty answer such as 204). Failures never get
+ * here: the middleware threw them as ApiErrors.
+ */
+export async function ok<T>(call: Promise<{ data?: T }>): Promise<T> {
+  const { data } = await call;
+  return data as T;
+}
+
+/** Options of a call whose answer is a file to save: read as a blob, any type accepted (as a link would). */
+export const AS_FILE = { parseAs: "blob", headers: { Accept: "*/*" } } as const;
 
 /** The file from the name in Content-Disposition, else `fallback`. */
 export function filenameFrom(response: Response, fallback: string): string {
@@ -171,20 +172,13 @@ export function filenameFrom(response: Response, fallback: string): string {
 }
 
 /**
- * Save an authenticated download (a link cannot carry the Bearer header): fetched as a blob, then handed
- * to the browser through an object URL. Fine for logs and job outputs of the sizes people download here.
+ * Save an authenticated download (a link cannot carry the Bearer header): the blob of a call through `api`
+ * (with `AS_FILE`), handed to the browser through an object URL. Fine for logs and job outputs of the
+ * sizes people download here.
  */
-export async function download(path: string, fallbackName: string): Promise<void> {
-  const token = tokenStore.get();
-  let response: Response;
-  try {
-    response = await fetch(path, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-  } catch {
-    throw new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again.");
-  }
-  if (!response.ok) throw await toApiError(response);
-  const blob = await response.blob();
-  const url = URL.createObjectURL(blob);
+export async function download(call: Promise<{ data?: Blob; response: Response }>, fallbackName: string): Promise<void> {
+  const { data, response } = await call;
+  const url = URL.createObjectURL(data ?? new Blob());
   const link = document.createElement("a");
   link.href = url;
   link.download = filenameFrom(response, fallbackName);
@@ -195,8 +189,9 @@ export async function download(path: string, fallbackName: string): Promise<void
 }
 
 /** The WebSocket URL of an API path on this site, with the access token (browsers cannot set headers). */
-export function socketUrl(path: string, params: Record<string, QueryValue> = {}): string {
+export function socketUrl(path: string, params: Record<string, string | number | null | undefined> = {}): string {
   const { protocol, host } = window.location;
   const scheme = protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${host}${withQuery(path, { ...params, token: tokenStore.get() })}`;
+  const query = queryString({ ...params, token: tokenStore.get() });
+  return `${scheme}://${host}${path}${query ? `?${query}` : ""}`;
 }

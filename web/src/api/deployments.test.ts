@@ -18,6 +18,7 @@ describe("streamChat", () => {
     expect(pieces).toEqual(["Ott", "awa"]);
     expect(answer).toEqual({ content: "Ottawa", finishReason: "stop" });
     expect(calls[0]!.headers.Authorization).toBe("Bearer tok-1");
+    expect(calls[0]!.headers.Accept).toBe("text/event-stream");
     expect(calls[0]!.body).toEqual({ messages: MESSAGES, temperature: 0.2, max_tokens: 8, stream: true });
   });
 
@@ -45,8 +46,8 @@ describe("streamChat", () => {
 
   it("stops reading when aborted", async () => {
     const controller = new AbortController();
-    vi.stubGlobal("fetch", vi.fn(async (_url: string, init: RequestInit) => {
-      if (init.signal?.aborted) throw new DOMException("aborted", "AbortError");
+    vi.stubGlobal("fetch", vi.fn(async (request: Request) => {
+      if (request.signal.aborted) throw new DOMException("aborted", "AbortError");
       return json(200, {});
     }));
     controller.abort();

@@ -1,8 +1,8 @@
 /** Calls to /api/deployments (deploy, watch, stop, log) and the playground's streamed chat. */
 
 import { SseParser, chatEvent } from "../lib/sse";
-import { ApiError, api, authorizedFetch, withQuery } from "./client";
-import type { components } from "./schema";
+import { AS_FILE, ApiError, api, download, ok } from "./client";
+import type { components, paths } from "./schema";
 
 type Schemas = components["schemas"];
 
@@ -11,18 +11,13 @@ export const DEPLOYMENT_STATES: DeploymentState[] = ["queued", "starting", "read
 /** States that hold a slot (and count against the caller's limit). */
 export const LIVE_DEPLOYMENT_STATES: ReadonlySet<string> = new Set(["queued", "starting", "ready", "stopping"]);
 
-export interface Generation {
-  temperature: number;
-  top_p: number;
-  top_k: number;
-  max_new_tokens: number;
-  repetition_penalty: number;
-  do_sample: boolean;
-}
+/** Generation defaults of a deployment (the deploy request's `generation`). */
+export type Generation = Schemas["Generation"];
 
-// The scheduler declares `generation` as a bare dict: say what it holds (older rows may lack a key).
+// The answer declares `generation` as a bare dict: it holds the request's (older rows may lack a key).
 export type Deployment = Omit<Schemas["DeploymentOut"], "generation"> & { generation: Partial<Generation> };
 export type DeploymentPage = Omit<Schemas["DeploymentPage"], "items"> & { items: Deployment[] };
+/** A deploy request: fields with a server default (gpu_count, priority, each generation setting) may be left out. */
 export type DeployRequest = Partial<Omit<Schemas["DeployRequest"], "generation">> & {
   model: string;
   generation?: Partial<Generation>;
@@ -33,27 +28,30 @@ export interface ChatMessage {
   content: string;
 }
 
-export interface ChatSettings {
-  temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
-}
+/** Sampling settings sent with a turn (`POST /api/deployments/{id}/chat`). */
+export type ChatSettings = Pick<Schemas["PlaygroundChat"], "temperature" | "top_p" | "max_tokens">;
 
 export interface ChatAnswer {
   content: string;
   finishReason: string | null;
 }
 
-const DEPLOYMENTS = "/api/deployments";
-const id = encodeURIComponent;
+export type DeploymentFilters = NonNullable<paths["/api/deployments"]["get"]["parameters"]["query"]>;
+
+const deploymentPath = (deployment_id: string) => ({ params: { path: { deployment_id } } });
 
 export const deploymentsApi = {
-  list: (filters: { active?: boolean; cursor?: string | null; limit?: number }, signal?: AbortSignal) =>
-    api.get<DeploymentPage>(withQuery(DEPLOYMENTS, { ...filters, active: filters.active ? "true" : undefined }), { signal }),
-  get: (deploymentId: string, signal?: AbortSignal) => api.get<Deployment>(`${DEPLOYMENTS}/${id(deploymentId)}`, { signal }),
-  create: (body: DeployRequest) => api.post<Deployment>(DEPLOYMENTS, body),
-  stop: (deploymentId: string) => api.post<Deployment>(`${DEPLOYMENTS}/${id(deploymentId)}/stop`),
-  logPath: (deploymentId: string) => `${DEPLOYMENTS}/${id(deploymentId)}/log`,
+  list: (query: DeploymentFilters, signal?: AbortSignal) =>
+    // "running only" off: no `active` at all, as the API's default.
+    ok(api.GET("/api/deployments", { params: { query: { ...query, active: query.active || undefined } }, signal })) as Promise<DeploymentPage>,
+  get: (deploymentId: string, signal?: AbortSignal) =>
+    ok(api.GET("/api/deployments/{deployment_id}", { ...deploymentPath(deploymentId), signal })) as Promise<Deployment>,
+  create: (body: DeployRequest) =>
+    // Fields with a server default may be left out (the generator marks them required).
+    ok(api.POST("/api/deployments", { body: body as Schemas["DeployRequest"] })) as Promise<Deployment>,
+  stop: (deploymentId: string) => ok(api.POST("/api/deployments/{deployment_id}/stop", deploymentPath(deploymentId))) as Promise<Deployment>,
+  downloadLog: (deploymentId: string, fallbackName: string) =>
+    download(api.GET("/api/deployments/{deployment_id}/log", { ...deploymentPath(deploymentId), ...AS_FILE }), fallbackName),
   chat: streamChat,
 };
 
@@ -69,10 +67,11 @@ export async function streamChat(
   onDelta: (content: string) => void,
   signal?: AbortSignal,
 ): Promise<ChatAnswer> {
-  const response = await authorizedFetch(`${DEPLOYMENTS}/${id(deploymentId)}/chat`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify({ messages, ...settings, stream: true }),
+  const { response } = await api.POST("/api/deployments/{deployment_id}/chat", {
+    ...deploymentPath(deploymentId),
+    headers: { Accept: "text/event-stream" },
+    body: { messages: messages as unknown as Schemas["PlaygroundChat"]["messages"], ...settings, stream: true },
+    parseAs: "stream", // the body is read below, piece by piece
     signal,
   });
   if (!(response.headers.get("content-type") ?? "").includes("text/event-stream")) {

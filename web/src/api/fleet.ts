@@ -3,8 +3,8 @@
  * field beyond the agent's id is read as optional, so a page never breaks on a shape it did not expect.
  */
 
-import { api, withQuery } from "./client";
-import type { components } from "./schema";
+import { api, ok } from "./client";
+import type { components, paths } from "./schema";
 
 type Schemas = components["schemas"];
 type Loose<T> = { [K in keyof T]?: T[K] | null };
@@ -22,15 +22,18 @@ export type JobGpu = Omit<Schemas["JobGpu"], "gpus"> & { gpus?: GpuSeries[] };
 export type AgentState = "online" | "offline" | "draining";
 export const AGENT_STATES: AgentState[] = ["online", "draining", "offline"];
 
-const AGENTS = "/api/agents";
-const id = encodeURIComponent;
+export type MetricsRange = NonNullable<paths["/api/agents/{agent_id}/metrics"]["get"]["parameters"]["query"]>;
 
+const agentPath = (agent_id: string) => ({ params: { path: { agent_id } } });
+
+// Read tolerantly: the answers are taken as the loose shapes above.
 export const fleetApi = {
-  list: (signal?: AbortSignal) => api.get<FleetView>(AGENTS, { signal }),
-  get: (agentId: string, signal?: AbortSignal) => api.get<Agent>(`${AGENTS}/${id(agentId)}`, { signal }),
-  drain: (agentId: string) => api.post<Agent>(`${AGENTS}/${id(agentId)}/drain`),
-  undrain: (agentId: string) => api.post<Agent>(`${AGENTS}/${id(agentId)}/undrain`),
-  metrics: (agentId: string, range: { from: string; to: string; step?: number }, signal?: AbortSignal) =>
-    api.get<AgentMetrics>(withQuery(`${AGENTS}/${id(agentId)}/metrics`, { ...range }), { signal }),
-  jobGpu: (jobId: string, signal?: AbortSignal) => api.get<JobGpu>(`/api/jobs/${id(jobId)}/gpu`, { signal }),
+  list: (signal?: AbortSignal) => ok(api.GET("/api/agents", { signal })) as Promise<FleetView>,
+  get: (agentId: string, signal?: AbortSignal) => ok(api.GET("/api/agents/{agent_id}", { ...agentPath(agentId), signal })) as Promise<Agent>,
+  drain: (agentId: string) => ok(api.POST("/api/agents/{agent_id}/drain", agentPath(agentId))) as Promise<Agent>,
+  undrain: (agentId: string) => ok(api.POST("/api/agents/{agent_id}/undrain", agentPath(agentId))) as Promise<Agent>,
+  metrics: (agentId: string, range: MetricsRange, signal?: AbortSignal) =>
+    ok(api.GET("/api/agents/{agent_id}/metrics", { params: { path: { agent_id: agentId }, query: range }, signal })) as Promise<AgentMetrics>,
+  jobGpu: (jobId: string, signal?: AbortSignal) =>
+    ok(api.GET("/api/jobs/{job_id}/gpu", { params: { path: { job_id: jobId } }, signal })) as Promise<JobGpu>,
 };

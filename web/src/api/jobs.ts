@@ -1,26 +1,26 @@
 /** Calls to /api/jobs and /api/evals; shapes come from the generated OpenAPI types. */
 
-import { api, withQuery } from "./client";
-import type { components } from "./schema";
+import { AS_FILE, api, download, ok } from "./client";
+import type { components, paths } from "./schema";
 
 type Schemas = components["schemas"];
 
-export type JobState = "pending" | "dispatched" | "running" | "succeeded" | "failed" | "cancelled";
-export type JobKind = "train" | "eval" | "export";
+/** Filters of the job list, as the API reads them (`GET /api/jobs`): state, kind, search, keyset page. */
+export type JobFilters = NonNullable<paths["/api/jobs"]["get"]["parameters"]["query"]>;
+export type EvalFilters = NonNullable<paths["/api/evals"]["get"]["parameters"]["query"]>;
+export type JobState = NonNullable<JobFilters["state"]>;
+/** Kinds of jobs these pages show (deployments have their own). */
+export type JobKind = Exclude<NonNullable<JobFilters["kind"]>, "deploy">;
 export const JOB_STATES: JobState[] = ["pending", "dispatched", "running", "succeeded", "failed", "cancelled"];
 export const JOB_KINDS: JobKind[] = ["train", "eval", "export"];
 export const ACTIVE_STATES: ReadonlySet<string> = new Set(["pending", "dispatched", "running"]);
 
-/** The last progress report of a running job (the scheduler stores it as a plain object). */
-export interface Progress {
-  step: number;
-  total_steps: number;
-  loss?: number | null;
-  learning_rate?: number | null;
-  epoch?: number | null;
-  elapsed_s?: number | null;
-  remaining_s?: number | null;
-}
+/**
+ * The last progress report of a running job, on a job and on the live feed: a progress point's fields (the
+ * scheduler stores it as a plain object, so all but the step may be missing).
+ */
+export type Progress = Pick<Schemas["ProgressPoint"], "step" | "total_steps"> &
+  Partial<Omit<Schemas["ProgressPoint"], "step" | "total_steps" | "at">>;
 
 // The scheduler declares these as bare `dict`, which the generator reads as empty objects: say what they hold.
 type Loose = Record<string, unknown>;
@@ -51,39 +51,41 @@ export type EvalPage = Schemas["EvalPage"];
 export type Comparison = Schemas["Comparison"];
 export type Sample = Schemas["Sample"];
 
-export interface JobFilters {
-  state?: string;
-  kind?: string;
-  cursor?: string | null;
-  limit?: number;
-}
-
-const JOBS = "/api/jobs";
-const EVALS = "/api/evals";
-const id = encodeURIComponent;
+const jobPath = (job_id: string) => ({ params: { path: { job_id } } });
 
 export const jobsApi = {
-  list: (filters: JobFilters, signal?: AbortSignal) => api.get<JobPage>(withQuery(JOBS, { ...filters }), { signal }),
-  get: (jobId: string, signal?: AbortSignal) => api.get<JobDetail>(`${JOBS}/${id(jobId)}`, { signal }),
-  submit: (body: JobRequest) => api.post<JobDetail>(JOBS, body),
+  /** A page of the caller's jobs; `q` searches part of the id or the model, on the server. */
+  list: (query: JobFilters, signal?: AbortSignal) => ok(api.GET("/api/jobs", { params: { query }, signal })) as Promise<JobPage>,
+  get: (jobId: string, signal?: AbortSignal) =>
+    ok(api.GET("/api/jobs/{job_id}", { ...jobPath(jobId), signal })) as Promise<JobDetail>,
+  submit: (body: JobRequest) => ok(api.POST("/api/jobs", { body: asSent(body) })) as Promise<JobDetail>,
   /** The exact config the job would run with, validated by the server; nothing is queued. */
   preview: (body: JobRequest, signal?: AbortSignal) =>
-    api.post<JobPreview>(withQuery(JOBS, { dry_run: true }), body, { signal }),
-  cancel: (jobId: string) => api.post<{ id: string; state: string }>(`${JOBS}/${id(jobId)}/cancel`),
+    ok(api.POST("/api/jobs", { params: { query: { dry_run: true } }, body: asSent(body), signal })) as Promise<JobPreview>,
+  cancel: (jobId: string) => ok(api.POST("/api/jobs/{job_id}/cancel", jobPath(jobId))),
   /** Run a failed or cancelled job again from the start (`retry`) or from its newest checkpoint (`resume`). */
-  rerun: (jobId: string, how: "retry" | "resume") => api.post<JobDetail>(`${JOBS}/${id(jobId)}/${how}`),
-  artifactsPath: (jobId: string) => `${JOBS}/${id(jobId)}/artifacts`,
-  logPath: (jobId: string) => `${JOBS}/${id(jobId)}/log`,
-  logsSocketPath: (jobId: string) => `${JOBS}/${id(jobId)}/logs`,
-  feedSocketPath: () => `${JOBS}/feed`,
+  rerun: (jobId: string, how: "retry" | "resume") =>
+    ok(how === "retry" ? api.POST("/api/jobs/{job_id}/retry", jobPath(jobId)) : api.POST("/api/jobs/{job_id}/resume", jobPath(jobId))) as Promise<JobDetail>,
+  downloadArtifacts: (jobId: string, fallbackName: string) =>
+    download(api.GET("/api/jobs/{job_id}/artifacts", { ...jobPath(jobId), ...AS_FILE }), fallbackName),
+  downloadLog: (jobId: string, fallbackName: string) =>
+    download(api.GET("/api/jobs/{job_id}/log", { ...jobPath(jobId), ...AS_FILE }), fallbackName),
+  /** WebSockets (outside the typed client: browsers cannot send the header, the token goes in the query). */
+  logsSocketPath: (jobId: string) => `/api/jobs/${encodeURIComponent(jobId)}/logs`,
+  feedSocketPath: () => "/api/jobs/feed",
 };
 
+/** A request body as sent: fields with a server default may be left out (the generator marks them required). */
+function asSent(body: JobRequest): Schemas["TrainRequest"] | Schemas["EvalRequest"] | Schemas["ExportRequest"] {
+  return body as Schemas["TrainRequest"] | Schemas["EvalRequest"] | Schemas["ExportRequest"];
+}
+
 export const evalsApi = {
-  list: (filters: { state?: string; evaluation?: string; cursor?: string | null; limit?: number }, signal?: AbortSignal) =>
-    api.get<EvalPage>(withQuery(EVALS, { ...filters }), { signal }),
-  get: (evalId: string, signal?: AbortSignal) => api.get<EvalDetail>(`${EVALS}/${id(evalId)}`, { signal }),
+  list: (query: EvalFilters, signal?: AbortSignal) => ok(api.GET("/api/evals", { params: { query }, signal })),
+  get: (evalId: string, signal?: AbortSignal) =>
+    ok(api.GET("/api/evals/{job_id}", { params: { path: { job_id: evalId } }, signal })) as Promise<EvalDetail>,
   samples: (evalId: string, offset: number, limit: number, signal?: AbortSignal) =>
-    api.get<Schemas["SamplePage"]>(withQuery(`${EVALS}/${id(evalId)}/samples`, { offset, limit }), { signal }),
+    ok(api.GET("/api/evals/{job_id}/samples", { params: { path: { job_id: evalId }, query: { offset, limit } }, signal })),
   compare: (ids: string[], samples = 10, signal?: AbortSignal) =>
-    api.get<Comparison>(withQuery(`${EVALS}/compare`, { ids: ids.join(","), samples }), { signal }),
+    ok(api.GET("/api/evals/compare", { params: { query: { ids: ids.join(","), samples } }, signal })),
 };

@@ -1,6 +1,6 @@
 /** Calls to /api/quotas (the caller's limits; admins: anyone's) and the admins' list of accounts. */
 
-import { api, withQuery } from "./client";
+import { api, ok } from "./client";
 import type { components } from "./schema";
 
 type Schemas = components["schemas"];
@@ -10,12 +10,12 @@ export type Quota = Schemas["Quota"];
 export type QuotaSettings = Required<Schemas["QuotaSettings"]>;
 export type UserPage = Schemas["UserPage"];
 
-const QUOTAS = "/api/quotas";
+const userPath = (user_id: string) => ({ params: { path: { user_id } } });
 
 export const quotasApi = {
-  mine: (signal?: AbortSignal) => api.get<Quota>(`${QUOTAS}/me`, { signal }),
-  of: (userId: string, signal?: AbortSignal) => api.get<Quota>(`${QUOTAS}/${encodeURIComponent(userId)}`, { signal }),
-  set: (userId: string, settings: QuotaSettings) => api.put<Quota>(`${QUOTAS}/${encodeURIComponent(userId)}`, settings),
+  mine: (signal?: AbortSignal) => ok(api.GET("/api/quotas/me", { signal })),
+  of: (userId: string, signal?: AbortSignal) => ok(api.GET("/api/quotas/{user_id}", { ...userPath(userId), signal })),
+  set: (userId: string, settings: QuotaSettings) => ok(api.PUT("/api/quotas/{user_id}", { ...userPath(userId), body: settings })),
   users: (cursor: string | null, signal?: AbortSignal) =>
-    api.get<UserPage>(withQuery("/api/auth/users", { cursor, limit: 50 }), { signal }),
+    ok(api.GET("/api/auth/users", { params: { query: { cursor, limit: 50 } }, signal })),
 };

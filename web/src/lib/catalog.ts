@@ -1,8 +1,7 @@
 /** The models and datasets a job may be made from, loaded once per form. */
 
 import { datasetsApi, modelsApi, type Dataset, type Model } from "../api/catalog";
-import { api } from "../api/client";
-import type { components } from "../api/schema";
+import { fleetApi } from "../api/fleet";
 import type { JobKind } from "../api/jobs";
 import { useQuery } from "./useQuery";
 
@@ -31,8 +30,8 @@ export function formFieldOf(field: string | null): string | null {
 
 /** GPUs in the fleet, or null while unknown (older gateways have no /api/agents). */
 export function useFleetGpus(): number | null {
-  const fleet = useQuery((signal) => api.get<components["schemas"]["FleetView"]>("/api/agents", { signal }), []);
+  const fleet = useQuery((signal) => fleetApi.list(signal), []);
   if (!fleet.data?.summary) return null;
   const { summary } = fleet.data;
-  return summary.agents_online > 0 ? summary.gpus.reduce((sum, g) => sum + g.total, 0) : null;
+  return (summary.agents_online ?? 0) > 0 ? (summary.gpus ?? []).reduce((sum, g) => sum + (g.total ?? 0), 0) : null;
 }

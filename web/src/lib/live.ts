@@ -1,25 +1,41 @@
-/** Live updates for pages: the caller's job feed over a WebSocket, and polling while something runs. */
+/** Live updates for pages: the caller's job feed over a WebSocket (state changes and progress points), and polling. */
 
 import { useEffect, useRef } from "react";
 
 import { socketUrl } from "../api/client";
-import { jobsApi } from "../api/jobs";
+import { jobsApi, type JobSummary, type Progress } from "../api/jobs";
 import { ReconnectingSocket } from "./socket";
 
+/**
+ * A frame of `WS /api/jobs/feed` (the gateway's `stream_feed`): a committed state change, or, with `progress`,
+ * a new progress point of a running job (the trainer's last report, as `JobSummary.progress` holds it).
+ */
 export interface JobChange {
-  job_id: string;
-  state: string;
+  job_id: JobSummary["id"];
+  state: JobSummary["state"];
   at: string;
+  progress?: Progress;
 }
 
-/** Hear every state change of the caller's jobs (WS /api/jobs/feed), reconnecting by itself. */
-export function useJobFeed(onChange: (change: JobChange) => void, enabled = true): void {
+/**
+ * Hear every state change and progress point of the caller's jobs (WS /api/jobs/feed), reconnecting by itself;
+ * `onReconnect` hears each reconnection after a drop (frames sent meanwhile are lost: load again).
+ */
+export function useJobFeed(onChange: (change: JobChange) => void, enabled = true, onReconnect?: () => void): void {
   const handler = useRef(onChange);
   handler.current = onChange;
+  const reconnected = useRef(onReconnect);
+  reconnected.current = onReconnect;
   useEffect(() => {
     if (!enabled || typeof WebSocket === "undefined") return;
+    let opened = false;
     const socket = new ReconnectingSocket({
       url: () => socketUrl(jobsApi.feedSocketPath()),
+      onStatus: (status) => {
+        if (status !== "open") return;
+        if (opened) reconnected.current?.();
+        opened = true;
+      },
       onMessage: (data) => {
         try {
           const change = JSON.parse(data) as JobChange;

@@ -13,19 +13,13 @@ type Reply = Answer | ((call: RecordedCall) => Answer);
 
 /**
  * Replace fetch with a table of answers keyed by "METHOD /path"; unknown routes answer 404
- * in the API's error shape. Every call is recorded for assertions.
+ * in the API's error shape. Every call is recorded for assertions, whether it came as a Request (the typed
+ * client) or as a URL and init.
  */
 export function mockFetch(routes: Record<string, Reply>) {
   const calls: RecordedCall[] = [];
   const fetchMock = vi.fn(async (input: RequestInfo | URL, init: RequestInit = {}) => {
-    const url = new URL(String(input), "http://localhost");
-    const call: RecordedCall = {
-      method: (init.method ?? "GET").toUpperCase(),
-      path: url.pathname,
-      query: url.searchParams,
-      headers: { ...(init.headers as Record<string, string>) },
-      body: typeof init.body === "string" ? JSON.parse(init.body) : undefined,
-    };
+    const call = input instanceof Request ? await fromRequest(input) : fromInit(String(input), init);
     calls.push(call);
     const route = routes[`${call.method} ${call.path}`];
     const reply = typeof route === "function" ? route(call) : route;
@@ -34,6 +28,28 @@ export function mockFetch(routes: Record<string, Reply>) {
   });
   vi.stubGlobal("fetch", fetchMock);
   return { calls, fetchMock };
+}
+
+/** A call made the way the typed client makes it: one Request (headers by their usual names: `Authorization`). */
+async function fromRequest(request: Request): Promise<RecordedCall> {
+  const url = new URL(request.url);
+  const headers: Record<string, string> = {};
+  request.headers.forEach((value, name) => {
+    headers[name.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase())] = value;
+  });
+  const text = await request.text();
+  return { method: request.method.toUpperCase(), path: url.pathname, query: url.searchParams, headers, body: text ? JSON.parse(text) : undefined };
+}
+
+function fromInit(input: string, init: RequestInit): RecordedCall {
+  const url = new URL(input, "http://localhost");
+  return {
+    method: (init.method ?? "GET").toUpperCase(),
+    path: url.pathname,
+    query: url.searchParams,
+    headers: { ...(init.headers as Record<string, string>) },
+    body: typeof init.body === "string" ? JSON.parse(init.body) : undefined,
+  };
 }
 
 export function json(status: number, body?: unknown): Response {

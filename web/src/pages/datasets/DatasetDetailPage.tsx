@@ -2,7 +2,6 @@ import { useState, type FormEvent } from "react";
 import { Link, useLocation } from "wouter";
 
 import { datasetsApi, type Dataset, type PreviewRow } from "../../api/catalog";
-import { download } from "../../api/client";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
 import { ConfirmButton } from "../../components/ConfirmButton";
@@ -78,7 +77,7 @@ function DatasetBody({ dataset, onChange }: { dataset: Dataset; onChange: (d: Da
             <Link href={`/jobs/new?kind=train`} className="button">
               {t("dataset.train")}
             </Link>
-            <Button onClick={() => download(datasetsApi.downloadPath(dataset.id), dataset.name).catch((e: Error) => setError(e.message))}>
+            <Button onClick={() => datasetsApi.download(dataset.id, dataset.name).catch((e: Error) => setError(e.message))}>
               {t("dataset.download")}
             </Button>
             {dataset.can_edit && (

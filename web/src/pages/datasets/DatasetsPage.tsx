@@ -1,7 +1,8 @@
 import { useState } from "react";
 import { Link } from "wouter";
 
-import { DATASET_FORMATS, datasetsApi, type Dataset, type DatasetPage } from "../../api/catalog";
+import { DATASET_FORMATS, VISIBILITIES, datasetsApi, type Dataset, type DatasetPage } from "../../api/catalog";
+import { oneOf } from "../../api/client";
 import { Button } from "../../components/Button";
 import type { Column } from "../../components/DataTable";
 import { choices, FilterBar, ListSection, PagedTable, PageTop, type Filter } from "../../components/ListPage";
@@ -15,7 +16,8 @@ export function DatasetsPage() {
   const { t } = useI18n();
   const list = usePagedList({
     filters: ["q", "format", "visibility"],
-    load: (filters, cursor, signal) => datasetsApi.list({ ...filters, cursor, limit: PAGE_SIZE }, signal),
+    load: ({ q, format, visibility }, cursor, signal) =>
+      datasetsApi.list({ q, format: oneOf(format, DATASET_FORMATS), visibility: oneOf(visibility, VISIBILITIES), cursor, limit: PAGE_SIZE }, signal),
     next: (page: DatasetPage) => page.next_cursor,
   });
   const [uploading, setUploading] = useState(false);
@@ -68,7 +70,7 @@ function datasetFilters(t: Translate): Filter<"q" | "format" | "visibility">[] {
   return [
     { name: "q", label: t("datasets.search"), search: true, maxLength: 64 },
     { name: "format", label: t("datasets.format"), options: choices(t("datasets.anyFormat"), DATASET_FORMATS) },
-    { name: "visibility", label: t("datasets.visibility"), options: choices(t("datasets.anyVisibility"), ["public", "private"], visibilityLabel(t)) },
+    { name: "visibility", label: t("datasets.visibility"), options: choices(t("datasets.anyVisibility"), VISIBILITIES, visibilityLabel(t)) },
   ];
 }
 

@@ -1,7 +1,6 @@
 import { useMemo, useState } from "react";
 import { Link } from "wouter";
 
-import { download } from "../../api/client";
 import { LIVE_DEPLOYMENT_STATES, deploymentsApi, type Deployment } from "../../api/deployments";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
@@ -52,7 +51,7 @@ export function DeploymentStatus({ deployment: d, fetchedAt, onChanged }: Props)
     }
   };
   const saveLog = () =>
-    download(deploymentsApi.logPath(d.id), `${d.id}.log`).catch((cause: unknown) =>
+    deploymentsApi.downloadLog(d.id, `${d.id}.log`).catch((cause: unknown) =>
       setError(cause instanceof Error ? cause.message : String(cause)),
     );
 

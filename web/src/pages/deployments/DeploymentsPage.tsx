@@ -1,6 +1,5 @@
 import { Link } from "wouter";
 
-import { download } from "../../api/client";
 import { LIVE_DEPLOYMENT_STATES, deploymentsApi, type Deployment, type DeploymentPage } from "../../api/deployments";
 import { useUser } from "../../auth/session";
 import { Alert } from "../../components/Alert";
@@ -33,7 +32,7 @@ export function DeploymentsPage() {
     clear();
     deploymentsApi.stop(d.id).then(list.query.refresh, fail);
   };
-  const saveLog = (d: Deployment) => download(deploymentsApi.logPath(d.id), `${d.id}.log`).catch(fail);
+  const saveLog = (d: Deployment) => deploymentsApi.downloadLog(d.id, `${d.id}.log`).catch(fail);
 
   const showFilter: Filter<"show"> = {
     name: "show",

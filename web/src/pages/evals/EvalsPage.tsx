@@ -1,7 +1,8 @@
 import { useState } from "react";
 import { Link, useLocation } from "wouter";
 
-import { ACTIVE_STATES, evalsApi, type EvalPage, type EvalSummary } from "../../api/jobs";
+import { oneOf } from "../../api/client";
+import { ACTIVE_STATES, evalsApi, type EvalFilters, type EvalPage, type EvalSummary } from "../../api/jobs";
 import { Button } from "../../components/Button";
 import type { Column } from "../../components/DataTable";
 import { JobLink } from "../../components/JobCells";
@@ -17,7 +18,7 @@ import { PAGE_SIZE, usePagedList } from "../../lib/usePagedList";
 /** Metrics worth a column first; the rest follow by name. */
 const PREFERRED = ["eval_loss", "perplexity", "bleu_4", "rouge_1", "rouge_2", "rouge_l", "accuracy", "latency_ms", "samples_per_second"];
 const MAX_METRIC_COLUMNS = 6;
-const EVALUATIONS = ["loss", "generation", "benchmark"];
+const EVALUATIONS: NonNullable<EvalFilters["evaluation"]>[] = ["loss", "generation", "benchmark"];
 
 /** The metric columns of a page of evaluations: the ones people look at first, at most six. */
 export function metricColumns(runs: Pick<EvalSummary, "metrics">[]): string[] {
@@ -31,7 +32,7 @@ export function EvalsPage() {
   const [, navigate] = useLocation();
   const evals = usePagedList({
     filters: ["evaluation"],
-    load: ({ evaluation }, cursor, signal) => evalsApi.list({ evaluation, cursor, limit: PAGE_SIZE }, signal),
+    load: ({ evaluation }, cursor, signal) => evalsApi.list({ evaluation: oneOf(evaluation, EVALUATIONS), cursor, limit: PAGE_SIZE }, signal),
     next: (page: EvalPage) => page.next_cursor,
   });
   const [selected, setSelected] = useState<string[]>([]);

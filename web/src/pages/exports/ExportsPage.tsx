@@ -2,7 +2,6 @@ import { useMemo } from "react";
 import { Link } from "wouter";
 
 import { modelsApi, type Model } from "../../api/catalog";
-import { download } from "../../api/client";
 import { ACTIVE_STATES, jobsApi, type JobPage, type JobSummary } from "../../api/jobs";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
@@ -41,7 +40,7 @@ export function ExportsPage() {
   useJobFeed(refresh);
   useInterval(refresh, 3000, jobs.items.some((j) => ACTIVE_STATES.has(j.state)));
 
-  const save = (job: JobSummary) => download(jobsApi.artifactsPath(job.id), `${job.id}.zip`).catch(fail);
+  const save = (job: JobSummary) => jobsApi.downloadArtifacts(job.id, `${job.id}.zip`).catch(fail);
 
   return (
     <>

@@ -1,7 +1,7 @@
 import { lazy, Suspense, useState } from "react";
 import { Link } from "wouter";
 
-import { download, socketUrl } from "../../api/client";
+import { socketUrl } from "../../api/client";
 import { ACTIVE_STATES, jobsApi, type JobDetail } from "../../api/jobs";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
@@ -74,8 +74,8 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
     }
   };
   const rerunnable = (job.state === "failed" || job.state === "cancelled") && job.kind !== "deploy";
-  const save = (path: string, name: string) =>
-    download(path, name).catch((error: unknown) =>
+  const save = (saving: Promise<void>) =>
+    saving.catch((error: unknown) =>
       setNotice({ tone: "error", text: error instanceof Error ? error.message : String(error) }),
     );
   const model = (job.base_model ?? (job.request.model as string | undefined)) || "—";
@@ -115,8 +115,8 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
                 {t("job.copy")}
               </Link>
             )}
-            <Button onClick={() => save(jobsApi.artifactsPath(job.id), `${job.id}.zip`)}>{t("job.downloadOutputs")}</Button>
-            <Button onClick={() => save(jobsApi.logPath(job.id), `${job.id}.log`)}>{t("job.downloadLog")}</Button>
+            <Button onClick={() => save(jobsApi.downloadArtifacts(job.id, `${job.id}.zip`))}>{t("job.downloadOutputs")}</Button>
+            <Button onClick={() => save(jobsApi.downloadLog(job.id, `${job.id}.log`))}>{t("job.downloadLog")}</Button>
           </div>
         </div>
         {notice && <Alert tone={notice.tone}>{notice.text}</Alert>}

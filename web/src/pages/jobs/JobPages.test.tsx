@@ -44,9 +44,14 @@ const DATASETS = {
 describe("JobsPage", () => {
   it("lists jobs with state, progress and ETA, filters by state, and searches by model", async () => {
     signIn();
+    // The API searches (part of the id or the model): this stand-in does it the same way.
     const { calls } = mockFetch({
       "GET /api/auth/me": { status: 200, body: USER },
-      "GET /api/jobs": { status: 200, body: { items: [SUMMARY, DONE], next_cursor: "c2" } },
+      "GET /api/jobs": ({ query }) => {
+        const q = query.get("q") ?? "";
+        const items = [SUMMARY, DONE].filter((job) => job.id.includes(q) || job.base_model.includes(q));
+        return { status: 200, body: { items, next_cursor: "c2" } };
+      },
     });
     const { user, current } = renderApp("/jobs");
 
@@ -57,8 +62,10 @@ describe("JobsPage", () => {
     expect(screen.getByRole("row", { name: /job_bbb222/ })).toHaveTextContent("out_of_memory");
 
     await user.type(screen.getByLabelText("Search"), "qwen");
-    expect(screen.queryByRole("row", { name: /job_aaa111/ })).not.toBeInTheDocument();
+    await waitFor(() => expect(screen.queryByRole("row", { name: /job_aaa111/ })).not.toBeInTheDocument());
     expect(screen.getByRole("row", { name: /job_bbb222/ })).toBeInTheDocument();
+    expect(calls.at(-1)?.query.get("q")).toBe("qwen");
+    expect(current()).toContain("q=qwen");
 
     await user.selectOptions(screen.getByLabelText("State"), "failed");
     await waitFor(() => expect(calls.at(-1)?.path).toBe("/api/jobs"));

@@ -1,5 +1,5 @@
-import { render, screen, within } from "@testing-library/react";
-import { describe, expect, it } from "vitest";
+import { act, render, screen, waitFor, within } from "@testing-library/react";
+import { describe, expect, it, vi } from "vitest";
 
 import { JobStateCell } from "../../components/JobCells";
 import { I18nProvider } from "../../i18n";
@@ -51,5 +51,70 @@ describe("the jobs list's queue", () => {
       </I18nProvider>,
     );
     expect(screen.getByText("队列第 2 位")).toBeInTheDocument();
+  });
+});
+
+/** A stand-in for the browser's WebSocket: the test opens, speaks and drops the feed itself. */
+class FakeSocket {
+  static last: FakeSocket | null = null;
+  readyState = 0;
+  onopen: (() => void) | null = null;
+  onmessage: ((event: { data: string }) => void) | null = null;
+  onclose: ((event: { code: number }) => void) | null = null;
+  constructor(readonly url: string) {
+    FakeSocket.last = this;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  send(frame: object) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  drop() {
+    this.readyState = 3;
+    this.onclose?.({ code: 1006 });
+  }
+  close() {
+    this.readyState = 3;
+  }
+}
+
+describe("the jobs list, live", () => {
+  const RUNNING = { ...JOB, id: "job_run", state: "running", wait_reason: null, queue_position: null, progress: { step: 2, total_steps: 10 } };
+
+  it("moves a running job's bar with the feed's progress points, and asks again on a state change or a reconnection", async () => {
+    vi.stubGlobal("WebSocket", FakeSocket);
+    signIn();
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/jobs": { status: 200, body: { items: [RUNNING], next_cursor: null } },
+    });
+    renderApp("/jobs");
+    const bar = within(await screen.findByRole("row", { name: /job_run/ })).getByRole("progressbar");
+    expect(bar).toHaveAttribute("aria-valuenow", "2");
+    const feed = FakeSocket.last!;
+    expect(feed.url).toMatch(/\/api\/jobs\/feed\?token=tok-123$/);
+    act(() => feed.open());
+    const asked = () => calls.filter((call) => call.path === "/api/jobs").length;
+    const before = asked();
+
+    // A progress point: the bar moves in place, nothing is fetched.
+    act(() => feed.send({ job_id: "job_run", state: "running", at: "2026-01-02T03:05:00Z", progress: { step: 7, total_steps: 10 } }));
+    expect(within(screen.getByRole("row", { name: /job_run/ })).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "7");
+    // Someone else's job or one on another page: nothing to do.
+    act(() => feed.send({ job_id: "job_elsewhere", state: "running", at: "2026-01-02T03:05:00Z", progress: { step: 1, total_steps: 10 } }));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(asked()).toBe(before);
+
+    // A state change: the page is asked again.
+    act(() => feed.send({ job_id: "job_run", state: "succeeded", at: "2026-01-02T03:06:00Z" }));
+    await waitFor(() => expect(asked()).toBe(before + 1));
+
+    // Back after a drop: what was sent meanwhile is lost, so the page is asked again.
+    act(() => feed.drop());
+    await waitFor(() => expect(FakeSocket.last).not.toBe(feed));
+    act(() => FakeSocket.last!.open());
+    await waitFor(() => expect(asked()).toBe(before + 2));
   });
 });

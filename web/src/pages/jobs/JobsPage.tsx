@@ -1,7 +1,8 @@
-import { useMemo, useRef } from "react";
+import { useEffect, useRef } from "react";
 import { Link } from "wouter";
 
-import { ACTIVE_STATES, JOB_KINDS, JOB_STATES, jobsApi, type JobPage, type JobSummary } from "../../api/jobs";
+import { oneOf } from "../../api/client";
+import { JOB_KINDS, JOB_STATES, jobsApi, type JobPage, type JobSummary } from "../../api/jobs";
 import type { Column } from "../../components/DataTable";
 import { JobLink, JobStateCell } from "../../components/JobCells";
 import { choices, Empty, FilterBar, ListSection, PagedTable, PageTop, type Filter } from "../../components/ListPage";
@@ -12,13 +13,6 @@ import type { MessageKey } from "../../i18n/en";
 import { formatDuration } from "../../lib/format";
 import { useInterval, useJobFeed } from "../../lib/live";
 import { PAGE_SIZE, usePagedList } from "../../lib/usePagedList";
-
-/** Whether a job matches the search box: part of its id or its model's name. */
-export function matchesSearch(job: JobSummary, search: string): boolean {
-  const needle = search.trim().toLowerCase();
-  if (!needle) return true;
-  return job.id.toLowerCase().includes(needle) || (job.base_model ?? "").toLowerCase().includes(needle);
-}
 
 /** Seconds a job ran (or has been running), or null before it started. */
 export function runSeconds(job: Pick<JobSummary, "started_at" | "finished_at">, now = Date.now()): number | null {
@@ -31,21 +25,39 @@ export function JobsPage() {
   const { t } = useI18n();
   const jobs = usePagedList({
     filters: ["state", "kind", "q"],
-    // The search box filters the page shown here: the API has no search of jobs.
-    load: ({ state, kind }, cursor, signal) => jobsApi.list({ state, kind, cursor, limit: PAGE_SIZE }, signal),
+    // Filters and search are the API's (`q`: part of the id or the model), so every page is a page of matches.
+    load: ({ state, kind, q }, cursor, signal) =>
+      jobsApi.list(
+        { state: oneOf(state, JOB_STATES), kind: oneOf(kind, JOB_KINDS), q: q.trim() || undefined, cursor, limit: PAGE_SIZE },
+        signal,
+      ),
     next: (page: JobPage) => page.next_cursor,
   });
-  const { state, kind, q: search } = jobs.filters;
-  const shown = useMemo(() => jobs.items.filter((job) => matchesSearch(job, search)), [jobs.items, search]);
-  const anyActive = jobs.items.some((job) => ACTIVE_STATES.has(job.state));
+  const { state, kind } = jobs.filters;
 
-  // A state change of any of my jobs (feed), or progress of the running ones (polled: the feed has no progress).
+  // Live from the feed: a progress point moves its job's bar in place; a state change (a job started, ended,
+  // was submitted) may move jobs in or out of the filtered page, so the page is asked again (debounced).
   const pendingRefresh = useRef<number | null>(null);
-  useJobFeed(() => {
+  const refreshSoon = () => {
     if (pendingRefresh.current) window.clearTimeout(pendingRefresh.current);
     pendingRefresh.current = window.setTimeout(jobs.query.refresh, 300);
-  });
-  useInterval(jobs.query.refresh, 3000, anyActive);
+  };
+  useEffect(() => () => window.clearTimeout(pendingRefresh.current ?? undefined), []);
+  useJobFeed(
+    (change) => {
+      const job = jobs.items.find((item) => item.id === change.job_id);
+      if (change.progress && job?.state === change.state) {
+        const progress = change.progress;
+        jobs.query.update((page) => page && { ...page, items: page.items.map((item) => (item.id === job.id ? { ...item, progress } : item)) });
+      } else if (!change.progress || job) {
+        refreshSoon();
+      }
+    },
+    true,
+    refreshSoon, // back after a drop: changes may have been missed
+  );
+  // A queued job's place and reason change with other people's jobs, which this feed does not carry.
+  useInterval(jobs.query.refresh, 10_000, jobs.items.some((job) => job.state === "pending"));
 
   const firstEver = jobs.items.length === 0 && !state && !kind;
   return (
@@ -69,7 +81,7 @@ export function JobsPage() {
           labelledBy="jobs-list-title"
           className="table--rows"
           columns={jobColumns(t)}
-          items={shown}
+          items={jobs.items}
           rowKey={(job) => job.id}
         />
       </ListSection>
@@ -81,7 +93,7 @@ function jobFilters(t: Translate): Filter<"state" | "kind" | "q">[] {
   return [
     { name: "state", label: t("jobs.state"), options: choices(t("jobs.anyState"), JOB_STATES, (s) => t(`state.${s}` as MessageKey)) },
     { name: "kind", label: t("jobs.kind"), options: choices(t("jobs.anyKind"), JOB_KINDS, (k) => t(`kind.${k}` as MessageKey)) },
-    { name: "q", label: t("jobs.search"), search: true, placeholder: t("jobs.searchPlaceholder") },
+    { name: "q", label: t("jobs.search"), search: true, placeholder: t("jobs.searchPlaceholder"), maxLength: 128 },
   ];
 }
 

@@ -69,7 +69,7 @@ export function ModelForm({ model, admin, onDone, onCancel }: { model?: Model; a
     setErrors(NO_ERRORS);
     try {
       const change = modelChange(values, fields, model, preset && admin && !creating ? retired : undefined);
-      if (creating) onDone(await modelsApi.create(change));
+      if (creating) onDone(await modelsApi.create({ ...change, name: values.name.trim() }));
       else if (Object.keys(change).length === 0) onDone(model);
       else onDone(await modelsApi.patch(model.id, change));
     } catch (error) {

@@ -1,7 +1,8 @@
 import { useState } from "react";
 import { Link, useLocation } from "wouter";
 
-import { modelsApi, type Model, type ModelPage } from "../../api/catalog";
+import { modelsApi, type Model, type ModelFilters, type ModelPage } from "../../api/catalog";
+import { oneOf } from "../../api/client";
 import type { Column } from "../../components/DataTable";
 import { useUser } from "../../auth/session";
 import { Button } from "../../components/Button";
@@ -13,14 +14,15 @@ import { formatBytes, formatCount } from "../../lib/format";
 import { PAGE_SIZE, usePagedList } from "../../lib/usePagedList";
 import { ModelForm } from "./ModelForm";
 
-const SOURCES = ["preset", "train", "export"];
-const KINDS = ["base", "lora", "full", "quantized"];
+const SOURCES: NonNullable<ModelFilters["source"]>[] = ["preset", "train", "export"];
+const KINDS: NonNullable<ModelFilters["kind"]>[] = ["base", "lora", "full", "quantized"];
 
 export function ModelsPage() {
   const { t } = useI18n();
   const list = usePagedList({
     filters: ["q", "source", "kind"],
-    load: (filters, page, signal) => modelsApi.list({ ...filters, page: page ?? 1, limit: PAGE_SIZE }, signal),
+    load: ({ q, source, kind }, page, signal) =>
+      modelsApi.list({ q, source: oneOf(source, SOURCES), kind: oneOf(kind, KINDS), page: page ?? 1, limit: PAGE_SIZE }, signal),
     next: (answer: ModelPage) => answer.next_page,
   });
 
