@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.common.embedded import NatsServer, PostgresServer, free_port, wait_until
-from services.common.launcher import ServiceProcess, start_services, stop_services
+from llmct.embedded import NatsServer, PostgresServer, free_port, wait_until
+from llmct.launcher import ServiceProcess, start_services, stop_services
 from services.common.settings import Settings, settings_from_env
 from services.common.store import migrate
 
@@ -135,7 +135,7 @@ class ProfiledService(ServiceProcess):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", str(self.stats_path), "-m", "services.common.cli",
+                [sys.executable, "-m", "cProfile", "-o", str(self.stats_path), "-m", "llmct.cli",
                  "service", self.name], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -177,11 +177,12 @@ async def make_user(pool, username: str, role: str = "user") -> str:
 
 async def public_tiny_datasets(conn, data_dir: Path) -> None:
     """The tiny datasets (tiny_sft, tiny_pt), public, listed the way `llmct make-tiny` and the tests list them."""
-    from services.agent.engine_tools.tiny_data import write_tiny_datasets
+    from llmct.tiny.data import write_tiny_datasets
 
     write_tiny_datasets(data_dir)
     try:
-        from services.datasets.catalog import mark_tiny_public, sync_public_datasets
+        from llmct.bootstrap import mark_tiny_public
+        from services.datasets.catalog import sync_public_datasets
     except ImportError:  # a tree from before the datasets service: dataset_info.json is the catalog
         return
     mark_tiny_public(data_dir)

@@ -70,7 +70,7 @@ class PeakRss:
 
 def make_file(path: Path, size: int) -> int:
     """Alpaca JSON lines, about `size` bytes; returns the rows written."""
-    from services.agent.engine_tools.tiny_data import sft_examples
+    from llmct.tiny.data import sft_examples
 
     block = "".join(json.dumps(row) + "\n" for row in sft_examples(4096)).encode()
     rows_per_block = 4096

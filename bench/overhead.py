@@ -1,7 +1,7 @@
 """overhead: the tiny LoRA job through the whole platform vs the same frozen YAML run directly.
 
 Platform run: every service as a process (launcher.start_services, process runtime, LLMCT_CPU_SLOTS=1),
-the tiny Llama built and registered with services.registry.presets.ensure_tiny_preset (make_tiny_model
+the tiny Llama built and registered with llmct.bootstrap.ensure_tiny_preset (make_tiny_model
 with the engine's interpreter, preset row, tiny datasets public); POST /api/jobs on the gateway, then wait
 for `succeeded` (the job feed WebSocket, /api/jobs/feed, says when the state is committed; a GET confirms
 it). Meanwhile the logs WebSocket (/api/jobs/{id}/logs) is read to time the first log line (the
@@ -194,7 +194,7 @@ async def direct_run(infra: Infra, config_yaml: str, tag: str, timeout: float) -
 
 async def prepare(infra: Infra) -> str:
     """The tiny model (built with the engine's interpreter) as a preset, the tiny datasets, a user; a token."""
-    from services.registry.presets import ensure_tiny_preset
+    from llmct.bootstrap import ensure_tiny_preset
 
     settings = infra.settings
     # Built with the engine's interpreter (make_tiny_model), registered as a preset, tiny datasets made public:

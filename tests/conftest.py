@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.embedded import NatsServer, PostgresServer, free_port
+from llmct.embedded import NatsServer, PostgresServer, free_port
 from services.common.settings import settings_from_env
 from services.common.store import migrate
 

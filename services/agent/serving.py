@@ -24,7 +24,7 @@ from nats.aio.client import Client
 
 from services.common import contracts
 from services.common.contracts import Subjects
-from services.common.embedded import free_port
+from services.common.net import free_port
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -79,6 +79,9 @@ class Invite(msgspec.Struct, kw_only=True):
     created_at: datetime
 
 
-def to(struct: type, record) -> msgspec.Struct:
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def to(struct: type[S], record) -> S:
     """A response struct from a database row, taking only the fields it declares."""
     return struct(**{name: record[name] for name in struct.__struct_fields__})

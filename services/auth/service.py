@@ -113,6 +113,7 @@ async def _check_limits(pool: asyncpg.Pool, limits: dict[str, int], window_s: in
     for key, limit in limits.items():
         count, oldest = await store.recent_failures(pool, key, window_s)
         if count > limit:  # the attempt being checked is already counted
+            assert oldest is not None  # so is at least that one failure, hence an oldest
             raise _too_many(oldest, window_s)
 
 

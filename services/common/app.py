@@ -20,6 +20,7 @@ from nats.micro import add_service
 from . import contracts
 from .bus import bus_is_healthy, close_bus, connect_bus, ensure_streams
 from .errors import EXCEPTION_HANDLERS
+from .requests import Endpoint, serve
 from .security import RevokedSessions, provide_principal, require_principal
 from .settings import Settings, get_settings
 from .store import StoreNotMigrated, check_migrated, create_pool, store_is_healthy
@@ -46,6 +47,8 @@ class ServiceSpec:
     """Creates and updates the JetStream streams at start-up (agents may not: their NATS user cannot)."""
     bus_options: Callable[[], dict] | None = None
     """More keyword arguments for `connect_bus` (an agent's own inbox prefix)."""
+    endpoints: Sequence[Endpoint] = ()
+    """The questions this service owns, answered over NATS request/reply (services.common.requests)."""
 
 
 async def health_report(state: State, spec: ServiceSpec) -> tuple[bool, dict]:
@@ -130,6 +133,8 @@ def _lifespan(spec: ServiceSpec):
         discovery = await _start_discovery(app, spec)
         for hook in spec.on_startup:
             await hook(app)
+        for endpoint in spec.endpoints:  # answered once the hooks have set up what the answers read
+            await serve(discovery, app, endpoint)
         log.info("%s ready", spec.name)
         try:
             yield

@@ -66,6 +66,8 @@ async def connect_bus(url: str, name: str, on_reconnect: list | None = None, *, 
 async def ensure_streams(js: JetStreamContext) -> None:
     """Create every stream, or bring an existing one up to date with its definition."""
     for config in STREAMS:
+        if config.name is None:  # StreamConfig allows it, but a stream is found by its name
+            raise RuntimeError(f"stream of {config.subjects} has no name")
         try:
             await js.stream_info(config.name)
         except NotFoundError:
@@ -113,6 +115,8 @@ async def consume(js: JetStreamContext, *, subject: str, durable: str, stream: s
                             ack_wait=ack_wait, max_deliver=-1, filter_subject=subject)
     sub = None
     this = asyncio.current_task()
+    if this is None:  # the cancellation check below needs the task
+        raise RuntimeError("consume must run inside an asyncio task")
     # nats-py's fetch can turn a cancellation into a timeout: check for one on every turn.
     try:
         while not this.cancelling():

@@ -9,6 +9,7 @@ change type.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -26,6 +27,9 @@ class Subjects:
     JOB_LOGS_ALL = "job.logs.>"
     JOB_CHANGED_ALL = "job.changed.>"
     SESSION_REVOKED = "auth.session.revoked"
+    # Requests to the service that owns the answer (NATS request/reply, served as `micro` endpoints).
+    MODEL_FOR_USE = "llmct.registry.model_for_use"
+    DATASETS_FOR_JOB = "llmct.datasets.datasets_for_job"
 
     @staticmethod
     def job_dispatch(agent_id: str) -> str:
@@ -185,7 +189,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 # --- jobs --------------------------------------------------------------------------------------
 
 
-class JobSubmitted(Message, kw_only=True, tag="job_submitted"):
+class JobSubmitted(Message, kw_only=True, frozen=True, tag="job_submitted"):
     """A job was accepted and stored; the dispatcher should place it."""
 
     job_id: str
@@ -217,7 +221,7 @@ class EngineStage(msgspec.Struct, kw_only=True, frozen=True):
 MODEL_HUBS = ("huggingface", "modelscope")  # the values of EngineStage.hub (a plain str there: see agent/hubs.py)
 
 
-class JobDispatched(Message, kw_only=True, tag="job_dispatched"):
+class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):
     """Run this job on the receiving agent: its stages in order, each only if the one before succeeded."""
 
     job_id: str
@@ -233,7 +237,7 @@ class JobDispatched(Message, kw_only=True, tag="job_dispatched"):
 # from the job's agent for the job's current attempt (services/scheduler/events.py). 0: not known.
 
 
-class JobStarted(Message, kw_only=True, tag="job_started"):
+class JobStarted(Message, kw_only=True, frozen=True, tag="job_started"):
     """The agent took the job and its engine is starting (the dispatch acknowledgement)."""
 
     job_id: str
@@ -243,7 +247,7 @@ class JobStarted(Message, kw_only=True, tag="job_started"):
     attempt: int = 0
 
 
-class JobProgressed(Message, kw_only=True, tag="job_progressed"):
+class JobProgressed(Message, kw_only=True, frozen=True, tag="job_progressed"):
     """A training step was logged by the engine (trainer_log.jsonl)."""
 
     job_id: str
@@ -259,7 +263,7 @@ class JobProgressed(Message, kw_only=True, tag="job_progressed"):
     attempt: int = 0
 
 
-class JobFinished(Message, kw_only=True, tag="job_finished"):
+class JobFinished(Message, kw_only=True, frozen=True, tag="job_finished"):
     """The engine exited: succeeded, failed (with a reason) or cancelled."""
 
     job_id: str
@@ -274,7 +278,7 @@ class JobFinished(Message, kw_only=True, tag="job_finished"):
     attempt: int = 0
 
 
-class JobChanged(Message, kw_only=True, tag="job_changed"):
+class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
     """A committed state change, or a new progress point, for live feeds (core NATS, per owner)."""
 
     job_id: str
@@ -283,14 +287,14 @@ class JobChanged(Message, kw_only=True, tag="job_changed"):
     progress: dict | None = None  # step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s
 
 
-class JobCancelRequested(Message, kw_only=True, tag="job_cancel_requested"):
+class JobCancelRequested(Message, kw_only=True, frozen=True, tag="job_cancel_requested"):
     """Stop this job if you run it."""
 
     job_id: str
     grace_s: float = 10.0
 
 
-class DeploymentReady(Message, kw_only=True, tag="deployment_ready"):
+class DeploymentReady(Message, kw_only=True, frozen=True, tag="deployment_ready"):
     """A deployment's model server answered a real chat completion: it takes requests now."""
 
     job_id: str
@@ -299,7 +303,7 @@ class DeploymentReady(Message, kw_only=True, tag="deployment_ready"):
     attempt: int = 0
 
 
-class DeploymentUsage(Message, kw_only=True, tag="deployment_usage"):
+class DeploymentUsage(Message, kw_only=True, frozen=True, tag="deployment_usage"):
     """Requests a deployment served since the last report (sent at most once a second)."""
 
     job_id: str
@@ -327,7 +331,7 @@ class GpuStatus(msgspec.Struct, frozen=True, kw_only=True):
     power_w: float | None = None
 
 
-class AgentHeartbeat(Message, kw_only=True, tag="agent_heartbeat"):
+class AgentHeartbeat(Message, kw_only=True, frozen=True, tag="agent_heartbeat"):
     """An agent is alive; its resources and what it runs."""
 
     agent_id: str
@@ -358,7 +362,7 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     text: str
 
 
-class LogBatch(Message, kw_only=True, tag="log_batch"):
+class LogBatch(Message, kw_only=True, frozen=True, tag="log_batch"):
     """Several log lines of one job, one frame per batch."""
 
     job_id: str
@@ -369,11 +373,93 @@ class LogBatch(Message, kw_only=True, tag="log_batch"):
 # --- auth --------------------------------------------------------------------------------------
 
 
-class SessionRevoked(Message, kw_only=True, tag="session_revoked"):
+class SessionRevoked(Message, kw_only=True, frozen=True, tag="session_revoked"):
     """An access token's session was ended (logout); every service forgets it."""
 
     session_id: str
     expires_at: datetime
+
+
+# --- the vocabulary of jobs ---------------------------------------------------------------------
+
+JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
+ACTIVE_JOB_STATES: tuple[JobState, ...] = ("pending", "dispatched", "running")  # not finished: they hold their inputs
+
+
+class JobOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """The model a train or export job leaves when it succeeds, as the scheduler rendered it (`jobs.output`):
+    what the registry registers, linked to the parent it names."""
+
+    kind: str  # lora | full | quantized
+    source: str  # train | export
+    path: str
+    parent_name: str | None
+    parent_location: str | None
+    label: str  # the middle of the default name: the training stage, "export", "q4", ...
+    datasets: tuple[str, ...] = ()
+    template: str | None = None
+    details: dict = msgspec.field(default_factory=dict)
+
+
+# --- requests to an owner ---------------------------------------------------------------------
+# A decision that belongs to another service is asked of that service (services.common.requests):
+# the request names the caller's user, the answer is the owner's typed yes or a `Refused`.
+
+
+class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
+    """An owner's no: a stable code, a message that says what to fix, the request field it is about and the
+    HTTP status the asking service should answer its own caller with."""
+
+    code: str
+    message: str
+    field: str | None = None
+    status: int = 422
+
+
+ModelUse = Literal["train", "eval", "export", "deploy"]
+DatasetPurpose = Literal["train", "eval", "calibration"]
+
+
+class ModelUseAsked(msgspec.Struct, frozen=True, kw_only=True, tag="model_use_asked"):
+    """To the registry: may `user_id` use the model called `name` for `use`, and where are its files?"""
+
+    user_id: str
+    name: str
+    use: ModelUse
+    field: str = "model"  # the caller's request field a refusal names
+    prefer_hub: str = "huggingface"  # the hub to download from when the model is on both
+
+
+class ModelForUse(msgspec.Struct, frozen=True, kw_only=True, tag="model_for_use"):
+    """The registry's yes: the model, and where a job loads it from (a LoRA adapter on its base)."""
+
+    name: str
+    kind: str  # base | lora | full | quantized
+    model_path: str  # model_name_or_path: a local folder, or an id on `hub`
+    template: str
+    hub: str | None = None  # huggingface | modelscope; None: a local copy
+    adapter_path: str | None = None  # a LoRA adapter's folder, loaded on `model_path`
+    parameter_count: int | None = None  # the base's, for an adapter
+
+
+class DatasetsAsked(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_asked"):
+    """To the datasets service: may `user_id` use these datasets for `purpose` (training at `stage`, evaluation,
+    or GPTQ calibration), and under which dataset_info.json keys?"""
+
+    user_id: str
+    names: list[str]
+    purpose: DatasetPurpose
+    stage: str | None = None  # the training stage (sft, pt, rm, dpo, kto, ppo), for purpose "train"
+    field: str = "datasets"
+
+
+class DatasetsForJob(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_for_job"):
+    """The datasets service's yes: dataset_info.json keys in the order asked, the stage an evaluation scores
+    them with (pt or sft), and for calibration the dataset's file."""
+
+    keys: list[str]
+    eval_stage: str | None = None
+    files: list[str] = msgspec.field(default_factory=list)
 
 
 BusMessage = (

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from services.common.contracts import MODEL_HUBS
 
 SERVICE_NAMES = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
 
@@ -22,11 +24,54 @@ DEFAULT_PORTS = {
 }
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+# --- the one settings idiom ---------------------------------------------------------------------
+# A service declares its settings once, as a frozen dataclass whose fields are `env(...)`: the variable, the
+# default and a line of doc. `from_env` builds it once at start (the app factory); it is passed in from there.
+# Nothing reads the environment at import time or in a constructor. tests/unit/test_settings.py checks that
+# every variable is in the README's settings table.
+
+
+def env(name: str, default: Any = MISSING, doc: str = "", *, default_factory: Any = MISSING) -> Any:
+    """A settings field read from the environment variable `name` (empty counts as unset)."""
+    return field(default=default, default_factory=default_factory, metadata={"env": name, "doc": doc})
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    """`raw` as the field's type: str, int, float, bool, Path, a Literal of strings, or one of them | None."""
+    if get_origin(kind) in (Union, UnionType):
+        (kind,) = [arg for arg in get_args(kind) if arg is not type(None)]
+    if get_origin(kind) is Literal:
+        if raw not in get_args(kind):
+            raise ValueError(f"{name} must be one of {', '.join(get_args(kind))}, not {raw!r}")
+        return raw
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from exc
+
+
+def from_env(cls: type[T], environ: Mapping[str, str] | None = None, **given: Any) -> T:
+    """Build the settings class `cls` from the environment: each `env` field from its variable when set,
+    else its default; `given` fields are passed as they are (tests, composed settings)."""
+    environ = os.environ if environ is None else environ
+    hints = get_type_hints(cls)
+    values = dict(given)
+    for item in fields(cls):  # type: ignore[arg-type]
+        name = item.metadata.get("env")
+        raw = environ.get(name) if name else None
+        if item.name not in values and raw:
+            values[item.name] = _parse(hints[item.name], raw, name)
+    return cls(**values)
+
+
+def variables(cls: type) -> dict[str, str]:
+    """Every environment variable `cls` reads, with its doc line (the README table and its test)."""
+    return {item.metadata["env"]: item.metadata.get("doc", "") for item in fields(cls) if "env" in item.metadata}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,104 +126,72 @@ class StoragePaths:
 class Settings:
     """Everything a service reads from its environment."""
 
-    database_url: str
-    """DATABASE_URL: postgresql://user@host:port/db."""
-    nats_url: str
-    """NATS_URL: nats://host:port (it may carry user:password@, NATS_USER/NATS_PASSWORD win over it)."""
-    nats_user: str | None = None
-    """NATS_USER: this process's NATS user (services share one; each agent has its own, docs/fleet.md)."""
-    nats_password: str | None = None
-    """NATS_PASSWORD: the password of NATS_USER."""
-    nats_creds: str | None = None
-    """NATS_CREDS: a .creds file (JWT + nkey seed) instead of a user and password, for operator-mode NATS."""
-    secret_key: str
-    """LLMCT_SECRET_KEY: signs access tokens; every service that checks callers must share it."""
-    token_ttl_s: int = 12 * 3600
-    """LLMCT_TOKEN_TTL_S: lifetime of an access token in seconds."""
-    invite_code: str | None = None
-    """INVITE_CODE: a standing invite code accepted at registration."""
-    admin_username: str | None = None
-    """LLMCT_ADMIN_USERNAME: the first admin, created at auth start-up if missing."""
-    admin_password: str | None = None
-    """LLMCT_ADMIN_PASSWORD: the first admin's password."""
-    bind_host: str = "127.0.0.1"
-    """LLMCT_BIND_HOST: address internal services listen on."""
-    public_host: str = "127.0.0.1"
-    """LLMCT_PUBLIC_HOST: address the gateway listens on."""
+    database_url: str = env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llmct",
+              doc="postgresql://user@host:port/db.")
+    nats_url: str = env("NATS_URL", "nats://127.0.0.1:4222",
+              doc="nats://host:port (it may carry user:password@, NATS_USER/NATS_PASSWORD win over it).")
+    nats_user: str | None = env("NATS_USER", None,
+              doc="this process's NATS user (services share one; each agent has its own, docs/fleet.md).")
+    nats_password: str | None = env("NATS_PASSWORD", None, doc="the password of NATS_USER.")
+    nats_creds: str | None = env("NATS_CREDS", None,
+              doc="a .creds file (JWT + nkey seed) instead of a user and password, for operator-mode NATS.")
+    secret_key: str = env("LLMCT_SECRET_KEY", "",
+              doc="signs access tokens; every service that checks callers must share it.")
+    token_ttl_s: int = env("LLMCT_TOKEN_TTL_S", 12 * 3600, doc="lifetime of an access token in seconds.")
+    invite_code: str | None = env("INVITE_CODE", None, doc="a standing invite code accepted at registration.")
+    admin_username: str | None = env("LLMCT_ADMIN_USERNAME", None,
+              doc="the first admin, created at auth start-up if missing.")
+    admin_password: str | None = env("LLMCT_ADMIN_PASSWORD", None, doc="the first admin's password.")
+    bind_host: str = env("LLMCT_BIND_HOST", "127.0.0.1", doc="address internal services listen on.")
+    public_host: str = env("LLMCT_PUBLIC_HOST", "127.0.0.1", doc="address the gateway listens on.")
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
-    """LLMCT_<SERVICE>_PORT: port of each service."""
-    login_max_failures: int = 5
-    """LLMCT_LOGIN_MAX_FAILURES: failed logins per account or address before a pause."""
-    login_window_s: int = 300
-    """LLMCT_LOGIN_WINDOW_S: window in which failed logins are counted."""
-    web_dist: Path = REPO_ROOT / "web" / "dist"
-    """LLMCT_WEB_DIST: the built web client the gateway serves."""
-    deploy_idle_s: int = 300
-    """LLMCT_DEPLOY_IDLE_S: a deployment with no request for this long stops itself (the seed: 5 minutes)."""
-    deploy_startup_s: int = 180
-    """LLMCT_DEPLOY_STARTUP_S: how long an agent waits for a model server to answer before failing it."""
-    max_deployments: int = 1
-    """LLMCT_MAX_DEPLOYMENTS: active deployments per user unless an admin set the user's own limit."""
-    max_gpus_per_user: int | None = None
-    """LLMCT_MAX_GPUS_PER_USER: GPUs one user's running jobs may hold at once (unset: no limit)."""
-    max_queued_per_user: int = 100
-    """LLMCT_MAX_QUEUED_PER_USER: pending jobs one user may have; more are refused at submit."""
-    fair_share_window_h: float = 24.0
-    """LLMCT_FAIR_SHARE_WINDOW_H: the window of GPU-hours fair sharing counts (fewest goes first)."""
-    model_hub: str = "huggingface"
-    """LLMCT_MODEL_HUB: where a model registered on both hubs is downloaded from (huggingface | modelscope)."""
+    """LLMCT_<SERVICE>_PORT: port of each service (`ports_from_env`)."""
+    login_max_failures: int = env("LLMCT_LOGIN_MAX_FAILURES", 5,
+              doc="failed logins per account or address before a pause.")
+    login_window_s: int = env("LLMCT_LOGIN_WINDOW_S", 300, doc="window in which failed logins are counted.")
+    web_dist: Path = env("LLMCT_WEB_DIST", REPO_ROOT / "web" / "dist", doc="the built web client the gateway serves.")
+    deploy_idle_s: int = env("LLMCT_DEPLOY_IDLE_S", 300,
+              doc="a deployment with no request for this long stops itself (the seed: 5 minutes).")
+    deploy_startup_s: int = env("LLMCT_DEPLOY_STARTUP_S", 180,
+              doc="how long an agent waits for a model server to answer before failing it.")
+    max_deployments: int = env("LLMCT_MAX_DEPLOYMENTS", 1,
+              doc="active deployments per user unless an admin set the user's own limit.")
+    max_gpus_per_user: int | None = env("LLMCT_MAX_GPUS_PER_USER", None,
+              doc="GPUs one user's running jobs may hold at once (unset: no limit).")
+    max_queued_per_user: int = env("LLMCT_MAX_QUEUED_PER_USER", 100,
+              doc="pending jobs one user may have; more are refused at submit.")
+    fair_share_window_h: float = env("LLMCT_FAIR_SHARE_WINDOW_H", 24.0,
+              doc="the window of GPU-hours fair sharing counts (fewest goes first).")
+    model_hub: Literal["huggingface", "modelscope"] = env("LLMCT_MODEL_HUB", "huggingface",
+              doc="where a model registered on both hubs is downloaded from (huggingface | modelscope).")
     storage: StoragePaths
+    """HOST_BASE_PATH, LOG_BASE_PATH, HF_CACHE_PATH: the shared folders (`storage_from_env`)."""
 
     def service_url(self, name: str) -> str:
         """Internal base URL of a service."""
         return f"http://{self.bind_host}:{self.ports[name]}"
 
 
-def storage_from_env() -> StoragePaths:
+def storage_from_env(environ: Mapping[str, str] | None = None) -> StoragePaths:
     """Storage paths from HOST_BASE_PATH, LOG_BASE_PATH and HF_CACHE_PATH."""
-    base = Path(_env("HOST_BASE_PATH", str(REPO_ROOT / "cloud-llm"))).resolve()
+    environ = os.environ if environ is None else environ
+    base = Path(environ.get("HOST_BASE_PATH") or REPO_ROOT / "cloud-llm").resolve()
     return StoragePaths(
         base=base,
-        logs=Path(_env("LOG_BASE_PATH", str(base / "logs"))).resolve(),
-        hf_cache=Path(_env("HF_CACHE_PATH", str(base / "hf-cache"))).resolve(),
+        logs=Path(environ.get("LOG_BASE_PATH") or base / "logs").resolve(),
+        hf_cache=Path(environ.get("HF_CACHE_PATH") or base / "hf-cache").resolve(),
     )
 
 
-def _model_hub(value: str) -> str:
-    if value not in MODEL_HUBS:
-        raise ValueError(f"LLMCT_MODEL_HUB must be one of {', '.join(MODEL_HUBS)}, not {value!r}")
-    return value
+def ports_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Each service's port: LLMCT_<NAME>_PORT, else its default."""
+    environ = os.environ if environ is None else environ
+    return {name: int(environ.get(f"LLMCT_{name.upper()}_PORT") or port) for name, port in DEFAULT_PORTS.items()}
 
 
-def settings_from_env() -> Settings:
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment (uncached; tests use this)."""
-    ports = {name: int(_env(f"LLMCT_{name.upper()}_PORT", str(port))) for name, port in DEFAULT_PORTS.items()}
-    return Settings(
-        database_url=_env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llmct"),
-        nats_url=_env("NATS_URL", "nats://127.0.0.1:4222"),
-        nats_user=_env("NATS_USER"),
-        nats_password=_env("NATS_PASSWORD"),
-        nats_creds=_env("NATS_CREDS"),
-        secret_key=_env("LLMCT_SECRET_KEY", ""),
-        token_ttl_s=int(_env("LLMCT_TOKEN_TTL_S", str(12 * 3600))),
-        invite_code=_env("INVITE_CODE"),
-        admin_username=_env("LLMCT_ADMIN_USERNAME"),
-        admin_password=_env("LLMCT_ADMIN_PASSWORD"),
-        bind_host=_env("LLMCT_BIND_HOST", "127.0.0.1"),
-        public_host=_env("LLMCT_PUBLIC_HOST", "127.0.0.1"),
-        ports=ports,
-        login_max_failures=int(_env("LLMCT_LOGIN_MAX_FAILURES", "5")),
-        login_window_s=int(_env("LLMCT_LOGIN_WINDOW_S", "300")),
-        web_dist=Path(_env("LLMCT_WEB_DIST", str(REPO_ROOT / "web" / "dist"))),
-        deploy_idle_s=int(_env("LLMCT_DEPLOY_IDLE_S", "300")),
-        deploy_startup_s=int(_env("LLMCT_DEPLOY_STARTUP_S", "180")),
-        max_deployments=int(_env("LLMCT_MAX_DEPLOYMENTS", "1")),
-        max_gpus_per_user=int(_env("LLMCT_MAX_GPUS_PER_USER")) if _env("LLMCT_MAX_GPUS_PER_USER") else None,
-        max_queued_per_user=int(_env("LLMCT_MAX_QUEUED_PER_USER", "100")),
-        fair_share_window_h=float(_env("LLMCT_FAIR_SHARE_WINDOW_H", "24")),
-        model_hub=_model_hub(_env("LLMCT_MODEL_HUB", "huggingface")),
-        storage=storage_from_env(),
-    )
+    return from_env(Settings, environ, ports=ports_from_env(environ), storage=storage_from_env(environ))
 
 
 @lru_cache(maxsize=1)

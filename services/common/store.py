@@ -38,7 +38,10 @@ def head_revision() -> str:
     """The newest revision in the migration history."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("postgresql://x")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("postgresql://x")).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
 
 
 def migrate(database_url: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 from services.common.errors import ApiError
 
@@ -56,7 +56,7 @@ def check_entry_name(name: str) -> None:
         raise unsafe(name, "climbs out of the archive with `..`")
 
 
-def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, BinaryIO | None]]:
+def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, IO[bytes]]]:
     for info in archive.infolist():
         check_entry_name(info.filename)
         mode = info.external_attr >> 16
@@ -67,7 +67,7 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, BinaryIO | Non
         yield info.filename, archive.open(info)
 
 
-def _tar_members(archive: tarfile.TarFile) -> Iterator[tuple[str, BinaryIO | None]]:
+def _tar_members(archive: tarfile.TarFile) -> Iterator[tuple[str, IO[bytes]]]:
     for member in archive:
         check_entry_name(member.name)
         if member.issym() or member.islnk():
@@ -76,7 +76,9 @@ def _tar_members(archive: tarfile.TarFile) -> Iterator[tuple[str, BinaryIO | Non
             continue
         if not member.isfile():
             raise unsafe(member.name, "is a device, FIFO or other special file")
-        yield member.name, archive.extractfile(member)
+        source = archive.extractfile(member)
+        assert source is not None  # extractfile gives None only for what isfile() refused above
+        yield member.name, source
 
 
 def _open(path: Path, name: str):
@@ -116,7 +118,7 @@ def unpack(path: Path, name: str, folder: Path, start: int, max_bytes: int) -> l
     return unpacked
 
 
-def _copy(source: BinaryIO, target: Path, allowed: int, max_bytes: int) -> tuple[int, str]:
+def _copy(source: IO[bytes], target: Path, allowed: int, max_bytes: int) -> tuple[int, str]:
     hasher, size = hashlib.sha256(), 0
     with closing(source), open(target, "wb") as out:
         while chunk := source.read(COPY_CHUNK):

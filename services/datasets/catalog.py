@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from services.common import readmodels
 from services.common.security import new_id
 
 from . import formats, readers, scan, store
@@ -203,20 +204,9 @@ async def _remove_unlisted(conn, known: dict, listed: dict, report: SyncReport) 
     for name, row in known.items():
         if row["source"] != "public_file" or name in listed:
             continue
-        jobs = await store.jobs_using(conn, row["info_key"])
+        jobs = await readmodels.active_jobs_using_dataset(conn, row["info_key"])
         if jobs:
             log.warning("public dataset %s is no longer listed but jobs %s use it: kept for now", name, jobs)
             continue
         await store.delete_dataset(conn, row["id"])
         report.removed.append(name)
-
-
-def mark_tiny_public(data_dir: Path) -> None:
-    """List the tiny datasets (written by engine_tools.tiny_data) as public, for `make-tiny`, `up` and the tests."""
-    from services.agent.engine_tools.tiny_data import PT_NAME, SFT_NAME
-
-    sft_columns = formats.spec("alpaca").columns({})
-    mark_public(data_dir, {
-        SFT_NAME: formats.info_entry("alpaca", f"{SFT_NAME}.json", sft_columns, None),
-        PT_NAME: formats.info_entry("text", f"{PT_NAME}.json", formats.spec("text").columns({}), None),
-    })

@@ -154,8 +154,15 @@ def collect_parts(files: list[ReceivedFile], folder: Path, max_bytes: int) -> li
     return parts
 
 
+def _loader(path: Path) -> str:
+    kind = readers.file_type(path.name)
+    if kind is None:  # callers pass only files already checked to be dataset files
+        raise RuntimeError(f"{path.name} is not a dataset file")
+    return LOADERS[kind]
+
+
 def check_one_loader(paths: list[Path]) -> None:
-    loaders = {LOADERS[readers.file_type(p.name)] for p in paths}
+    loaders = {_loader(p) for p in paths}
     if len(loaders) > 1:
         raise ApiError(422, "invalid_dataset", "the files of one dataset must share a type (the engine loads them "
                        f"together); found {', '.join(sorted(loaders))}", "file")

@@ -123,7 +123,9 @@ class _Window:
     def peek(self) -> str:
         """The next character that is not white space ("" at the end of the file)."""
         while True:
-            self.pos = _SPACE.match(self.text, self.pos).end()
+            space = _SPACE.match(self.text, self.pos)
+            assert space is not None  # `*` matches the empty string too
+            self.pos = space.end()
             if self.pos < len(self.text):
                 return self.text[self.pos]
             if not self.more():

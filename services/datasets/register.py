@@ -42,6 +42,8 @@ async def _from_path(layout: DataLayout, caller: Principal, req: RegisterRequest
     if not caller.is_admin:
         raise ApiError(403, "forbidden", "registering a file of the data folder is for admins; upload it instead",
                        "path")
+    if req.path is None:  # register() comes here only for a request with a path
+        raise RuntimeError("_from_path needs a request with a path")
     try:
         target = layout.resolve(req.path)
     except UnsafePath as exc:

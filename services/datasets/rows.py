@@ -41,6 +41,7 @@ class RowProblem(Exception):
 def _describe(exc: msgspec.ValidationError) -> str:
     """msgspec's message in the words the other checks use: "missing `output`", "`text` is empty"."""
     match = _MESSAGE.match(str(exc))
+    assert match is not None  # every part of _MESSAGE may match the empty string
     msg, path = match["msg"], (match["path"] or "").lstrip(".")
     if missing := _MISSING.search(msg):
         return f"missing `{f'{path}.' if path else ''}{missing['field']}`"

@@ -8,11 +8,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import msgspec
 
 from services.common.errors import ApiError, not_found
+from services.common import readmodels
 from services.common.security import Principal
 
 from . import formats, readers, store
@@ -65,7 +67,8 @@ async def refresh_info(ctx: Context) -> None:
     """Rewrite dataset_info.json after a committed change; a failure is logged, the change stands."""
     try:
         async with ctx.pool.acquire() as conn:
-            await write_dataset_info(conn, ctx.layout)
+            # The pool's proxy forwards every Connection method; asyncpg's types do not say so.
+            await write_dataset_info(cast(asyncpg.Connection, conn), ctx.layout)
     except OSError as exc:
         log.error("dataset_info.json could not be written (the next change retries): %s", exc)
 
@@ -199,7 +202,7 @@ async def _rename(conn, row, name: str) -> dict:
         raise _from_file(row, "rename it")
     if await store.name_taken(conn, name=name, visibility=row["visibility"], owner_id=row["owner_id"]):
         raise name_taken(name)
-    jobs = await store.jobs_using(conn, row["info_key"])
+    jobs = await readmodels.active_jobs_using_dataset(conn, row["info_key"])
     if jobs:
         raise _in_use(jobs, "rename it")
     key = info_key(name, row["visibility"], row["owner_id"])
@@ -213,7 +216,7 @@ async def delete_dataset(ctx: Context, caller: Principal, dataset_id: str) -> No
         _check_editable(row, caller)
         if row["source"] == "public_file":
             raise _from_file(row, "delete it")
-        jobs = await store.jobs_using(conn, row["info_key"])
+        jobs = await readmodels.active_jobs_using_dataset(conn, row["info_key"])
         if jobs:
             raise _in_use(jobs, "delete it")
         await store.delete_dataset(conn, dataset_id)

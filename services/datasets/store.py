@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncpg
 
+from services.common.readmodels import owner_name_join
+
 COLUMNS = """d.id, d.name, d.info_key, d.visibility, d.owner_id, u.username AS owner, d.source, d.format,
              d.columns, d.tags, d.file_name, d.files, d.managed, d.rows, d.size_bytes, d.checksum, d.signature,
              d.remark, d.info, d.created_at, d.updated_at"""
-FROM = "datasets d LEFT JOIN users u ON u.id = d.owner_id"
+FROM = f"datasets d {owner_name_join('d.owner_id')}"
 # Who sees what: everyone the public ones, a caller also their own.
 VISIBLE = "(d.visibility = 'public' OR d.owner_id = $1)"
-ACTIVE_JOB_STATES = ("pending", "dispatched", "running")
 INFO_LOCK = 7_101  # advisory lock: one writer of dataset_info.json at a time, across replicas and the CLI
 
 
@@ -79,21 +80,6 @@ async def update_dataset(conn, dataset_id: str, **changes) -> None:
 
 async def delete_dataset(conn, dataset_id: str) -> None:
     await conn.execute("DELETE FROM datasets WHERE id = $1", dataset_id)
-
-
-async def jobs_using(conn, info_key: str) -> list[str]:
-    """Pending, dispatched or running jobs whose frozen config names the dataset."""
-    rows = await conn.fetch(
-        """
-        SELECT id FROM jobs
-        WHERE state = ANY($2::text[])
-          AND $1 = ANY(string_to_array(coalesce(config->>'dataset', '') || ',' || coalesce(config->>'eval_dataset', ''),
-                                       ','))
-        ORDER BY created_at LIMIT 20
-        """,
-        info_key, list(ACTIVE_JOB_STATES),
-    )
-    return [row["id"] for row in rows]
 
 
 async def usable_keys(conn, owner_id: str, names: list[str]) -> list[asyncpg.Record]:

@@ -75,8 +75,9 @@ class _Receiver:
         self.total = 0
         self.segment: MultipartSegment | None = None
         self.text: bytearray | None = None
+        self.text_field = ""  # the name of the field `text` is received for
         self.handle: BinaryIO | None = None
-        self.hasher = None
+        self.hasher = hashlib.sha256()  # a fresh one for each file part
 
     def start(self, segment: MultipartSegment) -> None:
         self.segment = segment
@@ -94,6 +95,7 @@ class _Receiver:
             if segment.name in self.received.fields:
                 raise ApiError(422, "invalid_field", f"`{segment.name}` is given twice", segment.name)
             self.text = bytearray()
+            self.text_field = segment.name
         else:
             raise ApiError(422, "invalid_field", f"unknown field `{segment.name}`; the fields are `file`, "
                            + ", ".join(f"`{n}`" for n in sorted(TEXT_FIELDS)), segment.name or None)
@@ -108,17 +110,18 @@ class _Receiver:
         elif self.text is not None:
             self.text += chunk
             if len(self.text) > MAX_TEXT_FIELD:
-                raise ApiError(422, "invalid_field", f"`{self.segment.name}` is longer than {MAX_TEXT_FIELD} bytes",
-                               self.segment.name)
+                raise ApiError(422, "invalid_field", f"`{self.text_field}` is longer than {MAX_TEXT_FIELD} bytes",
+                               self.text_field)
 
     async def end(self) -> None:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+            assert self.segment is not None  # a file is open only within its segment
             done = self.received.files[-1]
             done.size, done.sha256 = self.segment.size, self.hasher.hexdigest()
         elif self.text is not None:
-            name = self.segment.name
+            name = self.text_field
             try:
                 value = self.text.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -12,6 +12,7 @@ import logging
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -51,7 +52,7 @@ class Topic:
 
     def __init__(self) -> None:
         self.viewers: set[Viewer] = set()
-        self.subscription = None
+        self.subscription: Subscription | None = None  # set once subscribed
 
     async def on_message(self, msg) -> None:
         try:
@@ -84,8 +85,9 @@ class LogHub:
         topic.viewers.discard(viewer)
         if not topic.viewers:
             del self.topics[job_id]
-            with contextlib.suppress(Exception):
-                await topic.subscription.unsubscribe()
+            if topic.subscription is not None:  # None while its first attach is still subscribing
+                with contextlib.suppress(Exception):
+                    await topic.subscription.unsubscribe()
 
     async def replay(self, job_id: str):
         """Stored batches of a job, oldest first, up to what was stored when asked."""
@@ -94,6 +96,7 @@ class LogHub:
             last = (await self.js.get_last_msg("LOGS", subject)).seq
         except NotFoundError:
             return
+        assert last is not None  # a stored message always comes with its sequence
         sub = await self.js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
         try:
             while True:

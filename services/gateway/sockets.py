@@ -9,7 +9,7 @@ from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
-from services.common import contracts
+from services.common import contracts, readmodels
 from services.common.contracts import Subjects
 from services.common.security import Principal
 
@@ -32,7 +32,7 @@ async def echo(socket: WebSocket, principal: Principal) -> None:
 
 async def owns_job(state: State, principal: Principal, job_id: str) -> bool:
     """Whether the caller may watch the job (its owner, or an admin). Read-only on the scheduler's table."""
-    owner = await state.pool.fetchval("SELECT owner_id FROM jobs WHERE id = $1", job_id)
+    owner = await readmodels.job_owner(state.pool, job_id)
     return owner is not None and (principal.is_admin or owner == principal.user_id)
 
 

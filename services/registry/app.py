@@ -8,6 +8,7 @@ from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
 from . import handlers
+from .answers import ENDPOINTS
 from .routes import ModelController
 
 SPEC = ServiceSpec(
@@ -16,6 +17,7 @@ SPEC = ServiceSpec(
     route_handlers=[ModelController],
     on_startup=[handlers.start],
     on_shutdown=[handlers.stop],
+    endpoints=ENDPOINTS,
 )
 
 

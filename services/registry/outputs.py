@@ -1,69 +1,15 @@
-"""What a succeeded job leaves behind, read from its stored request and frozen config.
-
-One function per job kind that produces a model; the registry registers each the same way. Jobs that
-produce none (evaluation, deployment) are not listed.
-"""
+"""Names, sizes and parameter counts of what succeeded jobs leave behind (`jobs.output`, rendered by the
+scheduler at submit), measured on disk when the registry registers it."""
 
 from __future__ import annotations
 
 import json
 import os
 import struct
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import msgspec
 
 MAX_NAME = 128
-
-
-class Output(msgspec.Struct, frozen=True, kw_only=True):
-    """A model a job produced, before it is linked to its parent."""
-
-    kind: str  # lora | full | quantized
-    source: str  # train | export
-    path: str
-    parent_name: str | None
-    parent_location: str | None
-    label: str  # the middle of the default name: the training stage, "export", "q4", ...
-    datasets: tuple[str, ...] = ()
-    template: str | None = None
-    details: dict = msgspec.field(default_factory=dict)
-
-
-def train_output(request: Mapping, config: Mapping) -> Output:
-    """A training job leaves a LoRA adapter (lora, qlora) or a full model (full, freeze) in its output folder."""
-    # dataset_info.json keys, as the engine saw them: unique, where the names in `datasets` are per owner.
-    keys = [key for key in str(config.get("dataset") or "").split(",") if key]
-    details = {"stage": config.get("stage"), "finetuning_type": request.get("finetuning_type"),
-               "quantization_bit": config.get("quantization_bit"), "dataset_keys": keys or None}
-    return Output(
-        kind="lora" if config.get("finetuning_type") == "lora" else "full", source="train",
-        path=config["output_dir"], parent_name=request.get("base_model"),
-        parent_location=config.get("model_name_or_path"), label=str(config.get("stage") or "train"),
-        datasets=tuple(request.get("datasets") or ()), template=config.get("template"),
-        details={k: v for k, v in details.items() if v is not None},
-    )
-
-
-def export_output(request: Mapping, config: Mapping) -> Output:
-    """An export merges an adapter into its base, or quantises a model, into `export_dir` (the seed's
-    `output/<export_id>/export`); its parent is the model it exported (the adapter when there is one)."""
-    gptq_bits = config.get("export_quantization_bit")
-    bits = gptq_bits or config.get("quantization_bit")
-    path = config.get("export_dir") or str(Path(config["output_dir"]) / "export")
-    method = "gptq" if gptq_bits else config.get("quantization_method", "bitsandbytes") if bits else None
-    details = {"quantization_bit": bits, "quantization_method": method}
-    return Output(
-        kind="quantized" if bits else "full", source="export", path=path,
-        parent_name=request.get("model") or request.get("base_model"),
-        parent_location=config.get("adapter_name_or_path") or config.get("model_name_or_path"),
-        label=f"q{bits}" if bits else "export", template=config.get("template"),
-        details={k: v for k, v in details.items() if v is not None},
-    )
-
-
-PRODUCERS: dict[str, Callable[[Mapping, Mapping], Output]] = {"train": train_output, "export": export_output}
 
 
 def default_name(parent: str, label: str, job_id: str, long: bool = False) -> str:

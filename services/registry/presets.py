@@ -1,24 +1,19 @@
-"""Preset base models: the shipped reference list, operators' local models (`llmct models make-tiny`)."""
+"""Preset base models: the shipped reference list and operators' local models (`register_preset`)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import subprocess
 from pathlib import Path
 
 import asyncpg
 import msgspec
 
 from services.common.security import new_id
-from services.common.settings import REPO_ROOT, StoragePaths
 
-from .outputs import count_parameters  # noqa: F401 - re-exported: `llmct` and the benches import it from here
 from .schemas import PresetCreate
 
 log = logging.getLogger(__name__)
 
-ENGINE_PYTHON = REPO_ROOT / ".venv-engine" / "bin" / "python"
 # The seed's reference/extracted_model_paths.json: preset names mapped to hub paths and sizes.
 REFERENCE_FILE = Path(__file__).with_name("reference") / "presets.json"
 
@@ -81,42 +76,3 @@ async def register_preset(pool: asyncpg.Pool, *, name: str, path: str, parameter
         """,
         new_id("mdl"), name, path, parameter_count, template,
     )
-
-
-def make_tiny_model(storage: StoragePaths, name: str, engine_python: Path = ENGINE_PYTHON) -> Path:
-    """Build the tiny Llama with the engine's interpreter, and the tiny datasets beside the data."""
-    from services.agent.engine_tools.tiny_data import write_tiny_datasets
-    from services.datasets.catalog import mark_tiny_public
-
-    if not engine_python.exists():
-        raise RuntimeError(f"{engine_python} not found: run engine/install.sh (make engine) first")
-    out = storage.models / name
-    subprocess.run([str(engine_python), "-m", "services.agent.engine_tools.make_tiny", "--out", str(out)],
-                   cwd=REPO_ROOT, check=True, capture_output=True, text=True)
-    write_tiny_datasets(storage.data)
-    mark_tiny_public(storage.data)  # public datasets: synced into the datasets table (below, or at its start-up)
-    return out
-
-
-def ensure_tiny_preset(storage: StoragePaths, database_url: str, name: str, rebuild: bool = False) -> Path:
-    """Build the tiny model (unless it is there) and register it as a preset."""
-    from services.agent.engine_tools.tiny_data import BENCHMARK_NAME, write_tiny_benchmark
-
-    path = storage.models / name
-    if rebuild or not (path / "config.json").exists():
-        path = make_tiny_model(storage, name)
-    if rebuild or not (storage.evaluation / BENCHMARK_NAME / "mapping.json").exists():
-        write_tiny_benchmark(storage.evaluation)  # a benchmark task to try evaluation with
-
-    from services.datasets.catalog import sync_public_datasets
-
-    async def register() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await register_preset(conn, name=name, path=str(path), parameter_count=count_parameters(path))
-            await sync_public_datasets(conn, storage.data)  # a running stack sees the tiny datasets at once
-        finally:
-            await conn.close()
-
-    asyncio.run(register())
-    return path

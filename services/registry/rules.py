@@ -11,15 +11,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
-
 import msgspec
 
+from services.common.contracts import ModelUse
 from services.common.errors import ApiError
 
 from . import store
 
-Use = Literal["train", "eval", "export", "deploy"]
+Use = ModelUse
 USES: tuple[Use, ...] = ("train", "eval", "export", "deploy")
 
 
@@ -51,8 +50,8 @@ class ModelRef(msgspec.Struct, frozen=True, kw_only=True):
             return self.path, None
         ids = {"huggingface": self.hf_path, "modelscope": self.ms_path}
         for hub in sorted(ids, key=lambda h: h != prefer_hub):
-            if ids[hub]:
-                return ids[hub], hub
+            if hub_id := ids[hub]:
+                return hub_id, hub
         return "", None
 
     @classmethod
@@ -108,4 +107,5 @@ async def model_for_use(conn, caller_id: str, name: str, use: Use, field: str) -
     refusal = usable_for(use, model, caller_id, name)
     if refusal is not None:
         raise ApiError(422, refusal.code, refusal.message, field)
+    assert model is not None  # usable_for refuses a missing model
     return model

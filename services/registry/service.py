@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import msgspec
 
+from services.common import readmodels
+from services.common.contracts import ACTIVE_JOB_STATES
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id, utcnow
 
@@ -21,9 +23,10 @@ log = logging.getLogger(__name__)
 MAX_DESCENDANTS = 1000
 CATCH_UP_BATCH = 500
 Outcome = Literal["registered", "known", "not_ready", "no_output", "no_parent", "no_job"]
+M = TypeVar("M", bound=Model)
 
 
-def to_model(row, principal: Principal, struct: type[Model] = Model, **extra) -> Model:
+def to_model(row, principal: Principal, struct: type[M] = Model, **extra) -> M:
     """A response from a row, with the uses the caller may make of it."""
     fields = {f: row[f] for f in struct.__struct_fields__ if f not in ("usable_for", *extra)}
     usable = rules.uses_of(rules.ModelRef.from_row(row), principal.user_id)
@@ -153,7 +156,7 @@ async def delete_model(pool: asyncpg.Pool, principal: Principal, model_id: str) 
         hint = "retire it instead" if preset else "delete those first"
         if children := await store.live_children(conn, model_id):
             raise ApiError(409, "model_in_use", f"{children} model(s) derive from {row['name']!r}: {hint}")
-        if jobs := await store.jobs_in_flight_using(conn, row["name"], None if preset else row["owner_id"]):
+        if jobs := await readmodels.active_jobs_using_model(conn, row["name"], None if preset else row["owner_id"]):
             raise ApiError(409, "model_in_use", f"{jobs} unfinished job(s) use {row['name']!r}: wait or cancel them")
         await store.soft_delete(conn, model_id)
 
@@ -168,18 +171,17 @@ def _measure(path: str) -> tuple[int | None, int | None]:
 
 async def register_job_output(pool: asyncpg.Pool, job_id: str) -> Outcome:
     """Register the model a succeeded job produced, linked to its parent, datasets and job. Idempotent."""
-    job = await store.job_for_output(pool, job_id)
+    job = await readmodels.job_output(pool, job_id)
     if job is None:
         return "no_job"
-    if job["state"] in store.ACTIVE_JOB_STATES:
+    if job.state in ACTIVE_JOB_STATES:
         return "not_ready"  # the scheduler has not recorded the result yet
-    produce = outputs.PRODUCERS.get(job["kind"])
-    if job["state"] != "succeeded" or produce is None:
+    out = job.output
+    if job.state != "succeeded" or out is None:
         return "no_output"
     if await store.model_of_job(pool, job_id):
         return "known"
-    out = produce(job["request"], job["config"])
-    parent = await store.find_parent(pool, job["owner_id"], out.parent_name, out.parent_location)
+    parent = await store.find_parent(pool, job.owner_id, out.parent_name, out.parent_location)
     if parent is None:
         log.warning("job %s succeeded but its parent model %r is gone: output not registered", job_id,
                     out.parent_name)
@@ -188,10 +190,11 @@ async def register_job_output(pool: asyncpg.Pool, job_id: str) -> Outcome:
     details = dict(out.details)
     if out.kind == "lora" and counted:
         details["adapter_parameter_count"] = counted
-    fields = dict(kind=out.kind, source=out.source, owner_id=job["owner_id"], base_model_id=parent["id"],
-                  path=out.path, size_bytes=size, job_id=job_id, details=details,
-                  parameter_count=counted if out.kind == "full" and counted else parent["parameter_count"],
-                  template=out.template or parent["template"], datasets=list(out.datasets or parent["datasets"]))
+    fields: dict[str, Any] = dict(  # insert_output's arguments but the id and name, the same for each try
+        kind=out.kind, source=out.source, owner_id=job.owner_id, base_model_id=parent["id"],
+        path=out.path, size_bytes=size, job_id=job_id, details=details,
+        parameter_count=counted if out.kind == "full" and counted else parent["parameter_count"],
+        template=out.template or parent["template"], datasets=list(out.datasets or parent["datasets"]))
     for long in (False, True):
         name = outputs.default_name(parent["name"], out.label, job_id, long=long)
         if await store.insert_output(pool, model_id=new_id("mdl"), name=name, **fields):
@@ -205,7 +208,7 @@ async def register_job_output(pool: asyncpg.Pool, job_id: str) -> Outcome:
 async def register_missed_outputs(pool: asyncpg.Pool) -> int:
     """Register succeeded jobs whose result never reached us (Postgres is the truth). Returns how many."""
     registered = 0
-    for job_id in await store.outputs_never_registered(pool, list(outputs.PRODUCERS), CATCH_UP_BATCH):
+    for job_id in await readmodels.succeeded_outputs_unregistered(pool, CATCH_UP_BATCH):
         try:
             registered += await register_job_output(pool, job_id) == "registered"
         except Exception:  # noqa: BLE001 - one bad job must not stop the rest

@@ -1,8 +1,11 @@
-"""SQL of the registry: the only writer of models. Reads jobs (the scheduler's) and users (auth's)."""
+"""SQL of the registry: the only writer of models. Other services' tables are read through
+services.common.readmodels only (the owner's name, jobs that use a model, what a job produced)."""
 
 from __future__ import annotations
 
 import asyncpg
+
+from services.common.readmodels import owner_name_join
 
 # m: the model, b: the model it derives from, u: its owner.
 COLUMNS = """
@@ -10,12 +13,11 @@ COLUMNS = """
     m.path, m.hf_path, m.ms_path, m.visibility, m.size_bytes, m.parameter_count, m.template, m.job_id,
     m.datasets, m.details, m.remark, m.retired_at, m.created_at, m.updated_at
 """
-FROM = "models m LEFT JOIN models b ON b.id = m.base_model_id LEFT JOIN users u ON u.id = m.owner_id"
+FROM = f"models m LEFT JOIN models b ON b.id = m.base_model_id {owner_name_join('m.owner_id')}"
 LIVE = "m.deleted_at IS NULL"
 # Who sees a model: presets are everyone's; $viewer NULL means an admin, who sees all.
 SEEN_BY = "({viewer}::text IS NULL OR m.source = 'preset' OR m.owner_id = {viewer})"
 SORTS = frozenset({"created_at", "updated_at", "name", "size_bytes", "parameter_count"})
-ACTIVE_JOB_STATES = ["pending", "dispatched", "running"]
 MAX_DEPTH = 64
 
 
@@ -102,15 +104,6 @@ async def live_children(conn, model_id: str) -> int:
                                model_id)
 
 
-async def jobs_in_flight_using(conn, name: str, owner_id: str | None) -> int:
-    """Jobs not yet finished that name this model (any owner's, for a preset)."""
-    return await conn.fetchval(
-        "SELECT count(*) FROM jobs WHERE state = ANY($3::text[]) "
-        "AND (request->>'base_model' = $1 OR request->>'model' = $1) AND ($2::text IS NULL OR owner_id = $2)",
-        name, owner_id, ACTIVE_JOB_STATES,
-    )
-
-
 async def preset_named(conn, name: str, *, include_deleted: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT id FROM models WHERE source = 'preset' AND name = $1 AND ($2 OR deleted_at IS NULL) LIMIT 1",
@@ -155,10 +148,6 @@ async def lock(conn, model_id: str) -> None:
 # --- job outputs ------------------------------------------------------------------------------
 
 
-async def job_for_output(conn, job_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT id, kind, state, owner_id, request, config FROM jobs WHERE id = $1", job_id)
-
-
 async def model_of_job(conn, job_id: str) -> str | None:
     """The model a job registered, deleted or not."""
     return await conn.fetchval("SELECT id FROM models WHERE job_id = $1", job_id)
@@ -194,13 +183,3 @@ async def insert_output(conn, *, model_id: str, name: str, kind: str, source: st
         model_id, name, kind, source, owner_id, base_model_id, path, size_bytes, parameter_count, template,
         job_id, datasets, details,
     )
-
-
-async def outputs_never_registered(conn, kinds: list[str], limit: int) -> list[str]:
-    """Succeeded jobs that produce a model but have none (their result was missed), oldest first."""
-    rows = await conn.fetch(
-        "SELECT j.id FROM jobs j WHERE j.state = 'succeeded' AND j.kind = ANY($1::text[]) "
-        "AND NOT EXISTS (SELECT 1 FROM models m WHERE m.job_id = j.id) ORDER BY j.finished_at LIMIT $2",
-        kinds, limit,
-    )
-    return [row["id"] for row in rows]

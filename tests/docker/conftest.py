@@ -13,7 +13,7 @@ import docker.errors
 import docker.types
 import pytest
 
-from services.agent.engine_tools.tiny_data import write_tiny_datasets
+from llmct.tiny.data import write_tiny_datasets
 from services.agent.runtimes.docker import DockerRuntime
 from services.common.bus import close_bus, connect_bus, ensure_streams
 from services.common.security import new_id
@@ -82,7 +82,7 @@ def storage(engine_venv):
     paths = StoragePaths(base=base, logs=base / "logs", hf_cache=base / "hf-cache")
     paths.ensure()
     write_tiny_datasets(paths.data)
-    done = subprocess.run([str(engine_venv / "bin" / "python"), "-m", "services.agent.engine_tools.make_tiny",
+    done = subprocess.run([str(engine_venv / "bin" / "python"), "-m", "llmct.tiny.make_model",
                            "--out", str(paths.models / "tiny")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stdout + done.stderr

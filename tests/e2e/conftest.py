@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from services.common.embedded import free_port
-from services.common.launcher import TINY_MODEL, ServiceProcess, start_services, stop_services
-from services.registry.presets import ENGINE_PYTHON, ensure_tiny_preset
+from llmct.embedded import free_port
+from llmct.launcher import TINY_MODEL, ServiceProcess, start_services, stop_services
+from llmct.bootstrap import ENGINE_PYTHON, ensure_tiny_preset
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.agent.engine_tools.tiny_data import sft_examples
+from llmct.tiny.data import sft_examples
 
 from .helpers import login, read_logs, wait_for_state
 from .test_training import TRAIN

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.registry.presets import ENGINE_PYTHON
+from llmct.bootstrap import ENGINE_PYTHON
 
 from .helpers import login, wait_for_state
 from .test_registry import registered

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from services.common.bus import close_bus, connect_bus
-from services.common.embedded import free_port
-from services.common.launcher import LocalStack
+from llmct.embedded import free_port
+from llmct.launcher import LocalStack
 from services.common.settings import StoragePaths
 
 pytestmark = pytest.mark.integration

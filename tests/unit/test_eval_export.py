@@ -11,7 +11,6 @@ import yaml
 from services.agent import failures, results
 from services.agent.runtimes.base import ExitInfo
 from services.common.errors import ApiError
-from services.registry import outputs
 from services.scheduler import rendering
 from services.scheduler.jobs.schemas import EvalRequest, ExportRequest, JobRequest
 
@@ -177,17 +176,6 @@ def test_training_keeps_the_engines_numbers(tmp_path):
 def test_a_missing_package_is_named(line, package):
     reason, message = failures.classify(ExitInfo(exit_code=1), ["Traceback (most recent call last):", line])
     assert reason == "missing_dependency" and repr(package) in message
-
-
-def test_export_outputs_name_their_quantisation():
-    gptq = outputs.export_output({"model": "m"}, {"export_dir": "/o/export", "export_quantization_bit": 4})
-    assert (gptq.kind, gptq.label, gptq.details) == ("quantized", "q4", {"quantization_bit": 4,
-                                                                       "quantization_method": "gptq"})
-    bnb = outputs.export_output({"model": "m"}, {"export_dir": "/o/export", "quantization_bit": 8,
-                                                 "quantization_method": "bitsandbytes"})
-    assert bnb.kind == "quantized" and bnb.details["quantization_method"] == "bitsandbytes"
-    merged = outputs.export_output({"model": "m"}, {"export_dir": "/o/export", "adapter_name_or_path": "/o/a"})
-    assert merged.kind == "full" and merged.parent_name == "m" and merged.parent_location == "/o/a"
 
 
 def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():

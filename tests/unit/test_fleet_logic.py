@@ -12,7 +12,7 @@ from services.agent.resources import read_gpus
 from services.agent.runner import consumer_name
 from services.common import contracts, nats_auth
 from services.common.errors import ApiError
-from services.common.launcher import process_env
+from llmct.launcher import process_env
 from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from
 from services.scheduler.fleet.maintenance import FleetSettings
 from services.scheduler.fleet.routes import AgentOut, GpuOut, choose_step, summarise

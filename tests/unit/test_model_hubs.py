@@ -22,7 +22,8 @@ from services.common import contracts
 from services.common.settings import StoragePaths, settings_from_env
 from services.registry.rules import ModelRef
 from services.scheduler import rendering
-from services.scheduler.jobs import access, recovery
+from services.registry import answers
+from services.scheduler.jobs import recovery
 from services.scheduler.jobs.schemas import DeployRequest, JobRequest
 
 pytestmark = pytest.mark.unit
@@ -40,7 +41,7 @@ BOTH = ref(hf_path="Qwen/Qwen3-0.6B", ms_path="Qwen/Qwen3-0.6B-ms")
 LOCAL = ref(path="/srv/cloud-llm/models/tiny", hf_path="Qwen/Qwen3-0.6B", ms_path="Qwen/Qwen3-0.6B")
 
 
-# --- the scheduler's decision --------------------------------------------------------------------------------------
+# --- the registry's answer --------------------------------------------------------------------------------------
 
 
 def test_a_model_comes_from_its_local_copy_else_its_hub():
@@ -58,12 +59,12 @@ def test_a_model_on_both_hubs_comes_from_the_platforms_choice():
 
 def test_an_adapter_on_a_modelscope_base_is_loaded_on_it_from_modelscope():
     adapter = ModelRef(id="mdl_2", name="a", kind="lora", source="train", path="/srv/cloud-llm/output/job_a")
-    paths = access.model_paths(adapter, MS_ONLY, "huggingface")
+    paths = answers.model_for_job(adapter, MS_ONLY, "huggingface")
     assert paths.hub == "modelscope" and paths.model_path == MS_ONLY.ms_path
     assert paths.adapter_path == "/srv/cloud-llm/output/job_a"
-    assert access.model_paths(adapter, LOCAL, "modelscope").hub is None
-    assert access.model_paths(MS_ONLY, None, "huggingface") == rendering.ModelPaths(
-        model_path=MS_ONLY.ms_path, hub="modelscope")
+    assert answers.model_for_job(adapter, LOCAL, "modelscope").hub is None
+    alone = answers.model_for_job(MS_ONLY, None, "huggingface")
+    assert (alone.model_path, alone.hub, alone.adapter_path) == (MS_ONLY.ms_path, "modelscope", None)
 
 
 def test_the_platforms_hub_setting_is_checked(monkeypatch):

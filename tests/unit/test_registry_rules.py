@@ -86,34 +86,6 @@ def test_location_prefers_the_local_copy_then_the_hub():
 
 # --- what jobs register ---------------------------------------------------------------------------
 
-TRAIN_CONFIG = {"stage": "sft", "finetuning_type": "lora", "output_dir": "/out/job_1", "template": "qwen",
-                "model_name_or_path": "/models/base"}
-
-
-@pytest.mark.parametrize("requested, rendered, kind", [
-    ("lora", "lora", "lora"), ("qlora", "lora", "lora"), ("full", "full", "full"), ("freeze", "freeze", "full"),
-])
-def test_training_registers_an_adapter_or_a_full_model(requested, rendered, kind):
-    out = outputs.train_output({"base_model": "base", "datasets": ["d1", "d2"], "finetuning_type": requested},
-                               {**TRAIN_CONFIG, "finetuning_type": rendered, "dataset": "pub_d1,usr_1_d2"})
-    assert out.kind == kind and out.source == "train" and out.path == "/out/job_1"
-    assert out.parent_name == "base" and out.parent_location == "/models/base"
-    assert out.datasets == ("d1", "d2") and out.template == "qwen" and out.label == "sft"
-    assert out.details["finetuning_type"] == requested and out.details["dataset_keys"] == ["pub_d1", "usr_1_d2"]
-
-
-def test_export_registers_a_merged_or_quantised_model_linked_to_what_it_exported():
-    config = {"model_name_or_path": "/models/base", "adapter_name_or_path": "/out/job_1",
-              "output_dir": "/out/job_2", "template": "qwen"}
-    merged = outputs.export_output({"model": "my-adapter"}, config)
-    assert (merged.kind, merged.source, merged.path) == ("full", "export", "/out/job_2/export")
-    assert merged.parent_name == "my-adapter" and merged.parent_location == "/out/job_1"
-    quantised = outputs.export_output({"base_model": "full-model"},
-                                      {**config, "export_quantization_bit": 4, "export_dir": "/out/job_2/q4",
-                                       "adapter_name_or_path": None})
-    assert (quantised.kind, quantised.path, quantised.label) == ("quantized", "/out/job_2/q4", "q4")
-    assert quantised.parent_name == "full-model" and quantised.parent_location == "/models/base"
-    assert set(outputs.PRODUCERS) == {"train", "export"}
 
 
 def test_default_names_fit_and_say_where_they_come_from():

@@ -14,8 +14,15 @@ def _run(connection) -> None:
         context.run_migrations()
 
 
+def _online_url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # services.common.store.alembic_config always sets it
+        raise RuntimeError("the alembic config has no sqlalchemy.url to migrate")
+    return url
+
+
 async def _run_online() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_async_engine(_online_url())
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

@@ -21,6 +21,7 @@ from litestar.response import Stream
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 from services.common.settings import Settings
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from .. import rendering
@@ -94,10 +95,10 @@ def to_out(row, admin_view: bool, now: datetime | None = None) -> DeploymentOut:
         uptime_s=uptime, agent_id=row["agent_id"], **extra)
 
 
-async def deploy(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
+async def deploy(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: Settings, principal: Principal,
                  req: DeployRequest) -> str:
     """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row."""
-    model = await access.usable_model(pool, principal, req.model, "deploy", prefer_hub=settings.model_hub)
+    model = await access.usable_model(nc, principal, req.model, "deploy", prefer_hub=settings.model_hub)
     idle = req.idle_timeout_s or settings.deploy_idle_s
     rendered = rendering.render_deploy(req, model=model.paths, startup_timeout_s=settings.deploy_startup_s,
                                        idle_timeout_s=idle)
@@ -140,7 +141,7 @@ class DeploymentController(Controller):
 
     @post("/", status_code=201, summary="Deploy a model (one active deployment per user unless raised)")
     async def create(self, state: State, principal: Principal, data: DeployRequest) -> DeploymentOut:
-        deployment_id = await deploy(state.pool, state.js, state.settings, principal, data)
+        deployment_id = await deploy(state.pool, state.nc, state.js, state.settings, principal, data)
         return to_out(await _owned(state, principal, deployment_id), principal.is_admin)
 
     @get("/", summary="The caller's deployments (admins: everyone's, with owner, agent and GPU memory)")

@@ -136,7 +136,7 @@ class EvalController(Controller):
 
     @post("/", status_code=201, summary="Submit an evaluation (the same as POST /api/jobs with kind 'eval')")
     async def submit(self, state: State, principal: Principal, data: EvalRequest) -> EvalDetail:
-        job_id = await service.submit(state.pool, state.js, state.settings, principal, data)
+        job_id = await service.submit(state.pool, state.nc, state.js, state.settings, principal, data)
         return await eval_detail(state, principal, job_id)
 
     @get("/", summary="The caller's evaluations (admins: everyone's), newest first, with their metrics")

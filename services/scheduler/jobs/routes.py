@@ -106,12 +106,13 @@ class JobController(Controller):
         dry_run: Annotated[bool, Parameter(description="validate and render, return the YAML, queue nothing")] = False,
     ) -> Response[JobDetail | JobPreview]:
         if dry_run:
-            rendered, est = await service.prepare(state.pool, state.settings, principal, data, "job_preview")
+            rendered, est = await service.prepare(state.pool, state.nc, state.settings, principal, data,
+                                                   "job_preview")
             return Response(JobPreview(kind=type(data).__struct_config__.tag, config=rendered.config,
                                        config_yaml=rendered.yaml_text(), stages=[s.name for s in rendered.stages],
                                        estimate=msgspec.to_builtins(est), model_hub=rendered.model_hub),
                             status_code=200)
-        job_id = await service.submit(state.pool, state.js, state.settings, principal, data)
+        job_id = await service.submit(state.pool, state.nc, state.js, state.settings, principal, data)
         return Response(await load_detail(state, principal, job_id), status_code=201)
 
     @get("/", summary="List the caller's jobs (admins: everyone's), newest first")

@@ -46,26 +46,27 @@ async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.Me
                    "per_device_train_batch_size" if training else "gpu_count")
 
 
-async def prepare(pool: asyncpg.Pool, settings: Settings, principal: Principal, req: JobRequest,
+async def prepare(pool: asyncpg.Pool, nc: Client, settings: Settings, principal: Principal, req: JobRequest,
                   job_id: str) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
-    """Validate and render a job of any kind, and check that some agent could hold it."""
+    """Validate and render a job of any kind (asking the registry and the datasets service what it may use),
+    and check that some agent could hold it."""
     output_dir = settings.storage.output / job_id
     match req:
         case TrainRequest():
-            rendered, est = await _prepare_train(pool, settings, principal, req, output_dir)
+            rendered, est = await _prepare_train(nc, settings, principal, req, output_dir)
         case EvalRequest():
-            rendered, est = await _prepare_eval(pool, settings, principal, req, output_dir)
+            rendered, est = await _prepare_eval(nc, settings, principal, req, output_dir)
         case ExportRequest():
-            rendered, est = await _prepare_export(pool, settings, principal, req, output_dir)
+            rendered, est = await _prepare_export(nc, settings, principal, req, output_dir)
     await check_capacity(pool, req.gpu_count, est)
     return rendered, est
 
 
-async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, principal: Principal,
+async def submit(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: Settings, principal: Principal,
                  req: JobRequest) -> str:
     """Validate, render and freeze a job of any kind, store it, then announce it."""
     job_id = new_id("job")
-    rendered, est = await prepare(pool, settings, principal, req, job_id)
+    rendered, est = await prepare(pool, nc, settings, principal, req, job_id)
     async with pool.acquire() as conn:
         await queue.check_queue_quota(conn, principal.user_id, settings)
     kind = type(req).__struct_config__.tag
@@ -77,10 +78,10 @@ async def submit(pool: asyncpg.Pool, js: JetStreamContext, settings: Settings, p
     return job_id
 
 
-async def _prepare_train(pool, settings: Settings, principal: Principal, req: TrainRequest,
+async def _prepare_train(nc: Client, settings: Settings, principal: Principal, req: TrainRequest,
                          output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
-    model = await access.usable_base_model(pool, principal, req.base_model, settings.model_hub)
-    dataset_keys = await access.usable_datasets(pool, principal, req.datasets, req.stage)
+    model = await access.usable_base_model(nc, principal, req.base_model, settings.model_hub)
+    dataset_keys = await access.usable_datasets(nc, principal, req.datasets, req.stage)
     config = rendering.render_train(msgspec.structs.replace(req, datasets=dataset_keys), model_path=model.path,
                                     default_template=model.template, data_dir=settings.storage.data,
                                     output_dir=output_dir)
@@ -101,11 +102,11 @@ def installed_tasks(settings: Settings) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/mapping.json") if "_" not in p.parent.name)
 
 
-async def _prepare_eval(pool, settings: Settings, principal: Principal, req: EvalRequest,
+async def _prepare_eval(nc: Client, settings: Settings, principal: Principal, req: EvalRequest,
                         output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     rendering.check_eval_request(req, installed_tasks(settings))
-    model = await access.usable_model(pool, principal, req.model, "eval", prefer_hub=settings.model_hub)
-    keys, stage = (await access.eval_datasets(pool, principal, req.datasets)) if req.datasets else ([], "sft")
+    model = await access.usable_model(nc, principal, req.model, "eval", prefer_hub=settings.model_hub)
+    keys, stage = (await access.eval_datasets(nc, principal, req.datasets)) if req.datasets else ([], "sft")
     rendered = rendering.render_eval(msgspec.structs.replace(req, datasets=keys), model=model.paths, stage=stage,
                                      data_dir=settings.storage.data, task_dir=settings.storage.evaluation,
                                      output_dir=output_dir)
@@ -115,13 +116,13 @@ async def _prepare_eval(pool, settings: Settings, principal: Principal, req: Eva
     return rendered, est
 
 
-async def _prepare_export(pool, settings: Settings, principal: Principal, req: ExportRequest,
+async def _prepare_export(nc: Client, settings: Settings, principal: Principal, req: ExportRequest,
                           output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
-    model = await access.usable_model(pool, principal, req.model, "export", prefer_hub=settings.model_hub)
+    model = await access.usable_model(nc, principal, req.model, "export", prefer_hub=settings.model_hub)
     q = req.quantization
     calibration = None
     if q is not None and q.method == "gptq" and q.calibration_dataset:
-        calibration = await access.calibration_file(pool, principal, q.calibration_dataset, settings.storage.data)
+        calibration = await access.calibration_file(nc, principal, q.calibration_dataset)
     rendered = rendering.render_export(req, model=model.paths, output_dir=output_dir, calibration_file=calibration)
     est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000, batch_size=1,
                                     cutoff_len=q.calibration_maxlen if q else 1, gpu_count=req.gpu_count,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
+import msgspec
+
+from .. import rendering
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("dispatched", "running")
@@ -32,11 +35,18 @@ async def insert_job(db, *, job_id: str, owner_id: str, kind: str, priority: int
                           stages, output_dir, estimate)
 
 
-async def _insert_job(conn, *values) -> None:
+async def _insert_job(conn, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int, request: dict,
+                      config: dict, config_yaml: str, stages: list[dict], output_dir: str, estimate: dict) -> None:
+    # What the job reads and leaves, in columns of their own: other services read those, never the config.
+    inputs = rendering.job_inputs(kind, request, config)
+    output = msgspec.to_builtins(inputs.output) if inputs.output else None
     await conn.execute(
         "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
-        "output_dir, estimate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", *values)
-    await add_event(conn, values[0], "pending", "submitted", None)
+        "output_dir, estimate, dataset_keys, model_name, output) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate,
+        inputs.dataset_keys, inputs.model_name, output)
+    await add_event(conn, job_id, "pending", "submitted", None)
 
 
 async def add_event(conn, job_id: str, state: str, reason: str | None, message: str | None) -> None:

@@ -23,10 +23,12 @@ from .common import (
 from .deploy import render_deploy
 from .evaluate import check_eval_request, render_eval
 from .export import check_export_request, render_export
+from .outputs import JobInputs, job_inputs, output_of
 from .train import check_train_request, render_train, train_stages
 
 __all__ = [
-    "BENCHMARK_COMMAND", "EXPORT_COMMAND", "SERVE_COMMAND", "TRAIN_COMMAND", "ModelPaths", "Rendered", "Stage",
+    "BENCHMARK_COMMAND", "EXPORT_COMMAND", "SERVE_COMMAND", "TRAIN_COMMAND", "JobInputs", "ModelPaths", "Rendered",
+    "Stage", "job_inputs", "output_of",
     "check_eval_request", "check_export_request", "check_overrides", "check_train_request", "deep_merge",
     "model_hub", "render_deploy", "render_eval", "render_export", "render_train", "request_dict", "to_yaml",
     "train_stages",

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from services.auth.app import create_app as create_auth
 from services.common.security import read_token
 from services.scheduler.app import create_app as create_scheduler
-from services.common.embedded import NatsServer, PostgresServer, free_port
+from llmct.embedded import NatsServer, PostgresServer, free_port
 from services.common.store import migrate
 from tests.helpers import eventually
 
@@ -94,7 +94,7 @@ async def test_refuses_unmigrated_database(stack_env, postgres_server):
     env = {**os.environ, **stack_env, "LLMCT_AUTH_PORT": str(free_port()),
            "DATABASE_URL": postgres_server.url.rsplit("/", 1)[0] + "/unmigrated"}
     result = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "services.common.cli", "service", "auth"],
+        subprocess.run, [sys.executable, "-m", "llmct.cli", "service", "auth"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode != 0

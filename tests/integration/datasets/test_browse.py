@@ -109,10 +109,10 @@ async def test_rename_and_remark(alice, bob, admin, data_dir):
 
 async def _job_using(pool, owner_id: str, key: str, state: str) -> str:
     job_id = new_id("job")
-    await pool.execute(
-        "INSERT INTO jobs (id, owner_id, kind, state, request, config, config_yaml) "
-        "VALUES ($1, $2, 'train', $3, $4, $5, '')",
-        job_id, owner_id, state, {"datasets": ["x"]}, {"dataset": f"tiny_sft,{key}"},
+    await pool.execute(  # as the scheduler stores it: the keys its YAML reads in jobs.dataset_keys
+        "INSERT INTO jobs (id, owner_id, kind, state, request, config, config_yaml, dataset_keys) "
+        "VALUES ($1, $2, 'train', $3, $4, $5, '', $6)",
+        job_id, owner_id, state, {"datasets": ["x"]}, {"dataset": f"tiny_sft,{key}"}, ["tiny_sft", key],
     )
     return job_id
 

@@ -91,7 +91,8 @@ async def test_hub_datasets_where_a_hub_is_reachable(settings, pool):
         assert_error(await Api(client, headers).get(f"/{dataset['id']}/preview"), 409, "no_local_file")
 
 
-async def test_jobs_see_only_what_their_owner_may_use(alice, bob, admin, pool):
+async def test_jobs_see_only_what_their_owner_may_use(alice, bob, admin, bus, owners):
+    """The scheduler asks the datasets service over the real NATS (`llmct.datasets.datasets_for_job`)."""
     name = unique("train")
     mine = await alice.created(name, "alpaca", "a.json", as_json(ALPACA))
     public = await admin.created(unique("pub"), "alpaca", "a.json", as_json(ALPACA), visibility="public")
@@ -99,17 +100,17 @@ async def test_jobs_see_only_what_their_owner_may_use(alice, bob, admin, pool):
     alice_p = Principal(user_id=alice.user_id, username="alice", role="user", via="token")
     bob_p = Principal(user_id=bob.user_id, username="bob", role="user", via="token")
 
-    keys = await usable_datasets(pool, alice_p, [name, public["name"]], "sft")
+    keys = await usable_datasets(bus, alice_p, [name, public["name"]], "sft")
     assert keys == [mine["key"], public["name"]]
     with pytest.raises(ApiError) as refused:
-        await usable_datasets(pool, bob_p, [public["name"], name], "sft")
+        await usable_datasets(bus, bob_p, [public["name"], name], "sft")
     assert (refused.value.status, refused.value.code, refused.value.field) == (422, "unknown_dataset", "datasets[1]")
     # Bob's own dataset of the same name is his, and wins over nothing of Alice's.
     bobs = await bob.created(name, "alpaca", "a.json", as_json(ALPACA))
-    assert await usable_datasets(pool, bob_p, [name], "sft") == [bobs["key"]]
+    assert await usable_datasets(bus, bob_p, [name], "sft") == [bobs["key"]]
 
-    assert await usable_datasets(pool, alice_p, [prefs["name"]], "dpo") == [prefs["key"]]
+    assert await usable_datasets(bus, alice_p, [prefs["name"]], "dpo") == [prefs["key"]]
     for names, stage in (([prefs["name"]], "sft"), ([name], "rm"), ([name], "kto")):
         with pytest.raises(ApiError) as wrong:
-            await usable_datasets(pool, alice_p, names, stage)
+            await usable_datasets(bus, alice_p, names, stage)
         assert (wrong.value.code, wrong.value.field) == ("dataset_not_for_stage", "datasets[0]")

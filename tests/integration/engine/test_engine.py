@@ -20,7 +20,7 @@ import yaml
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
-ENGINE_TOOLS = ROOT / "services" / "agent" / "engine_tools"
+ENGINE_TOOLS = ROOT / "llmct" / "tiny"
 TRAIN_TIMEOUT_S = 600
 
 
@@ -79,8 +79,8 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     bin_dir = engine_bin()
     base = tmp_path_factory.mktemp("tiny")
     model, data = base / "model", base / "data"
-    run_engine([str(bin_dir / "python"), str(ENGINE_TOOLS / "make_tiny.py"), "--out", str(model)], ROOT, 300)
-    run_engine([str(bin_dir / "python"), "-m", "services.agent.engine_tools.tiny_data", "--out", str(data)], ROOT, 60)
+    run_engine([str(bin_dir / "python"), str(ENGINE_TOOLS / "make_model.py"), "--out", str(model)], ROOT, 300)
+    run_engine([str(bin_dir / "python"), "-m", "llmct.tiny.data", "--out", str(data)], ROOT, 60)
     return model, data
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from services.agent import failures
-from services.agent.engine_tools.tiny_data import write_tiny_datasets
+from llmct.tiny.data import write_tiny_datasets
 from services.agent.hubs import hub_environment
 from services.agent.runtimes.base import ExitInfo
 

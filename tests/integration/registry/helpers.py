@@ -7,8 +7,11 @@ import secrets
 import struct
 from pathlib import Path
 
+import msgspec
+
 from services.common.security import issue_token, new_id
 from services.registry.presets import register_preset
+from services.scheduler.rendering import job_inputs
 from tests.helpers import assert_error, eventually
 
 
@@ -46,11 +49,14 @@ async def make_output(pool, owner_id: str, base_id: str, *, kind: str = "full", 
 
 async def make_job(pool, owner_id: str, *, kind: str = "train", state: str = "succeeded", request: dict,
                    config: dict, job_id: str | None = None) -> str:
-    """A job as the scheduler would have stored it."""
+    """A job as the scheduler would have stored it, with what it reads and leaves in their own columns."""
     job_id = job_id or new_id("job")
+    inputs = job_inputs(kind, request, config)
     await pool.execute(
-        "INSERT INTO jobs (id, owner_id, kind, state, request, config, config_yaml) VALUES ($1, $2, $3, $4, $5, $6, '')",
-        job_id, owner_id, kind, state, request, config)
+        "INSERT INTO jobs (id, owner_id, kind, state, request, config, config_yaml, dataset_keys, model_name, output) "
+        "VALUES ($1, $2, $3, $4, $5, $6, '', $7, $8, $9)",
+        job_id, owner_id, kind, state, request, config, inputs.dataset_keys, inputs.model_name,
+        msgspec.to_builtins(inputs.output) if inputs.output else None)
     return job_id
 
 

@@ -1,8 +1,12 @@
-"""The model rules as the scheduler applies them, over real rows: every allow and deny case, every job kind."""
+"""The model rules over real rows: every allow and deny case, every job kind; and the scheduler asking the registry
+for them over the real NATS (`llmct.registry.model_for_use`)."""
 
+import msgspec
 import pytest
 
+from services.common.contracts import ModelForUse, ModelUseAsked, Subjects
 from services.common.errors import ApiError
+from services.common.requests import ask
 from services.common.security import Principal
 from services.registry import rules
 from services.scheduler.jobs import access
@@ -58,25 +62,25 @@ async def test_every_model_for_every_job_kind(pool, world, which, use):
         assert error.code == REFUSED_WITH.get(which, "unknown_model")
 
 
-async def test_training_maps_names_to_local_copies_or_hub_paths(pool, world):
+async def test_training_maps_names_to_local_copies_or_hub_paths(bus, owners, world):
     me, names = world
     caller = Principal(user_id=me, username="me", role="user", via="token")
-    local = await access.usable_base_model(pool, caller, names["preset"])
+    local = await access.usable_base_model(bus, caller, names["preset"])
     assert local.path == f"/models/{names['preset']}" and local.parameter_count == 1_000_000
-    hub = await access.usable_base_model(pool, caller, names["hub"])
+    hub = await access.usable_base_model(bus, caller, names["hub"])
     assert hub.path == "org/hub-only" and hub.parameter_count == 7_000_000_000
     for refused in ("other_full", "own_lora", "retired", "missing"):
         with pytest.raises(ApiError) as error:
-            await access.usable_base_model(pool, caller, names.get(refused, "no-such-model"))
+            await access.usable_base_model(bus, caller, names.get(refused, "no-such-model"))
         assert error.value.field == "base_model" and error.value.status == 422
 
 
-async def test_admins_train_by_the_same_rule(pool, world, settings):
+async def test_admins_train_by_the_same_rule(pool, bus, owners, world, settings):
     _, names = world
     admin_id, _ = await make_user(pool, settings, role="admin")
     admin = Principal(user_id=admin_id, username="boss", role="admin", via="token")
     with pytest.raises(ApiError) as error:
-        await access.usable_base_model(pool, admin, names["other_full"])
+        await access.usable_base_model(bus, admin, names["other_full"])
     assert error.value.code == "unknown_model"
 
 
@@ -89,20 +93,32 @@ async def test_own_models_shadow_a_preset_of_the_same_name(pool, settings):
     assert (await rules.model_for_use(pool, other, preset, "eval", "model")).id == preset_id
 
 
-async def test_a_model_without_a_local_copy_is_loaded_from_its_hub(pool, world):
+async def test_a_model_without_a_local_copy_is_loaded_from_its_hub(pool, bus, owners, world):
     """The hub a job's stages name (docs/registry.md): the platform's choice when a model is on both, the only one
     it is on otherwise, none for a local copy; an adapter is loaded on its base, from the base's hub."""
     me, names = world
     caller = Principal(user_id=me, username="me", role="user", via="token")
-    both = await access.usable_base_model(pool, caller, names["hub"])
+    both = await access.usable_base_model(bus, caller, names["hub"])
     assert (both.path, both.hub) == ("org/hub-only", "huggingface")
-    both = await access.usable_base_model(pool, caller, names["hub"], prefer_hub="modelscope")
+    both = await access.usable_base_model(bus, caller, names["hub"], prefer_hub="modelscope")
     assert (both.path, both.hub) == ("org-ms/hub-only", "modelscope")
-    assert (await access.usable_base_model(pool, caller, names["preset"], prefer_hub="modelscope")).hub is None
+    assert (await access.usable_base_model(bus, caller, names["preset"], prefer_hub="modelscope")).hub is None
     ms_only = unique("Ms-Only")
     await pool.execute("INSERT INTO models (id, name, source, kind, visibility, ms_path, parameter_count) "
                        "VALUES ($1, $2, 'preset', 'base', 'public', 'org-ms/ms-only', 1000)", f"mdl_{ms_only}", ms_only)
     adapter_id, adapter = await make_output(pool, me, f"mdl_{ms_only}", kind="lora")
-    used = await access.usable_model(pool, caller, adapter, "deploy")
+    used = await access.usable_model(bus, caller, adapter, "deploy")
     assert (used.paths.model_path, used.paths.hub) == ("org-ms/ms-only", "modelscope")
     assert used.paths.adapter_path == f"/out/{adapter_id}"
+
+
+async def test_a_registry_that_does_not_answer_is_a_503_and_a_bad_request_is_refused(bus, owners):
+    """Nobody answers a subject: the caller hears which service did not answer (nothing was decided); a request the
+    registry cannot read is refused with a 400, never left unanswered."""
+    asked = ModelUseAsked(user_id="usr_x", name="m", use="train")
+    with pytest.raises(ApiError) as error:
+        await ask(bus, "llmct.registry.nobody_here", asked, ModelForUse, owner="registry", timeout=0.5)
+    assert (error.value.status, error.value.code) == (503, "service_unavailable")
+    assert "registry" in error.value.message
+    reply = msgspec.json.decode((await bus.request(Subjects.MODEL_FOR_USE, b'{"user_id": 1}', timeout=5)).data)
+    assert (reply["type"], reply["code"], reply["status"]) == ("refused", "bad_request", 400)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from litestar.testing import AsyncTestClient
 
-from services.common.embedded import free_port, wait_until
-from services.common.launcher import ServiceProcess
+from llmct.embedded import free_port, wait_until
+from llmct.launcher import ServiceProcess
 from services.common.security import issue_token, new_id
 
 # Seconds, short enough for tests (docs/fleet.md has the defaults).
@@ -37,7 +37,7 @@ def fleet_env(stack_env):
 
 
 @pytest.fixture(scope="module")
-async def scheduler(fleet_env, settings):
+async def scheduler(fleet_env, settings, owners):
     from services.scheduler.app import create_app
 
     async with AsyncTestClient(app=create_app(settings)) as client:

@@ -9,7 +9,7 @@ import importlib
 import logging
 import sys
 
-from .settings import SERVICE_NAMES, get_settings
+from services.common.settings import SERVICE_NAMES, get_settings
 
 
 def cmd_service(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    from .store import head_revision, migrate
+    from services.common.store import head_revision, migrate
 
     migrate(get_settings().database_url)
     print(f"database is at {head_revision()}")
@@ -36,7 +36,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     from services.auth.service import create_user
     from services.common.errors import ApiError
 
-    from .store import check_migrated, create_pool
+    from services.common.store import check_migrated, create_pool
 
     password = args.password or getpass.getpass("password for the new admin: ")
 
@@ -59,7 +59,7 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     """Build the tiny model and datasets locally and register the model as a preset."""
-    from services.registry.presets import ensure_tiny_preset
+    from .bootstrap import ensure_tiny_preset
 
     settings = get_settings()
     settings.storage.ensure()
@@ -73,7 +73,7 @@ def cmd_nats_users(args: argparse.Namespace) -> int:
     import json
     import secrets
 
-    from .nats_auth import BadAgentId, authorization
+    from services.common.nats_auth import BadAgentId, authorization
 
     try:
         block = authorization(args.service_password or secrets.token_urlsafe(18),
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:  # the store refusing to start, a port taken...: say it plainly
-        from .store import StoreNotMigrated
+        from services.common.store import StoreNotMigrated
 
         if isinstance(exc, (StoreNotMigrated, RuntimeError)):
             print(f"llmct {args.command}: {exc}", file=sys.stderr)

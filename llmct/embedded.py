@@ -16,14 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import nats_auth
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from services.common import nats_auth
+from services.common.net import free_port  # noqa: F401 - tests and benches take it from here
 
 
 def wait_until(check, *, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -2,13 +2,13 @@
 
 Run it with the ENGINE's interpreter (it needs torch, transformers and tokenizers), from the repo root:
 
-    .venv-engine/bin/python -m services.agent.engine_tools.make_tiny --out MODEL_DIR [--data DATA_DIR]
-    .venv-engine/bin/python services/agent/engine_tools/make_tiny.py --out MODEL_DIR
+    .venv-engine/bin/python -m llmct.tiny.make_model --out MODEL_DIR [--data DATA_DIR]
+    .venv-engine/bin/python llmct/tiny/make_model.py --out MODEL_DIR
 
 The model: hidden 64, 2 layers, 4 heads, intermediate 128, a byte-level BPE tokenizer of ~2k tokens
 trained here on built-in text, float32, and a chat template in the shape of LLaMA-Factory's `default`
 template. Everything is seeded: the same arguments give byte-identical files. `--data` also writes
-the tiny datasets (see tiny_data.py).
+the tiny datasets (see data.py).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 try:
-    from . import tiny_data
+    from . import data as tiny_data
 except ImportError:  # run as a file path: the package is not importable, its folder is
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import tiny_data  # type: ignore[no-redef]
+    import data as tiny_data  # type: ignore[no-redef]
 
 DEFAULT_SEED = 0
 VOCAB_SIZE = 2048

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .embedded import NatsServer, PostgresServer, postgres_bindir, wait_until
-from .nats_auth import agent_user, check_agent_id, default_agent_id
-from .settings import DEFAULT_PORTS, StoragePaths, storage_from_env
-from .store import migrate
+from services.common.nats_auth import agent_user, check_agent_id, default_agent_id
+from services.common.settings import DEFAULT_PORTS, StoragePaths, storage_from_env
+from services.common.store import migrate
 
-TINY_MODEL = "tiny-llama"
+from .bootstrap import ENGINE_PYTHON, TINY_MODEL, ensure_tiny_preset
+from .embedded import NatsServer, PostgresServer, postgres_bindir, wait_until
 
 # Start order: the gateway last, so it only opens its port once everything behind it answers.
 START_ORDER = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
@@ -41,7 +41,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.common.cli", "service", self.name],
+                [sys.executable, "-m", "llmct.cli", "service", self.name],
                 env=process_env(self.name, env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         return self
@@ -79,6 +79,8 @@ def process_env(name: str, env: dict[str, str]) -> dict[str, str]:
         return env
     own = {k: v for k, v in env.items() if k not in AGENT_NEVER_SEES and not k.startswith(("NATS_", "LLMCT_AGENT_NATS_"))}
     parts = urlsplit(env["NATS_URL"])
+    if parts.hostname is None:  # the URL is not echoed: it may carry the services' credentials
+        raise RuntimeError("NATS_URL has no host name")
     own["NATS_URL"] = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
     own["NATS_USER"] = env["LLMCT_AGENT_NATS_USER"]
     own["NATS_PASSWORD"] = env["LLMCT_AGENT_NATS_PASSWORD"]
@@ -145,20 +147,21 @@ class LocalStack:
         logs.mkdir(parents=True, exist_ok=True)
         if not self.env.get("NATS_URL"):
             port = int(self.env.get("LLMCT_NATS_PORT", "4222"))
-            self.nats = NatsServer(port=port, monitor_port=port + 4000, store_dir=state / "nats",
-                                   service_password=_kept_secret(state / "nats_service_password", _password))
-            self.provision_local_agent()
-            self.nats.start(log_file=logs / "nats.log")
-            self.env["NATS_URL"] = self.nats.url
+            nats = NatsServer(port=port, monitor_port=port + 4000, store_dir=state / "nats",
+                              service_password=_kept_secret(state / "nats_service_password", _password))
+            self.nats = nats
+            self.provision_local_agent(nats)
+            nats.start(log_file=logs / "nats.log")
+            self.env["NATS_URL"] = nats.url
         if not self.env.get("DATABASE_URL"):
             self.env["DATABASE_URL"] = self._start_postgres(state / "postgres")
 
-    def provision_local_agent(self) -> None:
+    def provision_local_agent(self, nats: NatsServer) -> None:
         """The local agent's own NATS user (LLMCT_AGENT_ID, else the host name), its password kept in state/."""
         agent = check_agent_id(self.env.get("LLMCT_AGENT_ID") or default_agent_id())
-        self.nats.add_agent(agent, _kept_secret(self.storage.state / "nats_agent_password", _password))
+        nats.add_agent(agent, _kept_secret(self.storage.state / "nats_agent_password", _password))
         self.env.update({"LLMCT_AGENT_ID": agent, "LLMCT_AGENT_NATS_USER": agent_user(agent),
-                         "LLMCT_AGENT_NATS_PASSWORD": self.nats.agents[agent]})
+                         "LLMCT_AGENT_NATS_PASSWORD": nats.agents[agent]})
 
     def _start_postgres(self, data_dir: Path) -> str:
         port = int(self.env.get("LLMCT_PG_PORT", "5433"))
@@ -166,7 +169,8 @@ class LocalStack:
             self.postgres = PostgresServer(data_dir=data_dir, port=port).start()
             return self.postgres.url
         try:
-            import pgserver  # a pip-installed embedded Postgres for machines without one
+            # A pip-installed embedded Postgres for machines without one; optional, so often not installed.
+            import pgserver  # pyright: ignore[reportMissingImports]
         except ImportError as exc:
             raise RuntimeError("no Postgres found: install postgresql, `pip install pgserver`, "
                                "or set DATABASE_URL") from exc
@@ -177,8 +181,6 @@ class LocalStack:
         self.prepare_env()
         self.start_servers()
         migrate(self.env["DATABASE_URL"])
-        from services.registry.presets import ENGINE_PYTHON, ensure_tiny_preset
-
         if ENGINE_PYTHON.exists():  # a fresh stack can train right away on the CPU
             ensure_tiny_preset(self.storage, self.env["DATABASE_URL"], TINY_MODEL)
             self.tiny_model = TINY_MODEL

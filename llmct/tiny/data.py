@@ -2,8 +2,8 @@
 
 Standard library only, so both the platform's interpreter and the engine's can run it:
 
-    python -m services.agent.engine_tools.tiny_data --out DATA_DIR [--examples 64]
-    python services/agent/engine_tools/tiny_data.py --out DATA_DIR
+    python -m llmct.tiny.data --out DATA_DIR [--examples 64]
+    python llmct/tiny/data.py --out DATA_DIR
 
 It writes ``tiny_sft.json`` (alpaca: instruction/input/output), ``tiny_pt.json`` (``{"text": ...}``)
 and merges their entries into ``DATA_DIR/dataset_info.json`` without touching other entries, so a
@@ -154,7 +154,7 @@ def write_tiny_benchmark(task_dir: str | Path, per_split: int = 4, seed: int = D
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])  # no docstring under python -OO
     parser.add_argument("--out", required=True, type=Path, help="dataset dir (LLaMA-Factory's dataset_dir)")
     parser.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
