@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,13 +17,14 @@ from services.common.bus import consume
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
 
-from . import failures, progress, reattach, results
+from . import progress, reattach, results
 from .ending import conclude
 from .events import JobEvents
 from .hubs import hub_environment
 from .jobstate import JobState
 from .logs import LogShipper
 from .reattach import Resume
+from .running import RunningJob
 from .runtimes import EngineRun, JobSpec, Runtime
 from .runtimes.base import Detachable, ExitInfo, Reattachable, RuntimeStartError
 from .serving import ModelServer
@@ -32,22 +32,6 @@ from .serving import ModelServer
 log = logging.getLogger(__name__)
 
 CLEANUP_EVERY_S = 30.0
-
-
-@dataclass
-class RunningJob:
-    job_id: str
-    kind: str = "train"
-    gpu_ids: tuple[int, ...] = ()
-    task: asyncio.Task | None = None
-    engine: EngineRun | None = None
-    cancelled: bool = False
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    server: ModelServer | None = None  # a deployment's model server
-    state: JobState | None = None  # order and cursor, on disk when the engine outlives the agent
-    detached: bool = False  # the agent stops and leaves the engine running for the next agent
-    agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
-    superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported
 
 
 def consumer_name(agent_id: str) -> str:
@@ -84,6 +68,7 @@ class Runner:
         self._cancels = None
 
     async def start(self) -> None:
+        """Take cancels, pick up what the last agent left running (a Reattachable runtime), then take dispatches."""
         self._cancels = await self.nc.subscribe(Subjects.JOB_CANCEL_ALL, cb=self._on_cancel)
         # Before the dispatch consumer: a redelivered dispatch of a job found running is then only acked.
         if self.reattachable is not None and self.state_dir is not None:
@@ -278,17 +263,14 @@ class Runner:
         log.info("job %s left running for the next agent", job.job_id)
 
     async def _finish(self, order, job: RunningJob, exit_info: ExitInfo, shipper: LogShipper) -> None:
-        server = job.server
+        """Report how the run ended (JobFinished, with its metrics) and forget the job."""
         if job.superseded:  # the scheduler drops events of an attempt it replaced
             shipper.add("system", f"attempt {order.attempt} stopped: the job was dispatched here again")
             await shipper.close()
             job.state.forget()
             self.jobs.pop(order.job_id, None)
             return
-        state, reason, message = conclude(failures.end_cause(
-            exit_info, shipper.tail, cancelled=job.cancelled, agent_stopping=job.agent_stopped,
-            idle_timeout_s=server.options.idle_timeout_s if server and server.idle_stopped else None,
-            start_timeout_s=server.options.startup_timeout_s if server and server.start_timed_out else None))
+        state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
         tail = tuple(shipper.tail)
         await shipper.close()
