@@ -1,11 +1,14 @@
-"""Why an engine run failed, in words a user can act on."""
+"""What an engine run's exit and last log lines say about why it ended (the words are ending.py's)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
+from .ending import OOM_HINT, EndCause, failure
 from .runtimes.base import ExitInfo
+
+__all__ = ["OOM_HINT", "classify", "end_cause", "missing_package"]
 
 OOM_TEXT = ("CUDA out of memory", "OutOfMemoryError", "torch.OutOfMemoryError", "Cannot allocate memory",
             "MemoryError")
@@ -20,27 +23,21 @@ MISSING_PACKAGE = (
 # A package whose missing part the engine reports by another name: ModelScope datasets need the `datasets` extra
 # of `modelscope` (addict, oss2...), and "No module named 'addict'" would not say what to install.
 MISSING_EXTRA = ((re.compile(r"Failed to import modelscope\.msdatasets\b"), "modelscope[datasets]"),)
-OOM_HINT = ("out of memory: lower per_device_train_batch_size or cutoff_len, use finetuning_type 'qlora', "
-            "or keep gradient_checkpointing on")
+
+
+def end_cause(exit_info: ExitInfo, tail: Iterable[str], **facts) -> EndCause:
+    """The EndCause of an engine run: its exit, what its last log lines say, and `facts` the runner knows
+    (cancelled, agent_stopping, idle_timeout_s, start_timeout_s)."""
+    text = "\n".join(tail)
+    return EndCause(exit_code=exit_info.exit_code, error_reason=exit_info.error_reason, error=exit_info.error,
+                    oom=exit_info.oom_killed or any(marker in text for marker in OOM_TEXT),
+                    missing_package=missing_package(text),
+                    config_refused=any(marker in text for marker in CONFIG_TEXT), **facts)
 
 
 def classify(exit_info: ExitInfo, tail: Iterable[str]) -> tuple[str, str]:
     """(reason, message) of a run that did not succeed."""
-    text = "\n".join(tail)
-    if exit_info.error_reason:
-        return exit_info.error_reason, exit_info.error or "the engine could not be started"
-    if exit_info.oom_killed or any(marker in text for marker in OOM_TEXT):
-        return "out_of_memory", OOM_HINT
-    if exit_info.exit_code == 137:
-        return "out_of_memory", "killed (exit 137), most likely out of memory: " + OOM_HINT
-    missing = missing_package(text)
-    if missing:
-        return "missing_dependency", (f"the engine environment on this agent lacks {missing!r}, which this job needs: "
-                                      "use an agent or image that has it (it was not installed, and nothing was "
-                                      "substituted for it)")
-    if any(marker in text for marker in CONFIG_TEXT):
-        return "bad_config", f"the engine refused the config (exit {exit_info.exit_code}); see the last log lines"
-    return "exit_code", f"the engine exited with code {exit_info.exit_code}; see the last log lines"
+    return failure(end_cause(exit_info, tail))
 
 
 def missing_package(text: str) -> str | None:

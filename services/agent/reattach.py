@@ -16,18 +16,21 @@ A saved job whose container is gone is reported `failed` (`container_lost`) if i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+
+from nats.js import JetStreamContext
 
 from services.common import contracts
+from services.common.settings import StoragePaths
 
+from .ending import EndCause, conclude
+from .events import Publish
 from .jobstate import Cursor, JobState, count_lines
 from .logs import LogShipper
-from .runtimes.base import EngineRun, FoundEngine
-
-if TYPE_CHECKING:
-    from .runner import Runner
+from .runtimes.base import EngineRun, FoundEngine, Reattachable
 
 log = logging.getLogger(__name__)
 
@@ -41,54 +44,64 @@ class Resume:
     note: str  # the system line that tells the job's viewers what happened
 
 
-async def pick_up(runner: Runner) -> None:
+@dataclass(frozen=True, kw_only=True)
+class Agent:
+    """What picking jobs up needs from the agent (the runner builds it when its runtime is Reattachable)."""
+
+    runtime: Reattachable
+    state_dir: Path  # where the last agent saved its jobs (jobstate.py)
+    storage: StoragePaths
+    agent_id: str
+    js: JetStreamContext  # for the log lines of a job reported lost
+    publish: Publish
+    go_on: Callable[[JobState, Resume], None]  # follows a found job as if this agent had started it
+
+
+async def pick_up(agent: Agent) -> None:
     """Follow again what this agent's last run left; done before the agent takes new work."""
-    find = getattr(runner.runtime, "find_own", None)
-    if find is None or runner.state_dir is None:
-        return
     try:
-        found = await find()
+        found = await agent.runtime.find_own()
     except Exception as exc:  # noqa: BLE001 - the agent still starts; nothing can be re-attached
         log.warning("could not list this agent's containers, none re-attached: %s", exc)
         return
     for engine in found:
         try:
-            await _pick_up_one(runner, engine)
+            await _pick_up_one(agent, engine)
         except Exception:  # noqa: BLE001 - one broken leftover must not keep the others
             log.exception("could not pick up job %s (%s)", engine.job_id, engine.name)
-    await _report_lost(runner, {engine.job_id for engine in found})
+    await _report_lost(agent, {engine.job_id for engine in found})
 
 
-async def _pick_up_one(runner: Runner, found: FoundEngine) -> None:
-    state = JobState.load(runner.state_dir, found.job_id)
+async def _pick_up_one(agent: Agent, found: FoundEngine) -> None:
+    state = JobState.load(agent.state_dir, found.job_id)
     if found.kind == "deploy":
-        await _end_deployment(runner, found, state)
+        await _end_deployment(agent, found, state)
         return
     if state is None and not found.running:
         return  # its end was reported (or it predates the saved state): nothing to say
     guessed = state is None
     if guessed:
-        state = guess_state(runner, found)
+        state = guess_state(agent, found)
     position = state.cursor.engine
     if guessed:  # lines Docker stamped before the log file's last write were shipped, most likely
-        position = runner.runtime.position_since(found.ref, _mtime(runner.storage.logs / f"{found.job_id}.log"))
-    engine = await runner.runtime.attach(found, position)
+        position = agent.runtime.position_since(found.ref, _mtime(agent.storage.logs / f"{found.job_id}.log"))
+    engine = await agent.runtime.attach(found, position)
     how = "still running" if found.running else "exited meanwhile"
-    note = f"agent {runner.agent_id} restarted: re-attached to container {found.name} ({how})"
-    runner.go_on(state, Resume(stage=found.stage, engine=engine, note=note))
+    note = f"agent {agent.agent_id} restarted: re-attached to container {found.name} ({how})"
+    agent.go_on(state, Resume(stage=found.stage, engine=engine, note=note))
     log.info("re-attached to %s, job %s (%s)", found.name, found.job_id, how)
 
 
-def guess_state(runner: Runner, found: FoundEngine) -> JobState:
+def guess_state(agent: Agent, found: FoundEngine) -> JobState:
     """The state of a job found running without one (started by an agent before saved states):
     one stage, the log numbered on from the log file's line count, progress read from the start, the attempt
     from the container's label."""
-    lines, size = count_lines(runner.storage.logs / f"{found.job_id}.log")
+    lines, size = count_lines(agent.storage.logs / f"{found.job_id}.log")
     stage = contracts.EngineStage(name=found.kind, command=(), config_yaml="")
     order = contracts.JobDispatched(job_id=found.job_id, kind=found.kind, stages=(stage,) * (found.stage + 1),
                                     output_dir=found.output_dir, gpu_ids=found.gpu_ids, attempt=found.attempt,
                                     dispatched_at=datetime.now(UTC))
-    return JobState(runner.state_dir, order, Cursor(seq=lines, log_bytes=size, started=True))
+    return JobState(agent.state_dir, order, Cursor(seq=lines, log_bytes=size, started=True))
 
 
 def _mtime(path) -> float:
@@ -98,44 +111,46 @@ def _mtime(path) -> float:
         return 0.0
 
 
-async def _end_deployment(runner: Runner, found: FoundEngine, state: JobState | None) -> None:
+async def _end_deployment(agent: Agent, found: FoundEngine, state: JobState | None) -> None:
     if found.running:
-        await runner.runtime.stop_found(found)
+        await agent.runtime.stop_found(found)
     elif state is None:
         return
     message = ("the agent restarted while this deployment ran; its model server (port and key) could not be "
                "reached again, so it was stopped: deploy the model again")
-    await _report(runner, found.job_id, state, "agent_restarted", message, attempt=found.attempt)
+    await _report(agent, found.job_id, state, "agent_restarted", message, attempt=found.attempt)
     log.info("stopped deployment %s after the agent restarted", found.job_id)
 
 
-async def _report_lost(runner: Runner, found_jobs: set[str]) -> None:
+async def _report_lost(agent: Agent, found_jobs: set[str]) -> None:
     """Saved jobs without a container: a started one is reported lost; one never started is dispatched again."""
-    for job_id in JobState.saved_jobs(runner.state_dir):
+    for job_id in JobState.saved_jobs(agent.state_dir):
         if job_id in found_jobs:
             continue
-        state = JobState.load(runner.state_dir, job_id)
+        state = JobState.load(agent.state_dir, job_id)
         if state is None:
             continue
         if state.cursor.started:
-            await _report(runner, job_id, state, "container_lost",
+            await _report(agent, job_id, state, "container_lost",
                           "the job's container was gone when the agent restarted")
         else:
             state.forget()  # its dispatch was never acknowledged: NATS delivers it again
 
 
-async def _report(runner: Runner, job_id: str, state: JobState | None, reason: str, message: str,
+async def _report(agent: Agent, job_id: str, state: JobState | None, reason: str, message: str,
                   attempt: int = 0) -> None:
     """Publish a job's failure with a last system line in its log, and forget its state; the attempt is the saved
     order's, else `attempt` (the container's label)."""
-    path = runner.storage.logs / f"{job_id}.log"
+    path = agent.storage.logs / f"{job_id}.log"
     seq, size = (state.cursor.seq, state.cursor.log_bytes) if state else (count_lines(path)[0], None)
     attempt = state.order.attempt if state else attempt
-    shipper = LogShipper(runner.js, job_id, path, agent_id=runner.agent_id, attempt=attempt, seq=seq, keep_bytes=size)
-    shipper.add("system", f"job failed: {message}")
+    shipper = LogShipper(agent.js, job_id, path, agent_id=agent.agent_id, attempt=attempt, seq=seq, keep_bytes=size)
+    ended = conclude(EndCause(error_reason=reason, error=message))
+    shipper.add("system", f"job {ended.state}: {ended.message}")
     await shipper.close()
-    await runner._publish(contracts.JobFinished(job_id=job_id, agent_id=runner.agent_id, state="failed", reason=reason,
-                                                message=message, attempt=attempt, at=datetime.now(UTC)),
-                          must_arrive=True)
+    await agent.publish(contracts.JobFinished(job_id=job_id, agent_id=agent.agent_id, state=ended.state,
+                                               reason=ended.reason, message=ended.message, attempt=attempt,
+                                               at=datetime.now(UTC)),
+                         must_arrive=True)
     if state is not None:
         state.forget()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,34 +17,21 @@ from services.common.bus import consume
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
 
-from . import failures, progress, reattach, results
+from . import progress, reattach, results
+from .ending import conclude
+from .events import JobEvents
 from .hubs import hub_environment
 from .jobstate import JobState
 from .logs import LogShipper
 from .reattach import Resume
+from .running import RunningJob
 from .runtimes import EngineRun, JobSpec, Runtime
-from .runtimes.base import ExitInfo, RuntimeStartError
+from .runtimes.base import Detachable, ExitInfo, Reattachable, RuntimeStartError
 from .serving import ModelServer
 
 log = logging.getLogger(__name__)
 
 CLEANUP_EVERY_S = 30.0
-
-
-@dataclass
-class RunningJob:
-    job_id: str
-    kind: str = "train"
-    gpu_ids: tuple[int, ...] = ()
-    task: asyncio.Task | None = None
-    engine: EngineRun | None = None
-    cancelled: bool = False
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    server: ModelServer | None = None  # a deployment's model server
-    state: JobState | None = None  # order and cursor, on disk when the engine outlives the agent
-    detached: bool = False  # the agent stops and leaves the engine running for the next agent
-    agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
-    superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported
 
 
 def consumer_name(agent_id: str) -> str:
@@ -57,9 +42,9 @@ def consumer_name(agent_id: str) -> str:
 class Runner:
     """Runs the jobs dispatched to one agent.
 
-    With a runtime whose engines outlive the agent (docker), stopping the runner leaves them running
-    and starting it picks them up again (services/agent/reattach.py); with the process runtime, stop()
-    ends them, as their pipes to the agent would (docs/docker.md, "Agent restarts").
+    With a Reattachable runtime, whose engines outlive the agent (docker), stopping the runner leaves them
+    running and starting it picks them up again (services/agent/reattach.py); with the process runtime,
+    stop() ends them, as their pipes to the agent would (docs/docker.md, "Agent restarts").
     """
 
     def __init__(self, *, nc: Client, js: JetStreamContext, agent_id: str, runtime: Runtime,
@@ -71,7 +56,10 @@ class Runner:
         self.storage = storage
         self.engine_env = engine_env
         self.cpu_threads = cpu_threads
-        self.keeps_engines = bool(getattr(runtime, "survives_agent", False))
+        self.publish = JobEvents(js, agent_id)
+        # The runtime's one capability that changes what the runner does, checked here once.
+        self.reattachable = runtime if isinstance(runtime, Reattachable) else None
+        self.keeps_engines = self.reattachable is not None
         # Where jobs are saved for the next agent (jobstate.py); none when engines die with the agent.
         self.state_dir = (state_dir or storage.state / "agents" / re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
                           if self.keeps_engines else None)
@@ -80,9 +68,13 @@ class Runner:
         self._cancels = None
 
     async def start(self) -> None:
+        """Take cancels, pick up what the last agent left running (a Reattachable runtime), then take dispatches."""
         self._cancels = await self.nc.subscribe(Subjects.JOB_CANCEL_ALL, cb=self._on_cancel)
         # Before the dispatch consumer: a redelivered dispatch of a job found running is then only acked.
-        await reattach.pick_up(self)
+        if self.reattachable is not None and self.state_dir is not None:
+            await reattach.pick_up(reattach.Agent(runtime=self.reattachable, state_dir=self.state_dir,
+                                                  storage=self.storage, agent_id=self.agent_id, js=self.js,
+                                                  publish=self.publish, go_on=self.go_on))
         self._tasks = [
             asyncio.create_task(consume(self.js, subject=Subjects.job_dispatch(self.agent_id), stream="DISPATCH",
                                         durable=consumer_name(self.agent_id), handle=self._on_dispatch, batch=16)),
@@ -146,29 +138,12 @@ class Runner:
 
     async def _on_cancel(self, msg) -> None:
         request = contracts.decode(msg.data)
-        job = self.jobs.get(getattr(request, "job_id", ""))
+        job = self.jobs.get(request.job_id) if isinstance(request, contracts.JobCancelRequested) else None
         if job is None:
             return
         job.cancelled = True
         if job.engine:
             await job.engine.stop(request.grace_s)
-
-    async def _publish(self, event: contracts.Message, *, must_arrive: bool = False) -> None:
-        """Publish a job event to JOB_EVENTS, on this agent's own subject (the only one its NATS user may use);
-        a final state is retried until NATS takes it."""
-        subject = Subjects.job_status(self.agent_id, event.job_id)
-        delay = 0.5
-        while True:
-            try:
-                await self.js.publish(subject, contracts.encode(event), timeout=5)
-                return
-            except Exception:  # noqa: BLE001
-                if not must_arrive:
-                    log.warning("progress event for %s not published", event.job_id)
-                    return
-                log.warning("final event for %s not published yet; retrying", event.job_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     def _spec(self, order: contracts.JobDispatched, index: int, extra_env: dict[str, str] | None = None,
               ports: tuple[int, ...] = ()) -> JobSpec:
@@ -215,7 +190,7 @@ class Runner:
             shipper.add("system", resume.note)
         stopped = asyncio.Event()
         follower = asyncio.create_task(progress.follow(
-            order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self._publish, stopped,
+            order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self.publish, stopped,
             start=job.state.cursor.progress_bytes if resume else 0, moved=job.state.progress_read,
             attempt=order.attempt))
         try:
@@ -244,7 +219,7 @@ class Runner:
             job.engine = found
         elif serve is not None:
             job.server = ModelServer(nc=self.nc, deployment_id=order.job_id, agent_id=self.agent_id, options=serve,
-                                     publish=self._publish, note=lambda text: shipper.add("system", text),
+                                     publish=self.publish, note=lambda text: shipper.add("system", text),
                                      attempt=order.attempt)
             spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
         else:
@@ -255,7 +230,7 @@ class Runner:
             except RuntimeStartError as exc:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
         if not job.state.cursor.started:
-            await self._publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
+            await self.publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
                                                      runtime=self.runtime.name, attempt=order.attempt,
                                                      at=datetime.now(UTC)),
                                 must_arrive=True)
@@ -265,9 +240,11 @@ class Runner:
             await job.engine.stop(5)
         serving = asyncio.create_task(job.server.run(job.engine.stop)) if job.server else None
         engine = job.engine
+        # A run the next agent can pick up says how far its lines reach, saved with every shipped batch.
+        detachable = engine if isinstance(engine, Detachable) else None
         try:
             async for stream, text in engine.lines():
-                shipper.add(stream, text, getattr(engine, "position", None))
+                shipper.add(stream, text, detachable.position if detachable else None)
             return await engine.wait()
         finally:
             if serving is not None:
@@ -277,9 +254,8 @@ class Runner:
 
     async def _leave_running(self, job: RunningJob, shipper: LogShipper) -> None:
         """The agent stops: ship what was read, save where the next agent goes on, leave the engine be."""
-        detach = getattr(job.engine, "detach", None)
-        if detach is not None:
-            detach()
+        if isinstance(job.engine, Detachable):
+            job.engine.detach()
         shipper.add("system", f"agent {self.agent_id} stopped; the job goes on in its container")
         await shipper.close()
         job.state.save()
@@ -287,29 +263,14 @@ class Runner:
         log.info("job %s left running for the next agent", job.job_id)
 
     async def _finish(self, order, job: RunningJob, exit_info: ExitInfo, shipper: LogShipper) -> None:
-        server = job.server
+        """Report how the run ended (JobFinished, with its metrics) and forget the job."""
         if job.superseded:  # the scheduler drops events of an attempt it replaced
             shipper.add("system", f"attempt {order.attempt} stopped: the job was dispatched here again")
             await shipper.close()
             job.state.forget()
             self.jobs.pop(order.job_id, None)
             return
-        if job.cancelled:
-            state, reason, message = "cancelled", "cancelled", "stopped on request"
-        elif job.agent_stopped:
-            state, reason = "failed", "agent_stopped"
-            message = "the agent stopped, and a deployment ends with its agent"
-        elif server is not None and server.idle_stopped:
-            state, reason = "succeeded", "idle_timeout"
-            message = f"stopped after {server.options.idle_timeout_s:.0f} s without a request"
-        elif server is not None and server.start_timed_out:
-            state, reason = "failed", "start_timeout"
-            message = f"the model server did not answer within {server.options.startup_timeout_s:.0f} s"
-        elif exit_info.exit_code == 0 and not exit_info.error:
-            state, reason, message = "succeeded", None, None
-        else:
-            state = "failed"
-            reason, message = failures.classify(exit_info, shipper.tail)
+        state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
         tail = tuple(shipper.tail)
         await shipper.close()
@@ -318,7 +279,7 @@ class Runner:
             exit_code=exit_info.exit_code, last_lines=tail if state == "failed" else (),
             metrics=results.read(order.kind, Path(order.output_dir)), attempt=order.attempt, at=datetime.now(UTC),
         )
-        await self._publish(event, must_arrive=True)
+        await self.publish(event, must_arrive=True)
         job.state.forget()
         self.jobs.pop(order.job_id, None)
 

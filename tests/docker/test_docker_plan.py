@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from services.agent.runner import Runner
-from services.agent.runtimes import make_runtime
-from services.agent.runtimes.base import JobSpec
-from services.agent.runtimes.docker import (DEFAULT_IMAGE, LABEL_AGENT, DockerRuntime, _parse_time, _split_mounts,
-                                            container_name)
+from services.agent.runtimes import runtime_from_settings
+from services.agent.runtimes.base import JobSpec, Reattachable
+from services.agent.runtimes.docker import DEFAULT_IMAGE, LABEL_AGENT, DockerRuntime, _parse_time, container_name
+from services.agent.settings import AgentSettings, split_mounts
 from services.common import contracts
 from services.common.settings import StoragePaths
 
@@ -40,7 +40,7 @@ def spec_for(storage: StoragePaths, config: dict, **fields) -> JobSpec:
 
 def plan(runtime: DockerRuntime, spec: JobSpec) -> dict[str, bool]:
     """container path -> read-only; every mount is at the same path as on the host unless extra."""
-    mounts = runtime.mount_plan(spec)
+    mounts = runtime.plan.mount_plan(spec)
     return {m["Target"]: m["ReadOnly"] for m in mounts}
 
 
@@ -54,7 +54,7 @@ def test_every_host_path_is_mounted_at_the_same_path(storage):
                               "adapter_name_or_path": ",".join(map(str, adapters)),
                               "output_dir": str(storage.output / "job_1")})
     runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={"/opt/engine": "/opt/engine"})
-    mounts = runtime.mount_plan(spec)
+    mounts = runtime.plan.mount_plan(spec)
     assert all(m["Source"] == m["Target"] and m["Type"] == "bind" for m in mounts)
     assert plan(runtime, spec) == {
         str(storage.data): True, str(storage.temp): True, str(storage.output / "job_1"): False,
@@ -93,7 +93,7 @@ def test_create_options_follow_the_seed(storage):
     runtime = DockerRuntime(storage=storage, agent_id="gpu-7", memory="500m", extra_mounts={})
     spec = spec_for(storage, {}, env={"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": "/elsewhere"},
                     gpu_ids=(2, 5), attempt=3)
-    options = runtime.create_options(spec)
+    options = runtime.plan.create_options(spec)
     assert options["image"] == DEFAULT_IMAGE == "lf-with-optimum:v1.0"
     assert options["name"] == "llm-train-job_1" and options["shm_size"] == "2g" and options["init"] is True
     assert options["labels"] == {LABEL_AGENT: "gpu-7", "llmct.job": "job_1", "llmct.kind": "train", "llmct.stage": "0",
@@ -108,7 +108,7 @@ def test_create_options_follow_the_seed(storage):
 
 
 def test_a_cpu_job_asks_for_no_device_and_sees_no_gpu(storage):
-    options = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}).create_options(spec_for(storage, {}))
+    options = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}).plan.create_options(spec_for(storage, {}))
     assert "device_requests" not in options and "mem_limit" not in options and "network_mode" not in options
     assert options["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert options["environment"]["CUDA_VISIBLE_DEVICES"] == ""
@@ -131,44 +131,56 @@ def hub_stage_spec(storage: StoragePaths, hub: str | None, *, serve: bool = Fals
 def test_a_modelscope_stage_runs_in_a_container_told_its_hub(storage, monkeypatch):
     monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")  # the agent's own: a container never inherits it
     runner, spec = hub_stage_spec(storage, "modelscope")
-    env = runner.runtime.create_options(spec)["environment"]
+    env = runner.runtime.plan.create_options(spec)["environment"]
     assert env["USE_MODELSCOPE_HUB"] == "1" and env["MODELSCOPE_ENDPOINT"] == "https://ms.example"
     cache = env["MODELSCOPE_CACHE"]
     assert cache == str(storage.hf_cache / "modelscope") and env["HF_HOME"] == str(storage.hf_cache)
     assert plan(runner.runtime, spec)[str(storage.hf_cache)] is False, "the download cache is the shared, writable one"
     for hub in (None, "huggingface"):
         runner, spec = hub_stage_spec(storage, hub)
-        other = runner.runtime.create_options(spec)["environment"]
+        other = runner.runtime.plan.create_options(spec)["environment"]
         assert "USE_MODELSCOPE_HUB" not in other and other["MODELSCOPE_CACHE"] == cache
         assert {k: v for k, v in env.items() if k != "USE_MODELSCOPE_HUB"} == other, "nothing else changes"
 
 
 def test_a_modelscope_model_served_from_a_container_is_told_its_hub_too(storage):
     runner, spec = hub_stage_spec(storage, "modelscope", serve=True)
-    env = runner.runtime.create_options(spec)["environment"]
+    env = runner.runtime.plan.create_options(spec)["environment"]
     assert env["USE_MODELSCOPE_HUB"] == "1" and env["API_HOST"] == "0.0.0.0" and env["API_PORT"] == "8000"
 
 
-def test_settings_come_from_the_environment(storage, monkeypatch):
+def test_settings_come_from_the_environment(storage):
+    settings = AgentSettings.from_env({
+        "LLMCT_RUNTIME": "docker", "LLMCT_DOCKER_IMAGE": "engine:2", "LLMCT_DOCKER_MEMORY": "8g",
+        "LLMCT_AGENT_ID": "host-a", "LLMCT_DOCKER_EXTRA_MOUNTS": "/usr, /opt/venv:/venv",
+        "LLMCT_DOCKER_CLEANUP_DELAY_S": "5", "LLMCT_DOCKER_NETWORK": "host", "LLMCT_DOCKER_USER": "1000:1000"})
+    runtime = runtime_from_settings(settings, storage)
+    plan = runtime.plan
+    assert (runtime.name, plan.image, plan.memory, plan.agent_id) == ("docker", "engine:2", "8g", "host-a")
+    assert plan.extra_mounts == {"/usr": "/usr", "/opt/venv": "/venv"}
+    assert runtime.cleanup_delay_s == 5.0 and plan.network == "host" and plan.user == "1000:1000"
+    assert isinstance(runtime, Reattachable), "the runner leaves its containers running for the next agent"
+    unset = runtime_from_settings(AgentSettings.from_env({"LLMCT_RUNTIME": "docker", "LLMCT_DOCKER_MEMORY": ""}),
+                                  storage)
+    assert (unset.plan.image, unset.plan.memory, unset.cleanup_delay_s) == (DEFAULT_IMAGE, None, 60.0)
+    assert unset.plan.network is None and unset.plan.user is None and unset.plan.extra_mounts == {}
+    assert DockerRuntime(storage=storage, agent_id="a1", image="x:1", cleanup_delay_s=0).plan.image == "x:1"
+    assert DockerRuntime(storage=storage, agent_id="a1", cleanup_delay_s=0).cleanup_delay_s == 0
+
+
+def test_the_runtime_reads_no_environment(storage, monkeypatch):
+    """Its settings are given (services/agent/settings.py): the environment it is built in changes nothing."""
     monkeypatch.setenv("LLMCT_DOCKER_IMAGE", "engine:2")
     monkeypatch.setenv("LLMCT_DOCKER_MEMORY", "8g")
-    monkeypatch.setenv("LLMCT_AGENT_ID", "host-a")
-    monkeypatch.setenv("LLMCT_DOCKER_EXTRA_MOUNTS", "/usr, /opt/venv:/venv")
-    monkeypatch.setenv("LLMCT_DOCKER_CLEANUP_DELAY_S", "5")
-    monkeypatch.setenv("LLMCT_DOCKER_NETWORK", "host")
-    runtime = make_runtime("docker", storage=storage)
-    assert (runtime.name, runtime.image, runtime.memory, runtime.agent_id) == ("docker", "engine:2", "8g", "host-a")
-    assert runtime.extra_mounts == {"/usr": "/usr", "/opt/venv": "/venv"}
-    assert runtime.cleanup_delay_s == 5.0 and runtime.network == "host"
-    assert DockerRuntime(storage=storage, image="x:1", cleanup_delay_s=0).image == "x:1"
-    assert DockerRuntime(storage=storage, cleanup_delay_s=0).cleanup_delay_s == 0
+    runtime = DockerRuntime(storage=storage, agent_id="a1")
+    assert (runtime.plan.image, runtime.plan.memory) == (DEFAULT_IMAGE, None)
 
 
 def test_names_and_times():
     spec = JobSpec(job_id="job 1/ü", kind="eval", command=("x",), config_path=Path("/t/x.yaml"),
                    output_dir=Path("/o"))
     assert container_name(spec) == "llm-eval-job_1__"
-    assert _split_mounts("") == {} and _split_mounts("/a:/b,/c") == {"/a": "/b", "/c": "/c"}
+    assert split_mounts("") == {} and split_mounts("/a:/b,/c") == {"/a": "/b", "/c": "/c"}
     assert _parse_time("0001-01-01T00:00:00Z") is None and _parse_time("") is None
     parsed = _parse_time("2026-11-26T11:02:52.730015693Z")
     assert parsed is not None and parsed.microsecond == 730015 and parsed.utcoffset().total_seconds() == 0

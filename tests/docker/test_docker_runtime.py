@@ -75,7 +75,7 @@ async def test_a_real_lora_job_runs_in_a_container(make_runtime, storage, docker
     assert info["Config"]["Labels"] == {LABEL_AGENT: agent_id, LABEL_JOB: job_id, LABEL_KIND: "train",
                                         "llmct.stage": "0", "llmct.attempt": "1"}
     assert info["HostConfig"]["ShmSize"] == 2 * 1024**3 and info["HostConfig"]["Init"] is True
-    assert info["Config"]["Image"] == runtime.image and info["Config"]["Cmd"] == list(spec.command)
+    assert info["Config"]["Image"] == runtime.plan.image and info["Config"]["Cmd"] == list(spec.command)
     env = dict(item.split("=", 1) for item in info["Config"]["Env"])
     assert env["HF_HOME"] == str(storage.hf_cache) and env["NVIDIA_VISIBLE_DEVICES"] == "void"
     modes = {m["Destination"]: m["RW"] for m in info["Mounts"]}

@@ -12,7 +12,9 @@ import pytest
 from services.agent import progress, reattach
 from services.agent.jobstate import JobState, count_lines
 from services.agent.logs import LogShipper
-from services.agent.runtimes.base import FoundEngine
+from services.agent.runner import Runner
+from services.agent.runtimes.base import FoundEngine, Reattachable
+from services.agent.runtimes.process import ProcessRuntime
 from services.common import contracts
 from services.common.settings import StoragePaths
 
@@ -136,7 +138,7 @@ async def test_progress_follows_from_an_offset_and_says_how_far_it_read(tmp_path
 
 
 class FakeRuntime:
-    survives_agent = True
+    """A Reattachable runtime (runtimes/base.py) whose engines were found again."""
 
     def __init__(self, found):
         self.found, self.stopped, self.attached = found, [], []
@@ -179,7 +181,7 @@ async def test_on_start_each_leftover_gets_what_it_needs(tmp_path):
         events.append(event)
 
     runner = SimpleNamespace(runtime=runtime, state_dir=folder, storage=storage, agent_id="a1", js=FakeJetStream(),
-                             _publish=publish, go_on=lambda state, resume: resumed.append((state, resume)))
+                             publish=publish, go_on=lambda state, resume: resumed.append((state, resume)))
     await reattach.pick_up(runner)
 
     by_job = {state.order.job_id: (state, resume) for state, resume in resumed}
@@ -199,6 +201,24 @@ async def test_on_start_each_leftover_gets_what_it_needs(tmp_path):
     assert (storage.logs / "dep_1.log").read_text().startswith("[platform] job failed: the agent restarted")
 
 
-async def test_a_runtime_whose_engines_die_with_the_agent_picks_nothing_up(tmp_path):
-    runner = SimpleNamespace(runtime=SimpleNamespace(name="process"), state_dir=None)
-    await reattach.pick_up(runner)  # nothing to find, nothing raised
+def test_a_runtime_whose_engines_die_with_the_agent_picks_nothing_up(tmp_path):
+    storage = StoragePaths(base=tmp_path, logs=tmp_path / "logs", hf_cache=tmp_path / "hf")
+    process = Runner(nc=None, js=None, agent_id="a1", runtime=ProcessRuntime(tmp_path / "bin"), storage=storage,
+                     engine_env={})
+    assert not isinstance(process.runtime, Reattachable)
+    assert (process.reattachable, process.keeps_engines, process.state_dir) == (None, False, None)
+    found_again = Runner(nc=None, js=None, agent_id="a.1", runtime=FakeRuntime([]), storage=storage, engine_env={})
+    assert found_again.reattachable is found_again.runtime and found_again.keeps_engines
+    assert found_again.state_dir == tmp_path / "state" / "agents" / "a_1"
+
+
+async def test_a_runtime_that_cannot_list_its_engines_still_lets_the_agent_start(tmp_path):
+    class Broken(FakeRuntime):
+        async def find_own(self):
+            raise ConnectionError("no Docker engine")
+
+    runtime = Broken([])
+    agent = reattach.Agent(runtime=runtime, state_dir=tmp_path, storage=None, agent_id="a1", js=None,
+                           publish=None, go_on=None)
+    await reattach.pick_up(agent)  # logged, nothing raised
+    assert runtime.attached == [] and runtime.stopped == []

@@ -232,7 +232,7 @@ async def test_a_restarted_agent_reports_with_the_saved_or_labelled_attempt(tmp_
         events.append(event)
 
     runner = SimpleNamespace(runtime=runtime, state_dir=folder, storage=storage, agent_id="a1", js=FakeJetStream(),
-                             _publish=publish, go_on=lambda state, resume: resumed.append(state))
+                             publish=publish, go_on=lambda state, resume: resumed.append(state))
     await reattach.pick_up(runner)
     assert {e.job_id: e.attempt for e in events} == {"job_gone": 5, "dep_1": 6}
     assert [(s.order.job_id, s.order.attempt) for s in resumed] == [("job_old", 7)]

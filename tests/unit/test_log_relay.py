@@ -95,7 +95,7 @@ async def test_a_restarted_agent_ships_a_lost_jobs_last_line_with_the_saved_atte
         pass
 
     runner = SimpleNamespace(runtime=FakeRuntime([replace(found("dep_1", kind="deploy"), attempt=6)]),
-                             state_dir=folder, storage=storage_in(tmp_path), agent_id="a1", js=js, _publish=publish,
+                             state_dir=folder, storage=storage_in(tmp_path), agent_id="a1", js=js, publish=publish,
                              go_on=lambda state, resume: None)
     await reattach.pick_up(runner)
     shipped = {b.job_id: (subject, b.attempt) for subject, b in js.published}

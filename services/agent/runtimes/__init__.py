@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from services.common.settings import StoragePaths
+
+from ..settings import AgentSettings
 from .base import EngineRun, ExitInfo, JobSpec, Runtime
 
 
@@ -12,10 +15,23 @@ def make_runtime(name: str, **options) -> Runtime:
 
         return ProcessRuntime(**options)
     if name == "docker":
+        # Imported only here: an agent with the process runtime never loads the Docker SDK.
         from .docker import DockerRuntime
 
         return DockerRuntime(**options)
     raise ValueError(f"unknown runtime {name!r}: use 'process' or 'docker'")
 
 
-__all__ = ["EngineRun", "ExitInfo", "JobSpec", "Runtime", "make_runtime"]
+def runtime_from_settings(settings: AgentSettings, storage: StoragePaths) -> Runtime:
+    """The runtime the agent's settings name (LLMCT_RUNTIME), configured from them."""
+    if settings.runtime == "process":
+        return make_runtime("process", engine_bin=settings.engine_bin)
+    if settings.runtime == "docker":
+        return make_runtime("docker", storage=storage, agent_id=settings.agent_id, image=settings.docker_image,
+                            memory=settings.docker_memory, extra_mounts=settings.extra_mounts(),
+                            cleanup_delay_s=settings.docker_cleanup_delay_s, network=settings.docker_network,
+                            user=settings.docker_user)
+    return make_runtime(settings.runtime)  # an unknown name: make_runtime says which there are
+
+
+__all__ = ["EngineRun", "ExitInfo", "JobSpec", "Runtime", "make_runtime", "runtime_from_settings"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,10 +61,7 @@ class FoundEngine:
 
 
 class Runtime(Protocol):
-    """Runs engines. A runtime whose engines outlive the agent (docker) also has `survives_agent = True`,
-    `find_own()` (its engines still there, running or exited), `attach(found, position)` (an EngineRun
-    that follows one of them from `position`) and `stop_found(found)`; the runner then leaves engines
-    running when it stops and picks them up when it starts (services/agent/reattach.py)."""
+    """Runs engines; the engines die with the agent unless the runtime is also `Reattachable`."""
 
     name: str
 
@@ -73,6 +70,40 @@ class Runtime(Protocol):
 
     async def cleanup(self) -> None:
         """Remove what this runtime started and no longer needs (exited containers)."""
+
+
+@runtime_checkable
+class Reattachable(Protocol):
+    """A runtime whose engines outlive the agent (docker). The runner checks for it once, when it is built: it
+    then leaves engines running when it stops and picks them up when it starts (services/agent/reattach.py)."""
+
+    async def find_own(self) -> list[FoundEngine]:
+        """This agent's engines still there, running or exited."""
+        ...
+
+    async def attach(self, found: FoundEngine, position: Mapping[str, Any] | None = None) -> EngineRun:
+        """Follow a found engine again, from `position` (an earlier run's) or from its first line."""
+        ...
+
+    async def stop_found(self, found: FoundEngine, grace_s: float = 5) -> None:
+        """Stop a found engine without following it."""
+        ...
+
+    def position_since(self, ref: str, seconds: float) -> dict[str, Any]:
+        """A position that skips what the engine printed before `seconds` (an epoch time)."""
+        ...
+
+
+@runtime_checkable
+class Detachable(Protocol):
+    """An EngineRun of a Reattachable runtime: the agent can stop following it and leave it running."""
+
+    position: Mapping[str, Any]
+    """How far the lines handed out so far reach, saved with each shipped batch for the next agent."""
+
+    def detach(self) -> None:
+        """Stop following the engine and leave it running."""
+        ...
 
 
 class RuntimeStartError(Exception):

@@ -9,16 +9,14 @@ import logging
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableSet
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+import docker
 import docker.errors
 
 from .base import ExitInfo
-
-if TYPE_CHECKING:
-    from .docker import DockerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +114,14 @@ class _LineReader:
 class DockerRun:
     """A started (or found again) container: its log lines, its exit, a stop."""
 
-    def __init__(self, runtime: DockerRuntime, container_id: str, name: str,
-                 resume: Mapping[str, Any] | None = None):
-        """`resume`: a `position` of an earlier DockerRun of this container; its lines are not read again."""
-        self.runtime = runtime
-        self.client = runtime._client
+    def __init__(self, client: docker.DockerClient, container_id: str, name: str, *, image: str,
+                 active: MutableSet[str], resume: Mapping[str, Any] | None = None):
+        """`image`: the container's, named when its command is missing; `active`: the runtime's containers whose
+        exit was not collected yet (this one leaves it at its exit); `resume`: a `position` of an earlier DockerRun
+        of this container, whose lines are not read again."""
+        self.client = client
+        self.image = image
+        self._active = active
         self.container_id = container_id
         self.name = name
         self._loop = asyncio.get_running_loop()
@@ -244,7 +245,7 @@ class DockerRun:
             return ExitInfo(exit_code=-1, error=error, error_reason="start_failed")
         if code == 127 and (missing := self._missing_command()):
             return ExitInfo(exit_code=code, error_reason="engine_missing",
-                            error=f"the image {self.runtime.image} has no {missing}: use an engine image with "
+                            error=f"the image {self.image} has no {missing}: use an engine image with "
                                   "llamafactory-cli on its PATH (docs/docker.md), or set LLMCT_DOCKER_IMAGE")
         return ExitInfo(exit_code=code, oom_killed=oom)
 
@@ -265,7 +266,7 @@ class DockerRun:
         # caller that does not read lines() and so leaves the readers blocked on a full queue).
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._readers_finished.wait(), READERS_GRACE_S)
-        self.runtime._active.discard(self.container_id)
+        self._active.discard(self.container_id)
         return info
 
     async def stop(self, grace_s: float) -> None:

@@ -1,0 +1,40 @@
+"""A job this agent runs: its engine, its model server (a deployment), its saved state, and what happened to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import failures
+from .ending import EndCause
+from .jobstate import JobState
+from .runtimes import EngineRun
+from .runtimes.base import ExitInfo
+from .serving import ModelServer
+
+
+@dataclass
+class RunningJob:
+    """The runner's record of one job (runner.py); its flags become the run's EndCause when the engine exits."""
+
+    job_id: str
+    kind: str = "train"
+    gpu_ids: tuple[int, ...] = ()
+    task: asyncio.Task | None = None
+    engine: EngineRun | None = None
+    cancelled: bool = False
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    server: ModelServer | None = None  # a deployment's model server
+    state: JobState | None = None  # order and cursor, on disk when the engine outlives the agent
+    detached: bool = False  # the agent stops and leaves the engine running for the next agent
+    agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
+    superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported
+
+    def end_cause(self, exit_info: ExitInfo, tail: Iterable[str]) -> EndCause:
+        """Why this run ended: the engine's exit and last lines, and what the agent and the model server did."""
+        server = self.server
+        return failures.end_cause(
+            exit_info, tail, cancelled=self.cancelled, agent_stopping=self.agent_stopped,
+            idle_timeout_s=server.options.idle_timeout_s if server and server.idle_stopped else None,
+            start_timeout_s=server.options.startup_timeout_s if server and server.start_timed_out else None)
