@@ -30,7 +30,9 @@ import nats
 from services.common import contracts
 from services.common.store import create_pool
 from services.scheduler.fleet import store as agents_store
-from services.scheduler.fleet.maintenance import FleetSettings, apply_retention
+from services.common.settings import from_env
+from services.scheduler.fleet.maintenance import apply_retention
+from services.scheduler.settings import FleetSettings
 
 from ._infra import CpuMeter, Infra, machine, print_table, ratio, write_results
 
@@ -148,7 +150,7 @@ async def scheduler_phase(args, infra: Infra, nc, pool) -> dict:
 
 async def simulate_history(args, pool) -> dict:
     """Raw samples as the scheduler writes them, for sim_agents over sim_hours, then one retention pass."""
-    settings = FleetSettings.from_env()
+    settings = from_env(FleetSettings)
     steps = int(args.sim_hours * 3600 / settings.sample_s)
     await pool.execute("TRUNCATE agent_metrics, agent_gpu_metrics")
     t0 = time.perf_counter()

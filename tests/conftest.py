@@ -7,12 +7,16 @@ import secrets
 import shutil
 import tempfile
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from llmct.embedded import NatsServer, PostgresServer, free_port
-from services.common.settings import settings_from_env
+from services.auth.settings import AuthSettings
+from services.common.settings import settings_for
+from services.gateway.settings import GatewaySettings
+from services.scheduler.settings import SchedulerSettings
 from services.common.store import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +62,11 @@ def stack_env(nats_server, postgres_server, tmp_path_factory):
     return env
 
 
+@dataclass(frozen=True, kw_only=True)
+class StackSettings(AuthSettings, SchedulerSettings, GatewaySettings):
+    """Every service's settings in one, for tests: given to any app factory, it is that service's own."""
+
+
 @pytest.fixture(scope="session")
 def settings(stack_env):
-    return settings_from_env()
+    return settings_for(StackSettings)

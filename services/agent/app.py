@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 async def heartbeat(app: Litestar, settings: AgentSettings) -> contracts.AgentHeartbeat:
     """Read this host's resources and publish them once."""
-    gpus, host = await asyncio.gather(asyncio.to_thread(read_gpus), asyncio.to_thread(read_host))
+    gpus, host = await asyncio.gather(
+        asyncio.to_thread(read_gpus, settings.simulated_gpus, settings.simulated_gpu_memory_mb),
+        asyncio.to_thread(read_host))
     runner = app.state.runner
     jobs = list(runner.jobs.values())
     slots = settings.slots(bool(gpus))
@@ -73,9 +75,9 @@ def make_runner(app: Litestar, settings: AgentSettings) -> Runner:
 
 async def _start(app: Litestar, settings: AgentSettings) -> None:
     app.state.settings.storage.ensure()
-    if os.environ.get("LLMCT_SIMULATED_GPUS"):  # read by resources.read_gpus at every heartbeat
+    if settings.simulated_gpus:
         log.warning("LLMCT_SIMULATED_GPUS is set: reporting %s simulated GPUs (a test setting; never on a real host)",
-                    os.environ["LLMCT_SIMULATED_GPUS"])
+                    settings.simulated_gpus)
     app.state.runner = make_runner(app, settings)
     await app.state.runner.start()
     app.state.beater = asyncio.create_task(_beat_forever(app, settings))

@@ -7,8 +7,6 @@ real GPU host: the scheduler would place work on GPUs that do not exist.
 
 from __future__ import annotations
 
-import os
-
 import psutil
 import pynvml
 
@@ -17,18 +15,16 @@ from services.common.contracts import GpuStatus
 MB = 1024 * 1024
 
 
-def simulated_gpus() -> tuple[GpuStatus, ...]:
-    """LLMCT_SIMULATED_GPUS fake GPUs (TEST/DEV ONLY), each LLMCT_SIMULATED_GPU_MEMORY_MB (default 24576) large."""
-    count = int(os.environ.get("LLMCT_SIMULATED_GPUS") or 0)
-    total = int(os.environ.get("LLMCT_SIMULATED_GPU_MEMORY_MB") or 24576)
-    return tuple(GpuStatus(index=i, name="Simulated GPU", memory_total_mb=total, memory_used_mb=0,
+def simulated_gpus(count: int, memory_mb: int) -> tuple[GpuStatus, ...]:
+    """`count` fake GPUs (TEST/DEV ONLY), each `memory_mb` large."""
+    return tuple(GpuStatus(index=i, name="Simulated GPU", memory_total_mb=memory_mb, memory_used_mb=0,
                            utilization_pct=0.0, temperature_c=30.0, power_w=0.0) for i in range(count))
 
 
-def read_gpus() -> tuple[GpuStatus, ...]:
-    """Every GPU NVML sees; none on a host without the driver (or the simulated ones, in tests)."""
-    if os.environ.get("LLMCT_SIMULATED_GPUS"):
-        return simulated_gpus()
+def read_gpus(simulated: int = 0, simulated_memory_mb: int = 24576) -> tuple[GpuStatus, ...]:
+    """Every GPU NVML sees; none on a host without the driver (or `simulated` fake ones, in tests)."""
+    if simulated:
+        return simulated_gpus(simulated, simulated_memory_mb)
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:

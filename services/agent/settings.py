@@ -1,22 +1,19 @@
 """The agent's own settings: each declared once (environment variable, default, meaning), read once at start.
 
-`AgentSettings.from_env(os.environ)` runs in the app factory (services/agent/app.py); the runner and the
+`AgentSettings.from_env(os.environ)` (the platform's one settings idiom, services.common.settings) runs in the
+app factory (services/agent/app.py); the runner and the
 runtimes are given the values, so nothing in the agent reads the environment at import time or in a
 constructor. The storage paths and the NATS connection are every service's (services/common/settings.py).
 """
 
 from __future__ import annotations
 
-import re
-import typing
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
-
-import msgspec
 
 from services.common.nats_auth import check_agent_id, default_agent_id
-from services.common.settings import REPO_ROOT
+from services.common.settings import REPO_ROOT, env, from_env
 
 DEFAULT_DOCKER_IMAGE = "lf-with-optimum:v1.0"  # the seed's engine image
 DEFAULT_CLEANUP_DELAY_S = 60.0
@@ -24,55 +21,47 @@ DEFAULT_CLEANUP_DELAY_S = 60.0
 ENGINE_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "MODELSCOPE_")
 
 
-def env(variable: str, doc: str) -> msgspec.Meta:
-    """A field's environment variable and its one-line meaning (read by `AgentSettings.from_env`)."""
-    return msgspec.Meta(description=doc, extra={"env": variable})
-
-
-class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
+@dataclass(frozen=True, kw_only=True)
+class AgentSettings:
     """Everything the agent reads from its environment (docs/docker.md and docs/fleet.md say how to set them)."""
 
-    agent_id: Annotated[str, env("LLMCT_AGENT_ID", "this agent's id: NATS user, subjects, container labels "
-                                                   "(default: the host name made a subject token)")] = "agent"
-    heartbeat_s: Annotated[float, env("LLMCT_HEARTBEAT_S", "seconds between two heartbeats")] = 5.0
-    cpu_slots: Annotated[int | None, env("LLMCT_CPU_SLOTS", "CPU jobs run at once (default: 1 without GPUs, "
-                                                            "0 with them)")] = None
-    runtime: Annotated[str, env("LLMCT_RUNTIME", "`process` or `docker` (docs/docker.md)")] = "process"
-    engine_bin: Annotated[Path, env("LLMCT_ENGINE_BIN", "the process runtime's engine environment's bin folder")] = \
-        REPO_ROOT / ".venv-engine" / "bin"
-    state_path: Annotated[Path | None, env("LLMCT_AGENT_STATE_PATH", "where jobs in containers are saved for the "
-                                                                     "next agent (a local disk is best: a cursor is "
-                                                                     "rewritten after every batch of log lines); "
-                                                                     "default <HOST_BASE_PATH>/state/agents/<id>")] = None
-    docker_image: Annotated[str, env("LLMCT_DOCKER_IMAGE", "the engine image of the docker runtime")] = \
-        DEFAULT_DOCKER_IMAGE
-    docker_memory: Annotated[str | None, env("LLMCT_DOCKER_MEMORY", "a memory limit per container, e.g. 24g "
-                                                                    "(none by default)")] = None
-    docker_extra_mounts: Annotated[str, env("LLMCT_DOCKER_EXTRA_MOUNTS", "more read-only mounts, "
-                                                                         "\"HOST[:CONTAINER],...\"")] = ""
-    docker_cleanup_delay_s: Annotated[float, env("LLMCT_DOCKER_CLEANUP_DELAY_S", "how long an exited container is "
-                                                                                 "kept")] = DEFAULT_CLEANUP_DELAY_S
-    docker_network: Annotated[str | None, env("LLMCT_DOCKER_NETWORK", "the containers' network mode (Docker's "
-                                                                      "default if unset)")] = None
-    docker_user: Annotated[str | None, env("LLMCT_DOCKER_USER", "\"uid:gid\" the engine runs as (the image's "
-                                                                "user if unset)")] = None
-    engine_env: dict[str, str] = {}
+    agent_id: str = env("LLMCT_AGENT_ID", "agent",
+                        doc="this agent's id: NATS user, subjects, container labels (default: the host name made a "
+                            "subject token)")
+    heartbeat_s: float = env("LLMCT_HEARTBEAT_S", 5.0, doc="seconds between two heartbeats")
+    cpu_slots: int | None = env("LLMCT_CPU_SLOTS", None, doc="CPU jobs run at once (default: 1 without GPUs, 0 with them)")
+    runtime: str = env("LLMCT_RUNTIME", "process", doc="`process` or `docker` (docs/docker.md)")
+    engine_bin: Path = env("LLMCT_ENGINE_BIN", REPO_ROOT / ".venv-engine" / "bin",
+                           doc="the process runtime's engine environment's bin folder")
+    state_path: Path | None = env("LLMCT_AGENT_STATE_PATH", None,
+                                  doc="where jobs in containers are saved for the next agent (a local disk is best: a "
+                                      "cursor is rewritten after every batch of log lines); default "
+                                      "<HOST_BASE_PATH>/state/agents/<id>")
+    docker_image: str = env("LLMCT_DOCKER_IMAGE", DEFAULT_DOCKER_IMAGE, doc="the engine image of the docker runtime")
+    docker_memory: str | None = env("LLMCT_DOCKER_MEMORY", None,
+                                    doc="a memory limit per container, e.g. 24g (none by default)")
+    docker_extra_mounts: str = env("LLMCT_DOCKER_EXTRA_MOUNTS", "", doc='more read-only mounts, "HOST[:CONTAINER],..."')
+    docker_cleanup_delay_s: float = env("LLMCT_DOCKER_CLEANUP_DELAY_S", DEFAULT_CLEANUP_DELAY_S,
+                                        doc="how long an exited container is kept")
+    docker_network: str | None = env("LLMCT_DOCKER_NETWORK", None,
+                                     doc="the containers' network mode (Docker's default if unset)")
+    docker_user: str | None = env("LLMCT_DOCKER_USER", None,
+                                  doc='"uid:gid" the engine runs as (the image\'s user if unset)')
+    simulated_gpus: int = env("LLMCT_SIMULATED_GPUS", 0,
+                              doc="TEST/DEV ONLY: report this many fake GPUs instead of asking NVML (never on a real "
+                                  "GPU host: the scheduler would place work on GPUs that do not exist)")
+    simulated_gpu_memory_mb: int = env("LLMCT_SIMULATED_GPU_MEMORY_MB", 24576,
+                                       doc="TEST/DEV ONLY: the memory of each simulated GPU")
+    engine_env: dict[str, str] = field(default_factory=dict)
     """HF_*, TRANSFORMERS_*, MODELSCOPE_*: the hubs' client settings (endpoints, tokens) every engine gets."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentSettings:
-        """The settings in `environ` (an empty value counts as unset); raises ValueError on a value of the wrong
-        type and BadAgentId on an id NATS cannot carry."""
-        values: dict[str, str | dict[str, str]] = {"agent_id": default_agent_id()}
-        for name, variable in variables().items():
-            if environ.get(variable):
-                values[name] = environ[variable]
-        values["engine_env"] = {k: v for k, v in environ.items() if k.startswith(ENGINE_ENV_PREFIXES)}
-        try:
-            settings = msgspec.convert(values, cls, strict=False, dec_hook=_path)
-        except msgspec.ValidationError as exc:
-            field = re.search(r"\$\.(\w+)", str(exc))
-            raise ValueError(f"{variables().get(field.group(1) if field else '', 'agent setting')}: {exc}") from exc
+        """The settings in `environ` (an empty value counts as unset); raises ValueError naming the variable of a
+        value of the wrong type, and BadAgentId on an id NATS cannot carry."""
+        engine_env = {k: v for k, v in environ.items() if k.startswith(ENGINE_ENV_PREFIXES)}
+        given = {} if environ.get("LLMCT_AGENT_ID") else {"agent_id": default_agent_id()}
+        settings = from_env(cls, environ, engine_env=engine_env, **given)
         check_agent_id(settings.agent_id)  # a bad LLMCT_AGENT_ID stops the agent before it connects anywhere
         return settings
 
@@ -85,16 +74,6 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
         return self.cpu_slots if self.cpu_slots is not None else (0 if has_gpus else 1)
 
 
-def variables() -> dict[str, str]:
-    """Field name -> environment variable, from the declarations above."""
-    found = {}
-    for field in msgspec.structs.fields(AgentSettings):
-        for meta in typing.get_args(field.type)[1:]:
-            if isinstance(meta, msgspec.Meta) and meta.extra and "env" in meta.extra:
-                found[field.name] = meta.extra["env"]
-    return found
-
-
 def split_mounts(text: str) -> dict[str, str]:
     """"HOST[:CONTAINER],..." as {host: container} (the host path itself when no container path is given)."""
     mounts: dict[str, str] = {}
@@ -102,10 +81,3 @@ def split_mounts(text: str) -> dict[str, str]:
         host, _, target = item.partition(":")
         mounts[host] = target or host
     return mounts
-
-
-def _path(kind: type, value: object) -> object:
-    """msgspec has no Path type of its own: a path setting is the string made a Path."""
-    if kind is Path and isinstance(value, str):
-        return Path(value)
-    raise NotImplementedError(f"no conversion to {kind}")

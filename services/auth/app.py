@@ -8,10 +8,11 @@ import contextlib
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
-from services.common.settings import Settings
+from services.common.settings import Settings, settings_for
 
 from . import service, store
 from .routes import AdminController, AuthController
+from .settings import AuthSettings
 
 PRUNE_EVERY_S = 600
 
@@ -42,5 +43,5 @@ SPEC = ServiceSpec(
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    """App factory for `llmct service auth`."""
-    return create_service_app(SPEC, settings)
+    """App factory for `llmct service auth`: the shared settings given (or read) and auth's own."""
+    return create_service_app(SPEC, settings_for(AuthSettings, settings))

@@ -22,10 +22,10 @@ from services.common.security import (
     new_id,
     verify_password,
 )
-from services.common.settings import Settings
 
 from . import store
 from .schemas import ApiKey, ApiKeyCreated, Invite, InviteCreate, RegisterRequest, TokenResponse, User, to
+from .settings import AuthSettings
 
 COMMON_PASSWORDS = frozenset({"password12", "password123", "1234567890", "qwertyuiop", "letmein123",
                               "iloveyou12", "admin12345", "welcome123", "passw0rd12"})
@@ -65,12 +65,12 @@ def _bad_invite() -> ApiError:
     return ApiError(403, "invalid_invite_code", "the invite code is missing, wrong, spent or expired", "invite_code")
 
 
-def _is_standing_invite(settings: Settings, code: str) -> bool:
+def _is_standing_invite(settings: AuthSettings, code: str) -> bool:
     # Compare bytes: compare_digest raises on non-ASCII str, which turned a stray character into a 500.
     return bool(settings.invite_code) and hmac.compare_digest(code.encode(), settings.invite_code.encode())
 
 
-async def register(pool: asyncpg.Pool, settings: Settings, data: RegisterRequest) -> User:
+async def register(pool: asyncpg.Pool, settings: AuthSettings, data: RegisterRequest) -> User:
     """Open an account with the standing invite code or an admin-made one."""
     check_password_strength(data.username, data.password)
     standing = _is_standing_invite(settings, data.invite_code)
@@ -90,7 +90,7 @@ async def register(pool: asyncpg.Pool, settings: Settings, data: RegisterRequest
     return to(User, row)
 
 
-async def ensure_admin(pool: asyncpg.Pool, settings: Settings) -> None:
+async def ensure_admin(pool: asyncpg.Pool, settings: AuthSettings) -> None:
     """Create the first admin from the environment if it does not exist yet."""
     if not (settings.admin_username and settings.admin_password):
         return
@@ -117,7 +117,7 @@ async def _check_limits(pool: asyncpg.Pool, limits: dict[str, int], window_s: in
             raise _too_many(oldest, window_s)
 
 
-async def login(pool: asyncpg.Pool, settings: Settings, *, username: str, password: str,
+async def login(pool: asyncpg.Pool, settings: AuthSettings, *, username: str, password: str,
                 address: str) -> TokenResponse:
     """Check a password, rate-limited per account and per address; returns a token."""
     limits = {f"user:{username}": settings.login_max_failures, f"addr:{address}": settings.login_max_failures * 4}

@@ -22,7 +22,7 @@ from .bus import bus_is_healthy, close_bus, connect_bus, ensure_streams
 from .errors import EXCEPTION_HANDLERS
 from .requests import Endpoint, serve
 from .security import RevokedSessions, provide_principal, require_principal
-from .settings import Settings, get_settings
+from .settings import Settings, settings_from_env
 from .store import StoreNotMigrated, check_migrated, create_pool, store_is_healthy
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _lifespan(spec: ServiceSpec):
 
 def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> Litestar:
     """Build the Litestar app of one service."""
-    settings = settings or get_settings()
+    settings = settings or settings_from_env()
     if spec.uses_store and len(settings.secret_key) < 32:
         raise RuntimeError("LLMCT_SECRET_KEY must be set (32+ characters) and shared by every service")
     return Litestar(

@@ -124,46 +124,24 @@ class StoragePaths:
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything a service reads from its environment."""
+    """What every service reads from its environment: the store, the bus, the shared secret, addresses and
+    folders. A service's own knobs are in its `settings.py`, a subclass of this one (`settings_for`)."""
 
     database_url: str = env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llmct",
-              doc="postgresql://user@host:port/db.")
+                            doc="postgresql://user@host:port/db.")
     nats_url: str = env("NATS_URL", "nats://127.0.0.1:4222",
-              doc="nats://host:port (it may carry user:password@, NATS_USER/NATS_PASSWORD win over it).")
+                        doc="nats://host:port (it may carry user:password@, NATS_USER/NATS_PASSWORD win over it).")
     nats_user: str | None = env("NATS_USER", None,
-              doc="this process's NATS user (services share one; each agent has its own, docs/fleet.md).")
+                                doc="this process's NATS user (services share one; each agent has its own).")
     nats_password: str | None = env("NATS_PASSWORD", None, doc="the password of NATS_USER.")
     nats_creds: str | None = env("NATS_CREDS", None,
-              doc="a .creds file (JWT + nkey seed) instead of a user and password, for operator-mode NATS.")
+                                 doc="a .creds file (JWT + nkey seed) instead of a user and password.")
     secret_key: str = env("LLMCT_SECRET_KEY", "",
-              doc="signs access tokens; every service that checks callers must share it.")
-    token_ttl_s: int = env("LLMCT_TOKEN_TTL_S", 12 * 3600, doc="lifetime of an access token in seconds.")
-    invite_code: str | None = env("INVITE_CODE", None, doc="a standing invite code accepted at registration.")
-    admin_username: str | None = env("LLMCT_ADMIN_USERNAME", None,
-              doc="the first admin, created at auth start-up if missing.")
-    admin_password: str | None = env("LLMCT_ADMIN_PASSWORD", None, doc="the first admin's password.")
+                          doc="signs access tokens; every service that checks callers must share it.")
     bind_host: str = env("LLMCT_BIND_HOST", "127.0.0.1", doc="address internal services listen on.")
     public_host: str = env("LLMCT_PUBLIC_HOST", "127.0.0.1", doc="address the gateway listens on.")
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     """LLMCT_<SERVICE>_PORT: port of each service (`ports_from_env`)."""
-    login_max_failures: int = env("LLMCT_LOGIN_MAX_FAILURES", 5,
-              doc="failed logins per account or address before a pause.")
-    login_window_s: int = env("LLMCT_LOGIN_WINDOW_S", 300, doc="window in which failed logins are counted.")
-    web_dist: Path = env("LLMCT_WEB_DIST", REPO_ROOT / "web" / "dist", doc="the built web client the gateway serves.")
-    deploy_idle_s: int = env("LLMCT_DEPLOY_IDLE_S", 300,
-              doc="a deployment with no request for this long stops itself (the seed: 5 minutes).")
-    deploy_startup_s: int = env("LLMCT_DEPLOY_STARTUP_S", 180,
-              doc="how long an agent waits for a model server to answer before failing it.")
-    max_deployments: int = env("LLMCT_MAX_DEPLOYMENTS", 1,
-              doc="active deployments per user unless an admin set the user's own limit.")
-    max_gpus_per_user: int | None = env("LLMCT_MAX_GPUS_PER_USER", None,
-              doc="GPUs one user's running jobs may hold at once (unset: no limit).")
-    max_queued_per_user: int = env("LLMCT_MAX_QUEUED_PER_USER", 100,
-              doc="pending jobs one user may have; more are refused at submit.")
-    fair_share_window_h: float = env("LLMCT_FAIR_SHARE_WINDOW_H", 24.0,
-              doc="the window of GPU-hours fair sharing counts (fewest goes first).")
-    model_hub: Literal["huggingface", "modelscope"] = env("LLMCT_MODEL_HUB", "huggingface",
-              doc="where a model registered on both hubs is downloaded from (huggingface | modelscope).")
     storage: StoragePaths
     """HOST_BASE_PATH, LOG_BASE_PATH, HF_CACHE_PATH: the shared folders (`storage_from_env`)."""
 
@@ -194,7 +172,19 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     return from_env(Settings, environ, ports=ports_from_env(environ), storage=storage_from_env(environ))
 
 
+S = TypeVar("S", bound=Settings)
+
+
+def settings_for(cls: type[S], base: Settings | None = None, environ: Mapping[str, str] | None = None) -> S:
+    """A service's settings (`cls`, a subclass of `Settings`): `base` itself when it already is one, else the
+    shared fields of `base` (or of the environment) with the service's own read from the environment."""
+    if isinstance(base, cls):
+        return base
+    base = base or settings_from_env(environ)
+    return from_env(cls, environ, **{item.name: getattr(base, item.name) for item in fields(Settings)})
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, built once."""
+    """The process's shared settings, built once (the `llmct` command)."""
     return settings_from_env()

@@ -8,7 +8,7 @@ import logging
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
-from services.common.settings import Settings, from_env, get_settings
+from services.common.settings import Settings, from_env, settings_from_env
 
 from .answers import ENDPOINTS
 from .catalog import sync_public_datasets
@@ -44,4 +44,4 @@ def create_app(settings: Settings | None = None, dataset_settings: DatasetSettin
         on_startup=[_starter(dataset_settings or from_env(DatasetSettings))],
         endpoints=ENDPOINTS,
     )
-    return create_service_app(spec, settings or get_settings())
+    return create_service_app(spec, settings or settings_from_env())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
-from services.common.settings import Settings
+from services.common.settings import Settings, settings_for
 
 from .chat import CHAT_HANDLERS, Deployments
 from .docs import DOCS_STATIC, docs_page, openapi_document
@@ -13,6 +13,7 @@ from .proxy import PROXY_HANDLERS, new_client
 from .logs import LogHub
 from .sockets import echo, job_sockets
 from .web import web_client
+from .settings import GatewaySettings
 
 
 async def _open_client(app: Litestar) -> None:
@@ -36,4 +37,4 @@ SPEC = ServiceSpec(
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """App factory for `llmct service gateway`."""
-    return create_service_app(SPEC, settings)
+    return create_service_app(SPEC, settings_for(GatewaySettings, settings))

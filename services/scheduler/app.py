@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
-from services.common.settings import Settings
+from services.common.settings import Settings, settings_for
 
 from . import handlers
 from .deployments.routes import DeploymentController
@@ -13,6 +13,7 @@ from .evaluations.routes import EvalController
 from .fleet.routes import AgentController, JobGpuController
 from .jobs.routes import JobController
 from .quotas.routes import QuotaController
+from .settings import SchedulerSettings
 
 SPEC = ServiceSpec(
     name="scheduler",
@@ -25,5 +26,5 @@ SPEC = ServiceSpec(
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    """App factory for `llmct service scheduler`."""
-    return create_service_app(SPEC, settings)
+    """App factory for `llmct service scheduler`: the shared settings given (or read) and the scheduler's own."""
+    return create_service_app(SPEC, settings_for(SchedulerSettings, settings))

@@ -57,7 +57,7 @@ async def _dispatch_forever(app: Litestar) -> None:
         wake.clear()
         try:
             if loop.time() >= next_sweep:
-                await service.sweep(app.state.pool, app.state.nc)
+                await service.sweep(app.state.pool, app.state.nc, app.state.settings)
                 next_sweep = loop.time() + SWEEP_EVERY_S
             while await service.dispatch_pending(app.state.pool, app.state.nc, app.state.js, app.state.settings):
                 pass

@@ -24,7 +24,8 @@ from services.common.security import (
     read_token,
     verify_password,
 )
-from services.common.settings import Settings, StoragePaths
+from services.auth.settings import AuthSettings
+from services.common.settings import StoragePaths
 
 pytestmark = pytest.mark.unit
 
@@ -152,9 +153,9 @@ def test_expired_revocation_is_forgotten():
 # --- invites, rate limits and request shapes ---------------------------------------------------
 
 
-def _settings(invite_code: str | None) -> Settings:
+def _settings(invite_code: str | None) -> AuthSettings:
     storage = StoragePaths(base=Path("/tmp"), logs=Path("/tmp"), hf_cache=Path("/tmp"))
-    return Settings(database_url="postgresql://x", nats_url="nats://x", secret_key=SECRET,
+    return AuthSettings(database_url="postgresql://x", nats_url="nats://x", secret_key=SECRET,
                     invite_code=invite_code, storage=storage)
 
 

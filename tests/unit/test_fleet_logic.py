@@ -9,12 +9,14 @@ import pytest
 
 from services.agent.app import free_slots
 from services.agent.resources import read_gpus
+from services.agent.settings import AgentSettings
 from services.agent.runner import consumer_name
 from services.common import contracts, nats_auth
 from services.common.errors import ApiError
 from llmct.launcher import process_env
 from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from
-from services.scheduler.fleet.maintenance import FleetSettings
+from services.common.settings import from_env
+from services.scheduler.settings import FleetSettings
 from services.scheduler.fleet.routes import AgentOut, GpuOut, choose_step, summarise
 
 pytestmark = pytest.mark.unit
@@ -107,15 +109,13 @@ def test_free_slots_count_gpus_no_job_holds():
     assert free_slots(jobs, gpus, 2) == (2, 1)
 
 
-def test_simulated_gpus_are_reported_when_asked(monkeypatch):
-    monkeypatch.setenv("LLMCT_SIMULATED_GPUS", "2")
-    monkeypatch.setenv("LLMCT_SIMULATED_GPU_MEMORY_MB", "1000")
-    gpus = read_gpus()
+def test_simulated_gpus_are_reported_when_asked():
+    settings = AgentSettings.from_env({"LLMCT_SIMULATED_GPUS": "2", "LLMCT_SIMULATED_GPU_MEMORY_MB": "1000"})
+    gpus = read_gpus(settings.simulated_gpus, settings.simulated_gpu_memory_mb)
     assert [(g.index, g.memory_total_mb) for g in gpus] == [(0, 1000), (1, 1000)]
 
 
-def test_without_a_driver_there_are_no_gpus(monkeypatch):
-    monkeypatch.delenv("LLMCT_SIMULATED_GPUS", raising=False)
+def test_without_a_driver_there_are_no_gpus():
     assert isinstance(read_gpus(), tuple)  # NVML missing here: an empty tuple, never an exception
 
 
@@ -129,5 +129,5 @@ def test_the_local_agent_gets_its_own_nats_user_and_no_platform_secrets():
 
 def test_fleet_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("LLMCT_AGENT_OFFLINE_S", "7")
-    settings = FleetSettings.from_env()
+    settings = from_env(FleetSettings)
     assert settings.offline_after_s == 7 and settings.remove_after_s == 86_400 and settings.sample_s == 10

@@ -19,11 +19,12 @@ from services.agent.runtimes.base import ExitInfo
 from services.agent.runtimes.process import ProcessRuntime
 from services.agent.serving import ModelServer
 from services.common import contracts
-from services.common.settings import StoragePaths, settings_from_env
+from services.common.settings import StoragePaths, settings_for
 from services.registry.rules import ModelRef
 from services.scheduler import rendering
 from services.registry import answers
 from services.scheduler.jobs import recovery
+from services.scheduler.settings import SchedulerSettings
 from services.scheduler.jobs.schemas import DeployRequest, JobRequest
 
 pytestmark = pytest.mark.unit
@@ -69,12 +70,12 @@ def test_an_adapter_on_a_modelscope_base_is_loaded_on_it_from_modelscope():
 
 def test_the_platforms_hub_setting_is_checked(monkeypatch):
     monkeypatch.setenv("LLMCT_MODEL_HUB", "modelscope")
-    assert settings_from_env().model_hub == "modelscope"
+    assert settings_for(SchedulerSettings).model_hub == "modelscope"
     monkeypatch.setenv("LLMCT_MODEL_HUB", "openmind")
     with pytest.raises(ValueError, match="LLMCT_MODEL_HUB"):
-        settings_from_env()
+        settings_for(SchedulerSettings)
     monkeypatch.delenv("LLMCT_MODEL_HUB")
-    assert settings_from_env().model_hub == "huggingface"
+    assert settings_for(SchedulerSettings).model_hub == "huggingface"
 
 
 # --- every kind renders it -------------------------------------------------------------------------------------------

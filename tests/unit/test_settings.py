@@ -9,13 +9,18 @@ from typing import Literal
 
 import pytest
 
-from services.common.settings import Settings, env, from_env, settings_from_env, variables
+from services.agent.settings import AgentSettings
+from services.auth.settings import AuthSettings
+from services.common.settings import Settings, env, from_env, settings_for, settings_from_env, variables
 from services.datasets.settings import DatasetSettings
+from services.gateway.settings import GatewaySettings
+from services.scheduler.settings import FleetSettings, SchedulerSettings
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS_CLASSES = [Settings, DatasetSettings]
+SETTINGS_CLASSES = [Settings, AuthSettings, SchedulerSettings, FleetSettings, GatewaySettings, DatasetSettings,
+                    AgentSettings]
 # Read outside a settings class, each by one function named here.
 OTHER_VARIABLES = {"HOST_BASE_PATH", "LOG_BASE_PATH", "HF_CACHE_PATH"}  # storage_from_env
 
@@ -67,8 +72,11 @@ def test_a_bad_value_names_its_variable(environ, message):
 
 
 def test_platform_settings_read_only_the_given_environment():
-    settings = settings_from_env({"LLMCT_MAX_GPUS_PER_USER": "2", "LLMCT_SCHEDULER_PORT": "9102",
-                                  "HOST_BASE_PATH": "/srv/llm"})
+    environ = {"LLMCT_MAX_GPUS_PER_USER": "2", "LLMCT_SCHEDULER_PORT": "9102", "HOST_BASE_PATH": "/srv/llm"}
+    settings = settings_for(SchedulerSettings, None, environ)
     assert settings.max_gpus_per_user == 2 and settings.ports["scheduler"] == 9102
     assert settings.storage.base == Path("/srv/llm") and settings.storage.logs == Path("/srv/llm/logs")
-    assert settings_from_env({}).max_gpus_per_user is None
+    assert settings_for(SchedulerSettings, None, {}).max_gpus_per_user is None
+    shared = settings_from_env(environ)
+    assert settings_for(SchedulerSettings, shared, {}).max_gpus_per_user is None, "a service's own come from environ"
+    assert settings_for(SchedulerSettings, settings) is settings

@@ -20,7 +20,6 @@ from litestar.response import Stream
 
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
-from services.common.settings import Settings
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -29,6 +28,7 @@ from ..jobs import access, memory, queue, service, store
 from ..jobs.routes import cursor_after, log_download, next_cursor
 from ..jobs.schemas import DeployRequest
 from . import store as dstore
+from ..settings import SchedulerSettings
 
 
 class DeploymentOut(msgspec.Struct, kw_only=True):
@@ -95,7 +95,7 @@ def to_out(row, admin_view: bool, now: datetime | None = None) -> DeploymentOut:
         uptime_s=uptime, agent_id=row["agent_id"], **extra)
 
 
-async def deploy(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: Settings, principal: Principal,
+async def deploy(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: SchedulerSettings, principal: Principal,
                  req: DeployRequest) -> str:
     """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row."""
     model = await access.usable_model(nc, principal, req.model, "deploy", prefer_hub=settings.model_hub)

@@ -6,56 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from dataclasses import dataclass
 
 from services.common.contracts import Subjects
 
 from ..jobs import recovery
+from ..settings import FleetSettings
 from . import store
 from .heartbeats import HeartbeatRecorder
 
 log = logging.getLogger(__name__)
 
 RETENTION_LOCK = 7_002  # advisory lock: one retention pass at a time across scheduler replicas
-DAY = 86_400.0
-
-
-def _seconds(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
-
-@dataclass(frozen=True, kw_only=True)
-class FleetSettings:
-    """How the scheduler treats agents and their history (docs/fleet.md)."""
-
-    offline_after_s: float = 60.0
-    """LLMCT_AGENT_OFFLINE_S: silence after which an agent is offline (no new work goes to it)."""
-    remove_after_s: float = DAY
-    """LLMCT_AGENT_REMOVE_S: time offline after which an agent's registration is removed."""
-    flush_s: float = 1.0
-    """LLMCT_HEARTBEAT_FLUSH_S: how often buffered heartbeats are written (one batch for all agents)."""
-    sweep_s: float = 5.0
-    """LLMCT_FLEET_SWEEP_S: how often silent agents are looked for."""
-    sample_s: float = 10.0
-    """LLMCT_METRICS_SAMPLE_S: one raw history row per agent (and GPU) per this period, the mean of its beats."""
-    raw_keep_s: float = DAY
-    """LLMCT_METRICS_RAW_S: raw samples are kept this long, then averaged into 1-minute rows."""
-    minute_keep_s: float = 7 * DAY
-    """LLMCT_METRICS_MINUTE_S: 1-minute averages are kept this long, then averaged into 1-hour rows."""
-    max_age_s: float = 90 * DAY
-    """LLMCT_METRICS_MAX_AGE_S: history older than this is deleted."""
-    retention_every_s: float = 300.0
-    """LLMCT_METRICS_RETENTION_EVERY_S: how often the retention pass runs."""
-
-    @classmethod
-    def from_env(cls) -> FleetSettings:
-        names = {"offline_after_s": "LLMCT_AGENT_OFFLINE_S", "remove_after_s": "LLMCT_AGENT_REMOVE_S",
-                 "flush_s": "LLMCT_HEARTBEAT_FLUSH_S", "sweep_s": "LLMCT_FLEET_SWEEP_S",
-                 "sample_s": "LLMCT_METRICS_SAMPLE_S", "raw_keep_s": "LLMCT_METRICS_RAW_S",
-                 "minute_keep_s": "LLMCT_METRICS_MINUTE_S", "max_age_s": "LLMCT_METRICS_MAX_AGE_S",
-                 "retention_every_s": "LLMCT_METRICS_RETENTION_EVERY_S"}
-        return cls(**{field: _seconds(env, getattr(cls, field)) for field, env in names.items()})
 
 
 async def sweep_agents(pool, settings: FleetSettings, nc=None) -> None:
@@ -110,9 +71,9 @@ async def _maintain_forever(app, settings: FleetSettings) -> None:
 
 async def start(app) -> None:
     """Follow every agent's heartbeats (queue group: one replica records each) and start the fleet loops."""
-    settings = FleetSettings.from_env()
+    settings: FleetSettings = app.state.settings
     recorder = HeartbeatRecorder(settings.sample_s)
-    app.state.fleet_settings, app.state.heartbeats = settings, recorder
+    app.state.heartbeats = recorder
 
     async def on_heartbeat(msg) -> None:
         recorder.add(msg.subject, msg.data)

@@ -195,7 +195,7 @@ def gpu_series(rows) -> list[GpuSeries]:
 async def load_agents(state: State) -> list[AgentOut]:
     held: dict[str, list] = defaultdict(list)
     async with state.pool.acquire() as conn:
-        rows = await store.list_agents(conn, state.fleet_settings.offline_after_s)
+        rows = await store.list_agents(conn, state.settings.offline_after_s)
         for job in await store.held_slots(conn):
             held[job["agent_id"]].append(job)
     return [agent_out(row, held[row["id"]]) for row in rows]
@@ -221,7 +221,7 @@ class AgentController(Controller):
     @get("/{agent_id:str}", summary="One agent (admins)", opt={"admin": True})
     async def detail(self, state: State, agent_id: str) -> AgentOut:
         async with state.pool.acquire() as conn:
-            row = await store.get_agent(conn, agent_id, state.fleet_settings.offline_after_s)
+            row = await store.get_agent(conn, agent_id, state.settings.offline_after_s)
         return await _one_agent(state, agent_id, row)
 
     @post("/{agent_id:str}/drain", status_code=200, summary="Drain an agent: no new work, running work finishes",
@@ -238,7 +238,7 @@ class AgentController(Controller):
 
     async def _set_draining(self, state: State, agent_id: str, draining: bool) -> AgentOut:
         async with state.pool.acquire() as conn:
-            row = await store.set_draining(conn, agent_id, draining, state.fleet_settings.offline_after_s)
+            row = await store.set_draining(conn, agent_id, draining, state.settings.offline_after_s)
         return await _one_agent(state, agent_id, row)
 
     @get("/{agent_id:str}/metrics", summary="An agent's resource history: host and per-GPU averages per step",
@@ -250,9 +250,9 @@ class AgentController(Controller):
         step: Annotated[int | None, Parameter(description="bucket width in seconds; default ~300 points")] = None,
     ) -> AgentMetrics:
         start, end = time_range(start, end)
-        step_s = choose_step((end - start).total_seconds(), state.fleet_settings.sample_s, step)
+        step_s = choose_step((end - start).total_seconds(), state.settings.sample_s, step)
         async with state.pool.acquire() as conn:
-            known = await store.get_agent(conn, agent_id, state.fleet_settings.offline_after_s)
+            known = await store.get_agent(conn, agent_id, state.settings.offline_after_s)
             host = await store.host_series(conn, agent_id, start, end, step_s)
             gpus = await store.gpu_series(conn, agent_id, start, end, step_s)
         if known is None and not host:
@@ -277,7 +277,7 @@ class JobGpuController(Controller):
             if start is None or not gpu_ids or start >= end:
                 return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start,
                               end=job["finished_at"], step_s=0, gpus=[])
-            step_s = choose_step((end - start).total_seconds(), state.fleet_settings.sample_s, step)
+            step_s = choose_step((end - start).total_seconds(), state.settings.sample_s, step)
             rows = await store.gpu_series(conn, job["agent_id"], start, end, step_s, gpu_ids)
         return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start, end=end, step_s=step_s,
                       gpus=gpu_series(rows))

@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 
 from services.common.errors import ApiError
-from services.common.settings import Settings
+from ..settings import SchedulerSettings
 
 # GPU-hours of each owner in the window: running jobs count up to now.
 USAGE = """
@@ -77,7 +77,7 @@ async def held_gpus(conn) -> dict[str, int]:
     return defaultdict(int, {r["owner_id"]: r["gpus"] for r in rows})
 
 
-async def quotas(conn, owner_ids: list[str], settings: Settings) -> dict[str, Quota]:
+async def quotas(conn, owner_ids: list[str], settings: SchedulerSettings) -> dict[str, Quota]:
     """Each owner's limits: an admin's setting, else the platform's default."""
     rows = {r["user_id"]: r for r in await conn.fetch(
         "SELECT user_id, max_gpus, max_queued, max_deployments FROM user_quotas WHERE user_id = ANY($1::text[])",
@@ -95,7 +95,7 @@ async def quotas(conn, owner_ids: list[str], settings: Settings) -> dict[str, Qu
     return result
 
 
-async def check_queue_quota(conn, owner_id: str, settings: Settings) -> None:
+async def check_queue_quota(conn, owner_id: str, settings: SchedulerSettings) -> None:
     """Refuse a new job when the owner already has as many queued as their quota allows."""
     quota = (await quotas(conn, [owner_id], settings))[owner_id]
     queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1 AND state = 'pending'", owner_id)

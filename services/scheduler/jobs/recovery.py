@@ -14,10 +14,10 @@ from nats.js import JetStreamContext
 
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
-from services.common.settings import Settings
 
 from .. import rendering
 from . import queue, service, store
+from ..settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def with_checkpoint(stages: list[dict], checkpoint: Path | None) -> tuple[list[d
     return result.stage_rows(), result.config, result.yaml_text()
 
 
-async def retry(pool: asyncpg.Pool, js: JetStreamContext, nc: Client, settings: Settings, principal: Principal,
+async def retry(pool: asyncpg.Pool, js: JetStreamContext, nc: Client, settings: SchedulerSettings, principal: Principal,
                 job_id: str, *, resume: bool) -> None:
     """Put a failed or cancelled job back in the queue: from the start, or (`resume`) from its last checkpoint."""
     async with pool.acquire() as conn, conn.transaction():

@@ -14,15 +14,14 @@ from services.common import contracts
 from services.common.contracts import Subjects
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
-from services.common.settings import Settings, get_settings
 
 from .. import rendering
 from . import access, memory, placement, queue, store
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest
+from ..settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
-AGENT_ALIVE_S = 30.0
 DISPATCH_TIMEOUT_S = 60.0
 DISPATCH_LOCK = 7_001  # advisory lock: one dispatch pass at a time across scheduler replicas
 
@@ -46,7 +45,7 @@ async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.Me
                    "per_device_train_batch_size" if training else "gpu_count")
 
 
-async def prepare(pool: asyncpg.Pool, nc: Client, settings: Settings, principal: Principal, req: JobRequest,
+async def prepare(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, principal: Principal, req: JobRequest,
                   job_id: str) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     """Validate and render a job of any kind (asking the registry and the datasets service what it may use),
     and check that some agent could hold it."""
@@ -62,7 +61,7 @@ async def prepare(pool: asyncpg.Pool, nc: Client, settings: Settings, principal:
     return rendered, est
 
 
-async def submit(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: Settings, principal: Principal,
+async def submit(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: SchedulerSettings, principal: Principal,
                  req: JobRequest) -> str:
     """Validate, render and freeze a job of any kind, store it, then announce it."""
     job_id = new_id("job")
@@ -78,7 +77,7 @@ async def submit(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings:
     return job_id
 
 
-async def _prepare_train(nc: Client, settings: Settings, principal: Principal, req: TrainRequest,
+async def _prepare_train(nc: Client, settings: SchedulerSettings, principal: Principal, req: TrainRequest,
                          output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     model = await access.usable_base_model(nc, principal, req.base_model, settings.model_hub)
     dataset_keys = await access.usable_datasets(nc, principal, req.datasets, req.stage)
@@ -94,7 +93,7 @@ async def _prepare_train(nc: Client, settings: Settings, principal: Principal, r
     return rendering.train_stages(config, model.hub), est
 
 
-def installed_tasks(settings: Settings) -> list[str]:
+def installed_tasks(settings: SchedulerSettings) -> list[str]:
     """Benchmark tasks whose data is installed under cloud-llm/evaluation (a folder with mapping.json)."""
     root = settings.storage.evaluation
     if not root.is_dir():
@@ -102,7 +101,7 @@ def installed_tasks(settings: Settings) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/mapping.json") if "_" not in p.parent.name)
 
 
-async def _prepare_eval(nc: Client, settings: Settings, principal: Principal, req: EvalRequest,
+async def _prepare_eval(nc: Client, settings: SchedulerSettings, principal: Principal, req: EvalRequest,
                         output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     rendering.check_eval_request(req, installed_tasks(settings))
     model = await access.usable_model(nc, principal, req.model, "eval", prefer_hub=settings.model_hub)
@@ -116,7 +115,7 @@ async def _prepare_eval(nc: Client, settings: Settings, principal: Principal, re
     return rendered, est
 
 
-async def _prepare_export(nc: Client, settings: Settings, principal: Principal, req: ExportRequest,
+async def _prepare_export(nc: Client, settings: SchedulerSettings, principal: Principal, req: ExportRequest,
                           output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     model = await access.usable_model(nc, principal, req.model, "export", prefer_hub=settings.model_hub)
     q = req.quantization
@@ -140,10 +139,9 @@ async def announce_submitted(js: JetStreamContext, job_id: str, kind: str, owner
 
 
 async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
-                           settings: Settings | None = None) -> int:
+                           settings: SchedulerSettings) -> int:
     """One pass over the queue (queue.py's order: priority, fair share, age): place every pending job that fits
     somewhere now and the owner's GPU quota allows; the others keep why they wait. Returns how many went."""
-    settings = settings or get_settings()
     sent: list[tuple[str, contracts.JobDispatched]] = []
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", DISPATCH_LOCK):
@@ -151,7 +149,7 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
         jobs = await queue.pending(conn, settings.fair_share_window_h)
         if not jobs:
             return 0
-        agents = placement.capacities(await store.live_agents(conn, AGENT_ALIVE_S), await store.busy_slots(conn))
+        agents = placement.capacities(await store.live_agents(conn, settings.offline_after_s), await store.busy_slots(conn))
         held = await queue.held_gpus(conn)
         limits = await queue.quotas(conn, list({job["owner_id"] for job in jobs}), settings)
         for job in jobs:
@@ -212,11 +210,11 @@ async def request_stop(nc: Client, job_id: str) -> None:
     await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
 
 
-async def sweep(pool: asyncpg.Pool, nc: Client) -> None:
+async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> None:
     """Repair what a crash or a lost agent left: re-queue stale dispatches, resend pending cancels."""
     changed = []
     async with pool.acquire() as conn, conn.transaction():
-        for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, AGENT_ALIVE_S):
+        for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, settings.offline_after_s):
             if job["cancel_requested"]:
                 row = await store.transition(conn, job["id"], "cancelled", from_states=("dispatched",),
                                              reason="cancelled", message="cancelled; the agent never took the job")

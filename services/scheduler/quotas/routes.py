@@ -15,9 +15,9 @@ from litestar.datastructures import State
 
 from services.common.errors import not_found
 from services.common.security import Principal
-from services.common.settings import Settings
 
 from ..jobs import queue
+from ..settings import SchedulerSettings
 
 
 class QuotaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -41,7 +41,7 @@ class Quota(msgspec.Struct, kw_only=True):
     gpu_hours_recent: float  # in the fair-share window: fewer goes first
 
 
-async def quota_of(conn, settings: Settings, user_id: str) -> Quota:
+async def quota_of(conn, settings: SchedulerSettings, user_id: str) -> Quota:
     limits = (await queue.quotas(conn, [user_id], settings))[user_id]
     row = await conn.fetchrow("SELECT max_deployments, max_gpus, max_queued FROM user_quotas WHERE user_id = $1",
                               user_id)

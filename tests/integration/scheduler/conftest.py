@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -12,6 +13,8 @@ from litestar.testing import AsyncTestClient
 from llmct.embedded import free_port, wait_until
 from llmct.launcher import ServiceProcess
 from services.common.security import issue_token, new_id
+from services.common.settings import from_env
+from services.scheduler.settings import FleetSettings
 
 # Seconds, short enough for tests (docs/fleet.md has the defaults).
 FLEET_ENV = {
@@ -40,7 +43,8 @@ def fleet_env(stack_env):
 async def scheduler(fleet_env, settings, owners):
     from services.scheduler.app import create_app
 
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    fleet = from_env(FleetSettings, FLEET_ENV)  # the fleet's quick clock, on top of the session's settings
+    async with AsyncTestClient(app=create_app(dataclasses.replace(settings, **dataclasses.asdict(fleet)))) as client:
         yield client
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.scheduler.fleet import store as agents_store
-from services.scheduler.fleet.maintenance import FleetSettings, apply_retention
+from services.scheduler.fleet.maintenance import apply_retention
+from services.scheduler.settings import FleetSettings
 
 pytestmark = pytest.mark.integration
 
