@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from services.agent import reattach
-from services.agent.jobstate import JobState
+from services.agent.savedjob import SavedJob
 from services.agent.runner import Runner, RunningJob
 from services.agent.runtimes.base import ExitInfo
 from services.agent.serving import ModelServer
@@ -144,7 +144,7 @@ async def test_every_event_of_a_run_goes_on_the_agents_subject_with_the_dispatch
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
     order = contracts.JobDispatched(job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "out"),
                                     attempt=3, dispatched_at=NOW)
-    job = RunningJob(order.job_id, order.kind, state=JobState.begin(None, order))
+    job = RunningJob(order.job_id, order.kind, saved=SavedJob.begin(None, order))
     await runner._run(order, job)
 
     events = [(subject, event) for subject, event in js.published if not isinstance(event, contracts.LogBatch)]
@@ -224,7 +224,7 @@ async def test_a_restarted_agent_reports_with_the_saved_or_labelled_attempt(tmp_
     stage = contracts.EngineStage(name="train", command=("x",), config_yaml="")
     order = contracts.JobDispatched(job_id="job_gone", kind="train", stages=(stage,), output_dir="/o", attempt=5,
                                     dispatched_at=NOW)
-    JobState.begin(folder, order).mark_started()
+    SavedJob.begin(folder, order).mark_started()
     runtime = FakeRuntime([replace(found("dep_1", kind="deploy"), attempt=6), replace(found("job_old"), attempt=7)])
     events, resumed = [], []
 
