@@ -29,9 +29,9 @@ from services.common.settings import StoragePaths
 
 from .ending import EndCause, conclude
 from .events import Publish
-from .savedjob import Cursor, SavedJob, count_lines
 from .logs import LogShipper
 from .runtimes.base import EngineRun, FoundEngine, Reattachable
+from .savedjob import Cursor, SavedJob, count_lines
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from . import progress, reattach, results
 from .ending import conclude
 from .events import JobEvents
 from .hubs import hub_environment
-from .savedjob import SavedJob
 from .logs import LogShipper
 from .reattach import Resume
 from .running import RunningJob
 from .runtimes import EngineRun, JobSpec, Runtime
 from .runtimes.base import Detachable, ExitInfo, Reattachable, RuntimeStartError
+from .savedjob import SavedJob
 from .serving import ModelServer
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class Runner:
         job = RunningJob(saved.order.job_id, saved.order.kind, saved.order.gpu_ids, saved=saved)
         job.started.set()
         self.jobs[job.job_id] = job
-        job.task = asyncio.create_task(self._run(state.order, job, resume))
+        job.task = asyncio.create_task(self._run(saved.order, job, resume))
 
     async def _on_dispatch(self, msg) -> None:
         try:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from . import failures
 from .ending import EndCause
-from .savedjob import SavedJob
 from .runtimes import EngineRun
 from .runtimes.base import ExitInfo
+from .savedjob import SavedJob
 from .serving import ModelServer
 
 

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from services.agent import progress, reattach
-from services.agent.savedjob import SavedJob, count_lines
 from services.agent.logs import LogShipper
 from services.agent.runner import Runner
 from services.agent.runtimes.base import FoundEngine, Reattachable
 from services.agent.runtimes.process import ProcessRuntime
+from services.agent.savedjob import SavedJob, count_lines
 from services.common import contracts
 from services.common.settings import StoragePaths
 

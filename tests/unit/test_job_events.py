@@ -13,14 +13,15 @@ from types import SimpleNamespace
 import pytest
 
 from services.agent import reattach
-from services.agent.savedjob import SavedJob
 from services.agent.runner import Runner, RunningJob
 from services.agent.runtimes.base import ExitInfo
+from services.agent.savedjob import SavedJob
 from services.agent.serving import ModelServer
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
 from services.common.settings import StoragePaths
 from services.scheduler.jobs.events import refusal
+from services.scheduler.jobs.store import Assignment
 
 from .test_agent_reattach import FakeJetStream, FakeRuntime, found
 
@@ -77,7 +78,7 @@ def progressed(attempt: int = 2) -> contracts.JobProgressed:
     return contracts.JobProgressed(job_id="job_1", step=3, total_steps=10, attempt=attempt, at=NOW)
 
 
-JOB = {"agent_id": "a", "attempt": 2}
+JOB = Assignment(agent_id="a", attempt=2)
 
 
 def test_the_jobs_agent_for_its_attempt_is_heard():
@@ -95,7 +96,7 @@ def test_the_jobs_agent_for_its_attempt_is_heard():
     (finished(attempt=1), "a", JOB, "attempt 1"),  # the run before, on the same agent
     (progressed(attempt=1), "a", JOB, "attempt 1"),
     (finished(attempt=0), "a", JOB, "attempt 0"),  # an event that does not say
-    (finished(), "a", {"agent_id": None, "attempt": 2}, "none"),  # re-queued: on no agent now
+    (finished(), "a", Assignment(agent_id=None, attempt=2), "none"),  # re-queued: on no agent now
     (finished(), "a", None, "no such job"),
     (finished(), None, JOB, "subject"),
 ])

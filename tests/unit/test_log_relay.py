@@ -14,8 +14,8 @@ import pytest
 from nats.js.errors import BadRequestError, NotFoundError
 
 from services.agent import reattach
-from services.agent.savedjob import SavedJob
 from services.agent.runner import Runner, RunningJob
+from services.agent.savedjob import SavedJob
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
 from services.scheduler.logs.gate import Assignments
