@@ -197,7 +197,6 @@ TerminalJobState = Literal["succeeded", "failed", "cancelled"]  # what JobFinish
 TERMINAL_JOB_STATES: tuple[TerminalJobState, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE_JOB_STATES: tuple[JobState, ...] = ("pending", "dispatched", "running")  # not finished: they hold their inputs
 JobKind = Literal["train", "eval", "export", "deploy"]
-JOB_KINDS: tuple[JobKind, ...] = ("train", "eval", "export", "deploy")
 
 # Why a job ended: `jobs.reason` of a finished job, and `JobFinished.reason`. Never rename one (the database and the
 # web client keep them); a new one reaches the scheduler before an agent sends it (the module's docstring).
