@@ -2,7 +2,8 @@
 
 The runner, the re-attach on start and the failure text scan (failures.py) only gather facts into an
 EndCause; `conclude` alone turns them into the final state, the reason code and the message a user reads.
-The reason codes are a contract with the scheduler and the web client: never rename one.
+The reason codes are a contract with the scheduler and the web client (`contracts.FinishReason`, where a new one
+is added first, and reaches the scheduler before an agent sends it): never rename one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import msgspec
+
+from services.common.contracts import FinishReason, TerminalJobState
 
 OOM_HINT = ("out of memory: lower per_device_train_batch_size or cutoff_len, use finetuning_type 'qlora', "
             "or keep gradient_checkpointing on")
@@ -23,7 +26,7 @@ class EndCause(msgspec.Struct, frozen=True, kw_only=True):
     agent_stopping: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
     idle_timeout_s: float | None = None  # a deployment stopped itself after this long without a request
     start_timeout_s: float | None = None  # a deployment's server did not answer within this long
-    error_reason: str | None = None  # the runtime's or agent's code: image_missing, container_lost, agent_error...
+    error_reason: FinishReason | None = None  # the runtime's or agent's code: image_missing, container_lost, ...
     error: str | None = None  # what went wrong, in words, with `error_reason`
     oom: bool = False  # killed for memory (Docker says so), or the engine said it ran out
     missing_package: str | None = None  # a package the engine could not import
@@ -31,10 +34,10 @@ class EndCause(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Outcome(NamedTuple):
-    """What JobFinished says: `state` (succeeded | failed | cancelled), a `reason` code and a `message`."""
+    """What JobFinished says: the final `state`, a `reason` code and a `message`."""
 
-    state: str
-    reason: str | None
+    state: TerminalJobState
+    reason: FinishReason | None
     message: str | None
 
 
@@ -54,7 +57,7 @@ def conclude(cause: EndCause) -> Outcome:
     return Outcome("failed", *failure(cause))
 
 
-def failure(cause: EndCause) -> tuple[str, str]:
+def failure(cause: EndCause) -> tuple[FinishReason, str]:
     """(reason, message) of a run that did not succeed, whatever its exit code (conclude's last branch)."""
     if cause.error_reason:
         return cause.error_reason, cause.error or "the engine could not be started"

@@ -24,13 +24,14 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from services.common import contracts
+from services.common.contracts import FinishReason
 from services.common.settings import StoragePaths
 
 from .ending import EndCause, conclude
 from .events import Publish
-from .jobstate import Cursor, JobState, count_lines
 from .logs import LogShipper
 from .runtimes.base import EngineRun, FoundEngine, Reattachable
+from .savedjob import Cursor, SavedJob, count_lines
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,12 @@ class Agent:
     """What picking jobs up needs from the agent (the runner builds it when its runtime is Reattachable)."""
 
     runtime: Reattachable
-    state_dir: Path  # where the last agent saved its jobs (jobstate.py)
+    state_dir: Path  # where the last agent saved its jobs (savedjob.py)
     storage: StoragePaths
     agent_id: str
     js: JetStreamContext  # for the log lines of a job reported lost
     publish: Publish
-    go_on: Callable[[JobState, Resume], None]  # follows a found job as if this agent had started it
+    go_on: Callable[[SavedJob, Resume], None]  # follows a found job as if this agent had started it
 
 
 async def pick_up(agent: Agent) -> None:
@@ -73,26 +74,26 @@ async def pick_up(agent: Agent) -> None:
 
 
 async def _pick_up_one(agent: Agent, found: FoundEngine) -> None:
-    state = JobState.load(agent.state_dir, found.job_id)
+    saved = SavedJob.load(agent.state_dir, found.job_id)
     if found.kind == "deploy":
-        await _end_deployment(agent, found, state)
+        await _end_deployment(agent, found, saved)
         return
-    if state is None and not found.running:
-        return  # its end was reported (or it predates the saved state): nothing to say
-    guessed = state is None
+    if saved is None and not found.running:
+        return  # its end was reported (or it predates saved jobs): nothing to say
+    guessed = saved is None
     if guessed:
-        state = guess_state(agent, found)
-    position = state.cursor.engine
+        saved = guess_saved(agent, found)
+    position = saved.cursor.engine
     if guessed:  # lines Docker stamped before the log file's last write were shipped, most likely
         position = agent.runtime.position_since(found.ref, _mtime(agent.storage.logs / f"{found.job_id}.log"))
     engine = await agent.runtime.attach(found, position)
     how = "still running" if found.running else "exited meanwhile"
     note = f"agent {agent.agent_id} restarted: re-attached to container {found.name} ({how})"
-    agent.go_on(state, Resume(stage=found.stage, engine=engine, note=note))
+    agent.go_on(saved, Resume(stage=found.stage, engine=engine, note=note))
     log.info("re-attached to %s, job %s (%s)", found.name, found.job_id, how)
 
 
-def guess_state(agent: Agent, found: FoundEngine) -> JobState:
+def guess_saved(agent: Agent, found: FoundEngine) -> SavedJob:
     """The state of a job found running without one (started by an agent before saved states):
     one stage, the log numbered on from the log file's line count, progress read from the start, the attempt
     from the container's label."""
@@ -101,7 +102,7 @@ def guess_state(agent: Agent, found: FoundEngine) -> JobState:
     order = contracts.JobDispatched(job_id=found.job_id, kind=found.kind, stages=(stage,) * (found.stage + 1),
                                     output_dir=found.output_dir, gpu_ids=found.gpu_ids, attempt=found.attempt,
                                     dispatched_at=datetime.now(UTC))
-    return JobState(agent.state_dir, order, Cursor(seq=lines, log_bytes=size, started=True))
+    return SavedJob(agent.state_dir, order, Cursor(seq=lines, log_bytes=size, started=True))
 
 
 def _mtime(path) -> float:
@@ -111,39 +112,39 @@ def _mtime(path) -> float:
         return 0.0
 
 
-async def _end_deployment(agent: Agent, found: FoundEngine, state: JobState | None) -> None:
+async def _end_deployment(agent: Agent, found: FoundEngine, saved: SavedJob | None) -> None:
     if found.running:
         await agent.runtime.stop_found(found)
-    elif state is None:
+    elif saved is None:
         return
     message = ("the agent restarted while this deployment ran; its model server (port and key) could not be "
                "reached again, so it was stopped: deploy the model again")
-    await _report(agent, found.job_id, state, "agent_restarted", message, attempt=found.attempt)
+    await _report(agent, found.job_id, saved, "agent_restarted", message, attempt=found.attempt)
     log.info("stopped deployment %s after the agent restarted", found.job_id)
 
 
 async def _report_lost(agent: Agent, found_jobs: set[str]) -> None:
     """Saved jobs without a container: a started one is reported lost; one never started is dispatched again."""
-    for job_id in JobState.saved_jobs(agent.state_dir):
+    for job_id in SavedJob.saved_jobs(agent.state_dir):
         if job_id in found_jobs:
             continue
-        state = JobState.load(agent.state_dir, job_id)
-        if state is None:
+        saved = SavedJob.load(agent.state_dir, job_id)
+        if saved is None:
             continue
-        if state.cursor.started:
-            await _report(agent, job_id, state, "container_lost",
+        if saved.cursor.started:
+            await _report(agent, job_id, saved, "container_lost",
                           "the job's container was gone when the agent restarted")
         else:
-            state.forget()  # its dispatch was never acknowledged: NATS delivers it again
+            saved.forget()  # its dispatch was never acknowledged: NATS delivers it again
 
 
-async def _report(agent: Agent, job_id: str, state: JobState | None, reason: str, message: str,
+async def _report(agent: Agent, job_id: str, saved: SavedJob | None, reason: FinishReason, message: str,
                   attempt: int = 0) -> None:
     """Publish a job's failure with a last system line in its log, and forget its state; the attempt is the saved
     order's, else `attempt` (the container's label)."""
     path = agent.storage.logs / f"{job_id}.log"
-    seq, size = (state.cursor.seq, state.cursor.log_bytes) if state else (count_lines(path)[0], None)
-    attempt = state.order.attempt if state else attempt
+    seq, size = (saved.cursor.seq, saved.cursor.log_bytes) if saved else (count_lines(path)[0], None)
+    attempt = saved.order.attempt if saved else attempt
     shipper = LogShipper(agent.js, job_id, path, agent_id=agent.agent_id, attempt=attempt, seq=seq, keep_bytes=size)
     ended = conclude(EndCause(error_reason=reason, error=message))
     shipper.add("system", f"job {ended.state}: {ended.message}")
@@ -152,5 +153,5 @@ async def _report(agent: Agent, job_id: str, state: JobState | None, reason: str
                                                reason=ended.reason, message=ended.message, attempt=attempt,
                                                at=datetime.now(UTC)),
                          must_arrive=True)
-    if state is not None:
-        state.forget()
+    if saved is not None:
+        saved.forget()

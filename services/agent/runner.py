@@ -21,12 +21,12 @@ from . import progress, reattach, results
 from .ending import conclude
 from .events import JobEvents
 from .hubs import hub_environment
-from .jobstate import JobState
 from .logs import LogShipper
 from .reattach import Resume
 from .running import RunningJob
 from .runtimes import EngineRun, JobSpec, Runtime
 from .runtimes.base import Detachable, ExitInfo, Reattachable, RuntimeStartError
+from .savedjob import SavedJob
 from .serving import ModelServer
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Runner:
         # The runtime's one capability that changes what the runner does, checked here once.
         self.reattachable = runtime if isinstance(runtime, Reattachable) else None
         self.keeps_engines = self.reattachable is not None
-        # Where jobs are saved for the next agent (jobstate.py); none when engines die with the agent.
+        # Where jobs are saved for the next agent (savedjob.py); none when engines die with the agent.
         self.state_dir = (state_dir or storage.state / "agents" / re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
                           if self.keeps_engines else None)
         self.jobs: dict[str, RunningJob] = {}
@@ -99,12 +99,12 @@ class Runner:
                 await job.engine.stop(5)
         await asyncio.gather(*(j.task for j in self.jobs.values() if j.task), return_exceptions=True)
 
-    def go_on(self, state: JobState, resume: Resume) -> None:
+    def go_on(self, saved: SavedJob, resume: Resume) -> None:
         """Follow a job found again after an agent restart, as if this agent had started it."""
-        job = RunningJob(state.order.job_id, state.order.kind, state.order.gpu_ids, state=state)
+        job = RunningJob(saved.order.job_id, saved.order.kind, saved.order.gpu_ids, saved=saved)
         job.started.set()
         self.jobs[job.job_id] = job
-        job.task = asyncio.create_task(self._run(state.order, job, resume))
+        job.task = asyncio.create_task(self._run(saved.order, job, resume))
 
     async def _on_dispatch(self, msg) -> None:
         try:
@@ -116,11 +116,11 @@ class Runner:
             await msg.term()
             return
         running = self.jobs.get(order.job_id)
-        if running is not None and running.state.order.attempt < order.attempt:
+        if running is not None and running.saved.order.attempt < order.attempt:
             await self._supersede(running, order.attempt)
             running = None
         if running is None:  # a redelivery of a job we already run is only acked
-            job = RunningJob(order.job_id, order.kind, order.gpu_ids, state=JobState.begin(self.state_dir, order))
+            job = RunningJob(order.job_id, order.kind, order.gpu_ids, saved=SavedJob.begin(self.state_dir, order))
             self.jobs[order.job_id] = job
             job.task = asyncio.create_task(self._run(order, job))
             await job.started.wait()
@@ -129,7 +129,7 @@ class Runner:
     async def _supersede(self, job: RunningJob, attempt: int) -> None:
         """The scheduler dispatched the job again (it had lost track of this agent): it hears only the newest
         attempt, so the old run is stopped, unreported, before the new one starts."""
-        log.warning("job %s: attempt %d replaces the run of attempt %d", job.job_id, attempt, job.state.order.attempt)
+        log.warning("job %s: attempt %d replaces the run of attempt %d", job.job_id, attempt, job.saved.order.attempt)
         job.superseded = job.cancelled = True  # cancelled: a run still starting stops as soon as its engine is up
         if job.engine:
             await job.engine.stop(5)
@@ -163,11 +163,11 @@ class Runner:
                        attempt=order.attempt)
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
-        state = job.state or JobState(None, order)
-        job.state = state
+        saved = job.saved or SavedJob(None, order)
+        job.saved = saved
         shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log", agent_id=self.agent_id,
-                             attempt=order.attempt, seq=state.cursor.seq,
-                             keep_bytes=state.cursor.log_bytes if resume else None, on_shipped=state.shipped)
+                             attempt=order.attempt, seq=saved.cursor.seq,
+                             keep_bytes=saved.cursor.log_bytes if resume else None, on_shipped=saved.shipped)
         try:
             exit_info = await self._run_engine(order, job, shipper, resume)
         except asyncio.CancelledError:
@@ -191,7 +191,7 @@ class Runner:
         stopped = asyncio.Event()
         follower = asyncio.create_task(progress.follow(
             order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self.publish, stopped,
-            start=job.state.cursor.progress_bytes if resume else 0, moved=job.state.progress_read,
+            start=job.saved.cursor.progress_bytes if resume else 0, moved=job.saved.progress_read,
             attempt=order.attempt))
         try:
             exit_info = ExitInfo(exit_code=0)
@@ -229,12 +229,12 @@ class Runner:
                 job.engine = await self.runtime.start(spec)
             except RuntimeStartError as exc:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
-        if not job.state.cursor.started:
+        if not job.saved.cursor.started:
             await self.publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
                                                      runtime=self.runtime.name, attempt=order.attempt,
                                                      at=datetime.now(UTC)),
                                 must_arrive=True)
-            job.state.mark_started()
+            job.saved.mark_started()
         job.started.set()
         if job.cancelled:  # a cancel that arrived while the engine was starting
             await job.engine.stop(5)
@@ -258,7 +258,7 @@ class Runner:
             job.engine.detach()
         shipper.add("system", f"agent {self.agent_id} stopped; the job goes on in its container")
         await shipper.close()
-        job.state.save()
+        job.saved.save()
         self.jobs.pop(job.job_id, None)
         log.info("job %s left running for the next agent", job.job_id)
 
@@ -267,7 +267,7 @@ class Runner:
         if job.superseded:  # the scheduler drops events of an attempt it replaced
             shipper.add("system", f"attempt {order.attempt} stopped: the job was dispatched here again")
             await shipper.close()
-            job.state.forget()
+            job.saved.forget()
             self.jobs.pop(order.job_id, None)
             return
         state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
@@ -280,7 +280,7 @@ class Runner:
             metrics=results.read(order.kind, Path(order.output_dir)), attempt=order.attempt, at=datetime.now(UTC),
         )
         await self.publish(event, must_arrive=True)
-        job.state.forget()
+        job.saved.forget()
         self.jobs.pop(order.job_id, None)
 
     async def _cleanup_forever(self) -> None:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from . import failures
 from .ending import EndCause
-from .jobstate import JobState
 from .runtimes import EngineRun
 from .runtimes.base import ExitInfo
+from .savedjob import SavedJob
 from .serving import ModelServer
 
 
@@ -26,7 +26,7 @@ class RunningJob:
     cancelled: bool = False
     started: asyncio.Event = field(default_factory=asyncio.Event)
     server: ModelServer | None = None  # a deployment's model server
-    state: JobState | None = None  # order and cursor, on disk when the engine outlives the agent
+    saved: SavedJob | None = None  # order and cursor, on disk when the engine outlives the agent
     detached: bool = False  # the agent stops and leaves the engine running for the next agent
     agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
     superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported

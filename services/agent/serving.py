@@ -32,8 +32,7 @@ STATUS_HEADER = contracts.ChatFrames.STATUS
 END_HEADER = contracts.ChatFrames.END
 _CONTENT = re.compile(r'"content":\s*"[^"]')  # a chunk that carries generated text
 PROBE_EVERY_S = 0.5
-IDLE_CHECK_S = 1.0
-USAGE_EVERY_S = 1.0
+IDLE_CHECK_S = 1.0  # also how often usage is reported
 
 
 class ModelServer:

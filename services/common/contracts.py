@@ -4,12 +4,19 @@ Subjects are lowercase, dot-separated, general to specific, ids last. Streams ar
 one purpose each. Messages are msgspec Structs (frozen, keyword-only); a family is a tagged
 union decoded by one decoder built once. New fields always get defaults; old fields never
 change type.
+
+The vocabulary of jobs is typed here, once (`JobState`, `JobKind`, `FinishReason`, `DeploymentState`, at the
+end of this module): a message that carries one of them names it as its field's type, so msgspec refuses a
+value outside the set on decode rather than letting it through as a string. Upgrade order: a new value (a new
+`FinishReason` an agent reports, say) must reach the scheduler (and the registry, which reads JOB_EVENTS too)
+before any agent sends it; an older scheduler would refuse the event. Never rename or remove a value: the
+database and the web client keep the old ones.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -182,6 +189,46 @@ REGISTRY_JOB_EVENTS_CONSUMER = "registry-job-events"  # JOB_EVENTS, registry: re
 LOG_RELAY_CONSUMER = "scheduler-log-relay"  # LOG_INGEST, scheduler: checks agents' log batches, copies them to LOGS
 
 
+# --- the vocabulary of jobs ---------------------------------------------------------------------
+# Declared first (messages above name them; `from __future__ import annotations` lets msgspec resolve them here).
+
+JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
+TerminalJobState = Literal["succeeded", "failed", "cancelled"]  # what JobFinished may say; no way out of these
+TERMINAL_JOB_STATES: tuple[TerminalJobState, ...] = ("succeeded", "failed", "cancelled")
+ACTIVE_JOB_STATES: tuple[JobState, ...] = ("pending", "dispatched", "running")  # not finished: they hold their inputs
+JobKind = Literal["train", "eval", "export", "deploy"]
+
+# Why a job ended: `jobs.reason` of a finished job, and `JobFinished.reason`. Never rename one (the database and the
+# web client keep them); a new one reaches the scheduler before an agent sends it (the module's docstring).
+FinishReason = Literal[
+    # the agent's (services/agent/ending.py names them; the runtimes' start errors pass through unchanged)
+    "cancelled",  # stopped on request
+    "agent_stopped",  # a deployment ends with its agent
+    "agent_restarted",  # a deployment found running by a restarted agent (services/agent/reattach.py)
+    "idle_timeout",  # a deployment stopped itself (succeeded)
+    "start_timeout",  # a deployment's model server never answered
+    "out_of_memory",
+    "missing_dependency",
+    "bad_config",
+    "exit_code",
+    "agent_error",
+    "engine_missing",
+    "image_missing",
+    "gpu_unavailable",
+    "docker_unavailable",
+    "start_failed",
+    "name_conflict",
+    "already_running",
+    "container_lost",
+    # the scheduler's
+    "agent_lost",  # the job's agent went offline and the job had no retries left (or was a deployment)
+]
+FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
+
+# The states people see of a deployment, derived from its job's (services/scheduler/deployments/routes.py).
+DeploymentState = Literal["queued", "starting", "ready", "stopping", "stopped", "failed"]
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every bus message; `type` names the concrete message."""
 
@@ -193,7 +240,7 @@ class JobSubmitted(Message, kw_only=True, frozen=True, tag="job_submitted"):
     """A job was accepted and stored; the dispatcher should place it."""
 
     job_id: str
-    kind: str
+    kind: JobKind
     owner_id: str
     priority: int = 0
     submitted_at: datetime
@@ -225,7 +272,7 @@ class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):
     """Run this job on the receiving agent: its stages in order, each only if the one before succeeded."""
 
     job_id: str
-    kind: str
+    kind: JobKind
     stages: tuple[EngineStage, ...]
     output_dir: str
     gpu_ids: tuple[int, ...] = ()
@@ -268,8 +315,8 @@ class JobFinished(Message, kw_only=True, frozen=True, tag="job_finished"):
 
     job_id: str
     agent_id: str
-    state: str  # succeeded | failed | cancelled
-    reason: str | None = None  # out_of_memory | image_missing | bad_config | exit_code | agent_error
+    state: TerminalJobState
+    reason: FinishReason | None = None  # None: succeeded with nothing to say
     message: str | None = None
     exit_code: int | None = None
     last_lines: tuple[str, ...] = ()
@@ -282,7 +329,7 @@ class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
     """A committed state change, or a new progress point, for live feeds (core NATS, per owner)."""
 
     job_id: str
-    state: str
+    state: JobState
     at: datetime
     progress: dict | None = None  # step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s
 
@@ -380,10 +427,6 @@ class SessionRevoked(Message, kw_only=True, frozen=True, tag="session_revoked"):
     expires_at: datetime
 
 
-# --- the vocabulary of jobs ---------------------------------------------------------------------
-
-JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
-ACTIVE_JOB_STATES: tuple[JobState, ...] = ("pending", "dispatched", "running")  # not finished: they hold their inputs
 
 
 class JobOutput(msgspec.Struct, frozen=True, kw_only=True):

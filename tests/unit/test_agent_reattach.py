@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from services.agent import progress, reattach
-from services.agent.jobstate import JobState, count_lines
 from services.agent.logs import LogShipper
 from services.agent.runner import Runner
 from services.agent.runtimes.base import FoundEngine, Reattachable
 from services.agent.runtimes.process import ProcessRuntime
+from services.agent.savedjob import SavedJob, count_lines
 from services.common import contracts
 from services.common.settings import StoragePaths
 
@@ -86,23 +86,23 @@ async def test_a_fresh_shipper_appends_and_starts_at_one(tmp_path):
 
 def test_job_state_round_trip_and_forget(tmp_path):
     folder = tmp_path / "agents" / "a1"
-    state = JobState.begin(folder, order_of("job_1", stages=2))
+    state = SavedJob.begin(folder, order_of("job_1", stages=2))
     state.shipped(12, 340, {"container": "c1", "stdout": [5, 1], "stderr": [0, 0]})
     state.progress_read(99)
     state.mark_started()
-    loaded = JobState.load(folder, "job_1")
+    loaded = SavedJob.load(folder, "job_1")
     assert loaded.order == state.order and len(loaded.order.stages) == 2
     assert (loaded.cursor.seq, loaded.cursor.log_bytes, loaded.cursor.progress_bytes, loaded.cursor.started) == \
         (12, 340, 99, True)
     assert loaded.cursor.engine["stdout"] == [5, 1]
-    assert JobState.saved_jobs(folder) == ["job_1"]
+    assert SavedJob.saved_jobs(folder) == ["job_1"]
     loaded.forget()
-    assert JobState.load(folder, "job_1") is None and JobState.saved_jobs(folder) == []
+    assert SavedJob.load(folder, "job_1") is None and SavedJob.saved_jobs(folder) == []
     assert not list(folder.iterdir())
 
 
 def test_without_a_folder_nothing_is_written(tmp_path):
-    state = JobState.begin(None, order_of("job_1"))
+    state = SavedJob.begin(None, order_of("job_1"))
     state.shipped(1, 10, None)
     state.mark_started()
     state.forget()
@@ -112,7 +112,7 @@ def test_without_a_folder_nothing_is_written(tmp_path):
 def test_a_broken_state_is_no_state(tmp_path):
     (tmp_path / "job_1.order").write_bytes(b"{not json")
     (tmp_path / "job_1.cursor").write_bytes(b"{}")
-    assert JobState.load(tmp_path, "job_1") is None and JobState.load(tmp_path, "job_2") is None
+    assert SavedJob.load(tmp_path, "job_1") is None and SavedJob.load(tmp_path, "job_2") is None
     assert count_lines(tmp_path / "missing.log") == (0, 0)
     (tmp_path / "x.log").write_bytes(b"a\nb\n")
     assert count_lines(tmp_path / "x.log") == (2, 4)
@@ -167,11 +167,11 @@ async def test_on_start_each_leftover_gets_what_it_needs(tmp_path):
     storage = StoragePaths(base=tmp_path, logs=tmp_path / "logs", hf_cache=tmp_path / "hf")
     storage.ensure()
     folder = tmp_path / "state" / "agents" / "a1"
-    running = JobState.begin(folder, order_of("job_run", stages=2))
+    running = SavedJob.begin(folder, order_of("job_run", stages=2))
     running.shipped(7, 70, {"container": "c-job_run", "stdout": [1, 1], "stderr": [0, 0]})
-    JobState.begin(folder, order_of("job_done_unreported")).mark_started()
-    JobState.begin(folder, order_of("job_gone")).mark_started()
-    JobState.begin(folder, order_of("job_never_started"))
+    SavedJob.begin(folder, order_of("job_done_unreported")).mark_started()
+    SavedJob.begin(folder, order_of("job_gone")).mark_started()
+    SavedJob.begin(folder, order_of("job_never_started"))
     (storage.logs / "job_old.log").write_bytes(b"one\ntwo\nthree\n")
     runtime = FakeRuntime([found("job_run", stage=1), found("job_done_unreported", running=False),
                            found("job_reported", running=False), found("job_old"), found("dep_1", kind="deploy")])
@@ -197,7 +197,7 @@ async def test_on_start_each_leftover_gets_what_it_needs(tmp_path):
     assert runtime.stopped == ["dep_1"]
     failed = {e.job_id: e.reason for e in events if isinstance(e, contracts.JobFinished)}
     assert failed == {"dep_1": "agent_restarted", "job_gone": "container_lost"}
-    assert JobState.saved_jobs(folder) == ["job_done_unreported", "job_run"]  # reported and never-started forgotten
+    assert SavedJob.saved_jobs(folder) == ["job_done_unreported", "job_run"]  # reported and never-started forgotten
     assert (storage.logs / "dep_1.log").read_text().startswith("[platform] job failed: the agent restarted")
 
 

@@ -10,6 +10,7 @@ import yaml
 
 from services.agent import failures, results
 from services.agent.runtimes.base import ExitInfo
+from services.common import contracts
 from services.common.errors import ApiError
 from services.scheduler import rendering
 from services.scheduler.jobs.schemas import EvalRequest, ExportRequest, JobRequest
@@ -186,7 +187,8 @@ def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():
     rendered = rendering.render_deploy(req, model=ADAPTER, startup_timeout_s=180, idle_timeout_s=300)
     (stage,) = rendered.stages
     c = stage.config
-    assert stage.command == rendering.SERVE_COMMAND and stage.serve == {"startup_timeout_s": 180, "idle_timeout_s": 300}
+    assert stage.command == rendering.SERVE_COMMAND and stage.serve == contracts.ServeOptions(
+        startup_timeout_s=180, idle_timeout_s=300)
     assert c["adapter_name_or_path"] == ADAPTER.adapter_path and c["model_name_or_path"] == "/models/base"
     assert (c["temperature"], c["max_new_tokens"], c["template"]) == (0.3, 64, "qwen")
     assert c["infer_backend"] == "huggingface" and c["trust_remote_code"] is False

@@ -13,14 +13,15 @@ from types import SimpleNamespace
 import pytest
 
 from services.agent import reattach
-from services.agent.jobstate import JobState
 from services.agent.runner import Runner, RunningJob
 from services.agent.runtimes.base import ExitInfo
+from services.agent.savedjob import SavedJob
 from services.agent.serving import ModelServer
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
 from services.common.settings import StoragePaths
 from services.scheduler.jobs.events import refusal
+from services.scheduler.jobs.store import Assignment
 
 from .test_agent_reattach import FakeJetStream, FakeRuntime, found
 
@@ -77,7 +78,7 @@ def progressed(attempt: int = 2) -> contracts.JobProgressed:
     return contracts.JobProgressed(job_id="job_1", step=3, total_steps=10, attempt=attempt, at=NOW)
 
 
-JOB = {"agent_id": "a", "attempt": 2}
+JOB = Assignment(agent_id="a", attempt=2)
 
 
 def test_the_jobs_agent_for_its_attempt_is_heard():
@@ -95,7 +96,7 @@ def test_the_jobs_agent_for_its_attempt_is_heard():
     (finished(attempt=1), "a", JOB, "attempt 1"),  # the run before, on the same agent
     (progressed(attempt=1), "a", JOB, "attempt 1"),
     (finished(attempt=0), "a", JOB, "attempt 0"),  # an event that does not say
-    (finished(), "a", {"agent_id": None, "attempt": 2}, "none"),  # re-queued: on no agent now
+    (finished(), "a", Assignment(agent_id=None, attempt=2), "none"),  # re-queued: on no agent now
     (finished(), "a", None, "no such job"),
     (finished(), None, JOB, "subject"),
 ])
@@ -144,7 +145,7 @@ async def test_every_event_of_a_run_goes_on_the_agents_subject_with_the_dispatch
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
     order = contracts.JobDispatched(job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "out"),
                                     attempt=3, dispatched_at=NOW)
-    job = RunningJob(order.job_id, order.kind, state=JobState.begin(None, order))
+    job = RunningJob(order.job_id, order.kind, saved=SavedJob.begin(None, order))
     await runner._run(order, job)
 
     events = [(subject, event) for subject, event in js.published if not isinstance(event, contracts.LogBatch)]
@@ -224,7 +225,7 @@ async def test_a_restarted_agent_reports_with_the_saved_or_labelled_attempt(tmp_
     stage = contracts.EngineStage(name="train", command=("x",), config_yaml="")
     order = contracts.JobDispatched(job_id="job_gone", kind="train", stages=(stage,), output_dir="/o", attempt=5,
                                     dispatched_at=NOW)
-    JobState.begin(folder, order).mark_started()
+    SavedJob.begin(folder, order).mark_started()
     runtime = FakeRuntime([replace(found("dep_1", kind="deploy"), attempt=6), replace(found("job_old"), attempt=7)])
     events, resumed = [], []
 

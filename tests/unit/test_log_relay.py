@@ -14,8 +14,8 @@ import pytest
 from nats.js.errors import BadRequestError, NotFoundError
 
 from services.agent import reattach
-from services.agent.jobstate import JobState
 from services.agent.runner import Runner, RunningJob
+from services.agent.savedjob import SavedJob
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
 from services.scheduler.logs.gate import Assignments
@@ -76,7 +76,7 @@ async def test_a_run_ships_its_lines_on_the_agents_subject_with_the_dispatchs_at
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
     order = contracts.JobDispatched(job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "out"),
                                     attempt=3, dispatched_at=NOW)
-    await runner._run(order, RunningJob(order.job_id, order.kind, state=JobState.begin(None, order)))
+    await runner._run(order, RunningJob(order.job_id, order.kind, saved=SavedJob.begin(None, order)))
     batches = [(subject, e) for subject, e in js.published if isinstance(e, contracts.LogBatch)]
     assert batches and {subject for subject, _ in batches} == {"job.logs.gpu-1.job_1"}
     assert {b.attempt for _, b in batches} == {3}
@@ -88,7 +88,7 @@ async def test_a_restarted_agent_ships_a_lost_jobs_last_line_with_the_saved_atte
     stage = contracts.EngineStage(name="train", command=("x",), config_yaml="")
     order = contracts.JobDispatched(job_id="job_gone", kind="train", stages=(stage,), output_dir="/o", attempt=5,
                                     dispatched_at=NOW)
-    JobState.begin(folder, order).mark_started()
+    SavedJob.begin(folder, order).mark_started()
     js = FakeJetStream()
 
     async def publish(event, must_arrive=False):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from services.common.contracts import FinishReason
+
 
 @dataclass(frozen=True, kw_only=True)
 class JobSpec:
@@ -29,7 +31,7 @@ class ExitInfo:
     exit_code: int
     oom_killed: bool = False
     error: str | None = None  # the runtime could not start the engine (image missing, bad device...)
-    error_reason: str | None = None
+    error_reason: FinishReason | None = None
 
 
 class EngineRun(Protocol):
@@ -107,9 +109,10 @@ class Detachable(Protocol):
 
 
 class RuntimeStartError(Exception):
-    """The engine could not be started; `reason` is a stable code (image_missing, bad_config...)."""
+    """The engine could not be started; `reason` is a stable code (image_missing, start_failed...), reported as
+    the job's reason as it is."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: FinishReason, message: str):
         super().__init__(message)
         self.reason = reason
         self.message = message

@@ -17,11 +17,12 @@ from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
-
-from services.common.errors import ApiError, not_found
-from services.common.security import Principal, new_id
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+
+from services.common.contracts import TERMINAL_JOB_STATES, DeploymentState
+from services.common.errors import ApiError, not_found
+from services.common.security import Principal, new_id
 
 from .. import rendering
 from ..jobs import access, memory, queue, service, store
@@ -36,7 +37,7 @@ class DeploymentOut(msgspec.Struct, kw_only=True):
 
     id: str
     model: str
-    state: str  # queued | starting | ready | stopping | stopped | failed
+    state: str  # a contracts.DeploymentState (a plain string in the OpenAPI document, as before)
     reason: str | None
     message: str | None
     generation: dict
@@ -61,7 +62,7 @@ class DeploymentPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-def public_state(row) -> str:
+def public_state(row) -> DeploymentState:
     job_state = row["job_state"]
     if job_state == "pending":
         return "queued"
@@ -165,7 +166,7 @@ class DeploymentController(Controller):
     @post("/{deployment_id:str}/stop", status_code=202, summary="Stop a deployment (owner or admin)")
     async def stop(self, state: State, principal: Principal, deployment_id: str) -> DeploymentOut:
         row = await _owned(state, principal, deployment_id)
-        if row["job_state"] in store.TERMINAL:
+        if row["job_state"] in TERMINAL_JOB_STATES:
             raise ApiError(409, "deployment_stopped", f"the deployment already ended ({public_state(row)})")
         await service.cancel(state.pool, state.nc, principal, deployment_id)
         return to_out(await _owned(state, principal, deployment_id), principal.is_admin)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-ACTIVE = ("pending", "dispatched", "running")
+from services.common.contracts import ACTIVE_JOB_STATES
 
 COLUMNS = """
     d.id, d.owner_id, u.username AS owner, d.model, d.generation, d.idle_timeout_s, d.ready_at, d.last_request_at,
@@ -29,7 +29,7 @@ async def lock_owner(conn, owner_id: str) -> None:
 
 async def active_of(conn, owner_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(f"SELECT {COLUMNS} FROM {FROM} WHERE d.owner_id = $1 AND j.state = ANY($2::text[]) "
-                            "ORDER BY d.created_at", owner_id, list(ACTIVE))
+                            "ORDER BY d.created_at", owner_id, list(ACTIVE_JOB_STATES))
 
 
 async def get(conn, deployment_id: str, owner_id: str | None) -> asyncpg.Record | None:
@@ -47,7 +47,7 @@ async def list_for(conn, *, owner_id: str | None, active_only: bool, before: tup
           AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5))
         ORDER BY d.created_at DESC, d.id DESC LIMIT $6
         """,
-        owner_id, active_only, list(ACTIVE), before[0] if before else None, before[1] if before else None, limit)
+        owner_id, active_only, list(ACTIVE_JOB_STATES), before[0] if before else None, before[1] if before else None, limit)
 
 
 async def mark_ready(conn, deployment_id: str, at: datetime) -> bool:

@@ -14,12 +14,14 @@ from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 
+from services.common.contracts import JobState
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from ..jobs import service, store
-from ..jobs.routes import JobState, cursor_after, next_cursor
+from ..jobs.routes import cursor_after, next_cursor
 from ..jobs.schemas import EvalRequest
+from ..jobs.store import EvalRow, JobRow
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 DETAIL_SAMPLES = 20
@@ -80,12 +82,12 @@ class Comparison(msgspec.Struct, kw_only=True):
     samples: list[ComparedSample]
 
 
-def summary(row) -> EvalSummary:
-    request = row["request"]
+def summary(row: EvalRow | JobRow) -> EvalSummary:
+    request = row.request
     return EvalSummary(
-        id=row["id"], state=row["state"], model=request.get("model", ""), evaluation=request.get("evaluation", "loss"),
-        datasets=list(request.get("datasets") or []), task=request.get("task"), metrics=row["metrics"] or {},
-        reason=row["reason"], created_at=row["created_at"], finished_at=row["finished_at"],
+        id=row.id, state=row.state, model=request.get("model", ""), evaluation=request.get("evaluation", "loss"),
+        datasets=list(request.get("datasets") or []), task=request.get("task"), metrics=row.metrics or {},
+        reason=row.reason, created_at=row.created_at, finished_at=row.finished_at,
     )
 
 
@@ -115,19 +117,19 @@ def read_samples(output_dir: str | None, offset: int, limit: int) -> tuple[list[
     return items, total
 
 
-async def _own_eval(state: State, principal: Principal, job_id: str):
+async def _own_eval(state: State, principal: Principal, job_id: str) -> JobRow:
     async with state.pool.acquire() as conn:
         row = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
-    if row is None or row["kind"] != "eval":
+    if row is None or row.kind != "eval":
         raise not_found("evaluation")
     return row
 
 
 async def eval_detail(state: State, principal: Principal, job_id: str) -> EvalDetail:
     row = await _own_eval(state, principal, job_id)
-    items, total = await asyncio.to_thread(read_samples, row["output_dir"], 0, DETAIL_SAMPLES)
-    return EvalDetail(**msgspec.structs.asdict(summary(row)), message=row["message"], request=row["request"],
-                      config_yaml=row["config_yaml"], samples=items, samples_total=total)
+    items, total = await asyncio.to_thread(read_samples, row.output_dir, 0, DETAIL_SAMPLES)
+    return EvalDetail(**msgspec.structs.asdict(summary(row)), message=row.message, request=row.request,
+                      config_yaml=row.config_yaml, samples=items, samples_total=total)
 
 
 class EvalController(Controller):
@@ -164,7 +166,7 @@ class EvalController(Controller):
         rows = [await _own_eval(state, principal, job_id) for job_id in wanted]
         runs = [summary(row) for row in rows]
         names = sorted({name for run in runs for name in run.metrics})
-        read = [await asyncio.to_thread(read_samples, row["output_dir"], 0, samples) for row in rows]
+        read = [await asyncio.to_thread(read_samples, row.output_dir, 0, samples) for row in rows]
         by_index: dict[int, ComparedSample] = {}
         for position, (items, _) in enumerate(read):
             for item in items:
@@ -184,7 +186,7 @@ class EvalController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> SamplePage:
         row = await _own_eval(state, principal, job_id)
-        items, total = await asyncio.to_thread(read_samples, row["output_dir"], offset, limit)
+        items, total = await asyncio.to_thread(read_samples, row.output_dir, offset, limit)
         return SamplePage(items=items, total=total)
 
 

@@ -22,6 +22,8 @@ from services.common.contracts import Subjects
 from ..deployments import store as deployments_store
 from . import store
 from .service import publish_change
+from .store import Assignment
+from .transitions import ON_AGENT, JobChange, add_event, transition
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +31,20 @@ PROGRESS_FIELDS = ("step", "total_steps", "loss", "eval_loss", "learning_rate", 
                    "remaining_s")
 
 
-def refusal(event: contracts.JobEvent, sender: str | None, job) -> str | None:
+def refusal(event: contracts.JobEvent, sender: str | None, job: Assignment | None) -> str | None:
     """Why `event`, published by agent `sender` (None: its subject names none), may not touch `job` (its
     `agent_id` and `attempt`; None: no such job); None when it may."""
     if sender is None:
         return "its subject is not job.status.<agent_id>.<job_id> for this job"
     if job is None:
         return "no such job"
-    if job["agent_id"] != sender:
-        return f"the job is not on this agent (it is on {job['agent_id'] or 'none'})"
+    if job.agent_id != sender:
+        return f"the job is not on this agent (it is on {job.agent_id or 'none'})"
     claimed = getattr(event, "agent_id", sender)  # JobProgressed and DeploymentUsage name no agent
     if claimed != sender:
         return f"the event claims to come from agent {claimed}"
-    if event.attempt != job["attempt"]:
-        return f"it is about attempt {event.attempt}; the job's current attempt is {job['attempt']}"
+    if event.attempt != job.attempt:
+        return f"it is about attempt {event.attempt}; the job's current attempt is {job.attempt}"
     return None
 
 
@@ -68,13 +70,12 @@ async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobE
     return True
 
 
-async def _apply(conn, event: contracts.JobEvent) -> tuple[asyncpg.Record | None, tuple[str, dict] | None]:
+async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tuple[str, dict] | None]:
     """The event's change, in the caller's transaction: (the job row for live feeds, a new progress point)."""
     match event:
         case contracts.JobStarted():
-            return await store.transition(conn, event.job_id, "running", from_states=("dispatched",),
-                                          reason="started", message=f"{event.runtime} on {event.agent_id}",
-                                          started_at=event.at), None
+            return await transition(conn, event.job_id, "running", reason="started",
+                                    message=f"{event.runtime} on {event.agent_id}", started_at=event.at), None
         case contracts.JobProgressed():
             progress = {name: getattr(event, name) for name in PROGRESS_FIELDS}
             owner = await store.insert_progress(conn, event.job_id, progress)
@@ -83,14 +84,15 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[asyncpg.Record | None
             message = event.message
             if event.last_lines:
                 message = f"{message}\n--- last log lines ---\n" + "\n".join(event.last_lines)
-            return await store.transition(conn, event.job_id, event.state, from_states=store.ACTIVE,
-                                          reason=event.reason or event.state, message=message,
-                                          metrics=event.metrics or None), None
+            return await transition(conn, event.job_id, event.state, from_states=ON_AGENT,
+                                    reason=event.reason or event.state, message=message,
+                                    metrics=event.metrics or None), None
         case contracts.DeploymentReady():
             if not await deployments_store.mark_ready(conn, event.job_id, event.at):
                 return None, None
-            await store.add_event(conn, event.job_id, "running", "ready", "the model server answers")
-            return await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id), None
+            await add_event(conn, event.job_id, "running", "ready", "the model server answers")
+            row = await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id)
+            return (JobChange(**dict(row)) if row else None), None
         case contracts.DeploymentUsage():
             await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens,
                                               event.last_request_at)

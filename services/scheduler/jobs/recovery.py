@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import asyncpg
-import yaml
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -18,11 +17,11 @@ from services.common.security import Principal
 from .. import rendering
 from . import queue, service, store
 from ..settings import SchedulerSettings
+from .transitions import ON_AGENT, RERUNNABLE, transition
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-RERUNNABLE = ("failed", "cancelled")
 
 
 def latest_checkpoint(output_dir: str | None) -> tuple[Path, int] | None:
@@ -41,15 +40,13 @@ def with_checkpoint(stages: list[dict], checkpoint: Path | None) -> tuple[list[d
     """The job's stages with its training stage resuming from `checkpoint` (or from the start when None);
     returns (stages, final config, YAML text)."""
     rendered = []
-    for stage in stages:
-        config = yaml.safe_load(stage["config_yaml"])
-        if stage["name"] == "train":
-            config.pop("resume_from_checkpoint", None)
-            config["overwrite_output_dir"] = checkpoint is None
+    for stage in map(rendering.Stage.from_engine, rendering.engine_stages(stages)):
+        if stage.name == "train":
+            stage.config.pop("resume_from_checkpoint", None)
+            stage.config["overwrite_output_dir"] = checkpoint is None
             if checkpoint is not None:
-                config["resume_from_checkpoint"] = str(checkpoint)
-        rendered.append(rendering.Stage(name=stage["name"], command=tuple(stage["command"]), config=config,
-                                        serve=stage.get("serve"), hub=stage.get("hub")))
+                stage.config["resume_from_checkpoint"] = str(checkpoint)
+        rendered.append(stage)
     result = rendering.Rendered(stages=rendered)
     return result.stage_rows(), result.config, result.yaml_text()
 
@@ -61,22 +58,22 @@ async def retry(pool: asyncpg.Pool, js: JetStreamContext, nc: Client, settings: 
         job = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
         if job is None:
             raise not_found("job")
-        if job["kind"] == "deploy":
+        if job.kind == "deploy":
             raise ApiError(409, "not_rerunnable", "a deployment is not retried: deploy the model again")
-        if job["state"] not in RERUNNABLE:
-            raise ApiError(409, "not_rerunnable", f"only failed or cancelled jobs run again; this one is {job['state']}")
+        if job.state not in RERUNNABLE:
+            raise ApiError(409, "not_rerunnable", f"only failed or cancelled jobs run again; this one is {job.state}")
         checkpoint = None
         if resume:
-            if job["kind"] != "train":
+            if job.kind != "train":
                 raise ApiError(409, "not_resumable", "only training jobs resume from a checkpoint: retry it instead")
-            checkpoint = latest_checkpoint(job["output_dir"])
+            checkpoint = latest_checkpoint(job.output_dir)
             if checkpoint is None:
                 raise ApiError(409, "no_checkpoint", "the job saved no checkpoint to resume from (see save_steps): "
                                "retry it from the start instead")
-        await queue.check_queue_quota(conn, job["owner_id"], settings)
-        stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
+        await queue.check_queue_quota(conn, job.owner_id, settings)
+        stages, config, text = with_checkpoint(job.stages, checkpoint[0] if checkpoint else None)
         how = f"resumed from {checkpoint[0].name}" if checkpoint else "retried from the start"
-        row = await store.transition(
+        row = await transition(
             conn, job_id, "pending", from_states=RERUNNABLE, reason="resumed" if resume else "retried",
             message=f"{how} by {principal.username}", agent_id=None, gpu_ids=[], cancel_requested=False,
             metrics=None, started_at=None, finished_at=None, dispatched_at=None, wait_reason=None, requeues=0,
@@ -87,7 +84,7 @@ async def retry(pool: asyncpg.Pool, js: JetStreamContext, nc: Client, settings: 
         await conn.execute("DELETE FROM job_progress WHERE job_id = $1 AND step > $2", job_id,
                            checkpoint[1] if checkpoint else -1)
     await service.publish_change(nc, row)
-    await service.announce_submitted(js, job_id, job["kind"], job["owner_id"], job["priority"], run=row["attempt"] + 1)
+    await service.announce_submitted(js, job_id, job.kind, job.owner_id, job.priority, run=row.attempt + 1)
 
 
 async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
@@ -101,30 +98,30 @@ async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
             "SELECT j.id, j.kind, j.agent_id, j.stages, j.output_dir, j.requeues, j.cancel_requested, "
             "coalesce((j.request->>'retries')::int, 1) AS retries "
             "FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
-            "WHERE j.state IN ('dispatched', 'running') AND j.agent_id IS NOT NULL "
-            "AND (a.id IS NULL OR a.offline_since IS NOT NULL) FOR UPDATE OF j SKIP LOCKED")
+            "WHERE j.state = ANY($1::text[]) AND j.agent_id IS NOT NULL "
+            "AND (a.id IS NULL OR a.offline_since IS NOT NULL) FOR UPDATE OF j SKIP LOCKED", list(ON_AGENT))
         for job in jobs:
             lost = f"agent {job['agent_id']} went offline"
             if job["cancel_requested"]:
-                row = await store.transition(conn, job["id"], "cancelled", from_states=store.ACTIVE,
-                                             reason="cancelled", message=f"cancelled; {lost}")
+                row = await transition(conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled",
+                                       message=f"cancelled; {lost}")
             elif job["kind"] == "deploy" or job["requeues"] >= job["retries"]:
                 why = "a deployment is not moved" if job["kind"] == "deploy" else \
                     f"no retries left ({job['retries']} allowed)"
-                row = await store.transition(conn, job["id"], "failed", from_states=store.ACTIVE, reason="agent_lost",
-                                             message=f"{lost} while it ran; {why}")
+                row = await transition(conn, job["id"], "failed", from_states=ON_AGENT, reason="agent_lost",
+                                       message=f"{lost} while it ran; {why}")
             else:
                 checkpoint = latest_checkpoint(job["output_dir"]) if job["kind"] == "train" else None
                 stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
                 where = f"resumes from {checkpoint[0].name}" if checkpoint else "starts over"
-                row = await store.transition(
-                    conn, job["id"], "pending", from_states=store.ACTIVE, reason="requeued",
+                row = await transition(
+                    conn, job["id"], "pending", from_states=ON_AGENT, reason="requeued",
                     message=f"{lost}; re-queued ({job['requeues'] + 1} of {job['retries']}), {where}",
                     agent_id=None, gpu_ids=[], started_at=None, dispatched_at=None, requeues=job["requeues"] + 1,
                     stages=stages, config=config, config_yaml=text)
                 requeued += row is not None
             changed.append(row)
     for row in filter(None, changed):
-        log.warning("job %s: %s after its agent went offline", row["id"], row["state"])
+        log.warning("job %s: %s after its agent went offline", row.id, row.state)
         await service.publish_change(nc, row)
     return requeued

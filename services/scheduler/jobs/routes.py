@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
@@ -14,23 +16,32 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from zipstream import ZipStream
 
+from services.common.contracts import JobKind, JobState
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
 from . import queue, recovery, service, store
-from .schemas import JobDetail, JobEventOut, JobPage, JobPreview, JobRequest, JobSummary, ProgressPoint
+from .schemas import (
+    JobDetail,
+    JobEventOut,
+    JobPage,
+    JobPreview,
+    JobRequest,
+    JobSummary,
+    ProgressPoint,
+    kind_of,
+)
+from .store import JobRow, JobSummaryRow
+from .transitions import RERUNNABLE
 
-JobState = Literal["pending", "dispatched", "running", "succeeded", "failed", "cancelled"]
-Kind = Literal["train", "eval", "export", "deploy"]
 
-
-def _summary(row, position: int | None) -> JobSummary:
-    return JobSummary(**{f: row[f] for f in JobSummary.__struct_fields__ if f != "queue_position"},
+def _summary(row: JobSummaryRow, position: int | None) -> JobSummary:
+    return JobSummary(**{f: getattr(row, f) for f in JobSummary.__struct_fields__ if f != "queue_position"},
                       queue_position=position)
 
 
-async def owned_job(conn, principal: Principal, job_id: str):
+async def owned_job(conn, principal: Principal, job_id: str) -> JobRow:
     """The caller's job row (any job for admins); 404 otherwise."""
     row = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
     if row is None:
@@ -45,13 +56,13 @@ async def load_detail(state: State, principal: Principal, job_id: str) -> JobDet
         history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
         series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
         position = (await queue.position(conn, job_id, state.settings.fair_share_window_h)
-                    if row["state"] == "pending" else None)
-    checkpoint = (recovery.latest_checkpoint(row["output_dir"])
-                  if row["kind"] == "train" and row["state"] in recovery.RERUNNABLE else None)
-    fields = {f: row[f] for f in JobDetail.__struct_fields__
+                    if row.state == "pending" else None)
+    checkpoint = (recovery.latest_checkpoint(row.output_dir)
+                  if row.kind == "train" and row.state in RERUNNABLE else None)
+    fields = {f: getattr(row, f) for f in JobDetail.__struct_fields__
               if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub")}
     return JobDetail(**fields, history=history, progress_series=series, queue_position=position,
-                     resume_step=checkpoint[1] if checkpoint else None, model_hub=rendering.model_hub(row["stages"]))
+                     resume_step=checkpoint[1] if checkpoint else None, model_hub=rendering.model_hub(row.stages))
 
 
 def cursor_after(value: str | None) -> tuple[datetime, str] | None:
@@ -88,12 +99,14 @@ def log_download(path: Path, name: str) -> Stream:
                   headers={"content-disposition": f'attachment; filename="{name}.log"', "content-length": str(size)})
 
 
-def next_cursor(rows: list, limit: int) -> str | None:
-    """The cursor of the next page when a query for `limit + 1` rows got more than `limit`."""
+def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
+    """The cursor of the next page when a query for `limit + 1` rows (typed rows, or records) got more than
+    `limit`."""
     if len(rows) <= limit:
         return None
     last = rows[limit - 1]
-    return f"{last['created_at'].isoformat()}|{last['id']}"
+    at, key = (last["created_at"], last["id"]) if isinstance(last, asyncpg.Record) else (last.created_at, last.id)
+    return f"{at.isoformat()}|{key}"
 
 
 class JobController(Controller):
@@ -108,7 +121,7 @@ class JobController(Controller):
         if dry_run:
             rendered, est = await service.prepare(state.pool, state.nc, state.settings, principal, data,
                                                    "job_preview")
-            return Response(JobPreview(kind=type(data).__struct_config__.tag, config=rendered.config,
+            return Response(JobPreview(kind=kind_of(data), config=rendered.config,
                                        config_yaml=rendered.yaml_text(), stages=[s.name for s in rendered.stages],
                                        estimate=msgspec.to_builtins(est), model_hub=rendered.model_hub),
                             status_code=200)
@@ -119,7 +132,7 @@ class JobController(Controller):
     async def list_jobs(
         self, state: State, principal: Principal,
         job_state: Annotated[JobState | None, Parameter(query="state")] = None,
-        kind: Kind | None = None,
+        kind: JobKind | None = None,
         q: Annotated[str | None, Parameter(max_length=128, description="part of a job id or model name")] = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
@@ -128,12 +141,12 @@ class JobController(Controller):
                                      state=job_state, kind=kind, search=q, before=cursor_after(cursor),
                                      limit=limit + 1)
         page = rows[:limit]
-        waiting = [r["id"] for r in page if r["state"] == "pending"]
+        waiting = [r.id for r in page if r.state == "pending"]
         places = {}
         if waiting:
             async with state.pool.acquire() as conn:
                 places = await queue.positions(conn, waiting, state.settings.fair_share_window_h)
-        return JobPage(items=[_summary(r, places.get(r["id"])) for r in page], next_cursor=next_cursor(rows, limit))
+        return JobPage(items=[_summary(r, places.get(r.id)) for r in page], next_cursor=next_cursor(rows, limit))
 
     @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")
     async def detail(self, state: State, principal: Principal, job_id: str) -> JobDetail:
@@ -159,7 +172,7 @@ class JobController(Controller):
     async def artifacts(self, state: State, principal: Principal, job_id: str) -> Response:
         async with state.pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        where = job["output_dir"] or job["config"].get("output_dir")
+        where = job.output_dir or job.config.get("output_dir")
         folder = Path(where) if where else None
         if folder is None or not folder.is_dir() or not any(folder.iterdir()):
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")

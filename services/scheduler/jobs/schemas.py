@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from msgspec import Meta
+
+from services.common.contracts import JobKind
 
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
 Template = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -103,6 +105,11 @@ class ExportRequest(JobRequestBase, kw_only=True, tag="export"):
 
 
 JobRequest = TrainRequest | EvalRequest | ExportRequest
+
+
+def kind_of(req: JobRequest | DeployRequest) -> JobKind:
+    """The kind a request asks for: its tag."""
+    return cast(JobKind, type(req).__struct_config__.tag)
 
 
 class Generation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

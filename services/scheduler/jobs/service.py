@@ -17,7 +17,8 @@ from services.common.security import Principal, new_id
 
 from .. import rendering
 from . import access, memory, placement, queue, store
-from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest
+from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest, kind_of
+from .transitions import JobChange, add_event, transition
 from ..settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ async def submit(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings:
     rendered, est = await prepare(pool, nc, settings, principal, req, job_id)
     async with pool.acquire() as conn:
         await queue.check_queue_quota(conn, principal.user_id, settings)
-    kind = type(req).__struct_config__.tag
+    kind = kind_of(req)
     await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind=kind, priority=req.priority,
                            gpu_count=req.gpu_count, request=rendering.request_dict(req), config=rendered.config,
                            config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(),
@@ -129,7 +130,7 @@ async def _prepare_export(nc: Client, settings: SchedulerSettings, principal: Pr
     return rendered, est
 
 
-async def announce_submitted(js: JetStreamContext, job_id: str, kind: str, owner_id: str, priority: int,
+async def announce_submitted(js: JetStreamContext, job_id: str, kind: contracts.JobKind, owner_id: str, priority: int,
                              run: int = 0) -> None:
     """Wake the dispatcher; deduplicated on the job id (and `run`, for a retry). The job is already committed."""
     event = contracts.JobSubmitted(job_id=job_id, kind=kind, owner_id=owner_id, priority=priority,
@@ -142,7 +143,7 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
                            settings: SchedulerSettings) -> int:
     """One pass over the queue (queue.py's order: priority, fair share, age): place every pending job that fits
     somewhere now and the owner's GPU quota allows; the others keep why they wait. Returns how many went."""
-    sent: list[tuple[str, contracts.JobDispatched]] = []
+    sent: list[tuple[JobChange, contracts.JobDispatched]] = []
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", DISPATCH_LOCK):
             return 0  # another replica is dispatching
@@ -162,27 +163,28 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
                 continue
             held[job["owner_id"]] += job["gpu_count"]
             attempt = job["attempt"] + 1
-            row = await store.transition(conn, job["id"], "dispatched", from_states=("pending",), reason="placed",
-                                   message=f"on {spot.agent_id}", agent_id=spot.agent_id, gpu_ids=list(spot.gpu_ids),
-                                   attempt=attempt, dispatched_at=datetime.now(UTC), wait_reason=None)
+            row = await transition(conn, job["id"], "dispatched", reason="placed", message=f"on {spot.agent_id}",
+                                   agent_id=spot.agent_id, gpu_ids=list(spot.gpu_ids), attempt=attempt,
+                                   dispatched_at=datetime.now(UTC), wait_reason=None)
+            if row is None:  # cannot happen: the pending row is locked (FOR UPDATE) by this transaction
+                continue
             sent.append((row, contracts.JobDispatched(
                 job_id=job["id"], kind=job["kind"], output_dir=job["output_dir"],
-                stages=tuple(msgspec.convert(stage, contracts.EngineStage) for stage in job["stages"]),
-                gpu_ids=spot.gpu_ids, attempt=attempt, dispatched_at=datetime.now(UTC),
+                stages=rendering.engine_stages(job["stages"]), gpu_ids=spot.gpu_ids, attempt=attempt,
+                dispatched_at=datetime.now(UTC),
             )))
     # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep.
     for row, message in sent:
-        await js.publish(Subjects.job_dispatch(row["agent_id"]), contracts.encode(message),
+        await js.publish(Subjects.job_dispatch(row.agent_id or ""), contracts.encode(message),
                          headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"})
         await publish_change(nc, row)
     return len(sent)
 
 
-async def publish_change(nc: Client, row) -> None:
+async def publish_change(nc: Client, row: JobChange) -> None:
     """Tell live feeds (the gateway) about a committed state change."""
-    await nc.publish(Subjects.job_changed(row["owner_id"], row["id"]),
-                     contracts.encode(contracts.JobChanged(job_id=row["id"], state=row["state"],
-                                                           at=datetime.now(UTC))))
+    await nc.publish(Subjects.job_changed(row.owner_id, row.id),
+                     contracts.encode(contracts.JobChanged(job_id=row.id, state=row.state, at=datetime.now(UTC))))
 
 
 async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str) -> str:
@@ -192,13 +194,13 @@ async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: s
         job = await store.job_detail(conn, job_id, owner)
         if job is None:
             raise not_found("job")
-        if job["state"] in store.TERMINAL:
-            raise ApiError(409, "job_finished", f"the job already ended ({job['state']})")
-        row = await store.transition(conn, job_id, "cancelled", from_states=("pending",), reason="cancelled",
-                                     message=f"cancelled by {principal.username} before it started")
+        if job.state in contracts.TERMINAL_JOB_STATES:
+            raise ApiError(409, "job_finished", f"the job already ended ({job.state})")
+        row = await transition(conn, job_id, "cancelled", from_states=("pending",), reason="cancelled",
+                               message=f"cancelled by {principal.username} before it started")
         if row is None:
             await conn.execute("UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1", job_id)
-            await store.add_event(conn, job_id, job["state"], "cancel_requested", f"by {principal.username}")
+            await add_event(conn, job_id, job.state, "cancel_requested", f"by {principal.username}")
     if row is not None:
         await publish_change(nc, row)
         return "cancelled"
@@ -216,12 +218,11 @@ async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> 
     async with pool.acquire() as conn, conn.transaction():
         for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, settings.offline_after_s):
             if job["cancel_requested"]:
-                row = await store.transition(conn, job["id"], "cancelled", from_states=("dispatched",),
-                                             reason="cancelled", message="cancelled; the agent never took the job")
+                row = await transition(conn, job["id"], "cancelled", from_states=("dispatched",),
+                                       reason="cancelled", message="cancelled; the agent never took the job")
             else:
-                row = await store.transition(conn, job["id"], "pending", from_states=("dispatched",),
-                                             reason="requeued", message="the agent never took the job",
-                                             agent_id=None, gpu_ids=[])
+                row = await transition(conn, job["id"], "pending", from_states=("dispatched",), reason="requeued",
+                                       message="the agent never took the job", agent_id=None, gpu_ids=[])
             changed.append(row)
         to_stop = await store.cancel_pending_running(conn)
     for row in filter(None, changed):

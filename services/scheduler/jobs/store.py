@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
 
-from .. import rendering
+from services.common.contracts import JobKind, JobState
 
-TERMINAL = ("succeeded", "failed", "cancelled")
-ACTIVE = ("dispatched", "running")
+from .. import rendering
+from .transitions import ON_AGENT, add_event
 
 SUMMARY_COLUMNS = (
     "id, kind, state, priority, gpu_count, coalesce(request->>'base_model', request->>'model') AS base_model, "
@@ -22,7 +23,62 @@ DETAIL_COLUMNS = SUMMARY_COLUMNS + (
 )
 
 
-async def insert_job(db, *, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int,
+class JobSummaryRow(msgspec.Struct, kw_only=True):
+    """A job as `list_jobs` reads it (SUMMARY_COLUMNS)."""
+
+    id: str
+    kind: JobKind
+    state: JobState
+    priority: int
+    gpu_count: int
+    base_model: str | None
+    agent_id: str | None
+    reason: str | None
+    wait_reason: str | None
+    progress: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobRow(JobSummaryRow, kw_only=True):
+    """A job as `job_detail` reads it (DETAIL_COLUMNS): what its routes show and its changes start from."""
+
+    owner_id: str
+    message: str | None
+    request: dict[str, Any]
+    config: dict[str, Any]
+    config_yaml: str
+    stages: list[dict[str, Any]]  # rendering.stage_row of each contracts.EngineStage
+    output_dir: str | None
+    estimate: dict[str, Any]
+    gpu_ids: list[int]
+    metrics: dict[str, float] | None
+    cancel_requested: bool
+    attempt: int
+    requeues: int
+
+
+class EvalRow(msgspec.Struct, kw_only=True):
+    """An evaluation job as `list_evals` reads it; a JobRow has the same fields."""
+
+    id: str
+    state: JobState
+    request: dict[str, Any]
+    metrics: dict[str, float] | None
+    reason: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class Assignment(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a job was last dispatched: the agent and attempt whose events it takes."""
+
+    agent_id: str | None
+    attempt: int
+
+
+async def insert_job(db, *, job_id: str, owner_id: str, kind: JobKind, priority: int, gpu_count: int,
                      request: dict, config: dict, config_yaml: str, stages: list[dict], output_dir: str,
                      estimate: dict) -> None:
     """The job and its first history row, or neither; `db` is a pool or a connection already in a transaction."""
@@ -35,7 +91,7 @@ async def insert_job(db, *, job_id: str, owner_id: str, kind: str, priority: int
                           stages, output_dir, estimate)
 
 
-async def _insert_job(conn, job_id: str, owner_id: str, kind: str, priority: int, gpu_count: int, request: dict,
+async def _insert_job(conn, job_id: str, owner_id: str, kind: JobKind, priority: int, gpu_count: int, request: dict,
                       config: dict, config_yaml: str, stages: list[dict], output_dir: str, estimate: dict) -> None:
     # What the job reads and leaves, in columns of their own: other services read those, never the config.
     inputs = rendering.job_inputs(kind, request, config)
@@ -49,17 +105,13 @@ async def _insert_job(conn, job_id: str, owner_id: str, kind: str, priority: int
     await add_event(conn, job_id, "pending", "submitted", None)
 
 
-async def add_event(conn, job_id: str, state: str, reason: str | None, message: str | None) -> None:
-    await conn.execute("INSERT INTO job_events (job_id, state, reason, message) VALUES ($1, $2, $3, $4)",
-                       job_id, state, reason, message)
-
-
-async def job_detail(conn, job_id: str, owner_id: str | None) -> asyncpg.Record | None:
+async def job_detail(conn, job_id: str, owner_id: str | None) -> JobRow | None:
     """A job, only when `owner_id` owns it (None: any owner, for admins)."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         f"SELECT {DETAIL_COLUMNS} FROM jobs WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)",
         job_id, owner_id,
     )
+    return None if row is None else JobRow(**dict(row))
 
 
 async def job_history(conn, job_id: str) -> list[asyncpg.Record]:
@@ -73,13 +125,13 @@ async def progress_series(conn, job_id: str) -> list[asyncpg.Record]:
         "FROM job_progress WHERE job_id = $1 ORDER BY step", job_id)
 
 
-async def list_jobs(conn, *, owner_id: str | None, state: str | None, kind: str | None,
-                    before: tuple[datetime, str] | None, limit: int, search: str | None = None) -> list[asyncpg.Record]:
+async def list_jobs(conn, *, owner_id: str | None, state: JobState | None, kind: JobKind | None,
+                    before: tuple[datetime, str] | None, limit: int, search: str | None = None) -> list[JobSummaryRow]:
     """Newest first, keyset-paginated on (created_at, id); `search` matches part of the id or the model."""
     pattern = None
     if search:
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return await conn.fetch(
+    rows = await conn.fetch(
         f"""
         SELECT {SUMMARY_COLUMNS} FROM jobs
         WHERE ($1::text IS NULL OR owner_id = $1) AND ($2::text IS NULL OR state = $2)
@@ -90,12 +142,13 @@ async def list_jobs(conn, *, owner_id: str | None, state: str | None, kind: str 
         """,
         owner_id, state, kind, before[0] if before else None, before[1] if before else None, limit, pattern,
     )
+    return [JobSummaryRow(**dict(row)) for row in rows]
 
 
-async def list_evals(conn, *, owner_id: str | None, state: str | None, evaluation: str | None,
-                     before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+async def list_evals(conn, *, owner_id: str | None, state: JobState | None, evaluation: str | None,
+                     before: tuple[datetime, str] | None, limit: int) -> list[EvalRow]:
     """Evaluation jobs, newest first, keyset-paginated like list_jobs, with what their views show."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         """
         SELECT id, state, request, metrics, reason, created_at, finished_at FROM jobs
         WHERE kind = 'eval' AND ($1::text IS NULL OR owner_id = $1) AND ($2::text IS NULL OR state = $2)
@@ -105,32 +158,14 @@ async def list_evals(conn, *, owner_id: str | None, state: str | None, evaluatio
         """,
         owner_id, state, evaluation, before[0] if before else None, before[1] if before else None, limit,
     )
+    return [EvalRow(**dict(row)) for row in rows]
 
 
-async def transition(conn, job_id: str, to_state: str, *, from_states: tuple[str, ...], reason: str | None = None,
-                     message: str | None = None, **columns) -> asyncpg.Record | None:
-    """Move a job between states if it is in one of `from_states`; None when it is not (idempotent)."""
-    sets = ["state = $2", "reason = coalesce($4, reason)", "message = coalesce($5, message)", "updated_at = now()"]
-    values = [job_id, to_state, list(from_states), reason, message]
-    for name, value in columns.items():
-        values.append(value)
-        sets.append(f"{name} = ${len(values)}")
-    if to_state in TERMINAL:
-        sets.append("finished_at = now()")
-    row = await conn.fetchrow(
-        f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1 AND state = ANY($3::text[]) "
-        f"RETURNING id, owner_id, state, agent_id, attempt",
-        *values,
-    )
-    if row is not None:
-        await add_event(conn, job_id, to_state, reason, message)
-    return row
-
-
-async def job_assignment(conn, job_id: str) -> asyncpg.Record | None:
+async def job_assignment(conn, job_id: str) -> Assignment | None:
     """The agent and attempt a job was last dispatched as, its row locked until the transaction ends (no
     re-queue or dispatch moves it meanwhile); None when there is no such job."""
-    return await conn.fetchrow("SELECT agent_id, attempt FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+    row = await conn.fetchrow("SELECT agent_id, attempt FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+    return None if row is None else Assignment(agent_id=row["agent_id"], attempt=row["attempt"])
 
 
 async def live_agents(conn, within_s: float) -> list[asyncpg.Record]:
@@ -147,8 +182,8 @@ async def any_agents(conn) -> list[asyncpg.Record]:
 async def busy_slots(conn) -> list[asyncpg.Record]:
     """What the dispatched and running jobs hold on each agent."""
     return await conn.fetch(
-        "SELECT agent_id, gpu_count, gpu_ids FROM jobs WHERE state IN ('dispatched', 'running') "
-        "AND agent_id IS NOT NULL")
+        "SELECT agent_id, gpu_count, gpu_ids FROM jobs WHERE state = ANY($1::text[]) AND agent_id IS NOT NULL",
+        list(ON_AGENT))
 
 
 async def insert_progress(conn, job_id: str, point: dict) -> str | None:
@@ -187,4 +222,5 @@ async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> l
 
 async def cancel_pending_running(conn) -> list[asyncpg.Record]:
     """Jobs asked to stop that an agent still runs: the cancel is sent again."""
-    return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state IN ('dispatched', 'running')")
+    return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state = ANY($1::text[])",
+                            list(ON_AGENT))

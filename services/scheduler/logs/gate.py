@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..jobs.events import refusal
+from ..jobs.store import Assignment
 
 ENTRY_TTL_S = 30.0
 MAX_ENTRIES = 20_000
@@ -34,13 +35,13 @@ Reader = Callable[[str], Awaitable[Mapping[str, Any] | None]]
 
 async def read_assignment(pool, job_id: str) -> Mapping[str, Any] | None:
     """The agent and attempt a job was last dispatched as; None when there is no such job. No lock: this only reads
-    (the scheduler's writers are in jobs/store.py)."""
+    (the scheduler's writers are in jobs/store.py and jobs/transitions.py)."""
     return await pool.fetchrow("SELECT agent_id, attempt FROM jobs WHERE id = $1", job_id)
 
 
 @dataclass(frozen=True)
 class _Entry:
-    job: Mapping[str, Any] | None  # agent_id, attempt; None: no such job
+    job: Assignment | None  # None: no such job
     read_at: float
 
 
@@ -67,7 +68,7 @@ class Assignments:
         else:  # cached (or expired, with the agent over its reads: judged on what was read last)
             self._entries.move_to_end(job_id)
         why = refusal(batch, sender, entry.job)
-        cached_attempt = entry.job["attempt"] if entry.job is not None else 0
+        cached_attempt = entry.job.attempt if entry.job is not None else 0
         if why is not None and not fresh and batch.attempt > cached_attempt and self._may_read(sender):
             why = refusal(batch, sender, (await self._read(job_id)).job)  # dispatched again since it was read
         return why
@@ -83,7 +84,8 @@ class Assignments:
     async def _read(self, job_id: str) -> _Entry:
         row = await self._read_row(job_id)
         self.reads += 1
-        entry = _Entry(None if row is None else {"agent_id": row["agent_id"], "attempt": row["attempt"]}, self._clock())
+        job = None if row is None else Assignment(agent_id=row["agent_id"], attempt=row["attempt"])
+        entry = _Entry(job, self._clock())
         self._entries[job_id] = entry
         self._entries.move_to_end(job_id)
         while len(self._entries) > self.max_entries:

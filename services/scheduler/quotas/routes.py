@@ -13,6 +13,7 @@ import msgspec
 from litestar import Controller, get, put
 from litestar.datastructures import State
 
+from services.common import readmodels
 from services.common.errors import not_found
 from services.common.security import Principal
 
@@ -53,7 +54,7 @@ async def quota_of(conn, settings: SchedulerSettings, user_id: str) -> Quota:
 
 
 async def _existing_user(conn, user_id: str) -> None:
-    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id):
+    if not await readmodels.users_exist(conn, user_id):
         raise not_found("user")
 
 

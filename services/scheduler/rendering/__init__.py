@@ -1,8 +1,8 @@
 """Rendering: a job's LLaMA-Factory YAML, one module per job kind (train, evaluate, export, deploy) on a common base.
 
 Each kind starts from its base template, adds the form's fields, then the user's `config_overrides` deep-merged
-last, then the platform's paths, which nobody overrides. A job runs as one or more engine stages (`Stage`: a command
-and its YAML); all but a LoRA export with quantisation have one. That one is two: merge the adapter into its base,
+last, then the platform's paths, which nobody overrides. A job runs as one or more engine stages (`Stage`, converted to
+the contract's `EngineStage` in one place: `Stage.to_engine`); all but a LoRA export with quantisation have one. That one is two: merge the adapter into its base,
 then quantise the merge. Callers use the names below (`rendering.render_train`, …), not the modules.
 """
 
@@ -16,8 +16,10 @@ from .common import (
     Stage,
     check_overrides,
     deep_merge,
+    engine_stages,
     model_hub,
     request_dict,
+    stage_row,
     to_yaml,
 )
 from .deploy import render_deploy
@@ -29,7 +31,7 @@ from .train import check_train_request, render_train, train_stages
 __all__ = [
     "BENCHMARK_COMMAND", "EXPORT_COMMAND", "SERVE_COMMAND", "TRAIN_COMMAND", "JobInputs", "ModelPaths", "Rendered",
     "Stage", "job_inputs", "output_of",
-    "check_eval_request", "check_export_request", "check_overrides", "check_train_request", "deep_merge",
-    "model_hub", "render_deploy", "render_eval", "render_export", "render_train", "request_dict", "to_yaml",
+    "check_eval_request", "check_export_request", "check_overrides", "check_train_request", "deep_merge", "engine_stages",
+    "model_hub", "render_deploy", "render_eval", "render_export", "render_train", "request_dict", "stage_row", "to_yaml",
     "train_stages",
 ]

@@ -1,6 +1,10 @@
 """What rendering a job of any kind shares: the base templates and engine commands, the checks of
 `config_overrides` and their merge, where a job finds its model (`ModelPaths`), the stages a job runs (`Stage`,
-`Rendered`) and the frozen YAML text."""
+`Rendered`) and the frozen YAML text.
+
+A stage has one contract, `contracts.EngineStage` (what the agent runs: a command and its frozen YAML text). `Stage`
+is the scheduler's working copy of one, with its config still a dict to render into; `Stage.to_engine` is the one
+conversion, and `stage_row` / `engine_stages` store an EngineStage as a `jobs.stages` row and read it back."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from services.common.contracts import EngineStage, ServeOptions
 from services.common.errors import ApiError
 
 from ..jobs.schemas import DeployRequest, EvalRequest, ExportRequest, TrainRequest
@@ -51,17 +56,39 @@ BENCHMARK_COMMAND = ("python", "-c", "from llamafactory.eval.evaluator import ru
 
 
 class Stage(msgspec.Struct, kw_only=True):
-    """One engine run of a job: `command` + the path of this stage's YAML."""
+    """One engine run of a job while it is rendered: a `contracts.EngineStage` whose config is still a dict."""
 
     name: str
     command: tuple[str, ...]
     config: dict[str, Any]
-    serve: dict[str, float] | None = None  # startup_timeout_s, idle_timeout_s: a stage that serves
+    serve: ServeOptions | None = None  # a stage that serves
     hub: str | None = None  # where model_name_or_path is downloaded from (contracts.EngineStage.hub)
 
     def yaml(self) -> str:
         """The stage's frozen YAML; a ModelScope model says so, since the YAML alone would run it from Hugging Face."""
         return hub_note(self.hub) + to_yaml(self.config)
+
+    def to_engine(self) -> EngineStage:
+        """The stage as the contract has it: its config frozen into YAML text."""
+        return EngineStage(name=self.name, command=self.command, config_yaml=self.yaml(), serve=self.serve,
+                           hub=self.hub)
+
+    @classmethod
+    def from_engine(cls, stage: EngineStage) -> Stage:
+        """A frozen stage to render again (a retry, a resume): its YAML parsed back into a config."""
+        return cls(name=stage.name, command=stage.command, config=yaml.safe_load(stage.config_yaml) or {},
+                   serve=stage.serve, hub=stage.hub)
+
+
+def stage_row(stage: EngineStage) -> dict[str, Any]:
+    """An EngineStage as stored in `jobs.stages` (and read back by `engine_stages`): unset options left out."""
+    return {name: value for name, value in msgspec.to_builtins(stage).items()
+            if not (name in ("serve", "hub") and value is None)}
+
+
+def engine_stages(rows: list[dict[str, Any]]) -> tuple[EngineStage, ...]:
+    """A job's stored stages (`jobs.stages`) as the contract has them."""
+    return tuple(msgspec.convert(row, EngineStage) for row in rows)
 
 
 def hub_note(hub: str | None) -> str:
@@ -86,10 +113,8 @@ class Rendered(msgspec.Struct, kw_only=True):
         return next((s.hub for s in self.stages if s.hub), None)
 
     def stage_rows(self) -> list[dict[str, Any]]:
-        """The stages as stored with the job (and sent to the agent)."""
-        return [{"name": s.name, "command": list(s.command), "config_yaml": s.yaml(),
-                 **({"serve": s.serve} if s.serve else {}), **({"hub": s.hub} if s.hub else {})}
-                for s in self.stages]
+        """The stages as stored with the job (`jobs.stages`, sent to the agent as `engine_stages` of them)."""
+        return [stage_row(s.to_engine()) for s in self.stages]
 
     def yaml_text(self) -> str:
         """Every stage's YAML, one document each, for people to read."""

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import msgspec
 
+from services.common.contracts import ServeOptions
+
 from ..jobs.schemas import DeployRequest
-from .common import (BASE_TEMPLATES, SERVE_COMMAND, ModelPaths, Rendered, Stage, check_overrides, deep_merge,
-                     merge_overrides, model_keys)
+from .common import (
+    BASE_TEMPLATES,
+    SERVE_COMMAND,
+    ModelPaths,
+    Rendered,
+    Stage,
+    check_overrides,
+    deep_merge,
+    merge_overrides,
+    model_keys,
+)
 
 
 def render_deploy(req: DeployRequest, *, model: ModelPaths, startup_timeout_s: float,
@@ -19,4 +30,5 @@ def render_deploy(req: DeployRequest, *, model: ModelPaths, startup_timeout_s: f
     config = merge_overrides(deep_merge(BASE_TEMPLATES["deploy"], fields), req.config_overrides, on_gpu)
     config.update(model_keys(model), trust_remote_code=False)
     return Rendered(stages=[Stage(name="serve", command=SERVE_COMMAND, config=config, hub=model.hub,
-                                  serve={"startup_timeout_s": startup_timeout_s, "idle_timeout_s": idle_timeout_s})])
+                                  serve=ServeOptions(startup_timeout_s=startup_timeout_s,
+                                                     idle_timeout_s=idle_timeout_s))])

@@ -211,4 +211,4 @@ async def test_an_event_for_no_known_job_is_dropped_not_retried(bus):
 
 async def _terminal(pool, job_id: str):
     found = await row(pool, job_id)
-    return found if found["state"] in store.TERMINAL else None
+    return found if found["state"] in contracts.TERMINAL_JOB_STATES else None

@@ -18,6 +18,7 @@ from services.agent.logs import LogShipper
 from services.common import contracts
 from services.common.contracts import Subjects
 from services.scheduler.jobs.service import publish_change
+from services.scheduler.jobs.transitions import JobChange
 from tests.helpers import eventually
 
 from .test_job_events import job_on, move
@@ -186,7 +187,7 @@ async def test_a_requeued_job_takes_no_more_lines_from_its_old_run_and_the_next_
 
         # Re-queued (its agent was lost, say): the scheduler commits, then announces the change.
         await move(pool, job_id, None, 1, "pending")
-        await publish_change(nc, {"id": job_id, "owner_id": owner_id, "state": "pending"})
+        await publish_change(nc, JobChange(id=job_id, owner_id=owner_id, state="pending"))
         await eventually(lambda: _async(job_id not in relay.gate._entries))
         await ship(a.jetstream(), "logs-old", job_id, 1, ["old 6, after the re-queue"], tmp_path / "a.log", seq=5)
         await until_relayed(js)

@@ -3,19 +3,19 @@ position, retry and resume, and the jobs of a lost agent (re-queued to another a
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from services.common import contracts
 from services.common.bus import close_bus, connect_bus, ensure_streams
 from services.common.security import new_id
 from services.scheduler.jobs import queue, recovery, service, store
-from tests.helpers import assert_error, eventually
+from tests.helpers import eventually
 
-from .test_fleet import insert_gpu_job, job_row
+from .test_fleet import job_row
 
 pytestmark = pytest.mark.integration
 
@@ -213,7 +213,7 @@ async def test_a_killed_agents_job_finishes_on_another_agent(scheduler, start_ag
 
     async def finished():
         row = await pool.fetchrow("SELECT state, agent_id, requeues FROM jobs WHERE id = $1", job_id)
-        return row if row["state"] in store.TERMINAL else None
+        return row if row["state"] in contracts.TERMINAL_JOB_STATES else None
 
     row = await eventually(finished, timeout=60)
     assert (row["state"], row["requeues"]) == ("succeeded", 1), row

@@ -36,8 +36,9 @@ _encode = msgspec.json.Encoder().encode
 _decode_cursor = msgspec.json.Decoder(Cursor).decode
 
 
-class JobState:
-    """One job's order and cursor; with `folder=None` (engines die with the agent) nothing is written."""
+class SavedJob:
+    """The agent's saved record of a job it runs (not the job's state: contracts.JobState): its order and cursor;
+    with `folder=None` (engines die with the agent) nothing is written."""
 
     def __init__(self, folder: Path | None, order: contracts.JobDispatched, cursor: Cursor | None = None):
         self.folder = folder
@@ -45,7 +46,7 @@ class JobState:
         self.cursor = cursor or Cursor()
 
     @classmethod
-    def begin(cls, folder: Path | None, order: contracts.JobDispatched) -> JobState:
+    def begin(cls, folder: Path | None, order: contracts.JobDispatched) -> SavedJob:
         """A job dispatched to this agent: its order written, its cursor empty."""
         state = cls(folder, order)
         if folder is not None:
@@ -55,7 +56,7 @@ class JobState:
         return state
 
     @classmethod
-    def load(cls, folder: Path, job_id: str) -> JobState | None:
+    def load(cls, folder: Path, job_id: str) -> SavedJob | None:
         """The saved state of a job, or None when there is none (or it cannot be read)."""
         try:
             order = contracts.decode((folder / f"{job_id}.order").read_bytes())
