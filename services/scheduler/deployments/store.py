@@ -7,13 +7,14 @@ from datetime import datetime
 import asyncpg
 
 from services.common.contracts import ACTIVE_JOB_STATES
+from services.common.readmodels import owner_name_join
 
 COLUMNS = """
     d.id, d.owner_id, u.username AS owner, d.model, d.generation, d.idle_timeout_s, d.ready_at, d.last_request_at,
     d.requests_served, d.tokens_generated, d.created_at, j.state AS job_state, j.reason, j.message, j.agent_id,
     j.gpu_count, j.gpu_ids, j.estimate, j.cancel_requested, j.started_at, j.finished_at, j.priority
 """
-FROM = "deployments d JOIN jobs j ON j.id = d.id JOIN users u ON u.id = d.owner_id"
+FROM = f"deployments d JOIN jobs j ON j.id = d.id {owner_name_join('d.owner_id')}"
 
 
 async def insert(conn, *, deployment_id: str, owner_id: str, model: str, generation: dict, idle_timeout_s: int) -> None:
