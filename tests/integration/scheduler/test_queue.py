@@ -3,7 +3,6 @@ position, retry and resume, and the jobs of a lost agent (re-queued to another a
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import yaml
 from services.common.bus import close_bus, connect_bus, ensure_streams
 from services.common.security import new_id
 from services.scheduler.jobs import queue, recovery, service, store
-from tests.helpers import assert_error, eventually
+from tests.helpers import eventually
 
-from .test_fleet import insert_gpu_job, job_row
+from .helpers import job_row
 
 pytestmark = pytest.mark.integration
 
