@@ -11,9 +11,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from llmct.bootstrap import ENGINE_PYTHON, ensure_tiny_preset
 from llmct.embedded import free_port
 from llmct.launcher import TINY_MODEL, ServiceProcess, start_services, stop_services
-from llmct.bootstrap import ENGINE_PYTHON, ensure_tiny_preset
 
 from .helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEB_INDEX
 
