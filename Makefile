@@ -9,7 +9,7 @@ WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.* web/tsconfig*.json web/package.json -type f 2>/dev/null)
 HAVE_NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: up test install engine web web-install test-web bench clean
+.PHONY: up test check install engine web web-install test-web bench clean
 
 up: install web engine ## start NATS, Postgres, every service and a local agent
 	$(BIN)/llmct up
@@ -17,6 +17,13 @@ up: install web engine ## start NATS, Postgres, every service and a local agent
 test: install web engine ## every test tier: unit, integration, e2e, docker, browser, web
 	$(BIN)/pytest tests
 	$(MAKE) test-web
+
+check: install ## daily work, well under a minute: lint, format, import contracts, types, and the unit tier
+	$(BIN)/ruff check services llmct tests bench
+	$(BIN)/ruff format --check services llmct tests bench
+	$(BIN)/lint-imports
+	$(BIN)/pyright
+	$(BIN)/pytest tests/unit -q
 
 install: $(STAMP)
 

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+
+
+def unique(prefix: str) -> str:
+    """A name (user, dataset, model, agent) no other test uses: the database and NATS live for the whole session."""
+    return f"{prefix}-{secrets.token_hex(5)}"
 
 
 async def eventually(check, timeout: float = 20.0, interval: float = 0.1):

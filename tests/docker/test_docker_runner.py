@@ -16,7 +16,7 @@ from services.common.contracts import Subjects
 
 from .helpers import config_of, dispatch, events_of, lora_spec, new_job, until_finished
 
-pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ENGINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 

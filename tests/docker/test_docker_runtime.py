@@ -25,7 +25,7 @@ from services.agent.runtimes.docker import LABEL_AGENT, LABEL_JOB, LABEL_KIND, D
 
 from .helpers import lora_spec, new_job, python_spec
 
-pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 300
 

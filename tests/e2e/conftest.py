@@ -1,16 +1,21 @@
-"""The whole platform as processes: every service on its own port, through the gateway."""
+"""The whole platform as processes: every service on its own port, through the gateway; a browser for the web
+client's tests."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
+from llmct.bootstrap import ENGINE_PYTHON, ensure_tiny_preset
 from llmct.embedded import free_port
 from llmct.launcher import TINY_MODEL, ServiceProcess, start_services, stop_services
-from llmct.bootstrap import ENGINE_PYTHON, ensure_tiny_preset
+
+from .helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEB_INDEX
 
 
 @dataclass
@@ -75,3 +80,23 @@ async def gw(stack):
     """An HTTP client on the gateway."""
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def web_prerequisites() -> None:
+    """A browser and a built client, checked before `stack` so a machine without them starts nothing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} does not exist: install it with `apt-get install -y chromium`")
+    if not WEB_INDEX.exists():
+        pytest.fail(f"{WEB_INDEX.relative_to(ROOT)} does not exist: build the web client first "
+                    "(`cd web && npm ci && npm run build`)")
+
+
+@pytest.fixture(scope="module")
+def browser(web_prerequisites) -> Iterator[Browser]:
+    # Module scope: the sync API's event loop lives only while these tests run, never beside
+    # the async tests' loop.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -8,8 +8,7 @@ import pytest
 
 from llmct.tiny.data import sft_examples
 
-from .helpers import login, read_logs, wait_for_state
-from .test_training import TRAIN
+from .helpers import TRAIN, login, read_logs, unique, wait_for_state
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +37,8 @@ async def test_tiny_datasets_are_public(gw, tiny_model):
 
 
 async def test_upload_train_and_delete_through_the_gateway(gw, stack, tiny_model):
-    owner = await login(gw, stack.invite_code, "data-owner")
-    stranger = await login(gw, stack.invite_code, "data-stranger")
+    owner = await login(gw, stack.invite_code, unique("data-owner"))
+    stranger = await login(gw, stack.invite_code, unique("data-stranger"))
     content = jsonl(sft_examples(150_000))  # 14 MB: past Litestar's default 10 MB body cap, streamed
     assert (await upload(gw, {}, "mine", "train.jsonl", content)).status_code == 401
     r = await upload(gw, owner, "my-sft", "train.jsonl", content, remark="e2e")
@@ -73,7 +72,7 @@ async def test_upload_train_and_delete_through_the_gateway(gw, stack, tiny_model
 
 async def test_cap_through_the_gateway(gw, stack, tiny_model):
     """The gateway streams bodies chunked: the service counts what arrives and answers 413 early."""
-    owner = await login(gw, stack.invite_code, "data-capped")
+    owner = await login(gw, stack.invite_code, unique("data-capped"))
     stack.env["LLMCT_DATASET_MAX_BYTES"] = "200000"
     try:
         await asyncio.to_thread(stack.restart, "datasets")

@@ -8,9 +8,7 @@ import httpx
 import openai
 import pytest
 
-from .helpers import admin_token, login, wait_for_state
-from .test_registry import registered
-from .test_training import TRAIN
+from .helpers import TRAIN, admin_token, login, registered, unique, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -46,7 +44,8 @@ def sse_events(text: str) -> list[str]:
 
 
 async def test_deploy_chat_and_stop(gw, stack, tiny_model):
-    owner = await login(gw, stack.invite_code, "deployer")
+    owner_name = unique("deployer")
+    owner = await login(gw, stack.invite_code, owner_name)
     token = owner["Authorization"].split()[1]
     dep = await deploy(gw, owner)
     assert dep["state"] in ("queued", "starting") and dep["model"] == tiny_model
@@ -105,10 +104,10 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
         admin = {"Authorization": f"Bearer {await admin_token(gw, stack)}"}
         listing = (await gw.get("/api/deployments", headers=admin, params={"active": "true"})).json()
         mine = next(d for d in listing["items"] if d["id"] == dep["id"])
-        assert mine["owner"] == "deployer" and mine["agent_id"] and mine["uptime_s"] >= 0
+        assert mine["owner"] == owner_name and mine["agent_id"] and mine["uptime_s"] >= 0
 
         # Nobody else reaches it, by any route.
-        other = await login(gw, stack.invite_code, "deploy-outsider")
+        other = await login(gw, stack.invite_code, unique("deploy-outsider"))
         other_token = other["Authorization"].split()[1]
         assert (await gw.get(f"/api/deployments/{dep['id']}", headers=other)).status_code == 404
         assert (await gw.post(f"/api/deployments/{dep['id']}/stop", headers=other)).status_code == 404
@@ -135,7 +134,7 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
 
 
 async def test_an_idle_deployment_stops_itself(gw, stack, tiny_model):
-    owner = await login(gw, stack.invite_code, "idle-deployer")
+    owner = await login(gw, stack.invite_code, unique("idle-deployer"))
     dep = await deploy(gw, owner, idle_timeout_s=10)
     ready = await wait_deployment(gw, owner, dep["id"], {"ready", "failed"})
     assert ready["state"] == "ready" and ready["idle_seconds_left"] <= 10, ready
@@ -144,7 +143,7 @@ async def test_an_idle_deployment_stops_itself(gw, stack, tiny_model):
 
 
 async def test_an_adapter_is_served_on_its_base(gw, stack, tiny_model):
-    owner = await login(gw, stack.invite_code, "adapter-deployer")
+    owner = await login(gw, stack.invite_code, unique("adapter-deployer"))
     job = await wait_for_state(gw, owner, (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 2, "save_steps": 2},
                                                          headers=owner)).json()["id"], {"succeeded", "failed"})
     assert job["state"] == "succeeded", job["message"]
@@ -160,7 +159,7 @@ async def test_an_adapter_is_served_on_its_base(gw, stack, tiny_model):
         assert r.status_code == 200, r.text
     finally:
         await stop(gw, owner, dep["id"])
-    other = await login(gw, stack.invite_code, "adapter-thief")
+    other = await login(gw, stack.invite_code, unique("adapter-thief"))
     r = await gw.post("/api/deployments", json={**DEPLOY, "model": adapter["name"]}, headers=other)
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_model", r.text
 
@@ -170,11 +169,12 @@ async def test_a_model_that_cannot_start_fails_with_its_reason(gw, stack, tiny_m
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    r = await gw.post("/api/models", json={"name": "broken-model", "path": str(broken), "parameter_count": 1000},
+    name = unique("broken-model")
+    r = await gw.post("/api/models", json={"name": name, "path": str(broken), "parameter_count": 1000},
                       headers=admin)
     assert r.status_code == 201, r.text
-    owner = await login(gw, stack.invite_code, "broken-deployer")
-    dep = await deploy(gw, owner, model="broken-model")
+    owner = await login(gw, stack.invite_code, unique("broken-deployer"))
+    dep = await deploy(gw, owner, model=name)
     ended = await wait_deployment(gw, owner, dep["id"], {"failed", "stopped"}, timeout=120)
     assert ended["state"] == "failed" and ended["reason"] and ended["reason"] != "cancelled", ended
     assert "last log lines" in ended["message"], ended["message"]
@@ -187,13 +187,13 @@ async def test_a_model_that_cannot_start_fails_with_its_reason(gw, stack, tiny_m
     ({"config_overrides": {"model_name_or_path": "x"}}, "config_overrides.model_name_or_path"),
 ])
 async def test_bad_deployments_are_refused(gw, stack, tiny_model, body, field):
-    user = await login(gw, stack.invite_code, "deploy-bad-input")
+    user = await login(gw, stack.invite_code, unique("deploy-bad-input"))
     r = await gw.post("/api/deployments", json={**DEPLOY, **body}, headers=user)
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
 
 
 async def test_openai_routes_refuse_malformed_requests(gw, stack):
-    user = await login(gw, stack.invite_code, "openai-bad-input")
+    user = await login(gw, stack.invite_code, unique("openai-bad-input"))
     for body, status in [(b"{nope", 400), (b"[]", 400), (b'{"messages": []}', 400),
                          (b'{"model": "x", "messages": "hi"}', 400)]:
         r = await gw.post("/v1/chat/completions", content=body, headers={**user, "content-type": "application/json"})

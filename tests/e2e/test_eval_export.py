@@ -9,9 +9,7 @@ import pytest
 
 from llmct.bootstrap import ENGINE_PYTHON
 
-from .helpers import login, wait_for_state
-from .test_registry import registered
-from .test_training import TRAIN
+from .helpers import TRAIN, login, registered, unique, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -40,7 +38,7 @@ async def adapter(stack, tiny_model):
     import httpx
 
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as gw:
-        owner = await login(gw, stack.invite_code, "evaluator")
+        owner = await login(gw, stack.invite_code, unique("evaluator"))
         job = await submit_and_wait(gw, owner, {**TRAIN, "max_steps": 4, "save_steps": 4, "learning_rate": 0.02})
         assert job["state"] == "succeeded", job["message"]
         return {"owner": owner, "job": job, "model": await registered(gw, owner, job["id"])}
@@ -91,7 +89,7 @@ async def test_loss_and_generation_evals_store_metrics_and_compare(gw, adapter):
 
 
 async def test_benchmark_eval_scores_accuracy(gw, stack, tiny_model):
-    user = await login(gw, stack.invite_code, "benchmarker")
+    user = await login(gw, stack.invite_code, unique("benchmarker"))
     body = {"kind": "eval", "model": tiny_model, "evaluation": "benchmark", "task": "tinymc", "n_shot": 1,
             "gpu_count": 0}
     r = await gw.post("/api/evals", json={k: v for k, v in body.items() if k != "kind"}, headers=user)
@@ -186,20 +184,20 @@ async def test_bad_exports_are_refused(gw, stack, adapter, body, field, code):
     ({"config_overrides": {"task_dir": "x"}}, "config_overrides.task_dir", "forbidden_override"),
 ])
 async def test_bad_evals_are_refused(gw, stack, tiny_model, body, field, code):
-    user = await login(gw, stack.invite_code, "eval-bad-input")
+    user = await login(gw, stack.invite_code, unique("eval-bad-input"))
     r = await gw.post("/api/jobs", json={**EVAL, **body}, headers=user)
     assert r.status_code == 422, r.text
     assert (r.json()["error"]["field"], r.json()["error"]["code"]) == (field, code), r.text
 
 
 async def test_a_full_model_export_without_quantisation_is_refused(gw, stack, tiny_model):
-    user = await login(gw, stack.invite_code, "export-nothing")
+    user = await login(gw, stack.invite_code, unique("export-nothing"))
     r = await gw.post("/api/jobs", json={"kind": "export", "model": tiny_model}, headers=user)
     assert r.status_code == 422 and r.json()["error"]["code"] == "nothing_to_export", r.text
 
 
 async def test_another_users_model_is_refused_for_every_kind(gw, stack, adapter):
-    other = await login(gw, stack.invite_code, "eval-outsider")
+    other = await login(gw, stack.invite_code, unique("eval-outsider"))
     name = adapter["model"]["name"]
     for body, field in [({**TRAIN, "base_model": name}, "base_model"), ({**EVAL, "model": name}, "model"),
                         ({"kind": "export", "model": name}, "model")]:
@@ -212,7 +210,7 @@ async def test_another_users_model_is_refused_for_every_kind(gw, stack, adapter)
 
 
 async def test_a_dry_run_previews_the_yaml_and_queues_nothing(gw, stack, tiny_model):
-    user = await login(gw, stack.invite_code, "dry-runner")
+    user = await login(gw, stack.invite_code, unique("dry-runner"))
     r = await gw.post("/api/jobs", params={"dry_run": "true"}, json={**EVAL, "evaluation": "generation"}, headers=user)
     assert r.status_code == 200, r.text
     preview = r.json()

@@ -4,7 +4,7 @@ import pytest
 
 from tests.e2e.conftest import E2E_AGENT
 from tests.e2e.helpers import admin_token, login
-from tests.helpers import eventually
+from tests.helpers import eventually, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +19,7 @@ async def test_the_agent_is_registered_and_users_see_only_a_summary(gw, stack):
     agent = await eventually(registered)
     assert agent["runtime"] == "process" and agent["cpu_slots"] == 2 and agent["hostname"]
 
-    user = await login(gw, stack.invite_code, "fleet-viewer")
+    user = await login(gw, stack.invite_code, unique("fleet-viewer"))
     r = await gw.get("/api/agents", headers=user)
     assert r.status_code == 200 and r.json()["agents"] is None
     assert r.json()["summary"]["cpu_slots_total"] >= 2

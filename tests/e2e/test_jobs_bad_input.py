@@ -5,15 +5,14 @@ import pytest
 
 from services.registry.presets import register_preset
 
-from .helpers import login, register_gpu_agent
-from .test_training import TRAIN
+from .helpers import TRAIN, gpu_agent, login, unique
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 async def user(gw, stack, tiny_model):
-    return await login(gw, stack.invite_code, "bad-input")
+    return await login(gw, stack.invite_code, unique("bad-input"))
 
 
 @pytest.mark.parametrize("change, field, code", [
@@ -77,16 +76,17 @@ async def test_allowed_overrides_are_merged_last(gw, user):
 
 async def test_memory_check_against_the_fleet(gw, user, stack, postgres_server):
     """With a 24 GB GPU agent registered, a 7B full fine-tune is refused with advice; QLoRA fits."""
+    name = unique("big-7b")
     conn = await asyncpg.connect(postgres_server.url)
-    await register_preset(conn, name="big-7b", path="/models/big-7b", parameter_count=7_000_000_000)
+    await register_preset(conn, name=name, path=f"/models/{name}", parameter_count=7_000_000_000)
     await conn.close()
-    await register_gpu_agent(stack, "a10-box")
-    big = {**TRAIN, "base_model": "big-7b", "gpu_count": 1, "finetuning_type": "full", "cutoff_len": 2048}
-    r = await gw.post("/api/jobs", json=big, headers=user)
-    assert r.status_code == 422, r.text
-    error = r.json()["error"]
-    assert error["code"] == "insufficient_gpu_memory" and "qlora" in error["message"]
-    r = await gw.post("/api/jobs", json={**big, "finetuning_type": "qlora", "cutoff_len": 512}, headers=user)
-    assert r.status_code == 201, r.text
-    assert r.json()["estimate"]["per_gpu_mb"] < 24_576
-    await gw.post(f"/api/jobs/{r.json()['id']}/cancel", headers=user)
+    async with gpu_agent(gw, stack, "a10-box", memory_mb=24_576):
+        big = {**TRAIN, "base_model": name, "gpu_count": 1, "finetuning_type": "full", "cutoff_len": 2048}
+        r = await gw.post("/api/jobs", json=big, headers=user)
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "insufficient_gpu_memory" and "qlora" in error["message"]
+        r = await gw.post("/api/jobs", json={**big, "finetuning_type": "qlora", "cutoff_len": 512}, headers=user)
+        assert r.status_code == 201, r.text
+        assert r.json()["estimate"]["per_gpu_mb"] < 24_576
+        await gw.post(f"/api/jobs/{r.json()['id']}/cancel", headers=user)

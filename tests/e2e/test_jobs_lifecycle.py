@@ -6,14 +6,13 @@ import json
 import pytest
 import websockets
 
-from .helpers import login, read_logs, wait_for_state
-from .test_training import TRAIN
+from .helpers import TRAIN, gpu_agent, login, read_logs, unique, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 async def test_cancel_a_running_job(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "canceller")
+    headers = await login(gw, stack.invite_code, unique("canceller"))
     job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 5000}, headers=headers)).json()
     token = headers["Authorization"].split()[1]
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
@@ -28,7 +27,7 @@ async def test_cancel_a_running_job(gw, stack, tiny_model):
 
 
 async def test_scheduler_restart_mid_job_loses_nothing(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "restarter")
+    headers = await login(gw, stack.invite_code, unique("restarter"))
     job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 30}, headers=headers)).json()
     await wait_for_state(gw, headers, job["id"], {"running"}, timeout=60)
     await asyncio.to_thread(stack.restart, "scheduler")
@@ -38,8 +37,8 @@ async def test_scheduler_restart_mid_job_loses_nothing(gw, stack, tiny_model):
 
 
 async def test_live_feed_of_own_jobs(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "feed-watcher")
-    other = await login(gw, stack.invite_code, "feed-other")
+    headers = await login(gw, stack.invite_code, unique("feed-watcher"))
+    other = await login(gw, stack.invite_code, unique("feed-other"))
     token = headers["Authorization"].split()[1]
     feed_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/feed?token={token}"
     async with websockets.connect(feed_url) as feed:
@@ -57,7 +56,7 @@ async def test_live_feed_of_own_jobs(gw, stack, tiny_model):
 
 
 async def test_engine_refusing_the_config_says_why(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "bad-config")
+    headers = await login(gw, stack.invite_code, unique("bad-config"))
     body = {**TRAIN, "max_steps": 2, "config_overrides": {"no_such_engine_option": 3}}
     job = (await gw.post("/api/jobs", json=body, headers=headers)).json()
     done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"})
@@ -66,7 +65,7 @@ async def test_engine_refusing_the_config_says_why(gw, stack, tiny_model):
 
 
 async def test_log_viewer_resumes_across_a_gateway_restart(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "resumer")
+    headers = await login(gw, stack.invite_code, unique("resumer"))
     job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 40}, headers=headers)).json()
     token = headers["Authorization"].split()[1]
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
@@ -79,7 +78,7 @@ async def test_log_viewer_resumes_across_a_gateway_restart(gw, stack, tiny_model
 
 
 async def test_job_list_pages_and_filters(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "pager")
+    headers = await login(gw, stack.invite_code, unique("pager"))
     ids = [(await gw.post("/api/jobs", json={**TRAIN, "max_steps": 1}, headers=headers)).json()["id"] for _ in range(3)]
     seen, cursor = [], None
     while True:
@@ -101,7 +100,7 @@ RESUMED = "to resume from the exact training state"  # transformers' Trainer, sk
 
 
 async def test_resume_a_cancelled_job_from_its_checkpoint_then_retry_it(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "resumer")
+    headers = await login(gw, stack.invite_code, unique("resumer"))
     body = {**TRAIN, "max_steps": 5000, "save_steps": 3, "logging_steps": 1}
     job = (await gw.post("/api/jobs", json=body, headers=headers)).json()
     r = await gw.post(f"/api/jobs/{job['id']}/retry", headers=headers)
@@ -141,23 +140,29 @@ async def test_resume_a_cancelled_job_from_its_checkpoint_then_retry_it(gw, stac
     assert [h["reason"] for h in r.json()["history"]][-1] in ("retried", "placed", "started")
     await gw.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
     await wait_for_state(gw, headers, job["id"], {"cancelled"}, timeout=60)
-    other = await login(gw, stack.invite_code, "resume-outsider")
+    other = await login(gw, stack.invite_code, unique("resume-outsider"))
     assert (await gw.post(f"/api/jobs/{job['id']}/retry", headers=other)).status_code == 404
 
 
 async def test_a_pending_job_shows_its_position_and_why_it_waits(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "waiter")
-    r = await gw.post("/api/jobs", json={**TRAIN, "gpu_count": 1, "per_device_train_batch_size": 1}, headers=headers)
-    assert r.status_code == 201, r.text  # no agent has a GPU, but one with none registered may: it waits
-    job_id = r.json()["id"]
-    for _ in range(40):
-        detail = (await gw.get(f"/api/jobs/{job_id}", headers=headers)).json()
-        if detail["wait_reason"]:
-            break
-        await asyncio.sleep(0.25)
-    assert detail["state"] == "pending" and detail["queue_position"] >= 1
-    assert "GPU" in detail["wait_reason"], detail["wait_reason"]
-    listed = (await gw.get("/api/jobs", headers=headers, params={"state": "pending"})).json()["items"]
-    assert [(j["id"], j["queue_position"] >= 1, j["wait_reason"]) for j in listed] == [
-        (job_id, True, detail["wait_reason"])], "the list says the same as the job's page"
-    await gw.post(f"/api/jobs/{job_id}/cancel", headers=headers)
+    headers = await login(gw, stack.invite_code, unique("waiter"))
+    # A GPU agent of this test's own, registered but drained: the GPU job is taken (some agent could hold it) and
+    # waits, as no online agent has a free GPU (the stack's own agent has none).
+    async with gpu_agent(gw, stack, "waiter-gpu-box"):
+        r = await gw.post("/api/jobs", json={**TRAIN, "gpu_count": 1, "per_device_train_batch_size": 1},
+                          headers=headers)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        try:
+            for _ in range(40):
+                detail = (await gw.get(f"/api/jobs/{job_id}", headers=headers)).json()
+                if detail["wait_reason"]:
+                    break
+                await asyncio.sleep(0.25)
+            assert detail["state"] == "pending" and detail["queue_position"] >= 1
+            assert "GPU" in detail["wait_reason"], detail["wait_reason"]
+            listed = (await gw.get("/api/jobs", headers=headers, params={"state": "pending"})).json()["items"]
+            assert [(j["id"], j["queue_position"] >= 1, j["wait_reason"]) for j in listed] == [
+                (job_id, True, detail["wait_reason"])], "the list says the same as the job's page"
+        finally:
+            await gw.post(f"/api/jobs/{job_id}/cancel", headers=headers)

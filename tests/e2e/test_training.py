@@ -6,19 +6,12 @@ import zipfile
 import pytest
 import websockets
 
-from .helpers import admin_token, login, read_logs, wait_for_state
+from .helpers import TRAIN, admin_token, login, read_logs, unique, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TRAIN = {
-    "kind": "train", "base_model": "tiny-llama", "datasets": ["tiny_sft"], "stage": "sft",
-    "finetuning_type": "lora", "gpu_count": 0, "max_steps": 12, "logging_steps": 1, "save_steps": 6,
-    "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "cutoff_len": 128, "lora_rank": 4,
-}
-
-
 async def test_lora_sft_end_to_end(gw, stack, tiny_model):
-    headers = await login(gw, stack.invite_code, "trainer")
+    headers = await login(gw, stack.invite_code, unique("trainer"))
     r = await gw.post("/api/jobs", json=TRAIN, headers=headers)
     assert r.status_code == 201, r.text
     job = r.json()
@@ -63,7 +56,7 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
     assert job["id"] in [j["id"] for j in listing["items"]]
 
     # Another user's job is a 404 on every route, WebSockets included.
-    other = await login(gw, stack.invite_code, "not-the-trainer")
+    other = await login(gw, stack.invite_code, unique("not-the-trainer"))
     for method, path in (("GET", ""), ("POST", "/cancel"), ("GET", "/artifacts"), ("GET", "/log")):
         r = await gw.request(method, f"/api/jobs/{job['id']}{path}", headers=other)
         assert r.status_code == 404, (path, r.status_code)
@@ -78,7 +71,7 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
 async def test_validation_passes_draw_an_eval_curve(gw, stack, tiny_model):
     """With a validation share and eval_steps, each validation pass is a point of the progress series, merged
     into the training point of the same step (the trainer logs them as separate lines)."""
-    headers = await login(gw, stack.invite_code, "evaluator-curve")
+    headers = await login(gw, stack.invite_code, unique("evaluator-curve"))
     body = {**TRAIN, "val_size": 0.25, "evaluation_strategy": "steps", "eval_steps": 4}
     r = await gw.post("/api/jobs", json=body, headers=headers)
     assert r.status_code == 201, r.text

@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
+
+from .helpers import heading, keep_screenshot, log_in_as_admin
 
 pytestmark = [pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parents[2]
-WEB_INDEX = ROOT / "web" / "dist" / "index.html"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN_KEY = "llmct.access_token"
-
-
-@pytest.fixture(scope="session")
-def web_prerequisites() -> None:
-    """A browser and a built client, checked before `stack` so a machine without them starts nothing."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} does not exist: install it with `apt-get install -y chromium`")
-    if not WEB_INDEX.exists():
-        pytest.fail(f"{WEB_INDEX.relative_to(ROOT)} does not exist: build the web client first "
-                    "(`cd web && npm ci && npm run build`)")
-
-
-@pytest.fixture(scope="module")
-def browser(web_prerequisites) -> Iterator[Browser]:
-    # Module scope: the sync API's event loop lives only while these tests run, never beside
-    # the async tests' loop.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -66,22 +32,6 @@ def page(web_prerequisites, browser, stack) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
-
-
-def keep_screenshot(page: Page, tmp_path: Path, name: str) -> Path:
-    """Screenshot to the test's tmp folder, and also to $LLMCT_E2E_ARTIFACTS when set (for CI uploads)."""
-    path = tmp_path / name
-    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar would otherwise sit mid-picture
-    page.screenshot(path=str(path), full_page=True)
-    if artifacts := os.environ.get("LLMCT_E2E_ARTIFACTS"):
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(artifacts) / name)
-    print(f"screenshot: {path}")
-    return path
-
-
-def heading(page: Page, name: str):
-    return page.get_by_role("heading", level=1, name=name)
 
 
 def test_register_login_api_key_logout(page: Page, stack, tmp_path):
@@ -149,15 +99,6 @@ def test_register_login_api_key_logout(page: Page, stack, tmp_path):
     page.goto("/account")
     expect(heading(page, "Log in")).to_be_visible()
     assert page.url.endswith("/login?next=%2Faccount")
-
-
-def log_in_as_admin(page: Page, stack, then: str, title: str) -> None:
-    """Through the login form, landing on `then` (whose heading is `title`)."""
-    page.goto(f"/login?next={then}")
-    page.get_by_label("Username").fill(stack.admin_username)
-    page.get_by_label("Password").fill(stack.admin_password)
-    page.get_by_role("button", name="Log in").click()
-    expect(heading(page, title)).to_be_visible()
 
 
 def test_admin_creates_an_invite(page: Page, stack, tmp_path):

@@ -11,14 +11,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import E2E_AGENT
-from .test_web_auth import browser, keep_screenshot, log_in_as_admin, web_prerequisites  # noqa: F401 - fixtures
-from .test_web_jobs import TABLET, signed_in_page
+from .helpers import TABLET, keep_screenshot, log_in_as_admin, signed_in_page
 
 pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture
-def admin_page(web_prerequisites, browser, stack) -> Iterator[Page]:  # noqa: F811
+def admin_page(web_prerequisites, browser, stack) -> Iterator[Page]:
     context = browser.new_context(base_url=stack.gateway_url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -65,7 +64,7 @@ def test_admin_fleet(admin_page: Page, tmp_path):
     expect(page.get_by_role("columnheader", name="Owner").or_(page.get_by_text("No deployments yet."))).to_be_visible()
 
 
-def test_user_sees_the_summary_only(browser, stack, tmp_path):  # noqa: F811
+def test_user_sees_the_summary_only(browser, stack, tmp_path):
     page, errors = signed_in_page(browser, stack, f"web-fleet-{secrets.token_hex(3)}")
     try:
         page.get_by_role("link", name="Agents", exact=True).click()

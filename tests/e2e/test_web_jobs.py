@@ -12,41 +12,18 @@ import zipfile
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from .test_web_auth import browser, keep_screenshot, web_prerequisites  # noqa: F401 - fixtures
+from .helpers import TABLET, TRAIN, keep_screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-PASSWORD = "bright-meadow-4821"
-TABLET = {"width": 820, "height": 1180}
-
 
 SFT_ROWS = "".join(f'{{"instruction": "Add {n} and {n}.", "output": "{n} plus {n} is {2 * n}."}}\n'
                    for n in range(16)).encode()
 
 
-def signed_in_page(browser: Browser, stack, username: str) -> tuple[Page, list[str]]:
-    """A fresh browser context with `username` registered (through the API) and logged in (through the form)."""
-    context = browser.new_context(base_url=stack.gateway_url, viewport={"width": 1280, "height": 900},
-                                  accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    answer = page.request.post("/api/auth/register",
-                               data={"username": username, "password": PASSWORD, "invite_code": stack.invite_code})
-    assert answer.status == 201, answer.text()
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", level=1, name="Jobs")).to_be_visible()
-    return page, errors
-
-
 @pytest.fixture
-def trainer(web_prerequisites, browser, stack, tiny_model) -> Iterator[Page]:  # noqa: F811
+def trainer(web_prerequisites, browser, stack, tiny_model) -> Iterator[Page]:
     page, errors = signed_in_page(browser, stack, f"web-trainer-{secrets.token_hex(3)}")
     yield page
     page.context.close()
@@ -57,7 +34,7 @@ def fill(page: Page, label: str, value: str) -> None:
     page.get_by_label(label, exact=True).fill(value)
 
 
-def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_path):  # noqa: F811
+def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_path):
     page = trainer
     expect(page.get_by_text("No jobs yet")).to_be_visible()
     keep_screenshot(page, tmp_path, "jobs-empty.png")
@@ -288,8 +265,6 @@ def test_cancel_then_run_again_from_the_job_page(trainer: Page, tmp_path):
     page = trainer
     token = page.evaluate("window.localStorage.getItem('llmct.access_token')")
     auth = {"Authorization": f"Bearer {token}"}
-    from .test_training import TRAIN
-
     answer = page.request.post("/api/jobs", data={**TRAIN, "max_steps": 5000, "save_steps": 3}, headers=auth)
     assert answer.status == 201, answer.text()
     job_id = answer.json()["id"]

@@ -12,21 +12,15 @@ import pytest
 from services.agent import progress, reattach
 from services.agent.logs import LogShipper
 from services.agent.runner import Runner
-from services.agent.runtimes.base import FoundEngine, Reattachable
+from services.agent.runtimes.base import Reattachable
 from services.agent.runtimes.process import ProcessRuntime
 from services.agent.savedjob import SavedJob, count_lines
 from services.common import contracts
 from services.common.settings import StoragePaths
 
+from .helpers import FakeJetStream, FakeRuntime, found
+
 pytestmark = pytest.mark.unit
-
-
-class FakeJetStream:
-    def __init__(self):
-        self.published: list[tuple[str, object]] = []
-
-    async def publish(self, subject, data, **_):
-        self.published.append((subject, contracts.decode(data)))
 
 
 def order_of(job_id: str, stages: int = 1) -> contracts.JobDispatched:
@@ -135,32 +129,6 @@ async def test_progress_follows_from_an_offset_and_says_how_far_it_read(tmp_path
     seen.clear()
     await progress.follow("job_1", path, publish, stopped, start=len("".join(rows)))
     assert seen == [1]
-
-
-class FakeRuntime:
-    """A Reattachable runtime (runtimes/base.py) whose engines were found again."""
-
-    def __init__(self, found):
-        self.found, self.stopped, self.attached = found, [], []
-
-    async def find_own(self):
-        return self.found
-
-    async def attach(self, found, position):
-        self.attached.append((found.job_id, position))
-        return SimpleNamespace(name=found.name)
-
-    async def stop_found(self, found, grace_s=5):
-        self.stopped.append(found.job_id)
-
-    @staticmethod
-    def position_since(ref, seconds):
-        return {"container": ref, "since": seconds}
-
-
-def found(job_id, kind="train", running=True, stage=0):
-    return FoundEngine(job_id=job_id, kind=kind, stage=stage, running=running, ref=f"c-{job_id}",
-                       name=f"llm-{kind}-{job_id}", output_dir=f"/o/{job_id}", gpu_ids=(0,))
 
 
 async def test_on_start_each_leftover_gets_what_it_needs(tmp_path):

@@ -15,6 +15,8 @@ from services.common.errors import ApiError
 from services.scheduler import rendering
 from services.scheduler.jobs.schemas import EvalRequest, ExportRequest, JobRequest
 
+pytestmark = pytest.mark.unit
+
 OUT = Path("/srv/cloud-llm/output/job_x")
 BASE = rendering.ModelPaths(model_path="/models/base", template="qwen")
 ADAPTER = rendering.ModelPaths(model_path="/models/base", adapter_path="/srv/cloud-llm/output/job_a", template="qwen")

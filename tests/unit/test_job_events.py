@@ -5,7 +5,6 @@ attempt. No servers; the same rules against real NATS and Postgres are in tests/
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -19,26 +18,14 @@ from services.agent.savedjob import SavedJob
 from services.agent.serving import ModelServer
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
-from services.common.settings import StoragePaths
 from services.scheduler.jobs.events import refusal
 from services.scheduler.jobs.store import Assignment
 
-from .test_agent_reattach import FakeJetStream, FakeRuntime, found
+from .helpers import FakeJetStream, FakeRuntime, OneRunRuntime, found, matches, storage_in
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-def matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: `*` is one token, a final `>` one or more."""
-    want, got = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(got) > i
-        if i >= len(got) or token not in ("*", got[i]):
-            return False
-    return len(want) == len(got)
 
 
 def test_a_job_event_subject_names_the_agent_then_the_job():
@@ -103,40 +90,6 @@ def test_the_jobs_agent_for_its_attempt_is_heard():
 def test_anything_else_is_refused_saying_why(event, sender, job, why):
     reason = refusal(event, sender, job)
     assert reason is not None and why in reason
-
-
-class OneRunRuntime:
-    """Starts an engine that logs a training step and exits 0."""
-
-    name = "process"
-
-    def __init__(self):
-        self.specs = []
-
-    async def start(self, spec):
-        self.specs.append(spec)
-        (spec.output_dir / "trainer_log.jsonl").write_text(json.dumps({"current_steps": 1, "total_steps": 1}) + "\n")
-        return OneRunEngine()
-
-    async def cleanup(self):
-        pass
-
-
-class OneRunEngine:
-    async def lines(self):
-        yield "stdout", "step 1"
-
-    async def wait(self):
-        return ExitInfo(exit_code=0)
-
-    async def stop(self, grace_s):
-        pass
-
-
-def storage_in(tmp_path) -> StoragePaths:
-    storage = StoragePaths(base=tmp_path, logs=tmp_path / "logs", hf_cache=tmp_path / "hf")
-    storage.ensure()
-    return storage
 
 
 async def test_every_event_of_a_run_goes_on_the_agents_subject_with_the_dispatchs_attempt(tmp_path):

@@ -22,8 +22,7 @@ from services.scheduler.logs.gate import Assignments
 from services.scheduler.logs.order import DUPLICATE, GAP, NEXT, Tip, placement, tip_of
 from services.scheduler.logs.relay import EXPECT_LAST, LogRelay
 
-from .test_agent_reattach import FakeJetStream, FakeRuntime, found
-from .test_job_events import OneRunRuntime, matches, storage_in
+from .helpers import FakeJetStream, FakeRuntime, OneRunRuntime, found, matches, storage_in
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from services.gateway.docs import merge_schemas
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from services.scheduler.jobs import queue, recovery
+
+pytestmark = pytest.mark.unit
 
 TRAIN = {"name": "train", "command": ["llamafactory-cli", "train"],
          "config_yaml": yaml.safe_dump({"stage": "sft", "overwrite_output_dir": True, "output_dir": "/o/job"})}

@@ -18,7 +18,7 @@ from services.common.security import read_token
 from services.scheduler.app import create_app as create_scheduler
 from llmct.embedded import NatsServer, PostgresServer, free_port
 from services.common.store import migrate
-from tests.helpers import eventually
+from tests.helpers import eventually, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ async def test_postgres_outage(settings, own_postgres):
         r = await client.get("/health")
         assert r.status_code == 503
         assert r.json()["checks"]["postgres"] != "ok" and r.json()["checks"]["nats"] == "ok"
-        body = {"username": "during-outage", "password": "outage-pass-42", "invite_code": "test-invite"}
+        body = {"username": unique("during-outage"), "password": "outage-pass-42", "invite_code": "test-invite"}
         r = await client.post("/api/auth/register", json=body)
         assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
         await asyncio.to_thread(own_postgres.start)
@@ -66,7 +66,7 @@ async def test_nats_outage_loses_no_revocation(settings, own_nats):
     own = dataclasses.replace(settings, nats_url=own_nats.url)
     auth, other = create_auth(own), create_scheduler(own)
     async with AsyncTestClient(app=auth) as client, AsyncTestClient(app=other):
-        creds = {"username": "nats-outage", "password": "outage-pass-42"}
+        creds = {"username": unique("nats-outage"), "password": "outage-pass-42"}
         await client.post("/api/auth/register", json={**creds, "invite_code": "test-invite"})
         token = (await client.post("/api/auth/login", json=creds)).json()["access_token"]
         session_id = read_token(settings.secret_key, token)["sid"]

@@ -17,40 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .helpers import ROOT, TRAIN_TIMEOUT_S, engine_bin, engine_env, run_engine
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[3]
-ENGINE_TOOLS = ROOT / "llmct" / "tiny"
-TRAIN_TIMEOUT_S = 600
-
-
-def engine_bin() -> Path:
-    """The engine venv's bin/, or a test failure that says how to get one."""
-    venv = Path(os.environ.get("LLMCT_ENGINE_VENV", ROOT / ".venv-engine"))
-    if not (venv / "bin" / "llamafactory-cli").exists():
-        pytest.fail(f"the engine environment is missing ({venv}/bin/llamafactory-cli): run engine/install.sh",
-                     pytrace=False)
-    return venv / "bin"
-
-
-def engine_env() -> dict[str, str]:
-    """The environment an agent gives the engine: offline, nothing of the platform's venv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    # One OpenMP thread: on a 2-core machine shared with the rest of the suite, torch's default of one
-    # thread per core made a 20-step run take 13-20 s of training instead of 1-3 s (docs/engine.md).
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return env
-
-
-def run_engine(args: list[str], cwd: Path, timeout: float = TRAIN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run an engine command, failing the test with its last output if it fails."""
-    done = subprocess.run(args, cwd=cwd, env=engine_env(), capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, args))} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}")
-    return done
-
 
 def lora_config(model: Path, data: Path, output: Path, **extra) -> dict:
     """The LoRA SFT config documented in docs/engine.md, with the tiny model and dataset."""
@@ -71,17 +40,6 @@ def lora_config(model: Path, data: Path, output: Path, **extra) -> dict:
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    """The tiny model (built by the engine's interpreter, as a file path) and datasets (as a module)."""
-    bin_dir = engine_bin()
-    base = tmp_path_factory.mktemp("tiny")
-    model, data = base / "model", base / "data"
-    run_engine([str(bin_dir / "python"), str(ENGINE_TOOLS / "make_model.py"), "--out", str(model)], ROOT, 300)
-    run_engine([str(bin_dir / "python"), "-m", "llmct.tiny.data", "--out", str(data)], ROOT, 60)
-    return model, data
 
 
 @pytest.fixture(scope="module")

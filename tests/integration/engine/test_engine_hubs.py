@@ -20,7 +20,7 @@ from llmct.tiny.data import write_tiny_datasets
 from services.agent.hubs import hub_environment
 from services.agent.runtimes.base import ExitInfo
 
-from .test_engine import engine_bin, engine_env, tiny  # noqa: F401 - tiny is a fixture used here
+from .helpers import engine_bin, engine_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,7 +91,7 @@ def test_without_the_modelscope_package_it_fails_naming_it(tmp_path, data):
 
 
 def test_a_dataset_registered_from_modelscope_is_asked_of_modelscope_whatever_the_models_hub(
-        tmp_path, tiny):  # noqa: F811 - the fixture imported above
+        tmp_path, tiny):
     """A ModelScope dataset's entry names only `ms_hub_url` (services/datasets/register.py): the engine loads it
     from ModelScope without USE_MODELSCOPE_HUB. This engine lacks modelscope's `datasets` extra, so the job stops
     naming it; an engine with the extra would stop at the network instead. Never Hugging Face."""

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.common.security import new_id
-from services.scheduler.jobs import store
 from tests.helpers import assert_error, eventually
+
+from .helpers import insert_gpu_job, job_row
 
 pytestmark = pytest.mark.integration
 
@@ -20,21 +20,6 @@ BIG_GPU_MB = 81_920  # only the agent of the placement test has GPUs this large
 async def agent_view(scheduler, headers, agent_id: str) -> dict | None:
     agents = (await scheduler.get("/api/agents", headers=headers)).json()["agents"]
     return next((a for a in agents if a["id"] == agent_id), None)
-
-
-async def insert_gpu_job(pool, owner_id: str, tmp_path, per_gpu_mb: int = 40_000) -> str:
-    """A one-GPU job whose engine is the `sleeper` stand-in; the dispatcher places it like any other."""
-    job_id = new_id("job")
-    await store.insert_job(pool, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=1,
-                           request={"base_model": "none"}, config={}, config_yaml="stage: sft\n",
-                           stages=[{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}],
-                           output_dir=str(tmp_path / job_id), estimate={"per_gpu_mb": per_gpu_mb})
-    return job_id
-
-
-async def job_row(pool, job_id: str):
-    return await pool.fetchrow("SELECT state, agent_id, gpu_ids, started_at, finished_at FROM jobs WHERE id = $1",
-                               job_id)
 
 
 async def test_an_unknown_agent_registers_goes_offline_and_is_removed(scheduler, start_agent, people):

@@ -15,16 +15,14 @@ import pytest
 
 from services.common import contracts
 from services.common.contracts import Subjects
-from services.common.security import new_id
 from services.scheduler.jobs import store
 from tests.helpers import eventually
+
+from .helpers import finished, job_on, move, progressed, started, steps, until_progress
 
 pytestmark = pytest.mark.integration
 
 A, B = "events-agent-a", "events-agent-b"
-NEVER_FITS_MB = 10_000_000  # a re-queued job must wait, not go to some other test's agent
-
-
 @pytest.fixture(scope="module")
 async def bus(scheduler, nats_server, pool):
     """The services' connection, beating for agents A and B: the sweep re-queues the jobs of a silent agent."""
@@ -51,45 +49,10 @@ async def _beat_forever(nc) -> None:
         await asyncio.sleep(0.3)
 
 
-async def job_on(pool, owner_id: str, tmp_path, agent_id: str, attempt: int, state: str = "running") -> str:
-    """A job that the dispatcher sent to `agent_id` as `attempt` (inserted that way at once: never pending)."""
-    job_id = new_id("job")
-    async with pool.acquire() as conn, conn.transaction():
-        await store.insert_job(conn, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=1,
-                               request={"base_model": "none"}, config={}, config_yaml="stage: sft\n",
-                               stages=[{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}],
-                               output_dir=str(tmp_path / job_id), estimate={"per_gpu_mb": NEVER_FITS_MB})
-        await move(conn, job_id, agent_id, attempt, state)
-    return job_id
-
-
-async def move(db, job_id: str, agent_id: str | None, attempt: int, state: str) -> None:
-    """What a re-queue (no agent, pending) or the next dispatch (agent, attempt + 1) leaves in the row."""
-    await db.execute("UPDATE jobs SET state = $2, agent_id = $3, attempt = $4, gpu_ids = $5, dispatched_at = now(), "
-                     "started_at = CASE WHEN $2 = 'running' THEN now() END WHERE id = $1",
-                     job_id, state, agent_id, attempt, [0] if agent_id else [])
-
-
 async def send(js, agent_id: str, event: contracts.Message, job_id: str | None = None) -> int:
     """Publish `event` on job.status.<agent_id>.<job_id> (the event's job unless told); the stream sequence."""
     ack = await js.publish(Subjects.job_status(agent_id, job_id or event.job_id), contracts.encode(event))
     return ack.seq
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def finished(job_id: str, agent_id: str, attempt: int, state: str = "succeeded") -> contracts.JobFinished:
-    return contracts.JobFinished(job_id=job_id, agent_id=agent_id, state=state, attempt=attempt, at=now())
-
-
-def progressed(job_id: str, step: int, attempt: int) -> contracts.JobProgressed:
-    return contracts.JobProgressed(job_id=job_id, step=step, total_steps=10, loss=1.0, attempt=attempt, at=now())
-
-
-def started(job_id: str, agent_id: str, attempt: int) -> contracts.JobStarted:
-    return contracts.JobStarted(job_id=job_id, agent_id=agent_id, runtime="process", attempt=attempt, at=now())
 
 
 async def row(pool, job_id: str):
@@ -97,22 +60,9 @@ async def row(pool, job_id: str):
                                job_id)
 
 
-async def steps(pool, job_id: str) -> list[int]:
-    return [r["step"] for r in await pool.fetch("SELECT step FROM job_progress WHERE job_id = $1 ORDER BY step",
-                                                job_id)]
-
-
 async def history(pool, job_id: str) -> list[tuple[str, str]]:
     return [(r["state"], r["reason"]) for r in
             await pool.fetch("SELECT state, reason FROM job_events WHERE job_id = $1 ORDER BY id", job_id)]
-
-
-async def until_progress(pool, job_id: str, step: int) -> None:
-    """The scheduler handles one stream in order: once this point is in, every event sent before it was handled."""
-    async def there():
-        return step in await steps(pool, job_id)
-
-    await eventually(there, timeout=15)
 
 
 async def all_acked(js, seq: int) -> None:

@@ -12,17 +12,14 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
-from nats.js.errors import NotFoundError
 
-from services.agent.logs import LogShipper
 from services.common import contracts
 from services.common.contracts import Subjects
 from services.scheduler.jobs.service import publish_change
 from services.scheduler.jobs.transitions import JobChange
 from tests.helpers import eventually
 
-from .test_job_events import job_on, move
-from .test_nats_permissions import connect_as
+from .helpers import connect_as, job_on, move, ship, stored_lines, until_relayed
 
 pytestmark = pytest.mark.integration
 
@@ -62,46 +59,6 @@ async def online(scheduler, services_bus, pool):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def ship(js, agent_id: str, job_id: str, attempt: int, texts: list[str], log_path, seq: int = 0) -> None:
-    """Ship lines the way an agent does (services.agent.logs.LogShipper: 500-line batches on its own subject)."""
-    shipper = LogShipper(js, job_id, log_path, agent_id=agent_id, attempt=attempt, seq=seq)
-    for text in texts:
-        shipper.add("stdout", text)
-    await shipper.close()
-
-
-async def stored_lines(js, job_id: str) -> list[tuple[int, int, str]]:
-    """(attempt, line number, text) of every line of the job in LOGS, in stream order, as a viewer's replay reads
-    them."""
-    try:
-        last = (await js.get_last_msg("LOGS", Subjects.logs(job_id))).seq
-    except NotFoundError:
-        return []
-    sub = await js.subscribe(Subjects.logs(job_id), ordered_consumer=True)
-    lines = []
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=5)
-            batch = contracts.decode(msg.data)
-            lines += [(batch.attempt, line.seq, line.text) for line in batch.lines]
-            if msg.metadata.sequence.stream >= last:
-                return lines
-    finally:
-        await sub.unsubscribe()
-
-
-async def until_relayed(js) -> None:
-    """The relay has taken and settled everything shipped so far (nothing waits in LOG_INGEST or in a lane). Not
-    num_pending: JetStream updates it a moment after a publish is acknowledged."""
-    last = (await js.stream_info("LOG_INGEST")).state.last_seq
-
-    async def settled():
-        info = await js.consumer_info("LOG_INGEST", contracts.LOG_RELAY_CONSUMER)
-        return info.delivered.stream_seq >= last and info.num_ack_pending == 0
-
-    await eventually(settled, timeout=20)
 
 
 def relay_warnings(caplog, job_id: str) -> list[str]:

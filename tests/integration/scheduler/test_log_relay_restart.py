@@ -14,8 +14,7 @@ from services.scheduler.logs.gate import Assignments, read_assignment
 from services.scheduler.logs.relay import LogRelay
 from tests.helpers import eventually
 
-from .test_job_events import job_on
-from .test_log_relay import ship, stored_lines, until_relayed
+from .helpers import job_on, ship, stored_lines, until_relayed
 
 pytestmark = pytest.mark.integration
 

@@ -11,22 +11,11 @@ from nats.js.api import ConsumerConfig
 
 from services.common import contracts
 from services.common.contracts import Subjects
-from services.common.nats_auth import agent_inbox_prefix
 from tests.helpers import eventually
 
-from .test_job_events import finished, job_on, progressed, until_progress
+from .helpers import connect_as, finished, job_on, progressed, until_progress
 
 pytestmark = pytest.mark.integration
-
-
-async def connect_as(nats_server, agent_id: str, errors: list[str]):
-    creds = nats_server.add_agent(agent_id)
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc).lower())
-
-    return await nats.connect(creds["NATS_URL"], user=creds["NATS_USER"], password=creds["NATS_PASSWORD"],
-                              inbox_prefix=agent_inbox_prefix(agent_id), error_cb=on_error)
 
 
 def beat(agent_id: str, hostname: str) -> bytes:

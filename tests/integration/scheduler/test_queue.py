@@ -15,7 +15,7 @@ from services.common.security import new_id
 from services.scheduler.jobs import queue, recovery, service, store
 from tests.helpers import eventually
 
-from .test_fleet import job_row
+from .helpers import job_row
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """What the docker runtime asks Docker for (mounts, environment, devices), without a Docker engine.
 
-These run everywhere; the tests that need a real engine are in test_docker_runtime.py.
+These run everywhere; the tests that need a real engine are in tests/docker.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from services.agent.settings import AgentSettings, split_mounts
 from services.common import contracts
 from services.common.settings import StoragePaths
 
-pytestmark = [pytest.mark.unit]
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
