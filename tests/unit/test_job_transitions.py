@@ -12,6 +12,8 @@ from services.common import contracts
 from services.scheduler.jobs import transitions
 from services.scheduler.jobs.transitions import TRANSITIONS, allowed_from, transition
 
+pytestmark = pytest.mark.unit
+
 TERMINAL = set(contracts.TERMINAL_JOB_STATES)
 
 
