@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class Publish(Protocol):
     """Publishes one job event; `must_arrive` for a final state, which is retried until NATS takes it."""
 
-    async def __call__(self, event: contracts.Message, *, must_arrive: bool = False) -> None: ...
+    async def __call__(self, event: contracts.JobEvent, *, must_arrive: bool = False) -> None: ...
 
 
 class JobEvents:
@@ -27,7 +27,7 @@ class JobEvents:
         self.js = js
         self.agent_id = agent_id
 
-    async def __call__(self, event: contracts.Message, *, must_arrive: bool = False) -> None:
+    async def __call__(self, event: contracts.JobEvent, *, must_arrive: bool = False) -> None:
         """Publish `event`; a progress event that fails is dropped (the next one says more), a final one is
         retried with a growing pause, since the scheduler would otherwise never hear how the job ended."""
         subject = Subjects.job_status(self.agent_id, event.job_id)

@@ -40,14 +40,16 @@ def read_gpus(simulated: int = 0, simulated_memory_mb: int = 24576) -> tuple[Gpu
 def _read_gpu(index: int) -> GpuStatus:
     handle = pynvml.nvmlDeviceGetHandleByIndex(index)
     memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    # c_ulonglong fields, ints; int() only because pynvml's __getattribute__ hides that from type checkers.
+    total, used = int(memory.total), int(memory.used)
     name = pynvml.nvmlDeviceGetName(handle)
     utilization = _optional(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
     power_mw = _optional(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
     return GpuStatus(
         index=index,
         name=name.decode() if isinstance(name, bytes) else name,
-        memory_total_mb=memory.total // MB,
-        memory_used_mb=memory.used // MB,
+        memory_total_mb=total // MB,
+        memory_used_mb=used // MB,
         utilization_pct=float(utilization or 0),
         temperature_c=_optional(lambda: float(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU))),
         power_w=None if power_mw is None else round(power_mw / 1000, 1),

@@ -138,7 +138,9 @@ class Runner:
 
     async def _on_cancel(self, msg) -> None:
         request = contracts.decode(msg.data)
-        job = self.jobs.get(request.job_id) if isinstance(request, contracts.JobCancelRequested) else None
+        if not isinstance(request, contracts.JobCancelRequested):
+            return
+        job = self.jobs.get(request.job_id)
         if job is None:
             return
         job.cancelled = True
@@ -163,8 +165,7 @@ class Runner:
                        attempt=order.attempt)
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
-        saved = job.saved or SavedJob(None, order)
-        job.saved = saved
+        saved = job.saved
         shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log", agent_id=self.agent_id,
                              attempt=order.attempt, seq=saved.cursor.seq,
                              keep_bytes=saved.cursor.log_bytes if resume else None, on_shipped=saved.shipped)
@@ -215,20 +216,20 @@ class Runner:
                          found: EngineRun | None = None) -> ExitInfo:
         """Start stage `index` (or follow `found`, its engine from before an agent restart) to its exit."""
         serve = order.stages[index].serve
-        if found is not None:
-            job.engine = found
-        elif serve is not None:
-            job.server = ModelServer(nc=self.nc, deployment_id=order.job_id, agent_id=self.agent_id, options=serve,
-                                     publish=self.publish, note=lambda text: shipper.add("system", text),
-                                     attempt=order.attempt)
-            spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
-        else:
-            spec = self._spec(order, index)
-        if found is None:
+        engine = found
+        if engine is None:
+            if serve is not None:
+                job.server = ModelServer(nc=self.nc, deployment_id=order.job_id, agent_id=self.agent_id,
+                                         options=serve, publish=self.publish,
+                                         note=lambda text: shipper.add("system", text), attempt=order.attempt)
+                spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
+            else:
+                spec = self._spec(order, index)
             try:
-                job.engine = await self.runtime.start(spec)
+                engine = await self.runtime.start(spec)
             except RuntimeStartError as exc:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        job.engine = engine
         if not job.saved.cursor.started:
             await self.publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
                                                      runtime=self.runtime.name, attempt=order.attempt,
@@ -237,9 +238,9 @@ class Runner:
             job.saved.mark_started()
         job.started.set()
         if job.cancelled:  # a cancel that arrived while the engine was starting
-            await job.engine.stop(5)
-        serving = asyncio.create_task(job.server.run(job.engine.stop)) if job.server else None
-        engine = job.engine
+            await engine.stop(5)
+        server = job.server
+        serving = asyncio.create_task(server.run(engine.stop)) if server else None
         # A run the next agent can pick up says how far its lines reach, saved with every shipped batch.
         detachable = engine if isinstance(engine, Detachable) else None
         try:
@@ -247,10 +248,10 @@ class Runner:
                 shipper.add(stream, text, detachable.position if detachable else None)
             return await engine.wait()
         finally:
-            if serving is not None:
+            if server is not None and serving is not None:  # both or neither
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
-                await job.server.close()
+                await server.close()
 
     async def _leave_running(self, job: RunningJob, shipper: LogShipper) -> None:
         """The agent stops: ship what was read, save where the next agent goes on, leave the engine be."""

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from services.common.contracts import JobKind
+
 from . import failures
 from .ending import EndCause
 from .runtimes import EngineRun
@@ -19,14 +21,14 @@ class RunningJob:
     """The runner's record of one job (runner.py); its flags become the run's EndCause when the engine exits."""
 
     job_id: str
-    kind: str = "train"
+    kind: JobKind = "train"
     gpu_ids: tuple[int, ...] = ()
     task: asyncio.Task | None = None
     engine: EngineRun | None = None
     cancelled: bool = False
     started: asyncio.Event = field(default_factory=asyncio.Event)
     server: ModelServer | None = None  # a deployment's model server
-    saved: SavedJob | None = None  # order and cursor, on disk when the engine outlives the agent
+    saved: SavedJob = field(kw_only=True)  # order and cursor, on disk when the engine outlives the agent
     detached: bool = False  # the agent stops and leaves the engine running for the next agent
     agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
     superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported

@@ -64,7 +64,7 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None, **given: An
     for item in fields(cls):  # type: ignore[arg-type]
         name = item.metadata.get("env")
         raw = environ.get(name) if name else None
-        if item.name not in values and raw:
+        if item.name not in values and name and raw:  # raw implies name; said again for the type checker
             values[item.name] = _parse(hints[item.name], raw, name)
     return cls(**values)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from services.common.contracts import FinishReason
+from services.common.contracts import FinishReason, JobKind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -15,7 +15,7 @@ class JobSpec:
     """One engine command to run for a job."""
 
     job_id: str
-    kind: str  # train | eval | export | deploy
+    kind: JobKind
     command: tuple[str, ...]  # e.g. ("llamafactory-cli", "train", "/…/temp/job_x.yaml")
     config_path: Path
     output_dir: Path
@@ -39,12 +39,15 @@ class EngineRun(Protocol):
 
     def lines(self) -> AsyncIterator[tuple[str, str]]:
         """(stream, text) for every line the engine prints, stdout and stderr, until it exits."""
+        ...
 
     async def wait(self) -> ExitInfo:
         """Wait for the engine to exit."""
+        ...
 
     async def stop(self, grace_s: float) -> None:
         """SIGTERM, then kill after `grace_s`."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +55,7 @@ class FoundEngine:
     """An engine this agent started before it restarted, found again (docker: a labelled container)."""
 
     job_id: str
-    kind: str
+    kind: JobKind  # docker: its label, written from the JobSpec's kind
     stage: int
     running: bool  # False: it exited while no agent followed it
     ref: str  # the runtime's handle (a container id)
@@ -69,9 +72,11 @@ class Runtime(Protocol):
 
     async def start(self, spec: JobSpec) -> EngineRun:
         """Start the engine; raises RuntimeStartError when it cannot."""
+        ...
 
     async def cleanup(self) -> None:
         """Remove what this runtime started and no longer needs (exited containers)."""
+        ...
 
 
 @runtime_checkable
@@ -114,5 +119,5 @@ class RuntimeStartError(Exception):
 
     def __init__(self, reason: FinishReason, message: str):
         super().__init__(message)
-        self.reason = reason
+        self.reason: FinishReason = reason  # declared: an inferred type would widen to str
         self.message = message

@@ -56,7 +56,8 @@ def _parse_time(value: str | None) -> datetime | None:
     main, _, rest = value.partition(".")
     zone = ""
     if rest:
-        digits = re.match(r"\d*", rest).group(0)
+        match = re.match(r"\d*", rest)  # never None: \d* matches the empty string too
+        digits = match.group(0) if match else ""
         zone = rest[len(digits):]
         main = f"{main}.{digits[:6]}"
     elif value.endswith("Z") or "+" in value[10:]:
@@ -134,6 +135,8 @@ class DockerRuntime:
         options = self.plan.create_options(spec)
         name = options["name"]
         container = self._create(client, options)
+        if container.id is None:  # the SDK types it optional; a created container always has one
+            raise RuntimeStartError("start_failed", f"Docker created container {name} without an id")
         self._active.add(container.id)
         try:
             container.start()

@@ -15,6 +15,8 @@ from .base import ExitInfo, JobSpec, RuntimeStartError
 
 class ProcessRun:
     def __init__(self, process: asyncio.subprocess.Process):
+        if process.stdout is None or process.stderr is None:
+            raise RuntimeError("the engine process was started without pipes for stdout and stderr")
         self._process = process
         self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(maxsize=10_000)
         self._readers = [asyncio.create_task(self._read(process.stdout, "stdout")),

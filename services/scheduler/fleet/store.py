@@ -4,7 +4,9 @@ history, kept as raw samples (step_s 0), 1-minute (60) and 1-hour (3600) average
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -23,7 +25,7 @@ async def record_beats(conn, rows: list[tuple]) -> list[asyncpg.Record]:
     """Upsert the newest heartbeat of each agent (rows as `beat_row` builds them); an unknown agent is registered.
     Returns (id, registered) per agent."""
     rows = sorted(rows, key=lambda row: row[0])  # one lock order for every replica: no deadlocks between them
-    columns = list(zip(*rows))
+    columns: list[Sequence[Any]] = list(zip(*rows))  # tuples, two of them replaced by lists below
     # JSON travels as text: asyncpg would read a list inside an array parameter as one more dimension.
     columns[2] = [json.dumps(v) for v in columns[2]]
     columns[4] = [json.dumps(v) for v in columns[4]]
