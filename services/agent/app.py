@@ -9,12 +9,14 @@ import asyncio
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from litestar import Litestar
 
 from services.common import contracts
 from services.common.app import VERSION, ServiceSpec, create_service_app
+from services.common.lifecycle import Background, Context
 from services.common.nats_auth import agent_inbox_prefix
 from services.common.settings import Settings
 
@@ -26,12 +28,21 @@ from .settings import AgentSettings
 log = logging.getLogger(__name__)
 
 
-async def heartbeat(app: Litestar, settings: AgentSettings) -> contracts.AgentHeartbeat:
+@dataclass(frozen=True, kw_only=True)
+class AgentContext(Context):
+    """The shared context (no pool), the agent's own settings and its runner."""
+
+    agent: AgentSettings
+    runner: Runner
+
+
+async def heartbeat(context: AgentContext) -> contracts.AgentHeartbeat:
     """Read this host's resources and publish them once."""
+    settings = context.agent
     gpus, host = await asyncio.gather(
         asyncio.to_thread(read_gpus, settings.simulated_gpus, settings.simulated_gpu_memory_mb),
         asyncio.to_thread(read_host))
-    runner = app.state.runner
+    runner = context.runner
     jobs = list(runner.jobs.values())
     slots = settings.slots(bool(gpus))
     free_gpus, free_cpu = free_slots(jobs, gpus, slots)
@@ -43,7 +54,7 @@ async def heartbeat(app: Litestar, settings: AgentSettings) -> contracts.AgentHe
         free_gpu_slots=free_gpus, free_cpu_slots=free_cpu,
         version=VERSION, runtime=runner.runtime.name,
     )
-    await app.state.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
+    await context.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
     return beat
 
 
@@ -54,55 +65,56 @@ def free_slots(jobs: list, gpus: tuple[contracts.GpuStatus, ...], cpu_slot_count
     return sum(1 for g in gpus if g.index not in held), max(0, cpu_slot_count - cpu_jobs)
 
 
-async def _beat_forever(app: Litestar, settings: AgentSettings) -> None:
+async def _beat_forever(context: AgentContext) -> None:
+    """Publish a heartbeat every `heartbeat_s`."""
     while True:
         try:
-            await heartbeat(app, settings)
+            await heartbeat(context)
         except Exception:  # noqa: BLE001 - a missed beat must not stop the next one
             log.exception("heartbeat failed")
-        await asyncio.sleep(settings.heartbeat_s)
+        await asyncio.sleep(context.agent.heartbeat_s)
 
 
-def make_runner(app: Litestar, settings: AgentSettings) -> Runner:
+def make_runner(context: Context, settings: AgentSettings) -> Runner:
     """The runner of this agent, with its runtime, both configured from the settings."""
-    storage = app.state.settings.storage
-    return Runner(nc=app.state.nc, js=app.state.js, agent_id=settings.agent_id,
+    storage = context.settings.storage
+    return Runner(nc=context.nc, js=context.js, agent_id=settings.agent_id,
                   runtime=runtime_from_settings(settings, storage), storage=storage, engine_env=settings.engine_env,
                   # A CPU job's share of the cores, so that CPU slots side by side don't starve each other.
                   cpu_threads=max(1, (os.cpu_count() or 1) // max(1, settings.slots(False))),
                   state_dir=settings.state_path)
 
 
-async def _start(app: Litestar, settings: AgentSettings) -> None:
-    app.state.settings.storage.ensure()
-    if settings.simulated_gpus:
+async def _prepare(context: AgentContext) -> None:
+    """The storage folders, and a warning when the GPUs are simulated."""
+    context.settings.storage.ensure()
+    if context.agent.simulated_gpus:
         log.warning("LLMCT_SIMULATED_GPUS is set: reporting %s simulated GPUs (a test setting; never on a real host)",
-                    settings.simulated_gpus)
-    app.state.runner = make_runner(app, settings)
-    await app.state.runner.start()
-    app.state.beater = asyncio.create_task(_beat_forever(app, settings))
+                    context.agent.simulated_gpus)
 
 
-async def _stop(app: Litestar) -> None:
-    # Containers (docker runtime) keep running and the next agent re-attaches; processes are stopped.
-    app.state.beater.cancel()
-    await app.state.runner.stop()
+async def _start_runner(context: AgentContext) -> None:
+    """Take cancels, pick up what the last agent left running, then take dispatches (the runner's own loops)."""
+    await context.runner.start()
+
+
+async def _stop_runner(context: AgentContext) -> None:
+    """Containers (docker runtime) keep running and the next agent re-attaches; processes are stopped."""
+    await context.runner.stop()
 
 
 def service_spec(settings: AgentSettings) -> ServiceSpec:
-    """The agent as a service of the platform, its hooks given the agent's settings."""
-
-    async def start(app: Litestar) -> None:
-        await _start(app, settings)
-
+    """The agent as a service of the platform: its context, runner and heartbeats given the agent's settings."""
     return ServiceSpec(
         name="agent",
         description="runs jobs on a GPU host and reports its resources",
         uses_store=False,
         manages_streams=False,  # its NATS user may only use its own consumer (docs/fleet.md)
         bus_options=lambda: {"inbox_prefix": agent_inbox_prefix(settings.agent_id)},
-        on_startup=[start],
-        on_shutdown=[_stop],
+        context=lambda base: base.extended(AgentContext, agent=settings, runner=make_runner(base, settings)),
+        on_startup=[_prepare],
+        background=[Background(name="runner", start=_start_runner, stop=_stop_runner),
+                    Background(name="heartbeats", run=_beat_forever)],
     )
 
 

@@ -9,11 +9,12 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.common import contracts
-from services.common.bus import consume
+from services.common.consumers import Ack, Consumer, Delivery, Outcome, run_consumer
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
 
@@ -33,10 +34,19 @@ log = logging.getLogger(__name__)
 
 CLEANUP_EVERY_S = 30.0
 
+_orders = msgspec.json.Decoder(contracts.JobDispatched)
+
 
 def consumer_name(agent_id: str) -> str:
     """A durable name NATS accepts (no dots, spaces or wildcards)."""
     return "agent-" + re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
+
+
+def dispatches(agent_id: str) -> Consumer[Runner, contracts.JobDispatched]:
+    """The agent's DISPATCH consumer: its own jobs, handled by its runner (which owns the loop: it starts after the
+    jobs of the last agent are picked up, and stops before the runner leaves its jobs)."""
+    return Consumer(durable=consumer_name(agent_id), stream="DISPATCH", subject=Subjects.job_dispatch(agent_id),
+                    decode=_orders.decode, handler=Runner.on_dispatch, batch=16)
 
 
 class Runner:
@@ -76,8 +86,7 @@ class Runner:
                                                   storage=self.storage, agent_id=self.agent_id, js=self.js,
                                                   publish=self.publish, go_on=self.go_on))
         self._tasks = [
-            asyncio.create_task(consume(self.js, subject=Subjects.job_dispatch(self.agent_id), stream="DISPATCH",
-                                        durable=consumer_name(self.agent_id), handle=self._on_dispatch, batch=16)),
+            asyncio.create_task(run_consumer(self.js, dispatches(self.agent_id), self)),
             asyncio.create_task(self._cleanup_forever()),
         ]
 
@@ -106,15 +115,9 @@ class Runner:
         self.jobs[job.job_id] = job
         job.task = asyncio.create_task(self._run(saved.order, job, resume))
 
-    async def _on_dispatch(self, msg) -> None:
-        try:
-            order = contracts.decode(msg.data)
-        except Exception:  # noqa: BLE001 - not ours to retry
-            await msg.term()
-            return
-        if not isinstance(order, contracts.JobDispatched):
-            await msg.term()
-            return
+    async def on_dispatch(self, order: contracts.JobDispatched, delivery: Delivery) -> Outcome:
+        """Start a dispatched job (the order is acked once it started); a redelivery of one already running is
+        only acked."""
         running = self.jobs.get(order.job_id)
         if running is not None and running.saved.order.attempt < order.attempt:
             await self._supersede(running, order.attempt)
@@ -124,7 +127,7 @@ class Runner:
             self.jobs[order.job_id] = job
             job.task = asyncio.create_task(self._run(order, job))
             await job.started.wait()
-        await msg.ack()
+        return Ack()
 
     async def _supersede(self, job: RunningJob, attempt: int) -> None:
         """The scheduler dispatched the job again (it had lost track of this agent): it hears only the newest

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import cast
 
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
+from services.common.lifecycle import Background, Context
 from services.common.settings import Settings, settings_for
 
 from . import service, store
@@ -17,28 +19,26 @@ from .settings import AuthSettings
 PRUNE_EVERY_S = 600
 
 
-async def _start(app: Litestar) -> None:
-    await service.ensure_admin(app.state.pool, app.state.settings)
-    app.state.pruner = asyncio.create_task(_prune_forever(app))
+async def _ensure_admin(context: Context) -> None:
+    """The first admin, from the settings, when there is none yet."""
+    await service.ensure_admin(context.pool, cast(AuthSettings, context.settings))
 
 
-async def _prune_forever(app: Litestar) -> None:
+async def _prune_forever(context: Context) -> None:
+    """Forget old login failures and expired revoked sessions, every PRUNE_EVERY_S."""
+    settings = cast(AuthSettings, context.settings)
     while True:
         with contextlib.suppress(Exception):
-            await store.prune(app.state.pool, app.state.settings.login_window_s)
+            await store.prune(context.pool, settings.login_window_s)
         await asyncio.sleep(PRUNE_EVERY_S)
-
-
-async def _stop(app: Litestar) -> None:
-    app.state.pruner.cancel()
 
 
 SPEC = ServiceSpec(
     name="auth",
     description="users, invite codes, access tokens, API keys and roles",
     route_handlers=[AuthController, AdminController],
-    on_startup=[_start],
-    on_shutdown=[_stop],
+    on_startup=[_ensure_admin],
+    background=[Background(name="pruner", run=_prune_forever)],
 )
 
 

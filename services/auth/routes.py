@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from asyncpg import Pool
 from litestar import Controller, Request, delete, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
+from nats.aio.client import Client
 
+from services.common.dependencies import Injected
 from services.common.errors import not_found
-from services.common.security import Principal
+from services.common.security import Principal, RevokedSessions
 
 from . import service, store
 from .schemas import (
@@ -25,6 +27,7 @@ from .schemas import (
     UserPage,
     to,
 )
+from .settings import AuthSettings
 
 PUBLIC = {"public": True}
 ADMIN = {"admin": True}
@@ -43,33 +46,34 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/register", opt=PUBLIC, status_code=201, summary="Open an account with an invite code")
-    async def register(self, state: State, data: RegisterRequest) -> User:
-        return await service.register(state.pool, state.settings, data)
+    async def register(self, pool: Pool, settings: Injected[AuthSettings], data: RegisterRequest) -> User:
+        return await service.register(pool, settings, data)
 
     @post("/login", opt=PUBLIC, status_code=200, summary="Exchange a username and password for an access token")
-    async def login(self, request: Request, state: State, data: LoginRequest) -> TokenResponse:
-        return await service.login(state.pool, state.settings, username=data.username, password=data.password,
+    async def login(self, request: Request, pool: Pool, settings: Injected[AuthSettings],
+                    data: LoginRequest) -> TokenResponse:
+        return await service.login(pool, settings, username=data.username, password=data.password,
                                    address=client_address(request))
 
     @post("/logout", status_code=204, summary="Revoke the access token used for this call")
-    async def logout(self, state: State, principal: Principal) -> None:
-        await service.logout(state.pool, state.nc, state.revoked_sessions, principal)
+    async def logout(self, pool: Pool, nc: Client, revoked: RevokedSessions, principal: Principal) -> None:
+        await service.logout(pool, nc, revoked, principal)
 
     @get("/me", summary="Who the caller is")
-    async def me(self, state: State, principal: Principal) -> User:
-        return await service.me(state.pool, principal)
+    async def me(self, pool: Pool, principal: Principal) -> User:
+        return await service.me(pool, principal)
 
     @post("/api-keys", status_code=201, summary="Create a personal API key (shown once)")
-    async def create_api_key(self, state: State, principal: Principal, data: ApiKeyCreate) -> ApiKeyCreated:
-        return await service.create_api_key(state.pool, principal, data.name)
+    async def create_api_key(self, pool: Pool, principal: Principal, data: ApiKeyCreate) -> ApiKeyCreated:
+        return await service.create_api_key(pool, principal, data.name)
 
     @get("/api-keys", summary="List the caller's API keys (without the keys)")
-    async def list_api_keys(self, state: State, principal: Principal) -> list[ApiKey]:
-        return await service.list_api_keys(state.pool, principal)
+    async def list_api_keys(self, pool: Pool, principal: Principal) -> list[ApiKey]:
+        return await service.list_api_keys(pool, principal)
 
     @delete("/api-keys/{key_id:str}", status_code=204, summary="Revoke one of the caller's API keys")
-    async def revoke_api_key(self, state: State, principal: Principal, key_id: str) -> None:
-        await service.revoke_api_key(state.pool, principal, key_id)
+    async def revoke_api_key(self, pool: Pool, principal: Principal, key_id: str) -> None:
+        await service.revoke_api_key(pool, principal, key_id)
 
 
 class AdminController(Controller):
@@ -80,25 +84,25 @@ class AdminController(Controller):
     opt = ADMIN
 
     @post("/invites", status_code=201, summary="Create an invite code")
-    async def create_invite(self, state: State, principal: Principal, data: InviteCreate) -> Invite:
-        return await service.create_invite(state.pool, principal, data)
+    async def create_invite(self, pool: Pool, principal: Principal, data: InviteCreate) -> Invite:
+        return await service.create_invite(pool, principal, data)
 
     @get("/invites", summary="List invite codes")
-    async def list_invites(self, state: State) -> list[Invite]:
-        return [to(Invite, row) for row in await store.list_invites(state.pool)]
+    async def list_invites(self, pool: Pool) -> list[Invite]:
+        return [to(Invite, row) for row in await store.list_invites(pool)]
 
     @delete("/invites/{code:str}", status_code=204, summary="Revoke an invite code")
-    async def revoke_invite(self, state: State, code: str) -> None:
-        if not await store.revoke_invite(state.pool, code):
+    async def revoke_invite(self, pool: Pool, code: str) -> None:
+        if not await store.revoke_invite(pool, code):
             raise not_found("invite code")
 
     @get("/users", summary="List accounts, by username")
     async def list_users(
         self,
-        state: State,
+        pool: Pool,
         cursor: Annotated[str | None, Parameter(description="username to continue after")] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> UserPage:
-        rows = await store.list_users(state.pool, after=cursor, limit=limit + 1)
+        rows = await store.list_users(pool, after=cursor, limit=limit + 1)
         items = [to(User, row) for row in rows[:limit]]
         return UserPage(items=items, next_cursor=items[-1].username if len(rows) > limit else None)

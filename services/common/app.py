@@ -1,11 +1,11 @@
-"""The shape every service shares: a Litestar app whose lifespan owns the pool and the bus."""
+"""The shape every service shares: a Litestar app whose lifespan owns the pool, the bus and what runs on them."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +19,12 @@ from nats.micro import add_service
 
 from . import contracts
 from .bus import bus_is_healthy, close_bus, connect_bus, ensure_streams
+from .consumers import Consumer
+from .dependencies import DEPENDENCIES
 from .errors import EXCEPTION_HANDLERS
+from .lifecycle import Background, Context, Running
 from .requests import Endpoint, serve
-from .security import RevokedSessions, provide_principal, require_principal
+from .security import RevokedSessions, require_principal
 from .settings import Settings, settings_from_env
 from .store import StoreNotMigrated, check_migrated, create_pool, store_is_healthy
 
@@ -29,7 +32,8 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 
-Hook = Callable[[Litestar], Awaitable[None]]
+Hook = Callable[[Any], Awaitable[None]]
+"""A one-shot step given the service's context (`Context` or the service's own subclass of it)."""
 
 
 @dataclass(kw_only=True)
@@ -40,9 +44,18 @@ class ServiceSpec:
     description: str
     route_handlers: Sequence[Any] = ()
     uses_store: bool = True
+    context: Callable[[Context], Context] | None = None
+    """The service's own context, built from the shared one once the pool and NATS are up (its parts)."""
     on_startup: Sequence[Hook] = ()
+    """One-shot set-up (presets, the first admin), run in order before the background parts start."""
     on_shutdown: Sequence[Hook] = ()
+    """One-shot tear-down, run in reverse order once the background parts and consumers have stopped."""
+    background: Sequence[Background[Any]] = ()
+    """Long-running parts (loops, start/stop pairs), started in order after the hooks."""
+    consumers: Sequence[Consumer[Any, Any]] = ()
+    """Durable JetStream consumers, started after the background parts."""
     dependencies: dict[str, Provide] = field(default_factory=dict)
+    """What the service's routes get injected besides the shared ones (services.common.dependencies)."""
     manages_streams: bool = True
     """Creates and updates the JetStream streams at start-up (agents may not: their NATS user cannot)."""
     bus_options: Callable[[], dict] | None = None
@@ -51,11 +64,11 @@ class ServiceSpec:
     """The questions this service owns, answered over NATS request/reply (services.common.requests)."""
 
 
-async def health_report(state: State, spec: ServiceSpec) -> tuple[bool, dict]:
+async def health_report(context: Context | None, spec: ServiceSpec) -> tuple[bool, dict]:
     """Really ask Postgres and NATS; returns (healthy, report)."""
-    checks = {"nats": await bus_is_healthy(state.get("nc"))}
+    checks = {"nats": await bus_is_healthy(context.nc if context else None)}
     if spec.uses_store:
-        checks["postgres"] = await store_is_healthy(state.get("pool"))
+        checks["postgres"] = await store_is_healthy(context.store if context else None)
     healthy = all(problem is None for problem in checks.values())
     report = {
         "status": "ok" if healthy else "degraded",
@@ -68,7 +81,7 @@ async def health_report(state: State, spec: ServiceSpec) -> tuple[bool, dict]:
 def _health_route(spec: ServiceSpec):
     @get("/health", opt={"public": True}, include_in_schema=False)
     async def health(state: State) -> Response:
-        healthy, report = await health_report(state, spec)
+        healthy, report = await health_report(state.get("context"), spec)
         return Response(report, status_code=200 if healthy else 503, media_type=MediaType.JSON)
 
     return health
@@ -80,72 +93,96 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-async def _start_discovery(app: Litestar, spec: ServiceSpec):
+async def _start_discovery(context: Context, spec: ServiceSpec):
     """Answer NATS service discovery ($SRV.PING/INFO/STATS) so `nats micro ls` sees us."""
     service = await add_service(
-        app.state.nc, name=f"llmct-{spec.name}", version=VERSION, description=spec.description
+        context.nc, name=f"llmct-{spec.name}", version=VERSION, description=spec.description
     )
 
     async def health(request) -> None:
-        _, report = await health_report(app.state, spec)
+        _, report = await health_report(context, spec)
         await request.respond(json.dumps(report).encode())
 
     await service.add_endpoint(name="health", subject=f"llmct.{spec.name}.health", handler=health)
     return service
 
 
-async def _follow_revocations(app: Litestar) -> None:
-    revoked: RevokedSessions = app.state.revoked_sessions
+async def _follow_revocations(context: Context) -> None:
+    """Keep the revoked sessions current: loaded now, then told by auth, and reloaded after a reconnect."""
 
     async def on_revoked(msg) -> None:
         event = contracts.decode(msg.data)
         if isinstance(event, contracts.SessionRevoked):
-            revoked.add(event.session_id, event.expires_at)
+            context.revoked.add(event.session_id, event.expires_at)
 
     # Subscribe before loading, so a logout between the two is not missed.
-    await app.state.nc.subscribe(contracts.Subjects.SESSION_REVOKED, cb=on_revoked)
-    await revoked.load(app.state.pool)
+    await context.nc.subscribe(contracts.Subjects.SESSION_REVOKED, cb=on_revoked)
+    await context.revoked.load(context.pool)
     # Core NATS drops what is published while we are away: catch up from Postgres on reconnect.
-    app.state.bus_reconnected.append(lambda: revoked.load(app.state.pool))
+    context.reconnected.append(lambda: context.revoked.load(context.pool))
+
+
+async def _open_store(stack: AsyncExitStack, spec: ServiceSpec, settings: Settings):
+    """The asyncpg pool (closed when the stack unwinds), refusing a database that is not at the newest migration."""
+    if not spec.uses_store:
+        return None
+    pool = await create_pool(settings.database_url)
+    stack.push_async_callback(pool.close)
+    try:
+        await check_migrated(pool)
+    except StoreNotMigrated as exc:
+        log.error("%s refuses to start: %s", spec.name, exc)
+        raise
+    return pool
+
+
+async def _open_context(stack: AsyncExitStack, app: Litestar, spec: ServiceSpec) -> Context:
+    """Open the pool and NATS (each closed when the stack unwinds) and build the service's context."""
+    settings: Settings = app.state.settings
+    pool = await _open_store(stack, spec, settings)
+    reconnected: list = []
+    nc = await connect_bus(settings.nats_url, spec.name, reconnected, user=settings.nats_user,
+                           password=settings.nats_password, creds=settings.nats_creds,
+                           **(spec.bus_options() if spec.bus_options else {}))
+    stack.push_async_callback(close_bus, nc)
+    context = Context(settings=settings, nc=nc, js=nc.jetstream(), store=pool,
+                      revoked=app.state.revoked_sessions, reconnected=reconnected)
+    if spec.manages_streams:
+        await ensure_streams(context.js)
+    if spec.uses_store:
+        await _follow_revocations(context)
+    return context
+
+
+async def _start(stack: AsyncExitStack, app: Litestar, spec: ServiceSpec) -> None:
+    """Every start step in order; each registers its undoing on `stack` first, so a failure unwinds the rest."""
+    base = await _open_context(stack, app, spec)
+    discovery = await _start_discovery(base, spec)
+    stack.push_async_callback(discovery.stop)
+    context = spec.context(base) if spec.context else base
+    app.state.context = context
+    for hook in spec.on_startup:
+        await hook(context)
+    for hook in spec.on_shutdown:  # the stack runs them in reverse
+        stack.push_async_callback(hook, context)
+    running = Running()
+    stack.push_async_callback(running.stop)
+    for part in spec.background:
+        await running.start(part, context)
+    for consumer in spec.consumers:
+        running.consume(context.js, consumer, context)
+    for endpoint in spec.endpoints:  # answered once the parts have set up what the answers read
+        await serve(discovery, context, endpoint)
 
 
 def _lifespan(spec: ServiceSpec):
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        settings: Settings = app.state.settings
-        if spec.uses_store:
-            app.state.pool = await create_pool(settings.database_url)
-            try:
-                await check_migrated(app.state.pool)
-            except StoreNotMigrated as exc:
-                log.error("%s refuses to start: %s", spec.name, exc)
-                await app.state.pool.close()
-                raise
-        app.state.bus_reconnected = []
-        app.state.nc = await connect_bus(settings.nats_url, spec.name, app.state.bus_reconnected,
-                                         user=settings.nats_user, password=settings.nats_password,
-                                         creds=settings.nats_creds, **(spec.bus_options() if spec.bus_options else {}))
-        app.state.js = app.state.nc.jetstream()
-        if spec.manages_streams:
-            await ensure_streams(app.state.js)
-        if spec.uses_store:
-            await _follow_revocations(app)
-        discovery = await _start_discovery(app, spec)
-        for hook in spec.on_startup:
-            await hook(app)
-        for endpoint in spec.endpoints:  # answered once the hooks have set up what the answers read
-            await serve(discovery, app, endpoint)
-        log.info("%s ready", spec.name)
-        try:
+        async with AsyncExitStack() as stack:
+            await _start(stack, app, spec)
+            log.info("%s ready", spec.name)
             yield
-        finally:
-            for hook in reversed(spec.on_shutdown):
-                await hook(app)
-            await discovery.stop()
-            await close_bus(app.state.nc)
-            if spec.uses_store:
-                await app.state.pool.close()
-            log.info("%s stopped: bus drained, pool closed", spec.name)
+        log.info("%s stopped: bus drained, pool closed", spec.name)
 
     return lifespan
 
@@ -159,7 +196,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> L
         route_handlers=[_health_route(spec), MetricsController, *spec.route_handlers],
         lifespan=[_lifespan(spec)],
         guards=[require_principal],
-        dependencies={"principal": Provide(provide_principal, sync_to_thread=False), **spec.dependencies},
+        dependencies={**DEPENDENCIES, **spec.dependencies},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[PrometheusConfig(app_name=f"llmct_{spec.name}", group_path=True).middleware],
         state=State({"settings": settings, "revoked_sessions": RevokedSessions(), "spec": spec}),

@@ -142,12 +142,3 @@ async def consume(js: JetStreamContext, *, subject: str, durable: str, stream: s
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-
-async def decode_or_term(msg, decoder):
-    """The message decoded, or None after terminating it: a message no handler can read is never retried."""
-    try:
-        return decoder.decode(msg.data)
-    except Exception:  # noqa: BLE001 - msgspec.ValidationError / DecodeError
-        log.warning("dropping undecodable message on %s", msg.subject)
-        await msg.term()
-        return None

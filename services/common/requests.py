@@ -29,8 +29,8 @@ _encoder = msgspec.json.Encoder()
 class Endpoint:
     """One question a service answers: its micro endpoint name, subject, request type and handler.
 
-    The handler gets the app (its pool, settings) and the decoded request, and returns the answer Struct or
-    raises `ApiError` (sent back as `Refused`)."""
+    The handler gets the service's context (services.common.lifecycle: its pool, settings) and the decoded
+    request, and returns the answer Struct or raises `ApiError` (sent back as `Refused`)."""
 
     name: str
     subject: str
@@ -42,24 +42,24 @@ def refusal_of(exc: ApiError) -> Refused:
     return Refused(code=exc.code, message=exc.message, field=exc.field, status=exc.status)
 
 
-async def answer(app: Any, endpoint: Endpoint, data: bytes) -> bytes:
+async def answer(context: Any, endpoint: Endpoint, data: bytes) -> bytes:
     """The encoded answer to one request: the handler's, or a `Refused` (a bad request, or the handler's no)."""
     try:
         request = msgspec.json.decode(data, type=endpoint.request)
     except msgspec.ValidationError as exc:
         return _encoder.encode(Refused(code="bad_request", message=f"{endpoint.name}: {exc}", status=400))
     try:
-        return _encoder.encode(await endpoint.handler(app, request))
+        return _encoder.encode(await endpoint.handler(context, request))
     except ApiError as exc:
         return _encoder.encode(refusal_of(exc))
 
 
-async def serve(micro_service: Any, app: Any, endpoint: Endpoint) -> None:
+async def serve(micro_service: Any, context: Any, endpoint: Endpoint) -> None:
     """Answer `endpoint` on the service's micro instance (discovery and stats come with it)."""
 
     async def handle(request) -> None:
         try:
-            await request.respond(await answer(app, endpoint, request.data))
+            await request.respond(await answer(context, endpoint, request.data))
         except Exception:  # an answer never raises into nats-py's loop: the asker times out and says so
             log.exception("%s: no answer to a request", endpoint.name)
 

@@ -160,7 +160,7 @@ async def authenticate(connection: ASGIConnection) -> Principal:
         raise NotAuthorizedException("authentication required: send `Authorization: Bearer <token or API key>`")
     state = connection.app.state
     if credential.startswith(API_KEY_PREFIX):
-        return await principal_from_api_key(state.pool, credential)
+        return await principal_from_api_key(state.context.pool, credential)
     claims = read_token(state.settings.secret_key, credential)
     if claims["sid"] in state.revoked_sessions:
         raise NotAuthorizedException("the access token has been revoked: log in again")

@@ -14,6 +14,7 @@ from services.common.errors import ApiError
 from services.common.requests import Endpoint
 
 from . import store
+from .context import DatasetsContext
 from .formats import stage_problem
 
 
@@ -62,16 +63,16 @@ def for_calibration(rows: list, data_dir, field: str) -> DatasetsForJob:
     return DatasetsForJob(keys=[row["info_key"] for row in rows], files=files)
 
 
-async def datasets_for_job(app, asked: DatasetsAsked) -> DatasetsForJob:
+async def datasets_for_job(context: DatasetsContext, asked: DatasetsAsked) -> DatasetsForJob:
     """Answer a `DatasetsAsked`: the keys (and what else the purpose needs), or why not."""
     if not asked.names:
         raise ApiError(422, "no_datasets", "name at least one dataset", asked.field)
-    rows = await _rows(app.state.pool, asked)
+    rows = await _rows(context.pool, asked)
     if asked.purpose == "train":
         return for_training(rows, asked.stage or "sft", asked.field)
     if asked.purpose == "eval":
         return for_evaluation(rows, asked.field)
-    return for_calibration(rows, app.state.dataset_layout.root, asked.field)
+    return for_calibration(rows, context.datasets.layout.root, asked.field)
 
 
 ENDPOINTS = (

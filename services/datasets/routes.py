@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from asyncpg import Pool
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import File, Stream
 from zipstream import ZipStream
 
+from services.common.dependencies import Injected
 from services.common.security import Principal, authenticate, bearer_from
 
 from . import ingest, register, service
@@ -22,10 +23,6 @@ UPLOAD_HELP = """multipart/form-data, streamed to disk. Parts: `file` (one or mo
 or a .zip / .tar / .tar.gz of them), `name`, `format` (alpaca | sharegpt | text | pairwise), and optionally
 `visibility` (private; public for admins), `remark`, `columns` (JSON: role -> column) and `tags` (JSON, sharegpt).
 Send the text parts before the file to hear about a bad name before the file is sent."""
-
-
-def context(state: State) -> Context:
-    return Context(pool=state.pool, layout=state.dataset_layout, settings=state.dataset_settings)
 
 
 async def optional_caller(request: Request) -> Principal | None:
@@ -41,29 +38,29 @@ class DatasetController(Controller):
 
     @get("/", opt=PUBLIC, summary="List datasets: public ones, plus the caller's own when logged in")
     async def list_datasets(
-        self, request: Request, state: State,
+        self, request: Request, pool: Pool,
         q: Annotated[str | None, Parameter(max_length=64, description="part of the name")] = None,
         format: Format | None = None,  # noqa: A002 - the query parameter's public name
         visibility: Visibility | None = None,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> DatasetPage:
-        return await service.list_datasets(state.pool, await optional_caller(request), search=q, fmt=format,
+        return await service.list_datasets(pool, await optional_caller(request), search=q, fmt=format,
                                            visibility=visibility, cursor=cursor, limit=limit)
 
     @get("/{dataset_id:str}", opt=PUBLIC, summary="A dataset: format, columns, files, rows, dataset_info entry")
-    async def detail(self, request: Request, state: State, dataset_id: str) -> Dataset:
-        return await service.get_dataset(state.pool, await optional_caller(request), dataset_id)
+    async def detail(self, request: Request, pool: Pool, dataset_id: str) -> Dataset:
+        return await service.get_dataset(pool, await optional_caller(request), dataset_id)
 
     @get("/{dataset_id:str}/preview", opt=PUBLIC,
          summary="The first rows, raw and as the chat template will see them")
-    async def preview(self, request: Request, state: State, dataset_id: str,
+    async def preview(self, request: Request, datasets: Injected[Context], dataset_id: str,
                       rows: Annotated[int | None, Parameter(ge=1, le=50)] = None) -> Preview:
-        return await service.preview(context(state), await optional_caller(request), dataset_id, rows)
+        return await service.preview(datasets, await optional_caller(request), dataset_id, rows)
 
     @get("/{dataset_id:str}/download", summary="The dataset's file (a zip when it has several), streamed")
-    async def download(self, state: State, principal: Principal, dataset_id: str) -> Response:
-        path, filename = await service.download_path(context(state), principal, dataset_id)
+    async def download(self, datasets: Injected[Context], principal: Principal, dataset_id: str) -> Response:
+        path, filename = await service.download_path(datasets, principal, dataset_id)
         if path.is_dir():
             archive = ZipStream.from_path(str(path), arcname=filename.removesuffix(".zip"))
             return Stream(archive, media_type="application/zip",
@@ -72,20 +69,21 @@ class DatasetController(Controller):
 
     @post("/upload", status_code=201, request_max_body_size=None, summary="Upload a dataset",
           description=UPLOAD_HELP)
-    async def upload(self, request: Request, state: State, principal: Principal) -> Dataset:
+    async def upload(self, request: Request, datasets: Injected[Context], principal: Principal) -> Dataset:
         length = request.headers.get("content-length")
-        return await ingest.upload(context(state), principal, request.stream(), request.headers.get("content-type"),
+        return await ingest.upload(datasets, principal, request.stream(), request.headers.get("content-type"),
                                    int(length) if length and length.isdigit() else None)
 
     @post("/register", status_code=201,
           summary="Register a file already in the data folder (admins) or a hub dataset")
-    async def register(self, state: State, principal: Principal, data: RegisterRequest) -> Dataset:
-        return await register.register(context(state), principal, data)
+    async def register(self, datasets: Injected[Context], principal: Principal, data: RegisterRequest) -> Dataset:
+        return await register.register(datasets, principal, data)
 
     @patch("/{dataset_id:str}", summary="Rename a dataset or change its remark")
-    async def change(self, state: State, principal: Principal, dataset_id: str, data: DatasetPatch) -> Dataset:
-        return await service.patch_dataset(context(state), principal, dataset_id, data)
+    async def change(self, datasets: Injected[Context], principal: Principal, dataset_id: str,
+                     data: DatasetPatch) -> Dataset:
+        return await service.patch_dataset(datasets, principal, dataset_id, data)
 
     @delete("/{dataset_id:str}", status_code=204, summary="Delete a dataset no pending or running job uses")
-    async def remove(self, state: State, principal: Principal, dataset_id: str) -> None:
-        await service.delete_dataset(context(state), principal, dataset_id)
+    async def remove(self, datasets: Injected[Context], principal: Principal, dataset_id: str) -> None:
+        await service.delete_dataset(datasets, principal, dataset_id)

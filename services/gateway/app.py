@@ -2,36 +2,56 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import cast
+
+import httpx
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
+from services.common.dependencies import provide_part
+from services.common.lifecycle import Context
 from services.common.settings import Settings, settings_for
 
 from .chat import CHAT_HANDLERS, Deployments
 from .docs import DOCS_STATIC, docs_page, openapi_document
-from .proxy import PROXY_HANDLERS, new_client
 from .logs import LogHub
+from .proxy import PROXY_HANDLERS, new_client
+from .settings import GatewaySettings
 from .sockets import echo, job_sockets
 from .web import web_client
-from .settings import GatewaySettings
 
 
-async def _open_client(app: Litestar) -> None:
-    app.state.http = new_client()
-    app.state.log_hub = LogHub(app.state.nc, app.state.js)
-    app.state.deployments = Deployments()
+@dataclass(frozen=True, kw_only=True)
+class GatewayContext(Context):
+    """The shared context, and the gateway's HTTP client, log viewers' hub and deployment lookups."""
+
+    http: httpx.AsyncClient
+    log_hub: LogHub
+    deployments: Deployments
 
 
-async def _close_client(app: Litestar) -> None:
-    await app.state.http.aclose()
+def _gateway_context(base: Context) -> GatewayContext:
+    """The gateway's parts, built once the bus is up."""
+    http = new_client()
+    settings = cast(GatewaySettings, base.settings)
+    return base.extended(GatewayContext, http=http, log_hub=LogHub(base.nc, base.js),
+                         deployments=Deployments(http, settings.service_url("scheduler")))
+
+
+async def _close_client(context: GatewayContext) -> None:
+    """Close the HTTP client (its connections to the services)."""
+    await context.http.aclose()
 
 
 SPEC = ServiceSpec(
     name="gateway",
     description="public HTTP and WebSocket entry point",
     route_handlers=[*CHAT_HANDLERS, *PROXY_HANDLERS, echo, job_sockets, openapi_document, docs_page, DOCS_STATIC, web_client],
-    on_startup=[_open_client],
+    context=_gateway_context,
     on_shutdown=[_close_client],
+    dependencies={"http": provide_part("http"), "log_hub": provide_part("log_hub"),
+                  "deployments": provide_part("deployments")},
 )
 
 

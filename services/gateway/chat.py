@@ -10,15 +10,18 @@ streams the agent's frames back (services/agent/serving.py has the framing). /v1
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import datetime
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import httpx
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotAuthorizedException
 from litestar.response import Stream
+from nats.aio.client import Client
 
 from services.common.contracts import ChatFrames, Subjects
 from services.common.errors import ApiError
@@ -57,7 +60,8 @@ class PlaygroundChat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class Deployments:
     """What the scheduler says about the caller's deployments, cached per credential for a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, http: httpx.AsyncClient, scheduler_url: str) -> None:
+        self.http, self.scheduler_url = http, scheduler_url
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
 
     async def _get(self, request: Request, path: str, params: dict | None = None) -> tuple[int, Any]:
@@ -66,10 +70,9 @@ class Deployments:
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
-        state = request.app.state
         try:
-            response = await state.http.get(state.settings.service_url("scheduler") + path, params=params,
-                                            headers={"authorization": key[0]})
+            response = await self.http.get(self.scheduler_url + path, params=params,
+                                           headers={"authorization": key[0]})
         except Exception as exc:  # noqa: BLE001 - httpx transport errors
             raise OpenAIError(503, "the scheduler is not reachable; retry shortly", "service_unavailable",
                               kind="server_error", headers={"Retry-After": "2"}) from exc
@@ -119,10 +122,9 @@ def check_ready(deployment: dict) -> None:
                       "model")
 
 
-async def relay(request: Request, deployment: dict, body: bytes, stream: bool) -> Response:
+async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Response:
     """Send the request to the agent hosting the deployment and answer with what it streams back."""
     deployment_id = deployment["id"]
-    nc = request.app.state.nc
     inbox = nc.new_inbox()
     frames: asyncio.Queue = asyncio.Queue()
     sub = await nc.subscribe(inbox, cb=frames.put)
@@ -171,22 +173,22 @@ async def _caller(request: Request) -> None:
 
 
 def _openai_errors(handler):
-    """Answer OpenAIError (and anything unexpected) in OpenAI's shape."""
-    async def wrapped(request: Request) -> Response:
+    """Answer OpenAIError (and anything unexpected) in OpenAI's shape. The handler's signature is kept (wraps), so
+    Litestar injects what it names."""
+    @functools.wraps(handler)
+    async def wrapped(**kwargs: Any) -> Response:
         try:
-            return await handler(request)
+            return await handler(**kwargs)
         except OpenAIError as exc:
             return exc.response()
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
     return wrapped
 
 
 @get("/v1/models", opt={"public": True}, tags=["openai"], summary="OpenAI: the caller's ready deployments")
 @_openai_errors
-async def list_models(request: Request) -> Response:
+async def list_models(request: Request, deployments: Deployments) -> Response:
     await _caller(request)
-    items = await request.app.state.deployments.ready(request)
+    items = await deployments.ready(request)
     data = [{"id": d["id"], "object": "model", "created": int(_timestamp(d["ready_at"] or d["created_at"])),
              "owned_by": "llm-cloud-trainer", "root": d["model"]} for d in items]
     return Response({"object": "list", "data": data})
@@ -195,7 +197,7 @@ async def list_models(request: Request) -> Response:
 @post("/v1/chat/completions", opt={"public": True}, tags=["openai"],
       summary="OpenAI: chat with a deployment (stream or not); `model` is a deployment id or a deployed model's name")
 @_openai_errors
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request, deployments: Deployments, nc: Client) -> Response:
     await _caller(request)
     raw = await request.body()
     try:
@@ -211,19 +213,20 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise OpenAIError(400, "`messages` must be a non-empty list of {role, content} objects", "invalid_messages",
                           "messages")
-    deployment = await request.app.state.deployments.resolve(request, body["model"])
+    deployment = await deployments.resolve(request, body["model"])
     check_ready(deployment)
-    return await relay(request, deployment, raw, bool(body.get("stream")))
+    return await relay(nc, deployment, raw, bool(body.get("stream")))
 
 
 @post("/api/deployments/{deployment_id:str}/chat", tags=["deployments"],
       summary="Chat with one of your deployments (the playground): server-sent events when stream is true")
-async def playground_chat(request: Request, deployment_id: str, data: PlaygroundChat) -> Response:
+async def playground_chat(request: Request, deployments: Deployments, nc: Client, deployment_id: str,
+                          data: PlaygroundChat) -> Response:
     try:
-        deployment = await request.app.state.deployments.one(request, deployment_id)
+        deployment = await deployments.one(request, deployment_id)
         check_ready(deployment)
         body = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
-        return await relay(request, deployment, msgspec.json.encode({"model": deployment_id, **body}), data.stream)
+        return await relay(nc, deployment, msgspec.json.encode({"model": deployment_id, **body}), data.stream)
     except OpenAIError as exc:
         code = {"model_not_found": "not_found"}.get(exc.code, exc.code)
         message = "deployment not found" if exc.status == 404 else exc.message

@@ -13,6 +13,8 @@ from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
 from services.common.app import VERSION
+from services.common.dependencies import Injected
+from services.common.settings import Settings
 
 from .proxy import ROUTES
 
@@ -90,11 +92,12 @@ def _prefixed(schema: dict, clashing: set[str]) -> dict:
 
 
 @get("/api/openapi.json", opt={"public": True}, include_in_schema=False)
-async def openapi_document(request: Request, state: State) -> Response:
+async def openapi_document(request: Request, state: State, http: httpx.AsyncClient,
+                           settings: Injected[Settings]) -> Response:
     cached = state.get("openapi_cache")
     if not cached or time.monotonic() - cached[0] > CACHE_S:
         services = sorted(set(ROUTES.values()))
-        schemas = await asyncio.gather(*(_service_schema(state.http, state.settings.service_url(s)) for s in services))
+        schemas = await asyncio.gather(*(_service_schema(http, settings.service_url(s)) for s in services))
         own = request.app.openapi_schema.to_schema()  # the gateway's own routes: chat and the OpenAI surface
         cached = (time.monotonic(), merge_schemas([*schemas, own]))
         if all(schemas):  # never cache a document with a service missing

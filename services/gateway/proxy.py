@@ -10,7 +10,9 @@ from litestar import HttpMethod, Request, Response, route
 from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
+from services.common.dependencies import Injected
 from services.common.errors import ApiError
+from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,9 @@ def _has_body(request: Request) -> bool:
     return "content-length" in request.headers or "transfer-encoding" in request.headers
 
 
-async def forward(request: Request, service: str) -> Response:
+async def forward(request: Request, service: str, client: httpx.AsyncClient, settings: Settings) -> Response:
     """Send the request on to `service` and stream its answer back."""
-    state = request.app.state
-    url = state.settings.service_url(service) + request.url.path
-    client: httpx.AsyncClient = state.http
+    url = settings.service_url(service) + request.url.path
     upstream_request = client.build_request(
         request.method, url, params=request.url.query or None, headers=upstream_headers(request),
         content=request.stream() if _has_body(request) else None,
@@ -93,9 +93,9 @@ def proxy_route(prefix: str, service: str):
 
     @route(path=paths, http_method=METHODS,
            opt={"public": True}, include_in_schema=False, name=f"proxy-{prefix}", request_max_body_size=None)
-    async def handler(request: Request) -> Response:
+    async def handler(request: Request, http: httpx.AsyncClient, settings: Injected[Settings]) -> Response:
         # The owning service authenticates the caller itself (one shared guard).
-        return await forward(request, service)
+        return await forward(request, service, http, settings)
 
     return handler
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from asyncpg import Pool
 from litestar import WebSocket, websocket
-from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
+from nats.aio.client import Client
 
 from services.common import contracts, readmodels
 from services.common.contracts import Subjects
@@ -30,15 +31,14 @@ async def echo(socket: WebSocket, principal: Principal) -> None:
         return
 
 
-async def owns_job(state: State, principal: Principal, job_id: str) -> bool:
+async def owns_job(pool: Pool, principal: Principal, job_id: str) -> bool:
     """Whether the caller may watch the job (its owner, or an admin). Read-only on the scheduler's table."""
-    owner = await readmodels.job_owner(state.pool, job_id)
+    owner = await readmodels.job_owner(pool, job_id)
     return owner is not None and (principal.is_admin or owner == principal.user_id)
 
 
-async def stream_logs(socket: WebSocket, state: State, job_id: str, after: int) -> None:
+async def stream_logs(socket: WebSocket, hub: LogHub, job_id: str, after: int) -> None:
     """Replay from the line after `after`, then follow live; a viewer that falls behind is closed."""
-    hub: LogHub = state.log_hub
     viewer = await hub.attach(job_id)  # live lines buffer while the replay runs
     try:
         async for batch in hub.replay(job_id):
@@ -65,7 +65,7 @@ async def stream_logs(socket: WebSocket, state: State, job_id: str, after: int) 
         await hub.detach(job_id, viewer)
 
 
-async def stream_feed(socket: WebSocket, state: State, principal: Principal) -> None:
+async def stream_feed(socket: WebSocket, nc: Client, principal: Principal) -> None:
     """Every committed state change of the caller's jobs."""
     queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
 
@@ -73,7 +73,7 @@ async def stream_feed(socket: WebSocket, state: State, principal: Principal) -> 
         with contextlib.suppress(asyncio.QueueFull):
             queue.put_nowait(contracts.decode(msg.data))
 
-    sub = await state.nc.subscribe(Subjects.job_changes_of(principal.user_id), cb=on_change)
+    sub = await nc.subscribe(Subjects.job_changes_of(principal.user_id), cb=on_change)
     try:
         while True:
             change = await queue.get()
@@ -104,16 +104,17 @@ async def until_disconnect(socket: WebSocket, work) -> None:
 
 
 @websocket("/api/jobs/{rest:path}")
-async def job_sockets(socket: WebSocket, state: State, principal: Principal, rest: str) -> None:
+async def job_sockets(socket: WebSocket, pool: Pool, nc: Client, log_hub: LogHub, principal: Principal,
+                      rest: str) -> None:
     """`/api/jobs/feed` and `/api/jobs/{id}/logs?after=<seq>`; another user's job is a 404 (close 4404)."""
     parts = rest.strip("/").split("/")
     await socket.accept()
     try:
         if parts == ["feed"]:
-            await until_disconnect(socket, stream_feed(socket, state, principal))
-        elif len(parts) == 2 and parts[1] == "logs" and await owns_job(state, principal, parts[0]):
+            await until_disconnect(socket, stream_feed(socket, nc, principal))
+        elif len(parts) == 2 and parts[1] == "logs" and await owns_job(pool, principal, parts[0]):
             after = socket.query_params.get("after", "0")
-            await until_disconnect(socket, stream_logs(socket, state, parts[0], int(after) if after.isdigit() else 0))
+            await until_disconnect(socket, stream_logs(socket, log_hub, parts[0], int(after) if after.isdigit() else 0))
         else:
             await socket.close(code=NOT_FOUND, reason="not found")
     except WebSocketDisconnect:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import MediaType, Response, get
-from litestar.datastructures import State
 from litestar.response import File
+
+from services.common.dependencies import Injected
+
+from .settings import GatewaySettings
 
 PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LLM-Cloud-Trainer</title></head>
 <body><h1>LLM-Cloud-Trainer</h1><p>The web client is not built yet: run <code>make web</code>.
@@ -22,8 +25,8 @@ def _resolve(dist: Path, path: str) -> Path | None:
 
 
 @get(["/", "/{path:path}"], opt={"public": True}, include_in_schema=False)
-async def web_client(state: State, path: str = "/") -> Response:
-    dist: Path = state.settings.web_dist
+async def web_client(settings: Injected[GatewaySettings], path: str = "/") -> Response:
+    dist: Path = settings.web_dist
     if path.startswith("/api/"):
         return Response({"error": {"code": "not_found", "message": f"no API route {path}", "field": None}},
                         status_code=404, media_type=MediaType.JSON)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from services.common.contracts import ModelForUse, ModelUseAsked, Subjects
 from services.common.errors import ApiError
+from services.common.lifecycle import Context
 from services.common.requests import Endpoint
 
 from . import rules, store
@@ -24,9 +25,9 @@ def model_for_job(model: rules.ModelRef, base: rules.ModelRef | None, prefer_hub
                        template=model.template or base.template, hub=hub, parameter_count=base.parameter_count)
 
 
-async def model_for_use(app, asked: ModelUseAsked) -> ModelForUse:
+async def model_for_use(context: Context, asked: ModelUseAsked) -> ModelForUse:
     """Answer a `ModelUseAsked`: the model and its files, or why the caller may not use it."""
-    pool = app.state.pool
+    pool = context.pool
     model = await rules.model_for_use(pool, asked.user_id, asked.name, use=asked.use, field=asked.field)
     if model.kind != "lora":
         return model_for_job(model, None, asked.prefer_hub)

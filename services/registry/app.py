@@ -15,8 +15,9 @@ SPEC = ServiceSpec(
     name="registry",
     description="models: presets, job outputs, lineage and who may use which",
     route_handlers=[ModelController],
-    on_startup=[handlers.start],
-    on_shutdown=[handlers.stop],
+    on_startup=[handlers.sync_presets],
+    background=handlers.BACKGROUND,
+    consumers=handlers.CONSUMERS,
     endpoints=ENDPOINTS,
 )
 

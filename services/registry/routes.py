@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from asyncpg import Pool
 from litestar import Controller, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 
 from services.common.security import Principal
 
 from . import service
-from .schemas import Kind, Lineage, Model, ModelPage, ModelPatch, PresetCreate, Sort, Source
+from .schemas import (
+    Kind,
+    Lineage,
+    Model,
+    ModelPage,
+    ModelPatch,
+    PresetCreate,
+    Sort,
+    Source,
+)
 
 
 class ModelController(Controller):
@@ -20,7 +29,7 @@ class ModelController(Controller):
 
     @get("/", summary="List the caller's models and the presets (admins: every model)")
     async def list_models(
-        self, state: State, principal: Principal,
+        self, pool: Pool, principal: Principal,
         kind: Kind | None = None,
         source: Source | None = None,
         q: Annotated[str | None, Parameter(max_length=128, description="part of the name or hub path")] = None,
@@ -30,26 +39,26 @@ class ModelController(Controller):
         page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> ModelPage:
-        return await service.list_models(state.pool, principal, kind=kind, source=source, search=q, retired=retired,
+        return await service.list_models(pool, principal, kind=kind, source=source, search=q, retired=retired,
                                          sort=sort, order=order, page=page, limit=limit)
 
     @post("/", opt={"admin": True}, status_code=201, summary="Add a preset base model (admins)")
-    async def create_preset(self, state: State, principal: Principal, data: PresetCreate) -> Model:
-        return await service.create_preset(state.pool, principal, data)
+    async def create_preset(self, pool: Pool, principal: Principal, data: PresetCreate) -> Model:
+        return await service.create_preset(pool, principal, data)
 
     @get("/{model_id:str}", summary="A model: kind, source, parent, job, datasets, and what the caller may use it for")
-    async def detail(self, state: State, principal: Principal, model_id: str) -> Model:
-        return await service.get_model(state.pool, principal, model_id)
+    async def detail(self, pool: Pool, principal: Principal, model_id: str) -> Model:
+        return await service.get_model(pool, principal, model_id)
 
     @get("/{model_id:str}/lineage", summary="What a model derives from, up to its preset, and what derives from it")
-    async def lineage(self, state: State, principal: Principal, model_id: str) -> Lineage:
-        return await service.lineage(state.pool, principal, model_id)
+    async def lineage(self, pool: Pool, principal: Principal, model_id: str) -> Lineage:
+        return await service.lineage(pool, principal, model_id)
 
     @patch("/{model_id:str}", summary="Rename or remark a model; admins also edit and retire presets")
-    async def update(self, state: State, principal: Principal, model_id: str, data: ModelPatch) -> Model:
-        return await service.update_model(state.pool, principal, model_id, data)
+    async def update(self, pool: Pool, principal: Principal, model_id: str, data: ModelPatch) -> Model:
+        return await service.update_model(pool, principal, model_id, data)
 
     @delete("/{model_id:str}", status_code=204,
             summary="Unregister a model nothing derives from and no unfinished job uses (files stay with the job)")
-    async def remove(self, state: State, principal: Principal, model_id: str) -> None:
-        await service.delete_model(state.pool, principal, model_id)
+    async def remove(self, pool: Pool, principal: Principal, model_id: str) -> None:
+        await service.delete_model(pool, principal, model_id)

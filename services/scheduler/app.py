@@ -5,9 +5,11 @@ from __future__ import annotations
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
+from services.common.dependencies import provide_part
 from services.common.settings import Settings, settings_for
 
 from . import handlers
+from .context import scheduler_context
 from .deployments.routes import DeploymentController
 from .evaluations.routes import EvalController
 from .fleet.routes import AgentController, JobGpuController
@@ -20,8 +22,10 @@ SPEC = ServiceSpec(
     description="jobs of every kind, the queue, placement, agents, cancellation and artifacts",
     route_handlers=[JobController, EvalController, DeploymentController, QuotaController, AgentController,
                     JobGpuController],
-    on_startup=[handlers.start],
-    on_shutdown=[handlers.stop],
+    context=scheduler_context,
+    background=handlers.BACKGROUND,
+    consumers=handlers.CONSUMERS,
+    dependencies={"wake": provide_part("wake")},
 )
 
 

@@ -1,4 +1,5 @@
-"""NATS side of the scheduler: thin loops that decode, call the service, commit, then ack."""
+"""NATS side of the scheduler: thin handlers that decode, call the service and say what to do with the message; the
+dispatcher loop; and what the scheduler declares to its lifespan (consumers and background parts)."""
 
 from __future__ import annotations
 
@@ -7,47 +8,40 @@ import contextlib
 import logging
 
 import msgspec
-from litestar import Litestar
 
 from services.common import contracts
-from services.common.bus import consume, decode_or_term
+from services.common.consumers import Ack, Consumer, Delivery, Outcome
 from services.common.contracts import Subjects
+from services.common.lifecycle import Background
 
+from .context import SchedulerContext
 from .fleet import maintenance
 from .jobs import events, service
-from .logs.gate import Assignments, read_assignment
-from .logs.relay import LogRelay
 
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 10.0
 IDLE_PASS_S = 2.0
-
-_job_events = msgspec.json.Decoder(contracts.JobEvent)
-
-
-async def _on_submitted(app: Litestar, msg) -> None:
-    app.state.wake.set()  # Postgres holds the queue; the message only says "look now"
-    await msg.ack()
+EVENT_RETRY_S = 2.0  # Postgres away: NATS redelivers the event after this
 
 
-async def _on_job_event(app: Litestar, msg) -> None:
-    event = await decode_or_term(msg, _job_events)
-    if event is None:
-        return
-    try:
-        applied = await events.record_job_event(app.state.pool, app.state.nc, event, msg.subject)
-    except Exception:  # noqa: BLE001 - Postgres away: let NATS redeliver it later
-        log.exception("could not record %s", type(event).__name__)
-        await msg.nak(delay=2)
-        return
-    await msg.ack()  # a dropped event too: delivering it again would change nothing
+async def on_submitted(context: SchedulerContext, message: bytes, delivery: Delivery) -> Outcome:
+    """A job was submitted: Postgres holds the queue, the message only says "look now"."""
+    context.wake.set()
+    return Ack()
+
+
+async def on_job_event(context: SchedulerContext, event: contracts.JobEvent, delivery: Delivery) -> Outcome:
+    """Record an agent's job event; a dropped event is acked too: delivering it again would change nothing."""
+    applied = await events.record_job_event(context.pool, context.nc, event, delivery.subject)
     if applied and isinstance(event, contracts.JobFinished):
-        app.state.wake.set()
+        context.wake.set()
+    return Ack()
 
 
-async def _dispatch_forever(app: Litestar) -> None:
-    wake: asyncio.Event = app.state.wake
+async def dispatch_forever(context: SchedulerContext) -> None:
+    """Place pending jobs whenever woken (or every IDLE_PASS_S), repairing stale ones every SWEEP_EVERY_S."""
+    wake, settings = context.wake, context.scheduler_settings
     loop = asyncio.get_running_loop()
     next_sweep = 0.0
     while True:
@@ -57,9 +51,9 @@ async def _dispatch_forever(app: Litestar) -> None:
         wake.clear()
         try:
             if loop.time() >= next_sweep:
-                await service.sweep(app.state.pool, app.state.nc, app.state.settings)
+                await service.sweep(context.pool, context.nc, settings)
                 next_sweep = loop.time() + SWEEP_EVERY_S
-            while await service.dispatch_pending(app.state.pool, app.state.nc, app.state.js, app.state.settings):
+            while await service.dispatch_pending(context.pool, context.nc, context.js, settings):
                 pass
         except asyncio.CancelledError:
             raise
@@ -67,28 +61,26 @@ async def _dispatch_forever(app: Litestar) -> None:
             log.exception("dispatch pass failed")
 
 
-async def start(app: Litestar) -> None:
-    """Start the dispatcher, the consumers and the log relay; on start-up the first pass re-examines every job."""
-    app.state.wake = asyncio.Event()
-    app.state.wake.set()
-
-    await maintenance.start(app)  # heartbeats, offline agents, metrics retention
-    relay = app.state.log_relay = LogRelay(app.state.nc, app.state.js,
-                                           Assignments(lambda job_id: read_assignment(app.state.pool, job_id)))
-    await relay.start()
-    app.state.bus_reconnected.append(relay.reconnected)
-    app.state.tasks = [
-        asyncio.create_task(_dispatch_forever(app)),
-        asyncio.create_task(consume(app.state.js, subject=Subjects.JOB_SUBMITTED, stream="JOBS",
-                                    durable=contracts.DISPATCHER_CONSUMER, handle=lambda m: _on_submitted(app, m))),
-        asyncio.create_task(consume(app.state.js, subject=Subjects.JOB_STATUS_ALL, stream="JOB_EVENTS",
-                                    durable=contracts.JOB_EVENTS_CONSUMER, handle=lambda m: _on_job_event(app, m))),
-    ]
+async def start_relay(context: SchedulerContext) -> None:
+    """Relay agents' log batches (services/scheduler/logs/relay.py owns its own ordered consumer)."""
+    await context.relay.start()
+    context.reconnected.append(context.relay.reconnected)
 
 
-async def stop(app: Litestar) -> None:
-    for task in app.state.tasks:
-        task.cancel()
-    await asyncio.gather(*app.state.tasks, return_exceptions=True)
-    await app.state.log_relay.stop()
-    await maintenance.stop(app)
+async def stop_relay(context: SchedulerContext) -> None:
+    """Stop relaying; what was not acked is redelivered to the next relay."""
+    await context.relay.stop()
+
+
+CONSUMERS = (
+    Consumer(durable=contracts.DISPATCHER_CONSUMER, stream="JOBS", subject=Subjects.JOB_SUBMITTED,
+             decode=bytes, handler=on_submitted),
+    Consumer(durable=contracts.JOB_EVENTS_CONSUMER, stream="JOB_EVENTS", subject=Subjects.JOB_STATUS_ALL,
+             decode=msgspec.json.Decoder(contracts.JobEvent).decode, handler=on_job_event, retry_s=EVENT_RETRY_S),
+)
+
+BACKGROUND = (
+    *maintenance.BACKGROUND,  # heartbeats, offline agents, metrics retention
+    Background(name="log relay", start=start_relay, stop=stop_relay),
+    Background(name="dispatcher", run=dispatch_forever),
+)

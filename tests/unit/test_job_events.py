@@ -17,6 +17,7 @@ from services.agent.runtimes.base import ExitInfo
 from services.agent.savedjob import SavedJob
 from services.agent.serving import ModelServer
 from services.common import contracts, nats_auth
+from services.common.consumers import Ack, Delivery
 from services.common.contracts import STREAMS, Subjects
 from services.scheduler.jobs.events import refusal
 from services.scheduler.jobs.store import Assignment
@@ -125,14 +126,6 @@ class HeldEngine:
         self.stopped.set()
 
 
-class FakeMsg:
-    def __init__(self, message: contracts.Message):
-        self.data, self.acked = contracts.encode(message), False
-
-    async def ack(self):
-        self.acked = True
-
-
 async def test_a_newer_attempt_dispatched_to_the_same_agent_replaces_the_old_run(tmp_path):
     """The scheduler re-queued the job (it had not heard from this agent) and dispatched it here again: it now
     hears only attempt 2, so attempt 1 stops unreported and attempt 2 runs and reports."""
@@ -146,11 +139,10 @@ async def test_a_newer_attempt_dispatched_to_the_same_agent_replaces_the_old_run
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
     orders = [contracts.JobDispatched(job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "o"),
                                       attempt=attempt, dispatched_at=NOW) for attempt in (1, 2)]
-    first, again, second = FakeMsg(orders[0]), FakeMsg(orders[0]), FakeMsg(orders[1])
-    await runner._on_dispatch(first)
-    await runner._on_dispatch(again)  # a redelivery of the attempt it runs: only acked
-    await runner._on_dispatch(second)
-    assert held.stopped.is_set() and first.acked and again.acked and second.acked
+    delivery = Delivery(subject="job.dispatch.gpu-1", num_delivered=1)
+    outcomes = [await runner.on_dispatch(order, delivery)  # the second, a redelivery of the attempt it runs: only acked
+                for order in (orders[0], orders[0], orders[1])]
+    assert held.stopped.is_set() and outcomes == [Ack(), Ack(), Ack()]
     await runner.jobs["job_1"].task
 
     events = [(type(e).__name__, e.attempt) for subject, e in js.published if not isinstance(e, contracts.LogBatch)]

@@ -14,9 +14,9 @@ from typing import Annotated
 import asyncpg
 import msgspec
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
+from services.common.dependencies import Injected
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -128,8 +128,8 @@ async def deploy(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings:
     return job_id
 
 
-async def _owned(state: State, principal: Principal, deployment_id: str):
-    async with state.pool.acquire() as conn:
+async def _owned(pool: asyncpg.Pool, principal: Principal, deployment_id: str):
+    async with pool.acquire() as conn:
         row = await dstore.get(conn, deployment_id, None if principal.is_admin else principal.user_id)
     if row is None:
         raise not_found("deployment")
@@ -141,18 +141,19 @@ class DeploymentController(Controller):
     tags = ["deployments"]
 
     @post("/", status_code=201, summary="Deploy a model (one active deployment per user unless raised)")
-    async def create(self, state: State, principal: Principal, data: DeployRequest) -> DeploymentOut:
-        deployment_id = await deploy(state.pool, state.nc, state.js, state.settings, principal, data)
-        return to_out(await _owned(state, principal, deployment_id), principal.is_admin)
+    async def create(self, pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
+                     principal: Principal, data: DeployRequest) -> DeploymentOut:
+        deployment_id = await deploy(pool, nc, js, settings, principal, data)
+        return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
 
     @get("/", summary="The caller's deployments (admins: everyone's, with owner, agent and GPU memory)")
     async def list_deployments(
-        self, state: State, principal: Principal,
+        self, pool: asyncpg.Pool, principal: Principal,
         active: Annotated[bool, Parameter(description="only queued, starting, ready or stopping ones")] = False,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> DeploymentPage:
-        async with state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             rows = await dstore.list_for(conn, owner_id=None if principal.is_admin else principal.user_id,
                                          active_only=active, before=cursor_after(cursor), limit=limit + 1)
         now = datetime.now(UTC)
@@ -160,18 +161,19 @@ class DeploymentController(Controller):
                               next_cursor=next_cursor(rows, limit))
 
     @get("/{deployment_id:str}", summary="A deployment: state, idle time left, usage")
-    async def detail(self, state: State, principal: Principal, deployment_id: str) -> DeploymentOut:
-        return to_out(await _owned(state, principal, deployment_id), principal.is_admin)
+    async def detail(self, pool: asyncpg.Pool, principal: Principal, deployment_id: str) -> DeploymentOut:
+        return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
 
     @post("/{deployment_id:str}/stop", status_code=202, summary="Stop a deployment (owner or admin)")
-    async def stop(self, state: State, principal: Principal, deployment_id: str) -> DeploymentOut:
-        row = await _owned(state, principal, deployment_id)
+    async def stop(self, pool: asyncpg.Pool, nc: Client, principal: Principal, deployment_id: str) -> DeploymentOut:
+        row = await _owned(pool, principal, deployment_id)
         if row["job_state"] in TERMINAL_JOB_STATES:
             raise ApiError(409, "deployment_stopped", f"the deployment already ended ({public_state(row)})")
-        await service.cancel(state.pool, state.nc, principal, deployment_id)
-        return to_out(await _owned(state, principal, deployment_id), principal.is_admin)
+        await service.cancel(pool, nc, principal, deployment_id)
+        return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
 
     @get("/{deployment_id:str}/log", summary="The deployment's inference log as text (so far)")
-    async def log_file(self, state: State, principal: Principal, deployment_id: str) -> Stream:
-        await _owned(state, principal, deployment_id)
-        return log_download(state.settings.storage.logs / f"{deployment_id}.log", deployment_id)
+    async def log_file(self, pool: asyncpg.Pool, settings: Injected[SchedulerSettings], principal: Principal,
+                       deployment_id: str) -> Stream:
+        await _owned(pool, principal, deployment_id)
+        return log_download(settings.storage.logs / f"{deployment_id}.log", deployment_id)

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+from asyncpg import Pool
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from services.common.contracts import JobState
+from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
@@ -22,6 +25,7 @@ from ..jobs import service, store
 from ..jobs.routes import cursor_after, next_cursor
 from ..jobs.schemas import EvalRequest
 from ..jobs.store import EvalRow, JobRow
+from ..settings import SchedulerSettings
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 DETAIL_SAMPLES = 20
@@ -117,16 +121,16 @@ def read_samples(output_dir: str | None, offset: int, limit: int) -> tuple[list[
     return items, total
 
 
-async def _own_eval(state: State, principal: Principal, job_id: str) -> JobRow:
-    async with state.pool.acquire() as conn:
+async def _own_eval(pool: Pool, principal: Principal, job_id: str) -> JobRow:
+    async with pool.acquire() as conn:
         row = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
     if row is None or row.kind != "eval":
         raise not_found("evaluation")
     return row
 
 
-async def eval_detail(state: State, principal: Principal, job_id: str) -> EvalDetail:
-    row = await _own_eval(state, principal, job_id)
+async def eval_detail(pool: Pool, principal: Principal, job_id: str) -> EvalDetail:
+    row = await _own_eval(pool, principal, job_id)
     items, total = await asyncio.to_thread(read_samples, row.output_dir, 0, DETAIL_SAMPLES)
     return EvalDetail(**msgspec.structs.asdict(summary(row)), message=row.message, request=row.request,
                       config_yaml=row.config_yaml, samples=items, samples_total=total)
@@ -137,33 +141,34 @@ class EvalController(Controller):
     tags = ["evaluations"]
 
     @post("/", status_code=201, summary="Submit an evaluation (the same as POST /api/jobs with kind 'eval')")
-    async def submit(self, state: State, principal: Principal, data: EvalRequest) -> EvalDetail:
-        job_id = await service.submit(state.pool, state.nc, state.js, state.settings, principal, data)
-        return await eval_detail(state, principal, job_id)
+    async def submit(self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
+                     principal: Principal, data: EvalRequest) -> EvalDetail:
+        job_id = await service.submit(pool, nc, js, settings, principal, data)
+        return await eval_detail(pool, principal, job_id)
 
     @get("/", summary="The caller's evaluations (admins: everyone's), newest first, with their metrics")
     async def list_evals(
-        self, state: State, principal: Principal,
+        self, pool: Pool, principal: Principal,
         job_state: Annotated[JobState | None, Parameter(query="state")] = None,
         evaluation: Literal["loss", "generation", "benchmark"] | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> EvalPage:
-        rows = await store.list_evals(state.pool, owner_id=None if principal.is_admin else principal.user_id,
+        rows = await store.list_evals(pool, owner_id=None if principal.is_admin else principal.user_id,
                                       state=job_state, evaluation=evaluation, before=cursor_after(cursor),
                                       limit=limit + 1)
         return EvalPage(items=[summary(r) for r in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
     @get("/compare", summary="Several evaluations side by side: metrics, and generated samples by example")
     async def compare(
-        self, state: State, principal: Principal,
+        self, pool: Pool, principal: Principal,
         ids: Annotated[str, Parameter(description="comma-separated evaluation ids, 2 to 10")],
         samples: Annotated[int, Parameter(ge=0, le=100)] = 10,
     ) -> Comparison:
         wanted = list(dict.fromkeys(filter(None, (part.strip() for part in ids.split(",")))))
         if not 2 <= len(wanted) <= MAX_COMPARED:
             raise ApiError(422, "invalid_field", f"compare 2 to {MAX_COMPARED} distinct evaluations", "ids")
-        rows = [await _own_eval(state, principal, job_id) for job_id in wanted]
+        rows = [await _own_eval(pool, principal, job_id) for job_id in wanted]
         runs = [summary(row) for row in rows]
         names = sorted({name for run in runs for name in run.metrics})
         read = [await asyncio.to_thread(read_samples, row.output_dir, 0, samples) for row in rows]
@@ -176,16 +181,16 @@ class EvalController(Controller):
         return Comparison(runs=runs, metric_names=names, samples=[by_index[i] for i in sorted(by_index)])
 
     @get("/{job_id:str}", summary="An evaluation: metrics, config, and its first generated samples")
-    async def detail(self, state: State, principal: Principal, job_id: str) -> EvalDetail:
-        return await eval_detail(state, principal, job_id)
+    async def detail(self, pool: Pool, principal: Principal, job_id: str) -> EvalDetail:
+        return await eval_detail(pool, principal, job_id)
 
     @get("/{job_id:str}/samples", summary="An evaluation's generated samples (prompt, prediction, label), paged")
     async def samples(
-        self, state: State, principal: Principal, job_id: str,
+        self, pool: Pool, principal: Principal, job_id: str,
         offset: Annotated[int, Parameter(ge=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> SamplePage:
-        row = await _own_eval(state, principal, job_id)
+        row = await _own_eval(pool, principal, job_id)
         items, total = await asyncio.to_thread(read_samples, row.output_dir, offset, limit)
         return SamplePage(items=items, total=total)
 

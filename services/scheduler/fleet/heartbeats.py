@@ -7,6 +7,7 @@ statement per flush. The NATS callback only decodes and adds to memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from services.common import contracts
+from services.common.contracts import Subjects
 from services.common.nats_auth import AGENT_ID
 
 from . import store
@@ -79,6 +81,23 @@ class HeartbeatRecorder:
         self.last_sample = datetime.now(UTC)
         self.shape: dict[str, tuple] = {}  # what placement cares about, to wake the dispatcher on a change
         self.received = 0
+        self._subscription = None
+
+    async def follow(self, nc) -> None:
+        """Take every agent's heartbeats (queue group: one replica records each)."""
+
+        async def on_heartbeat(msg) -> None:
+            self.add(msg.subject, msg.data)
+
+        # A burst of a thousand beats must not cut the subscription as a slow consumer.
+        self._subscription = await nc.subscribe(Subjects.AGENT_HEARTBEAT_ALL, queue="scheduler", cb=on_heartbeat,
+                                                pending_msgs_limit=200_000)
+
+    async def unfollow(self) -> None:
+        """Stop taking heartbeats."""
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
 
     def add(self, subject: str, data: bytes) -> None:
         beat = beat_from(subject, data)

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import logging
 
-from services.common.contracts import Subjects
+from services.common.lifecycle import Background
 
+from ..context import SchedulerContext
 from ..jobs import recovery
 from ..settings import FleetSettings
 from . import store
-from .heartbeats import HeartbeatRecorder
 
 log = logging.getLogger(__name__)
 
@@ -45,51 +45,47 @@ async def apply_retention(pool, settings: FleetSettings) -> bool:
     return True
 
 
-async def _flush_forever(app, recorder: HeartbeatRecorder, settings: FleetSettings) -> None:
+async def _flush_forever(context: SchedulerContext) -> None:
+    """Write the heartbeats that arrived every `flush_s`, waking the dispatcher when an agent's room changed."""
+    settings = context.scheduler_settings
     while True:
         await asyncio.sleep(settings.flush_s)
         try:
-            if await recorder.flush(app.state.pool) and hasattr(app.state, "wake"):
-                app.state.wake.set()
+            if await context.heartbeats.flush(context.pool):
+                context.wake.set()
         except Exception:  # noqa: BLE001 - Postgres away: the beats wait for the next flush
             log.exception("heartbeats not written")
 
 
-async def _maintain_forever(app, settings: FleetSettings) -> None:
+async def _maintain_forever(context: SchedulerContext) -> None:
+    """Sweep silent agents every `sweep_s`, and apply the metrics retention every `retention_every_s`."""
+    settings = context.scheduler_settings
     loop = asyncio.get_running_loop()
     next_retention = loop.time()
     while True:
         try:
-            await sweep_agents(app.state.pool, settings, app.state.nc)
+            await sweep_agents(context.pool, settings, context.nc)
             if loop.time() >= next_retention:
-                await apply_retention(app.state.pool, settings)
+                await apply_retention(context.pool, settings)
                 next_retention = loop.time() + settings.retention_every_s
         except Exception:  # noqa: BLE001 - the next pass retries
             log.exception("fleet maintenance failed")
         await asyncio.sleep(settings.sweep_s)
 
 
-async def start(app) -> None:
-    """Follow every agent's heartbeats (queue group: one replica records each) and start the fleet loops."""
-    settings: FleetSettings = app.state.settings
-    recorder = HeartbeatRecorder(settings.sample_s)
-    app.state.heartbeats = recorder
-
-    async def on_heartbeat(msg) -> None:
-        recorder.add(msg.subject, msg.data)
-
-    # A burst of a thousand beats must not cut the subscription as a slow consumer.
-    app.state.fleet_sub = await app.state.nc.subscribe(Subjects.AGENT_HEARTBEAT_ALL, queue="scheduler",
-                                                       cb=on_heartbeat, pending_msgs_limit=200_000)
-    app.state.fleet_tasks = [asyncio.create_task(_flush_forever(app, recorder, settings)),
-                             asyncio.create_task(_maintain_forever(app, settings))]
+async def _follow_heartbeats(context: SchedulerContext) -> None:
+    """Follow every agent's heartbeats."""
+    await context.heartbeats.follow(context.nc)
 
 
-async def stop(app) -> None:
-    with contextlib.suppress(Exception):
-        await app.state.fleet_sub.unsubscribe()
-    for task in app.state.fleet_tasks:
-        task.cancel()
-    await asyncio.gather(*app.state.fleet_tasks, return_exceptions=True)
+async def _last_flush(context: SchedulerContext) -> None:
+    """Stop following heartbeats, and write what arrived last."""
+    await context.heartbeats.unfollow()
     with contextlib.suppress(Exception):  # what arrived last is still worth writing
-        await app.state.heartbeats.flush(app.state.pool, final=True)
+        await context.heartbeats.flush(context.pool, final=True)
+
+
+BACKGROUND = (
+    Background(name="heartbeats", start=_follow_heartbeats, run=_flush_forever, stop=_last_flush),
+    Background(name="fleet maintenance", run=_maintain_forever),
+)

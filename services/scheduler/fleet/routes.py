@@ -3,18 +3,21 @@ series of one job (/api/jobs/{id}/gpu, its owner's)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
+from asyncpg import Pool
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 
+from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
+from ..settings import SchedulerSettings
 from . import store
 
 NICE_STEPS = (10, 30, 60, 300, 900, 3600, 6 * 3600, 86_400)
@@ -192,19 +195,19 @@ def gpu_series(rows) -> list[GpuSeries]:
     return [GpuSeries(index=i, points=points) for i, points in sorted(series.items())]
 
 
-async def load_agents(state: State) -> list[AgentOut]:
+async def load_agents(pool: Pool, settings: SchedulerSettings) -> list[AgentOut]:
     held: dict[str, list] = defaultdict(list)
-    async with state.pool.acquire() as conn:
-        rows = await store.list_agents(conn, state.settings.offline_after_s)
+    async with pool.acquire() as conn:
+        rows = await store.list_agents(conn, settings.offline_after_s)
         for job in await store.held_slots(conn):
             held[job["agent_id"]].append(job)
     return [agent_out(row, held[row["id"]]) for row in rows]
 
 
-async def _one_agent(state: State, agent_id: str, row) -> AgentOut:
+async def _one_agent(pool: Pool, agent_id: str, row) -> AgentOut:
     if row is None:
         raise not_found("agent")
-    async with state.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         held = [job for job in await store.held_slots(conn) if job["agent_id"] == agent_id]
     return agent_out(row, held)
 
@@ -214,45 +217,46 @@ class AgentController(Controller):
     tags = ["agents"]
 
     @get("/", summary="The fleet: a summary for everyone, every agent in full for admins")
-    async def list_agents(self, state: State, principal: Principal) -> FleetView:
-        agents = await load_agents(state)
+    async def list_agents(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal) -> FleetView:
+        agents = await load_agents(pool, settings)
         return FleetView(summary=summarise(agents), agents=agents if principal.is_admin else None)
 
     @get("/{agent_id:str}", summary="One agent (admins)", opt={"admin": True})
-    async def detail(self, state: State, agent_id: str) -> AgentOut:
-        async with state.pool.acquire() as conn:
-            row = await store.get_agent(conn, agent_id, state.settings.offline_after_s)
-        return await _one_agent(state, agent_id, row)
+    async def detail(self, pool: Pool, settings: Injected[SchedulerSettings], agent_id: str) -> AgentOut:
+        async with pool.acquire() as conn:
+            row = await store.get_agent(conn, agent_id, settings.offline_after_s)
+        return await _one_agent(pool, agent_id, row)
 
     @post("/{agent_id:str}/drain", status_code=200, summary="Drain an agent: no new work, running work finishes",
           opt={"admin": True})
-    async def drain(self, state: State, agent_id: str) -> AgentOut:
-        return await self._set_draining(state, agent_id, True)
+    async def drain(self, pool: Pool, settings: Injected[SchedulerSettings], agent_id: str) -> AgentOut:
+        return await self._set_draining(pool, settings, agent_id, True)
 
     @post("/{agent_id:str}/undrain", status_code=200, summary="Let a drained agent take new work again",
           opt={"admin": True})
-    async def undrain(self, state: State, agent_id: str) -> AgentOut:
-        agent = await self._set_draining(state, agent_id, False)
-        state.wake.set()  # it may take queued work now
+    async def undrain(self, pool: Pool, settings: Injected[SchedulerSettings], wake: asyncio.Event,
+                      agent_id: str) -> AgentOut:
+        agent = await self._set_draining(pool, settings, agent_id, False)
+        wake.set()  # it may take queued work now
         return agent
 
-    async def _set_draining(self, state: State, agent_id: str, draining: bool) -> AgentOut:
-        async with state.pool.acquire() as conn:
-            row = await store.set_draining(conn, agent_id, draining, state.settings.offline_after_s)
-        return await _one_agent(state, agent_id, row)
+    async def _set_draining(self, pool: Pool, settings: SchedulerSettings, agent_id: str, draining: bool) -> AgentOut:
+        async with pool.acquire() as conn:
+            row = await store.set_draining(conn, agent_id, draining, settings.offline_after_s)
+        return await _one_agent(pool, agent_id, row)
 
     @get("/{agent_id:str}/metrics", summary="An agent's resource history: host and per-GPU averages per step",
          opt={"admin": True})
     async def metrics(
-        self, state: State, agent_id: str,
+        self, pool: Pool, settings: Injected[SchedulerSettings], agent_id: str,
         start: Annotated[datetime | None, Parameter(query="from", description="ISO time; default an hour ago")] = None,
         end: Annotated[datetime | None, Parameter(query="to", description="ISO time; default now")] = None,
         step: Annotated[int | None, Parameter(description="bucket width in seconds; default ~300 points")] = None,
     ) -> AgentMetrics:
         start, end = time_range(start, end)
-        step_s = choose_step((end - start).total_seconds(), state.settings.sample_s, step)
-        async with state.pool.acquire() as conn:
-            known = await store.get_agent(conn, agent_id, state.settings.offline_after_s)
+        step_s = choose_step((end - start).total_seconds(), settings.sample_s, step)
+        async with pool.acquire() as conn:
+            known = await store.get_agent(conn, agent_id, settings.offline_after_s)
             host = await store.host_series(conn, agent_id, start, end, step_s)
             gpus = await store.gpu_series(conn, agent_id, start, end, step_s)
         if known is None and not host:
@@ -266,9 +270,9 @@ class JobGpuController(Controller):
     tags = ["jobs"]
 
     @get("/{job_id:str}/gpu", summary="The GPUs a job held, over its run (the job's owner, or admins)")
-    async def job_gpu(self, state: State, principal: Principal, job_id: str,
+    async def job_gpu(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal, job_id: str,
                       step: Annotated[int | None, Parameter(description="bucket width in seconds")] = None) -> JobGpu:
-        async with state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             job = await store.job_placement(conn, job_id, None if principal.is_admin else principal.user_id)
             if job is None:
                 raise not_found("job")
@@ -277,7 +281,7 @@ class JobGpuController(Controller):
             if start is None or not gpu_ids or start >= end:
                 return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start,
                               end=job["finished_at"], step_s=0, gpus=[])
-            step_s = choose_step((end - start).total_seconds(), state.settings.sample_s, step)
+            step_s = choose_step((end - start).total_seconds(), settings.sample_s, step)
             rows = await store.gpu_series(conn, job["agent_id"], start, end, step_s, gpu_ids)
         return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start, end=end, step_s=step_s,
                       gpus=gpu_series(rows))

@@ -10,13 +10,16 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
+from asyncpg import Pool
 from litestar import Controller, Response, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from zipstream import ZipStream
 
 from services.common.contracts import JobKind, JobState
+from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
@@ -34,6 +37,7 @@ from .schemas import (
 )
 from .store import JobRow, JobSummaryRow
 from .transitions import RERUNNABLE
+from ..settings import SchedulerSettings
 
 
 def _summary(row: JobSummaryRow, position: int | None) -> JobSummary:
@@ -49,13 +53,13 @@ async def owned_job(conn, principal: Principal, job_id: str) -> JobRow:
     return row
 
 
-async def load_detail(state: State, principal: Principal, job_id: str) -> JobDetail:
+async def load_detail(pool: Pool, settings: SchedulerSettings, principal: Principal, job_id: str) -> JobDetail:
     """The caller's job (any job for admins); 404 otherwise."""
-    async with state.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         row = await owned_job(conn, principal, job_id)
         history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
         series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
-        position = (await queue.position(conn, job_id, state.settings.fair_share_window_h)
+        position = (await queue.position(conn, job_id, settings.fair_share_window_h)
                     if row.state == "pending" else None)
     checkpoint = (recovery.latest_checkpoint(row.output_dir)
                   if row.kind == "train" and row.state in RERUNNABLE else None)
@@ -115,62 +119,66 @@ class JobController(Controller):
 
     @post("/", status_code=201, summary="Submit a job: kind 'train', 'eval' or 'export' (dry_run: preview only)")
     async def submit(
-        self, state: State, principal: Principal, data: JobRequest,
+        self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
+        principal: Principal, data: JobRequest,
         dry_run: Annotated[bool, Parameter(description="validate and render, return the YAML, queue nothing")] = False,
     ) -> Response[JobDetail | JobPreview]:
         if dry_run:
-            rendered, est = await service.prepare(state.pool, state.nc, state.settings, principal, data,
+            rendered, est = await service.prepare(pool, nc, settings, principal, data,
                                                    "job_preview")
             return Response(JobPreview(kind=kind_of(data), config=rendered.config,
                                        config_yaml=rendered.yaml_text(), stages=[s.name for s in rendered.stages],
                                        estimate=msgspec.to_builtins(est), model_hub=rendered.model_hub),
                             status_code=200)
-        job_id = await service.submit(state.pool, state.nc, state.js, state.settings, principal, data)
-        return Response(await load_detail(state, principal, job_id), status_code=201)
+        job_id = await service.submit(pool, nc, js, settings, principal, data)
+        return Response(await load_detail(pool, settings, principal, job_id), status_code=201)
 
     @get("/", summary="List the caller's jobs (admins: everyone's), newest first")
     async def list_jobs(
-        self, state: State, principal: Principal,
+        self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal,
         job_state: Annotated[JobState | None, Parameter(query="state")] = None,
         kind: JobKind | None = None,
         q: Annotated[str | None, Parameter(max_length=128, description="part of a job id or model name")] = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> JobPage:
-        rows = await store.list_jobs(state.pool, owner_id=None if principal.is_admin else principal.user_id,
+        rows = await store.list_jobs(pool, owner_id=None if principal.is_admin else principal.user_id,
                                      state=job_state, kind=kind, search=q, before=cursor_after(cursor),
                                      limit=limit + 1)
         page = rows[:limit]
         waiting = [r.id for r in page if r.state == "pending"]
         places = {}
         if waiting:
-            async with state.pool.acquire() as conn:
-                places = await queue.positions(conn, waiting, state.settings.fair_share_window_h)
+            async with pool.acquire() as conn:
+                places = await queue.positions(conn, waiting, settings.fair_share_window_h)
         return JobPage(items=[_summary(r, places.get(r.id)) for r in page], next_cursor=next_cursor(rows, limit))
 
     @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")
-    async def detail(self, state: State, principal: Principal, job_id: str) -> JobDetail:
-        return await load_detail(state, principal, job_id)
+    async def detail(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal,
+                     job_id: str) -> JobDetail:
+        return await load_detail(pool, settings, principal, job_id)
 
     @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job")
-    async def cancel(self, state: State, principal: Principal, job_id: str) -> dict[str, str]:
-        return {"id": job_id, "state": await service.cancel(state.pool, state.nc, principal, job_id)}
+    async def cancel(self, pool: Pool, nc: Client, principal: Principal, job_id: str) -> dict[str, str]:
+        return {"id": job_id, "state": await service.cancel(pool, nc, principal, job_id)}
 
     @post("/{job_id:str}/retry", status_code=202,
           summary="Run a failed or cancelled job again, from the start, with the same frozen config")
-    async def retry(self, state: State, principal: Principal, job_id: str) -> JobDetail:
-        await recovery.retry(state.pool, state.js, state.nc, state.settings, principal, job_id, resume=False)
-        return await load_detail(state, principal, job_id)
+    async def retry(self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
+                    principal: Principal, job_id: str) -> JobDetail:
+        await recovery.retry(pool, js, nc, settings, principal, job_id, resume=False)
+        return await load_detail(pool, settings, principal, job_id)
 
     @post("/{job_id:str}/resume", status_code=202,
           summary="Continue a failed or cancelled training job from its last checkpoint")
-    async def resume(self, state: State, principal: Principal, job_id: str) -> JobDetail:
-        await recovery.retry(state.pool, state.js, state.nc, state.settings, principal, job_id, resume=True)
-        return await load_detail(state, principal, job_id)
+    async def resume(self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
+                     principal: Principal, job_id: str) -> JobDetail:
+        await recovery.retry(pool, js, nc, settings, principal, job_id, resume=True)
+        return await load_detail(pool, settings, principal, job_id)
 
     @get("/{job_id:str}/artifacts", summary="The job's output folder as a zip, streamed")
-    async def artifacts(self, state: State, principal: Principal, job_id: str) -> Response:
-        async with state.pool.acquire() as conn:
+    async def artifacts(self, pool: Pool, principal: Principal, job_id: str) -> Response:
+        async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
         where = job.output_dir or job.config.get("output_dir")
         folder = Path(where) if where else None
@@ -181,7 +189,8 @@ class JobController(Controller):
                       headers={"content-disposition": f'attachment; filename="{job_id}.zip"'})
 
     @get("/{job_id:str}/log", summary="The job's full log as text (so far, for a job still running)")
-    async def log_file(self, state: State, principal: Principal, job_id: str) -> Stream:
-        async with state.pool.acquire() as conn:
+    async def log_file(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal,
+                       job_id: str) -> Stream:
+        async with pool.acquire() as conn:
             await owned_job(conn, principal, job_id)
-        return log_download(state.settings.storage.logs / f"{job_id}.log", job_id)
+        return log_download(settings.storage.logs / f"{job_id}.log", job_id)

@@ -7,13 +7,15 @@ set them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import msgspec
+from asyncpg import Pool
 from litestar import Controller, get, put
-from litestar.datastructures import State
 
 from services.common import readmodels
+from services.common.dependencies import Injected
 from services.common.errors import not_found
 from services.common.security import Principal
 
@@ -63,25 +65,26 @@ class QuotaController(Controller):
     tags = ["quotas"]
 
     @get("/me", summary="The caller's limits and use")
-    async def mine(self, state: State, principal: Principal) -> Quota:
-        async with state.pool.acquire() as conn:
-            return await quota_of(conn, state.settings, principal.user_id)
+    async def mine(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal) -> Quota:
+        async with pool.acquire() as conn:
+            return await quota_of(conn, settings, principal.user_id)
 
     @get("/{user_id:str}", opt={"admin": True}, summary="A user's limits and use (admins)")
-    async def of_user(self, state: State, user_id: str) -> Quota:
-        async with state.pool.acquire() as conn:
+    async def of_user(self, pool: Pool, settings: Injected[SchedulerSettings], user_id: str) -> Quota:
+        async with pool.acquire() as conn:
             await _existing_user(conn, user_id)
-            return await quota_of(conn, state.settings, user_id)
+            return await quota_of(conn, settings, user_id)
 
     @put("/{user_id:str}", opt={"admin": True}, summary="Set a user's limits (admins; null: the default)")
-    async def set_quota(self, state: State, principal: Principal, user_id: str, data: QuotaSettings) -> Quota:
-        async with state.pool.acquire() as conn:
+    async def set_quota(self, pool: Pool, settings: Injected[SchedulerSettings], wake: asyncio.Event,
+                        principal: Principal, user_id: str, data: QuotaSettings) -> Quota:
+        async with pool.acquire() as conn:
             await _existing_user(conn, user_id)
             await conn.execute(
                 "INSERT INTO user_quotas (user_id, max_deployments, max_gpus, max_queued, updated_by) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET max_deployments = $2, "
                 "max_gpus = $3, max_queued = $4, updated_by = $5, updated_at = now()",
                 user_id, data.max_deployments, data.max_gpus, data.max_queued, principal.user_id)
-            quota = await quota_of(conn, state.settings, user_id)
-        state.wake.set()  # a raised GPU quota may free queued jobs now
+            quota = await quota_of(conn, settings, user_id)
+        wake.set()  # a raised GPU quota may free queued jobs now
         return quota

@@ -136,7 +136,7 @@ async def test_a_requeued_job_takes_no_more_lines_from_its_old_run_and_the_next_
     await online("logs-old", "logs-new")
     owner_id = people["fleet-owner"][0]
     job_id = await job_on(pool, owner_id, tmp_path, "logs-old", attempt=1)
-    relay = scheduler.app.state.log_relay
+    relay = scheduler.app.state.context.relay
     try:
         await ship(a.jetstream(), "logs-old", job_id, 1, [f"old {i}" for i in range(1, 6)], tmp_path / "a.log")
         await until_relayed(js)
