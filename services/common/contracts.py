@@ -265,7 +265,10 @@ class EngineStage(msgspec.Struct, kw_only=True, frozen=True):
     hub: str | None = None
 
 
-MODEL_HUBS = ("huggingface", "modelscope")  # the values of EngineStage.hub (a plain str there: see agent/hubs.py)
+ModelHub = Literal["huggingface", "modelscope"]
+MODEL_HUBS: tuple[ModelHub, ...] = ("huggingface", "modelscope")  # EngineStage.hub's values (a plain str there: see
+# agent/hubs.py, which refuses an unknown one with a reason the user can act on)
+HUBS: dict[str, ModelHub] = {hub: hub for hub in MODEL_HUBS}  # a stored or sent hub name, typed
 
 
 class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 from msgspec import Meta
 
-from services.common.contracts import JobKind
+from services.common.contracts import JobKind, ModelHub
 
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
 Template = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -135,7 +135,6 @@ class DeployRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-ModelHub = Literal["huggingface", "modelscope"]  # contracts.MODEL_HUBS
 
 
 class JobEventOut(msgspec.Struct, kw_only=True):

@@ -202,9 +202,8 @@ class LogRelay:
             self.warnings.dropped(batch.sender, lane.job_id, why)
             await self._done(lane, batch)
             return
-        if lane.tip is None:
-            await self._read_tip(lane)
-        where = placement(lane.tip, batch.attempt, batch.first, batch.last)
+        tip = lane.tip if lane.tip is not None else await self._read_tip(lane)
+        where = placement(tip, batch.attempt, batch.first, batch.last)
         if where == GAP and self.clock() < batch.arrived + self.hold_s:
             if lane.tip_read:  # LOGS has not got the lines before it: they may arrive here, or another relay send them
                 await _wait(lane.arrived, GAP_POLL_S)
@@ -226,9 +225,10 @@ class LogRelay:
         something newer than the tip (another relay's publish, or our own that timed out): the tip is read again."""
         delay = 0.1
         while True:
+            tip = lane.tip if lane.tip is not None else await self._read_tip(lane)
             try:
                 ack = await self.js.publish(Subjects.logs(lane.job_id), batch.msg.data, timeout=PUBLISH_TIMEOUT_S,
-                                            headers={EXPECT_LAST: str(lane.tip.stream_seq)})
+                                            headers={EXPECT_LAST: str(tip.stream_seq)})
             except BadRequestError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     await self._read_tip(lane)
@@ -246,9 +246,10 @@ class LogRelay:
             self.counts["relayed"] += 1
             return True
 
-    async def _read_tip(self, lane: _Lane) -> None:
-        """Set the lane's tip from the job's last batch in LOGS (retried while NATS is away)."""
+    async def _read_tip(self, lane: _Lane) -> Tip:
+        """Set (and return) the lane's tip from the job's last batch in LOGS (retried while NATS is away)."""
         lane.tip, lane.tip_read = await self._last_in_logs(lane.job_id), True
+        return lane.tip
 
     async def _last_in_logs(self, job_id: str) -> Tip:
         delay = 0.1
@@ -264,6 +265,8 @@ class LogRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            if stored.seq is None or stored.data is None:  # a stored message always has both
+                raise RuntimeError(f"LOGS returned a message without a sequence or data for job {job_id}")
             return tip_of(stored.seq, stored.data)
 
     async def _done(self, lane: _Lane, batch: _Batch) -> None:

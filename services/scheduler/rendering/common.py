@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from services.common.contracts import EngineStage, ServeOptions
+from services.common.contracts import HUBS, EngineStage, ModelHub, ServeOptions
 from services.common.errors import ApiError
 
 from ..jobs.schemas import DeployRequest, EvalRequest, ExportRequest, TrainRequest
@@ -108,9 +108,9 @@ class Rendered(msgspec.Struct, kw_only=True):
         return self.stages[-1].config
 
     @property
-    def model_hub(self) -> str | None:
+    def model_hub(self) -> ModelHub | None:
         """The hub the job's model comes from (its first stage that downloads one); None: all local."""
-        return next((s.hub for s in self.stages if s.hub), None)
+        return HUBS.get(next((s.hub for s in self.stages if s.hub), ""))
 
     def stage_rows(self) -> list[dict[str, Any]]:
         """The stages as stored with the job (`jobs.stages`, sent to the agent as `engine_stages` of them)."""
@@ -125,9 +125,9 @@ class Rendered(msgspec.Struct, kw_only=True):
                        for i, s in enumerate(self.stages, 1))
 
 
-def model_hub(stage_rows: list[dict[str, Any]] | None) -> str | None:
+def model_hub(stage_rows: list[dict[str, Any]] | None) -> ModelHub | None:
     """The hub of a job's stored stages (`jobs.stages`): the first that names one."""
-    return next((row["hub"] for row in stage_rows or () if row.get("hub")), None)
+    return HUBS.get(next((row["hub"] for row in stage_rows or () if row.get("hub")), ""))
 
 
 # Set by the platform from the job; an override of any of these is refused.
