@@ -34,12 +34,17 @@ def discover() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     modules = discover()
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="name")
     for name, module in modules.items():
-        p = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0],
-                           description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=(module.__doc__ or name).strip().splitlines()[0],
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(p)
     sub.add_parser("all", help=f"{', '.join(BENCHMARKS)} with their default options, one after the other")
     args = parser.parse_args(argv)

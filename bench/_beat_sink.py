@@ -28,8 +28,11 @@ async def main(url: str, seconds: float) -> dict:
     print("ready", flush=True)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(seconds)
-    out = {"received": received, "cpu_s": round(time.process_time() - cpu0, 3),
-           "wall_s": round(time.perf_counter() - wall0, 3)}
+    out = {
+        "received": received,
+        "cpu_s": round(time.process_time() - cpu0, 3),
+        "wall_s": round(time.perf_counter() - wall0, 3),
+    }
     await nc.close()
     return out
 

@@ -74,8 +74,9 @@ class Infra:
     def settings(self) -> Settings:
         return settings_from_env()
 
-    def start_services(self, names: Sequence[str], profile: str | None = None,
-                       **extra_env: str) -> dict[str, ServiceProcess]:
+    def start_services(
+        self, names: Sequence[str], profile: str | None = None, **extra_env: str
+    ) -> dict[str, ServiceProcess]:
         """Services as child processes (`llmct service <name>`), each healthy before the next.
 
         `profile` names one of them to run under cProfile instead (stats written when it stops)."""
@@ -91,9 +92,12 @@ class Infra:
         for name in names:
             if name == profile:
                 RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                service = ProfiledService(name=name, port=int(env[f"LLMCT_{name.upper()}_PORT"]),
-                                          log_path=log_dir / f"{name}.log",
-                                          stats_path=RESULTS_DIR / f"{self.name}-{name}.prof").start(env)
+                service = ProfiledService(
+                    name=name,
+                    port=int(env[f"LLMCT_{name.upper()}_PORT"]),
+                    log_path=log_dir / f"{name}.log",
+                    stats_path=RESULTS_DIR / f"{self.name}-{name}.prof",
+                ).start(env)
                 self.services.append(service)
                 wait_until(service.healthy, timeout=90, what=f"service {name}", interval=0.1)
                 started.append(service)
@@ -135,8 +139,12 @@ class ProfiledService(ServiceProcess):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", str(self.stats_path), "-m", "llmct.cli",
-                 "service", self.name], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [sys.executable, "-m", "cProfile", "-o", str(self.stats_path), "-m", "llmct.cli", "service", self.name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def stop(self, grace_s: float = 30) -> None:
@@ -161,9 +169,11 @@ class ProfiledService(ServiceProcess):
         pstats.Stats(str(self.stats_path), stream=out).sort_stats("tottime").print_stats(n)
         text = out.getvalue()
         self.stats_path.with_suffix(".txt").write_text(text)
-        print(f"\n{self.name} under cProfile (top {n} by own time; the profiler slows it down, so compare shares, "
-              f"not times): {self.stats_path.relative_to(REPO_ROOT)}")
-        print(text[text.find("ncalls") - 3:] if "ncalls" in text else text)
+        print(
+            f"\n{self.name} under cProfile (top {n} by own time; the profiler slows it down, so compare shares, "
+            f"not times): {self.stats_path.relative_to(REPO_ROOT)}"
+        )
+        print(text[text.find("ncalls") - 3 :] if "ncalls" in text else text)
 
 
 async def make_user(pool, username: str, role: str = "user") -> str:

@@ -26,8 +26,10 @@ import nats
 from services.agent.logs import LogShipper
 from services.common.contracts import Subjects
 
-TEXT = ("{{'loss': 2.3456, 'grad_norm': 0.8123, 'learning_rate': 9.87e-05, 'epoch': 0.42}} "
-        "step {i} of the bench job, a line as long as a typical trainer line")
+TEXT = (
+    "{{'loss': 2.3456, 'grad_norm': 0.8123, 'learning_rate': 9.87e-05, 'epoch': 0.42}} "
+    "step {i} of the bench job, a line as long as a typical trainer line"
+)
 
 
 class CorePublish:
@@ -52,8 +54,13 @@ class DirectPublish:
 
 async def produce(args: argparse.Namespace) -> dict:
     nc = await nats.connect(args.nats, pending_size=256 * 1024 * 1024)
-    target = CorePublish(nc, args.job) if args.raw else DirectPublish(nc.jetstream(), args.job) if args.direct \
+    target = (
+        CorePublish(nc, args.job)
+        if args.raw
+        else DirectPublish(nc.jetstream(), args.job)
+        if args.direct
         else nc.jetstream()
+    )
     shipper = LogShipper(target, args.job, Path(args.log), agent_id=args.agent, attempt=args.attempt)
     cpu0, t0 = time.process_time(), time.perf_counter()
     if args.rate > 0:
@@ -84,8 +91,12 @@ async def produce(args: argparse.Namespace) -> dict:
     await asyncio.sleep(0.25)
     await shipper.close()
     await nc.close()
-    return {"lines": shipper.seq, "add_s": round(added, 3), "shipped_s": round(shipped, 3),
-            "cpu_s": round(time.process_time() - cpu0, 3)}
+    return {
+        "lines": shipper.seq,
+        "add_s": round(added, 3),
+        "shipped_s": round(shipped, 3),
+        "cpu_s": round(time.process_time() - cpu0, 3),
+    }
 
 
 def main() -> None:

@@ -47,8 +47,12 @@ async def stream_once(client: httpx.AsyncClient, url: str, headers: dict, model:
                 last = now
                 tokens += 1
     rate = (tokens - 1) / (last - first) if tokens > 1 and last > first else None
-    return {"ttft_s": (first - t0) if first else None, "tokens": tokens, "tokens_per_s": rate,
-            "wall_s": time.perf_counter() - t0}
+    return {
+        "ttft_s": (first - t0) if first else None,
+        "tokens": tokens,
+        "tokens_per_s": rate,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def server_address(agent_pid: int, deployment_id: str) -> tuple[str, str]:
@@ -70,8 +74,13 @@ async def concurrent(client, url, headers, model, n: int, max_tokens: int) -> di
     runs = await asyncio.gather(*(stream_once(client, url, headers, model, max_tokens) for _ in range(n)))
     wall = time.perf_counter() - t0
     ttfts = [r["ttft_s"] for r in runs if r["ttft_s"] is not None]
-    return {"streams": n, "wall_s": round(wall, 3), "tokens": sum(r["tokens"] for r in runs),
-            "tokens_per_s_total": round(sum(r["tokens"] for r in runs) / wall, 2), "ttft": summary_ms(ttfts)}
+    return {
+        "streams": n,
+        "wall_s": round(wall, 3),
+        "tokens": sum(r["tokens"] for r in runs),
+        "tokens_per_s_total": round(sum(r["tokens"] for r in runs) / wall, 2),
+        "ttft": summary_ms(ttfts),
+    }
 
 
 async def run(args: argparse.Namespace, infra: Infra) -> dict:
@@ -80,10 +89,13 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
     gw_url = f"http://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}"
     agent_pid = next(s for s in infra.services if s.name == "agent").process.pid
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=gw_url, headers=headers, timeout=300,
-                                 limits=httpx.Limits(max_connections=200)) as gw:
-        r = await gw.post("/api/deployments", json={"model": "tiny-llama", "gpu_count": 0, "idle_timeout_s": 3600,
-                                                     "generation": {"do_sample": False}})
+    async with httpx.AsyncClient(
+        base_url=gw_url, headers=headers, timeout=300, limits=httpx.Limits(max_connections=200)
+    ) as gw:
+        r = await gw.post(
+            "/api/deployments",
+            json={"model": "tiny-llama", "gpu_count": 0, "idle_timeout_s": 3600, "generation": {"do_sample": False}},
+        )
         r.raise_for_status()
         deployment_id = r.json()["id"]
         while (state := (await gw.get(f"/api/deployments/{deployment_id}")).json()["state"]) != "ready":
@@ -100,12 +112,11 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
                 await stream_once(client, *paths[which], deployment_id, args.max_tokens)
             single: dict[str, list[dict]] = {"platform": [], "direct": []}
             for i in range(args.requests):
-                for which in (("platform", "direct") if i % 2 == 0 else ("direct", "platform")):
+                for which in ("platform", "direct") if i % 2 == 0 else ("direct", "platform"):
                     single[which].append(await stream_once(client, *paths[which], deployment_id, args.max_tokens))
             conc = {}
             for which in ("direct", "platform"):
-                conc[which] = await concurrent(client, *paths[which], deployment_id, args.concurrency,
-                                               args.max_tokens)
+                conc[which] = await concurrent(client, *paths[which], deployment_id, args.concurrency, args.max_tokens)
         await gw.post(f"/api/deployments/{deployment_id}/stop")
 
     def ttfts(which):
@@ -114,41 +125,64 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
     def rates(which):
         return [r["tokens_per_s"] for r in single[which] if r["tokens_per_s"]]
 
-    pairs = [p["ttft_s"] - d["ttft_s"] for p, d in zip(single["platform"], single["direct"])
-             if p["ttft_s"] is not None and d["ttft_s"] is not None]
-    results["single"] = {which: {"ttft": summary_ms(ttfts(which)),
-                                 "tokens_per_s_median": round(statistics.median(rates(which)), 2),
-                                 "tokens_median": statistics.median(r["tokens"] for r in single[which])}
-                         for which in single}
+    pairs = [
+        p["ttft_s"] - d["ttft_s"]
+        for p, d in zip(single["platform"], single["direct"])
+        if p["ttft_s"] is not None and d["ttft_s"] is not None
+    ]
+    results["single"] = {
+        which: {
+            "ttft": summary_ms(ttfts(which)),
+            "tokens_per_s_median": round(statistics.median(rates(which)), 2),
+            "tokens_median": statistics.median(r["tokens"] for r in single[which]),
+        }
+        for which in single
+    }
     results["summary"] = {
-        "added_ttft_ms_p50": round(statistics.median(ttfts("platform")) * 1000
-                                   - statistics.median(ttfts("direct")) * 1000, 2),
+        "added_ttft_ms_p50": round(
+            statistics.median(ttfts("platform")) * 1000 - statistics.median(ttfts("direct")) * 1000, 2
+        ),
         "added_ttft_ms_paired_median": round(statistics.median(pairs) * 1000, 2),
         "tokens_per_s_ratio": round(statistics.median(rates("platform")) / statistics.median(rates("direct")), 4),
         "concurrent": conc,
-        "concurrent_tokens_per_s_ratio": round(conc["platform"]["tokens_per_s_total"]
-                                               / conc["direct"]["tokens_per_s_total"], 4),
+        "concurrent_tokens_per_s_ratio": round(
+            conc["platform"]["tokens_per_s_total"] / conc["direct"]["tokens_per_s_total"], 4
+        ),
         "aims": {"added_ttft_ms_p50_max": 5, "tokens_per_s_ratio_min": 0.95},
     }
     return results
 
 
 def report(results: dict) -> None:
-    rows = [[which, s["ttft"]["p50_ms"], s["ttft"]["p99_ms"], s["tokens_per_s_median"], s["tokens_median"]]
-            for which, s in results["single"].items()]
-    print_table("chat: one stream at a time", ["path", "TTFT p50 ms", "TTFT p99 ms", "tokens/s (median)",
-                                               "tokens per reply"], rows)
+    rows = [
+        [which, s["ttft"]["p50_ms"], s["ttft"]["p99_ms"], s["tokens_per_s_median"], s["tokens_median"]]
+        for which, s in results["single"].items()
+    ]
+    print_table(
+        "chat: one stream at a time",
+        ["path", "TTFT p50 ms", "TTFT p99 ms", "tokens/s (median)", "tokens per reply"],
+        rows,
+    )
     s = results["summary"]
     c = s["concurrent"]
-    print_table("summary", ["measure", "value"], [
-        ["added time to first token, p50 ms (aim < 5)", s["added_ttft_ms_p50"]],
-        ["added time to first token, paired median ms", s["added_ttft_ms_paired_median"]],
-        ["tokens/s ratio platform/direct (aim >= 0.95)", s["tokens_per_s_ratio"]],
-        [f"{c['platform']['streams']} concurrent: tokens/s platform / direct",
-         f"{c['platform']['tokens_per_s_total']} / {c['direct']['tokens_per_s_total']}"],
-        ["concurrent tokens/s ratio", s["concurrent_tokens_per_s_ratio"]],
-        ["concurrent TTFT p50 ms platform / direct", f"{c['platform']['ttft']['p50_ms']} / {c['direct']['ttft']['p50_ms']}"],
-    ])
+    print_table(
+        "summary",
+        ["measure", "value"],
+        [
+            ["added time to first token, p50 ms (aim < 5)", s["added_ttft_ms_p50"]],
+            ["added time to first token, paired median ms", s["added_ttft_ms_paired_median"]],
+            ["tokens/s ratio platform/direct (aim >= 0.95)", s["tokens_per_s_ratio"]],
+            [
+                f"{c['platform']['streams']} concurrent: tokens/s platform / direct",
+                f"{c['platform']['tokens_per_s_total']} / {c['direct']['tokens_per_s_total']}",
+            ],
+            ["concurrent tokens/s ratio", s["concurrent_tokens_per_s_ratio"]],
+            [
+                "concurrent TTFT p50 ms platform / direct",
+                f"{c['platform']['ttft']['p50_ms']} / {c['direct']['ttft']['p50_ms']}",
+            ],
+        ],
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,8 +195,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict:
     with Infra("chat", keep=args.keep) as infra:
         print("starting every service as a process ...", flush=True)
-        infra.start_services(("auth", "scheduler", "datasets", "registry", "agent", "gateway"),
-                             LLMCT_HEARTBEAT_S="1", LLMCT_CPU_SLOTS="1", LLMCT_RUNTIME="process")
+        infra.start_services(
+            ("auth", "scheduler", "datasets", "registry", "agent", "gateway"),
+            LLMCT_HEARTBEAT_S="1",
+            LLMCT_CPU_SLOTS="1",
+            LLMCT_RUNTIME="process",
+        )
         results = asyncio.run(run(args, infra))
     report(results)
     write_results("chat", results)

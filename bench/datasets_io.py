@@ -30,7 +30,7 @@ from pathlib import Path
 
 import asyncpg
 
-from ._infra import Infra, make_user, machine, print_table, token_for, write_results
+from ._infra import Infra, machine, make_user, print_table, token_for, write_results
 
 AIM_PEAK_MB = 150
 MB = 1 << 20
@@ -44,7 +44,7 @@ class PeakRss:
 
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.every_s = every_s
-        self.peak = {name: 0 for name in pids}
+        self.peak = dict.fromkeys(pids, 0)
         self.before = {name: p.memory_info().rss for name, p in self.procs.items()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -64,8 +64,10 @@ class PeakRss:
         self._thread.join()
 
     def report(self) -> dict[str, dict[str, float]]:
-        return {name: {"before_mb": round(self.before[name] / MB, 1), "peak_mb": round(self.peak[name] / MB, 1)}
-                for name in self.procs}
+        return {
+            name: {"before_mb": round(self.before[name] / MB, 1), "peak_mb": round(self.peak[name] / MB, 1)}
+            for name in self.procs
+        }
 
 
 def make_file(path: Path, size: int) -> int:
@@ -110,10 +112,25 @@ def timed_scan(path: Path) -> tuple[float, int]:
 def curl_upload(url: str, token: str, path: Path, name: str) -> tuple[float, dict]:
     start = time.perf_counter()
     out = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {token}", "-H", "Expect:",
-         "-F", f"name={name}", "-F", "format=alpaca", "-F", f"file=@{path};filename=big.jsonl",
-         f"{url}/api/datasets/upload"],
-        capture_output=True, text=True, check=False,
+        [
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-H",
+            "Expect:",
+            "-F",
+            f"name={name}",
+            "-F",
+            "format=alpaca",
+            "-F",
+            f"file=@{path};filename=big.jsonl",
+            f"{url}/api/datasets/upload",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - start
     if out.returncode != 0:
@@ -124,9 +141,21 @@ def curl_upload(url: str, token: str, path: Path, name: str) -> tuple[float, dic
 def curl_download(url: str, token: str, dataset_id: str) -> tuple[float, int]:
     start = time.perf_counter()
     out = subprocess.run(
-        ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}", "-H", f"Authorization: Bearer {token}",
-         f"{url}/api/datasets/{dataset_id}/download"],
-        capture_output=True, text=True, check=False,
+        [
+            "curl",
+            "-sS",
+            "--fail",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "-H",
+            f"Authorization: Bearer {token}",
+            f"{url}/api/datasets/{dataset_id}/download",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - start
     if out.returncode != 0:
@@ -135,8 +164,20 @@ def curl_download(url: str, token: str, dataset_id: str) -> tuple[float, int]:
 
 
 def delete(url: str, token: str, dataset_id: str) -> None:
-    subprocess.run(["curl", "-sS", "--fail", "-X", "DELETE", "-H", f"Authorization: Bearer {token}",
-                    f"{url}/api/datasets/{dataset_id}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--fail",
+            "-X",
+            "DELETE",
+            "-H",
+            f"Authorization: Bearer {token}",
+            f"{url}/api/datasets/{dataset_id}",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 async def prepare_user(infra: Infra) -> str:
@@ -158,9 +199,15 @@ def transfer(via: str, url: str, token: str, path: Path, size: int, pids: dict[s
     if got != size:
         raise RuntimeError(f"downloaded {got} bytes of {size}")
     delete(url, token, dataset["id"])
-    return {"upload_s": round(up_s, 2), "upload_mb_s": round(size / MB / up_s, 1), "rows": dataset["rows"],
-            "download_s": round(down_s, 2), "download_mb_s": round(size / MB / down_s, 1),
-            "upload_memory": up_mem.report(), "download_memory": down_mem.report()}
+    return {
+        "upload_s": round(up_s, 2),
+        "upload_mb_s": round(size / MB / up_s, 1),
+        "rows": dataset["rows"],
+        "download_s": round(down_s, 2),
+        "download_mb_s": round(size / MB / down_s, 1),
+        "upload_memory": up_mem.report(),
+        "download_memory": down_mem.report(),
+    }
 
 
 def run(args: argparse.Namespace, infra: Infra) -> dict:
@@ -173,8 +220,10 @@ def run(args: argparse.Namespace, infra: Infra) -> dict:
     results["file"] = {"bytes": size, "rows": rows}
     token = asyncio.run(prepare_user(infra))
     pids = {service.name: service.process.pid for service in infra.services}
-    urls = {"direct": f"http://127.0.0.1:{infra.env['LLMCT_DATASETS_PORT']}",
-            "gateway": f"http://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}"}
+    urls = {
+        "direct": f"http://127.0.0.1:{infra.env['LLMCT_DATASETS_PORT']}",
+        "gateway": f"http://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}",
+    }
     copy_s = timed_copy(source, infra.base / "copy.jsonl")
     results["copy"] = {"seconds": round(copy_s, 2), "mb_s": round(size / MB / copy_s, 1)}
     scan_s, scanned = timed_scan(source)
@@ -190,17 +239,35 @@ def run(args: argparse.Namespace, infra: Infra) -> dict:
 def report(results: dict) -> None:
     size_mb = results["file"]["bytes"] / MB
     copy = results["copy"]
-    rows = [["plain file copy", copy["seconds"], copy["mb_s"], "1.00", "-", "-"],
-            ["row check alone (in-process)", results["scan"]["seconds"], results["scan"]["mb_s"],
-             f"{results['scan']['seconds'] / copy['seconds']:.2f}", "-", "-"]]
+    rows = [
+        ["plain file copy", copy["seconds"], copy["mb_s"], "1.00", "-", "-"],
+        [
+            "row check alone (in-process)",
+            results["scan"]["seconds"],
+            results["scan"]["mb_s"],
+            f"{results['scan']['seconds'] / copy['seconds']:.2f}",
+            "-",
+            "-",
+        ],
+    ]
     for via, run_ in results["runs"].items():
         for what in ("upload", "download"):
             memory = run_[f"{what}_memory"]
-            rows.append([f"{what} ({via})", run_[f"{what}_s"], run_[f"{what}_mb_s"],
-                         f"{run_[f'{what}_s'] / copy['seconds']:.2f}", memory["datasets"]["peak_mb"],
-                         memory.get("gateway", {}).get("peak_mb", "-")])
-    print_table(f"datasets I/O, {size_mb:,.0f} MB ({results['file']['rows']:,} rows)",
-                ["what", "seconds", "MB/s", "x copy time", "datasets peak RSS MB", "gateway peak RSS MB"], rows)
+            rows.append(
+                [
+                    f"{what} ({via})",
+                    run_[f"{what}_s"],
+                    run_[f"{what}_mb_s"],
+                    f"{run_[f'{what}_s'] / copy['seconds']:.2f}",
+                    memory["datasets"]["peak_mb"],
+                    memory.get("gateway", {}).get("peak_mb", "-"),
+                ]
+            )
+    print_table(
+        f"datasets I/O, {size_mb:,.0f} MB ({results['file']['rows']:,} rows)",
+        ["what", "seconds", "MB/s", "x copy time", "datasets peak RSS MB", "gateway peak RSS MB"],
+        rows,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -222,8 +289,9 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    cli = argparse.ArgumentParser(prog="python -m bench.datasets_io", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli = argparse.ArgumentParser(
+        prog="python -m bench.datasets_io", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(cli)
     main(cli.parse_args())
     sys.exit(0)

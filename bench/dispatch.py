@@ -43,8 +43,18 @@ from services.common.contracts import Subjects
 from services.common.security import Principal
 from services.common.store import create_pool
 
-from ._infra import (CpuMeter, Infra, make_user, machine, print_table, public_tiny_datasets, ratio, summary_ms,
-                     token_for, write_results)
+from ._infra import (
+    CpuMeter,
+    Infra,
+    machine,
+    make_user,
+    print_table,
+    public_tiny_datasets,
+    ratio,
+    summary_ms,
+    token_for,
+    write_results,
+)
 
 AIM_P99_MS = 50.0
 AIM_JOBS_PER_S = 500.0
@@ -52,9 +62,17 @@ AGENT_ID = "bench-agent"
 MODEL = "bench-instant-model"
 
 REQUEST = {
-    "kind": "train", "base_model": MODEL, "datasets": ["tiny_sft"], "stage": "sft", "finetuning_type": "lora",
-    "gpu_count": 0, "max_steps": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
-    "cutoff_len": 64, "lora_rank": 4,
+    "kind": "train",
+    "base_model": MODEL,
+    "datasets": ["tiny_sft"],
+    "stage": "sft",
+    "finetuning_type": "lora",
+    "gpu_count": 0,
+    "max_steps": 1,
+    "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "cutoff_len": 64,
+    "lora_rank": 4,
 }
 
 
@@ -135,10 +153,14 @@ class Observer:
 
 async def nats_baseline(url: str, n: int, concurrency: int) -> dict:
     """Raw nats-py request/reply (a second connection answers), sequential and `concurrency` in flight."""
-    payload = contracts.encode(contracts.JobSubmitted(job_id="job_0123456789abcdef", kind="train", owner_id="usr_x",
-                                                      submitted_at=datetime.now(UTC)))
+    payload = contracts.encode(
+        contracts.JobSubmitted(
+            job_id="job_0123456789abcdef", kind="train", owner_id="usr_x", submitted_at=datetime.now(UTC)
+        )
+    )
     responder, requester = await nats.connect(url), await nats.connect(url)
     try:
+
         async def echo(msg) -> None:
             await msg.respond(msg.data)
 
@@ -162,8 +184,10 @@ async def nats_baseline(url: str, n: int, concurrency: int) -> dict:
         t0 = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(n)))
         wall = time.perf_counter() - t0
-        return {"sequential": summary_ms(sequential), "loaded": {**summary_ms(loaded), "per_s": round(n / wall, 1),
-                                                                  "concurrency": concurrency}}
+        return {
+            "sequential": summary_ms(sequential),
+            "loaded": {**summary_ms(loaded), "per_s": round(n / wall, 1), "concurrency": concurrency},
+        }
     finally:
         await requester.close()
         await responder.close()
@@ -197,8 +221,9 @@ async def building_blocks(url: str, n: int) -> dict:
                 await msg.ack()
                 got.set()
 
-            task = asyncio.create_task(consume(js, subject=subject, durable=f"bench-hop-{batch}", stream="BENCH",
-                                               handle=handle, batch=batch))
+            task = asyncio.create_task(
+                consume(js, subject=subject, durable=f"bench-hop-{batch}", stream="BENCH", handle=handle, batch=batch)
+            )
             await asyncio.sleep(0.3)  # the consumer is created and idle in its fetch
             hops = []
             for i in range(15):  # one message at a time, at random points of the consumer's fetch cycle
@@ -224,16 +249,22 @@ async def building_blocks(url: str, n: int) -> dict:
 def freeze_config_cost(n: int = 300) -> dict:
     """CPU of freezing one job's config as YAML (services.scheduler.rendering.to_yaml, pure-Python SafeDumper) vs
     the same call with libyaml's CSafeDumper, which gives byte-identical text; a what-if for the report."""
+    from pathlib import Path
+
     import msgspec
     import yaml
-    from pathlib import Path
 
     from services.scheduler import rendering
     from services.scheduler.jobs.schemas import TrainRequest
 
     req = msgspec.convert(REQUEST, TrainRequest)
-    config = rendering.render_train(req, model_path="/models/m", default_template="default", data_dir=Path("/data"),
-                                    output_dir=Path("/output/job_0123456789abcdef"))
+    config = rendering.render_train(
+        req,
+        model_path="/models/m",
+        default_template="default",
+        data_dir=Path("/data"),
+        output_dir=Path("/output/job_0123456789abcdef"),
+    )
 
     def c_dump() -> str:
         return yaml.dump(config, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
@@ -285,11 +316,16 @@ class Platform:
         self.agent_nc = await connect_bus(self.settings.nats_url, "bench-agent")
         agent_js = self.agent_nc.jetstream()
         await ensure_streams(agent_js)
-        self.runner = Runner(nc=self.agent_nc, js=agent_js, agent_id=AGENT_ID, runtime=InstantRuntime(),
-                             storage=self.settings.storage, engine_env={})
+        self.runner = Runner(
+            nc=self.agent_nc,
+            js=agent_js,
+            agent_id=AGENT_ID,
+            runtime=InstantRuntime(),
+            storage=self.settings.storage,
+            engine_env={},
+        )
         await self.runner.start()
-        self.agent_app = SimpleNamespace(state=SimpleNamespace(agent_id=AGENT_ID, nc=self.agent_nc,
-                                                               runner=self.runner))
+        self.agent_app = SimpleNamespace(state=SimpleNamespace(agent_id=AGENT_ID, nc=self.agent_nc, runner=self.runner))
         self._heartbeat = heartbeat
         self.beater = asyncio.create_task(self._beat_forever())
 
@@ -362,9 +398,12 @@ def submitter(mode: str, platform: Platform, sched: InprocScheduler | None):
 
         return submit, None
     port = platform.infra.env["LLMCT_GATEWAY_PORT" if mode == "gateway" else "LLMCT_SCHEDULER_PORT"]
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                               headers={"Authorization": f"Bearer {platform.token}"},
-                               limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        timeout=60,
+        headers={"Authorization": f"Bearer {platform.token}"},
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+    )
 
     async def submit() -> str:
         r = await client.post("/api/jobs", json=REQUEST)
@@ -401,29 +440,42 @@ async def run_phase(platform: Platform, submit, n: int, concurrency: int, time_c
     wall = (max(r["ack"] for r in records) - t_begin) if records else float("nan")
     await platform.wait_idle()
     t_all_finished = max((obs.finished.get(r["id"], 0.0) for r in records), default=0.0)
-    states = dict(await platform.pool.fetch("SELECT state, count(*) FROM jobs WHERE id = ANY($1) GROUP BY state",
-                                            [r["id"] for r in records]))
+    states = dict(
+        await platform.pool.fetch(
+            "SELECT state, count(*) FROM jobs WHERE id = ANY($1) GROUP BY state", [r["id"] for r in records]
+        )
+    )
     lat = [r["ack"] - r["t0"] for r in records]
     breakdown = {
         "submit_call": summary_ms([r["committed"] - r["t0"] for r in records]),
-        "committed_to_dispatched": summary_ms([obs.dispatched[r["id"]] - r["committed"] for r in records
-                                               if r["id"] in obs.dispatched]),
-        "dispatched_to_ack": summary_ms([r["ack"] - obs.dispatched[r["id"]] for r in records
-                                         if r["id"] in obs.dispatched]),
+        "committed_to_dispatched": summary_ms(
+            [obs.dispatched[r["id"]] - r["committed"] for r in records if r["id"] in obs.dispatched]
+        ),
+        "dispatched_to_ack": summary_ms(
+            [r["ack"] - obs.dispatched[r["id"]] for r in records if r["id"] in obs.dispatched]
+        ),
     }
     return {
-        "jobs": len(records), "requested": n, "concurrency": concurrency, "errors": len(errors),
-        "error_samples": errors[:5], "wall_s": round(wall, 3),
+        "jobs": len(records),
+        "requested": n,
+        "concurrency": concurrency,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "wall_s": round(wall, 3),
         "jobs_per_s": round(len(records) / wall, 1) if records else 0.0,
-        "submit_to_ack": summary_ms(lat), "breakdown": breakdown,
+        "submit_to_ack": summary_ms(lat),
+        "breakdown": breakdown,
         "all_finished_s": round(t_all_finished - t_begin, 3) if t_all_finished else None,
         "final_states": states,
     }
 
 
 async def run(args: argparse.Namespace, infra: Infra) -> dict:
-    results: dict = {"machine": machine(), "params": vars(args).copy(), "aim": {"p99_ms": AIM_P99_MS,
-                                                                                "jobs_per_s": AIM_JOBS_PER_S}}
+    results: dict = {
+        "machine": machine(),
+        "params": vars(args).copy(),
+        "aim": {"p99_ms": AIM_P99_MS, "jobs_per_s": AIM_JOBS_PER_S},
+    }
     print(f"baseline: raw nats-py request/reply x{args.jobs} ...", flush=True)
     results["baseline_nats_request_reply"] = await nats_baseline(infra.env["NATS_URL"], args.jobs, args.concurrency)
     print("building blocks: JetStream publish-ack, bus.consume hop ...", flush=True)
@@ -461,10 +513,14 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
                 entry = {"probe": probe, "load": load}
                 if mode == args.modes[-1] and args.real_slots:
                     await platform.set_slots(args.real_slots)
-                    print(f"[{mode}] realistic slots: {args.real_jobs} jobs, cpu_slots={args.real_slots}, "
-                          f"{args.concurrency} in flight ...", flush=True)
-                    entry["realistic_slots"] = await run_phase(platform, submit, args.real_jobs, args.concurrency,
-                                                               args.cap_s)
+                    print(
+                        f"[{mode}] realistic slots: {args.real_jobs} jobs, cpu_slots={args.real_slots}, "
+                        f"{args.concurrency} in flight ...",
+                        flush=True,
+                    )
+                    entry["realistic_slots"] = await run_phase(
+                        platform, submit, args.real_jobs, args.concurrency, args.cap_s
+                    )
                     entry["realistic_slots"]["cpu_slots"] = args.real_slots
                     await platform.set_slots(args.slots)
                 results["modes"][mode] = entry
@@ -487,10 +543,13 @@ def cpu_per_job(load: dict) -> dict:
     per = {name: round(seconds * 1000 / jobs, 2) for name, seconds in load["cpu_s"].items()}
     total = sum(per.values())
     busiest = max(per, key=per.get)
-    return {"by_process": per, "total": round(total, 2),
-            "ceiling_jobs_per_s_on_2_cores": round(2000 / total, 1) if total else None,
-            "busiest_process": busiest,
-            "ceiling_jobs_per_s_one_core_each": round(1000 / per[busiest], 1) if per[busiest] else None}
+    return {
+        "by_process": per,
+        "total": round(total, 2),
+        "ceiling_jobs_per_s_on_2_cores": round(2000 / total, 1) if total else None,
+        "busiest_process": busiest,
+        "ceiling_jobs_per_s_one_core_each": round(1000 / per[busiest], 1) if per[busiest] else None,
+    }
 
 
 def _print_mode(mode: str, entry: dict) -> None:
@@ -500,20 +559,49 @@ def _print_mode(mode: str, entry: dict) -> None:
             continue
         e = entry[name]
         s = e["submit_to_ack"]
-        rows.append([name, e["jobs"], e["concurrency"], s["p50_ms"], s["p99_ms"], e["jobs_per_s"], e["errors"],
-                     " ".join(f"{k}={v}" for k, v in sorted(e["final_states"].items()))])
-    print_table(f"[{mode}] submit → agent-ack", ["phase", "jobs", "in flight", "p50 ms", "p99 ms", "jobs/s", "errors",
-                                                 "final states"], rows)
+        rows.append(
+            [
+                name,
+                e["jobs"],
+                e["concurrency"],
+                s["p50_ms"],
+                s["p99_ms"],
+                e["jobs_per_s"],
+                e["errors"],
+                " ".join(f"{k}={v}" for k, v in sorted(e["final_states"].items())),
+            ]
+        )
+    print_table(
+        f"[{mode}] submit → agent-ack",
+        ["phase", "jobs", "in flight", "p50 ms", "p99 ms", "jobs/s", "errors", "final states"],
+        rows,
+    )
 
 
 def report(results: dict) -> None:
     base = results["baseline_nats_request_reply"]
     bb = results["building_blocks"]
-    rows = [["raw NATS request/reply", "1", base["sequential"]["p50_ms"], base["sequential"]["p99_ms"], "-", "-", "-"],
-            ["raw NATS request/reply", str(base["loaded"]["concurrency"]), base["loaded"]["p50_ms"],
-             base["loaded"]["p99_ms"], base["loaded"]["per_s"], "-", "-"],
-            ["JetStream publish-ack", "1", bb["jetstream_publish_ack"]["p50_ms"], bb["jetstream_publish_ack"]["p99_ms"],
-             "-", "-", "-"]]
+    rows = [
+        ["raw NATS request/reply", "1", base["sequential"]["p50_ms"], base["sequential"]["p99_ms"], "-", "-", "-"],
+        [
+            "raw NATS request/reply",
+            str(base["loaded"]["concurrency"]),
+            base["loaded"]["p50_ms"],
+            base["loaded"]["p99_ms"],
+            base["loaded"]["per_s"],
+            "-",
+            "-",
+        ],
+        [
+            "JetStream publish-ack",
+            "1",
+            bb["jetstream_publish_ack"]["p50_ms"],
+            bb["jetstream_publish_ack"]["p99_ms"],
+            "-",
+            "-",
+            "-",
+        ],
+    ]
     for batch in (1, 16, 256):
         hop = bb[f"consume_hop_batch_{batch}"]
         rows.append([f"bus.consume hop, batch={batch} (idle)", "1", hop["p50_ms"], hop["p99_ms"], "-", "-", "-"])
@@ -527,32 +615,62 @@ def report(results: dict) -> None:
             s = e["submit_to_ack"]
             ref = base["sequential"] if e["concurrency"] == 1 else base["loaded"]
             label = f"{mode} {phase}" + (f" (cpu_slots={e['cpu_slots']})" if phase == "realistic_slots" else "")
-            rows.append([label, str(e["concurrency"]), s["p50_ms"], s["p99_ms"], e["jobs_per_s"],
-                         f"{ratio(s['p99_ms'], ref['p99_ms'])}x",
-                         f"{ratio(base['loaded']['per_s'], e['jobs_per_s'])}x"])
-    print_table("dispatch: submit → agent-ack (JobStarted), vs raw NATS in the same run",
-                ["path", "in flight", "p50 ms", "p99 ms", "per s", "p99 / NATS", "NATS rate / rate"], rows)
+            rows.append(
+                [
+                    label,
+                    str(e["concurrency"]),
+                    s["p50_ms"],
+                    s["p99_ms"],
+                    e["jobs_per_s"],
+                    f"{ratio(s['p99_ms'], ref['p99_ms'])}x",
+                    f"{ratio(base['loaded']['per_s'], e['jobs_per_s'])}x",
+                ]
+            )
+    print_table(
+        "dispatch: submit → agent-ack (JobStarted), vs raw NATS in the same run",
+        ["path", "in flight", "p50 ms", "p99 ms", "per s", "p99 / NATS", "NATS rate / rate"],
+        rows,
+    )
     verdict = []
     for mode, entry in results["modes"].items():
         load = entry["load"]
         p99_ok = entry["probe"]["submit_to_ack"]["p99_ms"] < AIM_P99_MS
         rate_ok = load["jobs_per_s"] >= AIM_JOBS_PER_S
-        verdict.append([mode, entry["probe"]["submit_to_ack"]["p99_ms"], "met" if p99_ok else "NOT met",
-                        load["submit_to_ack"]["p99_ms"], load["jobs_per_s"], "met" if rate_ok else "NOT met"])
-    print_table(f"aim: p99 < {AIM_P99_MS:.0f} ms, >= {AIM_JOBS_PER_S:.0f} jobs/s",
-                ["mode", "probe p99 ms", "p99 aim", "load p99 ms", "jobs/s", "rate aim"], verdict)
+        verdict.append(
+            [
+                mode,
+                entry["probe"]["submit_to_ack"]["p99_ms"],
+                "met" if p99_ok else "NOT met",
+                load["submit_to_ack"]["p99_ms"],
+                load["jobs_per_s"],
+                "met" if rate_ok else "NOT met",
+            ]
+        )
+    print_table(
+        f"aim: p99 < {AIM_P99_MS:.0f} ms, >= {AIM_JOBS_PER_S:.0f} jobs/s",
+        ["mode", "probe p99 ms", "p99 aim", "load p99 ms", "jobs/s", "rate aim"],
+        verdict,
+    )
     for mode, entry in results["modes"].items():
         b = entry["load"]["breakdown"]
-        print_table(f"[{mode}] where the time goes under load (p50 / p99 ms)", ["segment", "p50", "p99"],
-                    [[k, v["p50_ms"], v["p99_ms"]] for k, v in b.items()])
+        print_table(
+            f"[{mode}] where the time goes under load (p50 / p99 ms)",
+            ["segment", "p50", "p99"],
+            [[k, v["p50_ms"], v["p99_ms"]] for k, v in b.items()],
+        )
         c = entry["load"]["cpu_ms_per_job"]
-        print_table(f"[{mode}] CPU per job during the load phase (load avg before/after: "
-                    f"{entry['load']['load_avg_1m_before_after']})", ["process", "cpu s", "cpu ms / job"],
-                    [[k, entry["load"]["cpu_s"][k], v] for k, v in c["by_process"].items()]
-                    + [["total", round(sum(entry["load"]["cpu_s"].values()), 2), c["total"]]])
-        print(f"  CPU alone allows ~{c['ceiling_jobs_per_s_on_2_cores']} jobs/s on 2 cores; "
-              f"~{c['ceiling_jobs_per_s_one_core_each']} jobs/s with a core per process "
-              f"(busiest: {c['busiest_process']})")
+        print_table(
+            f"[{mode}] CPU per job during the load phase (load avg before/after: "
+            f"{entry['load']['load_avg_1m_before_after']})",
+            ["process", "cpu s", "cpu ms / job"],
+            [[k, entry["load"]["cpu_s"][k], v] for k, v in c["by_process"].items()]
+            + [["total", round(sum(entry["load"]["cpu_s"].values()), 2), c["total"]]],
+        )
+        print(
+            f"  CPU alone allows ~{c['ceiling_jobs_per_s_on_2_cores']} jobs/s on 2 cores; "
+            f"~{c['ceiling_jobs_per_s_one_core_each']} jobs/s with a core per process "
+            f"(busiest: {c['busiest_process']})"
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -565,8 +683,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real-slots", type=int, default=2, help="also run a phase with this many slots (0: skip)")
     parser.add_argument("--real-jobs", type=int, default=100, help="jobs in the realistic-slots phase")
     parser.add_argument("--modes", nargs="+", default=["inproc", "gateway"], choices=["inproc", "gateway", "direct"])
-    parser.add_argument("--profile", choices=["scheduler", "gateway"],
-                        help="run this service under cProfile; stats in bench/results/dispatch-<service>.prof")
+    parser.add_argument(
+        "--profile",
+        choices=["scheduler", "gateway"],
+        help="run this service under cProfile; stats in bench/results/dispatch-<service>.prof",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
 
 

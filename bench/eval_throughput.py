@@ -28,9 +28,17 @@ AGENT_CPU_SLOTS = 1
 
 
 def eval_request(evaluation: str, samples: int) -> dict:
-    return {"kind": "eval", "model": "tiny-llama", "datasets": ["tiny_sft"], "evaluation": evaluation,
-            "gpu_count": 0, "max_samples": samples, "per_device_eval_batch_size": 4, "cutoff_len": 128,
-            "max_new_tokens": 16}
+    return {
+        "kind": "eval",
+        "model": "tiny-llama",
+        "datasets": ["tiny_sft"],
+        "evaluation": evaluation,
+        "gpu_count": 0,
+        "max_samples": samples,
+        "per_device_eval_batch_size": 4,
+        "cutoff_len": 128,
+        "max_new_tokens": 16,
+    }
 
 
 def engine_samples_per_s(output_dir: Path) -> float | None:
@@ -67,8 +75,10 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
                 run_["engine_samples_per_s"] = engine_samples_per_s(storage.output / f"direct-eval-{rep}")
             run_["e2e_samples_per_s"] = round(args.samples / run_["wall_s"], 4)
             entry[which] = run_
-            print(f"  rep {rep} {which:8s} wall {run_['wall_s']:.2f} s, engine {run_['engine_samples_per_s']} "
-                  "samples/s", flush=True)
+            print(
+                f"  rep {rep} {which:8s} wall {run_['wall_s']:.2f} s, engine {run_['engine_samples_per_s']} samples/s",
+                flush=True,
+            )
         p, d = entry["platform"], entry["direct"]
         entry["engine_ratio"] = round(p["engine_samples_per_s"] / d["engine_samples_per_s"], 4)
         entry["e2e_ratio"] = round(p["e2e_samples_per_s"] / d["e2e_samples_per_s"], 4)
@@ -82,18 +92,40 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
         "e2e_samples_per_s_direct_median": statistics.median(r["direct"]["e2e_samples_per_s"] for r in reps),
         "e2e_ratio_median": statistics.median(r["e2e_ratio"] for r in reps),
         "platform_added_s_median": statistics.median(
-            r["platform"]["platform_added_s"] for r in reps if r["platform"]["platform_added_s"] is not None),
+            r["platform"]["platform_added_s"] for r in reps if r["platform"]["platform_added_s"] is not None
+        ),
     }
     return results
 
 
 def report(results: dict) -> None:
-    rows = [[r["rep"], " → ".join(r["order"]), r["platform"]["wall_s"], r["direct"]["wall_s"],
-             r["platform"]["engine_samples_per_s"], r["direct"]["engine_samples_per_s"], r["engine_ratio"],
-             r["e2e_ratio"]] for r in results["reps"]]
-    print_table("eval throughput: platform vs direct llamafactory-cli",
-                ["rep", "order", "platform wall s", "direct wall s", "platform engine samples/s",
-                 "direct engine samples/s", "engine ratio", "end-to-end ratio"], rows)
+    rows = [
+        [
+            r["rep"],
+            " → ".join(r["order"]),
+            r["platform"]["wall_s"],
+            r["direct"]["wall_s"],
+            r["platform"]["engine_samples_per_s"],
+            r["direct"]["engine_samples_per_s"],
+            r["engine_ratio"],
+            r["e2e_ratio"],
+        ]
+        for r in results["reps"]
+    ]
+    print_table(
+        "eval throughput: platform vs direct llamafactory-cli",
+        [
+            "rep",
+            "order",
+            "platform wall s",
+            "direct wall s",
+            "platform engine samples/s",
+            "direct engine samples/s",
+            "engine ratio",
+            "end-to-end ratio",
+        ],
+        rows,
+    )
     print_table("summary", ["measure", "value"], [[k, v] for k, v in results["summary"].items()])
 
 
@@ -108,8 +140,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict:
     with Infra("eval_throughput", keep=args.keep) as infra:
         print("starting every service as a process ...", flush=True)
-        infra.start_services(("auth", "scheduler", "datasets", "registry", "agent", "gateway"),
-                             LLMCT_HEARTBEAT_S="1", LLMCT_CPU_SLOTS=str(AGENT_CPU_SLOTS), LLMCT_RUNTIME="process")
+        infra.start_services(
+            ("auth", "scheduler", "datasets", "registry", "agent", "gateway"),
+            LLMCT_HEARTBEAT_S="1",
+            LLMCT_CPU_SLOTS=str(AGENT_CPU_SLOTS),
+            LLMCT_RUNTIME="process",
+        )
         results = asyncio.run(run(args, infra))
     report(results)
     write_results("eval_throughput", results)

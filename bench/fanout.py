@@ -49,7 +49,7 @@ import websockets
 from services.common import contracts
 from services.common.security import new_id
 
-from ._infra import REPO_ROOT, CpuMeter, Infra, make_user, machine, print_table, ratio, token_for, write_results
+from ._infra import REPO_ROOT, CpuMeter, Infra, machine, make_user, print_table, ratio, token_for, write_results
 
 
 class LatencyHistogram:
@@ -93,10 +93,14 @@ class LatencyHistogram:
         return self.max
 
     def summary_ms(self) -> dict:
-        return {"n": self.n, "p50_ms": round(self.percentile(50) * 1000, 2),
-                "p90_ms": round(self.percentile(90) * 1000, 2),
-                "p99_ms": round(self.percentile(99) * 1000, 2), "max_ms": round(self.max * 1000, 2),
-                "mean_ms": round(self.total / self.n * 1000, 2) if self.n else math.nan}
+        return {
+            "n": self.n,
+            "p50_ms": round(self.percentile(50) * 1000, 2),
+            "p90_ms": round(self.percentile(90) * 1000, 2),
+            "p99_ms": round(self.percentile(99) * 1000, 2),
+            "max_ms": round(self.max * 1000, 2),
+            "mean_ms": round(self.total / self.n * 1000, 2) if self.n else math.nan,
+        }
 
 
 @dataclass
@@ -169,7 +173,7 @@ async def ws_viewer(url: str, watcher: Watcher, connected: asyncio.Event, deadli
                     watcher.got(frame.lines[-1].seq, len(frame.lines), sampled_stamps(frame.lines), now)
     except websockets.ConnectionClosed as exc:
         watcher.closed = f"closed {exc.rcvd.code if exc.rcvd else '?'}"
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         watcher.closed = "timed out"
     finally:
         connected.set()
@@ -197,9 +201,26 @@ PRODUCER_FLAGS = {"nats": ["--raw"], "direct": ["--direct"], "gateway": []}
 
 def start_producer(infra: Infra, job_id: str, lines: int, rate: float, path: str) -> subprocess.Popen:
     log = infra.settings.storage.logs / f"{job_id}.log"
-    command = [sys.executable, "-m", "bench._producer", "--nats", infra.env["NATS_URL"], "--job", job_id,
-               "--lines", str(lines), "--rate", str(rate), "--log", str(log), "--agent", BENCH_AGENT,
-               "--attempt", "1", *PRODUCER_FLAGS[path]]
+    command = [
+        sys.executable,
+        "-m",
+        "bench._producer",
+        "--nats",
+        infra.env["NATS_URL"],
+        "--job",
+        job_id,
+        "--lines",
+        str(lines),
+        "--rate",
+        str(rate),
+        "--log",
+        str(log),
+        "--agent",
+        BENCH_AGENT,
+        "--attempt",
+        "1",
+        *PRODUCER_FLAGS[path],
+    ]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
 
 
@@ -209,16 +230,29 @@ async def insert_job(conn, owner_id: str) -> str:
     from services.scheduler.jobs.store import insert_job as store_insert
 
     job_id = new_id("job")
-    await store_insert(conn, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=0,
-                       request={"bench": "fanout"}, config={"output_dir": "/dev/null"}, config_yaml="bench: fanout\n",
-                       stages=[], output_dir="/dev/null", estimate={})
-    await conn.execute("UPDATE jobs SET state = 'running', agent_id = $2, attempt = 1 WHERE id = $1", job_id,
-                       BENCH_AGENT)
+    await store_insert(
+        conn,
+        job_id=job_id,
+        owner_id=owner_id,
+        kind="train",
+        priority=0,
+        gpu_count=0,
+        request={"bench": "fanout"},
+        config={"output_dir": "/dev/null"},
+        config_yaml="bench: fanout\n",
+        stages=[],
+        output_dir="/dev/null",
+        estimate={},
+    )
+    await conn.execute(
+        "UPDATE jobs SET state = 'running', agent_id = $2, attempt = 1 WHERE id = $1", job_id, BENCH_AGENT
+    )
     return job_id
 
 
-async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: argparse.Namespace,
-                  conn, owner_id: str, token: str) -> dict:
+async def one_run(
+    infra: Infra, meter: CpuMeter, path: str, pace: str, args: argparse.Namespace, conn, owner_id: str, token: str
+) -> dict:
     """One producer run (`pace`) watched through `path` ("gateway", "direct" or "nats")."""
     total = args.lines
     rate = args.rate if pace == "paced" else 0.0
@@ -236,15 +270,17 @@ async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: arg
         await asyncio.wait_for(asyncio.gather(*(c.wait() for c in connected)), 60)
         await asyncio.sleep(1.0)  # each socket attaches to the gateway's hub just after its handshake
     else:
-        conns += await asyncio.gather(*(nats_viewer(infra.env["NATS_URL"], contracts.Subjects.logs(job_id), w)
-                                        for w in watchers))
+        conns += await asyncio.gather(
+            *(nats_viewer(infra.env["NATS_URL"], contracts.Subjects.logs(job_id), w) for w in watchers)
+        )
     cpu0, bench_cpu0 = meter.snapshot(), time.process_time()
     t_start = time.time()
     producer = start_producer(infra, job_id, total, rate, path)
     try:
-        await asyncio.wait_for(asyncio.gather(*(w.done.wait() for w in watchers), probe.done.wait()),
-                               max(1.0, deadline - time.time()))
-    except (asyncio.TimeoutError, TimeoutError):
+        await asyncio.wait_for(
+            asyncio.gather(*(w.done.wait() for w in watchers), probe.done.wait()), max(1.0, deadline - time.time())
+        )
+    except TimeoutError:
         pass
     out, _ = await asyncio.to_thread(producer.communicate, timeout=120)
     cpu = CpuMeter.delta(cpu0, meter.snapshot())
@@ -265,10 +301,16 @@ async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: arg
     delivered = sum(w.lines for w in watchers)
     per_viewer = [total / (w.done_at - first_at) for w in finished]
     result = {
-        "path": path, "pace": pace, "job_id": job_id, "viewers": len(watchers), "lines": total,
-        "rate_target": rate or None, "viewers_complete": len(finished),
+        "path": path,
+        "pace": pace,
+        "job_id": job_id,
+        "viewers": len(watchers),
+        "lines": total,
+        "rate_target": rate or None,
+        "viewers_complete": len(finished),
         "viewers_closed": sorted({w.closed for w in watchers if w.closed}),
-        "lines_delivered": delivered, "expected": total * len(watchers),
+        "lines_delivered": delivered,
+        "expected": total * len(watchers),
         "elapsed_s": round(last - first_at, 3) if finished else None,
         "lines_per_s_all_viewers": round(delivered / (last - first_at)) if finished else 0,
         "lines_per_s_per_viewer_p50": round(sorted(per_viewer)[len(per_viewer) // 2]) if per_viewer else 0,
@@ -283,7 +325,9 @@ async def one_run(infra: Infra, meter: CpuMeter, path: str, pace: str, args: arg
         result["gateway_cpu_us_per_line_delivery"] = round(cpu.get("service gateway", 0.0) * 1e6 / delivered, 2)
         result["gateway_one_core_ceiling_lines_per_s"] = (
             round(1e6 / result["gateway_cpu_us_per_line_delivery"])
-            if result["gateway_cpu_us_per_line_delivery"] else None)
+            if result["gateway_cpu_us_per_line_delivery"]
+            else None
+        )
     return result
 
 
@@ -299,8 +343,10 @@ def frame_cost(viewers: int = 100, n: int = 30) -> dict:
     from ._producer import TEXT
 
     now = datetime.now(UTC)
-    batch = contracts.LogBatch(job_id="job_0123456789abcdef", lines=tuple(
-        contracts.LogLine(seq=i, stream="stdout", at=now, text=TEXT.format(i=i)) for i in range(1, 501)))
+    batch = contracts.LogBatch(
+        job_id="job_0123456789abcdef",
+        lines=tuple(contracts.LogLine(seq=i, stream="stdout", at=now, text=TEXT.format(i=i)) for i in range(1, 501)),
+    )
     encode = msgspec.json.Encoder().encode
 
     def timed(fn) -> float:
@@ -318,7 +364,8 @@ def frame_cost(viewers: int = 100, n: int = 30) -> dict:
     encoded = timed(lambda: encode({"job_id": batch.job_id, "lines": built}))
     compress = timed(lambda: deflate.compress(frame) + deflate.flush(zlib.Z_SYNC_FLUSH))
     return {
-        "frame_bytes": len(frame), "lines_per_batch": per_line,
+        "frame_bytes": len(frame),
+        "lines_per_batch": per_line,
         "us_per_line_per_viewer": {
             "lines_after (dicts + isoformat)": round(build * 1e6 / per_line, 3),
             "json encode": round(encoded * 1e6 / per_line, 3),
@@ -366,8 +413,11 @@ async def beat_forever(url: str) -> None:
         await nc.close()
 
 
-PATH_NAMES = {"nats": "raw NATS pub→sub", "direct": "gateway WebSocket, agent → LOGS (before)",
-              "gateway": "gateway WebSocket, via the relay"}
+PATH_NAMES = {
+    "nats": "raw NATS pub→sub",
+    "direct": "gateway WebSocket, agent → LOGS (before)",
+    "gateway": "gateway WebSocket, via the relay",
+}
 
 
 def report(results: dict) -> None:
@@ -377,47 +427,124 @@ def report(results: dict) -> None:
         base = runs.get((pace, "nats"))
         lat = r["latency"]
         before = runs.get((pace, "direct"))
-        rows.append([pace, PATH_NAMES[path],
-                     f"{r['viewers_complete']}/{r['viewers']}", f"{r['lines_delivered']:,}", r["elapsed_s"],
-                     f"{r['lines_per_s_all_viewers']:,}", lat["p50_ms"], lat["p99_ms"], lat["max_ms"],
-                     f"{ratio(base['lines_per_s_all_viewers'], r['lines_per_s_all_viewers'])}x" if base else "-",
-                     f"{ratio(lat['p99_ms'], base['latency']['p99_ms'])}x" if base else "-",
-                     f"{ratio(lat['p50_ms'], before['latency']['p50_ms'])}x / "
-                     f"{ratio(lat['p99_ms'], before['latency']['p99_ms'])}x"
-                     if before and path == "gateway" else "-"])
+        rows.append(
+            [
+                pace,
+                PATH_NAMES[path],
+                f"{r['viewers_complete']}/{r['viewers']}",
+                f"{r['lines_delivered']:,}",
+                r["elapsed_s"],
+                f"{r['lines_per_s_all_viewers']:,}",
+                lat["p50_ms"],
+                lat["p99_ms"],
+                lat["max_ms"],
+                f"{ratio(base['lines_per_s_all_viewers'], r['lines_per_s_all_viewers'])}x" if base else "-",
+                f"{ratio(lat['p99_ms'], base['latency']['p99_ms'])}x" if base else "-",
+                f"{ratio(lat['p50_ms'], before['latency']['p50_ms'])}x / "
+                f"{ratio(lat['p99_ms'], before['latency']['p99_ms'])}x"
+                if before and path == "gateway"
+                else "-",
+            ]
+        )
     any_run = next(iter(runs.values()))
-    print_table(f"fanout: {any_run['lines']:,} lines x {any_run['viewers']} viewers "
-                "(latency = receive - line `at`, includes the shipper's batching)",
-                ["pace", "path", "complete", "lines delivered", "s", "lines/s (all viewers)", "p50 ms", "p99 ms",
-                 "max ms", "NATS rate / rate", "p99 / NATS p99", "p50, p99 / direct"], rows)
-    print_table("latency split: a plain NATS subscriber on the same subject during each run (p50 / p99 ms)",
-                ["pace", "path", "NATS sub p50", "NATS sub p99", "viewer p50", "viewer p99"],
-                [[p, path, r["nats_probe_latency"]["p50_ms"], r["nats_probe_latency"]["p99_ms"], r["latency"]["p50_ms"],
-                  r["latency"]["p99_ms"]] for (p, path), r in runs.items()])
+    print_table(
+        f"fanout: {any_run['lines']:,} lines x {any_run['viewers']} viewers "
+        "(latency = receive - line `at`, includes the shipper's batching)",
+        [
+            "pace",
+            "path",
+            "complete",
+            "lines delivered",
+            "s",
+            "lines/s (all viewers)",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "NATS rate / rate",
+            "p99 / NATS p99",
+            "p50, p99 / direct",
+        ],
+        rows,
+    )
+    print_table(
+        "latency split: a plain NATS subscriber on the same subject during each run (p50 / p99 ms)",
+        ["pace", "path", "NATS sub p50", "NATS sub p99", "viewer p50", "viewer p99"],
+        [
+            [
+                p,
+                path,
+                r["nats_probe_latency"]["p50_ms"],
+                r["nats_probe_latency"]["p99_ms"],
+                r["latency"]["p50_ms"],
+                r["latency"]["p99_ms"],
+            ]
+            for (p, path), r in runs.items()
+        ],
+    )
     names = ["service gateway", "service scheduler", "nats-server", "bench viewers (this process)"]
-    print_table("CPU seconds during each run",
-                ["pace", "path", "gateway", "scheduler (relay)", "nats-server", "viewers (bench)", "producer"],
-                [[p, path, *[r["cpu_s"].get(n, "-") for n in names], r["producer"].get("cpu_s", "-")]
-                 for (p, path), r in runs.items()])
-    print_table("gateway CPU per delivered line (per viewer): load-independent", ["pace", "path",
-                "µs / line / viewer", "lines/s one gateway core allows (all viewers)"],
-                [[p, path, r.get("gateway_cpu_us_per_line_delivery"),
-                  f"{r.get('gateway_one_core_ceiling_lines_per_s') or 0:,}"]
-                 for (p, path), r in runs.items() if path != "nats"])
-    print_table("the relay's CPU (the scheduler process; idle otherwise), per line it copied", ["pace", "path",
-                "scheduler CPU s", "µs / line"],
-                [[p, path, r["cpu_s"].get("service scheduler"),
-                  round(r["cpu_s"].get("service scheduler", 0.0) * 1e6 / r["lines"], 2)]
-                 for (p, path), r in runs.items()])
+    print_table(
+        "CPU seconds during each run",
+        ["pace", "path", "gateway", "scheduler (relay)", "nats-server", "viewers (bench)", "producer"],
+        [
+            [p, path, *[r["cpu_s"].get(n, "-") for n in names], r["producer"].get("cpu_s", "-")]
+            for (p, path), r in runs.items()
+        ],
+    )
+    print_table(
+        "gateway CPU per delivered line (per viewer): load-independent",
+        ["pace", "path", "µs / line / viewer", "lines/s one gateway core allows (all viewers)"],
+        [
+            [
+                p,
+                path,
+                r.get("gateway_cpu_us_per_line_delivery"),
+                f"{r.get('gateway_one_core_ceiling_lines_per_s') or 0:,}",
+            ]
+            for (p, path), r in runs.items()
+            if path != "nats"
+        ],
+    )
+    print_table(
+        "the relay's CPU (the scheduler process; idle otherwise), per line it copied",
+        ["pace", "path", "scheduler CPU s", "µs / line"],
+        [
+            [
+                p,
+                path,
+                r["cpu_s"].get("service scheduler"),
+                round(r["cpu_s"].get("service scheduler", 0.0) * 1e6 / r["lines"], 2),
+            ]
+            for (p, path), r in runs.items()
+        ],
+    )
     fc = results["frame_cost"]
-    print_table(f"gateway work per 500-line batch, per viewer, measured here outside the gateway "
-                f"(frame {fc['frame_bytes']:,} bytes)", ["step", "µs / line / viewer"],
-                [*fc["us_per_line_per_viewer"].items(),
-                 [f"what-if: build + encode once per batch for {results['params']['viewers']} viewers",
-                  fc["what_if_encode_once_us_per_line_per_viewer"]]])
-    print_table("producer (bench/_producer.py: LogShipper)", ["pace", "path", "lines", "add s", "shipped s", "cpu s"],
-                [[p, path, r["producer"].get("lines"), r["producer"].get("add_s"), r["producer"].get("shipped_s"),
-                  r["producer"].get("cpu_s")] for (p, path), r in runs.items()])
+    print_table(
+        f"gateway work per 500-line batch, per viewer, measured here outside the gateway "
+        f"(frame {fc['frame_bytes']:,} bytes)",
+        ["step", "µs / line / viewer"],
+        [
+            *fc["us_per_line_per_viewer"].items(),
+            [
+                f"what-if: build + encode once per batch for {results['params']['viewers']} viewers",
+                fc["what_if_encode_once_us_per_line_per_viewer"],
+            ],
+        ],
+    )
+    print_table(
+        "producer (bench/_producer.py: LogShipper)",
+        ["pace", "path", "lines", "add s", "shipped s", "cpu s"],
+        [
+            [
+                p,
+                path,
+                r["producer"].get("lines"),
+                r["producer"].get("add_s"),
+                r["producer"].get("shipped_s"),
+                r["producer"].get("cpu_s"),
+            ]
+            for (p, path), r in runs.items()
+        ],
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -426,8 +553,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=5_000, help="lines/s of the paced producer")
     parser.add_argument("--paces", nargs="+", default=["burst", "paced"], choices=["burst", "paced"])
     parser.add_argument("--timeout", type=float, default=90, help="seconds one run may take")
-    parser.add_argument("--profile", action="store_true",
-                        help="run the gateway under cProfile; stats in bench/results/fanout-gateway.prof")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the gateway under cProfile; stats in bench/results/fanout-gateway.prof",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
 
 

@@ -24,10 +24,12 @@ from services.agent.resources import read_gpus
 from services.scheduler.jobs.memory import estimate
 
 SHAPES = {
-    "llama-1.1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                       num_key_value_heads=4),
-    "llama-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                     num_key_value_heads=32),
+    "llama-1.1b": dict(
+        hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4
+    ),
+    "llama-7b": dict(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32
+    ),
 }
 CASES = [
     ("llama-1.1b", "full", 4, 1024),
@@ -54,8 +56,9 @@ def build(shape: str, method: str) -> torch.nn.Module:
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     elif method == "freeze":  # LLaMA-Factory's default: train the last layers only
         for name, param in model.named_parameters():
-            param.requires_grad = any(f"layers.{i}." in name for i in range(config.num_hidden_layers - 2,
-                                                                              config.num_hidden_layers))
+            param.requires_grad = any(
+                f"layers.{i}." in name for i in range(config.num_hidden_layers - 2, config.num_hidden_layers)
+            )
     return model
 
 
@@ -79,15 +82,34 @@ def measure(shape: str, method: str, batch: int, cutoff: int, steps: int = 3) ->
     peak_mb = torch.cuda.max_memory_reserved() // 2**20
     allocated_mb = torch.cuda.max_memory_allocated() // 2**20
     config = SHAPES[shape]
-    est = estimate(parameters=parameters, finetuning_type=method, quantization_bit=None, batch_size=batch,
-                   cutoff_len=cutoff, gradient_checkpointing=True, gpu_count=1,
-                   hidden=config["hidden_size"], layers=config["num_hidden_layers"])
+    est = estimate(
+        parameters=parameters,
+        finetuning_type=method,
+        quantization_bit=None,
+        batch_size=batch,
+        cutoff_len=cutoff,
+        gradient_checkpointing=True,
+        gpu_count=1,
+        hidden=config["hidden_size"],
+        layers=config["num_hidden_layers"],
+    )
     del model, optimizer, loss
     torch.cuda.empty_cache()
-    return {"shape": shape, "method": method, "batch": batch, "cutoff": cutoff, "parameters": parameters,
-            "hidden": config["hidden_size"], "layers": config["num_hidden_layers"], "vocab": 32000,
-            "peak_reserved_mb": peak_mb, "peak_allocated_mb": allocated_mb, "estimate_mb": est.per_gpu_mb, "estimate_over_real": est.per_gpu_mb / peak_mb,
-            "tokens_per_s": batch * cutoff * steps / elapsed}
+    return {
+        "shape": shape,
+        "method": method,
+        "batch": batch,
+        "cutoff": cutoff,
+        "parameters": parameters,
+        "hidden": config["hidden_size"],
+        "layers": config["num_hidden_layers"],
+        "vocab": 32000,
+        "peak_reserved_mb": peak_mb,
+        "peak_allocated_mb": allocated_mb,
+        "estimate_mb": est.per_gpu_mb,
+        "estimate_over_real": est.per_gpu_mb / peak_mb,
+        "tokens_per_s": batch * cutoff * steps / elapsed,
+    }
 
 
 def main() -> None:
@@ -115,11 +137,15 @@ def main() -> None:
     stop.set()
     watcher.join()
     busiest = max(seen, key=lambda g: g.memory_used_mb) if seen else None
-    report = {"device": torch.cuda.get_device_name(0), "cases": results,
-              "heartbeat_idle": [g.__struct_fields__ and {f: getattr(g, f) for f in g.__struct_fields__}
-                                 for g in read_gpus()],
-              "heartbeat_busiest": busiest and {f: getattr(busiest, f) for f in busiest.__struct_fields__},
-              "heartbeat_max_util_pct": max((g.utilization_pct for g in seen), default=None)}
+    report = {
+        "device": torch.cuda.get_device_name(0),
+        "cases": results,
+        "heartbeat_idle": [
+            g.__struct_fields__ and {f: getattr(g, f) for f in g.__struct_fields__} for g in read_gpus()
+        ],
+        "heartbeat_busiest": busiest and {f: getattr(busiest, f) for f in busiest.__struct_fields__},
+        "heartbeat_max_util_pct": max((g.utilization_pct for g in seen), default=None),
+    }
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     print(json.dumps({k: v for k, v in report.items() if k != "cases"}, indent=2))

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 import nats
 
 from services.common import contracts
+from services.common.settings import from_env
 from services.common.store import create_pool
 from services.scheduler.fleet import store as agents_store
-from services.common.settings import from_env
 from services.scheduler.fleet.maintenance import apply_retention
 from services.scheduler.settings import FleetSettings
 
@@ -67,14 +67,34 @@ class Fleet:
 
     def beat(self, agent_id: str, tick: int) -> bytes:
         load = (tick * 7 + hash(agent_id)) % 100
-        gpus = tuple(contracts.GpuStatus(index=i, name="Simulated H100", memory_total_mb=81_559,
-                                         memory_used_mb=40_000 + load * 10, utilization_pct=float(load),
-                                         temperature_c=40.0 + load / 4, power_w=100.0 + load * 3)
-                     for i in range(self.gpus))
-        return contracts.encode(contracts.AgentHeartbeat(
-            agent_id=agent_id, hostname=f"host-{agent_id}", sent_at=datetime.now(UTC), gpus=gpus, cpu_slots=0,
-            cpu_pct=float(load), memory_total_mb=515_000, memory_used_mb=100_000 + load, running_jobs=("job_x",),
-            free_gpu_slots=1, version="0.1.0", runtime="docker"))
+        gpus = tuple(
+            contracts.GpuStatus(
+                index=i,
+                name="Simulated H100",
+                memory_total_mb=81_559,
+                memory_used_mb=40_000 + load * 10,
+                utilization_pct=float(load),
+                temperature_c=40.0 + load / 4,
+                power_w=100.0 + load * 3,
+            )
+            for i in range(self.gpus)
+        )
+        return contracts.encode(
+            contracts.AgentHeartbeat(
+                agent_id=agent_id,
+                hostname=f"host-{agent_id}",
+                sent_at=datetime.now(UTC),
+                gpus=gpus,
+                cpu_slots=0,
+                cpu_pct=float(load),
+                memory_total_mb=515_000,
+                memory_used_mb=100_000 + load,
+                running_jobs=("job_x",),
+                free_gpu_slots=1,
+                version="0.1.0",
+                runtime="docker",
+            )
+        )
 
     async def run(self, seconds: float) -> None:
         """Every agent once per `every` seconds, spread in 10 slices so the load is even."""
@@ -82,7 +102,7 @@ class Fleet:
         per_slice = max(1, len(self.ids) // slices)
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
-            part = self.ids[(tick % slices) * per_slice:(tick % slices + 1) * per_slice]
+            part = self.ids[(tick % slices) * per_slice : (tick % slices + 1) * per_slice]
             for agent_id in part:
                 await self.nc.publish(contracts.Subjects.agent_heartbeat(agent_id), self.beat(agent_id, tick))
                 self.sent += 1
@@ -98,8 +118,11 @@ def slow_consumers(infra: Infra) -> int:
 
 
 async def baseline(args, infra: Infra, nc) -> dict:
-    sink = subprocess.Popen([sys.executable, "-m", "bench._beat_sink", "--nats", infra.nats.url, "--seconds",
-                             str(args.baseline_seconds)], stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "bench._beat_sink", "--nats", infra.nats.url, "--seconds", str(args.baseline_seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert sink.stdout.readline().strip() == "ready"
     fleet = Fleet(nc, args.agents, args.gpus, args.every)
     await fleet.run(args.baseline_seconds + 1)
@@ -110,8 +133,10 @@ async def baseline(args, infra: Infra, nc) -> dict:
 
 
 async def lag(pool) -> dict:
-    row = await pool.fetchrow("SELECT count(*) AS agents, extract(epoch FROM now() - min(last_beat_at)) AS stalest, "
-                              "extract(epoch FROM now() - max(last_beat_at)) AS freshest FROM agents")
+    row = await pool.fetchrow(
+        "SELECT count(*) AS agents, extract(epoch FROM now() - min(last_beat_at)) AS stalest, "
+        "extract(epoch FROM now() - max(last_beat_at)) AS freshest FROM agents"
+    )
     return {k: round(float(v), 3) if v is not None else None for k, v in dict(row).items()}
 
 
@@ -134,10 +159,14 @@ async def scheduler_phase(args, infra: Infra, nc, pool) -> dict:
     recorded = await pool.fetchval("SELECT coalesce(sum(samples), 0) FROM agent_metrics")
     thirds = max(1, len(lags) // 3)
     return {
-        "measured_wall_s": round(wall, 1), "beats_sent_measured": sent, "beats_per_s": round(sent / wall, 1),
-        "beats_sent_total": fleet.sent, "beats_recorded_total": recorded,
+        "measured_wall_s": round(wall, 1),
+        "beats_sent_measured": sent,
+        "beats_per_s": round(sent / wall, 1),
+        "beats_sent_total": fleet.sent,
+        "beats_recorded_total": recorded,
         "agents_registered": await pool.fetchval("SELECT count(*) FROM agents"),
-        "cpu_s": cpu, "scheduler_cpu_share_pct": round(cpu["service scheduler"] / wall * 100, 1),
+        "cpu_s": cpu,
+        "scheduler_cpu_share_pct": round(cpu["service scheduler"] / wall * 100, 1),
         "postgres_cpu_share_pct": round(cpu.get("postgres (all backends)", 0) / wall * 100, 1),
         "scheduler_cpu_per_1k_beats_s": round(cpu["service scheduler"] / max(1, sent) * 1000, 4),
         "lag_series": lags,
@@ -158,13 +187,22 @@ async def simulate_history(args, pool) -> dict:
         "INSERT INTO agent_metrics (agent_id, step_s, at, samples, cpu_pct, memory_used_mb, memory_total_mb, "
         "running_jobs) SELECT 'sim-' || a, 0, now() - make_interval(secs => s * $3::float8), 10, random() * 100, "
         "100000 + random() * 1000, 515000, 1 FROM generate_series(1, $1::int) a, generate_series(0, $2::int) s",
-        args.sim_agents, steps, settings.sample_s, timeout=3600)
+        args.sim_agents,
+        steps,
+        settings.sample_s,
+        timeout=3600,
+    )
     await pool.execute(
         "INSERT INTO agent_gpu_metrics (agent_id, step_s, at, gpu_index, samples, utilization_pct, memory_used_mb, "
         "memory_total_mb, temperature_c, power_w) SELECT 'sim-' || a, 0, now() - make_interval(secs => s * $3::float8), "
         "g, 10, random() * 100, 40000 + random() * 1000, 81559, 40 + random() * 25, 100 + random() * 300 "
         "FROM generate_series(1, $1::int) a, generate_series(0, $2::int) s, generate_series(0, $4::int - 1) g",
-        args.sim_agents, steps, settings.sample_s, args.gpus, timeout=3600)
+        args.sim_agents,
+        steps,
+        settings.sample_s,
+        args.gpus,
+        timeout=3600,
+    )
     generated_s = time.perf_counter() - t0
     before = await _tiers(pool)
     t0 = time.perf_counter()
@@ -174,9 +212,15 @@ async def simulate_history(args, pool) -> dict:
     await pool.execute("VACUUM FULL agent_metrics", timeout=3600)
     await pool.execute("VACUUM FULL agent_gpu_metrics", timeout=3600)
     compact = await _tiers(pool)
-    return {"sample_s": settings.sample_s, "generate_s": round(generated_s, 1), "before": before,
-            "retention_pass_s": round(retention_s, 2), "after_retention": after_retention, "compacted": compact,
-            "projection": project(compact, settings, args)}
+    return {
+        "sample_s": settings.sample_s,
+        "generate_s": round(generated_s, 1),
+        "before": before,
+        "retention_pass_s": round(retention_s, 2),
+        "after_retention": after_retention,
+        "compacted": compact,
+        "projection": project(compact, settings, args),
+    }
 
 
 async def _tiers(pool) -> dict:
@@ -201,10 +245,12 @@ def project(compact: dict, settings: FleetSettings, args) -> dict:
         minute = (settings.minute_keep_s - settings.raw_keep_s) / 60
         hour = (settings.max_age_s - settings.minute_keep_s) / 3600
         k = per_sample[table] * 1000
-        out[table] = {"bytes_per_row": round(per_row, 1),
-                      "one_day_1000_agents_gb": round(raw * k * per_row / 1e9, 2),
-                      "steady_90d_1000_agents_gb": round((raw + minute + hour) * k * per_row / 1e9, 2),
-                      "rows_per_agent_steady": round((raw + minute + hour) * per_sample[table])}
+        out[table] = {
+            "bytes_per_row": round(per_row, 1),
+            "one_day_1000_agents_gb": round(raw * k * per_row / 1e9, 2),
+            "steady_90d_1000_agents_gb": round((raw + minute + hour) * k * per_row / 1e9, 2),
+            "rows_per_agent_steady": round((raw + minute + hour) * per_sample[table]),
+        }
     return out
 
 
@@ -223,22 +269,37 @@ async def run(args, infra: Infra) -> dict:
         await nc.close()
         await pool.close()
     base = results["baseline"]
-    print_table("heartbeats into one scheduler", ["what", "value"], [
-        ["beats/s (measured)", sched["beats_per_s"]],
-        ["recorded / sent", f"{sched['beats_recorded_total']}/{sched['beats_sent_total']}"],
-        ["scheduler CPU %", sched["scheduler_cpu_share_pct"]],
-        ["postgres CPU %", sched["postgres_cpu_share_pct"]],
-        ["scheduler CPU per 1k beats (s)", sched["scheduler_cpu_per_1k_beats_s"]],
-        ["baseline CPU per 1k beats (s)", base["cpu_per_1k_beats_s"]],
-        ["scheduler / baseline", ratio(sched["scheduler_cpu_per_1k_beats_s"], base["cpu_per_1k_beats_s"])],
-        ["stalest agent, first third (s)", sched["stalest_first_third_s"]],
-        ["stalest agent, last third (s)", sched["stalest_last_third_s"]],
-        ["NATS slow consumers", sched["nats_slow_consumers"]],
-    ])
-    print_table("simulated history", ["table", "rows before", "rows after", "MB compacted", "B/row",
-                                      "1k agents, 1 day GB", "1k agents, 90 d GB"], [
-        [t, sum(hist["before"][t]["rows"].values()), json.dumps(hist["compacted"][t]["rows"]),
-         round(hist["compacted"][t]["bytes"] / 1e6, 1), p["bytes_per_row"], p["one_day_1000_agents_gb"],
-         p["steady_90d_1000_agents_gb"]] for t, p in hist["projection"].items()])
+    print_table(
+        "heartbeats into one scheduler",
+        ["what", "value"],
+        [
+            ["beats/s (measured)", sched["beats_per_s"]],
+            ["recorded / sent", f"{sched['beats_recorded_total']}/{sched['beats_sent_total']}"],
+            ["scheduler CPU %", sched["scheduler_cpu_share_pct"]],
+            ["postgres CPU %", sched["postgres_cpu_share_pct"]],
+            ["scheduler CPU per 1k beats (s)", sched["scheduler_cpu_per_1k_beats_s"]],
+            ["baseline CPU per 1k beats (s)", base["cpu_per_1k_beats_s"]],
+            ["scheduler / baseline", ratio(sched["scheduler_cpu_per_1k_beats_s"], base["cpu_per_1k_beats_s"])],
+            ["stalest agent, first third (s)", sched["stalest_first_third_s"]],
+            ["stalest agent, last third (s)", sched["stalest_last_third_s"]],
+            ["NATS slow consumers", sched["nats_slow_consumers"]],
+        ],
+    )
+    print_table(
+        "simulated history",
+        ["table", "rows before", "rows after", "MB compacted", "B/row", "1k agents, 1 day GB", "1k agents, 90 d GB"],
+        [
+            [
+                t,
+                sum(hist["before"][t]["rows"].values()),
+                json.dumps(hist["compacted"][t]["rows"]),
+                round(hist["compacted"][t]["bytes"] / 1e6, 1),
+                p["bytes_per_row"],
+                p["one_day_1000_agents_gb"],
+                p["steady_90d_1000_agents_gb"],
+            ]
+            for t, p in hist["projection"].items()
+        ],
+    )
     print(f"retention pass over {args.sim_hours:.0f} h of raw samples: {hist['retention_pass_s']} s")
     return results

@@ -38,7 +38,7 @@ import asyncpg
 import httpx
 import websockets
 
-from ._infra import CpuMeter, Infra, make_user, machine, print_table, summary_ms, token_for, write_results
+from ._infra import CpuMeter, Infra, machine, make_user, print_table, summary_ms, token_for, write_results
 
 AIM_RATIO = 1.05
 AGENT_CPU_SLOTS = 1  # one CPU job at a time, so a platform run and a direct run get the same cores
@@ -47,9 +47,19 @@ AGENT_CPU_SLOTS = 1  # one CPU job at a time, so a platform run and a direct run
 def train_request(steps: int) -> dict:
     """The e2e test's tiny LoRA SFT (tests/e2e/test_training.py), with `steps` steps."""
     return {
-        "kind": "train", "base_model": "tiny-llama", "datasets": ["tiny_sft"], "stage": "sft",
-        "finetuning_type": "lora", "gpu_count": 0, "max_steps": steps, "logging_steps": 1, "save_steps": steps,
-        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "cutoff_len": 128, "lora_rank": 4,
+        "kind": "train",
+        "base_model": "tiny-llama",
+        "datasets": ["tiny_sft"],
+        "stage": "sft",
+        "finetuning_type": "lora",
+        "gpu_count": 0,
+        "max_steps": steps,
+        "logging_steps": 1,
+        "save_steps": steps,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "cutoff_len": 128,
+        "lora_rank": 4,
     }
 
 
@@ -83,8 +93,10 @@ async def platform_run(gw_url: str, token: str, request: dict, timeout: float, a
     ws_base = gw_url.replace("http", "ws", 1)
     headers = {"Authorization": f"Bearer {token}"}
     marks: dict[str, float] = {}
-    async with httpx.AsyncClient(base_url=gw_url, headers=headers, timeout=30) as gw, \
-            websockets.connect(f"{ws_base}/api/jobs/feed?token={token}") as feed:
+    async with (
+        httpx.AsyncClient(base_url=gw_url, headers=headers, timeout=30) as gw,
+        websockets.connect(f"{ws_base}/api/jobs/feed?token={token}") as feed,
+    ):
         await asyncio.sleep(0.2)  # the gateway subscribes the feed after accepting
         t0 = time.perf_counter()
         watcher = asyncio.create_task(watch_engine(agent_pid, t0, marks))
@@ -96,8 +108,7 @@ async def platform_run(gw_url: str, token: str, request: dict, timeout: float, a
         job_id = job["id"]
 
         async def follow_logs() -> None:
-            async with websockets.connect(f"{ws_base}/api/jobs/{job_id}/logs?token={token}",
-                                          max_size=None) as logs:
+            async with websockets.connect(f"{ws_base}/api/jobs/{job_id}/logs?token={token}", max_size=None) as logs:
                 while "first_engine_line" not in marks:
                     frame = json.loads(await logs.recv())
                     now = time.perf_counter() - t0
@@ -130,11 +141,15 @@ async def platform_run(gw_url: str, token: str, request: dict, timeout: float, a
     added = None
     if "engine_spawned" in marks and "engine_exited" in marks:
         added = marks["engine_spawned"] + (marks[state] - marks["engine_exited"])
-    return {"job_id": job_id, "wall_s": round(marks[state], 3), "config_yaml": detail["config_yaml"],
-            "marks_s": {k: round(v, 3) for k, v in sorted(marks.items(), key=lambda kv: kv[1])},
-            "platform_added_s": round(added, 3) if added is not None else None,
-            "engine_wall_s": round(marks["engine_exited"] - marks["engine_spawned"], 3) if added is not None else None,
-            "engine_results": engine_results(detail["config"]["output_dir"])}
+    return {
+        "job_id": job_id,
+        "wall_s": round(marks[state], 3),
+        "config_yaml": detail["config_yaml"],
+        "marks_s": {k: round(v, 3) for k, v in sorted(marks.items(), key=lambda kv: kv[1])},
+        "platform_added_s": round(added, 3) if added is not None else None,
+        "engine_wall_s": round(marks["engine_exited"] - marks["engine_spawned"], 3) if added is not None else None,
+        "engine_results": engine_results(detail["config"]["output_dir"]),
+    }
 
 
 def engine_results(output_dir) -> dict:
@@ -166,16 +181,30 @@ async def direct_run(infra: Infra, config_yaml: str, tag: str, timeout: float) -
     # As services/agent/runner.py (_spec) and runtimes/process.py build it for a CPU job on an agent with
     # LLMCT_CPU_SLOTS=1: the platform's interpreter variables dropped, OMP threads = cores / slots.
     inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env = {**inherited, "HF_HOME": str(storage.hf_cache), "PYTHONUNBUFFERED": "1", "DISABLE_VERSION_CHECK": "1",
-           "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // AGENT_CPU_SLOTS)),
-           "PATH": f"{ENGINE_BIN}:{os.environ.get('PATH', '')}", "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        **inherited,
+        "HF_HOME": str(storage.hf_cache),
+        "PYTHONUNBUFFERED": "1",
+        "DISABLE_VERSION_CHECK": "1",
+        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // AGENT_CPU_SLOTS)),
+        "PATH": f"{ENGINE_BIN}:{os.environ.get('PATH', '')}",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     marks: dict[str, float] = {}
     cpu0 = children_cpu()
     t0 = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        str(ENGINE_BIN / "llamafactory-cli"), "train", str(config_path), cwd=str(storage.temp), env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True, limit=1024 * 1024)
+        str(ENGINE_BIN / "llamafactory-cli"),
+        "train",
+        str(config_path),
+        cwd=str(storage.temp),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        limit=1024 * 1024,
+    )
     tail: list[str] = []
 
     async def read(stream) -> None:
@@ -188,8 +217,12 @@ async def direct_run(infra: Infra, config_yaml: str, tag: str, timeout: float) -
     wall = time.perf_counter() - t0
     if process.returncode != 0:
         raise RuntimeError(f"direct run exited {process.returncode}:\n" + "\n".join(tail))
-    return {"wall_s": round(wall, 3), "marks_s": {k: round(v, 3) for k, v in marks.items()},
-            "engine_cpu_s": round(children_cpu() - cpu0, 3), "engine_results": engine_results(out_dir)}
+    return {
+        "wall_s": round(wall, 3),
+        "marks_s": {k: round(v, 3) for k, v in marks.items()},
+        "engine_cpu_s": round(children_cpu() - cpu0, 3),
+        "engine_results": engine_results(out_dir),
+    }
 
 
 async def prepare(infra: Infra) -> str:
@@ -249,7 +282,8 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
         "direct_wall_s_median": round(statistics.median(direct), 3),
         "wall_ratio_median": round(statistics.median(ratios), 4),
         "wall_ratio_of_sums": round(sum(plat) / sum(direct), 4),
-        "wall_ratio_min": min(ratios), "wall_ratio_max": max(ratios),
+        "wall_ratio_min": min(ratios),
+        "wall_ratio_max": max(ratios),
         "platform_overhead_s_median": round(statistics.median(p - d for p, d in zip(plat, direct)), 3),
         "submit_to_first_log_line": summary_ms(_marks(reps, "platform", "first_log_line")),
         "submit_to_first_engine_line": summary_ms(_marks(reps, "platform", "first_engine_line")),
@@ -262,35 +296,50 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
     # time to what else the shared machine runs.
     engine_platform = [r["platform"]["engine_cpu_s"] for r in reps]
     engine_direct = [r["direct"]["engine_cpu_s"] for r in reps]
-    rest = [r["platform"]["agent_self_cpu_s"] + sum(v for k, v in r["platform"]["cpu_s"].items()
-                                                    if k not in ("service agent", "bench (this process)"))
-            for r in reps]
+    rest = [
+        r["platform"]["agent_self_cpu_s"]
+        + sum(v for k, v in r["platform"]["cpu_s"].items() if k not in ("service agent", "bench (this process)"))
+        for r in reps
+    ]
     runtime_p = [r["platform"]["engine_results"].get("train_runtime") for r in reps]
     runtime_d = [r["direct"]["engine_results"].get("train_runtime") for r in reps]
-    results["summary"].update({
-        "engine_cpu_s_platform_median": round(statistics.median(engine_platform), 3),
-        "engine_cpu_s_direct_median": round(statistics.median(engine_direct), 3),
-        "engine_cpu_ratio_platform_vs_direct": round(sum(engine_platform) / sum(engine_direct), 4)
-        if sum(engine_direct) else None,
-        "platform_cpu_s_per_run_median": round(statistics.median(rest), 3),
-        "engine_train_runtime_s_platform_median": statistics.median(runtime_p) if None not in runtime_p else None,
-        "engine_train_runtime_s_direct_median": statistics.median(runtime_d) if None not in runtime_d else None,
-        "wall_ratio_stdev": round(statistics.stdev(ratios), 4) if len(ratios) > 1 else None,
-    })
+    results["summary"].update(
+        {
+            "engine_cpu_s_platform_median": round(statistics.median(engine_platform), 3),
+            "engine_cpu_s_direct_median": round(statistics.median(engine_direct), 3),
+            "engine_cpu_ratio_platform_vs_direct": round(sum(engine_platform) / sum(engine_direct), 4)
+            if sum(engine_direct)
+            else None,
+            "platform_cpu_s_per_run_median": round(statistics.median(rest), 3),
+            "engine_train_runtime_s_platform_median": statistics.median(runtime_p) if None not in runtime_p else None,
+            "engine_train_runtime_s_direct_median": statistics.median(runtime_d) if None not in runtime_d else None,
+            "wall_ratio_stdev": round(statistics.stdev(ratios), 4) if len(ratios) > 1 else None,
+        }
+    )
     # The platform's own seconds: submit → engine spawned, plus engine exited → `succeeded` on the feed.
     # Unlike the wall ratio, this does not swing with the engine's own speed on a shared machine.
     added = [r["platform"]["platform_added_s"] for r in reps if r["platform"]["platform_added_s"] is not None]
     if added:
         med_added, med_direct = statistics.median(added), statistics.median(direct)
-        results["summary"].update({
-            "platform_added_s_median": round(med_added, 3), "platform_added_s_max": round(max(added), 3),
-            "submit_to_engine_spawn_s_median": round(statistics.median(
-                r["platform"]["marks_s"]["engine_spawned"] for r in reps), 3),
-            "engine_exit_to_succeeded_s_median": round(statistics.median(
-                r["platform"]["marks_s"]["succeeded"] - r["platform"]["marks_s"]["engine_exited"] for r in reps), 3),
-            "implied_wall_ratio": round((med_direct + med_added) / med_direct, 4),
-            "engine_wall_platform_median_s": round(statistics.median(r["platform"]["engine_wall_s"] for r in reps), 3),
-        })
+        results["summary"].update(
+            {
+                "platform_added_s_median": round(med_added, 3),
+                "platform_added_s_max": round(max(added), 3),
+                "submit_to_engine_spawn_s_median": round(
+                    statistics.median(r["platform"]["marks_s"]["engine_spawned"] for r in reps), 3
+                ),
+                "engine_exit_to_succeeded_s_median": round(
+                    statistics.median(
+                        r["platform"]["marks_s"]["succeeded"] - r["platform"]["marks_s"]["engine_exited"] for r in reps
+                    ),
+                    3,
+                ),
+                "implied_wall_ratio": round((med_direct + med_added) / med_direct, 4),
+                "engine_wall_platform_median_s": round(
+                    statistics.median(r["platform"]["engine_wall_s"] for r in reps), 3
+                ),
+            }
+        )
     return results
 
 
@@ -311,54 +360,105 @@ def report(results: dict) -> None:
     rows = []
     for r in results["reps"]:
         p, d = r["platform"], r["direct"]
-        rows.append([r["rep"], " → ".join(r["order"]), p["wall_s"], d["wall_s"], f"{r['wall_ratio']:.3f}",
-                     p["marks_s"].get("running", "-"), p["marks_s"].get("first_log_line", "-"),
-                     p["marks_s"].get("first_engine_line", "-"), d["marks_s"].get("first_engine_line", "-")])
-    print_table("overhead: tiny LoRA job, platform vs direct llamafactory-cli (seconds)",
-                ["rep", "order", "platform wall", "direct wall", "ratio", "submit→running", "submit→1st log line",
-                 "submit→1st engine line", "direct: spawn→1st line"], rows)
+        rows.append(
+            [
+                r["rep"],
+                " → ".join(r["order"]),
+                p["wall_s"],
+                d["wall_s"],
+                f"{r['wall_ratio']:.3f}",
+                p["marks_s"].get("running", "-"),
+                p["marks_s"].get("first_log_line", "-"),
+                p["marks_s"].get("first_engine_line", "-"),
+                d["marks_s"].get("first_engine_line", "-"),
+            ]
+        )
+    print_table(
+        "overhead: tiny LoRA job, platform vs direct llamafactory-cli (seconds)",
+        [
+            "rep",
+            "order",
+            "platform wall",
+            "direct wall",
+            "ratio",
+            "submit→running",
+            "submit→1st log line",
+            "submit→1st engine line",
+            "direct: spawn→1st line",
+        ],
+        rows,
+    )
     s = results["summary"]
-    print_table("summary", ["measure", "value"], [
-        ["platform wall, median s", s["platform_wall_s_median"]],
-        ["direct wall, median s", s["direct_wall_s_median"]],
-        ["wall ratio, median (aim <= 1.05)", f"{s['wall_ratio_median']:.3f}"],
-        ["wall ratio, sum/sum", f"{s['wall_ratio_of_sums']:.3f}"],
-        ["platform overhead, median s", s["platform_overhead_s_median"]],
-        ["submit→first log line, p50 ms", s["submit_to_first_log_line"]["p50_ms"]],
-        ["submit→first engine line, p50 ms", s["submit_to_first_engine_line"]["p50_ms"]],
-        ["direct spawn→first engine line, p50 ms", s["direct_spawn_to_first_engine_line"]["p50_ms"]],
-        ["wall ratio, min / max / stdev", f"{s['wall_ratio_min']:.3f} / {s['wall_ratio_max']:.3f} / "
-                                          f"{s['wall_ratio_stdev'] if s['wall_ratio_stdev'] is not None else '-'}"],
-        ["engine CPU s, platform / direct (medians)", f"{s['engine_cpu_s_platform_median']} / "
-                                                       f"{s['engine_cpu_s_direct_median']}"],
-        ["engine CPU ratio, platform / direct", s["engine_cpu_ratio_platform_vs_direct"]],
-        ["engine's own train_runtime s, platform / direct (medians)",
-         f"{s['engine_train_runtime_s_platform_median']} / {s['engine_train_runtime_s_direct_median']}"],
-        ["platform CPU s per run (agent itself, other services, NATS, Postgres)", s["platform_cpu_s_per_run_median"]],
-        ["platform-added s: submit→engine spawn + engine exit→succeeded (median / max)",
-         f"{s.get('platform_added_s_median')} / {s.get('platform_added_s_max')}"],
-        ["  of which submit→engine spawn / exit→succeeded (medians)",
-         f"{s.get('submit_to_engine_spawn_s_median')} / {s.get('engine_exit_to_succeeded_s_median')}"],
-        ["implied wall ratio: (direct + platform-added) / direct", s.get("implied_wall_ratio")],
-        ["aim met (median measured wall ratio <= 1.05)", "yes" if s["aim_met"] else "NO"],
-    ])
+    print_table(
+        "summary",
+        ["measure", "value"],
+        [
+            ["platform wall, median s", s["platform_wall_s_median"]],
+            ["direct wall, median s", s["direct_wall_s_median"]],
+            ["wall ratio, median (aim <= 1.05)", f"{s['wall_ratio_median']:.3f}"],
+            ["wall ratio, sum/sum", f"{s['wall_ratio_of_sums']:.3f}"],
+            ["platform overhead, median s", s["platform_overhead_s_median"]],
+            ["submit→first log line, p50 ms", s["submit_to_first_log_line"]["p50_ms"]],
+            ["submit→first engine line, p50 ms", s["submit_to_first_engine_line"]["p50_ms"]],
+            ["direct spawn→first engine line, p50 ms", s["direct_spawn_to_first_engine_line"]["p50_ms"]],
+            [
+                "wall ratio, min / max / stdev",
+                f"{s['wall_ratio_min']:.3f} / {s['wall_ratio_max']:.3f} / "
+                f"{s['wall_ratio_stdev'] if s['wall_ratio_stdev'] is not None else '-'}",
+            ],
+            [
+                "engine CPU s, platform / direct (medians)",
+                f"{s['engine_cpu_s_platform_median']} / {s['engine_cpu_s_direct_median']}",
+            ],
+            ["engine CPU ratio, platform / direct", s["engine_cpu_ratio_platform_vs_direct"]],
+            [
+                "engine's own train_runtime s, platform / direct (medians)",
+                f"{s['engine_train_runtime_s_platform_median']} / {s['engine_train_runtime_s_direct_median']}",
+            ],
+            [
+                "platform CPU s per run (agent itself, other services, NATS, Postgres)",
+                s["platform_cpu_s_per_run_median"],
+            ],
+            [
+                "platform-added s: submit→engine spawn + engine exit→succeeded (median / max)",
+                f"{s.get('platform_added_s_median')} / {s.get('platform_added_s_max')}",
+            ],
+            [
+                "  of which submit→engine spawn / exit→succeeded (medians)",
+                f"{s.get('submit_to_engine_spawn_s_median')} / {s.get('engine_exit_to_succeeded_s_median')}",
+            ],
+            ["implied wall ratio: (direct + platform-added) / direct", s.get("implied_wall_ratio")],
+            ["aim met (median measured wall ratio <= 1.05)", "yes" if s["aim_met"] else "NO"],
+        ],
+    )
     cpu_rows = []
     for r in results["reps"]:
         for which in ("platform", "direct"):
             cpu = r[which]["cpu_s"]
             others = sum(v for k, v in cpu.items() if k.startswith("service ") and k != "service agent")
-            cpu_rows.append([r["rep"], which, r[which]["engine_cpu_s"],
-                             r[which]["engine_results"].get("train_runtime", "-"),
-                             r[which].get("agent_self_cpu_s", "-"), round(others, 2), cpu.get("nats-server", 0.0),
-                             cpu.get("postgres (all backends)", 0.0)])
-    print_table("CPU seconds while each run was going",
-                ["rep", "run", "engine cpu", "engine train_runtime", "agent itself", "other services", "nats",
-                 "postgres"], cpu_rows)
+            cpu_rows.append(
+                [
+                    r["rep"],
+                    which,
+                    r[which]["engine_cpu_s"],
+                    r[which]["engine_results"].get("train_runtime", "-"),
+                    r[which].get("agent_self_cpu_s", "-"),
+                    round(others, 2),
+                    cpu.get("nats-server", 0.0),
+                    cpu.get("postgres (all backends)", 0.0),
+                ]
+            )
+    print_table(
+        "CPU seconds while each run was going",
+        ["rep", "run", "engine cpu", "engine train_runtime", "agent itself", "other services", "nats", "postgres"],
+        cpu_rows,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reps", type=int, default=4, help="repetitions of the platform/direct pair (even: "
-                        "each order equally often)")
+    parser.add_argument(
+        "--reps", type=int, default=4, help="repetitions of the platform/direct pair (even: each order equally often)"
+    )
     parser.add_argument("--steps", type=int, default=12, help="training steps of the tiny job (the e2e test: 12)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds one run may take")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
@@ -367,8 +467,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict:
     with Infra("overhead", keep=args.keep) as infra:
         print("starting every service as a process ...", flush=True)
-        infra.start_services(("auth", "scheduler", "datasets", "registry", "agent", "gateway"),
-                             LLMCT_HEARTBEAT_S="1", LLMCT_CPU_SLOTS=str(AGENT_CPU_SLOTS), LLMCT_RUNTIME="process")
+        infra.start_services(
+            ("auth", "scheduler", "datasets", "registry", "agent", "gateway"),
+            LLMCT_HEARTBEAT_S="1",
+            LLMCT_CPU_SLOTS=str(AGENT_CPU_SLOTS),
+            LLMCT_RUNTIME="process",
+        )
         results = asyncio.run(run(args, infra))
     report(results)
     write_results("overhead", results)

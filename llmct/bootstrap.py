@@ -28,10 +28,13 @@ TINY_MODEL = "tiny-llama"
 def mark_tiny_public(data_dir: Path) -> None:
     """List the tiny datasets (written by `llmct.tiny.data`) as public in `dataset_info_public.json`."""
     sft_columns = formats.spec("alpaca").columns({})
-    mark_public(data_dir, {
-        SFT_NAME: formats.info_entry("alpaca", f"{SFT_NAME}.json", sft_columns, None),
-        PT_NAME: formats.info_entry("text", f"{PT_NAME}.json", formats.spec("text").columns({}), None),
-    })
+    mark_public(
+        data_dir,
+        {
+            SFT_NAME: formats.info_entry("alpaca", f"{SFT_NAME}.json", sft_columns, None),
+            PT_NAME: formats.info_entry("text", f"{PT_NAME}.json", formats.spec("text").columns({}), None),
+        },
+    )
 
 
 def make_tiny_model(storage: StoragePaths, name: str, engine_python: Path = ENGINE_PYTHON) -> Path:
@@ -39,15 +42,19 @@ def make_tiny_model(storage: StoragePaths, name: str, engine_python: Path = ENGI
     if not engine_python.exists():
         raise RuntimeError(f"{engine_python} not found: run engine/install.sh (make engine) first")
     out = storage.models / name
-    subprocess.run([str(engine_python), "-m", "llmct.tiny.make_model", "--out", str(out)],
-                   cwd=REPO_ROOT, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [str(engine_python), "-m", "llmct.tiny.make_model", "--out", str(out)],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     write_tiny_datasets(storage.data)
     mark_tiny_public(storage.data)  # public datasets: synced into the datasets table (below, or at its start-up)
     return out
 
 
-def ensure_tiny_preset(storage: StoragePaths, database_url: str, name: str = TINY_MODEL,
-                       rebuild: bool = False) -> Path:
+def ensure_tiny_preset(storage: StoragePaths, database_url: str, name: str = TINY_MODEL, rebuild: bool = False) -> Path:
     """Build the tiny model (unless it is there) and register it as a preset."""
     path = storage.models / name
     if rebuild or not (path / "config.json").exists():

@@ -19,8 +19,14 @@ def cmd_service(args: argparse.Namespace) -> int:
     settings = get_settings()
     module = importlib.import_module(f"services.{args.name}.app")
     host = settings.public_host if args.name == "gateway" else settings.bind_host
-    uvicorn.run(module.create_app(settings), host=host, port=settings.ports[args.name],
-                log_level=args.log_level, timeout_graceful_shutdown=10, proxy_headers=False)
+    uvicorn.run(
+        module.create_app(settings),
+        host=host,
+        port=settings.ports[args.name],
+        log_level=args.log_level,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )
     return 0
 
 
@@ -35,7 +41,6 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_admin_create(args: argparse.Namespace) -> int:
     from services.auth.service import create_user
     from services.common.errors import ApiError
-
     from services.common.store import check_migrated, create_pool
 
     password = args.password or getpass.getpass("password for the new admin: ")
@@ -76,8 +81,10 @@ def cmd_nats_users(args: argparse.Namespace) -> int:
     from services.common.nats_auth import BadAgentId, authorization
 
     try:
-        block = authorization(args.service_password or secrets.token_urlsafe(18),
-                              {agent: secrets.token_urlsafe(18) for agent in args.agent})
+        block = authorization(
+            args.service_password or secrets.token_urlsafe(18),
+            {agent: secrets.token_urlsafe(18) for agent in args.agent},
+        )
     except BadAgentId as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

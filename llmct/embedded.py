@@ -63,7 +63,9 @@ class NatsServer:
 
     def add_agent(self, agent_id: str, password: str | None = None) -> dict[str, str]:
         """Give an agent its own NATS user (reloading a running server); returns the environment it needs."""
-        self.agents[nats_auth.check_agent_id(agent_id)] = password or self.agents.get(agent_id) or secrets.token_urlsafe(18)
+        self.agents[nats_auth.check_agent_id(agent_id)] = (
+            password or self.agents.get(agent_id) or secrets.token_urlsafe(18)
+        )
         nats_auth.write_config(self.config_path, self.service_password, self.agents)
         if self.process and self.process.poll() is None:
             loaded = self._varz().get("config_load_time")
@@ -77,8 +79,12 @@ class NatsServer:
 
     def agent_env(self, agent_id: str) -> dict[str, str]:
         """NATS_URL, NATS_USER and NATS_PASSWORD of an agent added with `add_agent`."""
-        return {"NATS_URL": self.address, "NATS_USER": nats_auth.agent_user(agent_id),
-                "NATS_PASSWORD": self.agents[agent_id], "LLMCT_AGENT_ID": agent_id}
+        return {
+            "NATS_URL": self.address,
+            "NATS_USER": nats_auth.agent_user(agent_id),
+            "NATS_PASSWORD": self.agents[agent_id],
+            "LLMCT_AGENT_ID": agent_id,
+        }
 
     def start(self, log_file: Path | None = None) -> NatsServer:
         binary = nats_server_binary()
@@ -86,9 +92,23 @@ class NatsServer:
         nats_auth.write_config(self.config_path, self.service_password, self.agents)
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [binary, "-c", str(self.config_path), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-             "-p", str(self.port), "-m", str(self.monitor_port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                binary,
+                "-c",
+                str(self.config_path),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                str(self.monitor_port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_until(self._ready, timeout=15, what="nats-server")
         return self
@@ -163,11 +183,21 @@ class PostgresServer:
             for path in (self.data_dir, self.data_dir.parent):
                 os.chown(path, user.pw_uid, user.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "-E", "UTF8",
-                      "--no-locale")
+            self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-locale")
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.data_dir / "server.log"),
-                  "-w", "-t", "30", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
         wait_until(lambda: _port_open(self.port), timeout=30, what="postgres")
         self._create_database()
         return self

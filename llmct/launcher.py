@@ -42,7 +42,10 @@ class ServiceProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "llmct.cli", "service", self.name],
-                env=process_env(self.name, env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=process_env(self.name, env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -77,7 +80,9 @@ def process_env(name: str, env: dict[str, str]) -> dict[str, str]:
     (LLMCT_AGENT_NATS_USER) instead of the services' one, and none of the platform's secrets."""
     if name != "agent" or not env.get("LLMCT_AGENT_NATS_PASSWORD"):
         return env
-    own = {k: v for k, v in env.items() if k not in AGENT_NEVER_SEES and not k.startswith(("NATS_", "LLMCT_AGENT_NATS_"))}
+    own = {
+        k: v for k, v in env.items() if k not in AGENT_NEVER_SEES and not k.startswith(("NATS_", "LLMCT_AGENT_NATS_"))
+    }
     parts = urlsplit(env["NATS_URL"])
     if parts.hostname is None:  # the URL is not echoed: it may carry the services' credentials
         raise RuntimeError("NATS_URL has no host name")
@@ -139,7 +144,9 @@ class LocalStack:
         env.setdefault("LLMCT_SECRET_KEY", _kept_secret(state / "secret_key", lambda: secrets.token_hex(32)))
         env.setdefault("INVITE_CODE", _kept_secret(state / "invite_code", lambda: secrets.token_urlsafe(9)))
         env.setdefault("LLMCT_ADMIN_USERNAME", "admin")
-        env.setdefault("LLMCT_ADMIN_PASSWORD", _kept_secret(state / "admin_password", lambda: secrets.token_urlsafe(12)))
+        env.setdefault(
+            "LLMCT_ADMIN_PASSWORD", _kept_secret(state / "admin_password", lambda: secrets.token_urlsafe(12))
+        )
         env["HOST_BASE_PATH"] = str(self.storage.base)
 
     def start_servers(self) -> None:
@@ -147,8 +154,12 @@ class LocalStack:
         logs.mkdir(parents=True, exist_ok=True)
         if not self.env.get("NATS_URL"):
             port = int(self.env.get("LLMCT_NATS_PORT", "4222"))
-            nats = NatsServer(port=port, monitor_port=port + 4000, store_dir=state / "nats",
-                              service_password=_kept_secret(state / "nats_service_password", _password))
+            nats = NatsServer(
+                port=port,
+                monitor_port=port + 4000,
+                store_dir=state / "nats",
+                service_password=_kept_secret(state / "nats_service_password", _password),
+            )
             self.nats = nats
             self.provision_local_agent(nats)
             nats.start(log_file=logs / "nats.log")
@@ -160,8 +171,13 @@ class LocalStack:
         """The local agent's own NATS user (LLMCT_AGENT_ID, else the host name), its password kept in state/."""
         agent = check_agent_id(self.env.get("LLMCT_AGENT_ID") or default_agent_id())
         nats.add_agent(agent, _kept_secret(self.storage.state / "nats_agent_password", _password))
-        self.env.update({"LLMCT_AGENT_ID": agent, "LLMCT_AGENT_NATS_USER": agent_user(agent),
-                         "LLMCT_AGENT_NATS_PASSWORD": nats.agents[agent]})
+        self.env.update(
+            {
+                "LLMCT_AGENT_ID": agent,
+                "LLMCT_AGENT_NATS_USER": agent_user(agent),
+                "LLMCT_AGENT_NATS_PASSWORD": nats.agents[agent],
+            }
+        )
 
     def _start_postgres(self, data_dir: Path) -> str:
         port = int(self.env.get("LLMCT_PG_PORT", "5433"))
@@ -172,8 +188,9 @@ class LocalStack:
             # A pip-installed embedded Postgres for machines without one; optional, so often not installed.
             import pgserver  # pyright: ignore[reportMissingImports]
         except ImportError as exc:
-            raise RuntimeError("no Postgres found: install postgresql, `pip install pgserver`, "
-                               "or set DATABASE_URL") from exc
+            raise RuntimeError(
+                "no Postgres found: install postgresql, `pip install pgserver`, or set DATABASE_URL"
+            ) from exc
         return pgserver.get_server(str(data_dir), cleanup_mode=None).get_uri()
 
     def start(self) -> None:
@@ -196,19 +213,28 @@ class LocalStack:
 
 def banner(stack: LocalStack) -> str:
     env = stack.env
-    url = f"http://{env.get('LLMCT_PUBLIC_HOST', '127.0.0.1')}:{env.get('LLMCT_GATEWAY_PORT', DEFAULT_PORTS['gateway'])}"
-    return "\n".join([
-        "",
-        f"LLM-Cloud-Trainer is up: {url}",
-        f"  API docs:     {url}/api/docs",
-        f"  admin login:  {env['LLMCT_ADMIN_USERNAME']} / {env['LLMCT_ADMIN_PASSWORD']}",
-        f"  invite code:  {env['INVITE_CODE']}   (new users register with it)",
-        f"  logs:         {stack.storage.logs / 'platform'}",
-        *([f"  tiny model:   preset {stack.tiny_model!r} with datasets tiny_sft / tiny_pt (train on CPU: gpu_count 0)"]
-          if stack.tiny_model else []),
-        "Ctrl-C stops everything this command started.",
-        "",
-    ])
+    url = (
+        f"http://{env.get('LLMCT_PUBLIC_HOST', '127.0.0.1')}:{env.get('LLMCT_GATEWAY_PORT', DEFAULT_PORTS['gateway'])}"
+    )
+    return "\n".join(
+        [
+            "",
+            f"LLM-Cloud-Trainer is up: {url}",
+            f"  API docs:     {url}/api/docs",
+            f"  admin login:  {env['LLMCT_ADMIN_USERNAME']} / {env['LLMCT_ADMIN_PASSWORD']}",
+            f"  invite code:  {env['INVITE_CODE']}   (new users register with it)",
+            f"  logs:         {stack.storage.logs / 'platform'}",
+            *(
+                [
+                    f"  tiny model:   preset {stack.tiny_model!r} with datasets tiny_sft / tiny_pt (train on CPU: gpu_count 0)"
+                ]
+                if stack.tiny_model
+                else []
+            ),
+            "Ctrl-C stops everything this command started.",
+            "",
+        ]
+    )
 
 
 def _interrupt(*_) -> None:
@@ -225,8 +251,11 @@ def run_up() -> int:
         while True:
             for service in stack.services:
                 if service.process and service.process.poll() is not None:
-                    print(f"service {service.name} exited ({service.process.returncode}); "
-                          f"see {service.log_path}", file=sys.stderr, flush=True)
+                    print(
+                        f"service {service.name} exited ({service.process.returncode}); see {service.log_path}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     return 1
             time.sleep(1)
     except KeyboardInterrupt:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import tempfile
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +15,9 @@ import pytest
 from llmct.embedded import NatsServer, PostgresServer, free_port
 from services.auth.settings import AuthSettings
 from services.common.settings import settings_for
+from services.common.store import migrate
 from services.gateway.settings import GatewaySettings
 from services.scheduler.settings import SchedulerSettings
-from services.common.store import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

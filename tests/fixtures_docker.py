@@ -60,16 +60,28 @@ class DockerEngine:
         namespace = f"llmct-test-{self.namespace_id}"
         return [
             shutil.which("dockerd") or "dockerd",
-            "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
-            "--pidfile", str(self.pidfile), "-H", self.base_url,
-            "--bridge=none", "--iptables=false", "--ip-masq=false",
-            "--containerd-namespace", namespace, "--containerd-plugins-namespace", f"{namespace}-plugins",
+            "--data-root",
+            str(self.base / "data"),
+            "--exec-root",
+            str(self.base / "exec"),
+            "--pidfile",
+            str(self.pidfile),
+            "-H",
+            self.base_url,
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--containerd-namespace",
+            namespace,
+            "--containerd-plugins-namespace",
+            f"{namespace}-plugins",
         ]
 
     def start(self) -> docker.DockerClient:
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.process.poll() is not None:
@@ -151,16 +163,25 @@ def build_test_image(client: docker.DockerClient, engine_venv: Path, tag: str = 
     """`docker import` of rootfs_tar(), with the engine venv's bin/ first on PATH; returns the tag."""
     repository, _, version = tag.partition(":")
     path = f"{engine_venv / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    client.api.import_image(src=rootfs_tar(), repository=repository, tag=version or "latest",
-                            changes=[f"ENV PATH={path}", "ENV LANG=C.UTF-8"])
+    client.api.import_image(
+        src=rootfs_tar(),
+        repository=repository,
+        tag=version or "latest",
+        changes=[f"ENV PATH={path}", "ENV LANG=C.UTF-8"],
+    )
     client.images.get(tag)  # raises if the import did not produce it
     return tag
 
 
 def python_prefix(engine_venv: Path) -> Path:
     """The installation the venv's interpreter belongs to (sys.base_prefix)."""
-    done = subprocess.run([str(engine_venv / "bin" / "python"), "-c", "import sys; print(sys.base_prefix)"],
-                          capture_output=True, text=True, check=True, timeout=60)
+    done = subprocess.run(
+        [str(engine_venv / "bin" / "python"), "-c", "import sys; print(sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return Path(done.stdout.strip())
 
 
@@ -183,7 +204,10 @@ if __name__ == "__main__":  # a manual check: start an engine, build the image, 
         venv = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / ".venv-engine")
         image = build_test_image(client, venv)
         mounts = [docker.types.Mount(t, s, type="bind", read_only=True) for s, t in engine_mounts(venv).items()]
-        print(client.containers.run(image, ["python", "-c", "import sys; print(sys.version)"], mounts=mounts,
-                                    init=True, remove=True).decode())
+        print(
+            client.containers.run(
+                image, ["python", "-c", "import sys; print(sys.version)"], mounts=mounts, init=True, remove=True
+            ).decode()
+        )
     finally:
         engine.stop()

@@ -29,12 +29,52 @@ PT_NAME = "tiny_pt"
 DEFAULT_EXAMPLES = 64
 DEFAULT_SEED = 0
 
-_WORDS = ["cat", "river", "model", "green", "train", "cloud", "apple", "stone", "light", "house",
-          "music", "paper", "sugar", "tiger", "window", "garden", "planet", "silver", "orange", "yellow"]
-_CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Egypt": "Cairo", "Peru": "Lima",
-             "Canada": "Ottawa", "Kenya": "Nairobi", "Norway": "Oslo", "Chile": "Santiago", "China": "Beijing"}
-_OPPOSITES = {"hot": "cold", "up": "down", "big": "small", "early": "late", "light": "dark",
-              "fast": "slow", "open": "closed", "full": "empty", "old": "new", "wet": "dry"}
+_WORDS = [
+    "cat",
+    "river",
+    "model",
+    "green",
+    "train",
+    "cloud",
+    "apple",
+    "stone",
+    "light",
+    "house",
+    "music",
+    "paper",
+    "sugar",
+    "tiger",
+    "window",
+    "garden",
+    "planet",
+    "silver",
+    "orange",
+    "yellow",
+]
+_CAPITALS = {
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Italy": "Rome",
+    "Egypt": "Cairo",
+    "Peru": "Lima",
+    "Canada": "Ottawa",
+    "Kenya": "Nairobi",
+    "Norway": "Oslo",
+    "Chile": "Santiago",
+    "China": "Beijing",
+}
+_OPPOSITES = {
+    "hot": "cold",
+    "up": "down",
+    "big": "small",
+    "early": "late",
+    "light": "dark",
+    "fast": "slow",
+    "open": "closed",
+    "full": "empty",
+    "old": "new",
+    "wet": "dry",
+}
 
 Example = dict[str, str]
 
@@ -51,8 +91,11 @@ def _reverse(rng: random.Random) -> Example:
 
 def _capital(rng: random.Random) -> Example:
     country = rng.choice(sorted(_CAPITALS))
-    return {"instruction": f"What is the capital of {country}?", "input": "",
-            "output": f"The capital of {country} is {_CAPITALS[country]}."}
+    return {
+        "instruction": f"What is the capital of {country}?",
+        "input": "",
+        "output": f"The capital of {country} is {_CAPITALS[country]}.",
+    }
 
 
 def _opposite(rng: random.Random) -> Example:
@@ -62,8 +105,11 @@ def _opposite(rng: random.Random) -> Example:
 
 def _count(rng: random.Random) -> Example:
     word = rng.choice(_WORDS)
-    return {"instruction": "How many letters are in this word?", "input": word,
-            "output": f"The word {word} has {len(word)} letters."}
+    return {
+        "instruction": "How many letters are in this word?",
+        "input": word,
+        "output": f"The word {word} has {len(word)} letters.",
+    }
 
 
 _TASKS: tuple[Callable[[random.Random], Example], ...] = (_add, _reverse, _capital, _opposite, _count)
@@ -104,15 +150,21 @@ def write_tiny_datasets(data_dir: str | Path, n: int = DEFAULT_EXAMPLES, seed: i
     data_dir.mkdir(parents=True, exist_ok=True)
     _write_json(data_dir / f"{SFT_NAME}.json", sft_examples(n, seed))
     _write_json(data_dir / f"{PT_NAME}.json", [{"text": t} for t in pretrain_texts(n, seed)])
-    return _merge_dataset_info(data_dir, {
-        SFT_NAME: {"file_name": f"{SFT_NAME}.json"},
-        PT_NAME: {"file_name": f"{PT_NAME}.json", "columns": {"prompt": "text"}},
-    })
+    return _merge_dataset_info(
+        data_dir,
+        {
+            SFT_NAME: {"file_name": f"{SFT_NAME}.json"},
+            PT_NAME: {"file_name": f"{PT_NAME}.json", "columns": {"prompt": "text"}},
+        },
+    )
 
 
 BENCHMARK_NAME = "tinymc"
-_BENCH_SUBJECTS = {"arithmetic": ("arithmetic", "STEM"), "geography": ("geography", "Social Sciences"),
-                   "words": ("words", "Humanities")}
+_BENCH_SUBJECTS = {
+    "arithmetic": ("arithmetic", "STEM"),
+    "geography": ("geography", "Social Sciences"),
+    "words": ("words", "Humanities"),
+}
 
 
 def _choice_row(rng: random.Random, subject: str) -> list[str]:
@@ -148,7 +200,9 @@ def write_tiny_benchmark(task_dir: str | Path, per_split: int = 4, seed: int = D
                 writer.writerow(["question", "A", "B", "C", "D", "answer"])
                 writer.writerows(_choice_row(rng, subject) for _ in range(per_split))
             front += [f"  - split: {split}", f"    path: {subject}/{split}.csv"]
-    (root / "README.md").write_text("\n".join([*front, "---", "", "A tiny multiple-choice benchmark for tests."]) + "\n")
+    (root / "README.md").write_text(
+        "\n".join([*front, "---", "", "A tiny multiple-choice benchmark for tests."]) + "\n"
+    )
     _write_json(root / "mapping.json", {s: {"name": n, "category": c} for s, (n, c) in _BENCH_SUBJECTS.items()})
     return root
 

@@ -68,8 +68,10 @@ def _pseudo_words(seed: int, count: int = 4000) -> list[str]:
 
     rng = random.Random(seed)
     syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"]
-    return [" ".join("".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(12))
-            for _ in range(count // 12)]
+    return [
+        " ".join("".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(12))
+        for _ in range(count // 12)
+    ]
 
 
 def corpus(seed: int = DEFAULT_SEED) -> list[str]:
@@ -87,18 +89,28 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE, seed: int = DEFAULT_SEED):
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[UNK, BOS, EOS, PAD], show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=[UNK, BOS, EOS, PAD],
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     raw.train_from_iterator(corpus(seed), trainer=trainer)
     bos_id = raw.token_to_id(BOS)
     # Prepend <s> like Llama's tokenizers do; LLaMA-Factory appends </s> itself via its template.
     raw.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)],
+        single=f"{BOS} $A",
+        pair=f"{BOS} $A {BOS} $B",
+        special_tokens=[(BOS, bos_id)],
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD,
-        model_max_length=1024, padding_side="right", chat_template=CHAT_TEMPLATE,
+        tokenizer_object=raw,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
+        model_max_length=1024,
+        padding_side="right",
+        chat_template=CHAT_TEMPLATE,
     )
 
 
@@ -108,10 +120,17 @@ def build_model(tokenizer, seed: int = DEFAULT_SEED):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.float32)
@@ -147,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         tiny_data.write_tiny_datasets(args.data, seed=args.seed)
     config = json.loads((out / "config.json").read_text())
-    print(f"tiny llama in {out}: vocab {config['vocab_size']}, hidden {config['hidden_size']}, "
-          f"{config['num_hidden_layers']} layers ({time.monotonic() - started:.1f}s)")
+    print(
+        f"tiny llama in {out}: vocab {config['vocab_size']}, hidden {config['hidden_size']}, "
+        f"{config['num_hidden_layers']} layers ({time.monotonic() - started:.1f}s)"
+    )
     return 0
 
 

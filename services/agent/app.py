@@ -41,18 +41,25 @@ async def heartbeat(context: AgentContext) -> contracts.AgentHeartbeat:
     settings = context.agent
     gpus, host = await asyncio.gather(
         asyncio.to_thread(read_gpus, settings.simulated_gpus, settings.simulated_gpu_memory_mb),
-        asyncio.to_thread(read_host))
+        asyncio.to_thread(read_host),
+    )
     runner = context.runner
     jobs = list(runner.jobs.values())
     slots = settings.slots(bool(gpus))
     free_gpus, free_cpu = free_slots(jobs, gpus, slots)
     beat = contracts.AgentHeartbeat(
-        agent_id=settings.agent_id, hostname=socket.gethostname(), sent_at=datetime.now(UTC), gpus=gpus,
-        cpu_slots=slots, **host,
+        agent_id=settings.agent_id,
+        hostname=socket.gethostname(),
+        sent_at=datetime.now(UTC),
+        gpus=gpus,
+        cpu_slots=slots,
+        **host,
         running_jobs=tuple(j.job_id for j in jobs if j.kind != "deploy"),
         running_deployments=tuple(j.job_id for j in jobs if j.kind == "deploy"),
-        free_gpu_slots=free_gpus, free_cpu_slots=free_cpu,
-        version=VERSION, runtime=runner.runtime.name,
+        free_gpu_slots=free_gpus,
+        free_cpu_slots=free_cpu,
+        version=VERSION,
+        runtime=runner.runtime.name,
     )
     await context.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
     return beat
@@ -70,7 +77,7 @@ async def _beat_forever(context: AgentContext) -> None:
     while True:
         try:
             await heartbeat(context)
-        except Exception:  # noqa: BLE001 - a missed beat must not stop the next one
+        except Exception:
             log.exception("heartbeat failed")
         await asyncio.sleep(context.agent.heartbeat_s)
 
@@ -78,19 +85,27 @@ async def _beat_forever(context: AgentContext) -> None:
 def make_runner(context: Context, settings: AgentSettings) -> Runner:
     """The runner of this agent, with its runtime, both configured from the settings."""
     storage = context.settings.storage
-    return Runner(nc=context.nc, js=context.js, agent_id=settings.agent_id,
-                  runtime=runtime_from_settings(settings, storage), storage=storage, engine_env=settings.engine_env,
-                  # A CPU job's share of the cores, so that CPU slots side by side don't starve each other.
-                  cpu_threads=max(1, (os.cpu_count() or 1) // max(1, settings.slots(False))),
-                  state_dir=settings.state_path)
+    return Runner(
+        nc=context.nc,
+        js=context.js,
+        agent_id=settings.agent_id,
+        runtime=runtime_from_settings(settings, storage),
+        storage=storage,
+        engine_env=settings.engine_env,
+        # A CPU job's share of the cores, so that CPU slots side by side don't starve each other.
+        cpu_threads=max(1, (os.cpu_count() or 1) // max(1, settings.slots(False))),
+        state_dir=settings.state_path,
+    )
 
 
 async def _prepare(context: AgentContext) -> None:
     """The storage folders, and a warning when the GPUs are simulated."""
     context.settings.storage.ensure()
     if context.agent.simulated_gpus:
-        log.warning("LLMCT_SIMULATED_GPUS is set: reporting %s simulated GPUs (a test setting; never on a real host)",
-                    context.agent.simulated_gpus)
+        log.warning(
+            "LLMCT_SIMULATED_GPUS is set: reporting %s simulated GPUs (a test setting; never on a real host)",
+            context.agent.simulated_gpus,
+        )
 
 
 async def _start_runner(context: AgentContext) -> None:
@@ -113,8 +128,10 @@ def service_spec(settings: AgentSettings) -> ServiceSpec:
         bus_options=lambda: {"inbox_prefix": agent_inbox_prefix(settings.agent_id)},
         context=lambda base: base.extended(AgentContext, agent=settings, runner=make_runner(base, settings)),
         on_startup=[_prepare],
-        background=[Background(name="runner", start=_start_runner, stop=_stop_runner),
-                    Background(name="heartbeats", run=_beat_forever)],
+        background=[
+            Background(name="runner", start=_start_runner, stop=_stop_runner),
+            Background(name="heartbeats", run=_beat_forever),
+        ],
     )
 
 

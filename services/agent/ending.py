@@ -14,8 +14,10 @@ import msgspec
 
 from services.common.contracts import FinishReason, TerminalJobState
 
-OOM_HINT = ("out of memory: lower per_device_train_batch_size or cutoff_len, use finetuning_type 'qlora', "
-            "or keep gradient_checkpointing on")
+OOM_HINT = (
+    "out of memory: lower per_device_train_batch_size or cutoff_len, use finetuning_type 'qlora', "
+    "or keep gradient_checkpointing on"
+)
 
 
 class EndCause(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,8 +52,9 @@ def conclude(cause: EndCause) -> Outcome:
     if cause.idle_timeout_s is not None:
         return Outcome("succeeded", "idle_timeout", f"stopped after {cause.idle_timeout_s:.0f} s without a request")
     if cause.start_timeout_s is not None:
-        return Outcome("failed", "start_timeout",
-                       f"the model server did not answer within {cause.start_timeout_s:.0f} s")
+        return Outcome(
+            "failed", "start_timeout", f"the model server did not answer within {cause.start_timeout_s:.0f} s"
+        )
     if cause.exit_code == 0 and not cause.error:
         return Outcome("succeeded", None, None)
     return Outcome("failed", *failure(cause))
@@ -66,9 +69,11 @@ def failure(cause: EndCause) -> tuple[FinishReason, str]:
     if cause.exit_code == 137:  # SIGKILL: on a host without OOM reports, most likely the kernel's OOM killer
         return "out_of_memory", "killed (exit 137), most likely out of memory: " + OOM_HINT
     if cause.missing_package:
-        return "missing_dependency", (f"the engine environment on this agent lacks {cause.missing_package!r}, which "
-                                      "this job needs: use an agent or image that has it (it was not installed, and "
-                                      "nothing was substituted for it)")
+        return "missing_dependency", (
+            f"the engine environment on this agent lacks {cause.missing_package!r}, which "
+            "this job needs: use an agent or image that has it (it was not installed, and "
+            "nothing was substituted for it)"
+        )
     if cause.config_refused:
         return "bad_config", f"the engine refused the config (exit {cause.exit_code}); see the last log lines"
     return "exit_code", f"the engine exited with code {cause.exit_code}; see the last log lines"

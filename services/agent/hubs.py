@@ -28,8 +28,9 @@ def hub_environment(hub: str | None, hf_cache: Path) -> dict[str, str]:
     every stage: a dataset registered from ModelScope is downloaded from there whatever the model's hub.
     """
     if hub is not None and hub not in MODEL_HUBS:
-        raise UnknownHub(f"this agent cannot download models from hub {hub!r} (it knows {', '.join(MODEL_HUBS)}): "
-                         "upgrade the agent")
+        raise UnknownHub(
+            f"this agent cannot download models from hub {hub!r} (it knows {', '.join(MODEL_HUBS)}): upgrade the agent"
+        )
     env = {"MODELSCOPE_CACHE": str(hf_cache / "modelscope")}
     if hub == "modelscope":
         env["USE_MODELSCOPE_HUB"] = "1"

@@ -39,8 +39,18 @@ class LogShipper:
     the last non-None mark given to `add()` (the runtime's position in the engine's output).
     """
 
-    def __init__(self, js: JetStreamContext, job_id: str, log_path: Path, *, agent_id: str, attempt: int = 0,
-                 seq: int = 0, keep_bytes: int | None = None, on_shipped: Shipped | None = None):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        job_id: str,
+        log_path: Path,
+        *,
+        agent_id: str,
+        attempt: int = 0,
+        seq: int = 0,
+        keep_bytes: int | None = None,
+        on_shipped: Shipped | None = None,
+    ):
         self.js = js
         self.job_id = job_id
         self.attempt = attempt
@@ -50,7 +60,7 @@ class LogShipper:
         self.on_shipped = on_shipped
         self._pending: list[tuple[contracts.LogLine, Any, int]] = []  # (line, mark, file bytes after it)
         self._mark: Any = None
-        self._file = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in close(); a write per line
+        self._file = open(log_path, "ab", buffering=0)
         size = self._file.seek(0, os.SEEK_END)
         if keep_bytes is not None and keep_bytes < size:
             self._file.truncate(keep_bytes)
@@ -86,13 +96,14 @@ class LogShipper:
             # A batch leaves the queue only once sent: a cancel mid-publish must not skip it, or leave the
             # line number ahead of the mark `on_shipped` reports (an agent restart would repeat lines).
             batch = self._pending[:MAX_BATCH]
-            message = contracts.LogBatch(job_id=self.job_id, attempt=self.attempt,
-                                         lines=tuple(line for line, _, _ in batch))
+            message = contracts.LogBatch(
+                job_id=self.job_id, attempt=self.attempt, lines=tuple(line for line, _, _ in batch)
+            )
             try:
                 await self.js.publish(self.subject, contracts.encode(message))
-            except Exception:  # noqa: BLE001 - the file keeps every line; viewers miss this batch
+            except Exception:
                 log.exception("log batch for %s not published", self.job_id)
-            del self._pending[:len(batch)]
+            del self._pending[: len(batch)]
             for _, mark, _ in batch:
                 if mark is not None:
                     self._mark = mark

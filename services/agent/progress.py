@@ -38,16 +38,30 @@ def parse_line(job_id: str, line: str, attempt: int = 0) -> contracts.JobProgres
     if "current_steps" not in row:
         return None
     return contracts.JobProgressed(
-        job_id=job_id, step=int(row["current_steps"]), total_steps=int(row.get("total_steps") or 0),
-        loss=row.get("loss"), eval_loss=row.get("eval_loss"), learning_rate=row.get("lr", row.get("learning_rate")), epoch=row.get("epoch"),
-        elapsed_s=_seconds(row.get("elapsed_time")), remaining_s=_seconds(row.get("remaining_time")),
-        attempt=attempt, at=datetime.now(UTC),
+        job_id=job_id,
+        step=int(row["current_steps"]),
+        total_steps=int(row.get("total_steps") or 0),
+        loss=row.get("loss"),
+        eval_loss=row.get("eval_loss"),
+        learning_rate=row.get("lr", row.get("learning_rate")),
+        epoch=row.get("epoch"),
+        elapsed_s=_seconds(row.get("elapsed_time")),
+        remaining_s=_seconds(row.get("remaining_time")),
+        attempt=attempt,
+        at=datetime.now(UTC),
     )
 
 
-async def follow(job_id: str, path: Path, publish: Callable[[contracts.JobProgressed], Awaitable[None]],
-                 stopped: asyncio.Event, *, start: int = 0, moved: Callable[[int], None] | None = None,
-                 attempt: int = 0) -> None:
+async def follow(
+    job_id: str,
+    path: Path,
+    publish: Callable[[contracts.JobProgressed], Awaitable[None]],
+    stopped: asyncio.Event,
+    *,
+    start: int = 0,
+    moved: Callable[[int], None] | None = None,
+    attempt: int = 0,
+) -> None:
     """Publish every new step until `stopped` is set, then read what is left once more.
 
     Reading begins at byte `start` (where an earlier agent got to); `moved(offset)` is told the end of
@@ -76,5 +90,5 @@ async def follow(job_id: str, path: Path, publish: Callable[[contracts.JobProgre
             return
         try:
             await asyncio.wait_for(stopped.wait(), POLL_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

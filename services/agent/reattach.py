@@ -68,7 +68,7 @@ async def pick_up(agent: Agent) -> None:
     for engine in found:
         try:
             await _pick_up_one(agent, engine)
-        except Exception:  # noqa: BLE001 - one broken leftover must not keep the others
+        except Exception:
             log.exception("could not pick up job %s (%s)", engine.job_id, engine.name)
     await _report_lost(agent, {engine.job_id for engine in found})
 
@@ -99,9 +99,15 @@ def guess_saved(agent: Agent, found: FoundEngine) -> SavedJob:
     from the container's label."""
     lines, size = count_lines(agent.storage.logs / f"{found.job_id}.log")
     stage = contracts.EngineStage(name=found.kind, command=(), config_yaml="")
-    order = contracts.JobDispatched(job_id=found.job_id, kind=found.kind, stages=(stage,) * (found.stage + 1),
-                                    output_dir=found.output_dir, gpu_ids=found.gpu_ids, attempt=found.attempt,
-                                    dispatched_at=datetime.now(UTC))
+    order = contracts.JobDispatched(
+        job_id=found.job_id,
+        kind=found.kind,
+        stages=(stage,) * (found.stage + 1),
+        output_dir=found.output_dir,
+        gpu_ids=found.gpu_ids,
+        attempt=found.attempt,
+        dispatched_at=datetime.now(UTC),
+    )
     return SavedJob(agent.state_dir, order, Cursor(seq=lines, log_bytes=size, started=True))
 
 
@@ -117,8 +123,10 @@ async def _end_deployment(agent: Agent, found: FoundEngine, saved: SavedJob | No
         await agent.runtime.stop_found(found)
     elif saved is None:
         return
-    message = ("the agent restarted while this deployment ran; its model server (port and key) could not be "
-               "reached again, so it was stopped: deploy the model again")
+    message = (
+        "the agent restarted while this deployment ran; its model server (port and key) could not be "
+        "reached again, so it was stopped: deploy the model again"
+    )
     await _report(agent, found.job_id, saved, "agent_restarted", message, attempt=found.attempt)
     log.info("stopped deployment %s after the agent restarted", found.job_id)
 
@@ -132,14 +140,16 @@ async def _report_lost(agent: Agent, found_jobs: set[str]) -> None:
         if saved is None:
             continue
         if saved.cursor.started:
-            await _report(agent, job_id, saved, "container_lost",
-                          "the job's container was gone when the agent restarted")
+            await _report(
+                agent, job_id, saved, "container_lost", "the job's container was gone when the agent restarted"
+            )
         else:
             saved.forget()  # its dispatch was never acknowledged: NATS delivers it again
 
 
-async def _report(agent: Agent, job_id: str, saved: SavedJob | None, reason: FinishReason, message: str,
-                  attempt: int = 0) -> None:
+async def _report(
+    agent: Agent, job_id: str, saved: SavedJob | None, reason: FinishReason, message: str, attempt: int = 0
+) -> None:
     """Publish a job's failure with a last system line in its log, and forget its state; the attempt is the saved
     order's, else `attempt` (the container's label)."""
     path = agent.storage.logs / f"{job_id}.log"
@@ -149,9 +159,17 @@ async def _report(agent: Agent, job_id: str, saved: SavedJob | None, reason: Fin
     ended = conclude(EndCause(error_reason=reason, error=message))
     shipper.add("system", f"job {ended.state}: {ended.message}")
     await shipper.close()
-    await agent.publish(contracts.JobFinished(job_id=job_id, agent_id=agent.agent_id, state=ended.state,
-                                               reason=ended.reason, message=ended.message, attempt=attempt,
-                                               at=datetime.now(UTC)),
-                         must_arrive=True)
+    await agent.publish(
+        contracts.JobFinished(
+            job_id=job_id,
+            agent_id=agent.agent_id,
+            state=ended.state,
+            reason=ended.reason,
+            message=ended.message,
+            attempt=attempt,
+            at=datetime.now(UTC),
+        ),
+        must_arrive=True,
+    )
     if saved is not None:
         saved.forget()

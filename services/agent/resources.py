@@ -17,8 +17,18 @@ MB = 1024 * 1024
 
 def simulated_gpus(count: int, memory_mb: int) -> tuple[GpuStatus, ...]:
     """`count` fake GPUs (TEST/DEV ONLY), each `memory_mb` large."""
-    return tuple(GpuStatus(index=i, name="Simulated GPU", memory_total_mb=memory_mb, memory_used_mb=0,
-                           utilization_pct=0.0, temperature_c=30.0, power_w=0.0) for i in range(count))
+    return tuple(
+        GpuStatus(
+            index=i,
+            name="Simulated GPU",
+            memory_total_mb=memory_mb,
+            memory_used_mb=0,
+            utilization_pct=0.0,
+            temperature_c=30.0,
+            power_w=0.0,
+        )
+        for i in range(count)
+    )
 
 
 def read_gpus(simulated: int = 0, simulated_memory_mb: int = 24576) -> tuple[GpuStatus, ...]:

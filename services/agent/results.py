@@ -16,8 +16,12 @@ from pathlib import Path
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 BENCHMARK_LOG = Path("results") / "results.log"
-_GENERATION_NAMES = {"predict_bleu-4": "bleu_4", "predict_rouge-1": "rouge_1", "predict_rouge-2": "rouge_2",
-                     "predict_rouge-l": "rouge_l"}
+_GENERATION_NAMES = {
+    "predict_bleu-4": "bleu_4",
+    "predict_rouge-1": "rouge_1",
+    "predict_rouge-2": "rouge_2",
+    "predict_rouge-l": "rouge_l",
+}
 _SCORE_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z ]*?):\s*([0-9.]+)\s*$")
 
 

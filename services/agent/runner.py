@@ -45,8 +45,14 @@ def consumer_name(agent_id: str) -> str:
 def dispatches(agent_id: str) -> Consumer[Runner, contracts.JobDispatched]:
     """The agent's DISPATCH consumer: its own jobs, handled by its runner (which owns the loop: it starts after the
     jobs of the last agent are picked up, and stops before the runner leaves its jobs)."""
-    return Consumer(durable=consumer_name(agent_id), stream="DISPATCH", subject=Subjects.job_dispatch(agent_id),
-                    decode=_orders.decode, handler=Runner.on_dispatch, batch=16)
+    return Consumer(
+        durable=consumer_name(agent_id),
+        stream="DISPATCH",
+        subject=Subjects.job_dispatch(agent_id),
+        decode=_orders.decode,
+        handler=Runner.on_dispatch,
+        batch=16,
+    )
 
 
 class Runner:
@@ -57,9 +63,18 @@ class Runner:
     stop() ends them, as their pipes to the agent would (docs/docker.md, "Agent restarts").
     """
 
-    def __init__(self, *, nc: Client, js: JetStreamContext, agent_id: str, runtime: Runtime,
-                 storage: StoragePaths, engine_env: dict[str, str], cpu_threads: int = 1,
-                 state_dir: Path | None = None):
+    def __init__(
+        self,
+        *,
+        nc: Client,
+        js: JetStreamContext,
+        agent_id: str,
+        runtime: Runtime,
+        storage: StoragePaths,
+        engine_env: dict[str, str],
+        cpu_threads: int = 1,
+        state_dir: Path | None = None,
+    ):
         self.nc, self.js = nc, js
         self.agent_id = agent_id
         self.runtime = runtime
@@ -71,8 +86,11 @@ class Runner:
         self.reattachable = runtime if isinstance(runtime, Reattachable) else None
         self.keeps_engines = self.reattachable is not None
         # Where jobs are saved for the next agent (savedjob.py); none when engines die with the agent.
-        self.state_dir = (state_dir or storage.state / "agents" / re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
-                          if self.keeps_engines else None)
+        self.state_dir = (
+            state_dir or storage.state / "agents" / re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
+            if self.keeps_engines
+            else None
+        )
         self.jobs: dict[str, RunningJob] = {}
         self._tasks: list[asyncio.Task] = []
         self._cancels = None
@@ -82,9 +100,17 @@ class Runner:
         self._cancels = await self.nc.subscribe(Subjects.JOB_CANCEL_ALL, cb=self._on_cancel)
         # Before the dispatch consumer: a redelivered dispatch of a job found running is then only acked.
         if self.reattachable is not None and self.state_dir is not None:
-            await reattach.pick_up(reattach.Agent(runtime=self.reattachable, state_dir=self.state_dir,
-                                                  storage=self.storage, agent_id=self.agent_id, js=self.js,
-                                                  publish=self.publish, go_on=self.go_on))
+            await reattach.pick_up(
+                reattach.Agent(
+                    runtime=self.reattachable,
+                    state_dir=self.state_dir,
+                    storage=self.storage,
+                    agent_id=self.agent_id,
+                    js=self.js,
+                    publish=self.publish,
+                    go_on=self.go_on,
+                )
+            )
         self._tasks = [
             asyncio.create_task(run_consumer(self.js, dispatches(self.agent_id), self)),
             asyncio.create_task(self._cleanup_forever()),
@@ -150,8 +176,13 @@ class Runner:
         if job.engine:
             await job.engine.stop(request.grace_s)
 
-    def _spec(self, order: contracts.JobDispatched, index: int, extra_env: dict[str, str] | None = None,
-              ports: tuple[int, ...] = ()) -> JobSpec:
+    def _spec(
+        self,
+        order: contracts.JobDispatched,
+        index: int,
+        extra_env: dict[str, str] | None = None,
+        ports: tuple[int, ...] = (),
+    ) -> JobSpec:
         stage = order.stages[index]
         suffix = "" if len(order.stages) == 1 else f".{index + 1}-{stage.name}"
         config_path = self.storage.temp / f"{order.job_id}{suffix}.yaml"
@@ -159,19 +190,41 @@ class Runner:
         output_dir = Path(order.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         command = (*stage.command, str(config_path))
-        env = {**self.engine_env, "HF_HOME": str(self.storage.hf_cache), "PYTHONUNBUFFERED": "1",
-               "DISABLE_VERSION_CHECK": "1", **hub_environment(stage.hub, self.storage.hf_cache), **(extra_env or {})}
+        env = {
+            **self.engine_env,
+            "HF_HOME": str(self.storage.hf_cache),
+            "PYTHONUNBUFFERED": "1",
+            "DISABLE_VERSION_CHECK": "1",
+            **hub_environment(stage.hub, self.storage.hf_cache),
+            **(extra_env or {}),
+        }
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
             env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
-        return JobSpec(job_id=order.job_id, kind=order.kind, command=command, config_path=config_path,
-                       output_dir=output_dir, gpu_ids=order.gpu_ids, env=env, ports=ports, stage=index,
-                       attempt=order.attempt)
+        return JobSpec(
+            job_id=order.job_id,
+            kind=order.kind,
+            command=command,
+            config_path=config_path,
+            output_dir=output_dir,
+            gpu_ids=order.gpu_ids,
+            env=env,
+            ports=ports,
+            stage=index,
+            attempt=order.attempt,
+        )
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
         saved = job.saved
-        shipper = LogShipper(self.js, order.job_id, self.storage.logs / f"{order.job_id}.log", agent_id=self.agent_id,
-                             attempt=order.attempt, seq=saved.cursor.seq,
-                             keep_bytes=saved.cursor.log_bytes if resume else None, on_shipped=saved.shipped)
+        shipper = LogShipper(
+            self.js,
+            order.job_id,
+            self.storage.logs / f"{order.job_id}.log",
+            agent_id=self.agent_id,
+            attempt=order.attempt,
+            seq=saved.cursor.seq,
+            keep_bytes=saved.cursor.log_bytes if resume else None,
+            on_shipped=saved.shipped,
+        )
         try:
             exit_info = await self._run_engine(order, job, shipper, resume)
         except asyncio.CancelledError:
@@ -179,7 +232,7 @@ class Runner:
                 raise
             await self._leave_running(job, shipper)
             return
-        except Exception as exc:  # noqa: BLE001 - report, never leave the job hanging
+        except Exception as exc:
             log.exception("job %s failed in the agent", order.job_id)
             exit_info = ExitInfo(exit_code=-1, error=f"agent error: {exc}", error_reason="agent_error")
         finally:
@@ -193,10 +246,17 @@ class Runner:
         else:
             shipper.add("system", resume.note)
         stopped = asyncio.Event()
-        follower = asyncio.create_task(progress.follow(
-            order.job_id, Path(order.output_dir) / "trainer_log.jsonl", self.publish, stopped,
-            start=job.saved.cursor.progress_bytes if resume else 0, moved=job.saved.progress_read,
-            attempt=order.attempt))
+        follower = asyncio.create_task(
+            progress.follow(
+                order.job_id,
+                Path(order.output_dir) / "trainer_log.jsonl",
+                self.publish,
+                stopped,
+                start=job.saved.cursor.progress_bytes if resume else 0,
+                moved=job.saved.progress_read,
+                attempt=order.attempt,
+            )
+        )
         try:
             exit_info = ExitInfo(exit_code=0)
             first = resume.stage if resume else 0
@@ -215,16 +275,23 @@ class Runner:
             stopped.set()
             await follower
 
-    async def _run_stage(self, order, index: int, job: RunningJob, shipper: LogShipper,
-                         found: EngineRun | None = None) -> ExitInfo:
+    async def _run_stage(
+        self, order, index: int, job: RunningJob, shipper: LogShipper, found: EngineRun | None = None
+    ) -> ExitInfo:
         """Start stage `index` (or follow `found`, its engine from before an agent restart) to its exit."""
         serve = order.stages[index].serve
         engine = found
         if engine is None:
             if serve is not None:
-                job.server = ModelServer(nc=self.nc, deployment_id=order.job_id, agent_id=self.agent_id,
-                                         options=serve, publish=self.publish,
-                                         note=lambda text: shipper.add("system", text), attempt=order.attempt)
+                job.server = ModelServer(
+                    nc=self.nc,
+                    deployment_id=order.job_id,
+                    agent_id=self.agent_id,
+                    options=serve,
+                    publish=self.publish,
+                    note=lambda text: shipper.add("system", text),
+                    attempt=order.attempt,
+                )
                 spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
             else:
                 spec = self._spec(order, index)
@@ -234,10 +301,16 @@ class Runner:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
         job.engine = engine
         if not job.saved.cursor.started:
-            await self.publish(contracts.JobStarted(job_id=order.job_id, agent_id=self.agent_id,
-                                                     runtime=self.runtime.name, attempt=order.attempt,
-                                                     at=datetime.now(UTC)),
-                                must_arrive=True)
+            await self.publish(
+                contracts.JobStarted(
+                    job_id=order.job_id,
+                    agent_id=self.agent_id,
+                    runtime=self.runtime.name,
+                    attempt=order.attempt,
+                    at=datetime.now(UTC),
+                ),
+                must_arrive=True,
+            )
             job.saved.mark_started()
         job.started.set()
         if job.cancelled:  # a cancel that arrived while the engine was starting
@@ -279,9 +352,16 @@ class Runner:
         tail = tuple(shipper.tail)
         await shipper.close()
         event = contracts.JobFinished(
-            job_id=order.job_id, agent_id=self.agent_id, state=state, reason=reason, message=message,
-            exit_code=exit_info.exit_code, last_lines=tail if state == "failed" else (),
-            metrics=results.read(order.kind, Path(order.output_dir)), attempt=order.attempt, at=datetime.now(UTC),
+            job_id=order.job_id,
+            agent_id=self.agent_id,
+            state=state,
+            reason=reason,
+            message=message,
+            exit_code=exit_info.exit_code,
+            last_lines=tail if state == "failed" else (),
+            metrics=results.read(order.kind, Path(order.output_dir)),
+            attempt=order.attempt,
+            at=datetime.now(UTC),
         )
         await self.publish(event, must_arrive=True)
         job.saved.forget()

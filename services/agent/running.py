@@ -37,6 +37,10 @@ class RunningJob:
         """Why this run ended: the engine's exit and last lines, and what the agent and the model server did."""
         server = self.server
         return failures.end_cause(
-            exit_info, tail, cancelled=self.cancelled, agent_stopping=self.agent_stopped,
+            exit_info,
+            tail,
+            cancelled=self.cancelled,
+            agent_stopping=self.agent_stopped,
             idle_timeout_s=server.options.idle_timeout_s if server and server.idle_stopped else None,
-            start_timeout_s=server.options.startup_timeout_s if server and server.start_timed_out else None)
+            start_timeout_s=server.options.startup_timeout_s if server and server.start_timed_out else None,
+        )

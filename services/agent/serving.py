@@ -38,8 +38,17 @@ IDLE_CHECK_S = 1.0  # also how often usage is reported
 class ModelServer:
     """One deployment's server and the loops around it."""
 
-    def __init__(self, *, nc: Client, deployment_id: str, agent_id: str, options: contracts.ServeOptions,
-                 publish: Callable[..., Awaitable[None]], note: Callable[[str], None], attempt: int = 0):
+    def __init__(
+        self,
+        *,
+        nc: Client,
+        deployment_id: str,
+        agent_id: str,
+        options: contracts.ServeOptions,
+        publish: Callable[..., Awaitable[None]],
+        note: Callable[[str], None],
+        attempt: int = 0,
+    ):
         self.nc = nc
         self.deployment_id = deployment_id
         self.agent_id = agent_id
@@ -57,16 +66,23 @@ class ModelServer:
         self._requests = 0
         self._tokens = 0
         self._last_request_at: datetime | None = None
-        self._http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=httpx.Timeout(
-            connect=5.0, read=None, write=30.0, pool=30.0), headers={"Authorization": f"Bearer {self.api_key}"},
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        self._http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.port}",
+            timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0),
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
 
     def environment(self) -> dict[str, str]:
         """What `llamafactory-cli api` reads: where to listen, the key, the model's name in answers."""
-        return {"API_HOST": "127.0.0.1", "API_PORT": str(self.port), "API_KEY": self.api_key,
-                "API_MODEL_NAME": self.deployment_id}
+        return {
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(self.port),
+            "API_KEY": self.api_key,
+            "API_MODEL_NAME": self.deployment_id,
+        }
 
     async def run(self, stop_engine: Callable[[float], Awaitable[None]]) -> None:
         """While the engine runs: wait for it to answer, then serve chat and watch the idle timer."""
@@ -81,8 +97,12 @@ class ModelServer:
         self.ready.set()
         self.last_activity = time.monotonic()
         self.note(f"ready: the model server answers (idle stop after {self.options.idle_timeout_s:.0f} s)")
-        await self.publish(contracts.DeploymentReady(job_id=self.deployment_id, agent_id=self.agent_id,
-                                                     attempt=self.attempt, at=datetime.now(UTC)), must_arrive=True)
+        await self.publish(
+            contracts.DeploymentReady(
+                job_id=self.deployment_id, agent_id=self.agent_id, attempt=self.attempt, at=datetime.now(UTC)
+            ),
+            must_arrive=True,
+        )
         while True:
             await asyncio.sleep(IDLE_CHECK_S)
             await self._report_usage()
@@ -133,8 +153,10 @@ class ModelServer:
             body["model"] = self.deployment_id
             include_usage = bool((body.pop("stream_options", None) or {}).get("include_usage"))
             async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
-                headers = {STATUS_HEADER: str(response.status_code),
-                           "Content-Type": response.headers.get("content-type", "application/json")}
+                headers = {
+                    STATUS_HEADER: str(response.status_code),
+                    "Content-Type": response.headers.get("content-type", "application/json"),
+                }
                 if body.get("stream") and response.status_code == 200:
                     tokens = await self._relay_events(msg.reply, response, headers, include_usage)
                 else:
@@ -169,25 +191,34 @@ class ModelServer:
                 if '"object"' not in line:
                     line = prefix + line[7:]
             elif line.startswith("data: [DONE]") and include_usage:
-                usage = {"object": "chat.completion.chunk", "created": int(time.time()), "model": self.deployment_id,
-                         "choices": [], "usage": {"prompt_tokens": None, "completion_tokens": tokens,
-                                                  "total_tokens": None}}
+                usage = {
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": self.deployment_id,
+                    "choices": [],
+                    "usage": {"prompt_tokens": None, "completion_tokens": tokens, "total_tokens": None},
+                }
                 await self.nc.publish(reply, f"data: {json.dumps(usage)}\n\n".encode())
             await self.nc.publish(reply, f"{line}\n\n".encode(), headers=headers if first else None)
             first = False
         return tokens
 
     async def _fail(self, reply: str, status: int, message: str) -> None:
-        body = json.dumps({"error": {"message": message, "type": "server_error", "param": None,
-                                     "code": "upstream_error"}}).encode()
+        body = json.dumps(
+            {"error": {"message": message, "type": "server_error", "param": None, "code": "upstream_error"}}
+        ).encode()
         await self.nc.publish(reply, body, headers={STATUS_HEADER: str(status), "Content-Type": "application/json"})
 
     async def _report_usage(self) -> None:
         if not self._requests:
             return
-        event = contracts.DeploymentUsage(job_id=self.deployment_id, requests=self._requests, tokens=self._tokens,
-                                          last_request_at=self._last_request_at or datetime.now(UTC),
-                                          attempt=self.attempt)
+        event = contracts.DeploymentUsage(
+            job_id=self.deployment_id,
+            requests=self._requests,
+            tokens=self._tokens,
+            last_request_at=self._last_request_at or datetime.now(UTC),
+            attempt=self.attempt,
+        )
         self._requests = self._tokens = 0
         await self.publish(event)
 

@@ -25,33 +25,51 @@ ENGINE_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "MODELSCOPE_")
 class AgentSettings:
     """Everything the agent reads from its environment (docs/docker.md and docs/fleet.md say how to set them)."""
 
-    agent_id: str = env("LLMCT_AGENT_ID", "agent",
-                        doc="this agent's id: NATS user, subjects, container labels (default: the host name made a "
-                            "subject token)")
+    agent_id: str = env(
+        "LLMCT_AGENT_ID",
+        "agent",
+        doc="this agent's id: NATS user, subjects, container labels (default: the host name made a subject token)",
+    )
     heartbeat_s: float = env("LLMCT_HEARTBEAT_S", 5.0, doc="seconds between two heartbeats")
-    cpu_slots: int | None = env("LLMCT_CPU_SLOTS", None, doc="CPU jobs run at once (default: 1 without GPUs, 0 with them)")
+    cpu_slots: int | None = env(
+        "LLMCT_CPU_SLOTS", None, doc="CPU jobs run at once (default: 1 without GPUs, 0 with them)"
+    )
     runtime: str = env("LLMCT_RUNTIME", "process", doc="`process` or `docker` (docs/docker.md)")
-    engine_bin: Path = env("LLMCT_ENGINE_BIN", REPO_ROOT / ".venv-engine" / "bin",
-                           doc="the process runtime's engine environment's bin folder")
-    state_path: Path | None = env("LLMCT_AGENT_STATE_PATH", None,
-                                  doc="where jobs in containers are saved for the next agent (a local disk is best: a "
-                                      "cursor is rewritten after every batch of log lines); default "
-                                      "<HOST_BASE_PATH>/state/agents/<id>")
+    engine_bin: Path = env(
+        "LLMCT_ENGINE_BIN",
+        REPO_ROOT / ".venv-engine" / "bin",
+        doc="the process runtime's engine environment's bin folder",
+    )
+    state_path: Path | None = env(
+        "LLMCT_AGENT_STATE_PATH",
+        None,
+        doc="where jobs in containers are saved for the next agent (a local disk is best: a "
+        "cursor is rewritten after every batch of log lines); default "
+        "<HOST_BASE_PATH>/state/agents/<id>",
+    )
     docker_image: str = env("LLMCT_DOCKER_IMAGE", DEFAULT_DOCKER_IMAGE, doc="the engine image of the docker runtime")
-    docker_memory: str | None = env("LLMCT_DOCKER_MEMORY", None,
-                                    doc="a memory limit per container, e.g. 24g (none by default)")
+    docker_memory: str | None = env(
+        "LLMCT_DOCKER_MEMORY", None, doc="a memory limit per container, e.g. 24g (none by default)"
+    )
     docker_extra_mounts: str = env("LLMCT_DOCKER_EXTRA_MOUNTS", "", doc='more read-only mounts, "HOST[:CONTAINER],..."')
-    docker_cleanup_delay_s: float = env("LLMCT_DOCKER_CLEANUP_DELAY_S", DEFAULT_CLEANUP_DELAY_S,
-                                        doc="how long an exited container is kept")
-    docker_network: str | None = env("LLMCT_DOCKER_NETWORK", None,
-                                     doc="the containers' network mode (Docker's default if unset)")
-    docker_user: str | None = env("LLMCT_DOCKER_USER", None,
-                                  doc='"uid:gid" the engine runs as (the image\'s user if unset)')
-    simulated_gpus: int = env("LLMCT_SIMULATED_GPUS", 0,
-                              doc="TEST/DEV ONLY: report this many fake GPUs instead of asking NVML (never on a real "
-                                  "GPU host: the scheduler would place work on GPUs that do not exist)")
-    simulated_gpu_memory_mb: int = env("LLMCT_SIMULATED_GPU_MEMORY_MB", 24576,
-                                       doc="TEST/DEV ONLY: the memory of each simulated GPU")
+    docker_cleanup_delay_s: float = env(
+        "LLMCT_DOCKER_CLEANUP_DELAY_S", DEFAULT_CLEANUP_DELAY_S, doc="how long an exited container is kept"
+    )
+    docker_network: str | None = env(
+        "LLMCT_DOCKER_NETWORK", None, doc="the containers' network mode (Docker's default if unset)"
+    )
+    docker_user: str | None = env(
+        "LLMCT_DOCKER_USER", None, doc='"uid:gid" the engine runs as (the image\'s user if unset)'
+    )
+    simulated_gpus: int = env(
+        "LLMCT_SIMULATED_GPUS",
+        0,
+        doc="TEST/DEV ONLY: report this many fake GPUs instead of asking NVML (never on a real "
+        "GPU host: the scheduler would place work on GPUs that do not exist)",
+    )
+    simulated_gpu_memory_mb: int = env(
+        "LLMCT_SIMULATED_GPU_MEMORY_MB", 24576, doc="TEST/DEV ONLY: the memory of each simulated GPU"
+    )
     engine_env: dict[str, str] = field(default_factory=dict)
     """HF_*, TRANSFORMERS_*, MODELSCOPE_*: the hubs' client settings (endpoints, tokens) every engine gets."""
 
@@ -75,7 +93,7 @@ class AgentSettings:
 
 
 def split_mounts(text: str) -> dict[str, str]:
-    """"HOST[:CONTAINER],..." as {host: container} (the host path itself when no container path is given)."""
+    """ "HOST[:CONTAINER],..." as {host: container} (the host path itself when no container path is given)."""
     mounts: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         host, _, target = item.partition(":")

@@ -50,10 +50,12 @@ class AuthController(Controller):
         return await service.register(pool, settings, data)
 
     @post("/login", opt=PUBLIC, status_code=200, summary="Exchange a username and password for an access token")
-    async def login(self, request: Request, pool: Pool, settings: Injected[AuthSettings],
-                    data: LoginRequest) -> TokenResponse:
-        return await service.login(pool, settings, username=data.username, password=data.password,
-                                   address=client_address(request))
+    async def login(
+        self, request: Request, pool: Pool, settings: Injected[AuthSettings], data: LoginRequest
+    ) -> TokenResponse:
+        return await service.login(
+            pool, settings, username=data.username, password=data.password, address=client_address(request)
+        )
 
     @post("/logout", status_code=204, summary="Revoke the access token used for this call")
     async def logout(self, pool: Pool, nc: Client, revoked: RevokedSessions, principal: Principal) -> None:

@@ -11,8 +11,12 @@ from msgspec import Meta
 # msgspec matches with re.search, where `$` also matches before a final newline: (?!\n) stops "alice\n".
 Username = Annotated[
     str,
-    Meta(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$(?!\n)",
-         description="3-32 characters: lowercase letters, digits, '.', '_' or '-'"),
+    Meta(
+        min_length=3,
+        max_length=32,
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$(?!\n)",
+        description="3-32 characters: lowercase letters, digits, '.', '_' or '-'",
+    ),
 ]
 Password = Annotated[str, Meta(min_length=1, max_length=256)]
 # Postgres text cannot hold NUL: refusing it here names the field instead of failing in the store.

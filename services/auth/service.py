@@ -27,8 +27,19 @@ from . import store
 from .schemas import ApiKey, ApiKeyCreated, Invite, InviteCreate, RegisterRequest, TokenResponse, User, to
 from .settings import AuthSettings
 
-COMMON_PASSWORDS = frozenset({"password12", "password123", "1234567890", "qwertyuiop", "letmein123",
-                              "iloveyou12", "admin12345", "welcome123", "passw0rd12"})
+COMMON_PASSWORDS = frozenset(
+    {
+        "password12",
+        "password123",
+        "1234567890",
+        "qwertyuiop",
+        "letmein123",
+        "iloveyou12",
+        "admin12345",
+        "welcome123",
+        "passw0rd12",
+    }
+)
 
 
 def check_password_strength(username: str, password: str) -> None:
@@ -54,8 +65,9 @@ async def create_user(pool: asyncpg.Pool, *, username: str, password: str, role:
     check_password_strength(username, password)
     password_hash = await hash_in_thread(password)
     try:
-        row = await store.insert_user(pool, user_id=new_id("usr"), username=username,
-                                      password_hash=password_hash, role=role)
+        row = await store.insert_user(
+            pool, user_id=new_id("usr"), username=username, password_hash=password_hash, role=role
+        )
     except asyncpg.UniqueViolationError as exc:
         raise ApiError(409, "username_taken", f"username {username!r} is taken", "username") from exc
     return to(User, row)
@@ -83,8 +95,9 @@ async def register(pool: asyncpg.Pool, settings: AuthSettings, data: RegisterReq
         if not standing and not await store.claim_invite(conn, data.invite_code):
             raise _bad_invite()
         try:
-            row = await store.insert_user(conn, user_id=new_id("usr"), username=data.username,
-                                          password_hash=password_hash, role="user")
+            row = await store.insert_user(
+                conn, user_id=new_id("usr"), username=data.username, password_hash=password_hash, role="user"
+            )
         except asyncpg.UniqueViolationError as exc:
             raise ApiError(409, "username_taken", f"username {data.username!r} is taken", "username") from exc
     return to(User, row)
@@ -96,8 +109,7 @@ async def ensure_admin(pool: asyncpg.Pool, settings: AuthSettings) -> None:
         return
     if await store.user_by_name(pool, settings.admin_username) is None:
         try:
-            await create_user(pool, username=settings.admin_username, password=settings.admin_password,
-                              role="admin")
+            await create_user(pool, username=settings.admin_username, password=settings.admin_password, role="admin")
         except ApiError as exc:
             if exc.code != "username_taken":  # another replica made it first
                 raise
@@ -105,8 +117,9 @@ async def ensure_admin(pool: asyncpg.Pool, settings: AuthSettings) -> None:
 
 def _too_many(oldest: datetime, window_s: int) -> ApiError:
     wait = max(1, int((oldest + timedelta(seconds=window_s) - datetime.now(UTC)).total_seconds()))
-    return ApiError(429, "too_many_attempts", f"too many failed logins: try again in {wait} s",
-                    headers={"Retry-After": str(wait)})
+    return ApiError(
+        429, "too_many_attempts", f"too many failed logins: try again in {wait} s", headers={"Retry-After": str(wait)}
+    )
 
 
 async def _check_limits(pool: asyncpg.Pool, limits: dict[str, int], window_s: int) -> None:
@@ -117,8 +130,9 @@ async def _check_limits(pool: asyncpg.Pool, limits: dict[str, int], window_s: in
             raise _too_many(oldest, window_s)
 
 
-async def login(pool: asyncpg.Pool, settings: AuthSettings, *, username: str, password: str,
-                address: str) -> TokenResponse:
+async def login(
+    pool: asyncpg.Pool, settings: AuthSettings, *, username: str, password: str, address: str
+) -> TokenResponse:
     """Check a password, rate-limited per account and per address; returns a token."""
     limits = {f"user:{username}": settings.login_max_failures, f"addr:{address}": settings.login_max_failures * 4}
     # Count the attempt before checking the limits: checking first let parallel guesses all pass at once.
@@ -134,8 +148,13 @@ async def login(pool: asyncpg.Pool, settings: AuthSettings, *, username: str, pa
         raise ApiError(401, "invalid_credentials", "wrong username or password")  # the attempt stays counted
     await store.forget_failures(pool, attempt)
     await store.clear_failures(pool, f"user:{username}")
-    token, _, _ = issue_token(settings.secret_key, user_id=user["id"], username=user["username"],
-                              role=user["role"], ttl_s=settings.token_ttl_s)
+    token, _, _ = issue_token(
+        settings.secret_key,
+        user_id=user["id"],
+        username=user["username"],
+        role=user["role"],
+        ttl_s=settings.token_ttl_s,
+    )
     return TokenResponse(access_token=token, token_type="bearer", expires_in=settings.token_ttl_s)
 
 
@@ -144,8 +163,7 @@ async def logout(pool: asyncpg.Pool, nc: Client, revoked: RevokedSessions, princ
     session_id, expires_at = principal.session_id, principal.expires_at
     if session_id is None or expires_at is None:
         raise ApiError(400, "not_a_session", "API keys are revoked with DELETE /api/auth/api-keys/{id}")
-    await store.insert_revoked_session(pool, session_id=session_id, user_id=principal.user_id,
-                                       expires_at=expires_at)
+    await store.insert_revoked_session(pool, session_id=session_id, user_id=principal.user_id, expires_at=expires_at)
     revoked.add(session_id, expires_at)
     event = contracts.SessionRevoked(session_id=session_id, expires_at=expires_at)
     await nc.publish(contracts.Subjects.SESSION_REVOKED, contracts.encode(event))
@@ -160,8 +178,9 @@ async def me(pool: asyncpg.Pool, principal: Principal) -> User:
 
 async def create_api_key(pool: asyncpg.Pool, principal: Principal, name: str) -> ApiKeyCreated:
     key, prefix, key_hash = new_api_key()
-    row = await store.insert_api_key(pool, key_id=new_id("key"), user_id=principal.user_id, name=name,
-                                     prefix=prefix, key_hash=key_hash)
+    row = await store.insert_api_key(
+        pool, key_id=new_id("key"), user_id=principal.user_id, name=name, prefix=prefix, key_hash=key_hash
+    )
     return ApiKeyCreated(**{f: row[f] for f in ApiKey.__struct_fields__}, key=key)
 
 
@@ -176,6 +195,11 @@ async def revoke_api_key(pool: asyncpg.Pool, principal: Principal, key_id: str) 
 
 async def create_invite(pool: asyncpg.Pool, principal: Principal, data: InviteCreate) -> Invite:
     expires_at = datetime.now(UTC) + timedelta(hours=data.expires_in_hours) if data.expires_in_hours else None
-    row = await store.insert_invite(pool, code=secrets.token_urlsafe(12), created_by=principal.user_id,
-                                    max_uses=data.max_uses, expires_at=expires_at)
+    row = await store.insert_invite(
+        pool,
+        code=secrets.token_urlsafe(12),
+        created_by=principal.user_id,
+        max_uses=data.max_uses,
+        expires_at=expires_at,
+    )
     return to(Invite, row)

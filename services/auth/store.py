@@ -12,7 +12,10 @@ USER_COLUMNS = "id, username, role, disabled, created_at"
 async def insert_user(conn, *, user_id: str, username: str, password_hash: str, role: str) -> asyncpg.Record:
     return await conn.fetchrow(
         f"INSERT INTO users (id, username, password_hash, role) VALUES ($1, $2, $3, $4) RETURNING {USER_COLUMNS}",
-        user_id, username, password_hash, role,
+        user_id,
+        username,
+        password_hash,
+        role,
     )
 
 
@@ -27,7 +30,8 @@ async def user_by_id(conn, user_id: str) -> asyncpg.Record | None:
 async def list_users(conn, *, after: str | None, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {USER_COLUMNS} FROM users WHERE ($1::text IS NULL OR username > $1) ORDER BY username LIMIT $2",
-        after, limit,
+        after,
+        limit,
     )
 
 
@@ -37,8 +41,7 @@ _INVITE_USABLE = "revoked_at IS NULL AND uses < max_uses AND (expires_at IS NULL
 
 async def invite_usable(conn, code: str) -> bool:
     """Whether an admin-made invite code could be claimed now (a cheap check; claim_invite decides)."""
-    return await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM invite_codes WHERE code = $1 AND {_INVITE_USABLE})",
-                               code)
+    return await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM invite_codes WHERE code = $1 AND {_INVITE_USABLE})", code)
 
 
 async def claim_invite(conn, code: str) -> bool:
@@ -56,7 +59,10 @@ async def insert_invite(conn, *, code: str, created_by: str, max_uses: int, expi
     return await conn.fetchrow(
         f"INSERT INTO invite_codes (code, created_by, max_uses, expires_at) VALUES ($1, $2, $3, $4) "
         f"RETURNING {INVITE_COLUMNS}",
-        code, created_by, max_uses, expires_at,
+        code,
+        created_by,
+        max_uses,
+        expires_at,
     )
 
 
@@ -78,7 +84,11 @@ async def insert_api_key(conn, *, key_id: str, user_id: str, name: str, prefix: 
     return await conn.fetchrow(
         f"INSERT INTO api_keys (id, user_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4, $5) "
         f"RETURNING {KEY_COLUMNS}",
-        key_id, user_id, name, prefix, key_hash,
+        key_id,
+        user_id,
+        name,
+        prefix,
+        key_hash,
     )
 
 
@@ -92,7 +102,8 @@ async def list_api_keys(conn, user_id: str) -> list[asyncpg.Record]:
 async def revoke_api_key(conn, *, key_id: str, user_id: str) -> bool:
     row = await conn.fetchrow(
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id",
-        key_id, user_id,
+        key_id,
+        user_id,
     )
     return row is not None
 
@@ -101,7 +112,9 @@ async def insert_revoked_session(conn, *, session_id: str, user_id: str, expires
     await conn.execute(
         "INSERT INTO revoked_sessions (session_id, user_id, expires_at) VALUES ($1, $2, $3) "
         "ON CONFLICT (session_id) DO NOTHING",
-        session_id, user_id, expires_at,
+        session_id,
+        user_id,
+        expires_at,
     )
 
 
@@ -110,7 +123,8 @@ async def recent_failures(conn, key: str, window_s: int) -> tuple[int, datetime 
     row = await conn.fetchrow(
         "SELECT count(*) AS n, min(at) AS oldest FROM login_failures "
         "WHERE key = $1 AND at > now() - make_interval(secs => $2)",
-        key, float(window_s),
+        key,
+        float(window_s),
     )
     return row["n"], row["oldest"]
 

@@ -95,9 +95,7 @@ class MetricsController(PrometheusController):
 
 async def _start_discovery(context: Context, spec: ServiceSpec):
     """Answer NATS service discovery ($SRV.PING/INFO/STATS) so `nats micro ls` sees us."""
-    service = await add_service(
-        context.nc, name=f"llmct-{spec.name}", version=VERSION, description=spec.description
-    )
+    service = await add_service(context.nc, name=f"llmct-{spec.name}", version=VERSION, description=spec.description)
 
     async def health(request) -> None:
         _, report = await health_report(context, spec)
@@ -141,12 +139,24 @@ async def _open_context(stack: AsyncExitStack, app: Litestar, spec: ServiceSpec)
     settings: Settings = app.state.settings
     pool = await _open_store(stack, spec, settings)
     reconnected: list = []
-    nc = await connect_bus(settings.nats_url, spec.name, reconnected, user=settings.nats_user,
-                           password=settings.nats_password, creds=settings.nats_creds,
-                           **(spec.bus_options() if spec.bus_options else {}))
+    nc = await connect_bus(
+        settings.nats_url,
+        spec.name,
+        reconnected,
+        user=settings.nats_user,
+        password=settings.nats_password,
+        creds=settings.nats_creds,
+        **(spec.bus_options() if spec.bus_options else {}),
+    )
     stack.push_async_callback(close_bus, nc)
-    context = Context(settings=settings, nc=nc, js=nc.jetstream(), store=pool,
-                      revoked=app.state.revoked_sessions, reconnected=reconnected)
+    context = Context(
+        settings=settings,
+        nc=nc,
+        js=nc.jetstream(),
+        store=pool,
+        revoked=app.state.revoked_sessions,
+        reconnected=reconnected,
+    )
     if spec.manages_streams:
         await ensure_streams(context.js)
     if spec.uses_store:
@@ -203,9 +213,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> L
         openapi_config=OpenAPIConfig(
             title=f"LLM-Cloud-Trainer {spec.name}",
             version=VERSION,
-            components=Components(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
-            ),
+            components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
             security=[{"bearer": []}],
             # Internal schema for the gateway to merge; the public docs live at /api/docs.
             openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),

@@ -81,9 +81,14 @@ async def settle(consumer: Consumer[C, Any], context: C, msg) -> None:
         return
     try:
         outcome = await consumer.handler(context, message, Delivery(msg.subject, _num_delivered(msg)))
-    except Exception:  # noqa: BLE001 - Postgres away, or a bug: let NATS redeliver it later
-        log.exception("%s: could not handle %s on %s; retrying in %.0f s", consumer.durable,
-                      type(message).__name__, msg.subject, consumer.retry_s)
+    except Exception:
+        log.exception(
+            "%s: could not handle %s on %s; retrying in %.0f s",
+            consumer.durable,
+            type(message).__name__,
+            msg.subject,
+            consumer.retry_s,
+        )
         await msg.nak(delay=consumer.retry_s)
         return
     await apply(outcome, msg)
@@ -111,6 +116,13 @@ def _num_delivered(msg) -> int:
 
 async def run_consumer(js: JetStreamContext, consumer: Consumer[C, Any], context: C) -> None:
     """Consume forever (services.common.bus.consume: one message at once, then drain), settling each message."""
-    await consume(js, subject=consumer.subject, durable=consumer.durable, stream=consumer.stream,
-                  handle=lambda msg: settle(consumer, context, msg), batch=consumer.batch,
-                  ack_wait=consumer.ack_wait, max_ack_pending=consumer.max_ack_pending)
+    await consume(
+        js,
+        subject=consumer.subject,
+        durable=consumer.durable,
+        stream=consumer.stream,
+        handle=lambda msg: settle(consumer, context, msg),
+        batch=consumer.batch,
+        ack_wait=consumer.ack_wait,
+        max_ack_pending=consumer.max_ack_pending,
+    )

@@ -65,7 +65,7 @@ class Subjects:
         head, tail = "job.status.", f".{job_id}"
         if not (subject.startswith(head) and subject.endswith(tail)) or len(subject) <= len(head) + len(tail):
             return None
-        agent_id = subject[len(head):-len(tail)]
+        agent_id = subject[len(head) : -len(tail)]
         return None if "." in agent_id else agent_id
 
     @staticmethod
@@ -117,7 +117,6 @@ class Subjects:
         if len(parts) != 4 or parts[:2] != ["job", "logs"] or not parts[2] or not parts[3]:
             return None
         return parts[2], parts[3]
-
 
 
 class ChatFrames:
@@ -430,8 +429,6 @@ class SessionRevoked(Message, kw_only=True, frozen=True, tag="session_revoked"):
     expires_at: datetime
 
 
-
-
 class JobOutput(msgspec.Struct, frozen=True, kw_only=True):
     """The model a train or export job leaves when it succeeds, as the scheduler rendered it (`jobs.output`):
     what the registry registers, linked to the parent it names."""
@@ -509,8 +506,18 @@ class DatasetsForJob(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_fo
 
 
 BusMessage = (
-    JobSubmitted | JobDispatched | JobStarted | JobProgressed | JobFinished | JobChanged | JobCancelRequested
-    | DeploymentReady | DeploymentUsage | AgentHeartbeat | LogBatch | SessionRevoked
+    JobSubmitted
+    | JobDispatched
+    | JobStarted
+    | JobProgressed
+    | JobFinished
+    | JobChanged
+    | JobCancelRequested
+    | DeploymentReady
+    | DeploymentUsage
+    | AgentHeartbeat
+    | LogBatch
+    | SessionRevoked
 )
 
 _decoder = msgspec.json.Decoder(BusMessage)

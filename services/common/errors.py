@@ -41,9 +41,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
 
 
 def _respond(status: int, code: str, message: str, field: str | None = None, headers=None) -> Response:
-    return Response(
-        error_body(code, message, field), status_code=status, media_type=MediaType.JSON, headers=headers
-    )
+    return Response(error_body(code, message, field), status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def handle_api_error(_: Request, exc: ApiError) -> Response:
@@ -101,8 +99,12 @@ def handle_nul_text(_: Request, exc: Exception) -> Response:
 
 def handle_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return _respond(503, "store_unavailable", "the database is unavailable; nothing was changed, retry shortly",
-                    headers={"Retry-After": "2"})
+    return _respond(
+        503,
+        "store_unavailable",
+        "the database is unavailable; nothing was changed, retry shortly",
+        headers={"Retry-After": "2"},
+    )
 
 
 def handle_internal(request: Request, exc: Exception) -> Response:

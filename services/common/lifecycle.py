@@ -108,7 +108,7 @@ class Running:
             name, stop = self._stops.pop()
             try:
                 await stop()
-            except Exception:  # noqa: BLE001 - the other parts still stop
+            except Exception:
                 log.exception("stopping %s failed", name)
 
 

@@ -61,23 +61,27 @@ def agent_permissions(agent_id: str) -> dict:
     consumer = agent_consumer(agent_id)
     api = f"$JS.API.CONSUMER.%s.{DISPATCH_STREAM}.{consumer}"
     return {
-        "publish": {"allow": [
-            Subjects.agent_heartbeat(agent_id),
-            Subjects.agent_job_status_all(agent_id),  # the subject names the sender of a job event
-            Subjects.agent_job_logs_all(agent_id),  # log batches too, for the scheduler's relay to check
-            # The filtered create form: the server checks the filter in the body equals this subject.
-            (api % "CREATE") + "." + Subjects.job_dispatch(agent_id),
-            api % "INFO",
-            api % "MSG.NEXT",
-            f"$JS.ACK.{DISPATCH_STREAM}.{consumer}.>",
-        ]},
-        "subscribe": {"allow": [
-            Subjects.JOB_CANCEL_ALL,
-            Subjects.agent_deploy_all(agent_id),
-            agent_inbox_prefix(agent_id) + ".>",
-            "$SRV.>",  # `nats micro` discovery
-            "llmct.agent.>",
-        ]},
+        "publish": {
+            "allow": [
+                Subjects.agent_heartbeat(agent_id),
+                Subjects.agent_job_status_all(agent_id),  # the subject names the sender of a job event
+                Subjects.agent_job_logs_all(agent_id),  # log batches too, for the scheduler's relay to check
+                # The filtered create form: the server checks the filter in the body equals this subject.
+                (api % "CREATE") + "." + Subjects.job_dispatch(agent_id),
+                api % "INFO",
+                api % "MSG.NEXT",
+                f"$JS.ACK.{DISPATCH_STREAM}.{consumer}.>",
+            ]
+        },
+        "subscribe": {
+            "allow": [
+                Subjects.JOB_CANCEL_ALL,
+                Subjects.agent_deploy_all(agent_id),
+                agent_inbox_prefix(agent_id) + ".>",
+                "$SRV.>",  # `nats micro` discovery
+                "llmct.agent.>",
+            ]
+        },
         "allow_responses": {"max": RESPONSE_MAX_MSGS, "expires": RESPONSE_EXPIRES},
     }
 

@@ -36,7 +36,9 @@ async def active_jobs_using_dataset(conn, info_key: str, limit: int = 20) -> lis
     """Unfinished jobs that read the dataset (the datasets service: no rename or delete under a job)."""
     rows = await conn.fetch(
         "SELECT id FROM jobs WHERE state = ANY($2::text[]) AND $1 = ANY(dataset_keys) ORDER BY created_at LIMIT $3",
-        info_key, _ACTIVE, limit,
+        info_key,
+        _ACTIVE,
+        limit,
     )
     return [row["id"] for row in rows]
 
@@ -47,7 +49,9 @@ async def active_jobs_using_model(conn, name: str, owner_id: str | None) -> int:
     return await conn.fetchval(
         "SELECT count(*) FROM jobs WHERE state = ANY($3::text[]) AND model_name = $1 "
         "AND ($2::text IS NULL OR owner_id = $2)",
-        name, owner_id, _ACTIVE,
+        name,
+        owner_id,
+        _ACTIVE,
     )
 
 
@@ -63,8 +67,9 @@ class JobOutputView(msgspec.Struct, frozen=True, kw_only=True):
 
 async def job_output(conn, job_id: str) -> JobOutputView | None:
     """A job's state and the output it leaves (None for kinds that leave none)."""
-    row = await conn.fetchrow("SELECT id, kind, state, owner_id, output::text AS output FROM jobs WHERE id = $1",
-                              job_id)
+    row = await conn.fetchrow(
+        "SELECT id, kind, state, owner_id, output::text AS output FROM jobs WHERE id = $1", job_id
+    )
     if row is None:
         return None
     output = msgspec.json.decode(row["output"], type=JobOutput) if row["output"] else None

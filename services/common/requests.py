@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from .contracts import Refused
 from .errors import ApiError
@@ -66,8 +67,9 @@ async def serve(micro_service: Any, context: Any, endpoint: Endpoint) -> None:
     await micro_service.add_endpoint(name=endpoint.name, subject=endpoint.subject, handler=handle)
 
 
-async def ask(nc, subject: str, request: msgspec.Struct, answer_type: type, *,
-              owner: str, timeout: float = ASK_TIMEOUT_S):
+async def ask(
+    nc, subject: str, request: msgspec.Struct, answer_type: type, *, owner: str, timeout: float = ASK_TIMEOUT_S
+):
     """Ask the owner of `subject`; returns its typed answer, raises its refusal as `ApiError`, and a 503 naming
     the owner when none answers in time (nothing was decided, so the caller may simply retry)."""
     try:

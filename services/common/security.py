@@ -64,8 +64,13 @@ def issue_token(secret: str, *, user_id: str, username: str, role: str, ttl_s: i
     now = int(time.time())
     session_id = secrets.token_hex(12)
     claims = {
-        "sub": user_id, "name": username, "role": role, "sid": session_id,
-        "iat": now, "exp": now + ttl_s, "aud": TOKEN_AUDIENCE,
+        "sub": user_id,
+        "name": username,
+        "role": role,
+        "sid": session_id,
+        "iat": now,
+        "exp": now + ttl_s,
+        "aud": TOKEN_AUDIENCE,
     }
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), session_id, now + ttl_s
 
@@ -73,8 +78,13 @@ def issue_token(secret: str, *, user_id: str, username: str, role: str, ttl_s: i
 def read_token(secret: str, token: str) -> dict:
     """Claims of a valid token; raises NotAuthorizedException for expired or forged ones."""
     try:
-        return jwt.decode(token, secret, algorithms=[TOKEN_ALGORITHM], audience=TOKEN_AUDIENCE,
-                          options={"require": ["exp", "sub", "sid", "role"]})
+        return jwt.decode(
+            token,
+            secret,
+            algorithms=[TOKEN_ALGORITHM],
+            audience=TOKEN_AUDIENCE,
+            options={"require": ["exp", "sub", "sid", "role"]},
+        )
     except jwt.ExpiredSignatureError as exc:
         raise NotAuthorizedException("the access token has expired: log in again") from exc
     except jwt.PyJWTError as exc:
@@ -164,9 +174,14 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     claims = read_token(state.settings.secret_key, credential)
     if claims["sid"] in state.revoked_sessions:
         raise NotAuthorizedException("the access token has been revoked: log in again")
-    return Principal(user_id=claims["sub"], username=claims.get("name", ""), role=claims["role"],
-                     via="token", session_id=claims["sid"],
-                     expires_at=datetime.fromtimestamp(claims["exp"], UTC))
+    return Principal(
+        user_id=claims["sub"],
+        username=claims.get("name", ""),
+        role=claims["role"],
+        via="token",
+        session_id=claims["sid"],
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+    )
 
 
 async def require_principal(connection: ASGIConnection, handler: BaseRouteHandler) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-
 SERVICE_NAMES = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
 
 # Default ports for the local stack; each can be overridden with LLMCT_<NAME>_PORT.
@@ -118,7 +117,16 @@ class StoragePaths:
 
     def ensure(self) -> None:
         """Create every folder of the layout."""
-        for path in (self.data, self.output, self.checkpoints, self.models, self.evaluation, self.temp, self.logs, self.hf_cache):
+        for path in (
+            self.data,
+            self.output,
+            self.checkpoints,
+            self.models,
+            self.evaluation,
+            self.temp,
+            self.logs,
+            self.hf_cache,
+        ):
             path.mkdir(parents=True, exist_ok=True)
 
 
@@ -127,17 +135,24 @@ class Settings:
     """What every service reads from its environment: the store, the bus, the shared secret, addresses and
     folders. A service's own knobs are in its `settings.py`, a subclass of this one (`settings_for`)."""
 
-    database_url: str = env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llmct",
-                            doc="postgresql://user@host:port/db.")
-    nats_url: str = env("NATS_URL", "nats://127.0.0.1:4222",
-                        doc="nats://host:port (it may carry user:password@, NATS_USER/NATS_PASSWORD win over it).")
-    nats_user: str | None = env("NATS_USER", None,
-                                doc="this process's NATS user (services share one; each agent has its own).")
+    database_url: str = env(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llmct", doc="postgresql://user@host:port/db."
+    )
+    nats_url: str = env(
+        "NATS_URL",
+        "nats://127.0.0.1:4222",
+        doc="nats://host:port (it may carry user:password@, NATS_USER/NATS_PASSWORD win over it).",
+    )
+    nats_user: str | None = env(
+        "NATS_USER", None, doc="this process's NATS user (services share one; each agent has its own)."
+    )
     nats_password: str | None = env("NATS_PASSWORD", None, doc="the password of NATS_USER.")
-    nats_creds: str | None = env("NATS_CREDS", None,
-                                 doc="a .creds file (JWT + nkey seed) instead of a user and password.")
-    secret_key: str = env("LLMCT_SECRET_KEY", "",
-                          doc="signs access tokens; every service that checks callers must share it.")
+    nats_creds: str | None = env(
+        "NATS_CREDS", None, doc="a .creds file (JWT + nkey seed) instead of a user and password."
+    )
+    secret_key: str = env(
+        "LLMCT_SECRET_KEY", "", doc="signs access tokens; every service that checks callers must share it."
+    )
     bind_host: str = env("LLMCT_BIND_HOST", "127.0.0.1", doc="address internal services listen on.")
     public_host: str = env("LLMCT_PUBLIC_HOST", "127.0.0.1", doc="address the gateway listens on.")
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))

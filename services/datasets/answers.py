@@ -23,7 +23,9 @@ async def _rows(pool, asked: DatasetsAsked) -> list:
     rows = {row["name"]: row for row in await store.usable_keys(pool, asked.user_id, asked.names)}
     for index, name in enumerate(asked.names):
         if name not in rows:
-            raise ApiError(422, "unknown_dataset", f"dataset {name!r} is not public or yours", f"{asked.field}[{index}]")
+            raise ApiError(
+                422, "unknown_dataset", f"dataset {name!r} is not public or yours", f"{asked.field}[{index}]"
+            )
     return [rows[name] for name in asked.names]
 
 
@@ -42,11 +44,20 @@ def for_evaluation(rows: list, field: str) -> DatasetsForJob:
     texts = [row["format"] == "text" for row in rows]
     for index, row in enumerate(rows):
         if row["format"] == "pairwise":
-            raise ApiError(422, "dataset_not_for_stage", f"dataset {row['name']!r} is pairwise (chosen/rejected): "
-                           "evaluate on instruction, conversation or plain-text data", f"{field}[{index}]")
+            raise ApiError(
+                422,
+                "dataset_not_for_stage",
+                f"dataset {row['name']!r} is pairwise (chosen/rejected): "
+                "evaluate on instruction, conversation or plain-text data",
+                f"{field}[{index}]",
+            )
         if texts[index] != texts[0]:
-            raise ApiError(422, "dataset_not_for_stage", "evaluate plain-text and instruction datasets in separate "
-                           "jobs: their losses are not comparable", f"{field}[{index}]")
+            raise ApiError(
+                422,
+                "dataset_not_for_stage",
+                "evaluate plain-text and instruction datasets in separate jobs: their losses are not comparable",
+                f"{field}[{index}]",
+            )
     return DatasetsForJob(keys=[row["info_key"] for row in rows], eval_stage="pt" if texts[0] else "sft")
 
 
@@ -57,8 +68,13 @@ def for_calibration(rows: list, data_dir, field: str) -> DatasetsForJob:
     for row in rows:
         info = json.loads(row["info"])
         if "text" not in json.loads(row["columns"]).values() or not info.get("file_name"):
-            raise ApiError(422, "dataset_not_for_calibration", f"dataset {row['name']!r} cannot calibrate GPTQ: it "
-                           "needs a plain-text dataset stored here whose rows have a 'text' column", field)
+            raise ApiError(
+                422,
+                "dataset_not_for_calibration",
+                f"dataset {row['name']!r} cannot calibrate GPTQ: it "
+                "needs a plain-text dataset stored here whose rows have a 'text' column",
+                field,
+            )
         files.append(str(data_dir / info["file_name"]))
     return DatasetsForJob(keys=[row["info_key"] for row in rows], files=files)
 
@@ -76,6 +92,7 @@ async def datasets_for_job(context: DatasetsContext, asked: DatasetsAsked) -> Da
 
 
 ENDPOINTS = (
-    Endpoint(name="datasets_for_job", subject=Subjects.DATASETS_FOR_JOB, request=DatasetsAsked,
-             handler=datasets_for_job),
+    Endpoint(
+        name="datasets_for_job", subject=Subjects.DATASETS_FOR_JOB, request=DatasetsAsked, handler=datasets_for_job
+    ),
 )

@@ -103,8 +103,12 @@ def unpack(path: Path, name: str, folder: Path, start: int, max_bytes: int) -> l
                 if entry.startswith(_SKIPPED) or PurePosixPath(entry).name == ".DS_Store":
                     continue
                 if file_type(entry) is None:
-                    raise ApiError(422, "unsupported_file_type", f"archive entry {entry[:200]!r} is not a dataset "
-                                   "file (.json, .jsonl, .csv or .parquet)", "file")
+                    raise ApiError(
+                        422,
+                        "unsupported_file_type",
+                        f"archive entry {entry[:200]!r} is not a dataset file (.json, .jsonl, .csv or .parquet)",
+                        "file",
+                    )
                 if len(unpacked) >= MAX_ENTRIES:
                     raise ApiError(422, "invalid_dataset", f"the archive has more than {MAX_ENTRIES} files", "file")
                 target = folder / f"part-{start + len(unpacked):05d}{Path(entry).suffix.lower()}"

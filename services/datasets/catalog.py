@@ -120,8 +120,7 @@ def _prepare(layout: DataLayout, name: str, entry: Any, known: asyncpg.Record | 
     signature = signature_of(paths)
     size = sum(p.stat().st_size for p in paths)
     if known is not None and known["signature"] == signature and known["source"] == "public_file":
-        return PublicEntry(name, fmt, columns, tags, file_name, [], None, size, None, signature, entry,
-                           measured=False)
+        return PublicEntry(name, fmt, columns, tags, file_name, [], None, size, None, signature, entry, measured=False)
     return _measured(name, fmt, columns, tags, file_name, paths, size, signature, entry)
 
 
@@ -131,11 +130,14 @@ def _measured(name, fmt, columns, tags, file_name, paths, size, signature, entry
         result = scan.scan(paths, fmt, columns, tags)
         rows = result.rows
         if result.bad_rows:
-            log.warning("public dataset %s: %d rows the engine would drop, e.g. %s", name, result.bad_rows,
-                        "; ".join(result.first_bad))
+            log.warning(
+                "public dataset %s: %d rows the engine would drop, e.g. %s",
+                name,
+                result.bad_rows,
+                "; ".join(result.first_bad),
+            )
     except readers.DatasetProblem as exc:
-        log.warning("public dataset %s is listed but not readable here (%s); kept as the operator wrote it",
-                    name, exc)
+        log.warning("public dataset %s is listed but not readable here (%s); kept as the operator wrote it", name, exc)
     files = [{"name": p.name, "size_bytes": p.stat().st_size, "sha256": readers.sha256_of(p)} for p in paths]
     checksum = files[0]["sha256"] if len(files) == 1 else manifest_digest(files)
     return PublicEntry(name, fmt, columns, tags, file_name, files, rows, size, checksum, signature, entry)
@@ -174,8 +176,12 @@ async def sync_public_datasets(conn: asyncpg.Connection, data_dir: Path) -> Sync
         await _remove_unlisted(conn, known, listed, report)
     await write_dataset_info(conn, layout)
     if report.synced or report.removed:
-        log.info("public datasets: %d synced, %d removed, %d skipped", len(report.synced), len(report.removed),
-                 len(report.skipped))
+        log.info(
+            "public datasets: %d synced, %d removed, %d skipped",
+            len(report.synced),
+            len(report.removed),
+            len(report.skipped),
+        )
     return report
 
 
@@ -187,13 +193,28 @@ async def _upsert(conn, item: PublicEntry, known, report: SyncReport) -> None:
                 await conn.execute(
                     "UPDATE datasets SET format = $2, columns = $3::text::jsonb, tags = $4::text::jsonb, "
                     "info = $5::text::jsonb, updated_at = now() WHERE id = $1 AND info::text <> $5::text::jsonb::text",
-                    known["id"], item.fmt, json.dumps(item.columns), json.dumps(item.tags), json.dumps(item.info))
+                    known["id"],
+                    item.fmt,
+                    json.dumps(item.columns),
+                    json.dumps(item.tags),
+                    json.dumps(item.info),
+                )
             else:
                 await store.upsert_public_file(
-                    conn, dataset_id=new_id("ds"), name=item.name, fmt=item.fmt, columns=json.dumps(item.columns),
-                    tags=json.dumps(item.tags), file_name=item.file_name, files=json.dumps(item.files),
-                    rows=item.rows, size_bytes=item.size_bytes, checksum=item.checksum, signature=item.signature,
-                    info=json.dumps(item.info))
+                    conn,
+                    dataset_id=new_id("ds"),
+                    name=item.name,
+                    fmt=item.fmt,
+                    columns=json.dumps(item.columns),
+                    tags=json.dumps(item.tags),
+                    file_name=item.file_name,
+                    files=json.dumps(item.files),
+                    rows=item.rows,
+                    size_bytes=item.size_bytes,
+                    checksum=item.checksum,
+                    signature=item.signature,
+                    info=json.dumps(item.info),
+                )
         report.synced.append(item.name)
     except asyncpg.UniqueViolationError:
         report.skipped[item.name] = "its name is already a private dataset's key"

@@ -23,7 +23,8 @@ def datasets_context(dataset_settings: DatasetSettings):
 
     def build(base: lifecycle.Context) -> DatasetsContext:
         layout = DataLayout(base.settings.storage.data)
-        return base.extended(DatasetsContext, datasets=Context(pool=base.pool, layout=layout,
-                                                               settings=dataset_settings))
+        return base.extended(
+            DatasetsContext, datasets=Context(pool=base.pool, layout=layout, settings=dataset_settings)
+        )
 
     return build

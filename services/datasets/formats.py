@@ -15,8 +15,13 @@ Format = Literal["alpaca", "sharegpt", "text", "pairwise"]
 FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "text", "pairwise")
 
 SHAREGPT_TAGS = {
-    "role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-    "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system",
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
 }
 PREVIEW_TEXT_CHARS = 2000
 
@@ -38,25 +43,35 @@ class FormatSpec:
 
 SPECS: dict[str, FormatSpec] = {
     "alpaca": FormatSpec(
-        "alpaca", required=("prompt", "response"), optional=("query", "system", "history", "kto_tag"),
+        "alpaca",
+        required=("prompt", "response"),
+        optional=("query", "system", "history", "kto_tag"),
         defaults={"prompt": "instruction", "query": "input", "response": "output"},
         description="instruction / input / output (supervised fine-tuning)",
     ),
     "sharegpt": FormatSpec(
-        "sharegpt", required=("messages",), optional=("system", "tools", "kto_tag"),
+        "sharegpt",
+        required=("messages",),
+        optional=("system", "tools", "kto_tag"),
         defaults={"messages": "conversations"},
         description="conversations: alternating user / assistant turns (supervised fine-tuning)",
     ),
     "text": FormatSpec(
-        "text", required=("prompt",), optional=(), defaults={"prompt": "text"},
+        "text",
+        required=("prompt",),
+        optional=(),
+        defaults={"prompt": "text"},
         description="plain text documents (pretraining, stage pt)",
     ),
     "pairwise": FormatSpec(
-        "pairwise", required=("prompt", "chosen", "rejected"), optional=("query", "system", "history"),
+        "pairwise",
+        required=("prompt", "chosen", "rejected"),
+        optional=("query", "system", "history"),
         defaults={"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"},
         description="instruction / input / chosen / rejected (preference: stages rm and dpo)",
     ),
 }
+
 
 def spec(name: str) -> FormatSpec:
     return SPECS[name]
@@ -69,8 +84,11 @@ def settle_columns(fmt: str, mapping: Mapping[str, str], seen: set[str]) -> dict
     `input`) that no row has must be left out.
     """
     columns = SPECS[fmt].columns(mapping)
-    return {role: column for role, column in columns.items()
-            if role in SPECS[fmt].required or role in mapping or column in seen}
+    return {
+        role: column
+        for role, column in columns.items()
+        if role in SPECS[fmt].required or role in mapping or column in seen
+    }
 
 
 def stage_problem(fmt: str, columns: Mapping[str, str], stage: str) -> str | None:
@@ -85,8 +103,13 @@ def stage_problem(fmt: str, columns: Mapping[str, str], stage: str) -> str | Non
     return None
 
 
-def info_entry(fmt: str, file_name: str | None, columns: Mapping[str, str], tags: Mapping[str, str] | None,
-               hub: Mapping[str, str] | None = None) -> dict[str, Any]:
+def info_entry(
+    fmt: str,
+    file_name: str | None,
+    columns: Mapping[str, str],
+    tags: Mapping[str, str] | None,
+    hub: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The LLaMA-Factory `dataset_info.json` entry of a dataset."""
     entry: dict[str, Any] = dict(hub) if hub else {"file_name": file_name}
     entry["formatting"] = "sharegpt" if fmt == "sharegpt" else "alpaca"
@@ -149,23 +172,43 @@ def render(fmt: str, row: Mapping[str, Any], columns: Mapping[str, str], tags: M
         return _clip(_render_sharegpt(row, columns, {**SHAREGPT_TAGS, **tags}, system))
     prompt = [*_history_turns(row, columns), {"role": "user", "content": _user_text(row, columns)}]
     if fmt == "pairwise":
-        return _clip({"system": system, "prompt": prompt,
-                      "chosen": {"role": "assistant", "content": row.get(columns["chosen"])},
-                      "rejected": {"role": "assistant", "content": row.get(columns["rejected"])}})
-    return _clip({"system": system, "prompt": prompt,
-                  "response": [{"role": "assistant", "content": row.get(columns["response"])}]})
+        return _clip(
+            {
+                "system": system,
+                "prompt": prompt,
+                "chosen": {"role": "assistant", "content": row.get(columns["chosen"])},
+                "rejected": {"role": "assistant", "content": row.get(columns["rejected"])},
+            }
+        )
+    return _clip(
+        {
+            "system": system,
+            "prompt": prompt,
+            "response": [{"role": "assistant", "content": row.get(columns["response"])}],
+        }
+    )
 
 
-def _render_sharegpt(row: Mapping[str, Any], columns: Mapping[str, str], tags: Mapping[str, str],
-                     system: Any) -> dict:
-    roles = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant", tags["observation_tag"]: "observation",
-             tags["function_tag"]: "function", tags["system_tag"]: "system"}
-    messages = [{"role": roles.get(m.get(tags["role_tag"]), "?"), "content": m.get(tags["content_tag"])}
-                for m in row.get(columns["messages"]) or []]
+def _render_sharegpt(row: Mapping[str, Any], columns: Mapping[str, str], tags: Mapping[str, str], system: Any) -> dict:
+    roles = {
+        tags["user_tag"]: "user",
+        tags["assistant_tag"]: "assistant",
+        tags["observation_tag"]: "observation",
+        tags["function_tag"]: "function",
+        tags["system_tag"]: "system",
+    }
+    messages = [
+        {"role": roles.get(m.get(tags["role_tag"]), "?"), "content": m.get(tags["content_tag"])}
+        for m in row.get(columns["messages"]) or []
+    ]
     if messages and messages[0]["role"] == "system":
         system = system or messages.pop(0)["content"]
-    return {"system": system, "prompt": messages[:-1], "response": messages[-1:],
-            "tools": row.get(columns["tools"]) if columns.get("tools") else None}
+    return {
+        "system": system,
+        "prompt": messages[:-1],
+        "response": messages[-1:],
+        "tools": row.get(columns["tools"]) if columns.get("tools") else None,
+    }
 
 
 def render_raw(row: Any) -> Any:

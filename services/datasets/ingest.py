@@ -79,7 +79,7 @@ def parse_fields(fields: dict[str, str]) -> UploadFields:
             try:
                 raw[key] = json.loads(str(raw[key]) or "{}")
             except ValueError as exc:
-                raise invalid(f"`{key}` must be a JSON object such as {{\"prompt\": \"question\"}}", key) from exc
+                raise invalid(f'`{key}` must be a JSON object such as {{"prompt": "question"}}', key) from exc
     try:
         return msgspec.convert(raw, UploadFields)
     except msgspec.ValidationError as exc:
@@ -97,14 +97,17 @@ def check_mapping(fmt: str, columns: dict[str, str], tags: dict[str, str]) -> tu
     roles = spec.required + spec.optional
     for role in columns:
         if role not in roles:
-            raise invalid(f"`{role}` is not a column role of the {fmt} format; its roles are "
-                          + ", ".join(roles), f"columns.{role}")
+            raise invalid(
+                f"`{role}` is not a column role of the {fmt} format; its roles are " + ", ".join(roles),
+                f"columns.{role}",
+            )
     if tags and fmt != "sharegpt":
         raise invalid("tags apply to sharegpt datasets only", "tags")
     for tag in tags:
         if tag not in formats.SHAREGPT_TAGS:
-            raise invalid(f"`{tag}` is not a sharegpt tag; the tags are " + ", ".join(formats.SHAREGPT_TAGS),
-                          f"tags.{tag}")
+            raise invalid(
+                f"`{tag}` is not a sharegpt tag; the tags are " + ", ".join(formats.SHAREGPT_TAGS), f"tags.{tag}"
+            )
     return dict(columns), dict(tags)
 
 
@@ -146,8 +149,13 @@ def collect_parts(files: list[ReceivedFile], folder: Path, max_bytes: int) -> li
             os.replace(received.path, target)
             parts.append(Part(target, received.original, received.size, received.sha256))
         else:
-            raise ApiError(422, "unsupported_file_type", f"{received.original[:200]!r} is not a dataset file: upload "
-                           ".json, .jsonl, .csv or .parquet (or a .zip / .tar.gz of them)", "file")
+            raise ApiError(
+                422,
+                "unsupported_file_type",
+                f"{received.original[:200]!r} is not a dataset file: upload "
+                ".json, .jsonl, .csv or .parquet (or a .zip / .tar.gz of them)",
+                "file",
+            )
     check_one_loader([p.path for p in parts])
     if sum(p.size for p in parts) > max_bytes:
         raise too_large(max_bytes)
@@ -164,12 +172,18 @@ def _loader(path: Path) -> str:
 def check_one_loader(paths: list[Path]) -> None:
     loaders = {_loader(p) for p in paths}
     if len(loaders) > 1:
-        raise ApiError(422, "invalid_dataset", "the files of one dataset must share a type (the engine loads them "
-                       f"together); found {', '.join(sorted(loaders))}", "file")
+        raise ApiError(
+            422,
+            "invalid_dataset",
+            "the files of one dataset must share a type (the engine loads them "
+            f"together); found {', '.join(sorted(loaders))}",
+            "file",
+        )
 
 
-async def check_content(paths: list[Path], fmt: str, mapping: dict[str, str], tags: dict[str, str],
-                        field: str = "file") -> Checked:
+async def check_content(
+    paths: list[Path], fmt: str, mapping: dict[str, str], tags: dict[str, str], field: str = "file"
+) -> Checked:
     """Scan every row: 422 saying which rows are wrong and why, or for an empty dataset."""
     columns = formats.spec(fmt).columns(mapping)
     try:
@@ -178,8 +192,14 @@ async def check_content(paths: list[Path], fmt: str, mapping: dict[str, str], ta
         raise ApiError(422, "invalid_dataset", f"the file cannot be used: {exc}", field) from exc
     if result.bad_rows:
         more = "; …" if result.bad_rows > len(result.first_bad) else ""
-        raise ApiError(422, "invalid_dataset", f"{result.bad_rows} of {result.rows} rows do not fit the {fmt} format: "
-                       + "; ".join(result.first_bad) + more, field)
+        raise ApiError(
+            422,
+            "invalid_dataset",
+            f"{result.bad_rows} of {result.rows} rows do not fit the {fmt} format: "
+            + "; ".join(result.first_bad)
+            + more,
+            field,
+        )
     if result.rows == 0:
         raise ApiError(422, "empty_dataset", "the dataset has no rows", field)
     for role, column in mapping.items():
@@ -203,8 +223,10 @@ def place(layout: DataLayout, dataset_id: str, parts: list[Part], folder: Path) 
         target, file_name = layout.upload_target(dataset_id, None)
         os.replace(bundle, target)
         names = [part.path.name for part in parts]
-    files = [{"name": name, "size_bytes": part.size, "sha256": part.sha256, "original": part.original[:300]}
-             for name, part in zip(names, parts)]
+    files = [
+        {"name": name, "size_bytes": part.size, "sha256": part.sha256, "original": part.original[:300]}
+        for name, part in zip(names, parts)
+    ]
     return target, file_name, files
 
 
@@ -225,8 +247,9 @@ class Accepted:
     checked: Checked
 
 
-async def _accept(ctx: Context, caller: Principal, stream: AsyncIterator[bytes], content_type: str | None,
-                  folder: Path) -> Accepted:
+async def _accept(
+    ctx: Context, caller: Principal, stream: AsyncIterator[bytes], content_type: str | None, folder: Path
+) -> Accepted:
     started = time.perf_counter()
     received = await receive(stream, content_type, folder, ctx.settings.max_bytes, early_check(caller))
     received_s = time.perf_counter() - started
@@ -237,9 +260,15 @@ async def _accept(ctx: Context, caller: Principal, stream: AsyncIterator[bytes],
         await ensure_name_free(conn, fields.name, fields.visibility, caller.user_id)
     parts = await asyncio.to_thread(collect_parts, received.files, folder, ctx.settings.max_bytes)
     checked = await check_content([p.path for p in parts], fields.format, mapping, tags)
-    log.info("upload %r by %s: %d bytes received in %.2f s, %d rows checked in %.2f s", fields.name,
-             caller.username, sum(p.size for p in parts), received_s, checked.rows,
-             time.perf_counter() - started - received_s)
+    log.info(
+        "upload %r by %s: %d bytes received in %.2f s, %d rows checked in %.2f s",
+        fields.name,
+        caller.username,
+        sum(p.size for p in parts),
+        received_s,
+        checked.rows,
+        time.perf_counter() - started - received_s,
+    )
     return Accepted(fields=fields, tags=tags, parts=parts, checked=checked)
 
 
@@ -249,19 +278,34 @@ async def _keep(ctx: Context, caller: Principal, accepted: Accepted, folder: Pat
     target, file_name, files = await asyncio.to_thread(place, ctx.layout, dataset_id, accepted.parts, folder)
     fields = accepted.fields
     try:
-        await insert(ctx, caller, dataset_id=dataset_id, name=fields.name, fmt=fields.format,
-                     visibility=fields.visibility, source="upload", columns=accepted.checked.columns,
-                     tags=accepted.tags, file_name=file_name, files=files, managed=True,
-                     rows=accepted.checked.rows, size_bytes=sum(f["size_bytes"] for f in files),
-                     checksum=checksum_of(files), signature=None, remark=fields.remark)
+        await insert(
+            ctx,
+            caller,
+            dataset_id=dataset_id,
+            name=fields.name,
+            fmt=fields.format,
+            visibility=fields.visibility,
+            source="upload",
+            columns=accepted.checked.columns,
+            tags=accepted.tags,
+            file_name=file_name,
+            files=files,
+            managed=True,
+            rows=accepted.checked.rows,
+            size_bytes=sum(f["size_bytes"] for f in files),
+            checksum=checksum_of(files),
+            signature=None,
+            remark=fields.remark,
+        )
     except BaseException:
         await asyncio.to_thread(remove_stored, target)
         raise
     return dataset_id
 
 
-async def upload(ctx: Context, caller: Principal, stream: AsyncIterator[bytes], content_type: str | None,
-                 content_length: int | None) -> Dataset:
+async def upload(
+    ctx: Context, caller: Principal, stream: AsyncIterator[bytes], content_type: str | None, content_length: int | None
+) -> Dataset:
     """Receive, check and store an uploaded dataset; 4xx with nothing left behind when anything is wrong."""
     if content_length and content_length > ctx.settings.max_bytes + MULTIPART_SLACK:
         raise too_large(ctx.settings.max_bytes)
@@ -275,20 +319,51 @@ async def upload(ctx: Context, caller: Principal, stream: AsyncIterator[bytes], 
     return await get_dataset(ctx.pool, caller, dataset_id)
 
 
-async def insert(ctx: Context, caller: Principal, *, dataset_id: str, name: str, fmt: str, visibility: str,
-                 source: str, columns: dict, tags: dict, file_name: str | None, files: list[dict], managed: bool,
-                 rows: int | None, size_bytes: int | None, checksum: str | None, signature: str | None,
-                 remark: str, hub: dict | None = None) -> None:
+async def insert(
+    ctx: Context,
+    caller: Principal,
+    *,
+    dataset_id: str,
+    name: str,
+    fmt: str,
+    visibility: str,
+    source: str,
+    columns: dict,
+    tags: dict,
+    file_name: str | None,
+    files: list[dict],
+    managed: bool,
+    rows: int | None,
+    size_bytes: int | None,
+    checksum: str | None,
+    signature: str | None,
+    remark: str,
+    hub: dict | None = None,
+) -> None:
     """Store a checked dataset; 409 when its name was taken meanwhile."""
     info = formats.info_entry(fmt, file_name, columns, tags, hub)
     try:
         async with ctx.pool.acquire() as conn:
             await store.insert_dataset(
-                conn, id=dataset_id, name=name, info_key=info_key(name, visibility, caller.user_id),
-                visibility=visibility, owner_id=caller.user_id, source=source, format=fmt, columns=columns,
-                tags={**formats.SHAREGPT_TAGS, **tags} if fmt == "sharegpt" else {}, file_name=file_name,
-                files=files, managed=managed, rows=rows, size_bytes=size_bytes, checksum=checksum, signature=signature,
-                remark=remark, info=info,
+                conn,
+                id=dataset_id,
+                name=name,
+                info_key=info_key(name, visibility, caller.user_id),
+                visibility=visibility,
+                owner_id=caller.user_id,
+                source=source,
+                format=fmt,
+                columns=columns,
+                tags={**formats.SHAREGPT_TAGS, **tags} if fmt == "sharegpt" else {},
+                file_name=file_name,
+                files=files,
+                managed=managed,
+                rows=rows,
+                size_bytes=size_bytes,
+                checksum=checksum,
+                signature=signature,
+                remark=remark,
+                info=info,
             )
     except asyncpg.UniqueViolationError as exc:
         raise name_taken(name) from exc

@@ -1,11 +1,11 @@
 """Where dataset files live in the data folder, and the rules that keep every path inside it.
 
-    data/
-      dataset_info.json          written from the database after every change (LLaMA-Factory reads it)
-      dataset_info_public.json   the operator's list of public datasets, synced in at start-up
-      uploads/<dataset id>.<ext>         an uploaded file, under a name the platform chose
-      uploads/<dataset id>/part-NNNNN.<ext>  several files (or an archive's entries), one dataset
-      .incoming/<token>/         uploads being received and checked; never referenced by dataset_info
+data/
+  dataset_info.json          written from the database after every change (LLaMA-Factory reads it)
+  dataset_info_public.json   the operator's list of public datasets, synced in at start-up
+  uploads/<dataset id>.<ext>         an uploaded file, under a name the platform chose
+  uploads/<dataset id>/part-NNNNN.<ext>  several files (or an archive's entries), one dataset
+  .incoming/<token>/         uploads being received and checked; never referenced by dataset_info
 """
 
 from __future__ import annotations

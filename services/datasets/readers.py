@@ -16,7 +16,6 @@ from typing import Any
 
 import msgspec
 
-
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 CHUNK_CHARS = 1 << 20
 MAX_ROW_CHARS = 64 << 20
@@ -117,7 +116,7 @@ class _Window:
 
     def more(self) -> bool:
         chunk = self.handle.read(CHUNK_CHARS)
-        self.text, self.pos, self.eof = self.text[self.pos:] + chunk, 0, not chunk
+        self.text, self.pos, self.eof = self.text[self.pos :] + chunk, 0, not chunk
         return bool(chunk)
 
     def peek(self) -> str:

@@ -11,7 +11,14 @@ from services.common.security import Principal, new_id
 from . import formats, readers
 from .catalog import signature_of
 from .ingest import (
-    check_content, check_mapping, check_one_loader, check_visibility, checksum_of, ensure_name_free, insert, invalid,
+    check_content,
+    check_mapping,
+    check_one_loader,
+    check_visibility,
+    checksum_of,
+    ensure_name_free,
+    insert,
+    invalid,
 )
 from .layout import DataLayout, UnsafePath
 from .schemas import Dataset, RegisterRequest
@@ -27,8 +34,14 @@ async def register(ctx: Context, caller: Principal, req: RegisterRequest) -> Dat
     async with ctx.pool.acquire() as conn:
         await ensure_name_free(conn, req.name, req.visibility, caller.user_id)
     dataset_id = new_id("ds")
-    common = {"dataset_id": dataset_id, "name": req.name, "fmt": req.format, "visibility": req.visibility,
-              "tags": tags, "remark": req.remark}
+    common = {
+        "dataset_id": dataset_id,
+        "name": req.name,
+        "fmt": req.format,
+        "visibility": req.visibility,
+        "tags": tags,
+        "remark": req.remark,
+    }
     if req.path is not None:
         await insert(ctx, caller, **common, **await _from_path(ctx.layout, caller, req, mapping, tags))
     else:
@@ -37,11 +50,11 @@ async def register(ctx: Context, caller: Principal, req: RegisterRequest) -> Dat
     return await get_dataset(ctx.pool, caller, dataset_id)
 
 
-async def _from_path(layout: DataLayout, caller: Principal, req: RegisterRequest, mapping: dict,
-                     tags: dict) -> dict:
+async def _from_path(layout: DataLayout, caller: Principal, req: RegisterRequest, mapping: dict, tags: dict) -> dict:
     if not caller.is_admin:
-        raise ApiError(403, "forbidden", "registering a file of the data folder is for admins; upload it instead",
-                       "path")
+        raise ApiError(
+            403, "forbidden", "registering a file of the data folder is for admins; upload it instead", "path"
+        )
     if req.path is None:  # register() comes here only for a request with a path
         raise RuntimeError("_from_path needs a request with a path")
     try:
@@ -52,10 +65,17 @@ async def _from_path(layout: DataLayout, caller: Principal, req: RegisterRequest
     check_one_loader(paths)
     checked = await check_content(paths, req.format, mapping, tags, field="path")
     files = await asyncio.to_thread(_measure, paths)
-    return {"source": "file", "columns": checked.columns, "managed": False, "rows": checked.rows,
-            "file_name": target.relative_to(layout.root.resolve()).as_posix(), "files": files,
-            "size_bytes": sum(f["size_bytes"] for f in files), "checksum": checksum_of(files),
-            "signature": signature_of(paths)}
+    return {
+        "source": "file",
+        "columns": checked.columns,
+        "managed": False,
+        "rows": checked.rows,
+        "file_name": target.relative_to(layout.root.resolve()).as_posix(),
+        "files": files,
+        "size_bytes": sum(f["size_bytes"] for f in files),
+        "checksum": checksum_of(files),
+        "signature": signature_of(paths),
+    }
 
 
 def _folder_files(target: Path, given: str) -> list[Path]:
@@ -68,8 +88,13 @@ def _folder_files(target: Path, given: str) -> list[Path]:
         return [target]
     entries = sorted(target.iterdir())
     if not entries or any(not e.is_file() or not readers.file_type(e.name) for e in entries):
-        raise ApiError(422, "unsupported_file_type", f"the folder {given!r} must hold only dataset files "
-                       "(.json, .jsonl, .csv or .parquet), no folders or other files", "path")
+        raise ApiError(
+            422,
+            "unsupported_file_type",
+            f"the folder {given!r} must hold only dataset files "
+            "(.json, .jsonl, .csv or .parquet), no folders or other files",
+            "path",
+        )
     return entries
 
 
@@ -79,13 +104,27 @@ def _measure(paths: list[Path]) -> list[dict]:
 
 def _from_hub(ctx: Context, req: RegisterRequest, mapping: dict) -> dict:
     if not ctx.settings.hub_access:
-        raise ApiError(422, "hub_unreachable", "this platform's hosts cannot reach a dataset hub "
-                       "(LLMCT_DATASET_HUB_ACCESS is off): upload the dataset instead", "hub")
+        raise ApiError(
+            422,
+            "hub_unreachable",
+            "this platform's hosts cannot reach a dataset hub "
+            "(LLMCT_DATASET_HUB_ACCESS is off): upload the dataset instead",
+            "hub",
+        )
     if not req.hub or not req.hub_id:
         raise invalid("a hub dataset needs both `hub` and `hub_id`", "hub_id" if req.hub else "hub")
     hub = {"hf_hub_url" if req.hub == "huggingface" else "ms_hub_url": req.hub_id, "split": req.split}
     if req.subset:
         hub["subset"] = req.subset
-    return {"source": "hub", "columns": formats.settle_columns(req.format, mapping, set()), "managed": False,
-            "rows": None, "file_name": None, "files": [], "size_bytes": None, "checksum": None, "signature": None,
-            "hub": hub}
+    return {
+        "source": "hub",
+        "columns": formats.settle_columns(req.format, mapping, set()),
+        "managed": False,
+        "rows": None,
+        "file_name": None,
+        "files": [],
+        "size_bytes": None,
+        "checksum": None,
+        "signature": None,
+        "hub": hub,
+    }

@@ -38,24 +38,37 @@ class DatasetController(Controller):
 
     @get("/", opt=PUBLIC, summary="List datasets: public ones, plus the caller's own when logged in")
     async def list_datasets(
-        self, request: Request, pool: Pool,
+        self,
+        request: Request,
+        pool: Pool,
         q: Annotated[str | None, Parameter(max_length=64, description="part of the name")] = None,
-        format: Format | None = None,  # noqa: A002 - the query parameter's public name
+        format: Format | None = None,
         visibility: Visibility | None = None,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> DatasetPage:
-        return await service.list_datasets(pool, await optional_caller(request), search=q, fmt=format,
-                                           visibility=visibility, cursor=cursor, limit=limit)
+        return await service.list_datasets(
+            pool,
+            await optional_caller(request),
+            search=q,
+            fmt=format,
+            visibility=visibility,
+            cursor=cursor,
+            limit=limit,
+        )
 
     @get("/{dataset_id:str}", opt=PUBLIC, summary="A dataset: format, columns, files, rows, dataset_info entry")
     async def detail(self, request: Request, pool: Pool, dataset_id: str) -> Dataset:
         return await service.get_dataset(pool, await optional_caller(request), dataset_id)
 
-    @get("/{dataset_id:str}/preview", opt=PUBLIC,
-         summary="The first rows, raw and as the chat template will see them")
-    async def preview(self, request: Request, datasets: Injected[Context], dataset_id: str,
-                      rows: Annotated[int | None, Parameter(ge=1, le=50)] = None) -> Preview:
+    @get("/{dataset_id:str}/preview", opt=PUBLIC, summary="The first rows, raw and as the chat template will see them")
+    async def preview(
+        self,
+        request: Request,
+        datasets: Injected[Context],
+        dataset_id: str,
+        rows: Annotated[int | None, Parameter(ge=1, le=50)] = None,
+    ) -> Preview:
         return await service.preview(datasets, await optional_caller(request), dataset_id, rows)
 
     @get("/{dataset_id:str}/download", summary="The dataset's file (a zip when it has several), streamed")
@@ -63,25 +76,32 @@ class DatasetController(Controller):
         path, filename = await service.download_path(datasets, principal, dataset_id)
         if path.is_dir():
             archive = ZipStream.from_path(str(path), arcname=filename.removesuffix(".zip"))
-            return Stream(archive, media_type="application/zip",
-                          headers={"content-disposition": f'attachment; filename="{filename}"'})
+            return Stream(
+                archive,
+                media_type="application/zip",
+                headers={"content-disposition": f'attachment; filename="{filename}"'},
+            )
         return File(path, filename=filename, media_type="application/octet-stream")
 
-    @post("/upload", status_code=201, request_max_body_size=None, summary="Upload a dataset",
-          description=UPLOAD_HELP)
+    @post("/upload", status_code=201, request_max_body_size=None, summary="Upload a dataset", description=UPLOAD_HELP)
     async def upload(self, request: Request, datasets: Injected[Context], principal: Principal) -> Dataset:
         length = request.headers.get("content-length")
-        return await ingest.upload(datasets, principal, request.stream(), request.headers.get("content-type"),
-                                   int(length) if length and length.isdigit() else None)
+        return await ingest.upload(
+            datasets,
+            principal,
+            request.stream(),
+            request.headers.get("content-type"),
+            int(length) if length and length.isdigit() else None,
+        )
 
-    @post("/register", status_code=201,
-          summary="Register a file already in the data folder (admins) or a hub dataset")
+    @post("/register", status_code=201, summary="Register a file already in the data folder (admins) or a hub dataset")
     async def register(self, datasets: Injected[Context], principal: Principal, data: RegisterRequest) -> Dataset:
         return await register.register(datasets, principal, data)
 
     @patch("/{dataset_id:str}", summary="Rename a dataset or change its remark")
-    async def change(self, datasets: Injected[Context], principal: Principal, dataset_id: str,
-                     data: DatasetPatch) -> Dataset:
+    async def change(
+        self, datasets: Injected[Context], principal: Principal, dataset_id: str, data: DatasetPatch
+    ) -> Dataset:
         return await service.patch_dataset(datasets, principal, dataset_id, data)
 
     @delete("/{dataset_id:str}", status_code=204, summary="Delete a dataset no pending or running job uses")

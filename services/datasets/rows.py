@@ -22,10 +22,22 @@ OptionalText = str | None | UnsetType
 History = list[tuple[str, str]] | None | UnsetType
 # Role -> field type per format; roles the mapping does not name are left out of the type.
 ROLE_TYPES: dict[str, dict[str, Any]] = {
-    "alpaca": {"prompt": str, "query": OptionalText, "response": NonEmpty, "system": OptionalText,
-               "history": History, "kto_tag": bool},
-    "pairwise": {"prompt": str, "query": OptionalText, "chosen": NonEmpty, "rejected": NonEmpty,
-                 "system": OptionalText, "history": History},
+    "alpaca": {
+        "prompt": str,
+        "query": OptionalText,
+        "response": NonEmpty,
+        "system": OptionalText,
+        "history": History,
+        "kto_tag": bool,
+    },
+    "pairwise": {
+        "prompt": str,
+        "query": OptionalText,
+        "chosen": NonEmpty,
+        "rejected": NonEmpty,
+        "system": OptionalText,
+        "history": History,
+    },
     "text": {"prompt": NonEmpty},
     "sharegpt": {"messages": None, "system": OptionalText, "tools": OptionalText, "kto_tag": bool},
 }
@@ -74,17 +86,21 @@ class RowChecker:
                 continue  # media columns of an operator's public entry: not checked here
             fields.append((role, kind, UNSET) if role in OPTIONAL else (role, kind))
         fields.sort(key=lambda f: len(f) == 3)  # required fields first, as a struct needs
-        self.type = msgspec.defstruct("Row", fields, rename={r: c for r, c in self.columns.items()},
-                                      forbid_unknown_fields=False)
+        self.type = msgspec.defstruct(
+            "Row", fields, rename={r: c for r, c in self.columns.items()}, forbid_unknown_fields=False
+        )
         self.decoder = msgspec.json.Decoder(self.type)
         self.absent = [role for role in self.columns if role in OPTIONAL]
         self.asking = {self.tags["user_tag"], self.tags["observation_tag"]}
         self.answering = {self.tags["assistant_tag"], self.tags["function_tag"]}
 
     def _message_type(self):
-        return msgspec.defstruct("Message", [("role", str), ("content", str)],
-                                 rename={"role": self.tags["role_tag"], "content": self.tags["content_tag"]},
-                                 forbid_unknown_fields=False)
+        return msgspec.defstruct(
+            "Message",
+            [("role", str), ("content", str)],
+            rename={"role": self.tags["role_tag"], "content": self.tags["content_tag"]},
+            forbid_unknown_fields=False,
+        )
 
     def decode(self, line: bytes) -> Any:
         """A JSON line as a checked row; RowProblem says why not. msgspec.DecodeError: not JSON at all."""
@@ -121,5 +137,6 @@ class RowChecker:
             expected = self.asking if (index - start) % 2 == 0 else self.answering
             if messages[index].role not in expected:
                 wanted = " or ".join(sorted(repr(r) for r in expected))
-                raise RowProblem(f"message {index + 1} of `{column}` has role {messages[index].role!r} where "
-                                 f"{wanted} is expected")
+                raise RowProblem(
+                    f"message {index + 1} of `{column}` has role {messages[index].role!r} where {wanted} is expected"
+                )

@@ -15,7 +15,14 @@ import msgspec
 
 from . import formats
 from .readers import (
-    BadRow, DatasetProblem, csv_header, file_type, is_json_lines, iter_rows, json_lines, parquet_columns,
+    BadRow,
+    DatasetProblem,
+    csv_header,
+    file_type,
+    is_json_lines,
+    iter_rows,
+    json_lines,
+    parquet_columns,
 )
 from .rows import RowChecker, RowProblem
 

@@ -14,13 +14,19 @@ from .formats import Format
 # so `__` is kept for that separator. `(?!\n)`: msgspec's `$` would accept a final newline.
 NAME_RULE = "1-64 characters: letters, digits, '.', '-' or single '_', starting with a letter or digit"
 DatasetName = Annotated[
-    str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]|_(?!_))*$(?!\n)",
-              description=NAME_RULE),
+    str,
+    Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]|_(?!_))*$(?!\n)", description=NAME_RULE),
 ]
 Remark = Annotated[str, Meta(max_length=2000, pattern=r"^[^\x00]*$")]
 Visibility = Literal["public", "private"]
-HubId = Annotated[str, Meta(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$(?!\n)",
-                            description="owner/name on the hub")]
+HubId = Annotated[
+    str,
+    Meta(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$(?!\n)",
+        description="owner/name on the hub",
+    ),
+]
 ShortText = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]*$")]
 
 

@@ -13,8 +13,8 @@ from typing import cast
 import asyncpg
 import msgspec
 
-from services.common.errors import ApiError, not_found
 from services.common import readmodels
+from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from . import formats, readers, store
@@ -50,12 +50,26 @@ def may_edit(row, caller: Principal | None) -> bool:
 
 def to_dataset(row, caller: Principal | None) -> Dataset:
     return Dataset(
-        id=row["id"], name=row["name"], key=row["info_key"], visibility=row["visibility"], format=row["format"],
-        source=row["source"], owner_id=row["owner_id"], owner=row["owner"], can_edit=may_edit(row, caller),
-        columns=row["columns"], tags=row["tags"], file_name=row["file_name"],
-        files=[msgspec.convert(f, StoredFile) for f in row["files"]], rows=row["rows"],
-        size_bytes=row["size_bytes"], checksum=row["checksum"], remark=row["remark"], dataset_info=row["info"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
+        id=row["id"],
+        name=row["name"],
+        key=row["info_key"],
+        visibility=row["visibility"],
+        format=row["format"],
+        source=row["source"],
+        owner_id=row["owner_id"],
+        owner=row["owner"],
+        can_edit=may_edit(row, caller),
+        columns=row["columns"],
+        tags=row["tags"],
+        file_name=row["file_name"],
+        files=[msgspec.convert(f, StoredFile) for f in row["files"]],
+        rows=row["rows"],
+        size_bytes=row["size_bytes"],
+        checksum=row["checksum"],
+        remark=row["remark"],
+        dataset_info=row["info"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -90,15 +104,24 @@ def decode_cursor(cursor: str | None) -> tuple[str, str] | None:
         raise ApiError(422, "invalid_field", "cursor is not one this API returned", "cursor") from exc
 
 
-async def list_datasets(pool, caller: Principal | None, *, search: str | None, fmt: str | None,
-                        visibility: str | None, cursor: str | None, limit: int) -> DatasetPage:
+async def list_datasets(
+    pool,
+    caller: Principal | None,
+    *,
+    search: str | None,
+    fmt: str | None,
+    visibility: str | None,
+    cursor: str | None,
+    limit: int,
+) -> DatasetPage:
     filters = {"caller_id": _caller_id(caller), "search": search, "fmt": fmt, "visibility": visibility}
     async with pool.acquire() as conn:
         rows = await store.list_visible(conn, **filters, after=decode_cursor(cursor), limit=limit + 1)
         total = await store.count_visible(conn, **filters)
     items = [to_dataset(row, caller) for row in rows[:limit]]
-    return DatasetPage(items=items, total=total, next_cursor=encode_cursor(rows[limit - 1]) if len(rows) > limit
-                       else None)
+    return DatasetPage(
+        items=items, total=total, next_cursor=encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    )
 
 
 async def visible_row(conn, caller: Principal | None, dataset_id: str, *, lock: bool = False):
@@ -122,8 +145,11 @@ def local_paths(ctx: Context, row) -> list[Path]:
     except UnsafePath as exc:
         raise ApiError(409, "dataset_unreadable", str(exc)) from exc
     if not path.exists():
-        raise ApiError(409, "dataset_unreadable", f"the dataset's file {row['file_name']} is missing from the "
-                       "data folder: tell an admin")
+        raise ApiError(
+            409,
+            "dataset_unreadable",
+            f"the dataset's file {row['file_name']} is missing from the data folder: tell an admin",
+        )
     return data_files(path)
 
 
@@ -134,8 +160,11 @@ def _preview_row(checker: RowChecker, where: str, row) -> PreviewRow:
         checker.convert(row, strict=False)
     except RowProblem as exc:
         return PreviewRow(where=where, raw=formats.render_raw(row), rendered=None, problem=str(exc))
-    return PreviewRow(where=where, raw=formats.render_raw(row),
-                      rendered=formats.render(checker.fmt, row, checker.columns, checker.tags))
+    return PreviewRow(
+        where=where,
+        raw=formats.render_raw(row),
+        rendered=formats.render(checker.fmt, row, checker.columns, checker.tags),
+    )
 
 
 async def preview(ctx: Context, caller: Principal | None, dataset_id: str, limit: int | None) -> Preview:
@@ -161,13 +190,22 @@ def _check_editable(row, caller: Principal) -> None:
 
 
 def _in_use(jobs: list[str], doing: str) -> ApiError:
-    return ApiError(409, "dataset_in_use", f"cannot {doing}: pending or running jobs use this dataset: "
-                    + ", ".join(jobs) + ". Wait for them to finish or cancel them first.")
+    return ApiError(
+        409,
+        "dataset_in_use",
+        f"cannot {doing}: pending or running jobs use this dataset: "
+        + ", ".join(jobs)
+        + ". Wait for them to finish or cancel them first.",
+    )
 
 
 def _from_file(row, doing: str) -> ApiError:
-    return ApiError(409, "managed_by_file", f"cannot {doing}: this public dataset is listed in "
-                    "dataset_info_public.json; edit that file (the datasets service syncs it at start-up)")
+    return ApiError(
+        409,
+        "managed_by_file",
+        f"cannot {doing}: this public dataset is listed in "
+        "dataset_info_public.json; edit that file (the datasets service syncs it at start-up)",
+    )
 
 
 async def patch_dataset(ctx: Context, caller: Principal, dataset_id: str, data: DatasetPatch) -> Dataset:

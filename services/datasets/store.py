@@ -19,12 +19,21 @@ async def visible_dataset(conn, dataset_id: str, caller_id: str | None, *, lock:
     """A dataset the caller may see (public, or theirs), or None."""
     return await conn.fetchrow(
         f"SELECT {COLUMNS} FROM {FROM} WHERE d.id = $2 AND {VISIBLE}{' FOR UPDATE OF d' if lock else ''}",
-        caller_id, dataset_id,
+        caller_id,
+        dataset_id,
     )
 
 
-async def list_visible(conn, *, caller_id: str | None, search: str | None, fmt: str | None,
-                       visibility: str | None, after: tuple[str, str] | None, limit: int) -> list[asyncpg.Record]:
+async def list_visible(
+    conn,
+    *,
+    caller_id: str | None,
+    search: str | None,
+    fmt: str | None,
+    visibility: str | None,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
     where, args = _filters(caller_id, search, fmt, visibility)
     if after:
         args += [after[0], after[1]]
@@ -35,8 +44,9 @@ async def list_visible(conn, *, caller_id: str | None, search: str | None, fmt: 
     )
 
 
-async def count_visible(conn, *, caller_id: str | None, search: str | None, fmt: str | None,
-                        visibility: str | None) -> int:
+async def count_visible(
+    conn, *, caller_id: str | None, search: str | None, fmt: str | None, visibility: str | None
+) -> int:
     where, args = _filters(caller_id, search, fmt, visibility)
     return await conn.fetchval(f"SELECT count(*) FROM datasets d WHERE {where}", *args)
 
@@ -59,11 +69,13 @@ def _filters(caller_id, search, fmt, visibility) -> tuple[str, list]:
 async def name_taken(conn, *, name: str, visibility: str, owner_id: str | None) -> bool:
     """A public name is unique among public datasets; a private one per owner, and never a public name."""
     if visibility == "public":
-        return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM datasets WHERE visibility = 'public' AND name = $1)",
-                                   name)
+        return await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM datasets WHERE visibility = 'public' AND name = $1)", name
+        )
     return await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM datasets WHERE name = $1 AND (visibility = 'public' OR owner_id = $2))",
-        name, owner_id,
+        name,
+        owner_id,
     )
 
 
@@ -90,7 +102,8 @@ async def usable_keys(conn, owner_id: str, names: list[str]) -> list[asyncpg.Rec
         FROM datasets WHERE name = ANY($1::text[]) AND (visibility = 'public' OR owner_id = $2)
         ORDER BY name, (visibility = 'private') DESC
         """,
-        names, owner_id,
+        names,
+        owner_id,
     )
 
 
@@ -113,9 +126,22 @@ async def public_file_rows(conn) -> list[asyncpg.Record]:
     )
 
 
-async def upsert_public_file(conn, *, dataset_id: str, name: str, fmt: str, columns: str, tags: str,
-                             file_name: str | None, files: str, rows: int | None, size_bytes: int | None,
-                             checksum: str | None, signature: str | None, info: str) -> None:
+async def upsert_public_file(
+    conn,
+    *,
+    dataset_id: str,
+    name: str,
+    fmt: str,
+    columns: str,
+    tags: str,
+    file_name: str | None,
+    files: str,
+    rows: int | None,
+    size_bytes: int | None,
+    checksum: str | None,
+    signature: str | None,
+    info: str,
+) -> None:
     await conn.execute(
         """
         INSERT INTO datasets (id, name, info_key, visibility, source, format, columns, tags, file_name, files,
@@ -127,5 +153,16 @@ async def upsert_public_file(conn, *, dataset_id: str, name: str, fmt: str, colu
             rows = $8, size_bytes = $9, checksum = $10, signature = $11, info = $12::text::jsonb, updated_at = now()
         WHERE datasets.source = 'public_file'
         """,
-        dataset_id, name, fmt, columns, tags, file_name, files, rows, size_bytes, checksum, signature, info,
+        dataset_id,
+        name,
+        fmt,
+        columns,
+        tags,
+        file_name,
+        files,
+        rows,
+        size_bytes,
+        checksum,
+        signature,
+        info,
     )

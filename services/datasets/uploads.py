@@ -26,9 +26,12 @@ WRITE_BUFFER = 1 << 20
 
 
 def too_large(max_bytes: int, what: str = "the upload") -> ApiError:
-    return ApiError(413, "payload_too_large",
-                    f"{what} is larger than this platform's dataset cap of {max_bytes:,} bytes "
-                    "(LLMCT_DATASET_MAX_BYTES)", "file")
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"{what} is larger than this platform's dataset cap of {max_bytes:,} bytes (LLMCT_DATASET_MAX_BYTES)",
+        "file",
+    )
 
 
 @dataclass
@@ -49,8 +52,9 @@ class Received:
 def safe_client_name(filename: str) -> str:
     """The client's file name if it is a plain name; 422 for anything with a path in it."""
     if not filename or "/" in filename or "\\" in filename or "\x00" in filename or filename in (".", ".."):
-        raise ApiError(422, "unsafe_file_name",
-                       f"the file name {filename[:100]!r} must be a plain name, without folders", "file")
+        raise ApiError(
+            422, "unsafe_file_name", f"the file name {filename[:100]!r} must be a plain name, without folders", "file"
+        )
     if len(filename) > 255:
         raise ApiError(422, "unsafe_file_name", "the file name is longer than 255 characters", "file")
     return filename
@@ -59,8 +63,11 @@ def safe_client_name(filename: str) -> str:
 def boundary_of(content_type: str | None) -> str:
     kind, options = parse_options_header(content_type or "")
     if kind != "multipart/form-data" or not options.get("boundary"):
-        raise ApiError(415, "unsupported_media_type",
-                       "send the upload as multipart/form-data with a `file` part and the dataset's fields")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the upload as multipart/form-data with a `file` part and the dataset's fields",
+        )
     return options["boundary"]
 
 
@@ -89,7 +96,7 @@ class _Receiver:
             original = safe_client_name(segment.filename or "")
             path = self.folder / f"received-{len(self.received.files):05d}"
             self.received.files.append(ReceivedFile(original=original, path=path))
-            self.handle = open(path, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 - closed in end()/close()
+            self.handle = open(path, "wb", buffering=WRITE_BUFFER)
             self.hasher = hashlib.sha256()
         elif segment.name in TEXT_FIELDS:
             if segment.name in self.received.fields:
@@ -97,8 +104,13 @@ class _Receiver:
             self.text = bytearray()
             self.text_field = segment.name
         else:
-            raise ApiError(422, "invalid_field", f"unknown field `{segment.name}`; the fields are `file`, "
-                           + ", ".join(f"`{n}`" for n in sorted(TEXT_FIELDS)), segment.name or None)
+            raise ApiError(
+                422,
+                "invalid_field",
+                f"unknown field `{segment.name}`; the fields are `file`, "
+                + ", ".join(f"`{n}`" for n in sorted(TEXT_FIELDS)),
+                segment.name or None,
+            )
 
     def data(self, chunk: bytes) -> None:
         if self.handle is not None:
@@ -110,8 +122,9 @@ class _Receiver:
         elif self.text is not None:
             self.text += chunk
             if len(self.text) > MAX_TEXT_FIELD:
-                raise ApiError(422, "invalid_field", f"`{self.text_field}` is longer than {MAX_TEXT_FIELD} bytes",
-                               self.text_field)
+                raise ApiError(
+                    422, "invalid_field", f"`{self.text_field}` is longer than {MAX_TEXT_FIELD} bytes", self.text_field
+                )
 
     async def end(self) -> None:
         if self.handle is not None:
@@ -137,8 +150,13 @@ class _Receiver:
             self.handle = None
 
 
-async def receive(stream: AsyncIterator[bytes], content_type: str | None, folder: Path, max_bytes: int,
-                  on_field: Callable[[str, str], Awaitable[None]]) -> Received:
+async def receive(
+    stream: AsyncIterator[bytes],
+    content_type: str | None,
+    folder: Path,
+    max_bytes: int,
+    on_field: Callable[[str, str], Awaitable[None]],
+) -> Received:
     """Parse a multipart body into text fields and files written under `folder`."""
     receiver = _Receiver(folder, max_bytes, on_field)
     parser = PushMultipartParser(boundary_of(content_type), max_segment_count=MAX_PARTS, strict=False)

@@ -35,8 +35,12 @@ def _gateway_context(base: Context) -> GatewayContext:
     """The gateway's parts, built once the bus is up."""
     http = new_client()
     settings = cast(GatewaySettings, base.settings)
-    return base.extended(GatewayContext, http=http, log_hub=LogHub(base.nc, base.js),
-                         deployments=Deployments(http, settings.service_url("scheduler")))
+    return base.extended(
+        GatewayContext,
+        http=http,
+        log_hub=LogHub(base.nc, base.js),
+        deployments=Deployments(http, settings.service_url("scheduler")),
+    )
 
 
 async def _close_client(context: GatewayContext) -> None:
@@ -47,11 +51,23 @@ async def _close_client(context: GatewayContext) -> None:
 SPEC = ServiceSpec(
     name="gateway",
     description="public HTTP and WebSocket entry point",
-    route_handlers=[*CHAT_HANDLERS, *PROXY_HANDLERS, echo, job_sockets, openapi_document, docs_page, DOCS_STATIC, web_client],
+    route_handlers=[
+        *CHAT_HANDLERS,
+        *PROXY_HANDLERS,
+        echo,
+        job_sockets,
+        openapi_document,
+        docs_page,
+        DOCS_STATIC,
+        web_client,
+    ],
     context=_gateway_context,
     on_shutdown=[_close_client],
-    dependencies={"http": provide_part("http"), "log_hub": provide_part("log_hub"),
-                  "deployments": provide_part("deployments")},
+    dependencies={
+        "http": provide_part("http"),
+        "log_hub": provide_part("log_hub"),
+        "deployments": provide_part("deployments"),
+    },
 )
 
 

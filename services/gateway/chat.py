@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from datetime import datetime
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
@@ -36,15 +36,25 @@ NOT_READY_RETRY_S = 5
 class OpenAIError(Exception):
     """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
 
-    def __init__(self, status: int, message: str, code: str, param: str | None = None,
-                 kind: str = "invalid_request_error", headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.code, self.param, self.kind = status, message, code, param, kind
         self.headers = headers or {}
 
     def response(self) -> Response:
-        return Response({"error": {"message": self.message, "type": self.kind, "param": self.param,
-                                   "code": self.code}}, status_code=self.status, headers=self.headers)
+        return Response(
+            {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}},
+            status_code=self.status,
+            headers=self.headers,
+        )
 
 
 class PlaygroundChat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -71,11 +81,15 @@ class Deployments:
         if hit and hit[0] > now:
             return hit[1]
         try:
-            response = await self.http.get(self.scheduler_url + path, params=params,
-                                           headers={"authorization": key[0]})
-        except Exception as exc:  # noqa: BLE001 - httpx transport errors
-            raise OpenAIError(503, "the scheduler is not reachable; retry shortly", "service_unavailable",
-                              kind="server_error", headers={"Retry-After": "2"}) from exc
+            response = await self.http.get(self.scheduler_url + path, params=params, headers={"authorization": key[0]})
+        except Exception as exc:
+            raise OpenAIError(
+                503,
+                "the scheduler is not reachable; retry shortly",
+                "service_unavailable",
+                kind="server_error",
+                headers={"Retry-After": "2"},
+            ) from exc
         result = (response.status_code, response.json() if response.content else None)
         if len(self._cache) > 10_000:
             self._cache.clear()
@@ -85,8 +99,9 @@ class Deployments:
     async def one(self, request: Request, deployment_id: str) -> dict:
         status, body = await self._get(request, f"/api/deployments/{deployment_id}")
         if status == 404:
-            raise OpenAIError(404, f"The model '{deployment_id}' does not exist or is not yours", "model_not_found",
-                              "model")
+            raise OpenAIError(
+                404, f"The model '{deployment_id}' does not exist or is not yours", "model_not_found", "model"
+            )
         if status != 200:
             raise OpenAIError(status, (body or {}).get("error", {}).get("message", "lookup failed"), "lookup_failed")
         return body
@@ -105,10 +120,18 @@ class Deployments:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise OpenAIError(400, f"several of your deployments serve '{name}': name one by id "
-                              f"({', '.join(d['id'] for d in matches)})", "ambiguous_model", "model")
-        raise OpenAIError(404, f"The model '{name}' does not exist or is not deployed by you: GET /v1/models "
-                          "lists yours", "model_not_found", "model")
+            raise OpenAIError(
+                400,
+                f"several of your deployments serve '{name}': name one by id ({', '.join(d['id'] for d in matches)})",
+                "ambiguous_model",
+                "model",
+            )
+        raise OpenAIError(
+            404,
+            f"The model '{name}' does not exist or is not deployed by you: GET /v1/models lists yours",
+            "model_not_found",
+            "model",
+        )
 
 
 def check_ready(deployment: dict) -> None:
@@ -116,10 +139,17 @@ def check_ready(deployment: dict) -> None:
     if state == "ready":
         return
     if state in ("queued", "starting"):
-        raise OpenAIError(503, f"deployment {deployment['id']} is {state}: retry in a few seconds", "model_not_ready",
-                          "model", kind="server_error", headers={"Retry-After": str(NOT_READY_RETRY_S)})
-    raise OpenAIError(409, f"deployment {deployment['id']} is {state}: deploy the model again", "model_not_running",
-                      "model")
+        raise OpenAIError(
+            503,
+            f"deployment {deployment['id']} is {state}: retry in a few seconds",
+            "model_not_ready",
+            "model",
+            kind="server_error",
+            headers={"Retry-After": str(NOT_READY_RETRY_S)},
+        )
+    raise OpenAIError(
+        409, f"deployment {deployment['id']} is {state}: deploy the model again", "model_not_running", "model"
+    )
 
 
 async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Response:
@@ -141,9 +171,14 @@ async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Resp
     headers = first.headers or {}
     if headers.get("Status") == "503":  # NATS: no responders, the agent no longer serves it
         await sub.unsubscribe()
-        raise OpenAIError(503, f"deployment {deployment_id} is not being served right now: retry shortly",
-                          "model_not_ready", "model", kind="server_error",
-                          headers={"Retry-After": str(NOT_READY_RETRY_S)})
+        raise OpenAIError(
+            503,
+            f"deployment {deployment_id} is not being served right now: retry shortly",
+            "model_not_ready",
+            "model",
+            kind="server_error",
+            headers={"Retry-After": str(NOT_READY_RETRY_S)},
+        )
     status = int(headers.get(ChatFrames.STATUS, "502"))
     media_type = headers.get("Content-Type", "application/json")
 
@@ -159,8 +194,12 @@ async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Resp
             await sub.unsubscribe()
 
     if stream and status == 200:
-        return Stream(frames_after_first(), status_code=status, media_type=media_type,
-                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Stream(
+            frames_after_first(),
+            status_code=status,
+            media_type=media_type,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     data = b"".join([chunk async for chunk in frames_after_first()])
     return Response(data, status_code=status, media_type=media_type)
 
@@ -175,12 +214,14 @@ async def _caller(request: Request) -> None:
 def _openai_errors(handler):
     """Answer OpenAIError (and anything unexpected) in OpenAI's shape. The handler's signature is kept (wraps), so
     Litestar injects what it names."""
+
     @functools.wraps(handler)
     async def wrapped(**kwargs: Any) -> Response:
         try:
             return await handler(**kwargs)
         except OpenAIError as exc:
             return exc.response()
+
     return wrapped
 
 
@@ -189,13 +230,25 @@ def _openai_errors(handler):
 async def list_models(request: Request, deployments: Deployments) -> Response:
     await _caller(request)
     items = await deployments.ready(request)
-    data = [{"id": d["id"], "object": "model", "created": int(_timestamp(d["ready_at"] or d["created_at"])),
-             "owned_by": "llm-cloud-trainer", "root": d["model"]} for d in items]
+    data = [
+        {
+            "id": d["id"],
+            "object": "model",
+            "created": int(_timestamp(d["ready_at"] or d["created_at"])),
+            "owned_by": "llm-cloud-trainer",
+            "root": d["model"],
+        }
+        for d in items
+    ]
     return Response({"object": "list", "data": data})
 
 
-@post("/v1/chat/completions", opt={"public": True}, tags=["openai"],
-      summary="OpenAI: chat with a deployment (stream or not); `model` is a deployment id or a deployed model's name")
+@post(
+    "/v1/chat/completions",
+    opt={"public": True},
+    tags=["openai"],
+    summary="OpenAI: chat with a deployment (stream or not); `model` is a deployment id or a deployed model's name",
+)
 @_openai_errors
 async def chat_completions(request: Request, deployments: Deployments, nc: Client) -> Response:
     await _caller(request)
@@ -207,21 +260,27 @@ async def chat_completions(request: Request, deployments: Deployments, nc: Clien
     if not isinstance(body, dict):
         raise OpenAIError(400, "the request body must be a JSON object", "invalid_json")
     if not isinstance(body.get("model"), str) or not body["model"]:
-        raise OpenAIError(400, "`model` is required: a deployment id or a deployed model's name", "missing_model",
-                          "model")
+        raise OpenAIError(
+            400, "`model` is required: a deployment id or a deployed model's name", "missing_model", "model"
+        )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise OpenAIError(400, "`messages` must be a non-empty list of {role, content} objects", "invalid_messages",
-                          "messages")
+        raise OpenAIError(
+            400, "`messages` must be a non-empty list of {role, content} objects", "invalid_messages", "messages"
+        )
     deployment = await deployments.resolve(request, body["model"])
     check_ready(deployment)
     return await relay(nc, deployment, raw, bool(body.get("stream")))
 
 
-@post("/api/deployments/{deployment_id:str}/chat", tags=["deployments"],
-      summary="Chat with one of your deployments (the playground): server-sent events when stream is true")
-async def playground_chat(request: Request, deployments: Deployments, nc: Client, deployment_id: str,
-                          data: PlaygroundChat) -> Response:
+@post(
+    "/api/deployments/{deployment_id:str}/chat",
+    tags=["deployments"],
+    summary="Chat with one of your deployments (the playground): server-sent events when stream is true",
+)
+async def playground_chat(
+    request: Request, deployments: Deployments, nc: Client, deployment_id: str, data: PlaygroundChat
+) -> Response:
     try:
         deployment = await deployments.one(request, deployment_id)
         check_ready(deployment)

@@ -44,8 +44,11 @@ def merge_schemas(schemas: list[dict]) -> dict:
     (`AuthRegisterRequest`, `DatasetsRegisterRequest`), whatever order the services come in."""
     merged = {
         "openapi": "3.1.0",
-        "info": {"title": "LLM-Cloud-Trainer API", "version": VERSION,
-                 "description": "Public REST API. Authenticate with `Authorization: Bearer <token or API key>`."},
+        "info": {
+            "title": "LLM-Cloud-Trainer API",
+            "version": VERSION,
+            "description": "Public REST API. Authenticate with `Authorization: Bearer <token or API key>`.",
+        },
         "paths": {},
         "components": {"schemas": {}, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
@@ -92,8 +95,9 @@ def _prefixed(schema: dict, clashing: set[str]) -> dict:
 
 
 @get("/api/openapi.json", opt={"public": True}, include_in_schema=False)
-async def openapi_document(request: Request, state: State, http: httpx.AsyncClient,
-                           settings: Injected[Settings]) -> Response:
+async def openapi_document(
+    request: Request, state: State, http: httpx.AsyncClient, settings: Injected[Settings]
+) -> Response:
     cached = state.get("openapi_cache")
     if not cached or time.monotonic() - cached[0] > CACHE_S:
         services = sorted(set(ROUTES.values()))

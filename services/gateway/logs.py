@@ -111,8 +111,11 @@ class LogHub:
 
 
 def lines_after(batch: contracts.LogBatch, after: int) -> list[dict]:
-    return [{"seq": line.seq, "stream": line.stream, "at": line.at.isoformat(), "text": line.text}
-            for line in batch.lines if line.seq > after]
+    return [
+        {"seq": line.seq, "stream": line.stream, "at": line.at.isoformat(), "text": line.text}
+        for line in batch.lines
+        if line.seq > after
+    ]
 
 
 _frame_encoder = msgspec.json.Encoder()

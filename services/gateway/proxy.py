@@ -29,10 +29,20 @@ ROUTES = {
     "models": "registry",
 }
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
 METHODS = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
 
 
@@ -63,7 +73,10 @@ async def forward(request: Request, service: str, client: httpx.AsyncClient, set
     """Send the request on to `service` and stream its answer back."""
     url = settings.service_url(service) + request.url.path
     upstream_request = client.build_request(
-        request.method, url, params=request.url.query or None, headers=upstream_headers(request),
+        request.method,
+        url,
+        params=request.url.query or None,
+        headers=upstream_headers(request),
         content=request.stream() if _has_body(request) else None,
     )
     try:
@@ -76,8 +89,11 @@ async def forward(request: Request, service: str, client: httpx.AsyncClient, set
     headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
     media_type = headers.pop("content-type", "application/octet-stream")
     return Stream(
-        upstream.aiter_raw(), status_code=upstream.status_code, headers=headers,
-        media_type=media_type, background=BackgroundTask(upstream.aclose),
+        upstream.aiter_raw(),
+        status_code=upstream.status_code,
+        headers=headers,
+        media_type=media_type,
+        background=BackgroundTask(upstream.aclose),
     )
 
 
@@ -91,8 +107,14 @@ def proxy_route(prefix: str, service: str):
     base = f"/api/{prefix}"
     paths = [base, base + "/{a:str}", base + "/{a:str}/{b:str}", base + "/{a:str}/{b:str}/{rest:path}"]
 
-    @route(path=paths, http_method=METHODS,
-           opt={"public": True}, include_in_schema=False, name=f"proxy-{prefix}", request_max_body_size=None)
+    @route(
+        path=paths,
+        http_method=METHODS,
+        opt={"public": True},
+        include_in_schema=False,
+        name=f"proxy-{prefix}",
+        request_max_body_size=None,
+    )
     async def handler(request: Request, http: httpx.AsyncClient, settings: Injected[Settings]) -> Response:
         # The owning service authenticates the caller itself (one shared guard).
         return await forward(request, service, http, settings)

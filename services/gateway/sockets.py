@@ -104,8 +104,9 @@ async def until_disconnect(socket: WebSocket, work) -> None:
 
 
 @websocket("/api/jobs/{rest:path}")
-async def job_sockets(socket: WebSocket, pool: Pool, nc: Client, log_hub: LogHub, principal: Principal,
-                      rest: str) -> None:
+async def job_sockets(
+    socket: WebSocket, pool: Pool, nc: Client, log_hub: LogHub, principal: Principal, rest: str
+) -> None:
     """`/api/jobs/feed` and `/api/jobs/{id}/logs?after=<seq>`; another user's job is a 404 (close 4404)."""
     parts = rest.strip("/").split("/")
     await socket.accept()

@@ -28,8 +28,11 @@ def _resolve(dist: Path, path: str) -> Path | None:
 async def web_client(settings: Injected[GatewaySettings], path: str = "/") -> Response:
     dist: Path = settings.web_dist
     if path.startswith("/api/"):
-        return Response({"error": {"code": "not_found", "message": f"no API route {path}", "field": None}},
-                        status_code=404, media_type=MediaType.JSON)
+        return Response(
+            {"error": {"code": "not_found", "message": f"no API route {path}", "field": None}},
+            status_code=404,
+            media_type=MediaType.JSON,
+        )
     found = _resolve(dist, path) or _resolve(dist, "index.html")
     if found is None:
         return Response(PLACEHOLDER, media_type=MediaType.HTML)

@@ -18,11 +18,24 @@ def model_for_job(model: rules.ModelRef, base: rules.ModelRef | None, prefer_hub
     """Where a job loads `model` from; a LoRA adapter (a local folder) is loaded on `base`."""
     if base is None:
         path, hub = model.loaded_from(prefer_hub)
-        return ModelForUse(name=model.name, kind=model.kind, model_path=path, template=model.template, hub=hub,
-                           parameter_count=model.parameter_count)
+        return ModelForUse(
+            name=model.name,
+            kind=model.kind,
+            model_path=path,
+            template=model.template,
+            hub=hub,
+            parameter_count=model.parameter_count,
+        )
     path, hub = base.loaded_from(prefer_hub)
-    return ModelForUse(name=model.name, kind=model.kind, model_path=path, adapter_path=model.location,
-                       template=model.template or base.template, hub=hub, parameter_count=base.parameter_count)
+    return ModelForUse(
+        name=model.name,
+        kind=model.kind,
+        model_path=path,
+        adapter_path=model.location,
+        template=model.template or base.template,
+        hub=hub,
+        parameter_count=base.parameter_count,
+    )
 
 
 async def model_for_use(context: Context, asked: ModelUseAsked) -> ModelForUse:
@@ -33,8 +46,12 @@ async def model_for_use(context: Context, asked: ModelUseAsked) -> ModelForUse:
         return model_for_job(model, None, asked.prefer_hub)
     base_row = await store.get(pool, model.base_model_id) if model.base_model_id else None
     if base_row is None:
-        raise ApiError(422, "base_model_missing", f"the base model of adapter {asked.name!r} was deleted: "
-                       "the adapter cannot be loaded without it", asked.field)
+        raise ApiError(
+            422,
+            "base_model_missing",
+            f"the base model of adapter {asked.name!r} was deleted: the adapter cannot be loaded without it",
+            asked.field,
+        )
     return model_for_job(model, rules.ModelRef.from_row(base_row), asked.prefer_hub)
 
 

@@ -42,13 +42,19 @@ async def catch_up(context: Context) -> None:
     try:
         if count := await service.register_missed_outputs(context.pool):
             log.info("registered %d job output(s) missed while away", count)
-    except Exception:  # noqa: BLE001 - the consumer still covers new results
+    except Exception:
         log.exception("catching up on job outputs failed")
 
 
 CONSUMERS = (
-    Consumer(durable=contracts.REGISTRY_JOB_EVENTS_CONSUMER, stream="JOB_EVENTS", subject=Subjects.JOB_STATUS_ALL,
-             decode=msgspec.json.Decoder(contracts.JobEvent).decode, handler=on_job_event, retry_s=FAILED_RETRY_S),
+    Consumer(
+        durable=contracts.REGISTRY_JOB_EVENTS_CONSUMER,
+        stream="JOB_EVENTS",
+        subject=Subjects.JOB_STATUS_ALL,
+        decode=msgspec.json.Decoder(contracts.JobEvent).decode,
+        handler=on_job_event,
+        retry_s=FAILED_RETRY_S,
+    ),
 )
 
 BACKGROUND = (Background(name="job outputs catch-up", run=catch_up),)

@@ -8,7 +8,6 @@ import os
 import struct
 from pathlib import Path
 
-
 MAX_NAME = 128
 
 

@@ -31,8 +31,9 @@ class ReferencePreset(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 def load_reference(path: Path = REFERENCE_FILE) -> list[PresetCreate]:
     """The reference presets, validated like an admin's POST /api/models (a bad file fails start-up)."""
     entries = msgspec.json.decode(path.read_bytes(), type=dict[str, ReferencePreset])
-    presets = [msgspec.convert({"name": name, **msgspec.to_builtins(entry)}, PresetCreate)
-               for name, entry in entries.items()]
+    presets = [
+        msgspec.convert({"name": name, **msgspec.to_builtins(entry)}, PresetCreate) for name, entry in entries.items()
+    ]
     for preset in presets:
         if not (preset.hf_path or preset.ms_path):
             raise ValueError(f"{path}: preset {preset.name!r} has neither hf_path nor ms_path")
@@ -47,24 +48,33 @@ async def sync_reference_presets(conn, path: Path = REFERENCE_FILE) -> int:
     """
     added = 0
     for preset in load_reference(path):
-        added += await conn.fetchval(
-            """
+        added += (
+            await conn.fetchval(
+                """
             INSERT INTO models (id, name, source, kind, visibility, hf_path, ms_path, parameter_count, template,
                                 remark, details)
             SELECT $1, $2, 'preset', 'base', 'public', $3, $4, $5, $6, $7, '{"reference": true}'
             WHERE NOT EXISTS (SELECT 1 FROM models WHERE source = 'preset' AND name = $2)
             ON CONFLICT DO NOTHING RETURNING 1
             """,
-            new_id("mdl"), preset.name, preset.hf_path, preset.ms_path, preset.parameter_count, preset.template,
-            preset.remark,
-        ) or 0
+                new_id("mdl"),
+                preset.name,
+                preset.hf_path,
+                preset.ms_path,
+                preset.parameter_count,
+                preset.template,
+                preset.remark,
+            )
+            or 0
+        )
     if added:
         log.info("registered %d reference preset(s) from %s", added, path)
     return added
 
 
-async def register_preset(pool: asyncpg.Pool, *, name: str, path: str, parameter_count: int | None,
-                          template: str = "default") -> str:
+async def register_preset(
+    pool: asyncpg.Pool, *, name: str, path: str, parameter_count: int | None, template: str = "default"
+) -> str:
     """Add or update a preset with a local copy at `path`; returns its id (retirement is left as it was)."""
     return await pool.fetchval(
         """
@@ -74,5 +84,9 @@ async def register_preset(pool: asyncpg.Pool, *, name: str, path: str, parameter
         DO UPDATE SET path = $3, parameter_count = $4, template = $5, updated_at = now()
         RETURNING id
         """,
-        new_id("mdl"), name, path, parameter_count, template,
+        new_id("mdl"),
+        name,
+        path,
+        parameter_count,
+        template,
     )

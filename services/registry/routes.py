@@ -29,7 +29,9 @@ class ModelController(Controller):
 
     @get("/", summary="List the caller's models and the presets (admins: every model)")
     async def list_models(
-        self, pool: Pool, principal: Principal,
+        self,
+        pool: Pool,
+        principal: Principal,
         kind: Kind | None = None,
         source: Source | None = None,
         q: Annotated[str | None, Parameter(max_length=128, description="part of the name or hub path")] = None,
@@ -39,8 +41,18 @@ class ModelController(Controller):
         page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> ModelPage:
-        return await service.list_models(pool, principal, kind=kind, source=source, search=q, retired=retired,
-                                         sort=sort, order=order, page=page, limit=limit)
+        return await service.list_models(
+            pool,
+            principal,
+            kind=kind,
+            source=source,
+            search=q,
+            retired=retired,
+            sort=sort,
+            order=order,
+            page=page,
+            limit=limit,
+        )
 
     @post("/", opt={"admin": True}, status_code=201, summary="Add a preset base model (admins)")
     async def create_preset(self, pool: Pool, principal: Principal, data: PresetCreate) -> Model:
@@ -58,7 +70,10 @@ class ModelController(Controller):
     async def update(self, pool: Pool, principal: Principal, model_id: str, data: ModelPatch) -> Model:
         return await service.update_model(pool, principal, model_id, data)
 
-    @delete("/{model_id:str}", status_code=204,
-            summary="Unregister a model nothing derives from and no unfinished job uses (files stay with the job)")
+    @delete(
+        "/{model_id:str}",
+        status_code=204,
+        summary="Unregister a model nothing derives from and no unfinished job uses (files stay with the job)",
+    )
     async def remove(self, pool: Pool, principal: Principal, model_id: str) -> None:
         await service.delete_model(pool, principal, model_id)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+
 import msgspec
 
 from services.common.contracts import ModelUse
@@ -90,8 +91,11 @@ def usable_for(use: Use, model: ModelRef | None, caller_id: str, name: str | Non
     if model.retired_at is not None:
         return Refusal("model_retired", f"preset {label!r} is retired: pick another model")
     if not _allowed(use, model):
-        return Refusal("model_not_trainable", f"{label!r} is a LoRA adapter, which cannot be a base for training: "
-                                              "export (merge) it first, then train from the export")
+        return Refusal(
+            "model_not_trainable",
+            f"{label!r} is a LoRA adapter, which cannot be a base for training: "
+            "export (merge) it first, then train from the export",
+        )
     return None
 
 

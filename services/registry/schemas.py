@@ -10,12 +10,32 @@ from msgspec import UNSET, Meta, UnsetType
 
 # The scheduler's pattern for `base_model`, so every name here can be asked for in a job.
 # msgspec matches with re.search, where `$` also matches before a final newline: (?!\n) stops "m\n".
-ModelName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$(?!\n)",
-                                description="1-128 characters: letters, digits, '_', '.', '-', '/'")]
-HubPath = Annotated[str, Meta(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$(?!\n)",
-                              description="a hub repository id: organisation/name")]
-LocalPath = Annotated[str, Meta(min_length=2, max_length=1024, pattern=r"^/[^\x00]*$(?!\n)",
-                                description="an absolute path on the shared storage")]
+ModelName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$(?!\n)",
+        description="1-128 characters: letters, digits, '_', '.', '-', '/'",
+    ),
+]
+HubPath = Annotated[
+    str,
+    Meta(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$(?!\n)",
+        description="a hub repository id: organisation/name",
+    ),
+]
+LocalPath = Annotated[
+    str,
+    Meta(
+        min_length=2,
+        max_length=1024,
+        pattern=r"^/[^\x00]*$(?!\n)",
+        description="an absolute path on the shared storage",
+    ),
+]
 Template = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$(?!\n)")]
 ParameterCount = Annotated[int, Meta(ge=1, le=10**13)]
 Remark = Annotated[str, Meta(max_length=2000, pattern=r"^[^\x00]*$")]

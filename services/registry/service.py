@@ -45,15 +45,39 @@ async def visible_row(conn, principal: Principal, model_id: str):
     return row
 
 
-async def list_models(pool: asyncpg.Pool, principal: Principal, *, kind: str | None, source: str | None,
-                      search: str | None, retired: bool | None, sort: str, order: str, page: int,
-                      limit: int) -> ModelPage:
+async def list_models(
+    pool: asyncpg.Pool,
+    principal: Principal,
+    *,
+    kind: str | None,
+    source: str | None,
+    search: str | None,
+    retired: bool | None,
+    sort: str,
+    order: str,
+    page: int,
+    limit: int,
+) -> ModelPage:
     """The caller's models and the presets (admins: every model), filtered, sorted, one page."""
-    rows, total = await store.list_models(pool, viewer=_viewer(principal), kind=kind, source=source,
-                                          search=search or None, retired=retired, sort=sort,
-                                          descending=order == "desc", limit=limit, offset=(page - 1) * limit)
-    return ModelPage(items=[to_model(r, principal) for r in rows], page=page, limit=limit, total=total,
-                     next_page=page + 1 if page * limit < total else None)
+    rows, total = await store.list_models(
+        pool,
+        viewer=_viewer(principal),
+        kind=kind,
+        source=source,
+        search=search or None,
+        retired=retired,
+        sort=sort,
+        descending=order == "desc",
+        limit=limit,
+        offset=(page - 1) * limit,
+    )
+    return ModelPage(
+        items=[to_model(r, principal) for r in rows],
+        page=page,
+        limit=limit,
+        total=total,
+        next_page=page + 1 if page * limit < total else None,
+    )
 
 
 async def get_model(pool: asyncpg.Pool, principal: Principal, model_id: str) -> Model:
@@ -71,9 +95,12 @@ async def lineage(pool: asyncpg.Pool, principal: Principal, model_id: str) -> Li
     def entry(r) -> LineageEntry:
         return to_model(r, principal, LineageEntry, depth=r["depth"])
 
-    return Lineage(model=to_model(row, principal), ancestors=[entry(r) for r in up],
-                   descendants=[entry(r) for r in down[:MAX_DESCENDANTS]],
-                   descendants_truncated=len(down) > MAX_DESCENDANTS)
+    return Lineage(
+        model=to_model(row, principal),
+        ancestors=[entry(r) for r in up],
+        descendants=[entry(r) for r in down[:MAX_DESCENDANTS]],
+        descendants_truncated=len(down) > MAX_DESCENDANTS,
+    )
 
 
 def check_local_path(path: str | None, field: str = "path") -> None:
@@ -92,10 +119,18 @@ async def create_preset(pool: asyncpg.Pool, principal: Principal, data: PresetCr
     _need_location(data.path, data.hf_path, data.ms_path)
     check_local_path(data.path)
     model_id = new_id("mdl")
-    row = await store.insert_preset(pool, model_id=model_id, name=data.name, path=data.path, hf_path=data.hf_path,
-                                    ms_path=data.ms_path, parameter_count=data.parameter_count,
-                                    template=data.template, remark=data.remark,
-                                    details={"created_by": principal.user_id})
+    row = await store.insert_preset(
+        pool,
+        model_id=model_id,
+        name=data.name,
+        path=data.path,
+        hf_path=data.hf_path,
+        ms_path=data.ms_path,
+        parameter_count=data.parameter_count,
+        template=data.template,
+        remark=data.remark,
+        details={"created_by": principal.user_id},
+    )
     if row is None:
         raise ApiError(409, "name_taken", f"a preset is already called {data.name!r}", "name")
     return await get_model(pool, principal, model_id)
@@ -183,18 +218,25 @@ async def register_job_output(pool: asyncpg.Pool, job_id: str) -> Outcome:
         return "known"
     parent = await store.find_parent(pool, job.owner_id, out.parent_name, out.parent_location)
     if parent is None:
-        log.warning("job %s succeeded but its parent model %r is gone: output not registered", job_id,
-                    out.parent_name)
+        log.warning("job %s succeeded but its parent model %r is gone: output not registered", job_id, out.parent_name)
         return "no_parent"
     size, counted = await asyncio.to_thread(_measure, out.path)
     details = dict(out.details)
     if out.kind == "lora" and counted:
         details["adapter_parameter_count"] = counted
     fields: dict[str, Any] = dict(  # insert_output's arguments but the id and name, the same for each try
-        kind=out.kind, source=out.source, owner_id=job.owner_id, base_model_id=parent["id"],
-        path=out.path, size_bytes=size, job_id=job_id, details=details,
+        kind=out.kind,
+        source=out.source,
+        owner_id=job.owner_id,
+        base_model_id=parent["id"],
+        path=out.path,
+        size_bytes=size,
+        job_id=job_id,
+        details=details,
         parameter_count=counted if out.kind == "full" and counted else parent["parameter_count"],
-        template=out.template or parent["template"], datasets=list(out.datasets or parent["datasets"]))
+        template=out.template or parent["template"],
+        datasets=list(out.datasets or parent["datasets"]),
+    )
     for long in (False, True):
         name = outputs.default_name(parent["name"], out.label, job_id, long=long)
         if await store.insert_output(pool, model_id=new_id("mdl"), name=name, **fields):
@@ -211,6 +253,6 @@ async def register_missed_outputs(pool: asyncpg.Pool) -> int:
     for job_id in await readmodels.succeeded_outputs_unregistered(pool, CATCH_UP_BATCH):
         try:
             registered += await register_job_output(pool, job_id) == "registered"
-        except Exception:  # noqa: BLE001 - one bad job must not stop the rest
+        except Exception:
             log.exception("could not register the output of job %s", job_id)
     return registered

@@ -26,7 +26,8 @@ async def by_name_for(conn, caller_id: str, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {COLUMNS} FROM {FROM} WHERE m.name = $1 AND {LIVE} "
         "AND (m.source = 'preset' OR m.owner_id = $2) ORDER BY (m.source = 'preset') LIMIT 1",
-        name, caller_id,
+        name,
+        caller_id,
     )
 
 
@@ -34,13 +35,16 @@ async def get(conn, model_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {COLUMNS} FROM {FROM} WHERE m.id = $1 AND {LIVE}", model_id)
 
 
-def _filters(viewer: str | None, kind: str | None, source: str | None, search: str | None,
-             retired: bool | None) -> tuple[str, list]:
-    where = f"{LIVE} AND {SEEN_BY.format(viewer='$1')} AND ($2::text IS NULL OR m.kind = $2) " \
-            "AND ($3::text IS NULL OR m.source = $3) " \
-            "AND ($4::text IS NULL OR m.name ILIKE $4 ESCAPE '\\' OR m.hf_path ILIKE $4 ESCAPE '\\' " \
-            "     OR m.ms_path ILIKE $4 ESCAPE '\\') " \
-            "AND ($5::boolean IS NULL OR (m.retired_at IS NOT NULL) = $5)"
+def _filters(
+    viewer: str | None, kind: str | None, source: str | None, search: str | None, retired: bool | None
+) -> tuple[str, list]:
+    where = (
+        f"{LIVE} AND {SEEN_BY.format(viewer='$1')} AND ($2::text IS NULL OR m.kind = $2) "
+        "AND ($3::text IS NULL OR m.source = $3) "
+        "AND ($4::text IS NULL OR m.name ILIKE $4 ESCAPE '\\' OR m.hf_path ILIKE $4 ESCAPE '\\' "
+        "     OR m.ms_path ILIKE $4 ESCAPE '\\') "
+        "AND ($5::boolean IS NULL OR (m.retired_at IS NOT NULL) = $5)"
+    )
     pattern = None
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -48,9 +52,19 @@ def _filters(viewer: str | None, kind: str | None, source: str | None, search: s
     return where, [viewer, kind, source, pattern, retired]
 
 
-async def list_models(conn, *, viewer: str | None, kind: str | None, source: str | None, search: str | None,
-                      retired: bool | None, sort: str, descending: bool, limit: int,
-                      offset: int) -> tuple[list[asyncpg.Record], int]:
+async def list_models(
+    conn,
+    *,
+    viewer: str | None,
+    kind: str | None,
+    source: str | None,
+    search: str | None,
+    retired: bool | None,
+    sort: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
     """One page of the models `viewer` sees (None: all), and how many there are in all."""
     if sort not in SORTS:
         raise ValueError(f"unknown sort {sort!r}")
@@ -59,7 +73,9 @@ async def list_models(conn, *, viewer: str | None, kind: str | None, source: str
     rows = await conn.fetch(
         f"SELECT {COLUMNS} FROM {FROM} WHERE {where} "
         f"ORDER BY m.{sort} {direction} NULLS LAST, m.id {direction} LIMIT $6 OFFSET $7",
-        *values, limit, offset,
+        *values,
+        limit,
+        offset,
     )
     total = await conn.fetchval(f"SELECT count(*) FROM models m WHERE {where}", *values)
     return rows, total
@@ -92,28 +108,40 @@ async def descendants(conn, model_id: str, viewer: str | None, limit: int) -> li
             WHERE m.deleted_at IS NULL AND down.depth < {MAX_DEPTH}
         )
         SELECT {COLUMNS}, down.depth FROM down JOIN {FROM} ON m.id = down.id
-        WHERE {SEEN_BY.format(viewer='$2')}
+        WHERE {SEEN_BY.format(viewer="$2")}
         ORDER BY down.depth, m.created_at, m.id LIMIT $3
         """,
-        model_id, viewer, limit,
+        model_id,
+        viewer,
+        limit,
     )
 
 
 async def live_children(conn, model_id: str) -> int:
-    return await conn.fetchval("SELECT count(*) FROM models WHERE base_model_id = $1 AND deleted_at IS NULL",
-                               model_id)
+    return await conn.fetchval("SELECT count(*) FROM models WHERE base_model_id = $1 AND deleted_at IS NULL", model_id)
 
 
 async def preset_named(conn, name: str, *, include_deleted: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT id FROM models WHERE source = 'preset' AND name = $1 AND ($2 OR deleted_at IS NULL) LIMIT 1",
-        name, include_deleted,
+        name,
+        include_deleted,
     )
 
 
-async def insert_preset(conn, *, model_id: str, name: str, path: str | None, hf_path: str | None,
-                        ms_path: str | None, parameter_count: int | None, template: str, remark: str | None,
-                        details: dict) -> asyncpg.Record | None:
+async def insert_preset(
+    conn,
+    *,
+    model_id: str,
+    name: str,
+    path: str | None,
+    hf_path: str | None,
+    ms_path: str | None,
+    parameter_count: int | None,
+    template: str,
+    remark: str | None,
+    details: dict,
+) -> asyncpg.Record | None:
     """A new preset; None when a live preset already has the name."""
     return await conn.fetchrow(
         """
@@ -123,7 +151,15 @@ async def insert_preset(conn, *, model_id: str, name: str, path: str | None, hf_
         ON CONFLICT (name) WHERE source = 'preset' AND deleted_at IS NULL DO NOTHING
         RETURNING id
         """,
-        model_id, name, path, hf_path, ms_path, parameter_count, template, remark, details,
+        model_id,
+        name,
+        path,
+        hf_path,
+        ms_path,
+        parameter_count,
+        template,
+        remark,
+        details,
     )
 
 
@@ -165,13 +201,29 @@ async def find_parent(conn, owner_id: str, name: str | None, location: str | Non
                  ($3 IN (m.path, m.hf_path, m.ms_path)) DESC NULLS LAST, (m.source = 'preset')
         LIMIT 1
         """,
-        owner_id, name, location,
+        owner_id,
+        name,
+        location,
     )
 
 
-async def insert_output(conn, *, model_id: str, name: str, kind: str, source: str, owner_id: str,
-                        base_model_id: str, path: str, size_bytes: int | None, parameter_count: int | None,
-                        template: str, job_id: str, datasets: list[str], details: dict) -> str | None:
+async def insert_output(
+    conn,
+    *,
+    model_id: str,
+    name: str,
+    kind: str,
+    source: str,
+    owner_id: str,
+    base_model_id: str,
+    path: str,
+    size_bytes: int | None,
+    parameter_count: int | None,
+    template: str,
+    job_id: str,
+    datasets: list[str],
+    details: dict,
+) -> str | None:
     """Register what a job produced; None when the job's model or the name already exists."""
     return await conn.fetchval(
         """
@@ -180,6 +232,17 @@ async def insert_output(conn, *, model_id: str, name: str, kind: str, source: st
         VALUES ($1, $2, $3, $4, 'private', $5, $6, $7, $8, $9, $10, $11, $12, $13)
         ON CONFLICT DO NOTHING RETURNING id
         """,
-        model_id, name, kind, source, owner_id, base_model_id, path, size_bytes, parameter_count, template,
-        job_id, datasets, details,
+        model_id,
+        name,
+        kind,
+        source,
+        owner_id,
+        base_model_id,
+        path,
+        size_bytes,
+        parameter_count,
+        template,
+        job_id,
+        datasets,
+        details,
     )

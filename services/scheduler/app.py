@@ -20,8 +20,14 @@ from .settings import SchedulerSettings
 SPEC = ServiceSpec(
     name="scheduler",
     description="jobs of every kind, the queue, placement, agents, cancellation and artifacts",
-    route_handlers=[JobController, EvalController, DeploymentController, QuotaController, AgentController,
-                    JobGpuController],
+    route_handlers=[
+        JobController,
+        EvalController,
+        DeploymentController,
+        QuotaController,
+        AgentController,
+        JobGpuController,
+    ],
     context=scheduler_context,
     background=handlers.BACKGROUND,
     consumers=handlers.CONSUMERS,

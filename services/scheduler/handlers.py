@@ -57,7 +57,7 @@ async def dispatch_forever(context: SchedulerContext) -> None:
                 pass
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the next pass retries
+        except Exception:
             log.exception("dispatch pass failed")
 
 
@@ -73,10 +73,21 @@ async def stop_relay(context: SchedulerContext) -> None:
 
 
 CONSUMERS = (
-    Consumer(durable=contracts.DISPATCHER_CONSUMER, stream="JOBS", subject=Subjects.JOB_SUBMITTED,
-             decode=bytes, handler=on_submitted),
-    Consumer(durable=contracts.JOB_EVENTS_CONSUMER, stream="JOB_EVENTS", subject=Subjects.JOB_STATUS_ALL,
-             decode=msgspec.json.Decoder(contracts.JobEvent).decode, handler=on_job_event, retry_s=EVENT_RETRY_S),
+    Consumer(
+        durable=contracts.DISPATCHER_CONSUMER,
+        stream="JOBS",
+        subject=Subjects.JOB_SUBMITTED,
+        decode=bytes,
+        handler=on_submitted,
+    ),
+    Consumer(
+        durable=contracts.JOB_EVENTS_CONSUMER,
+        stream="JOB_EVENTS",
+        subject=Subjects.JOB_STATUS_ALL,
+        decode=msgspec.json.Decoder(contracts.JobEvent).decode,
+        handler=on_job_event,
+        retry_s=EVENT_RETRY_S,
+    ),
 )
 
 BACKGROUND = (

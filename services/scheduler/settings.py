@@ -14,20 +14,30 @@ DAY = 86_400.0
 class FleetSettings:
     """How the scheduler treats agents and their history (docs/fleet.md)."""
 
-    offline_after_s: float = env("LLMCT_AGENT_OFFLINE_S", 60.0,
-                                 doc="silence after which an agent is offline: no new work goes to it, its "
-                                     "dispatched jobs go back to the queue (the one liveness threshold)")
-    remove_after_s: float = env("LLMCT_AGENT_REMOVE_S", DAY,
-                                doc="time offline after which an agent's registration is removed")
-    flush_s: float = env("LLMCT_HEARTBEAT_FLUSH_S", 1.0,
-                         doc="how often buffered heartbeats are written (one batch for all agents)")
+    offline_after_s: float = env(
+        "LLMCT_AGENT_OFFLINE_S",
+        60.0,
+        doc="silence after which an agent is offline: no new work goes to it, its "
+        "dispatched jobs go back to the queue (the one liveness threshold)",
+    )
+    remove_after_s: float = env(
+        "LLMCT_AGENT_REMOVE_S", DAY, doc="time offline after which an agent's registration is removed"
+    )
+    flush_s: float = env(
+        "LLMCT_HEARTBEAT_FLUSH_S", 1.0, doc="how often buffered heartbeats are written (one batch for all agents)"
+    )
     sweep_s: float = env("LLMCT_FLEET_SWEEP_S", 5.0, doc="how often silent agents are looked for")
-    sample_s: float = env("LLMCT_METRICS_SAMPLE_S", 10.0,
-                          doc="one raw history row per agent (and GPU) per this period, the mean of its beats")
-    raw_keep_s: float = env("LLMCT_METRICS_RAW_S", DAY,
-                            doc="raw samples are kept this long, then averaged into 1-minute rows")
-    minute_keep_s: float = env("LLMCT_METRICS_MINUTE_S", 7 * DAY,
-                               doc="1-minute averages are kept this long, then averaged into 1-hour rows")
+    sample_s: float = env(
+        "LLMCT_METRICS_SAMPLE_S",
+        10.0,
+        doc="one raw history row per agent (and GPU) per this period, the mean of its beats",
+    )
+    raw_keep_s: float = env(
+        "LLMCT_METRICS_RAW_S", DAY, doc="raw samples are kept this long, then averaged into 1-minute rows"
+    )
+    minute_keep_s: float = env(
+        "LLMCT_METRICS_MINUTE_S", 7 * DAY, doc="1-minute averages are kept this long, then averaged into 1-hour rows"
+    )
     max_age_s: float = env("LLMCT_METRICS_MAX_AGE_S", 90 * DAY, doc="history older than this is deleted")
     retention_every_s: float = env("LLMCT_METRICS_RETENTION_EVERY_S", 300.0, doc="how often the retention pass runs")
 
@@ -36,18 +46,26 @@ class FleetSettings:
 class SchedulerSettings(Settings, FleetSettings):
     """The platform's shared settings, the fleet's, and the scheduler's own: queue, quotas, deployments."""
 
-    deploy_idle_s: int = env("LLMCT_DEPLOY_IDLE_S", 300,
-                             doc="a deployment with no request for this long stops itself (the seed: 5 minutes)")
-    deploy_startup_s: int = env("LLMCT_DEPLOY_STARTUP_S", 180,
-                                doc="how long an agent waits for a model server to answer before failing it")
-    max_deployments: int = env("LLMCT_MAX_DEPLOYMENTS", 1,
-                               doc="active deployments per user unless an admin set the user's own limit")
-    max_gpus_per_user: int | None = env("LLMCT_MAX_GPUS_PER_USER", None,
-                                        doc="GPUs one user's running jobs may hold at once (unset: no limit)")
-    max_queued_per_user: int = env("LLMCT_MAX_QUEUED_PER_USER", 100,
-                                   doc="pending jobs one user may have; more are refused at submit")
-    fair_share_window_h: float = env("LLMCT_FAIR_SHARE_WINDOW_H", 24.0,
-                                     doc="the window of GPU-hours fair sharing counts (fewest goes first)")
+    deploy_idle_s: int = env(
+        "LLMCT_DEPLOY_IDLE_S", 300, doc="a deployment with no request for this long stops itself (the seed: 5 minutes)"
+    )
+    deploy_startup_s: int = env(
+        "LLMCT_DEPLOY_STARTUP_S", 180, doc="how long an agent waits for a model server to answer before failing it"
+    )
+    max_deployments: int = env(
+        "LLMCT_MAX_DEPLOYMENTS", 1, doc="active deployments per user unless an admin set the user's own limit"
+    )
+    max_gpus_per_user: int | None = env(
+        "LLMCT_MAX_GPUS_PER_USER", None, doc="GPUs one user's running jobs may hold at once (unset: no limit)"
+    )
+    max_queued_per_user: int = env(
+        "LLMCT_MAX_QUEUED_PER_USER", 100, doc="pending jobs one user may have; more are refused at submit"
+    )
+    fair_share_window_h: float = env(
+        "LLMCT_FAIR_SHARE_WINDOW_H", 24.0, doc="the window of GPU-hours fair sharing counts (fewest goes first)"
+    )
     model_hub: Literal["huggingface", "modelscope"] = env(
-        "LLMCT_MODEL_HUB", "huggingface",
-        doc="where a model registered on both hubs is downloaded from (huggingface | modelscope)")
+        "LLMCT_MODEL_HUB",
+        "huggingface",
+        doc="where a model registered on both hubs is downloaded from (huggingface | modelscope)",
+    )

@@ -49,8 +49,9 @@ def engine_venv() -> Path:
     """The engine's own venv (engine/install.sh); missing, it fails like tests/integration/engine."""
     venv = Path(os.environ.get("LLMCT_ENGINE_VENV", ROOT / ".venv-engine"))
     if not (venv / "bin" / "llamafactory-cli").exists():
-        pytest.fail(f"the engine environment is missing ({venv}/bin/llamafactory-cli): run engine/install.sh",
-                    pytrace=False)
+        pytest.fail(
+            f"the engine environment is missing ({venv}/bin/llamafactory-cli): run engine/install.sh", pytrace=False
+        )
     return venv
 
 
@@ -82,9 +83,14 @@ def storage(engine_venv):
     paths = StoragePaths(base=base, logs=base / "logs", hf_cache=base / "hf-cache")
     paths.ensure()
     write_tiny_datasets(paths.data)
-    done = subprocess.run([str(engine_venv / "bin" / "python"), "-m", "llmct.tiny.make_model",
-                           "--out", str(paths.models / "tiny")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [str(engine_venv / "bin" / "python"), "-m", "llmct.tiny.make_model", "--out", str(paths.models / "tiny")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     yield paths
     shutil.rmtree(base, ignore_errors=True)
@@ -100,8 +106,14 @@ def make_runtime(docker_engine, test_image, mounts, storage, agent_id):
     """DockerRuntime against the private engine, with the test image and its read-only mounts."""
 
     def make(**options) -> DockerRuntime:
-        defaults = dict(storage=storage, image=test_image, agent_id=agent_id, extra_mounts=mounts,
-                        base_url=docker_engine.base_url, cleanup_delay_s=0)
+        defaults = dict(
+            storage=storage,
+            image=test_image,
+            agent_id=agent_id,
+            extra_mounts=mounts,
+            base_url=docker_engine.base_url,
+            cleanup_delay_s=0,
+        )
         return DockerRuntime(**{**defaults, **options})
 
     return make
@@ -126,11 +138,23 @@ async def log_relay(nats_server, postgres_server):
     await relay.start()
 
     async def assign(job_id: str, agent_id: str, attempt: int = 1) -> None:
-        await store.insert_job(pool, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=0,
-                               request={}, config={}, config_yaml="", stages=[], output_dir="/nonexistent",
-                               estimate={})
-        await pool.execute("UPDATE jobs SET state = 'running', agent_id = $2, attempt = $3 WHERE id = $1",
-                           job_id, agent_id, attempt)
+        await store.insert_job(
+            pool,
+            job_id=job_id,
+            owner_id=owner_id,
+            kind="train",
+            priority=0,
+            gpu_count=0,
+            request={},
+            config={},
+            config_yaml="",
+            stages=[],
+            output_dir="/nonexistent",
+            estimate={},
+        )
+        await pool.execute(
+            "UPDATE jobs SET state = 'running', agent_id = $2, attempt = $3 WHERE id = $1", job_id, agent_id, attempt
+        )
 
     yield assign
     await relay.stop()

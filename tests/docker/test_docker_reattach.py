@@ -44,8 +44,14 @@ async def agents(nats_server, make_runtime, storage, docker_client):
 
     async def start() -> Runner:
         nc = await connect_bus(nats_server.url, f"agent-{agent_id}")
-        runner = Runner(nc=nc, js=nc.jetstream(), agent_id=agent_id, runtime=make_runtime(agent_id=agent_id),
-                        storage=storage, engine_env=ENGINE_ENV)
+        runner = Runner(
+            nc=nc,
+            js=nc.jetstream(),
+            agent_id=agent_id,
+            runtime=make_runtime(agent_id=agent_id),
+            storage=storage,
+            engine_env=ENGINE_ENV,
+        )
         await runner.start()
         started.append((runner, nc))
         return runner
@@ -122,8 +128,9 @@ async def test_a_restarted_agent_goes_on_with_its_running_training(agents, bus, 
     first = await agents()
     await dispatch(js, agents.agent_id, job_id, config_of(spec), spec.output_dir)
     events = []
-    while not (isinstance(event := await asyncio.wait_for(queue.get(), 300), contracts.JobProgressed)
-               and event.step >= 20):
+    while not (
+        isinstance(event := await asyncio.wait_for(queue.get(), 300), contracts.JobProgressed) and event.step >= 20
+    ):
         assert not isinstance(event, contracts.JobFinished), (event.message, event.last_lines)
         events.append(event)
     events.append(event)
@@ -159,15 +166,23 @@ async def test_a_restarted_agent_goes_on_with_its_running_training(agents, bus, 
     assert len(logged) == steps, len(logged)
 
 
-async def test_a_re_attached_job_can_be_cancelled_and_its_output_is_unbroken(agents, bus, storage, docker_client,
-                                                                            log_relay):
+async def test_a_re_attached_job_can_be_cancelled_and_its_output_is_unbroken(
+    agents, bus, storage, docker_client, log_relay
+):
     nc, js = bus
     job_id = new_job()
     await log_relay(job_id, agents.agent_id)
     queue = await events_of(nc, job_id)
     first = await agents()
-    await dispatch(js, agents.agent_id, job_id, {}, storage.output / job_id, kind="eval",
-                   commands=(("python", "-c", COUNT_FOREVER),))
+    await dispatch(
+        js,
+        agents.agent_id,
+        job_id,
+        {},
+        storage.output / job_id,
+        kind="eval",
+        commands=(("python", "-c", COUNT_FOREVER),),
+    )
     assert isinstance(await asyncio.wait_for(queue.get(), 60), contracts.JobStarted)
     log_file = storage.logs / f"{job_id}.log"
     await wait_for(lambda: log_file.exists() and log_file.read_text().count("\n") > 20)
@@ -193,16 +208,24 @@ async def test_a_re_attached_job_can_be_cancelled_and_its_output_is_unbroken(age
     assert counted == list(range(len(counted))) and len(counted) > 100  # 0, 1, 2, ...: none lost, none twice
 
 
-async def test_a_job_that_ended_while_no_agent_ran_is_reported_and_its_next_stage_runs(agents, bus, storage,
-                                                                                      docker_client, log_relay):
+async def test_a_job_that_ended_while_no_agent_ran_is_reported_and_its_next_stage_runs(
+    agents, bus, storage, docker_client, log_relay
+):
     nc, js = bus
     job_id = new_job()
     await log_relay(job_id, agents.agent_id)
     queue = await events_of(nc, job_id)
     first = await agents()
     count = "import time\nfor i in range(300):\n    print(i, flush=True)\n    time.sleep(0.01)"
-    await dispatch(js, agents.agent_id, job_id, {}, storage.output / job_id, kind="export",
-                   commands=(("python", "-c", count), ("python", "-c", "print('stage two')")))
+    await dispatch(
+        js,
+        agents.agent_id,
+        job_id,
+        {},
+        storage.output / job_id,
+        kind="export",
+        commands=(("python", "-c", count), ("python", "-c", "print('stage two')")),
+    )
     assert isinstance(await asyncio.wait_for(queue.get(), 60), contracts.JobStarted)
     await asyncio.sleep(0.5)
     await agents.stop(first)
@@ -221,8 +244,9 @@ async def test_a_job_that_ended_while_no_agent_ran_is_reported_and_its_next_stag
     assert any("exited meanwhile" in line.text for line in lines)
 
 
-async def test_a_deployment_found_after_a_restart_is_stopped_and_reported(agents, bus, storage, docker_client,
-                                                                         make_runtime):
+async def test_a_deployment_found_after_a_restart_is_stopped_and_reported(
+    agents, bus, storage, docker_client, make_runtime
+):
     nc, js = bus
     job_id = new_job().replace("job_", "dep_")
     runtime = make_runtime(agent_id=agents.agent_id)

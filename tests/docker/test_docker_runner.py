@@ -26,8 +26,7 @@ async def agent(nats_server, make_runtime, storage, agent_id):
     nc = await connect_bus(nats_server.url, "docker-runner-test")
     js = nc.jetstream()
     await ensure_streams(js)
-    runner = Runner(nc=nc, js=js, agent_id=agent_id, runtime=make_runtime(), storage=storage,
-                    engine_env=ENGINE_ENV)
+    runner = Runner(nc=nc, js=js, agent_id=agent_id, runtime=make_runtime(), storage=storage, engine_env=ENGINE_ENV)
     await runner.start()
     yield nc, js, runner
     await runner.stop()
@@ -75,8 +74,9 @@ async def serving_agent(nats_server, make_runtime, storage, agent_id):
     nc = await connect_bus(nats_server.url, "docker-serving-test")
     js = nc.jetstream()
     await ensure_streams(js)
-    runner = Runner(nc=nc, js=js, agent_id=agent_id, runtime=make_runtime(network="host"), storage=storage,
-                    engine_env=ENGINE_ENV)
+    runner = Runner(
+        nc=nc, js=js, agent_id=agent_id, runtime=make_runtime(network="host"), storage=storage, engine_env=ENGINE_ENV
+    )
     await runner.start()
     yield nc, js, runner
     await runner.stop()
@@ -106,14 +106,27 @@ async def chat(nc, agent_id: str, deployment_id: str, body: dict, timeout: float
 async def test_a_deployment_serves_chat_from_a_container(serving_agent, storage, agent_id, docker_client):
     nc, js, _ = serving_agent
     job_id = new_job().replace("job_", "dep_")
-    config = {"model_name_or_path": str(storage.models / "tiny"), "template": "default", "trust_remote_code": False,
-              "infer_backend": "huggingface", "max_new_tokens": 4}
-    stage = contracts.EngineStage(name="serve", command=("llamafactory-cli", "api"),
-                                  config_yaml=yaml.safe_dump(config),
-                                  serve=contracts.ServeOptions(startup_timeout_s=120, idle_timeout_s=600))
+    config = {
+        "model_name_or_path": str(storage.models / "tiny"),
+        "template": "default",
+        "trust_remote_code": False,
+        "infer_backend": "huggingface",
+        "max_new_tokens": 4,
+    }
+    stage = contracts.EngineStage(
+        name="serve",
+        command=("llamafactory-cli", "api"),
+        config_yaml=yaml.safe_dump(config),
+        serve=contracts.ServeOptions(startup_timeout_s=120, idle_timeout_s=600),
+    )
     queue = await events_of(nc, job_id)
-    order = contracts.JobDispatched(job_id=job_id, kind="deploy", stages=(stage,),
-                                    output_dir=str(storage.output / job_id), dispatched_at=datetime.now(UTC))
+    order = contracts.JobDispatched(
+        job_id=job_id,
+        kind="deploy",
+        stages=(stage,),
+        output_dir=str(storage.output / job_id),
+        dispatched_at=datetime.now(UTC),
+    )
     await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(order))
     while not isinstance(event := await asyncio.wait_for(queue.get(), 180), contracts.DeploymentReady):
         assert not isinstance(event, contracts.JobFinished), (event.message, event.last_lines)
@@ -132,9 +145,14 @@ async def hub_agent(nats_server, make_runtime, storage, agent_id):
     nc = await connect_bus(nats_server.url, "docker-hub-test")
     js = nc.jetstream()
     await ensure_streams(js)
-    runner = Runner(nc=nc, js=js, agent_id=agent_id, runtime=make_runtime(), storage=storage,
-                    engine_env={**ENGINE_ENV, "MODELSCOPE_API_MAX_RETRIES": "1",
-                                "MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS": "1"})
+    runner = Runner(
+        nc=nc,
+        js=js,
+        agent_id=agent_id,
+        runtime=make_runtime(),
+        storage=storage,
+        engine_env={**ENGINE_ENV, "MODELSCOPE_API_MAX_RETRIES": "1", "MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS": "1"},
+    )
     await runner.start()
     yield nc, js, runner
     await runner.stop()
@@ -148,11 +166,17 @@ async def test_a_modelscope_model_is_asked_of_modelscope_from_the_container(hub_
     nc, js, _ = hub_agent
     job_id = new_job()
     config = {**config_of(lora_spec(storage, job_id)), "model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}
-    stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), hub="modelscope",
-                                  config_yaml=yaml.safe_dump(config))
+    stage = contracts.EngineStage(
+        name="train", command=("llamafactory-cli", "train"), hub="modelscope", config_yaml=yaml.safe_dump(config)
+    )
     queue = await events_of(nc, job_id)
-    order = contracts.JobDispatched(job_id=job_id, kind="train", stages=(stage,),
-                                    output_dir=str(storage.output / job_id), dispatched_at=datetime.now(UTC))
+    order = contracts.JobDispatched(
+        job_id=job_id,
+        kind="train",
+        stages=(stage,),
+        output_dir=str(storage.output / job_id),
+        dispatched_at=datetime.now(UTC),
+    )
     await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(order))
     finished = (await until_finished(queue))[-1]
     log_text = (storage.logs / f"{job_id}.log").read_text()

@@ -72,8 +72,13 @@ async def test_a_real_lora_job_runs_in_a_container(make_runtime, storage, docker
 
     # The container is the one the seed describes, labelled for this agent.
     info = docker_client.api.inspect_container(f"llm-train-{job_id}")
-    assert info["Config"]["Labels"] == {LABEL_AGENT: agent_id, LABEL_JOB: job_id, LABEL_KIND: "train",
-                                        "llmct.stage": "0", "llmct.attempt": "1"}
+    assert info["Config"]["Labels"] == {
+        LABEL_AGENT: agent_id,
+        LABEL_JOB: job_id,
+        LABEL_KIND: "train",
+        "llmct.stage": "0",
+        "llmct.attempt": "1",
+    }
     assert info["HostConfig"]["ShmSize"] == 2 * 1024**3 and info["HostConfig"]["Init"] is True
     assert info["Config"]["Image"] == runtime.plan.image and info["Config"]["Cmd"] == list(spec.command)
     env = dict(item.split("=", 1) for item in info["Config"]["Env"])
@@ -87,10 +92,12 @@ async def test_a_real_lora_job_runs_in_a_container(make_runtime, storage, docker
 
 
 async def test_stdout_and_stderr_are_told_apart(make_runtime, storage):
-    code = ("import sys\n"
-            "print('out one'); print('err one', file=sys.stderr, flush=True)\n"
-            "print('out two: ünï ✓'); sys.stderr.write('err two' + 'x' * 70000 + '\\n')\n"
-            "sys.stdout.write('no newline at the end'); sys.exit(3)\n")
+    code = (
+        "import sys\n"
+        "print('out one'); print('err one', file=sys.stderr, flush=True)\n"
+        "print('out two: ünï ✓'); sys.stderr.write('err two' + 'x' * 70000 + '\\n')\n"
+        "sys.stdout.write('no newline at the end'); sys.exit(3)\n"
+    )
     run = await make_runtime().start(python_spec(storage, new_job(), code))
     lines, exit_info = await run_to_end(run, 60)
     assert exit_info == ExitInfo(exit_code=3)
@@ -129,8 +136,9 @@ async def test_stop_ends_a_running_container_at_once(make_runtime, storage):
     await run.stop(grace_s=1)  # stopping a stopped container is harmless
 
 
-async def test_cleanup_removes_only_this_agents_exited_containers(make_runtime, storage, docker_client,
-                                                                  test_image, agent_id):
+async def test_cleanup_removes_only_this_agents_exited_containers(
+    make_runtime, storage, docker_client, test_image, agent_id
+):
     runtime = make_runtime()
     ours = []
     for _ in range(2):
@@ -196,11 +204,10 @@ async def test_a_gpu_request_on_a_host_without_gpus_is_gpu_unavailable(make_runt
     assert caught.value.reason == "gpu_unavailable", caught.value.message
     assert "NVIDIA Container Toolkit" in caught.value.message
     assert not containers_named(docker_client, f"llm-{spec.kind}-{spec.job_id}")
-    reason, _ = failures.classify(ExitInfo(exit_code=-1, error=caught.value.message,
-                                           error_reason=caught.value.reason), [])
+    reason, _ = failures.classify(
+        ExitInfo(exit_code=-1, error=caught.value.message, error_reason=caught.value.reason), []
+    )
     assert reason == "gpu_unavailable"
-
-
 
 
 async def test_an_image_without_the_engine_is_engine_missing(make_runtime, storage):

@@ -55,8 +55,13 @@ def stack(stack_env, nats_server, tmp_path_factory):
     env = {**os.environ, **stack_env, "LLMCT_HEARTBEAT_S": "1", "LLMCT_CPU_SLOTS": "2", "LLMCT_RUNTIME": "process"}
     # The agent runs as its own NATS user, limited to its own subjects, as in production (docs/fleet.md).
     agent = nats_server.add_agent(E2E_AGENT)
-    env.update({"LLMCT_AGENT_ID": E2E_AGENT, "LLMCT_AGENT_NATS_USER": agent["NATS_USER"],
-                "LLMCT_AGENT_NATS_PASSWORD": agent["NATS_PASSWORD"]})
+    env.update(
+        {
+            "LLMCT_AGENT_ID": E2E_AGENT,
+            "LLMCT_AGENT_NATS_USER": agent["NATS_USER"],
+            "LLMCT_AGENT_NATS_PASSWORD": agent["NATS_PASSWORD"],
+        }
+    )
     for name in ("gateway", "auth", "scheduler", "datasets", "registry", "agent"):
         env[f"LLMCT_{name.upper()}_PORT"] = str(free_port())
     log_dir = tmp_path_factory.mktemp("service-logs")
@@ -88,8 +93,10 @@ def web_prerequisites() -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} does not exist: install it with `apt-get install -y chromium`")
     if not WEB_INDEX.exists():
-        pytest.fail(f"{WEB_INDEX.relative_to(ROOT)} does not exist: build the web client first "
-                    "(`cd web && npm ci && npm run build`)")
+        pytest.fail(
+            f"{WEB_INDEX.relative_to(ROOT)} does not exist: build the web client first "
+            "(`cd web && npm ci && npm run build`)"
+        )
 
 
 @pytest.fixture(scope="module")

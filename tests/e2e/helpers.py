@@ -21,9 +21,19 @@ from tests.helpers import eventually, unique
 
 # A LoRA SFT of the tiny model on the CPU, a few seconds long.
 TRAIN = {
-    "kind": "train", "base_model": "tiny-llama", "datasets": ["tiny_sft"], "stage": "sft",
-    "finetuning_type": "lora", "gpu_count": 0, "max_steps": 12, "logging_steps": 1, "save_steps": 6,
-    "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "cutoff_len": 128, "lora_rank": 4,
+    "kind": "train",
+    "base_model": "tiny-llama",
+    "datasets": ["tiny_sft"],
+    "stage": "sft",
+    "finetuning_type": "lora",
+    "gpu_count": 0,
+    "max_steps": 12,
+    "logging_steps": 1,
+    "save_steps": 6,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "cutoff_len": 128,
+    "lora_rank": 4,
 }
 
 
@@ -88,8 +98,12 @@ async def gpu_agent(gw: httpx.AsyncClient, stack, prefix: str = "gpu-box", memor
     db = await asyncpg.connect(stack.env["DATABASE_URL"])
     try:
         nc = await nats.connect(stack.env["NATS_URL"])
-        beat = contracts.AgentHeartbeat(agent_id=agent_id, hostname=agent_id, sent_at=datetime.now(UTC), gpus=(
-            contracts.GpuStatus(index=0, name="NVIDIA A10", memory_total_mb=memory_mb),))
+        beat = contracts.AgentHeartbeat(
+            agent_id=agent_id,
+            hostname=agent_id,
+            sent_at=datetime.now(UTC),
+            gpus=(contracts.GpuStatus(index=0, name="NVIDIA A10", memory_total_mb=memory_mb),),
+        )
         await nc.publish(contracts.Subjects.agent_heartbeat(agent_id), contracts.encode(beat))
         await nc.flush()
         await nc.close()
@@ -155,14 +169,16 @@ TABLET = {"width": 820, "height": 1180}
 
 def signed_in_page(browser: Browser, stack, username: str) -> tuple[Page, list[str]]:
     """A fresh browser context with `username` registered (through the API) and logged in (through the form)."""
-    context = browser.new_context(base_url=stack.gateway_url, viewport={"width": 1280, "height": 900},
-                                  accept_downloads=True)
+    context = browser.new_context(
+        base_url=stack.gateway_url, viewport={"width": 1280, "height": 900}, accept_downloads=True
+    )
     page = context.new_page()
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    answer = page.request.post("/api/auth/register",
-                               data={"username": username, "password": PASSWORD, "invite_code": stack.invite_code})
+    answer = page.request.post(
+        "/api/auth/register", data={"username": username, "password": PASSWORD, "invite_code": stack.invite_code}
+    )
     assert answer.status == 201, answer.text()
     page.goto("/login")
     page.get_by_label("Username").fill(username)

@@ -22,10 +22,14 @@ def main(base: str, adapter: str, merged: str) -> None:
         base_logits = plain(**inputs).logits
         with_adapter = PeftModel.from_pretrained(plain, adapter)(**inputs).logits
         merged_logits = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)(**inputs).logits
-    print(json.dumps({
-        "merged_vs_adapter": (merged_logits - with_adapter).abs().max().item(),
-        "merged_vs_base": (merged_logits - base_logits).abs().max().item(),
-    }))
+    print(
+        json.dumps(
+            {
+                "merged_vs_adapter": (merged_logits - with_adapter).abs().max().item(),
+                "merged_vs_base": (merged_logits - base_logits).abs().max().item(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

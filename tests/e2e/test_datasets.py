@@ -23,8 +23,12 @@ def jsonl(rows) -> bytes:
 
 async def upload(gw, headers, name: str, filename: str, content: bytes, **fields):
     # Text parts first, so a bad name is refused before the file is sent.
-    return await gw.post("/api/datasets/upload", headers=headers, data={"name": name, "format": "alpaca", **fields},
-                         files={"file": (filename, content, "application/octet-stream")})
+    return await gw.post(
+        "/api/datasets/upload",
+        headers=headers,
+        data={"name": name, "format": "alpaca", **fields},
+        files={"file": (filename, content, "application/octet-stream")},
+    )
 
 
 async def test_tiny_datasets_are_public(gw, tiny_model):

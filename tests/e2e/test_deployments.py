@@ -54,8 +54,9 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
         assert ready["state"] == "ready", ready
         assert 0 < ready["idle_seconds_left"] <= ready["idle_timeout_s"] == 300
         assert "owner" not in ready or ready["owner"] is None, "admins' fields stay empty for users"
-        assert not any(isinstance(v, str) and ("/" in v or ":" in v) for k, v in ready.items()
-                       if not k.endswith("_at")), f"no host, port or path: {ready}"
+        assert not any(
+            isinstance(v, str) and ("/" in v or ":" in v) for k, v in ready.items() if not k.endswith("_at")
+        ), f"no host, port or path: {ready}"
 
         # The playground: server-sent events in OpenAI's chunk shape, ending with [DONE].
         r = await gw.post(f"/api/deployments/{dep['id']}/chat", json={"messages": MESSAGES}, headers=owner)
@@ -63,8 +64,9 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
         events = sse_events(r.text)
         assert events[-1] == "[DONE]" and len(events) >= 3
         assert all(json.loads(e)["object"] == "chat.completion.chunk" for e in events[:-1])
-        r = await gw.post(f"/api/deployments/{dep['id']}/chat", json={"messages": MESSAGES, "stream": False},
-                          headers=owner)
+        r = await gw.post(
+            f"/api/deployments/{dep['id']}/chat", json={"messages": MESSAGES, "stream": False}, headers=owner
+        )
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["role"] == "assistant", r.text
 
         # The official client, unchanged, pointed at the gateway.
@@ -76,9 +78,12 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
         assert answer.usage.completion_tokens > 0 and answer.usage.prompt_tokens > 0
         by_name = await client.chat.completions.create(model=tiny_model, messages=MESSAGES, max_tokens=3)
         assert by_name.model == dep["id"], "a model name resolves to the caller's deployment of it"
-        pieces = [chunk async for chunk in await client.chat.completions.create(
-            model=dep["id"], messages=MESSAGES, max_tokens=6, stream=True,
-            stream_options={"include_usage": True})]
+        pieces = [
+            chunk
+            async for chunk in await client.chat.completions.create(
+                model=dep["id"], messages=MESSAGES, max_tokens=6, stream=True, stream_options={"include_usage": True}
+            )
+        ]
         text = "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
         assert text and pieces[-1].usage.completion_tokens > 0
         with pytest.raises(openai.NotFoundError) as missing:
@@ -114,8 +119,7 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
         assert (await gw.get(f"/api/deployments/{dep['id']}/log", headers=other)).status_code == 404
         r = await gw.post(f"/api/deployments/{dep['id']}/chat", json={"messages": MESSAGES}, headers=other)
         assert r.status_code == 404, r.text
-        r = await gw.post("/v1/chat/completions", json={"model": dep["id"], "messages": MESSAGES},
-                          headers=other)
+        r = await gw.post("/v1/chat/completions", json={"model": dep["id"], "messages": MESSAGES}, headers=other)
         assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", r.text
         r = await gw.post("/v1/chat/completions", json={"model": tiny_model, "messages": MESSAGES}, headers=other)
         assert r.status_code == 404, r.text
@@ -144,8 +148,12 @@ async def test_an_idle_deployment_stops_itself(gw, stack, tiny_model):
 
 async def test_an_adapter_is_served_on_its_base(gw, stack, tiny_model):
     owner = await login(gw, stack.invite_code, unique("adapter-deployer"))
-    job = await wait_for_state(gw, owner, (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 2, "save_steps": 2},
-                                                         headers=owner)).json()["id"], {"succeeded", "failed"})
+    job = await wait_for_state(
+        gw,
+        owner,
+        (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 2, "save_steps": 2}, headers=owner)).json()["id"],
+        {"succeeded", "failed"},
+    )
     assert job["state"] == "succeeded", job["message"]
     adapter = await registered(gw, owner, job["id"])
     dep = await deploy(gw, owner, model=adapter["name"])
@@ -154,8 +162,9 @@ async def test_an_adapter_is_served_on_its_base(gw, stack, tiny_model):
         assert ready["state"] == "ready", ready
         config = (await gw.get(f"/api/jobs/{dep['id']}", headers=owner)).json()["config"]
         assert config["adapter_name_or_path"] == adapter["path"] and config["finetuning_type"] == "lora"
-        r = await gw.post(f"/api/deployments/{dep['id']}/chat", json={"messages": MESSAGES, "stream": False},
-                          headers=owner)
+        r = await gw.post(
+            f"/api/deployments/{dep['id']}/chat", json={"messages": MESSAGES, "stream": False}, headers=owner
+        )
         assert r.status_code == 200, r.text
     finally:
         await stop(gw, owner, dep["id"])
@@ -170,8 +179,7 @@ async def test_a_model_that_cannot_start_fails_with_its_reason(gw, stack, tiny_m
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     name = unique("broken-model")
-    r = await gw.post("/api/models", json={"name": name, "path": str(broken), "parameter_count": 1000},
-                      headers=admin)
+    r = await gw.post("/api/models", json={"name": name, "path": str(broken), "parameter_count": 1000}, headers=admin)
     assert r.status_code == 201, r.text
     owner = await login(gw, stack.invite_code, unique("broken-deployer"))
     dep = await deploy(gw, owner, model=name)
@@ -180,12 +188,15 @@ async def test_a_model_that_cannot_start_fails_with_its_reason(gw, stack, tiny_m
     assert "last log lines" in ended["message"], ended["message"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"model": "no-such-model"}, "model"),
-    ({"generation": {"temperature": 5}}, "generation.temperature"),
-    ({"idle_timeout_s": 1}, "idle_timeout_s"),
-    ({"config_overrides": {"model_name_or_path": "x"}}, "config_overrides.model_name_or_path"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"model": "no-such-model"}, "model"),
+        ({"generation": {"temperature": 5}}, "generation.temperature"),
+        ({"idle_timeout_s": 1}, "idle_timeout_s"),
+        ({"config_overrides": {"model_name_or_path": "x"}}, "config_overrides.model_name_or_path"),
+    ],
+)
 async def test_bad_deployments_are_refused(gw, stack, tiny_model, body, field):
     user = await login(gw, stack.invite_code, unique("deploy-bad-input"))
     r = await gw.post("/api/deployments", json={**DEPLOY, **body}, headers=user)
@@ -194,8 +205,12 @@ async def test_bad_deployments_are_refused(gw, stack, tiny_model, body, field):
 
 async def test_openai_routes_refuse_malformed_requests(gw, stack):
     user = await login(gw, stack.invite_code, unique("openai-bad-input"))
-    for body, status in [(b"{nope", 400), (b"[]", 400), (b'{"messages": []}', 400),
-                         (b'{"model": "x", "messages": "hi"}', 400)]:
+    for body, status in [
+        (b"{nope", 400),
+        (b"[]", 400),
+        (b'{"messages": []}', 400),
+        (b'{"model": "x", "messages": "hi"}', 400),
+    ]:
         r = await gw.post("/v1/chat/completions", content=body, headers={**user, "content-type": "application/json"})
         assert r.status_code == status and set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
     async with httpx.AsyncClient(base_url=stack.gateway_url) as bare:

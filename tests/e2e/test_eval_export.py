@@ -14,8 +14,15 @@ from .helpers import TRAIN, login, registered, unique, wait_for_state
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ENDED = {"succeeded", "failed", "cancelled"}
-EVAL = {"kind": "eval", "model": "tiny-llama", "datasets": ["tiny_sft"], "gpu_count": 0, "max_samples": 12,
-        "per_device_eval_batch_size": 4, "cutoff_len": 128}
+EVAL = {
+    "kind": "eval",
+    "model": "tiny-llama",
+    "datasets": ["tiny_sft"],
+    "gpu_count": 0,
+    "max_samples": 12,
+    "per_device_eval_batch_size": 4,
+    "cutoff_len": 128,
+}
 GENERATE = {**EVAL, "evaluation": "generation", "max_samples": 6, "max_new_tokens": 8}
 MERGE_CHECK = Path(__file__).with_name("merge_check.py")
 
@@ -57,7 +64,9 @@ async def test_loss_and_generation_evals_store_metrics_and_compare(gw, adapter):
     assert gen_job["config"]["model_name_or_path"] != adapter["model"]["path"], "an adapter runs on its base"
 
     loss = loss_job["metrics"]
-    assert loss["eval_loss"] > 0 and abs(loss["perplexity"] - 2.718281828 ** loss["eval_loss"]) < 1e-6 * loss["perplexity"]
+    assert (
+        loss["eval_loss"] > 0 and abs(loss["perplexity"] - 2.718281828 ** loss["eval_loss"]) < 1e-6 * loss["perplexity"]
+    )
     assert loss["samples"] == 12 and loss["samples_per_second"] > 0 and loss["latency_ms"] > 0
     gen = gen_job["metrics"]
     assert {"bleu_4", "rouge_1", "rouge_2", "rouge_l", "samples_per_second", "latency_ms"} <= set(gen)
@@ -67,8 +76,9 @@ async def test_loss_and_generation_evals_store_metrics_and_compare(gw, adapter):
     assert view["evaluation"] == "generation" and view["model"] == adapter["model"]["name"]
     assert view["samples_total"] == 6 and len(view["samples"]) == 6
     assert all(s["prompt"] and s["label"] for s in view["samples"])
-    page = (await gw.get(f"/api/evals/{gen_job['id']}/samples", headers=owner,
-                         params={"offset": 4, "limit": 10})).json()
+    page = (
+        await gw.get(f"/api/evals/{gen_job['id']}/samples", headers=owner, params={"offset": 4, "limit": 10})
+    ).json()
     assert [s["index"] for s in page["items"]] == [4, 5] and page["total"] == 6
 
     listing = (await gw.get("/api/evals", headers=owner)).json()
@@ -80,8 +90,9 @@ async def test_loss_and_generation_evals_store_metrics_and_compare(gw, adapter):
     comparison = r.json()
     assert [run["id"] for run in comparison["runs"]] == [loss_job["id"], gen_job["id"]]
     assert {"eval_loss", "perplexity", "bleu_4", "rouge_l"} <= set(comparison["metric_names"])
-    assert comparison["samples"] and all(s["predictions"][0] is None and s["predictions"][1] is not None
-                                         for s in comparison["samples"])
+    assert comparison["samples"] and all(
+        s["predictions"][0] is None and s["predictions"][1] is not None for s in comparison["samples"]
+    )
 
     # A training job is no evaluation; someone else's evaluation does not exist.
     r = await gw.get("/api/evals/compare", headers=owner, params={"ids": f"{loss_job['id']},{adapter['job']['id']}"})
@@ -90,8 +101,14 @@ async def test_loss_and_generation_evals_store_metrics_and_compare(gw, adapter):
 
 async def test_benchmark_eval_scores_accuracy(gw, stack, tiny_model):
     user = await login(gw, stack.invite_code, unique("benchmarker"))
-    body = {"kind": "eval", "model": tiny_model, "evaluation": "benchmark", "task": "tinymc", "n_shot": 1,
-            "gpu_count": 0}
+    body = {
+        "kind": "eval",
+        "model": tiny_model,
+        "evaluation": "benchmark",
+        "task": "tinymc",
+        "n_shot": 1,
+        "gpu_count": 0,
+    }
     r = await gw.post("/api/evals", json={k: v for k, v in body.items() if k != "kind"}, headers=user)
     assert r.status_code == 201, r.text
     job = await wait_for_state(gw, user, r.json()["id"], ENDED)
@@ -100,8 +117,9 @@ async def test_benchmark_eval_scores_accuracy(gw, stack, tiny_model):
     assert 0 <= metrics["accuracy"] <= 100 and metrics["samples"] == 12
     assert {"accuracy_stem", "accuracy_social_sciences", "accuracy_humanities"} <= set(metrics)
 
-    r = await gw.post("/api/evals", json={**{k: v for k, v in body.items() if k != "kind"}, "task": "mmlu"},
-                      headers=user)
+    r = await gw.post(
+        "/api/evals", json={**{k: v for k, v in body.items() if k != "kind"}, "task": "mmlu"}, headers=user
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_task", r.text
     assert "tinymc" in r.json()["error"]["message"]
 
@@ -114,8 +132,18 @@ async def test_export_merges_an_adapter_and_registers_it(gw, stack, adapter):
     export_dir = Path(job["config"]["export_dir"])
     assert (export_dir / "Modelfile").is_file() and list(export_dir.glob("*.safetensors"))
 
-    check = subprocess.run([str(ENGINE_PYTHON), str(MERGE_CHECK), job["config"]["model_name_or_path"],
-                            adapter["model"]["path"], str(export_dir)], capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [
+            str(ENGINE_PYTHON),
+            str(MERGE_CHECK),
+            job["config"]["model_name_or_path"],
+            adapter["model"]["path"],
+            str(export_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stderr[-2000:]
     diff = json.loads(check.stdout.strip().splitlines()[-1])
     assert diff["merged_vs_adapter"] < 1e-3, diff
@@ -139,9 +167,17 @@ async def test_export_merges_an_adapter_and_registers_it(gw, stack, adapter):
 
 async def test_lora_with_gptq_runs_two_stages_and_names_the_missing_package(gw, stack, adapter):
     owner = adapter["owner"]
-    body = {"kind": "export", "model": adapter["model"]["name"],
-            "quantization": {"method": "gptq", "bits": 4, "calibration_dataset": "tiny_pt", "calibration_samples": 4,
-                             "calibration_maxlen": 16}}
+    body = {
+        "kind": "export",
+        "model": adapter["model"]["name"],
+        "quantization": {
+            "method": "gptq",
+            "bits": 4,
+            "calibration_dataset": "tiny_pt",
+            "calibration_samples": 4,
+            "calibration_maxlen": 16,
+        },
+    }
     r = await gw.post("/api/jobs", json=body, headers=owner)
     assert r.status_code == 201, r.text
     submitted = r.json()
@@ -157,32 +193,42 @@ async def test_lora_with_gptq_runs_two_stages_and_names_the_missing_package(gw, 
     assert (Path(job["config"]["model_name_or_path"]) / "config.json").is_file(), "stage 1 left the merged model"
 
 
-@pytest.mark.parametrize("body, field, code", [
-    ({"quantization": {"method": "gptq", "bits": 4}}, "quantization.calibration_dataset", "invalid_field"),
-    ({"quantization": {"method": "bitsandbytes", "bits": 4}}, "gpu_count", "invalid_field"),
-    ({"quantization": {"method": "bitsandbytes", "bits": 3}, "gpu_count": 1}, "quantization.bits", "invalid_field"),
-    ({"quantization": {"method": "gptq", "calibration_dataset": "tiny_sft"}}, "quantization.calibration_dataset",
-     "dataset_not_for_calibration"),
-    ({"quantization": {"method": "awq"}}, "quantization.method", "invalid_field"),
-    ({"export_device": "auto"}, "export_device", "invalid_field"),
-    ({"export_size": 0}, "export_size", "invalid_field"),
-    ({"config_overrides": {"export_dir": "/etc"}}, "config_overrides.export_dir", "forbidden_override"),
-])
+@pytest.mark.parametrize(
+    "body, field, code",
+    [
+        ({"quantization": {"method": "gptq", "bits": 4}}, "quantization.calibration_dataset", "invalid_field"),
+        ({"quantization": {"method": "bitsandbytes", "bits": 4}}, "gpu_count", "invalid_field"),
+        ({"quantization": {"method": "bitsandbytes", "bits": 3}, "gpu_count": 1}, "quantization.bits", "invalid_field"),
+        (
+            {"quantization": {"method": "gptq", "calibration_dataset": "tiny_sft"}},
+            "quantization.calibration_dataset",
+            "dataset_not_for_calibration",
+        ),
+        ({"quantization": {"method": "awq"}}, "quantization.method", "invalid_field"),
+        ({"export_device": "auto"}, "export_device", "invalid_field"),
+        ({"export_size": 0}, "export_size", "invalid_field"),
+        ({"config_overrides": {"export_dir": "/etc"}}, "config_overrides.export_dir", "forbidden_override"),
+    ],
+)
 async def test_bad_exports_are_refused(gw, stack, adapter, body, field, code):
-    r = await gw.post("/api/jobs", json={"kind": "export", "model": adapter["model"]["name"], **body},
-                      headers=adapter["owner"])
+    r = await gw.post(
+        "/api/jobs", json={"kind": "export", "model": adapter["model"]["name"], **body}, headers=adapter["owner"]
+    )
     assert r.status_code == 422, r.text
     assert (r.json()["error"]["field"], r.json()["error"]["code"]) == (field, code), r.text
 
 
-@pytest.mark.parametrize("body, field, code", [
-    ({"evaluation": "benchmark"}, "task", "invalid_field"),
-    ({"datasets": []}, "datasets", "invalid_field"),
-    ({"datasets": ["no-such-data"]}, "datasets[0]", "unknown_dataset"),
-    ({"task": "tinymc"}, "task", "invalid_field"),
-    ({"evaluation": "vibes"}, "evaluation", "invalid_field"),
-    ({"config_overrides": {"task_dir": "x"}}, "config_overrides.task_dir", "forbidden_override"),
-])
+@pytest.mark.parametrize(
+    "body, field, code",
+    [
+        ({"evaluation": "benchmark"}, "task", "invalid_field"),
+        ({"datasets": []}, "datasets", "invalid_field"),
+        ({"datasets": ["no-such-data"]}, "datasets[0]", "unknown_dataset"),
+        ({"task": "tinymc"}, "task", "invalid_field"),
+        ({"evaluation": "vibes"}, "evaluation", "invalid_field"),
+        ({"config_overrides": {"task_dir": "x"}}, "config_overrides.task_dir", "forbidden_override"),
+    ],
+)
 async def test_bad_evals_are_refused(gw, stack, tiny_model, body, field, code):
     user = await login(gw, stack.invite_code, unique("eval-bad-input"))
     r = await gw.post("/api/jobs", json={**EVAL, **body}, headers=user)
@@ -199,8 +245,11 @@ async def test_a_full_model_export_without_quantisation_is_refused(gw, stack, ti
 async def test_another_users_model_is_refused_for_every_kind(gw, stack, adapter):
     other = await login(gw, stack.invite_code, unique("eval-outsider"))
     name = adapter["model"]["name"]
-    for body, field in [({**TRAIN, "base_model": name}, "base_model"), ({**EVAL, "model": name}, "model"),
-                        ({"kind": "export", "model": name}, "model")]:
+    for body, field in [
+        ({**TRAIN, "base_model": name}, "base_model"),
+        ({**EVAL, "model": name}, "model"),
+        ({"kind": "export", "model": name}, "model"),
+    ]:
         r = await gw.post("/api/jobs", json=body, headers=other)
         assert r.status_code == 422, r.text
         assert r.json()["error"]["code"] == "unknown_model" and r.json()["error"]["field"] == field, r.text

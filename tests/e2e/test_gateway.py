@@ -9,7 +9,9 @@ pytestmark = pytest.mark.e2e
 
 async def test_register_login_me_through_gateway(gw, stack):
     name = unique("gw-user")
-    r = await gw.post("/api/auth/register", json={"username": name, "password": "rainy-days-77", "invite_code": stack.invite_code})
+    r = await gw.post(
+        "/api/auth/register", json={"username": name, "password": "rainy-days-77", "invite_code": stack.invite_code}
+    )
     assert r.status_code == 201, r.text
     r = await gw.post("/api/auth/login", json={"username": name, "password": "rainy-days-77"})
     assert r.status_code == 200, r.text

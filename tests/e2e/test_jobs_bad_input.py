@@ -15,30 +15,39 @@ async def user(gw, stack, tiny_model):
     return await login(gw, stack.invite_code, unique("bad-input"))
 
 
-@pytest.mark.parametrize("change, field, code", [
-    ({"base_model": None}, "base_model", "invalid_field"),
-    ({"base_model": "no-such-model"}, "base_model", "unknown_model"),
-    ({"datasets": ["no_such_data"]}, "datasets[0]", "unknown_dataset"),
-    ({"datasets": []}, "datasets", "invalid_field"),
-    ({"kind": "teleport"}, "kind", "invalid_field"),
-    ({"per_device_train_batch_size": 65}, "per_device_train_batch_size", "invalid_field"),
-    ({"learning_rate": -1}, "learning_rate", "invalid_field"),
-    ({"stage": "rlhf"}, "stage", "invalid_field"),
-    ({"eval_steps": 10}, "val_size", "invalid_field"),
-    ({"unknown_knob": 1}, "unknown_knob", "invalid_field"),
-    ({"config_overrides": {"output_dir": "/tmp/elsewhere"}}, "config_overrides.output_dir", "forbidden_override"),
-    ({"config_overrides": {"model_name_or_path": "evil/model"}}, "config_overrides.model_name_or_path",
-     "forbidden_override"),
-    ({"config_overrides": {"trust_remote_code": True}}, "config_overrides.trust_remote_code", "forbidden_override"),
-    ({"config_overrides": {"deepspeed": "/etc/passwd"}}, "config_overrides.deepspeed", "forbidden_override"),
-    ({"config_overrides": {"lora_target": "../../x"}}, "config_overrides.lora_target", "forbidden_override"),
-    ({"config_overrides": {"generation": {"path": "/root/.ssh"}}}, "config_overrides.generation.path",
-     "forbidden_override"),
-    ({"config_overrides": {"bf16": True}}, "config_overrides", "invalid_override"),
-    ({"gpu_count": 1}, "gpu_count", "no_capacity"),
-    ({"finetuning_type": "qlora"}, "finetuning_type", "invalid_field"),
-    ({"warmup_ratio": 0.1, "warmup_steps": 5}, "warmup_steps", "invalid_field"),
-])
+@pytest.mark.parametrize(
+    "change, field, code",
+    [
+        ({"base_model": None}, "base_model", "invalid_field"),
+        ({"base_model": "no-such-model"}, "base_model", "unknown_model"),
+        ({"datasets": ["no_such_data"]}, "datasets[0]", "unknown_dataset"),
+        ({"datasets": []}, "datasets", "invalid_field"),
+        ({"kind": "teleport"}, "kind", "invalid_field"),
+        ({"per_device_train_batch_size": 65}, "per_device_train_batch_size", "invalid_field"),
+        ({"learning_rate": -1}, "learning_rate", "invalid_field"),
+        ({"stage": "rlhf"}, "stage", "invalid_field"),
+        ({"eval_steps": 10}, "val_size", "invalid_field"),
+        ({"unknown_knob": 1}, "unknown_knob", "invalid_field"),
+        ({"config_overrides": {"output_dir": "/tmp/elsewhere"}}, "config_overrides.output_dir", "forbidden_override"),
+        (
+            {"config_overrides": {"model_name_or_path": "evil/model"}},
+            "config_overrides.model_name_or_path",
+            "forbidden_override",
+        ),
+        ({"config_overrides": {"trust_remote_code": True}}, "config_overrides.trust_remote_code", "forbidden_override"),
+        ({"config_overrides": {"deepspeed": "/etc/passwd"}}, "config_overrides.deepspeed", "forbidden_override"),
+        ({"config_overrides": {"lora_target": "../../x"}}, "config_overrides.lora_target", "forbidden_override"),
+        (
+            {"config_overrides": {"generation": {"path": "/root/.ssh"}}},
+            "config_overrides.generation.path",
+            "forbidden_override",
+        ),
+        ({"config_overrides": {"bf16": True}}, "config_overrides", "invalid_override"),
+        ({"gpu_count": 1}, "gpu_count", "no_capacity"),
+        ({"finetuning_type": "qlora"}, "finetuning_type", "invalid_field"),
+        ({"warmup_ratio": 0.1, "warmup_steps": 5}, "warmup_steps", "invalid_field"),
+    ],
+)
 async def test_refused_with_the_field_named(gw, user, change, field, code):
     body = {k: v for k, v in {**TRAIN, **change}.items() if v is not None}
     r = await gw.post("/api/jobs", json=body, headers=user)
@@ -56,8 +65,7 @@ async def test_malformed_json_and_no_caller(gw, user):
 
 
 async def test_pretraining_forces_full_from_scratch(gw, user):
-    r = await gw.post("/api/jobs", json={**TRAIN, "stage": "pt", "datasets": ["tiny_pt"], "max_steps": 1},
-                      headers=user)
+    r = await gw.post("/api/jobs", json={**TRAIN, "stage": "pt", "datasets": ["tiny_pt"], "max_steps": 1}, headers=user)
     assert r.status_code == 201, r.text
     config = r.json()["config"]
     assert config["finetuning_type"] == "full" and config["train_from_scratch"] is True
@@ -65,8 +73,15 @@ async def test_pretraining_forces_full_from_scratch(gw, user):
 
 
 async def test_allowed_overrides_are_merged_last(gw, user):
-    r = await gw.post("/api/jobs", json={**TRAIN, "max_steps": 1, "config_overrides": {
-        "lr_scheduler_type": "linear", "deepspeed": "z2", "max_grad_norm": 0.5}}, headers=user)
+    r = await gw.post(
+        "/api/jobs",
+        json={
+            **TRAIN,
+            "max_steps": 1,
+            "config_overrides": {"lr_scheduler_type": "linear", "deepspeed": "z2", "max_grad_norm": 0.5},
+        },
+        headers=user,
+    )
     assert r.status_code == 201, r.text
     config = r.json()["config"]
     assert config["lr_scheduler_type"] == "linear" and config["max_grad_norm"] == 0.5

@@ -71,8 +71,9 @@ async def test_log_viewer_resumes_across_a_gateway_restart(gw, stack, tiny_model
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
     before = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
     await asyncio.to_thread(stack.restart, "gateway")
-    after = await read_logs(ws_url, token, after=before[-1]["seq"],
-                            until=lambda ls: any("job succeeded" in l["text"] for l in ls))
+    after = await read_logs(
+        ws_url, token, after=before[-1]["seq"], until=lambda ls: any("job succeeded" in l["text"] for l in ls)
+    )
     seqs = [l["seq"] for l in before + after]
     assert seqs == list(range(1, len(seqs) + 1)), "no line lost or repeated across the restart"
 
@@ -82,7 +83,9 @@ async def test_job_list_pages_and_filters(gw, stack, tiny_model):
     ids = [(await gw.post("/api/jobs", json={**TRAIN, "max_steps": 1}, headers=headers)).json()["id"] for _ in range(3)]
     seen, cursor = [], None
     while True:
-        page = (await gw.get("/api/jobs", headers=headers, params={"limit": 2, **({"cursor": cursor} if cursor else {})})).json()
+        page = (
+            await gw.get("/api/jobs", headers=headers, params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        ).json()
         seen += [j["id"] for j in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
@@ -120,10 +123,15 @@ async def test_resume_a_cancelled_job_from_its_checkpoint_then_retry_it(gw, stac
     r = await gw.post(f"/api/jobs/{job['id']}/resume", headers=headers)
     assert r.status_code == 202, r.text
     resumed = r.json()
-    assert resumed["state"] in ("pending", "dispatched", "running") and resumed["reason"] in ("resumed", "placed",
-                                                                                              "started")
-    assert "resume_from_checkpoint:" in resumed["config_yaml"] and "checkpoint-" in resumed["config"][
-        "resume_from_checkpoint"]
+    assert resumed["state"] in ("pending", "dispatched", "running") and resumed["reason"] in (
+        "resumed",
+        "placed",
+        "started",
+    )
+    assert (
+        "resume_from_checkpoint:" in resumed["config_yaml"]
+        and "checkpoint-" in resumed["config"]["resume_from_checkpoint"]
+    )
     running = await wait_for_state(gw, headers, job["id"], {"running", "failed", "succeeded"}, timeout=120)
     assert running["state"] != "failed", running["message"]
     for _ in range(180):  # the trainer picks up from the checkpoint, not from step 0
@@ -149,8 +157,9 @@ async def test_a_pending_job_shows_its_position_and_why_it_waits(gw, stack, tiny
     # A GPU agent of this test's own, registered but drained: the GPU job is taken (some agent could hold it) and
     # waits, as no online agent has a free GPU (the stack's own agent has none).
     async with gpu_agent(gw, stack, "waiter-gpu-box"):
-        r = await gw.post("/api/jobs", json={**TRAIN, "gpu_count": 1, "per_device_train_batch_size": 1},
-                          headers=headers)
+        r = await gw.post(
+            "/api/jobs", json={**TRAIN, "gpu_count": 1, "per_device_train_batch_size": 1}, headers=headers
+        )
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         try:
@@ -163,6 +172,7 @@ async def test_a_pending_job_shows_its_position_and_why_it_waits(gw, stack, tiny
             assert "GPU" in detail["wait_reason"], detail["wait_reason"]
             listed = (await gw.get("/api/jobs", headers=headers, params={"state": "pending"})).json()["items"]
             assert [(j["id"], j["queue_position"] >= 1, j["wait_reason"]) for j in listed] == [
-                (job_id, True, detail["wait_reason"])], "the list says the same as the job's page"
+                (job_id, True, detail["wait_reason"])
+            ], "the list says the same as the job's page"
         finally:
             await gw.post(f"/api/jobs/{job_id}/cancel", headers=headers)

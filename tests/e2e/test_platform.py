@@ -99,8 +99,9 @@ async def test_websocket_echo_needs_a_caller(gw, stack):
     async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         await ws.send("again")
         assert json.loads(await ws.recv())["echo"] == "again"
-    key = (await gw.post("/api/auth/api-keys", json={"name": "ws"},
-                         headers={"Authorization": f"Bearer {token}"})).json()["key"]
+    key = (
+        await gw.post("/api/auth/api-keys", json={"name": "ws"}, headers={"Authorization": f"Bearer {token}"})
+    ).json()["key"]
     async with websockets.connect(f"{ws_url}?token={key}") as ws:
         await ws.send("key")
         assert json.loads(await ws.recv())["user"] == name

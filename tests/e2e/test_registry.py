@@ -1,6 +1,5 @@
 """The registry through the whole platform: a real tiny LoRA training registers its adapter, with lineage."""
 
-
 import pytest
 
 from .helpers import TRAIN, admin_token, login, registered, unique, wait_for_state
@@ -44,8 +43,10 @@ async def test_a_trained_adapter_appears_with_its_lineage(gw, stack, tiny_model)
     assert adapter["id"] not in [d["id"] for d in theirs["descendants"]]
     r = await gw.post("/api/jobs", json={**TRAIN, "base_model": adapter["name"]}, headers=other)
     assert r.status_code == 422 and r.json()["error"] == {
-        "code": "unknown_model", "field": "base_model",
-        "message": f"model {adapter['name']!r} is not a preset or one of your models"}
+        "code": "unknown_model",
+        "field": "base_model",
+        "message": f"model {adapter['name']!r} is not a preset or one of your models",
+    }
 
     # The owner renames it; the lineage follows the id, not the name.
     new_name = unique("my-first-adapter")

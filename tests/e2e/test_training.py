@@ -10,6 +10,7 @@ from .helpers import TRAIN, admin_token, login, read_logs, unique, wait_for_stat
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+
 async def test_lora_sft_end_to_end(gw, stack, tiny_model):
     headers = await login(gw, stack.invite_code, unique("trainer"))
     r = await gw.post("/api/jobs", json=TRAIN, headers=headers)
@@ -25,8 +26,13 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
         lines = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
     except TimeoutError:
         detail = (await gw.get(f"/api/jobs/{job['id']}", headers=headers)).json()
-        busy = (await gw.get("/api/jobs", headers={"Authorization": f"Bearer {await admin_token(gw, stack)}"},
-                             params={"state": "running"})).json()
+        busy = (
+            await gw.get(
+                "/api/jobs",
+                headers={"Authorization": f"Bearer {await admin_token(gw, stack)}"},
+                params={"state": "running"},
+            )
+        ).json()
         raise AssertionError(f"no loss line: job {detail['state']} {detail['history']}; running: {busy}")
     seqs = [l["seq"] for l in lines]
     assert seqs == sorted(seqs) and seqs[0] == 1, "replay starts at the first line, in order"

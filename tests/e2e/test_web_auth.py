@@ -114,8 +114,9 @@ def test_admin_creates_an_invite(page: Page, stack, tmp_path):
     # Limits: the admin raises one user's GPU limit and puts it back; accounts are listed by name, so a name
     # starting with 0 is on the first page however many the other tests made.
     name = f"0-limits-{secrets.token_hex(3)}"
-    made = page.request.post("/api/auth/register", data={"username": name, "password": "bright-meadow-4821",
-                                                         "invite_code": code})
+    made = page.request.post(
+        "/api/auth/register", data={"username": name, "password": "bright-meadow-4821", "invite_code": code}
+    )
     assert made.status == 201, made.text()
     page.reload()
     users = page.get_by_role("region", name="Users and limits")

@@ -54,7 +54,9 @@ def test_admin_fleet(admin_page: Page, tmp_path):
     card.get_by_role("link", name=E2E_AGENT).click()
     expect(page.get_by_role("heading", level=1, name=f"Agent {E2E_AGENT}")).to_be_visible()
     expect(page.get_by_role("heading", name="Resource history")).to_be_visible()
-    expect(page.locator(".chart__plot canvas").first.or_(page.get_by_text("No samples in this period."))).to_be_visible()
+    expect(
+        page.locator(".chart__plot canvas").first.or_(page.get_by_text("No samples in this period."))
+    ).to_be_visible()
     keep_screenshot(page, tmp_path, "agent.png")
     page.set_viewport_size(TABLET)
     keep_screenshot(page, tmp_path, "agent-tablet.png")

@@ -18,8 +18,9 @@ from .helpers import TABLET, TRAIN, keep_screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-SFT_ROWS = "".join(f'{{"instruction": "Add {n} and {n}.", "output": "{n} plus {n} is {2 * n}."}}\n'
-                   for n in range(16)).encode()
+SFT_ROWS = "".join(
+    f'{{"instruction": "Add {n} and {n}.", "output": "{n} plus {n} is {2 * n}."}}\n' for n in range(16)
+).encode()
 
 
 @pytest.fixture
@@ -45,8 +46,9 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
     page.get_by_role("button", name="Upload a dataset").click()
     form = page.get_by_role("region", name="Upload a dataset")
     form.get_by_label("Name").fill(dataset)
-    form.get_by_label("Files").set_input_files(files=[{
-        "name": "mine.jsonl", "mimeType": "application/json", "buffer": SFT_ROWS}])
+    form.get_by_label("Files").set_input_files(
+        files=[{"name": "mine.jsonl", "mimeType": "application/json", "buffer": SFT_ROWS}]
+    )
     form.get_by_role("button", name="Upload", exact=True).click()
     expect(page.get_by_role("status").filter(has_text=dataset)).to_contain_text("16 rows")
 
@@ -56,9 +58,15 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
     page.get_by_label("Base model").select_option("tiny-llama")
     page.get_by_role("checkbox", name=re.compile(dataset)).check()
     expect(page.get_by_role("checkbox", name=re.compile("tiny_pt"))).to_be_enabled()  # text fits sft too
-    for label, value in (("Max steps", "12"), ("Gradient accumulation", "1"), ("Cutoff length (tokens)", "128"),
-                         ("LoRA rank", "4"), ("Log every (steps)", "1"), ("Checkpoint every (steps)", "6"),
-                         ("GPUs", "0")):
+    for label, value in (
+        ("Max steps", "12"),
+        ("Gradient accumulation", "1"),
+        ("Cutoff length (tokens)", "128"),
+        ("LoRA rank", "4"),
+        ("Log every (steps)", "1"),
+        ("Checkpoint every (steps)", "6"),
+        ("GPUs", "0"),
+    ):
         fill(page, label, value)
     # The preview is the scheduler's own rendering of the form (a dry run), paths included.
     preview = page.get_by_test_id("yaml-preview")
@@ -194,7 +202,9 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
 
     page.goto(f"/jobs/{eval_id}")
     expect(page.locator(".job-head .pill")).to_have_text("Succeeded", timeout=180_000)
-    expect(page.get_by_role("region", name="Metrics").or_(page.locator("section", has_text="Metrics"))).to_contain_text("eval_loss")
+    expect(page.get_by_role("region", name="Metrics").or_(page.locator("section", has_text="Metrics"))).to_contain_text(
+        "eval_loss"
+    )
     keep_screenshot(page, tmp_path, "eval-succeeded.png")
 
     # Someone else sees none of it.
@@ -273,7 +283,8 @@ def test_cancel_then_run_again_from_the_job_page(trainer: Page, tmp_path):
         badge = page.locator(".job-head .pill")
         # Past step 3: checkpoint-3 is written.
         expect(page.get_by_role("status").filter(has_text=re.compile(r"^Step ([4-9]|\d\d+): loss"))).to_be_visible(
-            timeout=240_000)
+            timeout=240_000
+        )
         page.get_by_role("button", name="Cancel job").click()
         page.get_by_role("button", name="Yes, stop it").click()
         expect(badge).to_have_text("Cancelled", timeout=60_000)
@@ -285,7 +296,9 @@ def test_cancel_then_run_again_from_the_job_page(trainer: Page, tmp_path):
         expect(page.get_by_text("Back in the queue: training continues from its newest checkpoint.")).to_be_visible()
         expect(badge).to_have_text(re.compile("Queued|Starting|Running"))
         expect(page.get_by_role("region", name="State history")).to_contain_text("resumed")
-        expect(page.get_by_role("region", name="Frozen configuration (YAML)")).to_contain_text("resume_from_checkpoint:")
+        expect(page.get_by_role("region", name="Frozen configuration (YAML)")).to_contain_text(
+            "resume_from_checkpoint:"
+        )
         expect(badge).to_have_text("Running", timeout=120_000)
         page.get_by_role("button", name="Cancel job").click()
         page.get_by_role("button", name="Yes, stop it").click()
@@ -294,7 +307,9 @@ def test_cancel_then_run_again_from_the_job_page(trainer: Page, tmp_path):
         page.get_by_role("button", name="Retry from the start").click()
         expect(page.get_by_text("Back in the queue: it runs again from the start")).to_be_visible()
         expect(page.get_by_role("region", name="State history")).to_contain_text("retried")
-        expect(page.get_by_role("region", name="Frozen configuration (YAML)")).not_to_contain_text("resume_from_checkpoint")
+        expect(page.get_by_role("region", name="Frozen configuration (YAML)")).not_to_contain_text(
+            "resume_from_checkpoint"
+        )
         keep_screenshot(page, tmp_path, "job-retried.png")
     finally:
         page.request.post(f"/api/jobs/{job_id}/cancel", headers=auth)
@@ -313,25 +328,37 @@ def test_catalog_pages(trainer: Page, tmp_path):
     page.get_by_role("button", name="Upload a dataset").click()
     form = page.get_by_role("region", name="Upload a dataset")
     form.get_by_label("Name").fill("web-bad")
-    form.get_by_label("Files").set_input_files(files=[{
-        "name": "bad.jsonl", "mimeType": "application/json",
-        "buffer": b'{"instruction": "hi", "output": "yo"}\n{"instruction": "no answer"}\n',
-    }])
+    form.get_by_label("Files").set_input_files(
+        files=[
+            {
+                "name": "bad.jsonl",
+                "mimeType": "application/json",
+                "buffer": b'{"instruction": "hi", "output": "yo"}\n{"instruction": "no answer"}\n',
+            }
+        ]
+    )
     form.get_by_role("button", name="Upload", exact=True).click()
     expect(form.get_by_role("alert")).to_contain_text("1 of 2 rows do not fit the alpaca format")
     expect(form.get_by_role("listitem").filter(has_text="output")).to_be_visible()
     keep_screenshot(page, tmp_path, "datasets-upload-refused.png")
 
     form.get_by_label("Name").fill("web-good")
-    form.get_by_label("Files").set_input_files(files=[{
-        "name": "good.jsonl", "mimeType": "application/json",
-        "buffer": b'{"instruction": "hi", "output": "yo"}\n{"instruction": "2+2", "output": "4"}\n',
-    }])
+    form.get_by_label("Files").set_input_files(
+        files=[
+            {
+                "name": "good.jsonl",
+                "mimeType": "application/json",
+                "buffer": b'{"instruction": "hi", "output": "yo"}\n{"instruction": "2+2", "output": "4"}\n',
+            }
+        ]
+    )
     form.get_by_role("button", name="Upload", exact=True).click()
     expect(page.get_by_role("status").filter(has_text="web-good")).to_contain_text("2 rows")
     page.get_by_role("link", name="Preview it").click()
     expect(page.get_by_role("heading", level=1, name="Dataset web-good")).to_be_visible()
-    expect(page.get_by_role("region", name="Preview").or_(page.locator("section", has_text="Preview"))).to_contain_text("2+2")
+    expect(page.get_by_role("region", name="Preview").or_(page.locator("section", has_text="Preview"))).to_contain_text(
+        "2+2"
+    )
     page.get_by_label("Remark").fill("two rows for the web test")
     page.get_by_role("button", name="Save remark").click()
     expect(page.get_by_text("Saved.")).to_be_visible()

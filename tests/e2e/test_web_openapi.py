@@ -13,8 +13,10 @@ pytestmark = [pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "web" / "scripts" / "openapi_snapshot.py"
-FIX = ("run `.venv/bin/python web/scripts/openapi_snapshot.py && (cd web && npm run gen:api)` "
-       "and commit web/openapi.json and web/src/api/schema.d.ts")
+FIX = (
+    "run `.venv/bin/python web/scripts/openapi_snapshot.py && (cd web && npm run gen:api)` "
+    "and commit web/openapi.json and web/src/api/schema.d.ts"
+)
 
 
 def snapshot_module():
@@ -32,7 +34,10 @@ async def test_the_snapshot_is_the_gateways_document(gw):
     missing = sorted(set(live["paths"]) - set(committed["paths"]))
     gone = sorted(set(committed["paths"]) - set(live["paths"]))
     assert (missing, gone) == ([], []), f"paths added {missing}, removed {gone}: {FIX}"
-    changed = sorted(name for name, schema in live["components"]["schemas"].items()
-                     if committed["components"]["schemas"].get(name) != schema)
+    changed = sorted(
+        name
+        for name, schema in live["components"]["schemas"].items()
+        if committed["components"]["schemas"].get(name) != schema
+    )
     assert not changed, f"schemas changed: {changed}: {FIX}"
     assert live == committed, f"the document changed: {FIX}"

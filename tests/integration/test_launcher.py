@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.common.bus import close_bus, connect_bus
 from llmct.embedded import free_port
 from llmct.launcher import LocalStack
+from services.common.bus import close_bus, connect_bus
 from services.common.settings import StoragePaths
 
 pytestmark = pytest.mark.integration
@@ -45,8 +45,12 @@ def test_local_stack_starts_nats_and_postgres_and_keeps_its_secrets(open_folder)
     storage.state.mkdir()
     for folder in (base, storage.state):
         os.chmod(folder, 0o755)
-    env = {"LLMCT_NATS_PORT": str(free_port()), "LLMCT_PG_PORT": str(free_port()), "LLMCT_AGENT_ID": "up-agent",
-           "PATH": os.environ.get("PATH", "")}
+    env = {
+        "LLMCT_NATS_PORT": str(free_port()),
+        "LLMCT_PG_PORT": str(free_port()),
+        "LLMCT_AGENT_ID": "up-agent",
+        "PATH": os.environ.get("PATH", ""),
+    }
     stack = LocalStack(storage=storage, env=env)
     stack.prepare_env()
     try:

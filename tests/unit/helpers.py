@@ -52,8 +52,16 @@ class FakeRuntime:
 
 
 def found(job_id, kind="train", running=True, stage=0):
-    return FoundEngine(job_id=job_id, kind=kind, stage=stage, running=running, ref=f"c-{job_id}",
-                       name=f"llm-{kind}-{job_id}", output_dir=f"/o/{job_id}", gpu_ids=(0,))
+    return FoundEngine(
+        job_id=job_id,
+        kind=kind,
+        stage=stage,
+        running=running,
+        ref=f"c-{job_id}",
+        name=f"llm-{kind}-{job_id}",
+        output_dir=f"/o/{job_id}",
+        gpu_ids=(0,),
+    )
 
 
 class OneRunRuntime:

@@ -9,8 +9,10 @@ pytestmark = pytest.mark.unit
 
 
 def test_trainer_log_line_becomes_progress():
-    line = ('{"current_steps": 5, "total_steps": 20, "loss": 7.41, "lr": 9.5e-05, "epoch": 0.31, '
-            '"percentage": 25.0, "elapsed_time": "0:00:03", "remaining_time": "0:01:09"}')
+    line = (
+        '{"current_steps": 5, "total_steps": 20, "loss": 7.41, "lr": 9.5e-05, "epoch": 0.31, '
+        '"percentage": 25.0, "elapsed_time": "0:00:03", "remaining_time": "0:01:09"}'
+    )
     event = progress.parse_line("job_1", line)
     assert (event.step, event.total_steps, event.loss, event.learning_rate) == (5, 20, 7.41, 9.5e-05)
     assert event.elapsed_s == 3 and event.remaining_s == 69
@@ -27,14 +29,17 @@ def test_other_lines_are_skipped(line):
     assert progress.parse_line("job_1", line) is None
 
 
-@pytest.mark.parametrize("exit_info, tail, reason", [
-    (ExitInfo(exit_code=137, oom_killed=True), [], "out_of_memory"),
-    (ExitInfo(exit_code=1), ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"], "out_of_memory"),
-    (ExitInfo(exit_code=137), [], "out_of_memory"),
-    (ExitInfo(exit_code=1), ["ValueError: Some keys are not used by the HfArgumentParser: ['x']"], "bad_config"),
-    (ExitInfo(exit_code=2), ["Traceback", "KeyError"], "exit_code"),
-    (ExitInfo(exit_code=-1, error="no image", error_reason="image_missing"), [], "image_missing"),
-])
+@pytest.mark.parametrize(
+    "exit_info, tail, reason",
+    [
+        (ExitInfo(exit_code=137, oom_killed=True), [], "out_of_memory"),
+        (ExitInfo(exit_code=1), ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"], "out_of_memory"),
+        (ExitInfo(exit_code=137), [], "out_of_memory"),
+        (ExitInfo(exit_code=1), ["ValueError: Some keys are not used by the HfArgumentParser: ['x']"], "bad_config"),
+        (ExitInfo(exit_code=2), ["Traceback", "KeyError"], "exit_code"),
+        (ExitInfo(exit_code=-1, error="no image", error_reason="image_missing"), [], "image_missing"),
+    ],
+)
 def test_failures_say_why(exit_info, tail, reason):
     got, message = failures.classify(exit_info, tail)
     assert got == reason and message

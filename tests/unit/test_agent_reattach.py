@@ -25,8 +25,14 @@ pytestmark = pytest.mark.unit
 
 def order_of(job_id: str, stages: int = 1) -> contracts.JobDispatched:
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
-    return contracts.JobDispatched(job_id=job_id, kind="train", stages=(stage,) * stages, output_dir="/o",
-                                   gpu_ids=(1,), dispatched_at=datetime.now(UTC))
+    return contracts.JobDispatched(
+        job_id=job_id,
+        kind="train",
+        stages=(stage,) * stages,
+        output_dir="/o",
+        gpu_ids=(1,),
+        dispatched_at=datetime.now(UTC),
+    )
 
 
 async def test_a_shipper_numbers_on_and_cuts_what_was_never_shipped(tmp_path):
@@ -34,8 +40,16 @@ async def test_a_shipper_numbers_on_and_cuts_what_was_never_shipped(tmp_path):
     log_file.write_bytes(b"[platform] start\none\ntwo, written but never shipped\n")
     shipped = []
     js = FakeJetStream()
-    shipper = LogShipper(js, "job_1", log_file, agent_id="gpu-1", attempt=3, seq=2,
-                         keep_bytes=len(b"[platform] start\none\n"), on_shipped=lambda *args: shipped.append(args))
+    shipper = LogShipper(
+        js,
+        "job_1",
+        log_file,
+        agent_id="gpu-1",
+        attempt=3,
+        seq=2,
+        keep_bytes=len(b"[platform] start\none\n"),
+        on_shipped=lambda *args: shipped.append(args),
+    )
     shipper.add("stdout", "two", {"at": 2})
     shipper.add("system", "a note")  # no mark: the last mark stands
     await shipper.close()
@@ -55,8 +69,9 @@ async def test_closing_lets_a_batch_being_sent_finish_so_the_mark_keeps_up_with_
 
     shipped = []
     js = SlowJetStream()
-    shipper = LogShipper(js, "job_1", tmp_path / "job_1.log", agent_id="gpu-1",
-                         on_shipped=lambda *args: shipped.append(args))
+    shipper = LogShipper(
+        js, "job_1", tmp_path / "job_1.log", agent_id="gpu-1", on_shipped=lambda *args: shipped.append(args)
+    )
     for i in range(5):
         shipper.add("stdout", str(i), {"line": i})
     await asyncio.sleep(0.12)  # the flusher is sending them now
@@ -86,8 +101,12 @@ def test_job_state_round_trip_and_forget(tmp_path):
     state.mark_started()
     loaded = SavedJob.load(folder, "job_1")
     assert loaded.order == state.order and len(loaded.order.stages) == 2
-    assert (loaded.cursor.seq, loaded.cursor.log_bytes, loaded.cursor.progress_bytes, loaded.cursor.started) == \
-        (12, 340, 99, True)
+    assert (loaded.cursor.seq, loaded.cursor.log_bytes, loaded.cursor.progress_bytes, loaded.cursor.started) == (
+        12,
+        340,
+        99,
+        True,
+    )
     assert loaded.cursor.engine["stdout"] == [5, 1]
     assert SavedJob.saved_jobs(folder) == ["job_1"]
     loaded.forget()
@@ -141,15 +160,29 @@ async def test_on_start_each_leftover_gets_what_it_needs(tmp_path):
     SavedJob.begin(folder, order_of("job_gone")).mark_started()
     SavedJob.begin(folder, order_of("job_never_started"))
     (storage.logs / "job_old.log").write_bytes(b"one\ntwo\nthree\n")
-    runtime = FakeRuntime([found("job_run", stage=1), found("job_done_unreported", running=False),
-                           found("job_reported", running=False), found("job_old"), found("dep_1", kind="deploy")])
+    runtime = FakeRuntime(
+        [
+            found("job_run", stage=1),
+            found("job_done_unreported", running=False),
+            found("job_reported", running=False),
+            found("job_old"),
+            found("dep_1", kind="deploy"),
+        ]
+    )
     events, resumed = [], []
 
     async def publish(event, must_arrive=False):
         events.append(event)
 
-    runner = SimpleNamespace(runtime=runtime, state_dir=folder, storage=storage, agent_id="a1", js=FakeJetStream(),
-                             publish=publish, go_on=lambda state, resume: resumed.append((state, resume)))
+    runner = SimpleNamespace(
+        runtime=runtime,
+        state_dir=folder,
+        storage=storage,
+        agent_id="a1",
+        js=FakeJetStream(),
+        publish=publish,
+        go_on=lambda state, resume: resumed.append((state, resume)),
+    )
     await reattach.pick_up(runner)
 
     by_job = {state.order.job_id: (state, resume) for state, resume in resumed}
@@ -171,8 +204,9 @@ async def test_on_start_each_leftover_gets_what_it_needs(tmp_path):
 
 def test_a_runtime_whose_engines_die_with_the_agent_picks_nothing_up(tmp_path):
     storage = StoragePaths(base=tmp_path, logs=tmp_path / "logs", hf_cache=tmp_path / "hf")
-    process = Runner(nc=None, js=None, agent_id="a1", runtime=ProcessRuntime(tmp_path / "bin"), storage=storage,
-                     engine_env={})
+    process = Runner(
+        nc=None, js=None, agent_id="a1", runtime=ProcessRuntime(tmp_path / "bin"), storage=storage, engine_env={}
+    )
     assert not isinstance(process.runtime, Reattachable)
     assert (process.reattachable, process.keeps_engines, process.state_dir) == (None, False, None)
     found_again = Runner(nc=None, js=None, agent_id="a.1", runtime=FakeRuntime([]), storage=storage, engine_env={})
@@ -186,7 +220,8 @@ async def test_a_runtime_that_cannot_list_its_engines_still_lets_the_agent_start
             raise ConnectionError("no Docker engine")
 
     runtime = Broken([])
-    agent = reattach.Agent(runtime=runtime, state_dir=tmp_path, storage=None, agent_id="a1", js=None,
-                           publish=None, go_on=None)
+    agent = reattach.Agent(
+        runtime=runtime, state_dir=tmp_path, storage=None, agent_id="a1", js=None, publish=None, go_on=None
+    )
     await reattach.pick_up(agent)  # logged, nothing raised
     assert runtime.attached == [] and runtime.stopped == []

@@ -11,6 +11,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from services.auth.schemas import LoginRequest, RegisterRequest
 from services.auth.service import _is_standing_invite, _too_many, check_password_strength
+from services.auth.settings import AuthSettings
 from services.common.errors import ApiError
 from services.common.security import (
     API_KEY_PREFIX,
@@ -24,7 +25,6 @@ from services.common.security import (
     read_token,
     verify_password,
 )
-from services.auth.settings import AuthSettings
 from services.common.settings import StoragePaths
 
 pytestmark = pytest.mark.unit
@@ -40,13 +40,16 @@ def test_strong_passwords_pass(password):
     check_password_strength("alice", password)
 
 
-@pytest.mark.parametrize(("username", "password", "why"), [
-    ("alice", "Ab1!xyz", "at least 10"),
-    ("alice", "abababababab", "5 different"),
-    ("alice", "password123", "easy to guess"),
-    ("alice", "QWERTYUIOP", "easy to guess"),
-    ("alice", "xx-ALICE-2024", "easy to guess"),
-])
+@pytest.mark.parametrize(
+    ("username", "password", "why"),
+    [
+        ("alice", "Ab1!xyz", "at least 10"),
+        ("alice", "abababababab", "5 different"),
+        ("alice", "password123", "easy to guess"),
+        ("alice", "QWERTYUIOP", "easy to guess"),
+        ("alice", "xx-ALICE-2024", "easy to guess"),
+    ],
+)
 def test_weak_passwords_name_the_password_field(username, password, why):
     with pytest.raises(ApiError) as caught:
         check_password_strength(username, password)
@@ -96,11 +99,14 @@ def test_tampered_token_is_refused():
         read_token(SECRET, f"{header}.{payload}x.{signature}")
 
 
-@pytest.mark.parametrize("claims", [
-    {"sub": "usr_1", "sid": "s", "role": "admin", "exp": 4_000_000_000, "aud": "someone-else"},
-    {"sub": "usr_1", "role": "admin", "exp": 4_000_000_000, "aud": TOKEN_AUDIENCE},  # no session id
-    {"sub": "usr_1", "sid": "s", "role": "admin", "aud": TOKEN_AUDIENCE},  # never expires
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "usr_1", "sid": "s", "role": "admin", "exp": 4_000_000_000, "aud": "someone-else"},
+        {"sub": "usr_1", "role": "admin", "exp": 4_000_000_000, "aud": TOKEN_AUDIENCE},  # no session id
+        {"sub": "usr_1", "sid": "s", "role": "admin", "aud": TOKEN_AUDIENCE},  # never expires
+    ],
+)
 def test_tokens_missing_what_we_need_are_refused(claims):
     with pytest.raises(NotAuthorizedException):
         read_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
@@ -155,14 +161,23 @@ def test_expired_revocation_is_forgotten():
 
 def _settings(invite_code: str | None) -> AuthSettings:
     storage = StoragePaths(base=Path("/tmp"), logs=Path("/tmp"), hf_cache=Path("/tmp"))
-    return AuthSettings(database_url="postgresql://x", nats_url="nats://x", secret_key=SECRET,
-                    invite_code=invite_code, storage=storage)
+    return AuthSettings(
+        database_url="postgresql://x", nats_url="nats://x", secret_key=SECRET, invite_code=invite_code, storage=storage
+    )
 
 
-@pytest.mark.parametrize(("configured", "given", "ok"), [
-    ("test-invite", "test-invite", True), ("test-invite", "test-invitE", False), ("test-invite", "", False),
-    ("test-invite", "été", False), ("clé-été", "clé-été", True), (None, "", False), (None, "anything", False),
-])
+@pytest.mark.parametrize(
+    ("configured", "given", "ok"),
+    [
+        ("test-invite", "test-invite", True),
+        ("test-invite", "test-invitE", False),
+        ("test-invite", "", False),
+        ("test-invite", "été", False),
+        ("clé-été", "clé-été", True),
+        (None, "", False),
+        (None, "anything", False),
+    ],
+)
 def test_standing_invite_compares_any_text(configured, given, ok):
     assert _is_standing_invite(_settings(configured), given) is ok
 

@@ -31,12 +31,21 @@ class FakeMsg:
 
 
 def consumer(handler) -> Consumer:
-    return Consumer(durable="test", stream="JOB_EVENTS", subject="job.status.>", handler=handler, retry_s=2.0,
-                    decode=msgspec.json.Decoder(contracts.JobEvent).decode)
+    return Consumer(
+        durable="test",
+        stream="JOB_EVENTS",
+        subject="job.status.>",
+        handler=handler,
+        retry_s=2.0,
+        decode=msgspec.json.Decoder(contracts.JobEvent).decode,
+    )
 
 
-EVENT = contracts.encode(contracts.JobStarted(job_id="job_1", agent_id="gpu-1", runtime="process", attempt=1,
-                                              at=datetime(2026, 1, 1, tzinfo=UTC)))
+EVENT = contracts.encode(
+    contracts.JobStarted(
+        job_id="job_1", agent_id="gpu-1", runtime="process", attempt=1, at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+)
 
 
 async def test_the_handlers_outcome_is_applied_and_it_sees_the_delivery():

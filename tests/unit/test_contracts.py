@@ -13,13 +13,21 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("message", [
-    contracts.JobSubmitted(job_id="job_1", kind="train", owner_id="usr_1", priority=3, submitted_at=NOW),
-    contracts.AgentHeartbeat(agent_id="a1", hostname="h", sent_at=NOW, cpu_slots=2,
-                             gpus=(contracts.GpuStatus(index=0, name="A10", memory_total_mb=24000),)),
-    contracts.LogBatch(job_id="job_1", lines=(contracts.LogLine(seq=1, stream="stdout", at=NOW, text="loss 1.0"),)),
-    contracts.SessionRevoked(session_id="s1", expires_at=NOW),
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        contracts.JobSubmitted(job_id="job_1", kind="train", owner_id="usr_1", priority=3, submitted_at=NOW),
+        contracts.AgentHeartbeat(
+            agent_id="a1",
+            hostname="h",
+            sent_at=NOW,
+            cpu_slots=2,
+            gpus=(contracts.GpuStatus(index=0, name="A10", memory_total_mb=24000),),
+        ),
+        contracts.LogBatch(job_id="job_1", lines=(contracts.LogLine(seq=1, stream="stdout", at=NOW, text="loss 1.0"),)),
+        contracts.SessionRevoked(session_id="s1", expires_at=NOW),
+    ],
+)
 def test_messages_round_trip_by_tag(message):
     assert contracts.decode(contracts.encode(message)) == message
 

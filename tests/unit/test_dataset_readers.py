@@ -15,9 +15,18 @@ pytestmark = pytest.mark.unit
 
 def _rows(seed: int) -> list:
     rng = random.Random(seed)
-    text = lambda: "".join(rng.choice('ab"\\\n é漢😀') for _ in range(rng.randint(0, 300)))  # noqa: E731
-    return [{"instruction": text() or "q", "input": text(), "output": text() or "a", "n": rng.random(),
-             "flag": rng.choice([True, False, None]), "nested": [{"k": [1, 2.5, -3e-7]}]} for _ in range(200)]
+    text = lambda: "".join(rng.choice('ab"\\\n é漢😀') for _ in range(rng.randint(0, 300)))
+    return [
+        {
+            "instruction": text() or "q",
+            "input": text(),
+            "output": text() or "a",
+            "n": rng.random(),
+            "flag": rng.choice([True, False, None]),
+            "nested": [{"k": [1, 2.5, -3e-7]}],
+        }
+        for _ in range(200)
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -30,16 +39,19 @@ def test_json_array_window_matches_json_loads(tmp_path, monkeypatch, seed, windo
     assert [row for _, row in readers.iter_rows(path)] == json.loads(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("text, problem", [
-    ('[{"a": 1}, {"a": tru', "row 2: not valid JSON"),
-    ('[{"a": 1}, {"a": nul}' + " " * 100 + "]", "row 2: not valid JSON"),
-    ('[{"a": "unterminated]', "row 1: not valid JSON"),
-    ('[{"a": 1},]', "trailing comma"),
-    ('[{"a": 1}] {"b": 2}', "after the end"),
-    ('[{"a": 1}', "truncated"),
-    ('[{"a": 1} {"a": 2}]', "expected `,` or `]`"),
-    ('42', "array of objects"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('[{"a": 1}, {"a": tru', "row 2: not valid JSON"),
+        ('[{"a": 1}, {"a": nul}' + " " * 100 + "]", "row 2: not valid JSON"),
+        ('[{"a": "unterminated]', "row 1: not valid JSON"),
+        ('[{"a": 1},]', "trailing comma"),
+        ('[{"a": 1}] {"b": 2}', "after the end"),
+        ('[{"a": 1}', "truncated"),
+        ('[{"a": 1} {"a": 2}]', "expected `,` or `]`"),
+        ("42", "array of objects"),
+    ],
+)
 def test_json_array_problems(tmp_path, monkeypatch, text, problem):
     monkeypatch.setattr(readers, "CHUNK_CHARS", 8)
     path = tmp_path / "bad.json"

@@ -25,8 +25,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def storage(tmp_path) -> StoragePaths:
-    paths = StoragePaths(base=tmp_path / "cloud-llm", logs=tmp_path / "cloud-llm" / "logs",
-                         hf_cache=tmp_path / "hf")
+    paths = StoragePaths(base=tmp_path / "cloud-llm", logs=tmp_path / "cloud-llm" / "logs", hf_cache=tmp_path / "hf")
     paths.ensure()
     return paths
 
@@ -34,8 +33,14 @@ def storage(tmp_path) -> StoragePaths:
 def spec_for(storage: StoragePaths, config: dict, **fields) -> JobSpec:
     path = storage.temp / "job_1.yaml"
     path.write_text(yaml.safe_dump(config))
-    return JobSpec(job_id="job_1", kind=fields.pop("kind", "train"), command=("llamafactory-cli", "train", str(path)),
-                   config_path=path, output_dir=storage.output / "job_1", **fields)
+    return JobSpec(
+        job_id="job_1",
+        kind=fields.pop("kind", "train"),
+        command=("llamafactory-cli", "train", str(path)),
+        config_path=path,
+        output_dir=storage.output / "job_1",
+        **fields,
+    )
 
 
 def plan(runtime: DockerRuntime, spec: JobSpec) -> dict[str, bool]:
@@ -50,33 +55,51 @@ def test_every_host_path_is_mounted_at_the_same_path(storage):
     adapters = [storage.output / "job_0", storage.checkpoints / "other"]
     for path in adapters:
         path.mkdir(parents=True)
-    spec = spec_for(storage, {"model_name_or_path": str(model), "dataset_dir": str(storage.data),
-                              "adapter_name_or_path": ",".join(map(str, adapters)),
-                              "output_dir": str(storage.output / "job_1")})
+    spec = spec_for(
+        storage,
+        {
+            "model_name_or_path": str(model),
+            "dataset_dir": str(storage.data),
+            "adapter_name_or_path": ",".join(map(str, adapters)),
+            "output_dir": str(storage.output / "job_1"),
+        },
+    )
     runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={"/opt/engine": "/opt/engine"})
     mounts = runtime.plan.mount_plan(spec)
     assert all(m["Source"] == m["Target"] and m["Type"] == "bind" for m in mounts)
     assert plan(runtime, spec) == {
-        str(storage.data): True, str(storage.temp): True, str(storage.output / "job_1"): False,
-        str(storage.hf_cache): False, str(model): True, str(adapters[0]): True, str(adapters[1]): True,
+        str(storage.data): True,
+        str(storage.temp): True,
+        str(storage.output / "job_1"): False,
+        str(storage.hf_cache): False,
+        str(model): True,
+        str(adapters[0]): True,
+        str(adapters[1]): True,
         "/opt/engine": True,
     }
 
 
 def test_hub_ids_and_missing_paths_are_not_mounted(storage):
-    spec = spec_for(storage, {"model_name_or_path": "Qwen/Qwen2.5-0.5B", "adapter_name_or_path": "/nowhere/x",
-                              "deepspeed": "ds_z2_config.json"})
+    spec = spec_for(
+        storage,
+        {
+            "model_name_or_path": "Qwen/Qwen2.5-0.5B",
+            "adapter_name_or_path": "/nowhere/x",
+            "deepspeed": "ds_z2_config.json",
+        },
+    )
     targets = plan(DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}), spec)
-    assert set(targets) == {str(storage.data), str(storage.temp), str(storage.output / "job_1"),
-                            str(storage.hf_cache)}
+    assert set(targets) == {str(storage.data), str(storage.temp), str(storage.output / "job_1"), str(storage.hf_cache)}
 
 
 def test_paths_inside_a_mount_are_not_mounted_twice_but_writable_ones_are(storage):
     model = storage.hf_cache / "hub" / "models--x" / "snapshots" / "abc"
     model.mkdir(parents=True)
     export = storage.data / "exports" / "job_1"  # a writable path under a read-only mount
-    spec = spec_for(storage, {"model_name_or_path": str(model), "export_dir": str(export),
-                              "deepspeed": str(storage.temp / "job_1.yaml")})
+    spec = spec_for(
+        storage,
+        {"model_name_or_path": str(model), "export_dir": str(export), "deepspeed": str(storage.temp / "job_1.yaml")},
+    )
     targets = plan(DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}), spec)
     assert str(model) not in targets and str(storage.temp / "job_1.yaml") not in targets
     assert targets[str(storage.data)] is True and targets[str(export)] is False
@@ -91,17 +114,27 @@ def test_a_broken_yaml_only_loses_the_yaml_paths(storage):
 
 def test_create_options_follow_the_seed(storage):
     runtime = DockerRuntime(storage=storage, agent_id="gpu-7", memory="500m", extra_mounts={})
-    spec = spec_for(storage, {}, env={"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": "/elsewhere"},
-                    gpu_ids=(2, 5), attempt=3)
+    spec = spec_for(
+        storage, {}, env={"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": "/elsewhere"}, gpu_ids=(2, 5), attempt=3
+    )
     options = runtime.plan.create_options(spec)
     assert options["image"] == DEFAULT_IMAGE == "lf-with-optimum:v1.0"
     assert options["name"] == "llm-train-job_1" and options["shm_size"] == "2g" and options["init"] is True
-    assert options["labels"] == {LABEL_AGENT: "gpu-7", "llmct.job": "job_1", "llmct.kind": "train", "llmct.stage": "0",
-                                 "llmct.attempt": "3"}
+    assert options["labels"] == {
+        LABEL_AGENT: "gpu-7",
+        "llmct.job": "job_1",
+        "llmct.kind": "train",
+        "llmct.stage": "0",
+        "llmct.attempt": "3",
+    }
     assert options["command"] == list(spec.command) and options["working_dir"] == str(spec.output_dir)
     assert options["mem_limit"] == options["memswap_limit"] == "500m"
-    assert options["environment"] == {"HF_ENDPOINT": "https://hf-mirror.com", "HF_HOME": str(storage.hf_cache),
-                                      "NVIDIA_VISIBLE_DEVICES": "2,5", "CUDA_VISIBLE_DEVICES": "0,1"}
+    assert options["environment"] == {
+        "HF_ENDPOINT": "https://hf-mirror.com",
+        "HF_HOME": str(storage.hf_cache),
+        "NVIDIA_VISIBLE_DEVICES": "2,5",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+    }
     [request] = options["device_requests"]
     assert isinstance(request, docker.types.DeviceRequest)
     assert request["DeviceIDs"] == ["2", "5"] and request["Capabilities"] == [["gpu"]]
@@ -117,13 +150,29 @@ def test_a_cpu_job_asks_for_no_device_and_sees_no_gpu(storage):
 def hub_stage_spec(storage: StoragePaths, hub: str | None, *, serve: bool = False) -> tuple[Runner, JobSpec]:
     """The spec the runner gives the runtime for a dispatched stage whose model comes from `hub`."""
     options = contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1) if serve else None
-    stage = contracts.EngineStage(name="serve" if serve else "train", config_yaml="model_name_or_path: Qwen/Qwen3\n",
-                                  command=("llamafactory-cli", "api" if serve else "train"), hub=hub, serve=options)
-    order = contracts.JobDispatched(job_id="job_1", kind="deploy" if serve else "train", stages=(stage,),
-                                    output_dir=str(storage.output / "job_1"), dispatched_at=datetime.now(UTC))
+    stage = contracts.EngineStage(
+        name="serve" if serve else "train",
+        config_yaml="model_name_or_path: Qwen/Qwen3\n",
+        command=("llamafactory-cli", "api" if serve else "train"),
+        hub=hub,
+        serve=options,
+    )
+    order = contracts.JobDispatched(
+        job_id="job_1",
+        kind="deploy" if serve else "train",
+        stages=(stage,),
+        output_dir=str(storage.output / "job_1"),
+        dispatched_at=datetime.now(UTC),
+    )
     runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={})
-    runner = Runner(nc=None, js=None, agent_id="a1", runtime=runtime, storage=storage,
-                    engine_env={"HF_ENDPOINT": "https://hf-mirror.com", "MODELSCOPE_ENDPOINT": "https://ms.example"})
+    runner = Runner(
+        nc=None,
+        js=None,
+        agent_id="a1",
+        runtime=runtime,
+        storage=storage,
+        engine_env={"HF_ENDPOINT": "https://hf-mirror.com", "MODELSCOPE_ENDPOINT": "https://ms.example"},
+    )
     extra = {"API_PORT": "8000", "API_KEY": "k"} if serve else None
     return runner, runner._spec(order, 0, extra, ports=(8000,) if serve else ())
 
@@ -150,18 +199,27 @@ def test_a_modelscope_model_served_from_a_container_is_told_its_hub_too(storage)
 
 
 def test_settings_come_from_the_environment(storage):
-    settings = AgentSettings.from_env({
-        "LLMCT_RUNTIME": "docker", "LLMCT_DOCKER_IMAGE": "engine:2", "LLMCT_DOCKER_MEMORY": "8g",
-        "LLMCT_AGENT_ID": "host-a", "LLMCT_DOCKER_EXTRA_MOUNTS": "/usr, /opt/venv:/venv",
-        "LLMCT_DOCKER_CLEANUP_DELAY_S": "5", "LLMCT_DOCKER_NETWORK": "host", "LLMCT_DOCKER_USER": "1000:1000"})
+    settings = AgentSettings.from_env(
+        {
+            "LLMCT_RUNTIME": "docker",
+            "LLMCT_DOCKER_IMAGE": "engine:2",
+            "LLMCT_DOCKER_MEMORY": "8g",
+            "LLMCT_AGENT_ID": "host-a",
+            "LLMCT_DOCKER_EXTRA_MOUNTS": "/usr, /opt/venv:/venv",
+            "LLMCT_DOCKER_CLEANUP_DELAY_S": "5",
+            "LLMCT_DOCKER_NETWORK": "host",
+            "LLMCT_DOCKER_USER": "1000:1000",
+        }
+    )
     runtime = runtime_from_settings(settings, storage)
     plan = runtime.plan
     assert (runtime.name, plan.image, plan.memory, plan.agent_id) == ("docker", "engine:2", "8g", "host-a")
     assert plan.extra_mounts == {"/usr": "/usr", "/opt/venv": "/venv"}
     assert runtime.cleanup_delay_s == 5.0 and plan.network == "host" and plan.user == "1000:1000"
     assert isinstance(runtime, Reattachable), "the runner leaves its containers running for the next agent"
-    unset = runtime_from_settings(AgentSettings.from_env({"LLMCT_RUNTIME": "docker", "LLMCT_DOCKER_MEMORY": ""}),
-                                  storage)
+    unset = runtime_from_settings(
+        AgentSettings.from_env({"LLMCT_RUNTIME": "docker", "LLMCT_DOCKER_MEMORY": ""}), storage
+    )
     assert (unset.plan.image, unset.plan.memory, unset.cleanup_delay_s) == (DEFAULT_IMAGE, None, 60.0)
     assert unset.plan.network is None and unset.plan.user is None and unset.plan.extra_mounts == {}
     assert DockerRuntime(storage=storage, agent_id="a1", image="x:1", cleanup_delay_s=0).plan.image == "x:1"
@@ -177,8 +235,7 @@ def test_the_runtime_reads_no_environment(storage, monkeypatch):
 
 
 def test_names_and_times():
-    spec = JobSpec(job_id="job 1/ü", kind="eval", command=("x",), config_path=Path("/t/x.yaml"),
-                   output_dir=Path("/o"))
+    spec = JobSpec(job_id="job 1/ü", kind="eval", command=("x",), config_path=Path("/t/x.yaml"), output_dir=Path("/o"))
     assert container_name(spec) == "llm-eval-job_1__"
     assert split_mounts("") == {} and split_mounts("/a:/b,/c") == {"/a": "/b", "/c": "/c"}
     assert _parse_time("0001-01-01T00:00:00Z") is None and _parse_time("") is None
@@ -192,8 +249,13 @@ def test_log_messages_become_lines_and_a_catch_up_read_adds_only_what_was_missed
     from services.agent.runtimes.docker_run import _LineReader
 
     t1, t2, t3 = "2026-11-26T11:14:24.761683214Z ", "2026-11-26T11:14:24.761683999Z ", "2026-11-26T11:14:25Z "
-    messages = [t1 + "one\n", t2 + "a long line split by Docker, ", t2 + "piece two, ", t2 + "piece three\n",
-                t3 + "tail without newline"]
+    messages = [
+        t1 + "one\n",
+        t2 + "a long line split by Docker, ",
+        t2 + "piece two, ",
+        t2 + "piece three\n",
+        t3 + "tail without newline",
+    ]
     frames = [m.encode() for m in messages]
     reader = _LineReader("stdout")
     # Following delivered everything up to the second piece of the split line, then ended.
@@ -203,8 +265,11 @@ def test_log_messages_become_lines_and_a_catch_up_read_adds_only_what_was_missed
     reader.resume_after(reader.last_ns, reader.at_last)
     got += [line for frame in frames for line in reader.feed(frame)]
     got += reader.close()
-    assert got == [("stdout", "one"), ("stdout", "a long line split by Docker, piece two, piece three"),
-                   ("stdout", "tail without newline")]
+    assert got == [
+        ("stdout", "one"),
+        ("stdout", "a long line split by Docker, piece two, piece three"),
+        ("stdout", "tail without newline"),
+    ]
     assert reader.close() == []
     crlf = _LineReader("stderr")
     assert crlf.feed(b"progress\r\n\xff bad byte\n") == [("stderr", "progress"), ("stderr", "\ufffd bad byte")]
@@ -216,8 +281,15 @@ def test_a_second_reader_resumes_exactly_after_the_lines_the_first_handed_out():
     from services.agent.runtimes.docker_run import _LineReader
 
     t = ["2026-11-26T11:14:24.100000000Z ", "2026-11-26T11:14:24.200000000Z ", "2026-11-26T11:14:25Z "]
-    messages = [t[0] + "zero\n", t[0] + "one\n", t[1] + "a split line, ", t[1] + "its end\n", t[1] + "two\n",
-                t[2] + "three\n", t[2] + "last"]
+    messages = [
+        t[0] + "zero\n",
+        t[0] + "one\n",
+        t[1] + "a split line, ",
+        t[1] + "its end\n",
+        t[1] + "two\n",
+        t[2] + "three\n",
+        t[2] + "last",
+    ]
     frames = [m.encode() for m in messages]
     every = ["zero", "one", "a split line, its end", "two", "three", "last"]
     for cut in range(len(frames) + 1):
@@ -241,8 +313,9 @@ def test_a_found_container_is_followed_from_its_own_position_only():
 async def test_an_unreachable_docker_engine_is_docker_unavailable(storage, tmp_path):
     from services.agent.runtimes.base import RuntimeStartError
 
-    runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={},
-                            base_url=f"unix://{tmp_path / 'no-docker.sock'}")
+    runtime = DockerRuntime(
+        storage=storage, agent_id="a1", extra_mounts={}, base_url=f"unix://{tmp_path / 'no-docker.sock'}"
+    )
     with pytest.raises(RuntimeStartError) as caught:
         await runtime.start(spec_for(storage, {}))
     assert caught.value.reason == "docker_unavailable" and "cannot reach the Docker engine" in caught.value.message

@@ -23,7 +23,7 @@ class FakeRequest:
 
     method = "POST"
 
-    class url:  # noqa: N801 - mimics request.url.path
+    class url:
         path = "/api/auth/register"
 
 
@@ -37,14 +37,17 @@ def _validation(*extra) -> ValidationException:
     return ValidationException(detail="Validation failed for POST /api/auth/register", extra=list(extra))
 
 
-@pytest.mark.parametrize(("detail", "field"), [
-    ({"message": "Expected `str`, got `int`", "key": "username", "source": "body"}, "username"),
-    ({"message": "Object missing required field `username`", "key": "data", "source": "body"}, "username"),
-    ({"message": "Object contains unknown field `role`", "key": "data", "source": "body"}, "role"),
-    ({"message": "Object missing required field `name`", "key": "owner", "source": "body"}, "owner.name"),
-    ({"message": "Expected `object`, got `array`", "key": "data", "source": "body"}, None),
-    ({"message": "Expected `int` >= 1", "key": "limit", "source": "query"}, "limit"),
-])
+@pytest.mark.parametrize(
+    ("detail", "field"),
+    [
+        ({"message": "Expected `str`, got `int`", "key": "username", "source": "body"}, "username"),
+        ({"message": "Object missing required field `username`", "key": "data", "source": "body"}, "username"),
+        ({"message": "Object contains unknown field `role`", "key": "data", "source": "body"}, "role"),
+        ({"message": "Object missing required field `name`", "key": "owner", "source": "body"}, "owner.name"),
+        ({"message": "Expected `object`, got `array`", "key": "data", "source": "body"}, None),
+        ({"message": "Expected `int` >= 1", "key": "limit", "source": "query"}, "limit"),
+    ],
+)
 def test_a_bad_field_is_422_and_named(detail, field):
     response = handle_validation(FakeRequest(), _validation(detail))
     assert response.status_code == 422
@@ -60,8 +63,11 @@ def test_a_missing_body_is_400():
 
 def test_validation_without_details_still_has_the_shape():
     response = handle_validation(FakeRequest(), ValidationException(detail="bad"))
-    assert response.status_code == 422 and _error(response) == {"code": "invalid_field", "message": "bad",
-                                                                 "field": None}
+    assert response.status_code == 422 and _error(response) == {
+        "code": "invalid_field",
+        "message": "bad",
+        "field": None,
+    }
 
 
 def test_undecodable_body_is_400_malformed_json():
@@ -107,4 +113,7 @@ def test_api_errors_keep_code_field_and_headers():
     assert response.status_code == 429 and response.headers["Retry-After"] == "7"
     assert _error(response) == {"code": "too_many_attempts", "message": "slow down", "field": None}
     assert _error(handle_api_error(FakeRequest(), not_found("API key"))) == {
-        "code": "not_found", "message": "API key not found", "field": None}
+        "code": "not_found",
+        "message": "API key not found",
+        "field": None,
+    }

@@ -7,17 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from llmct.launcher import process_env
 from services.agent.app import free_slots
 from services.agent.resources import read_gpus
-from services.agent.settings import AgentSettings
 from services.agent.runner import consumer_name
+from services.agent.settings import AgentSettings
 from services.common import contracts, nats_auth
 from services.common.errors import ApiError
-from llmct.launcher import process_env
-from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from
 from services.common.settings import from_env
-from services.scheduler.settings import FleetSettings
+from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from
 from services.scheduler.fleet.routes import AgentOut, GpuOut, choose_step, summarise
+from services.scheduler.settings import FleetSettings
 
 pytestmark = pytest.mark.unit
 
@@ -39,9 +39,17 @@ def test_samples_average_the_beats_of_a_period_and_skip_missing_readings():
     recorder = HeartbeatRecorder(sample_s=10)
     gpu = dict(index=0, name="A100", memory_total_mb=80_000)
     for cpu, util, temp in ((10.0, 50.0, 60.0), (30.0, 70.0, None)):
-        recorder.add("agent.heartbeat.gpu-1", contracts.encode(beat(
-            cpu_pct=cpu, memory_total_mb=1000, running_jobs=("j1",),
-            gpus=(contracts.GpuStatus(**gpu, utilization_pct=util, temperature_c=temp),))))
+        recorder.add(
+            "agent.heartbeat.gpu-1",
+            contracts.encode(
+                beat(
+                    cpu_pct=cpu,
+                    memory_total_mb=1000,
+                    running_jobs=("j1",),
+                    gpus=(contracts.GpuStatus(**gpu, utilization_pct=util, temperature_c=temp),),
+                )
+            ),
+        )
     host, gpus = recorder.take_samples(NOW)
     assert host == [("gpu-1", NOW, 2, 20.0, 0.0, 1000.0, 1.0)]
     assert gpus == [("gpu-1", NOW, 0, 2, 60.0, 0.0, 80_000.0, 60.0, None)]
@@ -49,17 +57,37 @@ def test_samples_average_the_beats_of_a_period_and_skip_missing_readings():
 
 
 def agent(state: str, gpus: list[str | None], cpu_slots: int = 0, cpu_busy: int = 0) -> AgentOut:
-    return AgentOut(id="a", hostname="h", state=state, draining=state == "draining", version="", runtime="process",
-                    first_seen=NOW, last_seen=NOW, last_beat_at=None, offline_since=None,
-                    gpus=[GpuOut(index=i, name="H100", memory_total_mb=80_000, job_id=j) for i, j in enumerate(gpus)],
-                    cpu_slots=cpu_slots, cpu_slots_busy=cpu_busy, cpu_pct=0.0, memory_total_mb=0, memory_used_mb=0,
-                    jobs=[], running_jobs=[], running_deployments=[])
+    return AgentOut(
+        id="a",
+        hostname="h",
+        state=state,
+        draining=state == "draining",
+        version="",
+        runtime="process",
+        first_seen=NOW,
+        last_seen=NOW,
+        last_beat_at=None,
+        offline_since=None,
+        gpus=[GpuOut(index=i, name="H100", memory_total_mb=80_000, job_id=j) for i, j in enumerate(gpus)],
+        cpu_slots=cpu_slots,
+        cpu_slots_busy=cpu_busy,
+        cpu_pct=0.0,
+        memory_total_mb=0,
+        memory_used_mb=0,
+        jobs=[],
+        running_jobs=[],
+        running_deployments=[],
+    )
 
 
 def test_the_summary_counts_gpus_by_model_and_frees_only_where_work_may_go():
-    summary = summarise([agent("online", [None, "j1"], cpu_slots=2, cpu_busy=1),
-                         agent("draining", [None, "j2"], cpu_slots=1),
-                         agent("offline", [None, None])])
+    summary = summarise(
+        [
+            agent("online", [None, "j1"], cpu_slots=2, cpu_busy=1),
+            agent("draining", [None, "j2"], cpu_slots=1),
+            agent("offline", [None, None]),
+        ]
+    )
     assert summary.agents_online == 2
     [h100] = summary.gpus
     assert (h100.total, h100.free, h100.busy) == (4, 1, 2)
@@ -80,10 +108,12 @@ def test_the_step_is_round_or_the_callers_within_limits():
 def test_an_agent_may_publish_only_on_its_own_subjects():
     perms = nats_auth.agent_permissions("gpu-1")
     publish, subscribe = perms["publish"]["allow"], perms["subscribe"]["allow"]
-    assert "agent.heartbeat.gpu-1" in publish and not any(s.startswith("agent.heartbeat.") and s.endswith(">")
-                                                          for s in publish)
-    assert "job.status.gpu-1.>" in publish and not any(s.startswith("job.status.") and s != "job.status.gpu-1.>"
-                                                       for s in publish), "job events only as itself"
+    assert "agent.heartbeat.gpu-1" in publish and not any(
+        s.startswith("agent.heartbeat.") and s.endswith(">") for s in publish
+    )
+    assert "job.status.gpu-1.>" in publish and not any(
+        s.startswith("job.status.") and s != "job.status.gpu-1.>" for s in publish
+    ), "job events only as itself"
     assert "$JS.API.CONSUMER.CREATE.DISPATCH.agent-gpu-1.job.dispatch.gpu-1" in publish
     assert not any("STREAM" in s for s in publish), "an agent never creates or changes a stream"
     assert "deploy.gpu-1.>" in subscribe and "_INBOX.agent-gpu-1.>" in subscribe and "_INBOX.>" not in subscribe
@@ -120,8 +150,15 @@ def test_without_a_driver_there_are_no_gpus():
 
 
 def test_the_local_agent_gets_its_own_nats_user_and_no_platform_secrets():
-    env = {"NATS_URL": "nats://svc:secret@127.0.0.1:4222", "NATS_USER": "svc", "DATABASE_URL": "postgresql://x",
-           "LLMCT_SECRET_KEY": "k", "LLMCT_AGENT_NATS_USER": "agent-a", "LLMCT_AGENT_NATS_PASSWORD": "pw", "PATH": "/bin"}
+    env = {
+        "NATS_URL": "nats://svc:secret@127.0.0.1:4222",
+        "NATS_USER": "svc",
+        "DATABASE_URL": "postgresql://x",
+        "LLMCT_SECRET_KEY": "k",
+        "LLMCT_AGENT_NATS_USER": "agent-a",
+        "LLMCT_AGENT_NATS_PASSWORD": "pw",
+        "PATH": "/bin",
+    }
     own = process_env("agent", env)
     assert own == {"NATS_URL": "nats://127.0.0.1:4222", "NATS_USER": "agent-a", "NATS_PASSWORD": "pw", "PATH": "/bin"}
     assert process_env("scheduler", env) is env

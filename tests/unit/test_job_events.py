@@ -39,14 +39,17 @@ def test_a_job_event_subject_names_the_agent_then_the_job():
     assert matches(Subjects.JOB_STATUS_ALL, subject), "the consumers' filter still takes it"
 
 
-@pytest.mark.parametrize("subject", [
-    "job.status.job_9",  # the old form: no agent
-    "job.status.gpu-1.job_8",  # another job
-    "job.status.gpu.1.job_9",  # an agent id is one token
-    "job.status..job_9",
-    "job.statusx.gpu-1.job_9",
-    "logs.gpu-1.job_9",
-])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "job.status.job_9",  # the old form: no agent
+        "job.status.gpu-1.job_8",  # another job
+        "job.status.gpu.1.job_9",  # an agent id is one token
+        "job.status..job_9",
+        "job.statusx.gpu-1.job_9",
+        "logs.gpu-1.job_9",
+    ],
+)
 def test_a_subject_that_is_not_an_agents_for_this_job_names_no_sender(subject):
     assert Subjects.job_status_sender(subject, "job_9") is None
 
@@ -76,18 +79,21 @@ def test_the_jobs_agent_for_its_attempt_is_heard():
     assert refusal(usage, "a", JOB) is None
 
 
-@pytest.mark.parametrize("event, sender, job, why", [
-    (finished("b"), "b", JOB, "not on this agent"),  # another agent
-    (progressed(), "b", JOB, "not on this agent"),
-    (finished("a"), "b", JOB, "not on this agent"),  # another agent claiming the job's agent
-    (finished("b"), "a", JOB, "claims to come from agent b"),  # the right subject, another agent in the body
-    (finished(attempt=1), "a", JOB, "attempt 1"),  # the run before, on the same agent
-    (progressed(attempt=1), "a", JOB, "attempt 1"),
-    (finished(attempt=0), "a", JOB, "attempt 0"),  # an event that does not say
-    (finished(), "a", Assignment(agent_id=None, attempt=2), "none"),  # re-queued: on no agent now
-    (finished(), "a", None, "no such job"),
-    (finished(), None, JOB, "subject"),
-])
+@pytest.mark.parametrize(
+    "event, sender, job, why",
+    [
+        (finished("b"), "b", JOB, "not on this agent"),  # another agent
+        (progressed(), "b", JOB, "not on this agent"),
+        (finished("a"), "b", JOB, "not on this agent"),  # another agent claiming the job's agent
+        (finished("b"), "a", JOB, "claims to come from agent b"),  # the right subject, another agent in the body
+        (finished(attempt=1), "a", JOB, "attempt 1"),  # the run before, on the same agent
+        (progressed(attempt=1), "a", JOB, "attempt 1"),
+        (finished(attempt=0), "a", JOB, "attempt 0"),  # an event that does not say
+        (finished(), "a", Assignment(agent_id=None, attempt=2), "none"),  # re-queued: on no agent now
+        (finished(), "a", None, "no such job"),
+        (finished(), None, JOB, "subject"),
+    ],
+)
 def test_anything_else_is_refused_saying_why(event, sender, job, why):
     reason = refusal(event, sender, job)
     assert reason is not None and why in reason
@@ -97,8 +103,9 @@ async def test_every_event_of_a_run_goes_on_the_agents_subject_with_the_dispatch
     js, runtime = FakeJetStream(), OneRunRuntime()
     runner = Runner(nc=None, js=js, agent_id="gpu-1", runtime=runtime, storage=storage_in(tmp_path), engine_env={})
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
-    order = contracts.JobDispatched(job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "out"),
-                                    attempt=3, dispatched_at=NOW)
+    order = contracts.JobDispatched(
+        job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "out"), attempt=3, dispatched_at=NOW
+    )
     job = RunningJob(order.job_id, order.kind, saved=SavedJob.begin(None, order))
     await runner._run(order, job)
 
@@ -137,11 +144,22 @@ async def test_a_newer_attempt_dispatched_to_the_same_agent_replaces_the_old_run
 
     runner = Runner(nc=None, js=js, agent_id="gpu-1", runtime=Runtime(), storage=storage_in(tmp_path), engine_env={})
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
-    orders = [contracts.JobDispatched(job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "o"),
-                                      attempt=attempt, dispatched_at=NOW) for attempt in (1, 2)]
+    orders = [
+        contracts.JobDispatched(
+            job_id="job_1",
+            kind="train",
+            stages=(stage,),
+            output_dir=str(tmp_path / "o"),
+            attempt=attempt,
+            dispatched_at=NOW,
+        )
+        for attempt in (1, 2)
+    ]
     delivery = Delivery(subject="job.dispatch.gpu-1", num_delivered=1)
-    outcomes = [await runner.on_dispatch(order, delivery)  # the second, a redelivery of the attempt it runs: only acked
-                for order in (orders[0], orders[0], orders[1])]
+    outcomes = [
+        await runner.on_dispatch(order, delivery)  # the second, a redelivery of the attempt it runs: only acked
+        for order in (orders[0], orders[0], orders[1])
+    ]
     assert held.stopped.is_set() and outcomes == [Ack(), Ack(), Ack()]
     await runner.jobs["job_1"].task
 
@@ -156,8 +174,15 @@ async def test_a_deployments_reports_carry_the_attempt(tmp_path):
     async def publish(event, must_arrive=False):
         sent.append(event)
 
-    server = ModelServer(nc=None, deployment_id="dep_1", agent_id="gpu-1", publish=publish, note=lambda _: None,
-                         options=contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1), attempt=4)
+    server = ModelServer(
+        nc=None,
+        deployment_id="dep_1",
+        agent_id="gpu-1",
+        publish=publish,
+        note=lambda _: None,
+        options=contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1),
+        attempt=4,
+    )
     server._requests, server._tokens = 2, 7
     await server._report_usage()
     await server._http.aclose()
@@ -168,8 +193,9 @@ async def test_a_restarted_agent_reports_with_the_saved_or_labelled_attempt(tmp_
     storage = storage_in(tmp_path)
     folder = tmp_path / "state"
     stage = contracts.EngineStage(name="train", command=("x",), config_yaml="")
-    order = contracts.JobDispatched(job_id="job_gone", kind="train", stages=(stage,), output_dir="/o", attempt=5,
-                                    dispatched_at=NOW)
+    order = contracts.JobDispatched(
+        job_id="job_gone", kind="train", stages=(stage,), output_dir="/o", attempt=5, dispatched_at=NOW
+    )
     SavedJob.begin(folder, order).mark_started()
     runtime = FakeRuntime([replace(found("dep_1", kind="deploy"), attempt=6), replace(found("job_old"), attempt=7)])
     events, resumed = [], []
@@ -177,8 +203,15 @@ async def test_a_restarted_agent_reports_with_the_saved_or_labelled_attempt(tmp_
     async def publish(event, must_arrive=False):
         events.append(event)
 
-    runner = SimpleNamespace(runtime=runtime, state_dir=folder, storage=storage, agent_id="a1", js=FakeJetStream(),
-                             publish=publish, go_on=lambda state, resume: resumed.append(state))
+    runner = SimpleNamespace(
+        runtime=runtime,
+        state_dir=folder,
+        storage=storage,
+        agent_id="a1",
+        js=FakeJetStream(),
+        publish=publish,
+        go_on=lambda state, resume: resumed.append(state),
+    )
     await reattach.pick_up(runner)
     assert {e.job_id: e.attempt for e in events} == {"job_gone": 5, "dep_1": 6}
     assert [(s.order.job_id, s.order.attempt) for s in resumed] == [("job_old", 7)]

@@ -8,16 +8,29 @@ from services.scheduler.rendering.outputs import job_inputs
 
 pytestmark = pytest.mark.unit
 
-TRAIN_CONFIG = {"stage": "sft", "finetuning_type": "lora", "output_dir": "/out/job_1", "template": "qwen",
-                "model_name_or_path": "/models/base"}
+TRAIN_CONFIG = {
+    "stage": "sft",
+    "finetuning_type": "lora",
+    "output_dir": "/out/job_1",
+    "template": "qwen",
+    "model_name_or_path": "/models/base",
+}
 
 
-@pytest.mark.parametrize("requested, rendered, kind", [
-    ("lora", "lora", "lora"), ("qlora", "lora", "lora"), ("full", "full", "full"), ("freeze", "freeze", "full"),
-])
+@pytest.mark.parametrize(
+    "requested, rendered, kind",
+    [
+        ("lora", "lora", "lora"),
+        ("qlora", "lora", "lora"),
+        ("full", "full", "full"),
+        ("freeze", "freeze", "full"),
+    ],
+)
 def test_training_registers_an_adapter_or_a_full_model(requested, rendered, kind):
-    out = outputs.train_output({"base_model": "base", "datasets": ["d1", "d2"], "finetuning_type": requested},
-                               {**TRAIN_CONFIG, "finetuning_type": rendered, "dataset": "pub_d1,usr_1_d2"})
+    out = outputs.train_output(
+        {"base_model": "base", "datasets": ["d1", "d2"], "finetuning_type": requested},
+        {**TRAIN_CONFIG, "finetuning_type": rendered, "dataset": "pub_d1,usr_1_d2"},
+    )
     assert out.kind == kind and out.source == "train" and out.path == "/out/job_1"
     assert out.parent_name == "base" and out.parent_location == "/models/base"
     assert out.datasets == ("d1", "d2") and out.template == "qwen" and out.label == "sft"
@@ -25,27 +38,34 @@ def test_training_registers_an_adapter_or_a_full_model(requested, rendered, kind
 
 
 def test_export_registers_a_merged_or_quantised_model_linked_to_what_it_exported():
-    config = {"model_name_or_path": "/models/base", "adapter_name_or_path": "/out/job_1",
-              "output_dir": "/out/job_2", "template": "qwen"}
+    config = {
+        "model_name_or_path": "/models/base",
+        "adapter_name_or_path": "/out/job_1",
+        "output_dir": "/out/job_2",
+        "template": "qwen",
+    }
     merged = outputs.export_output({"model": "my-adapter"}, config)
     assert (merged.kind, merged.source, merged.path) == ("full", "export", "/out/job_2/export")
     assert merged.parent_name == "my-adapter" and merged.parent_location == "/out/job_1"
-    quantised = outputs.export_output({"base_model": "full-model"},
-                                      {**config, "export_quantization_bit": 4, "export_dir": "/out/job_2/q4",
-                                       "adapter_name_or_path": None})
+    quantised = outputs.export_output(
+        {"base_model": "full-model"},
+        {**config, "export_quantization_bit": 4, "export_dir": "/out/job_2/q4", "adapter_name_or_path": None},
+    )
     assert (quantised.kind, quantised.path, quantised.label) == ("quantized", "/out/job_2/q4", "q4")
     assert quantised.parent_name == "full-model" and quantised.parent_location == "/models/base"
     assert set(outputs.PRODUCERS) == {"train", "export"}
 
 
-
-
 def test_export_outputs_name_their_quantisation():
     gptq = outputs.export_output({"model": "m"}, {"export_dir": "/o/export", "export_quantization_bit": 4})
-    assert (gptq.kind, gptq.label, gptq.details) == ("quantized", "q4", {"quantization_bit": 4,
-                                                                       "quantization_method": "gptq"})
-    bnb = outputs.export_output({"model": "m"}, {"export_dir": "/o/export", "quantization_bit": 8,
-                                                 "quantization_method": "bitsandbytes"})
+    assert (gptq.kind, gptq.label, gptq.details) == (
+        "quantized",
+        "q4",
+        {"quantization_bit": 4, "quantization_method": "gptq"},
+    )
+    bnb = outputs.export_output(
+        {"model": "m"}, {"export_dir": "/o/export", "quantization_bit": 8, "quantization_method": "bitsandbytes"}
+    )
     assert bnb.kind == "quantized" and bnb.details["quantization_method"] == "bitsandbytes"
     merged = outputs.export_output({"model": "m"}, {"export_dir": "/o/export", "adapter_name_or_path": "/o/a"})
     assert merged.kind == "full" and merged.parent_name == "m" and merged.parent_location == "/o/a"

@@ -74,10 +74,17 @@ def test_messages_refuse_values_outside_the_vocabulary():
 def test_every_reason_the_agent_names_is_in_the_vocabulary():
     from services.agent.ending import EndCause, conclude
 
-    causes = [EndCause(cancelled=True), EndCause(agent_stopping=True), EndCause(idle_timeout_s=1),
-              EndCause(start_timeout_s=1), EndCause(exit_code=1, oom=True), EndCause(exit_code=137),
-              EndCause(exit_code=1, missing_package="x"), EndCause(exit_code=1, config_refused=True),
-              EndCause(exit_code=1)]
+    causes = [
+        EndCause(cancelled=True),
+        EndCause(agent_stopping=True),
+        EndCause(idle_timeout_s=1),
+        EndCause(start_timeout_s=1),
+        EndCause(exit_code=1, oom=True),
+        EndCause(exit_code=137),
+        EndCause(exit_code=1, missing_package="x"),
+        EndCause(exit_code=1, config_refused=True),
+        EndCause(exit_code=1),
+    ]
     for cause in causes:
         outcome = conclude(cause)
         assert outcome.state in TERMINAL and outcome.reason in contracts.FINISH_REASONS

@@ -45,8 +45,17 @@ def test_an_agent_ships_on_a_subject_naming_itself_that_no_log_reader_sees():
             assert not any(matches(f, subject) for f in other.subjects), other.name
 
 
-@pytest.mark.parametrize("subject", ["job.logs.gpu-1", "job.logs.gpu-1.job_9.x", "job.logs..job_9", "logs.job_9",
-                                     "job.status.gpu-1.job_9", "job.logsx.gpu-1.job_9"])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "job.logs.gpu-1",
+        "job.logs.gpu-1.job_9.x",
+        "job.logs..job_9",
+        "logs.job_9",
+        "job.status.gpu-1.job_9",
+        "job.logsx.gpu-1.job_9",
+    ],
+)
 def test_a_subject_that_is_not_an_ingest_subject_names_no_sender(subject):
     assert Subjects.job_logs_sender(subject) is None
 
@@ -54,8 +63,12 @@ def test_a_subject_that_is_not_an_ingest_subject_names_no_sender(subject):
 def test_an_agent_may_ship_logs_only_as_itself_and_never_write_a_log_directly():
     allowed = nats_auth.agent_permissions("gpu-1")["publish"]["allow"]
     assert any(matches(p, Subjects.job_logs("gpu-1", "job_9")) for p in allowed)
-    for forged in (Subjects.job_logs("gpu-2", "job_9"), Subjects.job_logs("gpu-10", "job_9"), Subjects.logs("job_9"),
-                   "logs.in.gpu-1.job_9"):
+    for forged in (
+        Subjects.job_logs("gpu-2", "job_9"),
+        Subjects.job_logs("gpu-10", "job_9"),
+        Subjects.logs("job_9"),
+        "logs.in.gpu-1.job_9",
+    ):
         assert not any(matches(p, forged) for p in allowed), forged
 
 
@@ -70,11 +83,13 @@ def test_a_batch_from_before_attempts_decodes_with_attempt_zero():
 
 async def test_a_run_ships_its_lines_on_the_agents_subject_with_the_dispatchs_attempt(tmp_path):
     js = FakeJetStream()
-    runner = Runner(nc=None, js=js, agent_id="gpu-1", runtime=OneRunRuntime(), storage=storage_in(tmp_path),
-                    engine_env={})
+    runner = Runner(
+        nc=None, js=js, agent_id="gpu-1", runtime=OneRunRuntime(), storage=storage_in(tmp_path), engine_env={}
+    )
     stage = contracts.EngineStage(name="train", command=("llamafactory-cli", "train"), config_yaml="a: 1\n")
-    order = contracts.JobDispatched(job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "out"),
-                                    attempt=3, dispatched_at=NOW)
+    order = contracts.JobDispatched(
+        job_id="job_1", kind="train", stages=(stage,), output_dir=str(tmp_path / "out"), attempt=3, dispatched_at=NOW
+    )
     await runner._run(order, RunningJob(order.job_id, order.kind, saved=SavedJob.begin(None, order)))
     batches = [(subject, e) for subject, e in js.published if isinstance(e, contracts.LogBatch)]
     assert batches and {subject for subject, _ in batches} == {"job.logs.gpu-1.job_1"}
@@ -85,17 +100,24 @@ async def test_a_run_ships_its_lines_on_the_agents_subject_with_the_dispatchs_at
 async def test_a_restarted_agent_ships_a_lost_jobs_last_line_with_the_saved_attempt(tmp_path):
     folder = tmp_path / "state"
     stage = contracts.EngineStage(name="train", command=("x",), config_yaml="")
-    order = contracts.JobDispatched(job_id="job_gone", kind="train", stages=(stage,), output_dir="/o", attempt=5,
-                                    dispatched_at=NOW)
+    order = contracts.JobDispatched(
+        job_id="job_gone", kind="train", stages=(stage,), output_dir="/o", attempt=5, dispatched_at=NOW
+    )
     SavedJob.begin(folder, order).mark_started()
     js = FakeJetStream()
 
     async def publish(event, must_arrive=False):
         pass
 
-    runner = SimpleNamespace(runtime=FakeRuntime([replace(found("dep_1", kind="deploy"), attempt=6)]),
-                             state_dir=folder, storage=storage_in(tmp_path), agent_id="a1", js=js, publish=publish,
-                             go_on=lambda state, resume: None)
+    runner = SimpleNamespace(
+        runtime=FakeRuntime([replace(found("dep_1", kind="deploy"), attempt=6)]),
+        state_dir=folder,
+        storage=storage_in(tmp_path),
+        agent_id="a1",
+        js=js,
+        publish=publish,
+        go_on=lambda state, resume: None,
+    )
     await reattach.pick_up(runner)
     shipped = {b.job_id: (subject, b.attempt) for subject, b in js.published}
     assert shipped == {"job_gone": ("job.logs.a1.job_gone", 5), "dep_1": ("job.logs.a1.dep_1", 6)}
@@ -104,28 +126,34 @@ async def test_a_restarted_agent_ships_a_lost_jobs_last_line_with_the_saved_atte
 # --- where a batch goes after the job's last one in LOGS ---------------------------------------
 
 
-@pytest.mark.parametrize("tip, batch, where", [
-    (Tip(), (1, 1, 500), NEXT),  # the job's first lines
-    (Tip(), (1, 501, 900), GAP),  # lines 1-500 are still on their way
-    (Tip(7, 1, 500), (1, 501, 900), NEXT),
-    (Tip(7, 1, 500), (1, 1, 500), DUPLICATE),  # a redelivery of what LOGS has
-    (Tip(7, 1, 500), (1, 200, 300), DUPLICATE),
-    (Tip(7, 1, 500), (1, 400, 600), NEXT),  # overlaps: relayed unchanged, viewers skip the lines they saw
-    (Tip(7, 1, 500), (1, 502, 900), GAP),
-    (Tip(7, 1, 500), (2, 1, 10), NEXT),  # a new attempt numbers from 1
-    (Tip(7, 1, 500), (2, 11, 20), GAP),
-    (Tip(7, 2, 10), (1, 501, 600), DUPLICATE),  # an older attempt after a newer one: never
-    (Tip(7, 0, 500), (1, 501, 600), NEXT),  # stored before batches had attempts, then re-attached: numbered on
-    (Tip(7, 0, 500), (1, 1, 10), NEXT),  # stored before, then a new run
-    (Tip(7, 0, 500), (1, 300, 400), DUPLICATE),
-])
+@pytest.mark.parametrize(
+    "tip, batch, where",
+    [
+        (Tip(), (1, 1, 500), NEXT),  # the job's first lines
+        (Tip(), (1, 501, 900), GAP),  # lines 1-500 are still on their way
+        (Tip(7, 1, 500), (1, 501, 900), NEXT),
+        (Tip(7, 1, 500), (1, 1, 500), DUPLICATE),  # a redelivery of what LOGS has
+        (Tip(7, 1, 500), (1, 200, 300), DUPLICATE),
+        (Tip(7, 1, 500), (1, 400, 600), NEXT),  # overlaps: relayed unchanged, viewers skip the lines they saw
+        (Tip(7, 1, 500), (1, 502, 900), GAP),
+        (Tip(7, 1, 500), (2, 1, 10), NEXT),  # a new attempt numbers from 1
+        (Tip(7, 1, 500), (2, 11, 20), GAP),
+        (Tip(7, 2, 10), (1, 501, 600), DUPLICATE),  # an older attempt after a newer one: never
+        (Tip(7, 0, 500), (1, 501, 600), NEXT),  # stored before batches had attempts, then re-attached: numbered on
+        (Tip(7, 0, 500), (1, 1, 10), NEXT),  # stored before, then a new run
+        (Tip(7, 0, 500), (1, 300, 400), DUPLICATE),
+    ],
+)
 def test_placement(tip, batch, where):
     assert placement(tip, *batch) == where
 
 
 def test_the_tip_is_read_from_a_stored_batch_without_decoding_its_text():
-    batch = contracts.LogBatch(job_id="j", attempt=3, lines=tuple(
-        contracts.LogLine(seq=i, stream="stdout", at=NOW, text="x" * 100) for i in range(5, 505)))
+    batch = contracts.LogBatch(
+        job_id="j",
+        attempt=3,
+        lines=tuple(contracts.LogLine(seq=i, stream="stdout", at=NOW, text="x" * 100) for i in range(5, 505)),
+    )
     assert tip_of(42, contracts.encode(batch)) == Tip(42, 3, 504)
     old = b'{"type":"log_batch","job_id":"j","lines":[[7,"stdout","2026-11-26T12:00:00Z","hi"]]}'
     assert tip_of(9, old) == Tip(9, 0, 7), "stored before batches had attempts"
@@ -269,13 +297,19 @@ class FakeLogs:
         return SimpleNamespace(seq=last[0], data=last[1])
 
     def lines(self, job_id):
-        return [line.seq for _, s, data in self.stored if s == Subjects.logs(job_id)
-                for line in contracts.decode(data).lines]
+        return [
+            line.seq
+            for _, s, data in self.stored
+            if s == Subjects.logs(job_id)
+            for line in contracts.decode(data).lines
+        ]
 
 
 class FakeMsg:
     def __init__(self, agent_id, job_id, attempt, first, last, subject=None):
-        lines = tuple(contracts.LogLine(seq=i, stream="stdout", at=NOW, text=f"line {i}") for i in range(first, last + 1))
+        lines = tuple(
+            contracts.LogLine(seq=i, stream="stdout", at=NOW, text=f"line {i}") for i in range(first, last + 1)
+        )
         self.subject = subject or Subjects.job_logs(agent_id, job_id)
         self.data = contracts.encode(contracts.LogBatch(job_id=job_id, attempt=attempt, lines=lines))
         self.acked = self.termed = False
@@ -320,9 +354,11 @@ async def test_the_right_agents_batches_are_relayed_unchanged_and_in_order(relay
 
 async def test_another_agents_an_old_attempts_and_malformed_batches_are_dropped_and_acked(relay, caplog):
     good = FakeMsg("a", "job_1", 2, 1, 10)
-    bad = [FakeMsg("b", "job_1", 2, 11, 20),  # the other agent, for the job of a
-           FakeMsg("a", "job_1", 1, 1, 10),  # the job's agent, an attempt it no longer runs
-           FakeMsg("a", "job_2", 1, 1, 10)]  # a job that is b's
+    bad = [
+        FakeMsg("b", "job_1", 2, 11, 20),  # the other agent, for the job of a
+        FakeMsg("a", "job_1", 1, 1, 10),  # the job's agent, an attempt it no longer runs
+        FakeMsg("a", "job_2", 1, 1, 10),
+    ]  # a job that is b's
     wrong_job = FakeMsg("a", "job_1", 2, 11, 20, subject=Subjects.job_logs("a", "job_2"))
     for msg in [*bad, good, wrong_job]:
         await relay.take(msg)
@@ -344,8 +380,11 @@ async def test_warnings_about_one_agent_are_limited(relay, caplog):
 
 
 async def test_a_redelivered_batch_is_dropped(relay):
-    first, again, second = FakeMsg("a", "job_1", 2, 1, 10), FakeMsg("a", "job_1", 2, 1, 10), \
-        FakeMsg("a", "job_1", 2, 11, 20)
+    first, again, second = (
+        FakeMsg("a", "job_1", 2, 1, 10),
+        FakeMsg("a", "job_1", 2, 1, 10),
+        FakeMsg("a", "job_1", 2, 11, 20),
+    )
     await relay.take(first)
     await settled(relay, first)
     await relay.take(again)

@@ -20,12 +20,12 @@ from services.agent.runtimes.process import ProcessRuntime
 from services.agent.serving import ModelServer
 from services.common import contracts
 from services.common.settings import StoragePaths, settings_for
+from services.registry import answers
 from services.registry.rules import ModelRef
 from services.scheduler import rendering
-from services.registry import answers
 from services.scheduler.jobs import recovery
-from services.scheduler.settings import SchedulerSettings
 from services.scheduler.jobs.schemas import DeployRequest, JobRequest
+from services.scheduler.settings import SchedulerSettings
 
 pytestmark = pytest.mark.unit
 
@@ -81,22 +81,37 @@ def test_the_platforms_hub_setting_is_checked(monkeypatch):
 # --- every kind renders it -------------------------------------------------------------------------------------------
 
 MS = rendering.ModelPaths(model_path="Qwen/Qwen2.5-0.5B-Instruct", template="qwen", hub="modelscope")
-MS_ADAPTER = rendering.ModelPaths(model_path="Qwen/Qwen2.5-0.5B-Instruct", adapter_path="/srv/cloud-llm/output/job_a",
-                                  template="qwen", hub="modelscope")
+MS_ADAPTER = rendering.ModelPaths(
+    model_path="Qwen/Qwen2.5-0.5B-Instruct",
+    adapter_path="/srv/cloud-llm/output/job_a",
+    template="qwen",
+    hub="modelscope",
+)
 LOCAL_PATHS = rendering.ModelPaths(model_path="/srv/cloud-llm/models/tiny", template="default")
 
 
 def rendered_for(kind: str, model: rendering.ModelPaths) -> rendering.Rendered:
     if kind == "train":
         req = msgspec.convert({"kind": "train", "base_model": "m", "datasets": ["d"]}, JobRequest)
-        config = rendering.render_train(req, model_path=model.model_path, default_template=model.template,
-                                        data_dir=Path("/data"), output_dir=OUT)
+        config = rendering.render_train(
+            req, model_path=model.model_path, default_template=model.template, data_dir=Path("/data"), output_dir=OUT
+        )
         return rendering.train_stages(config, model.hub)
     if kind in ("loss", "generation", "benchmark"):
-        body = {"kind": "eval", "model": "m", "evaluation": kind, **({"task": "tinymc"} if kind == "benchmark"
-                                                                      else {"datasets": ["d"]})}
-        return rendering.render_eval(msgspec.convert(body, JobRequest), model=model, stage="sft",
-                                     data_dir=Path("/data"), task_dir=Path("/tasks"), output_dir=OUT)
+        body = {
+            "kind": "eval",
+            "model": "m",
+            "evaluation": kind,
+            **({"task": "tinymc"} if kind == "benchmark" else {"datasets": ["d"]}),
+        }
+        return rendering.render_eval(
+            msgspec.convert(body, JobRequest),
+            model=model,
+            stage="sft",
+            data_dir=Path("/data"),
+            task_dir=Path("/tasks"),
+            output_dir=OUT,
+        )
     if kind == "export":
         quantization = {"method": "gptq", "bits": 4, "calibration_dataset": "c"}
         req = msgspec.convert({"kind": "export", "model": "m", "quantization": quantization}, JobRequest)
@@ -108,8 +123,9 @@ def rendered_for(kind: str, model: rendering.ModelPaths) -> rendering.Rendered:
 def dispatched(rendered: rendering.Rendered) -> tuple[contracts.EngineStage, ...]:
     """The stages as the dispatcher sends them (stored rows, converted to the contract, over the wire)."""
     stages = tuple(msgspec.convert(row, contracts.EngineStage) for row in rendered.stage_rows())
-    order = contracts.JobDispatched(job_id="job_x", kind="train", stages=stages, output_dir=str(OUT),
-                                    dispatched_at=datetime.now(UTC))
+    order = contracts.JobDispatched(
+        job_id="job_x", kind="train", stages=stages, output_dir=str(OUT), dispatched_at=datetime.now(UTC)
+    )
     return contracts.decode(contracts.encode(order)).stages
 
 
@@ -126,8 +142,12 @@ def test_every_kind_that_loads_a_modelscope_model_says_so(kind):
 
 @pytest.mark.parametrize("kind", ["train", "loss", "generation", "benchmark", "export", "deploy"])
 def test_a_local_model_uses_no_hub(kind):
-    rendered = rendered_for(kind, LOCAL_PATHS if kind != "export" else
-                            rendering.ModelPaths(model_path="/m", adapter_path="/srv/cloud-llm/output/job_a"))
+    rendered = rendered_for(
+        kind,
+        LOCAL_PATHS
+        if kind != "export"
+        else rendering.ModelPaths(model_path="/m", adapter_path="/srv/cloud-llm/output/job_a"),
+    )
     assert {stage.hub for stage in dispatched(rendered)} == {None} and rendered.model_hub is None
     assert all("hub" not in row for row in rendered.stage_rows())
     assert "model hub" not in rendered.yaml_text()
@@ -164,15 +184,27 @@ def storage_in(tmp_path) -> StoragePaths:
 
 def order_with(tmp_path, hub: str | None, *, serve: bool = False, command=("llamafactory-cli", "train")):
     options = contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1) if serve else None
-    stage = contracts.EngineStage(name="serve" if serve else "train", command=command, config_yaml="a: 1\n", hub=hub,
-                                  serve=options)
-    return contracts.JobDispatched(job_id="job_1", kind="deploy" if serve else "train", stages=(stage,),
-                                   output_dir=str(tmp_path / "out"), dispatched_at=datetime.now(UTC))
+    stage = contracts.EngineStage(
+        name="serve" if serve else "train", command=command, config_yaml="a: 1\n", hub=hub, serve=options
+    )
+    return contracts.JobDispatched(
+        job_id="job_1",
+        kind="deploy" if serve else "train",
+        stages=(stage,),
+        output_dir=str(tmp_path / "out"),
+        dispatched_at=datetime.now(UTC),
+    )
 
 
 def runner_in(tmp_path, runtime=None) -> Runner:
-    return Runner(nc=None, js=None, agent_id="a1", runtime=runtime or ProcessRuntime(tmp_path / "bin"),
-                  storage=storage_in(tmp_path), engine_env={"HF_HUB_OFFLINE": "1"})
+    return Runner(
+        nc=None,
+        js=None,
+        agent_id="a1",
+        runtime=runtime or ProcessRuntime(tmp_path / "bin"),
+        storage=storage_in(tmp_path),
+        engine_env={"HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_a_modelscope_stage_gets_use_modelscope_hub_and_others_do_not(tmp_path):
@@ -184,15 +216,25 @@ def test_a_modelscope_stage_gets_use_modelscope_hub_and_others_do_not(tmp_path):
         env = runner._spec(order_with(tmp_path, hub), 0).env
         assert "USE_MODELSCOPE_HUB" not in env and env["MODELSCOPE_CACHE"] == modelscope["MODELSCOPE_CACHE"]
         assert {k: v for k, v in env.items() if k != "MODELSCOPE_CACHE"} == {
-            k: v for k, v in modelscope.items() if k not in ("MODELSCOPE_CACHE", "USE_MODELSCOPE_HUB")}
+            k: v for k, v in modelscope.items() if k not in ("MODELSCOPE_CACHE", "USE_MODELSCOPE_HUB")
+        }
 
 
 async def test_a_served_modelscope_model_gets_it_beside_the_servers_own_settings(tmp_path):
-    server = ModelServer(nc=None, deployment_id="dep_1", agent_id="a1", publish=None, note=lambda _: None,
-                         options=contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1))
+    server = ModelServer(
+        nc=None,
+        deployment_id="dep_1",
+        agent_id="a1",
+        publish=None,
+        note=lambda _: None,
+        options=contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1),
+    )
     try:
-        env = runner_in(tmp_path)._spec(order_with(tmp_path, "modelscope", serve=True), 0, server.environment(),
-                                        ports=(server.port,)).env
+        env = (
+            runner_in(tmp_path)
+            ._spec(order_with(tmp_path, "modelscope", serve=True), 0, server.environment(), ports=(server.port,))
+            .env
+        )
     finally:
         await server._http.aclose()
     assert env["USE_MODELSCOPE_HUB"] == "1" and env["API_PORT"] == str(server.port) and env["API_KEY"]
@@ -234,17 +276,32 @@ async def test_the_process_runtime_gives_the_engine_the_stages_hub_never_the_age
 # --- without the package --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tail, package", [
-    # LLaMA-Factory's mandatory check before a ModelScope model download (measured with the package hidden)
-    (["importlib.metadata.PackageNotFoundError: No package metadata was found for The 'modelscope>=1.14.0' "
-      "distribution was not found and is required by this application. ",
-      "To fix: run `pip install modelscope>=1.14.0`."], "modelscope>=1.14.0"),
-    # a ModelScope dataset with modelscope but not its `datasets` extra (measured: this engine's state)
-    (["    import addict", "ModuleNotFoundError: No module named 'addict'", "",
-      "RuntimeError: Failed to import modelscope.msdatasets because of the following error (look up to see its "
-      "traceback):", "No module named 'addict'"], "modelscope[datasets]"),
-])
+@pytest.mark.parametrize(
+    "tail, package",
+    [
+        # LLaMA-Factory's mandatory check before a ModelScope model download (measured with the package hidden)
+        (
+            [
+                "importlib.metadata.PackageNotFoundError: No package metadata was found for The 'modelscope>=1.14.0' "
+                "distribution was not found and is required by this application. ",
+                "To fix: run `pip install modelscope>=1.14.0`.",
+            ],
+            "modelscope>=1.14.0",
+        ),
+        # a ModelScope dataset with modelscope but not its `datasets` extra (measured: this engine's state)
+        (
+            [
+                "    import addict",
+                "ModuleNotFoundError: No module named 'addict'",
+                "",
+                "RuntimeError: Failed to import modelscope.msdatasets because of the following error (look up to see its "
+                "traceback):",
+                "No module named 'addict'",
+            ],
+            "modelscope[datasets]",
+        ),
+    ],
+)
 def test_a_missing_modelscope_is_a_missing_dependency_naming_it(tail, package):
     reason, message = failures.classify(ExitInfo(exit_code=1), tail)
     assert reason == "missing_dependency" and repr(package) in message
-

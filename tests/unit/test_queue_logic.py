@@ -9,8 +9,11 @@ from services.scheduler.jobs import queue, recovery
 
 pytestmark = pytest.mark.unit
 
-TRAIN = {"name": "train", "command": ["llamafactory-cli", "train"],
-         "config_yaml": yaml.safe_dump({"stage": "sft", "overwrite_output_dir": True, "output_dir": "/o/job"})}
+TRAIN = {
+    "name": "train",
+    "command": ["llamafactory-cli", "train"],
+    "config_yaml": yaml.safe_dump({"stage": "sft", "overwrite_output_dir": True, "output_dir": "/o/job"}),
+}
 
 
 def test_a_gpu_quota_holds_back_only_gpu_jobs_beyond_it():

@@ -13,8 +13,15 @@ ME, OTHER = "usr_me", "usr_other"
 
 
 def model(source: str, kind: str, owner: str | None = ME, retired: bool = False) -> ModelRef:
-    return ModelRef(id="mdl_1", name="m", kind=kind, source=source, owner_id=None if source == "preset" else owner,
-                    path="/models/m", retired_at=datetime.now(UTC) if retired else None)
+    return ModelRef(
+        id="mdl_1",
+        name="m",
+        kind=kind,
+        source=source,
+        owner_id=None if source == "preset" else owner,
+        path="/models/m",
+        retired_at=datetime.now(UTC) if retired else None,
+    )
 
 
 PRESET = model("preset", "base")
@@ -85,7 +92,6 @@ def test_location_prefers_the_local_copy_then_the_hub():
 
 
 # --- what jobs register ---------------------------------------------------------------------------
-
 
 
 def test_default_names_fit_and_say_where_they_come_from():

@@ -16,8 +16,9 @@ DATA, OUT = Path("/srv/cloud-llm/data"), Path("/srv/cloud-llm/output/job_1")
 
 def render(**fields):
     req = TrainRequest(base_model="m", datasets=["d1", "d2"], **fields)
-    return rendering.render_train(req, model_path="/models/m", default_template="default", data_dir=DATA,
-                                  output_dir=OUT)
+    return rendering.render_train(
+        req, model_path="/models/m", default_template="default", data_dir=DATA, output_dir=OUT
+    )
 
 
 def test_platform_paths_win_and_overrides_merge_last():
@@ -54,15 +55,18 @@ def test_only_the_warmup_asked_for_is_rendered():
     assert "warmup_steps" not in render(warmup_ratio=0.1)
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"dataset_dir": "x"}, "config_overrides.dataset_dir"),
-    ({"resume_from_checkpoint": "x"}, "config_overrides.resume_from_checkpoint"),
-    ({"deepspeed": "z9"}, "config_overrides.deepspeed"),
-    ({"report_to": "file:///etc"}, "config_overrides.report_to"),
-    ({"lora_target": "~/.ssh"}, "config_overrides.lora_target"),
-    ({"tags": ["ok", "/abs"]}, "config_overrides.tags"),
-    ({"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}, "config_overrides.a.b.c.d.e"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"dataset_dir": "x"}, "config_overrides.dataset_dir"),
+        ({"resume_from_checkpoint": "x"}, "config_overrides.resume_from_checkpoint"),
+        ({"deepspeed": "z9"}, "config_overrides.deepspeed"),
+        ({"report_to": "file:///etc"}, "config_overrides.report_to"),
+        ({"lora_target": "~/.ssh"}, "config_overrides.lora_target"),
+        ({"tags": ["ok", "/abs"]}, "config_overrides.tags"),
+        ({"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}, "config_overrides.a.b.c.d.e"),
+    ],
+)
 def test_overrides_refused(overrides, field):
     with pytest.raises(ApiError) as refused:
         render(config_overrides=overrides)
@@ -70,8 +74,14 @@ def test_overrides_refused(overrides, field):
 
 
 def test_memory_table_order_and_advice():
-    common = {"parameters": 7_000_000_000, "quantization_bit": None, "batch_size": 2, "cutoff_len": 1024,
-              "gradient_checkpointing": True, "gpu_count": 1}
+    common = {
+        "parameters": 7_000_000_000,
+        "quantization_bit": None,
+        "batch_size": 2,
+        "cutoff_len": 1024,
+        "gradient_checkpointing": True,
+        "gpu_count": 1,
+    }
     full = memory.estimate(finetuning_type="full", **common)
     lora = memory.estimate(finetuning_type="lora", **common)
     q4 = memory.estimate(finetuning_type="qlora", **{**common, "quantization_bit": 4})
@@ -85,9 +95,14 @@ def test_memory_table_order_and_advice():
 
 def _agents():
     return placement.capacities(
-        [{"id": "a", "gpus": [{"index": 0, "memory_total_mb": 24_000}, {"index": 1, "memory_total_mb": 24_000}],
-          "cpu_slots": 0},
-         {"id": "b", "gpus": [], "cpu_slots": 1}],
+        [
+            {
+                "id": "a",
+                "gpus": [{"index": 0, "memory_total_mb": 24_000}, {"index": 1, "memory_total_mb": 24_000}],
+                "cpu_slots": 0,
+            },
+            {"id": "b", "gpus": [], "cpu_slots": 1},
+        ],
         [{"agent_id": "a", "gpu_count": 1, "gpu_ids": [0]}],
     )
 
@@ -107,11 +122,21 @@ def test_placement_respects_memory_and_count():
     assert placement.could_ever_hold(agents[0], 2, 20_000) and not placement.could_ever_hold(agents[0], 3, 1)
 
 
-@pytest.mark.parametrize("case", __import__("json").loads(
-    (Path(__file__).parents[2] / "bench" / "gpu_check_h100.json").read_text())["cases"])
+@pytest.mark.parametrize(
+    "case", __import__("json").loads((Path(__file__).parents[2] / "bench" / "gpu_check_h100.json").read_text())["cases"]
+)
 def test_estimate_covers_peaks_measured_on_an_h100(case):
     """The estimate may be generous (jobs wait for a bigger GPU) but never below a measured peak."""
-    est = memory.estimate(parameters=case["parameters"], finetuning_type=case["method"], quantization_bit=None,
-                          batch_size=case["batch"], cutoff_len=case["cutoff"], gradient_checkpointing=True,
-                          gpu_count=1, hidden=case["hidden"], layers=case["layers"], vocab=case["vocab"])
+    est = memory.estimate(
+        parameters=case["parameters"],
+        finetuning_type=case["method"],
+        quantization_bit=None,
+        batch_size=case["batch"],
+        cutoff_len=case["cutoff"],
+        gradient_checkpointing=True,
+        gpu_count=1,
+        hidden=case["hidden"],
+        layers=case["layers"],
+        vocab=case["vocab"],
+    )
     assert case["peak_reserved_mb"] <= est.per_gpu_mb <= 1.35 * case["peak_reserved_mb"]

@@ -19,8 +19,15 @@ from services.scheduler.settings import FleetSettings, SchedulerSettings
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS_CLASSES = [Settings, AuthSettings, SchedulerSettings, FleetSettings, GatewaySettings, DatasetSettings,
-                    AgentSettings]
+SETTINGS_CLASSES = [
+    Settings,
+    AuthSettings,
+    SchedulerSettings,
+    FleetSettings,
+    GatewaySettings,
+    DatasetSettings,
+    AgentSettings,
+]
 # Read outside a settings class, each by one function named here.
 OTHER_VARIABLES = {"HOST_BASE_PATH", "LOG_BASE_PATH", "HF_CACHE_PATH"}  # storage_from_env
 
@@ -55,17 +62,21 @@ class Sample:
 
 
 def test_fields_are_parsed_by_their_type_and_empty_means_unset():
-    sample = from_env(Sample, {"S_COUNT": "7", "S_RATIO": "2", "S_FLAG": "yes", "S_PATH": "/x", "S_LIMIT": "",
-                               "S_HUB": "b"})
+    sample = from_env(
+        Sample, {"S_COUNT": "7", "S_RATIO": "2", "S_FLAG": "yes", "S_PATH": "/x", "S_LIMIT": "", "S_HUB": "b"}
+    )
     assert sample == Sample(count=7, ratio=2.0, flag=True, path=Path("/x"), limit=None, hub="b")
     assert from_env(Sample, {}) == Sample()
     assert from_env(Sample, {"S_COUNT": "9"}, count=1).count == 1  # given values win
 
 
-@pytest.mark.parametrize("environ, message", [
-    ({"S_COUNT": "many"}, "S_COUNT='many' is not a valid int"),
-    ({"S_HUB": "c"}, "S_HUB must be one of a, b, not 'c'"),
-])
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"S_COUNT": "many"}, "S_COUNT='many' is not a valid int"),
+        ({"S_HUB": "c"}, "S_HUB must be one of a, b, not 'c'"),
+    ],
+)
 def test_a_bad_value_names_its_variable(environ, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         from_env(Sample, environ)

@@ -28,15 +28,21 @@ def _name(path: Path) -> str:
 
 def _tier_markers(node: ast.AST) -> list[str]:
     """Names of the tier markers written as `pytest.mark.<tier>` (called or not) anywhere in `node`."""
-    return [n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute) and n.attr in TIERS
-            and isinstance(n.value, ast.Attribute) and n.value.attr == "mark"
-            and isinstance(n.value.value, ast.Name) and n.value.value.id == "pytest"]
+    return [
+        n.attr
+        for n in ast.walk(node)
+        if isinstance(n, ast.Attribute)
+        and n.attr in TIERS
+        and isinstance(n.value, ast.Attribute)
+        and n.value.attr == "mark"
+        and isinstance(n.value.value, ast.Name)
+        and n.value.value.id == "pytest"
+    ]
 
 
 def _pytestmark(tree: ast.Module) -> ast.expr | None:
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
-                                                for t in node.targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
             return node.value
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "pytestmark":
             return node.value
@@ -98,63 +104,79 @@ def test_every_test_module_carries_its_folders_tier(path: Path):
 @pytest.mark.parametrize("path", sorted(TESTS.rglob("*.py")), ids=_name)
 def test_no_module_imports_a_test_module(path: Path):
     imports = imported_test_modules(path.read_text(encoding="utf-8"), str(path))
-    assert not imports, (f"{_name(path)} imports a test module ({'; '.join(imports)}): move what is shared to the "
-                         "folder's helpers.py (functions, constants) or conftest.py (fixtures)")
+    assert not imports, (
+        f"{_name(path)} imports a test module ({'; '.join(imports)}): move what is shared to the "
+        "folder's helpers.py (functions, constants) or conftest.py (fixtures)"
+    )
 
 
 # --- the checks check what they should ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source, problem", [
-    ("import pytest\n", "no module-level pytestmark"),
-    ("def f():\n    pytestmark = pytest.mark.unit\n", "no module-level pytestmark"),
-    ("pytestmark = pytest.mark.slow\n", "exactly one tier marker"),
-    ("pytestmark = [pytest.mark.unit, pytest.mark.integration]\n", "exactly one tier marker"),
-    ("pytestmark = [pytest.mark.integration, pytest.mark.slow]\n", "is marked unit, not ['integration']"),
-    ("pytestmark = pytest.mark.unit\n\n@pytest.mark.integration\ndef test_x():\n    pass\n", "outside pytestmark"),
-    ("pytestmark = pytest.mark.unit\n\nclass TestX:\n    pytestmark = pytest.mark.e2e\n", "outside pytestmark"),
-])
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("import pytest\n", "no module-level pytestmark"),
+        ("def f():\n    pytestmark = pytest.mark.unit\n", "no module-level pytestmark"),
+        ("pytestmark = pytest.mark.slow\n", "exactly one tier marker"),
+        ("pytestmark = [pytest.mark.unit, pytest.mark.integration]\n", "exactly one tier marker"),
+        ("pytestmark = [pytest.mark.integration, pytest.mark.slow]\n", "is marked unit, not ['integration']"),
+        ("pytestmark = pytest.mark.unit\n\n@pytest.mark.integration\ndef test_x():\n    pass\n", "outside pytestmark"),
+        ("pytestmark = pytest.mark.unit\n\nclass TestX:\n    pytestmark = pytest.mark.e2e\n", "outside pytestmark"),
+    ],
+)
 def test_a_wrong_tier_is_named(source, problem):
     problems = tier_problems(Path("unit/test_x.py"), source)
     assert any(problem in p for p in problems), problems
 
 
-@pytest.mark.parametrize("path, source", [
-    ("unit/test_x.py", "pytestmark = pytest.mark.unit\n"),
-    ("unit/test_x.py", "pytestmark: list = [pytest.mark.unit, pytest.mark.slow]\n"),
-    ("docker/test_x.py", "pytestmark = [pytest.mark.docker, pytest.mark.slow]\n"),
-    ("integration/scheduler/test_x.py", "pytestmark = pytest.mark.integration\n"),
-])
+@pytest.mark.parametrize(
+    "path, source",
+    [
+        ("unit/test_x.py", "pytestmark = pytest.mark.unit\n"),
+        ("unit/test_x.py", "pytestmark: list = [pytest.mark.unit, pytest.mark.slow]\n"),
+        ("docker/test_x.py", "pytestmark = [pytest.mark.docker, pytest.mark.slow]\n"),
+        ("integration/scheduler/test_x.py", "pytestmark = pytest.mark.integration\n"),
+    ],
+)
 def test_a_right_tier_passes(path, source):
     assert tier_problems(Path(path), source) == []
 
 
 def test_a_test_file_outside_the_tier_folders_is_named():
     assert any("no tier's folder" in p for p in tier_problems(Path("test_x.py"), "pytestmark = pytest.mark.unit\n"))
-    assert any("no tier's folder" in p for p in tier_problems(Path("misc/test_x.py"), "pytestmark = pytest.mark.unit\n"))
+    assert any(
+        "no tier's folder" in p for p in tier_problems(Path("misc/test_x.py"), "pytestmark = pytest.mark.unit\n")
+    )
 
 
-@pytest.mark.parametrize("source", [
-    "from .test_training import TRAIN\n",
-    "from ..test_fleet import job_row\n",
-    "from tests.e2e.test_training import TRAIN\n",
-    "import tests.unit.test_job_events\n",
-    "import tests.unit.test_job_events as events\n",
-    "from . import test_training\n",
-    "from tests.e2e import test_training\n",
-    "def f():\n    from .test_training import TRAIN\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from .test_training import TRAIN\n",
+        "from ..test_fleet import job_row\n",
+        "from tests.e2e.test_training import TRAIN\n",
+        "import tests.unit.test_job_events\n",
+        "import tests.unit.test_job_events as events\n",
+        "from . import test_training\n",
+        "from tests.e2e import test_training\n",
+        "def f():\n    from .test_training import TRAIN\n",
+    ],
+)
 def test_an_import_of_a_test_module_is_named(source):
     assert imported_test_modules(source)
 
 
-@pytest.mark.parametrize("source", [
-    "from .helpers import TRAIN, unique\n",
-    "from tests.helpers import eventually\n",
-    "from tests.e2e.conftest import E2E_AGENT\n",
-    "from services.common import contracts\n",
-    "from .testing_tools import x\n",
-    "import pytest\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from .helpers import TRAIN, unique\n",
+        "from tests.helpers import eventually\n",
+        "from tests.e2e.conftest import E2E_AGENT\n",
+        "from services.common import contracts\n",
+        "from .testing_tools import x\n",
+        "import pytest\n",
+    ],
+)
 def test_other_imports_pass(source):
     assert imported_test_modules(source) == []

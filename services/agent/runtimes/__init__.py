@@ -27,10 +27,17 @@ def runtime_from_settings(settings: AgentSettings, storage: StoragePaths) -> Run
     if settings.runtime == "process":
         return make_runtime("process", engine_bin=settings.engine_bin)
     if settings.runtime == "docker":
-        return make_runtime("docker", storage=storage, agent_id=settings.agent_id, image=settings.docker_image,
-                            memory=settings.docker_memory, extra_mounts=settings.extra_mounts(),
-                            cleanup_delay_s=settings.docker_cleanup_delay_s, network=settings.docker_network,
-                            user=settings.docker_user)
+        return make_runtime(
+            "docker",
+            storage=storage,
+            agent_id=settings.agent_id,
+            image=settings.docker_image,
+            memory=settings.docker_memory,
+            extra_mounts=settings.extra_mounts(),
+            cleanup_delay_s=settings.docker_cleanup_delay_s,
+            network=settings.docker_network,
+            user=settings.docker_user,
+        )
     return make_runtime(settings.runtime)  # an unknown name: make_runtime says which there are
 
 

@@ -43,8 +43,17 @@ from .docker_options import (
 )
 from .docker_run import DockerRun, _in_thread
 
-__all__ = ["DEFAULT_IMAGE", "LABEL_AGENT", "LABEL_ATTEMPT", "LABEL_JOB", "LABEL_KIND", "LABEL_STAGE", "DockerRun",
-           "DockerRuntime", "container_name"]
+__all__ = [
+    "DEFAULT_IMAGE",
+    "LABEL_AGENT",
+    "LABEL_ATTEMPT",
+    "LABEL_JOB",
+    "LABEL_KIND",
+    "LABEL_STAGE",
+    "DockerRun",
+    "DockerRuntime",
+    "container_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +67,7 @@ def _parse_time(value: str | None) -> datetime | None:
     if rest:
         match = re.match(r"\d*", rest)  # never None: \d* matches the empty string too
         digits = match.group(0) if match else ""
-        zone = rest[len(digits):]
+        zone = rest[len(digits) :]
         main = f"{main}.{digits[:6]}"
     elif value.endswith("Z") or "+" in value[10:]:
         main, zone = value[:19], value[19:]
@@ -77,10 +86,20 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, *, storage: StoragePaths, agent_id: str, image: str = DEFAULT_IMAGE, memory: str | None = None,
-                 extra_mounts: Mapping[str, str] | None = None, cleanup_delay_s: float = DEFAULT_CLEANUP_DELAY_S,
-                 client: docker.DockerClient | None = None, base_url: str | None = None,
-                 network: str | None = None, user: str | None = None):
+    def __init__(
+        self,
+        *,
+        storage: StoragePaths,
+        agent_id: str,
+        image: str = DEFAULT_IMAGE,
+        memory: str | None = None,
+        extra_mounts: Mapping[str, str] | None = None,
+        cleanup_delay_s: float = DEFAULT_CLEANUP_DELAY_S,
+        client: docker.DockerClient | None = None,
+        base_url: str | None = None,
+        network: str | None = None,
+        user: str | None = None,
+    ):
         """The agent passes its settings (services/agent/settings.py, LLMCT_DOCKER_*); nothing is read here.
 
         agent_id: the label this agent finds its containers by
@@ -90,8 +109,15 @@ class DockerRuntime:
         (docker.from_env), made on first use
         network: the containers' network mode; user: "uid:gid" the engine runs as
         """
-        self.plan = ContainerPlan(storage=storage, agent_id=agent_id, image=image, memory=memory,
-                                  extra_mounts=dict(extra_mounts or {}), network=network, user=user)
+        self.plan = ContainerPlan(
+            storage=storage,
+            agent_id=agent_id,
+            image=image,
+            memory=memory,
+            extra_mounts=dict(extra_mounts or {}),
+            network=network,
+            user=user,
+        )
         self.cleanup_delay_s = float(cleanup_delay_s)
         self._base_url = base_url
         self._client_lock = threading.Lock()
@@ -112,8 +138,7 @@ class DockerRuntime:
 
     def _run(self, container_id: str, name: str, resume: Mapping[str, Any] | None = None) -> DockerRun:
         """A DockerRun of one of this runtime's containers, given what it needs (nothing of this object's)."""
-        return DockerRun(self._client, container_id, name, image=self.plan.image, active=self._active,
-                         resume=resume)
+        return DockerRun(self._client, container_id, name, image=self.plan.image, active=self._active, resume=resume)
 
     # -- start ------------------------------------------------------------------------------------------
     def _start_blocking(self, spec: JobSpec) -> tuple[str, str]:
@@ -167,8 +192,9 @@ class DockerRuntime:
                 ) from exc
             except docker.errors.APIError as exc:
                 if exc.status_code != 409 or attempt:
-                    raise RuntimeStartError("start_failed", f"container {name} was refused: "
-                                                            f"{exc.explanation or exc}") from exc
+                    raise RuntimeStartError(
+                        "start_failed", f"container {name} was refused: {exc.explanation or exc}"
+                    ) from exc
                 self._clear_name(client, name)
         raise AssertionError("unreachable")
 
@@ -180,8 +206,9 @@ class DockerRuntime:
             return
         labels = old.labels or {}
         if labels.get(LABEL_AGENT) != self.plan.agent_id:
-            raise RuntimeStartError("name_conflict",
-                                    f"a container named {name} exists and is not this agent's: remove it")
+            raise RuntimeStartError(
+                "name_conflict", f"a container named {name} exists and is not this agent's: remove it"
+            )
         if old.status in ("running", "restarting", "paused"):
             raise RuntimeStartError("already_running", f"container {name} of this job is still running")
         self._active.discard(old.id)
@@ -211,9 +238,13 @@ class DockerRuntime:
             env = dict(item.partition("=")[::2] for item in info.get("Config", {}).get("Env") or [])
             gpus = env.get("NVIDIA_VISIBLE_DEVICES", "")
             engine = FoundEngine(
-                job_id=labels[LABEL_JOB], kind=labels.get(LABEL_KIND, "train"),
-                stage=int(labels.get(LABEL_STAGE) or 0), running=running, ref=info["Id"],
-                name=info.get("Name", "").lstrip("/"), output_dir=info.get("Config", {}).get("WorkingDir", ""),
+                job_id=labels[LABEL_JOB],
+                kind=labels.get(LABEL_KIND, "train"),
+                stage=int(labels.get(LABEL_STAGE) or 0),
+                running=running,
+                ref=info["Id"],
+                name=info.get("Name", "").lstrip("/"),
+                output_dir=info.get("Config", {}).get("WorkingDir", ""),
                 gpu_ids=tuple(int(i) for i in gpus.split(",") if i.isdigit()),
                 attempt=int(labels.get(LABEL_ATTEMPT) or 0),  # none on containers from before attempts
             )
@@ -252,8 +283,10 @@ class DockerRuntime:
         api = self._client.api
         now = datetime.now(UTC)
         removed = []
-        summaries = api.containers(all=True, filters={"label": [f"{LABEL_AGENT}={self.plan.agent_id}"],
-                                                      "status": ["exited", "dead", "created"]})
+        summaries = api.containers(
+            all=True,
+            filters={"label": [f"{LABEL_AGENT}={self.plan.agent_id}"], "status": ["exited", "dead", "created"]},
+        )
         for summary in summaries:
             if summary["Id"] in self._active:
                 continue

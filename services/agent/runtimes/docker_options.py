@@ -30,8 +30,15 @@ LABEL_STAGE = "llmct.stage"
 LABEL_ATTEMPT = "llmct.attempt"  # the dispatch's attempt, for the events of a job picked up after a restart
 
 # Path-valued keys of a LLaMA-Factory YAML the container must see: read-only inputs and outputs.
-READ_KEYS = ("model_name_or_path", "adapter_name_or_path", "dataset_dir", "deepspeed", "resume_from_checkpoint",
-             "task_dir", "export_quantization_dataset")
+READ_KEYS = (
+    "model_name_or_path",
+    "adapter_name_or_path",
+    "dataset_dir",
+    "deepspeed",
+    "resume_from_checkpoint",
+    "task_dir",
+    "export_quantization_dataset",
+)
 WRITE_KEYS = ("export_dir", "save_dir")
 
 
@@ -49,8 +56,13 @@ class ContainerPlan:
 
     def labels(self, spec: JobSpec) -> dict[str, str]:
         """The labels a restarted agent finds the job's container by, and what it needs to go on with it."""
-        return {LABEL_AGENT: self.agent_id, LABEL_JOB: spec.job_id, LABEL_KIND: spec.kind,
-                LABEL_STAGE: str(spec.stage), LABEL_ATTEMPT: str(spec.attempt)}
+        return {
+            LABEL_AGENT: self.agent_id,
+            LABEL_JOB: spec.job_id,
+            LABEL_KIND: spec.kind,
+            LABEL_STAGE: str(spec.stage),
+            LABEL_ATTEMPT: str(spec.attempt),
+        }
 
     def mount_plan(self, spec: JobSpec) -> list[docker.types.Mount]:
         """Bind mounts, each host path at the same path inside; read-only unless the job writes there."""
@@ -90,13 +102,21 @@ class ContainerPlan:
     def create_options(self, spec: JobSpec) -> dict[str, Any]:
         """Everything `containers.create` is given for a job (tests and docs read this)."""
         options: dict[str, Any] = dict(
-            image=self.image, command=list(spec.command), name=container_name(spec), labels=self.labels(spec),
-            environment=self.environment(spec), mounts=self.mount_plan(spec), working_dir=str(spec.output_dir),
-            shm_size=SHM_SIZE, init=True, detach=True,
+            image=self.image,
+            command=list(spec.command),
+            name=container_name(spec),
+            labels=self.labels(spec),
+            environment=self.environment(spec),
+            mounts=self.mount_plan(spec),
+            working_dir=str(spec.output_dir),
+            shm_size=SHM_SIZE,
+            init=True,
+            detach=True,
         )
         if spec.gpu_ids:
-            options["device_requests"] = [docker.types.DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids],
-                                                                     capabilities=[["gpu"]])]
+            options["device_requests"] = [
+                docker.types.DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids], capabilities=[["gpu"]])
+            ]
         if self.memory:
             options.update(mem_limit=self.memory, memswap_limit=self.memory)  # no swap: an OOM is an OOM
         if self.network:
@@ -117,8 +137,9 @@ def _mounts(wanted: dict[str, bool], sources: dict[str, str]) -> list[docker.typ
         read_only = wanted[target]
         # A read-only path inside another mount is visible already; a writable one inside a
         # read-only mount needs its own (nested) mount, which Docker mounts after its parent.
-        if read_only and any(other != target and sources[other] == other and _is_under(target, other)
-                             for other in wanted):
+        if read_only and any(
+            other != target and sources[other] == other and _is_under(target, other) for other in wanted
+        ):
             continue
         mounts.append(docker.types.Mount(target=target, source=sources[target], type="bind", read_only=read_only))
     return mounts

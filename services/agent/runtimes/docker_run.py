@@ -95,7 +95,7 @@ class _LineReader:
                     return []
                 self._skip = None
             self.last_ns, self.at_last = ns, (self.at_last + 1 if ns == self.last_ns else 1)
-            frame = frame[match.end():]
+            frame = frame[match.end() :]
         self.buffer += frame
         *complete, self.buffer = self.buffer.split(b"\n")
         if len(self.buffer) > MAX_LINE_BYTES:
@@ -114,8 +114,16 @@ class _LineReader:
 class DockerRun:
     """A started (or found again) container: its log lines, its exit, a stop."""
 
-    def __init__(self, client: docker.DockerClient, container_id: str, name: str, *, image: str,
-                 active: MutableSet[str], resume: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        name: str,
+        *,
+        image: str,
+        active: MutableSet[str],
+        resume: Mapping[str, Any] | None = None,
+    ):
         """`image`: the container's, named when its command is missing; `active`: the runtime's containers whose
         exit was not collected yet (this one leaves it at its exit); `resume`: a `position` of an earlier DockerRun
         of this container, whose lines are not read again."""
@@ -125,8 +133,9 @@ class DockerRun:
         self.container_id = container_id
         self.name = name
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[tuple[str, list[tuple[str, str]], tuple[int, int]] | None] = \
-            asyncio.Queue(maxsize=1000)
+        self._queue: asyncio.Queue[tuple[str, list[tuple[str, str]], tuple[int, int]] | None] = asyncio.Queue(
+            maxsize=1000
+        )
         self._readers_done = 0  # end markers seen by lines()
         self._readers_left = 2  # reader threads still running
         self._readers_lock = threading.Lock()
@@ -135,11 +144,14 @@ class DockerRun:
         self._detached = False
         self._streams: list[Any] = []  # the open log streams, closed by detach()
         start = resume if resume and resume.get("container") == container_id else {}
-        self.position: dict[str, Any] = {"container": container_id,
-                                         **{s: list(start.get(s) or (0, 0)) for s in ("stdout", "stderr")}}
+        self.position: dict[str, Any] = {
+            "container": container_id,
+            **{s: list(start.get(s) or (0, 0)) for s in ("stdout", "stderr")},
+        }
         for stream in ("stdout", "stderr"):
-            threading.Thread(target=self._follow, args=(stream, tuple(self.position[stream])),
-                             name=f"{name}-{stream}", daemon=True).start()
+            threading.Thread(
+                target=self._follow, args=(stream, tuple(self.position[stream])), name=f"{name}-{stream}", daemon=True
+            ).start()
 
     # -- logs ---------------------------------------------------------------------------------------
     def _put(self, item: tuple[str, list[tuple[str, str]], tuple[int, int]] | None) -> bool:
@@ -169,8 +181,15 @@ class DockerRun:
     def _read(self, stream: str, reader: _LineReader, *, follow: bool) -> bool:
         """Read one stream from the reader's position on (`since` a second early: float seconds); False to stop."""
         since = reader.last_ns / 1e9 - 1 if reader.last_ns else None
-        logs = self.client.api.logs(self.container_id, stdout=stream == "stdout", stderr=stream == "stderr",
-                                    stream=True, timestamps=True, follow=follow, since=since)
+        logs = self.client.api.logs(
+            self.container_id,
+            stdout=stream == "stdout",
+            stderr=stream == "stderr",
+            stream=True,
+            timestamps=True,
+            follow=follow,
+            since=since,
+        )
         self._streams.append(logs)
         if self._detached:  # detach() ran before this stream existed
             return False
@@ -230,11 +249,15 @@ class DockerRun:
         try:
             code = self.client.api.wait(self.container_id, timeout=None)["StatusCode"]
         except docker.errors.NotFound:
-            return ExitInfo(exit_code=-1, error=f"container {self.name} disappeared while it ran",
-                            error_reason="container_lost")
+            return ExitInfo(
+                exit_code=-1, error=f"container {self.name} disappeared while it ran", error_reason="container_lost"
+            )
         except Exception as exc:  # noqa: BLE001 - the Docker engine went away (restart, crash)
-            return ExitInfo(exit_code=-1, error=f"lost the Docker engine while {self.name} ran: {exc}",
-                            error_reason="docker_unavailable")
+            return ExitInfo(
+                exit_code=-1,
+                error=f"lost the Docker engine while {self.name} ran: {exc}",
+                error_reason="docker_unavailable",
+            )
         try:
             state = self.client.api.inspect_container(self.container_id)["State"]
         except Exception:  # noqa: BLE001 - removed already: the code is all we know
@@ -244,9 +267,12 @@ class DockerRun:
         if error and code == 0:
             return ExitInfo(exit_code=-1, error=error, error_reason="start_failed")
         if code == 127 and (missing := self._missing_command()):
-            return ExitInfo(exit_code=code, error_reason="engine_missing",
-                            error=f"the image {self.image} has no {missing}: use an engine image with "
-                                  "llamafactory-cli on its PATH (docs/docker.md), or set LLMCT_DOCKER_IMAGE")
+            return ExitInfo(
+                exit_code=code,
+                error_reason="engine_missing",
+                error=f"the image {self.image} has no {missing}: use an engine image with "
+                "llamafactory-cli on its PATH (docs/docker.md), or set LLMCT_DOCKER_IMAGE",
+            )
         return ExitInfo(exit_code=code, oom_killed=oom)
 
     def _missing_command(self) -> str | None:

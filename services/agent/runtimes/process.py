@@ -19,8 +19,10 @@ class ProcessRun:
             raise RuntimeError("the engine process was started without pipes for stdout and stderr")
         self._process = process
         self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(maxsize=10_000)
-        self._readers = [asyncio.create_task(self._read(process.stdout, "stdout")),
-                         asyncio.create_task(self._read(process.stderr, "stderr"))]
+        self._readers = [
+            asyncio.create_task(self._read(process.stdout, "stdout")),
+            asyncio.create_task(self._read(process.stderr, "stderr")),
+        ]
 
     async def _read(self, stream: asyncio.StreamReader, name: str) -> None:
         try:
@@ -51,7 +53,7 @@ class ProcessRun:
             os.killpg(self._process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(self._process.wait(), grace_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
 
@@ -70,15 +72,24 @@ class ProcessRuntime:
             raise RuntimeStartError("engine_missing", f"{executable} not found: run engine/install.sh on this agent")
         # The engine has its own environment: nothing of the platform's interpreter may leak into it, and its
         # model hub is the stage's (spec.env), never one the agent was started with.
-        inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
-                     and k not in HUB_SELECTORS}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV") and k not in HUB_SELECTORS
+        }
         env = {**inherited, **spec.env, "PATH": f"{self.engine_bin}:{os.environ.get('PATH', '')}"}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpu_ids))
         try:
             process = await asyncio.create_subprocess_exec(
-                str(executable), *spec.command[1:], cwd=str(spec.config_path.parent), env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, limit=1024 * 1024,
+                str(executable),
+                *spec.command[1:],
+                cwd=str(spec.config_path.parent),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=1024 * 1024,
             )
         except OSError as exc:
             raise RuntimeStartError("engine_missing", f"cannot start {executable}: {exc}") from exc

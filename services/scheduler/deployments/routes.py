@@ -16,11 +16,11 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
-from services.common.dependencies import Injected
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.common.contracts import TERMINAL_JOB_STATES, DeploymentState
+from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 
@@ -28,8 +28,8 @@ from .. import rendering
 from ..jobs import access, memory, queue, service, store
 from ..jobs.routes import cursor_after, log_download, next_cursor
 from ..jobs.schemas import DeployRequest
-from . import store as dstore
 from ..settings import SchedulerSettings
+from . import store as dstore
 
 
 class DeploymentOut(msgspec.Struct, kw_only=True):
@@ -84,28 +84,55 @@ def to_out(row, admin_view: bool, now: datetime | None = None) -> DeploymentOut:
     uptime = round((end - row["ready_at"]).total_seconds(), 1) if row["ready_at"] else None
     extra = {}
     if admin_view:
-        extra = {"owner": row["owner"],
-                 "gpu_memory_mb": (row["estimate"] or {}).get("per_gpu_mb", 0) * max(row["gpu_count"], 1)
-                 if row["gpu_count"] else 0}
+        extra = {
+            "owner": row["owner"],
+            "gpu_memory_mb": (row["estimate"] or {}).get("per_gpu_mb", 0) * max(row["gpu_count"], 1)
+            if row["gpu_count"]
+            else 0,
+        }
     return DeploymentOut(
-        id=row["id"], model=row["model"], state=state, reason=row["reason"],
-        message=row["message"] if state in ("failed", "stopped") else None, generation=row["generation"],
-        gpu_count=row["gpu_count"], idle_timeout_s=row["idle_timeout_s"], idle_seconds_left=left,
-        requests_served=row["requests_served"], tokens_generated=row["tokens_generated"], created_at=row["created_at"],
-        ready_at=row["ready_at"], last_request_at=row["last_request_at"], finished_at=row["finished_at"],
-        uptime_s=uptime, agent_id=row["agent_id"], **extra)
+        id=row["id"],
+        model=row["model"],
+        state=state,
+        reason=row["reason"],
+        message=row["message"] if state in ("failed", "stopped") else None,
+        generation=row["generation"],
+        gpu_count=row["gpu_count"],
+        idle_timeout_s=row["idle_timeout_s"],
+        idle_seconds_left=left,
+        requests_served=row["requests_served"],
+        tokens_generated=row["tokens_generated"],
+        created_at=row["created_at"],
+        ready_at=row["ready_at"],
+        last_request_at=row["last_request_at"],
+        finished_at=row["finished_at"],
+        uptime_s=uptime,
+        agent_id=row["agent_id"],
+        **extra,
+    )
 
 
-async def deploy(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: SchedulerSettings, principal: Principal,
-                 req: DeployRequest) -> str:
+async def deploy(
+    pool: asyncpg.Pool,
+    nc: Client,
+    js: JetStreamContext,
+    settings: SchedulerSettings,
+    principal: Principal,
+    req: DeployRequest,
+) -> str:
     """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row."""
     model = await access.usable_model(nc, principal, req.model, "deploy", prefer_hub=settings.model_hub)
     idle = req.idle_timeout_s or settings.deploy_idle_s
-    rendered = rendering.render_deploy(req, model=model.paths, startup_timeout_s=settings.deploy_startup_s,
-                                       idle_timeout_s=idle)
-    est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000, batch_size=1,
-                                    cutoff_len=req.generation.max_new_tokens, gpu_count=req.gpu_count,
-                                    **memory.model_shape(model.paths.model_path))
+    rendered = rendering.render_deploy(
+        req, model=model.paths, startup_timeout_s=settings.deploy_startup_s, idle_timeout_s=idle
+    )
+    est = memory.estimate_inference(
+        parameters=model.parameter_count or 7_000_000_000,
+        batch_size=1,
+        cutoff_len=req.generation.max_new_tokens,
+        gpu_count=req.gpu_count,
+        **memory.model_shape(model.paths.model_path),
+    )
     await service.check_capacity(pool, req.gpu_count, est)
     job_id = new_id("dep")
     async with pool.acquire() as conn, conn.transaction():
@@ -114,16 +141,34 @@ async def deploy(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings:
         limit = (await queue.quotas(conn, [principal.user_id], settings))[principal.user_id].max_deployments
         if len(active) >= limit:
             names = ", ".join(f"{row['id']} ({row['model']}, {public_state(row)})" for row in active) or "none"
-            raise ApiError(409, "deployment_limit",
-                           f"you may have {limit} active deployment(s) and have: {names}. Stop one first "
-                           "(POST /api/deployments/{id}/stop), or ask an admin to raise your limit")
-        await store.insert_job(conn, job_id=job_id, owner_id=principal.user_id, kind="deploy",
-                               priority=req.priority, gpu_count=req.gpu_count,
-                               request=rendering.request_dict(req), config=rendered.config,
-                               config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(),
-                               output_dir=str(settings.storage.output / job_id), estimate=msgspec.to_builtins(est))
-        await dstore.insert(conn, deployment_id=job_id, owner_id=principal.user_id, model=model.name,
-                            generation=msgspec.to_builtins(req.generation), idle_timeout_s=idle)
+            raise ApiError(
+                409,
+                "deployment_limit",
+                f"you may have {limit} active deployment(s) and have: {names}. Stop one first "
+                "(POST /api/deployments/{id}/stop), or ask an admin to raise your limit",
+            )
+        await store.insert_job(
+            conn,
+            job_id=job_id,
+            owner_id=principal.user_id,
+            kind="deploy",
+            priority=req.priority,
+            gpu_count=req.gpu_count,
+            request=rendering.request_dict(req),
+            config=rendered.config,
+            config_yaml=rendered.yaml_text(),
+            stages=rendered.stage_rows(),
+            output_dir=str(settings.storage.output / job_id),
+            estimate=msgspec.to_builtins(est),
+        )
+        await dstore.insert(
+            conn,
+            deployment_id=job_id,
+            owner_id=principal.user_id,
+            model=model.name,
+            generation=msgspec.to_builtins(req.generation),
+            idle_timeout_s=idle,
+        )
     await service.announce_submitted(js, job_id, "deploy", principal.user_id, req.priority)
     return job_id
 
@@ -141,24 +186,39 @@ class DeploymentController(Controller):
     tags = ["deployments"]
 
     @post("/", status_code=201, summary="Deploy a model (one active deployment per user unless raised)")
-    async def create(self, pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
-                     principal: Principal, data: DeployRequest) -> DeploymentOut:
+    async def create(
+        self,
+        pool: asyncpg.Pool,
+        nc: Client,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        data: DeployRequest,
+    ) -> DeploymentOut:
         deployment_id = await deploy(pool, nc, js, settings, principal, data)
         return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
 
     @get("/", summary="The caller's deployments (admins: everyone's, with owner, agent and GPU memory)")
     async def list_deployments(
-        self, pool: asyncpg.Pool, principal: Principal,
+        self,
+        pool: asyncpg.Pool,
+        principal: Principal,
         active: Annotated[bool, Parameter(description="only queued, starting, ready or stopping ones")] = False,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> DeploymentPage:
         async with pool.acquire() as conn:
-            rows = await dstore.list_for(conn, owner_id=None if principal.is_admin else principal.user_id,
-                                         active_only=active, before=cursor_after(cursor), limit=limit + 1)
+            rows = await dstore.list_for(
+                conn,
+                owner_id=None if principal.is_admin else principal.user_id,
+                active_only=active,
+                before=cursor_after(cursor),
+                limit=limit + 1,
+            )
         now = datetime.now(UTC)
-        return DeploymentPage(items=[to_out(r, principal.is_admin, now) for r in rows[:limit]],
-                              next_cursor=next_cursor(rows, limit))
+        return DeploymentPage(
+            items=[to_out(r, principal.is_admin, now) for r in rows[:limit]], next_cursor=next_cursor(rows, limit)
+        )
 
     @get("/{deployment_id:str}", summary="A deployment: state, idle time left, usage")
     async def detail(self, pool: asyncpg.Pool, principal: Principal, deployment_id: str) -> DeploymentOut:
@@ -173,7 +233,8 @@ class DeploymentController(Controller):
         return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
 
     @get("/{deployment_id:str}/log", summary="The deployment's inference log as text (so far)")
-    async def log_file(self, pool: asyncpg.Pool, settings: Injected[SchedulerSettings], principal: Principal,
-                       deployment_id: str) -> Stream:
+    async def log_file(
+        self, pool: asyncpg.Pool, settings: Injected[SchedulerSettings], principal: Principal, deployment_id: str
+    ) -> Stream:
         await _owned(pool, principal, deployment_id)
         return log_download(settings.storage.logs / f"{deployment_id}.log", deployment_id)

@@ -20,7 +20,12 @@ FROM = f"deployments d JOIN jobs j ON j.id = d.id {owner_name_join('d.owner_id')
 async def insert(conn, *, deployment_id: str, owner_id: str, model: str, generation: dict, idle_timeout_s: int) -> None:
     await conn.execute(
         "INSERT INTO deployments (id, owner_id, model, generation, idle_timeout_s) VALUES ($1, $2, $3, $4, $5)",
-        deployment_id, owner_id, model, generation, idle_timeout_s)
+        deployment_id,
+        owner_id,
+        model,
+        generation,
+        idle_timeout_s,
+    )
 
 
 async def lock_owner(conn, owner_id: str) -> None:
@@ -29,18 +34,25 @@ async def lock_owner(conn, owner_id: str) -> None:
 
 
 async def active_of(conn, owner_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(f"SELECT {COLUMNS} FROM {FROM} WHERE d.owner_id = $1 AND j.state = ANY($2::text[]) "
-                            "ORDER BY d.created_at", owner_id, list(ACTIVE_JOB_STATES))
+    return await conn.fetch(
+        f"SELECT {COLUMNS} FROM {FROM} WHERE d.owner_id = $1 AND j.state = ANY($2::text[]) ORDER BY d.created_at",
+        owner_id,
+        list(ACTIVE_JOB_STATES),
+    )
 
 
 async def get(conn, deployment_id: str, owner_id: str | None) -> asyncpg.Record | None:
     """A deployment, only when `owner_id` owns it (None: any, for admins)."""
-    return await conn.fetchrow(f"SELECT {COLUMNS} FROM {FROM} WHERE d.id = $1 AND ($2::text IS NULL OR d.owner_id = $2)",
-                               deployment_id, owner_id)
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM {FROM} WHERE d.id = $1 AND ($2::text IS NULL OR d.owner_id = $2)",
+        deployment_id,
+        owner_id,
+    )
 
 
-async def list_for(conn, *, owner_id: str | None, active_only: bool, before: tuple[datetime, str] | None,
-                   limit: int) -> list[asyncpg.Record]:
+async def list_for(
+    conn, *, owner_id: str | None, active_only: bool, before: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""
         SELECT {COLUMNS} FROM {FROM}
@@ -48,12 +60,21 @@ async def list_for(conn, *, owner_id: str | None, active_only: bool, before: tup
           AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5))
         ORDER BY d.created_at DESC, d.id DESC LIMIT $6
         """,
-        owner_id, active_only, list(ACTIVE_JOB_STATES), before[0] if before else None, before[1] if before else None, limit)
+        owner_id,
+        active_only,
+        list(ACTIVE_JOB_STATES),
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+    )
 
 
 async def mark_ready(conn, deployment_id: str, at: datetime) -> bool:
-    row = await conn.fetchrow("UPDATE deployments SET ready_at = coalesce(ready_at, $2) WHERE id = $1 "
-                              "RETURNING (ready_at = $2) AS first", deployment_id, at)
+    row = await conn.fetchrow(
+        "UPDATE deployments SET ready_at = coalesce(ready_at, $2) WHERE id = $1 RETURNING (ready_at = $2) AS first",
+        deployment_id,
+        at,
+    )
     return bool(row and row["first"])
 
 
@@ -61,4 +82,8 @@ async def add_usage(conn, deployment_id: str, requests: int, tokens: int, last_r
     await conn.execute(
         "UPDATE deployments SET requests_served = requests_served + $2, tokens_generated = tokens_generated + $3, "
         "last_request_at = greatest(coalesce(last_request_at, $4), $4) WHERE id = $1",
-        deployment_id, requests, tokens, last_request_at)
+        deployment_id,
+        requests,
+        tokens,
+        last_request_at,
+    )

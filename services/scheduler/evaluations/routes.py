@@ -89,9 +89,16 @@ class Comparison(msgspec.Struct, kw_only=True):
 def summary(row: EvalRow | JobRow) -> EvalSummary:
     request = row.request
     return EvalSummary(
-        id=row.id, state=row.state, model=request.get("model", ""), evaluation=request.get("evaluation", "loss"),
-        datasets=list(request.get("datasets") or []), task=request.get("task"), metrics=row.metrics or {},
-        reason=row.reason, created_at=row.created_at, finished_at=row.finished_at,
+        id=row.id,
+        state=row.state,
+        model=request.get("model", ""),
+        evaluation=request.get("evaluation", "loss"),
+        datasets=list(request.get("datasets") or []),
+        task=request.get("task"),
+        metrics=row.metrics or {},
+        reason=row.reason,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
     )
 
 
@@ -116,8 +123,14 @@ def read_samples(output_dir: str | None, offset: int, limit: int) -> tuple[list[
                     row = json.loads(line)
                 except ValueError:
                     continue
-                items.append(Sample(index=index, prompt=_cut(row.get("prompt")), prediction=_cut(row.get("predict")),
-                                    label=_cut(row.get("label"))))
+                items.append(
+                    Sample(
+                        index=index,
+                        prompt=_cut(row.get("prompt")),
+                        prediction=_cut(row.get("predict")),
+                        label=_cut(row.get("label")),
+                    )
+                )
     return items, total
 
 
@@ -132,8 +145,14 @@ async def _own_eval(pool: Pool, principal: Principal, job_id: str) -> JobRow:
 async def eval_detail(pool: Pool, principal: Principal, job_id: str) -> EvalDetail:
     row = await _own_eval(pool, principal, job_id)
     items, total = await asyncio.to_thread(read_samples, row.output_dir, 0, DETAIL_SAMPLES)
-    return EvalDetail(**msgspec.structs.asdict(summary(row)), message=row.message, request=row.request,
-                      config_yaml=row.config_yaml, samples=items, samples_total=total)
+    return EvalDetail(
+        **msgspec.structs.asdict(summary(row)),
+        message=row.message,
+        request=row.request,
+        config_yaml=row.config_yaml,
+        samples=items,
+        samples_total=total,
+    )
 
 
 class EvalController(Controller):
@@ -141,27 +160,43 @@ class EvalController(Controller):
     tags = ["evaluations"]
 
     @post("/", status_code=201, summary="Submit an evaluation (the same as POST /api/jobs with kind 'eval')")
-    async def submit(self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
-                     principal: Principal, data: EvalRequest) -> EvalDetail:
+    async def submit(
+        self,
+        pool: Pool,
+        nc: Client,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        data: EvalRequest,
+    ) -> EvalDetail:
         job_id = await service.submit(pool, nc, js, settings, principal, data)
         return await eval_detail(pool, principal, job_id)
 
     @get("/", summary="The caller's evaluations (admins: everyone's), newest first, with their metrics")
     async def list_evals(
-        self, pool: Pool, principal: Principal,
+        self,
+        pool: Pool,
+        principal: Principal,
         job_state: Annotated[JobState | None, Parameter(query="state")] = None,
         evaluation: Literal["loss", "generation", "benchmark"] | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> EvalPage:
-        rows = await store.list_evals(pool, owner_id=None if principal.is_admin else principal.user_id,
-                                      state=job_state, evaluation=evaluation, before=cursor_after(cursor),
-                                      limit=limit + 1)
+        rows = await store.list_evals(
+            pool,
+            owner_id=None if principal.is_admin else principal.user_id,
+            state=job_state,
+            evaluation=evaluation,
+            before=cursor_after(cursor),
+            limit=limit + 1,
+        )
         return EvalPage(items=[summary(r) for r in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
     @get("/compare", summary="Several evaluations side by side: metrics, and generated samples by example")
     async def compare(
-        self, pool: Pool, principal: Principal,
+        self,
+        pool: Pool,
+        principal: Principal,
         ids: Annotated[str, Parameter(description="comma-separated evaluation ids, 2 to 10")],
         samples: Annotated[int, Parameter(ge=0, le=100)] = 10,
     ) -> Comparison:
@@ -175,8 +210,12 @@ class EvalController(Controller):
         by_index: dict[int, ComparedSample] = {}
         for position, (items, _) in enumerate(read):
             for item in items:
-                entry = by_index.setdefault(item.index, ComparedSample(
-                    index=item.index, prompt=item.prompt, label=item.label, predictions=[None] * len(rows)))
+                entry = by_index.setdefault(
+                    item.index,
+                    ComparedSample(
+                        index=item.index, prompt=item.prompt, label=item.label, predictions=[None] * len(rows)
+                    ),
+                )
                 entry.predictions[position] = item.prediction
         return Comparison(runs=runs, metric_names=names, samples=[by_index[i] for i in sorted(by_index)])
 
@@ -186,13 +225,13 @@ class EvalController(Controller):
 
     @get("/{job_id:str}/samples", summary="An evaluation's generated samples (prompt, prediction, label), paged")
     async def samples(
-        self, pool: Pool, principal: Principal, job_id: str,
+        self,
+        pool: Pool,
+        principal: Principal,
+        job_id: str,
         offset: Annotated[int, Parameter(ge=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> SamplePage:
         row = await _own_eval(pool, principal, job_id)
         items, total = await asyncio.to_thread(read_samples, row.output_dir, offset, limit)
         return SamplePage(items=items, total=total)
-
-
-

@@ -63,10 +63,15 @@ def beat_from(subject: str, data: bytes) -> contracts.AgentHeartbeat | None:
 def beat_row(beat: contracts.AgentHeartbeat) -> tuple:
     """The agents row of a heartbeat, in store.record_beats' column order."""
     gpus = [msgspec.to_builtins(g) for g in beat.gpus]
-    resources = {"cpu_pct": beat.cpu_pct, "memory_total_mb": beat.memory_total_mb,
-                 "memory_used_mb": beat.memory_used_mb, "running_jobs": list(beat.running_jobs),
-                 "running_deployments": list(beat.running_deployments), "free_gpu_slots": beat.free_gpu_slots,
-                 "free_cpu_slots": beat.free_cpu_slots}
+    resources = {
+        "cpu_pct": beat.cpu_pct,
+        "memory_total_mb": beat.memory_total_mb,
+        "memory_used_mb": beat.memory_used_mb,
+        "running_jobs": list(beat.running_jobs),
+        "running_deployments": list(beat.running_deployments),
+        "free_gpu_slots": beat.free_gpu_slots,
+        "free_cpu_slots": beat.free_cpu_slots,
+    }
     return (beat.agent_id, beat.hostname, gpus, beat.cpu_slots, resources, beat.version, beat.runtime, beat.sent_at)
 
 
@@ -90,8 +95,9 @@ class HeartbeatRecorder:
             self.add(msg.subject, msg.data)
 
         # A burst of a thousand beats must not cut the subscription as a slow consumer.
-        self._subscription = await nc.subscribe(Subjects.AGENT_HEARTBEAT_ALL, queue="scheduler", cb=on_heartbeat,
-                                                pending_msgs_limit=200_000)
+        self._subscription = await nc.subscribe(
+            Subjects.AGENT_HEARTBEAT_ALL, queue="scheduler", cb=on_heartbeat, pending_msgs_limit=200_000
+        )
 
     async def unfollow(self) -> None:
         """Stop taking heartbeats."""
@@ -105,21 +111,31 @@ class HeartbeatRecorder:
             return
         self.received += 1
         self.latest[beat.agent_id] = beat
-        self.host.setdefault(beat.agent_id, Sums()).add({
-            "cpu_pct": beat.cpu_pct, "memory_used_mb": beat.memory_used_mb,
-            "memory_total_mb": beat.memory_total_mb,
-            "running_jobs": len(beat.running_jobs) + len(beat.running_deployments)})
+        self.host.setdefault(beat.agent_id, Sums()).add(
+            {
+                "cpu_pct": beat.cpu_pct,
+                "memory_used_mb": beat.memory_used_mb,
+                "memory_total_mb": beat.memory_total_mb,
+                "running_jobs": len(beat.running_jobs) + len(beat.running_deployments),
+            }
+        )
         for gpu in beat.gpus:
-            self.gpus.setdefault((beat.agent_id, gpu.index), Sums()).add({
-                "utilization_pct": gpu.utilization_pct, "memory_used_mb": gpu.memory_used_mb,
-                "memory_total_mb": gpu.memory_total_mb, "temperature_c": gpu.temperature_c,
-                "power_w": gpu.power_w})
+            self.gpus.setdefault((beat.agent_id, gpu.index), Sums()).add(
+                {
+                    "utilization_pct": gpu.utilization_pct,
+                    "memory_used_mb": gpu.memory_used_mb,
+                    "memory_total_mb": gpu.memory_total_mb,
+                    "temperature_c": gpu.temperature_c,
+                    "power_w": gpu.power_w,
+                }
+            )
 
     def take_samples(self, now: datetime) -> tuple[list[tuple], list[tuple]]:
         """The averages of this sample period as raw metrics rows; starts the next period."""
         host = [(agent, now, s.n, *(s.mean(c) for c in store.HOST_COLUMNS)) for agent, s in self.host.items()]
-        gpus = [(agent, now, index, s.n, *(s.mean(c) for c in store.GPU_COLUMNS))
-                for (agent, index), s in self.gpus.items()]
+        gpus = [
+            (agent, now, index, s.n, *(s.mean(c) for c in store.GPU_COLUMNS)) for (agent, index), s in self.gpus.items()
+        ]
         self.host, self.gpus, self.last_sample = {}, {}, now
         return host, gpus
 

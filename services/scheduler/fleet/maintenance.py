@@ -53,7 +53,7 @@ async def _flush_forever(context: SchedulerContext) -> None:
         try:
             if await context.heartbeats.flush(context.pool):
                 context.wake.set()
-        except Exception:  # noqa: BLE001 - Postgres away: the beats wait for the next flush
+        except Exception:
             log.exception("heartbeats not written")
 
 
@@ -68,7 +68,7 @@ async def _maintain_forever(context: SchedulerContext) -> None:
             if loop.time() >= next_retention:
                 await apply_retention(context.pool, settings)
                 next_retention = loop.time() + settings.retention_every_s
-        except Exception:  # noqa: BLE001 - the next pass retries
+        except Exception:
             log.exception("fleet maintenance failed")
         await asyncio.sleep(settings.sweep_s)
 

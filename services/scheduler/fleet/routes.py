@@ -131,8 +131,13 @@ def choose_step(span_s: float, sample_s: float, asked: int | None) -> int:
     """The bucket width: the caller's (within MAX_POINTS), else a round one giving about TARGET_POINTS."""
     if asked is not None:
         if asked < 1 or span_s / asked > MAX_POINTS:
-            raise ApiError(422, "invalid_field", f"step must be at least 1 s and give at most {MAX_POINTS} points "
-                           f"over the range (at least {int(span_s // MAX_POINTS) + 1} s here)", "step")
+            raise ApiError(
+                422,
+                "invalid_field",
+                f"step must be at least 1 s and give at most {MAX_POINTS} points "
+                f"over the range (at least {int(span_s // MAX_POINTS) + 1} s here)",
+                "step",
+            )
         return asked
     wanted = max(span_s / TARGET_POINTS, sample_s)
     return next((s for s in NICE_STEPS if s >= wanted), NICE_STEPS[-1])
@@ -155,16 +160,31 @@ def agent_out(row, held: list) -> AgentOut:
     """An agents row with the jobs the scheduler placed on it."""
     res = row["resources"] or {}
     by_gpu = {i: job["id"] for job in held for i in (job["gpu_ids"] or ())}
-    gpus = [GpuOut(**{k: v for k, v in g.items() if k in GpuOut.__struct_fields__}, job_id=by_gpu.get(g["index"]))
-            for g in row["gpus"]]
+    gpus = [
+        GpuOut(**{k: v for k, v in g.items() if k in GpuOut.__struct_fields__}, job_id=by_gpu.get(g["index"]))
+        for g in row["gpus"]
+    ]
     return AgentOut(
-        id=row["id"], hostname=row["hostname"], state=row["state"], draining=row["draining"], version=row["version"],
-        runtime=row["runtime"], first_seen=row["first_seen"], last_seen=row["last_seen"],
-        last_beat_at=row["last_beat_at"], offline_since=row["offline_since"], gpus=gpus, cpu_slots=row["cpu_slots"],
-        cpu_slots_busy=sum(1 for job in held if job["gpu_count"] == 0), cpu_pct=res.get("cpu_pct", 0.0),
-        memory_total_mb=res.get("memory_total_mb", 0), memory_used_mb=res.get("memory_used_mb", 0),
-        jobs=[job["id"] for job in held], running_jobs=res.get("running_jobs", []),
-        running_deployments=res.get("running_deployments", []))
+        id=row["id"],
+        hostname=row["hostname"],
+        state=row["state"],
+        draining=row["draining"],
+        version=row["version"],
+        runtime=row["runtime"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        last_beat_at=row["last_beat_at"],
+        offline_since=row["offline_since"],
+        gpus=gpus,
+        cpu_slots=row["cpu_slots"],
+        cpu_slots_busy=sum(1 for job in held if job["gpu_count"] == 0),
+        cpu_pct=res.get("cpu_pct", 0.0),
+        memory_total_mb=res.get("memory_total_mb", 0),
+        memory_used_mb=res.get("memory_used_mb", 0),
+        jobs=[job["id"] for job in held],
+        running_jobs=res.get("running_jobs", []),
+        running_deployments=res.get("running_deployments", []),
+    )
 
 
 def summarise(agents: list[AgentOut]) -> FleetSummary:
@@ -183,8 +203,10 @@ def summarise(agents: list[AgentOut]) -> FleetSummary:
             tally[2] += gpu.job_id is not None
         cpu_total += agent.cpu_slots
         cpu_free += max(0, agent.cpu_slots - agent.cpu_slots_busy) if takes_work else 0
-    gpus = [GpuModelCount(name=name, memory_total_mb=mb, total=t, free=f, busy=b)
-            for (name, mb), (t, f, b) in sorted(counts.items())]
+    gpus = [
+        GpuModelCount(name=name, memory_total_mb=mb, total=t, free=f, busy=b)
+        for (name, mb), (t, f, b) in sorted(counts.items())
+    ]
     return FleetSummary(agents_online=online, gpus=gpus, cpu_slots_total=cpu_total, cpu_slots_free=cpu_free)
 
 
@@ -227,15 +249,24 @@ class AgentController(Controller):
             row = await store.get_agent(conn, agent_id, settings.offline_after_s)
         return await _one_agent(pool, agent_id, row)
 
-    @post("/{agent_id:str}/drain", status_code=200, summary="Drain an agent: no new work, running work finishes",
-          opt={"admin": True})
+    @post(
+        "/{agent_id:str}/drain",
+        status_code=200,
+        summary="Drain an agent: no new work, running work finishes",
+        opt={"admin": True},
+    )
     async def drain(self, pool: Pool, settings: Injected[SchedulerSettings], agent_id: str) -> AgentOut:
         return await self._set_draining(pool, settings, agent_id, True)
 
-    @post("/{agent_id:str}/undrain", status_code=200, summary="Let a drained agent take new work again",
-          opt={"admin": True})
-    async def undrain(self, pool: Pool, settings: Injected[SchedulerSettings], wake: asyncio.Event,
-                      agent_id: str) -> AgentOut:
+    @post(
+        "/{agent_id:str}/undrain",
+        status_code=200,
+        summary="Let a drained agent take new work again",
+        opt={"admin": True},
+    )
+    async def undrain(
+        self, pool: Pool, settings: Injected[SchedulerSettings], wake: asyncio.Event, agent_id: str
+    ) -> AgentOut:
         agent = await self._set_draining(pool, settings, agent_id, False)
         wake.set()  # it may take queued work now
         return agent
@@ -245,10 +276,16 @@ class AgentController(Controller):
             row = await store.set_draining(conn, agent_id, draining, settings.offline_after_s)
         return await _one_agent(pool, agent_id, row)
 
-    @get("/{agent_id:str}/metrics", summary="An agent's resource history: host and per-GPU averages per step",
-         opt={"admin": True})
+    @get(
+        "/{agent_id:str}/metrics",
+        summary="An agent's resource history: host and per-GPU averages per step",
+        opt={"admin": True},
+    )
     async def metrics(
-        self, pool: Pool, settings: Injected[SchedulerSettings], agent_id: str,
+        self,
+        pool: Pool,
+        settings: Injected[SchedulerSettings],
+        agent_id: str,
         start: Annotated[datetime | None, Parameter(query="from", description="ISO time; default an hour ago")] = None,
         end: Annotated[datetime | None, Parameter(query="to", description="ISO time; default now")] = None,
         step: Annotated[int | None, Parameter(description="bucket width in seconds; default ~300 points")] = None,
@@ -261,8 +298,14 @@ class AgentController(Controller):
             gpus = await store.gpu_series(conn, agent_id, start, end, step_s)
         if known is None and not host:
             raise not_found("agent")
-        return AgentMetrics(agent_id=agent_id, start=start, end=end, step_s=step_s,
-                            host=[HostPoint(**dict(r)) for r in host], gpus=gpu_series(gpus))
+        return AgentMetrics(
+            agent_id=agent_id,
+            start=start,
+            end=end,
+            step_s=step_s,
+            host=[HostPoint(**dict(r)) for r in host],
+            gpus=gpu_series(gpus),
+        )
 
 
 class JobGpuController(Controller):
@@ -270,8 +313,14 @@ class JobGpuController(Controller):
     tags = ["jobs"]
 
     @get("/{job_id:str}/gpu", summary="The GPUs a job held, over its run (the job's owner, or admins)")
-    async def job_gpu(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal, job_id: str,
-                      step: Annotated[int | None, Parameter(description="bucket width in seconds")] = None) -> JobGpu:
+    async def job_gpu(
+        self,
+        pool: Pool,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+        step: Annotated[int | None, Parameter(description="bucket width in seconds")] = None,
+    ) -> JobGpu:
         async with pool.acquire() as conn:
             job = await store.job_placement(conn, job_id, None if principal.is_admin else principal.user_id)
             if job is None:
@@ -279,9 +328,23 @@ class JobGpuController(Controller):
             start, end = job["started_at"], job["finished_at"] or datetime.now(UTC)
             gpu_ids = list(job["gpu_ids"] or [])
             if start is None or not gpu_ids or start >= end:
-                return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start,
-                              end=job["finished_at"], step_s=0, gpus=[])
+                return JobGpu(
+                    job_id=job_id,
+                    agent_id=job["agent_id"],
+                    gpu_ids=gpu_ids,
+                    start=start,
+                    end=job["finished_at"],
+                    step_s=0,
+                    gpus=[],
+                )
             step_s = choose_step((end - start).total_seconds(), settings.sample_s, step)
             rows = await store.gpu_series(conn, job["agent_id"], start, end, step_s, gpu_ids)
-        return JobGpu(job_id=job_id, agent_id=job["agent_id"], gpu_ids=gpu_ids, start=start, end=end, step_s=step_s,
-                      gpus=gpu_series(rows))
+        return JobGpu(
+            job_id=job_id,
+            agent_id=job["agent_id"],
+            gpu_ids=gpu_ids,
+            start=start,
+            end=end,
+            step_s=step_s,
+            gpus=gpu_series(rows),
+        )

@@ -41,16 +41,23 @@ async def _model(nc, principal: Principal, name: str, use: ModelUse, field: str,
 async def usable_base_model(nc, principal: Principal, name: str, prefer_hub: str = "huggingface") -> BaseModel:
     """The model `name` if the caller may train from it; 422 on `base_model` otherwise."""
     model = await _model(nc, principal, name, "train", "base_model", prefer_hub)
-    return BaseModel(name=model.name, path=model.model_path, parameter_count=model.parameter_count,
-                     template=model.template, hub=model.hub)
+    return BaseModel(
+        name=model.name,
+        path=model.model_path,
+        parameter_count=model.parameter_count,
+        template=model.template,
+        hub=model.hub,
+    )
 
 
-async def usable_model(nc, principal: Principal, name: str, use: ModelUse, field: str = "model",
-                       prefer_hub: str = "huggingface") -> UsableModel:
+async def usable_model(
+    nc, principal: Principal, name: str, use: ModelUse, field: str = "model", prefer_hub: str = "huggingface"
+) -> UsableModel:
     """The model `name` for `use`; a LoRA adapter comes with the base it was trained on."""
     model = await _model(nc, principal, name, use, field, prefer_hub)
-    paths = ModelPaths(model_path=model.model_path, adapter_path=model.adapter_path, template=model.template,
-                       hub=model.hub)
+    paths = ModelPaths(
+        model_path=model.model_path, adapter_path=model.adapter_path, template=model.template, hub=model.hub
+    )
     return UsableModel(name=model.name, kind=model.kind, parameter_count=model.parameter_count, paths=paths)
 
 
@@ -73,6 +80,7 @@ async def eval_datasets(nc, principal: Principal, names: list[str]) -> tuple[lis
 
 async def calibration_file(nc, principal: Principal, name: str) -> str:
     """The file of a GPTQ calibration dataset (a plain-text dataset with a `text` column)."""
-    asked = DatasetsAsked(user_id=principal.user_id, names=[name], purpose="calibration",
-                          field="quantization.calibration_dataset")
+    asked = DatasetsAsked(
+        user_id=principal.user_id, names=[name], purpose="calibration", field="quantization.calibration_dataset"
+    )
     return (await _datasets(nc, asked)).files[0]

@@ -27,8 +27,7 @@ from .transitions import ON_AGENT, JobChange, add_event, transition
 
 log = logging.getLogger(__name__)
 
-PROGRESS_FIELDS = ("step", "total_steps", "loss", "eval_loss", "learning_rate", "epoch", "elapsed_s",
-                   "remaining_s")
+PROGRESS_FIELDS = ("step", "total_steps", "loss", "eval_loss", "learning_rate", "epoch", "elapsed_s", "remaining_s")
 
 
 def refusal(event: contracts.JobEvent, sender: str | None, job: Assignment | None) -> str | None:
@@ -58,15 +57,25 @@ async def record_job_event(pool: asyncpg.Pool, nc: Client, event: contracts.JobE
         if why is None:
             row, point = await _apply(conn, event)
     if why is not None:
-        log.warning("dropped %s from agent %s for job %s (on %s): %s", type(event).__name__, sender or "?",
-                    event.job_id, subject, why)
+        log.warning(
+            "dropped %s from agent %s for job %s (on %s): %s",
+            type(event).__name__,
+            sender or "?",
+            event.job_id,
+            subject,
+            why,
+        )
         return False
     if row is not None:
         await publish_change(nc, row)
     if point is not None:  # live charts: the point, once committed
         owner, progress = point
-        await nc.publish(Subjects.job_changed(owner, event.job_id), contracts.encode(contracts.JobChanged(
-            job_id=event.job_id, state="running", at=datetime.now(UTC), progress=progress)))
+        await nc.publish(
+            Subjects.job_changed(owner, event.job_id),
+            contracts.encode(
+                contracts.JobChanged(job_id=event.job_id, state="running", at=datetime.now(UTC), progress=progress)
+            ),
+        )
     return True
 
 
@@ -74,8 +83,14 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
     """The event's change, in the caller's transaction: (the job row for live feeds, a new progress point)."""
     match event:
         case contracts.JobStarted():
-            return await transition(conn, event.job_id, "running", reason="started",
-                                    message=f"{event.runtime} on {event.agent_id}", started_at=event.at), None
+            return await transition(
+                conn,
+                event.job_id,
+                "running",
+                reason="started",
+                message=f"{event.runtime} on {event.agent_id}",
+                started_at=event.at,
+            ), None
         case contracts.JobProgressed():
             progress = {name: getattr(event, name) for name in PROGRESS_FIELDS}
             owner = await store.insert_progress(conn, event.job_id, progress)
@@ -84,9 +99,15 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
             message = event.message
             if event.last_lines:
                 message = f"{message}\n--- last log lines ---\n" + "\n".join(event.last_lines)
-            return await transition(conn, event.job_id, event.state, from_states=ON_AGENT,
-                                    reason=event.reason or event.state, message=message,
-                                    metrics=event.metrics or None), None
+            return await transition(
+                conn,
+                event.job_id,
+                event.state,
+                from_states=ON_AGENT,
+                reason=event.reason or event.state,
+                message=message,
+                metrics=event.metrics or None,
+            ), None
         case contracts.DeploymentReady():
             if not await deployments_store.mark_ready(conn, event.job_id, event.at):
                 return None, None
@@ -94,6 +115,5 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
             row = await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id)
             return (JobChange(**dict(row)) if row else None), None
         case contracts.DeploymentUsage():
-            await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens,
-                                              event.last_request_at)
+            await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens, event.last_request_at)
             return None, None

@@ -55,16 +55,27 @@ def method_key(finetuning_type: str, quantization_bit: int | None, pure_bf16: bo
     return finetuning_type
 
 
-def estimate(*, parameters: int, finetuning_type: str, quantization_bit: int | None, batch_size: int,
-             cutoff_len: int, gradient_checkpointing: bool, gpu_count: int,
-             hidden: int | None = None, layers: int | None = None, vocab: int | None = None) -> MemoryEstimate:
+def estimate(
+    *,
+    parameters: int,
+    finetuning_type: str,
+    quantization_bit: int | None,
+    batch_size: int,
+    cutoff_len: int,
+    gradient_checkpointing: bool,
+    gpu_count: int,
+    hidden: int | None = None,
+    layers: int | None = None,
+    vocab: int | None = None,
+) -> MemoryEstimate:
     """GPU memory for one training job, total and per GPU (data parallel)."""
     method = method_key(finetuning_type, quantization_bit)
     states = int(parameters * BYTES_PER_PARAM[method])
     if hidden is None or layers is None:
         hidden, layers = _hidden_and_layers(parameters)
-    per_token = (BYTES_PER_HIDDEN_LAYER_TOKEN[gradient_checkpointing] * hidden * layers
-                 + BYTES_PER_VOCAB_TOKEN * (vocab or DEFAULT_VOCAB))
+    per_token = BYTES_PER_HIDDEN_LAYER_TOKEN[gradient_checkpointing] * hidden * layers + BYTES_PER_VOCAB_TOKEN * (
+        vocab or DEFAULT_VOCAB
+    )
     activations = batch_size * cutoff_len * per_token
     total = states + activations + OVERHEAD_BYTES
     gpus = max(gpu_count, 1)
@@ -72,16 +83,29 @@ def estimate(*, parameters: int, finetuning_type: str, quantization_bit: int | N
     states_per_gpu = states // gpus if method.startswith("full") else states
     per_gpu = states_per_gpu + activations + OVERHEAD_BYTES
     mb = 1024 * 1024
-    return MemoryEstimate(parameters=parameters, method=method, weights_and_optimizer_mb=states // mb,
-                          activations_mb=activations // mb, total_mb=total // mb, per_gpu_mb=per_gpu // mb)
+    return MemoryEstimate(
+        parameters=parameters,
+        method=method,
+        weights_and_optimizer_mb=states // mb,
+        activations_mb=activations // mb,
+        total_mb=total // mb,
+        per_gpu_mb=per_gpu // mb,
+    )
 
 
 INFERENCE_BYTES_PER_PARAM = 2  # bf16 weights, no gradients or optimizer state
 
 
-def estimate_inference(*, parameters: int, batch_size: int, cutoff_len: int, gpu_count: int,
-                       hidden: int | None = None, layers: int | None = None,
-                       vocab: int | None = None) -> MemoryEstimate:
+def estimate_inference(
+    *,
+    parameters: int,
+    batch_size: int,
+    cutoff_len: int,
+    gpu_count: int,
+    hidden: int | None = None,
+    layers: int | None = None,
+    vocab: int | None = None,
+) -> MemoryEstimate:
     """GPU memory to load a model and run forward passes (evaluation, export, serving), per GPU when the
     weights are spread over `gpu_count` GPUs."""
     weights = parameters * INFERENCE_BYTES_PER_PARAM
@@ -91,9 +115,14 @@ def estimate_inference(*, parameters: int, batch_size: int, cutoff_len: int, gpu
     activations = batch_size * cutoff_len * per_token
     per_gpu = weights // max(gpu_count, 1) + activations + OVERHEAD_BYTES
     mb = 1024 * 1024
-    return MemoryEstimate(parameters=parameters, method="inference", weights_and_optimizer_mb=weights // mb,
-                          activations_mb=activations // mb, total_mb=(weights + activations + OVERHEAD_BYTES) // mb,
-                          per_gpu_mb=per_gpu // mb)
+    return MemoryEstimate(
+        parameters=parameters,
+        method="inference",
+        weights_and_optimizer_mb=weights // mb,
+        activations_mb=activations // mb,
+        total_mb=(weights + activations + OVERHEAD_BYTES) // mb,
+        per_gpu_mb=per_gpu // mb,
+    )
 
 
 def advice(est: MemoryEstimate) -> str:
@@ -103,7 +132,9 @@ def advice(est: MemoryEstimate) -> str:
     tips = []
     if not est.method.startswith("qlora"):
         tips.append("use finetuning_type 'qlora' (4-bit)")
-    tips.append("lower per_device_train_batch_size or cutoff_len (raise gradient_accumulation_steps to keep the effective batch)")
+    tips.append(
+        "lower per_device_train_batch_size or cutoff_len (raise gradient_accumulation_steps to keep the effective batch)"
+    )
     tips.append("keep gradient_checkpointing on")
     return "; ".join(tips)
 
@@ -117,6 +148,9 @@ def model_shape(model_dir: str) -> dict[str, int]:
         config = json.loads((Path(model_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return {}
-    shape = {"hidden": config.get("hidden_size"), "layers": config.get("num_hidden_layers"),
-             "vocab": config.get("vocab_size")}
+    shape = {
+        "hidden": config.get("hidden_size"),
+        "layers": config.get("num_hidden_layers"),
+        "vocab": config.get("vocab_size"),
+    }
     return shape if all(isinstance(v, int) for v in shape.values()) else {}

@@ -32,8 +32,13 @@ def capacities(agents: list, busy: list) -> list[AgentCapacity]:
             held_cpu[job["agent_id"]] += 1
         held_gpus[job["agent_id"]].update(job["gpu_ids"] or ())
     return [
-        AgentCapacity(agent_id=a["id"], gpu_memory_mb={g["index"]: g["memory_total_mb"] for g in a["gpus"]},
-                      cpu_slots=a["cpu_slots"], busy_gpus=held_gpus[a["id"]], busy_cpu=held_cpu[a["id"]])
+        AgentCapacity(
+            agent_id=a["id"],
+            gpu_memory_mb={g["index"]: g["memory_total_mb"] for g in a["gpus"]},
+            cpu_slots=a["cpu_slots"],
+            busy_gpus=held_gpus[a["id"]],
+            busy_cpu=held_cpu[a["id"]],
+        )
         for a in agents
     ]
 

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from services.common.errors import ApiError
+
 from ..settings import SchedulerSettings
 
 # GPU-hours of each owner in the window: running jobs count up to now.
@@ -43,7 +44,9 @@ async def pending(conn, window_h: float, limit: int = 200) -> list[asyncpg.Recor
         FROM jobs j LEFT JOIN usage u ON u.owner_id = j.owner_id
         WHERE j.state = 'pending' ORDER BY {ORDER} LIMIT $2 FOR UPDATE OF j SKIP LOCKED
         """,
-        window_h, limit)
+        window_h,
+        limit,
+    )
 
 
 async def positions(conn, job_ids: list[str], window_h: float) -> dict[str, int]:
@@ -56,7 +59,9 @@ async def positions(conn, job_ids: list[str], window_h: float) -> dict[str, int]
         )
         SELECT id, position FROM ranked WHERE id = ANY($2::text[])
         """,
-        window_h, job_ids)
+        window_h,
+        job_ids,
+    )
     return {row["id"]: row["position"] for row in rows}
 
 
@@ -72,16 +77,22 @@ async def gpu_hours(conn, owner_id: str, window_h: float) -> float:
 
 async def held_gpus(conn) -> dict[str, int]:
     """GPUs each owner's dispatched and running jobs hold."""
-    rows = await conn.fetch("SELECT owner_id, sum(gpu_count)::int AS gpus FROM jobs "
-                            "WHERE state IN ('dispatched', 'running') GROUP BY owner_id")
+    rows = await conn.fetch(
+        "SELECT owner_id, sum(gpu_count)::int AS gpus FROM jobs "
+        "WHERE state IN ('dispatched', 'running') GROUP BY owner_id"
+    )
     return defaultdict(int, {r["owner_id"]: r["gpus"] for r in rows})
 
 
 async def quotas(conn, owner_ids: list[str], settings: SchedulerSettings) -> dict[str, Quota]:
     """Each owner's limits: an admin's setting, else the platform's default."""
-    rows = {r["user_id"]: r for r in await conn.fetch(
-        "SELECT user_id, max_gpus, max_queued, max_deployments FROM user_quotas WHERE user_id = ANY($1::text[])",
-        owner_ids)}
+    rows = {
+        r["user_id"]: r
+        for r in await conn.fetch(
+            "SELECT user_id, max_gpus, max_queued, max_deployments FROM user_quotas WHERE user_id = ANY($1::text[])",
+            owner_ids,
+        )
+    }
     result = {}
     for owner in owner_ids:
         row = rows.get(owner)
@@ -89,9 +100,11 @@ async def quotas(conn, owner_ids: list[str], settings: SchedulerSettings) -> dic
         def pick(column: str, default):
             return row[column] if row is not None and row[column] is not None else default
 
-        result[owner] = Quota(max_gpus=pick("max_gpus", settings.max_gpus_per_user),
-                              max_queued=pick("max_queued", settings.max_queued_per_user),
-                              max_deployments=pick("max_deployments", settings.max_deployments))
+        result[owner] = Quota(
+            max_gpus=pick("max_gpus", settings.max_gpus_per_user),
+            max_queued=pick("max_queued", settings.max_queued_per_user),
+            max_deployments=pick("max_deployments", settings.max_deployments),
+        )
     return result
 
 
@@ -100,16 +113,22 @@ async def check_queue_quota(conn, owner_id: str, settings: SchedulerSettings) ->
     quota = (await quotas(conn, [owner_id], settings))[owner_id]
     queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1 AND state = 'pending'", owner_id)
     if queued >= quota.max_queued:
-        raise ApiError(429, "queue_quota", f"you have {queued} jobs waiting and may queue {quota.max_queued}: wait "
-                       "for some to start, cancel some, or ask an admin to raise your quota",
-                       headers={"Retry-After": "30"})
+        raise ApiError(
+            429,
+            "queue_quota",
+            f"you have {queued} jobs waiting and may queue {quota.max_queued}: wait "
+            "for some to start, cancel some, or ask an admin to raise your quota",
+            headers={"Retry-After": "30"},
+        )
 
 
 def over_gpu_quota(quota: Quota, held: int, gpu_count: int) -> str | None:
     """Why the job must wait for the owner's own jobs to finish, or None."""
     if quota.max_gpus is None or gpu_count == 0 or held + gpu_count <= quota.max_gpus:
         return None
-    return f"waiting for your GPU quota: your jobs hold {held} of {quota.max_gpus} GPU(s) and this one needs {gpu_count}"
+    return (
+        f"waiting for your GPU quota: your jobs hold {held} of {quota.max_gpus} GPU(s) and this one needs {gpu_count}"
+    )
 
 
 def no_room(gpu_count: int, per_gpu_mb: int) -> str:

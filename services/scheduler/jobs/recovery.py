@@ -15,8 +15,8 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
-from . import queue, service, store
 from ..settings import SchedulerSettings
+from . import queue, service, store
 from .transitions import ON_AGENT, RERUNNABLE, transition
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,11 @@ def latest_checkpoint(output_dir: str | None) -> tuple[Path, int] | None:
     """The newest `checkpoint-<step>` folder the trainer finished writing (it has trainer_state.json)."""
     if not output_dir or not Path(output_dir).is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in Path(output_dir).iterdir()
-             if (m := CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in Path(output_dir).iterdir()
+        if (m := CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
     if not found:
         return None
     step, path = max(found)
@@ -51,8 +54,16 @@ def with_checkpoint(stages: list[dict], checkpoint: Path | None) -> tuple[list[d
     return result.stage_rows(), result.config, result.yaml_text()
 
 
-async def retry(pool: asyncpg.Pool, js: JetStreamContext, nc: Client, settings: SchedulerSettings, principal: Principal,
-                job_id: str, *, resume: bool) -> None:
+async def retry(
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    nc: Client,
+    settings: SchedulerSettings,
+    principal: Principal,
+    job_id: str,
+    *,
+    resume: bool,
+) -> None:
     """Put a failed or cancelled job back in the queue: from the start, or (`resume`) from its last checkpoint."""
     async with pool.acquire() as conn, conn.transaction():
         job = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
@@ -68,21 +79,41 @@ async def retry(pool: asyncpg.Pool, js: JetStreamContext, nc: Client, settings: 
                 raise ApiError(409, "not_resumable", "only training jobs resume from a checkpoint: retry it instead")
             checkpoint = latest_checkpoint(job.output_dir)
             if checkpoint is None:
-                raise ApiError(409, "no_checkpoint", "the job saved no checkpoint to resume from (see save_steps): "
-                               "retry it from the start instead")
+                raise ApiError(
+                    409,
+                    "no_checkpoint",
+                    "the job saved no checkpoint to resume from (see save_steps): retry it from the start instead",
+                )
         await queue.check_queue_quota(conn, job.owner_id, settings)
         stages, config, text = with_checkpoint(job.stages, checkpoint[0] if checkpoint else None)
         how = f"resumed from {checkpoint[0].name}" if checkpoint else "retried from the start"
         row = await transition(
-            conn, job_id, "pending", from_states=RERUNNABLE, reason="resumed" if resume else "retried",
-            message=f"{how} by {principal.username}", agent_id=None, gpu_ids=[], cancel_requested=False,
-            metrics=None, started_at=None, finished_at=None, dispatched_at=None, wait_reason=None, requeues=0,
-            stages=stages, config=config, config_yaml=text, **({} if resume else {"progress": None}))
+            conn,
+            job_id,
+            "pending",
+            from_states=RERUNNABLE,
+            reason="resumed" if resume else "retried",
+            message=f"{how} by {principal.username}",
+            agent_id=None,
+            gpu_ids=[],
+            cancel_requested=False,
+            metrics=None,
+            started_at=None,
+            finished_at=None,
+            dispatched_at=None,
+            wait_reason=None,
+            requeues=0,
+            stages=stages,
+            config=config,
+            config_yaml=text,
+            **({} if resume else {"progress": None}),
+        )
         if row is None:
             raise ApiError(409, "not_rerunnable", "the job changed meanwhile: look again")
         # The chart shows this run: all of it after a retry, what follows the checkpoint after a resume.
-        await conn.execute("DELETE FROM job_progress WHERE job_id = $1 AND step > $2", job_id,
-                           checkpoint[1] if checkpoint else -1)
+        await conn.execute(
+            "DELETE FROM job_progress WHERE job_id = $1 AND step > $2", job_id, checkpoint[1] if checkpoint else -1
+        )
     await service.publish_change(nc, row)
     await service.announce_submitted(js, job_id, job.kind, job.owner_id, job.priority, run=row.attempt + 1)
 
@@ -99,26 +130,49 @@ async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
             "coalesce((j.request->>'retries')::int, 1) AS retries "
             "FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
             "WHERE j.state = ANY($1::text[]) AND j.agent_id IS NOT NULL "
-            "AND (a.id IS NULL OR a.offline_since IS NOT NULL) FOR UPDATE OF j SKIP LOCKED", list(ON_AGENT))
+            "AND (a.id IS NULL OR a.offline_since IS NOT NULL) FOR UPDATE OF j SKIP LOCKED",
+            list(ON_AGENT),
+        )
         for job in jobs:
             lost = f"agent {job['agent_id']} went offline"
             if job["cancel_requested"]:
-                row = await transition(conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled",
-                                       message=f"cancelled; {lost}")
+                row = await transition(
+                    conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled", message=f"cancelled; {lost}"
+                )
             elif job["kind"] == "deploy" or job["requeues"] >= job["retries"]:
-                why = "a deployment is not moved" if job["kind"] == "deploy" else \
-                    f"no retries left ({job['retries']} allowed)"
-                row = await transition(conn, job["id"], "failed", from_states=ON_AGENT, reason="agent_lost",
-                                       message=f"{lost} while it ran; {why}")
+                why = (
+                    "a deployment is not moved"
+                    if job["kind"] == "deploy"
+                    else f"no retries left ({job['retries']} allowed)"
+                )
+                row = await transition(
+                    conn,
+                    job["id"],
+                    "failed",
+                    from_states=ON_AGENT,
+                    reason="agent_lost",
+                    message=f"{lost} while it ran; {why}",
+                )
             else:
                 checkpoint = latest_checkpoint(job["output_dir"]) if job["kind"] == "train" else None
                 stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
                 where = f"resumes from {checkpoint[0].name}" if checkpoint else "starts over"
                 row = await transition(
-                    conn, job["id"], "pending", from_states=ON_AGENT, reason="requeued",
+                    conn,
+                    job["id"],
+                    "pending",
+                    from_states=ON_AGENT,
+                    reason="requeued",
                     message=f"{lost}; re-queued ({job['requeues'] + 1} of {job['retries']}), {where}",
-                    agent_id=None, gpu_ids=[], started_at=None, dispatched_at=None, requeues=job["requeues"] + 1,
-                    stages=stages, config=config, config_yaml=text)
+                    agent_id=None,
+                    gpu_ids=[],
+                    started_at=None,
+                    dispatched_at=None,
+                    requeues=job["requeues"] + 1,
+                    stages=stages,
+                    config=config,
+                    config_yaml=text,
+                )
                 requeued += row is not None
             changed.append(row)
     for row in filter(None, changed):

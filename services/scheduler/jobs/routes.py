@@ -24,6 +24,7 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
+from ..settings import SchedulerSettings
 from . import queue, recovery, service, store
 from .schemas import (
     JobDetail,
@@ -37,12 +38,12 @@ from .schemas import (
 )
 from .store import JobRow, JobSummaryRow
 from .transitions import RERUNNABLE
-from ..settings import SchedulerSettings
 
 
 def _summary(row: JobSummaryRow, position: int | None) -> JobSummary:
-    return JobSummary(**{f: getattr(row, f) for f in JobSummary.__struct_fields__ if f != "queue_position"},
-                      queue_position=position)
+    return JobSummary(
+        **{f: getattr(row, f) for f in JobSummary.__struct_fields__ if f != "queue_position"}, queue_position=position
+    )
 
 
 async def owned_job(conn, principal: Principal, job_id: str) -> JobRow:
@@ -59,14 +60,21 @@ async def load_detail(pool: Pool, settings: SchedulerSettings, principal: Princi
         row = await owned_job(conn, principal, job_id)
         history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
         series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
-        position = (await queue.position(conn, job_id, settings.fair_share_window_h)
-                    if row.state == "pending" else None)
-    checkpoint = (recovery.latest_checkpoint(row.output_dir)
-                  if row.kind == "train" and row.state in RERUNNABLE else None)
-    fields = {f: getattr(row, f) for f in JobDetail.__struct_fields__
-              if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub")}
-    return JobDetail(**fields, history=history, progress_series=series, queue_position=position,
-                     resume_step=checkpoint[1] if checkpoint else None, model_hub=rendering.model_hub(row.stages))
+        position = await queue.position(conn, job_id, settings.fair_share_window_h) if row.state == "pending" else None
+    checkpoint = recovery.latest_checkpoint(row.output_dir) if row.kind == "train" and row.state in RERUNNABLE else None
+    fields = {
+        f: getattr(row, f)
+        for f in JobDetail.__struct_fields__
+        if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub")
+    }
+    return JobDetail(
+        **fields,
+        history=history,
+        progress_series=series,
+        queue_position=position,
+        resume_step=checkpoint[1] if checkpoint else None,
+        model_hub=rendering.model_hub(row.stages),
+    )
 
 
 def cursor_after(value: str | None) -> tuple[datetime, str] | None:
@@ -99,8 +107,11 @@ def log_download(path: Path, name: str) -> Stream:
                 left -= len(data)
                 yield data
 
-    return Stream(chunks(), media_type="text/plain; charset=utf-8",
-                  headers={"content-disposition": f'attachment; filename="{name}.log"', "content-length": str(size)})
+    return Stream(
+        chunks(),
+        media_type="text/plain; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}.log"', "content-length": str(size)},
+    )
 
 
 def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
@@ -119,32 +130,52 @@ class JobController(Controller):
 
     @post("/", status_code=201, summary="Submit a job: kind 'train', 'eval' or 'export' (dry_run: preview only)")
     async def submit(
-        self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
-        principal: Principal, data: JobRequest,
+        self,
+        pool: Pool,
+        nc: Client,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        data: JobRequest,
         dry_run: Annotated[bool, Parameter(description="validate and render, return the YAML, queue nothing")] = False,
     ) -> Response[JobDetail | JobPreview]:
         if dry_run:
-            rendered, est = await service.prepare(pool, nc, settings, principal, data,
-                                                   "job_preview")
-            return Response(JobPreview(kind=kind_of(data), config=rendered.config,
-                                       config_yaml=rendered.yaml_text(), stages=[s.name for s in rendered.stages],
-                                       estimate=msgspec.to_builtins(est), model_hub=rendered.model_hub),
-                            status_code=200)
+            rendered, est = await service.prepare(pool, nc, settings, principal, data, "job_preview")
+            return Response(
+                JobPreview(
+                    kind=kind_of(data),
+                    config=rendered.config,
+                    config_yaml=rendered.yaml_text(),
+                    stages=[s.name for s in rendered.stages],
+                    estimate=msgspec.to_builtins(est),
+                    model_hub=rendered.model_hub,
+                ),
+                status_code=200,
+            )
         job_id = await service.submit(pool, nc, js, settings, principal, data)
         return Response(await load_detail(pool, settings, principal, job_id), status_code=201)
 
     @get("/", summary="List the caller's jobs (admins: everyone's), newest first")
     async def list_jobs(
-        self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal,
+        self,
+        pool: Pool,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
         job_state: Annotated[JobState | None, Parameter(query="state")] = None,
         kind: JobKind | None = None,
         q: Annotated[str | None, Parameter(max_length=128, description="part of a job id or model name")] = None,
         cursor: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> JobPage:
-        rows = await store.list_jobs(pool, owner_id=None if principal.is_admin else principal.user_id,
-                                     state=job_state, kind=kind, search=q, before=cursor_after(cursor),
-                                     limit=limit + 1)
+        rows = await store.list_jobs(
+            pool,
+            owner_id=None if principal.is_admin else principal.user_id,
+            state=job_state,
+            kind=kind,
+            search=q,
+            before=cursor_after(cursor),
+            limit=limit + 1,
+        )
         page = rows[:limit]
         waiting = [r.id for r in page if r.state == "pending"]
         places = {}
@@ -154,25 +185,46 @@ class JobController(Controller):
         return JobPage(items=[_summary(r, places.get(r.id)) for r in page], next_cursor=next_cursor(rows, limit))
 
     @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")
-    async def detail(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal,
-                     job_id: str) -> JobDetail:
+    async def detail(
+        self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
+    ) -> JobDetail:
         return await load_detail(pool, settings, principal, job_id)
 
     @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job")
     async def cancel(self, pool: Pool, nc: Client, principal: Principal, job_id: str) -> dict[str, str]:
         return {"id": job_id, "state": await service.cancel(pool, nc, principal, job_id)}
 
-    @post("/{job_id:str}/retry", status_code=202,
-          summary="Run a failed or cancelled job again, from the start, with the same frozen config")
-    async def retry(self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
-                    principal: Principal, job_id: str) -> JobDetail:
+    @post(
+        "/{job_id:str}/retry",
+        status_code=202,
+        summary="Run a failed or cancelled job again, from the start, with the same frozen config",
+    )
+    async def retry(
+        self,
+        pool: Pool,
+        nc: Client,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+    ) -> JobDetail:
         await recovery.retry(pool, js, nc, settings, principal, job_id, resume=False)
         return await load_detail(pool, settings, principal, job_id)
 
-    @post("/{job_id:str}/resume", status_code=202,
-          summary="Continue a failed or cancelled training job from its last checkpoint")
-    async def resume(self, pool: Pool, nc: Client, js: JetStreamContext, settings: Injected[SchedulerSettings],
-                     principal: Principal, job_id: str) -> JobDetail:
+    @post(
+        "/{job_id:str}/resume",
+        status_code=202,
+        summary="Continue a failed or cancelled training job from its last checkpoint",
+    )
+    async def resume(
+        self,
+        pool: Pool,
+        nc: Client,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+    ) -> JobDetail:
         await recovery.retry(pool, js, nc, settings, principal, job_id, resume=True)
         return await load_detail(pool, settings, principal, job_id)
 
@@ -185,12 +237,16 @@ class JobController(Controller):
         if folder is None or not folder.is_dir() or not any(folder.iterdir()):
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")
         archive = ZipStream.from_path(str(folder), arcname=job_id)
-        return Stream(archive, media_type="application/zip",
-                      headers={"content-disposition": f'attachment; filename="{job_id}.zip"'})
+        return Stream(
+            archive,
+            media_type="application/zip",
+            headers={"content-disposition": f'attachment; filename="{job_id}.zip"'},
+        )
 
     @get("/{job_id:str}/log", summary="The job's full log as text (so far, for a job still running)")
-    async def log_file(self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal,
-                       job_id: str) -> Stream:
+    async def log_file(
+        self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
+    ) -> Stream:
         async with pool.acquire() as conn:
             await owned_job(conn, principal, job_id)
         return log_download(settings.storage.logs / f"{job_id}.log", job_id)

@@ -135,8 +135,6 @@ class DeployRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-
-
 class JobEventOut(msgspec.Struct, kw_only=True):
     state: str
     reason: str | None

@@ -16,10 +16,10 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 
 from .. import rendering
+from ..settings import SchedulerSettings
 from . import access, memory, placement, queue, store
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest, kind_of
 from .transitions import JobChange, add_event, transition
-from ..settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +33,25 @@ async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.Me
     if not agents or any(placement.could_ever_hold(a, gpu_count, estimate.per_gpu_mb) for a in agents):
         return
     if gpu_count == 0:
-        raise ApiError(422, "no_capacity", "no registered agent offers CPU slots: ask for gpu_count >= 1",
-                       "gpu_count")
+        raise ApiError(422, "no_capacity", "no registered agent offers CPU slots: ask for gpu_count >= 1", "gpu_count")
     largest = max((mb for a in agents for mb in a.gpu_memory_mb.values()), default=0)
     if largest == 0:
-        raise ApiError(422, "no_capacity", "no registered agent has a GPU: ask for gpu_count 0 to run on CPU slots",
-                       "gpu_count")
+        raise ApiError(
+            422, "no_capacity", "no registered agent has a GPU: ask for gpu_count 0 to run on CPU slots", "gpu_count"
+        )
     training = estimate.method != "inference"
-    raise ApiError(422, "insufficient_gpu_memory",
-                   f"the job needs about {estimate.per_gpu_mb} MB per GPU on {gpu_count} GPU(s); the largest GPU "
-                   f"registered has {largest} MB and no agent has enough of them. Try: {memory.advice(estimate)}",
-                   "per_device_train_batch_size" if training else "gpu_count")
+    raise ApiError(
+        422,
+        "insufficient_gpu_memory",
+        f"the job needs about {estimate.per_gpu_mb} MB per GPU on {gpu_count} GPU(s); the largest GPU "
+        f"registered has {largest} MB and no agent has enough of them. Try: {memory.advice(estimate)}",
+        "per_device_train_batch_size" if training else "gpu_count",
+    )
 
 
-async def prepare(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, principal: Principal, req: JobRequest,
-                  job_id: str) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+async def prepare(
+    pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, principal: Principal, req: JobRequest, job_id: str
+) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     """Validate and render a job of any kind (asking the registry and the datasets service what it may use),
     and check that some agent could hold it."""
     output_dir = settings.storage.output / job_id
@@ -62,33 +66,58 @@ async def prepare(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, p
     return rendered, est
 
 
-async def submit(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: SchedulerSettings, principal: Principal,
-                 req: JobRequest) -> str:
+async def submit(
+    pool: asyncpg.Pool,
+    nc: Client,
+    js: JetStreamContext,
+    settings: SchedulerSettings,
+    principal: Principal,
+    req: JobRequest,
+) -> str:
     """Validate, render and freeze a job of any kind, store it, then announce it."""
     job_id = new_id("job")
     rendered, est = await prepare(pool, nc, settings, principal, req, job_id)
     async with pool.acquire() as conn:
         await queue.check_queue_quota(conn, principal.user_id, settings)
     kind = kind_of(req)
-    await store.insert_job(pool, job_id=job_id, owner_id=principal.user_id, kind=kind, priority=req.priority,
-                           gpu_count=req.gpu_count, request=rendering.request_dict(req), config=rendered.config,
-                           config_yaml=rendered.yaml_text(), stages=rendered.stage_rows(),
-                           output_dir=str(settings.storage.output / job_id), estimate=msgspec.to_builtins(est))
+    await store.insert_job(
+        pool,
+        job_id=job_id,
+        owner_id=principal.user_id,
+        kind=kind,
+        priority=req.priority,
+        gpu_count=req.gpu_count,
+        request=rendering.request_dict(req),
+        config=rendered.config,
+        config_yaml=rendered.yaml_text(),
+        stages=rendered.stage_rows(),
+        output_dir=str(settings.storage.output / job_id),
+        estimate=msgspec.to_builtins(est),
+    )
     await announce_submitted(js, job_id, kind, principal.user_id, req.priority)
     return job_id
 
 
-async def _prepare_train(nc: Client, settings: SchedulerSettings, principal: Principal, req: TrainRequest,
-                         output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+async def _prepare_train(
+    nc: Client, settings: SchedulerSettings, principal: Principal, req: TrainRequest, output_dir
+) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     model = await access.usable_base_model(nc, principal, req.base_model, settings.model_hub)
     dataset_keys = await access.usable_datasets(nc, principal, req.datasets, req.stage)
-    config = rendering.render_train(msgspec.structs.replace(req, datasets=dataset_keys), model_path=model.path,
-                                    default_template=model.template, data_dir=settings.storage.data,
-                                    output_dir=output_dir)
+    config = rendering.render_train(
+        msgspec.structs.replace(req, datasets=dataset_keys),
+        model_path=model.path,
+        default_template=model.template,
+        data_dir=settings.storage.data,
+        output_dir=output_dir,
+    )
     est = memory.estimate(
-        parameters=model.parameter_count or 7_000_000_000, finetuning_type=req.finetuning_type,
-        quantization_bit=req.quantization_bit, batch_size=req.per_device_train_batch_size,
-        cutoff_len=req.cutoff_len, gradient_checkpointing=req.gradient_checkpointing, gpu_count=req.gpu_count,
+        parameters=model.parameter_count or 7_000_000_000,
+        finetuning_type=req.finetuning_type,
+        quantization_bit=req.quantization_bit,
+        batch_size=req.per_device_train_batch_size,
+        cutoff_len=req.cutoff_len,
+        gradient_checkpointing=req.gradient_checkpointing,
+        gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
     return rendering.train_stages(config, model.hub), est
@@ -102,45 +131,62 @@ def installed_tasks(settings: SchedulerSettings) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/mapping.json") if "_" not in p.parent.name)
 
 
-async def _prepare_eval(nc: Client, settings: SchedulerSettings, principal: Principal, req: EvalRequest,
-                        output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+async def _prepare_eval(
+    nc: Client, settings: SchedulerSettings, principal: Principal, req: EvalRequest, output_dir
+) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     rendering.check_eval_request(req, installed_tasks(settings))
     model = await access.usable_model(nc, principal, req.model, "eval", prefer_hub=settings.model_hub)
     keys, stage = (await access.eval_datasets(nc, principal, req.datasets)) if req.datasets else ([], "sft")
-    rendered = rendering.render_eval(msgspec.structs.replace(req, datasets=keys), model=model.paths, stage=stage,
-                                     data_dir=settings.storage.data, task_dir=settings.storage.evaluation,
-                                     output_dir=output_dir)
-    est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000,
-                                    batch_size=req.per_device_eval_batch_size, cutoff_len=req.cutoff_len,
-                                    gpu_count=req.gpu_count, **memory.model_shape(model.paths.model_path))
+    rendered = rendering.render_eval(
+        msgspec.structs.replace(req, datasets=keys),
+        model=model.paths,
+        stage=stage,
+        data_dir=settings.storage.data,
+        task_dir=settings.storage.evaluation,
+        output_dir=output_dir,
+    )
+    est = memory.estimate_inference(
+        parameters=model.parameter_count or 7_000_000_000,
+        batch_size=req.per_device_eval_batch_size,
+        cutoff_len=req.cutoff_len,
+        gpu_count=req.gpu_count,
+        **memory.model_shape(model.paths.model_path),
+    )
     return rendered, est
 
 
-async def _prepare_export(nc: Client, settings: SchedulerSettings, principal: Principal, req: ExportRequest,
-                          output_dir) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+async def _prepare_export(
+    nc: Client, settings: SchedulerSettings, principal: Principal, req: ExportRequest, output_dir
+) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
     model = await access.usable_model(nc, principal, req.model, "export", prefer_hub=settings.model_hub)
     q = req.quantization
     calibration = None
     if q is not None and q.method == "gptq" and q.calibration_dataset:
         calibration = await access.calibration_file(nc, principal, q.calibration_dataset)
     rendered = rendering.render_export(req, model=model.paths, output_dir=output_dir, calibration_file=calibration)
-    est = memory.estimate_inference(parameters=model.parameter_count or 7_000_000_000, batch_size=1,
-                                    cutoff_len=q.calibration_maxlen if q else 1, gpu_count=req.gpu_count,
-                                    **memory.model_shape(model.paths.model_path))
+    est = memory.estimate_inference(
+        parameters=model.parameter_count or 7_000_000_000,
+        batch_size=1,
+        cutoff_len=q.calibration_maxlen if q else 1,
+        gpu_count=req.gpu_count,
+        **memory.model_shape(model.paths.model_path),
+    )
     return rendered, est
 
 
-async def announce_submitted(js: JetStreamContext, job_id: str, kind: contracts.JobKind, owner_id: str, priority: int,
-                             run: int = 0) -> None:
+async def announce_submitted(
+    js: JetStreamContext, job_id: str, kind: contracts.JobKind, owner_id: str, priority: int, run: int = 0
+) -> None:
     """Wake the dispatcher; deduplicated on the job id (and `run`, for a retry). The job is already committed."""
-    event = contracts.JobSubmitted(job_id=job_id, kind=kind, owner_id=owner_id, priority=priority,
-                                   submitted_at=datetime.now(UTC))
-    await js.publish(Subjects.JOB_SUBMITTED, contracts.encode(event),
-                     headers={"Nats-Msg-Id": f"{job_id}.{run}" if run else job_id})
+    event = contracts.JobSubmitted(
+        job_id=job_id, kind=kind, owner_id=owner_id, priority=priority, submitted_at=datetime.now(UTC)
+    )
+    await js.publish(
+        Subjects.JOB_SUBMITTED, contracts.encode(event), headers={"Nats-Msg-Id": f"{job_id}.{run}" if run else job_id}
+    )
 
 
-async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
-                           settings: SchedulerSettings) -> int:
+async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: SchedulerSettings) -> int:
     """One pass over the queue (queue.py's order: priority, fair share, age): place every pending job that fits
     somewhere now and the owner's GPU quota allows; the others keep why they wait. Returns how many went."""
     sent: list[tuple[JobChange, contracts.JobDispatched]] = []
@@ -150,7 +196,9 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
         jobs = await queue.pending(conn, settings.fair_share_window_h)
         if not jobs:
             return 0
-        agents = placement.capacities(await store.live_agents(conn, settings.offline_after_s), await store.busy_slots(conn))
+        agents = placement.capacities(
+            await store.live_agents(conn, settings.offline_after_s), await store.busy_slots(conn)
+        )
         held = await queue.held_gpus(conn)
         limits = await queue.quotas(conn, list({job["owner_id"] for job in jobs}), settings)
         for job in jobs:
@@ -158,33 +206,57 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
             wait = queue.over_gpu_quota(limits[job["owner_id"]], held[job["owner_id"]], job["gpu_count"])
             spot = None if wait else placement.place(agents, job["gpu_count"], per_gpu_mb)
             if spot is None:  # backfill: a smaller job behind it may still fit
-                await queue.set_wait_reason(conn, job["id"], wait or queue.no_room(job["gpu_count"], per_gpu_mb),
-                                            job["wait_reason"])
+                await queue.set_wait_reason(
+                    conn, job["id"], wait or queue.no_room(job["gpu_count"], per_gpu_mb), job["wait_reason"]
+                )
                 continue
             held[job["owner_id"]] += job["gpu_count"]
             attempt = job["attempt"] + 1
-            row = await transition(conn, job["id"], "dispatched", reason="placed", message=f"on {spot.agent_id}",
-                                   agent_id=spot.agent_id, gpu_ids=list(spot.gpu_ids), attempt=attempt,
-                                   dispatched_at=datetime.now(UTC), wait_reason=None)
+            row = await transition(
+                conn,
+                job["id"],
+                "dispatched",
+                reason="placed",
+                message=f"on {spot.agent_id}",
+                agent_id=spot.agent_id,
+                gpu_ids=list(spot.gpu_ids),
+                attempt=attempt,
+                dispatched_at=datetime.now(UTC),
+                wait_reason=None,
+            )
             if row is None:  # cannot happen: the pending row is locked (FOR UPDATE) by this transaction
                 continue
-            sent.append((row, contracts.JobDispatched(
-                job_id=job["id"], kind=job["kind"], output_dir=job["output_dir"],
-                stages=rendering.engine_stages(job["stages"]), gpu_ids=spot.gpu_ids, attempt=attempt,
-                dispatched_at=datetime.now(UTC),
-            )))
+            sent.append(
+                (
+                    row,
+                    contracts.JobDispatched(
+                        job_id=job["id"],
+                        kind=job["kind"],
+                        output_dir=job["output_dir"],
+                        stages=rendering.engine_stages(job["stages"]),
+                        gpu_ids=spot.gpu_ids,
+                        attempt=attempt,
+                        dispatched_at=datetime.now(UTC),
+                    ),
+                )
+            )
     # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep.
     for row, message in sent:
-        await js.publish(Subjects.job_dispatch(row.agent_id or ""), contracts.encode(message),
-                         headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"})
+        await js.publish(
+            Subjects.job_dispatch(row.agent_id or ""),
+            contracts.encode(message),
+            headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"},
+        )
         await publish_change(nc, row)
     return len(sent)
 
 
 async def publish_change(nc: Client, row: JobChange) -> None:
     """Tell live feeds (the gateway) about a committed state change."""
-    await nc.publish(Subjects.job_changed(row.owner_id, row.id),
-                     contracts.encode(contracts.JobChanged(job_id=row.id, state=row.state, at=datetime.now(UTC))))
+    await nc.publish(
+        Subjects.job_changed(row.owner_id, row.id),
+        contracts.encode(contracts.JobChanged(job_id=row.id, state=row.state, at=datetime.now(UTC))),
+    )
 
 
 async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str) -> str:
@@ -196,8 +268,14 @@ async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: s
             raise not_found("job")
         if job.state in contracts.TERMINAL_JOB_STATES:
             raise ApiError(409, "job_finished", f"the job already ended ({job.state})")
-        row = await transition(conn, job_id, "cancelled", from_states=("pending",), reason="cancelled",
-                               message=f"cancelled by {principal.username} before it started")
+        row = await transition(
+            conn,
+            job_id,
+            "cancelled",
+            from_states=("pending",),
+            reason="cancelled",
+            message=f"cancelled by {principal.username} before it started",
+        )
         if row is None:
             await conn.execute("UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1", job_id)
             await add_event(conn, job_id, job.state, "cancel_requested", f"by {principal.username}")
@@ -218,11 +296,25 @@ async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> 
     async with pool.acquire() as conn, conn.transaction():
         for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, settings.offline_after_s):
             if job["cancel_requested"]:
-                row = await transition(conn, job["id"], "cancelled", from_states=("dispatched",),
-                                       reason="cancelled", message="cancelled; the agent never took the job")
+                row = await transition(
+                    conn,
+                    job["id"],
+                    "cancelled",
+                    from_states=("dispatched",),
+                    reason="cancelled",
+                    message="cancelled; the agent never took the job",
+                )
             else:
-                row = await transition(conn, job["id"], "pending", from_states=("dispatched",), reason="requeued",
-                                       message="the agent never took the job", agent_id=None, gpu_ids=[])
+                row = await transition(
+                    conn,
+                    job["id"],
+                    "pending",
+                    from_states=("dispatched",),
+                    reason="requeued",
+                    message="the agent never took the job",
+                    agent_id=None,
+                    gpu_ids=[],
+                )
             changed.append(row)
         to_stop = await store.cancel_pending_running(conn)
     for row in filter(None, changed):

@@ -78,21 +78,58 @@ class Assignment(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int
 
 
-async def insert_job(db, *, job_id: str, owner_id: str, kind: JobKind, priority: int, gpu_count: int,
-                     request: dict, config: dict, config_yaml: str, stages: list[dict], output_dir: str,
-                     estimate: dict) -> None:
+async def insert_job(
+    db,
+    *,
+    job_id: str,
+    owner_id: str,
+    kind: JobKind,
+    priority: int,
+    gpu_count: int,
+    request: dict,
+    config: dict,
+    config_yaml: str,
+    stages: list[dict],
+    output_dir: str,
+    estimate: dict,
+) -> None:
     """The job and its first history row, or neither; `db` is a pool or a connection already in a transaction."""
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():
-            await _insert_job(conn, job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml,
-                              stages, output_dir, estimate)
+            await _insert_job(
+                conn,
+                job_id,
+                owner_id,
+                kind,
+                priority,
+                gpu_count,
+                request,
+                config,
+                config_yaml,
+                stages,
+                output_dir,
+                estimate,
+            )
     else:
-        await _insert_job(db, job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml,
-                          stages, output_dir, estimate)
+        await _insert_job(
+            db, job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate
+        )
 
 
-async def _insert_job(conn, job_id: str, owner_id: str, kind: JobKind, priority: int, gpu_count: int, request: dict,
-                      config: dict, config_yaml: str, stages: list[dict], output_dir: str, estimate: dict) -> None:
+async def _insert_job(
+    conn,
+    job_id: str,
+    owner_id: str,
+    kind: JobKind,
+    priority: int,
+    gpu_count: int,
+    request: dict,
+    config: dict,
+    config_yaml: str,
+    stages: list[dict],
+    output_dir: str,
+    estimate: dict,
+) -> None:
     # What the job reads and leaves, in columns of their own: other services read those, never the config.
     inputs = rendering.job_inputs(kind, request, config)
     output = msgspec.to_builtins(inputs.output) if inputs.output else None
@@ -100,8 +137,21 @@ async def _insert_job(conn, job_id: str, owner_id: str, kind: JobKind, priority:
         "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
         "output_dir, estimate, dataset_keys, model_name, output) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate,
-        inputs.dataset_keys, inputs.model_name, output)
+        job_id,
+        owner_id,
+        kind,
+        priority,
+        gpu_count,
+        request,
+        config,
+        config_yaml,
+        stages,
+        output_dir,
+        estimate,
+        inputs.dataset_keys,
+        inputs.model_name,
+        output,
+    )
     await add_event(conn, job_id, "pending", "submitted", None)
 
 
@@ -109,24 +159,34 @@ async def job_detail(conn, job_id: str, owner_id: str | None) -> JobRow | None:
     """A job, only when `owner_id` owns it (None: any owner, for admins)."""
     row = await conn.fetchrow(
         f"SELECT {DETAIL_COLUMNS} FROM jobs WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)",
-        job_id, owner_id,
+        job_id,
+        owner_id,
     )
     return None if row is None else JobRow(**dict(row))
 
 
 async def job_history(conn, job_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT state, reason, message, at FROM job_events WHERE job_id = $1 ORDER BY id",
-                            job_id)
+    return await conn.fetch("SELECT state, reason, message, at FROM job_events WHERE job_id = $1 ORDER BY id", job_id)
 
 
 async def progress_series(conn, job_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, at "
-        "FROM job_progress WHERE job_id = $1 ORDER BY step", job_id)
+        "FROM job_progress WHERE job_id = $1 ORDER BY step",
+        job_id,
+    )
 
 
-async def list_jobs(conn, *, owner_id: str | None, state: JobState | None, kind: JobKind | None,
-                    before: tuple[datetime, str] | None, limit: int, search: str | None = None) -> list[JobSummaryRow]:
+async def list_jobs(
+    conn,
+    *,
+    owner_id: str | None,
+    state: JobState | None,
+    kind: JobKind | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+    search: str | None = None,
+) -> list[JobSummaryRow]:
     """Newest first, keyset-paginated on (created_at, id); `search` matches part of the id or the model."""
     pattern = None
     if search:
@@ -140,13 +200,26 @@ async def list_jobs(conn, *, owner_id: str | None, state: JobState | None, kind:
           AND ($7::text IS NULL OR id ILIKE $7 OR coalesce(request->>'base_model', request->>'model') ILIKE $7)
         ORDER BY created_at DESC, id DESC LIMIT $6
         """,
-        owner_id, state, kind, before[0] if before else None, before[1] if before else None, limit, pattern,
+        owner_id,
+        state,
+        kind,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+        pattern,
     )
     return [JobSummaryRow(**dict(row)) for row in rows]
 
 
-async def list_evals(conn, *, owner_id: str | None, state: JobState | None, evaluation: str | None,
-                     before: tuple[datetime, str] | None, limit: int) -> list[EvalRow]:
+async def list_evals(
+    conn,
+    *,
+    owner_id: str | None,
+    state: JobState | None,
+    evaluation: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[EvalRow]:
     """Evaluation jobs, newest first, keyset-paginated like list_jobs, with what their views show."""
     rows = await conn.fetch(
         """
@@ -156,7 +229,12 @@ async def list_evals(conn, *, owner_id: str | None, state: JobState | None, eval
           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
         ORDER BY created_at DESC, id DESC LIMIT $6
         """,
-        owner_id, state, evaluation, before[0] if before else None, before[1] if before else None, limit,
+        owner_id,
+        state,
+        evaluation,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
     )
     return [EvalRow(**dict(row)) for row in rows]
 
@@ -172,7 +250,9 @@ async def live_agents(conn, within_s: float) -> list[asyncpg.Record]:
     """Agents that may take new work: heard from lately, not offline, not draining."""
     return await conn.fetch(
         "SELECT id, gpus, cpu_slots, last_seen FROM agents WHERE last_seen > now() - make_interval(secs => $1) "
-        "AND offline_since IS NULL AND NOT draining ORDER BY id", within_s)
+        "AND offline_since IS NULL AND NOT draining ORDER BY id",
+        within_s,
+    )
 
 
 async def any_agents(conn) -> list[asyncpg.Record]:
@@ -183,7 +263,8 @@ async def busy_slots(conn) -> list[asyncpg.Record]:
     """What the dispatched and running jobs hold on each agent."""
     return await conn.fetch(
         "SELECT agent_id, gpu_count, gpu_ids FROM jobs WHERE state = ANY($1::text[]) AND agent_id IS NOT NULL",
-        list(ON_AGENT))
+        list(ON_AGENT),
+    )
 
 
 async def insert_progress(conn, job_id: str, point: dict) -> str | None:
@@ -198,14 +279,24 @@ async def insert_progress(conn, job_id: str, point: dict) -> str | None:
             eval_loss = coalesce(job_progress.eval_loss, EXCLUDED.eval_loss),
             learning_rate = coalesce(job_progress.learning_rate, EXCLUDED.learning_rate)
         """,
-        job_id, point["step"], point["total_steps"], point.get("loss"), point.get("eval_loss"),
-        point.get("learning_rate"), point.get("epoch"), point.get("elapsed_s"), point.get("remaining_s"),
+        job_id,
+        point["step"],
+        point["total_steps"],
+        point.get("loss"),
+        point.get("eval_loss"),
+        point.get("learning_rate"),
+        point.get("epoch"),
+        point.get("elapsed_s"),
+        point.get("remaining_s"),
     )
     # The engine repeats the last step in its closing summary, without a loss: keep the first.
     return await conn.fetchval(
         "UPDATE jobs SET progress = $2, updated_at = now() WHERE id = $1 AND state = 'running' "
         "AND (progress IS NULL OR (progress->>'step')::int < $3) RETURNING owner_id",
-        job_id, point, point["step"])
+        job_id,
+        point,
+        point["step"],
+    )
 
 
 async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> list[asyncpg.Record]:
@@ -216,11 +307,11 @@ async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> l
         WHERE j.state = 'dispatched' AND j.dispatched_at < now() - make_interval(secs => $1)
           AND (a.id IS NULL OR a.last_seen < now() - make_interval(secs => $2))
         """,
-        older_than_s, agent_alive_s,
+        older_than_s,
+        agent_alive_s,
     )
 
 
 async def cancel_pending_running(conn) -> list[asyncpg.Record]:
     """Jobs asked to stop that an agent still runs: the cancel is sent again."""
-    return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state = ANY($1::text[])",
-                            list(ON_AGENT))
+    return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state = ANY($1::text[])", list(ON_AGENT))

@@ -34,10 +34,21 @@ RERUNNABLE: tuple[JobState, ...] = ("failed", "cancelled")  # may be retried or 
 
 # The reason of a job_events row (and of `jobs.reason` after the change): why a job ended (`FinishReason`), or
 # what moved it. A JobFinished without a reason is recorded with its state as the reason.
-EventReason = FinishReason | Literal[
-    "submitted", "placed", "started", "requeued", "retried", "resumed", "cancel_requested", "ready",
-    "succeeded", "failed",
-]
+EventReason = (
+    FinishReason
+    | Literal[
+        "submitted",
+        "placed",
+        "started",
+        "requeued",
+        "retried",
+        "resumed",
+        "cancel_requested",
+        "ready",
+        "succeeded",
+        "failed",
+    ]
+)
 
 
 def allowed_from(to: JobState) -> frozenset[JobState]:
@@ -55,8 +66,16 @@ class JobChange(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int = 0
 
 
-async def transition(conn, job_id: str, to: JobState, *, reason: EventReason, message: str | None = None,
-                     from_states: tuple[JobState, ...] | None = None, **columns: Any) -> JobChange | None:
+async def transition(
+    conn,
+    job_id: str,
+    to: JobState,
+    *,
+    reason: EventReason,
+    message: str | None = None,
+    from_states: tuple[JobState, ...] | None = None,
+    **columns: Any,
+) -> JobChange | None:
     """Move a job to `to` if it is in one of `from_states` (default: every state the table allows), setting
     `columns` too, and record the change in job_events; None when the job was not in one of them (nothing is
     written: idempotent). Entering a terminal state sets finished_at."""
@@ -84,6 +103,10 @@ async def transition(conn, job_id: str, to: JobState, *, reason: EventReason, me
 
 async def add_event(conn, job_id: str, state: JobState, reason: EventReason | None, message: str | None) -> None:
     """A job_events row: the job's history (a change, or a note such as a cancel asked, in its current state)."""
-    await conn.execute("INSERT INTO job_events (job_id, state, reason, message) VALUES ($1, $2, $3, $4)",
-                       job_id, state, reason, message)
-
+    await conn.execute(
+        "INSERT INTO job_events (job_id, state, reason, message) VALUES ($1, $2, $3, $4)",
+        job_id,
+        state,
+        reason,
+        message,
+    )

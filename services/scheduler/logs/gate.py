@@ -48,8 +48,15 @@ class _Entry:
 class Assignments:
     """Each job's current agent and attempt, as recently read, and the check of a batch against them."""
 
-    def __init__(self, read: Reader, *, clock: Callable[[], float] = time.monotonic, ttl_s: float = ENTRY_TTL_S,
-                 max_entries: int = MAX_ENTRIES, reads_per_s: int = READS_PER_S):
+    def __init__(
+        self,
+        read: Reader,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        ttl_s: float = ENTRY_TTL_S,
+        max_entries: int = MAX_ENTRIES,
+        reads_per_s: int = READS_PER_S,
+    ):
         self._read_row, self._clock = read, clock
         self.ttl_s, self.max_entries, self.reads_per_s = ttl_s, max_entries, reads_per_s
         self._entries: OrderedDict[str, _Entry] = OrderedDict()

@@ -62,6 +62,7 @@ WARN_EVERY_S = 10.0
 EXPECT_LAST = "Nats-Expected-Last-Subject-Sequence"
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when that expectation fails
 
+
 @dataclass(eq=False)
 class _Batch:
     msg: Any
@@ -100,15 +101,28 @@ class _Warnings:
             return
         self.last[agent_id] = now
         more = self.unsaid.pop(agent_id, 0)
-        log.warning("dropped a log batch from agent %s for job %s: %s%s", agent_id, job_id, why,
-                    f" ({more} more from this agent since the last warning)" if more else "")
+        log.warning(
+            "dropped a log batch from agent %s for job %s: %s%s",
+            agent_id,
+            job_id,
+            why,
+            f" ({more} more from this agent since the last warning)" if more else "",
+        )
 
 
 class LogRelay:
     """Copies agents' log batches to LOGS when the gate lets them through, each job's in order."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, gate: Assignments, *, hold_s: float = HOLD_S,
-                 ack_wait_s: float = ACK_WAIT_S, clock=time.monotonic):
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        gate: Assignments,
+        *,
+        hold_s: float = HOLD_S,
+        ack_wait_s: float = ACK_WAIT_S,
+        clock=time.monotonic,
+    ):
         self.nc, self.js, self.gate = nc, js, gate
         self.hold_s, self.ack_wait_s, self.clock = hold_s, ack_wait_s, clock
         self.lanes: dict[str, _Lane] = {}
@@ -122,9 +136,17 @@ class LogRelay:
         """Follow job changes (for the gate's cache), then consume LOG_INGEST."""
         self._changes = await self.nc.subscribe(Subjects.JOB_CHANGED_ALL, cb=self._on_change)
         self._tasks = [
-            asyncio.create_task(consume(self.js, subject=Subjects.JOB_LOGS_ALL, stream="LOG_INGEST",
-                                        durable=contracts.LOG_RELAY_CONSUMER, handle=self.take,
-                                        ack_wait=self.ack_wait_s, max_ack_pending=MAX_PENDING)),
+            asyncio.create_task(
+                consume(
+                    self.js,
+                    subject=Subjects.JOB_LOGS_ALL,
+                    stream="LOG_INGEST",
+                    durable=contracts.LOG_RELAY_CONSUMER,
+                    handle=self.take,
+                    ack_wait=self.ack_wait_s,
+                    max_ack_pending=MAX_PENDING,
+                )
+            ),
             asyncio.create_task(self._keep_alive_forever()),
         ]
 
@@ -159,12 +181,20 @@ class LogRelay:
             head = heads.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             head = None
-        if named is None or head is None or head.job_id != named[1] or not head.lines \
-                or head.lines[-1].seq < head.lines[0].seq:
+        if (
+            named is None
+            or head is None
+            or head.job_id != named[1]
+            or not head.lines
+            or head.lines[-1].seq < head.lines[0].seq
+        ):
             self.counts["refused"] += 1
             tokens = msg.subject.split(".")  # job.logs.<agent_id>...: NATS let only that agent publish it
-            self.warnings.dropped(tokens[2] if len(tokens) > 2 else "?", named[1] if named else "?",
-                                  f"not a log batch of the job its subject names ({msg.subject})")
+            self.warnings.dropped(
+                tokens[2] if len(tokens) > 2 else "?",
+                named[1] if named else "?",
+                f"not a log batch of the job its subject names ({msg.subject})",
+            )
             await msg.term()
             return
         agent_id, job_id = named
@@ -189,7 +219,7 @@ class LogRelay:
                 await self._relay_first(lane)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - Postgres away, or a bug: the batch stays, kept alive, and is retried
+            except Exception:
                 log.exception("log relay for job %s failed; retrying", lane.job_id)
                 await asyncio.sleep(1)
 
@@ -215,8 +245,12 @@ class LogRelay:
             return
         if where == GAP:
             self.counts["gaps"] += 1
-            log.warning("job %s: lines before %d of attempt %d never came; relaying from there", lane.job_id,
-                        batch.first, batch.attempt)
+            log.warning(
+                "job %s: lines before %d of attempt %d never came; relaying from there",
+                lane.job_id,
+                batch.first,
+                batch.attempt,
+            )
         if await self._publish(lane, batch):
             await self._done(lane, batch)
 
@@ -227,8 +261,12 @@ class LogRelay:
         while True:
             tip = lane.tip if lane.tip is not None else await self._read_tip(lane)
             try:
-                ack = await self.js.publish(Subjects.logs(lane.job_id), batch.msg.data, timeout=PUBLISH_TIMEOUT_S,
-                                            headers={EXPECT_LAST: str(tip.stream_seq)})
+                ack = await self.js.publish(
+                    Subjects.logs(lane.job_id),
+                    batch.msg.data,
+                    timeout=PUBLISH_TIMEOUT_S,
+                    headers={EXPECT_LAST: str(tip.stream_seq)},
+                )
             except BadRequestError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     await self._read_tip(lane)

@@ -46,13 +46,20 @@ class Quota(msgspec.Struct, kw_only=True):
 
 async def quota_of(conn, settings: SchedulerSettings, user_id: str) -> Quota:
     limits = (await queue.quotas(conn, [user_id], settings))[user_id]
-    row = await conn.fetchrow("SELECT max_deployments, max_gpus, max_queued FROM user_quotas WHERE user_id = $1",
-                              user_id)
+    row = await conn.fetchrow(
+        "SELECT max_deployments, max_gpus, max_queued FROM user_quotas WHERE user_id = $1", user_id
+    )
     queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1 AND state = 'pending'", user_id)
-    return Quota(user_id=user_id, max_deployments=limits.max_deployments, max_gpus=limits.max_gpus,
-                 max_queued=limits.max_queued, custom=QuotaSettings(**dict(row)) if row else QuotaSettings(),
-                 gpus_held=(await queue.held_gpus(conn))[user_id], jobs_queued=queued,
-                 gpu_hours_recent=round(await queue.gpu_hours(conn, user_id, settings.fair_share_window_h), 3))
+    return Quota(
+        user_id=user_id,
+        max_deployments=limits.max_deployments,
+        max_gpus=limits.max_gpus,
+        max_queued=limits.max_queued,
+        custom=QuotaSettings(**dict(row)) if row else QuotaSettings(),
+        gpus_held=(await queue.held_gpus(conn))[user_id],
+        jobs_queued=queued,
+        gpu_hours_recent=round(await queue.gpu_hours(conn, user_id, settings.fair_share_window_h), 3),
+    )
 
 
 async def _existing_user(conn, user_id: str) -> None:
@@ -76,15 +83,27 @@ class QuotaController(Controller):
             return await quota_of(conn, settings, user_id)
 
     @put("/{user_id:str}", opt={"admin": True}, summary="Set a user's limits (admins; null: the default)")
-    async def set_quota(self, pool: Pool, settings: Injected[SchedulerSettings], wake: asyncio.Event,
-                        principal: Principal, user_id: str, data: QuotaSettings) -> Quota:
+    async def set_quota(
+        self,
+        pool: Pool,
+        settings: Injected[SchedulerSettings],
+        wake: asyncio.Event,
+        principal: Principal,
+        user_id: str,
+        data: QuotaSettings,
+    ) -> Quota:
         async with pool.acquire() as conn:
             await _existing_user(conn, user_id)
             await conn.execute(
                 "INSERT INTO user_quotas (user_id, max_deployments, max_gpus, max_queued, updated_by) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET max_deployments = $2, "
                 "max_gpus = $3, max_queued = $4, updated_by = $5, updated_at = now()",
-                user_id, data.max_deployments, data.max_gpus, data.max_queued, principal.user_id)
+                user_id,
+                data.max_deployments,
+                data.max_gpus,
+                data.max_queued,
+                principal.user_id,
+            )
             quota = await quota_of(conn, settings, user_id)
         wake.set()  # a raised GPU quota may free queued jobs now
         return quota

@@ -70,20 +70,29 @@ class Stage(msgspec.Struct, kw_only=True):
 
     def to_engine(self) -> EngineStage:
         """The stage as the contract has it: its config frozen into YAML text."""
-        return EngineStage(name=self.name, command=self.command, config_yaml=self.yaml(), serve=self.serve,
-                           hub=self.hub)
+        return EngineStage(
+            name=self.name, command=self.command, config_yaml=self.yaml(), serve=self.serve, hub=self.hub
+        )
 
     @classmethod
     def from_engine(cls, stage: EngineStage) -> Stage:
         """A frozen stage to render again (a retry, a resume): its YAML parsed back into a config."""
-        return cls(name=stage.name, command=stage.command, config=yaml.safe_load(stage.config_yaml) or {},
-                   serve=stage.serve, hub=stage.hub)
+        return cls(
+            name=stage.name,
+            command=stage.command,
+            config=yaml.safe_load(stage.config_yaml) or {},
+            serve=stage.serve,
+            hub=stage.hub,
+        )
 
 
 def stage_row(stage: EngineStage) -> dict[str, Any]:
     """An EngineStage as stored in `jobs.stages` (and read back by `engine_stages`): unset options left out."""
-    return {name: value for name, value in msgspec.to_builtins(stage).items()
-            if not (name in ("serve", "hub") and value is None)}
+    return {
+        name: value
+        for name, value in msgspec.to_builtins(stage).items()
+        if not (name in ("serve", "hub") and value is None)
+    }
 
 
 def engine_stages(rows: list[dict[str, Any]]) -> tuple[EngineStage, ...]:
@@ -121,8 +130,10 @@ class Rendered(msgspec.Struct, kw_only=True):
         if len(self.stages) == 1:
             return self.stages[0].yaml()
         last = len(self.stages)
-        return "".join(f"# stage {i} of {last}: {s.name}\n{s.yaml()}" + ("---\n" if i < last else "")
-                       for i, s in enumerate(self.stages, 1))
+        return "".join(
+            f"# stage {i} of {last}: {s.name}\n{s.yaml()}" + ("---\n" if i < last else "")
+            for i, s in enumerate(self.stages, 1)
+        )
 
 
 def model_hub(stage_rows: list[dict[str, Any]] | None) -> ModelHub | None:
@@ -131,14 +142,47 @@ def model_hub(stage_rows: list[dict[str, Any]] | None) -> ModelHub | None:
 
 
 # Set by the platform from the job; an override of any of these is refused.
-PLATFORM_KEYS = frozenset({
-    "model_name_or_path", "adapter_name_or_path", "dataset_dir", "dataset", "eval_dataset", "output_dir",
-    "logging_dir", "cache_dir", "tokenized_path", "export_dir", "media_dir", "image_dir", "video_dir",
-    "audio_dir", "resume_from_checkpoint", "hf_hub_token", "ms_hub_token", "om_hub_token", "push_to_hub",
-    "hub_model_id", "hub_token", "hub_strategy", "export_hub_model_id", "run_name", "save_safetensors",
-    "trust_remote_code", "use_ray", "ray_storage_path", "ray_run_name", "swanlab_logdir", "mlflow_tracking_uri",
-    "task_dir", "save_dir", "export_quantization_dataset", "do_train", "do_eval", "do_predict",
-})
+PLATFORM_KEYS = frozenset(
+    {
+        "model_name_or_path",
+        "adapter_name_or_path",
+        "dataset_dir",
+        "dataset",
+        "eval_dataset",
+        "output_dir",
+        "logging_dir",
+        "cache_dir",
+        "tokenized_path",
+        "export_dir",
+        "media_dir",
+        "image_dir",
+        "video_dir",
+        "audio_dir",
+        "resume_from_checkpoint",
+        "hf_hub_token",
+        "ms_hub_token",
+        "om_hub_token",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_token",
+        "hub_strategy",
+        "export_hub_model_id",
+        "run_name",
+        "save_safetensors",
+        "trust_remote_code",
+        "use_ray",
+        "ray_storage_path",
+        "ray_run_name",
+        "swanlab_logdir",
+        "mlflow_tracking_uri",
+        "task_dir",
+        "save_dir",
+        "export_quantization_dataset",
+        "do_train",
+        "do_eval",
+        "do_predict",
+    }
+)
 
 # Engine configs a user may name in `deepspeed`; each maps to a file the platform ships.
 DEEPSPEED_CONFIGS = Path(__file__).with_name("deepspeed")
@@ -172,8 +216,9 @@ def check_overrides(overrides: dict, path: str = "config_overrides", depth: int 
             raise ApiError(422, "forbidden_override", f"{key} is set by the platform and cannot be overridden", field)
         if depth == 0 and key == "deepspeed":
             if value not in ALLOWED_DEEPSPEED:
-                raise ApiError(422, "forbidden_override",
-                               f"deepspeed must be one of {sorted(ALLOWED_DEEPSPEED)}", field)
+                raise ApiError(
+                    422, "forbidden_override", f"deepspeed must be one of {sorted(ALLOWED_DEEPSPEED)}", field
+                )
             continue
         if isinstance(value, dict):
             check_overrides(value, field, depth + 1)
@@ -187,8 +232,9 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any], on_gpu: boo
     """`overrides` over `base`; bf16/fp16 are refused for a job without a GPU."""
     config = deep_merge(base, overrides)
     if not on_gpu and (config.get("bf16") or config.get("fp16") or config.get("pure_bf16")):
-        raise ApiError(422, "invalid_override", "bf16/fp16 need a GPU: this job asks for gpu_count 0",
-                       "config_overrides")
+        raise ApiError(
+            422, "invalid_override", "bf16/fp16 need a GPU: this job asks for gpu_count 0", "config_overrides"
+        )
     return config
 
 

@@ -20,8 +20,9 @@ from .common import (
 )
 
 
-def render_deploy(req: DeployRequest, *, model: ModelPaths, startup_timeout_s: float,
-                  idle_timeout_s: float) -> Rendered:
+def render_deploy(
+    req: DeployRequest, *, model: ModelPaths, startup_timeout_s: float, idle_timeout_s: float
+) -> Rendered:
     """The inference YAML of `llamafactory-cli api`: model (an adapter on its base), template, generation
     defaults, then overrides; served as one stage that runs until stopped or idle."""
     check_overrides(req.config_overrides)
@@ -29,6 +30,14 @@ def render_deploy(req: DeployRequest, *, model: ModelPaths, startup_timeout_s: f
     fields = {"template": req.template or model.template, **msgspec.to_builtins(req.generation)}
     config = merge_overrides(deep_merge(BASE_TEMPLATES["deploy"], fields), req.config_overrides, on_gpu)
     config.update(model_keys(model), trust_remote_code=False)
-    return Rendered(stages=[Stage(name="serve", command=SERVE_COMMAND, config=config, hub=model.hub,
-                                  serve=ServeOptions(startup_timeout_s=startup_timeout_s,
-                                                     idle_timeout_s=idle_timeout_s))])
+    return Rendered(
+        stages=[
+            Stage(
+                name="serve",
+                command=SERVE_COMMAND,
+                config=config,
+                hub=model.hub,
+                serve=ServeOptions(startup_timeout_s=startup_timeout_s, idle_timeout_s=idle_timeout_s),
+            )
+        ]
+    )

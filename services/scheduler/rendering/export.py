@@ -8,45 +8,72 @@ from pathlib import Path
 from services.common.errors import ApiError
 
 from ..jobs.schemas import ExportRequest
-from .common import (BASE_TEMPLATES, EXPORT_COMMAND, ModelPaths, Rendered, Stage, check_overrides, deep_merge,
-                     merge_overrides, model_keys)
+from .common import (
+    BASE_TEMPLATES,
+    EXPORT_COMMAND,
+    ModelPaths,
+    Rendered,
+    Stage,
+    check_overrides,
+    deep_merge,
+    merge_overrides,
+    model_keys,
+)
 
 
 def check_export_request(req: ExportRequest, is_adapter: bool) -> None:
     q = req.quantization
     if req.export_device == "auto" and req.gpu_count == 0:
-        raise ApiError(422, "invalid_field", "export_device 'auto' loads the model on GPUs: set gpu_count >= 1",
-                       "export_device")
+        raise ApiError(
+            422, "invalid_field", "export_device 'auto' loads the model on GPUs: set gpu_count >= 1", "export_device"
+        )
     if q is None:
         if not is_adapter:
-            raise ApiError(422, "nothing_to_export", "this model is already a full model: exporting it without "
-                           "quantization would only copy it. Ask for quantization, or pick a LoRA adapter to merge",
-                           "quantization")
+            raise ApiError(
+                422,
+                "nothing_to_export",
+                "this model is already a full model: exporting it without "
+                "quantization would only copy it. Ask for quantization, or pick a LoRA adapter to merge",
+                "quantization",
+            )
         return
     if q.method == "bitsandbytes":
         if q.bits not in (4, 8):
             raise ApiError(422, "invalid_field", "bitsandbytes quantises to 4 or 8 bits", "quantization.bits")
         if req.gpu_count == 0:
-            raise ApiError(422, "invalid_field", "bitsandbytes quantisation needs a GPU: set gpu_count >= 1",
-                           "gpu_count")
+            raise ApiError(
+                422, "invalid_field", "bitsandbytes quantisation needs a GPU: set gpu_count >= 1", "gpu_count"
+            )
         if q.calibration_dataset:
-            raise ApiError(422, "invalid_field", "calibration_dataset applies to method 'gptq' only",
-                           "quantization.calibration_dataset")
+            raise ApiError(
+                422,
+                "invalid_field",
+                "calibration_dataset applies to method 'gptq' only",
+                "quantization.calibration_dataset",
+            )
     elif not q.calibration_dataset:
-        raise ApiError(422, "invalid_field", "GPTQ needs a calibration dataset: a plain-text dataset with a "
-                       "'text' column", "quantization.calibration_dataset")
+        raise ApiError(
+            422,
+            "invalid_field",
+            "GPTQ needs a calibration dataset: a plain-text dataset with a 'text' column",
+            "quantization.calibration_dataset",
+        )
 
 
-def render_export(req: ExportRequest, *, model: ModelPaths, output_dir: Path,
-                  calibration_file: str | None = None) -> Rendered:
+def render_export(
+    req: ExportRequest, *, model: ModelPaths, output_dir: Path, calibration_file: str | None = None
+) -> Rendered:
     """Merge (a LoRA adapter), quantise (a full model), or both: merge into `output_dir/merged`, then
     quantise that. `export_quantization_*` keys appear only for GPTQ (the seed's rule)."""
     check_export_request(req, model.adapter_path is not None)
     check_overrides(req.config_overrides)
     on_gpu = req.gpu_count > 0
-    common = {"template": req.template or model.template, "export_size": req.export_size,
-              "export_device": "auto" if on_gpu and req.export_device == "auto" else req.export_device,
-              "export_legacy_format": req.export_legacy_format}
+    common = {
+        "template": req.template or model.template,
+        "export_size": req.export_size,
+        "export_device": "auto" if on_gpu and req.export_device == "auto" else req.export_device,
+        "export_legacy_format": req.export_legacy_format,
+    }
     export_dir = output_dir / "export"
     q = req.quantization
 
@@ -55,8 +82,11 @@ def render_export(req: ExportRequest, *, model: ModelPaths, output_dir: Path,
         if quantise and q is not None and q.method == "bitsandbytes":
             fields.update(quantization_bit=q.bits, quantization_method="bitsandbytes", export_device="auto")
         elif quantise and q is not None:
-            fields.update(export_quantization_bit=q.bits, export_quantization_nsamples=q.calibration_samples,
-                          export_quantization_maxlen=q.calibration_maxlen)
+            fields.update(
+                export_quantization_bit=q.bits,
+                export_quantization_nsamples=q.calibration_samples,
+                export_quantization_maxlen=q.calibration_maxlen,
+            )
         config = merge_overrides(deep_merge(BASE_TEMPLATES["export"], fields), req.config_overrides, on_gpu)
         config.update(model_keys(source), export_dir=str(target), trust_remote_code=False)
         if quantise and q is not None and q.method == "gptq":
@@ -68,7 +98,9 @@ def render_export(req: ExportRequest, *, model: ModelPaths, output_dir: Path,
     if model.adapter_path is None:
         return Rendered(stages=[stage("quantize", model, export_dir, quantise=True)])
     merged = output_dir / "merged"
-    return Rendered(stages=[
-        stage("merge", model, merged, quantise=False),
-        stage("quantize", ModelPaths(model_path=str(merged), template=model.template), export_dir, quantise=True),
-    ])
+    return Rendered(
+        stages=[
+            stage("merge", model, merged, quantise=False),
+            stage("quantize", ModelPaths(model_path=str(merged), template=model.template), export_dir, quantise=True),
+        ]
+    )

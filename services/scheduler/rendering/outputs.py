@@ -21,13 +21,21 @@ def train_output(request: Mapping, config: Mapping) -> JobOutput | None:
         return None
     # dataset_info.json keys, as the engine saw them: unique, where the names in `datasets` are per owner.
     keys = [key for key in str(config.get("dataset") or "").split(",") if key]
-    details = {"stage": config.get("stage"), "finetuning_type": request.get("finetuning_type"),
-               "quantization_bit": config.get("quantization_bit"), "dataset_keys": keys or None}
+    details = {
+        "stage": config.get("stage"),
+        "finetuning_type": request.get("finetuning_type"),
+        "quantization_bit": config.get("quantization_bit"),
+        "dataset_keys": keys or None,
+    }
     return JobOutput(
-        kind="lora" if config.get("finetuning_type") == "lora" else "full", source="train",
-        path=config["output_dir"], parent_name=request.get("base_model"),
-        parent_location=config.get("model_name_or_path"), label=str(config.get("stage") or "train"),
-        datasets=tuple(request.get("datasets") or ()), template=config.get("template"),
+        kind="lora" if config.get("finetuning_type") == "lora" else "full",
+        source="train",
+        path=config["output_dir"],
+        parent_name=request.get("base_model"),
+        parent_location=config.get("model_name_or_path"),
+        label=str(config.get("stage") or "train"),
+        datasets=tuple(request.get("datasets") or ()),
+        template=config.get("template"),
         details={k: v for k, v in details.items() if v is not None},
     )
 
@@ -43,10 +51,13 @@ def export_output(request: Mapping, config: Mapping) -> JobOutput | None:
     method = "gptq" if gptq_bits else config.get("quantization_method", "bitsandbytes") if bits else None
     details = {"quantization_bit": bits, "quantization_method": method}
     return JobOutput(
-        kind="quantized" if bits else "full", source="export", path=path,
+        kind="quantized" if bits else "full",
+        source="export",
+        path=path,
         parent_name=request.get("model") or request.get("base_model"),
         parent_location=config.get("adapter_name_or_path") or config.get("model_name_or_path"),
-        label=f"q{bits}" if bits else "export", template=config.get("template"),
+        label=f"q{bits}" if bits else "export",
+        template=config.get("template"),
         details={k: v for k, v in details.items() if v is not None},
     )
 
@@ -71,5 +82,8 @@ class JobInputs(msgspec.Struct, frozen=True, kw_only=True):
 def job_inputs(kind: str, request: Mapping, config: Mapping) -> JobInputs:
     """The dataset_info keys the job's YAML reads, the model its request names, and the output it will leave."""
     keys = [key for field in ("dataset", "eval_dataset") for key in str(config.get(field) or "").split(",") if key]
-    return JobInputs(dataset_keys=keys, model_name=request.get("base_model") or request.get("model"),
-                     output=output_of(kind, request, config))
+    return JobInputs(
+        dataset_keys=keys,
+        model_name=request.get("base_model") or request.get("model"),
+        output=output_of(kind, request, config),
+    )

@@ -8,8 +8,17 @@ from typing import Any
 from services.common.errors import ApiError
 
 from ..jobs.schemas import TrainRequest
-from .common import (ALLOWED_DEEPSPEED, BASE_TEMPLATES, DEEPSPEED_CONFIGS, TRAIN_COMMAND, Rendered, Stage,
-                     check_overrides, deep_merge, merge_overrides)
+from .common import (
+    ALLOWED_DEEPSPEED,
+    BASE_TEMPLATES,
+    DEEPSPEED_CONFIGS,
+    TRAIN_COMMAND,
+    Rendered,
+    Stage,
+    check_overrides,
+    deep_merge,
+    merge_overrides,
+)
 
 
 def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, Any]:
@@ -37,11 +46,19 @@ def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, A
     if req.max_steps:
         fields["max_steps"] = req.max_steps
     if finetuning in ("lora", "qlora"):
-        fields.update(lora_rank=req.lora_rank, lora_alpha=req.lora_alpha or 2 * req.lora_rank,
-                      lora_dropout=req.lora_dropout, lora_target=req.lora_target)
+        fields.update(
+            lora_rank=req.lora_rank,
+            lora_alpha=req.lora_alpha or 2 * req.lora_rank,
+            lora_dropout=req.lora_dropout,
+            lora_target=req.lora_target,
+        )
     if finetuning == "qlora":
-        fields.update(quantization_bit=req.quantization_bit or 4, quantization_method=req.quantization_method,
-                      quantization_type=req.quantization_type, double_quantization=req.double_quantization)
+        fields.update(
+            quantization_bit=req.quantization_bit or 4,
+            quantization_method=req.quantization_method,
+            quantization_type=req.quantization_type,
+            double_quantization=req.double_quantization,
+        )
     if req.stage == "pt" or req.train_from_scratch:
         fields["train_from_scratch"] = req.train_from_scratch or req.stage == "pt"
     if req.val_size > 0:
@@ -63,17 +80,18 @@ def check_train_request(req: TrainRequest) -> None:
     if req.warmup_ratio > 0 and req.warmup_steps > 0:
         raise ApiError(422, "invalid_field", "set warmup_ratio or warmup_steps, not both", "warmup_steps")
     if req.quantization_bit and req.finetuning_type != "qlora":
-        raise ApiError(422, "invalid_field", "quantization_bit applies to finetuning_type 'qlora' only",
-                       "quantization_bit")
+        raise ApiError(
+            422, "invalid_field", "quantization_bit applies to finetuning_type 'qlora' only", "quantization_bit"
+        )
     if req.finetuning_type == "qlora" and req.gpu_count == 0:
-        raise ApiError(422, "invalid_field", "QLoRA needs a GPU (bitsandbytes): set gpu_count >= 1",
-                       "finetuning_type")
+        raise ApiError(422, "invalid_field", "QLoRA needs a GPU (bitsandbytes): set gpu_count >= 1", "finetuning_type")
     if req.train_from_scratch and req.stage != "pt" and req.finetuning_type != "full":
         raise ApiError(422, "invalid_field", "train_from_scratch needs finetuning_type 'full'", "train_from_scratch")
 
 
-def render_train(req: TrainRequest, *, model_path: str, default_template: str, data_dir: Path,
-                 output_dir: Path) -> dict[str, Any]:
+def render_train(
+    req: TrainRequest, *, model_path: str, default_template: str, data_dir: Path, output_dir: Path
+) -> dict[str, Any]:
     """The final config of a training job (a dict; `to_yaml` freezes it)."""
     check_train_request(req)
     check_overrides(req.config_overrides)
@@ -82,8 +100,13 @@ def render_train(req: TrainRequest, *, model_path: str, default_template: str, d
     config = merge_overrides(config, req.config_overrides, on_gpu)
     if "deepspeed" in config:
         config["deepspeed"] = str(DEEPSPEED_CONFIGS / ALLOWED_DEEPSPEED[config["deepspeed"]])
-    config.update(model_name_or_path=model_path, dataset=",".join(req.datasets), dataset_dir=str(data_dir),
-                  output_dir=str(output_dir), trust_remote_code=False)
+    config.update(
+        model_name_or_path=model_path,
+        dataset=",".join(req.datasets),
+        dataset_dir=str(data_dir),
+        output_dir=str(output_dir),
+        trust_remote_code=False,
+    )
     return config
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from litestar.testing import AsyncTestClient
+
 from tests.helpers import assert_error  # noqa: F401 - re-exported for the tests here
 
 PASSWORD = "correct-horse-9"
@@ -39,8 +40,11 @@ class Api:
         )
 
     async def login(self, username: str, password: str = PASSWORD, address: str | None = None):
-        return await self.client.post("/api/auth/login", json={"username": username, "password": password},
-                                      headers={"X-Forwarded-For": address or self.address})
+        return await self.client.post(
+            "/api/auth/login",
+            json={"username": username, "password": password},
+            headers={"X-Forwarded-For": address or self.address},
+        )
 
     async def token(self, username: str, password: str = PASSWORD) -> str:
         response = await self.login(username, password)

@@ -64,7 +64,8 @@ async def test_revoking_an_unknown_invite_is_404(api):
 async def test_expired_invite_is_403(api, pool):
     invite = await _invite(api, max_uses=5)
     await pool.execute(
-        "UPDATE invite_codes SET expires_at = now() - interval '1 minute' WHERE code = $1", invite["code"])
+        "UPDATE invite_codes SET expires_at = now() - interval '1 minute' WHERE code = $1", invite["code"]
+    )
     assert_error((await api.register(invite_code=invite["code"]))[1], 403, "invalid_invite_code")
 
 
@@ -74,21 +75,29 @@ async def test_invite_without_expiry(api):
     assert (await api.register(invite_code=invite["code"]))[1].status_code == 201
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"max_uses": 0}, "max_uses"), ({"max_uses": "one"}, "max_uses"), ({"expires_in_hours": 0}, "expires_in_hours"),
-    ({"max_uses": 1, "code": "mine"}, "code"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"max_uses": 0}, "max_uses"),
+        ({"max_uses": "one"}, "max_uses"),
+        ({"expires_in_hours": 0}, "expires_in_hours"),
+        ({"max_uses": 1, "code": "mine"}, "code"),
+    ],
+)
 async def test_bad_invite_request_is_422(api, body, field):
     r = await api.client.post("/api/auth/invites", json=body, headers=await api.admin())
     assert_error(r, 422, "invalid_field", field)
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("post", "/api/auth/invites", {"max_uses": 1}),
-    ("get", "/api/auth/invites", None),
-    ("delete", "/api/auth/invites/whatever", None),
-    ("get", "/api/auth/users", None),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/auth/invites", {"max_uses": 1}),
+        ("get", "/api/auth/invites", None),
+        ("delete", "/api/auth/invites/whatever", None),
+        ("get", "/api/auth/users", None),
+    ],
+)
 async def test_admin_routes_refuse_plain_users_and_strangers(api, method, path, body):
     kwargs = {"json": body} if body is not None else {}
     _, user = await api.new_user()

@@ -17,7 +17,9 @@ async def client(settings):
 
 async def test_register_login_me(client, settings):
     api, name = Api(client, settings), unique("alice")  # a user and an address (login limits) of this test's own
-    r = await client.post("/api/auth/register", json={"username": name, "password": "correct-horse-9", "invite_code": "test-invite"})
+    r = await client.post(
+        "/api/auth/register", json={"username": name, "password": "correct-horse-9", "invite_code": "test-invite"}
+    )
     assert r.status_code == 201, r.text
     r = await api.login(name, "correct-horse-9")
     assert r.status_code == 200, r.text

@@ -74,8 +74,10 @@ async def test_a_key_can_manage_keys_but_a_disabled_owner_cannot_use_it(api, poo
     assert_error(await api.client.get("/api/auth/me", headers=bearer(key)), 401, "unauthorized")
 
 
-@pytest.mark.parametrize(("body", "field"), [({"name": ""}, "name"), ({"name": "x" * 65}, "name"), ({}, "name"),
-                                             ({"name": "ok", "scopes": []}, "scopes")])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"name": ""}, "name"), ({"name": "x" * 65}, "name"), ({}, "name"), ({"name": "ok", "scopes": []}, "scopes")],
+)
 async def test_bad_key_request_is_422(api, body, field):
     _, headers = await api.new_user()
     assert_error(await api.client.post(KEYS, json=body, headers=headers), 422, "invalid_field", field)

@@ -10,8 +10,12 @@ JSON = {"Content-Type": "application/json"}
 BAD_BODIES = [b"{not json", b'{"username": ', b"\xff\xfe", b"{'single': 'quotes'}", b'{"a": 1} trailing']
 
 # POST routes that read a JSON body, and who may call them.
-BODY_ROUTES = [("/api/auth/register", None), ("/api/auth/login", None),
-               ("/api/auth/api-keys", "user"), ("/api/auth/invites", "admin")]
+BODY_ROUTES = [
+    ("/api/auth/register", None),
+    ("/api/auth/login", None),
+    ("/api/auth/api-keys", "user"),
+    ("/api/auth/invites", "admin"),
+]
 
 
 async def _headers(api, who: str | None) -> dict:
@@ -43,19 +47,23 @@ async def test_logout_ignores_a_malformed_body(api):
     assert r.status_code == 204, r.text
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/api/auth/users?cursor=a%00b"),
-    ("delete", "/api/auth/invites/a%00b"),
-    ("delete", "/api/auth/api-keys/a%00b"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/auth/users?cursor=a%00b"),
+        ("delete", "/api/auth/invites/a%00b"),
+        ("delete", "/api/auth/api-keys/a%00b"),
+    ],
+)
 async def test_nul_in_a_path_or_query_is_422_not_500(api, method, path):
     r = await getattr(api.client, method)(path, headers=await api.admin())
     assert_error(r, 422, "invalid_field")
 
 
 async def test_nul_in_body_text_is_422_naming_the_field(api):
-    r = await api.client.post("/api/auth/login", json={"username": "a\u0000b", "password": "x"},
-                              headers={"X-Forwarded-For": api.address})
+    r = await api.client.post(
+        "/api/auth/login", json={"username": "a\u0000b", "password": "x"}, headers={"X-Forwarded-For": api.address}
+    )
     assert_error(r, 422, "invalid_field", "username")
     _, headers = await api.new_user()
     r = await api.client.post("/api/auth/api-keys", json={"name": "ci\u0000"}, headers=headers)

@@ -69,8 +69,7 @@ async def test_refused_attempts_do_not_extend_the_pause(api, pool):
     await _fail(api, username, api.settings.login_max_failures)
     for _ in range(3):
         _assert_paused(api, await api.login(username))
-    count = await pool.fetchval(
-        "SELECT count(*) FROM login_failures WHERE key = $1", f"user:{username}")
+    count = await pool.fetchval("SELECT count(*) FROM login_failures WHERE key = $1", f"user:{username}")
     assert count == api.settings.login_max_failures
 
 
@@ -89,8 +88,7 @@ async def test_parallel_guesses_cannot_slip_past_the_limit(pool, settings):
 
     async def guess() -> int:
         try:
-            await service.login(pool, settings, username=username, password="guess-guess-1",
-                                address="198.51.100.7")
+            await service.login(pool, settings, username=username, password="guess-guess-1", address="198.51.100.7")
         except ApiError as exc:
             return exc.status
         return 200
@@ -101,9 +99,11 @@ async def test_parallel_guesses_cannot_slip_past_the_limit(pool, settings):
 
 
 async def test_login_body_must_fit(api):
-    r = await api.client.post("/api/auth/login", json={"username": "someone"},
-                              headers={"X-Forwarded-For": api.address})
+    r = await api.client.post("/api/auth/login", json={"username": "someone"}, headers={"X-Forwarded-For": api.address})
     assert_error(r, 422, "invalid_field", "password")
-    r = await api.client.post("/api/auth/login", json={"username": "someone", "password": PASSWORD, "otp": 1},
-                              headers={"X-Forwarded-For": api.address})
+    r = await api.client.post(
+        "/api/auth/login",
+        json={"username": "someone", "password": PASSWORD, "otp": 1},
+        headers={"X-Forwarded-For": api.address},
+    )
     assert_error(r, 422, "invalid_field", "otp")

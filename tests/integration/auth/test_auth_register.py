@@ -35,12 +35,15 @@ async def test_taken_username_is_409(api):
     assert (await api.login(username, "another-pass-77")).status_code == 401  # the first account is untouched
 
 
-@pytest.mark.parametrize("password", [
-    "short-1",                    # under 10 characters
-    "aaaaabbbbbaaaa",             # under 5 different characters
-    "password123",                # common
-    "Password123",                # common, whatever the case
-])
+@pytest.mark.parametrize(
+    "password",
+    [
+        "short-1",  # under 10 characters
+        "aaaaabbbbbaaaa",  # under 5 different characters
+        "password123",  # common
+        "Password123",  # common, whatever the case
+    ],
+)
 async def test_weak_password_is_422_on_password(api, password):
     _, r = await api.register(password=password)
     assert_error(r, 422, "weak_password", "password")
@@ -52,22 +55,25 @@ async def test_password_containing_the_username_is_422(api):
     assert_error(r, 422, "weak_password", "password")
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"username": 5, "password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "valid-name", "password": ["x"], "invite_code": "test-invite"}, "password"),
-    ({"username": "valid-name", "password": PASSWORD, "invite_code": 7}, "invite_code"),
-    ({"password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "valid-name", "invite_code": "test-invite"}, "password"),
-    ({"username": "valid-name", "password": PASSWORD, "invite_code": "test-invite", "role": "admin"}, "role"),
-    ({"username": "Upper", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "-dash-first", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "ab", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "x" * 33, "password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "with space", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "newline\n", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
-    ({"username": "valid-name", "password": "", "invite_code": "test-invite"}, "password"),
-    ({"username": "valid-name", "password": PASSWORD, "invite_code": "nul\u0000"}, "invite_code"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"username": 5, "password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "valid-name", "password": ["x"], "invite_code": "test-invite"}, "password"),
+        ({"username": "valid-name", "password": PASSWORD, "invite_code": 7}, "invite_code"),
+        ({"password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "valid-name", "invite_code": "test-invite"}, "password"),
+        ({"username": "valid-name", "password": PASSWORD, "invite_code": "test-invite", "role": "admin"}, "role"),
+        ({"username": "Upper", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "-dash-first", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "ab", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "x" * 33, "password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "with space", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "newline\n", "password": PASSWORD, "invite_code": "test-invite"}, "username"),
+        ({"username": "valid-name", "password": "", "invite_code": "test-invite"}, "password"),
+        ({"username": "valid-name", "password": PASSWORD, "invite_code": "nul\u0000"}, "invite_code"),
+    ],
+)
 async def test_structurally_wrong_body_is_422_naming_the_field(api, body, field):
     r = await api.client.post("/api/auth/register", json=body)
     assert_error(r, 422, "invalid_field", field)
@@ -76,8 +82,9 @@ async def test_structurally_wrong_body_is_422_naming_the_field(api, body, field)
 @pytest.mark.parametrize("body", [[], ["username"], "a string", 42, None])
 async def test_body_that_is_not_an_object_is_422(api, body):
     content = b"null" if body is None else None  # httpx sends no body at all for json=None
-    r = await api.client.post("/api/auth/register", json=body, content=content,
-                              headers={"Content-Type": "application/json"})
+    r = await api.client.post(
+        "/api/auth/register", json=body, content=content, headers={"Content-Type": "application/json"}
+    )
     assert_error(r, 422, "invalid_field", None)
 
 

@@ -34,9 +34,17 @@ async def test_no_header_is_401_with_challenge(api):
     assert r.headers["WWW-Authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("authorization", [
-    "Bearer garbage", "Bearer a.b.c", "Bearer llmct_not-a-key", "Bearer ", "Basic dXNlcjpwYXNz", "garbage",
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer garbage",
+        "Bearer a.b.c",
+        "Bearer llmct_not-a-key",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "garbage",
+    ],
+)
 async def test_garbage_credentials_are_401(api, authorization):
     r = await api.client.get("/api/auth/me", headers={"Authorization": authorization})
     assert_error(r, 401, "unauthorized")
@@ -52,8 +60,9 @@ async def test_expired_token_is_401(api):
 
 async def test_token_signed_with_another_secret_is_401(api):
     username, me = await _user_claims(api)
-    token, _, _ = issue_token("another-secret-" + "x" * 32, user_id=me["id"], username=username, role="admin",
-                              ttl_s=600)
+    token, _, _ = issue_token(
+        "another-secret-" + "x" * 32, user_id=me["id"], username=username, role="admin", ttl_s=600
+    )
     assert_error(await _me(api, bearer(token)), 401, "unauthorized")
     assert_error(await api.client.get("/api/auth/users", headers=bearer(token)), 401, "unauthorized")
 
@@ -69,8 +78,9 @@ def _with_claims(token: str, **changes) -> str:
 async def test_tampered_token_is_401(api):
     username, headers = await api.new_user()
     token = headers["Authorization"].removeprefix("Bearer ")
-    assert_error(await api.client.get("/api/auth/users", headers=bearer(_with_claims(token, role="admin"))),
-                 401, "unauthorized")
+    assert_error(
+        await api.client.get("/api/auth/users", headers=bearer(_with_claims(token, role="admin"))), 401, "unauthorized"
+    )
     assert_error(await _me(api, bearer(_with_claims(token, exp=4_000_000_000))), 401, "unauthorized")
     assert_error(await _me(api, bearer(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))), 401, "unauthorized")
 

@@ -13,11 +13,11 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from llmct.embedded import NatsServer, PostgresServer, free_port
 from services.auth.app import create_app as create_auth
 from services.common.security import read_token
-from services.scheduler.app import create_app as create_scheduler
-from llmct.embedded import NatsServer, PostgresServer, free_port
 from services.common.store import migrate
+from services.scheduler.app import create_app as create_scheduler
 from tests.helpers import eventually, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -91,11 +91,19 @@ async def test_refuses_unmigrated_database(stack_env, postgres_server):
     await conn.execute("DROP DATABASE IF EXISTS unmigrated")
     await conn.execute("CREATE DATABASE unmigrated")
     await conn.close()
-    env = {**os.environ, **stack_env, "LLMCT_AUTH_PORT": str(free_port()),
-           "DATABASE_URL": postgres_server.url.rsplit("/", 1)[0] + "/unmigrated"}
+    env = {
+        **os.environ,
+        **stack_env,
+        "LLMCT_AUTH_PORT": str(free_port()),
+        "DATABASE_URL": postgres_server.url.rsplit("/", 1)[0] + "/unmigrated",
+    }
     result = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "llmct.cli", "service", "auth"],
-        env=env, capture_output=True, text=True, timeout=60,
+        subprocess.run,
+        [sys.executable, "-m", "llmct.cli", "service", "auth"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "refuses to start" in result.stderr and "run `llmct migrate`" in result.stderr

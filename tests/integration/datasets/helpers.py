@@ -15,8 +15,10 @@ from services.common.security import issue_token, new_id
 from tests.helpers import assert_error  # noqa: F401 - re-exported for the tests here
 
 ALPACA = [{"instruction": f"Say {i}", "input": "" if i % 2 else "please", "output": f"{i}"} for i in range(1, 9)]
-SHAREGPT = [{"conversations": [{"from": "human", "value": f"hi {i}"}, {"from": "gpt", "value": f"hello {i}"}]}
-            for i in range(1, 6)]
+SHAREGPT = [
+    {"conversations": [{"from": "human", "value": f"hi {i}"}, {"from": "gpt", "value": f"hello {i}"}]}
+    for i in range(1, 6)
+]
 TEXT = [{"text": f"document number {i}"} for i in range(1, 7)]
 PAIRWISE = [{"instruction": f"Pick {i}", "input": "", "chosen": "good", "rejected": "bad"} for i in range(1, 5)]
 
@@ -58,7 +60,7 @@ def as_zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
             archive.writestr(name, data)
         if symlink:
             info = zipfile.ZipInfo(symlink)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             archive.writestr(info, "/etc/passwd")
     return sink.getvalue()
 
@@ -109,8 +111,7 @@ class Api:
             if isinstance(data.get(key), dict):
                 data[key] = json.dumps(data[key])
         multipart = [("file", (filename, content, "application/octet-stream")) for filename, content in files or []]
-        return await self.client.post("/api/datasets/upload", data=data, files=multipart or None,
-                                      headers=self.headers)
+        return await self.client.post("/api/datasets/upload", data=data, files=multipart or None, headers=self.headers)
 
     async def created(self, name: str, fmt: str, filename: str, content: bytes, **fields) -> dict:
         response = await self.upload(name, fmt, [(filename, content)], **fields)

@@ -10,7 +10,16 @@ import pytest
 
 from services.common.security import new_id
 from tests.integration.datasets.helpers import (
-    ALPACA, PAIRWISE, SHAREGPT, TEXT, as_json, as_jsonl, as_zip, assert_error, info_json, unique,
+    ALPACA,
+    PAIRWISE,
+    SHAREGPT,
+    TEXT,
+    as_json,
+    as_jsonl,
+    as_zip,
+    assert_error,
+    info_json,
+    unique,
 )
 
 pytestmark = pytest.mark.integration
@@ -112,7 +121,12 @@ async def _job_using(pool, owner_id: str, key: str, state: str) -> str:
     await pool.execute(  # as the scheduler stores it: the keys its YAML reads in jobs.dataset_keys
         "INSERT INTO jobs (id, owner_id, kind, state, request, config, config_yaml, dataset_keys) "
         "VALUES ($1, $2, 'train', $3, $4, $5, '', $6)",
-        job_id, owner_id, state, {"datasets": ["x"]}, {"dataset": f"tiny_sft,{key}"}, ["tiny_sft", key],
+        job_id,
+        owner_id,
+        state,
+        {"datasets": ["x"]},
+        {"dataset": f"tiny_sft,{key}"},
+        ["tiny_sft", key],
     )
     return job_id
 
@@ -148,7 +162,7 @@ async def test_download(alice, bob, anonymous, client):
     single = await alice.created(unique("dl"), "alpaca", "a.jsonl", content)
     response = await client.get(f"/api/datasets/{single['id']}/download", headers=alice.headers)
     assert response.status_code == 200 and response.content == content
-    assert f'{single["name"]}.jsonl' in response.headers["content-disposition"]
+    assert f"{single['name']}.jsonl" in response.headers["content-disposition"]
     assert_error(await client.get(f"/api/datasets/{single['id']}/download", headers=bob.headers), 404, "not_found")
     assert_error(await client.get(f"/api/datasets/{single['id']}/download"), 401, "unauthorized")
     sharded = await alice.created(unique("dl"), "alpaca", "s.zip", as_zip({"a.jsonl": content, "b.jsonl": content}))

@@ -15,7 +15,16 @@ from services.datasets.catalog import mark_public, sync_public_datasets
 from services.datasets.settings import DatasetSettings
 from services.scheduler.jobs.access import usable_datasets
 from tests.integration.datasets.helpers import (
-    ALPACA, PAIRWISE, TEXT, Api, as_json, as_jsonl, assert_error, info_json, make_user, unique,
+    ALPACA,
+    PAIRWISE,
+    TEXT,
+    Api,
+    as_json,
+    as_jsonl,
+    assert_error,
+    info_json,
+    make_user,
+    unique,
 )
 
 pytestmark = pytest.mark.integration
@@ -24,13 +33,16 @@ pytestmark = pytest.mark.integration
 async def test_public_list_synced_at_start_up(settings, pool, data_dir):
     name, hub_name = unique("pub"), unique("hub")
     (data_dir / f"{name}.jsonl").write_bytes(as_jsonl(TEXT))
-    mark_public(data_dir, {
-        name: {"file_name": f"{name}.jsonl", "columns": {"prompt": "text"}},
-        hub_name: {"hf_hub_url": "org/data"},
-        unique("gone"): {"file_name": "missing.json"},
-        unique("escape"): {"file_name": "../../etc/passwd"},
-        unique("script"): {"script_url": "evil"},
-    })
+    mark_public(
+        data_dir,
+        {
+            name: {"file_name": f"{name}.jsonl", "columns": {"prompt": "text"}},
+            hub_name: {"hf_hub_url": "org/data"},
+            unique("gone"): {"file_name": "missing.json"},
+            unique("escape"): {"file_name": "../../etc/passwd"},
+            unique("script"): {"script_url": "evil"},
+        },
+    )
     async with AsyncTestClient(app=create_app(settings, DatasetSettings())) as client:
         page = (await Api(client).get(q=name)).json()
         assert [d["name"] for d in page["items"]] == [name]
@@ -50,8 +62,11 @@ async def test_public_list_synced_at_start_up(settings, pool, data_dir):
 
     # Dropped from the list: removed; a second sync of an unchanged file keeps the row (and its remark).
     public = json.loads((data_dir / "dataset_info_public.json").read_text())
-    public = {key: entry for key, entry in public.items() if key != hub_name and not key.startswith(
-        ("gone-", "escape-", "script-"))}
+    public = {
+        key: entry
+        for key, entry in public.items()
+        if key != hub_name and not key.startswith(("gone-", "escape-", "script-"))
+    }
     (data_dir / "dataset_info_public.json").write_text(json.dumps(public))
     conn = await asyncpg.connect(settings.database_url)  # a plain connection, as `llmct` tooling has
     try:
@@ -82,8 +97,9 @@ async def test_unreadable_public_list_changes_nothing(pool, settings, data_dir):
 async def test_hub_datasets_where_a_hub_is_reachable(settings, pool):
     async with AsyncTestClient(app=create_app(settings, DatasetSettings(hub_access=True))) as client:
         user_id, headers = await make_user(pool, settings)
-        response = await Api(client, headers).register(name=unique(), format="sharegpt", hub="modelscope",
-                                                       hub_id="org/chat", subset="zh")
+        response = await Api(client, headers).register(
+            name=unique(), format="sharegpt", hub="modelscope", hub_id="org/chat", subset="zh"
+        )
         assert response.status_code == 201, response.text
         dataset = response.json()
         assert dataset["dataset_info"]["ms_hub_url"] == "org/chat" and dataset["dataset_info"]["subset"] == "zh"

@@ -21,18 +21,40 @@ from .helpers import ROOT, TRAIN_TIMEOUT_S, engine_bin, engine_env, run_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+
 def lora_config(model: Path, data: Path, output: Path, **extra) -> dict:
     """The LoRA SFT config documented in docs/engine.md, with the tiny model and dataset."""
     return {
-        "model_name_or_path": str(model), "trust_remote_code": False,
-        "stage": "sft", "do_train": True, "finetuning_type": "lora",
-        "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0, "lora_target": "all",
-        "dataset_dir": str(data), "dataset": "tiny_sft", "template": "default", "cutoff_len": 256,
-        "overwrite_cache": True, "preprocessing_num_workers": 1, "dataloader_num_workers": 0,
-        "output_dir": str(output), "overwrite_output_dir": True, "logging_steps": 1, "save_steps": 10,
-        "plot_loss": False, "report_to": "none",
-        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 1.0e-3,
-        "max_steps": 20, "lr_scheduler_type": "cosine", "warmup_steps": 2, "bf16": False, "fp16": False,
+        "model_name_or_path": str(model),
+        "trust_remote_code": False,
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "lora_target": "all",
+        "dataset_dir": str(data),
+        "dataset": "tiny_sft",
+        "template": "default",
+        "cutoff_len": 256,
+        "overwrite_cache": True,
+        "preprocessing_num_workers": 1,
+        "dataloader_num_workers": 0,
+        "output_dir": str(output),
+        "overwrite_output_dir": True,
+        "logging_steps": 1,
+        "save_steps": 10,
+        "plot_loss": False,
+        "report_to": "none",
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1.0e-3,
+        "max_steps": 20,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 2,
+        "bf16": False,
+        "fp16": False,
         **extra,
     }
 
@@ -53,8 +75,10 @@ def lora_run(tiny, tmp_path_factory) -> Path:
 
 
 def test_engine_env_is_cpu_torch_without_torchvision():
-    check = ("import importlib.util, torch, torchaudio, transformers, llamafactory.train.tuner;"
-             "print(torch.__version__, torchaudio.__version__, importlib.util.find_spec('torchvision') is None)")
+    check = (
+        "import importlib.util, torch, torchaudio, transformers, llamafactory.train.tuner;"
+        "print(torch.__version__, torchaudio.__version__, importlib.util.find_spec('torchvision') is None)"
+    )
     out = run_engine([str(engine_bin() / "python"), "-c", check], ROOT, 120).stdout.split()
     assert out[-3:] == ["2.13.0+cpu", "2.13.0+textonly", "True"]
 
@@ -91,11 +115,18 @@ def test_lora_sft_logs_every_step_with_a_loss(lora_run):
 
 def test_sigterm_stops_training_at_once_and_keeps_checkpoints(tiny, tmp_path):
     model, data = tiny
-    config = write_config(tmp_path / "long.yaml",
-                          lora_config(model, data, tmp_path / "out", max_steps=5000, save_steps=2))
+    config = write_config(
+        tmp_path / "long.yaml", lora_config(model, data, tmp_path / "out", max_steps=5000, save_steps=2)
+    )
     log = (tmp_path / "engine.log").open("w")
-    process = subprocess.Popen([str(engine_bin() / "llamafactory-cli"), "train", str(config)], cwd=tmp_path,
-                               env=engine_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [str(engine_bin() / "llamafactory-cli"), "train", str(config)],
+        cwd=tmp_path,
+        env=engine_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + TRAIN_TIMEOUT_S
         while not (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").exists():

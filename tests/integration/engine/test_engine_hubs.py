@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.agent import failures
 from llmct.tiny.data import write_tiny_datasets
+from services.agent import failures
 from services.agent.hubs import hub_environment
 from services.agent.runtimes.base import ExitInfo
 
@@ -44,9 +44,20 @@ main()
 
 
 def sft_config(work: Path, model: str, data: Path, dataset: str = "tiny_sft") -> Path:
-    config = {"model_name_or_path": model, "stage": "sft", "do_train": True, "finetuning_type": "lora",
-              "dataset_dir": str(data), "dataset": dataset, "template": "default", "cutoff_len": 64,
-              "output_dir": str(work / "out"), "max_steps": 1, "report_to": "none", "trust_remote_code": False}
+    config = {
+        "model_name_or_path": model,
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "dataset_dir": str(data),
+        "dataset": dataset,
+        "template": "default",
+        "cutoff_len": 64,
+        "output_dir": str(work / "out"),
+        "max_steps": 1,
+        "report_to": "none",
+        "trust_remote_code": False,
+    }
     path = work / "job.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -83,15 +94,15 @@ def test_without_the_modelscope_package_it_fails_naming_it(tmp_path, data):
     shim = tmp_path / "engine_without_modelscope.py"
     shim.write_text(WITHOUT_MODELSCOPE)
     config = sft_config(tmp_path, MODEL_ID, data)
-    output = run_failing([str(engine_bin() / "python"), str(shim), "train", str(config)], tmp_path, "modelscope",
-                         tmp_path / "hf")
+    output = run_failing(
+        [str(engine_bin() / "python"), str(shim), "train", str(config)], tmp_path, "modelscope", tmp_path / "hf"
+    )
     assert "huggingface.co" not in output and "modelscope.cn" not in output, "neither hub: it stops first"
     reason, message = failures.classify(ExitInfo(exit_code=1), output.splitlines()[-40:])
     assert reason == "missing_dependency" and "'modelscope>=1.14.0'" in message, message
 
 
-def test_a_dataset_registered_from_modelscope_is_asked_of_modelscope_whatever_the_models_hub(
-        tmp_path, tiny):
+def test_a_dataset_registered_from_modelscope_is_asked_of_modelscope_whatever_the_models_hub(tmp_path, tiny):
     """A ModelScope dataset's entry names only `ms_hub_url` (services/datasets/register.py): the engine loads it
     from ModelScope without USE_MODELSCOPE_HUB. This engine lacks modelscope's `datasets` extra, so the job stops
     naming it; an engine with the extra would stop at the network instead. Never Hugging Face."""
@@ -102,9 +113,13 @@ def test_a_dataset_registered_from_modelscope_is_asked_of_modelscope_whatever_th
     own.mkdir()
     (own / "dataset_info.json").write_text(json.dumps(info))
     config = sft_config(tmp_path, str(model), own, dataset="ms_only")
-    output = run_failing([str(engine_bin() / "llamafactory-cli"), "train", str(config)], tmp_path, None,
-                         tmp_path / "hf")
+    output = run_failing(
+        [str(engine_bin() / "llamafactory-cli"), "train", str(config)], tmp_path, None, tmp_path / "hf"
+    )
     assert "Loading dataset llamafactory/alpaca_en" in output and "huggingface.co" not in output, output[-3000:]
     reason, message = failures.classify(ExitInfo(exit_code=1), output.splitlines()[-40:])
-    assert (reason == "missing_dependency" and "'modelscope[datasets]'" in message) or "modelscope.cn" in output, \
-        (reason, message, output[-3000:])
+    assert (reason == "missing_dependency" and "'modelscope[datasets]'" in message) or "modelscope.cn" in output, (
+        reason,
+        message,
+        output[-3000:],
+    )

@@ -25,9 +25,12 @@ async def world(pool, settings):
     retired_id, retired = await make_preset(pool)
     await pool.execute("UPDATE models SET retired_at = now() WHERE id = $1", retired_id)
     hub = unique("Hub-Only")
-    await pool.execute("INSERT INTO models (id, name, source, kind, visibility, hf_path, ms_path, parameter_count) "
-                       "VALUES ($1, $2, 'preset', 'base', 'public', 'org/hub-only', 'org-ms/hub-only', 7000000000)",
-                       f"mdl_{hub}", hub)
+    await pool.execute(
+        "INSERT INTO models (id, name, source, kind, visibility, hf_path, ms_path, parameter_count) "
+        "VALUES ($1, $2, 'preset', 'base', 'public', 'org/hub-only', 'org-ms/hub-only', 7000000000)",
+        f"mdl_{hub}",
+        hub,
+    )
     names = {"preset": preset, "retired": retired, "hub": hub}
     for who, user in (("own", me), ("other", other)):
         full_id, names[f"{who}_full"] = await make_output(pool, user, preset_id, kind="full")
@@ -39,9 +42,18 @@ async def world(pool, settings):
 
 EVERY = {"train", "eval", "export", "deploy"}
 ALLOWED = {
-    "preset": EVERY, "hub": EVERY, "retired": set(),
-    "own_full": EVERY, "own_merged": EVERY, "own_quantized": EVERY, "own_lora": EVERY - {"train"},
-    "other_full": set(), "other_lora": set(), "other_merged": set(), "other_quantized": set(), "missing": set(),
+    "preset": EVERY,
+    "hub": EVERY,
+    "retired": set(),
+    "own_full": EVERY,
+    "own_merged": EVERY,
+    "own_quantized": EVERY,
+    "own_lora": EVERY - {"train"},
+    "other_full": set(),
+    "other_lora": set(),
+    "other_merged": set(),
+    "other_quantized": set(),
+    "missing": set(),
 }
 REFUSED_WITH = {"retired": "model_retired", "own_lora": "model_not_trainable"}
 
@@ -104,8 +116,12 @@ async def test_a_model_without_a_local_copy_is_loaded_from_its_hub(pool, bus, ow
     assert (both.path, both.hub) == ("org-ms/hub-only", "modelscope")
     assert (await access.usable_base_model(bus, caller, names["preset"], prefer_hub="modelscope")).hub is None
     ms_only = unique("Ms-Only")
-    await pool.execute("INSERT INTO models (id, name, source, kind, visibility, ms_path, parameter_count) "
-                       "VALUES ($1, $2, 'preset', 'base', 'public', 'org-ms/ms-only', 1000)", f"mdl_{ms_only}", ms_only)
+    await pool.execute(
+        "INSERT INTO models (id, name, source, kind, visibility, ms_path, parameter_count) "
+        "VALUES ($1, $2, 'preset', 'base', 'public', 'org-ms/ms-only', 1000)",
+        f"mdl_{ms_only}",
+        ms_only,
+    )
     adapter_id, adapter = await make_output(pool, me, f"mdl_{ms_only}", kind="lora")
     used = await access.usable_model(bus, caller, adapter, "deploy")
     assert (used.paths.model_path, used.paths.hub) == ("org-ms/ms-only", "modelscope")

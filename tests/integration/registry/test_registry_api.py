@@ -81,21 +81,33 @@ async def test_filters_search_and_pages(client, pool, alice):
     assert await ids(client, headers, q=tag, kind="lora") == [lora]
     assert await ids(client, headers, q=tag, source="export") == [export]
     assert await ids(client, headers, q=f"{tag}%") == [] and await ids(client, headers, q="_" * 40) == []
-    page = (await client.get("/api/models", headers=headers, params={"q": tag, "limit": 2, "sort": "name",
-                                                                    "order": "asc"})).json()
+    page = (
+        await client.get("/api/models", headers=headers, params={"q": tag, "limit": 2, "sort": "name", "order": "asc"})
+    ).json()
     assert page["total"] == 3 and page["next_page"] == 2 and len(page["items"]) == 2
-    rest = (await client.get("/api/models", headers=headers, params={"q": tag, "limit": 2, "page": 2,
-                                                                    "sort": "name", "order": "asc"})).json()
+    rest = (
+        await client.get(
+            "/api/models", headers=headers, params={"q": tag, "limit": 2, "page": 2, "sort": "name", "order": "asc"}
+        )
+    ).json()
     assert rest["next_page"] is None and [m["id"] for m in rest["items"]] == [export]
     empty = (await client.get("/api/models", headers=headers, params={"q": tag, "page": 9})).json()
     assert empty["items"] == [] and empty["total"] == 3
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"sort": "password_hash"}, "sort"), ({"order": "sideways"}, "order"), ({"kind": "adapter"}, "kind"),
-    ({"source": "job"}, "source"), ({"page": 0}, "page"), ({"limit": 1000}, "limit"), ({"retired": "maybe"}, "retired"),
-    ({"q": "x" * 200}, "q"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"sort": "password_hash"}, "sort"),
+        ({"order": "sideways"}, "order"),
+        ({"kind": "adapter"}, "kind"),
+        ({"source": "job"}, "source"),
+        ({"page": 0}, "page"),
+        ({"limit": 1000}, "limit"),
+        ({"retired": "maybe"}, "retired"),
+        ({"q": "x" * 200}, "q"),
+    ],
+)
 async def test_bad_list_parameters_name_the_parameter(client, alice, params, field):
     assert_error(await client.get("/api/models", headers=alice[1], params=params), 422, "invalid_field", field)
 
@@ -112,16 +124,19 @@ async def test_admins_create_presets(client, alice, admin):
     assert_error(await client.post("/api/models", json=body, headers=admin[1]), 409, "name_taken", "name")
 
 
-@pytest.mark.parametrize("body, code, field", [
-    ({"name": "no-source"}, "missing_location", "hf_path"),
-    ({"name": "bad path", "hf_path": "a/b"}, "invalid_field", "name"),
-    ({"name": "x", "hf_path": "not-a-hub-id"}, "invalid_field", "hf_path"),
-    ({"name": "x", "hf_path": "https://evil/x"}, "invalid_field", "hf_path"),
-    ({"name": "x", "path": "relative/dir"}, "invalid_field", "path"),
-    ({"name": "x", "path": "/models/../etc"}, "invalid_field", "path"),
-    ({"name": "x", "hf_path": "a/b", "parameter_count": 0}, "invalid_field", "parameter_count"),
-    ({"name": "x", "hf_path": "a/b", "owner_id": "usr_1"}, "invalid_field", "owner_id"),
-])
+@pytest.mark.parametrize(
+    "body, code, field",
+    [
+        ({"name": "no-source"}, "missing_location", "hf_path"),
+        ({"name": "bad path", "hf_path": "a/b"}, "invalid_field", "name"),
+        ({"name": "x", "hf_path": "not-a-hub-id"}, "invalid_field", "hf_path"),
+        ({"name": "x", "hf_path": "https://evil/x"}, "invalid_field", "hf_path"),
+        ({"name": "x", "path": "relative/dir"}, "invalid_field", "path"),
+        ({"name": "x", "path": "/models/../etc"}, "invalid_field", "path"),
+        ({"name": "x", "hf_path": "a/b", "parameter_count": 0}, "invalid_field", "parameter_count"),
+        ({"name": "x", "hf_path": "a/b", "owner_id": "usr_1"}, "invalid_field", "owner_id"),
+    ],
+)
 async def test_bad_presets_are_refused_naming_the_field(client, admin, body, code, field):
     assert_error(await client.post("/api/models", json=body, headers=admin[1]), 422, code, field)
 
@@ -136,27 +151,48 @@ async def test_owners_rename_and_remark_their_models(client, pool, alice, bob):
     assert r.status_code == 200, r.text
     assert r.json()["name"] == new_name and r.json()["remark"] == "best so far"
     assert r.json()["updated_at"] > r.json()["created_at"]
-    assert_error(await client.patch(f"/api/models/{model_id}", json={"name": taken}, headers=alice_h),
-                 409, "name_taken", "name")
-    assert_error(await client.patch(f"/api/models/{model_id}", json={"name": preset_name}, headers=alice_h),
-                 409, "name_taken", "name")
-    assert_error(await client.patch(f"/api/models/{model_id}", json={"hf_path": "a/b"}, headers=alice_h),
-                 422, "preset_only", "hf_path")
-    assert_error(await client.patch(f"/api/models/{model_id}", json={"retired": True}, headers=alice_h),
-                 422, "preset_only", "retired")
-    assert_error(await client.patch(f"/api/models/{model_id}", json={"remark": "mine"}, headers=bob_h), 404, "not_found")
+    assert_error(
+        await client.patch(f"/api/models/{model_id}", json={"name": taken}, headers=alice_h), 409, "name_taken", "name"
+    )
+    assert_error(
+        await client.patch(f"/api/models/{model_id}", json={"name": preset_name}, headers=alice_h),
+        409,
+        "name_taken",
+        "name",
+    )
+    assert_error(
+        await client.patch(f"/api/models/{model_id}", json={"hf_path": "a/b"}, headers=alice_h),
+        422,
+        "preset_only",
+        "hf_path",
+    )
+    assert_error(
+        await client.patch(f"/api/models/{model_id}", json={"retired": True}, headers=alice_h),
+        422,
+        "preset_only",
+        "retired",
+    )
+    assert_error(
+        await client.patch(f"/api/models/{model_id}", json={"remark": "mine"}, headers=bob_h), 404, "not_found"
+    )
     # Names are per owner: bob may use the name alice has.
     bobs, _ = await make_output(pool, bob_id, preset_id)
     assert (await client.patch(f"/api/models/{bobs}", json={"name": new_name}, headers=bob_h)).status_code == 200
-    assert (await client.patch(f"/api/models/{model_id}", json={"remark": None}, headers=alice_h)).json()["remark"] is None
+    assert (await client.patch(f"/api/models/{model_id}", json={"remark": None}, headers=alice_h)).json()[
+        "remark"
+    ] is None
 
 
 async def test_admins_edit_and_retire_presets(client, pool, alice, admin):
     preset_id, _ = await make_preset(pool)
-    assert_error(await client.patch(f"/api/models/{preset_id}", json={"remark": "x"}, headers=alice[1]),
-                 403, "admins_only")
-    r = await client.patch(f"/api/models/{preset_id}", json={"hf_path": "org/mirror", "retired": True,
-                                                               "template": "llama3"}, headers=admin[1])
+    assert_error(
+        await client.patch(f"/api/models/{preset_id}", json={"remark": "x"}, headers=alice[1]), 403, "admins_only"
+    )
+    r = await client.patch(
+        f"/api/models/{preset_id}",
+        json={"hf_path": "org/mirror", "retired": True, "template": "llama3"},
+        headers=admin[1],
+    )
     assert r.status_code == 200, r.text
     retired = r.json()
     assert retired["retired_at"] and retired["hf_path"] == "org/mirror" and retired["usable_for"] == []
@@ -164,8 +200,11 @@ async def test_admins_edit_and_retire_presets(client, pool, alice, admin):
     assert again["retired_at"] == retired["retired_at"], "retiring twice keeps the first date"
     assert preset_id in await ids(client, alice[1], retired="true")
     assert preset_id not in await ids(client, alice[1], retired="false")
-    assert_error(await client.patch(f"/api/models/{preset_id}", json={"path": None, "hf_path": None},
-                                    headers=admin[1]), 422, "missing_location")
+    assert_error(
+        await client.patch(f"/api/models/{preset_id}", json={"path": None, "hf_path": None}, headers=admin[1]),
+        422,
+        "missing_location",
+    )
     back = (await client.patch(f"/api/models/{preset_id}", json={"retired": False}, headers=admin[1])).json()
     assert back["retired_at"] is None and back["usable_for"][0] == "train"
 
@@ -184,7 +223,10 @@ async def test_lineage_both_ways(client, pool, alice, bob, admin):
 
     down = (await client.get(f"/api/models/{preset_id}/lineage", headers=alice_h)).json()
     assert [(d["id"], d["depth"], d["base_model_id"]) for d in down["descendants"]] == [
-        (full, 1, preset_id), (lora, 2, full), (merged, 3, lora)]
+        (full, 1, preset_id),
+        (lora, 2, full),
+        (merged, 3, lora),
+    ]
     assert down["ancestors"] == [] and not down["descendants_truncated"]
     assert down["descendants"][1]["datasets"] == ["d2"]
     everyone = (await client.get(f"/api/models/{preset_id}/lineage", headers=admin[1])).json()
@@ -218,7 +260,12 @@ async def test_delete_only_what_nothing_depends_on(client, pool, alice, bob, adm
 async def test_malformed_bodies(client, admin):
     r = await client.post("/api/models", content=b"{nope", headers={**admin[1], "content-type": "application/json"})
     assert_error(r, 400, "malformed_json")
-    assert_error(await client.patch(f"/api/models/{new_id('mdl')}", json={"name": "ok"}, headers=admin[1]),
-                 404, "not_found")
-    assert_error(await client.patch(f"/api/models/{new_id('mdl')}", json={"name": "no spaces"}, headers=admin[1]),
-                 422, "invalid_field", "name")
+    assert_error(
+        await client.patch(f"/api/models/{new_id('mdl')}", json={"name": "ok"}, headers=admin[1]), 404, "not_found"
+    )
+    assert_error(
+        await client.patch(f"/api/models/{new_id('mdl')}", json={"name": "no spaces"}, headers=admin[1]),
+        422,
+        "invalid_field",
+        "name",
+    )

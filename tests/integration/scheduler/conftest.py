@@ -66,11 +66,21 @@ def start_agent(stack_env, nats_server, engine_bin, tmp_path_factory):
 
     def start(agent_id: str, gpus: int = 0, gpu_memory_mb: int = 24576, **extra: str) -> ServiceProcess:
         creds = nats_server.add_agent(agent_id)
-        env = {**os.environ, **stack_env, "LLMCT_AGENT_ID": agent_id, "LLMCT_AGENT_NATS_USER": creds["NATS_USER"],
-               "LLMCT_AGENT_NATS_PASSWORD": creds["NATS_PASSWORD"], "LLMCT_AGENT_PORT": str(free_port()),
-               "LLMCT_HEARTBEAT_S": "0.3", "LLMCT_RUNTIME": "process", "LLMCT_ENGINE_BIN": str(engine_bin),
-               "LLMCT_SIMULATED_GPUS": str(gpus), "LLMCT_SIMULATED_GPU_MEMORY_MB": str(gpu_memory_mb),
-               "LLMCT_CPU_SLOTS": "0", **extra}
+        env = {
+            **os.environ,
+            **stack_env,
+            "LLMCT_AGENT_ID": agent_id,
+            "LLMCT_AGENT_NATS_USER": creds["NATS_USER"],
+            "LLMCT_AGENT_NATS_PASSWORD": creds["NATS_PASSWORD"],
+            "LLMCT_AGENT_PORT": str(free_port()),
+            "LLMCT_HEARTBEAT_S": "0.3",
+            "LLMCT_RUNTIME": "process",
+            "LLMCT_ENGINE_BIN": str(engine_bin),
+            "LLMCT_SIMULATED_GPUS": str(gpus),
+            "LLMCT_SIMULATED_GPU_MEMORY_MB": str(gpu_memory_mb),
+            "LLMCT_CPU_SLOTS": "0",
+            **extra,
+        }
         agent = ServiceProcess(name="agent", port=int(env["LLMCT_AGENT_PORT"]), log_path=logs / f"{agent_id}.log")
         started.append(agent.start(env))
         wait_until(agent.healthy, timeout=60, what=f"agent {agent_id}", interval=0.1)

@@ -23,19 +23,35 @@ async def job_on(pool, owner_id: str, tmp_path, agent_id: str, attempt: int, sta
     """A job that the dispatcher sent to `agent_id` as `attempt` (inserted that way at once: never pending)."""
     job_id = new_id("job")
     async with pool.acquire() as conn, conn.transaction():
-        await store.insert_job(conn, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=1,
-                               request={"base_model": "none"}, config={}, config_yaml="stage: sft\n",
-                               stages=[{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}],
-                               output_dir=str(tmp_path / job_id), estimate={"per_gpu_mb": NEVER_FITS_MB})
+        await store.insert_job(
+            conn,
+            job_id=job_id,
+            owner_id=owner_id,
+            kind="train",
+            priority=0,
+            gpu_count=1,
+            request={"base_model": "none"},
+            config={},
+            config_yaml="stage: sft\n",
+            stages=[{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}],
+            output_dir=str(tmp_path / job_id),
+            estimate={"per_gpu_mb": NEVER_FITS_MB},
+        )
         await move(conn, job_id, agent_id, attempt, state)
     return job_id
 
 
 async def move(db, job_id: str, agent_id: str | None, attempt: int, state: str) -> None:
     """What a re-queue (no agent, pending) or the next dispatch (agent, attempt + 1) leaves in the row."""
-    await db.execute("UPDATE jobs SET state = $2, agent_id = $3, attempt = $4, gpu_ids = $5, dispatched_at = now(), "
-                     "started_at = CASE WHEN $2 = 'running' THEN now() END WHERE id = $1",
-                     job_id, state, agent_id, attempt, [0] if agent_id else [])
+    await db.execute(
+        "UPDATE jobs SET state = $2, agent_id = $3, attempt = $4, gpu_ids = $5, dispatched_at = now(), "
+        "started_at = CASE WHEN $2 = 'running' THEN now() END WHERE id = $1",
+        job_id,
+        state,
+        agent_id,
+        attempt,
+        [0] if agent_id else [],
+    )
 
 
 def now() -> datetime:
@@ -55,12 +71,14 @@ def started(job_id: str, agent_id: str, attempt: int) -> contracts.JobStarted:
 
 
 async def steps(pool, job_id: str) -> list[int]:
-    return [r["step"] for r in await pool.fetch("SELECT step FROM job_progress WHERE job_id = $1 ORDER BY step",
-                                                job_id)]
+    return [
+        r["step"] for r in await pool.fetch("SELECT step FROM job_progress WHERE job_id = $1 ORDER BY step", job_id)
+    ]
 
 
 async def until_progress(pool, job_id: str, step: int) -> None:
     """The scheduler handles one stream in order: once this point is in, every event sent before it was handled."""
+
     async def there():
         return step in await steps(pool, job_id)
 
@@ -73,8 +91,13 @@ async def connect_as(nats_server, agent_id: str, errors: list[str]):
     async def on_error(exc: Exception) -> None:
         errors.append(str(exc).lower())
 
-    return await nats.connect(creds["NATS_URL"], user=creds["NATS_USER"], password=creds["NATS_PASSWORD"],
-                              inbox_prefix=agent_inbox_prefix(agent_id), error_cb=on_error)
+    return await nats.connect(
+        creds["NATS_URL"],
+        user=creds["NATS_USER"],
+        password=creds["NATS_PASSWORD"],
+        inbox_prefix=agent_inbox_prefix(agent_id),
+        error_cb=on_error,
+    )
 
 
 async def ship(js, agent_id: str, job_id: str, attempt: int, texts: list[str], log_path, seq: int = 0) -> None:
@@ -120,13 +143,24 @@ async def until_relayed(js) -> None:
 async def insert_gpu_job(pool, owner_id: str, tmp_path, per_gpu_mb: int = 40_000) -> str:
     """A one-GPU job whose engine is the `sleeper` stand-in; the dispatcher places it like any other."""
     job_id = new_id("job")
-    await store.insert_job(pool, job_id=job_id, owner_id=owner_id, kind="train", priority=0, gpu_count=1,
-                           request={"base_model": "none"}, config={}, config_yaml="stage: sft\n",
-                           stages=[{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}],
-                           output_dir=str(tmp_path / job_id), estimate={"per_gpu_mb": per_gpu_mb})
+    await store.insert_job(
+        pool,
+        job_id=job_id,
+        owner_id=owner_id,
+        kind="train",
+        priority=0,
+        gpu_count=1,
+        request={"base_model": "none"},
+        config={},
+        config_yaml="stage: sft\n",
+        stages=[{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}],
+        output_dir=str(tmp_path / job_id),
+        estimate={"per_gpu_mb": per_gpu_mb},
+    )
     return job_id
 
 
 async def job_row(pool, job_id: str):
-    return await pool.fetchrow("SELECT state, agent_id, gpu_ids, started_at, finished_at FROM jobs WHERE id = $1",
-                               job_id)
+    return await pool.fetchrow(
+        "SELECT state, agent_id, gpu_ids, started_at, finished_at FROM jobs WHERE id = $1", job_id
+    )

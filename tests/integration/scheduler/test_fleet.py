@@ -85,8 +85,9 @@ async def test_two_jobs_at_once_on_a_two_gpu_agent_and_drain(scheduler, start_ag
 
     # The history: the agent's own series, and the owner's view of the GPU their job held.
     start = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-    metrics = (await scheduler.get("/api/agents/fleet-gpu/metrics", params={"from": start, "step": 1},
-                                   headers=admin)).json()
+    metrics = (
+        await scheduler.get("/api/agents/fleet-gpu/metrics", params={"from": start, "step": 1}, headers=admin)
+    ).json()
     assert metrics["step_s"] == 1 and metrics["host"] and metrics["host"][0]["memory_total_mb"] > 0
     assert [g["index"] for g in metrics["gpus"]] == [0, 1]
     assert metrics["gpus"][0]["points"][0]["memory_total_mb"] == BIG_GPU_MB
@@ -111,15 +112,30 @@ async def test_users_see_a_summary_admins_see_every_agent(scheduler, start_agent
     body = r.json()
     assert body["agents"] is None and "fleet-view" not in r.text and hostname not in r.text
     simulated = [g for g in body["summary"]["gpus"] if g["name"] == "Simulated GPU" and g["memory_total_mb"] == 24576]
-    assert simulated and simulated[0]["total"] >= 2 and simulated[0]["free"] + simulated[0]["busy"] <= simulated[0]["total"]
+    assert (
+        simulated
+        and simulated[0]["total"] >= 2
+        and simulated[0]["free"] + simulated[0]["busy"] <= simulated[0]["total"]
+    )
     assert body["summary"]["agents_online"] >= 1
 
-    for method, path in (("get", "/api/agents/fleet-view"), ("post", "/api/agents/fleet-view/drain"),
-                         ("post", "/api/agents/fleet-view/undrain"), ("get", "/api/agents/fleet-view/metrics")):
+    for method, path in (
+        ("get", "/api/agents/fleet-view"),
+        ("post", "/api/agents/fleet-view/drain"),
+        ("post", "/api/agents/fleet-view/undrain"),
+        ("get", "/api/agents/fleet-view/metrics"),
+    ):
         assert_error(await getattr(scheduler, method)(path, headers=user), 403)
     assert_error(await scheduler.post("/api/agents/nobody/drain", headers=admin), 404, "not_found")
-    assert_error(await scheduler.get("/api/agents/fleet-view/metrics", params={"step": 0}, headers=admin), 422,
-                 field="step")
-    assert_error(await scheduler.get("/api/agents/fleet-view/metrics", headers=admin,
-                                     params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
-                 422, field="from")
+    assert_error(
+        await scheduler.get("/api/agents/fleet-view/metrics", params={"step": 0}, headers=admin), 422, field="step"
+    )
+    assert_error(
+        await scheduler.get(
+            "/api/agents/fleet-view/metrics",
+            headers=admin,
+            params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        ),
+        422,
+        field="from",
+    )

@@ -15,7 +15,6 @@ import pytest
 
 from services.common import contracts
 from services.common.contracts import Subjects
-from services.scheduler.jobs import store
 from tests.helpers import eventually
 
 from .helpers import finished, job_on, move, progressed, started, steps, until_progress
@@ -23,6 +22,8 @@ from .helpers import finished, job_on, move, progressed, started, steps, until_p
 pytestmark = pytest.mark.integration
 
 A, B = "events-agent-a", "events-agent-b"
+
+
 @pytest.fixture(scope="module")
 async def bus(scheduler, nats_server, pool):
     """The services' connection, beating for agents A and B: the sweep re-queues the jobs of a silent agent."""
@@ -30,8 +31,12 @@ async def bus(scheduler, nats_server, pool):
     beating = asyncio.create_task(_beat_forever(nc))
 
     async def online():
-        return await pool.fetchval("SELECT count(*) FROM agents WHERE id = ANY($1::text[]) AND offline_since IS NULL",
-                                   [A, B]) == 2
+        return (
+            await pool.fetchval(
+                "SELECT count(*) FROM agents WHERE id = ANY($1::text[]) AND offline_since IS NULL", [A, B]
+            )
+            == 2
+        )
 
     await eventually(online)
     yield nc, nc.jetstream()
@@ -56,17 +61,21 @@ async def send(js, agent_id: str, event: contracts.Message, job_id: str | None =
 
 
 async def row(pool, job_id: str):
-    return await pool.fetchrow("SELECT state, agent_id, attempt, progress, reason, metrics FROM jobs WHERE id = $1",
-                               job_id)
+    return await pool.fetchrow(
+        "SELECT state, agent_id, attempt, progress, reason, metrics FROM jobs WHERE id = $1", job_id
+    )
 
 
 async def history(pool, job_id: str) -> list[tuple[str, str]]:
-    return [(r["state"], r["reason"]) for r in
-            await pool.fetch("SELECT state, reason FROM job_events WHERE job_id = $1 ORDER BY id", job_id)]
+    return [
+        (r["state"], r["reason"])
+        for r in await pool.fetch("SELECT state, reason FROM job_events WHERE job_id = $1 ORDER BY id", job_id)
+    ]
 
 
 async def all_acked(js, seq: int) -> None:
     """The scheduler's consumer acked everything up to stream sequence `seq`: nothing of it comes back."""
+
     async def acked():
         info = await js.consumer_info("JOB_EVENTS", contracts.JOB_EVENTS_CONSUMER)
         return info.ack_floor.stream_seq >= seq and info.num_ack_pending == 0
@@ -108,8 +117,10 @@ async def test_only_the_jobs_agent_moves_it_whatever_the_others_claim(bus, pool,
         assert (finished_row["state"], finished_row["agent_id"]) == ("succeeded", A)
         await all_acked(js, last)
     finally:
-        await pool.execute("UPDATE jobs SET state = 'cancelled' WHERE id = ANY($1::text[]) AND state <> 'succeeded'",
-                           [job_id, other_job])
+        await pool.execute(
+            "UPDATE jobs SET state = 'cancelled' WHERE id = ANY($1::text[]) AND state <> 'succeeded'",
+            [job_id, other_job],
+        )
 
 
 async def test_a_requeued_or_redispatched_job_ignores_what_its_old_attempt_still_sends(bus, pool, people, tmp_path):

@@ -49,8 +49,9 @@ async def online(scheduler, services_bus, pool):
         tasks.append(asyncio.create_task(beat_forever()))
 
         async def registered():
-            return await pool.fetchval("SELECT count(*) FROM agents WHERE id = ANY($1::text[]) "
-                                       "AND offline_since IS NULL", list(agent_ids)) == len(agent_ids)
+            return await pool.fetchval(
+                "SELECT count(*) FROM agents WHERE id = ANY($1::text[]) AND offline_since IS NULL", list(agent_ids)
+            ) == len(agent_ids)
 
         await eventually(registered)
 
@@ -62,12 +63,14 @@ async def online(scheduler, services_bus, pool):
 
 
 def relay_warnings(caplog, job_id: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "services.scheduler.logs.relay" and job_id in
-            r.getMessage()]
+    return [
+        r.getMessage() for r in caplog.records if r.name == "services.scheduler.logs.relay" and job_id in r.getMessage()
+    ]
 
 
-async def test_an_agent_cannot_ship_as_another_nor_write_a_log_itself(scheduler, nats_server, services_bus, pool,
-                                                                     people, online, tmp_path):
+async def test_an_agent_cannot_ship_as_another_nor_write_a_log_itself(
+    scheduler, nats_server, services_bus, pool, people, online, tmp_path
+):
     _, js = services_bus
     owner_errors: list[str] = []
     intruder_errors: list[str] = []
@@ -75,8 +78,13 @@ async def test_an_agent_cannot_ship_as_another_nor_write_a_log_itself(scheduler,
     intruder = await connect_as(nats_server, "logs-intruder", intruder_errors)
     await online("logs-owner", "logs-intruder")
     job_id = await job_on(pool, people["fleet-owner"][0], tmp_path, "logs-owner", attempt=1)
-    forged = contracts.encode(contracts.LogBatch(job_id=job_id, attempt=1, lines=(
-        contracts.LogLine(seq=1, stream="stdout", at=datetime.now(UTC), text="forged"),)))
+    forged = contracts.encode(
+        contracts.LogBatch(
+            job_id=job_id,
+            attempt=1,
+            lines=(contracts.LogLine(seq=1, stream="stdout", at=datetime.now(UTC), text="forged"),),
+        )
+    )
     try:
         for subject in (Subjects.job_logs("logs-owner", job_id), Subjects.logs(job_id)):
             with pytest.raises(nats.errors.TimeoutError):  # JetStream never sees it, so never acknowledges it
@@ -85,8 +93,9 @@ async def test_an_agent_cannot_ship_as_another_nor_write_a_log_itself(scheduler,
         await intruder.flush()
         for subject in (Subjects.job_logs("logs-owner", job_id), Subjects.logs(job_id)):
             refused = f'publish to "{subject}"'
-            await eventually(lambda: _async(sum(refused in e and "permissions violation" in e
-                                                for e in intruder_errors) == 2))
+            await eventually(
+                lambda: _async(sum(refused in e and "permissions violation" in e for e in intruder_errors) == 2)
+            )
         with pytest.raises(nats.errors.TimeoutError):  # the job's own agent may not skip the relay either
             await owner.jetstream().publish(Subjects.logs(job_id), forged, timeout=1)
         await eventually(lambda: _async(any(f'publish to "{Subjects.logs(job_id)}"' in e for e in owner_errors)))
@@ -102,7 +111,8 @@ async def test_an_agent_cannot_ship_as_another_nor_write_a_log_itself(scheduler,
 
 
 async def test_only_the_jobs_agent_for_its_attempt_gets_lines_in_and_they_arrive_in_order(
-        scheduler, nats_server, services_bus, pool, people, online, tmp_path, caplog):
+    scheduler, nats_server, services_bus, pool, people, online, tmp_path, caplog
+):
     _, js = services_bus
     a = await connect_as(nats_server, "logs-a", [])
     b = await connect_as(nats_server, "logs-b", [])
@@ -129,7 +139,8 @@ async def test_only_the_jobs_agent_for_its_attempt_gets_lines_in_and_they_arrive
 
 
 async def test_a_requeued_job_takes_no_more_lines_from_its_old_run_and_the_next_runs_lines_follow(
-        scheduler, nats_server, services_bus, pool, people, online, tmp_path):
+    scheduler, nats_server, services_bus, pool, people, online, tmp_path
+):
     nc, js = services_bus
     a = await connect_as(nats_server, "logs-old", [])
     b = await connect_as(nats_server, "logs-new", [])
@@ -155,8 +166,9 @@ async def test_a_requeued_job_takes_no_more_lines_from_its_old_run_and_the_next_
         await ship(a.jetstream(), "logs-old", job_id, 1, ["old 7, still running"], tmp_path / "a.log", seq=6)
         await until_relayed(js)
 
-        assert await stored_lines(js, job_id) == [(1, i, f"old {i}") for i in range(1, 6)] + \
-            [(2, i, f"new {i}") for i in range(1, 5)]
+        assert await stored_lines(js, job_id) == [(1, i, f"old {i}") for i in range(1, 6)] + [
+            (2, i, f"new {i}") for i in range(1, 5)
+        ]
     finally:
         await pool.execute("UPDATE jobs SET state = 'cancelled' WHERE id = $1", job_id)
         await a.close()

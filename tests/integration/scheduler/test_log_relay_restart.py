@@ -68,7 +68,8 @@ def numbered(first: int, last: int) -> list[str]:
 
 
 async def test_a_relay_that_dies_holding_batches_loses_none_repeats_none_and_keeps_their_order(
-        bus, relays, pool, people, tmp_path):
+    bus, relays, pool, people, tmp_path
+):
     _, js = bus
     job_id = await job_on(pool, people["fleet-owner"][0], tmp_path, AGENT, attempt=1)
     log_path = tmp_path / "job.log"

@@ -27,8 +27,10 @@ def engine_bin(tmp_path_factory) -> Path:
     """A stand-in `llamafactory-cli` (used by start_agent): prints the hub variables and its YAML's first line."""
     folder = tmp_path_factory.mktemp("hub-engine-bin")
     script = folder / "llamafactory-cli"
-    script.write_text('#!/bin/sh\necho "hub=[${USE_MODELSCOPE_HUB}]"\necho "ms-cache=[${MODELSCOPE_CACHE}]"\n'
-                      'echo "first line: $(head -n 1 "$2")"\n')
+    script.write_text(
+        '#!/bin/sh\necho "hub=[${USE_MODELSCOPE_HUB}]"\necho "ms-cache=[${MODELSCOPE_CACHE}]"\n'
+        'echo "first line: $(head -n 1 "$2")"\n'
+    )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return folder
 
@@ -39,15 +41,29 @@ async def world(pool, start_agent, scheduler, people):
     USE_MODELSCOPE_HUB=1 in its own environment, a ModelScope-only preset, a local preset and a public dataset."""
     suffix = new_id("x")[-8:]
     ms, local, dataset = f"ms-only-{suffix}", f"local-{suffix}", f"hub-data-{suffix}"
-    await pool.execute("INSERT INTO models (id, name, source, kind, visibility, ms_path, parameter_count) "
-                       "VALUES ($1, $2, 'preset', 'base', 'public', 'LLM-Research/Llama-3.2-1B-Instruct', 1000000)",
-                       new_id("mdl"), ms)
+    await pool.execute(
+        "INSERT INTO models (id, name, source, kind, visibility, ms_path, parameter_count) "
+        "VALUES ($1, $2, 'preset', 'base', 'public', 'LLM-Research/Llama-3.2-1B-Instruct', 1000000)",
+        new_id("mdl"),
+        ms,
+    )
     await register_preset(pool, name=local, path="/srv/models/local-copy", parameter_count=1_000_000)
     async with pool.acquire() as conn:
         await datasets_store.upsert_public_file(
-            conn, dataset_id=new_id("ds"), name=dataset, fmt="alpaca", columns=json.dumps({"prompt": "instruction"}),
-            tags="{}", file_name=f"{dataset}.json", files="[]", rows=1, size_bytes=1, checksum=None, signature=None,
-            info=json.dumps({"file_name": f"{dataset}.json"}))
+            conn,
+            dataset_id=new_id("ds"),
+            name=dataset,
+            fmt="alpaca",
+            columns=json.dumps({"prompt": "instruction"}),
+            tags="{}",
+            file_name=f"{dataset}.json",
+            files="[]",
+            rows=1,
+            size_bytes=1,
+            checksum=None,
+            signature=None,
+            info=json.dumps({"file_name": f"{dataset}.json"}),
+        )
     start_agent(AGENT, gpus=0, LLMCT_CPU_SLOTS="3", USE_MODELSCOPE_HUB="1")
     admin = people["fleet-admin"][1]
 
@@ -75,20 +91,23 @@ async def finished_log(scheduler, headers, job_id: str) -> tuple[dict, str]:
 
 async def test_the_preview_shows_the_hub_a_model_comes_from(scheduler, people, world):
     owner = people["fleet-owner"][1]
-    r = await scheduler.post("/api/jobs", params={"dry_run": "true"}, json=train(world["ms"], world["dataset"]),
-                             headers=owner)
+    r = await scheduler.post(
+        "/api/jobs", params={"dry_run": "true"}, json=train(world["ms"], world["dataset"]), headers=owner
+    )
     assert r.status_code == 200, r.text
     preview = r.json()
     assert preview["model_hub"] == "modelscope" and preview["config_yaml"].startswith(NOTE)
     assert preview["config"]["model_name_or_path"] == "LLM-Research/Llama-3.2-1B-Instruct"
-    r = await scheduler.post("/api/jobs", params={"dry_run": "true"}, json=train(world["local"], world["dataset"]),
-                             headers=owner)
+    r = await scheduler.post(
+        "/api/jobs", params={"dry_run": "true"}, json=train(world["local"], world["dataset"]), headers=owner
+    )
     assert r.status_code == 200, r.text
     assert r.json()["model_hub"] is None and "model hub" not in r.json()["config_yaml"]
 
 
-async def test_a_modelscope_model_runs_with_use_modelscope_hub_and_a_local_one_without(scheduler, people, world,
-                                                                                        settings):
+async def test_a_modelscope_model_runs_with_use_modelscope_hub_and_a_local_one_without(
+    scheduler, people, world, settings
+):
     owner = people["fleet-owner"][1]
     jobs = {}
     for which in ("ms", "local"):

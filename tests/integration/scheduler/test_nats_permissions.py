@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 def beat(agent_id: str, hostname: str) -> bytes:
-    return contracts.encode(contracts.AgentHeartbeat(agent_id=agent_id, hostname=hostname, sent_at=datetime.now(UTC),
-                                                     memory_total_mb=1024))
+    return contracts.encode(
+        contracts.AgentHeartbeat(agent_id=agent_id, hostname=hostname, sent_at=datetime.now(UTC), memory_total_mb=1024)
+    )
 
 
 async def test_a_forged_heartbeat_is_refused_by_nats_and_not_recorded(scheduler, nats_server, pool):
@@ -40,8 +41,10 @@ async def test_a_forged_heartbeat_is_refused_by_nats_and_not_recorded(scheduler,
 
         assert await eventually(honest_recorded) == "honest-host"
         await asyncio.sleep(0.5)  # a flush later still
-        assert await pool.fetchval("SELECT count(*) FROM agents WHERE id = 'fleet-victim' OR "
-                                   "hostname = 'forged-host'") == 0
+        assert (
+            await pool.fetchval("SELECT count(*) FROM agents WHERE id = 'fleet-victim' OR hostname = 'forged-host'")
+            == 0
+        )
         assert forger.is_connected, "a refused publish does not cost the agent its connection"
     finally:
         await forger.close()
@@ -57,14 +60,21 @@ async def test_an_agent_cannot_take_another_agents_work(nats_server):
         await thief.flush()
         await eventually(lambda: _async(any('subscription to "job.dispatch.>"' in e for e in errors)))
         with pytest.raises(Exception):  # its own consumer name, filtered on the other agent's queue
-            await js.add_consumer("DISPATCH", ConsumerConfig(name="agent-fleet-thief", durable_name="agent-fleet-thief",
-                                                             filter_subject=Subjects.job_dispatch("fleet-worker")),
-                                  timeout=1)
+            await js.add_consumer(
+                "DISPATCH",
+                ConsumerConfig(
+                    name="agent-fleet-thief",
+                    durable_name="agent-fleet-thief",
+                    filter_subject=Subjects.job_dispatch("fleet-worker"),
+                ),
+                timeout=1,
+            )
         with pytest.raises(Exception):  # the other agent's consumer
             await js.consumer_info("DISPATCH", "agent-fleet-worker", timeout=1)
         # Its own consumer works.
-        sub = await js.pull_subscribe(Subjects.job_dispatch("fleet-thief"), durable="agent-fleet-thief",
-                                      stream="DISPATCH")
+        sub = await js.pull_subscribe(
+            Subjects.job_dispatch("fleet-thief"), durable="agent-fleet-thief", stream="DISPATCH"
+        )
         await sub.unsubscribe()
     finally:
         await thief.close()
@@ -85,13 +95,18 @@ async def test_an_agent_cannot_report_on_a_job_dispatched_to_another(scheduler, 
         await intruder.publish(Subjects.job_status("events-owner", job_id), forged)
         await intruder.flush()
         refused = f'publish to "{Subjects.job_status("events-owner", job_id)}"'
-        await eventually(lambda: _async(sum(refused in e and "permissions violation" in e
-                                            for e in intruder_errors) == 2))
+        await eventually(
+            lambda: _async(sum(refused in e and "permissions violation" in e for e in intruder_errors) == 2)
+        )
         # On its own subject NATS takes it, and the scheduler drops it: the job is not the intruder's.
-        await intruder.jetstream().publish(Subjects.job_status("events-intruder", job_id),
-                                           contracts.encode(finished(job_id, "events-intruder", 1)), timeout=5)
-        await owner.jetstream().publish(Subjects.job_status("events-owner", job_id),
-                                        contracts.encode(progressed(job_id, 1, 1)), timeout=5)
+        await intruder.jetstream().publish(
+            Subjects.job_status("events-intruder", job_id),
+            contracts.encode(finished(job_id, "events-intruder", 1)),
+            timeout=5,
+        )
+        await owner.jetstream().publish(
+            Subjects.job_status("events-owner", job_id), contracts.encode(progressed(job_id, 1, 1)), timeout=5
+        )
         await until_progress(pool, job_id, 1)  # handled in order: the intruder's event was handled before it
         assert await pool.fetchval("SELECT state FROM jobs WHERE id = $1", job_id) == "running"
 

@@ -45,18 +45,39 @@ async def agent_row(pool, gpus: int) -> str:
     """A registered agent with big GPUs that nothing else fits on (no process: nothing consumes its dispatches)."""
     agent_id = new_id("agt")
     await pool.execute(
-        "INSERT INTO agents (id, hostname, gpus, cpu_slots) VALUES ($1, 'queue-test', $2, 0)", agent_id,
-        [{"index": i, "name": "big", "memory_total_mb": HUGE_GPU_MB} for i in range(gpus)])
+        "INSERT INTO agents (id, hostname, gpus, cpu_slots) VALUES ($1, 'queue-test', $2, 0)",
+        agent_id,
+        [{"index": i, "name": "big", "memory_total_mb": HUGE_GPU_MB} for i in range(gpus)],
+    )
     return agent_id
 
 
-async def pending_job(pool, owner_id: str, tmp_path, *, priority: int = PRIORITY, gpus: int = 1,
-                      kind: str = "train", stages: list | None = None) -> str:
+async def pending_job(
+    pool,
+    owner_id: str,
+    tmp_path,
+    *,
+    priority: int = PRIORITY,
+    gpus: int = 1,
+    kind: str = "train",
+    stages: list | None = None,
+) -> str:
     job_id = new_id("job")
     stages = stages or [{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}]
-    await store.insert_job(pool, job_id=job_id, owner_id=owner_id, kind=kind, priority=priority, gpu_count=gpus,
-                           request={"base_model": "none"}, config={}, config_yaml="stage: sft\n", stages=stages,
-                           output_dir=str(tmp_path / job_id), estimate={"per_gpu_mb": HUGE_GPU_MB - 1000})
+    await store.insert_job(
+        pool,
+        job_id=job_id,
+        owner_id=owner_id,
+        kind=kind,
+        priority=priority,
+        gpu_count=gpus,
+        request={"base_model": "none"},
+        config={},
+        config_yaml="stage: sft\n",
+        stages=stages,
+        output_dir=str(tmp_path / job_id),
+        estimate={"per_gpu_mb": HUGE_GPU_MB - 1000},
+    )
     return job_id
 
 
@@ -64,8 +85,12 @@ async def used_gpu_hours(pool, owner_id: str, hours: float, tmp_path) -> None:
     """A finished one-GPU job of `hours` inside the fair-share window."""
     job_id = await pending_job(pool, owner_id, tmp_path, priority=-100)
     now = datetime.now(UTC)
-    await pool.execute("UPDATE jobs SET state = 'succeeded', started_at = $2, finished_at = $3 WHERE id = $1",
-                       job_id, now - timedelta(hours=hours + 0.1), now - timedelta(hours=0.1))
+    await pool.execute(
+        "UPDATE jobs SET state = 'succeeded', started_at = $2, finished_at = $3 WHERE id = $1",
+        job_id,
+        now - timedelta(hours=hours + 0.1),
+        now - timedelta(hours=0.1),
+    )
 
 
 async def test_fair_share_orders_users_by_recent_gpu_hours_after_priority(pool, bus, settings, tmp_path):
@@ -91,8 +116,7 @@ async def test_fair_share_orders_users_by_recent_gpu_hours_after_priority(pool, 
     await pool.execute("UPDATE jobs SET state = 'cancelled' WHERE id = ANY($1::text[])", [urgent, *jobs.values()])
 
 
-async def test_a_gpu_quota_keeps_jobs_waiting_with_the_reason_and_a_queue_quota_refuses(pool, bus, settings,
-                                                                                      tmp_path):
+async def test_a_gpu_quota_keeps_jobs_waiting_with_the_reason_and_a_queue_quota_refuses(pool, bus, settings, tmp_path):
     nc, js = bus
     owner = await user(pool, "quota")
     await pool.execute("INSERT INTO user_quotas (user_id, max_gpus, max_queued) VALUES ($1, 1, 2)", owner)
@@ -115,8 +139,11 @@ async def test_a_gpu_quota_keeps_jobs_waiting_with_the_reason_and_a_queue_quota_
     await pool.execute("UPDATE jobs SET state = 'cancelled' WHERE owner_id = $1 AND state <> 'succeeded'", owner)
 
 
-TRAIN_STAGE = {"name": "train", "command": ["llamafactory-cli", "train"],
-               "config_yaml": yaml.safe_dump({"stage": "sft", "output_dir": "x", "overwrite_output_dir": True})}
+TRAIN_STAGE = {
+    "name": "train",
+    "command": ["llamafactory-cli", "train"],
+    "config_yaml": yaml.safe_dump({"stage": "sft", "output_dir": "x", "overwrite_output_dir": True}),
+}
 
 
 async def test_retry_and_resume(pool, bus, settings, tmp_path):
@@ -130,10 +157,14 @@ async def test_retry_and_resume(pool, bus, settings, tmp_path):
         await recovery.retry(pool, js, nc, settings, me, job_id, resume=False)
     assert early.value.status == 409 and "pending" in early.value.message
 
-    await pool.execute("UPDATE jobs SET state = 'failed', reason = 'exit_code', started_at = now(), "
-                       "finished_at = now(), progress = '{\"step\": 6}' WHERE id = $1", job_id)
-    await pool.execute("INSERT INTO job_progress (job_id, step, total_steps, loss) VALUES ($1, 2, 10, 1.0), "
-                       "($1, 6, 10, 0.5)", job_id)
+    await pool.execute(
+        "UPDATE jobs SET state = 'failed', reason = 'exit_code', started_at = now(), "
+        "finished_at = now(), progress = '{\"step\": 6}' WHERE id = $1",
+        job_id,
+    )
+    await pool.execute(
+        "INSERT INTO job_progress (job_id, step, total_steps, loss) VALUES ($1, 2, 10, 1.0), ($1, 6, 10, 0.5)", job_id
+    )
     with pytest.raises(Exception) as none:
         await recovery.retry(pool, js, nc, settings, me, job_id, resume=True)
     assert none.value.code == "no_checkpoint"
@@ -143,8 +174,9 @@ async def test_retry_and_resume(pool, bus, settings, tmp_path):
     (checkpoint / "trainer_state.json").write_text("{}")
     (tmp_path / job_id / "checkpoint-8").mkdir()  # being written when the run died: no trainer_state.json
     await recovery.retry(pool, js, nc, settings, me, job_id, resume=True)
-    row = await pool.fetchrow("SELECT state, reason, stages, config, config_yaml, finished_at, progress FROM jobs "
-                              "WHERE id = $1", job_id)
+    row = await pool.fetchrow(
+        "SELECT state, reason, stages, config, config_yaml, finished_at, progress FROM jobs WHERE id = $1", job_id
+    )
     assert row["state"] == "pending" and row["reason"] == "resumed" and row["finished_at"] is None
     assert row["config"]["resume_from_checkpoint"] == str(checkpoint) and row["config"]["overwrite_output_dir"] is False
     assert f"resume_from_checkpoint: {checkpoint}" in row["stages"][0]["config_yaml"]
@@ -157,8 +189,9 @@ async def test_retry_and_resume(pool, bus, settings, tmp_path):
     assert row["state"] == "pending" and row["reason"] == "retried" and row["progress"] is None
     assert "resume_from_checkpoint" not in row["config"] and row["config"]["overwrite_output_dir"] is True
     assert await pool.fetchval("SELECT count(*) FROM job_progress WHERE job_id = $1", job_id) == 0
-    history = [r["reason"] for r in await pool.fetch("SELECT reason FROM job_events WHERE job_id = $1 ORDER BY id",
-                                                     job_id)]
+    history = [
+        r["reason"] for r in await pool.fetch("SELECT reason FROM job_events WHERE job_id = $1 ORDER BY id", job_id)
+    ]
     assert "resumed" in history and history[-1] == "retried"
 
     other = Principal(user_id=await user(pool, "not-owner"), username="x", role="user", via="token")
@@ -176,15 +209,20 @@ async def test_jobs_of_an_offline_agent_are_requeued_while_retries_last(pool, bu
     await pool.execute("UPDATE agents SET offline_since = now() WHERE id = $1", gone)
     train = await pending_job(pool, owner, tmp_path, stages=[TRAIN_STAGE])
     deploy = await pending_job(pool, owner, tmp_path, kind="deploy")
-    await pool.execute("UPDATE jobs SET state = 'running', agent_id = $2, gpu_ids = '{0}', started_at = now() "
-                       "WHERE id = ANY($1::text[])", [train, deploy], gone)
+    await pool.execute(
+        "UPDATE jobs SET state = 'running', agent_id = $2, gpu_ids = '{0}', started_at = now() "
+        "WHERE id = ANY($1::text[])",
+        [train, deploy],
+        gone,
+    )
     checkpoint = tmp_path / train / "checkpoint-3"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text("{}")
 
     assert await recovery.requeue_lost(pool, nc) >= 1
-    row = await pool.fetchrow("SELECT state, reason, message, agent_id, requeues, config FROM jobs WHERE id = $1",
-                              train)
+    row = await pool.fetchrow(
+        "SELECT state, reason, message, agent_id, requeues, config FROM jobs WHERE id = $1", train
+    )
     assert (row["state"], row["reason"], row["agent_id"], row["requeues"]) == ("pending", "requeued", None, 1)
     assert "checkpoint-3" in row["message"] and row["config"]["resume_from_checkpoint"] == str(checkpoint)
     lost_deploy = await pool.fetchrow("SELECT state, reason FROM jobs WHERE id = $1", deploy)
@@ -218,7 +256,8 @@ async def test_a_killed_agents_job_finishes_on_another_agent(scheduler, start_ag
     row = await eventually(finished, timeout=60)
     assert (row["state"], row["requeues"]) == ("succeeded", 1), row
     assert before["agent_id"] != row["agent_id"] and row["agent_id"].startswith("heir-")
-    reasons = [r["reason"] for r in await pool.fetch("SELECT reason FROM job_events WHERE job_id = $1 ORDER BY id",
-                                                     job_id)]
+    reasons = [
+        r["reason"] for r in await pool.fetch("SELECT reason FROM job_events WHERE job_id = $1 ORDER BY id", job_id)
+    ]
     assert reasons.count("started") == 2 and "requeued" in reasons
     second.stop()

@@ -43,7 +43,11 @@ async def test_users_read_their_own_limits_and_admins_set_them(scheduler, people
 
     assert_error(await scheduler.put("/api/quotas/usr_nobody", json={}, headers=admin), 404)
     assert_error(await scheduler.get("/api/quotas/usr_nobody", headers=admin), 404)
-    for body, field in (({"max_gpus": -1}, "max_gpus"), ({"max_queued": 10**9}, "max_queued"),
-                        ({"max_deployments": "many"}, "max_deployments"), ({"max_cpus": 3}, "max_cpus")):
+    for body, field in (
+        ({"max_gpus": -1}, "max_gpus"),
+        ({"max_queued": 10**9}, "max_queued"),
+        ({"max_deployments": "many"}, "max_deployments"),
+        ({"max_cpus": 3}, "max_cpus"),
+    ):
         assert_error(await scheduler.put(f"/api/quotas/{owner_id}", json=body, headers=admin), 422, field=field)
     assert (await scheduler.get(f"/api/quotas/{owner_id}", headers=admin)).json() == back, "a refusal changes nothing"

@@ -66,6 +66,4 @@ STATEMENTS = """
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TABLE login_failures, revoked_sessions, api_keys, invite_codes, users"
-    )
+    op.execute("DROP TABLE login_failures, revoked_sessions, api_keys, invite_codes, users")

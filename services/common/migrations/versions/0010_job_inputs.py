@@ -32,13 +32,23 @@ CREATE INDEX jobs_active_datasets ON jobs USING gin (dataset_keys) WHERE state I
 # What the registry read from the config until this revision, frozen here for the jobs stored before it.
 def _train_output(request: dict, config: dict) -> dict:
     keys = [key for key in str(config.get("dataset") or "").split(",") if key]
-    details = {"stage": config.get("stage"), "finetuning_type": request.get("finetuning_type"),
-               "quantization_bit": config.get("quantization_bit"), "dataset_keys": keys or None}
-    return {"kind": "lora" if config.get("finetuning_type") == "lora" else "full", "source": "train",
-            "path": config["output_dir"], "parent_name": request.get("base_model"),
-            "parent_location": config.get("model_name_or_path"), "label": str(config.get("stage") or "train"),
-            "datasets": list(request.get("datasets") or ()), "template": config.get("template"),
-            "details": {k: v for k, v in details.items() if v is not None}}
+    details = {
+        "stage": config.get("stage"),
+        "finetuning_type": request.get("finetuning_type"),
+        "quantization_bit": config.get("quantization_bit"),
+        "dataset_keys": keys or None,
+    }
+    return {
+        "kind": "lora" if config.get("finetuning_type") == "lora" else "full",
+        "source": "train",
+        "path": config["output_dir"],
+        "parent_name": request.get("base_model"),
+        "parent_location": config.get("model_name_or_path"),
+        "label": str(config.get("stage") or "train"),
+        "datasets": list(request.get("datasets") or ()),
+        "template": config.get("template"),
+        "details": {k: v for k, v in details.items() if v is not None},
+    }
 
 
 def _export_path(config: dict, output_dir: str | None) -> str:
@@ -57,24 +67,32 @@ def _export_output(request: dict, config: dict, output_dir: str | None) -> dict:
     path = _export_path(config, output_dir)
     method = "gptq" if gptq_bits else config.get("quantization_method", "bitsandbytes") if bits else None
     details = {"quantization_bit": bits, "quantization_method": method}
-    return {"kind": "quantized" if bits else "full", "source": "export", "path": path,
-            "parent_name": request.get("model") or request.get("base_model"),
-            "parent_location": config.get("adapter_name_or_path") or config.get("model_name_or_path"),
-            "label": f"q{bits}" if bits else "export", "template": config.get("template"),
-            "details": {k: v for k, v in details.items() if v is not None}}
+    return {
+        "kind": "quantized" if bits else "full",
+        "source": "export",
+        "path": path,
+        "parent_name": request.get("model") or request.get("base_model"),
+        "parent_location": config.get("adapter_name_or_path") or config.get("model_name_or_path"),
+        "label": f"q{bits}" if bits else "export",
+        "template": config.get("template"),
+        "details": {k: v for k, v in details.items() if v is not None},
+    }
 
 
 def _backfill_outputs() -> None:
     bind = op.get_bind()
-    rows = bind.execute(sa.text("SELECT id, kind, request::text, config::text, output_dir FROM jobs "
-                                "WHERE kind IN ('train', 'export')")).fetchall()
+    rows = bind.execute(
+        sa.text("SELECT id, kind, request::text, config::text, output_dir FROM jobs WHERE kind IN ('train', 'export')")
+    ).fetchall()
     for job_id, kind, request, config, output_dir in rows:
         request, config = json.loads(request), json.loads(config)
         if kind == "train" and "output_dir" not in config:
             continue
         output = _train_output(request, config) if kind == "train" else _export_output(request, config, output_dir)
-        bind.execute(sa.text("UPDATE jobs SET output = CAST(:output AS jsonb) WHERE id = :id"),
-                     {"output": json.dumps(output), "id": job_id})
+        bind.execute(
+            sa.text("UPDATE jobs SET output = CAST(:output AS jsonb) WHERE id = :id"),
+            {"output": json.dumps(output), "id": job_id},
+        )
 
 
 def upgrade() -> None:
