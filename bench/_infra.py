@@ -267,10 +267,10 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     cells = [[str(c) for c in header]] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     print(f"\n{title}")
-    print("  " + "  ".join(c.ljust(w) for c, w in zip(cells[0], widths)))
+    print("  " + "  ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)))
     print("  " + "  ".join("-" * w for w in widths))
     for row in cells[1:]:
-        print("  " + "  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths)))
+        print("  " + "  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths, strict=True)))
     sys.stdout.flush()
 
 

@@ -127,7 +127,7 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
 
     pairs = [
         p["ttft_s"] - d["ttft_s"]
-        for p, d in zip(single["platform"], single["direct"])
+        for p, d in zip(single["platform"], single["direct"], strict=False)
         if p["ttft_s"] is not None and d["ttft_s"] is not None
     ]
     results["single"] = {

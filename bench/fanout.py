@@ -266,7 +266,7 @@ async def one_run(
     if path != "nats":
         url = f"ws://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}/api/jobs/{job_id}/logs?token={token}"
         connected = [asyncio.Event() for _ in watchers]
-        tasks = [asyncio.create_task(ws_viewer(url, w, c, deadline)) for w, c in zip(watchers, connected)]
+        tasks = [asyncio.create_task(ws_viewer(url, w, c, deadline)) for w, c in zip(watchers, connected, strict=True)]
         await asyncio.wait_for(asyncio.gather(*(c.wait() for c in connected)), 60)
         await asyncio.sleep(1.0)  # each socket attaches to the gateway's hub just after its handshake
     else:

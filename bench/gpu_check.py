@@ -24,12 +24,20 @@ from services.agent.resources import read_gpus
 from services.scheduler.jobs.memory import estimate
 
 SHAPES = {
-    "llama-1.1b": dict(
-        hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4
-    ),
-    "llama-7b": dict(
-        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32
-    ),
+    "llama-1.1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+    },
+    "llama-7b": {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+    },
 }
 CASES = [
     ("llama-1.1b", "full", 4, 1024),

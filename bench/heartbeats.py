@@ -194,7 +194,8 @@ async def simulate_history(args, pool) -> dict:
     )
     await pool.execute(
         "INSERT INTO agent_gpu_metrics (agent_id, step_s, at, gpu_index, samples, utilization_pct, memory_used_mb, "
-        "memory_total_mb, temperature_c, power_w) SELECT 'sim-' || a, 0, now() - make_interval(secs => s * $3::float8), "
+        "memory_total_mb, temperature_c, power_w) "
+        "SELECT 'sim-' || a, 0, now() - make_interval(secs => s * $3::float8), "
         "g, 10, random() * 100, 40000 + random() * 1000, 81559, 40 + random() * 25, 100 + random() * 300 "
         "FROM generate_series(1, $1::int) a, generate_series(0, $2::int) s, generate_series(0, $4::int - 1) g",
         args.sim_agents,

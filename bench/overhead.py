@@ -284,7 +284,7 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
         "wall_ratio_of_sums": round(sum(plat) / sum(direct), 4),
         "wall_ratio_min": min(ratios),
         "wall_ratio_max": max(ratios),
-        "platform_overhead_s_median": round(statistics.median(p - d for p, d in zip(plat, direct)), 3),
+        "platform_overhead_s_median": round(statistics.median(p - d for p, d in zip(plat, direct, strict=False)), 3),
         "submit_to_first_log_line": summary_ms(_marks(reps, "platform", "first_log_line")),
         "submit_to_first_engine_line": summary_ms(_marks(reps, "platform", "first_engine_line")),
         "direct_spawn_to_first_engine_line": summary_ms(_marks(reps, "direct", "first_engine_line")),

@@ -226,7 +226,8 @@ def banner(stack: LocalStack) -> str:
             f"  logs:         {stack.storage.logs / 'platform'}",
             *(
                 [
-                    f"  tiny model:   preset {stack.tiny_model!r} with datasets tiny_sft / tiny_pt (train on CPU: gpu_count 0)"
+                    f"  tiny model:   preset {stack.tiny_model!r} with datasets tiny_sft / tiny_pt "
+                    "(train on CPU: gpu_count 0)"
                 ]
                 if stack.tiny_model
                 else []

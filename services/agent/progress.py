@@ -52,6 +52,17 @@ def parse_line(job_id: str, line: str, attempt: int = 0) -> contracts.JobProgres
     )
 
 
+def _read_from(path: Path, offset: int) -> tuple[bool, bytes] | None:
+    """What the file holds from `offset` on (from its start when it is now shorter: (True, ...)); None while it does
+    not exist. Blocking: run it in a thread."""
+    if not path.exists():
+        return None
+    with open(path, "rb") as handle:
+        restarted = handle.seek(0, 2) < offset
+        handle.seek(0 if restarted else offset)
+        return restarted, handle.read()
+
+
 async def follow(
     job_id: str,
     path: Path,
@@ -71,12 +82,11 @@ async def follow(
     buffer = b""
     while True:
         done = stopped.is_set()
-        if path.exists():
-            with open(path, "rb") as handle:
-                if handle.seek(0, 2) < offset:  # written anew since that offset was taken: start over
-                    offset, buffer = 0, b""
-                handle.seek(offset)
-                chunk = handle.read()
+        read = await asyncio.to_thread(_read_from, path, offset)
+        if read is not None:
+            restarted, chunk = read
+            if restarted:  # written anew since that offset was taken: start over
+                offset, buffer = 0, b""
             offset += len(chunk)
             buffer += chunk
             *complete, buffer = buffer.split(b"\n")

@@ -225,7 +225,7 @@ def place(layout: DataLayout, dataset_id: str, parts: list[Part], folder: Path) 
         names = [part.path.name for part in parts]
     files = [
         {"name": name, "size_bytes": part.size, "sha256": part.sha256, "original": part.original[:300]}
-        for name, part in zip(names, parts)
+        for name, part in zip(names, parts, strict=True)
     ]
     return target, file_name, files
 

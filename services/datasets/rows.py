@@ -78,7 +78,7 @@ class RowChecker:
         self.columns = dict(columns)
         self.tags = {**SHAREGPT_TAGS, **(tags or {})}
         fields = []
-        for role, column in self.columns.items():
+        for role in self.columns:
             kind = ROLE_TYPES[fmt].get(role)
             if kind is None and role == "messages":
                 kind = Annotated[list[self._message_type()], Meta(min_length=1)]
@@ -86,9 +86,7 @@ class RowChecker:
                 continue  # media columns of an operator's public entry: not checked here
             fields.append((role, kind, UNSET) if role in OPTIONAL else (role, kind))
         fields.sort(key=lambda f: len(f) == 3)  # required fields first, as a struct needs
-        self.type = msgspec.defstruct(
-            "Row", fields, rename={r: c for r, c in self.columns.items()}, forbid_unknown_fields=False
-        )
+        self.type = msgspec.defstruct("Row", fields, rename=dict(self.columns.items()), forbid_unknown_fields=False)
         self.decoder = msgspec.json.Decoder(self.type)
         self.absent = [role for role in self.columns if role in OPTIONAL]
         self.asking = {self.tags["user_tag"], self.tags["observation_tag"]}

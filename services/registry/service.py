@@ -224,19 +224,19 @@ async def register_job_output(pool: asyncpg.Pool, job_id: str) -> Outcome:
     details = dict(out.details)
     if out.kind == "lora" and counted:
         details["adapter_parameter_count"] = counted
-    fields: dict[str, Any] = dict(  # insert_output's arguments but the id and name, the same for each try
-        kind=out.kind,
-        source=out.source,
-        owner_id=job.owner_id,
-        base_model_id=parent["id"],
-        path=out.path,
-        size_bytes=size,
-        job_id=job_id,
-        details=details,
-        parameter_count=counted if out.kind == "full" and counted else parent["parameter_count"],
-        template=out.template or parent["template"],
-        datasets=list(out.datasets or parent["datasets"]),
-    )
+    fields: dict[str, Any] = {  # insert_output's arguments but the id and name, the same for each try
+        "kind": out.kind,
+        "source": out.source,
+        "owner_id": job.owner_id,
+        "base_model_id": parent["id"],
+        "path": out.path,
+        "size_bytes": size,
+        "job_id": job_id,
+        "details": details,
+        "parameter_count": counted if out.kind == "full" and counted else parent["parameter_count"],
+        "template": out.template or parent["template"],
+        "datasets": list(out.datasets or parent["datasets"]),
+    }
     for long in (False, True):
         name = outputs.default_name(parent["name"], out.label, job_id, long=long)
         if await store.insert_output(pool, model_id=new_id("mdl"), name=name, **fields):

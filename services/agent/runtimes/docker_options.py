@@ -101,18 +101,18 @@ class ContainerPlan:
 
     def create_options(self, spec: JobSpec) -> dict[str, Any]:
         """Everything `containers.create` is given for a job (tests and docs read this)."""
-        options: dict[str, Any] = dict(
-            image=self.image,
-            command=list(spec.command),
-            name=container_name(spec),
-            labels=self.labels(spec),
-            environment=self.environment(spec),
-            mounts=self.mount_plan(spec),
-            working_dir=str(spec.output_dir),
-            shm_size=SHM_SIZE,
-            init=True,
-            detach=True,
-        )
+        options: dict[str, Any] = {
+            "image": self.image,
+            "command": list(spec.command),
+            "name": container_name(spec),
+            "labels": self.labels(spec),
+            "environment": self.environment(spec),
+            "mounts": self.mount_plan(spec),
+            "working_dir": str(spec.output_dir),
+            "shm_size": SHM_SIZE,
+            "init": True,
+            "detach": True,
+        }
         if spec.gpu_ids:
             options["device_requests"] = [
                 docker.types.DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids], capabilities=[["gpu"]])

@@ -29,7 +29,7 @@ async def record_beats(conn, rows: list[tuple]) -> list[asyncpg.Record]:
     """Upsert the newest heartbeat of each agent (rows as `beat_row` builds them); an unknown agent is registered.
     Returns (id, registered) per agent."""
     rows = sorted(rows, key=lambda row: row[0])  # one lock order for every replica: no deadlocks between them
-    columns: list[Sequence[Any]] = list(zip(*rows))  # tuples, two of them replaced by lists below
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))  # tuples, two of them replaced by lists below
     # JSON travels as text: asyncpg would read a list inside an array parameter as one more dimension.
     columns[2] = [json.dumps(v) for v in columns[2]]
     columns[4] = [json.dumps(v) for v in columns[4]]
@@ -54,7 +54,7 @@ async def insert_samples(conn, host_rows: list[tuple], gpu_rows: list[tuple]) ->
             f"INSERT INTO agent_metrics (agent_id, step_s, at, samples, {', '.join(HOST_COLUMNS)}) "
             "SELECT a, 0, t, n, c, mu, mt, j FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::real[], "
             "$5::real[], $6::real[], $7::real[]) AS u(a, t, n, c, mu, mt, j) ON CONFLICT DO NOTHING",
-            *zip(*host_rows),
+            *zip(*host_rows, strict=True),
         )
     if gpu_rows:
         await conn.execute(
@@ -62,7 +62,7 @@ async def insert_samples(conn, host_rows: list[tuple], gpu_rows: list[tuple]) ->
             "SELECT a, 0, t, g, n, u, mu, mt, tc, p FROM unnest($1::text[], $2::timestamptz[], $3::smallint[], "
             "$4::int[], $5::real[], $6::real[], $7::real[], $8::real[], $9::real[]) AS x(a, t, g, n, u, mu, mt, tc, p) "
             "ON CONFLICT DO NOTHING",
-            *zip(*gpu_rows),
+            *zip(*gpu_rows, strict=True),
         )
 
 

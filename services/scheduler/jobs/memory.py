@@ -133,7 +133,8 @@ def advice(est: MemoryEstimate) -> str:
     if not est.method.startswith("qlora"):
         tips.append("use finetuning_type 'qlora' (4-bit)")
     tips.append(
-        "lower per_device_train_batch_size or cutoff_len (raise gradient_accumulation_steps to keep the effective batch)"
+        "lower per_device_train_batch_size or cutoff_len "
+        "(raise gradient_accumulation_steps to keep the effective batch)"
     )
     tips.append("keep gradient_checkpointing on")
     return "; ".join(tips)

@@ -18,7 +18,8 @@ from ..settings import SchedulerSettings
 USAGE = """
     usage AS (
         SELECT owner_id, sum(gpu_count * extract(epoch FROM
-                   coalesce(finished_at, now()) - greatest(started_at, now() - make_interval(secs => $1::float8 * 3600)))
+                   coalesce(finished_at, now())
+                   - greatest(started_at, now() - make_interval(secs => $1::float8 * 3600)))
                ) / 3600.0 AS gpu_hours
         FROM jobs
         WHERE gpu_count > 0 AND started_at IS NOT NULL
@@ -96,16 +97,17 @@ async def quotas(conn, owner_ids: list[str], settings: SchedulerSettings) -> dic
     result = {}
     for owner in owner_ids:
         row = rows.get(owner)
-
-        def pick(column: str, default):
-            return row[column] if row is not None and row[column] is not None else default
-
         result[owner] = Quota(
-            max_gpus=pick("max_gpus", settings.max_gpus_per_user),
-            max_queued=pick("max_queued", settings.max_queued_per_user),
-            max_deployments=pick("max_deployments", settings.max_deployments),
+            max_gpus=_pick(row, "max_gpus", settings.max_gpus_per_user),
+            max_queued=_pick(row, "max_queued", settings.max_queued_per_user),
+            max_deployments=_pick(row, "max_deployments", settings.max_deployments),
         )
     return result
+
+
+def _pick(row, column: str, default):
+    """An admin's setting for the user when there is one, else the platform's default."""
+    return row[column] if row is not None and row[column] is not None else default
 
 
 async def check_queue_quota(conn, owner_id: str, settings: SchedulerSettings) -> None:

@@ -98,7 +98,8 @@ def log_download(path: Path, name: str) -> Stream:
     size = path.stat().st_size
 
     async def chunks():
-        with open(path, "rb") as handle:
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
             left = size
             while left > 0:
                 data = await asyncio.to_thread(handle.read, min(LOG_CHUNK, left))
@@ -106,6 +107,8 @@ def log_download(path: Path, name: str) -> Stream:
                     break
                 left -= len(data)
                 yield data
+        finally:
+            handle.close()
 
     return Stream(
         chunks(),

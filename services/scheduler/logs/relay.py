@@ -12,8 +12,8 @@ or dies leaves what it had not acked to the next one (a restarted or another sch
 ACK_WAIT_S; a relay that waits on LOGS keeps its batches with `in_progress()`.
 
 Each job's batches are published one at a time and in line order (order.py), by one lane per job (lanes of
-different jobs run side by side). A lane knows the job's last batch in LOGS, its tip: stream sequence, attempt and last line number,
-read from LOGS when the lane starts and then taken from its own publishes. It publishes with
+different jobs run side by side). A lane knows the job's last batch in LOGS, its tip: stream sequence, attempt and last
+line number, read from LOGS when the lane starts and then taken from its own publishes. It publishes with
 Nats-Expected-Last-Subject-Sequence = the tip, so a batch lands only right after the one it was placed after, even
 with other relays at work (a refused publish reads the tip again). A batch:
 

@@ -1,9 +1,10 @@
 """Rendering: a job's LLaMA-Factory YAML, one module per job kind (train, evaluate, export, deploy) on a common base.
 
 Each kind starts from its base template, adds the form's fields, then the user's `config_overrides` deep-merged
-last, then the platform's paths, which nobody overrides. A job runs as one or more engine stages (`Stage`, converted to
-the contract's `EngineStage` in one place: `Stage.to_engine`); all but a LoRA export with quantisation have one. That one is two: merge the adapter into its base,
-then quantise the merge. Callers use the names below (`rendering.render_train`, …), not the modules.
+last, then the platform's paths, which nobody overrides. A job runs as one or more engine stages (`Stage`,
+converted to the contract's `EngineStage` in one place: `Stage.to_engine`); all but a LoRA export with
+quantisation have one. That one is two: merge the adapter into its base, then quantise the merge. Callers use the
+names below (`rendering.render_train`, …), not the modules.
 """
 
 from .common import (

@@ -203,7 +203,7 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 
 def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "~", "\\")) or ".." in value or "://" in value or value.startswith("file:")
+    return value.startswith(("/", "~", "\\", "file:")) or ".." in value or "://" in value
 
 
 def check_overrides(overrides: dict, path: str = "config_overrides", depth: int = 0) -> None:

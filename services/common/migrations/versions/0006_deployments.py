@@ -1,5 +1,6 @@
 """deployments: a model served by `llamafactory-cli api` on an agent, as a job of kind 'deploy' (it holds its
-GPU slot while it lives) plus what serving needs: generation defaults, readiness, idle timer, usage; per-user quotas set by admins
+GPU slot while it lives) plus what serving needs: generation defaults, readiness, idle timer, usage; per-user quotas
+set by admins
 (NULL: the platform's default)
 
 Revision ID: 0006_deployments
