@@ -9,21 +9,23 @@ WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.* web/tsconfig*.json web/package.json -type f 2>/dev/null)
 HAVE_NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: up test check install engine web web-install test-web bench clean
+.PHONY: up test check static install engine web web-install test-web bench clean
 
 up: install web engine ## start NATS, Postgres, every service and a local agent
 	$(BIN)/llmct up
 
-test: install web engine ## every test tier: unit, integration, e2e, docker, browser, web
+test: install web engine static ## every check and test tier: static checks, unit, integration, e2e, docker, browser, web
 	$(BIN)/pytest tests
 	$(MAKE) test-web
 
-check: install ## daily work, well under a minute: lint, format, import contracts, types, and the unit tier
+check: static ## daily work, well under a minute: the static checks and the unit tier
+	$(BIN)/pytest tests/unit -q
+
+static: install ## lint, format, import contracts (services independent, common below, llmct above) and types
 	$(BIN)/ruff check services llmct tests bench
 	$(BIN)/ruff format --check services llmct tests bench
 	$(BIN)/lint-imports
 	$(BIN)/pyright
-	$(BIN)/pytest tests/unit -q
 
 install: $(STAMP)
 

@@ -106,14 +106,14 @@ def make_runtime(docker_engine, test_image, mounts, storage, agent_id):
     """DockerRuntime against the private engine, with the test image and its read-only mounts."""
 
     def make(**options) -> DockerRuntime:
-        defaults = dict(
-            storage=storage,
-            image=test_image,
-            agent_id=agent_id,
-            extra_mounts=mounts,
-            base_url=docker_engine.base_url,
-            cleanup_delay_s=0,
-        )
+        defaults = {
+            "storage": storage,
+            "image": test_image,
+            "agent_id": agent_id,
+            "extra_mounts": mounts,
+            "base_url": docker_engine.base_url,
+            "cleanup_delay_s": 0,
+        }
         return DockerRuntime(**{**defaults, **options})
 
     return make

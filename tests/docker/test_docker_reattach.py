@@ -106,7 +106,7 @@ async def _stored_lines(js, job_id: str) -> list[contracts.LogLine]:
 def assert_one_unbroken_log(lines: list[contracts.LogLine], log_file) -> None:
     """Numbered 1..n without a gap or a repeat, and the log file holds exactly the same lines."""
     assert [line.seq for line in lines] == list(range(1, len(lines) + 1))
-    expected = "".join(f"[platform] {l.text}\n" if l.stream == "system" else f"{l.text}\n" for l in lines)
+    expected = "".join(f"[platform] {line.text}\n" if line.stream == "system" else f"{line.text}\n" for line in lines)
     assert log_file.read_bytes().decode() == expected  # not read_text(): tqdm lines hold \r
 
 

@@ -63,7 +63,7 @@ async def test_upload_train_and_delete_through_the_gateway(gw, stack, tiny_model
     token = owner["Authorization"].split()[1]
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
     # The engine found the dataset under its key and trains on it.
-    await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    await read_logs(ws_url, token, until=lambda ls: any("'loss'" in line["text"] for line in ls))
 
     r = await gw.delete(f"/api/datasets/{dataset['id']}", headers=owner)
     assert r.status_code == 409 and r.json()["error"]["code"] == "dataset_in_use" and job["id"] in r.text

@@ -16,7 +16,7 @@ async def test_cancel_a_running_job(gw, stack, tiny_model):
     job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 5000}, headers=headers)).json()
     token = headers["Authorization"].split()[1]
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
-    await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    await read_logs(ws_url, token, until=lambda ls: any("'loss'" in line["text"] for line in ls))
     r = await gw.post(f"/api/jobs/{job['id']}/cancel", headers=headers)
     assert r.status_code == 202 and r.json()["state"] == "cancelling"
     done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"}, timeout=60)
@@ -69,12 +69,12 @@ async def test_log_viewer_resumes_across_a_gateway_restart(gw, stack, tiny_model
     job = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 40}, headers=headers)).json()
     token = headers["Authorization"].split()[1]
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
-    before = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
+    before = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in line["text"] for line in ls))
     await asyncio.to_thread(stack.restart, "gateway")
     after = await read_logs(
-        ws_url, token, after=before[-1]["seq"], until=lambda ls: any("job succeeded" in l["text"] for l in ls)
+        ws_url, token, after=before[-1]["seq"], until=lambda ls: any("job succeeded" in line["text"] for line in ls)
     )
-    seqs = [l["seq"] for l in before + after]
+    seqs = [line["seq"] for line in before + after]
     assert seqs == list(range(1, len(seqs) + 1)), "no line lost or repeated across the restart"
 
 

@@ -23,8 +23,8 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
     token = headers["Authorization"].split()[1]
     ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
     try:
-        lines = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in l["text"] for l in ls))
-    except TimeoutError:
+        lines = await read_logs(ws_url, token, until=lambda ls: any("'loss'" in line["text"] for line in ls))
+    except TimeoutError as exc:
         detail = (await gw.get(f"/api/jobs/{job['id']}", headers=headers)).json()
         busy = (
             await gw.get(
@@ -33,8 +33,8 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
                 params={"state": "running"},
             )
         ).json()
-        raise AssertionError(f"no loss line: job {detail['state']} {detail['history']}; running: {busy}")
-    seqs = [l["seq"] for l in lines]
+        raise AssertionError(f"no loss line: job {detail['state']} {detail['history']}; running: {busy}") from exc
+    seqs = [line["seq"] for line in lines]
     assert seqs == sorted(seqs) and seqs[0] == 1, "replay starts at the first line, in order"
 
     done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"})
@@ -46,8 +46,10 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
     assert all(p["loss"] is not None for p in series)
 
     # A viewer arriving after the end still gets everything, and can resume after a sequence number.
-    everything = await read_logs(ws_url, token, until=lambda ls: any("job succeeded" in l["text"] for l in ls))
-    resumed = await read_logs(ws_url, token, after=5, until=lambda ls: any("job succeeded" in l["text"] for l in ls))
+    everything = await read_logs(ws_url, token, until=lambda ls: any("job succeeded" in line["text"] for line in ls))
+    resumed = await read_logs(
+        ws_url, token, after=5, until=lambda ls: any("job succeeded" in line["text"] for line in ls)
+    )
     assert resumed[0]["seq"] == 6 and resumed[-1]["seq"] == everything[-1]["seq"]
 
     r = await gw.get(f"/api/jobs/{job['id']}/artifacts", headers=headers)

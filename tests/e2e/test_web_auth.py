@@ -25,7 +25,8 @@ def page(web_prerequisites, browser, stack) -> Iterator[Page]:
     content_type = index.headers.get("content-type", "")
     assert index.ok and content_type.startswith("text/html"), (
         f"the gateway must serve index.html for client routes as text/html, inline; it answered {index.status} "
-        f"{content_type!r} {index.headers.get('content-disposition', '')!r}, which a browser downloads instead of showing"
+        f"{content_type!r} {index.headers.get('content-disposition', '')!r}, "
+        "which a browser downloads instead of showing"
     )
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -106,7 +106,7 @@ def test_merging_an_adapter_is_one_stage_without_quantisation_keys():
     assert stage.name == "merge" and stage.command == rendering.EXPORT_COMMAND
     assert c["adapter_name_or_path"] == ADAPTER.adapter_path and c["export_dir"] == str(OUT / "export")
     assert c["export_size"] == 2 and c["export_device"] == "cpu" and "output_dir" not in c
-    assert not [key for key in c if key.startswith("export_quantization") or key.startswith("quantization")]
+    assert not [key for key in c if key.startswith(("export_quantization", "quantization"))]
 
 
 def test_a_quantised_adapter_is_merged_then_quantised_as_two_stages():
@@ -215,7 +215,8 @@ def test_training_keeps_the_engines_numbers(tmp_path):
         ),
         ("ModuleNotFoundError: No module named 'gptqmodel'", "gptqmodel"),
         (
-            "ImportError: Using `bitsandbytes` 4-bit quantization requires bitsandbytes: `pip install -U bitsandbytes>=0.46.1`",
+            "ImportError: Using `bitsandbytes` 4-bit quantization requires bitsandbytes: "
+            "`pip install -U bitsandbytes>=0.46.1`",
             "bitsandbytes>=0.46.1",
         ),
     ],

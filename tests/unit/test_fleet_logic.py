@@ -37,7 +37,7 @@ def test_a_heartbeat_speaks_only_for_the_agent_its_subject_names():
 
 def test_samples_average_the_beats_of_a_period_and_skip_missing_readings():
     recorder = HeartbeatRecorder(sample_s=10)
-    gpu = dict(index=0, name="A100", memory_total_mb=80_000)
+    gpu = {"index": 0, "name": "A100", "memory_total_mb": 80_000}
     for cpu, util, temp in ((10.0, 50.0, 60.0), (30.0, 70.0, None)):
         recorder.add(
             "agent.heartbeat.gpu-1",

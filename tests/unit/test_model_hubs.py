@@ -294,8 +294,8 @@ async def test_the_process_runtime_gives_the_engine_the_stages_hub_never_the_age
                 "    import addict",
                 "ModuleNotFoundError: No module named 'addict'",
                 "",
-                "RuntimeError: Failed to import modelscope.msdatasets because of the following error (look up to see its "
-                "traceback):",
+                "RuntimeError: Failed to import modelscope.msdatasets because of the following error (look up to see "
+                "its traceback):",
                 "No module named 'addict'",
             ],
             "modelscope[datasets]",

@@ -3,8 +3,9 @@
 import pytest
 
 from services.common.security import new_id
+from tests.helpers import assert_error
 
-from .helpers import assert_error, make_job, make_output, make_preset, make_user, unique
+from .helpers import make_job, make_output, make_preset, make_user, unique
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ async def test_reference_presets_are_loaded_at_start(client, alice):
 
 
 async def test_callers_see_their_own_and_the_presets_admins_see_all(client, pool, alice, bob, admin):
-    (alice_id, alice_h), (bob_id, bob_h), (_, admin_h) = alice, bob, admin
+    (alice_id, alice_h), (bob_id, _), (_, admin_h) = alice, bob, admin
     preset_id, _ = await make_preset(pool)
     mine, _ = await make_output(pool, alice_id, preset_id)
     theirs, _ = await make_output(pool, bob_id, preset_id)

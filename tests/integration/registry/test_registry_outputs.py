@@ -7,8 +7,9 @@ import pytest
 
 from services.common import contracts
 from services.registry import service
+from tests.helpers import eventually
 
-from .helpers import eventually, make_job, make_output, make_preset, make_user, unique, write_adapter
+from .helpers import make_job, make_output, make_preset, make_user, unique, write_adapter
 
 pytestmark = pytest.mark.integration
 

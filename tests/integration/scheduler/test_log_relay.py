@@ -94,7 +94,9 @@ async def test_an_agent_cannot_ship_as_another_nor_write_a_log_itself(
         for subject in (Subjects.job_logs("logs-owner", job_id), Subjects.logs(job_id)):
             refused = f'publish to "{subject}"'
             await eventually(
-                lambda: _async(sum(refused in e and "permissions violation" in e for e in intruder_errors) == 2)
+                lambda refused=refused: _async(
+                    sum(refused in e and "permissions violation" in e for e in intruder_errors) == 2
+                )
             )
         with pytest.raises(nats.errors.TimeoutError):  # the job's own agent may not skip the relay either
             await owner.jetstream().publish(Subjects.logs(job_id), forged, timeout=1)

@@ -59,7 +59,7 @@ async def test_an_agent_cannot_take_another_agents_work(nats_server):
         await thief.subscribe(Subjects.JOB_DISPATCH_ALL)
         await thief.flush()
         await eventually(lambda: _async(any('subscription to "job.dispatch.>"' in e for e in errors)))
-        with pytest.raises(Exception):  # its own consumer name, filtered on the other agent's queue
+        with pytest.raises(nats.errors.TimeoutError):  # its own consumer name, filtered on the other agent's queue
             await js.add_consumer(
                 "DISPATCH",
                 ConsumerConfig(
@@ -69,7 +69,7 @@ async def test_an_agent_cannot_take_another_agents_work(nats_server):
                 ),
                 timeout=1,
             )
-        with pytest.raises(Exception):  # the other agent's consumer
+        with pytest.raises(nats.errors.TimeoutError):  # the other agent's consumer
             await js.consumer_info("DISPATCH", "agent-fleet-worker", timeout=1)
         # Its own consumer works.
         sub = await js.pull_subscribe(
