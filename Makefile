@@ -25,7 +25,7 @@ static: install ## lint, format, import contracts (services independent, common 
 	$(BIN)/ruff check services llmct tests bench
 	$(BIN)/ruff format --check services llmct tests bench
 	$(BIN)/lint-imports
-	$(BIN)/pyright
+	$(BIN)/pyright -p .
 
 install: $(STAMP)
 

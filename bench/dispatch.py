@@ -11,7 +11,7 @@ Everything is real: nats-server, Postgres (migrated), the scheduler's handlers/s
 Runner registered by the agent's own heartbeat function, a preset model row and a dataset entry.
 
 Modes (each runs a short unloaded probe, one job in flight, then the load phase):
-  inproc   scheduler dispatcher (services.scheduler.handlers.start) in this process, submit by calling
+  inproc   scheduler dispatcher (services.scheduler.handlers' parts and consumers) in this process, submit by calling
            services.scheduler.jobs.service.submit directly
   gateway  scheduler and gateway as processes (launcher.start_services); submit = HTTP POST /api/jobs
            through the gateway with a bearer token (JWT check only, no argon2) - includes validation,
@@ -31,16 +31,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import httpx
 import nats
 from nats.js.api import StreamConfig
 
+from services.agent.app import AgentContext, heartbeat
+from services.agent.settings import AgentSettings
 from services.common import contracts
 from services.common.bus import connect_bus, consume, ensure_streams
 from services.common.contracts import Subjects
-from services.common.security import Principal
+from services.common.security import Principal, RevokedSessions
 from services.common.store import create_pool
 
 from ._infra import (
@@ -294,7 +295,6 @@ class Platform:
         self.observer = Observer()
 
     async def setup(self) -> None:
-        from services.agent.app import heartbeat
         from services.agent.runner import Runner
         from services.registry.presets import register_preset
 
@@ -325,16 +325,27 @@ class Platform:
             engine_env={},
         )
         await self.runner.start()
-        self.agent_app = SimpleNamespace(state=SimpleNamespace(agent_id=AGENT_ID, nc=self.agent_nc, runner=self.runner))
-        self._heartbeat = heartbeat
+        self.agent_js = agent_js
         self.beater = asyncio.create_task(self._beat_forever())
+
+    def agent_context(self) -> AgentContext:
+        """What the agent's heartbeat reads: its settings (this run's CPU slots) and its runner."""
+        return AgentContext(
+            settings=self.settings,
+            nc=self.agent_nc,
+            js=self.agent_js,
+            store=None,
+            revoked=RevokedSessions(),
+            reconnected=[],
+            runner=self.runner,
+            agent=AgentSettings(agent_id=AGENT_ID, cpu_slots=self.slots),
+        )
 
     async def set_slots(self, slots: int) -> None:
         """Announce a new CPU-slot count with a real heartbeat and wait until the scheduler stored it."""
         self.slots = slots
-        os.environ["LLMCT_CPU_SLOTS"] = str(slots)
         for _ in range(200):
-            await self._heartbeat(self.agent_app)
+            await heartbeat(self.agent_context())
             await asyncio.sleep(0.1)
             if await self.pool.fetchval("SELECT cpu_slots FROM agents WHERE id = $1", AGENT_ID) == slots:
                 return
@@ -343,7 +354,7 @@ class Platform:
     async def _beat_forever(self) -> None:
         while True:
             with contextlib.suppress(Exception):
-                await self._heartbeat(self.agent_app)
+                await heartbeat(self.agent_context())
             await asyncio.sleep(5)
 
     async def wait_idle(self, timeout: float = 120) -> None:
@@ -364,22 +375,39 @@ class Platform:
 
 
 class InprocScheduler:
-    """The scheduler's NATS side (handlers.start: dispatcher loop + consumers) on this event loop."""
+    """The scheduler's NATS side (its background parts: dispatcher, fleet, log relay; and its consumers) on this
+    event loop, as its lifespan would run them."""
 
     async def start(self, settings) -> None:
+        from services.common.lifecycle import Context, Running
+        from services.common.security import RevokedSessions
+        from services.common.settings import settings_for
         from services.scheduler import handlers
+        from services.scheduler.context import scheduler_context
+        from services.scheduler.settings import SchedulerSettings
 
-        self.handlers = handlers
         nc = await connect_bus(settings.nats_url, "bench-scheduler")
         js = nc.jetstream()
         await ensure_streams(js)
-        self.app = SimpleNamespace(state=SimpleNamespace(pool=await create_pool(settings.database_url), nc=nc, js=js))
-        await handlers.start(self.app)
+        base = Context(
+            settings=settings_for(SchedulerSettings, settings),
+            nc=nc,
+            js=js,
+            store=await create_pool(settings.database_url),
+            revoked=RevokedSessions(),
+            reconnected=[],
+        )
+        self.context = scheduler_context(base)
+        self.running = Running()
+        for part in handlers.BACKGROUND:
+            await self.running.start(part, self.context)
+        for consumer in handlers.CONSUMERS:
+            self.running.consume(js, consumer, self.context)
 
     async def stop(self) -> None:
-        await self.handlers.stop(self.app)
-        await self.app.state.nc.drain()
-        await self.app.state.pool.close()
+        await self.running.stop()
+        await self.context.nc.drain()
+        await self.context.pool.close()
 
 
 def submitter(mode: str, platform: Platform, sched: InprocScheduler | None):
@@ -391,10 +419,12 @@ def submitter(mode: str, platform: Platform, sched: InprocScheduler | None):
         from services.scheduler.jobs.schemas import TrainRequest
 
         request = msgspec.convert(REQUEST, TrainRequest)
-        state = sched.app.state
+        context = sched.context
 
         async def submit() -> str:
-            return await service.submit(state.pool, state.js, platform.settings, platform.principal, request)
+            return await service.submit(
+                context.pool, context.nc, context.js, context.scheduler_settings, platform.principal, request
+            )
 
         return submit, None
     port = platform.infra.env["LLMCT_GATEWAY_PORT" if mode == "gateway" else "LLMCT_SCHEDULER_PORT"]
@@ -481,7 +511,8 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
     print("building blocks: JetStream publish-ack, bus.consume hop ...", flush=True)
     results["building_blocks"] = await building_blocks(infra.env["NATS_URL"], 200)
 
-    os.environ["LLMCT_CPU_SLOTS"] = str(args.slots)
+    # The scheduler asks these two which model and datasets a job may use, whichever mode submits.
+    await asyncio.to_thread(infra.start_services, ("registry", "datasets"))
     platform = Platform(infra, args.slots)
     await platform.setup()
     meter = CpuMeter(infra)
@@ -492,7 +523,7 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
             if mode == "inproc":
                 sched = InprocScheduler()
                 await sched.start(platform.settings)
-            elif not infra.services:
+            elif not any(service.name == "scheduler" for service in infra.services):
                 print("starting scheduler and gateway as processes ...", flush=True)
                 await asyncio.to_thread(infra.start_services, ("scheduler", "gateway"), args.profile)
             await platform.set_slots(args.slots)
