@@ -32,7 +32,12 @@ def _numbers(path: Path) -> dict[str, float]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    # Finite numbers only: a diverged run writes NaN, which JSON carries as null and no metric can be.
+    return {
+        k: float(v)
+        for k, v in data.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def _count_lines(path: Path) -> int:

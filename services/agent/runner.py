@@ -17,6 +17,7 @@ from services.common import contracts
 from services.common.consumers import Ack, Consumer, Delivery, Outcome, run_consumer
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
+from services.common.text import storable
 
 from . import progress, reattach, results
 from .ending import conclude
@@ -349,14 +350,14 @@ class Runner:
             return
         state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
-        tail = tuple(shipper.tail)
+        tail = tuple(storable(line) for line in shipper.tail)  # the scheduler stores them: no NUL
         await shipper.close()
         event = contracts.JobFinished(
             job_id=order.job_id,
             agent_id=self.agent_id,
             state=state,
             reason=reason,
-            message=message,
+            message=storable(message) if message else message,
             exit_code=exit_info.exit_code,
             last_lines=tail if state == "failed" else (),
             metrics=results.read(order.kind, Path(order.output_dir)),

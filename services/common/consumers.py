@@ -3,8 +3,13 @@ that settles each message.
 
 A handler gets the service's context, the decoded message and a `Delivery` (what it may need to know about this
 delivery), and returns what to do with the message: `Ack()`, `Nak(delay)` or `Term(reason)`. It never touches
-the NATS message. A message that does not decode is terminated (never retried); a handler that raises has its
-message redelivered after `retry_s`.
+the NATS message. A handler that raises has its message redelivered after `retry_s` (an outage passes).
+
+A message that can never be handled is never silently dropped: one that does not decode, or whose handler raises
+one of the consumer's `poison` exceptions (bad data, not an outage: Postgres refusing a NUL byte), is kept as it
+came in the DEAD_LETTERS stream (`deadletter.<durable>`, headers: its subject, the consumer and why), counted on
+`/metrics` (`llmct_dead_letters_total`), logged, handed to the consumer's `on_dead_letter` (the scheduler fails the
+job it was about) and only then terminated. While DEAD_LETTERS cannot take it, it is redelivered instead.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from .bus import consume
+from .contracts import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +76,29 @@ class Consumer(Generic[C, M]):
     max_ack_pending: int = 10_000
     retry_s: float = 2.0
     """How long a message whose handler raised waits before it is delivered again."""
+    poison: tuple[type[Exception], ...] = ()
+    """Exceptions of the handler that mean this message can never be applied: it goes to DEAD_LETTERS."""
+    on_dead_letter: Callable[[C, Delivery, str], Awaitable[None]] | None = None
+    """Told (context, delivery, why) when a message goes to DEAD_LETTERS, before it is terminated."""
 
 
-async def settle(consumer: Consumer[C, Any], context: C, msg) -> None:
+DEAD_LETTERS = Counter("llmct_dead_letters_total", "Messages a consumer could not decode or apply", ["consumer"])
+HEADER_SUBJECT, HEADER_CONSUMER, HEADER_ERROR = "Llmct-Subject", "Llmct-Consumer", "Llmct-Error"
+
+
+async def settle(consumer: Consumer[C, Any], context: C, msg, js: JetStreamContext) -> None:
     """Decode one message, hand it to the consumer's handler and apply the outcome (the one ack policy)."""
+    delivery = Delivery(msg.subject, _num_delivered(msg))
     try:
         message = consumer.decode(msg.data)
-    except Exception:  # noqa: BLE001 - msgspec.ValidationError / DecodeError: no handler can read it
-        log.warning("dropping undecodable message on %s", msg.subject)
-        await msg.term()
+    except Exception as exc:  # noqa: BLE001 - msgspec.ValidationError / DecodeError: no handler can read it
+        await dead_letter(consumer, context, msg, delivery, js, f"undecodable: {exc}")
         return
     try:
-        outcome = await consumer.handler(context, message, Delivery(msg.subject, _num_delivered(msg)))
+        outcome = await consumer.handler(context, message, delivery)
+    except consumer.poison as exc:
+        await dead_letter(consumer, context, msg, delivery, js, f"could not be applied: {exc}")
+        return
     except Exception:
         log.exception(
             "%s: could not handle %s on %s; retrying in %.0f s",
@@ -92,6 +110,29 @@ async def settle(consumer: Consumer[C, Any], context: C, msg) -> None:
         await msg.nak(delay=consumer.retry_s)
         return
     await apply(outcome, msg)
+
+
+async def dead_letter(
+    consumer: Consumer[C, Any], context: C, msg, delivery: Delivery, js: JetStreamContext, why: str
+) -> None:
+    """Keep `msg` in DEAD_LETTERS, count it, tell the consumer's owner, then terminate it; while DEAD_LETTERS cannot
+    take it, deliver it again later instead (never drop it)."""
+    why = " ".join(why.split())[:500]  # one header line
+    headers = {HEADER_SUBJECT: msg.subject, HEADER_CONSUMER: consumer.durable, HEADER_ERROR: why}
+    try:
+        await js.publish(Subjects.dead_letter(consumer.durable), msg.data, headers=headers, timeout=5)
+    except Exception:  # NATS away: keep the message where it is (logged with its traceback)
+        log.exception("%s: could not keep a bad message from %s; retrying", consumer.durable, msg.subject)
+        await msg.nak(delay=consumer.retry_s)
+        return
+    DEAD_LETTERS.labels(consumer=consumer.durable).inc()
+    log.error("%s: a message on %s went to DEAD_LETTERS: %s", consumer.durable, msg.subject, why)
+    if consumer.on_dead_letter is not None:
+        try:
+            await consumer.on_dead_letter(context, delivery, why)
+        except Exception:  # the letter is kept; the owner's follow-up is best effort (logged)
+            log.exception("%s: acting on a dead letter from %s failed", consumer.durable, msg.subject)
+    await msg.term()
 
 
 async def apply(outcome: Outcome, msg) -> None:
@@ -121,7 +162,7 @@ async def run_consumer(js: JetStreamContext, consumer: Consumer[C, Any], context
         subject=consumer.subject,
         durable=consumer.durable,
         stream=consumer.stream,
-        handle=lambda msg: settle(consumer, context, msg),
+        handle=lambda msg: settle(consumer, context, msg, js),
         batch=consumer.batch,
         ack_wait=consumer.ack_wait,
         max_ack_pending=consumer.max_ack_pending,

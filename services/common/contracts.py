@@ -31,6 +31,7 @@ class Subjects:
     JOB_CANCEL_ALL = "job.cancel.>"
     AGENT_HEARTBEAT_ALL = "agent.heartbeat.>"
     LOGS_ALL = "logs.>"
+    DEAD_LETTERS_ALL = "deadletter.>"
     JOB_LOGS_ALL = "job.logs.>"
     JOB_CHANGED_ALL = "job.changed.>"
     SESSION_REVOKED = "auth.session.revoked"
@@ -67,6 +68,19 @@ class Subjects:
             return None
         agent_id = subject[len(head) : -len(tail)]
         return None if "." in agent_id else agent_id
+
+    @staticmethod
+    def job_status_parts(subject: str) -> tuple[str, str] | None:
+        """(agent_id, job_id) of a subject job.status.<agent_id>.<job_id>; None for any other subject."""
+        parts = subject.split(".")
+        if len(parts) != 4 or parts[:2] != ["job", "status"] or not all(parts[2:]):
+            return None
+        return parts[2], parts[3]
+
+    @staticmethod
+    def dead_letter(durable: str) -> str:
+        """Where a consumer keeps a message it could not decode or apply (the DEAD_LETTERS stream)."""
+        return f"deadletter.{durable}"
 
     @staticmethod
     def job_changed(owner_id: str, job_id: str) -> str:
@@ -179,6 +193,18 @@ STREAMS: tuple[StreamConfig, ...] = (
         discard=DiscardPolicy.OLD,
         description="batched job log lines, replayed to viewers",
     ),
+    # A message a consumer could not decode or apply, kept as it came (headers: its subject, consumer and why) for
+    # people to read: never redelivered, never silently dropped (services/common/consumers.py).
+    StreamConfig(
+        name="DEAD_LETTERS",
+        subjects=[Subjects.DEAD_LETTERS_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * 24 * 3600.0,
+        max_bytes=1024**3,
+        discard=DiscardPolicy.OLD,
+        description="messages a consumer could not decode or apply, with why",
+    ),
 )
 
 # Durable consumer names, one shared constant per queue.
@@ -221,6 +247,7 @@ FinishReason = Literal[
     "container_lost",
     # the scheduler's
     "agent_lost",  # the job's agent went offline and the job had no retries left (or was a deployment)
+    "bad_event",  # the job's agent sent an event the scheduler could not read or store (kept in DEAD_LETTERS)
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+import asyncpg
 import msgspec
 
 from services.common import contracts
@@ -37,6 +38,12 @@ async def on_job_event(context: SchedulerContext, event: contracts.JobEvent, del
     if applied and isinstance(event, contracts.JobFinished):
         context.wake.set()
     return Ack()
+
+
+async def on_bad_job_event(context: SchedulerContext, delivery: Delivery, why: str) -> None:
+    """An agent's event went to DEAD_LETTERS: fail its job rather than leave it running for ever."""
+    if await events.fail_for_bad_event(context.pool, context.nc, delivery.subject, why):
+        context.wake.set()  # its GPUs are free for the queue
 
 
 async def dispatch_forever(context: SchedulerContext) -> None:
@@ -87,6 +94,8 @@ CONSUMERS = (
         decode=msgspec.json.Decoder(contracts.JobEvent).decode,
         handler=on_job_event,
         retry_s=EVENT_RETRY_S,
+        poison=(asyncpg.DataError,),  # Postgres refuses what the event carries: retrying changes nothing
+        on_dead_letter=on_bad_job_event,
     ),
 )
 

@@ -12,6 +12,7 @@ from services.agent import failures, results
 from services.agent.runtimes.base import ExitInfo
 from services.common import contracts
 from services.common.errors import ApiError
+from services.common.text import storable
 from services.scheduler import rendering
 from services.scheduler.jobs.schemas import EvalRequest, ExportRequest, JobRequest
 
@@ -303,3 +304,15 @@ def test_deployment_states_people_see(job_state, ready, cancel, expected):
         assert seen.message is None
     admin = to_out(row, admin_view=True, now=now)
     assert (admin.owner, admin.agent_id, admin.gpu_memory_mb) == ("ann", "gpu-1", 1000)
+
+
+def test_a_diverged_runs_nan_and_infinite_metrics_are_left_out(tmp_path):
+    """NaN has no place in a metric: JSON carries it as null, which the scheduler cannot read (issue 14)."""
+    (tmp_path / "all_results.json").write_text(
+        json.dumps({"train_loss": float("nan"), "grad_norm": float("inf"), "epoch": 3.0, "train_runtime": 12})
+    )
+    assert results.read("train", tmp_path) == {"epoch": 3.0, "train_runtime": 12.0}
+
+
+def test_text_is_stored_without_nul_bytes():
+    assert storable("a\x00b\x00\n") == "ab\n" and storable("plain") == "plain"

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 
 from services.common import contracts
 from services.common.contracts import Subjects
+from services.common.text import storable
 
 from ..deployments import store as deployments_store
 from . import store
@@ -99,6 +100,7 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
             message = event.message
             if event.last_lines:
                 message = f"{message}\n--- last log lines ---\n" + "\n".join(event.last_lines)
+            message = storable(message) if message else message  # an engine's last lines may hold a NUL
             return await transition(
                 conn,
                 event.job_id,
@@ -117,3 +119,24 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
         case contracts.DeploymentUsage():
             await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens, event.last_request_at)
             return None, None
+
+
+async def fail_for_bad_event(pool: asyncpg.Pool, nc: Client, subject: str, why: str) -> JobChange | None:
+    """The job's agent sent an event the scheduler cannot read or store (kept in DEAD_LETTERS): the job fails with
+    `bad_event` instead of staying `running` for ever, and its agent is told to stop it. Only when the subject's
+    agent is the job's agent (NATS vouches for the subject) and the job is on it."""
+    parts = Subjects.job_status_parts(subject)
+    if parts is None:
+        return None
+    agent_id, job_id = parts
+    message = f"the agent's report could not be read or stored ({why}); it is kept in DEAD_LETTERS"
+    async with pool.acquire() as conn, conn.transaction():
+        job = await store.job_assignment(conn, job_id)
+        if job is None or job.agent_id != agent_id:
+            log.warning("a bad event on %s names no job of agent %s: nothing to fail", subject, agent_id)
+            return None
+        change = await transition(conn, job_id, "failed", from_states=ON_AGENT, reason="bad_event", message=message)
+    if change is not None:
+        await publish_change(nc, change)
+        await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
+    return change
