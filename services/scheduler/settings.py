@@ -40,6 +40,11 @@ class FleetSettings:
     )
     max_age_s: float = env("LLMCT_METRICS_MAX_AGE_S", 90 * DAY, doc="history older than this is deleted")
     retention_every_s: float = env("LLMCT_METRICS_RETENTION_EVERY_S", 300.0, doc="how often the retention pass runs")
+    cancel_grace_s: float = env(
+        "LLMCT_CANCEL_GRACE_S",
+        120.0,
+        doc="a cancel the job's agent has not confirmed in this long ends the job anyway (cancelled, its GPUs freed)",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from .. import rendering
 from ..settings import SchedulerSettings
 from . import access, memory, placement, queue, store
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest, kind_of
-from .transitions import JobChange, add_event, transition
+from .transitions import ON_AGENT, JobChange, add_event, transition
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +290,19 @@ async def request_stop(nc: Client, job_id: str) -> None:
     await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
 
 
+async def _end_unanswered_cancels(conn, grace_s: float) -> list[JobChange | None]:
+    """A cancel its agent never confirmed (the agent died, restarted without the job, or hangs) ends the job anyway:
+    nothing may stay `running` that only database surgery could clear. The agent is still told to stop it."""
+    message = f"cancelled; the agent did not confirm the stop within {grace_s:.0f} s"
+    return [
+        await transition(conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled", message=message)
+        for job in await store.unanswered_cancels(conn, grace_s)
+    ]
+
+
 async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> None:
-    """Repair what a crash or a lost agent left: re-queue stale dispatches, resend pending cancels."""
+    """Repair what a crash or a lost agent left: re-queue stale dispatches, end cancels no agent confirmed within
+    the grace, resend the others."""
     changed = []
     async with pool.acquire() as conn, conn.transaction():
         for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, settings.offline_after_s):
@@ -316,8 +327,11 @@ async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> 
                     gpu_ids=[],
                 )
             changed.append(row)
-        to_stop = await store.cancel_pending_running(conn)
+        ended = await _end_unanswered_cancels(conn, settings.cancel_grace_s)
+        changed.extend(ended)
+        to_stop = [job["id"] for job in await store.cancel_pending_running(conn)]
+        to_stop += [change.id for change in ended if change is not None]
     for row in filter(None, changed):
         await publish_change(nc, row)
-    for job in to_stop:
-        await request_stop(nc, job["id"])
+    for job_id in to_stop:
+        await request_stop(nc, job_id)

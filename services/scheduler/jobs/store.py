@@ -312,6 +312,20 @@ async def stale_dispatches(conn, older_than_s: float, agent_alive_s: float) -> l
     )
 
 
+async def unanswered_cancels(conn, grace_s: float) -> list[asyncpg.Record]:
+    """Jobs on an agent asked to stop longer than `grace_s` ago that the agent never reported as ended."""
+    return await conn.fetch(
+        """
+        SELECT j.id FROM jobs j
+        WHERE j.cancel_requested AND j.state = ANY($1::text[])
+          AND (SELECT max(e.at) FROM job_events e WHERE e.job_id = j.id AND e.reason = 'cancel_requested')
+              < now() - make_interval(secs => $2)
+        """,
+        list(ON_AGENT),
+        grace_s,
+    )
+
+
 async def cancel_pending_running(conn) -> list[asyncpg.Record]:
     """Jobs asked to stop that an agent still runs: the cancel is sent again."""
     return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state = ANY($1::text[])", list(ON_AGENT))

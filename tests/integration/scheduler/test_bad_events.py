@@ -1,6 +1,8 @@
-"""No job strands on an event the scheduler cannot read or store (issue 14, item 1): the scheduler in-process, real
-NATS and Postgres. The event is kept in DEAD_LETTERS with its raw bytes, counted on /metrics, and its job fails with
-`bad_event` (its agent is told to stop); text with NUL bytes is stored without them."""
+"""No job strands (issue 14, item 1): the scheduler in-process, real NATS and Postgres.
+
+An event the scheduler cannot read or store is kept in DEAD_LETTERS with its raw bytes, counted on /metrics, and its
+job fails with `bad_event` (its agent is told to stop); text with NUL bytes is stored without them; a cancel the
+job's agent never confirms ends the job after LLMCT_CANCEL_GRACE_S (2 s here)."""
 
 from __future__ import annotations
 
@@ -113,3 +115,23 @@ async def test_an_event_postgres_refuses_is_kept_and_fails_the_job(bus, pool, pe
     assert "could not be applied" in ended["message"]
     kept = await eventually(lambda: _dead_letter_of(js, job_id))
     assert kept.data == contracts.encode(event)
+
+
+async def test_a_cancel_the_agent_never_confirms_ends_the_job_after_the_grace(bus, scheduler, pool, people, tmp_path):
+    """Seen on a live stack: an agent back without the job answered no cancel; cancel said 202 and changed nothing."""
+    nc, _ = bus
+    owner_id, owner = people["fleet-owner"]
+    job_id = await job_on(pool, owner_id, tmp_path, AGENT, attempt=1)
+    cancels = await nc.subscribe(Subjects.job_cancel(job_id))
+    r = await scheduler.post(f"/api/jobs/{job_id}/cancel", headers=owner)
+    assert (r.status_code, r.json()["state"]) == (202, "cancelling")
+    await cancels.next_msg(timeout=5)  # the agent is asked (and never answers)
+    assert (await pool.fetchval("SELECT state FROM jobs WHERE id = $1", job_id)) == "running"
+
+    ended = await eventually(lambda: _ended(pool, job_id), timeout=30)  # the sweep runs every 10 s
+    assert (ended["state"], ended["reason"]) == ("cancelled", "cancelled")
+    assert "did not confirm the stop within 2 s" in ended["message"]
+    assert isinstance(contracts.decode((await cancels.next_msg(timeout=5)).data), contracts.JobCancelRequested)
+    r = await scheduler.post(f"/api/jobs/{job_id}/retry", headers=owner)
+    assert r.status_code == 202, "a cancelled job can run again: nothing left for database surgery"
+    await pool.execute("UPDATE jobs SET state = 'cancelled' WHERE id = $1", job_id)
