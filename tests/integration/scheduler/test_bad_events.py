@@ -66,6 +66,7 @@ async def test_a_diverged_runs_nan_metric_fails_the_job_and_is_kept(bus, schedul
     owner_id, _ = people["fleet-owner"]
     job_id = await job_on(pool, owner_id, tmp_path, AGENT, attempt=1)
     cancels = await nc.subscribe(Subjects.job_cancel(job_id))
+    await nc.flush()  # the server has the subscription before anything is published to it
     event = msgspec.structs.replace(finished(job_id, AGENT, 1), metrics={"train_loss": math.nan})
     raw = contracts.encode(event)
     assert b'"train_loss":null' in raw, "msgspec writes NaN as null: the scheduler cannot decode it"
@@ -123,6 +124,7 @@ async def test_a_cancel_the_agent_never_confirms_ends_the_job_after_the_grace(bu
     owner_id, owner = people["fleet-owner"]
     job_id = await job_on(pool, owner_id, tmp_path, AGENT, attempt=1)
     cancels = await nc.subscribe(Subjects.job_cancel(job_id))
+    await nc.flush()  # the server has the subscription before anything is published to it
     r = await scheduler.post(f"/api/jobs/{job_id}/cancel", headers=owner)
     assert (r.status_code, r.json()["state"]) == (202, "cancelling")
     await cancels.next_msg(timeout=5)  # the agent is asked (and never answers)
