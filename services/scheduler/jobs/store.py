@@ -94,65 +94,26 @@ async def insert_job(
     estimate: dict,
 ) -> None:
     """The job and its first history row, or neither; `db` is a pool or a connection already in a transaction."""
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn, conn.transaction():
-            await _insert_job(
-                conn,
-                job_id,
-                owner_id,
-                kind,
-                priority,
-                gpu_count,
-                request,
-                config,
-                config_yaml,
-                stages,
-                output_dir,
-                estimate,
-            )
-    else:
-        await _insert_job(
-            db, job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate
-        )
-
-
-async def _insert_job(
-    conn,
-    job_id: str,
-    owner_id: str,
-    kind: JobKind,
-    priority: int,
-    gpu_count: int,
-    request: dict,
-    config: dict,
-    config_yaml: str,
-    stages: list[dict],
-    output_dir: str,
-    estimate: dict,
-) -> None:
     # What the job reads and leaves, in columns of their own: other services read those, never the config.
     inputs = rendering.job_inputs(kind, request, config)
     output = msgspec.to_builtins(inputs.output) if inputs.output else None
+    values = (job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate)
+    values += (inputs.dataset_keys, inputs.model_name, output)
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            await _insert_job(conn, values)
+    else:
+        await _insert_job(db, values)
+
+
+async def _insert_job(conn, values: tuple) -> None:
     await conn.execute(
         "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
         "output_dir, estimate, dataset_keys, model_name, output) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        job_id,
-        owner_id,
-        kind,
-        priority,
-        gpu_count,
-        request,
-        config,
-        config_yaml,
-        stages,
-        output_dir,
-        estimate,
-        inputs.dataset_keys,
-        inputs.model_name,
-        output,
+        *values,
     )
-    await add_event(conn, job_id, "pending", "submitted", None)
+    await add_event(conn, values[0], "pending", "submitted", None)
 
 
 async def job_detail(conn, job_id: str, owner_id: str | None) -> JobRow | None:
