@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -31,6 +33,8 @@ CACHE_S = 1.0
 FIRST_FRAME_TIMEOUT_S = 120.0
 NEXT_FRAME_TIMEOUT_S = 300.0
 NOT_READY_RETRY_S = 5
+# services.common.security.new_id("dep"): anything else names no deployment, and is never sent on.
+DEPLOYMENT_ID = re.compile(r"dep_[0-9a-f]{16}")
 
 
 class OpenAIError(Exception):
@@ -82,7 +86,7 @@ class Deployments:
             return hit[1]
         try:
             response = await self.http.get(self.scheduler_url + path, params=params, headers={"authorization": key[0]})
-        except Exception as exc:
+        except httpx.TransportError as exc:  # only an outage says so, never a request it could not build
             raise OpenAIError(
                 503,
                 "the scheduler is not reachable; retry shortly",
@@ -97,10 +101,14 @@ class Deployments:
         return result
 
     async def one(self, request: Request, deployment_id: str) -> dict:
-        status, body = await self._get(request, f"/api/deployments/{deployment_id}")
+        status, body = (
+            await self._get(request, f"/api/deployments/{quote(deployment_id, safe='')}")
+            if DEPLOYMENT_ID.fullmatch(deployment_id)
+            else (404, None)
+        )
         if status == 404:
             raise OpenAIError(
-                404, f"The model '{deployment_id}' does not exist or is not yours", "model_not_found", "model"
+                404, f"The model {deployment_id!r} does not exist or is not yours", "model_not_found", "model"
             )
         if status != 200:
             raise OpenAIError(status, (body or {}).get("error", {}).get("message", "lookup failed"), "lookup_failed")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from urllib.parse import quote, unquote
 
 import httpx
 from litestar import HttpMethod, Request, Response, route
@@ -69,13 +71,35 @@ def _has_body(request: Request) -> bool:
     return "content-length" in request.headers or "transfer-encoding" in request.headers
 
 
+# A path segment that would mean something else once decoded upstream: a dot-segment, an encoded slash or
+# backslash, a control character (httpx refuses those in a URL; Postgres refuses NUL).
+_BAD_SEGMENT_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def raw_target(request: Request) -> str:
+    """The path and query exactly as the client encoded them, so that an encoded `?`, `#` or `/` in an id
+    stays part of that id upstream. A path whose segments decode to a dot-segment, a slash or a control
+    character names no resource: 404."""
+    raw = request.scope.get("raw_path") or quote(request.url.path).encode()
+    path = raw.decode("latin-1")
+    for segment in path.split("/"):
+        decoded = unquote(segment)
+        if decoded in (".", "..") or _BAD_SEGMENT_CHARS.search(decoded):
+            raise ApiError(
+                404,
+                "not_found",
+                "no such resource: a path segment is an encoded slash, a dot-segment or a control character",
+            )
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
 async def forward(request: Request, service: str, client: httpx.AsyncClient, settings: Settings) -> Response:
     """Send the request on to `service` and stream its answer back."""
-    url = settings.service_url(service) + request.url.path
+    url = settings.service_url(service) + raw_target(request)
     upstream_request = client.build_request(
         request.method,
         url,
-        params=request.url.query or None,
         headers=upstream_headers(request),
         content=request.stream() if _has_body(request) else None,
     )

@@ -186,3 +186,43 @@ def signed_in_page(browser: Browser, stack, username: str) -> tuple[Page, list[s
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1, name="Jobs")).to_be_visible()
     return page, errors
+
+
+# --- raw HTTP, for what an HTTP client library would tidy up or refuse to send (tests/e2e/test_gateway_*.py) -------
+
+
+async def raw_request(base_url: str, head: str, body: bytes = b"", timeout: float = 20) -> tuple[int, dict, bytes]:
+    """Send `head` (request line and headers, no trailing blank line) and `body` as given over a plain socket, read
+    the whole answer (the connection is closed after it); returns (status, lowercased headers, body)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(f"{head}\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode("latin-1") + body)
+            await writer.drain()
+            answer = await reader.read()
+        finally:
+            writer.close()
+    return parse_answer(answer)
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
+    """(status, lowercased headers, body) of a raw HTTP/1.1 answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    headers = {k.lower(): v for k, v in headers.items()}
+    if headers.get("transfer-encoding") == "chunked":
+        body = dechunked(body)
+    return int(lines[0].split()[1]), headers, body
+
+
+def dechunked(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, body = out + rest[:size], rest[size + 2 :]
+    return out
