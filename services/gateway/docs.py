@@ -29,6 +29,67 @@ DOCS_PAGE = """<!doctype html>
 </body></html>"""
 
 
+# What every error actually looks like (services/common/errors.py; /v1 keeps OpenAI's shape, services/gateway/chat.py).
+# Litestar documents its own default instead ({status_code, detail, extra}), which no route sends.
+ERROR_SCHEMAS = {
+    "ErrorEnvelope": {
+        "type": "object",
+        "description": "Every error of the API: a stable `code`, a `message` that says what to fix, and the `field` "
+        "(a dotted path in the body, or a parameter's name) it is about, when there is one.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string", "examples": ["not_found", "invalid_field", "unauthorized"]},
+                    "message": {"type": "string"},
+                    "field": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "OpenAIError": {
+        "type": "object",
+        "description": "An error of the OpenAI-compatible surface, in OpenAI's shape.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+}
+ERROR_RESPONSES = {
+    "4XX": "Refused: `error.code` says why, `error.message` what to fix, `error.field` which input",
+    "503": "A service or the database is not reachable right now, or the model is not ready: retry shortly",
+}
+
+
+def _error_responses(path: str) -> dict:
+    component = "OpenAIError" if path.startswith("/v1/") else "ErrorEnvelope"
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}
+    return {status: {"description": text, "content": content} for status, text in ERROR_RESPONSES.items()}
+
+
+def with_real_errors(path: str, item: dict) -> dict:
+    """The path's operations with their error responses as they are sent, in place of Litestar's default."""
+    operations = {}
+    for method, operation in item.items():
+        if isinstance(operation, dict) and "responses" in operation:
+            kept = {k: v for k, v in operation["responses"].items() if not k.startswith(("4", "5"))}
+            operation = {**operation, "responses": {**kept, **_error_responses(path)}}
+        operations[method] = operation
+    return operations
+
+
 async def _service_schema(client: httpx.AsyncClient, base_url: str) -> dict:
     try:
         response = await client.get(f"{base_url}/schema/openapi.json", timeout=5)
@@ -58,8 +119,9 @@ def merge_schemas(schemas: list[dict]) -> dict:
         schema = _prefixed(schema, clashing)
         for path, item in schema.get("paths", {}).items():
             if path.startswith(("/api/", "/v1/")):
-                merged["paths"][path] = item
+                merged["paths"][path] = with_real_errors(path, item)
         merged["components"]["schemas"].update(schema.get("components", {}).get("schemas", {}))
+    merged["components"]["schemas"].update(ERROR_SCHEMAS)
     return merged
 
 

@@ -48,3 +48,17 @@ def test_every_reference_in_the_published_snapshot_resolves():
     document = json.loads((ROOT / "web" / "openapi.json").read_text())
     refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(document)))
     assert refs and refs <= set(document["components"]["schemas"]), refs - set(document["components"]["schemas"])
+
+
+def test_every_operation_states_the_error_envelope_it_really_sends():
+    document = json.loads((ROOT / "web" / "openapi.json").read_text())
+    assert '"status_code"' not in json.dumps(document), "Litestar's default error body is sent by no route"
+    for path, item in document["paths"].items():
+        expected = "OpenAIError" if path.startswith("/v1/") else "ErrorEnvelope"
+        for method, operation in item.items():
+            errors = {code: r for code, r in operation.get("responses", {}).items() if code[0] in "45"}
+            assert set(errors) == {"4XX", "503"}, (method, path, errors)
+            refs = {r["content"]["application/json"]["schema"]["$ref"] for r in errors.values()}
+            assert refs == {f"#/components/schemas/{expected}"}, (method, path)
+    envelope = document["components"]["schemas"]["ErrorEnvelope"]["properties"]["error"]
+    assert envelope["required"] == ["code", "message", "field"]
