@@ -19,6 +19,8 @@ def cmd_service(args: argparse.Namespace) -> int:
     settings = get_settings()
     module = importlib.import_module(f"services.{args.name}.app")
     host = settings.public_host if args.name == "gateway" else settings.bind_host
+    # A service may set more of the server (the gateway: a deadline on request headers).
+    own_options = getattr(module, "server_options", None)
     uvicorn.run(
         module.create_app(settings),
         host=host,
@@ -26,6 +28,7 @@ def cmd_service(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
         proxy_headers=False,
+        **(own_options(settings) if own_options else {}),
     )
     return 0
 

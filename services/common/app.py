@@ -62,6 +62,10 @@ class ServiceSpec:
     """More keyword arguments for `connect_bus` (an agent's own inbox prefix)."""
     endpoints: Sequence[Endpoint] = ()
     """The questions this service owns, answered over NATS request/reply (services.common.requests)."""
+    middleware: Sequence[Any] = ()
+    """The service's own ASGI middleware, inside the shared ones (the gateway's per-client limit)."""
+    state: Callable[[Settings], dict] | None = None
+    """What the service keeps in its app's state besides the shared things, built from its settings."""
 
 
 async def health_report(context: Context | None, spec: ServiceSpec) -> tuple[bool, dict]:
@@ -208,8 +212,15 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> L
         guards=[require_principal],
         dependencies={**DEPENDENCIES, **spec.dependencies},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[PrometheusConfig(app_name=f"llmct_{spec.name}", group_path=True).middleware],
-        state=State({"settings": settings, "revoked_sessions": RevokedSessions(), "spec": spec}),
+        middleware=[PrometheusConfig(app_name=f"llmct_{spec.name}", group_path=True).middleware, *spec.middleware],
+        state=State(
+            {
+                "settings": settings,
+                "revoked_sessions": RevokedSessions(),
+                "spec": spec,
+                **(spec.state(settings) if spec.state else {}),
+            }
+        ),
         openapi_config=OpenAPIConfig(
             title=f"LLM-Cloud-Trainer {spec.name}",
             version=VERSION,

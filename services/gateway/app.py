@@ -15,8 +15,10 @@ from services.common.settings import Settings, settings_for
 
 from .chat import CHAT_HANDLERS, Deployments
 from .docs import DOCS_STATIC, docs_page, openapi_document
+from .limits import Limits, client_concurrency
 from .logs import LogHub
 from .proxy import PROXY_HANDLERS, new_client
+from .server import server_options as _server_options
 from .settings import GatewaySettings
 from .sockets import echo, job_sockets
 from .web import web_client
@@ -48,6 +50,16 @@ async def _close_client(context: GatewayContext) -> None:
     await context.http.aclose()
 
 
+def _limits(settings: Settings) -> dict:
+    gateway = cast(GatewaySettings, settings)
+    limits = Limits(
+        client=gateway.client_concurrency,
+        upstream=gateway.upstream_concurrency,
+        websockets=gateway.websockets_per_user,
+    )
+    return {"limits": limits}
+
+
 SPEC = ServiceSpec(
     name="gateway",
     description="public HTTP and WebSocket entry point",
@@ -63,6 +75,8 @@ SPEC = ServiceSpec(
     ],
     context=_gateway_context,
     on_shutdown=[_close_client],
+    middleware=[client_concurrency],
+    state=_limits,
     dependencies={
         "http": provide_part("http"),
         "log_hub": provide_part("log_hub"),
@@ -74,3 +88,8 @@ SPEC = ServiceSpec(
 def create_app(settings: Settings | None = None) -> Litestar:
     """App factory for `llmct service gateway`."""
     return create_service_app(SPEC, settings_for(GatewaySettings, settings))
+
+
+def server_options(settings: Settings | None = None) -> dict:
+    """What `llmct service gateway` sets on uvicorn: the deadline on request headers."""
+    return _server_options(settings_for(GatewaySettings, settings).header_timeout_s)

@@ -101,11 +101,9 @@ class Deployments:
         return result
 
     async def one(self, request: Request, deployment_id: str) -> dict:
-        status, body = (
-            await self._get(request, f"/api/deployments/{quote(deployment_id, safe='')}")
-            if DEPLOYMENT_ID.fullmatch(deployment_id)
-            else (404, None)
-        )
+        status, body = 404, {}
+        if DEPLOYMENT_ID.fullmatch(deployment_id):
+            status, body = await self._get(request, f"/api/deployments/{quote(deployment_id, safe='')}")
         if status == 404:
             raise OpenAIError(
                 404, f"The model {deployment_id!r} does not exist or is not yours", "model_not_found", "model"

@@ -17,6 +17,7 @@ from services.common.dependencies import Injected
 from services.common.settings import Settings
 
 from .proxy import ROUTES
+from .web import FRAMING_HEADERS
 
 CACHE_S = 30.0
 
@@ -172,8 +173,9 @@ async def openapi_document(
 
 
 @get("/api/docs", opt={"public": True}, include_in_schema=False, media_type=MediaType.HTML)
-async def docs_page(request: Request) -> str:
-    return DOCS_PAGE
+async def docs_page(request: Request) -> Response:
+    # Swagger UI starts from an inline script: no script policy here, but no framing or sniffing either.
+    return Response(DOCS_PAGE, media_type=MediaType.HTML, headers=FRAMING_HEADERS)
 
 
 DOCS_STATIC = create_static_files_router(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 from urllib.parse import quote, unquote
 
 import httpx
@@ -14,7 +15,9 @@ from litestar.response import Stream
 
 from services.common.dependencies import Injected
 from services.common.errors import ApiError
-from services.common.settings import Settings
+
+from .limits import BodyCut, limits_of, paced
+from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -94,31 +97,72 @@ def raw_target(request: Request) -> str:
     return f"{path}?{query}" if query else path
 
 
-async def forward(request: Request, service: str, client: httpx.AsyncClient, settings: Settings) -> Response:
-    """Send the request on to `service` and stream its answer back."""
-    url = settings.service_url(service) + raw_target(request)
+async def forward(request: Request, service: str, client: httpx.AsyncClient, settings: GatewaySettings) -> Response:
+    """Send the request on to `service` and stream its answer back, holding one of the service's places until the
+    answer has been relayed (or the client has gone)."""
+    upstreams = limits_of(request.app).upstreams
+    if not upstreams.enter(service):
+        raise ApiError(
+            503,
+            "service_busy",
+            f"the {service} service has too many requests in flight; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            upstreams.leave(service)
+
+    try:
+        upstream = await _send(request, service, client, settings)
+    except BaseException:
+        release()
+        raise
+
+    async def relayed() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        finally:
+            release()
+            await upstream.aclose()
+
+    async def closed() -> None:  # also when the stream never started (the client left first)
+        release()
+        await upstream.aclose()
+
+    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+    media_type = headers.pop("content-type", "application/octet-stream")
+    return Stream(
+        relayed(),
+        status_code=upstream.status_code,
+        headers=headers,
+        media_type=media_type,
+        background=BackgroundTask(closed),
+    )
+
+
+async def _send(request: Request, service: str, client: httpx.AsyncClient, settings: GatewaySettings) -> httpx.Response:
+    """The upstream's answer (its headers; the body still to read). A body that pauses too long ends the call."""
+    body = paced(request.stream(), settings.body_idle_s) if _has_body(request) else None
     upstream_request = client.build_request(
         request.method,
-        url,
+        settings.service_url(service) + raw_target(request),
         headers=upstream_headers(request),
-        content=request.stream() if _has_body(request) else None,
+        content=body,
     )
     try:
-        upstream = await client.send(upstream_request, stream=True)
+        return await client.send(upstream_request, stream=True)
+    except BodyCut as exc:
+        raise exc.error() from None
     except httpx.LocalProtocolError as exc:
         raise ApiError(400, "bad_request", f"the request cannot be forwarded: {exc}") from exc
     except httpx.TransportError as exc:
         log.warning("%s unreachable: %s", service, exc)
         raise ApiError(503, "service_unavailable", f"the {service} service is not reachable; retry shortly") from exc
-    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-    media_type = headers.pop("content-type", "application/octet-stream")
-    return Stream(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        headers=headers,
-        media_type=media_type,
-        background=BackgroundTask(upstream.aclose),
-    )
 
 
 def proxy_route(prefix: str, service: str):
@@ -139,7 +183,7 @@ def proxy_route(prefix: str, service: str):
         name=f"proxy-{prefix}",
         request_max_body_size=None,
     )
-    async def handler(request: Request, http: httpx.AsyncClient, settings: Injected[Settings]) -> Response:
+    async def handler(request: Request, http: httpx.AsyncClient, settings: Injected[GatewaySettings]) -> Response:
         # The owning service authenticates the caller itself (one shared guard).
         return await forward(request, service, http, settings)
 

@@ -13,3 +13,34 @@ class GatewaySettings(Settings):
     """The platform's shared settings and the gateway's own."""
 
     web_dist: Path = env("LLMCT_WEB_DIST", REPO_ROOT / "web" / "dist", doc="the built web client the gateway serves")
+    header_timeout_s: float = env(
+        "LLMCT_GATEWAY_HEADER_TIMEOUT_S",
+        10.0,
+        doc="seconds a client has to send a request's line and headers; then 408 and the connection is closed",
+    )
+    body_idle_s: float = env(
+        "LLMCT_GATEWAY_BODY_IDLE_S",
+        30.0,
+        doc="seconds a forwarded request body may pause between two chunks; then 408 and the upstream call is ended",
+    )
+    upstream_concurrency: int = env(
+        "LLMCT_GATEWAY_UPSTREAM_CONCURRENCY",
+        256,
+        doc="requests the gateway forwards to one service at once; more answer 503 with Retry-After",
+    )
+    client_concurrency: int = env(
+        "LLMCT_GATEWAY_CLIENT_CONCURRENCY",
+        32,
+        doc="requests in flight from one client address at once; more answer 429 with Retry-After",
+    )
+    websockets_per_user: int = env(
+        "LLMCT_GATEWAY_WEBSOCKETS_PER_USER",
+        16,
+        doc="WebSockets one user may hold open at once; the next is closed at once with code 4429",
+    )
+    chat_url_allow: str = env(
+        "LLMCT_CHAT_URL_ALLOW",
+        "",
+        doc="comma-separated URL prefixes chat content may make a model server fetch (`image_url` and the like); "
+        "any other URL is refused (422), `data:` URIs always pass",
+    )

@@ -14,12 +14,14 @@ from services.common import contracts, readmodels
 from services.common.contracts import Subjects
 from services.common.security import Principal
 
+from .limits import capped_per_user
 from .logs import LogHub, frame_text, lines_after
 
 NOT_FOUND = 4404
 
 
 @websocket("/api/ws/echo")
+@capped_per_user
 async def echo(socket: WebSocket, principal: Principal) -> None:
     """Echo every text frame back, tagged with the caller: proves WebSocket auth end to end."""
     await socket.accept()
@@ -104,6 +106,7 @@ async def until_disconnect(socket: WebSocket, work) -> None:
 
 
 @websocket("/api/jobs/{rest:path}")
+@capped_per_user
 async def job_sockets(
     socket: WebSocket, pool: Pool, nc: Client, log_hub: LogHub, principal: Principal, rest: str
 ) -> None:
