@@ -26,8 +26,12 @@ from litestar.response import Stream
 from nats.aio.client import Client
 
 from services.common.contracts import ChatFrames, Subjects
+from services.common.dependencies import Injected
 from services.common.errors import ApiError
 from services.common.security import authenticate
+
+from .chat_content import FetchRefused, allowed_prefixes, check_messages
+from .settings import GatewaySettings
 
 CACHE_S = 1.0
 FIRST_FRAME_TIMEOUT_S = 120.0
@@ -256,7 +260,9 @@ async def list_models(request: Request, deployments: Deployments) -> Response:
     summary="OpenAI: chat with a deployment (stream or not); `model` is a deployment id or a deployed model's name",
 )
 @_openai_errors
-async def chat_completions(request: Request, deployments: Deployments, nc: Client) -> Response:
+async def chat_completions(
+    request: Request, deployments: Deployments, nc: Client, settings: Injected[GatewaySettings]
+) -> Response:
     await _caller(request)
     raw = await request.body()
     try:
@@ -274,6 +280,10 @@ async def chat_completions(request: Request, deployments: Deployments, nc: Clien
         raise OpenAIError(
             400, "`messages` must be a non-empty list of {role, content} objects", "invalid_messages", "messages"
         )
+    try:
+        check_messages(messages, allowed_prefixes(settings.chat_url_allow))
+    except FetchRefused as exc:
+        raise OpenAIError(422, str(exc), "url_not_allowed", exc.field) from None
     deployment = await deployments.resolve(request, body["model"])
     check_ready(deployment)
     return await relay(nc, deployment, raw, bool(body.get("stream")))
@@ -285,8 +295,17 @@ async def chat_completions(request: Request, deployments: Deployments, nc: Clien
     summary="Chat with one of your deployments (the playground): server-sent events when stream is true",
 )
 async def playground_chat(
-    request: Request, deployments: Deployments, nc: Client, deployment_id: str, data: PlaygroundChat
+    request: Request,
+    deployments: Deployments,
+    nc: Client,
+    settings: Injected[GatewaySettings],
+    deployment_id: str,
+    data: PlaygroundChat,
 ) -> Response:
+    try:
+        check_messages(data.messages, allowed_prefixes(settings.chat_url_allow))
+    except FetchRefused as exc:
+        raise ApiError(422, "url_not_allowed", str(exc), exc.field) from None
     try:
         deployment = await deployments.one(request, deployment_id)
         check_ready(deployment)
