@@ -54,23 +54,34 @@ async def owned_job(conn, principal: Principal, job_id: str) -> JobRow:
     return row
 
 
-async def load_detail(pool: Pool, settings: SchedulerSettings, principal: Principal, job_id: str) -> JobDetail:
+class SeriesWindow(msgspec.Struct, frozen=True):
+    """Which part of a job's progress series a detail carries: past a step, at most so many points."""
+
+    after_step: int = -1
+    points: int = 1000
+
+
+async def load_detail(
+    pool: Pool, settings: SchedulerSettings, principal: Principal, job_id: str, window: SeriesWindow = SeriesWindow()
+) -> JobDetail:
     """The caller's job (any job for admins); 404 otherwise."""
     async with pool.acquire() as conn:
         row = await owned_job(conn, principal, job_id)
         history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
-        series = [ProgressPoint(**dict(r)) for r in await store.progress_series(conn, job_id)]
+        rows = await store.progress_series(conn, job_id, window.after_step, window.points)
+        series = [ProgressPoint(**{k: v for k, v in r.items() if k != "total"}) for r in rows]
         position = await queue.position(conn, job_id, settings.fair_share_window_h) if row.state == "pending" else None
     checkpoint = recovery.latest_checkpoint(row.output_dir) if row.kind == "train" and row.state in RERUNNABLE else None
     fields = {
         f: getattr(row, f)
         for f in JobDetail.__struct_fields__
-        if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub")
+        if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points")
     }
     return JobDetail(
         **fields,
         history=history,
         progress_series=series,
+        progress_points=rows[0]["total"] if rows else 0,
         queue_position=position,
         resume_step=checkpoint[1] if checkpoint else None,
         model_hub=rendering.model_hub(row.stages),
@@ -189,9 +200,21 @@ class JobController(Controller):
 
     @get("/{job_id:str}", summary="A job: frozen config, history, progress series, metrics, reason")
     async def detail(
-        self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
+        self,
+        pool: Pool,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+        series_after_step: Annotated[
+            int, Parameter(ge=-1, le=2**31 - 1, description="only progress points past this step (-1: from the start)")
+        ] = -1,
+        series_points: Annotated[
+            int,
+            Parameter(ge=2, le=5000, description="at most this many progress points, thinned evenly when more"),
+        ] = 1000,
     ) -> JobDetail:
-        return await load_detail(pool, settings, principal, job_id)
+        window = SeriesWindow(after_step=series_after_step, points=series_points)
+        return await load_detail(pool, settings, principal, job_id, window)
 
     @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job")
     async def cancel(self, pool: Pool, nc: Client, principal: Principal, job_id: str) -> dict[str, str]:

@@ -184,8 +184,9 @@ class JobDetail(JobSummary, kw_only=True):
     requeues: int  # times it went back to the queue after losing its agent
     resume_step: int | None  # a failed or cancelled training job: the step of the newest checkpoint to resume from
     history: list[JobEventOut]
-    progress_series: list[ProgressPoint]
+    progress_series: list[ProgressPoint]  # at most `series_points`, thinned evenly when there are more
     model_hub: ModelHub | None = None  # where the model is downloaded from; null: a local copy
+    progress_points: int = 0  # the points stored past `series_after_step`, before thinning
 
 
 class JobPreview(msgspec.Struct, kw_only=True):

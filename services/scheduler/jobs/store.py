@@ -130,11 +130,24 @@ async def job_history(conn, job_id: str) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT state, reason, message, at FROM job_events WHERE job_id = $1 ORDER BY id", job_id)
 
 
-async def progress_series(conn, job_id: str) -> list[asyncpg.Record]:
+async def progress_series(conn, job_id: str, after_step: int = -1, points: int = 1000) -> list[asyncpg.Record]:
+    """The job's progress points past `after_step`, at most `points` of them: a longer series is thinned to every
+    k-th point, the first and the last always kept. Each row carries `total`, the points there are."""
     return await conn.fetch(
-        "SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, at "
-        "FROM job_progress WHERE job_id = $1 ORDER BY step",
+        """
+        WITH numbered AS (
+            SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, at,
+                   row_number() OVER (ORDER BY step) - 1 AS n, count(*) OVER () AS total
+            FROM job_progress WHERE job_id = $1 AND step > $2
+        )
+        SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, at, total
+        FROM numbered
+        WHERE total <= $3 OR n = total - 1 OR n % ceil((total - 1)::numeric / ($3 - 1))::bigint = 0
+        ORDER BY step
+        """,
         job_id,
+        after_step,
+        points,
     )
 
 

@@ -1218,6 +1218,8 @@ export interface components {
             progress: {
                 [key: string]: unknown;
             } | null;
+            /** @default 0 */
+            progress_points: number;
             progress_series: components["schemas"]["ProgressPoint"][];
             queue_position: number | null;
             reason: string | null;
@@ -3125,7 +3127,12 @@ export interface operations {
     };
     ApiJobsJobIdDetail: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description only progress points past this step (-1: from the start) */
+                series_after_step?: number;
+                /** @description at most this many progress points, thinned evenly when more */
+                series_points?: number;
+            };
             header?: never;
             path: {
                 job_id: string;
