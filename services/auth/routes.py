@@ -11,7 +11,7 @@ from nats.aio.client import Client
 
 from services.common.dependencies import Injected
 from services.common.errors import not_found
-from services.common.security import Principal, RevokedSessions
+from services.common.security import ANYONE, Principal, RevokedSessions
 
 from . import service, store
 from .schemas import (
@@ -45,11 +45,17 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @post("/register", opt=PUBLIC, status_code=201, summary="Open an account with an invite code")
+    @post("/register", opt=PUBLIC, security=ANYONE, status_code=201, summary="Open an account with an invite code")
     async def register(self, pool: Pool, settings: Injected[AuthSettings], data: RegisterRequest) -> User:
         return await service.register(pool, settings, data)
 
-    @post("/login", opt=PUBLIC, status_code=200, summary="Exchange a username and password for an access token")
+    @post(
+        "/login",
+        opt=PUBLIC,
+        security=ANYONE,
+        status_code=200,
+        summary="Exchange a username and password for an access token",
+    )
     async def login(
         self, request: Request, pool: Pool, settings: Injected[AuthSettings], data: LoginRequest
     ) -> TokenResponse:

@@ -184,6 +184,11 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     )
 
 
+ANYONE: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+"""`security=ANYONE` on a public route: its OpenAPI operation reads "no credential, or a bearer token" (what
+`opt={"public": True}` lets through) instead of the app's "a bearer token"."""
+
+
 async def require_principal(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """App-wide guard: every route needs a caller unless it is marked `opt={"public": True}`."""
     if handler.opt.get("public"):

@@ -11,7 +11,7 @@ from litestar.response import File, Stream
 from zipstream import ZipStream
 
 from services.common.dependencies import Injected
-from services.common.security import Principal, authenticate, bearer_from
+from services.common.security import ANYONE, Principal, authenticate, bearer_from
 
 from . import ingest, register, service
 from .formats import Format
@@ -36,7 +36,7 @@ class DatasetController(Controller):
     path = "/api/datasets"
     tags = ["datasets"]
 
-    @get("/", opt=PUBLIC, summary="List datasets: public ones, plus the caller's own when logged in")
+    @get("/", opt=PUBLIC, security=ANYONE, summary="List datasets: public ones, plus the caller's own when logged in")
     async def list_datasets(
         self,
         request: Request,
@@ -57,11 +57,21 @@ class DatasetController(Controller):
             limit=limit,
         )
 
-    @get("/{dataset_id:str}", opt=PUBLIC, summary="A dataset: format, columns, files, rows, dataset_info entry")
+    @get(
+        "/{dataset_id:str}",
+        opt=PUBLIC,
+        security=ANYONE,
+        summary="A dataset: format, columns, files, rows, dataset_info entry",
+    )
     async def detail(self, request: Request, pool: Pool, dataset_id: str) -> Dataset:
         return await service.get_dataset(pool, await optional_caller(request), dataset_id)
 
-    @get("/{dataset_id:str}/preview", opt=PUBLIC, summary="The first rows, raw and as the chat template will see them")
+    @get(
+        "/{dataset_id:str}/preview",
+        opt=PUBLIC,
+        security=ANYONE,
+        summary="The first rows, raw and as the chat template will see them",
+    )
     async def preview(
         self,
         request: Request,

@@ -1,8 +1,9 @@
-"""The gateway's HTTP server: uvicorn's, with a deadline on each request's line and headers.
+"""The gateway's HTTP server: uvicorn's, with a deadline and a size cap on each request's line and headers.
 
 uvicorn waits for headers as long as a client cares to send them, one byte at a time (slowloris): each such
 connection is held for ever. Here a request whose headers are not complete LLMCT_GATEWAY_HEADER_TIMEOUT_S after
-its first byte (or after the connection opened) is answered 408 and its connection closed.
+its first byte (or after the connection opened) is answered 408, and one whose headers pass 64 KiB 431; either
+way its connection is closed.
 """
 
 from __future__ import annotations
@@ -14,10 +15,21 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from services.common.errors import error_body
 
-_BODY = msgspec.json.encode(error_body("request_timeout", "the request's headers took too long to arrive"))
-TIMED_OUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    b"content-length: %d\r\n\r\n%s" % (len(_BODY), _BODY)
+MAX_HEADER_BYTES = 64 * 1024
+LINGER_S = 1.0
+
+
+def _answer(status: bytes, code: str, message: str) -> bytes:
+    body = msgspec.json.encode(error_body(code, message))
+    head = b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+    return head % (status, len(body)) + body
+
+
+TIMED_OUT = _answer(b"408 Request Timeout", "request_timeout", "the request's headers took too long to arrive")
+TOO_LARGE = _answer(
+    b"431 Request Header Fields Too Large",
+    "headers_too_large",
+    f"the request's line and headers are over {MAX_HEADER_BYTES // 1024} KiB",
 )
 
 
@@ -26,6 +38,18 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     header_timeout_s: float = 10.0
     _deadline: asyncio.TimerHandle | None = None
+    _header_bytes = 0
+
+    _ending = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._ending:  # answered and closing: read what is still coming, so the close is not a reset
+            return
+        super().data_received(data)
+        if self._deadline is not None:  # still in a request's line and headers: uvicorn has no cap on their size
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._end(TOO_LARGE)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -45,6 +69,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
+        self._header_bytes = 0
         self._deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
     def _disarm(self) -> None:
@@ -54,9 +79,15 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _headers_too_slow(self) -> None:
         self._deadline = None
-        if not self.transport.is_closing():
-            self.transport.write(TIMED_OUT)
-            self.transport.close()
+        self._end(TIMED_OUT)
+
+    def _end(self, answer: bytes) -> None:
+        """Answer, then close once the client has had a moment to read it (a close with unread data is a reset)."""
+        self._disarm()
+        if not self.transport.is_closing() and not self._ending:
+            self._ending = True
+            self.transport.write(answer)
+            self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def server_options(header_timeout_s: float) -> dict:

@@ -1,6 +1,6 @@
 """A property-based fuzzer (schemathesis) over the gateway's published OpenAPI document, against the real stack
 (issue 14, item 7): whatever it sends, no answer is a 5xx and every answer is one the document describes (its
-status, content type and body schema, errors included).
+status, content type and body schema, errors included, and whether a credential is needed).
 
 Bounded: a few examples per operation, no shrinking past a deadline, well under two minutes in all."""
 
@@ -12,6 +12,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -20,7 +22,14 @@ from .helpers import unique
 
 pytestmark = pytest.mark.e2e
 
-CHECKED = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKED = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,  # input the document says is invalid is refused with a 4xx
+    ignored_auth,  # a route the document says needs a credential refuses a call without one
+]
 # Ends the fuzzer's own session (every later call would only test 401s).
 SKIPPED_OPERATIONS = {("POST", "/api/auth/logout")}
 MAX_EXAMPLES = 8

@@ -98,6 +98,14 @@ async def test_a_connection_that_sends_nothing_is_closed(tight):
     assert parse_answer(answer)[0] == 408
 
 
+async def test_headers_over_64_kib_are_refused(tight):
+    status, _, body = await raw_request(tight, "GET /api/auth/me HTTP/1.1\r\nX-Big: " + "a" * 200_000)
+    assert status == 431, body
+    assert json.loads(body)["error"]["code"] == "headers_too_large"
+    status, _, body = await raw_request(tight, "GET /api/auth/me HTTP/1.1\r\nX-Big: " + "a" * 30_000)
+    assert status == 401, body  # a large cookie or token still passes
+
+
 async def test_a_paused_body_is_cut_off_and_its_upstream_place_freed(tight):
     # More slow bodies, one after the other, than the upstream has places: each gives its place back.
     for _ in range(3):
