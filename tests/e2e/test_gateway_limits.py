@@ -124,6 +124,16 @@ async def test_a_paused_body_is_cut_off_and_its_upstream_place_freed(tight):
     assert r.status_code == 401, r.text
 
 
+async def test_a_paused_chunked_body_is_cut_off_too(tight):
+    status, _, body = await raw_request(
+        tight,
+        "POST /api/datasets/upload HTTP/1.1\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked",
+        b"5\r\nhello\r\n",
+        timeout=TIMEOUT_S + 8,
+    )
+    assert status == 408, body
+
+
 async def test_one_upstream_has_a_bounded_number_of_places(tight):
     async with httpx.AsyncClient(base_url=tight, timeout=10) as gw:
         async with slow_upload(tight, "/api/auth/login"), slow_upload(tight, "/api/auth/register"):
