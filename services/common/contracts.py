@@ -247,6 +247,7 @@ FinishReason = Literal[
     "container_lost",
     # the scheduler's
     "agent_lost",  # the job's agent went offline and the job had no retries left (or was a deployment)
+    "lost_on_agent",  # its agent, online, stopped listing the job as running (restarted without it), no retries left
     "bad_event",  # the job's agent sent an event the scheduler could not read or store (kept in DEAD_LETTERS)
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)

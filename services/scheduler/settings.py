@@ -40,6 +40,12 @@ class FleetSettings:
     )
     max_age_s: float = env("LLMCT_METRICS_MAX_AGE_S", 90 * DAY, doc="history older than this is deleted")
     retention_every_s: float = env("LLMCT_METRICS_RETENTION_EVERY_S", 300.0, doc="how often the retention pass runs")
+    lost_grace_s: float = env(
+        "LLMCT_LOST_GRACE_S",
+        60.0,
+        doc="a job its online agent's heartbeats stop listing as running is re-queued (or failed, `lost_on_agent`) "
+        "after this long",
+    )
     cancel_grace_s: float = env(
         "LLMCT_CANCEL_GRACE_S",
         120.0,
