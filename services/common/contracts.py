@@ -362,6 +362,8 @@ class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
     state: JobState
     at: datetime
     progress: dict | None = None  # step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s
+    reason: str | None = None  # why the state changed (the job_events reason: requeued, agent_lost, ...)
+    message: str | None = None
 
 
 class JobCancelRequested(Message, kw_only=True, frozen=True, tag="job_cancel_requested"):

@@ -255,7 +255,11 @@ async def publish_change(nc: Client, row: JobChange) -> None:
     """Tell live feeds (the gateway) about a committed state change."""
     await nc.publish(
         Subjects.job_changed(row.owner_id, row.id),
-        contracts.encode(contracts.JobChanged(job_id=row.id, state=row.state, at=datetime.now(UTC))),
+        contracts.encode(
+            contracts.JobChanged(
+                job_id=row.id, state=row.state, at=datetime.now(UTC), reason=row.reason, message=row.message
+            )
+        ),
     )
 
 

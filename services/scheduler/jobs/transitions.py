@@ -65,6 +65,8 @@ class JobChange(msgspec.Struct, frozen=True, kw_only=True):
     state: JobState
     agent_id: str | None = None
     attempt: int = 0
+    reason: str | None = None  # why it changed (an EventReason), told to live feeds
+    message: str | None = None
 
 
 async def transition(
@@ -94,7 +96,7 @@ async def transition(
         sets.append("finished_at = now()")
     row = await conn.fetchrow(
         f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1 AND state = ANY($3::text[]) "
-        f"RETURNING id, owner_id, state, agent_id, attempt",
+        f"RETURNING id, owner_id, state, agent_id, attempt, reason, message",
         *values,
     )
     if row is None:

@@ -245,6 +245,8 @@ export const en = {
   "logs.live": "Live",
   "logs.reconnecting": "Reconnecting…",
   "logs.ended": "Not available",
+  "logs.attempt": "attempt {attempt}",
+  "logs.lost": "The job's agent lost it ({reason}): {message} Reload the page to follow its next attempt.",
   "logs.lines": "{count} lines",
   "logs.notYet": "Lines appear here as soon as an agent starts the job.",
 

@@ -247,6 +247,8 @@ export const zh: Record<MessageKey, string> = {
   "logs.live": "实时",
   "logs.reconnecting": "正在重连…",
   "logs.ended": "不可用",
+  "logs.attempt": "第 {attempt} 次运行",
+  "logs.lost": "任务所在的 Agent 丢失了它（{reason}）：{message} 刷新页面以查看下一次运行。",
   "logs.lines": "{count} 行",
   "logs.notYet": "Agent 开始执行任务后，日志会出现在这里。",
 

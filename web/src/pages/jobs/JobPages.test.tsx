@@ -6,8 +6,8 @@ import { renderApp, signIn, USER } from "../../test/render";
 
 // Canvas and terminal need a real browser: the e2e tests cover them; here they are stand-ins.
 vi.mock("../../components/LogTerminal", () => ({
-  default: ({ label, url }: { label: string; url: (after: number) => string }) => (
-    <div role="log" aria-label={label} data-url={url(7)} />
+  default: ({ label, url }: { label: string; url: (after: string) => string }) => (
+    <div role="log" aria-label={label} data-url={url("2.7")} />
   ),
 }));
 vi.mock("../../components/LineChart", () => ({
@@ -105,7 +105,7 @@ describe("JobDetailPage", () => {
     expect(await screen.findByRole("figure", { name: "Loss" })).toHaveAttribute("data-points", "3");
     expect(screen.getByText("Step 3: loss 2.7")).toBeInTheDocument();
     const log = await screen.findByRole("log", { name: "Log of job job_aaa111" });
-    expect(log.dataset.url).toMatch(/^ws:\/\/localhost(:\d+)?\/api\/jobs\/job_aaa111\/logs\?after=7&token=tok-123$/);
+    expect(log.dataset.url).toMatch(/^ws:\/\/localhost(:\d+)?\/api\/jobs\/job_aaa111\/logs\?after=2\.7&token=tok-123$/);
     expect(screen.getByRole("region", { name: "Frozen configuration (YAML)" })).toHaveTextContent("max_steps: 12");
     expect(within(screen.getByRole("region", { name: "State history" })).getByText("submitted")).toBeInTheDocument();
 
