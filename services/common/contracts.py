@@ -248,6 +248,7 @@ FinishReason = Literal[
     # the scheduler's
     "agent_lost",  # the job's agent went offline and the job had no retries left (or was a deployment)
     "lost_on_agent",  # its agent, online, stopped listing the job as running (restarted without it), no retries left
+    "time_limit",  # ran longer than its owner's maximum run time (LLMCT_MAX_RUN_H, or an admin's per user): stopped
     "bad_event",  # the job's agent sent an event the scheduler could not read or store (kept in DEAD_LETTERS)
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)

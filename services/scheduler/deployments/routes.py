@@ -136,6 +136,7 @@ async def deploy(
     await service.check_capacity(pool, req.gpu_count, est)
     job_id = new_id("dep")
     async with pool.acquire() as conn, conn.transaction():
+        await queue.check_priority(conn, principal, req.priority, settings)
         await dstore.lock_owner(conn, principal.user_id)
         active = await dstore.active_of(conn, principal.user_id)
         limit = (await queue.quotas(conn, [principal.user_id], settings))[principal.user_id].max_deployments

@@ -98,6 +98,7 @@ async def retry(
             agent_id=None,
             gpu_ids=[],
             cancel_requested=False,
+            stop_reason=None,
             metrics=None,
             started_at=None,
             finished_at=None,

@@ -78,6 +78,7 @@ async def submit(
     job_id = new_id("job")
     rendered, est = await prepare(pool, nc, settings, principal, req, job_id)
     async with pool.acquire() as conn:
+        await queue.check_priority(conn, principal, req.priority, settings)
         await queue.check_queue_quota(conn, principal.user_id, settings)
     kind = kind_of(req)
     await store.insert_job(
@@ -297,16 +298,48 @@ async def request_stop(nc: Client, job_id: str) -> None:
 async def _end_unanswered_cancels(conn, grace_s: float) -> list[JobChange | None]:
     """A cancel its agent never confirmed (the agent died, restarted without the job, or hangs) ends the job anyway:
     nothing may stay `running` that only database surgery could clear. The agent is still told to stop it."""
-    message = f"cancelled; the agent did not confirm the stop within {grace_s:.0f} s"
-    return [
-        await transition(conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled", message=message)
-        for job in await store.unanswered_cancels(conn, grace_s)
-    ]
+    unconfirmed = f"the agent did not confirm the stop within {grace_s:.0f} s"
+    changed = []
+    for job in await store.unanswered_cancels(conn, grace_s):
+        if job["stop_reason"] == "time_limit":
+            row = await transition(
+                conn,
+                job["id"],
+                "failed",
+                from_states=ON_AGENT,
+                reason="time_limit",
+                message=f"stopped at its run-time limit; {unconfirmed}",
+            )
+        else:
+            row = await transition(
+                conn,
+                job["id"],
+                "cancelled",
+                from_states=ON_AGENT,
+                reason="cancelled",
+                message=f"cancelled; {unconfirmed}",
+            )
+        changed.append(row)
+    return changed
+
+
+async def _stop_over_time(conn, default_h: float) -> list[str]:
+    """Ask the agents of jobs that ran past their owner's maximum run time to stop them; the job then ends failed
+    with reason `time_limit` (events.py), or after the cancel grace if its agent never answers."""
+    jobs = await store.over_time_limit(conn, default_h)
+    for job in jobs:
+        await conn.execute(
+            "UPDATE jobs SET cancel_requested = true, stop_reason = 'time_limit', updated_at = now() WHERE id = $1",
+            job["id"],
+        )
+        limit = f"{job['limit_h']:g} h"
+        await add_event(conn, job["id"], job["state"], "cancel_requested", f"its maximum run time ({limit}) is up")
+    return [job["id"] for job in jobs]
 
 
 async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> None:
-    """Repair what a crash or a lost agent left: re-queue stale dispatches, end cancels no agent confirmed within
-    the grace, resend the others."""
+    """Repair what a crash or a lost agent left: re-queue stale dispatches, stop jobs past their maximum run time,
+    end cancels no agent confirmed within the grace, resend the others."""
     changed = []
     async with pool.acquire() as conn, conn.transaction():
         for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, settings.offline_after_s):
@@ -331,6 +364,7 @@ async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> 
                     gpu_ids=[],
                 )
             changed.append(row)
+        await _stop_over_time(conn, settings.max_run_h)  # asked to stop: sent below with the other cancels
         ended = await _end_unanswered_cancels(conn, settings.cancel_grace_s)
         changed.extend(ended)
         to_stop = [job["id"] for job in await store.cancel_pending_running(conn)]

@@ -1450,14 +1450,18 @@ export interface components {
             jobs_queued: number;
             max_deployments: number;
             max_gpus: number | null;
+            max_priority: number;
             max_queued: number;
+            max_run_h: number;
             user_id: string;
         };
         /** QuotaSettings */
         QuotaSettings: {
             max_deployments?: number | null;
             max_gpus?: number | null;
+            max_priority?: number | null;
             max_queued?: number | null;
+            max_run_h?: number | null;
         };
         /** Sample */
         Sample: {
