@@ -212,3 +212,22 @@ def test_the_memory_estimate_reads_the_merged_config():
     full = per_gpu_mb({"finetuning_type": "full"})
     no_checkpoints = per_gpu_mb({"disable_gradient_checkpointing": True})
     assert form < no_quantisation and form < 24_576 < min(bigger, full) and per_gpu_mb({}) < no_checkpoints
+
+
+WEIRD_VALUES = [None, True, 0, -1, 10**40, 1e308, "", "x" * 10_000, "org/x", [], [None, {"a": []}], {}, {"model": {}}]
+
+
+@pytest.mark.parametrize("parser", ["train", "infer", "eval"])
+def test_no_value_of_any_engine_key_breaks_the_check(parser):
+    """Every key of the engine with values of every shape: accepted or a 422, never another error (a 500)."""
+    form = TrainRequest(base_model="m", datasets=["d"])
+    nested = [{key: {sub: value}} for key, subs in overrides.NESTED.items() for sub in subs for value in WEIRD_VALUES]
+    for attempt in [{key: value} for key in overrides.engine_fields(parser) for value in WEIRD_VALUES] + nested:
+        try:
+            overrides.check_overrides(attempt, parser=parser, form=form, stage="sft")
+        except ApiError as error:
+            assert (
+                error.status == 422
+                and error.field
+                and error.field.startswith(f"config_overrides.{next(iter(attempt))}")
+            )
