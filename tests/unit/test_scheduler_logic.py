@@ -63,8 +63,7 @@ def test_only_the_warmup_asked_for_is_rendered():
         ({"deepspeed": "z9"}, "config_overrides.deepspeed"),
         ({"report_to": "file:///etc"}, "config_overrides.report_to"),
         ({"lora_target": "~/.ssh"}, "config_overrides.lora_target"),
-        ({"tags": ["ok", "/abs"]}, "config_overrides.tags"),
-        ({"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}, "config_overrides.a.b.c.d.e"),
+        ({"optim_target_modules": ["ok", "/abs"]}, "config_overrides.optim_target_modules[1]"),
     ],
 )
 def test_overrides_refused(overrides, field):

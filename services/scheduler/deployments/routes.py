@@ -129,7 +129,7 @@ async def deploy(
     est = memory.estimate_inference(
         parameters=model.parameter_count or 7_000_000_000,
         batch_size=1,
-        cutoff_len=req.generation.max_new_tokens,
+        cutoff_len=rendered.config.get("max_new_tokens", req.generation.max_new_tokens),  # merged with overrides
         gpu_count=req.gpu_count,
         **memory.model_shape(model.paths.model_path),
     )

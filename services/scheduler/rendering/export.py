@@ -14,11 +14,11 @@ from .common import (
     ModelPaths,
     Rendered,
     Stage,
-    check_overrides,
     deep_merge,
     merge_overrides,
     model_keys,
 )
+from .overrides import check_overrides
 
 
 def check_export_request(req: ExportRequest, is_adapter: bool) -> None:
@@ -66,7 +66,7 @@ def render_export(
     """Merge (a LoRA adapter), quantise (a full model), or both: merge into `output_dir/merged`, then
     quantise that. `export_quantization_*` keys appear only for GPTQ (the seed's rule)."""
     check_export_request(req, model.adapter_path is not None)
-    check_overrides(req.config_overrides)
+    check_overrides(req.config_overrides, parser="infer", form=req)
     on_gpu = req.gpu_count > 0
     common = {
         "template": req.template or model.template,

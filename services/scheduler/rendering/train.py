@@ -15,10 +15,10 @@ from .common import (
     TRAIN_COMMAND,
     Rendered,
     Stage,
-    check_overrides,
     deep_merge,
     merge_overrides,
 )
+from .overrides import check_overrides
 
 
 def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def render_train(
 ) -> dict[str, Any]:
     """The final config of a training job (a dict; `to_yaml` freezes it)."""
     check_train_request(req)
-    check_overrides(req.config_overrides)
+    check_overrides(req.config_overrides, parser="train", form=req, stage=req.stage)
     on_gpu = req.gpu_count > 0
     config = deep_merge(BASE_TEMPLATES["train"], _train_fields(req, req.template or default_template, on_gpu))
     config = merge_overrides(config, req.config_overrides, on_gpu)

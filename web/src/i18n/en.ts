@@ -337,7 +337,7 @@ export const en = {
   "train.gradCheckpointing": "Gradient checkpointing",
   "train.gradCheckpointingHint": "Saves memory for a little speed.",
   "train.overrides": "Extra engine parameters (JSON)",
-  "train.overridesHint": "Any LLaMA-Factory key, merged last. Paths, URLs and the platform's own keys are refused.",
+  "train.overridesHint": "Any LLaMA-Factory training key, merged last. Paths, URLs, hub ids, other models or code and the platform's own keys are refused.",
   "train.overridesObject": "Write a JSON object, e.g. {\"max_grad_norm\": 0.5}.",
   "train.overridesJson": "This is not valid JSON: {reason}",
   "train.useExample": "Use the example",

@@ -339,7 +339,7 @@ export const zh: Record<MessageKey, string> = {
   "train.gradCheckpointing": "梯度检查点",
   "train.gradCheckpointingHint": "以少许速度换取显存。",
   "train.overrides": "额外引擎参数（JSON）",
-  "train.overridesHint": "任意 LLaMA-Factory 参数，最后合并。路径、URL 和平台自有参数会被拒绝。",
+  "train.overridesHint": "任意 LLaMA-Factory 训练参数，最后合并。路径、URL、Hub 模型 ID、其他模型或代码以及平台自有参数会被拒绝。",
   "train.overridesObject": "请填写 JSON 对象，如 {\"max_grad_norm\": 0.5}。",
   "train.overridesJson": "不是合法的 JSON：{reason}",
   "train.useExample": "使用示例",
