@@ -139,3 +139,10 @@ def test_estimate_covers_peaks_measured_on_an_h100(case):
         vocab=case["vocab"],
     )
     assert case["peak_reserved_mb"] <= est.per_gpu_mb <= 1.35 * case["peak_reserved_mb"]
+
+
+def test_qlora_reaches_the_engine_under_the_engine_s_own_method_name():
+    # The engine keeps a method name it does not know and then quantises nothing: "bitsandbytes" must be "bnb".
+    config = render(gpu_count=1, finetuning_type="qlora")
+    assert (config["quantization_bit"], config["quantization_method"]) == (4, "bnb")
+    assert render(gpu_count=1, finetuning_type="qlora", quantization_method="hqq")["quantization_method"] == "hqq"

@@ -54,6 +54,10 @@ EXPORT_COMMAND = ("llamafactory-cli", "export")
 SERVE_COMMAND = ("llamafactory-cli", "api")
 BENCHMARK_COMMAND = ("python", "-c", "from llamafactory.eval.evaluator import run_eval; run_eval()")
 
+# The form's quantisation method → the engine's name for it (its QuantizationMethod). The engine keeps a name it does
+# not know without complaint and then quantises nothing: "bitsandbytes" must reach it as "bnb".
+ENGINE_QUANTIZATION = {"bitsandbytes": "bnb", "hqq": "hqq", "eetq": "eetq"}
+
 
 class Stage(msgspec.Struct, kw_only=True):
     """One engine run of a job while it is rendered: a `contracts.EngineStage` whose config is still a dict."""

@@ -10,6 +10,7 @@ from services.common.errors import ApiError
 from ..jobs.schemas import ExportRequest
 from .common import (
     BASE_TEMPLATES,
+    ENGINE_QUANTIZATION,
     EXPORT_COMMAND,
     ModelPaths,
     Rendered,
@@ -80,7 +81,9 @@ def render_export(
     def stage(name: str, source: ModelPaths, target: Path, quantise: bool) -> Stage:
         fields = dict(common)
         if quantise and q is not None and q.method == "bitsandbytes":
-            fields.update(quantization_bit=q.bits, quantization_method="bitsandbytes", export_device="auto")
+            fields.update(
+                quantization_bit=q.bits, quantization_method=ENGINE_QUANTIZATION["bitsandbytes"], export_device="auto"
+            )
         elif quantise and q is not None:
             fields.update(
                 export_quantization_bit=q.bits,

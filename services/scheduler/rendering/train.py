@@ -12,6 +12,7 @@ from .common import (
     ALLOWED_DEEPSPEED,
     BASE_TEMPLATES,
     DEEPSPEED_CONFIGS,
+    ENGINE_QUANTIZATION,
     TRAIN_COMMAND,
     Rendered,
     Stage,
@@ -55,7 +56,7 @@ def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, A
     if finetuning == "qlora":
         fields.update(
             quantization_bit=req.quantization_bit or 4,
-            quantization_method=req.quantization_method,
+            quantization_method=ENGINE_QUANTIZATION[req.quantization_method],
             quantization_type=req.quantization_type,
             double_quantization=req.double_quantization,
         )
