@@ -1,7 +1,9 @@
 """Read dataset files row by row, whatever their size: JSON arrays, JSON lines, CSV and Parquet.
 
 Nothing here loads a whole file: JSON arrays are split with the C decoder over a sliding buffer, JSON
-lines and CSV are read line by line, Parquet batch by batch. Blocking; callers run it in a thread.
+lines and CSV are read line by line, Parquet batch by batch. A line is read up to MAX_LINE_BYTES and no further,
+so a file that is one endless line is refused, never held in memory; a JSON array's row is bounded likewise, and
+a row nested too deep to decode is a bad row. Blocking; callers run it in a thread.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, AnyStr
 
 import msgspec
 
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 CHUNK_CHARS = 1 << 20
 MAX_ROW_CHARS = 64 << 20
+MAX_LINE_BYTES = 16 << 20
+"""The longest line of a JSON-lines or CSV file (a row of text far longer than any model's context)."""
 # A truncated value fails a few characters before the end of the buffer (`tr` of `true`, `\u12`).
 _TRUNCATION_MARGIN = 16
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 csv.field_size_limit(MAX_ROW_CHARS)
+
+
+TOO_DEEP = "nested too deep to read"
 
 
 class DatasetProblem(Exception):
@@ -80,10 +87,26 @@ def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:
         raise DatasetProblem(f"the file is not UTF-8 text (byte {exc.start} of a chunk: {exc.reason})") from exc
 
 
+def line_too_long(number: int) -> DatasetProblem:
+    return DatasetProblem(
+        f"line {number} is longer than {MAX_LINE_BYTES >> 20} MiB, the longest row a dataset may hold"
+    )
+
+
+def bounded_lines(handle: IO[AnyStr]) -> Iterator[AnyStr]:
+    """The lines of `handle`, each read up to MAX_LINE_BYTES (characters, for text) and never further."""
+    number = 0
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise line_too_long(number)
+        yield line
+
+
 def json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line) for every non-blank line of a JSON-lines file."""
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(bounded_lines(handle), start=1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
             if line.strip():
@@ -96,6 +119,8 @@ def _json_lines_rows(path: Path) -> Iterator[tuple[str, Any]]:
             yield f"line {number}", msgspec.json.decode(line)
         except msgspec.DecodeError as exc:
             yield f"line {number}", BadRow(f"not valid JSON ({exc})")
+        except RecursionError:
+            yield f"line {number}", BadRow(TOO_DEEP)
 
 
 def is_json_lines(path: Path) -> bool:
@@ -136,6 +161,8 @@ class _Window:
             try:
                 value, self.pos = self.decode(self.text, self.pos)
                 return value
+            except RecursionError as exc:
+                raise DatasetProblem(f"row {number}: {TOO_DEEP}") from exc
             except json.JSONDecodeError as exc:
                 cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(self.text) - _TRUNCATION_MARGIN
                 if self.eof or not cut:
@@ -174,7 +201,7 @@ def _json_array_rows(path: Path) -> Iterator[tuple[str, Any]]:
 def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
     try:
         with _open_text(path) as handle:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(bounded_lines(handle))
             if reader.fieldnames is None:
                 return
             for number, row in enumerate(reader, start=1):
@@ -189,7 +216,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
 def csv_header(path: Path) -> list[str]:
     with _open_text(path) as handle:
         try:
-            return next(csv.reader(handle), [])
+            return next(csv.reader(bounded_lines(handle)), [])
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DatasetProblem(f"not a readable CSV file: {exc}") from exc
 
