@@ -11,7 +11,12 @@ import time
 import pytest
 from litestar.testing import AsyncTestClient
 
+from services.common.errors import ApiError
+from services.common.security import Principal
+from services.datasets import ingest
 from services.datasets.app import create_app
+from services.datasets.layout import DataLayout
+from services.datasets.service import Context
 from services.datasets.settings import DatasetSettings
 from tests.integration.datasets.conftest import MAX_BYTES
 from tests.integration.datasets.helpers import as_jsonl, as_tar, assert_error, leftovers, unique
@@ -94,10 +99,40 @@ async def test_admins_set_a_users_quota(admin, alice, bob):
     assert_error(await alice.upload(unique(), "alpaca", [("c.jsonl", b"")]), 413, "dataset_quota_exceeded")
 
 
-async def test_two_uploads_at_once_cannot_both_take_the_last_room(bob):
-    responses = await asyncio.gather(*(bob.upload(unique(), "alpaca", [("a.jsonl", ROWS)]) for _ in range(2)))
-    assert sorted(r.status_code for r in responses) == [201, 413], [r.text for r in responses]
+def _multipart(name: str, content: bytes) -> bytes:
+    parts = [
+        f'--b\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in (("name", name), ("format", "alpaca"))
+    ]
+    file_head = '--b\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n'
+    return "".join([*parts, file_head]).encode() + content + b"\r\n--b--\r\n"
+
+
+async def test_two_uploads_at_once_cannot_both_take_the_last_room(bob, pool, data_dir):
+    """Both are admitted while the room is free, and the store decides. The test client runs one request at a
+    time, so this calls the service's upload twice at once, each body held halfway until both are admitted."""
+    ctx = Context(
+        pool=pool, layout=DataLayout(data_dir), settings=DatasetSettings(max_bytes=MAX_BYTES, quota_bytes=QUOTA)
+    )
+    caller = Principal(user_id=bob.user_id, username="bob", role="user", via="token")
+    both_admitted = asyncio.Barrier(2)
+
+    async def body(name: str):
+        whole = _multipart(name, ROWS)
+        yield whole[:200]
+        await both_admitted.wait()
+        yield whole[200:]
+        yield b""  # the end of the body, as the server signals it
+
+    results = await asyncio.gather(
+        *(ingest.upload(ctx, caller, body(unique()), "multipart/form-data; boundary=b", None) for _ in range(2)),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["ApiError", "Dataset"], results
+    refused = next(r for r in results if isinstance(r, ApiError))
+    assert (refused.status, refused.code) == (413, "dataset_quota_exceeded")
     assert (await bob.get("/quotas/me")).json()["used_bytes"] == len(ROWS)
+    assert leftovers(data_dir) == []
 
 
 def _partial_upload(data_dir, age_s: float):
