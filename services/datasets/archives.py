@@ -107,8 +107,8 @@ class _Header(tarfile.TarInfo):
     """A tar header that refuses, before tarfile reads on, what would cost memory: a large or endless chain of
     extended headers, and sparse files (whose maps tarfile keeps in memory)."""
 
-    def _proc_member(self, tarfile):  # tarfile's documented hook for subclasses
-        chain = getattr(tarfile, "chained_headers", 0)
+    def _proc_member(self, tarfile):  # tarfile's documented hook for subclasses; `tarfile` is the _Tar read
+        chain = tarfile.chained_headers
         if self.type in _EXTENDED:
             if self.size > MAX_HEADER_BYTES:
                 raise unsafe(self.name, f"has an extended header of {self.size:,} bytes (at most {MAX_HEADER_BYTES})")
@@ -119,11 +119,14 @@ class _Header(tarfile.TarInfo):
             tarfile.chained_headers = 0
         if self.type == GNUTYPE_SPARSE:
             raise unsafe(self.name, "is a sparse file")
-        return super()._proc_member(tarfile)
+        # The hook tarfile documents for subclasses; typeshed does not list it.
+        return super()._proc_member(tarfile)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 class _Tar(tarfile.TarFile):
     tarinfo = _Header
+    chained_headers = 0
+    """Extended headers read in a row, for the member they describe (tarfile reads such a chain recursively)."""
 
 
 @dataclass
@@ -182,7 +185,8 @@ def _zip_members(archive: zipfile.ZipFile, reading: _Reading) -> Iterator[tuple[
 
 def _tar_members(archive: tarfile.TarFile, reading: _Reading) -> Iterator[tuple[str, IO[bytes], int]]:
     while (member := archive.next()) is not None:
-        archive.members.clear()  # read in order, never looked up: no header is kept once used
+        # Read in order, never looked up: no header is kept once used (typeshed does not list `members`).
+        archive.members.clear()  # pyright: ignore[reportAttributeAccessIssue]
         reading.count_member()
         check_entry_name(member.name)
         if member.issym() or member.islnk():
@@ -197,19 +201,27 @@ def _tar_members(archive: tarfile.TarFile, reading: _Reading) -> Iterator[tuple[
         yield member.name, source, member.size  # skipping it still means decompressing it
 
 
+def _zip_directory(path: Path) -> tuple[int, int] | None:
+    """(entries, bytes) of a zip's central directory as its end record gives them; None when it has none."""
+    with open(path, "rb") as handle:
+        # The stdlib's own reader of the end record (zip64 included), which ZipFile calls first; not in typeshed.
+        end = zipfile._EndRecData(handle)  # pyright: ignore[reportAttributeAccessIssue]
+    return None if end is None else (end[4], end[5])  # zipfile's _ECD_ENTRIES_TOTAL, _ECD_SIZE
+
+
 def _zip_directory_fits(path: Path, name: str, limits: Limits) -> None:
     """Size the central directory from the end record before zipfile parses (and keeps) every record of it."""
-    with open(path, "rb") as handle:
-        end = zipfile._EndRecData(handle)  # the stdlib's reader of the end record, zip64 included
-    if end is None:
+    directory = _zip_directory(path)
+    if directory is None:
         return  # not a zip: ZipFile says so
-    if end[zipfile._ECD_ENTRIES_TOTAL] > limits.max_members:
+    entries, size = directory
+    if entries > limits.max_members:
         raise too_many_members(name, limits)
-    if end[zipfile._ECD_SIZE] > limits.max_members * CENTRAL_BYTES_PER_MEMBER:
+    if size > limits.max_members * CENTRAL_BYTES_PER_MEMBER:
         raise ApiError(
             422,
             "unsafe_archive",
-            f"{name[:200]} has a central directory of {end[zipfile._ECD_SIZE]:,} bytes, more than its "
+            f"{name[:200]} has a central directory of {size:,} bytes, more than its "
             f"{limits.max_members:,} entries may need; nothing was saved",
             "file",
         )

@@ -201,11 +201,16 @@ def _json_array_rows(path: Path) -> Iterator[tuple[str, Any]]:
 def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
     try:
         with _open_text(path) as handle:
-            reader = csv.DictReader(bounded_lines(handle))
-            if reader.fieldnames is None:
+            reader = csv.reader(bounded_lines(handle))
+            header = next(reader, None)
+            if header is None:
                 return
-            for number, row in enumerate(reader, start=1):
-                row.pop(None, None)  # cells beyond the header
+            # Not DictReader: it copies the cells beyond the header into a list of their own, and a line of
+            # 16 million commas is that many cells.
+            rows = (cells for cells in reader if cells)
+            for number, cells in enumerate(rows, start=1):
+                row: dict[str, str | None] = dict(zip(header, cells, strict=False))  # cells beyond the header: dropped
+                row.update(dict.fromkeys(header[len(cells) :]))  # cells a short row lacks are None
                 yield f"row {number}", row
     except csv.Error as exc:
         raise DatasetProblem(f"not a readable CSV file: {exc}") from exc
