@@ -23,6 +23,9 @@ CHUNK_CHARS = 1 << 20
 MAX_ROW_CHARS = 64 << 20
 MAX_LINE_BYTES = 16 << 20
 """The longest line of a JSON-lines or CSV file (a row of text far longer than any model's context)."""
+PARQUET_MAX_RATIO = 100
+PARQUET_RATIO_FLOOR = 16 << 20
+"""A Parquet file may decompress to PARQUET_MAX_RATIO times its size, and to this much whatever its size."""
 # A truncated value fails a few characters before the end of the buffer (`tr` of `true`, `\u12`).
 _TRUNCATION_MARGIN = 16
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -226,12 +229,12 @@ def csv_header(path: Path) -> list[str]:
             raise DatasetProblem(f"not a readable CSV file: {exc}") from exc
 
 
-def _parquet_file(path: Path):
+def _parquet_file(path: Path, read_dictionary: list[str] | None = None):
     import pyarrow
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, read_dictionary=read_dictionary)
     except (pyarrow.ArrowException, OSError) as exc:
         raise DatasetProblem(f"not a readable Parquet file: {exc}") from exc
 
@@ -240,12 +243,52 @@ def parquet_columns(path: Path) -> list[str]:
     return list(_parquet_file(path).schema_arrow.names)
 
 
+def _parquet_bomb(what: str, size: int) -> DatasetProblem:
+    return DatasetProblem(
+        f"the Parquet file's {what} more than {PARQUET_MAX_RATIO} times its own size of {size:,} bytes: refused as a "
+        "decompression bomb"
+    )
+
+
+def _bounded_parquet(path: Path):
+    """The file, refused when its footer says its pages decompress past the ratio; top-level text columns are
+    read as dictionaries, so a value is not copied out for every row that names it before it is counted."""
+    import pyarrow
+
+    schema = _parquet_file(path).schema_arrow
+    kinds = (pyarrow.types.is_string, pyarrow.types.is_large_string, pyarrow.types.is_binary)
+    text = [field.name for field in schema if any(kind(field.type) for kind in kinds)]
+    parquet = _parquet_file(path, read_dictionary=text)
+    size, meta = path.stat().st_size, parquet.metadata
+    allowed = max(PARQUET_MAX_RATIO * size, PARQUET_RATIO_FLOOR)
+    if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) > allowed:
+        raise _parquet_bomb("pages decompress to", size)
+    return parquet, allowed
+
+
+def _text_bytes(batch) -> int:
+    """What the batch's dictionary-read text cells hold in all, each value counted for every row that names it."""
+    import pyarrow
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in batch.columns:
+        if pyarrow.types.is_dictionary(column.type):
+            lengths = pc.call_function("binary_length", [column.dictionary])
+            total += pc.call_function("sum", [lengths.take(column.indices)]).as_py() or 0
+    return total
+
+
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
     import pyarrow
 
-    number = 0
+    number, text = 0, 0
     try:
-        for batch in _parquet_file(path).iter_batches(batch_size=1024):
+        parquet, allowed = _bounded_parquet(path)
+        for batch in parquet.iter_batches(batch_size=1024):
+            text += _text_bytes(batch)
+            if text > allowed:
+                raise _parquet_bomb("rows hold", path.stat().st_size)
             for row in batch.to_pylist():
                 number += 1
                 yield f"row {number}", row

@@ -124,6 +124,48 @@ async def test_an_archive_within_the_ratio_is_unpacked(alice):
     assert dataset["rows"] == (16 << 20) // 16 and dataset["size_bytes"] == 16 << 20
 
 
+def _parquet(columns: dict, **options) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink, compression="zstd", **options)
+    return sink.getvalue()
+
+
+def _dictionary_bomb(rows: int, value: str):
+    """A column of `rows` cells that all name one dictionary value: stored once, materialised once per row."""
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array([value]))
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        # 1 KB: 100,000 rows that each hold the one 1 MiB value of the dictionary (100 GB once read).
+        (
+            lambda: _parquet({"instruction": _dictionary_bomb(100_000, "a" * (1 << 20)), "output": ["y"] * 100_000}),
+            "rows hold more than",
+        ),
+        # 10 KB of zstd pages that decompress to 200 MiB.
+        (
+            lambda: _parquet({"instruction": ["a" * (1 << 20)] * 200, "output": ["y"] * 200}, use_dictionary=False),
+            "pages decompress to more than",
+        ),
+    ],
+)
+async def test_a_parquet_bomb_is_refused_before_it_is_read(alice, data_dir, content, why):
+    bomb = content()
+    assert len(bomb) < 16_000
+    with PeakMemory() as memory:
+        response = await alice.upload(unique(), "alpaca", [("bomb.parquet", bomb)])
+    error = assert_error(response, 422, "invalid_dataset", "file")
+    assert why in error["message"] and "decompression bomb" in error["message"], error
+    assert memory.growth_mib < MEMORY_BOUND_MIB, memory.growth_mib
+    assert leftovers(data_dir) == []
+
+
 def _zip_with(name: str) -> bytes:
     sink = io.BytesIO()
     with zipfile.ZipFile(sink, "w") as archive:
