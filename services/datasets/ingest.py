@@ -15,7 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -141,7 +141,8 @@ def collect_parts(files: list[ReceivedFile], folder: Path, limits: archives.Limi
     parts: list[Part] = []
     for received in files:
         if archives.is_archive(received.original):
-            for item in archives.unpack(received.path, received.original, folder, len(parts), limits):
+            left = replace(limits, budget=limits.budget.after(sum(p.size for p in parts)))
+            for item in archives.unpack(received.path, received.original, folder, len(parts), left):
                 parts.append(Part(item.path, f"{received.original}:{item.original}", item.size, item.sha256))
             received.path.unlink()
         elif readers.file_type(received.original):
@@ -326,6 +327,15 @@ async def upload(
     try:
         accepted = await _accept(ctx, caller, stream, content_type, folder, budget)
         dataset_id = await _keep(ctx, caller, accepted, folder)
+    except FileNotFoundError as exc:
+        if folder.exists():
+            raise
+        raise ApiError(
+            408,
+            "upload_expired",
+            "the upload made no progress for longer than LLMCT_UPLOAD_MAX_AGE_S and was removed: send it again",
+            "file",
+        ) from exc
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
     await refresh_info(ctx)

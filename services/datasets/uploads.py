@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,12 +54,17 @@ class Budget:
     """The owner's dataset quota; None: no quota applies."""
     used: int = 0
     """What the owner's stored datasets take already."""
+    spent: int = 0
+    """What this upload's files unpacked so far take (a later archive gets only the rest)."""
 
     @property
     def limit(self) -> int:
-        if self.quota is None:
-            return self.cap
-        return min(self.cap, max(self.quota - self.used, 0))
+        room = self.cap if self.quota is None else min(self.cap, max(self.quota - self.used, 0))
+        return max(room - self.spent, 0)
+
+    def after(self, spent: int) -> Budget:
+        """This budget once `spent` bytes of the upload are unpacked."""
+        return replace(self, spent=spent)
 
     def refusal(self, what: str = "the upload") -> ApiError:
         """The 413 for going past `limit`: it names the quota when that is what is short."""

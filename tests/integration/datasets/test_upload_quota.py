@@ -165,3 +165,21 @@ async def test_an_old_partial_upload_is_swept_while_the_service_runs(client, dat
                 path.unlink()
             folder.rmdir()
     assert leftovers(data_dir) == []
+
+
+async def test_an_upload_swept_while_it_stalled_is_told_so(alice, pool, data_dir):
+    """A client that stalls past the max age loses its upload to the sweep: when it sends again, a 408, not a 500."""
+    ctx = Context(pool=pool, layout=DataLayout(data_dir), settings=DatasetSettings(max_bytes=MAX_BYTES))
+    caller = Principal(user_id=alice.user_id, username="alice", role="user", via="token")
+
+    async def stalling_body():
+        whole = _multipart(unique(), ROWS)
+        yield whole[:400]  # the text parts and the start of the file
+        assert ctx.layout.sweep_incoming(older_than_s=-1) == 1  # the sweep, as if it stalled past the max age
+        yield whole[400:]
+        yield b""
+
+    with pytest.raises(ApiError) as refused:
+        await ingest.upload(ctx, caller, stalling_body(), "multipart/form-data; boundary=b", None)
+    assert (refused.value.status, refused.value.code, refused.value.field) == (408, "upload_expired", "file")
+    assert leftovers(data_dir) == []
