@@ -261,6 +261,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/datasets/quotas/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's dataset quota and what their uploads take */
+        get: operations["ApiDatasetsQuotasMeMine"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/datasets/quotas/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A user's dataset quota and use (admins) */
+        get: operations["ApiDatasetsQuotasUserIdOfUser"];
+        /** Set a user's dataset quota (admins; null: the default) */
+        put: operations["ApiDatasetsQuotasUserIdSetQuota"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/datasets/register": {
         parameters: {
             query?: never;
@@ -897,6 +932,13 @@ export interface components {
             name?: string | null;
             remark?: string | null;
         };
+        /** DatasetQuota */
+        DatasetQuota: {
+            custom: components["schemas"]["QuotaSetting"];
+            max_bytes: number;
+            used_bytes: number;
+            user_id: string;
+        };
         /** RegisterRequest */
         DatasetsRegisterRequest: {
             columns?: {
@@ -1454,6 +1496,10 @@ export interface components {
             max_queued: number;
             max_run_h: number;
             user_id: string;
+        };
+        /** QuotaSetting */
+        QuotaSetting: {
+            max_bytes?: number | null;
         };
         /** QuotaSettings */
         QuotaSettings: {
@@ -2127,6 +2173,104 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DatasetPage"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiDatasetsQuotasMeMine: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetQuota"];
+                };
+            };
+        };
+    };
+    ApiDatasetsQuotasUserIdOfUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetQuota"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ApiDatasetsQuotasUserIdSetQuota: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuotaSetting"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetQuota"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
