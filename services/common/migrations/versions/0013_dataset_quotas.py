@@ -1,14 +1,14 @@
 """per-user dataset quotas an admin set (the default is LLMCT_DATASET_QUOTA_BYTES); the datasets service owns them
 
-Revision ID: 0011_dataset_quotas
-Revises: 0010_job_inputs
+Revision ID: 0013_dataset_quotas
+Revises: 0012_fair_use
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
-revision = "0011_dataset_quotas"
-down_revision = "0010_job_inputs"
+revision = "0013_dataset_quotas"
+down_revision = "0012_fair_use"
 branch_labels = None
 depends_on = None
 
