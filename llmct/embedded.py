@@ -272,7 +272,13 @@ class PostgresServer:
 
     def _create_database(self) -> None:
         async def create() -> None:
-            conn = await asyncpg.connect(self.url_of("postgres"))
+            try:
+                conn = await asyncpg.connect(self.url_of("postgres"))
+            except asyncpg.InvalidPasswordError as exc:
+                raise RuntimeError(
+                    f"the Postgres cluster in {self.data_dir} refused its password: it was made with another one "
+                    "(the kept postgres_password file lost or replaced?)"
+                ) from exc
             try:
                 exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database)
                 if not exists:

@@ -21,10 +21,12 @@ from litestar import post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from services.common.errors import ApiError
 from services.common.security import Principal, authenticate
 
 BUCKET = "WS_TICKETS"
@@ -90,7 +92,10 @@ class Tickets:
             await self.kv.delete(key, last=entry.revision)  # refused when another redeemer deleted it first
         except (KeyNotFoundError, BadRequestError):
             return None
-        held = _decode(entry.value or b"")
+        try:
+            held = _decode(entry.value or b"")
+        except msgspec.DecodeError:  # not one of ours: only the services' NATS user may write the bucket
+            return None
         if time.time() - held.issued_at > self.ttl_s:
             return None
         return held.principal
@@ -124,4 +129,8 @@ async def require_socket_caller(connection: ASGIConnection, _: BaseRouteHandler)
 async def issue_ticket(principal: Principal, tickets: Tickets) -> TicketResponse:
     """Open `/api/jobs/feed` or `/api/jobs/{id}/logs` with `?ticket=<ticket>` within `expires_in` seconds; a ticket
     opens one socket. Sockets never take a token or API key in the URL."""
-    return TicketResponse(ticket=await tickets.issue(principal), expires_in=int(tickets.ttl_s))
+    try:
+        ticket = await tickets.issue(principal)
+    except NatsError as exc:  # the bucket lives in JetStream: without NATS no gateway could redeem it anyway
+        raise ApiError(503, "service_unavailable", "NATS is not reachable: ask for a ticket again shortly") from exc
+    return TicketResponse(ticket=ticket, expires_in=int(tickets.ttl_s))
