@@ -180,8 +180,8 @@ async def test_a_log_viewer_is_told_when_the_jobs_agent_is_lost(gw, stack, tiny_
     token = headers["Authorization"].split()[1]
     async with gpu_agent(gw, stack, "ghost-gpu-box") as ghost:  # drained: the job waits, never placed
         job = (await gw.post("/api/jobs", json={**TRAIN, "gpu_count": 1}, headers=headers)).json()
-        ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs?token={token}"
-        async with websockets.connect(ws_url) as viewer:
+        ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
+        async with websockets.connect(ws_url, additional_headers=bearer(token)) as viewer:
             await asyncio.sleep(0.5)  # the socket follows the job now
             # As if it ran on an agent that then vanished: the scheduler's sweep finds it lost and re-queues it.
             db = await asyncpg.connect(stack.env["DATABASE_URL"])
