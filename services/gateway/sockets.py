@@ -15,14 +15,18 @@ from services.common.contracts import Subjects
 from services.common.security import Principal
 
 from .logs import LogHub, Position, frame_text, lines_after, notice_text, parse_position, position_of
+from .tickets import require_socket_caller
 
 NOT_FOUND = 4404
 BAD_REQUEST = 4400
 AGENT_LOST = 4410  # the job's agent lost it (went offline, or restarted without it): told in a notice frame first
 LOST_REASONS = frozenset({"agent_lost", "lost_on_agent", "requeued"})  # changes that end a log's live attempt
+# The shared guard knows no tickets: these sockets skip it ("public") and have the gateway's own, which takes a
+# one-time `?ticket=` or the Authorization header and refuses a credential in the URL (tickets.py).
+SOCKET_OPT = {"public": True}
 
 
-@websocket("/api/ws/echo")
+@websocket("/api/ws/echo", opt=SOCKET_OPT, guards=[require_socket_caller])
 async def echo(socket: WebSocket, principal: Principal) -> None:
     """Echo every text frame back, tagged with the caller: proves WebSocket auth end to end."""
     await socket.accept()
@@ -128,7 +132,7 @@ async def until_disconnect(socket: WebSocket, work) -> None:
             raise task.exception()
 
 
-@websocket("/api/jobs/{rest:path}")
+@websocket("/api/jobs/{rest:path}", opt=SOCKET_OPT, guards=[require_socket_caller])
 async def job_sockets(
     socket: WebSocket, pool: Pool, nc: Client, log_hub: LogHub, principal: Principal, rest: str
 ) -> None:

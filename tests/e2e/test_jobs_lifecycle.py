@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 import websockets
 
-from .helpers import TRAIN, gpu_agent, login, read_logs, unique, wait_for_state
+from .helpers import TRAIN, bearer, gpu_agent, login, read_logs, unique, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -41,8 +41,8 @@ async def test_live_feed_of_own_jobs(gw, stack, tiny_model):
     headers = await login(gw, stack.invite_code, unique("feed-watcher"))
     other = await login(gw, stack.invite_code, unique("feed-other"))
     token = headers["Authorization"].split()[1]
-    feed_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/feed?token={token}"
-    async with websockets.connect(feed_url) as feed:
+    feed_url = stack.gateway_url.replace("http", "ws") + "/api/jobs/feed"
+    async with websockets.connect(feed_url, additional_headers=bearer(token)) as feed:
         await asyncio.sleep(0.3)
         theirs = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 2}, headers=other)).json()
         mine = (await gw.post("/api/jobs", json={**TRAIN, "max_steps": 2}, headers=headers)).json()
@@ -182,8 +182,8 @@ async def test_a_log_viewer_is_told_when_the_jobs_agent_is_lost(gw, stack, tiny_
     token = headers["Authorization"].split()[1]
     async with gpu_agent(gw, stack, "ghost-gpu-box") as ghost:  # drained: the job waits, never placed
         job = (await gw.post("/api/jobs", json={**TRAIN, "gpu_count": 1}, headers=headers)).json()
-        ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs?token={token}"
-        async with websockets.connect(ws_url) as viewer:
+        ws_url = stack.gateway_url.replace("http", "ws") + f"/api/jobs/{job['id']}/logs"
+        async with websockets.connect(ws_url, additional_headers=bearer(token)) as viewer:
             await asyncio.sleep(0.5)  # the socket follows the job now
             # As if it ran on an agent that then vanished: the scheduler's sweep finds it lost and re-queues it.
             db = await asyncpg.connect(stack.env["DATABASE_URL"])

@@ -29,7 +29,7 @@ SETTINGS_CLASSES = [
     AgentSettings,
 ]
 # Read outside a settings class, each by one function named here.
-OTHER_VARIABLES = {"HOST_BASE_PATH", "LOG_BASE_PATH", "HF_CACHE_PATH"}  # storage_from_env
+OTHER_VARIABLES = {"HOST_BASE_PATH", "LOG_BASE_PATH", "HF_CACHE_PATH", "LLMCT_STATE_PATH"}  # storage_from_env
 
 
 def readme_variables() -> set[str]:

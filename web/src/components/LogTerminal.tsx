@@ -35,8 +35,8 @@ export function withAttemptRules(lines: LogLine[], previous: number | null, text
 }
 
 interface LogTerminalProps {
-  /** The logs WebSocket URL resuming after a position (`<attempt>.<seq>`). */
-  url: (after: string) => string;
+  /** The logs WebSocket URL resuming after a position (`<attempt>.<seq>`), with its one-time ticket (a promise). */
+  url: (after: string) => string | Promise<string>;
   label: string;
   texts: LogTexts;
   onStatus?: (status: SocketStatus, closeCode?: number) => void;

@@ -142,4 +142,47 @@ describe("ReconnectingSocket", () => {
     vi.advanceTimersByTime(1000);
     expect(FakeSocket.made).toHaveLength(3);
   });
+
+  it("asks an async URL (a fresh ticket) before every attempt, and opens only what it got", async () => {
+    let asked = 0;
+    const socket = new ReconnectingSocket({
+      url: async () => `ws://x?ticket=t${++asked}`,
+      onMessage: () => {},
+      createSocket: create,
+      retryDelaysMs: [10],
+    });
+    socket.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.made.map((s) => s.url)).toEqual(["ws://x?ticket=t1"]);
+    FakeSocket.made[0]!.drop();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(FakeSocket.made.map((s) => s.url)).toEqual(["ws://x?ticket=t1", "ws://x?ticket=t2"]);
+    socket.stop();
+  });
+
+  it("tries again when the URL cannot be had, and ends when it is refused as unauthorized", async () => {
+    const statuses: string[] = [];
+    const answers = [new Error("network"), Object.assign(new Error("expired"), { status: 401 })];
+    const socket = new ReconnectingSocket({
+      url: () => Promise.reject(answers.shift()),
+      onMessage: () => {},
+      onStatus: (s, code) => statuses.push(`${s}:${code ?? ""}`),
+      createSocket: create,
+      retryDelaysMs: [10],
+    });
+    socket.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(statuses.at(-1)).toBe("reconnecting:");
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(statuses.at(-1)).toBe("ended:4401");
+    expect(FakeSocket.made).toHaveLength(0);
+  });
+
+  it("opens nothing when stopped while the URL was being asked for", async () => {
+    const socket = new ReconnectingSocket({ url: async () => "ws://x", onMessage: () => {}, createSocket: create });
+    socket.start();
+    socket.stop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.made).toHaveLength(0);
+  });
 });

@@ -1,7 +1,7 @@
 /**
  * A WebSocket that comes back by itself: after a drop it reconnects with growing delays, asking the URL
- * again each time (so a log follower can resume after the last line it saw). Close codes that mean
- * "never" (not found, not allowed) end it.
+ * again each time (so a log follower can resume after the last line it saw, with a fresh one-time ticket).
+ * Close codes that mean "never" (not found, not allowed) end it, and so does a URL refused as unauthorized.
  */
 
 export type SocketStatus = "connecting" | "open" | "reconnecting" | "ended";
@@ -11,8 +11,8 @@ export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1008, 4400, 4401,
 export const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 
 export interface ReconnectingSocketOptions {
-  /** The URL to open, asked again before every attempt. */
-  url: () => string;
+  /** The URL to open, asked again before every attempt (a promise when it needs a call first: a ticket). */
+  url: () => string | Promise<string>;
   onMessage: (data: string) => void;
   onStatus?: (status: SocketStatus, closeCode?: number) => void;
   retryDelaysMs?: number[];
@@ -25,6 +25,7 @@ export class ReconnectingSocket {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private failures = 0;
   private stopped = false;
+  private attempt = 0;
 
   constructor(private readonly options: ReconnectingSocketOptions) {}
 
@@ -44,9 +45,43 @@ export class ReconnectingSocket {
   }
 
   private connect(status: SocketStatus): void {
-    const { url, createSocket, onStatus } = this.options;
-    onStatus?.(status);
-    const socket = (createSocket ?? ((u: string) => new WebSocket(u)))(url());
+    this.options.onStatus?.(status);
+    const attempt = ++this.attempt;
+    const current = () => !this.stopped && attempt === this.attempt;
+    let address: string | Promise<string>;
+    try {
+      address = this.options.url();
+    } catch (error) {
+      this.refused(error);
+      return;
+    }
+    if (typeof address === "string") {
+      this.open(address);
+      return;
+    }
+    address.then(
+      (ready) => {
+        if (current()) this.open(ready);
+      },
+      (error: unknown) => {
+        if (current()) this.refused(error);
+      },
+    );
+  }
+
+  /** The URL could not be had: unauthorized ends it (the session is over), anything else is tried again. */
+  private refused(error: unknown): void {
+    const status = (error as { status?: unknown } | null)?.status;
+    if (status === 401 || status === 403) {
+      this.options.onStatus?.("ended", 4000 + status);
+      return;
+    }
+    this.retry();
+  }
+
+  private open(url: string): void {
+    const { createSocket, onStatus } = this.options;
+    const socket = (createSocket ?? ((u: string) => new WebSocket(u)))(url);
     this.socket = socket;
     socket.onopen = () => {
       if (this.socket !== socket) return;
@@ -145,7 +180,7 @@ function parseFrame(frame: string): { lines?: unknown; attempt?: unknown; notice
  * is shown twice or lost, whichever attempt of the job printed it.
  */
 export function followLog(options: {
-  url: (after: string) => string;
+  url: (after: string) => string | Promise<string>;
   onLines: (lines: LogLine[]) => void;
   onNotice?: (notice: LogNotice) => void;
   onStatus?: (status: SocketStatus, closeCode?: number) => void;
