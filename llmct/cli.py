@@ -9,6 +9,7 @@ import importlib
 import logging
 import sys
 
+from services.common import redaction
 from services.common.settings import SERVICE_NAMES, get_settings
 
 
@@ -134,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter buries the banner
+    redaction.install()  # no log line of ours, uvicorn's or a library's carries a token, ticket or password
     args = parser().parse_args(argv)
     try:
         return args.func(args)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -15,9 +17,13 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
 
 from services.common import nats_auth
 from services.common.net import free_port  # noqa: F401 - tests and benches take it from here
+from services.common.private import open_private, private_folder
 
 
 def wait_until(check, *, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -88,9 +94,9 @@ class NatsServer:
 
     def start(self, log_file: Path | None = None) -> NatsServer:
         binary = nats_server_binary()
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.store_dir)  # JetStream's files hold every message: this user's only
         nats_auth.write_config(self.config_path, self.service_password, self.agents)
-        out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+        out = open_private(log_file) if log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [
                 binary,
@@ -153,15 +159,26 @@ def postgres_bindir() -> Path | None:
 
 @dataclass
 class PostgresServer:
-    """A throwaway or kept Postgres cluster in a folder of ours, run by the system's binaries."""
+    """A throwaway or kept Postgres cluster in a folder of ours, run by the system's binaries. Every connection
+    needs the password (scram-sha-256, over TCP and the socket alike): a cluster that trusts whoever connects lets
+    any local process, a job's included, read every table and run programs as the server's user."""
 
     data_dir: Path
     port: int
     database: str = "llmct"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return self.url_of(self.database)
+
+    def url_of(self, database: str, password: bool = True) -> str:
+        secret = f":{quote(self.password, safe='')}" if password else ""
+        return f"postgresql://postgres{secret}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def hba_path(self) -> Path:
+        return self.data_dir / "pg_hba.conf"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         bindir = postgres_bindir()
@@ -177,13 +194,13 @@ class PostgresServer:
         return result
 
     def start(self) -> PostgresServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if os.geteuid() == 0:
             user = pwd.getpwnam(_postgres_user())
-            for path in (self.data_dir, self.data_dir.parent):
-                os.chown(path, user.pw_uid, user.pw_gid)
+            os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+            _let_group_enter(self.data_dir.parent, user.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-locale")
+            self._initdb()
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             "pg_ctl",
@@ -199,16 +216,69 @@ class PostgresServer:
             "start",
         )
         wait_until(lambda: _port_open(self.port), timeout=30, what="postgres")
+        if trusts_anyone(self.hba_path):
+            self._require_password()
         self._create_database()
         return self
 
+    def _initdb(self) -> None:
+        """A new cluster whose only role, postgres, logs in with `password` (scram-sha-256), locally too."""
+        # Beside the data folder (initdb wants it empty), readable by the server's user only, gone right after.
+        pwfile = self.data_dir.parent / f".{self.data_dir.name}.pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.password + "\n")
+        try:
+            if os.geteuid() == 0:
+                user = pwd.getpwnam(_postgres_user())
+                os.chown(pwfile, user.pw_uid, user.pw_gid)
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _require_password(self) -> None:
+        """A cluster made before passwords (it trusted every local connection) keeps its data: its role is given
+        the password, then pg_hba.conf asks for it (scram-sha-256) and the server reloads it."""
+        asyncio.run(set_password(self.url_of("postgres", password=False), self.password))
+        self.hba_path.write_text(HBA_TRUST.sub(r"\1scram-sha-256\2", self.hba_path.read_text()))  # keeps its owner
+        self._run("pg_ctl", "-D", str(self.data_dir), "reload")
+        wait_until(lambda: not self.lets_in_without_password(), timeout=10, what="password authentication")
+
+    def lets_in_without_password(self) -> bool:
+        """Whether a connection without the password gets in (it never should)."""
+
+        async def attempt() -> bool:
+            try:
+                conn = await asyncpg.connect(self.url_of("postgres", password=False))
+            except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+                return False
+            except asyncpg.ClientConfigurationError:  # the server asked for a password none was given
+                return False
+            await conn.close()
+            return True
+
+        return asyncio.run(attempt())
+
     def _create_database(self) -> None:
-        import asyncio
-
-        import asyncpg
-
         async def create() -> None:
-            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres")
+            try:
+                conn = await asyncpg.connect(self.url_of("postgres"))
+            except asyncpg.InvalidPasswordError as exc:
+                raise RuntimeError(
+                    f"the Postgres cluster in {self.data_dir} refused its password: it was made with another one "
+                    "(the kept postgres_password file lost or replaced?)"
+                ) from exc
             try:
                 exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", self.database)
                 if not exists:
@@ -220,6 +290,36 @@ class PostgresServer:
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=False)
+
+
+HBA_TRUST = re.compile(r"^(\s*(?:local|host\S*)\s.*?)\btrust\b(.*)$", re.MULTILINE)
+
+
+def trusts_anyone(hba_path: Path) -> bool:
+    """Whether a cluster's pg_hba.conf lets a connection in without its password (`trust`)."""
+    try:
+        return HBA_TRUST.search(hba_path.read_text()) is not None
+    except FileNotFoundError:
+        return False
+
+
+async def set_password(trusting_url: str, password: str) -> None:
+    """Give the postgres role of a cluster that still trusts local connections its password (as scram-sha-256)."""
+    conn = await asyncpg.connect(trusting_url)
+    try:
+        await conn.execute("SET password_encryption = 'scram-sha-256'")
+        literal = "'" + password.replace("'", "''") + "'"  # ALTER ROLE takes no parameters
+        await conn.execute(f"ALTER ROLE postgres WITH PASSWORD {literal}")
+    finally:
+        await conn.close()
+
+
+def _let_group_enter(folder: Path, gid: int) -> None:
+    """Let the postgres user (by its group) pass through the folder holding its data, and nobody else new."""
+    info = folder.stat()
+    if info.st_gid != gid:
+        os.chown(folder, -1, gid)
+    os.chmod(folder, (info.st_mode & 0o7777) | 0o010)
 
 
 def _postgres_user() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from services.common.nats_auth import agent_user, check_agent_id, default_agent_id
+from services.common.private import open_private, private_folder, write_private
 from services.common.settings import DEFAULT_PORTS, StoragePaths, storage_from_env
 from services.common.store import migrate
 
@@ -38,8 +40,8 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}/health"
 
     def start(self, env: dict[str, str]) -> ServiceProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        private_folder(self.log_path.parent)
+        with open_private(self.log_path) as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "llmct.cli", "service", self.name],
                 env=process_env(self.name, env),
@@ -117,14 +119,45 @@ def _password() -> str:
 
 
 def _kept_secret(path: Path, make) -> str:
-    """A value kept in the state folder so a second `make up` finds the same one."""
+    """A value kept in the secrets folder so a second `make up` finds the same one (0600 in a 0700 folder)."""
     if path.exists():
+        path.chmod(0o600)  # one an older version wrote
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     value = make()
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    write_private(path, (value + "\n").encode())
     return value
+
+
+def secrets_folder(storage: StoragePaths) -> Path:
+    """Where `llmct up` keeps the platform's secrets: the database, NATS and admin passwords, the signing key and
+    the invite code, each a file readable by this user only."""
+    return storage.state / "secrets"
+
+
+def adopt_old_state(storage: StoragePaths) -> None:
+    """Move what an older version kept in `<HOST_BASE_PATH>/state` (inside the storage jobs see) to the state folder,
+    and its secrets into `secrets/`. Nothing runs yet: Postgres and NATS find their data where they are told."""
+    old = storage.base / "state"
+    if old.is_dir() and not storage.state.exists() and old.resolve() != storage.state.resolve():
+        storage.state.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(old), str(storage.state))
+        print(f"moved {old} to {storage.state} (state no longer lives in the shared storage)", flush=True)
+    for name in SECRET_FILES:
+        loose = storage.state / name
+        if loose.is_file() and not (secrets_folder(storage) / name).exists():
+            private_folder(secrets_folder(storage))
+            loose.replace(secrets_folder(storage) / name)
+
+
+SECRET_FILES = (
+    "secret_key",
+    "invite_code",
+    "admin_password",
+    "postgres_password",
+    "nats_service_password",
+    "nats_agent_password",
+)
 
 
 @dataclass
@@ -139,26 +172,32 @@ class LocalStack:
     tiny_model: str | None = None
 
     def prepare_env(self) -> None:
-        state = self.storage.state
+        adopt_old_state(self.storage)
+        self.private_state()
+        kept = secrets_folder(self.storage)
         env = self.env
-        env.setdefault("LLMCT_SECRET_KEY", _kept_secret(state / "secret_key", lambda: secrets.token_hex(32)))
-        env.setdefault("INVITE_CODE", _kept_secret(state / "invite_code", lambda: secrets.token_urlsafe(9)))
+        env.setdefault("LLMCT_SECRET_KEY", _kept_secret(kept / "secret_key", lambda: secrets.token_hex(32)))
+        env.setdefault("INVITE_CODE", _kept_secret(kept / "invite_code", lambda: secrets.token_urlsafe(9)))
         env.setdefault("LLMCT_ADMIN_USERNAME", "admin")
-        env.setdefault(
-            "LLMCT_ADMIN_PASSWORD", _kept_secret(state / "admin_password", lambda: secrets.token_urlsafe(12))
-        )
+        env.setdefault("LLMCT_ADMIN_PASSWORD", _kept_secret(kept / "admin_password", lambda: secrets.token_urlsafe(12)))
         env["HOST_BASE_PATH"] = str(self.storage.base)
+        env["LLMCT_STATE_PATH"] = str(self.storage.state)
+
+    def private_state(self) -> None:
+        """The state folder (0700) and its secrets folder (0700), outside the storage jobs see. As root, Postgres
+        runs as the postgres user, which is let through the state folder (by group) to its own data, not further."""
+        private_folder(self.storage.state)
+        private_folder(secrets_folder(self.storage))
 
     def start_servers(self) -> None:
-        state, logs = self.storage.state, self.storage.logs / "platform"
-        logs.mkdir(parents=True, exist_ok=True)
+        state, logs = self.storage.state, private_folder(self.storage.logs / "platform")
         if not self.env.get("NATS_URL"):
             port = int(self.env.get("LLMCT_NATS_PORT", "4222"))
             nats = NatsServer(
                 port=port,
                 monitor_port=port + 4000,
                 store_dir=state / "nats",
-                service_password=_kept_secret(state / "nats_service_password", _password),
+                service_password=_kept_secret(secrets_folder(self.storage) / "nats_service_password", _password),
             )
             self.nats = nats
             self.provision_local_agent(nats)
@@ -170,7 +209,7 @@ class LocalStack:
     def provision_local_agent(self, nats: NatsServer) -> None:
         """The local agent's own NATS user (LLMCT_AGENT_ID, else the host name), its password kept in state/."""
         agent = check_agent_id(self.env.get("LLMCT_AGENT_ID") or default_agent_id())
-        nats.add_agent(agent, _kept_secret(self.storage.state / "nats_agent_password", _password))
+        nats.add_agent(agent, _kept_secret(secrets_folder(self.storage) / "nats_agent_password", _password))
         self.env.update(
             {
                 "LLMCT_AGENT_ID": agent,
@@ -181,8 +220,9 @@ class LocalStack:
 
     def _start_postgres(self, data_dir: Path) -> str:
         port = int(self.env.get("LLMCT_PG_PORT", "5433"))
+        password = _kept_secret(secrets_folder(self.storage) / "postgres_password", lambda: secrets.token_urlsafe(24))
         if postgres_bindir() is not None:
-            self.postgres = PostgresServer(data_dir=data_dir, port=port).start()
+            self.postgres = PostgresServer(data_dir=data_dir, port=port, password=password).start()
             return self.postgres.url
         try:
             # A pip-installed embedded Postgres for machines without one; optional, so often not installed.
@@ -191,6 +231,7 @@ class LocalStack:
             raise RuntimeError(
                 "no Postgres found: install postgresql, `pip install pgserver`, or set DATABASE_URL"
             ) from exc
+        # pgserver listens on a Unix socket in a folder of its own only (no TCP port), with its own authentication.
         return pgserver.get_server(str(data_dir), cleanup_mode=None).get_uri()
 
     def start(self) -> None:
@@ -211,18 +252,27 @@ class LocalStack:
             self.nats.stop()
 
 
+def where_kept(stack: LocalStack, name: str, variable: str) -> str:
+    """Where to read a secret, never the secret: the banner lands in terminals' scrollback, CI logs and journals."""
+    path = secrets_folder(stack.storage) / name
+    if path.is_file() and path.read_text().strip() == stack.env.get(variable):
+        return f"in {path} (`cat` it; readable by you only)"
+    return f"as set in {variable}"
+
+
 def banner(stack: LocalStack) -> str:
     env = stack.env
     url = (
         f"http://{env.get('LLMCT_PUBLIC_HOST', '127.0.0.1')}:{env.get('LLMCT_GATEWAY_PORT', DEFAULT_PORTS['gateway'])}"
     )
+    admin_password = where_kept(stack, "admin_password", "LLMCT_ADMIN_PASSWORD")
     return "\n".join(
         [
             "",
             f"LLM-Cloud-Trainer is up: {url}",
             f"  API docs:     {url}/api/docs",
-            f"  admin login:  {env['LLMCT_ADMIN_USERNAME']} / {env['LLMCT_ADMIN_PASSWORD']}",
-            f"  invite code:  {env['INVITE_CODE']}   (new users register with it)",
+            f"  admin login:  {env['LLMCT_ADMIN_USERNAME']}, its password {admin_password}",
+            f"  invite code:  {where_kept(stack, 'invite_code', 'INVITE_CODE')}   (new users register with it)",
             f"  logs:         {stack.storage.logs / 'platform'}",
             *(
                 [

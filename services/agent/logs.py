@@ -17,6 +17,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from services.common import contracts
+from services.common.private import open_private
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class LogShipper:
         self.on_shipped = on_shipped
         self._pending: list[tuple[contracts.LogLine, Any, int]] = []  # (line, mark, file bytes after it)
         self._mark: Any = None
-        self._file = open(log_path, "ab", buffering=0)
+        self._file = open_private(log_path)  # a job's output is its owner's: 0600
         size = self._file.seek(0, os.SEEK_END)
         if keep_bytes is not None and keep_bytes < size:
             self._file.truncate(keep_bytes)

@@ -243,7 +243,12 @@ class Runner:
     async def _run_engine(self, order, job: RunningJob, shipper: LogShipper, resume: Resume | None) -> ExitInfo:
         """Run the job's stages in order; the first that fails or is cancelled ends the job."""
         if resume is None:
-            shipper.add("system", f"{order.kind} job {order.job_id} on {self.agent_id} ({self.runtime.name} runtime)")
+            # Line numbers start again in each attempt: this line marks where one begins, in the file as on the socket.
+            shipper.add(
+                "system",
+                f"attempt {order.attempt}: {order.kind} job {order.job_id} on {self.agent_id} "
+                f"({self.runtime.name} runtime)",
+            )
         else:
             shipper.add("system", resume.note)
         stopped = asyncio.Event()

@@ -1,6 +1,6 @@
 """What an agent keeps on disk about each job whose engine outlives it (docker), to pick the job up again.
 
-Two files per job in the agent's state folder (`<HOST_BASE_PATH>/state/agents/<agent id>/`):
+Two files per job in the agent's state folder (`<LLMCT_STATE_PATH>/agents/<agent id>/`, 0700, files 0600):
 `<job>.order`, the JobDispatched as received (written before the first container starts), and
 `<job>.cursor`, how far the job's output got: the last log line number shipped and the log file's
 length after it, the runtime's position in the engine's output, how far trainer_log.jsonl was read,
@@ -11,13 +11,13 @@ the shipper sends, so it is at most one batch behind what viewers saw. Both go w
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from services.common import contracts
+from services.common.private import private_folder, write_private
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class SavedJob:
         """A job dispatched to this agent: its order written, its cursor empty."""
         state = cls(folder, order)
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_folder(folder)  # orders name datasets, models and paths: this user's only (0700, files 0600)
             _write(folder / f"{order.job_id}.order", contracts.encode(order))
             state.save()
         return state
@@ -102,10 +102,8 @@ class SavedJob:
 
 def _write(path: Path, data: bytes) -> None:
     """Replace a file at once: a crash leaves the old content or the new, never half of either."""
-    temp = path.with_name(path.name + ".tmp")
     try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
+        write_private(path, data)
     except OSError as exc:  # a full disk must not stop the job; only a restart would lose its place
         log.warning("could not save %s: %s", path, exc)
 

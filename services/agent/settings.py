@@ -45,7 +45,7 @@ class AgentSettings:
         None,
         doc="where jobs in containers are saved for the next agent (a local disk is best: a "
         "cursor is rewritten after every batch of log lines); default "
-        "<HOST_BASE_PATH>/state/agents/<id>",
+        "<LLMCT_STATE_PATH>/agents/<id>",
     )
     docker_image: str = env("LLMCT_DOCKER_IMAGE", DEFAULT_DOCKER_IMAGE, doc="the engine image of the docker runtime")
     docker_memory: str | None = env(

@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from nats.micro import add_service
 
-from . import contracts
+from . import contracts, redaction
 from .bus import bus_is_healthy, close_bus, connect_bus, ensure_streams
 from .consumers import Consumer
 from .dependencies import DEPENDENCIES
@@ -204,6 +204,7 @@ def _lifespan(spec: ServiceSpec):
 def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> Litestar:
     """Build the Litestar app of one service."""
     settings = settings or settings_from_env()
+    redaction.install()  # however the app is served, its logs carry no token, ticket or password
     if spec.uses_store and len(settings.secret_key) < 32:
         raise RuntimeError("LLMCT_SECRET_KEY must be set (32+ characters) and shared by every service")
     return Litestar(

@@ -247,6 +247,8 @@ FinishReason = Literal[
     "container_lost",
     # the scheduler's
     "agent_lost",  # the job's agent went offline and the job had no retries left (or was a deployment)
+    "lost_on_agent",  # its agent, online, stopped listing the job as running (restarted without it), no retries left
+    "time_limit",  # ran longer than its owner's maximum run time (LLMCT_MAX_RUN_H, or an admin's per user): stopped
     "bad_event",  # the job's agent sent an event the scheduler could not read or store (kept in DEAD_LETTERS)
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
@@ -361,6 +363,8 @@ class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
     state: JobState
     at: datetime
     progress: dict | None = None  # step, total_steps, loss, learning_rate, epoch, elapsed_s, remaining_s
+    reason: str | None = None  # why the state changed (the job_events reason: requeued, agent_lost, ...)
+    message: str | None = None
 
 
 class JobCancelRequested(Message, kw_only=True, frozen=True, tag="job_cancel_requested"):

@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 from .contracts import Subjects
+from .private import private_folder, write_private
 
 SERVICE_USER = "llmct-services"
 AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -100,9 +101,6 @@ def authorization(service_password: str, agents: dict[str, str]) -> dict:
 
 def write_config(path: Path, service_password: str, agents: dict[str, str]) -> Path:
     """Write a nats-server config file (JSON is valid nats-server syntax; quoted `$JS` is not a variable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(authorization(service_password, agents), indent=2) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    private_folder(path.parent)
+    write_private(path, (json.dumps(authorization(service_password, agents), indent=2) + "\n").encode())
     return path

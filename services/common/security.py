@@ -138,13 +138,12 @@ class RevokedSessions:
 
 
 def bearer_from(connection: ASGIConnection) -> str | None:
-    """The bearer credential from the Authorization header, or ?token= for WebSockets."""
+    """The bearer credential from the Authorization header; never from the URL, where logs and proxies keep it
+    (browsers open WebSockets with a one-time ticket instead: services/gateway/tickets.py)."""
     header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    if connection.scope["type"] == "websocket":
-        return connection.query_params.get("token")
     return None
 
 

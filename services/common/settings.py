@@ -83,6 +83,8 @@ class StoragePaths:
     """LOG_BASE_PATH: where job logs are written."""
     hf_cache: Path
     """HF_CACHE_PATH: the Hugging Face cache mounted into engines."""
+    state_dir: Path | None = None
+    """LLMCT_STATE_PATH: the platform's private state; `<HOST_BASE_PATH>-state` when unset (`state`)."""
 
     @property
     def data(self) -> Path:
@@ -112,8 +114,10 @@ class StoragePaths:
 
     @property
     def state(self) -> Path:
-        """Local NATS and Postgres state of the embedded stack."""
-        return self.base / "state"
+        """The embedded stack's NATS and Postgres data, the platform's secrets and agents' saved jobs: beside the
+        shared storage, never inside it, since jobs see that (its data, models, temp) and this is for the
+        platform's own user only (0700)."""
+        return self.state_dir or self.base.with_name(self.base.name + "-state")
 
     def ensure(self) -> None:
         """Create every folder of the layout."""
@@ -166,13 +170,14 @@ class Settings:
 
 
 def storage_from_env(environ: Mapping[str, str] | None = None) -> StoragePaths:
-    """Storage paths from HOST_BASE_PATH, LOG_BASE_PATH and HF_CACHE_PATH."""
+    """Storage paths from HOST_BASE_PATH, LOG_BASE_PATH, HF_CACHE_PATH and LLMCT_STATE_PATH."""
     environ = os.environ if environ is None else environ
     base = Path(environ.get("HOST_BASE_PATH") or REPO_ROOT / "cloud-llm").resolve()
     return StoragePaths(
         base=base,
         logs=Path(environ.get("LOG_BASE_PATH") or base / "logs").resolve(),
         hf_cache=Path(environ.get("HF_CACHE_PATH") or base / "hf-cache").resolve(),
+        state_dir=Path(environ["LLMCT_STATE_PATH"]).resolve() if environ.get("LLMCT_STATE_PATH") else None,
     )
 
 

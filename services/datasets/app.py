@@ -9,12 +9,13 @@ from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
 from services.common.dependencies import provide_part
+from services.common.lifecycle import Background
 from services.common.settings import Settings, from_env, settings_from_env
 
 from .answers import ENDPOINTS
 from .catalog import sync_public_datasets
 from .context import DatasetsContext, datasets_context
-from .routes import DatasetController
+from .routes import DatasetController, QuotaController
 from .settings import DatasetSettings
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,27 @@ async def _start(context: DatasetsContext) -> None:
     layout.root.mkdir(parents=True, exist_ok=True)
     async with context.pool.acquire() as conn:
         await sync_public_datasets(conn, layout.root)  # pyright: ignore[reportArgumentType] - a pool's proxy
-    swept = await asyncio.to_thread(layout.sweep_incoming)
+    await _sweep_uploads(context)
+
+
+async def _sweep_uploads(context: DatasetsContext) -> None:
+    """Remove unfinished uploads (a crash, a client gone) with no progress for LLMCT_UPLOAD_MAX_AGE_S."""
+    datasets = context.datasets
+    try:
+        swept = await asyncio.to_thread(datasets.layout.sweep_incoming, datasets.settings.upload_max_age_s)
+    except OSError as exc:
+        log.warning("unfinished uploads could not be swept (the next pass retries): %s", exc)
+        return
     if swept:
-        log.info("removed %d abandoned uploads", swept)
+        log.info("removed %d unfinished uploads", swept)
+
+
+async def _sweep_uploads_forever(context: DatasetsContext) -> None:
+    """Sweep unfinished uploads every LLMCT_UPLOAD_SWEEP_S, not only at start-up: a long-lived service keeps
+    the disk a dead upload took otherwise."""
+    while True:
+        await asyncio.sleep(context.datasets.settings.upload_sweep_s)
+        await _sweep_uploads(context)
 
 
 def create_app(settings: Settings | None = None, dataset_settings: DatasetSettings | None = None) -> Litestar:
@@ -36,9 +55,10 @@ def create_app(settings: Settings | None = None, dataset_settings: DatasetSettin
     spec = ServiceSpec(
         name="datasets",
         description="public and private datasets, their files and dataset_info.json",
-        route_handlers=[DatasetController],
+        route_handlers=[DatasetController, QuotaController],
         context=datasets_context(dataset_settings or from_env(DatasetSettings)),
         on_startup=[_start],
+        background=[Background(name="upload sweeper", run=_sweep_uploads_forever)],
         dependencies={"datasets": provide_part("datasets")},
         endpoints=ENDPOINTS,
     )

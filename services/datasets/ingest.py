@@ -15,7 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -24,12 +24,12 @@ import msgspec
 from services.common.errors import ApiError
 from services.common.security import Principal, new_id
 
-from . import archives, formats, readers, scan, store
+from . import archives, formats, quota, readers, scan, store
 from .catalog import manifest_digest
 from .layout import DataLayout, remove_stored
 from .schemas import NAME_RULE, Dataset, DatasetName, UploadFields
 from .service import Context, get_dataset, info_key, name_taken, refresh_info
-from .uploads import ReceivedFile, receive, too_large
+from .uploads import Budget, ReceivedFile, receive
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,13 @@ async def ensure_name_free(conn, name: str, visibility: str, owner_id: str) -> N
 # --- content -----------------------------------------------------------------------------------------------
 
 
-def collect_parts(files: list[ReceivedFile], folder: Path, max_bytes: int) -> list[Part]:
+def collect_parts(files: list[ReceivedFile], folder: Path, limits: archives.Limits) -> list[Part]:
     """Every data file of the upload, archives unpacked, renamed part-NNNNN.<ext> (blocking)."""
     parts: list[Part] = []
     for received in files:
         if archives.is_archive(received.original):
-            for item in archives.unpack(received.path, received.original, folder, len(parts), max_bytes):
+            left = replace(limits, budget=limits.budget.after(sum(p.size for p in parts)))
+            for item in archives.unpack(received.path, received.original, folder, len(parts), left):
                 parts.append(Part(item.path, f"{received.original}:{item.original}", item.size, item.sha256))
             received.path.unlink()
         elif readers.file_type(received.original):
@@ -157,8 +158,8 @@ def collect_parts(files: list[ReceivedFile], folder: Path, max_bytes: int) -> li
                 "file",
             )
     check_one_loader([p.path for p in parts])
-    if sum(p.size for p in parts) > max_bytes:
-        raise too_large(max_bytes)
+    if sum(p.size for p in parts) > limits.budget.limit:
+        raise limits.budget.refusal()
     return parts
 
 
@@ -247,18 +248,30 @@ class Accepted:
     checked: Checked
 
 
+def archive_limits(ctx: Context, budget: Budget) -> archives.Limits:
+    settings = ctx.settings
+    return archives.Limits(
+        max_members=settings.archive_max_members, max_ratio=settings.archive_max_ratio, budget=budget
+    )
+
+
 async def _accept(
-    ctx: Context, caller: Principal, stream: AsyncIterator[bytes], content_type: str | None, folder: Path
+    ctx: Context,
+    caller: Principal,
+    stream: AsyncIterator[bytes],
+    content_type: str | None,
+    folder: Path,
+    budget: Budget,
 ) -> Accepted:
     started = time.perf_counter()
-    received = await receive(stream, content_type, folder, ctx.settings.max_bytes, early_check(caller))
+    received = await receive(stream, content_type, folder, budget, early_check(caller))
     received_s = time.perf_counter() - started
     fields = parse_fields(received.fields)
     check_visibility(caller, fields.visibility)
     mapping, tags = check_mapping(fields.format, fields.columns, fields.tags)
     async with ctx.pool.acquire() as conn:
         await ensure_name_free(conn, fields.name, fields.visibility, caller.user_id)
-    parts = await asyncio.to_thread(collect_parts, received.files, folder, ctx.settings.max_bytes)
+    parts = await asyncio.to_thread(collect_parts, received.files, folder, archive_limits(ctx, budget))
     checked = await check_content([p.path for p in parts], fields.format, mapping, tags)
     log.info(
         "upload %r by %s: %d bytes received in %.2f s, %d rows checked in %.2f s",
@@ -307,12 +320,22 @@ async def upload(
     ctx: Context, caller: Principal, stream: AsyncIterator[bytes], content_type: str | None, content_length: int | None
 ) -> Dataset:
     """Receive, check and store an uploaded dataset; 4xx with nothing left behind when anything is wrong."""
-    if content_length and content_length > ctx.settings.max_bytes + MULTIPART_SLACK:
-        raise too_large(ctx.settings.max_bytes)
+    budget = await quota.budget_for(ctx.pool, ctx.settings, caller.user_id)
+    if content_length and content_length > budget.limit + MULTIPART_SLACK:
+        raise budget.refusal()
     folder = ctx.layout.new_incoming()
     try:
-        accepted = await _accept(ctx, caller, stream, content_type, folder)
+        accepted = await _accept(ctx, caller, stream, content_type, folder, budget)
         dataset_id = await _keep(ctx, caller, accepted, folder)
+    except FileNotFoundError as exc:
+        if folder.exists():
+            raise
+        raise ApiError(
+            408,
+            "upload_expired",
+            "the upload made no progress for longer than LLMCT_UPLOAD_MAX_AGE_S and was removed: send it again",
+            "file",
+        ) from exc
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
     await refresh_info(ctx)
@@ -340,10 +363,13 @@ async def insert(
     remark: str,
     hub: dict | None = None,
 ) -> None:
-    """Store a checked dataset; 409 when its name was taken meanwhile."""
+    """Store a checked dataset; 409 when its name was taken meanwhile, 413 when the owner's quota is full
+    (files the platform keeps count against it)."""
     info = formats.info_entry(fmt, file_name, columns, tags, hub)
     try:
-        async with ctx.pool.acquire() as conn:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            if managed:
+                await quota.check_room(conn, ctx.settings, caller.user_id, size_bytes or 0)
             await store.insert_dataset(
                 conn,
                 id=dataset_id,

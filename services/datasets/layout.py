@@ -10,7 +10,9 @@ data/
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -80,16 +82,30 @@ class DataLayout:
         return target
 
     def sweep_incoming(self, older_than_s: float = STALE_INCOMING_S) -> int:
-        """Remove uploads a crash left half-received; returns how many folders went."""
+        """Remove uploads a crash or a vanished client left unfinished: folders in which nothing was written for
+        `older_than_s` (a live upload writes all the time). Returns how many folders went."""
         folder, removed = self.root / INCOMING, 0
         if not folder.is_dir():
             return 0
         cutoff = time.time() - older_than_s
         for entry in folder.iterdir():
-            if entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry, ignore_errors=True)
+            if _last_written(entry) < cutoff:
+                remove_stored(entry)
                 removed += 1
         return removed
+
+
+def _last_written(folder: Path) -> float:
+    """The newest modification time of a folder and the files in it (infinite when it went meanwhile)."""
+    try:
+        newest = folder.lstat().st_mtime
+    except FileNotFoundError:
+        return math.inf
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in folder.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                newest = max(newest, entry.lstat().st_mtime)
+    return newest
 
 
 def data_files(path: Path) -> list[Path]:

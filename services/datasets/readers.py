@@ -1,7 +1,9 @@
 """Read dataset files row by row, whatever their size: JSON arrays, JSON lines, CSV and Parquet.
 
 Nothing here loads a whole file: JSON arrays are split with the C decoder over a sliding buffer, JSON
-lines and CSV are read line by line, Parquet batch by batch. Blocking; callers run it in a thread.
+lines and CSV are read line by line, Parquet batch by batch. A line is read up to MAX_LINE_BYTES and no further,
+so a file that is one endless line is refused, never held in memory; a JSON array's row is bounded likewise, and
+a row nested too deep to decode is a bad row. Blocking; callers run it in a thread.
 """
 
 from __future__ import annotations
@@ -12,18 +14,26 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, AnyStr
 
 import msgspec
 
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 CHUNK_CHARS = 1 << 20
 MAX_ROW_CHARS = 64 << 20
+MAX_LINE_BYTES = 16 << 20
+"""The longest line of a JSON-lines or CSV file (a row of text far longer than any model's context)."""
+PARQUET_MAX_RATIO = 100
+PARQUET_RATIO_FLOOR = 16 << 20
+"""A Parquet file may decompress to PARQUET_MAX_RATIO times its size, and to this much whatever its size."""
 # A truncated value fails a few characters before the end of the buffer (`tr` of `true`, `\u12`).
 _TRUNCATION_MARGIN = 16
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 csv.field_size_limit(MAX_ROW_CHARS)
+
+
+TOO_DEEP = "nested too deep to read"
 
 
 class DatasetProblem(Exception):
@@ -80,10 +90,26 @@ def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:
         raise DatasetProblem(f"the file is not UTF-8 text (byte {exc.start} of a chunk: {exc.reason})") from exc
 
 
+def line_too_long(number: int) -> DatasetProblem:
+    return DatasetProblem(
+        f"line {number} is longer than {MAX_LINE_BYTES >> 20} MiB, the longest row a dataset may hold"
+    )
+
+
+def bounded_lines(handle: IO[AnyStr]) -> Iterator[AnyStr]:
+    """The lines of `handle`, each read up to MAX_LINE_BYTES (characters, for text) and never further."""
+    number = 0
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise line_too_long(number)
+        yield line
+
+
 def json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line) for every non-blank line of a JSON-lines file."""
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(bounded_lines(handle), start=1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
             if line.strip():
@@ -96,6 +122,8 @@ def _json_lines_rows(path: Path) -> Iterator[tuple[str, Any]]:
             yield f"line {number}", msgspec.json.decode(line)
         except msgspec.DecodeError as exc:
             yield f"line {number}", BadRow(f"not valid JSON ({exc})")
+        except RecursionError:
+            yield f"line {number}", BadRow(TOO_DEEP)
 
 
 def is_json_lines(path: Path) -> bool:
@@ -136,6 +164,8 @@ class _Window:
             try:
                 value, self.pos = self.decode(self.text, self.pos)
                 return value
+            except RecursionError as exc:
+                raise DatasetProblem(f"row {number}: {TOO_DEEP}") from exc
             except json.JSONDecodeError as exc:
                 cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(self.text) - _TRUNCATION_MARGIN
                 if self.eof or not cut:
@@ -174,11 +204,16 @@ def _json_array_rows(path: Path) -> Iterator[tuple[str, Any]]:
 def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
     try:
         with _open_text(path) as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None:
+            reader = csv.reader(bounded_lines(handle))
+            header = next(reader, None)
+            if header is None:
                 return
-            for number, row in enumerate(reader, start=1):
-                row.pop(None, None)  # cells beyond the header
+            # Not DictReader: it copies the cells beyond the header into a list of their own, and a line of
+            # 16 million commas is that many cells.
+            rows = (cells for cells in reader if cells)
+            for number, cells in enumerate(rows, start=1):
+                row: dict[str, str | None] = dict(zip(header, cells, strict=False))  # cells beyond the header: dropped
+                row.update(dict.fromkeys(header[len(cells) :]))  # cells a short row lacks are None
                 yield f"row {number}", row
     except csv.Error as exc:
         raise DatasetProblem(f"not a readable CSV file: {exc}") from exc
@@ -189,17 +224,17 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
 def csv_header(path: Path) -> list[str]:
     with _open_text(path) as handle:
         try:
-            return next(csv.reader(handle), [])
+            return next(csv.reader(bounded_lines(handle)), [])
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DatasetProblem(f"not a readable CSV file: {exc}") from exc
 
 
-def _parquet_file(path: Path):
+def _parquet_file(path: Path, read_dictionary: list[str] | None = None):
     import pyarrow
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, read_dictionary=read_dictionary)
     except (pyarrow.ArrowException, OSError) as exc:
         raise DatasetProblem(f"not a readable Parquet file: {exc}") from exc
 
@@ -208,12 +243,52 @@ def parquet_columns(path: Path) -> list[str]:
     return list(_parquet_file(path).schema_arrow.names)
 
 
+def _parquet_bomb(what: str, size: int) -> DatasetProblem:
+    return DatasetProblem(
+        f"the Parquet file's {what} more than {PARQUET_MAX_RATIO} times its own size of {size:,} bytes: refused as a "
+        "decompression bomb"
+    )
+
+
+def _bounded_parquet(path: Path):
+    """The file, refused when its footer says its pages decompress past the ratio; top-level text columns are
+    read as dictionaries, so a value is not copied out for every row that names it before it is counted."""
+    import pyarrow
+
+    schema = _parquet_file(path).schema_arrow
+    kinds = (pyarrow.types.is_string, pyarrow.types.is_large_string, pyarrow.types.is_binary)
+    text = [field.name for field in schema if any(kind(field.type) for kind in kinds)]
+    parquet = _parquet_file(path, read_dictionary=text)
+    size, meta = path.stat().st_size, parquet.metadata
+    allowed = max(PARQUET_MAX_RATIO * size, PARQUET_RATIO_FLOOR)
+    if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) > allowed:
+        raise _parquet_bomb("pages decompress to", size)
+    return parquet, allowed
+
+
+def _text_bytes(batch) -> int:
+    """What the batch's dictionary-read text cells hold in all, each value counted for every row that names it."""
+    import pyarrow
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in batch.columns:
+        if pyarrow.types.is_dictionary(column.type):
+            lengths = pc.call_function("binary_length", [column.dictionary])
+            total += pc.call_function("sum", [lengths.take(column.indices)]).as_py() or 0
+    return total
+
+
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
     import pyarrow
 
-    number = 0
+    number, text = 0, 0
     try:
-        for batch in _parquet_file(path).iter_batches(batch_size=1024):
+        parquet, allowed = _bounded_parquet(path)
+        for batch in parquet.iter_batches(batch_size=1024):
+            text += _text_bytes(batch)
+            if text > allowed:
+                raise _parquet_bomb("rows hold", path.stat().st_size)
             for row in batch.to_pylist():
                 number += 1
                 yield f"row {number}", row

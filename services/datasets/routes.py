@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from asyncpg import Pool
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.params import Parameter
 from litestar.response import File, Stream
 from zipstream import ZipStream
@@ -13,8 +13,9 @@ from zipstream import ZipStream
 from services.common.dependencies import Injected
 from services.common.security import ANYONE, Principal, authenticate, bearer_from
 
-from . import ingest, register, service
+from . import ingest, quota, register, service
 from .formats import Format
+from .quota import DatasetQuota, QuotaSetting
 from .schemas import Dataset, DatasetPage, DatasetPatch, Preview, RegisterRequest, Visibility
 from .service import Context
 
@@ -117,3 +118,22 @@ class DatasetController(Controller):
     @delete("/{dataset_id:str}", status_code=204, summary="Delete a dataset no pending or running job uses")
     async def remove(self, datasets: Injected[Context], principal: Principal, dataset_id: str) -> None:
         await service.delete_dataset(datasets, principal, dataset_id)
+
+
+class QuotaController(Controller):
+    path = "/api/datasets/quotas"
+    tags = ["datasets"]
+
+    @get("/me", summary="The caller's dataset quota and what their uploads take")
+    async def mine(self, datasets: Injected[Context], principal: Principal) -> DatasetQuota:
+        return await quota.show_quota(datasets.pool, datasets.settings, principal.user_id)
+
+    @get("/{user_id:str}", opt={"admin": True}, summary="A user's dataset quota and use (admins)")
+    async def of_user(self, datasets: Injected[Context], user_id: str) -> DatasetQuota:
+        return await quota.show_quota(datasets.pool, datasets.settings, user_id)
+
+    @put("/{user_id:str}", opt={"admin": True}, summary="Set a user's dataset quota (admins; null: the default)")
+    async def set_quota(
+        self, datasets: Injected[Context], principal: Principal, user_id: str, data: QuotaSetting
+    ) -> DatasetQuota:
+        return await quota.set_quota(datasets.pool, datasets.settings, principal.user_id, user_id, data)

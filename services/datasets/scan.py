@@ -15,6 +15,7 @@ import msgspec
 
 from . import formats
 from .readers import (
+    TOO_DEEP,
     BadRow,
     DatasetProblem,
     csv_header,
@@ -69,6 +70,9 @@ def _scan_json_lines(path: Path, checker: RowChecker, result: ScanResult, prefix
             continue
         except msgspec.DecodeError as exc:
             result.note(f"{prefix}line {number}", f"not valid JSON ({exc})")
+            continue
+        except RecursionError:
+            result.note(f"{prefix}line {number}", TOO_DEEP)
             continue
         if absent:
             checker.present(row)

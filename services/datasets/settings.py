@@ -14,6 +14,21 @@ class DatasetSettings:
     max_bytes: int = env(
         "LLMCT_DATASET_MAX_BYTES", 10 * GIB, doc="the largest dataset an upload may send (413 beyond it)"
     )
+    quota_bytes: int = env(
+        "LLMCT_DATASET_QUOTA_BYTES",
+        50 * GIB,
+        doc="what one user's uploaded datasets may take in all, unless an admin set otherwise for them (413 beyond)",
+    )
+    archive_max_members: int = env(
+        "LLMCT_ARCHIVE_MAX_MEMBERS", 10_000, doc="entries an uploaded archive may list, folders included"
+    )
+    archive_max_ratio: int = env(
+        "LLMCT_ARCHIVE_MAX_RATIO", 100, doc="how many times its own size an uploaded archive may unpack to"
+    )
+    upload_max_age_s: float = env(
+        "LLMCT_UPLOAD_MAX_AGE_S", 6 * 3600.0, doc="an unfinished upload with no progress for this long is removed"
+    )
+    upload_sweep_s: float = env("LLMCT_UPLOAD_SWEEP_S", 600.0, doc="how often unfinished uploads are looked for")
     hub_access: bool = env(
         "LLMCT_DATASET_HUB_ACCESS", False, doc="1 when the engines' hosts can reach Hugging Face / ModelScope"
     )

@@ -1,4 +1,4 @@
-"""SQL of the datasets service: the only writer of `datasets` (and so of dataset_info.json)."""
+"""SQL of the datasets service: the only writer of `datasets` (and so of dataset_info.json) and `dataset_quotas`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ FROM = f"datasets d {owner_name_join('d.owner_id')}"
 # Who sees what: everyone the public ones, a caller also their own.
 VISIBLE = "(d.visibility = 'public' OR d.owner_id = $1)"
 INFO_LOCK = 7_101  # advisory lock: one writer of dataset_info.json at a time, across replicas and the CLI
+QUOTA_LOCK = 7_102  # advisory lock class (with the owner's hash): one quota check and insert per owner at a time
 
 
 async def visible_dataset(conn, dataset_id: str, caller_id: str | None, *, lock: bool = False):
@@ -165,4 +166,34 @@ async def upsert_public_file(
         checksum,
         signature,
         info,
+    )
+
+
+# --- quotas: what an owner's uploads take, and what an admin allowed them
+
+
+async def lock_owner_quota(conn, owner_id: str) -> None:
+    """Serialise the quota check and insert of one owner's uploads until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", QUOTA_LOCK, owner_id)
+
+
+async def stored_bytes(conn, owner_id: str) -> int:
+    """What the owner's uploaded datasets take (files the platform keeps; registered ones are not theirs)."""
+    return await conn.fetchval(
+        "SELECT coalesce(sum(size_bytes), 0)::bigint FROM datasets WHERE owner_id = $1 AND managed", owner_id
+    )
+
+
+async def custom_quota(conn, owner_id: str) -> int | None:
+    """The quota an admin set for the owner, or None for the platform's default."""
+    return await conn.fetchval("SELECT max_bytes FROM dataset_quotas WHERE user_id = $1", owner_id)
+
+
+async def set_custom_quota(conn, user_id: str, max_bytes: int | None, admin_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO dataset_quotas (user_id, max_bytes, updated_by) VALUES ($1, $2, $3) ON CONFLICT (user_id) "
+        "DO UPDATE SET max_bytes = $2, updated_by = $3, updated_at = now()",
+        user_id,
+        max_bytes,
+        admin_id,
     )

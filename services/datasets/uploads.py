@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +32,45 @@ def too_large(max_bytes: int, what: str = "the upload") -> ApiError:
         f"{what} is larger than this platform's dataset cap of {max_bytes:,} bytes (LLMCT_DATASET_MAX_BYTES)",
         "file",
     )
+
+
+def over_quota(quota: int, used: int, what: str = "the upload") -> ApiError:
+    return ApiError(
+        413,
+        "dataset_quota_exceeded",
+        f"{what} does not fit in your dataset quota: your datasets use {used:,} of your {quota:,} bytes "
+        f"({max(quota - used, 0):,} left; LLMCT_DATASET_QUOTA_BYTES or an admin's setting for you). Delete "
+        "datasets you no longer need, or ask an admin for more",
+        "file",
+    )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The bytes one upload may store: the dataset cap, or less when the owner's quota has less room left."""
+
+    cap: int
+    quota: int | None = None
+    """The owner's dataset quota; None: no quota applies."""
+    used: int = 0
+    """What the owner's stored datasets take already."""
+    spent: int = 0
+    """What this upload's files unpacked so far take (a later archive gets only the rest)."""
+
+    @property
+    def limit(self) -> int:
+        room = self.cap if self.quota is None else min(self.cap, max(self.quota - self.used, 0))
+        return max(room - self.spent, 0)
+
+    def after(self, spent: int) -> Budget:
+        """This budget once `spent` bytes of the upload are unpacked."""
+        return replace(self, spent=spent)
+
+    def refusal(self, what: str = "the upload") -> ApiError:
+        """The 413 for going past `limit`: it names the quota when that is what is short."""
+        if self.quota is not None and self.quota - self.used < self.cap:
+            return over_quota(self.quota, self.used, what)
+        return too_large(self.cap, what)
 
 
 @dataclass
@@ -74,9 +113,9 @@ def boundary_of(content_type: str | None) -> str:
 class _Receiver:
     """State of one multipart body being received."""
 
-    def __init__(self, folder: Path, max_bytes: int, on_field: Callable[[str, str], Awaitable[None]]):
+    def __init__(self, folder: Path, budget: Budget, on_field: Callable[[str, str], Awaitable[None]]):
         self.folder = folder
-        self.max_bytes = max_bytes
+        self.budget = budget
         self.on_field = on_field
         self.received = Received()
         self.total = 0
@@ -115,8 +154,8 @@ class _Receiver:
     def data(self, chunk: bytes) -> None:
         if self.handle is not None:
             self.total += len(chunk)
-            if self.total > self.max_bytes:
-                raise too_large(self.max_bytes)
+            if self.total > self.budget.limit:
+                raise self.budget.refusal()
             self.hasher.update(chunk)
             self.handle.write(chunk)
         elif self.text is not None:
@@ -154,11 +193,11 @@ async def receive(
     stream: AsyncIterator[bytes],
     content_type: str | None,
     folder: Path,
-    max_bytes: int,
+    budget: Budget,
     on_field: Callable[[str, str], Awaitable[None]],
 ) -> Received:
-    """Parse a multipart body into text fields and files written under `folder`."""
-    receiver = _Receiver(folder, max_bytes, on_field)
+    """Parse a multipart body into text fields and files written under `folder`, no more than `budget` allows."""
+    receiver = _Receiver(folder, budget, on_field)
     parser = PushMultipartParser(boundary_of(content_type), max_segment_count=MAX_PARTS, strict=False)
     try:
         async for chunk in stream:

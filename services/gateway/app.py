@@ -21,16 +21,19 @@ from .proxy import PROXY_HANDLERS, new_client
 from .server import server_options as _server_options
 from .settings import GatewaySettings
 from .sockets import echo, job_sockets
+from .tickets import Tickets, issue_ticket
 from .web import web_client
 
 
 @dataclass(frozen=True, kw_only=True)
 class GatewayContext(Context):
-    """The shared context, and the gateway's HTTP client, log viewers' hub and deployment lookups."""
+    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment lookups and WebSocket
+    tickets."""
 
     http: httpx.AsyncClient
     log_hub: LogHub
     deployments: Deployments
+    tickets: Tickets
 
 
 def _gateway_context(base: Context) -> GatewayContext:
@@ -42,7 +45,13 @@ def _gateway_context(base: Context) -> GatewayContext:
         http=http,
         log_hub=LogHub(base.nc, base.js),
         deployments=Deployments(http, settings.service_url("scheduler")),
+        tickets=Tickets(base.js, settings.ws_ticket_ttl_s),
     )
+
+
+async def _open_tickets(context: GatewayContext) -> None:
+    """Bind to (or create) the tickets' KV bucket."""
+    await context.tickets.open()
 
 
 async def _close_client(context: GatewayContext) -> None:
@@ -68,12 +77,14 @@ SPEC = ServiceSpec(
         *PROXY_HANDLERS,
         echo,
         job_sockets,
+        issue_ticket,
         openapi_document,
         docs_page,
         DOCS_STATIC,
         web_client,
     ],
     context=_gateway_context,
+    on_startup=[_open_tickets],
     on_shutdown=[_close_client],
     middleware=[client_concurrency],
     state=_limits,
@@ -81,6 +92,7 @@ SPEC = ServiceSpec(
         "http": provide_part("http"),
         "log_hub": provide_part("log_hub"),
         "deployments": provide_part("deployments"),
+        "tickets": provide_part("tickets"),
     },
 )
 

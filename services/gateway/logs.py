@@ -1,7 +1,10 @@
 """Job logs to browsers: one NATS subscription per job, fanned out in memory to its viewers.
 
-A viewer first gets the stored lines (JetStream replay, after the last sequence it saw), then the live
+A viewer first gets the stored lines (JetStream replay, after the last position it saw), then the live
 ones. Each viewer has a bounded queue: a viewer that falls behind is dropped, nobody else slows down.
+
+A line's position is (attempt, line number): line numbers start at 1 again in each attempt of a job (a retry,
+a re-queue), so a viewer resumes after `<attempt>.<seq>` and every frame says its attempt.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class Topic:
             batch = _batch_decoder.decode(msg.data)
         except msgspec.ValidationError:
             return
-        frame = Frame(batch, frame_text(batch.job_id, lines_after(batch, 0)))
+        frame = Frame(batch, frame_text(batch.job_id, batch.attempt, lines_after(batch, START)))
         for viewer in list(self.viewers):
             viewer.offer(frame)
 
@@ -110,17 +113,46 @@ class LogHub:
                 await sub.unsubscribe()
 
 
-def lines_after(batch: contracts.LogBatch, after: int) -> list[dict]:
+Position = tuple[int, int]  # (attempt, line number): the order of a job's lines across its attempts
+START: Position = (0, 0)
+
+
+def parse_position(text: str | None) -> Position | None:
+    """`<attempt>.<seq>` as a viewer resumes from; a plain `<seq>` is a line of the first attempt (what viewers sent
+    before attempts were told apart); None when malformed."""
+    if not text:
+        return START
+    attempt, dot, seq = text.partition(".")
+    if not dot:
+        attempt, seq = "1", attempt
+    if not (attempt.isdigit() and seq.isdigit()) or len(text) > 24:
+        return None
+    return int(attempt), int(seq)
+
+
+def position_of(batch: contracts.LogBatch) -> Position:
+    """Where a batch ends."""
+    return (batch.attempt, batch.lines[-1].seq) if batch.lines else (batch.attempt, 0)
+
+
+def lines_after(batch: contracts.LogBatch, after: Position) -> list[dict]:
+    """The batch's lines after position `after`."""
     return [
         {"seq": line.seq, "stream": line.stream, "at": line.at.isoformat(), "text": line.text}
         for line in batch.lines
-        if line.seq > after
+        if (batch.attempt, line.seq) > after
     ]
 
 
 _frame_encoder = msgspec.json.Encoder()
 
 
-def frame_text(job_id: str, lines: list[dict]) -> str:
-    """The WebSocket frame viewers receive: {"job_id", "lines": [{seq, stream, at, text}]}."""
-    return _frame_encoder.encode({"job_id": job_id, "lines": lines}).decode()
+def frame_text(job_id: str, attempt: int, lines: list[dict]) -> str:
+    """The WebSocket frame viewers receive: {"job_id", "attempt", "lines": [{seq, stream, at, text}]}."""
+    return _frame_encoder.encode({"job_id": job_id, "attempt": attempt, "lines": lines}).decode()
+
+
+def notice_text(job_id: str, state: str, reason: str | None, message: str | None) -> str:
+    """The last frame of a job whose agent lost it: {"job_id", "notice": {state, reason, message}}."""
+    notice = {"state": state, "reason": reason, "message": message}
+    return _frame_encoder.encode({"job_id": job_id, "notice": notice}).decode()

@@ -13,6 +13,11 @@ class GatewaySettings(Settings):
     """The platform's shared settings and the gateway's own."""
 
     web_dist: Path = env("LLMCT_WEB_DIST", REPO_ROOT / "web" / "dist", doc="the built web client the gateway serves")
+    ws_ticket_ttl_s: float = env(
+        "LLMCT_WS_TICKET_TTL_S",
+        30.0,
+        doc="seconds a WebSocket ticket (POST /api/ws/tickets) stays good for its one use.",
+    )
     header_timeout_s: float = env(
         "LLMCT_GATEWAY_HEADER_TIMEOUT_S",
         10.0,

@@ -15,12 +15,19 @@ from services.common.contracts import Subjects
 from services.common.security import Principal
 
 from .limits import capped_per_user
-from .logs import LogHub, frame_text, lines_after
+from .logs import LogHub, Position, frame_text, lines_after, notice_text, parse_position, position_of
+from .tickets import require_socket_caller
 
 NOT_FOUND = 4404
+BAD_REQUEST = 4400
+AGENT_LOST = 4410  # the job's agent lost it (went offline, or restarted without it): told in a notice frame first
+LOST_REASONS = frozenset({"agent_lost", "lost_on_agent", "requeued"})  # changes that end a log's live attempt
+# The shared guard knows no tickets: these sockets skip it ("public") and have the gateway's own, which takes a
+# one-time `?ticket=` or the Authorization header and refuses a credential in the URL (tickets.py).
+SOCKET_OPT = {"public": True}
 
 
-@websocket("/api/ws/echo")
+@websocket("/api/ws/echo", opt=SOCKET_OPT, guards=[require_socket_caller])
 @capped_per_user
 async def echo(socket: WebSocket, principal: Principal) -> None:
     """Echo every text frame back, tagged with the caller: proves WebSocket auth end to end."""
@@ -33,38 +40,58 @@ async def echo(socket: WebSocket, principal: Principal) -> None:
         return
 
 
-async def owns_job(pool: Pool, principal: Principal, job_id: str) -> bool:
-    """Whether the caller may watch the job (its owner, or an admin). Read-only on the scheduler's table."""
+async def job_owner(pool: Pool, principal: Principal, job_id: str) -> str | None:
+    """The job's owner when the caller may watch the job (its owner, or an admin), else None. Read-only on the
+    scheduler's table."""
     owner = await readmodels.job_owner(pool, job_id)
-    return owner is not None and (principal.is_admin or owner == principal.user_id)
+    return owner if owner is not None and (principal.is_admin or owner == principal.user_id) else None
 
 
-async def stream_logs(socket: WebSocket, hub: LogHub, job_id: str, after: int) -> None:
-    """Replay from the line after `after`, then follow live; a viewer that falls behind is closed."""
+async def stream_logs(socket: WebSocket, hub: LogHub, nc: Client, owner_id: str, job_id: str, after: Position) -> None:
+    """Replay from the line after `after`, then follow live; a viewer that falls behind is closed, and so is one
+    whose job its agent lost (after a notice that says so: no socket stays open and silent)."""
+    lost: asyncio.Queue[contracts.JobChanged] = asyncio.Queue(maxsize=1)
+
+    async def on_change(msg) -> None:
+        change = contracts.decode(msg.data)
+        if isinstance(change, contracts.JobChanged) and change.reason in LOST_REASONS:
+            with contextlib.suppress(asyncio.QueueFull):
+                lost.put_nowait(change)
+
+    changes = await nc.subscribe(Subjects.job_changed(owner_id, job_id), cb=on_change)
     viewer = await hub.attach(job_id)  # live lines buffer while the replay runs
     try:
         async for batch in hub.replay(job_id):
             if lines := lines_after(batch, after):
-                await socket.send_data(frame_text(job_id, lines), mode="text")
-                after = lines[-1]["seq"]
+                await socket.send_data(frame_text(job_id, batch.attempt, lines), mode="text")
+                after = position_of(batch)
         while True:
             get = asyncio.ensure_future(viewer.queue.get())
             dropped = asyncio.ensure_future(viewer.dropped.wait())
-            done, _ = await asyncio.wait({get, dropped}, return_when=asyncio.FIRST_COMPLETED)
+            ended = asyncio.ensure_future(lost.get())
+            done, _ = await asyncio.wait({get, dropped, ended}, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in {get, dropped, ended} - done:
+                waiting.cancel()
             if dropped in done:
-                get.cancel()
-                await socket.close(code=4408, reason="too slow: reconnect with ?after=<last seq>")
+                await socket.close(code=4408, reason="too slow: reconnect with ?after=<attempt>.<seq>")
                 return
-            dropped.cancel()
+            if ended in done:
+                change = ended.result()
+                await socket.send_data(notice_text(job_id, change.state, change.reason, change.message), mode="text")
+                await socket.close(code=AGENT_LOST, reason="the job's agent lost it")
+                return
             frame = get.result()
-            if frame.batch.lines and frame.batch.lines[0].seq > after:  # the usual case: all new, send as encoded
+            batch = frame.batch
+            if batch.lines and (batch.attempt, batch.lines[0].seq) > after:  # the usual case: all new, as encoded
                 await socket.send_data(frame.text, mode="text")
-                after = frame.batch.lines[-1].seq
-            elif lines := lines_after(frame.batch, after):  # overlaps the replay: only the unseen lines
-                await socket.send_data(frame_text(job_id, lines), mode="text")
-                after = lines[-1]["seq"]
+                after = position_of(batch)
+            elif lines := lines_after(batch, after):  # overlaps the replay: only the unseen lines
+                await socket.send_data(frame_text(job_id, batch.attempt, lines), mode="text")
+                after = position_of(batch)
     finally:
         await hub.detach(job_id, viewer)
+        with contextlib.suppress(Exception):
+            await changes.unsubscribe()
 
 
 async def stream_feed(socket: WebSocket, nc: Client, principal: Principal) -> None:
@@ -82,6 +109,8 @@ async def stream_feed(socket: WebSocket, nc: Client, principal: Principal) -> No
             frame = {"job_id": change.job_id, "state": change.state, "at": change.at.isoformat()}
             if change.progress is not None:
                 frame["progress"] = change.progress
+            if change.reason is not None:
+                frame["reason"] = change.reason
             await socket.send_json(frame)
     finally:
         await sub.unsubscribe()
@@ -105,20 +134,23 @@ async def until_disconnect(socket: WebSocket, work) -> None:
             raise task.exception()
 
 
-@websocket("/api/jobs/{rest:path}")
+@websocket("/api/jobs/{rest:path}", opt=SOCKET_OPT, guards=[require_socket_caller])
 @capped_per_user
 async def job_sockets(
     socket: WebSocket, pool: Pool, nc: Client, log_hub: LogHub, principal: Principal, rest: str
 ) -> None:
-    """`/api/jobs/feed` and `/api/jobs/{id}/logs?after=<seq>`; another user's job is a 404 (close 4404)."""
+    """`/api/jobs/feed` and `/api/jobs/{id}/logs?after=<attempt>.<seq>`; another user's job is a 404 (close 4404)."""
     parts = rest.strip("/").split("/")
     await socket.accept()
     try:
         if parts == ["feed"]:
             await until_disconnect(socket, stream_feed(socket, nc, principal))
-        elif len(parts) == 2 and parts[1] == "logs" and await owns_job(pool, principal, parts[0]):
-            after = socket.query_params.get("after", "0")
-            await until_disconnect(socket, stream_logs(socket, log_hub, parts[0], int(after) if after.isdigit() else 0))
+        elif len(parts) == 2 and parts[1] == "logs" and (owner := await job_owner(pool, principal, parts[0])):
+            after = parse_position(socket.query_params.get("after"))
+            if after is None:
+                await socket.close(code=BAD_REQUEST, reason="after: <attempt>.<line> (both whole numbers), or <line>")
+                return
+            await until_disconnect(socket, stream_logs(socket, log_hub, nc, owner, parts[0], after))
         else:
             await socket.close(code=NOT_FOUND, reason="not found")
     except WebSocketDisconnect:

@@ -40,6 +40,12 @@ class FleetSettings:
     )
     max_age_s: float = env("LLMCT_METRICS_MAX_AGE_S", 90 * DAY, doc="history older than this is deleted")
     retention_every_s: float = env("LLMCT_METRICS_RETENTION_EVERY_S", 300.0, doc="how often the retention pass runs")
+    lost_grace_s: float = env(
+        "LLMCT_LOST_GRACE_S",
+        60.0,
+        doc="a job its online agent's heartbeats stop listing as running is re-queued (or failed, `lost_on_agent`) "
+        "after this long",
+    )
     cancel_grace_s: float = env(
         "LLMCT_CANCEL_GRACE_S",
         120.0,
@@ -60,8 +66,21 @@ class SchedulerSettings(Settings, FleetSettings):
     max_deployments: int = env(
         "LLMCT_MAX_DEPLOYMENTS", 1, doc="active deployments per user unless an admin set the user's own limit"
     )
-    max_gpus_per_user: int | None = env(
-        "LLMCT_MAX_GPUS_PER_USER", None, doc="GPUs one user's running jobs may hold at once (unset: no limit)"
+    max_gpus_per_user: int = env(
+        "LLMCT_MAX_GPUS_PER_USER",
+        8,
+        doc="GPUs one user's running jobs may hold at once unless an admin set the user's own",
+    )
+    max_priority: int = env(
+        "LLMCT_MAX_PRIORITY",
+        0,
+        doc="the highest queue priority a user may give a job unless an admin granted more (admins: any)",
+    )
+    max_run_h: float = env(
+        "LLMCT_MAX_RUN_H",
+        24.0,
+        doc="hours a job (not a deployment) may run before it is stopped with reason `time_limit`, unless an admin "
+        "set the user's own",
     )
     max_queued_per_user: int = env(
         "LLMCT_MAX_QUEUED_PER_USER", 100, doc="pending jobs one user may have; more are refused at submit"

@@ -59,14 +59,19 @@ async def wait_for_state(gw: httpx.AsyncClient, headers: dict, job_id: str, stat
         await asyncio.sleep(0.5)
 
 
-async def read_logs(ws_url: str, token: str, until, after: int = 0, timeout: float = 240) -> list[dict]:
-    """Lines from the logs WebSocket until `until(lines)` is true."""
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def read_logs(ws_url: str, token: str, until, after: int | str = 0, timeout: float = 240) -> list[dict]:
+    """Lines from the logs WebSocket until `until(lines)` is true, each with its frame's `attempt` (authenticated
+    with the header, as a program may; browsers use a ticket)."""
     lines: list[dict] = []
     async with asyncio.timeout(timeout):
-        async with websockets.connect(f"{ws_url}?token={token}&after={after}") as ws:
+        async with websockets.connect(f"{ws_url}?after={after}", additional_headers=bearer(token)) as ws:
             while not until(lines):
                 frame = json.loads(await ws.recv())
-                lines.extend(frame["lines"])
+                lines.extend({**line, "attempt": frame["attempt"]} for line in frame["lines"])
     return lines
 
 

@@ -195,6 +195,12 @@ async def test_a_model_that_cannot_start_fails_with_its_reason(gw, stack, tiny_m
         ({"generation": {"temperature": 5}}, "generation.temperature"),
         ({"idle_timeout_s": 1}, "idle_timeout_s"),
         ({"config_overrides": {"model_name_or_path": "x"}}, "config_overrides.model_name_or_path"),
+        ({"config_overrides": {"vllm_config": {"model": "evil/model"}}}, "config_overrides.vllm_config.model"),
+        (
+            {"config_overrides": {"sglang_config": {"trust_remote_code": True}}},
+            "config_overrides.sglang_config.trust_remote_code",
+        ),
+        ({"config_overrides": {"max_new_tokens": {"a": 1}}}, "config_overrides.max_new_tokens"),
     ],
 )
 async def test_bad_deployments_are_refused(gw, stack, tiny_model, body, field):

@@ -38,8 +38,8 @@ async def user(gw, stack, tiny_model):
         ({"config_overrides": {"deepspeed": "/etc/passwd"}}, "config_overrides.deepspeed", "forbidden_override"),
         ({"config_overrides": {"lora_target": "../../x"}}, "config_overrides.lora_target", "forbidden_override"),
         (
-            {"config_overrides": {"generation": {"path": "/root/.ssh"}}},
-            "config_overrides.generation.path",
+            {"config_overrides": {"lr_scheduler_kwargs": {"decay_type": "/root/.ssh"}}},
+            "config_overrides.lr_scheduler_kwargs.decay_type",
             "forbidden_override",
         ),
         ({"config_overrides": {"bf16": True}}, "config_overrides", "invalid_override"),
@@ -54,6 +54,42 @@ async def test_refused_with_the_field_named(gw, user, change, field, code):
     assert r.status_code == 422, r.text
     error = r.json()["error"]
     assert error["field"] == field and error["code"] == code, error
+
+
+# What a user would try to make a job load other code or another model, smuggle a platform key one level down, or
+# break the scheduler with a value of the wrong shape: each a 422 naming the dotted key, never a 500.
+SMUGGLED = [
+    ({"vllm_config": {"trust_remote_code": True}}, "vllm_config.trust_remote_code", "forbidden_override"),
+    (
+        {"accelerator_config": {"gradient_accumulation_kwargs": {"trust_remote_code": True}}},
+        "accelerator_config.gradient_accumulation_kwargs.trust_remote_code",
+        "forbidden_override",
+    ),
+    ({"vllm_config": {"model": "evil/model"}}, "vllm_config.model", "forbidden_override"),
+    ({"vllm_config": '{"model": "evil/model"}'}, "vllm_config", "invalid_override"),
+    ({"sglang_config": {"tokenizer": "evil/tok"}}, "sglang_config.tokenizer", "forbidden_override"),
+    ({"lr_scheduler_kwargs": {"dataset_dir": "/srv/other"}}, "lr_scheduler_kwargs.dataset_dir", "forbidden_override"),
+    ({"adapter_name_or_path": "job_someone_else"}, "adapter_name_or_path", "forbidden_override"),
+    ({"ref_model": "evil/model"}, "ref_model", "forbidden_override"),
+    ({"reward_model_adapters": "job_x"}, "reward_model_adapters", "forbidden_override"),
+    ({"model_revision": "backdoor"}, "model_revision", "forbidden_override"),
+    ({"template": "evil/model"}, "template", "forbidden_override"),
+    ({"stage": "ppo"}, "stage", "forbidden_override"),
+    ({"report_to": "wandb"}, "report_to", "invalid_override"),
+    ({"no_such_engine_option": 3}, "no_such_engine_option", "unknown_override"),
+    ({"cutoff_len": {"$gt": 1}}, "cutoff_len", "invalid_override"),
+    ({"learning_rate": [0.1]}, "learning_rate", "invalid_override"),
+    ({"per_device_train_batch_size": 10**12}, "per_device_train_batch_size", "invalid_override"),
+    ({"deepspeed": {"zero_optimization": {"stage": 3}}}, "deepspeed", "forbidden_override"),
+]
+
+
+@pytest.mark.parametrize("overrides, key, code", SMUGGLED)
+async def test_overrides_cannot_reach_past_the_job(gw, user, overrides, key, code):
+    r = await gw.post("/api/jobs", json={**TRAIN, "config_overrides": overrides}, headers=user)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert (error["field"], error["code"]) == (f"config_overrides.{key}", code), error
 
 
 async def test_malformed_json_and_no_caller(gw, user):
@@ -105,3 +141,26 @@ async def test_memory_check_against_the_fleet(gw, user, stack, postgres_server):
         assert r.status_code == 201, r.text
         assert r.json()["estimate"]["per_gpu_mb"] < 24_576
         await gw.post(f"/api/jobs/{r.json()['id']}/cancel", headers=user)
+
+
+async def test_memory_check_reads_the_overrides(gw, user, stack, postgres_server):
+    """The estimate is the merged config's: overrides that undo QLoRA and raise the batch and cutoff are refused
+    (naming the override); an override that picks a lighter method is placed as what it runs."""
+    name = unique("big-7b")
+    conn = await asyncpg.connect(postgres_server.url)
+    await register_preset(conn, name=name, path=f"/models/{name}", parameter_count=7_000_000_000)
+    await conn.close()
+    async with gpu_agent(gw, stack, "a10-box", memory_mb=24_576):
+        small = {**TRAIN, "base_model": name, "gpu_count": 1, "finetuning_type": "qlora", "cutoff_len": 512}
+        grown = {"quantization_bit": None, "per_device_train_batch_size": 64, "cutoff_len": 8192}
+        r = await gw.post("/api/jobs", json={**small, "config_overrides": grown}, headers=user)
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "insufficient_gpu_memory", error
+        assert error["field"] == "config_overrides.per_device_train_batch_size", error
+        full = {**small, "finetuning_type": "full"}
+        assert (await gw.post("/api/jobs?dry_run=true", json=full, headers=user)).status_code == 422
+        lighter = {**full, "config_overrides": {"finetuning_type": "lora", "quantization_bit": 4}}
+        r = await gw.post("/api/jobs?dry_run=true", json=lighter, headers=user)
+        assert r.status_code == 200, r.text
+        assert r.json()["estimate"]["method"] == "qlora4" and r.json()["estimate"]["per_gpu_mb"] < 24_576

@@ -8,7 +8,7 @@ import nats
 import pytest
 import websockets
 
-from .helpers import unique
+from .helpers import bearer, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -93,19 +93,18 @@ async def test_websocket_echo_needs_a_caller(gw, stack):
     name = unique("ws-user")
     token = await user_token(gw, stack, name)
     ws_url = stack.gateway_url.replace("http", "ws") + "/api/ws/echo"
-    async with websockets.connect(f"{ws_url}?token={token}") as ws:
+    ticket = (await gw.post("/api/ws/tickets", headers=bearer(token))).json()["ticket"]
+    async with websockets.connect(f"{ws_url}?ticket={ticket}") as ws:
         await ws.send("hello")
         assert json.loads(await ws.recv()) == {"echo": "hello", "user": name}
-    async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+    async with websockets.connect(ws_url, additional_headers=bearer(token)) as ws:
         await ws.send("again")
         assert json.loads(await ws.recv())["echo"] == "again"
-    key = (
-        await gw.post("/api/auth/api-keys", json={"name": "ws"}, headers={"Authorization": f"Bearer {token}"})
-    ).json()["key"]
-    async with websockets.connect(f"{ws_url}?token={key}") as ws:
+    key = (await gw.post("/api/auth/api-keys", json={"name": "ws"}, headers=bearer(token))).json()["key"]
+    async with websockets.connect(ws_url, additional_headers=bearer(key)) as ws:
         await ws.send("key")
         assert json.loads(await ws.recv())["user"] == name
-    for bad in ("", "?token=forged"):
+    for bad in ("", "?token=forged", f"?token={token}", f"?token={key}", f"?ticket={ticket}"):
         with pytest.raises(websockets.exceptions.WebSocketException):
             async with websockets.connect(ws_url + bad) as ws:
                 await ws.send("x")

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 import websockets
 
-from .helpers import TRAIN, admin_token, login, read_logs, unique, wait_for_state
+from .helpers import TRAIN, admin_token, bearer, login, read_logs, unique, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -70,7 +70,7 @@ async def test_lora_sft_end_to_end(gw, stack, tiny_model):
         assert r.status_code == 404, (path, r.status_code)
     assert job["id"] not in [j["id"] for j in (await gw.get("/api/jobs", headers=other)).json()["items"]]
     other_token = other["Authorization"].split()[1]
-    async with websockets.connect(f"{ws_url}?token={other_token}") as ws:
+    async with websockets.connect(ws_url, additional_headers=bearer(other_token)) as ws:
         with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd.code == 4404

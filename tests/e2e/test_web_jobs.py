@@ -202,9 +202,8 @@ def test_train_watch_download_and_isolation(trainer: Page, browser, stack, tmp_p
 
     page.goto(f"/jobs/{eval_id}")
     expect(page.locator(".job-head .pill")).to_have_text("Succeeded", timeout=180_000)
-    expect(page.get_by_role("region", name="Metrics").or_(page.locator("section", has_text="Metrics"))).to_contain_text(
-        "eval_loss"
-    )
+    # The metrics card by its own heading: a looser match also took the Logs card when a log line said "metrics".
+    expect(page.get_by_role("region", name="Metrics", exact=True)).to_contain_text("eval_loss")
     keep_screenshot(page, tmp_path, "eval-succeeded.png")
 
     # Someone else sees none of it.

@@ -42,9 +42,6 @@ def test_local_stack_starts_nats_and_postgres_and_keeps_its_secrets(open_folder)
     base = open_folder / "cloud-llm"
     storage = StoragePaths(base=base, logs=base / "logs", hf_cache=base / "hf-cache")
     storage.ensure()
-    storage.state.mkdir()
-    for folder in (base, storage.state):
-        os.chmod(folder, 0o755)
     env = {
         "LLMCT_NATS_PORT": str(free_port()),
         "LLMCT_PG_PORT": str(free_port()),

@@ -211,7 +211,8 @@ def test_a_runtime_whose_engines_die_with_the_agent_picks_nothing_up(tmp_path):
     assert (process.reattachable, process.keeps_engines, process.state_dir) == (None, False, None)
     found_again = Runner(nc=None, js=None, agent_id="a.1", runtime=FakeRuntime([]), storage=storage, engine_env={})
     assert found_again.reattachable is found_again.runtime and found_again.keeps_engines
-    assert found_again.state_dir == tmp_path / "state" / "agents" / "a_1"
+    assert found_again.state_dir == storage.state / "agents" / "a_1"
+    assert not found_again.state_dir.is_relative_to(storage.base), "the state is kept out of what jobs see"
 
 
 async def test_a_runtime_that_cannot_list_its_engines_still_lets_the_agent_start(tmp_path):

@@ -131,7 +131,7 @@ def test_a_quantised_adapter_is_merged_then_quantised_as_two_stages():
 def test_bitsandbytes_quantises_on_load_on_a_gpu():
     (stage,) = render_export({"quantization": {"method": "bitsandbytes", "bits": 8}, "gpu_count": 1}, model=BASE).stages
     c = stage.config
-    assert (c["quantization_bit"], c["quantization_method"], c["export_device"]) == (8, "bitsandbytes", "auto")
+    assert (c["quantization_bit"], c["quantization_method"], c["export_device"]) == (8, "bnb", "auto")
     assert not [key for key in c if key.startswith("export_quantization")]
 
 

@@ -17,11 +17,16 @@ TRAIN = {
 
 
 def test_a_gpu_quota_holds_back_only_gpu_jobs_beyond_it():
-    quota = queue.Quota(max_gpus=2, max_queued=10, max_deployments=1)
+    quota = queue.Quota(max_gpus=2, max_queued=10, max_deployments=1, max_priority=0, max_run_h=24)
     assert queue.over_gpu_quota(quota, held=1, gpu_count=1) is None
     assert "2 of 2" in queue.over_gpu_quota(quota, held=2, gpu_count=1)
     assert queue.over_gpu_quota(quota, held=2, gpu_count=0) is None, "CPU jobs hold no GPU"
-    assert queue.over_gpu_quota(queue.Quota(max_gpus=None, max_queued=1, max_deployments=1), 99, 8) is None
+    assert (
+        queue.over_gpu_quota(
+            queue.Quota(max_gpus=None, max_queued=1, max_deployments=1, max_priority=0, max_run_h=24), 99, 8
+        )
+        is None
+    )
     assert "CPU slot" in queue.no_room(0, 0) and "2 free GPU(s) with 9000 MB" in queue.no_room(2, 9000)
 
 

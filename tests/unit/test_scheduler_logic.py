@@ -63,8 +63,7 @@ def test_only_the_warmup_asked_for_is_rendered():
         ({"deepspeed": "z9"}, "config_overrides.deepspeed"),
         ({"report_to": "file:///etc"}, "config_overrides.report_to"),
         ({"lora_target": "~/.ssh"}, "config_overrides.lora_target"),
-        ({"tags": ["ok", "/abs"]}, "config_overrides.tags"),
-        ({"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}, "config_overrides.a.b.c.d.e"),
+        ({"optim_target_modules": ["ok", "/abs"]}, "config_overrides.optim_target_modules[1]"),
     ],
 )
 def test_overrides_refused(overrides, field):
@@ -140,3 +139,10 @@ def test_estimate_covers_peaks_measured_on_an_h100(case):
         vocab=case["vocab"],
     )
     assert case["peak_reserved_mb"] <= est.per_gpu_mb <= 1.35 * case["peak_reserved_mb"]
+
+
+def test_qlora_reaches_the_engine_under_the_engine_s_own_method_name():
+    # The engine keeps a method name it does not know and then quantises nothing: "bitsandbytes" must be "bnb".
+    config = render(gpu_count=1, finetuning_type="qlora")
+    assert (config["quantization_bit"], config["quantization_method"]) == (4, "bnb")
+    assert render(gpu_count=1, finetuning_type="qlora", quantization_method="hqq")["quantization_method"] == "hqq"

@@ -29,7 +29,7 @@ SETTINGS_CLASSES = [
     AgentSettings,
 ]
 # Read outside a settings class, each by one function named here.
-OTHER_VARIABLES = {"HOST_BASE_PATH", "LOG_BASE_PATH", "HF_CACHE_PATH"}  # storage_from_env
+OTHER_VARIABLES = {"HOST_BASE_PATH", "LOG_BASE_PATH", "HF_CACHE_PATH", "LLMCT_STATE_PATH"}  # storage_from_env
 
 
 def readme_variables() -> set[str]:
@@ -87,7 +87,7 @@ def test_platform_settings_read_only_the_given_environment():
     settings = settings_for(SchedulerSettings, None, environ)
     assert settings.max_gpus_per_user == 2 and settings.ports["scheduler"] == 9102
     assert settings.storage.base == Path("/srv/llm") and settings.storage.logs == Path("/srv/llm/logs")
-    assert settings_for(SchedulerSettings, None, {}).max_gpus_per_user is None
+    assert settings_for(SchedulerSettings, None, {}).max_gpus_per_user == 8
     shared = settings_from_env(environ)
-    assert settings_for(SchedulerSettings, shared, {}).max_gpus_per_user is None, "a service's own come from environ"
+    assert settings_for(SchedulerSettings, shared, {}).max_gpus_per_user == 8, "a service's own come from environ"
     assert settings_for(SchedulerSettings, settings) is settings

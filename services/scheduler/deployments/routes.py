@@ -129,13 +129,14 @@ async def deploy(
     est = memory.estimate_inference(
         parameters=model.parameter_count or 7_000_000_000,
         batch_size=1,
-        cutoff_len=req.generation.max_new_tokens,
+        cutoff_len=rendered.config.get("max_new_tokens", req.generation.max_new_tokens),  # merged with overrides
         gpu_count=req.gpu_count,
         **memory.model_shape(model.paths.model_path),
     )
     await service.check_capacity(pool, req.gpu_count, est)
     job_id = new_id("dep")
     async with pool.acquire() as conn, conn.transaction():
+        await queue.check_priority(conn, principal, req.priority, settings)
         await dstore.lock_owner(conn, principal.user_id)
         active = await dstore.active_of(conn, principal.user_id)
         limit = (await queue.quotas(conn, [principal.user_id], settings))[principal.user_id].max_deployments

@@ -20,8 +20,8 @@ RETENTION_LOCK = 7_002  # advisory lock: one retention pass at a time across sch
 
 
 async def sweep_agents(pool, settings: FleetSettings, nc=None) -> None:
-    """Mark silent agents offline (their jobs re-queued or failed: jobs/recovery.py) and forget those offline for
-    too long."""
+    """Mark silent agents offline (their jobs re-queued or failed: jobs/recovery.py), forget those offline for
+    too long, and give back the running jobs an online agent's heartbeats stopped listing."""
     async with pool.acquire() as conn:
         gone = await store.mark_offline(conn, settings.offline_after_s)
         for row in gone:
@@ -30,6 +30,7 @@ async def sweep_agents(pool, settings: FleetSettings, nc=None) -> None:
             log.info("agent %s removed after %.0f s offline", agent_id, settings.remove_after_s)
     if nc is not None:
         await recovery.requeue_lost(pool, nc)
+        await recovery.reconcile_unlisted(pool, nc, settings.lost_grace_s)
 
 
 async def apply_retention(pool, settings: FleetSettings) -> bool:

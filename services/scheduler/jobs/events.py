@@ -101,12 +101,16 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
             if event.last_lines:
                 message = f"{message}\n--- last log lines ---\n" + "\n".join(event.last_lines)
             message = storable(message) if message else message  # an engine's last lines may hold a NUL
+            state, reason = event.state, event.reason or event.state
+            if state == "cancelled" and await store.stop_reason(conn, event.job_id) == "time_limit":
+                state, reason = "failed", "time_limit"  # the platform stopped it, not a person
+                message = "stopped: it ran past its maximum run time (resume it from a checkpoint, or ask for more)"
             return await transition(
                 conn,
                 event.job_id,
-                event.state,
+                state,
                 from_states=ON_AGENT,
-                reason=event.reason or event.state,
+                reason=reason,
                 message=message,
                 metrics=event.metrics or None,
             ), None

@@ -10,6 +10,8 @@ entry for the logits and loss, and 1.5 GiB fixed; they land 0-25% above the meas
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 GIB = 1024**3
@@ -64,12 +66,13 @@ def estimate(
     cutoff_len: int,
     gradient_checkpointing: bool,
     gpu_count: int,
+    pure_bf16: bool = False,
     hidden: int | None = None,
     layers: int | None = None,
     vocab: int | None = None,
 ) -> MemoryEstimate:
     """GPU memory for one training job, total and per GPU (data parallel)."""
-    method = method_key(finetuning_type, quantization_bit)
+    method = method_key(finetuning_type, quantization_bit, pure_bf16)
     states = int(parameters * BYTES_PER_PARAM[method])
     if hidden is None or layers is None:
         hidden, layers = _hidden_and_layers(parameters)
@@ -90,6 +93,50 @@ def estimate(
         activations_mb=activations // mb,
         total_mb=total // mb,
         per_gpu_mb=per_gpu // mb,
+    )
+
+
+# The keys of a training config the estimate reads; an override of one of them is what a refusal names.
+TRAINING_KEYS = (
+    "per_device_train_batch_size",
+    "cutoff_len",
+    "finetuning_type",
+    "quantization_bit",
+    "disable_gradient_checkpointing",
+    "pure_bf16",
+    "per_device_eval_batch_size",
+)
+
+
+def estimate_training(
+    config: dict[str, Any],
+    *,
+    parameters: int,
+    gpu_count: int,
+    hidden: int | None = None,
+    layers: int | None = None,
+    vocab: int | None = None,
+) -> MemoryEstimate:
+    """`estimate` as a training job's merged config (form, then overrides) says: what the engine will run."""
+    finetuning = config.get("finetuning_type", "lora")
+    bits = config.get("quantization_bit")
+    if finetuning in ("lora", "oft"):
+        finetuning = "qlora" if bits else "lora"  # OFT adapters cost what LoRA's do
+    batch = config.get("per_device_train_batch_size", 1)
+    if config.get("val_size"):  # evaluation passes run at their own batch size
+        batch = max(batch, config.get("per_device_eval_batch_size", batch))
+    return estimate(
+        parameters=parameters,
+        finetuning_type=finetuning,
+        quantization_bit=bits,
+        pure_bf16=bool(config.get("pure_bf16")),
+        batch_size=batch,
+        cutoff_len=config.get("cutoff_len", 1024),
+        gradient_checkpointing=not config.get("disable_gradient_checkpointing", False),
+        gpu_count=gpu_count,
+        hidden=hidden,
+        layers=layers,
+        vocab=vocab,
     )
 
 

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from services.common.errors import ApiError
+from services.common.security import Principal
 
 from ..settings import SchedulerSettings
 
@@ -34,6 +35,8 @@ class Quota(msgspec.Struct, kw_only=True, frozen=True):
     max_gpus: int | None
     max_queued: int
     max_deployments: int
+    max_priority: int
+    max_run_h: float
 
 
 async def pending(conn, window_h: float, limit: int = 200) -> list[asyncpg.Record]:
@@ -90,7 +93,8 @@ async def quotas(conn, owner_ids: list[str], settings: SchedulerSettings) -> dic
     rows = {
         r["user_id"]: r
         for r in await conn.fetch(
-            "SELECT user_id, max_gpus, max_queued, max_deployments FROM user_quotas WHERE user_id = ANY($1::text[])",
+            "SELECT user_id, max_gpus, max_queued, max_deployments, max_priority, max_run_h FROM user_quotas "
+            "WHERE user_id = ANY($1::text[])",
             owner_ids,
         )
     }
@@ -101,6 +105,8 @@ async def quotas(conn, owner_ids: list[str], settings: SchedulerSettings) -> dic
             max_gpus=_pick(row, "max_gpus", settings.max_gpus_per_user),
             max_queued=_pick(row, "max_queued", settings.max_queued_per_user),
             max_deployments=_pick(row, "max_deployments", settings.max_deployments),
+            max_priority=_pick(row, "max_priority", settings.max_priority),
+            max_run_h=_pick(row, "max_run_h", settings.max_run_h),
         )
     return result
 
@@ -121,6 +127,22 @@ async def check_queue_quota(conn, owner_id: str, settings: SchedulerSettings) ->
             f"you have {queued} jobs waiting and may queue {quota.max_queued}: wait "
             "for some to start, cancel some, or ask an admin to raise your quota",
             headers={"Retry-After": "30"},
+        )
+
+
+async def check_priority(conn, principal: Principal, priority: int, settings: SchedulerSettings) -> None:
+    """Refuse a priority above what an admin granted the user (the platform's default: LLMCT_MAX_PRIORITY); an
+    admin may ask any."""
+    if principal.is_admin:
+        return
+    allowed = (await quotas(conn, [principal.user_id], settings))[principal.user_id].max_priority
+    if priority > allowed:
+        raise ApiError(
+            422,
+            "priority_not_granted",
+            f"priority {priority} is above what you may ask ({allowed}): submit with priority {allowed} or lower, "
+            "or ask an admin to grant you more",
+            "priority",
         )
 
 

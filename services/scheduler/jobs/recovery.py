@@ -11,13 +11,14 @@ import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.common.contracts import FinishReason
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
 from . import queue, service, store
-from .transitions import ON_AGENT, RERUNNABLE, transition
+from .transitions import ON_AGENT, RERUNNABLE, JobChange, transition
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ async def retry(
             agent_id=None,
             gpu_ids=[],
             cancel_requested=False,
+            stop_reason=None,
             metrics=None,
             started_at=None,
             finished_at=None,
@@ -118,64 +120,99 @@ async def retry(
     await service.announce_submitted(js, job_id, job.kind, job.owner_id, job.priority, run=row.attempt + 1)
 
 
+LOST_COLUMNS = (
+    "j.id, j.kind, j.agent_id, j.stages, j.output_dir, j.requeues, j.cancel_requested, "
+    "coalesce((j.request->>'retries')::int, 1) AS retries"
+)
+
+
 async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
     """The dispatched and running jobs of agents that are offline (or gone): back to the queue while they have
     retries left (a training job resumes from its last checkpoint), else failed with reason `agent_lost`; a
     deployment ends failed. Every sweep looks again, so nothing is missed after a crash. Returns how many
     were re-queued."""
-    changed, requeued = [], 0
     async with pool.acquire() as conn, conn.transaction():
         jobs = await conn.fetch(
-            "SELECT j.id, j.kind, j.agent_id, j.stages, j.output_dir, j.requeues, j.cancel_requested, "
-            "coalesce((j.request->>'retries')::int, 1) AS retries "
-            "FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
+            f"SELECT {LOST_COLUMNS} FROM jobs j LEFT JOIN agents a ON a.id = j.agent_id "
             "WHERE j.state = ANY($1::text[]) AND j.agent_id IS NOT NULL "
             "AND (a.id IS NULL OR a.offline_since IS NOT NULL) FOR UPDATE OF j SKIP LOCKED",
             list(ON_AGENT),
         )
-        for job in jobs:
-            lost = f"agent {job['agent_id']} went offline"
-            if job["cancel_requested"]:
-                row = await transition(
-                    conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled", message=f"cancelled; {lost}"
-                )
-            elif job["kind"] == "deploy" or job["requeues"] >= job["retries"]:
-                why = (
-                    "a deployment is not moved"
-                    if job["kind"] == "deploy"
-                    else f"no retries left ({job['retries']} allowed)"
-                )
-                row = await transition(
-                    conn,
-                    job["id"],
-                    "failed",
-                    from_states=ON_AGENT,
-                    reason="agent_lost",
-                    message=f"{lost} while it ran; {why}",
-                )
-            else:
-                checkpoint = latest_checkpoint(job["output_dir"]) if job["kind"] == "train" else None
-                stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
-                where = f"resumes from {checkpoint[0].name}" if checkpoint else "starts over"
-                row = await transition(
-                    conn,
-                    job["id"],
-                    "pending",
-                    from_states=ON_AGENT,
-                    reason="requeued",
-                    message=f"{lost}; re-queued ({job['requeues'] + 1} of {job['retries']}), {where}",
-                    agent_id=None,
-                    gpu_ids=[],
-                    started_at=None,
-                    dispatched_at=None,
-                    requeues=job["requeues"] + 1,
-                    stages=stages,
-                    config=config,
-                    config_yaml=text,
-                )
-                requeued += row is not None
-            changed.append(row)
+        changed = [await _give_back(conn, job, "agent_lost", f"agent {job['agent_id']} went offline") for job in jobs]
+    return await _announce(nc, changed, "its agent went offline")
+
+
+async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> int:
+    """The running jobs an online agent no longer lists in its heartbeats (it restarted without them, or lost
+    them): once unlisted for `grace_s`, back to the queue while they have retries left, else failed with reason
+    `lost_on_agent`. An agent lists a job from the moment the dispatch reaches it, before it reports it started,
+    so only a beat older than the start can miss a running job: the grace covers that. (A dispatch never taken
+    is the stale-dispatch sweep's.) Returns how many were re-queued."""
+    async with pool.acquire() as conn, conn.transaction():
+        # Listed again (or listed at last): the clock stops; unlisted: it starts, once.
+        await conn.execute(
+            """
+            UPDATE jobs j SET unlisted_since = CASE
+                WHEN a.resources->'running_jobs' ? j.id OR a.resources->'running_deployments' ? j.id THEN NULL
+                ELSE coalesce(j.unlisted_since, now()) END
+            FROM agents a
+            WHERE a.id = j.agent_id AND a.offline_since IS NULL AND j.state = 'running'
+            """
+        )
+        jobs = await conn.fetch(
+            f"SELECT {LOST_COLUMNS} FROM jobs j JOIN agents a ON a.id = j.agent_id "
+            "WHERE j.state = 'running' AND a.offline_since IS NULL "
+            "AND j.unlisted_since < now() - make_interval(secs => $1) FOR UPDATE OF j SKIP LOCKED",
+            grace_s,
+        )
+        changed = [
+            await _give_back(
+                conn,
+                job,
+                "lost_on_agent",
+                f"agent {job['agent_id']} no longer runs it (its heartbeats stopped listing it for {grace_s:.0f} s)",
+            )
+            for job in jobs
+        ]
+    return await _announce(nc, changed, "its agent no longer ran it")
+
+
+async def _give_back(conn, job: asyncpg.Record, fail_reason: FinishReason, lost: str) -> JobChange | None:
+    """One lost job: cancelled if a cancel was asked, failed (`fail_reason`) when a deployment or out of retries,
+    else back to the queue (a training job resuming from its last checkpoint)."""
+    if job["cancel_requested"]:
+        return await transition(
+            conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled", message=f"cancelled; {lost}"
+        )
+    if job["kind"] == "deploy" or job["requeues"] >= job["retries"]:
+        why = "a deployment is not moved" if job["kind"] == "deploy" else f"no retries left ({job['retries']} allowed)"
+        return await transition(
+            conn, job["id"], "failed", from_states=ON_AGENT, reason=fail_reason, message=f"{lost} while it ran; {why}"
+        )
+    checkpoint = latest_checkpoint(job["output_dir"]) if job["kind"] == "train" else None
+    stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
+    where = f"resumes from {checkpoint[0].name}" if checkpoint else "starts over"
+    return await transition(
+        conn,
+        job["id"],
+        "pending",
+        from_states=ON_AGENT,
+        reason="requeued",
+        message=f"{lost}; re-queued ({job['requeues'] + 1} of {job['retries']}), {where}",
+        agent_id=None,
+        gpu_ids=[],
+        started_at=None,
+        dispatched_at=None,
+        requeues=job["requeues"] + 1,
+        stages=stages,
+        config=config,
+        config_yaml=text,
+    )
+
+
+async def _announce(nc: Client, changed: list[JobChange | None], why: str) -> int:
+    """Tell the live feeds about the jobs given back; returns how many went back to the queue."""
     for row in filter(None, changed):
-        log.warning("job %s: %s after its agent went offline", row.id, row.state)
+        log.warning("job %s: %s because %s", row.id, row.state, why)
         await service.publish_change(nc, row)
-    return requeued
+    return sum(1 for row in changed if row is not None and row.state == "pending")

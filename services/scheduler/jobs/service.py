@@ -27,8 +27,11 @@ DISPATCH_TIMEOUT_S = 60.0
 DISPATCH_LOCK = 7_001  # advisory lock: one dispatch pass at a time across scheduler replicas
 
 
-async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.MemoryEstimate) -> None:
-    """Refuse a job that no registered agent could ever hold; with no agents yet, let it wait."""
+async def check_capacity(
+    pool: asyncpg.Pool, gpu_count: int, estimate: memory.MemoryEstimate, field: str | None = None
+) -> None:
+    """Refuse a job that no registered agent could ever hold; with no agents yet, let it wait. `field` names what
+    to change (default: the batch size of a training job, the GPU count of any other)."""
     agents = placement.capacities(await store.any_agents(pool), [])
     if not agents or any(placement.could_ever_hold(a, gpu_count, estimate.per_gpu_mb) for a in agents):
         return
@@ -45,7 +48,7 @@ async def check_capacity(pool: asyncpg.Pool, gpu_count: int, estimate: memory.Me
         "insufficient_gpu_memory",
         f"the job needs about {estimate.per_gpu_mb} MB per GPU on {gpu_count} GPU(s); the largest GPU "
         f"registered has {largest} MB and no agent has enough of them. Try: {memory.advice(estimate)}",
-        "per_device_train_batch_size" if training else "gpu_count",
+        field or ("per_device_train_batch_size" if training else "gpu_count"),
     )
 
 
@@ -55,15 +58,23 @@ async def prepare(
     """Validate and render a job of any kind (asking the registry and the datasets service what it may use),
     and check that some agent could hold it."""
     output_dir = settings.storage.output / job_id
+    field = None
     match req:
         case TrainRequest():
             rendered, est = await _prepare_train(nc, settings, principal, req, output_dir)
+            field = memory_field(req.config_overrides)
         case EvalRequest():
             rendered, est = await _prepare_eval(nc, settings, principal, req, output_dir)
         case ExportRequest():
             rendered, est = await _prepare_export(nc, settings, principal, req, output_dir)
-    await check_capacity(pool, req.gpu_count, est)
+    await check_capacity(pool, req.gpu_count, est, field)
     return rendered, est
+
+
+def memory_field(overrides: dict) -> str | None:
+    """The override that sized a training job's memory, if one did: a refusal names it rather than the form."""
+    key = next((k for k in memory.TRAINING_KEYS if k in overrides), None)
+    return f"config_overrides.{key}" if key else None
 
 
 async def submit(
@@ -78,6 +89,7 @@ async def submit(
     job_id = new_id("job")
     rendered, est = await prepare(pool, nc, settings, principal, req, job_id)
     async with pool.acquire() as conn:
+        await queue.check_priority(conn, principal, req.priority, settings)
         await queue.check_queue_quota(conn, principal.user_id, settings)
     kind = kind_of(req)
     await store.insert_job(
@@ -110,13 +122,10 @@ async def _prepare_train(
         data_dir=settings.storage.data,
         output_dir=output_dir,
     )
-    est = memory.estimate(
+    # The merged config, not the form: an override of the batch, the cutoff or the method sizes the job too.
+    est = memory.estimate_training(
+        config,
         parameters=model.parameter_count or 7_000_000_000,
-        finetuning_type=req.finetuning_type,
-        quantization_bit=req.quantization_bit,
-        batch_size=req.per_device_train_batch_size,
-        cutoff_len=req.cutoff_len,
-        gradient_checkpointing=req.gradient_checkpointing,
         gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
@@ -145,10 +154,12 @@ async def _prepare_eval(
         task_dir=settings.storage.evaluation,
         output_dir=output_dir,
     )
+    config = rendered.config  # merged: overrides of the batch or the lengths size the job too
+    generated = config.get("max_new_tokens", 0) if config.get("predict_with_generate") else 0
     est = memory.estimate_inference(
         parameters=model.parameter_count or 7_000_000_000,
-        batch_size=req.per_device_eval_batch_size,
-        cutoff_len=req.cutoff_len,
+        batch_size=config.get("per_device_eval_batch_size", config.get("batch_size", req.per_device_eval_batch_size)),
+        cutoff_len=config.get("cutoff_len", req.cutoff_len) + generated,
         gpu_count=req.gpu_count,
         **memory.model_shape(model.paths.model_path),
     )
@@ -164,10 +175,12 @@ async def _prepare_export(
     if q is not None and q.method == "gptq" and q.calibration_dataset:
         calibration = await access.calibration_file(nc, principal, q.calibration_dataset)
     rendered = rendering.render_export(req, model=model.paths, output_dir=output_dir, calibration_file=calibration)
+    # As merged with the overrides: an export_quantization_maxlen override sizes the job too.
+    tokens = max(s.config.get("export_quantization_maxlen", q.calibration_maxlen) for s in rendered.stages) if q else 1
     est = memory.estimate_inference(
         parameters=model.parameter_count or 7_000_000_000,
         batch_size=1,
-        cutoff_len=q.calibration_maxlen if q else 1,
+        cutoff_len=tokens,
         gpu_count=req.gpu_count,
         **memory.model_shape(model.paths.model_path),
     )
@@ -255,7 +268,11 @@ async def publish_change(nc: Client, row: JobChange) -> None:
     """Tell live feeds (the gateway) about a committed state change."""
     await nc.publish(
         Subjects.job_changed(row.owner_id, row.id),
-        contracts.encode(contracts.JobChanged(job_id=row.id, state=row.state, at=datetime.now(UTC))),
+        contracts.encode(
+            contracts.JobChanged(
+                job_id=row.id, state=row.state, at=datetime.now(UTC), reason=row.reason, message=row.message
+            )
+        ),
     )
 
 
@@ -293,16 +310,48 @@ async def request_stop(nc: Client, job_id: str) -> None:
 async def _end_unanswered_cancels(conn, grace_s: float) -> list[JobChange | None]:
     """A cancel its agent never confirmed (the agent died, restarted without the job, or hangs) ends the job anyway:
     nothing may stay `running` that only database surgery could clear. The agent is still told to stop it."""
-    message = f"cancelled; the agent did not confirm the stop within {grace_s:.0f} s"
-    return [
-        await transition(conn, job["id"], "cancelled", from_states=ON_AGENT, reason="cancelled", message=message)
-        for job in await store.unanswered_cancels(conn, grace_s)
-    ]
+    unconfirmed = f"the agent did not confirm the stop within {grace_s:.0f} s"
+    changed = []
+    for job in await store.unanswered_cancels(conn, grace_s):
+        if job["stop_reason"] == "time_limit":
+            row = await transition(
+                conn,
+                job["id"],
+                "failed",
+                from_states=ON_AGENT,
+                reason="time_limit",
+                message=f"stopped at its run-time limit; {unconfirmed}",
+            )
+        else:
+            row = await transition(
+                conn,
+                job["id"],
+                "cancelled",
+                from_states=ON_AGENT,
+                reason="cancelled",
+                message=f"cancelled; {unconfirmed}",
+            )
+        changed.append(row)
+    return changed
+
+
+async def _stop_over_time(conn, default_h: float) -> list[str]:
+    """Ask the agents of jobs that ran past their owner's maximum run time to stop them; the job then ends failed
+    with reason `time_limit` (events.py), or after the cancel grace if its agent never answers."""
+    jobs = await store.over_time_limit(conn, default_h)
+    for job in jobs:
+        await conn.execute(
+            "UPDATE jobs SET cancel_requested = true, stop_reason = 'time_limit', updated_at = now() WHERE id = $1",
+            job["id"],
+        )
+        limit = f"{job['limit_h']:g} h"
+        await add_event(conn, job["id"], job["state"], "cancel_requested", f"its maximum run time ({limit}) is up")
+    return [job["id"] for job in jobs]
 
 
 async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> None:
-    """Repair what a crash or a lost agent left: re-queue stale dispatches, end cancels no agent confirmed within
-    the grace, resend the others."""
+    """Repair what a crash or a lost agent left: re-queue stale dispatches, stop jobs past their maximum run time,
+    end cancels no agent confirmed within the grace, resend the others."""
     changed = []
     async with pool.acquire() as conn, conn.transaction():
         for job in await store.stale_dispatches(conn, DISPATCH_TIMEOUT_S, settings.offline_after_s):
@@ -327,6 +376,7 @@ async def sweep(pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings) -> 
                     gpu_ids=[],
                 )
             changed.append(row)
+        await _stop_over_time(conn, settings.max_run_h)  # asked to stop: sent below with the other cancels
         ended = await _end_unanswered_cancels(conn, settings.cancel_grace_s)
         changed.extend(ended)
         to_stop = [job["id"] for job in await store.cancel_pending_running(conn)]

@@ -290,13 +290,33 @@ async def unanswered_cancels(conn, grace_s: float) -> list[asyncpg.Record]:
     """Jobs on an agent asked to stop longer than `grace_s` ago that the agent never reported as ended."""
     return await conn.fetch(
         """
-        SELECT j.id FROM jobs j
+        SELECT j.id, j.stop_reason FROM jobs j
         WHERE j.cancel_requested AND j.state = ANY($1::text[])
           AND (SELECT max(e.at) FROM job_events e WHERE e.job_id = j.id AND e.reason = 'cancel_requested')
               < now() - make_interval(secs => $2)
         """,
         list(ON_AGENT),
         grace_s,
+    )
+
+
+async def stop_reason(conn, job_id: str) -> str | None:
+    """Why the platform asked the job to stop (`time_limit`), or None (a person, or nobody)."""
+    return await conn.fetchval("SELECT stop_reason FROM jobs WHERE id = $1", job_id)
+
+
+async def over_time_limit(conn, default_h: float) -> list[asyncpg.Record]:
+    """Running jobs (deployments aside) not yet asked to stop that ran longer than their owner's maximum run time
+    (an admin's setting for the owner, else `default_h`), locked for this pass."""
+    return await conn.fetch(
+        """
+        SELECT j.id, j.state, coalesce(q.max_run_h, $1) AS limit_h FROM jobs j
+        LEFT JOIN user_quotas q ON q.user_id = j.owner_id
+        WHERE j.state = 'running' AND j.kind <> 'deploy' AND NOT j.cancel_requested
+          AND j.started_at < now() - make_interval(secs => coalesce(q.max_run_h, $1) * 3600)
+        FOR UPDATE OF j SKIP LOCKED
+        """,
+        default_h,
     )
 
 

@@ -8,7 +8,8 @@ it moves a job from (a stale dispatch is re-queued only while still dispatched),
     pending ──placed──► dispatched ──started──► running ──► succeeded | failed | cancelled (the agent's JobFinished)
        │                   │  └─────────────────────────────► succeeded | failed | cancelled (finished before started)
        │                   └──requeued (never taken, or its agent went offline)──► pending   (so does running)
-       └──cancelled (before it started)──► cancelled    dispatched | running ──agent_lost──► failed, ──cancelled──► …
+       └──cancelled (before it started)──► cancelled    dispatched | running ──agent_lost | lost_on_agent──► failed
+                                                         dispatched | running ──cancelled (unanswered cancel)──► …
     failed | cancelled ──retried | resumed──► pending   (a person runs it again; succeeded never leaves)
 """
 
@@ -64,6 +65,8 @@ class JobChange(msgspec.Struct, frozen=True, kw_only=True):
     state: JobState
     agent_id: str | None = None
     attempt: int = 0
+    reason: str | None = None  # why it changed (an EventReason), told to live feeds
+    message: str | None = None
 
 
 async def transition(
@@ -84,6 +87,7 @@ async def transition(
     if not sources <= allowed:
         raise ValueError(f"no transition to {to} from {sorted(sources - allowed)} (TRANSITIONS)")
     sets = ["state = $2", "reason = coalesce($4, reason)", "message = coalesce($5, message)", "updated_at = now()"]
+    sets.append("unlisted_since = NULL")  # a new state starts the reconciliation against heartbeats afresh
     values: list[Any] = [job_id, to, sorted(sources), reason, message]
     for name, value in columns.items():
         values.append(value)
@@ -92,7 +96,7 @@ async def transition(
         sets.append("finished_at = now()")
     row = await conn.fetchrow(
         f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1 AND state = ANY($3::text[]) "
-        f"RETURNING id, owner_id, state, agent_id, attempt",
+        f"RETURNING id, owner_id, state, agent_id, attempt, reason, message",
         *values,
     )
     if row is None:

@@ -1,4 +1,5 @@
-"""Per-user limits (`/api/quotas`): concurrent GPUs, queued jobs and active deployments.
+"""Per-user limits (`/api/quotas`): concurrent GPUs, queued jobs, active deployments, the highest priority a user
+may ask and the longest a job of theirs may run.
 
 An admin's setting wins; a limit left unset (null) is the platform's default from settings. The queue
 (jobs/queue.py) is the one reader of limits; this module shows them with what the user holds now and lets admins
@@ -29,6 +30,8 @@ class QuotaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_deployments: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
     max_gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
     max_queued: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+    max_priority: Annotated[int, msgspec.Meta(ge=-100, le=100)] | None = None
+    max_run_h: Annotated[float, msgspec.Meta(gt=0, le=8_760)] | None = None
 
 
 class Quota(msgspec.Struct, kw_only=True):
@@ -38,6 +41,8 @@ class Quota(msgspec.Struct, kw_only=True):
     max_deployments: int
     max_gpus: int | None  # None: no limit
     max_queued: int
+    max_priority: int  # the highest priority the user may give a job
+    max_run_h: float  # hours a job of the user's (not a deployment) may run before it is stopped (`time_limit`)
     custom: QuotaSettings  # what an admin set; a null here means the limit in force is the default
     gpus_held: int
     jobs_queued: int
@@ -47,7 +52,8 @@ class Quota(msgspec.Struct, kw_only=True):
 async def quota_of(conn, settings: SchedulerSettings, user_id: str) -> Quota:
     limits = (await queue.quotas(conn, [user_id], settings))[user_id]
     row = await conn.fetchrow(
-        "SELECT max_deployments, max_gpus, max_queued FROM user_quotas WHERE user_id = $1", user_id
+        "SELECT max_deployments, max_gpus, max_queued, max_priority, max_run_h FROM user_quotas WHERE user_id = $1",
+        user_id,
     )
     queued = await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1 AND state = 'pending'", user_id)
     return Quota(
@@ -55,6 +61,8 @@ async def quota_of(conn, settings: SchedulerSettings, user_id: str) -> Quota:
         max_deployments=limits.max_deployments,
         max_gpus=limits.max_gpus,
         max_queued=limits.max_queued,
+        max_priority=limits.max_priority,
+        max_run_h=limits.max_run_h,
         custom=QuotaSettings(**dict(row)) if row else QuotaSettings(),
         gpus_held=(await queue.held_gpus(conn))[user_id],
         jobs_queued=queued,
@@ -95,13 +103,16 @@ class QuotaController(Controller):
         async with pool.acquire() as conn:
             await _existing_user(conn, user_id)
             await conn.execute(
-                "INSERT INTO user_quotas (user_id, max_deployments, max_gpus, max_queued, updated_by) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET max_deployments = $2, "
-                "max_gpus = $3, max_queued = $4, updated_by = $5, updated_at = now()",
+                "INSERT INTO user_quotas (user_id, max_deployments, max_gpus, max_queued, max_priority, max_run_h, "
+                "updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET "
+                "max_deployments = $2, max_gpus = $3, max_queued = $4, max_priority = $5, max_run_h = $6, "
+                "updated_by = $7, updated_at = now()",
                 user_id,
                 data.max_deployments,
                 data.max_gpus,
                 data.max_queued,
+                data.max_priority,
+                data.max_run_h,
                 principal.user_id,
             )
             quota = await quota_of(conn, settings, user_id)

@@ -15,7 +15,6 @@ from .common import (
     ModelPaths,
     Rendered,
     Stage,
-    check_overrides,
     deep_merge,
     engine_stages,
     model_hub,
@@ -27,6 +26,7 @@ from .deploy import render_deploy
 from .evaluate import check_eval_request, render_eval
 from .export import check_export_request, render_export
 from .outputs import JobInputs, job_inputs, output_of
+from .overrides import check_overrides
 from .train import check_train_request, render_train, train_stages
 
 __all__ = [

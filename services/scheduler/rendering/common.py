@@ -1,6 +1,6 @@
-"""What rendering a job of any kind shares: the base templates and engine commands, the checks of
-`config_overrides` and their merge, where a job finds its model (`ModelPaths`), the stages a job runs (`Stage`,
-`Rendered`) and the frozen YAML text.
+"""What rendering a job of any kind shares: the base templates and engine commands, the merge of
+`config_overrides` (overrides.py checks them), where a job finds its model (`ModelPaths`), the stages a job runs
+(`Stage`, `Rendered`) and the frozen YAML text.
 
 A stage has one contract, `contracts.EngineStage` (what the agent runs: a command and its frozen YAML text). `Stage`
 is the scheduler's working copy of one, with its config still a dict to render into; `Stage.to_engine` is the one
@@ -53,6 +53,10 @@ TRAIN_COMMAND = ("llamafactory-cli", "train")
 EXPORT_COMMAND = ("llamafactory-cli", "export")
 SERVE_COMMAND = ("llamafactory-cli", "api")
 BENCHMARK_COMMAND = ("python", "-c", "from llamafactory.eval.evaluator import run_eval; run_eval()")
+
+# The form's quantisation method → the engine's name for it (its QuantizationMethod). The engine keeps a name it does
+# not know without complaint and then quantises nothing: "bitsandbytes" must reach it as "bnb".
+ENGINE_QUANTIZATION = {"bitsandbytes": "bnb", "hqq": "hqq", "eetq": "eetq"}
 
 
 class Stage(msgspec.Struct, kw_only=True):
@@ -141,54 +145,9 @@ def model_hub(stage_rows: list[dict[str, Any]] | None) -> ModelHub | None:
     return HUBS.get(next((row["hub"] for row in stage_rows or () if row.get("hub")), ""))
 
 
-# Set by the platform from the job; an override of any of these is refused.
-PLATFORM_KEYS = frozenset(
-    {
-        "model_name_or_path",
-        "adapter_name_or_path",
-        "dataset_dir",
-        "dataset",
-        "eval_dataset",
-        "output_dir",
-        "logging_dir",
-        "cache_dir",
-        "tokenized_path",
-        "export_dir",
-        "media_dir",
-        "image_dir",
-        "video_dir",
-        "audio_dir",
-        "resume_from_checkpoint",
-        "hf_hub_token",
-        "ms_hub_token",
-        "om_hub_token",
-        "push_to_hub",
-        "hub_model_id",
-        "hub_token",
-        "hub_strategy",
-        "export_hub_model_id",
-        "run_name",
-        "save_safetensors",
-        "trust_remote_code",
-        "use_ray",
-        "ray_storage_path",
-        "ray_run_name",
-        "swanlab_logdir",
-        "mlflow_tracking_uri",
-        "task_dir",
-        "save_dir",
-        "export_quantization_dataset",
-        "do_train",
-        "do_eval",
-        "do_predict",
-    }
-)
-
 # Engine configs a user may name in `deepspeed`; each maps to a file the platform ships.
 DEEPSPEED_CONFIGS = Path(__file__).with_name("deepspeed")
 ALLOWED_DEEPSPEED = {"z0": "ds_z0_config.json", "z2": "ds_z2_config.json", "z3": "ds_z3_config.json"}
-
-_MAX_OVERRIDE_DEPTH = 4
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
@@ -200,32 +159,6 @@ def deep_merge(base: dict, extra: dict) -> dict:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "~", "\\", "file:")) or ".." in value or "://" in value
-
-
-def check_overrides(overrides: dict, path: str = "config_overrides", depth: int = 0) -> None:
-    """Refuse overrides that could reach outside the job's folders, run remote code or pick configs."""
-    if depth > _MAX_OVERRIDE_DEPTH:
-        raise ApiError(422, "invalid_override", "config_overrides is nested too deeply", path)
-    for key, value in overrides.items():
-        field = f"{path}.{key}"
-        if depth == 0 and key in PLATFORM_KEYS:
-            raise ApiError(422, "forbidden_override", f"{key} is set by the platform and cannot be overridden", field)
-        if depth == 0 and key == "deepspeed":
-            if value not in ALLOWED_DEEPSPEED:
-                raise ApiError(
-                    422, "forbidden_override", f"deepspeed must be one of {sorted(ALLOWED_DEEPSPEED)}", field
-                )
-            continue
-        if isinstance(value, dict):
-            check_overrides(value, field, depth + 1)
-        elif isinstance(value, str) and _looks_like_path(value):
-            raise ApiError(422, "forbidden_override", "override values cannot be paths or URLs", field)
-        elif isinstance(value, list) and any(isinstance(v, str) and _looks_like_path(v) for v in value):
-            raise ApiError(422, "forbidden_override", "override values cannot be paths or URLs", field)
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any], on_gpu: bool) -> dict[str, Any]:

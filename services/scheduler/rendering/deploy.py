@@ -13,11 +13,11 @@ from .common import (
     ModelPaths,
     Rendered,
     Stage,
-    check_overrides,
     deep_merge,
     merge_overrides,
     model_keys,
 )
+from .overrides import check_overrides
 
 
 def render_deploy(
@@ -25,7 +25,7 @@ def render_deploy(
 ) -> Rendered:
     """The inference YAML of `llamafactory-cli api`: model (an adapter on its base), template, generation
     defaults, then overrides; served as one stage that runs until stopped or idle."""
-    check_overrides(req.config_overrides)
+    check_overrides(req.config_overrides, parser="infer", form=req)
     on_gpu = req.gpu_count > 0
     fields = {"template": req.template or model.template, **msgspec.to_builtins(req.generation)}
     config = merge_overrides(deep_merge(BASE_TEMPLATES["deploy"], fields), req.config_overrides, on_gpu)

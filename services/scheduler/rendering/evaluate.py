@@ -15,11 +15,11 @@ from .common import (
     ModelPaths,
     Rendered,
     Stage,
-    check_overrides,
     deep_merge,
     merge_overrides,
     model_keys,
 )
+from .overrides import check_overrides
 
 
 def check_eval_request(req: EvalRequest, installed_tasks: list[str]) -> None:
@@ -59,10 +59,10 @@ def render_eval(
 ) -> Rendered:
     """One stage: `do_eval` (loss, perplexity), `do_predict` with generation (BLEU, ROUGE), or the
     multiple-choice evaluator (accuracy per category)."""
-    check_overrides(req.config_overrides)
     on_gpu = req.gpu_count > 0
     template = req.template or model.template
     if req.evaluation == "benchmark":
+        check_overrides(req.config_overrides, parser="eval", form=req)
         fields = {
             "template": template,
             "task": f"{req.task}_{req.split}",
@@ -75,6 +75,7 @@ def render_eval(
             model_keys(model), task_dir=str(task_dir), save_dir=str(output_dir / "results"), trust_remote_code=False
         )
         return Rendered(stages=[Stage(name="benchmark", command=BENCHMARK_COMMAND, config=config, hub=model.hub)])
+    check_overrides(req.config_overrides, parser="train", form=req, stage=stage)
     fields: dict[str, Any] = {
         "stage": stage,
         "finetuning_type": "lora",

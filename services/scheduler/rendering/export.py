@@ -10,15 +10,16 @@ from services.common.errors import ApiError
 from ..jobs.schemas import ExportRequest
 from .common import (
     BASE_TEMPLATES,
+    ENGINE_QUANTIZATION,
     EXPORT_COMMAND,
     ModelPaths,
     Rendered,
     Stage,
-    check_overrides,
     deep_merge,
     merge_overrides,
     model_keys,
 )
+from .overrides import check_overrides
 
 
 def check_export_request(req: ExportRequest, is_adapter: bool) -> None:
@@ -66,7 +67,7 @@ def render_export(
     """Merge (a LoRA adapter), quantise (a full model), or both: merge into `output_dir/merged`, then
     quantise that. `export_quantization_*` keys appear only for GPTQ (the seed's rule)."""
     check_export_request(req, model.adapter_path is not None)
-    check_overrides(req.config_overrides)
+    check_overrides(req.config_overrides, parser="infer", form=req)
     on_gpu = req.gpu_count > 0
     common = {
         "template": req.template or model.template,
@@ -80,7 +81,9 @@ def render_export(
     def stage(name: str, source: ModelPaths, target: Path, quantise: bool) -> Stage:
         fields = dict(common)
         if quantise and q is not None and q.method == "bitsandbytes":
-            fields.update(quantization_bit=q.bits, quantization_method="bitsandbytes", export_device="auto")
+            fields.update(
+                quantization_bit=q.bits, quantization_method=ENGINE_QUANTIZATION["bitsandbytes"], export_device="auto"
+            )
         elif quantise and q is not None:
             fields.update(
                 export_quantization_bit=q.bits,

@@ -49,6 +49,7 @@ def export_output(request: Mapping, config: Mapping) -> JobOutput | None:
     bits = gptq_bits or config.get("quantization_bit")
     path = config.get("export_dir") or str(Path(config["output_dir"]) / "export")
     method = "gptq" if gptq_bits else config.get("quantization_method", "bitsandbytes") if bits else None
+    method = "bitsandbytes" if method == "bnb" else method  # the engine's name for it (ENGINE_QUANTIZATION)
     details = {"quantization_bit": bits, "quantization_method": method}
     return JobOutput(
         kind="quantized" if bits else "full",

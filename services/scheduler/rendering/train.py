@@ -12,13 +12,14 @@ from .common import (
     ALLOWED_DEEPSPEED,
     BASE_TEMPLATES,
     DEEPSPEED_CONFIGS,
+    ENGINE_QUANTIZATION,
     TRAIN_COMMAND,
     Rendered,
     Stage,
-    check_overrides,
     deep_merge,
     merge_overrides,
 )
+from .overrides import check_overrides
 
 
 def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, A
     if finetuning == "qlora":
         fields.update(
             quantization_bit=req.quantization_bit or 4,
-            quantization_method=req.quantization_method,
+            quantization_method=ENGINE_QUANTIZATION[req.quantization_method],
             quantization_type=req.quantization_type,
             double_quantization=req.double_quantization,
         )
@@ -94,7 +95,7 @@ def render_train(
 ) -> dict[str, Any]:
     """The final config of a training job (a dict; `to_yaml` freezes it)."""
     check_train_request(req)
-    check_overrides(req.config_overrides)
+    check_overrides(req.config_overrides, parser="train", form=req, stage=req.stage)
     on_gpu = req.gpu_count > 0
     config = deep_merge(BASE_TEMPLATES["train"], _train_fields(req, req.template or default_template, on_gpu))
     config = merge_overrides(config, req.config_overrides, on_gpu)

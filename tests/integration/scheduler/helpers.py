@@ -164,3 +164,56 @@ async def job_row(pool, job_id: str):
     return await pool.fetchrow(
         "SELECT state, agent_id, gpu_ids, started_at, finished_at FROM jobs WHERE id = $1", job_id
     )
+
+
+HUGE_GPU_MB = 200_000  # only the agents registered here have GPUs this large
+PRIORITY = 77  # above anything other tests leave in the shared queue
+
+
+async def user(pool, name: str) -> str:
+    from services.auth.store import insert_user
+
+    user_id = new_id("usr")
+    await insert_user(pool, user_id=user_id, username=f"{name}-{user_id[-6:]}", password_hash="!test", role="user")
+    return user_id
+
+
+async def agent_row(pool, gpus: int) -> str:
+    """A registered agent with big GPUs that nothing else fits on (no process: nothing consumes its dispatches)."""
+    agent_id = new_id("agt")
+    await pool.execute(
+        "INSERT INTO agents (id, hostname, gpus, cpu_slots) VALUES ($1, 'queue-test', $2, 0)",
+        agent_id,
+        [{"index": i, "name": "big", "memory_total_mb": HUGE_GPU_MB} for i in range(gpus)],
+    )
+    return agent_id
+
+
+async def pending_job(
+    pool,
+    owner_id: str,
+    tmp_path,
+    *,
+    priority: int = PRIORITY,
+    gpus: int = 1,
+    kind: str = "train",
+    stages: list | None = None,
+    retries: int | None = None,
+) -> str:
+    job_id = new_id("job")
+    stages = stages or [{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}]
+    await store.insert_job(
+        pool,
+        job_id=job_id,
+        owner_id=owner_id,
+        kind=kind,
+        priority=priority,
+        gpu_count=gpus,
+        request={"base_model": "none", **({} if retries is None else {"retries": retries})},
+        config={},
+        config_yaml="stage: sft\n",
+        stages=stages,
+        output_dir=str(tmp_path / job_id),
+        estimate={"per_gpu_mb": HUGE_GPU_MB - 1000},
+    )
+    return job_id

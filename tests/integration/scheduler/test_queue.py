@@ -12,15 +12,12 @@ import yaml
 from services.common import contracts
 from services.common.bus import close_bus, connect_bus, ensure_streams
 from services.common.security import new_id
-from services.scheduler.jobs import queue, recovery, service, store
+from services.scheduler.jobs import queue, recovery, service
 from tests.helpers import eventually
 
-from .helpers import job_row
+from .helpers import HUGE_GPU_MB, PRIORITY, agent_row, job_row, pending_job, user
 
 pytestmark = pytest.mark.integration
-
-HUGE_GPU_MB = 200_000  # only the agents registered here have GPUs this large
-PRIORITY = 77  # above anything other tests leave in the shared queue
 
 
 @pytest.fixture
@@ -31,54 +28,6 @@ async def bus(nats_server, pool):
     yield nc, js
     await close_bus(nc)
     await pool.execute("DELETE FROM agents WHERE hostname = 'queue-test'")  # no later test may place work there
-
-
-async def user(pool, name: str) -> str:
-    from services.auth.store import insert_user
-
-    user_id = new_id("usr")
-    await insert_user(pool, user_id=user_id, username=f"{name}-{user_id[-6:]}", password_hash="!test", role="user")
-    return user_id
-
-
-async def agent_row(pool, gpus: int) -> str:
-    """A registered agent with big GPUs that nothing else fits on (no process: nothing consumes its dispatches)."""
-    agent_id = new_id("agt")
-    await pool.execute(
-        "INSERT INTO agents (id, hostname, gpus, cpu_slots) VALUES ($1, 'queue-test', $2, 0)",
-        agent_id,
-        [{"index": i, "name": "big", "memory_total_mb": HUGE_GPU_MB} for i in range(gpus)],
-    )
-    return agent_id
-
-
-async def pending_job(
-    pool,
-    owner_id: str,
-    tmp_path,
-    *,
-    priority: int = PRIORITY,
-    gpus: int = 1,
-    kind: str = "train",
-    stages: list | None = None,
-) -> str:
-    job_id = new_id("job")
-    stages = stages or [{"name": "train", "command": ["sleeper"], "config_yaml": "stage: sft\n"}]
-    await store.insert_job(
-        pool,
-        job_id=job_id,
-        owner_id=owner_id,
-        kind=kind,
-        priority=priority,
-        gpu_count=gpus,
-        request={"base_model": "none"},
-        config={},
-        config_yaml="stage: sft\n",
-        stages=stages,
-        output_dir=str(tmp_path / job_id),
-        estimate={"per_gpu_mb": HUGE_GPU_MB - 1000},
-    )
-    return job_id
 
 
 async def used_gpu_hours(pool, owner_id: str, hours: float, tmp_path) -> None:

@@ -19,7 +19,13 @@ async def test_users_read_their_own_limits_and_admins_set_them(scheduler, people
     mine = (await scheduler.get("/api/quotas/me", headers=owner)).json()
     assert mine["user_id"] == owner_id
     assert mine["max_deployments"] == settings.max_deployments and mine["max_queued"] == settings.max_queued_per_user
-    assert mine["custom"] == {"max_deployments": None, "max_gpus": None, "max_queued": None}
+    assert mine["custom"] == {
+        "max_deployments": None,
+        "max_gpus": None,
+        "max_queued": None,
+        "max_priority": None,
+        "max_run_h": None,
+    }
     assert mine["jobs_queued"] == 0 and mine["gpus_held"] == 0
 
     # Only admins read or set someone's limits; a user cannot raise their own.
@@ -30,7 +36,13 @@ async def test_users_read_their_own_limits_and_admins_set_them(scheduler, people
     r = await scheduler.put(f"/api/quotas/{owner_id}", json={"max_gpus": 2, "max_deployments": 3}, headers=admin)
     assert r.status_code == 200, r.text
     assert r.json()["max_gpus"] == 2 and r.json()["max_deployments"] == 3
-    assert r.json()["custom"] == {"max_deployments": 3, "max_gpus": 2, "max_queued": None}
+    assert r.json()["custom"] == {
+        "max_deployments": 3,
+        "max_gpus": 2,
+        "max_queued": None,
+        "max_priority": None,
+        "max_run_h": None,
+    }
     assert r.json()["max_queued"] == settings.max_queued_per_user, "an unset limit keeps the default"
     assert (await scheduler.get("/api/quotas/me", headers=owner)).json()["max_gpus"] == 2
     assert (await scheduler.get(f"/api/quotas/{owner_id}", headers=admin)).json() == r.json()

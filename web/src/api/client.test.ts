@@ -1,12 +1,23 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { apiError, json, mockFetch } from "../test/fetchMock";
-import { AS_FILE, ApiError, anonymousApi, api, download, ok, oneOf, setUnauthorizedHandler, toApiError } from "./client";
+import { AS_FILE, ApiError, anonymousApi, api, download, ok, oneOf, setUnauthorizedHandler, socketUrl, toApiError } from "./client";
 import { tokenStore } from "./token";
 
 describe("the fetch core", () => {
   let restoreHandler: (() => void) | undefined;
   afterEach(() => restoreHandler?.());
+
+  it("opens WebSockets with a one-time ticket, never with the token in the URL", async () => {
+    tokenStore.set("tok-abc", 3600);
+    const { calls } = mockFetch({ "POST /api/ws/tickets": { status: 201, body: { ticket: "tkt-1", expires_in: 30 } } });
+
+    const url = await socketUrl("/api/jobs/job_1/logs", { after: 3 });
+
+    expect(url).toMatch(/^ws:\/\/localhost(:\d+)?\/api\/jobs\/job_1\/logs\?after=3&ticket=tkt-1$/);
+    expect(url).not.toContain("tok-abc");
+    expect(calls[0]?.headers.Authorization).toBe("Bearer tok-abc");
+  });
 
   it("sends the stored token as a Bearer header", async () => {
     tokenStore.set("tok-abc", 3600);

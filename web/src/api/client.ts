@@ -188,10 +188,14 @@ export async function download(call: Promise<{ data?: Blob; response: Response }
   window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-/** The WebSocket URL of an API path on this site, with the access token (browsers cannot set headers). */
-export function socketUrl(path: string, params: Record<string, string | number | null | undefined> = {}): string {
+/**
+ * The WebSocket URL of an API path on this site, with a one-time ticket asked for just before (browsers cannot send
+ * the Bearer header when they open a socket, and a long-lived token in a URL ends up in proxies' and servers' logs;
+ * the gateway refuses one). Ask again for every connection: a ticket opens one socket, within 30 s.
+ */
+export async function socketUrl(path: string, params: Record<string, string | number | null | undefined> = {}): Promise<string> {
+  const { ticket } = await ok(api.POST("/api/ws/tickets"));
   const { protocol, host } = window.location;
   const scheme = protocol === "https:" ? "wss" : "ws";
-  const query = queryString({ ...params, token: tokenStore.get() });
-  return `${scheme}://${host}${path}${query ? `?${query}` : ""}`;
+  return `${scheme}://${host}${path}?${queryString({ ...params, ticket })}`;
 }

@@ -70,7 +70,7 @@ export const jobsApi = {
     download(api.GET("/api/jobs/{job_id}/artifacts", { ...jobPath(jobId), ...AS_FILE }), fallbackName),
   downloadLog: (jobId: string, fallbackName: string) =>
     download(api.GET("/api/jobs/{job_id}/log", { ...jobPath(jobId), ...AS_FILE }), fallbackName),
-  /** WebSockets (outside the typed client: browsers cannot send the header, the token goes in the query). */
+  /** WebSockets (outside the typed client: browsers cannot send the header; `socketUrl` adds a one-time ticket). */
   logsSocketPath: (jobId: string) => `/api/jobs/${encodeURIComponent(jobId)}/logs`,
   feedSocketPath: () => "/api/jobs/feed",
 };

@@ -261,6 +261,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/datasets/quotas/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's dataset quota and what their uploads take */
+        get: operations["ApiDatasetsQuotasMeMine"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/datasets/quotas/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A user's dataset quota and use (admins) */
+        get: operations["ApiDatasetsQuotasUserIdOfUser"];
+        /** Set a user's dataset quota (admins; null: the default) */
+        put: operations["ApiDatasetsQuotasUserIdSetQuota"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/datasets/register": {
         parameters: {
             query?: never;
@@ -735,6 +770,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/ws/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A one-time ticket to open a WebSocket with */
+        post: operations["ApiWsTicketsIssueTicket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/chat/completions": {
         parameters: {
             query?: never;
@@ -896,6 +948,13 @@ export interface components {
             /** @description 1-64 characters: letters, digits, '.', '-' or single '_', starting with a letter or digit */
             name?: string | null;
             remark?: string | null;
+        };
+        /** DatasetQuota */
+        DatasetQuota: {
+            custom: components["schemas"]["QuotaSetting"];
+            max_bytes: number;
+            used_bytes: number;
+            user_id: string;
         };
         /** RegisterRequest */
         DatasetsRegisterRequest: {
@@ -1474,14 +1533,22 @@ export interface components {
             jobs_queued: number;
             max_deployments: number;
             max_gpus: number | null;
+            max_priority: number;
             max_queued: number;
+            max_run_h: number;
             user_id: string;
+        };
+        /** QuotaSetting */
+        QuotaSetting: {
+            max_bytes?: number | null;
         };
         /** QuotaSettings */
         QuotaSettings: {
             max_deployments?: number | null;
             max_gpus?: number | null;
+            max_priority?: number | null;
             max_queued?: number | null;
+            max_run_h?: number | null;
         };
         /** Sample */
         Sample: {
@@ -1501,6 +1568,11 @@ export interface components {
             original?: string | null;
             sha256: string;
             size_bytes: number;
+        };
+        /** TicketResponse */
+        TicketResponse: {
+            expires_in: number;
+            ticket: string;
         };
         /** TokenResponse */
         TokenResponse: {
@@ -2270,6 +2342,128 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DatasetPage"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiDatasetsQuotasMeMine: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetQuota"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiDatasetsQuotasUserIdOfUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetQuota"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiDatasetsQuotasUserIdSetQuota: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuotaSetting"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetQuota"];
                 };
             };
             /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
@@ -3768,6 +3962,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Quota"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiWsTicketsIssueTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketResponse"];
                 };
             };
             /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */

@@ -4,9 +4,10 @@ import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { useEffect, useRef } from "react";
 
-import { followLog, type LogLine, type SocketStatus } from "../lib/socket";
+import { followLog, type LogLine, type LogNotice, type SocketStatus } from "../lib/socket";
 
 const SYSTEM = "\x1b[36m"; // the platform's own lines (queued, started, finished) in cyan
+const WARNING = "\x1b[33m"; // what the platform says about the log itself (a new attempt, a lost agent)
 const RESET = "\x1b[0m";
 
 /** One log line as the terminal writes it. */
@@ -15,10 +16,29 @@ export function terminalText(line: LogLine): string {
   return line.stream === "system" ? `${SYSTEM}${text}${RESET}\r\n` : `${text}\r\n`;
 }
 
+/** The lines the terminal writes between attempts and after the last frame, in the page's language. */
+export interface LogTexts {
+  attempt: (attempt: number) => string;
+  notice: (notice: LogNotice) => string;
+}
+
+/** What goes before `lines`: a rule when they begin another attempt than the last line shown. */
+export function withAttemptRules(lines: LogLine[], previous: number | null, texts: LogTexts): string {
+  let out = "";
+  let attempt = previous;
+  for (const line of lines) {
+    if (attempt !== null && line.attempt !== attempt) out += `${WARNING}── ${texts.attempt(line.attempt)} ──${RESET}\r\n`;
+    attempt = line.attempt;
+    out += terminalText(line);
+  }
+  return out;
+}
+
 interface LogTerminalProps {
-  /** The logs WebSocket URL resuming after a sequence number. */
-  url: (after: number) => string;
+  /** The logs WebSocket URL resuming after a position (`<attempt>.<seq>`), with its one-time ticket (a promise). */
+  url: (after: string) => string | Promise<string>;
   label: string;
+  texts: LogTexts;
   onStatus?: (status: SocketStatus, closeCode?: number) => void;
   onLines?: (count: number) => void;
 }
@@ -28,10 +48,10 @@ interface LogTerminalProps {
  * come; after a drop it reconnects by itself from the last line it showed. Colours and progress bars the
  * engine prints render as they would in a shell.
  */
-export default function LogTerminal({ url, label, onStatus, onLines }: LogTerminalProps) {
+export default function LogTerminal({ url, label, texts, onStatus, onLines }: LogTerminalProps) {
   const host = useRef<HTMLDivElement>(null);
-  const callbacks = useRef({ url, onStatus, onLines });
-  callbacks.current = { url, onStatus, onLines };
+  const callbacks = useRef({ url, texts, onStatus, onLines });
+  callbacks.current = { url, texts, onStatus, onLines };
 
   useEffect(() => {
     const element = host.current;
@@ -62,13 +82,16 @@ export default function LogTerminal({ url, label, onStatus, onLines }: LogTermin
     observer?.observe(element);
 
     let count = 0;
+    let attempt: number | null = null;
     const follower = followLog({
       url: (after) => callbacks.current.url(after),
       onLines: (lines) => {
-        terminal.write(lines.map(terminalText).join(""));
+        terminal.write(withAttemptRules(lines, attempt, callbacks.current.texts));
+        attempt = lines[lines.length - 1]!.attempt;
         count += lines.length;
         callbacks.current.onLines?.(count);
       },
+      onNotice: (notice) => terminal.write(`${WARNING}${callbacks.current.texts.notice(notice)}${RESET}\r\n`),
       onStatus: (status, code) => callbacks.current.onStatus?.(status, code),
     });
     return () => {

@@ -4,10 +4,10 @@ import { describe, expect, it } from "vitest";
 import { apiError, mockFetch } from "../../test/fetchMock";
 import { ADMIN, renderApp, signIn, USER } from "../../test/render";
 
-const NO_CUSTOM = { max_deployments: null, max_gpus: null, max_queued: null };
+const NO_CUSTOM = { max_deployments: null, max_gpus: null, max_queued: null, max_priority: null, max_run_h: null };
 const QUOTA = {
-  user_id: "usr_1", max_deployments: 1, max_gpus: 4, max_queued: 20, custom: NO_CUSTOM, gpus_held: 1, jobs_queued: 3,
-  gpu_hours_recent: 2.5,
+  user_id: "usr_1", max_deployments: 1, max_gpus: 4, max_queued: 20, max_priority: 0, max_run_h: 24, custom: NO_CUSTOM,
+  gpus_held: 1, jobs_queued: 3, gpu_hours_recent: 2.5,
 };
 const BOB = { id: "usr_2", username: "bob", role: "user", created_at: "2025-03-01T00:00:00Z" };
 
@@ -25,6 +25,8 @@ describe("limits on the account page", () => {
     expect(within(limits).getByText("3 of 20")).toBeInTheDocument();
     expect(within(limits).getByText("at most 1")).toBeInTheDocument();
     expect(within(limits).getByText("2.50")).toBeInTheDocument();
+    expect(within(limits).getByText("at most 0")).toBeInTheDocument();
+    expect(within(limits).getByText("24 h, then the job stops (time limit)")).toBeInTheDocument();
     expect(screen.queryByRole("region", { name: "Users and limits" })).not.toBeInTheDocument();
   });
 
@@ -64,9 +66,12 @@ describe("limits on the account page", () => {
 
     await user.clear(within(form).getByLabelText("GPUs at once"));
     await user.type(within(form).getByLabelText("GPUs at once"), "8");
+    await user.type(within(form).getByLabelText("Longest run of a job (hours)"), "1.5");
     await user.click(within(form).getByRole("button", { name: "Save limits" }));
     expect(await screen.findByText("Saved the limits of bob.")).toBeInTheDocument();
-    expect(calls.filter((c) => c.method === "PUT").at(-1)?.body).toEqual({ max_gpus: 8, max_queued: null, max_deployments: null });
+    expect(calls.filter((c) => c.method === "PUT").at(-1)?.body).toEqual({
+      max_gpus: 8, max_queued: null, max_deployments: null, max_priority: null, max_run_h: 1.5,
+    });
     expect(screen.getByLabelText("GPUs at once")).toHaveValue(8);
     expect(screen.getByLabelText("GPUs at once")).toHaveAccessibleDescription("In force: 8.");
   });

@@ -23,6 +23,14 @@ export function QuotaUse({ quota }: { quota: Quota }) {
         <dd>{t("quota.atMost", { limit: quota.max_deployments })}</dd>
       </div>
       <div>
+        <dt>{t("quota.max_priority")}</dt>
+        <dd>{t("quota.atMost", { limit: quota.max_priority })}</dd>
+      </div>
+      <div>
+        <dt>{t("quota.max_run_h")}</dt>
+        <dd>{t("quota.hoursPerJob", { limit: quota.max_run_h })}</dd>
+      </div>
+      <div>
         <dt>{t("quota.gpuHours")}</dt>
         <dd>{quota.gpu_hours_recent.toFixed(2)}</dd>
       </div>

@@ -12,12 +12,13 @@ import { usePagedList } from "../../lib/usePagedList";
 import { useQuery } from "../../lib/useQuery";
 import { QuotaUse } from "./QuotaUse";
 
-const LIMITS = ["max_gpus", "max_queued", "max_deployments"] as const;
+const LIMITS = ["max_gpus", "max_queued", "max_deployments", "max_priority", "max_run_h"] as const;
 type Limit = (typeof LIMITS)[number];
 
 type Account = UserPage["items"][number];
 
-/** Admins only: every account, and each one's limits (GPUs at once, queued jobs, active deployments). */
+/** Admins only: every account, and each one's limits (GPUs at once, queued jobs, active deployments, the highest
+ * priority, the longest run of a job). */
 export function UsersSection() {
   const { t, formatDateTime } = useI18n();
   const list = usePagedList({
@@ -79,6 +80,8 @@ const textOf = (quota: Quota): Record<Limit, string> => ({
   max_gpus: asText(quota.custom.max_gpus),
   max_queued: asText(quota.custom.max_queued),
   max_deployments: asText(quota.custom.max_deployments),
+  max_priority: asText(quota.custom.max_priority),
+  max_run_h: asText(quota.custom.max_run_h),
 });
 
 function LimitsEditor({ userId, username }: { userId: string; username: string }) {
@@ -139,8 +142,8 @@ function LimitsForm({ quota, username, onSaved }: { quota: Quota; username: stri
             label={t(`quota.${name}`)}
             name={name}
             type="number"
-            inputMode="numeric"
-            min={0}
+            inputMode={name === "max_run_h" ? "decimal" : "numeric"}
+            min={name === "max_priority" ? -100 : 0}
             placeholder={t("users.default")}
             hint={t("users.inForce", { value: inForce(name) })}
             value={values[name]}

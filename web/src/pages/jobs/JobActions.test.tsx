@@ -7,6 +7,9 @@ import { renderApp, signIn, USER } from "../../test/render";
 vi.mock("../../components/LogTerminal", () => ({ default: ({ label }: { label: string }) => <div role="log" aria-label={label} /> }));
 vi.mock("../../components/LineChart", () => ({ default: ({ title }: { title: string }) => <figure aria-label={title} /> }));
 
+/** A POST the page made to act (the WebSockets' one-time tickets aside). */
+const apiPost = (call: { method: string; path: string }) => call.method === "POST" && call.path !== "/api/ws/tickets";
+
 const JOB = {
   id: "job_ccc333", kind: "train", state: "failed", priority: 0, gpu_count: 1, base_model: "tiny-llama", agent_id: "vm",
   reason: "agent_lost", wait_reason: null, progress: null, created_at: "2026-01-02T03:04:05Z", started_at: null,
@@ -32,7 +35,7 @@ describe("a job that ended badly", () => {
 
     await user.click(await screen.findByRole("button", { name: "Resume from step 30" }));
     expect(await screen.findByText("Back in the queue: training continues from its newest checkpoint.")).toBeInTheDocument();
-    expect(calls.filter((c) => c.method === "POST").map((c) => c.path)).toEqual([`${JOB_URL}/resume`]);
+    expect(calls.filter(apiPost).map((c) => c.path)).toEqual([`${JOB_URL}/resume`]);
     // Back in the queue: where it stands and why it waits, no more rerun buttons.
     const waiting = await screen.findByText(/#2 in the queue/);
     expect(waiting.parentElement).toHaveTextContent("waiting for 1 free GPU(s) with 900 MB each on an online agent");
@@ -123,7 +126,7 @@ describe("the YAML preview of the training form", () => {
 
     const preview = await screen.findByTestId("yaml-preview", {}, { timeout: 3000 });
     await waitFor(() => expect(preview).toHaveTextContent("output_dir: /data/output/job_preview"));
-    expect(calls.every((c) => c.method !== "POST" || c.query.get("dry_run") === "true")).toBe(true);
+    expect(calls.filter(apiPost).every((c) => c.query.get("dry_run") === "true")).toBe(true);
 
     const overrides = screen.getByLabelText("Extra engine parameters (JSON)");
     await user.clear(overrides);
@@ -162,7 +165,7 @@ describe("a new job from an earlier one", () => {
     await user.type(screen.getByLabelText("Max steps"), "60");
     await user.click(screen.getByRole("button", { name: "Start training" }));
     await waitFor(() => expect(current()).toBe("/jobs/job_ddd444"));
-    const sent = calls.find((c) => c.method === "POST" && !c.query.has("dry_run"))?.body;
+    const sent = calls.find((c) => apiPost(c) && !c.query.has("dry_run"))?.body;
     expect(sent).toMatchObject({ ...request, max_steps: 60 });
   });
 });

@@ -251,6 +251,11 @@ function LogSection({ job }: { job: JobDetail }) {
         <LogTerminal
           label={t("logs.terminal", { id: job.id })}
           url={(after) => socketUrl(jobsApi.logsSocketPath(job.id), { after })}
+          texts={{
+            attempt: (attempt) => t("logs.attempt", { attempt }),
+            notice: (notice) =>
+              t("logs.lost", { reason: notice.reason ?? notice.state, message: notice.message ?? "" }),
+          }}
           onStatus={setStatus}
           onLines={setLines}
         />

@@ -5,11 +5,18 @@ import { apiError, mockFetch } from "../../test/fetchMock";
 import { renderApp, signIn, USER } from "../../test/render";
 
 // Canvas and terminal need a real browser: the e2e tests cover them; here they are stand-ins.
-vi.mock("../../components/LogTerminal", () => ({
-  default: ({ label, url }: { label: string; url: (after: number) => string }) => (
-    <div role="log" aria-label={label} data-url={url(7)} />
-  ),
-}));
+vi.mock("../../components/LogTerminal", async () => {
+  const { useEffect, useState } = await import("react");
+  return {
+    default: function Terminal({ label, url }: { label: string; url: (after: string) => string | Promise<string> }) {
+      const [address, setAddress] = useState("");
+      useEffect(() => {
+        Promise.resolve(url("2.7")).then(setAddress, () => setAddress("refused"));
+      }, []); // eslint-disable-line react-hooks/exhaustive-deps -- once, as the terminal opens once
+      return <div role="log" aria-label={label} data-url={address} />;
+    },
+  };
+});
 vi.mock("../../components/LineChart", () => ({
   default: ({ title, x }: { title: string; x: number[] }) => <figure aria-label={title} data-points={x.length} />,
 }));
@@ -97,6 +104,7 @@ describe("JobDetailPage", () => {
       "GET /api/auth/me": { status: 200, body: USER },
       "GET /api/jobs/job_aaa111": { status: 200, body: DETAIL },
       "POST /api/jobs/job_aaa111/cancel": { status: 202, body: { id: "job_aaa111", state: "running" } },
+      "POST /api/ws/tickets": { status: 201, body: { ticket: "tkt-once", expires_in: 30 } },
     });
     const { user } = renderApp("/jobs/job_aaa111");
 
@@ -105,7 +113,10 @@ describe("JobDetailPage", () => {
     expect(await screen.findByRole("figure", { name: "Loss" })).toHaveAttribute("data-points", "3");
     expect(screen.getByText("Step 3: loss 2.7")).toBeInTheDocument();
     const log = await screen.findByRole("log", { name: "Log of job job_aaa111" });
-    expect(log.dataset.url).toMatch(/^ws:\/\/localhost(:\d+)?\/api\/jobs\/job_aaa111\/logs\?after=7&token=tok-123$/);
+    // Opened with a one-time ticket, asked for with the token in the header: the token is never in a URL.
+    await waitFor(() => expect(log.dataset.url).toMatch(/^ws:\/\/localhost(:\d+)?\/api\/jobs\/job_aaa111\/logs\?after=2\.7&ticket=tkt-once$/));
+    const asked = calls.find((c) => c.method === "POST" && c.path === "/api/ws/tickets");
+    expect(asked?.headers.Authorization).toBe("Bearer tok-123");
     expect(screen.getByRole("region", { name: "Frozen configuration (YAML)" })).toHaveTextContent("max_steps: 12");
     expect(within(screen.getByRole("region", { name: "State history" })).getByText("submitted")).toBeInTheDocument();
 

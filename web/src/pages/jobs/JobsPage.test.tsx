@@ -85,16 +85,19 @@ describe("the jobs list, live", () => {
 
   it("moves a running job's bar with the feed's progress points, and asks again on a state change or a reconnection", async () => {
     vi.stubGlobal("WebSocket", FakeSocket);
+    FakeSocket.last = null;
     signIn();
     const { calls } = mockFetch({
       "GET /api/auth/me": { status: 200, body: USER },
       "GET /api/jobs": { status: 200, body: { items: [RUNNING], next_cursor: null } },
+      "POST /api/ws/tickets": { status: 201, body: { ticket: "tkt-feed", expires_in: 30 } },
     });
     renderApp("/jobs");
     const bar = within(await screen.findByRole("row", { name: /job_run/ })).getByRole("progressbar");
     expect(bar).toHaveAttribute("aria-valuenow", "2");
+    await waitFor(() => expect(FakeSocket.last).not.toBeNull());
     const feed = FakeSocket.last!;
-    expect(feed.url).toMatch(/\/api\/jobs\/feed\?token=tok-123$/);
+    expect(feed.url).toMatch(/\/api\/jobs\/feed\?ticket=tkt-feed$/);
     act(() => feed.open());
     const asked = () => calls.filter((call) => call.path === "/api/jobs").length;
     const before = asked();
