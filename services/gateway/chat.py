@@ -31,6 +31,7 @@ from services.common.errors import ApiError
 from services.common.security import authenticate
 
 from .chat_content import FetchRefused, allowed_prefixes, check_messages
+from .limits import BodyCut, paced
 from .settings import GatewaySettings
 
 CACHE_S = 1.0
@@ -264,7 +265,10 @@ async def chat_completions(
     request: Request, deployments: Deployments, nc: Client, settings: Injected[GatewaySettings]
 ) -> Response:
     await _caller(request)
-    raw = await request.body()
+    try:  # a body that pauses too long frees the gateway, as on forwarded routes
+        raw = b"".join([chunk async for chunk in paced(request.stream(), settings.body_idle_s)])
+    except BodyCut as exc:
+        raise OpenAIError(exc.status, exc.message, "request_timeout", headers={"Connection": "close"}) from None
     try:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError:

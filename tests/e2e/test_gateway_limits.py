@@ -134,6 +134,20 @@ async def test_a_paused_chunked_body_is_cut_off_too(tight):
     assert status == 408, body
 
 
+async def test_a_paused_body_on_the_openai_surface_is_cut_off_too(tight, stack):
+    async with httpx.AsyncClient(base_url=tight, timeout=10) as gw:
+        headers = await login(gw, stack.invite_code, unique("slow-chat"))
+    status, _, body = await raw_request(
+        tight,
+        "POST /v1/chat/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+        f"Authorization: {headers['Authorization']}",
+        b'{"model": "x", "messages": [',
+        timeout=TIMEOUT_S + 8,
+    )
+    assert status == 408, body
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+
+
 async def test_one_upstream_has_a_bounded_number_of_places(tight):
     async with httpx.AsyncClient(base_url=tight, timeout=10) as gw:
         async with slow_upload(tight, "/api/auth/login"), slow_upload(tight, "/api/auth/register"):
