@@ -109,12 +109,15 @@ async def _follow_revocations(context: Context) -> None:
     """Keep the revoked sessions current: loaded now, then told by auth, and reloaded after a reconnect."""
 
     async def on_revoked(msg) -> None:
-        event = contracts.decode(msg.data)
-        if isinstance(event, contracts.SessionRevoked):
-            context.revoked.add(event.session_id, event.expires_at)
+        match contracts.decode(msg.data):
+            case contracts.SessionRevoked(session_id=session_id, expires_at=expires_at):
+                context.revoked.add(session_id, expires_at)
+            case contracts.UserRevoked(user_id=user_id, generation=generation):
+                context.revoked.revoke_user(user_id, generation)
 
     # Subscribe before loading, so a logout between the two is not missed.
     await context.nc.subscribe(contracts.Subjects.SESSION_REVOKED, cb=on_revoked)
+    await context.nc.subscribe(contracts.Subjects.USER_REVOKED, cb=on_revoked)
     await context.revoked.load(context.pool)
     # Core NATS drops what is published while we are away: catch up from Postgres on reconnect.
     context.reconnected.append(lambda: context.revoked.load(context.pool))

@@ -17,6 +17,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Scope
 
+from services.common.errors import ApiError
+
 TOKEN_ALGORITHM = "HS256"
 TOKEN_AUDIENCE = "llmct"
 API_KEY_PREFIX = "llmct_"
@@ -33,6 +35,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     via: str  # "token" | "api_key"
     session_id: str | None = None
     expires_at: datetime | None = None
+    scope: str = "full"  # an API key's: "full" | "read_only" (GET/HEAD) | "inference" (/v1/* only)
 
     @property
     def is_admin(self) -> bool:
@@ -59,8 +62,14 @@ def verify_password(password_hash: str, password: str) -> bool:
 DUMMY_PASSWORD_HASH = hash_password(secrets.token_hex(16))
 
 
-def issue_token(secret: str, *, user_id: str, username: str, role: str, ttl_s: int) -> tuple[str, str, int]:
-    """A signed access token; returns (token, session id, expiry as unix time)."""
+def issue_token(
+    secret: str, *, user_id: str, username: str, role: str, ttl_s: int, generation: int = 0
+) -> tuple[str, str, int]:
+    """A signed access token; returns (token, session id, expiry as unix time).
+
+    `generation` is the user's session generation when it was issued: an admin who revokes every session
+    of a user raises it, and tokens of an older one are refused from then on.
+    """
     now = int(time.time())
     session_id = secrets.token_hex(12)
     claims = {
@@ -71,6 +80,7 @@ def issue_token(secret: str, *, user_id: str, username: str, role: str, ttl_s: i
         "iat": now,
         "exp": now + ttl_s,
         "aud": TOKEN_AUDIENCE,
+        "gen": generation,
     }
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), session_id, now + ttl_s
 
@@ -103,15 +113,23 @@ def hash_api_key(key: str) -> bytes:
 
 
 class RevokedSessions:
-    """Sessions ended before their tokens expire, known to every service.
+    """Sessions ended before their tokens expire, and users whose every session was ended, known to every service.
 
-    Loaded from Postgres at start-up and kept current by `auth.session.revoked` events,
-    so checking a token stays local.
+    Loaded from Postgres at start-up and kept current by `auth.session.revoked` and `auth.user.revoked`
+    events, so checking a token stays local.
     """
 
     def __init__(self) -> None:
         self._expiry: dict[str, float] = {}
         self._prune_at = 1024
+        self._generations: dict[str, int] = {}
+
+    def revoke_user(self, user_id: str, generation: int) -> None:
+        """Every token of `user_id` issued before `generation` is refused from now on."""
+        self._generations[user_id] = max(generation, self._generations.get(user_id, 0))
+
+    def is_current(self, user_id: str, generation: int) -> bool:
+        return generation >= self._generations.get(user_id, 0)
 
     def add(self, session_id: str, expires_at: datetime) -> None:
         self._expiry[session_id] = expires_at.timestamp()
@@ -135,6 +153,9 @@ class RevokedSessions:
         rows = await pool.fetch("SELECT session_id, expires_at FROM revoked_sessions WHERE expires_at > now()")
         for row in rows:
             self.add(row["session_id"], row["expires_at"])
+        users = await pool.fetch("SELECT id, session_generation FROM users WHERE session_generation > 0")
+        for row in users:
+            self.revoke_user(row["id"], row["session_generation"])
 
 
 def bearer_from(connection: ASGIConnection) -> str | None:
@@ -149,18 +170,35 @@ def bearer_from(connection: ASGIConnection) -> str | None:
 
 
 async def principal_from_api_key(pool: asyncpg.Pool, key: str) -> Principal:
+    # Read on every call, not cached: a revoked, expired or disabled owner's key stops at its next request.
     row = await pool.fetchrow(
         """
         UPDATE api_keys k SET last_used_at = now()
         FROM users u
-        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id AND NOT u.disabled
-        RETURNING u.id, u.username, u.role
+        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+          AND u.id = k.user_id AND NOT u.disabled
+        RETURNING u.id, u.username, u.role, k.scope
         """,
         hash_api_key(key),
     )
     if row is None:
-        raise NotAuthorizedException("the API key is not valid or has been revoked")
-    return Principal(user_id=row["id"], username=row["username"], role=row["role"], via="api_key")
+        raise NotAuthorizedException("the API key is not valid, has expired or has been revoked")
+    return Principal(user_id=row["id"], username=row["username"], role=row["role"], via="api_key", scope=row["scope"])
+
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+INFERENCE_PREFIX = "/v1/"
+
+
+def check_key_scope(principal: Principal, connection: ASGIConnection) -> None:
+    """403 when an API key's scope does not cover this route: read-only keys only read, inference keys only chat."""
+    if principal.scope == "read_only":
+        # A WebSocket here only watches (logs, the job feed); what it sends is never acted on.
+        method = "GET" if connection.scope["type"] == "websocket" else connection.scope.get("method", "")
+        if method not in READ_METHODS:
+            raise ApiError(403, "api_key_scope", "this API key is read-only: it may only GET and HEAD")
+    elif principal.scope == "inference" and not connection.scope["path"].startswith(INFERENCE_PREFIX):
+        raise ApiError(403, "api_key_scope", "this API key is for inference only: it may only call /v1/*")
 
 
 async def authenticate(connection: ASGIConnection) -> Principal:
@@ -172,7 +210,8 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     if credential.startswith(API_KEY_PREFIX):
         return await principal_from_api_key(state.context.pool, credential)
     claims = read_token(state.settings.secret_key, credential)
-    if claims["sid"] in state.revoked_sessions:
+    revoked: RevokedSessions = state.revoked_sessions
+    if claims["sid"] in revoked or not revoked.is_current(claims["sub"], claims.get("gen", 0)):
         raise NotAuthorizedException("the access token has been revoked: log in again")
     return Principal(
         user_id=claims["sub"],
@@ -189,6 +228,7 @@ async def require_principal(connection: ASGIConnection, handler: BaseRouteHandle
     if handler.opt.get("public"):
         return
     principal = await authenticate(connection)
+    check_key_scope(principal, connection)
     connection.state.principal = principal
     if handler.opt.get("admin") and not principal.is_admin:
         raise PermissionDeniedException("this route is for admins only")

@@ -1,5 +1,6 @@
 """Passwords, access tokens, API keys and revoked sessions, without any server."""
 
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 from litestar.exceptions import NotAuthorizedException
 
 from services.auth.schemas import LoginRequest, RegisterRequest
-from services.auth.service import _is_standing_invite, _too_many, check_password_strength
+from services.auth.service import _is_standing_invite, check_password_strength
 from services.auth.settings import AuthSettings
+from services.auth.throttle import _wait, delay_s, pair_key
 from services.common.errors import ApiError
 from services.common.security import (
     API_KEY_PREFIX,
@@ -182,14 +184,31 @@ def test_standing_invite_compares_any_text(configured, given, ok):
     assert _is_standing_invite(_settings(configured), given) is ok
 
 
-def test_too_many_says_when_to_come_back():
-    error = _too_many(datetime.now(UTC) - timedelta(seconds=100), 300)
-    assert (error.status, error.code) == (429, "too_many_attempts")
-    assert 195 <= int(error.headers["Retry-After"]) <= 200
+def test_wait_says_when_to_come_back():
+    error = _wait(195.2, "failed logins")
+    assert (error.status, error.code, error.headers["Retry-After"]) == (429, "too_many_attempts", "196")
 
 
-def test_too_many_never_says_zero():
-    assert _too_many(datetime.now(UTC) - timedelta(seconds=400), 300).headers["Retry-After"] == "1"
+def test_wait_never_says_zero():
+    assert _wait(0.01, "failed logins").headers["Retry-After"] == "1"
+
+
+def test_delays_start_after_the_allowance_and_double_up_to_the_cap():
+    settings = dataclasses.replace(_settings(None), login_delay_s=1, login_max_delay_s=900)
+    assert [delay_s(settings, n, 5) for n in range(4, 10)] == [0, 1, 2, 4, 8, 16]
+    assert delay_s(settings, 10_000, 5) == 900
+
+
+def test_pair_keys_cannot_be_forged_with_a_username():
+    assert pair_key("b:alice", "10.0.0.1") != pair_key("alice", "10.0.0.1:b")
+
+
+def test_a_user_revocation_refuses_older_generations_only():
+    revoked = RevokedSessions()
+    assert revoked.is_current("usr_1", 0)
+    revoked.revoke_user("usr_1", 2)
+    revoked.revoke_user("usr_1", 1)  # a late, older event changes nothing
+    assert not revoked.is_current("usr_1", 1) and revoked.is_current("usr_1", 2) and revoked.is_current("usr_2", 0)
 
 
 @pytest.mark.parametrize("username", ["alice\n", "Alice", "al", "-alice", "al ice", "a" * 33, "ålice"])

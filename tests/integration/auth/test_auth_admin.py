@@ -128,7 +128,7 @@ async def test_users_paginate_by_username(api):
     assert first["next_cursor"] == names[1]
     second = await _page(api, admin, cursor=first["next_cursor"], limit=2)
     assert second["items"][0]["username"] == names[2]
-    assert all(set(u) == {"id", "username", "role", "created_at"} for u in first["items"] + second["items"])
+    assert all(set(u) == {"id", "username", "role", "created_at", "disabled"} for u in first["items"] + second["items"])
 
 
 async def test_walking_every_page_sees_each_user_once(api, pool):
