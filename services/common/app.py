@@ -62,6 +62,8 @@ class ServiceSpec:
     """More keyword arguments for `connect_bus` (an agent's own inbox prefix)."""
     endpoints: Sequence[Endpoint] = ()
     """The questions this service owns, answered over NATS request/reply (services.common.requests)."""
+    middleware: Sequence[Any] = ()
+    """ASGI middleware of the service's own, inside the shared ones (the gateway's WebSocket revocation)."""
 
 
 async def health_report(context: Context | None, spec: ServiceSpec) -> tuple[bool, dict]:
@@ -211,7 +213,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> L
         guards=[require_principal],
         dependencies={**DEPENDENCIES, **spec.dependencies},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[PrometheusConfig(app_name=f"llmct_{spec.name}", group_path=True).middleware],
+        middleware=[PrometheusConfig(app_name=f"llmct_{spec.name}", group_path=True).middleware, *spec.middleware],
         state=State({"settings": settings, "revoked_sessions": RevokedSessions(), "spec": spec}),
         openapi_config=OpenAPIConfig(
             title=f"LLM-Cloud-Trainer {spec.name}",

@@ -188,16 +188,24 @@ async def principal_from_api_key(pool: asyncpg.Pool, key: str) -> Principal:
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 INFERENCE_PREFIX = "/v1/"
+# The gateway's /v1 routes look the caller's deployments up at the scheduler with the caller's own credential.
+INFERENCE_READS = ("/api/deployments",)
+
+
+def _method(connection: ASGIConnection) -> str:
+    # A WebSocket only watches (logs, the job feed): what a client sends on one is never acted on.
+    return "GET" if connection.scope["type"] == "websocket" else connection.scope.get("method", "")
 
 
 def check_key_scope(principal: Principal, connection: ASGIConnection) -> None:
     """403 when an API key's scope does not cover this route: read-only keys only read, inference keys only chat."""
-    if principal.scope == "read_only":
-        # A WebSocket here only watches (logs, the job feed); what it sends is never acted on.
-        method = "GET" if connection.scope["type"] == "websocket" else connection.scope.get("method", "")
-        if method not in READ_METHODS:
-            raise ApiError(403, "api_key_scope", "this API key is read-only: it may only GET and HEAD")
-    elif principal.scope == "inference" and not connection.scope["path"].startswith(INFERENCE_PREFIX):
+    method, path = _method(connection), connection.scope["path"]
+    if principal.scope == "read_only" and method not in READ_METHODS:
+        raise ApiError(403, "api_key_scope", "this API key is read-only: it may only GET and HEAD")
+    if principal.scope == "inference" and not (
+        path.startswith(INFERENCE_PREFIX)
+        or (method in READ_METHODS and connection.scope["type"] == "http" and path.startswith(INFERENCE_READS))
+    ):
         raise ApiError(403, "api_key_scope", "this API key is for inference only: it may only call /v1/*")
 
 
@@ -208,7 +216,9 @@ async def authenticate(connection: ASGIConnection) -> Principal:
         raise NotAuthorizedException("authentication required: send `Authorization: Bearer <token or API key>`")
     state = connection.app.state
     if credential.startswith(API_KEY_PREFIX):
-        return await principal_from_api_key(state.context.pool, credential)
+        principal = await principal_from_api_key(state.context.pool, credential)
+        check_key_scope(principal, connection)  # here, so routes that authenticate themselves (/v1/*) check it too
+        return principal
     claims = read_token(state.settings.secret_key, credential)
     revoked: RevokedSessions = state.revoked_sessions
     if claims["sid"] in revoked or not revoked.is_current(claims["sub"], claims.get("gen", 0)):
@@ -228,7 +238,6 @@ async def require_principal(connection: ASGIConnection, handler: BaseRouteHandle
     if handler.opt.get("public"):
         return
     principal = await authenticate(connection)
-    check_key_scope(principal, connection)
     connection.state.principal = principal
     if handler.opt.get("admin") and not principal.is_admin:
         raise PermissionDeniedException("this route is for admins only")

@@ -96,6 +96,9 @@ async def test_bad_invite_request_is_422(api, body, field):
         ("get", "/api/auth/invites", None),
         ("delete", "/api/auth/invites/whatever", None),
         ("get", "/api/auth/users", None),
+        ("patch", "/api/auth/users/usr_x", {"disabled": True}),
+        ("post", "/api/auth/users/usr_x/password", {"password": "a-new-pass-77"}),
+        ("post", "/api/auth/users/usr_x/revoke", None),
     ],
 )
 async def test_admin_routes_refuse_plain_users_and_strangers(api, method, path, body):
