@@ -7,7 +7,7 @@ from litestar.testing import AsyncTestClient
 
 from services.auth.app import create_app
 from services.common import contracts
-from services.common.bus import connect_bus, close_bus
+from services.common.bus import close_bus, connect_bus
 from tests.integration.auth.helpers import PASSWORD, assert_error, bearer
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,9 @@ async def test_a_password_reset_ends_sessions_and_the_old_password(api):
 
 async def test_a_reset_password_must_be_strong(api):
     _, user_id, headers, _ = await _user(api)
-    r = await api.client.post(f"/api/auth/users/{user_id}/password", json={"password": "short"}, headers=await api.admin())
+    r = await api.client.post(
+        f"/api/auth/users/{user_id}/password", json={"password": "short"}, headers=await api.admin()
+    )
     assert_error(r, 422, "weak_password", "password")
     assert await _ok(api, headers) == 200  # nothing changed
 
@@ -87,7 +89,9 @@ async def test_revocation_reaches_running_and_later_services(api, settings):
     _, user_id, headers, _ = await _user(api)
     async with AsyncTestClient(app=create_app(settings)) as elsewhere:
         assert (await elsewhere.get("/api/auth/me", headers=headers)).status_code == 200
-        assert (await api.client.post(f"/api/auth/users/{user_id}/revoke", headers=await api.admin())).status_code == 204
+        assert (
+            await api.client.post(f"/api/auth/users/{user_id}/revoke", headers=await api.admin())
+        ).status_code == 204
         for _ in range(50):
             if (await elsewhere.get("/api/auth/me", headers=headers)).status_code == 401:
                 break
