@@ -124,7 +124,8 @@ async def login(
     user = await store.user_by_name(pool, username)
     ok = await asyncio.to_thread(verify_password, user["password_hash"] if user else DUMMY_PASSWORD_HASH, password)
     if not ok or user is None or user["disabled"]:
-        raise ApiError(401, "invalid_credentials", "wrong username or password")  # the attempt stays counted
+        await throttle.fail_login(pool, attempt)
+        raise ApiError(401, "invalid_credentials", "wrong username or password")
     await throttle.finish_login(pool, attempt, username, address)
     token, _, _ = issue_token(
         settings.secret_key,

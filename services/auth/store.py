@@ -187,6 +187,10 @@ async def record_failures(conn, keys: list[str]) -> list[int]:
     return [row["id"] for row in rows]
 
 
+async def touch_failures(conn, ids: list[int]) -> None:
+    await conn.execute("UPDATE login_failures SET at = now() WHERE id = ANY($1::bigint[])", ids)
+
+
 async def forget_failures(conn, ids: list[int]) -> None:
     await conn.execute("DELETE FROM login_failures WHERE id = ANY($1::bigint[])", ids)
 

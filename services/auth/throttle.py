@@ -67,6 +67,12 @@ async def start_login(pool: asyncpg.Pool, settings: AuthSettings, username: str,
     return attempt
 
 
+async def fail_login(pool: asyncpg.Pool, attempt: list[int]) -> None:
+    """A wrong password: the attempt stays counted, and the wait runs from the answer, not from the question
+    (Argon2 takes a while, and a slow check must not shorten the wait)."""
+    await store.touch_failures(pool, attempt)
+
+
 async def finish_login(pool: asyncpg.Pool, attempt: list[int], username: str, address: str) -> None:
     """A right password: the attempt was no failure, and its pair starts afresh (its client's count stays)."""
     await store.forget_failures(pool, attempt)

@@ -12,7 +12,7 @@ import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send, WebSocketDisconnectEvent
 from nats.aio.client import Client
 
 from services.common import contracts
@@ -90,7 +90,7 @@ async def _watched(app: ASGIApp, scope: Scope, receive: Receive, send: Send, soc
     registered: _Socket | None = None
     closed = False
 
-    async def receive_until_revoked() -> Message:
+    async def receive_until_revoked() -> ReceiveMessage:
         nonlocal registered, closed
         principal = scope.get("state", {}).get("principal")  # set by the guard before the route runs
         if registered is None and principal is not None:
@@ -107,7 +107,7 @@ async def _watched(app: ASGIApp, scope: Scope, receive: Receive, send: Send, soc
             closed = True
             with contextlib.suppress(Exception):  # the client may be gone already
                 await send({"type": "websocket.close", "code": REVOKED, "reason": "access revoked: log in again"})
-        return {"type": "websocket.disconnect", "code": REVOKED}
+        return WebSocketDisconnectEvent(type="websocket.disconnect", code=REVOKED)
 
     async def send_unless_closed(message: Message) -> None:
         if not closed:  # the route may still send while it learns the client is gone
