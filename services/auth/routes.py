@@ -11,7 +11,7 @@ from nats.aio.client import Client
 
 from services.common.dependencies import Injected
 from services.common.errors import not_found
-from services.common.net import client_address
+from services.common.net import client_address, client_bucket
 from services.common.security import Principal, RevokedSessions
 
 from . import admin, service, store
@@ -37,9 +37,10 @@ ADMIN = {"admin": True}
 
 
 def caller_address(request: Request, settings: AuthSettings) -> str:
-    """The caller's address: X-Forwarded-For counts only as written by the trusted proxies (the gateway, TLS)."""
+    """The caller, as rate limits count it: X-Forwarded-For counts only as written by the trusted proxies (the
+    gateway, TLS), and an IPv6 address by its /64."""
     peer = request.client.host if request.client else "unknown"
-    return client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_networks)
+    return client_bucket(client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_networks))
 
 
 class AuthController(Controller):

@@ -51,3 +51,20 @@ def client_address(peer: str, forwarded: str | None, trusted: tuple[Network, ...
         if not _is_trusted(address, trusted):
             return address
     return address
+
+
+def client_bucket(address: str) -> str:
+    """What counts as one client for rate limits: an IPv4 address, or an IPv6 address's /64.
+
+    One IPv6 host is usually given a whole /64, so counting single addresses would let it pick a fresh one per
+    guess.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

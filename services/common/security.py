@@ -36,6 +36,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None = None
     expires_at: datetime | None = None
     scope: str = "full"  # an API key's: "full" | "read_only" (GET/HEAD) | "inference" (/v1/* only)
+    generation: int = 0  # a token's: the user's session generation it was issued under
 
     @property
     def is_admin(self) -> bool:
@@ -130,6 +131,12 @@ class RevokedSessions:
 
     def is_current(self, user_id: str, generation: int) -> bool:
         return generation >= self._generations.get(user_id, 0)
+
+    def ended(self, principal: Principal) -> bool:
+        """Whether a token's session has been revoked since it was checked (API keys are checked in Postgres)."""
+        if principal.via != "token" or principal.session_id is None:
+            return False
+        return principal.session_id in self or not self.is_current(principal.user_id, principal.generation)
 
     def add(self, session_id: str, expires_at: datetime) -> None:
         self._expiry[session_id] = expires_at.timestamp()
@@ -230,6 +237,7 @@ async def authenticate(connection: ASGIConnection) -> Principal:
         via="token",
         session_id=claims["sid"],
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        generation=claims.get("gen", 0),
     )
 
 

@@ -16,7 +16,7 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 from nats.aio.client import Client
 
 from services.common import contracts
-from services.common.security import Principal
+from services.common.security import Principal, RevokedSessions
 
 REVOKED = 4401
 
@@ -81,12 +81,14 @@ def close_on_revocation(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "websocket" or context is None:
             await app(scope, receive, send)
             return
-        await _watched(app, scope, receive, send, context.open_sockets)
+        await _watched(app, scope, receive, send, context.open_sockets, context.revoked)
 
     return middleware
 
 
-async def _watched(app: ASGIApp, scope: Scope, receive: Receive, send: Send, sockets: OpenSockets) -> None:
+async def _watched(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, sockets: OpenSockets, revocations: RevokedSessions
+) -> None:
     registered: _Socket | None = None
     closed = False
 
@@ -95,6 +97,8 @@ async def _watched(app: ASGIApp, scope: Scope, receive: Receive, send: Send, soc
         principal = scope.get("state", {}).get("principal")  # set by the guard before the route runs
         if registered is None and principal is not None:
             registered = sockets.add(principal)
+            if revocations.ended(principal):  # revoked between the guard's check and now: no event will come again
+                registered.revoked.set()
         if registered is None:
             return await receive()
         message, revoked = asyncio.ensure_future(receive()), asyncio.ensure_future(registered.revoked.wait())

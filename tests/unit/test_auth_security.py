@@ -18,6 +18,7 @@ from services.common.errors import ApiError
 from services.common.security import (
     API_KEY_PREFIX,
     TOKEN_AUDIENCE,
+    Principal,
     RevokedSessions,
     hash_api_key,
     hash_password,
@@ -209,6 +210,19 @@ def test_a_user_revocation_refuses_older_generations_only():
     revoked.revoke_user("usr_1", 2)
     revoked.revoke_user("usr_1", 1)  # a late, older event changes nothing
     assert not revoked.is_current("usr_1", 1) and revoked.is_current("usr_1", 2) and revoked.is_current("usr_2", 0)
+
+
+def test_a_checked_principal_is_ended_by_a_later_revocation():
+    """The gateway asks again when it registers a WebSocket, so a revocation between check and register counts."""
+    revoked = RevokedSessions()
+    token = Principal(user_id="usr_1", username="a", role="user", via="token", session_id="s1", generation=0)
+    key = Principal(user_id="usr_1", username="a", role="user", via="api_key")
+    assert not revoked.ended(token)
+    revoked.revoke_user("usr_1", 1)
+    assert revoked.ended(token) and not revoked.ended(key)  # keys are checked in Postgres, not here
+    other = Principal(user_id="usr_2", username="b", role="user", via="token", session_id="s2")
+    revoked.add("s2", datetime.now(UTC) + timedelta(minutes=5))
+    assert revoked.ended(other)
 
 
 @pytest.mark.parametrize("username", ["alice\n", "Alice", "al", "-alice", "al ice", "a" * 33, "ålice"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.common.net import client_address, parse_networks
+from services.common.net import client_address, client_bucket, parse_networks
 
 pytestmark = pytest.mark.unit
 
@@ -31,3 +31,17 @@ def test_client_address(peer, forwarded, client):
 def test_a_bad_trusted_proxy_entry_is_named():
     with pytest.raises(ValueError, match="'10.0.0.300'"):
         parse_networks("127.0.0.1, 10.0.0.300")
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),  # one host's /64 is one client
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_client_bucket(address, bucket):
+    assert client_bucket(address) == bucket

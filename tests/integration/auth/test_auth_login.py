@@ -133,6 +133,14 @@ async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(settings):
         _assert_paused(api, await api.login(username, address="10.77.200.1"))
 
 
+async def test_an_ipv6_client_cannot_take_a_fresh_address_of_its_64_per_guess(api):
+    username, _ = await api.register()
+    prefix = f"2001:db8:{secrets.randbelow(65535):x}:{secrets.randbelow(65535):x}"
+    for n in range(api.settings.login_max_failures):
+        await _fail(api, username, 1, address=f"{prefix}::{n + 1:x}")
+    _assert_paused(api, await api.login(username, address=f"{prefix}:ffff::1"))
+
+
 async def test_x_forwarded_for_is_read_through_every_trusted_proxy(settings):
     """A TLS proxy in front of the gateway: with it trusted, each client behind it is its own client."""
     tls_proxy = "198.51.100.10"
