@@ -196,7 +196,7 @@ async def principal_from_api_key(pool: asyncpg.Pool, key: str) -> Principal:
 READ_METHODS = frozenset({"GET", "HEAD"})
 INFERENCE_PREFIX = "/v1/"
 # The gateway's /v1 routes look the caller's deployments up at the scheduler with the caller's own credential.
-INFERENCE_READS = ("/api/deployments",)
+DEPLOYMENTS = "/api/deployments"
 
 
 def _method(connection: ASGIConnection) -> str:
@@ -204,15 +204,22 @@ def _method(connection: ASGIConnection) -> str:
     return "GET" if connection.scope["type"] == "websocket" else connection.scope.get("method", "")
 
 
+def _inference_may(connection: ASGIConnection, method: str, path: str) -> bool:
+    if path.startswith(INFERENCE_PREFIX):
+        return True
+    reads_deployments = path == DEPLOYMENTS or path.startswith(DEPLOYMENTS + "/")
+    return reads_deployments and method in READ_METHODS and connection.scope["type"] == "http"
+
+
 def check_key_scope(principal: Principal, connection: ASGIConnection) -> None:
     """403 when an API key's scope does not cover this route: read-only keys only read, inference keys only chat."""
     method, path = _method(connection), connection.scope["path"]
+    if principal.scope != "full" and {".", ".."} & set(path.split("/")):
+        # A prefix check means nothing on a path that a later hop may resolve to elsewhere.
+        raise ApiError(403, "api_key_scope", "a scoped API key may not use '.' or '..' path segments")
     if principal.scope == "read_only" and method not in READ_METHODS:
         raise ApiError(403, "api_key_scope", "this API key is read-only: it may only GET and HEAD")
-    if principal.scope == "inference" and not (
-        path.startswith(INFERENCE_PREFIX)
-        or (method in READ_METHODS and connection.scope["type"] == "http" and path.startswith(INFERENCE_READS))
-    ):
+    if principal.scope == "inference" and not _inference_may(connection, method, path):
         raise ApiError(403, "api_key_scope", "this API key is for inference only: it may only call /v1/*")
 
 

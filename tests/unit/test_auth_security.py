@@ -8,6 +8,7 @@ from pathlib import Path
 import jwt
 import msgspec
 import pytest
+from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 
 from services.auth.schemas import LoginRequest, RegisterRequest
@@ -20,6 +21,7 @@ from services.common.security import (
     TOKEN_AUDIENCE,
     Principal,
     RevokedSessions,
+    check_key_scope,
     hash_api_key,
     hash_password,
     issue_token,
@@ -251,3 +253,36 @@ def test_expired_revocations_are_swept_even_if_never_looked_up():
     revoked.add("live", future)
     assert len(revoked._expiry) < 1100
     assert "live" in revoked
+
+
+def _connection(path: str, method: str = "GET", kind: str = "http") -> ASGIConnection:
+    return ASGIConnection(scope={"type": kind, "method": method, "path": path})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("scope", "method", "path", "kind", "allowed"),
+    [
+        ("read_only", "GET", "/api/jobs", "http", True),
+        ("read_only", "HEAD", "/api/jobs", "http", True),
+        ("read_only", "POST", "/api/jobs", "http", False),
+        ("read_only", "OPTIONS", "/api/jobs", "http", False),
+        ("read_only", "", "/api/jobs/job_1/logs", "websocket", True),
+        ("inference", "POST", "/v1/chat/completions", "http", True),
+        ("inference", "GET", "/api/deployments/dep_1", "http", True),
+        ("inference", "GET", "/api/deployments", "http", True),
+        ("inference", "POST", "/api/deployments", "http", False),
+        ("inference", "GET", "/api/deploymentsx", "http", False),
+        ("inference", "GET", "/api/deployments/../jobs", "http", False),  # a later hop may resolve it
+        ("inference", "GET", "/v1/../api/jobs", "http", False),
+        ("inference", "GET", "/api/jobs", "http", False),
+        ("inference", "", "/api/ws/echo", "websocket", False),
+        ("full", "DELETE", "/api/jobs/job_1", "http", True),
+    ],
+)
+def test_key_scopes(scope, method, path, kind, allowed):
+    principal = Principal(user_id="usr_1", username="a", role="user", via="api_key", scope=scope)
+    if allowed:
+        check_key_scope(principal, _connection(path, method, kind))
+    else:
+        with pytest.raises(ApiError, match="API key"):
+            check_key_scope(principal, _connection(path, method, kind))
