@@ -46,7 +46,8 @@ async def change_user(
     if row is None:
         raise not_found("user")
     if row["session_generation"] != before["session_generation"]:
-        await announce(nc, revoked, row, "disabled" if data.disabled else "role_changed")
+        reason = "disabled" if row["disabled"] else "role_changed" if row["role"] != before["role"] else "enabled"
+        await announce(nc, revoked, row, reason)
     return to(User, row)
 
 

@@ -463,7 +463,7 @@ class UserRevoked(Message, kw_only=True, frozen=True, tag="user_revoked"):
 
     user_id: str
     generation: int
-    reason: str = "revoked"  # disabled | role_changed | password_reset | revoked
+    reason: str = "revoked"  # disabled | enabled | role_changed | password_reset | revoked
 
 
 class JobOutput(msgspec.Struct, frozen=True, kw_only=True):
