@@ -62,6 +62,8 @@ class ServiceSpec:
     """More keyword arguments for `connect_bus` (an agent's own inbox prefix)."""
     endpoints: Sequence[Endpoint] = ()
     """The questions this service owns, answered over NATS request/reply (services.common.requests)."""
+    middleware: Sequence[Any] = ()
+    """ASGI middleware of the service's own, inside the shared ones (the gateway's WebSocket revocation)."""
 
 
 async def health_report(context: Context | None, spec: ServiceSpec) -> tuple[bool, dict]:
@@ -109,12 +111,15 @@ async def _follow_revocations(context: Context) -> None:
     """Keep the revoked sessions current: loaded now, then told by auth, and reloaded after a reconnect."""
 
     async def on_revoked(msg) -> None:
-        event = contracts.decode(msg.data)
-        if isinstance(event, contracts.SessionRevoked):
-            context.revoked.add(event.session_id, event.expires_at)
+        match contracts.decode(msg.data):
+            case contracts.SessionRevoked(session_id=session_id, expires_at=expires_at):
+                context.revoked.add(session_id, expires_at)
+            case contracts.UserRevoked(user_id=user_id, generation=generation):
+                context.revoked.revoke_user(user_id, generation)
 
     # Subscribe before loading, so a logout between the two is not missed.
     await context.nc.subscribe(contracts.Subjects.SESSION_REVOKED, cb=on_revoked)
+    await context.nc.subscribe(contracts.Subjects.USER_REVOKED, cb=on_revoked)
     await context.revoked.load(context.pool)
     # Core NATS drops what is published while we are away: catch up from Postgres on reconnect.
     context.reconnected.append(lambda: context.revoked.load(context.pool))
@@ -209,7 +214,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> L
         guards=[require_principal],
         dependencies={**DEPENDENCIES, **spec.dependencies},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[PrometheusConfig(app_name=f"llmct_{spec.name}", group_path=True).middleware],
+        middleware=[PrometheusConfig(app_name=f"llmct_{spec.name}", group_path=True).middleware, *spec.middleware],
         state=State({"settings": settings, "revoked_sessions": RevokedSessions(), "spec": spec}),
         openapi_config=OpenAPIConfig(
             title=f"LLM-Cloud-Trainer {spec.name}",

@@ -17,6 +17,7 @@ from .chat import CHAT_HANDLERS, Deployments
 from .docs import DOCS_STATIC, docs_page, openapi_document
 from .logs import LogHub
 from .proxy import PROXY_HANDLERS, new_client
+from .revocation import OpenSockets, close_on_revocation, follow_revocations
 from .settings import GatewaySettings
 from .sockets import echo, job_sockets
 from .tickets import Tickets, issue_ticket
@@ -25,13 +26,14 @@ from .web import web_client
 
 @dataclass(frozen=True, kw_only=True)
 class GatewayContext(Context):
-    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment lookups and WebSocket
-    tickets."""
+    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment lookups, WebSocket tickets and
+    open sockets."""
 
     http: httpx.AsyncClient
     log_hub: LogHub
     deployments: Deployments
     tickets: Tickets
+    open_sockets: OpenSockets
 
 
 def _gateway_context(base: Context) -> GatewayContext:
@@ -44,12 +46,18 @@ def _gateway_context(base: Context) -> GatewayContext:
         log_hub=LogHub(base.nc, base.js),
         deployments=Deployments(http, settings.service_url("scheduler")),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s),
+        open_sockets=OpenSockets(),
     )
 
 
 async def _open_tickets(context: GatewayContext) -> None:
     """Bind to (or create) the tickets' KV bucket."""
     await context.tickets.open()
+
+
+async def _close_revoked_sockets(context: GatewayContext) -> None:
+    """Close the open WebSockets of every session and user auth revokes from now on."""
+    await follow_revocations(context.nc, context.open_sockets)
 
 
 async def _close_client(context: GatewayContext) -> None:
@@ -72,8 +80,9 @@ SPEC = ServiceSpec(
         web_client,
     ],
     context=_gateway_context,
-    on_startup=[_open_tickets],
+    on_startup=[_open_tickets, _close_revoked_sockets],
     on_shutdown=[_close_client],
+    middleware=[close_on_revocation],
     dependencies={
         "http": provide_part("http"),
         "log_hub": provide_part("log_hub"),
