@@ -235,10 +235,11 @@ class JobController(Controller):
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
         where = job.output_dir or job.config.get("output_dir")
-        files = await asyncio.to_thread(artifacts.own_files, Path(where)) if where else []
-        if not files:
+        folder = Path(where) if where else None
+        files = await asyncio.to_thread(artifacts.own_files, folder) if folder else []
+        if folder is None or not files:
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")
-        archive = artifacts.artifacts_zip(Path(where), job_id, files)
+        archive = artifacts.artifacts_zip(folder, job_id, files)
         return Stream(
             archive,
             media_type="application/zip",
