@@ -149,6 +149,30 @@ def test_paths_that_would_show_everyones_files_are_never_mounted(storage):
     assert plan(DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}), spec)[str(calibration)] is True
 
 
+def test_a_link_a_job_left_in_its_output_is_never_mounted(storage):
+    """An earlier stage leaves `export -> ../job_victim` (or a link to the data folder) in its output; the next
+    stage's export_dir and a later job's model path name it: neither is mounted (nor created, nor chowned)."""
+    victim = storage.output / "job_victim"
+    victim.mkdir(parents=True)
+    mine = storage.output / "job_1"
+    mine.mkdir(parents=True)
+    (mine / "export").symlink_to(victim)
+    (mine / "merged").symlink_to(storage.data)
+    (mine / "real").mkdir()
+    spec = spec_for(
+        storage,
+        {
+            "export_dir": str(mine / "export"),
+            "model_name_or_path": str(mine / "merged"),
+            "adapter_name_or_path": f"{mine / 'export'},{mine / 'real'}",
+        },
+    )
+    targets = plan(DockerRuntime(storage=storage, agent_id="a1", extra_mounts={}), spec)
+    assert str(mine / "export") not in targets and str(mine / "merged") not in targets
+    assert str(victim) not in targets and str(storage.data) not in targets
+    assert str(mine) in targets, "its own output folder is mounted, and the real folder in it is visible there"
+
+
 def test_hub_ids_and_missing_paths_are_not_mounted(storage):
     spec = spec_for(
         storage,

@@ -145,8 +145,8 @@ class ContainerPlan:
         ]
         for path in writable:
             path.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0 and uid.isdigit():
-                os.chown(path, int(uid), int(gid) if gid.isdigit() else int(uid))
+            if os.geteuid() == 0 and uid.isdigit():  # never through a link the job left there
+                os.chown(path, int(uid), int(gid) if gid.isdigit() else int(uid), follow_symlinks=False)
         self.job_folder(spec.job_id).chmod(0o755)
         spec.config_path.chmod(0o644)  # the job's user reads it; it holds nothing another job may not know
         datasets = self._datasets(spec)
@@ -163,9 +163,25 @@ class ContainerPlan:
     def _config_paths(self, spec: JobSpec) -> tuple[list[str], list[str]]:
         reads, writes = paths_in(self._config(spec))
         return (
-            [p for p in reads if not self._reaches_shared(p, writing=False)],
-            [p for p in writes if not self._reaches_shared(p, writing=True)],
+            [p for p in reads if not self._reaches_shared(p, writing=False) and not self._through_link(p)],
+            [p for p in writes if not self._reaches_shared(p, writing=True) and not self._through_link(p)],
         )
+
+    def _through_link(self, path: str) -> bool:
+        """Whether a path inside the storage passes through a link below its root. A job may leave links in
+        its output (an earlier stage's `export -> ../job_of_someone_else`); Docker would mount where one
+        leads, and a later stage or job would read, write or chown another user's folder."""
+        base = os.path.abspath(self.storage.base)
+        target = os.path.normpath(os.path.abspath(path))
+        if not _is_under(target, base) or target == base:
+            return False
+        current = base
+        for part in os.path.relpath(target, base).split(os.sep):
+            current = os.path.join(current, part)
+            if os.path.islink(current):
+                log.warning("%s passes through the link %s: not mounted", path, current)
+                return True
+        return False
 
     def _datasets(self, spec: JobSpec) -> JobDatasets | None:
         return job_datasets(self._config(spec))
