@@ -24,13 +24,19 @@ class UnknownHub(ValueError):
     """A stage names a hub this agent cannot set the engine up for (a newer scheduler): never run it elsewhere."""
 
 
+# The hubs' clients' variables (what AgentSettings.engine_env passes on): only these are taken for hub credentials,
+# so a deployment's own API_KEY (services/agent/serving.py) stays.
+HUB_CLIENT_PREFIXES = ("HF_", "HUGGING_FACE_", "TRANSFORMERS_", "MODELSCOPE_")
+
+
 def is_secret(name: str) -> bool:
-    """Whether an engine variable carries credentials (a hub token and the like)."""
-    return any(word in name.upper() for word in SECRET_WORDS)
+    """Whether an engine variable carries a hub's credentials (HF_TOKEN, MODELSCOPE_API_TOKEN and the like)."""
+    upper = name.upper()
+    return upper.startswith(HUB_CLIENT_PREFIXES) and any(word in upper for word in SECRET_WORDS)
 
 
 def without_secrets(env: dict[str, str]) -> dict[str, str]:
-    """`env` less its credentials: the environment of a stage that downloads nothing."""
+    """`env` less the hubs' credentials: the environment of a stage that downloads nothing."""
     return {name: value for name, value in env.items() if not is_secret(name)}
 
 

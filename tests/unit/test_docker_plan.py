@@ -357,6 +357,9 @@ def test_a_modelscope_model_served_from_a_container_is_told_its_hub_too(storage)
     runner, spec = hub_stage_spec(storage, "modelscope", serve=True)
     env = runner.runtime.plan.create_options(spec)["environment"]
     assert env["USE_MODELSCOPE_HUB"] == "1" and env["API_HOST"] == "0.0.0.0" and env["API_PORT"] == "8000"
+    _, local = hub_stage_spec(storage, None, serve=True)
+    served = runner.runtime.plan.create_options(local)["environment"]
+    assert served["API_KEY"] == "k", "a model server's own key is not a hub credential: it stays"
 
 
 def test_settings_come_from_the_environment(storage):
