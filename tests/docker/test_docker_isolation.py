@@ -52,8 +52,8 @@ attempt("write_cache", lambda: open(os.path.join(cfg["cache_folder"], "poison"),
 attempt("write_output", lambda: open(os.path.join(cfg["output"], "result.txt"), "w").write("mine"))
 attempt("write_home", lambda: open(os.path.join(os.environ["HOME"], "x"), "w").write("x"))
 attempt("chown_output", lambda: os.chown(cfg["output"], 0, 0))
-words = ("TOKEN", "SECRET", "PASSWORD", "DATABASE", "NATS")
-out["secret_env"] = sorted(k for k in os.environ if any(w in k for w in words))
+platform = ("DATABASE_URL", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "LLMCT_SECRET_KEY")
+out["secret_env"] = sorted(k for k, v in os.environ.items() if k in platform or "platform_secret" in v)
 out["pids_max"] = open("/sys/fs/cgroup/pids.max").read().strip() if os.path.exists("/sys/fs/cgroup/pids.max") else ""
 print("PROBE " + json.dumps(out))
 """
