@@ -1,14 +1,14 @@
 """accounts: a user's session generation (admins end every session at once), API keys' expiry and scope
 
-Revision ID: 0011_accounts
-Revises: 0010_job_inputs
+Revision ID: 0014_accounts
+Revises: 0013_dataset_quotas
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
-revision = "0011_accounts"
-down_revision = "0010_job_inputs"
+revision = "0014_accounts"
+down_revision = "0013_dataset_quotas"
 branch_labels = None
 depends_on = None
 
