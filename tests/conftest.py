@@ -57,6 +57,10 @@ def stack_env(nats_server, postgres_server, tmp_path_factory):
         "LLMCT_ADMIN_PASSWORD": "admin-pass-1234",
         "HOST_BASE_PATH": str(storage),
         "HF_HUB_OFFLINE": "1",
+        # Every test registers from loopback: the per-client registration cap has its own test with its own cap.
+        "LLMCT_REGISTER_MAX": "100000",
+        # A first delay no busy test machine outlasts between two requests, so a pause is seen as one.
+        "LLMCT_LOGIN_DELAY_S": "30",
     }
     os.environ.update(env)
     return env

@@ -15,10 +15,29 @@ from services.common.contracts import MODEL_HUBS
 
 # The variables by which LLaMA-Factory picks a hub for model ids (and for datasets that name several hubs).
 HUB_SELECTORS = ("USE_MODELSCOPE_HUB", "USE_OPENMIND_HUB")
+# Parts of a variable's name that make it a secret (HF_TOKEN, MODELSCOPE_API_TOKEN, HF_TOKEN_PATH...): a hub's
+# credentials go only to stages that download (a model or a dataset from a hub), never to one that reads local files.
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
 
 
 class UnknownHub(ValueError):
     """A stage names a hub this agent cannot set the engine up for (a newer scheduler): never run it elsewhere."""
+
+
+# The hubs' clients' variables (what AgentSettings.engine_env passes on): only these are taken for hub credentials,
+# so a deployment's own API_KEY (services/agent/serving.py) stays.
+HUB_CLIENT_PREFIXES = ("HF_", "HUGGING_FACE_", "TRANSFORMERS_", "MODELSCOPE_")
+
+
+def is_secret(name: str) -> bool:
+    """Whether an engine variable carries a hub's credentials (HF_TOKEN, MODELSCOPE_API_TOKEN and the like)."""
+    upper = name.upper()
+    return upper.startswith(HUB_CLIENT_PREFIXES) and any(word in upper for word in SECRET_WORDS)
+
+
+def without_secrets(env: dict[str, str]) -> dict[str, str]:
+    """`env` less the hubs' credentials: the environment of a stage that downloads nothing."""
+    return {name: value for name, value in env.items() if not is_secret(name)}
 
 
 def hub_environment(hub: str | None, hf_cache: Path) -> dict[str, str]:

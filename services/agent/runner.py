@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import yaml
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -22,7 +23,8 @@ from services.common.text import storable
 from . import progress, reattach, results
 from .ending import conclude
 from .events import JobEvents
-from .hubs import hub_environment
+from .hubs import hub_environment, without_secrets
+from .jobfiles import job_datasets
 from .logs import LogShipper
 from .reattach import Resume
 from .running import RunningJob
@@ -54,6 +56,18 @@ def dispatches(agent_id: str) -> Consumer[Runner, contracts.JobDispatched]:
         handler=Runner.on_dispatch,
         batch=16,
     )
+
+
+def stage_downloads(stage: contracts.EngineStage) -> bool:
+    """Whether a stage downloads: its model from a hub, or one of its datasets (read from the stage's YAML)."""
+    if stage.hub is not None:
+        return True
+    try:
+        config = yaml.safe_load(stage.config_yaml)
+    except yaml.YAMLError:
+        return False  # the engine says what is wrong with it
+    datasets = job_datasets(config) if isinstance(config, dict) else None
+    return bool(datasets and datasets.from_hub)
 
 
 class Runner:
@@ -191,8 +205,10 @@ class Runner:
         output_dir = Path(order.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         command = (*stage.command, str(config_path))
+        downloads = stage_downloads(stage)
         env = {
-            **self.engine_env,
+            # A hub's credentials only for a stage that downloads from it (services/agent/hubs.py).
+            **(self.engine_env if downloads else without_secrets(self.engine_env)),
             "HF_HOME": str(self.storage.hf_cache),
             "PYTHONUNBUFFERED": "1",
             "DISABLE_VERSION_CHECK": "1",
@@ -212,6 +228,7 @@ class Runner:
             ports=ports,
             stage=index,
             attempt=order.attempt,
+            downloads=downloads,
         )
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:

@@ -49,7 +49,12 @@ class AgentSettings:
     )
     docker_image: str = env("LLMCT_DOCKER_IMAGE", DEFAULT_DOCKER_IMAGE, doc="the engine image of the docker runtime")
     docker_memory: str | None = env(
-        "LLMCT_DOCKER_MEMORY", None, doc="a memory limit per container, e.g. 24g (none by default)"
+        "LLMCT_DOCKER_MEMORY",
+        "auto",
+        doc="a memory limit per container, e.g. 24g; auto: 90% of the host's memory",
+    )
+    docker_pids_limit: int = env(
+        "LLMCT_DOCKER_PIDS_LIMIT", 8192, doc="processes and threads per container (a fork bomb stops there)"
     )
     docker_extra_mounts: str = env("LLMCT_DOCKER_EXTRA_MOUNTS", "", doc='more read-only mounts, "HOST[:CONTAINER],..."')
     docker_cleanup_delay_s: float = env(
@@ -59,7 +64,10 @@ class AgentSettings:
         "LLMCT_DOCKER_NETWORK", None, doc="the containers' network mode (Docker's default if unset)"
     )
     docker_user: str | None = env(
-        "LLMCT_DOCKER_USER", None, doc='"uid:gid" the engine runs as (the image\'s user if unset)'
+        "LLMCT_DOCKER_USER",
+        None,
+        doc='"uid:gid" the engine runs as, never root (default: the agent\'s own; an agent running as root: the '
+        "storage's owner, else 65532:65532)",
     )
     simulated_gpus: int = env(
         "LLMCT_SIMULATED_GPUS",

@@ -25,11 +25,11 @@ async def _ensure_admin(context: Context) -> None:
 
 
 async def _prune_forever(context: Context) -> None:
-    """Forget old login failures and expired revoked sessions, every PRUNE_EVERY_S."""
+    """Forget old login failures, registration attempts and expired revoked sessions, every PRUNE_EVERY_S."""
     settings = cast(AuthSettings, context.settings)
     while True:
         with contextlib.suppress(Exception):
-            await store.prune(context.pool, settings.login_window_s)
+            await store.prune(context.pool, max(settings.login_window_s, settings.register_window_s))
         await asyncio.sleep(PRUNE_EVERY_S)
 
 
@@ -44,4 +44,6 @@ SPEC = ServiceSpec(
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """App factory for `llmct service auth`: the shared settings given (or read) and auth's own."""
-    return create_service_app(SPEC, settings_for(AuthSettings, settings))
+    auth_settings = settings_for(AuthSettings, settings)
+    auth_settings.trusted_networks  # noqa: B018 - a bad LLMCT_TRUSTED_PROXIES stops the start, not a login
+    return create_service_app(SPEC, auth_settings)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from asyncpg import Pool
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
 from nats.aio.client import Client
 
 from services.common.dependencies import Injected
 from services.common.errors import not_found
+from services.common.net import client_address, client_bucket
 from services.common.security import ANYONE, Principal, RevokedSessions
 
-from . import service, store
+from . import admin, service, store
 from .schemas import (
     ApiKey,
     ApiKeyCreate,
@@ -21,9 +22,11 @@ from .schemas import (
     Invite,
     InviteCreate,
     LoginRequest,
+    PasswordReset,
     RegisterRequest,
     TokenResponse,
     User,
+    UserChange,
     UserPage,
     to,
 )
@@ -33,12 +36,11 @@ PUBLIC = {"public": True}
 ADMIN = {"admin": True}
 
 
-def client_address(request: Request) -> str:
-    """The caller's address: the gateway appends the real peer to X-Forwarded-For."""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.split(",")[-1].strip()
-    return request.client.host if request.client else "unknown"
+def caller_address(request: Request, settings: AuthSettings) -> str:
+    """The caller, as rate limits count it: X-Forwarded-For counts only as written by the trusted proxies (the
+    gateway, TLS), and an IPv6 address by its /64."""
+    peer = request.client.host if request.client else "unknown"
+    return client_bucket(client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_networks))
 
 
 class AuthController(Controller):
@@ -46,8 +48,10 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/register", opt=PUBLIC, security=ANYONE, status_code=201, summary="Open an account with an invite code")
-    async def register(self, pool: Pool, settings: Injected[AuthSettings], data: RegisterRequest) -> User:
-        return await service.register(pool, settings, data)
+    async def register(
+        self, request: Request, pool: Pool, settings: Injected[AuthSettings], data: RegisterRequest
+    ) -> User:
+        return await service.register(pool, settings, data, caller_address(request, settings))
 
     @post(
         "/login",
@@ -60,7 +64,7 @@ class AuthController(Controller):
         self, request: Request, pool: Pool, settings: Injected[AuthSettings], data: LoginRequest
     ) -> TokenResponse:
         return await service.login(
-            pool, settings, username=data.username, password=data.password, address=client_address(request)
+            pool, settings, username=data.username, password=data.password, address=caller_address(request, settings)
         )
 
     @post("/logout", status_code=204, summary="Revoke the access token used for this call")
@@ -73,7 +77,7 @@ class AuthController(Controller):
 
     @post("/api-keys", status_code=201, summary="Create a personal API key (shown once)")
     async def create_api_key(self, pool: Pool, principal: Principal, data: ApiKeyCreate) -> ApiKeyCreated:
-        return await service.create_api_key(pool, principal, data.name)
+        return await service.create_api_key(pool, principal, data)
 
     @get("/api-keys", summary="List the caller's API keys (without the keys)")
     async def list_api_keys(self, pool: Pool, principal: Principal) -> list[ApiKey]:
@@ -114,3 +118,19 @@ class AdminController(Controller):
         rows = await store.list_users(pool, after=cursor, limit=limit + 1)
         items = [to(User, row) for row in rows[:limit]]
         return UserPage(items=items, next_cursor=items[-1].username if len(rows) > limit else None)
+
+    @patch("/users/{user_id:str}", summary="Disable or enable an account, or change its role (ends its sessions)")
+    async def change_user(
+        self, pool: Pool, nc: Client, revoked: RevokedSessions, principal: Principal, user_id: str, data: UserChange
+    ) -> User:
+        return await admin.change_user(pool, nc, revoked, principal, user_id, data)
+
+    @post("/users/{user_id:str}/password", status_code=204, summary="Set a new password (ends the user's sessions)")
+    async def reset_password(
+        self, pool: Pool, nc: Client, revoked: RevokedSessions, user_id: str, data: PasswordReset
+    ) -> None:
+        await admin.reset_password(pool, nc, revoked, user_id, data)
+
+    @post("/users/{user_id:str}/revoke", status_code=204, summary="End every session and revoke every API key")
+    async def revoke_access(self, pool: Pool, nc: Client, revoked: RevokedSessions, user_id: str) -> None:
+        await admin.revoke_access(pool, nc, revoked, user_id)

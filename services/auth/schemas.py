@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -40,11 +40,16 @@ class TokenResponse(msgspec.Struct, kw_only=True):
     expires_in: int
 
 
+Role = Literal["admin", "user"]
+KeyScope = Literal["full", "read_only", "inference"]
+
+
 class User(msgspec.Struct, kw_only=True):
     id: str
     username: str
     role: str
     created_at: datetime
+    disabled: bool = False
 
 
 class UserPage(msgspec.Struct, kw_only=True):
@@ -54,6 +59,10 @@ class UserPage(msgspec.Struct, kw_only=True):
 
 class ApiKeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
+    scope: Annotated[
+        KeyScope, Meta(description="full; read_only: GET and HEAD only; inference: the OpenAI routes /v1/* only")
+    ] = "full"
+    expires_in_days: Annotated[int, Meta(ge=1, le=3650, description="none: the key never expires")] | None = None
 
 
 class ApiKey(msgspec.Struct, kw_only=True):
@@ -62,11 +71,24 @@ class ApiKey(msgspec.Struct, kw_only=True):
     prefix: str
     created_at: datetime
     last_used_at: datetime | None = None
+    scope: str = "full"
+    expires_at: datetime | None = None
 
 
 class ApiKeyCreated(ApiKey, kw_only=True):
     key: str
     """Shown once; only its hash is stored."""
+
+
+class UserChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an admin changes about an account; either ends every session and API key use of the old role."""
+
+    disabled: bool | None = None
+    role: Role | None = None
+
+
+class PasswordReset(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    password: Password
 
 
 class InviteCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

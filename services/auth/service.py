@@ -23,8 +23,8 @@ from services.common.security import (
     verify_password,
 )
 
-from . import store
-from .schemas import ApiKey, ApiKeyCreated, Invite, InviteCreate, RegisterRequest, TokenResponse, User, to
+from . import store, throttle
+from .schemas import ApiKey, ApiKeyCreate, ApiKeyCreated, Invite, InviteCreate, RegisterRequest, TokenResponse, User, to
 from .settings import AuthSettings
 
 COMMON_PASSWORDS = frozenset(
@@ -82,8 +82,9 @@ def _is_standing_invite(settings: AuthSettings, code: str) -> bool:
     return bool(settings.invite_code) and hmac.compare_digest(code.encode(), settings.invite_code.encode())
 
 
-async def register(pool: asyncpg.Pool, settings: AuthSettings, data: RegisterRequest) -> User:
-    """Open an account with the standing invite code or an admin-made one."""
+async def register(pool: asyncpg.Pool, settings: AuthSettings, data: RegisterRequest, address: str) -> User:
+    """Open an account with the standing invite code or an admin-made one; a client may try only so often."""
+    await throttle.count_registration(pool, settings, address)
     check_password_strength(data.username, data.password)
     standing = _is_standing_invite(settings, data.invite_code)
     # Refuse a wrong code before paying for an Argon2 hash, so anonymous callers cannot make us burn CPU and memory.
@@ -115,45 +116,24 @@ async def ensure_admin(pool: asyncpg.Pool, settings: AuthSettings) -> None:
                 raise
 
 
-def _too_many(oldest: datetime, window_s: int) -> ApiError:
-    wait = max(1, int((oldest + timedelta(seconds=window_s) - datetime.now(UTC)).total_seconds()))
-    return ApiError(
-        429, "too_many_attempts", f"too many failed logins: try again in {wait} s", headers={"Retry-After": str(wait)}
-    )
-
-
-async def _check_limits(pool: asyncpg.Pool, limits: dict[str, int], window_s: int) -> None:
-    for key, limit in limits.items():
-        count, oldest = await store.recent_failures(pool, key, window_s)
-        if count > limit:  # the attempt being checked is already counted
-            assert oldest is not None  # so is at least that one failure, hence an oldest
-            raise _too_many(oldest, window_s)
-
-
 async def login(
     pool: asyncpg.Pool, settings: AuthSettings, *, username: str, password: str, address: str
 ) -> TokenResponse:
-    """Check a password, rate-limited per account and per address; returns a token."""
-    limits = {f"user:{username}": settings.login_max_failures, f"addr:{address}": settings.login_max_failures * 4}
-    # Count the attempt before checking the limits: checking first let parallel guesses all pass at once.
-    attempt = await store.record_failures(pool, list(limits))
-    try:
-        await _check_limits(pool, limits, settings.login_window_s)
-    except ApiError:
-        await store.forget_failures(pool, attempt)  # a refused attempt guessed nothing: it must not prolong the pause
-        raise
+    """Check a password, slowed down per (account, client) and per client; returns a token."""
+    attempt = await throttle.start_login(pool, settings, username, address)
     user = await store.user_by_name(pool, username)
     ok = await asyncio.to_thread(verify_password, user["password_hash"] if user else DUMMY_PASSWORD_HASH, password)
     if not ok or user is None or user["disabled"]:
-        raise ApiError(401, "invalid_credentials", "wrong username or password")  # the attempt stays counted
-    await store.forget_failures(pool, attempt)
-    await store.clear_failures(pool, f"user:{username}")
+        await throttle.fail_login(pool, attempt)
+        raise ApiError(401, "invalid_credentials", "wrong username or password")
+    await throttle.finish_login(pool, attempt, username, address)
     token, _, _ = issue_token(
         settings.secret_key,
         user_id=user["id"],
         username=user["username"],
         role=user["role"],
         ttl_s=settings.token_ttl_s,
+        generation=user["session_generation"],
     )
     return TokenResponse(access_token=token, token_type="bearer", expires_in=settings.token_ttl_s)
 
@@ -176,10 +156,18 @@ async def me(pool: asyncpg.Pool, principal: Principal) -> User:
     return to(User, row)
 
 
-async def create_api_key(pool: asyncpg.Pool, principal: Principal, name: str) -> ApiKeyCreated:
+async def create_api_key(pool: asyncpg.Pool, principal: Principal, data: ApiKeyCreate) -> ApiKeyCreated:
     key, prefix, key_hash = new_api_key()
+    expires_at = datetime.now(UTC) + timedelta(days=data.expires_in_days) if data.expires_in_days else None
     row = await store.insert_api_key(
-        pool, key_id=new_id("key"), user_id=principal.user_id, name=name, prefix=prefix, key_hash=key_hash
+        pool,
+        key_id=new_id("key"),
+        user_id=principal.user_id,
+        name=data.name,
+        prefix=prefix,
+        key_hash=key_hash,
+        scope=data.scope,
+        expires_at=expires_at,
     )
     return ApiKeyCreated(**{f: row[f] for f in ApiKey.__struct_fields__}, key=key)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
+from services.common.net import Network, parse_networks
 from services.common.settings import Settings, env
 
 
@@ -18,6 +20,19 @@ class AuthSettings(Settings):
     )
     admin_password: str | None = env("LLMCT_ADMIN_PASSWORD", None, doc="the first admin's password")
     login_max_failures: int = env(
-        "LLMCT_LOGIN_MAX_FAILURES", 5, doc="failed logins per account (4x per address) before a pause"
+        "LLMCT_LOGIN_MAX_FAILURES", 5, doc="failed logins per account and client (4x per client) before delays start"
     )
-    login_window_s: int = env("LLMCT_LOGIN_WINDOW_S", 300, doc="window in which failed logins are counted")
+    login_window_s: int = env("LLMCT_LOGIN_WINDOW_S", 3600, doc="how long a failed login counts")
+    login_delay_s: int = env("LLMCT_LOGIN_DELAY_S", 1, doc="the first delay after too many failures; it doubles")
+    login_max_delay_s: int = env("LLMCT_LOGIN_MAX_DELAY_S", 900, doc="the longest delay between two failed logins")
+    register_max: int = env("LLMCT_REGISTER_MAX", 10, doc="registration attempts per client within the window")
+    register_window_s: int = env("LLMCT_REGISTER_WINDOW_S", 3600, doc="window in which registrations are counted")
+    trusted_proxies: str = env(
+        "LLMCT_TRUSTED_PROXIES",
+        "127.0.0.0/8,::1/128",
+        doc="CIDRs of proxies (the gateway, a TLS proxy) whose X-Forwarded-For names the client",
+    )
+
+    @cached_property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)

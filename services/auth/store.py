@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-USER_COLUMNS = "id, username, role, disabled, created_at"
+USER_COLUMNS = "id, username, role, disabled, session_generation, created_at"
 
 
 async def insert_user(conn, *, user_id: str, username: str, password_hash: str, role: str) -> asyncpg.Record:
@@ -77,18 +77,22 @@ async def revoke_invite(conn, code: str) -> bool:
     return row is not None
 
 
-KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"
+KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at, scope, expires_at"
 
 
-async def insert_api_key(conn, *, key_id: str, user_id: str, name: str, prefix: str, key_hash: bytes):
+async def insert_api_key(
+    conn, *, key_id: str, user_id: str, name: str, prefix: str, key_hash: bytes, scope: str, expires_at
+):
     return await conn.fetchrow(
-        f"INSERT INTO api_keys (id, user_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4, $5) "
-        f"RETURNING {KEY_COLUMNS}",
+        f"INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scope, expires_at) "
+        f"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {KEY_COLUMNS}",
         key_id,
         user_id,
         name,
         prefix,
         key_hash,
+        scope,
+        expires_at,
     )
 
 
@@ -106,6 +110,42 @@ async def revoke_api_key(conn, *, key_id: str, user_id: str) -> bool:
         user_id,
     )
     return row is not None
+
+
+async def update_user(conn, user_id: str, *, disabled: bool | None, role: str | None) -> asyncpg.Record | None:
+    """Set what is given; a change of either raises the session generation (its tokens end). None: no such user."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE users SET
+            disabled = coalesce($2, disabled),
+            role = coalesce($3, role),
+            session_generation = session_generation
+                + CASE WHEN disabled IS DISTINCT FROM coalesce($2, disabled)
+                         OR role IS DISTINCT FROM coalesce($3, role) THEN 1 ELSE 0 END
+        WHERE id = $1 RETURNING {USER_COLUMNS}
+        """,
+        user_id,
+        disabled,
+        role,
+    )
+
+
+async def end_sessions(conn, user_id: str, *, password_hash: str | None = None) -> asyncpg.Record | None:
+    """Raise the user's session generation (and set a new password hash if given); None: no such user."""
+    return await conn.fetchrow(
+        f"UPDATE users SET session_generation = session_generation + 1, password_hash = coalesce($2, password_hash) "
+        f"WHERE id = $1 RETURNING {USER_COLUMNS}",
+        user_id,
+        password_hash,
+    )
+
+
+async def revoke_api_keys_of(conn, user_id: str) -> int:
+    """Revoke every API key of a user; returns how many were live."""
+    result = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id
+    )
+    return int(result.split()[-1])
 
 
 async def insert_revoked_session(conn, *, session_id: str, user_id: str, expires_at: datetime) -> None:
@@ -129,10 +169,26 @@ async def recent_failures(conn, key: str, window_s: int) -> tuple[int, datetime 
     return row["n"], row["oldest"]
 
 
+async def failures_before(conn, key: str, window_s: int, attempt: list[int]) -> tuple[int, float]:
+    """Failed logins under `key` within the window other than `attempt`'s, and seconds since the latest of them."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - max(at)), 0)::float8 AS age FROM login_failures "
+        "WHERE key = $1 AND at > now() - make_interval(secs => $2) AND NOT id = ANY($3::bigint[])",
+        key,
+        float(window_s),
+        attempt,
+    )
+    return row["n"], row["age"]
+
+
 async def record_failures(conn, keys: list[str]) -> list[int]:
     """Count one failed login under each key; returns the rows' ids so the caller can take them back."""
     rows = await conn.fetch("INSERT INTO login_failures (key) SELECT unnest($1::text[]) RETURNING id", keys)
     return [row["id"] for row in rows]
+
+
+async def touch_failures(conn, ids: list[int]) -> None:
+    await conn.execute("UPDATE login_failures SET at = now() WHERE id = ANY($1::bigint[])", ids)
 
 
 async def forget_failures(conn, ids: list[int]) -> None:

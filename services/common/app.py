@@ -63,7 +63,8 @@ class ServiceSpec:
     endpoints: Sequence[Endpoint] = ()
     """The questions this service owns, answered over NATS request/reply (services.common.requests)."""
     middleware: Sequence[Any] = ()
-    """The service's own ASGI middleware, inside the shared ones (the gateway's per-client limit)."""
+    """ASGI middleware of the service's own, inside the shared ones (the gateway's WebSocket revocation and
+    per-client limit)."""
     state: Callable[[Settings], dict] | None = None
     """What the service keeps in its app's state besides the shared things, built from its settings."""
 
@@ -113,12 +114,15 @@ async def _follow_revocations(context: Context) -> None:
     """Keep the revoked sessions current: loaded now, then told by auth, and reloaded after a reconnect."""
 
     async def on_revoked(msg) -> None:
-        event = contracts.decode(msg.data)
-        if isinstance(event, contracts.SessionRevoked):
-            context.revoked.add(event.session_id, event.expires_at)
+        match contracts.decode(msg.data):
+            case contracts.SessionRevoked(session_id=session_id, expires_at=expires_at):
+                context.revoked.add(session_id, expires_at)
+            case contracts.UserRevoked(user_id=user_id, generation=generation):
+                context.revoked.revoke_user(user_id, generation)
 
     # Subscribe before loading, so a logout between the two is not missed.
     await context.nc.subscribe(contracts.Subjects.SESSION_REVOKED, cb=on_revoked)
+    await context.nc.subscribe(contracts.Subjects.USER_REVOKED, cb=on_revoked)
     await context.revoked.load(context.pool)
     # Core NATS drops what is published while we are away: catch up from Postgres on reconnect.
     context.reconnected.append(lambda: context.revoked.load(context.pool))

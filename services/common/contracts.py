@@ -35,6 +35,7 @@ class Subjects:
     JOB_LOGS_ALL = "job.logs.>"
     JOB_CHANGED_ALL = "job.changed.>"
     SESSION_REVOKED = "auth.session.revoked"
+    USER_REVOKED = "auth.user.revoked"
     # Requests to the service that owns the answer (NATS request/reply, served as `micro` endpoints).
     MODEL_FOR_USE = "llmct.registry.model_for_use"
     DATASETS_FOR_JOB = "llmct.datasets.datasets_for_job"
@@ -460,6 +461,15 @@ class SessionRevoked(Message, kw_only=True, frozen=True, tag="session_revoked"):
     expires_at: datetime
 
 
+class UserRevoked(Message, kw_only=True, frozen=True, tag="user_revoked"):
+    """An admin ended every session of a user (disabled, role changed, password reset, revoked): every service
+    refuses the user's tokens issued before `generation`, and the gateway closes the user's open WebSockets."""
+
+    user_id: str
+    generation: int
+    reason: str = "revoked"  # disabled | enabled | role_changed | password_reset | revoked
+
+
 class JobOutput(msgspec.Struct, frozen=True, kw_only=True):
     """The model a train or export job leaves when it succeeds, as the scheduler rendered it (`jobs.output`):
     what the registry registers, linked to the parent it names."""
@@ -549,6 +559,7 @@ BusMessage = (
     | AgentHeartbeat
     | LogBatch
     | SessionRevoked
+    | UserRevoked
 )
 
 _decoder = msgspec.json.Decoder(BusMessage)

@@ -17,6 +17,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Scope
 
+from services.common.errors import ApiError
+
 TOKEN_ALGORITHM = "HS256"
 TOKEN_AUDIENCE = "llmct"
 API_KEY_PREFIX = "llmct_"
@@ -33,6 +35,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     via: str  # "token" | "api_key"
     session_id: str | None = None
     expires_at: datetime | None = None
+    scope: str = "full"  # an API key's: "full" | "read_only" (GET/HEAD) | "inference" (/v1/* only)
+    generation: int = 0  # a token's: the user's session generation it was issued under
 
     @property
     def is_admin(self) -> bool:
@@ -59,8 +63,14 @@ def verify_password(password_hash: str, password: str) -> bool:
 DUMMY_PASSWORD_HASH = hash_password(secrets.token_hex(16))
 
 
-def issue_token(secret: str, *, user_id: str, username: str, role: str, ttl_s: int) -> tuple[str, str, int]:
-    """A signed access token; returns (token, session id, expiry as unix time)."""
+def issue_token(
+    secret: str, *, user_id: str, username: str, role: str, ttl_s: int, generation: int = 0
+) -> tuple[str, str, int]:
+    """A signed access token; returns (token, session id, expiry as unix time).
+
+    `generation` is the user's session generation when it was issued: an admin who revokes every session
+    of a user raises it, and tokens of an older one are refused from then on.
+    """
     now = int(time.time())
     session_id = secrets.token_hex(12)
     claims = {
@@ -71,6 +81,7 @@ def issue_token(secret: str, *, user_id: str, username: str, role: str, ttl_s: i
         "iat": now,
         "exp": now + ttl_s,
         "aud": TOKEN_AUDIENCE,
+        "gen": generation,
     }
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), session_id, now + ttl_s
 
@@ -103,15 +114,29 @@ def hash_api_key(key: str) -> bytes:
 
 
 class RevokedSessions:
-    """Sessions ended before their tokens expire, known to every service.
+    """Sessions ended before their tokens expire, and users whose every session was ended, known to every service.
 
-    Loaded from Postgres at start-up and kept current by `auth.session.revoked` events,
-    so checking a token stays local.
+    Loaded from Postgres at start-up and kept current by `auth.session.revoked` and `auth.user.revoked`
+    events, so checking a token stays local.
     """
 
     def __init__(self) -> None:
         self._expiry: dict[str, float] = {}
         self._prune_at = 1024
+        self._generations: dict[str, int] = {}
+
+    def revoke_user(self, user_id: str, generation: int) -> None:
+        """Every token of `user_id` issued before `generation` is refused from now on."""
+        self._generations[user_id] = max(generation, self._generations.get(user_id, 0))
+
+    def is_current(self, user_id: str, generation: int) -> bool:
+        return generation >= self._generations.get(user_id, 0)
+
+    def ended(self, principal: Principal) -> bool:
+        """Whether a token's session has been revoked since it was checked (API keys are checked in Postgres)."""
+        if principal.via != "token" or principal.session_id is None:
+            return False
+        return principal.session_id in self or not self.is_current(principal.user_id, principal.generation)
 
     def add(self, session_id: str, expires_at: datetime) -> None:
         self._expiry[session_id] = expires_at.timestamp()
@@ -135,6 +160,9 @@ class RevokedSessions:
         rows = await pool.fetch("SELECT session_id, expires_at FROM revoked_sessions WHERE expires_at > now()")
         for row in rows:
             self.add(row["session_id"], row["expires_at"])
+        users = await pool.fetch("SELECT id, session_generation FROM users WHERE session_generation > 0")
+        for row in users:
+            self.revoke_user(row["id"], row["session_generation"])
 
 
 def bearer_from(connection: ASGIConnection) -> str | None:
@@ -148,18 +176,50 @@ def bearer_from(connection: ASGIConnection) -> str | None:
 
 
 async def principal_from_api_key(pool: asyncpg.Pool, key: str) -> Principal:
+    # Read on every call, not cached: a revoked, expired or disabled owner's key stops at its next request.
     row = await pool.fetchrow(
         """
         UPDATE api_keys k SET last_used_at = now()
         FROM users u
-        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id AND NOT u.disabled
-        RETURNING u.id, u.username, u.role
+        WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+          AND u.id = k.user_id AND NOT u.disabled
+        RETURNING u.id, u.username, u.role, k.scope
         """,
         hash_api_key(key),
     )
     if row is None:
-        raise NotAuthorizedException("the API key is not valid or has been revoked")
-    return Principal(user_id=row["id"], username=row["username"], role=row["role"], via="api_key")
+        raise NotAuthorizedException("the API key is not valid, has expired or has been revoked")
+    return Principal(user_id=row["id"], username=row["username"], role=row["role"], via="api_key", scope=row["scope"])
+
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+INFERENCE_PREFIX = "/v1/"
+# The gateway's /v1 routes look the caller's deployments up at the scheduler with the caller's own credential.
+DEPLOYMENTS = "/api/deployments"
+
+
+def _method(connection: ASGIConnection) -> str:
+    # A WebSocket only watches (logs, the job feed): what a client sends on one is never acted on.
+    return "GET" if connection.scope["type"] == "websocket" else connection.scope.get("method", "")
+
+
+def _inference_may(connection: ASGIConnection, method: str, path: str) -> bool:
+    if path.startswith(INFERENCE_PREFIX):
+        return True
+    reads_deployments = path == DEPLOYMENTS or path.startswith(DEPLOYMENTS + "/")
+    return reads_deployments and method in READ_METHODS and connection.scope["type"] == "http"
+
+
+def check_key_scope(principal: Principal, connection: ASGIConnection) -> None:
+    """403 when an API key's scope does not cover this route: read-only keys only read, inference keys only chat."""
+    method, path = _method(connection), connection.scope["path"]
+    if principal.scope != "full" and {".", ".."} & set(path.split("/")):
+        # A prefix check means nothing on a path that a later hop may resolve to elsewhere.
+        raise ApiError(403, "api_key_scope", "a scoped API key may not use '.' or '..' path segments")
+    if principal.scope == "read_only" and method not in READ_METHODS:
+        raise ApiError(403, "api_key_scope", "this API key is read-only: it may only GET and HEAD")
+    if principal.scope == "inference" and not _inference_may(connection, method, path):
+        raise ApiError(403, "api_key_scope", "this API key is for inference only: it may only call /v1/*")
 
 
 async def authenticate(connection: ASGIConnection) -> Principal:
@@ -169,9 +229,12 @@ async def authenticate(connection: ASGIConnection) -> Principal:
         raise NotAuthorizedException("authentication required: send `Authorization: Bearer <token or API key>`")
     state = connection.app.state
     if credential.startswith(API_KEY_PREFIX):
-        return await principal_from_api_key(state.context.pool, credential)
+        principal = await principal_from_api_key(state.context.pool, credential)
+        check_key_scope(principal, connection)  # here, so routes that authenticate themselves (/v1/*) check it too
+        return principal
     claims = read_token(state.settings.secret_key, credential)
-    if claims["sid"] in state.revoked_sessions:
+    revoked: RevokedSessions = state.revoked_sessions
+    if claims["sid"] in revoked or not revoked.is_current(claims["sub"], claims.get("gen", 0)):
         raise NotAuthorizedException("the access token has been revoked: log in again")
     return Principal(
         user_id=claims["sub"],
@@ -180,6 +243,7 @@ async def authenticate(connection: ASGIConnection) -> Principal:
         via="token",
         session_id=claims["sid"],
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        generation=claims.get("gen", 0),
     )
 
 

@@ -11,6 +11,7 @@ from litestar import Litestar
 from services.common.app import ServiceSpec, create_service_app
 from services.common.dependencies import provide_part
 from services.common.lifecycle import Context
+from services.common.net import parse_networks
 from services.common.settings import Settings, settings_for
 
 from .chat import CHAT_HANDLERS, Deployments
@@ -18,6 +19,7 @@ from .docs import DOCS_STATIC, docs_page, openapi_document
 from .limits import Limits, client_concurrency
 from .logs import LogHub
 from .proxy import PROXY_HANDLERS, new_client
+from .revocation import OpenSockets, close_on_revocation, follow_revocations
 from .server import server_options as _server_options
 from .settings import GatewaySettings
 from .sockets import echo, job_sockets
@@ -27,13 +29,14 @@ from .web import web_client
 
 @dataclass(frozen=True, kw_only=True)
 class GatewayContext(Context):
-    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment lookups and WebSocket
-    tickets."""
+    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment lookups, WebSocket tickets and
+    open sockets."""
 
     http: httpx.AsyncClient
     log_hub: LogHub
     deployments: Deployments
     tickets: Tickets
+    open_sockets: OpenSockets
 
 
 def _gateway_context(base: Context) -> GatewayContext:
@@ -46,12 +49,18 @@ def _gateway_context(base: Context) -> GatewayContext:
         log_hub=LogHub(base.nc, base.js),
         deployments=Deployments(http, settings.service_url("scheduler")),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s),
+        open_sockets=OpenSockets(),
     )
 
 
 async def _open_tickets(context: GatewayContext) -> None:
     """Bind to (or create) the tickets' KV bucket."""
     await context.tickets.open()
+
+
+async def _close_revoked_sockets(context: GatewayContext) -> None:
+    """Close the open WebSockets of every session and user auth revokes from now on."""
+    await follow_revocations(context.nc, context.open_sockets)
 
 
 async def _close_client(context: GatewayContext) -> None:
@@ -65,6 +74,7 @@ def _limits(settings: Settings) -> dict:
         client=gateway.client_concurrency,
         upstream=gateway.upstream_concurrency,
         websockets=gateway.websockets_per_user,
+        trusted=parse_networks(gateway.trusted_proxies),
     )
     return {"limits": limits}
 
@@ -84,9 +94,9 @@ SPEC = ServiceSpec(
         web_client,
     ],
     context=_gateway_context,
-    on_startup=[_open_tickets],
+    on_startup=[_open_tickets, _close_revoked_sockets],
     on_shutdown=[_close_client],
-    middleware=[client_concurrency],
+    middleware=[close_on_revocation, client_concurrency],
     state=_limits,
     dependencies={
         "http": provide_part("http"),

@@ -19,6 +19,7 @@ from litestar.exceptions import InternalServerException
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from services.common.errors import ApiError, error_body
+from services.common.net import Network, client_address, client_bucket
 
 WEBSOCKET_LIMIT_CLOSE = 4429
 
@@ -58,7 +59,8 @@ class InFlight:
 class Limits:
     """The gateway's counters, one set per app (kept in its state)."""
 
-    def __init__(self, *, client: int, upstream: int, websockets: int) -> None:
+    def __init__(self, *, client: int, upstream: int, websockets: int, trusted: tuple[Network, ...] = ()) -> None:
+        self.trusted = trusted  # proxies whose X-Forwarded-For names the client (LLMCT_TRUSTED_PROXIES)
         self.clients = InFlight(client)
         self.upstreams = InFlight(upstream)
         self.websockets = InFlight(websockets)
@@ -81,14 +83,22 @@ def client_concurrency(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        client = scope.get("client")
-        with limits_of(scope["app"]).clients.held(client[0] if client else "unknown") as entered:
+        limits = limits_of(scope["app"])
+        with limits.clients.held(_client_of(scope, limits.trusted)) as entered:
             if entered:
                 await app(scope, receive, send)
                 return
         await _refuse(send)
 
     return middleware
+
+
+def _client_of(scope: Scope, trusted: tuple[Network, ...]) -> str:
+    """One client for the limit: the address behind trusted proxies, an IPv6 /64 as one."""
+    client = scope.get("client")
+    peer = client[0] if client else "unknown"
+    forwarded = [value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"]
+    return client_bucket(client_address(peer, ", ".join(forwarded) or None, trusted))
 
 
 async def _refuse(send: Send) -> None:

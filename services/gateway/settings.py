@@ -43,6 +43,11 @@ class GatewaySettings(Settings):
         16,
         doc="WebSockets one user may hold open at once; the next is closed at once with code 4429",
     )
+    trusted_proxies: str = env(
+        "LLMCT_TRUSTED_PROXIES",
+        "127.0.0.0/8,::1/128",
+        doc="CIDRs of proxies (the gateway, a TLS proxy) whose X-Forwarded-For names the client",
+    )
     chat_url_allow: str = env(
         "LLMCT_CHAT_URL_ALLOW",
         "",

@@ -8,7 +8,9 @@ from asyncpg import Pool
 from litestar import Controller, delete, get, patch, post
 from litestar.params import Parameter
 
+from services.common.dependencies import Injected
 from services.common.security import Principal
+from services.common.settings import Settings
 
 from . import service
 from .schemas import (
@@ -55,8 +57,10 @@ class ModelController(Controller):
         )
 
     @post("/", opt={"admin": True}, status_code=201, summary="Add a preset base model (admins)")
-    async def create_preset(self, pool: Pool, principal: Principal, data: PresetCreate) -> Model:
-        return await service.create_preset(pool, principal, data)
+    async def create_preset(
+        self, pool: Pool, settings: Injected[Settings], principal: Principal, data: PresetCreate
+    ) -> Model:
+        return await service.create_preset(pool, principal, data, settings.storage.models)
 
     @get("/{model_id:str}", summary="A model: kind, source, parent, job, datasets, and what the caller may use it for")
     async def detail(self, pool: Pool, principal: Principal, model_id: str) -> Model:
@@ -67,8 +71,10 @@ class ModelController(Controller):
         return await service.lineage(pool, principal, model_id)
 
     @patch("/{model_id:str}", summary="Rename or remark a model; admins also edit and retire presets")
-    async def update(self, pool: Pool, principal: Principal, model_id: str, data: ModelPatch) -> Model:
-        return await service.update_model(pool, principal, model_id, data)
+    async def update(
+        self, pool: Pool, settings: Injected[Settings], principal: Principal, model_id: str, data: ModelPatch
+    ) -> Model:
+        return await service.update_model(pool, principal, model_id, data, settings.storage.models)
 
     @delete(
         "/{model_id:str}",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import PurePosixPath
+import os
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
 import asyncpg
@@ -103,10 +104,23 @@ async def lineage(pool: asyncpg.Pool, principal: Principal, model_id: str) -> Li
     )
 
 
-def check_local_path(path: str | None, field: str = "path") -> None:
-    """A preset's local copy: absolute, with no '..' (it ends up in every job's YAML)."""
-    if path is not None and ".." in PurePosixPath(path).parts:
+def check_local_path(path: str | None, models_root: Path, field: str = "path") -> None:
+    """A preset's local copy: absolute, no '..', and under the models root once every link is resolved.
+
+    The path ends up in every job's YAML, and the docker runtime mounts it into the job's container: a preset at
+    /etc, at another user's dataset or at a link out of the models root would hand it to every job."""
+    if path is None:
+        return
+    if ".." in PurePosixPath(path).parts:
         raise ApiError(422, "invalid_field", "path must be absolute and must not contain '..'", field)
+    root = os.path.realpath(models_root)
+    if os.path.commonpath([os.path.realpath(path), root]) != root:
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"path must lie under the models folder {models_root} (links resolved): copy the model there",
+            field,
+        )
 
 
 def _need_location(path, hf_path, ms_path) -> None:
@@ -114,10 +128,10 @@ def _need_location(path, hf_path, ms_path) -> None:
         raise ApiError(422, "missing_location", "a preset needs at least one of hf_path, ms_path or path", "hf_path")
 
 
-async def create_preset(pool: asyncpg.Pool, principal: Principal, data: PresetCreate) -> Model:
-    """An admin adds a preset every user may train from."""
+async def create_preset(pool: asyncpg.Pool, principal: Principal, data: PresetCreate, models_root: Path) -> Model:
+    """An admin adds a preset every user may train from; a local copy must lie under `models_root`."""
     _need_location(data.path, data.hf_path, data.ms_path)
-    check_local_path(data.path)
+    check_local_path(data.path, models_root)
     model_id = new_id("mdl")
     row = await store.insert_preset(
         pool,
@@ -139,7 +153,7 @@ async def create_preset(pool: asyncpg.Pool, principal: Principal, data: PresetCr
 PRESET_ONLY = ("hf_path", "ms_path", "path", "parameter_count", "template", "retired")
 
 
-def _check_patch(row, principal: Principal, changes: dict) -> None:
+def _check_patch(row, principal: Principal, changes: dict, models_root: Path) -> None:
     """Who may change what: presets are the admins'; an output's owner (or an admin) renames and remarks it.
 
     `row` is already one the caller sees: a preset, their own, or (admins) anyone's.
@@ -149,19 +163,21 @@ def _check_patch(row, principal: Principal, changes: dict) -> None:
             raise ApiError(403, "admins_only", "only admins edit presets")
         merged = {k: changes.get(k, row[k]) for k in ("path", "hf_path", "ms_path")}
         _need_location(**merged)
-        check_local_path(changes.get("path"))
+        check_local_path(changes.get("path"), models_root)
         return
     for field in PRESET_ONLY:
         if field in changes:
             raise ApiError(422, "preset_only", f"{field} can be changed on presets only", field)
 
 
-async def update_model(pool: asyncpg.Pool, principal: Principal, model_id: str, data: ModelPatch) -> Model:
-    """Rename, remark, or (presets, admins) edit sources and retire."""
+async def update_model(
+    pool: asyncpg.Pool, principal: Principal, model_id: str, data: ModelPatch, models_root: Path
+) -> Model:
+    """Rename, remark, or (presets, admins) edit sources (a local copy under `models_root`) and retire."""
     changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
     async with pool.acquire() as conn, conn.transaction():
         row = await visible_row(conn, principal, model_id)
-        _check_patch(row, principal, changes)
+        _check_patch(row, principal, changes, models_root)
         if "name" in changes and changes["name"] != row["name"]:
             await _check_name_free(conn, row, changes["name"])
         if "retired" in changes:

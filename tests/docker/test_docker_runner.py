@@ -161,8 +161,8 @@ async def hub_agent(nats_server, make_runtime, storage, agent_id):
 
 async def test_a_modelscope_model_is_asked_of_modelscope_from_the_container(hub_agent, storage, agent_id):
     """The real engine in a container, for a stage whose model the scheduler said is on ModelScope: it asks
-    modelscope.cn (unreachable here, so the job fails there), never Hugging Face, and its download cache is the
-    host's shared one."""
+    modelscope.cn (unreachable here, so the job fails there), never Hugging Face, and downloads into a cache of its
+    own, never the host's shared one."""
     nc, js, _ = hub_agent
     job_id = new_job()
     config = {**config_of(lora_spec(storage, job_id)), "model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}
@@ -182,4 +182,5 @@ async def test_a_modelscope_model_is_asked_of_modelscope_from_the_container(hub_
     log_text = (storage.logs / f"{job_id}.log").read_text()
     assert finished.state == "failed" and "modelscope.cn" in log_text, (finished.message, finished.last_lines)
     assert "huggingface.co" not in log_text
-    assert (storage.hf_cache / "modelscope" / "models").is_dir(), "the container downloads into the shared cache"
+    # It downloads into its own scratch cache (removed with its container); the shared cache is read-only to it.
+    assert not (storage.hf_cache / "modelscope" / "models").exists(), "a job never writes the shared cache"

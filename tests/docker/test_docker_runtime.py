@@ -82,11 +82,17 @@ async def test_a_real_lora_job_runs_in_a_container(make_runtime, storage, docker
     assert info["HostConfig"]["ShmSize"] == 2 * 1024**3 and info["HostConfig"]["Init"] is True
     assert info["Config"]["Image"] == runtime.plan.image and info["Config"]["Cmd"] == list(spec.command)
     env = dict(item.split("=", 1) for item in info["Config"]["Env"])
-    assert env["HF_HOME"] == str(storage.hf_cache) and env["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert env["HF_HOME"] == str(runtime.plan.scratch(spec) / "hf") and env["NVIDIA_VISIBLE_DEVICES"] == "void"
     modes = {m["Destination"]: m["RW"] for m in info["Mounts"]}
-    assert modes[str(storage.data)] is False and modes[str(storage.temp)] is False
-    assert modes[str(out)] is True and modes[str(storage.hf_cache)] is True
+    # Its own dataset and YAML, not the data and temp folders of everyone's (tests/docker/test_docker_isolation.py).
+    assert str(storage.data) not in modes and str(storage.temp) not in modes
+    assert (
+        modes[str(storage.data / "dataset_info.json")] is False and modes[str(storage.data / "tiny_sft.json")] is False
+    )
+    assert modes[str(spec.config_path)] is False and modes[str(runtime.plan.scratch(spec))] is True
+    assert modes[str(out)] is True and modes[str(storage.hf_cache)] is False
     assert modes[str(storage.models / "tiny")] is False and modes["/usr"] is False
+    assert info["Config"]["User"] != "" and not info["Config"]["User"].startswith("0")
     assert str(storage.output) not in modes  # other jobs' outputs are not this job's business
     print(f"\nLoRA in a container: {elapsed:.1f}s, {len(lines)} lines")
 

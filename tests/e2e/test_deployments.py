@@ -173,10 +173,10 @@ async def test_an_adapter_is_served_on_its_base(gw, stack, tiny_model):
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_model", r.text
 
 
-async def test_a_model_that_cannot_start_fails_with_its_reason(gw, stack, tiny_model, tmp_path):
+async def test_a_model_that_cannot_start_fails_with_its_reason(gw, stack, settings, tiny_model):
     admin = {"Authorization": f"Bearer {await admin_token(gw, stack)}"}
-    broken = tmp_path / "broken-model"
-    broken.mkdir()
+    broken = settings.storage.models / unique("broken-model")  # a preset's copy lies under the models folder
+    broken.mkdir(parents=True)
     (broken / "config.json").write_text("{not json")
     name = unique("broken-model")
     r = await gw.post("/api/models", json={"name": name, "path": str(broken), "parameter_count": 1000}, headers=admin)

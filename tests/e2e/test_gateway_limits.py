@@ -43,12 +43,11 @@ async def open_raw(base_url: str):
 
 
 @contextlib.asynccontextmanager
-async def slow_upload(base_url: str, path: str):
+async def slow_upload(base_url: str, path: str, extra: str = ""):
     """A POST whose body comes one byte every half second (inside the idle limit): it holds its places."""
     reader, writer = await open_raw(base_url)
-    writer.write(
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
-    )
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n{extra}"
+    writer.write(f"{head}\r\n".encode())
 
     async def drip():
         while True:
@@ -171,6 +170,22 @@ async def test_one_client_has_a_bounded_number_of_requests_in_flight(tight):
             assert r.status_code == 429, r.text
             assert r.json()["error"]["code"] == "too_many_requests" and r.headers["retry-after"] == "1"
         await eventually_status(gw, "/api/auth/me", 401)
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_counts_apart(tight):
+    # 127.0.0.1 is a trusted proxy by default (LLMCT_TRUSTED_PROXIES): its X-Forwarded-For names the client.
+    busy = "X-Forwarded-For: 203.0.113.5\r\n"
+    async with httpx.AsyncClient(base_url=tight, timeout=10) as gw:
+        async with (
+            slow_upload(tight, "/api/auth/login", busy),
+            slow_upload(tight, "/api/jobs", busy),
+            slow_upload(tight, "/api/datasets/register", busy),
+            slow_upload(tight, "/api/models", busy),
+        ):
+            r = await gw.get("/api/auth/me", headers={"X-Forwarded-For": "203.0.113.5"})
+            assert r.status_code == 429, r.text
+            r = await gw.get("/api/jobs", headers={"X-Forwarded-For": "198.51.100.7"})
+            assert r.status_code == 401, r.text
 
 
 async def eventually_status(gw: httpx.AsyncClient, path: str, status: int) -> httpx.Response:

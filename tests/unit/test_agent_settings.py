@@ -29,6 +29,7 @@ EVERY = {
     "LLMCT_DOCKER_USER": "1000:1000",
     "LLMCT_SIMULATED_GPUS": "2",
     "LLMCT_SIMULATED_GPU_MEMORY_MB": "1000",
+    "LLMCT_DOCKER_PIDS_LIMIT": "64",
 }
 
 
@@ -42,7 +43,8 @@ def test_the_defaults_are_todays():
         engine_bin=REPO_ROOT / ".venv-engine" / "bin",
         state_path=None,
         docker_image="lf-with-optimum:v1.0",
-        docker_memory=None,
+        docker_memory="auto",
+        docker_pids_limit=8192,
         docker_extra_mounts="",
         docker_cleanup_delay_s=60.0,
         docker_network=None,
@@ -66,6 +68,7 @@ def test_every_variable_is_read():
         state_path=Path("/var/lib/llmct"),
         docker_image="engine:2",
         docker_memory="24g",
+        docker_pids_limit=64,
         docker_extra_mounts="/usr,/a:/b",
         docker_cleanup_delay_s=5.0,
         docker_network="host",

@@ -1,5 +1,6 @@
 """Passwords, access tokens, API keys and revoked sessions, without any server."""
 
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -7,16 +8,20 @@ from pathlib import Path
 import jwt
 import msgspec
 import pytest
+from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 
 from services.auth.schemas import LoginRequest, RegisterRequest
-from services.auth.service import _is_standing_invite, _too_many, check_password_strength
+from services.auth.service import _is_standing_invite, check_password_strength
 from services.auth.settings import AuthSettings
+from services.auth.throttle import _wait, delay_s, pair_key
 from services.common.errors import ApiError
 from services.common.security import (
     API_KEY_PREFIX,
     TOKEN_AUDIENCE,
+    Principal,
     RevokedSessions,
+    check_key_scope,
     hash_api_key,
     hash_password,
     issue_token,
@@ -182,14 +187,44 @@ def test_standing_invite_compares_any_text(configured, given, ok):
     assert _is_standing_invite(_settings(configured), given) is ok
 
 
-def test_too_many_says_when_to_come_back():
-    error = _too_many(datetime.now(UTC) - timedelta(seconds=100), 300)
-    assert (error.status, error.code) == (429, "too_many_attempts")
-    assert 195 <= int(error.headers["Retry-After"]) <= 200
+def test_wait_says_when_to_come_back():
+    error = _wait(195.2, "failed logins")
+    assert (error.status, error.code, error.headers["Retry-After"]) == (429, "too_many_attempts", "196")
 
 
-def test_too_many_never_says_zero():
-    assert _too_many(datetime.now(UTC) - timedelta(seconds=400), 300).headers["Retry-After"] == "1"
+def test_wait_never_says_zero():
+    assert _wait(0.01, "failed logins").headers["Retry-After"] == "1"
+
+
+def test_delays_start_after_the_allowance_and_double_up_to_the_cap():
+    settings = dataclasses.replace(_settings(None), login_delay_s=1, login_max_delay_s=900)
+    assert [delay_s(settings, n, 5) for n in range(4, 10)] == [0, 1, 2, 4, 8, 16]
+    assert delay_s(settings, 10_000, 5) == 900
+
+
+def test_pair_keys_cannot_be_forged_with_a_username():
+    assert pair_key("b:alice", "10.0.0.1") != pair_key("alice", "10.0.0.1:b")
+
+
+def test_a_user_revocation_refuses_older_generations_only():
+    revoked = RevokedSessions()
+    assert revoked.is_current("usr_1", 0)
+    revoked.revoke_user("usr_1", 2)
+    revoked.revoke_user("usr_1", 1)  # a late, older event changes nothing
+    assert not revoked.is_current("usr_1", 1) and revoked.is_current("usr_1", 2) and revoked.is_current("usr_2", 0)
+
+
+def test_a_checked_principal_is_ended_by_a_later_revocation():
+    """The gateway asks again when it registers a WebSocket, so a revocation between check and register counts."""
+    revoked = RevokedSessions()
+    token = Principal(user_id="usr_1", username="a", role="user", via="token", session_id="s1", generation=0)
+    key = Principal(user_id="usr_1", username="a", role="user", via="api_key")
+    assert not revoked.ended(token)
+    revoked.revoke_user("usr_1", 1)
+    assert revoked.ended(token) and not revoked.ended(key)  # keys are checked in Postgres, not here
+    other = Principal(user_id="usr_2", username="b", role="user", via="token", session_id="s2")
+    revoked.add("s2", datetime.now(UTC) + timedelta(minutes=5))
+    assert revoked.ended(other)
 
 
 @pytest.mark.parametrize("username", ["alice\n", "Alice", "al", "-alice", "al ice", "a" * 33, "ålice"])
@@ -218,3 +253,36 @@ def test_expired_revocations_are_swept_even_if_never_looked_up():
     revoked.add("live", future)
     assert len(revoked._expiry) < 1100
     assert "live" in revoked
+
+
+def _connection(path: str, method: str = "GET", kind: str = "http") -> ASGIConnection:
+    return ASGIConnection(scope={"type": kind, "method": method, "path": path})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("scope", "method", "path", "kind", "allowed"),
+    [
+        ("read_only", "GET", "/api/jobs", "http", True),
+        ("read_only", "HEAD", "/api/jobs", "http", True),
+        ("read_only", "POST", "/api/jobs", "http", False),
+        ("read_only", "OPTIONS", "/api/jobs", "http", False),
+        ("read_only", "", "/api/jobs/job_1/logs", "websocket", True),
+        ("inference", "POST", "/v1/chat/completions", "http", True),
+        ("inference", "GET", "/api/deployments/dep_1", "http", True),
+        ("inference", "GET", "/api/deployments", "http", True),
+        ("inference", "POST", "/api/deployments", "http", False),
+        ("inference", "GET", "/api/deploymentsx", "http", False),
+        ("inference", "GET", "/api/deployments/../jobs", "http", False),  # a later hop may resolve it
+        ("inference", "GET", "/v1/../api/jobs", "http", False),
+        ("inference", "GET", "/api/jobs", "http", False),
+        ("inference", "", "/api/ws/echo", "websocket", False),
+        ("full", "DELETE", "/api/jobs/job_1", "http", True),
+    ],
+)
+def test_key_scopes(scope, method, path, kind, allowed):
+    principal = Principal(user_id="usr_1", username="a", role="user", via="api_key", scope=scope)
+    if allowed:
+        check_key_scope(principal, _connection(path, method, kind))
+    else:
+        with pytest.raises(ApiError, match="API key"):
+            check_key_scope(principal, _connection(path, method, kind))

@@ -26,6 +26,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
         ),
         contracts.LogBatch(job_id="job_1", lines=(contracts.LogLine(seq=1, stream="stdout", at=NOW, text="loss 1.0"),)),
         contracts.SessionRevoked(session_id="s1", expires_at=NOW),
+        contracts.UserRevoked(user_id="usr_1", generation=2, reason="disabled"),
     ],
 )
 def test_messages_round_trip_by_tag(message):

@@ -37,6 +37,7 @@ def runtime_from_settings(settings: AgentSettings, storage: StoragePaths) -> Run
             cleanup_delay_s=settings.docker_cleanup_delay_s,
             network=settings.docker_network,
             user=settings.docker_user,
+            pids_limit=settings.docker_pids_limit,
         )
     return make_runtime(settings.runtime)  # an unknown name: make_runtime says which there are
 

@@ -24,6 +24,7 @@ class JobSpec:
     ports: tuple[int, ...] = ()  # loopback ports the engine listens on (a deployment's model server)
     stage: int = 0  # which of the job's stages this is (0-based); a restarted agent goes on after it
     attempt: int = 1  # the dispatch's (JobDispatched.attempt): every event of the run carries it
+    downloads: bool = False  # its model or a dataset comes from a hub: it gets the hub's credentials and cache
 
 
 @dataclass(frozen=True, kw_only=True)

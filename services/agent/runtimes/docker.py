@@ -16,10 +16,10 @@ import contextlib
 import logging
 import math
 import re
+import shutil
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -32,6 +32,8 @@ from ..settings import DEFAULT_CLEANUP_DELAY_S
 from ..settings import DEFAULT_DOCKER_IMAGE as DEFAULT_IMAGE
 from .base import FoundEngine, JobSpec, RuntimeStartError
 from .docker_options import (
+    DEFAULT_MEMORY,
+    DEFAULT_PIDS_LIMIT,
     LABEL_AGENT,
     LABEL_ATTEMPT,
     LABEL_JOB,
@@ -39,7 +41,6 @@ from .docker_options import (
     LABEL_STAGE,
     ContainerPlan,
     container_name,
-    yaml_paths,
 )
 from .docker_run import DockerRun, _in_thread
 
@@ -92,22 +93,25 @@ class DockerRuntime:
         storage: StoragePaths,
         agent_id: str,
         image: str = DEFAULT_IMAGE,
-        memory: str | None = None,
+        memory: str | None = DEFAULT_MEMORY,
         extra_mounts: Mapping[str, str] | None = None,
         cleanup_delay_s: float = DEFAULT_CLEANUP_DELAY_S,
         client: docker.DockerClient | None = None,
         base_url: str | None = None,
         network: str | None = None,
         user: str | None = None,
+        pids_limit: int | None = DEFAULT_PIDS_LIMIT,
     ):
         """The agent passes its settings (services/agent/settings.py, LLMCT_DOCKER_*); nothing is read here.
 
         agent_id: the label this agent finds its containers by
-        memory: a memory limit per container such as "24g"; extra_mounts: {host: container path}, read-only
+        memory: a memory limit per container such as "24g" ("auto": most of the host's); pids_limit: processes
+        and threads per container; extra_mounts: {host: container path}, read-only
         cleanup_delay_s: how long an exited container is kept
         client / base_url: a DockerClient, else one for `base_url`, else Docker's own DOCKER_HOST & co.
         (docker.from_env), made on first use
-        network: the containers' network mode; user: "uid:gid" the engine runs as
+        network: the containers' network mode; user: "uid:gid" the engine runs as (never root; default: the
+        agent's own, or the storage owner's when the agent is root)
         """
         self.plan = ContainerPlan(
             storage=storage,
@@ -117,6 +121,7 @@ class DockerRuntime:
             extra_mounts=dict(extra_mounts or {}),
             network=network,
             user=user,
+            pids_limit=pids_limit,
         )
         self.cleanup_delay_s = float(cleanup_delay_s)
         self._base_url = base_url
@@ -153,10 +158,7 @@ class DockerRuntime:
 
     def _create_and_start(self, spec: JobSpec) -> tuple[str, str]:
         client = self._client
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
-        self.plan.storage.hf_cache.mkdir(parents=True, exist_ok=True)
-        for path in yaml_paths(spec.config_path)[1]:
-            Path(path).mkdir(parents=True, exist_ok=True)
+        self.plan.prepare(spec)
         options = self.plan.create_options(spec)
         name = options["name"]
         container = self._create(client, options)
@@ -308,9 +310,16 @@ class DockerRuntime:
                 log.debug("could not remove %s: %s", summary["Id"][:12], exc)
                 continue
             removed.append(info.get("Name", summary["Id"]).lstrip("/"))
+            self._forget_job_files(api, (info.get("Config", {}).get("Labels") or {}).get(LABEL_JOB))
         if removed:
             log.info("removed exited containers: %s", ", ".join(removed))
         return removed
+
+    def _forget_job_files(self, api, job_id: str | None) -> None:
+        """Remove a job's files (its scratch folder, dataset_info copies) once it has no container left."""
+        if not job_id or api.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_id}"]}):
+            return
+        shutil.rmtree(self.plan.job_folder(job_id), ignore_errors=True)
 
     async def cleanup(self) -> None:
         """Remove this agent's exited containers once they are older than `cleanup_delay_s`."""

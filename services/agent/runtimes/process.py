@@ -6,11 +6,32 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from ..hubs import HUB_SELECTORS
 from .base import ExitInfo, JobSpec, RuntimeStartError
+
+# What the engine inherits of the agent's environment: the system's basics and the accelerators' settings, nothing
+# else. The agent's own environment holds the platform's secrets (NATS credentials, DATABASE_URL, LLMCT_SECRET_KEY,
+# hub tokens) and its interpreter's settings (PYTHONPATH, VIRTUAL_ENV); the engine runs the user's config, so it
+# gets none of them. What the stage needs (the hubs' settings, its cache, a server's port) comes in spec.env.
+INHERITED_NAMES = frozenset(
+    ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SHELL", "LD_LIBRARY_PATH")
+)
+INHERITED_PREFIXES = (
+    *("LC_", "XDG_", "CUDA_", "NVIDIA_", "NCCL_", "CUDNN_", "HIP_", "ROCR_", "ROCM_", "ASCEND_"),
+    *("OMP_", "MKL_", "PYTORCH_", "TORCH_", "TRITON_", "TOKENIZERS_"),
+)
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of the agent's environment an engine process may see (the allow-list above)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in INHERITED_NAMES or name.startswith(INHERITED_PREFIXES)) and name not in HUB_SELECTORS
+    }
 
 
 class ProcessRun:
@@ -70,14 +91,8 @@ class ProcessRuntime:
         executable = self.engine_bin / spec.command[0]
         if not executable.exists():
             raise RuntimeStartError("engine_missing", f"{executable} not found: run engine/install.sh on this agent")
-        # The engine has its own environment: nothing of the platform's interpreter may leak into it, and its
-        # model hub is the stage's (spec.env), never one the agent was started with.
-        inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV") and k not in HUB_SELECTORS
-        }
-        env = {**inherited, **spec.env, "PATH": f"{self.engine_bin}:{os.environ.get('PATH', '')}"}
+        env = {**inherited_environment(os.environ), **spec.env}
+        env["PATH"] = f"{self.engine_bin}:{os.environ.get('PATH', '')}"
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpu_ids))
         try:
             process = await asyncio.create_subprocess_exec(

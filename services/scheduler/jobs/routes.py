@@ -16,7 +16,6 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from zipstream import ZipStream
 
 from services.common.contracts import JobKind, JobState
 from services.common.dependencies import Injected
@@ -25,7 +24,7 @@ from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import queue, recovery, service, store
+from . import artifacts, queue, recovery, service, store
 from .schemas import (
     JobDetail,
     JobEventOut,
@@ -260,9 +259,10 @@ class JobController(Controller):
             job = await owned_job(conn, principal, job_id)
         where = job.output_dir or job.config.get("output_dir")
         folder = Path(where) if where else None
-        if folder is None or not folder.is_dir() or not any(folder.iterdir()):
+        files = await asyncio.to_thread(artifacts.own_files, folder) if folder else []
+        if folder is None or not files:
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")
-        archive = ZipStream.from_path(str(folder), arcname=job_id)
+        archive = artifacts.artifacts_zip(folder, job_id, files)
         return Stream(
             archive,
             media_type="application/zip",

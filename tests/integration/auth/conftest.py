@@ -6,12 +6,13 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from services.auth.app import create_app
-from tests.integration.auth.helpers import Api
+from tests.integration.auth.helpers import Api, from_peer
 
 
 @pytest.fixture(scope="module")
 async def client(settings):
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    # Called from loopback, as the gateway calls auth: a trusted proxy, so the X-Forwarded-For the tests send counts.
+    async with AsyncTestClient(app=from_peer(create_app(settings), "127.0.0.1")) as client:
         yield client
 
 

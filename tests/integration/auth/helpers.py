@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from typing import cast
 
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.helpers import assert_error  # noqa: F401 - re-exported for the tests here
@@ -15,6 +17,17 @@ ADMIN = ("root-admin", "admin-pass-1234")
 def unique(prefix: str = "u") -> str:
     """A username no other test uses (the database lives for the whole session)."""
     return f"{prefix}-{secrets.token_hex(5)}"
+
+
+def from_peer(app: Litestar, host: str) -> Litestar:
+    """The app as a TCP client at `host` reaches it (the test client's own peer is the name "testclient")."""
+
+    async def asgi(scope, receive, send) -> None:
+        if "client" in scope:
+            scope = {**scope, "client": (host, 50000)}
+        await app(scope, receive, send)
+
+    return cast(Litestar, asgi)
 
 
 def bearer(token: str) -> dict:
@@ -36,7 +49,9 @@ class Api:
     async def register(self, username: str | None = None, password: str = PASSWORD, invite_code: str = "test-invite"):
         username = username or unique()
         return username, await self.client.post(
-            "/api/auth/register", json={"username": username, "password": password, "invite_code": invite_code}
+            "/api/auth/register",
+            json={"username": username, "password": password, "invite_code": invite_code},
+            headers={"X-Forwarded-For": self.address},
         )
 
     async def login(self, username: str, password: str = PASSWORD, address: str | None = None):

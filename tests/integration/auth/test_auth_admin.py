@@ -96,6 +96,9 @@ async def test_bad_invite_request_is_422(api, body, field):
         ("get", "/api/auth/invites", None),
         ("delete", "/api/auth/invites/whatever", None),
         ("get", "/api/auth/users", None),
+        ("patch", "/api/auth/users/usr_x", {"disabled": True}),
+        ("post", "/api/auth/users/usr_x/password", {"password": "a-new-pass-77"}),
+        ("post", "/api/auth/users/usr_x/revoke", None),
     ],
 )
 async def test_admin_routes_refuse_plain_users_and_strangers(api, method, path, body):
@@ -128,7 +131,7 @@ async def test_users_paginate_by_username(api):
     assert first["next_cursor"] == names[1]
     second = await _page(api, admin, cursor=first["next_cursor"], limit=2)
     assert second["items"][0]["username"] == names[2]
-    assert all(set(u) == {"id", "username", "role", "created_at"} for u in first["items"] + second["items"])
+    assert all(set(u) == {"id", "username", "role", "created_at", "disabled"} for u in first["items"] + second["items"])
 
 
 async def test_walking_every_page_sees_each_user_once(api, pool):

@@ -9,8 +9,8 @@ pytestmark = pytest.mark.integration
 KEYS = "/api/auth/api-keys"
 
 
-async def _create(api, headers: dict, name: str = "ci") -> dict:
-    r = await api.client.post(KEYS, json={"name": name}, headers=headers)
+async def _create(api, headers: dict, name: str = "ci", **more) -> dict:
+    r = await api.client.post(KEYS, json={"name": name, **more}, headers=headers)
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -76,8 +76,47 @@ async def test_a_key_can_manage_keys_but_a_disabled_owner_cannot_use_it(api, poo
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"name": ""}, "name"), ({"name": "x" * 65}, "name"), ({}, "name"), ({"name": "ok", "scopes": []}, "scopes")],
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 65}, "name"),
+        ({}, "name"),
+        ({"name": "ok", "scopes": []}, "scopes"),
+        ({"name": "ok", "scope": "admin"}, "scope"),
+        ({"name": "ok", "expires_in_days": 0}, "expires_in_days"),
+        ({"name": "ok", "expires_in_days": 4000}, "expires_in_days"),
+    ],
 )
 async def test_bad_key_request_is_422(api, body, field):
     _, headers = await api.new_user()
     assert_error(await api.client.post(KEYS, json=body, headers=headers), 422, "invalid_field", field)
+
+
+async def test_a_key_may_expire(api, pool):
+    _, headers = await api.new_user()
+    created = await _create(api, headers, expires_in_days=30)
+    assert created["expires_at"] is not None and created["scope"] == "full"
+    assert (await api.client.get("/api/auth/me", headers=bearer(created["key"]))).status_code == 200
+    await pool.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1", created["id"])
+    r = await api.client.get("/api/auth/me", headers=bearer(created["key"]))
+    assert "expired" in assert_error(r, 401, "unauthorized")["message"]
+    assert (await _list(api, headers))[0]["expires_at"] is not None  # still listed, to be seen and deleted
+
+
+async def test_a_read_only_key_only_reads(api):
+    _, headers = await api.new_user()
+    key = bearer((await _create(api, headers, scope="read_only"))["key"])
+    assert (await api.client.get("/api/auth/me", headers=key)).status_code == 200
+    assert (await api.client.get(KEYS, headers=key)).status_code == 200
+    assert_error(await api.client.post(KEYS, json={"name": "wider"}, headers=key), 403, "api_key_scope")
+    created = await _create(api, headers)
+    assert_error(await api.client.delete(f"{KEYS}/{created['id']}", headers=key), 403, "api_key_scope")
+    assert_error(await api.client.post("/api/auth/logout", headers=key), 403, "api_key_scope")
+
+
+async def test_an_inference_key_reaches_only_the_openai_routes(api):
+    _, headers = await api.new_user()
+    created = await _create(api, headers, scope="inference")
+    assert created["scope"] == "inference"
+    key = bearer(created["key"])
+    assert_error(await api.client.get("/api/auth/me", headers=key), 403, "api_key_scope")
+    assert_error(await api.client.post(KEYS, json={"name": "wider"}, headers=key), 403, "api_key_scope")

@@ -1,8 +1,12 @@
 """Registration: invite codes, taken names, weak passwords and bodies that do not fit."""
 
-import pytest
+import dataclasses
 
-from tests.integration.auth.helpers import PASSWORD, assert_error, unique
+import pytest
+from litestar.testing import AsyncTestClient
+
+from services.auth.app import create_app
+from tests.integration.auth.helpers import PASSWORD, Api, assert_error, from_peer, unique
 
 pytestmark = pytest.mark.integration
 
@@ -12,7 +16,7 @@ async def test_register_returns_the_account_without_secrets(api):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["username"] == username and body["role"] == "user" and body["id"].startswith("usr_")
-    assert set(body) == {"id", "username", "role", "created_at"}
+    assert set(body) == {"id", "username", "role", "created_at", "disabled"} and body["disabled"] is False
 
 
 @pytest.mark.parametrize("invite_code", ["wrong-invite", "", "test-invite ", "TEST-INVITE", "été-invité"])
@@ -98,3 +102,19 @@ async def test_privilege_cannot_be_chosen_at_registration(api):
     assert r.json()["role"] == "user"
     me = await api.client.get("/api/auth/me", headers={"Authorization": f"Bearer {await api.token(username)}"})
     assert me.json()["role"] == "user"
+
+
+async def test_registration_is_capped_per_client(settings):
+    """A client may try to register only LLMCT_REGISTER_MAX times a window, right invite code or not."""
+    capped = dataclasses.replace(settings, register_max=3)
+    async with AsyncTestClient(app=from_peer(create_app(capped), "127.0.0.1")) as client:
+        api = Api(client, capped)
+        assert (await api.register())[1].status_code == 201
+        assert_error((await api.register(invite_code="a-guess"))[1], 403, "invalid_invite_code")
+        assert (await api.register())[1].status_code == 201
+        username, refused = await api.register()
+        assert_error(refused, 429, "too_many_attempts")
+        assert 1 <= int(refused.headers["Retry-After"]) <= capped.register_window_s
+        assert (await api.login(username)).status_code == 401  # nothing was created
+        api.address = "10.251.0.1"  # another client is not held back
+        assert (await api.register())[1].status_code == 201

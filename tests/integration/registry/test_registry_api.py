@@ -142,6 +142,33 @@ async def test_bad_presets_are_refused_naming_the_field(client, admin, body, cod
     assert_error(await client.post("/api/models", json=body, headers=admin[1]), 422, code, field)
 
 
+async def test_preset_paths_must_lie_under_the_models_folder(client, pool, settings, admin, tmp_path):
+    """An admin's preset path ends up in every job's YAML and container: none outside the models folder."""
+    models = settings.storage.models
+    models.mkdir(parents=True, exist_ok=True)
+    inside = models / unique("inside")
+    inside.mkdir()
+    link_out = models / unique("link-to-etc")
+    link_out.symlink_to("/etc")
+    outside = tmp_path / "other-users-data"
+    outside.mkdir()
+    for path in ("/etc", str(outside), str(link_out), str(link_out / "ssh"), str(models) + "-evil/x"):
+        body = {"name": unique("escape"), "path": path, "parameter_count": 1000}
+        assert_error(await client.post("/api/models", json=body, headers=admin[1]), 422, "invalid_field", "path")
+    r = await client.post(
+        "/api/models", json={"name": unique("ok"), "path": str(inside), "parameter_count": 1000}, headers=admin[1]
+    )
+    assert r.status_code == 201, r.text
+    preset_id = r.json()["id"]
+    assert_error(
+        await client.patch(f"/api/models/{preset_id}", json={"path": str(link_out)}, headers=admin[1]),
+        422,
+        "invalid_field",
+        "path",
+    )
+    assert (await client.get(f"/api/models/{preset_id}", headers=admin[1])).json()["path"] == str(inside)
+
+
 async def test_owners_rename_and_remark_their_models(client, pool, alice, bob):
     (alice_id, alice_h), (bob_id, bob_h) = alice, bob
     preset_id, preset_name = await make_preset(pool)

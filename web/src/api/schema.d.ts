@@ -244,6 +244,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/users/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Disable or enable an account, or change its role (ends its sessions) */
+        patch: operations["ApiAuthUsersUserIdChangeUser"];
+        trace?: never;
+    };
+    "/api/auth/users/{user_id}/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Set a new password (ends the user's sessions) */
+        post: operations["ApiAuthUsersUserIdPasswordResetPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/users/{user_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End every session and revoke every API key */
+        post: operations["ApiAuthUsersUserIdRevokeRevokeAccess"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/datasets": {
         parameters: {
             query?: never;
@@ -864,24 +915,38 @@ export interface components {
         ApiKey: {
             /** Format: date-time */
             created_at: string;
+            expires_at?: string | null;
             id: string;
             last_used_at?: string | null;
             name: string;
             prefix: string;
+            /** @default full */
+            scope: string;
         };
         /** ApiKeyCreate */
         ApiKeyCreate: {
+            /** @description none: the key never expires */
+            expires_in_days?: number | null;
             name: string;
+            /**
+             * @description full; read_only: GET and HEAD only; inference: the OpenAI routes /v1/* only
+             * @default full
+             * @enum {string}
+             */
+            scope: "full" | "read_only" | "inference";
         };
         /** ApiKeyCreated */
         ApiKeyCreated: {
             /** Format: date-time */
             created_at: string;
+            expires_at?: string | null;
             id: string;
             key: string;
             last_used_at?: string | null;
             name: string;
             prefix: string;
+            /** @default full */
+            scope: string;
         };
         /** RegisterRequest */
         AuthRegisterRequest: {
@@ -1449,6 +1514,10 @@ export interface components {
                 type: string;
             };
         };
+        /** PasswordReset */
+        PasswordReset: {
+            password: string;
+        };
         /** PlaygroundChat */
         PlaygroundChat: {
             max_tokens?: number | null;
@@ -1660,9 +1729,17 @@ export interface components {
         User: {
             /** Format: date-time */
             created_at: string;
+            /** @default false */
+            disabled: boolean;
             id: string;
             role: string;
             username: string;
+        };
+        /** UserChange */
+        UserChange: {
+            disabled?: boolean | null;
+            /** @enum {null|string} */
+            role?: "admin" | "user" | null;
         };
         /** UserPage */
         UserPage: {
@@ -2298,6 +2375,130 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["UserPage"];
                 };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAuthUsersUserIdChangeUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserChange"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAuthUsersUserIdPasswordResetPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordReset"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAuthUsersUserIdRevokeRevokeAccess: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
             503: {

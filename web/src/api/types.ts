@@ -14,6 +14,8 @@ export type TokenResponse = Schemas["TokenResponse"];
 export type ApiKey = Schemas["ApiKey"];
 /** Returned once, at creation: `key` is never shown again. */
 export type ApiKeyCreated = Schemas["ApiKeyCreated"];
+export type ApiKeyScope = Schemas["ApiKeyCreate"]["scope"];
+export type UserChange = Schemas["UserChange"];
 /** `expires_in_hours` null: never expires. */
 export type InviteCreate = Schemas["InviteCreate"];
 export type Invite = Schemas["Invite"];

@@ -41,7 +41,7 @@ describe("AccountPage", () => {
     expect(within(secret).getByLabelText("New API key “ci”")).toHaveValue("llmct_secret_value");
     expect(secret).toHaveTextContent("This is the only time it is shown");
     expect(within(secret).getByRole("button", { name: "Copy" })).toBeInTheDocument();
-    expect(calls.at(-1)?.body).toEqual({ name: "ci" });
+    expect(calls.at(-1)?.body).toEqual({ name: "ci", scope: "full", expires_in_days: null });
     expect(screen.getByRole("row", { name: /ci/ })).toBeInTheDocument();
 
     await user.click(screen.getByRole("button", { name: "I have stored it" }));

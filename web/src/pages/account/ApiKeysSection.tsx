@@ -1,12 +1,13 @@
 import { useState, type FormEvent } from "react";
 
 import { authApi } from "../../api/auth";
-import type { ApiKey, ApiKeyCreated } from "../../api/types";
+import type { ApiKey, ApiKeyCreated, ApiKeyScope } from "../../api/types";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
 import { ConfirmButton } from "../../components/ConfirmButton";
 import { CopyButton } from "../../components/CopyButton";
 import { Field } from "../../components/Field";
+import { SelectField } from "../../components/Fields";
 import { useI18n } from "../../i18n";
 import { formErrorsFrom, NO_ERRORS, type FormErrors } from "../../lib/formErrors";
 import { useResource } from "../../lib/useResource";
@@ -54,20 +55,25 @@ export function ApiKeysSection() {
   );
 }
 
+const KEY_FIELDS = ["name", "scope", "expires_in_days"] as const;
+const SCOPES: ApiKeyScope[] = ["full", "read_only", "inference"];
+
 function CreateKeyForm({ onCreated }: { onCreated: (key: ApiKeyCreated) => void }) {
   const { t } = useI18n();
   const [name, setName] = useState("");
+  const [scope, setScope] = useState<ApiKeyScope>("full");
+  const [days, setDays] = useState("");
   const [busy, setBusy] = useState(false);
-  const [errors, setErrors] = useState<FormErrors<"name">>(NO_ERRORS);
+  const [errors, setErrors] = useState<FormErrors<(typeof KEY_FIELDS)[number]>>(NO_ERRORS);
 
   const submit = async (event: FormEvent<HTMLFormElement>) => {
     event.preventDefault();
     setBusy(true);
     setErrors(NO_ERRORS);
     try {
-      onCreated(await authApi.createApiKey(name.trim()));
+      onCreated(await authApi.createApiKey(name.trim(), scope, days.trim() === "" ? null : Number(days)));
     } catch (error) {
-      setErrors(formErrorsFrom(error, ["name"] as const));
+      setErrors(formErrorsFrom(error, KEY_FIELDS));
       setBusy(false);
     }
   };
@@ -84,6 +90,25 @@ function CreateKeyForm({ onCreated }: { onCreated: (key: ApiKeyCreated) => void 
         value={name}
         error={errors.fields.name}
         onChange={(event) => setName(event.target.value)}
+      />
+      <SelectField
+        label={t("keys.scope")}
+        name="scope"
+        value={scope}
+        error={errors.fields.scope}
+        options={SCOPES.map((value) => ({ value, label: t(`keys.scope.${value}`) }))}
+        onChange={(event) => setScope(event.target.value as ApiKeyScope)}
+      />
+      <Field
+        label={t("keys.expiresInDays")}
+        name="expires_in_days"
+        type="number"
+        inputMode="numeric"
+        min={1}
+        placeholder={t("keys.never")}
+        value={days}
+        error={errors.fields.expires_in_days}
+        onChange={(event) => setDays(event.target.value)}
       />
       <Button type="submit" variant="primary" busy={busy}>
         {busy ? t("keys.creating") : t("keys.create")}
@@ -131,6 +156,8 @@ function KeyTable({ keys, onRevoke }: { keys: ApiKey[]; onRevoke: (key: ApiKey) 
             <th scope="col">{t("keys.colKey")}</th>
             <th scope="col">{t("keys.colCreated")}</th>
             <th scope="col">{t("keys.colLastUsed")}</th>
+            <th scope="col">{t("keys.scope")}</th>
+            <th scope="col">{t("keys.colExpires")}</th>
             <th scope="col">
               <span className="visually-hidden">{t("keys.colActions")}</span>
             </th>
@@ -151,6 +178,14 @@ function KeyTable({ keys, onRevoke }: { keys: ApiKey[]; onRevoke: (key: ApiKey) 
                   <time dateTime={key.last_used_at}>{formatDateTime(key.last_used_at)}</time>
                 ) : (
                   t("keys.neverUsed")
+                )}
+              </td>
+              <td>{t(`keys.scope.${(key.scope ?? "full") as ApiKeyScope}`)}</td>
+              <td>
+                {key.expires_at ? (
+                  <time dateTime={key.expires_at}>{formatDateTime(key.expires_at)}</time>
+                ) : (
+                  t("keys.never")
                 )}
               </td>
               <td className="actions">

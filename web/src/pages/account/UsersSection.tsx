@@ -10,6 +10,7 @@ import { useI18n } from "../../i18n";
 import { formErrorsFrom, NO_ERRORS, type FormErrors } from "../../lib/formErrors";
 import { usePagedList } from "../../lib/usePagedList";
 import { useQuery } from "../../lib/useQuery";
+import { AccessControls } from "./AccessControls";
 import { QuotaUse } from "./QuotaUse";
 
 const LIMITS = ["max_gpus", "max_queued", "max_deployments", "max_priority", "max_run_h"] as const;
@@ -27,6 +28,10 @@ export function UsersSection() {
     next: (page) => page.next_cursor,
   });
   const [open, setOpen] = useState<Account | null>(null);
+  const changed = (user: Account) => {
+    setOpen(user);
+    list.query.update((page) => page && { ...page, items: page.items.map((item) => (item.id === user.id ? user : item)) });
+  };
 
   return (
     <section className="card" aria-labelledby="users-title">
@@ -46,6 +51,11 @@ export function UsersSection() {
             key: "role",
             header: t("account.role"),
             cell: (user) => (user.role === "admin" ? t("account.role.admin") : t("account.role.user")),
+          },
+          {
+            key: "status",
+            header: t("access.status"),
+            cell: (user) => (user.disabled ? t("access.statusDisabled") : t("access.statusActive")),
           },
           { key: "since", header: t("account.memberSince"), cell: (user) => formatDateTime(user.created_at) },
           {
@@ -67,6 +77,8 @@ export function UsersSection() {
       />
       {open && (
         <div id="user-limits" className="subsection">
+          <h3>{t("access.of", { name: open.username })}</h3>
+          <AccessControls key={`access-${open.id}`} account={open} onChanged={changed} />
           <h3>{t("users.limitsOf", { name: open.username })}</h3>
           <LimitsEditor key={open.id} userId={open.id} username={open.username} />
         </div>

@@ -1,0 +1,95 @@
+"""A job's output folder as a zip that holds only what the job wrote there: never what a link points to.
+
+A job writes its output folder as it likes (the engine runs the user's config), so a link in it may name /etc/passwd,
+the platform's secrets or another job's folder. The walk keeps regular files and folders only, never following a
+link; each file is opened again when it is streamed, one path component at a time relative to its folder's
+descriptor with O_NOFOLLOW, so a file or folder swapped for a link between the walk and the read is skipped, not
+followed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from zipstream import ZipStream
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO the job left there must not hang the stream (it is then refused as not a file).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def own_files(folder: Path) -> list[tuple[str, ...]]:
+    """The regular files under `folder` as path components relative to it; links and special files left out."""
+    found: list[tuple[str, ...]] = []
+    try:
+        root = os.open(folder, _DIR_FLAGS)
+    except OSError:
+        return found  # gone, or itself a link
+    try:
+        _walk(root, (), found)
+    finally:
+        os.close(root)
+    return sorted(found)
+
+
+def _walk(fd: int, prefix: tuple[str, ...], found: list[tuple[str, ...]]) -> None:
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                found.append((*prefix, entry.name))
+            elif entry.is_dir(follow_symlinks=False):
+                try:
+                    child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:  # swapped for a link (or removed) since the listing
+                    continue
+                try:
+                    _walk(child, (*prefix, entry.name), found)
+                finally:
+                    os.close(child)
+
+
+def open_own_file(folder: Path, parts: tuple[str, ...]) -> int | None:
+    """A descriptor of the regular file `parts` under `folder`, reached without following any link; else None."""
+    try:
+        fd = os.open(folder, _DIR_FLAGS)
+    except OSError:
+        return None
+    try:
+        for name in parts[:-1]:
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        file_fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        return None
+    return file_fd
+
+
+def _chunks(folder: Path, parts: tuple[str, ...]) -> Iterator[bytes]:
+    fd = open_own_file(folder, parts)
+    if fd is None:
+        log.warning("artifacts of %s: %s is no longer a file of the folder, left empty", folder, "/".join(parts))
+        return
+    with os.fdopen(fd, "rb") as file:
+        while chunk := file.read(CHUNK):
+            yield chunk
+
+
+def artifacts_zip(folder: Path, arcname: str, files: list[tuple[str, ...]]) -> ZipStream:
+    """The zip of `files` (own_files) of `folder` under `arcname/` (unsized: a running job's files may still grow)."""
+    archive = ZipStream(sized=False)
+    for parts in files:
+        archive.add(_chunks(folder, parts), "/".join((arcname, *parts)))
+    return archive
