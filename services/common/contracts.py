@@ -215,6 +215,30 @@ REGISTRY_JOB_EVENTS_CONSUMER = "registry-job-events"  # JOB_EVENTS, registry: re
 LOG_RELAY_CONSUMER = "scheduler-log-relay"  # LOG_INGEST, scheduler: checks agents' log batches, copies them to LOGS
 
 
+# --- object storage (issue 15: `objects` mode) -------------------------------------------------
+# JetStream Object Store buckets that hold what jobs read and write when agents share no folder with the services
+# (services/common/objects.py). An object's name says what it is; its digest (sha256) is checked on every read.
+
+
+class Buckets:
+    """The buckets and what their objects are named."""
+
+    DATASETS = "llmct-datasets"  # a dataset file, by its content: `sha256/<hex digest>`
+    MODELS = "llmct-models"  # a file of a registered local model: `<model id>/<path inside the model folder>`
+    OUTPUTS = "llmct-outputs"  # a file a job left: `<job id>/<path inside its output folder>`
+    CHECKPOINTS = "llmct-checkpoints"  # a file of a finished checkpoint: `<job id>/checkpoint-<step>/<path>`
+
+    ALL = (DATASETS, MODELS, OUTPUTS, CHECKPOINTS)
+
+    @staticmethod
+    def dataset_object(sha256_hex: str) -> str:
+        return f"sha256/{sha256_hex}"
+
+    @staticmethod
+    def job_object(job_id: str, relative: str) -> str:
+        return f"{job_id}/{relative}"
+
+
 # --- the vocabulary of jobs ---------------------------------------------------------------------
 # Declared first (messages above name them; `from __future__ import annotations` lets msgspec resolve them here).
 

@@ -1,0 +1,118 @@
+"""Files in JetStream Object Store buckets (issue 15's `objects` storage mode): put a file, get it back into a
+file, each streamed in chunks (memory stays flat whatever the size) and checked by its sha256.
+
+nats-py checks an object's digest only once every chunk has arrived; `fetch` writes into a temporary file beside the
+target and moves it into place only when the digest matched, so a truncated or altered object never leaves a file
+that looks whole. Bucket names and object names are the contracts' (`contracts.Buckets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    DigestMismatchError,
+    NotFoundError,
+    ObjectNotFoundError,
+)
+
+from .contracts import Buckets
+
+CHUNK_BYTES = 1024 * 1024  # one message per MiB: well under JetStream's default 1 MiB max payload with headers
+DIGEST_PREFIX = "SHA-256="
+
+
+class ObjectMissing(LookupError):
+    """The bucket has no such object (or no such bucket): a job that needs it cannot run."""
+
+
+class ObjectCorrupt(ValueError):
+    """An object's bytes do not match its digest (truncated or altered in the store)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What the store says of an object."""
+
+    bucket: str
+    name: str
+    size: int
+    sha256: str  # hex
+
+
+def sha256_hex(digest: str | None) -> str:
+    """The hex sha256 of an object's digest as the store keeps it (`SHA-256=<urlsafe base64>`)."""
+    if not digest or not digest.upper().startswith(DIGEST_PREFIX):
+        raise ObjectCorrupt(f"no sha256 digest: {digest!r}")
+    return base64.urlsafe_b64decode(digest[len(DIGEST_PREFIX) :]).hex()
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def ensure_buckets(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create every bucket the contracts name (an existing one is kept as it is)."""
+    for bucket in Buckets.ALL:
+        try:
+            await js.object_store(bucket)
+        except BucketNotFoundError:
+            with contextlib.suppress(BadRequestError):  # another service created it first
+                await js.create_object_store(bucket, config=api.ObjectStoreConfig(bucket=bucket, replicas=replicas))
+
+
+async def put_file(js: JetStreamContext, bucket: str, name: str, path: Path) -> StoredObject:
+    """Store `path` as `name` in `bucket` (replacing an older object of that name), streamed in chunks."""
+    store = await js.object_store(bucket)
+    meta = api.ObjectMeta(name=name, options=api.ObjectMetaOptions(max_chunk_size=CHUNK_BYTES))
+    with path.open("rb") as f:
+        info = await store.put(name, f, meta=meta)
+    return StoredObject(bucket=bucket, name=name, size=info.size or 0, sha256=sha256_hex(info.digest))
+
+
+async def describe(js: JetStreamContext, bucket: str, name: str) -> StoredObject:
+    """What the store says of an object; ObjectMissing when there is none."""
+    try:
+        store = await js.object_store(bucket)
+        info = await store.get_info(name)
+    except (BucketNotFoundError, ObjectNotFoundError, NotFoundError) as exc:
+        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
+    return StoredObject(bucket=bucket, name=name, size=info.size or 0, sha256=sha256_hex(info.digest))
+
+
+async def fetch(js: JetStreamContext, bucket: str, name: str, target: Path) -> StoredObject:
+    """Write the object into `target`, streamed, checked by its digest: ObjectMissing when there is none,
+    ObjectCorrupt when its bytes do not match (nothing is left at `target` then)."""
+    found = await describe(js, bucket, name)
+    store = await js.object_store(bucket)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.part-{os.getpid()}")
+    try:
+        with partial.open("wb") as f:
+            result = await store.get(name, writeinto=f)  # type: ignore[arg-type]  # a binary file is a writer
+        received = await asyncio.to_thread(partial.stat)
+        if result.info.size is not None and received.st_size != result.info.size:
+            raise ObjectCorrupt(f"{bucket}/{name}: {received.st_size} bytes of {result.info.size}")
+        os.replace(partial, target)
+    except DigestMismatchError as exc:
+        raise ObjectCorrupt(f"{bucket}/{name}: its bytes do not match its sha256") from exc
+    except (ObjectNotFoundError, NotFoundError) as exc:
+        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    return found
