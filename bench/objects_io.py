@@ -6,8 +6,8 @@ repeated (JetStream stores bytes as they come, compressing nothing). In the same
 
   copy          shutil.copyfile to the same disk (the floor: what the disk and page cache allow)
   raw put/get   nats-py's ObjectStore.put (its default 128 KiB chunks) and get(writeinto=file)
-  ours put/get  services.common.objects.put_file (1 MiB chunks) and fetch (into a temporary file, checked by
-                sha256, then moved into place)
+  ours put/get  services.common.objects.put_file (1 MiB chunks) and fetch (a pull consumer, 16 chunks a batch,
+                into a temporary file, checked by sha256, then moved into place)
 
 MB/s of each, ours as a ratio of copy and of raw, and the peak resident memory (RSS) of this process (the client:
 what an agent or the gateway would hold) during each transfer. Aim: flat, under 150 MB whatever the size.

@@ -1,9 +1,9 @@
 """Files in JetStream Object Store buckets (issue 15's `objects` storage mode): put a file, get it back into a
 file, each streamed in chunks (memory stays flat whatever the size) and checked by its sha256.
 
-nats-py checks an object's digest only once every chunk has arrived; `fetch` writes into a temporary file beside the
-target and moves it into place only when the digest matched, so a truncated or altered object never leaves a file
-that looks whole. Bucket names and object names are the contracts' (`contracts.Buckets`).
+`fetch` writes into a temporary file beside the target and moves it into place only when the sha256 of what arrived
+matches the object's digest, so a truncated or altered object never leaves a file that looks whole. Bucket names and
+object names are the contracts' (`contracts.Buckets`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import (
-    BadRequestError,
-    BucketNotFoundError,
-    DigestMismatchError,
-    NotFoundError,
-    ObjectNotFoundError,
-)
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ObjectNotFoundError
 
 from .contracts import Buckets
 
@@ -96,23 +90,64 @@ async def describe(js: JetStreamContext, bucket: str, name: str) -> StoredObject
 
 async def fetch(js: JetStreamContext, bucket: str, name: str, target: Path) -> StoredObject:
     """Write the object into `target`, streamed, checked by its digest: ObjectMissing when there is none,
-    ObjectCorrupt when its bytes do not match (nothing is left at `target` then)."""
-    found = await describe(js, bucket, name)
-    store = await js.object_store(bucket)
+    ObjectCorrupt when its bytes do not match (nothing is left at `target` then).
+
+    Not nats-py's ObjectStore.get: it takes chunks one by one from a push consumer and writes each through the thread
+    pool (0.15 of a file copy, docs/benchmarks.md §8). Here a pull consumer that acks nothing takes FETCH_BATCH
+    chunks at a time, written by one thread call per batch; memory stays at about FETCH_BATCH chunks."""
+    try:
+        store = await js.object_store(bucket)
+        info = await store.get_info(name)
+    except (BucketNotFoundError, ObjectNotFoundError, NotFoundError) as exc:
+        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
+    found = StoredObject(bucket=bucket, name=name, size=info.size or 0, sha256=sha256_hex(info.digest))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part-{os.getpid()}")
     try:
         with partial.open("wb") as f:
-            result = await store.get(name, writeinto=f)  # type: ignore[arg-type]  # a binary file is a writer
-        received = await asyncio.to_thread(partial.stat)
-        if result.info.size is not None and received.st_size != result.info.size:
-            raise ObjectCorrupt(f"{bucket}/{name}: {received.st_size} bytes of {result.info.size}")
+            digest = await _pull_chunks(js, bucket, info.nuid or "", found.size, f)
+        if digest != found.sha256:
+            raise ObjectCorrupt(f"{bucket}/{name}: its bytes do not match its sha256")
         os.replace(partial, target)
-    except DigestMismatchError as exc:
-        raise ObjectCorrupt(f"{bucket}/{name}: its bytes do not match its sha256") from exc
-    except (ObjectNotFoundError, NotFoundError) as exc:
-        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return found
+
+
+FETCH_BATCH = 16  # chunks per pull (16 MiB in flight)
+FETCH_WAIT_S = 10.0  # a pull that brings nothing for this long: the object's chunks are gone
+
+
+async def _pull_chunks(js: JetStreamContext, bucket: str, nuid: str, size: int, out) -> str:
+    """Write an object's chunks into `out` in order; returns the hex sha256 of what was written. ObjectCorrupt
+    when chunks are missing or more bytes come than the object says it holds."""
+    h = hashlib.sha256()
+    if size == 0:
+        return h.hexdigest()
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL, inactive_threshold=FETCH_WAIT_S * 3
+    )
+    sub = await js.pull_subscribe(f"$O.{bucket}.C.{nuid}", durable=None, stream=f"OBJ_{bucket}", config=config)
+    written = 0
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch=FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except TimeoutError as exc:
+                raise ObjectCorrupt(f"{bucket}: chunks missing after {written} of {size} bytes") from exc
+            blocks = [m.data for m in msgs]
+            for block in blocks:
+                h.update(block)
+            await asyncio.to_thread(out.writelines, blocks)
+            written += sum(map(len, blocks))
+            if written > size:
+                raise ObjectCorrupt(f"{bucket}: more than the {size} bytes the object holds")
+            if msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    if written != size:
+        raise ObjectCorrupt(f"{bucket}: {written} of {size} bytes, its bytes do not match its sha256")
+    return h.hexdigest()

@@ -42,6 +42,13 @@ async def test_a_file_goes_in_and_comes_back_byte_for_byte(js, tmp_path):
     fetched = await objects.fetch(js, Buckets.OUTPUTS, name, target)
     assert fetched == stored and objects.file_sha256(target) == stored.sha256
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name], "no partial file left behind"
+    assert await objects.fetch(js, Buckets.OUTPUTS, name, target) == stored, "fetched again over the old copy"
+
+    empty, empty_name = tmp_path / "empty.json", Buckets.job_object(unique("job"), "empty.json")
+    empty.write_bytes(b"")
+    await objects.put_file(js, Buckets.OUTPUTS, empty_name, empty)
+    assert (await objects.fetch(js, Buckets.OUTPUTS, empty_name, tmp_path / "cache" / "empty.json")).size == 0
+    assert (tmp_path / "cache" / "empty.json").read_bytes() == b""
 
 
 async def test_a_missing_object_and_an_altered_one_are_told_apart(js, tmp_path):
