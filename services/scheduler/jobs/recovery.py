@@ -149,14 +149,15 @@ async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> 
     so only a beat older than the start can miss a running job: the grace covers that. (A dispatch never taken
     is the stale-dispatch sweep's.) Returns how many were re-queued."""
     async with pool.acquire() as conn, conn.transaction():
-        # Listed again (or listed at last): the clock stops; unlisted: it starts, once.
+        # Listed again (or listed at last): the clock stops; unlisted: it starts, once. Only rows whose clock changes
+        # are written (every running job, every sweep, would be churn).
         await conn.execute(
             """
-            UPDATE jobs j SET unlisted_since = CASE
-                WHEN a.resources->'running_jobs' ? j.id OR a.resources->'running_deployments' ? j.id THEN NULL
-                ELSE coalesce(j.unlisted_since, now()) END
+            UPDATE jobs j SET unlisted_since = CASE WHEN j.unlisted_since IS NULL THEN now() END
             FROM agents a
             WHERE a.id = j.agent_id AND a.offline_since IS NULL AND j.state = 'running'
+              AND (a.resources->'running_jobs' ? j.id OR a.resources->'running_deployments' ? j.id)
+                  = (j.unlisted_since IS NOT NULL)
             """
         )
         jobs = await conn.fetch(
