@@ -21,7 +21,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, 
 
 from .contracts import Buckets
 
-CHUNK_BYTES = 1024 * 1024  # one message per MiB: well under JetStream's default 1 MiB max payload with headers
+CHUNK_BYTES = 1024 * 1024  # one message per MiB: NATS's default max payload, which a chunk (sent without headers) fits
 DIGEST_PREFIX = "SHA-256="
 
 
@@ -75,17 +75,24 @@ async def put_file(js: JetStreamContext, bucket: str, name: str, path: Path) -> 
     meta = api.ObjectMeta(name=name, options=api.ObjectMetaOptions(max_chunk_size=CHUNK_BYTES))
     with path.open("rb") as f:
         info = await store.put(name, f, meta=meta)
+    return _stored(bucket, name, info)
+
+
+async def _info(js: JetStreamContext, bucket: str, name: str) -> api.ObjectInfo:
+    """The store's record of an object; ObjectMissing when there is none (or no such bucket)."""
+    try:
+        return await (await js.object_store(bucket)).get_info(name)
+    except (BucketNotFoundError, ObjectNotFoundError, NotFoundError) as exc:
+        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
+
+
+def _stored(bucket: str, name: str, info: api.ObjectInfo) -> StoredObject:
     return StoredObject(bucket=bucket, name=name, size=info.size or 0, sha256=sha256_hex(info.digest))
 
 
 async def describe(js: JetStreamContext, bucket: str, name: str) -> StoredObject:
     """What the store says of an object; ObjectMissing when there is none."""
-    try:
-        store = await js.object_store(bucket)
-        info = await store.get_info(name)
-    except (BucketNotFoundError, ObjectNotFoundError, NotFoundError) as exc:
-        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
-    return StoredObject(bucket=bucket, name=name, size=info.size or 0, sha256=sha256_hex(info.digest))
+    return _stored(bucket, name, await _info(js, bucket, name))
 
 
 async def fetch(js: JetStreamContext, bucket: str, name: str, target: Path) -> StoredObject:
@@ -95,12 +102,8 @@ async def fetch(js: JetStreamContext, bucket: str, name: str, target: Path) -> S
     Not nats-py's ObjectStore.get: it takes chunks one by one from a push consumer and writes each through the thread
     pool (0.15 of a file copy, docs/benchmarks.md §8). Here a pull consumer that acks nothing takes FETCH_BATCH
     chunks at a time, written by one thread call per batch; memory stays at about FETCH_BATCH chunks."""
-    try:
-        store = await js.object_store(bucket)
-        info = await store.get_info(name)
-    except (BucketNotFoundError, ObjectNotFoundError, NotFoundError) as exc:
-        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
-    found = StoredObject(bucket=bucket, name=name, size=info.size or 0, sha256=sha256_hex(info.digest))
+    info = await _info(js, bucket, name)
+    found = _stored(bucket, name, info)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part-{os.getpid()}")
     try:
