@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 # Agents are offline only after a long silence here, so that a quick restart is seen as the same agent: the
 # reconciliation, not the offline sweep, must free the job.
-RECONCILE_ENV = {"LLMCT_AGENT_OFFLINE_S": "30", "LLMCT_LOST_GRACE_S": "1"}
+RECONCILE_ENV = {"LLMCT_AGENT_OFFLINE_S": "30", "LLMCT_LOST_GRACE_S": "3"}  # 3 s: a beat late under load
 
 
 @pytest.fixture(scope="module")
