@@ -28,6 +28,8 @@ from services.common.private import write_private
 
 log = logging.getLogger(__name__)
 
+HEADER = "# Written by `llmct nats sync-users` from its --base file and the joined agents: edit the base file.\n"
+
 Apply = Callable[[dict[str, str]], bool]
 """Make the server's joined users exactly these (agent id -> bcrypt hash); returns whether anything changed."""
 
@@ -131,7 +133,9 @@ class ConfigFile:
             for agent_id, password_hash in sorted(joined.items())
             if nats_auth.agent_user(agent_id) not in by_hand  # a user named twice is a config nats-server refuses
         ]
-        text = (json.dumps({"authorization": {**block["authorization"], "users": users}}, indent=2) + "\n").encode()
+        rendered = json.dumps({**block["authorization"], "users": users}, indent=2)
+        # A top-level key, as deploy/nats/auth.conf: the file may be `include`d by nats.conf or given with -c.
+        text = f'{HEADER}"authorization": {rendered}\n'.encode()
         if self.out.is_file() and self.out.read_bytes() == text:
             return False
         write_private(self.out, text)
