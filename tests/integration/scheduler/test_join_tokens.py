@@ -6,17 +6,31 @@ it closes the connection at once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 
 import bcrypt
 import nats
 import pytest
+from litestar.testing import AsyncTestClient
 
 from llmct.usersync import SyncThread, UsersSync
 from services.common.nats_auth import agent_inbox_prefix
 from tests.helpers import assert_error, eventually, unique
 
 pytestmark = pytest.mark.integration
+
+JOIN_MAX_FAILURES = 5
+
+
+@pytest.fixture(scope="module")
+async def scheduler(settings):
+    """The scheduler in-process, with a join throttle small enough to reach (the session's is out of reach)."""
+    from services.scheduler.app import create_app
+
+    own = dataclasses.replace(settings, join_max_failures=JOIN_MAX_FAILURES)
+    async with AsyncTestClient(app=create_app(own)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +141,10 @@ async def test_only_admins_manage_tokens_and_bad_input_is_a_4xx(scheduler, peopl
     assert next(t for t in listed if t["id"] == token["id"])["uses"] == 0  # refusals spent nothing
 
 
-async def test_failed_joins_are_throttled_per_client(scheduler, people, settings, no_failures):
+async def test_failed_joins_are_throttled_per_client(scheduler, people, no_failures):
     admin = people["fleet-admin"][1]
     good = await new_token(scheduler, admin)
-    for _ in range(settings.join_max_failures):
+    for _ in range(JOIN_MAX_FAILURES):
         assert_error(await join(scheduler, "llmct_join_wrong"), 401, "join_token_invalid")
     r = await join(scheduler, good["token"], unique("late"))
     assert_error(r, 429, "too_many_attempts")
