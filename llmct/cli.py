@@ -128,7 +128,8 @@ def cmd_agent_join(args: argparse.Namespace) -> int:
     from .agentjoin import JoinFailed, join
 
     try:
-        return join(args.gateway_url, args.token, args.agent_id, args.base, start=not args.no_start)
+        token = sys.stdin.readline().strip() if args.token == "-" else args.token  # `-`: not in `ps` listings
+        return join(args.gateway_url, token, args.agent_id, args.base, start=not args.no_start)
     except JoinFailed as exc:
         print(f"llmct agent join: {exc}", file=sys.stderr)
         return 2
@@ -190,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
     agent_commands = agent.add_subparsers(dest="agent_command", required=True)
     join = agent_commands.add_parser("join", help="join the platform with an admin's join token and start the agent")
     join.add_argument("gateway_url", help="the platform's address, e.g. https://llm.example.com")
-    join.add_argument("token", help="the join token an admin created on the fleet page")
+    join.add_argument("token", help="the join token an admin created on the fleet page (`-`: read it from stdin)")
     join.add_argument("--agent-id", help="this agent's id (default: the host name)")
     join.add_argument("--base", help="this host's storage folder (HOST_BASE_PATH); its state folder keeps the join")
     join.add_argument("--no-start", action="store_true", help="join and save the settings, start nothing")

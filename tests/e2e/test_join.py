@@ -75,9 +75,25 @@ async def test_a_host_joins_with_one_command_and_revoking_shuts_it_out(gw, stack
         saved = base.with_name("host-state") / "agent" / "joined.json"
         assert saved.stat().st_mode & 0o777 == 0o600 and saved.parent.stat().st_mode & 0o777 == 0o700
         assert env["NATS_PASSWORD"] in saved.read_text()
-        # The token was single use: a second host is refused with the reason.
-        again = llmct("agent", "join", stack.gateway_url, token, "--agent-id", unique("second"), log=log)
-        assert again.wait(60) == 2 and "join_token_used_up" in log.read_text()
+        # The token was single use: a second host is refused with the reason (the token read from stdin this time).
+        again = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "llmct.cli",
+                "agent",
+                "join",
+                stack.gateway_url,
+                "-",
+                "--agent-id",
+                unique("second"),
+            ],
+            input=token + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 2 and "join_token_used_up" in again.stderr, again.stderr
 
         # Later, on the same host: `llmct agent start` runs it again from what the join saved.
         stop(agent)
