@@ -21,6 +21,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/agents/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Agents that joined with a token and hold their own NATS user */
+        get: operations["ApiAgentsCredentialsListCredentials"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A GPU host joins with a join token: its agent's own NATS user and settings (`llmct agent join`) */
+        post: operations["ApiAgentsJoinJoin"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/join-tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Join tokens, newest first, with the agents that joined with each */
+        get: operations["ApiAgentsJoinTokensListTokens"];
+        put?: never;
+        /** Create a join token for a GPU host (shown once) */
+        post: operations["ApiAgentsJoinTokensCreateToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/join-tokens/{token_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a join token: no further joins (agents that joined keep their access) */
+        delete: operations["ApiAgentsJoinTokensTokenIdRevokeToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/agents/{agent_id}": {
         parameters: {
             query?: never;
@@ -33,6 +102,23 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{agent_id}/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a joined agent's NATS user: its connection is closed at once and it cannot log in again */
+        delete: operations["ApiAgentsAgentIdCredentialsRevokeCredentials"];
         options?: never;
         head?: never;
         patch?: never;
@@ -876,6 +962,25 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AgentCredentials */
+        AgentCredentials: {
+            agent_id: string;
+            /** Format: date-time */
+            created_at: string;
+            hostname: string;
+            nats_user: string;
+            token_id: string | null;
+        };
+        /** AgentJoinSettings */
+        AgentJoinSettings: {
+            agent_id: string;
+            heartbeat_s: number;
+            nats_password: string;
+            nats_urls: string[];
+            nats_user: string;
+            offline_after_s: number;
+            storage_mode: string;
+        };
         /** AgentMetrics */
         AgentMetrics: {
             agent_id: string;
@@ -1413,6 +1518,60 @@ export interface components {
             state: string;
             wait_reason: string | null;
         };
+        /** JoinRequest */
+        JoinRequest: {
+            agent_id?: string | null;
+            hostname: string;
+            token: string;
+        };
+        /** JoinToken */
+        JoinToken: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            id: string;
+            joined?: components["schemas"]["JoinUse"][];
+            max_uses: number;
+            note: string;
+            prefix: string;
+            revoked_at: string | null;
+            state: string;
+            uses: number;
+        };
+        /** JoinTokenCreate */
+        JoinTokenCreate: {
+            /** @default 24 */
+            expires_in_hours: number;
+            /** @default 1 */
+            max_uses: number;
+            /** @default  */
+            note: string;
+        };
+        /** JoinTokenCreated */
+        JoinTokenCreated: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            id: string;
+            joined?: components["schemas"]["JoinUse"][];
+            max_uses: number;
+            note: string;
+            prefix: string;
+            revoked_at: string | null;
+            state: string;
+            token: string;
+            uses: number;
+        };
+        /** JoinUse */
+        JoinUse: {
+            address: string;
+            agent_id: string;
+            /** Format: date-time */
+            at: string;
+            hostname: string;
+        };
         /** Lineage */
         Lineage: {
             ancestors: components["schemas"]["LineageEntry"][];
@@ -1793,6 +1952,206 @@ export interface operations {
             };
         };
     };
+    ApiAgentsCredentialsListCredentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentCredentials"][];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinJoin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JoinRequest"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentJoinSettings"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinTokensListTokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinToken"][];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinTokensCreateToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JoinTokenCreate"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinTokenCreated"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinTokensTokenIdRevokeToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinToken"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     ApiAgentsAgentIdDetail: {
         parameters: {
             query?: never;
@@ -1812,6 +2171,44 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["AgentOut"];
                 };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsAgentIdCredentialsRevokeCredentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
             503: {
