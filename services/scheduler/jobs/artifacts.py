@@ -17,6 +17,9 @@ from pathlib import Path
 
 from zipstream import ZipStream
 
+from services.common import ranges
+from services.common.errors import ApiError
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
@@ -75,6 +78,25 @@ def open_own_file(folder: Path, parts: tuple[str, ...]) -> int | None:
         os.close(file_fd)
         return None
     return file_fd
+
+
+def relative_parts(path: str) -> tuple[str, ...]:
+    """The components of a file's path inside an output folder, as a client names it; 400 for one that would
+    leave the folder or name none."""
+    parts = tuple(p for p in path.split("/") if p)
+    if not parts or any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
+        raise ApiError(
+            400,
+            "invalid_path",
+            "name a file inside the job's output folder: no '.' or '..' segments, no backslash",
+            "path",
+        )
+    return parts
+
+
+def stat_own_file(folder: Path, parts: tuple[str, ...]) -> os.stat_result | None:
+    """What open_own_file would open (a regular file reached without a link), or None."""
+    return ranges.stat_opened(lambda: open_own_file(folder, parts))
 
 
 def _chunks(folder: Path, parts: tuple[str, ...]) -> Iterator[bytes]:

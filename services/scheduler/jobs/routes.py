@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,12 +11,13 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from asyncpg import Pool
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.common import ranges
 from services.common.contracts import JobKind, JobState
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
@@ -97,33 +98,21 @@ def cursor_after(value: str | None) -> tuple[datetime, str] | None:
         raise ApiError(422, "invalid_field", "cursor is not one this API returned", "cursor") from exc
 
 
-LOG_CHUNK = 256 * 1024
-
-
-def log_download(path: Path, name: str) -> Stream:
-    """A log file as it is now: a running job keeps appending, so only the bytes there at the start are sent
-    (a plain file response would announce one length and then send more)."""
-    if not path.is_file():
+def log_download(path: Path, name: str, headers: Mapping[str, str]) -> Stream:
+    """A log file as it is now, whole or the range asked (services/common/ranges.py): a running job keeps
+    appending, so only the bytes there at the start are sent, and its ETag changes as it grows (a resumed download
+    of a log that grew starts over)."""
+    opener = ranges.path_opener(path)
+    st = ranges.stat_opened(opener)
+    if st is None:
         raise ApiError(404, "no_log", "nothing has been logged yet")
-    size = path.stat().st_size
-
-    async def chunks():
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
-            left = size
-            while left > 0:
-                data = await asyncio.to_thread(handle.read, min(LOG_CHUNK, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
-        finally:
-            handle.close()
-
-    return Stream(
-        chunks(),
+    return ranges.ranged(
+        headers,
+        st.st_size,
+        ranges.file_etag(st),
+        ranges.fd_reader(opener, st),
         media_type="text/plain; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{name}.log"', "content-length": str(size)},
+        extra=ranges.attachment(f"{name}.log"),
     )
 
 
@@ -135,6 +124,12 @@ def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     last = rows[limit - 1]
     at, key = (last["created_at"], last["id"]) if isinstance(last, asyncpg.Record) else (last.created_at, last.id)
     return f"{at.isoformat()}|{key}"
+
+
+FILE_HELP = f"""`path` is a file's path inside the job's output folder, as the zip names it after the job's id
+(`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere.
+
+{ranges.RESUMABLE}"""
 
 
 class JobController(Controller):
@@ -269,10 +264,36 @@ class JobController(Controller):
             headers={"content-disposition": f'attachment; filename="{job_id}.zip"'},
         )
 
-    @get("/{job_id:str}/log", summary="The job's full log as text (so far, for a job still running)")
+    @get("/{job_id:str}/artifacts/{path:path}", summary="One file of the job's outputs", description=FILE_HELP)
+    async def artifact_file(self, request: Request, pool: Pool, principal: Principal, job_id: str, path: str) -> Stream:
+        async with pool.acquire() as conn:
+            job = await owned_job(conn, principal, job_id)
+        where = job.output_dir or job.config.get("output_dir")
+        parts = artifacts.relative_parts(path)
+        found = await asyncio.to_thread(artifacts.stat_own_file, Path(where), parts) if where else None
+        if found is None:
+            raise ApiError(404, "no_such_artifact", f"the job's outputs hold no file {'/'.join(parts)}")
+        return ranges.ranged(
+            request.headers,
+            found.st_size,
+            ranges.file_etag(found),
+            ranges.fd_reader(lambda: artifacts.open_own_file(Path(where), parts), found),
+            extra=ranges.attachment(parts[-1]),
+        )
+
+    @get(
+        "/{job_id:str}/log",
+        summary="The job's full log as text (so far, for a job still running)",
+        description=ranges.RESUMABLE,
+    )
     async def log_file(
-        self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
+        self,
+        request: Request,
+        pool: Pool,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
     ) -> Stream:
         async with pool.acquire() as conn:
             await owned_job(conn, principal, job_id)
-        return log_download(settings.storage.logs / f"{job_id}.log", job_id)
+        return log_download(settings.storage.logs / f"{job_id}.log", job_id, request.headers)
