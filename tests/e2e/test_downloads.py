@@ -89,7 +89,10 @@ async def test_a_log_and_an_output_file_resume_after_a_cut(gw, stack, settings, 
     log_text = b"".join(b"step %d loss 0.%d\n" % (i, i) for i in range(200_000))
     (settings.storage.logs / f"{job_id}.log").write_bytes(log_text)
 
-    log_url, file_url = f"/api/jobs/{job_id}/log", f"/api/jobs/{job_id}/artifacts/checkpoint-6/adapter_model.safetensors"
+    log_url, file_url = (
+        f"/api/jobs/{job_id}/log",
+        f"/api/jobs/{job_id}/artifacts/checkpoint-6/adapter_model.safetensors",
+    )
     joined, _ = await cut_then_resumed(gw, log_url, owner, cut_at=1_000_003)
     assert sha(joined) == sha(log_text)
     joined, resumed = await cut_then_resumed(gw, file_url, owner, cut_at=SIZE // 2 + 1)
