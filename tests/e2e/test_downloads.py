@@ -1,13 +1,15 @@
-"""Downloads through the gateway resume (services/common/ranges.py): a log, a dataset's file and one file of a job's
-outputs, cut after some bytes, are finished with a Range request and the joined bytes are the file; a range past the
+"""Downloads through the gateway resume (services/common/ranges.py): a log, a dataset's file, one file of a job's
+outputs and the zip of them all, cut after some bytes, are finished with a Range request and the joined bytes are the file; a range past the
 end is 416, a stale If-Range gets the whole file, another user gets 404 and a path out of the job's folder is
 refused."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 
 import httpx
 import pytest
@@ -100,6 +102,13 @@ async def test_a_log_and_an_output_file_resume_after_a_cut(gw, stack, settings, 
     assert resumed.headers["content-type"] == "application/octet-stream"
     assert 'filename="adapter_model.safetensors"' in resumed.headers["content-disposition"]
 
+    zip_url = f"/api/jobs/{job_id}/artifacts"
+    whole_zip = (await gw.get(zip_url, headers=owner)).content
+    joined, _ = await cut_then_resumed(gw, zip_url, owner, cut_at=len(whole_zip) // 2 + 3)
+    assert sha(joined) == sha(whole_zip)
+    archive = zipfile.ZipFile(io.BytesIO(joined))
+    assert archive.read(f"{job_id}/checkpoint-6/adapter_model.safetensors") == weights and archive.testzip() is None
+
     tail = await gw.get(file_url, headers={**owner, "Range": "bytes=-100"})
     assert tail.status_code == 206 and tail.content == weights[-100:]
     past = await gw.get(file_url, headers={**owner, "Range": f"bytes={SIZE}-"})
@@ -111,7 +120,7 @@ async def test_a_log_and_an_output_file_resume_after_a_cut(gw, stack, settings, 
     stale = await gw.get(file_url, headers={**owner, "Range": "bytes=100-", "If-Range": etag})
     assert stale.status_code == 200 and stale.content == weights[::-1] and stale.headers["etag"] != etag
 
-    for url in (log_url, file_url):
+    for url in (log_url, file_url, zip_url):
         assert (await gw.get(url, headers=other)).status_code == 404
         assert (await gw.get(url, headers={**other, "Range": "bytes=0-"})).status_code == 404
     link = await gw.get(f"/api/jobs/{job_id}/artifacts/passwd", headers=owner)

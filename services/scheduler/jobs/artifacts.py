@@ -1,28 +1,20 @@
-"""A job's output folder as a zip that holds only what the job wrote there: never what a link points to.
+"""A job's output folder, holding only what the job wrote there: never what a link points to (archive.py zips it).
 
 A job writes its output folder as it likes (the engine runs the user's config), so a link in it may name /etc/passwd,
 the platform's secrets or another job's folder. The walk keeps regular files and folders only, never following a
 link; each file is opened again when it is streamed, one path component at a time relative to its folder's
-descriptor with O_NOFOLLOW, so a file or folder swapped for a link between the walk and the read is skipped, not
-followed.
+descriptor with O_NOFOLLOW, so a file or folder swapped for a link between the walk and the read is not followed.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
-
-from zipstream import ZipStream
 
 from services.common import ranges
 from services.common.errors import ApiError
 
-log = logging.getLogger(__name__)
-
-CHUNK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO the job left there must not hang the stream (it is then refused as not a file).
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -97,21 +89,3 @@ def relative_parts(path: str) -> tuple[str, ...]:
 def stat_own_file(folder: Path, parts: tuple[str, ...]) -> os.stat_result | None:
     """What open_own_file would open (a regular file reached without a link), or None."""
     return ranges.stat_opened(lambda: open_own_file(folder, parts))
-
-
-def _chunks(folder: Path, parts: tuple[str, ...]) -> Iterator[bytes]:
-    fd = open_own_file(folder, parts)
-    if fd is None:
-        log.warning("artifacts of %s: %s is no longer a file of the folder, left empty", folder, "/".join(parts))
-        return
-    with os.fdopen(fd, "rb") as file:
-        while chunk := file.read(CHUNK):
-            yield chunk
-
-
-def artifacts_zip(folder: Path, arcname: str, files: list[tuple[str, ...]]) -> ZipStream:
-    """The zip of `files` (own_files) of `folder` under `arcname/` (unsized: a running job's files may still grow)."""
-    archive = ZipStream(sized=False)
-    for parts in files:
-        archive.add(_chunks(folder, parts), "/".join((arcname, *parts)))
-    return archive

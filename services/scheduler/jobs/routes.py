@@ -25,7 +25,7 @@ from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import artifacts, queue, recovery, service, store
+from . import archive, artifacts, queue, recovery, service, store
 from .schemas import (
     JobDetail,
     JobEventOut,
@@ -125,6 +125,12 @@ def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     at, key = (last["created_at"], last["id"]) if isinstance(last, asyncpg.Record) else (last.created_at, last.id)
     return f"{at.isoformat()}|{key}"
 
+
+ZIP_HELP = f"""Every file the job wrote in its output folder (links left out), under `<job id>/`, stored uncompressed
+with fixed timestamps: the same folder always gives the same bytes, so the zip has a length and an ETag up front.
+A file still being written is included as it was when the download started.
+
+{ranges.RESUMABLE}"""
 
 FILE_HELP = f"""`path` is a file's path inside the job's output folder, as the zip names it after the job's id
 (`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere.
@@ -248,20 +254,27 @@ class JobController(Controller):
         await recovery.retry(pool, js, nc, settings, principal, job_id, resume=True)
         return await load_detail(pool, settings, principal, job_id)
 
-    @get("/{job_id:str}/artifacts", summary="The job's output folder as a zip, streamed")
-    async def artifacts(self, pool: Pool, principal: Principal, job_id: str) -> Response:
+    @get(
+        "/{job_id:str}/artifacts",
+        summary="The job's output folder as a zip, streamed",
+        description=ZIP_HELP,
+    )
+    async def artifacts(self, request: Request, pool: Pool, principal: Principal, job_id: str) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
         where = job.output_dir or job.config.get("output_dir")
         folder = Path(where) if where else None
         files = await asyncio.to_thread(artifacts.own_files, folder) if folder else []
-        if folder is None or not files:
+        layout = await asyncio.to_thread(archive.plan, folder, job_id, files) if folder and files else None
+        if layout is None or not layout.members:
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")
-        archive = artifacts.artifacts_zip(folder, job_id, files)
-        return Stream(
-            archive,
+        return ranges.ranged(
+            request.headers,
+            layout.size,
+            layout.etag,
+            archive.reader(layout),
             media_type="application/zip",
-            headers={"content-disposition": f'attachment; filename="{job_id}.zip"'},
+            extra=ranges.attachment(f"{job_id}.zip"),
         )
 
     @get("/{job_id:str}/artifacts/{path:path}", summary="One file of the job's outputs", description=FILE_HELP)
