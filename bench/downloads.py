@@ -8,6 +8,8 @@ finished one written straight into the database, its output a file of random byt
   gateway   the same through the gateway
   resumed   through the gateway: curl gets the first half only (-r 0-<half>), then `curl -C -` finishes the same file
             (Range: bytes=<half>-); the joined file's sha256 is checked against the source
+  zip       GET /api/jobs/{id}/artifacts through the gateway (the folder zipped, resumable: archive.py), whole, then
+            resumed the same way (checked against a whole download)
 
 The peak resident memory (RSS) of the scheduler and the gateway is sampled every 20 ms during each transfer.
 Aim: flat, under 150 MB whatever the file size.
@@ -94,7 +96,7 @@ def timed(url: str, token: str, size: int, pids: dict[str, int], *args: str) -> 
 
 
 def resumed(url: str, token: str, size: int, pids: dict[str, int], target: Path, sha256: str) -> dict:
-    """The first half, then the rest with `curl -C -`; the joined file must be the source."""
+    """The first half, then the rest with `curl -C -`; the joined file's sha256 must be `sha256`."""
     half = size // 2
     auth = ("-H", f"Authorization: Bearer {token}")
     curl(*auth, "-r", f"0-{half - 1}", "-o", str(target), url)
@@ -128,17 +130,39 @@ def run(args: argparse.Namespace, infra: Infra) -> dict:
     results["direct"] = timed(direct, token, size, pids, "-o", "/dev/null")
     results["gateway"] = timed(gateway, token, size, pids, "-o", "/dev/null")
     results["resumed"] = resumed(gateway, token, size, pids, infra.base / "resumed.bin", sha256)
-    if not results["resumed"]["sha256_equal"]:
-        raise RuntimeError("the resumed download is not the file")
+    zip_url = f"http://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}/api/jobs/{job_id}/artifacts"
+    zip_size, zip_sha256 = whole_zip(zip_url, token, infra.base / "whole.zip")
+    results["zip"] = timed(zip_url, token, zip_size, pids, "-o", "/dev/null")
+    results["zip_resumed"] = resumed(zip_url, token, zip_size, pids, infra.base / "resumed.zip", zip_sha256)
+    if not (results["resumed"]["sha256_equal"] and results["zip_resumed"]["sha256_equal"]):
+        raise RuntimeError("a resumed download is not the file")
     return results
+
+
+def whole_zip(url: str, token: str, target: Path) -> tuple[int, str]:
+    """The zip's size and sha256, downloaded once whole (the reference the resumed one is checked against)."""
+    curl("-H", f"Authorization: Bearer {token}", "-o", str(target), url)
+    digest = hashlib.sha256()
+    with target.open("rb") as f:
+        while block := f.read(MB):
+            digest.update(block)
+    size = target.stat().st_size
+    target.unlink()
+    return size, digest.hexdigest()
 
 
 def report(results: dict) -> None:
     copy = results["copy"]
     rows = [["plain file copy", copy["seconds"], copy["mb_s"], "1.00", "-", "-"]]
-    for what in ("direct", "gateway", "resumed"):
+    labels = {
+        "direct": "whole file (direct)",
+        "gateway": "whole file (gateway)",
+        "resumed": "second half, curl -C - (gateway)",
+        "zip": "artifacts zip, whole (gateway)",
+        "zip_resumed": "artifacts zip, second half, curl -C - (gateway)",
+    }
+    for what, label in labels.items():
         r = results[what]
-        label = {"resumed": "second half, curl -C - (gateway)"}.get(what, f"whole file ({what})")
         rows.append(
             [
                 label,
@@ -150,8 +174,8 @@ def report(results: dict) -> None:
             ]
         )
     print_table(
-        f"downloads, {results['file']['bytes'] / MB:,.0f} MB (sha256 of the resumed file equal: "
-        f"{results['resumed']['sha256_equal']})",
+        f"downloads, {results['file']['bytes'] / MB:,.0f} MB (sha256 of the resumed file and zip equal: "
+        f"{results['resumed']['sha256_equal']}, {results['zip_resumed']['sha256_equal']})",
         ["what", "seconds", "MB/s", "x copy time", "scheduler peak RSS MB", "gateway peak RSS MB"],
         rows,
     )
