@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from litestar.response import Stream
 
@@ -125,9 +126,12 @@ def ranged(
 
 
 def attachment(filename: str) -> dict[str, str]:
-    """The Content-Disposition of a download saved as `filename` (quotes and controls dropped)."""
-    safe = "".join(c for c in filename if c.isprintable() and c not in '"\\')
-    return {"content-disposition": f'attachment; filename="{safe}"'}
+    """The Content-Disposition of a download saved as `filename`: plain when it is safe ASCII, else RFC 5987's
+    UTF-8 form (a header carries latin-1 only, and a job may name its files anything)."""
+    quoted = quote(filename, safe="")
+    if quoted == filename:
+        return {"content-disposition": f'attachment; filename="{filename}"'}
+    return {"content-disposition": f"attachment; filename*=utf-8''{quoted}"}
 
 
 def fd_reader(opener: Callable[[], int | None], expected: os.stat_result) -> Reader:

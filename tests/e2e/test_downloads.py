@@ -1,7 +1,7 @@
 """Downloads through the gateway resume (services/common/ranges.py): a log, a dataset's file, one file of a job's
-outputs and the zip of them all, cut after some bytes, are finished with a Range request and the joined bytes are the file; a range past the
-end is 416, a stale If-Range gets the whole file, another user gets 404 and a path out of the job's folder is
-refused."""
+outputs and the zip of them all, cut after some bytes, are finished with a Range request and the joined bytes are
+the file; a range past the end is 416, a stale If-Range gets the whole file, another user gets 404 and a path out of
+the job's folder is refused."""
 
 from __future__ import annotations
 
@@ -123,6 +123,10 @@ async def test_a_log_and_an_output_file_resume_after_a_cut(gw, stack, settings, 
     for url in (log_url, file_url, zip_url):
         assert (await gw.get(url, headers=other)).status_code == 404
         assert (await gw.get(url, headers={**other, "Range": "bytes=0-"})).status_code == 404
+    (tmp_path / "out" / "模型.bin").write_bytes(b"named in Chinese")
+    named = await gw.get(f"/api/jobs/{job_id}/artifacts/%E6%A8%A1%E5%9E%8B.bin", headers=owner)
+    assert named.status_code == 200 and named.content == b"named in Chinese"
+    assert named.headers["content-disposition"] == "attachment; filename*=utf-8''%E6%A8%A1%E5%9E%8B.bin"
     link = await gw.get(f"/api/jobs/{job_id}/artifacts/passwd", headers=owner)
     assert link.status_code == 404 and b"root:" not in link.content
     for escape in ("..%2F..%2Fetc%2Fpasswd", "checkpoint-6%2F..%2F..%2Fpasswd", "%2E%2E/%2E%2E/etc/passwd"):

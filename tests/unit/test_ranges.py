@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.errors import ApiError
-from services.common.ranges import Span, Unsatisfiable, requested_span, resume_span
+from services.common.ranges import Span, Unsatisfiable, attachment, requested_span, resume_span
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +67,16 @@ def test_416_says_how_long_the_file_is():
     with pytest.raises(ApiError) as caught:
         resume_span({"range": "bytes=5000-"}, SIZE, '"e"')
     assert caught.value.status == 416 and caught.value.headers["Content-Range"] == f"bytes */{SIZE}"
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("job-1.zip", 'attachment; filename="job-1.zip"'),
+        ("模型.bin", "attachment; filename*=utf-8''%E6%A8%A1%E5%9E%8B.bin"),
+        ('a"b\r\n.log', "attachment; filename*=utf-8''a%22b%0D%0A.log"),  # no quote or line break gets through
+    ],
+)
+def test_a_download_is_named_in_a_header_that_can_carry_it(name, header):
+    value = attachment(name)["content-disposition"]
+    assert value == header and value.isascii()

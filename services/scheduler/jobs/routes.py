@@ -116,6 +116,12 @@ def log_download(path: Path, name: str, headers: Mapping[str, str]) -> Stream:
     )
 
 
+def output_folder(job: JobRow) -> Path | None:
+    """Where the job writes its outputs (None before it has one)."""
+    where = job.output_dir or job.config.get("output_dir")
+    return Path(where) if where else None
+
+
 def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     """The cursor of the next page when a query for `limit + 1` rows (typed rows, or records) got more than
     `limit`."""
@@ -262,8 +268,7 @@ class JobController(Controller):
     async def artifacts(self, request: Request, pool: Pool, principal: Principal, job_id: str) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        where = job.output_dir or job.config.get("output_dir")
-        folder = Path(where) if where else None
+        folder = output_folder(job)
         files = await asyncio.to_thread(artifacts.own_files, folder) if folder else []
         layout = await asyncio.to_thread(archive.plan, folder, job_id, files) if folder and files else None
         if layout is None or not layout.members:
@@ -281,16 +286,15 @@ class JobController(Controller):
     async def artifact_file(self, request: Request, pool: Pool, principal: Principal, job_id: str, path: str) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        where = job.output_dir or job.config.get("output_dir")
-        parts = artifacts.relative_parts(path)
-        found = await asyncio.to_thread(artifacts.stat_own_file, Path(where), parts) if where else None
-        if found is None:
+        folder, parts = output_folder(job), artifacts.relative_parts(path)
+        found = await asyncio.to_thread(artifacts.stat_own_file, folder, parts) if folder else None
+        if folder is None or found is None:
             raise ApiError(404, "no_such_artifact", f"the job's outputs hold no file {'/'.join(parts)}")
         return ranges.ranged(
             request.headers,
             found.st_size,
             ranges.file_etag(found),
-            ranges.fd_reader(lambda: artifacts.open_own_file(Path(where), parts), found),
+            ranges.fd_reader(lambda: artifacts.open_own_file(folder, parts), found),
             extra=ranges.attachment(parts[-1]),
         )
 
