@@ -162,10 +162,13 @@ async def _pull_chunks(js: JetStreamContext, bucket: str, nuid: str, size: int, 
 # --- byte ranges of an object (a resumed download served out of the store) -------------------------------------
 
 
-async def read_range(js: JetStreamContext, bucket: str, name: str, start: int, end: int) -> AsyncIterator[bytes]:
+async def read_range(
+    js: JetStreamContext, bucket: str, name: str, start: int, end: int, sha256: str | None = None
+) -> AsyncIterator[bytes]:
     """Bytes `start` to `end` (both included, as Content-Range counts them) of an object, streamed, reading only
     the chunks that hold them: ObjectMissing when there is no such object, ValueError for a range outside it,
-    ObjectCorrupt when chunks are missing or not of the object's chunk size. A part of an object cannot be checked
+    ObjectCorrupt when chunks are missing or not of the object's chunk size, or when `sha256` is given and the
+    object is no longer that one (replaced since its size was announced). A part of an object cannot be checked
     against its sha256; a whole read (fetch) is.
 
     Chunk i of an object is the i-th message on `$O.<bucket>.C.<nuid>`; its stream sequence is found by how many of
@@ -173,6 +176,8 @@ async def read_range(js: JetStreamContext, bucket: str, name: str, start: int, e
     read."""
     info, record_seq = await _record(js, bucket, name)
     size, chunks = info.size or 0, info.chunks or 0
+    if sha256 is not None and sha256_hex(info.digest) != sha256:
+        raise ObjectCorrupt(f"{bucket}/{name} was replaced: it is no longer the object asked for")
     if not 0 <= start <= end < size:
         raise ValueError(f"bytes {start}-{end} are not inside {bucket}/{name} ({size} bytes)")
     chunk = (info.options.max_chunk_size if info.options else None) or OBJ_DEFAULT_CHUNK_SIZE

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from litestar.response import Stream
+from nats.js import JetStreamContext
 
+from . import objects
 from .errors import ApiError
 
 READ_BYTES = 1024 * 1024
@@ -123,6 +125,26 @@ def ranged(
     out["content-length"] = str(span.length)
     out["content-range"] = f"bytes {span.start}-{span.end}/{size}"
     return Stream(read(span.start, span.length), status_code=206, media_type=media_type, headers=out)
+
+
+async def ranged_object(
+    headers: Mapping[str, str],
+    js: JetStreamContext,
+    bucket: str,
+    name: str,
+    media_type: str = "application/octet-stream",
+    extra: Mapping[str, str] | None = None,
+) -> Stream:
+    """`ranged` for an object of the store (`objects` mode): its sha256 is its ETag, and only the chunks that hold
+    the range asked are read (objects.read_range). objects.ObjectMissing when there is none."""
+    stored = await objects.describe(js, bucket, name)
+
+    async def read(start: int, length: int) -> AsyncIterator[bytes]:
+        if length > 0:
+            async for piece in objects.read_range(js, bucket, name, start, start + length - 1, stored.sha256):
+                yield piece
+
+    return ranged(headers, stored.size, content_etag(stored.sha256), read, media_type, extra)
 
 
 def attachment(filename: str) -> dict[str, str]:

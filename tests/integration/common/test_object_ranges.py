@@ -4,13 +4,18 @@ exactly, from the chunks that hold them only, also when two writers' chunks inte
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 
+import httpx
 import nats
 import pytest
+from litestar import Litestar, Request, get
+from litestar.response import Stream
 
-from services.common import objects
+from services.common import objects, ranges
 from services.common.contracts import Buckets
+from services.common.errors import EXCEPTION_HANDLERS, not_found
 from tests.helpers import unique
 
 pytestmark = pytest.mark.integration
@@ -81,3 +86,46 @@ async def test_a_range_outside_the_object_or_of_no_object_is_refused(nc, tmp_pat
         await read(js, name, MIB, MIB + 1)
     with pytest.raises(objects.ObjectMissing):
         await read(js, Buckets.job_object(unique("job"), "absent"), 0, 1)
+
+
+def store_app(js) -> Litestar:
+    """An owner's download route in `objects` mode: the object answered out of the store, whole or a range."""
+
+    @get("/outputs/{name:path}")
+    async def download(request: Request, name: str) -> Stream:
+        try:
+            return await ranges.ranged_object(request.headers, js, Buckets.OUTPUTS, name.lstrip("/"))
+        except objects.ObjectMissing:
+            raise not_found("file") from None
+
+    return Litestar([download], exception_handlers=EXCEPTION_HANDLERS)
+
+
+async def test_an_owner_answers_ranges_out_of_the_store(nc, tmp_path):
+    js = nc.jetstream()
+    name, body = await put(js, tmp_path, 3 * MIB + 11)
+    transport = httpx.ASGITransport(app=store_app(js))
+    async with httpx.AsyncClient(transport=transport, base_url="http://owner") as client:
+        whole = await client.get(f"/outputs/{name}")
+        assert whole.status_code == 200 and whole.content == body
+        etag = whole.headers["etag"]
+        assert etag == f'"sha256-{hashlib.sha256(body).hexdigest()}"'
+        cut = 2 * MIB - 3
+        rest = await client.get(f"/outputs/{name}", headers={"Range": f"bytes={cut}-", "If-Range": etag})
+        assert rest.status_code == 206 and whole.content[:cut] + rest.content == body
+        assert rest.headers["content-range"] == f"bytes {cut}-{len(body) - 1}/{len(body)}"
+        past = await client.get(f"/outputs/{name}", headers={"Range": f"bytes={len(body)}-"})
+        assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{len(body)}"
+        stale = await client.get(f"/outputs/{name}", headers={"Range": f"bytes={cut}-", "If-Range": '"sha256-0"'})
+        assert stale.status_code == 200 and stale.content == body
+        assert (await client.get("/outputs/job-none/absent")).status_code == 404
+
+
+async def test_a_range_of_an_object_replaced_since_it_was_announced_is_refused(nc, tmp_path):
+    js = nc.jetstream()
+    name, body = await put(js, tmp_path, MIB + 1)
+    with pytest.raises(objects.ObjectCorrupt, match="replaced"):
+        async for _ in objects.read_range(js, Buckets.OUTPUTS, name, 0, 9, sha256="0" * 64):
+            pass
+    got = [p async for p in objects.read_range(js, Buckets.OUTPUTS, name, 0, 9, hashlib.sha256(body).hexdigest())]
+    assert b"".join(got) == body[:10]
