@@ -156,3 +156,26 @@ async def test_the_zip_answers_a_range_and_a_stale_if_range(scheduler, people, p
         f"/api/jobs/{job_id}/artifacts", headers={**owner, "Range": f"bytes={cut}-", "If-Range": etag}
     )
     assert stale.status_code == 200 and f"{job_id}/more.txt" in zipfile.ZipFile(io.BytesIO(stale.content)).namelist()
+
+
+async def test_one_output_file_is_reached_without_a_link_or_a_way_out(scheduler, people, pool, tmp_path):
+    """Straight to the scheduler (the gateway already refuses encoded dot-segments): dot-segments are a 400, a link
+    anywhere on the way a 404, and only the job's own file is sent."""
+    owner_id, owner = people["fleet-owner"]
+    job_id = await job_on(pool, owner_id, tmp_path, AGENT, attempt=1, state="succeeded")
+    victim = tmp_path / "someone-elses-job"
+    victim.mkdir()
+    (victim / "secret.json").write_text('{"secret": "of another user"}')
+    plant_links(tmp_path / job_id, victim)
+    base = f"/api/jobs/{job_id}/artifacts"
+    assert (await scheduler.get(f"{base}/adapter_model.safetensors", headers=owner)).content == b"weights"
+    for escape in (
+        "%2E%2E/someone-elses-job/secret.json",
+        "checkpoint-1/%2E%2E/%2E%2E/x",
+        "%2E/adapter_model.safetensors",
+    ):
+        r = await scheduler.get(f"{base}/{escape}", headers=owner)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path", (escape, r.text)
+    for link in ("passwd", "neighbour/secret.json", "checkpoint-1/stolen.json", "pipe", "checkpoint-1"):
+        r = await scheduler.get(f"{base}/{link}", headers=owner)
+        assert r.status_code == 404 and b"root:" not in r.content and b"another user" not in r.content, link
