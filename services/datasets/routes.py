@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 from asyncpg import Pool
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.params import Parameter
 from litestar.response import Stream
-from zipstream import ZipStream
 
-from services.common import ranges
+from services.common import archive, folders, ranges
 from services.common.dependencies import Injected
 from services.common.errors import ApiError
 from services.common.security import ANYONE, Principal, authenticate, bearer_from
@@ -30,7 +29,8 @@ or a .zip / .tar / .tar.gz of them), `name`, `format` (alpaca | sharegpt | text 
 `visibility` (private; public for admins), `remark`, `columns` (JSON: role -> column) and `tags` (JSON, sharegpt).
 Send the text parts before the file to hear about a bad name before the file is sent."""
 
-DOWNLOAD_HELP = f"""A dataset of one file comes as that file; one of several as a zip (not resumable: no ranges).
+DOWNLOAD_HELP = f"""A dataset of one file comes as that file; one of several as a zip of them (stored, fixed timestamps:
+the same files always give the same bytes, so the zip resumes too).
 
 {ranges.RESUMABLE}"""
 
@@ -43,6 +43,22 @@ async def ranged_file(headers: Mapping[str, str], path: Path, filename: str) -> 
         raise ApiError(409, "dataset_unreadable", "the dataset's file is missing from the data folder: tell an admin")
     return ranges.ranged(
         headers, st.st_size, ranges.file_etag(st), ranges.fd_reader(opener, st), extra=ranges.attachment(filename)
+    )
+
+
+async def ranged_folder(headers: Mapping[str, str], path: Path, filename: str) -> Stream:
+    """A dataset of several files as a zip (archive.py: its length and ETag known up front), whole or a range."""
+    files = await asyncio.to_thread(folders.own_files, path)
+    layout = await asyncio.to_thread(archive.plan, path, filename.removesuffix(".zip"), files)
+    if not layout.members:
+        raise ApiError(409, "dataset_unreadable", "the dataset's files are missing from the data folder: tell an admin")
+    return ranges.ranged(
+        headers,
+        layout.size,
+        layout.etag,
+        archive.reader(layout),
+        media_type="application/zip",
+        extra=ranges.attachment(filename),
     )
 
 
@@ -109,15 +125,10 @@ class DatasetController(Controller):
     )
     async def download(
         self, request: Request, datasets: Injected[Context], principal: Principal, dataset_id: str
-    ) -> Response:
+    ) -> Stream:
         path, filename = await service.download_path(datasets, principal, dataset_id)
         if path.is_dir():
-            archive = ZipStream.from_path(str(path), arcname=filename.removesuffix(".zip"))
-            return Stream(
-                archive,
-                media_type="application/zip",
-                headers={"content-disposition": f'attachment; filename="{filename}"', "accept-ranges": "none"},
-            )
+            return await ranged_folder(request.headers, path, filename)
         return await ranged_file(request.headers, path, filename)
 
     @post("/upload", status_code=201, request_max_body_size=None, summary="Upload a dataset", description=UPLOAD_HELP)

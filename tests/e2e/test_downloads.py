@@ -76,6 +76,11 @@ async def finished_job(settings, owner_id: str, output_dir) -> str:
     return job_id
 
 
+def jsonl_rows(count: int, prompt: str) -> bytes:
+    rows = ({"instruction": f"{prompt} {i} " + "x" * 200, "output": f"{i}"} for i in range(count))
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -137,8 +142,7 @@ async def test_a_log_and_an_output_file_resume_after_a_cut(gw, stack, settings, 
 async def test_a_dataset_file_resumes_after_a_cut(gw, stack):
     owner = await login(gw, stack.invite_code, unique("dataset-resumer"))
     other = await login(gw, stack.invite_code, unique("dataset-stranger"))
-    rows = [{"instruction": f"say {i} " + "x" * 200, "output": f"{i}"} for i in range(5000)]
-    content = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    content = jsonl_rows(5000, "say")
     r = await gw.post(
         "/api/datasets/upload",
         headers=owner,
@@ -155,3 +159,27 @@ async def test_a_dataset_file_resumes_after_a_cut(gw, stack):
     several = await gw.get(url, headers={**owner, "Range": "bytes=0-9,20-29"})
     assert several.status_code == 200 and several.content == content  # several ranges: the whole file
     assert (await gw.get(url, headers={**other, "Range": "bytes=0-"})).status_code == 404
+
+
+async def test_a_dataset_of_several_files_comes_as_a_zip_that_resumes(gw, stack):
+    owner = await login(gw, stack.invite_code, unique("shards-resumer"))
+    shards = {f"part{i}.jsonl": jsonl_rows(2000, f"shard {i}") for i in range(3)}
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in shards.items():
+            archive.writestr(name, content)
+    r = await gw.post(
+        "/api/datasets/upload",
+        headers=owner,
+        data={"name": unique("sharded"), "format": "alpaca"},
+        files={"file": ("shards.zip", packed.getvalue(), "application/octet-stream")},
+    )
+    assert r.status_code == 201, r.text
+    url = f"/api/datasets/{r.json()['id']}/download"
+    whole = await gw.get(url, headers=owner)
+    assert whole.status_code == 200 and whole.headers["content-type"] == "application/zip"
+    joined, _ = await cut_then_resumed(gw, url, owner, cut_at=len(whole.content) // 2)
+    assert sha(joined) == sha(whole.content)
+    got = zipfile.ZipFile(io.BytesIO(joined))
+    assert got.testzip() is None
+    assert sorted(got.read(n) for n in got.namelist()) == sorted(shards.values())

@@ -17,7 +17,7 @@ from litestar.response import Stream
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.common import ranges
+from services.common import archive, folders, ranges
 from services.common.contracts import JobKind, JobState
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
@@ -25,7 +25,7 @@ from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import archive, artifacts, queue, recovery, service, store
+from . import queue, recovery, service, store
 from .schemas import (
     JobDetail,
     JobEventOut,
@@ -269,7 +269,7 @@ class JobController(Controller):
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
         folder = output_folder(job)
-        files = await asyncio.to_thread(artifacts.own_files, folder) if folder else []
+        files = await asyncio.to_thread(folders.own_files, folder) if folder else []
         layout = await asyncio.to_thread(archive.plan, folder, job_id, files) if folder and files else None
         if layout is None or not layout.members:
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")
@@ -286,15 +286,15 @@ class JobController(Controller):
     async def artifact_file(self, request: Request, pool: Pool, principal: Principal, job_id: str, path: str) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        folder, parts = output_folder(job), artifacts.relative_parts(path)
-        found = await asyncio.to_thread(artifacts.stat_own_file, folder, parts) if folder else None
+        folder, parts = output_folder(job), folders.relative_parts(path)
+        found = await asyncio.to_thread(folders.stat_own_file, folder, parts) if folder else None
         if folder is None or found is None:
             raise ApiError(404, "no_such_artifact", f"the job's outputs hold no file {'/'.join(parts)}")
         return ranges.ranged(
             request.headers,
             found.st_size,
             ranges.file_etag(found),
-            ranges.fd_reader(lambda: artifacts.open_own_file(folder, parts), found),
+            ranges.fd_reader(lambda: folders.open_own_file(folder, parts), found),
             extra=ranges.attachment(parts[-1]),
         )
 

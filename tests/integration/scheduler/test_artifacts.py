@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from services.scheduler.jobs import archive, artifacts
+from services.common import archive, folders
 
 from .helpers import job_on
 
@@ -88,7 +88,7 @@ async def test_a_file_swapped_for_a_link_after_the_listing_is_not_followed(tmp_p
     (folder / "sub").mkdir(parents=True)
     (folder / "sub" / "log.txt").write_text("mine")
     (folder / "model.bin").write_text("mine too")
-    files = artifacts.own_files(folder)
+    files = folders.own_files(folder)
     assert files == [("model.bin",), ("sub", "log.txt")]
     layout = archive.plan(folder, "job", files)
     (folder / "model.bin").unlink()
@@ -102,7 +102,7 @@ async def test_a_file_swapped_for_a_link_after_the_listing_is_not_followed(tmp_p
     assert b"root:" not in b"".join(got)
     with pytest.raises(archive.ArchiveChanged):
         await zipped(layout, layout.central_at)  # the central directory needs every CRC: the link is not read either
-    assert archive.plan(folder, "job", artifacts.own_files(folder)).etag != layout.etag
+    assert archive.plan(folder, "job", folders.own_files(folder)).etag != layout.etag
 
 
 def output_folder(tmp_path):
@@ -117,10 +117,10 @@ def output_folder(tmp_path):
 
 async def test_the_zip_is_known_before_it_is_read_and_any_cut_resumes(tmp_path):
     folder = output_folder(tmp_path)
-    layout = archive.plan(folder, "job-1", artifacts.own_files(folder))
+    layout = archive.plan(folder, "job-1", folders.own_files(folder))
     body = await zipped(layout)
     assert len(body) == layout.size
-    assert archive.plan(folder, "job-1", artifacts.own_files(folder)) == layout, "the same folder, the same zip"
+    assert archive.plan(folder, "job-1", folders.own_files(folder)) == layout, "the same folder, the same zip"
     zipped_files = zipfile.ZipFile(io.BytesIO(body))
     assert zipped_files.testzip() is None  # every CRC right
     for path in (p for p in folder.rglob("*") if p.is_file()):

@@ -415,7 +415,8 @@ export interface paths {
         };
         /**
          * The dataset's file (a zip when it has several), streamed
-         * @description A dataset of one file comes as that file; one of several as a zip (not resumable: no ranges).
+         * @description A dataset of one file comes as that file; one of several as a zip of them (stored, fixed timestamps:
+         *     the same files always give the same bytes, so the zip resumes too).
          *
          *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
          *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
@@ -2956,7 +2957,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description Stream Response */
             200: {
                 headers: {
                     [name: string]: unknown;

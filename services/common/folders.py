@@ -1,4 +1,5 @@
-"""A job's output folder, holding only what the job wrote there: never what a link points to (archive.py zips it).
+"""A folder's own files, never what a link in it points to: a job's outputs (served by the scheduler, zipped by
+archive.py) and a dataset's folder.
 
 A job writes its output folder as it likes (the engine runs the user's config), so a link in it may name /etc/passwd,
 the platform's secrets or another job's folder. The walk keeps regular files and folders only, never following a
@@ -12,8 +13,8 @@ import os
 import stat
 from pathlib import Path
 
-from services.common import ranges
-from services.common.errors import ApiError
+from . import ranges
+from .errors import ApiError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO the job left there must not hang the stream (it is then refused as not a file).
@@ -73,14 +74,14 @@ def open_own_file(folder: Path, parts: tuple[str, ...]) -> int | None:
 
 
 def relative_parts(path: str) -> tuple[str, ...]:
-    """The components of a file's path inside an output folder, as a client names it; 400 for one that would
-    leave the folder or name none."""
+    """The components of a file's path inside a folder, as a client names it; 400 for one that would leave the
+    folder or name none."""
     parts = tuple(p for p in path.split("/") if p)
     if not parts or any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
         raise ApiError(
             400,
             "invalid_path",
-            "name a file inside the job's output folder: no '.' or '..' segments, no backslash",
+            "name a file inside the folder: no '.' or '..' segments, no backslash",
             "path",
         )
     return parts

@@ -1,4 +1,5 @@
-"""A job's outputs as a zip whose every byte is known before it is read, so that a broken download resumes.
+"""A folder (a job's outputs, a dataset of several files) as a zip whose every byte is known before it is read, so
+that a broken download resumes.
 
 The layout is fixed by the files' names and sizes alone: every file stored (no compression), zip64 records
 throughout, one timestamp (1980-01-01 00:00), each file's CRC-32 in a data descriptor after its bytes and in the
@@ -8,7 +9,7 @@ computed while a file streams and kept (CrcCache), so a resumed download of the 
 the files it did not stream before (and only when another process served the first part).
 
 The ETag covers every file's name, identity, size and modification time: a resumed download of a folder that changed
-since starts over (If-Range). Files are opened as artifacts.open_own_file does (no link followed); one that is gone,
+since starts over (If-Range). Files are opened as folders.open_own_file does (no link followed); one that is gone,
 swapped or shorter than listed ends the answer early, which the client sees as a broken download.
 """
 
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artifacts
+from . import folders
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,12 @@ class Layout:
 
 
 def plan(folder: Path, arcname: str, files: list[tuple[str, ...]]) -> Layout:
-    """The layout of the zip of `files` (artifacts.own_files) of `folder` under `arcname/`; files gone since the
+    """The layout of the zip of `files` (folders.own_files) of `folder` under `arcname/`; files gone since the
     listing are left out. Blocking (it stats each file): call it in a thread."""
     members: list[Member] = []
     at = 0
     for parts in files:
-        st = artifacts.stat_own_file(folder, parts)
+        st = folders.stat_own_file(folder, parts)
         if st is None:
             continue
         member = Member(parts, "/".join((arcname, *parts)).encode(), st, at)
@@ -200,7 +201,7 @@ class _Reader:
 
     async def _data(self, m: Member, first: int, last: int) -> AsyncIterator[bytes]:
         """Bytes [first, last) of a member's file; its CRC is kept when they are all of it."""
-        fd = await asyncio.to_thread(artifacts.open_own_file, self.layout.folder, m.parts)
+        fd = await asyncio.to_thread(folders.open_own_file, self.layout.folder, m.parts)
         if fd is None:
             raise ArchiveChanged(f"{'/'.join(m.parts)} is no longer a file of the folder")
         try:
@@ -253,7 +254,7 @@ def reader(layout: Layout, crcs: CrcCache = CRCS):
             async for piece in _Reader(layout, crcs).read(start, length):
                 yield piece
         except ArchiveChanged as exc:
-            log.warning("artifacts of %s: %s; the download ends early", layout.folder, exc)
+            log.warning("zip of %s: %s; the download ends early", layout.folder, exc)
             raise
 
     return read
