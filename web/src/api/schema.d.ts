@@ -499,7 +499,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The dataset's file (a zip when it has several), streamed */
+        /**
+         * The dataset's file (a zip when it has several), streamed
+         * @description A dataset of one file comes as that file; one of several as a zip of them (stored, fixed timestamps:
+         *     the same files always give the same bytes, so the zip resumes too).
+         *
+         *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiDatasetsDatasetIdDownloadDownload"];
         put?: never;
         post?: never;
@@ -585,7 +594,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The deployment's inference log as text (so far) */
+        /**
+         * The deployment's inference log as text (so far)
+         * @description Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiDeploymentsDeploymentIdLogLogFile"];
         put?: never;
         post?: never;
@@ -723,8 +738,44 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The job's output folder as a zip, streamed */
+        /**
+         * The job's output folder as a zip, streamed
+         * @description Every file the job wrote in its output folder (links left out), under `<job id>/`, stored uncompressed
+         *     with fixed timestamps: the same folder always gives the same bytes, so the zip has a length and an ETag up front.
+         *     A file still being written is included as it was when the download started.
+         *
+         *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiJobsJobIdArtifactsArtifacts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/artifacts/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One file of the job's outputs
+         * @description `path` is a file's path inside the job's output folder, as the zip names it after the job's id
+         *     (`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere.
+         *
+         *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
+        get: operations["ApiJobsJobIdArtifactsPathArtifactFile"];
         put?: never;
         post?: never;
         delete?: never;
@@ -774,7 +825,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The job's full log as text (so far, for a job still running) */
+        /**
+         * The job's full log as text (so far, for a job still running)
+         * @description Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiJobsJobIdLogLogFile"];
         put?: never;
         post?: never;
@@ -3297,7 +3354,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description Stream Response */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3973,7 +4030,48 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description Stream Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiJobsJobIdArtifactsPathArtifactFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream Response */
             200: {
                 headers: {
                     [name: string]: unknown;
