@@ -18,6 +18,7 @@ from services.common import contracts
 from services.common.consumers import Ack, Consumer, Delivery, Outcome, run_consumer
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
+from services.common.storage import JobStorage, SharedStorage, StorageError
 from services.common.text import storable
 
 from . import progress, reattach, results
@@ -89,6 +90,7 @@ class Runner:
         engine_env: dict[str, str],
         cpu_threads: int = 1,
         state_dir: Path | None = None,
+        files: JobStorage | None = None,
     ):
         self.nc, self.js = nc, js
         self.agent_id = agent_id
@@ -96,6 +98,7 @@ class Runner:
         self.storage = storage
         self.engine_env = engine_env
         self.cpu_threads = cpu_threads
+        self.files = files or SharedStorage()  # where the jobs' files are: the storage mode (common/storage.py)
         self.publish = JobEvents(js, agent_id)
         # The runtime's one capability that changes what the runner does, checked here once.
         self.reattachable = runtime if isinstance(runtime, Reattachable) else None
@@ -159,6 +162,7 @@ class Runner:
     async def on_dispatch(self, order: contracts.JobDispatched, delivery: Delivery) -> Outcome:
         """Start a dispatched job (the order is acked once it started); a redelivery of one already running is
         only acked."""
+        order = self.files.localize(order)  # objects mode: its paths under this agent's base, saved so
         running = self.jobs.get(order.job_id)
         if running is not None and running.saved.order.attempt < order.attempt:
             await self._supersede(running, order.attempt)
@@ -268,6 +272,15 @@ class Runner:
             )
         else:
             shipper.add("system", resume.note)
+        if resume is None and self.files.mode != "shared":
+            # The inputs may take a while to arrive: the job is started (its dispatch acked) while they do.
+            await self._announce(order, job)
+            try:
+                await self.files.prepare(order, lambda text: shipper.add("system", text))
+            except StorageError as exc:
+                return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+            if job.cancelled:
+                return ExitInfo(exit_code=-1)
         stopped = asyncio.Event()
         follower = asyncio.create_task(
             progress.follow(
@@ -280,6 +293,7 @@ class Runner:
                 attempt=order.attempt,
             )
         )
+        checkpoints = asyncio.create_task(self.files.follow(order, lambda text: shipper.add("system", text), stopped))
         try:
             exit_info = ExitInfo(exit_code=0)
             first = resume.stage if resume else 0
@@ -297,6 +311,7 @@ class Runner:
         finally:
             stopped.set()
             await follower
+            await checkpoints
 
     async def _run_stage(
         self, order, index: int, job: RunningJob, shipper: LogShipper, found: EngineRun | None = None
@@ -323,19 +338,7 @@ class Runner:
             except RuntimeStartError as exc:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
         job.engine = engine
-        if not job.saved.cursor.started:
-            await self.publish(
-                contracts.JobStarted(
-                    job_id=order.job_id,
-                    agent_id=self.agent_id,
-                    runtime=self.runtime.name,
-                    attempt=order.attempt,
-                    at=datetime.now(UTC),
-                ),
-                must_arrive=True,
-            )
-            job.saved.mark_started()
-        job.started.set()
+        await self._announce(order, job)
         if job.cancelled:  # a cancel that arrived while the engine was starting
             await engine.stop(5)
         server = job.server
@@ -352,6 +355,22 @@ class Runner:
                 await asyncio.gather(serving, return_exceptions=True)
                 await server.close()
 
+    async def _announce(self, order: contracts.JobDispatched, job: RunningJob) -> None:
+        """Tell the scheduler the job started (once per attempt), and let its dispatch be acked."""
+        if not job.saved.cursor.started:
+            await self.publish(
+                contracts.JobStarted(
+                    job_id=order.job_id,
+                    agent_id=self.agent_id,
+                    runtime=self.runtime.name,
+                    attempt=order.attempt,
+                    at=datetime.now(UTC),
+                ),
+                must_arrive=True,
+            )
+            job.saved.mark_started()
+        job.started.set()
+
     async def _leave_running(self, job: RunningJob, shipper: LogShipper) -> None:
         """The agent stops: ship what was read, save where the next agent goes on, leave the engine be."""
         if isinstance(job.engine, Detachable):
@@ -367,13 +386,20 @@ class Runner:
         if job.superseded:  # the scheduler drops events of an attempt it replaced
             shipper.add("system", f"attempt {order.attempt} stopped: the job was dispatched here again")
             await shipper.close()
+            await self.files.release(order)
             job.saved.forget()
             self.jobs.pop(order.job_id, None)
             return
+        exit_info = await self._publish_outputs(order, exit_info, shipper)
         state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
         tail = tuple(storable(line) for line in shipper.tail)  # the scheduler stores them: no NUL
         await shipper.close()
+        try:
+            await self.files.publish_log(order, self.storage.logs / f"{order.job_id}.log")
+        except StorageError as exc:
+            log.warning("job %s: its log was not uploaded: %s", order.job_id, exc.message)
+        await self.files.release(order)
         event = contracts.JobFinished(
             job_id=order.job_id,
             agent_id=self.agent_id,
@@ -389,6 +415,17 @@ class Runner:
         await self.publish(event, must_arrive=True)
         job.saved.forget()
         self.jobs.pop(order.job_id, None)
+
+    async def _publish_outputs(self, order, exit_info: ExitInfo, shipper: LogShipper) -> ExitInfo:
+        """Hand the job's outputs to the storage (objects mode: into the store); a run that succeeded but whose
+        outputs could not be handed over failed (upload_failed)."""
+        try:
+            await self.files.publish(order, lambda text: shipper.add("system", text))
+        except StorageError as exc:
+            shipper.add("system", exc.message)
+            if exit_info.exit_code == 0 and not exit_info.error:
+                return ExitInfo(exit_code=exit_info.exit_code, error=exc.message, error_reason=exc.reason)
+        return exit_info
 
     async def _cleanup_forever(self) -> None:
         while True:
