@@ -49,6 +49,7 @@ class NatsServer:
     port: int
     monitor_port: int
     store_dir: Path
+    host: str = "127.0.0.1"  # the address clients reach it at (agents on other hosts: one they can route to)
     service_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     agents: dict[str, str] = field(default_factory=dict)  # agent id -> password
     process: subprocess.Popen | None = None
@@ -56,12 +57,12 @@ class NatsServer:
     @property
     def address(self) -> str:
         """The URL without credentials, for clients that bring their own (agents)."""
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
         """The URL with the services' credentials in it: what services, tests and benchmarks connect with."""
-        return f"nats://{nats_auth.SERVICE_USER}:{self.service_password}@127.0.0.1:{self.port}"
+        return f"nats://{nats_auth.SERVICE_USER}:{self.service_password}@{self.host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -80,7 +81,7 @@ class NatsServer:
         return self.agent_env(agent_id)
 
     def _varz(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/varz", timeout=2) as response:
+        with urllib.request.urlopen(f"http://{self.host}:{self.monitor_port}/varz", timeout=2) as response:
             return json.load(response)
 
     def agent_env(self, agent_id: str) -> dict[str, str]:
@@ -106,7 +107,7 @@ class NatsServer:
                 "-sd",
                 str(self.store_dir),
                 "-a",
-                "127.0.0.1",
+                self.host,
                 "-p",
                 str(self.port),
                 "-m",
@@ -123,7 +124,7 @@ class NatsServer:
         if self.process and self.process.poll() is not None:
             raise RuntimeError(f"nats-server exited with {self.process.returncode}")
         try:
-            url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+            url = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
             with urllib.request.urlopen(url, timeout=0.5) as response:
                 return response.status == 200
         except OSError:
