@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from pathlib import Path
 
 from nats.js import JetStreamContext
@@ -14,6 +16,21 @@ from services.common.storage import Note, StorageMode
 
 from . import uploads
 from .cache import Cache
+from .jobfiles import INFO_FILE
+
+
+def merge_info(path: Path, text: str) -> None:
+    """Add a job's dataset_info.json entries to the agent's (an entry's key names one stored dataset: a key already
+    there is the same dataset), replaced in one step."""
+    entries = json.loads(text)
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        held = {}
+    merged = {**(held if isinstance(held, dict) else {}), **entries}
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(merged, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(partial, path)
 
 
 class ObjectsStorage:
@@ -31,7 +48,10 @@ class ObjectsStorage:
         for item in order.files:
             path = storage.relative_path(self.base, item.path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(item.text, encoding="utf-8")
+            if path.name == INFO_FILE:  # jobs side by side share the data folder: their entries join
+                merge_info(path, item.text)
+            else:
+                path.write_text(item.text, encoding="utf-8")
         if order.inputs:
             await self.cache.bring(order.job_id, order.inputs, self.base, note)
 

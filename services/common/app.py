@@ -167,6 +167,8 @@ async def _open_context(stack: AsyncExitStack, app: Litestar, spec: ServiceSpec)
     )
     if spec.manages_streams:
         await ensure_streams(context.js)
+        if settings.storage_mode == "objects":
+            await objects.ensure_buckets(context.js)
     if spec.uses_store:
         await _follow_revocations(context)
     return context

@@ -16,7 +16,7 @@ database and the web client keep the old ones.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import msgspec
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -595,6 +595,7 @@ class ModelForUse(msgspec.Struct, frozen=True, kw_only=True, tag="model_for_use"
     hub: str | None = None  # huggingface | modelscope; None: a local copy
     adapter_path: str | None = None  # a LoRA adapter's folder, loaded on `model_path`
     parameter_count: int | None = None  # the base's, for an adapter
+    inputs: list[JobInput] = msgspec.field(default_factory=list)  # `objects` mode: its files (and its base's), stored
 
 
 class DatasetsAsked(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_asked"):
@@ -615,6 +616,10 @@ class DatasetsForJob(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_fo
     keys: list[str]
     eval_stage: str | None = None
     files: list[str] = msgspec.field(default_factory=list)
+    # `objects` storage mode: the datasets' files, stored, and their dataset_info.json entries by key (the job's own
+    # dataset_info.json is made of them on the agent, which has no data folder of the control plane's).
+    inputs: list[JobInput] = msgspec.field(default_factory=list)
+    entries: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 BusMessage = (

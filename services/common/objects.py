@@ -165,3 +165,13 @@ async def _pull_chunks(
     if written != size:
         raise ObjectCorrupt(f"{bucket}: {written} of {size} bytes, its bytes do not match its sha256")
     return h.hexdigest()
+
+
+async def list_objects(js: JetStreamContext, bucket: str, prefix: str = "") -> list[StoredObject]:
+    """The objects of `bucket` whose names start with `prefix` (deleted ones left out), by name."""
+    try:
+        infos = await (await js.object_store(bucket)).list(ignore_deletes=True)
+    except (BucketNotFoundError, NotFoundError):  # no bucket, or nothing in it
+        return []
+    found = [_stored(bucket, i.name, i) for i in infos if i.name.startswith(prefix) and not i.deleted]
+    return sorted(found, key=lambda o: o.name)

@@ -153,7 +153,7 @@ class JobController(Controller):
         dry_run: Annotated[bool, Parameter(description="validate and render, return the YAML, queue nothing")] = False,
     ) -> Response[JobDetail | JobPreview]:
         if dry_run:
-            rendered, est = await service.prepare(pool, nc, settings, principal, data, "job_preview")
+            rendered, est, _ = await service.prepare(pool, nc, settings, principal, data, "job_preview")
             return Response(
                 JobPreview(
                     kind=kind_of(data),
