@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from nats.micro import add_service
 
-from . import contracts, redaction
+from . import contracts, objects, redaction
 from .bus import bus_is_healthy, close_bus, connect_bus, ensure_streams
 from .consumers import Consumer
 from .dependencies import DEPENDENCIES

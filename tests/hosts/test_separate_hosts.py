@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
+from llmct.launcher import TINY_MODEL
+from services.common import objects
+from services.common.contracts import Buckets
+from tests.e2e.helpers import TRAIN, login, wait_for_state
 from tests.helpers import eventually, unique
 
 pytestmark = pytest.mark.hosts
@@ -28,8 +34,8 @@ async def admin_headers(gw: httpx.AsyncClient, plane) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-async def test_agents_on_hosts_of_their_own_join_the_fleet_over_nats_alone(network, control_plane):
-    first, second = network.add_host(unique("a")[-6:]), network.add_host(unique("b")[-6:])
+async def test_agents_on_hosts_of_their_own_join_the_fleet_over_nats_alone(network, control_plane, add_host):
+    first, second = add_host(unique("a")[-6:]), add_host(unique("b")[-6:])
     ids = {unique("host-a"), unique("host-b")}
     for host, agent_id in zip((first, second), sorted(ids), strict=True):
         control_plane.start_agent(host, agent_id)
@@ -58,3 +64,31 @@ async def test_agents_on_hosts_of_their_own_join_the_fleet_over_nats_alone(netwo
     control_folder = control_plane.env["HOST_BASE_PATH"]
     for host in (first, second):
         assert (host.root / "agent.log").exists() and not str(host.root).startswith(control_folder)
+
+
+async def test_a_lora_job_runs_on_a_host_that_shares_no_folder(control_plane, add_host):
+    """Objects mode: the tiny model and dataset come to the agent's own folder over NATS; what the job left goes
+    back into the store."""
+    host = add_host(unique("t")[-6:])
+    agent_id = unique("trainer")
+    control_plane.start_agent(host, agent_id)
+    async with httpx.AsyncClient(base_url=control_plane.gateway_url, timeout=30) as gw:
+        headers = await login(gw, control_plane.env["INVITE_CODE"], unique("lora"))
+        r = await gw.post("/api/jobs", json=TRAIN, headers=headers)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        job = await wait_for_state(gw, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=300)
+        log = (await gw.get(f"/api/jobs/{job_id}/log", headers=headers)).text
+        assert job["state"] == "succeeded", f"{job.get('reason')}: {job.get('message')}\n{log[-3000:]}"
+    assert job["agent_id"] == agent_id
+    assert "fetching" in log or "cached" in log, log[-2000:]
+    # The model and the dataset came into the agent's own cache (by content), from the control plane's folder.
+    control = Path(control_plane.env["HOST_BASE_PATH"])
+    for source in (control / "models" / TINY_MODEL / "config.json", next((control / "data").rglob("tiny_sft*"))):
+        assert (host.root / "cache" / "sha256" / objects.file_sha256(source)).is_file(), source
+    nc = await nats.connect(control_plane.nats.url)
+    try:
+        names = {o.name for o in await objects.list_objects(nc.jetstream(), Buckets.OUTPUTS, f"{job_id}/")}
+    finally:
+        await nc.close()
+    assert f"{job_id}/adapter_model.safetensors" in names and f"{job_id}/trainer_log.jsonl" in names, names

@@ -17,14 +17,14 @@ from litestar.response import Stream
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.common.contracts import JobKind, JobState
+from services.common.contracts import TERMINAL_JOB_STATES, JobKind, JobState
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import artifacts, queue, recovery, service, store
+from . import artifacts, queue, recovery, service, store, stored
 from .schemas import (
     JobDetail,
     JobEventOut,
@@ -254,11 +254,15 @@ class JobController(Controller):
         return await load_detail(pool, settings, principal, job_id)
 
     @get("/{job_id:str}/artifacts", summary="The job's output folder as a zip, streamed")
-    async def artifacts(self, pool: Pool, principal: Principal, job_id: str) -> Response:
+    async def artifacts(
+        self, pool: Pool, js: JetStreamContext, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
+    ) -> Response:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
         where = job.output_dir or job.config.get("output_dir")
         folder = Path(where) if where else None
+        if folder is not None and job.state in TERMINAL_JOB_STATES:
+            await stored.bring_outputs(js, settings, job_id, folder)
         files = await asyncio.to_thread(artifacts.own_files, folder) if folder else []
         if folder is None or not files:
             raise ApiError(404, "no_artifacts", "the job has not written any output yet")
@@ -271,8 +275,10 @@ class JobController(Controller):
 
     @get("/{job_id:str}/log", summary="The job's full log as text (so far, for a job still running)")
     async def log_file(
-        self, pool: Pool, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
+        self, pool: Pool, js: JetStreamContext, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
     ) -> Stream:
         async with pool.acquire() as conn:
-            await owned_job(conn, principal, job_id)
+            job = await owned_job(conn, principal, job_id)
+        if job.state in TERMINAL_JOB_STATES:
+            return log_download(await stored.bring_log(js, settings, job_id), job_id)
         return log_download(settings.storage.logs / f"{job_id}.log", job_id)
