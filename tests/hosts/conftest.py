@@ -91,6 +91,7 @@ def control_plane(network, postgres_server, tmp_path_factory):
         "LLMCT_ADMIN_PASSWORD": "separate-7-lanterns",
         "HOST_BASE_PATH": str(tmp_path_factory.mktemp("control-plane")),
         "LLMCT_STORAGE_MODE": "objects",
+        "LLMCT_AGENT_OFFLINE_S": "6",  # a killed host's job goes back to the queue soon
         "HF_HUB_OFFLINE": "1",
         "LLMCT_REGISTER_MAX": "100000",
     }

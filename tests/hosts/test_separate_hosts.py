@@ -92,3 +92,38 @@ async def test_a_lora_job_runs_on_a_host_that_shares_no_folder(control_plane, ad
     finally:
         await nc.close()
     assert f"{job_id}/adapter_model.safetensors" in names and f"{job_id}/trainer_log.jsonl" in names, names
+
+
+async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_another(control_plane, add_host):
+    """The first host is killed (every process in its namespace) once its first checkpoint is in the store; the job goes
+    back to the queue and finishes on the second host, resumed from that checkpoint: no step run twice counts twice."""
+    first, second = add_host(unique("k")[-6:]), add_host(unique("r")[-6:])
+    doomed, heir = unique("doomed"), unique("heir")
+    control_plane.start_agent(first, doomed)
+    nc = await nats.connect(control_plane.nats.url)
+    js = nc.jetstream()
+    try:
+        async with httpx.AsyncClient(base_url=control_plane.gateway_url, timeout=30) as gw:
+            headers = await login(gw, control_plane.env["INVITE_CODE"], unique("resumer"))
+            slow = {**TRAIN, "max_steps": 200, "save_steps": 20}
+            r = await gw.post("/api/jobs", json=slow, headers=headers)
+            assert r.status_code == 201, r.text
+            job_id = r.json()["id"]
+
+            async def checkpoint_stored():
+                names = {o.name for o in await objects.list_objects(js, Buckets.CHECKPOINTS, f"{job_id}/")}
+                return f"{job_id}/checkpoint-20/trainer_state.json" in names
+
+            await eventually(checkpoint_stored, timeout=240, interval=0.5)
+            await asyncio.to_thread(first.kill_all)
+            control_plane.start_agent(second, heir)
+            job = await wait_for_state(gw, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=400)
+            log = (await gw.get(f"/api/jobs/{job_id}/log", headers=headers)).text
+            assert job["state"] == "succeeded", f"{job.get('reason')}: {job.get('message')}\n{log[-3000:]}"
+            assert (job["agent_id"], job["requeues"]) == (heir, 1)
+            history = " ".join(event.get("message") or "" for event in job["history"])
+            assert "resumes from checkpoint-" in history, history
+            steps = [point["step"] for point in job["progress_series"]]
+            assert steps == sorted(set(steps)) and steps[-1] == 200, steps
+    finally:
+        await nc.close()
