@@ -48,7 +48,7 @@ def megabytes(done: int, total: int) -> str:
 
 
 def size_text(total: int) -> str:
-    """"300 MB" (one decimal under 10 MB)."""
+    """A size, as `300 MB` (one decimal under 10 MB)."""
     return megabytes(total, total).split(" of ")[1]
 
 

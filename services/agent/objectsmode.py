@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from nats.js import JetStreamContext
@@ -23,6 +24,7 @@ class ObjectsStorage:
 
     def __init__(self, js: JetStreamContext, base: Path, cache: Cache):
         self.js, self.base, self.cache = js, base, cache
+        self._published: set[str] = set()  # jobs whose outputs are in the store: their folder may go
 
     def localize(self, order: JobDispatched) -> JobDispatched:
         return storage.localize(order, self.base)
@@ -44,9 +46,17 @@ class ObjectsStorage:
     async def publish(self, order: JobDispatched, note: Note) -> None:
         count, size = await uploads.upload_outputs(self.js, order.job_id, Path(order.output_dir))
         note(f"outputs uploaded: {count} files, {size / uploads.MB:.1f} MB")
+        self._published.add(order.job_id)
 
     async def publish_log(self, order: JobDispatched, log_file: Path) -> None:
         await uploads.upload_log(self.js, order.job_id, log_file)
 
     async def release(self, order: JobDispatched) -> None:
+        """The job's inputs may go from the cache; its output folder goes once in the store (the buckets hold a
+        job's files: the agent's disk holds only what runs)."""
         await self.cache.release(order.job_id)
+        if order.job_id in self._published:
+            self._published.discard(order.job_id)
+            output = Path(order.output_dir)
+            if output.is_relative_to(self.base) and output != self.base:
+                await asyncio.to_thread(shutil.rmtree, output, True)

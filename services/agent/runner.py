@@ -399,7 +399,6 @@ class Runner:
             await self.files.publish_log(order, self.storage.logs / f"{order.job_id}.log")
         except StorageError as exc:
             log.warning("job %s: its log was not uploaded: %s", order.job_id, exc.message)
-        await self.files.release(order)
         event = contracts.JobFinished(
             job_id=order.job_id,
             agent_id=self.agent_id,
@@ -412,7 +411,10 @@ class Runner:
             attempt=order.attempt,
             at=datetime.now(UTC),
         )
-        await self.publish(event, must_arrive=True)
+        try:
+            await self.publish(event, must_arrive=True)
+        finally:
+            await self.files.release(order)
         job.saved.forget()
         self.jobs.pop(order.job_id, None)
 
@@ -421,10 +423,12 @@ class Runner:
         outputs could not be handed over failed (upload_failed)."""
         try:
             await self.files.publish(order, lambda text: shipper.add("system", text))
-        except StorageError as exc:
-            shipper.add("system", exc.message)
+        except Exception as exc:
+            log.exception("job %s: its outputs were not uploaded", order.job_id)
+            failed = exc if isinstance(exc, StorageError) else StorageError("upload_failed", f"outputs: {exc}")
+            shipper.add("system", f"outputs not uploaded: {failed.message}")
             if exit_info.exit_code == 0 and not exit_info.error:
-                return ExitInfo(exit_code=exit_info.exit_code, error=exc.message, error_reason=exc.reason)
+                return ExitInfo(exit_code=exit_info.exit_code, error=failed.message, error_reason=failed.reason)
         return exit_info
 
     async def _cleanup_forever(self) -> None:
