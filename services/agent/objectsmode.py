@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 from pathlib import Path
 
 from nats.js import JetStreamContext
 
 from services.common import storage
-from services.common.contracts import Buckets, JobDispatched
-from services.common.storage import Note, StorageMode
+from services.common.contracts import Buckets, JobDispatched, JobFile
+from services.common.storage import Note, StorageError, StorageMode
 
 from . import uploads
 from .cache import Cache
@@ -31,9 +33,7 @@ class ObjectsStorage:
 
     async def prepare(self, order: JobDispatched, note: Note) -> None:
         for item in order.files:
-            path = storage.relative_path(self.base, item.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(item.text, encoding="utf-8")
+            write_file(storage.relative_path(self.base, item.path), item)
         if order.inputs:
             await self.cache.bring(order.job_id, order.inputs, self.base, note)
 
@@ -60,3 +60,26 @@ class ObjectsStorage:
             output = Path(order.output_dir)
             if output.is_relative_to(self.base) and output != self.base:
                 await asyncio.to_thread(shutil.rmtree, output, True)
+
+
+def write_file(path: Path, item: JobFile) -> None:
+    """A job's small file at `path`, whole or not at all (moved into place); with `merge`, its JSON object's keys
+    set in the file's own."""
+    text = item.text
+    if item.merge:
+        try:
+            given = json.loads(text)
+        except ValueError as exc:
+            raise StorageError("bad_config", f"{item.path}: not JSON ({exc})") from exc
+        if not isinstance(given, dict):
+            raise StorageError("bad_config", f"{item.path}: not a JSON object")
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            kept = {}
+        text = json.dumps({**(kept if isinstance(kept, dict) else {}), **given}, indent=2, ensure_ascii=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.chmod(0o644)
+    os.replace(temporary, path)

@@ -143,7 +143,9 @@ class Runner:
             with contextlib.suppress(Exception):
                 await self._cancels.unsubscribe()
         for job in list(self.jobs.values()):
-            if self.keeps_engines and job.kind != "deploy":
+            if job.preparing is not None:  # no engine yet: nothing to leave running, nothing to wait for
+                job.preparing.cancel()
+            elif self.keeps_engines and job.kind != "deploy":
                 job.detached = True
                 if job.task:
                     job.task.cancel()
@@ -179,6 +181,8 @@ class Runner:
         attempt, so the old run is stopped, unreported, before the new one starts."""
         log.warning("job %s: attempt %d replaces the run of attempt %d", job.job_id, attempt, job.saved.order.attempt)
         job.superseded = job.cancelled = True  # cancelled: a run still starting stops as soon as its engine is up
+        if job.preparing is not None:
+            job.preparing.cancel()
         if job.engine:
             await job.engine.stop(5)
         if job.task:
@@ -192,6 +196,8 @@ class Runner:
         if job is None:
             return
         job.cancelled = True
+        if job.preparing is not None:
+            job.preparing.cancel()
         if job.engine:
             await job.engine.stop(request.grace_s)
 
@@ -275,12 +281,9 @@ class Runner:
         if resume is None and self.files.mode != "shared":
             # The inputs may take a while to arrive: the job is started (its dispatch acked) while they do.
             await self._announce(order, job)
-            try:
-                await self.files.prepare(order, lambda text: shipper.add("system", text))
-            except StorageError as exc:
-                return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
-            if job.cancelled:
-                return ExitInfo(exit_code=-1)
+            ended = await self._prepare(order, job, shipper)
+            if ended is not None:
+                return ended
         stopped = asyncio.Event()
         follower = asyncio.create_task(
             progress.follow(
@@ -312,6 +315,30 @@ class Runner:
             stopped.set()
             await follower
             await checkpoints
+
+    async def _prepare(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo | None:
+        """Bring the job's inputs (objects mode); how the run ended when it cannot start: an input failed, or the
+        wait was stopped (a cancel, the agent stopping; the fetch itself goes on for the cache)."""
+        preparing = job.preparing = asyncio.create_task(
+            self.files.prepare(order, lambda text: shipper.add("system", text))
+        )
+        try:
+            await preparing
+        except StorageError as exc:
+            return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not preparing.cancelled() or (current is not None and current.cancelling()):
+                raise  # this run itself is cancelled
+            if not job.cancelled:
+                return ExitInfo(
+                    exit_code=-1,
+                    error="the agent stopped while the job's inputs were fetched",
+                    error_reason="agent_error",
+                )
+        finally:
+            job.preparing = None
+        return ExitInfo(exit_code=-1) if job.cancelled else None
 
     async def _run_stage(
         self, order, index: int, job: RunningJob, shipper: LogShipper, found: EngineRun | None = None
@@ -395,10 +422,12 @@ class Runner:
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
         tail = tuple(storable(line) for line in shipper.tail)  # the scheduler stores them: no NUL
         await shipper.close()
+        metrics = results.read(order.kind, Path(order.output_dir))
         try:
             await self.files.publish_log(order, self.storage.logs / f"{order.job_id}.log")
         except StorageError as exc:
             log.warning("job %s: its log was not uploaded: %s", order.job_id, exc.message)
+        await self.files.release(order)
         event = contracts.JobFinished(
             job_id=order.job_id,
             agent_id=self.agent_id,
@@ -407,14 +436,11 @@ class Runner:
             message=storable(message) if message else message,
             exit_code=exit_info.exit_code,
             last_lines=tail if state == "failed" else (),
-            metrics=results.read(order.kind, Path(order.output_dir)),
+            metrics=metrics,
             attempt=order.attempt,
             at=datetime.now(UTC),
         )
-        try:
-            await self.publish(event, must_arrive=True)
-        finally:
-            await self.files.release(order)
+        await self.publish(event, must_arrive=True)
         job.saved.forget()
         self.jobs.pop(order.job_id, None)
 

@@ -356,11 +356,14 @@ class JobInput(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class JobFile(msgspec.Struct, kw_only=True, frozen=True):
-    """A small text file the scheduler renders for one job (its own dataset_info.json), written by the agent at
-    `path` (relative to the storage base, as `JobInput.path`) before the job's first stage: `objects` mode only."""
+    """A small text file the scheduler renders for one job (its dataset_info.json entries), written by the agent at
+    `path` (relative to the storage base, as `JobInput.path`) before the job's first stage: `objects` mode only.
+    With `merge`, `text` is a JSON object whose keys are set in the file's own (jobs side by side on one agent share
+    `data/dataset_info.json`; its keys are unique across owners, so each finds its own)."""
 
     path: str
     text: str
+    merge: bool = False
 
 
 class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):

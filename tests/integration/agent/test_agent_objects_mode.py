@@ -7,6 +7,7 @@ no transfer; a resumed attempt gets its checkpoint from the bucket; a missing in
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import sys
@@ -92,13 +93,17 @@ def agent(stack_env, nats_server, tmp_path_factory):
         process.stop()
 
 
+def dataset_key(job_id: str) -> str:
+    return f"tiny_{job_id}"
+
+
 def order(job_id: str, inputs: list[JobInput], *, attempt: int = 1, linger_s: float = 0, resume: int | None = None):
     """A train job as the scheduler renders it in objects mode: paths under the control plane's base."""
     output = f"{CONTROL_BASE}/output/{job_id}"
     config = {
         "stage": "sft",
         "dataset_dir": f"{CONTROL_BASE}/data",
-        "dataset": "tiny_sft",
+        "dataset": dataset_key(job_id),
         "output_dir": output,
         "reads": [f"{CONTROL_BASE}/{item.path}" for item in inputs if item.bucket == Buckets.DATASETS],
         "linger_s": linger_s,
@@ -116,7 +121,13 @@ def order(job_id: str, inputs: list[JobInput], *, attempt: int = 1, linger_s: fl
         attempt=attempt,
         dispatched_at=datetime.now(UTC),
         inputs=tuple(inputs),
-        files=(contracts.JobFile(path="data/dataset_info.json", text='{"tiny_sft": {"file_name": "u/tiny.jsonl"}}'),),
+        files=(
+            contracts.JobFile(
+                path="data/dataset_info.json",
+                text=json.dumps({dataset_key(job_id): {"file_name": "u/tiny.jsonl"}}),
+                merge=True,
+            ),
+        ),
         storage_base=CONTROL_BASE,
     )
 
@@ -188,7 +199,7 @@ async def test_a_job_runs_from_the_buckets_on_an_agent_with_its_own_folder(agent
     )
     log = await text_of(js, tmp_path, Buckets.OUTPUTS, Buckets.job_log_object(job_id))
     assert f"read {base}/data/u/tiny.jsonl {data.sha256}" in log, "the engine read the input at the agent's own path"
-    assert "datasets ['tiny_sft']" in log, "the job's dataset_info.json was written"
+    assert f"'{dataset_key(job_id)}'" in log, "the job's dataset_info.json entries were written"
     assert "fetching tiny.jsonl (3.0 MB)" in log and "fetched tiny.jsonl: 3.0 MB in" in log
     assert "checkpoint-1 uploaded: 2 files" in log and "outputs uploaded: 2 files" in log
     assert "[platform] job succeeded" in log
@@ -202,6 +213,8 @@ async def test_a_job_runs_from_the_buckets_on_an_agent_with_its_own_folder(agent
     finished = await run(nc, js, agent_id, order(second, [data, model]))
     assert finished.state == "succeeded", (finished.message, finished.last_lines)
     log = await text_of(js, tmp_path, Buckets.OUTPUTS, Buckets.job_log_object(second))
+    seen = next(line for line in log.splitlines() if line.startswith("datasets "))
+    assert dataset_key(job_id) in seen and dataset_key(second) in seen, "merged into the agent's dataset_info.json"
     assert "tiny.jsonl: cached (3.0 MB)" in log and "config.json: cached" in log and "fetching" not in log
     assert not (base / "data/u/tiny.jsonl").exists(), "a finished job's links go"
 
