@@ -38,9 +38,12 @@ class ObjectsStorage:
             await self.cache.bring(order.job_id, order.inputs, self.base, note)
 
     async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
-        restored = {
-            item.name.split("/")[1] for item in order.inputs if item.bucket == Buckets.CHECKPOINTS and "/" in item.name
-        }
+        restored: dict[str, list[str]] = {}
+        for item in order.inputs:  # the checkpoint a resumed attempt came with: in the bucket already
+            job_id, _, rest = item.name.partition("/")
+            checkpoint, _, relative = rest.partition("/")
+            if item.bucket == Buckets.CHECKPOINTS and job_id == order.job_id and relative:
+                restored.setdefault(checkpoint, []).append(relative)
         await uploads.Checkpoints(self.js, order.job_id, Path(order.output_dir), note, restored).follow(stopped)
 
     async def publish(self, order: JobDispatched, note: Note) -> None:
