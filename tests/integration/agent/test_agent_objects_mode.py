@@ -133,7 +133,8 @@ def order(job_id: str, inputs: list[JobInput], *, attempt: int = 1, linger_s: fl
 
 
 async def run(nc, js, agent_id: str, dispatch: contracts.JobDispatched, *, during=None) -> contracts.JobFinished:
-    """Dispatch to the agent; its JobFinished (and `during()`, awaited while the job runs, before that)."""
+    """Dispatch to the agent; its JobFinished. `during()`, run meanwhile, must have returned a time at least
+    1 s before the job finished (the engine still running)."""
     events: asyncio.Queue = asyncio.Queue()
     sub = await nc.subscribe(Subjects.job_status_of(dispatch.job_id), cb=events.put)
     try:
@@ -144,7 +145,7 @@ async def run(nc, js, agent_id: str, dispatch: contracts.JobDispatched, *, durin
             if isinstance(event, contracts.JobFinished):
                 if watcher is not None:
                     assert watcher.done(), "what was awaited during the run happened before it finished"
-                    await watcher
+                    assert asyncio.get_running_loop().time() - await watcher > 1.0, "and while the engine ran"
                 return event
     finally:
         await sub.unsubscribe()
@@ -156,12 +157,13 @@ async def text_of(js, tmp_path: Path, bucket: str, name: str) -> str:
     return target.read_text()
 
 
-async def appears(js, bucket: str, name: str, timeout: float = 30) -> None:
+async def appears(js, bucket: str, name: str, timeout: float = 30) -> float:
+    """When the object appeared (the loop's clock)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
             await objects.describe(js, bucket, name)
-            return
+            return asyncio.get_running_loop().time()
         except objects.ObjectMissing:
             assert asyncio.get_running_loop().time() < deadline, f"{bucket}/{name} never appeared"
             await asyncio.sleep(0.2)
@@ -186,7 +188,7 @@ async def test_a_job_runs_from_the_buckets_on_an_agent_with_its_own_folder(agent
     checkpoint_state = Buckets.checkpoint_object(job_id, "checkpoint-1", "trainer_state.json")
 
     finished = await run(
-        nc, js, agent_id, order(job_id, [data, model], linger_s=4), during=lambda: appears(js, *_in(checkpoint_state))
+        nc, js, agent_id, order(job_id, [data, model], linger_s=5), during=lambda: appears(js, *_in(checkpoint_state))
     )
     assert (finished.state, finished.reason) == ("succeeded", None), (finished.message, finished.last_lines)
     assert finished.metrics == {"train_loss": 0.5}
