@@ -314,7 +314,10 @@ class Runner:
         finally:
             stopped.set()
             await follower
-            await checkpoints
+            try:
+                await checkpoints
+            except Exception:  # a checkpoint not uploaded costs a resume its progress, not the job
+                log.exception("job %s: its checkpoints stopped being uploaded", order.job_id)
 
     async def _prepare(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo | None:
         """Bring the job's inputs (objects mode); how the run ended when it cannot start: an input failed, or the

@@ -95,12 +95,20 @@ class SharedStorage:
 # --- paths ----------------------------------------------------------------------------------------
 
 
+# The folders of the storage base a dispatch may place a job's files in: never temp/ (other jobs' configs), logs/,
+# hf-cache/ or the agent's cache.
+JOB_FILE_FOLDERS = ("data", "models", "output", "evaluation", "checkpoints")
+
+
 def relative_path(base: Path, relative: str) -> Path:
-    """`relative` under `base`, refused (StorageError, bad_config) when it is absolute, climbs out with `..`, or
-    reaches outside `base` through a link: a dispatch never places a file anywhere else."""
+    """`relative` under `base`, refused (StorageError, bad_config) when it is absolute, climbs out with `..`, is
+    not in one of JOB_FILE_FOLDERS, or reaches outside `base` through a link: a dispatch never places a file
+    anywhere else."""
     parts = Path(relative).parts
     if not relative or os.path.isabs(relative) or ".." in parts or "\\" in relative or "\0" in relative:
         raise StorageError("bad_config", f"input path {relative!r} is not a plain path inside the storage base")
+    if len(parts) < 2 or parts[0] not in JOB_FILE_FOLDERS:
+        raise StorageError("bad_config", f"input path {relative!r} is not in {', '.join(JOB_FILE_FOLDERS)}")
     path = base / relative
     root = os.path.realpath(base)
     if not os.path.realpath(path.parent).startswith(root + os.sep) and os.path.realpath(path.parent) != root:

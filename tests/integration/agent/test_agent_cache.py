@@ -135,7 +135,15 @@ async def test_a_missing_object_fails_with_a_reason_that_names_it(js, make_cache
 
 @pytest.mark.parametrize(
     ("path", "sha256"),
-    [("../outside.jsonl", "ab" * 32), ("/etc/passwd", "ab" * 32), ("data/../../x", "ab" * 32), ("data/x", "../../x")],
+    [
+        ("../outside.jsonl", "ab" * 32),
+        ("/etc/passwd", "ab" * 32),
+        ("data/../../x", "ab" * 32),
+        ("data/x", "../../x"),
+        ("temp/job_other.yaml", "ab" * 32),  # another job's config
+        ("cache/sha256/" + "cd" * 32, "ab" * 32),  # a cache entry
+        ("data", "ab" * 32),
+    ],
 )
 async def test_an_input_is_never_placed_outside_the_base_or_named_off_its_hash(js, make_cache, tmp_path, path, sha256):
     item = JobInput(bucket=Buckets.DATASETS, name="sha256/x", sha256=sha256, size=1, path=path)
