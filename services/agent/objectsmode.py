@@ -27,11 +27,14 @@ class ObjectsStorage:
     def __init__(self, js: JetStreamContext, base: Path, cache: Cache):
         self.js, self.base, self.cache = js, base, cache
         self._published: set[str] = set()  # jobs whose outputs are in the store: their folder may go
+        self._made: set[str] = set()  # jobs whose output folder did not exist before they ran here
 
     def localize(self, order: JobDispatched) -> JobDispatched:
         return storage.localize(order, self.base)
 
     async def prepare(self, order: JobDispatched, note: Note) -> None:
+        if not await asyncio.to_thread(Path(order.output_dir).exists):
+            self._made.add(order.job_id)  # its output folder is this run's own: removed once in the store
         for item in order.files:
             write_file(storage.relative_path(self.base, item.path), item)
         if order.inputs:
@@ -58,8 +61,12 @@ class ObjectsStorage:
         """The job's inputs may go from the cache; its output folder goes once in the store (the buckets hold a
         job's files: the agent's disk holds only what runs)."""
         await self.cache.release(order.job_id)
-        if order.job_id in self._published:
-            self._published.discard(order.job_id)
+        published, made = order.job_id in self._published, order.job_id in self._made
+        self._published.discard(order.job_id)
+        self._made.discard(order.job_id)
+        # Never a folder that was there before, nor one in a base at the control plane's own path (it may be the
+        # services' folder itself, where the registry finds outputs).
+        if published and made and order.storage_base.rstrip("/") != str(self.base).rstrip("/"):
             output = Path(order.output_dir)
             if output.is_relative_to(self.base) and output != self.base:
                 await asyncio.to_thread(shutil.rmtree, output, True)

@@ -161,3 +161,24 @@ async def test_a_link_in_the_base_does_not_lead_an_input_out_of_it(js, make_cach
     with pytest.raises(StorageError, match="outside the storage base"):
         await make_cache().bring("job-1", [item], base, Notes())
     assert not (tmp_path / "planted.jsonl").exists()
+
+
+async def test_a_file_of_the_same_bytes_already_there_is_used_and_kept(js, make_cache, tmp_path):
+    """An agent whose base is the services' own folder: the dataset file there is never replaced or removed."""
+    cache, base = make_cache(), tmp_path / "base"
+    data = os.urandom(5000)
+    item = await stored_input(js, tmp_path, "data/u/own.jsonl", data=data)
+    own = base / item.path
+    own.parent.mkdir(parents=True)
+    own.write_bytes(data)
+    inode = own.stat().st_ino
+    await cache.bring("job-1", [item], base, Notes())
+    await cache.release("job-1")
+    assert own.stat().st_ino == inode and own.read_bytes() == data
+
+    stale = await stored_input(js, tmp_path, "data/u/stale.jsonl", size=5000)
+    (base / stale.path).write_bytes(b"older bytes")
+    await cache.bring("job-2", [stale], base, Notes())
+    assert objects.file_sha256(base / stale.path) == stale.sha256, "other bytes there are replaced"
+    await cache.release("job-2")
+    assert not (base / stale.path).exists()
