@@ -133,6 +133,8 @@ class Cache:
                     raise
                 note(f"{exc.message}: fetching it again")
                 continue
+            finally:  # a job that stopped waiting (cancelled) hears no more of the fetch: its log may be closed
+                flight.notes.pop(job_id, None)
             entry.holders.add(job_id)  # the fetch held it for every waiting job; said again after a drop
             return entry
         raise AssertionError("unreachable")
@@ -203,7 +205,10 @@ class Cache:
 
         def tell(text: str) -> None:
             for note in list(self._flights[item.sha256].notes.values()):
-                note(text)
+                try:
+                    note(text)
+                except ValueError:  # a log closed meanwhile: the fetch goes on for the others
+                    log.debug("a job's log closed while %s was fetched", label)
 
         self._make_room(item.size)
         if self.used_bytes + self._reserved + item.size > self.max_bytes:
