@@ -182,3 +182,21 @@ async def test_a_file_of_the_same_bytes_already_there_is_used_and_kept(js, make_
     assert objects.file_sha256(base / stale.path) == stale.sha256, "other bytes there are replaced"
     await cache.release("job-2")
     assert not (base / stale.path).exists()
+
+
+async def test_a_job_that_stops_waiting_leaves_the_fetch_to_the_others(js, make_cache, tmp_path):
+    cache, base = make_cache(), tmp_path / "base"
+    item = await stored_input(js, tmp_path, "models/big/model.safetensors", size=64 * MB)
+    first_notes, second_notes = Notes(), Notes()
+    first = asyncio.create_task(cache.bring("job-a", [item], base, first_notes))
+    while not first_notes:  # its fetch started
+        await asyncio.sleep(0)
+    second = asyncio.create_task(cache.bring("job-b", [item], base, second_notes))
+    while not second_notes:  # it waits for the same fetch
+        await asyncio.sleep(0)
+    first.cancel()  # job-a cancelled while the fetch runs
+    heard = len(first_notes)
+    await second
+    assert first.cancelled() and len(first_notes) == heard, "a job that stopped waiting hears no more"
+    assert cache.transfers == 1 and cache.entries[item.sha256].holders == {"job-b"}
+    assert second_notes.saying("fetched model.safetensors") and (base / item.path).exists()
