@@ -6,9 +6,7 @@ no transfer; a resumed attempt gets its checkpoint from the bucket; a missing in
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import stat
 import sys
 from datetime import UTC, datetime
@@ -17,15 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmct.embedded import free_port, wait_until
-from llmct.launcher import ServiceProcess
 from services.common import contracts, objects
-from services.common.bus import ensure_streams
-from services.common.contracts import Buckets, JobInput, Subjects
+from services.common.contracts import Buckets, JobInput
 from services.common.security import new_id
-from tests.helpers import unique
 
-from .helpers import stored_input
+from .helpers import appears, objects_agent, run, stored_input, text_of
 
 pytestmark = pytest.mark.integration
 
@@ -59,38 +53,13 @@ print("done", flush=True)
 
 @pytest.fixture(scope="module")
 def agent(stack_env, nats_server, tmp_path_factory):
-    """An agent process in objects mode: its own NATS user, its own base; (agent id, its base)."""
+    """An agent process in objects mode with the stand-in engine: (agent id, its own base)."""
     engine_bin = tmp_path_factory.mktemp("engine-bin")
     script = engine_bin / "llamafactory-cli"
     script.write_text(ENGINE.format(python=sys.executable))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    base = tmp_path_factory.mktemp("agent-host") / "cloud-llm"
-    agent_id = unique("objects-agent")
-    creds = nats_server.add_agent(agent_id)
-    env = {
-        **os.environ,
-        **stack_env,
-        "HOST_BASE_PATH": str(base),
-        "LOG_BASE_PATH": str(base / "logs"),
-        "HF_CACHE_PATH": str(base / "hf-cache"),
-        "LLMCT_STATE_PATH": str(base.with_name("state")),
-        "LLMCT_STORAGE_MODE": "objects",
-        "LLMCT_AGENT_ID": agent_id,
-        "LLMCT_AGENT_NATS_USER": creds["NATS_USER"],
-        "LLMCT_AGENT_NATS_PASSWORD": creds["NATS_PASSWORD"],
-        "LLMCT_AGENT_PORT": str(free_port()),
-        "LLMCT_HEARTBEAT_S": "0.5",
-        "LLMCT_RUNTIME": "process",
-        "LLMCT_ENGINE_BIN": str(engine_bin),
-        "LLMCT_CPU_SLOTS": "2",
-    }
-    process = ServiceProcess(name="agent", port=int(env["LLMCT_AGENT_PORT"]), log_path=base.with_name("agent.log"))
-    process.start(env)
-    try:
-        wait_until(process.healthy, timeout=60, what="objects-mode agent", interval=0.1)
-        yield agent_id, base
-    finally:
-        process.stop()
+    with objects_agent(stack_env, nats_server, tmp_path_factory, engine_bin) as started:
+        yield started
 
 
 def dataset_key(job_id: str) -> str:
@@ -130,53 +99,6 @@ def order(job_id: str, inputs: list[JobInput], *, attempt: int = 1, linger_s: fl
         ),
         storage_base=CONTROL_BASE,
     )
-
-
-async def run(nc, js, agent_id: str, dispatch: contracts.JobDispatched, *, during=None) -> contracts.JobFinished:
-    """Dispatch to the agent; its JobFinished. `during()`, run meanwhile, must have returned a time at least
-    1 s before the job finished (the engine still running)."""
-    events: asyncio.Queue = asyncio.Queue()
-    sub = await nc.subscribe(Subjects.job_status_of(dispatch.job_id), cb=events.put)
-    try:
-        await js.publish(Subjects.job_dispatch(agent_id), contracts.encode(dispatch))
-        watcher = asyncio.create_task(during()) if during else None
-        while True:
-            event = contracts.decode((await asyncio.wait_for(events.get(), 60)).data)
-            if isinstance(event, contracts.JobFinished):
-                if watcher is not None:
-                    assert watcher.done(), "what was awaited during the run happened before it finished"
-                    assert asyncio.get_running_loop().time() - await watcher > 1.0, "and while the engine ran"
-                return event
-    finally:
-        await sub.unsubscribe()
-
-
-async def text_of(js, tmp_path: Path, bucket: str, name: str) -> str:
-    target = tmp_path / f"fetched-{os.urandom(4).hex()}"
-    await objects.fetch(js, bucket, name, target)
-    return target.read_text()
-
-
-async def appears(js, bucket: str, name: str, timeout: float = 30) -> float:
-    """When the object appeared (the loop's clock)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            await objects.describe(js, bucket, name)
-            return asyncio.get_running_loop().time()
-        except objects.ObjectMissing:
-            assert asyncio.get_running_loop().time() < deadline, f"{bucket}/{name} never appeared"
-            await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-async def bus(js, nats_server):
-    import nats
-
-    nc = await nats.connect(nats_server.url)
-    await ensure_streams(nc.jetstream())
-    yield nc, nc.jetstream()
-    await nc.close()
 
 
 async def test_a_job_runs_from_the_buckets_on_an_agent_with_its_own_folder(agent, bus, js, tmp_path):
