@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.common import contracts, objects
+from services.common import contracts, objects, storage
 from services.common.contracts import Buckets, JobInput
 from services.common.security import new_id
 
@@ -149,12 +149,8 @@ async def test_a_resumed_attempt_gets_its_checkpoint_from_the_bucket(agent, bus,
     data = await stored_input(js, tmp_path, "data/u/tiny.jsonl", size=1000)
     job_id = new_id("job")
     assert (await run(nc, js, agent_id, order(job_id, [data]))).state == "succeeded"
-    checkpoint = []
-    for relative in ("adapter_model.safetensors", "trainer_state.json"):
-        name = Buckets.checkpoint_object(job_id, "checkpoint-1", relative)
-        found = await objects.describe(js, Buckets.CHECKPOINTS, name)
-        path = f"output/{job_id}/checkpoint-1/{relative}"
-        checkpoint.append(JobInput(bucket=found.bucket, name=name, sha256=found.sha256, size=found.size, path=path))
+    step, checkpoint = await storage.stored_checkpoint(js, job_id, f"output/{job_id}") or (0, ())
+    assert step == 1 and len(checkpoint) == 2
 
     finished = await run(nc, js, agent_id, order(job_id, [data, *checkpoint], attempt=2, resume=1))
     assert finished.state == "succeeded", (finished.message, finished.last_lines)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from services.agent import uploads
-from services.common import objects
+from services.common import objects, storage
 from services.common.contracts import Buckets
 from tests.helpers import unique
 
@@ -95,3 +95,27 @@ async def test_links_a_job_leaves_are_never_followed(js, tmp_path):
         uploads.open_inside(output / "stolen.txt", output)
     with pytest.raises(FileNotFoundError):  # reached through a folder link
         uploads.open_inside(output / "folder" / "agent-secret", output)
+
+
+async def test_the_newest_whole_checkpoint_in_the_store_is_what_a_resume_gets(js, tmp_path):
+    job_id, output = unique("job"), tmp_path / "output"
+    assert await storage.stored_checkpoint(js, job_id, f"output/{job_id}") is None
+    checkpoint(output, 5)
+    checkpoint(output, 10)
+    await uploads.Checkpoints(js, job_id, output, Notes()).sweep(final=True)
+    partial = output / "checkpoint-15" / "adapter_model.safetensors"  # its upload broke off before its trainer state
+    partial.parent.mkdir()
+    partial.write_bytes(b"half")
+    await objects.put_file(
+        js, Buckets.CHECKPOINTS, Buckets.checkpoint_object(job_id, "checkpoint-15", partial.name), partial
+    )
+
+    step, inputs = await storage.stored_checkpoint(js, job_id, f"output/{job_id}") or (0, ())
+    assert step == 10
+    assert [item.path for item in inputs] == [
+        f"output/{job_id}/checkpoint-10/{name}"
+        for name in ("adapter_model.safetensors", "tokenizer_config.json", "trainer_state.json")
+    ]
+    state = next(item for item in inputs if item.path.endswith("trainer_state.json"))
+    assert state.sha256 == objects.file_sha256(output / "checkpoint-10" / "trainer_state.json")
+    assert await storage.stored_checkpoint(js, unique("job"), "output/x") is None, "another job's are not its"
