@@ -36,6 +36,9 @@ class Subjects:
     JOB_CHANGED_ALL = "job.changed.>"
     SESSION_REVOKED = "auth.session.revoked"
     USER_REVOKED = "auth.user.revoked"
+    # The scheduler changed a joined agent's NATS user (joined, revoked): whoever writes the nats-server config
+    # (the launcher, `llmct nats sync-users`) renders it again from the table and reloads. Services' user only.
+    AGENT_USERS_CHANGED = "llmct.fleet.agent_users_changed"
     # Requests to the service that owns the answer (NATS request/reply, served as `micro` endpoints).
     MODEL_FOR_USE = "llmct.registry.model_for_use"
     DATASETS_FOR_JOB = "llmct.datasets.datasets_for_job"

@@ -1,7 +1,8 @@
 """Rules of the test suite itself, read from the source with `ast` (nothing here imports a test module):
 
 - every tests/**/test_*.py declares its tier in a module-level `pytestmark`: exactly one of the tier markers, the
-  one of its folder (tests/unit -> unit, tests/integration -> integration, tests/e2e -> e2e, tests/docker -> docker),
+  one of its folder (tests/unit -> unit, tests/integration -> integration, tests/e2e -> e2e, tests/docker -> docker,
+  tests/hosts -> hosts),
   and no test or class in it names a tier marker of its own;
 - no module under tests/ imports a test module: what tests share lives in the folder's helpers.py (functions and
   constants) or conftest.py (fixtures, which a test just names).
@@ -17,8 +18,8 @@ import pytest
 pytestmark = pytest.mark.unit
 
 TESTS = Path(__file__).resolve().parents[1]
-TIERS = {"unit", "integration", "e2e", "docker", "gpu"}
-FOLDER_TIER = {"unit": "unit", "integration": "integration", "e2e": "e2e", "docker": "docker"}
+TIERS = {"unit", "integration", "e2e", "docker", "hosts", "gpu"}
+FOLDER_TIER = {"unit": "unit", "integration": "integration", "e2e": "e2e", "docker": "docker", "hosts": "hosts"}
 TEST_FILES = sorted(TESTS.rglob("test_*.py"))
 
 

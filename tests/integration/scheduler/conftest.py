@@ -60,9 +60,12 @@ def engine_bin(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def start_agent(stack_env, nats_server, engine_bin, tmp_path_factory):
-    """Start `llmct service agent` as a process with its own NATS user; stopped at the end of the module."""
+async def start_agent(stack_env, nats_server, engine_bin, tmp_path_factory, pool):
+    """Start `llmct service agent` as a process with its own NATS user; stopped at the end of the module, and marked
+    offline then: a later module's scheduler, with a longer offline threshold, would otherwise see a stopped agent
+    as live for a while and place its jobs there (a job of test_reconcile once went to test_queue's last agent)."""
     started: list[ServiceProcess] = []
+    ids: list[str] = []
     logs = tmp_path_factory.mktemp("agent-logs")
 
     def start(agent_id: str, gpus: int = 0, gpu_memory_mb: int = 24576, **extra: str) -> ServiceProcess:
@@ -84,12 +87,14 @@ def start_agent(stack_env, nats_server, engine_bin, tmp_path_factory):
         }
         agent = ServiceProcess(name="agent", port=int(env["LLMCT_AGENT_PORT"]), log_path=logs / f"{agent_id}.log")
         started.append(agent.start(env))
+        ids.append(agent_id)
         wait_until(agent.healthy, timeout=60, what=f"agent {agent_id}", interval=0.1)
         return agent
 
     yield start
     for agent in started:
         agent.stop()
+    await pool.execute("UPDATE agents SET offline_since = now() WHERE id = ANY($1) AND offline_since IS NULL", ids)
 
 
 @pytest.fixture(scope="module")

@@ -105,13 +105,18 @@ async def test_an_agent_back_without_its_job_gives_it_back(scheduler, start_agen
     owner = await user(pool, "restarted")
     agent_id = f"back-{new_id('a')[-6:]}"
     first = start_agent(agent_id, gpus=1, gpu_memory_mb=HUGE_GPU_MB)
+
+    async def registered():
+        return await pool.fetchval("SELECT 1 FROM agents WHERE id = $1 AND offline_since IS NULL", agent_id)
+
+    await eventually(registered, timeout=30)
     job_id = await pending_job(pool, owner, tmp_path, priority=PRIORITY + 6)
 
     async def running():
         row = await job_row(pool, job_id)
         return row if row["state"] == "running" else None
 
-    await eventually(running, timeout=30)
+    assert (await eventually(running, timeout=30))["agent_id"] == agent_id
     first.process.kill()  # no goodbye, and back at once with the same id: never offline
     first.process.wait(10)
     start_agent(agent_id, gpus=1, gpu_memory_mb=HUGE_GPU_MB)
