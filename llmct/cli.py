@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import importlib
 import logging
+import signal
 import sys
 
 from services.common import redaction
@@ -96,6 +97,54 @@ def cmd_nats_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nats_sync_users(args: argparse.Namespace) -> int:
+    """Write a production nats-server's users: the hand-kept block plus every joined agent; reload on change."""
+    from pathlib import Path
+
+    from .usersync import ConfigFile, UsersSync
+
+    settings = get_settings()
+    target = ConfigFile(
+        base=Path(args.base), out=Path(args.out), pid_file=Path(args.pid_file) if args.pid_file else None
+    )
+    sync = UsersSync(settings.nats_url, settings.database_url, target.apply, every_s=args.every)
+    if not args.follow:
+        changed = asyncio.run(sync.sync_once())
+        print(f"{args.out}: {'written' if changed else 'unchanged'}")
+        return 0
+
+    async def follow() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await sync.run(stop)
+
+    asyncio.run(follow())
+    return 0
+
+
+def cmd_agent_join(args: argparse.Namespace) -> int:
+    from .agentjoin import JoinFailed, join
+
+    try:
+        token = sys.stdin.readline().strip() if args.token == "-" else args.token  # `-`: not in `ps` listings
+        return join(args.gateway_url, token, args.agent_id, args.base, start=not args.no_start)
+    except JoinFailed as exc:
+        print(f"llmct agent join: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_agent_start(args: argparse.Namespace) -> int:
+    from .agentjoin import JoinFailed, start
+
+    try:
+        return start(args.base)
+    except JoinFailed as exc:
+        print(f"llmct agent start: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_up(_: argparse.Namespace) -> int:
     from .launcher import run_up
 
@@ -129,6 +178,27 @@ def parser() -> argparse.ArgumentParser:
     users.add_argument("--agent", action="append", default=[], help="an agent id (repeat for each agent)")
     users.add_argument("--service-password", help="the services' password (generated when omitted)")
     users.set_defaults(func=cmd_nats_users)
+    sync = nats_commands.add_parser(
+        "sync-users", help="render joined agents' users into a nats-server config and reload it (deploy/README.md)"
+    )
+    sync.add_argument("--base", required=True, help="the hand-kept authorization block (JSON, as `users` prints)")
+    sync.add_argument("--out", required=True, help="the file nats-server's config includes (written 0600)")
+    sync.add_argument("--pid-file", help="nats-server's pid file: SIGHUP it when the users change")
+    sync.add_argument("--follow", action="store_true", help="keep following changes (else sync once)")
+    sync.add_argument("--every", type=float, default=30.0, help="seconds between periodic checks with --follow")
+    sync.set_defaults(func=cmd_nats_sync_users)
+    agent = commands.add_parser("agent", help="run this host's agent (docs/fleet.md)")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True)
+    join = agent_commands.add_parser("join", help="join the platform with an admin's join token and start the agent")
+    join.add_argument("gateway_url", help="the platform's address, e.g. https://llm.example.com")
+    join.add_argument("token", help="the join token an admin created on the fleet page (`-`: read it from stdin)")
+    join.add_argument("--agent-id", help="this agent's id (default: the host name)")
+    join.add_argument("--base", help="this host's storage folder (HOST_BASE_PATH); its state folder keeps the join")
+    join.add_argument("--no-start", action="store_true", help="join and save the settings, start nothing")
+    join.set_defaults(func=cmd_agent_join)
+    start = agent_commands.add_parser("start", help="start the agent with the settings a join saved")
+    start.add_argument("--base", help="this host's storage folder (HOST_BASE_PATH), as given to join")
+    start.set_defaults(func=cmd_agent_start)
     return root
 
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -52,7 +53,9 @@ class NatsServer:
     host: str = "127.0.0.1"  # the address clients reach it at (agents on other hosts: one they can route to)
     service_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     agents: dict[str, str] = field(default_factory=dict)  # agent id -> password
+    joined: dict[str, str] = field(default_factory=dict)  # agent id -> bcrypt hash, agents that joined with a token
     process: subprocess.Popen | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the users sync runs in a thread
 
     @property
     def address(self) -> str:
@@ -73,16 +76,39 @@ class NatsServer:
         self.agents[nats_auth.check_agent_id(agent_id)] = (
             password or self.agents.get(agent_id) or secrets.token_urlsafe(18)
         )
-        nats_auth.write_config(self.config_path, self.service_password, self.agents)
+        self._write_and_reload()
+        return self.agent_env(agent_id)
+
+    def set_joined(self, joined: dict[str, str]) -> bool:
+        """Make the agents that joined with a token exactly `joined` (id -> bcrypt hash), reloading when that
+        changes anything; returns whether it did. On reload nats-server closes the connections of users it no
+        longer has (or whose password changed): a revoked agent is out at once and cannot come back."""
+        if joined == self.joined:
+            return False
+        self.joined = dict(joined)
+        self._write_and_reload()
+        return True
+
+    def _write_and_reload(self) -> None:
+        with self._lock:
+            self._write_and_reload_locked()
+
+    def _write_and_reload_locked(self) -> None:
+        nats_auth.write_config(self.config_path, self.service_password, self.agents, self.joined)
         if self.process and self.process.poll() is None:
             loaded = self._varz().get("config_load_time")
             self.process.send_signal(signal.SIGHUP)  # nats-server reloads its users on SIGHUP
             wait_until(lambda: self._varz().get("config_load_time") != loaded, timeout=10, what="nats-server reload")
-        return self.agent_env(agent_id)
 
     def _varz(self) -> dict:
         with urllib.request.urlopen(f"http://{self.host}:{self.monitor_port}/varz", timeout=2) as response:
             return json.load(response)
+
+    def connections(self, user: str) -> list[dict]:
+        """The open client connections of one NATS user (the monitor's /connz)."""
+        url = f"http://127.0.0.1:{self.monitor_port}/connz?auth=true&limit=10000&user={quote(user)}"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response).get("connections") or []
 
     def agent_env(self, agent_id: str) -> dict[str, str]:
         """NATS_URL, NATS_USER and NATS_PASSWORD of an agent added with `add_agent`."""
@@ -96,7 +122,7 @@ class NatsServer:
     def start(self, log_file: Path | None = None) -> NatsServer:
         binary = nats_server_binary()
         private_folder(self.store_dir)  # JetStream's files hold every message: this user's only
-        nats_auth.write_config(self.config_path, self.service_password, self.agents)
+        nats_auth.write_config(self.config_path, self.service_password, self.agents, self.joined)
         out = open_private(log_file) if log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [

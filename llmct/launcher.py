@@ -21,6 +21,7 @@ from services.common.store import migrate
 
 from .bootstrap import ENGINE_PYTHON, TINY_MODEL, ensure_tiny_preset
 from .embedded import NatsServer, PostgresServer, postgres_bindir, wait_until
+from .usersync import SyncThread, UsersSync
 
 # Start order: the gateway last, so it only opens its port once everything behind it answers.
 START_ORDER = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
@@ -170,6 +171,7 @@ class LocalStack:
     postgres: PostgresServer | None = None
     services: list[ServiceProcess] = field(default_factory=list)
     tiny_model: str | None = None
+    users_sync: SyncThread | None = None
 
     def prepare_env(self) -> None:
         adopt_old_state(self.storage)
@@ -239,13 +241,23 @@ class LocalStack:
         self.prepare_env()
         self.start_servers()
         migrate(self.env["DATABASE_URL"])
+        self.follow_joined_agents()
         if ENGINE_PYTHON.exists():  # a fresh stack can train right away on the CPU
             ensure_tiny_preset(self.storage, self.env["DATABASE_URL"], TINY_MODEL)
             self.tiny_model = TINY_MODEL
         self.services = start_services(self.env, self.storage.logs / "platform")
 
+    def follow_joined_agents(self) -> None:
+        """Keep the embedded nats-server's users in step with the agents that joined with a token (the scheduler
+        nudges on every join and revocation): the launcher owns that server, so it writes its config."""
+        if self.nats:
+            sync = UsersSync(self.env["NATS_URL"], self.env["DATABASE_URL"], self.nats.set_joined)
+            self.users_sync = SyncThread(sync).start()
+
     def stop(self) -> None:
         stop_services(self.services)
+        if self.users_sync:
+            self.users_sync.stop()
         if self.postgres:
             self.postgres.stop()
         if self.nats:

@@ -48,7 +48,7 @@ def megabytes(done: int, total: int) -> str:
 
 
 def size_text(total: int) -> str:
-    """ "300 MB" (one decimal under 10 MB)."""
+    """A size, as `300 MB` (one decimal under 10 MB)."""
     return megabytes(total, total).split(" of ")[1]
 
 
@@ -133,6 +133,8 @@ class Cache:
                     raise
                 note(f"{exc.message}: fetching it again")
                 continue
+            finally:  # a job that stopped waiting (cancelled) hears no more of the fetch: its log may be closed
+                flight.notes.pop(job_id, None)
             entry.holders.add(job_id)  # the fetch held it for every waiting job; said again after a drop
             return entry
         raise AssertionError("unreachable")
@@ -203,7 +205,10 @@ class Cache:
 
         def tell(text: str) -> None:
             for note in list(self._flights[item.sha256].notes.values()):
-                note(text)
+                try:
+                    note(text)
+                except ValueError:  # a log closed meanwhile: the fetch goes on for the others
+                    log.debug("a job's log closed while %s was fetched", label)
 
         self._make_room(item.size)
         if self.used_bytes + self._reserved + item.size > self.max_bytes:
@@ -248,14 +253,28 @@ class Cache:
         return entry
 
     async def _place(self, job_id: str, entry: Entry, target: Path) -> None:
-        """A link to `entry` at `target` (a copy across filesystems), replacing what was there."""
-        self._placed.setdefault(target, {})[job_id] = entry.sha256
+        """A link to `entry` at `target` (a copy across filesystems), replacing what was there; removed when the
+        last job that placed it ends. A file already there with the same bytes that is not the cache's (the
+        agent's base is the control plane's own folder) is used as it is and never removed."""
         source = self._path(entry.sha256)
+        if target not in self._placed and await asyncio.to_thread(same_bytes_elsewhere, source, target, entry):
+            return
+        self._placed.setdefault(target, {})[job_id] = entry.sha256
         temporary = link_beside(source, target)
         if temporary is not None:  # another filesystem: a copy
             await asyncio.to_thread(shutil.copyfile, source, temporary)
             temporary.chmod(0o444)
             os.replace(temporary, target)
+
+
+def same_bytes_elsewhere(source: Path, target: Path, entry: Entry) -> bool:
+    """Whether `target` is a file that is not the cache's entry but holds its very bytes."""
+    try:
+        if target.samefile(source) or not target.is_file() or target.stat().st_size != entry.size:
+            return False
+    except OSError:
+        return False
+    return objects.file_sha256(target) == entry.sha256
 
 
 def link_beside(source: Path, target: Path) -> Path | None:

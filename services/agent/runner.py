@@ -143,7 +143,9 @@ class Runner:
             with contextlib.suppress(Exception):
                 await self._cancels.unsubscribe()
         for job in list(self.jobs.values()):
-            if self.keeps_engines and job.kind != "deploy":
+            if job.preparing is not None:  # no engine yet: nothing to leave running, nothing to wait for
+                job.preparing.cancel()
+            elif self.keeps_engines and job.kind != "deploy":
                 job.detached = True
                 if job.task:
                     job.task.cancel()
@@ -179,6 +181,8 @@ class Runner:
         attempt, so the old run is stopped, unreported, before the new one starts."""
         log.warning("job %s: attempt %d replaces the run of attempt %d", job.job_id, attempt, job.saved.order.attempt)
         job.superseded = job.cancelled = True  # cancelled: a run still starting stops as soon as its engine is up
+        if job.preparing is not None:
+            job.preparing.cancel()
         if job.engine:
             await job.engine.stop(5)
         if job.task:
@@ -192,6 +196,8 @@ class Runner:
         if job is None:
             return
         job.cancelled = True
+        if job.preparing is not None:
+            job.preparing.cancel()
         if job.engine:
             await job.engine.stop(request.grace_s)
 
@@ -275,12 +281,9 @@ class Runner:
         if resume is None and self.files.mode != "shared":
             # The inputs may take a while to arrive: the job is started (its dispatch acked) while they do.
             await self._announce(order, job)
-            try:
-                await self.files.prepare(order, lambda text: shipper.add("system", text))
-            except StorageError as exc:
-                return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
-            if job.cancelled:
-                return ExitInfo(exit_code=-1)
+            ended = await self._prepare(order, job, shipper)
+            if ended is not None:
+                return ended
         stopped = asyncio.Event()
         follower = asyncio.create_task(
             progress.follow(
@@ -311,7 +314,34 @@ class Runner:
         finally:
             stopped.set()
             await follower
-            await checkpoints
+            try:
+                await checkpoints
+            except Exception:  # a checkpoint not uploaded costs a resume its progress, not the job
+                log.exception("job %s: its checkpoints stopped being uploaded", order.job_id)
+
+    async def _prepare(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo | None:
+        """Bring the job's inputs (objects mode); how the run ended when it cannot start: an input failed, or the
+        wait was stopped (a cancel, the agent stopping; the fetch itself goes on for the cache)."""
+        preparing = job.preparing = asyncio.create_task(
+            self.files.prepare(order, lambda text: shipper.add("system", text))
+        )
+        try:
+            await preparing
+        except StorageError as exc:
+            return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not preparing.cancelled() or (current is not None and current.cancelling()):
+                raise  # this run itself is cancelled
+            if not job.cancelled:
+                return ExitInfo(
+                    exit_code=-1,
+                    error="the agent stopped while the job's inputs were fetched",
+                    error_reason="agent_error",
+                )
+        finally:
+            job.preparing = None
+        return ExitInfo(exit_code=-1) if job.cancelled else None
 
     async def _run_stage(
         self, order, index: int, job: RunningJob, shipper: LogShipper, found: EngineRun | None = None
@@ -395,6 +425,7 @@ class Runner:
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
         tail = tuple(storable(line) for line in shipper.tail)  # the scheduler stores them: no NUL
         await shipper.close()
+        metrics = results.read(order.kind, Path(order.output_dir))
         try:
             await self.files.publish_log(order, self.storage.logs / f"{order.job_id}.log")
         except StorageError as exc:
@@ -408,7 +439,7 @@ class Runner:
             message=storable(message) if message else message,
             exit_code=exit_info.exit_code,
             last_lines=tail if state == "failed" else (),
-            metrics=results.read(order.kind, Path(order.output_dir)),
+            metrics=metrics,
             attempt=order.attempt,
             at=datetime.now(UTC),
         )
@@ -421,10 +452,12 @@ class Runner:
         outputs could not be handed over failed (upload_failed)."""
         try:
             await self.files.publish(order, lambda text: shipper.add("system", text))
-        except StorageError as exc:
-            shipper.add("system", exc.message)
+        except Exception as exc:
+            log.exception("job %s: its outputs were not uploaded", order.job_id)
+            failed = exc if isinstance(exc, StorageError) else StorageError("upload_failed", f"outputs: {exc}")
+            shipper.add("system", f"outputs not uploaded: {failed.message}")
             if exit_info.exit_code == 0 and not exit_info.error:
-                return ExitInfo(exit_code=exit_info.exit_code, error=exc.message, error_reason=exc.reason)
+                return ExitInfo(exit_code=exit_info.exit_code, error=failed.message, error_reason=failed.reason)
         return exit_info
 
     async def _cleanup_forever(self) -> None:

@@ -24,7 +24,9 @@ import stat
 import time
 from pathlib import Path
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from services.common import objects
 from services.common.contracts import JOB_LOG_NAME, Buckets
@@ -85,9 +87,18 @@ def open_inside(path: Path, inside: Path) -> int:
 class Checkpoints:
     """Uploads a job's checkpoints as they complete (see the module's docstring)."""
 
-    def __init__(self, js: JetStreamContext, job_id: str, output_dir: Path, note: Note, done: set[str] | None = None):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        job_id: str,
+        output_dir: Path,
+        note: Note,
+        restored: dict[str, list[str]] | None = None,
+    ):
         self.js, self.job_id, self.output_dir, self.note = js, job_id, output_dir, note
-        self.done: set[str] = set(done or ())  # checkpoints in the bucket already (a resumed job's own)
+        # checkpoint -> its files in the bucket: uploaded here, or restored from it (a resumed attempt's own)
+        self.stored: dict[str, list[str]] = {name: list(files) for name, files in (restored or {}).items()}
+        self.done: set[str] = set(self.stored)  # not to upload (again)
 
     async def follow(self, stopped: asyncio.Event) -> None:
         """Upload each checkpoint once complete, until `stopped`; then the ones left, the engine being gone."""
@@ -128,6 +139,29 @@ class Checkpoints:
                 continue
             self.done.add(name)
             self.note(f"{name} uploaded: {count} files, {size / MB:.1f} MB")
+        await self.forget_rotated()
+
+    async def forget_rotated(self) -> None:
+        """A checkpoint the trainer deleted (save_total_limit) goes from the bucket too, once a newer one is there:
+        the bucket keeps what the output folder keeps, never less than the newest."""
+        steps = {name: int(m.group(1)) for name in self.stored if (m := CHECKPOINT.match(name))}
+        if not steps:
+            return
+        newest = max(steps.values())
+        for name, step in steps.items():
+            if step == newest or await asyncio.to_thread((self.output_dir / name).exists):
+                continue
+            try:
+                bucket = await self.js.object_store(Buckets.CHECKPOINTS)
+                files = sorted(self.stored[name], key=lambda relative: relative != STATE_FILE)  # no longer whole first
+                for relative in files:
+                    with contextlib.suppress(NotFoundError):
+                        await bucket.delete(self._object(name, relative))
+            except (NatsError, OSError, TimeoutError) as exc:
+                self.note(f"{name}, deleted by the trainer, could not be removed from the store: {exc}")
+                continue
+            del self.stored[name]
+            self.note(f"{name}, deleted by the trainer, removed from the store")
 
     async def upload(self, name: str, folder: Path) -> tuple[int, int]:
         """Every file of the folder, then files that changed meanwhile, then its trainer state."""
@@ -141,6 +175,7 @@ class Checkpoints:
                 await put(self.js, Buckets.CHECKPOINTS, self._object(name, relative), folder / relative, folder)
                 sent[relative] = now[relative]
         await put(self.js, Buckets.CHECKPOINTS, self._object(name, STATE_FILE), folder / STATE_FILE, folder)
+        self.stored[name] = [*sent, STATE_FILE]
         total = sum(size for size, _ in sent.values()) + (folder / STATE_FILE).stat().st_size
         return len(sent) + 1, total
 

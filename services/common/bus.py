@@ -56,8 +56,9 @@ async def connect_bus(
     async def on_error(exc: Exception) -> None:
         log.warning("%s: NATS error: %s", name, exc)
 
+    servers = [part.strip() for part in url.split(",") if part.strip()]  # a cluster: nats://n1:4222,nats://n2:4222
     return await nats.connect(
-        url,
+        servers,
         name=f"llmct-{name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

@@ -36,6 +36,9 @@ class Subjects:
     JOB_CHANGED_ALL = "job.changed.>"
     SESSION_REVOKED = "auth.session.revoked"
     USER_REVOKED = "auth.user.revoked"
+    # The scheduler changed a joined agent's NATS user (joined, revoked): whoever writes the nats-server config
+    # (the launcher, `llmct nats sync-users`) renders it again from the table and reloads. Services' user only.
+    AGENT_USERS_CHANGED = "llmct.fleet.agent_users_changed"
     # Requests to the service that owns the answer (NATS request/reply, served as `micro` endpoints).
     MODEL_FOR_USE = "llmct.registry.model_for_use"
     DATASETS_FOR_JOB = "llmct.datasets.datasets_for_job"
@@ -356,11 +359,14 @@ class JobInput(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class JobFile(msgspec.Struct, kw_only=True, frozen=True):
-    """A small text file the scheduler renders for one job (its own dataset_info.json), written by the agent at
-    `path` (relative to the storage base, as `JobInput.path`) before the job's first stage: `objects` mode only."""
+    """A small text file the scheduler renders for one job (its dataset_info.json entries), written by the agent at
+    `path` (relative to the storage base, as `JobInput.path`) before the job's first stage: `objects` mode only.
+    With `merge`, `text` is a JSON object whose keys are set in the file's own (jobs side by side on one agent share
+    `data/dataset_info.json`; its keys are unique across owners, so each finds its own)."""
 
     path: str
     text: str
+    merge: bool = False
 
 
 class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):

@@ -2,15 +2,20 @@
 
 The permissions are rendered as a nats-server `authorization` block (config-file users). The embedded server
 (`embedded.NatsServer`, used by `llmct up` and the tests) writes it; `deploy/nats/` shows the same for
-production, and `llmct nats agent-user <id>` prints one agent's entry to add there.
+production, and `llmct nats users --agent <id>` prints one agent's entry to add there. Agents that joined with a
+token (docs/fleet.md, "Joining") are kept by the scheduler in `agent_credentials`, their passwords as bcrypt
+hashes, which nats-server accepts in place of the password; `llmct up` and `llmct nats sync-users` render them in.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import socket
 from pathlib import Path
+
+import bcrypt
 
 from .contracts import Buckets, Subjects
 from .private import private_folder, write_private
@@ -21,6 +26,8 @@ DISPATCH_STREAM = "DISPATCH"
 # How many reply messages an agent may send to one request (chat streams many chunks), and for how long.
 RESPONSE_MAX_MSGS = 1_000_000
 RESPONSE_EXPIRES = "15m"
+# nats-server checks a bcrypt password on every connect (not per message): 2^11 rounds is its own tool's default.
+BCRYPT_ROUNDS = 11
 # `objects` storage mode (services/common/storage.py): the buckets an agent reads its jobs' inputs from, and those
 # it writes their outputs and checkpoints to. NATS cannot tell one job's objects from another's by subject (an
 # object's subject carries its name encoded), so an agent may read every object of these buckets and replace any
@@ -118,15 +125,36 @@ def agent_entry(agent_id: str, password: str) -> dict:
     return {"user": agent_user(agent_id), "password": password, "permissions": agent_permissions(agent_id)}
 
 
-def authorization(service_password: str, agents: dict[str, str]) -> dict:
-    """The authorization block: the services' user (every subject) and one restricted user per agent."""
+def new_agent_password() -> tuple[str, str]:
+    """A fresh password for a joining agent: (the password, given once; its bcrypt hash, the only thing kept)."""
+    password = secrets.token_urlsafe(24)
+    return password, bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+
+
+def is_bcrypt(password: str) -> bool:
+    """Whether a config password is a bcrypt hash (nats-server compares those with bcrypt)."""
+    return password.startswith(("$2a$", "$2b$", "$2y$"))
+
+
+def authorization(service_password: str, agents: dict[str, str], joined: dict[str, str] | None = None) -> dict:
+    """The authorization block: the services' user (every subject) and one restricted user per agent, `agents`
+    (id -> password) set by hand, `joined` (id -> bcrypt hash) from join tokens. An id in both keeps the one set by
+    hand: nats-server refuses a config naming a user twice."""
     users = [{"user": SERVICE_USER, "password": service_password}]
-    users += [agent_entry(agent_id, password) for agent_id, password in sorted(agents.items())]
+    every = {**(joined or {}), **agents}
+    users += [agent_entry(agent_id, password) for agent_id, password in sorted(every.items())]
     return {"authorization": {"users": users}}
 
 
-def write_config(path: Path, service_password: str, agents: dict[str, str]) -> Path:
-    """Write a nats-server config file (JSON is valid nats-server syntax; quoted `$JS` is not a variable)."""
+def render(service_password: str, agents: dict[str, str], joined: dict[str, str] | None = None) -> bytes:
+    """A nats-server config file's text (JSON is valid nats-server syntax; quoted `$JS` is not a variable)."""
+    return (json.dumps(authorization(service_password, agents, joined), indent=2) + "\n").encode()
+
+
+def write_config(
+    path: Path, service_password: str, agents: dict[str, str], joined: dict[str, str] | None = None
+) -> Path:
+    """Write a nats-server config file, readable by this user only."""
     private_folder(path.parent)
-    write_private(path, (json.dumps(authorization(service_password, agents), indent=2) + "\n").encode())
+    write_private(path, render(service_password, agents, joined))
     return path

@@ -12,13 +12,15 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.object_store import OBJ_DEFAULT_CHUNK_SIZE
 
 from .contracts import Buckets
 
@@ -175,3 +177,101 @@ async def list_objects(js: JetStreamContext, bucket: str, prefix: str = "") -> l
         return []
     found = [_stored(bucket, i.name, i) for i in infos if i.name.startswith(prefix) and not i.deleted]
     return sorted(found, key=lambda o: o.name)
+
+
+# --- byte ranges of an object (a resumed download served out of the store) -------------------------------------
+
+
+async def read_range(
+    js: JetStreamContext, bucket: str, name: str, start: int, end: int, sha256: str | None = None
+) -> AsyncIterator[bytes]:
+    """Bytes `start` to `end` (both included, as Content-Range counts them) of an object, streamed, reading only
+    the chunks that hold them: ObjectMissing when there is no such object, ValueError for a range outside it,
+    ObjectCorrupt when chunks are missing or not of the object's chunk size, or when `sha256` is given and the
+    object is no longer that one (replaced since its size was announced). A part of an object cannot be checked
+    against its sha256; a whole read (fetch) is.
+
+    Chunk i of an object is the i-th message on `$O.<bucket>.C.<nuid>`; its stream sequence is found by how many of
+    the object's chunks a consumer starting at a sequence still has pending (_chunk_seq), so nothing before it is
+    read."""
+    info, record_seq = await _record(js, bucket, name)
+    size, chunks = info.size or 0, info.chunks or 0
+    if sha256 is not None and sha256_hex(info.digest) != sha256:
+        raise ObjectCorrupt(f"{bucket}/{name} was replaced: it is no longer the object asked for")
+    if not 0 <= start <= end < size:
+        raise ValueError(f"bytes {start}-{end} are not inside {bucket}/{name} ({size} bytes)")
+    chunk = (info.options.max_chunk_size if info.options else None) or OBJ_DEFAULT_CHUNK_SIZE
+    first, last = start // chunk, end // chunk
+    stream, subject = f"OBJ_{bucket}", f"$O.{bucket}.C.{info.nuid}"
+    seq = await _chunk_seq(js, stream, subject, first, chunks, record_seq)
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=seq,
+        inactive_threshold=FETCH_WAIT_S * 3,
+    )
+    sub = await js.pull_subscribe(subject, durable=None, stream=stream, config=config)
+    index, skip, left = first, start - first * chunk, end - start + 1
+    try:
+        while index <= last:
+            try:
+                msgs = await sub.fetch(batch=min(FETCH_BATCH, last - index + 1), timeout=FETCH_WAIT_S)
+            except TimeoutError as exc:
+                raise ObjectCorrupt(f"{bucket}/{name}: chunk {index} of {chunks} missing") from exc
+            for msg in msgs:
+                expected = chunk if index < chunks - 1 else size - index * chunk
+                if len(msg.data) != expected:
+                    raise ObjectCorrupt(f"{bucket}/{name}: chunk {index} holds {len(msg.data)} bytes, not {expected}")
+                data = msg.data[skip : skip + left]
+                skip, left, index = 0, left - len(data), index + 1
+                yield data
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def _record(js: JetStreamContext, bucket: str, name: str) -> tuple[api.ObjectInfo, int]:
+    """An object's record and its stream sequence (written after its chunks); ObjectMissing when there is none."""
+    subject = f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+    try:
+        msg = await js.get_last_msg(f"OBJ_{bucket}", subject)
+    except NotFoundError as exc:
+        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
+    info = api.ObjectInfo.from_response(json.loads(msg.data or b"{}"))
+    if info.deleted or msg.seq is None:
+        raise ObjectMissing(f"no object {name!r} in {bucket}")
+    return info, msg.seq
+
+
+async def _chunk_seq(js: JetStreamContext, stream: str, subject: str, index: int, chunks: int, record_seq: int) -> int:
+    """A stream sequence from which the first of `subject`'s messages is chunk `index`: where exactly `chunks -
+    index` of them are still ahead. One probe when the chunks were written back to back (one writer), else a
+    binary search over the sequences before the object's record (chunks of writers at work at once interleave)."""
+    ahead = chunks - index
+    guess = record_seq - ahead
+    if guess >= 1 and await _pending_from(js, stream, subject, guess) == ahead:
+        return guess
+    low, high = 1, record_seq  # pending_from(low) == chunks >= ahead; the largest such sequence is chunk index's
+    while low < high:
+        middle = (low + high + 1) // 2
+        if await _pending_from(js, stream, subject, middle) >= ahead:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+async def _pending_from(js: JetStreamContext, stream: str, subject: str, seq: int) -> int:
+    """How many messages on `subject` a stream holds from `seq` on (a consumer's pending count; nothing is read)."""
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=seq,
+        filter_subject=subject,
+        inactive_threshold=FETCH_WAIT_S,
+        mem_storage=True,
+    )
+    info = await js.add_consumer(stream, config)
+    with contextlib.suppress(Exception):
+        await js.delete_consumer(stream, info.name)
+    return info.num_pending or 0

@@ -84,3 +84,10 @@ async def succeeded_outputs_unregistered(conn, limit: int) -> list[str]:
         limit,
     )
     return [row["id"] for row in rows]
+
+
+async def joined_agent_users(conn) -> dict[str, str]:
+    """Agents that joined with a token, id -> the bcrypt hash of their NATS password (whoever writes the
+    nats-server config: `llmct up`'s launcher, `llmct nats sync-users`)."""
+    rows = await conn.fetch("SELECT agent_id, password_hash FROM agent_credentials ORDER BY agent_id")
+    return {row["agent_id"]: row["password_hash"] for row in rows}

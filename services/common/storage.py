@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
 import msgspec
 import yaml
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from .contracts import FinishReason, JobDispatched
+from . import objects
+from .contracts import Buckets, FinishReason, JobDispatched, JobInput
 
 StorageMode = Literal["shared", "objects"]
 STORAGE_MODES: tuple[StorageMode, ...] = get_args(StorageMode)
@@ -95,12 +99,20 @@ class SharedStorage:
 # --- paths ----------------------------------------------------------------------------------------
 
 
+# The folders of the storage base a dispatch may place a job's files in: never temp/ (other jobs' configs), logs/,
+# hf-cache/ or the agent's cache.
+JOB_FILE_FOLDERS = ("data", "models", "output", "evaluation", "checkpoints")
+
+
 def relative_path(base: Path, relative: str) -> Path:
-    """`relative` under `base`, refused (StorageError, bad_config) when it is absolute, climbs out with `..`, or
-    reaches outside `base` through a link: a dispatch never places a file anywhere else."""
+    """`relative` under `base`, refused (StorageError, bad_config) when it is absolute, climbs out with `..`, is
+    not in one of JOB_FILE_FOLDERS, or reaches outside `base` through a link: a dispatch never places a file
+    anywhere else."""
     parts = Path(relative).parts
     if not relative or os.path.isabs(relative) or ".." in parts or "\\" in relative or "\0" in relative:
         raise StorageError("bad_config", f"input path {relative!r} is not a plain path inside the storage base")
+    if len(parts) < 2 or parts[0] not in JOB_FILE_FOLDERS:
+        raise StorageError("bad_config", f"input path {relative!r} is not in {', '.join(JOB_FILE_FOLDERS)}")
     path = base / relative
     root = os.path.realpath(base)
     if not os.path.realpath(path.parent).startswith(root + os.sep) and os.path.realpath(path.parent) != root:
@@ -151,3 +163,45 @@ def localize(order: JobDispatched, base: Path) -> JobDispatched:
         msgspec.structs.replace(stage, config_yaml=rebase_yaml(stage.config_yaml, old, new)) for stage in order.stages
     )
     return msgspec.structs.replace(order, stages=stages, output_dir=rebase(order.output_dir, old, new))
+
+
+# --- checkpoints in the store ---------------------------------------------------------------------
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"
+
+
+async def stored_checkpoint(js: JetStreamContext, job_id: str, output: str) -> tuple[int, tuple[JobInput, ...]] | None:
+    """The newest whole checkpoint of a job in llmct-checkpoints (its trainer_state.json is there: the agent puts
+    it last), as (step, inputs) placed at `<output>/checkpoint-<step>/<file>` (`output`: the job's output folder
+    relative to the storage base, `output/<job id>`); None when the job has none. What a resumed attempt's
+    dispatch carries (services/agent/uploads.py writes them)."""
+    try:
+        infos = await (await js.object_store(Buckets.CHECKPOINTS)).list(ignore_deletes=True)
+    except (BucketNotFoundError, NotFoundError):
+        return None
+    found: dict[str, dict[str, api.ObjectInfo]] = {}
+    for info in infos:
+        name = info.name or ""
+        if info.deleted or not name.startswith(f"{job_id}/"):
+            continue
+        checkpoint, _, relative = name[len(job_id) + 1 :].partition("/")
+        if CHECKPOINT.match(checkpoint) and relative:
+            found.setdefault(checkpoint, {})[relative] = info
+    whole = [
+        (int(checkpoint.split("-")[1]), checkpoint) for checkpoint, files in found.items() if TRAINER_STATE in files
+    ]
+    if not whole:
+        return None
+    step, checkpoint = max(whole)
+    inputs = tuple(
+        JobInput(
+            bucket=Buckets.CHECKPOINTS,
+            name=Buckets.checkpoint_object(job_id, checkpoint, relative),
+            sha256=objects.sha256_hex(info.digest),
+            size=info.size or 0,
+            path=f"{output.rstrip('/')}/{checkpoint}/{relative}",
+        )
+        for relative, info in sorted(found[checkpoint].items())
+    )
+    return step, inputs

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated
 
 from asyncpg import Pool
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.params import Parameter
-from litestar.response import File, Stream
-from zipstream import ZipStream
+from litestar.response import Stream
 
+from services.common import archive, folders, ranges
 from services.common.dependencies import Injected
+from services.common.errors import ApiError
 from services.common.security import ANYONE, Principal, authenticate, bearer_from
 
 from . import ingest, quota, register, service
@@ -24,6 +28,38 @@ UPLOAD_HELP = """multipart/form-data, streamed to disk. Parts: `file` (one or mo
 or a .zip / .tar / .tar.gz of them), `name`, `format` (alpaca | sharegpt | text | pairwise), and optionally
 `visibility` (private; public for admins), `remark`, `columns` (JSON: role -> column) and `tags` (JSON, sharegpt).
 Send the text parts before the file to hear about a bad name before the file is sent."""
+
+DOWNLOAD_HELP = f"""A dataset of one file comes as that file; one of several as a zip of them (stored, fixed timestamps:
+the same files always give the same bytes, so the zip resumes too).
+
+{ranges.RESUMABLE}"""
+
+
+async def ranged_file(headers: Mapping[str, str], path: Path, filename: str) -> Stream:
+    """A dataset's file, whole or the range asked."""
+    opener = ranges.path_opener(path)
+    st = await asyncio.to_thread(ranges.stat_opened, opener)
+    if st is None:
+        raise ApiError(409, "dataset_unreadable", "the dataset's file is missing from the data folder: tell an admin")
+    return ranges.ranged(
+        headers, st.st_size, ranges.file_etag(st), ranges.fd_reader(opener, st), extra=ranges.attachment(filename)
+    )
+
+
+async def ranged_folder(headers: Mapping[str, str], path: Path, filename: str) -> Stream:
+    """A dataset of several files as a zip (archive.py: its length and ETag known up front), whole or a range."""
+    files = await asyncio.to_thread(folders.own_files, path)
+    layout = await asyncio.to_thread(archive.plan, path, filename.removesuffix(".zip"), files)
+    if not layout.members:
+        raise ApiError(409, "dataset_unreadable", "the dataset's files are missing from the data folder: tell an admin")
+    return ranges.ranged(
+        headers,
+        layout.size,
+        layout.etag,
+        archive.reader(layout),
+        media_type="application/zip",
+        extra=ranges.attachment(filename),
+    )
 
 
 async def optional_caller(request: Request) -> Principal | None:
@@ -82,17 +118,18 @@ class DatasetController(Controller):
     ) -> Preview:
         return await service.preview(datasets, await optional_caller(request), dataset_id, rows)
 
-    @get("/{dataset_id:str}/download", summary="The dataset's file (a zip when it has several), streamed")
-    async def download(self, datasets: Injected[Context], principal: Principal, dataset_id: str) -> Response:
+    @get(
+        "/{dataset_id:str}/download",
+        summary="The dataset's file (a zip when it has several), streamed",
+        description=DOWNLOAD_HELP,
+    )
+    async def download(
+        self, request: Request, datasets: Injected[Context], principal: Principal, dataset_id: str
+    ) -> Stream:
         path, filename = await service.download_path(datasets, principal, dataset_id)
         if path.is_dir():
-            archive = ZipStream.from_path(str(path), arcname=filename.removesuffix(".zip"))
-            return Stream(
-                archive,
-                media_type="application/zip",
-                headers={"content-disposition": f'attachment; filename="{filename}"'},
-            )
-        return File(path, filename=filename, media_type="application/octet-stream")
+            return await ranged_folder(request.headers, path, filename)
+        return await ranged_file(request.headers, path, filename)
 
     @post("/upload", status_code=201, request_max_body_size=None, summary="Upload a dataset", description=UPLOAD_HELP)
     async def upload(self, request: Request, datasets: Injected[Context], principal: Principal) -> Dataset:

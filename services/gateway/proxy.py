@@ -1,4 +1,7 @@
-"""Forward each public /api prefix to the service that owns it, bodies streamed both ways."""
+"""Forward each public /api prefix to the service that owns it, bodies streamed both ways.
+
+Range and If-Range go up like any other header, and 206/416 with Content-Range, Accept-Ranges, ETag and
+Content-Length come back unchanged, so a download through the gateway resumes as it would from its owner."""
 
 from __future__ import annotations
 
@@ -48,6 +51,9 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+# An answer's length goes back as the owner announced it (the bytes are relayed raw, so it holds): a download
+# shows its progress, and one cut short is seen as broken, to resume with a range (services/common/ranges.py).
+ANSWER_DROPS = HOP_BY_HOP - {"content-length"}
 METHODS = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
 
 
@@ -134,7 +140,7 @@ async def forward(request: Request, service: str, client: httpx.AsyncClient, set
         release()
         await upstream.aclose()
 
-    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in ANSWER_DROPS}
     media_type = headers.pop("content-type", "application/octet-stream")
     return Stream(
         relayed(),

@@ -12,6 +12,7 @@ from . import handlers
 from .context import scheduler_context
 from .deployments.routes import DeploymentController
 from .evaluations.routes import EvalController
+from .fleet.join_routes import JoinController
 from .fleet.routes import AgentController, JobGpuController
 from .jobs.routes import JobController
 from .quotas.routes import QuotaController
@@ -25,6 +26,7 @@ SPEC = ServiceSpec(
         EvalController,
         DeploymentController,
         QuotaController,
+        JoinController,
         AgentController,
         JobGpuController,
     ],

@@ -51,6 +51,23 @@ class FleetSettings:
         120.0,
         doc="a cancel the job's agent has not confirmed in this long ends the job anyway (cancelled, its GPUs freed)",
     )
+    heartbeat_s: float = env("LLMCT_HEARTBEAT_S", 5.0, doc="seconds between two heartbeats (given to joining agents)")
+    public_nats_url: str | None = env(
+        "LLMCT_PUBLIC_NATS_URL",
+        None,
+        doc="the NATS URL(s), comma-separated, an agent joining from another host dials (default: NATS_URL without "
+        "its credentials)",
+    )
+    # storage_mode (LLMCT_STORAGE_MODE) is every service's: services/common/settings.py
+    join_max_failures: int = env(
+        "LLMCT_JOIN_MAX_FAILURES", 10, doc="failed joins (bad token) per client within the window before 429"
+    )
+    join_window_s: float = env("LLMCT_JOIN_WINDOW_S", 3600.0, doc="how long a failed join counts")
+    trusted_proxies: str = env(
+        "LLMCT_TRUSTED_PROXIES",
+        "127.0.0.0/8,::1/128",
+        doc="CIDRs of proxies (the gateway, a TLS proxy) whose X-Forwarded-For names the client",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, sync_playwright
 from llmct.bootstrap import ENGINE_PYTHON, ensure_tiny_preset
 from llmct.embedded import free_port
 from llmct.launcher import TINY_MODEL, ServiceProcess, start_services, stop_services
+from llmct.usersync import SyncThread, UsersSync
 
 from .helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEB_INDEX
 
@@ -65,10 +66,13 @@ def stack(stack_env, nats_server, tmp_path_factory):
     for name in ("gateway", "auth", "scheduler", "datasets", "registry", "agent"):
         env[f"LLMCT_{name.upper()}_PORT"] = str(free_port())
     log_dir = tmp_path_factory.mktemp("service-logs")
+    # As `llmct up`'s launcher does: agents that join with a token get their NATS user in the server.
+    users_sync = SyncThread(UsersSync(nats_server.url, env["DATABASE_URL"], nats_server.set_joined)).start()
     services = start_services(env, log_dir)
     stack = Stack(env=env, services={s.name: s for s in services})
     yield stack
     stop_services(list(stack.services.values()))
+    users_sync.stop()
 
 
 @pytest.fixture(scope="package")

@@ -85,3 +85,31 @@ def test_user_sees_the_summary_only(browser, stack, tmp_path):
     finally:
         page.context.close()
     assert not errors, errors
+
+
+def test_admin_makes_and_revokes_a_join_token(admin_page: Page, stack, tmp_path):
+    page = admin_page
+    page.get_by_role("link", name="Agents", exact=True).click()
+    section = page.get_by_role("region", name="Join a GPU host")
+    note = f"rack-{secrets.token_hex(3)}"
+    section.get_by_label("Uses").fill("2")
+    section.get_by_label("Note").fill(note)
+    section.get_by_role("button", name="Create join token").click()
+    command = section.get_by_label("Join command")
+    expect(command).to_have_value(re.compile(rf"^llmct agent join {re.escape(stack.gateway_url)} llmct_join_\S{{43}}$"))
+    token = command.input_value().rsplit(" ", 1)[1]
+    row = section.get_by_role("row", name=re.compile(note))
+    expect(row).to_contain_text("0 / 2")
+    expect(row).to_contain_text("Active")
+    assert token not in row.inner_text()  # listed by its prefix only
+    keep_screenshot(page, tmp_path, "join-tokens.png")
+
+    page.reload()  # shown once: gone after a reload
+    expect(section.get_by_label("Join command")).to_have_count(0)
+    assert token not in page.content()
+    row = section.get_by_role("row", name=re.compile(note))
+    row.get_by_role("button", name=re.compile("^Revoke join token")).click()
+    row.get_by_role("button", name="Yes, revoke").click()
+    expect(row).to_contain_text("Revoked")
+    answer = page.request.post("/api/agents/join", data={"token": token, "hostname": "late-host"})
+    assert answer.status == 403 and answer.json()["error"]["code"] == "join_token_revoked"

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 from nats.aio.client import Client
@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from services.common.contracts import TERMINAL_JOB_STATES, DeploymentState
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
+from services.common.ranges import RESUMABLE
 from services.common.security import Principal, new_id
 
 from .. import rendering
@@ -235,9 +236,18 @@ class DeploymentController(Controller):
         await service.cancel(pool, nc, principal, deployment_id)
         return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
 
-    @get("/{deployment_id:str}/log", summary="The deployment's inference log as text (so far)")
+    @get(
+        "/{deployment_id:str}/log",
+        summary="The deployment's inference log as text (so far)",
+        description=RESUMABLE,
+    )
     async def log_file(
-        self, pool: asyncpg.Pool, settings: Injected[SchedulerSettings], principal: Principal, deployment_id: str
+        self,
+        request: Request,
+        pool: asyncpg.Pool,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        deployment_id: str,
     ) -> Stream:
         await _owned(pool, principal, deployment_id)
-        return log_download(settings.storage.logs / f"{deployment_id}.log", deployment_id)
+        return log_download(settings.storage.logs / f"{deployment_id}.log", deployment_id, request.headers)

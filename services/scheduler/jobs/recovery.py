@@ -10,14 +10,16 @@ import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.common import storage
 from services.common.contracts import FinishReason
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
+from services.common.storage import CHECKPOINT
 
 from .. import rendering
 from ..settings import SchedulerSettings
 from . import queue, service, store
-from .fetches import CHECKPOINT, Fetches, from_column, resuming, stored_checkpoint, to_column
+from .fetches import Fetches, from_column, resuming, to_column
 from .transitions import ON_AGENT, RERUNNABLE, JobChange, transition
 
 log = logging.getLogger(__name__)
@@ -126,11 +128,14 @@ async def find_checkpoint(
     agent that ran it put each one there as it was done, so any agent can resume it), else from its output folder."""
     if not needs.base:
         return latest_checkpoint(output_dir), needs
-    found = await stored_checkpoint(js, job_id, output_dir or "", needs.base) if output_dir else None
+    output = Path(output_dir) if output_dir else None
+    found = None
+    if output is not None and output.is_relative_to(needs.base):
+        found = await storage.stored_checkpoint(js, job_id, output.relative_to(needs.base).as_posix())
     if found is None:
         return None, resuming(needs, None)
-    folder, step, inputs = found
-    return (folder, step), resuming(needs, inputs)
+    step, inputs = found
+    return (output / f"checkpoint-{step}", step), resuming(needs, list(inputs))
 
 
 LOST_COLUMNS = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,12 +11,13 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from asyncpg import Pool
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.common import archive, folders, ranges
 from services.common.contracts import TERMINAL_JOB_STATES, JobKind, JobState
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
@@ -24,7 +25,7 @@ from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import artifacts, queue, recovery, service, store, stored
+from . import queue, recovery, service, store, stored
 from .schemas import (
     JobDetail,
     JobEventOut,
@@ -97,34 +98,36 @@ def cursor_after(value: str | None) -> tuple[datetime, str] | None:
         raise ApiError(422, "invalid_field", "cursor is not one this API returned", "cursor") from exc
 
 
-LOG_CHUNK = 256 * 1024
-
-
-def log_download(path: Path, name: str) -> Stream:
-    """A log file as it is now: a running job keeps appending, so only the bytes there at the start are sent
-    (a plain file response would announce one length and then send more)."""
-    if not path.is_file():
+def log_download(path: Path, name: str, headers: Mapping[str, str]) -> Stream:
+    """A log file as it is now, whole or the range asked (services/common/ranges.py): a running job keeps
+    appending, so only the bytes there at the start are sent, and its ETag changes as it grows (a resumed download
+    of a log that grew starts over)."""
+    opener = ranges.path_opener(path)
+    st = ranges.stat_opened(opener)
+    if st is None:
         raise ApiError(404, "no_log", "nothing has been logged yet")
-    size = path.stat().st_size
-
-    async def chunks():
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
-            left = size
-            while left > 0:
-                data = await asyncio.to_thread(handle.read, min(LOG_CHUNK, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
-        finally:
-            handle.close()
-
-    return Stream(
-        chunks(),
+    return ranges.ranged(
+        headers,
+        st.st_size,
+        ranges.file_etag(st),
+        ranges.fd_reader(opener, st),
         media_type="text/plain; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{name}.log"', "content-length": str(size)},
+        extra=ranges.attachment(f"{name}.log"),
     )
+
+
+async def finished_outputs(js: JetStreamContext, settings: SchedulerSettings, job: JobRow) -> Path | None:
+    """The job's output folder; a finished job's outputs brought from the store first in `objects` mode."""
+    folder = output_folder(job)
+    if folder is not None and job.state in TERMINAL_JOB_STATES:
+        await stored.bring_outputs(js, settings, job.id, folder)
+    return folder
+
+
+def output_folder(job: JobRow) -> Path | None:
+    """Where the job writes its outputs (None before it has one)."""
+    where = job.output_dir or job.config.get("output_dir")
+    return Path(where) if where else None
 
 
 def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
@@ -135,6 +138,18 @@ def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     last = rows[limit - 1]
     at, key = (last["created_at"], last["id"]) if isinstance(last, asyncpg.Record) else (last.created_at, last.id)
     return f"{at.isoformat()}|{key}"
+
+
+ZIP_HELP = f"""Every file the job wrote in its output folder (links left out), under `<job id>/`, stored uncompressed
+with fixed timestamps: the same folder always gives the same bytes, so the zip has a length and an ETag up front.
+A file still being written is included as it was when the download started.
+
+{ranges.RESUMABLE}"""
+
+FILE_HELP = f"""`path` is a file's path inside the job's output folder, as the zip names it after the job's id
+(`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere.
+
+{ranges.RESUMABLE}"""
 
 
 class JobController(Controller):
@@ -253,32 +268,77 @@ class JobController(Controller):
         await recovery.retry(pool, js, nc, settings, principal, job_id, resume=True)
         return await load_detail(pool, settings, principal, job_id)
 
-    @get("/{job_id:str}/artifacts", summary="The job's output folder as a zip, streamed")
+    @get(
+        "/{job_id:str}/artifacts",
+        summary="The job's output folder as a zip, streamed",
+        description=ZIP_HELP,
+    )
     async def artifacts(
-        self, pool: Pool, js: JetStreamContext, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
-    ) -> Response:
-        async with pool.acquire() as conn:
-            job = await owned_job(conn, principal, job_id)
-        where = job.output_dir or job.config.get("output_dir")
-        folder = Path(where) if where else None
-        if folder is not None and job.state in TERMINAL_JOB_STATES:
-            await stored.bring_outputs(js, settings, job_id, folder)
-        files = await asyncio.to_thread(artifacts.own_files, folder) if folder else []
-        if folder is None or not files:
-            raise ApiError(404, "no_artifacts", "the job has not written any output yet")
-        archive = artifacts.artifacts_zip(folder, job_id, files)
-        return Stream(
-            archive,
-            media_type="application/zip",
-            headers={"content-disposition": f'attachment; filename="{job_id}.zip"'},
-        )
-
-    @get("/{job_id:str}/log", summary="The job's full log as text (so far, for a job still running)")
-    async def log_file(
-        self, pool: Pool, js: JetStreamContext, settings: Injected[SchedulerSettings], principal: Principal, job_id: str
+        self,
+        request: Request,
+        pool: Pool,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
     ) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        if job.state in TERMINAL_JOB_STATES:
-            return log_download(await stored.bring_log(js, settings, job_id), job_id)
-        return log_download(settings.storage.logs / f"{job_id}.log", job_id)
+        folder = await finished_outputs(js, settings, job)
+        files = await asyncio.to_thread(folders.own_files, folder) if folder else []
+        layout = await asyncio.to_thread(archive.plan, folder, job_id, files) if folder and files else None
+        if layout is None or not layout.members:
+            raise ApiError(404, "no_artifacts", "the job has not written any output yet")
+        return ranges.ranged(
+            request.headers,
+            layout.size,
+            layout.etag,
+            archive.reader(layout),
+            media_type="application/zip",
+            extra=ranges.attachment(f"{job_id}.zip"),
+        )
+
+    @get("/{job_id:str}/artifacts/{path:path}", summary="One file of the job's outputs", description=FILE_HELP)
+    async def artifact_file(
+        self,
+        request: Request,
+        pool: Pool,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+        path: str,
+    ) -> Stream:
+        async with pool.acquire() as conn:
+            job = await owned_job(conn, principal, job_id)
+        folder, parts = await finished_outputs(js, settings, job), folders.relative_parts(path)
+        found = await asyncio.to_thread(folders.stat_own_file, folder, parts) if folder else None
+        if folder is None or found is None:
+            raise ApiError(404, "no_such_artifact", f"the job's outputs hold no file {'/'.join(parts)}")
+        return ranges.ranged(
+            request.headers,
+            found.st_size,
+            ranges.file_etag(found),
+            ranges.fd_reader(lambda: folders.open_own_file(folder, parts), found),
+            extra=ranges.attachment(parts[-1]),
+        )
+
+    @get(
+        "/{job_id:str}/log",
+        summary="The job's full log as text (so far, for a job still running)",
+        description=ranges.RESUMABLE,
+    )
+    async def log_file(
+        self,
+        request: Request,
+        pool: Pool,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+    ) -> Stream:
+        async with pool.acquire() as conn:
+            job = await owned_job(conn, principal, job_id)
+        if job.state in TERMINAL_JOB_STATES:  # objects mode: brought from the store on first read
+            return log_download(await stored.bring_log(js, settings, job_id), job_id, request.headers)
+        return log_download(settings.storage.logs / f"{job_id}.log", job_id, request.headers)

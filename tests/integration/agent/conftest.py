@@ -7,6 +7,7 @@ import pytest
 
 from services.agent.cache import Cache
 from services.common import objects
+from services.common.bus import ensure_streams
 
 
 @pytest.fixture
@@ -27,3 +28,12 @@ def make_cache(js, tmp_path):
         return Cache(js, tmp_path / "base" / "cache", max_bytes, progress_every_s=0)
 
     return make
+
+
+@pytest.fixture
+async def bus(nats_server):
+    """A connection of the services' user with the streams there: (nc, js), for dispatching and watching jobs."""
+    nc = await nats.connect(nats_server.url)
+    await ensure_streams(nc.jetstream())
+    yield nc, nc.jetstream()
+    await nc.close()

@@ -135,7 +135,15 @@ async def test_a_missing_object_fails_with_a_reason_that_names_it(js, make_cache
 
 @pytest.mark.parametrize(
     ("path", "sha256"),
-    [("../outside.jsonl", "ab" * 32), ("/etc/passwd", "ab" * 32), ("data/../../x", "ab" * 32), ("data/x", "../../x")],
+    [
+        ("../outside.jsonl", "ab" * 32),
+        ("/etc/passwd", "ab" * 32),
+        ("data/../../x", "ab" * 32),
+        ("data/x", "../../x"),
+        ("temp/job_other.yaml", "ab" * 32),  # another job's config
+        ("cache/sha256/" + "cd" * 32, "ab" * 32),  # a cache entry
+        ("data", "ab" * 32),
+    ],
 )
 async def test_an_input_is_never_placed_outside_the_base_or_named_off_its_hash(js, make_cache, tmp_path, path, sha256):
     item = JobInput(bucket=Buckets.DATASETS, name="sha256/x", sha256=sha256, size=1, path=path)
@@ -153,3 +161,42 @@ async def test_a_link_in_the_base_does_not_lead_an_input_out_of_it(js, make_cach
     with pytest.raises(StorageError, match="outside the storage base"):
         await make_cache().bring("job-1", [item], base, Notes())
     assert not (tmp_path / "planted.jsonl").exists()
+
+
+async def test_a_file_of_the_same_bytes_already_there_is_used_and_kept(js, make_cache, tmp_path):
+    """An agent whose base is the services' own folder: the dataset file there is never replaced or removed."""
+    cache, base = make_cache(), tmp_path / "base"
+    data = os.urandom(5000)
+    item = await stored_input(js, tmp_path, "data/u/own.jsonl", data=data)
+    own = base / item.path
+    own.parent.mkdir(parents=True)
+    own.write_bytes(data)
+    inode = own.stat().st_ino
+    await cache.bring("job-1", [item], base, Notes())
+    await cache.release("job-1")
+    assert own.stat().st_ino == inode and own.read_bytes() == data
+
+    stale = await stored_input(js, tmp_path, "data/u/stale.jsonl", size=5000)
+    (base / stale.path).write_bytes(b"older bytes")
+    await cache.bring("job-2", [stale], base, Notes())
+    assert objects.file_sha256(base / stale.path) == stale.sha256, "other bytes there are replaced"
+    await cache.release("job-2")
+    assert not (base / stale.path).exists()
+
+
+async def test_a_job_that_stops_waiting_leaves_the_fetch_to_the_others(js, make_cache, tmp_path):
+    cache, base = make_cache(), tmp_path / "base"
+    item = await stored_input(js, tmp_path, "models/big/model.safetensors", size=64 * MB)
+    first_notes, second_notes = Notes(), Notes()
+    first = asyncio.create_task(cache.bring("job-a", [item], base, first_notes))
+    while not first_notes:  # its fetch started
+        await asyncio.sleep(0)
+    second = asyncio.create_task(cache.bring("job-b", [item], base, second_notes))
+    while not second_notes:  # it waits for the same fetch
+        await asyncio.sleep(0)
+    first.cancel()  # job-a cancelled while the fetch runs
+    heard = len(first_notes)
+    await second
+    assert first.cancelled() and len(first_notes) == heard, "a job that stopped waiting hears no more"
+    assert cache.transfers == 1 and cache.entries[item.sha256].holders == {"job-b"}
+    assert second_notes.saying("fetched model.safetensors") and (base / item.path).exists()

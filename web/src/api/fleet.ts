@@ -19,6 +19,11 @@ export type GpuSeries = Schemas["GpuSeries"];
 export type AgentMetrics = Omit<Schemas["AgentMetrics"], "host" | "gpus"> & { host?: HostPoint[]; gpus?: GpuSeries[] };
 export type JobGpu = Omit<Schemas["JobGpu"], "gpus"> & { gpus?: GpuSeries[] };
 
+export type JoinToken = Schemas["JoinToken"];
+export type JoinTokenCreated = Schemas["JoinTokenCreated"];
+export type JoinTokenCreate = Schemas["JoinTokenCreate"];
+export type AgentCredentials = Schemas["AgentCredentials"];
+
 export type AgentState = "online" | "offline" | "draining";
 export const AGENT_STATES: AgentState[] = ["online", "draining", "offline"];
 
@@ -34,6 +39,12 @@ export const fleetApi = {
   undrain: (agentId: string) => ok(api.POST("/api/agents/{agent_id}/undrain", agentPath(agentId))) as Promise<Agent>,
   metrics: (agentId: string, range: MetricsRange, signal?: AbortSignal) =>
     ok(api.GET("/api/agents/{agent_id}/metrics", { params: { path: { agent_id: agentId }, query: range }, signal })) as Promise<AgentMetrics>,
+  joinTokens: (signal?: AbortSignal): Promise<JoinToken[]> => ok(api.GET("/api/agents/join-tokens", { signal })),
+  createJoinToken: (data: JoinTokenCreate): Promise<JoinTokenCreated> => ok(api.POST("/api/agents/join-tokens", { body: data })),
+  revokeJoinToken: (tokenId: string): Promise<JoinToken> =>
+    ok(api.DELETE("/api/agents/join-tokens/{token_id}", { params: { path: { token_id: tokenId } } })),
+  credentials: (signal?: AbortSignal): Promise<AgentCredentials[]> => ok(api.GET("/api/agents/credentials", { signal })),
+  revokeCredentials: (agentId: string) => ok(api.DELETE("/api/agents/{agent_id}/credentials", agentPath(agentId))),
   jobGpu: (jobId: string, signal?: AbortSignal) =>
     ok(api.GET("/api/jobs/{job_id}/gpu", { params: { path: { job_id: jobId } }, signal })) as Promise<JobGpu>,
 };

@@ -21,6 +21,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/agents/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Agents that joined with a token and hold their own NATS user */
+        get: operations["ApiAgentsCredentialsListCredentials"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A GPU host joins with a join token: its agent's own NATS user and settings (`llmct agent join`) */
+        post: operations["ApiAgentsJoinJoin"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/join-tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Join tokens, newest first, with the agents that joined with each */
+        get: operations["ApiAgentsJoinTokensListTokens"];
+        put?: never;
+        /** Create a join token for a GPU host (shown once) */
+        post: operations["ApiAgentsJoinTokensCreateToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/join-tokens/{token_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a join token: no further joins (agents that joined keep their access) */
+        delete: operations["ApiAgentsJoinTokensTokenIdRevokeToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/agents/{agent_id}": {
         parameters: {
             query?: never;
@@ -33,6 +102,23 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{agent_id}/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a joined agent's NATS user: its connection is closed at once and it cannot log in again */
+        delete: operations["ApiAgentsAgentIdCredentialsRevokeCredentials"];
         options?: never;
         head?: never;
         patch?: never;
@@ -413,7 +499,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The dataset's file (a zip when it has several), streamed */
+        /**
+         * The dataset's file (a zip when it has several), streamed
+         * @description A dataset of one file comes as that file; one of several as a zip of them (stored, fixed timestamps:
+         *     the same files always give the same bytes, so the zip resumes too).
+         *
+         *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiDatasetsDatasetIdDownloadDownload"];
         put?: never;
         post?: never;
@@ -499,7 +594,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The deployment's inference log as text (so far) */
+        /**
+         * The deployment's inference log as text (so far)
+         * @description Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiDeploymentsDeploymentIdLogLogFile"];
         put?: never;
         post?: never;
@@ -637,8 +738,44 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The job's output folder as a zip, streamed */
+        /**
+         * The job's output folder as a zip, streamed
+         * @description Every file the job wrote in its output folder (links left out), under `<job id>/`, stored uncompressed
+         *     with fixed timestamps: the same folder always gives the same bytes, so the zip has a length and an ETag up front.
+         *     A file still being written is included as it was when the download started.
+         *
+         *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiJobsJobIdArtifactsArtifacts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/artifacts/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One file of the job's outputs
+         * @description `path` is a file's path inside the job's output folder, as the zip names it after the job's id
+         *     (`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere.
+         *
+         *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
+        get: operations["ApiJobsJobIdArtifactsPathArtifactFile"];
         put?: never;
         post?: never;
         delete?: never;
@@ -688,7 +825,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The job's full log as text (so far, for a job still running) */
+        /**
+         * The job's full log as text (so far, for a job still running)
+         * @description Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
+         *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
+         *     whole file (200). Send the ETag you got back as `If-Range`: if the file changed since, the whole new file comes (200)
+         *     instead of a range of it.
+         */
         get: operations["ApiJobsJobIdLogLogFile"];
         put?: never;
         post?: never;
@@ -876,6 +1019,25 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AgentCredentials */
+        AgentCredentials: {
+            agent_id: string;
+            /** Format: date-time */
+            created_at: string;
+            hostname: string;
+            nats_user: string;
+            token_id: string | null;
+        };
+        /** AgentJoinSettings */
+        AgentJoinSettings: {
+            agent_id: string;
+            heartbeat_s: number;
+            nats_password: string;
+            nats_urls: string[];
+            nats_user: string;
+            offline_after_s: number;
+            storage_mode: string;
+        };
         /** AgentMetrics */
         AgentMetrics: {
             agent_id: string;
@@ -1413,6 +1575,60 @@ export interface components {
             state: string;
             wait_reason: string | null;
         };
+        /** JoinRequest */
+        JoinRequest: {
+            agent_id?: string | null;
+            hostname: string;
+            token: string;
+        };
+        /** JoinToken */
+        JoinToken: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            id: string;
+            joined?: components["schemas"]["JoinUse"][];
+            max_uses: number;
+            note: string;
+            prefix: string;
+            revoked_at: string | null;
+            state: string;
+            uses: number;
+        };
+        /** JoinTokenCreate */
+        JoinTokenCreate: {
+            /** @default 24 */
+            expires_in_hours: number;
+            /** @default 1 */
+            max_uses: number;
+            /** @default  */
+            note: string;
+        };
+        /** JoinTokenCreated */
+        JoinTokenCreated: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            id: string;
+            joined?: components["schemas"]["JoinUse"][];
+            max_uses: number;
+            note: string;
+            prefix: string;
+            revoked_at: string | null;
+            state: string;
+            token: string;
+            uses: number;
+        };
+        /** JoinUse */
+        JoinUse: {
+            address: string;
+            agent_id: string;
+            /** Format: date-time */
+            at: string;
+            hostname: string;
+        };
         /** Lineage */
         Lineage: {
             ancestors: components["schemas"]["LineageEntry"][];
@@ -1793,6 +2009,206 @@ export interface operations {
             };
         };
     };
+    ApiAgentsCredentialsListCredentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentCredentials"][];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinJoin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JoinRequest"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentJoinSettings"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinTokensListTokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinToken"][];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinTokensCreateToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JoinTokenCreate"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinTokenCreated"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsJoinTokensTokenIdRevokeToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinToken"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     ApiAgentsAgentIdDetail: {
         parameters: {
             query?: never;
@@ -1812,6 +2228,44 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["AgentOut"];
                 };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiAgentsAgentIdCredentialsRevokeCredentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
             503: {
@@ -2900,7 +3354,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description Stream Response */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3576,7 +4030,48 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description Stream Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiJobsJobIdArtifactsPathArtifactFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream Response */
             200: {
                 headers: {
                     [name: string]: unknown;

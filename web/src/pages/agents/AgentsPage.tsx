@@ -5,6 +5,7 @@ import { AGENT_STATES, fleetApi, type Agent, type FleetSummary, type Gpu } from 
 import { useUser } from "../../auth/session";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
+import { ConfirmButton } from "../../components/ConfirmButton";
 import { Field } from "../../components/Field";
 import { SelectField } from "../../components/Fields";
 import { LoadState } from "../../components/LoadState";
@@ -16,20 +17,39 @@ import { formatDuration } from "../../lib/format";
 import { useInterval } from "../../lib/live";
 import { useUrlFilters } from "../../lib/usePagedList";
 import { useQuery } from "../../lib/useQuery";
+import { useResource } from "../../lib/useResource";
+import { JoinTokensSection } from "./JoinTokensSection";
 
 /** The fleet: admins see every agent (state, GPUs, heartbeat, drain); everyone else the capacity summary. */
 export function AgentsPage() {
   const { t } = useI18n();
   const admin = useUser().role === "admin";
   const fleet = useQuery((signal) => fleetApi.list(signal), []);
+  const credentials = useResource(fleetApi.credentials, admin);
   useInterval(fleet.refresh, 5000, true);
+  const joined = new Set((credentials.data ?? []).map((c) => c.agent_id));
+  const revokeAccess = async (agentId: string) => {
+    await fleetApi.revokeCredentials(agentId);
+    credentials.update((current) => current?.filter((c) => c.agent_id !== agentId));
+  };
   return (
     <>
       <PageHeading title={t("fleet.title")} />
       <LoadState loading={fleet.loading && !fleet.data} error={fleet.error} reload={fleet.reload} failed={t("fleet.loadFailed")}>
         <div className="stack">
           <Summary summary={fleet.data?.summary ?? null} />
-          {admin && <AgentList agents={fleet.data?.agents ?? []} onChanged={fleet.refresh} />}
+          {admin && (
+            <AgentList
+              agents={fleet.data?.agents ?? []}
+              onChanged={() => {
+                fleet.refresh();
+                credentials.reload();
+              }}
+              joined={joined}
+              onRevokeAccess={revokeAccess}
+            />
+          )}
+          {admin && <JoinTokensSection />}
           {!admin && <p className="muted">{t("fleet.userNote")}</p>}
         </div>
       </LoadState>
@@ -91,7 +111,15 @@ export function gib(mb: number | null | undefined): string {
   return `${(mb / 1024).toFixed(mb >= 10 * 1024 ? 0 : 1)} GiB`;
 }
 
-function AgentList({ agents, onChanged }: { agents: Agent[]; onChanged: () => void }) {
+interface AgentListProps {
+  agents: Agent[];
+  onChanged: () => void;
+  /** Agents that joined with a token: their own NATS user can be revoked. */
+  joined: Set<string>;
+  onRevokeAccess: (agentId: string) => Promise<void>;
+}
+
+function AgentList({ agents, onChanged, joined, onRevokeAccess }: AgentListProps) {
   const { t, formatDateTime } = useI18n();
   const { filters, setFilter } = useUrlFilters(["state", "q"] as const);
   const { state, q: search } = filters;
@@ -136,7 +164,7 @@ function AgentList({ agents, onChanged }: { agents: Agent[]; onChanged: () => vo
         <ul className="agent-list">
           {shown.map((a) => (
             <li key={a.id}>
-              <AgentCard agent={a} now={now} onChanged={onChanged} />
+              <AgentCard agent={a} now={now} onChanged={onChanged} onRevokeAccess={joined.has(a.id) ? () => onRevokeAccess(a.id) : undefined} />
             </li>
           ))}
         </ul>
@@ -153,7 +181,16 @@ export function AgentStateBadge({ state }: { state: string }) {
   return <span className={`pill pill--state pill--${STATE_PILL[state] ?? "unknown"}`}>{known ? t(`agentState.${state}` as MessageKey) : state}</span>;
 }
 
-export function AgentCard({ agent, now, onChanged, detailLink = true }: { agent: Agent; now: number; onChanged: (a?: Agent) => void; detailLink?: boolean }) {
+interface AgentCardProps {
+  agent: Agent;
+  now: number;
+  onChanged: (a?: Agent) => void;
+  detailLink?: boolean;
+  /** Given for an agent that joined with a token: revoke its NATS user (it is shut out at once). */
+  onRevokeAccess?: () => Promise<void>;
+}
+
+export function AgentCard({ agent, now, onChanged, detailLink = true, onRevokeAccess }: AgentCardProps) {
   const { t } = useI18n();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -187,6 +224,22 @@ export function AgentCard({ agent, now, onChanged, detailLink = true }: { agent:
           <Button onClick={toggle} busy={busy} aria-label={t(draining ? "fleet.undrainNamed" : "fleet.drainNamed", { id: agent.id })}>
             {draining ? t("fleet.undrain") : t("fleet.drain")}
           </Button>
+          {onRevokeAccess && (
+            <ConfirmButton
+              label={t("join.revokeAccess")}
+              accessibleLabel={t("join.revokeAccessNamed", { id: agent.id })}
+              question={t("join.confirmRevokeAccess")}
+              confirmLabel={t("keys.confirmYes")}
+              onConfirm={async () => {
+                setError(null);
+                try {
+                  await onRevokeAccess();
+                } catch (cause) {
+                  setError(cause instanceof Error ? cause.message : String(cause));
+                }
+              }}
+            />
+          )}
         </div>
       </header>
       {error && <Alert tone="error">{error}</Alert>}

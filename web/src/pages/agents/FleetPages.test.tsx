@@ -51,6 +51,43 @@ describe("AgentsPage", () => {
     await waitFor(() => expect(calls.some((c) => c.method === "POST" && c.path === "/api/agents/gpu-1/drain")).toBe(true));
   });
 
+  it("lets admins make a join token, shows its command once, lists and revokes tokens, and shuts a joined agent out", async () => {
+    signIn();
+    const listed = { id: "jtk_1", prefix: "llmct_join_abcdef", note: "rack 2", max_uses: 2, uses: 1, expires_at: "2026-01-03T00:00:00Z", revoked_at: null, created_at: "2026-01-02T00:00:00Z", state: "active", joined: [{ agent_id: "gpu-1", hostname: "rack1.lan", address: "10.0.0.5", at: "2026-01-02T01:00:00Z" }] };
+    const created = { ...listed, id: "jtk_2", prefix: "llmct_join_zzzzzz", note: "", uses: 0, max_uses: 3, joined: [], token: "llmct_join_zzzzzzSECRET" };
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: ADMIN },
+      "GET /api/agents": { status: 200, body: { summary: SUMMARY, agents: [AGENT] } },
+      "GET /api/agents/credentials": { status: 200, body: [{ agent_id: "gpu-1", nats_user: "agent-gpu-1", hostname: "rack1.lan", token_id: "jtk_1", created_at: "2026-01-02T01:00:00Z" }] },
+      "GET /api/agents/join-tokens": { status: 200, body: [listed] },
+      "POST /api/agents/join-tokens": { status: 201, body: created },
+      "DELETE /api/agents/join-tokens/jtk_1": { status: 200, body: { ...listed, state: "revoked", revoked_at: "2026-01-02T02:00:00Z" } },
+      "DELETE /api/agents/gpu-1/credentials": { status: 204 },
+    });
+    const { user } = renderApp("/agents");
+
+    const row = await screen.findByRole("row", { name: /llmct_join_abcdef/ });
+    expect(row).toHaveTextContent("1 / 2");
+    expect(row).toHaveTextContent("gpu-1");
+    await user.clear(screen.getByLabelText("Uses"));
+    await user.type(screen.getByLabelText("Uses"), "3");
+    await user.click(screen.getByRole("button", { name: "Create join token" }));
+    const command = await screen.findByLabelText("Join command");
+    expect(command).toHaveValue(`llmct agent join ${window.location.origin} llmct_join_zzzzzzSECRET`);
+    expect(calls.find((c) => c.method === "POST" && c.path === "/api/agents/join-tokens")?.body).toEqual({ max_uses: 3, expires_in_hours: 24, note: "" });
+    expect(screen.getByRole("row", { name: /llmct_join_zzzzzz/ })).not.toHaveTextContent("SECRET");
+
+    await user.click(within(row).getByRole("button", { name: "Revoke join token llmct_join_abcdef" }));
+    await user.click(within(row).getByRole("button", { name: "Yes, revoke" }));
+    await waitFor(() => expect(row).toHaveTextContent("Revoked"));
+
+    const card = screen.getByRole("article", { name: "gpu-1" });
+    await user.click(within(card).getByRole("button", { name: "Revoke the NATS access of gpu-1" }));
+    await user.click(within(card).getByRole("button", { name: "Yes, revoke" }));
+    await waitFor(() => expect(calls.some((c) => c.method === "DELETE" && c.path === "/api/agents/gpu-1/credentials")).toBe(true));
+    await waitFor(() => expect(within(card).queryByRole("button", { name: /Revoke the NATS access/ })).not.toBeInTheDocument());
+  });
+
   it("shows everyone else the capacity summary only", async () => {
     signIn();
     mockFetch({ "GET /api/auth/me": { status: 200, body: USER }, "GET /api/agents": { status: 200, body: { summary: SUMMARY, agents: null } } });

@@ -1,25 +1,21 @@
-"""A job's output folder as a zip that holds only what the job wrote there: never what a link points to.
+"""A folder's own files, never what a link in it points to: a job's outputs (served by the scheduler, zipped by
+archive.py) and a dataset's folder.
 
 A job writes its output folder as it likes (the engine runs the user's config), so a link in it may name /etc/passwd,
 the platform's secrets or another job's folder. The walk keeps regular files and folders only, never following a
 link; each file is opened again when it is streamed, one path component at a time relative to its folder's
-descriptor with O_NOFOLLOW, so a file or folder swapped for a link between the walk and the read is skipped, not
-followed.
+descriptor with O_NOFOLLOW, so a file or folder swapped for a link between the walk and the read is not followed.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
-from zipstream import ZipStream
+from . import ranges
+from .errors import ApiError
 
-log = logging.getLogger(__name__)
-
-CHUNK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO the job left there must not hang the stream (it is then refused as not a file).
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -77,19 +73,20 @@ def open_own_file(folder: Path, parts: tuple[str, ...]) -> int | None:
     return file_fd
 
 
-def _chunks(folder: Path, parts: tuple[str, ...]) -> Iterator[bytes]:
-    fd = open_own_file(folder, parts)
-    if fd is None:
-        log.warning("artifacts of %s: %s is no longer a file of the folder, left empty", folder, "/".join(parts))
-        return
-    with os.fdopen(fd, "rb") as file:
-        while chunk := file.read(CHUNK):
-            yield chunk
+def relative_parts(path: str) -> tuple[str, ...]:
+    """The components of a file's path inside a folder, as a client names it; 400 for one that would leave the
+    folder or name none."""
+    parts = tuple(p for p in path.split("/") if p)
+    if not parts or any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
+        raise ApiError(
+            400,
+            "invalid_path",
+            "name a file inside the folder: no '.' or '..' segments, no backslash",
+            "path",
+        )
+    return parts
 
 
-def artifacts_zip(folder: Path, arcname: str, files: list[tuple[str, ...]]) -> ZipStream:
-    """The zip of `files` (own_files) of `folder` under `arcname/` (unsized: a running job's files may still grow)."""
-    archive = ZipStream(sized=False)
-    for parts in files:
-        archive.add(_chunks(folder, parts), "/".join((arcname, *parts)))
-    return archive
+def stat_own_file(folder: Path, parts: tuple[str, ...]) -> os.stat_result | None:
+    """What open_own_file would open (a regular file reached without a link), or None."""
+    return ranges.stat_opened(lambda: open_own_file(folder, parts))
