@@ -128,10 +128,10 @@ async def find_checkpoint(
     agent that ran it put each one there as it was done, so any agent can resume it), else from its output folder."""
     if not needs.base:
         return latest_checkpoint(output_dir), needs
-    output = Path(output_dir) if output_dir else None
-    found = None
-    if output is not None and output.is_relative_to(needs.base):
-        found = await storage.stored_checkpoint(js, job_id, output.relative_to(needs.base).as_posix())
+    output = Path(output_dir or "")
+    if not output_dir or not output.is_relative_to(needs.base):
+        return None, resuming(needs, None)
+    found = await storage.stored_checkpoint(js, job_id, output.relative_to(needs.base).as_posix())
     if found is None:
         return None, resuming(needs, None)
     step, inputs = found
