@@ -159,9 +159,9 @@ async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_anoth
             control_plane.start_agent(second, heir)
             job = await wait_for_state(gw, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=400)
             log = (await gw.get(f"/api/jobs/{job_id}/log", headers=headers)).text
-            assert job["state"] == "succeeded", f"{job.get('reason')}: {job.get('message')}\n{log[-3000:]}"
-            assert (job["agent_id"], job["requeues"]) == (heir, 1)
-            history = " ".join(event.get("message") or "" for event in job["history"])
+            history = " | ".join(f"{e.get('state')}: {e.get('message') or ''}" for e in job["history"])
+            assert job["state"] == "succeeded", f"{job.get('reason')}: {history}\n{log[-3000:]}"
+            assert (job["agent_id"], job["requeues"]) == (heir, 1), history
             assert "resumes from checkpoint-" in history, history
             steps = [point["step"] for point in job["progress_series"]]
             assert steps == sorted(set(steps)) and steps[-1] == 200, steps
