@@ -15,7 +15,9 @@ import ipaddress
 import os
 import random
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,17 @@ class IsolatedHost:
             )
         self.processes.append(process)
         return process
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the namespace (a host losing power: no goodbye, its engines too)."""
+        for _ in range(3):
+            listed = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True).stdout.split()
+            if not listed:
+                return
+            for pid in listed:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.2)
 
     def stop_processes(self) -> None:
         for process in self.processes:

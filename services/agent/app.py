@@ -20,6 +20,8 @@ from services.common.lifecycle import Background, Context
 from services.common.nats_auth import agent_inbox_prefix
 from services.common.settings import Settings
 
+from .cache import Cache
+from .objectsmode import ObjectsStorage
 from .resources import read_gpus, read_host
 from .runner import Runner
 from .runtimes import runtime_from_settings
@@ -83,8 +85,12 @@ async def _beat_forever(context: AgentContext) -> None:
 
 
 def make_runner(context: Context, settings: AgentSettings) -> Runner:
-    """The runner of this agent, with its runtime, both configured from the settings."""
+    """The runner of this agent, with its runtime and its storage mode, configured from the settings."""
     storage = context.settings.storage
+    files = None
+    if context.settings.storage_mode == "objects":
+        cache = Cache(context.js, settings.cache_path or storage.base / "cache", int(settings.cache_gb * 1024**3))
+        files = ObjectsStorage(context.js, storage.base, cache)
     return Runner(
         nc=context.nc,
         js=context.js,
@@ -95,6 +101,7 @@ def make_runner(context: Context, settings: AgentSettings) -> Runner:
         # A CPU job's share of the cores, so that CPU slots side by side don't starve each other.
         cpu_threads=max(1, (os.cpu_count() or 1) // max(1, settings.slots(False))),
         state_dir=settings.state_path,
+        files=files,
     )
 
 

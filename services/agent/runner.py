@@ -18,6 +18,7 @@ from services.common import contracts
 from services.common.consumers import Ack, Consumer, Delivery, Outcome, run_consumer
 from services.common.contracts import Subjects
 from services.common.settings import StoragePaths
+from services.common.storage import JobStorage, SharedStorage, StorageError
 from services.common.text import storable
 
 from . import progress, reattach, results
@@ -89,6 +90,7 @@ class Runner:
         engine_env: dict[str, str],
         cpu_threads: int = 1,
         state_dir: Path | None = None,
+        files: JobStorage | None = None,
     ):
         self.nc, self.js = nc, js
         self.agent_id = agent_id
@@ -96,6 +98,7 @@ class Runner:
         self.storage = storage
         self.engine_env = engine_env
         self.cpu_threads = cpu_threads
+        self.files = files or SharedStorage()  # where the jobs' files are: the storage mode (common/storage.py)
         self.publish = JobEvents(js, agent_id)
         # The runtime's one capability that changes what the runner does, checked here once.
         self.reattachable = runtime if isinstance(runtime, Reattachable) else None
@@ -140,7 +143,9 @@ class Runner:
             with contextlib.suppress(Exception):
                 await self._cancels.unsubscribe()
         for job in list(self.jobs.values()):
-            if self.keeps_engines and job.kind != "deploy":
+            if job.preparing is not None:  # no engine yet: nothing to leave running, nothing to wait for
+                job.preparing.cancel()
+            elif self.keeps_engines and job.kind != "deploy":
                 job.detached = True
                 if job.task:
                     job.task.cancel()
@@ -159,6 +164,7 @@ class Runner:
     async def on_dispatch(self, order: contracts.JobDispatched, delivery: Delivery) -> Outcome:
         """Start a dispatched job (the order is acked once it started); a redelivery of one already running is
         only acked."""
+        order = self.files.localize(order)  # objects mode: its paths under this agent's base, saved so
         running = self.jobs.get(order.job_id)
         if running is not None and running.saved.order.attempt < order.attempt:
             await self._supersede(running, order.attempt)
@@ -175,6 +181,8 @@ class Runner:
         attempt, so the old run is stopped, unreported, before the new one starts."""
         log.warning("job %s: attempt %d replaces the run of attempt %d", job.job_id, attempt, job.saved.order.attempt)
         job.superseded = job.cancelled = True  # cancelled: a run still starting stops as soon as its engine is up
+        if job.preparing is not None:
+            job.preparing.cancel()
         if job.engine:
             await job.engine.stop(5)
         if job.task:
@@ -188,6 +196,8 @@ class Runner:
         if job is None:
             return
         job.cancelled = True
+        if job.preparing is not None:
+            job.preparing.cancel()
         if job.engine:
             await job.engine.stop(request.grace_s)
 
@@ -268,6 +278,12 @@ class Runner:
             )
         else:
             shipper.add("system", resume.note)
+        if resume is None and self.files.mode != "shared":
+            # The inputs may take a while to arrive: the job is started (its dispatch acked) while they do.
+            await self._announce(order, job)
+            ended = await self._prepare(order, job, shipper)
+            if ended is not None:
+                return ended
         stopped = asyncio.Event()
         follower = asyncio.create_task(
             progress.follow(
@@ -280,6 +296,7 @@ class Runner:
                 attempt=order.attempt,
             )
         )
+        checkpoints = asyncio.create_task(self.files.follow(order, lambda text: shipper.add("system", text), stopped))
         try:
             exit_info = ExitInfo(exit_code=0)
             first = resume.stage if resume else 0
@@ -297,6 +314,34 @@ class Runner:
         finally:
             stopped.set()
             await follower
+            try:
+                await checkpoints
+            except Exception:  # a checkpoint not uploaded costs a resume its progress, not the job
+                log.exception("job %s: its checkpoints stopped being uploaded", order.job_id)
+
+    async def _prepare(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo | None:
+        """Bring the job's inputs (objects mode); how the run ended when it cannot start: an input failed, or the
+        wait was stopped (a cancel, the agent stopping; the fetch itself goes on for the cache)."""
+        preparing = job.preparing = asyncio.create_task(
+            self.files.prepare(order, lambda text: shipper.add("system", text))
+        )
+        try:
+            await preparing
+        except StorageError as exc:
+            return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not preparing.cancelled() or (current is not None and current.cancelling()):
+                raise  # this run itself is cancelled
+            if not job.cancelled:
+                return ExitInfo(
+                    exit_code=-1,
+                    error="the agent stopped while the job's inputs were fetched",
+                    error_reason="agent_error",
+                )
+        finally:
+            job.preparing = None
+        return ExitInfo(exit_code=-1) if job.cancelled else None
 
     async def _run_stage(
         self, order, index: int, job: RunningJob, shipper: LogShipper, found: EngineRun | None = None
@@ -323,19 +368,7 @@ class Runner:
             except RuntimeStartError as exc:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
         job.engine = engine
-        if not job.saved.cursor.started:
-            await self.publish(
-                contracts.JobStarted(
-                    job_id=order.job_id,
-                    agent_id=self.agent_id,
-                    runtime=self.runtime.name,
-                    attempt=order.attempt,
-                    at=datetime.now(UTC),
-                ),
-                must_arrive=True,
-            )
-            job.saved.mark_started()
-        job.started.set()
+        await self._announce(order, job)
         if job.cancelled:  # a cancel that arrived while the engine was starting
             await engine.stop(5)
         server = job.server
@@ -352,6 +385,22 @@ class Runner:
                 await asyncio.gather(serving, return_exceptions=True)
                 await server.close()
 
+    async def _announce(self, order: contracts.JobDispatched, job: RunningJob) -> None:
+        """Tell the scheduler the job started (once per attempt), and let its dispatch be acked."""
+        if not job.saved.cursor.started:
+            await self.publish(
+                contracts.JobStarted(
+                    job_id=order.job_id,
+                    agent_id=self.agent_id,
+                    runtime=self.runtime.name,
+                    attempt=order.attempt,
+                    at=datetime.now(UTC),
+                ),
+                must_arrive=True,
+            )
+            job.saved.mark_started()
+        job.started.set()
+
     async def _leave_running(self, job: RunningJob, shipper: LogShipper) -> None:
         """The agent stops: ship what was read, save where the next agent goes on, leave the engine be."""
         if isinstance(job.engine, Detachable):
@@ -367,13 +416,21 @@ class Runner:
         if job.superseded:  # the scheduler drops events of an attempt it replaced
             shipper.add("system", f"attempt {order.attempt} stopped: the job was dispatched here again")
             await shipper.close()
+            await self.files.release(order)
             job.saved.forget()
             self.jobs.pop(order.job_id, None)
             return
+        exit_info = await self._publish_outputs(order, exit_info, shipper)
         state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
         tail = tuple(storable(line) for line in shipper.tail)  # the scheduler stores them: no NUL
         await shipper.close()
+        metrics = results.read(order.kind, Path(order.output_dir))
+        try:
+            await self.files.publish_log(order, self.storage.logs / f"{order.job_id}.log")
+        except StorageError as exc:
+            log.warning("job %s: its log was not uploaded: %s", order.job_id, exc.message)
+        await self.files.release(order)
         event = contracts.JobFinished(
             job_id=order.job_id,
             agent_id=self.agent_id,
@@ -382,13 +439,26 @@ class Runner:
             message=storable(message) if message else message,
             exit_code=exit_info.exit_code,
             last_lines=tail if state == "failed" else (),
-            metrics=results.read(order.kind, Path(order.output_dir)),
+            metrics=metrics,
             attempt=order.attempt,
             at=datetime.now(UTC),
         )
         await self.publish(event, must_arrive=True)
         job.saved.forget()
         self.jobs.pop(order.job_id, None)
+
+    async def _publish_outputs(self, order, exit_info: ExitInfo, shipper: LogShipper) -> ExitInfo:
+        """Hand the job's outputs to the storage (objects mode: into the store); a run that succeeded but whose
+        outputs could not be handed over failed (upload_failed)."""
+        try:
+            await self.files.publish(order, lambda text: shipper.add("system", text))
+        except Exception as exc:
+            log.exception("job %s: its outputs were not uploaded", order.job_id)
+            failed = exc if isinstance(exc, StorageError) else StorageError("upload_failed", f"outputs: {exc}")
+            shipper.add("system", f"outputs not uploaded: {failed.message}")
+            if exit_info.exit_code == 0 and not exit_info.error:
+                return ExitInfo(exit_code=exit_info.exit_code, error=failed.message, error_reason=failed.reason)
+        return exit_info
 
     async def _cleanup_forever(self) -> None:
         while True:

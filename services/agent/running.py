@@ -32,6 +32,7 @@ class RunningJob:
     detached: bool = False  # the agent stops and leaves the engine running for the next agent
     agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
     superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported
+    preparing: asyncio.Task | None = None  # its inputs being fetched (objects mode): a cancel stops the wait
 
     def end_cause(self, exit_info: ExitInfo, tail: Iterable[str]) -> EndCause:
         """Why this run ended: the engine's exit and last lines, and what the agent and the model server did."""

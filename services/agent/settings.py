@@ -47,6 +47,17 @@ class AgentSettings:
         "cursor is rewritten after every batch of log lines); default "
         "<LLMCT_STATE_PATH>/agents/<id>",
     )
+    cache_gb: float = env(
+        "LLMCT_AGENT_CACHE_GB",
+        50.0,
+        doc="`objects` storage mode: the most GB of inputs the agent keeps (least recently used out first)",
+    )
+    cache_path: Path | None = env(
+        "LLMCT_AGENT_CACHE_PATH",
+        None,
+        doc="`objects` storage mode: where inputs are cached, on the storage base's filesystem (they are hard "
+        "linked into it); default <HOST_BASE_PATH>/cache",
+    )
     docker_image: str = env("LLMCT_DOCKER_IMAGE", DEFAULT_DOCKER_IMAGE, doc="the engine image of the docker runtime")
     docker_memory: str | None = env(
         "LLMCT_DOCKER_MEMORY",

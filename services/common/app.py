@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from nats.micro import add_service
 
-from . import contracts, redaction
+from . import contracts, objects, redaction
 from .bus import bus_is_healthy, close_bus, connect_bus, ensure_streams
 from .consumers import Consumer
 from .dependencies import DEPENDENCIES
@@ -167,6 +167,8 @@ async def _open_context(stack: AsyncExitStack, app: Litestar, spec: ServiceSpec)
     )
     if spec.manages_streams:
         await ensure_streams(context.js)
+        if settings.storage_mode == "objects":
+            await objects.ensure_buckets(context.js)
     if spec.uses_store:
         await _follow_revocations(context)
     return context

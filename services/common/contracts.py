@@ -16,7 +16,7 @@ database and the web client keep the old ones.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import msgspec
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -241,6 +241,20 @@ class Buckets:
     def job_object(job_id: str, relative: str) -> str:
         return f"{job_id}/{relative}"
 
+    @staticmethod
+    def job_log_object(job_id: str) -> str:
+        """The job's log file, in OUTPUTS beside its output folder's files."""
+        return f"{job_id}/{JOB_LOG_NAME}"
+
+    @staticmethod
+    def checkpoint_object(job_id: str, checkpoint: str, relative: str) -> str:
+        """A file of a checkpoint folder (`checkpoint-<step>`), in CHECKPOINTS. Its `trainer_state.json` is put
+        last: once it is in the bucket, every other file of that checkpoint is too."""
+        return f"{job_id}/{checkpoint}/{relative}"
+
+
+JOB_LOG_NAME = "job.log"  # the job's log among its outputs (an output folder's own file of that name is not sent)
+
 
 # --- the vocabulary of jobs ---------------------------------------------------------------------
 # Declared first (messages above name them; `from __future__ import annotations` lets msgspec resolve them here).
@@ -278,6 +292,10 @@ FinishReason = Literal[
     "lost_on_agent",  # its agent, online, stopped listing the job as running (restarted without it), no retries left
     "time_limit",  # ran longer than its owner's maximum run time (LLMCT_MAX_RUN_H, or an admin's per user): stopped
     "bad_event",  # the job's agent sent an event the scheduler could not read or store (kept in DEAD_LETTERS)
+    # the agent's, in `objects` storage mode (services/agent/cache.py, uploads.py)
+    "input_missing",  # an input object is not in its bucket
+    "input_corrupt",  # an input's bytes do not match its sha256, fetched twice
+    "upload_failed",  # the job's outputs could not be put in the store
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
 
@@ -327,8 +345,37 @@ MODEL_HUBS: tuple[ModelHub, ...] = ("huggingface", "modelscope")  # EngineStage.
 HUBS: dict[str, ModelHub] = {hub: hub for hub in MODEL_HUBS}  # a stored or sent hub name, typed
 
 
+class JobInput(msgspec.Struct, kw_only=True, frozen=True):
+    """A file a job reads, in `objects` storage mode: an object of a bucket (`Buckets`), which the agent fetches
+    into its cache (checked by `sha256`) and places at `path`, relative to the storage base (`data/u_x/a.jsonl`,
+    `models/tiny/config.json`). A resumed training job's checkpoint comes the same way: each file of
+    `checkpoint-<step>` from CHECKPOINTS, placed at `output/<job id>/checkpoint-<step>/<file>`."""
+
+    bucket: str
+    name: str  # the object's name in its bucket
+    sha256: str  # hex: what the file must hash to
+    size: int
+    path: str  # where the job reads it, relative to the storage base: no `..`, never absolute
+
+
+class JobFile(msgspec.Struct, kw_only=True, frozen=True):
+    """A small text file the scheduler renders for one job (its dataset_info.json entries), written by the agent at
+    `path` (relative to the storage base, as `JobInput.path`) before the job's first stage: `objects` mode only.
+    With `merge`, `text` is a JSON object whose keys are set in the file's own (jobs side by side on one agent share
+    `data/dataset_info.json`; its keys are unique across owners, so each finds its own)."""
+
+    path: str
+    text: str
+    merge: bool = False
+
+
 class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):
-    """Run this job on the receiving agent: its stages in order, each only if the one before succeeded."""
+    """Run this job on the receiving agent: its stages in order, each only if the one before succeeded.
+
+    In `objects` storage mode the agent first brings `inputs` and `files` into its own storage base, and reads
+    every absolute path of the stages' configs and `output_dir` that starts with `storage_base` (the control plane's
+    HOST_BASE_PATH, the scheduler rendered them with) as starting with its own base instead. In `shared` mode the
+    three are empty and the files are where the paths say."""
 
     job_id: str
     kind: JobKind
@@ -337,6 +384,9 @@ class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):
     gpu_ids: tuple[int, ...] = ()
     attempt: int = 1
     dispatched_at: datetime
+    inputs: tuple[JobInput, ...] = ()
+    files: tuple[JobFile, ...] = ()
+    storage_base: str = ""
 
 
 # Every job event carries the attempt of the JobDispatched it answers (jobs.attempt): the scheduler applies it only
@@ -551,6 +601,7 @@ class ModelForUse(msgspec.Struct, frozen=True, kw_only=True, tag="model_for_use"
     hub: str | None = None  # huggingface | modelscope; None: a local copy
     adapter_path: str | None = None  # a LoRA adapter's folder, loaded on `model_path`
     parameter_count: int | None = None  # the base's, for an adapter
+    inputs: list[JobInput] = msgspec.field(default_factory=list)  # `objects` mode: its files (and its base's), stored
 
 
 class DatasetsAsked(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_asked"):
@@ -571,6 +622,10 @@ class DatasetsForJob(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_fo
     keys: list[str]
     eval_stage: str | None = None
     files: list[str] = msgspec.field(default_factory=list)
+    # `objects` storage mode: the datasets' files, stored, and their dataset_info.json entries by key (the job's own
+    # dataset_info.json is made of them on the agent, which has no data folder of the control plane's).
+    inputs: list[JobInput] = msgspec.field(default_factory=list)
+    entries: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 BusMessage = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import bcrypt
 
-from .contracts import Subjects
+from .contracts import Buckets, Subjects
 from .private import private_folder, write_private
 
 SERVICE_USER = "llmct-services"
@@ -28,6 +28,31 @@ RESPONSE_MAX_MSGS = 1_000_000
 RESPONSE_EXPIRES = "15m"
 # nats-server checks a bcrypt password on every connect (not per message): 2^11 rounds is its own tool's default.
 BCRYPT_ROUNDS = 11
+# `objects` storage mode (services/common/storage.py): the buckets an agent reads its jobs' inputs from, and those
+# it writes their outputs and checkpoints to. NATS cannot tell one job's objects from another's by subject (an
+# object's subject carries its name encoded), so an agent may read every object of these buckets and replace any
+# of the two it writes (docs/security.md).
+AGENT_READS = Buckets.ALL
+AGENT_WRITES = (Buckets.OUTPUTS, Buckets.CHECKPOINTS)
+
+
+def bucket_permissions(bucket: str, writes: bool) -> list[str]:
+    """What the object store client (services/common/objects.py, nats-py's put) publishes to use one bucket."""
+    stream, api = f"OBJ_{bucket}", "$JS.API"
+    allowed = [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.STREAM.MSG.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}.>",
+        f"{api}.CONSUMER.CREATE.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}.>",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.>",
+        f"{api}.CONSUMER.INFO.{stream}.>",
+        f"{api}.CONSUMER.DELETE.{stream}.>",
+    ]
+    if writes:  # a put replaces an object of the same name: its old chunks are purged
+        allowed += [f"$O.{bucket}.>", f"{api}.STREAM.PURGE.{stream}"]
+    return allowed
 
 
 class BadAgentId(RuntimeError):
@@ -79,6 +104,7 @@ def agent_permissions(agent_id: str) -> dict:
                 api % "INFO",
                 api % "MSG.NEXT",
                 f"$JS.ACK.{DISPATCH_STREAM}.{consumer}.>",
+                *(item for bucket in AGENT_READS for item in bucket_permissions(bucket, bucket in AGENT_WRITES)),
             ]
         },
         "subscribe": {

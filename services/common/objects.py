@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,9 +98,15 @@ async def describe(js: JetStreamContext, bucket: str, name: str) -> StoredObject
     return _stored(bucket, name, await _info(js, bucket, name))
 
 
-async def fetch(js: JetStreamContext, bucket: str, name: str, target: Path) -> StoredObject:
+Progress = Callable[[int, int], None]  # (bytes written so far, the object's size), after each batch of chunks
+
+
+async def fetch(
+    js: JetStreamContext, bucket: str, name: str, target: Path, progress: Progress | None = None
+) -> StoredObject:
     """Write the object into `target`, streamed, checked by its digest: ObjectMissing when there is none,
-    ObjectCorrupt when its bytes do not match (nothing is left at `target` then).
+    ObjectCorrupt when its bytes do not match (nothing is left at `target` then). `progress`, when given, is told
+    how far the transfer is after each batch.
 
     Not nats-py's ObjectStore.get: it takes chunks one by one from a push consumer and writes each through the thread
     pool (0.15 of a file copy, docs/benchmarks.md §8). Here a pull consumer that acks nothing takes FETCH_BATCH
@@ -111,7 +117,7 @@ async def fetch(js: JetStreamContext, bucket: str, name: str, target: Path) -> S
     partial = target.with_name(f".{target.name}.part-{os.getpid()}")
     try:
         with partial.open("wb") as f:
-            digest = await _pull_chunks(js, bucket, info.nuid or "", found.size, f)
+            digest = await _pull_chunks(js, bucket, info.nuid or "", found.size, f, progress)
         if digest != found.sha256:
             raise ObjectCorrupt(f"{bucket}/{name}: its bytes do not match its sha256")
         os.replace(partial, target)
@@ -125,7 +131,9 @@ FETCH_BATCH = 16  # chunks per pull (16 MiB in flight)
 FETCH_WAIT_S = 10.0  # a pull that brings nothing for this long: the object's chunks are gone
 
 
-async def _pull_chunks(js: JetStreamContext, bucket: str, nuid: str, size: int, out) -> str:
+async def _pull_chunks(
+    js: JetStreamContext, bucket: str, nuid: str, size: int, out, progress: Progress | None = None
+) -> str:
     """Write an object's chunks into `out` in order; returns the hex sha256 of what was written. ObjectCorrupt
     when chunks are missing or more bytes come than the object says it holds."""
     h = hashlib.sha256()
@@ -149,6 +157,8 @@ async def _pull_chunks(js: JetStreamContext, bucket: str, nuid: str, size: int, 
             written += sum(map(len, blocks))
             if written > size:
                 raise ObjectCorrupt(f"{bucket}: more than the {size} bytes the object holds")
+            if progress is not None:
+                progress(written, size)
             if msgs[-1].metadata.num_pending == 0:
                 break
     finally:
@@ -157,6 +167,16 @@ async def _pull_chunks(js: JetStreamContext, bucket: str, nuid: str, size: int, 
     if written != size:
         raise ObjectCorrupt(f"{bucket}: {written} of {size} bytes, its bytes do not match its sha256")
     return h.hexdigest()
+
+
+async def list_objects(js: JetStreamContext, bucket: str, prefix: str = "") -> list[StoredObject]:
+    """The objects of `bucket` whose names start with `prefix` (deleted ones left out), by name."""
+    try:
+        infos = await (await js.object_store(bucket)).list(ignore_deletes=True)
+    except (BucketNotFoundError, NotFoundError):  # no bucket, or nothing in it
+        return []
+    found = [_stored(bucket, i.name, i) for i in infos if i.name.startswith(prefix) and not i.deleted]
+    return sorted(found, key=lambda o: o.name)
 
 
 # --- byte ranges of an object (a resumed download served out of the store) -------------------------------------

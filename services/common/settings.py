@@ -10,6 +10,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from .storage import StorageMode
+
 SERVICE_NAMES = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
 
 # Default ports for the local stack; each can be overridden with LLMCT_<NAME>_PORT.
@@ -163,6 +165,12 @@ class Settings:
     """LLMCT_<SERVICE>_PORT: port of each service (`ports_from_env`)."""
     storage: StoragePaths
     """HOST_BASE_PATH, LOG_BASE_PATH, HF_CACHE_PATH: the shared folders (`storage_from_env`)."""
+    storage_mode: StorageMode = env(
+        "LLMCT_STORAGE_MODE",
+        "shared",
+        doc="`shared`: one folder at the same path everywhere; `objects`: jobs' files travel in NATS buckets "
+        "(services/common/storage.py).",
+    )
 
     def service_url(self, name: str) -> str:
         """Internal base URL of a service."""

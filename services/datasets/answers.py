@@ -7,10 +7,16 @@ wins over a public one of the same name); someone else's private dataset looks e
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+from pathlib import Path
 
-from services.common.contracts import DatasetsAsked, DatasetsForJob, Subjects
+import msgspec
+
+from services.common.contracts import Buckets, DatasetsAsked, DatasetsForJob, Subjects
 from services.common.errors import ApiError
+from services.common.inputs import Wanted, files_under
 from services.common.requests import Endpoint
 
 from . import store
@@ -80,15 +86,38 @@ def for_calibration(rows: list, data_dir, field: str) -> DatasetsForJob:
 
 
 async def datasets_for_job(context: DatasetsContext, asked: DatasetsAsked) -> DatasetsForJob:
-    """Answer a `DatasetsAsked`: the keys (and what else the purpose needs), or why not."""
+    """Answer a `DatasetsAsked`: the keys (and what else the purpose needs), or why not; in `objects` storage mode
+    with the datasets' files, stored in their bucket, and their dataset_info.json entries."""
     if not asked.names:
         raise ApiError(422, "no_datasets", "name at least one dataset", asked.field)
     rows = await _rows(context.pool, asked)
+    data_dir = context.datasets.layout.root
     if asked.purpose == "train":
-        return for_training(rows, asked.stage or "sft", asked.field)
-    if asked.purpose == "eval":
-        return for_evaluation(rows, asked.field)
-    return for_calibration(rows, context.datasets.layout.root, asked.field)
+        answer = for_training(rows, asked.stage or "sft", asked.field)
+    elif asked.purpose == "eval":
+        answer = for_evaluation(rows, asked.field)
+    else:
+        answer = for_calibration(rows, data_dir, asked.field)
+    if context.inputs is None:
+        return answer
+    entries = {row["info_key"]: json.loads(row["info"]) for row in rows}
+    paths = await asyncio.to_thread(lambda: [p for entry in entries.values() for p in entry_files(data_dir, entry)])
+    wanted = [Wanted(Buckets.DATASETS, path) for path in paths]
+    what = "dataset " + ", ".join(repr(row["name"]) for row in rows)
+    inputs = await context.inputs.inputs(wanted, what, asked.field)
+    return msgspec.structs.replace(answer, inputs=inputs, entries=entries)
+
+
+def entry_files(data_dir: Path, entry: dict) -> list[Path]:
+    """The files of the data folder a dataset_info.json entry reads (`file_name`: a file or a folder of files);
+    nothing outside the data folder. An entry on a hub has none: its job downloads it."""
+    name = entry.get("file_name")
+    if not isinstance(name, str) or not name:
+        return []
+    path = Path(os.path.normpath(data_dir / name))
+    if not path.is_relative_to(data_dir) or path == data_dir:
+        return []
+    return files_under(path)
 
 
 ENDPOINTS = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common import lifecycle
+from services.common.inputs import InputStore
 
 from .layout import DataLayout
 from .service import Context
@@ -16,6 +17,7 @@ class DatasetsContext(lifecycle.Context):
     """The shared context, and what every datasets operation needs (the pool, the data folder, the settings)."""
 
     datasets: Context
+    inputs: InputStore | None = None  # `objects` storage mode: datasets' files go into their bucket for jobs
 
 
 def datasets_context(dataset_settings: DatasetSettings):
@@ -23,8 +25,11 @@ def datasets_context(dataset_settings: DatasetSettings):
 
     def build(base: lifecycle.Context) -> DatasetsContext:
         layout = DataLayout(base.settings.storage.data)
+        objects = base.settings.storage_mode == "objects"
         return base.extended(
-            DatasetsContext, datasets=Context(pool=base.pool, layout=layout, settings=dataset_settings)
+            DatasetsContext,
+            datasets=Context(pool=base.pool, layout=layout, settings=dataset_settings),
+            inputs=InputStore(base.js, base.settings.storage.base) if objects else None,
         )
 
     return build

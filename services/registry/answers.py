@@ -6,12 +6,31 @@ where are its files. A LoRA adapter comes with the base it was trained on, whose
 
 from __future__ import annotations
 
-from services.common.contracts import ModelForUse, ModelUseAsked, Subjects
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from services.common import lifecycle
+from services.common.contracts import Buckets, JobInput, ModelForUse, ModelUseAsked, Subjects
 from services.common.errors import ApiError
-from services.common.lifecycle import Context
+from services.common.inputs import InputStore, Wanted, files_under, stored_outputs
 from services.common.requests import Endpoint
 
 from . import rules, store
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryContext(lifecycle.Context):
+    """The shared context, and in `objects` storage mode where models' files go into the store for jobs."""
+
+    inputs: InputStore | None = None
+
+
+def registry_context(base: lifecycle.Context) -> RegistryContext:
+    objects = base.settings.storage_mode == "objects"
+    return base.extended(RegistryContext, inputs=InputStore(base.js, base.settings.storage.base) if objects else None)
 
 
 def model_for_job(model: rules.ModelRef, base: rules.ModelRef | None, prefer_hub: str) -> ModelForUse:
@@ -38,12 +57,13 @@ def model_for_job(model: rules.ModelRef, base: rules.ModelRef | None, prefer_hub
     )
 
 
-async def model_for_use(context: Context, asked: ModelUseAsked) -> ModelForUse:
-    """Answer a `ModelUseAsked`: the model and its files, or why the caller may not use it."""
+async def model_for_use(context: RegistryContext, asked: ModelUseAsked) -> ModelForUse:
+    """Answer a `ModelUseAsked`: the model and its files, or why the caller may not use it; in `objects` storage
+    mode with its files (and its base's), stored."""
     pool = context.pool
     model = await rules.model_for_use(pool, asked.user_id, asked.name, use=asked.use, field=asked.field)
     if model.kind != "lora":
-        return model_for_job(model, None, asked.prefer_hub)
+        return await _with_inputs(context, model_for_job(model, None, asked.prefer_hub), [model], asked.field)
     base_row = await store.get(pool, model.base_model_id) if model.base_model_id else None
     if base_row is None:
         raise ApiError(
@@ -52,7 +72,38 @@ async def model_for_use(context: Context, asked: ModelUseAsked) -> ModelForUse:
             f"the base model of adapter {asked.name!r} was deleted: the adapter cannot be loaded without it",
             asked.field,
         )
-    return model_for_job(model, rules.ModelRef.from_row(base_row), asked.prefer_hub)
+    base = rules.ModelRef.from_row(base_row)
+    return await _with_inputs(context, model_for_job(model, base, asked.prefer_hub), [base, model], asked.field)
+
+
+async def _with_inputs(
+    context: RegistryContext, answer: ModelForUse, models: list[rules.ModelRef], field: str
+) -> ModelForUse:
+    if context.inputs is None:
+        return answer
+    found: list[JobInput] = []
+    for model in models:
+        found += await model_inputs(context, context.inputs, model, field)
+    return msgspec.structs.replace(answer, inputs=found)
+
+
+async def model_inputs(context: lifecycle.Context, inputs: InputStore, model: rules.ModelRef, field: str):
+    """A model's local files as a job's inputs: a job's output from OUTPUTS (its agent put them there), any other
+    local folder under the storage base into MODELS as `<model id>/<path>`; a model on a hub has none (its job
+    downloads it)."""
+    path, storage = Path(model.path or ""), context.settings.storage
+    if not path.is_absolute() or ".." in path.parts:
+        return []
+    if path.is_relative_to(storage.output) and path != storage.output:
+        job_id, *inside = path.relative_to(storage.output).parts
+        stored = await stored_outputs(context.js, job_id, storage.output / job_id, storage.base)
+        prefix = path.relative_to(storage.base).as_posix() + "/"
+        return [item for item in stored if not inside or item.path.startswith(prefix)]
+    if not path.is_relative_to(storage.base):
+        return []
+    files = await asyncio.to_thread(files_under, path)
+    wanted = [Wanted(Buckets.MODELS, f, f"{model.id}/{f.relative_to(path).as_posix()}") for f in files]
+    return await inputs.inputs(wanted, f"model {model.name!r}", field)
 
 
 ENDPOINTS = (

@@ -8,7 +8,7 @@ from services.common.app import ServiceSpec, create_service_app
 from services.common.settings import Settings
 
 from . import handlers
-from .answers import ENDPOINTS
+from .answers import ENDPOINTS, registry_context
 from .routes import ModelController
 
 SPEC = ServiceSpec(
@@ -19,6 +19,7 @@ SPEC = ServiceSpec(
     background=handlers.BACKGROUND,
     consumers=handlers.CONSUMERS,
     endpoints=ENDPOINTS,
+    context=registry_context,
 )
 
 

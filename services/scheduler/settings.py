@@ -58,9 +58,7 @@ class FleetSettings:
         doc="the NATS URL(s), comma-separated, an agent joining from another host dials (default: NATS_URL without "
         "its credentials)",
     )
-    storage_mode: Literal["shared", "objects"] = env(
-        "LLMCT_STORAGE_MODE", "shared", doc="how agents reach files: one shared folder, or NATS object buckets"
-    )
+    # storage_mode (LLMCT_STORAGE_MODE) is every service's: services/common/settings.py
     join_max_failures: int = env(
         "LLMCT_JOIN_MAX_FAILURES", 10, doc="failed joins (bad token) per client within the window before 429"
     )

@@ -1,6 +1,7 @@
 """Fixtures of the hosts tier: agents on hosts of their own (network namespaces, each with its own folder) that
 reach the control plane only through NATS on one bridge address; the control plane's services run on this host
-with their own NATS server (bound to that address), their own database and their own folder."""
+with their own NATS server (bound to that address), their own database and their own folder, in the `objects`
+storage mode: jobs' files travel in NATS buckets."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from llmct.bootstrap import ensure_tiny_preset
 from llmct.embedded import NatsServer, free_port
-from llmct.launcher import ServiceProcess, process_env, start_services, stop_services
+from llmct.launcher import TINY_MODEL, ServiceProcess, process_env, start_services, stop_services
+from services.common.settings import storage_from_env
 from services.common.store import migrate
 from tests.fixtures_netns import HostNetwork, IsolatedHost, unavailable
 
@@ -27,6 +31,7 @@ class ControlPlane:
     env: dict[str, str]
     nats: NatsServer
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    agents: list[str] = field(default_factory=list)
 
     @property
     def gateway_url(self) -> str:
@@ -51,6 +56,7 @@ class ControlPlane:
 
     def start_agent(self, host: IsolatedHost, agent_id: str, **extra: str):
         env = self.agent_env(host, agent_id, **extra)
+        self.agents.append(agent_id)
         return host.start([sys.executable, "-m", "llmct.cli", "service", "agent"], env, host.root / "agent.log")
 
 
@@ -84,12 +90,15 @@ def control_plane(network, postgres_server, tmp_path_factory):
         "LLMCT_ADMIN_USERNAME": "hosts-admin",
         "LLMCT_ADMIN_PASSWORD": "separate-7-lanterns",
         "HOST_BASE_PATH": str(tmp_path_factory.mktemp("control-plane")),
+        "LLMCT_STORAGE_MODE": "objects",
+        "LLMCT_AGENT_OFFLINE_S": "6",  # a killed host's job goes back to the queue soon
         "HF_HUB_OFFLINE": "1",
         "LLMCT_REGISTER_MAX": "100000",
     }
     for name in CONTROL_PLANE:
         env[f"LLMCT_{name.upper()}_PORT"] = str(free_port())
     plane = ControlPlane(env=env, nats=nats)
+    ensure_tiny_preset(storage_from_env(env), database.url, TINY_MODEL)  # on the control plane's disk only
     try:
         started = start_services(env, tmp_path_factory.mktemp("hosts-logs"), names=CONTROL_PLANE)
         plane.services = {s.name: s for s in started}
@@ -97,3 +106,23 @@ def control_plane(network, postgres_server, tmp_path_factory):
     finally:
         stop_services(list(plane.services.values()))
         nats.stop()
+
+
+@pytest.fixture
+async def add_host(network, control_plane):
+    """A new host for one test; its processes stop when the test ends, and its agents are then offline at once (a
+    later test's job must not be placed on them)."""
+    made: list[IsolatedHost] = []
+
+    def add(label: str) -> IsolatedHost:
+        made.append(network.add_host(label))
+        return made[-1]
+
+    yield add
+    for host in made:
+        host.stop_processes()
+    conn = await asyncpg.connect(control_plane.env["DATABASE_URL"])
+    try:
+        await conn.execute("UPDATE agents SET offline_since = now() WHERE offline_since IS NULL")
+    finally:
+        await conn.close()

@@ -5,14 +5,46 @@ over NATS; these tests grow with the `objects` storage mode."""
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
+import zipfile
+from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
+from llmct.launcher import TINY_MODEL
+from services.common import objects
+from services.common.contracts import Buckets
+from tests.e2e.helpers import TRAIN, login, registered, wait_for_state
 from tests.helpers import eventually, unique
 
-pytestmark = pytest.mark.hosts
+pytestmark = [pytest.mark.hosts, pytest.mark.slow]
+
+ENDED = {"succeeded", "failed", "cancelled"}
+EVAL = {"kind": "eval", "datasets": ["tiny_sft"], "gpu_count": 0, "max_samples": 8, "cutoff_len": 128}
+DEPLOY = {"gpu_count": 0, "generation": {"max_new_tokens": 8}}
+MESSAGES = [{"role": "user", "content": "What is the capital of Canada?"}]
+
+
+async def finished(gw: httpx.AsyncClient, headers: dict, body: dict) -> dict:
+    """Submit a job and wait for its end; it must have succeeded (its log says why not)."""
+    r = await gw.post("/api/jobs", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    job = await wait_for_state(gw, headers, r.json()["id"], ENDED, timeout=300)
+    if job["state"] != "succeeded":
+        log = (await gw.get(f"/api/jobs/{job['id']}/log", headers=headers)).text
+        raise AssertionError(f"{body['kind']} {job['state']}: {job.get('reason')}: {job.get('message')}\n{log[-3000:]}")
+    return job
+
+
+async def deployment_state(gw: httpx.AsyncClient, headers: dict, deployment: str, states: set[str]) -> dict:
+    async def reached():
+        found = (await gw.get(f"/api/deployments/{deployment}", headers=headers)).json()
+        return found if found["state"] in states else None
+
+    return await eventually(reached, timeout=240, interval=0.5)
 
 
 def reach(host, address: str, port: int) -> bool:
@@ -28,8 +60,8 @@ async def admin_headers(gw: httpx.AsyncClient, plane) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-async def test_agents_on_hosts_of_their_own_join_the_fleet_over_nats_alone(network, control_plane):
-    first, second = network.add_host(unique("a")[-6:]), network.add_host(unique("b")[-6:])
+async def test_agents_on_hosts_of_their_own_join_the_fleet_over_nats_alone(network, control_plane, add_host):
+    first, second = add_host(unique("a")[-6:]), add_host(unique("b")[-6:])
     ids = {unique("host-a"), unique("host-b")}
     for host, agent_id in zip((first, second), sorted(ids), strict=True):
         control_plane.start_agent(host, agent_id)
@@ -58,3 +90,80 @@ async def test_agents_on_hosts_of_their_own_join_the_fleet_over_nats_alone(netwo
     control_folder = control_plane.env["HOST_BASE_PATH"]
     for host in (first, second):
         assert (host.root / "agent.log").exists() and not str(host.root).startswith(control_folder)
+
+
+async def test_train_download_evaluate_export_and_chat_on_a_host_that_shares_no_folder(control_plane, add_host):
+    """Objects mode, the whole path of a model on a host with no folder of the control plane's: the tiny model and
+    dataset come to the agent's cache over NATS, the LoRA adapter goes back into the store and down through the
+    gateway, and an evaluation, a merge export and a deployment answering `/v1` chat all load it from the store."""
+    host = add_host(unique("t")[-6:])
+    agent_id = unique("trainer")
+    control_plane.start_agent(host, agent_id)
+    async with httpx.AsyncClient(base_url=control_plane.gateway_url, timeout=60) as gw:
+        headers = await login(gw, control_plane.env["INVITE_CODE"], unique("lora"))
+        job = await finished(gw, headers, TRAIN)
+        assert job["agent_id"] == agent_id
+        log = (await gw.get(f"/api/jobs/{job['id']}/log", headers=headers)).text
+        assert "fetching" in log or "cached" in log, log[-2000:]
+
+        r = await gw.get(f"/api/jobs/{job['id']}/artifacts", headers=headers)
+        assert r.status_code == 200, r.text
+        names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+        assert any(name.endswith("adapter_model.safetensors") for name in names), names
+
+        adapter = (await registered(gw, headers, job["id"]))["name"]
+        evaluation = await finished(gw, headers, {**EVAL, "model": adapter})
+        assert evaluation["agent_id"] == agent_id and evaluation["metrics"], evaluation
+        export = await finished(gw, headers, {"kind": "export", "model": adapter, "export_size": 1})
+        assert (await registered(gw, headers, export["id"], source="export"))["kind"] == "full"
+
+        r = await gw.post("/api/deployments", json={**DEPLOY, "model": adapter}, headers=headers)
+        assert r.status_code == 201, r.text
+        deployment = r.json()["id"]
+        try:
+            ready = await deployment_state(gw, headers, deployment, {"ready", "failed"})
+            assert ready["state"] == "ready", ready
+            r = await gw.post("/v1/chat/completions", json={"model": deployment, "messages": MESSAGES}, headers=headers)
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["role"] == "assistant", r.text
+        finally:
+            await gw.post(f"/api/deployments/{deployment}/stop", headers=headers)
+            await deployment_state(gw, headers, deployment, {"stopped", "failed"})
+    # The model and the dataset came into the agent's own cache (by content), from the control plane's folder.
+    control = Path(control_plane.env["HOST_BASE_PATH"])
+    for source in (control / "models" / TINY_MODEL / "config.json", next((control / "data").rglob("tiny_sft*"))):
+        assert (host.root / "cache" / "sha256" / objects.file_sha256(source)).is_file(), source
+
+
+async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_another(control_plane, add_host):
+    """The first host is killed (every process in its namespace) once its first checkpoint is in the store; the job goes
+    back to the queue and finishes on the second host, resumed from that checkpoint: no step run twice counts twice."""
+    first, second = add_host(unique("k")[-6:]), add_host(unique("r")[-6:])
+    doomed, heir = unique("doomed"), unique("heir")
+    control_plane.start_agent(first, doomed)
+    nc = await nats.connect(control_plane.nats.url)
+    js = nc.jetstream()
+    try:
+        async with httpx.AsyncClient(base_url=control_plane.gateway_url, timeout=30) as gw:
+            headers = await login(gw, control_plane.env["INVITE_CODE"], unique("resumer"))
+            slow = {**TRAIN, "max_steps": 200, "save_steps": 20}
+            r = await gw.post("/api/jobs", json=slow, headers=headers)
+            assert r.status_code == 201, r.text
+            job_id = r.json()["id"]
+
+            async def checkpoint_stored():
+                names = {o.name for o in await objects.list_objects(js, Buckets.CHECKPOINTS, f"{job_id}/")}
+                return f"{job_id}/checkpoint-20/trainer_state.json" in names
+
+            await eventually(checkpoint_stored, timeout=240, interval=0.5)
+            await asyncio.to_thread(first.kill_all)
+            control_plane.start_agent(second, heir)
+            job = await wait_for_state(gw, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=400)
+            log = (await gw.get(f"/api/jobs/{job_id}/log", headers=headers)).text
+            history = " | ".join(f"{e.get('state')}: {e.get('message') or ''}" for e in job["history"])
+            assert job["state"] == "succeeded", f"{job.get('reason')}: {history}\n{log[-3000:]}"
+            assert (job["agent_id"], job["requeues"]) == (heir, 1), history
+            assert "resumes from checkpoint-" in history, history
+            steps = [point["step"] for point in job["progress_series"]]
+            assert steps == sorted(set(steps)) and steps[-1] == 200, steps
+    finally:
+        await nc.close()

@@ -30,6 +30,8 @@ EVERY = {
     "LLMCT_SIMULATED_GPUS": "2",
     "LLMCT_SIMULATED_GPU_MEMORY_MB": "1000",
     "LLMCT_DOCKER_PIDS_LIMIT": "64",
+    "LLMCT_AGENT_CACHE_GB": "1.5",
+    "LLMCT_AGENT_CACHE_PATH": "/srv/cache",
 }
 
 
@@ -51,6 +53,8 @@ def test_the_defaults_are_todays():
         docker_user=None,
         simulated_gpus=0,
         simulated_gpu_memory_mb=24576,
+        cache_gb=50.0,
+        cache_path=None,
         engine_env={},
     )
     assert (settings.slots(has_gpus=False), settings.slots(has_gpus=True)) == (1, 0)
@@ -75,6 +79,8 @@ def test_every_variable_is_read():
         docker_user="1000:1000",
         simulated_gpus=2,
         simulated_gpu_memory_mb=1000,
+        cache_gb=1.5,
+        cache_path=Path("/srv/cache"),
     )
     assert settings.extra_mounts() == {"/usr": "/usr", "/a": "/b"}
     assert (settings.slots(has_gpus=False), settings.slots(has_gpus=True)) == (2, 2)

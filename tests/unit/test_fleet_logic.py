@@ -13,6 +13,7 @@ from services.agent.resources import read_gpus
 from services.agent.runner import consumer_name
 from services.agent.settings import AgentSettings
 from services.common import contracts, nats_auth
+from services.common.contracts import Buckets
 from services.common.errors import ApiError
 from services.common.settings import from_env
 from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from
@@ -115,7 +116,14 @@ def test_an_agent_may_publish_only_on_its_own_subjects():
         s.startswith("job.status.") and s != "job.status.gpu-1.>" for s in publish
     ), "job events only as itself"
     assert "$JS.API.CONSUMER.CREATE.DISPATCH.agent-gpu-1.job.dispatch.gpu-1" in publish
-    assert not any("STREAM" in s for s in publish), "an agent never creates or changes a stream"
+    assert not any(
+        verb in s for s in publish for verb in ("STREAM.CREATE", "STREAM.UPDATE", "STREAM.DELETE", "STREAM.MSG.DELETE")
+    ), "an agent never creates or changes a stream"
+    streams = {s.rsplit(".", 1)[1] for s in publish if ".STREAM." in s}
+    assert streams == {f"OBJ_{bucket}" for bucket in Buckets.ALL}, "only the buckets' streams, to read objects"
+    purged = {s for s in publish if "STREAM.PURGE" in s}
+    assert purged == {f"$JS.API.STREAM.PURGE.OBJ_{b}" for b in (Buckets.OUTPUTS, Buckets.CHECKPOINTS)}
+    assert not any(s.startswith((f"$O.{Buckets.DATASETS}", f"$O.{Buckets.MODELS}")) for s in publish), "read only"
     assert "deploy.gpu-1.>" in subscribe and "_INBOX.agent-gpu-1.>" in subscribe and "_INBOX.>" not in subscribe
     assert not any(s.startswith("job.dispatch") for s in subscribe)
     assert nats_auth.agent_consumer("gpu-1") == consumer_name("gpu-1")

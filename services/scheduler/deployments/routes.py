@@ -27,6 +27,7 @@ from services.common.security import Principal, new_id
 
 from .. import rendering
 from ..jobs import access, memory, queue, service, store
+from ..jobs.fetches import fetches
 from ..jobs.routes import cursor_after, log_download, next_cursor
 from ..jobs.schemas import DeployRequest
 from ..settings import SchedulerSettings
@@ -162,6 +163,7 @@ async def deploy(
             stages=rendered.stage_rows(),
             output_dir=str(settings.storage.output / job_id),
             estimate=msgspec.to_builtins(est),
+            fetches=fetches(settings, [model.inputs]),
         )
         await dstore.insert(
             conn,

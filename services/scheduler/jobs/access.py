@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import msgspec
 
-from services.common.contracts import DatasetsAsked, DatasetsForJob, ModelForUse, ModelUse, ModelUseAsked, Subjects
+from services.common.contracts import (
+    DatasetsAsked,
+    DatasetsForJob,
+    JobInput,
+    ModelForUse,
+    ModelUse,
+    ModelUseAsked,
+    Subjects,
+)
 from services.common.requests import ask
 from services.common.security import Principal
 
@@ -22,6 +30,7 @@ class BaseModel(msgspec.Struct, kw_only=True, frozen=True):
     parameter_count: int | None
     template: str
     hub: str | None = None  # where `path` is downloaded from (huggingface | modelscope); None: a local copy
+    inputs: list[JobInput] = []  # `objects` storage mode: its files in the store
 
 
 class UsableModel(msgspec.Struct, kw_only=True, frozen=True):
@@ -31,6 +40,7 @@ class UsableModel(msgspec.Struct, kw_only=True, frozen=True):
     kind: str
     paths: ModelPaths
     parameter_count: int | None
+    inputs: list[JobInput] = []  # `objects` storage mode: its files (and its base's) in the store
 
 
 async def _model(nc, principal: Principal, name: str, use: ModelUse, field: str, prefer_hub: str) -> ModelForUse:
@@ -47,6 +57,7 @@ async def usable_base_model(nc, principal: Principal, name: str, prefer_hub: str
         parameter_count=model.parameter_count,
         template=model.template,
         hub=model.hub,
+        inputs=model.inputs,
     )
 
 
@@ -58,29 +69,30 @@ async def usable_model(
     paths = ModelPaths(
         model_path=model.model_path, adapter_path=model.adapter_path, template=model.template, hub=model.hub
     )
-    return UsableModel(name=model.name, kind=model.kind, parameter_count=model.parameter_count, paths=paths)
+    return UsableModel(
+        name=model.name, kind=model.kind, parameter_count=model.parameter_count, paths=paths, inputs=model.inputs
+    )
 
 
 async def _datasets(nc, asked: DatasetsAsked) -> DatasetsForJob:
     return await ask(nc, Subjects.DATASETS_FOR_JOB, asked, DatasetsForJob, owner="datasets")
 
 
-async def usable_datasets(nc, principal: Principal, names: list[str], stage: str) -> list[str]:
-    """The dataset_info.json keys of `names` for a training stage; 422 naming `datasets[i]` when one is
-    unknown or of a format the stage cannot use."""
+async def usable_datasets(nc, principal: Principal, names: list[str], stage: str) -> DatasetsForJob:
+    """The dataset_info.json keys of `names` for a training stage (and, in `objects` mode, their files); 422 naming
+    `datasets[i]` when one is unknown or of a format the stage cannot use."""
     asked = DatasetsAsked(user_id=principal.user_id, names=names, purpose="train", stage=stage)
-    return (await _datasets(nc, asked)).keys
+    return await _datasets(nc, asked)
 
 
-async def eval_datasets(nc, principal: Principal, names: list[str]) -> tuple[list[str], str]:
-    """The dataset_info keys of `names` and the stage that scores them (pt or sft)."""
-    answer = await _datasets(nc, DatasetsAsked(user_id=principal.user_id, names=names, purpose="eval"))
-    return answer.keys, answer.eval_stage or "sft"
+async def eval_datasets(nc, principal: Principal, names: list[str]) -> DatasetsForJob:
+    """The dataset_info keys of `names` and the stage that scores them (pt or sft): `eval_stage`."""
+    return await _datasets(nc, DatasetsAsked(user_id=principal.user_id, names=names, purpose="eval"))
 
 
-async def calibration_file(nc, principal: Principal, name: str) -> str:
-    """The file of a GPTQ calibration dataset (a plain-text dataset with a `text` column)."""
+async def calibration_file(nc, principal: Principal, name: str) -> DatasetsForJob:
+    """The file of a GPTQ calibration dataset (a plain-text dataset with a `text` column): `files[0]`."""
     asked = DatasetsAsked(
         user_id=principal.user_id, names=[name], purpose="calibration", field="quantization.calibration_dataset"
     )
-    return (await _datasets(nc, asked)).files[0]
+    return await _datasets(nc, asked)

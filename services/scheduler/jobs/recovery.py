@@ -4,25 +4,25 @@ agent that went offline (re-queued while they have retries left, resuming where 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.common import storage
 from services.common.contracts import FinishReason
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
+from services.common.storage import CHECKPOINT
 
 from .. import rendering
 from ..settings import SchedulerSettings
 from . import queue, service, store
+from .fetches import Fetches, from_column, resuming, to_column
 from .transitions import ON_AGENT, RERUNNABLE, JobChange, transition
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def latest_checkpoint(output_dir: str | None) -> tuple[Path, int] | None:
@@ -74,11 +74,11 @@ async def retry(
             raise ApiError(409, "not_rerunnable", "a deployment is not retried: deploy the model again")
         if job.state not in RERUNNABLE:
             raise ApiError(409, "not_rerunnable", f"only failed or cancelled jobs run again; this one is {job.state}")
-        checkpoint = None
+        checkpoint, needs = None, from_column(await conn.fetchval("SELECT fetches FROM jobs WHERE id = $1", job_id))
         if resume:
             if job.kind != "train":
                 raise ApiError(409, "not_resumable", "only training jobs resume from a checkpoint: retry it instead")
-            checkpoint = latest_checkpoint(job.output_dir)
+            checkpoint, needs = await find_checkpoint(js, job_id, job.output_dir, needs)
             if checkpoint is None:
                 raise ApiError(
                     409,
@@ -108,6 +108,7 @@ async def retry(
             stages=stages,
             config=config,
             config_yaml=text,
+            fetches=to_column(resuming(needs, None) if checkpoint is None else needs),
             **({} if resume else {"progress": None}),
         )
         if row is None:
@@ -120,8 +121,25 @@ async def retry(
     await service.announce_submitted(js, job_id, job.kind, job.owner_id, job.priority, run=row.attempt + 1)
 
 
+async def find_checkpoint(
+    js: JetStreamContext, job_id: str, output_dir: str | None, needs: Fetches
+) -> tuple[tuple[Path, int] | None, Fetches]:
+    """The job's latest whole checkpoint and its fetches resuming from it: in `objects` mode from CHECKPOINTS (the
+    agent that ran it put each one there as it was done, so any agent can resume it), else from its output folder."""
+    if not needs.base:
+        return latest_checkpoint(output_dir), needs
+    output = Path(output_dir or "")
+    if not output_dir or not output.is_relative_to(needs.base):
+        return None, resuming(needs, None)
+    found = await storage.stored_checkpoint(js, job_id, output.relative_to(needs.base).as_posix())
+    if found is None:
+        return None, resuming(needs, None)
+    step, inputs = found
+    return (output / f"checkpoint-{step}", step), resuming(needs, list(inputs))
+
+
 LOST_COLUMNS = (
-    "j.id, j.kind, j.agent_id, j.stages, j.output_dir, j.requeues, j.cancel_requested, "
+    "j.id, j.kind, j.agent_id, j.stages, j.output_dir, j.requeues, j.cancel_requested, j.fetches, "
     "coalesce((j.request->>'retries')::int, 1) AS retries"
 )
 
@@ -138,7 +156,10 @@ async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
             "AND (a.id IS NULL OR a.offline_since IS NOT NULL) FOR UPDATE OF j SKIP LOCKED",
             list(ON_AGENT),
         )
-        changed = [await _give_back(conn, job, "agent_lost", f"agent {job['agent_id']} went offline") for job in jobs]
+        js = nc.jetstream()
+        changed = [
+            await _give_back(conn, js, job, "agent_lost", f"agent {job['agent_id']} went offline") for job in jobs
+        ]
     return await _announce(nc, changed, "its agent went offline")
 
 
@@ -169,6 +190,7 @@ async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> 
         changed = [
             await _give_back(
                 conn,
+                nc.jetstream(),
                 job,
                 "lost_on_agent",
                 f"agent {job['agent_id']} no longer runs it (its heartbeats stopped listing it for {grace_s:.0f} s)",
@@ -178,7 +200,9 @@ async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> 
     return await _announce(nc, changed, "its agent no longer ran it")
 
 
-async def _give_back(conn, job: asyncpg.Record, fail_reason: FinishReason, lost: str) -> JobChange | None:
+async def _give_back(
+    conn, js: JetStreamContext, job: asyncpg.Record, fail_reason: FinishReason, lost: str
+) -> JobChange | None:
     """One lost job: cancelled if a cancel was asked, failed (`fail_reason`) when a deployment or out of retries,
     else back to the queue (a training job resuming from its last checkpoint)."""
     if job["cancel_requested"]:
@@ -190,7 +214,9 @@ async def _give_back(conn, job: asyncpg.Record, fail_reason: FinishReason, lost:
         return await transition(
             conn, job["id"], "failed", from_states=ON_AGENT, reason=fail_reason, message=f"{lost} while it ran; {why}"
         )
-    checkpoint = latest_checkpoint(job["output_dir"]) if job["kind"] == "train" else None
+    checkpoint, needs = None, from_column(job["fetches"])
+    if job["kind"] == "train":
+        checkpoint, needs = await find_checkpoint(js, job["id"], job["output_dir"], needs)
     stages, config, text = with_checkpoint(job["stages"], checkpoint[0] if checkpoint else None)
     where = f"resumes from {checkpoint[0].name}" if checkpoint else "starts over"
     return await transition(
@@ -208,6 +234,7 @@ async def _give_back(conn, job: asyncpg.Record, fail_reason: FinishReason, lost:
         stages=stages,
         config=config,
         config_yaml=text,
+        fetches=to_column(needs),
     )
 
 

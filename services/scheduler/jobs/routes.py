@@ -18,14 +18,14 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.common import archive, folders, ranges
-from services.common.contracts import JobKind, JobState
+from services.common.contracts import TERMINAL_JOB_STATES, JobKind, JobState
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import queue, recovery, service, store
+from . import queue, recovery, service, store, stored
 from .schemas import (
     JobDetail,
     JobEventOut,
@@ -116,6 +116,14 @@ def log_download(path: Path, name: str, headers: Mapping[str, str]) -> Stream:
     )
 
 
+async def finished_outputs(js: JetStreamContext, settings: SchedulerSettings, job: JobRow) -> Path | None:
+    """The job's output folder; a finished job's outputs brought from the store first in `objects` mode."""
+    folder = output_folder(job)
+    if folder is not None and job.state in TERMINAL_JOB_STATES:
+        await stored.bring_outputs(js, settings, job.id, folder)
+    return folder
+
+
 def output_folder(job: JobRow) -> Path | None:
     """Where the job writes its outputs (None before it has one)."""
     where = job.output_dir or job.config.get("output_dir")
@@ -160,7 +168,7 @@ class JobController(Controller):
         dry_run: Annotated[bool, Parameter(description="validate and render, return the YAML, queue nothing")] = False,
     ) -> Response[JobDetail | JobPreview]:
         if dry_run:
-            rendered, est = await service.prepare(pool, nc, settings, principal, data, "job_preview")
+            rendered, est, _ = await service.prepare(pool, nc, settings, principal, data, "job_preview")
             return Response(
                 JobPreview(
                     kind=kind_of(data),
@@ -265,10 +273,18 @@ class JobController(Controller):
         summary="The job's output folder as a zip, streamed",
         description=ZIP_HELP,
     )
-    async def artifacts(self, request: Request, pool: Pool, principal: Principal, job_id: str) -> Stream:
+    async def artifacts(
+        self,
+        request: Request,
+        pool: Pool,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+    ) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        folder = output_folder(job)
+        folder = await finished_outputs(js, settings, job)
         files = await asyncio.to_thread(folders.own_files, folder) if folder else []
         layout = await asyncio.to_thread(archive.plan, folder, job_id, files) if folder and files else None
         if layout is None or not layout.members:
@@ -283,10 +299,19 @@ class JobController(Controller):
         )
 
     @get("/{job_id:str}/artifacts/{path:path}", summary="One file of the job's outputs", description=FILE_HELP)
-    async def artifact_file(self, request: Request, pool: Pool, principal: Principal, job_id: str, path: str) -> Stream:
+    async def artifact_file(
+        self,
+        request: Request,
+        pool: Pool,
+        js: JetStreamContext,
+        settings: Injected[SchedulerSettings],
+        principal: Principal,
+        job_id: str,
+        path: str,
+    ) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        folder, parts = output_folder(job), folders.relative_parts(path)
+        folder, parts = await finished_outputs(js, settings, job), folders.relative_parts(path)
         found = await asyncio.to_thread(folders.stat_own_file, folder, parts) if folder else None
         if folder is None or found is None:
             raise ApiError(404, "no_such_artifact", f"the job's outputs hold no file {'/'.join(parts)}")
@@ -307,10 +332,13 @@ class JobController(Controller):
         self,
         request: Request,
         pool: Pool,
+        js: JetStreamContext,
         settings: Injected[SchedulerSettings],
         principal: Principal,
         job_id: str,
     ) -> Stream:
         async with pool.acquire() as conn:
-            await owned_job(conn, principal, job_id)
+            job = await owned_job(conn, principal, job_id)
+        if job.state in TERMINAL_JOB_STATES:  # objects mode: brought from the store on first read
+            return log_download(await stored.bring_log(js, settings, job_id), job_id, request.headers)
         return log_download(settings.storage.logs / f"{job_id}.log", job_id, request.headers)

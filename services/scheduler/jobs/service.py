@@ -18,6 +18,7 @@ from services.common.security import Principal, new_id
 from .. import rendering
 from ..settings import SchedulerSettings
 from . import access, memory, placement, queue, store
+from .fetches import Fetches, fetches, from_column
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest, kind_of
 from .transitions import ON_AGENT, JobChange, add_event, transition
 
@@ -54,21 +55,21 @@ async def check_capacity(
 
 async def prepare(
     pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, principal: Principal, req: JobRequest, job_id: str
-) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     """Validate and render a job of any kind (asking the registry and the datasets service what it may use),
-    and check that some agent could hold it."""
+    and check that some agent could hold it; with what it fetches from the store in `objects` mode."""
     output_dir = settings.storage.output / job_id
     field = None
     match req:
         case TrainRequest():
-            rendered, est = await _prepare_train(nc, settings, principal, req, output_dir)
+            rendered, est, needs = await _prepare_train(nc, settings, principal, req, output_dir)
             field = memory_field(req.config_overrides)
         case EvalRequest():
-            rendered, est = await _prepare_eval(nc, settings, principal, req, output_dir)
+            rendered, est, needs = await _prepare_eval(nc, settings, principal, req, output_dir)
         case ExportRequest():
-            rendered, est = await _prepare_export(nc, settings, principal, req, output_dir)
+            rendered, est, needs = await _prepare_export(nc, settings, principal, req, output_dir)
     await check_capacity(pool, req.gpu_count, est, field)
-    return rendered, est
+    return rendered, est, needs
 
 
 def memory_field(overrides: dict) -> str | None:
@@ -87,7 +88,7 @@ async def submit(
 ) -> str:
     """Validate, render and freeze a job of any kind, store it, then announce it."""
     job_id = new_id("job")
-    rendered, est = await prepare(pool, nc, settings, principal, req, job_id)
+    rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id)
     async with pool.acquire() as conn:
         await queue.check_priority(conn, principal, req.priority, settings)
         await queue.check_queue_quota(conn, principal.user_id, settings)
@@ -105,6 +106,7 @@ async def submit(
         stages=rendered.stage_rows(),
         output_dir=str(settings.storage.output / job_id),
         estimate=msgspec.to_builtins(est),
+        fetches=needs,
     )
     await announce_submitted(js, job_id, kind, principal.user_id, req.priority)
     return job_id
@@ -112,11 +114,11 @@ async def submit(
 
 async def _prepare_train(
     nc: Client, settings: SchedulerSettings, principal: Principal, req: TrainRequest, output_dir
-) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     model = await access.usable_base_model(nc, principal, req.base_model, settings.model_hub)
-    dataset_keys = await access.usable_datasets(nc, principal, req.datasets, req.stage)
+    datasets = await access.usable_datasets(nc, principal, req.datasets, req.stage)
     config = rendering.render_train(
-        msgspec.structs.replace(req, datasets=dataset_keys),
+        msgspec.structs.replace(req, datasets=datasets.keys),
         model_path=model.path,
         default_template=model.template,
         data_dir=settings.storage.data,
@@ -129,7 +131,7 @@ async def _prepare_train(
         gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
-    return rendering.train_stages(config, model.hub), est
+    return rendering.train_stages(config, model.hub), est, fetches(settings, [model.inputs], [datasets])
 
 
 def installed_tasks(settings: SchedulerSettings) -> list[str]:
@@ -142,10 +144,11 @@ def installed_tasks(settings: SchedulerSettings) -> list[str]:
 
 async def _prepare_eval(
     nc: Client, settings: SchedulerSettings, principal: Principal, req: EvalRequest, output_dir
-) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     rendering.check_eval_request(req, installed_tasks(settings))
     model = await access.usable_model(nc, principal, req.model, "eval", prefer_hub=settings.model_hub)
-    keys, stage = (await access.eval_datasets(nc, principal, req.datasets)) if req.datasets else ([], "sft")
+    datasets = [await access.eval_datasets(nc, principal, req.datasets)] if req.datasets else []
+    keys, stage = (datasets[0].keys, datasets[0].eval_stage or "sft") if datasets else ([], "sft")
     rendered = rendering.render_eval(
         msgspec.structs.replace(req, datasets=keys),
         model=model.paths,
@@ -163,17 +166,18 @@ async def _prepare_eval(
         gpu_count=req.gpu_count,
         **memory.model_shape(model.paths.model_path),
     )
-    return rendered, est
+    return rendered, est, fetches(settings, [model.inputs], datasets)
 
 
 async def _prepare_export(
     nc: Client, settings: SchedulerSettings, principal: Principal, req: ExportRequest, output_dir
-) -> tuple[rendering.Rendered, memory.MemoryEstimate]:
+) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     model = await access.usable_model(nc, principal, req.model, "export", prefer_hub=settings.model_hub)
     q = req.quantization
-    calibration = None
+    calibration, datasets = None, []
     if q is not None and q.method == "gptq" and q.calibration_dataset:
-        calibration = await access.calibration_file(nc, principal, q.calibration_dataset)
+        datasets = [await access.calibration_file(nc, principal, q.calibration_dataset)]
+        calibration = datasets[0].files[0]
     rendered = rendering.render_export(req, model=model.paths, output_dir=output_dir, calibration_file=calibration)
     # As merged with the overrides: an export_quantization_maxlen override sizes the job too.
     tokens = max(s.config.get("export_quantization_maxlen", q.calibration_maxlen) for s in rendered.stages) if q else 1
@@ -184,7 +188,7 @@ async def _prepare_export(
         gpu_count=req.gpu_count,
         **memory.model_shape(model.paths.model_path),
     )
-    return rendered, est
+    return rendered, est, fetches(settings, [model.inputs], datasets)
 
 
 async def announce_submitted(
@@ -250,6 +254,7 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
                         gpu_ids=spot.gpu_ids,
                         attempt=attempt,
                         dispatched_at=datetime.now(UTC),
+                        **_objects(settings, job["fetches"]),
                     ),
                 )
             )
@@ -262,6 +267,14 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
         )
         await publish_change(nc, row)
     return len(sent)
+
+
+def _objects(settings: SchedulerSettings, column) -> dict:
+    """The dispatch's `objects` storage mode fields: what the agent fetches, and the base its paths start with."""
+    if settings.storage_mode != "objects":
+        return {}
+    needs = from_column(column)
+    return {"inputs": tuple(needs.inputs), "files": tuple(needs.files), "storage_base": str(settings.storage.base)}
 
 
 async def publish_change(nc: Client, row: JobChange) -> None:

@@ -11,6 +11,7 @@ import msgspec
 from services.common.contracts import JobKind, JobState
 
 from .. import rendering
+from .fetches import Fetches
 from .transitions import ON_AGENT, add_event
 
 SUMMARY_COLUMNS = (
@@ -92,13 +93,15 @@ async def insert_job(
     stages: list[dict],
     output_dir: str,
     estimate: dict,
+    fetches: Fetches | None = None,
 ) -> None:
-    """The job and its first history row, or neither; `db` is a pool or a connection already in a transaction."""
+    """The job and its first history row, or neither; `db` is a pool or a connection already in a transaction.
+    `fetches`: what it brings from the object store in `objects` storage mode (jobs/fetches.py)."""
     # What the job reads and leaves, in columns of their own: other services read those, never the config.
     inputs = rendering.job_inputs(kind, request, config)
     output = msgspec.to_builtins(inputs.output) if inputs.output else None
     values = (job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate)
-    values += (inputs.dataset_keys, inputs.model_name, output)
+    values += (inputs.dataset_keys, inputs.model_name, output, msgspec.to_builtins(fetches or Fetches()))
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():
             await _insert_job(conn, values)
@@ -109,8 +112,8 @@ async def insert_job(
 async def _insert_job(conn, values: tuple) -> None:
     await conn.execute(
         "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
-        "output_dir, estimate, dataset_keys, model_name, output) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "output_dir, estimate, dataset_keys, model_name, output, fetches) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         *values,
     )
     await add_event(conn, values[0], "pending", "submitted", None)
