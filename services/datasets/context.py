@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.common import lifecycle
 
+from .checks import CheckPool
 from .layout import DataLayout
 from .service import Context
 from .settings import DatasetSettings
@@ -24,7 +25,13 @@ def datasets_context(dataset_settings: DatasetSettings):
     def build(base: lifecycle.Context) -> DatasetsContext:
         layout = DataLayout(base.settings.storage.data)
         return base.extended(
-            DatasetsContext, datasets=Context(pool=base.pool, layout=layout, settings=dataset_settings)
+            DatasetsContext,
+            datasets=Context(
+                pool=base.pool,
+                layout=layout,
+                settings=dataset_settings,
+                checks=CheckPool(dataset_settings.check_workers),
+            ),
         )
 
     return build

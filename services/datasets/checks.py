@@ -1,0 +1,138 @@
+"""Check a large JSON-lines upload's rows in worker processes while its bytes are still streaming in.
+
+The row check is CPU work that holds the GIL, so it runs in processes of its own (a pool started at the
+first large upload and kept): as the receiver writes a file, every SEGMENT_BYTES of whole lines becomes a
+range (from just after one newline to just after another) that a worker reads back from the page cache and
+checks (linescan.check_range). When the last byte is in, most of the file is checked already; the ranges'
+results are joined in order (linescan.combine), so the rows, bad rows, line numbers and messages are exactly
+those of one pass over the file. A file smaller than a segment is left to the check after the upload (no
+process to wake for it), as is any file whose format or column mapping is not known when it starts (fields
+sent after the file), or a `.json` file that is not JSON lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .linescan import Partial, check_range, combine
+
+log = logging.getLogger(__name__)
+
+SEGMENT_BYTES = 8 << 20
+MAX_AUTO_WORKERS = 4
+_SPACE = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a file's rows are checked against: the format, its role -> column mapping and sharegpt tags."""
+
+    fmt: str
+    columns: Mapping[str, str]
+    tags: Mapping[str, str]
+
+
+class CheckPool:
+    """The worker processes of one service; started at the first range, stopped with the service."""
+
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers or min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def submit(self, path: Path, plan: Plan, start: int, end: int | None) -> Future[Partial]:
+        if self._executor is None:
+            # spawn: a fresh interpreter, never a fork of a process with an event loop and threads
+            context = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self._executor.submit(check_range, path, plan.fmt, dict(plan.columns), dict(plan.tags), start, end)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def forget_broken(self) -> None:
+        """A worker died (killed for memory, say): the next upload starts a fresh pool."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+@dataclass
+class StreamCheck:
+    """The ranges of one file being received, handed to the pool as whole lines arrive."""
+
+    pool: CheckPool
+    path: Path
+    plan: Plan
+    flush: Callable[[], None]
+    """Writes what the receiver buffered to the file, so a worker reads every byte of its range."""
+    json_suffix: bool
+    """A `.json` file: checked as JSON lines only if its first value is an object (else nothing is sent)."""
+    offset: int = 0
+    start: int = 0
+    line_end: int = 0
+    decided: bool = False
+    futures: list[Future[Partial]] = field(default_factory=list)
+    dropped: bool = False
+
+    def data(self, chunk: bytes) -> None:
+        """The next bytes of the file, already written."""
+        if self.dropped:
+            return
+        if not self.decided and not self._decide(chunk):
+            return
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            self.line_end = self.offset + newline + 1
+        self.offset += len(chunk)
+        if self.line_end - self.start >= SEGMENT_BYTES:
+            self._send(self.line_end)
+
+    def _decide(self, chunk: bytes) -> bool:
+        """At the first byte that is not white space: JSON lines (go on) or not (drop)."""
+        self.offset += len(chunk)  # undone below when the stream goes on
+        head = chunk[3:] if self.offset == len(chunk) and chunk.startswith(_BOM) else chunk
+        first = head.lstrip(_SPACE)[:1]
+        if not first:
+            return False  # only white space so far; nothing is sent before a decision
+        self.offset -= len(chunk)
+        self.decided = True
+        if self.json_suffix and first != b"{":
+            self.dropped = True
+            return False
+        return True
+
+    def _send(self, end: int | None) -> None:
+        self.flush()
+        self.futures.append(self.pool.submit(self.path, self.plan, self.start, end))
+        self.start = end or self.start
+
+    def end(self) -> None:
+        """The file is complete: its last range goes too, unless nothing was sent (a small file)."""
+        if self.futures and not self.dropped and self.offset > self.start:
+            self._send(None)
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+
+    async def result(self) -> Partial | None:
+        """The whole file's check, or None when it was not checked here (the check after the upload does it)."""
+        if self.dropped or not self.futures:
+            return None
+        try:
+            parts = await asyncio.gather(*(asyncio.wrap_future(f) for f in self.futures))
+        except Exception:
+            log.warning("a row-check worker failed; %s is checked again in the service", self.path.name, exc_info=True)
+            self.pool.forget_broken()
+            return None
+        return combine(parts)
