@@ -303,6 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every phase (medians are reported)")
     parser.add_argument("--via", nargs="+", choices=("direct", "gateway"), default=["direct", "gateway"])
     parser.add_argument("--skip-check", action="store_true", help="skip the in-process row check phase")
+    parser.add_argument("--workers", type=int, default=0, help="LLMCT_DATASET_CHECK_WORKERS (0: the default)")
     parser.add_argument("--profile", choices=("datasets", "gateway"), help="run that service under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
 
@@ -313,7 +314,8 @@ def main(args: argparse.Namespace) -> dict:
     with Infra("dataset_upload", keep=args.keep) as infra:
         print("starting the datasets service and the gateway as processes ...", flush=True)
         cap = str(int((args.size_gb + 1) * (1 << 30)))
-        infra.start_services(("datasets", "gateway"), profile=args.profile, LLMCT_DATASET_MAX_BYTES=cap)
+        workers = {"LLMCT_DATASET_CHECK_WORKERS": str(args.workers)} if args.workers else {}
+        infra.start_services(("datasets", "gateway"), profile=args.profile, LLMCT_DATASET_MAX_BYTES=cap, **workers)
         results = run(args, infra)
     report(results)
     write_results("dataset_upload", results)

@@ -44,7 +44,8 @@ class CheckPool:
     """The worker processes of one service; started at the first range, stopped with the service."""
 
     def __init__(self, workers: int = 0) -> None:
-        self.workers = workers or min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+        # by default one CPU is left to the process receiving the upload (parsing, hashing, writing)
+        self.workers = workers or max(1, min((os.cpu_count() or 1) - 1, MAX_AUTO_WORKERS))
         self._executor: ProcessPoolExecutor | None = None
 
     def submit(self, path: Path, plan: Plan, start: int, end: int | None) -> Future[Partial]:
@@ -55,12 +56,7 @@ class CheckPool:
         return self._executor.submit(check_range, path, plan.fmt, dict(plan.columns), dict(plan.tags), start, end)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-    def forget_broken(self) -> None:
-        """A worker died (killed for memory, say): the next upload starts a fresh pool."""
+        """Stop the workers (at shutdown; after a worker died, so that the next upload starts a fresh pool)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -133,6 +129,6 @@ class StreamCheck:
             parts = await asyncio.gather(*(asyncio.wrap_future(f) for f in self.futures))
         except Exception:
             log.warning("a row-check worker failed; %s is checked again in the service", self.path.name, exc_info=True)
-            self.pool.forget_broken()
+            self.pool.close()
             return None
         return combine(parts)
