@@ -7,7 +7,8 @@ checks (linescan.check_range). When the last byte is in, most of the file is che
 results are joined in order (linescan.combine), so the rows, bad rows, line numbers and messages are exactly
 those of one pass over the file. A file smaller than a segment is left to the check after the upload (no
 process to wake for it), as is any file whose format or column mapping is not known when it starts (fields
-sent after the file), or a `.json` file that is not JSON lines.
+sent after the file), or a `.json` file that is not JSON lines. JSON-lines files checked only once they are on
+disk (an archive's, a registered file, those) are cut into ranges for the workers too (`check_file`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,19 +50,74 @@ class CheckPool:
         # by default one CPU is left to the process receiving the upload (parsing, hashing, writing)
         self.workers = workers or max(1, min((os.cpu_count() or 1) - 1, MAX_AUTO_WORKERS))
         self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # ranges are sent from the uploads' writer threads
 
     def submit(self, path: Path, plan: Plan, start: int, end: int | None) -> Future[Partial]:
-        if self._executor is None:
-            # spawn: a fresh interpreter, never a fork of a process with an event loop and threads
-            context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
-        return self._executor.submit(check_range, path, plan.fmt, dict(plan.columns), dict(plan.tags), start, end)
+        with self._lock:
+            if self._executor is None:
+                # spawn: a fresh interpreter, never a fork of a process with an event loop and threads
+                context = multiprocessing.get_context("spawn")
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+            executor = self._executor
+        try:
+            return executor.submit(check_range, path, plan.fmt, dict(plan.columns), dict(plan.tags), start, end)
+        except (BrokenProcessPool, RuntimeError) as exc:  # a worker died, or the pool was closed meanwhile
+            self.close(executor)
+            failed: Future[Partial] = Future()
+            failed.set_exception(exc)
+            return failed
 
-    def close(self) -> None:
-        """Stop the workers (at shutdown; after a worker died, so that the next upload starts a fresh pool)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+    def close(self, only: ProcessPoolExecutor | None = None) -> None:
+        """Stop the workers (at shutdown; after a worker died, so that the next upload starts a fresh pool);
+        `only`: unless the pool is another one by now."""
+        with self._lock:
+            if only is not None and self._executor is not only:
+                return
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def line_starts(path: Path, every: int = SEGMENT_BYTES) -> list[int]:
+    """Where ranges of about `every` bytes start, each just after a newline (blocking)."""
+    size, starts = path.stat().st_size, [0]
+    with open(path, "rb") as handle:
+        position = every
+        while position < size:
+            handle.seek(position)
+            while (chunk := handle.read(64 << 10)) and (newline := chunk.find(b"\n")) < 0:
+                position += len(chunk)
+            if not chunk:
+                break
+            position += newline + 1
+            if position < size:
+                starts.append(position)
+            position += every
+    return starts
+
+
+async def gather(pool: CheckPool, futures: list[Future[Partial]], name: str) -> Partial | None:
+    """The ranges' checks joined in order; None when a worker failed or its pool was closed (another upload's
+    worker died): the caller checks the file itself."""
+    try:
+        parts = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+    except (Exception, asyncio.CancelledError) as exc:
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+            raise  # the upload itself is cancelled (its client left), not a range
+        log.warning("a row-check worker failed; %s is checked again in the service", name, exc_info=True)
+        for future in futures:
+            future.cancel()
+        pool.close()
+        return None
+    return combine(parts)
+
+
+async def check_file(pool: CheckPool, path: Path, plan: Plan) -> Partial | None:
+    """A JSON-lines file already on disk (an archive's, a registered one), its ranges checked by the workers."""
+    starts = await asyncio.to_thread(line_starts, path)
+    ends: list[int | None] = [*starts[1:], None]
+    return await gather(pool, [pool.submit(path, plan, a, b) for a, b in zip(starts, ends, strict=True)], path.name)
 
 
 @dataclass
@@ -125,10 +183,4 @@ class StreamCheck:
         """The whole file's check, or None when it was not checked here (the check after the upload does it)."""
         if self.dropped or not self.futures:
             return None
-        try:
-            parts = await asyncio.gather(*(asyncio.wrap_future(f) for f in self.futures))
-        except Exception:
-            log.warning("a row-check worker failed; %s is checked again in the service", self.path.name, exc_info=True)
-            self.pool.close()
-            return None
-        return combine(parts)
+        return await gather(self.pool, self.futures, self.path.name)

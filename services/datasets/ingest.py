@@ -24,9 +24,9 @@ import msgspec
 from services.common.errors import ApiError
 from services.common.security import Principal, new_id
 
-from . import archives, formats, quota, readers, scan, store
+from . import archives, checks, formats, quota, readers, scan, store
 from .catalog import manifest_digest
-from .checks import Plan, StreamCheck
+from .checks import CheckPool, Plan, StreamCheck
 from .layout import DataLayout, remove_stored
 from .linescan import Partial
 from .schemas import NAME_RULE, Dataset, DatasetName, UploadFields
@@ -197,10 +197,18 @@ async def check_content(
     tags: dict[str, str],
     field: str = "file",
     checked_lines: dict[Path, Partial] | None = None,
+    pool: CheckPool | None = None,
 ) -> Checked:
     """Scan every row: 422 saying which rows are wrong and why, or for an empty dataset. `checked_lines`: JSON
-    lines files whose rows were checked already (as they streamed in)."""
+    lines files whose rows were checked already (as they streamed in); `pool`: workers for large ones not yet."""
     columns = formats.spec(fmt).columns(mapping)
+    checked_lines = dict(checked_lines or {})
+    if pool is not None:
+        plan = Plan(fmt, columns, tags)
+        for path in paths:
+            if path not in checked_lines and await asyncio.to_thread(_large_json_lines, path):
+                if (found := await checks.check_file(pool, path, plan)) is not None:
+                    checked_lines[path] = found
     try:
         result = await asyncio.to_thread(scan.scan, paths, fmt, columns, tags, checked_lines)
     except readers.DatasetProblem as exc:
@@ -221,6 +229,14 @@ async def check_content(
         if role not in formats.spec(fmt).required and column not in result.columns:
             raise invalid(f"columns.{role} names `{column}`, which no row has", f"columns.{role}")
     return Checked(rows=result.rows, columns=formats.settle_columns(fmt, mapping, result.columns))
+
+
+def _large_json_lines(path: Path) -> bool:
+    """Worth cutting into ranges for the workers (blocking)."""
+    try:
+        return path.stat().st_size >= 2 * checks.SEGMENT_BYTES and readers.is_json_lines(path)
+    except readers.DatasetProblem:
+        return False  # the scan says what is wrong with it
 
 
 def place(layout: DataLayout, dataset_id: str, parts: list[Part], folder: Path) -> tuple[Path, str, list[dict]]:
@@ -335,7 +351,8 @@ async def _accept(
     limits = archive_limits(ctx, budget)
     parts = await asyncio.to_thread(collect_parts, received.files, folder, limits, streamed)
     checked_lines = {p.path: p.checked for p in parts if p.checked is not None}
-    checked = await check_content([p.path for p in parts], fields.format, mapping, tags, checked_lines=checked_lines)
+    paths = [p.path for p in parts]
+    checked = await check_content(paths, fields.format, mapping, tags, checked_lines=checked_lines, pool=ctx.checks)
     log.info(
         "upload %r by %s: %d bytes received in %.2f s, %d rows checked in %.2f s (%d of %d files while receiving)",
         fields.name,

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 
+import psutil
 import pytest
 
 from services.common.errors import ApiError
@@ -16,7 +17,7 @@ from services.datasets.checks import CheckPool
 from services.datasets.layout import DataLayout
 from services.datasets.service import Context
 from services.datasets.settings import DatasetSettings
-from tests.integration.datasets.helpers import assert_error, leftovers, unique
+from tests.integration.datasets.helpers import as_tar, assert_error, leftovers, unique
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,12 @@ ROWS = 3 * checks.SEGMENT_BYTES // len(ROW)  # about three ranges' worth
 
 @pytest.fixture
 async def ctx(pool, data_dir):
+    # repeated rows compress far beyond the archive ratio's default
     context = Context(
-        pool=pool, layout=DataLayout(data_dir), settings=DatasetSettings(max_bytes=1 << 30), checks=CheckPool(2)
+        pool=pool,
+        layout=DataLayout(data_dir),
+        settings=DatasetSettings(max_bytes=1 << 30, archive_max_ratio=100_000),
+        checks=CheckPool(2),
     )
     yield context
     context.checks.close()
@@ -39,7 +44,13 @@ def caller(alice) -> Principal:
     return Principal(user_id=alice.user_id, username="alice", role="user", via="token")
 
 
-def body(content: bytes, fields: dict[str, str], after: dict[str, str] | None = None, chunk: int = 256 << 10):
+def body(
+    content: bytes,
+    fields: dict[str, str],
+    after: dict[str, str] | None = None,
+    chunk: int = 256 << 10,
+    filename: str = "big.jsonl",
+):
     """A multipart body streamed in chunks as a server hands it on; `after`: text fields sent after the file."""
 
     def text(items: dict[str, str]) -> bytes:
@@ -49,7 +60,7 @@ def body(content: bytes, fields: dict[str, str], after: dict[str, str] | None = 
 
     head = (
         text(fields)
-        + (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n').encode()
+        + (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n\r\n').encode()
     )
     whole = head + content + b"\r\n" + text(after or {}) + f"--{BOUNDARY}--\r\n".encode()
 
@@ -61,10 +72,9 @@ def body(content: bytes, fields: dict[str, str], after: dict[str, str] | None = 
     return stream()
 
 
-async def upload(ctx, caller, content: bytes, fields: dict[str, str], after: dict[str, str] | None = None):
-    return await ingest.upload(
-        ctx, caller, body(content, fields, after), f"multipart/form-data; boundary={BOUNDARY}", len(content)
-    )
+async def upload(ctx, caller, content: bytes, fields: dict[str, str], after=None, filename: str = "big.jsonl"):
+    stream = body(content, fields, after, filename=filename)
+    return await ingest.upload(ctx, caller, stream, f"multipart/form-data; boundary={BOUNDARY}", len(content))
 
 
 def checked_while_receiving(caplog) -> str:
@@ -133,3 +143,48 @@ async def test_a_row_that_is_not_utf8_is_a_bad_row_not_a_server_error(alice, dat
         "1 of 2 rows do not fit the alpaca format: line 2: not UTF-8 text (unexpected end of data)"
     )
     assert leftovers(data_dir) == []
+
+
+async def test_a_large_file_in_an_archive_is_checked_in_ranges_as_in_one_pass(ctx, caller, data_dir, tmp_path):
+    """Unpacked files are on disk before anything reads them: the workers take them in ranges all the same, and a
+    bad row on either side of every cut between ranges is numbered as one pass numbers it."""
+    bad = b'{"output": "a"}'.ljust(len(ROW) - 1) + b"\n"  # as long as a good row: the cuts stay where they are
+    probe = tmp_path / "probe.jsonl"
+    probe.write_bytes(ROW * ROWS)
+    cuts = [start // len(ROW) + 1 for start in checks.line_starts(probe)[1:]]  # the first line of each range
+    assert len(cuts) >= 2
+    numbers = sorted({1, ROWS, *cuts, *(n - 1 for n in cuts)})
+    lines = [ROW] * ROWS
+    for number in numbers:
+        lines[number - 1] = bad
+    with pytest.raises(ApiError) as refused:
+        await upload(
+            ctx,
+            caller,
+            as_tar({"big.jsonl": b"".join(lines)}),
+            {"name": unique(), "format": "alpaca"},
+            filename="big.tar",
+        )
+    shown = "; ".join(f"line {n}: missing `instruction`" for n in numbers[:5])
+    assert refused.value.message == f"{len(numbers)} of {ROWS} rows do not fit the alpaca format: {shown}; …"
+    assert leftovers(data_dir) == []
+
+
+async def test_an_upload_whose_workers_died_is_checked_in_the_service(ctx, caller, caplog):
+    """Workers killed (as the OOM killer would) break their pool: the next upload's file is checked again in the
+    service, with the same verdict, and a fresh pool takes the upload after it."""
+    content = ROW * ROWS
+    assert (await upload(ctx, caller, content, {"name": unique(), "format": "alpaca"})).rows == ROWS
+    workers = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+    assert workers
+    for worker in workers:
+        worker.kill()
+    psutil.wait_procs(workers, timeout=10)
+    with caplog.at_level(logging.INFO, logger="services.datasets"):
+        dataset = await upload(ctx, caller, content, {"name": unique(), "format": "alpaca"})
+        assert dataset.rows == ROWS
+        assert checked_while_receiving(caplog) == "0 of 1 files while receiving)"
+        assert any("a row-check worker failed" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        again = await upload(ctx, caller, content, {"name": unique(), "format": "alpaca"})
+    assert again.rows == ROWS and checked_while_receiving(caplog) == "1 of 1 files while receiving)"
