@@ -100,6 +100,22 @@ class PeakRss:
         }
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process and, apart, by its live children (the workers)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            proc = psutil.Process(pid)
+            own = proc.cpu_times()
+            out[name] = own.user + own.system
+            out[f"{name} workers"] = sum(sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
+        except psutil.Error:
+            pass
+    return out
+
+
 def make_file(path: Path, size: int) -> int:
     """Alpaca JSON lines, about `size` bytes; returns the rows written."""
     from llmct.tiny.data import sft_examples
@@ -197,10 +213,14 @@ def logged_split(log: Path, seen: int) -> dict | None:
 def upload_once(via: str, url: str, token: str, source: Path, pids: dict[str, int], log: Path, n: int) -> dict:
     settle()
     seen = len(_LOGGED.findall(log.read_text(errors="replace")))
+    cpu_before = cpu_seconds(pids)
     with PeakRss(pids) as memory:
         seconds, dataset = curl_upload(f"{url}/api/datasets/upload", token, source, f"big-{via}-{n}")
+    cpu_after = cpu_seconds(pids)
     delete(url, token, dataset["id"])
-    return {"seconds": seconds, "rows": dataset["rows"], "memory": memory.report(), "split": logged_split(log, seen)}
+    cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after}
+    split = logged_split(log, seen)
+    return {"seconds": seconds, "rows": dataset["rows"], "memory": memory.report(), "split": split, "cpu_s": cpu}
 
 
 def run(args: argparse.Namespace, infra: Infra) -> dict:
@@ -230,8 +250,10 @@ def run(args: argparse.Namespace, infra: Infra) -> dict:
             if not args.skip_check:
                 phases["check"].append({"seconds": timed_check(source)})
             settle()
+            cpu_before = cpu_seconds({"sink": sink.process.pid})
             raw_s, answer = curl_upload(f"http://127.0.0.1:{sink.port}/", None, source, "raw")
-            phases["raw"].append({"seconds": raw_s, "bytes": answer["bytes"]})
+            sink_cpu = round(cpu_seconds({"sink": sink.process.pid})["sink"] - cpu_before["sink"], 2)
+            phases["raw"].append({"seconds": raw_s, "bytes": answer["bytes"], "cpu_s": {"sink": sink_cpu}})
             for via in args.via:
                 phases[via].append(upload_once(via, urls[via], token, source, pids, log, n))
     finally:
@@ -250,6 +272,8 @@ def summarise(runs: list[dict], size: int, cp_s: float) -> dict:
         for name in runs[0]["memory"]:
             for key in ("peak_mb", "children_peak_mb", "with_children_peak_mb"):
                 out[f"{name}_{key}"] = max(r["memory"][name][key] for r in runs)
+    if "cpu_s" in runs[0]:
+        out["cpu_s"] = {name: statistics.median(r["cpu_s"][name] for r in runs) for name in runs[0]["cpu_s"]}
     if runs[0].get("split"):
         out["received_s"] = statistics.median(r["split"]["received_s"] for r in runs)
         out["checked_after_s"] = statistics.median(r["split"]["checked_after_s"] for r in runs)
@@ -280,6 +304,16 @@ def report(results: dict) -> None:
             ]
         )
     file = results["file"]
+    cpu_rows = [
+        [labels[name], *(s["cpu_s"].get(k, "-") for k in ("sink", "datasets", "datasets workers", "gateway"))]
+        for name, s in results["summary"].items()
+        if "cpu_s" in s
+    ]
+    print_table(
+        "CPU seconds of each server process during the upload (medians; a shared machine moves these far less)",
+        ["what", "raw sink", "datasets", "its workers", "gateway"],
+        cpu_rows,
+    )
     print_table(
         f"dataset upload, {file['bytes'] / MB:,.0f} MB ({file['rows']:,} rows), "
         f"median of {results['params']['repeat']} round(s)",

@@ -316,8 +316,9 @@ class _Streams:
         after the file) are dropped, and their files checked after the upload."""
         found: dict[Path, Partial] = {}
         for received, check in self.started:
-            result = await check.result()
-            if result is not None and check.plan == plan:
+            if check.plan != plan:
+                check.cancel()
+            elif (result := await check.result()) is not None:
                 found[received.path] = result
         return found
 
