@@ -50,6 +50,11 @@ async def _sweep_uploads_forever(context: DatasetsContext) -> None:
         await _sweep_uploads(context)
 
 
+async def _stop(context: DatasetsContext) -> None:
+    """Stop the row-check worker processes, if an upload started them."""
+    context.datasets.checks.close()
+
+
 def create_app(settings: Settings | None = None, dataset_settings: DatasetSettings | None = None) -> Litestar:
     """App factory for `llmct service datasets`."""
     spec = ServiceSpec(
@@ -58,6 +63,7 @@ def create_app(settings: Settings | None = None, dataset_settings: DatasetSettin
         route_handlers=[DatasetController, QuotaController],
         context=datasets_context(dataset_settings or from_env(DatasetSettings)),
         on_startup=[_start],
+        on_shutdown=[_stop],
         background=[Background(name="upload sweeper", run=_sweep_uploads_forever)],
         dependencies={"datasets": provide_part("datasets")},
         endpoints=ENDPOINTS,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from services.common import lifecycle
 from services.common.inputs import InputStore
 
+from .checks import CheckPool
 from .layout import DataLayout
 from .service import Context
 from .settings import DatasetSettings
@@ -28,7 +29,12 @@ def datasets_context(dataset_settings: DatasetSettings):
         objects = base.settings.storage_mode == "objects"
         return base.extended(
             DatasetsContext,
-            datasets=Context(pool=base.pool, layout=layout, settings=dataset_settings),
+            datasets=Context(
+                pool=base.pool,
+                layout=layout,
+                settings=dataset_settings,
+                checks=CheckPool(dataset_settings.check_workers),
+            ),
             inputs=InputStore(base.js, base.settings.storage.base) if objects else None,
         )
 

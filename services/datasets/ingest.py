@@ -24,12 +24,14 @@ import msgspec
 from services.common.errors import ApiError
 from services.common.security import Principal, new_id
 
-from . import archives, formats, quota, readers, scan, store
+from . import archives, checks, formats, quota, readers, scan, store
 from .catalog import manifest_digest
+from .checks import CheckPool, Plan, StreamCheck
 from .layout import DataLayout, remove_stored
+from .linescan import Partial
 from .schemas import NAME_RULE, Dataset, DatasetName, UploadFields
 from .service import Context, get_dataset, info_key, name_taken, refresh_info
-from .uploads import Budget, ReceivedFile, receive
+from .uploads import Budget, FileTap, ReceivedFile, receive
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class Part:
     original: str
     size: int
     sha256: str
+    checked: Partial | None = None
+    """Its rows' check, when it ran while the file streamed in (JSON lines)."""
 
 
 @dataclass
@@ -136,8 +140,11 @@ async def ensure_name_free(conn, name: str, visibility: str, owner_id: str) -> N
 # --- content -----------------------------------------------------------------------------------------------
 
 
-def collect_parts(files: list[ReceivedFile], folder: Path, limits: archives.Limits) -> list[Part]:
-    """Every data file of the upload, archives unpacked, renamed part-NNNNN.<ext> (blocking)."""
+def collect_parts(
+    files: list[ReceivedFile], folder: Path, limits: archives.Limits, checked: dict[Path, Partial] | None = None
+) -> list[Part]:
+    """Every data file of the upload, archives unpacked, renamed part-NNNNN.<ext> (blocking); `checked`: the
+    received files whose rows were checked as they streamed in."""
     parts: list[Part] = []
     for received in files:
         if archives.is_archive(received.original):
@@ -148,7 +155,8 @@ def collect_parts(files: list[ReceivedFile], folder: Path, limits: archives.Limi
         elif readers.file_type(received.original):
             target = folder / f"part-{len(parts):05d}{Path(received.original).suffix.lower()}"
             os.replace(received.path, target)
-            parts.append(Part(target, received.original, received.size, received.sha256))
+            found = (checked or {}).get(received.path)
+            parts.append(Part(target, received.original, received.size, received.sha256, found))
         else:
             raise ApiError(
                 422,
@@ -183,12 +191,26 @@ def check_one_loader(paths: list[Path]) -> None:
 
 
 async def check_content(
-    paths: list[Path], fmt: str, mapping: dict[str, str], tags: dict[str, str], field: str = "file"
+    paths: list[Path],
+    fmt: str,
+    mapping: dict[str, str],
+    tags: dict[str, str],
+    field: str = "file",
+    checked_lines: dict[Path, Partial] | None = None,
+    pool: CheckPool | None = None,
 ) -> Checked:
-    """Scan every row: 422 saying which rows are wrong and why, or for an empty dataset."""
+    """Scan every row: 422 saying which rows are wrong and why, or for an empty dataset. `checked_lines`: JSON
+    lines files whose rows were checked already (as they streamed in); `pool`: workers for large ones not yet."""
     columns = formats.spec(fmt).columns(mapping)
+    checked_lines = dict(checked_lines or {})
+    if pool is not None:
+        plan = Plan(fmt, columns, tags)
+        for path in paths:
+            if path not in checked_lines and await asyncio.to_thread(_large_json_lines, path):
+                if (found := await checks.check_file(pool, path, plan)) is not None:
+                    checked_lines[path] = found
     try:
-        result = await asyncio.to_thread(scan.scan, paths, fmt, columns, tags)
+        result = await asyncio.to_thread(scan.scan, paths, fmt, columns, tags, checked_lines)
     except readers.DatasetProblem as exc:
         raise ApiError(422, "invalid_dataset", f"the file cannot be used: {exc}", field) from exc
     if result.bad_rows:
@@ -207,6 +229,14 @@ async def check_content(
         if role not in formats.spec(fmt).required and column not in result.columns:
             raise invalid(f"columns.{role} names `{column}`, which no row has", f"columns.{role}")
     return Checked(rows=result.rows, columns=formats.settle_columns(fmt, mapping, result.columns))
+
+
+def _large_json_lines(path: Path) -> bool:
+    """Worth cutting into ranges for the workers (blocking)."""
+    try:
+        return path.stat().st_size >= 2 * checks.SEGMENT_BYTES and readers.is_json_lines(path)
+    except readers.DatasetProblem:
+        return False  # the scan says what is wrong with it
 
 
 def place(layout: DataLayout, dataset_id: str, parts: list[Part], folder: Path) -> tuple[Path, str, list[dict]]:
@@ -255,6 +285,48 @@ def archive_limits(ctx: Context, budget: Budget) -> archives.Limits:
     )
 
 
+def plan_of(fields: dict[str, str]) -> Plan | None:
+    """The row check a file part gets, from the text fields sent before it; None when they do not say yet."""
+    try:
+        parsed = parse_fields({**fields, "name": "probe"})
+        mapping, tags = check_mapping(parsed.format, parsed.columns, parsed.tags)
+    except ApiError:
+        return None
+    return Plan(parsed.format, formats.spec(parsed.format).columns(mapping), tags)
+
+
+class _Streams:
+    """The row checks started while an upload's files stream in (checks.py), one per JSON-lines file part."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.started: list[tuple[ReceivedFile, StreamCheck]] = []
+
+    def on_file(self, received: ReceivedFile, fields: dict[str, str], flush) -> FileTap | None:
+        kind = readers.file_type(received.original)
+        plan = plan_of(fields) if kind in ("json", "jsonl") else None
+        if plan is None:
+            return None
+        check = StreamCheck(self.ctx.checks, received.path, plan, flush, json_suffix=kind == "json")
+        self.started.append((received, check))
+        return check
+
+    async def results(self, plan: Plan) -> dict[Path, Partial]:
+        """What the checks found, by received file; those made against another plan (a `columns` field sent
+        after the file) are dropped, and their files checked after the upload."""
+        found: dict[Path, Partial] = {}
+        for received, check in self.started:
+            if check.plan != plan:
+                check.cancel()
+            elif (result := await check.result()) is not None:
+                found[received.path] = result
+        return found
+
+    def cancel(self) -> None:
+        for _, check in self.started:
+            check.cancel()
+
+
 async def _accept(
     ctx: Context,
     caller: Principal,
@@ -264,23 +336,34 @@ async def _accept(
     budget: Budget,
 ) -> Accepted:
     started = time.perf_counter()
-    received = await receive(stream, content_type, folder, budget, early_check(caller))
-    received_s = time.perf_counter() - started
-    fields = parse_fields(received.fields)
-    check_visibility(caller, fields.visibility)
-    mapping, tags = check_mapping(fields.format, fields.columns, fields.tags)
-    async with ctx.pool.acquire() as conn:
-        await ensure_name_free(conn, fields.name, fields.visibility, caller.user_id)
-    parts = await asyncio.to_thread(collect_parts, received.files, folder, archive_limits(ctx, budget))
-    checked = await check_content([p.path for p in parts], fields.format, mapping, tags)
+    streams = _Streams(ctx)
+    try:
+        received = await receive(stream, content_type, folder, budget, early_check(caller), streams.on_file)
+        received_s = time.perf_counter() - started
+        fields = parse_fields(received.fields)
+        check_visibility(caller, fields.visibility)
+        mapping, tags = check_mapping(fields.format, fields.columns, fields.tags)
+        async with ctx.pool.acquire() as conn:
+            await ensure_name_free(conn, fields.name, fields.visibility, caller.user_id)
+        plan = Plan(fields.format, formats.spec(fields.format).columns(mapping), tags)
+        streamed = await streams.results(plan)
+    finally:
+        streams.cancel()  # nothing left to run once the upload is refused (or done)
+    limits = archive_limits(ctx, budget)
+    parts = await asyncio.to_thread(collect_parts, received.files, folder, limits, streamed)
+    checked_lines = {p.path: p.checked for p in parts if p.checked is not None}
+    paths = [p.path for p in parts]
+    checked = await check_content(paths, fields.format, mapping, tags, checked_lines=checked_lines, pool=ctx.checks)
     log.info(
-        "upload %r by %s: %d bytes received in %.2f s, %d rows checked in %.2f s",
+        "upload %r by %s: %d bytes received in %.2f s, %d rows checked in %.2f s (%d of %d files while receiving)",
         fields.name,
         caller.username,
         sum(p.size for p in parts),
         received_s,
         checked.rows,
         time.perf_counter() - started - received_s,
+        len(checked_lines),
+        len(parts),
     )
     return Accepted(fields=fields, tags=tags, parts=parts, checked=checked)
 

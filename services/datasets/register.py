@@ -20,7 +20,7 @@ from .ingest import (
     insert,
     invalid,
 )
-from .layout import DataLayout, UnsafePath
+from .layout import UnsafePath
 from .schemas import Dataset, RegisterRequest
 from .service import Context, get_dataset, refresh_info
 
@@ -43,14 +43,15 @@ async def register(ctx: Context, caller: Principal, req: RegisterRequest) -> Dat
         "remark": req.remark,
     }
     if req.path is not None:
-        await insert(ctx, caller, **common, **await _from_path(ctx.layout, caller, req, mapping, tags))
+        await insert(ctx, caller, **common, **await _from_path(ctx, caller, req, mapping, tags))
     else:
         await insert(ctx, caller, **common, **_from_hub(ctx, req, mapping))
     await refresh_info(ctx)
     return await get_dataset(ctx.pool, caller, dataset_id)
 
 
-async def _from_path(layout: DataLayout, caller: Principal, req: RegisterRequest, mapping: dict, tags: dict) -> dict:
+async def _from_path(ctx: Context, caller: Principal, req: RegisterRequest, mapping: dict, tags: dict) -> dict:
+    layout = ctx.layout
     if not caller.is_admin:
         raise ApiError(
             403, "forbidden", "registering a file of the data folder is for admins; upload it instead", "path"
@@ -63,7 +64,7 @@ async def _from_path(layout: DataLayout, caller: Principal, req: RegisterRequest
         raise ApiError(422, "unsafe_path", str(exc), "path") from exc
     paths = await asyncio.to_thread(_folder_files, target, req.path)
     check_one_loader(paths)
-    checked = await check_content(paths, req.format, mapping, tags, field="path")
+    checked = await check_content(paths, req.format, mapping, tags, field="path", pool=ctx.checks)
     files = await asyncio.to_thread(_measure, paths)
     return {
         "source": "file",

@@ -9,7 +9,8 @@ is one the engine trains on without silently dropping rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -117,6 +118,22 @@ class RowChecker:
     def present(self, row: Any) -> None:
         """Note which optional columns this row has (the entry lists only those some row has)."""
         self.absent = [role for role in self.absent if getattr(row, role) is UNSET]
+
+    def present_in(self, rows: Sequence[Any]) -> None:
+        """`present` for many rows at once, each column's values gathered by one C-level map."""
+        self.absent = [role for role in self.absent if list(map(attrgetter(role), rows)).count(UNSET) == len(rows)]
+
+    def extras_hold(self, rows: Sequence[Any]) -> bool:
+        """Whether the checks a type cannot say hold for every row; False: look at each row (`decode` says why)."""
+        if self.fmt in ("alpaca", "pairwise"):
+            return all(map(attrgetter("prompt"), rows))  # an empty prompt may still be fine: the caller looks
+        if self.fmt == "sharegpt":
+            try:
+                for row in rows:
+                    self._turns(row.messages)
+            except RowProblem:
+                return False
+        return True
 
     def _extra(self, row: Any) -> Any:
         if self.fmt in ("alpaca", "pairwise") and not row.prompt and not (isinstance(row.query, str) and row.query):

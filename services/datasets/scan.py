@@ -1,33 +1,30 @@
 """Check a whole dataset: every row of every file against its format, without loading any file.
 
-JSON lines, the usual shape of a big dataset, take the fast path: each line is decoded straight into the
-format's msgspec row type. Other files are read row by row (readers.py) and converted into it.
+JSON lines, the usual shape of a big dataset, take the fast path (linescan.py): lines are decoded straight
+into the format's msgspec row type, a block at a time. Other files are read row by row (readers.py) and
+converted into it.
 Blocking; callers run it in a thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
-from . import formats
+from . import formats, linescan
+from .linescan import BAD_ROWS_SHOWN, Partial
 from .readers import (
-    TOO_DEEP,
     BadRow,
     DatasetProblem,
     csv_header,
     file_type,
     is_json_lines,
     iter_rows,
-    json_lines,
+    line_too_long,
     parquet_columns,
 )
 from .rows import RowChecker, RowProblem
-
-BAD_ROWS_SHOWN = 5
 
 
 @dataclass
@@ -58,25 +55,16 @@ def _check_header(path: Path, fmt: str, columns: dict[str, str]) -> None:
             raise DatasetProblem(f"there is no `{columns[role]}` column ({role}); the columns are: {shown}")
 
 
-def _scan_json_lines(path: Path, checker: RowChecker, result: ScanResult, prefix: str) -> None:
-    """The hot path of a big upload: each line decoded straight into the checked row type."""
-    decode, absent = checker.decode, checker.absent
-    for number, line in json_lines(path):
-        result.rows += 1
-        try:
-            row = decode(line)
-        except RowProblem as exc:
-            result.note(f"{prefix}line {number}", str(exc))
-            continue
-        except msgspec.DecodeError as exc:
-            result.note(f"{prefix}line {number}", f"not valid JSON ({exc})")
-            continue
-        except RecursionError:
-            result.note(f"{prefix}line {number}", TOO_DEEP)
-            continue
-        if absent:
-            checker.present(row)
-            absent = checker.absent
+def _add_lines(result: ScanResult, checker: RowChecker, found: Partial, prefix: str) -> None:
+    """A JSON-lines file's check (linescan.py), added to the whole scan's."""
+    if found.too_long:
+        raise line_too_long(found.too_long)
+    result.rows += found.rows
+    result.bad_rows += found.bad_rows
+    for line, problem in found.first_bad:
+        if len(result.first_bad) < BAD_ROWS_SHOWN:
+            result.first_bad.append(f"{prefix}line {line}: {problem}")
+    checker.absent = [role for role in checker.absent if role in found.absent]
 
 
 def _scan_rows(path: Path, checker: RowChecker, result: ScanResult, prefix: str) -> None:
@@ -95,15 +83,25 @@ def _scan_rows(path: Path, checker: RowChecker, result: ScanResult, prefix: str)
             checker.present(checked)
 
 
-def scan(paths: Sequence[Path], fmt: str, columns: dict[str, str], tags: dict[str, str]) -> ScanResult:
-    """Read every row of every file and check it against the format; raises DatasetProblem when unusable."""
+def scan(
+    paths: Sequence[Path],
+    fmt: str,
+    columns: dict[str, str],
+    tags: dict[str, str],
+    checked_lines: Mapping[Path, Partial] | None = None,
+) -> ScanResult:
+    """Read every row of every file and check it against the format; raises DatasetProblem when unusable.
+
+    `checked_lines`: JSON-lines files already checked (in worker processes, while they streamed in): their
+    results are taken as they are, in the files' order, as if this pass had read them."""
     result, checker = ScanResult(), RowChecker(fmt, columns, tags)
     for path in paths:
         prefix = f"{path.name} " if len(paths) > 1 else ""
         try:
             _check_header(path, fmt, columns)
             if is_json_lines(path):
-                _scan_json_lines(path, checker, result, prefix)
+                found = (checked_lines or {}).get(path) or linescan.check_range(path, fmt, columns, tags)
+                _add_lines(result, checker, found, prefix)
             else:
                 _scan_rows(path, checker, result, prefix)
         except DatasetProblem as exc:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -19,6 +19,7 @@ from services.common.security import Principal
 
 from . import formats, readers, store
 from .catalog import write_dataset_info
+from .checks import CheckPool
 from .layout import DataLayout, UnsafePath, data_files, remove_stored
 from .rows import RowChecker, RowProblem
 from .schemas import Dataset, DatasetPage, DatasetPatch, Preview, PreviewRow, StoredFile
@@ -34,6 +35,8 @@ class Context:
     pool: asyncpg.Pool
     layout: DataLayout
     settings: DatasetSettings
+    checks: CheckPool = field(default_factory=CheckPool)
+    """Worker processes that check a large upload's rows while it streams in."""
 
 
 def info_key(name: str, visibility: str, owner_id: str | None) -> str:

@@ -32,6 +32,12 @@ class DatasetSettings:
     hub_access: bool = env(
         "LLMCT_DATASET_HUB_ACCESS", False, doc="1 when the engines' hosts can reach Hugging Face / ModelScope"
     )
+    check_workers: int = env(
+        "LLMCT_DATASET_CHECK_WORKERS",
+        0,
+        doc="processes that check a large JSON-lines upload's rows while it streams in "
+        "(0: one per CPU but one, at least 1, at most 4)",
+    )
     preview_rows: int = env(
         "LLMCT_DATASET_PREVIEW_ROWS", 5, doc="rows a preview shows unless the caller asks for more (at most 50)"
     )

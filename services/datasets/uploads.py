@@ -1,17 +1,19 @@
-"""Receive a multipart upload straight to disk: never more than one network chunk of a file in memory.
+"""Receive a multipart upload straight to disk: never more than two network chunks of a file in memory.
 
 The body is fed chunk by chunk to a push parser (the `multipart` package); file parts go to files in
-the upload's private incoming folder, hashed and counted as they arrive, so the size cap is enforced
-on bytes really received, whatever Content-Length said.
+the upload's private incoming folder, hashed and counted as they arrive (hashing and writing in a thread,
+one chunk behind the network), so the size cap is enforced on bytes really received, whatever
+Content-Length said, and the file's sha256 is known when its last byte is in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
@@ -110,20 +112,81 @@ def boundary_of(content_type: str | None) -> str:
     return options["boundary"]
 
 
+class FileTap(Protocol):
+    """Sees a file's bytes as they are written (the row check of a large upload starts before its end)."""
+
+    def data(self, chunk: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+
+OnFile = Callable[[ReceivedFile, dict[str, str], Callable[[], None]], FileTap | None]
+"""Called as a file part starts, with the text fields received so far and a function that flushes what the
+receiver buffered of the file to disk; returns a tap for its bytes, or None."""
+
+
+class _FileSink:
+    """One file part going to disk: each chunk is hashed and written (and shown to the tap) in a thread, while
+    the event loop receives the next one. Both hashing and writing let go of the GIL, so they really overlap
+    with the network; one chunk at most is in flight, so memory stays flat and the order is kept."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.hasher = hashlib.sha256()
+        self.tap: FileTap | None = None
+        self.pending: asyncio.Future[None] | None = None
+
+    async def write(self, chunk: bytes) -> None:
+        if self.pending is not None:
+            await self.pending
+        self.pending = asyncio.get_running_loop().run_in_executor(None, self._write, chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.handle.write(chunk)
+        if self.tap is not None:
+            self.tap.data(chunk)
+
+    async def finish(self) -> str:
+        """Wait for the last chunk, tell the tap, close the file; returns the file's sha256."""
+        await self.settle()
+        if self.tap is not None:
+            self.tap.end()  # may flush the file: before it is closed
+        self.handle.close()
+        return self.hasher.hexdigest()
+
+    async def settle(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending
+
+    async def abandon(self) -> None:
+        try:
+            await self.settle()
+        finally:
+            self.handle.close()
+
+
 class _Receiver:
     """State of one multipart body being received."""
 
-    def __init__(self, folder: Path, budget: Budget, on_field: Callable[[str, str], Awaitable[None]]):
+    def __init__(
+        self,
+        folder: Path,
+        budget: Budget,
+        on_field: Callable[[str, str], Awaitable[None]],
+        on_file: OnFile | None = None,
+    ):
         self.folder = folder
         self.budget = budget
         self.on_field = on_field
+        self.on_file = on_file
         self.received = Received()
         self.total = 0
         self.segment: MultipartSegment | None = None
         self.text: bytearray | None = None
         self.text_field = ""  # the name of the field `text` is received for
-        self.handle: BinaryIO | None = None
-        self.hasher = hashlib.sha256()  # a fresh one for each file part
+        self.sink: _FileSink | None = None
 
     def start(self, segment: MultipartSegment) -> None:
         self.segment = segment
@@ -135,8 +198,11 @@ class _Receiver:
             original = safe_client_name(segment.filename or "")
             path = self.folder / f"received-{len(self.received.files):05d}"
             self.received.files.append(ReceivedFile(original=original, path=path))
-            self.handle = open(path, "wb", buffering=WRITE_BUFFER)
-            self.hasher = hashlib.sha256()
+            self.sink = _FileSink(open(path, "wb", buffering=WRITE_BUFFER))
+            if self.on_file is not None:
+                self.sink.tap = self.on_file(
+                    self.received.files[-1], dict(self.received.fields), self.sink.handle.flush
+                )
         elif segment.name in TEXT_FIELDS:
             if segment.name in self.received.fields:
                 raise ApiError(422, "invalid_field", f"`{segment.name}` is given twice", segment.name)
@@ -151,13 +217,12 @@ class _Receiver:
                 segment.name or None,
             )
 
-    def data(self, chunk: bytes) -> None:
-        if self.handle is not None:
+    async def data(self, chunk: bytes) -> None:
+        if self.sink is not None:
             self.total += len(chunk)
             if self.total > self.budget.limit:
                 raise self.budget.refusal()
-            self.hasher.update(chunk)
-            self.handle.write(chunk)
+            await self.sink.write(chunk)
         elif self.text is not None:
             self.text += chunk
             if len(self.text) > MAX_TEXT_FIELD:
@@ -166,12 +231,11 @@ class _Receiver:
                 )
 
     async def end(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
             assert self.segment is not None  # a file is open only within its segment
             done = self.received.files[-1]
-            done.size, done.sha256 = self.segment.size, self.hasher.hexdigest()
+            done.size, done.sha256 = self.segment.size, await sink.finish()
         elif self.text is not None:
             name = self.text_field
             try:
@@ -183,10 +247,10 @@ class _Receiver:
             await self.on_field(name, value)  # refuse a bad name before gigabytes follow it
         self.segment = None
 
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+    async def close(self) -> None:
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            await sink.abandon()
 
 
 async def receive(
@@ -195,9 +259,10 @@ async def receive(
     folder: Path,
     budget: Budget,
     on_field: Callable[[str, str], Awaitable[None]],
+    on_file: OnFile | None = None,
 ) -> Received:
     """Parse a multipart body into text fields and files written under `folder`, no more than `budget` allows."""
-    receiver = _Receiver(folder, budget, on_field)
+    receiver = _Receiver(folder, budget, on_field, on_file)
     parser = PushMultipartParser(boundary_of(content_type), max_segment_count=MAX_PARTS, strict=False)
     try:
         async for chunk in stream:
@@ -205,7 +270,7 @@ async def receive(
                 if isinstance(event, MultipartSegment):
                     receiver.start(event)
                 elif event:
-                    receiver.data(event)
+                    await receiver.data(event)
                 else:
                     await receiver.end()
             if parser.closed:
@@ -215,7 +280,7 @@ async def receive(
     except MultipartError as exc:
         raise ApiError(400, "bad_request", f"the multipart body is malformed: {exc}") from exc
     finally:
-        receiver.close()
+        await receiver.close()
     if not receiver.received.files:
         raise ApiError(422, "invalid_field", "attach the dataset as a `file` part", FILE_FIELD)
     return receiver.received
