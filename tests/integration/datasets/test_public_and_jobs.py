@@ -116,16 +116,16 @@ async def test_jobs_see_only_what_their_owner_may_use(alice, bob, admin, bus, ow
     alice_p = Principal(user_id=alice.user_id, username="alice", role="user", via="token")
     bob_p = Principal(user_id=bob.user_id, username="bob", role="user", via="token")
 
-    keys = await usable_datasets(bus, alice_p, [name, public["name"]], "sft")
+    keys = (await usable_datasets(bus, alice_p, [name, public["name"]], "sft")).keys
     assert keys == [mine["key"], public["name"]]
     with pytest.raises(ApiError) as refused:
         await usable_datasets(bus, bob_p, [public["name"], name], "sft")
     assert (refused.value.status, refused.value.code, refused.value.field) == (422, "unknown_dataset", "datasets[1]")
     # Bob's own dataset of the same name is his, and wins over nothing of Alice's.
     bobs = await bob.created(name, "alpaca", "a.json", as_json(ALPACA))
-    assert await usable_datasets(bus, bob_p, [name], "sft") == [bobs["key"]]
+    assert (await usable_datasets(bus, bob_p, [name], "sft")).keys == [bobs["key"]]
 
-    assert await usable_datasets(bus, alice_p, [prefs["name"]], "dpo") == [prefs["key"]]
+    assert (await usable_datasets(bus, alice_p, [prefs["name"]], "dpo")).keys == [prefs["key"]]
     for names, stage in (([prefs["name"]], "sft"), ([name], "rm"), ([name], "kto")):
         with pytest.raises(ApiError) as wrong:
             await usable_datasets(bus, alice_p, names, stage)
