@@ -17,6 +17,7 @@ from services.datasets.checks import CheckPool
 from services.datasets.layout import DataLayout
 from services.datasets.service import Context
 from services.datasets.settings import DatasetSettings
+from tests.helpers import eventually
 from tests.integration.datasets.helpers import as_tar, assert_error, leftovers, unique
 
 pytestmark = pytest.mark.integration
@@ -175,11 +176,19 @@ async def test_an_upload_whose_workers_died_is_checked_in_the_service(ctx, calle
     service, with the same verdict, and a fresh pool takes the upload after it."""
     content = ROW * ROWS
     assert (await upload(ctx, caller, content, {"name": unique(), "format": "alpaca"})).rows == ROWS
-    workers = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+    # This pool's own workers (other pools of the session may have children too, or be closing theirs).
+    executor = ctx.checks._executor
+    assert executor is not None
+    workers = [psutil.Process(process.pid) for process in executor._processes.values()]
     assert workers
     for worker in workers:
         worker.kill()
     psutil.wait_procs(workers, timeout=10)
+
+    async def noticed():
+        return executor._broken  # the pool saw its workers die, as it would before the next upload
+
+    await eventually(noticed, timeout=10)
     with caplog.at_level(logging.INFO, logger="services.datasets"):
         dataset = await upload(ctx, caller, content, {"name": unique(), "format": "alpaca"})
         assert dataset.rows == ROWS
