@@ -35,10 +35,11 @@ class ServiceProcess:
     port: int
     log_path: Path
     process: subprocess.Popen | None = None
+    host: str = "127.0.0.1"  # the address it listens on (the gateway's: LLMCT_PUBLIC_HOST)
 
     @property
     def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/health"
+        return f"http://{self.host}:{self.port}/health"
 
     def start(self, env: dict[str, str]) -> ServiceProcess:
         private_folder(self.log_path.parent)

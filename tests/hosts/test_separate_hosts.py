@@ -60,36 +60,64 @@ async def admin_headers(gw: httpx.AsyncClient, plane) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-async def test_agents_on_hosts_of_their_own_join_the_fleet_over_nats_alone(network, control_plane, add_host):
+async def online(gw: httpx.AsyncClient, plane, agent_id: str) -> None:
+    """Until the fleet lists `agent_id` online (it joined and its heartbeats come in)."""
+    headers = await admin_headers(gw, plane)
+
+    async def listed():
+        fleet = (await gw.get("/api/agents", headers=headers)).json()
+        return any(agent["id"] == agent_id and agent["state"] == "online" for agent in fleet["agents"])
+
+    await eventually(listed, timeout=120, interval=0.5)
+
+
+async def join_token(gw: httpx.AsyncClient, plane, uses: int = 1) -> str:
+    """An admin's join token, as the fleet page makes one."""
+    r = await gw.post("/api/agents/join-tokens", json={"max_uses": uses}, headers=await admin_headers(gw, plane))
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+async def test_hosts_join_with_a_token_and_reach_only_nats_and_the_gateway(network, control_plane, add_host):
+    """Two hosts join with one admin's token (`llmct agent join <gateway> <token>` run on each, nothing else given)
+    and heartbeat into the fleet; from a host only NATS and the gateway answer, and nothing dials into a host."""
     first, second = add_host(unique("a")[-6:]), add_host(unique("b")[-6:])
-    ids = {unique("host-a"), unique("host-b")}
-    for host, agent_id in zip((first, second), sorted(ids), strict=True):
-        control_plane.start_agent(host, agent_id)
-
-    # What a namespace reaches of this host: NATS on the bridge, and nothing else of the platform.
-    nats_port = control_plane.nats.port
-    assert await asyncio.to_thread(reach, first, network.address, nats_port)
-    for name, service in control_plane.services.items():
-        assert not await asyncio.to_thread(reach, first, network.address, service.port), name
-    database_port = int(control_plane.env["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0])
-    assert not await asyncio.to_thread(reach, first, network.address, database_port)
-    # Nothing dials into a namespace: a connection from here to an agent's address is not answered.
-    with pytest.raises(OSError):
-        socket.create_connection((second.address, nats_port), timeout=2).close()
-
+    ids = sorted({unique("host-a"), unique("host-b")})
     async with httpx.AsyncClient(base_url=control_plane.gateway_url, timeout=30) as gw:
         headers = await admin_headers(gw, control_plane)
+        r = await gw.post("/api/agents/join-tokens", json={"max_uses": 2, "note": "hosts tier"}, headers=headers)
+        assert r.status_code == 201, r.text
+        token = r.json()["token"]
+        for host, agent_id in zip((first, second), ids, strict=True):
+            control_plane.join(host, agent_id, token)
 
         async def both_online():
             fleet = (await gw.get("/api/agents", headers=headers)).json()
             online = {agent["id"]: agent for agent in fleet["agents"] if agent["state"] == "online"}
-            return [online[i] for i in sorted(ids)] if ids <= set(online) else None
+            return [online[i] for i in ids] if set(ids) <= set(online) else None
 
-        agents = await eventually(both_online, timeout=90)
+        agents = await eventually(both_online, timeout=120)
+        listed = (await gw.get("/api/agents/join-tokens", headers=headers)).json()
+        uses = next(t for t in listed if t["note"] == "hosts tier")
+        assert uses["uses"] == 2, uses
     assert all(agent["last_beat_at"] for agent in agents)
+
+    # What a host reaches of this one: NATS and the gateway on the bridge, and nothing else of the platform.
+    assert await asyncio.to_thread(reach, first, network.address, control_plane.nats.port)
+    assert await asyncio.to_thread(reach, first, network.address, control_plane.services["gateway"].port)
+    for name, service in control_plane.services.items():
+        if name != "gateway":
+            assert not await asyncio.to_thread(reach, first, network.address, service.port), name
+    database_port = int(control_plane.env["DATABASE_URL"].rsplit(":", 1)[1].split("/")[0])
+    assert not await asyncio.to_thread(reach, first, network.address, database_port)
+    # Nothing dials into a host: a connection from here to a host's address is not answered.
+    with pytest.raises(OSError):
+        socket.create_connection((second.address, control_plane.nats.port), timeout=2).close()
     control_folder = control_plane.env["HOST_BASE_PATH"]
     for host in (first, second):
-        assert (host.root / "agent.log").exists() and not str(host.root).startswith(control_folder)
+        saved = host.root.parent / f"{host.root.name}-state" / "agent" / "joined.json"
+        assert saved.is_file() and saved.stat().st_mode & 0o077 == 0, saved
+        assert not str(host.root).startswith(control_folder)
 
 
 async def test_train_download_evaluate_export_and_chat_on_a_host_that_shares_no_folder(control_plane, add_host):
@@ -98,8 +126,9 @@ async def test_train_download_evaluate_export_and_chat_on_a_host_that_shares_no_
     gateway, and an evaluation, a merge export and a deployment answering `/v1` chat all load it from the store."""
     host = add_host(unique("t")[-6:])
     agent_id = unique("trainer")
-    control_plane.start_agent(host, agent_id)
     async with httpx.AsyncClient(base_url=control_plane.gateway_url, timeout=60) as gw:
+        control_plane.join(host, agent_id, await join_token(gw, control_plane))
+        await online(gw, control_plane, agent_id)
         headers = await login(gw, control_plane.env["INVITE_CODE"], unique("lora"))
         job = await finished(gw, headers, TRAIN)
         assert job["agent_id"] == agent_id
@@ -139,11 +168,13 @@ async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_anoth
     back to the queue and finishes on the second host, resumed from that checkpoint: no step run twice counts twice."""
     first, second = add_host(unique("k")[-6:]), add_host(unique("r")[-6:])
     doomed, heir = unique("doomed"), unique("heir")
-    control_plane.start_agent(first, doomed)
     nc = await nats.connect(control_plane.nats.url)
     js = nc.jetstream()
     try:
         async with httpx.AsyncClient(base_url=control_plane.gateway_url, timeout=30) as gw:
+            token = await join_token(gw, control_plane, uses=2)
+            control_plane.join(first, doomed, token)
+            await online(gw, control_plane, doomed)
             headers = await login(gw, control_plane.env["INVITE_CODE"], unique("resumer"))
             slow = {**TRAIN, "max_steps": 200, "save_steps": 20}
             r = await gw.post("/api/jobs", json=slow, headers=headers)
@@ -156,12 +187,13 @@ async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_anoth
 
             await eventually(checkpoint_stored, timeout=240, interval=0.5)
             await asyncio.to_thread(first.kill_all)
-            control_plane.start_agent(second, heir)
+            control_plane.join(second, heir, token)
             job = await wait_for_state(gw, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=400)
             log = (await gw.get(f"/api/jobs/{job_id}/log", headers=headers)).text
             history = " | ".join(f"{e.get('state')}: {e.get('message') or ''}" for e in job["history"])
             assert job["state"] == "succeeded", f"{job.get('reason')}: {history}\n{log[-3000:]}"
             assert (job["agent_id"], job["requeues"]) == (heir, 1), history
+            assert f"dispatched: on {doomed}" in history.split(" | ")[1], history
             assert "resumes from checkpoint-" in history, history
             steps = [point["step"] for point in job["progress_series"]]
             assert steps == sorted(set(steps)) and steps[-1] == 200, steps
