@@ -26,25 +26,9 @@ import asyncpg
 import httpx
 
 from ._infra import Infra, machine, make_user, print_table, ratio, token_for, write_results
+from .overhead import train_request
 
 CONTROL_PLANE = ("auth", "scheduler", "datasets", "registry")
-
-
-def train_request(steps: int) -> dict:
-    return {
-        "kind": "train",
-        "base_model": "tiny-llama",
-        "datasets": ["tiny_sft"],
-        "stage": "sft",
-        "finetuning_type": "lora",
-        "gpu_count": 0,
-        "max_steps": steps,
-        "logging_steps": 1,
-        "save_steps": 1000,
-        "per_device_train_batch_size": 2,
-        "cutoff_len": 128,
-        "lora_rank": 4,
-    }
 
 
 async def prepare(infra: Infra, pad_mb: int) -> str:
