@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import stat
@@ -94,6 +95,7 @@ async def start_agent(stack_env, nats_server, engine_bin, tmp_path_factory, pool
     yield start
     for agent in started:
         agent.stop()
+    await asyncio.sleep(1)  # a beat sent while stopping is flushed (every 0.2 s here) before, never after, this
     await pool.execute("UPDATE agents SET offline_since = now() WHERE id = ANY($1) AND offline_since IS NULL", ids)
 
 

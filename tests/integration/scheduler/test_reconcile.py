@@ -110,6 +110,9 @@ async def test_an_agent_back_without_its_job_gives_it_back(scheduler, start_agen
         return await pool.fetchval("SELECT 1 FROM agents WHERE id = $1 AND offline_since IS NULL", agent_id)
 
     await eventually(registered, timeout=30)
+    # Its agent is the only one the job may go to: any other still live in the table (another module's, stopped
+    # moments ago) is offline from now on.
+    await pool.execute("UPDATE agents SET offline_since = now() WHERE id <> $1 AND offline_since IS NULL", agent_id)
     job_id = await pending_job(pool, owner, tmp_path, priority=PRIORITY + 6)
 
     async def running():
