@@ -20,6 +20,7 @@ import asyncio
 import os
 import statistics
 import time
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -67,9 +68,27 @@ async def one_job(gw: httpx.AsyncClient, request: dict, timeout: float) -> dict:
         if job["state"] in ("succeeded", "failed", "cancelled"):
             if job["state"] != "succeeded":
                 raise RuntimeError(f"job {job_id} {job['state']}: {job.get('message')}")
-            return {"job_id": job_id, "first_step_s": first, "end_s": time.perf_counter() - t0}
+            return {"job_id": job_id, "first_step_s": first, "end_s": time.perf_counter() - t0, **phases(job)}
         await asyncio.sleep(0.1)
     raise TimeoutError(f"job {job_id} did not end within {timeout} s")
+
+
+def phases(job: dict) -> dict:
+    """Where the time to the first step went, by the scheduler's own clock: seconds from the job's creation to each
+    state in its history (the first of each), to its start, and to its first progress point."""
+    created = datetime.fromisoformat(job["created_at"])
+
+    def since(at: str) -> float:
+        return round((datetime.fromisoformat(at) - created).total_seconds(), 3)
+
+    marks: dict[str, float] = {}
+    for event in job.get("history", []):
+        marks.setdefault(f"to_{event['state']}_s", since(event["at"]))
+    if job.get("started_at"):
+        marks["to_started_s"] = since(job["started_at"])
+    if job.get("progress_series"):
+        marks["to_first_point_s"] = since(job["progress_series"][0]["at"])
+    return marks
 
 
 def platform(mode: str, args: argparse.Namespace) -> list[dict]:
