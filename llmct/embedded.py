@@ -23,7 +23,7 @@ from urllib.parse import quote
 import asyncpg
 
 from services.common import nats_auth
-from services.common.net import free_port  # noqa: F401 - tests and benches take it from here
+from services.common.net import free_port  # tests and benches take it from here too
 from services.common.private import open_private, private_folder
 
 
@@ -55,6 +55,11 @@ class NatsServer:
     agents: dict[str, str] = field(default_factory=dict)  # agent id -> password
     joined: dict[str, str] = field(default_factory=dict)  # agent id -> bcrypt hash, agents that joined with a token
     process: subprocess.Popen | None = None
+    # One node of a cluster (NatsCluster): its route port, the routes to its peers, and its name in the cluster.
+    cluster_port: int | None = None
+    routes: tuple[str, ...] = ()
+    server_name: str | None = None
+    cluster_name: str = "llmct"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the users sync runs in a thread
 
     @property
@@ -128,7 +133,7 @@ class NatsServer:
             [
                 binary,
                 "-c",
-                str(self.config_path),
+                str(self._node_config()),
                 "-js",
                 "-sd",
                 str(self.store_dir),
@@ -143,8 +148,24 @@ class NatsServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self._ready, timeout=15, what="nats-server")
+        if self.cluster_port is None:  # a cluster's node is ready once its peers are up too (NatsCluster.start)
+            wait_until(self._ready, timeout=15, what="nats-server")
         return self
+
+    def _node_config(self) -> Path:
+        """The file nats-server is started with (and re-reads on SIGHUP): the users, plus, for a cluster's node, its
+        name and routes (in the file, not as flags: a reload keeps only what the file says)."""
+        if self.cluster_port is None:
+            return self.config_path
+        routes = ", ".join(json.dumps(route) for route in self.routes)
+        node = self.store_dir / "node.conf"
+        node.write_text(
+            f"server_name: {json.dumps(self.server_name or f'n{self.port}')}\n"
+            f"cluster {{\n  name: {json.dumps(self.cluster_name)}\n"
+            f"  listen: {json.dumps(f'{self.host}:{self.cluster_port}')}\n  routes: [{routes}]\n}}\n"
+            f"include {json.dumps(self.config_path.name)}\n"
+        )
+        return node
 
     def _ready(self) -> bool:
         if self.process and self.process.poll() is not None:
@@ -164,6 +185,114 @@ class NatsServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a pulled plug would end it."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class NatsCluster:
+    """Several nats-servers routed into one cluster with clustered JetStream (`make up` with LLMCT_NATS_NODES=3):
+    every node has the same users, its own store and ports; clients get every node's URL and ride out the loss of
+    any one. Streams, consumers and buckets are replicated by the services (LLMCT_NATS_REPLICAS), not here."""
+
+    nodes: list[NatsServer]
+
+    @classmethod
+    def local(
+        cls, size: int, store_dir: Path, first_port: int | None = None, service_password: str | None = None
+    ) -> NatsCluster:
+        """`size` nodes on 127.0.0.1: client ports from `first_port` on (free ones when None), the monitor at
+        client port + 4000 (+ free ones when None), stores in `store_dir/n<i>`."""
+        password = service_password or secrets.token_urlsafe(18)
+        ports = [
+            (first_port + i, first_port + 4000 + i, first_port + 2000 + i)
+            if first_port
+            else (free_port(), free_port(), free_port())
+            for i in range(size)
+        ]
+        routes = tuple(f"nats://127.0.0.1:{cluster}" for _, _, cluster in ports)
+        return cls(
+            [
+                NatsServer(
+                    port=port,
+                    monitor_port=monitor,
+                    store_dir=store_dir / f"n{i + 1}",
+                    service_password=password,
+                    cluster_port=cluster,
+                    routes=tuple(r for r in routes if not r.endswith(f":{cluster}")),
+                    server_name=f"n{i + 1}",
+                )
+                for i, (port, monitor, cluster) in enumerate(ports)
+            ]
+        )
+
+    @property
+    def agents(self) -> dict[str, str]:
+        return self.nodes[0].agents
+
+    @property
+    def service_password(self) -> str:
+        return self.nodes[0].service_password
+
+    @property
+    def address(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def add_agent(self, agent_id: str, password: str | None = None) -> dict[str, str]:
+        password = password or self.agents.get(agent_id) or secrets.token_urlsafe(18)
+        for node in self.nodes:
+            node.add_agent(agent_id, password)
+        return self.agent_env(agent_id)
+
+    def set_joined(self, joined: dict[str, str]) -> bool:
+        changed = [node.set_joined(joined) for node in self.nodes]
+        return any(changed)
+
+    def agent_env(self, agent_id: str) -> dict[str, str]:
+        return {**self.nodes[0].agent_env(agent_id), "NATS_URL": self.address}
+
+    def connections(self, user: str) -> list[dict]:
+        running = [node for node in self.nodes if node.process and node.process.poll() is None]
+        return [connection for node in running for connection in node.connections(user)]
+
+    def start(self, log_folder: Path | None = None) -> NatsCluster:
+        for i, node in enumerate(self.nodes):
+            node.start(log_file=log_folder / f"nats-n{i + 1}.log" if log_folder else None)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Every running node serves JetStream and the cluster has a meta leader (streams can be made)."""
+        wait_until(self._ready, timeout=timeout, what="the NATS cluster")
+
+    def _ready(self) -> bool:
+        running = [node for node in self.nodes if node.process and node.process.poll() is None]
+        if not running or not all(node._ready() for node in running):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{running[0].monitor_port}/jsz", timeout=0.5) as response:
+                meta = json.load(response).get("meta_cluster") or {}
+        except OSError:
+            return False
+        return bool(meta.get("leader")) and meta.get("cluster_size", 0) >= len(self.nodes)
+
+    def node_named(self, name: str) -> NatsServer:
+        return next(node for node in self.nodes if node.server_name == name)
+
+    def restart(self, node: NatsServer, log_file: Path | None = None) -> None:
+        node.start(log_file=log_file)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def nats_server_binary() -> str:

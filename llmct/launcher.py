@@ -12,15 +12,15 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from services.common.bus import urls_without_credentials
 from services.common.nats_auth import agent_user, check_agent_id, default_agent_id
 from services.common.private import open_private, private_folder, write_private
 from services.common.settings import DEFAULT_PORTS, StoragePaths, storage_from_env
 from services.common.store import migrate
 
 from .bootstrap import ENGINE_PYTHON, TINY_MODEL, ensure_tiny_preset
-from .embedded import NatsServer, PostgresServer, postgres_bindir, wait_until
+from .embedded import NatsCluster, NatsServer, PostgresServer, postgres_bindir, wait_until
 from .usersync import SyncThread, UsersSync
 
 # Start order: the gateway last, so it only opens its port once everything behind it answers.
@@ -87,10 +87,10 @@ def process_env(name: str, env: dict[str, str]) -> dict[str, str]:
     own = {
         k: v for k, v in env.items() if k not in AGENT_NEVER_SEES and not k.startswith(("NATS_", "LLMCT_AGENT_NATS_"))
     }
-    parts = urlsplit(env["NATS_URL"])
-    if parts.hostname is None:  # the URL is not echoed: it may carry the services' credentials
-        raise RuntimeError("NATS_URL has no host name")
-    own["NATS_URL"] = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    try:
+        own["NATS_URL"] = ",".join(urls_without_credentials(env["NATS_URL"]))
+    except ValueError as exc:
+        raise RuntimeError("NATS_URL has no host name") from exc
     own["NATS_USER"] = env["LLMCT_AGENT_NATS_USER"]
     own["NATS_PASSWORD"] = env["LLMCT_AGENT_NATS_PASSWORD"]
     return own
@@ -168,7 +168,7 @@ class LocalStack:
 
     storage: StoragePaths
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    nats: NatsServer | None = None
+    nats: NatsServer | NatsCluster | None = None
     postgres: PostgresServer | None = None
     services: list[ServiceProcess] = field(default_factory=list)
     tiny_model: str | None = None
@@ -196,20 +196,26 @@ class LocalStack:
         state, logs = self.storage.state, private_folder(self.storage.logs / "platform")
         if not self.env.get("NATS_URL"):
             port = int(self.env.get("LLMCT_NATS_PORT", "4222"))
-            nats = NatsServer(
-                port=port,
-                monitor_port=port + 4000,
-                store_dir=state / "nats",
-                service_password=_kept_secret(secrets_folder(self.storage) / "nats_service_password", _password),
-            )
-            self.nats = nats
-            self.provision_local_agent(nats)
-            nats.start(log_file=logs / "nats.log")
-            self.env["NATS_URL"] = nats.url
+            nodes = int(self.env.get("LLMCT_NATS_NODES") or 1)
+            password = _kept_secret(secrets_folder(self.storage) / "nats_service_password", _password)
+            if nodes > 1:  # a local cluster: every stream, consumer and bucket replicated (at most 3 copies)
+                cluster = NatsCluster.local(nodes, state / "nats-cluster", first_port=port, service_password=password)
+                self.nats = cluster
+                self.provision_local_agent(cluster)
+                cluster.start(log_folder=logs)
+                self.env.setdefault("LLMCT_NATS_REPLICAS", str(min(nodes, 3)))
+            else:
+                nats = NatsServer(
+                    port=port, monitor_port=port + 4000, store_dir=state / "nats", service_password=password
+                )
+                self.nats = nats
+                self.provision_local_agent(nats)
+                nats.start(log_file=logs / "nats.log")
+            self.env["NATS_URL"] = self.nats.url
         if not self.env.get("DATABASE_URL"):
             self.env["DATABASE_URL"] = self._start_postgres(state / "postgres")
 
-    def provision_local_agent(self, nats: NatsServer) -> None:
+    def provision_local_agent(self, nats: NatsServer | NatsCluster) -> None:
         """The local agent's own NATS user (LLMCT_AGENT_ID, else the host name), its password kept in state/."""
         agent = check_agent_id(self.env.get("LLMCT_AGENT_ID") or default_agent_id())
         nats.add_agent(agent, _kept_secret(secrets_folder(self.storage) / "nats_agent_password", _password))

@@ -166,9 +166,9 @@ async def _open_context(stack: AsyncExitStack, app: Litestar, spec: ServiceSpec)
         reconnected=reconnected,
     )
     if spec.manages_streams:
-        await ensure_streams(context.js)
+        await ensure_streams(context.js, settings.nats_replicas)
         if settings.storage_mode == "objects":
-            await objects.ensure_buckets(context.js)
+            await objects.ensure_buckets(context.js, settings.nats_replicas)
     if spec.uses_store:
         await _follow_revocations(context)
     return context

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
@@ -72,9 +74,22 @@ async def connect_bus(
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create every stream, or bring an existing one up to date with its definition."""
-    for config in STREAMS:
+def urls_without_credentials(given: str) -> list[str]:
+    """Each URL of a comma-separated NATS_URL (a cluster: one per node) without the user and password in it."""
+    urls = []
+    for url in filter(None, (part.strip() for part in given.split(","))):
+        parts = urlsplit(url)
+        if parts.hostname is None:  # the URL is not echoed: it may carry credentials
+            raise ValueError("a NATS URL has no host name")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        urls.append(urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))))
+    return urls
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create every stream with `replicas` copies (LLMCT_NATS_REPLICAS), or bring an existing one up to date with
+    its definition (a cluster grown from one node to three gets its streams replicated here)."""
+    for config in (dataclasses.replace(stream, num_replicas=replicas) for stream in STREAMS):
         if config.name is None:  # StreamConfig allows it, but a stream is found by its name
             raise RuntimeError(f"stream of {config.subjects} has no name")
         try:
@@ -85,6 +100,14 @@ async def ensure_streams(js: JetStreamContext) -> None:
                 continue
             except BadRequestError:
                 pass  # another service created it first
+        await js.update_stream(config)
+
+
+async def set_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Give a stream (a bucket's too: `OBJ_<bucket>`, `KV_<bucket>`) `replicas` copies, when it has another number."""
+    config = (await js.stream_info(stream)).config
+    if (config.num_replicas or 1) != replicas:
+        config.num_replicas = replicas
         await js.update_stream(config)
 
 

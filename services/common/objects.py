@@ -14,15 +14,28 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    NotFoundError,
+    ObjectNotFoundError,
+    ServiceUnavailableError,
+)
 from nats.js.object_store import OBJ_DEFAULT_CHUNK_SIZE
 
+from .bus import set_replicas
 from .contracts import Buckets
+
+T = TypeVar("T")
 
 CHUNK_BYTES = 1024 * 1024  # one message per MiB: NATS's default max payload, which a chunk (sent without headers) fits
 DIGEST_PREFIX = "SHA-256="
@@ -63,13 +76,15 @@ def file_sha256(path: Path) -> str:
 
 
 async def ensure_buckets(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create every bucket the contracts name (an existing one is kept as it is)."""
+    """Create every bucket the contracts name with `replicas` copies; an existing one keeps what it holds and gets
+    `replicas` copies when it had another number (a cluster grown from one node)."""
     for bucket in Buckets.ALL:
         try:
             await js.object_store(bucket)
         except BucketNotFoundError:
             with contextlib.suppress(BadRequestError):  # another service created it first
                 await js.create_object_store(bucket, config=api.ObjectStoreConfig(bucket=bucket, replicas=replicas))
+        await set_replicas(js, f"OBJ_{bucket}", replicas)
 
 
 async def put_file(js: JetStreamContext, bucket: str, name: str, path: Path) -> StoredObject:
@@ -81,10 +96,31 @@ async def put_file(js: JetStreamContext, bucket: str, name: str, path: Path) -> 
     return _stored(bucket, name, info)
 
 
+# A cluster that lost a node elects new stream leaders within seconds; meanwhile JetStream's API times out or
+# answers 503. Reads ride that out for this long (a put is retried by its caller: it may have half happened).
+ELECTION_S = 30.0
+_ELECTING = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
+
+
+async def _riding_out_elections(call: Callable[[], Awaitable[T]]) -> T:
+    deadline = time.monotonic() + ELECTION_S
+    while True:
+        try:
+            return await call()
+        except _ELECTING:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def _info(js: JetStreamContext, bucket: str, name: str) -> api.ObjectInfo:
     """The store's record of an object; ObjectMissing when there is none (or no such bucket)."""
-    try:
+
+    async def info() -> api.ObjectInfo:
         return await (await js.object_store(bucket)).get_info(name)
+
+    try:
+        return await _riding_out_elections(info)
     except (BucketNotFoundError, ObjectNotFoundError, NotFoundError) as exc:
         raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
 
@@ -142,7 +178,9 @@ async def _pull_chunks(
     config = api.ConsumerConfig(
         ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL, inactive_threshold=FETCH_WAIT_S * 3
     )
-    sub = await js.pull_subscribe(f"$O.{bucket}.C.{nuid}", durable=None, stream=f"OBJ_{bucket}", config=config)
+    sub = await _riding_out_elections(
+        lambda: js.pull_subscribe(f"$O.{bucket}.C.{nuid}", durable=None, stream=f"OBJ_{bucket}", config=config)
+    )
     written = 0
     try:
         while True:

@@ -172,6 +172,13 @@ class Settings:
         "(services/common/storage.py).",
     )
 
+    nats_replicas: int = env(
+        "LLMCT_NATS_REPLICAS",
+        1,
+        doc="copies JetStream keeps of every platform stream, key-value and object bucket: 1 on one node, 3 on a "
+        "3-node cluster (`make up` with LLMCT_NATS_NODES=3 sets it).",
+    )
+
     def service_url(self, name: str) -> str:
         """Internal base URL of a service."""
         return f"http://{self.bind_host}:{self.ports[name]}"

@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from services.common.bus import set_replicas
 from services.common.errors import ApiError
 from services.common.security import Principal, authenticate
 
@@ -61,16 +62,19 @@ def _key(ticket: str) -> str:
 class Tickets:
     """Issue and redeem tickets; the bucket is opened at start-up (`open`)."""
 
-    def __init__(self, js: JetStreamContext, ttl_s: float):
-        self.js, self.ttl_s = js, ttl_s
+    def __init__(self, js: JetStreamContext, ttl_s: float, replicas: int = 1):
+        self.js, self.ttl_s, self.replicas = js, ttl_s, replicas
         self._kv: KeyValue | None = None
 
     async def open(self) -> None:
-        """Bind to the bucket, creating it when this is the first gateway."""
+        """Bind to the bucket, creating it when this is the first gateway (with LLMCT_NATS_REPLICAS copies)."""
         try:
             self._kv = await self.js.key_value(BUCKET)
         except BucketNotFoundError:
-            self._kv = await self.js.create_key_value(bucket=BUCKET, history=1, ttl=BUCKET_TTL_S)
+            self._kv = await self.js.create_key_value(
+                bucket=BUCKET, history=1, ttl=BUCKET_TTL_S, replicas=self.replicas
+            )
+        await set_replicas(self.js, f"KV_{BUCKET}", self.replicas)
 
     @property
     def kv(self) -> KeyValue:

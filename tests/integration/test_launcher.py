@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 import asyncpg
+import httpx
 import nats
 import pytest
 
@@ -17,8 +19,9 @@ from llmct.launcher import LocalStack
 from services.common.bus import close_bus, connect_bus
 from services.common.contracts import Subjects
 from services.common.nats_auth import agent_user, new_agent_password
-from services.common.settings import StoragePaths
+from services.common.settings import DEFAULT_PORTS, StoragePaths
 from services.common.store import migrate
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +114,73 @@ def test_the_launcher_gives_joined_agents_their_nats_user_and_takes_it_back(open
         asyncio.run(joined_user_follows_the_table(stack.env, stack.nats.address))
     finally:
         stack.stop()
+
+
+async def train_a_tiny_job(env: dict) -> dict:
+    """Log in as the admin, train the tiny preset for a few steps, wait for the end; the job's detail."""
+    url = f"http://127.0.0.1:{env['LLMCT_GATEWAY_PORT']}"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        login = {"username": env["LLMCT_ADMIN_USERNAME"], "password": env["LLMCT_ADMIN_PASSWORD"]}
+        token = (await client.post("/api/auth/login", json=login)).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        request = {
+            "kind": "train",
+            "base_model": "tiny-llama",
+            "datasets": ["tiny_sft"],
+            "stage": "sft",
+            "finetuning_type": "lora",
+            "gpu_count": 0,
+            "max_steps": 3,
+            "save_steps": 3,
+            "cutoff_len": 128,
+            "lora_rank": 4,
+        }
+        r = await client.post("/api/jobs", json=request)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+
+        async def ended():
+            job = (await client.get(f"/api/jobs/{job_id}")).json()
+            return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+        return await eventually(ended, timeout=180)
+
+
+@pytest.mark.slow
+def test_up_with_a_three_node_nats_cluster(open_folder):
+    """`make up` with LLMCT_NATS_NODES=3: three routed nats-servers, every platform stream replicated three
+    times, every service and the local agent connected with every node's URL, and a tiny job trains."""
+    base = open_folder / "cloud-llm"
+    storage = StoragePaths(base=base, logs=base / "logs", hf_cache=base / "hf-cache")
+    nats_port = free_port()
+    env = {
+        "LLMCT_NATS_NODES": "3",
+        "LLMCT_NATS_PORT": str(nats_port),
+        "LLMCT_PG_PORT": str(free_port()),
+        "LLMCT_AGENT_ID": "cluster-agent",
+        "PATH": os.environ.get("PATH", ""),
+        **{f"LLMCT_{name.upper()}_PORT": str(free_port()) for name in DEFAULT_PORTS},
+    }
+    stack = LocalStack(storage=storage, env=env)
+    try:
+        stack.start()
+        assert stack.env["NATS_URL"].count("nats://") == 3 and stack.env["LLMCT_NATS_REPLICAS"] == "3"
+
+        async def replicated() -> None:
+            nc = await connect_bus(stack.env["NATS_URL"], "launcher-test")
+            try:
+                for stream in ("JOBS", "DISPATCH", "JOB_EVENTS", "LOG_INGEST", "LOGS", "DEAD_LETTERS"):
+                    info = await nc.jetstream().stream_info(stream)
+                    assert info.config.num_replicas == 3 and info.cluster is not None, stream
+                    assert len(info.cluster.replicas or []) == 2, stream
+            finally:
+                await close_bus(nc)
+
+        asyncio.run(replicated())
+        job = asyncio.run(train_a_tiny_job(stack.env))
+        assert job["state"] == "succeeded", job.get("message")
+    finally:
+        stack.stop()
+    for port in (nats_port, nats_port + 1, nats_port + 2):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"a node still listens on {port} after stop"

@@ -16,7 +16,6 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
@@ -25,6 +24,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from services.common import nats_auth
+from services.common.bus import urls_without_credentials
 from services.common.contracts import Subjects
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
@@ -250,14 +250,7 @@ async def join(
 
 def public_nats_urls(settings: SchedulerSettings) -> list[str]:
     """LLMCT_PUBLIC_NATS_URL, else NATS_URL; never with the services' credentials in it."""
-    given = settings.public_nats_url or settings.nats_url
-    urls = []
-    for url in filter(None, (part.strip() for part in given.split(","))):
-        parts = urlsplit(url)
-        host = parts.hostname or "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        urls.append(urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))))
-    return urls
+    return urls_without_credentials(settings.public_nats_url or settings.nats_url)
 
 
 async def list_credentials(pool: asyncpg.Pool) -> list[AgentCredentials]:
