@@ -17,6 +17,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from services.common import contracts
+from services.common.logtext import line_text
 from services.common.private import open_private
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class LogShipper:
     def add(self, stream: str, text: str, mark: Any = None) -> None:
         self.seq += 1
         now = datetime.now(UTC)
-        data = (f"{text}\n" if stream != "system" else f"[platform] {text}\n").encode(errors="replace")
+        data = line_text(stream, text).encode(errors="replace")
         self._file.write(data)
         self.bytes += len(data)
         self._pending.append((contracts.LogLine(seq=self.seq, stream=stream, at=now, text=text), mark, self.bytes))

@@ -27,8 +27,9 @@ from services.common.security import Principal, new_id
 
 from .. import rendering
 from ..jobs import access, memory, queue, service, store
+from ..jobs.downloads import job_log
 from ..jobs.fetches import fetches
-from ..jobs.routes import cursor_after, log_download, next_cursor
+from ..jobs.routes import cursor_after, next_cursor
 from ..jobs.schemas import DeployRequest
 from ..settings import SchedulerSettings
 from . import store as dstore
@@ -245,9 +246,10 @@ class DeploymentController(Controller):
         self,
         request: Request,
         pool: asyncpg.Pool,
+        js: JetStreamContext,
         settings: Injected[SchedulerSettings],
         principal: Principal,
         deployment_id: str,
     ) -> Stream:
-        await _owned(pool, principal, deployment_id)
-        return log_download(settings.storage.logs / f"{deployment_id}.log", deployment_id, request.headers)
+        row = await _owned(pool, principal, deployment_id)
+        return await job_log(js, settings, deployment_id, row["job_state"], request.headers)

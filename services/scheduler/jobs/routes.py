@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
@@ -18,14 +17,14 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.common import archive, folders, ranges
-from services.common.contracts import TERMINAL_JOB_STATES, JobKind, JobState
+from services.common.contracts import JobKind, JobState
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import queue, recovery, service, store, stored
+from . import downloads, queue, recovery, service, store
 from .schemas import (
     JobDetail,
     JobEventOut,
@@ -98,38 +97,6 @@ def cursor_after(value: str | None) -> tuple[datetime, str] | None:
         raise ApiError(422, "invalid_field", "cursor is not one this API returned", "cursor") from exc
 
 
-def log_download(path: Path, name: str, headers: Mapping[str, str]) -> Stream:
-    """A log file as it is now, whole or the range asked (services/common/ranges.py): a running job keeps
-    appending, so only the bytes there at the start are sent, and its ETag changes as it grows (a resumed download
-    of a log that grew starts over)."""
-    opener = ranges.path_opener(path)
-    st = ranges.stat_opened(opener)
-    if st is None:
-        raise ApiError(404, "no_log", "nothing has been logged yet")
-    return ranges.ranged(
-        headers,
-        st.st_size,
-        ranges.file_etag(st),
-        ranges.fd_reader(opener, st),
-        media_type="text/plain; charset=utf-8",
-        extra=ranges.attachment(f"{name}.log"),
-    )
-
-
-async def finished_outputs(js: JetStreamContext, settings: SchedulerSettings, job: JobRow) -> Path | None:
-    """The job's output folder; a finished job's outputs brought from the store first in `objects` mode."""
-    folder = output_folder(job)
-    if folder is not None and job.state in TERMINAL_JOB_STATES:
-        await stored.bring_outputs(js, settings, job.id, folder)
-    return folder
-
-
-def output_folder(job: JobRow) -> Path | None:
-    """Where the job writes its outputs (None before it has one)."""
-    where = job.output_dir or job.config.get("output_dir")
-    return Path(where) if where else None
-
-
 def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     """The cursor of the next page when a query for `limit + 1` rows (typed rows, or records) got more than
     `limit`."""
@@ -147,7 +114,8 @@ A file still being written is included as it was when the download started.
 {ranges.RESUMABLE}"""
 
 FILE_HELP = f"""`path` is a file's path inside the job's output folder, as the zip names it after the job's id
-(`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere.
+(`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere. In `objects`
+storage mode the file streams straight out of the store, its ETag its sha256.
 
 {ranges.RESUMABLE}"""
 
@@ -284,7 +252,7 @@ class JobController(Controller):
     ) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        folder = await finished_outputs(js, settings, job)
+        folder = await downloads.finished_outputs(js, settings, job)
         files = await asyncio.to_thread(folders.own_files, folder) if folder else []
         layout = await asyncio.to_thread(archive.plan, folder, job_id, files) if folder and files else None
         if layout is None or not layout.members:
@@ -311,17 +279,7 @@ class JobController(Controller):
     ) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        folder, parts = await finished_outputs(js, settings, job), folders.relative_parts(path)
-        found = await asyncio.to_thread(folders.stat_own_file, folder, parts) if folder else None
-        if folder is None or found is None:
-            raise ApiError(404, "no_such_artifact", f"the job's outputs hold no file {'/'.join(parts)}")
-        return ranges.ranged(
-            request.headers,
-            found.st_size,
-            ranges.file_etag(found),
-            ranges.fd_reader(lambda: folders.open_own_file(folder, parts), found),
-            extra=ranges.attachment(parts[-1]),
-        )
+        return await downloads.output_file(js, settings, job, path, request.headers)
 
     @get(
         "/{job_id:str}/log",
@@ -339,6 +297,4 @@ class JobController(Controller):
     ) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        if job.state in TERMINAL_JOB_STATES:  # objects mode: brought from the store on first read
-            return log_download(await stored.bring_log(js, settings, job_id), job_id, request.headers)
-        return log_download(settings.storage.logs / f"{job_id}.log", job_id, request.headers)
+        return await downloads.job_log(js, settings, job_id, job.state, request.headers)

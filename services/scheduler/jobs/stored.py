@@ -1,34 +1,79 @@
-"""A finished job's files on the control plane in `objects` storage mode: its agent shares no folder with the
-services and put its log and outputs into OUTPUTS when the job ended (services/agent/uploads.py); the first read
-here brings them into the control plane's own folders, where every later read (and the shared-mode code) finds
-them. In `shared` mode nothing is brought: the files are where the paths say."""
+"""A job's files on the control plane in `objects` storage mode, where its agent shares no folder with the services.
+
+A running job's log is its lines in LOGS (services/common/logtext.py). A finished job's log and single output files
+are answered straight out of the store (objects.read_range, through ranges.ranged_object): the first byte comes at
+once whatever the size, a range is read from the chunks that hold it, and nothing is copied into the control
+plane's folders. Only the zip of all its outputs brings them into its output folder first (bring_outputs): a zip is
+laid out over files on disk (services/common/archive.py), and later zips find them there.
+
+Object names are built from the job's id and a path that folders.relative_parts checked (no `.`, `..`, backslash or
+NUL segment): always under `<job id>/`, in the bucket the contracts give that kind of file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from litestar.response import Stream
 from nats.js import JetStreamContext
 
-from services.common import objects
+from services.common import logtext, objects, ranges
 from services.common.contracts import JOB_LOG_NAME, Buckets
+from services.common.storage import CHECKPOINT
 
 from ..settings import SchedulerSettings
 
+LOG_MEDIA = "text/plain; charset=utf-8"
 
-async def bring_log(js: JetStreamContext, settings: SchedulerSettings, job_id: str) -> Path:
-    """The job's log file, brought from the store when it is not here yet."""
-    path = settings.storage.logs / f"{job_id}.log"
-    if settings.storage_mode == "objects" and not path.is_file():
+
+async def log_answer(js: JetStreamContext, job_id: str, finished: bool, headers: Mapping[str, str]) -> Stream | None:
+    """The job's log: a finished job's as its agent put it in OUTPUTS, with its sha256 as ETag; a running job's (or
+    a finished one's whose agent never put it there: lost with its host) as its lines in LOGS so far, with an ETag
+    that changes as it grows. None when there is neither."""
+    extra = ranges.attachment(f"{job_id}.log")
+    if finished:
         with contextlib.suppress(objects.ObjectMissing):
-            await objects.fetch(js, Buckets.OUTPUTS, Buckets.job_log_object(job_id), path)
-    return path
+            return await ranges.ranged_object(
+                headers, js, Buckets.OUTPUTS, Buckets.job_log_object(job_id), LOG_MEDIA, extra
+            )
+    stored = await logtext.measure(js, job_id)
+    if stored is None:
+        return None
+    return ranges.ranged(headers, stored.size, stored.etag, logtext.reader(js, stored), LOG_MEDIA, extra)
+
+
+def output_object(job_id: str, parts: tuple[str, ...]) -> tuple[str, str] | None:
+    """(bucket, object name) of a file of the job's output folder named by `parts` (folders.relative_parts): a
+    checkpoint's file in CHECKPOINTS, any other in OUTPUTS; None for the log's own name (the log is not an output)."""
+    if len(parts) > 1 and CHECKPOINT.match(parts[0]):
+        return Buckets.CHECKPOINTS, Buckets.checkpoint_object(job_id, parts[0], "/".join(parts[1:]))
+    if parts == (JOB_LOG_NAME,):
+        return None
+    return Buckets.OUTPUTS, Buckets.job_object(job_id, "/".join(parts))
+
+
+async def output_file(
+    js: JetStreamContext, job_id: str, parts: tuple[str, ...], headers: Mapping[str, str]
+) -> Stream | None:
+    """One file of the job's outputs (or of a checkpoint it stored), straight out of the store; None when the
+    store has no such file."""
+    found = output_object(job_id, parts)
+    if found is None:
+        return None
+    bucket, name = found
+    try:
+        return await ranges.ranged_object(headers, js, bucket, name, extra=ranges.attachment(parts[-1]))
+    except objects.ObjectMissing:
+        return None
 
 
 async def bring_outputs(js: JetStreamContext, settings: SchedulerSettings, job_id: str, folder: Path) -> None:
-    """The files the job left, brought from the store into its output folder when that holds none yet."""
+    """The files the job left, brought from the store into its output folder when that holds none yet (for its
+    zip)."""
     if settings.storage_mode != "objects" or await asyncio.to_thread(_holds_files, folder):
         return
     prefix = Buckets.job_object(job_id, "")
