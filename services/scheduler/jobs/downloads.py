@@ -43,12 +43,18 @@ def log_download(path: Path, name: str, headers: Mapping[str, str]) -> Stream:
 
 
 async def job_log(
-    js: JetStreamContext, settings: SchedulerSettings, job_id: str, state: str, headers: Mapping[str, str]
+    js: JetStreamContext,
+    settings: SchedulerSettings,
+    job_id: str,
+    state: str,
+    headers: Mapping[str, str],
+    attempts: int = 1,
 ) -> Stream:
-    """The log of a job (or deployment) in `state`, so far when it still runs; 404 no_log when there is none."""
+    """The log of a job (or deployment) in `state` after `attempts` attempts, so far when it still runs; 404 no_log
+    when there is none."""
     if settings.storage_mode != "objects":
         return log_download(settings.storage.logs / f"{job_id}.log", job_id, headers)
-    answer = await stored.log_answer(js, job_id, state in TERMINAL_JOB_STATES, headers)
+    answer = await stored.log_answer(js, job_id, state in TERMINAL_JOB_STATES, headers, attempts)
     if answer is None:
         raise no_log()
     return answer

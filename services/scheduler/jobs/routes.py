@@ -297,4 +297,4 @@ class JobController(Controller):
     ) -> Stream:
         async with pool.acquire() as conn:
             job = await owned_job(conn, principal, job_id)
-        return await downloads.job_log(js, settings, job_id, job.state, request.headers)
+        return await downloads.job_log(js, settings, job_id, job.state, request.headers, job.attempt)

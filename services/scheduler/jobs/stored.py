@@ -30,19 +30,30 @@ from ..settings import SchedulerSettings
 LOG_MEDIA = "text/plain; charset=utf-8"
 
 
-async def log_answer(js: JetStreamContext, job_id: str, finished: bool, headers: Mapping[str, str]) -> Stream | None:
+async def log_answer(
+    js: JetStreamContext, job_id: str, finished: bool, headers: Mapping[str, str], attempts: int = 1
+) -> Stream | None:
     """The job's log: a finished job's as its agent put it in OUTPUTS, with its sha256 as ETag; a running job's (or
     a finished one's whose agent never put it there: lost with its host) as its lines in LOGS so far, with an ETag
-    that changes as it grows. None when there is neither."""
+    that changes as it grows. None when there is neither.
+
+    A finished job that ran more than one attempt is read from LOGS first: its last agent put only its own attempt
+    into OUTPUTS (the agent before it was lost with its file), LOGS holds every attempt's lines. Once LOGS has let
+    them go (LOGS' max age), the stored file, the last attempt's, is what remains."""
     extra = ranges.attachment(f"{job_id}.log")
-    if finished:
+
+    async def from_store() -> Stream | None:
         with contextlib.suppress(objects.ObjectMissing):
             return await ranges.ranged_object(
                 headers, js, Buckets.OUTPUTS, Buckets.job_log_object(job_id), LOG_MEDIA, extra
             )
+        return None
+
+    if finished and attempts <= 1 and (answer := await from_store()) is not None:
+        return answer
     stored = await logtext.measure(js, job_id)
     if stored is None:
-        return None
+        return await from_store() if finished else None
     return ranges.ranged(headers, stored.size, stored.etag, logtext.reader(js, stored), LOG_MEDIA, extra)
 
 

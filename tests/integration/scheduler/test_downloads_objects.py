@@ -223,3 +223,26 @@ async def test_a_finished_job_without_its_log_object_answers_its_lines_or_a_404(
     assert_error(await scheduler.get(f"/api/jobs/{silent}/log", headers=owner), 404, "no_log")
     assert_error(await scheduler.get(f"/api/jobs/{silent}/artifacts/model.bin", headers=owner), 404, "no_such_artifact")
     assert files_in(control_base) == []
+
+
+async def test_a_finished_job_requeued_to_another_host_keeps_every_attempts_lines(
+    scheduler, services_js, agent, pool, people, control_base, tmp_path
+):
+    """Attempt 1's host was lost with its log file; attempt 2's agent put only its own file into the store. The
+    finished job's log still holds both attempts (from LOGS), and the stored file is not what answers."""
+    owner_id, owner = people["fleet-owner"]
+    agent_id, agent_js = agent
+    job_id = await job_on(pool, owner_id, control_base / "output", agent_id, attempt=1)
+    await ship(agent_js, agent_id, job_id, 1, attempt_lines(1, 40), tmp_path / "lost-host.log")
+    await until_relayed(services_js)
+    await move(pool, job_id, agent_id, 2, "running")
+    second_host = tmp_path / "second-host.log"
+    await ship(agent_js, agent_id, job_id, 2, attempt_lines(2, 10), second_host)
+    await until_relayed(services_js)
+    await stored(services_js, tmp_path, Buckets.OUTPUTS, Buckets.job_log_object(job_id), second_host.read_bytes())
+    await pool.execute("UPDATE jobs SET state = 'succeeded' WHERE id = $1", job_id)
+
+    r = await scheduler.get(f"/api/jobs/{job_id}/log", headers=owner)
+    assert r.status_code == 200, r.text
+    assert b"[platform] attempt 1:" in r.content and b"attempt 1 line 39" in r.content
+    assert r.content.endswith(second_host.read_bytes()) and r.content == await socket_text(services_js, job_id)
