@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +98,8 @@ async def describe(js: JetStreamContext, bucket: str, name: str) -> StoredObject
     return _stored(bucket, name, await _info(js, bucket, name))
 
 
-Progress = Callable[[int, int], None]  # (bytes written so far, the object's size), after each batch of chunks
+# (bytes written so far, the object's size), after each batch of chunks; awaited before the next batch is taken.
+Progress = Callable[[int, int], Awaitable[None]]
 
 
 async def fetch(
@@ -158,7 +159,7 @@ async def _pull_chunks(
             if written > size:
                 raise ObjectCorrupt(f"{bucket}: more than the {size} bytes the object holds")
             if progress is not None:
-                progress(written, size)
+                await progress(written, size)
             if msgs[-1].metadata.num_pending == 0:
                 break
     finally:
