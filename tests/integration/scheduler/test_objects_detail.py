@@ -110,6 +110,16 @@ async def test_the_input_fetch_shows_on_the_jobs_detail_while_it_goes_on(
 
         assert (await eventually(whole, timeout=15))["input"] == "big.jsonl"
 
+        # A name Postgres would refuse in jsonb (a NUL) is kept without it: the report fails no job.
+        await FetchReport(JobEvents(js, AGENT), job_id, attempt=2)("odd\x00name.jsonl", 0, 10)
+
+        async def renamed():
+            found = await fetch_of(scheduler, owner, job_id)
+            return found if found and found["input"] == "oddname.jsonl" else None
+
+        await eventually(renamed, timeout=15)
+        assert await pool.fetchval("SELECT state FROM jobs WHERE id = $1", job_id) == "running"
+
         # The next attempt (another agent, say) has fetched nothing yet: the old attempt's report is not its own.
         await pool.execute("UPDATE jobs SET attempt = 3 WHERE id = $1", job_id)
         assert await fetch_of(scheduler, owner, job_id) is None
