@@ -7,7 +7,8 @@ starts, kept by content (sha256) and shared between jobs, and placed where each 
   `input_corrupt`; a missing object fails it `input_missing`, naming the object.
 - An entry whose file changed on disk since it was checked (size or mtime) is fetched again.
 - Never fetched twice at once: a second job asking for an object being fetched waits for that fetch (one flight
-  per sha256), and sees its progress in its own log.
+  per sha256), and sees its progress in its own log and its own progress report (`bring`'s `progress`: bytes of
+  all the job's inputs, a cached one counted as there).
 - Bounded: before a fetch, the least recently used entries no running job holds go until the new one fits
   (`max_bytes`); when every entry is held the cache goes over its bound and says so.
 - Placed by hard link at the job's path under the storage base (a copy when the cache is on another filesystem);
@@ -24,7 +25,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,9 @@ from nats.js import JetStreamContext
 
 from services.common import objects
 from services.common.contracts import JobInput
-from services.common.storage import Note, StorageError, relative_path
+from services.common.storage import Fetching, Note, StorageError, relative_path
+
+from .placing import link_beside, same_bytes_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +64,16 @@ class Entry:
     holders: set[str] = field(default_factory=set)  # running jobs that read it
 
 
+Watch = Callable[[int], Awaitable[None]]  # a waiting job told the bytes of the object fetched so far
+
+
 @dataclass
 class Flight:
     """One fetch under way, and the jobs waiting for it (each told its progress)."""
 
     task: asyncio.Task[Entry]
     notes: dict[str, Note]
+    watches: dict[str, Watch] = field(default_factory=dict)
 
 
 class Cache:
@@ -93,18 +100,30 @@ class Cache:
 
     # --- what jobs ask ----------------------------------------------------------------------------------
 
-    async def bring(self, job_id: str, inputs: Iterable[JobInput], base: Path, note: Note) -> None:
+    async def bring(
+        self, job_id: str, inputs: Iterable[JobInput], base: Path, note: Note, progress: Fetching | None = None
+    ) -> None:
         """Every input present at its path under `base`, held for `job_id` until `release`; StorageError
-        (input_missing, input_corrupt, bad_config) when one cannot be."""
-        for item in inputs:
+        (input_missing, input_corrupt, bad_config) when one cannot be. `progress` is told how far, in bytes of all
+        the inputs, as each one starts, after each batch of a fetch, and once all are there."""
+        items = list(inputs)
+        total, before = sum(max(item.size, 0) for item in items), 0
+        for item in items:
             target = relative_path(base, item.path)
             if not SHA256.match(item.sha256) or item.size < 0:
                 raise StorageError("bad_config", f"input {item.path}: {item.sha256!r} is not a sha256")
-            entry = await self.acquire(job_id, item, note)
+            watch = None if progress is None else _watch(progress, Path(item.path).name, before, total)
+            if watch is not None:
+                await watch(0)
+            entry = await self.acquire(job_id, item, note, watch)
+            before += item.size
             await self._place(job_id, entry, target)
+        if progress is not None and items:
+            await progress(Path(items[-1].path).name, total, total)
 
-    async def acquire(self, job_id: str, item: JobInput, note: Note) -> Entry:
-        """The entry of `item`, held for `job_id`: from the cache, from another job's fetch, or fetched now."""
+    async def acquire(self, job_id: str, item: JobInput, note: Note, watch: Watch | None = None) -> Entry:
+        """The entry of `item`, held for `job_id`: from the cache, from another job's fetch, or fetched now
+        (`watch` told its bytes as they arrive)."""
         self._load()
         label = Path(item.path).name
         for attempt in (1, 2):  # a corrupt object is fetched once more
@@ -126,6 +145,8 @@ class Cache:
             else:
                 note(f"{label}: another job is fetching it, waiting")
                 flight.notes[job_id] = note
+            if watch is not None:
+                flight.watches[job_id] = watch
             try:
                 entry = await asyncio.shield(flight.task)
             except StorageError as exc:
@@ -135,6 +156,7 @@ class Cache:
                 continue
             finally:  # a job that stopped waiting (cancelled) hears no more of the fetch: its log may be closed
                 flight.notes.pop(job_id, None)
+                flight.watches.pop(job_id, None)
             entry.holders.add(job_id)  # the fetch held it for every waiting job; said again after a drop
             return entry
         raise AssertionError("unreachable")
@@ -218,12 +240,17 @@ class Cache:
         started = last = time.monotonic()
         tell(f"fetching {label} ({size_text(item.size)})")
 
-        def progress(done: int, total: int) -> None:
+        async def progress(done: int, total: int) -> None:
             nonlocal last
             now = time.monotonic()
             if done < total and now - last >= self.progress_every_s:
                 last = now
                 tell(f"fetching {label}: {megabytes(done, total)}")
+            for job_id, watch in list(self._flights[item.sha256].watches.items()):
+                try:
+                    await watch(done)
+                except Exception:  # one job's report failing stops no fetch the others wait for
+                    log.warning("job %s: the progress of fetching %s was not reported", job_id, label, exc_info=True)
 
         try:
             found = await objects.fetch(self.js, item.bucket, item.name, incoming, progress)
@@ -257,8 +284,10 @@ class Cache:
         last job that placed it ends. A file already there with the same bytes that is not the cache's (the
         agent's base is the control plane's own folder) is used as it is and never removed."""
         source = self._path(entry.sha256)
-        if target not in self._placed and await asyncio.to_thread(same_bytes_elsewhere, source, target, entry):
-            return
+        if target not in self._placed:
+            theirs = await asyncio.to_thread(same_bytes_elsewhere, source, target, entry.size, entry.sha256)
+            if theirs:
+                return
         self._placed.setdefault(target, {})[job_id] = entry.sha256
         temporary = link_beside(source, target)
         if temporary is not None:  # another filesystem: a copy
@@ -267,28 +296,10 @@ class Cache:
             os.replace(temporary, target)
 
 
-def same_bytes_elsewhere(source: Path, target: Path, entry: Entry) -> bool:
-    """Whether `target` is a file that is not the cache's entry but holds its very bytes."""
-    try:
-        if target.samefile(source) or not target.is_file() or target.stat().st_size != entry.size:
-            return False
-    except OSError:
-        return False
-    return objects.file_sha256(target) == entry.sha256
+def _watch(progress: Fetching, label: str, before: int, total: int) -> Watch:
+    """One input's bytes, told as bytes of all the job's inputs (`before`: those of the inputs ahead of it)."""
 
+    async def watch(done: int) -> None:
+        await progress(label, before + done, total)
 
-def link_beside(source: Path, target: Path) -> Path | None:
-    """`source` linked at `target` (replacing what is there); when it cannot be linked (another filesystem), the
-    temporary path beside `target` a copy should be written to and moved from."""
-    with contextlib.suppress(OSError):
-        if target.samefile(source):
-            return None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.placing-{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        return temporary
-    os.replace(temporary, target)
-    return None
+    return watch

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 from nats.js import JetStreamContext
@@ -12,6 +14,8 @@ from services.common import contracts
 from services.common.contracts import Subjects
 
 log = logging.getLogger(__name__)
+
+FETCH_REPORT_EVERY_S = 0.5  # a job's input fetch reaches the scheduler at most twice a second
 
 
 class Publish(Protocol):
@@ -43,3 +47,32 @@ class JobEvents:
                 log.warning("final event for %s not published yet; retrying", event.job_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+
+class FetchReport:
+    """A job's input fetch (services/agent/cache.py) as JobFetchProgressed events: the first and the last always,
+    between them at most one every `every_s` (a fetch tells its progress every few MB)."""
+
+    def __init__(self, publish: Publish, job_id: str, attempt: int, every_s: float = FETCH_REPORT_EVERY_S):
+        self.publish = publish
+        self.job_id, self.attempt = job_id, attempt
+        self.every_s = every_s
+        self._sent: tuple[str, int, int] | None = None
+        self._sent_at = 0.0
+
+    async def __call__(self, name: str, done: int, total: int) -> None:
+        """Report `done` of `total` bytes of the job's inputs, fetching `name`, unless one was sent just now."""
+        now = time.monotonic()
+        first, last = self._sent is None, done >= total
+        if (name, done, total) == self._sent or not (first or last or now - self._sent_at >= self.every_s):
+            return
+        self._sent, self._sent_at = (name, done, total), now
+        event = contracts.JobFetchProgressed(
+            job_id=self.job_id,
+            input=name[:1024],
+            done_bytes=max(done, 0),
+            total_bytes=max(total, 0),
+            attempt=self.attempt,
+            at=datetime.now(UTC),
+        )
+        await self.publish(event)

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from services.common import storage
 from services.common.contracts import Buckets, JobDispatched, JobFile
-from services.common.storage import Note, StorageError, StorageMode
+from services.common.storage import Fetching, Note, StorageError, StorageMode
 
 from . import uploads
 from .cache import Cache
@@ -32,13 +32,13 @@ class ObjectsStorage:
     def localize(self, order: JobDispatched) -> JobDispatched:
         return storage.localize(order, self.base)
 
-    async def prepare(self, order: JobDispatched, note: Note) -> None:
+    async def prepare(self, order: JobDispatched, note: Note, progress: Fetching | None = None) -> None:
         if not await asyncio.to_thread(Path(order.output_dir).exists):
             self._made.add(order.job_id)  # its output folder is this run's own: removed once in the store
         for item in order.files:
             write_file(storage.relative_path(self.base, item.path), item)
         if order.inputs:
-            await self.cache.bring(order.job_id, order.inputs, self.base, note)
+            await self.cache.bring(order.job_id, order.inputs, self.base, note, progress)
 
     async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
         restored: dict[str, list[str]] = {}

@@ -23,7 +23,7 @@ from services.common.text import storable
 
 from . import progress, reattach, results
 from .ending import conclude
-from .events import JobEvents
+from .events import FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
 from .jobfiles import job_datasets
 from .logs import LogShipper
@@ -322,8 +322,9 @@ class Runner:
     async def _prepare(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo | None:
         """Bring the job's inputs (objects mode); how the run ended when it cannot start: an input failed, or the
         wait was stopped (a cancel, the agent stopping; the fetch itself goes on for the cache)."""
+        report = FetchReport(self.publish, order.job_id, order.attempt)  # the job's page shows it too
         preparing = job.preparing = asyncio.create_task(
-            self.files.prepare(order, lambda text: shipper.add("system", text))
+            self.files.prepare(order, lambda text: shipper.add("system", text), report)
         )
         try:
             await preparing

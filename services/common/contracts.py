@@ -16,7 +16,7 @@ database and the web client keep the old ones.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -419,6 +419,19 @@ class JobProgressed(Message, kw_only=True, frozen=True, tag="job_progressed"):
     attempt: int = 0
 
 
+class JobFetchProgressed(Message, kw_only=True, frozen=True, tag="job_fetch_progressed"):
+    """How far the agent is in bringing a job's inputs from the store before its engine starts (`objects` storage
+    mode): bytes of all its inputs, and the input it is on. Sent at most a few times a second, always at 0 and at
+    the end; the scheduler keeps the newest on the job."""
+
+    job_id: str
+    input: Annotated[str, msgspec.Meta(max_length=1024)]  # the file's name (`tiny_sft.jsonl`)
+    done_bytes: Annotated[int, msgspec.Meta(ge=0)]
+    total_bytes: Annotated[int, msgspec.Meta(ge=0)]
+    at: datetime
+    attempt: int = 0
+
+
 class JobFinished(Message, kw_only=True, frozen=True, tag="job_finished"):
     """The engine exited: succeeded, failed (with a reason) or cancelled."""
 
@@ -471,7 +484,7 @@ class DeploymentUsage(Message, kw_only=True, frozen=True, tag="deployment_usage"
     attempt: int = 0
 
 
-JobEvent = JobStarted | JobProgressed | JobFinished | DeploymentReady | DeploymentUsage
+JobEvent = JobStarted | JobProgressed | JobFetchProgressed | JobFinished | DeploymentReady | DeploymentUsage
 
 
 # --- agents ------------------------------------------------------------------------------------
@@ -633,6 +646,7 @@ BusMessage = (
     | JobDispatched
     | JobStarted
     | JobProgressed
+    | JobFetchProgressed
     | JobFinished
     | JobChanged
     | JobCancelRequested

@@ -134,7 +134,8 @@ async def describe(js: JetStreamContext, bucket: str, name: str) -> StoredObject
     return _stored(bucket, name, await _info(js, bucket, name))
 
 
-Progress = Callable[[int, int], None]  # (bytes written so far, the object's size), after each batch of chunks
+# (bytes written so far, the object's size), after each batch of chunks; awaited before the next batch is taken.
+Progress = Callable[[int, int], Awaitable[None]]
 
 
 async def fetch(
@@ -196,7 +197,7 @@ async def _pull_chunks(
             if written > size:
                 raise ObjectCorrupt(f"{bucket}: more than the {size} bytes the object holds")
             if progress is not None:
-                progress(written, size)
+                await progress(written, size)
             if msgs[-1].metadata.num_pending == 0:
                 break
     finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
@@ -30,6 +30,8 @@ StorageMode = Literal["shared", "objects"]
 STORAGE_MODES: tuple[StorageMode, ...] = get_args(StorageMode)
 
 Note = Callable[[str], None]  # a line for the job's log (the agent's "system" lines)
+# How far a job's inputs are fetched: (the input it is on, bytes of all its inputs there, bytes of all its inputs).
+Fetching = Callable[[str, int, int], Awaitable[None]]
 
 
 class StorageError(Exception):
@@ -50,8 +52,9 @@ class JobStorage(Protocol):
         """The order as this agent runs it (its paths under this agent's base)."""
         ...
 
-    async def prepare(self, order: JobDispatched, note: Note) -> None:
-        """Make the job's inputs present at their paths; StorageError when one cannot be."""
+    async def prepare(self, order: JobDispatched, note: Note, progress: Fetching | None = None) -> None:
+        """Make the job's inputs present at their paths (`progress` told how far that is); StorageError when one
+        cannot be."""
         ...
 
     async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
@@ -80,7 +83,7 @@ class SharedStorage:
     def localize(self, order: JobDispatched) -> JobDispatched:
         return order
 
-    async def prepare(self, order: JobDispatched, note: Note) -> None:
+    async def prepare(self, order: JobDispatched, note: Note, progress: Fetching | None = None) -> None:
         return None
 
     async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:

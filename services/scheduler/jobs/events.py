@@ -96,6 +96,16 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
             progress = {name: getattr(event, name) for name in PROGRESS_FIELDS}
             owner = await store.insert_progress(conn, event.job_id, progress)
             return None, (owner, progress) if owner else None
+        case contracts.JobFetchProgressed():
+            report = {
+                "attempt": event.attempt,
+                "input": storable(event.input),  # a file's name may hold a NUL, which jsonb refuses
+                "done_bytes": event.done_bytes,
+                "total_bytes": event.total_bytes,
+                "at": event.at.isoformat(),
+            }
+            await store.record_fetch_progress(conn, event.job_id, report)
+            return None, None
         case contracts.JobFinished():
             message = event.message
             if event.last_lines:

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import asyncpg
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -136,6 +137,17 @@ async def find_checkpoint(
         return None, resuming(needs, None)
     step, inputs = found
     return (output / f"checkpoint-{step}", step), resuming(needs, list(inputs))
+
+
+async def resume_step(js: JetStreamContext, job_id: str, output_dir: str | None, needs: Fetches) -> int | None:
+    """The step a resume would start from: its newest whole checkpoint, found where `find_checkpoint` looks (the
+    store in `objects` mode: one listing); None when there is none, or the store does not answer now."""
+    try:
+        checkpoint, _ = await find_checkpoint(js, job_id, output_dir, needs)
+    except (nats.errors.Error, TimeoutError) as exc:
+        log.warning("job %s: its checkpoints could not be listed: %r", job_id, exc)
+        return None
+    return checkpoint[1] if checkpoint else None
 
 
 LOST_COLUMNS = (

@@ -25,7 +25,9 @@ from services.common.security import Principal
 from .. import rendering
 from ..settings import SchedulerSettings
 from . import downloads, queue, recovery, service, store
+from .fetches import from_column
 from .schemas import (
+    InputsFetch,
     JobDetail,
     JobEventOut,
     JobPage,
@@ -60,31 +62,46 @@ class SeriesWindow(msgspec.Struct, frozen=True):
     points: int = 1000
 
 
+DETAIL_OWN = ("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points", "fetch")
+
+
 async def load_detail(
-    pool: Pool, settings: SchedulerSettings, principal: Principal, job_id: str, window: SeriesWindow = SeriesWindow()
+    pool: Pool,
+    js: JetStreamContext,
+    settings: SchedulerSettings,
+    principal: Principal,
+    job_id: str,
+    window: SeriesWindow = SeriesWindow(),
 ) -> JobDetail:
     """The caller's job (any job for admins); 404 otherwise."""
+    resumable = None
     async with pool.acquire() as conn:
         row = await owned_job(conn, principal, job_id)
         history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
         rows = await store.progress_series(conn, job_id, window.after_step, window.points)
         series = [ProgressPoint(**{k: v for k, v in r.items() if k != "total"}) for r in rows]
         position = await queue.position(conn, job_id, settings.fair_share_window_h) if row.state == "pending" else None
-    checkpoint = recovery.latest_checkpoint(row.output_dir) if row.kind == "train" and row.state in RERUNNABLE else None
-    fields = {
-        f: getattr(row, f)
-        for f in JobDetail.__struct_fields__
-        if f not in ("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points")
-    }
+        if row.kind == "train" and row.state in RERUNNABLE:
+            resumable = from_column(await conn.fetchval("SELECT fetches FROM jobs WHERE id = $1", job_id))
+    step = await recovery.resume_step(js, job_id, row.output_dir, resumable) if resumable is not None else None
     return JobDetail(
-        **fields,
+        **{f: getattr(row, f) for f in JobDetail.__struct_fields__ if f not in DETAIL_OWN},
         history=history,
         progress_series=series,
         progress_points=rows[0]["total"] if rows else 0,
         queue_position=position,
-        resume_step=checkpoint[1] if checkpoint else None,
+        resume_step=step,
         model_hub=rendering.model_hub(row.stages),
+        fetch=inputs_fetch(row),
     )
+
+
+def inputs_fetch(row: JobRow) -> InputsFetch | None:
+    """The job's newest input fetch report when it is of its current attempt (an earlier one's is history)."""
+    report = row.fetch_progress
+    if not report or report.get("attempt") != row.attempt:
+        return None
+    return msgspec.convert({k: v for k, v in report.items() if k != "attempt"}, InputsFetch)
 
 
 def cursor_after(value: str | None) -> tuple[datetime, str] | None:
@@ -149,7 +166,7 @@ class JobController(Controller):
                 status_code=200,
             )
         job_id = await service.submit(pool, nc, js, settings, principal, data)
-        return Response(await load_detail(pool, settings, principal, job_id), status_code=201)
+        return Response(await load_detail(pool, js, settings, principal, job_id), status_code=201)
 
     @get("/", summary="List the caller's jobs (admins: everyone's), newest first")
     async def list_jobs(
@@ -184,6 +201,7 @@ class JobController(Controller):
     async def detail(
         self,
         pool: Pool,
+        js: JetStreamContext,
         settings: Injected[SchedulerSettings],
         principal: Principal,
         job_id: str,
@@ -196,7 +214,7 @@ class JobController(Controller):
         ] = 1000,
     ) -> JobDetail:
         window = SeriesWindow(after_step=series_after_step, points=series_points)
-        return await load_detail(pool, settings, principal, job_id, window)
+        return await load_detail(pool, js, settings, principal, job_id, window)
 
     @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job")
     async def cancel(self, pool: Pool, nc: Client, principal: Principal, job_id: str) -> dict[str, str]:
@@ -217,7 +235,7 @@ class JobController(Controller):
         job_id: str,
     ) -> JobDetail:
         await recovery.retry(pool, js, nc, settings, principal, job_id, resume=False)
-        return await load_detail(pool, settings, principal, job_id)
+        return await load_detail(pool, js, settings, principal, job_id)
 
     @post(
         "/{job_id:str}/resume",
@@ -234,7 +252,7 @@ class JobController(Controller):
         job_id: str,
     ) -> JobDetail:
         await recovery.retry(pool, js, nc, settings, principal, job_id, resume=True)
-        return await load_detail(pool, settings, principal, job_id)
+        return await load_detail(pool, js, settings, principal, job_id)
 
     @get(
         "/{job_id:str}/artifacts",

@@ -154,6 +154,16 @@ class ProgressPoint(msgspec.Struct, kw_only=True):
     at: datetime
 
 
+class InputsFetch(msgspec.Struct, kw_only=True):
+    """How far the job's agent is in bringing its inputs from the store before its engine starts (`objects`
+    storage mode): bytes of all its inputs (a cached one counts as there), and the input it is on."""
+
+    input: str  # a file's name (`tiny_sft.jsonl`)
+    done_bytes: int
+    total_bytes: int
+    at: datetime  # when the agent reported it (a few times a second while it fetches)
+
+
 class JobSummary(msgspec.Struct, kw_only=True):
     id: str
     kind: str
@@ -187,6 +197,7 @@ class JobDetail(JobSummary, kw_only=True):
     progress_series: list[ProgressPoint]  # at most `series_points`, thinned evenly when there are more
     model_hub: ModelHub | None = None  # where the model is downloaded from; null: a local copy
     progress_points: int = 0  # the points stored past `series_after_step`, before thinning
+    fetch: InputsFetch | None = None  # its inputs' fetch in this attempt (objects mode); null: none reported
 
 
 class JobPreview(msgspec.Struct, kw_only=True):

@@ -20,7 +20,7 @@ SUMMARY_COLUMNS = (
 )
 DETAIL_COLUMNS = SUMMARY_COLUMNS + (
     ", owner_id, message, request, config, config_yaml, stages, output_dir, estimate, gpu_ids, metrics, "
-    "cancel_requested, attempt, requeues"
+    "cancel_requested, attempt, requeues, fetch_progress"
 )
 
 
@@ -58,6 +58,7 @@ class JobRow(JobSummaryRow, kw_only=True):
     cancel_requested: bool
     attempt: int
     requeues: int
+    fetch_progress: dict[str, Any] | None = None  # the newest JobFetchProgressed, with its attempt
 
 
 class EvalRow(msgspec.Struct, kw_only=True):
@@ -273,6 +274,13 @@ async def insert_progress(conn, job_id: str, point: dict) -> str | None:
         job_id,
         point,
         point["step"],
+    )
+
+
+async def record_fetch_progress(conn, job_id: str, report: dict) -> None:
+    """Keep a running job's newest input fetch report (only the newest: the page shows where the fetch is)."""
+    await conn.execute(
+        "UPDATE jobs SET fetch_progress = $2, updated_at = now() WHERE id = $1 AND state = 'running'", job_id, report
     )
 
 

@@ -60,6 +60,36 @@ async def test_two_jobs_asking_at_once_cause_one_transfer(js, make_cache, tmp_pa
     assert cache.entries[item.sha256].holders == {"job-a", "job-b"}
 
 
+class Reports(list):
+    """What a job's progress report is told: (input, bytes of all its inputs there, bytes of all its inputs)."""
+
+    async def __call__(self, name: str, done: int, total: int) -> None:
+        self.append((name, done, total))
+
+
+async def test_progress_counts_the_bytes_of_all_the_jobs_inputs(js, make_cache, tmp_path):
+    cache, base = make_cache(), tmp_path / "base"
+    cached = await stored_input(js, tmp_path, "data/u/cached.jsonl", size=MB)
+    await cache.bring("job-0", [cached], base, Notes())
+    big = await stored_input(js, tmp_path, "models/m/model.safetensors", size=40 * MB)
+    total = cached.size + big.size
+    reports, waiting = Reports(), Reports()
+
+    async def second_job() -> None:
+        while not any(name == "model.safetensors" and done > cached.size for name, done, _ in reports):
+            await asyncio.sleep(0)  # the first job's fetch of the big one is under way
+        await cache.bring("job-2", [big], base, Notes(), waiting)
+
+    await asyncio.gather(cache.bring("job-1", [cached, big], base, Notes(), reports), second_job())
+    assert reports[0] == ("cached.jsonl", 0, total) and reports[-1] == ("model.safetensors", total, total)
+    assert ("model.safetensors", cached.size, total) in reports, "a cached input counts as there"
+    done = [done for _, done, _ in reports]
+    assert done == sorted(done) and any(cached.size < d < total for d in done), reports
+    assert cache.transfers == 2, "the second job waited for the first one's fetch"
+    assert waiting[0] == ("model.safetensors", 0, big.size) and waiting[-1] == ("model.safetensors", big.size, big.size)
+    assert len(waiting) > 2, "and was told how far that fetch got"
+
+
 async def test_the_least_recently_used_entry_no_job_holds_goes_first(js, make_cache, tmp_path):
     cache, base = make_cache(max_bytes=int(2.5 * MB)), tmp_path / "base"
     a, b, c, d, e = [await stored_input(js, tmp_path, f"data/u/{n}.jsonl", size=MB) for n in "abcde"]

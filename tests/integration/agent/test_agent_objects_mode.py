@@ -109,10 +109,20 @@ async def test_a_job_runs_from_the_buckets_on_an_agent_with_its_own_folder(agent
     job_id = new_id("job")
     checkpoint_state = Buckets.checkpoint_object(job_id, "checkpoint-1", "trainer_state.json")
 
+    seen: list = []
     finished = await run(
-        nc, js, agent_id, order(job_id, [data, model], linger_s=5), during=lambda: appears(js, *_in(checkpoint_state))
+        nc,
+        js,
+        agent_id,
+        order(job_id, [data, model], linger_s=5),
+        during=lambda: appears(js, *_in(checkpoint_state)),
+        seen=seen,
     )
     assert (finished.state, finished.reason) == ("succeeded", None), (finished.message, finished.last_lines)
+    fetched = [(e.input, e.done_bytes, e.total_bytes) for e in seen if isinstance(e, contracts.JobFetchProgressed)]
+    total = data.size + model.size
+    assert fetched[0] == ("tiny.jsonl", 0, total) and fetched[-1] == ("config.json", total, total), fetched
+    assert isinstance(seen[0], contracts.JobStarted), "the job is started while its inputs come"
     assert finished.metrics == {"train_loss": 0.5}
     assert await objects.describe(
         js, Buckets.CHECKPOINTS, Buckets.checkpoint_object(job_id, "checkpoint-1", "adapter_model.safetensors")

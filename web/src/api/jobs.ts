@@ -34,6 +34,8 @@ export type JobDetail = Omit<Schemas["JobDetail"], "progress" | "config" | "esti
 };
 export type JobPage = Omit<Schemas["JobPage"], "items"> & { items: JobSummary[] };
 export type ProgressPoint = Schemas["ProgressPoint"];
+/** How far the agent is in bringing a job's inputs from the store (`objects` storage mode). */
+export type InputsFetch = Schemas["InputsFetch"];
 export type JobEvent = Schemas["JobEventOut"];
 
 /** Request bodies: every field with a server default may be left out. */

@@ -1456,6 +1456,14 @@ export interface components {
             running_jobs: number | null;
             samples: number;
         };
+        /** InputsFetch */
+        InputsFetch: {
+            /** Format: date-time */
+            at: string;
+            done_bytes: number;
+            input: string;
+            total_bytes: number;
+        };
         /** Invite */
         Invite: {
             code: string;
@@ -1487,6 +1495,7 @@ export interface components {
             estimate: {
                 [key: string]: unknown;
             };
+            fetch?: components["schemas"]["InputsFetch"] | null;
             finished_at: string | null;
             gpu_count: number;
             gpu_ids: number[];

@@ -1,6 +1,6 @@
 import { useI18n } from "../i18n";
-import type { Progress } from "../api/jobs";
-import { formatDuration } from "../lib/format";
+import type { InputsFetch, Progress } from "../api/jobs";
+import { formatDuration, formatMegabytes } from "../lib/format";
 
 /** Steps done of all, as a bar with its numbers and the time left the trainer estimates. */
 export function ProgressBar({ progress, compact = false }: { progress: Progress | null; compact?: boolean }) {
@@ -27,6 +27,34 @@ export function ProgressBar({ progress, compact = false }: { progress: Progress 
         {label} · {Math.floor(percent)}%
         {!compact && elapsed && <> · {t("progress.elapsed", { elapsed })}</>}
         {eta && progress.step < progress.total_steps && <> · {t("progress.eta", { eta })}</>}
+      </span>
+    </div>
+  );
+}
+
+/** A job's inputs coming from the store before its engine starts: bytes of all of them, and the one on its way. */
+export function FetchBar({ fetch }: { fetch: InputsFetch }) {
+  const { t } = useI18n();
+  const total = Math.max(0, fetch.total_bytes);
+  const done = Math.min(total, Math.max(0, fetch.done_bytes));
+  const percent = total ? (done / total) * 100 : 100;
+  const [doneMb, totalMb] = formatMegabytes(done, total);
+  const label = t("progress.fetching", { done: doneMb, total: totalMb });
+  return (
+    <div className="progress">
+      <div
+        className="progress__track"
+        role="progressbar"
+        aria-label={t("progress.fetchLabel")}
+        aria-valuemin={0}
+        aria-valuemax={total}
+        aria-valuenow={done}
+        aria-valuetext={label}
+      >
+        <div className="progress__bar" style={{ width: `${percent}%` }} />
+      </div>
+      <span className="progress__text">
+        {label} · {t("progress.fetchingInput", { input: fetch.input })}
       </span>
     </div>
   );

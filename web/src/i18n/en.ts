@@ -209,6 +209,9 @@ export const en = {
   "progress.steps": "Step {step} of {total}",
   "progress.eta": "about {eta} left",
   "progress.elapsed": "{elapsed} elapsed",
+  "progress.fetchLabel": "Fetching inputs",
+  "progress.fetching": "fetching inputs: {done} of {total} MB",
+  "progress.fetchingInput": "now {input}",
 
   "jobs.title": "Jobs",
   "jobs.new": "New job",

@@ -211,6 +211,9 @@ export const zh: Record<MessageKey, string> = {
   "progress.steps": "第 {step} / {total} 步",
   "progress.eta": "约剩 {eta}",
   "progress.elapsed": "已用 {elapsed}",
+  "progress.fetchLabel": "输入获取进度",
+  "progress.fetching": "正在获取输入：{done} / {total} MB",
+  "progress.fetchingInput": "当前 {input}",
 
   "jobs.title": "任务",
   "jobs.new": "新建任务",

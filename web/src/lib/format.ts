@@ -25,6 +25,16 @@ export function formatBytes(bytes: number | null | undefined): string {
   return `${unit === 0 ? value : Number(value.toFixed(value < 10 ? 1 : 0))} ${UNITS[unit]}`;
 }
 
+/**
+ * Bytes done of all as megabytes, one decimal under 10 MB (as the agent's log says it): (125829120, 314572800) →
+ * ["120", "300"].
+ */
+export function formatMegabytes(done: number, total: number): [string, string] {
+  const digits = total < 10 * 1024 * 1024 ? 1 : 0;
+  const mb = (bytes: number) => (bytes / (1024 * 1024)).toFixed(digits);
+  return [mb(done), mb(total)];
+}
+
 /** 7_000_000_000 → "7B", 1_200_000 → "1.2M". */
 export function formatCount(count: number | null | undefined): string {
   if (count === null || count === undefined || !Number.isFinite(count)) return "—";

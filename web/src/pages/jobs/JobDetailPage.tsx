@@ -9,7 +9,7 @@ import { ConfirmButton } from "../../components/ConfirmButton";
 import { CopyButton } from "../../components/CopyButton";
 import { LoadState } from "../../components/LoadState";
 import { PageHeading } from "../../components/PageHeading";
-import { ProgressBar } from "../../components/ProgressBar";
+import { FetchBar, ProgressBar } from "../../components/ProgressBar";
 import { StateBadge } from "../../components/StateBadge";
 import { useI18n } from "../../i18n";
 import type { MessageKey } from "../../i18n/en";
@@ -143,6 +143,9 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
             <strong>{t("job.failedBecause", { reason: job.reason ?? "?" })}</strong>
             {job.message && <pre className="message">{job.message}</pre>}
           </Alert>
+        )}
+        {job.state === "running" && job.fetch && job.fetch.done_bytes < job.fetch.total_bytes && (
+          <FetchBar fetch={job.fetch} />
         )}
         {job.state === "running" && <ProgressBar progress={job.progress} />}
         <dl className="details">

@@ -126,6 +126,23 @@ describe("JobDetailPage", () => {
     expect(calls.some((c) => c.method === "POST" && c.path === "/api/jobs/job_aaa111/cancel")).toBe(true);
   });
 
+  it("shows the fetch of a job's inputs while it goes on", async () => {
+    signIn();
+    const MB = 1024 * 1024;
+    const fetch = { input: "tiny_sft.jsonl", done_bytes: 120 * MB, total_bytes: 300 * MB, at: "2026-01-02T03:04:07Z" };
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/jobs/job_aaa111": { status: 200, body: { ...DETAIL, progress: null, progress_series: [], fetch } },
+      "POST /api/ws/tickets": { status: 201, body: { ticket: "tkt-once", expires_in: 30 } },
+    });
+    renderApp("/jobs/job_aaa111");
+    const bar = await screen.findByRole("progressbar", { name: "Fetching inputs" });
+    expect(bar).toHaveAttribute("aria-valuetext", "fetching inputs: 120 of 300 MB");
+    expect(bar).toHaveAttribute("aria-valuenow", String(120 * MB));
+    expect(screen.getByText("fetching inputs: 120 of 300 MB · now tiny_sft.jsonl")).toBeInTheDocument();
+    expect(screen.queryByRole("progressbar", { name: "Training progress" })).not.toBeInTheDocument();
+  });
+
   it("says why a job failed", async () => {
     signIn();
     mockFetch({
