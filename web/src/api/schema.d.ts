@@ -768,7 +768,8 @@ export interface paths {
         /**
          * One file of the job's outputs
          * @description `path` is a file's path inside the job's output folder, as the zip names it after the job's id
-         *     (`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere.
+         *     (`adapter_model.safetensors`, `checkpoint-100/trainer_state.json`); links and `..` lead nowhere. In `objects`
+         *     storage mode the file streams straight out of the store, its ETag its sha256.
          *
          *     Streamed; resumable with one byte range: `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` gets 206
          *     with Content-Range, a range starting past the end gets 416 (`Content-Range: bytes *\/<size>`), several ranges get the
