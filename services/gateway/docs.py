@@ -70,14 +70,24 @@ ERROR_SCHEMAS = {
 }
 ERROR_RESPONSES = {
     "4XX": "Refused: `error.code` says why, `error.message` what to fix, `error.field` which input",
-    "503": "A service or the database is not reachable right now, or the model is not ready: retry shortly",
+    "502": "`outcome_unknown`: the service went away after it received the request and before it answered; the "
+    "request may have been carried out. Look before sending it again, or send it with an Idempotency-Key",
+    "503": "A service or the database is not reachable right now, or the model is not ready: retry shortly (after "
+    "Retry-After); a retry cannot do anything twice",
 }
+# The gateway's own OpenAI-compatible surface forwards nothing over HTTP: it never answers 502.
+OPENAI_ERRORS = ("4XX", "503")
 
 
 def _error_responses(path: str) -> dict:
-    component = "OpenAIError" if path.startswith("/v1/") else "ErrorEnvelope"
+    openai = path.startswith("/v1/")
+    component = "OpenAIError" if openai else "ErrorEnvelope"
     content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}
-    return {status: {"description": text, "content": content} for status, text in ERROR_RESPONSES.items()}
+    return {
+        status: {"description": text, "content": content}
+        for status, text in ERROR_RESPONSES.items()
+        if not openai or status in OPENAI_ERRORS
+    }
 
 
 def with_real_errors(path: str, item: dict) -> dict:

@@ -66,14 +66,16 @@ def new_client() -> httpx.AsyncClient:
     )
 
 
-def upstream_headers(request: Request) -> dict[str, str]:
+def upstream_headers(request: Request) -> dict[bytes, bytes]:
+    """The client's headers as its bytes were (Latin-1 both ways, as the ASGI server decoded them: httpx would refuse a
+    non-ASCII `str`), less the hop-by-hop ones, plus the forwarding ones."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
     peer = request.client.host if request.client else "unknown"
     prior = request.headers.get("x-forwarded-for")
     headers["x-forwarded-for"] = f"{prior}, {peer}" if prior else peer
     headers["x-forwarded-proto"] = request.url.scheme
     headers.setdefault("x-request-id", uuid.uuid4().hex)
-    return headers
+    return {k.encode("latin-1"): v.encode("latin-1") for k, v in headers.items()}
 
 
 def _has_body(request: Request) -> bool:
@@ -166,9 +168,56 @@ async def _send(request: Request, service: str, client: httpx.AsyncClient, setti
         raise exc.error() from None
     except httpx.LocalProtocolError as exc:
         raise ApiError(400, "bad_request", f"the request cannot be forwarded: {exc}") from exc
-    except httpx.TransportError as exc:
+    except NEVER_SENT as exc:
         log.warning("%s unreachable: %s", service, exc)
-        raise ApiError(503, "service_unavailable", f"the {service} service is not reachable; retry shortly") from exc
+        raise ApiError(
+            503,
+            "service_unavailable",
+            f"the {service} service is not reachable; nothing was sent to it, retry shortly",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from exc
+    except httpx.TransportError as exc:
+        log.warning("%s lost %s %s after it was sent: %r", service, request.method, request.url.path, exc)
+        raise lost_answer(request, service) from exc
+
+
+# Errors raised before a byte of the request left: the upstream cannot have acted on it.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+RETRY_AFTER_S = "2"
+# Methods a repeat of which changes nothing more (RFC 9110 §9.2.2), and the POSTs that honour Idempotency-Key.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+KEYED_POSTS = frozenset({"/api/jobs", "/api/evals", "/api/deployments"})
+IDEMPOTENCY_KEY = "idempotency-key"
+
+
+def safe_to_repeat(request: Request) -> bool:
+    """Whether sending the request again cannot do twice what it asks: an idempotent method, or a POST to a route
+    that honours its Idempotency-Key."""
+    if request.method in IDEMPOTENT_METHODS:
+        return True
+    keyed = request.method == "POST" and request.url.path.rstrip("/") in KEYED_POSTS
+    return keyed and bool(request.headers.get(IDEMPOTENCY_KEY))
+
+
+def lost_answer(request: Request, service: str) -> ApiError:
+    """The request reached `service`, which then went away without answering: it may have been carried out. A 503
+    (retry) only when a retry cannot carry it out twice; otherwise a 502 saying the outcome is unknown (as Stripe's
+    advice for a network error after a request was sent: look, or retry with the same idempotency key)."""
+    if safe_to_repeat(request):
+        return ApiError(
+            503,
+            "service_unavailable",
+            f"the {service} service went away before answering; retry shortly (the same request, with the same "
+            "Idempotency-Key where one was sent: it is carried out at most once)",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    return ApiError(
+        502,
+        "outcome_unknown",
+        f"the {service} service went away after it received the request and before it answered: the request may or "
+        "may not have been carried out. Look before you send it again (e.g. GET /api/jobs); send an Idempotency-Key "
+        "header with a new request so that a retry is safe",
+    )
 
 
 def proxy_route(prefix: str, service: str):

@@ -17,7 +17,7 @@ from services.common.lifecycle import Background
 
 from .context import SchedulerContext
 from .fleet import maintenance
-from .jobs import events, service
+from .jobs import events, idempotency, service
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ async def on_bad_job_event(context: SchedulerContext, delivery: Delivery, why: s
 
 
 async def dispatch_forever(context: SchedulerContext) -> None:
-    """Place pending jobs whenever woken (or every IDLE_PASS_S), repairing stale ones every SWEEP_EVERY_S."""
+    """Place pending jobs whenever woken (or every IDLE_PASS_S), repairing stale ones (and forgetting expired
+    idempotency keys) every SWEEP_EVERY_S."""
     wake, settings = context.wake, context.scheduler_settings
     loop = asyncio.get_running_loop()
     next_sweep = 0.0
@@ -59,6 +60,7 @@ async def dispatch_forever(context: SchedulerContext) -> None:
         try:
             if loop.time() >= next_sweep:
                 await service.sweep(context.pool, context.nc, settings)
+                await idempotency.expire(context.pool)
                 next_sweep = loop.time() + SWEEP_EVERY_S
             while await service.dispatch_pending(context.pool, context.nc, context.js, settings):
                 pass

@@ -43,6 +43,17 @@ class Stack:
     def restart(self, name: str) -> None:
         """Stop one service (SIGTERM) and start it again, healthy."""
         self.services[name].stop()
+        self.start(name)
+
+    def kill(self, name: str) -> None:
+        """Kill one service with SIGKILL, as a crash would: nothing of it runs after this returns."""
+        process = self.services[name].process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def start(self, name: str) -> None:
+        """Start a stopped or killed service again, healthy."""
         self.services[name] = start_services(self.env, self.services[name].log_path.parent, names=(name,))[0]
 
 

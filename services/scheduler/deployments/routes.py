@@ -13,7 +13,7 @@ from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 from nats.aio.client import Client
@@ -26,7 +26,7 @@ from services.common.ranges import RESUMABLE
 from services.common.security import Principal, new_id
 
 from .. import rendering
-from ..jobs import access, memory, queue, service, store
+from ..jobs import access, idempotency, memory, queue, service, store
 from ..jobs.downloads import job_log
 from ..jobs.fetches import fetches
 from ..jobs.routes import cursor_after, next_cursor
@@ -122,8 +122,10 @@ async def deploy(
     settings: SchedulerSettings,
     principal: Principal,
     req: DeployRequest,
+    submission: idempotency.Submission | None = None,
 ) -> str:
-    """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row."""
+    """Check the model and the caller's limit, render the server's YAML, store the job and its deployment row (and the
+    submission's answer and idempotency key, when given)."""
     model = await access.usable_model(nc, principal, req.model, "deploy", prefer_hub=settings.model_hub)
     idle = req.idle_timeout_s or settings.deploy_idle_s
     rendered = rendering.render_deploy(
@@ -139,6 +141,8 @@ async def deploy(
     await service.check_capacity(pool, req.gpu_count, est)
     job_id = new_id("dep")
     async with pool.acquire() as conn, conn.transaction():
+        if submission is not None:
+            await submission.claim(conn)
         await queue.check_priority(conn, principal, req.priority, settings)
         await dstore.lock_owner(conn, principal.user_id)
         active = await dstore.active_of(conn, principal.user_id)
@@ -174,13 +178,15 @@ async def deploy(
             generation=msgspec.to_builtins(req.generation),
             idle_timeout_s=idle,
         )
+        if submission is not None:
+            await submission.record(conn, job_id)
     await service.announce_submitted(js, job_id, "deploy", principal.user_id, req.priority)
     return job_id
 
 
-async def _owned(pool: asyncpg.Pool, principal: Principal, deployment_id: str):
-    async with pool.acquire() as conn:
-        row = await dstore.get(conn, deployment_id, None if principal.is_admin else principal.user_id)
+async def _owned(db, principal: Principal, deployment_id: str):
+    """`db`: the pool, or a connection already held."""
+    row = await dstore.get(db, deployment_id, None if principal.is_admin else principal.user_id)
     if row is None:
         raise not_found("deployment")
     return row
@@ -190,7 +196,12 @@ class DeploymentController(Controller):
     path = "/api/deployments"
     tags = ["deployments"]
 
-    @post("/", status_code=201, summary="Deploy a model (one active deployment per user unless raised)")
+    @post(
+        "/",
+        status_code=201,
+        summary="Deploy a model (one active deployment per user unless raised)",
+        response_headers=[idempotency.REPLAYED_HEADER],
+    )
     async def create(
         self,
         pool: asyncpg.Pool,
@@ -199,9 +210,16 @@ class DeploymentController(Controller):
         settings: Injected[SchedulerSettings],
         principal: Principal,
         data: DeployRequest,
-    ) -> DeploymentOut:
-        deployment_id = await deploy(pool, nc, js, settings, principal, data)
-        return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
+        idempotency_key: idempotency.KeyHeader = None,
+    ) -> Response[DeploymentOut]:
+        async def answer(conn, deployment_id: str) -> idempotency.Answer:
+            out = to_out(await _owned(conn, principal, deployment_id), principal.is_admin)
+            return idempotency.Answer(201, msgspec.json.encode(out))
+
+        submission = idempotency.Submission(principal, idempotency_key, "POST /api/deployments", data, answer)
+        return await idempotency.created(
+            pool, submission, lambda: deploy(pool, nc, js, settings, principal, data, submission)
+        )
 
     @get("/", summary="The caller's deployments (admins: everyone's, with owner, agent and GPU memory)")
     async def list_deployments(

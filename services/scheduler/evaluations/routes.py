@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from asyncpg import Pool
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -21,7 +21,7 @@ from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
-from ..jobs import service, store
+from ..jobs import idempotency, service, store
 from ..jobs.routes import cursor_after, next_cursor
 from ..jobs.schemas import EvalRequest
 from ..jobs.store import EvalRow, JobRow
@@ -134,16 +134,16 @@ def read_samples(output_dir: str | None, offset: int, limit: int) -> tuple[list[
     return items, total
 
 
-async def _own_eval(pool: Pool, principal: Principal, job_id: str) -> JobRow:
-    async with pool.acquire() as conn:
-        row = await store.job_detail(conn, job_id, None if principal.is_admin else principal.user_id)
+async def _own_eval(db, principal: Principal, job_id: str) -> JobRow:
+    """`db`: the pool, or a connection already held."""
+    row = await store.job_detail(db, job_id, None if principal.is_admin else principal.user_id)
     if row is None or row.kind != "eval":
         raise not_found("evaluation")
     return row
 
 
-async def eval_detail(pool: Pool, principal: Principal, job_id: str) -> EvalDetail:
-    row = await _own_eval(pool, principal, job_id)
+async def eval_detail(db, principal: Principal, job_id: str) -> EvalDetail:
+    row = await _own_eval(db, principal, job_id)
     items, total = await asyncio.to_thread(read_samples, row.output_dir, 0, DETAIL_SAMPLES)
     return EvalDetail(
         **msgspec.structs.asdict(summary(row)),
@@ -159,7 +159,12 @@ class EvalController(Controller):
     path = "/api/evals"
     tags = ["evaluations"]
 
-    @post("/", status_code=201, summary="Submit an evaluation (the same as POST /api/jobs with kind 'eval')")
+    @post(
+        "/",
+        status_code=201,
+        summary="Submit an evaluation (the same as POST /api/jobs with kind 'eval')",
+        response_headers=[idempotency.REPLAYED_HEADER],
+    )
     async def submit(
         self,
         pool: Pool,
@@ -168,9 +173,15 @@ class EvalController(Controller):
         settings: Injected[SchedulerSettings],
         principal: Principal,
         data: EvalRequest,
-    ) -> EvalDetail:
-        job_id = await service.submit(pool, nc, js, settings, principal, data)
-        return await eval_detail(pool, principal, job_id)
+        idempotency_key: idempotency.KeyHeader = None,
+    ) -> Response[EvalDetail]:
+        async def answer(conn, job_id: str) -> idempotency.Answer:
+            return idempotency.Answer(201, msgspec.json.encode(await eval_detail(conn, principal, job_id)))
+
+        submission = idempotency.Submission(principal, idempotency_key, "POST /api/evals", data, answer)
+        return await idempotency.created(
+            pool, submission, lambda: service.submit(pool, nc, js, settings, principal, data, submission)
+        )
 
     @get("/", summary="The caller's evaluations (admins: everyone's), newest first, with their metrics")
     async def list_evals(

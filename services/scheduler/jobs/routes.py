@@ -24,8 +24,8 @@ from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import downloads, queue, recovery, service, store
-from .fetches import from_column
+from . import downloads, idempotency, queue, recovery, service, store
+from .fetches import Fetches, from_column
 from .schemas import (
     InputsFetch,
     JobDetail,
@@ -73,27 +73,41 @@ async def load_detail(
     job_id: str,
     window: SeriesWindow = SeriesWindow(),
 ) -> JobDetail:
-    """The caller's job (any job for admins); 404 otherwise."""
-    resumable = None
+    """The caller's job (any job for admins); 404 otherwise. The connection goes back before a resumable job's newest
+    checkpoint is looked for (a listing of the object store, in objects mode)."""
     async with pool.acquire() as conn:
-        row = await owned_job(conn, principal, job_id)
-        history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
-        rows = await store.progress_series(conn, job_id, window.after_step, window.points)
-        series = [ProgressPoint(**{k: v for k, v in r.items() if k != "total"}) for r in rows]
-        position = await queue.position(conn, job_id, settings.fair_share_window_h) if row.state == "pending" else None
-        if row.kind == "train" and row.state in RERUNNABLE:
-            resumable = from_column(await conn.fetchval("SELECT fetches FROM jobs WHERE id = $1", job_id))
-    step = await recovery.resume_step(js, job_id, row.output_dir, resumable) if resumable is not None else None
-    return JobDetail(
+        detail, resumable = await detail_on(conn, settings, principal, job_id, window)
+    if resumable is None:
+        return detail
+    output_dir, needs = resumable
+    return msgspec.structs.replace(detail, resume_step=await recovery.resume_step(js, job_id, output_dir, needs))
+
+
+async def detail_on(
+    conn, settings: SchedulerSettings, principal: Principal, job_id: str, window: SeriesWindow = SeriesWindow()
+) -> tuple[JobDetail, tuple[str | None, Fetches] | None]:
+    """The job's detail read on a connection already held (inside the transaction that stores a job, for its
+    answer), `resume_step` left out; and, for a job that could be resumed, where its checkpoints are."""
+    row = await owned_job(conn, principal, job_id)
+    history = [JobEventOut(**dict(r)) for r in await store.job_history(conn, job_id)]
+    rows = await store.progress_series(conn, job_id, window.after_step, window.points)
+    series = [ProgressPoint(**{k: v for k, v in r.items() if k != "total"}) for r in rows]
+    position = await queue.position(conn, job_id, settings.fair_share_window_h) if row.state == "pending" else None
+    resumable = None
+    if row.kind == "train" and row.state in RERUNNABLE:
+        fetches = from_column(await conn.fetchval("SELECT fetches FROM jobs WHERE id = $1", job_id))
+        resumable = (row.output_dir, fetches)
+    detail = JobDetail(
         **{f: getattr(row, f) for f in JobDetail.__struct_fields__ if f not in DETAIL_OWN},
         history=history,
         progress_series=series,
         progress_points=rows[0]["total"] if rows else 0,
         queue_position=position,
-        resume_step=step,
+        resume_step=None,
         model_hub=rendering.model_hub(row.stages),
         fetch=inputs_fetch(row),
     )
+    return detail, resumable
 
 
 def inputs_fetch(row: JobRow) -> InputsFetch | None:
@@ -141,7 +155,12 @@ class JobController(Controller):
     path = "/api/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=201, summary="Submit a job: kind 'train', 'eval' or 'export' (dry_run: preview only)")
+    @post(
+        "/",
+        status_code=201,
+        summary="Submit a job: kind 'train', 'eval' or 'export' (dry_run: preview only)",
+        response_headers=[idempotency.REPLAYED_HEADER],
+    )
     async def submit(
         self,
         pool: Pool,
@@ -151,6 +170,7 @@ class JobController(Controller):
         principal: Principal,
         data: JobRequest,
         dry_run: Annotated[bool, Parameter(description="validate and render, return the YAML, queue nothing")] = False,
+        idempotency_key: idempotency.KeyHeader = None,
     ) -> Response[JobDetail | JobPreview]:
         if dry_run:
             rendered, est, _ = await service.prepare(pool, nc, settings, principal, data, "job_preview")
@@ -165,8 +185,15 @@ class JobController(Controller):
                 ),
                 status_code=200,
             )
-        job_id = await service.submit(pool, nc, js, settings, principal, data)
-        return Response(await load_detail(pool, js, settings, principal, job_id), status_code=201)
+
+        async def answer(conn, job_id: str) -> idempotency.Answer:
+            detail, _ = await detail_on(conn, settings, principal, job_id)  # pending: nothing to resume
+            return idempotency.Answer(201, msgspec.json.encode(detail))
+
+        submission = idempotency.Submission(principal, idempotency_key, "POST /api/jobs", data, answer)
+        return await idempotency.created(
+            pool, submission, lambda: service.submit(pool, nc, js, settings, principal, data, submission)
+        )
 
     @get("/", summary="List the caller's jobs (admins: everyone's), newest first")
     async def list_jobs(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -19,6 +20,7 @@ from .. import rendering
 from ..settings import SchedulerSettings
 from . import access, memory, placement, queue, store
 from .fetches import Fetches, fetches, from_column
+from .idempotency import Submission
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest, kind_of
 from .transitions import ON_AGENT, JobChange, add_event, transition
 
@@ -85,29 +87,35 @@ async def submit(
     settings: SchedulerSettings,
     principal: Principal,
     req: JobRequest,
+    submission: Submission | None = None,
 ) -> str:
-    """Validate, render and freeze a job of any kind, store it, then announce it."""
+    """Validate, render and freeze a job of any kind, store it (and the submission's answer and idempotency key, when
+    given), then announce it."""
     job_id = new_id("job")
     rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id)
-    async with pool.acquire() as conn:
+    kind = kind_of(req)
+    async with pool.acquire() as conn, conn.transaction():
+        if submission is not None:
+            await submission.claim(conn)
         await queue.check_priority(conn, principal, req.priority, settings)
         await queue.check_queue_quota(conn, principal.user_id, settings)
-    kind = kind_of(req)
-    await store.insert_job(
-        pool,
-        job_id=job_id,
-        owner_id=principal.user_id,
-        kind=kind,
-        priority=req.priority,
-        gpu_count=req.gpu_count,
-        request=rendering.request_dict(req),
-        config=rendered.config,
-        config_yaml=rendered.yaml_text(),
-        stages=rendered.stage_rows(),
-        output_dir=str(settings.storage.output / job_id),
-        estimate=msgspec.to_builtins(est),
-        fetches=needs,
-    )
+        await store.insert_job(
+            conn,
+            job_id=job_id,
+            owner_id=principal.user_id,
+            kind=kind,
+            priority=req.priority,
+            gpu_count=req.gpu_count,
+            request=rendering.request_dict(req),
+            config=rendered.config,
+            config_yaml=rendered.yaml_text(),
+            stages=rendered.stage_rows(),
+            output_dir=str(settings.storage.output / job_id),
+            estimate=msgspec.to_builtins(est),
+            fetches=needs,
+        )
+        if submission is not None:
+            await submission.record(conn, job_id)
     await announce_submitted(js, job_id, kind, principal.user_id, req.priority)
     return job_id
 
@@ -194,13 +202,20 @@ async def _prepare_export(
 async def announce_submitted(
     js: JetStreamContext, job_id: str, kind: contracts.JobKind, owner_id: str, priority: int, run: int = 0
 ) -> None:
-    """Wake the dispatcher; deduplicated on the job id (and `run`, for a retry). The job is already committed."""
+    """Wake the dispatcher; deduplicated on the job id (and `run`, for a retry). The job is already committed, so a
+    NATS that does not take the message fails nothing: the caller was accepted, and the dispatcher's idle pass (every
+    2 s) finds the job anyway. An error here would tell the client "retry" for a job that exists."""
     event = contracts.JobSubmitted(
         job_id=job_id, kind=kind, owner_id=owner_id, priority=priority, submitted_at=datetime.now(UTC)
     )
-    await js.publish(
-        Subjects.JOB_SUBMITTED, contracts.encode(event), headers={"Nats-Msg-Id": f"{job_id}.{run}" if run else job_id}
-    )
+    try:
+        await js.publish(
+            Subjects.JOB_SUBMITTED,
+            contracts.encode(event),
+            headers={"Nats-Msg-Id": f"{job_id}.{run}" if run else job_id},
+        )
+    except (nats.errors.Error, TimeoutError, ConnectionError) as exc:
+        log.warning("job %s stored but not announced (the dispatcher's next pass finds it): %r", job_id, exc)
 
 
 async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext, settings: SchedulerSettings) -> int:

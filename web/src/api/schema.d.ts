@@ -1999,7 +1999,16 @@ export interface operations {
                     "application/json": components["schemas"]["FleetView"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2037,7 +2046,16 @@ export interface operations {
                     "application/json": components["schemas"]["AgentCredentials"][];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2079,7 +2097,16 @@ export interface operations {
                     "application/json": components["schemas"]["AgentJoinSettings"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2117,7 +2144,16 @@ export interface operations {
                     "application/json": components["schemas"]["JoinToken"][];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2159,7 +2195,16 @@ export interface operations {
                     "application/json": components["schemas"]["JoinTokenCreated"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2199,7 +2244,16 @@ export interface operations {
                     "application/json": components["schemas"]["JoinToken"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2239,7 +2293,16 @@ export interface operations {
                     "application/json": components["schemas"]["AgentOut"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2277,7 +2340,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2317,7 +2389,16 @@ export interface operations {
                     "application/json": components["schemas"]["AgentOut"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2364,7 +2445,16 @@ export interface operations {
                     "application/json": components["schemas"]["AgentMetrics"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2404,7 +2494,16 @@ export interface operations {
                     "application/json": components["schemas"]["AgentOut"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2442,7 +2541,16 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"][];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2484,7 +2592,16 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2522,7 +2639,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2560,7 +2686,16 @@ export interface operations {
                     "application/json": components["schemas"]["Invite"][];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2602,7 +2737,16 @@ export interface operations {
                     "application/json": components["schemas"]["Invite"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2640,7 +2784,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2682,7 +2835,16 @@ export interface operations {
                     "application/json": components["schemas"]["TokenResponse"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2718,7 +2880,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2756,7 +2927,16 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2798,7 +2978,16 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2840,7 +3029,16 @@ export interface operations {
                     "application/json": components["schemas"]["UserPage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2884,7 +3082,16 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2926,7 +3133,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2964,7 +3180,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3009,7 +3234,16 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetPage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3047,7 +3281,16 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetQuota"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3087,7 +3330,16 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetQuota"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3131,7 +3383,16 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetQuota"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3173,7 +3434,16 @@ export interface operations {
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3211,7 +3481,16 @@ export interface operations {
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3251,7 +3530,16 @@ export interface operations {
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3289,7 +3577,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3333,7 +3630,16 @@ export interface operations {
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3373,7 +3679,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3415,7 +3730,16 @@ export interface operations {
                     "application/json": components["schemas"]["Preview"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3458,7 +3782,16 @@ export interface operations {
                     "application/json": components["schemas"]["DeploymentPage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3481,7 +3814,10 @@ export interface operations {
     ApiDeploymentsCreate: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any string of up to 255 printable ASCII characters, fresh for each new request (a UUID): the same key and body again within 24 h get the first answer back, with `Idempotent-Replayed: true`, never a second one. Retry with it after a network error or a 503. The same key with another body is refused (422 `idempotency_key_reused`), and while the first request is being stored a second gets 409 `idempotency_key_in_flight`. Keys are per user. */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3494,13 +3830,24 @@ export interface operations {
             /** @description Document created, URL follows */
             201: {
                 headers: {
+                    /** @description `true` on the answer to a repeated Idempotency-Key */
+                    "Idempotent-Replayed"?: unknown;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["DeploymentOut"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3540,7 +3887,16 @@ export interface operations {
                     "application/json": components["schemas"]["DeploymentOut"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3584,7 +3940,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3624,7 +3989,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3664,7 +4038,16 @@ export interface operations {
                     "application/json": components["schemas"]["DeploymentOut"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3707,7 +4090,16 @@ export interface operations {
                     "application/json": components["schemas"]["EvalPage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3730,7 +4122,10 @@ export interface operations {
     ApiEvalsSubmit: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any string of up to 255 printable ASCII characters, fresh for each new request (a UUID): the same key and body again within 24 h get the first answer back, with `Idempotent-Replayed: true`, never a second one. Retry with it after a network error or a 503. The same key with another body is refused (422 `idempotency_key_reused`), and while the first request is being stored a second gets 409 `idempotency_key_in_flight`. Keys are per user. */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3743,13 +4138,24 @@ export interface operations {
             /** @description Document created, URL follows */
             201: {
                 headers: {
+                    /** @description `true` on the answer to a repeated Idempotency-Key */
+                    "Idempotent-Replayed"?: unknown;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["EvalDetail"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3791,7 +4197,16 @@ export interface operations {
                     "application/json": components["schemas"]["Comparison"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3831,7 +4246,16 @@ export interface operations {
                     "application/json": components["schemas"]["EvalDetail"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3874,7 +4298,16 @@ export interface operations {
                     "application/json": components["schemas"]["SamplePage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3919,7 +4352,16 @@ export interface operations {
                     "application/json": components["schemas"]["JobPage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3945,7 +4387,10 @@ export interface operations {
                 /** @description validate and render, return the YAML, queue nothing */
                 dry_run?: boolean;
             };
-            header?: never;
+            header?: {
+                /** @description Any string of up to 255 printable ASCII characters, fresh for each new request (a UUID): the same key and body again within 24 h get the first answer back, with `Idempotent-Replayed: true`, never a second one. Retry with it after a network error or a 503. The same key with another body is refused (422 `idempotency_key_reused`), and while the first request is being stored a second gets 409 `idempotency_key_in_flight`. Keys are per user. */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3958,13 +4403,24 @@ export interface operations {
             /** @description Document created, URL follows */
             201: {
                 headers: {
+                    /** @description `true` on the answer to a repeated Idempotency-Key */
+                    "Idempotent-Replayed"?: unknown;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["JobDetail"] | components["schemas"]["JobPreview"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4009,7 +4465,16 @@ export interface operations {
                     "application/json": components["schemas"]["JobDetail"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4049,7 +4514,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4090,7 +4564,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4132,7 +4615,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4175,7 +4667,16 @@ export interface operations {
                     "application/json": components["schemas"]["JobGpu"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4215,7 +4716,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4255,7 +4765,16 @@ export interface operations {
                     "application/json": components["schemas"]["JobDetail"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4295,7 +4814,16 @@ export interface operations {
                     "application/json": components["schemas"]["JobDetail"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4344,7 +4872,16 @@ export interface operations {
                     "application/json": components["schemas"]["ModelPage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4386,7 +4923,16 @@ export interface operations {
                     "application/json": components["schemas"]["Model"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4426,7 +4972,16 @@ export interface operations {
                     "application/json": components["schemas"]["Model"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4464,7 +5019,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4508,7 +5072,16 @@ export interface operations {
                     "application/json": components["schemas"]["Model"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4548,7 +5121,16 @@ export interface operations {
                     "application/json": components["schemas"]["Lineage"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4586,7 +5168,16 @@ export interface operations {
                     "application/json": components["schemas"]["Quota"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4626,7 +5217,16 @@ export interface operations {
                     "application/json": components["schemas"]["Quota"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4670,7 +5270,16 @@ export interface operations {
                     "application/json": components["schemas"]["Quota"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4708,7 +5317,16 @@ export interface operations {
                     "application/json": components["schemas"]["TicketResponse"];
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4746,7 +5364,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4784,7 +5402,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly */
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
             503: {
                 headers: {
                     [name: string]: unknown;
