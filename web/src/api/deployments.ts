@@ -46,9 +46,12 @@ export const deploymentsApi = {
     ok(api.GET("/api/deployments", { params: { query: { ...query, active: query.active || undefined } }, signal })) as Promise<DeploymentPage>,
   get: (deploymentId: string, signal?: AbortSignal) =>
     ok(api.GET("/api/deployments/{deployment_id}", { ...deploymentPath(deploymentId), signal })) as Promise<Deployment>,
-  create: (body: DeployRequest) =>
+  /** `key`: the Idempotency-Key (lib/submitKeys.ts), so that sending the same request again deploys nothing more. */
+  create: (body: DeployRequest, key?: string) =>
     // Fields with a server default may be left out (the generator marks them required).
-    ok(api.POST("/api/deployments", { body: body as Schemas["DeployRequest"] })) as Promise<Deployment>,
+    ok(
+      api.POST("/api/deployments", { body: body as Schemas["DeployRequest"], params: { header: { "Idempotency-Key": key } } }),
+    ) as Promise<Deployment>,
   stop: (deploymentId: string) => ok(api.POST("/api/deployments/{deployment_id}/stop", deploymentPath(deploymentId))) as Promise<Deployment>,
   downloadLog: (deploymentId: string, fallbackName: string) =>
     download(api.GET("/api/deployments/{deployment_id}/log", { ...deploymentPath(deploymentId), ...AS_FILE }), fallbackName),

@@ -60,7 +60,9 @@ export const jobsApi = {
   list: (query: JobFilters, signal?: AbortSignal) => ok(api.GET("/api/jobs", { params: { query }, signal })) as Promise<JobPage>,
   get: (jobId: string, signal?: AbortSignal) =>
     ok(api.GET("/api/jobs/{job_id}", { ...jobPath(jobId), signal })) as Promise<JobDetail>,
-  submit: (body: JobRequest) => ok(api.POST("/api/jobs", { body: asSent(body) })) as Promise<JobDetail>,
+  /** `key`: the Idempotency-Key (lib/submitKeys.ts), so that sending the same request again makes no second job. */
+  submit: (body: JobRequest, key?: string) =>
+    ok(api.POST("/api/jobs", { body: asSent(body), params: { header: { "Idempotency-Key": key } } })) as Promise<JobDetail>,
   /** The exact config the job would run with, validated by the server; nothing is queued. */
   preview: (body: JobRequest, signal?: AbortSignal) =>
     ok(api.POST("/api/jobs", { params: { query: { dry_run: true } }, body: asSent(body), signal })) as Promise<JobPreview>,

@@ -10,6 +10,7 @@ import { ModelSelect } from "../../components/ModelSelect";
 import { useI18n } from "../../i18n";
 import { modelsApi } from "../../api/catalog";
 import { modelsFor, useFleetGpus } from "../../lib/catalog";
+import { SubmitKeys } from "../../lib/submitKeys";
 import {
   DEPLOY_LIMITS,
   buildDeployRequest,
@@ -39,6 +40,7 @@ export function DeployForm({ initialModel, onDeployed, onLimit }: Props) {
   const [problems, setProblems] = useState<Partial<Record<DeployField, Problem | string>>>({});
   const [formError, setFormError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const keys = useRef(new SubmitKeys());
   const form = useRef<HTMLFormElement>(null);
   const choices = modelsFor(models.data?.items, "deploy");
   // One GPU by default where the fleet has any, else the CPU (the user may change it either way).
@@ -64,7 +66,9 @@ export function DeployForm({ initialModel, onDeployed, onLimit }: Props) {
     }
     setBusy(true);
     try {
-      onDeployed(await deploymentsApi.create(built.body));
+      const deployment = await deploymentsApi.create(built.body, keys.current.keyFor(built.body));
+      keys.current.succeeded();
+      onDeployed(deployment);
     } catch (error) {
       if (error instanceof ApiError && error.code === "deployment_limit") onLimit(error);
       else if (error instanceof ApiError && deployFieldOf(error.field)) setProblems({ [deployFieldOf(error.field)!]: error.message });

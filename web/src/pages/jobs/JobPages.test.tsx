@@ -233,6 +233,39 @@ describe("NewJobPage", () => {
     expect(group).toHaveAccessibleDescription(/tiny_sft is not a pairwise dataset/);
   });
 
+  it("sends a retry of the same job with the same Idempotency-Key, so the server makes one job", async () => {
+    signIn();
+    let answered = 0;
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/models": { status: 200, body: MODELS },
+      "GET /api/datasets": { status: 200, body: DATASETS },
+      "POST /api/jobs": (call) =>
+        call.query.get("dry_run") === "true"
+          ? { status: 200, body: { kind: "train", config: {}, config_yaml: "stage: sft\n", stages: ["train"], estimate: {} } }
+          : answered++ === 0
+            ? apiError(503, "service_unavailable", "the scheduler service went away before answering; retry shortly")
+            : { status: 201, body: DETAIL },
+      "GET /api/jobs/job_aaa111": { status: 200, body: DETAIL },
+    });
+    const { user, current } = renderApp("/jobs/new");
+    const model = await screen.findByLabelText("Base model");
+    await waitFor(() => expect(within(model).getByRole("option", { name: /tiny-llama/ })).toBeInTheDocument());
+    await user.selectOptions(model, "tiny-llama");
+    await user.click(screen.getByRole("checkbox", { name: /tiny_sft/ }));
+    await user.click(screen.getByRole("button", { name: "Start training" }));
+    expect(await screen.findByText(/went away before answering/)).toBeInTheDocument();
+    await user.click(screen.getByRole("button", { name: "Start training" }));
+    await waitFor(() => expect(current()).toBe("/jobs/job_aaa111"));
+
+    const submits = calls.filter((c) => c.method === "POST" && c.path === "/api/jobs" && !c.query.has("dry_run"));
+    expect(submits).toHaveLength(2);
+    expect(submits[0]?.headers["Idempotency-Key"]).toMatch(/^[0-9a-f]{32}$/);
+    expect(submits[1]?.headers["Idempotency-Key"]).toBe(submits[0]?.headers["Idempotency-Key"]);
+    const previews = calls.filter((c) => c.query.get("dry_run") === "true");
+    expect(previews.every((c) => c.headers["Idempotency-Key"] === undefined)).toBe(true);
+  });
+
   it("checks the form before sending, focusing the first problem", async () => {
     signIn();
     const { calls } = mockFetch({

@@ -12,6 +12,7 @@ import { ModelSelect } from "../../components/ModelSelect";
 import { useI18n } from "../../i18n";
 import type { MessageKey } from "../../i18n/en";
 import { formFieldOf, modelsFor, useCatalog, useFleetGpus } from "../../lib/catalog";
+import { SubmitKeys } from "../../lib/submitKeys";
 import {
   applies,
   buildTrainRequest,
@@ -46,6 +47,7 @@ export function TrainJobForm({
   const [formError, setFormError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const formRef = useRef<HTMLFormElement>(null);
+  const keys = useRef(new SubmitKeys());
   const fleetGpus = useFleetGpus();
   const touched = useRef(new Set<TrainField>(initialForm ? (Object.keys(initialForm) as TrainField[]) : []));
 
@@ -87,7 +89,9 @@ export function TrainJobForm({
     }
     setBusy(true);
     try {
-      onSubmitted(await jobsApi.submit(result.body));
+      const job = await jobsApi.submit(result.body, keys.current.keyFor(result.body));
+      keys.current.succeeded();
+      onSubmitted(job);
     } catch (error) {
       setBusy(false);
       const field = error instanceof ApiError ? formFieldOf(error.field) : null;
