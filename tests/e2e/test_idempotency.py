@@ -169,3 +169,45 @@ async def test_a_submit_cut_off_by_a_dead_scheduler_is_retried_into_one_job(gw, 
         assert replay.headers["idempotent-replayed"] == "true" and replay.json()["id"] == jobs[0]
         await cancel_all(gw, headers, jobs)
         await cancel_all(gw, plain, await jobs_of(db, plain_name))
+
+
+async def submit_until_answered(gw, headers: dict, body: dict) -> tuple[dict, list[int]]:
+    """Submit with `headers` (an Idempotency-Key among them) until the answer is not a 503, as a client should;
+    returns the final answer's body and every status seen."""
+    seen = []
+    while True:
+        r = await gw.post("/api/jobs", json=body, headers=headers)
+        seen.append(r.status_code)
+        if r.status_code != 503:
+            assert r.status_code == 201, r.text
+            return r.json(), seen
+        await asyncio.sleep(float(r.headers["retry-after"]))
+
+
+async def test_a_burst_cut_by_a_scheduler_crash_makes_one_job_per_key(gw, stack, tiny_model):
+    """The issue's case: the scheduler killed during a burst of 20 keyed submits, each retried on 503 until it is
+    answered: every key has exactly one job, the one its answer names."""
+    name = unique("idem-burst20")
+    headers = await login(gw, stack.invite_code, name)
+    keys = [unique(f"burst-{n}") for n in range(20)]
+    async with gpu_agent(gw, stack, "idem-box"), database(stack) as db:
+        try:
+            clients = [
+                asyncio.create_task(submit_until_answered(gw, keyed(headers, key), {**WAITING, "max_steps": 10 + n}))
+                for n, key in enumerate(keys)
+            ]
+            await eventually_stored(db, name, 3)
+            await asyncio.to_thread(stack.kill, "scheduler")
+        finally:
+            await asyncio.to_thread(stack.start, "scheduler")
+        answers = await asyncio.gather(*clients)
+        jobs = await jobs_of(db, name)
+        assert sorted(jobs) == sorted(answer["id"] for answer, _ in answers), "one job per key, none unanswered"
+        cut = sum(503 in seen for _, seen in answers)
+        print(f"burst of 20: {cut} submits answered 503 and retried, {len(jobs)} jobs")
+        await cancel_all(gw, headers, jobs)
+
+
+async def eventually_stored(db, username: str, count: int) -> None:
+    while len(await jobs_of(db, username)) < count:
+        await asyncio.sleep(0.005)
