@@ -163,6 +163,9 @@ class Settings:
     public_host: str = env("LLMCT_PUBLIC_HOST", "127.0.0.1", doc="address the gateway listens on.")
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     """LLMCT_<SERVICE>_PORT: port of each service (`ports_from_env`)."""
+    service_urls: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """LLMCT_<SERVICE>_URLS: the replicas of a service the gateway forwards to, when it runs more than one
+    (`urls_from_env`); else its one port on LLMCT_BIND_HOST."""
     storage: StoragePaths
     """HOST_BASE_PATH, LOG_BASE_PATH, HF_CACHE_PATH: the shared folders (`storage_from_env`)."""
     storage_mode: StorageMode = env(
@@ -183,6 +186,10 @@ class Settings:
         """Internal base URL of a service."""
         return f"http://{self.bind_host}:{self.ports[name]}"
 
+    def upstreams(self, name: str) -> tuple[str, ...]:
+        """Base URLs of every replica of a service: LLMCT_<NAME>_URLS, else its one `service_url`."""
+        return self.service_urls.get(name) or (self.service_url(name),)
+
 
 def storage_from_env(environ: Mapping[str, str] | None = None) -> StoragePaths:
     """Storage paths from HOST_BASE_PATH, LOG_BASE_PATH, HF_CACHE_PATH and LLMCT_STATE_PATH."""
@@ -202,9 +209,26 @@ def ports_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     return {name: int(environ.get(f"LLMCT_{name.upper()}_PORT") or port) for name, port in DEFAULT_PORTS.items()}
 
 
+def urls_from_env(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, ...]]:
+    """The replicas of each service that has LLMCT_<NAME>_URLS (comma-separated base URLs, no trailing slash)."""
+    environ = os.environ if environ is None else environ
+    found = {}
+    for name in DEFAULT_PORTS:
+        urls = tuple(u.strip().rstrip("/") for u in (environ.get(f"LLMCT_{name.upper()}_URLS") or "").split(","))
+        if urls := tuple(u for u in urls if u):
+            found[name] = urls
+    return found
+
+
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment (uncached; tests use this)."""
-    return from_env(Settings, environ, ports=ports_from_env(environ), storage=storage_from_env(environ))
+    return from_env(
+        Settings,
+        environ,
+        ports=ports_from_env(environ),
+        service_urls=urls_from_env(environ),
+        storage=storage_from_env(environ),
+    )
 
 
 S = TypeVar("S", bound=Settings)

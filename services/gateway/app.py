@@ -47,7 +47,7 @@ def _gateway_context(base: Context) -> GatewayContext:
         GatewayContext,
         http=http,
         log_hub=LogHub(base.nc, base.js),
-        deployments=Deployments(http, settings.service_url("scheduler")),
+        deployments=Deployments(http, settings.upstreams("scheduler")),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s, settings.nats_replicas),
         open_sockets=OpenSockets(),
     )

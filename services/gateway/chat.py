@@ -13,7 +13,7 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -32,6 +32,7 @@ from services.common.security import authenticate
 
 from .chat_content import FetchRefused, allowed_prefixes, check_messages
 from .limits import BodyCut, paced
+from .replicas import REPLICAS
 from .settings import GatewaySettings
 
 CACHE_S = 1.0
@@ -79,9 +80,22 @@ class PlaygroundChat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class Deployments:
     """What the scheduler says about the caller's deployments, cached per credential for a second."""
 
-    def __init__(self, http: httpx.AsyncClient, scheduler_url: str) -> None:
-        self.http, self.scheduler_url = http, scheduler_url
+    def __init__(self, http: httpx.AsyncClient, scheduler_urls: Sequence[str]) -> None:
+        self.http, self.scheduler_urls = http, tuple(scheduler_urls)
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    async def _ask(self, path: str, params: dict | None, authorization: str) -> httpx.Response:
+        """GET from the scheduler, from the next replica when one cannot be reached (services/gateway/replicas.py)."""
+        urls = REPLICAS.order(self.scheduler_urls)
+        for url in urls[:-1]:
+            try:
+                response = await self.http.get(url + path, params=params, headers={"authorization": authorization})
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                REPLICAS.unreachable(url)
+                continue
+            REPLICAS.reached(url)
+            return response
+        return await self.http.get(urls[-1] + path, params=params, headers={"authorization": authorization})
 
     async def _get(self, request: Request, path: str, params: dict | None = None) -> tuple[int, Any]:
         key = (request.headers.get("authorization", ""), path + repr(sorted((params or {}).items())))
@@ -90,7 +104,7 @@ class Deployments:
         if hit and hit[0] > now:
             return hit[1]
         try:
-            response = await self.http.get(self.scheduler_url + path, params=params, headers={"authorization": key[0]})
+            response = await self._ask(path, params, key[0])
         except httpx.TransportError as exc:  # only an outage says so, never a request it could not build
             raise OpenAIError(
                 503,

@@ -20,6 +20,7 @@ from services.common.dependencies import Injected
 from services.common.errors import ApiError
 
 from .limits import BodyCut, limits_of, paced
+from .replicas import REPLICAS
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -154,31 +155,38 @@ async def forward(request: Request, service: str, client: httpx.AsyncClient, set
 
 
 async def _send(request: Request, service: str, client: httpx.AsyncClient, settings: GatewaySettings) -> httpx.Response:
-    """The upstream's answer (its headers; the body still to read). A body that pauses too long ends the call."""
+    """The upstream's answer (its headers; the body still to read). A body that pauses too long ends the call. With
+    several replicas (LLMCT_<SERVICE>_URLS), one that cannot be reached passes the request to the next: nothing
+    was sent to it, and the body was not read yet."""
     body = paced(request.stream(), settings.body_idle_s) if _has_body(request) else None
-    upstream_request = client.build_request(
-        request.method,
-        settings.service_url(service) + raw_target(request),
-        headers=upstream_headers(request),
-        content=body,
-    )
-    try:
-        return await client.send(upstream_request, stream=True)
-    except BodyCut as exc:
-        raise exc.error() from None
-    except httpx.LocalProtocolError as exc:
-        raise ApiError(400, "bad_request", f"the request cannot be forwarded: {exc}") from exc
-    except NEVER_SENT as exc:
-        log.warning("%s unreachable: %s", service, exc)
-        raise ApiError(
-            503,
-            "service_unavailable",
-            f"the {service} service is not reachable; nothing was sent to it, retry shortly",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from exc
-    except httpx.TransportError as exc:
-        log.warning("%s lost %s %s after it was sent: %r", service, request.method, request.url.path, exc)
-        raise lost_answer(request, service) from exc
+    urls = REPLICAS.order(settings.upstreams(service))
+    for index, url in enumerate(urls):
+        upstream_request = client.build_request(
+            request.method, url + raw_target(request), headers=upstream_headers(request), content=body
+        )
+        try:
+            answer = await client.send(upstream_request, stream=True)
+        except BodyCut as exc:
+            raise exc.error() from None
+        except httpx.LocalProtocolError as exc:
+            raise ApiError(400, "bad_request", f"the request cannot be forwarded: {exc}") from exc
+        except NEVER_SENT as exc:
+            REPLICAS.unreachable(url)
+            log.warning("%s unreachable at %s: %s", service, url, exc)
+            if index + 1 < len(urls):
+                continue
+            raise ApiError(
+                503,
+                "service_unavailable",
+                f"the {service} service is not reachable; nothing was sent to it, retry shortly",
+                headers={"Retry-After": RETRY_AFTER_S},
+            ) from exc
+        except httpx.TransportError as exc:
+            log.warning("%s lost %s %s after it was sent: %r", service, request.method, request.url.path, exc)
+            raise lost_answer(request, service) from exc
+        REPLICAS.reached(url)
+        return answer
+    raise AssertionError("a service has at least one URL")
 
 
 # Errors raised before a byte of the request left: the upstream cannot have acted on it.
