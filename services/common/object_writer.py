@@ -1,0 +1,169 @@
+"""An object written into a JetStream Object Store bucket as its bytes arrive (an upload streamed into the store,
+issue 15), in the format nats-py's ObjectStore writes, so `objects.describe`, `fetch`, `list_objects` and
+`read_range` read it like any other.
+
+nats-py's `ObjectStore.put` needs the whole file first and its name up front (and awaits each chunk's ack before
+sending the next). Here the bytes go out as they come: every CHUNK_BYTES to `$O.<bucket>.C.<fresh nuid>`, with at
+most WINDOW chunks awaiting their acks (memory stays flat whatever the size), hashed one chunk behind in a thread.
+The object exists only once `commit` names it: its record (`$O.<bucket>.M.<base64 name>`, rolled up) is published
+last, so a reader never sees a half-written object. Committing a name that already holds the same bytes keeps the
+stored object and purges the new chunks (content-addressed datasets are stored once); `abort` purges them, so an
+upload refused, failed or given up by its client leaves nothing in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError
+from nats.nuid import NUID
+
+from . import objects
+from .objects import CHUNK_BYTES, DIGEST_PREFIX, StoredObject
+
+log = logging.getLogger(__name__)
+
+WINDOW = 8  # chunks published and not yet acknowledged (8 MiB in flight)
+ACK_WAIT_S = 30.0  # a chunk the server has not acknowledged in this long: the write fails
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code: the subject's last message is not the one expected
+
+
+class ObjectWriter:
+    """One object being written: `write` its bytes as they come, then `commit(name)` (or `abort`)."""
+
+    def __init__(self, js: JetStreamContext, bucket: str, window: int = WINDOW) -> None:
+        self.js = js
+        self.bucket = bucket
+        self.nuid = NUID().next().decode()
+        self.stream = f"OBJ_{bucket}"
+        self.subject = f"$O.{bucket}.C.{self.nuid}"
+        self.window = window
+        self.size = 0
+        self.chunks = 0
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._hashing: asyncio.Future[None] | None = None
+        self._acks: collections.deque[asyncio.Future[api.PubAck]] = collections.deque()
+        self._sha256: str | None = None
+        self._done = False
+
+    async def write(self, data: bytes) -> None:
+        """Take the next bytes of the object; a chunk goes out each time CHUNK_BYTES are in."""
+        if self._sha256 is not None or self._done:
+            raise RuntimeError("the object's bytes are all written already")
+        self._buffer += data
+        while len(self._buffer) >= CHUNK_BYTES:
+            chunk = bytes(self._buffer[:CHUNK_BYTES])
+            del self._buffer[:CHUNK_BYTES]
+            await self._send(chunk)
+
+    async def _send(self, chunk: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        if self._hashing is not None:
+            await self._hashing  # in order: the previous chunk's hash first
+        self._hashing = loop.run_in_executor(None, self._hash.update, chunk)
+        while len(self._acks) >= self.window:
+            await self._acked(self._acks.popleft())
+        self._acks.append(await self.js.publish_async(self.subject, chunk))
+        self.size += len(chunk)
+        self.chunks += 1
+
+    async def _acked(self, ack: asyncio.Future[api.PubAck]) -> None:
+        try:
+            await asyncio.wait_for(ack, ACK_WAIT_S)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{self.bucket}: a chunk was not stored within {ACK_WAIT_S:.0f} s") from exc
+
+    async def finish(self) -> str:
+        """Send what is left and wait until every chunk is stored; returns the hex sha256 of the bytes written."""
+        if self._sha256 is None:
+            if self._buffer:
+                chunk, self._buffer = bytes(self._buffer), bytearray()
+                await self._send(chunk)
+            while self._acks:
+                await self._acked(self._acks.popleft())
+            if self._hashing is not None:
+                await self._hashing
+            self._sha256 = self._hash.hexdigest()
+        return self._sha256
+
+    async def commit(self, name: str) -> StoredObject:
+        """Make the bytes written the object `name` (replacing an older object of that name, whose chunks go);
+        when `name` holds these very bytes already, that object is kept and the new chunks go instead."""
+        sha256 = await self.finish()
+        self._done = True
+        try:
+            while True:
+                existing, last_seq = await self._existing(name)
+                if existing is not None and objects.sha256_hex(existing.digest) == sha256:
+                    await self._purge(self.subject)
+                    return StoredObject(self.bucket, name, existing.size or 0, sha256)
+                if await self._publish_record(name, sha256, last_seq):
+                    break
+        except BaseException:
+            await self._purge(self.subject)
+            raise
+        if existing is not None and existing.nuid and existing.nuid != self.nuid:
+            await self._purge(f"$O.{self.bucket}.C.{existing.nuid}")
+        return StoredObject(self.bucket, name, self.size, sha256)
+
+    async def _existing(self, name: str) -> tuple[api.ObjectInfo | None, int]:
+        """The live object of that name, if any, and its latest record's stream sequence (0: it never had one)."""
+        info, seq = await objects.last_record(self.js, self.bucket, name)
+        return (None if info is None or info.deleted else info), seq
+
+    async def _publish_record(self, name: str, sha256: str, last_seq: int) -> bool:
+        """Publish the object's record, if its name's last record is still `last_seq`: False when another writer
+        published one meanwhile (the caller looks again)."""
+        info = api.ObjectInfo(
+            name=name,
+            bucket=self.bucket,
+            nuid=self.nuid,
+            size=self.size,
+            chunks=self.chunks,
+            mtime=datetime.now(UTC).isoformat(),
+            digest=DIGEST_PREFIX + base64.urlsafe_b64encode(bytes.fromhex(sha256)).decode(),
+            options=api.ObjectMetaOptions(max_chunk_size=CHUNK_BYTES),
+        )
+        headers = {
+            api.Header.ROLLUP: "sub",
+            api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last_seq),
+        }
+        try:
+            await self.js.publish(
+                objects.record_subject(self.bucket, name), json.dumps(info.as_dict()).encode(), headers=headers
+            )
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                return False
+            raise
+        return True
+
+    async def abort(self) -> None:
+        """Give the object up: its chunks are purged once those in flight are stored (so none lands after)."""
+        if self._done:
+            return
+        self._done = True
+        self._buffer = bytearray()
+        for ack in self._acks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ack, ACK_WAIT_S)
+        self._acks.clear()
+        if self._hashing is not None:
+            with contextlib.suppress(Exception):
+                await self._hashing
+        await self._purge(self.subject)
+
+    async def _purge(self, subject: str) -> None:
+        try:
+            await self.js.purge_stream(self.stream, subject=subject)
+        except Exception as exc:  # noqa: BLE001 - the caller's outcome stands; the chunks are only orphaned
+            log.warning("chunks %s of %s could not be purged: %s", subject, self.stream, exc)
