@@ -53,7 +53,8 @@ class ObjectWriter:
         self._hashing: asyncio.Future[None] | None = None
         self._acks: collections.deque[asyncio.Future[api.PubAck]] = collections.deque()
         self._sha256: str | None = None
-        self._done = False
+        self._done = False  # committed or given up: nothing more to do
+        self.aborted = False
 
     async def write(self, data: bytes) -> None:
         """Take the next bytes of the object; a chunk goes out each time CHUNK_BYTES are in."""
@@ -84,6 +85,8 @@ class ObjectWriter:
 
     async def finish(self) -> str:
         """Send what is left and wait until every chunk is stored; returns the hex sha256 of the bytes written."""
+        if self.aborted:
+            raise RuntimeError(f"{self.subject}: the object was given up")
         if self._sha256 is None:
             if self._buffer:
                 chunk, self._buffer = bytes(self._buffer), bytearray()
@@ -99,6 +102,8 @@ class ObjectWriter:
         """Make the bytes written the object `name` (replacing an older object of that name, whose chunks go);
         when `name` holds these very bytes already, that object is kept and the new chunks go instead."""
         sha256 = await self.finish()
+        if self._done:
+            raise RuntimeError(f"{self.subject}: the object is committed already")
         self._done = True
         try:
             while True:
@@ -134,8 +139,8 @@ class ObjectWriter:
             options=api.ObjectMetaOptions(max_chunk_size=CHUNK_BYTES),
         )
         headers = {
-            api.Header.ROLLUP: "sub",
-            api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last_seq),
+            api.Header.ROLLUP.value: "sub",  # the name's older records go
+            api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(last_seq),
         }
         try:
             await self.js.publish(
@@ -151,11 +156,13 @@ class ObjectWriter:
         """Give the object up: its chunks are purged once those in flight are stored (so none lands after)."""
         if self._done:
             return
-        self._done = True
+        self._done = self.aborted = True
         self._buffer = bytearray()
-        for ack in self._acks:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ack, ACK_WAIT_S)
+        if self._acks:
+            await asyncio.wait(self._acks, timeout=ACK_WAIT_S)
+            for ack in self._acks:  # retrieved: a failed one is not reported as never awaited
+                if ack.done() and not ack.cancelled():
+                    ack.exception()
         self._acks.clear()
         if self._hashing is not None:
             with contextlib.suppress(Exception):

@@ -15,6 +15,7 @@ import msgspec
 
 from services.common import readmodels
 from services.common.errors import ApiError, not_found
+from services.common.inputs import InputStore
 from services.common.security import Principal
 
 from . import formats, readers, store
@@ -37,6 +38,8 @@ class Context:
     settings: DatasetSettings
     checks: CheckPool = field(default_factory=CheckPool)
     """Worker processes that check a large upload's rows while it streams in."""
+    inputs: InputStore | None = None
+    """`objects` storage mode: the store jobs' inputs go into (an upload's plain files stream into it)."""
 
 
 def info_key(name: str, visibility: str, owner_id: str | None) -> str:

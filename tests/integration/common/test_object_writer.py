@@ -100,6 +100,9 @@ async def test_the_same_bytes_twice_are_stored_once_and_other_bytes_replace(js):
     assert (await new.commit(other)).size == 30
     assert await chunks_of(js, Buckets.OUTPUTS, old.nuid) == 0
     assert (await objects.describe(js, Buckets.OUTPUTS, other)).sha256 == hashlib.sha256(b"new" * 10).hexdigest()
+    record = objects.record_subject(Buckets.OUTPUTS, other)
+    info = await js.stream_info(f"OBJ_{Buckets.OUTPUTS}", subjects_filter=record)
+    assert (info.state.subjects or {}).get(record) == 1, "the record rolled the older one up"
 
 
 async def test_writers_committing_one_name_at_once_leave_one_object(js):
