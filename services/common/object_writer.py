@@ -8,7 +8,8 @@ most WINDOW chunks awaiting their acks (memory stays flat whatever the size), ha
 The object exists only once `commit` names it: its record (`$O.<bucket>.M.<base64 name>`, rolled up) is published
 last, so a reader never sees a half-written object. Committing a name that already holds the same bytes keeps the
 stored object and purges the new chunks (content-addressed datasets are stored once); `abort` purges them, so an
-upload refused, failed or given up by its client leaves nothing in the stream.
+upload refused, failed or given up by its client leaves nothing in the stream. What a process that died while
+writing left (chunks no record names) goes with `sweep_orphans`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import contextlib
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NotFoundError
 from nats.nuid import NUID
 
 from . import objects
@@ -106,6 +107,7 @@ class ObjectWriter:
             raise RuntimeError(f"{self.subject}: the object is committed already")
         self._done = True
         try:
+            await self._check_chunks()
             while True:
                 existing, last_seq = await self._existing(name)
                 if existing is not None and objects.sha256_hex(existing.digest) == sha256:
@@ -119,6 +121,11 @@ class ObjectWriter:
         if existing is not None and existing.nuid and existing.nuid != self.nuid:
             await self._purge(f"$O.{self.bucket}.C.{existing.nuid}")
         return StoredObject(self.bucket, name, self.size, sha256)
+
+    async def _check_chunks(self) -> None:
+        """Every chunk sent is in the stream (none swept meanwhile): a record never names missing chunks."""
+        if await chunk_count(self.js, self.bucket, self.nuid) != self.chunks:
+            raise objects.ObjectCorrupt(f"{self.subject}: chunks went missing before the object was named")
 
     async def _existing(self, name: str) -> tuple[api.ObjectInfo | None, int]:
         """The live object of that name, if any, and its latest record's stream sequence (0: it never had one)."""
@@ -174,3 +181,36 @@ class ObjectWriter:
             await self.js.purge_stream(self.stream, subject=subject)
         except Exception as exc:  # noqa: BLE001 - the caller's outcome stands; the chunks are only orphaned
             log.warning("chunks %s of %s could not be purged: %s", subject, self.stream, exc)
+
+
+async def chunk_count(js: JetStreamContext, bucket: str, nuid: str) -> int:
+    """How many chunks the bucket's stream holds on `$O.<bucket>.C.<nuid>`."""
+    subject = f"$O.{bucket}.C.{nuid}"
+    info = await js.stream_info(f"OBJ_{bucket}", subjects_filter=subject)
+    return (info.state.subjects or {}).get(subject, 0)
+
+
+async def sweep_orphans(js: JetStreamContext, bucket: str, older_than_s: float) -> int:
+    """Purge the chunks no object's record names whose last one came more than `older_than_s` ago: what a writer
+    in a process that died left (a live writer sends all the time, and names its chunks or purges them). Returns
+    how many objects' chunks went."""
+    stream = f"OBJ_{bucket}"
+    try:
+        info = await js.stream_info(stream, subjects_filter=f"$O.{bucket}.C.>")
+    except NotFoundError:  # no such bucket
+        return 0
+    try:
+        named = {i.nuid for i in await (await js.object_store(bucket)).list(ignore_deletes=True)}
+    except NotFoundError:  # no records at all: every chunk is unnamed
+        named = set()
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    swept = 0
+    for subject in info.state.subjects or {}:
+        if subject.rsplit(".", 1)[-1] in named:
+            continue
+        with contextlib.suppress(NotFoundError):
+            last = await js.get_last_msg(stream, subject)
+            if last.time is not None and last.time < cutoff:
+                await js.purge_stream(stream, subject=subject)
+                swept += 1
+    return swept

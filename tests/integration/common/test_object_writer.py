@@ -14,7 +14,7 @@ import pytest
 
 from services.common import objects
 from services.common.contracts import Buckets
-from services.common.object_writer import ObjectWriter
+from services.common.object_writer import ObjectWriter, chunk_count, sweep_orphans
 from tests.helpers import eventually, unique
 
 pytestmark = pytest.mark.integration
@@ -39,13 +39,6 @@ async def written(js, body: bytes, bucket: str = Buckets.OUTPUTS) -> ObjectWrite
     return writer
 
 
-async def chunks_of(js, bucket: str, nuid: str) -> int:
-    """How many messages the bucket's stream holds on an object's chunks subject."""
-    subject = f"$O.{bucket}.C.{nuid}"
-    info = await js.stream_info(f"OBJ_{bucket}", subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
-
-
 async def test_a_streamed_object_reads_back_like_any_other(js, tmp_path):
     body = os.urandom(5 * MIB + 12_345)
     name = Buckets.job_object(unique("job"), "model.safetensors")
@@ -62,7 +55,7 @@ async def test_a_streamed_object_reads_back_like_any_other(js, tmp_path):
         assert part == body[start : end + 1], (start, end)
     store = await js.object_store(Buckets.OUTPUTS)
     assert (await store.get(name)).data == body, "nats-py's own reader reads it too"
-    assert await chunks_of(js, Buckets.OUTPUTS, writer.nuid) == 6
+    assert await chunk_count(js, Buckets.OUTPUTS, writer.nuid) == 6
 
     empty = await (await written(js, b"")).commit(Buckets.job_object(unique("job"), "empty.json"))
     assert empty.size == 0 and empty.sha256 == hashlib.sha256(b"").hexdigest()
@@ -74,13 +67,13 @@ async def test_an_object_given_up_leaves_no_chunks(js):
     # The chunks went out as the bytes came, before any end of the object was known.
     await eventually(lambda: _has(js, Buckets.OUTPUTS, writer.nuid, 3))
     await writer.abort()
-    assert await chunks_of(js, Buckets.OUTPUTS, writer.nuid) == 0
+    assert await chunk_count(js, Buckets.OUTPUTS, writer.nuid) == 0
     await writer.abort()  # twice: nothing more to do
 
     half_sent = ObjectWriter(js, Buckets.OUTPUTS)
     await half_sent.write(os.urandom(MIB // 2))  # less than a chunk: nothing left the process yet
     await half_sent.abort()
-    assert await chunks_of(js, Buckets.OUTPUTS, half_sent.nuid) == 0
+    assert await chunk_count(js, Buckets.OUTPUTS, half_sent.nuid) == 0
 
 
 async def test_the_same_bytes_twice_are_stored_once_and_other_bytes_replace(js):
@@ -89,8 +82,8 @@ async def test_the_same_bytes_twice_are_stored_once_and_other_bytes_replace(js):
     first, second = await written(js, body, Buckets.DATASETS), await written(js, body, Buckets.DATASETS)
     assert await first.commit(name) == await second.commit(name)
     assert (await objects.last_record(js, Buckets.DATASETS, name))[0].nuid == first.nuid  # pyright: ignore[reportOptionalMemberAccess]
-    assert await chunks_of(js, Buckets.DATASETS, first.nuid) == 3
-    assert await chunks_of(js, Buckets.DATASETS, second.nuid) == 0, "the second copy's chunks are purged"
+    assert await chunk_count(js, Buckets.DATASETS, first.nuid) == 3
+    assert await chunk_count(js, Buckets.DATASETS, second.nuid) == 0, "the second copy's chunks are purged"
 
     # Under a name that is not content-addressed, other bytes replace the object and its old chunks go.
     other = Buckets.job_object(unique("job"), "all_results.json")
@@ -98,7 +91,7 @@ async def test_the_same_bytes_twice_are_stored_once_and_other_bytes_replace(js):
     await old.commit(other)
     new = await written(js, b"new" * 10)
     assert (await new.commit(other)).size == 30
-    assert await chunks_of(js, Buckets.OUTPUTS, old.nuid) == 0
+    assert await chunk_count(js, Buckets.OUTPUTS, old.nuid) == 0
     assert (await objects.describe(js, Buckets.OUTPUTS, other)).sha256 == hashlib.sha256(b"new" * 10).hexdigest()
     record = objects.record_subject(Buckets.OUTPUTS, other)
     info = await js.stream_info(f"OBJ_{Buckets.OUTPUTS}", subjects_filter=record)
@@ -111,13 +104,13 @@ async def test_writers_committing_one_name_at_once_leave_one_object(js):
     writers = [await written(js, body, Buckets.DATASETS) for _ in range(4)]
     stored = await asyncio.gather(*(w.commit(name) for w in writers))
     assert len(set(stored)) == 1
-    kept = [w for w in writers if await chunks_of(js, Buckets.DATASETS, w.nuid)]
+    kept = [w for w in writers if await chunk_count(js, Buckets.DATASETS, w.nuid)]
     assert len(kept) == 1, "every other writer's chunks are purged"
     assert (await objects.last_record(js, Buckets.DATASETS, name))[0].nuid == kept[0].nuid  # pyright: ignore[reportOptionalMemberAccess]
 
 
 async def _has(js, bucket: str, nuid: str, count: int) -> bool:
-    return await chunks_of(js, bucket, nuid) == count
+    return await chunk_count(js, bucket, nuid) == count
 
 
 def peak_rss() -> int:
@@ -141,4 +134,29 @@ async def test_memory_stays_flat_whatever_the_size(js):
     assert grown < 48 * MIB, f"peak RSS grew by {grown / MIB:.0f} MiB writing {total / MIB:.0f} MiB"
     print(f"{total / MIB / (time.perf_counter() - started):.0f} MiB/s, peak RSS +{grown / MIB:.1f} MiB")
     await (await js.object_store(Buckets.OUTPUTS)).delete(stored.name)
-    assert await chunks_of(js, Buckets.OUTPUTS, writer.nuid) == 0
+    assert await chunk_count(js, Buckets.OUTPUTS, writer.nuid) == 0
+
+
+async def test_what_a_dead_writer_left_is_swept_and_never_named(js):
+    kept = await written(js, os.urandom(MIB + 1))
+    await kept.commit(Buckets.job_object(unique("job"), "kept.bin"))
+    dead = await written(js, os.urandom(2 * MIB + 1))  # its process died before commit or abort
+    await dead.finish()
+    live = await written(js, os.urandom(MIB + 1))
+    await live.finish()
+
+    await asyncio.sleep(1.5)
+    fresh = await written(js, os.urandom(MIB + 1))  # still writing: its last chunk is newer than the cut-off
+    await fresh.finish()
+    assert await sweep_orphans(js, Buckets.OUTPUTS, older_than_s=1.0) >= 2
+    assert await chunk_count(js, Buckets.OUTPUTS, dead.nuid) == 0
+    assert await chunk_count(js, Buckets.OUTPUTS, kept.nuid) == 2, "a named object's chunks stay"
+    assert await chunk_count(js, Buckets.OUTPUTS, fresh.nuid) == 2, "a writer at work keeps its chunks"
+
+    # A writer whose chunks were swept (it waited too long) names nothing: no object without its bytes.
+    name = Buckets.job_object(unique("job"), "late.bin")
+    with pytest.raises(objects.ObjectCorrupt, match="went missing"):
+        await live.commit(name)
+    with pytest.raises(objects.ObjectMissing):
+        await objects.describe(js, Buckets.OUTPUTS, name)
+    await fresh.abort()

@@ -1,7 +1,7 @@
 """Uploads in `objects` storage mode stream into the datasets bucket as they arrive (issue 15, item 4): once the
 upload answers, its file is stored by its sha256 and a job's first use copies nothing; a refused upload, one whose
 client went away and one cancelled leave nothing in the store; the same file uploaded twice is stored once; an
-archive's files are left to their first job, as before."""
+archive's files are left to their first job, as before; chunks a dead service streamed are swept."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from services.common import objects
 from services.common.contracts import Buckets
 from services.common.errors import ApiError
 from services.common.inputs import InputStore, Wanted
+from services.common.object_writer import ObjectWriter, chunk_count
 from services.common.security import Principal
 from services.datasets import ingest
 from services.datasets.app import create_app
@@ -196,3 +197,14 @@ async def test_a_job_submitted_after_an_upload_gets_its_inputs_at_once(settings,
     (found,) = answer.inputs
     assert found.sha256 == hashlib.sha256(content).hexdigest() and found.size == len(content)
     assert await held(js) == before, "no copy on the job's first use (and so no 503 while one runs)"
+
+
+async def test_chunks_a_dead_service_streamed_are_swept_when_the_next_one_starts(settings, js):
+    dead = ObjectWriter(js, Buckets.DATASETS)  # an upload's, in a service that died before naming it
+    await dead.write(CONTENT)
+    await dead.finish()
+    await asyncio.sleep(1.2)
+    objects_mode = dataclasses.replace(settings, storage_mode="objects")
+    dataset_settings = DatasetSettings(upload_max_age_s=1.0)
+    async with AsyncTestClient(app=create_app(objects_mode, dataset_settings)):
+        assert await chunk_count(js, Buckets.DATASETS, dead.nuid) == 0
