@@ -49,7 +49,8 @@ class ObjectWriter:
         self.window = window
         self.size = 0
         self.chunks = 0
-        self._buffer = bytearray()
+        self._pieces: list[memoryview] = []  # of the next chunk, joined once it is whole (one copy of each byte)
+        self._held = 0
         self._hash = hashlib.sha256()
         self._hashing: asyncio.Future[None] | None = None
         self._acks: collections.deque[asyncio.Future[api.PubAck]] = collections.deque()
@@ -61,11 +62,15 @@ class ObjectWriter:
         """Take the next bytes of the object; a chunk goes out each time CHUNK_BYTES are in."""
         if self._sha256 is not None or self._done:
             raise RuntimeError("the object's bytes are all written already")
-        self._buffer += data
-        while len(self._buffer) >= CHUNK_BYTES:
-            chunk = bytes(self._buffer[:CHUNK_BYTES])
-            del self._buffer[:CHUNK_BYTES]
+        view = memoryview(data if isinstance(data, bytes) else bytes(data))  # held until its chunk is whole
+        while self._held + len(view) >= CHUNK_BYTES:
+            room = CHUNK_BYTES - self._held
+            chunk = b"".join([*self._pieces, view[:room]])
+            self._pieces, self._held, view = [], 0, view[room:]
             await self._send(chunk)
+        if view:
+            self._pieces.append(view)
+            self._held += len(view)
 
     async def _send(self, chunk: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -89,8 +94,8 @@ class ObjectWriter:
         if self.aborted:
             raise RuntimeError(f"{self.subject}: the object was given up")
         if self._sha256 is None:
-            if self._buffer:
-                chunk, self._buffer = bytes(self._buffer), bytearray()
+            if self._pieces:
+                chunk, self._pieces, self._held = b"".join(self._pieces), [], 0
                 await self._send(chunk)
             while self._acks:
                 await self._acked(self._acks.popleft())
@@ -164,7 +169,7 @@ class ObjectWriter:
         if self._done:
             return
         self._done = self.aborted = True
-        self._buffer = bytearray()
+        self._pieces, self._held = [], 0
         if self._acks:
             await asyncio.wait(self._acks, timeout=ACK_WAIT_S)
             for ack in self._acks:  # retrieved: a failed one is not reported as never awaited
