@@ -15,6 +15,7 @@ import nats
 import pytest
 from litestar.testing import AsyncTestClient
 
+from llmct.embedded import NatsServer, free_port
 from services.common import objects
 from services.common.contracts import Buckets
 from services.common.errors import ApiError
@@ -197,6 +198,23 @@ async def test_a_job_submitted_after_an_upload_gets_its_inputs_at_once(settings,
     (found,) = answer.inputs
     assert found.sha256 == hashlib.sha256(content).hexdigest() and found.size == len(content)
     assert await held(js) == before, "no copy on the job's first use (and so no 503 while one runs)"
+
+
+async def test_an_upload_goes_on_when_the_store_fails(ctx, caller, tmp_path):
+    """A NATS with no buckets (chunks have no stream to go to): the file is still received, checked and kept, its
+    sha256 from the file itself; its first job copies it as for an archive's."""
+    assert ctx.inputs is not None
+    server = NatsServer(port=free_port(), monitor_port=free_port(), store_dir=tmp_path / "nats")
+    server.start()
+    try:
+        nc = await nats.connect(server.url)
+        failing = dataclasses.replace(ctx, inputs=InputStore(nc.jetstream(), ctx.inputs.base))
+        content = CONTENT + json.dumps({"instruction": unique(), "output": "v"}).encode() + b"\n"
+        dataset = await upload(failing, caller, content)
+        assert dataset.checksum == hashlib.sha256(content).hexdigest() and dataset.rows
+        await nc.close()
+    finally:
+        server.stop()
 
 
 async def test_chunks_a_dead_service_streamed_are_swept_when_the_next_one_starts(settings, js):
