@@ -169,6 +169,15 @@ async def _pull_chunks(
     return h.hexdigest()
 
 
+async def delete(js: JetStreamContext, bucket: str, name: str) -> bool:
+    """Delete an object (its record marked deleted, its chunks purged); False when there was none."""
+    try:
+        await (await js.object_store(bucket)).delete(name)
+    except (BucketNotFoundError, ObjectNotFoundError, NotFoundError):
+        return False
+    return True
+
+
 async def list_objects(js: JetStreamContext, bucket: str, prefix: str = "") -> list[StoredObject]:
     """The objects of `bucket` whose names start with `prefix` (deleted ones left out), by name."""
     try:

@@ -21,8 +21,8 @@ from services.common.contracts import Buckets
 from services.common.errors import ApiError
 from services.common.inputs import InputStore, Wanted
 from services.common.object_writer import ObjectWriter, chunk_count
-from services.common.security import Principal
-from services.datasets import ingest
+from services.common.security import Principal, new_id
+from services.datasets import ingest, service
 from services.datasets.app import create_app
 from services.datasets.checks import CheckPool
 from services.datasets.layout import DataLayout
@@ -198,6 +198,37 @@ async def test_a_job_submitted_after_an_upload_gets_its_inputs_at_once(settings,
     (found,) = answer.inputs
     assert found.sha256 == hashlib.sha256(content).hexdigest() and found.size == len(content)
     assert await held(js) == before, "no copy on the job's first use (and so no 503 while one runs)"
+
+
+async def test_a_deleted_datasets_object_goes_unless_other_bytes_or_a_job_need_it(ctx, caller, pool, js):
+    content = CONTENT + json.dumps({"instruction": unique(), "output": "d"}).encode() + b"\n"
+    name = Buckets.dataset_object(hashlib.sha256(content).hexdigest())
+    first, second = await upload(ctx, caller, content), await upload(ctx, caller, content)
+    await service.delete_dataset(ctx, caller, first.id)
+    assert await objects.describe(js, Buckets.DATASETS, name), "another dataset has the same bytes"
+
+    job_id = new_id("job")
+    await pool.execute(  # a job the scheduler sent with the object among its fetches, not finished
+        "INSERT INTO jobs (id, owner_id, kind, state, request, config, config_yaml, fetches) "
+        "VALUES ($1, $2, 'train', 'running', $3, $4, '', $5)",
+        job_id,
+        caller.user_id,
+        {},
+        {},
+        {"inputs": [{"bucket": Buckets.DATASETS, "name": name, "path": "data/x.jsonl"}], "files": []},
+    )
+    third = await upload(ctx, caller, content)
+    await service.delete_dataset(ctx, caller, second.id)
+    await service.delete_dataset(ctx, caller, third.id)
+    assert await objects.describe(js, Buckets.DATASETS, name), "a running job brings it"
+
+    await pool.execute("UPDATE jobs SET state = 'succeeded' WHERE id = $1", job_id)
+    fourth = await upload(ctx, caller, content)
+    before = (await held(js))[0]
+    await service.delete_dataset(ctx, caller, fourth.id)
+    with pytest.raises(objects.ObjectMissing):
+        await objects.describe(js, Buckets.DATASETS, name)
+    assert (await held(js))[0] == before - 6, "its six chunks are purged (its record says deleted)"
 
 
 async def test_an_upload_goes_on_when_the_store_fails(ctx, caller, tmp_path):
