@@ -14,7 +14,11 @@ Each upload's ratio is cp's time over its own (1.0: as fast as cp; the issue's a
 datasets service (with any row-check worker processes it started, summed) and of the gateway is sampled every
 20 ms. Dirty pages are written back (`sync`) before each phase.
 
-    .venv/bin/python -m bench.dataset_upload [--size-gb 2] [--repeat 1] [--profile datasets]
+`--modes shared objects` runs it all once per storage mode, one after the other in the same run (fresh servers
+each): in `objects` mode the file also streams into the `llmct-datasets` bucket as it arrives and is stored when
+the upload answers; the last table gives each upload's time in `objects` mode over its time in `shared` mode.
+
+    .venv/bin/python -m bench.dataset_upload [--size-gb 2] [--repeat 1] [--profile datasets] [--modes shared objects]
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from pathlib import Path
 import asyncpg
 
 from llmct.embedded import free_port, wait_until
+from services.common import objects
+from services.common.contracts import Buckets
 
 from ._infra import Infra, machine, make_user, print_table, token_for, write_results
 
@@ -180,6 +186,29 @@ async def prepare_user(infra: Infra) -> str:
     return token_for(infra.settings, user_id, "bench-upload")
 
 
+async def ensure_buckets(infra: Infra) -> None:
+    import nats
+
+    nc = await nats.connect(infra.settings.nats_url)
+    try:
+        await objects.ensure_buckets(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+async def stored_bytes(infra: Infra) -> int:
+    """What the datasets bucket's stream holds (0 when there is none)."""
+    import nats
+
+    nc = await nats.connect(infra.settings.nats_url)
+    try:
+        return (await nc.jetstream().stream_info(f"OBJ_{Buckets.DATASETS}")).state.bytes
+    except Exception:  # noqa: BLE001 - shared mode: no bucket
+        return 0
+    finally:
+        await nc.close()
+
+
 class RawSink:
     """bench/_upload_sink.py as a child process."""
 
@@ -210,17 +239,27 @@ def logged_split(log: Path, seen: int) -> dict | None:
     return {"received_s": float(received_s), "checked_after_s": float(checked_s), "rows": int(rows)}
 
 
-def upload_once(via: str, url: str, token: str, source: Path, pids: dict[str, int], log: Path, n: int) -> dict:
+def upload_once(
+    infra: Infra, via: str, url: str, token: str, source: Path, pids: dict[str, int], log: Path, n: int
+) -> dict:
     settle()
     seen = len(_LOGGED.findall(log.read_text(errors="replace")))
     cpu_before = cpu_seconds(pids)
     with PeakRss(pids) as memory:
         seconds, dataset = curl_upload(f"{url}/api/datasets/upload", token, source, f"big-{via}-{n}")
     cpu_after = cpu_seconds(pids)
+    stored = asyncio.run(stored_bytes(infra))
     delete(url, token, dataset["id"])
     cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after}
     split = logged_split(log, seen)
-    return {"seconds": seconds, "rows": dataset["rows"], "memory": memory.report(), "split": split, "cpu_s": cpu}
+    return {
+        "seconds": seconds,
+        "rows": dataset["rows"],
+        "memory": memory.report(),
+        "split": split,
+        "cpu_s": cpu,
+        "store_bytes_after": stored,
+    }
 
 
 def run(args: argparse.Namespace, infra: Infra) -> dict:
@@ -235,7 +274,11 @@ def run(args: argparse.Namespace, infra: Infra) -> dict:
     size = source.stat().st_size
     results["file"] = {"bytes": size, "rows": rows}
     token = asyncio.run(prepare_user(infra))
+    if args.mode == "objects":
+        asyncio.run(ensure_buckets(infra))  # the scheduler's job at start; it is not started here
     pids = {service.name: service.process.pid for service in infra.services if service.process}
+    if infra.nats is not None and infra.nats.process is not None:  # it stores a second copy in `objects` mode
+        pids["nats"] = infra.nats.process.pid
     urls = {
         "direct": f"http://127.0.0.1:{infra.env['LLMCT_DATASETS_PORT']}",
         "gateway": f"http://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}",
@@ -255,7 +298,7 @@ def run(args: argparse.Namespace, infra: Infra) -> dict:
             sink_cpu = round(cpu_seconds({"sink": sink.process.pid})["sink"] - cpu_before["sink"], 2)
             phases["raw"].append({"seconds": raw_s, "bytes": answer["bytes"], "cpu_s": {"sink": sink_cpu}})
             for via in args.via:
-                phases[via].append(upload_once(via, urls[via], token, source, pids, log, n))
+                phases[via].append(upload_once(infra, via, urls[via], token, source, pids, log, n))
     finally:
         sink.stop()
         source.unlink()
@@ -278,6 +321,24 @@ def summarise(runs: list[dict], size: int, cp_s: float) -> dict:
         out["received_s"] = statistics.median(r["split"]["received_s"] for r in runs)
         out["checked_after_s"] = statistics.median(r["split"]["checked_after_s"] for r in runs)
     return out
+
+
+def report_modes(by_mode: dict[str, dict]) -> None:
+    """Each upload's time in `objects` mode over its time in `shared` mode (same run, one after the other)."""
+    if not {"shared", "objects"} <= set(by_mode):
+        return
+    shared, stored = by_mode["shared"]["summary"], by_mode["objects"]["summary"]
+    rows = [
+        [
+            name,
+            shared[name]["seconds"],
+            stored[name]["seconds"],
+            f"{stored[name]['seconds'] / shared[name]['seconds']:.2f}",
+        ]
+        for name in ("cp", "raw", "direct", "gateway")
+        if name in shared and name in stored
+    ]
+    print_table("objects mode against shared mode (seconds)", ["what", "shared", "objects", "objects / shared"], rows)
 
 
 def report(results: dict) -> None:
@@ -305,13 +366,13 @@ def report(results: dict) -> None:
         )
     file = results["file"]
     cpu_rows = [
-        [labels[name], *(s["cpu_s"].get(k, "-") for k in ("sink", "datasets", "datasets workers", "gateway"))]
+        [labels[name], *(s["cpu_s"].get(k, "-") for k in ("sink", "datasets", "datasets workers", "gateway", "nats"))]
         for name, s in results["summary"].items()
         if "cpu_s" in s
     ]
     print_table(
         "CPU seconds of each server process during the upload (medians; a shared machine moves these far less)",
-        ["what", "raw sink", "datasets", "its workers", "gateway"],
+        ["what", "raw sink", "datasets", "its workers", "gateway", "nats-server"],
         cpu_rows,
     )
     print_table(
@@ -340,18 +401,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="LLMCT_DATASET_CHECK_WORKERS (0: the default)")
     parser.add_argument("--profile", choices=("datasets", "gateway"), help="run that service under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("shared", "objects"),
+        default=["shared"],
+        help="storage modes, one after the other",
+    )
 
 
 def main(args: argparse.Namespace) -> dict:
     if shutil.which("curl") is None or shutil.which("cp") is None:
         raise SystemExit("curl and cp are needed")
-    with Infra("dataset_upload", keep=args.keep) as infra:
-        print("starting the datasets service and the gateway as processes ...", flush=True)
-        cap = str(int((args.size_gb + 1) * (1 << 30)))
-        workers = {"LLMCT_DATASET_CHECK_WORKERS": str(args.workers)} if args.workers else {}
-        infra.start_services(("datasets", "gateway"), profile=args.profile, LLMCT_DATASET_MAX_BYTES=cap, **workers)
-        results = run(args, infra)
-    report(results)
+    by_mode: dict[str, dict] = {}
+    for mode in args.modes:
+        args.mode = mode
+        with Infra("dataset_upload", keep=args.keep) as infra:
+            print(f"starting the datasets service and the gateway as processes ({mode} storage) ...", flush=True)
+            cap = str(int((args.size_gb + 1) * (1 << 30)))
+            workers = {"LLMCT_DATASET_CHECK_WORKERS": str(args.workers)} if args.workers else {}
+            extra = {"LLMCT_DATASET_MAX_BYTES": cap, "LLMCT_STORAGE_MODE": mode, **workers}
+            infra.start_services(("datasets", "gateway"), profile=args.profile, **extra)
+            by_mode[mode] = run(args, infra)
+        print(f"--- {mode} storage ---")
+        report(by_mode[mode])
+    report_modes(by_mode)
+    results = by_mode[args.modes[0]] if len(args.modes) == 1 else {"modes": by_mode}
     write_results("dataset_upload", results)
     return results
 

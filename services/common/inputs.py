@@ -4,7 +4,9 @@ The datasets service (dataset files) and the registry (local models, the files a
 `contracts.JobInput`: its object in a bucket, its sha256 and size, and where the job reads it (relative to the
 storage base). A file goes into its bucket the first time a job needs it, or again when its bytes changed; the
 owner's answer waits `wait_s` for that, and when a big file takes longer the caller gets a 503 that says so while the
-copy goes on (the next submit finds it stored). A file is hashed once per (size, mtime) in a process.
+copy goes on (the next submit finds it stored). A file is hashed once per (size, mtime) in a process, or not at all
+when the process wrote it and told its hash (`remember`: an upload streamed into the store as it arrived, so its
+first job finds it stored and neither hashes nor copies it).
 """
 
 from __future__ import annotations
@@ -112,6 +114,11 @@ class InputStore:
             size=stored.size,
             path=item.path.relative_to(self.base).as_posix(),
         )
+
+    def remember(self, path: Path, sha256: str) -> None:
+        """The hex sha256 of a file this process has just written (as it is now: its size and mtime)."""
+        stat = os.stat(path)
+        self._hashes[(str(path), stat.st_size, stat.st_mtime_ns)] = sha256
 
     async def sha256(self, path: Path) -> str:
         stat = os.stat(path)

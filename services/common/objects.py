@@ -208,6 +208,15 @@ async def _pull_chunks(
     return h.hexdigest()
 
 
+async def delete(js: JetStreamContext, bucket: str, name: str) -> bool:
+    """Delete an object (its record marked deleted, its chunks purged); False when there was none."""
+    try:
+        await (await js.object_store(bucket)).delete(name)
+    except (BucketNotFoundError, ObjectNotFoundError, NotFoundError):
+        return False
+    return True
+
+
 async def list_objects(js: JetStreamContext, bucket: str, prefix: str = "") -> list[StoredObject]:
     """The objects of `bucket` whose names start with `prefix` (deleted ones left out), by name."""
     try:
@@ -269,17 +278,26 @@ async def read_range(
             await sub.unsubscribe()
 
 
+def record_subject(bucket: str, name: str) -> str:
+    """The subject of an object's record (nats-py's `$O.<bucket>.M.<urlsafe base64 of the name>`)."""
+    return f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
+
+async def last_record(js: JetStreamContext, bucket: str, name: str) -> tuple[api.ObjectInfo | None, int]:
+    """An object's latest record (a deleted one too) and its stream sequence; (None, 0) when it never had one."""
+    try:
+        msg = await js.get_last_msg(f"OBJ_{bucket}", record_subject(bucket, name))
+    except NotFoundError:
+        return None, 0
+    return api.ObjectInfo.from_response(json.loads(msg.data or b"{}")), msg.seq or 0
+
+
 async def _record(js: JetStreamContext, bucket: str, name: str) -> tuple[api.ObjectInfo, int]:
     """An object's record and its stream sequence (written after its chunks); ObjectMissing when there is none."""
-    subject = f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
-    try:
-        msg = await js.get_last_msg(f"OBJ_{bucket}", subject)
-    except NotFoundError as exc:
-        raise ObjectMissing(f"no object {name!r} in {bucket}") from exc
-    info = api.ObjectInfo.from_response(json.loads(msg.data or b"{}"))
-    if info.deleted or msg.seq is None:
+    info, seq = await last_record(js, bucket, name)
+    if info is None or info.deleted or not seq:
         raise ObjectMissing(f"no object {name!r} in {bucket}")
-    return info, msg.seq
+    return info, seq
 
 
 async def _chunk_seq(js: JetStreamContext, stream: str, subject: str, index: int, chunks: int, record_seq: int) -> int:

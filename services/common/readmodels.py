@@ -3,9 +3,9 @@
 A service owns its tables and is their only writer (docs/architecture.md, "Who owns what"). Decisions that
 belong to an owner are asked of it over NATS (services.common.requests); what stays here are plain reads
 that would cost a round trip for nothing, each listed in docs/architecture.md with its reader. They read
-only columns the owner keeps for others (`jobs.dataset_keys`, `jobs.model_name`, `jobs.output`), never the
-scheduler's frozen config. The guard's reads of auth's `api_keys` and `revoked_sessions` are in
-services.common.security.
+only columns the owner keeps for others (`jobs.dataset_keys`, `jobs.model_name`, `jobs.output`,
+`jobs.fetches`), never the scheduler's frozen config. The guard's reads of auth's `api_keys` and
+`revoked_sessions` are in services.common.security.
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ async def active_jobs_using_dataset(conn, info_key: str, limit: int = 20) -> lis
         limit,
     )
     return [row["id"] for row in rows]
+
+
+async def active_jobs_fetching(conn, bucket: str, name: str) -> bool:
+    """Whether an unfinished job brings that object from the store (the datasets service: a deleted dataset's
+    object stays while one does)."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = ANY($2::text[]) AND fetches->'inputs' @> $1::jsonb)",
+        [{"bucket": bucket, "name": name}],
+        _ACTIVE,
+    )
 
 
 async def active_jobs_using_model(conn, name: str, owner_id: str | None) -> int:

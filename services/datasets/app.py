@@ -8,8 +8,10 @@ import logging
 from litestar import Litestar
 
 from services.common.app import ServiceSpec, create_service_app
+from services.common.contracts import Buckets
 from services.common.dependencies import provide_part
 from services.common.lifecycle import Background
+from services.common.object_writer import sweep_orphans
 from services.common.settings import Settings, from_env, settings_from_env
 
 from .answers import ENDPOINTS
@@ -31,7 +33,8 @@ async def _start(context: DatasetsContext) -> None:
 
 
 async def _sweep_uploads(context: DatasetsContext) -> None:
-    """Remove unfinished uploads (a crash, a client gone) with no progress for LLMCT_UPLOAD_MAX_AGE_S."""
+    """Remove unfinished uploads (a crash, a client gone) with no progress for LLMCT_UPLOAD_MAX_AGE_S: their
+    incoming folders and, in `objects` mode, the chunks they streamed into the datasets bucket."""
     datasets = context.datasets
     try:
         swept = await asyncio.to_thread(datasets.layout.sweep_incoming, datasets.settings.upload_max_age_s)
@@ -40,6 +43,14 @@ async def _sweep_uploads(context: DatasetsContext) -> None:
         return
     if swept:
         log.info("removed %d unfinished uploads", swept)
+    if context.inputs is not None:  # `objects` mode: chunks an upload streamed before the service died
+        try:
+            swept = await sweep_orphans(context.js, Buckets.DATASETS, datasets.settings.upload_max_age_s)
+        except Exception as exc:  # noqa: BLE001 - NATS away: the next pass retries
+            log.warning("unnamed chunks in the datasets bucket could not be swept (the next pass retries): %s", exc)
+            return
+        if swept:
+            log.info("purged the chunks of %d unfinished uploads from %s", swept, Buckets.DATASETS)
 
 
 async def _sweep_uploads_forever(context: DatasetsContext) -> None:

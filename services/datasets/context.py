@@ -27,6 +27,7 @@ def datasets_context(dataset_settings: DatasetSettings):
     def build(base: lifecycle.Context) -> DatasetsContext:
         layout = DataLayout(base.settings.storage.data)
         objects = base.settings.storage_mode == "objects"
+        inputs = InputStore(base.js, base.settings.storage.base) if objects else None
         return base.extended(
             DatasetsContext,
             datasets=Context(
@@ -34,8 +35,9 @@ def datasets_context(dataset_settings: DatasetSettings):
                 layout=layout,
                 settings=dataset_settings,
                 checks=CheckPool(dataset_settings.check_workers),
+                inputs=inputs,
             ),
-            inputs=InputStore(base.js, base.settings.storage.base) if objects else None,
+            inputs=inputs,
         )
 
     return build

@@ -3,6 +3,11 @@
 Nothing is usable until every check passed: an upload is received and unpacked in its own incoming
 folder, scanned row by row, and only then renamed into `uploads/` and inserted. Any failure on the way
 removes the folder, so nothing half-written stays behind.
+
+In `objects` storage mode each plain data file (not an archive: its files exist only once it is unpacked, and
+go into the store on a job's first use, as before) also streams into the datasets bucket as it arrives; its
+object is named (by its sha256) only once the dataset is inserted, and given up otherwise, so a refused or broken
+upload leaves nothing in the store and an accepted one needs no copy when its first job runs.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
+from services.common.contracts import Buckets
 from services.common.errors import ApiError
+from services.common.object_writer import ObjectWriter
 from services.common.security import Principal, new_id
 
 from . import archives, checks, formats, quota, readers, scan, store
@@ -296,11 +303,39 @@ def plan_of(fields: dict[str, str]) -> Plan | None:
 
 
 class _Streams:
-    """The row checks started while an upload's files stream in (checks.py), one per JSON-lines file part."""
+    """What runs while an upload's files stream in: the row checks (checks.py), one per JSON-lines file part,
+    and in `objects` storage mode each plain data file's object in the datasets bucket."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.started: list[tuple[ReceivedFile, StreamCheck]] = []
+        self.writers: list[tuple[ReceivedFile, ObjectWriter]] = []
+
+    def writer_for(self, received: ReceivedFile) -> ObjectWriter | None:
+        original = received.original
+        if self.ctx.inputs is None or archives.is_archive(original) or readers.file_type(original) is None:
+            return None  # shared mode, an archive, or no dataset file at all (refused once received)
+        writer = ObjectWriter(self.ctx.inputs.js, Buckets.DATASETS)
+        self.writers.append((received, writer))
+        return writer
+
+    async def store(self, parts: list[Part]) -> None:
+        """Name the objects of the dataset's files (by their sha256): they are stored, its first job copies
+        nothing. A failure leaves the file to that first job (as for an archive's files) and fails nothing."""
+        kept = {part.sha256 for part in parts}
+        for received, writer in self.writers:
+            if writer.aborted or received.sha256 not in kept:
+                continue
+            kept.discard(received.sha256)  # the same file twice in one upload: stored once
+            try:
+                await writer.commit(Buckets.dataset_object(received.sha256))
+            except Exception as exc:  # noqa: BLE001 - the dataset is accepted and kept on disk already
+                log.warning("dataset file %s not stored on upload (its first job copies it): %s", received.sha256, exc)
+
+    async def give_up(self) -> None:
+        """Purge what was streamed of every object not stored: a refused, failed or abandoned upload's."""
+        for _, writer in self.writers:
+            await writer.abort()
 
     def on_file(self, received: ReceivedFile, fields: dict[str, str], flush) -> FileTap | None:
         kind = readers.file_type(received.original)
@@ -334,11 +369,13 @@ async def _accept(
     content_type: str | None,
     folder: Path,
     budget: Budget,
+    streams: _Streams,
 ) -> Accepted:
     started = time.perf_counter()
-    streams = _Streams(ctx)
     try:
-        received = await receive(stream, content_type, folder, budget, early_check(caller), streams.on_file)
+        received = await receive(
+            stream, content_type, folder, budget, early_check(caller), streams.on_file, streams.writer_for
+        )
         received_s = time.perf_counter() - started
         fields = parse_fields(received.fields)
         check_visibility(caller, fields.visibility)
@@ -372,6 +409,9 @@ async def _keep(ctx: Context, caller: Principal, accepted: Accepted, folder: Pat
     """Move the checked files into uploads/ and insert the row; the files go again if the insert fails."""
     dataset_id = new_id("ds")
     target, file_name, files = await asyncio.to_thread(place, ctx.layout, dataset_id, accepted.parts, folder)
+    if ctx.inputs is not None:  # its first job need not hash the files again
+        for path, placed in zip(placed_paths(target, files), files, strict=True):
+            ctx.inputs.remember(path, placed["sha256"])
     fields = accepted.fields
     try:
         await insert(
@@ -399,6 +439,11 @@ async def _keep(ctx: Context, caller: Principal, accepted: Accepted, folder: Pat
     return dataset_id
 
 
+def placed_paths(target: Path, files: list[dict]) -> list[Path]:
+    """Where `place` put each file: the target itself, or the files of the target folder."""
+    return [target] if target.is_file() else [target / placed["name"] for placed in files]
+
+
 async def upload(
     ctx: Context, caller: Principal, stream: AsyncIterator[bytes], content_type: str | None, content_length: int | None
 ) -> Dataset:
@@ -407,9 +452,11 @@ async def upload(
     if content_length and content_length > budget.limit + MULTIPART_SLACK:
         raise budget.refusal()
     folder = ctx.layout.new_incoming()
+    streams = _Streams(ctx)
     try:
-        accepted = await _accept(ctx, caller, stream, content_type, folder, budget)
+        accepted = await _accept(ctx, caller, stream, content_type, folder, budget, streams)
         dataset_id = await _keep(ctx, caller, accepted, folder)
+        await streams.store(accepted.parts)
     except FileNotFoundError as exc:
         if folder.exists():
             raise
@@ -420,6 +467,7 @@ async def upload(
             "file",
         ) from exc
     finally:
+        await streams.give_up()
         await asyncio.to_thread(shutil.rmtree, folder, True)
     await refresh_info(ctx)
     return await get_dataset(ctx.pool, caller, dataset_id)

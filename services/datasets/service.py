@@ -13,8 +13,10 @@ from typing import cast
 import asyncpg
 import msgspec
 
-from services.common import readmodels
+from services.common import objects, readmodels
+from services.common.contracts import Buckets
 from services.common.errors import ApiError, not_found
+from services.common.inputs import InputStore
 from services.common.security import Principal
 
 from . import formats, readers, store
@@ -37,6 +39,8 @@ class Context:
     settings: DatasetSettings
     checks: CheckPool = field(default_factory=CheckPool)
     """Worker processes that check a large upload's rows while it streams in."""
+    inputs: InputStore | None = None
+    """`objects` storage mode: the store jobs' inputs go into (an upload's plain files stream into it)."""
 
 
 def info_key(name: str, visibility: str, owner_id: str | None) -> str:
@@ -267,6 +271,30 @@ async def delete_dataset(ctx: Context, caller: Principal, dataset_id: str) -> No
             await asyncio.to_thread(remove_stored, ctx.layout.stored_path(row["file_name"]))
         except (OSError, UnsafePath) as exc:
             log.warning("dataset %s deleted but its files stay: %s", dataset_id, exc)
+    if ctx.inputs is not None:
+        await _unstore(ctx, dataset_id, _files_of(row))
+
+
+def _files_of(row) -> list[dict]:
+    files = row["files"]
+    return json.loads(files) if isinstance(files, str) else list(files or [])
+
+
+async def _unstore(ctx: Context, dataset_id: str, files: list[dict]) -> None:
+    """`objects` mode: the deleted dataset's files go from the store too, unless another dataset has the same
+    bytes or an unfinished job brings them (objects are named by content); what is kept counts against no quota."""
+    assert ctx.inputs is not None
+    for sha256 in {str(f["sha256"]) for f in files if f.get("sha256")}:
+        name = Buckets.dataset_object(sha256)
+        try:
+            async with ctx.pool.acquire() as conn:
+                if await store.file_in_use(conn, sha256) or await readmodels.active_jobs_fetching(
+                    conn, Buckets.DATASETS, name
+                ):
+                    continue
+            await objects.delete(ctx.inputs.js, Buckets.DATASETS, name)
+        except Exception as exc:  # noqa: BLE001 - the dataset is deleted; its object is only left behind
+            log.warning("dataset %s deleted but its object %s stays: %s", dataset_id, name, exc)
 
 
 async def download_path(ctx: Context, caller: Principal, dataset_id: str) -> tuple[Path, str]:

@@ -95,6 +95,11 @@ async def delete_dataset(conn, dataset_id: str) -> None:
     await conn.execute("DELETE FROM datasets WHERE id = $1", dataset_id)
 
 
+async def file_in_use(conn, sha256: str) -> bool:
+    """Whether any dataset (any owner's, public ones too) has a file of those bytes."""
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM datasets WHERE files @> $1::jsonb)", [{"sha256": sha256}])
+
+
 async def usable_keys(conn, owner_id: str, names: list[str]) -> list[asyncpg.Record]:
     """For each requested name the owner may use: its dataset_info key and entry, format and columns (theirs first)."""
     return await conn.fetch(

@@ -3,13 +3,16 @@
 The body is fed chunk by chunk to a push parser (the `multipart` package); file parts go to files in
 the upload's private incoming folder, hashed and counted as they arrive (hashing and writing in a thread,
 one chunk behind the network), so the size cap is enforced on bytes really received, whatever
-Content-Length said, and the file's sha256 is known when its last byte is in.
+Content-Length said, and the file's sha256 is known when its last byte is in. In `objects` storage mode a file
+part may also stream into its bucket as it arrives (an ObjectWriter, which then hashes it): the caller commits it
+once the upload is accepted, and a part given up is aborted here (nothing of it stays in the store).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +21,10 @@ from typing import BinaryIO, Protocol
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from services.common.errors import ApiError
+from services.common.object_writer import ObjectWriter
+from services.common.objects import file_sha256
+
+log = logging.getLogger(__name__)
 
 FILE_FIELD = "file"
 TEXT_FIELDS = frozenset({"name", "format", "visibility", "remark", "columns", "tags"})
@@ -124,25 +131,46 @@ OnFile = Callable[[ReceivedFile, dict[str, str], Callable[[], None]], FileTap | 
 """Called as a file part starts, with the text fields received so far and a function that flushes what the
 receiver buffered of the file to disk; returns a tap for its bytes, or None."""
 
+WriterFor = Callable[[ReceivedFile], ObjectWriter | None]
+"""Called as a file part starts: the object its bytes stream into as they arrive, or None. The caller commits
+or aborts it once `receive` returned; a part `receive` gives up (an error, a client gone) is aborted here."""
+
 
 class _FileSink:
     """One file part going to disk: each chunk is hashed and written (and shown to the tap) in a thread, while
     the event loop receives the next one. Both hashing and writing let go of the GIL, so they really overlap
-    with the network; one chunk at most is in flight, so memory stays flat and the order is kept."""
+    with the network; one chunk at most is in flight, so memory stays flat and the order is kept. With a writer,
+    each chunk also goes to the object store meanwhile, and the writer's hash is the file's (it is not hashed
+    twice)."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: BinaryIO, writer: ObjectWriter | None = None) -> None:
         self.handle = handle
         self.hasher = hashlib.sha256()
         self.tap: FileTap | None = None
+        self.writer = writer
+        self.hashed_here = writer is None
         self.pending: asyncio.Future[None] | None = None
 
     async def write(self, chunk: bytes) -> None:
         if self.pending is not None:
             await self.pending
         self.pending = asyncio.get_running_loop().run_in_executor(None, self._write, chunk)
+        if self.writer is not None:
+            try:
+                await self.writer.write(chunk)
+            except Exception as exc:  # noqa: BLE001 - the store is a shortcut: the upload itself goes on
+                await self._drop_writer(exc)
+
+    async def _drop_writer(self, exc: Exception) -> None:
+        """The store failed: the file goes on to disk alone (a job's first use copies it into the store)."""
+        log.warning("an upload goes on without streaming into the object store: %s", exc)
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            await writer.abort()
 
     def _write(self, chunk: bytes) -> None:
-        self.hasher.update(chunk)
+        if self.hashed_here:
+            self.hasher.update(chunk)
         self.handle.write(chunk)
         if self.tap is not None:
             self.tap.data(chunk)
@@ -153,7 +181,14 @@ class _FileSink:
         if self.tap is not None:
             self.tap.end()  # may flush the file: before it is closed
         self.handle.close()
-        return self.hasher.hexdigest()
+        if self.hashed_here:
+            return self.hasher.hexdigest()
+        if self.writer is not None:
+            try:
+                return await self.writer.finish()
+            except Exception as exc:  # noqa: BLE001 - as in write
+                await self._drop_writer(exc)
+        return await asyncio.to_thread(file_sha256, Path(self.handle.name))
 
     async def settle(self) -> None:
         pending, self.pending = self.pending, None
@@ -165,6 +200,8 @@ class _FileSink:
             await self.settle()
         finally:
             self.handle.close()
+            if self.writer is not None:
+                await self.writer.abort()
 
 
 class _Receiver:
@@ -176,11 +213,13 @@ class _Receiver:
         budget: Budget,
         on_field: Callable[[str, str], Awaitable[None]],
         on_file: OnFile | None = None,
+        writer_for: WriterFor | None = None,
     ):
         self.folder = folder
         self.budget = budget
         self.on_field = on_field
         self.on_file = on_file
+        self.writer_for = writer_for
         self.received = Received()
         self.total = 0
         self.segment: MultipartSegment | None = None
@@ -198,7 +237,8 @@ class _Receiver:
             original = safe_client_name(segment.filename or "")
             path = self.folder / f"received-{len(self.received.files):05d}"
             self.received.files.append(ReceivedFile(original=original, path=path))
-            self.sink = _FileSink(open(path, "wb", buffering=WRITE_BUFFER))
+            writer = self.writer_for(self.received.files[-1]) if self.writer_for is not None else None
+            self.sink = _FileSink(open(path, "wb", buffering=WRITE_BUFFER), writer)
             if self.on_file is not None:
                 self.sink.tap = self.on_file(
                     self.received.files[-1], dict(self.received.fields), self.sink.handle.flush
@@ -260,9 +300,10 @@ async def receive(
     budget: Budget,
     on_field: Callable[[str, str], Awaitable[None]],
     on_file: OnFile | None = None,
+    writer_for: WriterFor | None = None,
 ) -> Received:
     """Parse a multipart body into text fields and files written under `folder`, no more than `budget` allows."""
-    receiver = _Receiver(folder, budget, on_field, on_file)
+    receiver = _Receiver(folder, budget, on_field, on_file, writer_for)
     parser = PushMultipartParser(boundary_of(content_type), max_segment_count=MAX_PARTS, strict=False)
     try:
         async for chunk in stream:
