@@ -26,6 +26,8 @@ from services.common import contracts
 from services.common.contracts import Subjects
 from services.common.net import free_port
 
+from .chat_errors import openai_error
+
 log = logging.getLogger(__name__)
 
 STATUS_HEADER = contracts.ChatFrames.STATUS
@@ -152,21 +154,15 @@ class ModelServer:
             body = json.loads(msg.data)
             body["model"] = self.deployment_id
             include_usage = bool((body.pop("stream_options", None) or {}).get("include_usage"))
-            async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
-                headers = {
-                    STATUS_HEADER: str(response.status_code),
-                    "Content-Type": response.headers.get("content-type", "application/json"),
-                }
-                if body.get("stream") and response.status_code == 200:
-                    tokens = await self._relay_events(msg.reply, response, headers, include_usage)
-                else:
-                    data = await response.aread()
-                    await self.nc.publish(msg.reply, data, headers=headers)
-                    tokens = _completion_tokens(data)
+            response = await self._send(body)
+            try:
+                tokens = await self._answer(msg.reply, response, bool(body.get("stream")), include_usage)
+            finally:
+                await response.aclose()
         except (ValueError, AttributeError):
             await self._fail(msg.reply, 400, "the chat request is not a JSON object")
         except httpx.HTTPError as exc:
-            await self._fail(msg.reply, 502, f"the model server failed: {exc}")
+            await self._fail(msg.reply, 502, f"the model server failed: {type(exc).__name__} {exc}".strip())
         finally:
             await self.nc.publish(msg.reply, b"", headers={END_HEADER: "1"})
             self.in_flight -= 1
@@ -174,6 +170,31 @@ class ModelServer:
             self._requests += 1
             self._tokens += tokens
             self._last_request_at = datetime.now(UTC)
+
+    async def _answer(self, reply: str, response: httpx.Response, stream: bool, include_usage: bool) -> int:
+        """Relay the model server's answer, its errors in OpenAI's shape (chat_errors); the tokens generated."""
+        headers = {
+            STATUS_HEADER: str(response.status_code),
+            "Content-Type": response.headers.get("content-type", "application/json"),
+        }
+        if stream and response.status_code == 200:
+            return await self._relay_events(reply, response, headers, include_usage)
+        data = await response.aread()
+        replaced = openai_error(response.status_code, data)
+        if replaced is not None:
+            status, data = replaced
+            headers = {STATUS_HEADER: str(status), "Content-Type": "application/json"}
+        await self.nc.publish(reply, data, headers=headers)
+        return _completion_tokens(data)
+
+    async def _send(self, body: dict) -> httpx.Response:
+        """POST a chat request, streamed; once more when a kept-alive connection fails before any answer: the
+        server closes its connection after a 500, and the pool may hand it out again before it sees the close."""
+        request = self._http.build_request("POST", "/v1/chat/completions", json=body)
+        try:
+            return await self._http.send(request, stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            return await self._http.send(request, stream=True)
 
     async def _relay_events(self, reply: str, response: httpx.Response, headers: dict, include_usage: bool) -> int:
         """Server-sent events, one NATS frame each; counts generated pieces and adds a usage event if asked.

@@ -328,11 +328,26 @@ async def playground_chat(
         deployment = await deployments.one(request, deployment_id)
         check_ready(deployment)
         body = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
-        return await relay(nc, deployment, msgspec.json.encode({"model": deployment_id, **body}), data.stream)
+        answer = await relay(nc, deployment, msgspec.json.encode({"model": deployment_id, **body}), data.stream)
     except OpenAIError as exc:
         code = {"model_not_found": "not_found"}.get(exc.code, exc.code)
         message = "deployment not found" if exc.status == 404 else exc.message
         raise ApiError(exc.status, code, message, headers=exc.headers) from None
+    if (answer.status_code or 200) >= 400:  # the model server's error, in OpenAI's shape: told in the platform's
+        raise platform_error(answer.status_code or 502, answer.content)
+    return answer
+
+
+def platform_error(status: int, content: bytes) -> ApiError:
+    """An error the model server (or its agent) answered, in the platform's envelope; a 5xx as 502: it is the
+    model server's failure, not the gateway's."""
+    answered, status = status, status if status < 500 else 502
+    try:
+        error = msgspec.json.decode(content)["error"]
+        code, message, param = str(error["code"] or "upstream_error"), str(error["message"]), error.get("param")
+    except (msgspec.DecodeError, KeyError, TypeError):
+        code, message, param = "upstream_error", f"the model server answered HTTP {answered}", None
+    return ApiError(status, code, message, param if isinstance(param, str) else None)
 
 
 def _timestamp(value: str) -> float:

@@ -92,6 +92,18 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
         with pytest.raises(openai.BadRequestError):
             await client.chat.completions.create(model=dep["id"], messages=[])
 
+        # What the model server refuses or fails on comes back in the documented envelopes, never a bare 500
+        # (issue 14: an image part sent to this text-only model answered `500 Internal Server Error`).
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+        body = {"model": dep["id"], "messages": [{"role": "user", "content": [image]}]}
+        r = await gw.post("/v1/chat/completions", json=body, headers=owner)
+        assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error", r.text
+        r = await gw.post("/v1/chat/completions", json={"model": dep["id"], "messages": MESSAGES * 2}, headers=owner)
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", r.text
+        turns = {"messages": MESSAGES * 2, "stream": False}
+        r = await gw.post(f"/api/deployments/{dep['id']}/chat", json=turns, headers=owner)
+        assert r.status_code == 400 and set(r.json()["error"]) == {"code", "message", "field"}, r.text
+
         # One active deployment per user: the second request names the first.
         r = await gw.post("/api/deployments", json=DEPLOY, headers=owner)
         assert r.status_code == 409 and r.json()["error"]["code"] == "deployment_limit"
