@@ -302,9 +302,36 @@ async def chat_completions(
         check_messages(messages, allowed_prefixes(settings.chat_url_allow))
     except FetchRefused as exc:
         raise OpenAIError(422, str(exc), "url_not_allowed", exc.field) from None
+    check_sampling(body)
     deployment = await deployments.resolve(request, body["model"])
     check_ready(deployment)
     return await relay(nc, deployment, raw, bool(body.get("stream")))
+
+
+MAX_CHOICES = 8  # `n`: answers per request (one request may not take a model server's every slot)
+# Sampling fields whose bad values the model server answers with a crash rather than a refusal: checked here.
+_BOUNDS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
+    "n": (int, 1, MAX_CHOICES),
+    "max_tokens": (int, 1, 32_768),
+    "max_completion_tokens": (int, 1, 32_768),
+    "temperature": ((int, float), 0, 2),
+    "top_p": ((int, float), 0, 1),
+}
+
+
+def check_sampling(body: dict) -> None:
+    """400 naming the field when `n`, a token limit, `temperature` or `top_p` is not a number in its range, or
+    `tools` is not a list of objects (OpenAI's own bounds; `n` at most MAX_CHOICES)."""
+    for name, (kind, low, high) in _BOUNDS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            want = "a whole number" if kind is int else "a number"
+            raise OpenAIError(400, f"`{name}` must be {want} from {low} to {high}", "invalid_value", name)
+    tools = body.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+        raise OpenAIError(400, "`tools` must be a list of tool objects", "invalid_value", "tools")
 
 
 @post(

@@ -61,3 +61,18 @@ async def test_inline_data_and_links_in_text_pass_on_to_the_deployment_lookup(gw
     assert r.status_code == 404, r.text  # past the check: no such deployment
     r = await gw.post("/v1/chat/completions", json={"model": UNKNOWN, "messages": messages}, headers=headers)
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", r.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("n", 1000), ("n", 0), ("n", "2"), ("max_tokens", -1), ("temperature", 9), ("top_p", True), ("tools", "x")],
+)
+async def test_the_openai_surface_refuses_sampling_the_server_would_crash_on(gw, headers, field, value):
+    """Values the model server answers with a 500 (or, for `n`, a request that takes every slot) are a 400 naming
+    the field, before any deployment is looked up."""
+    body = {"model": UNKNOWN, "messages": [{"role": "user", "content": "hi"}], field: value}
+    r = await gw.post("/v1/chat/completions", json=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_value" and r.json()["error"]["param"] == field
+    ok = {**body, field: {"n": 2, "max_tokens": 8, "temperature": 0.7, "top_p": 1, "tools": []}[field]}
+    assert (await gw.post("/v1/chat/completions", json=ok, headers=headers)).status_code == 404  # no such deployment
