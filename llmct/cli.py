@@ -23,16 +23,25 @@ def cmd_service(args: argparse.Namespace) -> int:
     host = settings.public_host if args.name == "gateway" else settings.bind_host
     # A service may set more of the server (the gateway: a deadline on request headers).
     own_options = getattr(module, "server_options", None)
-    uvicorn.run(
-        module.create_app(settings),
-        host=host,
-        port=settings.ports[args.name],
-        log_level=args.log_level,
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,
-        **(own_options(settings) if own_options else {}),
+    app = module.create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=settings.ports[args.name],
+            log_level=args.log_level,
+            timeout_graceful_shutdown=10,
+            proxy_headers=False,
+            **(own_options(settings) if own_options else {}),
+        )
     )
-    return 0
+    # A start that waited for Postgres or NATS and then failed for good (a database not migrated) stops the
+    # server, and the process exits 1 as it would have without waiting.
+    app.state.stop_server = lambda: setattr(server, "should_exit", True)
+    server.run()
+    startup = app.state.get("startup")
+    failed = not server.started or (startup is not None and startup.failure is not None)
+    return 3 if failed else 0  # 3: uvicorn's own code for a start that failed
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:

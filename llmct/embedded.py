@@ -26,6 +26,8 @@ from services.common import nats_auth
 from services.common.net import free_port  # tests and benches take it from here too
 from services.common.private import open_private, private_folder
 
+from .supervise import how_it_ended
+
 
 def wait_until(check, *, timeout: float, what: str, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
@@ -60,6 +62,7 @@ class NatsServer:
     routes: tuple[str, ...] = ()
     server_name: str | None = None
     cluster_name: str = "llmct"
+    log_file: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the users sync runs in a thread
 
     @property
@@ -125,10 +128,26 @@ class NatsServer:
         }
 
     def start(self, log_file: Path | None = None) -> NatsServer:
-        binary = nats_server_binary()
+        self.log_file = log_file
+        self.launch()
+        if self.cluster_port is None:  # a cluster's node is ready once its peers are up too (NatsCluster.start)
+            wait_until(self._ready, timeout=15, what="nats-server")
+        return self
+
+    @property
+    def name(self) -> str:
+        """What `llmct up`'s lines call it."""
+        return f"nats {self.server_name}" if self.server_name else "nats"
+
+    def launch(self) -> None:
+        """Start nats-server with the users it has now, without waiting for it (`llmct up` restarting it)."""
+        with self._lock:
+            self._spawn(nats_server_binary())
+
+    def _spawn(self, binary: str) -> None:
         private_folder(self.store_dir)  # JetStream's files hold every message: this user's only
         nats_auth.write_config(self.config_path, self.service_password, self.agents, self.joined)
-        out = open_private(log_file) if log_file else subprocess.DEVNULL
+        log = open_private(self.log_file) if self.log_file else None
         self.process = subprocess.Popen(
             [
                 binary,
@@ -144,13 +163,29 @@ class NatsServer:
                 "-m",
                 str(self.monitor_port),
             ],
-            stdout=out,
+            stdout=log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if self.cluster_port is None:  # a cluster's node is ready once its peers are up too (NatsCluster.start)
-            wait_until(self._ready, timeout=15, what="nats-server")
-        return self
+        if log is not None:
+            log.close()  # the child has its own copy
+
+    def ended(self) -> str | None:
+        """None while nats-server runs, else how it ended."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        return how_it_ended(self.process.returncode)
+
+    def answers(self) -> bool:
+        """Whether it serves clients, JetStream included."""
+        try:
+            return self._ready()
+        except RuntimeError:
+            return False
+
+    @property
+    def where(self) -> str:
+        return str(self.log_file or self.store_dir)
 
     def _node_config(self) -> Path:
         """The file nats-server is started with (and re-reads on SIGHUP): the users, plus, for a cluster's node, its
@@ -323,6 +358,7 @@ class PostgresServer:
     port: int
     database: str = "llmct"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    name: str = "postgres"
 
     @property
     def url(self) -> str:
@@ -357,25 +393,44 @@ class PostgresServer:
             _let_group_enter(self.data_dir.parent, user.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data_dir),
-            "-o",
-            options,
-            "-l",
-            str(self.data_dir / "server.log"),
-            "-w",
-            "-t",
-            "30",
-            "start",
-        )
+        self._pg_ctl_start("-w", "-t", "30")
         wait_until(lambda: _port_open(self.port), timeout=30, what="postgres")
         if trusts_anyone(self.hba_path):
             self._require_password()
         self._create_database()
         return self
+
+    def _pg_ctl_start(self, *wait: str) -> None:
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.data_dir / "server.log")
+        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", log, *wait, "start")
+
+    def launch(self) -> None:
+        """Start the cluster again without waiting for it (`llmct up` restarting it; it recovers from its WAL)."""
+        self._pg_ctl_start("-W")
+
+    def ended(self) -> str | None:
+        """None while the postmaster runs, else how it ended. pg_ctl runs it detached (not our child): its exit
+        code is not ours to read, only that its process is gone."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return "stopped (no postmaster.pid)"
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"its postmaster, pid {pid}, is gone"
+        except PermissionError:
+            pass  # alive, as another user
+        return None
+
+    def answers(self) -> bool:
+        """Whether it accepts connections."""
+        return _port_open(self.port)
+
+    @property
+    def where(self) -> str:
+        return str(self.data_dir / "server.log")
 
     def _initdb(self) -> None:
         """A new cluster whose only role, postgres, logs in with `password` (scram-sha-256), locally too."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,12 @@ from pathlib import Path
 from services.common.bus import urls_without_credentials
 from services.common.nats_auth import agent_user, check_agent_id, default_agent_id
 from services.common.private import open_private, private_folder, write_private
-from services.common.settings import DEFAULT_PORTS, StoragePaths, storage_from_env
+from services.common.settings import DEFAULT_PORTS, StoragePaths, from_env, storage_from_env
 from services.common.store import migrate
 
 from .bootstrap import ENGINE_PYTHON, TINY_MODEL, ensure_tiny_preset
 from .embedded import NatsCluster, NatsServer, PostgresServer, postgres_bindir, wait_until
+from .supervise import Child, RestartSettings, Supervisor, how_it_ended
 from .usersync import SyncThread, UsersSync
 
 # Start order: the gateway last, so it only opens its port once everything behind it answers.
@@ -36,12 +39,14 @@ class ServiceProcess:
     log_path: Path
     process: subprocess.Popen | None = None
     host: str = "127.0.0.1"  # the address it listens on (the gateway's: LLMCT_PUBLIC_HOST)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # what it was started with, to start it again
 
     @property
     def health_url(self) -> str:
         return f"http://{self.host}:{self.port}/health"
 
     def start(self, env: dict[str, str]) -> ServiceProcess:
+        self.env = env
         private_folder(self.log_path.parent)
         with open_private(self.log_path) as log:
             self.process = subprocess.Popen(
@@ -57,11 +62,32 @@ class ServiceProcess:
         if self.process and self.process.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
+        return self.answers()
+
+    def answers(self) -> bool:
+        """Whether the process itself is up: /health 200, or 503 from a gateway whose own checks pass while a
+        service behind it is down (that one is its own process's matter)."""
         try:
             with urllib.request.urlopen(self.health_url, timeout=1) as response:
                 return response.status == 200
+        except urllib.error.HTTPError as error:
+            return error.code == 503 and _only_upstreams_down(error)
         except OSError:
             return False
+
+    def launch(self) -> None:
+        """Start it again with the environment it had (`llmct up` restarting it)."""
+        self.start(self.env)
+
+    def ended(self) -> str | None:
+        """None while it runs, else how it ended."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        return how_it_ended(self.process.returncode)
+
+    @property
+    def where(self) -> str:
+        return str(self.log_path)
 
     def stop(self, grace_s: float = 15) -> None:
         """SIGTERM (the service drains NATS and closes its pool), then kill after the grace period."""
@@ -73,6 +99,15 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _only_upstreams_down(error: urllib.error.HTTPError) -> bool:
+    try:
+        report = json.loads(error.read())
+    except (OSError, ValueError):
+        return False
+    own = report.get("checks") or {}
+    return report.get("status") == "degraded" and bool(own) and all(v == "ok" for v in own.values())
 
 
 # What an agent never needs: it owns nothing in Postgres and checks no caller.
@@ -261,6 +296,13 @@ class LocalStack:
             sync = UsersSync(self.env["NATS_URL"], self.env["DATABASE_URL"], self.nats.set_joined)
             self.users_sync = SyncThread(sync).start()
 
+    def supervised(self) -> list[Child]:
+        """What `llmct up` restarts when it dies: the servers it started itself (a Postgres from pgserver is not
+        one), then every service."""
+        nats = self.nats.nodes if isinstance(self.nats, NatsCluster) else [self.nats] if self.nats else []
+        servers: list[Child] = [*nats, *([self.postgres] if self.postgres else [])]
+        return [*servers, *self.services]
+
     def stop(self) -> None:
         stop_services(self.services)
         if self.users_sync:
@@ -307,6 +349,9 @@ def banner(stack: LocalStack) -> str:
     )
 
 
+SUPERVISE_EVERY_S = 0.25
+
+
 def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -318,16 +363,10 @@ def run_up() -> int:
     try:
         stack.start()
         print(banner(stack), flush=True)
+        supervisor = Supervisor(stack.supervised(), from_env(RestartSettings, stack.env))
         while True:
-            for service in stack.services:
-                if service.process and service.process.poll() is not None:
-                    print(
-                        f"service {service.name} exited ({service.process.returncode}); see {service.log_path}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    return 1
-            time.sleep(1)
+            supervisor.tick()
+            time.sleep(SUPERVISE_EVERY_S)
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -26,6 +27,7 @@ from .lifecycle import Background, Context, Running
 from .requests import Endpoint, serve
 from .security import RevokedSessions, require_principal
 from .settings import Settings, settings_from_env
+from .startup import Startup, probes_for, start_when_ready
 from .store import StoreNotMigrated, check_migrated, create_pool, store_is_healthy
 
 log = logging.getLogger(__name__)
@@ -67,26 +69,39 @@ class ServiceSpec:
     per-client limit)."""
     state: Callable[[Settings], dict] | None = None
     """What the service keeps in its app's state besides the shared things, built from its settings."""
+    health_checks: Callable[[Any], Awaitable[dict[str, tuple[bool, str]]]] | None = None
+    """The services behind this one, on /health under `upstreams`: name -> (up, what to say) (the gateway's). One
+    down makes /health 503 while `checks` (this process's own) may all be ok."""
 
 
-async def health_report(context: Context | None, spec: ServiceSpec) -> tuple[bool, dict]:
-    """Really ask Postgres and NATS; returns (healthy, report)."""
+HealthOf = tuple[bool, dict]
+
+
+async def health_report(context: Context | None, spec: ServiceSpec, startup: Startup | None = None) -> HealthOf:
+    """Really ask Postgres and NATS (and the service's own checks); returns (healthy, report). While the service
+    waits for a dependency at start, the report says `starting` and what it waits for."""
+    if startup is not None and not startup.ready:
+        return False, startup.report(spec.name)
     checks = {"nats": await bus_is_healthy(context.nc if context else None)}
     if spec.uses_store:
         checks["postgres"] = await store_is_healthy(context.store if context else None)
-    healthy = all(problem is None for problem in checks.values())
+    behind = await spec.health_checks(context) if spec.health_checks and context is not None else {}
+    down = [name for name, problem in checks.items() if problem is not None]
+    down += [name for name, (up, _) in behind.items() if not up]
     report = {
-        "status": "ok" if healthy else "degraded",
+        "status": "degraded" if down else "ok",
         "service": spec.name,
         "checks": {name: problem or "ok" for name, problem in checks.items()},
+        **({"upstreams": {name: said for name, (_, said) in behind.items()}} if behind else {}),
+        **({"down": down} if down else {}),
     }
-    return healthy, report
+    return not down, report
 
 
 def _health_route(spec: ServiceSpec):
     @get("/health", opt={"public": True}, include_in_schema=False)
     async def health(state: State) -> Response:
-        healthy, report = await health_report(state.get("context"), spec)
+        healthy, report = await health_report(state.get("context"), spec, state.get("startup"))
         return Response(report, status_code=200 if healthy else 503, media_type=MediaType.JSON)
 
     return health
@@ -132,7 +147,7 @@ async def _open_store(stack: AsyncExitStack, spec: ServiceSpec, settings: Settin
     """The asyncpg pool (closed when the stack unwinds), refusing a database that is not at the newest migration."""
     if not spec.uses_store:
         return None
-    pool = await create_pool(settings.database_url)
+    pool = await create_pool(settings.database_url, attempts=1)  # waiting is start_when_ready's
     stack.push_async_callback(pool.close)
     try:
         await check_migrated(pool)
@@ -198,13 +213,48 @@ async def _start(stack: AsyncExitStack, app: Litestar, spec: ServiceSpec) -> Non
 def _lifespan(spec: ServiceSpec):
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        startup = app.state.startup = Startup()
+        probes = probes_for(spec.uses_store)
+
+        async def steps(stack: AsyncExitStack) -> None:
+            try:
+                await _start(stack, app, spec)
+            except BaseException:
+                app.state.pop("context", None)  # half built, and being torn down: routes answer 503 meanwhile
+                raise
+
         async with AsyncExitStack() as stack:
-            await _start(stack, app, spec)
-            log.info("%s ready", spec.name)
-            yield
+            starting = asyncio.create_task(
+                start_when_ready(spec.name, app.state.settings, probes, startup, steps, stack)
+            )
+            await startup.started.wait()  # started, or waiting for a dependency: the server answers /health now
+            if starting.done():
+                starting.result()  # what ended the start (a database not migrated) ends the process
+                log.info("%s ready", spec.name)
+            else:
+                starting.add_done_callback(lambda task: _started_late(app, spec, task))
+            try:
+                yield
+            finally:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
         log.info("%s stopped: bus drained, pool closed", spec.name)
 
     return lifespan
+
+
+def _started_late(app: Litestar, spec: ServiceSpec, task: asyncio.Task) -> None:
+    """A start that waited for a dependency has ended: ready, or failed for good (then the process stops, as it
+    would have at once; `llmct service` exits 1 and a supervisor sees it)."""
+    if task.cancelled():
+        return
+    if (exc := task.exception()) is None:
+        log.info("%s ready", spec.name)
+        return
+    log.error("%s failed to start: %s", spec.name, exc, exc_info=exc)
+    stop = app.state.get("stop_server")
+    if stop is not None:
+        stop()
 
 
 def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> Litestar:

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from .lifecycle import Context
 from .security import RevokedSessions, provide_principal
 from .settings import Settings
+from .startup import ready_context
 
 T = TypeVar("T")
 
@@ -30,8 +31,9 @@ rebuild from the instance, and refuse when it is a subclass (a test's settings t
 
 
 def provide_context(state: State) -> Context:
-    """The context the lifespan built (the service's own subclass of `Context` where it has one)."""
-    return state.context
+    """The context the lifespan built (the service's own subclass of `Context` where it has one); 503 while the
+    service still waits for Postgres or NATS."""
+    return ready_context(state)
 
 
 def provide_pool(context: Injected[Context]) -> Pool:

@@ -18,6 +18,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Scope
 
 from services.common.errors import ApiError
+from services.common.startup import ready_context
 
 TOKEN_ALGORITHM = "HS256"
 TOKEN_AUDIENCE = "llmct"
@@ -229,7 +230,7 @@ async def authenticate(connection: ASGIConnection) -> Principal:
         raise NotAuthorizedException("authentication required: send `Authorization: Bearer <token or API key>`")
     state = connection.app.state
     if credential.startswith(API_KEY_PREFIX):
-        principal = await principal_from_api_key(state.context.pool, credential)
+        principal = await principal_from_api_key(ready_context(state).pool, credential)
         check_key_scope(principal, connection)  # here, so routes that authenticate themselves (/v1/*) check it too
         return principal
     claims = read_token(state.settings.secret_key, credential)

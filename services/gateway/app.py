@@ -24,6 +24,7 @@ from .server import server_options as _server_options
 from .settings import GatewaySettings
 from .sockets import echo, job_sockets
 from .tickets import Tickets, issue_ticket
+from .upstreams import UPSTREAMS, UpstreamHealth
 from .web import web_client
 
 
@@ -37,6 +38,7 @@ class GatewayContext(Context):
     deployments: Deployments
     tickets: Tickets
     open_sockets: OpenSockets
+    upstreams: UpstreamHealth
 
 
 def _gateway_context(base: Context) -> GatewayContext:
@@ -50,7 +52,13 @@ def _gateway_context(base: Context) -> GatewayContext:
         deployments=Deployments(http, settings.upstreams("scheduler")),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s, settings.nats_replicas),
         open_sockets=OpenSockets(),
+        upstreams=UpstreamHealth(http, {name: settings.upstreams(name) for name in UPSTREAMS}),
     )
+
+
+async def _upstream_health(context: GatewayContext) -> dict[str, tuple[bool, str]]:
+    """/health's word on each service the gateway forwards to."""
+    return await context.upstreams.check()
 
 
 async def _open_tickets(context: GatewayContext) -> None:
@@ -98,6 +106,7 @@ SPEC = ServiceSpec(
     on_shutdown=[_close_client],
     middleware=[close_on_revocation, client_concurrency],
     state=_limits,
+    health_checks=_upstream_health,
     dependencies={
         "http": provide_part("http"),
         "log_hub": provide_part("log_hub"),

@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 from services.common.bus import set_replicas
 from services.common.errors import ApiError
 from services.common.security import Principal, authenticate
+from services.common.startup import ready_context
 
 BUCKET = "WS_TICKETS"
 BUCKET_TTL_S = 300.0  # cleanup only: validity is checked against the ticket's own time of issue
@@ -116,7 +117,7 @@ async def socket_caller(connection: ASGIConnection) -> Principal:
     ticket = query.get("ticket")
     if ticket is None:
         return await authenticate(connection)
-    principal = await connection.app.state.context.tickets.redeem(ticket)
+    principal = await ready_context(connection.app.state).tickets.redeem(ticket)
     if principal is None:
         raise NotAuthorizedException("the ticket is unknown, used or expired: ask for a new one")
     if principal.session_id is not None and principal.session_id in connection.app.state.revoked_sessions:

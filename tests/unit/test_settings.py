@@ -9,6 +9,7 @@ from typing import Literal
 
 import pytest
 
+from llmct.supervise import RestartSettings
 from services.agent.settings import AgentSettings
 from services.auth.settings import AuthSettings
 from services.common.settings import Settings, env, from_env, settings_for, settings_from_env, variables
@@ -27,6 +28,7 @@ SETTINGS_CLASSES = [
     GatewaySettings,
     DatasetSettings,
     AgentSettings,
+    RestartSettings,
 ]
 # Read outside a settings class, each by one function named here.
 OTHER_VARIABLES = {"HOST_BASE_PATH", "LOG_BASE_PATH", "HF_CACHE_PATH", "LLMCT_STATE_PATH"}  # storage_from_env

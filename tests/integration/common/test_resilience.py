@@ -49,6 +49,7 @@ async def test_postgres_outage(settings, own_postgres):
         r = await client.get("/health")
         assert r.status_code == 503
         assert r.json()["checks"]["postgres"] != "ok" and r.json()["checks"]["nats"] == "ok"
+        assert r.json()["down"] == ["postgres"], "it says which dependency is down"
         body = {"username": unique("during-outage"), "password": "outage-pass-42", "invite_code": "test-invite"}
         r = await client.post("/api/auth/register", json=body)
         assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
@@ -72,7 +73,7 @@ async def test_nats_outage_loses_no_revocation(settings, own_nats):
         session_id = read_token(settings.secret_key, token)["sid"]
         await asyncio.to_thread(own_nats.stop)
         r = await client.get("/health")
-        assert r.status_code == 503 and r.json()["checks"]["nats"] != "ok"
+        assert r.status_code == 503 and r.json()["checks"]["nats"] != "ok" and r.json()["down"] == ["nats"]
         r = await client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 204
         assert session_id not in other.state.revoked_sessions
