@@ -43,7 +43,10 @@ class RestartSettings:
 class Child(Protocol):
     """A process `llmct up` watches."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """What the lines call it."""
+        ...
 
     def ended(self) -> str | None:
         """None while it runs, else how it ended ("exit code 1", "killed by SIGKILL")."""
