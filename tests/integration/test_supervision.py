@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,8 @@ def up():
         "HF_HUB_OFFLINE": "1",
         "LLMCT_AGENT_ID": "supervised-agent",
         "LLMCT_RESTART_FIRST_S": "0.5",
+        "LLMCT_RESTART_MAX_S": "4",
+        "LLMCT_RESTART_BURST": "3",
         **{f"LLMCT_{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
     output = folder / "up.log"
@@ -137,6 +140,24 @@ def test_a_killed_embedded_nats_is_restarted_and_services_reconnect(up):
     wait_for(lambda: "nats is back" in up.said(), "a line on nats's return")
     wait_for(lambda: up.health("gateway")[0] == 200, "the gateway green again after NATS came back", timeout=60)
     assert up.process.poll() is None
+
+
+def test_a_service_that_keeps_failing_is_said_to_and_retried_slowly_until_it_starts(up):
+    registry = up.service("registry")
+    with socket.socket() as squatter:
+        registry.send_signal(signal.SIGKILL)
+        registry.wait(10)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", up.ports["registry"]))  # its port taken: every start fails at once
+        squatter.listen()
+        started = time.monotonic()
+        wait_for(lambda: "registry keeps failing: 3 exits in a row" in up.said(), "the keeps-failing line")
+        deaths = up.said().count("registry died")
+        # 0.5 + 1 + 2 s of waits, then 4 s each: no spin, however fast each start fails.
+        assert deaths <= 3 + (time.monotonic() - started) / 4, up.said()[-3000:]
+        assert "see " in up.said() and "registry.log" in up.said()
+    wait_for(lambda: "registry is back" in up.said(), "registry back once its port is free", timeout=60)
+    wait_for(lambda: up.health("gateway")[0] == 200, "the gateway green again", timeout=30)
 
 
 def test_sigterm_stops_everything_it_started(up):
