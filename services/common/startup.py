@@ -53,7 +53,8 @@ class Startup:
             "status": "starting",
             "service": service,
             "waiting_for": list(self.waiting_for),
-            "checks": {name: self.problems.get(name, "ok") for name in self.waiting_for},
+            # The kind of failure only: the message (addresses, users) is for the log, and /health may be public.
+            "checks": {name: self.problems.get(name, "ok").split(":", 1)[0] for name in self.waiting_for},
         }
 
 

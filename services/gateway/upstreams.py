@@ -44,7 +44,8 @@ class UpstreamHealth:
             return True, "ok"
         if len(urls) == 1:
             return False, bad[0][1]
-        said = "; ".join(f"{url}: {problem}" for url, problem in bad)
+        # Replicas by their place in LLMCT_<SERVICE>_URLS, not their address: the gateway's /health is public.
+        said = "; ".join(f"#{urls.index(url) + 1}: {problem}" for url, problem in bad)
         return len(bad) < len(urls), f"{len(bad)} of {len(urls)} replicas down ({said})"
 
     async def _ask(self, base_url: str) -> str | None:

@@ -81,6 +81,8 @@ def test_a_service_waits_for_postgres_and_nats_and_says_so(stack_env, absent_ser
         status, report, _ = wait_for(lambda: (found := get(health))[0] and found, "/health answering", timeout=60)
         assert status == 503 and report["status"] == "starting", report
         assert report["waiting_for"] == ["postgres", "nats"], report
+        assert report["checks"] == {"postgres": "ConnectionRefusedError", "nats": "ConnectionRefusedError"}, report
+        assert str(nats.port) not in json.dumps(report), "the kind of failure only; addresses stay in the log"
         assert "waiting for postgres, nats" in log.read_text()
         status, body, headers = get(f"http://127.0.0.1:{port}/api/models", {"Authorization": "Bearer llmct_not-yet"})
         assert status == 503 and body["error"]["code"] == "service_starting", body
