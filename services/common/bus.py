@@ -14,8 +14,8 @@ from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, ConnectionReconnectingError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from .contracts import STREAMS
 
@@ -86,20 +86,41 @@ def urls_without_credentials(given: str) -> list[str]:
     return urls
 
 
+STREAM_SETUP_S = 60.0  # a cluster that several services reach at once creates R3 streams slowly: their wait
+
+
 async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     """Create every stream with `replicas` copies (LLMCT_NATS_REPLICAS), or bring an existing one up to date with
-    its definition (a cluster grown from one node to three gets its streams replicated here)."""
+    its definition (a cluster grown from one node to three gets its streams replicated here). A stream already as
+    defined is left alone, so services starting side by side do not update each other's streams in turn; a call
+    that times out (a cluster busy electing or creating) is asked again for up to STREAM_SETUP_S."""
+    deadline = asyncio.get_running_loop().time() + STREAM_SETUP_S
     for config in (dataclasses.replace(stream, num_replicas=replicas) for stream in STREAMS):
         if config.name is None:  # StreamConfig allows it, but a stream is found by its name
             raise RuntimeError(f"stream of {config.subjects} has no name")
-        try:
-            await js.stream_info(config.name)
-        except NotFoundError:
+        while True:
             try:
-                await js.add_stream(config)
-                continue
-            except BadRequestError:
-                pass  # another service created it first
+                await _ensure_stream(js, config)
+                break
+            except (NatsTimeout, ServiceUnavailableError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.info("stream %s: JetStream is busy, asking again", config.name)
+                await asyncio.sleep(1)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    name = config.name or ""
+    try:
+        found = (await js.stream_info(name)).config
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            return
+        except BadRequestError:  # another service created it first
+            found = (await js.stream_info(name)).config
+    wanted = config.as_dict()
+    if {key: value for key, value in found.as_dict().items() if key in wanted} != wanted:
         await js.update_stream(config)
 
 
