@@ -41,9 +41,12 @@ async def connect_bus(
     `on_reconnect` holds coroutine functions run after each reconnect (the list may grow later). `user` and
     `password` (or a `creds` file) authenticate; an agent passes its own `inbox_prefix`, the only inboxes
     its NATS user may read (services/common/nats_auth.py). `tls` (`tls_context`) makes every connection TLS,
-    verified against the platform's CA; without it a server that requires TLS is refused (its certificate is not
-    signed by a CA the system trusts).
+    verified against the platform's CA; when not given, the process's NATS_TLS_* settings decide (`tls_from_env`),
+    so every service and agent speaks TLS once they are set. A server that requires TLS refuses a client without
+    the CA: its certificate is not signed by one the system trusts.
     """
+    if tls is None:
+        tls = tls_from_env()
     auth: dict = {"user": user, "password": password} if user else {}
     if creds:
         auth["user_credentials"] = creds
@@ -94,6 +97,14 @@ def tls_context(ca: str | None, cert: str | None = None, key: str | None = None)
     if cert:
         context.load_cert_chain(cert, key)
     return context
+
+
+def tls_from_env() -> ssl.SSLContext | None:
+    """`tls_context` of this process's NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY settings (None: plain TCP)."""
+    from .settings import settings_from_env  # not at the top: settings -> storage -> objects -> this module
+
+    settings = settings_from_env()
+    return tls_context(settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key)
 
 
 def urls_without_credentials(given: str) -> list[str]:

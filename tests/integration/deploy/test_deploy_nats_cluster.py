@@ -156,3 +156,16 @@ async def test_sync_users_follows_the_cluster_over_tls(cluster, pki, postgres_se
         stop.set()
         await following
         await close_bus(nc)
+
+
+async def test_a_service_speaks_tls_from_its_settings_alone(cluster, pki, monkeypatch):
+    """Services and agents connect through connect_bus with no TLS argument: NATS_TLS_CA in their environment."""
+    login = {"user": SERVICE_USER, "password": SERVICES_PASSWORD}
+    with pytest.raises((ssl.SSLCertVerificationError, TimeoutError)):  # it retries forever, as a service must
+        await asyncio.wait_for(connect_bus(cluster.url, unique("no-ca"), [], **login), timeout=3)
+    monkeypatch.setenv("NATS_TLS_CA", str(pki / "ca.pem"))
+    nc = await asyncio.wait_for(connect_bus(cluster.url, unique("from-env"), [], **login), timeout=10)
+    try:
+        assert nc.is_connected and nc.connected_url is not None and nc.connected_url.scheme == "tls"
+    finally:
+        await close_bus(nc)
