@@ -1,10 +1,12 @@
-"""Print the services image's pip constraints: every package `llm-cloud-trainer` needs (its pyproject pins and what
-they pull, extras included), at the version installed in this venv. Run after changing pyproject.toml:
+"""Print the services image's pip constraints: every package pyproject.toml's dependencies name and what they pull,
+extras included, at the version installed in this venv. Run after changing pyproject.toml (and installing it):
 
     .venv/bin/python deploy/images/freeze_constraints.py > deploy/images/constraints.txt
 """
 
+import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -35,8 +37,10 @@ def walk(name: str, extras: set[str], seen: dict[str, tuple[str, str, set[str]]]
 
 def main() -> None:
     seen: dict[str, tuple[str, str, set[str]]] = {}
-    walk("llm-cloud-trainer", set(), seen)
-    seen.pop("llm-cloud-trainer")
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    for raw in pyproject["project"]["dependencies"]:
+        requirement = Requirement(raw)
+        walk(requirement.name, set(requirement.extras), seen)
     print(HEADER)
     for key in sorted(seen):
         name, version, _ = seen[key]
