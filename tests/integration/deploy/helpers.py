@@ -24,14 +24,16 @@ def openssl(*args: str, cwd: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def make_pki(folder: Path) -> Path:
+def make_pki(folder: Path, ips: tuple[str, ...] = ()) -> Path:
     """A CA, and one node certificate it signed (server and client usage: a node dials its peers' routes) for the
-    nodes' names and this host; another CA's certificate too, one the platform does not trust."""
+    nodes' names, this host and `ips`; another CA's certificate too, one the platform does not trust."""
     folder.mkdir(parents=True)
     for ca in ("ca", "other-ca"):
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=llmct test {ca}",
                 "-keyout", f"{ca}-key.pem", "-out", f"{ca}.pem", cwd=folder)  # fmt: skip
-    names = ",".join([f"DNS:{name}" for name in NODE_NAMES] + ["DNS:localhost", "IP:127.0.0.1"])
+    names = ",".join(
+        [f"DNS:{name}" for name in NODE_NAMES] + ["DNS:localhost", "IP:127.0.0.1"] + [f"IP:{ip}" for ip in ips]
+    )
     (folder / "node.ext").write_text(
         f"subjectAltName={names}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     )
