@@ -13,6 +13,7 @@ import nats
 import nats.errors
 import pytest
 
+from llmct.agentjoin import JoinFailed, wait_for_login
 from llmct.embedded import free_port, nats_server_binary
 from llmct.usersync import UsersSync
 from services.common.bus import close_bus, connect_bus, ensure_streams, tls_context
@@ -169,3 +170,12 @@ async def test_a_service_speaks_tls_from_its_settings_alone(cluster, pki, monkey
         assert nc.is_connected and nc.connected_url is not None and nc.connected_url.scheme == "tls"
     finally:
         await close_bus(nc)
+
+
+def test_a_joining_agent_logs_in_over_tls_with_the_hosts_ca(cluster, pki):
+    """`llmct agent join` waits for NATS to let the new user in: with NATS_TLS_CA it can, without it never."""
+    joined = {"nats_urls": cluster.url.split(","), "nats_user": "agent-gpu-01", "agent_id": "gpu-01",
+              "nats_password": "CHANGE-ME-gpu-01-password"}  # fmt: skip
+    wait_for_login(joined, timeout=10, tls=service_tls(pki))
+    with pytest.raises(JoinFailed):
+        wait_for_login(joined, timeout=1)
