@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Mapping
@@ -20,9 +21,10 @@ import httpx
 import nats
 import nats.errors
 
+from services.common.bus import tls_context
 from services.common.nats_auth import agent_inbox_prefix
 from services.common.private import private_folder, write_private
-from services.common.settings import storage_from_env
+from services.common.settings import settings_from_env, storage_from_env
 
 from .launcher import AGENT_NEVER_SEES
 
@@ -91,7 +93,7 @@ def agent_env(joined: Mapping, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-async def _logs_in(joined: Mapping) -> bool:
+async def _logs_in(joined: Mapping, tls: ssl.SSLContext | None) -> bool:
     try:
         nc = await nats.connect(
             joined["nats_urls"],
@@ -101,6 +103,7 @@ async def _logs_in(joined: Mapping) -> bool:
             allow_reconnect=False,
             max_reconnect_attempts=0,
             connect_timeout=3,
+            tls=tls,
         )
     except (nats.errors.Error, OSError, TimeoutError):  # not yet in the server's users, or the server not reachable yet
         return False
@@ -108,10 +111,10 @@ async def _logs_in(joined: Mapping) -> bool:
     return True
 
 
-def wait_for_login(joined: Mapping, timeout: float = LOGIN_WAIT_S) -> None:
+def wait_for_login(joined: Mapping, timeout: float = LOGIN_WAIT_S, tls: ssl.SSLContext | None = None) -> None:
     """Until NATS lets the new user in: the scheduler's nudge makes this quick, a periodic sync takes longer."""
     deadline = time.monotonic() + timeout
-    while not asyncio.run(_logs_in(joined)):
+    while not asyncio.run(_logs_in(joined, tls)):
         if time.monotonic() > deadline:
             raise JoinFailed(
                 f"NATS at {', '.join(joined['nats_urls'])} did not accept user {joined['nats_user']} within "
@@ -132,7 +135,8 @@ def join(gateway_url: str, token: str, agent_id: str | None, base: str | None, s
     joined = ask_to_join(gateway_url, token, agent_id, socket.gethostname())
     path = save(saved_path(environ), joined)
     print(f"joined as agent {joined['agent_id']} (NATS user {joined['nats_user']}); settings saved in {path}")
-    wait_for_login(joined)
+    settings = settings_from_env(environ)  # NATS_TLS_*: the host's own, a cluster with TLS between hosts
+    wait_for_login(joined, tls=tls_context(settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key))
     if start:
         run_agent(agent_env(joined, environ))
     return 0

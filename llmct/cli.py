@@ -110,13 +110,24 @@ def cmd_nats_sync_users(args: argparse.Namespace) -> int:
     """Write a production nats-server's users: the hand-kept block plus every joined agent; reload on change."""
     from pathlib import Path
 
+    from services.common.bus import tls_context
+
     from .usersync import ConfigFile, UsersSync
 
     settings = get_settings()
     target = ConfigFile(
         base=Path(args.base), out=Path(args.out), pid_file=Path(args.pid_file) if args.pid_file else None
     )
-    sync = UsersSync(settings.nats_url, settings.database_url, target.apply, every_s=args.every)
+    tls = tls_context(settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key)
+    sync = UsersSync(
+        settings.nats_url,
+        settings.database_url,
+        target.apply,
+        every_s=args.every,
+        tls=tls,
+        user=settings.nats_user,
+        password=settings.nats_password,
+    )
     if not args.follow:
         changed = asyncio.run(sync.sync_once())
         print(f"{args.out}: {'written' if changed else 'unchanged'}")

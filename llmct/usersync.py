@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ class UsersSync:
     database_url: str
     apply: Apply
     every_s: float = 30.0
+    tls: ssl.SSLContext | None = None
+    """NATS_TLS_* as `services.common.bus.tls_context` makes them: a cluster with TLS between hosts."""
+    user: str | None = None
+    """NATS_USER and NATS_PASSWORD (the services' user), when NATS_URL carries none."""
+    password: str | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def sync_once(self) -> bool:
@@ -55,10 +61,16 @@ class UsersSync:
             log.info("NATS users synced: %d joined agent(s)", len(joined))
         return changed
 
+    def _login(self) -> dict[str, str]:
+        return {"user": self.user, "password": self.password or ""} if self.user else {}
+
     async def run(self, stop: asyncio.Event) -> None:
         """Sync now, on every nudge and every `every_s`, until `stop` is set."""
         await self.sync_once()
-        nc = await nats.connect(self.nats_url, name="llmct-users-sync", max_reconnect_attempts=-1)
+        servers = [url.strip() for url in self.nats_url.split(",") if url.strip()]  # a cluster: one URL per node
+        nc = await nats.connect(
+            servers, name="llmct-users-sync", max_reconnect_attempts=-1, tls=self.tls, **self._login()
+        )
 
         async def nudged(msg) -> None:
             try:
@@ -139,6 +151,7 @@ class ConfigFile:
         if self.out.is_file() and self.out.read_bytes() == text:
             return False
         write_private(self.out, text)
-        if self.pid_file is not None:
+        # A server that has not written its pid file yet reads the new file when it starts (a container waits for it).
+        if self.pid_file is not None and self.pid_file.exists():
             os.kill(int(self.pid_file.read_text().strip()), signal.SIGHUP)  # nats-server reloads on SIGHUP
         return True

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,18 +34,26 @@ async def connect_bus(
     password: str | None = None,
     creds: str | None = None,
     inbox_prefix: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Client:
     """Connect to NATS and keep reconnecting forever; publishes are buffered meanwhile.
 
     `on_reconnect` holds coroutine functions run after each reconnect (the list may grow later). `user` and
     `password` (or a `creds` file) authenticate; an agent passes its own `inbox_prefix`, the only inboxes
-    its NATS user may read (services/common/nats_auth.py).
+    its NATS user may read (services/common/nats_auth.py). `tls` (`tls_context`) makes every connection TLS,
+    verified against the platform's CA; when not given, the process's NATS_TLS_* settings decide (`tls_from_env`),
+    so every service and agent speaks TLS once they are set. A server that requires TLS refuses a client without
+    the CA: its certificate is not signed by one the system trusts.
     """
+    if tls is None:
+        tls = tls_from_env()
     auth: dict = {"user": user, "password": password} if user else {}
     if creds:
         auth["user_credentials"] = creds
     if inbox_prefix:
         auth["inbox_prefix"] = inbox_prefix
+    if tls is not None:
+        auth["tls"] = tls
     hooks = on_reconnect if on_reconnect is not None else []
 
     async def on_disconnect() -> None:
@@ -72,6 +81,30 @@ async def connect_bus(
         error_cb=on_error,
         **auth,
     )
+
+
+def tls_context(ca: str | None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext | None:
+    """The TLS settings of a NATS connection (NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY): None without a CA, else a
+    context that trusts only that CA, checks the server's host name, and shows `cert` when the server asks."""
+    if not ca:
+        if cert or key:
+            raise ValueError("NATS_TLS_CERT and NATS_TLS_KEY need NATS_TLS_CA")
+        return None
+    if bool(cert) != bool(key):
+        raise ValueError("NATS_TLS_CERT and NATS_TLS_KEY go together")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def tls_from_env() -> ssl.SSLContext | None:
+    """`tls_context` of this process's NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY settings (None: plain TCP)."""
+    from .settings import settings_from_env  # not at the top: settings -> storage -> objects -> this module
+
+    settings = settings_from_env()
+    return tls_context(settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key)
 
 
 def urls_without_credentials(given: str) -> list[str]:

@@ -156,6 +156,16 @@ class Settings:
     nats_creds: str | None = env(
         "NATS_CREDS", None, doc="a .creds file (JWT + nkey seed) instead of a user and password."
     )
+    nats_tls_ca: str | None = env(
+        "NATS_TLS_CA",
+        None,
+        doc="a PEM file of the CA that signed the NATS servers' certificates: the connection uses TLS and trusts only "
+        "it (deploy/README.md, TLS between hosts).",
+    )
+    nats_tls_cert: str | None = env(
+        "NATS_TLS_CERT", None, doc="this process's client certificate (PEM), for a NATS that verifies clients."
+    )
+    nats_tls_key: str | None = env("NATS_TLS_KEY", None, doc="the private key (PEM) of NATS_TLS_CERT.")
     secret_key: str = env(
         "LLMCT_SECRET_KEY", "", doc="signs access tokens; every service that checks callers must share it."
     )
