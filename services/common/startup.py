@@ -16,6 +16,7 @@ import asyncpg
 import nats
 import nats.errors
 
+from .bus import tls_context
 from .errors import ApiError
 from .settings import Settings
 
@@ -79,6 +80,9 @@ async def nats_problem(settings: Settings) -> str | None:
         errors.append(_said(exc))
 
     servers = [part.strip() for part in settings.nats_url.split(",") if part.strip()]
+    tls = tls_context(settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key)
+    if tls is not None:  # the same TLS as the connection the service then opens (connect_bus)
+        auth["tls"] = tls
     try:
         nc = await nats.connect(
             servers,

@@ -20,6 +20,7 @@ from services.common.bus import close_bus, connect_bus, ensure_streams, tls_cont
 from services.common.contracts import STREAMS, Subjects
 from services.common.nats_auth import SERVICE_USER
 from services.common.settings import settings_from_env
+from services.common.startup import nats_problem
 from tests.helpers import unique
 from tests.integration.deploy.helpers import SERVICES_PASSWORD, DeployCluster, make_pki
 
@@ -179,3 +180,11 @@ def test_a_joining_agent_logs_in_over_tls_with_the_hosts_ca(cluster, pki):
     wait_for_login(joined, timeout=10, tls=service_tls(pki))
     with pytest.raises(JoinFailed):
         wait_for_login(joined, timeout=1)
+
+
+async def test_a_services_start_probe_speaks_tls_too(cluster, pki):
+    """A service waiting for its dependencies (services/common/startup.py) probes NATS with the TLS it then
+    connects with: with NATS_TLS_CA it is let in, without it it says why."""
+    env = {"NATS_URL": cluster.url, "NATS_USER": SERVICE_USER, "NATS_PASSWORD": SERVICES_PASSWORD}
+    assert await nats_problem(settings_from_env({**env, "NATS_TLS_CA": str(pki / "ca.pem")})) is None
+    assert await nats_problem(settings_from_env(env)) is not None
