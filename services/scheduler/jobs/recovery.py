@@ -176,11 +176,13 @@ async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
 
 
 async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> int:
-    """The running jobs an online agent no longer lists in its heartbeats (it restarted without them, or lost
-    them): once unlisted for `grace_s`, back to the queue while they have retries left, else failed with reason
-    `lost_on_agent`. An agent lists a job from the moment the dispatch reaches it, before it reports it started,
-    so only a beat older than the start can miss a running job: the grace covers that. (A dispatch never taken
-    is the stale-dispatch sweep's.) Returns how many were re-queued."""
+    """The dispatched and running jobs an online agent no longer lists in its heartbeats (it restarted without
+    them, or lost them): once unlisted for `grace_s`, back to the queue while they have retries left, else failed
+    with reason `lost_on_agent`. An agent lists a job from the moment the dispatch reaches it, before it reports it
+    started, so only a beat older than the dispatch can miss one: the grace covers that. A dispatched job counts
+    too: an agent killed after it took the dispatch and before its JobStarted went out comes back (same id, beating)
+    without it, and the stale-dispatch sweep waits only for agents no longer heard from. Returns how many were
+    re-queued."""
     async with pool.acquire() as conn, conn.transaction():
         # Listed again (or listed at last): the clock stops; unlisted: it starts, once. Only rows whose clock changes
         # are written (every running job, every sweep, would be churn).
@@ -188,14 +190,14 @@ async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> 
             """
             UPDATE jobs j SET unlisted_since = CASE WHEN j.unlisted_since IS NULL THEN now() END
             FROM agents a
-            WHERE a.id = j.agent_id AND a.offline_since IS NULL AND j.state = 'running'
+            WHERE a.id = j.agent_id AND a.offline_since IS NULL AND j.state IN ('dispatched', 'running')
               AND (a.resources->'running_jobs' ? j.id OR a.resources->'running_deployments' ? j.id)
                   = (j.unlisted_since IS NOT NULL)
             """
         )
         jobs = await conn.fetch(
             f"SELECT {LOST_COLUMNS} FROM jobs j JOIN agents a ON a.id = j.agent_id "
-            "WHERE j.state = 'running' AND a.offline_since IS NULL "
+            "WHERE j.state IN ('dispatched', 'running') AND a.offline_since IS NULL "
             "AND j.unlisted_since < now() - make_interval(secs => $1) FOR UPDATE OF j SKIP LOCKED",
             grace_s,
         )

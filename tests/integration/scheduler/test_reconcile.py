@@ -134,3 +134,24 @@ async def test_an_agent_back_without_its_job_gives_it_back(scheduler, start_agen
     assert any(e["reason"] == "requeued" and "no longer runs it" in (e["message"] or "") for e in events), events
     offline = await pool.fetchval("SELECT offline_since FROM agents WHERE id = $1", agent_id)
     assert offline is None, "the agent never went offline: the reconciliation freed the job"
+
+
+async def test_a_dispatch_its_agent_took_and_lost_is_given_back(pool, bus, tmp_path):
+    """The agent took the dispatch and was killed before its JobStarted went out; it is back with the same id,
+    beating, and lists nothing: the job does not stay `dispatched` for ever (the stale-dispatch sweep only takes
+    jobs of agents no longer heard from)."""
+    owner = await user(pool, "unlisted-dispatch")
+    agent = await agent_row(pool, gpus=1)
+    lost, taken = [await pending_job(pool, owner, tmp_path, retries=1) for _ in range(2)]
+    for job in (lost, taken):
+        await pool.execute(
+            "UPDATE jobs SET state = 'dispatched', agent_id = $2, dispatched_at = now() WHERE id = $1", job, agent
+        )
+    await beat(pool, agent, taken)
+    await recovery.reconcile_unlisted(pool, bus, grace_s=0.5)
+    await asyncio.sleep(0.7)
+    await beat(pool, agent, taken)
+    assert await recovery.reconcile_unlisted(pool, bus, grace_s=0.5) == 1
+    row = await pool.fetchrow("SELECT state, reason, agent_id, requeues FROM jobs WHERE id = $1", lost)
+    assert (row["state"], row["reason"], row["agent_id"], row["requeues"]) == ("pending", "requeued", None, 1)
+    assert (await job_row(pool, taken))["state"] == "dispatched", "a dispatch its agent lists is left alone"
