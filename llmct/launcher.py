@@ -28,6 +28,7 @@ from .usersync import SyncThread, UsersSync
 
 # Start order: the gateway last, so it only opens its port once everything behind it answers.
 START_ORDER = ("auth", "scheduler", "datasets", "registry", "agent", "gateway")
+REPLICATED = ("scheduler", "gateway")  # what `llmct up` can run more than one of (LLMCT_<NAME>_REPLICAS)
 
 
 @dataclass
@@ -287,7 +288,40 @@ class LocalStack:
         if ENGINE_PYTHON.exists():  # a fresh stack can train right away on the CPU
             ensure_tiny_preset(self.storage, self.env["DATABASE_URL"], TINY_MODEL)
             self.tiny_model = TINY_MODEL
+        replicas = self.replica_ports()
+        if len(replicas["scheduler"]) > 1:  # every gateway forwards to every scheduler, the first included
+            self.env["LLMCT_SCHEDULER_URLS"] = ",".join(f"http://127.0.0.1:{port}" for port in replicas["scheduler"])
         self.services = start_services(self.env, self.storage.logs / "platform")
+        self.services += self.start_replicas(replicas)
+
+    def replica_ports(self) -> dict[str, list[int]]:
+        """The ports of each scheduler and gateway replica (LLMCT_SCHEDULER_REPLICAS, LLMCT_GATEWAY_REPLICAS): the
+        service's own port, then +100 for each further one."""
+        found = {}
+        for name in REPLICATED:
+            count = int(self.env.get(f"LLMCT_{name.upper()}_REPLICAS") or 1)
+            if not 1 <= count <= 9:
+                raise RuntimeError(f"LLMCT_{name.upper()}_REPLICAS must be from 1 to 9, not {count}")
+            port = int(self.env.get(f"LLMCT_{name.upper()}_PORT") or DEFAULT_PORTS[name])
+            found[name] = [port + 100 * i for i in range(count)]
+        return found
+
+    def start_replicas(self, replicas: dict[str, list[int]]) -> list[ServiceProcess]:
+        """The second and further replicas of the scheduler and the gateway, each healthy before the next."""
+        started: list[ServiceProcess] = []
+        for name, ports in replicas.items():
+            for index, port in enumerate(ports[1:], 2):
+                log_path = self.storage.logs / "platform" / f"{name}-{index}.log"
+                env = {**self.env, f"LLMCT_{name.upper()}_PORT": str(port)}
+                host = self.env.get("LLMCT_PUBLIC_HOST", "127.0.0.1") if name == "gateway" else "127.0.0.1"
+                service = ServiceProcess(name=name, port=port, log_path=log_path, host=host).start(env)
+                started.append(service)
+                try:
+                    wait_until(service.healthy, timeout=60, what=f"{name} replica {index}", interval=0.1)
+                except BaseException:
+                    stop_services(started)
+                    raise
+        return started
 
     def follow_joined_agents(self) -> None:
         """Keep the embedded nats-server's users in step with the agents that joined with a token (the scheduler
@@ -327,10 +361,12 @@ def banner(stack: LocalStack) -> str:
         f"http://{env.get('LLMCT_PUBLIC_HOST', '127.0.0.1')}:{env.get('LLMCT_GATEWAY_PORT', DEFAULT_PORTS['gateway'])}"
     )
     admin_password = where_kept(stack, "admin_password", "LLMCT_ADMIN_PASSWORD")
+    more = stack.replica_ports()["gateway"][1:]
     return "\n".join(
         [
             "",
             f"LLM-Cloud-Trainer is up: {url}",
+            *([f"  gateways:     {url} and replicas on ports {', '.join(map(str, more))}"] if more else []),
             f"  API docs:     {url}/api/docs",
             f"  admin login:  {env['LLMCT_ADMIN_USERNAME']}, its password {admin_password}",
             f"  invite code:  {where_kept(stack, 'invite_code', 'INVITE_CODE')}   (new users register with it)",

@@ -146,10 +146,21 @@ async def train_a_tiny_job(env: dict) -> dict:
         return await eventually(ended, timeout=180)
 
 
+def free_pair() -> int:
+    """A free port whose +100 is free too (a second replica's)."""
+    while True:
+        port = free_port()
+        if port + 100 < 65536:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port + 100)) != 0:
+                    return port
+
+
 @pytest.mark.slow
 def test_up_with_a_three_node_nats_cluster(open_folder):
-    """`make up` with LLMCT_NATS_NODES=3: three routed nats-servers, every platform stream replicated three
-    times, every service and the local agent connected with every node's URL, and a tiny job trains."""
+    """`make up` with LLMCT_NATS_NODES=3 and two schedulers and gateways: three routed nats-servers, every
+    platform stream replicated three times, every service and the local agent connected with every node's URL, the
+    replicas on the next ports, and a tiny job trains through the second gateway."""
     base = open_folder / "cloud-llm"
     storage = StoragePaths(base=base, logs=base / "logs", hf_cache=base / "hf-cache")
     nats_port = free_port()
@@ -159,7 +170,9 @@ def test_up_with_a_three_node_nats_cluster(open_folder):
         "LLMCT_PG_PORT": str(free_port()),
         "LLMCT_AGENT_ID": "cluster-agent",
         "PATH": os.environ.get("PATH", ""),
-        **{f"LLMCT_{name.upper()}_PORT": str(free_port()) for name in DEFAULT_PORTS},
+        "LLMCT_SCHEDULER_REPLICAS": "2",
+        "LLMCT_GATEWAY_REPLICAS": "2",
+        **{f"LLMCT_{name.upper()}_PORT": str(free_pair()) for name in DEFAULT_PORTS},
     }
     stack = LocalStack(storage=storage, env=env)
     try:
@@ -177,8 +190,16 @@ def test_up_with_a_three_node_nats_cluster(open_folder):
                 await close_bus(nc)
 
         asyncio.run(replicated())
-        job = asyncio.run(train_a_tiny_job(stack.env))
+        second_gateway = {**stack.env, "LLMCT_GATEWAY_PORT": str(int(stack.env["LLMCT_GATEWAY_PORT"]) + 100)}
+        job = asyncio.run(train_a_tiny_job(second_gateway))  # through the second gateway
         assert job["state"] == "succeeded", job.get("message")
+        ports = sorted((s.name, s.port) for s in stack.services if s.name in ("scheduler", "gateway"))
+        scheduler, gateway = int(stack.env["LLMCT_SCHEDULER_PORT"]), int(stack.env["LLMCT_GATEWAY_PORT"])
+        assert ports == [("gateway", gateway), ("gateway", gateway + 100)] + [
+            ("scheduler", scheduler),
+            ("scheduler", scheduler + 100),
+        ]
+        assert stack.env["LLMCT_SCHEDULER_URLS"].count("http://") == 2
     finally:
         stack.stop()
     for port in (nats_port, nats_port + 1, nats_port + 2):
