@@ -175,14 +175,20 @@ async def requeue_lost(pool: asyncpg.Pool, nc: Client) -> int:
     return await _announce(nc, changed, "its agent went offline")
 
 
-async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> int:
+DISPATCHED_GRACE_S = 60.0  # a dispatch its online agent has not listed this long was lost there (an agent takes one
+# in milliseconds, but one delivered late, e.g. while a NATS node is replaced, must not be given back meanwhile)
+
+
+async def reconcile_unlisted(
+    pool: asyncpg.Pool, nc: Client, grace_s: float, dispatched_grace_s: float = DISPATCHED_GRACE_S
+) -> int:
     """The dispatched and running jobs an online agent no longer lists in its heartbeats (it restarted without
     them, or lost them): once unlisted for `grace_s`, back to the queue while they have retries left, else failed
     with reason `lost_on_agent`. An agent lists a job from the moment the dispatch reaches it, before it reports it
     started, so only a beat older than the dispatch can miss one: the grace covers that. A dispatched job counts
     too: an agent killed after it took the dispatch and before its JobStarted went out comes back (same id, beating)
-    without it, and the stale-dispatch sweep waits only for agents no longer heard from. Returns how many were
-    re-queued."""
+    without it, and the stale-dispatch sweep waits only for agents no longer heard from; it is given the longer
+    `dispatched_grace_s`. Returns how many were re-queued."""
     async with pool.acquire() as conn, conn.transaction():
         # Listed again (or listed at last): the clock stops; unlisted: it starts, once. Only rows whose clock changes
         # are written (every running job, every sweep, would be churn).
@@ -198,8 +204,11 @@ async def reconcile_unlisted(pool: asyncpg.Pool, nc: Client, grace_s: float) -> 
         jobs = await conn.fetch(
             f"SELECT {LOST_COLUMNS} FROM jobs j JOIN agents a ON a.id = j.agent_id "
             "WHERE j.state IN ('dispatched', 'running') AND a.offline_since IS NULL "
-            "AND j.unlisted_since < now() - make_interval(secs => $1) FOR UPDATE OF j SKIP LOCKED",
+            "AND j.unlisted_since < now() - make_interval("
+            "secs => CASE WHEN j.state = 'dispatched' THEN greatest($1::float8, $2::float8) ELSE $1::float8 END) "
+            "FOR UPDATE OF j SKIP LOCKED",
             grace_s,
+            dispatched_grace_s,
         )
         changed = [
             await _give_back(

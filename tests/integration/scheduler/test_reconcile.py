@@ -148,10 +148,12 @@ async def test_a_dispatch_its_agent_took_and_lost_is_given_back(pool, bus, tmp_p
             "UPDATE jobs SET state = 'dispatched', agent_id = $2, dispatched_at = now() WHERE id = $1", job, agent
         )
     await beat(pool, agent, taken)
-    await recovery.reconcile_unlisted(pool, bus, grace_s=0.5)
-    await asyncio.sleep(0.7)
+    await recovery.reconcile_unlisted(pool, bus, grace_s=0.2, dispatched_grace_s=1.0)
+    await asyncio.sleep(0.5)
     await beat(pool, agent, taken)
-    assert await recovery.reconcile_unlisted(pool, bus, grace_s=0.5) == 1
+    assert await recovery.reconcile_unlisted(pool, bus, grace_s=0.2, dispatched_grace_s=1.0) == 0, "a dispatch waits"
+    await asyncio.sleep(0.7)
+    assert await recovery.reconcile_unlisted(pool, bus, grace_s=0.2, dispatched_grace_s=1.0) == 1
     row = await pool.fetchrow("SELECT state, reason, agent_id, requeues FROM jobs WHERE id = $1", lost)
     assert (row["state"], row["reason"], row["agent_id"], row["requeues"]) == ("pending", "requeued", None, 1)
     assert (await job_row(pool, taken))["state"] == "dispatched", "a dispatch its agent lists is left alone"
