@@ -15,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -34,7 +35,9 @@ from services.common.store import migrate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-JOBS = 30
+# `python -m bench chaos` runs the same with more jobs and rounds of faults (a soak); the suite's run is bounded.
+JOBS = int(os.environ.get("LLMCT_CHAOS_JOBS") or 30)
+ROUNDS = int(os.environ.get("LLMCT_CHAOS_ROUNDS") or 1)
 CLIENT_TIMEOUT_S = 30.0  # a client's own patience for one answer: longer is a hang
 HEALTHY_WITHIN_S = 60.0  # the bound on every service's /health being green again after a fault
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -221,6 +224,13 @@ class Client:
         return None
 
 
+async def answered(client: Client, method: str, path: str) -> httpx.Response:
+    """A request that must get an answer (not a retry) within the client's patience."""
+    r = await client.call(method, path, 0)
+    assert r is not None, f"{method} {path}: no answer but retries within the client's patience"
+    return r
+
+
 async def submit_all(client: Client, jobs: dict[str, str], count: int, every_s: float) -> None:
     """`count` jobs, one every `every_s`, each with its own key, each retried until accepted (or refused)."""
 
@@ -268,27 +278,32 @@ def stream_leader_node(platform: Platform, stream: str):
     return platform.cluster.node_named(leader)
 
 
-async def faults(platform: Platform, recovery: dict[str, float]) -> None:
-    """kill -9 each in turn, started again 3 s later; the seconds until every /health is green again."""
+FAULTS = ("scheduler", "gateway", "agent", "nats", "postgres")
+
+
+async def faults(platform: Platform, recovery: list[tuple[str, float]]) -> None:
+    """kill -9 each in turn (ROUNDS times; the other replica of a kind every other round), started again 3 s later;
+    the seconds until every /health is green again."""
     await asyncio.sleep(8)
 
     async def again(what: str, kill, start) -> None:
         await asyncio.to_thread(kill)
         await asyncio.sleep(3)
         await asyncio.to_thread(start)
-        recovery[what] = await asyncio.to_thread(platform.wait_healthy)
+        recovery.append((what, await asyncio.to_thread(platform.wait_healthy)))
         await asyncio.sleep(6)
 
-    for key in ("scheduler-1", "gateway-1", "agent-a"):
-        process = platform.processes[key]
-        await again(key, process.kill, process.start)
-    node = await asyncio.to_thread(stream_leader_node, platform, "JOBS")
-    await again(
-        f"nats {node.server_name} (JOBS' leader)",
-        node.kill,
-        lambda: (node.start(), platform.cluster.wait_ready()),
-    )
-    await again("postgres", lambda: platform.postgres.stop("immediate"), platform.postgres.start)
+    for n in range(ROUNDS):
+        for key in (f"scheduler-{n % 2 + 1}", f"gateway-{n % 2 + 1}", f"agent-{'ab'[n % 2]}"):
+            process = platform.processes[key]
+            await again(key, process.kill, process.start)
+        node = await asyncio.to_thread(stream_leader_node, platform, "JOBS")
+        await again(
+            f"nats {node.server_name} (JOBS' leader)",
+            node.kill,
+            lambda node=node: (node.start(), platform.cluster.wait_ready()),
+        )
+        await again("postgres", lambda: platform.postgres.stop("immediate"), platform.postgres.start)
 
 
 async def test_faults_lose_nothing(platform):
@@ -300,7 +315,7 @@ async def test_faults_lose_nothing(platform):
     client = Client(gateways, {"Authorization": f"Bearer {token}"})
     jobs: dict[str, str] = {}  # idempotency key -> job id
     seen: dict[str, list[tuple[int, int, str]]] = {}  # job id -> (attempt, line, its text as the log file has it)
-    recovery: dict[str, float] = {}
+    recovery: list[tuple[str, float]] = []
     started = time.monotonic()
 
     submitting = asyncio.create_task(submit_all(client, jobs, JOBS, every_s=1.5))
@@ -318,7 +333,7 @@ async def test_faults_lose_nothing(platform):
     deadline = time.monotonic() + 600
     while len(ended) < len(jobs):
         if time.monotonic() > deadline:
-            stuck = [(await client.call("GET", f"/api/jobs/{j}", 0)).json() for j in set(jobs.values()) - set(ended)]
+            stuck = [(await answered(client, "GET", f"/api/jobs/{j}")).json() for j in set(jobs.values()) - set(ended)]
             keep = ("id", "state", "reason", "message", "agent_id", "requeues", "history", "cancel_requested")
             raise AssertionError(f"jobs never ended: {[{k: job.get(k) for k in keep} for job in stuck]}")
         for job_id in set(jobs.values()) - set(ended):
@@ -328,7 +343,7 @@ async def test_faults_lose_nothing(platform):
         await asyncio.sleep(1)
     wholes: dict[str, str] = {}
     for job_id in jobs.values():
-        wholes[job_id] = (await client.call("GET", f"/api/jobs/{job_id}/log", 0)).text
+        wholes[job_id] = (await answered(client, "GET", f"/api/jobs/{job_id}/log")).text
 
     def socket_text(job_id: str) -> str:
         return "".join(text for _, _, text in seen.get(job_id, []))
@@ -342,7 +357,13 @@ async def test_faults_lose_nothing(platform):
         viewer.cancel()
 
     # Every accepted job, once, ended correctly; nothing else ran; each key is one job.
-    listed = (await client.call("GET", "/api/jobs?limit=200", 0)).json()["items"]
+    listed, cursor = [], ""
+    while True:
+        page = (await answered(client, "GET", f"/api/jobs?limit=200{cursor}")).json()
+        listed += page["items"]
+        if not page["next_cursor"]:
+            break
+        cursor = "&cursor=" + urllib.parse.quote(page["next_cursor"])
     assert {j["id"] for j in listed} == set(jobs.values()), "jobs nobody was told were accepted, or lost ones"
     assert len(set(jobs.values())) == len(jobs) == JOBS
     states = Counter(job["state"] for job in ended.values())
@@ -374,9 +395,9 @@ async def test_faults_lose_nothing(platform):
         f"{lines_total} log lines checked, {elapsed:.0f} s in all"
     )
     print(f"client answers: {dict(client.answers)}")
-    print("healthy again after: " + ", ".join(f"{what} {s:.1f} s" for what, s in recovery.items()))
+    print("healthy again after: " + ", ".join(f"{what} {s:.1f} s" for what, s in recovery))
     assert not client.bad, client.bad
     assert client.retries_without_after == 0, "a 503 without Retry-After"
-    assert set(recovery) == {"scheduler-1", "gateway-1", "agent-a", "postgres"} | {
-        k for k in recovery if k.startswith("nats")
-    }
+    assert len(recovery) == len(FAULTS) * ROUNDS and {what.split("-")[0].split()[0] for what, _ in recovery} == set(
+        FAULTS
+    ), recovery
