@@ -175,8 +175,9 @@ class Infra:
 
 @dataclass
 class ProfiledService(ServiceProcess):
-    """A service under cProfile. Stopped with SIGINT: uvicorn re-raises SIGTERM after its shutdown, which
-    would kill the interpreter before cProfile writes its stats; SIGINT ends in KeyboardInterrupt instead."""
+    """A service under cProfile, timed by the CPU it uses (bench/_cpuprofile.py). Stopped with SIGINT: uvicorn
+    re-raises SIGTERM after its shutdown, which would kill the interpreter before cProfile writes its stats; SIGINT
+    ends in KeyboardInterrupt instead."""
 
     stats_path: Path | None = None
 
@@ -184,8 +185,9 @@ class ProfiledService(ServiceProcess):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", str(self.stats_path), "-m", "llmct.cli", "service", self.name],
+                [sys.executable, "-m", "bench._cpuprofile", str(self.stats_path), "service", self.name],
                 env=env,
+                cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -211,7 +213,9 @@ class ProfiledService(ServiceProcess):
             print(f"no profile written for {self.name}")
             return
         out = io.StringIO()
-        pstats.Stats(str(self.stats_path), stream=out).sort_stats("tottime").print_stats(n)
+        stats = pstats.Stats(str(self.stats_path), stream=out)
+        stats.sort_stats("tottime").print_stats(n)
+        stats.sort_stats("cumulative").print_stats(n * 3)
         text = out.getvalue()
         self.stats_path.with_suffix(".txt").write_text(text)
         print(

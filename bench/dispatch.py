@@ -571,10 +571,13 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
     return results
 
 
-async def run_topology(args: argparse.Namespace, infra: Infra, scheduler_counts: list[int]) -> list[dict]:
+async def run_topology(
+    args: argparse.Namespace, infra: Infra, scheduler_counts: list[int], before: str | None = None
+) -> list[dict]:
     """Gateway mode on this infra's NATS (one node or a cluster), once per count of scheduler replicas: the
     schedulers and a gateway that forwards to each in turn (LLMCT_SCHEDULER_URLS) are started for the phase and
-    stopped after it; registry, datasets, Postgres, NATS and the agent stay."""
+    stopped after it; registry, datasets, Postgres, NATS and the agent stay. With `before` (another checkout), a
+    first phase runs one scheduler and the gateway from that tree's code: a change's "before" in the same run."""
     nodes = infra.nats_nodes
     print(f"[nats={nodes}] baseline: raw nats-py request/reply x{args.jobs} ...", flush=True)
     nats_base = await nats_baseline(infra.env["NATS_URL"], args.jobs, args.concurrency)
@@ -584,11 +587,14 @@ async def run_topology(args: argparse.Namespace, infra: Infra, scheduler_counts:
     meter = CpuMeter(infra)
     phases = []
     try:
-        for count in scheduler_counts:
-            label = f"nats={nodes} schedulers={count}"
+        plan = [(1, before)] if before else []
+        plan += [(count, None) for count in scheduler_counts]
+        for count, tree in plan:
+            label = f"nats={nodes} schedulers={count}" + (" BEFORE" if tree else "")
+            code = {"PYTHONPATH": tree} if tree else {}
             print(f"[{label}] starting {count} scheduler(s) and a gateway ...", flush=True)
-            schedulers = await asyncio.to_thread(infra.start_replicas, "scheduler", count)
-            extra = {"LLMCT_SCHEDULER_URLS": Infra.replica_urls(schedulers)}
+            schedulers = await asyncio.to_thread(infra.start_replicas, "scheduler", count, **code)
+            extra = {"LLMCT_SCHEDULER_URLS": Infra.replica_urls(schedulers), **code}
             gateway = await asyncio.to_thread(infra.start_services, ("gateway",), args.profile, **extra)
             client = None
             try:
@@ -610,6 +616,7 @@ async def run_topology(args: argparse.Namespace, infra: Infra, scheduler_counts:
                         "label": label,
                         "nats_nodes": nodes,
                         "schedulers": count,
+                        "code": tree or "this tree",
                         "nats_baseline": nats_base,
                         "probe": probe,
                         "load": load,
@@ -638,14 +645,17 @@ def topologies(args: argparse.Namespace) -> dict:
     for i, nodes in enumerate(args.nats_nodes):
         counts = list(args.schedulers) if i % 2 == 0 else list(reversed(args.schedulers))
         with Infra(f"dispatch-nats{nodes}", keep=args.keep, nats_nodes=nodes) as infra:
-            results["phases"] += asyncio.run(run_topology(args, infra, counts))
+            before = args.before if i == 0 else None
+            results["phases"] += asyncio.run(run_topology(args, infra, counts, before))
     results["machine_after"] = machine()
     return results
 
 
 def report_topologies(results: dict) -> None:
     phases = results["phases"]
-    base = next((p for p in phases if p["nats_nodes"] == 1 and p["schedulers"] == 1), phases[0])
+    base = next(
+        (p for p in phases if p["nats_nodes"] == 1 and p["schedulers"] == 1 and p["code"] == "this tree"), phases[0]
+    )
     rows = []
     for p in phases:
         for name in ("probe", "load"):
@@ -869,11 +879,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help="topology phases: scheduler replicas behind the gateway, e.g. `1 2` (LLMCT_SCHEDULER_URLS)",
     )
+    parser.add_argument(
+        "--before",
+        metavar="TREE",
+        help="topology runs: also a first phase with the scheduler and gateway from this checkout's code "
+        "(e.g. a worktree of main), for a change's before and after in the same run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
 
 
 def main(args: argparse.Namespace) -> dict:
-    if args.nats_nodes or args.schedulers:
+    if args.nats_nodes or args.schedulers or args.before:
         args.nats_nodes = args.nats_nodes or [1]
         args.schedulers = args.schedulers or [1]
         results = topologies(args)
