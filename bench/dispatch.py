@@ -577,7 +577,8 @@ async def run_topology(
     """Gateway mode on this infra's NATS (one node or a cluster), once per count of scheduler replicas: the
     schedulers and a gateway that forwards to each in turn (LLMCT_SCHEDULER_URLS) are started for the phase and
     stopped after it; registry, datasets, Postgres, NATS and the agent stay. With `before` (another checkout), a
-    first phase runs one scheduler and the gateway from that tree's code: a change's "before" in the same run."""
+    first and a last phase run one scheduler and the gateway from that tree's code: a change's "before" in the same
+    run, on both sides of its "after"."""
     nodes = infra.nats_nodes
     print(f"[nats={nodes}] baseline: raw nats-py request/reply x{args.jobs} ...", flush=True)
     nats_base = await nats_baseline(infra.env["NATS_URL"], args.jobs, args.concurrency)
@@ -587,8 +588,9 @@ async def run_topology(
     meter = CpuMeter(infra)
     phases = []
     try:
-        plan = [(1, before)] if before else []
-        plan += [(count, None) for count in scheduler_counts]
+        plan = [(count, None) for count in scheduler_counts]
+        if before:  # before first and last, around this tree's phases: drift in the machine's load shows as a gap
+            plan = [(1, before), *plan, (1, before)]
         for count, tree in plan:
             label = f"nats={nodes} schedulers={count}" + (" BEFORE" if tree else "")
             code = {"PYTHONPATH": tree} if tree else {}
