@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llmct.embedded import NatsServer, PostgresServer, free_port, wait_until
+from llmct.embedded import NatsCluster, NatsServer, PostgresServer, free_port, wait_until
 from llmct.launcher import ServiceProcess, start_services, stop_services
 from services.common.settings import Settings, settings_from_env
 from services.common.store import migrate
@@ -33,12 +33,17 @@ REPO_ROOT = BENCH_DIR.parent
 
 @dataclass
 class Infra:
-    """NATS + Postgres + a storage folder + the environment services read, all throwaway."""
+    """NATS + Postgres + a storage folder + the environment services read, all throwaway.
+
+    `nats_nodes` > 1 starts a local NATS cluster of that many nodes instead of one server, and has every stream
+    replicated on all of them (LLMCT_NATS_REPLICAS), as `make up` with LLMCT_NATS_NODES does."""
 
     name: str
     keep: bool = False
+    nats_nodes: int = 1
     base: Path = field(init=False)
     nats: NatsServer | None = None
+    cluster: NatsCluster | None = None
     postgres: PostgresServer | None = None
     env: dict[str, str] = field(default_factory=dict)
     services: list[ServiceProcess] = field(default_factory=list)
@@ -48,8 +53,13 @@ class Infra:
         os.chmod(self.base, 0o755)  # Postgres runs as its own user and must reach its folder
 
     def start(self) -> Infra:
-        self.nats = NatsServer(port=free_port(), monitor_port=free_port(), store_dir=self.base / "nats")
-        self.nats.start(log_file=self.base / "nats.log")
+        if self.nats_nodes > 1:
+            self.cluster = NatsCluster.local(self.nats_nodes, self.base / "nats").start(log_folder=self.base)
+            nats_url = self.cluster.url
+        else:
+            self.nats = NatsServer(port=free_port(), monitor_port=free_port(), store_dir=self.base / "nats")
+            self.nats.start(log_file=self.base / "nats.log")
+            nats_url = self.nats.url
         (self.base / "pg").mkdir()
         os.chmod(self.base / "pg", 0o755)
         self.postgres = PostgresServer(data_dir=self.base / "pg" / "data", port=free_port(), database="llmct_bench")
@@ -57,7 +67,8 @@ class Infra:
         migrate(self.postgres.url)
         storage = self.base / "cloud-llm"
         self.env = {
-            "NATS_URL": self.nats.url,
+            "NATS_URL": nats_url,
+            "LLMCT_NATS_REPLICAS": str(self.nats_nodes),
             "DATABASE_URL": self.postgres.url,
             "LLMCT_SECRET_KEY": secrets.token_hex(32),
             "INVITE_CODE": "bench-invite",
@@ -107,6 +118,38 @@ class Infra:
                 started.extend(more)
         return {s.name: s for s in started}
 
+    def start_replicas(self, name: str, count: int, **extra_env: str) -> list[ServiceProcess]:
+        """`count` processes of one service side by side, each on its own port; their base URLs are what the
+        gateway takes in LLMCT_<NAME>_URLS (`replica_urls`)."""
+        env = {**os.environ, **self.env, **extra_env}
+        started: list[ServiceProcess] = []
+        for i in range(count):
+            port = free_port()
+            more = start_services(
+                {**env, f"LLMCT_{name.upper()}_PORT": str(port)},
+                self.base / "service-logs" / f"{name}-{i + 1}",
+                names=(name,),
+                timeout=90,
+            )
+            self.services.extend(more)
+            started.extend(more)
+        return started
+
+    @staticmethod
+    def replica_urls(services: Sequence[ServiceProcess]) -> str:
+        return ",".join(f"http://127.0.0.1:{service.port}" for service in services)
+
+    def stop_some(self, services: Sequence[ServiceProcess]) -> None:
+        """Stop these services (and forget them), leaving the others running."""
+        stop_services(list(services))
+        gone = {id(service) for service in services}
+        self.services = [service for service in self.services if id(service) not in gone]
+
+    @property
+    def nats_urls(self) -> list[str]:
+        """NATS_URL as the list nats-py takes (a cluster's is comma-separated)."""
+        return [part.strip() for part in self.env["NATS_URL"].split(",") if part.strip()]
+
     def stop(self) -> None:
         stop_services(self.services)
         self.services = []
@@ -114,6 +157,8 @@ class Infra:
             self.postgres.stop("immediate")
         if self.nats:
             self.nats.stop()
+        if self.cluster:
+            self.cluster.stop()
         if not self.keep:
             shutil.rmtree(self.base, ignore_errors=True)
 
@@ -130,8 +175,9 @@ class Infra:
 
 @dataclass
 class ProfiledService(ServiceProcess):
-    """A service under cProfile. Stopped with SIGINT: uvicorn re-raises SIGTERM after its shutdown, which
-    would kill the interpreter before cProfile writes its stats; SIGINT ends in KeyboardInterrupt instead."""
+    """A service under cProfile, timed by the CPU it uses (bench/_cpuprofile.py). Stopped with SIGINT: uvicorn
+    re-raises SIGTERM after its shutdown, which would kill the interpreter before cProfile writes its stats; SIGINT
+    ends in KeyboardInterrupt instead."""
 
     stats_path: Path | None = None
 
@@ -139,8 +185,9 @@ class ProfiledService(ServiceProcess):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", str(self.stats_path), "-m", "llmct.cli", "service", self.name],
+                [sys.executable, "-m", "bench._cpuprofile", str(self.stats_path), "service", self.name],
                 env=env,
+                cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -166,7 +213,9 @@ class ProfiledService(ServiceProcess):
             print(f"no profile written for {self.name}")
             return
         out = io.StringIO()
-        pstats.Stats(str(self.stats_path), stream=out).sort_stats("tottime").print_stats(n)
+        stats = pstats.Stats(str(self.stats_path), stream=out)
+        stats.sort_stats("tottime").print_stats(n)
+        stats.sort_stats("cumulative").print_stats(n * 3)
         text = out.getvalue()
         self.stats_path.with_suffix(".txt").write_text(text)
         print(
@@ -222,12 +271,13 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99/max/mean in milliseconds of latencies given in seconds."""
+    """p50/p90/p95/p99/max/mean in milliseconds of latencies given in seconds."""
     ms = [v * 1000 for v in values_s]
     return {
         "n": len(ms),
         "p50_ms": round(percentile(ms, 50), 3),
         "p90_ms": round(percentile(ms, 90), 3),
+        "p95_ms": round(percentile(ms, 95), 3),
         "p99_ms": round(percentile(ms, 99), 3),
         "max_ms": round(max(ms), 3) if ms else math.nan,
         "mean_ms": round(sum(ms) / len(ms), 3) if ms else math.nan,
@@ -317,6 +367,10 @@ class CpuMeter:
         pids: dict[str, list[int]] = {"bench (this process)": [os.getpid()]}
         if self.infra.nats and self.infra.nats.process:
             pids["nats-server"] = [self.infra.nats.process.pid]
+        if self.infra.cluster:
+            for i, node in enumerate(self.infra.cluster.nodes):
+                if node.process:
+                    pids[f"nats-server n{i + 1}"] = [node.process.pid]
         if self.infra.postgres:
             try:
                 master = int((self.infra.postgres.data_dir / "postmaster.pid").read_text().split()[0])
@@ -325,7 +379,11 @@ class CpuMeter:
                 pass
         for service in self.infra.services:
             if service.process and service.process.poll() is None:
-                pids[f"service {service.name}"] = [service.process.pid]
+                name, k = f"service {service.name}", 1
+                while name in pids:  # replicas of one service: each its own line
+                    k += 1
+                    name = f"service {service.name} #{k}"
+                pids[name] = [service.process.pid]
         return pids
 
     def snapshot(self) -> dict[str, float]:

@@ -53,7 +53,8 @@ class DirectPublish:
 
 
 async def produce(args: argparse.Namespace) -> dict:
-    nc = await nats.connect(args.nats, pending_size=256 * 1024 * 1024)
+    servers = [part.strip() for part in args.nats.split(",") if part.strip()]  # a cluster: one URL per node
+    nc = await nats.connect(servers, pending_size=256 * 1024 * 1024)
     target = (
         CorePublish(nc, args.job)
         if args.raw

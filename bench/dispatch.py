@@ -149,6 +149,11 @@ class Observer:
         return await asyncio.wait_for(waiter, timeout)
 
 
+def _servers(url: str) -> list[str]:
+    """NATS_URL as nats-py takes it: a cluster's is comma-separated, one URL per node."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 # --- baseline -------------------------------------------------------------------------------------
 
 
@@ -159,7 +164,7 @@ async def nats_baseline(url: str, n: int, concurrency: int) -> dict:
             job_id="job_0123456789abcdef", kind="train", owner_id="usr_x", submitted_at=datetime.now(UTC)
         )
     )
-    responder, requester = await nats.connect(url), await nats.connect(url)
+    responder, requester = await nats.connect(_servers(url)), await nats.connect(_servers(url))
     try:
 
         async def echo(msg) -> None:
@@ -197,7 +202,7 @@ async def nats_baseline(url: str, n: int, concurrency: int) -> dict:
 async def building_blocks(url: str, n: int) -> dict:
     """JetStream publish-ack round trip, and one hop through services.common.bus.consume (the pull loop the
     scheduler and the agent use) when the consumer is idle, with the batch sizes the platform passes."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(_servers(url))
     js = nc.jetstream()
     out: dict = {}
     try:
@@ -310,12 +315,12 @@ class Platform:
         self.principal = Principal(user_id=self.user_id, username="bench-dispatch", role="user", via="token")
         self.token = token_for(self.settings, self.user_id, "bench-dispatch")
 
-        self.watch_nc = await nats.connect(self.settings.nats_url)
+        self.watch_nc = await nats.connect(_servers(self.settings.nats_url))
         await self.observer.attach(self.watch_nc)
 
         self.agent_nc = await connect_bus(self.settings.nats_url, "bench-agent")
         agent_js = self.agent_nc.jetstream()
-        await ensure_streams(agent_js)
+        await ensure_streams(agent_js, self.settings.nats_replicas)
         self.runner = Runner(
             nc=self.agent_nc,
             js=agent_js,
@@ -566,6 +571,151 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
     return results
 
 
+async def run_topology(
+    args: argparse.Namespace, infra: Infra, scheduler_counts: list[int], before: str | None = None
+) -> list[dict]:
+    """Gateway mode on this infra's NATS (one node or a cluster), once per count of scheduler replicas: the
+    schedulers and a gateway that forwards to each in turn (LLMCT_SCHEDULER_URLS) are started for the phase and
+    stopped after it; registry, datasets, Postgres, NATS and the agent stay. With `before` (another checkout), a
+    first and a last phase run one scheduler and the gateway from that tree's code: a change's "before" in the same
+    run, on both sides of its "after"."""
+    nodes = infra.nats_nodes
+    print(f"[nats={nodes}] baseline: raw nats-py request/reply x{args.jobs} ...", flush=True)
+    nats_base = await nats_baseline(infra.env["NATS_URL"], args.jobs, args.concurrency)
+    await asyncio.to_thread(infra.start_services, ("registry", "datasets"))
+    platform = Platform(infra, args.slots)
+    await platform.setup()
+    meter = CpuMeter(infra)
+    phases = []
+    try:
+        plan = [(count, None) for count in scheduler_counts]
+        if before:  # before first and last, around this tree's phases: drift in the machine's load shows as a gap
+            plan = [(1, before), *plan, (1, before)]
+        for count, tree in plan:
+            label = f"nats={nodes} schedulers={count}" + (" BEFORE" if tree else "")
+            code = {"PYTHONPATH": tree} if tree else {}
+            print(f"[{label}] starting {count} scheduler(s) and a gateway ...", flush=True)
+            schedulers = await asyncio.to_thread(infra.start_replicas, "scheduler", count, **code)
+            extra = {"LLMCT_SCHEDULER_URLS": Infra.replica_urls(schedulers), **code}
+            gateway = await asyncio.to_thread(infra.start_services, ("gateway",), args.profile, **extra)
+            client = None
+            try:
+                await platform.set_slots(args.slots)
+                submit, client = submitter("gateway", platform, None)
+                warm = await run_phase(platform, submit, 20, 4, 60)
+                if warm["errors"]:
+                    raise RuntimeError(f"[{label}] warm-up jobs failed: {warm['error_samples']}")
+                print(f"[{label}] probe: {args.probe} jobs, 1 in flight ...", flush=True)
+                probe = await run_phase(platform, submit, args.probe, 1, args.probe_cap_s)
+                print(f"[{label}] load: {args.jobs} jobs, {args.concurrency} in flight ...", flush=True)
+                cpu0, load0 = meter.snapshot(), os.getloadavg()[0]
+                load = await run_phase(platform, submit, args.jobs, args.concurrency, args.cap_s)
+                load["cpu_s"] = CpuMeter.delta(cpu0, meter.snapshot())
+                load["load_avg_1m_before_after"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+                load["cpu_ms_per_job"] = cpu_per_job(load)
+                phases.append(
+                    {
+                        "label": label,
+                        "nats_nodes": nodes,
+                        "schedulers": count,
+                        "code": tree or "this tree",
+                        "nats_baseline": nats_base,
+                        "probe": probe,
+                        "load": load,
+                    }
+                )
+                _print_mode(label, {"probe": probe, "load": load})
+            finally:
+                if client:
+                    await client.aclose()
+                await asyncio.to_thread(infra.stop_some, [*gateway.values(), *schedulers])
+    finally:
+        await platform.close()
+    return phases
+
+
+def topologies(args: argparse.Namespace) -> dict:
+    """One run, several phases: each NATS size (--nats-nodes) on its own fresh infra, and on it each count of
+    scheduler replicas (--schedulers), in alternating order from one infra to the next so that neither count is
+    always measured first. Every figure is then set against the first phase of the 1-node, 1-scheduler kind."""
+    results: dict = {
+        "machine": machine(),
+        "params": vars(args).copy(),
+        "aim": {"p99_ms": AIM_P99_MS, "jobs_per_s": AIM_JOBS_PER_S},
+        "phases": [],
+    }
+    for i, nodes in enumerate(args.nats_nodes):
+        counts = list(args.schedulers) if i % 2 == 0 else list(reversed(args.schedulers))
+        with Infra(f"dispatch-nats{nodes}", keep=args.keep, nats_nodes=nodes) as infra:
+            before = args.before if i == 0 else None
+            results["phases"] += asyncio.run(run_topology(args, infra, counts, before))
+    results["machine_after"] = machine()
+    return results
+
+
+def report_topologies(results: dict) -> None:
+    phases = results["phases"]
+    base = next(
+        (p for p in phases if p["nats_nodes"] == 1 and p["schedulers"] == 1 and p["code"] == "this tree"), phases[0]
+    )
+    rows = []
+    for p in phases:
+        for name in ("probe", "load"):
+            e, b = p[name], base[name]
+            s, bs = e["submit_to_ack"], b["submit_to_ack"]
+            rows.append(
+                [
+                    p["label"],
+                    name,
+                    e["concurrency"],
+                    s["p50_ms"],
+                    s["p95_ms"],
+                    s["p99_ms"],
+                    e["jobs_per_s"],
+                    e["errors"],
+                    f"{ratio(s['p50_ms'], bs['p50_ms'])}x",
+                    f"{ratio(s['p99_ms'], bs['p99_ms'])}x",
+                    f"{ratio(e['jobs_per_s'], b['jobs_per_s'])}x",
+                ]
+            )
+    print_table(
+        f"dispatch through the gateway, submit → agent-ack; ratios against {base['label']} of the same run",
+        [
+            "phase",
+            "",
+            "in flight",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "jobs/s",
+            "errors",
+            "p50 /base",
+            "p99 /base",
+            "rate /base",
+        ],
+        rows,
+    )
+    names = []
+    for p in phases:
+        for name in p["load"]["cpu_ms_per_job"]["by_process"]:
+            if name not in names:
+                names.append(name)
+    cpu_rows = [[name] + [p["load"]["cpu_ms_per_job"]["by_process"].get(name, "-") for p in phases] for name in names]
+    cpu_rows.append(["total"] + [p["load"]["cpu_ms_per_job"]["total"] for p in phases])
+    cpu_rows.append(
+        ["total / base"]
+        + [f"{ratio(p['load']['cpu_ms_per_job']['total'], base['load']['cpu_ms_per_job']['total'])}x" for p in phases]
+    )
+    cpu_rows.append(
+        ["jobs/s, a core each"] + [p["load"]["cpu_ms_per_job"]["ceiling_jobs_per_s_one_core_each"] for p in phases]
+    )
+    cpu_rows.append(["load avg 1m before/after"] + [str(p["load"]["load_avg_1m_before_after"]) for p in phases])
+    print_table(
+        "CPU ms per job during the load phase, by process", ["process", *(p["label"] for p in phases)], cpu_rows
+    )
+    print(f"  machine before: {results['machine']['load_avg']}, after: {results['machine_after']['load_avg']}")
+
+
 def cpu_per_job(load: dict) -> dict:
     """CPU milliseconds per job by process, and the rates that CPU alone allows: on 2 cores shared by
     every process, and with a core of its own for each process (then the busiest one sets the pace).
@@ -719,10 +869,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["scheduler", "gateway"],
         help="run this service under cProfile; stats in bench/results/dispatch-<service>.prof",
     )
+    parser.add_argument(
+        "--nats-nodes",
+        type=int,
+        nargs="+",
+        help="topology phases (gateway mode only): NATS nodes, e.g. `1 3` (a local cluster, every stream at R<n>)",
+    )
+    parser.add_argument(
+        "--schedulers",
+        type=int,
+        nargs="+",
+        help="topology phases: scheduler replicas behind the gateway, e.g. `1 2` (LLMCT_SCHEDULER_URLS)",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="TREE",
+        help="topology runs: also a first phase with the scheduler and gateway from this checkout's code "
+        "(e.g. a worktree of main), for a change's before and after in the same run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
 
 
 def main(args: argparse.Namespace) -> dict:
+    if args.nats_nodes or args.schedulers or args.before:
+        args.nats_nodes = args.nats_nodes or [1]
+        args.schedulers = args.schedulers or [1]
+        results = topologies(args)
+        report_topologies(results)
+        write_results("dispatch-topology", results)
+        return results
     with Infra("dispatch", keep=args.keep) as infra:
         results = asyncio.run(run(args, infra))
     report(results)

@@ -35,6 +35,7 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -159,9 +160,15 @@ def sampled_stamps(lines) -> list[float]:
     return [_iso(ln.at).timestamp() for ln in lines if ln.seq % SAMPLE == 0]
 
 
-async def ws_viewer(url: str, watcher: Watcher, connected: asyncio.Event, deadline: float) -> None:
+async def ws_viewer(url: str, token: str, watcher: Watcher, connected: asyncio.Event, deadline: float) -> None:
     try:
-        async with websockets.connect(url, max_size=None, ping_interval=None, open_timeout=30) as ws:
+        async with websockets.connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+            max_size=None,
+            ping_interval=None,
+            open_timeout=30,
+        ) as ws:
             connected.set()
             while not watcher.done.is_set():
                 data = await asyncio.wait_for(ws.recv(decode=False), max(0.1, deadline - time.time()))
@@ -180,7 +187,7 @@ async def ws_viewer(url: str, watcher: Watcher, connected: asyncio.Event, deadli
 
 
 async def nats_viewer(url: str, subject: str, watcher: Watcher) -> nats.NATS:
-    nc = await nats.connect(url, pending_size=256 * 1024 * 1024)
+    nc = await nats.connect(_servers(url), pending_size=256 * 1024 * 1024)
 
     async def on_batch(msg) -> None:
         now = time.time()
@@ -197,6 +204,11 @@ async def nats_viewer(url: str, subject: str, watcher: Watcher) -> nats.NATS:
 
 BENCH_AGENT = "bench-agent"
 PRODUCER_FLAGS = {"nats": ["--raw"], "direct": ["--direct"], "gateway": []}
+
+
+def _servers(url: str) -> list[str]:
+    """NATS_URL as nats-py takes it: a cluster's is comma-separated, one URL per node."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def start_producer(infra: Infra, job_id: str, lines: int, rate: float, path: str) -> subprocess.Popen:
@@ -264,9 +276,12 @@ async def one_run(
     tasks = []
     deadline = time.time() + timeout
     if path != "nats":
-        url = f"ws://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}/api/jobs/{job_id}/logs?token={token}"
+        # The gateway refuses a credential in a socket's URL: the bearer token goes in the Authorization header.
+        url = f"ws://127.0.0.1:{infra.env['LLMCT_GATEWAY_PORT']}/api/jobs/{job_id}/logs"
         connected = [asyncio.Event() for _ in watchers]
-        tasks = [asyncio.create_task(ws_viewer(url, w, c, deadline)) for w, c in zip(watchers, connected, strict=True)]
+        tasks = [
+            asyncio.create_task(ws_viewer(url, token, w, c, deadline)) for w, c in zip(watchers, connected, strict=True)
+        ]
         await asyncio.wait_for(asyncio.gather(*(c.wait() for c in connected)), 60)
         await asyncio.sleep(1.0)  # each socket attaches to the gateway's hub just after its handshake
     else:
@@ -356,11 +371,11 @@ def frame_cost(viewers: int = 100, n: int = 30) -> dict:
             fn()
         return (time.perf_counter() - t0) / n
 
-    frame = encode({"job_id": batch.job_id, "lines": lines_after(batch, 0)})
+    frame = encode({"job_id": batch.job_id, "lines": lines_after(batch, (0, 0))})
     deflate = zlib.compressobj(wbits=-15)
     per_line = len(batch.lines)
-    build = timed(lambda: lines_after(batch, 0))
-    built = lines_after(batch, 0)
+    build = timed(lambda: lines_after(batch, (0, 0)))
+    built = lines_after(batch, (0, 0))
     encoded = timed(lambda: encode({"job_id": batch.job_id, "lines": built}))
     compress = timed(lambda: deflate.compress(frame) + deflate.flush(zlib.Z_SYNC_FLUSH))
     return {
@@ -382,14 +397,15 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
         from services.common.store import _init_connection
 
         await _init_connection(conn)  # the jsonb codec the services use
-        owner = await make_user(conn, "bench-fanout")
-        token = token_for(infra.settings, owner, "bench-fanout")
+        username = f"bench-fanout-{secrets.token_hex(4)}"  # a second run on the same database
+        owner = await make_user(conn, username)
+        token = token_for(infra.settings, owner, username)
         meter = CpuMeter(infra)
         runs = []
         beating = asyncio.create_task(beat_forever(infra.env["NATS_URL"]))
         try:
             for pace in args.paces:
-                for path in ("nats", "direct", "gateway"):
+                for path in args.paths:
                     print(f"[{pace}] {path}: {args.lines:,} lines to {args.viewers} viewers ...", flush=True)
                     runs.append(await one_run(infra, meter, path, pace, args, conn, owner, token))
         finally:
@@ -403,7 +419,7 @@ async def run(args: argparse.Namespace, infra: Infra) -> dict:
 async def beat_forever(url: str) -> None:
     """The producer's agent is alive (no GPUs, no CPU slots: nothing is placed on it), so the scheduler does not
     re-queue its running jobs as a lost agent's."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(_servers(url))
     try:
         while True:
             beat = contracts.AgentHeartbeat(agent_id=BENCH_AGENT, hostname="bench", sent_at=datetime.now(UTC))
@@ -558,14 +574,96 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the gateway under cProfile; stats in bench/results/fanout-gateway.prof",
     )
+    parser.add_argument(
+        "--paths", nargs="+", default=["nats", "direct", "gateway"], choices=["nats", "direct", "gateway"]
+    )
+    parser.add_argument("--nats-nodes", type=int, nargs="+", default=[1], help="NATS nodes, e.g. `1 3` (R<n>)")
+    parser.add_argument(
+        "--schedulers", type=int, nargs="+", default=[1], help="scheduler replicas (log relays), e.g. `1 2`"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (servers' data, logs)")
 
 
 def main(args: argparse.Namespace) -> dict:
-    with Infra("fanout", keep=args.keep) as infra:
-        print("starting the scheduler (log relay) and the gateway as processes ...", flush=True)
-        infra.start_services(("scheduler", "gateway"), profile="gateway" if args.profile else None)
-        results = asyncio.run(run(args, infra))
-    report(results)
-    write_results("fanout", results)
+    """One run per NATS size (--nats-nodes, each on a fresh infra) and count of scheduler replicas (--schedulers,
+    alternating in order from one infra to the next); with the defaults, one run as before."""
+    topologies = []
+    for i, nodes in enumerate(args.nats_nodes):
+        counts = list(args.schedulers) if i % 2 == 0 else list(reversed(args.schedulers))
+        with Infra(f"fanout-nats{nodes}", keep=args.keep, nats_nodes=nodes) as infra:
+            for count in counts:
+                print(f"[nats={nodes} schedulers={count}] starting the scheduler(s) (log relay) and the gateway ...")
+                schedulers = infra.start_replicas("scheduler", count)
+                gateway = infra.start_services(
+                    ("gateway",),
+                    profile="gateway" if args.profile else None,
+                    LLMCT_SCHEDULER_URLS=Infra.replica_urls(schedulers),
+                    # every viewer is the one bench user: let them all in (the default cap is 16 sockets a user)
+                    LLMCT_GATEWAY_WEBSOCKETS_PER_USER=str(args.viewers + 16),
+                )
+                try:
+                    results = asyncio.run(run(args, infra))
+                finally:
+                    infra.stop_some([*gateway.values(), *schedulers])
+                topologies.append({"nats_nodes": nodes, "schedulers": count, **results})
+    if len(topologies) == 1:
+        report(topologies[0])
+        write_results("fanout", topologies[0])
+        return topologies[0]
+    for t in topologies:
+        print(f"\n=== nats={t['nats_nodes']} schedulers={t['schedulers']} ===")
+        report(t)
+    results = {"machine": machine(), "topologies": topologies}
+    report_topologies(results)
+    write_results("fanout-topology", results)
     return results
+
+
+def report_topologies(results: dict) -> None:
+    """Each topology's runs set against the 1-node, 1-scheduler one of the same run, path by path."""
+    tops = results["topologies"]
+    base = next((t for t in tops if t["nats_nodes"] == 1 and t["schedulers"] == 1), tops[0])
+    base_runs = {(r["pace"], r["path"]): r for r in base["runs"]}
+    rows = []
+    for t in tops:
+        for r in t["runs"]:
+            b = base_runs.get((r["pace"], r["path"]))
+            lat = r["latency"]
+            cpu = r["cpu_s"]
+            nats_cpu = sum(v for k, v in cpu.items() if k.startswith("nats-server"))
+            relay_cpu = sum(v for k, v in cpu.items() if k.startswith("service scheduler"))
+            rows.append(
+                [
+                    f"nats={t['nats_nodes']} schedulers={t['schedulers']}",
+                    r["pace"],
+                    r["path"],
+                    f"{r['viewers_complete']}/{r['viewers']}",
+                    f"{r['lines_per_s_all_viewers']:,}",
+                    lat["p50_ms"],
+                    lat["p99_ms"],
+                    f"{ratio(lat['p99_ms'], b['latency']['p99_ms'])}x" if b else "-",
+                    f"{ratio(r['lines_per_s_all_viewers'], b['lines_per_s_all_viewers'])}x" if b else "-",
+                    round(relay_cpu * 1e6 / r["lines"], 1),
+                    round(nats_cpu * 1e6 / r["lines"], 1),
+                    r.get("gateway_cpu_us_per_line_delivery", "-"),
+                ]
+            )
+    print_table(
+        f"fanout by topology, ratios against nats={base['nats_nodes']} schedulers={base['schedulers']} of this run",
+        [
+            "topology",
+            "pace",
+            "path",
+            "complete",
+            "lines/s",
+            "p50 ms",
+            "p99 ms",
+            "p99 /base",
+            "rate /base",
+            "relay µs/line",
+            "nats µs/line",
+            "gateway µs/line/viewer",
+        ],
+        rows,
+    )
+    print(f"  machine: load {results['machine']['load_avg']} at the end")

@@ -62,12 +62,28 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pool's connection, given back without asyncpg's reset statement (`pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`): a round trip to Postgres on every release, a few per job, for session state the
+    platform never leaves behind. Its advisory locks are all transaction-scoped (`pg_advisory_xact_lock`), its
+    cursors live in transactions, it neither LISTENs nor SETs a session variable (tests/unit/test_pool_reset.py
+    keeps it so). A connection given back inside a transaction is still rolled back: asyncpg does that apart."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(database_url: str, *, attempts: int = 30) -> asyncpg.Pool:
     """Open a pool, waiting a while for Postgres to come up."""
     for attempt in range(1, attempts + 1):
         try:
             return await asyncpg.create_pool(
-                database_url, min_size=1, max_size=10, init=_init_connection, command_timeout=30
+                database_url,
+                min_size=1,
+                max_size=10,
+                init=_init_connection,
+                command_timeout=30,
+                connection_class=PooledConnection,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             if attempt == attempts:

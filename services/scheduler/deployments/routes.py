@@ -155,6 +155,7 @@ async def deploy(
                 f"you may have {limit} active deployment(s) and have: {names}. Stop one first "
                 "(POST /api/deployments/{id}/stop), or ask an admin to raise your limit",
             )
+        config_yaml, stages = rendered.frozen()
         await store.insert_job(
             conn,
             job_id=job_id,
@@ -164,8 +165,8 @@ async def deploy(
             gpu_count=req.gpu_count,
             request=rendering.request_dict(req),
             config=rendered.config,
-            config_yaml=rendered.yaml_text(),
-            stages=rendered.stage_rows(),
+            config_yaml=config_yaml,
+            stages=stages,
             output_dir=str(settings.storage.output / job_id),
             estimate=msgspec.to_builtins(est),
             fetches=fetches(settings, [model.inputs]),

@@ -53,7 +53,8 @@ def with_checkpoint(stages: list[dict], checkpoint: Path | None) -> tuple[list[d
                 stage.config["resume_from_checkpoint"] = str(checkpoint)
         rendered.append(stage)
     result = rendering.Rendered(stages=rendered)
-    return result.stage_rows(), result.config, result.yaml_text()
+    text, rows = result.frozen()
+    return rows, result.config, text
 
 
 async def retry(

@@ -94,6 +94,7 @@ async def submit(
     job_id = new_id("job")
     rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id)
     kind = kind_of(req)
+    config_yaml, stages = rendered.frozen()
     async with pool.acquire() as conn, conn.transaction():
         if submission is not None:
             await submission.claim(conn)
@@ -108,8 +109,8 @@ async def submit(
             gpu_count=req.gpu_count,
             request=rendering.request_dict(req),
             config=rendered.config,
-            config_yaml=rendered.yaml_text(),
-            stages=rendered.stage_rows(),
+            config_yaml=config_yaml,
+            stages=stages,
             output_dir=str(settings.storage.output / job_id),
             estimate=msgspec.to_builtins(est),
             fetches=needs,

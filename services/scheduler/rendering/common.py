@@ -127,16 +127,30 @@ class Rendered(msgspec.Struct, kw_only=True):
 
     def stage_rows(self) -> list[dict[str, Any]]:
         """The stages as stored with the job (`jobs.stages`, sent to the agent as `engine_stages` of them)."""
-        return [stage_row(s.to_engine()) for s in self.stages]
+        return self.frozen()[1]
 
     def yaml_text(self) -> str:
         """Every stage's YAML, one document each, for people to read."""
-        if len(self.stages) == 1:
-            return self.stages[0].yaml()
-        last = len(self.stages)
+        return self._joined([s.yaml() for s in self.stages])
+
+    def frozen(self) -> tuple[str, list[dict[str, Any]]]:
+        """`yaml_text()` and `stage_rows()` together, each stage's config dumped once: what storing a job needs. The
+        YAML dump is the largest CPU cost of a submit (pyyaml's representer is Python even with libyaml), and the
+        two made it twice."""
+        texts = [s.yaml() for s in self.stages]
+        rows = [
+            stage_row(EngineStage(name=s.name, command=s.command, config_yaml=text, serve=s.serve, hub=s.hub))
+            for s, text in zip(self.stages, texts, strict=True)
+        ]
+        return self._joined(texts), rows
+
+    def _joined(self, texts: list[str]) -> str:
+        if len(texts) == 1:
+            return texts[0]
+        last = len(texts)
         return "".join(
-            f"# stage {i} of {last}: {s.name}\n{s.yaml()}" + ("---\n" if i < last else "")
-            for i, s in enumerate(self.stages, 1)
+            f"# stage {i} of {last}: {s.name}\n{text}" + ("---\n" if i < last else "")
+            for i, (s, text) in enumerate(zip(self.stages, texts, strict=True), 1)
         )
 
 
@@ -152,13 +166,29 @@ ALLOWED_DEEPSPEED = {"z0": "ds_z0_config.json", "z2": "ds_z2_config.json", "z3":
 
 def deep_merge(base: dict, extra: dict) -> dict:
     """`extra` over `base`, recursing into dicts present in both; neither input is changed."""
-    merged = copy.deepcopy(base)
+    merged = plain_copy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = plain_copy(value)
     return merged
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def plain_copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, strings, numbers, booleans, None), anything else by
+    `copy.deepcopy`: the same result as deepcopy for a config, without its memo and dispatch per value (it was a
+    tenth of a submit's CPU)."""
+    if isinstance(value, _ATOMS):
+        return value
+    if type(value) is dict:
+        return {key: plain_copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [plain_copy(item) for item in value]
+    return copy.deepcopy(value)
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any], on_gpu: bool) -> dict[str, Any]:
