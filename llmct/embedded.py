@@ -187,6 +187,12 @@ class NatsServer:
     def where(self) -> str:
         return str(self.log_file or self.store_dir)
 
+    def log_tail(self, lines: int = 8) -> list[str]:
+        """Its log's last lines (none when it logs nowhere)."""
+        if not self.log_file or not self.log_file.exists():
+            return []
+        return self.log_file.read_text(errors="replace").splitlines()[-lines:]
+
     def _node_config(self) -> Path:
         """The file nats-server is started with (and re-reads on SIGHUP): the users, plus, for a cluster's node, its
         name and routes (in the file, not as flags: a reload keeps only what the file says)."""
@@ -304,16 +310,26 @@ class NatsCluster:
         self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Every running node serves JetStream and the cluster has a meta leader (streams can be made)."""
-        wait_until(self._ready, timeout=timeout, what="the NATS cluster")
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Every running node is healthy with JetStream current (`/healthz`: it knows the meta leader, so streams
+        can be made) and the cluster has all its nodes. On a loaded machine the first election can take a while:
+        on timeout the error carries each node's last log lines."""
+        try:
+            wait_until(self._ready, timeout=timeout, what="the NATS cluster", interval=0.2)
+        except TimeoutError as exc:
+            tails = {node.server_name: node.log_tail() for node in self.nodes}
+            raise TimeoutError(f"{exc}; the nodes' last lines: {tails}") from None
 
     def _ready(self) -> bool:
         running = [node for node in self.nodes if node.process and node.process.poll() is None]
         if not running or not all(node._ready() for node in running):
             return False
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{running[0].monitor_port}/jsz", timeout=0.5) as response:
+            for node in running:
+                with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}/healthz", timeout=1) as response:
+                    if response.status != 200:
+                        return False
+            with urllib.request.urlopen(f"http://127.0.0.1:{running[0].monitor_port}/jsz", timeout=1) as response:
                 meta = json.load(response).get("meta_cluster") or {}
         except OSError:
             return False

@@ -45,10 +45,12 @@ def _gateway_context(base: Context) -> GatewayContext:
     """The gateway's parts, built once the bus is up."""
     http = new_client()
     settings = cast(GatewaySettings, base.settings)
+    log_hub = LogHub(base.nc, base.js)
+    base.reconnected.append(log_hub.reconnected)  # live lines sent while NATS was away are read from LOGS
     return base.extended(
         GatewayContext,
         http=http,
-        log_hub=LogHub(base.nc, base.js),
+        log_hub=log_hub,
         deployments=Deployments(http, settings.upstreams("scheduler")),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s, settings.nats_replicas),
         open_sockets=OpenSockets(),

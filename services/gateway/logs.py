@@ -42,6 +42,9 @@ class Viewer:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=VIEWER_QUEUE)
         self.dropped = asyncio.Event()
+        # Set when this gateway's NATS connection came back: live lines published meanwhile never reached it (core
+        # NATS is at most once), so the viewer reads them from LOGS before it goes on.
+        self.behind = asyncio.Event()
 
     def offer(self, frame: Frame) -> None:
         try:
@@ -80,6 +83,12 @@ class LogHub:
         viewer = Viewer()
         topic.viewers.add(viewer)
         return viewer
+
+    async def reconnected(self) -> None:
+        """NATS is back after a break: every viewer may have missed live batches; each catches up from LOGS."""
+        for topic in self.topics.values():
+            for viewer in topic.viewers:
+                viewer.behind.set()
 
     async def detach(self, job_id: str, viewer: Viewer) -> None:
         topic = self.topics.get(job_id)
@@ -128,6 +137,15 @@ def parse_position(text: str | None) -> Position | None:
     if not (attempt.isdigit() and seq.isdigit()) or len(text) > 24:
         return None
     return int(attempt), int(seq)
+
+
+def follows(batch: contracts.LogBatch, after: Position) -> bool:
+    """Whether the batch's first line comes right after `after`: the next line of the attempt, or the first line
+    of a later one. A batch that does not leaves a gap a viewer fills from LOGS first."""
+    if not batch.lines:
+        return True
+    first = batch.lines[0].seq
+    return first == after[1] + 1 if batch.attempt == after[0] else batch.attempt > after[0] and first == 1
 
 
 def position_of(batch: contracts.LogBatch) -> Position:

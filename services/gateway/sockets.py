@@ -15,7 +15,7 @@ from services.common.contracts import Subjects
 from services.common.security import Principal
 
 from .limits import capped_per_user
-from .logs import LogHub, Position, frame_text, lines_after, notice_text, parse_position, position_of
+from .logs import LogHub, Position, follows, frame_text, lines_after, notice_text, parse_position, position_of
 from .tickets import require_socket_caller
 
 NOT_FOUND = 4404
@@ -60,17 +60,28 @@ async def stream_logs(socket: WebSocket, hub: LogHub, nc: Client, owner_id: str,
 
     changes = await nc.subscribe(Subjects.job_changed(owner_id, job_id), cb=on_change)
     viewer = await hub.attach(job_id)  # live lines buffer while the replay runs
-    try:
+
+    async def send_after(batch: contracts.LogBatch) -> None:
+        nonlocal after
+        if lines := lines_after(batch, after):
+            await socket.send_data(frame_text(job_id, batch.attempt, lines), mode="text")
+            after = position_of(batch)
+
+    async def catch_up() -> None:
+        """What LOGS holds after the viewer's position: the start, or what the live path missed."""
         async for batch in hub.replay(job_id):
-            if lines := lines_after(batch, after):
-                await socket.send_data(frame_text(job_id, batch.attempt, lines), mode="text")
-                after = position_of(batch)
+            await send_after(batch)
+
+    try:
+        await catch_up()
         while True:
             get = asyncio.ensure_future(viewer.queue.get())
             dropped = asyncio.ensure_future(viewer.dropped.wait())
             ended = asyncio.ensure_future(lost.get())
-            done, _ = await asyncio.wait({get, dropped, ended}, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in {get, dropped, ended} - done:
+            behind = asyncio.ensure_future(viewer.behind.wait())
+            waiters = {get, dropped, ended, behind}
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waiters - done:
                 waiting.cancel()
             if dropped in done:
                 await socket.close(code=4408, reason="too slow: reconnect with ?after=<attempt>.<seq>")
@@ -80,14 +91,20 @@ async def stream_logs(socket: WebSocket, hub: LogHub, nc: Client, owner_id: str,
                 await socket.send_data(notice_text(job_id, change.state, change.reason, change.message), mode="text")
                 await socket.close(code=AGENT_LOST, reason="the job's agent lost it")
                 return
+            if behind in done:  # this gateway's NATS connection broke and came back: read what it missed
+                viewer.behind.clear()
+                await catch_up()
+            if get not in done:
+                continue
             frame = get.result()
             batch = frame.batch
+            if not follows(batch, after) and (batch.attempt, batch.lines[0].seq) > after:
+                await catch_up()  # a gap before it (missed live while NATS moved): LOGS has it, in order
             if batch.lines and (batch.attempt, batch.lines[0].seq) > after:  # the usual case: all new, as encoded
                 await socket.send_data(frame.text, mode="text")
                 after = position_of(batch)
-            elif lines := lines_after(batch, after):  # overlaps the replay: only the unseen lines
-                await socket.send_data(frame_text(job_id, batch.attempt, lines), mode="text")
-                after = position_of(batch)
+            else:  # overlaps what was sent: only the unseen lines
+                await send_after(batch)
     finally:
         await hub.detach(job_id, viewer)
         with contextlib.suppress(Exception):

@@ -18,6 +18,7 @@ from services.agent.runner import Runner, RunningJob
 from services.agent.savedjob import SavedJob
 from services.common import contracts, nats_auth
 from services.common.contracts import STREAMS, Subjects
+from services.gateway.logs import follows
 from services.scheduler.logs.gate import Assignments
 from services.scheduler.logs.order import DUPLICATE, GAP, NEXT, Tip, placement, tip_of
 from services.scheduler.logs.relay import EXPECT_LAST, LogRelay
@@ -469,3 +470,24 @@ async def test_a_progress_point_announced_keeps_the_cache(relay):
     await relay.take(second := FakeMsg("a", "job_1", 2, 11, 20))
     await settled(relay, second)
     assert relay.rows.reads == 1
+
+
+def _batch(attempt: int, first: int, last: int) -> contracts.LogBatch:
+    lines = tuple(contracts.LogLine(seq=i, stream="stdout", at=NOW, text="x") for i in range(first, last + 1))
+    return contracts.LogBatch(job_id="j", attempt=attempt, lines=lines)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "first", "after", "follows_it"),
+    [
+        (1, 1, (0, 0), True),  # the first line
+        (1, 6, (1, 5), True),  # the next line
+        (2, 1, (1, 300), True),  # the first line of a later attempt
+        (1, 8, (1, 5), False),  # lines 6 and 7 were missed live (a gateway whose NATS node went)
+        (2, 2, (1, 300), False),  # the new attempt's first line was missed
+        (3, 1, (1, 300), True),
+        (1, 3, (1, 5), False),  # an overlap is no gap but not a follower either: only its unseen lines go out
+    ],
+)
+def test_a_live_batch_after_a_gap_is_told_apart(attempt, first, after, follows_it):
+    assert follows(_batch(attempt, first, first + 4), after) is follows_it
