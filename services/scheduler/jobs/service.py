@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -274,15 +275,55 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
                     ),
                 )
             )
-    # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep.
+    # Committed first; a crash before these publishes is repaired by the stale-dispatch sweep (a silent agent) or
+    # the reconciliation (a live one that never lists it). A publish JetStream does not take (its stream electing a
+    # leader after a NATS node went) is sent again (deduplicated by its id), and a dispatch that cannot be sent at
+    # all goes back to the queue rather than wait for a sweep and count as a lost attempt.
     for row, message in sent:
-        await js.publish(
-            Subjects.job_dispatch(row.agent_id or ""),
-            contracts.encode(message),
-            headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"},
-        )
-        await publish_change(nc, row)
+        if await _send_dispatch(js, row, message):
+            await publish_change(nc, row)
+        elif (back := await _unsent(pool, message)) is not None:
+            await publish_change(nc, back)
     return len(sent)
+
+
+DISPATCH_SEND_S = 30.0  # how long a dispatch's publish is retried (a NATS leader election takes seconds)
+
+
+async def _send_dispatch(js: JetStreamContext, row: JobChange, message: contracts.JobDispatched) -> bool:
+    deadline = asyncio.get_running_loop().time() + DISPATCH_SEND_S
+    delay = 0.25
+    while True:
+        try:
+            await js.publish(
+                Subjects.job_dispatch(row.agent_id or ""),
+                contracts.encode(message),
+                headers={"Nats-Msg-Id": f"{message.job_id}.{message.attempt}"},
+            )
+            return True
+        except (nats.errors.Error, TimeoutError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                log.error("dispatch of %s to %s not sent: %r", message.job_id, row.agent_id, exc)
+                return False
+            log.warning("dispatch of %s not taken yet (%r); sending it again", message.job_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def _unsent(pool: asyncpg.Pool, message: contracts.JobDispatched) -> JobChange | None:
+    """A dispatch that never left: the job goes back to the queue as it was (its attempt not spent)."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await transition(
+            conn,
+            message.job_id,
+            "pending",
+            from_states=("dispatched",),
+            reason="requeued",
+            message="its dispatch could not be sent (NATS did not take it); back in the queue",
+            agent_id=None,
+            gpu_ids=[],
+            attempt=message.attempt - 1,
+        )
 
 
 def _objects(settings: SchedulerSettings, column) -> dict:

@@ -210,3 +210,38 @@ async def test_a_killed_agents_job_finishes_on_another_agent(scheduler, start_ag
     ]
     assert reasons.count("started") == 2 and "requeued" in reasons
     second.stop()
+
+
+async def test_a_dispatch_nats_does_not_take_goes_back_to_the_queue(pool, settings, tmp_path, monkeypatch):
+    """JetStream refusing the dispatch (its stream has no leader while a NATS node is replaced; here: no DISPATCH
+    stream at all, on a server of the test's own) is sent again for DISPATCH_SEND_S, then the job is pending again
+    with its attempt unspent, instead of staying dispatched until a sweep counts it as a lost attempt."""
+    from llmct.embedded import NatsServer, free_port
+
+    server = NatsServer(port=free_port(), monitor_port=free_port(), store_dir=tmp_path / "js").start()
+    nc = await connect_bus(server.url, "queue-unsent")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await js.delete_stream("DISPATCH")
+        monkeypatch.setattr(service, "DISPATCH_SEND_S", 1.0)
+        owner = await user(pool, "unsent")
+        job = await pending_job(pool, owner, tmp_path, priority=PRIORITY + 50)
+        await agent_row(pool, gpus=1)
+        await service.dispatch_pending(pool, nc, js, settings)
+        row = await pool.fetchrow("SELECT state, reason, agent_id, attempt, requeues FROM jobs WHERE id = $1", job)
+        assert (row["state"], row["reason"], row["agent_id"], row["attempt"], row["requeues"]) == (
+            "pending",
+            "requeued",
+            None,
+            0,
+            0,
+        )
+        history = await pool.fetch("SELECT state, message FROM job_events WHERE job_id = $1 ORDER BY at, id", job)
+        assert [e["state"] for e in history][-2:] == ["dispatched", "pending"]
+        assert "could not be sent" in history[-1]["message"]
+        await pool.execute("UPDATE jobs SET state = 'cancelled' WHERE id = $1", job)
+    finally:
+        await close_bus(nc)
+        server.stop()
+        await pool.execute("DELETE FROM agents WHERE hostname = 'queue-test'")
