@@ -164,7 +164,7 @@ async def test_train_download_evaluate_export_and_chat_on_a_host_that_shares_no_
 
 
 async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_another(control_plane, add_host):
-    """The first host is killed (every process in its namespace) once its first checkpoint is in the store; the job goes
+    """The first host is killed (every process in its namespace) once a checkpoint is in the store; the job goes
     back to the queue and finishes on the second host, resumed from that checkpoint: no step run twice counts twice."""
     first, second = add_host(unique("k")[-6:]), add_host(unique("r")[-6:])
     doomed, heir = unique("doomed"), unique("heir")
@@ -176,14 +176,16 @@ async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_anoth
             control_plane.join(first, doomed, token)
             await online(gw, control_plane, doomed)
             headers = await login(gw, control_plane.env["INVITE_CODE"], unique("resumer"))
-            slow = {**TRAIN, "max_steps": 200, "save_steps": 20}
+            # Long enough that the host is killed mid-run: a checkpoint reaches the store a few seconds after it is
+            # written (the agent waits for it to be whole), and 200 tiny steps could end before that.
+            slow = {**TRAIN, "max_steps": 600, "save_steps": 20}
             r = await gw.post("/api/jobs", json=slow, headers=headers)
             assert r.status_code == 201, r.text
             job_id = r.json()["id"]
 
             async def checkpoint_stored():
                 names = {o.name for o in await objects.list_objects(js, Buckets.CHECKPOINTS, f"{job_id}/")}
-                return f"{job_id}/checkpoint-20/trainer_state.json" in names
+                return any(name.endswith("/trainer_state.json") for name in names)
 
             await eventually(checkpoint_stored, timeout=240, interval=0.5)
             await asyncio.to_thread(first.kill_all)
@@ -196,6 +198,6 @@ async def test_a_job_whose_host_dies_resumes_from_its_stored_checkpoint_on_anoth
             assert f"dispatched: on {doomed}" in history.split(" | ")[1], history
             assert "resumes from checkpoint-" in history, history
             steps = [point["step"] for point in job["progress_series"]]
-            assert steps == sorted(set(steps)) and steps[-1] == 200, steps
+            assert steps == sorted(set(steps)) and steps[-1] == 600, steps
     finally:
         await nc.close()
