@@ -21,7 +21,9 @@ with other relays at work (a refused publish reads the tip again). A batch:
 - that follows the tip (the next line number, or line 1 of a newer attempt) is published;
 - that leaves a gap waits up to HOLD_S for the batches before it (redelivered after a relay died holding them, or
   published by another relay meanwhile: the tip is read again while it waits), and is then published anyway, since
-  a batch that the agent never got into LOG_INGEST never comes and the lines after it must not wait for ever.
+  a batch that the agent never got into LOG_INGEST never comes and the lines after it must not wait for ever. While
+  LOG_INGEST still holds more of the job's batches than the lane (another relay took them and cannot place them
+  yet, e.g. its Postgres read failing in an outage), it waits on, up to MAX_HOLD_S.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ _changes = msgspec.json.Decoder(contracts.JobChanged)
 ACK_WAIT_S = 5.0  # how soon a dead relay's batches come back to the next one
 KEEP_ALIVE_S = ACK_WAIT_S / 3  # a batch waiting in a lane is touched this often, so it is not redelivered
 HOLD_S = ACK_WAIT_S + 3.0  # how long a batch after a gap waits for the batches before it
+MAX_HOLD_S = 60.0  # ... and how long when LOG_INGEST shows another relay still holds them
+HELD_POLL_S = 1.0
+INGEST_STREAM = "LOG_INGEST"
 GAP_POLL_S = 0.1  # while it waits, the tip is read again this often (another relay may have moved it)
 LANE_IDLE_S = 10.0  # a lane with nothing to do ends; the job's next batch starts a new one
 MAX_PENDING = 4_096  # batches delivered and not acked yet, across every lane
@@ -239,6 +244,12 @@ class LogRelay:
                 await _wait(lane.arrived, GAP_POLL_S)
             await self._read_tip(lane)
             return
+        if where == GAP and self.clock() < batch.arrived + MAX_HOLD_S and await self._held_elsewhere(lane):
+            # The lines before it are still in LOG_INGEST, taken by another relay that cannot place them yet (its
+            # Postgres read failing in an outage, say): they come, so they are waited for, up to MAX_HOLD_S.
+            await _wait(lane.arrived, HELD_POLL_S)
+            await self._read_tip(lane)
+            return
         if where == DUPLICATE:
             self.counts["duplicates"] += 1
             await self._done(lane, batch)
@@ -283,6 +294,18 @@ class LogRelay:
             lane.tip, lane.tip_read = Tip(ack.seq, batch.attempt, batch.last), False
             self.counts["relayed"] += 1
             return True
+
+    async def _held_elsewhere(self, lane: _Lane) -> bool:
+        """Whether LOG_INGEST holds more batches of the job than this lane does: some are unacked with another relay
+        (a work queue keeps a message until it is acked). False when that cannot be told (then the gap is crossed)."""
+        try:
+            info = await self.js.stream_info(INGEST_STREAM, subjects_filter=Subjects.job_logs("*", lane.job_id))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - not knowing is the old rule: relay over the gap
+            return False
+        stored = sum((info.state.subjects or {}).values())
+        return stored > len(lane.waiting)
 
     async def _read_tip(self, lane: _Lane) -> Tip:
         """Set (and return) the lane's tip from the job's last batch in LOGS (retried while NATS is away)."""
