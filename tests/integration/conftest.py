@@ -4,6 +4,7 @@ import nats
 import pytest
 from litestar.testing import AsyncTestClient
 
+from services.common import objects
 from services.common.store import create_pool
 
 
@@ -32,3 +33,13 @@ async def bus(settings):
     nc = await nats.connect(settings.nats_url)
     yield nc
     await nc.drain()
+
+
+@pytest.fixture
+async def js(nats_server):
+    """The services' connection, with every object bucket there (`objects` storage mode)."""
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await objects.ensure_buckets(js)
+    yield js
+    await nc.close()

@@ -6,18 +6,7 @@ import nats
 import pytest
 
 from services.agent.cache import Cache
-from services.common import objects
 from services.common.bus import ensure_streams
-
-
-@pytest.fixture
-async def js(nats_server):
-    """The services' connection, with every bucket there."""
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await objects.ensure_buckets(js)
-    yield js
-    await nc.close()
 
 
 @pytest.fixture

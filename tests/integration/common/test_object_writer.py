@@ -9,7 +9,6 @@ import hashlib
 import os
 import time
 
-import nats
 import pytest
 
 from services.common import objects
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.integration
 
 MIB = objects.CHUNK_BYTES
 PIECE = 64 * 1024 + 7  # what a network read hands over: never a chunk's size, never aligned with one
-
-
-@pytest.fixture
-async def js(nats_server):
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await objects.ensure_buckets(js)
-    yield js
-    await nc.close()
 
 
 async def written(js, body: bytes, bucket: str = Buckets.OUTPUTS) -> ObjectWriter:

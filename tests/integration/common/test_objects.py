@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-import nats
 import pytest
 
 from services.common import objects
@@ -17,15 +16,6 @@ from tests.helpers import unique
 pytestmark = pytest.mark.integration
 
 SIZE = 5 * objects.CHUNK_BYTES + 12_345  # six chunks, the last one short
-
-
-@pytest.fixture
-async def js(nats_server):
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await objects.ensure_buckets(js)
-    yield js
-    await nc.close()
 
 
 async def test_a_file_goes_in_and_comes_back_byte_for_byte(js, tmp_path):

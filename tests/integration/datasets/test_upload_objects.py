@@ -41,15 +41,6 @@ STREAM = f"OBJ_{Buckets.DATASETS}"
 
 
 @pytest.fixture
-async def js(nats_server):
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await objects.ensure_buckets(js)
-    yield js
-    await nc.close()
-
-
-@pytest.fixture
 async def ctx(pool, settings, js):
     settings.storage.data.mkdir(parents=True, exist_ok=True)
     context = Context(

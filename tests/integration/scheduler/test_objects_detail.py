@@ -10,7 +10,6 @@ import contextlib
 import os
 from datetime import UTC, datetime
 
-import nats
 import pytest
 
 from services.agent.cache import Cache
@@ -58,13 +57,9 @@ async def agent(scheduler, nats_server, pool):
 
 
 @pytest.fixture
-async def store_js(nats_server):
+def store_js(js):
     """The services' connection, every bucket there (what the control plane stores inputs with)."""
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await objects.ensure_buckets(js)
-    yield js
-    await nc.close()
+    return js
 
 
 async def fetch_of(scheduler, owner: dict, job_id: str) -> dict | None:
