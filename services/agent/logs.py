@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 0.1
 MAX_BATCH = 500
+SEND_S = 30.0  # how long a batch JetStream does not take is sent again
 TAIL_LINES = 30
 
 
@@ -101,10 +102,7 @@ class LogShipper:
             message = contracts.LogBatch(
                 job_id=self.job_id, attempt=self.attempt, lines=tuple(line for line, _, _ in batch)
             )
-            try:
-                await self.js.publish(self.subject, contracts.encode(message))
-            except Exception:
-                log.exception("log batch for %s not published", self.job_id)
+            await self._send(message)
             del self._pending[: len(batch)]
             for _, mark, _ in batch:
                 if mark is not None:
@@ -112,6 +110,28 @@ class LogShipper:
             if self.on_shipped is not None:
                 last, _, size = batch[-1]
                 self.on_shipped(last.seq, size, self._mark)
+
+    async def _send(self, message: contracts.LogBatch) -> None:
+        """Publish a batch, again and again for up to SEND_S while JetStream does not take it (a NATS node went and
+        LOG_INGEST elects a leader): the same id each time, so one that did land is not stored twice. Past that it is
+        given up (the relay, waiting for it, then relays over the gap)."""
+        lines = message.lines
+        msg_id = f"{self.subject}.{self.attempt}.{lines[0].seq}-{lines[-1].seq}" if lines else None
+        deadline = asyncio.get_running_loop().time() + SEND_S
+        delay = 0.2
+        while True:
+            try:
+                await self.js.publish(
+                    self.subject, contracts.encode(message), headers={"Nats-Msg-Id": msg_id} if msg_id else None
+                )
+                return
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    log.exception("log batch for %s not published", self.job_id)
+                    return
+                log.warning("log batch for %s not taken yet; sending it again", self.job_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def close(self) -> None:
         """Ship what is left and close the file; a batch being sent is let finish, never cancelled."""
