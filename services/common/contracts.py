@@ -142,6 +142,11 @@ class ChatFrames:
 
     STATUS = "Llmct-Status"  # on the first frame: the model server's HTTP status
     END = "Llmct-End"  # on the empty last frame
+    RETRY_AFTER = "Llmct-Retry-After"  # on the first frame of a 429 (the deployment's queue is full): seconds
+    # On the request (gateway → agent), never from a user: who asks (their user id, for usage) and, when `model`
+    # names an adapter of the deployment's base, that adapter (a JSON `AdapterRef`, its rights already checked).
+    USER = "Llmct-User"
+    ADAPTER = "Llmct-Adapter"
 
 
 # The job queue lives alone in its own stream: a work-queue stream that also held subjects
@@ -320,11 +325,24 @@ class JobSubmitted(Message, kw_only=True, frozen=True, tag="job_submitted"):
     submitted_at: datetime
 
 
+ServingEngine = Literal["vllm", "llamafactory"]
+SERVING_ENGINES: tuple[ServingEngine, ...] = ("vllm", "llamafactory")
+EngineChoice = Literal["auto", "vllm", "llamafactory"]  # "auto": vLLM where the agent has it, else LLaMA-Factory
+
+
 class ServeOptions(msgspec.Struct, kw_only=True, frozen=True):
-    """A stage that serves a model (`llamafactory-cli api`) rather than running to completion."""
+    """A stage that serves a model (vLLM's OpenAI server, or `llamafactory-cli api`) rather than running to
+    completion. The stage's YAML is LLaMA-Factory's inference arguments either way; the agent turns them into
+    vLLM's command line when vLLM serves."""
 
     startup_timeout_s: float
     idle_timeout_s: float
+    engine: EngineChoice = "llamafactory"  # a deployment made before vLLM was: LLaMA-Factory's server
+    adapter_slots: int = 4  # vLLM: adapters loaded at once (the least recently used one is unloaded beyond)
+    max_lora_rank: int = 64  # vLLM: the largest LoRA rank it can load
+    max_in_flight: int = 16  # requests the engine runs at once (continuous batching); LLaMA-Factory's: 1
+    max_queue: int = 64  # requests waiting beyond those; more are answered 429 with Retry-After
+    max_model_len: int | None = None  # vLLM: the context length (None: the model's own)
 
 
 class EngineStage(msgspec.Struct, kw_only=True, frozen=True):
@@ -356,6 +374,15 @@ class JobInput(msgspec.Struct, kw_only=True, frozen=True):
     sha256: str  # hex: what the file must hash to
     size: int
     path: str  # where the job reads it, relative to the storage base: no `..`, never absolute
+
+
+class AdapterRef(msgspec.Struct, kw_only=True, frozen=True):
+    """A LoRA adapter of a deployment's base that a chat request names (`Llmct-Adapter`), its use already allowed:
+    the registry's name, its folder as `ModelForUse.adapter_path` gives it, and in `objects` mode its files."""
+
+    name: str
+    adapter_path: str
+    inputs: list[JobInput] = msgspec.field(default_factory=list)
 
 
 class JobFile(msgspec.Struct, kw_only=True, frozen=True):
@@ -472,6 +499,35 @@ class DeploymentReady(Message, kw_only=True, frozen=True, tag="deployment_ready"
     agent_id: str
     at: datetime
     attempt: int = 0
+    engine: str = "llamafactory"  # a ServingEngine: which one serves it
+
+
+class UsageRow(msgspec.Struct, kw_only=True, frozen=True, array_like=True):
+    """Requests of one user on one model of a deployment since the last report; `adapter` None: the base."""
+
+    user_id: str
+    adapter: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class LoadedAdapter(msgspec.Struct, kw_only=True, frozen=True):
+    """An adapter the engine holds now."""
+
+    name: str
+    loaded_at: datetime
+    last_used_at: datetime
+    requests: int  # since it was loaded
+
+
+class EngineLoad(msgspec.Struct, kw_only=True, frozen=True):
+    """A deployment's engine as its agent last saw it (vLLM's /metrics; LLaMA-Factory's server: ours only)."""
+
+    running: int  # requests the engine runs now
+    waiting: int  # requests queued: in the engine's scheduler and the agent's own queue
+    kv_cache_pct: float | None = None  # KV-cache blocks in use, 0–100
+    adapters: tuple[LoadedAdapter, ...] = ()
 
 
 class DeploymentUsage(Message, kw_only=True, frozen=True, tag="deployment_usage"):
@@ -482,6 +538,8 @@ class DeploymentUsage(Message, kw_only=True, frozen=True, tag="deployment_usage"
     tokens: int
     last_request_at: datetime
     attempt: int = 0
+    usage: tuple[UsageRow, ...] = ()  # the same requests by user and adapter, with prompt tokens
+    load: EngineLoad | None = None  # sent with every report, and every few seconds while nothing is asked
 
 
 JobEvent = JobStarted | JobProgressed | JobFetchProgressed | JobFinished | DeploymentReady | DeploymentUsage
@@ -519,6 +577,7 @@ class AgentHeartbeat(Message, kw_only=True, frozen=True, tag="agent_heartbeat"):
     free_cpu_slots: int = 0
     version: str = ""
     runtime: str = ""  # process | docker
+    engines: tuple[str, ...] = ()  # the ServingEngines it can serve with (empty: an agent older than vLLM)
 
 
 # --- logs --------------------------------------------------------------------------------------
@@ -613,6 +672,7 @@ class ModelForUse(msgspec.Struct, frozen=True, kw_only=True, tag="model_for_use"
     template: str
     hub: str | None = None  # huggingface | modelscope; None: a local copy
     adapter_path: str | None = None  # a LoRA adapter's folder, loaded on `model_path`
+    base: str | None = None  # a LoRA adapter's base model (its registry name)
     parameter_count: int | None = None  # the base's, for an adapter
     inputs: list[JobInput] = msgspec.field(default_factory=list)  # `objects` mode: its files (and its base's), stored
 

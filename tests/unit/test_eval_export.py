@@ -242,7 +242,9 @@ def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():
     assert c["adapter_name_or_path"] == ADAPTER.adapter_path and c["model_name_or_path"] == "/models/base"
     assert (c["temperature"], c["max_new_tokens"], c["template"]) == (0.3, 64, "qwen")
     assert c["infer_backend"] == "huggingface" and c["trust_remote_code"] is False
-    assert rendered.stage_rows()[0]["serve"] == {"startup_timeout_s": 180, "idle_timeout_s": 300}
+    assert rendered.stage_rows()[0]["serve"] == msgspec.to_builtins(
+        contracts.ServeOptions(startup_timeout_s=180, idle_timeout_s=300)
+    )
     with pytest.raises(ApiError) as error:
         rendering.render_deploy(
             msgspec.structs.replace(req, config_overrides={"adapter_name_or_path": "x"}),
