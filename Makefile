@@ -37,8 +37,9 @@ $(STAMP): pyproject.toml
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(BIN)/pip install -q pgserver==0.1.4
 	@touch $@
 
-engine: ## LLaMA-Factory's own venv (.venv-engine), apart from the platform's; a no-op when up to date
+engine: ## the engines' own venvs: LLaMA-Factory's (.venv-engine) and vLLM's (.venv-vllm); a no-op when up to date
 	engine/install.sh
+	engine/vllm/install.sh
 
 web-install: $(if $(HAVE_NPM),$(WEB_STAMP))
 
@@ -59,4 +60,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(ENGINE_VENV) web/node_modules web/dist
+	rm -rf $(VENV) $(ENGINE_VENV) .venv-vllm web/node_modules web/dist
