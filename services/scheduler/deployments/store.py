@@ -97,7 +97,7 @@ async def mark_ready(conn, deployment_id: str, at: datetime, engine: str) -> boo
         "RETURNING (ready_at = $2) AS first",
         deployment_id,
         at,
-        storable(engine),
+        storable(engine)[:32],  # a ServingEngine; an agent's word, kept short whatever it says
     )
     return bool(row and row["first"])
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import nats
 import pytest
 
@@ -220,9 +221,17 @@ async def test_what_agents_report_is_kept_and_shown(scheduler, people, pool, nat
             )
         )
         later = at + timedelta(seconds=2)
-        row = contracts.UsageRow(user_id=owner_id, adapter="ad-1", requests=2, prompt_tokens=2, completion_tokens=5)
-        await send(usage(2, 5, (row,), contracts.EngineLoad(running=1, waiting=0, adapters=(adapter,)), when=later))
-        await send(usage(0, 0, load=contracts.EngineLoad(running=0, waiting=0), when=datetime.now(UTC)))
+        rows = (
+            contracts.UsageRow(user_id=owner_id, adapter="ad-1", requests=2, prompt_tokens=2, completion_tokens=5),
+            contracts.UsageRow(
+                user_id=owner_id, adapter="ad\x00-2", requests=-5, prompt_tokens=-1, completion_tokens=3
+            ),
+        )
+        await send(usage(2, 5, rows, contracts.EngineLoad(running=1, waiting=0, adapters=(adapter,)), when=later))
+        nul = msgspec.structs.replace(adapter, name="ad\x00-2")
+        await send(
+            usage(0, 0, load=contracts.EngineLoad(running=0, waiting=0, adapters=(nul,)), when=datetime.now(UTC))
+        )
 
         async def shown():
             out = (await scheduler.get(f"/api/deployments/{deployment}", headers=owner)).json()
@@ -232,14 +241,15 @@ async def test_what_agents_report_is_kept_and_shown(scheduler, people, pool, nat
         assert (out["state"], out["engine"]) == ("ready", "vllm")
         assert (out["requests_served"], out["tokens_generated"]) == (5, 35)
         assert datetime.fromisoformat(out["last_request_at"]) == later, "a report of load alone is no request"
-        assert out["load"]["adapters"] == [] and out["load"]["kv_cache_pct"] is None
+        assert [a["name"] for a in out["load"]["adapters"]] == ["ad-2"] and out["load"]["kv_cache_pct"] is None
         username = await pool.fetchval("SELECT username FROM users WHERE id = $1", owner_id)
         by_adapter = {u["adapter"]: u for u in out["usage"]}
-        assert set(by_adapter) == {None, "ad-1"} and {u["user"] for u in out["usage"]} == {username}
+        assert set(by_adapter) == {None, "ad-1", "ad-2"} and {u["user"] for u in out["usage"]} == {username}
+        assert [by_adapter["ad-2"][k] for k in ("requests", "prompt_tokens", "completion_tokens")] == [0, 0, 3]
         assert [by_adapter["ad-1"][k] for k in ("requests", "prompt_tokens", "completion_tokens")] == [3, 7, 15]
         assert [by_adapter[None][k] for k in ("requests", "prompt_tokens", "completion_tokens")] == [2, 10, 20]
         assert datetime.fromisoformat(by_adapter["ad-1"]["last_request_at"]) == later
-        assert out["usage"][0]["adapter"] == "ad-1", "the most recently used first"
+        assert out["usage"][-1]["adapter"] is None, "the most recently used first"
         page = (await scheduler.get("/api/deployments", headers=admin, params={"limit": 200})).json()
         [listed] = [d for d in page["items"] if d["id"] == deployment]
         assert listed["usage"] == out["usage"] and listed["load"] == out["load"] and listed["owner"] is not None
@@ -263,6 +273,6 @@ async def test_what_agents_report_is_kept_and_shown(scheduler, people, pool, nat
         await eventually(marker_in, timeout=15)  # one stream, in order: the late report was handled before it
         assert await pool.fetchval("SELECT engine_load FROM deployments WHERE id = $1", deployment) is None
         out = (await scheduler.get(f"/api/deployments/{deployment}", headers=owner)).json()
-        assert out["state"] == "stopped" and out["load"] is None and len(out["usage"]) == 2
+        assert out["state"] == "stopped" and out["load"] is None and len(out["usage"]) == 3
     finally:
         await nc.close()
