@@ -169,12 +169,12 @@ async def placed_on(pool, job_id: str) -> str:
     return await eventually(agent, timeout=15)
 
 
-async def test_what_agents_report_is_kept_and_shown(scheduler, people, pool, nats_server, tmp_path):
+async def test_what_agents_report_is_kept_and_shown(scheduler, people, pool, nats_server, fleet, tmp_path):
     """Ready with its engine; usage rows added up by user and adapter (an unknown user left out); the last load
     while it is ready, gone when it ends, and not brought back by a late report."""
     owner_id, owner = people["fleet-owner"]
     admin = people["fleet-admin"][1]
-    agent_id = unique("usage-agent")  # never beats: the job is simply its
+    agent_id = PLAIN  # online (the jobs of an agent the scheduler does not know are failed): the job is put there
     deployment = await job_on(pool, owner_id, tmp_path, agent_id, attempt=1)
     await pool.execute("UPDATE jobs SET kind = 'deploy' WHERE id = $1", deployment)
     async with pool.acquire() as conn:
