@@ -304,7 +304,7 @@ FinishReason = Literal[
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
 
-# The states people see of a deployment, derived from its job's (services/scheduler/deployments/routes.py).
+# The states people see of a deployment, derived from its job's (services/scheduler/deployments/views.py).
 DeploymentState = Literal["queued", "starting", "ready", "stopping", "stopped", "failed"]
 
 

@@ -22,6 +22,11 @@ def owner_name_join(owner_column: str) -> str:
     return f"LEFT JOIN users u ON u.id = {owner_column}"
 
 
+def user_known(user_column: str) -> str:
+    """A condition true when auth knows `user_column`'s user (the scheduler: usage is kept for real accounts only)."""
+    return f"EXISTS (SELECT 1 FROM users WHERE id = {user_column})"
+
+
 async def users_exist(conn, user_id: str) -> bool:
     """Whether auth knows the user (the scheduler: limits are set for real accounts only)."""
     return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)

@@ -51,6 +51,7 @@ def model_for_job(model: rules.ModelRef, base: rules.ModelRef | None, prefer_hub
         kind=model.kind,
         model_path=path,
         adapter_path=model.location,
+        base=base.name,
         template=model.template or base.template,
         hub=hub,
         parameter_count=base.parameter_count,

@@ -38,6 +38,14 @@ class ModelController(Controller):
         source: Source | None = None,
         q: Annotated[str | None, Parameter(max_length=128, description="part of the name or hub path")] = None,
         retired: Annotated[bool | None, Parameter(description="only retired (true) or active (false) models")] = None,
+        base: Annotated[
+            str | None,
+            Parameter(
+                min_length=1,
+                max_length=128,
+                description="only models made directly from the model of this name (with kind=lora: its adapters)",
+            ),
+        ] = None,
         sort: Sort = "created_at",
         order: Literal["asc", "desc"] = "desc",
         page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
@@ -50,6 +58,7 @@ class ModelController(Controller):
             source=source,
             search=q,
             retired=retired,
+            base=base,
             sort=sort,
             order=order,
             page=page,

@@ -58,8 +58,14 @@ async def list_models(
     order: str,
     page: int,
     limit: int,
+    base: str | None = None,
 ) -> ModelPage:
-    """The caller's models and the presets (admins: every model), filtered, sorted, one page."""
+    """The caller's models and the presets (admins: every model), filtered, sorted, one page. `base` names a model
+    as the caller's jobs resolve a name (their own first, then a preset): only what was made directly from it."""
+    base_id = None
+    if base is not None:
+        base_row = await store.by_name_for(pool, principal.user_id, base)
+        base_id = base_row["id"] if base_row else ""  # no such model: nothing is made from it
     rows, total = await store.list_models(
         pool,
         viewer=_viewer(principal),
@@ -67,6 +73,7 @@ async def list_models(
         source=source,
         search=search or None,
         retired=retired,
+        base_id=base_id,
         sort=sort,
         descending=order == "desc",
         limit=limit,

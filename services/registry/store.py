@@ -36,20 +36,26 @@ async def get(conn, model_id: str) -> asyncpg.Record | None:
 
 
 def _filters(
-    viewer: str | None, kind: str | None, source: str | None, search: str | None, retired: bool | None
+    viewer: str | None,
+    kind: str | None,
+    source: str | None,
+    search: str | None,
+    retired: bool | None,
+    base_id: str | None,
 ) -> tuple[str, list]:
     where = (
         f"{LIVE} AND {SEEN_BY.format(viewer='$1')} AND ($2::text IS NULL OR m.kind = $2) "
         "AND ($3::text IS NULL OR m.source = $3) "
         "AND ($4::text IS NULL OR m.name ILIKE $4 ESCAPE '\\' OR m.hf_path ILIKE $4 ESCAPE '\\' "
         "     OR m.ms_path ILIKE $4 ESCAPE '\\') "
-        "AND ($5::boolean IS NULL OR (m.retired_at IS NOT NULL) = $5)"
+        "AND ($5::boolean IS NULL OR (m.retired_at IS NOT NULL) = $5) "
+        "AND ($6::text IS NULL OR m.base_model_id = $6)"
     )
     pattern = None
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
-    return where, [viewer, kind, source, pattern, retired]
+    return where, [viewer, kind, source, pattern, retired, base_id]
 
 
 async def list_models(
@@ -64,15 +70,17 @@ async def list_models(
     descending: bool,
     limit: int,
     offset: int,
+    base_id: str | None = None,
 ) -> tuple[list[asyncpg.Record], int]:
-    """One page of the models `viewer` sees (None: all), and how many there are in all."""
+    """One page of the models `viewer` sees (None: all), and how many there are in all; only those made directly
+    from the model `base_id` when given."""
     if sort not in SORTS:
         raise ValueError(f"unknown sort {sort!r}")
-    where, values = _filters(viewer, kind, source, search, retired)
+    where, values = _filters(viewer, kind, source, search, retired, base_id)
     direction = "DESC" if descending else "ASC"
     rows = await conn.fetch(
         f"SELECT {COLUMNS} FROM {FROM} WHERE {where} "
-        f"ORDER BY m.{sort} {direction} NULLS LAST, m.id {direction} LIMIT $6 OFFSET $7",
+        f"ORDER BY m.{sort} {direction} NULLS LAST, m.id {direction} LIMIT $7 OFFSET $8",
         *values,
         limit,
         offset,

@@ -236,15 +236,12 @@ def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():
     rendered = rendering.render_deploy(req, model=ADAPTER, startup_timeout_s=180, idle_timeout_s=300)
     (stage,) = rendered.stages
     c = stage.config
-    assert stage.command == rendering.SERVE_COMMAND and stage.serve == contracts.ServeOptions(
-        startup_timeout_s=180, idle_timeout_s=300
-    )
+    serve = contracts.ServeOptions(startup_timeout_s=180, idle_timeout_s=300, engine="auto")  # the agent chooses
+    assert stage.command == rendering.SERVE_COMMAND and stage.serve == serve
     assert c["adapter_name_or_path"] == ADAPTER.adapter_path and c["model_name_or_path"] == "/models/base"
     assert (c["temperature"], c["max_new_tokens"], c["template"]) == (0.3, 64, "qwen")
     assert c["infer_backend"] == "huggingface" and c["trust_remote_code"] is False
-    assert rendered.stage_rows()[0]["serve"] == msgspec.to_builtins(
-        contracts.ServeOptions(startup_timeout_s=180, idle_timeout_s=300)
-    )
+    assert rendered.stage_rows()[0]["serve"] == msgspec.to_builtins(serve)
     with pytest.raises(ApiError) as error:
         rendering.render_deploy(
             msgspec.structs.replace(req, config_overrides={"adapter_name_or_path": "x"}),
@@ -271,7 +268,7 @@ def test_a_deployment_serves_an_adapter_on_its_base_with_generation_defaults():
 def test_deployment_states_people_see(job_state, ready, cancel, expected):
     from datetime import UTC, datetime
 
-    from services.scheduler.deployments.routes import public_state, to_out
+    from services.scheduler.deployments.views import public_state, to_out
 
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     row = {
@@ -296,9 +293,15 @@ def test_deployment_states_people_see(job_state, ready, cancel, expected):
         "started_at": None,
         "finished_at": None,
         "priority": 0,
+        "engine": "vllm" if ready else None,
+        "adapter_slots": 4,
+        "max_in_flight": 16,
+        "max_queue": 64,
+        "engine_load": {"running": 1, "waiting": 2, "kv_cache_pct": 5.0, "adapters": [], "at": now.isoformat()},
     }
     assert public_state(row) == expected
     seen = to_out(row, admin_view=False, now=now)
+    assert (seen.load is not None) == (expected == "ready"), "the engine's load only while it is ready"
     assert seen.agent_id == "gpu-1" and seen.owner is None and seen.gpu_memory_mb is None
     if expected == "ready":
         assert seen.idle_seconds_left == 240.0 and seen.uptime_s == 120.0

@@ -16,7 +16,7 @@ from services.common import contracts, nats_auth
 from services.common.contracts import Buckets
 from services.common.errors import ApiError
 from services.common.settings import from_env
-from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from
+from services.scheduler.fleet.heartbeats import HeartbeatRecorder, beat_from, beat_row, engines_of
 from services.scheduler.fleet.routes import AgentOut, GpuOut, choose_step, summarise
 from services.scheduler.settings import FleetSettings
 
@@ -57,7 +57,9 @@ def test_samples_average_the_beats_of_a_period_and_skip_missing_readings():
     assert recorder.take_samples(NOW) == ([], []), "the next period starts empty"
 
 
-def agent(state: str, gpus: list[str | None], cpu_slots: int = 0, cpu_busy: int = 0) -> AgentOut:
+def agent(
+    state: str, gpus: list[str | None], cpu_slots: int = 0, cpu_busy: int = 0, engines: tuple[str, ...] = ()
+) -> AgentOut:
     return AgentOut(
         id="a",
         hostname="h",
@@ -65,6 +67,7 @@ def agent(state: str, gpus: list[str | None], cpu_slots: int = 0, cpu_busy: int 
         draining=state == "draining",
         version="",
         runtime="process",
+        engines=list(engines),
         first_seen=NOW,
         last_seen=NOW,
         last_beat_at=None,
@@ -93,6 +96,27 @@ def test_the_summary_counts_gpus_by_model_and_frees_only_where_work_may_go():
     [h100] = summary.gpus
     assert (h100.total, h100.free, h100.busy) == (4, 1, 2)
     assert (summary.cpu_slots_total, summary.cpu_slots_free) == (3, 1)
+
+
+def test_the_summary_names_the_engines_of_agents_that_take_work():
+    summary = summarise(
+        [
+            agent("online", [], engines=("llamafactory",)),
+            agent("draining", [], engines=("vllm", "llamafactory")),
+            agent("offline", [], engines=("vllm",)),
+        ]
+    )
+    assert summary.engines == ["llamafactory"]
+    assert summarise([agent("online", [], engines=("vllm", "llamafactory"))]).engines == ["llamafactory", "vllm"]
+
+
+def test_a_heartbeat_keeps_only_the_engines_the_platform_knows_and_a_new_one_wakes_placement():
+    recorder = HeartbeatRecorder(sample_s=10)
+    assert engines_of(beat(engines=("llamafactory", "vllm", "vllm", "sglang\x00"))) == ["vllm", "llamafactory"]
+    assert beat_row(beat(engines=("vllm",)))[-1] == ["vllm"]
+    assert recorder._placement_changed([beat()])
+    assert not recorder._placement_changed([beat()])
+    assert recorder._placement_changed([beat(engines=("vllm",))]), "an agent that now has vLLM may take a deployment"
 
 
 def test_the_step_is_round_or_the_callers_within_limits():

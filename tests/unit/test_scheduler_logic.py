@@ -114,6 +114,32 @@ def test_placement_uses_free_gpus_and_cpu_slots():
     assert placement.place(agents, 0, 0) is None
 
 
+def _cpu_agents(*engines: tuple[str, ...]) -> list[placement.AgentCapacity]:
+    """Agents a, b, c, … with two CPU slots each (a the least loaded), serving with `engines`."""
+    rows = [{"id": chr(ord("a") + i), "gpus": [], "cpu_slots": 2, "engines": e} for i, e in enumerate(engines)]
+    return placement.capacities(rows, [{"agent_id": row["id"], "gpu_count": 0, "gpu_ids": []} for row in rows[1:]])
+
+
+def test_a_deployment_on_vllm_goes_only_where_vllm_is_and_auto_prefers_it():
+    agents = _cpu_agents([], ["llamafactory"], ["vllm", "llamafactory"])
+    assert placement.place(agents, 0, 0, "vllm").agent_id == "c"
+    assert placement.place(agents, 0, 0, "vllm") is None, "c is full; a and b have no vLLM"
+    agents = _cpu_agents([], ["llamafactory"], ["vllm", "llamafactory"])
+    assert placement.place(agents, 0, 0, "auto").agent_id == "c", "vLLM first, though a is less loaded"
+    assert placement.place(agents, 0, 0, "auto").agent_id == "a", "then any: the least loaded"
+    agents = _cpu_agents([], ["vllm"])
+    assert placement.place(agents, 0, 0, "llamafactory").agent_id == "a"
+    assert placement.place(agents, 0, 0, None).agent_id == "a", "a job that serves nothing goes anywhere"
+
+
+def test_the_engine_a_job_serves_with_comes_from_its_stored_stages():
+    serve = {"startup_timeout_s": 1, "idle_timeout_s": 1}
+    assert placement.serve_engine([{"name": "train", "command": ["x"], "config_yaml": ""}]) is None
+    assert placement.serve_engine([{"name": "serve", "serve": {**serve, "engine": "vllm"}}]) == "vllm"
+    assert placement.serve_engine([{"name": "serve", "serve": serve}]) == "llamafactory", "stored before vLLM"
+    assert placement.serve_engine(None) is None
+
+
 def test_placement_respects_memory_and_count():
     agents = _agents()
     assert placement.place(agents, 1, 30_000) is None

@@ -1,4 +1,4 @@
-"""Deployments: a model served by `llamafactory-cli api` on an agent, scheduled as a job of kind 'deploy'.
+"""Deployments: a model served on an agent by vLLM or `llamafactory-cli api`, scheduled as a job of kind 'deploy'.
 
 It holds its GPU (or CPU) slot while it lives. States people see, derived from the job's:
 `queued` (pending) → `starting` (dispatched, or running before the server answered) → `ready` → `stopping`
@@ -19,7 +19,7 @@ from litestar.response import Stream
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.common.contracts import TERMINAL_JOB_STATES, DeploymentState
+from services.common.contracts import TERMINAL_JOB_STATES
 from services.common.dependencies import Injected
 from services.common.errors import ApiError, not_found
 from services.common.ranges import RESUMABLE
@@ -33,86 +33,7 @@ from ..jobs.routes import cursor_after, next_cursor
 from ..jobs.schemas import DeployRequest
 from ..settings import SchedulerSettings
 from . import store as dstore
-
-
-class DeploymentOut(msgspec.Struct, kw_only=True):
-    """A deployment as its owner sees it: never the server's host, port or the model's files."""
-
-    id: str
-    model: str
-    state: str  # a contracts.DeploymentState (a plain string in the OpenAPI document, as before)
-    reason: str | None
-    message: str | None
-    generation: dict
-    gpu_count: int
-    idle_timeout_s: int
-    idle_seconds_left: float | None
-    requests_served: int
-    tokens_generated: int
-    created_at: datetime
-    ready_at: datetime | None
-    last_request_at: datetime | None
-    finished_at: datetime | None
-    uptime_s: float | None
-    agent_id: str | None  # the agent's name (as on jobs), never its address
-    # admins only
-    owner: str | None = None
-    gpu_memory_mb: int | None = None
-
-
-class DeploymentPage(msgspec.Struct, kw_only=True):
-    items: list[DeploymentOut]
-    next_cursor: str | None
-
-
-def public_state(row) -> DeploymentState:
-    job_state = row["job_state"]
-    if job_state == "pending":
-        return "queued"
-    if job_state in ("dispatched", "running"):
-        if row["cancel_requested"]:
-            return "stopping"
-        return "ready" if row["ready_at"] else "starting"
-    return "failed" if job_state == "failed" else "stopped"
-
-
-def to_out(row, admin_view: bool, now: datetime | None = None) -> DeploymentOut:
-    now = now or datetime.now(UTC)
-    state = public_state(row)
-    left = None
-    if state == "ready":
-        since = row["last_request_at"] or row["ready_at"]
-        left = round(max(0.0, row["idle_timeout_s"] - (now - since).total_seconds()), 1)
-    end = row["finished_at"] or now
-    uptime = round((end - row["ready_at"]).total_seconds(), 1) if row["ready_at"] else None
-    extra = {}
-    if admin_view:
-        extra = {
-            "owner": row["owner"],
-            "gpu_memory_mb": (row["estimate"] or {}).get("per_gpu_mb", 0) * max(row["gpu_count"], 1)
-            if row["gpu_count"]
-            else 0,
-        }
-    return DeploymentOut(
-        id=row["id"],
-        model=row["model"],
-        state=state,
-        reason=row["reason"],
-        message=row["message"] if state in ("failed", "stopped") else None,
-        generation=row["generation"],
-        gpu_count=row["gpu_count"],
-        idle_timeout_s=row["idle_timeout_s"],
-        idle_seconds_left=left,
-        requests_served=row["requests_served"],
-        tokens_generated=row["tokens_generated"],
-        created_at=row["created_at"],
-        ready_at=row["ready_at"],
-        last_request_at=row["last_request_at"],
-        finished_at=row["finished_at"],
-        uptime_s=uptime,
-        agent_id=row["agent_id"],
-        **extra,
-    )
+from .views import DeploymentOut, DeploymentPage, public_state, to_out
 
 
 async def deploy(
@@ -139,6 +60,7 @@ async def deploy(
         **memory.model_shape(model.paths.model_path),
     )
     await service.check_capacity(pool, req.gpu_count, est)
+    await service.check_engine(pool, req.engine, settings)
     job_id = new_id("dep")
     async with pool.acquire() as conn, conn.transaction():
         if submission is not None:
@@ -178,6 +100,9 @@ async def deploy(
             model=model.name,
             generation=msgspec.to_builtins(req.generation),
             idle_timeout_s=idle,
+            adapter_slots=req.adapter_slots,
+            max_in_flight=req.max_in_flight,
+            max_queue=req.max_queue,
         )
         if submission is not None:
             await submission.record(conn, job_id)
@@ -191,6 +116,13 @@ async def _owned(db, principal: Principal, deployment_id: str):
     if row is None:
         raise not_found("deployment")
     return row
+
+
+async def _out(conn, principal: Principal, deployment_id: str) -> DeploymentOut:
+    """The deployment as the caller sees it, with its usage; 404 unless theirs (or the caller is an admin)."""
+    row = await _owned(conn, principal, deployment_id)
+    usage = await dstore.usage_of(conn, [deployment_id])
+    return to_out(row, principal.is_admin, usage=usage.get(deployment_id))
 
 
 class DeploymentController(Controller):
@@ -214,7 +146,7 @@ class DeploymentController(Controller):
         idempotency_key: idempotency.KeyHeader = None,
     ) -> Response[DeploymentOut]:
         async def answer(conn, deployment_id: str) -> idempotency.Answer:
-            out = to_out(await _owned(conn, principal, deployment_id), principal.is_admin)
+            out = await _out(conn, principal, deployment_id)
             return idempotency.Answer(201, msgspec.json.encode(out))
 
         submission = idempotency.Submission(principal, idempotency_key, "POST /api/deployments", data, answer)
@@ -239,14 +171,17 @@ class DeploymentController(Controller):
                 before=cursor_after(cursor),
                 limit=limit + 1,
             )
+            usage = await dstore.usage_of(conn, [r["id"] for r in rows[:limit]])
         now = datetime.now(UTC)
         return DeploymentPage(
-            items=[to_out(r, principal.is_admin, now) for r in rows[:limit]], next_cursor=next_cursor(rows, limit)
+            items=[to_out(r, principal.is_admin, now, usage.get(r["id"])) for r in rows[:limit]],
+            next_cursor=next_cursor(rows, limit),
         )
 
     @get("/{deployment_id:str}", summary="A deployment: state, idle time left, usage")
     async def detail(self, pool: asyncpg.Pool, principal: Principal, deployment_id: str) -> DeploymentOut:
-        return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
+        async with pool.acquire() as conn:
+            return await _out(conn, principal, deployment_id)
 
     @post("/{deployment_id:str}/stop", status_code=202, summary="Stop a deployment (owner or admin)")
     async def stop(self, pool: asyncpg.Pool, nc: Client, principal: Principal, deployment_id: str) -> DeploymentOut:
@@ -254,7 +189,8 @@ class DeploymentController(Controller):
         if row["job_state"] in TERMINAL_JOB_STATES:
             raise ApiError(409, "deployment_stopped", f"the deployment already ended ({public_state(row)})")
         await service.cancel(pool, nc, principal, deployment_id)
-        return to_out(await _owned(pool, principal, deployment_id), principal.is_admin)
+        async with pool.acquire() as conn:
+            return await _out(conn, principal, deployment_id)
 
     @get(
         "/{deployment_id:str}/log",

@@ -72,7 +72,22 @@ def beat_row(beat: contracts.AgentHeartbeat) -> tuple:
         "free_gpu_slots": beat.free_gpu_slots,
         "free_cpu_slots": beat.free_cpu_slots,
     }
-    return (beat.agent_id, beat.hostname, gpus, beat.cpu_slots, resources, beat.version, beat.runtime, beat.sent_at)
+    return (
+        beat.agent_id,
+        beat.hostname,
+        gpus,
+        beat.cpu_slots,
+        resources,
+        beat.version,
+        beat.runtime,
+        beat.sent_at,
+        engines_of(beat),
+    )
+
+
+def engines_of(beat: contracts.AgentHeartbeat) -> list[str]:
+    """The serving engines the agent names that the platform knows, once each, in the platform's order."""
+    return [engine for engine in contracts.SERVING_ENGINES if engine in beat.engines]
 
 
 class HeartbeatRecorder:
@@ -166,7 +181,7 @@ class HeartbeatRecorder:
     def _placement_changed(self, beats) -> bool:
         changed = False
         for beat in beats:
-            shape = (beat.cpu_slots, tuple((g.index, g.memory_total_mb) for g in beat.gpus))
+            shape = (beat.cpu_slots, tuple((g.index, g.memory_total_mb) for g in beat.gpus), tuple(engines_of(beat)))
             if self.shape.get(beat.agent_id) != shape:
                 self.shape[beat.agent_id] = shape
                 changed = True

@@ -45,6 +45,7 @@ class AgentOut(msgspec.Struct, kw_only=True):
     draining: bool
     version: str
     runtime: str
+    engines: list[str]  # the serving engines it has (vllm, llamafactory; empty: an agent older than vLLM)
     first_seen: datetime
     last_seen: datetime
     last_beat_at: datetime | None
@@ -75,6 +76,7 @@ class FleetSummary(msgspec.Struct, kw_only=True):
     gpus: list[GpuModelCount]
     cpu_slots_total: int
     cpu_slots_free: int
+    engines: list[str]  # the serving engines of agents that take new work (what a deployment may ask for)
 
 
 class FleetView(msgspec.Struct, kw_only=True):
@@ -171,6 +173,7 @@ def agent_out(row, held: list) -> AgentOut:
         draining=row["draining"],
         version=row["version"],
         runtime=row["runtime"],
+        engines=list(row["engines"] or ()),
         first_seen=row["first_seen"],
         last_seen=row["last_seen"],
         last_beat_at=row["last_beat_at"],
@@ -191,11 +194,13 @@ def summarise(agents: list[AgentOut]) -> FleetSummary:
     """Counts by GPU model over agents that are not offline; free only where new work may go."""
     counts: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
     cpu_total = cpu_free = online = 0
+    engines: set[str] = set()
     for agent in agents:
         if agent.state == "offline":
             continue
         online += 1
         takes_work = agent.state == "online"
+        engines.update(agent.engines if takes_work else ())
         for gpu in agent.gpus:
             tally = counts[(gpu.name, gpu.memory_total_mb)]
             tally[0] += 1
@@ -207,7 +212,13 @@ def summarise(agents: list[AgentOut]) -> FleetSummary:
         GpuModelCount(name=name, memory_total_mb=mb, total=t, free=f, busy=b)
         for (name, mb), (t, f, b) in sorted(counts.items())
     ]
-    return FleetSummary(agents_online=online, gpus=gpus, cpu_slots_total=cpu_total, cpu_slots_free=cpu_free)
+    return FleetSummary(
+        agents_online=online,
+        gpus=gpus,
+        cpu_slots_total=cpu_total,
+        cpu_slots_free=cpu_free,
+        engines=sorted(engines),
+    )
 
 
 def gpu_series(rows) -> list[GpuSeries]:

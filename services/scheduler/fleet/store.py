@@ -20,7 +20,7 @@ STATE = (
     "THEN 'offline' WHEN draining THEN 'draining' ELSE 'online' END"
 )
 AGENT_COLUMNS = (
-    "id, hostname, gpus, cpu_slots, resources, version, runtime, draining, offline_since, first_seen, "
+    "id, hostname, gpus, cpu_slots, resources, version, runtime, engines, draining, offline_since, first_seen, "
     f"last_seen, last_beat_at, {STATE} AS state"
 )
 
@@ -33,14 +33,17 @@ async def record_beats(conn, rows: list[tuple]) -> list[asyncpg.Record]:
     # JSON travels as text: asyncpg would read a list inside an array parameter as one more dimension.
     columns[2] = [json.dumps(v) for v in columns[2]]
     columns[4] = [json.dumps(v) for v in columns[4]]
+    columns[8] = [json.dumps(v) for v in columns[8]]  # a text[] per agent: unnest would flatten a 2-D array
     return await conn.fetch(
         """
-        INSERT INTO agents (id, hostname, gpus, cpu_slots, resources, version, runtime, last_beat_at)
-        SELECT i, h, g::jsonb, c, r::jsonb, v, rt, b FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],
-            $5::text[], $6::text[], $7::text[], $8::timestamptz[]) AS u(i, h, g, c, r, v, rt, b)
+        INSERT INTO agents (id, hostname, gpus, cpu_slots, resources, version, runtime, last_beat_at, engines)
+        SELECT i, h, g::jsonb, c, r::jsonb, v, rt, b, ARRAY(SELECT jsonb_array_elements_text(e::jsonb))
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+            $8::timestamptz[], $9::text[]) AS u(i, h, g, c, r, v, rt, b, e)
         ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, gpus = EXCLUDED.gpus,
             cpu_slots = EXCLUDED.cpu_slots, resources = EXCLUDED.resources, version = EXCLUDED.version,
-            runtime = EXCLUDED.runtime, last_beat_at = EXCLUDED.last_beat_at, last_seen = now(), offline_since = NULL
+            runtime = EXCLUDED.runtime, last_beat_at = EXCLUDED.last_beat_at, engines = EXCLUDED.engines,
+            last_seen = now(), offline_since = NULL
         RETURNING id, (xmax = 0) AS registered
         """,
         *columns,

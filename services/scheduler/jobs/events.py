@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 from nats.aio.client import Client
 
 from services.common import contracts
@@ -125,14 +126,27 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
                 metrics=event.metrics or None,
             ), None
         case contracts.DeploymentReady():
-            if not await deployments_store.mark_ready(conn, event.job_id, event.at):
+            if not await deployments_store.mark_ready(conn, event.job_id, event.at, event.engine):
                 return None, None
-            await add_event(conn, event.job_id, "running", "ready", "the model server answers")
+            await add_event(conn, event.job_id, "running", "ready", f"the model server answers ({event.engine})")
             row = await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id)
             return (JobChange(**dict(row)) if row else None), None
         case contracts.DeploymentUsage():
-            await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens, event.last_request_at)
+            await record_usage(conn, event)
             return None, None
+
+
+async def record_usage(conn, event: contracts.DeploymentUsage) -> None:
+    """A deployment's usage report: its totals, the rows by user and adapter added up, the engine's load kept with
+    the time it came. A report of load alone (nothing asked since the last) leaves the idle timer as it was."""
+    if event.requests or event.tokens:
+        await deployments_store.add_usage(conn, event.job_id, event.requests, event.tokens, event.last_request_at)
+    await deployments_store.add_usage_rows(conn, event.job_id, event.usage, event.last_request_at)
+    if event.load is not None:
+        load = msgspec.to_builtins(event.load)
+        for adapter in load["adapters"]:
+            adapter["name"] = storable(adapter["name"])  # jsonb refuses a NUL
+        await deployments_store.set_load(conn, event.job_id, {**load, "at": datetime.now(UTC).isoformat()})
 
 
 async def fail_for_bad_event(pool: asyncpg.Pool, nc: Client, subject: str, why: str) -> JobChange | None:

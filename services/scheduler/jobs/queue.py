@@ -156,10 +156,11 @@ def over_gpu_quota(quota: Quota, held: int, gpu_count: int) -> str | None:
     )
 
 
-def no_room(gpu_count: int, per_gpu_mb: int) -> str:
+def no_room(gpu_count: int, per_gpu_mb: int, engine: str | None = None) -> str:
+    where = "an online agent with vLLM" if engine == "vllm" else "an online agent"
     if gpu_count == 0:
-        return "waiting for a free CPU slot on an online agent"
-    return f"waiting for {gpu_count} free GPU(s) with {per_gpu_mb} MB each on an online agent"
+        return f"waiting for a free CPU slot on {where}"
+    return f"waiting for {gpu_count} free GPU(s) with {per_gpu_mb} MB each on {where}"
 
 
 async def set_wait_reason(conn, job_id: str, reason: str | None, current: str | None) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 from msgspec import Meta
 
-from services.common.contracts import JobKind, ModelHub
+from services.common.contracts import EngineChoice, JobKind, ModelHub
 
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
 Template = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -124,7 +124,8 @@ class Generation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class DeployRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Serve a model with LLaMA-Factory's OpenAI-style API server on an agent."""
+    """Serve a model on an agent with vLLM's OpenAI server (continuous batching, LoRA adapters of the base loaded
+    on demand) or LLaMA-Factory's API server (one request at a time). `auto`: vLLM where the agent has it."""
 
     model: Name
     template: Template | None = None
@@ -133,6 +134,12 @@ class DeployRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gpu_count: GpuCount = 1
     priority: Priority = 0
     config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+    engine: EngineChoice = "auto"
+    adapter_slots: Annotated[int, Meta(ge=1, le=64)] = 4  # vLLM: adapters held at once (LRU beyond)
+    max_lora_rank: Annotated[int, Meta(ge=8, le=256)] = 64  # vLLM: the largest adapter rank it loads
+    max_in_flight: Annotated[int, Meta(ge=1, le=256)] = 16  # requests the engine runs at once
+    max_queue: Annotated[int, Meta(ge=0, le=1024)] = 64  # requests waiting beyond those (more: 429)
+    max_model_len: Annotated[int, Meta(ge=64, le=131_072)] | None = None  # vLLM: context length (None: the model's)
 
 
 class JobEventOut(msgspec.Struct, kw_only=True):

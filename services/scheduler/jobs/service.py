@@ -56,6 +56,23 @@ async def check_capacity(
     )
 
 
+async def check_engine(pool: asyncpg.Pool, engine: str, settings: SchedulerSettings) -> None:
+    """Refuse a deployment that asks for vLLM while agents are online and none of them has it; with none online,
+    let it wait (the first agent to come may have it)."""
+    if engine != "vllm":
+        return
+    engines = await store.agent_engines(pool, settings.offline_after_s)
+    if not engines or any("vllm" in names for names in engines):
+        return
+    raise ApiError(
+        422,
+        "engine_unavailable",
+        "no online agent has vLLM: deploy with engine 'auto' (vLLM where an agent has it, else LLaMA-Factory's "
+        "server) or 'llamafactory', or ask an admin to install vLLM on an agent (engine/vllm/install.sh)",
+        "engine",
+    )
+
+
 async def prepare(
     pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, principal: Principal, req: JobRequest, job_id: str
 ) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
@@ -237,12 +254,12 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
         limits = await queue.quotas(conn, list({job["owner_id"] for job in jobs}), settings)
         for job in jobs:
             per_gpu_mb = job["estimate"].get("per_gpu_mb", 0)
+            engine = placement.serve_engine(job["stages"])
             wait = queue.over_gpu_quota(limits[job["owner_id"]], held[job["owner_id"]], job["gpu_count"])
-            spot = None if wait else placement.place(agents, job["gpu_count"], per_gpu_mb)
+            spot = None if wait else placement.place(agents, job["gpu_count"], per_gpu_mb, engine)
             if spot is None:  # backfill: a smaller job behind it may still fit
-                await queue.set_wait_reason(
-                    conn, job["id"], wait or queue.no_room(job["gpu_count"], per_gpu_mb), job["wait_reason"]
-                )
+                why = wait or queue.no_room(job["gpu_count"], per_gpu_mb, engine)
+                await queue.set_wait_reason(conn, job["id"], why, job["wait_reason"])
                 continue
             held[job["owner_id"]] += job["gpu_count"]
             attempt = job["attempt"] + 1

@@ -227,14 +227,23 @@ async def job_assignment(conn, job_id: str) -> Assignment | None:
 async def live_agents(conn, within_s: float) -> list[asyncpg.Record]:
     """Agents that may take new work: heard from lately, not offline, not draining."""
     return await conn.fetch(
-        "SELECT id, gpus, cpu_slots, last_seen FROM agents WHERE last_seen > now() - make_interval(secs => $1) "
-        "AND offline_since IS NULL AND NOT draining ORDER BY id",
+        "SELECT id, gpus, cpu_slots, engines, last_seen FROM agents "
+        "WHERE last_seen > now() - make_interval(secs => $1) AND offline_since IS NULL AND NOT draining ORDER BY id",
         within_s,
     )
 
 
 async def any_agents(conn) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT id, gpus, cpu_slots FROM agents")
+    return await conn.fetch("SELECT id, gpus, cpu_slots, engines FROM agents")
+
+
+async def agent_engines(conn, within_s: float) -> list[list[str]]:
+    """The serving engines of each agent heard from lately and not offline (draining ones too: they come back)."""
+    rows = await conn.fetch(
+        "SELECT engines FROM agents WHERE last_seen > now() - make_interval(secs => $1) AND offline_since IS NULL",
+        within_s,
+    )
+    return [list(row["engines"]) for row in rows]
 
 
 async def busy_slots(conn) -> list[asyncpg.Record]:

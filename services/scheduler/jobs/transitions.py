@@ -96,13 +96,19 @@ async def transition(
         sets.append("finished_at = now()")
     row = await conn.fetchrow(
         f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1 AND state = ANY($3::text[]) "
-        f"RETURNING id, owner_id, state, agent_id, attempt, reason, message",
+        f"RETURNING id, owner_id, state, agent_id, attempt, reason, message, kind",
         *values,
     )
     if row is None:
         return None
     await add_event(conn, job_id, to, reason, message)
-    return JobChange(**dict(row))
+    changed = dict(row)
+    if changed.pop("kind") == "deploy" and to not in ON_AGENT:
+        # A deployment that ended or went back to the queue has no engine load: what its agent last said is gone.
+        await conn.execute(
+            "UPDATE deployments SET engine_load = NULL WHERE id = $1 AND engine_load IS NOT NULL", job_id
+        )
+    return JobChange(**changed)
 
 
 async def add_event(conn, job_id: str, state: JobState, reason: EventReason | None, message: str | None) -> None:

@@ -1,4 +1,5 @@
-"""Render a deployment: the inference YAML of `llamafactory-cli api`, served as one stage until stopped or idle."""
+"""Render a deployment: LLaMA-Factory's inference YAML (the agent turns it into vLLM's command line when vLLM serves),
+served as one stage until stopped or idle, with the engine asked for and its limits (`ServeOptions`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,20 @@ from .common import (
 from .overrides import check_overrides
 
 
+def serve_options(req: DeployRequest, *, startup_timeout_s: float, idle_timeout_s: float) -> ServeOptions:
+    """How the stage serves: the engine asked for (the agent resolves `auto`), its adapter slots and limits."""
+    return ServeOptions(
+        startup_timeout_s=startup_timeout_s,
+        idle_timeout_s=idle_timeout_s,
+        engine=req.engine,
+        adapter_slots=req.adapter_slots,
+        max_lora_rank=req.max_lora_rank,
+        max_in_flight=req.max_in_flight,
+        max_queue=req.max_queue,
+        max_model_len=req.max_model_len,
+    )
+
+
 def render_deploy(
     req: DeployRequest, *, model: ModelPaths, startup_timeout_s: float, idle_timeout_s: float
 ) -> Rendered:
@@ -37,7 +52,7 @@ def render_deploy(
                 command=SERVE_COMMAND,
                 config=config,
                 hub=model.hub,
-                serve=ServeOptions(startup_timeout_s=startup_timeout_s, idle_timeout_s=idle_timeout_s),
+                serve=serve_options(req, startup_timeout_s=startup_timeout_s, idle_timeout_s=idle_timeout_s),
             )
         ]
     )

@@ -1056,6 +1056,7 @@ export interface components {
             cpu_slots: number;
             cpu_slots_busy: number;
             draining: boolean;
+            engines: string[];
             /** Format: date-time */
             first_seen: string;
             gpus: components["schemas"]["GpuOut"][];
@@ -1214,13 +1215,27 @@ export interface components {
         };
         /** DeployRequest */
         DeployRequest: {
+            /** @default 4 */
+            adapter_slots: number;
             config_overrides?: {
                 [key: string]: unknown;
             };
+            /**
+             * @default auto
+             * @enum {string}
+             */
+            engine: "auto" | "vllm" | "llamafactory";
             generation?: components["schemas"]["Generation"];
             /** @default 1 */
             gpu_count: number;
             idle_timeout_s?: number | null;
+            /** @default 16 */
+            max_in_flight: number;
+            /** @default 64 */
+            max_lora_rank: number;
+            max_model_len?: number | null;
+            /** @default 64 */
+            max_queue: number;
             model: string;
             /** @default 0 */
             priority: number;
@@ -1228,9 +1243,11 @@ export interface components {
         };
         /** DeploymentOut */
         DeploymentOut: {
+            adapter_slots: number;
             agent_id: string | null;
             /** Format: date-time */
             created_at: string;
+            engine: string | null;
             finished_at: string | null;
             generation: Record<string, never>;
             gpu_count: number;
@@ -1239,6 +1256,9 @@ export interface components {
             idle_seconds_left: number | null;
             idle_timeout_s: number;
             last_request_at: string | null;
+            load: components["schemas"]["LoadOut"] | null;
+            max_in_flight: number;
+            max_queue: number;
             message: string | null;
             model: string;
             owner?: string | null;
@@ -1248,6 +1268,7 @@ export interface components {
             state: string;
             tokens_generated: number;
             uptime_s: number | null;
+            usage: components["schemas"]["UsageOut"][];
         };
         /** DeploymentPage */
         DeploymentPage: {
@@ -1388,6 +1409,7 @@ export interface components {
             agents_online: number;
             cpu_slots_free: number;
             cpu_slots_total: number;
+            engines: string[];
             gpus: components["schemas"]["GpuModelCount"][];
         };
         /** FleetView */
@@ -1675,6 +1697,24 @@ export interface components {
             usable_for: string[];
             visibility: string;
         };
+        /** LoadOut */
+        LoadOut: {
+            adapters: components["schemas"]["LoadedAdapterOut"][];
+            /** Format: date-time */
+            at: string;
+            kv_cache_pct: number | null;
+            running: number;
+            waiting: number;
+        };
+        /** LoadedAdapterOut */
+        LoadedAdapterOut: {
+            /** Format: date-time */
+            last_used_at: string;
+            /** Format: date-time */
+            loaded_at: string;
+            name: string;
+            requests: number;
+        };
         /** LoginRequest */
         LoginRequest: {
             password: string;
@@ -1950,6 +1990,16 @@ export interface components {
             warmup_ratio: number;
             /** @default 0 */
             warmup_steps: number;
+        };
+        /** UsageOut */
+        UsageOut: {
+            adapter: string | null;
+            completion_tokens: number;
+            /** Format: date-time */
+            last_request_at: string;
+            prompt_tokens: number;
+            requests: number;
+            user: string | null;
         };
         /** User */
         User: {
@@ -4852,6 +4902,8 @@ export interface operations {
                 q?: string | null;
                 /** @description only retired (true) or active (false) models */
                 retired?: boolean | null;
+                /** @description only models made directly from the model of this name (with kind=lora: its adapters) */
+                base?: string | null;
                 sort?: "created_at" | "updated_at" | "name" | "size_bytes" | "parameter_count";
                 order?: "asc" | "desc";
                 page?: number;
