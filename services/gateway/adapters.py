@@ -11,6 +11,7 @@ agent trusts these headers because only the services' NATS user may publish to a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 from litestar import Request
@@ -175,9 +176,9 @@ def adapter_entries(deployment: dict, adapters: list[dict]) -> list[dict]:
 class AdapterChoice(msgspec.Struct, kw_only=True):
     """An adapter one can chat with on a deployment (the playground's picker)."""
 
-    name: str
-    owner: str | None  # its owner's user name; None for a preset
-    loaded: bool  # the engine holds it now: the first chat with it does not wait for a load
+    name: Annotated[str, msgspec.Meta(description="the adapter's registry name: `model` in a chat, `adapter` here")]
+    owner: Annotated[str | None, msgspec.Meta(description="its owner's user name; null for a preset")]
+    loaded: Annotated[bool, msgspec.Meta(description="the engine holds it now: a chat with it waits for no load")]
 
 
 def choices_on(deployment: dict, adapters: list[dict]) -> list[AdapterChoice]:

@@ -55,8 +55,18 @@ class PlaygroundChat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A playground turn: the conversation so far; generation settings override the deployment's defaults."""
 
     messages: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=512)]
-    adapter: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    """A LoRA adapter of the deployment's model to chat with (its registry name); none: the model itself."""
+    adapter: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=256,
+                description="a LoRA adapter of the deployment's model to chat with, by its registry name "
+                "(GET /api/deployments/{id}/adapters lists them); none: the model itself",
+            ),
+        ]
+        | None
+    ) = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_768)] | None = None
