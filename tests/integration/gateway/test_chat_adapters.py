@@ -26,6 +26,7 @@ from services.scheduler.deployments import store as deployments_store
 from services.scheduler.jobs import store as jobs_store
 from tests.helpers import eventually
 from tests.integration.registry.helpers import make_output, make_preset, make_user
+from tests.integration.scheduler.helpers import connect_as
 
 from .helpers import AgentPart, serving
 
@@ -222,3 +223,32 @@ async def test_a_full_queue_is_a_429_with_retry_after_on_both_routes(world):
         assert r.json()["error"]["code"] == "rate_limit_exceeded"
     finally:
         world.agent.queue_full = False
+
+
+async def test_the_agents_headers_come_from_the_gateway_never_from_a_client(world, nats_server):
+    """A client's own `Llmct-User` and `Llmct-Adapter` are not passed on; and another agent may not publish a chat
+    request (with headers of its choosing) on this agent's deployment subject."""
+    user_id, headers = world.alice
+    forged = {ChatFrames.USER: world.bob[0], ChatFrames.ADAPTER: '{"name": "x", "adapter_path": "/etc"}'}
+    r = await chat_with_headers(world, {**headers, **forged}, world.base)
+    assert r.status_code == 200, r.text
+    _, sent, _ = last_request(world)
+    assert sent[ChatFrames.USER] == user_id and ChatFrames.ADAPTER not in sent
+    errors: list[str] = []
+    other = await connect_as(nats_server, "gateway-adapters-other", errors)
+    try:
+        sent_before = len(world.agent.requests)
+        await other.publish(Subjects.deploy_chat(AGENT, world.deployment), b"{}", headers=forged)
+        await eventually(lambda: _said(errors, f'publish to "{Subjects.deploy_chat(AGENT, world.deployment)}"'))
+        assert len(world.agent.requests) == sent_before
+    finally:
+        await other.close()
+
+
+async def _said(errors: list[str], text: str) -> bool:
+    return any(text in e for e in errors)
+
+
+async def chat_with_headers(world: World, headers: dict, model: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=world.gateway, timeout=30) as client:
+        return await client.post("/v1/chat/completions", json={"model": model, "messages": HI}, headers=headers)
