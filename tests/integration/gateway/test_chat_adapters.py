@@ -19,9 +19,10 @@ import nats
 import openai
 import pytest
 
+from services.auth.store import insert_api_key
 from services.common import contracts
 from services.common.contracts import AdapterRef, ChatFrames, Subjects
-from services.common.security import new_id
+from services.common.security import new_api_key, new_id
 from services.scheduler.deployments import store as deployments_store
 from services.scheduler.jobs import store as jobs_store
 from tests.helpers import eventually
@@ -178,10 +179,21 @@ async def test_an_adapter_whose_base_the_caller_has_not_deployed_says_to_deploy_
     assert f"deploy its base '{world.base}'" in r.json()["error"]["message"]
 
 
-async def test_models_list_the_deployment_and_the_adapters_the_caller_may_use_there(world):
-    _, headers = world.alice
-    token = headers["Authorization"].removeprefix("Bearer ")
-    async with openai.AsyncOpenAI(base_url=world.gateway + "/v1", api_key=token) as client:
+async def test_models_list_the_deployment_and_the_adapters_the_caller_may_use_there(world, pool):
+    """With an inference-only API key, as an OpenAI client would have: the registry's list is asked with it."""
+    key, prefix, key_hash = new_api_key()
+    async with pool.acquire() as conn:
+        await insert_api_key(
+            conn,
+            key_id=new_id("key"),
+            user_id=world.alice[0],
+            name="gateway-adapters",
+            prefix=prefix,
+            key_hash=key_hash,
+            scope="inference",
+            expires_at=None,
+        )
+    async with openai.AsyncOpenAI(base_url=world.gateway + "/v1", api_key=key) as client:
         models = {m.id: m.model_dump() for m in (await client.models.list()).data}
     assert models[world.deployment]["parent"] is None and models[world.deployment]["root"] == world.base
     assert models[world.alice_lora]["parent"] == world.deployment
