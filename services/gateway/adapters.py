@@ -11,13 +11,14 @@ agent trusts these headers because only the services' NATS user may publish to a
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import msgspec
 from litestar import Request
 from nats.aio.client import Client
 
-from services.common.contracts import AdapterRef, ChatFrames, ModelForUse, ModelUseAsked, Subjects
+from services.common.contracts import AdapterRef, ChatFrames, JobInput, ModelForUse, ModelUseAsked, Subjects
 from services.common.errors import ApiError
 from services.common.requests import ask
 
@@ -133,11 +134,24 @@ def check_adapter_on(deployment: dict, name: str, model: ModelForUse | None) -> 
     return adapter
 
 
-def chat_headers(user_id: str, adapter: ModelForUse | None) -> dict[str, str]:
+def adapter_files(adapter: ModelForUse, storage_base: Path) -> list[JobInput]:
+    """`objects` mode: the adapter's own files among the registry's inputs (which hold its base's too: the deployment
+    has the base loaded already). Each input's path is relative to the storage base, as is the adapter's folder there;
+    when none matches, all of them, so that nothing the agent needs is left out."""
+    folder = PurePosixPath(adapter.adapter_path or "")
+    if not folder.is_relative_to(storage_base.as_posix()):
+        return list(adapter.inputs)
+    prefix = folder.relative_to(storage_base.as_posix()).as_posix() + "/"
+    own = [item for item in adapter.inputs if item.path.startswith(prefix)]
+    return own or list(adapter.inputs)
+
+
+def chat_headers(user_id: str, adapter: ModelForUse | None, storage_base: Path) -> dict[str, str]:
     """The NATS headers of a chat request: who asks, and the adapter it names (its rights already checked)."""
     headers = {ChatFrames.USER: user_id}
     if adapter is not None:
-        ref = AdapterRef(name=adapter.name, adapter_path=adapter.adapter_path or "", inputs=adapter.inputs)
+        inputs = adapter_files(adapter, storage_base)
+        ref = AdapterRef(name=adapter.name, adapter_path=adapter.adapter_path or "", inputs=inputs)
         headers[ChatFrames.ADAPTER] = msgspec.json.encode(ref).decode()
     return headers
 

@@ -250,7 +250,8 @@ async def chat_completions(
     check_sampling(body)
     deployment, adapter = await chat_target(request, deployments, adapter_rights, principal.user_id, body["model"])
     check_ready(deployment)
-    return await relay(nc, deployment, raw, bool(body.get("stream")), chat_headers(principal.user_id, adapter))
+    headers = chat_headers(principal.user_id, adapter, settings.storage.base)
+    return await relay(nc, deployment, raw, bool(body.get("stream")), headers)
 
 
 MAX_CHOICES = 8  # `n`: answers per request (one request may not take a model server's every slot)
@@ -307,7 +308,7 @@ async def playground_chat(
             adapter = check_adapter_on(deployment, data.adapter, model)
         body = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None and k != "adapter"}
         body["model"] = adapter.name if adapter else deployment_id
-        headers = chat_headers(principal.user_id, adapter)
+        headers = chat_headers(principal.user_id, adapter, settings.storage.base)
         answer = await relay(nc, deployment, msgspec.json.encode(body), data.stream, headers)
     if (answer.status_code or 200) >= 400:  # the model server's error, in OpenAI's shape: told in the platform's
         raise platform_error(answer.status_code or 502, answer.content, answer.headers)

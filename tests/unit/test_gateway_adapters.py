@@ -2,6 +2,8 @@
 deployment of the adapter's base on vLLM, the least busy; clear refusals otherwise; /v1/models and the playground's
 picker; the agent's 429 relayed with Retry-After (services/gateway/chat.py)."""
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -9,6 +11,7 @@ from services.common.contracts import AdapterRef, ChatFrames, JobInput, ModelFor
 from services.common.errors import ApiError
 from services.gateway.adapters import (
     adapter_entries,
+    adapter_files,
     adapter_of,
     chat_headers,
     check_adapter_on,
@@ -26,12 +29,11 @@ ADAPTER = ModelForUse(
     kind="lora",
     model_path="/models/tiny",
     template="default",
-    adapter_path="/out/job_1/adapter",
+    adapter_path="/srv/llm/output/job_1",
     base="tiny",
-    inputs=[
-        JobInput(bucket="outputs", name="job_1/a.safetensors", sha256="ab" * 32, size=9, path="out/job_1/a.safetensors")
-    ],
+    inputs=[JobInput(bucket="outputs", name="job_1/a", sha256="ab" * 32, size=9, path="output/job_1/a.safetensors")],
 )
+BASE = Path("/srv/llm")  # the storage base: inputs' paths are relative to it
 
 
 def deployment(dep_id: str, model: str = "tiny", state: str = "ready", engine: str | None = "vllm", **more) -> dict:
@@ -81,11 +83,26 @@ def test_an_adapter_whose_base_is_starting_is_a_503_with_retry_after():
 
 
 def test_the_headers_say_who_asks_always_and_the_adapter_when_there_is_one():
-    assert chat_headers("usr_1", None) == {ChatFrames.USER: "usr_1"}
-    headers = chat_headers("usr_1", ADAPTER)
+    assert chat_headers("usr_1", None, BASE) == {ChatFrames.USER: "usr_1"}
+    headers = chat_headers("usr_1", ADAPTER, BASE)
     ref = msgspec.json.decode(headers[ChatFrames.ADAPTER], type=AdapterRef)
-    assert ref == AdapterRef(name="alice-lora", adapter_path="/out/job_1/adapter", inputs=ADAPTER.inputs)
+    assert ref == AdapterRef(name="alice-lora", adapter_path="/srv/llm/output/job_1", inputs=ADAPTER.inputs)
     assert "\n" not in headers[ChatFrames.ADAPTER]  # one header line
+
+
+def stored(path: str) -> JobInput:
+    return JobInput(bucket="outputs", name=path, sha256="ab" * 32, size=9, path=path)
+
+
+def test_the_adapter_header_carries_the_adapters_files_not_its_bases():
+    base_files = [stored("models/tiny/model.safetensors"), stored("models/tiny/config.json")]
+    own = [stored("output/job_1/adapter_model.safetensors"), stored("output/job_1/adapter_config.json")]
+    with_base = msgspec.structs.replace(ADAPTER, inputs=[*base_files, *own, stored("output/job_10/x")])
+    assert adapter_files(with_base, BASE) == own
+    elsewhere = msgspec.structs.replace(with_base, adapter_path="/elsewhere/job_1")  # not under the base: all
+    assert adapter_files(elsewhere, BASE) == with_base.inputs
+    unmatched = msgspec.structs.replace(with_base, inputs=base_files)  # never none: the agent would lack files
+    assert adapter_files(unmatched, BASE) == base_files
 
 
 def test_the_playground_checks_the_adapter_against_its_deployment():
