@@ -195,8 +195,10 @@ async def principal_from_api_key(pool: asyncpg.Pool, key: str) -> Principal:
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 INFERENCE_PREFIX = "/v1/"
-# The gateway's /v1 routes look the caller's deployments up at the scheduler with the caller's own credential.
+# The gateway's /v1 routes look the caller's deployments up at the scheduler with the caller's own credential, and
+# /v1/models the adapters the caller may chat with in the registry's list (only the list, never one model's page).
 DEPLOYMENTS = "/api/deployments"
+MODEL_LIST = "/api/models"
 
 
 def _method(connection: ASGIConnection) -> str:
@@ -207,7 +209,7 @@ def _method(connection: ASGIConnection) -> str:
 def _inference_may(connection: ASGIConnection, method: str, path: str) -> bool:
     if path.startswith(INFERENCE_PREFIX):
         return True
-    reads_deployments = path == DEPLOYMENTS or path.startswith(DEPLOYMENTS + "/")
+    reads_deployments = path in (DEPLOYMENTS, MODEL_LIST) or path.startswith(DEPLOYMENTS + "/")
     return reads_deployments and method in READ_METHODS and connection.scope["type"] == "http"
 
 

@@ -14,10 +14,12 @@ from services.common.lifecycle import Context
 from services.common.net import parse_networks
 from services.common.settings import Settings, settings_for
 
-from .chat import CHAT_HANDLERS, Deployments
+from .adapters import AdapterRights
+from .chat import CHAT_HANDLERS
 from .docs import DOCS_STATIC, docs_page, openapi_document
 from .limits import Limits, client_concurrency
 from .logs import LogHub
+from .lookups import Deployments, RegistryModels
 from .proxy import PROXY_HANDLERS, new_client
 from .revocation import OpenSockets, close_on_revocation, follow_revocations
 from .server import server_options as _server_options
@@ -30,12 +32,14 @@ from .web import web_client
 
 @dataclass(frozen=True, kw_only=True)
 class GatewayContext(Context):
-    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment lookups, WebSocket tickets and
-    open sockets."""
+    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment, model and adapter lookups,
+    WebSocket tickets and open sockets."""
 
     http: httpx.AsyncClient
     log_hub: LogHub
     deployments: Deployments
+    registry_models: RegistryModels
+    adapter_rights: AdapterRights
     tickets: Tickets
     open_sockets: OpenSockets
     upstreams: UpstreamHealth
@@ -52,6 +56,8 @@ def _gateway_context(base: Context) -> GatewayContext:
         http=http,
         log_hub=log_hub,
         deployments=Deployments(http, settings.upstreams("scheduler")),
+        registry_models=RegistryModels(http, settings.upstreams("registry")),
+        adapter_rights=AdapterRights(base.nc),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s, settings.nats_replicas),
         open_sockets=OpenSockets(),
         upstreams=UpstreamHealth(http, {name: settings.upstreams(name) for name in UPSTREAMS}),
@@ -113,6 +119,8 @@ SPEC = ServiceSpec(
         "http": provide_part("http"),
         "log_hub": provide_part("log_hub"),
         "deployments": provide_part("deployments"),
+        "registry_models": provide_part("registry_models"),
+        "adapter_rights": provide_part("adapter_rights"),
         "tickets": provide_part("tickets"),
     },
 )

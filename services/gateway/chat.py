@@ -1,162 +1,76 @@
 """Chat with deployments: the playground route and an OpenAI-compatible surface, relayed over NATS.
 
-`POST /api/deployments/{id}/chat` (the web client's), `GET /v1/models` and `POST /v1/chat/completions`
-(the official `openai` client works with `base_url=<gateway>/v1` and an API key or token). The gateway
-asks the scheduler, with the caller's own credentials, whether the deployment is theirs and ready (cached
-for a second), then sends the request as a core NATS request to `deploy.<agent_id>.<deployment_id>.chat` and
-streams the agent's frames back (services/agent/serving.py has the framing). /v1 errors keep OpenAI's shape.
+`POST /api/deployments/{id}/chat` and `GET /api/deployments/{id}/adapters` (the web client's), `GET /v1/models` and
+`POST /v1/chat/completions` (the official `openai` client works with `base_url=<gateway>/v1` and an API key or
+token). The gateway asks the scheduler, with the caller's own credentials, whether the deployment is theirs and
+ready (cached for a second; services/gateway/lookups.py), and the registry whether a `model` that names no
+deployment is an adapter the caller may use (services/gateway/adapters.py), then sends the request as a core NATS
+request to `deploy.<agent_id>.<deployment_id>.chat`, with who asks and the adapter in its headers, and streams the
+agent's frames back (services/agent/serving.py has the framing). /v1 errors keep OpenAI's shape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import re
-import time
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
-from urllib.parse import quote
 
-import httpx
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotAuthorizedException
 from litestar.response import Stream
 from nats.aio.client import Client
 
-from services.common.contracts import ChatFrames, Subjects
+from services.common.contracts import ChatFrames, ModelForUse, Subjects
 from services.common.dependencies import Injected
 from services.common.errors import ApiError
-from services.common.security import authenticate
+from services.common.security import Principal, authenticate
 
+from .adapters import (
+    AdapterChoice,
+    AdapterRights,
+    adapter_entries,
+    adapter_of,
+    chat_headers,
+    check_adapter_on,
+    choices_on,
+    deployment_entry,
+    deployment_for_adapter,
+    pools_adapters,
+)
 from .chat_content import FetchRefused, allowed_prefixes, check_messages
 from .limits import BodyCut, paced
-from .replicas import REPLICAS
+from .lookups import DEPLOYMENT_PREFIX, Deployments, RegistryModels
+from .openai_shape import OpenAIError, unknown_model
 from .settings import GatewaySettings
 
-CACHE_S = 1.0
 FIRST_FRAME_TIMEOUT_S = 120.0
 NEXT_FRAME_TIMEOUT_S = 300.0
 NOT_READY_RETRY_S = 5
-# services.common.security.new_id("dep"): anything else names no deployment, and is never sent on.
-DEPLOYMENT_ID = re.compile(r"dep_[0-9a-f]{16}")
-
-
-class OpenAIError(Exception):
-    """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        code: str,
-        param: str | None = None,
-        kind: str = "invalid_request_error",
-        headers: dict | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.code, self.param, self.kind = status, message, code, param, kind
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        return Response(
-            {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}},
-            status_code=self.status,
-            headers=self.headers,
-        )
 
 
 class PlaygroundChat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A playground turn: the conversation so far; generation settings override the deployment's defaults."""
 
     messages: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=512)]
+    adapter: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=256,
+                description="a LoRA adapter of the deployment's model to chat with, by its registry name "
+                "(GET /api/deployments/{id}/adapters lists them); none: the model itself",
+            ),
+        ]
+        | None
+    ) = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_768)] | None = None
     stream: bool = True
-
-
-class Deployments:
-    """What the scheduler says about the caller's deployments, cached per credential for a second."""
-
-    def __init__(self, http: httpx.AsyncClient, scheduler_urls: Sequence[str]) -> None:
-        self.http, self.scheduler_urls = http, tuple(scheduler_urls)
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
-
-    async def _ask(self, path: str, params: dict | None, authorization: str) -> httpx.Response:
-        """GET from the scheduler, from the next replica when one cannot be reached (services/gateway/replicas.py)."""
-        urls = REPLICAS.order(self.scheduler_urls)
-        for url in urls[:-1]:
-            try:
-                response = await self.http.get(url + path, params=params, headers={"authorization": authorization})
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                REPLICAS.unreachable(url)
-                continue
-            REPLICAS.reached(url)
-            return response
-        return await self.http.get(urls[-1] + path, params=params, headers={"authorization": authorization})
-
-    async def _get(self, request: Request, path: str, params: dict | None = None) -> tuple[int, Any]:
-        key = (request.headers.get("authorization", ""), path + repr(sorted((params or {}).items())))
-        hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit and hit[0] > now:
-            return hit[1]
-        try:
-            response = await self._ask(path, params, key[0])
-        except httpx.TransportError as exc:  # only an outage says so, never a request it could not build
-            raise OpenAIError(
-                503,
-                "the scheduler is not reachable; retry shortly",
-                "service_unavailable",
-                kind="server_error",
-                headers={"Retry-After": "2"},
-            ) from exc
-        result = (response.status_code, response.json() if response.content else None)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + CACHE_S, result)
-        return result
-
-    async def one(self, request: Request, deployment_id: str) -> dict:
-        status, body = 404, {}
-        if DEPLOYMENT_ID.fullmatch(deployment_id):
-            status, body = await self._get(request, f"/api/deployments/{quote(deployment_id, safe='')}")
-        if status == 404:
-            raise OpenAIError(
-                404, f"The model {deployment_id!r} does not exist or is not yours", "model_not_found", "model"
-            )
-        if status != 200:
-            raise OpenAIError(status, (body or {}).get("error", {}).get("message", "lookup failed"), "lookup_failed")
-        return body
-
-    async def ready(self, request: Request) -> list[dict]:
-        status, body = await self._get(request, "/api/deployments", {"active": "true", "limit": "200"})
-        if status != 200:
-            raise OpenAIError(status, (body or {}).get("error", {}).get("message", "lookup failed"), "lookup_failed")
-        return [d for d in body["items"] if d["state"] == "ready"]
-
-    async def resolve(self, request: Request, name: str) -> dict:
-        """A deployment by id, or by model name when exactly one of the caller's ready ones serves it."""
-        if name.startswith("dep_"):
-            return await self.one(request, name)
-        matches = [d for d in await self.ready(request) if d["model"] == name]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise OpenAIError(
-                400,
-                f"several of your deployments serve '{name}': name one by id ({', '.join(d['id'] for d in matches)})",
-                "ambiguous_model",
-                "model",
-            )
-        raise OpenAIError(
-            404,
-            f"The model '{name}' does not exist or is not deployed by you: GET /v1/models lists yours",
-            "model_not_found",
-            "model",
-        )
 
 
 def check_ready(deployment: dict) -> None:
@@ -177,14 +91,16 @@ def check_ready(deployment: dict) -> None:
     )
 
 
-async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Response:
-    """Send the request to the agent hosting the deployment and answer with what it streams back."""
+async def relay(nc: Client, deployment: dict, body: bytes, stream: bool, headers: dict[str, str]) -> Response:
+    """Send the request (with `headers`: chat_headers) to the agent hosting the deployment and answer with what it
+    streams back."""
     deployment_id = deployment["id"]
     inbox = nc.new_inbox()
     frames: asyncio.Queue = asyncio.Queue()
     sub = await nc.subscribe(inbox, cb=frames.put)
     try:
-        await nc.publish(Subjects.deploy_chat(deployment["agent_id"], deployment_id), body, reply=inbox)
+        subject = Subjects.deploy_chat(deployment["agent_id"], deployment_id)
+        await nc.publish(subject, body, reply=inbox, headers=headers)
         async with asyncio.timeout(FIRST_FRAME_TIMEOUT_S):
             first = await frames.get()
     except TimeoutError:
@@ -193,8 +109,8 @@ async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Resp
     except BaseException:
         await sub.unsubscribe()
         raise
-    headers = first.headers or {}
-    if headers.get("Status") == "503":  # NATS: no responders, the agent no longer serves it
+    first_headers = first.headers or {}
+    if first_headers.get("Status") == "503":  # NATS: no responders, the agent no longer serves it
         await sub.unsubscribe()
         raise OpenAIError(
             503,
@@ -204,8 +120,9 @@ async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Resp
             kind="server_error",
             headers={"Retry-After": str(NOT_READY_RETRY_S)},
         )
-    status = int(headers.get(ChatFrames.STATUS, "502"))
-    media_type = headers.get("Content-Type", "application/json")
+    status = int(first_headers.get(ChatFrames.STATUS, "502"))
+    media_type = first_headers.get("Content-Type", "application/json")
+    answer_headers = retry_after(first_headers)
 
     async def frames_after_first() -> AsyncIterator[bytes]:
         try:
@@ -226,12 +143,19 @@ async def relay(nc: Client, deployment: dict, body: bytes, stream: bool) -> Resp
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     data = b"".join([chunk async for chunk in frames_after_first()])
-    return Response(data, status_code=status, media_type=media_type)
+    return Response(data, status_code=status, media_type=media_type, headers=answer_headers)
 
 
-async def _caller(request: Request) -> None:
+def retry_after(first_headers: dict) -> dict[str, str]:
+    """`Retry-After` when the agent said when to come back (its deployment's queue is full: a 429)."""
+    seconds = first_headers.get(ChatFrames.RETRY_AFTER, "")
+    return {"Retry-After": seconds} if seconds.isdigit() else {}
+
+
+async def _caller(request: Request) -> Principal:
     try:
         request.state.principal = await authenticate(request)
+        return request.state.principal
     except NotAuthorizedException as exc:
         raise OpenAIError(401, exc.detail, "invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
 
@@ -250,35 +174,56 @@ def _openai_errors(handler):
     return wrapped
 
 
-@get("/v1/models", opt={"public": True}, tags=["openai"], summary="OpenAI: the caller's ready deployments")
+@get(
+    "/v1/models",
+    opt={"public": True},
+    tags=["openai"],
+    summary="OpenAI: the caller's ready deployments, and on each served by vLLM the adapters of its model the caller "
+    "may use (`parent`: the deployment)",
+)
 @_openai_errors
-async def list_models(request: Request, deployments: Deployments) -> Response:
+async def list_models(request: Request, deployments: Deployments, registry_models: RegistryModels) -> Response:
     await _caller(request)
-    items = await deployments.ready(request)
-    data = [
-        {
-            "id": d["id"],
-            "object": "model",
-            "created": int(_timestamp(d["ready_at"] or d["created_at"])),
-            "owned_by": "llm-cloud-trainer",
-            "root": d["model"],
-        }
-        for d in items
-    ]
+    data = []
+    for deployment in await deployments.ready(request):
+        data.append(deployment_entry(deployment))
+        if pools_adapters(deployment):
+            data += adapter_entries(deployment, await registry_models.adapters_of(request, deployment["model"]))
     return Response({"object": "list", "data": data})
+
+
+async def chat_target(
+    request: Request, deployments: Deployments, rights: AdapterRights, user_id: str, name: str
+) -> tuple[dict, ModelForUse | None]:
+    """Where a chat naming `name` goes: a deployment by id, the one ready deployment serving `name`, or a deployment
+    of the base of the adapter `name` (with the adapter)."""
+    if name.startswith(DEPLOYMENT_PREFIX):
+        return await deployments.one(request, name), None
+    found = await deployments.by_name(request, name)
+    if found is not None:
+        return found, None
+    adapter = adapter_of(await rights.usable(request, user_id, name))
+    if adapter is None:
+        raise unknown_model(name)
+    return deployment_for_adapter(name, adapter, await deployments.active(request)), adapter
 
 
 @post(
     "/v1/chat/completions",
     opt={"public": True},
     tags=["openai"],
-    summary="OpenAI: chat with a deployment (stream or not); `model` is a deployment id or a deployed model's name",
+    summary="OpenAI: chat with a deployment (stream or not); `model` is a deployment id, a deployed model's name, "
+    "or the name of a LoRA adapter of a model you deployed on vLLM",
 )
 @_openai_errors
 async def chat_completions(
-    request: Request, deployments: Deployments, nc: Client, settings: Injected[GatewaySettings]
+    request: Request,
+    deployments: Deployments,
+    adapter_rights: AdapterRights,
+    nc: Client,
+    settings: Injected[GatewaySettings],
 ) -> Response:
-    await _caller(request)
+    principal = await _caller(request)
     try:  # a body that pauses too long frees the gateway, as on forwarded routes
         raw = b"".join([chunk async for chunk in paced(request.stream(), settings.body_idle_s)])
     except BodyCut as exc:
@@ -303,9 +248,10 @@ async def chat_completions(
     except FetchRefused as exc:
         raise OpenAIError(422, str(exc), "url_not_allowed", exc.field) from None
     check_sampling(body)
-    deployment = await deployments.resolve(request, body["model"])
+    deployment, adapter = await chat_target(request, deployments, adapter_rights, principal.user_id, body["model"])
     check_ready(deployment)
-    return await relay(nc, deployment, raw, bool(body.get("stream")))
+    headers = chat_headers(principal.user_id, adapter, settings.storage.base)
+    return await relay(nc, deployment, raw, bool(body.get("stream")), headers)
 
 
 MAX_CHOICES = 8  # `n`: answers per request (one request may not take a model server's every slot)
@@ -341,7 +287,9 @@ def check_sampling(body: dict) -> None:
 )
 async def playground_chat(
     request: Request,
+    principal: Principal,
     deployments: Deployments,
+    adapter_rights: AdapterRights,
     nc: Client,
     settings: Injected[GatewaySettings],
     deployment_id: str,
@@ -351,34 +299,60 @@ async def playground_chat(
         check_messages(data.messages, allowed_prefixes(settings.chat_url_allow))
     except FetchRefused as exc:
         raise ApiError(422, "url_not_allowed", str(exc), exc.field) from None
-    try:
+    with platform_envelope():
         deployment = await deployments.one(request, deployment_id)
         check_ready(deployment)
-        body = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
-        answer = await relay(nc, deployment, msgspec.json.encode({"model": deployment_id, **body}), data.stream)
+        adapter = None
+        if data.adapter is not None:
+            model = await adapter_rights.usable(request, principal.user_id, data.adapter)
+            adapter = check_adapter_on(deployment, data.adapter, model)
+        body = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None and k != "adapter"}
+        body["model"] = adapter.name if adapter else deployment_id
+        headers = chat_headers(principal.user_id, adapter, settings.storage.base)
+        answer = await relay(nc, deployment, msgspec.json.encode(body), data.stream, headers)
+    if (answer.status_code or 200) >= 400:  # the model server's error, in OpenAI's shape: told in the platform's
+        raise platform_error(answer.status_code or 502, answer.content, answer.headers)
+    return answer
+
+
+@contextlib.contextmanager
+def platform_envelope() -> Iterator[None]:
+    """A lookup's OpenAIError told in the platform's envelope (a 404: the deployment is not found)."""
+    try:
+        yield
     except OpenAIError as exc:
         code = {"model_not_found": "not_found"}.get(exc.code, exc.code)
         message = "deployment not found" if exc.status == 404 else exc.message
         raise ApiError(exc.status, code, message, headers=exc.headers) from None
-    if (answer.status_code or 200) >= 400:  # the model server's error, in OpenAI's shape: told in the platform's
-        raise platform_error(answer.status_code or 502, answer.content)
-    return answer
 
 
-def platform_error(status: int, content: bytes) -> ApiError:
+@get(
+    "/api/deployments/{deployment_id:str}/adapters",
+    tags=["deployments"],
+    summary="The LoRA adapters you can chat with on one of your deployments (its model's, yours and presets), and "
+    "whether its engine holds each now; empty unless it is ready on vLLM",
+)
+async def deployment_adapters(
+    request: Request, deployments: Deployments, registry_models: RegistryModels, deployment_id: str
+) -> list[AdapterChoice]:
+    with platform_envelope():
+        deployment = await deployments.one(request, deployment_id)
+        if deployment["state"] != "ready" or not pools_adapters(deployment):
+            return []
+        return choices_on(deployment, await registry_models.adapters_of(request, deployment["model"]))
+
+
+def platform_error(status: int, content: bytes, headers: Any = None) -> ApiError:
     """An error the model server (or its agent) answered, in the platform's envelope; a 5xx as 502: it is the
-    model server's failure, not the gateway's."""
+    model server's failure, not the gateway's. A `Retry-After` it came with is kept."""
     answered, status = status, status if status < 500 else 502
     try:
         error = msgspec.json.decode(content)["error"]
         code, message, param = str(error["code"] or "upstream_error"), str(error["message"]), error.get("param")
     except (msgspec.DecodeError, KeyError, TypeError):
         code, message, param = "upstream_error", f"the model server answered HTTP {answered}", None
-    return ApiError(status, code, message, param if isinstance(param, str) else None)
+    kept = {"Retry-After": headers["Retry-After"]} if headers and "Retry-After" in headers else None
+    return ApiError(status, code, message, param if isinstance(param, str) else None, headers=kept)
 
 
-def _timestamp(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
-
-
-CHAT_HANDLERS = [list_models, chat_completions, playground_chat]
+CHAT_HANDLERS = [list_models, chat_completions, playground_chat, deployment_adapters]

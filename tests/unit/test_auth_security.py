@@ -272,6 +272,9 @@ def _connection(path: str, method: str = "GET", kind: str = "http") -> ASGIConne
         ("inference", "GET", "/api/deployments", "http", True),
         ("inference", "POST", "/api/deployments", "http", False),
         ("inference", "GET", "/api/deploymentsx", "http", False),
+        ("inference", "GET", "/api/models", "http", True),  # /v1/models lists the adapters one may chat with
+        ("inference", "GET", "/api/models/mdl_1", "http", False),
+        ("inference", "POST", "/api/models", "http", False),
         ("inference", "GET", "/api/deployments/../jobs", "http", False),  # a later hop may resolve it
         ("inference", "GET", "/v1/../api/jobs", "http", False),
         ("inference", "GET", "/api/jobs", "http", False),

@@ -570,6 +570,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/deployments/{deployment_id}/adapters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The LoRA adapters you can chat with on one of your deployments (its model's, yours and presets), and whether its engine holds each now; empty unless it is ready on vLLM */
+        get: operations["ApiDeploymentsDeploymentIdAdaptersDeploymentAdapters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/deployments/{deployment_id}/chat": {
         parameters: {
             query?: never;
@@ -991,7 +1008,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** OpenAI: chat with a deployment (stream or not); `model` is a deployment id or a deployed model's name */
+        /** OpenAI: chat with a deployment (stream or not); `model` is a deployment id, a deployed model's name, or the name of a LoRA adapter of a model you deployed on vLLM */
         post: operations["V1ChatCompletionsChatCompletions"];
         delete?: never;
         options?: never;
@@ -1006,7 +1023,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** OpenAI: the caller's ready deployments */
+        /** OpenAI: the caller's ready deployments, and on each served by vLLM the adapters of its model the caller may use (`parent`: the deployment) */
         get: operations["V1ModelsListModels"];
         put?: never;
         post?: never;
@@ -1020,6 +1037,15 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AdapterChoice */
+        AdapterChoice: {
+            /** @description the engine holds it now: a chat with it waits for no load */
+            loaded: boolean;
+            /** @description the adapter's registry name: `model` in a chat, `adapter` here */
+            name: string;
+            /** @description its owner's user name; null for a preset */
+            owner: string | null;
+        };
         /** AgentCredentials */
         AgentCredentials: {
             agent_id: string;
@@ -1786,6 +1812,8 @@ export interface components {
         };
         /** PlaygroundChat */
         PlaygroundChat: {
+            /** @description a LoRA adapter of the deployment's model to chat with, by its registry name (GET /api/deployments/{id}/adapters lists them); none: the model itself */
+            adapter?: string | null;
             max_tokens?: number | null;
             messages: {
                 [key: string]: unknown;
@@ -3935,6 +3963,55 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiDeploymentsDeploymentIdAdaptersDeploymentAdapters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdapterChoice"][];
                 };
             };
             /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */

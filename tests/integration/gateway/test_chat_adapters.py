@@ -1,0 +1,266 @@
+"""Chat with a LoRA adapter by its registry name on a deployment of its base (issue 17, items 3, 5 and 7): the
+gateway, scheduler and registry in-process on real ports, real NATS and Postgres; the agent's part (beats, and
+answers on its deployment's chat subject) played on the bus, since what the agent does with an adapter is its own
+tests'. The gateway asks the registry who may use which adapter, sends the adapter and the caller on the NATS
+request's headers, hides someone else's adapter as unknown, lists adapters in /v1/models and for the playground,
+and relays a full queue's 429 with Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from datetime import UTC, datetime
+
+import httpx
+import msgspec
+import nats
+import openai
+import pytest
+
+from services.auth.store import insert_api_key
+from services.common import contracts
+from services.common.contracts import AdapterRef, ChatFrames, Subjects
+from services.common.security import new_api_key, new_id
+from services.scheduler.deployments import store as deployments_store
+from services.scheduler.jobs import store as jobs_store
+from tests.helpers import eventually
+from tests.integration.registry.helpers import make_output, make_preset, make_user
+from tests.integration.scheduler.helpers import connect_as
+
+from .helpers import AgentPart, serving
+
+pytestmark = pytest.mark.integration
+
+AGENT = "gateway-adapters-agent"
+HI = [{"role": "user", "content": "hi"}]
+
+
+@dataclasses.dataclass
+class World:
+    gateway: str
+    agent: AgentPart
+    base: str
+    deployment: str
+    alice: tuple[str, dict]
+    bob: tuple[str, dict]
+    alice_lora: str
+    alice_lora_path: str
+    bob_lora: str
+
+
+async def deploy(pool, owner_id: str, model: str) -> str:
+    """A deployment of `model` placed on AGENT (as the dispatcher leaves it), running."""
+    dep_id = new_id("dep")
+    async with pool.acquire() as conn, conn.transaction():
+        await jobs_store.insert_job(
+            conn,
+            job_id=dep_id,
+            owner_id=owner_id,
+            kind="deploy",
+            priority=0,
+            gpu_count=0,
+            request={"model": model},
+            config={},
+            config_yaml="",
+            stages=[],
+            output_dir=f"/tmp/{dep_id}",
+            estimate={},
+        )
+        await deployments_store.insert(
+            conn, deployment_id=dep_id, owner_id=owner_id, model=model, generation={}, idle_timeout_s=3600
+        )
+        await conn.execute(
+            "UPDATE jobs SET state = 'running', agent_id = $2, attempt = 1, dispatched_at = now(), "
+            "started_at = now() WHERE id = $1",
+            dep_id,
+            AGENT,
+        )
+    return dep_id
+
+
+@pytest.fixture(scope="module")
+async def world(settings, pool, nats_server):
+    from services.gateway.app import create_app as gateway_app
+    from services.registry.app import create_app as registry_app
+    from services.scheduler.app import create_app as scheduler_app
+
+    nc = await nats.connect(nats_server.url)
+    agent = AgentPart(nc, AGENT)
+    sub = await nc.subscribe(Subjects.agent_deploy_all(AGENT), cb=agent.answer)
+    beating = asyncio.create_task(agent.beat_forever())
+    alice, bob = await make_user(pool, settings), await make_user(pool, settings)
+    base_id, base = await make_preset(pool)
+    alice_lora_id, alice_lora = await make_output(pool, alice[0], base_id, kind="lora")
+    _, bob_lora = await make_output(pool, bob[0], base_id, kind="lora")  # private: Bob's alone
+    try:
+        async with serving(scheduler_app(settings), registry_app(settings)) as (scheduler, registry):
+            await eventually(lambda: _online(pool))  # else the sweep fails a deployment placed here as lost
+            deployment = await deploy(pool, alice[0], base)
+            agent.deployments.append(deployment)
+            urls = {**settings.service_urls, "scheduler": (scheduler,), "registry": (registry,)}
+            async with serving(gateway_app(dataclasses.replace(settings, service_urls=urls))) as (gateway,):
+                ready = contracts.DeploymentReady(
+                    job_id=deployment, agent_id=AGENT, at=datetime.now(UTC), attempt=1, engine="vllm"
+                )
+                await nc.jetstream().publish(Subjects.job_status(AGENT, deployment), contracts.encode(ready))
+                await eventually(lambda: _ready(gateway, alice[1], deployment))
+                yield World(gateway, agent, base, deployment, alice, bob, alice_lora, f"/out/{alice_lora_id}", bob_lora)
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+        await sub.unsubscribe()
+        await nc.close()
+
+
+async def _online(pool) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM agents WHERE id = $1 AND offline_since IS NULL", AGENT))
+
+
+async def _ready(gateway: str, headers: dict, deployment: str) -> bool:
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        r = await client.get(f"/api/deployments/{deployment}", headers=headers)
+    return r.status_code == 200 and r.json()["state"] == "ready" and r.json().get("engine") == "vllm"
+
+
+async def chat(world: World, headers: dict, model: str, **more) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=world.gateway, timeout=30) as client:
+        return await client.post("/v1/chat/completions", json={"model": model, "messages": HI, **more}, headers=headers)
+
+
+def last_request(world: World) -> tuple[str, dict, dict]:
+    return world.agent.requests[-1]
+
+
+async def test_an_adapter_by_name_goes_to_its_bases_deployment_with_the_adapter_and_the_caller(world):
+    user_id, headers = world.alice
+    r = await chat(world, headers, world.alice_lora)
+    assert r.status_code == 200, r.text
+    subject, sent, body = last_request(world)
+    assert subject == Subjects.deploy_chat(AGENT, world.deployment)
+    assert sent[ChatFrames.USER] == user_id
+    ref = msgspec.json.decode(sent[ChatFrames.ADAPTER], type=AdapterRef)
+    assert (ref.name, ref.adapter_path) == (world.alice_lora, world.alice_lora_path)
+    assert body["model"] == world.alice_lora
+
+
+async def test_the_base_by_id_or_name_names_the_caller_and_no_adapter(world):
+    user_id, headers = world.alice
+    for model in (world.deployment, world.base):
+        r = await chat(world, headers, model)
+        assert r.status_code == 200, r.text
+        _, sent, _ = last_request(world)
+        assert sent[ChatFrames.USER] == user_id and ChatFrames.ADAPTER not in sent
+
+
+async def test_someone_elses_private_adapter_reads_as_an_unknown_model(world):
+    """Bob's adapter, on Alice's deployment of its base (where her own adapter is served): the same 404 as a name
+    nobody has, and nothing sent."""
+    _, headers = world.alice
+    assert (await chat(world, headers, world.alice_lora)).status_code == 200
+    sent_before = len(world.agent.requests)
+    refused = await chat(world, headers, world.bob_lora)
+    unknown = await chat(world, headers, "no-such-adapter")
+    assert refused.status_code == unknown.status_code == 404, refused.text
+    assert refused.json()["error"]["code"] == "model_not_found"
+    assert refused.json()["error"]["message"] == unknown.json()["error"]["message"].replace(
+        "no-such-adapter", world.bob_lora
+    )
+    assert len(world.agent.requests) == sent_before
+
+
+async def test_an_adapter_whose_base_the_caller_has_not_deployed_says_to_deploy_it(world):
+    """Bob may use his adapter, but has no deployment of its base (Alice's is hers)."""
+    _, headers = world.bob
+    r = await chat(world, headers, world.bob_lora)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", r.text
+    assert f"deploy its base '{world.base}'" in r.json()["error"]["message"]
+
+
+async def test_models_list_the_deployment_and_the_adapters_the_caller_may_use_there(world, pool):
+    """With an inference-only API key, as an OpenAI client would have: the registry's list is asked with it."""
+    key, prefix, key_hash = new_api_key()
+    async with pool.acquire() as conn:
+        await insert_api_key(
+            conn,
+            key_id=new_id("key"),
+            user_id=world.alice[0],
+            name="gateway-adapters",
+            prefix=prefix,
+            key_hash=key_hash,
+            scope="inference",
+            expires_at=None,
+        )
+    async with openai.AsyncOpenAI(base_url=world.gateway + "/v1", api_key=key) as client:
+        models = {m.id: m.model_dump() for m in (await client.models.list()).data}
+    assert models[world.deployment]["parent"] is None and models[world.deployment]["root"] == world.base
+    assert models[world.alice_lora]["parent"] == world.deployment
+    assert models[world.alice_lora]["root"] == world.base
+    assert world.bob_lora not in models
+
+
+async def test_the_playground_lists_and_chats_with_an_adapter_of_its_deployment(world):
+    user_id, headers = world.alice
+    async with httpx.AsyncClient(base_url=world.gateway, timeout=30) as client:
+        r = await client.get(f"/api/deployments/{world.deployment}/adapters", headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == [{"name": world.alice_lora, "owner": r.json()[0]["owner"], "loaded": False}]
+        body = {"messages": HI, "stream": False, "adapter": world.alice_lora}
+        r = await client.post(f"/api/deployments/{world.deployment}/chat", json=body, headers=headers)
+        assert r.status_code == 200, r.text
+        _, sent, relayed = last_request(world)
+        assert json.loads(sent[ChatFrames.ADAPTER])["name"] == world.alice_lora and sent[ChatFrames.USER] == user_id
+        assert relayed["model"] == world.alice_lora and "adapter" not in relayed
+        r = await client.post(
+            f"/api/deployments/{world.deployment}/chat", json={**body, "adapter": world.bob_lora}, headers=headers
+        )
+        assert r.status_code == 404 and r.json()["error"]["field"] == "adapter", r.text
+        r = await client.get(f"/api/deployments/{world.deployment}/adapters", headers=world.bob[1])
+        assert r.status_code == 404, r.text  # not Bob's deployment
+
+
+async def test_a_full_queue_is_a_429_with_retry_after_on_both_routes(world):
+    _, headers = world.alice
+    world.agent.queue_full = True
+    try:
+        r = await chat(world, headers, world.alice_lora)
+        assert r.status_code == 429 and r.headers["retry-after"] == "7", r.text
+        assert r.json()["error"]["code"] == "rate_limit_exceeded"
+        async with httpx.AsyncClient(base_url=world.gateway, timeout=30) as client:
+            body = {"messages": HI, "stream": False}
+            r = await client.post(f"/api/deployments/{world.deployment}/chat", json=body, headers=headers)
+        assert r.status_code == 429 and r.headers["retry-after"] == "7", r.text
+        assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    finally:
+        world.agent.queue_full = False
+
+
+async def test_the_agents_headers_come_from_the_gateway_never_from_a_client(world, nats_server):
+    """A client's own `Llmct-User` and `Llmct-Adapter` are not passed on; and another agent may not publish a chat
+    request (with headers of its choosing) on this agent's deployment subject."""
+    user_id, headers = world.alice
+    forged = {ChatFrames.USER: world.bob[0], ChatFrames.ADAPTER: '{"name": "x", "adapter_path": "/etc"}'}
+    r = await chat_with_headers(world, {**headers, **forged}, world.base)
+    assert r.status_code == 200, r.text
+    _, sent, _ = last_request(world)
+    assert sent[ChatFrames.USER] == user_id and ChatFrames.ADAPTER not in sent
+    errors: list[str] = []
+    other = await connect_as(nats_server, "gateway-adapters-other", errors)
+    try:
+        sent_before = len(world.agent.requests)
+        await other.publish(Subjects.deploy_chat(AGENT, world.deployment), b"{}", headers=forged)
+        await eventually(lambda: _said(errors, f'publish to "{Subjects.deploy_chat(AGENT, world.deployment)}"'))
+        assert len(world.agent.requests) == sent_before
+    finally:
+        await other.close()
+
+
+async def _said(errors: list[str], text: str) -> bool:
+    return any(text in e for e in errors)
+
+
+async def chat_with_headers(world: World, headers: dict, model: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=world.gateway, timeout=30) as client:
+        return await client.post("/v1/chat/completions", json={"model": model, "messages": HI}, headers=headers)
