@@ -570,6 +570,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/deployments/{deployment_id}/adapters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The adapters the caller can chat with on a deployment */
+        get: operations["ApiDeploymentsDeploymentIdAdaptersAdapters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/deployments/{deployment_id}/chat": {
         parameters: {
             query?: never;
@@ -1214,23 +1231,46 @@ export interface components {
         };
         /** DeployRequest */
         DeployRequest: {
+            /** @default 4 */
+            adapter_slots: number;
             config_overrides?: {
                 [key: string]: unknown;
             };
+            /**
+             * @default auto
+             * @enum {string}
+             */
+            engine: "auto" | "vllm" | "llamafactory";
             generation?: components["schemas"]["Generation"];
             /** @default 1 */
             gpu_count: number;
             idle_timeout_s?: number | null;
+            /** @default 16 */
+            max_in_flight: number;
+            /** @default 64 */
+            max_lora_rank: number;
+            max_model_len?: number | null;
+            /** @default 64 */
+            max_queue: number;
             model: string;
             /** @default 0 */
             priority: number;
             template?: string | null;
         };
+        /** DeploymentAdapterOut */
+        DeploymentAdapterOut: {
+            /** @default false */
+            loaded: boolean;
+            name: string;
+            owner?: string | null;
+        };
         /** DeploymentOut */
         DeploymentOut: {
+            adapter_slots?: number | null;
             agent_id: string | null;
             /** Format: date-time */
             created_at: string;
+            engine?: string | null;
             finished_at: string | null;
             generation: Record<string, never>;
             gpu_count: number;
@@ -1239,6 +1279,9 @@ export interface components {
             idle_seconds_left: number | null;
             idle_timeout_s: number;
             last_request_at: string | null;
+            load?: components["schemas"]["EngineLoadOut"] | null;
+            max_in_flight?: number | null;
+            max_queue?: number | null;
             message: string | null;
             model: string;
             owner?: string | null;
@@ -1248,11 +1291,19 @@ export interface components {
             state: string;
             tokens_generated: number;
             uptime_s: number | null;
+            usage?: components["schemas"]["UsageOut"][] | null;
         };
         /** DeploymentPage */
         DeploymentPage: {
             items: components["schemas"]["DeploymentOut"][];
             next_cursor: string | null;
+        };
+        /** EngineLoadOut */
+        EngineLoadOut: {
+            adapters?: components["schemas"]["LoadedAdapterOut"][];
+            kv_cache_pct?: number | null;
+            running: number;
+            waiting: number;
         };
         /** @description Every error of the API: a stable `code`, a `message` that says what to fix, and the `field` (a dotted path in the body, or a parameter's name) it is about, when there is one. */
         ErrorEnvelope: {
@@ -1675,6 +1726,15 @@ export interface components {
             usable_for: string[];
             visibility: string;
         };
+        /** LoadedAdapterOut */
+        LoadedAdapterOut: {
+            /** Format: date-time */
+            last_used_at: string;
+            /** Format: date-time */
+            loaded_at: string;
+            name: string;
+            requests: number;
+        };
         /** LoginRequest */
         LoginRequest: {
             password: string;
@@ -1746,6 +1806,7 @@ export interface components {
         };
         /** PlaygroundChat */
         PlaygroundChat: {
+            adapter?: string | null;
             max_tokens?: number | null;
             messages: {
                 [key: string]: unknown;
@@ -1950,6 +2011,15 @@ export interface components {
             warmup_ratio: number;
             /** @default 0 */
             warmup_steps: number;
+        };
+        /** UsageOut */
+        UsageOut: {
+            adapter: string | null;
+            completion_tokens: number;
+            last_request_at?: string | null;
+            prompt_tokens: number;
+            requests: number;
+            user: string | null;
         };
         /** User */
         User: {
@@ -3885,6 +3955,55 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiDeploymentsDeploymentIdAdaptersAdapters: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentAdapterOut"][];
                 };
             };
             /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
