@@ -72,15 +72,38 @@ export function ServingFacts({ deployment: d }: { deployment: Deployment }) {
   );
 }
 
-/** Adapters the engine holds now, and requests and tokens by user and model: shown under the playground. */
+/**
+ * Adapters the engine holds now (while it runs), and requests and tokens by user and model (owner and admins: the
+ * API leaves `usage` out for anyone else): shown under the playground.
+ */
 export function ServingPanel({ deployment: d }: { deployment: Deployment }) {
   const { t } = useI18n();
-  const usage = [...(d.usage ?? [])].sort((a, b) => b.requests - a.requests);
+  const usage = d.usage ? [...d.usage].sort((a, b) => b.requests - a.requests) : null;
   const loaded = [...(d.load?.adapters ?? [])].sort((a, b) => b.last_used_at.localeCompare(a.last_used_at));
-  if (!d.engine && usage.length === 0) return null; // not started yet: nothing to show
+  const running = Boolean(d.engine) && (d.state === "ready" || d.state === "stopping");
+  if (!running && !usage?.length) return null; // not started, or ended with nothing served: nothing to show
   return (
     <section className="card serving" aria-labelledby="serving-title">
       <h2 id="serving-title">{t("serving.title")}</h2>
+      {running && <LoadedAdapters deployment={d} loaded={loaded} />}
+      {usage && (
+        <>
+          <h3 id="serving-usage">{t("serving.usage")}</h3>
+          {usage.length === 0 ? (
+            <p className="muted">{t("serving.usageNone")}</p>
+          ) : (
+            <DataTable labelledBy="serving-usage" columns={usageColumns(t, d.model)} items={usage} rowKey={(u) => `${u.user ?? ""}\u0000${u.adapter ?? ""}`} />
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+function LoadedAdapters({ deployment: d, loaded }: { deployment: Deployment; loaded: LoadedAdapter[] }) {
+  const { t } = useI18n();
+  return (
+    <>
       <h3 id="serving-adapters">{t("serving.adapters")}</h3>
       {!poolsAdapters(d) ? (
         <p className="muted">{t("serving.adaptersNotPooled")}</p>
@@ -92,13 +115,7 @@ export function ServingPanel({ deployment: d }: { deployment: Deployment }) {
           <DataTable labelledBy="serving-adapters" columns={adapterColumns(t)} items={loaded} rowKey={(a) => a.name} />
         </>
       )}
-      <h3 id="serving-usage">{t("serving.usage")}</h3>
-      {usage.length === 0 ? (
-        <p className="muted">{t("serving.usageNone")}</p>
-      ) : (
-        <DataTable labelledBy="serving-usage" columns={usageColumns(t, d.model)} items={usage} rowKey={(u) => `${u.user ?? ""}\u0000${u.adapter ?? ""}`} />
-      )}
-    </section>
+    </>
   );
 }
 
