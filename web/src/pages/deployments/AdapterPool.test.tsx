@@ -55,7 +55,7 @@ describe("the playground on a deployment that pools adapters", () => {
     expect(picker).toHaveValue("");
     await screen.findByRole("option", { name: "shared-tone · by bob · loaded" });
     expect(within(picker).getAllByRole("option").map((o) => o.textContent)).toEqual([
-      "tiny-llama (base model)",
+      "tiny-llama (deployed model)",
       "my-adapter · loaded", // one's own adapter: no owner shown
       "shared-tone · by bob · loaded", // the engine reports it held (load.adapters), even if the list said not
     ]);
@@ -108,7 +108,7 @@ describe("the playground on a deployment that pools adapters", () => {
     const { user } = renderApp("/playground?deployment=dep_aaa&adapter=my-adapter");
     expect(await screen.findByText(/answers with this model only/)).toBeInTheDocument();
     expect(screen.queryByLabelText("Answer with")).not.toBeInTheDocument();
-    expect(screen.getByText("LLaMA-Factory's server", { selector: ".pill" })).toBeInTheDocument();
+    expect(screen.getByText("LLaMA-Factory's server", { selector: ".badge--engine" })).toBeInTheDocument();
     expect(screen.queryByText("Adapter slots")).not.toBeInTheDocument();
     expect(screen.getByText("not reported by this engine")).toBeInTheDocument();
     await user.type(screen.getByRole("textbox", { name: "Message" }), "hi{Enter}");
@@ -165,7 +165,8 @@ describe("the deployment's serving state", () => {
     renderApp("/playground?deployment=dep_aaa");
 
     expect(await screen.findByTestId("engine-load")).toHaveTextContent("2 running · 5 waiting");
-    expect(screen.getByText("vLLM", { selector: ".pill" })).toBeInTheDocument();
+    expect(screen.getByText("vLLM", { selector: ".badge--engine" })).toBeInTheDocument();
+    expect(document.querySelectorAll(".deployment .pill")).toHaveLength(1); // the state's: the browser tests read it so
     const kv = screen.getByRole("meter", { name: "KV cache" });
     expect(kv).toHaveAttribute("aria-valuenow", "38");
     expect(screen.getByText("38% in use")).toBeInTheDocument();
@@ -181,7 +182,7 @@ describe("the deployment's serving state", () => {
     const usage = screen.getByRole("region", { name: "Usage by user and model" });
     const adapterRow = within(usage).getByRole("row", { name: /my-adapter/ });
     expect(within(adapterRow).getAllByRole("cell").map((c) => c.textContent)).toEqual(["ada", "3", "1,234", "56,789", expect.any(String)]);
-    expect(within(usage).getByRole("rowheader", { name: "tiny-llama (base model)" })).toBeInTheDocument();
+    expect(within(usage).getByRole("rowheader", { name: "tiny-llama (deployed model)" })).toBeInTheDocument();
   });
 
   it("refreshes the load while the page is open", async () => {

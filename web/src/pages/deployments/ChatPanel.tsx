@@ -16,7 +16,7 @@ import { poolsAdapters } from "./ServingPanel";
 
 interface Props {
   deployment: Deployment;
-  /** The adapter the next turn asks for (its registry name); null: the deployment's base model. */
+  /** The adapter the next turn asks for (its registry name); null: the deployment's own model. */
   adapter: string | null;
   onAdapter: (adapter: string | null) => void;
   /** A turn ended: the deployment's usage and idle timer changed. */

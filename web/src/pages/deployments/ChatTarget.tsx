@@ -8,7 +8,7 @@ interface Props {
   /** The adapters the caller may chat with on it (undefined while they load). */
   adapters: DeploymentAdapter[] | undefined;
   failed: boolean;
-  /** The adapter chosen; null: the base model. */
+  /** The adapter chosen; null: the deployment's own model. */
   value: string | null;
   onChange: (adapter: string | null) => void;
   /** The list is about to be looked at: ask for it again (an adapter trained meanwhile is callable at once). */
@@ -16,7 +16,7 @@ interface Props {
   disabled?: boolean;
 }
 
-/** Which model answers the next turn: the deployment's base model, or an adapter of it that the deployment pools. */
+/** Which model answers the next turn: the deployment's own model, or an adapter of its base that the deployment pools. */
 export function ChatTarget({ deployment, adapters, failed, value, onChange, onOpen, disabled }: Props) {
   const { t } = useI18n();
   const user = useUser();
