@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { apiError, json, mockFetch } from "../test/fetchMock";
-import { AS_FILE, ApiError, anonymousApi, api, download, ok, oneOf, setUnauthorizedHandler, socketUrl, toApiError } from "./client";
+import { AS_FILE, ApiError, anonymousApi, api, download, ok, oneOf, retryAfterSeconds, setUnauthorizedHandler, socketUrl, toApiError } from "./client";
 import { tokenStore } from "./token";
 
 describe("the fetch core", () => {
@@ -89,6 +89,20 @@ describe("the fetch core", () => {
   it("reads a missing field as null", async () => {
     const error = await toApiError(json(409, { error: { code: "conflict", message: "taken" } }));
     expect(error.field).toBeNull();
+  });
+
+  it("keeps when to ask again (Retry-After), in seconds or as a date", async () => {
+    const busy = new Response(JSON.stringify({ error: { code: "rate_limit_exceeded", message: "busy", field: null } }), {
+      status: 429,
+      headers: { "Content-Type": "application/json", "Retry-After": "7" },
+    });
+    expect(await toApiError(busy)).toMatchObject({ status: 429, code: "rate_limit_exceeded", retryAfter: 7 });
+    expect((await toApiError(json(409, { error: { code: "conflict", message: "taken" } }))).retryAfter).toBeNull();
+    const now = Date.parse("2026-01-02T03:04:05Z");
+    expect(retryAfterSeconds("Fri, 02 Jan 2026 03:04:15 GMT", now)).toBe(10);
+    expect(retryAfterSeconds("Fri, 02 Jan 2026 03:04:00 GMT", now)).toBe(0);
+    expect(retryAfterSeconds("soon", now)).toBeNull();
+    expect(retryAfterSeconds(null, now)).toBeNull();
   });
 
   it("describes answers that are not the API's envelope", async () => {

@@ -17,14 +17,26 @@ export class ApiError extends Error {
   readonly code: string;
   /** Dotted path of the request field at fault, when the API names one. */
   readonly field: string | null;
+  /** Seconds to wait before asking again, when the server said (`Retry-After` of a 429 or a 503). */
+  readonly retryAfter: number | null;
 
-  constructor(status: number, code: string, message: string, field: string | null = null) {
+  constructor(status: number, code: string, message: string, field: string | null = null, retryAfter: number | null = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.field = field;
+    this.retryAfter = retryAfter;
   }
+}
+
+/** `Retry-After` as seconds from `now` (ms): a number of seconds or an HTTP date; null when absent or unreadable. */
+export function retryAfterSeconds(header: string | null, now = Date.now()): number | null {
+  const value = header?.trim();
+  if (!value) return null;
+  if (/^\d+$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
 export function networkError(): ApiError {
@@ -69,10 +81,11 @@ export async function toApiError(response: Response): Promise<ApiError> {
   } catch {
     payload = undefined;
   }
+  const retryAfter = retryAfterSeconds(response.headers.get("retry-after"));
   const detail = isErrorEnvelope(payload) ? payload.error : null;
-  if (detail) return new ApiError(response.status, detail.code, detail.message, detail.field ?? null);
+  if (detail) return new ApiError(response.status, detail.code, detail.message, detail.field ?? null, retryAfter);
   const reason = response.statusText || (response.status >= 500 ? "server error" : "request failed");
-  return new ApiError(response.status, `http_${response.status}`, `${reason} (HTTP ${response.status})`);
+  return new ApiError(response.status, `http_${response.status}`, `${reason} (HTTP ${response.status})`, null, retryAfter);
 }
 
 interface ErrorEnvelope {

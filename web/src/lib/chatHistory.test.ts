@@ -22,6 +22,14 @@ describe("chat history", () => {
     expect(loadChat("dep_y")).toEqual([{ role: "user", content: "ok" }]);
   });
 
+  it("keeps which model gave each answer", () => {
+    const turns = [{ role: "user" as const, content: "hi" }, { role: "assistant" as const, content: "hello", model: "my-adapter" }];
+    saveChat("dep_m", turns);
+    expect(loadChat("dep_m")).toEqual(turns);
+    window.localStorage.setItem("llmct.chat.dep_n", JSON.stringify({ messages: [{ role: "assistant", content: "x", model: 3 }], updated: 1 }));
+    expect(loadChat("dep_n")).toEqual([]);
+  });
+
   it("keeps the newest messages of a long conversation", () => {
     const long = Array.from({ length: MAX_MESSAGES + 10 }, (_, i) => ({ role: "user" as const, content: String(i) }));
     saveChat("dep_long", long);

@@ -22,8 +22,8 @@ function keyOf(deploymentId: string): string {
 
 function isMessage(value: unknown): value is ChatMessage {
   if (typeof value !== "object" || value === null) return false;
-  const { role, content } = value as { role?: unknown; content?: unknown };
-  return (role === "user" || role === "assistant" || role === "system") && typeof content === "string";
+  const { role, content, model } = value as { role?: unknown; content?: unknown; model?: unknown };
+  return (role === "user" || role === "assistant" || role === "system") && typeof content === "string" && (model === undefined || typeof model === "string");
 }
 
 function read(key: string): Stored | null {

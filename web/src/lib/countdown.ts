@@ -21,5 +21,6 @@ export function useCountdown(left: number | null | undefined, measuredAt: number
     const timer = window.setInterval(() => setNow(Date.now()), 1000);
     return () => window.clearInterval(timer);
   }, [running, left, measuredAt]);
-  return secondsLeft(left, measuredAt, now);
+  // The clock last read may predate a new measurement (the first render after it): never count from before it.
+  return secondsLeft(left, measuredAt, Math.max(now, measuredAt));
 }

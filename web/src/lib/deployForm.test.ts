@@ -1,7 +1,18 @@
 import { describe, expect, it } from "vitest";
 
 import openapi from "../../openapi.json";
-import { DEPLOY_LIMITS, GENERATION_DEFAULTS, buildChatSettings, buildDeployRequest, chatSettingsFrom, defaultDeployForm, deployFieldOf } from "./deployForm";
+import { ENGINE_CHOICES } from "../api/deployments";
+import {
+  DEFAULT_ENGINE,
+  DEPLOY_LIMITS,
+  GENERATION_DEFAULTS,
+  SERVING_DEFAULTS,
+  buildChatSettings,
+  buildDeployRequest,
+  chatSettingsFrom,
+  defaultDeployForm,
+  deployFieldOf,
+} from "./deployForm";
 
 type Props = Record<string, Record<string, unknown>>;
 const schemas = (openapi as { components: { schemas: Record<string, { properties: Props }> } }).components.schemas;
@@ -25,6 +36,16 @@ describe("DEPLOY_LIMITS", () => {
       expect(schemas.Generation!.properties[name]!.default).toBe(value);
     }
   });
+
+  it("starts from the scheduler's engine and serving defaults, and offers each engine it takes", () => {
+    // A default that drifts would be sent as a choice the user never made (only changed values are sent).
+    for (const [name, value] of Object.entries(SERVING_DEFAULTS)) {
+      expect(schemas.DeployRequest!.properties[name]!.default).toBe(value);
+    }
+    expect(schemas.DeployRequest!.properties.max_model_len!.default).toBeUndefined();
+    expect(schemas.DeployRequest!.properties.engine!.default).toBe(DEFAULT_ENGINE);
+    expect(schemas.DeployRequest!.properties.engine!.enum).toEqual(ENGINE_CHOICES);
+  });
 });
 
 describe("buildDeployRequest", () => {
@@ -42,6 +63,16 @@ describe("buildDeployRequest", () => {
     expect(withIdle.ok && withIdle.body).toMatchObject({ gpu_count: 1, idle_timeout_s: 600 });
   });
 
+  it("sends the engine and the serving limits only where they differ from the defaults", () => {
+    const form = { ...defaultDeployForm("tiny-llama"), engine: "vllm" as const, adapter_slots: "8", max_queue: "", max_model_len: "2048" };
+    const built = buildDeployRequest(form);
+    expect(built.ok && built.body).toMatchObject({ model: "tiny-llama", engine: "vllm", adapter_slots: 8, max_model_len: 2048 });
+    expect(built.ok && Object.keys(built.body)).not.toContain("max_queue"); // empty: the platform's default
+    expect(built.ok && Object.keys(built.body)).not.toContain("max_in_flight"); // the default as it was
+    const bad = buildDeployRequest({ ...form, adapter_slots: "65", max_lora_rank: "4", max_in_flight: "0", max_queue: "1.5", max_model_len: "32" });
+    expect(bad.ok ? [] : Object.keys(bad.problems).sort()).toEqual(["adapter_slots", "max_in_flight", "max_lora_rank", "max_model_len", "max_queue"]);
+  });
+
   it("names every field that is wrong", () => {
     const built = buildDeployRequest({ ...defaultDeployForm(""), temperature: "3", top_p: "0", top_k: "1.5", idle_timeout_s: "5", max_new_tokens: "" });
     expect(built.ok).toBe(false);
@@ -54,6 +85,8 @@ describe("buildDeployRequest", () => {
   it("places the scheduler's error fields on the form", () => {
     expect(deployFieldOf("generation.temperature")).toBe("temperature");
     expect(deployFieldOf("idle_timeout_s")).toBe("idle_timeout_s");
+    expect(deployFieldOf("engine")).toBe("engine");
+    expect(deployFieldOf("adapter_slots")).toBe("adapter_slots");
     expect(deployFieldOf("config_overrides.x")).toBeNull();
     expect(deployFieldOf(null)).toBeNull();
   });

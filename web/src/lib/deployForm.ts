@@ -1,12 +1,17 @@
 /** The deploy form and the playground's generation settings: defaults, the scheduler's limits, request bodies. */
 
-import type { ChatSettings, DeployRequest, Generation } from "../api/deployments";
+import type { ChatSettings, DeployRequest, EngineChoice, Generation } from "../api/deployments";
 import { checkNumber, parseNumber, type Limit, type Problem } from "./trainForm";
 
 /** The scheduler's bounds (schemas.py Generation / DeployRequest, gateway PlaygroundChat). */
 export const DEPLOY_LIMITS = {
   gpu_count: { min: 0, max: 16, integer: true },
   idle_timeout_s: { min: 10, max: 86_400, integer: true },
+  adapter_slots: { min: 1, max: 64, integer: true },
+  max_lora_rank: { min: 8, max: 256, integer: true },
+  max_in_flight: { min: 1, max: 256, integer: true },
+  max_queue: { min: 0, max: 1024, integer: true },
+  max_model_len: { min: 64, max: 131_072, integer: true },
   temperature: { min: 0, max: 2 },
   top_p: { min: 0, max: 1, exclusiveMin: true },
   top_k: { min: 1, max: 1000, integer: true },
@@ -30,12 +35,21 @@ export const GENERATION_DEFAULTS: Generation = {
   do_sample: true,
 };
 
+/** How the engine serves (the "advanced" part of the form): the scheduler's defaults; max_model_len none: the model's own. */
+export const SERVING_DEFAULTS = { adapter_slots: 4, max_lora_rank: 64, max_in_flight: 16, max_queue: 64 };
+export const SERVING_FIELDS = ["adapter_slots", "max_lora_rank", "max_in_flight", "max_queue", "max_model_len"] as const;
+export type ServingField = (typeof SERVING_FIELDS)[number];
+export const DEFAULT_ENGINE: EngineChoice = "auto";
+
 export type DeployNumberField = keyof typeof DEPLOY_LIMITS;
-export type DeployField = "model" | DeployNumberField;
-export const DEPLOY_FIELDS: DeployField[] = ["model", ...(Object.keys(DEPLOY_LIMITS) as DeployNumberField[])];
+export type DeployField = "model" | "engine" | DeployNumberField;
+export const DEPLOY_FIELDS: DeployField[] = ["model", "engine", ...(Object.keys(DEPLOY_LIMITS) as DeployNumberField[])];
+/** Number fields that may be left empty: the platform's default (an idle timeout, the serving limits). */
+const OPTIONAL_FIELDS: ReadonlySet<DeployNumberField> = new Set(["idle_timeout_s", ...SERVING_FIELDS]);
 
 export interface DeployFormValues extends Record<DeployNumberField, string> {
   model: string;
+  engine: EngineChoice;
   do_sample: boolean;
 }
 
@@ -43,8 +57,14 @@ export function defaultDeployForm(model = "", gpus: number | null = null): Deplo
   const g = GENERATION_DEFAULTS;
   return {
     model,
+    engine: DEFAULT_ENGINE,
     gpu_count: gpus ? "1" : "0",
     idle_timeout_s: "",
+    adapter_slots: String(SERVING_DEFAULTS.adapter_slots),
+    max_lora_rank: String(SERVING_DEFAULTS.max_lora_rank),
+    max_in_flight: String(SERVING_DEFAULTS.max_in_flight),
+    max_queue: String(SERVING_DEFAULTS.max_queue),
+    max_model_len: "",
     temperature: String(g.temperature),
     top_p: String(g.top_p),
     top_k: String(g.top_k),
@@ -56,7 +76,10 @@ export function defaultDeployForm(model = "", gpus: number | null = null): Deplo
 
 export type Built<F extends string, B> = { ok: true; body: B } | { ok: false; problems: Partial<Record<F, Problem>> };
 
-/** The request body, or what is wrong with each field (idle timeout may be left empty: the platform's default). */
+/**
+ * The request body, or what is wrong with each field. The idle timeout and the serving limits may be left empty, and
+ * the engine and serving limits are sent only where they differ from the platform's defaults: a body says what was chosen.
+ */
 export function buildDeployRequest(form: DeployFormValues): Built<DeployField, DeployRequest> {
   const problems: Partial<Record<DeployField, Problem>> = {};
   if (!form.model) problems.model = { key: "deploy.pickModel" };
@@ -64,7 +87,7 @@ export function buildDeployRequest(form: DeployFormValues): Built<DeployField, D
   for (const field of Object.keys(DEPLOY_LIMITS) as DeployNumberField[]) {
     const value = parseNumber(form[field]);
     if (value === null) {
-      if (field !== "idle_timeout_s") problems[field] = { key: "form.required" };
+      if (!OPTIONAL_FIELDS.has(field)) problems[field] = { key: "form.required" };
       continue;
     }
     const problem = checkNumber(value, DEPLOY_LIMITS[field]);
@@ -72,13 +95,19 @@ export function buildDeployRequest(form: DeployFormValues): Built<DeployField, D
     else numbers[field] = value;
   }
   if (Object.keys(problems).length) return { ok: false, problems };
-  const { gpu_count, idle_timeout_s, ...generation } = numbers;
+  const { gpu_count, idle_timeout_s, adapter_slots, max_lora_rank, max_in_flight, max_queue, max_model_len, ...generation } = numbers;
+  const serving = { adapter_slots, max_lora_rank, max_in_flight, max_queue, max_model_len };
+  const chosen = Object.entries(serving).filter(
+    ([name, value]) => value !== undefined && value !== SERVING_DEFAULTS[name as keyof typeof SERVING_DEFAULTS],
+  );
   return {
     ok: true,
     body: {
       model: form.model,
+      ...(form.engine === DEFAULT_ENGINE ? {} : { engine: form.engine }),
       gpu_count,
       ...(idle_timeout_s === undefined ? {} : { idle_timeout_s }),
+      ...Object.fromEntries(chosen),
       generation: { ...generation, do_sample: form.do_sample },
     },
   };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { formFieldOf } from "./catalog";
-import { formatBytes, formatCount, formatDuration, formatMegabytes, formatMetric } from "./format";
+import { formatBytes, formatCount, formatDuration, formatExact, formatMegabytes, formatMetric } from "./format";
 import { rowProblems } from "../pages/datasets/uploadErrors";
 
 describe("formatting", () => {
@@ -19,6 +19,9 @@ describe("formatting", () => {
     expect(formatCount(494_032_768)).toBe("494M");
     expect(formatCount(7_000_000_000)).toBe("7B");
     expect(formatCount(64)).toBe("64");
+    expect(formatExact(1_234_567)).toBe("1,234,567");
+    expect(formatExact(0)).toBe("0");
+    expect(formatExact(null)).toBe("—");
     expect(formatMegabytes(120 * 1024 * 1024, 300 * 1024 * 1024)).toEqual(["120", "300"]);
     expect(formatMegabytes(1.5 * 1024 * 1024, 3 * 1024 * 1024)).toEqual(["1.5", "3.0"]);
   });

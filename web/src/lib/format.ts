@@ -50,6 +50,14 @@ export function formatCount(count: number | null | undefined): string {
   return String(count);
 }
 
+const EXACT = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+/** A count to the unit, grouped by thousands (1234567 → "1,234,567"): usage, where "1.2M" would hide what was used. */
+export function formatExact(count: number | null | undefined): string {
+  if (count === null || count === undefined || !Number.isFinite(count)) return "—";
+  return EXACT.format(count);
+}
+
 /** Metrics: up to 4 significant decimals, never exponent noise like 0.30000000000000004. */
 export function formatMetric(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "—";

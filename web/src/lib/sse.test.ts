@@ -45,6 +45,12 @@ describe("chatEvent", () => {
       finishReason: null,
     });
     expect(chatEvent('{"choices":[{"delta":{},"finish_reason":"stop"}]}')).toEqual({ type: "delta", content: "", finishReason: "stop" });
+    expect(chatEvent('{"model":"my-adapter","choices":[{"delta":{"content":"Hi"}}]}')).toEqual({
+      type: "delta",
+      content: "Hi",
+      finishReason: null,
+      model: "my-adapter",
+    });
     expect(chatEvent(" [DONE] ")).toEqual({ type: "done" });
     expect(chatEvent('{"error":{"message":"the model server failed"}}')).toEqual({ type: "error", message: "the model server failed" });
     expect(chatEvent('{"choices":[],"usage":{"completion_tokens":3}}')).toEqual({ type: "other" });

@@ -52,7 +52,8 @@ export class SseParser {
 }
 
 export type ChatEvent =
-  | { type: "delta"; content: string; finishReason: string | null }
+  /** `model`: the name the engine answered as (a deployment's id for its base model, an adapter's name for it). */
+  | { type: "delta"; content: string; finishReason: string | null; model?: string }
   | { type: "done" }
   | { type: "error"; message: string }
   | { type: "other" };
@@ -72,9 +73,10 @@ export function chatEvent(data: string): ChatEvent {
     const message = typeof error === "object" && error !== null ? (error as { message?: unknown }).message : error;
     return { type: "error", message: typeof message === "string" ? message : "the model server failed" };
   }
-  const choice = (chunk as { choices?: { delta?: { content?: unknown }; finish_reason?: unknown }[] }).choices?.[0];
+  const { choices, model } = chunk as { choices?: { delta?: { content?: unknown }; finish_reason?: unknown }[]; model?: unknown };
+  const choice = choices?.[0];
   if (!choice) return { type: "other" };
   const content = typeof choice.delta?.content === "string" ? choice.delta.content : "";
   const finishReason = typeof choice.finish_reason === "string" ? choice.finish_reason : null;
-  return { type: "delta", content, finishReason };
+  return { type: "delta", content, finishReason, ...(typeof model === "string" && model ? { model } : {}) };
 }

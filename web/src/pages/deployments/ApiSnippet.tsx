@@ -36,12 +36,16 @@ export function snippet(flavour: Flavour, base: string, model: string): string {
   ].join("\n");
 }
 
-/** How to call deployments from code: base URL, an API key from the account page, a copyable snippet. */
-export function ApiSnippet({ model }: { model: string | null }) {
+/**
+ * How to call deployments from code: base URL, an API key from the account page, a copyable snippet. `model`: the
+ * ready deployment's id; `adapter`: the adapter chosen in the playground, called by its own name.
+ */
+export function ApiSnippet({ model, adapter = null }: { model: string | null; adapter?: string | null }) {
   const { t } = useI18n();
   const [flavour, setFlavour] = useState<Flavour>("python");
   const base = baseUrl();
-  const text = snippet(flavour, base, model ?? "dep_…");
+  const name = model && adapter ? adapter : model;
+  const text = snippet(flavour, base, name ?? "dep_…");
   return (
     <section className="card" aria-labelledby="api-title">
       <div className="card__header">
@@ -62,7 +66,7 @@ export function ApiSnippet({ model }: { model: string | null }) {
       <pre className="code" tabIndex={0} aria-label={t("api.snippet")} data-testid="api-snippet">
         {text}
       </pre>
-      <p className="muted">{model ? t("api.modelIs", { model }) : t("api.modelHint")}</p>
+      <p className="muted">{name ? t(name === adapter ? "api.modelIsAdapter" : "api.modelIs", { model: name }) : t("api.modelHint")}</p>
     </section>
   );
 }

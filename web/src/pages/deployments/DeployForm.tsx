@@ -1,24 +1,27 @@
-import { useRef, useState, type FormEvent } from "react";
+import { Fragment, useEffect, useRef, useState, type FormEvent } from "react";
 
 import { ApiError } from "../../api/client";
-import { deploymentsApi, type Deployment } from "../../api/deployments";
+import { ENGINE_CHOICES, deploymentsApi, type Deployment, type EngineChoice } from "../../api/deployments";
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
 import { Field } from "../../components/Field";
-import { CheckboxField } from "../../components/Fields";
+import { CheckboxField, SelectField } from "../../components/Fields";
 import { ModelSelect } from "../../components/ModelSelect";
 import { useI18n } from "../../i18n";
+import type { MessageKey } from "../../i18n/en";
 import { modelsApi } from "../../api/catalog";
 import { modelsFor, useFleetGpus } from "../../lib/catalog";
 import { SubmitKeys } from "../../lib/submitKeys";
 import {
   DEPLOY_LIMITS,
+  SERVING_FIELDS,
   buildDeployRequest,
   defaultDeployForm,
   deployFieldOf,
   type DeployField,
   type DeployFormValues,
   type DeployNumberField,
+  type ServingField,
 } from "../../lib/deployForm";
 import type { Problem } from "../../lib/trainForm";
 import { useQuery } from "../../lib/useQuery";
@@ -30,7 +33,21 @@ interface Props {
   onLimit: (error: ApiError) => void;
 }
 
-/** Pick a model and deploy it: resources, idle timeout, generation defaults. */
+const ENGINE_NAMES: Record<EngineChoice, MessageKey> = {
+  auto: "deploy.engineAuto",
+  vllm: "deploy.engineVllm",
+  llamafactory: "deploy.engineLlamafactory",
+};
+const SERVING_LABELS: Record<ServingField, [MessageKey, MessageKey]> = {
+  adapter_slots: ["deploy.adapterSlots", "deploy.adapterSlotsHint"],
+  max_lora_rank: ["deploy.maxLoraRank", "deploy.maxLoraRankHint"],
+  max_in_flight: ["deploy.maxInFlight", "deploy.maxInFlightHint"],
+  max_queue: ["deploy.maxQueue", "deploy.maxQueueHint"],
+  max_model_len: ["deploy.maxModelLen", "deploy.maxModelLenHint"],
+};
+const GENERATION_FIELDS: DeployField[] = ["temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty"];
+
+/** Pick a model and deploy it: engine, resources, idle timeout, serving limits, generation defaults. */
 export function DeployForm({ initialModel, onDeployed, onLimit }: Props) {
   const { t } = useI18n();
   const models = useQuery((signal) => modelsApi.list({ sort: "name", order: "asc", limit: 200 }, signal), []);
@@ -42,6 +59,14 @@ export function DeployForm({ initialModel, onDeployed, onLimit }: Props) {
   const [busy, setBusy] = useState(false);
   const keys = useRef(new SubmitKeys());
   const form = useRef<HTMLFormElement>(null);
+  const advanced = useRef<HTMLDetailsElement>(null);
+  const generation = useRef<HTMLDetailsElement>(null);
+  // A folded section with a field at fault unfolds, so that the error (ours or the server's) is seen.
+  useEffect(() => {
+    const wrong = (fields: readonly DeployField[]) => fields.some((f) => problems[f] !== undefined);
+    if (advanced.current && wrong(SERVING_FIELDS)) advanced.current.open = true;
+    if (generation.current && wrong(GENERATION_FIELDS)) generation.current.open = true;
+  }, [problems]);
   const choices = modelsFor(models.data?.items, "deploy");
   // One GPU by default where the fleet has any, else the CPU (the user may change it either way).
   const gpuValue = touchedGpus.current ? values.gpu_count : gpus ? "1" : "0";
@@ -108,11 +133,29 @@ export function DeployForm({ initialModel, onDeployed, onLimit }: Props) {
         error={message(problems.model)}
         hint={models.loading ? t("app.loading") : t("deploy.modelHint")}
       />
+      <SelectField
+        label={t("deploy.engine")}
+        name="engine"
+        value={values.engine}
+        onChange={(e) => set("engine", e.target.value)}
+        options={ENGINE_CHOICES.map((engine) => ({ value: engine, label: t(ENGINE_NAMES[engine]) }))}
+        hint={t("deploy.engineHint")}
+        error={message(problems.engine)}
+      />
       <div className="grid-2">
         {numberField("gpu_count", t("deploy.gpus"), gpus ? t("deploy.gpusHint", { count: gpus }) : t("deploy.gpusNone"))}
         {numberField("idle_timeout_s", t("deploy.idle"), t("deploy.idleHint"))}
       </div>
-      <details className="deploy-generation">
+      <details ref={advanced} className="deploy-generation">
+        <summary>{t("deploy.advanced")}</summary>
+        <p className="muted">{t("deploy.advancedHint")}</p>
+        <div className="grid-2">
+          {SERVING_FIELDS.map((name) => (
+            <Fragment key={name}>{numberField(name, t(SERVING_LABELS[name][0]), t(SERVING_LABELS[name][1]))}</Fragment>
+          ))}
+        </div>
+      </details>
+      <details ref={generation} className="deploy-generation">
         <summary>{t("deploy.generation")}</summary>
         <p className="muted">{t("deploy.generationHint")}</p>
         <div className="grid-2">

@@ -118,7 +118,7 @@ describe("PlaygroundPage", () => {
     await waitFor(() =>
       expect(JSON.parse(window.localStorage.getItem("llmct.chat.dep_aaa") ?? "{}").messages).toEqual([
         { role: "user", content: "Capital of Canada?" },
-        { role: "assistant", content: "Ottawa." },
+        { role: "assistant", content: "Ottawa.", model: "tiny-llama" },
       ]),
     );
 

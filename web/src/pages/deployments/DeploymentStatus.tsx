@@ -5,10 +5,12 @@ import { LIVE_DEPLOYMENT_STATES, deploymentsApi, type Deployment } from "../../a
 import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
 import { DeploymentBadge } from "../../components/DeploymentBadge";
+import { EngineBadge } from "../../components/EngineBadge";
 import { useI18n } from "../../i18n";
 import type { MessageKey } from "../../i18n/en";
 import { useCountdown } from "../../lib/countdown";
 import { formatCount, formatDuration } from "../../lib/format";
+import { ServingFacts } from "./ServingPanel";
 
 /** Why a deployment ended, in words where the reason is one we know. */
 export function endReason(t: (key: MessageKey) => string, reason: string | null): string | null {
@@ -28,7 +30,7 @@ interface Props {
   onChanged: () => void;
 }
 
-/** One deployment: state, idle countdown, usage, stop, log. */
+/** One deployment: state and engine, idle countdown, load and limits, usage, stop, log. */
 export function DeploymentStatus({ deployment: d, fetchedAt, onChanged }: Props) {
   const { t, formatDateTime } = useI18n();
   const [busy, setBusy] = useState(false);
@@ -59,6 +61,7 @@ export function DeploymentStatus({ deployment: d, fetchedAt, onChanged }: Props)
     <div className="deployment">
       <div className="job-head">
         <DeploymentBadge state={d.state} />
+        <EngineBadge engine={d.engine} />
         <strong>{d.model}</strong>
         <span className="mono muted" title={d.id}>
           {d.id}
@@ -90,6 +93,7 @@ export function DeploymentStatus({ deployment: d, fetchedAt, onChanged }: Props)
       )}
       {error && <Alert tone="error">{error}</Alert>}
       <dl className="details details--compact">
+        <ServingFacts deployment={d} />
         <div>
           <dt>{t("deploy.resources")}</dt>
           <dd>{d.gpu_count > 0 ? t("job.gpus", { count: d.gpu_count }) : t("job.cpuOnly")}</dd>

@@ -6,6 +6,7 @@ import { Alert } from "../../components/Alert";
 import { Button } from "../../components/Button";
 import type { Column } from "../../components/DataTable";
 import { DeploymentBadge } from "../../components/DeploymentBadge";
+import { EngineBadge } from "../../components/EngineBadge";
 import { choices, Empty, FilterBar, ListSection, PagedTable, PageTop, type Filter } from "../../components/ListPage";
 import { Timestamp } from "../../components/Timestamp";
 import { useI18n, type Translate } from "../../i18n";
@@ -85,7 +86,16 @@ function deploymentColumns(t: Translate, admin: boolean, onStop: (d: Deployment)
         </Link>
       ),
     },
-    { key: "model", header: t("deployments.colModel"), className: "cell--wrap", cell: (d) => d.model },
+    {
+      key: "model",
+      header: t("deployments.colModel"),
+      className: "cell--wrap",
+      cell: (d) => (
+        <>
+          {d.model} <EngineBadge engine={d.engine} />
+        </>
+      ),
+    },
     {
       key: "state",
       header: t("deployments.colState"),

@@ -16,23 +16,29 @@ import { ApiSnippet } from "./ApiSnippet";
 import { ChatPanel } from "./ChatPanel";
 import { DeployForm } from "./DeployForm";
 import { DeploymentStatus } from "./DeploymentStatus";
+import { ServingPanel, poolsAdapters } from "./ServingPanel";
 
-/** How often a deployment is asked about: often while it changes by itself, rarely once ready (the countdown ticks here). */
+/**
+ * How often a deployment is asked about: often while it changes by itself; once ready, as often as its agent reports
+ * the engine's load (~5 s; the idle countdown ticks here in between).
+ */
 export function pollInterval(state: string | undefined): number | null {
   if (state === "queued" || state === "starting" || state === "stopping") return 1500;
-  if (state === "ready") return 10_000;
+  if (state === "ready") return 5000;
   return null;
 }
 
 /**
- * Deploy a model and chat with it. `?deployment=<id>` shows one deployment; `?model=<name>` (or `?new`) opens
- * the deploy form with that model; with neither, the caller's live deployment if they have one.
+ * Deploy a model and chat with it. `?deployment=<id>` shows one deployment (`&adapter=<name>`: chat with that
+ * adapter of its base); `?model=<name>` (or `?new`) opens the deploy form with that model; with neither, the
+ * caller's live deployment if they have one.
  */
 export function PlaygroundPage() {
   const { t } = useI18n();
   const user = useUser();
   const [params, setParams] = useSearchParams();
   const chosenId = params.get("deployment");
+  const adapter = params.get("adapter") || null;
   const initialModel = params.get("model") ?? undefined;
   const wantForm = params.has("new") || params.has("model");
   const [limit, setLimit] = useState<ApiError | null>(null);
@@ -58,6 +64,16 @@ export function PlaygroundPage() {
       return next;
     });
   };
+  const pickAdapter = (name: string | null) =>
+    setParams(
+      (current) => {
+        const next = new URLSearchParams(current);
+        if (name) next.set("adapter", name);
+        else next.delete("adapter");
+        return next;
+      },
+      { replace: true },
+    );
   const changed = () => {
     selected.refresh();
     live.refresh();
@@ -124,7 +140,13 @@ export function PlaygroundPage() {
         </div>
         <div className="playground__main">
           {selectedId && selected.data && selected.data.id === selectedId ? (
-            <ChatPanel key={selectedId} deployment={selected.data} onTurn={() => window.setTimeout(selected.refresh, 1200)} />
+            <ChatPanel
+              key={selectedId}
+              deployment={selected.data}
+              adapter={adapter}
+              onAdapter={pickAdapter}
+              onTurn={() => window.setTimeout(selected.refresh, 1200)}
+            />
           ) : (
             <section className="card" aria-labelledby="chat-empty">
               <h2 id="chat-empty">{t("chat.titleEmpty")}</h2>
@@ -133,7 +155,11 @@ export function PlaygroundPage() {
           )}
         </div>
       </div>
-      <ApiSnippet model={selected.data?.state === "ready" ? selected.data.id : null} />
+      {selectedId && selected.data?.id === selectedId && <ServingPanel deployment={selected.data} />}
+      <ApiSnippet
+        model={selected.data?.state === "ready" ? selected.data.id : null}
+        adapter={selected.data?.state === "ready" && poolsAdapters(selected.data) ? adapter : null}
+      />
     </>
   );
 }
