@@ -148,6 +148,8 @@ async def test_an_adapter_is_loaded_on_first_use_and_answers_differently(deploym
     again = await deployment.chat(PROMPT, **{contracts.ChatFrames.ADAPTER: adapter(tiny, "a1")})
     assert again.text() == first.text()
     assert len(deployment.log_lines("adapter a1 loaded")) == 1, "loaded once, on first use"
+    by_name = await deployment.chat({**PROMPT, "model": "a1"})  # loaded, but not given by the gateway
+    assert by_name.json()["model"] == deployment.id and by_name.text() == base, "only the header picks an adapter"
 
 
 async def test_base_and_adapter_requests_at_once_answer_as_alone(deployment, tiny):
