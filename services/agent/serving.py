@@ -31,7 +31,7 @@ from . import frames
 from .adapters import AdapterLoadFailed, AdapterPool, Files, SharedFiles
 from .admission import Admission, QueueFull
 from .usage import UsageBook
-from .vllm import ServedNames, engine_load, vllm_environment
+from .vllm import ADAPTER_LOAD_TIMEOUT_S, ServedNames, VllmControl, vllm_environment
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ END_HEADER = ChatFrames.END
 PROBE_EVERY_S = 0.5
 IDLE_CHECK_S = 1.0  # also how often usage is reported
 LOAD_EVERY_S = 5.0  # the engine's load is reported this often while nothing is asked
-ADAPTER_LOAD_TIMEOUT_S = 300.0
 _adapter_refs = msgspec.json.Decoder(contracts.AdapterRef)
 
 
@@ -79,15 +78,16 @@ class ModelServer:
         self.usage = UsageBook()
         # LLaMA-Factory's server runs one request at a time (its MAX_CONCURRENT): more would only wait there.
         self.admission = Admission(options.max_in_flight if engine == "vllm" else 1, options.max_queue)
-        self.adapters = (
-            AdapterPool(self, adapter_files or SharedFiles(), options.adapter_slots) if engine == "vllm" else None
-        )
         self._last_report = 0.0
         self._http = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",
             timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0),
             headers={"Authorization": f"Bearer {self.api_key}"},
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+        )
+        self.vllm = VllmControl(self._http, note, options.adapter_slots) if engine == "vllm" else None
+        self.adapters = (
+            AdapterPool(self.vllm, adapter_files or SharedFiles(), options.adapter_slots) if self.vllm else None
         )
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
@@ -217,7 +217,7 @@ class ModelServer:
                 try:
                     model = await asyncio.wait_for(self.adapters.acquire(ref), ADAPTER_LOAD_TIMEOUT_S)
                 except (AdapterLoadFailed, TimeoutError) as exc:
-                    message = f"adapter {ref.name!r} could not be loaded: {exc or 'the load timed out'}"
+                    message = f"adapter {ref.name!r} could not be loaded: {str(exc) or 'the load timed out'}"
                     return await frames.refuse(self.nc, msg.reply, 422, message, "adapter_load_failed")
             tokens = frames.Tokens()
             try:
@@ -255,32 +255,6 @@ class ModelServer:
         except (httpx.RemoteProtocolError, httpx.ReadError):
             return await self._http.send(request, stream=True)
 
-    # --- the engine's adapters (adapters.Engine) -------------------------------------------------------------
-
-    async def load_adapter(self, name: str, path: str, replace: bool) -> None:
-        """vLLM's run-time LoRA loading; AdapterLoadFailed with its reason."""
-        body = {"lora_name": name, "lora_path": path, "load_inplace": replace}
-        try:
-            response = await self._http.post("/v1/load_lora_adapter", json=body, timeout=ADAPTER_LOAD_TIMEOUT_S)
-        except httpx.HTTPError as exc:
-            raise AdapterLoadFailed(f"the model server failed: {type(exc).__name__}") from exc
-        if response.status_code == 200:
-            self.note(f"adapter {name} loaded")
-            return
-        reason = _engine_reason(response)
-        if response.status_code == 400 and "already been loaded" in reason and not replace:
-            return
-        self.note(f"adapter {name} not loaded: {reason}")
-        raise AdapterLoadFailed(reason)
-
-    async def unload_adapter(self, name: str) -> None:
-        try:
-            response = await self._http.post("/v1/unload_lora_adapter", json={"lora_name": name}, timeout=60)
-            if response.status_code == 200:
-                self.note(f"adapter {name} unloaded (least recently used beyond {self.options.adapter_slots} slots)")
-        except httpx.HTTPError:
-            log.warning("deployment %s: adapter %s not unloaded", self.deployment_id, name)
-
     # --- reports ---------------------------------------------------------------------------------------------
 
     async def _report_usage(self, final: bool = False) -> None:
@@ -303,13 +277,8 @@ class ModelServer:
 
     async def _load(self) -> contracts.EngineLoad:
         """The engine's requests running and waiting (ours waiting too), its KV-cache use, its adapters."""
-        running, waiting, kv_cache_pct = self.admission.running, 0, None
-        if self.engine == "vllm":
-            try:
-                response = await self._http.get("/metrics", timeout=2)
-                running, waiting, kv_cache_pct = engine_load(response.text)
-            except httpx.HTTPError:
-                pass
+        seen = await self.vllm.load() if self.vllm is not None else None
+        running, waiting, kv_cache_pct = seen or (self.admission.running, 0, None)
         return contracts.EngineLoad(
             running=running,
             waiting=waiting + self.admission.waiting,
@@ -320,13 +289,3 @@ class ModelServer:
 
 def _adapter_ref(header: str | None) -> contracts.AdapterRef | None:
     return None if not header else _adapter_refs.decode(header)
-
-
-def _engine_reason(response: httpx.Response) -> str:
-    """The engine's words for a refusal (vLLM: OpenAI's error shape)."""
-    try:
-        error = response.json().get("error")
-        message = error.get("message") if isinstance(error, dict) else None
-    except (ValueError, AttributeError):
-        message = None
-    return str(message or response.text or f"HTTP {response.status_code}")[:500]

@@ -10,19 +10,27 @@ the process runtime only: its key in the environment (never on the command line,
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from services.common.contracts import ServeOptions, ServingEngine
+
+from .adapters import AdapterLoadFailed
+
+log = logging.getLogger(__name__)
 
 SERVER_MODULE = ("python", "-m", "vllm.entrypoints.openai.api_server")
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM accepts for --max-lora-rank
 # LLaMA-Factory's generation keys that vLLM's --override-generation-config takes (max_new_tokens: its max_tokens).
 GENERATION_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
 DTYPES = ("float16", "bfloat16", "float32")
+ADAPTER_LOAD_TIMEOUT_S = 300.0
 _METRIC = re.compile(r"^(vllm:num_requests_running|vllm:num_requests_waiting|vllm:kv_cache_usage_perc)\{[^}]*\} (\S+)$")
 
 
@@ -187,6 +195,56 @@ def engine_load(metrics: str) -> tuple[int, int, float | None]:
         int(found.get("vllm:num_requests_waiting", 0)),
         None if kv is None else round(kv * 100, 2),
     )
+
+
+class VllmControl:
+    """The agent's own calls to its vLLM server (its loopback port, its key): adapters in and out (the pool's
+    `adapters.Engine`), and its load."""
+
+    def __init__(self, http: httpx.AsyncClient, note: Callable[[str], None], slots: int):
+        self.http, self.note, self.slots = http, note, slots
+
+    async def load_adapter(self, name: str, path: str, replace: bool) -> None:
+        """vLLM's run-time LoRA loading; AdapterLoadFailed with its reason."""
+        body = {"lora_name": name, "lora_path": path, "load_inplace": replace}
+        try:
+            response = await self.http.post("/v1/load_lora_adapter", json=body, timeout=ADAPTER_LOAD_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            raise AdapterLoadFailed(f"the model server failed: {type(exc).__name__}") from exc
+        if response.status_code == 200:
+            self.note(f"adapter {name} loaded")
+            return
+        reason = _engine_reason(response)
+        if response.status_code == 400 and "already been loaded" in reason and not replace:
+            return
+        self.note(f"adapter {name} not loaded: {reason}")
+        raise AdapterLoadFailed(reason)
+
+    async def unload_adapter(self, name: str) -> None:
+        try:
+            response = await self.http.post("/v1/unload_lora_adapter", json={"lora_name": name}, timeout=60)
+            if response.status_code == 200:
+                self.note(f"adapter {name} unloaded (least recently used beyond {self.slots} slots)")
+        except httpx.HTTPError:
+            log.warning("adapter %s not unloaded", name)
+
+    async def load(self) -> tuple[int, int, float | None] | None:
+        """(running, waiting, KV-cache use in %) as vLLM's /metrics say; None when it does not answer."""
+        try:
+            response = await self.http.get("/metrics", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return engine_load(response.text) if response.status_code == 200 else None
+
+
+def _engine_reason(response: httpx.Response) -> str:
+    """The engine's words for a refusal (vLLM: OpenAI's error shape)."""
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or response.text or f"HTTP {response.status_code}")[:500]
 
 
 def _dtype(config: Mapping[str, Any], gpu_count: int) -> str:
