@@ -145,7 +145,9 @@ class AdapterPool:
             path = await self.files.bring(ref)
             await self.engine.load_adapter(ref.name, path, replace)
         except AdapterLoadFailed as exc:
-            self._failed[(ref.name, ref.adapter_path)] = (self.clock() + FAILURE_MEMORY_S, str(exc))
+            now = self.clock()  # the failures of the last FAILURE_MEMORY_S only: never more than those
+            self._failed = {key: failed for key, failed in self._failed.items() if failed[0] > now}
+            self._failed[(ref.name, ref.adapter_path)] = (now + FAILURE_MEMORY_S, str(exc))
             await self.files.release(ref)
             raise
         now = datetime.now(UTC)
