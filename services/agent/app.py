@@ -26,6 +26,7 @@ from .resources import read_gpus, read_host
 from .runner import Runner
 from .runtimes import runtime_from_settings
 from .settings import AgentSettings
+from .vllm import VllmSetup, has_vllm
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ async def heartbeat(context: AgentContext) -> contracts.AgentHeartbeat:
         free_cpu_slots=free_cpu,
         version=VERSION,
         runtime=runner.runtime.name,
+        engines=runner.engines,
     )
     await context.nc.publish(contracts.Subjects.agent_heartbeat(beat.agent_id), contracts.encode(beat))
     return beat
@@ -102,6 +104,20 @@ def make_runner(context: Context, settings: AgentSettings) -> Runner:
         cpu_threads=max(1, (os.cpu_count() or 1) // max(1, settings.slots(False))),
         state_dir=settings.state_path,
         files=files,
+        vllm=vllm_setup(settings),
+    )
+
+
+def vllm_setup(settings: AgentSettings) -> VllmSetup | None:
+    """Where vLLM is and how it runs on a host without GPUs; None when LLMCT_VLLM_BIN holds no vLLM (looked at
+    once, as the agent starts)."""
+    if not has_vllm(settings.vllm_bin):
+        log.info("no vLLM in %s: deployments are served by LLaMA-Factory's server", settings.vllm_bin)
+        return None
+    return VllmSetup(
+        bin=settings.vllm_bin,
+        cpu_kv_cache_bytes=settings.vllm_cpu_kv_cache_mb * 1024 * 1024,
+        cpu_max_model_len=settings.vllm_cpu_max_model_len,
     )
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from services.common import storage
-from services.common.contracts import Buckets, JobDispatched, JobFile
-from services.common.storage import Fetching, Note, StorageError, StorageMode
+from services.common.contracts import AdapterRef, Buckets, JobDispatched, JobFile
+from services.common.storage import Fetching, JobStorage, Note, StorageError, StorageMode
 
 from . import uploads
+from .adapters import AdapterLoadFailed, Files, SharedFiles
 from .cache import Cache
 
 
@@ -93,3 +94,31 @@ def write_file(path: Path, item: JobFile) -> None:
     temporary.write_text(text, encoding="utf-8")
     temporary.chmod(0o644)
     os.replace(temporary, path)
+
+
+class StoredAdapters:
+    """`objects` mode: an adapter a deployment loads at run time comes from the store into the cache, as a job's
+    inputs do, held (under the deployment's id and the adapter's name) while the engine holds it."""
+
+    def __init__(self, files: ObjectsStorage, deployment_id: str, storage_base: str, note: Note):
+        self.files, self.deployment_id, self.storage_base, self.note = files, deployment_id, storage_base, note
+
+    async def bring(self, ref: AdapterRef) -> str:
+        try:
+            await self.files.cache.bring(self._holder(ref), ref.inputs, self.files.base, self.note)
+        except StorageError as exc:
+            raise AdapterLoadFailed(f"its files could not be fetched: {exc.message}") from exc
+        return storage.rebase(ref.adapter_path, self.storage_base, str(self.files.base))
+
+    async def release(self, ref: AdapterRef) -> None:
+        await self.files.cache.release(self._holder(ref))
+
+    def _holder(self, ref: AdapterRef) -> str:
+        return f"{self.deployment_id}/adapter/{ref.name}"
+
+
+def adapter_files(files: JobStorage, order: JobDispatched, note: Note) -> Files:
+    """Where the adapters a deployment loads at run time come from, in the agent's storage mode."""
+    if isinstance(files, ObjectsStorage):
+        return StoredAdapters(files, order.job_id, order.storage_base, note)
+    return SharedFiles()

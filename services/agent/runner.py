@@ -27,12 +27,22 @@ from .events import FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
 from .jobfiles import job_datasets
 from .logs import LogShipper
+from .objectsmode import adapter_files
 from .reattach import Resume
 from .running import RunningJob
 from .runtimes import EngineRun, JobSpec, Runtime
 from .runtimes.base import Detachable, ExitInfo, Reattachable, RuntimeStartError
 from .savedjob import SavedJob
 from .serving import ModelServer
+from .vllm import (
+    BadServeConfig,
+    EngineUnavailable,
+    VllmSetup,
+    resolve_engine,
+    served_names,
+    serving_engines,
+    vllm_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +101,7 @@ class Runner:
         cpu_threads: int = 1,
         state_dir: Path | None = None,
         files: JobStorage | None = None,
+        vllm: VllmSetup | None = None,
     ):
         self.nc, self.js = nc, js
         self.agent_id = agent_id
@@ -100,6 +111,8 @@ class Runner:
         self.cpu_threads = cpu_threads
         self.files = files or SharedStorage()  # where the jobs' files are: the storage mode (common/storage.py)
         self.publish = JobEvents(js, agent_id)
+        self.vllm = vllm  # where vLLM is, when this agent has it (app.py checked once)
+        self.engines = serving_engines(runtime.name, vllm)  # what its heartbeat says it serves with
         # The runtime's one capability that changes what the runner does, checked here once.
         self.reattachable = runtime if isinstance(runtime, Reattachable) else None
         self.keeps_engines = self.reattachable is not None
@@ -207,6 +220,8 @@ class Runner:
         index: int,
         extra_env: dict[str, str] | None = None,
         ports: tuple[int, ...] = (),
+        command: tuple[str, ...] | None = None,
+        bin_dir: Path | None = None,
     ) -> JobSpec:
         stage = order.stages[index]
         suffix = "" if len(order.stages) == 1 else f".{index + 1}-{stage.name}"
@@ -214,7 +229,7 @@ class Runner:
         config_path.write_text(stage.config_yaml)
         output_dir = Path(order.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        command = (*stage.command, str(config_path))
+        command = command or (*stage.command, str(config_path))
         downloads = stage_downloads(stage)
         env = {
             # A hub's credentials only for a stage that downloads from it (services/agent/hubs.py).
@@ -239,6 +254,7 @@ class Runner:
             stage=index,
             attempt=order.attempt,
             downloads=downloads,
+            bin_dir=bin_dir,
         )
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
@@ -352,16 +368,10 @@ class Runner:
         engine = found
         if engine is None:
             if serve is not None:
-                job.server = ModelServer(
-                    nc=self.nc,
-                    deployment_id=order.job_id,
-                    agent_id=self.agent_id,
-                    options=serve,
-                    publish=self.publish,
-                    note=lambda text: shipper.add("system", text),
-                    attempt=order.attempt,
-                )
-                spec = self._spec(order, index, job.server.environment(), ports=(job.server.port,))
+                started = self._serving_spec(order, index, job, serve, shipper)
+                if isinstance(started, ExitInfo):
+                    return started
+                spec = started
             else:
                 spec = self._spec(order, index)
             try:
@@ -385,6 +395,47 @@ class Runner:
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
                 await server.close()
+
+    def _serving_spec(
+        self, order, index: int, job: RunningJob, serve: contracts.ServeOptions, shipper: LogShipper
+    ) -> JobSpec | ExitInfo:
+        """The model server of a serving stage (job.server) on the engine it asks for, and the engine's command;
+        how the run ended when it cannot start (an engine this agent lacks, a YAML vLLM cannot serve)."""
+        stage = order.stages[index]
+        try:
+            engine = resolve_engine(serve.engine, self.engines)
+            config = yaml.safe_load(stage.config_yaml) if engine == "vllm" else None
+            if engine == "vllm" and not isinstance(config, dict):
+                raise BadServeConfig("not a mapping")
+            names = served_names(order.job_id, config) if isinstance(config, dict) else None
+        except EngineUnavailable as exc:
+            return ExitInfo(exit_code=-1, error=str(exc), error_reason="engine_missing")
+        except (BadServeConfig, yaml.YAMLError) as exc:
+            return ExitInfo(exit_code=-1, error=f"the deployment's YAML: {exc}", error_reason="bad_config")
+
+        def note(text: str) -> None:
+            shipper.add("system", text)
+
+        job.server = ModelServer(
+            nc=self.nc,
+            deployment_id=order.job_id,
+            agent_id=self.agent_id,
+            options=serve,
+            publish=self.publish,
+            note=note,
+            attempt=order.attempt,
+            engine=engine,
+            names=names,
+            adapter_files=adapter_files(self.files, order, note),
+        )
+        env, ports = job.server.environment(stage.hub), (job.server.port,)
+        if engine != "vllm" or self.vllm is None or names is None or config is None:
+            return self._spec(order, index, env, ports=ports)
+        if config.get("template"):
+            shipper.add("system", f"vLLM formats chats with the model's own chat template, not {config['template']!r}")
+        gpus = len(order.gpu_ids)
+        command = vllm_command(config, serve, names, port=job.server.port, gpu_count=gpus, setup=self.vllm)
+        return self._spec(order, index, env, ports=ports, command=command, bin_dir=self.vllm.bin)
 
     async def _announce(self, order: contracts.JobDispatched, job: RunningJob) -> None:
         """Tell the scheduler the job started (once per attempt), and let its dispatch be acked."""

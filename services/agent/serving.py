@@ -1,11 +1,12 @@
-"""A deployment's model server on this agent: readiness, chat relayed from NATS, idle stop, usage reports.
+"""A deployment's model server on this agent: readiness, chat relayed from NATS, limits, adapters, idle stop, usage.
 
-The server is `llamafactory-cli api` on a loopback port only this agent knows, behind a random API key.
-Chat arrives as core NATS requests on `deploy.<agent_id>.<deployment_id>.chat` (the gateway's; only this
-agent's NATS user may read its `deploy.<agent_id>.>` subjects); the answer goes
-back to the request's reply subject as frames: the first carries `Llmct-Status` (the server's HTTP status),
-each holds a piece of the body (one server-sent event when streaming), and an empty frame with
-`Llmct-End: 1` closes it. The agent needs no inbound port.
+The server is vLLM's OpenAI server (services/agent/vllm.py) or `llamafactory-cli api`, on a loopback port only this
+agent knows, behind a random API key. Chat arrives as core NATS requests on
+`deploy.<agent_id>.<deployment_id>.chat` (the gateway's; only this agent's NATS user may read its
+`deploy.<agent_id>.>` subjects), with who asks (`Llmct-User`) and, on vLLM, the adapter of the base to answer
+with (`Llmct-Adapter`, loaded on first use: adapters.py). At most `max_in_flight` requests go to the engine at
+once, `max_queue` more wait (admission.py); the answer goes back to the request's reply subject as frames
+(frames.py). The agent needs no inbound port.
 """
 
 from __future__ import annotations
@@ -13,28 +14,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import httpx
+import msgspec
 from nats.aio.client import Client
 
 from services.common import contracts
-from services.common.contracts import Subjects
+from services.common.contracts import ChatFrames, Subjects
 from services.common.net import free_port
 
-from .chat_errors import openai_error
+from . import frames
+from .adapters import AdapterLoadFailed, AdapterPool, Files, SharedFiles
+from .admission import Admission, QueueFull
+from .usage import UsageBook
+from .vllm import ADAPTER_LOAD_TIMEOUT_S, ServedNames, VllmControl, vllm_environment
 
 log = logging.getLogger(__name__)
 
-STATUS_HEADER = contracts.ChatFrames.STATUS
-END_HEADER = contracts.ChatFrames.END
-_CONTENT = re.compile(r'"content":\s*"[^"]')  # a chunk that carries generated text
+END_HEADER = ChatFrames.END
 PROBE_EVERY_S = 0.5
 IDLE_CHECK_S = 1.0  # also how often usage is reported
+LOAD_EVERY_S = 5.0  # the engine's load is reported this often while nothing is asked
+_adapter_refs = msgspec.json.Decoder(contracts.AdapterRef)
 
 
 class ModelServer:
@@ -50,12 +55,17 @@ class ModelServer:
         publish: Callable[..., Awaitable[None]],
         note: Callable[[str], None],
         attempt: int = 0,
+        engine: contracts.ServingEngine = "llamafactory",
+        names: ServedNames | None = None,
+        adapter_files: Files | None = None,
     ):
         self.nc = nc
         self.deployment_id = deployment_id
         self.agent_id = agent_id
         self.options = options
         self.attempt = attempt  # of the dispatch: every event this server reports carries it
+        self.engine = engine
+        self.names = names or ServedNames(model="", base=deployment_id)  # vLLM: what it serves under which name
         self.port = free_port()
         self.api_key = secrets.token_urlsafe(24)
         self.publish = publish  # the runner's JOB_EVENTS publisher
@@ -65,20 +75,27 @@ class ModelServer:
         self.start_timed_out = False
         self.in_flight = 0
         self.last_activity = time.monotonic()
-        self._requests = 0
-        self._tokens = 0
-        self._last_request_at: datetime | None = None
+        self.usage = UsageBook()
+        # LLaMA-Factory's server runs one request at a time (its MAX_CONCURRENT): more would only wait there.
+        self.admission = Admission(options.max_in_flight if engine == "vllm" else 1, options.max_queue)
+        self._last_report = 0.0
         self._http = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",
             timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0),
             headers={"Authorization": f"Bearer {self.api_key}"},
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+        )
+        self.vllm = VllmControl(self._http, note, options.adapter_slots) if engine == "vllm" else None
+        self.adapters = (
+            AdapterPool(self.vllm, adapter_files or SharedFiles(), options.adapter_slots) if self.vllm else None
         )
         self._sub = None
         self._tasks: set[asyncio.Task] = set()
 
-    def environment(self) -> dict[str, str]:
-        """What `llamafactory-cli api` reads: where to listen, the key, the model's name in answers."""
+    def environment(self, hub: str | None = None) -> dict[str, str]:
+        """What the engine reads: where to listen (vLLM: its arguments), the key, the model's name in answers."""
+        if self.engine == "vllm":
+            return vllm_environment(self.api_key, hub)
         return {
             "API_HOST": "127.0.0.1",
             "API_PORT": str(self.port),
@@ -98,10 +115,16 @@ class ModelServer:
         self._sub = await self.nc.subscribe(Subjects.deploy_chat(self.agent_id, self.deployment_id), cb=self._on_chat)
         self.ready.set()
         self.last_activity = time.monotonic()
-        self.note(f"ready: the model server answers (idle stop after {self.options.idle_timeout_s:.0f} s)")
+        self.note(
+            f"ready: the model server ({self.engine}) answers (idle stop after {self.options.idle_timeout_s:.0f} s)"
+        )
         await self.publish(
             contracts.DeploymentReady(
-                job_id=self.deployment_id, agent_id=self.agent_id, attempt=self.attempt, at=datetime.now(UTC)
+                job_id=self.deployment_id,
+                agent_id=self.agent_id,
+                attempt=self.attempt,
+                at=datetime.now(UTC),
+                engine=self.engine,
             ),
             must_arrive=True,
         )
@@ -124,12 +147,14 @@ class ModelServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._report_usage()
+        await self._report_usage(final=True)
+        if self.adapters is not None:
+            await self.adapters.close()
         await self._http.aclose()
 
     async def _wait_until_answering(self) -> None:
         """TCP first, then a real one-token chat completion."""
-        probe = {"model": self.deployment_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        probe = {"model": self.names.default, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
         while True:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -141,6 +166,8 @@ class ModelServer:
                 pass
             await asyncio.sleep(PROBE_EVERY_S)
 
+    # --- chat ------------------------------------------------------------------------------------------------
+
     async def _on_chat(self, msg) -> None:
         task = asyncio.create_task(self._relay(msg))  # each request on its own: many streams at once
         self._tasks.add(task)
@@ -149,43 +176,75 @@ class ModelServer:
     async def _relay(self, msg) -> None:
         self.in_flight += 1
         self.last_activity = time.monotonic()
-        tokens = 0
         try:
-            body = json.loads(msg.data)
-            body["model"] = self.deployment_id
-            include_usage = bool((body.pop("stream_options", None) or {}).get("include_usage"))
-            response = await self._send(body)
-            try:
-                tokens = await self._answer(msg.reply, response, bool(body.get("stream")), include_usage)
-            finally:
-                await response.aclose()
-        except (ValueError, AttributeError):
-            await self._fail(msg.reply, 400, "the chat request is not a JSON object")
+            await self._serve(msg)
+        except QueueFull as full:
+            message = (
+                f"deployment {self.deployment_id} has {self.options.max_in_flight} requests running and "
+                f"{self.options.max_queue} waiting: retry after {full.retry_after_s} s"
+            )
+            await frames.refuse(
+                self.nc, msg.reply, 429, message, "rate_limit_exceeded", kind="rate_limit_error",
+                **{ChatFrames.RETRY_AFTER: str(full.retry_after_s)},
+            )  # fmt: skip
         except httpx.HTTPError as exc:
-            await self._fail(msg.reply, 502, f"the model server failed: {type(exc).__name__} {exc}".strip())
+            message = f"the model server failed: {type(exc).__name__} {exc}".strip()
+            await frames.refuse(self.nc, msg.reply, 502, message, "upstream_error", kind="server_error")
         finally:
             await self.nc.publish(msg.reply, b"", headers={END_HEADER: "1"})
             self.in_flight -= 1
             self.last_activity = time.monotonic()
-            self._requests += 1
-            self._tokens += tokens
-            self._last_request_at = datetime.now(UTC)
 
-    async def _answer(self, reply: str, response: httpx.Response, stream: bool, include_usage: bool) -> int:
-        """Relay the model server's answer, its errors in OpenAI's shape (chat_errors); the tokens generated."""
-        headers = {
-            STATUS_HEADER: str(response.status_code),
-            "Content-Type": response.headers.get("content-type", "application/json"),
-        }
-        if stream and response.status_code == 200:
-            return await self._relay_events(reply, response, headers, include_usage)
-        data = await response.aread()
-        replaced = openai_error(response.status_code, data)
-        if replaced is not None:
-            status, data = replaced
-            headers = {STATUS_HEADER: str(status), "Content-Type": "application/json"}
-        await self.nc.publish(reply, data, headers=headers)
-        return _completion_tokens(data)
+    async def _serve(self, msg) -> None:
+        """Check the request, wait for a place, bring its adapter, ask the engine, count what it used."""
+        headers = msg.headers or {}
+        try:
+            body = json.loads(msg.data)
+            if not isinstance(body, dict):
+                raise ValueError(body)
+            ref = _adapter_ref(headers.get(ChatFrames.ADAPTER))
+        except (ValueError, msgspec.DecodeError):
+            return await frames.refuse(self.nc, msg.reply, 400, "the chat request is not a JSON object", "invalid_json")
+        if ref is not None and self.adapters is None:
+            message = (
+                f"deployment {self.deployment_id} runs LLaMA-Factory's server, which serves no adapters on its "
+                "model: deploy the base with engine vllm (or auto on an agent with vLLM), or deploy the adapter itself"
+            )
+            return await frames.refuse(self.nc, msg.reply, 400, message, "adapters_not_supported")
+        async with self.admission.place():
+            model = self.names.default
+            if ref is not None and self.adapters is not None:
+                try:
+                    model = await asyncio.wait_for(self.adapters.acquire(ref), ADAPTER_LOAD_TIMEOUT_S)
+                except (AdapterLoadFailed, TimeoutError) as exc:
+                    message = f"adapter {ref.name!r} could not be loaded: {str(exc) or 'the load timed out'}"
+                    return await frames.refuse(self.nc, msg.reply, 422, message, "adapter_load_failed")
+            tokens = frames.Tokens()
+            try:
+                tokens = await self._exchange(msg.reply, body, model)
+            finally:
+                adapter = ref.name if ref is not None else None
+                self.usage.count(headers.get(ChatFrames.USER, ""), adapter, tokens.prompt, tokens.completion)
+                if ref is not None and self.adapters is not None:
+                    await self.adapters.release(ref.name)
+
+    async def _exchange(self, reply: str, body: dict, model: str) -> frames.Tokens:
+        """Send the request to the engine as `model` and relay its answer; the tokens it used."""
+        body["model"] = model
+        stream = bool(body.get("stream"))
+        options = body.pop("stream_options", None)
+        include_usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
+        if stream and self.engine == "vllm":  # usage always, for the deployment's own count
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        response = await self._send(body)
+        try:
+            if not stream or response.status_code != 200:
+                return await frames.relay_whole(self.nc, reply, response)
+            if self.engine == "vllm":
+                return await frames.relay_vllm_events(self.nc, reply, response, include_usage)
+            return await frames.relay_llamafactory_events(self.nc, reply, response, include_usage, model)
+        finally:
+            await response.aclose()
 
     async def _send(self, body: dict) -> httpx.Response:
         """POST a chat request, streamed; once more when a kept-alive connection fails before any answer: the
@@ -196,56 +255,37 @@ class ModelServer:
         except (httpx.RemoteProtocolError, httpx.ReadError):
             return await self._http.send(request, stream=True)
 
-    async def _relay_events(self, reply: str, response: httpx.Response, headers: dict, include_usage: bool) -> int:
-        """Server-sent events, one NATS frame each; counts generated pieces and adds a usage event if asked.
+    # --- reports ---------------------------------------------------------------------------------------------
 
-        Per token, so kept to string work: the engine's chunks lack OpenAI's constant `object` and `created`
-        fields, which are spliced in front rather than parsed and re-encoded."""
-        tokens, first = 0, True
-        prefix = f'data: {{"object":"chat.completion.chunk","created":{int(time.time())},'
-        async for line in response.aiter_lines():
-            if not line:
-                continue
-            if line.startswith("data: {"):
-                if _CONTENT.search(line):
-                    tokens += 1
-                if '"object"' not in line:
-                    line = prefix + line[7:]
-            elif line.startswith("data: [DONE]") and include_usage:
-                usage = {
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": self.deployment_id,
-                    "choices": [],
-                    "usage": {"prompt_tokens": None, "completion_tokens": tokens, "total_tokens": None},
-                }
-                await self.nc.publish(reply, f"data: {json.dumps(usage)}\n\n".encode())
-            await self.nc.publish(reply, f"{line}\n\n".encode(), headers=headers if first else None)
-            first = False
-        return tokens
-
-    async def _fail(self, reply: str, status: int, message: str) -> None:
-        body = json.dumps(
-            {"error": {"message": message, "type": "server_error", "param": None, "code": "upstream_error"}}
-        ).encode()
-        await self.nc.publish(reply, body, headers={STATUS_HEADER: str(status), "Content-Type": "application/json"})
-
-    async def _report_usage(self) -> None:
-        if not self._requests:
+    async def _report_usage(self, final: bool = False) -> None:
+        """What was served since the last report, with the engine's load; the load alone every LOAD_EVERY_S."""
+        due = time.monotonic() - self._last_report >= LOAD_EVERY_S
+        if not self.usage.requests and (final or not due or not self.ready.is_set()):
             return
+        requests, tokens, rows = self.usage.take()
+        self._last_report = time.monotonic()
         event = contracts.DeploymentUsage(
             job_id=self.deployment_id,
-            requests=self._requests,
-            tokens=self._tokens,
-            last_request_at=self._last_request_at or datetime.now(UTC),
+            requests=requests,
+            tokens=tokens,
+            last_request_at=self.usage.last_request_at or datetime.now(UTC),
             attempt=self.attempt,
+            usage=rows,
+            load=None if final else await self._load(),
         )
-        self._requests = self._tokens = 0
         await self.publish(event)
 
+    async def _load(self) -> contracts.EngineLoad:
+        """The engine's requests running and waiting (ours waiting too), its KV-cache use, its adapters."""
+        seen = await self.vllm.load() if self.vllm is not None else None
+        running, waiting, kv_cache_pct = seen or (self.admission.running, 0, None)
+        return contracts.EngineLoad(
+            running=running,
+            waiting=waiting + self.admission.waiting,
+            kv_cache_pct=kv_cache_pct,
+            adapters=self.adapters.state() if self.adapters is not None else (),
+        )
 
-def _completion_tokens(data: bytes) -> int:
-    try:
-        return int(json.loads(data)["usage"]["completion_tokens"])
-    except (ValueError, KeyError, TypeError):
-        return 0
+
+def _adapter_ref(header: str | None) -> contracts.AdapterRef | None:
+    return None if not header else _adapter_refs.decode(header)

@@ -40,6 +40,20 @@ class AgentSettings:
         REPO_ROOT / ".venv-engine" / "bin",
         doc="the process runtime's engine environment's bin folder",
     )
+    vllm_bin: Path = env(
+        "LLMCT_VLLM_BIN",
+        REPO_ROOT / ".venv-vllm" / "bin",
+        doc="vLLM's environment's bin folder (engine/vllm/install.sh): where it holds a Python with vLLM and the "
+        "runtime is `process`, deployments are served by vLLM, else by LLaMA-Factory's server",
+    )
+    vllm_cpu_kv_cache_mb: int = env(
+        "LLMCT_VLLM_CPU_KV_CACHE_MB", 256, doc="vLLM on a host without GPUs: its KV cache, in MiB"
+    )
+    vllm_cpu_max_model_len: int = env(
+        "LLMCT_VLLM_CPU_MAX_MODEL_LEN",
+        1024,
+        doc="vLLM on a host without GPUs: the context length of a deployment that sets none (at most the model's)",
+    )
     state_path: Path | None = env(
         "LLMCT_AGENT_STATE_PATH",
         None,

@@ -32,6 +32,9 @@ EVERY = {
     "LLMCT_DOCKER_PIDS_LIMIT": "64",
     "LLMCT_AGENT_CACHE_GB": "1.5",
     "LLMCT_AGENT_CACHE_PATH": "/srv/cache",
+    "LLMCT_VLLM_BIN": "/opt/vllm/bin",
+    "LLMCT_VLLM_CPU_KV_CACHE_MB": "64",
+    "LLMCT_VLLM_CPU_MAX_MODEL_LEN": "256",
 }
 
 
@@ -55,6 +58,9 @@ def test_the_defaults_are_todays():
         simulated_gpu_memory_mb=24576,
         cache_gb=50.0,
         cache_path=None,
+        vllm_bin=REPO_ROOT / ".venv-vllm" / "bin",
+        vllm_cpu_kv_cache_mb=256,
+        vllm_cpu_max_model_len=1024,
         engine_env={},
     )
     assert (settings.slots(has_gpus=False), settings.slots(has_gpus=True)) == (1, 0)
@@ -81,6 +87,9 @@ def test_every_variable_is_read():
         simulated_gpu_memory_mb=1000,
         cache_gb=1.5,
         cache_path=Path("/srv/cache"),
+        vllm_bin=Path("/opt/vllm/bin"),
+        vllm_cpu_kv_cache_mb=64,
+        vllm_cpu_max_model_len=256,
     )
     assert settings.extra_mounts() == {"/usr": "/usr", "/a": "/b"}
     assert (settings.slots(has_gpus=False), settings.slots(has_gpus=True)) == (2, 2)

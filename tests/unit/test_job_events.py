@@ -183,7 +183,8 @@ async def test_a_deployments_reports_carry_the_attempt(tmp_path):
         options=contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1),
         attempt=4,
     )
-    server._requests, server._tokens = 2, 7
+    server.usage.count("u1", None, 3, 7)
+    server.usage.count("u1", None, 1, 0)
     await server._report_usage()
     await server._http.aclose()
     assert [(type(e).__name__, e.attempt) for e in sent] == [("DeploymentUsage", 4)]

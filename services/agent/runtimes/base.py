@@ -25,6 +25,8 @@ class JobSpec:
     stage: int = 0  # which of the job's stages this is (0-based); a restarted agent goes on after it
     attempt: int = 1  # the dispatch's (JobDispatched.attempt): every event of the run carries it
     downloads: bool = False  # its model or a dataset comes from a hub: it gets the hub's credentials and cache
+    # The process runtime: the environment whose bin folder holds command[0], when not the engine's (vLLM's own).
+    bin_dir: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -80,7 +80,8 @@ class ProcessRun:
 
 
 class ProcessRuntime:
-    """Runs `llamafactory-cli` from the engine's own environment (LLMCT_ENGINE_BIN)."""
+    """Runs `llamafactory-cli` from the engine's own environment (LLMCT_ENGINE_BIN), or a stage's command from the
+    environment it names (`JobSpec.bin_dir`: vLLM's, LLMCT_VLLM_BIN)."""
 
     name = "process"
 
@@ -88,11 +89,12 @@ class ProcessRuntime:
         self.engine_bin = engine_bin
 
     async def start(self, spec: JobSpec) -> ProcessRun:
-        executable = self.engine_bin / spec.command[0]
+        bin_dir = spec.bin_dir or self.engine_bin
+        executable = bin_dir / spec.command[0]
         if not executable.exists():
             raise RuntimeStartError("engine_missing", f"{executable} not found: run engine/install.sh on this agent")
         env = {**inherited_environment(os.environ), **spec.env}
-        env["PATH"] = f"{self.engine_bin}:{os.environ.get('PATH', '')}"
+        env["PATH"] = f"{bin_dir}:{os.environ.get('PATH', '')}"
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, spec.gpu_ids))
         try:
             process = await asyncio.create_subprocess_exec(

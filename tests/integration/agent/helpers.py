@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -107,3 +108,94 @@ async def appears(js, bucket: str, name: str, timeout: float = 30) -> float:
         except objects.ObjectMissing:
             assert asyncio.get_running_loop().time() < deadline, f"{bucket}/{name} never appeared"
             await asyncio.sleep(0.2)
+
+
+# --- deployments -----------------------------------------------------------------------------------------------
+
+# Run by the engine's interpreter (torch, peft): LoRA adapters of a model, each with random weights of its own (peft
+# starts B at zero, no change), so that each answers differently from the base.
+MAKE_ADAPTERS = """
+import sys, torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+model_dir, out = sys.argv[1], sys.argv[2]
+for i, name in enumerate(sys.argv[3:]):
+    torch.manual_seed(100 + i)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    for key, param in model.named_parameters():
+        if "lora_B" in key:
+            torch.nn.init.normal_(param, std=0.5)
+    model.save_pretrained(f"{out}/{name}")
+"""
+
+
+@contextlib.contextmanager
+def serving_agent(stack_env: dict, nats_server, tmp_path_factory, **extra: str):
+    """`llmct service agent` as a process in shared mode, with its own NATS user and log folder; yields (agent id,
+    its log folder)."""
+    logs = tmp_path_factory.mktemp("agent-logs")
+    agent_id = unique("serving-agent")
+    creds = nats_server.add_agent(agent_id)
+    env = {
+        **os.environ,
+        **stack_env,
+        "LOG_BASE_PATH": str(logs),
+        "LLMCT_AGENT_ID": agent_id,
+        "LLMCT_AGENT_NATS_USER": creds["NATS_USER"],
+        "LLMCT_AGENT_NATS_PASSWORD": creds["NATS_PASSWORD"],
+        "LLMCT_AGENT_PORT": str(free_port()),
+        "LLMCT_HEARTBEAT_S": "0.5",
+        "LLMCT_RUNTIME": "process",
+        "LLMCT_CPU_SLOTS": "1",
+        **extra,
+    }
+    process = ServiceProcess(name="agent", port=int(env["LLMCT_AGENT_PORT"]), log_path=logs / "agent.log")
+    process.start(env)
+    try:
+        wait_until(process.healthy, timeout=60, what="serving agent", interval=0.1)
+        yield agent_id, logs
+    finally:
+        process.stop()
+
+
+class Answer:
+    """An agent's answer to one chat request: the first frame's headers, the body's frames."""
+
+    def __init__(self, headers: dict[str, str], frames: list[bytes]):
+        self.headers, self.frames = headers, frames
+        self.status = int(headers.get(contracts.ChatFrames.STATUS, "0"))
+
+    def json(self) -> dict:
+        return json.loads(b"".join(self.frames))
+
+    def events(self) -> list[dict]:
+        """A streamed answer's server-sent events ([DONE] left out)."""
+        text = b"".join(self.frames).decode()
+        return [json.loads(e[6:]) for e in text.split("\n\n") if e.startswith("data: {")]
+
+    def text(self) -> str:
+        if self.headers.get("Content-Type", "").startswith("text/event-stream"):
+            return "".join(c["choices"][0]["delta"].get("content") or "" for c in self.events() if c["choices"])
+        return self.json()["choices"][0]["message"]["content"]
+
+
+async def chat(
+    nc, agent_id: str, deployment_id: str, body: dict, headers: dict[str, str] | None = None, timeout: float = 120
+) -> Answer:
+    """A chat request as the gateway sends it (core NATS, frames back on an inbox until `Llmct-End`)."""
+    inbox = nc.new_inbox()
+    frames: asyncio.Queue = asyncio.Queue()
+    sub = await nc.subscribe(inbox, cb=frames.put)
+    try:
+        subject = Subjects.deploy_chat(agent_id, deployment_id)
+        await nc.publish(subject, json.dumps(body).encode(), reply=inbox, headers=headers or None)
+        first = await asyncio.wait_for(frames.get(), timeout)
+        message, pieces = first, []
+        while not (message.headers or {}).get(contracts.ChatFrames.END):
+            if message.data:
+                pieces.append(message.data)
+            message = await asyncio.wait_for(frames.get(), timeout)
+        return Answer(dict(first.headers or {}), pieces)
+    finally:
+        await sub.unsubscribe()
