@@ -33,6 +33,8 @@ class FakeJetStream:
 class FakeRuntime:
     """A Reattachable runtime (runtimes/base.py) whose engines were found again."""
 
+    name = "docker"  # the reattachable one
+
     def __init__(self, found):
         self.found, self.stopped, self.attached = found, [], []
 
