@@ -38,6 +38,7 @@ from .vllm import (
     BadServeConfig,
     EngineUnavailable,
     VllmSetup,
+    default_max_tokens,
     resolve_engine,
     served_names,
     serving_engines,
@@ -427,6 +428,7 @@ class Runner:
             engine=engine,
             names=names,
             adapter_files=adapter_files(self.files, order, note),
+            default_max_tokens=default_max_tokens(config),
         )
         env, ports = job.server.environment(stage.hub), (job.server.port,)
         if engine != "vllm" or self.vllm is None or names is None or config is None:

@@ -58,6 +58,7 @@ class ModelServer:
         engine: contracts.ServingEngine = "llamafactory",
         names: ServedNames | None = None,
         adapter_files: Files | None = None,
+        default_max_tokens: int | None = None,
     ):
         self.nc = nc
         self.deployment_id = deployment_id
@@ -66,6 +67,7 @@ class ModelServer:
         self.attempt = attempt  # of the dispatch: every event this server reports carries it
         self.engine = engine
         self.names = names or ServedNames(model="", base=deployment_id)  # vLLM: what it serves under which name
+        self.default_max_tokens = default_max_tokens  # vLLM: for a request that names no limit (a default, not a cap)
         self.port = free_port()
         self.api_key = secrets.token_urlsafe(24)
         self.publish = publish  # the runner's JOB_EVENTS publisher
@@ -231,6 +233,8 @@ class ModelServer:
     async def _exchange(self, reply: str, body: dict, model: str) -> frames.Tokens:
         """Send the request to the engine as `model` and relay its answer; the tokens it used."""
         body["model"] = model
+        if self.default_max_tokens and body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
+            body["max_tokens"] = self.default_max_tokens
         stream = bool(body.get("stream"))
         options = body.pop("stream_options", None)
         include_usage = bool(options.get("include_usage")) if isinstance(options, dict) else False

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 SERVER_MODULE = ("python", "-m", "vllm.entrypoints.openai.api_server")
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM accepts for --max-lora-rank
-# LLaMA-Factory's generation keys that vLLM's --override-generation-config takes (max_new_tokens: its max_tokens).
-GENERATION_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
+# LLaMA-Factory's generation keys that vLLM's --override-generation-config takes as defaults a request's own values
+# override. Not max_new_tokens: vLLM takes that one as a cap on every request's max_tokens, so the agent adds it to a
+# request that names no limit of its own instead (default_max_tokens).
+GENERATION_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")
 DTYPES = ("float16", "bfloat16", "float32")
 ADAPTER_LOAD_TIMEOUT_S = 300.0
 _METRIC = re.compile(r"^(vllm:num_requests_running|vllm:num_requests_waiting|vllm:kv_cache_usage_perc)\{[^}]*\} (\S+)$")
@@ -170,6 +172,12 @@ def generation_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     if config.get("do_sample") is False:
         generation["temperature"] = 0.0
     return generation
+
+
+def default_max_tokens(config: Mapping[str, Any] | None) -> int | None:
+    """The deployment's `max_new_tokens`: the `max_tokens` of a request that names none."""
+    value = (config or {}).get("max_new_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def cpu_max_model_len(model: str, setup: VllmSetup) -> int:

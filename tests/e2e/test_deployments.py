@@ -12,7 +12,8 @@ from .helpers import TRAIN, admin_token, login, registered, unique, wait_for_sta
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DEPLOY = {"model": "tiny-llama", "gpu_count": 0, "generation": {"max_new_tokens": 8}}
+# LLaMA-Factory's server (test_vllm_pools.py has vLLM, the default where an agent has it).
+DEPLOY = {"model": "tiny-llama", "gpu_count": 0, "engine": "llamafactory", "generation": {"max_new_tokens": 8}}
 MESSAGES = [{"role": "user", "content": "What is the capital of Canada?"}]
 
 

@@ -19,6 +19,7 @@ from services.agent.vllm import (
     BadServeConfig,
     EngineUnavailable,
     VllmSetup,
+    default_max_tokens,
     engine_load,
     has_vllm,
     resolve_engine,
@@ -73,9 +74,9 @@ def test_a_deployed_adapter_is_preloaded_under_the_deployments_id_beside_its_bas
     assert names.default == "dep_2" and given["--served-model-name"] == "dep_2-base"
     assert json.loads(given["--lora-modules"]) == {"name": "dep_2", "path": "/o/job_1", "base_model_name": "dep_2-base"}
     assert given["--max-loras"] == "4", "its slot comes on top of the pool's"
-    assert given["--max-model-len"] == "1024" and json.loads(given["--override-generation-config"]) == {
-        "max_new_tokens": 99
-    }
+    assert given["--max-model-len"] == "1024"
+    assert "--override-generation-config" not in given, "vLLM would take max_new_tokens as a cap on every request"
+    assert default_max_tokens(config) == 99, "the agent adds it to a request that names no limit of its own"
 
 
 def test_a_gpu_deployment_gets_its_dtype_and_its_gpus_and_no_cpu_limits():
