@@ -31,6 +31,9 @@ SLOTS = {PLAIN: 3, VLLM: 2}  # the plain agent is the least loaded: only the eng
 async def fleet(scheduler, nats_server, pool):
     """Heartbeats of the agents in the returned dict (agent id → engines), every 0.3 s while the module runs."""
     beating: dict[str, tuple[str, ...]] = {PLAIN: ("llamafactory", "sglang")}
+    # Agents of earlier modules in this session (a real one with vLLM among them) have stopped, but stay online
+    # until LLMCT_AGENT_OFFLINE_S passes: the fleet here is these heartbeats alone.
+    await pool.execute("UPDATE agents SET offline_since = now() WHERE offline_since IS NULL")
     nc = await nats.connect(nats_server.url)
     task = asyncio.create_task(_beat_forever(nc, beating))
     await until_online(pool, PLAIN)
