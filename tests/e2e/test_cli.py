@@ -164,3 +164,23 @@ async def test_refusals_and_a_revoked_key_give_exit_codes_scripts_can_trust(gw, 
     assert revoked.returncode == 3 and "llmct login" in revoked.stderr
     # An environment's key wins over the stored one (CI); so does its URL: nothing listens there.
     assert llmct("jobs", "list", LLMCT_URL="http://127.0.0.1:9").returncode == 3
+
+
+async def test_deploy_waits_until_ready_and_chat_streams(gw, stack, tiny_model, tmp_path):
+    username = unique("cli-chat")
+    headers = await login(gw, stack.invite_code, username, PASSWORD)
+    llmct = Llmct(tmp_path / "config")
+    ok(llmct("login", "--url", stack.gateway_url, "--username", username, stdin=PASSWORD + "\n"))
+    deployed = llmct("deploy", tiny_model, "--gpus", "0", "--set", "generation.max_new_tokens=8", timeout=240)
+    deployment_id = ok(deployed).strip()
+    try:
+        state = (await gw.get(f"/api/deployments/{deployment_id}", headers=headers)).json()["state"]
+        assert state == "ready", "deploy returned once the model answered"
+        answer = ok(llmct("chat", deployment_id, "-m", "Say one.", "--max-tokens", "8"))
+        assert answer.endswith("\n")
+        piped = ok(llmct("chat", tiny_model, "--max-tokens", "4", stdin="Say two."))  # by name, the message piped
+        assert piped.endswith("\n")
+        unknown = llmct("chat", "dep_0000000000000000", "-m", "hi")
+        assert unknown.returncode == 1 and "(field: model)" in unknown.stderr, unknown.stderr
+    finally:
+        await gw.post(f"/api/deployments/{deployment_id}/stop", headers=headers)
