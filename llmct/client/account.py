@@ -11,7 +11,7 @@ import click
 
 from . import config as configuration
 from .errors import CliError, Exit
-from .http import Gateway
+from .http import Gateway, segment
 from .output import say
 
 
@@ -77,7 +77,7 @@ def logout() -> None:
     if stored.url and stored.api_key and stored.api_key_id:
         try:
             with Gateway(configuration.normalized_url(stored.url), stored.api_key) as gateway:
-                gateway.delete(f"/api/auth/api-keys/{stored.api_key_id}")
+                gateway.delete(f"/api/auth/api-keys/{segment(stored.api_key_id)}")
         except CliError as exc:
             say(f"warning: the API key was not revoked ({exc.message}); revoke it in the web client")
     if configuration.forget():

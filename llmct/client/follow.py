@@ -21,7 +21,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .errors import CliError, Exit
-from .http import Gateway, async_client, checked, ticket_url
+from .http import Gateway, async_client, checked, json_of, segment, ticket_url
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 QUIET_S = 3.0  # no line for this long after the end (and no closing line): nothing more is coming
@@ -70,7 +70,7 @@ def is_closing_line(line: dict, state: str) -> bool:
 async def read_log(http: httpx.AsyncClient, base_url: str, job_id: str, watch: Watch, printer: Printer) -> None:
     """Show the job's log from `watch.position` on, reconnecting after a drop; forever (cancelled at the end)."""
     while True:
-        url = await ticket_url(http, base_url, f"/api/jobs/{job_id}/logs", {"after": watch.position})
+        url = await ticket_url(http, base_url, f"/api/jobs/{segment(job_id)}/logs", {"after": watch.position})
         try:
             async with websockets.connect(url, max_size=8 * 2**20) as socket:
                 async for raw in socket:
@@ -96,8 +96,8 @@ def show_frame(frame: dict, watch: Watch, printer: Printer) -> None:
 
 async def job_now(http: httpx.AsyncClient, job_id: str) -> dict:
     """The job's state, progress and message (without its progress series)."""
-    answer = await http.get(f"/api/jobs/{job_id}", params={"series_after_step": 2**31 - 1, "series_points": 2})
-    return checked(answer).json()
+    answer = await http.get(f"/api/jobs/{segment(job_id)}", params={"series_after_step": 2**31 - 1, "series_points": 2})
+    return json_of(checked(answer))
 
 
 async def watch_state(http: httpx.AsyncClient, base_url: str, job_id: str, watch: Watch, printer: Printer) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -25,11 +25,34 @@ def headers_for(api_key: str | None) -> dict[str, str]:
 
 
 def checked(response: httpx.Response) -> httpx.Response:
-    """The response when it is a success; a CliError with the gateway's message otherwise (body read first)."""
+    """The response when it is a success; a CliError with the gateway's message otherwise (body read first). A
+    redirect is not followed (it would carry the API key to wherever it points): it is reported instead."""
+    if 300 <= response.status_code < 400:
+        where = response.headers.get("location", "?")
+        raise CliError(
+            f"{response.request.url} redirects (HTTP {response.status_code}) to {where}: not followed, as it would "
+            "carry your API key there; log in with the gateway's own URL",
+            Exit.UNREACHABLE,
+        )
     if response.status_code >= 400:
         response.read()
         raise api_error(response.status_code, response.content)
     return response
+
+
+def json_of(response: httpx.Response) -> Any:
+    """A success's JSON body; exit 3 when it is none (the URL is not a gateway's)."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise CliError(
+            f"{response.request.url} answered something that is not the gateway's JSON", Exit.UNREACHABLE
+        ) from exc
+
+
+def segment(value: str) -> str:
+    """An id as one path segment: a `/` or `?` in it cannot reach another route."""
+    return quote(value, safe="")
 
 
 def socket_url(base_url: str, path: str, params: dict[str, str]) -> str:
@@ -69,11 +92,11 @@ class Gateway:
             raise unreachable(self.url, exc) from exc
 
     def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs).json()
+        return json_of(self.request("GET", path, **kwargs))
 
     def post(self, path: str, **kwargs: Any) -> Any:
         answer = self.request("POST", path, **kwargs)
-        return answer.json() if answer.content else None
+        return json_of(answer) if answer.content else None
 
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
@@ -107,7 +130,7 @@ async def ticket_url(http: httpx.AsyncClient, base_url: str, path: str, params: 
         answer = checked(await http.post("/api/ws/tickets"))
     except httpx.TransportError as exc:
         raise unreachable(base_url, exc) from exc
-    return socket_url(base_url, path, {**params, "ticket": answer.json()["ticket"]})
+    return socket_url(base_url, path, {**params, "ticket": json_of(answer)["ticket"]})
 
 
 def async_client(gateway: Gateway) -> httpx.AsyncClient:

@@ -11,7 +11,7 @@ import click
 from . import bodies
 from .errors import CliError, Exit
 from .follow import follow
-from .http import Gateway
+from .http import Gateway, segment
 from .output import clean, fields, print_json, say, table, when
 from .printers import BarPrinter, JsonPrinter, PlainPrinter
 
@@ -109,7 +109,7 @@ def list_jobs(state: str | None, kind: str | None, search: str | None, limit: in
 def show(job_id: str, as_json: bool) -> None:
     """A job: its state, progress, reason and history."""
     with Gateway.from_config() as gateway:
-        job = gateway.get(f"/api/jobs/{job_id}")
+        job = gateway.get(f"/api/jobs/{segment(job_id)}")
     if as_json:
         print_json(job)
         return
@@ -154,7 +154,7 @@ def logs(job_id: str, follow_live: bool, as_json: bool) -> None:
     """The job's log; -f follows it live until the job ends (exit 0 if it succeeded, 4 if not)."""
     with Gateway.from_config() as gateway:
         if not follow_live:
-            with gateway.stream("GET", f"/api/jobs/{job_id}/log") as answer:
+            with gateway.stream("GET", f"/api/jobs/{segment(job_id)}/log") as answer:
                 for chunk in answer.iter_bytes():
                     sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
@@ -175,7 +175,7 @@ def state_change(action: str, summary: str):
     @JSON_OPTION
     def command(job_id: str, as_json: bool) -> None:
         with Gateway.from_config() as gateway:
-            answer = gateway.post(f"/api/jobs/{job_id}/{action}")
+            answer = gateway.post(f"/api/jobs/{segment(job_id)}/{action}")
         if as_json:
             print_json(answer)
         else:

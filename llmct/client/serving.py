@@ -11,7 +11,7 @@ import click
 
 from . import bodies
 from .errors import CliError, Exit
-from .http import Gateway
+from .http import Gateway, segment
 from .output import clean, print_json, say
 
 FINAL = ("failed", "stopped")
@@ -43,7 +43,7 @@ def wait_ready(gateway: Gateway, deployment: dict, timeout_s: float) -> dict:
                 Exit.ENDED_BADLY,
             )
         time.sleep(1.0)
-        deployment = gateway.get(f"/api/deployments/{deployment['id']}")
+        deployment = gateway.get(f"/api/deployments/{segment(deployment['id'])}")
     return deployment
 
 

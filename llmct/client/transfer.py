@@ -7,7 +7,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 import click
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from .errors import CliError, Exit, api_error, unreachable
-from .http import Gateway
+from .http import Gateway, segment
 from .output import say
 
 ATTEMPTS = 5
@@ -102,6 +102,14 @@ def fetch(gateway: Gateway, path: str, target: Path) -> None:
     raise CliError(f"{target} could not be completed: run the command again to go on", Exit.UNREACHABLE)
 
 
+def saved_name(job_id: str, member: str | None) -> str:
+    """The local file's name: chosen here, never from the answer (a gateway cannot write outside --out)."""
+    name = PurePosixPath(member).name if member else f"{job_id}.zip"
+    if name in ("", ".", "..") or "/" in name:
+        raise CliError(f"no file name to save {member or job_id!r} as", Exit.USAGE)
+    return name
+
+
 @click.command()
 @click.argument("job_id")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
@@ -110,14 +118,9 @@ def download(job_id: str, out: Path, member: str | None) -> None:
     """Download a job's outputs as <JOB_ID>.zip (or one file); run it again after a break to go on where it stopped.
 
     Prints the downloaded file's path."""
-    if member:
-        path, name = f"/api/jobs/{quote(job_id)}/artifacts/{quote(member)}", Path(member).name
-    else:
-        path, name = f"/api/jobs/{quote(job_id)}/artifacts", f"{job_id}.zip"
-    if not name or name in (".", "..") or "/" in job_id:
-        raise CliError(f"no file name to save {member or job_id!r} as", Exit.USAGE)
+    path = f"/api/jobs/{segment(job_id)}/artifacts" + (f"/{quote(member)}" if member else "")
     out.mkdir(parents=True, exist_ok=True)
-    target = out / name
+    target = out / saved_name(job_id, member)
     with Gateway.from_config() as gateway:
         fetch(gateway, path, target)
     say(f"downloaded {target} ({target.stat().st_size} bytes)")

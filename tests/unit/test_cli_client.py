@@ -5,9 +5,12 @@ for what needs no gateway."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
 import os
 import stat
+import threading
 import time
 
 import click
@@ -276,3 +279,72 @@ def test_help_names_the_exit_codes(capsys):
     out = capsys.readouterr().out
     assert "Exit codes: 0 done; 1 the gateway refused" in " ".join(out.split())
     assert isinstance(app.cli, click.Group)
+
+
+# --- what a gateway (or something posing as one) answers cannot take the key or files elsewhere ------------------
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A loopback server: answers `answer` (status, headers, body) and records each request's Authorization."""
+
+    answer: tuple[int, dict[str, str], bytes] = (200, {}, b"")
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        status, headers, body = self.answer
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def loopback_server(answer: tuple[int, dict[str, str], bytes]):
+    handler = type("Handler", (Recorder,), {"answer": answer, "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_is_not_followed_with_the_key(home, monkeypatch, capsys):
+    with loopback_server((200, {}, b"{}")) as (elsewhere, seen_elsewhere):
+        with loopback_server((307, {"Location": f"{elsewhere}/api/jobs"}, b"")) as (gateway, seen):
+            monkeypatch.setenv(config.URL_VAR, gateway)
+            monkeypatch.setenv(config.KEY_VAR, "llmct_secret")
+            assert app.main(["jobs", "list"]) == Exit.UNREACHABLE
+    assert seen == ["Bearer llmct_secret"] and seen_elsewhere == [], "the key went nowhere else"
+    assert "redirects (HTTP 307)" in capsys.readouterr().err
+
+
+def test_an_answer_that_is_not_the_gateways_json_exits_3(home, monkeypatch, capsys):
+    with loopback_server((200, {"Content-Type": "text/html"}, b"<html>router login</html>")) as (url, _):
+        monkeypatch.setenv(config.URL_VAR, url)
+        monkeypatch.setenv(config.KEY_VAR, "k")
+        assert app.main(["jobs", "show", "job_1"]) == Exit.UNREACHABLE
+    assert "not the gateway's JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("job_id", "member", "name"),
+    [("job_1", None, "job_1.zip"), ("job_1", "checkpoint-2/adapter.bin", "adapter.bin"),
+     ("job_1", "../../../etc/passwd", "passwd")],
+)  # fmt: skip
+def test_a_download_is_saved_under_a_name_chosen_here(job_id, member, name):
+    assert transfer.saved_name(job_id, member) == name
+
+
+@pytest.mark.parametrize(("job_id", "member"), [("a/b", None), ("job_1", ".."), ("job_1", "a/..")])
+def test_a_download_without_a_safe_name_is_a_usage_error(job_id, member):
+    with pytest.raises(CliError) as refused:
+        transfer.saved_name(job_id, member)
+    assert refused.value.code == Exit.USAGE
