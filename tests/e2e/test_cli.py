@@ -184,3 +184,24 @@ async def test_deploy_waits_until_ready_and_chat_streams(gw, stack, tiny_model, 
         assert unknown.returncode == 1 and "(field: model)" in unknown.stderr, unknown.stderr
     finally:
         await gw.post(f"/api/deployments/{deployment_id}/stop", headers=headers)
+
+
+async def test_cancel_retry_and_resume_and_a_follow_that_ends_cancelled(gw, stack, tiny_model, tmp_path):
+    username = unique("cli-cancel")
+    await login(gw, stack.invite_code, username, PASSWORD)
+    llmct = Llmct(tmp_path / "config")
+    ok(llmct("login", "--url", stack.gateway_url, "--username", username, stdin=PASSWORD + "\n"))
+    flags = ["--base-model", tiny_model, "--dataset", "tiny_sft", "--gpus", "0", "--max-steps", "100000"]
+    job_id = ok(llmct("jobs", "submit", *flags, "--set", "save_steps=100000")).strip()
+    assert ok(llmct("jobs", "cancel", job_id)).startswith(job_id)
+
+    # Following a job that ends cancelled exits 4, the state on stderr.
+    followed = llmct("jobs", "logs", "-f", job_id, timeout=200)
+    assert followed.returncode == 4 and f"job {job_id} cancelled" in followed.stderr, followed.stderr
+
+    # It saved no checkpoint: resume is refused (1, the API's code and message); retry queues it again.
+    resumed = llmct("jobs", "resume", job_id)
+    assert resumed.returncode == 1 and "HTTP 409 no_checkpoint" in resumed.stderr, resumed.stderr
+    retried = json.loads(ok(llmct("jobs", "retry", job_id, "--json")))
+    assert retried["id"] == job_id and retried["state"] not in ("cancelled", "failed", "succeeded")
+    ok(llmct("jobs", "cancel", job_id))
