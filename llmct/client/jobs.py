@@ -28,6 +28,14 @@ def progress_text(job: dict) -> str:
     return f"{progress.get('step', 0)}/{progress['total_steps']}" + (f" loss {loss:.4f}" if loss is not None else "")
 
 
+def metrics_text(metrics: dict | None) -> str | None:
+    if not metrics:
+        return None
+    return ", ".join(
+        f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}" for name, value in metrics.items()
+    )
+
+
 def model_of(job: dict) -> str | None:
     return job.get("base_model") or (job.get("request") or {}).get("model")
 
@@ -124,7 +132,7 @@ def show(job_id: str, as_json: bool) -> None:
             ("agent", job.get("agent_id")),
             ("reason", job.get("reason") or job.get("wait_reason")),
             ("message", job.get("message")),
-            ("metrics", job.get("metrics")),
+            ("metrics", metrics_text(job.get("metrics"))),
             ("resume from step", job.get("resume_step")),
             ("created", when(job.get("created_at"))),
             ("started", when(job.get("started_at"))),
