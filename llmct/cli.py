@@ -171,9 +171,30 @@ def cmd_up(_: argparse.Namespace) -> int:
     return run_up()
 
 
+USER_HELP = {
+    "login": "store a gateway's URL and an API key (user commands; `llmct login -h`)",
+    "logout": "revoke the API key login made and forget the login",
+    "datasets": "upload and list datasets on the gateway",
+    "jobs": "submit, list, show, follow (logs -f), cancel, retry and resume jobs",
+    "download": "download a job's outputs (resumable)",
+    "deploy": "serve a model and wait until it is ready",
+    "chat": "chat with a deployed model, streamed",
+}
+EXIT_CODES = """user commands exit 0 when done; 1 when the gateway refused the request (its message and field printed);
+2 on a usage error; 3 when the gateway cannot be reached or there is no login (or the credential is refused); 4 when
+a job or deployment waited for ended failed, cancelled or stopped (docs/cli.md)"""
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="llmct", description="LLM-Cloud-Trainer")
+    root = argparse.ArgumentParser(
+        prog="llmct",
+        description="LLM-Cloud-Trainer: operator commands (up, service, migrate, admin, models, nats, agent) and user "
+        "commands against a gateway (login, datasets, jobs, download, deploy, chat)",
+        epilog=EXIT_CODES,
+    )
     commands = root.add_subparsers(dest="command", required=True)
+    for name, text in USER_HELP.items():  # listed here, run by llmct.client (main hands them over before parsing)
+        commands.add_parser(name, help=text, add_help=False)
     up = commands.add_parser("up", help="start NATS, Postgres, every service and a local agent")
     up.set_defaults(func=cmd_up)
     service = commands.add_parser("service", help="run one service")
@@ -223,6 +244,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in USER_HELP:
+        from .client.app import main as user_main
+
+        return user_main(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin chatter buries the banner
     redaction.install()  # no log line of ours, uvicorn's or a library's carries a token, ticket or password
