@@ -147,7 +147,7 @@ async def test_deploy_chat_and_stop(gw, stack, tiny_model):
     r = await gw.post(f"/api/deployments/{dep['id']}/chat", json={"messages": MESSAGES}, headers=owner)
     assert r.status_code == 409 and r.json()["error"]["code"] == "model_not_running", r.text
     log = await gw.get(f"/api/deployments/{dep['id']}/log", headers=owner)
-    assert log.status_code == 200 and "ready: the model server answers" in log.text
+    assert log.status_code == 200 and "ready: the model server (llamafactory) answers" in log.text
 
 
 async def test_an_idle_deployment_stops_itself(gw, stack, tiny_model):
