@@ -8,9 +8,11 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
+from services.agent import frames
 from services.agent.adapters import AdapterLoadFailed, AdapterPool, SharedFiles
 from services.agent.admission import Admission, QueueFull
 from services.agent.serving import ModelServer
@@ -311,3 +313,35 @@ async def test_llamafactorys_server_answers_a_request_for_an_adapter_400_without
     assert server.adapters is None and server.admission.max_in_flight == 1
     assert server.usage.requests == 0, "refused before the engine: not served"
     assert isinstance(contracts.ServeOptions(startup_timeout_s=1, idle_timeout_s=1).engine, str)
+
+
+class Reads(httpx.AsyncByteStream):
+    """An engine's body as the reads that bring it."""
+
+    def __init__(self, reads: list[bytes]):
+        self.reads = reads
+
+    async def __aiter__(self):
+        for read in self.reads:
+            yield read
+
+
+async def test_vllm_events_of_one_read_go_in_one_frame_and_an_event_split_across_reads_stays_whole():
+    usage = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\n'
+    reads = [
+        b'data: {"id":"c","choices":[{"delta":{"content":"a"}}]}\n\n',  # one event, alone: a frame of its own
+        b'data: {"id":"c","choices":[{"delta":{"content":"b"}}]}\n\ndata: {"id":"c","choices":[{"del',  # 1 and a half
+        b'ta":{"content":"c"}}]}\n\n' + usage + b"data: [DONE]\n\n",
+    ]
+    for include_usage in (False, True):
+        nc = FakeNats()
+        response = httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Reads(reads))
+        tokens = await frames.relay_vllm_events(nc, "_INBOX.r", response, include_usage)  # type: ignore[arg-type]
+        assert (tokens.prompt, tokens.completion) == (7, 3)
+        bodies = [data.decode() for _, data, _ in nc.published]
+        assert len(bodies) == 3, "one frame per read, not per event"
+        assert nc.published[0][2] is not None and all(h is None for _, _, h in nc.published[1:])
+        text = "".join(bodies)
+        assert [e for e in text.split("\n\n") if e][-1] == "data: [DONE]"
+        assert '"content":"c"' in bodies[2] and '"content":"b"' in bodies[1], "an event split across reads is whole"
+        assert ('"usage"' in text) is include_usage, "the usage chunk only when the client asked for it"
