@@ -810,6 +810,7 @@ export const en = {
   "fleet.undrainNamed": "Undrain {id}: take new work again",
   "fleet.version": "version {version}",
   "fleet.runtime": "runtime {runtime}",
+  "fleet.engines": "serves with {engines}",
   "fleet.cpu": "CPU",
   "fleet.hostMemory": "Host memory",
   "fleet.hostMemoryGib": "Host memory (GiB)",

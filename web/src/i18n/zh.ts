@@ -812,6 +812,7 @@ export const zh: Record<MessageKey, string> = {
   "fleet.undrainNamed": "恢复 {id}：重新接收新任务",
   "fleet.version": "版本 {version}",
   "fleet.runtime": "运行时 {runtime}",
+  "fleet.engines": "推理引擎 {engines}",
   "fleet.cpu": "CPU",
   "fleet.hostMemory": "主机内存",
   "fleet.hostMemoryGib": "主机内存 (GiB)",

@@ -244,7 +244,11 @@ export function AgentCard({ agent, now, onChanged, detailLink = true, onRevokeAc
       </header>
       {error && <Alert tone="error">{error}</Alert>}
       <p className="muted agent__meta">
-        {[agent.version && t("fleet.version", { version: agent.version }), agent.runtime && t("fleet.runtime", { runtime: agent.runtime })]
+        {[
+          agent.version && t("fleet.version", { version: agent.version }),
+          agent.runtime && t("fleet.runtime", { runtime: agent.runtime }),
+          agent.engines?.length ? t("fleet.engines", { engines: agent.engines.join(", ") }) : null,
+        ]
           .filter(Boolean)
           .join(" · ")}
       </p>

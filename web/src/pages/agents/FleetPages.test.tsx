@@ -12,7 +12,7 @@ vi.mock("../../components/LineChart", () => ({
 
 const SUMMARY = { agents_online: 1, gpus: [{ name: "NVIDIA H100", memory_total_mb: 81_559, total: 8, free: 6, busy: 2 }], cpu_slots_total: 2, cpu_slots_free: 1 };
 const AGENT = {
-  id: "gpu-1", hostname: "rack1.lan", state: "online", draining: false, version: "0.1.0", runtime: "docker",
+  id: "gpu-1", hostname: "rack1.lan", state: "online", draining: false, version: "0.1.0", runtime: "docker", engines: ["vllm", "llamafactory"],
   first_seen: "2026-01-01T00:00:00Z", last_seen: new Date().toISOString(), last_beat_at: new Date().toISOString(), offline_since: null,
   gpus: [{ index: 0, name: "NVIDIA H100", memory_total_mb: 81_559, memory_used_mb: 40_960, utilization_pct: 87, temperature_c: 61, power_w: 412.5, job_id: "job_abc" }],
   cpu_slots: 2, cpu_slots_busy: 1, cpu_pct: 12.3, memory_total_mb: 256_000, memory_used_mb: 64_000, jobs: ["job_abc"], running_jobs: ["job_abc"], running_deployments: [],
@@ -31,6 +31,7 @@ describe("AgentsPage", () => {
 
     const card = await screen.findByRole("article", { name: "gpu-1" });
     expect(within(card).getByText("Online")).toBeInTheDocument();
+    expect(within(card).getByText(/serves with vllm, llamafactory/)).toBeInTheDocument();
     const gpu = within(card).getByRole("row", { name: /NVIDIA H100/ });
     expect(gpu).toHaveTextContent("87%");
     expect(gpu).toHaveTextContent("61 °C");
