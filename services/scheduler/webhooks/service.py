@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,7 @@ async def check_url(url: str, settings: SchedulerSettings) -> None:
         raise ApiError(422, "invalid_field", f"url: {exc}", "url") from exc
 
 
-def check_events(principal: Principal, events: list[str], fleet: bool) -> None:
+def check_events(principal: Principal, events: Sequence[str], fleet: bool) -> None:
     """Fleet endpoints are admins'; fleet events go only to fleet endpoints."""
     if fleet and not principal.is_admin:
         raise ApiError(403, "forbidden", "only admins register fleet endpoints (agent events)", "fleet")
