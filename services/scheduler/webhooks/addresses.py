@@ -17,6 +17,7 @@ from services.common.net import Network, parse_networks
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_URL = 2048
+RESOLVE_S = 5.0  # a name server that does not answer refuses the URL, it does not hold a request or a slot
 
 
 class Refused(Exception):
@@ -87,7 +88,10 @@ async def resolve(host: str, port: int) -> list[Address]:
     except ValueError:
         pass
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_S):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise Refused(f"the host {host!r} did not resolve within {RESOLVE_S:g} s") from exc
     except (OSError, UnicodeError) as exc:
         raise Refused(f"the host {host!r} does not resolve ({exc})") from exc
     return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))
