@@ -8,6 +8,7 @@ import ipaddress
 import pytest
 
 from services.scheduler.webhooks.addresses import Allowed, Refused, checked_address, is_public, parse_url, pinned_url
+from services.scheduler.webhooks.outbox import job_event
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +97,21 @@ def test_the_request_goes_to_the_checked_address():
     parts = parse_url("https://hooks.example.com/in?x=1#frag")
     assert pinned_url(parts, ipaddress.ip_address("93.184.216.34")) == "https://93.184.216.34:443/in?x=1"
     assert pinned_url(parse_url("http://h:81/"), ipaddress.ip_address("2001:db8::1")) == "http://[2001:db8::1]:81/"
+
+
+@pytest.mark.parametrize(
+    "kind, state, event",
+    [
+        ("train", "succeeded", "job.succeeded"),
+        ("eval", "failed", "job.failed"),
+        ("export", "cancelled", "job.cancelled"),
+        ("train", "running", None),
+        ("train", "pending", None),
+        ("deploy", "failed", "deployment.failed"),
+        ("deploy", "cancelled", "deployment.stopped"),
+        ("deploy", "succeeded", "deployment.stopped"),
+        ("deploy", "running", None),  # ready is told by the engine's first answer (DeploymentReady), not a state
+    ],
+)
+def test_which_state_change_is_which_event(kind, state, event):
+    assert job_event(kind, state) == event

@@ -125,11 +125,15 @@ class Deliverer:
 
     async def deliver(self, row) -> None:
         """Send one claimed delivery and record what came of it."""
-        secret = endpoint_secret(self.context.settings.secret_key, row["secret_salt"])
-        body = msgspec.json.encode(row["payload"])
-        headers = signed_headers(secret, row["id"], body, datetime.now(UTC))
         started = time.monotonic()
-        outcome = await send(self.client, row["url"], headers, body, self.allowed, self.settings.webhook_timeout_s)
+        try:
+            secret = endpoint_secret(self.context.settings.secret_key, row["secret_salt"])
+            body = msgspec.json.encode(row["payload"])
+            headers = signed_headers(secret, row["id"], body, datetime.now(UTC))
+            outcome = await send(self.client, row["url"], headers, body, self.allowed, self.settings.webhook_timeout_s)
+        except Exception as exc:  # a bug of ours counts as a failed attempt: retried, then `failed`, never for ever
+            log.exception("webhook delivery %s not sent", row["id"])
+            outcome = Outcome(False, error=f"not sent: {type(exc).__name__}")
         latency_ms = int((time.monotonic() - started) * 1000)
         attempt = row["attempts"]
         retry_in = None if outcome.delivered or attempt > len(self.delays) else self.delays[attempt - 1]

@@ -19,7 +19,9 @@ from standardwebhooks.webhooks import Webhook
 
 from services.common import contracts
 from services.common.contracts import Subjects
+from services.common.security import new_id
 from services.common.settings import from_env
+from services.scheduler.jobs import store
 from services.scheduler.jobs.transitions import transition
 from services.scheduler.settings import FleetSettings
 from services.scheduler.webhooks.addresses import Allowed, Refused, checked_address
@@ -27,7 +29,7 @@ from services.scheduler.webhooks.delivery import send
 from tests.helpers import assert_error, eventually, unique
 
 from .conftest import FLEET_ENV
-from .helpers import finished, job_on
+from .helpers import finished, job_on, move
 
 pytestmark = pytest.mark.integration
 
@@ -157,6 +159,36 @@ async def test_a_jobs_end_is_delivered_once_signed(hooks, pool, people, receiver
 
     shown = (await client.get(f"/api/webhooks/{endpoint['id']}", headers=headers)).json()
     assert "secret" not in shown and "secret_salt" not in shown, "the secret is shown once"
+
+
+async def test_a_deployments_end_is_a_deployment_event(hooks, pool, people, receiver, tmp_path):
+    client, js, _ = hooks
+    owner_id, headers = people["fleet-owner"]
+    endpoint = await register(client, headers, receiver.url, events=["deployment.failed", "job.failed"])
+    deployment_id = new_id("dep")
+    async with pool.acquire() as conn, conn.transaction():
+        await store.insert_job(
+            conn,
+            job_id=deployment_id,
+            owner_id=owner_id,
+            kind="deploy",
+            priority=0,
+            gpu_count=0,
+            request={"model": "none"},
+            config={},
+            config_yaml="",
+            stages=[],
+            output_dir=str(tmp_path / deployment_id),
+            estimate={},
+        )
+        await move(conn, deployment_id, AGENT, 1, "running")
+    failed = finished(deployment_id, AGENT, 1, state="failed")
+    await js.publish(Subjects.job_status(AGENT, deployment_id), contracts.encode(failed))
+    await eventually(lambda: delivered(pool, endpoint["id"]))
+    [(sent_headers, body, _)] = receiver.requests
+    payload = Webhook(endpoint["secret"]).verify(body, sent_headers)
+    assert payload["type"] == "deployment.failed"
+    assert payload["data"] == {"id": deployment_id, "object": "deployment"}
 
 
 async def test_a_rolled_back_change_owes_no_delivery(hooks, pool, people, receiver, tmp_path):
