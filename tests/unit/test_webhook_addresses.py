@@ -1,5 +1,6 @@
 """Where webhooks may go (services/scheduler/webhooks/addresses.py): public addresses, and what the admin's allow
-list names; every spelling of a refused address is refused, because the check is made on what the host resolves to."""
+list names; every spelling of a refused address is refused, because the check is made on what the host resolves to.
+And which job state change is which event (services/scheduler/webhooks/outbox.py)."""
 
 from __future__ import annotations
 
