@@ -17,6 +17,8 @@ from .addresses import Allowed, Refused, checked_address
 from .secrets import endpoint_secret, new_salt
 from .views import WebhookCreate, WebhookCreated, WebhookPatch, WebhookSecret, webhook_out
 
+MAX_ENDPOINTS = 50  # per user: each event is one delivery per endpoint that asked for it
+
 
 async def check_url(url: str, settings: SchedulerSettings) -> None:
     """422 naming `url` when deliveries could not go there (scheme, credentials, a refused address)."""
@@ -47,7 +49,10 @@ async def create(pool, settings: SchedulerSettings, principal: Principal, data: 
     check_events(principal, data.events, data.fleet)
     await check_url(data.url, settings)
     salt = new_salt()
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('webhook_endpoints:' || $1))", principal.user_id)
+        if await store.count_of(conn, principal.user_id) >= MAX_ENDPOINTS:
+            raise ApiError(409, "webhook_limit", f"you have {MAX_ENDPOINTS} webhook endpoints: delete one first")
         row = await store.insert_endpoint(
             conn,
             id=new_id("wh"),

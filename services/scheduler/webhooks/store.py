@@ -24,6 +24,10 @@ async def insert_endpoint(conn, **row: Any) -> asyncpg.Record:
     )
 
 
+async def count_of(conn, owner_id: str) -> int:
+    return await conn.fetchval("SELECT count(*) FROM webhook_endpoints WHERE owner_id = $1", owner_id)
+
+
 async def endpoint_of(conn, endpoint_id: str, owner_id: str) -> asyncpg.Record | None:
     """The endpoint when `owner_id` owns it (another's reads as missing)."""
     return await conn.fetchrow(

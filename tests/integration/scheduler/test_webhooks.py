@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 
 from services.common import contracts
 from services.common.contracts import Subjects
-from services.common.security import new_id
+from services.common.security import issue_token, new_id
 from services.common.settings import from_env
 from services.scheduler.jobs import store
 from services.scheduler.jobs.transitions import transition
@@ -384,3 +384,23 @@ async def test_a_hanging_receiver_does_not_slow_the_schedulers_event_handling(ho
     finally:
         await hanging.stop()
     assert max(timed) < max(alone) + 1.0 and max(timed) < TIMEOUT_S, (alone, timed)
+
+
+async def test_a_user_has_at_most_fifty_endpoints(hooks, settings, pool, receiver):
+    from services.auth.store import insert_user
+
+    client, _, _ = hooks
+    user_id = new_id("usr")
+    await insert_user(pool, user_id=user_id, username=unique("hooks-many"), password_hash="!test", role="user")
+    token, _, _ = issue_token(settings.secret_key, user_id=user_id, username="many", role="user", ttl_s=600)
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(50):
+        await register(client, headers, receiver.url, enabled=False)
+    refused = await client.post("/api/webhooks", json={"url": receiver.url, "events": ["job.failed"]}, headers=headers)
+    assert_error(refused, 409, "webhook_limit")
+    listed = await client.get("/api/webhooks", params={"limit": 20}, headers=headers)
+    page = listed.json()
+    assert len(page["items"]) == 20 and page["next_cursor"]
+    rest = await client.get("/api/webhooks", params={"cursor": page["next_cursor"], "limit": 200}, headers=headers)
+    assert len(rest.json()["items"]) == 30 and rest.json()["next_cursor"] is None
+    assert not {i["id"] for i in page["items"]} & {i["id"] for i in rest.json()["items"]}
