@@ -278,6 +278,25 @@ async def test_loopback_is_refused_without_the_allow_list_at_send_too(receiver):
     assert (await checked_address("http://localhost/", Allowed.parse("localhost")))[1].is_loopback
 
 
+async def test_the_worker_refuses_at_send_an_address_refused_since_registration(hooks, pool, people, receiver):
+    """A name may resolve elsewhere after registration: the worker checks again, and sends nothing there."""
+    client, _, _ = hooks
+    _, headers = people["fleet-owner"]
+    endpoint = await register(client, headers, receiver.url)
+    await pool.execute(
+        "UPDATE webhook_endpoints SET url = 'http://169.254.169.254/latest' WHERE id = $1", endpoint["id"]
+    )
+    await client.post(f"/api/webhooks/{endpoint['id']}/test", headers=headers)
+
+    async def tried():
+        rows = await deliveries(pool, endpoint["id"])
+        return rows if rows and rows[0]["attempts"] >= 1 and rows[0]["last_error"] else None
+
+    [row] = await eventually(tried)
+    assert row["state"] == "pending" and row["last_error"].startswith("refused: 169.254.169.254")
+    assert row["last_status_code"] is None and receiver.requests == []
+
+
 async def test_another_users_endpoint_is_not_found(hooks, pool, people, receiver):
     client, _, _ = hooks
     _, owner = people["fleet-owner"]
