@@ -398,6 +398,12 @@ async def test_a_hanging_receiver_does_not_slow_the_schedulers_event_handling(ho
         hanging.plan = ["hang"] * 100
         for _ in range(6):  # more endpoints than the worker's slots: every slot hangs
             await register(client, headers, hanging.url)
+        await _finish_timed(pool, js, owner_id, tmp_path)  # six deliveries: every slot of the worker hangs
+
+        async def all_slots_hang():
+            return hanging.hanging >= WEBHOOKS["webhook_concurrency"]
+
+        await eventually(all_slots_hang)
         timed = [await _finish_timed(pool, js, owner_id, tmp_path) for _ in range(3)]
         assert hanging.hanging >= 4, "the receiver really was hanging while jobs ended"
     finally:
