@@ -17,6 +17,7 @@ from .fleet.routes import AgentController, JobGpuController
 from .jobs.routes import JobController
 from .quotas.routes import QuotaController
 from .settings import SchedulerSettings
+from .webhooks.routes import WebhookController
 
 SPEC = ServiceSpec(
     name="scheduler",
@@ -29,6 +30,7 @@ SPEC = ServiceSpec(
         JoinController,
         AgentController,
         JobGpuController,
+        WebhookController,
     ],
     context=scheduler_context,
     background=handlers.BACKGROUND,

@@ -18,6 +18,7 @@ from services.common.lifecycle import Background
 from .context import SchedulerContext
 from .fleet import maintenance
 from .jobs import events, idempotency, service
+from .webhooks import delivery as webhook_delivery
 
 log = logging.getLogger(__name__)
 
@@ -105,4 +106,5 @@ BACKGROUND = (
     *maintenance.BACKGROUND,  # heartbeats, offline agents, metrics retention
     Background(name="log relay", start=start_relay, stop=stop_relay),
     Background(name="dispatcher", run=dispatch_forever),
+    *webhook_delivery.BACKGROUND,  # the outbox's sender: its own loop and HTTP client, bounded
 )

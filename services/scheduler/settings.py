@@ -71,7 +71,32 @@ class FleetSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SchedulerSettings(Settings, FleetSettings):
+class WebhookSettings:
+    """Where and how webhook deliveries go (docs/webhooks.md)."""
+
+    webhook_allow: str = env(
+        "LLMCT_WEBHOOK_ALLOW",
+        "",
+        doc="CIDRs and host names, comma-separated, webhooks may also be sent to besides public addresses (default "
+        "none: loopback, private, link-local incl. 169.254.169.254, multicast and unique-local addresses are refused)",
+    )
+    webhook_timeout_s: float = env(
+        "LLMCT_WEBHOOK_TIMEOUT_S", 10.0, doc="how long one webhook delivery may take (connect, send, answer)"
+    )
+    webhook_retry_s: str = env(
+        "LLMCT_WEBHOOK_RETRY_S",
+        "5,30,120,600,3600,10800,21600",
+        doc="seconds before each retry of a webhook delivery that failed, comma-separated; after the last it is "
+        "`failed` (one attempt more than there are delays)",
+    )
+    webhook_concurrency: int = env(
+        "LLMCT_WEBHOOK_CONCURRENCY", 16, doc="webhook deliveries one scheduler sends at once"
+    )
+    webhook_poll_s: float = env("LLMCT_WEBHOOK_POLL_S", 1.0, doc="how often due webhook deliveries are looked for")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerSettings(Settings, FleetSettings, WebhookSettings):
     """The platform's shared settings, the fleet's, and the scheduler's own: queue, quotas, deployments."""
 
     deploy_idle_s: int = env(

@@ -22,6 +22,7 @@ import { JobsPage } from "./pages/jobs/JobsPage";
 import { NewJobPage } from "./pages/jobs/NewJobPage";
 import { ModelDetailPage } from "./pages/models/ModelDetailPage";
 import { ModelsPage } from "./pages/models/ModelsPage";
+import { WebhooksPage } from "./pages/webhooks/WebhooksPage";
 
 function SignedInRoutes() {
   return (
@@ -43,6 +44,7 @@ function SignedInRoutes() {
           <Route path="/playground" component={PlaygroundPage} />
           <Route path="/agents" component={AgentsPage} />
           <Route path="/agents/:id">{(params) => <AgentDetailPage key={params.id} id={decodeURIComponent(params.id)} />}</Route>
+          <Route path="/webhooks" component={WebhooksPage} />
           <Route component={NotFoundPage} />
         </Switch>
       </Shell>

@@ -12,6 +12,7 @@ from services.common.lifecycle import Background
 from ..context import SchedulerContext
 from ..jobs import recovery
 from ..settings import FleetSettings
+from ..webhooks import outbox
 from . import store
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,9 @@ async def sweep_agents(pool, settings: FleetSettings, nc=None) -> None:
     """Mark silent agents offline (their jobs re-queued or failed: jobs/recovery.py), forget those offline for
     too long, and give back the running jobs an online agent's heartbeats stopped listing."""
     async with pool.acquire() as conn:
-        gone = await store.mark_offline(conn, settings.offline_after_s)
+        async with conn.transaction():  # the webhooks owed, with the change (an outbox)
+            gone = await store.mark_offline(conn, settings.offline_after_s)
+            await outbox.agents_offline(conn, [row["id"] for row in gone])
         for row in gone:
             log.warning("agent %s offline: no heartbeat since %s", row["id"], row["last_seen"].isoformat())
         for agent_id in await store.remove_long_offline(conn, settings.remove_after_s):

@@ -22,6 +22,7 @@ from services.common.contracts import Subjects
 from services.common.text import storable
 
 from ..deployments import store as deployments_store
+from ..webhooks import outbox
 from . import store
 from .service import publish_change
 from .store import Assignment
@@ -130,6 +131,8 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
                 return None, None
             await add_event(conn, event.job_id, "running", "ready", f"the model server answers ({event.engine})")
             row = await conn.fetchrow("SELECT id, owner_id, state FROM jobs WHERE id = $1", event.job_id)
+            if row is not None:
+                await outbox.for_owner(conn, row["owner_id"], "deployment.ready", "deployment", event.job_id)
             return (JobChange(**dict(row)) if row else None), None
         case contracts.DeploymentUsage():
             await record_usage(conn, event)

@@ -2,8 +2,9 @@
 
 Every change of `jobs.state` goes through `transition`: a conditional UPDATE (`WHERE state = ANY(from)`), so a
 redelivered or late event, or a second scheduler racing this one, changes nothing, and a `job_events` row with
-the reason, in the same transaction. `TRANSITIONS` says which changes exist at all; a caller may narrow the states
-it moves a job from (a stale dispatch is re-queued only while still dispatched), never widen them.
+the reason, in the same transaction, with the webhook deliveries the change owes (webhooks/outbox.py).
+`TRANSITIONS` says which changes exist at all; a caller may narrow the states it moves a job from (a stale dispatch
+is re-queued only while still dispatched), never widen them.
 
     pending ──placed──► dispatched ──started──► running ──► succeeded | failed | cancelled (the agent's JobFinished)
        │                   │  └─────────────────────────────► succeeded | failed | cancelled (finished before started)
@@ -20,6 +21,8 @@ from typing import Any, Literal
 import msgspec
 
 from services.common.contracts import TERMINAL_JOB_STATES, FinishReason, JobState
+
+from ..webhooks import outbox
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     "pending": frozenset({"dispatched", "cancelled"}),
@@ -103,7 +106,10 @@ async def transition(
         return None
     await add_event(conn, job_id, to, reason, message)
     changed = dict(row)
-    if changed.pop("kind") == "deploy" and to not in ON_AGENT:
+    kind = changed.pop("kind")
+    if event := outbox.job_event(kind, to):  # the webhooks it owes, in this transaction (an outbox)
+        await outbox.for_owner(conn, row["owner_id"], event, "deployment" if kind == "deploy" else "job", job_id)
+    if kind == "deploy" and to not in ON_AGENT:
         # A deployment that ended or went back to the queue has no engine load: what its agent last said is gone.
         await conn.execute(
             "UPDATE deployments SET engine_load = NULL WHERE id = $1 AND engine_load IS NOT NULL", job_id

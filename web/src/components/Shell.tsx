@@ -14,6 +14,7 @@ export const SECTIONS: { path: string; label: MessageKey; also?: string }[] = [
   { path: "/models", label: "nav.models" },
   { path: "/deployments", label: "nav.deployments", also: "/playground" },
   { path: "/agents", label: "nav.agents" },
+  { path: "/webhooks", label: "nav.webhooks" },
 ];
 
 function NavLink({ path, also, children, ariaLabel }: { path: string; also?: string; children: ReactNode; ariaLabel?: string }) {
