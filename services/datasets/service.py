@@ -271,6 +271,8 @@ async def delete_dataset(ctx: Context, caller: Principal, dataset_id: str) -> No
             await asyncio.to_thread(remove_stored, ctx.layout.stored_path(row["file_name"]))
         except (OSError, UnsafePath) as exc:
             log.warning("dataset %s deleted but its files stay: %s", dataset_id, exc)
+    # An OpenAI file's bytes as uploaded (layout.py), if the dataset is one.
+    await asyncio.to_thread(remove_stored, ctx.layout.original_path(dataset_id))
     if ctx.inputs is not None:
         await _unstore(ctx, dataset_id, _files_of(row))
 
