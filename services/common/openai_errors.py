@@ -32,7 +32,8 @@ def openai_shaped(handler: Callable[[Request, Exception], Response]) -> Callable
         answer = handler(request, exc)
         content = answer.content if isinstance(answer.content, dict) else msgspec.json.decode(answer.content or b"{}")
         error = content.get("error") or {}
-        status = STATUS.get(answer.status_code, answer.status_code)
+        status = answer.status_code or 500
+        status = STATUS.get(status, status)
         return Response(
             openai_body(status, error.get("code"), str(error.get("message") or ""), error.get("field")),
             status_code=status,

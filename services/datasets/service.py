@@ -245,6 +245,10 @@ def name_taken(name: str) -> ApiError:
 async def _rename(conn, row, name: str) -> dict:
     if row["source"] == "public_file":
         raise _from_file(row, "rename it")
+    if await store.is_openai_file(conn, row["id"]):
+        raise ApiError(
+            409, "openai_file", "cannot rename it: this dataset is an OpenAI file, named by its file id", "name"
+        )
     if await store.name_taken(conn, name=name, visibility=row["visibility"], owner_id=row["owner_id"]):
         raise name_taken(name)
     jobs = await readmodels.active_jobs_using_dataset(conn, row["info_key"])

@@ -142,7 +142,10 @@ def test_a_preference_example_becomes_pairwise_with_history(tmp_path):
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
             "only text content parts",
         ),
-        ({"messages": [{"role": "assistant", "content": "x"}]}, "message 1 (assistant) is where a user message belongs"),
+        (
+            {"messages": [{"role": "assistant", "content": "x"}]},
+            "message 1 (assistant) is where a user message belongs",
+        ),
         ({"prompt": "x"}, "each line must be a JSON object with `messages`"),
         ({**PREFERENCE, "preferred_output": []}, "`preferred_output` must be a list of exactly one assistant message"),
     ],
