@@ -18,6 +18,7 @@ from litestar.response import Stream
 
 from services.common.dependencies import Injected
 from services.common.errors import ApiError
+from services.common.openai_errors import OPENAI_EXCEPTION_HANDLERS
 
 from .limits import BodyCut, limits_of, paced
 from .replicas import REPLICAS
@@ -250,6 +251,8 @@ def proxy_route(prefix: str, service: str, root: str = "api"):
         include_in_schema=False,
         name=f"proxy-{root}-{prefix}",
         request_max_body_size=None,
+        # The gateway's own answers on OpenAI's routes (an owner away, too busy) in OpenAI's shape too.
+        exception_handlers=OPENAI_EXCEPTION_HANDLERS if root == "v1" else None,  # pyright: ignore[reportArgumentType]
     )
     async def handler(request: Request, http: httpx.AsyncClient, settings: Injected[GatewaySettings]) -> Response:
         # The owning service authenticates the caller itself (one shared guard).

@@ -25,6 +25,30 @@ CHAT = [
     }
     for i in range(8)
 ]
+# A tool call and its answers: a function_call turn and an observation for the engine's template.
+TOOL_CALL = {
+    "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "description": "The weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ],
+}
 PREFERENCE = [
     {
         "input": {"messages": [{"role": "user", "content": f"Is {i} even?"}]},
@@ -59,7 +83,7 @@ async def trains(gw, headers, file_id: str, stage: str) -> None:
 async def test_files_through_the_gateway_with_the_openai_package(gw, stack, tiny_model):
     owner = await login(gw, stack.invite_code, unique("files-owner"))
     client = client_for(stack, owner)
-    content = jsonl(CHAT)
+    content = jsonl([*CHAT, TOOL_CALL])
     chat = await client.files.create(file=("train.jsonl", content, "application/jsonl"), purpose="fine-tune")
     assert chat.id.startswith("file-") and chat.bytes == len(content) and chat.status == "processed"
     prefs = await client.files.create(file=("prefs.jsonl", jsonl(PREFERENCE)), purpose="fine-tune")
@@ -74,7 +98,7 @@ async def test_files_through_the_gateway_with_the_openai_package(gw, stack, tiny
 
     with pytest.raises(openai.BadRequestError) as bad:
         await client.files.create(file=("bad.jsonl", content + b'{"messages": []}\n'), purpose="fine-tune")
-    assert "line 9" in bad.value.message and bad.value.param == "file"
+    assert "line 10" in bad.value.message and bad.value.param == "file"
     with pytest.raises(openai.BadRequestError):
         await client.files.create(file=("train.jsonl", content), purpose="assistants")
 
@@ -111,3 +135,16 @@ async def test_an_upload_in_parts_with_the_openai_package(gw, stack):
     other = client_for(stack, await login(gw, stack.invite_code, unique("uploads-other")))
     with pytest.raises(openai.NotFoundError):
         await other.uploads.parts.create(upload.id, data=b"x")
+
+
+async def test_the_gateway_answers_for_an_owner_away_in_openais_shape(gw, stack):
+    client = client_for(stack, await login(gw, stack.invite_code, unique("files-away")))
+    stack.kill("datasets")
+    try:
+        with pytest.raises(openai.InternalServerError) as away:
+            await client.files.list()
+        assert away.value.status_code == 503 and isinstance(away.value.body, dict)
+        assert away.value.body["type"] == "server_error" and away.value.body["code"] == "service_unavailable"
+    finally:
+        stack.start("datasets")
+    assert (await client.files.list()).data == []

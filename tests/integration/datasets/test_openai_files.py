@@ -11,6 +11,10 @@ import pytest
 
 from services.auth.store import insert_api_key
 from services.common.security import new_api_key, new_id
+from services.datasets.layout import DataLayout
+from services.datasets.openai_uploads import expire_uploads
+from services.datasets.service import Context
+from services.datasets.settings import DatasetSettings
 from tests.integration.datasets.helpers import info_json, leftovers, unique
 
 pytestmark = pytest.mark.integration
@@ -267,3 +271,22 @@ async def test_an_inference_key_uploads_no_training_data(alice, pool):
     assert "inference only" in openai_error(refused, 403, "api_key_scope")["message"]
     openai_error(await alice.client.get("/v1/files", headers=headers), 403, "api_key_scope")
     openai_error(await alice.client.post("/v1/uploads", json={}, headers=headers), 403, "api_key_scope")
+
+
+async def test_an_expired_upload_takes_no_parts_and_its_parts_go(alice, pool, data_dir):
+    body = {"filename": "a.jsonl", "purpose": "fine-tune", "bytes": 10, "mime_type": "application/jsonl"}
+    upload_ = (await post(alice, "/v1/uploads", json=body)).json()
+    assert (await post(alice, f"/v1/uploads/{upload_['id']}/parts", files={"data": ("b", b"x" * 4)})).status_code == 200
+    await pool.execute(
+        "UPDATE openai_uploads SET expires_at = now() - interval '1 second' WHERE id = $1", upload_["id"]
+    )
+    late = await post(alice, f"/v1/uploads/{upload_['id']}/parts", files={"data": ("b", b"x")})
+    assert "expired" in openai_error(late, 400, "upload_not_pending")["message"]
+    assert leftovers(data_dir) == []
+    # One nobody comes back to: the service's sweeper marks it expired and removes its parts.
+    forgotten = (await post(alice, "/v1/uploads", json=body)).json()
+    assert (await post(alice, f"/v1/uploads/{forgotten['id']}/parts", files={"data": ("b", b"x")})).status_code == 200
+    await pool.execute("UPDATE openai_uploads SET expires_at = now() WHERE id = $1", forgotten["id"])
+    assert await expire_uploads(Context(pool=pool, layout=DataLayout(data_dir), settings=DatasetSettings())) >= 1
+    assert await pool.fetchval("SELECT status FROM openai_uploads WHERE id = $1", forgotten["id"]) == "expired"
+    assert leftovers(data_dir) == []
