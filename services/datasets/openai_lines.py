@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, Literal
 import msgspec
 
 from .formats import SHAREGPT_TAGS
+from .readers import MAX_LINE_BYTES, DatasetProblem, bounded_lines
 
 Kind = Literal["chat", "preference"]
 CHAT_TAGS = {
@@ -216,10 +217,14 @@ def convert_preference(row: Any) -> dict:
 
 
 def lines_of(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(1-based number, line) of each non-blank line."""
-    for number, line in enumerate(handle, start=1):
-        if line.strip():
-            yield number, line
+    """(1-based number, line) of each non-blank line, none read past the datasets' longest row."""
+    number = 0
+    try:
+        for number, line in enumerate(bounded_lines(handle), start=1):
+            if line.strip():
+                yield number, line
+    except DatasetProblem as exc:
+        raise LineProblem(number + 1, f"longer than {MAX_LINE_BYTES >> 20} MiB, the longest example taken") from exc
 
 
 def convert_file(source: Path, target: Path) -> Converted:
@@ -232,6 +237,8 @@ def convert_file(source: Path, target: Path) -> Converted:
                 row = _decode.decode(line)
             except msgspec.DecodeError as exc:
                 raise LineProblem(number, f"not valid JSON ({exc})") from exc
+            except RecursionError as exc:
+                raise LineProblem(number, "nested too deep to read") from exc
             kind = kind_of(row)
             if found is None:
                 found = Converted(kind=kind, rows=0)

@@ -139,3 +139,12 @@ async def received_bytes(conn, upload_id: str) -> int:
     return await conn.fetchval(
         "SELECT coalesce(sum(bytes), 0) FROM openai_upload_parts WHERE upload_id = $1", upload_id
     )
+
+
+async def pending_bytes(conn, owner_id: str) -> int:
+    """What the owner's pending uploads declared: room their parts may take before they count as datasets."""
+    return await conn.fetchval(
+        "SELECT coalesce(sum(bytes), 0) FROM openai_uploads WHERE owner_id = $1 AND status = 'pending' "
+        "AND expires_at > now()",
+        owner_id,
+    )

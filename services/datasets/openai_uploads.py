@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -95,8 +96,10 @@ async def create_upload(ctx: Context, caller: Principal, data: UploadRequest) ->
     if data.mime_type.split(";")[0].strip().lower() not in MIME_TYPES:
         raise ApiError(400, "invalid_mime_type", f"`mime_type` must be one of {', '.join(MIME_TYPES)}", "mime_type")
     budget = await quota.budget_for(ctx.pool, ctx.settings, caller.user_id)
+    async with ctx.pool.acquire() as conn:  # pending uploads hold their room: many at once fill no disk
+        budget = replace(budget, used=budget.used + await openai_store.pending_bytes(conn, caller.user_id))
     if data.bytes > budget.limit:
-        raise budget.refusal(f"the upload ({data.bytes:,} bytes)")
+        raise budget.refusal(f"the upload ({data.bytes:,} bytes, beside your pending uploads)")
     folder = ctx.layout.new_incoming()
     try:
         async with ctx.pool.acquire() as conn:

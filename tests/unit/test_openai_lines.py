@@ -15,6 +15,7 @@ from services.common.errors import ApiError
 from services.common.openai_errors import OPENAI_EXCEPTION_HANDLERS
 from services.datasets import formats
 from services.datasets.openai_lines import LineProblem, convert_file, dataset_of
+from services.datasets.readers import MAX_LINE_BYTES
 from services.datasets.rows import RowChecker
 
 pytestmark = pytest.mark.unit
@@ -162,6 +163,14 @@ def test_lines_that_are_not_json_blank_lines_and_mixed_kinds(tmp_path):
     assert refusal(tmp_path, raw=b"\n \n").problem.startswith("the file has no examples")
     converted, rows = convert(tmp_path, raw=good + b"\r\n\n" + good)
     assert converted.rows == 2 and len(rows) == 2
+
+
+def test_an_endless_or_too_deep_line_is_refused_without_reading_it_whole(tmp_path):
+    endless = json.dumps(CHAT).encode() + b"\n" + b'{"messages": "' + b"x" * (MAX_LINE_BYTES + 10)
+    problem = refusal(tmp_path, raw=endless)
+    assert problem.line == 2 and "longer than 16 MiB" in problem.problem
+    deep = refusal(tmp_path, raw=b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+    assert deep.line == 1 and ("too deep" in deep.problem or "not valid JSON" in deep.problem)
 
 
 def test_errors_of_v1_routes_come_in_openais_shape():

@@ -8,9 +8,11 @@ import hashlib
 import json
 
 import pytest
+from litestar.testing import AsyncTestClient
 
 from services.auth.store import insert_api_key
 from services.common.security import new_api_key, new_id
+from services.datasets.app import create_app
 from services.datasets.layout import DataLayout
 from services.datasets.openai_uploads import expire_uploads
 from services.datasets.service import Context
@@ -289,4 +291,38 @@ async def test_an_expired_upload_takes_no_parts_and_its_parts_go(alice, pool, da
     await pool.execute("UPDATE openai_uploads SET expires_at = now() WHERE id = $1", forgotten["id"])
     assert await expire_uploads(Context(pool=pool, layout=DataLayout(data_dir), settings=DatasetSettings())) >= 1
     assert await pool.fetchval("SELECT status FROM openai_uploads WHERE id = $1", forgotten["id"]) == "expired"
+    assert leftovers(data_dir) == []
+
+
+async def test_pending_uploads_hold_their_room_in_the_quota(alice, admin):
+    assert (
+        await admin.client.put(f"/api/datasets/quotas/{alice.user_id}", json={"max_bytes": 1000}, headers=admin.headers)
+    ).status_code == 200
+    body = {"filename": "a.jsonl", "purpose": "fine-tune", "mime_type": "application/jsonl"}
+    try:
+        first = await post(alice, "/v1/uploads", json={**body, "bytes": 700})
+        assert first.status_code == 200, first.text
+        error = openai_error(
+            await post(alice, "/v1/uploads", json={**body, "bytes": 400}), 413, "dataset_quota_exceeded"
+        )
+        assert "pending uploads" in error["message"]
+        await post(alice, f"/v1/uploads/{first.json()['id']}/cancel")
+        second = await post(alice, "/v1/uploads", json={**body, "bytes": 400})
+        assert second.status_code == 200
+        await post(alice, f"/v1/uploads/{second.json()['id']}/cancel")
+    finally:
+        await admin.client.put(f"/api/datasets/quotas/{alice.user_id}", json={"max_bytes": None}, headers=admin.headers)
+
+
+async def test_one_file_request_is_held_to_its_own_limit(settings, alice, data_dir):
+    app = create_app(settings, DatasetSettings(openai_file_max_bytes=1000))
+    async with AsyncTestClient(app=app) as small:
+        response = await small.post(
+            "/v1/files",
+            data={"purpose": "fine-tune"},
+            files={"file": ("big.jsonl", jsonl(CHAT * 10))},
+            headers=alice.headers,
+        )
+    error = openai_error(response, 413, "payload_too_large", "file")
+    assert "LLMCT_OPENAI_FILE_MAX_BYTES" in error["message"] and "/v1/uploads" in error["message"]
     assert leftovers(data_dir) == []
