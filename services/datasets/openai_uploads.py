@@ -216,6 +216,10 @@ async def complete(ctx: Context, caller: Principal, upload_id: str, data: Comple
             if data.md5 is not None and data.md5.lower() != md5:
                 raise ApiError(400, "md5_mismatch", f"the parts' md5 is {md5}, not the `md5` given", "md5")
             file = await store_file(ctx, caller, joined, row["filename"], row["purpose"], folder)
+        except FileNotFoundError as exc:  # the sweeper took a folder idle for longer than LLMCT_UPLOAD_MAX_AGE_S
+            raise ApiError(
+                400, "upload_parts_gone", "the upload's parts were removed (idle too long): start a new upload"
+            ) from exc
         finally:  # a refused file leaves the upload pending, its parts kept: cancel it or let it expire
             joined.unlink(missing_ok=True)
             (folder / "converted.jsonl").unlink(missing_ok=True)
