@@ -199,6 +199,8 @@ INFERENCE_PREFIX = "/v1/"
 # /v1/models the adapters the caller may chat with in the registry's list (only the list, never one model's page).
 DEPLOYMENTS = "/api/deployments"
 MODEL_LIST = "/api/models"
+# OpenAI's resources for training under /v1: an inference key only chats, it uploads no training data.
+NOT_INFERENCE = ("/v1/files", "/v1/uploads")
 
 
 def _method(connection: ASGIConnection) -> str:
@@ -208,7 +210,7 @@ def _method(connection: ASGIConnection) -> str:
 
 def _inference_may(connection: ASGIConnection, method: str, path: str) -> bool:
     if path.startswith(INFERENCE_PREFIX):
-        return True
+        return not any(path == p or path.startswith(p + "/") for p in NOT_INFERENCE)
     reads_deployments = path in (DEPLOYMENTS, MODEL_LIST) or path.startswith(DEPLOYMENTS + "/")
     return reads_deployments and method in READ_METHODS and connection.scope["type"] == "http"
 
@@ -222,7 +224,11 @@ def check_key_scope(principal: Principal, connection: ASGIConnection) -> None:
     if principal.scope == "read_only" and method not in READ_METHODS:
         raise ApiError(403, "api_key_scope", "this API key is read-only: it may only GET and HEAD")
     if principal.scope == "inference" and not _inference_may(connection, method, path):
-        raise ApiError(403, "api_key_scope", "this API key is for inference only: it may only call /v1/*")
+        raise ApiError(
+            403,
+            "api_key_scope",
+            "this API key is for inference only: it may only call /v1/* (not " + ", ".join(NOT_INFERENCE) + ")",
+        )
 
 
 async def authenticate(connection: ASGIConnection) -> Principal:

@@ -17,6 +17,8 @@ from services.common.settings import Settings, from_env, settings_from_env
 from .answers import ENDPOINTS
 from .catalog import sync_public_datasets
 from .context import DatasetsContext, datasets_context
+from .openai_routes import FilesController, UploadsController
+from .openai_uploads import expire_uploads
 from .routes import DatasetController, QuotaController
 from .settings import DatasetSettings
 
@@ -43,6 +45,13 @@ async def _sweep_uploads(context: DatasetsContext) -> None:
         return
     if swept:
         log.info("removed %d unfinished uploads", swept)
+    try:
+        expired = await expire_uploads(datasets)
+    except Exception as exc:  # noqa: BLE001 - the database away: the next pass retries
+        log.warning("expired OpenAI uploads could not be swept (the next pass retries): %s", exc)
+    else:
+        if expired:
+            log.info("removed the parts of %d expired OpenAI uploads", expired)
     if context.inputs is not None:  # `objects` mode: chunks an upload streamed before the service died
         try:
             swept = await sweep_orphans(context.js, Buckets.DATASETS, datasets.settings.upload_max_age_s)
@@ -71,7 +80,7 @@ def create_app(settings: Settings | None = None, dataset_settings: DatasetSettin
     spec = ServiceSpec(
         name="datasets",
         description="public and private datasets, their files and dataset_info.json",
-        route_handlers=[DatasetController, QuotaController],
+        route_handlers=[DatasetController, QuotaController, FilesController, UploadsController],
         context=datasets_context(dataset_settings or from_env(DatasetSettings)),
         on_startup=[_start],
         on_shutdown=[_stop],

@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -493,9 +493,10 @@ async def insert(
     signature: str | None,
     remark: str,
     hub: dict | None = None,
+    then: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> None:
     """Store a checked dataset; 409 when its name was taken meanwhile, 413 when the owner's quota is full
-    (files the platform keeps count against it)."""
+    (files the platform keeps count against it). `then`: more to write in the same transaction."""
     info = formats.info_entry(fmt, file_name, columns, tags, hub)
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
@@ -522,5 +523,7 @@ async def insert(
                 remark=remark,
                 info=info,
             )
+            if then is not None:
+                await then(conn)  # pyright: ignore[reportArgumentType] - a pool's proxy
     except asyncpg.UniqueViolationError as exc:
         raise name_taken(name) from exc

@@ -6,6 +6,7 @@ data/
   uploads/<dataset id>.<ext>         an uploaded file, under a name the platform chose
   uploads/<dataset id>/part-NNNNN.<ext>  several files (or an archive's entries), one dataset
   .incoming/<token>/         uploads being received and checked; never referenced by dataset_info
+  .originals/<dataset id>    an OpenAI file's bytes as uploaded (its dataset is the converted file), for /content
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ INFO_FILE = "dataset_info.json"
 PUBLIC_INFO_FILE = "dataset_info_public.json"
 UPLOADS = "uploads"
 INCOMING = ".incoming"
+ORIGINALS = ".originals"
 STALE_INCOMING_S = 24 * 3600
 
 
@@ -53,10 +55,20 @@ class DataLayout:
         folder.mkdir(parents=True, mode=0o700)
         return folder
 
+    def incoming_folder(self, token: str) -> Path:
+        """The incoming folder `new_incoming` made under this name (an OpenAI upload keeps its parts there)."""
+        if not token.isalnum():
+            raise UnsafePath(f"{token!r} is not an incoming folder's name")
+        return self.root / INCOMING / token
+
     def upload_target(self, dataset_id: str, suffix: str | None) -> tuple[Path, str]:
         """(absolute path, file_name relative to the data folder) for a dataset's stored file(s)."""
         name = f"{dataset_id}{suffix}" if suffix else dataset_id
         return self.uploads / name, f"{UPLOADS}/{name}"
+
+    def original_path(self, dataset_id: str) -> Path:
+        """Where an OpenAI file's bytes as uploaded are kept (the dataset itself is their conversion)."""
+        return self.root / ORIGINALS / dataset_id
 
     def resolve(self, relative: str) -> Path:
         """An existing path under the data folder named by `relative`; UnsafePath if it escapes or is reserved."""

@@ -245,6 +245,10 @@ def name_taken(name: str) -> ApiError:
 async def _rename(conn, row, name: str) -> dict:
     if row["source"] == "public_file":
         raise _from_file(row, "rename it")
+    if await store.is_openai_file(conn, row["id"]):
+        raise ApiError(
+            409, "openai_file", "cannot rename it: this dataset is an OpenAI file, named by its file id", "name"
+        )
     if await store.name_taken(conn, name=name, visibility=row["visibility"], owner_id=row["owner_id"]):
         raise name_taken(name)
     jobs = await readmodels.active_jobs_using_dataset(conn, row["info_key"])
@@ -271,6 +275,8 @@ async def delete_dataset(ctx: Context, caller: Principal, dataset_id: str) -> No
             await asyncio.to_thread(remove_stored, ctx.layout.stored_path(row["file_name"]))
         except (OSError, UnsafePath) as exc:
             log.warning("dataset %s deleted but its files stay: %s", dataset_id, exc)
+    # An OpenAI file's bytes as uploaded (layout.py), if the dataset is one.
+    await asyncio.to_thread(remove_stored, ctx.layout.original_path(dataset_id))
     if ctx.inputs is not None:
         await _unstore(ctx, dataset_id, _files_of(row))
 

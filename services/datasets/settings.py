@@ -7,12 +7,18 @@ from dataclasses import dataclass
 from services.common.settings import env
 
 GIB = 1 << 30
+MIB = 1 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetSettings:
     max_bytes: int = env(
         "LLMCT_DATASET_MAX_BYTES", 10 * GIB, doc="the largest dataset an upload may send (413 beyond it)"
+    )
+    openai_file_max_bytes: int = env(
+        "LLMCT_OPENAI_FILE_MAX_BYTES",
+        512 * MIB,
+        doc="the largest file one POST /v1/files may send (413 beyond it: the Uploads API takes more, in parts)",
     )
     quota_bytes: int = env(
         "LLMCT_DATASET_QUOTA_BYTES",

@@ -202,3 +202,8 @@ async def set_custom_quota(conn, user_id: str, max_bytes: int | None, admin_id: 
         max_bytes,
         admin_id,
     )
+
+
+async def is_openai_file(conn, dataset_id: str) -> bool:
+    """Whether the dataset is an OpenAI file's (its name is the file id: a job names it by that)."""
+    return bool(await conn.fetchval("SELECT 1 FROM openai_files WHERE dataset_id = $1", dataset_id))

@@ -34,23 +34,21 @@ MAX_FILE_PARTS = 32
 WRITE_BUFFER = 1 << 20
 
 
-def too_large(max_bytes: int, what: str = "the upload") -> ApiError:
-    return ApiError(
-        413,
-        "payload_too_large",
-        f"{what} is larger than this platform's dataset cap of {max_bytes:,} bytes (LLMCT_DATASET_MAX_BYTES)",
-        "file",
-    )
+DATASET_CAP = "this platform's dataset cap of {:,} bytes (LLMCT_DATASET_MAX_BYTES)"
 
 
-def over_quota(quota: int, used: int, what: str = "the upload") -> ApiError:
+def too_large(max_bytes: int, what: str = "the upload", cap: str = DATASET_CAP, field: str = "file") -> ApiError:
+    return ApiError(413, "payload_too_large", f"{what} is larger than {cap.format(max_bytes)}", field)
+
+
+def over_quota(quota: int, used: int, what: str = "the upload", field: str = "file") -> ApiError:
     return ApiError(
         413,
         "dataset_quota_exceeded",
         f"{what} does not fit in your dataset quota: your datasets use {used:,} of your {quota:,} bytes "
         f"({max(quota - used, 0):,} left; LLMCT_DATASET_QUOTA_BYTES or an admin's setting for you). Delete "
         "datasets you no longer need, or ask an admin for more",
-        "file",
+        field,
     )
 
 
@@ -65,6 +63,9 @@ class Budget:
     """What the owner's stored datasets take already."""
     spent: int = 0
     """What this upload's files unpacked so far take (a later archive gets only the rest)."""
+    cap_said: str = DATASET_CAP
+    """The cap in words, `{:,}` standing for its bytes (a request's own limit is not the dataset cap)."""
+    field: str = "file"
 
     @property
     def limit(self) -> int:
@@ -78,8 +79,18 @@ class Budget:
     def refusal(self, what: str = "the upload") -> ApiError:
         """The 413 for going past `limit`: it names the quota when that is what is short."""
         if self.quota is not None and self.quota - self.used < self.cap:
-            return over_quota(self.quota, self.used, what)
-        return too_large(self.cap, what)
+            return over_quota(self.quota, self.used, what, self.field)
+        return too_large(self.cap, what, self.cap_said, self.field)
+
+
+@dataclass(frozen=True)
+class Form:
+    """The parts a multipart body may have: the datasets upload's by default."""
+
+    file_field: str = FILE_FIELD
+    text_fields: frozenset[str] = TEXT_FIELDS
+    max_files: int = MAX_FILE_PARTS
+    what: str = "dataset"
 
 
 @dataclass
@@ -214,7 +225,9 @@ class _Receiver:
         on_field: Callable[[str, str], Awaitable[None]],
         on_file: OnFile | None = None,
         writer_for: WriterFor | None = None,
+        form: Form | None = None,
     ):
+        self.form = form or Form()
         self.folder = folder
         self.budget = budget
         self.on_field = on_field
@@ -229,11 +242,12 @@ class _Receiver:
 
     def start(self, segment: MultipartSegment) -> None:
         self.segment = segment
-        if segment.filename is not None or segment.name == FILE_FIELD:
-            if segment.name != FILE_FIELD:
-                raise ApiError(422, "invalid_field", f"file parts must be named `{FILE_FIELD}`", segment.name)
-            if len(self.received.files) >= MAX_FILE_PARTS:
-                raise ApiError(422, "invalid_field", f"at most {MAX_FILE_PARTS} files per upload", FILE_FIELD)
+        form = self.form
+        if segment.filename is not None or segment.name == form.file_field:
+            if segment.name != form.file_field:
+                raise ApiError(422, "invalid_field", f"file parts must be named `{form.file_field}`", segment.name)
+            if len(self.received.files) >= form.max_files:
+                raise ApiError(422, "invalid_field", f"at most {form.max_files} files per upload", form.file_field)
             original = safe_client_name(segment.filename or "")
             path = self.folder / f"received-{len(self.received.files):05d}"
             self.received.files.append(ReceivedFile(original=original, path=path))
@@ -243,7 +257,7 @@ class _Receiver:
                 self.sink.tap = self.on_file(
                     self.received.files[-1], dict(self.received.fields), self.sink.handle.flush
                 )
-        elif segment.name in TEXT_FIELDS:
+        elif segment.name in form.text_fields:
             if segment.name in self.received.fields:
                 raise ApiError(422, "invalid_field", f"`{segment.name}` is given twice", segment.name)
             self.text = bytearray()
@@ -252,8 +266,8 @@ class _Receiver:
             raise ApiError(
                 422,
                 "invalid_field",
-                f"unknown field `{segment.name}`; the fields are `file`, "
-                + ", ".join(f"`{n}`" for n in sorted(TEXT_FIELDS)),
+                f"unknown field `{segment.name}`; the fields are `{form.file_field}`"
+                + "".join(f", `{n}`" for n in sorted(form.text_fields)),
                 segment.name or None,
             )
 
@@ -301,9 +315,11 @@ async def receive(
     on_field: Callable[[str, str], Awaitable[None]],
     on_file: OnFile | None = None,
     writer_for: WriterFor | None = None,
+    form: Form | None = None,
 ) -> Received:
     """Parse a multipart body into text fields and files written under `folder`, no more than `budget` allows."""
-    receiver = _Receiver(folder, budget, on_field, on_file, writer_for)
+    form = form or Form()
+    receiver = _Receiver(folder, budget, on_field, on_file, writer_for, form)
     parser = PushMultipartParser(boundary_of(content_type), max_segment_count=MAX_PARTS, strict=False)
     try:
         async for chunk in stream:
@@ -323,5 +339,5 @@ async def receive(
     finally:
         await receiver.close()
     if not receiver.received.files:
-        raise ApiError(422, "invalid_field", "attach the dataset as a `file` part", FILE_FIELD)
+        raise ApiError(422, "invalid_field", f"attach the {form.what} as a `{form.file_field}` part", form.file_field)
     return receiver.received

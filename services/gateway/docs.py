@@ -16,7 +16,7 @@ from services.common.app import VERSION
 from services.common.dependencies import Injected
 from services.common.settings import Settings
 
-from .proxy import ROUTES
+from .proxy import ROUTES, V1_ROUTES
 from .web import FRAMING_HEADERS
 
 CACHE_S = 30.0
@@ -75,8 +75,13 @@ ERROR_RESPONSES = {
     "503": "A service or the database is not reachable right now, or the model is not ready: retry shortly (after "
     "Retry-After); a retry cannot do anything twice",
 }
-# The gateway's own OpenAI-compatible surface forwards nothing over HTTP: it never answers 502.
+# The gateway's own OpenAI-compatible surface forwards nothing over HTTP: it never answers 502 (the /v1 routes
+# it forwards, V1_ROUTES, may).
 OPENAI_ERRORS = ("4XX", "503")
+
+
+def _forwarded(path: str) -> bool:
+    return any(path == f"/v1/{prefix}" or path.startswith(f"/v1/{prefix}/") for prefix in V1_ROUTES)
 
 
 def _error_responses(path: str) -> dict:
@@ -86,7 +91,7 @@ def _error_responses(path: str) -> dict:
     return {
         status: {"description": text, "content": content}
         for status, text in ERROR_RESPONSES.items()
-        if not openai or status in OPENAI_ERRORS
+        if not openai or status in OPENAI_ERRORS or _forwarded(path)
     }
 
 

@@ -18,6 +18,7 @@ from litestar.response import Stream
 
 from services.common.dependencies import Injected
 from services.common.errors import ApiError
+from services.common.openai_errors import OPENAI_EXCEPTION_HANDLERS
 
 from .limits import BodyCut, limits_of, paced
 from .replicas import REPLICAS
@@ -36,6 +37,11 @@ ROUTES = {
     "webhooks": "scheduler",
     "datasets": "datasets",
     "models": "registry",
+}
+# OpenAI's resources other services host, forwarded as the /api prefixes are (docs/openai.md).
+V1_ROUTES = {
+    "files": "datasets",
+    "uploads": "datasets",
 }
 
 HOP_BY_HOP = frozenset(
@@ -228,14 +234,14 @@ def lost_answer(request: Request, service: str) -> ApiError:
     )
 
 
-def proxy_route(prefix: str, service: str):
-    """A route handler forwarding /api/<prefix> and everything under it."""
+def proxy_route(prefix: str, service: str, root: str = "api"):
+    """A route handler forwarding /<root>/<prefix> and everything under it."""
 
     # No body cap here (Litestar's default is 10 MB): the owning service sets its own, e.g. dataset uploads.
     # The first two levels are plain segments, not one catch-all, so that a gateway route of its own under
     # a prefix (POST /api/deployments/{id}/chat) wins: Litestar prefers a literal segment to a parameter,
     # but a `path` parameter to anything.
-    base = f"/api/{prefix}"
+    base = f"/{root}/{prefix}"
     paths = [base, base + "/{a:str}", base + "/{a:str}/{b:str}", base + "/{a:str}/{b:str}/{rest:path}"]
 
     @route(
@@ -243,8 +249,10 @@ def proxy_route(prefix: str, service: str):
         http_method=METHODS,
         opt={"public": True},
         include_in_schema=False,
-        name=f"proxy-{prefix}",
+        name=f"proxy-{root}-{prefix}",
         request_max_body_size=None,
+        # The gateway's own answers on OpenAI's routes (an owner away, too busy) in OpenAI's shape too.
+        exception_handlers=OPENAI_EXCEPTION_HANDLERS if root == "v1" else None,  # pyright: ignore[reportArgumentType]
     )
     async def handler(request: Request, http: httpx.AsyncClient, settings: Injected[GatewaySettings]) -> Response:
         # The owning service authenticates the caller itself (one shared guard).
@@ -253,4 +261,6 @@ def proxy_route(prefix: str, service: str):
     return handler
 
 
-PROXY_HANDLERS = [proxy_route(prefix, service) for prefix, service in ROUTES.items()]
+PROXY_HANDLERS = [proxy_route(prefix, service) for prefix, service in ROUTES.items()] + [
+    proxy_route(prefix, service, "v1") for prefix, service in V1_ROUTES.items()
+]

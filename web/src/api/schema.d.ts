@@ -1121,6 +1121,65 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** OpenAI: the caller's files, newest first unless `order=asc` */
+        get: operations["V1FilesListFiles"];
+        put?: never;
+        /**
+         * OpenAI: upload a file
+         * @description OpenAI's Files API. multipart/form-data: `purpose` (`fine-tune`), then `file`: OpenAI's chat JSONL
+         *     (`{"messages": [...]}` per line) or its preference JSONL (`{"input": {"messages"}, "preferred_output",
+         *     "non_preferred_output"}`), up to LLMCT_OPENAI_FILE_MAX_BYTES (512 MiB; larger files: /v1/uploads). Stored as a
+         *     private dataset of yours named by the file id; a bad line is refused with a 400 naming it (docs/openai.md).
+         */
+        post: operations["V1FilesCreate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/files/{file_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** OpenAI: a file of the caller's */
+        get: operations["V1FilesFileIdRetrieve"];
+        put?: never;
+        post?: never;
+        /** OpenAI: delete a file no pending or running job uses */
+        delete: operations["V1FilesFileIdRemove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/files/{file_id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** OpenAI: a file's bytes as uploaded (ranges resume) */
+        get: operations["V1FilesFileIdContentContent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models": {
         parameters: {
             query?: never;
@@ -1132,6 +1191,74 @@ export interface paths {
         get: operations["V1ModelsListModels"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** OpenAI: start an upload of `bytes` bytes sent in parts (expires in 1 h) */
+        post: operations["V1UploadsCreate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/uploads/{upload_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** OpenAI: cancel an upload; its parts are removed */
+        post: operations["V1UploadsUploadIdCancelCancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/uploads/{upload_id}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** OpenAI: join the parts in order into a file */
+        post: operations["V1UploadsUploadIdCompleteComplete"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/uploads/{upload_id}/parts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** OpenAI: one part of an upload (multipart `data`, up to 64 MiB), streamed to disk */
+        post: operations["V1UploadsUploadIdPartsPart"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1264,6 +1391,11 @@ export interface components {
             runs: components["schemas"]["EvalSummary"][];
             samples: components["schemas"]["ComparedSample"][];
         };
+        /** CompleteRequest */
+        CompleteRequest: {
+            md5?: string | null;
+            part_ids: string[];
+        };
         /** Dataset */
         Dataset: {
             can_edit: boolean;
@@ -1343,6 +1475,14 @@ export interface components {
              * @enum {string}
              */
             visibility: "public" | "private";
+        };
+        /** DeletedFile */
+        DeletedFile: {
+            /** @default true */
+            deleted: boolean;
+            id: string;
+            /** @default file */
+            object: string;
         };
         /** Delivery */
         Delivery: {
@@ -1557,6 +1697,28 @@ export interface components {
             /** @default 1 */
             retries: number;
             template?: string | null;
+        };
+        /** FileList */
+        FileList: {
+            data: components["schemas"]["FileObject"][];
+            first_id: string | null;
+            has_more: boolean;
+            last_id: string | null;
+            /** @default list */
+            object: string;
+        };
+        /** FileObject */
+        FileObject: {
+            bytes: number;
+            created_at: number;
+            filename: string;
+            id: string;
+            /** @default file */
+            object: string;
+            purpose: string;
+            /** @default processed */
+            status: string;
+            status_details?: string | null;
         };
         /** FleetSummary */
         FleetSummary: {
@@ -1934,6 +2096,14 @@ export interface components {
                 type: string;
             };
         };
+        /** PartObject */
+        PartObject: {
+            created_at: number;
+            id: string;
+            /** @default upload.part */
+            object: string;
+            upload_id: string;
+        };
         /** PasswordReset */
         PasswordReset: {
             password: string;
@@ -2146,6 +2316,26 @@ export interface components {
             warmup_ratio: number;
             /** @default 0 */
             warmup_steps: number;
+        };
+        /** UploadObject */
+        UploadObject: {
+            bytes: number;
+            created_at: number;
+            expires_at: number;
+            file?: components["schemas"]["FileObject"] | null;
+            filename: string;
+            id: string;
+            /** @default upload */
+            object: string;
+            purpose: string;
+            status: string;
+        };
+        /** UploadRequest */
+        UploadRequest: {
+            bytes: number;
+            filename: string;
+            mime_type: string;
+            purpose: string;
         };
         /** UsageOut */
         UsageOut: {
@@ -6151,6 +6341,253 @@ export interface operations {
             };
         };
     };
+    V1FilesListFiles: {
+        parameters: {
+            query?: {
+                /** @description a file id: the files after it */
+                after?: string | null;
+                limit?: number;
+                order?: "asc" | "desc";
+                purpose?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileList"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FilesCreate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileObject"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FilesFileIdRetrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileObject"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FilesFileIdRemove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedFile"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FilesFileIdContentContent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
     V1ModelsListModels: {
         parameters: {
             query?: never;
@@ -6167,6 +6604,208 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1UploadsCreate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UploadRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadObject"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1UploadsUploadIdCancelCancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadObject"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1UploadsUploadIdCompleteComplete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompleteRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadObject"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1UploadsUploadIdPartsPart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PartObject"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
                 };
             };
             /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
