@@ -206,9 +206,13 @@ def _method(connection: ASGIConnection) -> str:
     return "GET" if connection.scope["type"] == "websocket" else connection.scope.get("method", "")
 
 
+# OpenAI's surface that trains rather than infers: an inference key may not start (or stop) training with it.
+NOT_INFERENCE = ("/v1/fine_tuning",)
+
+
 def _inference_may(connection: ASGIConnection, method: str, path: str) -> bool:
     if path.startswith(INFERENCE_PREFIX):
-        return True
+        return not path.startswith(NOT_INFERENCE)
     reads_deployments = path in (DEPLOYMENTS, MODEL_LIST) or path.startswith(DEPLOYMENTS + "/")
     return reads_deployments and method in READ_METHODS and connection.scope["type"] == "http"
 

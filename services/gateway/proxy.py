@@ -37,6 +37,10 @@ ROUTES = {
     "datasets": "datasets",
     "models": "registry",
 }
+# OpenAI's surface a service hosts, forwarded as /api/* is (/v1/chat/completions and /v1/models are the gateway's).
+OPENAI_ROUTES = {
+    "fine_tuning": "scheduler",
+}
 
 HOP_BY_HOP = frozenset(
     {
@@ -228,14 +232,14 @@ def lost_answer(request: Request, service: str) -> ApiError:
     )
 
 
-def proxy_route(prefix: str, service: str):
-    """A route handler forwarding /api/<prefix> and everything under it."""
+def proxy_route(prefix: str, service: str, root: str = "/api"):
+    """A route handler forwarding <root>/<prefix> and everything under it."""
 
     # No body cap here (Litestar's default is 10 MB): the owning service sets its own, e.g. dataset uploads.
     # The first two levels are plain segments, not one catch-all, so that a gateway route of its own under
     # a prefix (POST /api/deployments/{id}/chat) wins: Litestar prefers a literal segment to a parameter,
     # but a `path` parameter to anything.
-    base = f"/api/{prefix}"
+    base = f"{root}/{prefix}"
     paths = [base, base + "/{a:str}", base + "/{a:str}/{b:str}", base + "/{a:str}/{b:str}/{rest:path}"]
 
     @route(
@@ -253,4 +257,6 @@ def proxy_route(prefix: str, service: str):
     return handler
 
 
-PROXY_HANDLERS = [proxy_route(prefix, service) for prefix, service in ROUTES.items()]
+PROXY_HANDLERS = [proxy_route(prefix, service) for prefix, service in ROUTES.items()] + [
+    proxy_route(prefix, service, "/v1") for prefix, service in OPENAI_ROUTES.items()
+]

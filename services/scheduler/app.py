@@ -15,6 +15,7 @@ from .evaluations.routes import EvalController
 from .fleet.join_routes import JoinController
 from .fleet.routes import AgentController, JobGpuController
 from .jobs.routes import JobController
+from .openai.routes import FineTuningController
 from .quotas.routes import QuotaController
 from .settings import SchedulerSettings
 
@@ -29,6 +30,7 @@ SPEC = ServiceSpec(
         JoinController,
         AgentController,
         JobGpuController,
+        FineTuningController,
     ],
     context=scheduler_context,
     background=handlers.BACKGROUND,
