@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from services.common.contracts import Buckets
 from services.common.security import new_id
 from services.registry.presets import register_preset
 from services.scheduler.jobs import store as jobs_store
+from services.scheduler.openai import history
 from tests.helpers import eventually
 
 from .helpers import move
@@ -266,3 +268,34 @@ async def test_a_succeeded_job_names_its_fine_tuned_model_and_registered_model(s
     assert found["status"] == "succeeded" and found["finished_at"]
     assert found["fine_tuned_model"] == f"ft:{world['model']}:{world['username']}:done:{hexpart}"
     assert found["llmct"]["model_name"] == name
+
+
+async def test_a_job_paused_before_it_started_resumes_from_the_start(scheduler, people, world):
+    owner = people["fleet-owner"][1]
+    job = await create(scheduler, owner, world)
+    r = await scheduler.post(f"{JOBS}/{job['id']}/pause", headers=owner)
+    assert r.status_code == 200 and r.json()["status"] == "paused", r.text
+    assert (await scheduler.get(f"{JOBS}/{job['id']}/checkpoints", headers=owner)).json()["data"] == []
+    r = await scheduler.post(f"{JOBS}/{job['id']}/resume", headers=owner)
+    assert r.status_code == 200 and r.json()["status"] == "queued", r.text
+    r = await scheduler.post(f"{JOBS}/{job['id']}/cancel", headers=owner)
+    assert r.json()["status"] == "cancelled"  # not paused: the pause was resumed
+
+
+async def test_the_same_idempotency_key_gets_the_one_job(scheduler, people, world):
+    owner = {**people["fleet-owner"][1], "Idempotency-Key": new_id("k")}
+    body = {"model": world["model"], "training_file": world["train"], "suffix": "once"}
+    first = await scheduler.post(JOBS, json=body, headers=owner)
+    again = await scheduler.post(JOBS, json=body, headers=owner)
+    assert first.status_code == again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert first.json()["id"] == again.json()["id"]
+
+
+async def test_checkpoints_in_the_store_are_the_whole_ones(js):
+    job_id = new_id("job")
+    store = await js.object_store(Buckets.CHECKPOINTS)
+    await store.put(Buckets.checkpoint_object(job_id, "checkpoint-3", "adapter_model.safetensors"), b"w")
+    await store.put(Buckets.checkpoint_object(job_id, "checkpoint-3", "trainer_state.json"), b"{}")
+    await store.put(Buckets.checkpoint_object(job_id, "checkpoint-5", "adapter_model.safetensors"), b"w")
+    await store.put(Buckets.checkpoint_object(f"{job_id}x", "checkpoint-7", "trainer_state.json"), b"{}")
+    assert await history.stored_steps(js, job_id) == [3]
