@@ -132,14 +132,16 @@ def test_ids_and_names():
 
 
 def test_refusals_of_the_built_request_name_openais_fields():
-    unknown = ApiError(422, "unknown_dataset", "dataset 'file-x' is not public or yours", "datasets[0]")
-    refused = service.as_openai_refusal(unknown)
-    assert (refused.status, refused.field) == (404, "training_file") and "file-x" in refused.message
-    val = service.as_openai_refusal(ApiError(422, "unknown_dataset", "dataset 'file-y' is ...", "eval_datasets[0]"))
-    assert (val.status, val.field) == (404, "validation_file")
-    stage = service.as_openai_refusal(ApiError(422, "dataset_not_for_stage", "pairwise", "datasets[0]"))
-    assert (stage.status, stage.field) == (422, "training_file")
-    model = service.as_openai_refusal(ApiError(422, "unknown_model", "no", "base_model"))
+    data = create(validation_file="file-" + "b" * 24)
+    unknown = ApiError(422, "unknown_dataset", "dataset 'x' is not public or yours", "datasets[0]")
+    refused = service.as_openai_refusal(unknown, data)
+    assert (refused.status, refused.field, refused.code) == (404, "training_file", "file_not_found")
+    assert data.training_file in refused.message
+    val = service.as_openai_refusal(ApiError(422, "unknown_dataset", "...", "eval_datasets[0]"), data)
+    assert (val.status, val.field) == (404, "validation_file") and "b" * 24 in val.message
+    stage = service.as_openai_refusal(ApiError(422, "dataset_not_for_stage", "pairwise", "datasets[0]"), data)
+    assert (stage.status, stage.field, stage.message) == (422, "training_file", "pairwise")
+    model = service.as_openai_refusal(ApiError(422, "unknown_model", "no", "base_model"), data)
     assert model.field == "model"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 import msgspec
+from litestar import Response
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -107,7 +108,7 @@ async def create(
     principal: Principal,
     data: FineTuningJobCreate,
     key: str | None,
-):
+) -> Response:
     """Submit the training job through POST /api/jobs' own path, its fine-tuning row in the same transaction."""
     method = mapping.resolved_method(data)
     seed = data.seed if data.seed is not None else mapping.new_seed()
@@ -124,18 +125,17 @@ async def create(
             pool, submission, lambda: jobs.submit(pool, nc, js, settings, principal, request, submission)
         )
     except ApiError as exc:
-        raise as_openai_refusal(exc) from exc
+        raise as_openai_refusal(exc, data) from exc
 
 
-def as_openai_refusal(exc: ApiError) -> ApiError:
+def as_openai_refusal(exc: ApiError, data: FineTuningJobCreate) -> ApiError:
     """A refusal of the request we built, naming OpenAI's field; a file that is not the caller's is not found."""
     param = mapping.field_of_request(exc.field)
-    status = 404 if exc.code == "unknown_dataset" else exc.status
-    message = exc.message
-    if exc.code == "unknown_dataset" and param:
-        file_id = message.split("'")[1] if message.count("'") >= 2 else ""
-        message = f"{param} {file_id!r} is not a file of yours (GET /v1/files lists them)"
-    return ApiError(status, exc.code, message, param, exc.headers)
+    if exc.code != "unknown_dataset" or param not in ("training_file", "validation_file"):
+        return ApiError(exc.status, exc.code, exc.message, param, exc.headers)
+    file_id = data.training_file if param == "training_file" else data.validation_file
+    message = f"{param} {file_id!r} is not a file of yours (GET /v1/files lists them)"
+    return ApiError(404, "file_not_found", message, param)
 
 
 async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id: str) -> str:
