@@ -3,6 +3,8 @@ objects, cancelled, paused (stopped, its checkpoints kept) and resumed from the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import msgspec
 from litestar import Response
@@ -110,6 +112,9 @@ async def create(
     key: str | None,
 ) -> Response:
     """Submit the training job through POST /api/jobs' own path, its fine-tuning row in the same transaction."""
+    for field in ("metadata", "integrations"):
+        if holds_nul(msgspec.to_builtins(getattr(data, field))):
+            raise ApiError(400, "invalid_field", f"{field} must not contain NUL (\\u0000) characters", field)
     method = mapping.resolved_method(data)
     seed = data.seed if data.seed is not None else mapping.new_seed()
     request = mapping.train_request(data, method, seed, await gpu_count(pool))
@@ -126,6 +131,17 @@ async def create(
         )
     except ApiError as exc:
         raise as_openai_refusal(exc, data) from exc
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a NUL is in any key or string of `value` (jsonb refuses one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(v) for v in value)
+    return False
 
 
 def as_openai_refusal(exc: ApiError, data: FineTuningJobCreate) -> ApiError:

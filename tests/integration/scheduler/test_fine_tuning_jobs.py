@@ -299,3 +299,12 @@ async def test_checkpoints_in_the_store_are_the_whole_ones(js):
     await store.put(Buckets.checkpoint_object(job_id, "checkpoint-5", "adapter_model.safetensors"), b"w")
     await store.put(Buckets.checkpoint_object(f"{job_id}x", "checkpoint-7", "trainer_state.json"), b"{}")
     assert await history.stored_steps(js, job_id) == [3]
+
+
+async def test_a_nul_in_metadata_or_integrations_is_refused_not_stored(scheduler, people, world):
+    owner = people["fleet-owner"][1]
+    for extra in ({"metadata": {"k": "a\u0000b"}}, {"integrations": [{"type": "wandb", "wandb": {"name": "\u0000"}}]}):
+        body = {"model": world["model"], "training_file": world["train"], **extra}
+        r = await scheduler.post(JOBS, json=body, headers=owner)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["type"] == "invalid_request_error"
