@@ -22,6 +22,12 @@ def owner_name_join(owner_column: str) -> str:
     return f"LEFT JOIN users u ON u.id = {owner_column}"
 
 
+def model_of_job(job_column: str) -> str:
+    """A scalar subquery: the name of the model the registry registered from `job_column`'s output (the scheduler:
+    a fine-tuning job names it), NULL before."""
+    return f"SELECT m.name FROM models m WHERE m.job_id = {job_column}"
+
+
 def user_known(user_column: str) -> str:
     """A condition true when auth knows `user_column`'s user (the scheduler: usage is kept for real accounts only)."""
     return f"EXISTS (SELECT 1 FROM users WHERE id = {user_column})"

@@ -199,8 +199,9 @@ INFERENCE_PREFIX = "/v1/"
 # /v1/models the adapters the caller may chat with in the registry's list (only the list, never one model's page).
 DEPLOYMENTS = "/api/deployments"
 MODEL_LIST = "/api/models"
-# OpenAI's resources for training under /v1: an inference key only chats, it uploads no training data.
-NOT_INFERENCE = ("/v1/files", "/v1/uploads")
+# OpenAI's resources for training under /v1: an inference key only chats; it uploads no training data and starts
+# (or stops) no training.
+NOT_INFERENCE = ("/v1/files", "/v1/uploads", "/v1/fine_tuning")
 
 
 def _method(connection: ASGIConnection) -> str:

@@ -38,10 +38,12 @@ ROUTES = {
     "datasets": "datasets",
     "models": "registry",
 }
-# OpenAI's resources other services host, forwarded as the /api prefixes are (docs/openai.md).
+# OpenAI's resources other services host, forwarded as the /api prefixes are (docs/openai.md); /v1/chat/completions
+# and /v1/models are the gateway's own.
 V1_ROUTES = {
     "files": "datasets",
     "uploads": "datasets",
+    "fine_tuning": "scheduler",
 }
 
 HOP_BY_HOP = frozenset(

@@ -15,6 +15,7 @@ from .evaluations.routes import EvalController
 from .fleet.join_routes import JoinController
 from .fleet.routes import AgentController, JobGpuController
 from .jobs.routes import JobController
+from .openai.routes import FineTuningController
 from .quotas.routes import QuotaController
 from .settings import SchedulerSettings
 from .webhooks.routes import WebhookController
@@ -31,6 +32,7 @@ SPEC = ServiceSpec(
         AgentController,
         JobGpuController,
         WebhookController,
+        FineTuningController,
     ],
     context=scheduler_context,
     background=handlers.BACKGROUND,

@@ -78,10 +78,12 @@ async def _datasets(nc, asked: DatasetsAsked) -> DatasetsForJob:
     return await ask(nc, Subjects.DATASETS_FOR_JOB, asked, DatasetsForJob, owner="datasets")
 
 
-async def usable_datasets(nc, principal: Principal, names: list[str], stage: str) -> DatasetsForJob:
+async def usable_datasets(
+    nc, principal: Principal, names: list[str], stage: str, field: str = "datasets"
+) -> DatasetsForJob:
     """The dataset_info.json keys of `names` for a training stage (and, in `objects` mode, their files); 422 naming
-    `datasets[i]` when one is unknown or of a format the stage cannot use."""
-    asked = DatasetsAsked(user_id=principal.user_id, names=names, purpose="train", stage=stage)
+    `<field>[i]` when one is unknown or of a format the stage cannot use."""
+    asked = DatasetsAsked(user_id=principal.user_id, names=names, purpose="train", stage=stage, field=field)
     return await _datasets(nc, asked)
 
 

@@ -123,7 +123,7 @@ def estimate_training(
     if finetuning in ("lora", "oft"):
         finetuning = "qlora" if bits else "lora"  # OFT adapters cost what LoRA's do
     batch = config.get("per_device_train_batch_size", 1)
-    if config.get("val_size"):  # evaluation passes run at their own batch size
+    if config.get("val_size") or config.get("eval_dataset"):  # evaluation passes run at their own batch size
         batch = max(batch, config.get("per_device_eval_batch_size", batch))
     return estimate(
         parameters=parameters,

@@ -31,6 +31,8 @@ class TrainRequest(JobRequestBase, kw_only=True, tag="train"):
 
     base_model: Name
     datasets: Annotated[list[Name], Meta(min_length=1, max_length=16)]
+    # Validated on these instead of a split of `datasets` (val_size); a validation pass every epoch unless told
+    eval_datasets: Annotated[list[Name], Meta(max_length=16)] = msgspec.field(default_factory=list)
     stage: Literal["pt", "sft", "rm", "dpo", "kto"] = "sft"
     finetuning_type: Literal["lora", "qlora", "full", "freeze"] = "lora"
     learning_rate: Annotated[float, Meta(gt=0, le=1)] = 1e-4
@@ -186,6 +188,7 @@ class JobSummary(msgspec.Struct, kw_only=True):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    openai_id: str | None = None  # its fine-tuning job's id (ftjob-...) when created through /v1/fine_tuning/jobs
 
 
 class JobDetail(JobSummary, kw_only=True):

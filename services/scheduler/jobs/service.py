@@ -144,8 +144,11 @@ async def _prepare_train(
 ) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     model = await access.usable_base_model(nc, principal, req.base_model, settings.model_hub)
     datasets = await access.usable_datasets(nc, principal, req.datasets, req.stage)
+    evals = []
+    if req.eval_datasets:
+        evals = [await access.usable_datasets(nc, principal, req.eval_datasets, req.stage, "eval_datasets")]
     config = rendering.render_train(
-        msgspec.structs.replace(req, datasets=datasets.keys),
+        msgspec.structs.replace(req, datasets=datasets.keys, eval_datasets=[k for e in evals for k in e.keys]),
         model_path=model.path,
         default_template=model.template,
         data_dir=settings.storage.data,
@@ -158,7 +161,7 @@ async def _prepare_train(
         gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
-    return rendering.train_stages(config, model.hub), est, fetches(settings, [model.inputs], [datasets])
+    return rendering.train_stages(config, model.hub), est, fetches(settings, [model.inputs], [datasets, *evals])
 
 
 def installed_tasks(settings: SchedulerSettings) -> list[str]:

@@ -16,7 +16,8 @@ from .transitions import ON_AGENT, add_event
 
 SUMMARY_COLUMNS = (
     "id, kind, state, priority, gpu_count, coalesce(request->>'base_model', request->>'model') AS base_model, "
-    "agent_id, reason, wait_reason, progress, created_at, started_at, finished_at"
+    "agent_id, reason, wait_reason, progress, created_at, started_at, finished_at, "
+    "(SELECT f.id FROM fine_tuning_jobs f WHERE f.job_id = jobs.id) AS openai_id"
 )
 DETAIL_COLUMNS = SUMMARY_COLUMNS + (
     ", owner_id, message, request, config, config_yaml, stages, output_dir, estimate, gpu_ids, metrics, "
@@ -40,6 +41,7 @@ class JobSummaryRow(msgspec.Struct, kw_only=True):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    openai_id: str | None = None  # its fine-tuning job's id when it was created as one (/v1/fine_tuning/jobs)
 
 
 class JobRow(JobSummaryRow, kw_only=True):

@@ -48,6 +48,7 @@ EventReason = (
         "retried",
         "resumed",
         "cancel_requested",
+        "pause_requested",  # a fine-tuning job asked to pause (services/scheduler/openai)
         "ready",
         "succeeded",
         "failed",

@@ -62,8 +62,9 @@ def _train_fields(req: TrainRequest, template: str, on_gpu: bool) -> dict[str, A
         )
     if req.stage == "pt" or req.train_from_scratch:
         fields["train_from_scratch"] = req.train_from_scratch or req.stage == "pt"
-    if req.val_size > 0:
-        fields["val_size"] = req.val_size
+    if req.val_size > 0 or req.eval_datasets:
+        if req.val_size > 0:
+            fields["val_size"] = req.val_size
         fields["per_device_eval_batch_size"] = req.per_device_train_batch_size
         strategy = req.evaluation_strategy or ("steps" if req.eval_steps else "epoch")
         fields["eval_strategy"] = strategy
@@ -76,8 +77,12 @@ def check_train_request(req: TrainRequest) -> None:
     """Combinations of fields the engine would refuse or silently ignore."""
     if req.eval_steps and req.evaluation_strategy not in (None, "steps"):
         raise ApiError(422, "invalid_field", "eval_steps needs evaluation_strategy 'steps'", "evaluation_strategy")
-    if (req.eval_steps or req.evaluation_strategy not in (None, "no")) and req.val_size <= 0:
-        raise ApiError(422, "invalid_field", "evaluation needs a validation split: set val_size > 0", "val_size")
+    if (req.eval_steps or req.evaluation_strategy not in (None, "no")) and req.val_size <= 0 and not req.eval_datasets:
+        raise ApiError(
+            422, "invalid_field", "evaluation needs a validation split: set val_size > 0 or eval_datasets", "val_size"
+        )
+    if req.val_size > 0 and req.eval_datasets:
+        raise ApiError(422, "invalid_field", "set val_size or eval_datasets, not both", "eval_datasets")
     if req.warmup_ratio > 0 and req.warmup_steps > 0:
         raise ApiError(422, "invalid_field", "set warmup_ratio or warmup_steps, not both", "warmup_steps")
     if req.quantization_bit and req.finetuning_type != "qlora":
@@ -104,6 +109,7 @@ def render_train(
     config.update(
         model_name_or_path=model_path,
         dataset=",".join(req.datasets),
+        **({"eval_dataset": ",".join(req.eval_datasets)} if req.eval_datasets else {}),
         dataset_dir=str(data_dir),
         output_dir=str(output_dir),
         trust_remote_code=False,

@@ -1180,6 +1180,126 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/fine_tuning/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's fine-tuning jobs, newest first */
+        get: operations["V1FineTuningJobsListJobs"];
+        put?: never;
+        /** Create a fine-tuning job (OpenAI's API): a LoRA training job of ours */
+        post: operations["V1FineTuningJobsCreate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{ftjob_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A fine-tuning job */
+        get: operations["V1FineTuningJobsFtjobIdRetrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{ftjob_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel a fine-tuning job */
+        post: operations["V1FineTuningJobsFtjobIdCancelCancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{ftjob_id}/checkpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A fine-tuning job's saved checkpoints, newest first */
+        get: operations["V1FineTuningJobsFtjobIdCheckpointsCheckpoints"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{ftjob_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A fine-tuning job's events (history and metrics), newest first */
+        get: operations["V1FineTuningJobsFtjobIdEventsEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{ftjob_id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause a fine-tuning job: stopped, its checkpoints kept; `paused` once it stopped */
+        post: operations["V1FineTuningJobsFtjobIdPausePause"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fine_tuning/jobs/{ftjob_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume a paused fine-tuning job from its last checkpoint */
+        post: operations["V1FineTuningJobsFtjobIdResumeResume"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models": {
         parameters: {
             query?: never;
@@ -1569,6 +1689,21 @@ export interface components {
             items: components["schemas"]["DeploymentOut"][];
             next_cursor: string | null;
         };
+        /** Dpo */
+        Dpo: {
+            hyperparameters?: components["schemas"]["DpoHyperparameters"];
+        };
+        /** DpoHyperparameters */
+        DpoHyperparameters: {
+            /** @default auto */
+            batch_size?: number | "auto";
+            /** @default auto */
+            beta?: number | "auto";
+            /** @default auto */
+            learning_rate_multiplier?: number | "auto";
+            /** @default auto */
+            n_epochs?: number | "auto";
+        };
         /** @description Every error of the API: a stable `code`, a `message` that says what to fix, and the `field` (a dotted path in the body, or a parameter's name) it is about, when there is one. */
         ErrorEnvelope: {
             error: {
@@ -1720,6 +1855,128 @@ export interface components {
             status: string;
             status_details?: string | null;
         };
+        /** FineTuningCheckpoint */
+        FineTuningCheckpoint: {
+            created_at: number;
+            fine_tuned_model_checkpoint: string;
+            fine_tuning_job_id: string;
+            id: string;
+            metrics: {
+                [key: string]: number | null;
+            };
+            /**
+             * @default fine_tuning.job.checkpoint
+             * @constant
+             */
+            object: "fine_tuning.job.checkpoint";
+            step_number: number;
+        };
+        /** FineTuningCheckpointPage */
+        FineTuningCheckpointPage: {
+            data: components["schemas"]["FineTuningCheckpoint"][];
+            first_id: string | null;
+            has_more: boolean;
+            last_id: string | null;
+            /**
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** FineTuningError */
+        FineTuningError: {
+            code: string;
+            message: string;
+            param: string | null;
+        };
+        /** FineTuningEvent */
+        FineTuningEvent: {
+            created_at: number;
+            data: {
+                [key: string]: unknown;
+            };
+            id: string;
+            /** @enum {string} */
+            level: "info" | "warn" | "error";
+            message: string;
+            /**
+             * @default fine_tuning.job.event
+             * @constant
+             */
+            object: "fine_tuning.job.event";
+            /** @enum {string} */
+            type: "message" | "metrics";
+        };
+        /** FineTuningEventPage */
+        FineTuningEventPage: {
+            data: components["schemas"]["FineTuningEvent"][];
+            has_more: boolean;
+            /**
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** FineTuningJob */
+        FineTuningJob: {
+            created_at: number;
+            error: components["schemas"]["FineTuningError"] | null;
+            estimated_finish: number | null;
+            fine_tuned_model: string | null;
+            finished_at: number | null;
+            hyperparameters: {
+                [key: string]: unknown;
+            };
+            id: string;
+            integrations: {
+                [key: string]: unknown;
+            }[];
+            llmct: components["schemas"]["LlmctExtension"];
+            metadata: {
+                [key: string]: string;
+            } | null;
+            method: {
+                [key: string]: unknown;
+            };
+            model: string;
+            /**
+             * @default fine_tuning.job
+             * @constant
+             */
+            object: "fine_tuning.job";
+            organization_id: string;
+            result_files: string[];
+            seed: number;
+            status: string;
+            trained_tokens: number | null;
+            training_file: string;
+            user_provided_suffix: string | null;
+            validation_file: string | null;
+        };
+        /** FineTuningJobCreate */
+        FineTuningJobCreate: {
+            hyperparameters?: components["schemas"]["Hyperparameters"] | null;
+            integrations?: components["schemas"]["Integration"][] | null;
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            method?: components["schemas"]["Method"] | null;
+            model: string;
+            seed?: number | null;
+            suffix?: string | null;
+            training_file: string;
+            validation_file?: string | null;
+        };
+        /** FineTuningJobPage */
+        FineTuningJobPage: {
+            data: components["schemas"]["FineTuningJob"][];
+            has_more: boolean;
+            /**
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
         /** FleetSummary */
         FleetSummary: {
             agents_online: number;
@@ -1795,6 +2052,15 @@ export interface components {
             running_jobs: number | null;
             samples: number;
         };
+        /** Hyperparameters */
+        Hyperparameters: {
+            /** @default auto */
+            batch_size?: number | "auto";
+            /** @default auto */
+            learning_rate_multiplier?: number | "auto";
+            /** @default auto */
+            n_epochs?: number | "auto";
+        };
         /** InputsFetch */
         InputsFetch: {
             /** Format: date-time */
@@ -1802,6 +2068,13 @@ export interface components {
             done_bytes: number;
             input: string;
             total_bytes: number;
+        };
+        /** Integration */
+        Integration: {
+            type: string;
+            wandb?: {
+                [key: string]: unknown;
+            } | null;
         };
         /** Invite */
         Invite: {
@@ -1847,6 +2120,7 @@ export interface components {
             } | null;
             /** @enum {null|string} */
             model_hub?: "huggingface" | "modelscope" | null;
+            openai_id?: string | null;
             owner_id: string;
             priority: number;
             progress: {
@@ -1913,6 +2187,7 @@ export interface components {
             gpu_count: number;
             id: string;
             kind: string;
+            openai_id?: string | null;
             priority: number;
             progress: {
                 [key: string]: unknown;
@@ -2013,6 +2288,11 @@ export interface components {
             usable_for: string[];
             visibility: string;
         };
+        /** LlmctExtension */
+        LlmctExtension: {
+            job_id: string;
+            model_name: string | null;
+        };
         /** LoadOut */
         LoadOut: {
             adapters: components["schemas"]["LoadedAdapterOut"][];
@@ -2035,6 +2315,13 @@ export interface components {
         LoginRequest: {
             password: string;
             username: string;
+        };
+        /** Method */
+        Method: {
+            dpo?: components["schemas"]["Dpo"] | null;
+            supervised?: components["schemas"]["Supervised"] | null;
+            /** @enum {string} */
+            type: "supervised" | "dpo";
         };
         /** Model */
         Model: {
@@ -2230,6 +2517,10 @@ export interface components {
             sha256: string;
             size_bytes: number;
         };
+        /** Supervised */
+        Supervised: {
+            hyperparameters?: components["schemas"]["Hyperparameters"];
+        };
         /** TicketResponse */
         TicketResponse: {
             expires_in: number;
@@ -2252,6 +2543,7 @@ export interface components {
             datasets: string[];
             /** @default true */
             double_quantization: boolean;
+            eval_datasets?: string[];
             eval_steps?: number | null;
             /** @enum {null|string} */
             evaluation_strategy?: "no" | "steps" | "epoch" | null;
@@ -6557,6 +6849,413 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsListJobs: {
+        parameters: {
+            query?: {
+                /** @description the last id of the page before */
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJobPage"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsCreate: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Any string of up to 255 printable ASCII characters, fresh for each new request (a UUID): the same key and body again within 24 h get the first answer back, with `Idempotent-Replayed: true`, never a second one. Retry with it after a network error or a 503. The same key with another body is refused (422 `idempotency_key_reused`), and while the first request is being stored a second gets 409 `idempotency_key_in_flight`. Keys are per user. */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FineTuningJobCreate"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsFtjobIdRetrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ftjob_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsFtjobIdCancelCancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ftjob_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsFtjobIdCheckpointsCheckpoints: {
+        parameters: {
+            query?: {
+                /** @description the last id of the page before */
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                ftjob_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningCheckpointPage"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsFtjobIdEventsEvents: {
+        parameters: {
+            query?: {
+                /** @description the last id of the page before */
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                ftjob_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningEventPage"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsFtjobIdPausePause: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ftjob_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1FineTuningJobsFtjobIdResumeResume: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ftjob_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FineTuningJob"];
                 };
             };
             /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */

@@ -265,6 +265,7 @@ export const en = {
   "job.created": "Created",
   "job.started": "Started",
   "job.finished": "Finished",
+  "job.openaiId": "OpenAI fine-tuning job",
   "job.resources": "Resources",
   "job.gpus": "{count} GPU(s)",
   "job.cpuOnly": "CPU only",

@@ -267,6 +267,7 @@ export const zh: Record<MessageKey, string> = {
   "job.created": "创建",
   "job.started": "开始",
   "job.finished": "结束",
+  "job.openaiId": "OpenAI 微调任务",
   "job.resources": "资源",
   "job.gpus": "{count} 张 GPU",
   "job.cpuOnly": "仅 CPU",

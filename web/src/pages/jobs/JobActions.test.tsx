@@ -169,3 +169,18 @@ describe("a new job from an earlier one", () => {
     expect(sent).toMatchObject({ ...request, max_steps: 60 });
   });
 });
+
+describe("a job created through OpenAI's fine-tuning API", () => {
+  it("shows its OpenAI id beside ours", async () => {
+    signIn();
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...JOB, openai_id: "ftjob-0123456789abcdef01234567" } },
+    });
+    renderApp("/jobs/job_ccc333");
+    const summary = await screen.findByRole("region", { name: "Summary" });
+    expect(within(summary).getByText("OpenAI fine-tuning job").nextSibling).toHaveTextContent(
+      "ftjob-0123456789abcdef01234567",
+    );
+  });
+});

@@ -168,6 +168,14 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
               {job.agent_id ? ` · ${job.agent_id}` : ""}
             </dd>
           </div>
+          {job.openai_id && (
+            <div>
+              <dt>{t("job.openaiId")}</dt>
+              <dd>
+                <code>{job.openai_id}</code>
+              </dd>
+            </div>
+          )}
           {job.model_hub && (
             <div>
               <dt>{t("hub.title")}</dt>
