@@ -232,12 +232,13 @@ class FineTuningJobs(Upstream):
 
     async def succeeded(self, request: Request) -> list[dict]:
         """The caller's fine-tuning jobs that made a model, of their latest JOBS_PAGE × JOBS_PAGES_MAX. None when the
-        scheduler has no fine-tuning jobs to tell of (404)."""
+        scheduler has no fine-tuning jobs to tell of (404), or not to this credential (403: an API key whose scope
+        leaves fine-tuning out still lists its deployments)."""
         found: list[dict] = []
         params = {"limit": str(JOBS_PAGE)}
         for _ in range(JOBS_PAGES_MAX):
             status, body = await self._get(request, "/v1/fine_tuning/jobs", params)
-            if status == 404:
+            if status in (403, 404):
                 return []
             if status != 200:
                 raise _failed(status, body)

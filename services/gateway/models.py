@@ -135,7 +135,7 @@ async def delete_model(
     if status >= 300:
         error = (body or {}).get("error") or {}
         message = error.get("message") or f"the registry answered HTTP {status}"
-        kind = {403: "permission_error", 409: "conflict_error"}.get(status, "invalid_request_error")
+        kind = "permission_error" if status == 403 else "invalid_request_error"
         raise OpenAIError(
             status if status < 500 else 502,
             message,

@@ -126,8 +126,13 @@ async def test_the_succeeded_jobs_are_read_page_after_page():
     assert [asked[2] for asked in scheduler.asked] == [{"limit": "100"}, {"limit": "100", "after": "ftjob-b"}]
 
 
-async def test_a_scheduler_without_fine_tuning_lists_none():
+async def test_a_scheduler_without_fine_tuning_or_a_key_that_may_not_read_it_lists_none():
     assert await jobs_of(Upstream({})).succeeded(CALLER) == []
+    scope = (403, {"error": {"message": "this API key is for inference only", "code": "api_key_scope"}})
+    assert await jobs_of(Upstream({"/v1/fine_tuning/jobs": scope})).succeeded(CALLER) == []
+    jobs = jobs_of(Upstream({f"/v1/fine_tuning/jobs/ftjob-{HEX}": scope}))
+    error = await refused(jobs.model_name(CALLER, NAME))
+    assert error.status == 403 and "inference only" in error.message
 
 
 def test_owner_is_read_from_the_name_even_with_colons_in_it():
