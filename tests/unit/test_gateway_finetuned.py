@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from services.common.errors import ApiError
+from services.gateway.chat import adapter_name
 from services.gateway.lookups import FineTuningJobs, RegistryModels
 from services.gateway.models import finetuned_entries, owner_in
 from services.gateway.openai_shape import OpenAIError
@@ -168,3 +170,14 @@ async def test_delete_finds_the_callers_own_model_by_its_exact_name_never_someon
     assert (await models.own_named(CALLER, "usr_carol", "tiny-llama"))["id"] == "mdl_preset"
     assert registry.asked[0][2]["q"] == "bot-v1" and registry.asked[0][3] == "Bearer alice"
     assert len(registry.asked) == 3, "asked each time: a deletion follows"
+
+
+async def test_the_playgrounds_adapter_may_be_an_ft_name_refused_in_the_platforms_envelope():
+    scheduler = Upstream({f"/v1/fine_tuning/jobs/ftjob-{HEX}": (200, JOB)})
+    jobs = jobs_of(scheduler)
+    assert await adapter_name(CALLER, jobs, NAME) == "tiny-llama-lora-abcd1234"
+    assert await adapter_name(CALLER, jobs, "plain-adapter") == "plain-adapter"
+    with pytest.raises(ApiError) as refused:
+        await adapter_name(CALLER, jobs, f"ft:tiny-llama:bob::{HEX}")
+    assert (refused.value.status, refused.value.code, refused.value.field) == (404, "not_found", "adapter")
+    assert len(scheduler.asked) == 1
