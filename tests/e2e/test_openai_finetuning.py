@@ -59,6 +59,16 @@ async def until_status(client: openai.AsyncOpenAI, job_id: str, statuses: set[st
         await asyncio.sleep(0.5)
 
 
+async def registered_name(client: openai.AsyncOpenAI, job_id: str, timeout: float = 30) -> str:
+    """The registry name of the model the job made, once the registry has registered it (it does so when told the
+    job succeeded, a moment after)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (name := (await client.fine_tuning.jobs.retrieve(job_id)).model_extra["llmct"]["model_name"]):
+        assert asyncio.get_running_loop().time() < deadline, "the job's model was never registered"
+        await asyncio.sleep(0.5)
+    return name
+
+
 async def deployment_state(gw, headers, deployment_id: str, states: set[str], timeout: float = 300) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -117,7 +127,7 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
     assert any(e.type == "message" for e in events) and all(e.level in ("info", "warn", "error") for e in events)
     assert done.fine_tuned_model == f"ft:{tiny_model}:{username}:capitals:{created.id.removeprefix('ftjob-')}"
     assert done.finished_at and done.finished_at >= done.created_at and done.error is None
-    registered = done.model_extra["llmct"]["model_name"]
+    registered = await registered_name(client, created.id)
     job = (await gw.get(f"/api/jobs/{done.model_extra['llmct']['job_id']}", headers=owner)).json()
     assert job["openai_id"] == created.id and job["state"] == "succeeded"
 
