@@ -228,12 +228,15 @@ async def _usage_of(gw, headers, deployment: str, adapter: str, timeout: float =
 
 
 async def _gone(client: openai.AsyncOpenAI, name: str, timeout: float = 10) -> None:
-    """A chat by `name` is refused as an unknown model (the gateway's lookups keep an answer a second)."""
+    """A chat by `name` is refused as an unknown model (the gateway's lookups keep an answer a second: meanwhile
+    a deployment just stopped may still be tried, a 503 that says to retry)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
             await client.chat.completions.create(model=name, messages=MESSAGES, max_tokens=2)
         except openai.NotFoundError:
             return
+        except openai.InternalServerError as exc:
+            assert exc.status_code == 503, exc
         assert asyncio.get_running_loop().time() < deadline, f"{name} still answers after its deletion"
         await asyncio.sleep(0.5)
