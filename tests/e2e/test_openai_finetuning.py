@@ -1,7 +1,7 @@
 """Issue 18 through the whole platform with the official `openai` package, unchanged, its `base_url` on the gateway:
 upload a chat JSONL, fine-tune the tiny model on it, page the jobs, follow the events until it succeeds, list its
-checkpoints, deploy its base on vLLM and chat with the result by its `ft:` name (streamed and not), pause and resume
-a job, cancel another, delete the model; and the error cases raise the SDK's matching exceptions (docs/openai.md)."""
+checkpoints, deploy the result and chat with it by its `ft:` name (streamed and not), pause and resume a job, cancel
+another, delete the model; and the error cases raise the SDK's matching exceptions (docs/openai.md)."""
 
 from __future__ import annotations
 
@@ -137,24 +137,26 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
     assert last.id.startswith("ftckpt-") and last.step_number > 0
     assert last.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-{last.step_number}"
 
-    # Listed before any deployment serves it (no parent); deployed as its base on vLLM, the pool serves it.
+    # Listed before any deployment serves it (no parent); then deployed by its registry name (engine auto: vLLM where
+    # the agent has it, serving the adapter, else LLaMA-Factory's server), which /v1/models names as its parent.
+    # A vLLM deployment of its base serving it among its adapters is the same lookup after the name: the gateway's
+    # unit and integration tests (tests/unit/test_gateway_finetuned.py, tests/integration/gateway/).
     models = {m.id: m for m in (await client.models.list()).data}
     assert models[done.fine_tuned_model].model_extra["parent"] is None
     assert models[done.fine_tuned_model].owned_by == username
     r = await gw.post(
         "/api/deployments",
-        json={"model": tiny_model, "gpu_count": 0, "generation": {"max_new_tokens": 8, "do_sample": False}},
+        json={"model": registered, "gpu_count": 0, "generation": {"max_new_tokens": 8, "do_sample": False}},
         headers=owner,
     )
     assert r.status_code == 201, r.text
     deployment = r.json()["id"]
     try:
         ready = await deployment_state(gw, owner, deployment, {"ready", "failed"})
-        assert ready["state"] == "ready" and ready["engine"] == "vllm", ready
+        assert ready["state"] == "ready", ready
         models = {m.id: m for m in (await client.models.list()).data}
         entry = models[done.fine_tuned_model].model_extra
         assert (entry["parent"], entry["root"]) == (deployment, tiny_model)
-        assert models[registered].model_extra["parent"] == deployment  # the same adapter by its registry name
 
         answer = await client.chat.completions.create(model=done.fine_tuned_model, messages=MESSAGES, max_tokens=6)
         assert answer.choices[0].message.content is not None and answer.usage.completion_tokens > 0
@@ -162,8 +164,8 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
             model=done.fine_tuned_model, messages=MESSAGES, max_tokens=6, stream=True
         )
         assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-        usage = await _usage_of(gw, owner, deployment, registered)
-        assert usage["requests"] >= 2, "both chats went to the fine-tuned adapter"
+        seen = await _requests_served(gw, owner, deployment, 2)
+        assert seen["model"] == registered
 
         # Someone else: not their job, not their file, not their model.
         other = sdk(stack, await login(gw, stack.invite_code, unique("ft-outsider")))
@@ -181,7 +183,13 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
             await other.models.delete(done.fine_tuned_model)
         assert done.fine_tuned_model not in {m.id for m in (await other.models.list()).data}
 
-        # Deleted, it is no model any more: not listed, not served, not deleted twice.
+        # Deployed, it is in use: not deleted. Stopped, it is deleted, and is no model any more: not listed, not
+        # served, not deleted twice.
+        with pytest.raises(openai.ConflictError) as in_use:
+            await client.models.delete(done.fine_tuned_model)
+        assert in_use.value.body["param"] == "model"
+        await gw.post(f"/api/deployments/{deployment}/stop", headers=owner)
+        await deployment_state(gw, owner, deployment, {"stopped", "failed"})
         deleted = await client.models.delete(done.fine_tuned_model)
         assert (deleted.id, deleted.deleted) == (done.fine_tuned_model, True)
         await _gone(client, done.fine_tuned_model)
@@ -215,15 +223,14 @@ async def test_the_sdks_exceptions_for_a_bad_file_an_unknown_model_and_an_unknow
     assert bad_suffix.value.body["param"] == "suffix", bad_suffix.value.body
 
 
-async def _usage_of(gw, headers, deployment: str, adapter: str, timeout: float = 30) -> dict:
-    """The deployment's usage row of `adapter` once the agent has reported it."""
+async def _requests_served(gw, headers, deployment: str, count: int, timeout: float = 30) -> dict:
+    """The deployment once the agent has reported `count` requests served."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         seen = (await gw.get(f"/api/deployments/{deployment}", headers=headers)).json()
-        rows = {u["adapter"]: u for u in seen.get("usage") or []}
-        if adapter in rows and rows[adapter]["requests"] >= 2:
-            return rows[adapter]
-        assert asyncio.get_running_loop().time() < deadline, f"no usage of {adapter}: {seen.get('usage')}"
+        if (seen.get("requests_served") or 0) >= count:
+            return seen
+        assert asyncio.get_running_loop().time() < deadline, f"requests not counted: {seen}"
         await asyncio.sleep(0.5)
 
 
