@@ -24,8 +24,8 @@ def owner_name_join(owner_column: str) -> str:
 
 def model_of_job(job_column: str) -> str:
     """A scalar subquery: the name of the model the registry registered from `job_column`'s output (the scheduler:
-    a fine-tuning job names it), NULL before."""
-    return f"SELECT m.name FROM models m WHERE m.job_id = {job_column}"
+    a fine-tuning job names it), NULL before it is registered and once it is deleted."""
+    return f"SELECT m.name FROM models m WHERE m.job_id = {job_column} AND m.deleted_at IS NULL LIMIT 1"
 
 
 def user_known(user_column: str) -> str:

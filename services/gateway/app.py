@@ -19,7 +19,8 @@ from .chat import CHAT_HANDLERS
 from .docs import DOCS_STATIC, docs_page, openapi_document
 from .limits import Limits, client_concurrency
 from .logs import LogHub
-from .lookups import Deployments, RegistryModels
+from .lookups import Deployments, FineTuningJobs, RegistryModels
+from .models import MODEL_HANDLERS
 from .proxy import PROXY_HANDLERS, new_client
 from .revocation import OpenSockets, close_on_revocation, follow_revocations
 from .server import server_options as _server_options
@@ -32,14 +33,15 @@ from .web import web_client
 
 @dataclass(frozen=True, kw_only=True)
 class GatewayContext(Context):
-    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment, model and adapter lookups,
-    WebSocket tickets and open sockets."""
+    """The shared context, and the gateway's HTTP client, log viewers' hub, deployment, model, adapter and
+    fine-tuning job lookups, WebSocket tickets and open sockets."""
 
     http: httpx.AsyncClient
     log_hub: LogHub
     deployments: Deployments
     registry_models: RegistryModels
     adapter_rights: AdapterRights
+    fine_tuning_jobs: FineTuningJobs
     tickets: Tickets
     open_sockets: OpenSockets
     upstreams: UpstreamHealth
@@ -58,6 +60,7 @@ def _gateway_context(base: Context) -> GatewayContext:
         deployments=Deployments(http, settings.upstreams("scheduler")),
         registry_models=RegistryModels(http, settings.upstreams("registry")),
         adapter_rights=AdapterRights(base.nc),
+        fine_tuning_jobs=FineTuningJobs(http, settings.upstreams("scheduler")),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s, settings.nats_replicas),
         open_sockets=OpenSockets(),
         upstreams=UpstreamHealth(http, {name: settings.upstreams(name) for name in UPSTREAMS}),
@@ -100,6 +103,7 @@ SPEC = ServiceSpec(
     description="public HTTP and WebSocket entry point",
     route_handlers=[
         *CHAT_HANDLERS,
+        *MODEL_HANDLERS,
         *PROXY_HANDLERS,
         echo,
         job_sockets,
@@ -121,6 +125,7 @@ SPEC = ServiceSpec(
         "deployments": provide_part("deployments"),
         "registry_models": provide_part("registry_models"),
         "adapter_rights": provide_part("adapter_rights"),
+        "fine_tuning_jobs": provide_part("fine_tuning_jobs"),
         "tickets": provide_part("tickets"),
     },
 )

@@ -1,10 +1,11 @@
 """Chat with deployments: the playground route and an OpenAI-compatible surface, relayed over NATS.
 
-`POST /api/deployments/{id}/chat` and `GET /api/deployments/{id}/adapters` (the web client's), `GET /v1/models` and
+`POST /api/deployments/{id}/chat` and `GET /api/deployments/{id}/adapters` (the web client's), and
 `POST /v1/chat/completions` (the official `openai` client works with `base_url=<gateway>/v1` and an API key or
-token). The gateway asks the scheduler, with the caller's own credentials, whether the deployment is theirs and
-ready (cached for a second; services/gateway/lookups.py), and the registry whether a `model` that names no
-deployment is an adapter the caller may use (services/gateway/adapters.py), then sends the request as a core NATS
+token; /v1/models is services/gateway/models.py). The gateway asks the scheduler, with the caller's own credentials,
+whether the deployment is theirs and ready (cached for a second; services/gateway/lookups.py), which registry model
+an `ft:` name stands for (the fine-tuning job's), and the registry whether a `model` that names no deployment is an
+adapter the caller may use (services/gateway/adapters.py), then sends the request as a core NATS
 request to `deploy.<agent_id>.<deployment_id>.chat`, with who asks and the adapter in its headers, and streams the
 agent's frames back (services/agent/serving.py has the framing). /v1 errors keep OpenAI's shape.
 """
@@ -13,37 +14,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.exceptions import NotAuthorizedException
 from litestar.response import Stream
 from nats.aio.client import Client
 
 from services.common.contracts import ChatFrames, ModelForUse, Subjects
 from services.common.dependencies import Injected
 from services.common.errors import ApiError
-from services.common.security import Principal, authenticate
+from services.common.security import Principal
 
 from .adapters import (
     AdapterChoice,
     AdapterRights,
-    adapter_entries,
     adapter_of,
     chat_headers,
     check_adapter_on,
     choices_on,
-    deployment_entry,
     deployment_for_adapter,
     pools_adapters,
 )
 from .chat_content import FetchRefused, allowed_prefixes, check_messages
 from .limits import BodyCut, paced
-from .lookups import DEPLOYMENT_PREFIX, Deployments, RegistryModels
-from .openai_shape import OpenAIError, unknown_model
+from .lookups import DEPLOYMENT_PREFIX, Deployments, FineTuningJobs, RegistryModels, is_fine_tuned
+from .openai_shape import OpenAIError, openai_caller, openai_errors, unknown_model
 from .settings import GatewaySettings
 
 FIRST_FRAME_TIMEOUT_S = 120.0
@@ -62,7 +59,8 @@ class PlaygroundChat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 min_length=1,
                 max_length=256,
                 description="a LoRA adapter of the deployment's model to chat with, by its registry name "
-                "(GET /api/deployments/{id}/adapters lists them); none: the model itself",
+                "(GET /api/deployments/{id}/adapters lists them) or its fine-tuning job's `ft:` name; none: the "
+                "model itself",
             ),
         ]
         | None
@@ -152,57 +150,24 @@ def retry_after(first_headers: dict) -> dict[str, str]:
     return {"Retry-After": seconds} if seconds.isdigit() else {}
 
 
-async def _caller(request: Request) -> Principal:
-    try:
-        request.state.principal = await authenticate(request)
-        return request.state.principal
-    except NotAuthorizedException as exc:
-        raise OpenAIError(401, exc.detail, "invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
-
-
-def _openai_errors(handler):
-    """Answer OpenAIError (and anything unexpected) in OpenAI's shape. The handler's signature is kept (wraps), so
-    Litestar injects what it names."""
-
-    @functools.wraps(handler)
-    async def wrapped(**kwargs: Any) -> Response:
-        try:
-            return await handler(**kwargs)
-        except OpenAIError as exc:
-            return exc.response()
-
-    return wrapped
-
-
-@get(
-    "/v1/models",
-    opt={"public": True},
-    tags=["openai"],
-    summary="OpenAI: the caller's ready deployments, and on each served by vLLM the adapters of its model the caller "
-    "may use (`parent`: the deployment)",
-)
-@_openai_errors
-async def list_models(request: Request, deployments: Deployments, registry_models: RegistryModels) -> Response:
-    await _caller(request)
-    data = []
-    for deployment in await deployments.ready(request):
-        data.append(deployment_entry(deployment))
-        if pools_adapters(deployment):
-            data += adapter_entries(deployment, await registry_models.adapters_of(request, deployment["model"]))
-    return Response({"object": "list", "data": data})
-
-
 async def chat_target(
-    request: Request, deployments: Deployments, rights: AdapterRights, user_id: str, name: str
+    request: Request,
+    deployments: Deployments,
+    rights: AdapterRights,
+    fine_tuned: FineTuningJobs,
+    user_id: str,
+    name: str,
 ) -> tuple[dict, ModelForUse | None]:
     """Where a chat naming `name` goes: a deployment by id, the one ready deployment serving `name`, or a deployment
-    of the base of the adapter `name` (with the adapter)."""
+    of the base of the adapter `name` (with the adapter). An `ft:` name stands for the registry model its fine-tuning
+    job made, resolved as that name would be."""
     if name.startswith(DEPLOYMENT_PREFIX):
         return await deployments.one(request, name), None
-    found = await deployments.by_name(request, name)
+    model = await fine_tuned.model_name(request, name) if is_fine_tuned(name) else name
+    found = await deployments.by_name(request, model)
     if found is not None:
         return found, None
-    adapter = adapter_of(await rights.usable(request, user_id, name))
+    adapter = adapter_of(await rights.usable(request, user_id, model))
     if adapter is None:
         raise unknown_model(name)
     return deployment_for_adapter(name, adapter, await deployments.active(request)), adapter
@@ -213,17 +178,18 @@ async def chat_target(
     opt={"public": True},
     tags=["openai"],
     summary="OpenAI: chat with a deployment (stream or not); `model` is a deployment id, a deployed model's name, "
-    "or the name of a LoRA adapter of a model you deployed on vLLM",
+    "the name of a LoRA adapter of a model you deployed on vLLM, or the `ft:` name of a model you fine-tuned",
 )
-@_openai_errors
+@openai_errors
 async def chat_completions(
     request: Request,
     deployments: Deployments,
     adapter_rights: AdapterRights,
+    fine_tuning_jobs: FineTuningJobs,
     nc: Client,
     settings: Injected[GatewaySettings],
 ) -> Response:
-    principal = await _caller(request)
+    principal = await openai_caller(request)
     try:  # a body that pauses too long frees the gateway, as on forwarded routes
         raw = b"".join([chunk async for chunk in paced(request.stream(), settings.body_idle_s)])
     except BodyCut as exc:
@@ -248,7 +214,9 @@ async def chat_completions(
     except FetchRefused as exc:
         raise OpenAIError(422, str(exc), "url_not_allowed", exc.field) from None
     check_sampling(body)
-    deployment, adapter = await chat_target(request, deployments, adapter_rights, principal.user_id, body["model"])
+    deployment, adapter = await chat_target(
+        request, deployments, adapter_rights, fine_tuning_jobs, principal.user_id, body["model"]
+    )
     check_ready(deployment)
     headers = chat_headers(principal.user_id, adapter, settings.storage.base)
     return await relay(nc, deployment, raw, bool(body.get("stream")), headers)
@@ -290,6 +258,7 @@ async def playground_chat(
     principal: Principal,
     deployments: Deployments,
     adapter_rights: AdapterRights,
+    fine_tuning_jobs: FineTuningJobs,
     nc: Client,
     settings: Injected[GatewaySettings],
     deployment_id: str,
@@ -304,7 +273,8 @@ async def playground_chat(
         check_ready(deployment)
         adapter = None
         if data.adapter is not None:
-            model = await adapter_rights.usable(request, principal.user_id, data.adapter)
+            name = await adapter_name(request, fine_tuning_jobs, data.adapter)
+            model = await adapter_rights.usable(request, principal.user_id, name)
             adapter = check_adapter_on(deployment, data.adapter, model)
         body = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None and k != "adapter"}
         body["model"] = adapter.name if adapter else deployment_id
@@ -313,6 +283,18 @@ async def playground_chat(
     if (answer.status_code or 200) >= 400:  # the model server's error, in OpenAI's shape: told in the platform's
         raise platform_error(answer.status_code or 502, answer.content, answer.headers)
     return answer
+
+
+async def adapter_name(request: Request, fine_tuning_jobs: FineTuningJobs, name: str) -> str:
+    """The playground's `adapter` by its registry name: an `ft:` name's model, told as the adapter not found."""
+    if not is_fine_tuned(name):
+        return name
+    try:
+        return await fine_tuning_jobs.model_name(request, name)
+    except OpenAIError as exc:
+        if exc.status != 404:
+            raise
+        raise ApiError(404, "not_found", f"adapter {name!r} not found: {exc.message}", "adapter") from None
 
 
 @contextlib.contextmanager
@@ -355,4 +337,4 @@ def platform_error(status: int, content: bytes, headers: Any = None) -> ApiError
     return ApiError(status, code, message, param if isinstance(param, str) else None, headers=kept)
 
 
-CHAT_HANDLERS = [list_models, chat_completions, playground_chat, deployment_adapters]
+CHAT_HANDLERS = [chat_completions, playground_chat, deployment_adapters]

@@ -1,6 +1,7 @@
 """What the gateway asks the services, with the caller's own credential, before it relays a chat: the scheduler
-(which deployments are the caller's, and ready) and the registry (which adapters the caller may use). Answers are
-cached per credential for a second, so a burst of chat requests costs each service one lookup."""
+(which deployments are the caller's, and ready; which fine-tuning job an `ft:` name is) and the registry (which
+adapters the caller may use; which model of theirs has a name). Answers are cached per credential for a second, so a
+burst of chat requests costs each service one lookup."""
 
 from __future__ import annotations
 
@@ -48,26 +49,33 @@ class Upstream:
         self.http, self.urls, self.service = http, tuple(urls), service
         self._cache = Cache()
 
-    async def _ask(self, path: str, params: dict | None, authorization: str) -> httpx.Response:
-        """GET from the service, from the next replica when one cannot be reached (services/gateway/replicas.py)."""
+    async def _ask(self, method: str, path: str, params: dict | None, authorization: str) -> httpx.Response:
+        """Ask the service, the next replica when one cannot be reached (services/gateway/replicas.py): a refused
+        connection sent nothing, so even a DELETE is asked again."""
         urls = REPLICAS.order(self.urls)
+        headers = {"authorization": authorization}
         for url in urls[:-1]:
             try:
-                response = await self.http.get(url + path, params=params, headers={"authorization": authorization})
+                response = await self.http.request(method, url + path, params=params, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 REPLICAS.unreachable(url)
                 continue
             REPLICAS.reached(url)
             return response
-        return await self.http.get(urls[-1] + path, params=params, headers={"authorization": authorization})
+        return await self.http.request(method, urls[-1] + path, params=params, headers=headers)
 
     async def _get(self, request: Request, path: str, params: dict | None = None) -> tuple[int, Any]:
         key = (request.headers.get("authorization", ""), path + repr(sorted((params or {}).items())))
         found, result = self._cache.get(key)
         if found:
             return result
+        result = await self._uncached(request, "GET", path, params)
+        self._cache.put(key, result)
+        return result
+
+    async def _uncached(self, request: Request, method: str, path: str, params: dict | None = None) -> tuple[int, Any]:
         try:
-            response = await self._ask(path, params, key[0])
+            response = await self._ask(method, path, params, request.headers.get("authorization", ""))
         except httpx.TransportError as exc:  # only an outage says so, never a request it could not build
             raise OpenAIError(
                 503,
@@ -76,9 +84,7 @@ class Upstream:
                 kind="server_error",
                 headers={"Retry-After": "2"},
             ) from exc
-        result = (response.status_code, response.json() if response.content else None)
-        self._cache.put(key, result)
-        return result
+        return response.status_code, response.json() if response.content else None
 
 
 def _failed(status: int, body: Any) -> OpenAIError:
@@ -148,3 +154,97 @@ class RegistryModels(Upstream):
         if status != 200:
             raise _failed(status, body)
         return [m for m in body["items"] if m.get("base_model") == base and "deploy" in m.get("usable_for", ())]
+
+    async def own_named(self, request: Request, user_id: str, name: str) -> dict | None:
+        """The model named exactly `name` that the caller owns, or a preset of that name; None when neither (someone
+        else's model is none of theirs, even for an admin, who sees every model in the list). Never cached: what
+        follows is a deletion."""
+        params = {"q": name, "sort": "name", "order": "asc", "limit": "200"}
+        status, body = await self._uncached(request, "GET", "/api/models", params)
+        if status != 200:
+            raise _failed(status, body)
+        named = [m for m in body["items"] if m["name"] == name]
+        own = [m for m in named if m.get("owner_id") == user_id and m["source"] != "preset"]
+        return (own or [m for m in named if m["source"] == "preset"] or [None])[0]
+
+    async def delete(self, request: Request, model_id: str) -> tuple[int, Any]:
+        """The registry's DELETE /api/models/{id}, with the caller's credential: its status and answer."""
+        return await self._uncached(request, "DELETE", f"/api/models/{quote(model_id, safe='')}")
+
+
+FTJOB_PREFIX = "ftjob-"
+# An `ft:` name ends in its job's id without the prefix (the scheduler's `ftjob-` + 24 hex); a checkpoint's adds
+# `:ckpt-step-<step>`. What comes between (base, owner, suffix) may hold colons: the job's own name is compared whole.
+FT_NAME = re.compile(r"ft:.+:(?P<job>[0-9a-f]{24})(?::ckpt-step-(?P<step>[0-9]+))?")
+JOBS_PAGE = 100  # OpenAI's largest `limit`
+JOBS_PAGES_MAX = 10  # /v1/models lists the fine-tuned models of the caller's latest 1,000 jobs
+
+
+def is_fine_tuned(name: str) -> bool:
+    return name.startswith("ft:")
+
+
+class FineTuningJobs(Upstream):
+    """What the scheduler's /v1/fine_tuning/jobs says about the caller's fine-tuning jobs and the models they made."""
+
+    def __init__(self, http: httpx.AsyncClient, scheduler_urls: Sequence[str]) -> None:
+        super().__init__(http, scheduler_urls, "scheduler")
+
+    async def model_name(self, request: Request, name: str) -> str:
+        """The registry name of the model the `ft:` name `name` stands for: the one the caller's fine-tuning job
+        registered. 404 (model_not_found) for a name that is not exactly that job's `fine_tuned_model`, a job that is
+        not the caller's, and a job whose model is not (or no longer) registered."""
+        match = FT_NAME.fullmatch(name)
+        if match is None:
+            raise unknown_model(name)
+        if match["step"] is not None:
+            raise OpenAIError(
+                404,
+                f"'{name}' is a checkpoint: it is not served by this name; GET /v1/fine_tuning/jobs/{FTJOB_PREFIX}"
+                f"{match['job']}/checkpoints lists it, and the job's `fine_tuned_model` is served",
+                "model_not_found",
+                "model",
+            )
+        status, job = await self._get(request, f"/v1/fine_tuning/jobs/{FTJOB_PREFIX}{match['job']}")
+        if status == 404:
+            raise unknown_model(name)
+        if status != 200:
+            raise _failed(status, job)
+        if not job.get("fine_tuned_model"):  # the caller's own job, still at work (or it failed)
+            raise OpenAIError(
+                404,
+                f"fine-tuning job {job['id']} is {job.get('status')}: its model is there once it has succeeded",
+                "model_not_found",
+                "model",
+            )
+        if job["fine_tuned_model"] != name:
+            raise unknown_model(name)
+        registered = (job.get("llmct") or {}).get("model_name")
+        if not registered:
+            raise OpenAIError(
+                404,
+                f"the model of fine-tuning job {job['id']} is not registered (yet, or any more): GET /v1/models "
+                "lists yours",
+                "model_not_found",
+                "model",
+            )
+        return registered
+
+    async def succeeded(self, request: Request) -> list[dict]:
+        """The caller's fine-tuning jobs that made a model, of their latest JOBS_PAGE × JOBS_PAGES_MAX. None when the
+        scheduler has no fine-tuning jobs to tell of (404), or not to this credential (403: an API key whose scope
+        leaves fine-tuning out still lists its deployments)."""
+        found: list[dict] = []
+        params = {"limit": str(JOBS_PAGE)}
+        for _ in range(JOBS_PAGES_MAX):
+            status, body = await self._get(request, "/v1/fine_tuning/jobs", params)
+            if status in (403, 404):
+                return []
+            if status != 200:
+                raise _failed(status, body)
+            page = body.get("data") or []
+            found += [j for j in page if j.get("status") == "succeeded" and j.get("fine_tuned_model")]
+            if not body.get("has_more") or not page:
+                return found
+            params = {"limit": str(JOBS_PAGE), "after": page[-1]["id"]}
+        return found

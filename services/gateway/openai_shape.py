@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Response
+import functools
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import NotAuthorizedException
+
+from services.common.errors import ApiError
+from services.common.security import Principal, authenticate
 
 
 class OpenAIError(Exception):
@@ -37,3 +44,28 @@ def unknown_model(name: str) -> OpenAIError:
         "model_not_found",
         "model",
     )
+
+
+async def openai_caller(request: Request) -> Principal:
+    """Who calls a /v1 route (these authenticate themselves, to answer a 401 in OpenAI's shape)."""
+    try:
+        request.state.principal = await authenticate(request)
+        return request.state.principal
+    except NotAuthorizedException as exc:
+        raise OpenAIError(401, exc.detail, "invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
+    except ApiError as exc:  # an API key whose scope does not cover the route
+        raise OpenAIError(exc.status, exc.message, exc.code, kind="permission_error") from None
+
+
+def openai_errors(handler):
+    """Answer OpenAIError in OpenAI's shape. The handler's signature is kept (wraps), so Litestar injects what it
+    names."""
+
+    @functools.wraps(handler)
+    async def wrapped(**kwargs: Any) -> Response:
+        try:
+            return await handler(**kwargs)
+        except OpenAIError as exc:
+            return exc.response()
+
+    return wrapped

@@ -3,7 +3,8 @@ gateway, scheduler and registry in-process on real ports, real NATS and Postgres
 answers on its deployment's chat subject) played on the bus, since what the agent does with an adapter is its own
 tests'. The gateway asks the registry who may use which adapter, sends the adapter and the caller on the NATS
 request's headers, hides someone else's adapter as unknown, lists adapters in /v1/models and for the playground,
-and relays a full queue's 429 with Retry-After."""
+and relays a full queue's 429 with Retry-After. Issue 18: one model of /v1/models by id, and DELETE /v1/models/{id}
+through the registry (its `ft:` names need the scheduler's fine-tuning jobs: tests/e2e/test_openai_finetuning.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from services.common.contracts import AdapterRef, ChatFrames, Subjects
 from services.common.security import new_api_key, new_id
 from services.scheduler.deployments import store as deployments_store
 from services.scheduler.jobs import store as jobs_store
-from tests.helpers import eventually
+from tests.helpers import eventually, unique
 from tests.integration.registry.helpers import make_output, make_preset, make_user
 from tests.integration.scheduler.helpers import connect_as
 
@@ -42,6 +43,7 @@ class World:
     gateway: str
     agent: AgentPart
     base: str
+    base_id: str
     deployment: str
     alice: tuple[str, dict]
     bob: tuple[str, dict]
@@ -106,7 +108,9 @@ async def world(settings, pool, nats_server):
                 )
                 await nc.jetstream().publish(Subjects.job_status(AGENT, deployment), contracts.encode(ready))
                 await eventually(lambda: _ready(gateway, alice[1], deployment))
-                yield World(gateway, agent, base, deployment, alice, bob, alice_lora, f"/out/{alice_lora_id}", bob_lora)
+                yield World(
+                    gateway, agent, base, base_id, deployment, alice, bob, alice_lora, f"/out/{alice_lora_id}", bob_lora
+                )
     finally:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -264,3 +268,96 @@ async def _said(errors: list[str], text: str) -> bool:
 async def chat_with_headers(world: World, headers: dict, model: str) -> httpx.Response:
     async with httpx.AsyncClient(base_url=world.gateway, timeout=30) as client:
         return await client.post("/v1/chat/completions", json={"model": model, "messages": HI}, headers=headers)
+
+
+def sdk(world: World, who: tuple[str, dict]) -> openai.AsyncOpenAI:
+    token = who[1]["Authorization"].split()[1]
+    return openai.AsyncOpenAI(base_url=world.gateway + "/v1", api_key=token, max_retries=0)
+
+
+async def test_one_model_by_id_is_its_entry_in_the_list(world):
+    async with sdk(world, world.alice) as client:
+        adapter = await client.models.retrieve(world.alice_lora)
+        assert (adapter.id, adapter.model_extra["parent"]) == (world.alice_lora, world.deployment)
+        assert (await client.models.retrieve(world.deployment)).model_extra["root"] == world.base
+        with pytest.raises(openai.NotFoundError) as refused:
+            await client.models.retrieve(world.bob_lora)
+        assert refused.value.body["code"] == "model_not_found"
+
+
+async def test_the_caller_deletes_their_own_model_through_the_registry_and_no_one_elses(world, pool):
+    """Through the official SDK: someone else's model reads as unknown (NotFoundError), a preset is refused
+    (PermissionDeniedError), a model an unfinished job uses is kept (ConflictError); the owner's is unregistered, and
+    is then no model to chat with."""
+    mine_id, mine = await make_output(pool, world.alice[0], world.base_id, kind="lora")
+    async with sdk(world, world.alice) as alice, sdk(world, world.bob) as bob:
+        assert (await alice.chat.completions.create(model=mine, messages=HI)).choices[0].message.content
+        with pytest.raises(openai.NotFoundError) as refused:
+            await bob.models.delete(mine)
+        assert refused.value.body["code"] == "model_not_found" and refused.value.body["param"] == "model"
+        with pytest.raises(openai.PermissionDeniedError):
+            await alice.models.delete(world.base)
+        with pytest.raises(openai.NotFoundError):
+            await alice.models.delete(unique("no-such-model"))
+        job_id = await a_job_using(pool, world.alice[0], mine)
+        with pytest.raises(openai.ConflictError) as in_use:
+            await alice.models.delete(mine)
+        assert "unfinished job" in in_use.value.body["message"]
+        await pool.execute("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = $1", job_id)
+        deleted = await alice.models.delete(mine)
+        assert (deleted.id, deleted.object, deleted.deleted) == (mine, "model", True)
+        assert await pool.fetchval("SELECT deleted_at IS NOT NULL FROM models WHERE id = $1", mine_id)
+        with pytest.raises(openai.NotFoundError):
+            await alice.models.delete(mine)
+
+        async def gone() -> bool:  # the gateway's lookups keep an answer a second
+            try:
+                await alice.chat.completions.create(model=mine, messages=HI)
+            except openai.NotFoundError:
+                return True
+            return False
+
+        await eventually(gone)
+
+
+async def test_a_read_only_or_inference_key_deletes_nothing(world, pool):
+    mine_id, mine = await make_output(pool, world.alice[0], world.base_id, kind="lora")
+    for scope in ("read_only", "inference"):
+        key, prefix, key_hash = new_api_key()
+        async with pool.acquire() as conn:
+            await insert_api_key(
+                conn,
+                key_id=new_id("key"),
+                user_id=world.alice[0],
+                name=f"gateway-delete-{scope}",
+                prefix=prefix,
+                key_hash=key_hash,
+                scope=scope,
+                expires_at=None,
+            )
+        async with openai.AsyncOpenAI(base_url=world.gateway + "/v1", api_key=key, max_retries=0) as client:
+            with pytest.raises(openai.PermissionDeniedError) as refused:
+                await client.models.delete(mine)
+            assert refused.value.body["code"] == "api_key_scope", scope
+    assert not await pool.fetchval("SELECT deleted_at IS NOT NULL FROM models WHERE id = $1", mine_id)
+
+
+async def a_job_using(pool, owner_id: str, model: str) -> str:
+    """A training job from `model` that waits (it asks for more GPUs than any agent here has)."""
+    job_id = new_id("job")
+    async with pool.acquire() as conn, conn.transaction():
+        await jobs_store.insert_job(
+            conn,
+            job_id=job_id,
+            owner_id=owner_id,
+            kind="train",
+            priority=0,
+            gpu_count=8,
+            request={"base_model": model},
+            config={},
+            config_yaml="",
+            stages=[],
+            output_dir=f"/tmp/{job_id}",
+            estimate={},
+        )
+    return job_id

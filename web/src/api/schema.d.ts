@@ -1113,7 +1113,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** OpenAI: chat with a deployment (stream or not); `model` is a deployment id, a deployed model's name, or the name of a LoRA adapter of a model you deployed on vLLM */
+        /** OpenAI: chat with a deployment (stream or not); `model` is a deployment id, a deployed model's name, the name of a LoRA adapter of a model you deployed on vLLM, or the `ft:` name of a model you fine-tuned */
         post: operations["V1ChatCompletionsChatCompletions"];
         delete?: never;
         options?: never;
@@ -1307,11 +1307,29 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** OpenAI: the caller's ready deployments, and on each served by vLLM the adapters of its model the caller may use (`parent`: the deployment) */
+        /** OpenAI: the caller's ready deployments, the adapters each served by vLLM can chat with (`parent`: the deployment), and the models the caller's fine-tuning jobs made, by their `ft:` names */
         get: operations["V1ModelsListModels"];
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** OpenAI: one model of GET /v1/models, by its id */
+        get: operations["V1ModelsModelIdRetrieveModel"];
+        put?: never;
+        post?: never;
+        /** OpenAI: delete one of your fine-tuned models (its `ft:` name or its registry name): the registry unregisters it (its files stay with its job); 409 while a model derives from it or an unfinished job uses it */
+        delete: operations["V1ModelsModelIdDeleteModel"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2397,7 +2415,7 @@ export interface components {
         };
         /** PlaygroundChat */
         PlaygroundChat: {
-            /** @description a LoRA adapter of the deployment's model to chat with, by its registry name (GET /api/deployments/{id}/adapters lists them); none: the model itself */
+            /** @description a LoRA adapter of the deployment's model to chat with, by its registry name (GET /api/deployments/{id}/adapters lists them) or its fine-tuning job's `ft:` name; none: the model itself */
             adapter?: string | null;
             max_tokens?: number | null;
             messages: {
@@ -7292,6 +7310,86 @@ export interface operations {
             query?: never;
             header?: never;
             path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1ModelsModelIdRetrieveModel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    V1ModelsModelIdDeleteModel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: string;
+            };
             cookie?: never;
         };
         requestBody?: never;
