@@ -202,6 +202,9 @@ MODEL_LIST = "/api/models"
 # OpenAI's resources for training under /v1: an inference key only chats; it uploads no training data and starts
 # (or stops) no training.
 NOT_INFERENCE = ("/v1/files", "/v1/uploads", "/v1/fine_tuning")
+# …but it may read the list of fine-tuning jobs and one job: the gateway resolves an `ft:` name and lists fine-tuned
+# models in /v1/models with the caller's own key.
+FINE_TUNING_JOBS = "/v1/fine_tuning/jobs"
 
 
 def _method(connection: ASGIConnection) -> str:
@@ -211,9 +214,16 @@ def _method(connection: ASGIConnection) -> str:
 
 def _inference_may(connection: ASGIConnection, method: str, path: str) -> bool:
     if path.startswith(INFERENCE_PREFIX):
+        if method in READ_METHODS and (path == FINE_TUNING_JOBS or _one_segment_below(path, FINE_TUNING_JOBS)):
+            return connection.scope["type"] == "http"
         return not any(path == p or path.startswith(p + "/") for p in NOT_INFERENCE)
     reads_deployments = path in (DEPLOYMENTS, MODEL_LIST) or path.startswith(DEPLOYMENTS + "/")
     return reads_deployments and method in READ_METHODS and connection.scope["type"] == "http"
+
+
+def _one_segment_below(path: str, prefix: str) -> bool:
+    rest = path[len(prefix) + 1 :] if path.startswith(prefix + "/") else ""
+    return bool(rest) and "/" not in rest
 
 
 def check_key_scope(principal: Principal, connection: ASGIConnection) -> None:

@@ -294,7 +294,7 @@ def test_cancel_then_run_again_from_the_job_page(trainer: Page, tmp_path):
         resume.click()
         expect(page.get_by_text("Back in the queue: training continues from its newest checkpoint.")).to_be_visible()
         expect(badge).to_have_text(re.compile("Queued|Starting|Running"))
-        expect(page.get_by_role("region", name="State history")).to_contain_text("resumed")
+        expect(page.get_by_role("region", name="State history")).to_contain_text("resumed", timeout=30_000)
         expect(page.get_by_role("region", name="Frozen configuration (YAML)")).to_contain_text(
             "resume_from_checkpoint:"
         )
@@ -305,7 +305,8 @@ def test_cancel_then_run_again_from_the_job_page(trainer: Page, tmp_path):
 
         page.get_by_role("button", name="Retry from the start").click()
         expect(page.get_by_text("Back in the queue: it runs again from the start")).to_be_visible()
-        expect(page.get_by_role("region", name="State history")).to_contain_text("retried")
+        # (the history comes with the page's next refresh: under load, later than expect's 5 s)
+        expect(page.get_by_role("region", name="State history")).to_contain_text("retried", timeout=30_000)
         expect(page.get_by_role("region", name="Frozen configuration (YAML)")).not_to_contain_text(
             "resume_from_checkpoint"
         )

@@ -66,7 +66,16 @@ async def test_the_gateway_forwards_fine_tuning_to_the_scheduler_in_openais_shap
     r = await gateway.get("/v1/fine_tuning/jobs/ftjob-" + "0" * 24 + "/events", headers=full)
     assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
 
-    for method, path in (("GET", "/v1/fine_tuning/jobs"), ("POST", "/v1/fine_tuning/jobs")):
+    # An inference key trains nothing, but may read its fine-tuning jobs (the gateway resolves `ft:` names with it).
+    refused = (
+        ("POST", "/v1/fine_tuning/jobs"),
+        ("GET", "/v1/fine_tuning/jobs/ftjob-" + "0" * 24 + "/events"),
+        ("POST", "/v1/fine_tuning/jobs/ftjob-" + "0" * 24 + "/cancel"),
+    )
+    for method, path in refused:
         r = await gateway.request(method, path, json={"model": model, "training_file": missing}, headers=inference)
         assert r.status_code == 403, r.text
         assert r.json()["error"]["type"] == "permission_error" and r.json()["error"]["code"] == "api_key_scope"
+    assert (await gateway.get("/v1/fine_tuning/jobs", headers=inference)).status_code == 200
+    r = await gateway.get("/v1/fine_tuning/jobs/ftjob-" + "0" * 24, headers=inference)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error", r.text

@@ -81,6 +81,7 @@ async def start_agent(stack_env, nats_server, engine_bin, tmp_path_factory, pool
             "LLMCT_HEARTBEAT_S": "0.3",
             "LLMCT_RUNTIME": "process",
             "LLMCT_ENGINE_BIN": str(engine_bin),
+            "LLMCT_VLLM_BIN": str(engine_bin),  # no vLLM there: a deployment runs the module's stand-in engine too
             "LLMCT_SIMULATED_GPUS": str(gpus),
             "LLMCT_SIMULATED_GPU_MEMORY_MB": str(gpu_memory_mb),
             "LLMCT_CPU_SLOTS": "0",

@@ -17,7 +17,7 @@ from services.scheduler.jobs import store as jobs_store
 from services.scheduler.openai import history
 from tests.helpers import eventually
 
-from .helpers import move
+from .helpers import agent_row, move
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +52,17 @@ async def world(scheduler, people, pool):
     model = f"ft-base-{new_id('x')[-8:]}"
     await register_preset(pool, name=model, path="/srv/models/ft-base", parameter_count=1_000_000)
     owner_id, other_id = people["fleet-owner"][0], people["fleet-other"][0]
-    return {
+    # A registered agent with a GPU and no process (never heard from: nothing is placed on it), so jobs here are
+    # accepted whatever agents earlier modules of the session left registered, and stay queued.
+    gpu_agent = await agent_row(pool, gpus=1)
+    yield {
         "model": model,
         "train": await private_file(pool, owner_id),
         "valid": await private_file(pool, owner_id),
         "others": await private_file(pool, other_id),
         "username": await pool.fetchval("SELECT username FROM users WHERE id = $1", owner_id),
     }
+    await pool.execute("DELETE FROM agents WHERE id = $1", gpu_agent)
 
 
 async def create(scheduler, headers, world, **fields) -> dict:
