@@ -8,10 +8,11 @@ import msgspec
 import pytest
 from litestar import Request
 
+from services.common import openai_errors as errors
 from services.common.errors import ApiError
 from services.common.security import Principal
 from services.scheduler.jobs.schemas import TrainRequest
-from services.scheduler.openai import errors, history, mapping, service
+from services.scheduler.openai import history, mapping, service
 from services.scheduler.openai.schemas import FineTuningJobCreate
 from services.scheduler.rendering import render_train
 
@@ -155,7 +156,8 @@ def test_errors_take_openais_shape_and_status():
     }
     assert handle(request, ApiError(404, "x", "gone")).content["error"]["type"] == "invalid_request_error"
     assert handle(request, ApiError(503, "x", "later")).content["error"]["type"] == "server_error"
-    assert errors.openai_kind(401) == "authentication_error" and errors.openai_kind(429) == "rate_limit_error"
+    kinds = {status: errors.openai_body(status, "x", "m")["error"]["type"] for status in (401, 429)}
+    assert kinds == {401: "authentication_error", 429: "rate_limit_error"}
 
 
 def test_events_read_as_openais():

@@ -12,12 +12,12 @@ from nats.js import JetStreamContext
 
 from services.common.dependencies import Injected
 from services.common.errors import ApiError
+from services.common.openai_errors import OPENAI_EXCEPTION_HANDLERS
 from services.common.security import Principal
 
 from ..jobs import idempotency
 from ..settings import SchedulerSettings
 from . import history, mapping, service, store
-from .errors import OPENAI_EXCEPTION_HANDLERS
 from .schemas import (
     FineTuningCheckpointPage,
     FineTuningEventPage,
