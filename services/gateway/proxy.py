@@ -138,6 +138,21 @@ async def forward(request: Request, service: str, client: httpx.AsyncClient, set
     except BaseException:
         release()
         raise
+    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in ANSWER_DROPS}
+    media_type = headers.pop("content-type", "application/octet-stream")
+    if request.method != "HEAD" and _small(upstream):
+        # Read whole before a byte goes out: an upstream that dies mid-answer is then a clean 503/502 (lost_answer)
+        # that a client can act on, not a response cut after its headers (found by the idempotency burst test).
+        try:
+            body = await upstream.aread()
+        except httpx.TransportError as exc:
+            log.warning("%s lost %s %s while answering: %r", service, request.method, request.url.path, exc)
+            raise lost_answer(request, service) from exc
+        finally:
+            release()
+            await upstream.aclose()
+        headers.pop("content-length", None)
+        return Response(body, status_code=upstream.status_code, headers=headers, media_type=media_type)
 
     async def relayed() -> AsyncIterator[bytes]:
         try:
@@ -151,8 +166,6 @@ async def forward(request: Request, service: str, client: httpx.AsyncClient, set
         release()
         await upstream.aclose()
 
-    headers = {k.lower(): v for k, v in upstream.headers.items() if k.lower() not in ANSWER_DROPS}
-    media_type = headers.pop("content-type", "application/octet-stream")
     return Stream(
         relayed(),
         status_code=upstream.status_code,
@@ -202,7 +215,7 @@ NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 RETRY_AFTER_S = "2"
 # Methods a repeat of which changes nothing more (RFC 9110 §9.2.2), and the POSTs that honour Idempotency-Key.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-KEYED_POSTS = frozenset({"/api/jobs", "/api/evals", "/api/deployments"})
+KEYED_POSTS = frozenset({"/api/jobs", "/api/evals", "/api/deployments", "/v1/fine_tuning/jobs"})
 IDEMPOTENCY_KEY = "idempotency-key"
 
 
@@ -213,6 +226,17 @@ def safe_to_repeat(request: Request) -> bool:
         return True
     keyed = request.method == "POST" and request.url.path.rstrip("/") in KEYED_POSTS
     return keyed and bool(request.headers.get(IDEMPOTENCY_KEY))
+
+
+WHOLE_ANSWER_MAX = 256 * 1024  # answers up to this size (the API's JSON) are read whole before being relayed
+
+
+def _small(upstream: httpx.Response) -> bool:
+    """An answer of a known, small length that is not a stream of events: read whole, then relayed."""
+    length = upstream.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > WHOLE_ANSWER_MAX:
+        return False
+    return not upstream.headers.get("content-type", "").startswith("text/event-stream")
 
 
 def lost_answer(request: Request, service: str) -> ApiError:

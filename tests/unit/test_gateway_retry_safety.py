@@ -24,6 +24,7 @@ def request(method: str, path: str, key: str | None = None) -> Request:
         ("POST", "/api/jobs/", "k-1", True),
         ("POST", "/api/evals", "k-1", True),
         ("POST", "/api/deployments", "k-1", True),
+        ("POST", "/v1/fine_tuning/jobs", "k-1", True),
         ("POST", "/api/jobs", None, False),
         ("POST", "/api/jobs", "", False),
         ("POST", "/api/jobs/job_1/retry", "k-1", False),  # a route that ignores the key
