@@ -316,6 +316,8 @@ FinishReason = Literal[
     "input_missing",  # an input object is not in its bucket
     "input_corrupt",  # an input's bytes do not match its sha256, fetched twice
     "upload_failed",  # the job's outputs could not be put in the store
+    # the agent's: the scheduler gave no values for the job's secrets (one not set, unreadable, or none answered)
+    "secrets_unavailable",
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
 
