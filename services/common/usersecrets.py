@@ -41,6 +41,16 @@ def env_of(name: str) -> str | None:
     return kind.env if kind else None
 
 
+def job_secret_names(envs) -> tuple[str, ...]:
+    """What `jobs.secret_names` (and `JobDispatched.secrets`) holds for a job that needs these variables: each once,
+    in the catalogue's order; ValueError naming one outside the catalogue (a submit answers it as a 422)."""
+    wanted = set(envs)
+    unknown = sorted(wanted - set(BY_ENV))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not a secret a job can be given (one of {', '.join(SECRET_ENVS)})")
+    return tuple(env for env in SECRET_ENVS if env in wanted)
+
+
 def missing_message(env: str) -> str:
     """What a job's owner reads when a secret the job needs is not set: which one, and how to set it."""
     kind = BY_ENV.get(env)

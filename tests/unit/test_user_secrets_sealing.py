@@ -9,7 +9,7 @@ import pytest
 from services.common.contracts import JobSecrets, JobSecretsAsked, Refused, Subjects
 from services.common.errors import ApiError
 from services.common.requests import Endpoint, answer
-from services.common.usersecrets import BY_ENV, CATALOGUE, env_of, missing_message
+from services.common.usersecrets import BY_ENV, CATALOGUE, env_of, job_secret_names, missing_message
 from services.scheduler.usersecrets.sealing import Unreadable, key_id, keyring
 
 pytestmark = pytest.mark.unit
@@ -56,6 +56,12 @@ def test_the_catalogue_holds_trackers_variables_only():
     ]
     assert env_of("LD_PRELOAD") is None and "PYTHONPATH" not in BY_ENV
     assert missing_message("WANDB_API_KEY") == "W&B API key not set: PUT /api/secrets/wandb_api_key"
+    assert job_secret_names(["MLFLOW_TRACKING_TOKEN", "WANDB_API_KEY", "WANDB_API_KEY"]) == (
+        "WANDB_API_KEY",
+        "MLFLOW_TRACKING_TOKEN",
+    )
+    with pytest.raises(ValueError, match="LD_PRELOAD"):
+        job_secret_names(["WANDB_API_KEY", "LD_PRELOAD"])
 
 
 async def test_an_endpoint_with_a_sender_reads_the_asker_from_the_subject_only():

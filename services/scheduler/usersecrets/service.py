@@ -6,7 +6,15 @@ from __future__ import annotations
 import unicodedata
 
 from services.common.errors import ApiError
-from services.common.usersecrets import BY_NAME, CATALOGUE, MAX_VALUE_BYTES, SECRET_NAMES, SecretKind
+from services.common.usersecrets import (
+    BY_ENV,
+    BY_NAME,
+    CATALOGUE,
+    MAX_VALUE_BYTES,
+    SECRET_NAMES,
+    SecretKind,
+    missing_message,
+)
 
 from ..settings import SchedulerSettings
 from . import store
@@ -47,6 +55,15 @@ def status_of(kind: SecretKind, row) -> SecretStatus:
         created_at=row["created_at"] if row else None,
         updated_at=row["updated_at"] if row else None,
     )
+
+
+async def unset_for_job(pool, user_id: str, envs) -> list[str]:
+    """For a submit that wants to refuse early: what to tell `user_id` for each of these variables (catalogue
+    names, as `job_secret_names` gives them) that has no value set; empty when all are. The agent asks again when
+    the stage starts, so a secret deleted in between still fails the job then (`secrets_unavailable`)."""
+    names = {BY_ENV[env].name: env for env in envs}
+    have = {row["name"] for row in await store.secrets_of(pool, user_id)}
+    return [missing_message(env) for name, env in names.items() if name not in have]
 
 
 async def listing(pool, settings: SchedulerSettings, user_id: str) -> SecretList:

@@ -18,6 +18,7 @@ from services.common.errors import ApiError
 from services.common.requests import ask
 from services.common.security import new_api_key, new_id
 from services.common.usersecrets import SECRET_NAMES
+from services.scheduler.usersecrets.service import unset_for_job
 from tests.helpers import assert_error, eventually, unique
 
 from .helpers import connect_as, job_on, move
@@ -121,6 +122,15 @@ async def test_names_outside_the_catalogue_and_bad_values_are_refused_without_re
         assert answer.status_code in (400, 422) and secret not in answer.text, answer.text
     assert secret not in caplog.text and exactly not in caplog.text
     await scheduler.delete(WANDB, headers=headers)
+
+
+async def test_a_submit_can_tell_which_secrets_a_job_needs_are_unset(scheduler, people, pool):
+    owner_id, owner = people["fleet-owner"]
+    await scheduler.put("/api/secrets/mlflow_tracking_token", json={"value": value()}, headers=owner)
+    wanted = ["MLFLOW_TRACKING_TOKEN", "WANDB_API_KEY"]
+    assert await unset_for_job(pool, owner_id, wanted) == ["W&B API key not set: PUT /api/secrets/wandb_api_key"]
+    assert await unset_for_job(pool, owner_id, ["MLFLOW_TRACKING_TOKEN"]) == []
+    await scheduler.delete("/api/secrets/mlflow_tracking_token", headers=owner)
 
 
 async def test_another_user_neither_sees_nor_deletes_a_secret(scheduler, people, pool):
