@@ -112,7 +112,7 @@ def _only_upstreams_down(error: urllib.error.HTTPError) -> bool:
 
 
 # What an agent never needs: it owns nothing in Postgres and checks no caller.
-AGENT_NEVER_SEES = ("DATABASE_URL", "LLMCT_SECRET_KEY", "LLMCT_ADMIN_PASSWORD", "INVITE_CODE")
+AGENT_NEVER_SEES = ("DATABASE_URL", "LLMCT_SECRET_KEY", "LLMCT_SECRETS_KEY", "LLMCT_ADMIN_PASSWORD", "INVITE_CODE")
 
 
 def process_env(name: str, env: dict[str, str]) -> dict[str, str]:
@@ -216,6 +216,8 @@ class LocalStack:
         kept = secrets_folder(self.storage)
         env = self.env
         env.setdefault("LLMCT_SECRET_KEY", _kept_secret(kept / "secret_key", lambda: secrets.token_hex(32)))
+        # Encrypts users' secrets (the scheduler's /api/secrets): lost, they are lost; kept like the signing key.
+        env.setdefault("LLMCT_SECRETS_KEY", _kept_secret(kept / "secrets_key", lambda: secrets.token_hex(32)))
         env.setdefault("INVITE_CODE", _kept_secret(kept / "invite_code", lambda: secrets.token_urlsafe(9)))
         env.setdefault("LLMCT_ADMIN_USERNAME", "admin")
         env.setdefault("LLMCT_ADMIN_PASSWORD", _kept_secret(kept / "admin_password", lambda: secrets.token_urlsafe(12)))

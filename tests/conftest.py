@@ -52,6 +52,7 @@ def stack_env(nats_server, postgres_server, tmp_path_factory):
         "NATS_URL": nats_server.url,
         "DATABASE_URL": postgres_server.url,
         "LLMCT_SECRET_KEY": secrets.token_hex(32),
+        "LLMCT_SECRETS_KEY": secrets.token_hex(32),
         "INVITE_CODE": "test-invite",
         "LLMCT_ADMIN_USERNAME": "root-admin",
         "LLMCT_ADMIN_PASSWORD": "admin-pass-1234",

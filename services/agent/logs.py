@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from services.common import contracts
 from services.common.logtext import line_text
 from services.common.private import open_private
+from services.common.redaction import REDACTED
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,17 @@ class LogShipper:
         self.bytes = size
         self._wake = asyncio.Event()
         self._closing = False
+        self._hidden: list[str] = []
         self._flusher = asyncio.create_task(self._flush_forever())
 
+    def hide(self, values) -> None:
+        """Never write or ship these values (a job's secrets, services/agent/jobsecrets.py): each is replaced by
+        [redacted] in every line added from now on, in the file, the batches and the tail alike."""
+        self._hidden = sorted({*self._hidden, *(value for value in values if value)}, key=len, reverse=True)
+
     def add(self, stream: str, text: str, mark: Any = None) -> None:
+        for value in self._hidden:  # the longest first: one secret holding another is hidden whole
+            text = text.replace(value, REDACTED)
         self.seq += 1
         now = datetime.now(UTC)
         data = line_text(stream, text).encode(errors="replace")

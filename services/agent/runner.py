@@ -26,6 +26,7 @@ from .ending import conclude
 from .events import FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
 from .jobfiles import job_datasets
+from .jobsecrets import SecretsUnavailable, job_secrets, needs_secrets
 from .logs import LogShipper
 from .objectsmode import adapter_files
 from .reattach import Resume
@@ -367,6 +368,9 @@ class Runner:
         """Start stage `index` (or follow `found`, its engine from before an agent restart) to its exit."""
         serve = order.stages[index].serve
         engine = found
+        secrets = await self._secrets(order, index, shipper, found is not None)
+        if isinstance(secrets, ExitInfo):
+            return secrets
         if engine is None:
             if serve is not None:
                 started = self._serving_spec(order, index, job, serve, shipper)
@@ -374,7 +378,7 @@ class Runner:
                     return started
                 spec = started
             else:
-                spec = self._spec(order, index)
+                spec = self._spec(order, index, secrets)
             try:
                 engine = await self.runtime.start(spec)
             except RuntimeStartError as exc:
@@ -396,6 +400,22 @@ class Runner:
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
                 await server.close()
+
+    async def _secrets(self, order, index: int, shipper: LogShipper, running: bool) -> dict[str, str] | ExitInfo:
+        """The job's secrets for stage `index` (none for a stage that gets none), hidden from its log from now on;
+        how the run ended when the scheduler gives none. An engine already `running` (picked up after an agent
+        restart) has them: they are asked again only to hide them, and the job goes on without."""
+        if not needs_secrets(order, order.stages[index]):
+            return {}
+        try:
+            values = await job_secrets(self.nc, self.agent_id, order)
+        except SecretsUnavailable as exc:
+            if running:
+                log.warning("job %s: its secrets are not hidden from its log: %s", order.job_id, exc.message)
+                return {}
+            return ExitInfo(exit_code=-1, error=exc.message, error_reason="secrets_unavailable")
+        shipper.hide(values.values())
+        return values
 
     def _serving_spec(
         self, order, index: int, job: RunningJob, serve: contracts.ServeOptions, shipper: LogShipper

@@ -42,6 +42,21 @@ class Subjects:
     # Requests to the service that owns the answer (NATS request/reply, served as `micro` endpoints).
     MODEL_FOR_USE = "llmct.registry.model_for_use"
     DATASETS_FOR_JOB = "llmct.datasets.datasets_for_job"
+    # An agent asks the scheduler for a job's user secrets (JobSecretsAsked → JobSecrets or Refused) on a subject
+    # naming itself, the only one of these its NATS user may publish; the answer comes to its own inbox.
+    JOB_SECRETS_ALL = "llmct.scheduler.job_secrets.*"
+
+    @staticmethod
+    def job_secrets(agent_id: str) -> str:
+        """Where agent `agent_id` asks for the secrets of a job it runs (request/reply, never a stream)."""
+        return f"llmct.scheduler.job_secrets.{agent_id}"
+
+    @staticmethod
+    def job_secrets_sender(subject: str) -> str | None:
+        """The agent a job_secrets subject names; None for any other subject."""
+        head = "llmct.scheduler.job_secrets."
+        agent_id = subject[len(head) :] if subject.startswith(head) else ""
+        return agent_id if agent_id and "." not in agent_id else None
 
     @staticmethod
     def job_dispatch(agent_id: str) -> str:
@@ -301,6 +316,8 @@ FinishReason = Literal[
     "input_missing",  # an input object is not in its bucket
     "input_corrupt",  # an input's bytes do not match its sha256, fetched twice
     "upload_failed",  # the job's outputs could not be put in the store
+    # the agent's: the scheduler gave no values for the job's secrets (one not set, unreadable, or none answered)
+    "secrets_unavailable",
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
 
@@ -414,6 +431,9 @@ class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):
     inputs: tuple[JobInput, ...] = ()
     files: tuple[JobFile, ...] = ()
     storage_base: str = ""
+    # The environment variables (services/common/usersecrets.py CATALOGUE) the job's train stages get from its
+    # owner's secrets: names only; the agent asks the scheduler for the values just before such a stage starts.
+    secrets: tuple[str, ...] = ()
 
 
 # Every job event carries the attempt of the JobDispatched it answers (jobs.attempt): the scheduler applies it only
@@ -699,6 +719,21 @@ class DatasetsForJob(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_fo
     # dataset_info.json is made of them on the agent, which has no data folder of the control plane's).
     inputs: list[JobInput] = msgspec.field(default_factory=list)
     entries: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+
+class JobSecretsAsked(msgspec.Struct, frozen=True, kw_only=True, tag="job_secrets_asked"):
+    """From an agent to the scheduler: the values of `names` (environment variables the job's dispatch listed in
+    `secrets`) for the job's `attempt` it is about to run. The asking agent is the one the subject names."""
+
+    job_id: str
+    attempt: int
+    names: list[str]
+
+
+class JobSecrets(msgspec.Struct, frozen=True, kw_only=True, tag="job_secrets"):
+    """The scheduler's yes: environment variable → value, for one stage of one run; never stored or logged."""
+
+    env: dict[str, str]
 
 
 BusMessage = (

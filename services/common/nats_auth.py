@@ -87,9 +87,10 @@ def agent_inbox_prefix(agent_id: str) -> str:
 
 
 def agent_permissions(agent_id: str) -> dict:
-    """Publish only its own heartbeats, job events, log batches and its own DISPATCH consumer's API; read cancels,
-    its deployments' requests, its own inboxes and service discovery; answer requests it received. Never `logs.>`:
-    only the scheduler's relay writes a job's log, after checking that the job is the shipping agent's."""
+    """Publish only its own heartbeats, job events, log batches, requests for its jobs' secrets and its own DISPATCH
+    consumer's API; read cancels, its deployments' requests, its own inboxes and service discovery; answer requests
+    it received. Never `logs.>`: only the scheduler's relay writes a job's log, after checking that the job is the
+    shipping agent's."""
     check_agent_id(agent_id)
     consumer = agent_consumer(agent_id)
     api = f"$JS.API.CONSUMER.%s.{DISPATCH_STREAM}.{consumer}"
@@ -99,6 +100,8 @@ def agent_permissions(agent_id: str) -> dict:
                 Subjects.agent_heartbeat(agent_id),
                 Subjects.agent_job_status_all(agent_id),  # the subject names the sender of a job event
                 Subjects.agent_job_logs_all(agent_id),  # log batches too, for the scheduler's relay to check
+                # Asks for the secrets of a job it runs: the subject names the asker; the answer comes to its inbox.
+                Subjects.job_secrets(agent_id),
                 # The filtered create form: the server checks the filter in the body equals this subject.
                 (api % "CREATE") + "." + Subjects.job_dispatch(agent_id),
                 api % "INFO",

@@ -36,21 +36,31 @@ class Endpoint:
     name: str
     subject: str
     request: type
-    handler: Callable[[Any, Any], Awaitable[msgspec.Struct]]
+    handler: Callable[..., Awaitable[msgspec.Struct]]
+    # For a subject with a wildcard that names the asker (Subjects.job_secrets: an agent, whose NATS user may
+    # publish only its own): reads the asker from the subject, given to the handler as a third argument. A request
+    # whose subject names none is refused.
+    sender: Callable[[str], str | None] | None = None
 
 
 def refusal_of(exc: ApiError) -> Refused:
     return Refused(code=exc.code, message=exc.message, field=exc.field, status=exc.status)
 
 
-async def answer(context: Any, endpoint: Endpoint, data: bytes) -> bytes:
+async def answer(context: Any, endpoint: Endpoint, data: bytes, subject: str = "") -> bytes:
     """The encoded answer to one request: the handler's, or a `Refused` (a bad request, or the handler's no)."""
     try:
         request = msgspec.json.decode(data, type=endpoint.request)
     except msgspec.ValidationError as exc:
         return _encoder.encode(Refused(code="bad_request", message=f"{endpoint.name}: {exc}", status=400))
+    args: tuple[Any, ...] = (context, request)
+    if endpoint.sender is not None:
+        sender = endpoint.sender(subject)
+        if sender is None:
+            return _encoder.encode(Refused(code="bad_request", message=f"{endpoint.name}: {subject!r}", status=400))
+        args += (sender,)
     try:
-        return _encoder.encode(await endpoint.handler(context, request))
+        return _encoder.encode(await endpoint.handler(*args))
     except ApiError as exc:
         return _encoder.encode(refusal_of(exc))
 
@@ -60,7 +70,7 @@ async def serve(micro_service: Any, context: Any, endpoint: Endpoint) -> None:
 
     async def handle(request) -> None:
         try:
-            await request.respond(await answer(context, endpoint, request.data))
+            await request.respond(await answer(context, endpoint, request.data, request.subject))
         except Exception:  # an answer never raises into nats-py's loop: the asker times out and says so
             log.exception("%s: no answer to a request", endpoint.name)
 

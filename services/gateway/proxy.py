@@ -35,6 +35,7 @@ ROUTES = {
     "deployments": "scheduler",
     "quotas": "scheduler",
     "webhooks": "scheduler",
+    "secrets": "scheduler",
     "datasets": "datasets",
     "models": "registry",
 }

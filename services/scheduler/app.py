@@ -18,6 +18,8 @@ from .jobs.routes import JobController
 from .openai.routes import FineTuningController
 from .quotas.routes import QuotaController
 from .settings import SchedulerSettings
+from .usersecrets import answers as secret_answers
+from .usersecrets.routes import SecretController
 from .webhooks.routes import WebhookController
 
 SPEC = ServiceSpec(
@@ -33,10 +35,12 @@ SPEC = ServiceSpec(
         JobGpuController,
         WebhookController,
         FineTuningController,
+        SecretController,
     ],
     context=scheduler_context,
     background=handlers.BACKGROUND,
     consumers=handlers.CONSUMERS,
+    endpoints=(secret_answers.ENDPOINT,),
     dependencies={"wake": provide_part("wake")},
 )
 

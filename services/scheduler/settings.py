@@ -130,6 +130,12 @@ class SchedulerSettings(Settings, FleetSettings, WebhookSettings):
     fair_share_window_h: float = env(
         "LLMCT_FAIR_SHARE_WINDOW_H", 24.0, doc="the window of GPU-hours fair sharing counts (fewest goes first)"
     )
+    secrets_key: str = env(
+        "LLMCT_SECRETS_KEY",
+        "",
+        doc="keys (32+ characters each, comma-separated) that encrypt users' secrets (/api/secrets): the first "
+        "encrypts, every one decrypts (rotation); without one the secrets API answers 503",
+    )
     model_hub: Literal["huggingface", "modelscope"] = env(
         "LLMCT_MODEL_HUB",
         "huggingface",

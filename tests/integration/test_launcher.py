@@ -67,6 +67,7 @@ def test_local_stack_starts_nats_and_postgres_and_keeps_its_secrets(open_folder)
     again = LocalStack(storage=storage, env={"PATH": env["PATH"]})
     again.prepare_env()
     assert again.env["LLMCT_SECRET_KEY"] == stack.env["LLMCT_SECRET_KEY"], "a second `up` keeps users' tokens valid"
+    assert again.env["LLMCT_SECRETS_KEY"] == stack.env["LLMCT_SECRETS_KEY"], "…and users' secrets readable"
 
 
 async def joined_user_follows_the_table(env: dict, nats_url: str) -> None:

@@ -290,6 +290,17 @@ def test_secrets_go_only_to_a_stage_that_downloads(storage):
     assert plan(runtime, spec)[str(storage.hf_cache)] is True
 
 
+def test_a_jobs_user_secrets_reach_its_container_whether_it_downloads_or_not(storage):
+    """The runner puts a train stage's user secrets (services/agent/jobsecrets.py) in spec.env; the docker runtime
+    passes them on as the process runtime does (they are not a hub's credentials)."""
+    env = {"WANDB_API_KEY": "wandb-v", "MLFLOW_TRACKING_TOKEN": "mlflow-v", "HF_TOKEN": "hf_secret"}
+    runtime = DockerRuntime(storage=storage, agent_id="a1", extra_mounts={})
+    for downloads in (False, True):
+        given = runtime.plan.create_options(spec_for(storage, {}, env=env, downloads=downloads))["environment"]
+        assert given["WANDB_API_KEY"] == "wandb-v" and given["MLFLOW_TRACKING_TOKEN"] == "mlflow-v"
+        assert ("HF_TOKEN" in given) is downloads
+
+
 def test_a_stage_downloads_when_its_model_or_a_dataset_is_on_a_hub(storage):
     write_datasets(storage)
     local = {"dataset_dir": str(storage.data), "dataset": "usr_a__mine"}

@@ -187,6 +187,7 @@ def test_the_local_agent_gets_its_own_nats_user_and_no_platform_secrets():
         "NATS_USER": "svc",
         "DATABASE_URL": "postgresql://x",
         "LLMCT_SECRET_KEY": "k",
+        "LLMCT_SECRETS_KEY": "users-secrets-key",
         "LLMCT_AGENT_NATS_USER": "agent-a",
         "LLMCT_AGENT_NATS_PASSWORD": "pw",
         "PATH": "/bin",

@@ -291,6 +291,7 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
                         gpu_ids=spot.gpu_ids,
                         attempt=attempt,
                         dispatched_at=datetime.now(UTC),
+                        secrets=tuple(job["secret_names"]),  # names only: the agent asks for values (usersecrets)
                         **_objects(settings, job["fetches"]),
                     ),
                 )

@@ -5,6 +5,7 @@ import { ApiKeysSection } from "./account/ApiKeysSection";
 import { InvitesSection } from "./account/InvitesSection";
 import { ProfileSection } from "./account/ProfileSection";
 import { MyLimitsSection } from "./account/QuotaUse";
+import { SecretsSection } from "./account/SecretsSection";
 import { UsersSection } from "./account/UsersSection";
 
 export function AccountPage() {
@@ -17,6 +18,7 @@ export function AccountPage() {
         <ProfileSection user={user} />
         <MyLimitsSection />
         <ApiKeysSection />
+        <SecretsSection />
         {user.role === "admin" && <InvitesSection />}
         {user.role === "admin" && <UsersSection />}
       </div>
