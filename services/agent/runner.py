@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from services.common.settings import StoragePaths
 from services.common.storage import JobStorage, SharedStorage, StorageError
 from services.common.text import storable
 
-from . import progress, reattach, results
+from . import progress, reattach, results, tracking
 from .ending import conclude
 from .events import FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
@@ -239,6 +240,7 @@ class Runner:
             "PYTHONUNBUFFERED": "1",
             "DISABLE_VERSION_CHECK": "1",
             **hub_environment(stage.hub, self.storage.hf_cache),
+            **tracking.stage_env(stage, output_dir),
             **(extra_env or {}),
         }
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
@@ -374,7 +376,10 @@ class Runner:
                     return started
                 spec = started
             else:
-                spec = self._spec(order, index)
+                tracked = await self._tracked(order, self._spec(order, index), shipper)
+                if isinstance(tracked, ExitInfo):
+                    return tracked
+                spec = tracked
             try:
                 engine = await self.runtime.start(spec)
             except RuntimeStartError as exc:
@@ -396,6 +401,26 @@ class Runner:
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
                 await server.close()
+
+    async def _tracked(self, order, spec: JobSpec, shipper: LogShipper) -> JobSpec | ExitInfo:
+        """A stage that reports to MLflow runs in the job's run, made (or found again) before the engine starts and
+        told to the scheduler (JobTracked); a server that cannot be reached ends the job before it spends GPU time."""
+        if "MLFLOW_TRACKING_URI" not in spec.env:
+            return spec
+        try:
+            run = await tracking.mlflow_run(spec.env, order.job_id, order.mlflow_run_id)
+        except tracking.TrackingUnreachable as exc:
+            return ExitInfo(exit_code=-1, error=str(exc), error_reason="tracking_unreachable")
+        shipper.add("system", f"MLflow: run {run.run_id} of experiment {run.experiment_id}")
+        event = contracts.JobTracked(
+            job_id=order.job_id,
+            mlflow_run_id=run.run_id,
+            mlflow_experiment_id=run.experiment_id,
+            attempt=order.attempt,
+            at=datetime.now(UTC),
+        )
+        await self.publish(event, must_arrive=True)
+        return dataclasses.replace(spec, env={**spec.env, "MLFLOW_RUN_ID": run.run_id})
 
     def _serving_spec(
         self, order, index: int, job: RunningJob, serve: contracts.ServeOptions, shipper: LogShipper
