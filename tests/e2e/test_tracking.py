@@ -1,0 +1,65 @@
+"""Experiment tracking end to end (docs/tracking.md): the tiny model trained through the platform reports to a real
+MLflow server, to W&B offline and to TensorBoard; the run is read back over MLflow's REST API and the job's page
+links to it. The stack forces W&B offline (LLMCT_WANDB_MODE), as an air-gapped site would."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from .helpers import TRAIN, login, unique, wait_for_state
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def output_names(content: bytes) -> list[str]:
+    return zipfile.ZipFile(io.BytesIO(content)).namelist()
+
+
+async def test_a_training_job_reports_to_mlflow_wandb_and_tensorboard(gw, stack, tiny_model, mlflow_server):
+    headers = await login(gw, stack.invite_code, unique("tracker"))
+    experiment = unique("e2e-experiment")
+    tracking = {
+        "mlflow": {"tracking_uri": mlflow_server.url, "experiment": experiment},
+        "wandb": {"project": "llmct-e2e", "entity": "team", "tags": ["e2e", "tiny"], "mode": "online"},
+        "tensorboard": True,
+    }
+    r = await gw.post("/api/jobs", json={**TRAIN, "tracking": tracking}, headers=headers)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["config"]["report_to"] == ["mlflow", "wandb", "tensorboard"]
+    assert job["config"]["run_name"] == job["id"]
+    assert job["config"]["logging_dir"] == job["config"]["output_dir"] + "/runs"
+
+    done = await wait_for_state(gw, headers, job["id"], {"succeeded", "failed", "cancelled"}, timeout=600)
+    assert done["state"] == "succeeded", done["message"]
+    steps = [point["step"] for point in done["progress_series"] if point["loss"] is not None]
+    assert steps
+
+    # The job's page links to the MLflow run the agent made, which holds the job's loss curve and parameters.
+    links = {run["kind"]: run for run in done["tracking"]}
+    mlflow = links["mlflow"]
+    assert mlflow["run_id"] and mlflow["url"] == (
+        f"{mlflow_server.url}/#/experiments/{mlflow['experiment_id']}/runs/{mlflow['run_id']}"
+    )
+    run = mlflow_server.get("runs/get", run_id=mlflow["run_id"])["run"]
+    assert run["info"]["status"] == "FINISHED" and run["info"]["run_name"] == job["id"]
+    tags = {tag["key"]: tag["value"] for tag in run["data"]["tags"]}
+    assert tags["llmct.job_id"] == job["id"]
+    params = {param["key"]: param["value"] for param in run["data"]["params"]}
+    assert params["learning_rate"] == str(TRAIN.get("learning_rate", 1e-4)) and params["max_steps"] == "12"
+    history = mlflow_server.get("metrics/get-history", run_id=mlflow["run_id"], metric_key="loss")["metrics"]
+    assert sorted(point["step"] for point in history) == steps
+
+    # W&B was forced offline by the admin: no link; its offline run, with the history, is in the job's outputs.
+    wandb = links["wandb"]
+    assert wandb["mode"] == "offline" and wandb["url"] is None and wandb["folder"] == "wandb"
+    artifacts = await gw.get(f"/api/jobs/{job['id']}/artifacts", headers=headers)
+    names = output_names(artifacts.content)
+    offline = [n for n in names if "/wandb/offline-run-" in f"/{n}" and n.endswith(f"run-{wandb['run_id']}.wandb")]
+    assert offline, [n for n in names if "wandb" in n][:20]
+    # TensorBoard's event files are in the outputs too.
+    assert links["tensorboard"]["folder"] == "runs"
+    assert any("runs/" in n and "events.out.tfevents" in n for n in names), names[:40]
