@@ -16,7 +16,7 @@ import msgspec
 
 from services.common.errors import ApiError
 
-from ..settings import SchedulerSettings
+from ..settings import TrackingSettings
 from ..webhooks.addresses import Allowed, Refused, checked_address
 from .schemas import Tracking, TrackingRun
 
@@ -33,7 +33,7 @@ TENSORBOARD_FOLDER = "runs"  # TensorBoard's event files, inside the job's outpu
 WANDB_FOLDER = "wandb"  # W&B's run folders (offline-run-…), inside the job's output folder (WANDB_DIR)
 
 
-async def check_address(url: str, settings: SchedulerSettings, field: str) -> None:
+async def check_address(url: str, settings: TrackingSettings, field: str) -> None:
     """Refuse a tracking server URL that is not http(s), holds credentials, or resolves to an address jobs may
     not reach (private, loopback, link-local such as 169.254.169.254) unless LLMCT_TRACKING_ALLOW allows it."""
     try:
@@ -45,7 +45,7 @@ async def check_address(url: str, settings: SchedulerSettings, field: str) -> No
         raise ApiError(422, "invalid_tracking", message, field) from exc
 
 
-async def has_secret(conn: asyncpg.Connection, user_id: str, name: str) -> bool:
+async def has_secret(conn, user_id: str, name: str) -> bool:
     """Whether the user stored secret `name` (user_secrets, the secrets store's table; absent: none stored)."""
     if await conn.fetchval("SELECT to_regclass('user_secrets')") is None:
         return False
@@ -53,7 +53,7 @@ async def has_secret(conn: asyncpg.Connection, user_id: str, name: str) -> bool:
     return bool(await conn.fetchval(query, user_id, name))
 
 
-def effective(tracking: Tracking | None, settings: SchedulerSettings) -> Tracking | None:
+def effective(tracking: Tracking | None, settings: TrackingSettings) -> Tracking | None:
     """The tracking the job runs with: W&B forced offline where the admin says so (LLMCT_WANDB_MODE)."""
     if tracking is None or not (tracking.mlflow or tracking.wandb or tracking.tensorboard):
         return None
@@ -64,7 +64,7 @@ def effective(tracking: Tracking | None, settings: SchedulerSettings) -> Trackin
 
 
 async def check_tracking(
-    pool: asyncpg.Pool, settings: SchedulerSettings, user_id: str, tracking: Tracking | None
+    pool: asyncpg.Pool, settings: TrackingSettings, user_id: str, tracking: Tracking | None
 ) -> list[str]:
     """Check a job's (effective) tracking before it is stored; the secret variables it needs (`jobs.secret_names`).
     W&B online needs the owner's W&B API key; MLflow takes the owner's token or user and password when stored."""
