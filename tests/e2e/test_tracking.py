@@ -9,6 +9,8 @@ import zipfile
 
 import pytest
 
+from llmct.embedded import free_port
+
 from .helpers import TRAIN, login, unique, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -63,3 +65,15 @@ async def test_a_training_job_reports_to_mlflow_wandb_and_tensorboard(gw, stack,
     # TensorBoard's event files are in the outputs too.
     assert links["tensorboard"]["folder"] == "runs"
     assert any("runs/" in n and "events.out.tfevents" in n for n in names), names[:40]
+
+
+async def test_an_mlflow_server_that_does_not_answer_fails_the_job_before_it_trains(gw, stack, tiny_model):
+    headers = await login(gw, stack.invite_code, unique("tracker"))
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    body = {**TRAIN, "tracking": {"mlflow": {"tracking_uri": uri, "experiment": "gone"}}}
+    r = await gw.post("/api/jobs", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    done = await wait_for_state(gw, headers, r.json()["id"], {"succeeded", "failed", "cancelled"})
+    assert (done["state"], done["reason"]) == ("failed", "tracking_unreachable"), done["message"]
+    assert f"the MLflow server {uri} did not answer" in done["message"]
+    assert done["progress_series"] == []  # no step ran
