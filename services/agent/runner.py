@@ -376,7 +376,7 @@ class Runner:
                     return started
                 spec = started
             else:
-                tracked = await self._tracked(order, self._spec(order, index), shipper)
+                tracked = await self._tracked(order, job, self._spec(order, index), shipper)
                 if isinstance(tracked, ExitInfo):
                     return tracked
                 spec = tracked
@@ -402,7 +402,7 @@ class Runner:
                 await asyncio.gather(serving, return_exceptions=True)
                 await server.close()
 
-    async def _tracked(self, order, spec: JobSpec, shipper: LogShipper) -> JobSpec | ExitInfo:
+    async def _tracked(self, order, job: RunningJob, spec: JobSpec, shipper: LogShipper) -> JobSpec | ExitInfo:
         """A stage that reports to MLflow runs in the job's run, made (or found again) before the engine starts and
         told to the scheduler (JobTracked); a server that cannot be reached ends the job before it spends GPU time."""
         if "MLFLOW_TRACKING_URI" not in spec.env:
@@ -412,6 +412,7 @@ class Runner:
         except tracking.TrackingUnreachable as exc:
             return ExitInfo(exit_code=-1, error=str(exc), error_reason="tracking_unreachable")
         shipper.add("system", f"MLflow: run {run.run_id} of experiment {run.experiment_id}")
+        job.mlflow = (run.run_id, spec.env)
         event = contracts.JobTracked(
             job_id=order.job_id,
             mlflow_run_id=run.run_id,
@@ -502,6 +503,8 @@ class Runner:
         exit_info = await self._publish_outputs(order, exit_info, shipper)
         state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
+        if job.mlflow is not None:
+            await tracking.end_mlflow_run(job.mlflow[1], job.mlflow[0], state)
         tail = tuple(storable(line) for line in shipper.tail)  # the scheduler stores them: no NUL
         await shipper.close()
         metrics = results.read(order.kind, Path(order.output_dir))

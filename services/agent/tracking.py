@@ -128,3 +128,22 @@ async def mlflow_run(env: Mapping[str, str], job_id: str, kept: str | None = Non
         made = _checked(uri, await _call(client, uri, "POST", "runs/create", json=body), "create the run")
         info = made["run"]["info"]
         return MlflowRun(run_id=str(info["run_id"]), experiment_id=str(info["experiment_id"]))
+
+
+# The job's end as MLflow's run status (a succeeded run is ended by the engine's own callback).
+RUN_STATUS = {"failed": "FAILED", "cancelled": "KILLED"}
+
+
+async def end_mlflow_run(env: Mapping[str, str], run_id: str, state: str) -> None:
+    """Mark the job's MLflow run failed or killed when the engine could not end it itself; best effort (a server
+    gone meanwhile changes nothing of the job)."""
+    status = RUN_STATUS.get(state)
+    if status is None:
+        return
+    uri = env["MLFLOW_TRACKING_URI"]
+    body = {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)}
+    async with httpx.AsyncClient(timeout=MLFLOW_TIMEOUT_S, follow_redirects=False, **_auth(env)) as client:
+        try:
+            await _call(client, uri, "POST", "runs/update", json=body)
+        except TrackingUnreachable:
+            return

@@ -128,6 +128,15 @@ async def record_mlflow_run(conn, job_id: str, run_id: str, experiment_id: str) 
     )
 
 
+async def forget_mlflow_run(conn, job_id: str) -> None:
+    """The job's next run is a new MLflow run (a retry from the start): the one it had keeps the earlier curve."""
+    await conn.execute(
+        "UPDATE jobs SET tracking = tracking #- '{mlflow,run_id}' #- '{mlflow,experiment_id}' "
+        "WHERE id = $1 AND jsonb_typeof(tracking->'mlflow') = 'object'",
+        job_id,
+    )
+
+
 async def _insert_job(conn, values: tuple) -> None:
     await conn.execute(
         "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
