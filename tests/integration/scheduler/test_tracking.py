@@ -52,6 +52,9 @@ def train(world, **tracking) -> dict:
         ({"mlflow": {"tracking_uri": "http://169.254.169.254/latest"}}, "tracking.mlflow.tracking_uri", "169.254"),
         ({"mlflow": {"tracking_uri": "http://127.0.0.1:5000"}}, "tracking.mlflow.tracking_uri", "TRACKING_ALLOW"),
         ({"mlflow": {"tracking_uri": "http://10.1.2.3:5000"}}, "tracking.mlflow.tracking_uri", "private"),
+        ({"mlflow": {"tracking_uri": "http://0x7f.1:5000"}}, "tracking.mlflow.tracking_uri", "127.0.0.1"),
+        ({"mlflow": {"tracking_uri": "http://[::ffff:169.254.169.254]/"}}, "tracking.mlflow.tracking_uri", "169.254"),
+        ({"mlflow": {"tracking_uri": "http://a.example\\@127.0.0.1/"}}, "tracking.mlflow.tracking_uri", "credentials"),
         ({"mlflow": {"tracking_uri": "https://me:pw@93.184.215.14"}}, "tracking.mlflow.tracking_uri", "credentials"),
         (
             {"wandb": {"project": "p", "mode": "offline", "base_url": "http://[::1]:8080"}},
