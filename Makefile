@@ -9,12 +9,12 @@ WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.* web/tsconfig*.json web/package.json -type f 2>/dev/null)
 HAVE_NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: up test check static install engine web web-install test-web bench clean
+.PHONY: up test check static install engine mlflow web web-install test-web bench clean
 
 up: install web engine ## start NATS, Postgres, every service and a local agent
 	$(BIN)/llmct up
 
-test: install web engine static ## every check and test tier: static checks, unit, integration, e2e, docker, browser, web
+test: install web engine mlflow static ## every check and test tier: static checks, unit, integration, e2e, docker, browser, web
 	$(BIN)/pytest tests
 	$(MAKE) test-web
 
@@ -40,6 +40,9 @@ $(STAMP): pyproject.toml
 engine: ## the engines' own venvs: LLaMA-Factory's (.venv-engine) and vLLM's (.venv-vllm); a no-op when up to date
 	engine/install.sh
 	engine/vllm/install.sh
+
+mlflow: ## the MLflow tracking server the tests report to (.venv-mlflow); a no-op when up to date
+	tests/tools/mlflow/install.sh
 
 web-install: $(if $(HAVE_NPM),$(WEB_STAMP))
 

@@ -18,6 +18,7 @@ from services.common.settings import settings_for
 from services.common.store import migrate
 from services.gateway.settings import GatewaySettings
 from services.scheduler.settings import SchedulerSettings
+from tests.fixtures_mlflow import MLFLOW, MlflowServer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,3 +78,13 @@ class StackSettings(AuthSettings, SchedulerSettings, GatewaySettings):
 @pytest.fixture(scope="session")
 def settings(stack_env):
     return settings_for(StackSettings)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server on loopback (its runs in sqlite), stopped at the end of the session."""
+    if not MLFLOW.exists():
+        pytest.fail(f"{MLFLOW} is missing: run tests/tools/mlflow/install.sh (make test does)")
+    server = MlflowServer(folder=tmp_path_factory.mktemp("mlflow")).start()
+    yield server
+    server.stop()

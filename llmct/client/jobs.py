@@ -28,6 +28,15 @@ def progress_text(job: dict) -> str:
     return f"{progress.get('step', 0)}/{progress['total_steps']}" + (f" loss {loss:.4f}" if loss is not None else "")
 
 
+def tracking_text(runs: list[dict] | None) -> str | None:
+    """Where the job reports its experiment: each tracker with its run's link, or where its files are."""
+    parts = []
+    for run in runs or []:
+        where = run.get("url") or (f"outputs/{run['folder']}/" if run.get("folder") else run.get("run_id") or "")
+        parts.append(f"{run['kind']} {where}".strip())
+    return "; ".join(parts) or None
+
+
 def metrics_text(metrics: dict | None) -> str | None:
     if not metrics:
         return None
@@ -133,6 +142,7 @@ def show(job_id: str, as_json: bool) -> None:
             ("reason", job.get("reason") or job.get("wait_reason")),
             ("message", job.get("message")),
             ("metrics", metrics_text(job.get("metrics"))),
+            ("tracking", tracking_text(job.get("tracking"))),
             ("resume from step", job.get("resume_step")),
             ("created", when(job.get("created_at"))),
             ("started", when(job.get("started_at"))),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from services.common.settings import StoragePaths
 from services.common.storage import JobStorage, SharedStorage, StorageError
 from services.common.text import storable
 
-from . import progress, reattach, results
+from . import progress, reattach, results, tracking
 from .ending import conclude
 from .events import FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
@@ -240,6 +241,7 @@ class Runner:
             "PYTHONUNBUFFERED": "1",
             "DISABLE_VERSION_CHECK": "1",
             **hub_environment(stage.hub, self.storage.hf_cache),
+            **tracking.stage_env(stage, output_dir),
             **(extra_env or {}),
         }
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
@@ -378,7 +380,10 @@ class Runner:
                     return started
                 spec = started
             else:
-                spec = self._spec(order, index, secrets)
+                tracked = await self._tracked(order, job, self._spec(order, index, secrets), shipper)
+                if isinstance(tracked, ExitInfo):
+                    return tracked
+                spec = tracked
             try:
                 engine = await self.runtime.start(spec)
             except RuntimeStartError as exc:
@@ -416,6 +421,27 @@ class Runner:
             return ExitInfo(exit_code=-1, error=exc.message, error_reason="secrets_unavailable")
         shipper.hide(values.values())
         return values
+
+    async def _tracked(self, order, job: RunningJob, spec: JobSpec, shipper: LogShipper) -> JobSpec | ExitInfo:
+        """A stage that reports to MLflow runs in the job's run, made (or found again) before the engine starts and
+        told to the scheduler (JobTracked); a server that cannot be reached ends the job before it spends GPU time."""
+        if "MLFLOW_TRACKING_URI" not in spec.env:
+            return spec
+        try:
+            run = await tracking.mlflow_run(spec.env, order.job_id, order.mlflow_run_id)
+        except tracking.TrackingUnreachable as exc:
+            return ExitInfo(exit_code=-1, error=str(exc), error_reason="tracking_unreachable")
+        shipper.add("system", f"MLflow: run {run.run_id} of experiment {run.experiment_id}")
+        job.mlflow = (run.run_id, spec.env)
+        event = contracts.JobTracked(
+            job_id=order.job_id,
+            mlflow_run_id=run.run_id,
+            mlflow_experiment_id=run.experiment_id,
+            attempt=order.attempt,
+            at=datetime.now(UTC),
+        )
+        await self.publish(event, must_arrive=True)
+        return dataclasses.replace(spec, env={**spec.env, "MLFLOW_RUN_ID": run.run_id})
 
     def _serving_spec(
         self, order, index: int, job: RunningJob, serve: contracts.ServeOptions, shipper: LogShipper
@@ -497,6 +523,8 @@ class Runner:
         exit_info = await self._publish_outputs(order, exit_info, shipper)
         state, reason, message = conclude(job.end_cause(exit_info, shipper.tail))
         shipper.add("system", f"job {state}" + (f": {message}" if message else ""))
+        if job.mlflow is not None:
+            await tracking.end_mlflow_run(job.mlflow[1], job.mlflow[0], state)
         tail = tuple(storable(line) for line in shipper.tail)  # the scheduler stores them: no NUL
         await shipper.close()
         metrics = results.read(order.kind, Path(order.output_dir))

@@ -33,6 +33,8 @@ class RunningJob:
     agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
     superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported
     preparing: asyncio.Task | None = None  # its inputs being fetched (objects mode): a cancel stops the wait
+    # The MLflow run it reports to and the stage's environment that reaches its server (services/agent/tracking.py)
+    mlflow: tuple[str, dict[str, str]] | None = None
 
     def end_cause(self, exit_info: ExitInfo, tail: Iterable[str]) -> EndCause:
         """Why this run ended: the engine's exit and last lines, and what the agent and the model server did."""

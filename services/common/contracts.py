@@ -318,6 +318,7 @@ FinishReason = Literal[
     "upload_failed",  # the job's outputs could not be put in the store
     # the agent's: the scheduler gave no values for the job's secrets (one not set, unreadable, or none answered)
     "secrets_unavailable",
+    "tracking_unreachable",  # the job's MLflow server did not answer or refused the run, before the engine started
 ]
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
 
@@ -372,6 +373,17 @@ class EngineStage(msgspec.Struct, kw_only=True, frozen=True):
     # Where the stage's model_name_or_path is downloaded from: "modelscope" (the agent runs the engine with
     # USE_MODELSCOPE_HUB=1), "huggingface", or None for a local copy. The scheduler decides; never user input.
     hub: str | None = None
+    # Variables for the engine from the job's experiment tracking (scheduler/jobs/tracking.py), names only from
+    # TRACKING_ENV: the agent drops any other name again before the engine starts. Never a secret.
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+# The engine variables a job's tracking settings may set (EngineStage.env). WANDB_DIR and MLFLOW_RUN_ID are not
+# among them: the agent sets those itself (the job's output folder; the run it created or the job kept).
+TRACKING_ENV = frozenset(
+    """MLFLOW_TRACKING_URI MLFLOW_EXPERIMENT_NAME WANDB_PROJECT WANDB_ENTITY WANDB_NAME WANDB_TAGS WANDB_MODE
+    WANDB_RUN_ID WANDB_RESUME WANDB_BASE_URL""".split()
+)
 
 
 ModelHub = Literal["huggingface", "modelscope"]
@@ -434,6 +446,9 @@ class JobDispatched(Message, kw_only=True, frozen=True, tag="job_dispatched"):
     # The environment variables (services/common/usersecrets.py CATALOGUE) the job's train stages get from its
     # owner's secrets: names only; the agent asks the scheduler for the values just before such a stage starts.
     secrets: tuple[str, ...] = ()
+    # The MLflow run the job reports to, kept from an earlier attempt (JobTracked): a resumed or retried job goes on
+    # in it. None: the agent creates one when a stage's env names an MLflow server.
+    mlflow_run_id: str | None = None
 
 
 # Every job event carries the attempt of the JobDispatched it answers (jobs.attempt): the scheduler applies it only
@@ -475,6 +490,17 @@ class JobFetchProgressed(Message, kw_only=True, frozen=True, tag="job_fetch_prog
     input: Annotated[str, msgspec.Meta(max_length=1024)]  # the file's name (`tiny_sft.jsonl`)
     done_bytes: Annotated[int, msgspec.Meta(ge=0)]
     total_bytes: Annotated[int, msgspec.Meta(ge=0)]
+    at: datetime
+    attempt: int = 0
+
+
+class JobTracked(Message, kw_only=True, frozen=True, tag="job_tracked"):
+    """The agent created (or found) the job's MLflow run before its engine started: the job keeps the ids, so
+    its page links to the run and a resumed job reports into the same one."""
+
+    job_id: str
+    mlflow_run_id: Annotated[str, msgspec.Meta(max_length=256)]
+    mlflow_experiment_id: Annotated[str, msgspec.Meta(max_length=256)]
     at: datetime
     attempt: int = 0
 
@@ -562,7 +588,9 @@ class DeploymentUsage(Message, kw_only=True, frozen=True, tag="deployment_usage"
     load: EngineLoad | None = None  # sent with every report, and every few seconds while nothing is asked
 
 
-JobEvent = JobStarted | JobProgressed | JobFetchProgressed | JobFinished | DeploymentReady | DeploymentUsage
+JobEvent = (
+    JobStarted | JobProgressed | JobFetchProgressed | JobTracked | JobFinished | DeploymentReady | DeploymentUsage
+)
 
 
 # --- agents ------------------------------------------------------------------------------------
@@ -742,6 +770,7 @@ BusMessage = (
     | JobStarted
     | JobProgressed
     | JobFetchProgressed
+    | JobTracked
     | JobFinished
     | JobChanged
     | JobCancelRequested

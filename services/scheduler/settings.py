@@ -96,7 +96,25 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SchedulerSettings(Settings, FleetSettings, WebhookSettings):
+class TrackingSettings:
+    """Where jobs may report their experiments (docs/tracking.md)."""
+
+    tracking_allow: str = env(
+        "LLMCT_TRACKING_ALLOW",
+        "",
+        doc="CIDRs and host names, comma-separated, a job's MLflow or W&B server may also be at besides public "
+        "addresses (default none: loopback, private, link-local incl. 169.254.169.254 are refused)",
+    )
+    wandb_mode: Literal["", "offline"] = env(
+        "LLMCT_WANDB_MODE",
+        "",
+        doc="`offline`: every W&B run is written to the job's outputs only, whatever the job asks (air-gapped "
+        "sites, tests); empty: as the job asks",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerSettings(Settings, FleetSettings, WebhookSettings, TrackingSettings):
     """The platform's shared settings, the fleet's, and the scheduler's own: queue, quotas, deployments."""
 
     deploy_idle_s: int = env(

@@ -65,6 +65,8 @@ E2E_AGENT = "e2e-agent"
 @pytest.fixture(scope="package")
 def stack(stack_env, nats_server, tmp_path_factory):
     env = {**os.environ, **stack_env, "LLMCT_HEARTBEAT_S": "1", "LLMCT_CPU_SLOTS": "2", "LLMCT_RUNTIME": "process"}
+    # Jobs report to the test's MLflow server on loopback, and W&B never leaves the machine (docs/tracking.md).
+    env.update({"LLMCT_TRACKING_ALLOW": "127.0.0.1", "LLMCT_WANDB_MODE": "offline"})
     # The agent runs as its own NATS user, limited to its own subjects, as in production (docs/fleet.md).
     agent = nats_server.add_agent(E2E_AGENT)
     env.update(

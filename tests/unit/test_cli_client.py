@@ -153,6 +153,34 @@ def test_a_job_body_is_the_file_then_the_flags_then_each_set(tmp_path):
     }
 
 
+def test_a_job_files_tracking_reaches_the_body_and_a_set_adds_to_it(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "base_model: tiny\ndatasets: [a]\ntracking:\n  mlflow: {tracking_uri: 'https://mlflow.example.com', "
+        "experiment: team}\n  wandb: {project: p, mode: offline, tags: [x]}\n"
+    )
+    body = bodies.job_body(bodies.read_job_file(path), {}, [], ["tracking.tensorboard=true"])
+    assert body["tracking"] == {
+        "mlflow": {"tracking_uri": "https://mlflow.example.com", "experiment": "team"},
+        "wandb": {"project": "p", "mode": "offline", "tags": ["x"]},
+        "tensorboard": True,
+    }
+
+
+def test_a_jobs_tracking_reads_as_links_or_where_its_files_are():
+    from llmct.client.jobs import tracking_text
+
+    runs = [
+        {"kind": "mlflow", "url": "https://m.example.com/#/experiments/1/runs/r", "run_id": "r", "folder": None},
+        {"kind": "wandb", "url": None, "run_id": "llmct-1", "mode": "offline", "folder": "wandb"},
+        {"kind": "tensorboard", "url": None, "folder": "runs"},
+    ]
+    assert tracking_text(runs) == (
+        "mlflow https://m.example.com/#/experiments/1/runs/r; wandb outputs/wandb/; tensorboard outputs/runs/"
+    )
+    assert tracking_text([]) is None
+
+
 @pytest.mark.parametrize("text", ["no_equals", "=3", "a..b=1"])
 def test_a_bad_set_is_a_usage_error(text):
     with pytest.raises(CliError) as refused:

@@ -108,6 +108,9 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
             }
             await store.record_fetch_progress(conn, event.job_id, report)
             return None, None
+        case contracts.JobTracked():
+            await store.record_mlflow_run(conn, event.job_id, event.mlflow_run_id, event.mlflow_experiment_id)
+            return None, None
         case contracts.JobFinished():
             message = event.message
             if event.last_lines:

@@ -45,7 +45,7 @@ async def pending(conn, window_h: float, limit: int = 200) -> list[asyncpg.Recor
         f"""
         WITH {USAGE}
         SELECT j.id, j.kind, j.owner_id, j.gpu_count, j.stages, j.output_dir, j.attempt, j.estimate, j.wait_reason,
-            j.fetches, j.secret_names
+            j.fetches, j.secret_names, j.tracking->'mlflow'->>'run_id' AS mlflow_run_id
         FROM jobs j LEFT JOIN usage u ON u.owner_id = j.owner_id
         WHERE j.state = 'pending' ORDER BY {ORDER} LIMIT $2 FOR UPDATE OF j SKIP LOCKED
         """,

@@ -115,6 +115,8 @@ async def retry(
         )
         if row is None:
             raise ApiError(409, "not_rerunnable", "the job changed meanwhile: look again")
+        if not resume:  # a retry from the start is a new MLflow run; a resume goes on in the one it kept
+            await store.forget_mlflow_run(conn, job_id)
         # The chart shows this run: all of it after a retry, what follows the checkpoint after a resume.
         await conn.execute(
             "DELETE FROM job_progress WHERE job_id = $1 AND step > $2", job_id, checkpoint[1] if checkpoint else -1

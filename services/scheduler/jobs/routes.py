@@ -24,7 +24,7 @@ from services.common.security import Principal
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import downloads, idempotency, queue, recovery, service, store
+from . import downloads, idempotency, queue, recovery, service, store, tracking
 from .fetches import Fetches, from_column
 from .schemas import (
     InputsFetch,
@@ -62,7 +62,10 @@ class SeriesWindow(msgspec.Struct, frozen=True):
     points: int = 1000
 
 
-DETAIL_OWN = ("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points", "fetch")
+DETAIL_OWN = (
+    *("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points", "fetch"),
+    "tracking",
+)
 
 
 async def load_detail(
@@ -106,6 +109,7 @@ async def detail_on(
         resume_step=None,
         model_hub=rendering.model_hub(row.stages),
         fetch=inputs_fetch(row),
+        tracking=tracking.runs(job_id, row.tracking),
     )
     return detail, resumable
 
@@ -173,6 +177,7 @@ class JobController(Controller):
         idempotency_key: idempotency.KeyHeader = None,
     ) -> Response[JobDetail | JobPreview]:
         if dry_run:
+            data, _ = await service.with_tracking(pool, settings, principal, data)
             rendered, est, _ = await service.prepare(pool, nc, settings, principal, data, "job_preview")
             return Response(
                 JobPreview(

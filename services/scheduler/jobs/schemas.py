@@ -26,6 +26,39 @@ class JobRequestBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, t
     config_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+# Experiment tracking (docs/tracking.md). Names stay within what MLflow and W&B accept and what an env var holds.
+TrackingName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- /]*$")]
+WandbName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+WandbTag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+TrackingUrl = Annotated[str, Meta(min_length=8, max_length=512)]
+
+
+class MlflowTracking(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Report to an MLflow tracking server: the run is created before the engine starts, named after the job."""
+
+    tracking_uri: TrackingUrl  # http(s) only, no credentials (those are the user's secrets)
+    experiment: TrackingName = "llmct"
+
+
+class WandbTracking(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Report to Weights & Biases; `offline` keeps the run in the job's outputs (`wandb sync` it later)."""
+
+    project: WandbName
+    entity: WandbName | None = None
+    name: TrackingName | None = None  # the run's display name (default: the job's id)
+    tags: Annotated[list[WandbTag], Meta(max_length=16)] = msgspec.field(default_factory=list)
+    mode: Literal["online", "offline"] = "online"
+    base_url: TrackingUrl | None = None  # a W&B server of your own (default https://api.wandb.ai)
+
+
+class Tracking(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a training job reports its metrics besides the platform (any of the three)."""
+
+    mlflow: MlflowTracking | None = None
+    wandb: WandbTracking | None = None
+    tensorboard: bool = False
+
+
 class TrainRequest(JobRequestBase, kw_only=True, tag="train"):
     """The fields of the seed's training form."""
 
@@ -59,6 +92,7 @@ class TrainRequest(JobRequestBase, kw_only=True, tag="train"):
     train_from_scratch: bool = False
     gradient_checkpointing: bool = True
     template: Template | None = None
+    tracking: Tracking | None = None
 
 
 class EvalRequest(JobRequestBase, kw_only=True, tag="eval"):
@@ -191,6 +225,17 @@ class JobSummary(msgspec.Struct, kw_only=True):
     openai_id: str | None = None  # its fine-tuning job's id (ftjob-...) when created through /v1/fine_tuning/jobs
 
 
+class TrackingRun(msgspec.Struct, kw_only=True):
+    """One tracker a job reports to, as its page shows it."""
+
+    kind: Literal["mlflow", "wandb", "tensorboard"]
+    url: str | None  # the run's page; null: none (W&B offline or without an entity, TensorBoard, MLflow not started)
+    run_id: str | None = None
+    experiment_id: str | None = None  # MLflow's
+    mode: str | None = None  # W&B: online | offline
+    folder: str | None = None  # where in the job's outputs its files are (W&B offline, TensorBoard)
+
+
 class JobDetail(JobSummary, kw_only=True):
     owner_id: str
     message: str | None
@@ -208,6 +253,7 @@ class JobDetail(JobSummary, kw_only=True):
     model_hub: ModelHub | None = None  # where the model is downloaded from; null: a local copy
     progress_points: int = 0  # the points stored past `series_after_step`, before thinning
     fetch: InputsFetch | None = None  # its inputs' fetch in this attempt (objects mode); null: none reported
+    tracking: list[TrackingRun] = msgspec.field(default_factory=list)  # the experiment trackers it reports to
 
 
 class JobPreview(msgspec.Struct, kw_only=True):

@@ -19,7 +19,7 @@ from services.common.security import Principal, new_id
 
 from .. import rendering
 from ..settings import SchedulerSettings
-from . import access, memory, placement, queue, store
+from . import access, memory, placement, queue, store, tracking
 from .fetches import Fetches, fetches, from_column
 from .idempotency import Submission
 from .schemas import EvalRequest, ExportRequest, JobRequest, TrainRequest, kind_of
@@ -92,6 +92,18 @@ async def prepare(
     return rendered, est, needs
 
 
+async def with_tracking(
+    pool: asyncpg.Pool, settings: SchedulerSettings, principal: Principal, req: JobRequest
+) -> tuple[JobRequest, list[str]]:
+    """A training job's tracking checked and made what it runs with (W&B forced offline by the admin), and the
+    secret variables it needs (`jobs.secret_names`); any other job as it is."""
+    if not isinstance(req, TrainRequest) or req.tracking is None:
+        return req, []
+    runs = tracking.effective(req.tracking, settings)
+    secret_names = await tracking.check_tracking(pool, settings, principal.user_id, runs)
+    return msgspec.structs.replace(req, tracking=runs), secret_names
+
+
 def memory_field(overrides: dict) -> str | None:
     """The override that sized a training job's memory, if one did: a refusal names it rather than the form."""
     key = next((k for k in memory.TRAINING_KEYS if k in overrides), None)
@@ -110,6 +122,8 @@ async def submit(
     """Validate, render and freeze a job of any kind, store it (and the submission's answer and idempotency key, when
     given), then announce it."""
     job_id = new_id("job")
+    asked = req
+    req, secret_names = await with_tracking(pool, settings, principal, req)
     rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id)
     kind = kind_of(req)
     config_yaml, stages = rendered.frozen()
@@ -125,13 +139,15 @@ async def submit(
             kind=kind,
             priority=req.priority,
             gpu_count=req.gpu_count,
-            request=rendering.request_dict(req),
+            request=rendering.request_dict(asked),
             config=rendered.config,
             config_yaml=config_yaml,
             stages=stages,
             output_dir=str(settings.storage.output / job_id),
             estimate=msgspec.to_builtins(est),
             fetches=needs,
+            tracking=tracking.stored(req.tracking) if isinstance(req, TrainRequest) else None,
+            secret_names=secret_names,
         )
         if submission is not None:
             await submission.record(conn, job_id)
@@ -161,7 +177,8 @@ async def _prepare_train(
         gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
-    return rendering.train_stages(config, model.hub), est, fetches(settings, [model.inputs], [datasets, *evals])
+    env = tracking.engine_env(req.tracking, output_dir.name)
+    return rendering.train_stages(config, model.hub, env), est, fetches(settings, [model.inputs], [datasets, *evals])
 
 
 def installed_tasks(settings: SchedulerSettings) -> list[str]:
@@ -292,6 +309,7 @@ async def dispatch_pending(pool: asyncpg.Pool, nc: Client, js: JetStreamContext,
                         attempt=attempt,
                         dispatched_at=datetime.now(UTC),
                         secrets=tuple(job["secret_names"]),  # names only: the agent asks for values (usersecrets)
+                        mlflow_run_id=job["mlflow_run_id"],
                         **_objects(settings, job["fetches"]),
                     ),
                 )

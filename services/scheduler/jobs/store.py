@@ -21,7 +21,7 @@ SUMMARY_COLUMNS = (
 )
 DETAIL_COLUMNS = SUMMARY_COLUMNS + (
     ", owner_id, message, request, config, config_yaml, stages, output_dir, estimate, gpu_ids, metrics, "
-    "cancel_requested, attempt, requeues, fetch_progress"
+    "cancel_requested, attempt, requeues, fetch_progress, tracking"
 )
 
 
@@ -61,6 +61,7 @@ class JobRow(JobSummaryRow, kw_only=True):
     attempt: int
     requeues: int
     fetch_progress: dict[str, Any] | None = None  # the newest JobFetchProgressed, with its attempt
+    tracking: dict[str, Any] | None = None  # the tracking it runs with and MLflow's run ids (jobs/tracking.py)
 
 
 class EvalRow(msgspec.Struct, kw_only=True):
@@ -97,6 +98,8 @@ async def insert_job(
     output_dir: str,
     estimate: dict,
     fetches: Fetches | None = None,
+    tracking: dict | None = None,
+    secret_names: list[str] | None = None,
 ) -> None:
     """The job and its first history row, or neither; `db` is a pool or a connection already in a transaction.
     `fetches`: what it brings from the object store in `objects` storage mode (jobs/fetches.py)."""
@@ -105,6 +108,7 @@ async def insert_job(
     output = msgspec.to_builtins(inputs.output) if inputs.output else None
     values = (job_id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, output_dir, estimate)
     values += (inputs.dataset_keys, inputs.model_name, output, msgspec.to_builtins(fetches or Fetches()))
+    values += (tracking, secret_names or [])
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():
             await _insert_job(conn, values)
@@ -112,11 +116,32 @@ async def insert_job(
         await _insert_job(db, values)
 
 
+async def record_mlflow_run(conn, job_id: str, run_id: str, experiment_id: str) -> None:
+    """The MLflow run the agent created for a job that reports to MLflow (a job without MLflow keeps nothing)."""
+    await conn.execute(
+        "UPDATE jobs SET tracking = jsonb_set(jsonb_set(tracking, '{mlflow,run_id}', to_jsonb($2::text)), "
+        "'{mlflow,experiment_id}', to_jsonb($3::text)) WHERE id = $1 AND tracking->'mlflow' IS NOT NULL "
+        "AND jsonb_typeof(tracking->'mlflow') = 'object'",
+        job_id,
+        run_id,
+        experiment_id,
+    )
+
+
+async def forget_mlflow_run(conn, job_id: str) -> None:
+    """The job's next run is a new MLflow run (a retry from the start): the one it had keeps the earlier curve."""
+    await conn.execute(
+        "UPDATE jobs SET tracking = tracking #- '{mlflow,run_id}' #- '{mlflow,experiment_id}' "
+        "WHERE id = $1 AND jsonb_typeof(tracking->'mlflow') = 'object'",
+        job_id,
+    )
+
+
 async def _insert_job(conn, values: tuple) -> None:
     await conn.execute(
         "INSERT INTO jobs (id, owner_id, kind, priority, gpu_count, request, config, config_yaml, stages, "
-        "output_dir, estimate, dataset_keys, model_name, output, fetches) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        "output_dir, estimate, dataset_keys, model_name, output, fetches, tracking, secret_names) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         *values,
     )
     await add_event(conn, values[0], "pending", "submitted", None)

@@ -10,9 +10,10 @@ from typing import Any, Literal
 import msgspec
 
 from services.common.contracts import JobState
+from services.common.errors import ApiError
 
-from ..jobs.schemas import TrainRequest
-from .schemas import FineTuningJobCreate, Hyperparameters
+from ..jobs.schemas import Tracking, TrainRequest, WandbTracking
+from .schemas import FineTuningJobCreate, Hyperparameters, Integration
 
 JOB_PREFIX = "ftjob-"
 CHECKPOINT_PREFIX = "ftckpt-"
@@ -92,7 +93,27 @@ def train_request(req: FineTuningJobCreate, method: dict[str, Any], seed: int, g
         logging_steps=1,
         gpu_count=gpu_count,
         config_overrides=overrides,
+        tracking=tracking_of(req.integrations or []),
     )
+
+
+def tracking_of(integrations: list[Integration]) -> Tracking | None:
+    """OpenAI's `integrations` as our job's tracking: one `wandb` integration (project, and optionally name,
+    entity, tags) reports to W&B online (offline where the admin forces it: LLMCT_WANDB_MODE)."""
+    found: list[WandbTracking] = []
+    for index, integration in enumerate(integrations):
+        param = f"integrations[{index}]"
+        if integration.type != "wandb":
+            raise ApiError(400, "invalid_field", f"{param}.type must be 'wandb' (the one integration served)", param)
+        if not integration.wandb:
+            raise ApiError(400, "invalid_field", f"{param}.wandb is required for a 'wandb' integration", param)
+        try:
+            found.append(msgspec.convert(integration.wandb, WandbTracking))
+        except msgspec.ValidationError as exc:
+            raise ApiError(400, "invalid_field", f"{param}.wandb: {exc}", f"{param}.wandb") from exc
+    if len(found) > 1:
+        raise ApiError(400, "invalid_field", "one wandb integration per job", "integrations")
+    return Tracking(wandb=found[0]) if found else None
 
 
 def field_of_request(field: str | None) -> str | None:
@@ -105,6 +126,8 @@ def field_of_request(field: str | None) -> str | None:
         return "validation_file"
     if field == "base_model":
         return "model"
+    if field.startswith("tracking.wandb"):
+        return "integrations[0].wandb"
     if field in ("learning_rate",):
         return "hyperparameters.learning_rate_multiplier"
     if field in ("per_device_train_batch_size", "gradient_accumulation_steps") or "batch_size" in field:

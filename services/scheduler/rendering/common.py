@@ -67,6 +67,7 @@ class Stage(msgspec.Struct, kw_only=True):
     config: dict[str, Any]
     serve: ServeOptions | None = None  # a stage that serves
     hub: str | None = None  # where model_name_or_path is downloaded from (contracts.EngineStage.hub)
+    env: dict[str, str] = msgspec.field(default_factory=dict)  # the tracking variables (contracts.EngineStage.env)
 
     def yaml(self) -> str:
         """The stage's frozen YAML; a ModelScope model says so, since the YAML alone would run it from Hugging Face."""
@@ -75,7 +76,7 @@ class Stage(msgspec.Struct, kw_only=True):
     def to_engine(self) -> EngineStage:
         """The stage as the contract has it: its config frozen into YAML text."""
         return EngineStage(
-            name=self.name, command=self.command, config_yaml=self.yaml(), serve=self.serve, hub=self.hub
+            name=self.name, command=self.command, config_yaml=self.yaml(), serve=self.serve, hub=self.hub, env=self.env
         )
 
     @classmethod
@@ -87,6 +88,7 @@ class Stage(msgspec.Struct, kw_only=True):
             config=yaml.safe_load(stage.config_yaml) or {},
             serve=stage.serve,
             hub=stage.hub,
+            env=dict(stage.env),
         )
 
 
@@ -95,7 +97,7 @@ def stage_row(stage: EngineStage) -> dict[str, Any]:
     return {
         name: value
         for name, value in msgspec.to_builtins(stage).items()
-        if not (name in ("serve", "hub") and value is None)
+        if not ((name in ("serve", "hub") and value is None) or (name == "env" and not value))
     }
 
 
@@ -139,7 +141,9 @@ class Rendered(msgspec.Struct, kw_only=True):
         two made it twice."""
         texts = [s.yaml() for s in self.stages]
         rows = [
-            stage_row(EngineStage(name=s.name, command=s.command, config_yaml=text, serve=s.serve, hub=s.hub))
+            stage_row(
+                EngineStage(name=s.name, command=s.command, config_yaml=text, serve=s.serve, hub=s.hub, env=s.env)
+            )
             for s, text in zip(self.stages, texts, strict=True)
         ]
         return self._joined(texts), rows

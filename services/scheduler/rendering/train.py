@@ -7,6 +7,7 @@ from typing import Any
 
 from services.common.errors import ApiError
 
+from ..jobs import tracking
 from ..jobs.schemas import TrainRequest
 from .common import (
     ALLOWED_DEEPSPEED,
@@ -114,9 +115,24 @@ def render_train(
         output_dir=str(output_dir),
         trust_remote_code=False,
     )
+    config.update(tracking_keys(req, output_dir))
     return config
 
 
-def train_stages(config: dict[str, Any], hub: str | None) -> Rendered:
-    """A training job: one stage, its model from `hub` (None: a local copy)."""
-    return Rendered(stages=[Stage(name="train", command=TRAIN_COMMAND, config=config, hub=hub)])
+def tracking_keys(req: TrainRequest, output_dir: Path) -> dict[str, Any]:
+    """The trackers the job reports to (its `tracking`; an override may pick TensorBoard alone), the run named
+    after the job (or the W&B name given: the engine names the runs of every tracker alike), and TensorBoard's
+    event files inside the job's output folder."""
+    chosen = tracking.report_to(req.tracking)
+    if not chosen:
+        return {}
+    named = req.tracking.wandb.name if req.tracking and req.tracking.wandb else None
+    keys: dict[str, Any] = {"report_to": chosen, "run_name": named or output_dir.name}
+    if "tensorboard" in chosen:
+        keys["logging_dir"] = str(output_dir / tracking.TENSORBOARD_FOLDER)
+    return keys
+
+
+def train_stages(config: dict[str, Any], hub: str | None, env: dict[str, str] | None = None) -> Rendered:
+    """A training job: one stage, its model from `hub` (None: a local copy), with its tracking's variables."""
+    return Rendered(stages=[Stage(name="train", command=TRAIN_COMMAND, config=config, hub=hub, env=env or {})])

@@ -90,7 +90,7 @@ async def test_a_fine_tuning_job_is_one_of_our_training_jobs(scheduler, people, 
         suffix="mine",
         seed=42,
         metadata={"team": "blue"},
-        integrations=[{"type": "wandb", "wandb": {"project": "p"}}],
+        integrations=[{"type": "wandb", "wandb": {"project": "p", "mode": "offline"}}],
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 16}}},
     )
     assert job["id"].startswith("ftjob-") and job["object"] == "fine_tuning.job" and job["status"] == "queued"
@@ -98,7 +98,7 @@ async def test_a_fine_tuning_job_is_one_of_our_training_jobs(scheduler, people, 
     assert job["method"]["type"] == "supervised" and job["seed"] == 42 and job["user_provided_suffix"] == "mine"
     assert job["fine_tuned_model"] is None and job["error"] is None and job["result_files"] == []
     assert job["organization_id"] == people["fleet-owner"][0] and job["metadata"] == {"team": "blue"}
-    assert job["integrations"] == [{"type": "wandb", "wandb": {"project": "p"}}]
+    assert job["integrations"] == [{"type": "wandb", "wandb": {"project": "p", "mode": "offline"}}]
     assert job["llmct"]["model_name"] is None
 
     ours = (await scheduler.get(f"/api/jobs/{job['llmct']['job_id']}", headers=owner)).json()
@@ -109,6 +109,9 @@ async def test_a_fine_tuning_job_is_one_of_our_training_jobs(scheduler, people, 
     assert config["per_device_train_batch_size"] * config["gradient_accumulation_steps"] == 16
     assert config["dataset"].startswith(world["train"]) and config["eval_dataset"].startswith(world["valid"])
     assert config["seed"] == 42 and config["save_strategy"] == "epoch"
+    # Its wandb integration is the job's W&B tracking (offline: kept in its outputs, no link).
+    assert config["report_to"] == ["wandb"] and ours["tracking"][0]["kind"] == "wandb"
+    assert ours["tracking"][0]["mode"] == "offline" and ours["tracking"][0]["url"] is None
     listed = (await scheduler.get("/api/jobs", headers=owner)).json()["items"]
     assert next(j for j in listed if j["id"] == ours["id"])["openai_id"] == job["id"]
 
@@ -313,3 +316,21 @@ async def test_a_nul_in_metadata_or_integrations_is_refused_not_stored(scheduler
         r = await scheduler.post(JOBS, json=body, headers=owner)
         assert r.status_code == 400, r.text
         assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_wandb_integration_without_the_owners_key_is_refused_in_openais_shape(scheduler, people, world):
+    owner = people["fleet-owner"][1]
+    body = {"model": world["model"], "training_file": world["train"]}
+    r = await scheduler.post(
+        JOBS, json={**body, "integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, headers=owner
+    )
+    error = openai_error(r, 400, "integrations[0].wandb")
+    assert "PUT /api/secrets/wandb_api_key" in error["message"]
+    for integration, param in (
+        ({"type": "comet", "wandb": {"project": "p"}}, "integrations[0]"),
+        ({"type": "wandb"}, "integrations[0]"),
+        ({"type": "wandb", "wandb": {"project": "p", "base_url": "file:///etc/passwd"}}, "integrations[0].wandb"),
+        ({"type": "wandb", "wandb": {"project": "has space", "mode": "offline"}}, "integrations[0].wandb"),
+    ):
+        r = await scheduler.post(JOBS, json={**body, "integrations": [integration]}, headers=owner)
+        assert r.status_code in (400, 422) and r.json()["error"]["param"] == param, (integration, r.text)

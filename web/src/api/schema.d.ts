@@ -2191,6 +2191,7 @@ export interface components {
             resume_step: number | null;
             started_at: string | null;
             state: string;
+            tracking?: components["schemas"]["TrackingRun"][];
             wait_reason: string | null;
         };
         /** JobEventOut */
@@ -2375,6 +2376,12 @@ export interface components {
             supervised?: components["schemas"]["Supervised"] | null;
             /** @enum {string} */
             type: "supervised" | "dpo";
+        };
+        /** MlflowTracking */
+        MlflowTracking: {
+            /** @default llmct */
+            experiment: string;
+            tracking_uri: string;
         };
         /** Model */
         Model: {
@@ -2602,6 +2609,23 @@ export interface components {
             expires_in: number;
             token_type: string;
         };
+        /** Tracking */
+        Tracking: {
+            mlflow?: components["schemas"]["MlflowTracking"] | null;
+            /** @default false */
+            tensorboard: boolean;
+            wandb?: components["schemas"]["WandbTracking"] | null;
+        };
+        /** TrackingRun */
+        TrackingRun: {
+            experiment_id?: string | null;
+            folder?: string | null;
+            /** @enum {string} */
+            kind: "mlflow" | "wandb" | "tensorboard";
+            mode?: string | null;
+            run_id?: string | null;
+            url: string | null;
+        };
         /** TrainRequest */
         TrainRequest: {
             base_model: string;
@@ -2670,6 +2694,7 @@ export interface components {
              */
             stage: "pt" | "sft" | "rm" | "dpo" | "kto";
             template?: string | null;
+            tracking?: components["schemas"]["Tracking"] | null;
             /** @default false */
             train_from_scratch: boolean;
             /** @default 0 */
@@ -2729,6 +2754,19 @@ export interface components {
         UserPage: {
             items: components["schemas"]["User"][];
             next_cursor: string | null;
+        };
+        /** WandbTracking */
+        WandbTracking: {
+            base_url?: string | null;
+            entity?: string | null;
+            /**
+             * @default online
+             * @enum {string}
+             */
+            mode: "online" | "offline";
+            name?: string | null;
+            project: string;
+            tags?: string[];
         };
         /** Webhook */
         Webhook: {

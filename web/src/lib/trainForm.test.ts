@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import openapi from "../../openapi.json";
-import { buildTrainRequest, checkNumber, datasetFits, defaultTrainForm, formFromRequest, parseNumber, TRAIN_LIMITS, type TrainForm } from "./trainForm";
+import { buildTrainRequest, checkNumber, datasetFits, defaultTrainForm, formFromRequest, parseNumber, trackingFieldOf, TRAIN_LIMITS, type TrainForm } from "./trainForm";
 
 const READY: TrainForm = { ...defaultTrainForm(0), base_model: "tiny-llama", datasets: ["tiny_sft"] };
 
@@ -52,6 +52,36 @@ describe("parseNumber and checkNumber", () => {
     expect(checkNumber(2.5, TRAIN_LIMITS.lora_rank)?.key).toBe("form.wholeNumber");
     expect(checkNumber(65, TRAIN_LIMITS.per_device_train_batch_size)).toEqual({ key: "form.range", values: { min: 1, max: 64 } });
     expect(checkNumber(64, TRAIN_LIMITS.per_device_train_batch_size)).toBeNull();
+  });
+});
+
+describe("tracking", () => {
+  it("sends only the trackers chosen, and none when none is", () => {
+    const none = buildTrainRequest(READY);
+    expect(none.ok && none.body).not.toHaveProperty("tracking");
+    const built = buildTrainRequest({
+      ...READY, wandb: true, wandb_project: "p", wandb_entity: "team", wandb_tags: "a, b", wandb_mode: "offline", tensorboard: true,
+    });
+    expect(built.ok && built.body.tracking).toEqual({
+      tensorboard: true, wandb: { project: "p", entity: "team", mode: "offline", tags: ["a", "b"] },
+    });
+  });
+
+  it("refuses what the scheduler refuses, naming the field", () => {
+    const built = buildTrainRequest({
+      ...READY, mlflow: true, mlflow_uri: "file:///mlruns", wandb: true, wandb_project: "../x", wandb_tags: "ok, bad tag",
+    });
+    expect(!built.ok && Object.keys(built.problems).sort()).toEqual(["mlflow_uri", "wandb_project", "wandb_tags"]);
+    const withCredentials = buildTrainRequest({ ...READY, mlflow: true, mlflow_uri: "https://me:pw@mlflow.example.com" });
+    expect(!withCredentials.ok && withCredentials.problems.mlflow_uri?.key).toBe("train.trackingUrl");
+  });
+
+  it("starts a copy of a job with its tracking, and maps the server's field names onto the form's", () => {
+    const form = formFromRequest({ kind: "train", tracking: { mlflow: { tracking_uri: "https://m.example.com", experiment: "e" }, wandb: null, tensorboard: true } });
+    expect(form).toMatchObject({ mlflow: true, mlflow_uri: "https://m.example.com", mlflow_experiment: "e", wandb: false, tensorboard: true });
+    expect(trackingFieldOf("tracking.wandb.tags[2]")).toBe("wandb_tags");
+    expect(trackingFieldOf("tracking.mlflow.tracking_uri")).toBe("mlflow_uri");
+    expect(trackingFieldOf("datasets[0]")).toBeNull();
   });
 });
 

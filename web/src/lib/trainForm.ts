@@ -47,6 +47,17 @@ export interface TrainForm {
   template: string;
   gradient_checkpointing: boolean;
   config_overrides: string;
+  // Experiment tracking (docs/tracking.md): sent as `tracking`, each tracker only when chosen.
+  mlflow: boolean;
+  mlflow_uri: string;
+  mlflow_experiment: string;
+  wandb: boolean;
+  wandb_project: string;
+  wandb_entity: string;
+  wandb_name: string;
+  wandb_tags: string;
+  wandb_mode: "online" | "offline";
+  tensorboard: boolean;
 }
 
 /** The scheduler's defaults (TrainRequest), except GPUs: none when no GPU was seen. */
@@ -84,7 +95,55 @@ export function defaultTrainForm(gpuCount = 1): TrainForm {
     template: "",
     gradient_checkpointing: true,
     config_overrides: "",
+    mlflow: false,
+    mlflow_uri: "",
+    mlflow_experiment: "llmct",
+    wandb: false,
+    wandb_project: "",
+    wandb_entity: "",
+    wandb_name: "",
+    wandb_tags: "",
+    wandb_mode: "online",
+    tensorboard: false,
   };
+}
+
+/** The form's tracking fields from a request's `tracking` (a copy of an earlier job). */
+function trackingForm(form: TrainForm, tracking: unknown): void {
+  if (typeof tracking !== "object" || tracking === null) return;
+  const given = tracking as { mlflow?: Record<string, unknown> | null; wandb?: Record<string, unknown> | null; tensorboard?: boolean };
+  const text = (value: unknown) => (typeof value === "string" ? value : "");
+  if (given.mlflow) {
+    form.mlflow = true;
+    form.mlflow_uri = text(given.mlflow.tracking_uri);
+    form.mlflow_experiment = text(given.mlflow.experiment) || form.mlflow_experiment;
+  }
+  if (given.wandb) {
+    form.wandb = true;
+    form.wandb_project = text(given.wandb.project);
+    form.wandb_entity = text(given.wandb.entity);
+    form.wandb_name = text(given.wandb.name);
+    form.wandb_tags = Array.isArray(given.wandb.tags) ? given.wandb.tags.map(String).join(", ") : "";
+    form.wandb_mode = given.wandb.mode === "offline" ? "offline" : "online";
+  }
+  form.tensorboard = Boolean(given.tensorboard);
+}
+
+/** A server's refusal of `tracking.…` names the form field it came from. */
+export function trackingFieldOf(field: string): TrainField | null {
+  const fields: Record<string, TrainField> = {
+    "tracking.mlflow.tracking_uri": "mlflow_uri",
+    "tracking.mlflow.experiment": "mlflow_experiment",
+    "tracking.wandb.project": "wandb_project",
+    "tracking.wandb.entity": "wandb_entity",
+    "tracking.wandb.name": "wandb_name",
+    "tracking.wandb.mode": "wandb_mode",
+  };
+  if (fields[field]) return fields[field];
+  if (field.startsWith("tracking.wandb.tags")) return "wandb_tags";
+  if (field.startsWith("tracking.wandb")) return "wandb_project";
+  if (field.startsWith("tracking.mlflow")) return "mlflow_uri";
+  return null;
 }
 
 /**
@@ -95,6 +154,7 @@ export function formFromRequest(request: Record<string, unknown>, gpuCount = 1):
   const form = defaultTrainForm(gpuCount);
   const text = (value: unknown) => (value === null || value === undefined ? undefined : String(value));
   for (const field of Object.keys(form) as TrainField[]) {
+    if (TRACKING_FIELDS.has(field)) continue;
     const value = request[field];
     if (value === undefined || value === null) continue;
     if (field === "datasets" && Array.isArray(value)) form.datasets = value.map(String);
@@ -108,7 +168,46 @@ export function formFromRequest(request: Record<string, unknown>, gpuCount = 1):
   else if (Number(request.warmup_steps ?? 0) > 0) form.warmup = "steps";
   if (form.warmup !== "ratio") form.warmup_ratio = defaults.warmup_ratio;
   if (form.warmup !== "steps") form.warmup_steps = defaults.warmup_steps;
+  trackingForm(form, request.tracking);
   return form;
+}
+
+const TRACKING_FIELDS = new Set<string>([
+  "mlflow", "mlflow_uri", "mlflow_experiment", "wandb", "wandb_project", "wandb_entity", "wandb_name", "wandb_tags",
+  "wandb_mode", "tensorboard",
+]);
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** The tracking part of the body, or what to fix (the scheduler's own checks of names; addresses are its own). */
+function buildTracking(form: TrainForm, problems: Problems): TrainRequest["tracking"] {
+  if (!form.mlflow && !form.wandb && !form.tensorboard) return undefined;
+  const tracking: NonNullable<TrainRequest["tracking"]> = { tensorboard: form.tensorboard };
+  if (form.mlflow) {
+    const uri = form.mlflow_uri.trim();
+    if (!uri) problems.mlflow_uri = { key: "form.required" };
+    else if (!/^https?:\/\/[^\s@]+$/i.test(uri)) problems.mlflow_uri = { key: "train.trackingUrl" };
+    const experiment = form.mlflow_experiment.trim() || "llmct";
+    if (!/^[A-Za-z0-9][A-Za-z0-9_. /-]*$/.test(experiment) || experiment.length > 128) {
+      problems.mlflow_experiment = { key: "train.trackingName" };
+    }
+    tracking.mlflow = { tracking_uri: uri, experiment };
+  }
+  if (form.wandb) {
+    const project = form.wandb_project.trim();
+    if (!project) problems.wandb_project = { key: "form.required" };
+    else if (!NAME.test(project) || project.length > 128) problems.wandb_project = { key: "train.trackingName" };
+    const entity = form.wandb_entity.trim();
+    if (entity && (!NAME.test(entity) || entity.length > 128)) problems.wandb_entity = { key: "train.trackingName" };
+    const tags = form.wandb_tags.split(",").map((tag) => tag.trim()).filter(Boolean);
+    if (tags.length > 16 || tags.some((tag) => !/^[A-Za-z0-9][A-Za-z0-9_.:-]*$/.test(tag) || tag.length > 64)) {
+      problems.wandb_tags = { key: "train.trackingTags" };
+    }
+    const wandb: NonNullable<NonNullable<TrainRequest["tracking"]>["wandb"]> = { project, mode: form.wandb_mode, tags };
+    if (entity) wandb.entity = entity;
+    if (form.wandb_name.trim()) wandb.name = form.wandb_name.trim();
+    tracking.wandb = wandb;
+  }
+  return tracking;
 }
 
 export interface Limit {
@@ -231,6 +330,7 @@ export function buildTrainRequest(form: TrainForm): Built {
   if (form.template && !/^[A-Za-z0-9_.-]+$/.test(form.template)) problems.template = { key: "train.badTemplate" };
   if (form.lora_target && !/^[A-Za-z0-9_,.-]+$/.test(form.lora_target)) problems.lora_target = { key: "train.badTarget" };
 
+  const tracking = buildTracking(form, problems);
   let overrides: Record<string, unknown> = {};
   if (form.config_overrides.trim()) {
     try {
@@ -286,6 +386,7 @@ export function buildTrainRequest(form: TrainForm): Built {
   }
   if (form.template) body.template = form.template;
   if (Object.keys(overrides).length > 0) body.config_overrides = overrides;
+  if (tracking) body.tracking = tracking;
   return { ok: true, body };
 }
 

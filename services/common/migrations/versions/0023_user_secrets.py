@@ -13,7 +13,7 @@ branch_labels = None
 depends_on = None
 
 # `ciphertext` is AES-GCM (nonce first) under the key LLMCT_SECRETS_KEY names `key_id`, bound to (user_id, name):
-# the value is never stored in the clear (services/scheduler/secrets/sealing.py).
+# the value is never stored in the clear (services/scheduler/usersecrets/sealing.py).
 STATEMENTS = """
 CREATE TABLE user_secrets (
     user_id     text NOT NULL REFERENCES users(id) ON DELETE CASCADE,

@@ -20,6 +20,7 @@ import { useQuery } from "../../lib/useQuery";
 import { EvalSamples } from "./EvalSamples";
 import { JobGpu } from "./JobGpu";
 import { ProducedModel } from "./ProducedModel";
+import { TrackingLinks } from "./TrackingLinks";
 import { TrainingCurves } from "./TrainingCurves";
 
 const LogTerminal = lazy(() => import("../../components/LogTerminal"));
@@ -186,6 +187,8 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
       </section>
 
       {job.kind === "train" && <TrainingCurves series={job.progress_series} />}
+
+      <TrackingLinks job={job} />
 
       <JobGpu job={job} active={active} />
 

@@ -1,8 +1,11 @@
-import { screen, waitFor, within } from "@testing-library/react";
+import { render, screen, waitFor, within } from "@testing-library/react";
 import { describe, expect, it, vi } from "vitest";
 
+import type { JobDetail } from "../../api/jobs";
+import { I18nProvider } from "../../i18n";
 import { apiError, mockFetch } from "../../test/fetchMock";
 import { renderApp, signIn, USER } from "../../test/render";
+import { TrackingLinks } from "./TrackingLinks";
 
 // Canvas and terminal need a real browser: the e2e tests cover them; here they are stand-ins.
 vi.mock("../../components/LogTerminal", async () => {
@@ -172,6 +175,36 @@ describe("JobDetailPage", () => {
     expect(await screen.findByRole("link", { name: "Deploy" })).toHaveAttribute("href", "/playground?model=my-adapter");
   });
 
+  it("links to the job's tracked runs and says where the others are, in English and Chinese", async () => {
+    signIn();
+    const tracking = [
+      { kind: "mlflow", url: "http://mlflow.example.com/#/experiments/1/runs/abc", run_id: "abc", experiment_id: "1", mode: null, folder: null },
+      { kind: "wandb", url: null, run_id: "llmct-1", experiment_id: null, mode: "offline", folder: "wandb" },
+      { kind: "tensorboard", url: null, run_id: null, experiment_id: null, mode: null, folder: "runs" },
+    ];
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/jobs/job_aaa111": { status: 200, body: { ...DETAIL, tracking } },
+    });
+    renderApp("/jobs/job_aaa111");
+    const section = await screen.findByRole("region", { name: "Experiment tracking" });
+    const link = within(section).getByRole("link", { name: "Open the run" });
+    expect(link).toHaveAttribute("href", "http://mlflow.example.com/#/experiments/1/runs/abc");
+    expect(link).toHaveAttribute("rel", "noopener noreferrer");
+    expect(section).toHaveTextContent("wandb sync wandb/offline-run-*");
+    expect(section).toHaveTextContent("tensorboard --logdir runs");
+  });
+
+  it("shows the tracking section in Chinese", () => {
+    const job = { ...DETAIL, tracking: [{ kind: "mlflow", url: null, run_id: null, experiment_id: null, mode: null, folder: null }] };
+    render(
+      <I18nProvider lang="zh">
+        <TrackingLinks job={job as unknown as JobDetail} />
+      </I18nProvider>,
+    );
+    expect(screen.getByRole("region", { name: "实验跟踪" })).toHaveTextContent("任务开始时创建运行。");
+  });
+
   it("reads another user's job as not found", async () => {
     signIn();
     mockFetch({ "GET /api/auth/me": { status: 200, body: USER }, "GET /api/jobs/job_x": apiError(404, "not_found", "job not found") });
@@ -212,6 +245,41 @@ describe("NewJobPage", () => {
     await waitFor(() => expect(current()).toBe("/jobs/job_aaa111"));
     const sent = calls.find((c) => c.method === "POST" && !c.query.has("dry_run"))?.body;
     expect(sent).toMatchObject({ kind: "train", base_model: "tiny-llama", datasets: ["tiny_sft"], max_steps: 12, finetuning_type: "lora" });
+  });
+
+  it("sends the chosen trackers as `tracking` and puts a refused tracking URI on its field", async () => {
+    signIn();
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/models": { status: 200, body: MODELS },
+      "GET /api/datasets": { status: 200, body: DATASETS },
+      "POST /api/jobs": (call) =>
+        call.query.get("dry_run") === "true"
+          ? { status: 200, body: { kind: "train", config: {}, config_yaml: "stage: sft\n", stages: ["train"], estimate: {} } }
+          : apiError(422, "invalid_tracking", "10.0.0.5 resolves to a private address", "tracking.mlflow.tracking_uri"),
+    });
+    const { user } = renderApp("/jobs/new");
+    const model = await screen.findByLabelText("Base model");
+    await waitFor(() => expect(within(model).getByRole("option", { name: /tiny-llama/ })).toBeInTheDocument());
+    await user.selectOptions(model, "tiny-llama");
+    await user.click(screen.getByRole("checkbox", { name: /tiny_sft/ }));
+    await user.click(screen.getByRole("checkbox", { name: "MLflow" }));
+    await user.type(screen.getByLabelText("MLflow tracking URI"), "http://10.0.0.5:5000");
+    await user.click(screen.getByRole("checkbox", { name: "Weights & Biases" }));
+    await user.type(screen.getByLabelText("Project"), "demo");
+    await user.selectOptions(screen.getByLabelText("Mode"), "offline");
+    await user.click(screen.getByRole("checkbox", { name: /TensorBoard/ }));
+    await user.click(screen.getByRole("button", { name: "Start training" }));
+    const uri = await screen.findByLabelText("MLflow tracking URI");
+    await waitFor(() => expect(uri).toHaveAccessibleDescription(/private address/));
+    const sent = calls.find((c) => c.method === "POST" && !c.query.has("dry_run"))?.body;
+    expect(sent).toMatchObject({
+      tracking: {
+        mlflow: { tracking_uri: "http://10.0.0.5:5000", experiment: "llmct" },
+        wandb: { project: "demo", mode: "offline", tags: [] },
+        tensorboard: true,
+      },
+    });
   });
 
   it("puts the server's refusal on the field it names", async () => {

@@ -22,6 +22,7 @@ import {
   OVERRIDES_EXAMPLE,
   STAGES,
   TRAIN_LIMITS,
+  trackingFieldOf,
   type NumberField,
   type Problem,
   type TrainField,
@@ -94,7 +95,7 @@ export function TrainJobForm({
       onSubmitted(job);
     } catch (error) {
       setBusy(false);
-      const field = error instanceof ApiError ? formFieldOf(error.field) : null;
+      const field = error instanceof ApiError ? (trackingFieldOf(error.field ?? "") ?? formFieldOf(error.field)) : null;
       if (error instanceof ApiError && field && field in form) {
         setProblems({ [field]: error.message });
         setFormError(t("form.fixBelow"));
@@ -309,7 +310,87 @@ export function TrainJobForm({
           </div>
         </Step>
 
-        <Step n={6} title={t("train.stepExtra")}>
+        <Step n={6} title={t("train.stepTracking")}>
+          <p className="hint">{t("train.trackingHint")}</p>
+          <div className="grid-3">
+            <CheckboxField label={t("train.mlflow")} checked={form.mlflow} onChange={(v) => set("mlflow", v)} />
+            <CheckboxField label={t("train.wandb")} checked={form.wandb} onChange={(v) => set("wandb", v)} />
+            <CheckboxField
+              label={t("train.tensorboard")}
+              checked={form.tensorboard}
+              onChange={(v) => set("tensorboard", v)}
+              hint={t("train.tensorboardHint")}
+            />
+          </div>
+          {form.mlflow && (
+            <div className="grid-3">
+              <Field
+                label={t("train.mlflowUri")}
+                name="mlflow_uri"
+                value={form.mlflow_uri}
+                placeholder="https://mlflow.example.com"
+                error={problems.mlflow_uri}
+                hint={t("train.mlflowUriHint")}
+                onChange={(e) => set("mlflow_uri", e.target.value)}
+              />
+              <Field
+                label={t("train.mlflowExperiment")}
+                name="mlflow_experiment"
+                value={form.mlflow_experiment}
+                error={problems.mlflow_experiment}
+                onChange={(e) => set("mlflow_experiment", e.target.value)}
+              />
+            </div>
+          )}
+          {form.wandb && (
+            <div className="grid-3">
+              <Field
+                label={t("train.wandbProject")}
+                name="wandb_project"
+                value={form.wandb_project}
+                error={problems.wandb_project}
+                onChange={(e) => set("wandb_project", e.target.value)}
+              />
+              <Field
+                label={t("train.wandbEntity")}
+                name="wandb_entity"
+                value={form.wandb_entity}
+                error={problems.wandb_entity}
+                hint={t("train.wandbEntityHint")}
+                onChange={(e) => set("wandb_entity", e.target.value)}
+              />
+              <Field
+                label={t("train.wandbName")}
+                name="wandb_name"
+                value={form.wandb_name}
+                error={problems.wandb_name}
+                onChange={(e) => set("wandb_name", e.target.value)}
+              />
+              <Field
+                label={t("train.wandbTags")}
+                name="wandb_tags"
+                value={form.wandb_tags}
+                placeholder="lora, tiny"
+                error={problems.wandb_tags}
+                onChange={(e) => set("wandb_tags", e.target.value)}
+              />
+              <SelectField
+                label={t("train.wandbMode")}
+                name="wandb_mode"
+                value={form.wandb_mode}
+                options={[
+                  { value: "online", label: t("train.wandbOnline") },
+                  { value: "offline", label: t("train.wandbOffline") },
+                ]}
+                error={problems.wandb_mode}
+                hint={form.wandb_mode === "online" ? t("train.wandbOnlineHint") : t("train.wandbOfflineHint")}
+                onChange={(e) => set("wandb_mode", e.target.value as TrainForm["wandb_mode"])}
+              />
+            </div>
+          )}
+        </Step>
+
+        <Step n={7} title={t("train.stepExtra")}>
           <TextAreaField
             label={t("train.overrides")}
             name="config_overrides"
