@@ -21,9 +21,9 @@ from services.common.settings import StoragePaths
 from services.common.storage import JobStorage, SharedStorage, StorageError
 from services.common.text import storable
 
-from . import progress, reattach, results
+from . import progress, reattach, results, uploads
 from .ending import conclude
-from .events import FetchReport, JobEvents
+from .events import CheckpointReport, FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
 from .jobfiles import job_datasets
 from .logs import LogShipper
@@ -313,7 +313,7 @@ class Runner:
                 attempt=order.attempt,
             )
         )
-        checkpoints = asyncio.create_task(self.files.follow(order, lambda text: shipper.add("system", text), stopped))
+        checkpoints = asyncio.create_task(self._follow_checkpoints(order, job, shipper, stopped))
         try:
             exit_info = ExitInfo(exit_code=0)
             first = resume.stage if resume else 0
@@ -335,6 +335,21 @@ class Runner:
                 await checkpoints
             except Exception:  # a checkpoint not uploaded costs a resume its progress, not the job
                 log.exception("job %s: its checkpoints stopped being uploaded", order.job_id)
+
+    async def _follow_checkpoints(
+        self, order: contracts.JobDispatched, job: RunningJob, shipper: LogShipper, stopped: asyncio.Event
+    ) -> None:
+        """Tell the scheduler of each checkpoint the job saves, once whole: the storage mode publishes it first
+        (objects: into the store); in shared mode the folder is where everyone reads it, watched here."""
+        job.checkpoints = told = CheckpointReport(self.publish, order.job_id, self.agent_id, order.attempt)
+
+        def note(text: str) -> None:
+            shipper.add("system", text)
+
+        if self.files.mode == "shared":
+            await uploads.Checkpoints(None, order.job_id, Path(order.output_dir), note, told=told).follow(stopped)
+        else:
+            await self.files.follow(order, note, stopped, told)
 
     async def _prepare(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo | None:
         """Bring the job's inputs (objects mode); how the run ended when it cannot start: an input failed, or the

@@ -10,6 +10,7 @@ from services.common.contracts import JobKind
 
 from . import failures
 from .ending import EndCause
+from .events import CheckpointReport
 from .runtimes import EngineRun
 from .runtimes.base import ExitInfo
 from .savedjob import SavedJob
@@ -33,6 +34,7 @@ class RunningJob:
     agent_stopped: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
     superseded: bool = False  # a newer attempt of the job was dispatched here: this run ends unreported
     preparing: asyncio.Task | None = None  # its inputs being fetched (objects mode): a cancel stops the wait
+    checkpoints: CheckpointReport | None = None  # the checkpoints told to the scheduler in this run
 
     def end_cause(self, exit_info: ExitInfo, tail: Iterable[str]) -> EndCause:
         """Why this run ended: the engine's exit and last lines, and what the agent and the model server did."""

@@ -474,6 +474,32 @@ class JobFinished(Message, kw_only=True, frozen=True, tag="job_finished"):
     attempt: int = 0
 
 
+class JobCheckpointSaved(Message, kw_only=True, frozen=True, tag="job_checkpoint_saved"):
+    """A `checkpoint-<step>` folder of the job is whole (its trainer_state.json reads, nothing changed for a while;
+    in `objects` storage mode: and it is in the checkpoints bucket), with the losses its trainer state logged up to
+    its step. Sent once per checkpoint and run of the agent (a restarted agent may send it again: the scheduler
+    keeps the first)."""
+
+    job_id: str
+    agent_id: str
+    step: Annotated[int, msgspec.Meta(ge=0)]
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    epoch: float | None = None
+    at: datetime
+    attempt: int = 0
+
+
+class JobCheckpointRemoved(Message, kw_only=True, frozen=True, tag="job_checkpoint_removed"):
+    """A checkpoint the trainer deleted (`save_total_limit`) is gone from where a resume would look for it."""
+
+    job_id: str
+    agent_id: str
+    step: Annotated[int, msgspec.Meta(ge=0)]
+    at: datetime
+    attempt: int = 0
+
+
 class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
     """A committed state change, or a new progress point, for live feeds (core NATS, per owner)."""
 
@@ -542,7 +568,16 @@ class DeploymentUsage(Message, kw_only=True, frozen=True, tag="deployment_usage"
     load: EngineLoad | None = None  # sent with every report, and every few seconds while nothing is asked
 
 
-JobEvent = JobStarted | JobProgressed | JobFetchProgressed | JobFinished | DeploymentReady | DeploymentUsage
+JobEvent = (
+    JobStarted
+    | JobProgressed
+    | JobFetchProgressed
+    | JobFinished
+    | JobCheckpointSaved
+    | JobCheckpointRemoved
+    | DeploymentReady
+    | DeploymentUsage
+)
 
 
 # --- agents ------------------------------------------------------------------------------------
@@ -708,6 +743,8 @@ BusMessage = (
     | JobProgressed
     | JobFetchProgressed
     | JobFinished
+    | JobCheckpointSaved
+    | JobCheckpointRemoved
     | JobChanged
     | JobCancelRequested
     | DeploymentReady

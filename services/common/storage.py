@@ -43,6 +43,15 @@ class StorageError(Exception):
         self.message = message
 
 
+class CheckpointsTold(Protocol):
+    """Who hears of a job's checkpoints while it runs: each one whole (its step, its folder), each one gone (the
+    trainer deleted it: save_total_limit). The agent's JobCheckpointSaved / JobCheckpointRemoved."""
+
+    async def saved(self, step: int, folder: Path) -> None: ...
+
+    async def removed(self, step: int) -> None: ...
+
+
 class JobStorage(Protocol):
     """What the agent's runner asks of the storage mode, for each job."""
 
@@ -57,9 +66,12 @@ class JobStorage(Protocol):
         cannot be."""
         ...
 
-    async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
-        """While the job runs: publish each checkpoint as it completes; once `stopped` (its engine exited), the
-        ones left, then return."""
+    async def follow(
+        self, order: JobDispatched, note: Note, stopped: asyncio.Event, told: CheckpointsTold | None = None
+    ) -> None:
+        """While the job runs: publish each checkpoint as it completes (and tell `told`); once `stopped` (its
+        engine exited), the ones left, then return. `shared` mode publishes nothing: the agent watches the
+        folder itself (services/agent/uploads.py)."""
         ...
 
     async def publish(self, order: JobDispatched, note: Note) -> None:
@@ -86,7 +98,9 @@ class SharedStorage:
     async def prepare(self, order: JobDispatched, note: Note, progress: Fetching | None = None) -> None:
         return None
 
-    async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
+    async def follow(
+        self, order: JobDispatched, note: Note, stopped: asyncio.Event, told: CheckpointsTold | None = None
+    ) -> None:
         return None
 
     async def publish(self, order: JobDispatched, note: Note) -> None:

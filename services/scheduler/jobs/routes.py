@@ -35,6 +35,7 @@ from .schemas import (
     JobRequest,
     JobSummary,
     ProgressPoint,
+    SavedCheckpoint,
     kind_of,
 )
 from .store import JobRow, JobSummaryRow
@@ -62,7 +63,16 @@ class SeriesWindow(msgspec.Struct, frozen=True):
     points: int = 1000
 
 
-DETAIL_OWN = ("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points", "fetch")
+DETAIL_OWN = (
+    "history",
+    "progress_series",
+    "queue_position",
+    "resume_step",
+    "model_hub",
+    "progress_points",
+    "fetch",
+    "checkpoints",
+)
 
 
 async def load_detail(
@@ -106,6 +116,7 @@ async def detail_on(
         resume_step=None,
         model_hub=rendering.model_hub(row.stages),
         fetch=inputs_fetch(row),
+        checkpoints=[SavedCheckpoint(**dict(r)) for r in await store.job_checkpoints(conn, job_id)],
     )
     return detail, resumable
 

@@ -2116,6 +2116,7 @@ export interface components {
             agent_id: string | null;
             base_model: string | null;
             cancel_requested: boolean;
+            checkpoints?: components["schemas"]["SavedCheckpoint"][];
             config: {
                 [key: string]: unknown;
             };
@@ -2528,6 +2529,15 @@ export interface components {
             items: components["schemas"]["Sample"][];
             total: number;
         };
+        /** SavedCheckpoint */
+        SavedCheckpoint: {
+            epoch: number | null;
+            /** Format: date-time */
+            saved_at: string;
+            step: number;
+            train_loss: number | null;
+            valid_loss: number | null;
+        };
         /** StoredFile */
         StoredFile: {
             name: string;
@@ -2697,7 +2707,7 @@ export interface components {
             description: string;
             /** @default true */
             enabled: boolean;
-            events: ("job.succeeded" | "job.failed" | "job.cancelled" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
+            events: ("job.succeeded" | "job.failed" | "job.cancelled" | "checkpoint.saved" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
             /** @default false */
             fleet: boolean;
             /** @description http(s) URL deliveries are POSTed to */
@@ -2726,7 +2736,7 @@ export interface components {
         WebhookPatch: {
             description?: string;
             enabled?: boolean;
-            events?: ("job.succeeded" | "job.failed" | "job.cancelled" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
+            events?: ("job.succeeded" | "job.failed" | "job.cancelled" | "checkpoint.saved" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
             fleet?: boolean;
             /** @description http(s) URL deliveries are POSTed to */
             url?: string;
