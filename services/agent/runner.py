@@ -21,7 +21,7 @@ from services.common.settings import StoragePaths
 from services.common.storage import JobStorage, SharedStorage, StorageError
 from services.common.text import storable
 
-from . import progress, reattach, results, uploads
+from . import pausing, progress, reattach, results, uploads
 from .ending import conclude
 from .events import CheckpointReport, FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
@@ -212,8 +212,30 @@ class Runner:
         job.cancelled = True
         if job.preparing is not None:
             job.preparing.cancel()
-        if job.engine:
+        if not job.engine or job.pausing:  # a pause under way stops the engine itself, within its grace
+            return
+        if request.pause_grace_s > 0 and job.pausable:
+            await self._pause(job, request)
+        else:
             await job.engine.stop(request.grace_s)
+
+    async def _pause(self, job: RunningJob, request: contracts.JobCancelRequested) -> None:
+        """Ask the engine for a checkpoint at the next step's end and its exit; stop it as a cancel when none came
+        within the pause's grace time."""
+        engine, output_dir = job.engine, Path(job.saved.order.output_dir)
+        assert engine is not None
+        job.pausing = True
+        if not await asyncio.to_thread(pausing.ask, output_dir):
+            job.pause_missed_s = 0.0
+            await engine.stop(request.grace_s)
+            return
+        log.info("job %s: pause asked; waiting %.0f s for its checkpoint", job.job_id, request.pause_grace_s)
+        try:
+            await asyncio.wait_for(asyncio.shield(job.exited.wait()), request.pause_grace_s)
+        except TimeoutError:
+            job.pause_missed_s = request.pause_grace_s
+            if job.engine is engine:
+                await engine.stop(request.grace_s)
 
     def _spec(
         self,
@@ -230,6 +252,11 @@ class Runner:
         config_path.write_text(stage.config_yaml)
         output_dir = Path(order.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        hook = None
+        if command is None and pausing.pausable(order.kind, stage):
+            # The same `llamafactory-cli train`, with our hook: a pause saves a checkpoint first (pausing.py).
+            hook = pausing.place_hook(config_path)
+            pausing.clear(output_dir)
         command = command or (*stage.command, str(config_path))
         downloads = stage_downloads(stage)
         env = {
@@ -241,6 +268,8 @@ class Runner:
             **hub_environment(stage.hub, self.storage.hf_cache),
             **(extra_env or {}),
         }
+        if hook is not None:
+            env.update(pausing.environment(output_dir, hook, env))
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
             env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         return JobSpec(
@@ -256,6 +285,7 @@ class Runner:
             attempt=order.attempt,
             downloads=downloads,
             bin_dir=bin_dir,
+            hook_dir=hook,
         )
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
@@ -390,10 +420,13 @@ class Runner:
                 spec = started
             else:
                 spec = self._spec(order, index)
+            job.pausable = spec.hook_dir is not None
             try:
                 engine = await self.runtime.start(spec)
             except RuntimeStartError as exc:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        if found is not None:  # started by the agent before: with our hook, unless that agent predates it
+            job.pausable = pausing.pausable(order.kind, order.stages[index])
         job.engine = engine
         await self._announce(order, job)
         if job.cancelled:  # a cancel that arrived while the engine was starting
@@ -402,11 +435,19 @@ class Runner:
         serving = asyncio.create_task(server.run(engine.stop)) if server else None
         # A run the next agent can pick up says how far its lines reach, saved with every shipped batch.
         detachable = engine if isinstance(engine, Detachable) else None
+        job.exited.clear()
         try:
             async for stream, text in engine.lines():
                 shipper.add(stream, text, detachable.position if detachable else None)
-            return await engine.wait()
+            exit_info = await engine.wait()
+            if job.pausing:  # paused when the engine says so (under torchrun its exit code is the launcher's)
+                job.paused_step = await asyncio.to_thread(pausing.paused_step, Path(order.output_dir))
+                job.paused = job.paused_step is not None
+            if job.pausable or job.pausing:
+                await asyncio.to_thread(pausing.clear, Path(order.output_dir))
+            return exit_info
         finally:
+            job.exited.set()
             if server is not None and serving is not None:  # both or neither
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)

@@ -275,6 +275,7 @@ JobKind = Literal["train", "eval", "export", "deploy"]
 FinishReason = Literal[
     # the agent's (services/agent/ending.py names them; the runtimes' start errors pass through unchanged)
     "cancelled",  # stopped on request
+    "paused",  # stopped on request after saving a checkpoint at the current step (a pause; resumed from it)
     "agent_stopped",  # a deployment ends with its agent
     "agent_restarted",  # a deployment found running by a restarted agent (services/agent/reattach.py)
     "idle_timeout",  # a deployment stopped itself (succeeded)
@@ -512,10 +513,13 @@ class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
 
 
 class JobCancelRequested(Message, kw_only=True, frozen=True, tag="job_cancel_requested"):
-    """Stop this job if you run it."""
+    """Stop this job if you run it. `pause_grace_s` > 0: a pause; a training engine that can (the agent runs it
+    through services/agent/engine/pausable_train.py) saves a checkpoint at the next step's end first, waited for
+    this long, then the stop goes on as a cancel's."""
 
     job_id: str
     grace_s: float = 10.0
+    pause_grace_s: float = 0.0
 
 
 class DeploymentReady(Message, kw_only=True, frozen=True, tag="deployment_ready"):

@@ -259,6 +259,14 @@ class JobController(Controller):
         return {"id": job_id, "state": await service.cancel(pool, nc, principal, job_id)}
 
     @post(
+        "/{job_id:str}/pause",
+        status_code=202,
+        summary="Pause a training job: it saves a checkpoint at its current step, then stops (resume continues)",
+    )
+    async def pause(self, pool: Pool, nc: Client, principal: Principal, job_id: str) -> dict[str, str]:
+        return {"id": job_id, "state": await service.pause(pool, nc, principal, job_id)}
+
+    @post(
         "/{job_id:str}/retry",
         status_code=202,
         summary="Run a failed or cancelled job again, from the start, with the same frozen config",

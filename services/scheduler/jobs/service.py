@@ -366,8 +366,12 @@ async def publish_change(nc: Client, row: JobChange) -> None:
     )
 
 
-async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str) -> str:
-    """Pending jobs end at once; dispatched and running ones are stopped by their agent."""
+PAUSE_GRACE_S = 60.0  # a pause waits this long for the engine's checkpoint; within LLMCT_CANCEL_GRACE_S's default
+
+
+async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str, pause_grace_s: float = 0.0) -> str:
+    """Pending jobs end at once; dispatched and running ones are stopped by their agent (`pause_grace_s` > 0: a
+    pause, a training engine saves a checkpoint first: contracts.JobCancelRequested)."""
     owner = None if principal.is_admin else principal.user_id
     async with pool.acquire() as conn, conn.transaction():
         job = await store.job_detail(conn, job_id, owner)
@@ -389,12 +393,29 @@ async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: s
     if row is not None:
         await publish_change(nc, row)
         return "cancelled"
-    await request_stop(nc, job_id)
+    await request_stop(nc, job_id, pause_grace_s)
     return "cancelling"
 
 
-async def request_stop(nc: Client, job_id: str) -> None:
-    await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
+async def pause(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str) -> str:
+    """A training job stops after a checkpoint at its current step (ends `cancelled`, reason `paused`); resumed
+    from it by POST /api/jobs/{id}/resume. A pending one is cancelled at once."""
+    owner = None if principal.is_admin else principal.user_id
+    async with pool.acquire() as conn, conn.transaction():
+        job = await store.job_detail(conn, job_id, owner)
+        if job is None:
+            raise not_found("job")
+        if job.kind != "train":
+            raise ApiError(409, "not_pausable", f"only a training job pauses; this one is a {job.kind} job: cancel it")
+        if job.state in contracts.TERMINAL_JOB_STATES:
+            raise ApiError(409, "job_finished", f"the job already ended ({job.state})")
+        await add_event(conn, job_id, job.state, "pause_requested", f"by {principal.username}")
+    return await cancel(pool, nc, principal, job_id, pause_grace_s=PAUSE_GRACE_S)
+
+
+async def request_stop(nc: Client, job_id: str, pause_grace_s: float = 0.0) -> None:
+    request = contracts.JobCancelRequested(job_id=job_id, pause_grace_s=pause_grace_s)
+    await nc.publish(Subjects.job_cancel(job_id), contracts.encode(request))
 
 
 async def _end_unanswered_cancels(conn, grace_s: float) -> list[JobChange | None]:

@@ -44,6 +44,7 @@ REASON_TEXT = {
     "submitted": "Created fine-tuning job",
     "cancel_requested": "Stop requested",
     "pause_requested": "Pause requested",
+    "paused": "The job was paused",
     "resumed": "Job resumed",
     "retried": "Job restarted",
     "requeued": "Job re-queued",

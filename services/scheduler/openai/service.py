@@ -167,7 +167,9 @@ async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id:
 
 
 async def pause(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id: str) -> str:
-    """Stop the job, keeping the checkpoints it saved: it reads `paused` once stopped, and resumes from them."""
+    """Stop the job after a checkpoint at its current step (its agent asks the engine; without one within
+    PAUSE_GRACE_S it stops as a cancel, keeping the checkpoints it saved): it reads `paused` once stopped, and
+    resumes from its newest checkpoint."""
     async with pool.acquire() as conn:
         row = await owned(conn, principal, ftjob_id)
         if row.state not in ("pending", "dispatched", "running"):
@@ -176,7 +178,7 @@ async def pause(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id: 
         async with conn.transaction():
             await store.set_pause(conn, ftjob_id, True)
             await add_event(conn, row.job_id, row.state, "pause_requested", f"by {principal.username}")
-    await jobs.cancel(pool, nc, principal, row.job_id)
+    await jobs.cancel(pool, nc, principal, row.job_id, pause_grace_s=jobs.PAUSE_GRACE_S)
     return ftjob_id
 
 

@@ -1,18 +1,24 @@
-"""The real engine in `shared` storage mode: an agent process trains the tiny Llama (LoRA, 10 steps, a checkpoint
-every 3) in a folder the services read as it is; it tells of each checkpoint once whole (JobCheckpointSaved: its
-step, the losses its trainer state logged), none twice."""
+"""The real engine in `shared` storage mode: an agent process trains the tiny Llama (LoRA) in a folder the services
+read as it is. It tells of each checkpoint once whole (JobCheckpointSaved: its step, the losses its trainer state
+logged), none twice. A pause (JobCancelRequested with pause_grace_s) makes the engine (services/agent/engine/
+pausable_train.py) save a checkpoint at the step it is on and stop, told as `paused at step N (checkpoint saved)`;
+the next attempt resumes from it. A pause whose checkpoint does not come in time stops the job as a cancel."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
 from llmct.tiny.data import SFT_NAME, write_tiny_datasets
 from services.common import contracts
+from services.common.contracts import Subjects
 from services.common.security import new_id
 
 from .helpers import run, shared_agent
@@ -49,7 +55,7 @@ def tiny(agent) -> Path:
 
 def train_order(base: Path, model: Path, **overrides) -> contracts.JobDispatched:
     job_id = new_id("job")
-    output = base / "output" / job_id
+    output = Path(overrides.pop("output_dir", base / "output" / job_id))
     config = {
         "model_name_or_path": str(model),
         "stage": "sft",
@@ -97,3 +103,69 @@ async def test_each_checkpoint_is_told_once_whole_in_shared_mode(agent, bus, tin
     assert all(e.train_loss and e.train_loss > 0 and e.epoch for e in saved), "losses from its trainer state"
     for event in saved:
         assert (Path(order.output_dir) / f"checkpoint-{event.step}" / "tokenizer_config.json").is_file()
+
+
+async def progressed_to(seen: list, step: int) -> float:
+    """When the job logged `step` (the loop's clock), waiting for it."""
+    while not any(isinstance(e, contracts.JobProgressed) and e.step >= step for e in seen):
+        await asyncio.sleep(0.05)
+    return asyncio.get_running_loop().time()
+
+
+async def test_a_pause_saves_a_checkpoint_at_the_current_step_and_the_resume_goes_on_from_it(agent, bus, tiny):
+    agent_id, base = agent
+    nc, js = bus
+    # No checkpoint on the trainer's schedule before step 1000: the one a pause leaves is the pause's own.
+    order = train_order(base, tiny, max_steps=3000, save_steps=1000)
+    seen: list = []
+
+    async def pause_at_step_5() -> float:
+        await progressed_to(seen, 5)
+        pause = contracts.JobCancelRequested(job_id=order.job_id, pause_grace_s=60)
+        await nc.publish(Subjects.job_cancel(order.job_id), contracts.encode(pause))
+        return asyncio.get_running_loop().time()
+
+    finished = await run(nc, js, agent_id, order, during=pause_at_step_5, timeout=300, seen=seen)
+    assert (finished.state, finished.reason) == ("cancelled", "paused"), (finished.message, finished.last_lines)
+    step = int(finished.message.split("paused at step ")[1].split(" ")[0])
+    assert finished.message == f"paused at step {step} (checkpoint saved)"
+    assert 5 <= step < 1000, "mid-epoch, at the step it was on: not one of the trainer's scheduled saves"
+    folder = Path(order.output_dir) / f"checkpoint-{step}"
+    assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == step
+    assert (folder / "adapter_model.safetensors").is_file() and (folder / "tokenizer_config.json").is_file()
+    assert [e.step for e in seen if isinstance(e, contracts.JobCheckpointSaved)] == [step], "told, once"
+    assert not (Path(order.output_dir) / "adapter_model.safetensors").exists(), "stopped, not trained to the end"
+    assert not list(Path(order.output_dir).glob(".llmct-*")), "the pause's files are gone"
+
+    # The resume (as POST /api/jobs/{id}/resume renders it: the same job, attempt 2, from the checkpoint).
+    resumed = train_order(
+        base, tiny, max_steps=step + 4, save_steps=1000, resume_from_checkpoint=str(folder), output_dir=order.output_dir
+    )
+    resumed = msgspec.structs.replace(resumed, job_id=order.job_id, output_dir=order.output_dir, attempt=2)
+    again: list = []
+    finished = await run(nc, js, agent_id, resumed, timeout=300, seen=again)
+    assert (finished.state, finished.reason) == ("succeeded", None), (finished.message, finished.last_lines)
+    steps = [e.step for e in again if isinstance(e, contracts.JobProgressed)]
+    # trainer_log.jsonl keeps the first attempt's lines (read again), then the resumed steps; from scratch, it would
+    # start again at 1 (the last step may be logged twice: its loss, then the run's totals)
+    assert sorted(set(steps)) == list(range(1, step + 5)) and steps.count(1) == 1, "it went on from the paused step"
+    assert (Path(order.output_dir) / "adapter_model.safetensors").is_file()
+
+
+async def test_a_pause_with_no_checkpoint_in_its_grace_time_stops_as_a_cancel_and_says_so(agent, bus, tiny):
+    agent_id, base = agent
+    nc, js = bus
+    order = train_order(base, tiny, max_steps=3000, save_steps=1000)
+    seen: list = []
+
+    async def pause_too_briefly() -> float:
+        await progressed_to(seen, 3)
+        pause = contracts.JobCancelRequested(job_id=order.job_id, pause_grace_s=0.001, grace_s=5)
+        await nc.publish(Subjects.job_cancel(order.job_id), contracts.encode(pause))
+        return asyncio.get_running_loop().time()
+
+    pausing = asyncio.create_task(pause_too_briefly())  # the stop follows at once: not run's `during`
+    finished = await run(nc, js, agent_id, order, timeout=300, seen=seen)
+    assert pausing.done()
+    assert (finished.state, finished.reason) == ("cancelled", "cancelled"), finished.message
+    assert finished.message is not None and finished.message.startswith("paused without a new checkpoint")

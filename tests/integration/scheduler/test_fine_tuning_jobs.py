@@ -5,19 +5,24 @@ folder, its events read from its stored history and progress; errors come in Ope
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
+import nats
 import pytest
 
-from services.common.contracts import Buckets
+from services.common import contracts
+from services.common.contracts import Buckets, Subjects
 from services.common.security import new_id
 from services.registry.presets import register_preset
 from services.scheduler.jobs import store as jobs_store
+from services.scheduler.jobs.service import PAUSE_GRACE_S
 from services.scheduler.openai import history
 from tests.helpers import eventually
 
-from .helpers import agent_row, move
+from .helpers import agent_row, job_on, move
 
 pytestmark = pytest.mark.integration
 
@@ -312,3 +317,71 @@ async def test_a_nul_in_metadata_or_integrations_is_refused_not_stored(scheduler
         r = await scheduler.post(JOBS, json=body, headers=owner)
         assert r.status_code == 400, r.text
         assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_pause_asks_the_agent_for_a_checkpoint_first_and_its_answer_reads_paused_at_its_step(
+    scheduler, people, world, pool, nats_server
+):
+    """Both faces: POST /v1/fine_tuning/jobs/{id}/pause and POST /api/jobs/{id}/pause send a stop that is a pause
+    (pause_grace_s: the engine saves a checkpoint at its step first); the agent's answer (cancelled, reason
+    `paused`) reads `paused` with its step in the events. Only a training job pauses."""
+    owner = people["fleet-owner"][1]
+    nc = await nats.connect(nats_server.url)
+    asked: asyncio.Queue = asyncio.Queue()
+    try:
+        job = await create(scheduler, owner, world, suffix="pz")
+        job_id = job["llmct"]["job_id"]
+        await move(pool, job_id, "ft-ghost-agent", 1, "running")
+        sub = await nc.subscribe(Subjects.job_cancel(job_id), cb=asked.put)
+        await nc.flush()
+        assert (await scheduler.post(f"{JOBS}/{job['id']}/pause", headers=owner)).status_code == 200
+        request = contracts.decode((await asyncio.wait_for(asked.get(), 10)).data)
+        assert isinstance(request, contracts.JobCancelRequested) and request.pause_grace_s == PAUSE_GRACE_S
+
+        told = contracts.JobFinished(
+            job_id=job_id,
+            agent_id="ft-ghost-agent",
+            state="cancelled",
+            reason="paused",
+            message="paused at step 7 (checkpoint saved)",
+            attempt=1,
+            at=datetime.now(UTC),
+        )
+        await nc.jetstream().publish(Subjects.job_status("ft-ghost-agent", job_id), contracts.encode(told))
+
+        async def paused():
+            found = (await scheduler.get(f"{JOBS}/{job['id']}", headers=owner)).json()
+            return found if found["status"] == "paused" else None
+
+        await eventually(paused, timeout=30)
+        events = (await scheduler.get(f"{JOBS}/{job['id']}/events", headers=owner)).json()["data"]
+        assert events[0]["message"] == "The job was paused: paused at step 7 (checkpoint saved)", events[0]
+        await sub.unsubscribe()
+
+        # Our own face: a training job of /api/jobs pauses the same way.
+        other = await create(scheduler, owner, world, suffix="pz2")
+        other_id = other["llmct"]["job_id"]
+        await move(pool, other_id, "ft-ghost-agent", 1, "running")
+        sub = await nc.subscribe(Subjects.job_cancel(other_id), cb=asked.put)
+        await nc.flush()
+        r = await scheduler.post(f"/api/jobs/{other_id}/pause", headers=owner)
+        assert r.status_code == 202 and r.json() == {"id": other_id, "state": "cancelling"}, r.text
+        request = contracts.decode((await asyncio.wait_for(asked.get(), 10)).data)
+        assert isinstance(request, contracts.JobCancelRequested) and request.pause_grace_s == PAUSE_GRACE_S
+        history = await pool.fetch("SELECT reason FROM job_events WHERE job_id = $1 ORDER BY id", other_id)
+        assert [r["reason"] for r in history][-2:] == ["pause_requested", "cancel_requested"]
+        await sub.unsubscribe()
+        r = await scheduler.post(f"/api/jobs/{other_id}/pause", headers=owner)
+        assert r.status_code == 202  # asked again while it stops: the same answer
+    finally:
+        await nc.close()
+
+
+async def test_only_a_training_job_pauses_on_api_jobs(scheduler, people, pool, tmp_path):
+    owner_id, owner = people["fleet-owner"]
+    job_id = await job_on(pool, owner_id, tmp_path, "ft-ghost-agent", attempt=1)
+    await pool.execute("UPDATE jobs SET kind = 'eval' WHERE id = $1", job_id)
+    r = await scheduler.post(f"/api/jobs/{job_id}/pause", headers=owner)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_pausable", r.text
+    r = await scheduler.post(f"/api/jobs/{new_id('job')}/pause", headers=owner)
+    assert r.status_code == 404
