@@ -6,8 +6,8 @@ callback to the trainer's, when LLaMA-Factory's `train.tuner` is imported. Impor
 
 The callback: once the file named by LLMCT_PAUSE_FILE exists, at the next step's end every rank saves a checkpoint
 (transformers' own `checkpoint-<step>`, written whole with LLaMA-Factory's on-save files) and stops; rank 0 writes
-LLMCT_PAUSED_FILE (`{"step": N}`) and every rank exits with PAUSED_EXIT. The agent reads that file: "paused at step
-N (checkpoint saved)".
+LLMCT_PAUSED_FILE (`{"step": N}`) and every rank exits (PAUSED_EXIT; under torchrun 0, so that torchrun and the
+launcher end quietly). The agent reads that file: "paused at step N (checkpoint saved)".
 """
 
 import importlib.abc
@@ -71,7 +71,9 @@ def make_callback():
             if dist.is_available() and dist.is_initialized():
                 dist.barrier()
             sys.stdout.flush()
-            sys.exit(PAUSED_EXIT)
+            # Under torchrun a worker's failure is a traceback of torchrun's and LLaMA-Factory's launcher: there the
+            # workers end well, and the agent reads LLMCT_PAUSED_FILE (as it always does).
+            sys.exit(0 if os.environ.get("TORCHELASTIC_RUN_ID") else PAUSED_EXIT)
 
     return PauseCallback(os.environ["LLMCT_PAUSE_FILE"], os.environ.get("LLMCT_PAUSED_FILE", ""))
 
