@@ -113,8 +113,14 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
     assert (await until_status(client, cancelled.id, {"cancelled"}, timeout=60))[0].status == "cancelled"
     await until_status(client, paused.id, {"running"})
     await client.fine_tuning.jobs.pause(paused.id)
-    stopped, _ = await until_status(client, paused.id, {"paused"}, timeout=120)
+    stopped, told = await until_status(client, paused.id, {"paused"}, timeout=120)
     assert stopped.fine_tuned_model is None
+    # It saved a checkpoint at the step it was on (50 epochs: no scheduled save came yet), listed as such.
+    said = [e.message for e in told if e.message.startswith("The job was paused: paused at step ")]
+    assert said, [e.message for e in told]
+    step = int(said[0].split("paused at step ")[1].split(" ")[0])
+    listed = (await client.fine_tuning.jobs.checkpoints.list(paused.id)).data
+    assert step in [c.step_number for c in listed], (step, listed)
     await client.fine_tuning.jobs.resume(paused.id)
     assert (await client.fine_tuning.jobs.retrieve(paused.id)).status in ("queued", "running")
 
