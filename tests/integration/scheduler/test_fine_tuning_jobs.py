@@ -231,9 +231,15 @@ async def test_pause_keeps_checkpoints_and_resume_continues_from_the_last(schedu
     ).json()
     assert [c["step_number"] for c in after["data"]] == [2]
 
+    for step in (2, 4, 6):  # as its agent would have told them (6: told, then its folder went)
+        await pool.execute(
+            "INSERT INTO job_checkpoints (job_id, step, saved_at, attempt) VALUES ($1, $2, now(), 1)", job_id, step
+        )
     r = await scheduler.post(f"{JOBS}/{job['id']}/resume", headers=owner)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "queued"
+    kept = await pool.fetch("SELECT step FROM job_checkpoints WHERE job_id = $1 ORDER BY step", job_id)
+    assert [r["step"] for r in kept] == [2, 4], "those after the one it resumes from will be told again"
     ours = (await scheduler.get(f"/api/jobs/{job_id}", headers=owner)).json()
     assert ours["config"]["resume_from_checkpoint"].endswith("checkpoint-4") and ours["state"] == "pending"
 
