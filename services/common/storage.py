@@ -188,11 +188,13 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 
 
-async def stored_checkpoint(js: JetStreamContext, job_id: str, output: str) -> tuple[int, tuple[JobInput, ...]] | None:
+async def stored_checkpoint(
+    js: JetStreamContext, job_id: str, output: str, step: int | None = None
+) -> tuple[int, tuple[JobInput, ...]] | None:
     """The newest whole checkpoint of a job in llmct-checkpoints (its trainer_state.json is there: the agent puts
-    it last), as (step, inputs) placed at `<output>/checkpoint-<step>/<file>` (`output`: the job's output folder
-    relative to the storage base, `output/<job id>`); None when the job has none. What a resumed attempt's
-    dispatch carries (services/agent/uploads.py writes them)."""
+    it last), or the one at `step`, as (step, inputs) placed at `<output>/checkpoint-<step>/<file>` (`output`: the
+    job's output folder relative to the storage base, `output/<job id>`); None when the job has none (none whole at
+    `step`). What a resumed attempt's dispatch carries (services/agent/uploads.py writes them)."""
     try:
         infos = await (await js.object_store(Buckets.CHECKPOINTS)).list(ignore_deletes=True)
     except (BucketNotFoundError, NotFoundError):
@@ -208,6 +210,8 @@ async def stored_checkpoint(js: JetStreamContext, job_id: str, output: str) -> t
     whole = [
         (int(checkpoint.split("-")[1]), checkpoint) for checkpoint, files in found.items() if TRAINER_STATE in files
     ]
+    if step is not None:
+        whole = [(at, checkpoint) for at, checkpoint in whole if at == step]
     if not whole:
         return None
     step, checkpoint = max(whole)

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.common import contracts
-from services.common.contracts import Subjects
+from services.common.contracts import JobInput, Subjects
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 
@@ -73,8 +73,22 @@ async def check_engine(pool: asyncpg.Pool, engine: str, settings: SchedulerSetti
     )
 
 
+class StartAdapter(msgspec.Struct, frozen=True, kw_only=True):
+    """A training job that goes on training an adapter it is given (a checkpoint of another job of the caller's,
+    services/scheduler/openai): its folder as the engine reads it, and in `objects` mode its files."""
+
+    path: str
+    inputs: list[JobInput] = msgspec.field(default_factory=list)
+
+
 async def prepare(
-    pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, principal: Principal, req: JobRequest, job_id: str
+    pool: asyncpg.Pool,
+    nc: Client,
+    settings: SchedulerSettings,
+    principal: Principal,
+    req: JobRequest,
+    job_id: str,
+    start: StartAdapter | None = None,
 ) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     """Validate and render a job of any kind (asking the registry and the datasets service what it may use),
     and check that some agent could hold it; with what it fetches from the store in `objects` mode."""
@@ -82,7 +96,7 @@ async def prepare(
     field = None
     match req:
         case TrainRequest():
-            rendered, est, needs = await _prepare_train(nc, settings, principal, req, output_dir)
+            rendered, est, needs = await _prepare_train(nc, settings, principal, req, output_dir, start)
             field = memory_field(req.config_overrides)
         case EvalRequest():
             rendered, est, needs = await _prepare_eval(nc, settings, principal, req, output_dir)
@@ -106,11 +120,12 @@ async def submit(
     principal: Principal,
     req: JobRequest,
     submission: Submission | None = None,
+    start: StartAdapter | None = None,
 ) -> str:
     """Validate, render and freeze a job of any kind, store it (and the submission's answer and idempotency key, when
-    given), then announce it."""
+    given), then announce it. `start`: a training job goes on training that adapter."""
     job_id = new_id("job")
-    rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id)
+    rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id, start)
     kind = kind_of(req)
     config_yaml, stages = rendered.frozen()
     async with pool.acquire() as conn, conn.transaction():
@@ -140,7 +155,12 @@ async def submit(
 
 
 async def _prepare_train(
-    nc: Client, settings: SchedulerSettings, principal: Principal, req: TrainRequest, output_dir
+    nc: Client,
+    settings: SchedulerSettings,
+    principal: Principal,
+    req: TrainRequest,
+    output_dir,
+    start: StartAdapter | None = None,
 ) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     model = await access.usable_base_model(nc, principal, req.base_model, settings.model_hub)
     datasets = await access.usable_datasets(nc, principal, req.datasets, req.stage)
@@ -154,6 +174,8 @@ async def _prepare_train(
         data_dir=settings.storage.data,
         output_dir=output_dir,
     )
+    if start is not None:  # LLaMA-Factory goes on training the (last) adapter it is given, on the same base
+        config["adapter_name_or_path"] = start.path
     # The merged config, not the form: an override of the batch, the cutoff or the method sizes the job too.
     est = memory.estimate_training(
         config,
@@ -161,7 +183,8 @@ async def _prepare_train(
         gpu_count=req.gpu_count,
         **memory.model_shape(model.path),
     )
-    return rendering.train_stages(config, model.hub), est, fetches(settings, [model.inputs], [datasets, *evals])
+    inputs = [model.inputs, start.inputs if start else []]
+    return rendering.train_stages(config, model.hub), est, fetches(settings, inputs, [datasets, *evals])
 
 
 def installed_tasks(settings: SchedulerSettings) -> list[str]:

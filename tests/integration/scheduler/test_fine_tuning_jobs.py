@@ -391,3 +391,28 @@ async def test_only_a_training_job_pauses_on_api_jobs(scheduler, people, pool, t
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_pausable", r.text
     r = await scheduler.post(f"/api/jobs/{new_id('job')}/pause", headers=owner)
     assert r.status_code == 404
+
+
+async def test_a_checkpoint_of_ones_own_job_is_a_base_for_a_new_one(scheduler, people, world, pool, settings):
+    """`model: ft:…:ckpt-step-N`: the new job trains on the same base, going on with that checkpoint's adapter
+    (LLaMA-Factory's adapter_name_or_path); another user's checkpoint, a step not saved, a bad name: 400 `model`."""
+    owner, other = people["fleet-owner"][1], people["fleet-other"][1]
+    job = await create(scheduler, owner, world, suffix="base")
+    job_id, hexpart = job["llmct"]["job_id"], job["id"].removeprefix("ftjob-")
+    await pool.execute("INSERT INTO job_checkpoints (job_id, step, saved_at, attempt) VALUES ($1, 8, now(), 1)", job_id)
+    name = f"ft:{world['model']}:{world['username']}:base:{hexpart}:ckpt-step-8"
+
+    r = await scheduler.post(JOBS, json={"model": name, "training_file": world["train"]}, headers=owner)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == world["model"], "the checkpoint's base"
+    ours = (await scheduler.get(f"/api/jobs/{r.json()['llmct']['job_id']}", headers=owner)).json()
+    assert ours["config"]["adapter_name_or_path"] == str(Path(settings.storage.output) / job_id / "checkpoint-8")
+    assert ours["config"]["model_name_or_path"] == "/srv/models/ft-base"
+
+    for who, model in (
+        (other, name),
+        (owner, name.replace("ckpt-step-8", "ckpt-step-9")),
+        (owner, f"ft:{world['model']}:x:ckpt-step-8"),
+    ):
+        r = await scheduler.post(JOBS, json={"model": model, "training_file": world["train"]}, headers=who)
+        openai_error(r, 400, "model")
