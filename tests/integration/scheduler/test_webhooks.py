@@ -460,13 +460,33 @@ async def test_a_saved_checkpoint_from_the_jobs_agent_and_attempt_is_kept_and_de
     payload = Webhook(endpoint["secret"]).verify(body, sent_headers)
     assert payload["type"] == "checkpoint.saved" and payload["data"] == {"id": job_id, "object": "job", "step": 5}
 
+    # A fine-tuning job's delivery names it in OpenAI's terms too.
+    ftjob = "ftjob-" + "ab" * 12
+    await pool.execute(
+        "INSERT INTO fine_tuning_jobs (id, job_id, owner_id, model, training_file, seed, method) "
+        "VALUES ($1, $2, $3, 'm', 'file-x', 1, '{}')",
+        ftjob,
+        job_id,
+        owner_id,
+    )
+    await js.publish(Subjects.job_status(AGENT, job_id), contracts.encode(checkpoint_saved(job_id, AGENT, 2, 7)))
+    await eventually(lambda: delivered(pool, endpoint["id"], 2))
+    payload = Webhook(endpoint["secret"]).verify(receiver.requests[1][1], receiver.requests[1][0])
+    assert payload["data"] == {
+        "id": job_id,
+        "object": "job",
+        "step": 7,
+        "fine_tuning_job_id": ftjob,
+        "checkpoint_id": "ftckpt-7-" + "ab" * 12,
+    }
+
     detail = (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
-    assert [(c["step"], c["train_loss"]) for c in detail["checkpoints"]] == [(5, 0.5)]
+    assert [(c["step"], c["train_loss"]) for c in detail["checkpoints"]] == [(7, 0.5), (5, 0.5)]
 
     gone = contracts.JobCheckpointRemoved(job_id=job_id, agent_id=AGENT, step=5, at=datetime.now(UTC), attempt=2)
     await js.publish(Subjects.job_status(AGENT, job_id), contracts.encode(gone))
 
     async def removed():
-        return not await pool.fetchval("SELECT count(*) FROM job_checkpoints WHERE job_id = $1", job_id)
+        return await pool.fetchval("SELECT array_agg(step) FROM job_checkpoints WHERE job_id = $1", job_id) == [7]
 
     await eventually(removed)
