@@ -48,8 +48,8 @@ def environment(output_dir: Path, hook: Path, env: dict[str, str]) -> dict[str, 
     path = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH", "")]))
     return {
         "PYTHONPATH": path,
-        "LLMCT_PAUSE_FILE": str(output_dir / PAUSE_FILE),
-        "LLMCT_PAUSED_FILE": str(output_dir / PAUSED_FILE),
+        "TRAINER_PAUSE_FILE": str(output_dir / PAUSE_FILE),
+        "TRAINER_PAUSED_FILE": str(output_dir / PAUSED_FILE),
     }
 
 

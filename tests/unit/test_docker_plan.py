@@ -499,6 +499,6 @@ def test_a_training_stage_gets_the_pause_hook_read_only_and_first_on_its_pythonp
     assert targets[str(spec.hook_dir)] is True and targets[str(spec.config_path)] is True
     environment = runner.runtime.plan.environment(spec)
     assert environment["PYTHONPATH"].split(os.pathsep)[0] == str(spec.hook_dir)
-    assert environment["LLMCT_PAUSE_FILE"] == str(storage.output / "job_1" / ".llmct-pause")
+    assert environment["TRAINER_PAUSE_FILE"] == str(storage.output / "job_1" / ".llmct-pause")
     _, served = hub_stage_spec(storage, None, serve=True)
-    assert served.hook_dir is None and "LLMCT_PAUSE_FILE" not in served.env
+    assert served.hook_dir is None and "TRAINER_PAUSE_FILE" not in served.env

@@ -4,9 +4,9 @@ and puts that folder first on PYTHONPATH, so Python imports it at start. The eng
 train <config>`, unchanged (same launcher, same torchrun on several GPUs, same outputs); this only adds one
 callback to the trainer's, when LLaMA-Factory's `train.tuner` is imported. Imports nothing of the platform.
 
-The callback: once the file named by LLMCT_PAUSE_FILE exists, at the next step's end every rank saves a checkpoint
+The callback: once the file named by TRAINER_PAUSE_FILE exists, at the next step's end every rank saves a checkpoint
 (transformers' own `checkpoint-<step>`, written whole with LLaMA-Factory's on-save files) and stops; rank 0 writes
-LLMCT_PAUSED_FILE (`{"step": N}`) and every rank exits (PAUSED_EXIT; under torchrun 0, so that torchrun and the
+TRAINER_PAUSED_FILE (`{"step": N}`) and every rank exits (PAUSED_EXIT; under torchrun 0, so that torchrun and the
 launcher end quietly). The agent reads that file: "paused at step N (checkpoint saved)".
 """
 
@@ -72,10 +72,10 @@ def make_callback():
                 dist.barrier()
             sys.stdout.flush()
             # Under torchrun a worker's failure is a traceback of torchrun's and LLaMA-Factory's launcher: there the
-            # workers end well, and the agent reads LLMCT_PAUSED_FILE (as it always does).
+            # workers end well, and the agent reads TRAINER_PAUSED_FILE (as it always does).
             sys.exit(0 if os.environ.get("TORCHELASTIC_RUN_ID") else PAUSED_EXIT)
 
-    return PauseCallback(os.environ["LLMCT_PAUSE_FILE"], os.environ.get("LLMCT_PAUSED_FILE", ""))
+    return PauseCallback(os.environ["TRAINER_PAUSE_FILE"], os.environ.get("TRAINER_PAUSED_FILE", ""))
 
 
 def patch(tuner) -> None:
@@ -110,5 +110,5 @@ class PatchTuner(importlib.abc.MetaPathFinder):
         return spec
 
 
-if os.environ.get("LLMCT_PAUSE_FILE"):
+if os.environ.get("TRAINER_PAUSE_FILE"):
     sys.meta_path.insert(0, PatchTuner())
