@@ -25,6 +25,9 @@ class EndCause(msgspec.Struct, frozen=True, kw_only=True):
 
     exit_code: int = 0
     cancelled: bool = False  # stopped on request (a cancel, or a newer attempt)
+    paused: bool = False  # a pause: the engine saved a checkpoint and exited (PAUSED_EXIT)
+    paused_step: int | None = None  # at this step, as the engine said
+    pause_missed_s: float | None = None  # a pause: no checkpoint came within this long; stopped as a cancel
     agent_stopping: bool = False  # the agent stopped the engine as it stopped itself (a deployment)
     idle_timeout_s: float | None = None  # a deployment stopped itself after this long without a request
     start_timeout_s: float | None = None  # a deployment's server did not answer within this long
@@ -45,6 +48,16 @@ class Outcome(NamedTuple):
 
 def conclude(cause: EndCause) -> Outcome:
     """The final state, reason and message of a run that ended for `cause` (pure: facts in, words out)."""
+    if cause.paused:
+        at = "" if cause.paused_step is None else f" at step {cause.paused_step}"
+        return Outcome("cancelled", "paused", f"paused{at} (checkpoint saved)")
+    if cause.cancelled and cause.pause_missed_s is not None:
+        return Outcome(
+            "cancelled",
+            "cancelled",
+            f"paused without a new checkpoint: none was written within {cause.pause_missed_s:.0f} s, so the job was "
+            "stopped (the checkpoints saved before are kept)",
+        )
     if cause.cancelled:
         return Outcome("cancelled", "cancelled", "stopped on request")
     if cause.agent_stopping:

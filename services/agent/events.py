@@ -6,12 +6,15 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from nats.js import JetStreamContext
 
 from services.common import contracts
 from services.common.contracts import Subjects
+
+from . import uploads
 
 log = logging.getLogger(__name__)
 
@@ -74,5 +77,35 @@ class FetchReport:
             total_bytes=max(total, 0),
             attempt=self.attempt,
             at=datetime.now(UTC),
+        )
+        await self.publish(event)
+
+
+class CheckpointReport:
+    """A job's checkpoints (services/agent/uploads.py's watcher) as JobCheckpointSaved / JobCheckpointRemoved."""
+
+    def __init__(self, publish: Publish, job_id: str, agent_id: str, attempt: int):
+        self.publish = publish
+        self.job_id, self.agent_id, self.attempt = job_id, agent_id, attempt
+        self.steps: list[int] = []  # told saved, in order
+
+    async def saved(self, step: int, folder: Path) -> None:
+        train_loss, valid_loss, epoch = await asyncio.to_thread(uploads.saved_metrics, folder, step)
+        self.steps.append(step)
+        event = contracts.JobCheckpointSaved(
+            job_id=self.job_id,
+            agent_id=self.agent_id,
+            step=step,
+            train_loss=train_loss,
+            valid_loss=valid_loss,
+            epoch=epoch,
+            attempt=self.attempt,
+            at=datetime.now(UTC),
+        )
+        await self.publish(event, must_arrive=True)
+
+    async def removed(self, step: int) -> None:
+        event = contracts.JobCheckpointRemoved(
+            job_id=self.job_id, agent_id=self.agent_id, step=step, attempt=self.attempt, at=datetime.now(UTC)
         )
         await self.publish(event)

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from services.common import storage
 from services.common.contracts import AdapterRef, Buckets, JobDispatched, JobFile
-from services.common.storage import Fetching, JobStorage, Note, StorageError, StorageMode
+from services.common.storage import CheckpointsTold, Fetching, JobStorage, Note, StorageError, StorageMode
 
 from . import uploads
 from .adapters import AdapterLoadFailed, Files, SharedFiles
@@ -41,14 +41,17 @@ class ObjectsStorage:
         if order.inputs:
             await self.cache.bring(order.job_id, order.inputs, self.base, note, progress)
 
-    async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
+    async def follow(
+        self, order: JobDispatched, note: Note, stopped: asyncio.Event, told: CheckpointsTold | None = None
+    ) -> None:
         restored: dict[str, list[str]] = {}
         for item in order.inputs:  # the checkpoint a resumed attempt came with: in the bucket already
             job_id, _, rest = item.name.partition("/")
             checkpoint, _, relative = rest.partition("/")
             if item.bucket == Buckets.CHECKPOINTS and job_id == order.job_id and relative:
                 restored.setdefault(checkpoint, []).append(relative)
-        await uploads.Checkpoints(self.js, order.job_id, Path(order.output_dir), note, restored).follow(stopped)
+        watch = uploads.Checkpoints(self.js, order.job_id, Path(order.output_dir), note, restored, told)
+        await watch.follow(stopped)
 
     async def publish(self, order: JobDispatched, note: Note) -> None:
         count, size = await uploads.upload_outputs(self.js, order.job_id, Path(order.output_dir))

@@ -22,9 +22,9 @@ from services.common.settings import StoragePaths
 from services.common.storage import JobStorage, SharedStorage, StorageError
 from services.common.text import storable
 
-from . import progress, reattach, results, tracking
+from . import pausing, progress, reattach, results, tracking, uploads
 from .ending import conclude
-from .events import FetchReport, JobEvents
+from .events import CheckpointReport, FetchReport, JobEvents
 from .hubs import hub_environment, without_secrets
 from .jobfiles import job_datasets
 from .jobsecrets import SecretsUnavailable, job_secrets, needs_secrets
@@ -214,8 +214,30 @@ class Runner:
         job.cancelled = True
         if job.preparing is not None:
             job.preparing.cancel()
-        if job.engine:
+        if not job.engine or job.pausing:  # a pause under way stops the engine itself, within its grace
+            return
+        if request.pause_grace_s > 0 and job.pausable:
+            await self._pause(job, request)
+        else:
             await job.engine.stop(request.grace_s)
+
+    async def _pause(self, job: RunningJob, request: contracts.JobCancelRequested) -> None:
+        """Ask the engine for a checkpoint at the next step's end and its exit; stop it as a cancel when none came
+        within the pause's grace time."""
+        engine, output_dir = job.engine, Path(job.saved.order.output_dir)
+        assert engine is not None
+        job.pausing = True
+        if not await asyncio.to_thread(pausing.ask, output_dir):
+            job.pause_missed_s = 0.0
+            await engine.stop(request.grace_s)
+            return
+        log.info("job %s: pause asked; waiting %.0f s for its checkpoint", job.job_id, request.pause_grace_s)
+        try:
+            await asyncio.wait_for(asyncio.shield(job.exited.wait()), request.pause_grace_s)
+        except TimeoutError:
+            job.pause_missed_s = request.pause_grace_s
+            if job.engine is engine:
+                await engine.stop(request.grace_s)
 
     def _spec(
         self,
@@ -232,6 +254,11 @@ class Runner:
         config_path.write_text(stage.config_yaml)
         output_dir = Path(order.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        hook = None
+        if command is None and pausing.pausable(order.kind, stage):
+            # The same `llamafactory-cli train`, with our hook: a pause saves a checkpoint first (pausing.py).
+            hook = pausing.place_hook(config_path)
+            pausing.clear(output_dir)
         command = command or (*stage.command, str(config_path))
         downloads = stage_downloads(stage)
         env = {
@@ -244,6 +271,8 @@ class Runner:
             **tracking.stage_env(stage, output_dir),
             **(extra_env or {}),
         }
+        if hook is not None:
+            env.update(pausing.environment(output_dir, hook, env))
         if not order.gpu_ids:  # a CPU slot: don't let torch take every core from its neighbours
             env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         return JobSpec(
@@ -259,6 +288,7 @@ class Runner:
             attempt=order.attempt,
             downloads=downloads,
             bin_dir=bin_dir,
+            hook_dir=hook,
         )
 
     async def _run(self, order: contracts.JobDispatched, job: RunningJob, resume: Resume | None = None) -> None:
@@ -316,7 +346,7 @@ class Runner:
                 attempt=order.attempt,
             )
         )
-        checkpoints = asyncio.create_task(self.files.follow(order, lambda text: shipper.add("system", text), stopped))
+        checkpoints = asyncio.create_task(self._follow_checkpoints(order, job, shipper, stopped))
         try:
             exit_info = ExitInfo(exit_code=0)
             first = resume.stage if resume else 0
@@ -338,6 +368,21 @@ class Runner:
                 await checkpoints
             except Exception:  # a checkpoint not uploaded costs a resume its progress, not the job
                 log.exception("job %s: its checkpoints stopped being uploaded", order.job_id)
+
+    async def _follow_checkpoints(
+        self, order: contracts.JobDispatched, job: RunningJob, shipper: LogShipper, stopped: asyncio.Event
+    ) -> None:
+        """Tell the scheduler of each checkpoint the job saves, once whole: the storage mode publishes it first
+        (objects: into the store); in shared mode the folder is where everyone reads it, watched here."""
+        job.checkpoints = told = CheckpointReport(self.publish, order.job_id, self.agent_id, order.attempt)
+
+        def note(text: str) -> None:
+            shipper.add("system", text)
+
+        if self.files.mode == "shared":
+            await uploads.Checkpoints(None, order.job_id, Path(order.output_dir), note, told=told).follow(stopped)
+        else:
+            await self.files.follow(order, note, stopped, told)
 
     async def _prepare(self, order, job: RunningJob, shipper: LogShipper) -> ExitInfo | None:
         """Bring the job's inputs (objects mode); how the run ended when it cannot start: an input failed, or the
@@ -384,10 +429,13 @@ class Runner:
                 if isinstance(tracked, ExitInfo):
                     return tracked
                 spec = tracked
+            job.pausable = spec.hook_dir is not None
             try:
                 engine = await self.runtime.start(spec)
             except RuntimeStartError as exc:
                 return ExitInfo(exit_code=-1, error=exc.message, error_reason=exc.reason)
+        if found is not None:  # started by the agent before: with our hook, unless that agent predates it
+            job.pausable = pausing.pausable(order.kind, order.stages[index])
         job.engine = engine
         await self._announce(order, job)
         if job.cancelled:  # a cancel that arrived while the engine was starting
@@ -396,11 +444,19 @@ class Runner:
         serving = asyncio.create_task(server.run(engine.stop)) if server else None
         # A run the next agent can pick up says how far its lines reach, saved with every shipped batch.
         detachable = engine if isinstance(engine, Detachable) else None
+        job.exited.clear()
         try:
             async for stream, text in engine.lines():
                 shipper.add(stream, text, detachable.position if detachable else None)
-            return await engine.wait()
+            exit_info = await engine.wait()
+            if job.pausing:  # paused when the engine says so (under torchrun its exit code is the launcher's)
+                job.paused_step = await asyncio.to_thread(pausing.paused_step, Path(order.output_dir))
+                job.paused = job.paused_step is not None
+            if job.pausable or job.pausing:
+                await asyncio.to_thread(pausing.clear, Path(order.output_dir))
+            return exit_info
         finally:
+            job.exited.set()
             if server is not None and serving is not None:  # both or neither
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)

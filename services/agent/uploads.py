@@ -1,11 +1,13 @@
-"""A job's outputs and checkpoints into the store (`objects` storage mode).
+"""A job's checkpoints as they are saved (both storage modes), and its outputs into the store (`objects` mode).
 
 Checkpoints: the trainer writes `checkpoint-<step>` whole before it goes on (transformers' `_save_checkpoint`: the
 model, optimizer, scheduler and RNG states, then `trainer_state.json`; LLaMA-Factory's on_save callbacks then add
 the tokenizer files). A folder is taken as complete when its `trainer_state.json` reads as JSON and nothing in it
 changed for SETTLE_S (or the engine exited); its files go to CHECKPOINTS with `trainer_state.json` last, so that
 file's presence in the bucket says the checkpoint is whole (the same rule as on disk, scheduler/jobs/recovery.py).
-One the trainer deletes meanwhile (save_total_limit) is skipped.
+One the trainer deletes meanwhile (save_total_limit) is skipped. In `shared` mode nothing is uploaded: the folder
+is where the services and a resume read it. In both modes each checkpoint, once whole (and in `objects` mode once in
+the store), is told to the scheduler (JobCheckpointSaved, through `told`), and one the trainer deleted is told gone.
 
 Outputs: once the job's last stage ended, every file of its output folder but the checkpoints goes to OUTPUTS as
 `<job id>/<path>`, and its log file as `<job id>/job.log`. Only regular files: a link the job left in its folder
@@ -30,7 +32,7 @@ from nats.js.errors import NotFoundError
 
 from services.common import objects
 from services.common.contracts import JOB_LOG_NAME, Buckets
-from services.common.storage import Note, StorageError
+from services.common.storage import CheckpointsTold, Note, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +87,21 @@ def open_inside(path: Path, inside: Path) -> int:
 
 
 class Checkpoints:
-    """Uploads a job's checkpoints as they complete (see the module's docstring)."""
+    """Watches a job's output folder for checkpoints (see the module's docstring): with `js`, uploads each as it
+    completes (`objects` mode); without, only tells of it (`shared` mode)."""
 
     def __init__(
         self,
-        js: JetStreamContext,
+        js: JetStreamContext | None,
         job_id: str,
         output_dir: Path,
         note: Note,
         restored: dict[str, list[str]] | None = None,
+        told: CheckpointsTold | None = None,
     ):
-        self.js, self.job_id, self.output_dir, self.note = js, job_id, output_dir, note
-        # checkpoint -> its files in the bucket: uploaded here, or restored from it (a resumed attempt's own)
+        self.js, self.job_id, self.output_dir, self.note, self.told = js, job_id, output_dir, note, told
+        # checkpoint -> its files in the bucket: uploaded here, or restored from it (a resumed attempt's own); in
+        # shared mode, the checkpoints found whole (no files kept)
         self.stored: dict[str, list[str]] = {name: list(files) for name, files in (restored or {}).items()}
         self.done: set[str] = set(self.stored)  # not to upload (again)
 
@@ -126,6 +131,11 @@ class Checkpoints:
             folder = self.output_dir / name
             if not complete(folder, 0.0 if final else SETTLE_S):
                 continue
+            if self.js is None:
+                self.done.add(name)
+                self.stored[name] = []
+                await self._tell_saved(name, folder)
+                continue
             try:
                 count, size = await self.upload(name, folder)
             except FileNotFoundError:
@@ -139,7 +149,16 @@ class Checkpoints:
                 continue
             self.done.add(name)
             self.note(f"{name} uploaded: {count} files, {size / MB:.1f} MB")
+            await self._tell_saved(name, folder)
         await self.forget_rotated()
+
+    async def _tell_saved(self, name: str, folder: Path) -> None:
+        if self.told is not None and (m := CHECKPOINT.match(name)):
+            await self.told.saved(int(m.group(1)), folder)
+
+    async def _tell_removed(self, name: str) -> None:
+        if self.told is not None and (m := CHECKPOINT.match(name)):
+            await self.told.removed(int(m.group(1)))
 
     async def forget_rotated(self) -> None:
         """A checkpoint the trainer deleted (save_total_limit) goes from the bucket too, once a newer one is there:
@@ -150,6 +169,10 @@ class Checkpoints:
         newest = max(steps.values())
         for name, step in steps.items():
             if step == newest or await asyncio.to_thread((self.output_dir / name).exists):
+                continue
+            if self.js is None:  # shared mode: the folder was the checkpoint
+                del self.stored[name]
+                await self._tell_removed(name)
                 continue
             try:
                 bucket = await self.js.object_store(Buckets.CHECKPOINTS)
@@ -162,9 +185,11 @@ class Checkpoints:
                 continue
             del self.stored[name]
             self.note(f"{name}, deleted by the trainer, removed from the store")
+            await self._tell_removed(name)
 
     async def upload(self, name: str, folder: Path) -> tuple[int, int]:
         """Every file of the folder, then files that changed meanwhile, then its trainer state."""
+        assert self.js is not None
         sent: dict[str, tuple[int, int]] = {}
         for _ in range(5):
             now = {k: v for k, v in regular_files(folder).items() if k != STATE_FILE}
@@ -192,6 +217,22 @@ def complete(folder: Path, settle_s: float) -> bool:
     files = regular_files(folder)
     newest = max((mtime for _, mtime in files.values()), default=0)
     return time.time_ns() - newest >= settle_s * 1e9
+
+
+def saved_metrics(folder: Path, step: int) -> tuple[float | None, float | None, float | None]:
+    """(train loss, validation loss, epoch) a checkpoint's trainer state logged up to its step; None where none."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        history = [e for e in state.get("log_history") or [] if isinstance(e, dict) and (e.get("step") or 0) <= step]
+        epoch = state.get("epoch")
+    except (OSError, ValueError, AttributeError):
+        return None, None, None
+
+    def last(key: str) -> float | None:
+        found = [e[key] for e in history if isinstance(e.get(key), int | float) and not isinstance(e[key], bool)]
+        return float(found[-1]) if found else None
+
+    return last("loss"), last("eval_loss"), float(epoch) if isinstance(epoch, int | float) else None
 
 
 async def upload_outputs(js: JetStreamContext, job_id: str, output_dir: Path) -> tuple[int, int]:

@@ -290,6 +290,7 @@ JobKind = Literal["train", "eval", "export", "deploy"]
 FinishReason = Literal[
     # the agent's (services/agent/ending.py names them; the runtimes' start errors pass through unchanged)
     "cancelled",  # stopped on request
+    "paused",  # stopped on request after saving a checkpoint at the current step (a pause; resumed from it)
     "agent_stopped",  # a deployment ends with its agent
     "agent_restarted",  # a deployment found running by a restarted agent (services/agent/reattach.py)
     "idle_timeout",  # a deployment stopped itself (succeeded)
@@ -520,6 +521,32 @@ class JobFinished(Message, kw_only=True, frozen=True, tag="job_finished"):
     attempt: int = 0
 
 
+class JobCheckpointSaved(Message, kw_only=True, frozen=True, tag="job_checkpoint_saved"):
+    """A `checkpoint-<step>` folder of the job is whole (its trainer_state.json reads, nothing changed for a while;
+    in `objects` storage mode: and it is in the checkpoints bucket), with the losses its trainer state logged up to
+    its step. Sent once per checkpoint and run of the agent (a restarted agent may send it again: the scheduler
+    keeps the first)."""
+
+    job_id: str
+    agent_id: str
+    step: Annotated[int, msgspec.Meta(ge=0)]
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    epoch: float | None = None
+    at: datetime
+    attempt: int = 0
+
+
+class JobCheckpointRemoved(Message, kw_only=True, frozen=True, tag="job_checkpoint_removed"):
+    """A checkpoint the trainer deleted (`save_total_limit`) is gone from where a resume would look for it."""
+
+    job_id: str
+    agent_id: str
+    step: Annotated[int, msgspec.Meta(ge=0)]
+    at: datetime
+    attempt: int = 0
+
+
 class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
     """A committed state change, or a new progress point, for live feeds (core NATS, per owner)."""
 
@@ -532,10 +559,13 @@ class JobChanged(Message, kw_only=True, frozen=True, tag="job_changed"):
 
 
 class JobCancelRequested(Message, kw_only=True, frozen=True, tag="job_cancel_requested"):
-    """Stop this job if you run it."""
+    """Stop this job if you run it. `pause_grace_s` > 0: a pause; a training engine that can (the agent runs it
+    through services/agent/engine/pausable_train.py) saves a checkpoint at the next step's end first, waited for
+    this long, then the stop goes on as a cancel's."""
 
     job_id: str
     grace_s: float = 10.0
+    pause_grace_s: float = 0.0
 
 
 class DeploymentReady(Message, kw_only=True, frozen=True, tag="deployment_ready"):
@@ -589,7 +619,15 @@ class DeploymentUsage(Message, kw_only=True, frozen=True, tag="deployment_usage"
 
 
 JobEvent = (
-    JobStarted | JobProgressed | JobFetchProgressed | JobTracked | JobFinished | DeploymentReady | DeploymentUsage
+    JobStarted
+    | JobProgressed
+    | JobFetchProgressed
+    | JobTracked
+    | JobFinished
+    | JobCheckpointSaved
+    | JobCheckpointRemoved
+    | DeploymentReady
+    | DeploymentUsage
 )
 
 
@@ -772,6 +810,8 @@ BusMessage = (
     | JobFetchProgressed
     | JobTracked
     | JobFinished
+    | JobCheckpointSaved
+    | JobCheckpointRemoved
     | JobChanged
     | JobCancelRequested
     | DeploymentReady

@@ -43,6 +43,15 @@ class StorageError(Exception):
         self.message = message
 
 
+class CheckpointsTold(Protocol):
+    """Who hears of a job's checkpoints while it runs: each one whole (its step, its folder), each one gone (the
+    trainer deleted it: save_total_limit). The agent's JobCheckpointSaved / JobCheckpointRemoved."""
+
+    async def saved(self, step: int, folder: Path) -> None: ...
+
+    async def removed(self, step: int) -> None: ...
+
+
 class JobStorage(Protocol):
     """What the agent's runner asks of the storage mode, for each job."""
 
@@ -57,9 +66,12 @@ class JobStorage(Protocol):
         cannot be."""
         ...
 
-    async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
-        """While the job runs: publish each checkpoint as it completes; once `stopped` (its engine exited), the
-        ones left, then return."""
+    async def follow(
+        self, order: JobDispatched, note: Note, stopped: asyncio.Event, told: CheckpointsTold | None = None
+    ) -> None:
+        """While the job runs: publish each checkpoint as it completes (and tell `told`); once `stopped` (its
+        engine exited), the ones left, then return. `shared` mode publishes nothing: the agent watches the
+        folder itself (services/agent/uploads.py)."""
         ...
 
     async def publish(self, order: JobDispatched, note: Note) -> None:
@@ -86,7 +98,9 @@ class SharedStorage:
     async def prepare(self, order: JobDispatched, note: Note, progress: Fetching | None = None) -> None:
         return None
 
-    async def follow(self, order: JobDispatched, note: Note, stopped: asyncio.Event) -> None:
+    async def follow(
+        self, order: JobDispatched, note: Note, stopped: asyncio.Event, told: CheckpointsTold | None = None
+    ) -> None:
         return None
 
     async def publish(self, order: JobDispatched, note: Note) -> None:
@@ -174,11 +188,13 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 
 
-async def stored_checkpoint(js: JetStreamContext, job_id: str, output: str) -> tuple[int, tuple[JobInput, ...]] | None:
+async def stored_checkpoint(
+    js: JetStreamContext, job_id: str, output: str, step: int | None = None
+) -> tuple[int, tuple[JobInput, ...]] | None:
     """The newest whole checkpoint of a job in llmct-checkpoints (its trainer_state.json is there: the agent puts
-    it last), as (step, inputs) placed at `<output>/checkpoint-<step>/<file>` (`output`: the job's output folder
-    relative to the storage base, `output/<job id>`); None when the job has none. What a resumed attempt's
-    dispatch carries (services/agent/uploads.py writes them)."""
+    it last), or the one at `step`, as (step, inputs) placed at `<output>/checkpoint-<step>/<file>` (`output`: the
+    job's output folder relative to the storage base, `output/<job id>`); None when the job has none (none whole at
+    `step`). What a resumed attempt's dispatch carries (services/agent/uploads.py writes them)."""
     try:
         infos = await (await js.object_store(Buckets.CHECKPOINTS)).list(ignore_deletes=True)
     except (BucketNotFoundError, NotFoundError):
@@ -194,6 +210,8 @@ async def stored_checkpoint(js: JetStreamContext, job_id: str, output: str) -> t
     whole = [
         (int(checkpoint.split("-")[1]), checkpoint) for checkpoint, files in found.items() if TRAINER_STATE in files
     ]
+    if step is not None:
+        whole = [(at, checkpoint) for at, checkpoint in whole if at == step]
     if not whole:
         return None
     step, checkpoint = max(whole)

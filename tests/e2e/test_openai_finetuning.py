@@ -113,8 +113,14 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
     assert (await until_status(client, cancelled.id, {"cancelled"}, timeout=60))[0].status == "cancelled"
     await until_status(client, paused.id, {"running"})
     await client.fine_tuning.jobs.pause(paused.id)
-    stopped, _ = await until_status(client, paused.id, {"paused"}, timeout=120)
+    stopped, told = await until_status(client, paused.id, {"paused"}, timeout=120)
     assert stopped.fine_tuned_model is None
+    # It saved a checkpoint at the step it was on (50 epochs: no scheduled save came yet), listed as such.
+    said = [e.message for e in told if e.message.startswith("The job was paused: paused at step ")]
+    assert said, [e.message for e in told]
+    step = int(said[0].split("paused at step ")[1].split(" ")[0])
+    listed = (await client.fine_tuning.jobs.checkpoints.list(paused.id)).data
+    assert step in [c.step_number for c in listed], (step, listed)
     await client.fine_tuning.jobs.resume(paused.id)
     assert (await client.fine_tuning.jobs.retrieve(paused.id)).status in ("queued", "running")
 
@@ -136,6 +142,21 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
     last = max(checkpoints, key=lambda c: c.step_number)
     assert last.id.startswith("ftckpt-") and last.step_number > 0
     assert last.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-{last.step_number}"
+
+    # A checkpoint is a base too: a new job goes on training its adapter, on the base it was trained on.
+    with pytest.raises(openai.BadRequestError) as no_such:
+        await client.fine_tuning.jobs.create(
+            model=f"{done.fine_tuned_model}:ckpt-step-999999", training_file=uploaded.id, method=tiny_job()
+        )
+    assert no_such.value.body["param"] == "model"
+    again = await client.fine_tuning.jobs.create(
+        model=last.fine_tuned_model_checkpoint, training_file=uploaded.id, method=tiny_job()
+    )
+    assert again.model == tiny_model
+    from_checkpoint, told = await until_status(client, again.id, {"succeeded", "failed"})
+    assert from_checkpoint.status == "succeeded", (from_checkpoint.error, [e.message for e in told])
+    ours = (await gw.get(f"/api/jobs/{again.model_extra['llmct']['job_id']}", headers=owner)).json()
+    assert ours["config"]["adapter_name_or_path"].endswith(f"/checkpoint-{last.step_number}")
 
     # Listed before any deployment serves it (no parent); then deployed by its registry name (engine auto: vLLM where
     # the agent has it, serving the adapter, else LLaMA-Factory's server), which /v1/models names as its parent.

@@ -53,6 +53,19 @@ FAILED_TO_START = "the engine image x is not on this host"
             EndCause(error_reason="agent_restarted", error="stopped: deploy the model again"),
             ("failed", "agent_restarted", "stopped: deploy the model again"),
         ),
+        (
+            EndCause(exit_code=75, cancelled=True, paused=True, paused_step=42),
+            ("cancelled", "paused", "paused at step 42 (checkpoint saved)"),
+        ),
+        (
+            EndCause(exit_code=143, cancelled=True, pause_missed_s=60.0),
+            (
+                "cancelled",
+                "cancelled",
+                "paused without a new checkpoint: none was written within 60 s, so the job was stopped (the "
+                "checkpoints saved before are kept)",
+            ),
+        ),
         (EndCause(exit_code=1, oom=True), ("failed", "out_of_memory", OOM_HINT)),
         (
             EndCause(exit_code=137),

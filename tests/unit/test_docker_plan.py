@@ -497,3 +497,19 @@ async def test_an_unreachable_docker_engine_is_docker_unavailable(storage, tmp_p
     with pytest.raises(RuntimeStartError) as caught:
         await runtime.start(spec_for(storage, {}))
     assert caught.value.reason == "docker_unavailable" and "cannot reach the Docker engine" in caught.value.message
+
+
+def test_a_training_stage_gets_the_pause_hook_read_only_and_first_on_its_pythonpath(storage):
+    """services/agent/pausing.py: the hook beside the YAML, mounted read-only (nothing else of temp/); a serving
+    stage gets none."""
+    runner, spec = hub_stage_spec(storage, None)
+    assert spec.hook_dir == storage.temp / "job_1.hook" and (spec.hook_dir / "sitecustomize.py").is_file()
+    assert spec.command == ("llamafactory-cli", "train", str(spec.config_path)), "the engine's command, unchanged"
+    assert isinstance(runner.runtime, DockerRuntime)
+    targets = plan(runner.runtime, spec)
+    assert targets[str(spec.hook_dir)] is True and targets[str(spec.config_path)] is True
+    environment = runner.runtime.plan.environment(spec)
+    assert environment["PYTHONPATH"].split(os.pathsep)[0] == str(spec.hook_dir)
+    assert environment["TRAINER_PAUSE_FILE"] == str(storage.output / "job_1" / ".llmct-pause")
+    _, served = hub_stage_spec(storage, None, serve=True)
+    assert served.hook_dir is None and "TRAINER_PAUSE_FILE" not in served.env

@@ -27,6 +27,9 @@ class JobSpec:
     downloads: bool = False  # its model or a dataset comes from a hub: it gets the hub's credentials and cache
     # The process runtime: the environment whose bin folder holds command[0], when not the engine's (vLLM's own).
     bin_dir: Path | None = None
+    # A folder of ours on the engine's PYTHONPATH (pausing.py: the pause hook beside the config); docker mounts it
+    # read-only.
+    hook_dir: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -215,6 +215,8 @@ class ContainerPlan:
         add(spec.output_dir, False)
         add(self.scratch(spec), False)
         add(spec.config_path, True)
+        if spec.hook_dir is not None:
+            add(spec.hook_dir, True)
         if self.storage.hf_cache.is_dir():
             add(self.storage.hf_cache, True)
         datasets = self._datasets(spec)

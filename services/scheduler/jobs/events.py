@@ -22,6 +22,7 @@ from services.common.contracts import Subjects
 from services.common.text import storable
 
 from ..deployments import store as deployments_store
+from ..openai import mapping
 from ..webhooks import outbox
 from . import store
 from .service import publish_change
@@ -129,6 +130,12 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
                 message=message,
                 metrics=event.metrics or None,
             ), None
+        case contracts.JobCheckpointSaved():
+            await record_checkpoint(conn, event)
+            return None, None
+        case contracts.JobCheckpointRemoved():
+            await store.delete_checkpoint(conn, event.job_id, event.step)
+            return None, None
         case contracts.DeploymentReady():
             if not await deployments_store.mark_ready(conn, event.job_id, event.at, event.engine):
                 return None, None
@@ -140,6 +147,29 @@ async def _apply(conn, event: contracts.JobEvent) -> tuple[JobChange | None, tup
         case contracts.DeploymentUsage():
             await record_usage(conn, event)
             return None, None
+
+
+async def record_checkpoint(conn, event: contracts.JobCheckpointSaved) -> None:
+    """A checkpoint the job's trainer saved: its row, and (the first time it is told) a `checkpoint.saved` webhook
+    to the owner's endpoints; a fine-tuning job's delivery names its OpenAI ids too."""
+    owner = await store.insert_checkpoint(
+        conn,
+        job_id=event.job_id,
+        step=event.step,
+        saved_at=event.at,
+        attempt=event.attempt,
+        agent_id=event.agent_id,
+        train_loss=event.train_loss,
+        valid_loss=event.valid_loss,
+        epoch=event.epoch,
+    )
+    if owner is None:
+        return
+    data: dict = {"step": event.step}
+    ftjob_id = await conn.fetchval("SELECT id FROM fine_tuning_jobs WHERE job_id = $1", event.job_id)
+    if ftjob_id is not None:
+        data |= {"fine_tuning_job_id": ftjob_id, "checkpoint_id": mapping.checkpoint_id(ftjob_id, event.step)}
+    await outbox.checkpoint_saved(conn, owner, event.job_id, data)
 
 
 async def record_usage(conn, event: contracts.DeploymentUsage) -> None:

@@ -118,9 +118,10 @@ async def retry(
         if not resume:  # a retry from the start is a new MLflow run; a resume goes on in the one it kept
             await store.forget_mlflow_run(conn, job_id)
         # The chart shows this run: all of it after a retry, what follows the checkpoint after a resume.
-        await conn.execute(
-            "DELETE FROM job_progress WHERE job_id = $1 AND step > $2", job_id, checkpoint[1] if checkpoint else -1
-        )
+        after = checkpoint[1] if checkpoint else -1
+        await conn.execute("DELETE FROM job_progress WHERE job_id = $1 AND step > $2", job_id, after)
+        # Likewise its checkpoints: those a rerun saves again are told again (the ones still in its folder too).
+        await conn.execute("DELETE FROM job_checkpoints WHERE job_id = $1 AND step > $2", job_id, after)
     await service.publish_change(nc, row)
     await service.announce_submitted(js, job_id, job.kind, job.owner_id, job.priority, run=row.attempt + 1)
 

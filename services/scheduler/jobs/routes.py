@@ -35,6 +35,7 @@ from .schemas import (
     JobRequest,
     JobSummary,
     ProgressPoint,
+    SavedCheckpoint,
     kind_of,
 )
 from .store import JobRow, JobSummaryRow
@@ -63,7 +64,14 @@ class SeriesWindow(msgspec.Struct, frozen=True):
 
 
 DETAIL_OWN = (
-    *("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points", "fetch"),
+    "history",
+    "progress_series",
+    "queue_position",
+    "resume_step",
+    "model_hub",
+    "progress_points",
+    "fetch",
+    "checkpoints",
     "tracking",
 )
 
@@ -110,6 +118,7 @@ async def detail_on(
         model_hub=rendering.model_hub(row.stages),
         fetch=inputs_fetch(row),
         tracking=tracking.runs(job_id, row.tracking),
+        checkpoints=[SavedCheckpoint(**dict(r)) for r in await store.job_checkpoints(conn, job_id)],
     )
     return detail, resumable
 
@@ -251,6 +260,14 @@ class JobController(Controller):
     @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job")
     async def cancel(self, pool: Pool, nc: Client, principal: Principal, job_id: str) -> dict[str, str]:
         return {"id": job_id, "state": await service.cancel(pool, nc, principal, job_id)}
+
+    @post(
+        "/{job_id:str}/pause",
+        status_code=202,
+        summary="Pause a training job: it saves a checkpoint at its current step, then stops (resume continues)",
+    )
+    async def pause(self, pool: Pool, nc: Client, principal: Principal, job_id: str) -> dict[str, str]:
+        return {"id": job_id, "state": await service.pause(pool, nc, principal, job_id)}
 
     @post(
         "/{job_id:str}/retry",

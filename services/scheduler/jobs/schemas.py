@@ -197,6 +197,16 @@ class ProgressPoint(msgspec.Struct, kw_only=True):
     at: datetime
 
 
+class SavedCheckpoint(msgspec.Struct, kw_only=True):
+    """A checkpoint the job's trainer saved, as its agent told it once whole (and, in objects mode, stored)."""
+
+    step: int
+    saved_at: datetime
+    train_loss: float | None  # the newest logged at or before its step
+    valid_loss: float | None
+    epoch: float | None
+
+
 class InputsFetch(msgspec.Struct, kw_only=True):
     """How far the job's agent is in bringing its inputs from the store before its engine starts (`objects`
     storage mode): bytes of all its inputs (a cached one counts as there), and the input it is on."""
@@ -254,6 +264,7 @@ class JobDetail(JobSummary, kw_only=True):
     progress_points: int = 0  # the points stored past `series_after_step`, before thinning
     fetch: InputsFetch | None = None  # its inputs' fetch in this attempt (objects mode); null: none reported
     tracking: list[TrackingRun] = msgspec.field(default_factory=list)  # the experiment trackers it reports to
+    checkpoints: list[SavedCheckpoint] = msgspec.field(default_factory=list)  # newest first; kept ones only
 
 
 class JobPreview(msgspec.Struct, kw_only=True):

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.common import contracts
-from services.common.contracts import Subjects
+from services.common.contracts import JobInput, Subjects
 from services.common.errors import ApiError, not_found
 from services.common.security import Principal, new_id
 
@@ -73,8 +73,22 @@ async def check_engine(pool: asyncpg.Pool, engine: str, settings: SchedulerSetti
     )
 
 
+class StartAdapter(msgspec.Struct, frozen=True, kw_only=True):
+    """A training job that goes on training an adapter it is given (a checkpoint of another job of the caller's,
+    services/scheduler/openai): its folder as the engine reads it, and in `objects` mode its files."""
+
+    path: str
+    inputs: list[JobInput] = msgspec.field(default_factory=list)
+
+
 async def prepare(
-    pool: asyncpg.Pool, nc: Client, settings: SchedulerSettings, principal: Principal, req: JobRequest, job_id: str
+    pool: asyncpg.Pool,
+    nc: Client,
+    settings: SchedulerSettings,
+    principal: Principal,
+    req: JobRequest,
+    job_id: str,
+    start: StartAdapter | None = None,
 ) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     """Validate and render a job of any kind (asking the registry and the datasets service what it may use),
     and check that some agent could hold it; with what it fetches from the store in `objects` mode."""
@@ -82,7 +96,7 @@ async def prepare(
     field = None
     match req:
         case TrainRequest():
-            rendered, est, needs = await _prepare_train(nc, settings, principal, req, output_dir)
+            rendered, est, needs = await _prepare_train(nc, settings, principal, req, output_dir, start)
             field = memory_field(req.config_overrides)
         case EvalRequest():
             rendered, est, needs = await _prepare_eval(nc, settings, principal, req, output_dir)
@@ -118,13 +132,14 @@ async def submit(
     principal: Principal,
     req: JobRequest,
     submission: Submission | None = None,
+    start: StartAdapter | None = None,
 ) -> str:
     """Validate, render and freeze a job of any kind, store it (and the submission's answer and idempotency key, when
-    given), then announce it."""
+    given), then announce it. `start`: a training job goes on training that adapter."""
     job_id = new_id("job")
     asked = req
     req, secret_names = await with_tracking(pool, settings, principal, req)
-    rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id)
+    rendered, est, needs = await prepare(pool, nc, settings, principal, req, job_id, start)
     kind = kind_of(req)
     config_yaml, stages = rendered.frozen()
     async with pool.acquire() as conn, conn.transaction():
@@ -156,7 +171,12 @@ async def submit(
 
 
 async def _prepare_train(
-    nc: Client, settings: SchedulerSettings, principal: Principal, req: TrainRequest, output_dir
+    nc: Client,
+    settings: SchedulerSettings,
+    principal: Principal,
+    req: TrainRequest,
+    output_dir,
+    start: StartAdapter | None = None,
 ) -> tuple[rendering.Rendered, memory.MemoryEstimate, Fetches]:
     model = await access.usable_base_model(nc, principal, req.base_model, settings.model_hub)
     datasets = await access.usable_datasets(nc, principal, req.datasets, req.stage)
@@ -170,6 +190,8 @@ async def _prepare_train(
         data_dir=settings.storage.data,
         output_dir=output_dir,
     )
+    if start is not None:  # LLaMA-Factory goes on training the (last) adapter it is given, on the same base
+        config["adapter_name_or_path"] = start.path
     # The merged config, not the form: an override of the batch, the cutoff or the method sizes the job too.
     est = memory.estimate_training(
         config,
@@ -178,7 +200,8 @@ async def _prepare_train(
         **memory.model_shape(model.path),
     )
     env = tracking.engine_env(req.tracking, output_dir.name)
-    return rendering.train_stages(config, model.hub, env), est, fetches(settings, [model.inputs], [datasets, *evals])
+    inputs = [model.inputs, start.inputs if start else []]
+    return rendering.train_stages(config, model.hub, env), est, fetches(settings, inputs, [datasets, *evals])
 
 
 def installed_tasks(settings: SchedulerSettings) -> list[str]:
@@ -385,8 +408,12 @@ async def publish_change(nc: Client, row: JobChange) -> None:
     )
 
 
-async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str) -> str:
-    """Pending jobs end at once; dispatched and running ones are stopped by their agent."""
+PAUSE_GRACE_S = 60.0  # a pause waits this long for the engine's checkpoint; within LLMCT_CANCEL_GRACE_S's default
+
+
+async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str, pause_grace_s: float = 0.0) -> str:
+    """Pending jobs end at once; dispatched and running ones are stopped by their agent (`pause_grace_s` > 0: a
+    pause, a training engine saves a checkpoint first: contracts.JobCancelRequested)."""
     owner = None if principal.is_admin else principal.user_id
     async with pool.acquire() as conn, conn.transaction():
         job = await store.job_detail(conn, job_id, owner)
@@ -408,12 +435,29 @@ async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: s
     if row is not None:
         await publish_change(nc, row)
         return "cancelled"
-    await request_stop(nc, job_id)
+    await request_stop(nc, job_id, pause_grace_s)
     return "cancelling"
 
 
-async def request_stop(nc: Client, job_id: str) -> None:
-    await nc.publish(Subjects.job_cancel(job_id), contracts.encode(contracts.JobCancelRequested(job_id=job_id)))
+async def pause(pool: asyncpg.Pool, nc: Client, principal: Principal, job_id: str) -> str:
+    """A training job stops after a checkpoint at its current step (ends `cancelled`, reason `paused`); resumed
+    from it by POST /api/jobs/{id}/resume. A pending one is cancelled at once."""
+    owner = None if principal.is_admin else principal.user_id
+    async with pool.acquire() as conn, conn.transaction():
+        job = await store.job_detail(conn, job_id, owner)
+        if job is None:
+            raise not_found("job")
+        if job.kind != "train":
+            raise ApiError(409, "not_pausable", f"only a training job pauses; this one is a {job.kind} job: cancel it")
+        if job.state in contracts.TERMINAL_JOB_STATES:
+            raise ApiError(409, "job_finished", f"the job already ended ({job.state})")
+        await add_event(conn, job_id, job.state, "pause_requested", f"by {principal.username}")
+    return await cancel(pool, nc, principal, job_id, pause_grace_s=PAUSE_GRACE_S)
+
+
+async def request_stop(nc: Client, job_id: str, pause_grace_s: float = 0.0) -> None:
+    request = contracts.JobCancelRequested(job_id=job_id, pause_grace_s=pause_grace_s)
+    await nc.publish(Subjects.job_cancel(job_id), contracts.encode(request))
 
 
 async def _end_unanswered_cancels(conn, grace_s: float) -> list[JobChange | None]:

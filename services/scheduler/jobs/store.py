@@ -370,3 +370,56 @@ async def over_time_limit(conn, default_h: float) -> list[asyncpg.Record]:
 async def cancel_pending_running(conn) -> list[asyncpg.Record]:
     """Jobs asked to stop that an agent still runs: the cancel is sent again."""
     return await conn.fetch("SELECT id FROM jobs WHERE cancel_requested AND state = ANY($1::text[])", list(ON_AGENT))
+
+
+# --- checkpoints (JobCheckpointSaved / JobCheckpointRemoved) -------------------------------------------------------
+
+
+async def insert_checkpoint(
+    conn,
+    *,
+    job_id: str,
+    step: int,
+    saved_at: datetime,
+    attempt: int,
+    agent_id: str,
+    train_loss: float | None,
+    valid_loss: float | None,
+    epoch: float | None,
+) -> str | None:
+    """Record a saved checkpoint; the job's owner when it is new (a repeated report changes nothing: None). A loss
+    the agent did not read from the trainer state is the newest logged at or before the step (job_progress)."""
+    return await conn.fetchval(
+        """
+        INSERT INTO job_checkpoints (job_id, step, saved_at, attempt, agent_id, train_loss, valid_loss, epoch)
+        SELECT $1, $2, $3, $4, $5,
+            coalesce($6::float8, (SELECT p.loss FROM job_progress p WHERE p.job_id = $1 AND p.step <= $2
+                                  AND p.loss IS NOT NULL ORDER BY p.step DESC LIMIT 1)),
+            coalesce($7::float8, (SELECT p.eval_loss FROM job_progress p WHERE p.job_id = $1 AND p.step <= $2
+                                  AND p.eval_loss IS NOT NULL ORDER BY p.step DESC LIMIT 1)),
+            $8
+        ON CONFLICT (job_id, step) DO NOTHING
+        RETURNING (SELECT owner_id FROM jobs WHERE id = $1)
+        """,
+        job_id,
+        step,
+        saved_at,
+        attempt,
+        agent_id,
+        train_loss,
+        valid_loss,
+        epoch,
+    )
+
+
+async def delete_checkpoint(conn, job_id: str, step: int) -> bool:
+    return await conn.execute("DELETE FROM job_checkpoints WHERE job_id = $1 AND step = $2", job_id, step) != "DELETE 0"
+
+
+async def job_checkpoints(conn, job_id: str) -> list[asyncpg.Record]:
+    """The job's recorded checkpoints, newest first."""
+    return await conn.fetch(
+        "SELECT step, saved_at, train_loss, valid_loss, epoch FROM job_checkpoints WHERE job_id = $1 "
+        "ORDER BY step DESC",
+        job_id,
+    )

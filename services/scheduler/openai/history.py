@@ -1,6 +1,7 @@
 """A fine-tuning job's events and checkpoints, from what the platform already keeps: its history (`job_events`),
-its progress (`job_progress`, one metrics event per logged step) and the checkpoints its trainer saved (the output
-folder in `shared` storage mode, the checkpoints bucket in `objects` mode: where a resume finds them)."""
+its progress (`job_progress`, one metrics event per logged step) and the checkpoints its trainer saved
+(`job_checkpoints`, as its agent told them once whole; for a job that ran before agents told them: the output folder
+in `shared` storage mode, the checkpoints bucket in `objects` mode, where a resume finds them)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ REASON_TEXT = {
     "submitted": "Created fine-tuning job",
     "cancel_requested": "Stop requested",
     "pause_requested": "Pause requested",
+    "paused": "The job was paused",
     "resumed": "Job resumed",
     "retried": "Job restarted",
     "requeued": "Job re-queued",
@@ -164,8 +166,14 @@ async def stored_steps(js: JetStreamContext, job_id: str) -> list[int]:
     return steps
 
 
+async def told_steps(conn, job_id: str) -> list[int]:
+    """The steps of the checkpoints the job's agent told saved (and not deleted since), newest first."""
+    return [r["step"] for r in await conn.fetch("SELECT step FROM job_checkpoints WHERE job_id = $1", job_id)]
+
+
 async def saved_steps(js: JetStreamContext, ftjob: FineTuningRow) -> list[int]:
-    """The steps of the job's saved checkpoints, newest first, where a resume would look for them."""
+    """The steps of the job's saved checkpoints, newest first, where a resume would look for them: for a job of
+    which none was told (it ran before agents told them)."""
     if from_column(ftjob.fetches).base:
         steps = await stored_steps(js, ftjob.job_id)
     else:
@@ -184,9 +192,14 @@ METRICS_AT = """
 """
 
 
+TOLD = "SELECT step, saved_at AS at, train_loss, valid_loss FROM job_checkpoints WHERE job_id = $1 AND step = ANY($2)"
+
+
 async def checkpoints(conn, ftjob: FineTuningRow, steps: list[int], model: str) -> list[FineTuningCheckpoint]:
-    """The checkpoints at `steps`, with the metrics logged up to each (the progress at or before its step)."""
+    """The checkpoints at `steps`, with the metrics its agent read in its trainer state (a checkpoint not told:
+    the progress logged at or before its step)."""
     rows = {row["step"]: row for row in await conn.fetch(METRICS_AT, ftjob.job_id, steps)}
+    rows |= {row["step"]: row for row in await conn.fetch(TOLD, ftjob.job_id, steps)}
     return [checkpoint_of(ftjob, step, rows[step]["at"], dict(rows[step]), model) for step in steps]
 
 

@@ -3,6 +3,7 @@ status a job's state reads as, and the names of what it made. Pure functions: no
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 from typing import Any, Literal
@@ -156,6 +157,15 @@ def checkpoint_id(ftjob_id: str, step: int) -> str:
 def checkpoint_model(model: str, step: int) -> str:
     """A checkpoint's model name: the job's fine-tuned model name and the step."""
     return f"{model}:ckpt-step-{step}"
+
+
+CHECKPOINT_MODEL = re.compile(r"^ft:.+:(?P<hex>[0-9a-f]{24}):ckpt-step-(?P<step>\d{1,9})$")
+
+
+def checkpoint_of_model(model: str) -> tuple[str, int] | None:
+    """(fine-tuning job id, step) of a checkpoint's model name (`checkpoint_model`), or None for another name."""
+    found = CHECKPOINT_MODEL.match(model)
+    return (JOB_PREFIX + found.group("hex"), int(found.group("step"))) if found else None
 
 
 def unix(at: datetime | None) -> int | None:

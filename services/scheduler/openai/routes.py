@@ -126,7 +126,8 @@ class FineTuningController(Controller):
     ) -> FineTuningCheckpointPage:
         async with pool.acquire() as conn:
             row = await service.owned(conn, principal, ftjob_id)
-        steps = await history.saved_steps(js, row)
+            told = await history.told_steps(conn, row.job_id)
+        steps = sorted(told, reverse=True) or await history.saved_steps(js, row)
         if after is not None:
             ids = [mapping.checkpoint_id(row.id, step) for step in steps]
             if after not in ids:

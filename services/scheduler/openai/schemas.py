@@ -14,7 +14,15 @@ BatchSize = Annotated[int, Meta(ge=1, le=256)] | Auto
 Multiplier = Annotated[float, Meta(gt=0, le=10_000)] | Auto
 Beta = Annotated[float, Meta(gt=0, le=2)] | Auto
 FileId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-ModelName = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
+# A model's name, or a checkpoint's (`ft:<base>:<owner>:<suffix>:<id>:ckpt-step-<n>`, mapping.checkpoint_model).
+ModelName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=512,
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}|ft:[A-Za-z0-9_.\-/:]+:ckpt-step-[0-9]{1,9})$",
+    ),
+]
 Suffix = Annotated[str, Meta(max_length=64, pattern=r"^[a-z0-9_-]*$")]
 MetaKey = Annotated[str, Meta(min_length=1, max_length=64)]
 MetaValue = Annotated[str, Meta(max_length=512)]

@@ -3,6 +3,8 @@ objects, cancelled, paused (stopped, its checkpoints kept) and resumed from the 
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -11,6 +13,7 @@ from litestar import Response
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.common import storage
 from services.common.contracts import TERMINAL_JOB_STATES
 from services.common.errors import ApiError
 from services.common.security import Principal
@@ -18,10 +21,11 @@ from services.common.security import Principal
 from ..jobs import idempotency, recovery
 from ..jobs import service as jobs
 from ..jobs import store as jobs_store
+from ..jobs.fetches import from_column
 from ..jobs.idempotency import Submission
 from ..jobs.transitions import RERUNNABLE, add_event
 from ..settings import SchedulerSettings
-from . import mapping, store
+from . import history, mapping, store
 from .schemas import FineTuningError, FineTuningJob, FineTuningJobCreate, LlmctExtension
 
 ROUTE = "POST /v1/fine_tuning/jobs"
@@ -115,6 +119,13 @@ async def create(
     for field in ("metadata", "integrations"):
         if holds_nul(msgspec.to_builtins(getattr(data, field))):
             raise ApiError(400, "invalid_field", f"{field} must not contain NUL (\\u0000) characters", field)
+    start = None
+    if data.model.startswith("ft:") and mapping.checkpoint_of_model(data.model) is None:
+        named = f"{data.model!r} names no checkpoint (…:<job id>:ckpt-step-<n>)"
+        raise ApiError(400, "model_not_found", named, "model")
+    if (asked := mapping.checkpoint_of_model(data.model)) is not None:
+        base, start = await checkpoint_start(pool, js, settings, principal, *asked)
+        data = msgspec.structs.replace(data, model=base)  # the checkpoint's base; its adapter trained on
     method = mapping.resolved_method(data)
     seed = data.seed if data.seed is not None else mapping.new_seed()
     request = mapping.train_request(data, method, seed, await gpu_count(pool))
@@ -127,10 +138,43 @@ async def create(
     submission = FineTuningSubmission(principal, key, data, values)
     try:
         return await idempotency.created(
-            pool, submission, lambda: jobs.submit(pool, nc, js, settings, principal, request, submission)
+            pool, submission, lambda: jobs.submit(pool, nc, js, settings, principal, request, submission, start)
         )
     except ApiError as exc:
         raise as_openai_refusal(exc, data) from exc
+
+
+async def checkpoint_start(
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    settings: SchedulerSettings,
+    principal: Principal,
+    ftjob_id: str,
+    step: int,
+) -> tuple[str, jobs.StartAdapter]:
+    """A checkpoint of one of the caller's fine-tuning jobs as the start of a new one: (the base it was trained on,
+    its adapter folder and, in `objects` mode, its files in the store). 400 on `model` when there is no such
+    checkpoint (a checkpoint the trainer deleted, save_total_limit, is gone)."""
+    async with pool.acquire() as conn:
+        row = await store.one(conn, ftjob_id, None if principal.is_admin else principal.user_id)
+        told = await history.told_steps(conn, row.job_id) if row is not None else []
+    gone = ApiError(
+        400, "model_not_found", f"no checkpoint at step {step} of a fine-tuning job of yours ({ftjob_id})", "model"
+    )
+    if row is None or not row.output_dir:
+        raise gone
+    folder = Path(row.output_dir) / f"checkpoint-{step}"
+    if from_column(row.fetches).base:  # objects mode: from the store, placed where the job wrote it
+        if not Path(row.output_dir).is_relative_to(settings.storage.base):
+            raise gone
+        relative = Path(row.output_dir).relative_to(settings.storage.base).as_posix()
+        stored = await storage.stored_checkpoint(js, row.job_id, relative, step)
+        if stored is None:
+            raise gone
+        return row.model, jobs.StartAdapter(path=str(folder), inputs=list(stored[1]))
+    if step not in told and step not in await asyncio.to_thread(history.folder_steps, row.output_dir):
+        raise gone
+    return row.model, jobs.StartAdapter(path=str(folder))
 
 
 def holds_nul(value: Any) -> bool:
@@ -167,7 +211,9 @@ async def cancel(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id:
 
 
 async def pause(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id: str) -> str:
-    """Stop the job, keeping the checkpoints it saved: it reads `paused` once stopped, and resumes from them."""
+    """Stop the job after a checkpoint at its current step (its agent asks the engine; without one within
+    PAUSE_GRACE_S it stops as a cancel, keeping the checkpoints it saved): it reads `paused` once stopped, and
+    resumes from its newest checkpoint."""
     async with pool.acquire() as conn:
         row = await owned(conn, principal, ftjob_id)
         if row.state not in ("pending", "dispatched", "running"):
@@ -176,7 +222,7 @@ async def pause(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id: 
         async with conn.transaction():
             await store.set_pause(conn, ftjob_id, True)
             await add_event(conn, row.job_id, row.state, "pause_requested", f"by {principal.username}")
-    await jobs.cancel(pool, nc, principal, row.job_id)
+    await jobs.cancel(pool, nc, principal, row.job_id, pause_grace_s=jobs.PAUSE_GRACE_S)
     return ftjob_id
 
 

@@ -13,10 +13,11 @@ from typing import Literal
 from services.common.security import new_id
 
 JOB_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
+CHECKPOINT_EVENTS = ("checkpoint.saved",)
 DEPLOYMENT_EVENTS = ("deployment.ready", "deployment.stopped", "deployment.failed")
 FLEET_EVENTS = ("agent.offline",)
 DEPLOYMENT_ENDS = {"failed": "deployment.failed", "succeeded": "deployment.stopped", "cancelled": "deployment.stopped"}
-EVENTS = (*JOB_EVENTS, *DEPLOYMENT_EVENTS, *FLEET_EVENTS)
+EVENTS = (*JOB_EVENTS, *CHECKPOINT_EVENTS, *DEPLOYMENT_EVENTS, *FLEET_EVENTS)
 TEST_EVENT = "webhook.test"
 
 ObjectKind = Literal["job", "deployment", "agent", "webhook_endpoint"]
@@ -46,6 +47,20 @@ async def for_owner(conn, owner_id: str, event: str, kind: ObjectKind, object_id
         + " FROM webhook_endpoints e WHERE e.owner_id = $1 AND e.enabled AND $2 = ANY(e.events)"
     )
     return _count(await conn.execute(sql, owner_id, event, kind, object_id, _event_id()))
+
+
+async def checkpoint_saved(conn, owner_id: str, job_id: str, data: dict) -> int:
+    """`checkpoint.saved` deliveries about job `job_id` to its owner's endpoints that asked for it; `data` adds to
+    the payload's `data` (the step; a fine-tuning job's OpenAI ids)."""
+    sql = (
+        _INSERT
+        + f"SELECT {_NEW_ID.format(prefix='msg')}, e.id, $2, "
+        + "jsonb_build_object('type', $2::text, 'id', $5::text, "
+        "'created_at', floor(extract(epoch FROM now()))::bigint, "
+        "'data', jsonb_build_object('id', $3::text, 'object', 'job') || $4::jsonb)"
+        + " FROM webhook_endpoints e WHERE e.owner_id = $1 AND e.enabled AND $2 = ANY(e.events)"
+    )
+    return _count(await conn.execute(sql, owner_id, "checkpoint.saved", job_id, data, _event_id()))
 
 
 async def agents_offline(conn, agent_ids: list[str]) -> int:

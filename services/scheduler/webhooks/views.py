@@ -12,6 +12,7 @@ EventName = Literal[
     "job.succeeded",
     "job.failed",
     "job.cancelled",
+    "checkpoint.saved",
     "deployment.ready",
     "deployment.stopped",
     "deployment.failed",

@@ -2,7 +2,8 @@
 (LoRA, 10 steps, a checkpoint every 5, `save_total_limit: 1`) from a model and a dataset it fetched from the buckets
 at paths the dispatch rendered under the control plane's base; it reports progress, leaves its adapter, results,
 trainer log and job log in llmct-outputs and its last whole checkpoint (with the tokenizer files LLaMA-Factory adds
-after the trainer state) in llmct-checkpoints, the rotated one gone."""
+after the trainer state) in llmct-checkpoints, the rotated one gone; it tells of each checkpoint once stored
+(JobCheckpointSaved) and of the rotated one gone (JobCheckpointRemoved)."""
 
 from __future__ import annotations
 
@@ -125,6 +126,12 @@ async def test_the_tiny_model_trains_from_the_buckets(agent, bus, js, tiny, tmp_
     finished = await run(nc, js, agent_id, order, timeout=300, seen=seen)
     assert (finished.state, finished.reason) == ("succeeded", None), (finished.message, finished.last_lines)
     assert [e.step for e in seen if isinstance(e, contracts.JobProgressed)][-1] == 10
+    saved = [e for e in seen if isinstance(e, contracts.JobCheckpointSaved)]
+    # checkpoint-5 may be deleted (save_total_limit) before it settled: then it is neither stored nor told
+    assert [e.step for e in saved] in ([5, 10], [10]) and {(e.agent_id, e.attempt) for e in saved} == {(agent_id, 1)}
+    assert all(e.train_loss and e.train_loss > 0 and e.epoch for e in saved), "losses from its trainer state"
+    removed = [e.step for e in seen if isinstance(e, contracts.JobCheckpointRemoved)]
+    assert removed == [e.step for e in saved if e.step != 10], "a stored one the trainer deleted is told gone"
     assert finished.metrics["train_loss"] > 0
 
     for relative in ("adapter_model.safetensors", "adapter_config.json", "all_results.json", "trainer_log.jsonl"):

@@ -79,7 +79,9 @@ async def test_the_engine_gets_no_platform_secret(start_agent, printenv_engine, 
     for name, value in local.items():
         assert name not in PLATFORM_ONLY and not name.startswith("LLMCT_"), name
         assert not any(secret and secret in value for secret in secrets), name
-    assert "HF_TOKEN" not in local and "PYTHONPATH" not in local, "a stage that downloads nothing gets no hub token"
+    assert "HF_TOKEN" not in local, "a stage that downloads nothing gets no hub token"
+    # The platform's PYTHONPATH never: only the agent's pause hook beside the job's YAML (services/agent/pausing.py)
+    assert local["PYTHONPATH"].endswith(".hook") and "/platform/code" not in local["PYTHONPATH"]
 
     download = await run_job(bus, settings, hub="huggingface")
     assert download["HF_TOKEN"] == HUB_TOKEN, "a stage that downloads its model gets the hub's token"

@@ -5,19 +5,24 @@ folder, its events read from its stored history and progress; errors come in Ope
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
+import nats
 import pytest
 
-from services.common.contracts import Buckets
+from services.common import contracts
+from services.common.contracts import Buckets, Subjects
 from services.common.security import new_id
 from services.registry.presets import register_preset
 from services.scheduler.jobs import store as jobs_store
+from services.scheduler.jobs.service import PAUSE_GRACE_S
 from services.scheduler.openai import history
 from tests.helpers import eventually
 
-from .helpers import agent_row, move
+from .helpers import agent_row, job_on, move
 
 pytestmark = pytest.mark.integration
 
@@ -230,9 +235,15 @@ async def test_pause_keeps_checkpoints_and_resume_continues_from_the_last(schedu
     ).json()
     assert [c["step_number"] for c in after["data"]] == [2]
 
+    for step in (2, 4, 6):  # as its agent would have told them (6: told, then its folder went)
+        await pool.execute(
+            "INSERT INTO job_checkpoints (job_id, step, saved_at, attempt) VALUES ($1, $2, now(), 1)", job_id, step
+        )
     r = await scheduler.post(f"{JOBS}/{job['id']}/resume", headers=owner)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "queued"
+    kept = await pool.fetch("SELECT step FROM job_checkpoints WHERE job_id = $1 ORDER BY step", job_id)
+    assert [r["step"] for r in kept] == [2, 4], "those after the one it resumes from will be told again"
     ours = (await scheduler.get(f"/api/jobs/{job_id}", headers=owner)).json()
     assert ours["config"]["resume_from_checkpoint"].endswith("checkpoint-4") and ours["state"] == "pending"
 
@@ -334,3 +345,96 @@ async def test_a_wandb_integration_without_the_owners_key_is_refused_in_openais_
     ):
         r = await scheduler.post(JOBS, json={**body, "integrations": [integration]}, headers=owner)
         assert r.status_code in (400, 422) and r.json()["error"]["param"] == param, (integration, r.text)
+
+
+async def test_a_pause_asks_the_agent_for_a_checkpoint_first_and_its_answer_reads_paused_at_its_step(
+    scheduler, people, world, pool, nats_server
+):
+    """Both faces: POST /v1/fine_tuning/jobs/{id}/pause and POST /api/jobs/{id}/pause send a stop that is a pause
+    (pause_grace_s: the engine saves a checkpoint at its step first); the agent's answer (cancelled, reason
+    `paused`) reads `paused` with its step in the events. Only a training job pauses."""
+    owner = people["fleet-owner"][1]
+    nc = await nats.connect(nats_server.url)
+    asked: asyncio.Queue = asyncio.Queue()
+    try:
+        job = await create(scheduler, owner, world, suffix="pz")
+        job_id = job["llmct"]["job_id"]
+        await move(pool, job_id, "ft-ghost-agent", 1, "running")
+        sub = await nc.subscribe(Subjects.job_cancel(job_id), cb=asked.put)
+        await nc.flush()
+        assert (await scheduler.post(f"{JOBS}/{job['id']}/pause", headers=owner)).status_code == 200
+        request = contracts.decode((await asyncio.wait_for(asked.get(), 10)).data)
+        assert isinstance(request, contracts.JobCancelRequested) and request.pause_grace_s == PAUSE_GRACE_S
+
+        told = contracts.JobFinished(
+            job_id=job_id,
+            agent_id="ft-ghost-agent",
+            state="cancelled",
+            reason="paused",
+            message="paused at step 7 (checkpoint saved)",
+            attempt=1,
+            at=datetime.now(UTC),
+        )
+        await nc.jetstream().publish(Subjects.job_status("ft-ghost-agent", job_id), contracts.encode(told))
+
+        async def paused():
+            found = (await scheduler.get(f"{JOBS}/{job['id']}", headers=owner)).json()
+            return found if found["status"] == "paused" else None
+
+        await eventually(paused, timeout=30)
+        events = (await scheduler.get(f"{JOBS}/{job['id']}/events", headers=owner)).json()["data"]
+        assert events[0]["message"] == "The job was paused: paused at step 7 (checkpoint saved)", events[0]
+        await sub.unsubscribe()
+
+        # Our own face: a training job of /api/jobs pauses the same way.
+        other = await create(scheduler, owner, world, suffix="pz2")
+        other_id = other["llmct"]["job_id"]
+        await move(pool, other_id, "ft-ghost-agent", 1, "running")
+        sub = await nc.subscribe(Subjects.job_cancel(other_id), cb=asked.put)
+        await nc.flush()
+        r = await scheduler.post(f"/api/jobs/{other_id}/pause", headers=owner)
+        assert r.status_code == 202 and r.json() == {"id": other_id, "state": "cancelling"}, r.text
+        request = contracts.decode((await asyncio.wait_for(asked.get(), 10)).data)
+        assert isinstance(request, contracts.JobCancelRequested) and request.pause_grace_s == PAUSE_GRACE_S
+        history = await pool.fetch("SELECT reason FROM job_events WHERE job_id = $1 ORDER BY id", other_id)
+        assert [r["reason"] for r in history][-2:] == ["pause_requested", "cancel_requested"]
+        await sub.unsubscribe()
+        r = await scheduler.post(f"/api/jobs/{other_id}/pause", headers=owner)
+        assert r.status_code == 202  # asked again while it stops: the same answer
+    finally:
+        await nc.close()
+
+
+async def test_only_a_training_job_pauses_on_api_jobs(scheduler, people, pool, tmp_path):
+    owner_id, owner = people["fleet-owner"]
+    job_id = await job_on(pool, owner_id, tmp_path, "ft-ghost-agent", attempt=1)
+    await pool.execute("UPDATE jobs SET kind = 'eval' WHERE id = $1", job_id)
+    r = await scheduler.post(f"/api/jobs/{job_id}/pause", headers=owner)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_pausable", r.text
+    r = await scheduler.post(f"/api/jobs/{new_id('job')}/pause", headers=owner)
+    assert r.status_code == 404
+
+
+async def test_a_checkpoint_of_ones_own_job_is_a_base_for_a_new_one(scheduler, people, world, pool, settings):
+    """`model: ft:…:ckpt-step-N`: the new job trains on the same base, going on with that checkpoint's adapter
+    (LLaMA-Factory's adapter_name_or_path); another user's checkpoint, a step not saved, a bad name: 400 `model`."""
+    owner, other = people["fleet-owner"][1], people["fleet-other"][1]
+    job = await create(scheduler, owner, world, suffix="base")
+    job_id, hexpart = job["llmct"]["job_id"], job["id"].removeprefix("ftjob-")
+    await pool.execute("INSERT INTO job_checkpoints (job_id, step, saved_at, attempt) VALUES ($1, 8, now(), 1)", job_id)
+    name = f"ft:{world['model']}:{world['username']}:base:{hexpart}:ckpt-step-8"
+
+    r = await scheduler.post(JOBS, json={"model": name, "training_file": world["train"]}, headers=owner)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == world["model"], "the checkpoint's base"
+    ours = (await scheduler.get(f"/api/jobs/{r.json()['llmct']['job_id']}", headers=owner)).json()
+    assert ours["config"]["adapter_name_or_path"] == str(Path(settings.storage.output) / job_id / "checkpoint-8")
+    assert ours["config"]["model_name_or_path"] == "/srv/models/ft-base"
+
+    for who, model in (
+        (other, name),
+        (owner, name.replace("ckpt-step-8", "ckpt-step-9")),
+        (owner, f"ft:{world['model']}:x:ckpt-step-8"),
+    ):
+        r = await scheduler.post(JOBS, json={"model": model, "training_file": world["train"]}, headers=who)
+        openai_error(r, 400, "model")

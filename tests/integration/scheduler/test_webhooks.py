@@ -429,3 +429,64 @@ async def test_a_user_has_at_most_fifty_endpoints(hooks, settings, pool, receive
     rest = await client.get("/api/webhooks", params={"cursor": page["next_cursor"], "limit": 200}, headers=headers)
     assert len(rest.json()["items"]) == 30 and rest.json()["next_cursor"] is None
     assert not {i["id"] for i in page["items"]} & {i["id"] for i in rest.json()["items"]}
+
+
+def checkpoint_saved(job_id: str, agent_id: str, attempt: int, step: int) -> contracts.JobCheckpointSaved:
+    return contracts.JobCheckpointSaved(
+        job_id=job_id, agent_id=agent_id, step=step, train_loss=0.5, at=datetime.now(UTC), attempt=attempt
+    )
+
+
+async def test_a_saved_checkpoint_from_the_jobs_agent_and_attempt_is_kept_and_delivered(
+    hooks, pool, people, receiver, tmp_path
+):
+    client, js, _ = hooks
+    owner_id, headers = people["fleet-owner"]
+    endpoint = await register(client, headers, receiver.url, events=["checkpoint.saved"])
+    job_id = await job_on(pool, owner_id, tmp_path, AGENT, attempt=2)
+    other = "webhooks-other-agent"
+
+    await js.publish(Subjects.job_status(other, job_id), contracts.encode(checkpoint_saved(job_id, other, 2, 3)))
+    await js.publish(Subjects.job_status(AGENT, job_id), contracts.encode(checkpoint_saved(job_id, AGENT, 1, 4)))
+    for _ in range(2):  # told again (a restarted agent): kept once, delivered once
+        await js.publish(Subjects.job_status(AGENT, job_id), contracts.encode(checkpoint_saved(job_id, AGENT, 2, 5)))
+    await eventually(lambda: delivered(pool, endpoint["id"]))
+    await asyncio.sleep(1)  # room for a second delivery, were one owed
+
+    kept = await pool.fetch("SELECT step, train_loss, attempt FROM job_checkpoints WHERE job_id = $1", job_id)
+    assert [tuple(r) for r in kept] == [(5, 0.5, 2)], "another agent's and a stale attempt's are dropped"
+    assert len(receiver.requests) == 1
+    sent_headers, body, _ = receiver.requests[0]
+    payload = Webhook(endpoint["secret"]).verify(body, sent_headers)
+    assert payload["type"] == "checkpoint.saved" and payload["data"] == {"id": job_id, "object": "job", "step": 5}
+
+    # A fine-tuning job's delivery names it in OpenAI's terms too.
+    ftjob = "ftjob-" + "ab" * 12
+    await pool.execute(
+        "INSERT INTO fine_tuning_jobs (id, job_id, owner_id, model, training_file, seed, method) "
+        "VALUES ($1, $2, $3, 'm', 'file-x', 1, '{}')",
+        ftjob,
+        job_id,
+        owner_id,
+    )
+    await js.publish(Subjects.job_status(AGENT, job_id), contracts.encode(checkpoint_saved(job_id, AGENT, 2, 7)))
+    await eventually(lambda: delivered(pool, endpoint["id"], 2))
+    payload = Webhook(endpoint["secret"]).verify(receiver.requests[1][1], receiver.requests[1][0])
+    assert payload["data"] == {
+        "id": job_id,
+        "object": "job",
+        "step": 7,
+        "fine_tuning_job_id": ftjob,
+        "checkpoint_id": "ftckpt-7-" + "ab" * 12,
+    }
+
+    detail = (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+    assert [(c["step"], c["train_loss"]) for c in detail["checkpoints"]] == [(7, 0.5), (5, 0.5)]
+
+    gone = contracts.JobCheckpointRemoved(job_id=job_id, agent_id=AGENT, step=5, at=datetime.now(UTC), attempt=2)
+    await js.publish(Subjects.job_status(AGENT, job_id), contracts.encode(gone))
+
+    async def removed():
+        return await pool.fetchval("SELECT array_agg(step) FROM job_checkpoints WHERE job_id = $1", job_id) == [7]
+
+    await eventually(removed)

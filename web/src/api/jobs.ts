@@ -67,6 +67,8 @@ export const jobsApi = {
   preview: (body: JobRequest, signal?: AbortSignal) =>
     ok(api.POST("/api/jobs", { params: { query: { dry_run: true } }, body: asSent(body), signal })) as Promise<JobPreview>,
   cancel: (jobId: string) => ok(api.POST("/api/jobs/{job_id}/cancel", jobPath(jobId))),
+  /** A training job saves a checkpoint at the step it is on, then stops (`resume` goes on from it). */
+  pause: (jobId: string) => ok(api.POST("/api/jobs/{job_id}/pause", jobPath(jobId))),
   /** Run a failed or cancelled job again from the start (`retry`) or from its newest checkpoint (`resume`). */
   rerun: (jobId: string, how: "retry" | "resume") =>
     ok(how === "retry" ? api.POST("/api/jobs/{job_id}/retry", jobPath(jobId)) : api.POST("/api/jobs/{job_id}/resume", jobPath(jobId))) as Promise<JobDetail>,

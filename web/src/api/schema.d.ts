@@ -859,6 +859,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/{job_id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause a training job: it saves a checkpoint at its current step, then stops (resume continues) */
+        post: operations["ApiJobsJobIdPausePause"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/{job_id}/resume": {
         parameters: {
             query?: never;
@@ -2151,6 +2168,7 @@ export interface components {
             agent_id: string | null;
             base_model: string | null;
             cancel_requested: boolean;
+            checkpoints?: components["schemas"]["SavedCheckpoint"][];
             config: {
                 [key: string]: unknown;
             };
@@ -2570,6 +2588,15 @@ export interface components {
             items: components["schemas"]["Sample"][];
             total: number;
         };
+        /** SavedCheckpoint */
+        SavedCheckpoint: {
+            epoch: number | null;
+            /** Format: date-time */
+            saved_at: string;
+            step: number;
+            train_loss: number | null;
+            valid_loss: number | null;
+        };
         /** SecretList */
         SecretList: {
             items: components["schemas"]["SecretStatus"][];
@@ -2787,7 +2814,7 @@ export interface components {
             description: string;
             /** @default true */
             enabled: boolean;
-            events: ("job.succeeded" | "job.failed" | "job.cancelled" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
+            events: ("job.succeeded" | "job.failed" | "job.cancelled" | "checkpoint.saved" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
             /** @default false */
             fleet: boolean;
             /** @description http(s) URL deliveries are POSTed to */
@@ -2816,7 +2843,7 @@ export interface components {
         WebhookPatch: {
             description?: string;
             enabled?: boolean;
-            events?: ("job.succeeded" | "job.failed" | "job.cancelled" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
+            events?: ("job.succeeded" | "job.failed" | "job.cancelled" | "checkpoint.saved" | "deployment.ready" | "deployment.stopped" | "deployment.failed" | "agent.offline")[];
             fleet?: boolean;
             /** @description http(s) URL deliveries are POSTed to */
             url?: string;
@@ -5617,6 +5644,57 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiJobsJobIdPausePause: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: string;
+                    };
                 };
             };
             /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */

@@ -16,6 +16,7 @@ export const WEBHOOK_EVENTS: WebhookEvent[] = [
   "job.succeeded",
   "job.failed",
   "job.cancelled",
+  "checkpoint.saved",
   "deployment.ready",
   "deployment.stopped",
   "deployment.failed",

@@ -184,3 +184,46 @@ describe("a job created through OpenAI's fine-tuning API", () => {
     );
   });
 });
+
+describe("a running training job", () => {
+  const RUNNING = {
+    ...JOB, state: "running", reason: "started", message: null, finished_at: null, resume_step: null,
+    checkpoints: [
+      { step: 20, saved_at: "2026-01-02T03:06:05Z", train_loss: 1.25, valid_loss: null, epoch: 2 },
+      { step: 10, saved_at: "2026-01-02T03:05:35Z", train_loss: 1.5, valid_loss: 1.75, epoch: 1 },
+    ],
+  };
+
+  it("lists the checkpoints it saved and pauses after confirming", async () => {
+    signIn();
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: RUNNING },
+      [`POST ${JOB_URL}/pause`]: { status: 202, body: { id: "job_ccc333", state: "cancelling" } },
+    });
+    const { user } = renderApp("/jobs/job_ccc333");
+
+    const table = await screen.findByRole("region", { name: "Checkpoints" });
+    const rows = within(table).getAllByRole("row");
+    expect(rows.map((row) => row.textContent)).toEqual([
+      "CheckpointSavedTraining lossValidation loss",
+      expect.stringMatching(/^checkpoint-20.*1\.25.*—$/),
+      expect.stringMatching(/^checkpoint-10.*1\.5.*1\.75$/),
+    ]);
+    await user.click(screen.getByRole("button", { name: "Pause" }));
+    await user.click(screen.getByRole("button", { name: "Yes, pause it" }));
+    expect(await screen.findByText("Pause sent: the job saves a checkpoint, then stops.")).toBeInTheDocument();
+    expect(calls.filter(apiPost).map((c) => c.path)).toEqual([`${JOB_URL}/pause`]);
+  });
+
+  it("offers no pause to a running evaluation", async () => {
+    signIn();
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...RUNNING, kind: "eval", checkpoints: [] } },
+    });
+    renderApp("/jobs/job_ccc333");
+    expect(await screen.findByRole("button", { name: "Cancel job" })).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Pause" })).not.toBeInTheDocument();
+  });
+});

@@ -65,6 +65,15 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
       setNotice({ tone: "error", text: error instanceof Error ? error.message : String(error) });
     }
   };
+  const pause = async () => {
+    try {
+      await jobsApi.pause(job.id);
+      setNotice({ tone: "success", text: t("job.pauseAsked") });
+      onChanged();
+    } catch (error) {
+      setNotice({ tone: "error", text: error instanceof Error ? error.message : String(error) });
+    }
+  };
   const rerun = async (how: "retry" | "resume") => {
     try {
       await jobsApi.rerun(job.id, how);
@@ -99,6 +108,14 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
                 question={t("job.confirmCancel")}
                 confirmLabel={t("job.confirmCancelYes")}
                 onConfirm={cancel}
+              />
+            )}
+            {active && !job.cancel_requested && job.kind === "train" && (
+              <ConfirmButton
+                label={t("job.pause")}
+                question={t("job.confirmPause")}
+                confirmLabel={t("job.confirmPauseYes")}
+                onConfirm={pause}
               />
             )}
             {rerunnable && job.kind === "train" && (
@@ -189,6 +206,34 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
       {job.kind === "train" && <TrainingCurves series={job.progress_series} />}
 
       <TrackingLinks job={job} />
+
+      {job.kind === "train" && job.checkpoints && job.checkpoints.length > 0 && (
+        <section className="card" aria-labelledby="job-checkpoints">
+          <h2 id="job-checkpoints">{t("job.checkpoints")}</h2>
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">{t("job.checkpointStep")}</th>
+                <th scope="col">{t("job.checkpointSaved")}</th>
+                <th scope="col">{t("job.checkpointTrainLoss")}</th>
+                <th scope="col">{t("job.checkpointValidLoss")}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {job.checkpoints.map((checkpoint) => (
+                <tr key={checkpoint.step}>
+                  <td className="mono">checkpoint-{checkpoint.step}</td>
+                  <td>
+                    <time dateTime={checkpoint.saved_at}>{formatDateTime(checkpoint.saved_at)}</time>
+                  </td>
+                  <td>{checkpoint.train_loss === null ? "—" : formatMetric(checkpoint.train_loss)}</td>
+                  <td>{checkpoint.valid_loss === null ? "—" : formatMetric(checkpoint.valid_loss)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
 
       <JobGpu job={job} active={active} />
 
