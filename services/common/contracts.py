@@ -42,6 +42,7 @@ class Subjects:
     # Requests to the service that owns the answer (NATS request/reply, served as `micro` endpoints).
     MODEL_FOR_USE = "llmct.registry.model_for_use"
     DATASETS_FOR_JOB = "llmct.datasets.datasets_for_job"
+    RESULT_FILE = "llmct.datasets.result_file"
 
     @staticmethod
     def job_dispatch(agent_id: str) -> str:
@@ -444,6 +445,8 @@ class JobProgressed(Message, kw_only=True, frozen=True, tag="job_progressed"):
     remaining_s: float | None = None
     at: datetime
     attempt: int = 0
+    # The tokens trained on so far, padding not counted (the engine's `total_tokens`); None where it counts none.
+    tokens_seen: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class JobFetchProgressed(Message, kw_only=True, frozen=True, tag="job_fetch_progressed"):
@@ -699,6 +702,22 @@ class DatasetsForJob(msgspec.Struct, frozen=True, kw_only=True, tag="datasets_fo
     # dataset_info.json is made of them on the agent, which has no data folder of the control plane's).
     inputs: list[JobInput] = msgspec.field(default_factory=list)
     entries: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+
+class ResultFileAsked(msgspec.Struct, frozen=True, kw_only=True, tag="result_file_asked"):
+    """To the datasets service: store `content` (a succeeded fine-tuning job's metrics CSV) as a file of `user_id`
+    with purpose `fine-tune-results`. One file per `job_id`: asked again, the same file is answered."""
+
+    user_id: str
+    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # the fine-tuning job (ftjob-...)
+    filename: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    content: Annotated[bytes, msgspec.Meta(max_length=640 * 1024)]  # base64 in the message: under NATS's 1 MiB
+
+
+class ResultFileStored(msgspec.Struct, frozen=True, kw_only=True, tag="result_file_stored"):
+    """The datasets service's answer: the job's results file (made now, or earlier)."""
+
+    file_id: str
 
 
 BusMessage = (

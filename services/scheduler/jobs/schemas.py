@@ -161,6 +161,7 @@ class ProgressPoint(msgspec.Struct, kw_only=True):
     elapsed_s: float | None
     remaining_s: float | None
     at: datetime
+    tokens_seen: int | None = None  # the tokens trained on up to this step (padding not counted); null: not counted
 
 
 class InputsFetch(msgspec.Struct, kw_only=True):
