@@ -23,6 +23,7 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
+from ..openai import service as fine_tuning
 from ..settings import SchedulerSettings
 from . import downloads, idempotency, queue, recovery, service, store
 from .fetches import Fetches, from_column
@@ -62,7 +63,17 @@ class SeriesWindow(msgspec.Struct, frozen=True):
     points: int = 1000
 
 
-DETAIL_OWN = ("history", "progress_series", "queue_position", "resume_step", "model_hub", "progress_points", "fetch")
+DETAIL_OWN = (
+    "history",
+    "progress_series",
+    "queue_position",
+    "resume_step",
+    "model_hub",
+    "progress_points",
+    "fetch",
+    "trained_tokens",
+    "fine_tuning",
+)
 
 
 async def load_detail(
@@ -77,6 +88,8 @@ async def load_detail(
     checkpoint is looked for (a listing of the object store, in objects mode)."""
     async with pool.acquire() as conn:
         detail, resumable = await detail_on(conn, settings, principal, job_id, window)
+    if detail.openai_id is not None:
+        detail = msgspec.structs.replace(detail, fine_tuning=await fine_tuning.summary(pool, js, job_id))
     if resumable is None:
         return detail
     output_dir, needs = resumable
@@ -106,6 +119,7 @@ async def detail_on(
         resume_step=None,
         model_hub=rendering.model_hub(row.stages),
         fetch=inputs_fetch(row),
+        trained_tokens=fine_tuning.tokens_of(row.metrics, (row.progress or {}).get("tokens_seen")),
     )
     return detail, resumable
 

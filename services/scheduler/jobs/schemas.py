@@ -10,6 +10,8 @@ from msgspec import Meta
 
 from services.common.contracts import EngineChoice, JobKind, ModelHub
 
+from ..openai.schemas import FineTuningSummary
+
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
 Template = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Priority = Annotated[int, Meta(ge=-100, le=100)]
@@ -209,6 +211,8 @@ class JobDetail(JobSummary, kw_only=True):
     model_hub: ModelHub | None = None  # where the model is downloaded from; null: a local copy
     progress_points: int = 0  # the points stored past `series_after_step`, before thinning
     fetch: InputsFetch | None = None  # its inputs' fetch in this attempt (objects mode); null: none reported
+    trained_tokens: int | None = None  # tokens trained on so far (padding not counted); null where none counted
+    fine_tuning: FineTuningSummary | None = None  # a job created through /v1/fine_tuning/jobs: OpenAI's face of it
 
 
 class JobPreview(msgspec.Struct, kw_only=True):

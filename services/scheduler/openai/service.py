@@ -21,10 +21,11 @@ from ..jobs import store as jobs_store
 from ..jobs.idempotency import Submission
 from ..jobs.transitions import RERUNNABLE, add_event
 from ..settings import SchedulerSettings
-from . import mapping, results, store
-from .schemas import FineTuningError, FineTuningJob, FineTuningJobCreate, LlmctExtension
+from . import history, mapping, results, store
+from .schemas import FineTuningError, FineTuningJob, FineTuningJobCreate, FineTuningSummary, LlmctExtension
 
 ROUTE = "POST /v1/fine_tuning/jobs"
+MAX_SHOWN_CHECKPOINTS = 50  # on the job page (GET .../checkpoints pages through all)
 
 
 def not_found(ftjob_id: str) -> ApiError:
@@ -215,3 +216,27 @@ async def one(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id: st
     async with pool.acquire() as conn:
         row = await owned(conn, principal, ftjob_id)
     return job_object(await results.ensure(pool, nc, row))
+
+
+async def summary(pool: asyncpg.Pool, js: JetStreamContext, job_id: str) -> FineTuningSummary | None:
+    """OpenAI's face of the platform job `job_id` for its job page (the caller may see the job); None when it was
+    not created as a fine-tuning job."""
+    async with pool.acquire() as conn:
+        row = await store.by_job(conn, job_id)
+    if row is None:
+        return None
+    shown = job_object(row)
+    steps = (await history.saved_steps(js, row))[:MAX_SHOWN_CHECKPOINTS]
+    async with pool.acquire() as conn:
+        checkpoints = await history.checkpoints(conn, row, steps, fine_tuned_name(row))
+    return FineTuningSummary(
+        id=row.id,
+        status=shown.status,
+        fine_tuned_model=shown.fine_tuned_model,
+        trained_tokens=shown.trained_tokens,
+        result_files=shown.result_files,
+        method=row.method["type"],
+        hyperparameters=shown.hyperparameters,
+        suffix=row.suffix,
+        checkpoints=checkpoints,
+    )

@@ -100,11 +100,13 @@ async def test_a_succeeded_job_has_its_tokens_and_one_results_file(bus, schedule
 
     async def counted():
         found = (await scheduler.get(f"/api/jobs/{job_id}", headers=owner)).json()
-        return found if len(found["progress_series"]) == 3 else None
+        return found if len(found["progress_series"]) == 3 and found["progress"]["step"] == 3 else None
 
     detail = await eventually(counted, timeout=15)
     assert [p["tokens_seen"] for p in detail["progress_series"]] == [40, 84, 120]
-    assert detail["progress"]["tokens_seen"] == 120
+    assert detail["progress"]["tokens_seen"] == 120 and detail["trained_tokens"] == 120
+    assert detail["fine_tuning"]["id"] == ftjob_id and detail["fine_tuning"]["status"] == "running"
+    assert detail["fine_tuning"]["trained_tokens"] is None and detail["fine_tuning"]["method"] == "supervised"
     running = (await scheduler.get(f"{JOBS}/{ftjob_id}", headers=owner)).json()
     assert running["trained_tokens"] is None and running["result_files"] == []  # null until it succeeds, as OpenAI
 
@@ -129,6 +131,14 @@ async def test_a_succeeded_job_has_its_tokens_and_one_results_file(bus, schedule
         ["3", "2.0", "", "", ""],
     ]
     assert (await scheduler.get(f"{JOBS}/{ftjob_id}", headers=other)).status_code == 404
+
+    # The job page shows the same beside our job.
+    ours = (await scheduler.get(f"/api/jobs/{job_id}", headers=owner)).json()
+    assert ours["trained_tokens"] == 120 and ours["fine_tuning"]["result_files"] == [file_id]
+    assert (
+        ours["fine_tuning"]["fine_tuned_model"] == job["fine_tuned_model"] and ours["fine_tuning"]["checkpoints"] == []
+    )
+    assert ours["fine_tuning"]["hyperparameters"] == {"n_epochs": 1}
 
 
 async def test_a_results_file_missed_at_success_is_made_on_read_once(bus, scheduler, pool, people, tmp_path):
