@@ -2,7 +2,7 @@
 stored as a file of the job's owner by the datasets service (which owns files: asked over NATS, never imported).
 
 Made once, when the job succeeds (`on_success`, after the event is stored) and, should that have failed (the
-scheduler restarted mid-way, the datasets service did not answer), on the next read of the job (`ensure`). The
+scheduler restarted mid-way, the datasets service did not answer), on the next retrieve of the job (`ensure`). The
 datasets service keeps one file per job, so asking twice gives the same file; the job remembers its id
 (`fine_tuning_jobs.result_file`), so a file the owner deleted stays listed, as OpenAI's does, and is not made again.
 """
