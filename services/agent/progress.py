@@ -28,6 +28,13 @@ def _seconds(value) -> float | None:
     return total
 
 
+def _count(value) -> int | None:
+    """A whole count the engine logged (`total_tokens`), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        return None
+    return int(value)
+
+
 def parse_line(job_id: str, line: str, attempt: int = 0) -> contracts.JobProgressed | None:
     """One trainer_log.jsonl line as an event of the job's `attempt`; None for lines without a step. A validation
     pass is a line of its own at the step it ran (`eval_loss`, no `loss`)."""
@@ -47,6 +54,7 @@ def parse_line(job_id: str, line: str, attempt: int = 0) -> contracts.JobProgres
         epoch=row.get("epoch"),
         elapsed_s=_seconds(row.get("elapsed_time")),
         remaining_s=_seconds(row.get("remaining_time")),
+        tokens_seen=_count(row.get("total_tokens")),
         attempt=attempt,
         at=datetime.now(UTC),
     )

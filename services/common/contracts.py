@@ -42,6 +42,7 @@ class Subjects:
     # Requests to the service that owns the answer (NATS request/reply, served as `micro` endpoints).
     MODEL_FOR_USE = "llmct.registry.model_for_use"
     DATASETS_FOR_JOB = "llmct.datasets.datasets_for_job"
+    RESULT_FILE = "llmct.datasets.result_file"
     # An agent asks the scheduler for a job's user secrets (JobSecretsAsked → JobSecrets or Refused) on a subject
     # naming itself, the only one of these its NATS user may publish; the answer comes to its own inbox.
     JOB_SECRETS_ALL = "llmct.scheduler.job_secrets.*"
@@ -480,6 +481,8 @@ class JobProgressed(Message, kw_only=True, frozen=True, tag="job_progressed"):
     remaining_s: float | None = None
     at: datetime
     attempt: int = 0
+    # The tokens trained on so far, padding not counted (the engine's `total_tokens`); None where it counts none.
+    tokens_seen: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class JobFetchProgressed(Message, kw_only=True, frozen=True, tag="job_fetch_progressed"):
@@ -800,6 +803,22 @@ class JobSecrets(msgspec.Struct, frozen=True, kw_only=True, tag="job_secrets"):
     """The scheduler's yes: environment variable → value, for one stage of one run; never stored or logged."""
 
     env: dict[str, str]
+
+
+class ResultFileAsked(msgspec.Struct, frozen=True, kw_only=True, tag="result_file_asked"):
+    """To the datasets service: store `content` (a succeeded fine-tuning job's metrics CSV) as a file of `user_id`
+    with purpose `fine-tune-results`. One file per `job_id`: asked again, the same file is answered."""
+
+    user_id: str
+    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # the fine-tuning job (ftjob-...)
+    filename: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    content: Annotated[bytes, msgspec.Meta(max_length=640 * 1024)]  # base64 in the message: under NATS's 1 MiB
+
+
+class ResultFileStored(msgspec.Struct, frozen=True, kw_only=True, tag="result_file_stored"):
+    """The datasets service's answer: the job's results file (made now, or earlier)."""
+
+    file_id: str
 
 
 BusMessage = (

@@ -3,6 +3,8 @@
 `datasets_for_job`: may this user use these datasets for a training stage, an evaluation or GPTQ
 calibration, and under which dataset_info.json keys. A name is public or one of the caller's own (theirs
 wins over a public one of the same name); someone else's private dataset looks exactly like a missing one.
+
+`result_file`: store a succeeded fine-tuning job's metrics CSV as a file of its owner (openai_results.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from services.common.contracts import Buckets, DatasetsAsked, DatasetsForJob, Subjects
+from services.common.contracts import Buckets, DatasetsAsked, DatasetsForJob, ResultFileAsked, Subjects
 from services.common.errors import ApiError
 from services.common.inputs import Wanted, files_under
 from services.common.requests import Endpoint
@@ -22,6 +24,7 @@ from services.common.requests import Endpoint
 from . import store
 from .context import DatasetsContext
 from .formats import stage_problem
+from .openai_results import result_file
 
 
 async def _rows(pool, asked: DatasetsAsked) -> list:
@@ -124,4 +127,5 @@ ENDPOINTS = (
     Endpoint(
         name="datasets_for_job", subject=Subjects.DATASETS_FOR_JOB, request=DatasetsAsked, handler=datasets_for_job
     ),
+    Endpoint(name="result_file", subject=Subjects.RESULT_FILE, request=ResultFileAsked, handler=result_file),
 )

@@ -206,12 +206,17 @@ async def list_files(
     )
 
 
-async def content_path(ctx: Context, caller: Principal, file_id: str) -> tuple[Path, str]:
-    """(the bytes as uploaded, the file's name) of the caller's file."""
+async def content_path(ctx: Context, caller: Principal, file_id: str) -> tuple[Path | bytes, str]:
+    """(the bytes as uploaded, or held in its row for a results file; the file's name) of the caller's file."""
     async with ctx.pool.acquire() as conn:
         row = await openai_store.own_file(conn, file_id, caller.user_id)
+        held = None
+        if row is not None and row["dataset_id"] is None:
+            held = await openai_store.held_content(conn, file_id, caller.user_id)
     if row is None:
         raise no_such_file(file_id)
+    if held is not None:
+        return held, row["filename"]
     return ctx.layout.original_path(row["dataset_id"]), row["filename"]
 
 
@@ -221,5 +226,9 @@ async def delete_file(ctx: Context, caller: Principal, file_id: str) -> DeletedF
         row = await openai_store.own_file(conn, file_id, caller.user_id)
     if row is None:
         raise no_such_file(file_id)
-    await delete_dataset(ctx, caller, row["dataset_id"])
+    if row["dataset_id"] is None:  # a results file: its job still lists its id, as OpenAI's does (docs/openai.md)
+        async with ctx.pool.acquire() as conn:
+            await openai_store.delete_held(conn, file_id, caller.user_id)
+    else:
+        await delete_dataset(ctx, caller, row["dataset_id"])
     return DeletedFile(id=file_id)

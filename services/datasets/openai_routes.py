@@ -8,11 +8,12 @@ from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from services.common import ranges
 from services.common.dependencies import Injected
 from services.common.openai_errors import OPENAI_EXCEPTION_HANDLERS
 from services.common.security import Principal
 
-from . import openai_files, openai_uploads
+from . import openai_files, openai_results, openai_uploads
 from .openai_files import DeletedFile, FileList, FileObject
 from .openai_uploads import CompleteRequest, PartObject, UploadObject, UploadRequest
 from .routes import ranged_file
@@ -63,6 +64,11 @@ class FilesController(Controller):
         self, request: Request, datasets: Injected[Context], principal: Principal, file_id: str
     ) -> Stream:
         path, filename = await openai_files.content_path(datasets, principal, file_id)
+        if isinstance(path, bytes):  # a results file: its CSV is kept in its row
+            etag, read = openai_results.held_bytes(path)
+            return ranges.ranged(
+                request.headers, len(path), etag, read, media_type="text/csv", extra=ranges.attachment(filename)
+            )
         return await ranged_file(request.headers, path, filename)
 
     @delete("/{file_id:str}", status_code=200, summary="OpenAI: delete a file no pending or running job uses")

@@ -9,7 +9,7 @@ import asyncpg
 
 FILE_COLUMNS = """f.id, f.dataset_id, f.owner_id, f.filename, f.purpose, f.kind, f.bytes, f.created_at,
                   d.file_name, d.info_key"""
-FILE_FROM = "openai_files f JOIN datasets d ON d.id = f.dataset_id"
+FILE_FROM = "openai_files f LEFT JOIN datasets d ON d.id = f.dataset_id"  # a results file has no dataset
 UPLOAD_COLUMNS = "id, owner_id, filename, purpose, bytes, mime_type, status, folder, file_id, created_at, expires_at"
 
 
@@ -33,6 +33,18 @@ async def own_file(conn, file_id: str, owner_id: str) -> asyncpg.Record | None:
     """The caller's file, or None (another user's is no different from a missing one)."""
     return await conn.fetchrow(
         f"SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.id = $1 AND f.owner_id = $2", file_id, owner_id
+    )
+
+
+async def held_content(conn, file_id: str, owner_id: str) -> bytes | None:
+    """The bytes kept in the row of the caller's file (a results file's CSV); None for any other file."""
+    return await conn.fetchval("SELECT content FROM openai_files WHERE id = $1 AND owner_id = $2", file_id, owner_id)
+
+
+async def delete_held(conn, file_id: str, owner_id: str) -> None:
+    """Delete a file that has no dataset behind it (a results file)."""
+    await conn.execute(
+        "DELETE FROM openai_files WHERE id = $1 AND owner_id = $2 AND dataset_id IS NULL", file_id, owner_id
     )
 
 

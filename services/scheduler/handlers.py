@@ -18,6 +18,7 @@ from services.common.lifecycle import Background
 from .context import SchedulerContext
 from .fleet import maintenance
 from .jobs import events, idempotency, service
+from .openai import results
 from .webhooks import delivery as webhook_delivery
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ async def on_job_event(context: SchedulerContext, event: contracts.JobEvent, del
     applied = await events.record_job_event(context.pool, context.nc, event, delivery.subject)
     if applied and isinstance(event, contracts.JobFinished):
         context.wake.set()
+        if event.state == "succeeded":  # a fine-tuning job's results file (made again on a read, should this fail)
+            results.on_success(context.pool, context.nc, event.job_id)
     return Ack()
 
 

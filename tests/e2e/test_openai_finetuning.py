@@ -6,6 +6,8 @@ another, delete the model; and the error cases raise the SDK's matching exceptio
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 
 import openai
@@ -137,6 +139,35 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
     job = (await gw.get(f"/api/jobs/{done.model_extra['llmct']['job_id']}", headers=owner)).json()
     assert job["openai_id"] == created.id and job["state"] == "succeeded"
 
+    # What it trained on: the engine's token count, the same as its progress counted; its metrics as one CSV file of
+    # its owner, one row per logged step with the losses its events showed.
+    job_id = done.model_extra["llmct"]["job_id"]
+    ours = (await gw.get(f"/api/jobs/{job_id}", headers=owner, params={"series_points": 5000})).json()
+    counted = [p["tokens_seen"] for p in ours["progress_series"]]
+    assert (
+        done.trained_tokens
+        and done.trained_tokens > 0
+        and done.trained_tokens == max(counted) == ours["trained_tokens"]
+    )
+    assert ours["fine_tuning"]["trained_tokens"] == done.trained_tokens and ours["fine_tuning"]["result_files"]
+    assert len(done.result_files) == 1 and ours["fine_tuning"]["result_files"] == done.result_files
+    results_file = await client.files.retrieve(done.result_files[0])
+    assert results_file.purpose == "fine-tune-results"
+    rows = list(csv.DictReader(io.StringIO((await client.files.content(results_file.id)).text)))
+    logged = {p["step"]: p for p in ours["progress_series"]}
+    assert [int(r["step"]) for r in rows] == sorted(logged) and rows
+    for row in rows:
+        assert float(row["train_loss"]) == pytest.approx(logged[int(row["step"])]["loss"])
+        assert row["train_accuracy"] == row["valid_mean_token_accuracy"] == ""
+    by_step = {e.data["step"]: e.data["train_loss"] for e in metrics}
+    assert all(
+        float(r["train_loss"]) == pytest.approx(by_step[int(r["step"])]) for r in rows if int(r["step"]) in by_step
+    )
+    # The web client's session reads it too (the job page's download), as the SDK does.
+    web = await gw.get(f"/v1/files/{results_file.id}/content", headers=owner)
+    assert web.status_code == 200 and web.text.startswith("step,train_loss,train_accuracy,valid_loss,")
+    assert (await client.fine_tuning.jobs.retrieve(created.id)).result_files == done.result_files  # made once
+
     checkpoints = (await client.fine_tuning.jobs.checkpoints.list(created.id)).data
     assert checkpoints and all(c.fine_tuning_job_id == created.id for c in checkpoints)
     last = max(checkpoints, key=lambda c: c.step_number)
@@ -194,6 +225,10 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
             await other.fine_tuning.jobs.retrieve(created.id)
         with pytest.raises(openai.NotFoundError):
             await other.files.retrieve(uploaded.id)
+        with pytest.raises(openai.NotFoundError):
+            await other.files.content(results_file.id)
+        with pytest.raises(openai.NotFoundError):
+            await other.files.retrieve(results_file.id)
         with pytest.raises(openai.NotFoundError) as theirs:
             await other.fine_tuning.jobs.create(model=tiny_model, training_file=uploaded.id)
         assert theirs.value.body["param"] == "training_file"

@@ -18,6 +18,16 @@ def test_trainer_log_line_becomes_progress():
     assert event.elapsed_s == 3 and event.remaining_s == 69
 
 
+def test_the_tokens_seen_come_with_the_step():
+    """LLaMA-Factory logs `total_tokens` (transformers' num_input_tokens_seen) once counting is on."""
+    line = '{"current_steps": 3, "total_steps": 9, "loss": 1.5, "throughput": 812.5, "total_tokens": 4096}'
+    assert progress.parse_line("job_1", line).tokens_seen == 4096
+    assert progress.parse_line("job_1", '{"current_steps": 3, "total_steps": 9, "loss": 1.5}').tokens_seen is None
+    for odd in ('"x"', "-1", "true", "NaN"):
+        line = '{"current_steps": 3, "total_steps": 9, "total_tokens": ' + odd + "}"
+        assert progress.parse_line("job_1", line).tokens_seen is None
+
+
 def test_a_validation_pass_is_a_point_of_its_own():
     line = '{"current_steps": 4, "total_steps": 12, "eval_loss": 2.25, "epoch": 0.5, "percentage": 33.3}'
     event = progress.parse_line("job_1", line, attempt=2)

@@ -12,7 +12,7 @@ from services.common import openai_errors as errors
 from services.common.errors import ApiError
 from services.common.security import Principal
 from services.scheduler.jobs.schemas import TrainRequest
-from services.scheduler.openai import history, mapping, service
+from services.scheduler.openai import history, mapping, results, service
 from services.scheduler.openai.schemas import FineTuningJobCreate
 from services.scheduler.rendering import render_train
 
@@ -216,6 +216,36 @@ def test_a_validation_file_renders_as_the_engines_eval_dataset():
             data_dir=Path("/d"),
             output_dir=Path("/o"),
         )
+
+
+def test_every_training_job_counts_the_tokens_it_trains_on():
+    req = TrainRequest(base_model="m", datasets=["train_key"], stage="dpo")
+    config = render_train(req, model_path="/m", default_template="default", data_dir=Path("/d"), output_dir=Path("/o"))
+    assert config["include_num_input_tokens_seen"] == "non_padding"
+
+
+def test_trained_tokens_are_the_engines_final_count_else_the_progresss():
+    assert service.tokens_of({"num_input_tokens_seen": 1234.0, "train_loss": 1.0}, 1200) == 1234
+    assert service.tokens_of({"train_loss": 1.0}, 1200) == 1200
+    assert service.tokens_of(None, None) is None
+
+
+def test_the_results_csv_is_openais_shape_a_row_per_logged_step():
+    points = [
+        {"step": 1, "loss": 2.5, "eval_loss": None},
+        {"step": 2, "loss": 2.25, "eval_loss": 1.75},
+        {"step": 3, "loss": None, "eval_loss": 1.5},
+    ]
+    assert results.metrics_csv(points).decode().splitlines() == [
+        "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy",
+        "1,2.5,,,",
+        "2,2.25,,1.75,",
+        "3,,,1.5,",
+    ]
+    assert results.metrics_csv([]).decode() == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n"
+    # The most steps a job keeps in its CSV fit in one NATS message, whatever their losses.
+    many = [{"step": i, "loss": 1 / 3 + i, "eval_loss": 2 / 3 + i} for i in range(results.MAX_ROWS)]
+    assert len(results.metrics_csv(many)) <= 640 * 1024
 
 
 def test_an_inference_key_may_not_fine_tune():

@@ -31,7 +31,17 @@ from .transitions import ON_AGENT, JobChange, add_event, transition
 
 log = logging.getLogger(__name__)
 
-PROGRESS_FIELDS = ("step", "total_steps", "loss", "eval_loss", "learning_rate", "epoch", "elapsed_s", "remaining_s")
+PROGRESS_FIELDS = (
+    "step",
+    "total_steps",
+    "loss",
+    "eval_loss",
+    "learning_rate",
+    "epoch",
+    "elapsed_s",
+    "remaining_s",
+    "tokens_seen",
+)
 
 
 def refusal(event: contracts.JobEvent, sender: str | None, job: Assignment | None) -> str | None:

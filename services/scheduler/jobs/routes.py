@@ -23,6 +23,7 @@ from services.common.errors import ApiError, not_found
 from services.common.security import Principal
 
 from .. import rendering
+from ..openai import service as fine_tuning
 from ..settings import SchedulerSettings
 from . import downloads, idempotency, queue, recovery, service, store, tracking
 from .fetches import Fetches, from_column
@@ -73,6 +74,8 @@ DETAIL_OWN = (
     "fetch",
     "checkpoints",
     "tracking",
+    "trained_tokens",
+    "fine_tuning",
 )
 
 
@@ -88,6 +91,8 @@ async def load_detail(
     checkpoint is looked for (a listing of the object store, in objects mode)."""
     async with pool.acquire() as conn:
         detail, resumable = await detail_on(conn, settings, principal, job_id, window)
+    if detail.openai_id is not None:
+        detail = msgspec.structs.replace(detail, fine_tuning=await fine_tuning.summary(pool, js, job_id))
     if resumable is None:
         return detail
     output_dir, needs = resumable
@@ -119,6 +124,7 @@ async def detail_on(
         fetch=inputs_fetch(row),
         tracking=tracking.runs(job_id, row.tracking),
         checkpoints=[SavedCheckpoint(**dict(r)) for r in await store.job_checkpoints(conn, job_id)],
+        trained_tokens=fine_tuning.tokens_of(row.metrics, (row.progress or {}).get("tokens_seen")),
     )
     return detail, resumable
 

@@ -10,6 +10,8 @@ from msgspec import Meta
 
 from services.common.contracts import EngineChoice, JobKind, ModelHub
 
+from ..openai.schemas import FineTuningSummary
+
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
 Template = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Priority = Annotated[int, Meta(ge=-100, le=100)]
@@ -195,6 +197,7 @@ class ProgressPoint(msgspec.Struct, kw_only=True):
     elapsed_s: float | None
     remaining_s: float | None
     at: datetime
+    tokens_seen: int | None = None  # the tokens trained on up to this step (padding not counted); null: not counted
 
 
 class SavedCheckpoint(msgspec.Struct, kw_only=True):
@@ -265,6 +268,8 @@ class JobDetail(JobSummary, kw_only=True):
     fetch: InputsFetch | None = None  # its inputs' fetch in this attempt (objects mode); null: none reported
     tracking: list[TrackingRun] = msgspec.field(default_factory=list)  # the experiment trackers it reports to
     checkpoints: list[SavedCheckpoint] = msgspec.field(default_factory=list)  # newest first; kept ones only
+    trained_tokens: int | None = None  # tokens trained on so far (padding not counted); null where none counted
+    fine_tuning: FineTuningSummary | None = None  # a job created through /v1/fine_tuning/jobs: OpenAI's face of it
 
 
 class JobPreview(msgspec.Struct, kw_only=True):

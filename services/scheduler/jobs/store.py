@@ -167,11 +167,11 @@ async def progress_series(conn, job_id: str, after_step: int = -1, points: int =
     return await conn.fetch(
         """
         WITH numbered AS (
-            SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, at,
+            SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, tokens_seen, at,
                    row_number() OVER (ORDER BY step) - 1 AS n, count(*) OVER () AS total
             FROM job_progress WHERE job_id = $1 AND step > $2
         )
-        SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, at, total
+        SELECT step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s, remaining_s, tokens_seen, at, total
         FROM numbered
         WHERE total <= $3 OR n = total - 1 OR n % ceil((total - 1)::numeric / ($3 - 1))::bigint = 0
         ORDER BY step
@@ -286,12 +286,13 @@ async def insert_progress(conn, job_id: str, point: dict) -> str | None:
     await conn.execute(
         """
         INSERT INTO job_progress (job_id, step, total_steps, loss, eval_loss, learning_rate, epoch, elapsed_s,
-                                  remaining_s)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                  remaining_s, tokens_seen)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (job_id, step) DO UPDATE SET  -- a validation pass logged at a step already logged: merge
             loss = coalesce(job_progress.loss, EXCLUDED.loss),
             eval_loss = coalesce(job_progress.eval_loss, EXCLUDED.eval_loss),
-            learning_rate = coalesce(job_progress.learning_rate, EXCLUDED.learning_rate)
+            learning_rate = coalesce(job_progress.learning_rate, EXCLUDED.learning_rate),
+            tokens_seen = greatest(job_progress.tokens_seen, EXCLUDED.tokens_seen)
         """,
         job_id,
         point["step"],
@@ -302,6 +303,7 @@ async def insert_progress(conn, job_id: str, point: dict) -> str | None:
         point.get("epoch"),
         point.get("elapsed_s"),
         point.get("remaining_s"),
+        point.get("tokens_seen"),
     )
     # The engine repeats the last step in its closing summary, without a loss: keep the first.
     return await conn.fetchval(

@@ -67,17 +67,18 @@ class FineTuningController(Controller):
         after: After = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
     ) -> FineTuningJobPage:
+        # A results file missed at success is made on retrieve, not here: a page would wait on one ask per job.
         async with pool.acquire() as conn:
             rows = await store.page(conn, principal.user_id, after, limit + 1, metadata_filter(request))
         return FineTuningJobPage(data=[service.job_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     @get("/{ftjob_id:str}", summary="A fine-tuning job")
-    async def retrieve(self, pool: Pool, principal: Principal, ftjob_id: JobId) -> FineTuningJob:
-        return await service.one(pool, principal, ftjob_id)
+    async def retrieve(self, pool: Pool, nc: Client, principal: Principal, ftjob_id: JobId) -> FineTuningJob:
+        return await service.one(pool, nc, principal, ftjob_id)
 
     @post("/{ftjob_id:str}/cancel", status_code=200, summary="Cancel a fine-tuning job")
     async def cancel(self, pool: Pool, nc: Client, principal: Principal, ftjob_id: JobId) -> FineTuningJob:
-        return await service.one(pool, principal, await service.cancel(pool, nc, principal, ftjob_id))
+        return await service.one(pool, nc, principal, await service.cancel(pool, nc, principal, ftjob_id))
 
     @post(
         "/{ftjob_id:str}/pause",
@@ -85,7 +86,7 @@ class FineTuningController(Controller):
         summary="Pause a fine-tuning job: stopped, its checkpoints kept; `paused` once it stopped",
     )
     async def pause(self, pool: Pool, nc: Client, principal: Principal, ftjob_id: JobId) -> FineTuningJob:
-        return await service.one(pool, principal, await service.pause(pool, nc, principal, ftjob_id))
+        return await service.one(pool, nc, principal, await service.pause(pool, nc, principal, ftjob_id))
 
     @post("/{ftjob_id:str}/resume", status_code=200, summary="Resume a paused fine-tuning job from its last checkpoint")
     async def resume(
@@ -98,7 +99,7 @@ class FineTuningController(Controller):
         ftjob_id: JobId,
     ) -> FineTuningJob:
         await service.resume(pool, nc, js, settings, principal, ftjob_id)
-        return await service.one(pool, principal, ftjob_id)
+        return await service.one(pool, nc, principal, ftjob_id)
 
     @get("/{ftjob_id:str}/events", summary="A fine-tuning job's events (history and metrics), newest first")
     async def events(

@@ -143,6 +143,20 @@ class FineTuningCheckpoint(msgspec.Struct, kw_only=True):
     fine_tuning_job_id: str
 
 
+class FineTuningSummary(msgspec.Struct, kw_only=True):
+    """A fine-tuning job as the job page shows it beside our job (`JobDetail.fine_tuning`)."""
+
+    id: str  # ftjob-...
+    status: str  # OpenAI's status
+    fine_tuned_model: str | None  # its `ft:` name, once it succeeded
+    trained_tokens: int | None  # null until it succeeded, as OpenAI's
+    result_files: list[str]  # its metrics CSV (GET /v1/files/{id}/content, or /api/jobs/{id}/results.csv)
+    method: str  # supervised | dpo
+    hyperparameters: dict[str, Any]  # resolved: "auto" is shown as the value we chose
+    suffix: str | None
+    checkpoints: list[FineTuningCheckpoint]  # newest first, the last MAX_SHOWN_CHECKPOINTS
+
+
 class FineTuningCheckpointPage(msgspec.Struct, kw_only=True):
     object: Literal["list"] = "list"
     data: list[FineTuningCheckpoint]

@@ -25,10 +25,11 @@ from ..jobs.fetches import from_column
 from ..jobs.idempotency import Submission
 from ..jobs.transitions import RERUNNABLE, add_event
 from ..settings import SchedulerSettings
-from . import history, mapping, store
-from .schemas import FineTuningError, FineTuningJob, FineTuningJobCreate, LlmctExtension
+from . import history, mapping, results, store
+from .schemas import FineTuningError, FineTuningJob, FineTuningJobCreate, FineTuningSummary, LlmctExtension
 
 ROUTE = "POST /v1/fine_tuning/jobs"
+MAX_SHOWN_CHECKPOINTS = 50  # on the job page (GET .../checkpoints pages through all)
 
 
 def not_found(ftjob_id: str) -> ApiError:
@@ -47,13 +48,13 @@ def job_object(row: store.FineTuningRow) -> FineTuningJob:
         finished_at=mapping.unix(row.finished_at),
         fine_tuned_model=fine_tuned_name(row) if succeeded else None,
         organization_id=row.owner_id,
-        result_files=[],
+        result_files=[row.result_file] if row.result_file else [],
         status=mapping.status_of(row.state, row.pause_requested),
         validation_file=row.validation_file,
         training_file=row.training_file,
         hyperparameters=mapping.hyperparameters_of(row.method),
         method=row.method,
-        trained_tokens=tokens_of(row.metrics),
+        trained_tokens=trained_tokens(row) if succeeded else None,
         error=FineTuningError(code=row.reason or "failed", message=row.message or "", param=None) if failed else None,
         seed=row.seed,
         estimated_finish=mapping.unix(row.estimated_finish) if row.state == "running" else None,
@@ -68,10 +69,15 @@ def fine_tuned_name(row: store.FineTuningRow) -> str:
     return mapping.fine_tuned_model(row.model, row.username or row.owner_id, row.suffix, row.id)
 
 
-def tokens_of(metrics: dict[str, float] | None) -> int | None:
-    """The tokens trained on, where the engine reported them."""
+def tokens_of(metrics: dict[str, float] | None, progress_tokens: int | None = None) -> int | None:
+    """The tokens trained on (padding not counted), as the engine's final metrics say, else as its progress last
+    counted; None where it counted none."""
     seen = (metrics or {}).get("num_input_tokens_seen")
-    return None if seen is None else int(seen)
+    return progress_tokens if seen is None else int(seen)
+
+
+def trained_tokens(row: store.FineTuningRow) -> int | None:
+    return tokens_of(row.metrics, row.tokens_seen)
 
 
 async def owned(conn, principal: Principal, ftjob_id: str) -> store.FineTuningRow:
@@ -251,6 +257,32 @@ async def resume(
     return ftjob_id
 
 
-async def one(pool: asyncpg.Pool, principal: Principal, ftjob_id: str) -> FineTuningJob:
+async def one(pool: asyncpg.Pool, nc: Client, principal: Principal, ftjob_id: str) -> FineTuningJob:
+    """The caller's fine-tuning job; a succeeded one's results file is made here if it is not yet (results.py)."""
     async with pool.acquire() as conn:
-        return job_object(await owned(conn, principal, ftjob_id))
+        row = await owned(conn, principal, ftjob_id)
+    return job_object(await results.ensure(pool, nc, row))
+
+
+async def summary(pool: asyncpg.Pool, js: JetStreamContext, job_id: str) -> FineTuningSummary | None:
+    """OpenAI's face of the platform job `job_id` for its job page (the caller may see the job); None when it was
+    not created as a fine-tuning job."""
+    async with pool.acquire() as conn:
+        row = await store.by_job(conn, job_id)
+    if row is None:
+        return None
+    shown = job_object(row)
+    steps = (await history.saved_steps(js, row))[:MAX_SHOWN_CHECKPOINTS]
+    async with pool.acquire() as conn:
+        checkpoints = await history.checkpoints(conn, row, steps, fine_tuned_name(row))
+    return FineTuningSummary(
+        id=row.id,
+        status=shown.status,
+        fine_tuned_model=shown.fine_tuned_model,
+        trained_tokens=shown.trained_tokens,
+        result_files=shown.result_files,
+        method=row.method["type"],
+        hyperparameters=shown.hyperparameters,
+        suffix=row.suffix,
+        checkpoints=checkpoints,
+    )

@@ -12,11 +12,13 @@ from services.common.contracts import JobState
 
 COLUMNS = (
     "f.id, f.job_id, f.owner_id, f.model, f.training_file, f.validation_file, f.suffix, f.seed, f.metadata, "
-    "f.integrations, f.method, f.pause_requested, f.created_at, j.state, j.reason, j.message, j.progress, "
+    "f.integrations, f.method, f.pause_requested, f.created_at, f.result_file, j.state, j.reason, j.message, "
+    "j.progress, "
     "j.metrics, j.finished_at, j.output_dir, j.fetches, u.username, "
     f"({readmodels.model_of_job('j.id')}) AS model_name, "
     "(SELECT p.at + make_interval(secs => p.remaining_s) FROM job_progress p "
-    " WHERE p.job_id = j.id ORDER BY p.step DESC LIMIT 1) AS estimated_finish"
+    " WHERE p.job_id = j.id ORDER BY p.step DESC LIMIT 1) AS estimated_finish, "
+    "(SELECT max(p.tokens_seen) FROM job_progress p WHERE p.job_id = j.id) AS tokens_seen"
 )
 FROM = f"FROM fine_tuning_jobs f JOIN jobs j ON j.id = f.job_id {readmodels.owner_name_join('f.owner_id')}"
 
@@ -48,6 +50,8 @@ class FineTuningRow(msgspec.Struct, kw_only=True):
     username: str | None
     model_name: str | None
     estimated_finish: datetime | None  # the newest progress point's time and remaining time
+    result_file: str | None  # its results file (made once it succeeded), kept after the owner deletes the file
+    tokens_seen: int | None  # the most tokens its progress counted
 
 
 async def insert(conn, *, ftjob_id: str, job_id: str, owner_id: str, values: dict[str, Any]) -> None:
@@ -74,6 +78,12 @@ async def one(conn, ftjob_id: str, owner_id: str | None) -> FineTuningRow | None
     row = await conn.fetchrow(
         f"SELECT {COLUMNS} {FROM} WHERE f.id = $1 AND ($2::text IS NULL OR f.owner_id = $2)", ftjob_id, owner_id
     )
+    return None if row is None else FineTuningRow(**dict(row))
+
+
+async def by_job(conn, job_id: str) -> FineTuningRow | None:
+    """The fine-tuning job whose platform job is `job_id`, if it was created as one."""
+    row = await conn.fetchrow(f"SELECT {COLUMNS} {FROM} WHERE f.job_id = $1", job_id)
     return None if row is None else FineTuningRow(**dict(row))
 
 

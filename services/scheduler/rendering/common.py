@@ -33,6 +33,9 @@ BASE_TEMPLATES: dict[str, dict[str, Any]] = {
         "report_to": "none",
         "save_only_model": False,
         "ddp_timeout": 180000000,
+        # The tokens trained on (padding not counted), logged with every step as `total_tokens` and in the final
+        # metrics as `num_input_tokens_seen`: a fine-tuning job's `trained_tokens` (docs/openai.md).
+        "include_num_input_tokens_seen": "non_padding",
     },
     "eval": {
         "do_train": False,

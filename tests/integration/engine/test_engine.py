@@ -55,6 +55,7 @@ def lora_config(model: Path, data: Path, output: Path, **extra) -> dict:
         "warmup_steps": 2,
         "bf16": False,
         "fp16": False,
+        "include_num_input_tokens_seen": "non_padding",  # as the platform renders every training job
         **extra,
     }
 
@@ -111,6 +112,15 @@ def test_lora_sft_logs_every_step_with_a_loss(lora_run):
     assert all(isinstance(line["loss"], float) and line["loss"] > 0 for line in steps)
     assert lines[-1]["current_steps"] == 20 and lines[-1]["percentage"] == 100.0
     assert json.loads((lora_run / "all_results.json").read_text())["train_loss"] > 0
+
+
+def test_lora_sft_counts_the_tokens_it_trains_on(lora_run):
+    """`total_tokens` with every step (a job's progress), `num_input_tokens_seen` at the end (its trained_tokens)."""
+    lines = [json.loads(line) for line in (lora_run / "trainer_log.jsonl").read_text().splitlines() if line]
+    counts = [line["total_tokens"] for line in lines if "loss" in line]
+    assert len(counts) == 20 and counts[0] > 0 and counts == sorted(counts) and len(set(counts)) == 20
+    final = json.loads((lora_run / "all_results.json").read_text())["num_input_tokens_seen"]
+    assert final == counts[-1] == lines[-1]["total_tokens"]
 
 
 def test_sigterm_stops_training_at_once_and_keeps_checkpoints(tiny, tmp_path):

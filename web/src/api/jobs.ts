@@ -32,6 +32,8 @@ export type JobDetail = Omit<Schemas["JobDetail"], "progress" | "config" | "esti
   metrics: Record<string, number> | null;
   request: Loose;
 };
+/** OpenAI's face of a job created through /v1/fine_tuning/jobs (`JobDetail.fine_tuning`). */
+export type FineTuning = Schemas["FineTuningSummary"];
 export type JobPage = Omit<Schemas["JobPage"], "items"> & { items: JobSummary[] };
 export type ProgressPoint = Schemas["ProgressPoint"];
 /** How far the agent is in bringing a job's inputs from the store (`objects` storage mode). */
@@ -94,4 +96,10 @@ export const evalsApi = {
     ok(api.GET("/api/evals/{job_id}/samples", { params: { path: { job_id: evalId }, query: { offset, limit } }, signal })),
   compare: (ids: string[], samples = 10, signal?: AbortSignal) =>
     ok(api.GET("/api/evals/compare", { params: { query: { ids: ids.join(","), samples } }, signal })),
+};
+
+/** OpenAI's Files API: a fine-tuning job's results file is a file of its owner (`GET /v1/files/{id}/content`). */
+export const filesApi = {
+  downloadContent: (fileId: string, fallbackName: string) =>
+    download(api.GET("/v1/files/{file_id}/content", { params: { path: { file_id: fileId } }, ...AS_FILE }), fallbackName),
 };

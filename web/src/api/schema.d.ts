@@ -2047,6 +2047,20 @@ export interface components {
              */
             object: "list";
         };
+        /** FineTuningSummary */
+        FineTuningSummary: {
+            checkpoints: components["schemas"]["FineTuningCheckpoint"][];
+            fine_tuned_model: string | null;
+            hyperparameters: {
+                [key: string]: unknown;
+            };
+            id: string;
+            method: string;
+            result_files: string[];
+            status: string;
+            suffix: string | null;
+            trained_tokens: number | null;
+        };
         /** FleetSummary */
         FleetSummary: {
             agents_online: number;
@@ -2179,6 +2193,7 @@ export interface components {
                 [key: string]: unknown;
             };
             fetch?: components["schemas"]["InputsFetch"] | null;
+            fine_tuning?: components["schemas"]["FineTuningSummary"] | null;
             finished_at: string | null;
             gpu_count: number;
             gpu_ids: number[];
@@ -2210,6 +2225,7 @@ export interface components {
             started_at: string | null;
             state: string;
             tracking?: components["schemas"]["TrackingRun"][];
+            trained_tokens?: number | null;
             wait_reason: string | null;
         };
         /** JobEventOut */
@@ -2531,6 +2547,7 @@ export interface components {
             loss: number | null;
             remaining_s: number | null;
             step: number;
+            tokens_seen?: number | null;
             total_steps: number;
         };
         /** Quantization */

@@ -183,6 +183,66 @@ describe("a job created through OpenAI's fine-tuning API", () => {
       "ftjob-0123456789abcdef01234567",
     );
   });
+
+  it("shows OpenAI's face of it: the ft: name, tokens, checkpoints, the results file and how to call it", async () => {
+    signIn();
+    vi.stubGlobal("URL", Object.assign(URL, { createObjectURL: vi.fn(() => "blob:x"), revokeObjectURL: vi.fn() }));
+    const name = "ft:tiny-llama:alice:capitals:0123456789abcdef01234567";
+    const fineTuning = {
+      id: "ftjob-0123456789abcdef01234567", status: "succeeded", fine_tuned_model: name, trained_tokens: 12345,
+      result_files: ["file-results1"], method: "supervised", suffix: "capitals",
+      hyperparameters: { n_epochs: 3, batch_size: 4, learning_rate_multiplier: 1 },
+      checkpoints: [
+        { id: "ftckpt-8-x", object: "fine_tuning.job.checkpoint", created_at: 1767323045, step_number: 8,
+          fine_tuned_model_checkpoint: `${name}:ckpt-step-8`, fine_tuning_job_id: "ftjob-x", metrics: { step: 8, train_loss: 1.23456, valid_loss: null } },
+        { id: "ftckpt-4-x", object: "fine_tuning.job.checkpoint", created_at: 1767323000, step_number: 4,
+          fine_tuned_model_checkpoint: `${name}:ckpt-step-4`, fine_tuning_job_id: "ftjob-x", metrics: { step: 4, train_loss: 2.5, valid_loss: 2.25 } },
+      ],
+    };
+    const { calls } = mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: {
+        status: 200,
+        body: { ...JOB, state: "succeeded", openai_id: fineTuning.id, trained_tokens: 12345, fine_tuning: fineTuning },
+      },
+      "GET /v1/files/file-results1/content": new Response("step,train_loss\n", { status: 200, headers: { "Content-Type": "text/csv" } }),
+    });
+    const { user } = renderApp("/jobs/job_ccc333");
+
+    const panel = await screen.findByRole("region", { name: "OpenAI fine-tuning job" });
+    expect(within(panel).getByText("Fine-tuned model").nextSibling).toHaveTextContent(name);
+    expect(within(panel).getByText("OpenAI status").nextSibling).toHaveTextContent("succeeded");
+    expect(within(panel).getByText("Trained tokens").nextSibling).toHaveTextContent("12,345");
+    expect(within(panel).getByText("n_epochs").nextSibling).toHaveTextContent("3");
+    const rows = within(within(panel).getByRole("table")).getAllByRole("row");
+    expect(rows.map((row) => row.textContent)).toEqual([
+      expect.stringContaining("Step"),
+      expect.stringMatching(/^8.*1\.2346—ft:/),
+      expect.stringMatching(/^4.*2\.52\.25/),
+    ]);
+    expect(within(panel).getByText(/client\.chat\.completions\.create/)).toHaveTextContent(`model="${name}"`);
+    await user.click(within(panel).getByRole("button", { name: "Download metrics (CSV)" }));
+    await waitFor(() => expect(calls.some((c) => c.path === "/v1/files/file-results1/content")).toBe(true));
+    expect(calls.find((c) => c.path === "/v1/files/file-results1/content")?.headers.Authorization).toBe("Bearer tok-123");
+  });
+
+  it("says what comes once it succeeds while it runs", async () => {
+    signIn();
+    const fineTuning = {
+      id: "ftjob-1", status: "running", fine_tuned_model: null, trained_tokens: null, result_files: [],
+      method: "dpo", suffix: null, hyperparameters: { beta: 0.1 }, checkpoints: [],
+    };
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      [`GET ${JOB_URL}`]: { status: 200, body: { ...JOB, state: "running", openai_id: "ftjob-1", fine_tuning: fineTuning } },
+    });
+    renderApp("/jobs/job_ccc333");
+    const panel = await screen.findByRole("region", { name: "OpenAI fine-tuning job" });
+    expect(within(panel).getByText("Named once the job succeeds.")).toBeInTheDocument();
+    expect(within(panel).getByText("Counted once the job succeeds.")).toBeInTheDocument();
+    expect(within(panel).getByText(/No checkpoint saved yet/)).toBeInTheDocument();
+    expect(within(panel).queryByText(/openai package/)).not.toBeInTheDocument();
+  });
 });
 
 describe("a running training job", () => {

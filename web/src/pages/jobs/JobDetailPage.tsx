@@ -13,11 +13,12 @@ import { FetchBar, ProgressBar } from "../../components/ProgressBar";
 import { StateBadge } from "../../components/StateBadge";
 import { useI18n } from "../../i18n";
 import type { MessageKey } from "../../i18n/en";
-import { formatMetric } from "../../lib/format";
+import { formatExact, formatMetric } from "../../lib/format";
 import { useInterval, useJobFeed } from "../../lib/live";
 import type { SocketStatus } from "../../lib/socket";
 import { useQuery } from "../../lib/useQuery";
 import { EvalSamples } from "./EvalSamples";
+import { FineTuningPanel } from "./FineTuningPanel";
 import { JobGpu } from "./JobGpu";
 import { ProducedModel } from "./ProducedModel";
 import { TrackingLinks } from "./TrackingLinks";
@@ -186,6 +187,12 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
               {job.agent_id ? ` · ${job.agent_id}` : ""}
             </dd>
           </div>
+          {job.trained_tokens != null && (
+            <div>
+              <dt>{t("job.trainedTokens")}</dt>
+              <dd>{formatExact(job.trained_tokens)}</dd>
+            </div>
+          )}
           {job.openai_id && (
             <div>
               <dt>{t("job.openaiId")}</dt>
@@ -202,6 +209,8 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
           )}
         </dl>
       </section>
+
+      {job.fine_tuning && <FineTuningPanel fineTuning={job.fine_tuning} />}
 
       {job.kind === "train" && <TrainingCurves series={job.progress_series} />}
 

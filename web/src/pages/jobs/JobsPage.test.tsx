@@ -80,6 +80,23 @@ class FakeSocket {
   }
 }
 
+describe("the jobs list's OpenAI jobs", () => {
+  it("tags a job created through OpenAI's fine-tuning API", async () => {
+    signIn();
+    mockFetch({
+      "GET /api/auth/me": { status: 200, body: USER },
+      "GET /api/jobs": {
+        status: 200,
+        body: { items: [{ ...JOB, id: "job_oa", openai_id: "ftjob-abc" }, { ...JOB, id: "job_ours" }], next_cursor: null },
+      },
+    });
+    renderApp("/jobs");
+    const tagged = await screen.findByRole("row", { name: /job_oa/ });
+    expect(within(tagged).getByText("OpenAI")).toHaveAttribute("title", "ftjob-abc");
+    expect(within(screen.getByRole("row", { name: /job_ours/ })).queryByText("OpenAI")).not.toBeInTheDocument();
+  });
+});
+
 describe("the jobs list, live", () => {
   const RUNNING = { ...JOB, id: "job_run", state: "running", wait_reason: null, queue_position: null, progress: { step: 2, total_steps: 10 } };
 

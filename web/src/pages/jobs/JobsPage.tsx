@@ -99,7 +99,21 @@ function jobFilters(t: Translate): Filter<"state" | "kind" | "q">[] {
 
 function jobColumns(t: Translate): Column<JobSummary>[] {
   return [
-    { key: "id", header: t("jobs.colJob"), rowHeader: true, cell: (job) => <JobLink id={job.id} /> },
+    {
+      key: "id",
+      header: t("jobs.colJob"),
+      rowHeader: true,
+      cell: (job) => (
+        <>
+          <JobLink id={job.id} />
+          {job.openai_id && (
+            <span className="badge badge--openai" title={job.openai_id}>
+              {t("jobs.openaiTag")}
+            </span>
+          )}
+        </>
+      ),
+    },
     { key: "kind", header: t("jobs.colKind"), cell: (job) => t(`kind.${job.kind}` as MessageKey) },
     { key: "model", header: t("jobs.colModel"), className: "cell--wrap", cell: (job) => job.base_model ?? "—" },
     { key: "state", header: t("jobs.colState"), cell: (job) => <JobStateCell job={job} /> },
