@@ -177,6 +177,14 @@ class RegistryModels(Upstream):
         found = [m for m in body["items"] if m.get("job_id") == job_id]
         return found[0] if found else None
 
+    async def of_checkpoints(self, request: Request) -> list[dict]:
+        """The caller's latest models registered from checkpoints (an admin's list holds everyone's: matched to the
+        caller's own fine-tuning jobs by whoever lists them)."""
+        status, body = await self._get(request, "/api/models", {"checkpoint": "true", "limit": "200"})
+        if status != 200:
+            raise _failed(status, body)
+        return body["items"]
+
     async def delete(self, request: Request, model_id: str) -> tuple[int, Any]:
         """The registry's DELETE /api/models/{id}, with the caller's credential: its status and answer."""
         return await self._uncached(request, "DELETE", f"/api/models/{quote(model_id, safe='')}")

@@ -55,6 +55,9 @@ class ModelController(Controller):
             int | None,
             Parameter(ge=0, le=10**9, description="only the model of the job's checkpoint at this step (with job)"),
         ] = None,
+        checkpoint: Annotated[
+            bool | None, Parameter(description="only models registered from checkpoints (true) or none of them (false)")
+        ] = None,
         sort: Sort = "created_at",
         order: Literal["asc", "desc"] = "desc",
         page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
@@ -70,6 +73,7 @@ class ModelController(Controller):
             base=base,
             job=job,
             checkpoint_step=checkpoint_step,
+            checkpoint=checkpoint,
             sort=sort,
             order=order,
             page=page,

@@ -61,10 +61,12 @@ async def list_models(
     base: str | None = None,
     job: str | None = None,
     checkpoint_step: int | None = None,
+    checkpoint: bool | None = None,
 ) -> ModelPage:
     """The caller's models and the presets (admins: every model), filtered, sorted, one page. `base` names a model
     as the caller's jobs resolve a name (their own first, then a preset): only what was made directly from it. `job`:
-    only what that job made (`checkpoint_step`: its checkpoint's model)."""
+    only what that job made (`checkpoint_step`: its checkpoint's model); `checkpoint`: only (or no) checkpoints'
+    models."""
     base_id = None
     if base is not None:
         base_row = await store.by_name_for(pool, principal.user_id, base)
@@ -79,6 +81,7 @@ async def list_models(
         base_id=base_id,
         job_id=job,
         checkpoint_step=checkpoint_step,
+        checkpoint=checkpoint,
         sort=sort,
         descending=order == "desc",
         limit=limit,

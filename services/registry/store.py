@@ -44,6 +44,7 @@ def _filters(
     base_id: str | None,
     job_id: str | None = None,
     checkpoint_step: int | None = None,
+    checkpoint: bool | None = None,
 ) -> tuple[str, list]:
     where = (
         f"{LIVE} AND {SEEN_BY.format(viewer='$1')} AND ($2::text IS NULL OR m.kind = $2) "
@@ -52,13 +53,14 @@ def _filters(
         "     OR m.ms_path ILIKE $4 ESCAPE '\\') "
         "AND ($5::boolean IS NULL OR (m.retired_at IS NOT NULL) = $5) "
         "AND ($6::text IS NULL OR m.base_model_id = $6) "
-        "AND ($7::text IS NULL OR m.job_id = $7) AND ($8::integer IS NULL OR m.checkpoint_step = $8)"
+        "AND ($7::text IS NULL OR m.job_id = $7) AND ($8::integer IS NULL OR m.checkpoint_step = $8) "
+        "AND ($9::boolean IS NULL OR (m.checkpoint_step IS NOT NULL) = $9)"
     )
     pattern = None
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
-    return where, [viewer, kind, source, pattern, retired, base_id, job_id, checkpoint_step]
+    return where, [viewer, kind, source, pattern, retired, base_id, job_id, checkpoint_step, checkpoint]
 
 
 async def list_models(
@@ -76,16 +78,18 @@ async def list_models(
     base_id: str | None = None,
     job_id: str | None = None,
     checkpoint_step: int | None = None,
+    checkpoint: bool | None = None,
 ) -> tuple[list[asyncpg.Record], int]:
     """One page of the models `viewer` sees (None: all), and how many there are in all; only those made directly
-    from the model `base_id`, those job `job_id` made, its checkpoint at `checkpoint_step`, when given."""
+    from the model `base_id`, those job `job_id` made, its checkpoint at `checkpoint_step`, only (or no) checkpoints'
+    models, when given."""
     if sort not in SORTS:
         raise ValueError(f"unknown sort {sort!r}")
-    where, values = _filters(viewer, kind, source, search, retired, base_id, job_id, checkpoint_step)
+    where, values = _filters(viewer, kind, source, search, retired, base_id, job_id, checkpoint_step, checkpoint)
     direction = "DESC" if descending else "ASC"
     rows = await conn.fetch(
         f"SELECT {COLUMNS} FROM {FROM} WHERE {where} "
-        f"ORDER BY m.{sort} {direction} NULLS LAST, m.id {direction} LIMIT $9 OFFSET $10",
+        f"ORDER BY m.{sort} {direction} NULLS LAST, m.id {direction} LIMIT $10 OFFSET $11",
         *values,
         limit,
         offset,

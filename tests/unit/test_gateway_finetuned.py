@@ -11,7 +11,7 @@ import pytest
 from services.common.errors import ApiError
 from services.gateway.chat import adapter_name
 from services.gateway.lookups import FineTuningJobs, RegistryModels
-from services.gateway.models import finetuned_entries, owner_in
+from services.gateway.models import checkpoint_entries, finetuned_entries, owner_in
 from services.gateway.openai_shape import OpenAIError
 
 pytestmark = pytest.mark.unit
@@ -195,6 +195,27 @@ def test_fine_tuned_models_are_listed_with_the_deployment_that_serves_them():
         {"id": NAME, "object": "model", "created": 200, "owned_by": "alice", "root": "tiny-llama", "parent": "dep_1"}
     ]
     assert finetuned_entries([JOB], {})[0]["parent"] is None
+
+
+def test_registered_checkpoints_of_succeeded_jobs_are_listed_by_their_names():
+    running = {**JOB, "id": "ftjob-r", "status": "running", "fine_tuned_model": None, "llmct": {"job_id": "job_2"}}
+    models = [
+        {**CHECKPOINT, "created_at": "2026-01-01T00:00:10Z", "details": {"checkpoint_step": 6}},
+        {**CHECKPOINT, "name": "other", "job_id": "job_2", "created_at": "2026-01-01T00:00:10Z", "details": {}},
+        {**CHECKPOINT, "name": "running", "job_id": "job_2", "details": {"checkpoint_step": 2}},
+        {**CHECKPOINT, "name": "someone-elses", "job_id": "job_9", "details": {"checkpoint_step": 2}},
+    ]
+    entries = checkpoint_entries([JOB, running], models, {CHECKPOINT["name"]: "dep_1"})
+    assert entries == [
+        {
+            "id": f"{NAME}:ckpt-step-6",
+            "object": "model",
+            "created": 1767225610,
+            "owned_by": "alice",
+            "root": "tiny-llama",
+            "parent": "dep_1",
+        }
+    ]
 
 
 def model(name: str, source: str, owner_id: str | None, model_id: str) -> dict:

@@ -193,6 +193,25 @@ async def test_a_lora_checkpoint_answers_by_its_name_once_registered(world, pool
     assert theirs.json()["error"]["message"] == nobody.json()["error"]["message"].replace("f" * 24, ftjob_id[6:])
     assert (await register(world, world.bob[1], job_id, 6)).status_code == 404
 
+    # Once the job succeeded, /v1/models lists the checkpoint by its name, served on the deployment of its base; the
+    # caller deletes it by that name (its files stay with the job), and the name is unknown again.
+    await pool.execute("UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = $1", job_id)
+    async with httpx.AsyncClient(base_url=world.gateway, timeout=30) as client:
+        entry = await eventually(lambda: _listed(client, headers, name))
+        assert (entry["parent"], entry["root"]) == (world.deployment, world.base)
+        assert (await client.get(f"/v1/models/{name}", headers=headers)).json() == entry
+        assert (await client.get(f"/v1/models/{name}", headers=world.bob[1])).status_code == 404
+        assert (await client.delete(f"/v1/models/{name}", headers=world.bob[1])).status_code == 404
+        r = await client.delete(f"/v1/models/{name}", headers=headers)
+        assert r.status_code == 200 and r.json() == {"id": name, "object": "model", "deleted": True}, r.text
+    assert await pool.fetchval("SELECT deleted_at IS NOT NULL FROM models WHERE id = $1", model["id"])
+
+
+async def _listed(client: httpx.AsyncClient, headers: dict, name: str) -> dict | None:
+    r = await client.get("/v1/models", headers=headers)
+    assert r.status_code == 200, r.text
+    return next((m for m in r.json()["data"] if m["id"] == name), None)
+
 
 async def _answered(world: World, headers: dict, name: str) -> httpx.Response | None:
     r = await chat(world, headers, name)

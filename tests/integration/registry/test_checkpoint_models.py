@@ -70,6 +70,10 @@ async def test_a_kept_checkpoint_is_registered_once_as_the_jobs_kind_of_model(cl
     # The gateway finds it by job and step in the caller's list; deploying it loads the checkpoint on its base.
     r = await client.get("/api/models", params={"job": job_id, "checkpoint_step": 6}, headers=headers)
     assert [m["id"] for m in r.json()["items"]] == [model["id"]]
+    r = await client.get("/api/models", params={"job": job_id, "checkpoint": "true"}, headers=headers)
+    assert {m["details"]["checkpoint_step"] for m in r.json()["items"]} == {3, 6}
+    r = await client.get("/api/models", params={"job": job_id, "checkpoint": "false"}, headers=headers)
+    assert r.json()["items"] == []
     asked = ModelUseAsked(user_id=alice, name=model["name"], use="deploy")
     answer = await ask(bus, Subjects.MODEL_FOR_USE, asked, ModelForUse, owner="registry")
     assert (answer.base, answer.model_path) == (preset, f"/models/{preset}")

@@ -1376,7 +1376,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** OpenAI: the caller's ready deployments, the adapters each served by vLLM can chat with (`parent`: the deployment), and the models the caller's fine-tuning jobs made, by their `ft:` names */
+        /** OpenAI: the caller's ready deployments, the adapters each served by vLLM can chat with (`parent`: the deployment), and the models the caller's fine-tuning jobs made (and their checkpoints registered as models), by their `ft:` names */
         get: operations["V1ModelsListModels"];
         put?: never;
         post?: never;
@@ -5865,6 +5865,8 @@ export interface operations {
                 job?: string | null;
                 /** @description only the model of the job's checkpoint at this step (with job) */
                 checkpoint_step?: number | null;
+                /** @description only models registered from checkpoints (true) or none of them (false) */
+                checkpoint?: boolean | null;
                 sort?: "created_at" | "updated_at" | "name" | "size_bytes" | "parameter_count";
                 order?: "asc" | "desc";
                 page?: number;
