@@ -24,8 +24,11 @@ def owner_name_join(owner_column: str) -> str:
 
 def model_of_job(job_column: str) -> str:
     """A scalar subquery: the name of the model the registry registered from `job_column`'s output (the scheduler:
-    a fine-tuning job names it), NULL before it is registered and once it is deleted."""
-    return f"SELECT m.name FROM models m WHERE m.job_id = {job_column} AND m.deleted_at IS NULL LIMIT 1"
+    a fine-tuning job names it), NULL before it is registered and once it is deleted; its checkpoints' are not it."""
+    return (
+        f"SELECT m.name FROM models m WHERE m.job_id = {job_column} AND m.checkpoint_step IS NULL "
+        "AND m.deleted_at IS NULL LIMIT 1"
+    )
 
 
 def user_known(user_column: str) -> str:
@@ -97,11 +100,19 @@ async def job_output(conn, job_id: str) -> JobOutputView | None:
     return JobOutputView(id=row["id"], kind=row["kind"], state=row["state"], owner_id=row["owner_id"], output=output)
 
 
+async def kept_checkpoints(conn, job_id: str) -> list[int]:
+    """The steps of the checkpoints a job saved and its trainer has not removed since, oldest first (the registry:
+    which of them may be registered as models)."""
+    rows = await conn.fetch("SELECT step FROM job_checkpoints WHERE job_id = $1 ORDER BY step", job_id)
+    return [row["step"] for row in rows]
+
+
 async def succeeded_outputs_unregistered(conn, limit: int) -> list[str]:
     """Succeeded jobs that left an output the registry has no model for (their result was missed), oldest first."""
     rows = await conn.fetch(
         "SELECT j.id FROM jobs j WHERE j.state = 'succeeded' AND j.output IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM models m WHERE m.job_id = j.id) ORDER BY j.finished_at LIMIT $1",
+        "AND NOT EXISTS (SELECT 1 FROM models m WHERE m.job_id = j.id AND m.checkpoint_step IS NULL) "
+        "ORDER BY j.finished_at LIMIT $1",
         limit,
     )
     return [row["id"] for row in rows]

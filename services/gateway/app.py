@@ -60,7 +60,7 @@ def _gateway_context(base: Context) -> GatewayContext:
         deployments=Deployments(http, settings.upstreams("scheduler")),
         registry_models=RegistryModels(http, settings.upstreams("registry")),
         adapter_rights=AdapterRights(base.nc),
-        fine_tuning_jobs=FineTuningJobs(http, settings.upstreams("scheduler")),
+        fine_tuning_jobs=FineTuningJobs(http, settings.upstreams("scheduler"), settings.upstreams("registry")),
         tickets=Tickets(base.js, settings.ws_ticket_ttl_s, settings.nats_replicas),
         open_sockets=OpenSockets(),
         upstreams=UpstreamHealth(http, {name: settings.upstreams(name) for name in UPSTREAMS}),

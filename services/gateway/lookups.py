@@ -167,6 +167,24 @@ class RegistryModels(Upstream):
         own = [m for m in named if m.get("owner_id") == user_id and m["source"] != "preset"]
         return (own or [m for m in named if m["source"] == "preset"] or [None])[0]
 
+    async def of_checkpoint(self, request: Request, job_id: str, step: int) -> dict | None:
+        """The model the caller registered from job `job_id`'s checkpoint at `step` (POST /api/models/checkpoints);
+        None when there is none (yet, or any more)."""
+        params = {"job": job_id, "checkpoint_step": str(step), "limit": "1"}
+        status, body = await self._get(request, "/api/models", params)
+        if status != 200:
+            raise _failed(status, body)
+        found = [m for m in body["items"] if m.get("job_id") == job_id]
+        return found[0] if found else None
+
+    async def of_checkpoints(self, request: Request) -> list[dict]:
+        """The caller's latest models registered from checkpoints (an admin's list holds everyone's: matched to the
+        caller's own fine-tuning jobs by whoever lists them)."""
+        status, body = await self._get(request, "/api/models", {"checkpoint": "true", "limit": "200"})
+        if status != 200:
+            raise _failed(status, body)
+        return body["items"]
+
     async def delete(self, request: Request, model_id: str) -> tuple[int, Any]:
         """The registry's DELETE /api/models/{id}, with the caller's credential: its status and answer."""
         return await self._uncached(request, "DELETE", f"/api/models/{quote(model_id, safe='')}")
@@ -175,7 +193,7 @@ class RegistryModels(Upstream):
 FTJOB_PREFIX = "ftjob-"
 # An `ft:` name ends in its job's id without the prefix (the scheduler's `ftjob-` + 24 hex); a checkpoint's adds
 # `:ckpt-step-<step>`. What comes between (base, owner, suffix) may hold colons: the job's own name is compared whole.
-FT_NAME = re.compile(r"ft:.+:(?P<job>[0-9a-f]{24})(?::ckpt-step-(?P<step>[0-9]+))?")
+FT_NAME = re.compile(r"ft:.+:(?P<job>[0-9a-f]{24})(?::ckpt-step-(?P<step>[0-9]{1,9}))?")
 JOBS_PAGE = 100  # OpenAI's largest `limit`
 JOBS_PAGES_MAX = 10  # /v1/models lists the fine-tuned models of the caller's latest 1,000 jobs
 
@@ -184,32 +202,42 @@ def is_fine_tuned(name: str) -> bool:
     return name.startswith("ft:")
 
 
-class FineTuningJobs(Upstream):
-    """What the scheduler's /v1/fine_tuning/jobs says about the caller's fine-tuning jobs and the models they made."""
+def names_checkpoint_of(job: dict, name: str, step: int) -> bool:
+    """Whether `name` is exactly the name of `job`'s checkpoint at `step`: its `fine_tuned_model` and the step once
+    it succeeded; before, its base, suffix and id (the owner's name between them is not told before)."""
+    tail = f":ckpt-step-{step}"
+    if job.get("fine_tuned_model"):
+        return name == job["fine_tuned_model"] + tail
+    ending = f":{job.get('user_provided_suffix') or ''}:{job['id'].removeprefix(FTJOB_PREFIX)}{tail}"
+    prefix = f"ft:{job.get('model')}:"
+    return name.startswith(prefix) and name.endswith(ending) and len(name) > len(prefix) + len(ending)
 
-    def __init__(self, http: httpx.AsyncClient, scheduler_urls: Sequence[str]) -> None:
+
+class FineTuningJobs(Upstream):
+    """What the scheduler's /v1/fine_tuning/jobs says about the caller's fine-tuning jobs and the models they made;
+    the registry, which model of the caller's a checkpoint of one of them was registered as."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, scheduler_urls: Sequence[str], registry_urls: Sequence[str] = ()
+    ) -> None:
         super().__init__(http, scheduler_urls, "scheduler")
+        self.registry = RegistryModels(http, registry_urls)
 
     async def model_name(self, request: Request, name: str) -> str:
         """The registry name of the model the `ft:` name `name` stands for: the one the caller's fine-tuning job
-        registered. 404 (model_not_found) for a name that is not exactly that job's `fine_tuned_model`, a job that is
-        not the caller's, and a job whose model is not (or no longer) registered."""
+        registered, or (`…:ckpt-step-<n>`) the one the caller registered from its checkpoint. 404 (model_not_found)
+        for a name that is not exactly that job's `fine_tuned_model` (or its checkpoint's), a job that is not the
+        caller's, and a model that is not (or no longer) registered."""
         match = FT_NAME.fullmatch(name)
         if match is None:
             raise unknown_model(name)
-        if match["step"] is not None:
-            raise OpenAIError(
-                404,
-                f"'{name}' is a checkpoint: it is not served by this name; GET /v1/fine_tuning/jobs/{FTJOB_PREFIX}"
-                f"{match['job']}/checkpoints lists it, and the job's `fine_tuned_model` is served",
-                "model_not_found",
-                "model",
-            )
         status, job = await self._get(request, f"/v1/fine_tuning/jobs/{FTJOB_PREFIX}{match['job']}")
         if status == 404:
             raise unknown_model(name)
         if status != 200:
             raise _failed(status, job)
+        if match["step"] is not None:
+            return await self.checkpoint_model_name(request, job, name, int(match["step"]))
         if not job.get("fine_tuned_model"):  # the caller's own job, still at work (or it failed)
             raise OpenAIError(
                 404,
@@ -229,6 +257,26 @@ class FineTuningJobs(Upstream):
                 "model",
             )
         return registered
+
+    async def checkpoint_model_name(self, request: Request, job: dict, name: str, step: int) -> str:
+        """The registry name of the model the caller registered from `job`'s checkpoint `name`; 404 naming how to
+        register it when there is none."""
+        if not names_checkpoint_of(job, name, step):
+            raise unknown_model(name)
+        job_id = (job.get("llmct") or {}).get("job_id")
+        if not job_id:
+            raise unknown_model(name)
+        model = await self.registry.of_checkpoint(request, job_id, step)
+        if model is None:
+            raise OpenAIError(
+                404,
+                f"checkpoint '{name}' is not registered as a model: register it (POST /api/models/checkpoints "
+                f'{{"job_id": "{job_id}", "step": {step}}}, or "Deploy" on the job\'s page), then deploy it; '
+                f"GET /v1/fine_tuning/jobs/{job['id']}/checkpoints lists the job's checkpoints",
+                "model_not_found",
+                "model",
+            )
+        return model["name"]
 
     async def succeeded(self, request: Request) -> list[dict]:
         """The caller's fine-tuning jobs that made a model, of their latest JOBS_PAGE × JOBS_PAGES_MAX. None when the

@@ -2,7 +2,8 @@
 
 The list is the caller's ready deployments, the adapters each vLLM one serves (issue 17), and the models the caller's
 fine-tuning jobs made, by their `ft:` names (issue 18; the scheduler's GET /v1/fine_tuning/jobs, asked with the
-caller's credential). A fine-tuned adapter a deployment serves is listed twice: by its registry name (as an adapter
+caller's credential), and their checkpoints the caller registered as models, by their `ft:…:ckpt-step-<n>` names (asked
+of the registry's list). A fine-tuned adapter a deployment serves is listed twice: by its registry name (as an adapter
 of that deployment) and by its `ft:` name, both with `parent` that deployment. Deleting asks the registry's
 DELETE /api/models/{id}, with the caller's credential, for a model of the caller's own (named by its `ft:` name or
 its registry name); a preset is refused (403), anything else reads as unknown (404). docs/openai.md tells the rest.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from litestar import Request, Response, delete, get
 
-from .adapters import OWNER, adapter_entries, deployment_entry, pools_adapters
+from .adapters import OWNER, adapter_entries, deployment_entry, pools_adapters, timestamp
 from .lookups import Deployments, FineTuningJobs, RegistryModels, is_fine_tuned
 from .openai_shape import OpenAIError, openai_caller, openai_errors, unknown_model
 
@@ -47,6 +48,28 @@ def finetuned_entries(jobs: list[dict], served: dict[str, str]) -> list[dict]:
     return entries
 
 
+def checkpoint_entries(jobs: list[dict], models: list[dict], served: dict[str, str]) -> list[dict]:
+    """The checkpoints of the caller's succeeded fine-tuning jobs that were registered as models (`models`), by their
+    `ft:…:ckpt-step-<n>` names, in /v1/models: `parent` the ready deployment that serves it, else null."""
+    by_job = {(job.get("llmct") or {}).get("job_id"): job for job in jobs if job.get("fine_tuned_model")}
+    entries = []
+    for model in models:
+        job, step = by_job.get(model.get("job_id")), (model.get("details") or {}).get("checkpoint_step")
+        if job is None or not isinstance(step, int):
+            continue
+        entries.append(
+            {
+                "id": f"{job['fine_tuned_model']}:ckpt-step-{step}",
+                "object": "model",
+                "created": timestamp(model["created_at"]),
+                "owned_by": owner_in(job),
+                "root": job.get("model"),
+                "parent": served.get(model["name"]),
+            }
+        )
+    return entries
+
+
 async def models_of(
     request: Request, deployments: Deployments, registry_models: RegistryModels, fine_tuning_jobs: FineTuningJobs
 ) -> list[dict]:
@@ -61,7 +84,9 @@ async def models_of(
             data += adapter_entries(deployment, adapters)
             for adapter in adapters:
                 served.setdefault(adapter["name"], deployment["id"])
-    return data + finetuned_entries(await fine_tuning_jobs.succeeded(request), served)
+    jobs = await fine_tuning_jobs.succeeded(request)
+    checkpoints = await registry_models.of_checkpoints(request) if jobs else []
+    return data + finetuned_entries(jobs, served) + checkpoint_entries(jobs, checkpoints, served)
 
 
 @get(
@@ -69,7 +94,8 @@ async def models_of(
     opt={"public": True},
     tags=["openai"],
     summary="OpenAI: the caller's ready deployments, the adapters each served by vLLM can chat with (`parent`: the "
-    "deployment), and the models the caller's fine-tuning jobs made, by their `ft:` names",
+    "deployment), and the models the caller's fine-tuning jobs made (and their checkpoints registered as models), by "
+    "their `ft:` names",
 )
 @openai_errors
 async def list_models(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from services.common import lifecycle
+from services.common import lifecycle, storage
 from services.common.contracts import Buckets, JobInput, ModelForUse, ModelUseAsked, Subjects
 from services.common.errors import ApiError
 from services.common.inputs import InputStore, Wanted, files_under, stored_outputs
@@ -97,6 +97,8 @@ async def model_inputs(context: lifecycle.Context, inputs: InputStore, model: ru
         return []
     if path.is_relative_to(storage.output) and path != storage.output:
         job_id, *inside = path.relative_to(storage.output).parts
+        if len(inside) == 1 and (step := checkpoint_step(inside[0])) is not None:
+            return await checkpoint_inputs(context, job_id, step, model.name, field)
         stored = await stored_outputs(context.js, job_id, storage.output / job_id, storage.base)
         prefix = path.relative_to(storage.base).as_posix() + "/"
         return [item for item in stored if not inside or item.path.startswith(prefix)]
@@ -105,6 +107,25 @@ async def model_inputs(context: lifecycle.Context, inputs: InputStore, model: ru
     files = await asyncio.to_thread(files_under, path)
     wanted = [Wanted(Buckets.MODELS, f, f"{model.id}/{f.relative_to(path).as_posix()}") for f in files]
     return await inputs.inputs(wanted, f"model {model.name!r}", field)
+
+
+def checkpoint_step(folder: str) -> int | None:
+    """The step of a checkpoint's folder name (`checkpoint-<step>`), None for any other name."""
+    found = storage.CHECKPOINT.match(folder)
+    return int(found.group(1)) if found else None
+
+
+async def checkpoint_inputs(context: lifecycle.Context, job_id: str, step: int, name: str, field: str):
+    """A checkpoint model's files: the checkpoint in llmct-checkpoints (never in OUTPUTS: the agent leaves
+    checkpoints out of a job's outputs), placed where its job saved it."""
+    output = context.settings.storage.output / job_id
+    stored = await storage.stored_checkpoint(
+        context.js, job_id, output.relative_to(context.settings.storage.base).as_posix(), step
+    )
+    if stored is None:
+        message = f"the files of model {name!r} (checkpoint {step} of job {job_id}) are no longer in the store"
+        raise ApiError(409, "checkpoint_not_stored", message, field)
+    return list(stored[1])
 
 
 ENDPOINTS = (

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from asyncpg import Pool
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
+from nats.js import JetStreamContext
 
 from services.common.dependencies import Injected
 from services.common.security import Principal
 from services.common.settings import Settings
 
-from . import service
+from . import checkpoints, service
 from .schemas import (
+    CheckpointRegister,
     Kind,
     Lineage,
     Model,
@@ -46,6 +48,16 @@ class ModelController(Controller):
                 description="only models made directly from the model of this name (with kind=lora: its adapters)",
             ),
         ] = None,
+        job: Annotated[
+            str | None, Parameter(min_length=1, max_length=64, description="only models this job made")
+        ] = None,
+        checkpoint_step: Annotated[
+            int | None,
+            Parameter(ge=0, le=10**9, description="only the model of the job's checkpoint at this step (with job)"),
+        ] = None,
+        checkpoint: Annotated[
+            bool | None, Parameter(description="only models registered from checkpoints (true) or none of them (false)")
+        ] = None,
         sort: Sort = "created_at",
         order: Literal["asc", "desc"] = "desc",
         page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
@@ -59,6 +71,9 @@ class ModelController(Controller):
             search=q,
             retired=retired,
             base=base,
+            job=job,
+            checkpoint_step=checkpoint_step,
+            checkpoint=checkpoint,
             sort=sort,
             order=order,
             page=page,
@@ -70,6 +85,21 @@ class ModelController(Controller):
         self, pool: Pool, settings: Injected[Settings], principal: Principal, data: PresetCreate
     ) -> Model:
         return await service.create_preset(pool, principal, data, settings.storage.models)
+
+    @post(
+        "/checkpoints",
+        summary="Register a kept checkpoint of your training job as a model (201), or answer the model it is (200)",
+    )
+    async def register_checkpoint(
+        self,
+        pool: Pool,
+        js: JetStreamContext,
+        settings: Injected[Settings],
+        principal: Principal,
+        data: CheckpointRegister,
+    ) -> Response[Model]:
+        model, created = await checkpoints.register_checkpoint(pool, js, settings, principal, data)
+        return Response(model, status_code=201 if created else 200)
 
     @get("/{model_id:str}", summary="A model: kind, source, parent, job, datasets, and what the caller may use it for")
     async def detail(self, pool: Pool, principal: Principal, model_id: str) -> Model:

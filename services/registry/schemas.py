@@ -57,6 +57,15 @@ class PresetCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     remark: Remark | None = None
 
 
+class CheckpointRegister(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A kept checkpoint of one of the caller's training jobs, to register as a model (again: the same model)."""
+
+    job_id: Annotated[str, Meta(min_length=1, max_length=64, description="the training job, as /api/jobs names it")]
+    step: Annotated[int, Meta(ge=0, le=10**9, description="the checkpoint's step (the job's `checkpoints`)")]
+    name: ModelName | None = None
+    """The model's name; by default `<base>-<stage>-step<step>-<job id suffix>`."""
+
+
 class ModelPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Owners rename and remark their models; admins also edit presets' sources and retire them."""
 

@@ -59,9 +59,14 @@ async def list_models(
     page: int,
     limit: int,
     base: str | None = None,
+    job: str | None = None,
+    checkpoint_step: int | None = None,
+    checkpoint: bool | None = None,
 ) -> ModelPage:
     """The caller's models and the presets (admins: every model), filtered, sorted, one page. `base` names a model
-    as the caller's jobs resolve a name (their own first, then a preset): only what was made directly from it."""
+    as the caller's jobs resolve a name (their own first, then a preset): only what was made directly from it. `job`:
+    only what that job made (`checkpoint_step`: its checkpoint's model); `checkpoint`: only (or no) checkpoints'
+    models."""
     base_id = None
     if base is not None:
         base_row = await store.by_name_for(pool, principal.user_id, base)
@@ -74,6 +79,9 @@ async def list_models(
         search=search or None,
         retired=retired,
         base_id=base_id,
+        job_id=job,
+        checkpoint_step=checkpoint_step,
+        checkpoint=checkpoint,
         sort=sort,
         descending=order == "desc",
         limit=limit,
@@ -222,7 +230,7 @@ async def delete_model(pool: asyncpg.Pool, principal: Principal, model_id: str) 
 # --- what jobs produce --------------------------------------------------------------------------
 
 
-def _measure(path: str) -> tuple[int | None, int | None]:
+def measure(path: str) -> tuple[int | None, int | None]:
     """Size on disk and parameters counted from the safetensors headers (blocking)."""
     return outputs.folder_size(path), outputs.count_parameters(path)
 
@@ -243,7 +251,7 @@ async def register_job_output(pool: asyncpg.Pool, job_id: str) -> Outcome:
     if parent is None:
         log.warning("job %s succeeded but its parent model %r is gone: output not registered", job_id, out.parent_name)
         return "no_parent"
-    size, counted = await asyncio.to_thread(_measure, out.path)
+    size, counted = await asyncio.to_thread(measure, out.path)
     details = dict(out.details)
     if out.kind == "lora" and counted:
         details["adapter_parameter_count"] = counted

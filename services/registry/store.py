@@ -42,6 +42,9 @@ def _filters(
     search: str | None,
     retired: bool | None,
     base_id: str | None,
+    job_id: str | None = None,
+    checkpoint_step: int | None = None,
+    checkpoint: bool | None = None,
 ) -> tuple[str, list]:
     where = (
         f"{LIVE} AND {SEEN_BY.format(viewer='$1')} AND ($2::text IS NULL OR m.kind = $2) "
@@ -49,13 +52,15 @@ def _filters(
         "AND ($4::text IS NULL OR m.name ILIKE $4 ESCAPE '\\' OR m.hf_path ILIKE $4 ESCAPE '\\' "
         "     OR m.ms_path ILIKE $4 ESCAPE '\\') "
         "AND ($5::boolean IS NULL OR (m.retired_at IS NOT NULL) = $5) "
-        "AND ($6::text IS NULL OR m.base_model_id = $6)"
+        "AND ($6::text IS NULL OR m.base_model_id = $6) "
+        "AND ($7::text IS NULL OR m.job_id = $7) AND ($8::integer IS NULL OR m.checkpoint_step = $8) "
+        "AND ($9::boolean IS NULL OR (m.checkpoint_step IS NOT NULL) = $9)"
     )
     pattern = None
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
-    return where, [viewer, kind, source, pattern, retired, base_id]
+    return where, [viewer, kind, source, pattern, retired, base_id, job_id, checkpoint_step, checkpoint]
 
 
 async def list_models(
@@ -71,16 +76,20 @@ async def list_models(
     limit: int,
     offset: int,
     base_id: str | None = None,
+    job_id: str | None = None,
+    checkpoint_step: int | None = None,
+    checkpoint: bool | None = None,
 ) -> tuple[list[asyncpg.Record], int]:
     """One page of the models `viewer` sees (None: all), and how many there are in all; only those made directly
-    from the model `base_id` when given."""
+    from the model `base_id`, those job `job_id` made, its checkpoint at `checkpoint_step`, only (or no) checkpoints'
+    models, when given."""
     if sort not in SORTS:
         raise ValueError(f"unknown sort {sort!r}")
-    where, values = _filters(viewer, kind, source, search, retired, base_id)
+    where, values = _filters(viewer, kind, source, search, retired, base_id, job_id, checkpoint_step, checkpoint)
     direction = "DESC" if descending else "ASC"
     rows = await conn.fetch(
         f"SELECT {COLUMNS} FROM {FROM} WHERE {where} "
-        f"ORDER BY m.{sort} {direction} NULLS LAST, m.id {direction} LIMIT $7 OFFSET $8",
+        f"ORDER BY m.{sort} {direction} NULLS LAST, m.id {direction} LIMIT $10 OFFSET $11",
         *values,
         limit,
         offset,
@@ -193,8 +202,15 @@ async def lock(conn, model_id: str) -> None:
 
 
 async def model_of_job(conn, job_id: str) -> str | None:
-    """The model a job registered, deleted or not."""
-    return await conn.fetchval("SELECT id FROM models WHERE job_id = $1", job_id)
+    """The model a job registered from its output, deleted or not (its checkpoints' are not it)."""
+    return await conn.fetchval("SELECT id FROM models WHERE job_id = $1 AND checkpoint_step IS NULL", job_id)
+
+
+async def model_of_checkpoint(conn, job_id: str, step: int) -> str | None:
+    """The live model a job's checkpoint at `step` was registered as."""
+    return await conn.fetchval(
+        "SELECT id FROM models WHERE job_id = $1 AND checkpoint_step = $2 AND deleted_at IS NULL", job_id, step
+    )
 
 
 async def find_parent(conn, owner_id: str, name: str | None, location: str | None) -> asyncpg.Record | None:
@@ -231,13 +247,15 @@ async def insert_output(
     job_id: str,
     datasets: list[str],
     details: dict,
+    checkpoint_step: int | None = None,
 ) -> str | None:
-    """Register what a job produced; None when the job's model or the name already exists."""
+    """Register what a job produced (its checkpoint at `checkpoint_step`); None when that model or the name already
+    exists."""
     return await conn.fetchval(
         """
         INSERT INTO models (id, name, kind, source, visibility, owner_id, base_model_id, path, size_bytes,
-                            parameter_count, template, job_id, datasets, details)
-        VALUES ($1, $2, $3, $4, 'private', $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                            parameter_count, template, job_id, datasets, details, checkpoint_step)
+        VALUES ($1, $2, $3, $4, 'private', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         ON CONFLICT DO NOTHING RETURNING id
         """,
         model_id,
@@ -253,4 +271,5 @@ async def insert_output(
         job_id,
         datasets,
         details,
+        checkpoint_step,
     )

@@ -11,7 +11,7 @@ import pytest
 from services.common.errors import ApiError
 from services.gateway.chat import adapter_name
 from services.gateway.lookups import FineTuningJobs, RegistryModels
-from services.gateway.models import finetuned_entries, owner_in
+from services.gateway.models import checkpoint_entries, finetuned_entries, owner_in
 from services.gateway.openai_shape import OpenAIError
 
 pytestmark = pytest.mark.unit
@@ -95,11 +95,56 @@ async def test_a_job_at_work_or_whose_model_is_gone_says_so():
     assert error.status == 404 and "not registered" in error.message
 
 
-async def test_a_checkpoints_name_points_to_its_job_and_is_not_asked():
-    scheduler = Upstream({})
-    error = await refused(jobs_of(scheduler).model_name(CALLER, f"{NAME}:ckpt-step-6"))
-    assert error.status == 404 and f"ftjob-{HEX}/checkpoints" in error.message
-    assert scheduler.asked == []
+def with_registry(upstream: Upstream) -> FineTuningJobs:
+    """The scheduler and the registry, both played by `upstream` (answering by path)."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+    return FineTuningJobs(http, ["http://scheduler"], ["http://registry"])
+
+
+CHECKPOINT = {"id": "mdl_c", "name": "tiny-llama-sft-step6-abcd1234", "job_id": "job_1", "details": {}}
+
+
+async def test_a_checkpoints_name_is_the_model_the_caller_registered_from_it():
+    upstream = Upstream(
+        {f"/v1/fine_tuning/jobs/ftjob-{HEX}": (200, JOB), "/api/models": (200, {"items": [CHECKPOINT]})}
+    )
+    assert await with_registry(upstream).model_name(CALLER, f"{NAME}:ckpt-step-6") == CHECKPOINT["name"]
+    registry = [asked for asked in upstream.asked if asked[1] == "/api/models"]
+    assert registry == [("GET", "/api/models", {"job": "job_1", "checkpoint_step": "6", "limit": "1"}, "Bearer alice")]
+
+
+async def test_a_checkpoint_not_registered_says_how_to_register_it():
+    upstream = Upstream({f"/v1/fine_tuning/jobs/ftjob-{HEX}": (200, JOB), "/api/models": (200, {"items": []})})
+    error = await refused(with_registry(upstream).model_name(CALLER, f"{NAME}:ckpt-step-6"))
+    assert (error.status, error.code, error.param) == (404, "model_not_found", "model")
+    assert "POST /api/models/checkpoints" in error.message and '"job_id": "job_1", "step": 6' in error.message
+
+
+async def test_a_checkpoint_name_that_is_not_exactly_its_jobs_is_unknown_and_the_registry_is_not_asked():
+    running = {**JOB, "status": "running", "fine_tuned_model": None, "user_provided_suffix": "my-bot"}
+    for job, wrong in (
+        (JOB, f"ft:tiny-llama:bob:my-bot:{HEX}:ckpt-step-6"),
+        (JOB, f"{NAME}:ckpt-step-06"),
+        (running, f"ft:tiny-llama:alice:other:{HEX}:ckpt-step-6"),
+        (running, f"ft:other:alice:my-bot:{HEX}:ckpt-step-6"),
+        (running, f"ft:tiny-llama::my-bot:{HEX}:ckpt-step-6"),
+    ):
+        upstream = Upstream({f"/v1/fine_tuning/jobs/ftjob-{HEX}": (200, job), "/api/models": (200, {"items": []})})
+        error = await refused(with_registry(upstream).model_name(CALLER, wrong))
+        assert (error.status, error.code) == (404, "model_not_found") and wrong in error.message
+        assert [asked[1] for asked in upstream.asked] == [f"/v1/fine_tuning/jobs/ftjob-{HEX}"], wrong
+    # A running job's checkpoint: its base, suffix and id make the name (its owner's name is not told before).
+    upstream = Upstream(
+        {f"/v1/fine_tuning/jobs/ftjob-{HEX}": (200, running), "/api/models": (200, {"items": [CHECKPOINT]})}
+    )
+    assert await with_registry(upstream).model_name(CALLER, f"{NAME}:ckpt-step-6") == CHECKPOINT["name"]
+
+
+async def test_someone_elses_checkpoint_is_an_unknown_model():
+    upstream = Upstream({"/api/models": (200, {"items": [CHECKPOINT]})})  # the scheduler's 404: not the caller's
+    error = await refused(with_registry(upstream).model_name(CALLER, f"{NAME}:ckpt-step-6"))
+    assert (error.status, error.code) == (404, "model_not_found")
+    assert [asked[1] for asked in upstream.asked] == [f"/v1/fine_tuning/jobs/ftjob-{HEX}"]
 
 
 async def test_the_scheduler_unreachable_or_failing_is_no_unknown_model():
@@ -150,6 +195,27 @@ def test_fine_tuned_models_are_listed_with_the_deployment_that_serves_them():
         {"id": NAME, "object": "model", "created": 200, "owned_by": "alice", "root": "tiny-llama", "parent": "dep_1"}
     ]
     assert finetuned_entries([JOB], {})[0]["parent"] is None
+
+
+def test_registered_checkpoints_of_succeeded_jobs_are_listed_by_their_names():
+    running = {**JOB, "id": "ftjob-r", "status": "running", "fine_tuned_model": None, "llmct": {"job_id": "job_2"}}
+    models = [
+        {**CHECKPOINT, "created_at": "2026-01-01T00:00:10Z", "details": {"checkpoint_step": 6}},
+        {**CHECKPOINT, "name": "other", "job_id": "job_2", "created_at": "2026-01-01T00:00:10Z", "details": {}},
+        {**CHECKPOINT, "name": "running", "job_id": "job_2", "details": {"checkpoint_step": 2}},
+        {**CHECKPOINT, "name": "someone-elses", "job_id": "job_9", "details": {"checkpoint_step": 2}},
+    ]
+    entries = checkpoint_entries([JOB, running], models, {CHECKPOINT["name"]: "dep_1"})
+    assert entries == [
+        {
+            "id": f"{NAME}:ckpt-step-6",
+            "object": "model",
+            "created": 1767225610,
+            "owned_by": "alice",
+            "root": "tiny-llama",
+            "parent": "dep_1",
+        }
+    ]
 
 
 def model(name: str, source: str, owner_id: str | None, model_id: str) -> dict:

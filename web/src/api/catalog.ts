@@ -109,4 +109,7 @@ export const modelsApi = {
   patch: (modelId: string, change: ModelChange) =>
     ok(api.PATCH("/api/models/{model_id}", { ...modelPath(modelId), body: change })) as Promise<Model>,
   remove: (modelId: string) => ok(api.DELETE("/api/models/{model_id}", modelPath(modelId))),
+  /** A kept checkpoint of the caller's training job as a model: registered now, or the model it already is. */
+  registerCheckpoint: (jobId: string, step: number) =>
+    ok(api.POST("/api/models/checkpoints", { body: { job_id: jobId, step } })) as Promise<Model>,
 };

@@ -928,6 +928,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models/checkpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Register a kept checkpoint of your training job as a model (201), or answer the model it is (200) */
+        post: operations["ApiModelsCheckpointsRegisterCheckpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/models/{model_id}": {
         parameters: {
             query?: never;
@@ -1359,7 +1376,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** OpenAI: the caller's ready deployments, the adapters each served by vLLM can chat with (`parent`: the deployment), and the models the caller's fine-tuning jobs made, by their `ft:` names */
+        /** OpenAI: the caller's ready deployments, the adapters each served by vLLM can chat with (`parent`: the deployment), and the models the caller's fine-tuning jobs made (and their checkpoints registered as models), by their `ft:` names */
         get: operations["V1ModelsListModels"];
         put?: never;
         post?: never;
@@ -1567,6 +1584,15 @@ export interface components {
             password: string;
             /** @description 3-32 characters: lowercase letters, digits, '.', '_' or '-' */
             username: string;
+        };
+        /** CheckpointRegister */
+        CheckpointRegister: {
+            /** @description the training job, as /api/jobs names it */
+            job_id: string;
+            /** @description 1-128 characters: letters, digits, '_', '.', '-', '/' */
+            name?: string | null;
+            /** @description the checkpoint's step (the job's `checkpoints`) */
+            step: number;
         };
         /** ComparedSample */
         ComparedSample: {
@@ -5852,6 +5878,12 @@ export interface operations {
                 retired?: boolean | null;
                 /** @description only models made directly from the model of this name (with kind=lora: its adapters) */
                 base?: string | null;
+                /** @description only models this job made */
+                job?: string | null;
+                /** @description only the model of the job's checkpoint at this step (with job) */
+                checkpoint_step?: number | null;
+                /** @description only models registered from checkpoints (true) or none of them (false) */
+                checkpoint?: boolean | null;
                 sort?: "created_at" | "updated_at" | "name" | "size_bytes" | "parameter_count";
                 order?: "asc" | "desc";
                 page?: number;
@@ -5911,6 +5943,57 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PresetCreate"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Model"];
+                };
+            };
+            /** @description `outcome_unknown`: the service went away after it received the request and before it answered; the request may have been carried out. Look before sending it again, or send it with an Idempotency-Key */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description A service or the database is not reachable right now, or the model is not ready: retry shortly (after Retry-After); a retry cannot do anything twice */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Refused: `error.code` says why, `error.message` what to fix, `error.field` which input */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ApiModelsCheckpointsRegisterCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckpointRegister"];
             };
         };
         responses: {

@@ -266,9 +266,9 @@ describe("a running training job", () => {
     const table = await screen.findByRole("region", { name: "Checkpoints" });
     const rows = within(table).getAllByRole("row");
     expect(rows.map((row) => row.textContent)).toEqual([
-      "CheckpointSavedTraining lossValidation loss",
-      expect.stringMatching(/^checkpoint-20.*1\.25.*—$/),
-      expect.stringMatching(/^checkpoint-10.*1\.5.*1\.75$/),
+      "CheckpointSavedTraining lossValidation lossModel",
+      expect.stringMatching(/^checkpoint-20.*1\.25.*—Deploy$/),
+      expect.stringMatching(/^checkpoint-10.*1\.5.*1\.75Deploy$/),
     ]);
     await user.click(screen.getByRole("button", { name: "Pause" }));
     await user.click(screen.getByRole("button", { name: "Yes, pause it" }));

@@ -17,6 +17,7 @@ import { formatExact, formatMetric } from "../../lib/format";
 import { useInterval, useJobFeed } from "../../lib/live";
 import type { SocketStatus } from "../../lib/socket";
 import { useQuery } from "../../lib/useQuery";
+import { Checkpoints } from "./Checkpoints";
 import { EvalSamples } from "./EvalSamples";
 import { FineTuningPanel } from "./FineTuningPanel";
 import { JobGpu } from "./JobGpu";
@@ -216,33 +217,7 @@ function JobBody({ job, onChanged }: { job: JobDetail; onChanged: () => void }) 
 
       <TrackingLinks job={job} />
 
-      {job.kind === "train" && job.checkpoints && job.checkpoints.length > 0 && (
-        <section className="card" aria-labelledby="job-checkpoints">
-          <h2 id="job-checkpoints">{t("job.checkpoints")}</h2>
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">{t("job.checkpointStep")}</th>
-                <th scope="col">{t("job.checkpointSaved")}</th>
-                <th scope="col">{t("job.checkpointTrainLoss")}</th>
-                <th scope="col">{t("job.checkpointValidLoss")}</th>
-              </tr>
-            </thead>
-            <tbody>
-              {job.checkpoints.map((checkpoint) => (
-                <tr key={checkpoint.step}>
-                  <td className="mono">checkpoint-{checkpoint.step}</td>
-                  <td>
-                    <time dateTime={checkpoint.saved_at}>{formatDateTime(checkpoint.saved_at)}</time>
-                  </td>
-                  <td>{checkpoint.train_loss === null ? "—" : formatMetric(checkpoint.train_loss)}</td>
-                  <td>{checkpoint.valid_loss === null ? "—" : formatMetric(checkpoint.valid_loss)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </section>
-      )}
+      <Checkpoints job={job} />
 
       <JobGpu job={job} active={active} />
 

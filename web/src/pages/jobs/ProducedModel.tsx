@@ -11,7 +11,8 @@ export function ProducedModel({ job }: { job: JobDetail }) {
   const source = job.kind === "export" ? "export" : "train";
   const wanted = job.state === "succeeded" && (job.kind === "train" || job.kind === "export");
   const models = useQuery((signal) => modelsApi.list({ source, limit: 200 }, signal), [source, job.state], wanted);
-  const model = models.data?.items.find((m) => m.job_id === job.id);
+  // Its own output, not a checkpoint of it registered as a model (Checkpoints.tsx).
+  const model = models.data?.items.find((m) => m.job_id === job.id && m.details?.checkpoint_step === undefined);
   if (!wanted || !model) return null;
   const query = `model=${encodeURIComponent(model.name)}`;
   return (
