@@ -256,6 +256,36 @@ async def test_fine_tune_deploy_and_chat_by_the_ft_name_with_the_openai_package(
         await gw.post(f"/api/deployments/{deployment}/stop", headers=owner)
     assert (await deployment_state(gw, owner, deployment, {"stopped", "failed"}))["state"] == "stopped"
 
+    # A checkpoint answers by its name once its owner registers it as a model (the job page's "Deploy"), on the base
+    # it was trained on: its adapter, deployed like any model.
+    with pytest.raises(openai.NotFoundError) as unregistered:
+        await client.chat.completions.create(model=last.fine_tuned_model_checkpoint, messages=MESSAGES, max_tokens=2)
+    assert "POST /api/models/checkpoints" in unregistered.value.body["message"]
+    job_id = created.model_extra["llmct"]["job_id"]
+    r = await gw.post("/api/models/checkpoints", json={"job_id": job_id, "step": last.step_number}, headers=owner)
+    assert r.status_code == 201, r.text
+    kept = r.json()
+    assert kept["path"].endswith(f"/checkpoint-{last.step_number}") and kept["kind"] == "lora", kept
+    r = await gw.post(
+        "/api/deployments",
+        json={"model": kept["name"], "gpu_count": 0, "generation": {"max_new_tokens": 8, "do_sample": False}},
+        headers=owner,
+    )
+    assert r.status_code == 201, r.text
+    deployment = r.json()["id"]
+    try:
+        ready = await deployment_state(gw, owner, deployment, {"ready", "failed"})
+        assert ready["state"] == "ready", ready
+        answer = await client.chat.completions.create(
+            model=last.fine_tuned_model_checkpoint, messages=MESSAGES, max_tokens=6
+        )
+        assert answer.choices[0].message.content is not None and answer.usage.completion_tokens > 0
+        with pytest.raises(openai.NotFoundError):
+            await other.chat.completions.create(model=last.fine_tuned_model_checkpoint, messages=MESSAGES)
+    finally:
+        await gw.post(f"/api/deployments/{deployment}/stop", headers=owner)
+    assert (await deployment_state(gw, owner, deployment, {"stopped", "failed"}))["state"] == "stopped"
+
 
 async def test_the_sdks_exceptions_for_a_bad_file_an_unknown_model_and_an_unknown_job(gw, stack, tiny_model):
     client = sdk(stack, await login(gw, stack.invite_code, unique("ft-errors")))
