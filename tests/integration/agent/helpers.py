@@ -36,71 +36,48 @@ class Notes(list):
 
 
 @contextlib.contextmanager
+def agent_process(mode: str, stack_env: dict, nats_server, tmp_path_factory, engine_bin: Path, **extra: str):
+    """`llmct service agent` as a process in storage `mode` ("objects": nothing shared with the control plane;
+    "shared": the paths of its jobs read as they are) running the real engine, its own NATS user and storage base;
+    yields (agent id, its base)."""
+    base = tmp_path_factory.mktemp(f"{mode}-agent-host") / "cloud-llm"
+    agent_id = unique(f"{mode}-agent")
+    creds = nats_server.add_agent(agent_id)
+    env = {
+        **os.environ,
+        **stack_env,
+        "HOST_BASE_PATH": str(base),
+        "LOG_BASE_PATH": str(base / "logs"),
+        "HF_CACHE_PATH": str(base / "hf-cache"),
+        "LLMCT_STATE_PATH": str(base.with_name("state")),
+        "LLMCT_STORAGE_MODE": mode,
+        "LLMCT_AGENT_ID": agent_id,
+        "LLMCT_AGENT_NATS_USER": creds["NATS_USER"],
+        "LLMCT_AGENT_NATS_PASSWORD": creds["NATS_PASSWORD"],
+        "LLMCT_AGENT_PORT": str(free_port()),
+        "LLMCT_HEARTBEAT_S": "0.5",
+        "LLMCT_RUNTIME": "process",
+        "LLMCT_ENGINE_BIN": str(engine_bin),
+        "LLMCT_CPU_SLOTS": "2",
+        **extra,
+    }
+    process = ServiceProcess(name="agent", port=int(env["LLMCT_AGENT_PORT"]), log_path=base.with_name("agent.log"))
+    process.start(env)
+    try:
+        wait_until(process.healthy, timeout=60, what=f"{mode}-mode agent", interval=0.1)
+        yield agent_id, base
+    finally:
+        process.stop()
+
+
 def objects_agent(stack_env: dict, nats_server, tmp_path_factory, engine_bin: Path, **extra: str):
-    """`llmct service agent` as a process in objects mode: its own NATS user, its own base (nothing shared with
-    the control plane); yields (agent id, its base)."""
-    base = tmp_path_factory.mktemp("agent-host") / "cloud-llm"
-    agent_id = unique("objects-agent")
-    creds = nats_server.add_agent(agent_id)
-    env = {
-        **os.environ,
-        **stack_env,
-        "HOST_BASE_PATH": str(base),
-        "LOG_BASE_PATH": str(base / "logs"),
-        "HF_CACHE_PATH": str(base / "hf-cache"),
-        "LLMCT_STATE_PATH": str(base.with_name("state")),
-        "LLMCT_STORAGE_MODE": "objects",
-        "LLMCT_AGENT_ID": agent_id,
-        "LLMCT_AGENT_NATS_USER": creds["NATS_USER"],
-        "LLMCT_AGENT_NATS_PASSWORD": creds["NATS_PASSWORD"],
-        "LLMCT_AGENT_PORT": str(free_port()),
-        "LLMCT_HEARTBEAT_S": "0.5",
-        "LLMCT_RUNTIME": "process",
-        "LLMCT_ENGINE_BIN": str(engine_bin),
-        "LLMCT_CPU_SLOTS": "2",
-        **extra,
-    }
-    process = ServiceProcess(name="agent", port=int(env["LLMCT_AGENT_PORT"]), log_path=base.with_name("agent.log"))
-    process.start(env)
-    try:
-        wait_until(process.healthy, timeout=60, what="objects-mode agent", interval=0.1)
-        yield agent_id, base
-    finally:
-        process.stop()
+    """An agent process in objects mode (agent_process)."""
+    return agent_process("objects", stack_env, nats_server, tmp_path_factory, engine_bin, **extra)
 
 
-@contextlib.contextmanager
 def shared_agent(stack_env: dict, nats_server, tmp_path_factory, engine_bin: Path, **extra: str):
-    """`llmct service agent` as a process in shared mode running the real engine: its own NATS user and storage
-    base (the paths of its jobs are read as they are); yields (agent id, its base)."""
-    base = tmp_path_factory.mktemp("shared-agent") / "cloud-llm"
-    agent_id = unique("shared-agent")
-    creds = nats_server.add_agent(agent_id)
-    env = {
-        **os.environ,
-        **stack_env,
-        "HOST_BASE_PATH": str(base),
-        "LOG_BASE_PATH": str(base / "logs"),
-        "HF_CACHE_PATH": str(base / "hf-cache"),
-        "LLMCT_STATE_PATH": str(base.with_name("state")),
-        "LLMCT_STORAGE_MODE": "shared",
-        "LLMCT_AGENT_ID": agent_id,
-        "LLMCT_AGENT_NATS_USER": creds["NATS_USER"],
-        "LLMCT_AGENT_NATS_PASSWORD": creds["NATS_PASSWORD"],
-        "LLMCT_AGENT_PORT": str(free_port()),
-        "LLMCT_HEARTBEAT_S": "0.5",
-        "LLMCT_RUNTIME": "process",
-        "LLMCT_ENGINE_BIN": str(engine_bin),
-        "LLMCT_CPU_SLOTS": "2",
-        **extra,
-    }
-    process = ServiceProcess(name="agent", port=int(env["LLMCT_AGENT_PORT"]), log_path=base.with_name("agent.log"))
-    process.start(env)
-    try:
-        wait_until(process.healthy, timeout=60, what="shared-mode agent", interval=0.1)
-        yield agent_id, base
-    finally:
-        process.stop()
+    """An agent process in shared mode (agent_process)."""
+    return agent_process("shared", stack_env, nats_server, tmp_path_factory, engine_bin, **extra)
 
 
 async def run(

@@ -8,29 +8,23 @@ through the registry (its `ft:` names need the scheduler's fine-tuning jobs: tes
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import json
-from datetime import UTC, datetime
 
 import httpx
 import msgspec
-import nats
 import openai
 import pytest
 
 from services.auth.store import insert_api_key
-from services.common import contracts
 from services.common.contracts import AdapterRef, ChatFrames, Subjects
 from services.common.security import new_api_key, new_id
-from services.scheduler.deployments import store as deployments_store
 from services.scheduler.jobs import store as jobs_store
 from tests.helpers import eventually, unique
 from tests.integration.registry.helpers import make_output, make_preset, make_user
 from tests.integration.scheduler.helpers import connect_as
 
-from .helpers import AgentPart, serving
+from .helpers import AgentPart, vllm_deployment
 
 pytestmark = pytest.mark.integration
 
@@ -52,81 +46,16 @@ class World:
     bob_lora: str
 
 
-async def deploy(pool, owner_id: str, model: str) -> str:
-    """A deployment of `model` placed on AGENT (as the dispatcher leaves it), running."""
-    dep_id = new_id("dep")
-    async with pool.acquire() as conn, conn.transaction():
-        await jobs_store.insert_job(
-            conn,
-            job_id=dep_id,
-            owner_id=owner_id,
-            kind="deploy",
-            priority=0,
-            gpu_count=0,
-            request={"model": model},
-            config={},
-            config_yaml="",
-            stages=[],
-            output_dir=f"/tmp/{dep_id}",
-            estimate={},
-        )
-        await deployments_store.insert(
-            conn, deployment_id=dep_id, owner_id=owner_id, model=model, generation={}, idle_timeout_s=3600
-        )
-        await conn.execute(
-            "UPDATE jobs SET state = 'running', agent_id = $2, attempt = 1, dispatched_at = now(), "
-            "started_at = now() WHERE id = $1",
-            dep_id,
-            AGENT,
-        )
-    return dep_id
-
-
 @pytest.fixture(scope="module")
 async def world(settings, pool, nats_server):
-    from services.gateway.app import create_app as gateway_app
-    from services.registry.app import create_app as registry_app
-    from services.scheduler.app import create_app as scheduler_app
-
-    nc = await nats.connect(nats_server.url)
-    agent = AgentPart(nc, AGENT)
-    sub = await nc.subscribe(Subjects.agent_deploy_all(AGENT), cb=agent.answer)
-    beating = asyncio.create_task(agent.beat_forever())
     alice, bob = await make_user(pool, settings), await make_user(pool, settings)
     base_id, base = await make_preset(pool)
     alice_lora_id, alice_lora = await make_output(pool, alice[0], base_id, kind="lora")
     _, bob_lora = await make_output(pool, bob[0], base_id, kind="lora")  # private: Bob's alone
-    try:
-        async with serving(scheduler_app(settings), registry_app(settings)) as (scheduler, registry):
-            await eventually(lambda: _online(pool))  # else the sweep fails a deployment placed here as lost
-            deployment = await deploy(pool, alice[0], base)
-            agent.deployments.append(deployment)
-            urls = {**settings.service_urls, "scheduler": (scheduler,), "registry": (registry,)}
-            async with serving(gateway_app(dataclasses.replace(settings, service_urls=urls))) as (gateway,):
-                ready = contracts.DeploymentReady(
-                    job_id=deployment, agent_id=AGENT, at=datetime.now(UTC), attempt=1, engine="vllm"
-                )
-                await nc.jetstream().publish(Subjects.job_status(AGENT, deployment), contracts.encode(ready))
-                await eventually(lambda: _ready(gateway, alice[1], deployment))
-                yield World(
-                    gateway, agent, base, base_id, deployment, alice, bob, alice_lora, f"/out/{alice_lora_id}", bob_lora
-                )
-    finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
-        await sub.unsubscribe()
-        await nc.close()
-
-
-async def _online(pool) -> bool:
-    return bool(await pool.fetchval("SELECT count(*) FROM agents WHERE id = $1 AND offline_since IS NULL", AGENT))
-
-
-async def _ready(gateway: str, headers: dict, deployment: str) -> bool:
-    async with httpx.AsyncClient(base_url=gateway) as client:
-        r = await client.get(f"/api/deployments/{deployment}", headers=headers)
-    return r.status_code == 200 and r.json()["state"] == "ready" and r.json().get("engine") == "vllm"
+    async with vllm_deployment(settings, pool, nats_server, AGENT, alice, base) as (gateway, agent, deployment):
+        yield World(
+            gateway, agent, base, base_id, deployment, alice, bob, alice_lora, f"/out/{alice_lora_id}", bob_lora
+        )
 
 
 async def chat(world: World, headers: dict, model: str, **more) -> httpx.Response:

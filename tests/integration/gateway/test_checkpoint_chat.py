@@ -7,8 +7,6 @@ Postgres; the agent's part played on the bus, as in test_chat_adapters.py."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import secrets
 from datetime import UTC, datetime
@@ -16,18 +14,13 @@ from pathlib import Path
 
 import httpx
 import msgspec
-import nats
 import pytest
 
-from services.common import contracts
 from services.common.contracts import AdapterRef, ChatFrames, Subjects
-from services.common.security import new_id
-from services.scheduler.deployments import store as deployments_store
-from services.scheduler.jobs import store as jobs_store
 from tests.helpers import eventually
 from tests.integration.registry.helpers import make_job, make_preset, make_user, write_adapter
 
-from .helpers import AgentPart, serving
+from .helpers import AgentPart, vllm_deployment
 
 pytestmark = pytest.mark.integration
 
@@ -44,36 +37,6 @@ class World:
     alice: tuple[str, dict]
     bob: tuple[str, dict]
     out: Path
-
-
-async def deploy(pool, owner_id: str, model: str) -> str:
-    """A deployment of `model` placed on AGENT (as the dispatcher leaves it), running."""
-    dep_id = new_id("dep")
-    async with pool.acquire() as conn, conn.transaction():
-        await jobs_store.insert_job(
-            conn,
-            job_id=dep_id,
-            owner_id=owner_id,
-            kind="deploy",
-            priority=0,
-            gpu_count=0,
-            request={"model": model},
-            config={},
-            config_yaml="",
-            stages=[],
-            output_dir=f"/tmp/{dep_id}",
-            estimate={},
-        )
-        await deployments_store.insert(
-            conn, deployment_id=dep_id, owner_id=owner_id, model=model, generation={}, idle_timeout_s=3600
-        )
-        await conn.execute(
-            "UPDATE jobs SET state = 'running', agent_id = $2, attempt = 1, dispatched_at = now(), "
-            "started_at = now() WHERE id = $1",
-            dep_id,
-            AGENT,
-        )
-    return dep_id
 
 
 async def fine_tuning_job(pool, owner_id: str, base: str, out: Path, finetuning_type: str = "lora") -> str:
@@ -103,46 +66,11 @@ async def fine_tuning_job(pool, owner_id: str, base: str, out: Path, finetuning_
 
 @pytest.fixture(scope="module")
 async def world(settings, pool, nats_server, tmp_path_factory):
-    from services.gateway.app import create_app as gateway_app
-    from services.registry.app import create_app as registry_app
-    from services.scheduler.app import create_app as scheduler_app
-
-    nc = await nats.connect(nats_server.url)
-    agent = AgentPart(nc, AGENT)
-    sub = await nc.subscribe(Subjects.agent_deploy_all(AGENT), cb=agent.answer)
-    beating = asyncio.create_task(agent.beat_forever())
     alice, bob = await make_user(pool, settings), await make_user(pool, settings)
     _, base = await make_preset(pool)
     out = tmp_path_factory.mktemp("checkpoints")
-    try:
-        async with serving(scheduler_app(settings), registry_app(settings)) as (scheduler, registry):
-            await eventually(lambda: _online(pool))  # else the sweep fails a deployment placed here as lost
-            deployment = await deploy(pool, alice[0], base)
-            agent.deployments.append(deployment)
-            urls = {**settings.service_urls, "scheduler": (scheduler,), "registry": (registry,)}
-            async with serving(gateway_app(dataclasses.replace(settings, service_urls=urls))) as (gateway,):
-                ready = contracts.DeploymentReady(
-                    job_id=deployment, agent_id=AGENT, at=datetime.now(UTC), attempt=1, engine="vllm"
-                )
-                await nc.jetstream().publish(Subjects.job_status(AGENT, deployment), contracts.encode(ready))
-                await eventually(lambda: _ready(gateway, alice[1], deployment))
-                yield World(gateway, agent, base, deployment, alice, bob, out)
-    finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
-        await sub.unsubscribe()
-        await nc.close()
-
-
-async def _online(pool) -> bool:
-    return bool(await pool.fetchval("SELECT count(*) FROM agents WHERE id = $1 AND offline_since IS NULL", AGENT))
-
-
-async def _ready(gateway: str, headers: dict, deployment: str) -> bool:
-    async with httpx.AsyncClient(base_url=gateway) as client:
-        r = await client.get(f"/api/deployments/{deployment}", headers=headers)
-    return r.status_code == 200 and r.json()["state"] == "ready" and r.json().get("engine") == "vllm"
+    async with vllm_deployment(settings, pool, nats_server, AGENT, alice, base) as (gateway, agent, deployment):
+        yield World(gateway, agent, base, deployment, alice, bob, out)
 
 
 async def checkpoint_names(world: World, headers: dict, ftjob_id: str) -> dict[int, str]:
