@@ -464,10 +464,11 @@ async def test_a_saved_checkpoint_from_the_jobs_agent_and_attempt_is_kept_and_de
     ftjob = "ftjob-" + "ab" * 12
     await pool.execute(
         "INSERT INTO fine_tuning_jobs (id, job_id, owner_id, model, training_file, seed, method) "
-        "VALUES ($1, $2, $3, 'm', 'file-x', 1, '{}')",
+        "VALUES ($1, $2, $3, 'm', 'file-x', 1, $4)",
         ftjob,
         job_id,
         owner_id,
+        {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
     )
     await js.publish(Subjects.job_status(AGENT, job_id), contracts.encode(checkpoint_saved(job_id, AGENT, 2, 7)))
     await eventually(lambda: delivered(pool, endpoint["id"], 2))
