@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from services.common import lifecycle, storage
+from services.common import lifecycle, readmodels, storage
 from services.common.contracts import Buckets, JobInput, ModelForUse, ModelUseAsked, Subjects
 from services.common.errors import ApiError
 from services.common.inputs import InputStore, Wanted, files_under, stored_outputs
@@ -63,6 +63,7 @@ async def model_for_use(context: RegistryContext, asked: ModelUseAsked) -> Model
     mode with its files (and its base's), stored."""
     pool = context.pool
     model = await rules.model_for_use(pool, asked.user_id, asked.name, use=asked.use, field=asked.field)
+    await _check_checkpoint_kept(pool, model.id, asked.name, asked.field)
     if model.kind != "lora":
         return await _with_inputs(context, model_for_job(model, None, asked.prefer_hub), [model], asked.field)
     base_row = await store.get(pool, model.base_model_id) if model.base_model_id else None
@@ -75,6 +76,26 @@ async def model_for_use(context: RegistryContext, asked: ModelUseAsked) -> Model
         )
     base = rules.ModelRef.from_row(base_row)
     return await _with_inputs(context, model_for_job(model, base, asked.prefer_hub), [base, model], asked.field)
+
+
+async def _check_checkpoint_kept(pool, model_id: str, name: str, field: str) -> None:
+    """A model registered from a checkpoint is usable while its job keeps that checkpoint (the scheduler's record,
+    in every storage mode): 409 once its trainer deleted it (save_total_limit), naming the ones it keeps."""
+    async with pool.acquire() as conn:
+        row = await store.get(conn, model_id)
+        step = (row["details"] or {}).get("checkpoint_step") if row and row["job_id"] else None
+        if step is None:
+            return
+        kept = await readmodels.kept_checkpoints(conn, row["job_id"])
+    if step not in kept:
+        keeps = ", ".join(str(s) for s in kept) or "none"
+        raise ApiError(
+            409,
+            "checkpoint_removed",
+            f"model {name!r} is checkpoint {step} of job {row['job_id']}, which its trainer has since deleted "
+            f"(save_total_limit): register one the job keeps (steps: {keeps}) with POST /api/models/checkpoints",
+            field,
+        )
 
 
 async def _with_inputs(

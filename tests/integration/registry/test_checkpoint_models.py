@@ -9,6 +9,7 @@ import pytest
 
 from services.common import readmodels
 from services.common.contracts import ModelForUse, ModelUseAsked, Subjects
+from services.common.errors import ApiError
 from services.common.requests import ask
 from services.registry import service
 
@@ -86,6 +87,21 @@ async def test_a_kept_checkpoint_is_registered_once_as_the_jobs_kind_of_model(cl
     output = await pool.fetchval(f"SELECT ({readmodels.model_of_job('$1::text')})", job_id)
     assert output == f"{preset}-sft-{job_id[-8:]}"
     assert await pool.fetchval("SELECT count(*) FROM models WHERE job_id = $1", job_id) == 3
+
+
+async def test_a_checkpoint_its_trainer_deleted_is_no_longer_usable(client, pool, training, bus):
+    """The trainer rotates checkpoints (save_total_limit): once the scheduler has it removed (JobCheckpointRemoved),
+    a model registered from it is refused for any use, saying which checkpoints the job keeps."""
+    alice, headers, job_id, *_ = training
+    model = (await client.post(URL, json={"job_id": job_id, "step": 6}, headers=headers)).json()
+    asked = ModelUseAsked(user_id=alice, name=model["name"], use="deploy")
+    assert (await ask(bus, Subjects.MODEL_FOR_USE, asked, ModelForUse, owner="registry")).adapter_path
+    await pool.execute("DELETE FROM job_checkpoints WHERE job_id = $1 AND step = 6", job_id)
+    await saved(pool, job_id, 9)
+    with pytest.raises(ApiError) as refused:
+        await ask(bus, Subjects.MODEL_FOR_USE, asked, ModelForUse, owner="registry")
+    assert (refused.value.status, refused.value.code) == (409, "checkpoint_removed")
+    assert "steps: 3, 9" in refused.value.message and "POST /api/models/checkpoints" in refused.value.message
 
 
 async def test_a_deleted_checkpoint_model_is_registered_again_on_request(client, pool, training):
