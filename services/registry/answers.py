@@ -83,16 +83,18 @@ async def _check_checkpoint_kept(pool, model_id: str, name: str, field: str) -> 
     in every storage mode): 409 once its trainer deleted it (save_total_limit), naming the ones it keeps."""
     async with pool.acquire() as conn:
         row = await store.get(conn, model_id)
-        step = (row["details"] or {}).get("checkpoint_step") if row and row["job_id"] else None
+        if row is None or not row["job_id"]:
+            return
+        job_id, step = row["job_id"], (row["details"] or {}).get("checkpoint_step")
         if step is None:
             return
-        kept = await readmodels.kept_checkpoints(conn, row["job_id"])
+        kept = await readmodels.kept_checkpoints(conn, job_id)
     if step not in kept:
         keeps = ", ".join(str(s) for s in kept) or "none"
         raise ApiError(
             409,
             "checkpoint_removed",
-            f"model {name!r} is checkpoint {step} of job {row['job_id']}, which its trainer has since deleted "
+            f"model {name!r} is checkpoint {step} of job {job_id}, which its trainer has since deleted "
             f"(save_total_limit): register one the job keeps (steps: {keeps}) with POST /api/models/checkpoints",
             field,
         )
