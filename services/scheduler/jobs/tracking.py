@@ -15,9 +15,10 @@ import asyncpg
 import msgspec
 
 from services.common.errors import ApiError
-from services.common.usersecrets import BY_ENV, job_secret_names
+from services.common.usersecrets import BY_NAME, job_secret_names
 
 from ..settings import TrackingSettings
+from ..usersecrets import store as secrets_store
 from ..webhooks.addresses import Allowed, Refused, checked_address
 from .schemas import Tracking, TrackingRun
 
@@ -38,12 +39,6 @@ async def check_address(url: str, settings: TrackingSettings, field: str) -> Non
         message = message.replace("LLMCT_WEBHOOK_ALLOW", "LLMCT_TRACKING_ALLOW")
         message = message.replace("the signature says who sends", "store credentials with PUT /api/secrets/…")
         raise ApiError(422, "invalid_tracking", message, field) from exc
-
-
-async def has_secret(conn, user_id: str, env: str) -> bool:
-    """Whether the user stored the secret a job gets as variable `env` (user_secrets, /api/secrets)."""
-    query = "SELECT EXISTS (SELECT 1 FROM user_secrets WHERE user_id = $1 AND name = $2)"
-    return bool(await conn.fetchval(query, user_id, BY_ENV[env].name))
 
 
 def effective(tracking: Tracking | None, settings: TrackingSettings) -> Tracking | None:
@@ -68,19 +63,20 @@ async def check_tracking(
     if tracking.wandb and tracking.wandb.base_url:
         await check_address(tracking.wandb.base_url, settings, "tracking.wandb.base_url")
     names: list[str] = []
-    async with pool.acquire() as conn:
-        if tracking.wandb and tracking.wandb.mode == "online":
-            if not await has_secret(conn, user_id, WANDB_API_KEY):
-                raise ApiError(
-                    422,
-                    "secret_missing",
-                    "W&B online needs your W&B API key: store it with PUT /api/secrets/wandb_api_key, "
-                    "or set tracking.wandb.mode to 'offline'",
-                    "tracking.wandb.mode",
-                )
-            names.append(WANDB_API_KEY)
-        if tracking.mlflow:
-            names += [env for env in MLFLOW_SECRETS if await has_secret(conn, user_id, env)]
+    rows = await secrets_store.secrets_of(pool, user_id)  # one read for every tracker
+    have = {BY_NAME[row["name"]].env for row in rows if row["name"] in BY_NAME}
+    if tracking.wandb and tracking.wandb.mode == "online":
+        if WANDB_API_KEY not in have:
+            raise ApiError(
+                422,
+                "secret_missing",
+                "W&B online needs your W&B API key: store it with PUT /api/secrets/wandb_api_key, "
+                "or set tracking.wandb.mode to 'offline'",
+                "tracking.wandb.mode",
+            )
+        names.append(WANDB_API_KEY)
+    if tracking.mlflow:
+        names += [env for env in MLFLOW_SECRETS if env in have]
     return list(job_secret_names(names))
 
 
